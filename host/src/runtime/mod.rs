@@ -1,0 +1,1 @@
+//! The wasm reactor runtime (issue 3).
