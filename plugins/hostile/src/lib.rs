@@ -1,0 +1,125 @@
+//! `hostile`: misbehaves on command, so end-to-end tests can check that the
+//! host contains it.
+//!
+//! Consumes `hostile.cmd` with JSON `{"do": "..."}` and handles the events of
+//! a batch in order; the first bad one makes the whole `react` call
+//! misbehave (the host must bisect to find it):
+//!
+//! | `do`         | behaviour                                                   |
+//! |--------------|-------------------------------------------------------------|
+//! | `ok`         | emit `hostile.ok` on the same entity and scope              |
+//! | `loop`       | spin forever (the host's time/fuel limit must stop it)      |
+//! | `oom`        | allocate and touch 1 MiB blocks until memory runs out       |
+//! | `trap`       | panic (a wasm trap)                                         |
+//! | `error`      | return a `react-error` naming this event's index            |
+//! | `huge`       | propose one `hostile.ok` with a 64 MiB payload              |
+//! | `forbidden`  | propose `hostile.forbidden`, a kind not in `emits`          |
+//! | `reserved`   | propose `batpak.fake`, a kind reserved for the host         |
+//! | `bad-source` | propose `hostile.ok` with a `source` index outside the batch |
+//!
+//! Anything else (or an unreadable payload) is a `react-error` for that event.
+//! Config `{"fail_init": true}` makes `init` fail.
+
+use batpak_guest::{Batch, Descriptor, EventRef, Output, Proposal, ReactError, Reactor};
+use serde::Deserialize;
+use std::hint::black_box;
+
+const OK: &str = "hostile.ok";
+
+#[derive(Deserialize, Default)]
+struct Config {
+    #[serde(default)]
+    fail_init: bool,
+}
+
+#[derive(Deserialize)]
+struct Cmd {
+    #[serde(rename = "do")]
+    action: String,
+}
+
+struct Hostile;
+
+fn spin_forever() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        // black_box hides the value from the optimizer, so the loop stays.
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+fn exhaust_memory() -> ! {
+    const BLOCK: usize = 1 << 20;
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut block = vec![0u8; BLOCK];
+        for i in (0..BLOCK).step_by(4096) {
+            block[i] = 1;
+        }
+        hoard.push(black_box(block));
+        black_box(&hoard);
+    }
+}
+
+fn handle(event: &EventRef<'_>, batch: &Batch, out: &mut Output) -> Result<(), ReactError> {
+    let cmd: Cmd = event
+        .json()
+        .map_err(|e| ReactError::at(event, format!("hostile: unreadable command: {e}")))?;
+    let (entity, scope) = (event.entity(), event.scope());
+    match cmd.action.as_str() {
+        "ok" => {
+            out.emit(event, entity, scope, OK, event.payload());
+        }
+        "loop" => spin_forever(),
+        "oom" => exhaust_memory(),
+        "trap" => panic!("hostile: trap requested"),
+        "error" => return Err(ReactError::at(event, "hostile: error requested")),
+        "huge" => {
+            out.emit(event, entity, scope, OK, vec![b'x'; 64 << 20]);
+        }
+        "forbidden" => {
+            out.emit(event, entity, scope, "hostile.forbidden", &b"{}"[..]);
+        }
+        "reserved" => {
+            out.emit(event, entity, scope, "batpak.fake", &b"{}"[..]);
+        }
+        "bad-source" => {
+            let source = u32::try_from(batch.len())
+                .unwrap_or(u32::MAX)
+                .saturating_add(1000);
+            out.push(Proposal::new(source, entity, scope, OK, &b"{}"[..]));
+        }
+        other => {
+            return Err(ReactError::at(
+                event,
+                format!("hostile: unknown command {other:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Reactor for Hostile {
+    fn describe() -> Descriptor {
+        Descriptor::new("hostile", env!("CARGO_PKG_VERSION"))
+            .consumes(["hostile.cmd"])
+            .emits([OK])
+    }
+
+    fn init(config: &str) -> Result<Self, String> {
+        let config: Config = batpak_guest::parse_config(config)?;
+        if config.fail_init {
+            return Err("hostile: init refused by config".to_owned());
+        }
+        Ok(Hostile)
+    }
+
+    fn react(&mut self, batch: &Batch, out: &mut Output) -> Result<(), ReactError> {
+        for event in batch.events() {
+            handle(&event, batch, out)?;
+        }
+        Ok(())
+    }
+}
+
+batpak_guest::export_reactor!(Hostile);

@@ -1,0 +1,62 @@
+//! `shipping`: requests a shipment for every reserved order.
+//!
+//! Consumes `inventory.reserved` (`{"order", "sku", "qty", "remaining"}`) and
+//! emits `shipment.requested` on the order's entity with
+//! `{"order", "sku", "qty"}`. Stateless; needs no config.
+
+use batpak_guest::{Batch, Descriptor, Output, ReactError, Reactor};
+use serde::{Deserialize, Serialize};
+
+const SHIPMENT: &str = "shipment.requested";
+
+#[derive(Deserialize, Serialize)]
+struct Shipment {
+    order: String,
+    sku: String,
+    qty: u64,
+}
+
+struct Shipping;
+
+impl Reactor for Shipping {
+    fn describe() -> Descriptor {
+        Descriptor::new("shipping", env!("CARGO_PKG_VERSION"))
+            .consumes(["inventory.reserved"])
+            .emits([SHIPMENT])
+    }
+
+    fn init(_config: &str) -> Result<Self, String> {
+        Ok(Shipping)
+    }
+
+    fn react(&mut self, batch: &Batch, out: &mut Output) -> Result<(), ReactError> {
+        for event in batch.events() {
+            // Unknown fields (`remaining`) are ignored.
+            let shipment: Shipment = event.json().map_err(|e| {
+                ReactError::at(&event, format!("unreadable inventory.reserved: {e}"))
+            })?;
+            if !batpak_guest::is_valid_coordinate_part(&shipment.order) {
+                return Err(ReactError::at(
+                    &event,
+                    "inventory.reserved names no valid order entity",
+                ));
+            }
+            batpak_guest::info!(
+                "shipping {} x {} for {}",
+                shipment.qty,
+                shipment.sku,
+                shipment.order
+            );
+            out.emit_json(
+                &event,
+                shipment.order.as_str(),
+                event.scope(),
+                SHIPMENT,
+                &shipment,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+batpak_guest::export_reactor!(Shipping);
