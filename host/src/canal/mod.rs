@@ -14,6 +14,7 @@ mod region;
 mod subscription;
 
 pub use cursor::{Checkpoint, Cursor};
+pub(crate) use cursor::validate_cursor_id;
 pub use region::Region;
 pub use subscription::Subscription;
 

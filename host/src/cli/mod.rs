@@ -17,7 +17,7 @@ use std::process::ExitCode;
 pub struct Cli {
     /// The store directory (created when missing). One process owns it at a
     /// time.
-    #[arg(long, global = true, default_value = "./batpak-data", env = "BATPAK_DATA")]
+    #[arg(long, global = true, default_value = "./batpak-data")]
     pub data: PathBuf,
     /// What to do.
     #[command(subcommand)]

@@ -14,6 +14,7 @@ mod error;
 mod fanout;
 mod frame;
 mod index;
+mod reader;
 mod recovery;
 mod segment;
 mod snapshot;
@@ -22,10 +23,11 @@ mod writer;
 pub use error::StoreError;
 pub(crate) use fanout::SubscriberQueue;
 pub use frame::{decode_frame, encode_frame, FrameError};
+pub use reader::LogReader;
 
 use crate::canal::{Checkpoint, Cursor, Region, Subscription};
 use crate::event::{Event, EventId, Proposal, Receipt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,12 +58,27 @@ impl Default for StoreOptions {
     }
 }
 
+/// How long an append waits before returning its receipts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Wait {
+    /// Return once the batch is sequenced and queued for the writer. The
+    /// receipt is final (ids and sequences never change), but the events may
+    /// not be readable yet and are lost if the process dies before they are
+    /// written. Use [`Store::sync`] to make them durable later.
+    Accepted,
+    /// Return once the events are written and readable (not yet fsynced).
+    #[default]
+    Visible,
+    /// Return once the events are on stable storage (fsynced). Concurrent
+    /// durable appends share one fsync.
+    Durable,
+}
+
 /// How an append should behave.
 #[derive(Clone, Debug, Default)]
 pub struct AppendOptions {
-    /// Return only once the events are durable (fsynced). Concurrent durable
-    /// appends share one fsync.
-    pub durable: bool,
+    /// When the call returns.
+    pub wait: Wait,
     /// Move a cursor's checkpoint in the same atomic write as the events.
     pub checkpoint: Option<CheckpointUpdate>,
 }
@@ -70,7 +87,7 @@ impl AppendOptions {
     /// Return once the events are durable.
     pub fn durable() -> Self {
         AppendOptions {
-            durable: true,
+            wait: Wait::Durable,
             checkpoint: None,
         }
     }
@@ -80,10 +97,26 @@ impl AppendOptions {
         AppendOptions::default()
     }
 
+    /// Return as soon as the batch is accepted (see [`Wait::Accepted`]).
+    pub fn accepted() -> Self {
+        AppendOptions {
+            wait: Wait::Accepted,
+            checkpoint: None,
+        }
+    }
+
     /// Also commit `checkpoint` atomically with the events.
     pub fn with_checkpoint(mut self, checkpoint: CheckpointUpdate) -> Self {
         self.checkpoint = Some(checkpoint);
         self
+    }
+
+    pub(crate) fn wait_durable(&self) -> bool {
+        self.wait == Wait::Durable
+    }
+
+    pub(crate) fn wait_visible(&self) -> bool {
+        self.wait != Wait::Accepted
     }
 }
 
@@ -112,6 +145,16 @@ pub struct Watermarks {
     pub visible: u64,
     /// Highest sequence known to be on stable storage.
     pub durable: u64,
+}
+
+/// What [`Store::open`] found and repaired.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryInfo {
+    /// Events read from segment files rather than the index snapshot.
+    pub replayed: u64,
+    /// `(segment, offset, bytes)` when a torn tail was truncated: an append
+    /// that never completed (and was never acknowledged as durable).
+    pub truncated_tail: Option<(u32, u64, u64)>,
 }
 
 /// Result of [`Store::verify`].
@@ -307,7 +350,18 @@ impl Store {
         self.inner.close()
     }
 
-    pub(crate) fn segments_dir(&self) -> PathBuf {
-        self.inner.dir.join("segments")
+    /// What opening had to do: how many events were replayed from the
+    /// segments (not covered by the snapshot) and whether a torn tail was cut.
+    pub fn recovery(&self) -> RecoveryInfo {
+        self.inner.recovery
     }
+}
+
+/// Verifies the store in `dir` straight from its segment files, without
+/// opening (or repairing) it: for a store that fails to open.
+///
+/// # Errors
+/// Only when the check itself cannot run (I/O).
+pub fn verify_dir(dir: &Path) -> Result<VerifyReport, StoreError> {
+    recovery::verify_dir(dir, None)
 }

@@ -1,0 +1,86 @@
+//! Store errors. Each names what went wrong, where, and what to do.
+
+use crate::event::ValidationError;
+use std::path::PathBuf;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process owns the directory.
+    #[error("store {dir} is in use by another process ({holder}); stop it or pass another --data directory")]
+    Locked {
+        /// The store directory.
+        dir: PathBuf,
+        /// What the lock file says about its holder.
+        holder: String,
+    },
+    /// A proposal broke a rule; nothing was written.
+    #[error("proposal {index}: {source}")]
+    Invalid {
+        /// Position of the proposal in its batch.
+        index: usize,
+        /// The broken rule.
+        source: ValidationError,
+    },
+    /// Optimistic concurrency failed; nothing was written.
+    #[error("entity {entity:?} is at sequence {actual}, but the append expected {expected}; re-read the entity and retry")]
+    SequenceConflict {
+        /// The entity.
+        entity: String,
+        /// What the caller expected.
+        expected: u64,
+        /// What the store has.
+        actual: u64,
+    },
+    /// A causation names no known event; nothing was written.
+    #[error("proposal {index}: causation {id} is not an event in this store")]
+    UnknownCausation {
+        /// Position of the proposal in its batch.
+        index: usize,
+        /// The missing id.
+        id: String,
+    },
+    /// An empty batch or one too large for one frame.
+    #[error("{0}")]
+    BadBatch(String),
+    /// Damaged data that is not a torn tail: the store refuses to guess.
+    #[error("corrupt store: segment {segment:06} offset {offset}: {reason}. Nothing was changed; run `batpak-host verify` for a full report and restore the damaged segment from a backup")]
+    Corrupt {
+        /// Segment number.
+        segment: u32,
+        /// Byte offset in the segment file.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A named cursor's checkpoint cannot be trusted.
+    #[error("checkpoint of cursor {cursor:?} cannot be used: {reason}")]
+    CheckpointMismatch {
+        /// The cursor id.
+        cursor: String,
+        /// Why.
+        reason: String,
+    },
+    /// A write or fsync failed earlier; the store refuses further writes
+    /// because it can no longer promise what is on disk.
+    #[error("store is poisoned by an earlier failure ({0}); reopen it to recover")]
+    Poisoned(String),
+    /// The store has been closed.
+    #[error("store is closed")]
+    Closed,
+    /// An operating-system I/O error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the store was doing.
+        context: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Io { context, source }
+    }
+}

@@ -1,0 +1,164 @@
+//! Segment files and the batch body codec.
+//!
+//! A segment is `segments/NNNNNNNN.seg`: a 32-byte header (magic, the store's
+//! id, the segment number) followed by frames. A frame body holds one batch:
+//! `[tag 1][count u32]` then per event
+//! `[header_len u32][postcard header][hash 32][payload_len u32][payload]`.
+
+use super::StoreError;
+use crate::event::EventHeader;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Segment header length.
+pub(crate) const SEGMENT_HEADER: u64 = 32;
+const SEGMENT_MAGIC: [u8; 8] = *b"BPKSEG01";
+/// Body tag of a batch frame.
+pub(crate) const TAG_BATCH: u8 = 1;
+
+/// Path of segment `n` in `dir`.
+pub(crate) fn segment_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("{n:08}.seg"))
+}
+
+/// Segment numbers present in `dir`, ascending.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u32>, StoreError> {
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(StoreError::io(format!("listing {}", dir.display())))?;
+    for e in rd {
+        let e = e.map_err(StoreError::io(format!("listing {}", dir.display())))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if let Some(stem) = name.strip_suffix(".seg") {
+            if let Ok(n) = stem.parse::<u32>() {
+                out.push(n);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Encodes a segment header.
+pub(crate) fn segment_header(store_id: u128, n: u32) -> [u8; SEGMENT_HEADER as usize] {
+    let mut h = [0u8; SEGMENT_HEADER as usize];
+    h[..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[8..24].copy_from_slice(&store_id.to_le_bytes());
+    h[24..28].copy_from_slice(&n.to_le_bytes());
+    h
+}
+
+/// Checks a segment header; returns the store id.
+pub(crate) fn check_segment_header(bytes: &[u8], n: u32) -> Result<u128, String> {
+    if bytes.len() < SEGMENT_HEADER as usize {
+        return Err("segment header is truncated".into());
+    }
+    if bytes[..8] != SEGMENT_MAGIC {
+        return Err("not a batpak segment (bad magic)".into());
+    }
+    let id = u128::from_le_bytes(bytes[8..24].try_into().expect("16 bytes"));
+    let num = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+    if num != n {
+        return Err(format!("header says segment {num}, file name says {n}"));
+    }
+    Ok(id)
+}
+
+/// Creates segment `n` with its header, durably (file and directory synced).
+pub(crate) fn create_segment(dir: &Path, store_id: u128, n: u32) -> Result<File, StoreError> {
+    let path = segment_path(dir, n);
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .read(true)
+        .append(true)
+        .open(&path)
+        .map_err(StoreError::io(format!("creating {}", path.display())))?;
+    f.write_all(&segment_header(store_id, n))
+        .and_then(|_| f.sync_all())
+        .map_err(StoreError::io(format!("writing {}", path.display())))?;
+    sync_dir(dir)?;
+    Ok(f)
+}
+
+/// Fsyncs a directory so a created or renamed entry survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(StoreError::io(format!("syncing directory {}", dir.display())))
+}
+
+/// One event decoded from a batch body; offsets are relative to the body.
+pub(crate) struct RawEvent<'a> {
+    /// Offset of the `header_len` field within the body.
+    pub rel_offset: usize,
+    pub header_bytes: &'a [u8],
+    pub hash: [u8; 32],
+    pub payload: &'a [u8],
+}
+
+impl RawEvent<'_> {
+    /// Bytes this event occupies in the body.
+    pub fn encoded_len(&self) -> usize {
+        4 + self.header_bytes.len() + 32 + 4 + self.payload.len()
+    }
+}
+
+/// Walks the events of a batch body.
+pub(crate) fn decode_batch(body: &[u8]) -> Result<Vec<RawEvent<'_>>, String> {
+    if body.len() < 5 || body[0] != TAG_BATCH {
+        return Err("frame body is not a batch".into());
+    }
+    let count = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes")) as usize;
+    let mut out = Vec::with_capacity(count.min(1 << 16));
+    let mut pos = 5;
+    for i in 0..count {
+        let ev = decode_event_at(body, pos).map_err(|e| format!("event {i} of batch: {e}"))?;
+        pos += ev.encoded_len();
+        out.push(ev);
+    }
+    if pos != body.len() {
+        return Err(format!("{} trailing bytes after the batch's events", body.len() - pos));
+    }
+    Ok(out)
+}
+
+/// Decodes the event whose `header_len` field is at `pos` in `buf`.
+pub(crate) fn decode_event_at(buf: &[u8], pos: usize) -> Result<RawEvent<'_>, String> {
+    let rd_u32 = |at: usize| -> Result<usize, String> {
+        buf.get(at..at + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+            .ok_or_else(|| "event runs past the end of its frame".to_string())
+    };
+    let hlen = rd_u32(pos)?;
+    let h0 = pos + 4;
+    let header_bytes = buf.get(h0..h0 + hlen).ok_or("event header runs past its frame")?;
+    let hash: [u8; 32] = buf
+        .get(h0 + hlen..h0 + hlen + 32)
+        .ok_or("event hash runs past its frame")?
+        .try_into()
+        .expect("32 bytes");
+    let plen = rd_u32(h0 + hlen + 32)?;
+    let p0 = h0 + hlen + 36;
+    let payload = buf.get(p0..p0 + plen).ok_or("event payload runs past its frame")?;
+    Ok(RawEvent {
+        rel_offset: pos,
+        header_bytes,
+        hash,
+        payload,
+    })
+}
+
+/// Decodes a postcard event header.
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<EventHeader, String> {
+    postcard::from_bytes(bytes).map_err(|e| format!("undecodable event header: {e}"))
+}
+
+/// Appends one encoded event (header already encoded) to a batch body.
+pub(crate) fn push_event(body: &mut Vec<u8>, header: &[u8], hash: &[u8; 32], payload: &[u8]) {
+    body.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    body.extend_from_slice(header);
+    body.extend_from_slice(hash);
+    body.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    body.extend_from_slice(payload);
+}
