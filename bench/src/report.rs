@@ -1,0 +1,178 @@
+//! The table, the targets and the notes.
+
+use crate::common::{fmt_rate, Cell, Params, BATCH};
+use crate::machine::FsyncRate;
+use crate::Row;
+
+const SYSTEMS: [&str; 3] = ["batpak-host", "batpak 0.10", "SQLite"];
+
+/// Verdict on one row's target.
+fn target(row: &Row, fsync: f64) -> String {
+    let [host, batpak, sqlite] = &row.cells;
+    let verdict = |ok: Option<bool>| match ok {
+        Some(true) => "MET",
+        Some(false) => "MISSED",
+        None => "UNKNOWN",
+    };
+    let ratio = |a: &Cell, b: &Cell| match (a.per_sec(), b.per_sec()) {
+        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+        _ => None,
+    };
+    let x = |r: Option<f64>| r.map_or("?".to_string(), |r| format!("{r:.1}x"));
+    match row.key {
+        "a" => {
+            let rb = ratio(host, batpak);
+            let rs = ratio(host, sqlite);
+            let ok = match (rb, rs) {
+                (Some(b), Some(s)) => Some(b >= 10.0 && s > 1.0),
+                _ => None,
+            };
+            format!(
+                ">=10x batpak ({}), > SQLite ({}): {}",
+                x(rb),
+                x(rs),
+                verdict(ok)
+            )
+        }
+        "b" => {
+            let bound = fsync * BATCH as f64;
+            let frac = host.per_sec().map(|h| h / bound);
+            let rb = ratio(host, batpak);
+            let rs = ratio(host, sqlite);
+            let ok = match (frac, rb, rs) {
+                (Some(f), Some(b), Some(s)) => Some(f >= 0.8 && b > 1.0 && s > 1.0),
+                _ => None,
+            };
+            format!(
+                ">=80% of {} ({}), > batpak ({}), > SQLite ({}): {}",
+                fmt_rate(bound),
+                frac.map_or("?".into(), |f| format!("{:.0}%", f * 100.0)),
+                x(rb),
+                x(rs),
+                verdict(ok)
+            )
+        }
+        "c" => {
+            let mult = host.per_sec().map(|h| h / fsync);
+            format!(
+                ">=12x fsync = {} ({}): {}",
+                fmt_rate(12.0 * fsync),
+                x(mult),
+                verdict(mult.map(|m| m >= 12.0))
+            )
+        }
+        "d" => {
+            let ms = host.millis();
+            format!("<=1 s: {}", verdict(ms.map(|m| m <= 1000.0)))
+        }
+        "d2" => "(no target; informational)".into(),
+        "e" => {
+            let r = host.per_sec();
+            format!(">=1M ev/s: {}", verdict(r.map(|r| r >= 1e6)))
+        }
+        _ => String::new(),
+    }
+}
+
+/// Prints the table, the fsync bound beside it and the notes.
+pub fn print(rows: &[Row], fsync0: &FsyncRate, fsync1: &FsyncRate, p: &Params) {
+    let f = fsync0.per_sec();
+    let header = [
+        "workload",
+        SYSTEMS[0],
+        SYSTEMS[1],
+        SYSTEMS[2],
+        "target (batpak-host)",
+    ];
+    let body: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.label.clone(),
+                r.cells[0].short(),
+                r.cells[1].short(),
+                r.cells[2].short(),
+                target(r, f),
+            ]
+        })
+        .collect();
+    let mut w = [0usize; 5];
+    for (i, h) in header.iter().enumerate() {
+        w[i] = h.chars().count();
+    }
+    for r in &body {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cols: [&str; 5]| {
+        format!(
+            "| {:<w0$} | {:>w1$} | {:>w2$} | {:>w3$} | {:<w4$} |",
+            cols[0],
+            cols[1],
+            cols[2],
+            cols[3],
+            cols[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4]
+        )
+    };
+    let sep = format!(
+        "|{}|{}|{}|{}|{}|",
+        "-".repeat(w[0] + 2),
+        "-".repeat(w[1] + 2),
+        "-".repeat(w[2] + 2),
+        "-".repeat(w[3] + 2),
+        "-".repeat(w[4] + 2)
+    );
+    println!(
+        "disk fsync rate (measured first): {:.0} fsync/s ({:.2} ms) -> (b) bound {} at {} events/fsync; (c) target {} (12x)",
+        f,
+        fsync0.mean_ms(),
+        fmt_rate(f * BATCH as f64),
+        BATCH,
+        fmt_rate(12.0 * f)
+    );
+    println!(
+        "disk fsync rate (measured again at the end): {:.0} fsync/s ({:.2} ms){}",
+        fsync1.per_sec(),
+        fsync1.mean_ms(),
+        drift(f, fsync1.per_sec())
+    );
+    println!();
+    println!("{}", line(header));
+    println!("{sep}");
+    for r in &body {
+        println!("{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    }
+    println!();
+    println!(
+        "Rates are events/s (100 B payloads); reopen is wall time of the open call. `*` = the loop hit the {} s cap and the rate is over what it completed.",
+        p.cap.as_secs()
+    );
+    println!("Only ratios within one run mean anything: this disk's fsync rate swings more than tenfold hour to hour.");
+    println!();
+    println!("Notes:");
+    for r in rows {
+        for (i, c) in r.cells.iter().enumerate() {
+            if let Some(d) = c.detail() {
+                println!("  {} / {}: {}", r.label, SYSTEMS[i], d);
+            }
+        }
+    }
+}
+
+fn drift(a: f64, b: f64) -> String {
+    if a <= 0.0 || b <= 0.0 {
+        return String::new();
+    }
+    let r = (a / b).max(b / a);
+    if r >= 1.5 {
+        format!(" — WARNING: the disk changed {r:.1}x during the run; compare rows with care")
+    } else {
+        String::new()
+    }
+}
