@@ -110,7 +110,8 @@ struct Line {
 const LINE_HELP: &str = r#"each line must be a JSON object {"entity","scope","kind","payload"} with optional "causation", "correlation" (32 hex digits) and "idempotency_key""#;
 
 fn parse_line(text: &str) -> anyhow::Result<Proposal> {
-    let l: Line = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{e}; {LINE_HELP}"))?;
+    let l: Line = serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("{}; {LINE_HELP}", e.to_string().replace("at line 1 column", "at column")))?;
     let coordinate = Coordinate::new(l.entity, l.scope)?;
     let mut p = Proposal::new(coordinate, l.kind, serde_json::to_vec(&l.payload)?);
     p.causation = l.causation.as_deref().map(|s| parse_id("causation", s)).transpose()?;
