@@ -41,7 +41,9 @@ fn batch_is_atomic_ordered_and_survives_reopen() {
     assert_eq!(rs.iter().map(|r| r.sequence).collect::<Vec<_>>(), vec![1, 2, 3]);
     assert_eq!(rs[2].entity_sequence, 2);
     // A batch with one invalid proposal appends nothing.
-    let bad = store.append_batch(vec![prop("c", "k", "4"), prop("", "k", "5")], AppendOptions::durable());
+    let mut invalid = prop("c", "k", "5");
+    invalid.coordinate.entity = "bad\nname".into();
+    let bad = store.append_batch(vec![prop("c", "k", "4"), invalid], AppendOptions::durable());
     assert!(matches!(bad, Err(StoreError::Invalid { index: 1, .. })), "{bad:?}");
     assert_eq!(store.watermarks().visible, 3);
     store.close().unwrap();

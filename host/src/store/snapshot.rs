@@ -2,7 +2,7 @@
 //! every frame at each open.
 //!
 //! `index.snap` = `[magic "BPKSNAP2" 8][len u64][crc32 u32][body]`, body =
-//! `[meta_len u32][postcard meta][entry; count]` with fixed 88-byte entries.
+//! `[meta_len u32][postcard meta][entry; count]` with fixed 80-byte entries.
 //! A snapshot is only a cache: one that is damaged, from another store, or
 //! claims more than the segments hold is ignored and the index is rebuilt
 //! from the segments.
@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::Path;
 
 const MAGIC: [u8; 8] = *b"BPKSNAP2";
-const ENTRY_LEN: usize = 88;
+const ENTRY_LEN: usize = 80;
 pub(crate) const FILE: &str = "index.snap";
 
 #[derive(Serialize, Deserialize)]
