@@ -1,9 +1,12 @@
 //! The read-only functions the host offers every reactor.
 //!
-//! They are plain imports of the component: calling them outside a
-//! WebAssembly host (e.g. in a native unit test) panics.
+//! In a WebAssembly build they are imports of the component. In a native
+//! build (unit tests) they talk to the mock host of the `testing` module.
 
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::batpak::reactor::host as imports;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::imports;
 use crate::{wit, EventId, Proposal};
 use serde::de::DeserializeOwned;
 
@@ -78,6 +81,25 @@ impl From<wit::StoredEvent> for StoredEvent {
             scope: e.coordinate.scope,
             kind: e.kind,
             causation: e.causation.map(EventId::from),
+            correlation: e.correlation.into(),
+            timestamp_us: e.timestamp_us,
+            payload: e.payload,
+        }
+    }
+}
+
+impl From<StoredEvent> for wit::StoredEvent {
+    fn from(e: StoredEvent) -> Self {
+        wit::StoredEvent {
+            id: e.id.into(),
+            sequence: e.sequence,
+            entity_sequence: e.entity_sequence,
+            coordinate: wit::Coordinate {
+                entity: e.entity,
+                scope: e.scope,
+            },
+            kind: e.kind,
+            causation: e.causation.map(Into::into),
             correlation: e.correlation.into(),
             timestamp_us: e.timestamp_us,
             payload: e.payload,

@@ -107,7 +107,7 @@
 //!
 //! ## The wire shape (for authors in other languages)
 //!
-//! See the `WIT.md` file next to this crate's `README.md`, or in short: a
+//! See `WIT.md` next to this crate's `README.md`, or in short: a
 //! batch carries a `strings` table, one concatenated `payloads` buffer and
 //! the events; each event names its entity, scope and kind by index into
 //! `strings` and its payload by `payload-offset`/`payload-len` into
@@ -123,6 +123,8 @@ pub mod host;
 mod id;
 pub mod log;
 mod output;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 pub use batch::{Batch, EventRef, Events};
 pub use descriptor::{is_valid_coordinate_part, is_valid_reactor_name};
@@ -132,6 +134,11 @@ pub use id::{EventId, ParseEventIdError};
 pub use log::Level;
 pub use output::{Emitted, Output};
 pub use wit::{CanalKind, Causation, Coordinate, Descriptor, Proposal, Region};
+
+/// Compiles the Rust examples of README.md as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 /// Re-exported so plugins can use `batpak_guest::serde_json` without naming
 /// the dependency themselves.

@@ -6,7 +6,10 @@
 //! [`warn!`](crate::warn) and [`error!`](crate::error) macros, which take
 //! `format!` arguments.
 
+#[cfg(target_arch = "wasm32")]
 use crate::bindings::batpak::reactor::host as imports;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::imports;
 
 /// Severity of a log line: `Trace`, `Debug`, `Info`, `Warn` or `Error`.
 pub use crate::wit::Level;

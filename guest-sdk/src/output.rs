@@ -65,8 +65,8 @@ impl Output {
         Ok(self.emit(source, entity, scope, kind, bytes))
     }
 
-    /// Appends a ready-made proposal as is (no checks: a bad `source` index
-    /// makes the host refuse the whole output).
+    /// Appends a ready-made proposal as is, unchecked: its `source` must be
+    /// a batch index, or the host rejects it.
     pub fn push(&mut self, proposal: Proposal) -> Emitted<'_> {
         self.proposals.push(proposal);
         let proposal = self

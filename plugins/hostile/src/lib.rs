@@ -123,3 +123,41 @@ impl Reactor for Hostile {
 }
 
 batpak_guest::export_reactor!(Hostile);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batpak_guest::testing;
+
+    fn cmd(what: &str) -> batpak_guest::StoredEvent {
+        testing::append(
+            "h:1",
+            "test",
+            "hostile.cmd",
+            format!(r#"{{"do":"{what}"}}"#),
+        )
+    }
+
+    #[test]
+    fn benign_commands() {
+        assert_eq!(
+            Hostile::init(r#"{"fail_init": true}"#).err().unwrap(),
+            "hostile: init refused by config"
+        );
+        let mut r = Hostile::init("{}").unwrap();
+        let batch = testing::batch(&[
+            cmd("ok"),
+            cmd("forbidden"),
+            cmd("reserved"),
+            cmd("bad-source"),
+        ]);
+        let out = testing::react(&mut r, &batch).unwrap();
+        let kinds: Vec<_> = out.iter().map(|p| p.kind.as_str()).collect();
+        assert_eq!(kinds, vec![OK, "hostile.forbidden", "batpak.fake", OK]);
+        assert_eq!(out[3].source, 1004);
+        let err = testing::react(&mut r, &testing::batch(&[cmd("ok"), cmd("error")])).unwrap_err();
+        assert_eq!(err.event, Some(1));
+        let err = testing::react(&mut r, &testing::batch(&[cmd("nope")])).unwrap_err();
+        assert_eq!(err.event, Some(0));
+    }
+}

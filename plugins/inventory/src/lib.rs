@@ -14,14 +14,14 @@
 
 use batpak_guest::{host, Batch, Descriptor, EventRef, Output, ReactError, Reactor};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 const RESERVED: &str = "inventory.reserved";
 const REJECTED: &str = "inventory.rejected";
 
 #[derive(Deserialize, Default)]
 struct Config {
-    stock: Option<HashMap<String, u64>>,
+    stock: Option<BTreeMap<String, u64>>,
 }
 
 /// The payload of `order.placed`.
@@ -51,10 +51,10 @@ struct Rejected<'a> {
 
 struct Inventory {
     /// Total stock per sku, from config.
-    stock: HashMap<String, u64>,
+    stock: BTreeMap<String, u64>,
     /// Remaining stock per sku seen by this instance, including reservations
     /// proposed earlier in the current batch.
-    remaining: HashMap<String, u64>,
+    remaining: BTreeMap<String, u64>,
     /// Sequence of the last event handled, to spot a redelivered batch.
     last_sequence: u64,
 }
@@ -163,7 +163,7 @@ impl Reactor for Inventory {
         });
         Ok(Inventory {
             stock,
-            remaining: HashMap::new(),
+            remaining: BTreeMap::new(),
             last_sequence: 0,
         })
     }
@@ -197,3 +197,102 @@ impl Reactor for Inventory {
 }
 
 batpak_guest::export_reactor!(Inventory);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batpak_guest::testing;
+    use serde_json::{json, Value};
+
+    fn order(id: u32, sku: &str, qty: u64) -> batpak_guest::StoredEvent {
+        let payload = json!({"sku": sku, "qty": qty}).to_string();
+        testing::append(&format!("order:{id}"), "shop", "order.placed", payload)
+    }
+
+    fn payload(p: &batpak_guest::Proposal) -> Value {
+        serde_json::from_slice(&p.payload).unwrap()
+    }
+
+    #[test]
+    fn reserves_until_stock_runs_out_within_one_batch() {
+        let mut inv = Inventory::init(r#"{"stock": {"gadget": 3}}"#).unwrap();
+        let batch = testing::batch(&[
+            order(1, "gadget", 2),
+            order(2, "gadget", 2),
+            order(3, "gadget", 1),
+        ]);
+        let out = testing::react(&mut inv, &batch).unwrap();
+        assert_eq!(out.len(), 3);
+        assert_eq!(
+            (out[0].kind.as_str(), out[0].coordinate.entity.as_str()),
+            (RESERVED, "sku:gadget")
+        );
+        assert_eq!(payload(&out[0])["remaining"], 1);
+        assert_eq!(payload(&out[0])["order"], "order:1");
+        assert_eq!(
+            (out[1].kind.as_str(), out[1].coordinate.entity.as_str()),
+            (REJECTED, "order:2")
+        );
+        assert_eq!(payload(&out[1])["available"], 1);
+        assert_eq!(payload(&out[1])["reason"], "insufficient stock");
+        assert_eq!(payload(&out[2])["remaining"], 0);
+        assert_eq!(
+            out.iter().map(|p| p.source).collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn rebuilds_remaining_stock_from_the_log_after_a_restart() {
+        let mut inv = Inventory::init("{}").unwrap();
+        let batch = testing::batch(&[order(1, "widget", 4)]);
+        let out = testing::react(&mut inv, &batch).unwrap();
+        testing::commit(&batch, &out);
+        // Someone else's event on the same entity is ignored.
+        testing::append(
+            "sku:widget",
+            "shop",
+            "alert.low-stock",
+            r#"{"sku":"widget","remaining":6}"#,
+        );
+
+        let mut restarted = Inventory::init("{}").unwrap();
+        let batch = testing::batch(&[order(2, "widget", 5)]);
+        let out = testing::react(&mut restarted, &batch).unwrap();
+        assert_eq!(payload(&out[0])["remaining"], 1);
+    }
+
+    #[test]
+    fn rejects_malformed_and_unknown_orders() {
+        let mut inv = Inventory::init("").unwrap();
+        let bad = testing::append("order:9", "shop", "order.placed", "not json");
+        let zero = order(10, "widget", 0);
+        let unknown = order(11, "sprocket", 1);
+        let batch = testing::batch(&[bad, zero, unknown]);
+        let out = testing::react(&mut inv, &batch).unwrap();
+        assert!(out.iter().all(|p| p.kind == REJECTED));
+        assert_eq!(payload(&out[0])["reason"], "malformed order");
+        assert_eq!(payload(&out[0])["order"], "order:9");
+        assert_eq!(payload(&out[1])["reason"], "malformed order");
+        assert_eq!(payload(&out[2])["reason"], "unknown sku");
+    }
+
+    #[test]
+    fn a_denied_reservation_is_forgotten() {
+        let mut inv = Inventory::init("{}").unwrap();
+        testing::set_gate(|_| {
+            batpak_guest::Verdict::Denied(batpak_guest::Denial {
+                gate: "capability".into(),
+                code: "kind-not-granted".into(),
+                message: "no".into(),
+            })
+        });
+        let batch = testing::batch(&[order(1, "gizmo", 2)]);
+        let out = testing::react(&mut inv, &batch).unwrap();
+        assert_eq!(payload(&out[0])["remaining"], 0);
+        testing::commit(&batch, &out);
+        let batch = testing::batch(&[order(2, "gizmo", 2)]);
+        let out = testing::react(&mut inv, &batch).unwrap();
+        assert_eq!(out[0].kind, RESERVED, "stock rebuilt from the log");
+    }
+}

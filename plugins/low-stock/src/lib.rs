@@ -106,3 +106,59 @@ impl Reactor for LowStock {
 }
 
 batpak_guest::export_reactor!(LowStock);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batpak_guest::{testing, Denial, Level, Verdict};
+    use serde_json::json;
+
+    fn reserved(sku: &str, remaining: u64) -> batpak_guest::StoredEvent {
+        let payload = json!({"order": "order:1", "sku": sku, "qty": 1, "remaining": remaining});
+        testing::append(
+            &format!("sku:{sku}"),
+            "shop",
+            "inventory.reserved",
+            payload.to_string(),
+        )
+    }
+
+    #[test]
+    fn alerts_at_threshold_and_requests_restock_at_zero() {
+        let mut r = LowStock::init(r#"{"threshold": 2}"#).unwrap();
+        let batch = testing::batch(&[reserved("a", 3), reserved("a", 2), reserved("b", 0)]);
+        let out = testing::react(&mut r, &batch).unwrap();
+        let kinds: Vec<_> = out.iter().map(|p| (p.source, p.kind.as_str())).collect();
+        assert_eq!(kinds, vec![(1, ALERT), (2, ALERT), (2, RESTOCK)]);
+        assert_eq!(out[2].coordinate.entity, "sku:b");
+        let restock: serde_json::Value = serde_json::from_slice(&out[2].payload).unwrap();
+        assert_eq!(restock, json!({"sku": "b", "qty": 10}));
+    }
+
+    #[test]
+    fn logs_the_denial_of_its_previous_output() {
+        let mut r = LowStock::init("{}").unwrap();
+        testing::set_gate(|p| {
+            if p.kind == RESTOCK {
+                Verdict::Denied(Denial {
+                    gate: "capability".into(),
+                    code: "kind-not-granted".into(),
+                    message: "not granted".into(),
+                })
+            } else {
+                Verdict::Allowed
+            }
+        });
+        let batch = testing::batch(&[reserved("a", 0)]);
+        let out = testing::react(&mut r, &batch).unwrap();
+        assert_eq!(testing::commit(&batch, &out).len(), 1);
+        let batch = testing::batch(&[reserved("c", 9)]);
+        testing::react(&mut r, &batch).unwrap();
+        let warns: Vec<_> = testing::logs()
+            .into_iter()
+            .filter(|(l, _)| *l == Level::Warn)
+            .collect();
+        assert_eq!(warns.len(), 1);
+        assert!(warns[0].1.contains("kind-not-granted"), "{warns:?}");
+    }
+}

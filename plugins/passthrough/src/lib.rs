@@ -34,3 +34,29 @@ impl Reactor for Passthrough {
 }
 
 batpak_guest::export_reactor!(Passthrough);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batpak_guest::testing;
+
+    #[test]
+    fn echoes_every_event() {
+        let mut r = Passthrough::init("{}").unwrap();
+        let a = testing::append("e:1", "bench", "bench.in", "x");
+        let b = testing::append("e:2", "bench", "bench.in", "yy");
+        let out = testing::react(&mut r, &testing::batch(&[a, b])).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(
+            (
+                out[1].source,
+                out[1].coordinate.entity.as_str(),
+                &out[1].payload[..]
+            ),
+            (1, "e:2", &b"yy"[..])
+        );
+        assert!(out
+            .iter()
+            .all(|p| p.kind == "bench.out" && p.coordinate.scope == "bench"));
+    }
+}

@@ -60,3 +60,30 @@ impl Reactor for Shipping {
 }
 
 batpak_guest::export_reactor!(Shipping);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batpak_guest::testing;
+
+    #[test]
+    fn requests_a_shipment_on_the_order_entity() {
+        let mut r = Shipping::init("{}").unwrap();
+        let e = testing::append(
+            "sku:widget",
+            "shop",
+            "inventory.reserved",
+            r#"{"order":"order:7","sku":"widget","qty":2,"remaining":8}"#,
+        );
+        let bad = testing::append("sku:widget", "shop", "inventory.reserved", "{}");
+        let out = testing::react(&mut r, &testing::batch(std::slice::from_ref(&e))).unwrap();
+        assert_eq!(out[0].coordinate.entity, "order:7");
+        assert_eq!(out[0].kind, SHIPMENT);
+        assert_eq!(
+            out[0].payload,
+            br#"{"order":"order:7","sku":"widget","qty":2}"#
+        );
+        let err = testing::react(&mut r, &testing::batch(&[e, bad])).unwrap_err();
+        assert_eq!(err.event, Some(1));
+    }
+}
