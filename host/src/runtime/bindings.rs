@@ -115,7 +115,7 @@ impl PluginState {
     }
 
     /// Flushes what the guest printed during the call into the host log and
-    /// returns the last line it wrote to stderr (a panic message, usually).
+    /// returns the last lines it wrote to stderr (a panic message, usually).
     pub(crate) fn end_call(&mut self) -> Option<String> {
         let h = &mut self.host;
         if h.dropped_logs > 0 {
@@ -131,12 +131,17 @@ impl PluginState {
             log(h.log_level, LogLevel::Info, &format!("{} stdout", h.name), line);
         }
         let err = String::from_utf8_lossy(&err).into_owned();
-        let mut last = None;
+        let mut said: Vec<&str> = Vec::new();
         for line in err.lines().filter(|l| !l.trim().is_empty()) {
             log(h.log_level, LogLevel::Warn, &format!("{} stderr", h.name), line);
-            last = Some(line.trim().to_string());
+            // Rust's panic hint is noise in a park cause.
+            if !line.starts_with("note: run with `RUST_BACKTRACE") {
+                said.push(line.trim());
+            }
         }
-        last
+        // The last two lines hold a Rust panic's location and message.
+        let tail = said[said.len().saturating_sub(2)..].join(" ");
+        (!tail.is_empty()).then(|| tail.chars().take(1000).collect())
     }
 }
 

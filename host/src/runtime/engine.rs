@@ -136,6 +136,22 @@ impl Runtime {
     /// # Errors
     /// A message naming the file and what is wrong with it.
     pub fn load_plugin(&self, path: impl AsRef<Path>, settings: super::PluginSettings) -> anyhow::Result<super::Plugin> {
-        super::plugin::load(self, path.as_ref(), settings)
+        let s = settings.clone();
+        super::plugin::load(self, path.as_ref(), settings, &mut |_| Ok(s.clone()))
+    }
+
+    /// Like [`load_plugin`](Self::load_plugin), but the settings for `init`
+    /// and for running are chosen by `choose` once `describe()` has named
+    /// the reactor (`base` applies to `describe` itself).
+    ///
+    /// # Errors
+    /// As [`load_plugin`](Self::load_plugin), or `choose`'s error.
+    pub fn load_plugin_with(
+        &self,
+        path: impl AsRef<Path>,
+        base: super::PluginSettings,
+        mut choose: impl FnMut(&super::Descriptor) -> anyhow::Result<super::PluginSettings>,
+    ) -> anyhow::Result<super::Plugin> {
+        super::plugin::load(self, path.as_ref(), base, &mut choose)
     }
 }

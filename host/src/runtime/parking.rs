@@ -127,7 +127,7 @@ pub struct UnparkedRecord {
 }
 
 /// A parked event that is still unresolved.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParkedEvent {
     /// Id of the parked record.
     pub parked: EventId,
@@ -136,7 +136,6 @@ pub struct ParkedEvent {
     /// When it was parked (µs since the Unix epoch).
     pub parked_at_us: u64,
     /// The record.
-    #[serde(flatten)]
     pub record: ParkedRecord,
     /// True when a replay was requested and not done yet.
     pub replay_requested: bool,

@@ -207,7 +207,12 @@ pub(crate) fn prepare(
     Ok((component, digest, world, source, took))
 }
 
-pub(crate) fn load(rt: &Runtime, path: &Path, settings: PluginSettings) -> anyhow::Result<Plugin> {
+/// Settings chosen once the plugin has said who it is (config is keyed by
+/// reactor name).
+pub(crate) type ChooseSettings<'a> = &'a mut dyn FnMut(&Descriptor) -> anyhow::Result<PluginSettings>;
+
+pub(crate) fn load(rt: &Runtime, path: &Path, base: PluginSettings, choose: ChooseSettings<'_>) -> anyhow::Result<Plugin> {
+    let settings = base;
     let (component, digest, world, compile_source, compile_time) = prepare(rt, path)?;
     let pre = rt.inner.linker.instantiate_pre(&component).map_err(|e| {
         anyhow::anyhow!(
@@ -237,7 +242,15 @@ pub(crate) fn load(rt: &Runtime, path: &Path, settings: PluginSettings) -> anyho
     descriptor
         .validate()
         .map_err(|e| anyhow::anyhow!("plugin {}: describe() returned an invalid descriptor: {e}", path.display()))?;
-    store.data_mut().host.name = descriptor.name.clone();
+    // `describe` ran with the base settings; the instance that serves runs
+    // with the reactor's own limits and config.
+    drop(bindings);
+    drop(store);
+    let settings = choose(&descriptor).map_err(|e| anyhow::anyhow!("plugin {}: {e:#}", path.display()))?;
+    let mut store = new_store(rt, &descriptor.name, &settings, None);
+    let bindings = pre
+        .instantiate(&mut store)
+        .map_err(|e| anyhow::anyhow!("plugin {}: cannot instantiate it: {e:#}", path.display()))?;
     let loaded = Arc::new(Loaded {
         runtime: rt.clone(),
         path: path.to_path_buf(),
@@ -272,6 +285,8 @@ fn new_store(rt: &Runtime, name: &str, settings: &PluginSettings, services: Opti
     let state = PluginState::new(name, settings.log_level, settings.memory_bytes, services);
     let mut store = wasmtime::Store::new(rt.engine(), state);
     store.limiter(|s| &mut s.limits);
+    // Instantiation may run guest code (start functions) too.
+    store.set_epoch_deadline(rt.deadline_ticks(settings.timeout));
     store
 }
 
@@ -313,7 +328,7 @@ fn classify(err: wasmtime::Error, stderr: Option<String>, settings: &PluginSetti
         );
     }
     match trap {
-        Some(t) => ReactFailure::new(FailureKind::Trap, format!("wasm trap: {t}{said}")),
+        Some(t) => ReactFailure::new(FailureKind::Trap, format!("{t}{said}")),
         None => ReactFailure::new(
             FailureKind::Trap,
             format!("{}{said}", chain.first().map(String::as_str).unwrap_or("unknown failure")),

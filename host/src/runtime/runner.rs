@@ -340,6 +340,9 @@ impl Worker {
                 Feed::Cursor(c) => c.pull_batch(self.max_batch, self.settings.pull_wait),
                 Feed::Lossy(s) => s.pull_batch(self.max_batch, self.settings.pull_wait),
             };
+            if let Feed::Cursor(c) = &self.feed {
+                self.status.set_position(c.position());
+            }
             match pulled {
                 Ok(CanalBatch::Empty) => {
                     if self.unsaved.is_some() {
@@ -355,9 +358,6 @@ impl Worker {
                     let events = batch.into_vec();
                     self.status.add_in(events.len() as u64);
                     let flow = self.process(&events, 0)?;
-                    if let Feed::Cursor(c) = &self.feed {
-                        self.status.set_position(c.position());
-                    }
                     if let Flow::Stopped = flow {
                         return Ok(());
                     }
