@@ -3,8 +3,8 @@
 use crate::canal::CanalHandle;
 use crate::event::EventId;
 use crate::runtime::{
-    self, FailurePolicy, LogLevel, ParkedEvent, Plugin, PluginSettings, Reactor, RunState, RunnerHandle, RunnerSettings,
-    Runtime, RuntimeConfig,
+    self, FailurePolicy, LogLevel, ParkedEvent, Plugin, PluginSettings, Reactor, RunState,
+    RunnerHandle, RunnerSettings, Runtime, RuntimeConfig,
 };
 use crate::store::Store;
 use anyhow::Context;
@@ -139,9 +139,10 @@ struct PluginConfigFile {
 }
 
 fn read_plugin_config(path: &Path) -> Result<PluginConfigFile, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("--plugin-config {}: {e}", path.display()))?;
-    let cfg: PluginConfigFile =
-        serde_json::from_str(&text).map_err(|e| format!("--plugin-config {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--plugin-config {}: {e}", path.display()))?;
+    let cfg: PluginConfigFile = serde_json::from_str(&text)
+        .map_err(|e| format!("--plugin-config {}: {e}", path.display()))?;
     let check = |what: String, l: &Limits| -> Result<(), String> {
         if l.timeout_ms == Some(0) || l.memory_mb == Some(0) || l.max_batch == Some(0) {
             return Err(format!(
@@ -164,8 +165,12 @@ fn read_plugin_config(path: &Path) -> Result<PluginConfigFile, String> {
             },
         )?;
         for k in e.grant_emits.iter().flatten() {
-            crate::event::validate_kind(k)
-                .map_err(|err| format!("--plugin-config {}: plugins.{name}.grant_emits: {err}", path.display()))?;
+            crate::event::validate_kind(k).map_err(|err| {
+                format!(
+                    "--plugin-config {}: plugins.{name}.grant_emits: {err}",
+                    path.display()
+                )
+            })?;
         }
     }
     Ok(cfg)
@@ -183,14 +188,21 @@ struct Resolved {
 fn resolve(cfg: &PluginConfigFile, a: &RunArgs, name: &str) -> Resolved {
     let e = cfg.plugins.get(name).cloned().unwrap_or_default();
     let d = &cfg.defaults;
-    let timeout_ms = e.timeout_ms.or(a.timeout_ms).or(d.timeout_ms).unwrap_or(5000);
+    let timeout_ms = e
+        .timeout_ms
+        .or(a.timeout_ms)
+        .or(d.timeout_ms)
+        .unwrap_or(5000);
     let memory_mb = e.memory_mb.or(a.memory_mb).or(d.memory_mb).unwrap_or(256);
     let max_batch = e.max_batch.or(a.max_batch).or(d.max_batch).unwrap_or(256);
     Resolved {
         timeout: Duration::from_millis(timeout_ms),
         memory_bytes: usize::try_from(memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
         max_batch,
-        config: e.config.map(|v| v.to_string()).unwrap_or_else(|| "{}".into()),
+        config: e
+            .config
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "{}".into()),
         grant_emits: e.grant_emits,
     }
 }
@@ -198,7 +210,11 @@ fn resolve(cfg: &PluginConfigFile, a: &RunArgs, name: &str) -> Resolved {
 static STOP: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
-    if a.timeout_ms == Some(0) || a.memory_mb == Some(0) || a.max_batch == Some(0) || a.attempts == 0 {
+    if a.timeout_ms == Some(0)
+        || a.memory_mb == Some(0)
+        || a.max_batch == Some(0)
+        || a.attempts == 0
+    {
         return usage("--timeout-ms, --memory-mb, --max-batch and --attempts must be at least 1");
     }
     let cfg = match &a.plugin_config {
@@ -208,7 +224,8 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         },
         None => PluginConfigFile::default(),
     };
-    let store = Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
+    let store =
+        Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
     let rt = Runtime::new(if a.no_cache {
         RuntimeConfig::default()
     } else {
@@ -326,7 +343,8 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let statuses: Vec<Arc<runtime::ReactorStatus>> = handles.iter().map(|h| h.status().clone()).collect();
+    let statuses: Vec<Arc<runtime::ReactorStatus>> =
+        handles.iter().map(|h| h.status().clone()).collect();
     let mut last_line = String::new();
     let mut last_print = Instant::now() - Duration::from_secs(2);
     loop {
@@ -338,7 +356,10 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         if a.until_idle && statuses.iter().all(|s| s.is_idle_at(durable)) {
             break;
         }
-        if statuses.iter().all(|s| matches!(s.state(), RunState::Stopped | RunState::Failed)) {
+        if statuses
+            .iter()
+            .all(|s| matches!(s.state(), RunState::Stopped | RunState::Failed))
+        {
             break;
         }
         if !a.quiet && last_print.elapsed() >= Duration::from_secs(1) {
@@ -366,10 +387,18 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let durable = store.watermarks().durable;
     for s in &statuses {
         let snap = s.snapshot(durable);
-        let _ = writeln!(std::io::stderr(), "summary | {snap} (version {})", snap.version);
+        let _ = writeln!(
+            std::io::stderr(),
+            "summary | {snap} (version {})",
+            snap.version
+        );
     }
     store.close().context("closing the store")?;
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 pub(crate) fn inspect(data: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
@@ -438,7 +467,8 @@ pub(crate) fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
             if let Err(m) = check_plugin_name("--plugin", &a.plugin) {
                 return usage(m);
             }
-            let store = Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
+            let store = Store::open(data)
+                .with_context(|| format!("opening the store in {}", data.display()))?;
             let list = runtime::parked_events(&store, a.plugin.as_deref())?;
             let mut out = std::io::stdout().lock();
             for p in &list {
@@ -458,7 +488,8 @@ pub(crate) fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
                 Some(Ok(id)) => Some(id),
                 Some(Err(_)) => return usage("--event: expected an event id of 32 hex digits (the \"event\" field of `parked`)"),
             };
-            let store = Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
+            let store = Store::open(data)
+                .with_context(|| format!("opening the store in {}", data.display()))?;
             let made = runtime::request_replay(&store, plugin.as_deref(), event)?;
             let mut out = std::io::stdout().lock();
             for (id, p) in &made {

@@ -83,7 +83,11 @@ impl CapabilityGate {
     pub fn new(reactor: &str, emits: &[String], grants: Option<&[String]>) -> Self {
         let declared: BTreeSet<String> = emits.iter().cloned().collect();
         let granted = match grants {
-            Some(g) => g.iter().filter(|k| declared.contains(*k)).cloned().collect(),
+            Some(g) => g
+                .iter()
+                .filter(|k| declared.contains(*k))
+                .cloned()
+                .collect(),
             None => declared.clone(),
         };
         CapabilityGate {
@@ -137,7 +141,11 @@ impl Gate<ReactionContext> for CapabilityGate {
             ));
         }
         if let Err(e) = p.validate(false) {
-            return Err(Denial::new(CAPABILITY_GATE, "invalid-proposal", e.to_string()));
+            return Err(Denial::new(
+                CAPABILITY_GATE,
+                "invalid-proposal",
+                e.to_string(),
+            ));
         }
         Ok(())
     }
@@ -147,7 +155,11 @@ fn list(kinds: &BTreeSet<String>) -> String {
     if kinds.is_empty() {
         "nothing".to_string()
     } else {
-        kinds.iter().map(|k| format!("{k:?}")).collect::<Vec<_>>().join(", ")
+        kinds
+            .iter()
+            .map(|k| format!("{k:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -168,7 +180,11 @@ pub(crate) enum Judged {
 }
 
 impl Admission {
-    pub(crate) fn new(info: ReactorInfo, capability: CapabilityGate, gates: Arc<GateSet<ReactionContext>>) -> Self {
+    pub(crate) fn new(
+        info: ReactorInfo,
+        capability: CapabilityGate,
+        gates: Arc<GateSet<ReactionContext>>,
+    ) -> Self {
         let stream = info.stream();
         let proposer = info.proposer();
         let lineage = info.lineage();
@@ -204,7 +220,12 @@ impl Admission {
     }
 
     /// The store proposal for `reaction` to `source`.
-    pub(crate) fn proposal(&self, reaction: Reaction, source: Option<&Event>, ordinal: u32) -> Proposal {
+    pub(crate) fn proposal(
+        &self,
+        reaction: Reaction,
+        source: Option<&Event>,
+        ordinal: u32,
+    ) -> Proposal {
         let mut p = Proposal::new(reaction.coordinate, reaction.kind, reaction.payload);
         match reaction.causation {
             ReactionCause::Source => {
@@ -226,7 +247,12 @@ impl Admission {
 
     /// Runs the capability gate, checks an explicit causation exists, then
     /// the caller's gates (first denial wins).
-    pub(crate) fn evaluate(&self, store: Option<&Store>, ctx: &ReactionContext, p: &Proposal) -> Result<(), Denial> {
+    pub(crate) fn evaluate(
+        &self,
+        store: Option<&Store>,
+        ctx: &ReactionContext,
+        p: &Proposal,
+    ) -> Result<(), Denial> {
         self.capability.evaluate(ctx, p)?;
         if let (Some(store), Some(cause)) = (store, p.causation) {
             let is_source = ctx.source.as_ref().is_some_and(|s| s.id() == cause);
@@ -242,7 +268,13 @@ impl Admission {
     }
 
     /// Builds, judges and (when denied) records one reaction.
-    pub(crate) fn judge(&self, store: &Store, reaction: Reaction, source: &Event, ordinal: u32) -> Judged {
+    pub(crate) fn judge(
+        &self,
+        store: &Store,
+        reaction: Reaction,
+        source: &Event,
+        ordinal: u32,
+    ) -> Judged {
         let p = self.proposal(reaction, Some(source), ordinal);
         let ctx = ReactionContext {
             reactor: self.info.clone(),
@@ -261,7 +293,12 @@ impl Admission {
     }
 
     /// The `check` host import: the same decision, nothing appended.
-    pub(crate) fn dry_run(&self, store: &Store, reaction: &Reaction, source: Option<&Event>) -> Option<Denial> {
+    pub(crate) fn dry_run(
+        &self,
+        store: &Store,
+        reaction: &Reaction,
+        source: Option<&Event>,
+    ) -> Option<Denial> {
         let p = self.proposal(reaction.clone(), source, 0);
         let ctx = ReactionContext {
             reactor: self.info.clone(),
@@ -295,12 +332,24 @@ mod tests {
         let c = Coordinate::new("e", "s").unwrap();
         let p = |k: &str| Proposal::new(c.clone(), k, b"{}".to_vec());
         assert!(g.evaluate(&ctx(), &p("a.x")).is_ok());
-        assert_eq!(g.evaluate(&ctx(), &p("a.y")).unwrap_err().code, "kind-not-granted");
-        assert_eq!(g.evaluate(&ctx(), &p("zzz")).unwrap_err().code, "kind-not-declared");
-        assert_eq!(g.evaluate(&ctx(), &p("batpak.x")).unwrap_err().code, "reserved-kind");
+        assert_eq!(
+            g.evaluate(&ctx(), &p("a.y")).unwrap_err().code,
+            "kind-not-granted"
+        );
+        assert_eq!(
+            g.evaluate(&ctx(), &p("zzz")).unwrap_err().code,
+            "kind-not-declared"
+        );
+        assert_eq!(
+            g.evaluate(&ctx(), &p("batpak.x")).unwrap_err().code,
+            "reserved-kind"
+        );
         let mut bad = p("a.x");
         bad.coordinate.entity = String::new();
-        assert_eq!(g.evaluate(&ctx(), &bad).unwrap_err().code, "invalid-proposal");
+        assert_eq!(
+            g.evaluate(&ctx(), &bad).unwrap_err().code,
+            "invalid-proposal"
+        );
         assert_eq!(g.granted().collect::<Vec<_>>(), vec!["a.x"]);
     }
 }

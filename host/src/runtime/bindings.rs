@@ -71,7 +71,12 @@ pub(crate) struct PluginState {
 }
 
 impl PluginState {
-    pub(crate) fn new(name: &str, log_level: LogLevel, memory_bytes: usize, services: Option<HostServices>) -> Self {
+    pub(crate) fn new(
+        name: &str,
+        log_level: LogLevel,
+        memory_bytes: usize,
+        services: Option<HostServices>,
+    ) -> Self {
         let output = Capture::default();
         let mut b = WasiCtxBuilder::new();
         b.stdout(GuestOutput {
@@ -123,17 +128,33 @@ impl PluginState {
                 h.log_level,
                 LogLevel::Warn,
                 &h.name,
-                &format!("dropped {} log line(s) over the limit of {LOG_LINES_PER_CALL} per call", h.dropped_logs),
+                &format!(
+                    "dropped {} log line(s) over the limit of {LOG_LINES_PER_CALL} per call",
+                    h.dropped_logs
+                ),
             );
         }
         let (out, err) = h.output.drain();
-        for line in String::from_utf8_lossy(&out).lines().filter(|l| !l.trim().is_empty()) {
-            log(h.log_level, LogLevel::Info, &format!("{} stdout", h.name), line);
+        for line in String::from_utf8_lossy(&out)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            log(
+                h.log_level,
+                LogLevel::Info,
+                &format!("{} stdout", h.name),
+                line,
+            );
         }
         let err = String::from_utf8_lossy(&err).into_owned();
         let mut said: Vec<&str> = Vec::new();
         for line in err.lines().filter(|l| !l.trim().is_empty()) {
-            log(h.log_level, LogLevel::Warn, &format!("{} stderr", h.name), line);
+            log(
+                h.log_level,
+                LogLevel::Warn,
+                &format!("{} stderr", h.name),
+                line,
+            );
             // Rust's panic hint is noise in a park cause.
             if !line.starts_with("note: run with `RUST_BACKTRACE") {
                 said.push(line.trim());
@@ -179,7 +200,12 @@ impl wit::batpak::reactor::host::Host for PluginState {
         match services.store.get(id_from_wit(id)) {
             Ok(found) => found.map(|e| stored_event(&e)),
             Err(e) => {
-                log(self.host.log_level, LogLevel::Warn, &self.host.name, &format!("get-event failed: {e}"));
+                log(
+                    self.host.log_level,
+                    LogLevel::Warn,
+                    &self.host.name,
+                    &format!("get-event failed: {e}"),
+                );
                 None
             }
         }
@@ -196,7 +222,12 @@ impl wit::batpak::reactor::host::Host for PluginState {
         match services.store.entity_events(&entity, after, max) {
             Ok(events) => events.iter().map(stored_event).collect(),
             Err(e) => {
-                log(self.host.log_level, LogLevel::Warn, &self.host.name, &format!("read-entity failed: {e}"));
+                log(
+                    self.host.log_level,
+                    LogLevel::Warn,
+                    &self.host.name,
+                    &format!("read-entity failed: {e}"),
+                );
                 Vec::new()
             }
         }
@@ -256,7 +287,10 @@ fn level_from_wit(l: w::Level) -> LogLevel {
 }
 
 pub(crate) fn id_to_wit(id: EventId) -> w::EventId {
-    w::EventId { hi: id.hi(), lo: id.lo() }
+    w::EventId {
+        hi: id.hi(),
+        lo: id.lo(),
+    }
 }
 
 pub(crate) fn id_from_wit(id: w::EventId) -> EventId {
@@ -359,7 +393,12 @@ type Interner<'a> = HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>;
 
 /// Index of `s` in `strings`, adding it when new. Reuses the `String`
 /// buffers left in `strings` by the previous batch.
-fn intern<'a>(s: &'a str, index: &mut Interner<'a>, strings: &mut Vec<String>, used: &mut usize) -> u32 {
+fn intern<'a>(
+    s: &'a str,
+    index: &mut Interner<'a>,
+    strings: &mut Vec<String>,
+    used: &mut usize,
+) -> u32 {
     if let Some(&i) = index.get(s) {
         return i;
     }
@@ -390,7 +429,11 @@ impl BatchBuilder {
     ///
     /// # Errors
     /// The payloads do not fit the 32-bit offsets of the WIT record.
-    pub(crate) fn build(&mut self, events: &[Event], sources: &mut Vec<EventId>) -> Result<&w::Batch, String> {
+    pub(crate) fn build(
+        &mut self,
+        events: &[Event],
+        sources: &mut Vec<EventId>,
+    ) -> Result<&w::Batch, String> {
         let mut b = self.batch.take().unwrap_or_else(|| w::Batch {
             strings: Vec::new(),
             payloads: Vec::new(),
@@ -409,7 +452,9 @@ impl BatchBuilder {
         if total > u32::MAX as usize {
             self.batch = Some(b);
             self.spare_events = list;
-            return Err(format!("the batch's payloads total {total} bytes, more than fit a 32-bit offset"));
+            return Err(format!(
+                "the batch's payloads total {total} bytes, more than fit a 32-bit offset"
+            ));
         }
         b.payloads.reserve(total);
         for e in events {

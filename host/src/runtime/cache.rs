@@ -68,7 +68,8 @@ impl CompileCache {
 
     /// The file that holds component `digest` for this engine.
     pub fn path_for(&self, digest: &str) -> PathBuf {
-        let key = blake3::hash(format!("{digest}/{WASMTIME_VERSION}/{}", self.engine_key).as_bytes());
+        let key =
+            blake3::hash(format!("{digest}/{WASMTIME_VERSION}/{}", self.engine_key).as_bytes());
         self.dir.join(format!("{}.cwasm", &key.to_hex()[..48]))
     }
 
@@ -99,7 +100,10 @@ impl CompileCache {
                         super::LogLevel::Warn,
                         super::LogLevel::Warn,
                         "cache",
-                        &format!("ignoring unusable cache entry {}: {e}; recompiling", path.display()),
+                        &format!(
+                            "ignoring unusable cache entry {}: {e}; recompiling",
+                            path.display()
+                        ),
                     );
                     let _ = std::fs::remove_file(&path);
                 }

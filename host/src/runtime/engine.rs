@@ -56,7 +56,10 @@ pub struct Runtime {
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
-            .field("cache", &self.inner.cache.as_ref().map(|c| c.dir().to_path_buf()))
+            .field(
+                "cache",
+                &self.inner.cache.as_ref().map(|c| c.dir().to_path_buf()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -75,7 +78,10 @@ impl Runtime {
         let engine = Engine::new(&c).map_err(super::wasm_error)?;
         let mut linker = Linker::new(&engine);
         bindings::add_to_linker(&mut linker).map_err(super::wasm_error)?;
-        let cache = config.cache_dir.as_ref().map(|d| CompileCache::new(d, &engine));
+        let cache = config
+            .cache_dir
+            .as_ref()
+            .map(|d| CompileCache::new(d, &engine));
         let tick = config.epoch_tick.max(Duration::from_millis(1));
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -112,7 +118,11 @@ impl Runtime {
     ///
     /// # Errors
     /// The bytes are not a valid component.
-    pub fn compile(&self, digest: &str, bytes: &[u8]) -> wasmtime::Result<(Component, CompileSource, Duration)> {
+    pub fn compile(
+        &self,
+        digest: &str,
+        bytes: &[u8],
+    ) -> wasmtime::Result<(Component, CompileSource, Duration)> {
         match &self.inner.cache {
             Some(cache) => cache.load_or_compile(&self.inner.engine, digest, bytes),
             None => {
@@ -135,7 +145,11 @@ impl Runtime {
     ///
     /// # Errors
     /// A message naming the file and what is wrong with it.
-    pub fn load_plugin(&self, path: impl AsRef<Path>, settings: super::PluginSettings) -> anyhow::Result<super::Plugin> {
+    pub fn load_plugin(
+        &self,
+        path: impl AsRef<Path>,
+        settings: super::PluginSettings,
+    ) -> anyhow::Result<super::Plugin> {
         let s = settings.clone();
         super::plugin::load(self, path.as_ref(), settings, &mut |_| Ok(s.clone()))
     }

@@ -48,7 +48,11 @@ impl FromStr for LogLevel {
             "warn" | "warning" => LogLevel::Warn,
             "error" => LogLevel::Error,
             "off" | "none" => LogLevel::Off,
-            other => return Err(format!("unknown log level {other:?}; use trace, debug, info, warn, error or off")),
+            other => {
+                return Err(format!(
+                    "unknown log level {other:?}; use trace, debug, info, warn, error or off"
+                ))
+            }
         })
     }
 }

@@ -48,7 +48,8 @@ pub use log::LogLevel;
 pub use parking::{parked_events, request_replay, FailurePolicy, ParkedEvent};
 pub use plugin::{inspect, Inspection, Plugin, PluginSettings, WorldInfo};
 pub use reactor::{
-    Descriptor, FailureKind, HostServices, ReactFailure, Reaction, ReactionCause, ReactionVerdict, Reactor,
+    Descriptor, FailureKind, HostServices, ReactFailure, Reaction, ReactionCause, ReactionVerdict,
+    Reactor,
 };
 pub use runner::{spawn, RunnerHandle, RunnerSettings};
 pub use status::{ReactorStatus, RunState, StatusSnapshot};

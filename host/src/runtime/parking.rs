@@ -196,7 +196,12 @@ pub(crate) fn park_proposal(
 }
 
 /// The record that resolves `parked` after its replay succeeded.
-pub(crate) fn unparked_proposal(info: &ReactorInfo, parked: &ParkedEvent, reactions: u64, denials: u64) -> Proposal {
+pub(crate) fn unparked_proposal(
+    info: &ReactorInfo,
+    parked: &ParkedEvent,
+    reactions: u64,
+    denials: u64,
+) -> Proposal {
     let rec = UnparkedRecord {
         reactor: info.name.clone(),
         parked: parked.parked.to_string(),
@@ -210,7 +215,11 @@ pub(crate) fn unparked_proposal(info: &ReactorInfo, parked: &ParkedEvent, reacti
         serde_json::to_vec(&rec).expect("unparked record encodes"),
     );
     p.causation = Some(parked.parked);
-    p.id = Some(EventId::derive(&[b"unparked", info.name.as_bytes(), &parked.parked.0.to_be_bytes()]));
+    p.id = Some(EventId::derive(&[
+        b"unparked",
+        info.name.as_bytes(),
+        &parked.parked.0.to_be_bytes(),
+    ]));
     p.meta = info.lineage();
     p
 }
@@ -244,7 +253,11 @@ pub fn parked_events(store: &Store, reactor: Option<&str>) -> Result<Vec<ParkedE
                     let Ok(record) = serde_json::from_slice::<ParkedRecord>(&e.payload) else {
                         continue;
                     };
-                    if let Some(old) = record.replaces.as_ref().and_then(|r| r.parse::<EventId>().ok()) {
+                    if let Some(old) = record
+                        .replaces
+                        .as_ref()
+                        .and_then(|r| r.parse::<EventId>().ok())
+                    {
                         open.remove(&old);
                     }
                     open.insert(
@@ -260,7 +273,12 @@ pub fn parked_events(store: &Store, reactor: Option<&str>) -> Result<Vec<ParkedE
                 }
                 REPLAY_KIND => {
                     if let Ok(r) = serde_json::from_slice::<ReplayRequest>(&e.payload) {
-                        if let Some(p) = r.parked.parse().ok().and_then(|id: EventId| open.get_mut(&id)) {
+                        if let Some(p) = r
+                            .parked
+                            .parse()
+                            .ok()
+                            .and_then(|id: EventId| open.get_mut(&id))
+                        {
                             p.replay_requested = true;
                         }
                     }

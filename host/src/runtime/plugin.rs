@@ -11,7 +11,9 @@ use super::bindings::{
 use super::cache::CompileSource;
 use super::engine::Runtime;
 use super::log::LogLevel;
-use super::reactor::{Descriptor, FailureKind, HostServices, ReactFailure, Reaction, ReactionVerdict, Reactor};
+use super::reactor::{
+    Descriptor, FailureKind, HostServices, ReactFailure, Reaction, ReactionVerdict, Reactor,
+};
 use crate::event::{Event, EventId};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -174,7 +176,11 @@ fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
         }
     };
     if bytes.len() < 8 {
-        anyhow::bail!("plugin {}: truncated WebAssembly file ({} bytes)", path.display(), bytes.len());
+        anyhow::bail!(
+            "plugin {}: truncated WebAssembly file ({} bytes)",
+            path.display(),
+            bytes.len()
+        );
     }
     match &bytes[4..8] {
         [0x0d, 0x00, 0x01, 0x00] => Ok(bytes),
@@ -209,9 +215,15 @@ pub(crate) fn prepare(
 
 /// Settings chosen once the plugin has said who it is (config is keyed by
 /// reactor name).
-pub(crate) type ChooseSettings<'a> = &'a mut dyn FnMut(&Descriptor) -> anyhow::Result<PluginSettings>;
+pub(crate) type ChooseSettings<'a> =
+    &'a mut dyn FnMut(&Descriptor) -> anyhow::Result<PluginSettings>;
 
-pub(crate) fn load(rt: &Runtime, path: &Path, base: PluginSettings, choose: ChooseSettings<'_>) -> anyhow::Result<Plugin> {
+pub(crate) fn load(
+    rt: &Runtime,
+    path: &Path,
+    base: PluginSettings,
+    choose: ChooseSettings<'_>,
+) -> anyhow::Result<Plugin> {
     let settings = base;
     let (component, digest, world, compile_source, compile_time) = prepare(rt, path)?;
     let pre = rt.inner.linker.instantiate_pre(&component).map_err(|e| {
@@ -239,14 +251,18 @@ pub(crate) fn load(rt: &Runtime, path: &Path, base: PluginSettings, choose: Choo
         let f = classify(e, said, &settings);
         anyhow::anyhow!("plugin {}: describe() failed: {f}", path.display())
     })?;
-    descriptor
-        .validate()
-        .map_err(|e| anyhow::anyhow!("plugin {}: describe() returned an invalid descriptor: {e}", path.display()))?;
+    descriptor.validate().map_err(|e| {
+        anyhow::anyhow!(
+            "plugin {}: describe() returned an invalid descriptor: {e}",
+            path.display()
+        )
+    })?;
     // `describe` ran with the base settings; the instance that serves runs
     // with the reactor's own limits and config.
     drop(bindings);
     drop(store);
-    let settings = choose(&descriptor).map_err(|e| anyhow::anyhow!("plugin {}: {e:#}", path.display()))?;
+    let settings =
+        choose(&descriptor).map_err(|e| anyhow::anyhow!("plugin {}: {e:#}", path.display()))?;
     let mut store = new_store(rt, &descriptor.name, &settings, None);
     let bindings = pre
         .instantiate(&mut store)
@@ -281,7 +297,12 @@ pub(crate) fn load(rt: &Runtime, path: &Path, base: PluginSettings, choose: Choo
     })
 }
 
-fn new_store(rt: &Runtime, name: &str, settings: &PluginSettings, services: Option<HostServices>) -> wasmtime::Store<PluginState> {
+fn new_store(
+    rt: &Runtime,
+    name: &str,
+    settings: &PluginSettings,
+    services: Option<HostServices>,
+) -> wasmtime::Store<PluginState> {
     let state = PluginState::new(name, settings.log_level, settings.memory_bytes, services);
     let mut store = wasmtime::Store::new(rt.engine(), state);
     store.limiter(|s| &mut s.limits);
@@ -308,17 +329,28 @@ fn init(loaded: &Loaded, live: &mut Live) -> Result<(), ReactFailure> {
 
 /// Turns a wasmtime error from a guest call into a failure with a cause a
 /// human can act on.
-fn classify(err: wasmtime::Error, stderr: Option<String>, settings: &PluginSettings) -> ReactFailure {
+fn classify(
+    err: wasmtime::Error,
+    stderr: Option<String>,
+    settings: &PluginSettings,
+) -> ReactFailure {
     let trap = err.downcast_ref::<wasmtime::Trap>().copied();
     let chain: Vec<String> = err.chain().map(|e| e.to_string()).collect();
-    let said = stderr.map(|s| format!(" (the plugin wrote to stderr: {s})")).unwrap_or_default();
+    let said = stderr
+        .map(|s| format!(" (the plugin wrote to stderr: {s})"))
+        .unwrap_or_default();
     if trap == Some(wasmtime::Trap::Interrupt) {
         return ReactFailure::new(
             FailureKind::Timeout,
-            format!("the call ran longer than its {} ms limit and was interrupted", settings.timeout.as_millis()),
+            format!(
+                "the call ran longer than its {} ms limit and was interrupted",
+                settings.timeout.as_millis()
+            ),
         );
     }
-    if chain.iter().any(|c| c.contains("growing memory")) || trap == Some(wasmtime::Trap::AllocationTooLarge) {
+    if chain.iter().any(|c| c.contains("growing memory"))
+        || trap == Some(wasmtime::Trap::AllocationTooLarge)
+    {
         return ReactFailure::new(
             FailureKind::OutOfMemory,
             format!(
@@ -331,7 +363,13 @@ fn classify(err: wasmtime::Error, stderr: Option<String>, settings: &PluginSetti
         Some(t) => ReactFailure::new(FailureKind::Trap, format!("{t}{said}")),
         None => ReactFailure::new(
             FailureKind::Trap,
-            format!("{}{said}", chain.first().map(String::as_str).unwrap_or("unknown failure")),
+            format!(
+                "{}{said}",
+                chain
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or("unknown failure")
+            ),
         ),
     }
 }
@@ -370,8 +408,17 @@ impl Plugin {
     /// The instantiation failed.
     pub fn measure_instantiate(&self) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let mut store = new_store(&self.loaded.runtime, &self.loaded.descriptor.name, &self.loaded.settings, None);
-        let _bindings = self.loaded.pre.instantiate(&mut store).map_err(super::wasm_error)?;
+        let mut store = new_store(
+            &self.loaded.runtime,
+            &self.loaded.descriptor.name,
+            &self.loaded.settings,
+            None,
+        );
+        let _bindings = self
+            .loaded
+            .pre
+            .instantiate(&mut store)
+            .map_err(super::wasm_error)?;
         Ok(started.elapsed())
     }
 
@@ -395,14 +442,24 @@ impl Plugin {
     fn ensure_live(&mut self) -> Result<&mut Live, ReactFailure> {
         if self.live.is_none() {
             let l = &self.loaded;
-            let mut store = new_store(&l.runtime, &l.descriptor.name, &l.settings, self.services.clone());
-            let bindings = l
-                .pre
-                .instantiate(&mut store)
-                .map_err(|e| ReactFailure::new(FailureKind::Instantiate, format!("cannot instantiate: {e:#}")))?;
+            let mut store = new_store(
+                &l.runtime,
+                &l.descriptor.name,
+                &l.settings,
+                self.services.clone(),
+            );
+            let bindings = l.pre.instantiate(&mut store).map_err(|e| {
+                ReactFailure::new(
+                    FailureKind::Instantiate,
+                    format!("cannot instantiate: {e:#}"),
+                )
+            })?;
             let mut live = Live { store, bindings };
             init(l, &mut live).map_err(|f| {
-                ReactFailure::new(FailureKind::Instantiate, format!("init of a fresh instance failed: {f}"))
+                ReactFailure::new(
+                    FailureKind::Instantiate,
+                    format!("init of a fresh instance failed: {f}"),
+                )
             })?;
             live.store.data_mut().host.last_verdicts = std::mem::take(&mut self.verdicts);
             self.live = Some(live);
@@ -428,7 +485,10 @@ impl Reactor for Plugin {
     }
 
     fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
-        let ticks = self.loaded.runtime.deadline_ticks(self.loaded.settings.timeout);
+        let ticks = self
+            .loaded
+            .runtime
+            .deadline_ticks(self.loaded.settings.timeout);
         self.ensure_live()?;
         let Plugin { live, builder, .. } = self;
         let live = live.as_mut().expect("live instance");
@@ -447,7 +507,10 @@ impl Reactor for Plugin {
             data.begin_call();
         }
         live.store.set_epoch_deadline(ticks);
-        let r = live.bindings.batpak_reactor_reactor().call_react(&mut live.store, wit_batch);
+        let r = live
+            .bindings
+            .batpak_reactor_reactor()
+            .call_react(&mut live.store, wit_batch);
         let data = live.store.data_mut();
         data.host.in_react = false;
         let said = data.end_call();
@@ -506,13 +569,18 @@ pub struct Inspection {
 /// reported in the result instead.
 pub fn inspect(rt: &Runtime, path: &Path, settings: PluginSettings) -> anyhow::Result<Inspection> {
     let (component, digest, world, _, _) = prepare(rt, path)?;
-    let pre = rt
-        .inner
-        .linker
-        .instantiate_pre(&component)
-        .map_err(|e| anyhow::anyhow!("plugin {}: its imports do not match what this host offers: {e:#}", path.display()))?;
-    let pre = wit::ReactorPluginPre::new(pre)
-        .map_err(|e| anyhow::anyhow!("plugin {}: its exports do not match {EXPORT_INTERFACE}: {e:#}", path.display()))?;
+    let pre = rt.inner.linker.instantiate_pre(&component).map_err(|e| {
+        anyhow::anyhow!(
+            "plugin {}: its imports do not match what this host offers: {e:#}",
+            path.display()
+        )
+    })?;
+    let pre = wit::ReactorPluginPre::new(pre).map_err(|e| {
+        anyhow::anyhow!(
+            "plugin {}: its exports do not match {EXPORT_INTERFACE}: {e:#}",
+            path.display()
+        )
+    })?;
     let mut store = new_store(rt, "inspect", &settings, None);
     let bindings = pre
         .instantiate(&mut store)
@@ -521,7 +589,13 @@ pub fn inspect(rt: &Runtime, path: &Path, settings: PluginSettings) -> anyhow::R
     store.data_mut().begin_call();
     let d = bindings.batpak_reactor_reactor().call_describe(&mut store);
     let said = store.data_mut().end_call();
-    let d = d.map_err(|e| anyhow::anyhow!("plugin {}: describe() failed: {}", path.display(), classify(e, said, &settings)))?;
+    let d = d.map_err(|e| {
+        anyhow::anyhow!(
+            "plugin {}: describe() failed: {}",
+            path.display(),
+            classify(e, said, &settings)
+        )
+    })?;
     let descriptor = descriptor_from_wit(d);
     let valid = descriptor.validate();
     let mut json = descriptor_json(&descriptor);
@@ -530,12 +604,16 @@ pub fn inspect(rt: &Runtime, path: &Path, settings: PluginSettings) -> anyhow::R
     }
     store.set_epoch_deadline(rt.deadline_ticks(settings.timeout));
     store.data_mut().begin_call();
-    let init = bindings.batpak_reactor_reactor().call_init(&mut store, &settings.config);
+    let init = bindings
+        .batpak_reactor_reactor()
+        .call_init(&mut store, &settings.config);
     let said = store.data_mut().end_call();
     let init = match init {
         Ok(Ok(())) => serde_json::json!({ "ok": true }),
         Ok(Err(msg)) => serde_json::json!({ "ok": false, "error": msg }),
-        Err(e) => serde_json::json!({ "ok": false, "error": classify(e, said, &settings).to_string() }),
+        Err(e) => {
+            serde_json::json!({ "ok": false, "error": classify(e, said, &settings).to_string() })
+        }
     };
     Ok(Inspection {
         file: path.to_path_buf(),

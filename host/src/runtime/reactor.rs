@@ -52,7 +52,10 @@ impl Descriptor {
     /// A message naming the first broken rule and how to fix it.
     pub fn validate(&self) -> Result<(), String> {
         validate_reactor_name(&self.name)?;
-        if self.version.is_empty() || self.version.len() > 128 || self.version.chars().any(char::is_control) {
+        if self.version.is_empty()
+            || self.version.len() > 128
+            || self.version.chars().any(char::is_control)
+        {
             return Err(format!(
                 "reactor {:?} has an invalid version {:?}: it must be 1 to 128 characters without control characters",
                 self.name, self.version
@@ -68,7 +71,10 @@ impl Descriptor {
             }
         }
         if let Some(p) = &self.region.entity_prefix {
-            if p.is_empty() || p.len() > crate::event::MAX_NAME_LEN || p.chars().any(char::is_control) {
+            if p.is_empty()
+                || p.len() > crate::event::MAX_NAME_LEN
+                || p.chars().any(char::is_control)
+            {
                 return Err(format!(
                     "region of reactor {:?} has an invalid entity prefix {p:?}: 1 to {} bytes, no control characters (leave it unset to match every entity)",
                     self.name,
@@ -144,7 +150,13 @@ pub struct Reaction {
 
 impl Reaction {
     /// A reaction to batch event `source`, caused by it.
-    pub fn new(source: u32, entity: &str, scope: &str, kind: &str, payload: impl Into<Vec<u8>>) -> Self {
+    pub fn new(
+        source: u32,
+        entity: &str,
+        scope: &str,
+        kind: &str,
+        payload: impl Into<Vec<u8>>,
+    ) -> Self {
         Reaction {
             source,
             coordinate: Coordinate {
@@ -260,7 +272,9 @@ impl HostServices {
 
 impl fmt::Debug for HostServices {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HostServices").field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("HostServices")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 

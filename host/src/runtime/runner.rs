@@ -15,7 +15,9 @@ use super::log::{log, LogLevel};
 use super::parking::{park_proposal, parked_events, unparked_proposal, FailurePolicy, ParkedEvent};
 use super::reactor::{FailureKind, HostServices, ReactFailure, ReactionVerdict, Reactor};
 use super::status::{ReactorStatus, RunState};
-use crate::canal::{Canal, CanalBatch, CanalHandle, CloseReason, Cursor, ReactorCanal, Subscription};
+use crate::canal::{
+    Canal, CanalBatch, CanalHandle, CloseReason, Cursor, ReactorCanal, Subscription,
+};
 use crate::event::{Event, EventId, Proposal};
 use crate::gate::GateSet;
 use crate::store::{AppendOptions, CheckpointUpdate, Store};
@@ -113,7 +115,9 @@ pub struct RunnerHandle {
 
 impl std::fmt::Debug for RunnerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunnerHandle").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("RunnerHandle")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -198,7 +202,11 @@ impl Drop for RunnerHandle {
 /// # Errors
 /// An invalid descriptor, a cursor that cannot be opened, or a thread that
 /// cannot be started.
-pub fn spawn(store: &Store, mut reactor: Box<dyn Reactor>, settings: RunnerSettings) -> anyhow::Result<RunnerHandle> {
+pub fn spawn(
+    store: &Store,
+    mut reactor: Box<dyn Reactor>,
+    settings: RunnerSettings,
+) -> anyhow::Result<RunnerHandle> {
     let d = reactor.descriptor().clone();
     d.validate().map_err(|e| anyhow::anyhow!(e))?;
     let feed = match d.canal {
@@ -216,7 +224,11 @@ pub fn spawn(store: &Store, mut reactor: Box<dyn Reactor>, settings: RunnerSetti
         store: store.clone(),
         admission: admission.clone(),
     });
-    let status = Arc::new(ReactorStatus::new(&d.name, &d.version, d.canal == ReactorCanal::LossySubscription));
+    let status = Arc::new(ReactorStatus::new(
+        &d.name,
+        &d.version,
+        d.canal == ReactorCanal::LossySubscription,
+    ));
     if let Feed::Cursor(c) = &feed {
         status.set_position(c.position());
     }
@@ -302,7 +314,12 @@ impl Worker {
     }
 
     fn log(&self, level: LogLevel, msg: &str) {
-        log(self.settings.log_level, level, &format!("runtime {}", self.name()), msg);
+        log(
+            self.settings.log_level,
+            level,
+            &format!("runtime {}", self.name()),
+            msg,
+        );
     }
 
     fn stopping(&self) -> bool {
@@ -371,7 +388,10 @@ impl Worker {
                             &format!("fell behind its lossy subscription and missed {missed} event(s); resubscribing"),
                         );
                         let region = self.reactor.descriptor().region.clone();
-                        self.feed = Feed::Lossy(self.store.subscribe(region, self.settings.subscription_capacity.max(1)));
+                        self.feed = Feed::Lossy(
+                            self.store
+                                .subscribe(region, self.settings.subscription_capacity.max(1)),
+                        );
                     }
                     CloseReason::Stopped => return Ok(()),
                     CloseReason::StoreClosed => anyhow::bail!("the store was closed"),
@@ -383,7 +403,9 @@ impl Worker {
 
     /// Picks up a replacement reactor handed over by [`RunnerHandle::swap`].
     fn take_swap(&mut self) {
-        let Some(mut next) = self.swap.lock().take() else { return };
+        let Some(mut next) = self.swap.lock().take() else {
+            return;
+        };
         if next.descriptor().region != self.reactor.descriptor().region
             || next.descriptor().canal != self.reactor.descriptor().canal
         {
@@ -466,7 +488,12 @@ impl Worker {
 
     /// Splits a batch that keeps failing: straight to the event the reactor
     /// blamed, or in halves; parks a single failing event.
-    fn isolate(&mut self, events: &[Event], failure: ReactFailure, attempts: u32) -> anyhow::Result<Flow> {
+    fn isolate(
+        &mut self,
+        events: &[Event],
+        failure: ReactFailure,
+        attempts: u32,
+    ) -> anyhow::Result<Flow> {
         if events.len() == 1 {
             self.park(&events[0], &failure, attempts)?;
             return Ok(Flow::Continue);
@@ -474,7 +501,11 @@ impl Worker {
         if self.stopping() {
             return Ok(Flow::Stopped);
         }
-        match failure.event.map(|i| i as usize).filter(|&i| i < events.len()) {
+        match failure
+            .event
+            .map(|i| i as usize)
+            .filter(|&i| i < events.len())
+        {
             Some(i) => {
                 if i > 0 {
                     if let Flow::Stopped = self.once(&events[..i], attempts)? {
@@ -511,7 +542,10 @@ impl Worker {
             Err(f) if f.kind == FailureKind::Instantiate => self.process(events, prior),
             Err(f) => {
                 self.status.add_failure();
-                self.log(LogLevel::Debug, &format!("bisecting: {} failed: {f}", describe_span(events)));
+                self.log(
+                    LogLevel::Debug,
+                    &format!("bisecting: {} failed: {f}", describe_span(events)),
+                );
                 self.isolate(events, f, prior + 1)
             }
         }
@@ -566,7 +600,10 @@ impl Worker {
                 Judged::Denied { denial, record } => {
                     self.log(
                         LogLevel::Info,
-                        &format!("proposal {i} (reacting to event {}) denied: {denial}", events[s].id()),
+                        &format!(
+                            "proposal {i} (reacting to event {}) denied: {denial}",
+                            events[s].id()
+                        ),
                     );
                     out.verdicts.push(ReactionVerdict {
                         reaction: i as u32,
@@ -626,7 +663,13 @@ impl Worker {
         attempts: u32,
         replaces: Option<&ParkedEvent>,
     ) -> anyhow::Result<()> {
-        let record = park_proposal(&self.admission.info, event, failure, attempts, replaces.map(|p| p.parked));
+        let record = park_proposal(
+            &self.admission.info,
+            event,
+            failure,
+            attempts,
+            replaces.map(|p| p.parked),
+        );
         let mut opts = AppendOptions::durable();
         // A replayed event sits behind the cursor: parking it again must not
         // move the checkpoint.
@@ -667,8 +710,17 @@ impl Worker {
             if self.stopping() {
                 return Ok(Flow::Stopped);
             }
-            let Some(event) = p.event_id().and_then(|id| self.store.get(id).ok().flatten()) else {
-                self.log(LogLevel::Warn, &format!("cannot replay parked event {}: it is not in the log", p.record.event));
+            let Some(event) = p
+                .event_id()
+                .and_then(|id| self.store.get(id).ok().flatten())
+            else {
+                self.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "cannot replay parked event {}: it is not in the log",
+                        p.record.event
+                    ),
+                );
                 continue;
             };
             self.status.add_in(1);
@@ -678,20 +730,34 @@ impl Worker {
             loop {
                 match self.attempt(events) {
                     Ok(mut o) => {
-                        o.proposals.push(unparked_proposal(&self.admission.info, &p, o.reactions, o.denials));
+                        o.proposals.push(unparked_proposal(
+                            &self.admission.info,
+                            &p,
+                            o.reactions,
+                            o.denials,
+                        ));
                         self.store
-                            .append_system(std::mem::take(&mut o.proposals), AppendOptions::durable())
-                            .with_context(|| format!("appending the replay of event {}", event.id()))?;
+                            .append_system(
+                                std::mem::take(&mut o.proposals),
+                                AppendOptions::durable(),
+                            )
+                            .with_context(|| {
+                                format!("appending the replay of event {}", event.id())
+                            })?;
                         self.status.add_out(o.reactions);
                         self.status.add_denials(o.denials);
                         self.status.add_unparked();
                         self.reactor.verdicts(o.verdicts);
-                        self.log(LogLevel::Info, &format!("replayed parked event {}", event.id()));
+                        self.log(
+                            LogLevel::Info,
+                            &format!("replayed parked event {}", event.id()),
+                        );
                         break;
                     }
                     Err(f) if f.kind == FailureKind::Instantiate => {
                         instantiate_failures += 1;
-                        if instantiate_failures >= self.settings.policy.instantiate_attempts.max(1) {
+                        if instantiate_failures >= self.settings.policy.instantiate_attempts.max(1)
+                        {
                             anyhow::bail!("giving up: no working instance: {}", f.message);
                         }
                         if let Flow::Stopped = self.backoff(instantiate_failures) {
@@ -744,7 +810,10 @@ impl Worker {
 }
 
 /// Refuses output that breaks the contract as a whole.
-fn check_shape(reactions: &[super::reactor::Reaction], batch_len: usize) -> Result<(), ReactFailure> {
+fn check_shape(
+    reactions: &[super::reactor::Reaction],
+    batch_len: usize,
+) -> Result<(), ReactFailure> {
     if reactions.len() > MAX_PROPOSALS_PER_CALL {
         return Err(ReactFailure::new(
             FailureKind::Malformed,
@@ -761,7 +830,11 @@ fn check_shape(reactions: &[super::reactor::Reaction], batch_len: usize) -> Resu
             format!("returned {bytes} payload bytes; the limit is {MAX_OUTPUT_BYTES} per call"),
         ));
     }
-    if let Some((i, r)) = reactions.iter().enumerate().find(|(_, r)| r.source as usize >= batch_len) {
+    if let Some((i, r)) = reactions
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.source as usize >= batch_len)
+    {
         return Err(ReactFailure::new(
             FailureKind::Malformed,
             format!(
@@ -777,7 +850,12 @@ fn describe_span(events: &[Event]) -> String {
     match events {
         [] => "no events".into(),
         [e] => format!("event {} (sequence {})", e.id(), e.sequence()),
-        [a, .., b] => format!("{} events (sequences {}..={})", events.len(), a.sequence(), b.sequence()),
+        [a, .., b] => format!(
+            "{} events (sequences {}..={})",
+            events.len(),
+            a.sequence(),
+            b.sequence()
+        ),
     }
 }
 

@@ -188,7 +188,11 @@ impl ReactorStatus {
             failures: self.failures.load(Ordering::Relaxed),
             missed: self.missed.load(Ordering::Relaxed),
             position,
-            lag: if self.lossy { 0 } else { durable.saturating_sub(position) },
+            lag: if self.lossy {
+                0
+            } else {
+                durable.saturating_sub(position)
+            },
             lossy: self.lossy,
             state: self.state(),
             error: self.error(),
