@@ -89,7 +89,7 @@ fn kill_minus_nine_never_loses_or_duplicates_a_reaction() {
             .expect("starting run");
         // Half the kills land early, while the run is loading and catching
         // up (appending reactions); the rest anywhere, idle included.
-        let delay = if rng.next() % 2 == 0 {
+        let delay = if rng.next().is_multiple_of(2) {
             rng.next() % 150
         } else {
             rng.next() % 500

@@ -259,7 +259,7 @@ pub(crate) fn load(
     })?;
     // `describe` ran with the base settings; the instance that serves runs
     // with the reactor's own limits and config.
-    drop(bindings);
+    let _ = bindings;
     drop(store);
     let settings =
         choose(&descriptor).map_err(|e| anyhow::anyhow!("plugin {}: {e:#}", path.display()))?;
