@@ -3,11 +3,11 @@
 //! lossy subscriptions.
 
 use batpak_host::canal::{CanalHandle, ReactorCanal, Region};
-use batpak_host::event::{Coordinate, Event, Proposal};
+use batpak_host::event::{Coordinate, Event, EventId, Proposal};
 use batpak_host::gate::{Denial, Gate, GateSet};
 use batpak_host::runtime::{
     self, parked_events, Descriptor, FailurePolicy, HostServices, ReactFailure, Reaction,
-    ReactionContext, ReactionVerdict, Reactor, RunState, RunnerSettings,
+    ReactionCause, ReactionContext, ReactionVerdict, Reactor, RunState, RunnerSettings,
 };
 use batpak_host::store::{AppendOptions, Store};
 use std::sync::{Arc, Mutex};
@@ -51,6 +51,15 @@ impl Reactor for Echo {
         for (i, e) in batch.iter().enumerate() {
             match &*e.payload {
                 b"poison" => return Err(ReactFailure::at(i as u32, "poison payload")),
+                b"weird" => {
+                    // Output that must be denied without taking the runner
+                    // down: a megabyte of entity name, an unknown cause.
+                    let big = "x".repeat(1 << 20);
+                    out.push(Reaction::new(i as u32, &big, "t", "out", b"{}".to_vec()));
+                    let mut r = Reaction::new(i as u32, "e", "t", "out", b"{}".to_vec());
+                    r.causation = ReactionCause::Event(EventId(12345));
+                    out.push(r);
+                }
                 _ => {
                     let c = e.coordinate();
                     let r = Reaction::new(i as u32, &c.entity, &c.scope, "out", e.payload.to_vec());
@@ -114,7 +123,10 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 fn native_reactor_goes_through_caller_gates_and_parking() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    for (i, p) in [&b"a"[..], b"deny-me", b"poison", b"b"].iter().enumerate() {
+    for (i, p) in [&b"a"[..], b"deny-me", b"poison", b"b", b"weird"]
+        .iter()
+        .enumerate()
+    {
         put(&store, &format!("e:{i}"), p);
     }
     let echo = Echo::new("echo", ReactorCanal::CursorGuaranteed);
@@ -155,10 +167,29 @@ fn native_reactor_goes_through_caller_gates_and_parking() {
     let denied = store
         .scan(&Region::all().kinds(["batpak.gate.denied"]), 0, 100, false)
         .unwrap();
-    assert_eq!(denied.len(), 1);
-    let rec: serde_json::Value = serde_json::from_slice(&denied[0].payload).unwrap();
-    assert_eq!(rec["gate"], "no-deny-me");
-    assert_eq!(rec["code"], "caller-says-no");
+    let codes: Vec<(String, String)> = denied
+        .iter()
+        .map(|d| {
+            let rec: serde_json::Value = serde_json::from_slice(&d.payload).unwrap();
+            (
+                rec["gate"].as_str().unwrap().to_string(),
+                rec["code"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let pair = |g: &str, c: &str| (g.to_string(), c.to_string());
+    assert_eq!(
+        codes,
+        vec![
+            pair("no-deny-me", "caller-says-no"),
+            pair("capability", "invalid-proposal"),
+            pair("capability", "unknown-causation"),
+        ]
+    );
+    assert!(
+        denied.iter().all(|d| d.payload.len() < 4096),
+        "denial records stay small"
+    );
     assert!(verdicts.lock().unwrap().iter().any(|v| v.denial.is_some()));
 
     let parked = parked_events(&store, Some("echo")).unwrap();
@@ -171,7 +202,7 @@ fn native_reactor_goes_through_caller_gates_and_parking() {
         cp.sequence,
         store
             .scan(&Region::all().kinds(["in"]), 0, 100, false)
-            .unwrap()[3]
+            .unwrap()[4]
             .sequence()
     );
     store.close().unwrap();

@@ -7,7 +7,9 @@
 //! append would do.
 
 use super::reactor::{Reaction, ReactionCause};
-use crate::event::{is_system_kind, Coordinate, Event, EventId, Proposal};
+use crate::event::{
+    is_system_kind, Coordinate, Event, EventId, Proposal, MAX_KIND_LEN, MAX_NAME_LEN,
+};
 use crate::gate::{denial_event, Denial, Gate, GateSet};
 use crate::store::Store;
 use std::collections::BTreeSet;
@@ -109,7 +111,7 @@ impl Gate<ReactionContext> for CapabilityGate {
     }
 
     fn evaluate(&self, _ctx: &ReactionContext, p: &Proposal) -> Result<(), Denial> {
-        let kind = &p.kind;
+        let kind = &clip(&p.kind, MAX_KIND_LEN);
         if is_system_kind(kind) {
             return Err(Denial::new(
                 CAPABILITY_GATE,
@@ -149,6 +151,18 @@ impl Gate<ReactionContext> for CapabilityGate {
         }
         Ok(())
     }
+}
+
+/// `s` cut to at most `max` bytes (on a character boundary), marked when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 fn list(kinds: &BTreeSet<String>) -> String {
@@ -284,7 +298,22 @@ impl Admission {
         match self.evaluate(Some(store), &ctx, &p) {
             Ok(()) => Judged::Admitted(p),
             Err(denial) => {
-                let mut record = denial_event(&self.stream, &self.proposer, &denial, &p);
+                // The record must always be appendable: names clipped (a
+                // refused proposal may carry megabytes of "entity"), and
+                // caused by the source event, which exists (the proposal's
+                // own causation may not).
+                let mut shown = Proposal::new(
+                    Coordinate {
+                        entity: clip(&p.coordinate.entity, MAX_NAME_LEN),
+                        scope: clip(&p.coordinate.scope, MAX_NAME_LEN),
+                    },
+                    clip(&p.kind, MAX_KIND_LEN),
+                    Vec::new(),
+                );
+                shown.causation = p.causation;
+                let mut record = denial_event(&self.stream, &self.proposer, &denial, &shown);
+                record.causation = Some(source.id());
+                record.correlation = Some(source.header.correlation);
                 record.id = Some(self.denial_id(source.id(), ordinal));
                 record.meta = self.lineage.clone();
                 Judged::Denied { denial, record }
