@@ -13,7 +13,11 @@ fn bin() -> &'static str {
 fn run(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut c = Command::new(bin());
     c.arg("--data").arg(data).args(args);
-    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     c.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
     if let Some(s) = stdin {
@@ -36,19 +40,52 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn append_then_events_round_trips_with_filters_and_causation() {
     let d = tempfile::tempdir().unwrap();
-    let o = run(d.path(), &["append", "--entity", "order:1", "--scope", "shop", "--kind", "order.placed", "--payload", r#"{"sku":"w","qty":2}"#], None);
+    let o = run(
+        d.path(),
+        &[
+            "append",
+            "--entity",
+            "order:1",
+            "--scope",
+            "shop",
+            "--kind",
+            "order.placed",
+            "--payload",
+            r#"{"sku":"w","qty":2}"#,
+        ],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let r = &lines(&o)[0];
     let id = r["id"].as_str().unwrap().to_string();
     assert_eq!(id.len(), 32);
     assert_eq!(r["seq"], 1);
-    let o = run(d.path(), &["append", "--entity", "order:1", "--scope", "shop", "--kind", "order.paid", "--payload", "plain text", "--causation", &id], None);
+    let o = run(
+        d.path(),
+        &[
+            "append",
+            "--entity",
+            "order:1",
+            "--scope",
+            "shop",
+            "--kind",
+            "order.paid",
+            "--payload",
+            "plain text",
+            "--causation",
+            &id,
+        ],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(d.path(), &["events"], None);
     let evs = lines(&o);
     assert_eq!(evs.len(), 2);
     assert_eq!(evs[0]["payload"]["sku"], "w", "JSON payloads print as JSON");
-    assert_eq!(evs[1]["payload"], "plain text", "other payloads print as strings");
+    assert_eq!(
+        evs[1]["payload"], "plain text",
+        "other payloads print as strings"
+    );
     assert_eq!(evs[1]["causation"], id.as_str());
     assert_eq!(evs[1]["correlation"], id.as_str());
     let o = run(d.path(), &["events", "--kind", "order.paid"], None);
@@ -95,7 +132,21 @@ fn bad_arguments_exit_2_with_usage() {
     let o = run(d.path(), &["append", "--entity", "x"], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--scope"), "{}", stderr(&o));
-    let o = run(d.path(), &["append", "--entity", "x", "--scope", "s", "--kind", "k", "--causation", "nothex"], None);
+    let o = run(
+        d.path(),
+        &[
+            "append",
+            "--entity",
+            "x",
+            "--scope",
+            "s",
+            "--kind",
+            "k",
+            "--causation",
+            "nothex",
+        ],
+        None,
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("32 hex digits"), "{}", stderr(&o));
     let o = run(d.path(), &["frobnicate"], None);
@@ -106,17 +157,38 @@ fn bad_arguments_exit_2_with_usage() {
 fn a_held_store_is_refused_naming_the_holder() {
     let d = tempfile::tempdir().unwrap();
     let _held = batpak_host::store::Store::open(d.path()).unwrap();
-    let o = run(d.path(), &["append", "--entity", "x", "--scope", "s", "--kind", "k"], None);
+    let o = run(
+        d.path(),
+        &["append", "--entity", "x", "--scope", "s", "--kind", "k"],
+        None,
+    );
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains(&format!("pid {}", std::process::id())) && err.contains("--data"), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())) && err.contains("--data"),
+        "{err}"
+    );
 }
 
 #[test]
 fn verify_reports_corruption_with_segment_and_offset() {
     let d = tempfile::tempdir().unwrap();
     for i in 0..4 {
-        let o = run(d.path(), &["append", "--entity", "a", "--scope", "s", "--kind", "k", "--payload", &format!("value-{i}")], None);
+        let o = run(
+            d.path(),
+            &[
+                "append",
+                "--entity",
+                "a",
+                "--scope",
+                "s",
+                "--kind",
+                "k",
+                "--payload",
+                &format!("value-{i}"),
+            ],
+            None,
+        );
         assert!(o.status.success());
     }
     let seg = d.path().join("segments").join("00000001.seg");
@@ -130,6 +202,9 @@ fn verify_reports_corruption_with_segment_and_offset() {
     let rep = &lines(&o)[0];
     assert_eq!(rep["sound"], false);
     let text = rep["problems"].to_string();
-    assert!(text.contains("segment 00000001") || text.contains("segment 000001"), "{text}");
+    assert!(
+        text.contains("segment 00000001") || text.contains("segment 000001"),
+        "{text}"
+    );
     assert!(text.contains("offset"), "{text}");
 }

@@ -17,7 +17,12 @@ const THREADS: usize = 4;
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
     h.finish()
 }
 
@@ -26,8 +31,13 @@ fn rand_u64() -> u64 {
 #[test]
 #[ignore]
 fn child_append_loop() {
-    let Ok(dir) = std::env::var("BATPAK_CRASH_DIR") else { return };
-    let round: u64 = std::env::var("BATPAK_CRASH_ROUND").unwrap().parse().unwrap();
+    let Ok(dir) = std::env::var("BATPAK_CRASH_DIR") else {
+        return;
+    };
+    let round: u64 = std::env::var("BATPAK_CRASH_ROUND")
+        .unwrap()
+        .parse()
+        .unwrap();
     let store = Store::open(&dir).unwrap();
     let out = std::sync::Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let mut handles = Vec::new();
@@ -38,7 +48,9 @@ fn child_append_loop() {
             for n in 0u64.. {
                 // Mix single durable appends (group commit) and batches.
                 let size = if t % 2 == 0 { 1 } else { 1 + (n % 7) as usize };
-                let keys: Vec<String> = (0..size).map(|i| format!("r{round}-t{t}-n{n}-{i}")).collect();
+                let keys: Vec<String> = (0..size)
+                    .map(|i| format!("r{round}-t{t}-n{n}-{i}"))
+                    .collect();
                 let batch = keys
                     .iter()
                     .map(|k| {
@@ -72,7 +84,14 @@ fn acknowledged_durable_events_survive_kill_9_exactly_once() {
     let mut acked: Vec<String> = Vec::new();
     for round in 0..rounds {
         let mut child = Command::new(&exe)
-            .args(["--ignored", "--exact", "child_append_loop", "--nocapture", "--test-threads", "1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "child_append_loop",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env("BATPAK_CRASH_DIR", dir.path())
             .env("BATPAK_CRASH_ROUND", round.to_string())
             .stdout(Stdio::piped())
@@ -100,10 +119,16 @@ fn acknowledged_durable_events_survive_kill_9_exactly_once() {
         let mut seen: HashMap<String, u64> = HashMap::new();
         for e in &events {
             let k = String::from_utf8(e.payload.to_vec()).unwrap();
-            assert!(seen.insert(k.clone(), e.sequence()).is_none(), "round {round}: {k} appears twice");
+            assert!(
+                seen.insert(k.clone(), e.sequence()).is_none(),
+                "round {round}: {k} appears twice"
+            );
         }
         for k in &acked {
-            assert!(seen.contains_key(k), "round {round}: acknowledged {k} is missing");
+            assert!(
+                seen.contains_key(k),
+                "round {round}: acknowledged {k} is missing"
+            );
         }
         // Per thread, acknowledged order is log order.
         let mut last: HashMap<String, u64> = HashMap::new();
@@ -121,6 +146,13 @@ fn acknowledged_durable_events_survive_kill_9_exactly_once() {
     }
     let unique: HashSet<&String> = acked.iter().collect();
     assert_eq!(unique.len(), acked.len());
-    assert!(acked.len() > rounds, "the child acknowledged too little to test anything: {}", acked.len());
-    eprintln!("{} acknowledged events checked across {rounds} kill -9 rounds", acked.len());
+    assert!(
+        acked.len() > rounds,
+        "the child acknowledged too little to test anything: {}",
+        acked.len()
+    );
+    eprintln!(
+        "{} acknowledged events checked across {rounds} kill -9 rounds",
+        acked.len()
+    );
 }

@@ -117,7 +117,10 @@ impl Coordinate {
     /// A name that is empty, longer than [`MAX_NAME_LEN`] bytes, has leading
     /// or trailing whitespace or contains a control or line/paragraph
     /// separator character.
-    pub fn new(entity: impl Into<String>, scope: impl Into<String>) -> Result<Self, ValidationError> {
+    pub fn new(
+        entity: impl Into<String>,
+        scope: impl Into<String>,
+    ) -> Result<Self, ValidationError> {
         let entity = entity.into();
         let scope = scope.into();
         validate_name("entity", &entity, MAX_NAME_LEN)?;
@@ -127,7 +130,11 @@ impl Coordinate {
 }
 
 /// Checks one name (entity, scope, kind, cursor id) against the shared rules.
-pub(crate) fn validate_name(what: &'static str, s: &str, max: usize) -> Result<(), ValidationError> {
+pub(crate) fn validate_name(
+    what: &'static str,
+    s: &str,
+    max: usize,
+) -> Result<(), ValidationError> {
     let bad = |reason: &str| ValidationError::BadName {
         what,
         value: s.chars().take(80).collect(),
@@ -235,7 +242,11 @@ pub struct Proposal {
 
 impl Proposal {
     /// A proposal with just coordinate, kind and payload.
-    pub fn new(coordinate: Coordinate, kind: impl Into<String>, payload: impl Into<Vec<u8>>) -> Self {
+    pub fn new(
+        coordinate: Coordinate,
+        kind: impl Into<String>,
+        payload: impl Into<Vec<u8>>,
+    ) -> Self {
         Proposal {
             coordinate,
             kind: kind.into(),
@@ -429,7 +440,10 @@ mod tests {
     #[test]
     fn reserved_kinds_are_refused_from_callers() {
         let p = Proposal::new(Coordinate::new("e", "s").unwrap(), "batpak.x", b"".to_vec());
-        assert!(matches!(p.validate(false), Err(ValidationError::ReservedKind(_))));
+        assert!(matches!(
+            p.validate(false),
+            Err(ValidationError::ReservedKind(_))
+        ));
         assert!(p.validate(true).is_ok());
     }
 

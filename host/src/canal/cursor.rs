@@ -63,9 +63,9 @@ impl Checkpoint {
 pub(crate) fn validate_cursor_id(id: &str) -> Result<(), ValidationError> {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'));
+        && id.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        });
     if ok {
         Ok(())
     } else {
@@ -211,7 +211,11 @@ impl Canal for Cursor {
     type Item = Event;
     type Error = CanalClosed;
 
-    fn pull_batch(&mut self, max: usize, deadline: Duration) -> Result<CanalBatch<Event>, CanalClosed> {
+    fn pull_batch(
+        &mut self,
+        max: usize,
+        deadline: Duration,
+    ) -> Result<CanalBatch<Event>, CanalClosed> {
         let core = &self.store.inner;
         let fail = |m: String| CanalClosed {
             reason: CloseReason::Failed(m),
@@ -221,9 +225,12 @@ impl Canal for Cursor {
         let mut upto = core.deliverable().map_err(fail)?;
         loop {
             if upto > self.position {
-                let (entries, scanned) = core.scan_entries(&self.region, self.position, max, false, upto);
+                let (entries, scanned) =
+                    core.scan_entries(&self.region, self.position, max, false, upto);
                 if !entries.is_empty() {
-                    let events = core.read_entries(&entries).map_err(|e| fail(e.to_string()))?;
+                    let events = core
+                        .read_entries(&entries)
+                        .map_err(|e| fail(e.to_string()))?;
                     // The scan stops at the max-th match, so `scanned` is
                     // either that event or the last sequence looked at.
                     self.position = scanned;
@@ -234,15 +241,17 @@ impl Canal for Cursor {
             if Instant::now() >= deadline {
                 return Ok(CanalBatch::Empty);
             }
-            upto = core.wait_deliverable(self.position, deadline).map_err(|m| {
-                if m.contains("closed") {
-                    CanalClosed {
-                        reason: CloseReason::StoreClosed,
+            upto = core
+                .wait_deliverable(self.position, deadline)
+                .map_err(|m| {
+                    if m.contains("closed") {
+                        CanalClosed {
+                            reason: CloseReason::StoreClosed,
+                        }
+                    } else {
+                        fail(m)
                     }
-                } else {
-                    fail(m)
-                }
-            })?;
+                })?;
         }
     }
 }

@@ -13,8 +13,8 @@ mod cursor;
 mod region;
 mod subscription;
 
-pub use cursor::{Checkpoint, Cursor};
 pub(crate) use cursor::validate_cursor_id;
+pub use cursor::{Checkpoint, Cursor};
 pub use region::Region;
 pub use subscription::Subscription;
 
@@ -152,7 +152,11 @@ pub trait Canal: Send {
     ///
     /// # Errors
     /// The canal's terminal error.
-    fn pull_batch(&mut self, max: usize, deadline: Duration) -> Result<CanalBatch<Self::Item>, Self::Error>;
+    fn pull_batch(
+        &mut self,
+        max: usize,
+        deadline: Duration,
+    ) -> Result<CanalBatch<Self::Item>, Self::Error>;
 }
 
 /// Lifecycle for a running canal-backed worker (for example a reactor).

@@ -94,8 +94,15 @@ mod tests {
         let a = Region::all().kinds(["a", "b"]).scope("s");
         let b = Region::all().kinds(["b", "a"]).scope("s");
         assert_eq!(a.fingerprint(), b.fingerprint());
-        assert_ne!(a.fingerprint(), Region::all().kinds(["a"]).scope("s").fingerprint());
-        assert!(Region::all().entity_prefix("order:").matches_parts("order:1", "s", "k"));
-        assert!(!Region::all().entity_prefix("order:").matches_parts("sku:1", "s", "k"));
+        assert_ne!(
+            a.fingerprint(),
+            Region::all().kinds(["a"]).scope("s").fingerprint()
+        );
+        assert!(Region::all()
+            .entity_prefix("order:")
+            .matches_parts("order:1", "s", "k"));
+        assert!(!Region::all()
+            .entity_prefix("order:")
+            .matches_parts("sku:1", "s", "k"));
     }
 }

@@ -48,7 +48,11 @@ impl Canal for Subscription {
     type Item = Event;
     type Error = CanalClosed;
 
-    fn pull_batch(&mut self, max: usize, deadline: Duration) -> Result<CanalBatch<Event>, CanalClosed> {
+    fn pull_batch(
+        &mut self,
+        max: usize,
+        deadline: Duration,
+    ) -> Result<CanalBatch<Event>, CanalClosed> {
         if let Some(c) = &self.closed {
             return Err(c.clone());
         }

@@ -110,12 +110,24 @@ struct Line {
 const LINE_HELP: &str = r#"each line must be a JSON object {"entity","scope","kind","payload"} with optional "causation", "correlation" (32 hex digits) and "idempotency_key""#;
 
 fn parse_line(text: &str) -> anyhow::Result<Proposal> {
-    let l: Line = serde_json::from_str(text)
-        .map_err(|e| anyhow::anyhow!("{}; {LINE_HELP}", e.to_string().replace("at line 1 column", "at column")))?;
+    let l: Line = serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}; {LINE_HELP}",
+            e.to_string().replace("at line 1 column", "at column")
+        )
+    })?;
     let coordinate = Coordinate::new(l.entity, l.scope)?;
     let mut p = Proposal::new(coordinate, l.kind, serde_json::to_vec(&l.payload)?);
-    p.causation = l.causation.as_deref().map(|s| parse_id("causation", s)).transpose()?;
-    p.correlation = l.correlation.as_deref().map(|s| parse_id("correlation", s)).transpose()?;
+    p.causation = l
+        .causation
+        .as_deref()
+        .map(|s| parse_id("causation", s))
+        .transpose()?;
+    p.correlation = l
+        .correlation
+        .as_deref()
+        .map(|s| parse_id("correlation", s))
+        .transpose()?;
     p.idempotency_key = l.idempotency_key;
     p.validate(false)?;
     Ok(p)
@@ -131,9 +143,21 @@ pub(crate) fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
         bail!("append needs --entity, --scope and --kind (or --jsonl FILE)");
     };
     let coordinate = Coordinate::new(entity, scope)?;
-    let mut p = Proposal::new(coordinate.clone(), kind.clone(), a.payload.unwrap_or_default().into_bytes());
-    p.causation = a.causation.as_deref().map(|s| parse_id("--causation", s)).transpose()?;
-    p.correlation = a.correlation.as_deref().map(|s| parse_id("--correlation", s)).transpose()?;
+    let mut p = Proposal::new(
+        coordinate.clone(),
+        kind.clone(),
+        a.payload.unwrap_or_default().into_bytes(),
+    );
+    p.causation = a
+        .causation
+        .as_deref()
+        .map(|s| parse_id("--causation", s))
+        .transpose()?;
+    p.correlation = a
+        .correlation
+        .as_deref()
+        .map(|s| parse_id("--correlation", s))
+        .transpose()?;
     p.idempotency_key = a.idempotency_key;
     p.validate(false)?;
     let store = Store::open(data)?;
@@ -149,10 +173,15 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
         Box::new(std::io::BufReader::new(
-            std::fs::File::open(src).with_context(|| format!("opening --jsonl file {}", src.display()))?,
+            std::fs::File::open(src)
+                .with_context(|| format!("opening --jsonl file {}", src.display()))?,
         ))
     };
-    let name = if src == Path::new("-") { "stdin".to_string() } else { src.display().to_string() };
+    let name = if src == Path::new("-") {
+        "stdin".to_string()
+    } else {
+        src.display().to_string()
+    };
     // Check every line before appending anything: a bad batch appends nothing.
     let mut props: Vec<(usize, Proposal)> = Vec::new();
     let mut errors = Vec::new();
@@ -176,7 +205,10 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
         for e in &errors {
             eprintln!("error: {e}");
         }
-        bail!("{name}: {} bad line(s); nothing was appended. Fix the lines above and run again", errors.len().min(20));
+        bail!(
+            "{name}: {} bad line(s); nothing was appended. Fix the lines above and run again",
+            errors.len().min(20)
+        );
     }
     if props.is_empty() {
         eprintln!("{name}: no events (empty input); nothing appended");
@@ -204,7 +236,10 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
             bytes += p.payload.len() + 128;
             chunk.push(iter.next().expect("peeked").1);
         }
-        let meta: Vec<(Coordinate, String)> = chunk.iter().map(|p| (p.coordinate.clone(), p.kind.clone())).collect();
+        let meta: Vec<(Coordinate, String)> = chunk
+            .iter()
+            .map(|p| (p.coordinate.clone(), p.kind.clone()))
+            .collect();
         let n = chunk.len();
         match store.append_batch(chunk, AppendOptions::accepted()) {
             Ok(rs) => {
@@ -214,7 +249,8 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
             }
             Err(e) => {
                 let detail = match &e {
-                    StoreError::Invalid { index, .. } | StoreError::UnknownCausation { index, .. } => {
+                    StoreError::Invalid { index, .. }
+                    | StoreError::UnknownCausation { index, .. } => {
                         format!("line {}: ", first_line + index)
                     }
                     _ => String::new(),
@@ -271,7 +307,12 @@ pub(crate) fn event_json(e: &Event) -> serde_json::Value {
         "payload": payload,
     });
     if !h.meta.is_empty() {
-        v["meta"] = h.meta.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>().into();
+        v["meta"] = h
+            .meta
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
     }
     v
 }
@@ -332,7 +373,10 @@ pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
 
 pub(crate) fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     if !data.join("segments").is_dir() {
-        bail!("{} holds no store (no segments directory); check --data", data.display());
+        bail!(
+            "{} holds no store (no segments directory); check --data",
+            data.display()
+        );
     }
     let (report, open_error) = match Store::open(data) {
         Ok(store) => {

@@ -32,7 +32,11 @@ pub struct Denial {
 
 impl Denial {
     /// Builds a denial.
-    pub fn new(gate: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        gate: impl Into<String>,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Denial {
             gate: gate.into(),
             code: code.into(),
@@ -43,7 +47,11 @@ impl Denial {
 
 impl std::fmt::Display for Denial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "denied by gate {:?} ({}): {}", self.gate, self.code, self.message)
+        write!(
+            f,
+            "denied by gate {:?} ({}): {}",
+            self.gate, self.code, self.message
+        )
     }
 }
 
@@ -129,7 +137,9 @@ fn run_gate<C: ?Sized>(g: &dyn Gate<C>, ctx: &C, p: &Proposal) -> Result<(), Den
             Err(Denial::new(
                 g.name(),
                 "gate-defect",
-                format!("the gate panicked ({msg}); the proposal is refused until the gate is fixed"),
+                format!(
+                    "the gate panicked ({msg}); the proposal is refused until the gate is fixed"
+                ),
             ))
         }
     }
@@ -156,7 +166,12 @@ pub struct DenialRecord {
 /// Builds the system event recording `denial` of `proposal` on the
 /// proposer's stream `stream`. Append it with [`record_denial`] or inside a
 /// larger system batch.
-pub fn denial_event(stream: &Coordinate, proposer: &str, denial: &Denial, proposal: &Proposal) -> Proposal {
+pub fn denial_event(
+    stream: &Coordinate,
+    proposer: &str,
+    denial: &Denial,
+    proposal: &Proposal,
+) -> Proposal {
     let rec = DenialRecord {
         denial: denial.clone(),
         proposer: proposer.to_string(),

@@ -187,7 +187,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("dir", &self.inner.dir).finish()
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish()
     }
 }
 
@@ -219,7 +221,11 @@ impl Store {
     ///
     /// # Errors
     /// Validation errors, a sequence conflict, or a store failure.
-    pub fn append(&self, proposal: Proposal, options: AppendOptions) -> Result<Receipt, StoreError> {
+    pub fn append(
+        &self,
+        proposal: Proposal,
+        options: AppendOptions,
+    ) -> Result<Receipt, StoreError> {
         let mut r = self.append_batch(vec![proposal], options)?;
         Ok(r.remove(0))
     }
@@ -233,7 +239,11 @@ impl Store {
     /// # Errors
     /// Any invalid proposal or a failed `expected_sequence` refuses the whole
     /// batch; nothing is written.
-    pub fn append_batch(&self, proposals: Vec<Proposal>, options: AppendOptions) -> Result<Vec<Receipt>, StoreError> {
+    pub fn append_batch(
+        &self,
+        proposals: Vec<Proposal>,
+        options: AppendOptions,
+    ) -> Result<Vec<Receipt>, StoreError> {
         self.inner.append(proposals, options, false)
     }
 
@@ -268,7 +278,12 @@ impl Store {
     ///
     /// # Errors
     /// An I/O error reading the segment.
-    pub fn entity_events(&self, entity: &str, after: u64, max: usize) -> Result<Vec<Event>, StoreError> {
+    pub fn entity_events(
+        &self,
+        entity: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Event>, StoreError> {
         self.inner.entity_events(entity, after, max)
     }
 
@@ -283,8 +298,15 @@ impl Store {
     ///
     /// # Errors
     /// An I/O error reading the segment.
-    pub fn scan(&self, region: &Region, after: u64, limit: usize, include_system: bool) -> Result<Vec<Event>, StoreError> {
-        self.inner.scan(region, after, limit, include_system, u64::MAX)
+    pub fn scan(
+        &self,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner
+            .scan(region, after, limit, include_system, u64::MAX)
     }
 
     /// Current watermarks.

@@ -6,7 +6,9 @@
 //! read again on the next poll; damage anywhere else is an error.
 
 use super::frame::decode_frame;
-use super::segment::{check_segment_header, decode_batch, decode_header, list_segments, segment_path, SEGMENT_HEADER};
+use super::segment::{
+    check_segment_header, decode_batch, decode_header, list_segments, segment_path, SEGMENT_HEADER,
+};
 use super::StoreError;
 use crate::event::Event;
 use std::path::{Path, PathBuf};
@@ -67,7 +69,8 @@ impl LogReader {
                     reason,
                 })?;
             }
-            let want = (len.saturating_sub(self.offset) as usize).min(max_bytes.max(1 << 20) + (64 << 20));
+            let want =
+                (len.saturating_sub(self.offset) as usize).min(max_bytes.max(1 << 20) + (64 << 20));
             let mut buf = vec![0u8; want];
             f.seek(SeekFrom::Start(self.offset))
                 .and_then(|_| f.read_exact(&mut buf))

@@ -10,7 +10,8 @@
 use super::frame::{decode_frame, FRAME_MAGIC};
 use super::index::Index;
 use super::segment::{
-    check_segment_header, create_segment, decode_batch, decode_header, list_segments, segment_path, SEGMENT_HEADER,
+    check_segment_header, create_segment, decode_batch, decode_header, list_segments, segment_path,
+    SEGMENT_HEADER,
 };
 use super::{snapshot, StoreError};
 use std::fs::OpenOptions;
@@ -43,7 +44,8 @@ fn intact_frame_after(buf: &[u8]) -> bool {
 /// Recovers the store in `dir` (which holds `segments/`).
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
     let seg_dir = dir.join("segments");
-    std::fs::create_dir_all(&seg_dir).map_err(StoreError::io(format!("creating {}", seg_dir.display())))?;
+    std::fs::create_dir_all(&seg_dir)
+        .map_err(StoreError::io(format!("creating {}", seg_dir.display())))?;
     let segments = list_segments(&seg_dir)?;
     if segments.is_empty() {
         let mut idb = [0u8; 16];
@@ -67,7 +69,10 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
             return Err(StoreError::Corrupt {
                 segment: w[0] + 1,
                 offset: 0,
-                reason: format!("segment file is missing (found {:08} then {:08})", w[0], w[1]),
+                reason: format!(
+                    "segment file is missing (found {:08} then {:08})",
+                    w[0], w[1]
+                ),
             });
         }
     }
@@ -99,12 +104,14 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
     let mut end_offset = SEGMENT_HEADER;
     for &n in segments.iter().filter(|&&n| n >= start.0) {
         let path = segment_path(&seg_dir, n);
-        let bytes = std::fs::read(&path).map_err(StoreError::io(format!("reading {}", path.display())))?;
+        let bytes =
+            std::fs::read(&path).map_err(StoreError::io(format!("reading {}", path.display())))?;
         let is_last = n == last;
         if bytes.len() < SEGMENT_HEADER as usize && is_last {
             // A crash while creating the segment: its header never became
             // durable, so nothing can be in it. Recreate it.
-            std::fs::remove_file(&path).map_err(StoreError::io(format!("removing {}", path.display())))?;
+            std::fs::remove_file(&path)
+                .map_err(StoreError::io(format!("removing {}", path.display())))?;
             create_segment(&seg_dir, store_id, n)?;
             end_offset = SEGMENT_HEADER;
             continue;
@@ -121,7 +128,11 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
                 reason: "segment belongs to another store (store id differs)".into(),
             });
         }
-        let mut pos = if n == start.0 { start.1 as usize } else { SEGMENT_HEADER as usize };
+        let mut pos = if n == start.0 {
+            start.1 as usize
+        } else {
+            SEGMENT_HEADER as usize
+        };
         while pos < bytes.len() {
             match decode_frame(&bytes[pos..]) {
                 Ok((body, total)) => {
@@ -132,10 +143,12 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
                     })?;
                     let body_start = pos + super::frame::FRAME_HEADER;
                     for ev in events {
-                        let h = decode_header(ev.header_bytes).map_err(|reason| StoreError::Corrupt {
-                            segment: n,
-                            offset: (body_start + ev.rel_offset) as u64,
-                            reason,
+                        let h = decode_header(ev.header_bytes).map_err(|reason| {
+                            StoreError::Corrupt {
+                                segment: n,
+                                offset: (body_start + ev.rel_offset) as u64,
+                                reason,
+                            }
                         })?;
                         index
                             .insert(
@@ -159,7 +172,9 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
                         return Err(StoreError::Corrupt {
                             segment: n,
                             offset: pos as u64,
-                            reason: format!("{e}; intact data follows, so this is damage, not a torn write"),
+                            reason: format!(
+                                "{e}; intact data follows, so this is damage, not a torn write"
+                            ),
                         });
                     }
                     let f = OpenOptions::new()
@@ -168,7 +183,10 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
                         .map_err(StoreError::io(format!("opening {}", path.display())))?;
                     f.set_len(pos as u64)
                         .and_then(|_| f.sync_all())
-                        .map_err(StoreError::io(format!("truncating torn tail of {}", path.display())))?;
+                        .map_err(StoreError::io(format!(
+                            "truncating torn tail of {}",
+                            path.display()
+                        )))?;
                     truncated = Some((n, pos as u64, (bytes.len() - pos) as u64));
                     break;
                 }
@@ -189,7 +207,8 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
 fn read_prefix(seg_dir: &Path, n: u32, len: usize) -> Result<Vec<u8>, StoreError> {
     use std::io::Read;
     let path = segment_path(seg_dir, n);
-    let mut f = std::fs::File::open(&path).map_err(StoreError::io(format!("opening {}", path.display())))?;
+    let mut f = std::fs::File::open(&path)
+        .map_err(StoreError::io(format!("opening {}", path.display())))?;
     let mut buf = Vec::with_capacity(len);
     f.by_ref()
         .take(len as u64)
@@ -201,7 +220,10 @@ fn read_prefix(seg_dir: &Path, n: u32, len: usize) -> Result<Vec<u8>, StoreError
 /// Checks every segment in `dir` without changing anything: frame CRCs,
 /// event hashes, sequence continuity, entity chains, causation links and,
 /// when given, agreement with an in-memory index.
-pub(crate) fn verify_dir(dir: &Path, index: Option<&Index>) -> Result<super::VerifyReport, StoreError> {
+pub(crate) fn verify_dir(
+    dir: &Path,
+    index: Option<&Index>,
+) -> Result<super::VerifyReport, StoreError> {
     use crate::event::{hash_encoded, ChainLink, EventId};
     use std::collections::{HashMap, HashSet};
     let seg_dir = dir.join("segments");
@@ -218,14 +240,17 @@ pub(crate) fn verify_dir(dir: &Path, index: Option<&Index>) -> Result<super::Ver
         }
         rep.segments += 1;
         if i > 0 && n != segments[i - 1] + 1 {
-            rep.problems.push(format!("segment {:08} is missing", segments[i - 1] + 1));
+            rep.problems
+                .push(format!("segment {:08} is missing", segments[i - 1] + 1));
         }
         let path = segment_path(&seg_dir, n);
-        let bytes = std::fs::read(&path).map_err(StoreError::io(format!("reading {}", path.display())))?;
+        let bytes =
+            std::fs::read(&path).map_err(StoreError::io(format!("reading {}", path.display())))?;
         match check_segment_header(&bytes, n) {
             Ok(id) => {
                 if *store_id.get_or_insert(id) != id {
-                    rep.problems.push(format!("segment {n:08}: belongs to another store"));
+                    rep.problems
+                        .push(format!("segment {n:08}: belongs to another store"));
                 }
             }
             Err(e) => {
@@ -238,10 +263,13 @@ pub(crate) fn verify_dir(dir: &Path, index: Option<&Index>) -> Result<super::Ver
             let (body, total) = match decode_frame(&bytes[pos..]) {
                 Ok(x) => x,
                 Err(e) => {
-                    rep.problems.push(format!("segment {n:08} offset {pos}: {e}"));
+                    rep.problems
+                        .push(format!("segment {n:08} offset {pos}: {e}"));
                     // Resynchronise on the next intact frame, if any.
                     let mut j = pos + 1;
-                    while j + 4 <= bytes.len() && !(bytes[j..j + 4] == FRAME_MAGIC && decode_frame(&bytes[j..]).is_ok()) {
+                    while j + 4 <= bytes.len()
+                        && !(bytes[j..j + 4] == FRAME_MAGIC && decode_frame(&bytes[j..]).is_ok())
+                    {
                         j += 1;
                     }
                     pos = if j + 4 <= bytes.len() { j } else { bytes.len() };
@@ -253,7 +281,8 @@ pub(crate) fn verify_dir(dir: &Path, index: Option<&Index>) -> Result<super::Ver
             let events = match decode_batch(body) {
                 Ok(e) => e,
                 Err(e) => {
-                    rep.problems.push(format!("segment {n:08} offset {pos}: {e}"));
+                    rep.problems
+                        .push(format!("segment {n:08} offset {pos}: {e}"));
                     pos += total;
                     continue;
                 }
@@ -270,19 +299,28 @@ pub(crate) fn verify_dir(dir: &Path, index: Option<&Index>) -> Result<super::Ver
                     }
                 };
                 if hash_encoded(ev.header_bytes, ev.payload) != ev.hash {
-                    rep.problems.push(format!("{here}: event {} hash does not match its header and payload", h.id));
+                    rep.problems.push(format!(
+                        "{here}: event {} hash does not match its header and payload",
+                        h.id
+                    ));
                 }
                 if h.sequence != next_seq {
-                    rep.problems
-                        .push(format!("{here}: event {} has sequence {}, expected {next_seq}", h.id, h.sequence));
+                    rep.problems.push(format!(
+                        "{here}: event {} has sequence {}, expected {next_seq}",
+                        h.id, h.sequence
+                    ));
                 }
                 next_seq = h.sequence + 1;
                 if !ids.insert(h.id) {
-                    rep.problems.push(format!("{here}: event id {} appears twice", h.id));
+                    rep.problems
+                        .push(format!("{here}: event id {} appears twice", h.id));
                 }
                 if let Some(c) = h.causation {
                     if !ids.contains(&c) {
-                        rep.problems.push(format!("{here}: event {} names causation {c}, which is not an earlier event", h.id));
+                        rep.problems.push(format!(
+                            "{here}: event {} names causation {c}, which is not an earlier event",
+                            h.id
+                        ));
                     }
                 }
                 let head = heads.get(&h.coordinate.entity);
@@ -302,12 +340,27 @@ pub(crate) fn verify_dir(dir: &Path, index: Option<&Index>) -> Result<super::Ver
                         h.id
                     ));
                 }
-                heads.insert(h.coordinate.entity.clone(), (h.entity_sequence, ChainLink { id: h.id, hash: ev.hash }));
+                heads.insert(
+                    h.coordinate.entity.clone(),
+                    (
+                        h.entity_sequence,
+                        ChainLink {
+                            id: h.id,
+                            hash: ev.hash,
+                        },
+                    ),
+                );
                 if let Some(ix) = index {
                     match ix.entry(h.sequence) {
                         Some(e) if e.id == h.id && e.segment == n && e.offset == at as u64 => {}
-                        Some(_) => rep.problems.push(format!("{here}: index entry for sequence {} disagrees with the segment", h.sequence)),
-                        None => rep.problems.push(format!("{here}: sequence {} is missing from the index", h.sequence)),
+                        Some(_) => rep.problems.push(format!(
+                            "{here}: index entry for sequence {} disagrees with the segment",
+                            h.sequence
+                        )),
+                        None => rep.problems.push(format!(
+                            "{here}: sequence {} is missing from the index",
+                            h.sequence
+                        )),
                     }
                 }
             }

@@ -25,7 +25,8 @@ pub(crate) fn segment_path(dir: &Path, n: u32) -> PathBuf {
 /// Segment numbers present in `dir`, ascending.
 pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u32>, StoreError> {
     let mut out = Vec::new();
-    let rd = std::fs::read_dir(dir).map_err(StoreError::io(format!("listing {}", dir.display())))?;
+    let rd =
+        std::fs::read_dir(dir).map_err(StoreError::io(format!("listing {}", dir.display())))?;
     for e in rd {
         let e = e.map_err(StoreError::io(format!("listing {}", dir.display())))?;
         let name = e.file_name();
@@ -85,7 +86,10 @@ pub(crate) fn create_segment(dir: &Path, store_id: u128, n: u32) -> Result<File,
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(StoreError::io(format!("syncing directory {}", dir.display())))
+        .map_err(StoreError::io(format!(
+            "syncing directory {}",
+            dir.display()
+        )))
 }
 
 /// One event decoded from a batch body; offsets are relative to the body.
@@ -118,7 +122,10 @@ pub(crate) fn decode_batch(body: &[u8]) -> Result<Vec<RawEvent<'_>>, String> {
         out.push(ev);
     }
     if pos != body.len() {
-        return Err(format!("{} trailing bytes after the batch's events", body.len() - pos));
+        return Err(format!(
+            "{} trailing bytes after the batch's events",
+            body.len() - pos
+        ));
     }
     Ok(out)
 }
@@ -132,7 +139,9 @@ pub(crate) fn decode_event_at(buf: &[u8], pos: usize) -> Result<RawEvent<'_>, St
     };
     let hlen = rd_u32(pos)?;
     let h0 = pos + 4;
-    let header_bytes = buf.get(h0..h0 + hlen).ok_or("event header runs past its frame")?;
+    let header_bytes = buf
+        .get(h0..h0 + hlen)
+        .ok_or("event header runs past its frame")?;
     let hash: [u8; 32] = buf
         .get(h0 + hlen..h0 + hlen + 32)
         .ok_or("event hash runs past its frame")?
@@ -140,7 +149,9 @@ pub(crate) fn decode_event_at(buf: &[u8], pos: usize) -> Result<RawEvent<'_>, St
         .expect("32 bytes");
     let plen = rd_u32(h0 + hlen + 32)?;
     let p0 = h0 + hlen + 36;
-    let payload = buf.get(p0..p0 + plen).ok_or("event payload runs past its frame")?;
+    let payload = buf
+        .get(p0..p0 + plen)
+        .ok_or("event payload runs past its frame")?;
     Ok(RawEvent {
         rel_offset: pos,
         header_bytes,

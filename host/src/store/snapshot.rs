@@ -47,7 +47,14 @@ fn put_entry(out: &mut Vec<u8>, e: &Entry) {
     out.extend_from_slice(&c.to_le_bytes());
     out.extend_from_slice(&e.entity_seq.to_le_bytes());
     out.extend_from_slice(&e.offset.to_le_bytes());
-    for v in [e.segment, e.header_len, e.payload_len, e.entity, e.scope, e.kind] {
+    for v in [
+        e.segment,
+        e.header_len,
+        e.payload_len,
+        e.entity,
+        e.scope,
+        e.kind,
+    ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.push(flag);
@@ -74,7 +81,13 @@ fn get_entry(b: &[u8]) -> Entry {
 
 /// Writes a snapshot of `index` covering the log up to
 /// (`end_segment`, `end_offset`), atomically (tmp, fsync, rename, dir fsync).
-pub(crate) fn save(dir: &Path, store_id: u128, index: &Index, end_segment: u32, end_offset: u64) -> Result<(), StoreError> {
+pub(crate) fn save(
+    dir: &Path,
+    store_id: u128,
+    index: &Index,
+    end_segment: u32,
+    end_offset: u64,
+) -> Result<(), StoreError> {
     let meta = Meta {
         store_id,
         end_segment,
@@ -104,7 +117,10 @@ pub(crate) fn save(dir: &Path, store_id: u128, index: &Index, end_segment: u32, 
         f.sync_all()?;
         std::fs::rename(&tmp, dir.join(FILE))
     };
-    write().map_err(StoreError::io(format!("writing index snapshot in {}", dir.display())))?;
+    write().map_err(StoreError::io(format!(
+        "writing index snapshot in {}",
+        dir.display()
+    )))?;
     sync_dir(dir)
 }
 
@@ -145,7 +161,11 @@ pub(crate) fn load(dir: &Path, store_id: u128) -> Option<Loaded> {
         index.entries.push(e);
     }
     index.keys = meta.keys.into_iter().collect();
-    index.checkpoints = meta.checkpoints.into_iter().map(|c| (c.cursor.clone(), c)).collect();
+    index.checkpoints = meta
+        .checkpoints
+        .into_iter()
+        .map(|c| (c.cursor.clone(), c))
+        .collect();
     Some(Loaded {
         index,
         end_segment: meta.end_segment,
@@ -175,7 +195,10 @@ mod tests {
         put_entry(&mut b, &e);
         assert_eq!(b.len(), ENTRY_LEN);
         assert_eq!(get_entry(&b), e);
-        let e2 = Entry { causation: None, ..e };
+        let e2 = Entry {
+            causation: None,
+            ..e
+        };
         b.clear();
         put_entry(&mut b, &e2);
         assert_eq!(get_entry(&b), e2);

@@ -17,10 +17,14 @@ use super::fanout::SubscriberQueue;
 use super::frame::{begin_frame, finish_frame, FRAME_HEADER, MAX_FRAME_BODY};
 use super::index::{Entry, Index, CHECKPOINT_KIND};
 use super::recovery::{recover, verify_dir};
-use super::segment::{create_segment, decode_event_at, decode_header, push_event, segment_path, TAG_BATCH};
+use super::segment::{
+    create_segment, decode_event_at, decode_header, push_event, segment_path, TAG_BATCH,
+};
 use super::{snapshot, AppendOptions, StoreError, StoreOptions, VerifyReport, Watermarks};
 use crate::canal::{Checkpoint, Region};
-use crate::event::{hash_encoded, now_us, ChainLink, Event, EventHeader, EventId, Proposal, Receipt};
+use crate::event::{
+    hash_encoded, now_us, ChainLink, Event, EventHeader, EventId, Proposal, Receipt,
+};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashMap;
 use std::fs::File;
@@ -68,6 +72,7 @@ struct Sequencer {
     heads: HashMap<String, Head>,
     pending: HashMap<EventId, Pending>,
     pending_keys: HashMap<String, Receipt>,
+    retain_at: usize,
 }
 
 struct State {
@@ -109,7 +114,10 @@ pub(crate) struct Shared {
 }
 
 fn lock_dir(dir: &Path) -> Result<File, StoreError> {
-    std::fs::create_dir_all(dir).map_err(StoreError::io(format!("creating store directory {}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(StoreError::io(format!(
+        "creating store directory {}",
+        dir.display()
+    )))?;
     let path = dir.join("LOCK");
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -125,7 +133,11 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
             let holder = holder.trim();
             return Err(StoreError::Locked {
                 dir: dir.to_path_buf(),
-                holder: if holder.is_empty() { "unknown holder".into() } else { holder.to_string() },
+                holder: if holder.is_empty() {
+                    "unknown holder".into()
+                } else {
+                    holder.to_string()
+                },
             });
         }
         Err(std::fs::TryLockError::Error(e)) => {
@@ -181,6 +193,7 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
             heads: HashMap::new(),
             pending: HashMap::new(),
             pending_keys: HashMap::new(),
+            retain_at: 65_536,
         }),
         accepted: AtomicU64::new(last),
         state: Mutex::new(State {
@@ -251,7 +264,12 @@ impl Sequencer {
 }
 
 impl Shared {
-    pub(crate) fn append(&self, proposals: Vec<Proposal>, options: AppendOptions, system: bool) -> Result<Vec<Receipt>, StoreError> {
+    pub(crate) fn append(
+        &self,
+        proposals: Vec<Proposal>,
+        options: AppendOptions,
+        system: bool,
+    ) -> Result<Vec<Receipt>, StoreError> {
         self.core.append(proposals, options, system)
     }
 
@@ -292,16 +310,26 @@ impl std::ops::Deref for Shared {
 }
 
 impl Core {
-    fn append(&self, proposals: Vec<Proposal>, options: AppendOptions, system: bool) -> Result<Vec<Receipt>, StoreError> {
+    fn append(
+        &self,
+        proposals: Vec<Proposal>,
+        options: AppendOptions,
+        system: bool,
+    ) -> Result<Vec<Receipt>, StoreError> {
         if proposals.is_empty() && options.checkpoint.is_none() {
-            return Err(StoreError::BadBatch("empty batch: nothing to append".into()));
+            return Err(StoreError::BadBatch(
+                "empty batch: nothing to append".into(),
+            ));
         }
         for (index, p) in proposals.iter().enumerate() {
-            p.validate(system).map_err(|source| StoreError::Invalid { index, source })?;
+            p.validate(system)
+                .map_err(|source| StoreError::Invalid { index, source })?;
         }
         if let Some(cp) = &options.checkpoint {
-            crate::canal::validate_cursor_id(&cp.cursor)
-                .map_err(|source| StoreError::Invalid { index: proposals.len(), source })?;
+            crate::canal::validate_cursor_id(&cp.cursor).map_err(|source| StoreError::Invalid {
+                index: proposals.len(),
+                source,
+            })?;
         }
         let n = proposals.len();
         let mut seq = self.seq.lock();
@@ -331,7 +359,11 @@ impl Core {
         let mut max_dedup_seq = 0u64;
         let mut hbuf = Vec::with_capacity(256);
 
-        let mut items: Vec<(Proposal, Option<usize>)> = proposals.into_iter().enumerate().map(|(i, p)| (p, Some(i))).collect();
+        let mut items: Vec<(Proposal, Option<usize>)> = proposals
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (p, Some(i)))
+            .collect();
         if let Some(cp) = &options.checkpoint {
             let rec = Checkpoint {
                 cursor: cp.cursor.clone(),
@@ -349,18 +381,34 @@ impl Core {
             let i = slot.unwrap_or(n);
             // Idempotency: a known key or explicit id returns the original.
             if let Some(k) = &p.idempotency_key {
-                if let Some(r) = local_keys.get(k).copied().map(Ok).or_else(|| self.lookup_key(&seq, k).transpose()) {
+                if let Some(r) = local_keys
+                    .get(k)
+                    .copied()
+                    .map(Ok)
+                    .or_else(|| self.lookup_key(&seq, k).transpose())
+                {
                     let r = r?;
                     max_dedup_seq = max_dedup_seq.max(r.sequence);
-                    receipts[i] = Some(Receipt { deduplicated: true, ..r });
+                    receipts[i] = Some(Receipt {
+                        deduplicated: true,
+                        ..r
+                    });
                     continue;
                 }
             }
             if let Some(id) = p.id {
-                if let Some(r) = local.get(&id).map(|x| x.0).map(Ok).or_else(|| self.lookup_id(&seq, id).transpose()) {
+                if let Some(r) = local
+                    .get(&id)
+                    .map(|x| x.0)
+                    .map(Ok)
+                    .or_else(|| self.lookup_id(&seq, id).transpose())
+                {
                     let r = r?;
                     max_dedup_seq = max_dedup_seq.max(r.sequence);
-                    receipts[i] = Some(Receipt { deduplicated: true, ..r });
+                    receipts[i] = Some(Receipt {
+                        deduplicated: true,
+                        ..r
+                    });
                     continue;
                 }
             }
@@ -386,14 +434,23 @@ impl Core {
             };
             let correlation = match (p.correlation, p.causation) {
                 (Some(c), Some(cause)) => {
-                    self.correlation_of(&seq, &local, cause)
-                        .ok_or_else(|| StoreError::UnknownCausation { index: i, id: cause.to_string() })??;
+                    self.correlation_of(&seq, &local, cause).ok_or_else(|| {
+                        StoreError::UnknownCausation {
+                            index: i,
+                            id: cause.to_string(),
+                        }
+                    })??;
                     c
                 }
                 (Some(c), None) => c,
-                (None, Some(cause)) => self
-                    .correlation_of(&seq, &local, cause)
-                    .ok_or_else(|| StoreError::UnknownCausation { index: i, id: cause.to_string() })??,
+                (None, Some(cause)) => {
+                    self.correlation_of(&seq, &local, cause).ok_or_else(|| {
+                        StoreError::UnknownCausation {
+                            index: i,
+                            id: cause.to_string(),
+                        }
+                    })??
+                }
                 (None, None) => id,
             };
             let entity = p.coordinate.entity.clone();
@@ -411,9 +468,11 @@ impl Core {
                 meta: p.meta,
             };
             hbuf.clear();
-            let hbytes = postcard::to_extend(&header, std::mem::take(&mut hbuf)).map_err(|e| StoreError::Io {
-                context: "encoding an event header".into(),
-                source: std::io::Error::other(e),
+            let hbytes = postcard::to_extend(&header, std::mem::take(&mut hbuf)).map_err(|e| {
+                StoreError::Io {
+                    context: "encoding an event header".into(),
+                    source: std::io::Error::other(e),
+                }
             })?;
             let hash = hash_encoded(&hbytes, &p.payload);
             let rel = (bytes.len() - fstart) as u32;
@@ -444,16 +503,24 @@ impl Core {
             }
             next += 1;
         }
-        let receipts: Vec<Receipt> = receipts.into_iter().map(|r| r.expect("every proposal has a receipt")).collect();
+        let receipts: Vec<Receipt> = receipts
+            .into_iter()
+            .map(|r| r.expect("every proposal has a receipt"))
+            .collect();
         if events.is_empty() {
             drop(seq);
             if max_dedup_seq > 0 {
-                self.wait(max_dedup_seq, options.wait_durable(), options.wait_visible())?;
+                self.wait(
+                    max_dedup_seq,
+                    options.wait_durable(),
+                    options.wait_visible(),
+                )?;
             }
             return Ok(receipts);
         }
         let count = events.len() as u32;
-        bytes[fstart + FRAME_HEADER + 1..fstart + FRAME_HEADER + 5].copy_from_slice(&count.to_le_bytes());
+        bytes[fstart + FRAME_HEADER + 1..fstart + FRAME_HEADER + 5]
+            .copy_from_slice(&count.to_le_bytes());
         if bytes.len() - fstart - FRAME_HEADER > MAX_FRAME_BODY {
             return Err(StoreError::BadBatch(format!(
                 "batch encodes to {} bytes; one atomic batch holds at most {MAX_FRAME_BODY} bytes — split it",
@@ -466,22 +533,39 @@ impl Core {
         seq.last_ts = ts;
         seq.heads.extend(heads);
         for (id, (receipt, correlation)) in local {
-            seq.pending.insert(id, Pending { receipt, correlation });
+            seq.pending.insert(
+                id,
+                Pending {
+                    receipt,
+                    correlation,
+                },
+            );
         }
         seq.pending_keys.extend(local_keys);
-        if seq.pending.len() > 65_536 || seq.pending_keys.len() > 65_536 {
+        // Forget what the index now answers for; the threshold doubles with
+        // what stays pending so a lagging writer never makes this quadratic.
+        if seq.pending.len() + seq.pending_keys.len() > seq.retain_at {
             let visible = self.state.lock().visible;
             seq.pending.retain(|_, p| p.receipt.sequence > visible);
             seq.pending_keys.retain(|_, r| r.sequence > visible);
+            seq.retain_at = (2 * (seq.pending.len() + seq.pending_keys.len())).max(65_536);
         }
         let last = next - 1;
         self.accepted.store(last, Ordering::Release);
-        let sent = seq.tx.as_ref().expect("checked above").send(Cmd::Frame(FrameCmd { bytes, events }));
+        let sent = seq
+            .tx
+            .as_ref()
+            .expect("checked above")
+            .send(Cmd::Frame(FrameCmd { bytes, events }));
         drop(seq);
         if sent.is_err() {
             return Err(self.poisoned_or_closed());
         }
-        self.wait(last.max(max_dedup_seq), options.wait_durable(), options.wait_visible())?;
+        self.wait(
+            last.max(max_dedup_seq),
+            options.wait_durable(),
+            options.wait_visible(),
+        )?;
         Ok(receipts)
     }
 
@@ -539,9 +623,9 @@ impl Core {
     }
 
     fn receipt_at(&self, s: u64) -> Result<Receipt, StoreError> {
-        let ev = self
-            .get_by_sequence(s)?
-            .ok_or_else(|| StoreError::BadBatch(format!("index names sequence {s} but it cannot be read")))?;
+        let ev = self.get_by_sequence(s)?.ok_or_else(|| {
+            StoreError::BadBatch(format!("index names sequence {s} but it cannot be read"))
+        })?;
         Ok(Receipt {
             id: ev.header.id,
             sequence: s,
@@ -565,7 +649,10 @@ impl Core {
             return Some(Ok(p.correlation));
         }
         let s = self.index.read().by_id.get(&cause).copied()?;
-        Some(self.get_by_sequence(s).map(|e| e.map_or(cause, |e| e.header.correlation)))
+        Some(
+            self.get_by_sequence(s)
+                .map(|e| e.map_or(cause, |e| e.header.correlation)),
+        )
     }
 
     /// The chain head of `entity`, loading it from the log on first use.
@@ -581,12 +668,15 @@ impl Core {
                 .and_then(|v| v.last().copied())
         };
         let Some(s) = last else { return Ok(None) };
-        let ev = self
-            .get_by_sequence(s)?
-            .ok_or_else(|| StoreError::BadBatch(format!("index names sequence {s} but it cannot be read")))?;
+        let ev = self.get_by_sequence(s)?.ok_or_else(|| {
+            StoreError::BadBatch(format!("index names sequence {s} but it cannot be read"))
+        })?;
         let h = Head {
             entity_seq: ev.header.entity_sequence,
-            link: ChainLink { id: ev.header.id, hash: ev.hash },
+            link: ChainLink {
+                id: ev.header.id,
+                hash: ev.hash,
+            },
         };
         seq.heads.insert(entity.to_string(), h);
         Ok(Some(h))
@@ -599,7 +689,8 @@ impl Core {
             return Ok(f.clone());
         }
         let p = segment_path(&self.seg_dir, segment);
-        let f = Arc::new(File::open(&p).map_err(StoreError::io(format!("opening {}", p.display())))?);
+        let f =
+            Arc::new(File::open(&p).map_err(StoreError::io(format!("opening {}", p.display())))?);
         self.readers.write().insert(segment, f.clone());
         Ok(f)
     }
@@ -613,7 +704,10 @@ impl Core {
         let raw = decode_event_at(buf, at).map_err(corrupt)?;
         let header = decode_header(raw.header_bytes).map_err(corrupt)?;
         if header.id != e.id {
-            return Err(corrupt(format!("expected event {} but found {}", e.id, header.id)));
+            return Err(corrupt(format!(
+                "expected event {} but found {}",
+                e.id, header.id
+            )));
         }
         Ok(Event {
             header: Arc::new(header),
@@ -643,10 +737,11 @@ impl Core {
             }
             let f = self.reader(first.segment)?;
             buf.resize((end - first.offset) as usize, 0);
-            f.read_exact_at(&mut buf, first.offset).map_err(StoreError::io(format!(
-                "reading segment {:08} at offset {}",
-                first.segment, first.offset
-            )))?;
+            f.read_exact_at(&mut buf, first.offset)
+                .map_err(StoreError::io(format!(
+                    "reading segment {:08} at offset {}",
+                    first.segment, first.offset
+                )))?;
             for e in &entries[i..j] {
                 out.push(self.decode_at(e, &buf, (e.offset - first.offset) as usize)?);
             }
@@ -671,11 +766,20 @@ impl Core {
         }
     }
 
-    pub(crate) fn entity_events(&self, entity: &str, after: u64, max: usize) -> Result<Vec<Event>, StoreError> {
+    pub(crate) fn entity_events(
+        &self,
+        entity: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Event>, StoreError> {
         let entries: Vec<Entry> = {
             let ix = self.index.read();
-            let Some(eid) = ix.names.get(entity) else { return Ok(Vec::new()) };
-            let Some(seqs) = ix.by_entity.get(&eid) else { return Ok(Vec::new()) };
+            let Some(eid) = ix.names.get(entity) else {
+                return Ok(Vec::new());
+            };
+            let Some(seqs) = ix.by_entity.get(&eid) else {
+                return Ok(Vec::new());
+            };
             // Entity sequences are 1-based positions in this list.
             seqs.iter()
                 .skip(after.min(seqs.len() as u64) as usize)
@@ -687,11 +791,23 @@ impl Core {
     }
 
     pub(crate) fn caused_by(&self, id: EventId) -> Vec<EventId> {
-        self.index.read().children.get(&id).cloned().unwrap_or_default()
+        self.index
+            .read()
+            .children
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Matching entries with sequence in `(after, upto]`, at most `limit`.
-    pub(crate) fn scan_entries(&self, region: &Region, after: u64, limit: usize, include_system: bool, upto: u64) -> (Vec<Entry>, u64) {
+    pub(crate) fn scan_entries(
+        &self,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+        upto: u64,
+    ) -> (Vec<Entry>, u64) {
         let ix = self.index.read();
         let end = ix.last_sequence().min(upto);
         let mut out = Vec::new();
@@ -701,7 +817,11 @@ impl Core {
             s += 1;
             let e = ix.entry(s).expect("in range");
             let m = *cache.entry((e.entity, e.scope, e.kind)).or_insert_with(|| {
-                let (en, sc, k) = (ix.names.name(e.entity), ix.names.name(e.scope), ix.names.name(e.kind));
+                let (en, sc, k) = (
+                    ix.names.name(e.entity),
+                    ix.names.name(e.scope),
+                    ix.names.name(e.kind),
+                );
                 region.matches_parts(en, sc, k)
                     || (include_system && crate::event::is_system_kind(k) && {
                         let mut r = region.clone();
@@ -719,7 +839,14 @@ impl Core {
         (out, s)
     }
 
-    pub(crate) fn scan(&self, region: &Region, after: u64, limit: usize, include_system: bool, upto: u64) -> Result<Vec<Event>, StoreError> {
+    pub(crate) fn scan(
+        &self,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+        upto: u64,
+    ) -> Result<Vec<Event>, StoreError> {
         let (entries, _) = self.scan_entries(region, after, limit, include_system, upto);
         self.read_entries(&entries)
     }
@@ -798,7 +925,10 @@ impl Core {
     pub(crate) fn verify(&self) -> Result<VerifyReport, StoreError> {
         self.sync()?;
         let ix = self.index.read();
-        verify_dir(self.seg_dir.parent().expect("segments dir has a parent"), Some(&ix))
+        verify_dir(
+            self.seg_dir.parent().expect("segments dir has a parent"),
+            Some(&ix),
+        )
     }
 
     pub(crate) fn add_subscriber(&self, q: Arc<SubscriberQueue>) {
@@ -903,7 +1033,8 @@ impl Writer {
         let n = self.segment + 1;
         let f = Arc::new(create_segment(&self.core.seg_dir, self.core.store_id, n)?);
         let p = segment_path(&self.core.seg_dir, n);
-        let r = Arc::new(File::open(&p).map_err(StoreError::io(format!("opening {}", p.display())))?);
+        let r =
+            Arc::new(File::open(&p).map_err(StoreError::io(format!("opening {}", p.display())))?);
         self.core.readers.write().insert(n, r);
         {
             // Everything in the old segment is durable now.
@@ -944,7 +1075,10 @@ impl Writer {
         }
         (&*self.file)
             .write_all(out)
-            .map_err(StoreError::io(format!("writing segment {:08}", self.segment)))?;
+            .map_err(StoreError::io(format!(
+                "writing segment {:08}",
+                self.segment
+            )))?;
         self.len += out.len() as u64;
         out.clear();
         Ok(())
@@ -964,7 +1098,9 @@ impl Writer {
                 for (h, rel, hlen) in &f.events {
                     let at = *rel as usize;
                     let plen_at = at + 4 + *hlen as usize + 32;
-                    let plen = u32::from_le_bytes(f.bytes[plen_at..plen_at + 4].try_into().expect("4 bytes")) as usize;
+                    let plen = u32::from_le_bytes(
+                        f.bytes[plen_at..plen_at + 4].try_into().expect("4 bytes"),
+                    ) as usize;
                     let payload = &f.bytes[plen_at + 4..plen_at + 4 + plen];
                     ix.insert(h, *seg, base + *rel as u64, *hlen, payload)
                         .map_err(|reason| StoreError::Corrupt {
@@ -974,7 +1110,9 @@ impl Writer {
                         })?;
                     last = h.sequence;
                     if subs {
-                        let hash: [u8; 32] = f.bytes[at + 4 + *hlen as usize..plen_at].try_into().expect("32 bytes");
+                        let hash: [u8; 32] = f.bytes[at + 4 + *hlen as usize..plen_at]
+                            .try_into()
+                            .expect("32 bytes");
                         notify.push(Event {
                             header: Arc::new(h.clone()),
                             payload: Arc::from(payload),
@@ -1002,7 +1140,9 @@ impl Writer {
             for s in list.iter() {
                 s.push_all(&notify);
             }
-            self.core.has_subscribers.store(!list.is_empty(), Ordering::Release);
+            self.core
+                .has_subscribers
+                .store(!list.is_empty(), Ordering::Release);
         }
         Ok(())
     }
