@@ -69,6 +69,32 @@ impl Cell {
         }
     }
 
+    /// Adds another part of the same workload (a later round) to this one.
+    pub fn merge(self, other: Cell) -> Cell {
+        match (self, other) {
+            (f @ Cell::Failed(_), _) | (_, f @ Cell::Failed(_)) => f,
+            (n @ Cell::Na(_), _) | (_, n @ Cell::Na(_)) => n,
+            (
+                Cell::Rate {
+                    count: a,
+                    secs: x,
+                    capped: c1,
+                },
+                Cell::Rate {
+                    count: b,
+                    secs: y,
+                    capped: c2,
+                },
+            ) => Cell::Rate {
+                count: a + b,
+                secs: x + y,
+                capped: c1 || c2,
+            },
+            (Cell::Skipped, o) => o,
+            (s, _) => s,
+        }
+    }
+
     /// Events per second, when this is a rate.
     pub fn per_sec(&self) -> Option<f64> {
         match self {

@@ -19,8 +19,16 @@ fn coords() -> Result<Vec<Coordinate>> {
         .collect()
 }
 
-/// (a) `append(p, visible)` one at a time, `sync()` at the end.
-pub fn single(dir: &Path, p: &Params) -> Result<Cell> {
+/// (a) `append(p, visible)` one at a time, `sync()` at the end. With
+/// `accepted`, each append returns once sequenced and queued
+/// (`AppendOptions::accepted()`) — the same durability promise for this
+/// workload, since nothing is durable before the final `sync()` anyway.
+pub fn single(dir: &Path, p: &Params, accepted: bool) -> Result<Cell> {
+    let opts = if accepted {
+        AppendOptions::accepted()
+    } else {
+        AppendOptions::visible()
+    };
     let store = Store::open(dir)?;
     let coords = coords()?;
     let body = payload();
@@ -34,10 +42,7 @@ pub fn single(dir: &Path, p: &Params) -> Result<Cell> {
             break;
         }
         let c = coords[(n as usize) % ENTITIES].clone();
-        store.append(
-            Proposal::new(c, KIND, body.clone()),
-            AppendOptions::visible(),
-        )?;
+        store.append(Proposal::new(c, KIND, body.clone()), opts.clone())?;
         n += 1;
     }
     store.sync()?;
@@ -227,4 +232,82 @@ pub fn replay(store: &Store, p: &Params) -> Result<Cell> {
     );
     std::hint::black_box(bytes);
     Ok(Cell::rate(count, elapsed, capped))
+}
+
+/// The hidden `host-split` diagnostic: where the host store's time goes in
+/// (a) and (b), as means per append or per batch, measured back to back.
+pub fn split(dir: &Path, events: u64) -> Result<()> {
+    use std::io::Write;
+    let store = Store::open(dir.join("split"))?;
+    let coords = coords()?;
+    let body = payload();
+    let per = |d: Duration, n: u64| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+    for (name, opts) in [
+        ("accepted", AppendOptions::accepted()),
+        ("visible", AppendOptions::visible()),
+    ] {
+        let start = Instant::now();
+        for i in 0..events {
+            let c = coords[(i as usize) % ENTITIES].clone();
+            store.append(Proposal::new(c, KIND, body.clone()), opts.clone())?;
+        }
+        let t = start.elapsed();
+        let start = Instant::now();
+        store.sync()?;
+        println!(
+            "(a) append {name:<8}: {:.2} us/append over {events}; final sync {:.2} ms",
+            per(t, events),
+            start.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    let batches = (events / BATCH as u64).max(1);
+    let mk = |k: u64| -> Vec<Proposal> {
+        (0..BATCH as u64)
+            .map(|i| {
+                Proposal::new(
+                    coords[((k + i) as usize) % ENTITIES].clone(),
+                    KIND,
+                    body.clone(),
+                )
+            })
+            .collect()
+    };
+    let (mut vis, mut syn, mut dur) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for k in 0..batches {
+        let s = Instant::now();
+        store.append_batch(mk(k), AppendOptions::visible())?;
+        vis += s.elapsed();
+        let s = Instant::now();
+        store.sync()?;
+        syn += s.elapsed();
+        let s = Instant::now();
+        store.append_batch(mk(k), AppendOptions::durable())?;
+        dur += s.elapsed();
+    }
+    // The bare disk, same moment, same write size as one batch's frame.
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("raw"))?;
+    let buf = vec![0x5au8; BATCH * 130];
+    let s = Instant::now();
+    for _ in 0..batches {
+        f.write_all(&buf)?;
+        f.sync_data()?;
+    }
+    let raw = s.elapsed();
+    println!("(b) per batch of {BATCH} ({batches} batches each):");
+    println!(
+        "    append_batch(visible) {:.0} us + sync() {:.0} us; append_batch(durable) {:.0} us",
+        per(vis, batches),
+        per(syn, batches),
+        per(dur, batches)
+    );
+    println!(
+        "    bare disk: write {} B + fdatasync {:.0} us",
+        buf.len(),
+        per(raw, batches)
+    );
+    store.close()?;
+    Ok(())
 }

@@ -10,7 +10,6 @@
 
 mod batpak_peer;
 mod common;
-#[cfg(feature = "host")]
 mod host_store;
 mod machine;
 mod reactor;
@@ -40,6 +39,16 @@ enum Cmd {
         /// Events to push through the reactors.
         #[arg(long, default_value_t = 10_000)]
         events: u64,
+    },
+    /// Diagnostic: where batpak-host's store spends its time in (a) and (b).
+    #[command(hide = true)]
+    HostSplit {
+        /// Events per phase.
+        #[arg(long, default_value_t = 50_000)]
+        events: u64,
+        /// Directory for the scratch store (default: current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Internal: fill a host store and exit without closing it (used by
     /// `store` to measure the reopen after an unclean stop).
@@ -73,6 +82,14 @@ struct StoreArgs {
     /// Which systems to run (comma-separated: host, batpak, sqlite).
     #[arg(long, value_delimiter = ',', default_value = "host,batpak,sqlite")]
     systems: Vec<System>,
+    /// Which workloads to run (comma-separated: a, b, c, d, e; d and e
+    /// share one filled store, so either runs both).
+    #[arg(long, value_delimiter = ',', default_value = "a,b,c,d,e")]
+    workloads: Vec<String>,
+    /// Rounds per row for (a)-(c): the systems take turns on 1/rounds of
+    /// the events each, so they see the same disk weather.
+    #[arg(long, default_value_t = 4)]
+    rounds: u64,
 }
 
 /// The three systems compared.
@@ -91,18 +108,18 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Store(args) => run_store(args),
         Cmd::Reactor { events } => reactor::run(events),
-        Cmd::FillHost { dir, events } => fill_host(&dir, events),
+        Cmd::HostSplit { events, dir } => {
+            let base = match dir {
+                Some(d) => d,
+                None => std::env::current_dir()?,
+            };
+            let tmp = tempfile::Builder::new()
+                .prefix(".batpak-bench-")
+                .tempdir_in(base)?;
+            host_store::split(tmp.path(), events)
+        }
+        Cmd::FillHost { dir, events } => host_store::fill_and_die(&dir, events),
     }
-}
-
-#[cfg(feature = "host")]
-fn fill_host(dir: &Path, events: u64) -> Result<()> {
-    host_store::fill_and_die(dir, events)
-}
-
-#[cfg(not(feature = "host"))]
-fn fill_host(_dir: &Path, _events: u64) -> Result<()> {
-    anyhow::bail!("built without the host feature")
 }
 
 /// One table row: which workload, and one cell per system.
@@ -113,7 +130,14 @@ pub struct Row {
     pub label: String,
     /// batpak-host, batpak 0.10, SQLite.
     pub cells: [Cell; 3],
+    /// The disk's fsync rate during this row (short probes interleaved with
+    /// the runs), for disk-bound rows.
+    pub fsync: Option<f64>,
 }
+
+/// Length of each short fsync probe interleaved with the runs of a
+/// disk-bound row.
+const PROBE: Duration = Duration::from_millis(300);
 
 fn run_store(args: StoreArgs) -> Result<()> {
     let base = match &args.dir {
@@ -134,6 +158,7 @@ fn run_store(args: StoreArgs) -> Result<()> {
         cap: Duration::from_secs(args.cap_secs),
     };
     let on = |s: System| args.systems.contains(&s);
+    let want = |w: &str| args.workloads.iter().any(|x| x == w);
 
     println!("batpak-bench store — one run, one disk, three systems");
     for (k, v) in machine::facts() {
@@ -169,120 +194,156 @@ fn run_store(args: StoreArgs) -> Result<()> {
 
     let mut rows: Vec<Row> = Vec::new();
     let sub = |name: &str| root.join(name);
+    let rounds = args.rounds.max(1);
+    let sys = |s: System, w: Workload<'static>| if on(s) { Some(w) } else { None };
 
-    // (a)
-    eprintln!("(a) {} appends one at a time, durable at the end", p.events);
-    let a = [
-        run_if(on(System::Host), "batpak-host", || {
-            host_single(&sub("a-host"), &p)
-        }),
-        run_if(on(System::Batpak), "batpak 0.10", || {
-            batpak_peer::single(&sub("a-batpak"), &p)
-        }),
-        run_if(on(System::Sqlite), "SQLite", || {
-            sqlite::single(&sub("a-sqlite"), &p)
-        }),
-    ];
-    rows.push(Row {
-        key: "a",
-        label: format!(
-            "(a) {} appends, 1 at a time, durable at end",
-            short_n(p.events)
-        ),
-        cells: a,
-    });
-    clean(&root, "a-");
+    if want("a") {
+        eprintln!("(a) {} appends one at a time, durable at the end", p.events);
+        let (cells, fsync) = interleaved(
+            &root,
+            "a",
+            rounds,
+            &p,
+            true,
+            [
+                sys(System::Host, &|d, p| host_store::single(d, p, false)),
+                sys(System::Batpak, &batpak_peer::single),
+                sys(System::Sqlite, &sqlite::single),
+            ],
+        );
+        rows.push(Row {
+            key: "a",
+            label: format!(
+                "(a) {} appends, 1 at a time, durable at end",
+                short_n(p.events)
+            ),
+            cells,
+            fsync,
+        });
+        let (cells, _) = interleaved(
+            &root,
+            "a2",
+            rounds,
+            &p,
+            false,
+            [
+                sys(System::Host, &|d, p| host_store::single(d, p, true)),
+                None,
+                None,
+            ],
+        );
+        let [a2, _, _] = cells;
+        rows.push(Row {
+            key: "a2",
+            label: "(a') same, host returning at Wait::Accepted".into(),
+            cells: [
+                a2,
+                Cell::Na("host-only variant".into()),
+                Cell::Na("host-only variant".into()),
+            ],
+            fsync: None,
+        });
+    }
 
-    // (b)
-    eprintln!(
-        "(b) {} appends in durable batches of {}",
-        p.events,
-        common::BATCH
-    );
-    let b = [
-        run_if(on(System::Host), "batpak-host", || {
-            host_batches(&sub("b-host"), &p)
-        }),
-        run_if(on(System::Batpak), "batpak 0.10", || {
-            batpak_peer::batches(&sub("b-batpak"), &p)
-        }),
-        run_if(on(System::Sqlite), "SQLite", || {
-            sqlite::batches(&sub("b-sqlite"), &p)
-        }),
-    ];
-    rows.push(Row {
-        key: "b",
-        label: format!("(b) batches of {}, each durable", common::BATCH),
-        cells: b,
-    });
-    clean(&root, "b-");
+    if want("b") {
+        eprintln!(
+            "(b) {} appends in durable batches of {}",
+            p.events,
+            common::BATCH
+        );
+        let (cells, fsync) = interleaved(
+            &root,
+            "b",
+            rounds,
+            &p,
+            true,
+            [
+                sys(System::Host, &host_store::batches),
+                sys(System::Batpak, &batpak_peer::batches),
+                sys(System::Sqlite, &sqlite::batches),
+            ],
+        );
+        rows.push(Row {
+            key: "b",
+            label: format!("(b) batches of {}, each durable", common::BATCH),
+            cells,
+            fsync,
+        });
+    }
 
-    // (c)
-    eprintln!(
-        "(c) {} threads appending durable one at a time",
-        common::THREADS
-    );
-    let c = [
-        run_if(on(System::Host), "batpak-host", || {
-            host_threads(&sub("c-host"), &p)
-        }),
-        run_if(on(System::Batpak), "batpak 0.10", || {
-            batpak_peer::threads(&sub("c-batpak"), &p)
-        }),
-        run_if(on(System::Sqlite), "SQLite", || {
-            sqlite::threads(&sub("c-sqlite"), &p)
-        }),
-    ];
-    rows.push(Row {
-        key: "c",
-        label: format!("(c) {} threads, each append durable", common::THREADS),
-        cells: c,
-    });
-    clean(&root, "c-");
+    if want("c") {
+        eprintln!(
+            "(c) {} threads appending durable one at a time",
+            common::THREADS
+        );
+        let (cells, fsync) = interleaved(
+            &root,
+            "c",
+            rounds,
+            &p,
+            true,
+            [
+                sys(System::Host, &host_store::threads),
+                sys(System::Batpak, &batpak_peer::threads),
+                sys(System::Sqlite, &sqlite::threads),
+            ],
+        );
+        rows.push(Row {
+            key: "c",
+            label: format!("(c) {} threads, each append durable", common::THREADS),
+            cells,
+            fsync,
+        });
+    }
 
     // (d) + (e), one system at a time: fill, reopen, replay, delete.
-    eprintln!(
-        "(d)/(e) reopen and replay a store of {} events",
-        p.reopen_events
-    );
-    let (hd, hd2, he) = if on(System::Host) {
-        host_reopen_replay(&sub("d-host"), &p)
-    } else {
-        (Cell::Skipped, Cell::Skipped, Cell::Skipped)
-    };
-    clean(&root, "d-host");
-    let (bd, be) = if on(System::Batpak) {
-        batpak_reopen_replay(&sub("d-batpak"), &p)
-    } else {
-        (Cell::Skipped, Cell::Skipped)
-    };
-    clean(&root, "d-batpak");
-    let (sd, se) = if on(System::Sqlite) {
-        sqlite_reopen_replay(&sub("d-sqlite"), &p)
-    } else {
-        (Cell::Skipped, Cell::Skipped)
-    };
-    clean(&root, "d-sqlite");
-    let n = short_n(p.reopen_events);
-    rows.push(Row {
-        key: "d",
-        label: format!("(d) reopen {n} events after clean close"),
-        cells: [hd, bd, sd],
-    });
-    rows.push(Row {
-        key: "d2",
-        label: format!("(d') reopen {n} events after unclean stop"),
-        cells: [
-            hd2,
-            Cell::Na("not measured (host store only)".into()),
-            Cell::Na("not measured (host store only)".into()),
-        ],
-    });
-    rows.push(Row {
-        key: "e",
-        label: format!("(e) cursor replay of {n} events"),
-        cells: [he, be, se],
-    });
+    if want("d") || want("e") {
+        eprintln!(
+            "(d)/(e) reopen and replay a store of {} events",
+            p.reopen_events
+        );
+        let (hd, hd2, he) = if on(System::Host) {
+            host_reopen_replay(&sub("d-host"), &p)
+        } else {
+            (Cell::Skipped, Cell::Skipped, Cell::Skipped)
+        };
+        clean(&root, "d-host");
+        let (bd, be) = if on(System::Batpak) {
+            batpak_reopen_replay(&sub("d-batpak"), &p)
+        } else {
+            (Cell::Skipped, Cell::Skipped)
+        };
+        clean(&root, "d-batpak");
+        let (sd, se) = if on(System::Sqlite) {
+            sqlite_reopen_replay(&sub("d-sqlite"), &p)
+        } else {
+            (Cell::Skipped, Cell::Skipped)
+        };
+        clean(&root, "d-sqlite");
+        let n = short_n(p.reopen_events);
+        rows.push(Row {
+            key: "d",
+            label: format!("(d) reopen {n} events after clean close"),
+            cells: [hd, bd, sd],
+            fsync: None,
+        });
+        rows.push(Row {
+            key: "d2",
+            label: format!("(d') reopen {n} events after unclean stop"),
+            cells: [
+                hd2,
+                Cell::Na("not measured (host store only)".into()),
+                Cell::Na("not measured (host store only)".into()),
+            ],
+            fsync: None,
+        });
+        rows.push(Row {
+            key: "e",
+            label: format!("(e) cursor replay of {n} events"),
+            cells: [he, be, se],
+            fsync: None,
+        });
+    }
 
     let fsync1 = machine::fsync_rate(&root, Duration::from_millis(1500))?;
     println!();
@@ -291,13 +352,65 @@ fn run_store(args: StoreArgs) -> Result<()> {
     Ok(())
 }
 
-fn run_if(enabled: bool, name: &str, f: impl FnOnce() -> Result<Cell>) -> Cell {
-    if !enabled {
-        return Cell::Skipped;
+/// One system's workload: run in a fresh directory with these parameters.
+type Workload<'a> = &'a (dyn Fn(&Path, &Params) -> Result<Cell> + Sync);
+
+const NAMES: [&str; 3] = ["batpak-host", "batpak 0.10", "SQLite"];
+
+/// Runs one row in `rounds` interleaved rounds: each round runs every
+/// enabled system on `1/rounds` of the events (and of the time cap) in a
+/// fresh directory, host, batpak, SQLite, host, ... so the three systems see
+/// the same disk weather. With `probe`, a short fsync probe runs before every
+/// system's turn and once at the end; the row's fsync rate is over all of
+/// them. Returns the merged cells and that rate.
+fn interleaved(
+    root: &Path,
+    key: &str,
+    rounds: u64,
+    p: &Params,
+    probe: bool,
+    systems: [Option<Workload<'_>>; 3],
+) -> ([Cell; 3], Option<f64>) {
+    let per = Params {
+        events: p.events.div_ceil(rounds),
+        reopen_events: p.reopen_events,
+        cap: p.cap / rounds as u32,
+    };
+    let mut cells: [Option<Cell>; 3] = [None, None, None];
+    let (mut probes, mut probe_secs) = (0u64, 0f64);
+    let mut take_probe = || {
+        if probe {
+            if let Ok(r) = machine::fsync_rate(root, PROBE) {
+                probes += r.count;
+                probe_secs += r.elapsed.as_secs_f64();
+            }
+        }
+    };
+    for round in 0..rounds {
+        for (i, w) in systems.iter().enumerate() {
+            let Some(w) = w else { continue };
+            take_probe();
+            let dir = root.join(format!("{key}-{i}-{round}"));
+            let c = cell_of(w(&dir, &per));
+            let _ = std::fs::remove_dir_all(&dir);
+            cells[i] = Some(match cells[i].take() {
+                None => c,
+                Some(prev) => prev.merge(c),
+            });
+        }
     }
-    let c = cell_of(f());
-    progress(format!("{name:<12} {}", c.short()));
-    c
+    take_probe();
+    let cells = cells.map(|c| c.unwrap_or(Cell::Skipped));
+    for (name, c) in NAMES.iter().zip(&cells) {
+        if !matches!(c, Cell::Skipped) {
+            progress(format!("{name:<12} {}", c.short()));
+        }
+    }
+    let fsync = (probe_secs > 0.0).then(|| probes as f64 / probe_secs);
+    if let Some(f) = fsync {
+        progress(format!("disk during this row: {f:.0} fsync/s"));
+    }
+    (cells, fsync)
 }
 
 fn clean(root: &Path, prefix: &str) {
@@ -320,19 +433,6 @@ fn short_n(n: u64) -> String {
     }
 }
 
-#[cfg(feature = "host")]
-fn host_single(dir: &Path, p: &Params) -> Result<Cell> {
-    host_store::single(dir, p)
-}
-#[cfg(feature = "host")]
-fn host_batches(dir: &Path, p: &Params) -> Result<Cell> {
-    host_store::batches(dir, p)
-}
-#[cfg(feature = "host")]
-fn host_threads(dir: &Path, p: &Params) -> Result<Cell> {
-    host_store::threads(dir, p)
-}
-#[cfg(feature = "host")]
 fn host_reopen_replay(dir: &Path, p: &Params) -> (Cell, Cell, Cell) {
     match host_store::reopen(dir, p.reopen_events) {
         Ok(r) => {
@@ -353,24 +453,6 @@ fn host_reopen_replay(dir: &Path, p: &Params) -> (Cell, Cell, Cell) {
             (c.clone(), c.clone(), c)
         }
     }
-}
-
-#[cfg(not(feature = "host"))]
-fn host_single(_: &Path, _: &Params) -> Result<Cell> {
-    Ok(Cell::Na("built without the host feature".into()))
-}
-#[cfg(not(feature = "host"))]
-fn host_batches(_: &Path, _: &Params) -> Result<Cell> {
-    Ok(Cell::Na("built without the host feature".into()))
-}
-#[cfg(not(feature = "host"))]
-fn host_threads(_: &Path, _: &Params) -> Result<Cell> {
-    Ok(Cell::Na("built without the host feature".into()))
-}
-#[cfg(not(feature = "host"))]
-fn host_reopen_replay(_: &Path, _: &Params) -> (Cell, Cell, Cell) {
-    let c = Cell::Na("built without the host feature".into());
-    (c.clone(), c.clone(), c)
 }
 
 fn batpak_reopen_replay(dir: &Path, p: &Params) -> (Cell, Cell) {

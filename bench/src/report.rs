@@ -65,7 +65,7 @@ fn target(row: &Row, fsync: f64) -> String {
             let ms = host.millis();
             format!("<=1 s: {}", verdict(ms.map(|m| m <= 1000.0)))
         }
-        "d2" => "(no target; informational)".into(),
+        "d2" | "a2" => "(informational, no target)".into(),
         "e" => {
             let r = host.per_sec();
             format!(">=1M ev/s: {}", verdict(r.map(|r| r >= 1e6)))
@@ -82,9 +82,10 @@ pub fn print(rows: &[Row], fsync0: &FsyncRate, fsync1: &FsyncRate, p: &Params) {
         SYSTEMS[0],
         SYSTEMS[1],
         SYSTEMS[2],
-        "target (batpak-host)",
+        "disk fsync/s",
+        "target (batpak-host) -> result",
     ];
-    let body: Vec<[String; 5]> = rows
+    let body: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
             [
@@ -92,11 +93,12 @@ pub fn print(rows: &[Row], fsync0: &FsyncRate, fsync1: &FsyncRate, p: &Params) {
                 r.cells[0].short(),
                 r.cells[1].short(),
                 r.cells[2].short(),
-                target(r, f),
+                r.fsync.map_or(String::new(), |x| format!("{x:.0}")),
+                target(r, r.fsync.unwrap_or(f)),
             ]
         })
         .collect();
-    let mut w = [0usize; 5];
+    let mut w = [0usize; 6];
     for (i, h) in header.iter().enumerate() {
         w[i] = h.chars().count();
     }
@@ -105,59 +107,61 @@ pub fn print(rows: &[Row], fsync0: &FsyncRate, fsync1: &FsyncRate, p: &Params) {
             w[i] = w[i].max(c.chars().count());
         }
     }
-    let line = |cols: [&str; 5]| {
-        format!(
-            "| {:<w0$} | {:>w1$} | {:>w2$} | {:>w3$} | {:<w4$} |",
-            cols[0],
-            cols[1],
-            cols[2],
-            cols[3],
-            cols[4],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2],
-            w3 = w[3],
-            w4 = w[4]
-        )
+    // Text columns left-aligned, numbers right-aligned.
+    let left = |i: usize| i == 0 || i == 5;
+    let line = |cols: [&str; 6]| {
+        let mut s = String::from("|");
+        for (i, c) in cols.iter().enumerate() {
+            let pad = " ".repeat(w[i].saturating_sub(c.chars().count()));
+            if left(i) {
+                s.push_str(&format!(" {c}{pad} |"));
+            } else {
+                s.push_str(&format!(" {pad}{c} |"));
+            }
+        }
+        s
     };
-    let sep = format!(
-        "|{}|{}|{}|{}|{}|",
-        "-".repeat(w[0] + 2),
-        "-".repeat(w[1] + 2),
-        "-".repeat(w[2] + 2),
-        "-".repeat(w[3] + 2),
-        "-".repeat(w[4] + 2)
-    );
+    let mut sep = String::from("|");
+    for (i, wi) in w.iter().enumerate() {
+        let end = if left(i) { "-" } else { ":" };
+        sep.push_str(&format!("{}{end}|", "-".repeat(wi + 1)));
+    }
     println!(
-        "disk fsync rate (measured first): {:.0} fsync/s ({:.2} ms) -> (b) bound {} at {} events/fsync; (c) target {} (12x)",
+        "disk fsync rate, measured first: {:.0} fsync/s ({:.2} ms each); at the end: {:.0} fsync/s ({:.2} ms){}",
         f,
         fsync0.mean_ms(),
-        fmt_rate(f * BATCH as f64),
-        BATCH,
-        fmt_rate(12.0 * f)
-    );
-    println!(
-        "disk fsync rate (measured again at the end): {:.0} fsync/s ({:.2} ms){}",
         fsync1.per_sec(),
         fsync1.mean_ms(),
         drift(f, fsync1.per_sec())
+    );
+    println!(
+        "Rows (a)-(c) run in rounds, the systems taking turns; \"disk fsync/s\" is that row's rate from short probes between the turns;"
+    );
+    println!(
+        "targets (b) and (c) use it: (b) bound = fsync/s x {BATCH} events per fsync, (c) target = 12 x fsync/s."
     );
     println!();
     println!("{}", line(header));
     println!("{sep}");
     for r in &body {
-        println!("{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+        println!("{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]));
     }
     println!();
     println!(
-        "Rates are events/s (100 B payloads); reopen is wall time of the open call. `*` = the loop hit the {} s cap and the rate is over what it completed.",
+        "Rates are events/s with 100 B payloads; reopen is the wall time of the open call. `*` = the loop hit the {} s cap; its rate is over what it completed.",
         p.cap.as_secs()
     );
-    println!("Only ratios within one run mean anything: this disk's fsync rate swings more than tenfold hour to hour.");
+    println!(
+        "Only ratios within one run mean anything: this disk's fsync rate swings more than tenfold hour to hour (and within seconds)."
+    );
     println!();
     println!("Notes:");
     for r in rows {
         for (i, c) in r.cells.iter().enumerate() {
+            // The n/a cells of host-only rows need no explanation.
+            if matches!(c, Cell::Na(_)) && matches!(r.key, "a2" | "d2") {
+                continue;
+            }
             if let Some(d) = c.detail() {
                 println!("  {} / {}: {}", r.label, SYSTEMS[i], d);
             }
