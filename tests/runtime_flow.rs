@@ -237,3 +237,79 @@ fn plugin_config_errors_are_usage_errors_naming_the_field() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("default"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_hand_written_wat_reactor_runs() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let wat = write_file(dir.path(), "null.wat", NULL_REACTOR_WAT);
+    let events: Vec<Value> = (0..5)
+        .map(|i| serde_json::json!({"entity": format!("b:{i}"), "scope": "s", "kind": "bench.in", "payload": {}}))
+        .collect();
+    let receipts = append(&data, &events);
+    let out = host_ok(&data, &["run", "--until-idle", wat.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("summary | null: in 5, out 0"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was proposed, but the checkpoint still moved past the input.
+    let cps = events_of(&data, "batpak.cursor.checkpoint");
+    let last = cps.last().expect("a checkpoint");
+    assert_eq!(last["payload"]["cursor"], "reactor.null");
+    assert_eq!(last["payload"]["event_id"], receipts[4]["id"]);
+}
+
+#[test]
+fn sigterm_finishes_the_batch_commits_and_exits_zero() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    append(
+        &data,
+        &(1..=10).map(|n| order(n, "widget", 1)).collect::<Vec<_>>(),
+    );
+    let inv = plugin("inventory");
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["run", inv.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Wait (without a time limit) until the live status shows the work done.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("inventory: in 10, out 10");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    let text = seen.join("\n");
+    assert!(status.success(), "exit {status}: {text}");
+    assert!(
+        text.contains("summary | inventory: in 10, out 10"),
+        "{text}"
+    );
+    // The store was closed cleanly and holds one reaction per order.
+    let all = all_events(&data);
+    assert_eq!(
+        all.iter()
+            .filter(|e| e["meta"]["reactor"] == "inventory")
+            .count(),
+        10
+    );
+    host_ok(&data, &["verify"]);
+}

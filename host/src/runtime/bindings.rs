@@ -391,16 +391,30 @@ impl Hasher for FxHasher {
 
 type Interner<'a> = HashMap<&'a str, u32, BuildHasherDefault<FxHasher>>;
 
+/// Batches up to this size intern by a linear scan: cheaper than building
+/// a hash map for a handful of names.
+const LINEAR_INTERN_MAX: usize = 8;
+
 /// Index of `s` in `strings`, adding it when new. Reuses the `String`
-/// buffers left in `strings` by the previous batch.
+/// buffers left in `strings` by the previous batch. `index` is `None` for
+/// small batches (linear scan).
 fn intern<'a>(
     s: &'a str,
-    index: &mut Interner<'a>,
+    index: &mut Option<Interner<'a>>,
     strings: &mut Vec<String>,
     used: &mut usize,
 ) -> u32 {
-    if let Some(&i) = index.get(s) {
-        return i;
+    match index {
+        Some(map) => {
+            if let Some(&i) = map.get(s) {
+                return i;
+            }
+        }
+        None => {
+            if let Some(i) = strings[..*used].iter().position(|x| x == s) {
+                return i as u32;
+            }
+        }
     }
     let i = *used as u32;
     if *used < strings.len() {
@@ -410,7 +424,9 @@ fn intern<'a>(
         strings.push(s.to_string());
     }
     *used += 1;
-    index.insert(s, i);
+    if let Some(map) = index {
+        map.insert(s, i);
+    }
     i
 }
 
@@ -447,7 +463,9 @@ impl BatchBuilder {
         b.payloads.clear();
         sources.clear();
         let mut used = 0usize;
-        let mut index: Interner<'_> = HashMap::default();
+        let mut index: Option<Interner<'_>> = (events.len() > LINEAR_INTERN_MAX).then(|| {
+            HashMap::with_capacity_and_hasher(events.len() + 8, BuildHasherDefault::default())
+        });
         let total: usize = events.iter().map(|e| e.payload.len()).sum();
         if total > u32::MAX as usize {
             self.batch = Some(b);
@@ -457,11 +475,27 @@ impl BatchBuilder {
             ));
         }
         b.payloads.reserve(total);
+        // Scope and kind usually repeat from one event to the next: compare
+        // with the previous event's before hashing.
+        let mut last_scope: (&str, u32) = ("", u32::MAX);
+        let mut last_kind: (&str, u32) = ("", u32::MAX);
         for e in events {
             let h = &e.header;
             let entity = intern(&h.coordinate.entity, &mut index, &mut b.strings, &mut used);
-            let scope = intern(&h.coordinate.scope, &mut index, &mut b.strings, &mut used);
-            let kind = intern(&h.kind, &mut index, &mut b.strings, &mut used);
+            let scope = if last_scope.1 != u32::MAX && last_scope.0 == h.coordinate.scope {
+                last_scope.1
+            } else {
+                let i = intern(&h.coordinate.scope, &mut index, &mut b.strings, &mut used);
+                last_scope = (&h.coordinate.scope, i);
+                i
+            };
+            let kind = if last_kind.1 != u32::MAX && last_kind.0 == h.kind {
+                last_kind.1
+            } else {
+                let i = intern(&h.kind, &mut index, &mut b.strings, &mut used);
+                last_kind = (&h.kind, i);
+                i
+            };
             let offset = b.payloads.len() as u32;
             b.payloads.extend_from_slice(&e.payload);
             list.push(w::Event {
