@@ -51,6 +51,7 @@ impl Reactor for Echo {
         for (i, e) in batch.iter().enumerate() {
             match &*e.payload {
                 b"poison" => return Err(ReactFailure::at(i as u32, "poison payload")),
+                b"panic" => panic!("native reactor bug"),
                 b"weird" => {
                     // Output that must be denied without taking the runner
                     // down: a megabyte of entity name, an unknown cause.
@@ -123,7 +124,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 fn native_reactor_goes_through_caller_gates_and_parking() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    for (i, p) in [&b"a"[..], b"deny-me", b"poison", b"b", b"weird"]
+    for (i, p) in [&b"a"[..], b"deny-me", b"poison", b"b", b"weird", b"panic"]
         .iter()
         .enumerate()
     {
@@ -193,16 +194,19 @@ fn native_reactor_goes_through_caller_gates_and_parking() {
     assert!(verdicts.lock().unwrap().iter().any(|v| v.denial.is_some()));
 
     let parked = parked_events(&store, Some("echo")).unwrap();
-    assert_eq!(parked.len(), 1);
+    assert_eq!(parked.len(), 2);
     assert_eq!(parked[0].record.entity, "e:2");
     assert_eq!(parked[0].record.failure, "error");
     assert_eq!(parked[0].record.cause, "poison payload");
+    assert_eq!(parked[1].record.entity, "e:5");
+    assert_eq!(parked[1].record.failure, "trap");
+    assert!(parked[1].record.cause.contains("native reactor bug"));
     let cp = store.checkpoint("reactor.echo").unwrap();
     assert_eq!(
         cp.sequence,
         store
             .scan(&Region::all().kinds(["in"]), 0, 100, false)
-            .unwrap()[4]
+            .unwrap()[5]
             .sequence()
     );
     store.close().unwrap();

@@ -255,7 +255,25 @@ pub fn spawn(
     };
     let thread = std::thread::Builder::new()
         .name(format!("reactor-{}", d.name))
-        .spawn(move || worker.run())
+        .spawn({
+            let status = status.clone();
+            move || {
+                // A panic in the runner (a bug, or a native reactor's) must
+                // still mark it failed, or `--until-idle` would wait on it.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())) {
+                    Ok(r) => r,
+                    Err(p) => {
+                        let msg = p
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| p.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "panic".into());
+                        status.fail(format!("panicked: {msg}"));
+                        Err(anyhow::anyhow!("the runner panicked: {msg}"))
+                    }
+                }
+            }
+        })
         .context("starting a reactor thread")?;
     Ok(RunnerHandle {
         stop,
@@ -565,11 +583,26 @@ impl Worker {
 
     /// Calls `react` and judges its output. Any failure resets the reactor.
     fn attempt(&mut self, events: &[Event]) -> Result<Outcome, ReactFailure> {
-        let reactions = match self.reactor.react(events) {
-            Ok(r) => r,
-            Err(f) => {
+        // A native reactor that panics is contained like a wasm trap.
+        let called =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reactor.react(events)));
+        let reactions = match called {
+            Ok(Ok(r)) => r,
+            Ok(Err(f)) => {
                 self.reactor.reset();
                 return Err(f);
+            }
+            Err(p) => {
+                self.reactor.reset();
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into());
+                return Err(ReactFailure::new(
+                    FailureKind::Trap,
+                    format!("the reactor panicked: {msg}"),
+                ));
             }
         };
         if let Err(f) = check_shape(&reactions, events.len()) {
