@@ -224,8 +224,6 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         },
         None => PluginConfigFile::default(),
     };
-    let store =
-        Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
     let rt = Runtime::new(if a.no_cache {
         RuntimeConfig::default()
     } else {
@@ -309,6 +307,9 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    // The store is opened only once every plugin is known to be good.
+    let store =
+        Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
     STOP.store(false, Ordering::SeqCst);
     // First Ctrl-C / SIGTERM: finish the batches in flight, commit, exit 0.
     // A second one exits at once (everything committed so far is safe).
