@@ -7,8 +7,11 @@
 
 use crate::canal::Checkpoint;
 use crate::event::{EventHeader, EventId};
-use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Hash map with a fast non-cryptographic hasher: keys are ids and names
+/// inside one process, and SipHash showed up in append profiles.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// Kind of the system event that records a cursor checkpoint.
 pub const CHECKPOINT_KIND: &str = "batpak.cursor.checkpoint";
@@ -40,7 +43,7 @@ impl Entry {
 #[derive(Default)]
 pub(crate) struct Interner {
     pub names: Vec<Arc<str>>,
-    ids: HashMap<Arc<str>, u32>,
+    ids: FastMap<Arc<str>, u32>,
 }
 
 impl Interner {
@@ -67,11 +70,11 @@ impl Interner {
 pub(crate) struct Index {
     pub entries: Vec<Entry>,
     pub names: Interner,
-    pub by_id: HashMap<EventId, u64>,
-    pub by_entity: HashMap<u32, Vec<u64>>,
-    pub children: HashMap<EventId, Vec<EventId>>,
-    pub keys: HashMap<String, u64>,
-    pub checkpoints: HashMap<String, Checkpoint>,
+    pub by_id: FastMap<EventId, u64>,
+    pub by_entity: FastMap<u32, Vec<u64>>,
+    pub children: FastMap<EventId, Vec<EventId>>,
+    pub keys: FastMap<String, u64>,
+    pub checkpoints: FastMap<String, Checkpoint>,
 }
 
 impl Index {

@@ -15,7 +15,7 @@
 
 use super::fanout::SubscriberQueue;
 use super::frame::{begin_frame, finish_frame, FRAME_HEADER, MAX_FRAME_BODY};
-use super::index::{Entry, Index, CHECKPOINT_KIND};
+use super::index::{Entry, FastMap, Index, CHECKPOINT_KIND};
 use super::recovery::{recover, verify_dir};
 use super::segment::{
     create_segment, decode_event_at, decode_header, push_event, segment_path, TAG_BATCH,
@@ -69,9 +69,9 @@ struct Sequencer {
     last_ts: u64,
     id_seed: u64,
     id_counter: u64,
-    heads: HashMap<String, Head>,
-    pending: HashMap<EventId, Pending>,
-    pending_keys: HashMap<String, Receipt>,
+    heads: FastMap<String, Head>,
+    pending: FastMap<EventId, Pending>,
+    pending_keys: FastMap<String, Receipt>,
     retain_at: usize,
 }
 
@@ -95,8 +95,10 @@ pub(crate) struct Core {
     seq: Mutex<Sequencer>,
     accepted: AtomicU64,
     state: Mutex<State>,
-    /// Signalled when `visible` or `durable` advances or the store fails.
-    progress: Condvar,
+    /// Signalled when `visible` advances or the store fails or closes.
+    visible_cv: Condvar,
+    /// Signalled when `durable` advances or the store fails or closes.
+    durable_cv: Condvar,
     sync_cv: Condvar,
     readers: RwLock<HashMap<u32, Arc<File>>>,
     subscribers: Mutex<Vec<Arc<SubscriberQueue>>>,
@@ -190,9 +192,9 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
             last_ts: 0,
             id_seed: u64::from_le_bytes(seed),
             id_counter: 0,
-            heads: HashMap::new(),
-            pending: HashMap::new(),
-            pending_keys: HashMap::new(),
+            heads: FastMap::default(),
+            pending: FastMap::default(),
+            pending_keys: FastMap::default(),
             retain_at: 65_536,
         }),
         accepted: AtomicU64::new(last),
@@ -206,7 +208,8 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
             unsynced_since: None,
             shutdown: false,
         }),
-        progress: Condvar::new(),
+        visible_cv: Condvar::new(),
+        durable_cv: Condvar::new(),
         sync_cv: Condvar::new(),
         readers: RwLock::new(readers),
         subscribers: Mutex::new(Vec::new()),
@@ -285,7 +288,8 @@ impl Shared {
             let _ = t.join();
         }
         // Wake everyone blocked on progress: pulls see the store closed.
-        self.core.progress.notify_all();
+        self.core.visible_cv.notify_all();
+        self.core.durable_cv.notify_all();
         for s in self.core.subscribers.lock().drain(..) {
             s.close_store();
         }
@@ -346,9 +350,9 @@ impl Core {
             )));
         }
         let mut receipts: Vec<Option<Receipt>> = vec![None; n];
-        let mut heads: HashMap<String, Head> = HashMap::new();
-        let mut local: HashMap<EventId, (Receipt, EventId)> = HashMap::new();
-        let mut local_keys: HashMap<String, Receipt> = HashMap::new();
+        let mut heads: FastMap<String, Head> = FastMap::default();
+        let mut local: FastMap<EventId, (Receipt, EventId)> = FastMap::default();
+        let mut local_keys: FastMap<String, Receipt> = FastMap::default();
         let mut bytes = Vec::with_capacity(payload_bytes + FRAME_HEADER + 8);
         let fstart = begin_frame(&mut bytes);
         bytes.push(TAG_BATCH);
@@ -596,7 +600,11 @@ impl Core {
             if st.shutdown && st.written < seq {
                 return Err(StoreError::Closed);
             }
-            self.progress.wait(&mut st);
+            if durable {
+                self.durable_cv.wait(&mut st);
+            } else {
+                self.visible_cv.wait(&mut st);
+            }
         }
     }
 
@@ -639,7 +647,7 @@ impl Core {
     fn correlation_of(
         &self,
         seq: &Sequencer,
-        local: &HashMap<EventId, (Receipt, EventId)>,
+        local: &FastMap<EventId, (Receipt, EventId)>,
         cause: EventId,
     ) -> Option<Result<EventId, StoreError>> {
         if let Some((_, c)) = local.get(&cause) {
@@ -812,7 +820,7 @@ impl Core {
         let end = ix.last_sequence().min(upto);
         let mut out = Vec::new();
         let mut s = after;
-        let mut cache: HashMap<(u32, u32, u32), bool> = HashMap::new();
+        let mut cache: FastMap<(u32, u32, u32), bool> = FastMap::default();
         while s < end && out.len() < limit {
             s += 1;
             let e = ix.entry(s).expect("in range");
@@ -886,7 +894,7 @@ impl Core {
                 }
                 return Ok(d);
             }
-            if self.progress.wait_until(&mut st, deadline).timed_out() {
+            if self.durable_cv.wait_until(&mut st, deadline).timed_out() {
                 return Ok(st.visible.min(st.durable));
             }
         }
@@ -900,7 +908,7 @@ impl Core {
             self.sync_cv.notify_one();
         }
         while st.durable < s && st.poisoned.is_none() {
-            if self.progress.wait_until(&mut st, deadline).timed_out() {
+            if self.durable_cv.wait_until(&mut st, deadline).timed_out() {
                 break;
             }
         }
@@ -942,7 +950,8 @@ impl Core {
         if st.poisoned.is_none() {
             st.poisoned = Some(why);
         }
-        self.progress.notify_all();
+        self.visible_cv.notify_all();
+        self.durable_cv.notify_all();
         self.sync_cv.notify_all();
     }
 }
@@ -1011,7 +1020,8 @@ impl Writer {
         }
         let mut st = self.core.state.lock();
         st.shutdown = true;
-        self.core.progress.notify_all();
+        self.core.visible_cv.notify_all();
+        self.core.durable_cv.notify_all();
         self.core.sync_cv.notify_all();
     }
 
@@ -1041,7 +1051,7 @@ impl Writer {
             let mut st = self.core.state.lock();
             st.durable = st.durable.max(st.written);
             st.sync_file = f.clone();
-            self.core.progress.notify_all();
+            self.core.durable_cv.notify_all();
         }
         self.file = f;
         self.segment = n;
@@ -1132,7 +1142,7 @@ impl Writer {
             if st.durable_requested > st.durable {
                 self.core.sync_cv.notify_one();
             }
-            self.core.progress.notify_all();
+            self.core.visible_cv.notify_all();
         }
         if subs {
             let mut list = self.core.subscribers.lock();
@@ -1187,6 +1197,6 @@ fn sync_loop(core: &Core) {
                 }
             }
         }
-        core.progress.notify_all();
+        core.durable_cv.notify_all();
     }
 }
