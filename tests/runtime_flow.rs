@@ -290,6 +290,10 @@ fn sigterm_finishes_the_batch_commits_and_exits_zero() {
             break;
         }
     }
+    // `parked` works while `run` owns the store (a lock-free read).
+    let listed = host(&data, &["parked"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(listed.stdout.is_empty());
     let st = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -171,3 +171,15 @@ fn failing_init_and_duplicate_names_are_refused() {
         &["already used", &inv.display().to_string()],
     );
 }
+
+#[test]
+fn parked_never_creates_a_store() {
+    let dir = tempdir();
+    let data = dir.path().join("nothing-here");
+    for args in [&["parked"][..], &["parked", "replay"][..]] {
+        let out = host(&data, args);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains("no store"), "{}", stderr(&out));
+    }
+    assert!(!data.exists());
+}

@@ -3,10 +3,10 @@
 use crate::canal::CanalHandle;
 use crate::event::EventId;
 use crate::runtime::{
-    self, FailurePolicy, LogLevel, ParkedEvent, Plugin, PluginSettings, Reactor, RunState,
-    RunnerHandle, RunnerSettings, Runtime, RuntimeConfig,
+    self, FailurePolicy, LogLevel, ParkedEvent, ParkedSet, Plugin, PluginSettings, Reactor,
+    RunState, RunnerHandle, RunnerSettings, Runtime, RuntimeConfig,
 };
-use crate::store::Store;
+use crate::store::{LogReader, Store, StoreError};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::Deserialize;
@@ -455,6 +455,17 @@ fn parked_json(p: &ParkedEvent) -> serde_json::Value {
     })
 }
 
+/// `parked` reads an existing store; it never creates one.
+fn no_store_is_an_error(data: &Path) -> anyhow::Result<()> {
+    if !data.join("segments").is_dir() {
+        anyhow::bail!(
+            "no store in {} (no segments directory); pass the --data directory `run` used",
+            data.display()
+        );
+    }
+    Ok(())
+}
+
 fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), String> {
     match name {
         Some(n) => runtime::reactor::validate_reactor_name(n).map_err(|e| format!("{flag}: {e}")),
@@ -468,15 +479,37 @@ pub(crate) fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
             if let Err(m) = check_plugin_name("--plugin", &a.plugin) {
                 return usage(m);
             }
-            let store = Store::open(data)
-                .with_context(|| format!("opening the store in {}", data.display()))?;
-            let list = runtime::parked_events(&store, a.plugin.as_deref())?;
+            no_store_is_an_error(data)?;
+            let list = match Store::open(data) {
+                Ok(store) => {
+                    let l = runtime::parked_events(&store, a.plugin.as_deref())?;
+                    store.close()?;
+                    l
+                }
+                // A running `run` owns the store: read the segments without
+                // the lock instead.
+                Err(StoreError::Locked { .. }) => {
+                    let mut reader = LogReader::open(data)?;
+                    let mut set = ParkedSet::new(a.plugin.as_deref());
+                    loop {
+                        let events = reader.poll(64 << 20)?;
+                        if events.is_empty() {
+                            break;
+                        }
+                        events.iter().for_each(|e| set.add(e));
+                    }
+                    set.into_vec()
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("opening the store in {}", data.display())))
+                }
+            };
             let mut out = std::io::stdout().lock();
             for p in &list {
                 writeln!(out, "{}", parked_json(p))?;
             }
             drop(out);
-            store.close()?;
             Ok(ExitCode::SUCCESS)
         }
         Some(ParkedAction::Replay { plugin, event }) => {
@@ -489,6 +522,7 @@ pub(crate) fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
                 Some(Ok(id)) => Some(id),
                 Some(Err(_)) => return usage("--event: expected an event id of 32 hex digits (the \"event\" field of `parked`)"),
             };
+            no_store_is_an_error(data)?;
             let store = Store::open(data)
                 .with_context(|| format!("opening the store in {}", data.display()))?;
             let made = runtime::request_replay(&store, plugin.as_deref(), event)?;

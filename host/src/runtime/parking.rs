@@ -224,6 +224,90 @@ pub(crate) fn unparked_proposal(
     p
 }
 
+/// Folds the host's parking records, in log order, into the set of parked
+/// events that are still unresolved.
+#[derive(Debug, Default)]
+pub struct ParkedSet {
+    entity: Option<String>,
+    open: BTreeMap<EventId, ParkedEvent>,
+}
+
+impl ParkedSet {
+    /// An empty set that keeps only reactor `reactor`'s records when given.
+    pub fn new(reactor: Option<&str>) -> ParkedSet {
+        ParkedSet {
+            entity: reactor.map(|r| format!("{REACTOR_STREAM_PREFIX}{r}")),
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// Takes one event into account; events that are not parking records
+    /// are ignored, so a whole log can be fed through.
+    pub fn add(&mut self, e: &Event) {
+        let h = &e.header;
+        if h.coordinate.scope != SYSTEM_SCOPE
+            || !h.coordinate.entity.starts_with(REACTOR_STREAM_PREFIX)
+            || self
+                .entity
+                .as_ref()
+                .is_some_and(|en| *en != h.coordinate.entity)
+        {
+            return;
+        }
+        match h.kind.as_str() {
+            PARKED_KIND => {
+                let Ok(record) = serde_json::from_slice::<ParkedRecord>(&e.payload) else {
+                    return;
+                };
+                if let Some(old) = record
+                    .replaces
+                    .as_ref()
+                    .and_then(|r| r.parse::<EventId>().ok())
+                {
+                    self.open.remove(&old);
+                }
+                self.open.insert(
+                    h.id,
+                    ParkedEvent {
+                        parked: h.id,
+                        parked_seq: h.sequence,
+                        parked_at_us: h.timestamp_us,
+                        record,
+                        replay_requested: false,
+                    },
+                );
+            }
+            REPLAY_KIND => {
+                if let Ok(r) = serde_json::from_slice::<ReplayRequest>(&e.payload) {
+                    if let Some(p) = r
+                        .parked
+                        .parse()
+                        .ok()
+                        .and_then(|id: EventId| self.open.get_mut(&id))
+                    {
+                        p.replay_requested = true;
+                    }
+                }
+            }
+            UNPARKED_KIND => {
+                if let Ok(r) = serde_json::from_slice::<UnparkedRecord>(&e.payload) {
+                    if let Ok(id) = r.parked.parse::<EventId>() {
+                        self.open.remove(&id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The unresolved parked events, oldest first.
+    pub fn into_vec(self) -> Vec<ParkedEvent> {
+        let mut v: Vec<ParkedEvent> = self.open.into_values().collect();
+        v.sort_by_key(|p| p.parked_seq);
+        v
+    }
+}
+
 /// Every unresolved parked event, oldest first; only reactor `reactor`'s
 /// when given.
 ///
@@ -233,70 +317,20 @@ pub fn parked_events(store: &Store, reactor: Option<&str>) -> Result<Vec<ParkedE
     let mut region = Region::all()
         .kinds([PARKED_KIND, REPLAY_KIND, UNPARKED_KIND])
         .scope(SYSTEM_SCOPE);
-    let entity = reactor.map(|r| format!("{REACTOR_STREAM_PREFIX}{r}"));
-    if let Some(e) = &entity {
-        region = region.entity_prefix(e.clone());
+    if let Some(r) = reactor {
+        region = region.entity_prefix(format!("{REACTOR_STREAM_PREFIX}{r}"));
     }
-    let mut open: BTreeMap<EventId, ParkedEvent> = BTreeMap::new();
+    let mut set = ParkedSet::new(reactor);
     let mut after = 0;
     loop {
         let page = store.scan(&region, after, 10_000, false)?;
         let Some(last) = page.last() else { break };
         after = last.sequence();
         for e in &page {
-            let h = &e.header;
-            if entity.as_ref().is_some_and(|en| *en != h.coordinate.entity) {
-                continue;
-            }
-            match h.kind.as_str() {
-                PARKED_KIND => {
-                    let Ok(record) = serde_json::from_slice::<ParkedRecord>(&e.payload) else {
-                        continue;
-                    };
-                    if let Some(old) = record
-                        .replaces
-                        .as_ref()
-                        .and_then(|r| r.parse::<EventId>().ok())
-                    {
-                        open.remove(&old);
-                    }
-                    open.insert(
-                        h.id,
-                        ParkedEvent {
-                            parked: h.id,
-                            parked_seq: h.sequence,
-                            parked_at_us: h.timestamp_us,
-                            record,
-                            replay_requested: false,
-                        },
-                    );
-                }
-                REPLAY_KIND => {
-                    if let Ok(r) = serde_json::from_slice::<ReplayRequest>(&e.payload) {
-                        if let Some(p) = r
-                            .parked
-                            .parse()
-                            .ok()
-                            .and_then(|id: EventId| open.get_mut(&id))
-                        {
-                            p.replay_requested = true;
-                        }
-                    }
-                }
-                UNPARKED_KIND => {
-                    if let Ok(r) = serde_json::from_slice::<UnparkedRecord>(&e.payload) {
-                        if let Ok(id) = r.parked.parse::<EventId>() {
-                            open.remove(&id);
-                        }
-                    }
-                }
-                _ => {}
-            }
+            set.add(e);
         }
     }
-    let mut v: Vec<ParkedEvent> = open.into_values().collect();
-    v.sort_by_key(|p| p.parked_seq);
-    Ok(v)
+    Ok(set.into_vec())
 }
 
 /// Appends a replay request for every unresolved parked event that matches
