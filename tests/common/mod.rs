@@ -27,6 +27,19 @@ pub fn workspace() -> PathBuf {
 pub fn plugins_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        // A fresh machine may lack the target: install it as the demo does.
+        let installed = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+            .unwrap_or(true);
+        if !installed {
+            let ok = Command::new("rustup")
+                .args(["target", "add", "wasm32-wasip2"])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "`rustup target add wasm32-wasip2` failed; install the target and rerun the tests");
+        }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(workspace())
