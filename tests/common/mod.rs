@@ -38,7 +38,10 @@ pub fn plugins_dir() -> &'static Path {
                 .args(["target", "add", "wasm32-wasip2"])
                 .status()
                 .is_ok_and(|s| s.success());
-            assert!(ok, "`rustup target add wasm32-wasip2` failed; install the target and rerun the tests");
+            assert!(
+                ok,
+                "`rustup target add wasm32-wasip2` failed; install the target and rerun the tests"
+            );
         }
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
