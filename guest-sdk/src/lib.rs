@@ -217,6 +217,8 @@ macro_rules! export_reactor {
                     const { ::core::cell::RefCell::new(::core::option::Option::None) };
             }
 
+            // Never constructed: wit-bindgen calls its trait functions.
+            #[allow(dead_code)]
             struct __BatpakReactorExport;
 
             impl $crate::bindings::exports::batpak::reactor::reactor::Guest for __BatpakReactorExport {
@@ -235,10 +237,26 @@ macro_rules! export_reactor {
                 }
             }
 
+            // Only a wasm build exports the component interface: natively (unit
+            // tests against `testing`) the canonical-ABI export names are not
+            // valid linker symbols for a shared library.
+            #[cfg(target_arch = "wasm32")]
             $crate::bindings::__batpak_export_reactor_plugin!(
                 __BatpakReactorExport with_types_in $crate::bindings
             );
         };
+
+        // Natively nothing calls the export, so keep the reactor reachable:
+        // its code is then compiled and linted in native unit-test builds
+        // instead of being reported dead.
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __batpak_reactor_native_entry_points() {
+            let _: fn() -> $crate::Descriptor = <$ty as $crate::Reactor>::describe;
+            let _: fn(&str) -> ::core::result::Result<$ty, ::std::string::String> = <$ty as $crate::Reactor>::init;
+            let _: fn(&mut $ty, &$crate::Batch, &mut $crate::Output) -> ::core::result::Result<(), $crate::ReactError> =
+                <$ty as $crate::Reactor>::react;
+        }
     };
 }
 
