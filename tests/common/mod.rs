@@ -28,21 +28,7 @@ pub fn plugins_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         // A fresh machine may lack the target: install it as the demo does.
-        let installed = Command::new("rustup")
-            .args(["target", "list", "--installed"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
-            .unwrap_or(true);
-        if !installed {
-            let ok = Command::new("rustup")
-                .args(["target", "add", "wasm32-wasip2"])
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(
-                ok,
-                "`rustup target add wasm32-wasip2` failed; install the target and rerun the tests"
-            );
-        }
+        batpak_host::cli::ensure_wasm_target().expect("the wasm32-wasip2 target");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let out = Command::new(cargo)
             .current_dir(workspace())
@@ -197,88 +183,4 @@ pub fn stderr(out: &Output) -> String {
 /// A reactor written by hand in component text: consumes `bench.in`,
 /// declares `bench.out`, and returns no proposals. Proves the WIT is usable
 /// without any SDK (and without WASI).
-pub const NULL_REACTOR_WAT: &str = r#"(component
-  (import "batpak:reactor/types@0.1.0" (instance $types
-    (type $event-id' (record (field "hi" u64) (field "lo" u64)))
-    (export "event-id" (type $event-id (eq $event-id')))
-    (type $event' (record
-       (field "id" $event-id) (field "sequence" u64) (field "entity-sequence" u64)
-       (field "entity" u32) (field "scope" u32) (field "kind" u32)
-       (field "causation" (option $event-id)) (field "correlation" $event-id)
-       (field "timestamp-us" u64) (field "payload-offset" u32) (field "payload-len" u32)))
-    (export "event" (type $event (eq $event')))
-    (type $canal-batch' (variant (case "empty") (case "one" $event) (case "many" (list $event))))
-    (export "canal-batch" (type $canal-batch (eq $canal-batch')))
-    (type $batch' (record (field "strings" (list string)) (field "payloads" (list u8)) (field "events" $canal-batch)))
-    (export "batch" (type $batch (eq $batch')))
-    (type $coordinate' (record (field "entity" string) (field "scope" string)))
-    (export "coordinate" (type $coordinate (eq $coordinate')))
-    (type $causation' (variant (case "source") (case "event" $event-id) (case "none")))
-    (export "causation" (type $causation (eq $causation')))
-    (type $proposal' (record (field "source" u32) (field "coordinate" $coordinate) (field "kind" string) (field "payload" (list u8)) (field "causation" $causation)))
-    (export "proposal" (type $proposal (eq $proposal')))
-    (type $react-error' (record (field "message" string) (field "event" (option u32))))
-    (export "react-error" (type $react-error (eq $react-error')))
-    (type $region' (record (field "kinds" (list string)) (field "entity-prefix" (option string)) (field "scope" (option string))))
-    (export "region" (type $region (eq $region')))
-    (type $canal-kind' (enum "cursor-guaranteed" "lossy-subscription"))
-    (export "canal-kind" (type $canal-kind (eq $canal-kind')))
-    (type $descriptor' (record (field "name" string) (field "version" string) (field "region" $region) (field "canal" $canal-kind) (field "emits" (list string)) (field "max-batch" u32)))
-    (export "descriptor" (type $descriptor (eq $descriptor')))
-  ))
-  (alias export $types "descriptor" (type $descriptor))
-  (alias export $types "batch" (type $batch))
-  (alias export $types "proposal" (type $proposal))
-  (alias export $types "react-error" (type $react-error))
-
-  (core module $m
-    (memory (export "memory") 2)
-    (global $bump (mut i32) (i32.const 65536))
-    ;; strings
-    (data (i32.const 1024) "null")
-    (data (i32.const 1032) "0.1.0")
-    (data (i32.const 1040) "bench.in")
-    (data (i32.const 1056) "bench.out")
-    ;; list<string> kinds: one (ptr,len) pair at 1100
-    (data (i32.const 1100) "\10\04\00\00\08\00\00\00")
-    ;; list<string> emits at 1108
-    (data (i32.const 1108) "\20\04\00\00\09\00\00\00")
-    ;; descriptor record at 2048 (64 bytes)
-    (data (i32.const 2048)
-      "\00\04\00\00\04\00\00\00"   ;; name ptr=1024 len=4
-      "\08\04\00\00\05\00\00\00"   ;; version ptr=1032 len=5
-      "\4c\04\00\00\01\00\00\00"   ;; region.kinds ptr=1100 len=1
-      "\00\00\00\00\00\00\00\00\00\00\00\00"   ;; entity-prefix none (disc@24, ptr@28, len@32)
-      "\00\00\00\00\00\00\00\00\00\00\00\00"   ;; scope none (disc@36, ptr@40, len@44)
-      "\00\00\00\00"               ;; canal @48
-      "\54\04\00\00\01\00\00\00"   ;; emits ptr=1108 len=1 @52
-      "\00\00\00\00")              ;; max-batch @60
-    ;; ok result areas at 3072: disc 0, list ptr 8 len 0
-    (data (i32.const 3072) "\00\00\00\00\08\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00")
-    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-      (local $p i32)
-      ;; align up
-      (local.set $p (i32.and (i32.add (global.get $bump) (i32.sub (local.get 2) (i32.const 1)))
-                             (i32.sub (i32.const 0) (local.get 2))))
-      (global.set $bump (i32.add (local.get $p) (local.get 3)))
-      (block $ok
-        (br_if $ok (i32.le_u (global.get $bump) (i32.mul (memory.size) (i32.const 65536))))
-        (drop (memory.grow (i32.add (i32.shr_u (i32.sub (global.get $bump) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16)) (i32.const 1)))))
-      (local.get $p))
-    (func (export "describe") (result i32) (i32.const 2048))
-    (func (export "init") (param i32 i32) (result i32) (global.set $bump (i32.const 65536)) (i32.const 3072))
-    (func (export "react") (param i32) (result i32) (i32.const 3072))
-    (func (export "reset") (param i32) (global.set $bump (i32.const 65536)))
-  )
-  (core instance $i (instantiate $m))
-  (func $describe (result $descriptor) (canon lift (core func $i "describe") (memory (core memory $i "memory"))))
-  (func $init (param "config" string) (result (result (error string)))
-     (canon lift (core func $i "init") (memory (core memory $i "memory")) (realloc (core func $i "cabi_realloc"))))
-  (func $react (param "batch" $batch) (result (result (list $proposal) (error $react-error)))
-     (canon lift (core func $i "react") (memory (core memory $i "memory")) (realloc (core func $i "cabi_realloc")) (post-return (core func $i "reset"))))
-  (instance $api
-    (export "describe" (func $describe))
-    (export "init" (func $init))
-    (export "react" (func $react)))
-  (export "batpak:reactor/reactor@0.1.0" (instance $api))
-)"#;
+pub const NULL_REACTOR_WAT: &str = include_str!("../../plugins/null-wat/reactor.wat");

@@ -60,6 +60,31 @@ fn source_root() -> Option<PathBuf> {
         .then_some(root)
 }
 
+/// Installs the `wasm32-wasip2` Rust target with rustup when it is missing
+/// (plugins are built for it). Without rustup it assumes the target exists
+/// and lets cargo report otherwise.
+///
+/// # Errors
+/// `rustup target add` failed.
+pub fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+        .unwrap_or(true);
+    if !installed {
+        eprintln!("installing the wasm32-wasip2 target (rustup target add wasm32-wasip2)");
+        let ok = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!("`rustup target add wasm32-wasip2` failed; install the target and try again");
+        }
+    }
+    Ok(())
+}
+
 fn build_plugins() -> anyhow::Result<PathBuf> {
     let Some(root) = source_root() else {
         bail!(
@@ -68,21 +93,7 @@ fn build_plugins() -> anyhow::Result<PathBuf> {
             env!("CARGO_MANIFEST_DIR")
         );
     };
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
-        .unwrap_or(true);
-    if !installed {
-        eprintln!("demo: installing the wasm32-wasip2 target (rustup target add wasm32-wasip2)");
-        let ok = Command::new("rustup")
-            .args(["target", "add", "wasm32-wasip2"])
-            .status()?
-            .success();
-        if !ok {
-            bail!("`rustup target add wasm32-wasip2` failed; install the target and run the demo again");
-        }
-    }
+    ensure_wasm_target()?;
     eprintln!("demo: building the example plugins (cargo build --release --target wasm32-wasip2)");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);

@@ -6,6 +6,8 @@ mod demo;
 mod run;
 mod store_cmds;
 
+pub use demo::ensure_wasm_target;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

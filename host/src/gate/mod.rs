@@ -129,11 +129,7 @@ fn run_gate<C: ?Sized>(g: &dyn Gate<C>, ctx: &C, p: &Proposal) -> Result<(), Den
     match catch_unwind(AssertUnwindSafe(|| g.evaluate(ctx, p))) {
         Ok(r) => r,
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
+            let msg = panic_message(panic.as_ref());
             Err(Denial::new(
                 g.name(),
                 "gate-defect",
@@ -143,6 +139,17 @@ fn run_gate<C: ?Sized>(g: &dyn Gate<C>, ctx: &C, p: &Proposal) -> Result<(), Den
             ))
         }
     }
+}
+
+/// The text of a caught panic (`panic!` with a literal or a formatted
+/// message), or `"panic"` for any other payload. Gates and reactor runners
+/// turn panics into errors with this.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// Payload of a `batpak.gate.denied` event (JSON).

@@ -226,18 +226,7 @@ pub(crate) fn load(
 ) -> anyhow::Result<Plugin> {
     let settings = base;
     let (component, digest, world, compile_source, compile_time) = prepare(rt, path)?;
-    let pre = rt.inner.linker.instantiate_pre(&component).map_err(|e| {
-        anyhow::anyhow!(
-            "plugin {}: its imports do not match what this host offers ({HOST_INTERFACE} and WASI 0.2 with nothing granted): {e:#}",
-            path.display()
-        )
-    })?;
-    let pre = wit::ReactorPluginPre::new(pre).map_err(|e| {
-        anyhow::anyhow!(
-            "plugin {}: its exports do not match {EXPORT_INTERFACE}: {e:#}",
-            path.display()
-        )
-    })?;
+    let pre = link(rt, path, &component)?;
     let mut store = new_store(rt, "plugin", &settings, None);
     let bindings = pre
         .instantiate(&mut store)
@@ -294,6 +283,27 @@ pub(crate) fn load(
         builder: BatchBuilder::default(),
         services: None,
         verdicts: Vec::new(),
+    })
+}
+
+/// Links a compiled component against the host's imports and checks its
+/// exports, naming the file and what the host offers in every error.
+fn link(
+    rt: &Runtime,
+    path: &Path,
+    component: &wasmtime::component::Component,
+) -> anyhow::Result<wit::ReactorPluginPre<PluginState>> {
+    let pre = rt.inner.linker.instantiate_pre(component).map_err(|e| {
+        anyhow::anyhow!(
+            "plugin {}: its imports do not match what this host offers ({HOST_INTERFACE} and WASI 0.2 with nothing granted): {e:#}",
+            path.display()
+        )
+    })?;
+    wit::ReactorPluginPre::new(pre).map_err(|e| {
+        anyhow::anyhow!(
+            "plugin {}: its exports do not match {EXPORT_INTERFACE}: {e:#}",
+            path.display()
+        )
     })
 }
 
@@ -569,18 +579,7 @@ pub struct Inspection {
 /// reported in the result instead.
 pub fn inspect(rt: &Runtime, path: &Path, settings: PluginSettings) -> anyhow::Result<Inspection> {
     let (component, digest, world, _, _) = prepare(rt, path)?;
-    let pre = rt.inner.linker.instantiate_pre(&component).map_err(|e| {
-        anyhow::anyhow!(
-            "plugin {}: its imports do not match what this host offers: {e:#}",
-            path.display()
-        )
-    })?;
-    let pre = wit::ReactorPluginPre::new(pre).map_err(|e| {
-        anyhow::anyhow!(
-            "plugin {}: its exports do not match {EXPORT_INTERFACE}: {e:#}",
-            path.display()
-        )
-    })?;
+    let pre = link(rt, path, &component)?;
     let mut store = new_store(rt, "inspect", &settings, None);
     let bindings = pre
         .instantiate(&mut store)

@@ -160,11 +160,7 @@ impl RunnerHandle {
             Some(t) => match t.join() {
                 Ok(r) => r,
                 Err(p) => {
-                    let msg = p
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".into());
+                    let msg = crate::gate::panic_message(p.as_ref());
                     anyhow::bail!("runner of reactor {} panicked: {msg}", self.name)
                 }
             },
@@ -263,11 +259,7 @@ pub fn spawn(
                 match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run())) {
                     Ok(r) => r,
                     Err(p) => {
-                        let msg = p
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| p.downcast_ref::<String>().cloned())
-                            .unwrap_or_else(|| "panic".into());
+                        let msg = crate::gate::panic_message(p.as_ref());
                         status.fail(format!("panicked: {msg}"));
                         Err(anyhow::anyhow!("the runner panicked: {msg}"))
                     }
@@ -594,11 +586,7 @@ impl Worker {
             }
             Err(p) => {
                 self.reactor.reset();
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".into());
+                let msg = crate::gate::panic_message(p.as_ref());
                 return Err(ReactFailure::new(
                     FailureKind::Trap,
                     format!("the reactor panicked: {msg}"),
