@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::Path;
 
-const COMMANDS: [&str; 10] = [
+const COMMANDS: [&str; 11] = [
     "ok",
     "loop",
     "oom",
@@ -21,6 +21,7 @@ const COMMANDS: [&str; 10] = [
     "reserved",
     "bad-source",
     "ok",
+    "sleep",
 ];
 
 fn cmd(i: usize, c: &str) -> Value {
@@ -79,7 +80,11 @@ fn hostile_plugin_is_contained_and_parked_events_replay() {
 
     let all = all_events(&data);
     let ok: Vec<&Value> = all.iter().filter(|e| e["kind"] == "hostile.ok").collect();
-    assert_eq!(ok.len(), 2, "both ok commands handled");
+    assert_eq!(
+        ok.len(),
+        3,
+        "both ok commands and the day-long sleep (which must return at once) handled"
+    );
     let inv = all
         .iter()
         .filter(|e| e["meta"]["reactor"] == "inventory")

@@ -178,8 +178,44 @@ impl WasiView for PluginState {
 /// Adds WASI (nothing granted) and the `host` imports to `linker`.
 pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    // Plugins get no clock, so they get no sleep either: WASI's timers block
+    // the thread in real time inside the host, where the epoch deadline
+    // cannot interrupt them, so a guest `sleep` would stall its reactor
+    // forever. Every timer is reported as already elapsed instead; a guest
+    // that waits for the (frozen) clock to move loops, and the call's time
+    // limit stops it like any other loop.
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |mut cx: wasmtime::StoreContextMut<'_, PluginState>, (_,): (u64,)| {
+            Ok((elapsed_timer(&mut cx.data_mut().table)?,))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |mut cx: wasmtime::StoreContextMut<'_, PluginState>, (_,): (u64,)| {
+            Ok((elapsed_timer(&mut cx.data_mut().table)?,))
+        },
+    )?;
+    linker.allow_shadowing(false);
     wit::ReactorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)?;
     Ok(())
+}
+
+/// A WASI timer that has always already fired.
+struct Elapsed;
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for Elapsed {
+    async fn ready(&mut self) {}
+}
+
+fn elapsed_timer(
+    table: &mut ResourceTable,
+) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+    let timer = table.push(Elapsed)?;
+    wasmtime_wasi::p2::subscribe(table, timer)
 }
 
 impl w::Host for PluginState {}

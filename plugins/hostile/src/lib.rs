@@ -8,6 +8,7 @@
 //! | `do`         | behaviour                                                   |
 //! |--------------|-------------------------------------------------------------|
 //! | `ok`         | emit `hostile.ok` on the same entity and scope              |
+//! | `sleep`      | sleep for a day, then act as `ok` (sleeps must return at once) |
 //! | `loop`       | spin forever (the host's time/fuel limit must stop it)      |
 //! | `oom`        | allocate and touch 1 MiB blocks until memory runs out       |
 //! | `trap`       | panic (a wasm trap)                                         |
@@ -68,6 +69,12 @@ fn handle(event: &EventRef<'_>, batch: &Batch, out: &mut Output) -> Result<(), R
     let (entity, scope) = (event.entity(), event.scope());
     match cmd.action.as_str() {
         "ok" => {
+            out.emit(event, entity, scope, OK, event.payload());
+        }
+        "sleep" => {
+            // A day-long sleep; the host grants no clock, so it must return
+            // at once rather than stall the reactor.
+            std::thread::sleep(std::time::Duration::from_secs(24 * 3600));
             out.emit(event, entity, scope, OK, event.payload());
         }
         "loop" => spin_forever(),
