@@ -183,3 +183,23 @@ fn parked_never_creates_a_store() {
     }
     assert!(!data.exists());
 }
+
+#[test]
+fn a_reactor_that_imports_http_is_refused_with_the_componentize_js_fix() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    // The hand-written reactor, plus the wasi:http import componentize-js
+    // adds by default.
+    let wat = NULL_REACTOR_WAT.replacen(
+        "(component",
+        "(component\n  (import \"wasi:http/types@0.2.0\" (instance $http (export \"f\" (func))))",
+        1,
+    );
+    let file = write_file(dir.path(), "js-like.wat", &wat);
+    refused(
+        &data,
+        &run_args(&[file.to_str().unwrap()]),
+        &file,
+        &["wasi:http/types@0.2.0", "-d http fetch-event"],
+    );
+}

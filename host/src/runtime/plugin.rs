@@ -294,8 +294,17 @@ fn link(
     component: &wasmtime::component::Component,
 ) -> anyhow::Result<wit::ReactorPluginPre<PluginState>> {
     let pre = rt.inner.linker.instantiate_pre(component).map_err(|e| {
+        // Name the usual culprit: componentize-js imports wasi:http unless
+        // told not to, and the host grants no network at all.
+        let world = WorldInfo::of(component, rt.engine());
+        let hint = match world.imports.iter().find(|i| i.starts_with("wasi:http/")) {
+            Some(i) => format!(
+                " It imports {i}, but plugins get no network; with componentize-js build with `-d http fetch-event`, otherwise remove the HTTP dependency."
+            ),
+            None => String::new(),
+        };
         anyhow::anyhow!(
-            "plugin {}: its imports do not match what this host offers ({HOST_INTERFACE} and WASI 0.2 with nothing granted): {e:#}",
+            "plugin {}: its imports do not match what this host offers ({HOST_INTERFACE} and WASI 0.2 with nothing granted): {e:#}.{hint}",
             path.display()
         )
     })?;
