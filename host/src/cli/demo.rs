@@ -186,14 +186,19 @@ pub(crate) fn demo(_data: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     print_trees(&a.dir)?;
     println!();
+    // Show commands the user can paste: the binary as reachable from here.
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| {
+            let cwd = std::env::current_dir().ok()?;
+            p.strip_prefix(cwd).ok().map(|r| r.display().to_string())
+        })
+        .unwrap_or_else(|| "batpak-host".into());
     println!(
-        "Explore the log:   batpak-host --data {} events --system",
+        "Explore the log:   {exe} --data {} events --system",
         a.dir.display()
     );
-    println!(
-        "Check it:          batpak-host --data {} verify",
-        a.dir.display()
-    );
+    println!("Check it:          {exe} --data {} verify", a.dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
