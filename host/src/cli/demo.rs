@@ -145,6 +145,20 @@ pub(crate) fn demo(_data: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    // Leave the components where the README's `run plugins/*.wasm` finds them.
+    if a.plugins_dir.is_none() {
+        if let Some(root) = source_root() {
+            for (w, (_, f)) in wasm.iter().zip(PLUGINS) {
+                let to = root.join("plugins").join(format!("{f}.wasm"));
+                std::fs::copy(w, &to)
+                    .with_context(|| format!("copying {} to {}", w.display(), to.display()))?;
+            }
+            eprintln!(
+                "demo: the example plugins are also in {}/plugins/*.wasm",
+                root.display()
+            );
+        }
+    }
     reset_dir(&a.dir)?;
 
     eprintln!(
