@@ -25,7 +25,7 @@ use crate::canal::{Checkpoint, Region};
 use crate::event::{
     hash_encoded, now_us, ChainLink, Event, EventHeader, EventId, Proposal, Receipt,
 };
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 /// Entity of checkpoint records is `batpak.cursor:<id>` in this scope.
@@ -84,6 +84,50 @@ struct State {
     sync_file: Arc<File>,
     unsynced_since: Option<Instant>,
     shutdown: bool,
+    /// Appenders waiting for `durable` to reach a sequence. Whoever advances
+    /// `durable` unparks exactly the ones now satisfied: a condvar
+    /// `notify_all` woke all of them on every fsync, and with many appenders
+    /// on few cores those wake-ups that find nothing to do were the cost
+    /// (context switches), not the disk.
+    durable_waiters: Vec<(u64, Thread)>,
+    /// The sync thread sleeps with a deadline (the `sync_interval` timer):
+    /// it wakes by itself, so a written frame nobody waits for need not wake
+    /// it.
+    sync_timed: bool,
+}
+
+impl State {
+    /// Removes and returns the durable waiters that can stop waiting: those
+    /// covered by `durable`, or all of them once the store failed or shut
+    /// down. Unpark them after releasing the state lock, so they do not wake
+    /// only to block on it.
+    fn take_done_waiters(&mut self) -> Vec<Thread> {
+        let all = self.poisoned.is_some() || self.shutdown;
+        let durable = self.durable;
+        let mut done = Vec::new();
+        self.durable_waiters.retain(|(s, t)| {
+            let keep = !all && *s > durable;
+            if !keep {
+                done.push(t.clone());
+            }
+            keep
+        });
+        done
+    }
+
+    /// Whether a request or a written frame should wake the sync thread:
+    /// there is something to sync and someone waits for it, or the sync
+    /// thread sleeps without a deadline and must start its
+    /// `sync_interval` timer.
+    fn sync_should_wake(&self) -> bool {
+        self.written > self.durable && (self.durable_requested > self.durable || !self.sync_timed)
+    }
+}
+
+fn unpark_all(threads: Vec<Thread>) {
+    for t in threads {
+        t.unpark();
+    }
 }
 
 /// State shared by store handles and the writer and sync threads.
@@ -207,6 +251,8 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
             sync_file: active.clone(),
             unsynced_since: None,
             shutdown: false,
+            durable_waiters: Vec::new(),
+            sync_timed: false,
         }),
         visible_cv: Condvar::new(),
         durable_cv: Condvar::new(),
@@ -586,25 +632,74 @@ impl Core {
             return Ok(());
         }
         let mut st = self.state.lock();
-        if durable && st.durable_requested < seq {
-            st.durable_requested = seq;
-            self.sync_cv.notify_one();
-        }
         loop {
+            if durable {
+                self.park_until_durable(&mut st, seq, None);
+            }
             if let Some(p) = &st.poisoned {
                 return Err(StoreError::Poisoned(p.clone()));
             }
             if st.visible >= seq && (!durable || st.durable >= seq) {
                 return Ok(());
             }
-            if st.shutdown && st.written < seq {
+            if st.shutdown {
                 return Err(StoreError::Closed);
             }
-            if durable {
-                self.durable_cv.wait(&mut st);
-            } else {
+            if !durable {
                 self.visible_cv.wait(&mut st);
             }
+        }
+    }
+
+    /// Asks for `durable >= seq` and waits for it (state lock held on entry
+    /// and return, released while parked) until then, a failure, shutdown
+    /// or `deadline`. Whoever advances `durable` past `seq` unparks exactly
+    /// this thread (see `State::take_done_waiters`); a spurious unpark just
+    /// loops.
+    fn park_until_durable(
+        &self,
+        st: &mut MutexGuard<'_, State>,
+        seq: u64,
+        deadline: Option<Instant>,
+    ) {
+        if st.durable >= seq {
+            return;
+        }
+        if st.durable_requested < seq {
+            st.durable_requested = seq;
+        }
+        let mut registered = false;
+        while st.durable < seq && st.poisoned.is_none() && !st.shutdown {
+            if !registered {
+                st.durable_waiters.push((seq, std::thread::current()));
+                registered = true;
+            }
+            // Our frame may be written already (then the writer's publish
+            // found no request to wake the sync thread for).
+            if st.sync_should_wake() {
+                self.sync_cv.notify_one();
+            }
+            let timed_out = MutexGuard::unlocked(st, || match deadline {
+                None => {
+                    std::thread::park();
+                    false
+                }
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return true;
+                    }
+                    std::thread::park_timeout(d - now);
+                    false
+                }
+            });
+            if timed_out {
+                break;
+            }
+        }
+        if registered {
+            let me = std::thread::current().id();
+            st.durable_waiters.retain(|(_, t)| t.id() != me);
         }
     }
 
@@ -903,15 +998,7 @@ impl Core {
     pub(crate) fn wait_durable(&self, s: u64, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut st = self.state.lock();
-        if st.durable_requested < s {
-            st.durable_requested = s;
-            self.sync_cv.notify_one();
-        }
-        while st.durable < s && st.poisoned.is_none() {
-            if self.durable_cv.wait_until(&mut st, deadline).timed_out() {
-                break;
-            }
-        }
+        self.park_until_durable(&mut st, s, Some(deadline));
         st.durable >= s
     }
 
@@ -950,6 +1037,9 @@ impl Core {
         if st.poisoned.is_none() {
             st.poisoned = Some(why);
         }
+        let waiters = st.take_done_waiters();
+        drop(st);
+        unpark_all(waiters);
         self.visible_cv.notify_all();
         self.durable_cv.notify_all();
         self.sync_cv.notify_all();
@@ -1012,7 +1102,9 @@ impl Writer {
             st.poisoned = Some("final fsync failed".into());
         }
         let ok = st.poisoned.is_none();
+        let waiters = st.take_done_waiters();
         drop(st);
+        unpark_all(waiters);
         if ok && self.since_snapshot > 0 {
             if let Err(e) = self.snapshot() {
                 eprintln!("batpak: index snapshot on close failed (the log is unaffected): {e}");
@@ -1020,6 +1112,9 @@ impl Writer {
         }
         let mut st = self.core.state.lock();
         st.shutdown = true;
+        let waiters = st.take_done_waiters();
+        drop(st);
+        unpark_all(waiters);
         self.core.visible_cv.notify_all();
         self.core.durable_cv.notify_all();
         self.core.sync_cv.notify_all();
@@ -1051,6 +1146,9 @@ impl Writer {
             let mut st = self.core.state.lock();
             st.durable = st.durable.max(st.written);
             st.sync_file = f.clone();
+            let waiters = st.take_done_waiters();
+            drop(st);
+            unpark_all(waiters);
             self.core.durable_cv.notify_all();
         }
         self.file = f;
@@ -1139,7 +1237,7 @@ impl Writer {
             st.written = last;
             st.visible = last;
             st.unsynced_since.get_or_insert_with(Instant::now);
-            if st.durable_requested > st.durable {
+            if st.sync_should_wake() {
                 self.core.sync_cv.notify_one();
             }
             self.core.visible_cv.notify_all();
@@ -1172,11 +1270,13 @@ fn sync_loop(core: &Core) {
                 if dirty && (st.durable_requested > st.durable || due || st.shutdown) {
                     break;
                 }
-                match st.unsynced_since {
-                    Some(t) if dirty => {
-                        let _ = core.sync_cv.wait_until(&mut st, t + interval);
+                let wake = st.unsynced_since.filter(|_| dirty).map(|t| t + interval);
+                st.sync_timed = wake.is_some();
+                match wake {
+                    Some(t) => {
+                        let _ = core.sync_cv.wait_until(&mut st, t);
                     }
-                    _ => core.sync_cv.wait(&mut st),
+                    None => core.sync_cv.wait(&mut st),
                 }
             }
             st.unsynced_since = None;
@@ -1197,6 +1297,9 @@ fn sync_loop(core: &Core) {
                 }
             }
         }
+        let waiters = st.take_done_waiters();
+        drop(st);
+        unpark_all(waiters);
         core.durable_cv.notify_all();
     }
 }
