@@ -19,10 +19,12 @@ fn coords() -> Result<Vec<Coordinate>> {
         .collect()
 }
 
-/// (a) `append(p, visible)` one at a time, `sync()` at the end. With
-/// `accepted`, each append returns once sequenced and queued
-/// (`AppendOptions::accepted()`) — the same durability promise for this
-/// workload, since nothing is durable before the final `sync()` anyway.
+/// (a) `append(p, accepted)` one at a time, `sync()` at the end: each append
+/// returns once sequenced and queued (`AppendOptions::accepted()`), which is
+/// the promise this workload asks for — nothing is durable before the final
+/// `sync()`, as with batpak's default append and SQLite's open transaction.
+/// With `accepted == false` each append also waits for its write
+/// (`AppendOptions::visible()`), a round trip to the writer thread.
 pub fn single(dir: &Path, p: &Params, accepted: bool) -> Result<Cell> {
     let opts = if accepted {
         AppendOptions::accepted()

@@ -206,7 +206,7 @@ fn run_store(args: StoreArgs) -> Result<()> {
             &p,
             true,
             [
-                sys(System::Host, &|d, p| host_store::single(d, p, false)),
+                sys(System::Host, &|d, p| host_store::single(d, p, true)),
                 sys(System::Batpak, &batpak_peer::single),
                 sys(System::Sqlite, &sqlite::single),
             ],
@@ -227,7 +227,7 @@ fn run_store(args: StoreArgs) -> Result<()> {
             &p,
             false,
             [
-                sys(System::Host, &|d, p| host_store::single(d, p, true)),
+                sys(System::Host, &|d, p| host_store::single(d, p, false)),
                 None,
                 None,
             ],
@@ -235,7 +235,7 @@ fn run_store(args: StoreArgs) -> Result<()> {
         let [a2, _, _] = cells;
         rows.push(Row {
             key: "a2",
-            label: "(a') same, host returning at Wait::Accepted".into(),
+            label: "(a') same, host waiting for each write (Wait::Visible)".into(),
             cells: [
                 a2,
                 Cell::Na("host-only variant".into()),
