@@ -17,7 +17,7 @@
 //!   each event's payload is then read with `Store::read_raw` (no JSON
 //!   decoding), since a replay that does not read the events is not one.
 
-use crate::common::{Cell, Deadline, Params, BATCH, ENTITIES, FILL_BATCH, THREADS};
+use crate::common::{capped_loop, Cell, Deadline, Params, BATCH, ENTITIES, FILL_BATCH, THREADS};
 use anyhow::{anyhow, Result};
 use batpak::id::IdempotencyKey;
 use batpak::prelude::{Coordinate, EventKind, Region, Store, StoreConfig};
@@ -66,20 +66,15 @@ pub fn single(dir: &Path, p: &Params) -> Result<Cell> {
     let store = Store::open(StoreConfig::new(dir)).map_err(err)?;
     let coords = coords()?;
     let body = payload_text();
-    let deadline = Deadline::after(p.cap);
     let start = Instant::now();
-    let mut n = 0u64;
-    let mut capped = false;
-    while n < p.events {
-        if n.is_multiple_of(256) && deadline.passed() {
-            capped = true;
-            break;
+    let (n, capped) = capped_loop(p.events, 256, p.cap, |from, to| {
+        for i in from..to {
+            let _receipt = store
+                .append(&coords[(i as usize) % ENTITIES], KIND, &body)
+                .map_err(err)?;
         }
-        let _receipt = store
-            .append(&coords[(n as usize) % ENTITIES], KIND, &body)
-            .map_err(err)?;
-        n += 1;
-    }
+        Ok(())
+    })?;
     store.sync().map_err(err)?;
     let elapsed = start.elapsed();
     store.close().map_err(err)?;
@@ -91,17 +86,9 @@ pub fn batches(dir: &Path, p: &Params) -> Result<Cell> {
     let store = Store::open(StoreConfig::new(dir)).map_err(err)?;
     let coords = coords()?;
     let body = payload_msgpack();
-    let deadline = Deadline::after(p.cap);
     let start = Instant::now();
-    let mut n = 0u64;
-    let mut capped = false;
-    while n < p.events {
-        if deadline.passed() {
-            capped = true;
-            break;
-        }
-        let end = (n + BATCH as u64).min(p.events);
-        let items: Vec<BatchAppendItem> = (n..end)
+    let (n, capped) = capped_loop(p.events, BATCH as u64, p.cap, |from, to| {
+        let items: Vec<BatchAppendItem> = (from..to)
             .map(|i| {
                 BatchAppendItem::from_msgpack_bytes(
                     coords[(i as usize) % ENTITIES].clone(),
@@ -113,8 +100,8 @@ pub fn batches(dir: &Path, p: &Params) -> Result<Cell> {
             })
             .collect();
         store.append_batch(items).map_err(err)?;
-        n = end;
-    }
+        Ok(())
+    })?;
     let elapsed = start.elapsed();
     store.close().map_err(err)?;
     Ok(Cell::rate(n, elapsed, capped))

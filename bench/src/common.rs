@@ -207,6 +207,28 @@ impl Deadline {
     }
 }
 
+/// Runs `step(from, to)` over `0..events` in chunks of `chunk`, checking the
+/// time cap between chunks; returns how many events were done and whether
+/// the cap cut the loop short. One loop shape for every system's workload.
+pub fn capped_loop(
+    events: u64,
+    chunk: u64,
+    cap: Duration,
+    mut step: impl FnMut(u64, u64) -> anyhow::Result<()>,
+) -> anyhow::Result<(u64, bool)> {
+    let deadline = Deadline::after(cap);
+    let mut n = 0;
+    while n < events {
+        if deadline.passed() {
+            return Ok((n, true));
+        }
+        let end = (n + chunk).min(events);
+        step(n, end)?;
+        n = end;
+    }
+    Ok((n, false))
+}
+
 /// Progress on stderr, so the table on stdout stays clean.
 pub fn progress(msg: impl AsRef<str>) {
     eprintln!("  .. {}", msg.as_ref());

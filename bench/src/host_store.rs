@@ -1,6 +1,8 @@
 //! batpak-host's own store (`batpak_host::store`).
 
-use crate::common::{payload, Cell, Deadline, Params, BATCH, ENTITIES, FILL_BATCH, THREADS};
+use crate::common::{
+    capped_loop, payload, Cell, Deadline, Params, BATCH, ENTITIES, FILL_BATCH, THREADS,
+};
 use anyhow::{anyhow, Context, Result};
 use batpak_host::canal::{Canal, CanalBatch, Cursor, Region};
 use batpak_host::event::{Coordinate, Proposal};
@@ -34,19 +36,14 @@ pub fn single(dir: &Path, p: &Params, accepted: bool) -> Result<Cell> {
     let store = Store::open(dir)?;
     let coords = coords()?;
     let body = payload();
-    let deadline = Deadline::after(p.cap);
     let start = Instant::now();
-    let mut n = 0u64;
-    let mut capped = false;
-    while n < p.events {
-        if n.is_multiple_of(256) && deadline.passed() {
-            capped = true;
-            break;
+    let (n, capped) = capped_loop(p.events, 256, p.cap, |from, to| {
+        for i in from..to {
+            let c = coords[(i as usize) % ENTITIES].clone();
+            store.append(Proposal::new(c, KIND, body.clone()), opts.clone())?;
         }
-        let c = coords[(n as usize) % ENTITIES].clone();
-        store.append(Proposal::new(c, KIND, body.clone()), opts.clone())?;
-        n += 1;
-    }
+        Ok(())
+    })?;
     store.sync()?;
     let elapsed = start.elapsed();
     store.close()?;
@@ -58,22 +55,14 @@ pub fn batches(dir: &Path, p: &Params) -> Result<Cell> {
     let store = Store::open(dir)?;
     let coords = coords()?;
     let body = payload();
-    let deadline = Deadline::after(p.cap);
     let start = Instant::now();
-    let mut n = 0u64;
-    let mut capped = false;
-    while n < p.events {
-        if deadline.passed() {
-            capped = true;
-            break;
-        }
-        let end = (n + BATCH as u64).min(p.events);
-        let batch: Vec<Proposal> = (n..end)
+    let (n, capped) = capped_loop(p.events, BATCH as u64, p.cap, |from, to| {
+        let batch: Vec<Proposal> = (from..to)
             .map(|i| Proposal::new(coords[(i as usize) % ENTITIES].clone(), KIND, body.clone()))
             .collect();
         store.append_batch(batch, AppendOptions::durable())?;
-        n = end;
-    }
+        Ok(())
+    })?;
     let elapsed = start.elapsed();
     store.close()?;
     Ok(Cell::rate(n, elapsed, capped))

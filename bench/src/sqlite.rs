@@ -4,7 +4,9 @@
 //! the per-entity sequence, tracked by the application as a real event store
 //! on SQLite would.
 
-use crate::common::{payload, Cell, Deadline, Params, BATCH, ENTITIES, FILL_BATCH, THREADS};
+use crate::common::{
+    capped_loop, payload, Cell, Deadline, Params, BATCH, ENTITIES, FILL_BATCH, THREADS,
+};
 use anyhow::{Context, Result};
 use rusqlite::{params, Connection};
 use std::path::Path;
@@ -51,24 +53,19 @@ pub fn single(dir: &Path, p: &Params) -> Result<Cell> {
     let ents = entities();
     let mut seqs = vec![0u64; ENTITIES];
     let body = payload();
-    let deadline = Deadline::after(p.cap);
     let start = Instant::now();
     let tx = conn.transaction()?;
-    let mut n = 0u64;
-    let mut capped = false;
-    {
+    let (n, capped) = {
         let mut stmt = tx.prepare_cached(INSERT)?;
-        while n < p.events {
-            if n.is_multiple_of(256) && deadline.passed() {
-                capped = true;
-                break;
+        capped_loop(p.events, 256, p.cap, |from, to| {
+            for i in from..to {
+                let e = (i as usize) % ENTITIES;
+                seqs[e] += 1;
+                stmt.execute(params![ents[e], "bench", "bench.event", body, seqs[e]])?;
             }
-            let e = (n as usize) % ENTITIES;
-            seqs[e] += 1;
-            stmt.execute(params![ents[e], "bench", "bench.event", body, seqs[e]])?;
-            n += 1;
-        }
-    }
+            Ok(())
+        })?
+    };
     tx.commit()?;
     Ok(Cell::rate(n, start.elapsed(), capped))
 }
@@ -79,28 +76,20 @@ pub fn batches(dir: &Path, p: &Params) -> Result<Cell> {
     let ents = entities();
     let mut seqs = vec![0u64; ENTITIES];
     let body = payload();
-    let deadline = Deadline::after(p.cap);
     let start = Instant::now();
-    let mut n = 0u64;
-    let mut capped = false;
-    while n < p.events {
-        if deadline.passed() {
-            capped = true;
-            break;
-        }
+    let (n, capped) = capped_loop(p.events, BATCH as u64, p.cap, |from, to| {
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(INSERT)?;
-            let end = (n + BATCH as u64).min(p.events);
-            while n < end {
-                let e = (n as usize) % ENTITIES;
+            for i in from..to {
+                let e = (i as usize) % ENTITIES;
                 seqs[e] += 1;
                 stmt.execute(params![ents[e], "bench", "bench.event", body, seqs[e]])?;
-                n += 1;
             }
         }
         tx.commit()?;
-    }
+        Ok(())
+    })?;
     Ok(Cell::rate(n, start.elapsed(), capped))
 }
 
