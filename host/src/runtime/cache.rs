@@ -4,9 +4,12 @@
 //! A cache file is named by the component's digest, the wasmtime version and
 //! the engine's compatibility hash (config and CPU features), because a
 //! serialized component only loads into exactly that engine. Files are
-//! written atomically (temporary file, then rename); a file that does not
-//! load is deleted and the component recompiled — the cache can only ever
-//! cost time, never correctness.
+//! written atomically (temporary file, then rename) as
+//! `"BPKCWASM" | blake3(artifact) | artifact`, and the digest is checked
+//! before wasmtime sees a byte: loading compiled code is `unsafe`, so a
+//! damaged or tampered file must never reach it. A file that fails any check
+//! is deleted and the component recompiled — the cache can only ever cost
+//! time, never correctness.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -16,6 +19,25 @@ use wasmtime::Engine;
 
 /// The wasmtime release this host is built against (pinned in Cargo.toml).
 pub const WASMTIME_VERSION: &str = "48.0.8";
+
+const CACHE_MAGIC: [u8; 8] = *b"BPKCWASM";
+
+/// Reads a cache entry, checks its magic and digest, then deserializes it.
+fn load_checked(engine: &Engine, path: &Path) -> anyhow::Result<Component> {
+    let file = std::fs::read(path)?;
+    if file.len() < 40 || file[..8] != CACHE_MAGIC {
+        anyhow::bail!("not a batpak cache entry");
+    }
+    let (digest, artifact) = file[8..].split_at(32);
+    if blake3::hash(artifact).as_bytes() != digest {
+        anyhow::bail!("its digest does not match its content (damaged or modified)");
+    }
+    // SAFETY: the artifact is byte-for-byte what `store` wrote from
+    // `Component::serialize` (the digest above proves it) of an engine with
+    // this exact wasmtime version and compatibility hash (both are in the
+    // file name); wasmtime checks header and configuration again.
+    unsafe { Component::deserialize(engine, artifact) }.map_err(super::wasm_error)
+}
 
 /// Where a component came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,12 +110,7 @@ impl CompileCache {
         let started = Instant::now();
         let path = self.path_for(digest);
         if path.is_file() {
-            // SAFETY: the file was written by `store` below from
-            // `Component::serialize` of an engine with this exact version and
-            // compatibility hash (both are in the file name), and wasmtime
-            // checks the header and engine configuration again on load. A
-            // file that fails those checks is removed and recompiled.
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            match load_checked(engine, &path) {
                 Ok(c) => return Ok((c, CompileSource::Cached, started.elapsed())),
                 Err(e) => {
                     super::log::log(
@@ -134,6 +151,8 @@ impl CompileCache {
         ));
         let result = (|| -> anyhow::Result<()> {
             let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&CACHE_MAGIC)?;
+            f.write_all(blake3::hash(&bytes).as_bytes())?;
             f.write_all(&bytes)?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
