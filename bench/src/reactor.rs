@@ -327,7 +327,7 @@ pub fn run(events: u64) -> Result<()> {
             .unwrap_or(0)
     );
     println!(
-        "| compile, from cache | {:.2} ms | - | deserialize_file of the cached artifact |",
+        "| compile, from cache | {:.2} ms | - | read, digest check and deserialize of the cached artifact |",
         cached.as_secs_f64() * 1e3
     );
     println!(
