@@ -48,24 +48,34 @@ impl Region {
 
     /// True when an event with these names matches.
     pub fn matches_parts(&self, entity: &str, scope: &str, kind: &str) -> bool {
-        if self.kinds.is_empty() {
-            if is_system_kind(kind) {
-                return false;
-            }
-        } else if !self.kinds.iter().any(|k| k == kind) {
-            return false;
-        }
-        if let Some(p) = &self.entity_prefix {
-            if !entity.starts_with(p.as_str()) {
-                return false;
-            }
-        }
-        if let Some(s) = &self.scope {
-            if s != scope {
-                return false;
-            }
-        }
-        true
+        let kind_ok = if self.kinds.is_empty() {
+            !is_system_kind(kind)
+        } else {
+            self.kinds.iter().any(|k| k == kind)
+        };
+        kind_ok && self.matches_place(entity, scope)
+    }
+
+    /// Like [`matches_parts`](Self::matches_parts), but with `include_system`
+    /// every `batpak.*` event in the region's entities and scope matches too,
+    /// whatever `kinds` says (for tools that show the host's own records).
+    pub fn matches_parts_or_system(
+        &self,
+        entity: &str,
+        scope: &str,
+        kind: &str,
+        include_system: bool,
+    ) -> bool {
+        self.matches_parts(entity, scope, kind)
+            || (include_system && is_system_kind(kind) && self.matches_place(entity, scope))
+    }
+
+    /// The entity-prefix and scope part of the predicate.
+    fn matches_place(&self, entity: &str, scope: &str) -> bool {
+        self.entity_prefix
+            .as_deref()
+            .is_none_or(|p| entity.starts_with(p))
+            && self.scope.as_deref().is_none_or(|s| s == scope)
     }
 
     /// A stable fingerprint of this region: a checkpoint records it so a

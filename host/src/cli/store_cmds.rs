@@ -332,14 +332,12 @@ pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
                 return false;
             }
         }
-        if region.matches(h) {
-            return true;
-        }
-        include_system && crate::event::is_system_kind(&h.kind) && {
-            let mut r = region.clone();
-            r.kinds = vec![h.kind.clone()];
-            r.matches(h)
-        }
+        region.matches_parts_or_system(
+            &h.coordinate.entity,
+            &h.coordinate.scope,
+            &h.kind,
+            include_system,
+        )
     };
     let mut reader = LogReader::open(data)?;
     let stdout = std::io::stdout();

@@ -11,7 +11,7 @@
 //! system events on the proposer's stream, so an audit sees what was refused
 //! and why.
 
-use crate::event::{Coordinate, EventId, Proposal, Receipt};
+use crate::event::{Coordinate, Proposal, Receipt};
 use crate::store::{AppendOptions, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -211,11 +211,6 @@ pub fn record_denial(
     let ev = denial_event(stream, proposer, denial, proposal);
     let mut r = store.append_system(vec![ev], AppendOptions::durable())?;
     Ok(r.remove(0))
-}
-
-/// The id a denial is about, if the proposal named a cause.
-pub fn denied_cause(p: &Proposal) -> Option<EventId> {
-    p.causation
 }
 
 #[cfg(test)]

@@ -429,38 +429,28 @@ impl Core {
         }
         for (p, slot) in items {
             let i = slot.unwrap_or(n);
-            // Idempotency: a known key or explicit id returns the original.
-            if let Some(k) = &p.idempotency_key {
-                if let Some(r) = local_keys
-                    .get(k)
-                    .copied()
-                    .map(Ok)
-                    .or_else(|| self.lookup_key(&seq, k).transpose())
-                {
-                    let r = r?;
-                    max_dedup_seq = max_dedup_seq.max(r.sequence);
-                    receipts[i] = Some(Receipt {
-                        deduplicated: true,
-                        ..r
-                    });
-                    continue;
-                }
+            // Idempotency: a known key, else a known explicit id, returns the
+            // original receipt and appends nothing.
+            let mut known = match &p.idempotency_key {
+                Some(k) => match local_keys.get(k) {
+                    Some(r) => Some(*r),
+                    None => self.lookup_key(&seq, k)?,
+                },
+                None => None,
+            };
+            if let (None, Some(id)) = (known, p.id) {
+                known = match local.get(&id) {
+                    Some((r, _)) => Some(*r),
+                    None => self.lookup_id(&seq, id)?,
+                };
             }
-            if let Some(id) = p.id {
-                if let Some(r) = local
-                    .get(&id)
-                    .map(|x| x.0)
-                    .map(Ok)
-                    .or_else(|| self.lookup_id(&seq, id).transpose())
-                {
-                    let r = r?;
-                    max_dedup_seq = max_dedup_seq.max(r.sequence);
-                    receipts[i] = Some(Receipt {
-                        deduplicated: true,
-                        ..r
-                    });
-                    continue;
-                }
+            if let Some(r) = known {
+                max_dedup_seq = max_dedup_seq.max(r.sequence);
+                receipts[i] = Some(Receipt {
+                    deduplicated: true,
+                    ..r
+                });
+                continue;
             }
             let head = match heads.get(&p.coordinate.entity) {
                 Some(h) => Some(*h),
@@ -925,12 +915,7 @@ impl Core {
                     ix.names.name(e.scope),
                     ix.names.name(e.kind),
                 );
-                region.matches_parts(en, sc, k)
-                    || (include_system && crate::event::is_system_kind(k) && {
-                        let mut r = region.clone();
-                        r.kinds = vec![k.to_string()];
-                        r.matches_parts(en, sc, k)
-                    })
+                region.matches_parts_or_system(en, sc, k, include_system)
             });
             if m {
                 out.push(*e);
