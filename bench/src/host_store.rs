@@ -4,9 +4,9 @@ use crate::common::{
     capped_loop, payload, Cell, Deadline, Params, BATCH, ENTITIES, FILL_BATCH, THREADS,
 };
 use anyhow::{anyhow, Context, Result};
-use batpak_host::canal::{Canal, CanalBatch, Cursor, Region};
-use batpak_host::event::{Coordinate, Proposal};
-use batpak_host::store::{AppendOptions, Store};
+use batpak_store::{AppendOptions, Store};
+use batpak_store::{Canal, CanalBatch, Cursor, Region};
+use batpak_store::{Coordinate, Proposal};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,7 +195,7 @@ fn check_count(store: &Store, n: u64) -> Result<()> {
 
 /// (e) `Cursor` over `Region::all()`, `pull_batch(1024, 10 ms)` until empty.
 pub fn replay(store: &Store, p: &Params) -> Result<Cell> {
-    let mut cursor = Cursor::new(store.clone(), Region::all(), 0);
+    let mut cursor = Cursor::new(&store, Region::all(), 0);
     let deadline = Deadline::after(p.cap);
     let start = Instant::now();
     let mut count = 0u64;

@@ -18,13 +18,13 @@
 //! scope and payload; the native reactor does exactly the same.
 
 use anyhow::{bail, Context, Result};
-use batpak_host::canal::{CanalHandle, Region};
-use batpak_host::event::{Coordinate, Event, EventHeader, EventId, Proposal};
-use batpak_host::runtime::{
+use batpak_runtime::{
     self, CompileSource, Descriptor, Plugin, PluginSettings, ReactFailure, Reaction, Reactor,
     RunnerSettings, Runtime, RuntimeConfig,
 };
-use batpak_host::store::{AppendOptions, Store};
+use batpak_store::{AppendOptions, Store};
+use batpak_store::{CanalHandle, Region};
+use batpak_store::{Coordinate, Event, EventHeader, EventId, Proposal};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -197,7 +197,7 @@ fn pipeline(dir: &Path, events: u64, reactor: Box<dyn Reactor>) -> Result<(Durat
         ..RunnerSettings::default()
     };
     let t = Instant::now();
-    let h = runtime::spawn(&store, reactor, settings)?;
+    let h = batpak_runtime::spawn(&store, reactor, settings)?;
     let status = h.status().clone();
     loop {
         std::thread::sleep(Duration::from_millis(2));

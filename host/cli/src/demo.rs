@@ -1,0 +1,280 @@
+//! `demo`: builds the example plugins, appends sample orders, runs the
+//! reactors until idle through the real `run` command and prints the causal
+//! tree each order produced.
+
+use anyhow::{bail, Context};
+use batpak_store::{AppendOptions, LogReader, Store};
+use batpak_store::{Coordinate, Event, EventId, Proposal};
+use clap::Args;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Arguments of `batpak-host demo`.
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Store directory for the demo (wiped and recreated when it holds a
+    /// previous demo store).
+    #[arg(long, default_value = "./batpak-demo")]
+    pub dir: PathBuf,
+    /// Use already-built plugins from this directory (inventory.wasm,
+    /// low_stock.wasm, shipping.wasm) instead of building them.
+    #[arg(long)]
+    pub plugins_dir: Option<PathBuf>,
+}
+
+/// The sample orders: (order, sku, qty). Stock is widget 10, gadget 5,
+/// gizmo 2; some orders exhaust it, one is refused, one is malformed.
+const ORDERS: &[(&str, &str)] = &[
+    ("order:1001", r#"{"sku":"widget","qty":3}"#),
+    ("order:1002", r#"{"sku":"gadget","qty":2}"#),
+    ("order:1003", r#"{"sku":"widget","qty":4}"#),
+    ("order:1004", r#"{"sku":"gizmo","qty":2}"#),
+    ("order:1005", r#"{"sku":"gadget","qty":4}"#),
+    ("order:1006", r#"{"sku":"widget","qty":3}"#),
+    ("order:1007", r#"{"sku":"widget","quantity":"lots"}"#),
+];
+
+/// Operator configuration: low-stock may alert but is not granted
+/// `inventory.restock-requested`, so the capability gate denies it.
+const PLUGIN_CONFIG: &str = r#"{
+  "plugins": {
+    "inventory": { "config": { "stock": { "widget": 10, "gadget": 5, "gizmo": 2 } } },
+    "low-stock": { "config": { "threshold": 3 }, "grant_emits": ["alert.low-stock"] },
+    "shipping": {}
+  }
+}"#;
+
+const PLUGINS: &[(&str, &str)] = &[
+    ("inventory", "inventory"),
+    ("low-stock", "low_stock"),
+    ("shipping", "shipping"),
+];
+
+fn source_root() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)?
+        .to_path_buf();
+    root.join("plugins/inventory/Cargo.toml")
+        .is_file()
+        .then_some(root)
+}
+
+/// Installs the `wasm32-wasip2` Rust target with rustup when it is missing
+/// (plugins are built for it). Without rustup it assumes the target exists
+/// and lets cargo report otherwise.
+///
+/// # Errors
+/// `rustup target add` failed.
+pub fn ensure_wasm_target() -> anyhow::Result<()> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+        .unwrap_or(true);
+    if !installed {
+        eprintln!("installing the wasm32-wasip2 target (rustup target add wasm32-wasip2)");
+        let ok = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!("`rustup target add wasm32-wasip2` failed; install the target and try again");
+        }
+    }
+    Ok(())
+}
+
+fn build_plugins() -> anyhow::Result<PathBuf> {
+    let Some(root) = source_root() else {
+        bail!(
+            "the demo builds the example plugins from the source tree, which is not at {}; \
+             run it from a checkout (`cargo run --release -- demo`) or pass --plugins-dir",
+            env!("CARGO_MANIFEST_DIR")
+        );
+    };
+    ensure_wasm_target()?;
+    eprintln!("demo: building the example plugins (cargo build --release --target wasm32-wasip2)");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "--release", "--target", "wasm32-wasip2"]);
+    for (pkg, _) in PLUGINS {
+        cmd.args(["-p", pkg]);
+    }
+    let status = cmd.status().context("running cargo to build the plugins")?;
+    if !status.success() {
+        bail!("building the example plugins failed (see cargo's output above)");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("wasm32-wasip2").join("release"))
+}
+
+fn reset_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        let is_store = dir.join("segments").is_dir();
+        let empty = std::fs::read_dir(dir)?.next().is_none();
+        if !is_store && !empty {
+            bail!(
+                "{} exists and is not a batpak store; pass another --dir for the demo",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("removing the previous demo store {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn demo(_data: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
+    let plugins_dir = match &a.plugins_dir {
+        Some(d) => d.clone(),
+        None => build_plugins()?,
+    };
+    let wasm: Vec<PathBuf> = PLUGINS
+        .iter()
+        .map(|(_, f)| plugins_dir.join(format!("{f}.wasm")))
+        .collect();
+    for w in &wasm {
+        if !w.is_file() {
+            bail!(
+                "plugin {} is missing; build the example plugins first",
+                w.display()
+            );
+        }
+    }
+    // Leave the components where the README's `run plugins/*.wasm` finds them.
+    if a.plugins_dir.is_none() {
+        if let Some(root) = source_root() {
+            for (w, (_, f)) in wasm.iter().zip(PLUGINS) {
+                let to = root.join("plugins").join(format!("{f}.wasm"));
+                std::fs::copy(w, &to)
+                    .with_context(|| format!("copying {} to {}", w.display(), to.display()))?;
+            }
+            eprintln!(
+                "demo: the example plugins are also in {}/plugins/*.wasm",
+                root.display()
+            );
+        }
+    }
+    reset_dir(&a.dir)?;
+
+    eprintln!(
+        "demo: appending {} sample orders to {}",
+        ORDERS.len(),
+        a.dir.display()
+    );
+    let store = Store::open(&a.dir)?;
+    let batch = ORDERS
+        .iter()
+        .map(|(order, payload)| {
+            Ok(Proposal::new(
+                Coordinate::new(*order, "shop")?,
+                "order.placed",
+                payload.as_bytes().to_vec(),
+            )
+            .idempotency_key(format!("demo-{order}")))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    store.append_batch(batch, AppendOptions::durable())?;
+    store.close()?;
+
+    let config = a.dir.join("demo-plugins.json");
+    std::fs::write(&config, PLUGIN_CONFIG)?;
+    eprintln!("demo: running the reactors until idle: batpak-host run --until-idle --plugin-config {} ...", config.display());
+    // Run in-process through the same parser and code as `batpak-host run`.
+    let mut argv: Vec<std::ffi::OsString> =
+        vec!["batpak-host".into(), "--data".into(), a.dir.clone().into()];
+    argv.extend(["run", "--until-idle", "--plugin-config"].map(Into::into));
+    argv.push(config.into());
+    argv.extend(wasm.iter().map(|w| w.clone().into_os_string()));
+    let cli = <super::Cli as clap::Parser>::try_parse_from(argv)?;
+    let super::Command::Run(run_args) = cli.command else {
+        unreachable!("the demo builds a run command")
+    };
+    let code = super::run::run(&cli.data, run_args)?;
+    if code != ExitCode::SUCCESS {
+        bail!("running the reactors failed (see above)");
+    }
+    print_trees(&a.dir)?;
+    println!();
+    // Show commands the user can paste: the binary as reachable from here.
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| {
+            let cwd = std::env::current_dir().ok()?;
+            p.strip_prefix(cwd).ok().map(|r| r.display().to_string())
+        })
+        .unwrap_or_else(|| "batpak-host".into());
+    println!(
+        "Explore the log:   {exe} --data {} events --system",
+        a.dir.display()
+    );
+    println!("Check it:          {exe} --data {} verify", a.dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short(e: &Event) -> String {
+    let p = String::from_utf8_lossy(&e.payload);
+    let p: String = p.chars().take(110).collect();
+    format!(
+        "{:<28} {:<14} {}",
+        e.header.kind, e.header.coordinate.entity, p
+    )
+}
+
+fn print_trees(dir: &Path) -> anyhow::Result<()> {
+    let mut reader = LogReader::open(dir)?;
+    let mut all = Vec::new();
+    loop {
+        let b = reader.poll(64 << 20)?;
+        if b.is_empty() {
+            break;
+        }
+        all.extend(b);
+    }
+    let mut children: HashMap<EventId, Vec<&Event>> = HashMap::new();
+    for e in &all {
+        if let Some(c) = e.header.causation {
+            if e.header.kind != "batpak.cursor.checkpoint" {
+                children.entry(c).or_default().push(e);
+            }
+        }
+    }
+    println!();
+    println!("What each order caused (causal graph, from the log):");
+    fn walk(e: &Event, depth: usize, children: &HashMap<EventId, Vec<&Event>>) {
+        let bullet = if depth == 0 {
+            String::new()
+        } else {
+            format!("{}└─ ", "   ".repeat(depth - 1))
+        };
+        println!("  {bullet}{}", short(e));
+        for c in children
+            .get(&e.header.id)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[])
+        {
+            walk(c, depth + 1, children);
+        }
+    }
+    for e in all.iter().filter(|e| e.header.kind == "order.placed") {
+        walk(e, 0, &children);
+    }
+    let count = |k: &str| all.iter().filter(|e| e.header.kind == k).count();
+    println!();
+    println!(
+        "{} events: {} reserved, {} rejected, {} shipments, {} low-stock alerts, {} denied by a gate, {} parked",
+        all.len(),
+        count("inventory.reserved"),
+        count("inventory.rejected"),
+        count("shipment.requested"),
+        count("alert.low-stock"),
+        count("batpak.gate.denied"),
+        count("batpak.reactor.parked"),
+    );
+    Ok(())
+}

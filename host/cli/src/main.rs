@@ -1,0 +1,66 @@
+//! `batpak-host`, the command line: parses arguments, calls the library, prints JSON lines
+//! on stdout and human messages on stderr, and exits with honest codes
+//! (0 success, 1 failure, 2 bad usage).
+
+mod demo;
+mod run;
+mod store_cmds;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// batpak-host: a durable causal event log whose reactors are sandboxed
+/// WebAssembly components.
+#[derive(Parser, Debug)]
+#[command(name = "batpak-host", version, about, long_about = None)]
+pub struct Cli {
+    /// The store directory (created when missing). One process owns it at a
+    /// time.
+    #[arg(long, global = true, default_value = "./batpak-data")]
+    pub data: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Append events; prints one JSON receipt per event once it is durable.
+    Append(store_cmds::AppendArgs),
+    /// Print events as JSON lines, oldest first.
+    Events(store_cmds::EventsArgs),
+    /// Check every frame, hash, chain link and index entry; exit 1 with a
+    /// report when anything is wrong.
+    Verify,
+    /// Run reactor plugins (wasm components) against the store.
+    Run(run::RunArgs),
+    /// Print what a plugin says about itself and the WIT world it targets.
+    Inspect(run::InspectArgs),
+    /// List parked events (events a reactor failed on), or replay them.
+    Parked(run::ParkedArgs),
+    /// Build the example plugins, append sample orders, run the reactors and
+    /// show what they produced.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Append(a) => store_cmds::append(&cli.data, a),
+        Command::Events(a) => store_cmds::events(&cli.data, a),
+        Command::Verify => store_cmds::verify(&cli.data),
+        Command::Run(a) => run::run(&cli.data, a),
+        Command::Inspect(a) => run::inspect(&cli.data, a),
+        Command::Parked(a) => run::parked(&cli.data, a),
+        Command::Demo(a) => demo::demo(&cli.data, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! Admission: turns a reactor's [`Reaction`]s into store proposals and runs
+//! them through the gates — first the built-in [`CapabilityGate`], then the
+//! caller's own [`GateSet`].
+//!
+//! The runner (for the real append) and the `check` host import (for the dry
+//! run) share this code, so a dry run can never disagree with what the
+//! append would do.
+
+use super::reactor::{Reaction, ReactionCause};
+use batpak_store::Store;
+use batpak_store::{denial_event, Denial, Gate, GateSet};
+use batpak_store::{
+    is_system_kind, Coordinate, Event, EventId, Proposal, MAX_KIND_LEN, MAX_NAME_LEN,
+};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Entity prefix of a reactor's own stream (denials, parked records).
+pub const REACTOR_STREAM_PREFIX: &str = "reactor:";
+/// Scope of the host's records about reactors.
+pub const SYSTEM_SCOPE: &str = "batpak";
+/// Name of the built-in gate.
+pub const CAPABILITY_GATE: &str = "capability";
+
+/// Who produced a reaction: recorded as lineage on every appended event and
+/// handed to caller-defined gates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReactorInfo {
+    /// The reactor's name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// Digest of its code (blake3 hex of a component).
+    pub digest: String,
+}
+
+impl ReactorInfo {
+    /// The reactor's own stream: entity `reactor:<name>` in scope `batpak`.
+    pub fn stream(&self) -> Coordinate {
+        Coordinate {
+            entity: format!("{REACTOR_STREAM_PREFIX}{}", self.name),
+            scope: SYSTEM_SCOPE.to_string(),
+        }
+    }
+
+    /// How denial records name the proposer: `reactor:<name>@<version>`.
+    pub fn proposer(&self) -> String {
+        format!("{REACTOR_STREAM_PREFIX}{}@{}", self.name, self.version)
+    }
+
+    /// The lineage metadata stamped on every reaction.
+    pub fn lineage(&self) -> Vec<(String, String)> {
+        vec![
+            ("reactor".to_string(), self.name.clone()),
+            ("reactor_version".to_string(), self.version.clone()),
+            ("component".to_string(), self.digest.clone()),
+        ]
+    }
+}
+
+/// What caller-defined gates see besides the proposal itself.
+#[derive(Clone, Debug)]
+pub struct ReactionContext {
+    /// The reactor that proposed it.
+    pub reactor: Arc<ReactorInfo>,
+    /// The event it reacts to (absent for a dry run outside `react`).
+    pub source: Option<Event>,
+    /// True for the `check` host import: nothing will be appended.
+    pub dry_run: bool,
+}
+
+/// The built-in gate: a reactor may propose only kinds it declared in
+/// `emits` **and** the operator granted, never a `batpak.*` kind, and only
+/// well-formed proposals.
+#[derive(Clone, Debug)]
+pub struct CapabilityGate {
+    reactor: String,
+    declared: BTreeSet<String>,
+    granted: BTreeSet<String>,
+}
+
+impl CapabilityGate {
+    /// A gate for reactor `reactor` that declared `emits`; `grants` is the
+    /// operator's list (`None` grants everything declared).
+    pub fn new(reactor: &str, emits: &[String], grants: Option<&[String]>) -> Self {
+        let declared: BTreeSet<String> = emits.iter().cloned().collect();
+        let granted = match grants {
+            Some(g) => g
+                .iter()
+                .filter(|k| declared.contains(*k))
+                .cloned()
+                .collect(),
+            None => declared.clone(),
+        };
+        CapabilityGate {
+            reactor: reactor.to_string(),
+            declared,
+            granted,
+        }
+    }
+
+    /// The kinds this reactor may actually emit.
+    pub fn granted(&self) -> impl Iterator<Item = &str> {
+        self.granted.iter().map(String::as_str)
+    }
+}
+
+impl Gate<ReactionContext> for CapabilityGate {
+    fn name(&self) -> &str {
+        CAPABILITY_GATE
+    }
+
+    fn evaluate(&self, _ctx: &ReactionContext, p: &Proposal) -> Result<(), Denial> {
+        let kind = &clip(&p.kind, MAX_KIND_LEN);
+        if is_system_kind(kind) {
+            return Err(Denial::new(
+                CAPABILITY_GATE,
+                "reserved-kind",
+                format!("reactor {} proposed {kind:?}: kinds starting with \"batpak.\" are written only by the host", self.reactor),
+            ));
+        }
+        if !self.declared.contains(kind) {
+            return Err(Denial::new(
+                CAPABILITY_GATE,
+                "kind-not-declared",
+                format!(
+                    "reactor {} proposed {kind:?}, which its descriptor does not list in emits ({}); declare it in describe() to be able to ask for it",
+                    self.reactor,
+                    list(&self.declared)
+                ),
+            ));
+        }
+        if !self.granted.contains(kind) {
+            return Err(Denial::new(
+                CAPABILITY_GATE,
+                "kind-not-granted",
+                format!(
+                    "reactor {} may not emit {kind:?}: the operator granted only {}; add it to plugins.{}.grant_emits in the plugin config to allow it",
+                    self.reactor,
+                    list(&self.granted),
+                    self.reactor
+                ),
+            ));
+        }
+        if let Err(e) = p.validate(false) {
+            return Err(Denial::new(
+                CAPABILITY_GATE,
+                "invalid-proposal",
+                e.to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `s` cut to at most `max` bytes (on a character boundary), marked when cut.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn list(kinds: &BTreeSet<String>) -> String {
+    if kinds.is_empty() {
+        "nothing".to_string()
+    } else {
+        kinds
+            .iter()
+            .map(|k| format!("{k:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The whole admission pipeline of one reactor.
+pub(crate) struct Admission {
+    pub(crate) info: Arc<ReactorInfo>,
+    capability: CapabilityGate,
+    gates: Arc<GateSet<ReactionContext>>,
+    stream: Coordinate,
+    proposer: String,
+    lineage: Vec<(String, String)>,
+}
+
+/// The gates' decision on one reaction, with the proposal it became.
+pub(crate) enum Judged {
+    Admitted(Proposal),
+    Denied { denial: Denial, record: Proposal },
+}
+
+impl Admission {
+    pub(crate) fn new(
+        info: ReactorInfo,
+        capability: CapabilityGate,
+        gates: Arc<GateSet<ReactionContext>>,
+    ) -> Self {
+        let stream = info.stream();
+        let proposer = info.proposer();
+        let lineage = info.lineage();
+        Admission {
+            info: Arc::new(info),
+            capability,
+            gates,
+            stream,
+            proposer,
+            lineage,
+        }
+    }
+
+    /// Id of the `ordinal`-th reaction to `source` (counted per source event
+    /// so that a batch split differently after a crash or a bisection still
+    /// derives the same ids).
+    pub(crate) fn reaction_id(&self, source: EventId, ordinal: u32) -> EventId {
+        EventId::derive(&[
+            b"reaction",
+            self.info.name.as_bytes(),
+            &source.0.to_be_bytes(),
+            &ordinal.to_le_bytes(),
+        ])
+    }
+
+    fn denial_id(&self, source: EventId, ordinal: u32) -> EventId {
+        EventId::derive(&[
+            b"denial",
+            self.info.name.as_bytes(),
+            &source.0.to_be_bytes(),
+            &ordinal.to_le_bytes(),
+        ])
+    }
+
+    /// The store proposal for `reaction` to `source`.
+    pub(crate) fn proposal(
+        &self,
+        reaction: Reaction,
+        source: Option<&Event>,
+        ordinal: u32,
+    ) -> Proposal {
+        let mut p = Proposal::new(reaction.coordinate, reaction.kind, reaction.payload);
+        match reaction.causation {
+            ReactionCause::Source => {
+                p.causation = source.map(Event::id);
+                p.correlation = source.map(|s| s.header.correlation);
+            }
+            ReactionCause::Event(id) => {
+                p.causation = Some(id);
+                p.correlation = source.map(|s| s.header.correlation);
+            }
+            ReactionCause::None => {}
+        }
+        if let Some(s) = source {
+            p.id = Some(self.reaction_id(s.id(), ordinal));
+        }
+        p.meta = self.lineage.clone();
+        p
+    }
+
+    /// Runs the capability gate, checks an explicit causation exists, then
+    /// the caller's gates (first denial wins).
+    pub(crate) fn evaluate(
+        &self,
+        store: Option<&Store>,
+        ctx: &ReactionContext,
+        p: &Proposal,
+    ) -> Result<(), Denial> {
+        self.capability.evaluate(ctx, p)?;
+        if let (Some(store), Some(cause)) = (store, p.causation) {
+            let is_source = ctx.source.as_ref().is_some_and(|s| s.id() == cause);
+            if !is_source && !matches!(store.get(cause), Ok(Some(_))) {
+                return Err(Denial::new(
+                    CAPABILITY_GATE,
+                    "unknown-causation",
+                    format!("the proposal names event {cause} as its cause, but no such event is in the log"),
+                ));
+            }
+        }
+        self.gates.evaluate(ctx, p)
+    }
+
+    /// Builds, judges and (when denied) records one reaction.
+    pub(crate) fn judge(
+        &self,
+        store: &Store,
+        reaction: Reaction,
+        source: &Event,
+        ordinal: u32,
+    ) -> Judged {
+        let p = self.proposal(reaction, Some(source), ordinal);
+        let ctx = ReactionContext {
+            reactor: self.info.clone(),
+            source: Some(source.clone()),
+            dry_run: false,
+        };
+        match self.evaluate(Some(store), &ctx, &p) {
+            Ok(()) => Judged::Admitted(p),
+            Err(denial) => {
+                // The record must always be appendable: names clipped (a
+                // refused proposal may carry megabytes of "entity"), and
+                // caused by the source event, which exists (the proposal's
+                // own causation may not).
+                let mut shown = Proposal::new(
+                    Coordinate {
+                        entity: clip(&p.coordinate.entity, MAX_NAME_LEN),
+                        scope: clip(&p.coordinate.scope, MAX_NAME_LEN),
+                    },
+                    clip(&p.kind, MAX_KIND_LEN),
+                    Vec::new(),
+                );
+                shown.causation = p.causation;
+                let mut record = denial_event(&self.stream, &self.proposer, &denial, &shown);
+                record.causation = Some(source.id());
+                record.correlation = Some(source.header.correlation);
+                record.id = Some(self.denial_id(source.id(), ordinal));
+                record.meta = self.lineage.clone();
+                Judged::Denied { denial, record }
+            }
+        }
+    }
+
+    /// The `check` host import: the same decision, nothing appended.
+    pub(crate) fn dry_run(
+        &self,
+        store: &Store,
+        reaction: &Reaction,
+        source: Option<&Event>,
+    ) -> Option<Denial> {
+        let p = self.proposal(reaction.clone(), source, 0);
+        let ctx = ReactionContext {
+            reactor: self.info.clone(),
+            source: source.cloned(),
+            dry_run: true,
+        };
+        self.evaluate(Some(store), &ctx, &p).err()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> ReactionContext {
+        ReactionContext {
+            reactor: Arc::new(ReactorInfo {
+                name: "r".into(),
+                version: "1".into(),
+                digest: "d".into(),
+            }),
+            source: None,
+            dry_run: true,
+        }
+    }
+
+    #[test]
+    fn capability_gate_codes() {
+        let emits = vec!["a.x".to_string(), "a.y".to_string()];
+        let g = CapabilityGate::new("r", &emits, Some(&["a.x".to_string(), "zzz".to_string()]));
+        let c = Coordinate::new("e", "s").unwrap();
+        let p = |k: &str| Proposal::new(c.clone(), k, b"{}".to_vec());
+        assert!(g.evaluate(&ctx(), &p("a.x")).is_ok());
+        assert_eq!(
+            g.evaluate(&ctx(), &p("a.y")).unwrap_err().code,
+            "kind-not-granted"
+        );
+        assert_eq!(
+            g.evaluate(&ctx(), &p("zzz")).unwrap_err().code,
+            "kind-not-declared"
+        );
+        assert_eq!(
+            g.evaluate(&ctx(), &p("batpak.x")).unwrap_err().code,
+            "reserved-kind"
+        );
+        let mut bad = p("a.x");
+        bad.coordinate.entity = String::new();
+        assert_eq!(
+            g.evaluate(&ctx(), &bad).unwrap_err().code,
+            "invalid-proposal"
+        );
+        assert_eq!(g.granted().collect::<Vec<_>>(), vec!["a.x"]);
+    }
+}

@@ -1,0 +1,43 @@
+//! batpak-store: the durable causal event log under batpak-host — events,
+//! the store, canals and gates. No WebAssembly and no command line live
+//! here; the runtime and the CLI build on this crate, never the reverse.
+//!
+//! Data flows one way inside the crate too: [`Gate`]s and canals
+//! ([`Cursor`], [`Subscription`]) build on the [`Store`], which builds on the
+//! event model ([`Event`], [`Proposal`], [`Receipt`]).
+//!
+//! ```no_run
+//! use batpak_store::{AppendOptions, Coordinate, Proposal, Store};
+//! let store = Store::open("./batpak-data")?;
+//! let receipt = store.append(
+//!     Proposal::new(Coordinate::new("order:1", "shop")?, "order.placed", br#"{"sku":"widget","qty":2}"#.to_vec()),
+//!     AppendOptions::durable(),
+//! )?;
+//! println!("appended {} at sequence {}", receipt.id, receipt.sequence);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![warn(missing_docs)]
+
+mod canal;
+mod event;
+mod gate;
+mod store;
+
+pub use canal::{
+    Canal, CanalBatch, CanalClosed, CanalHandle, CanalItem, CloseReason, Cursor, ReactorCanal,
+    Subscription,
+};
+pub use event::{
+    hex, is_system_kind, now_us, validate_kind, validate_name, ChainLink, Coordinate, Event,
+    EventHeader, EventId, Meta, Proposal, Receipt, ValidationError, MAX_IDEMPOTENCY_KEY_LEN,
+    MAX_KIND_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, SYSTEM_KIND_PREFIX,
+};
+pub use gate::{
+    denial_event, panic_message, record_denial, Denial, DenialRecord, Gate, GateSet, DENIED_KIND,
+};
+pub use store::{
+    decode_frame, encode_frame, verify_dir, AppendOptions, Checkpoint, CheckpointUpdate,
+    FrameError, LogReader, RecoveryInfo, Region, Store, StoreError, StoreOptions, VerifyReport,
+    Wait, Watermarks,
+};

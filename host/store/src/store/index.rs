@@ -1,0 +1,146 @@
+//! The in-memory index: a dense vector of fixed-size entries ordered by
+//! global sequence, plus maps by id, entity, causation (the causal graph
+//! forward), idempotency key and cursor checkpoint.
+//!
+//! Strings (entities, scopes, kinds) are interned so entries stay small and
+//! region filters compare cheaply.
+
+use super::Checkpoint;
+use crate::event::{EventHeader, EventId};
+use std::sync::Arc;
+
+/// Hash map with a fast non-cryptographic hasher: keys are ids and names
+/// inside one process, and SipHash showed up in append profiles.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// Kind of the system event that records a cursor checkpoint.
+pub const CHECKPOINT_KIND: &str = "batpak.cursor.checkpoint";
+
+/// Where one event lives and what the filters need to know about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub id: EventId,
+    pub causation: Option<EventId>,
+    pub entity_seq: u64,
+    /// Absolute offset of the event's `header_len` field in its segment.
+    pub offset: u64,
+    pub segment: u32,
+    pub header_len: u32,
+    pub payload_len: u32,
+    pub entity: u32,
+    pub scope: u32,
+    pub kind: u32,
+}
+
+impl Entry {
+    /// Bytes of the encoded event on disk.
+    pub fn disk_len(&self) -> u64 {
+        4 + self.header_len as u64 + 32 + 4 + self.payload_len as u64
+    }
+}
+
+/// Interned names.
+#[derive(Default)]
+pub(crate) struct Interner {
+    pub names: Vec<Arc<str>>,
+    ids: FastMap<Arc<str>, u32>,
+}
+
+impl Interner {
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.ids.get(s) {
+            return i;
+        }
+        let a: Arc<str> = Arc::from(s);
+        let i = self.names.len() as u32;
+        self.names.push(a.clone());
+        self.ids.insert(a, i);
+        i
+    }
+    pub fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+    pub fn name(&self, i: u32) -> &str {
+        &self.names[i as usize]
+    }
+}
+
+/// The whole index. `entries[i]` is the event with global sequence `i + 1`.
+#[derive(Default)]
+pub(crate) struct Index {
+    pub entries: Vec<Entry>,
+    pub names: Interner,
+    pub by_id: FastMap<EventId, u64>,
+    pub by_entity: FastMap<u32, Vec<u64>>,
+    pub children: FastMap<EventId, Vec<EventId>>,
+    pub keys: FastMap<String, u64>,
+    pub checkpoints: FastMap<String, Checkpoint>,
+}
+
+impl Index {
+    /// Highest sequence indexed.
+    pub fn last_sequence(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    /// Entry for a sequence.
+    pub fn entry(&self, seq: u64) -> Option<&Entry> {
+        if seq == 0 {
+            return None;
+        }
+        self.entries.get(seq as usize - 1)
+    }
+
+    /// Adds an event. `payload` is needed only for checkpoint records.
+    pub fn insert(
+        &mut self,
+        h: &EventHeader,
+        segment: u32,
+        offset: u64,
+        header_len: u32,
+        payload: &[u8],
+    ) -> Result<(), String> {
+        let expected = self.last_sequence() + 1;
+        if h.sequence != expected {
+            return Err(format!(
+                "event {} has sequence {}, expected {expected}",
+                h.id, h.sequence
+            ));
+        }
+        let entity = self.names.intern(&h.coordinate.entity);
+        let scope = self.names.intern(&h.coordinate.scope);
+        let kind = self.names.intern(&h.kind);
+        let e = Entry {
+            id: h.id,
+            causation: h.causation,
+            entity_seq: h.entity_sequence,
+            offset,
+            segment,
+            header_len,
+            payload_len: payload.len() as u32,
+            entity,
+            scope,
+            kind,
+        };
+        self.link(&e, h.sequence);
+        if let Some(k) = &h.idempotency_key {
+            self.keys.insert(k.clone(), h.sequence);
+        }
+        if h.kind == CHECKPOINT_KIND {
+            if let Some(cp) = Checkpoint::from_record(payload) {
+                self.checkpoints.insert(cp.cursor.clone(), cp);
+            }
+        }
+        self.entries.push(e);
+        Ok(())
+    }
+
+    /// Adds an entry's links to the maps (shared by insert and snapshot load).
+    pub fn link(&mut self, e: &Entry, seq: u64) {
+        self.by_id.insert(e.id, seq);
+        self.by_entity.entry(e.entity).or_default().push(seq);
+        if let Some(c) = e.causation {
+            self.children.entry(c).or_default().push(e.id);
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The store: one directory, one owner, an append-only log of events.
+//!
+//! See `host/DESIGN.md` for the file format. In short:
+//! - callers validate and sequence their appends under a short lock (the
+//!   sequencer), then hand encoded frames to **one writer thread** through a
+//!   bounded queue; the writer writes them and publishes them to the index;
+//! - a **sync thread** fsyncs what the writer wrote and advances the durable
+//!   watermark, so concurrent durable appends share one fsync (group commit);
+//! - a batch is one CRC-checked frame, so it is all or nothing;
+//! - recovery truncates a torn tail of the last segment and fails closed on
+//!   corruption anywhere else, naming segment and offset.
+
+mod checkpoint;
+mod error;
+mod fanout;
+mod frame;
+mod index;
+mod reader;
+mod recovery;
+mod region;
+mod segment;
+mod snapshot;
+mod writer;
+
+pub(crate) use checkpoint::validate_cursor_id;
+pub use checkpoint::Checkpoint;
+pub use error::StoreError;
+pub(crate) use fanout::SubscriberQueue;
+pub use frame::{decode_frame, encode_frame, FrameError};
+pub use reader::LogReader;
+pub use region::Region;
+
+use crate::event::{Event, EventId, Proposal, Receipt};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tunables for [`Store::open_with`]. The defaults suit most uses.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Rotate to a new segment file once the active one reaches this size.
+    pub segment_size: u64,
+    /// Capacity of the writer's queue, in frames; a full queue makes
+    /// appenders wait (backpressure).
+    pub queue_capacity: usize,
+    /// Longest time a written but not yet durable event waits for an fsync
+    /// when nobody asked for durability.
+    pub sync_interval: Duration,
+    /// Write an index snapshot after this many new events (and on close), so
+    /// reopening replays only the tail.
+    pub snapshot_every: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            segment_size: 128 << 20,
+            queue_capacity: 4096,
+            sync_interval: Duration::from_millis(20),
+            snapshot_every: 250_000,
+        }
+    }
+}
+
+/// How long an append waits before returning its receipts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Wait {
+    /// Return once the batch is sequenced and queued for the writer. The
+    /// receipt is final (ids and sequences never change), but the events may
+    /// not be readable yet and are lost if the process dies before they are
+    /// written. Use [`Store::sync`] to make them durable later.
+    Accepted,
+    /// Return once the events are written and readable (not yet fsynced).
+    #[default]
+    Visible,
+    /// Return once the events are on stable storage (fsynced). Concurrent
+    /// durable appends share one fsync.
+    Durable,
+}
+
+/// How an append should behave.
+#[derive(Clone, Debug, Default)]
+pub struct AppendOptions {
+    /// When the call returns.
+    pub wait: Wait,
+    /// Move a cursor's checkpoint in the same atomic write as the events.
+    pub checkpoint: Option<CheckpointUpdate>,
+}
+
+impl AppendOptions {
+    /// Return once the events are durable.
+    pub fn durable() -> Self {
+        AppendOptions {
+            wait: Wait::Durable,
+            checkpoint: None,
+        }
+    }
+
+    /// Return once the events are visible (written, maybe not durable).
+    pub fn visible() -> Self {
+        AppendOptions::default()
+    }
+
+    /// Return as soon as the batch is accepted (see [`Wait::Accepted`]).
+    pub fn accepted() -> Self {
+        AppendOptions {
+            wait: Wait::Accepted,
+            checkpoint: None,
+        }
+    }
+
+    /// Also commit `checkpoint` atomically with the events.
+    pub fn with_checkpoint(mut self, checkpoint: CheckpointUpdate) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
+    }
+
+    pub(crate) fn wait_durable(&self) -> bool {
+        self.wait == Wait::Durable
+    }
+
+    pub(crate) fn wait_visible(&self) -> bool {
+        self.wait != Wait::Accepted
+    }
+}
+
+/// A new position for a named cursor, committed atomically with an append.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointUpdate {
+    /// The cursor's id (1 to 64 of `a-z 0-9 - _ .`).
+    pub cursor: String,
+    /// Fingerprint of the cursor's region ([`Region::fingerprint`]).
+    pub region: [u8; 32],
+    /// Last global sequence the cursor has fully handled.
+    pub sequence: u64,
+    /// Id of the event at `sequence` (checked on reopen).
+    pub event_id: EventId,
+}
+
+/// The store's progress markers. Always `durable <= written` and
+/// `visible <= written`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Highest sequence handed to the writer.
+    pub accepted: u64,
+    /// Highest sequence written to the segment file (page cache).
+    pub written: u64,
+    /// Highest sequence readable through the index.
+    pub visible: u64,
+    /// Highest sequence known to be on stable storage.
+    pub durable: u64,
+}
+
+/// What [`Store::open`] found and repaired.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryInfo {
+    /// Events read from segment files rather than the index snapshot.
+    pub replayed: u64,
+    /// `(segment, offset, bytes)` when a torn tail was truncated: an append
+    /// that never completed (and was never acknowledged as durable).
+    pub truncated_tail: Option<(u32, u64, u64)>,
+}
+
+/// Result of [`Store::verify`].
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    /// Frames checked.
+    pub frames: u64,
+    /// Events checked.
+    pub events: u64,
+    /// Segments checked.
+    pub segments: u64,
+    /// Everything found wrong, each naming segment, offset or event.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn is_sound(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Handle to an open store. Cheap to clone; every clone shares the same
+/// writer. The store closes (flushing, syncing and snapshotting) when
+/// [`Store::close`] is called or the last clone is dropped.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<writer::Shared>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` with default options.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process owns the directory,
+    /// [`StoreError::Corrupt`] when a segment is damaged other than at its
+    /// tail, or an I/O error.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store, StoreError> {
+        Self::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
+        writer::open(dir.as_ref(), options).map(|inner| Store { inner })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Appends one event.
+    ///
+    /// # Errors
+    /// Validation errors, a sequence conflict, or a store failure.
+    pub fn append(
+        &self,
+        proposal: Proposal,
+        options: AppendOptions,
+    ) -> Result<Receipt, StoreError> {
+        let mut r = self.append_batch(vec![proposal], options)?;
+        Ok(r.remove(0))
+    }
+
+    /// Appends a batch atomically: after any crash either every event of the
+    /// batch is in the log or none is, and readers see them together.
+    /// Receipts come back in proposal order. Proposals whose idempotency key
+    /// or explicit id already exists are not appended again; their receipts
+    /// are the originals with `deduplicated` set.
+    ///
+    /// # Errors
+    /// Any invalid proposal or a failed `expected_sequence` refuses the whole
+    /// batch; nothing is written.
+    pub fn append_batch(
+        &self,
+        proposals: Vec<Proposal>,
+        options: AppendOptions,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        self.inner.append(proposals, options, false)
+    }
+
+    /// Like [`append_batch`](Self::append_batch) but admits `batpak.*` kinds.
+    /// For the host's own records (denials, parking, checkpoints); never
+    /// hand it input from a plugin or a user.
+    ///
+    /// # Errors
+    /// As [`append_batch`](Self::append_batch).
+    pub fn append_system(
+        &self,
+        proposals: Vec<Proposal>,
+        options: AppendOptions,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        self.inner.append(proposals, options, true)
+    }
+
+    /// Reads one event by id (visible events only).
+    ///
+    /// # Errors
+    /// An I/O error reading the segment.
+    pub fn get(&self, id: EventId) -> Result<Option<Event>, StoreError> {
+        self.inner.get(id)
+    }
+
+    /// Reads the event at a global sequence.
+    ///
+    /// # Errors
+    /// An I/O error reading the segment.
+    pub fn get_by_sequence(&self, sequence: u64) -> Result<Option<Event>, StoreError> {
+        self.inner.get_by_sequence(sequence)
+    }
+
+    /// Reads an entity's events with entity sequence greater than `after`,
+    /// oldest first, at most `max`.
+    ///
+    /// # Errors
+    /// An I/O error reading the segment.
+    pub fn entity_events(
+        &self,
+        entity: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner.entity_events(entity, after, max)
+    }
+
+    /// The ids of events whose causation is `id` (the causal graph forward).
+    pub fn caused_by(&self, id: EventId) -> Vec<EventId> {
+        self.inner.caused_by(id)
+    }
+
+    /// Reads visible events matching `region` with sequence greater than
+    /// `after`, at most `limit`. System events only match when the region
+    /// lists their kind; pass `include_system` to see them all.
+    ///
+    /// # Errors
+    /// An I/O error reading the segment.
+    pub fn scan(
+        &self,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner
+            .scan(region, after, limit, include_system, u64::MAX)
+    }
+
+    /// Current watermarks.
+    pub fn watermarks(&self) -> Watermarks {
+        self.inner.watermarks()
+    }
+
+    /// Waits until `sequence` is durable or `timeout` passes; true when
+    /// durable.
+    pub fn wait_durable(&self, sequence: u64, timeout: Duration) -> bool {
+        self.inner.wait_durable(sequence, timeout)
+    }
+
+    /// Makes everything appended so far durable.
+    ///
+    /// # Errors
+    /// The fsync failed (the store is then poisoned: later appends fail).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.inner.sync()
+    }
+
+    /// The last committed checkpoint of cursor `id`.
+    pub fn checkpoint(&self, id: &str) -> Option<Checkpoint> {
+        self.inner.checkpoint(id)
+    }
+
+    /// Every committed checkpoint, by cursor id.
+    pub fn checkpoints(&self) -> Vec<Checkpoint> {
+        self.inner.checkpoints()
+    }
+
+    /// Checks every frame CRC, every event hash and entity chain link, and
+    /// that the index agrees with the segments.
+    ///
+    /// # Errors
+    /// Only when the check itself cannot run (I/O); problems found go into
+    /// the report.
+    pub fn verify(&self) -> Result<VerifyReport, StoreError> {
+        self.inner.verify()
+    }
+
+    /// Flushes, syncs, writes an index snapshot and releases the directory.
+    ///
+    /// # Errors
+    /// A failed final sync or snapshot write (the log itself stays intact).
+    pub fn close(self) -> Result<(), StoreError> {
+        self.inner.close()
+    }
+
+    /// What opening had to do: how many events were replayed from the
+    /// segments (not covered by the snapshot) and whether a torn tail was cut.
+    pub fn recovery(&self) -> RecoveryInfo {
+        self.inner.recovery
+    }
+}
+
+/// Verifies the store in `dir` straight from its segment files, without
+/// opening (or repairing) it: for a store that fails to open.
+///
+/// # Errors
+/// Only when the check itself cannot run (I/O).
+pub fn verify_dir(dir: &Path) -> Result<VerifyReport, StoreError> {
+    recovery::verify_dir(dir, None)
+}

@@ -1,0 +1,206 @@
+//! Index snapshots: what reopening needs, so a large store does not rescan
+//! every frame at each open.
+//!
+//! `index.snap` = `[magic "BPKSNAP2" 8][len u64][crc32 u32][body]`, body =
+//! `[meta_len u32][postcard meta][entry; count]` with fixed 80-byte entries.
+//! A snapshot is only a cache: one that is damaged, from another store, or
+//! claims more than the segments hold is ignored and the index is rebuilt
+//! from the segments.
+
+use super::index::{Entry, Index};
+use super::segment::sync_dir;
+use super::Checkpoint;
+use super::StoreError;
+use crate::event::EventId;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+const MAGIC: [u8; 8] = *b"BPKSNAP2";
+const ENTRY_LEN: usize = 80;
+pub(crate) const FILE: &str = "index.snap";
+
+#[derive(Serialize, Deserialize)]
+struct Meta {
+    store_id: u128,
+    end_segment: u32,
+    end_offset: u64,
+    names: Vec<String>,
+    keys: Vec<(String, u64)>,
+    checkpoints: Vec<Checkpoint>,
+    count: u64,
+}
+
+/// A loaded snapshot: the index and the log position it covers.
+pub(crate) struct Loaded {
+    pub index: Index,
+    pub end_segment: u32,
+    pub end_offset: u64,
+}
+
+fn put_entry(out: &mut Vec<u8>, e: &Entry) {
+    out.extend_from_slice(&e.id.0.to_le_bytes());
+    let (flag, c) = match e.causation {
+        Some(c) => (1u8, c.0),
+        None => (0, 0),
+    };
+    out.extend_from_slice(&c.to_le_bytes());
+    out.extend_from_slice(&e.entity_seq.to_le_bytes());
+    out.extend_from_slice(&e.offset.to_le_bytes());
+    for v in [
+        e.segment,
+        e.header_len,
+        e.payload_len,
+        e.entity,
+        e.scope,
+        e.kind,
+    ] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.push(flag);
+    out.extend_from_slice(&[0u8; 7]);
+}
+
+fn get_entry(b: &[u8]) -> Entry {
+    let u128_at = |i: usize| u128::from_le_bytes(b[i..i + 16].try_into().expect("16"));
+    let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
+    Entry {
+        id: EventId(u128_at(0)),
+        causation: (b[72] == 1).then(|| EventId(u128_at(16))),
+        entity_seq: u64_at(32),
+        offset: u64_at(40),
+        segment: u32_at(48),
+        header_len: u32_at(52),
+        payload_len: u32_at(56),
+        entity: u32_at(60),
+        scope: u32_at(64),
+        kind: u32_at(68),
+    }
+}
+
+/// Writes a snapshot of `index` covering the log up to
+/// (`end_segment`, `end_offset`), atomically (tmp, fsync, rename, dir fsync).
+pub(crate) fn save(
+    dir: &Path,
+    store_id: u128,
+    index: &Index,
+    end_segment: u32,
+    end_offset: u64,
+) -> Result<(), StoreError> {
+    let meta = Meta {
+        store_id,
+        end_segment,
+        end_offset,
+        names: index.names.names.iter().map(|s| s.to_string()).collect(),
+        keys: index.keys.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        checkpoints: index.checkpoints.values().cloned().collect(),
+        count: index.entries.len() as u64,
+    };
+    let meta = postcard::to_stdvec(&meta).map_err(|e| StoreError::Io {
+        context: "encoding index snapshot".into(),
+        source: std::io::Error::other(e),
+    })?;
+    let mut body = Vec::with_capacity(4 + meta.len() + index.entries.len() * ENTRY_LEN);
+    body.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    body.extend_from_slice(&meta);
+    for e in &index.entries {
+        put_entry(&mut body, e);
+    }
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&MAGIC)?;
+        f.write_all(&(body.len() as u64).to_le_bytes())?;
+        f.write_all(&crc32fast::hash(&body).to_le_bytes())?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(FILE))
+    };
+    write().map_err(StoreError::io(format!(
+        "writing index snapshot in {}",
+        dir.display()
+    )))?;
+    sync_dir(dir)
+}
+
+/// Loads the snapshot if there is a sound one for this store.
+pub(crate) fn load(dir: &Path, store_id: u128) -> Option<Loaded> {
+    let bytes = std::fs::read(dir.join(FILE)).ok()?;
+    if bytes.len() < 20 || bytes[..8] != MAGIC {
+        return None;
+    }
+    let len = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
+    let body = bytes.get(20..20 + len)?;
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    let meta_len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
+    let meta: Meta = postcard::from_bytes(body.get(4..4 + meta_len)?).ok()?;
+    if meta.store_id != store_id {
+        return None;
+    }
+    let raw = body.get(4 + meta_len..)?;
+    if raw.len() != meta.count as usize * ENTRY_LEN {
+        return None;
+    }
+    let mut index = Index::default();
+    for n in &meta.names {
+        index.names.intern(n);
+    }
+    let names = index.names.names.len() as u32;
+    index.entries.reserve(meta.count as usize);
+    index.by_id.reserve(meta.count as usize);
+    for (i, chunk) in raw.chunks_exact(ENTRY_LEN).enumerate() {
+        let e = get_entry(chunk);
+        if e.entity >= names || e.scope >= names || e.kind >= names {
+            return None;
+        }
+        index.link(&e, i as u64 + 1);
+        index.entries.push(e);
+    }
+    index.keys = meta.keys.into_iter().collect();
+    index.checkpoints = meta
+        .checkpoints
+        .into_iter()
+        .map(|c| (c.cursor.clone(), c))
+        .collect();
+    Some(Loaded {
+        index,
+        end_segment: meta.end_segment,
+        end_offset: meta.end_offset,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_through_fixed_layout() {
+        let e = Entry {
+            id: EventId(u128::MAX - 5),
+            causation: Some(EventId(42)),
+            entity_seq: 7,
+            offset: 1 << 40,
+            segment: 3,
+            header_len: 99,
+            payload_len: 100,
+            entity: 1,
+            scope: 2,
+            kind: 3,
+        };
+        let mut b = Vec::new();
+        put_entry(&mut b, &e);
+        assert_eq!(b.len(), ENTRY_LEN);
+        assert_eq!(get_entry(&b), e);
+        let e2 = Entry {
+            causation: None,
+            ..e
+        };
+        b.clear();
+        put_entry(&mut b, &e2);
+        assert_eq!(get_entry(&b), e2);
+    }
+}

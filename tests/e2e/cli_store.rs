@@ -1,0 +1,210 @@
+//! The store's command line, driven as a user would: the real binary, real
+//! files.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_batpak-host")
+}
+
+fn run(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = Command::new(bin());
+    c.arg("--data").arg(data).args(args);
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn lines(o: &Output) -> Vec<Value> {
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn append_then_events_round_trips_with_filters_and_causation() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run(
+        d.path(),
+        &[
+            "append",
+            "--entity",
+            "order:1",
+            "--scope",
+            "shop",
+            "--kind",
+            "order.placed",
+            "--payload",
+            r#"{"sku":"w","qty":2}"#,
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = &lines(&o)[0];
+    let id = r["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 32);
+    assert_eq!(r["seq"], 1);
+    let o = run(
+        d.path(),
+        &[
+            "append",
+            "--entity",
+            "order:1",
+            "--scope",
+            "shop",
+            "--kind",
+            "order.paid",
+            "--payload",
+            "plain text",
+            "--causation",
+            &id,
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(d.path(), &["events"], None);
+    let evs = lines(&o);
+    assert_eq!(evs.len(), 2);
+    assert_eq!(evs[0]["payload"]["sku"], "w", "JSON payloads print as JSON");
+    assert_eq!(
+        evs[1]["payload"], "plain text",
+        "other payloads print as strings"
+    );
+    assert_eq!(evs[1]["causation"], id.as_str());
+    assert_eq!(evs[1]["correlation"], id.as_str());
+    let o = run(d.path(), &["events", "--kind", "order.paid"], None);
+    assert_eq!(lines(&o).len(), 1);
+    let o = run(d.path(), &["events", "--after", "1"], None);
+    assert_eq!(lines(&o)[0]["seq"], 2);
+    let o = run(d.path(), &["events", "--limit", "1"], None);
+    assert_eq!(lines(&o).len(), 1);
+    let o = run(d.path(), &["verify"], None);
+    assert!(o.status.success());
+    assert_eq!(lines(&o)[0]["sound"], true);
+}
+
+#[test]
+fn jsonl_with_a_bad_line_appends_nothing_and_names_the_line() {
+    let d = tempfile::tempdir().unwrap();
+    let input = "{\"entity\":\"a\",\"scope\":\"s\",\"kind\":\"k\",\"payload\":1}\n\n{\"entity\":\"a\",\"scope\":\"s\",\"kind\":\"batpak.no\",\"payload\":2}\n";
+    let o = run(d.path(), &["append", "--jsonl", "-"], Some(input));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("stdin:3") && err.contains("reserved"), "{err}");
+    assert!(err.contains("nothing was appended"), "{err}");
+    let o = run(d.path(), &["events"], None);
+    assert!(lines(&o).is_empty() || !o.status.success());
+
+    let good: String = (0..2500)
+        .map(|i| format!("{{\"entity\":\"e{}\",\"scope\":\"s\",\"kind\":\"k\",\"payload\":{{\"n\":{i}}},\"idempotency_key\":\"k{i}\"}}\n", i % 10))
+        .collect();
+    let f = d.path().join("in.jsonl");
+    std::fs::write(&f, &good).unwrap();
+    let o = run(d.path(), &["append", "--jsonl", f.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(&o).len(), 2500);
+    // Re-running the same file is a no-op thanks to the keys.
+    let o = run(d.path(), &["append", "--jsonl", f.to_str().unwrap()], None);
+    assert!(lines(&o).iter().all(|r| r["deduplicated"] == true));
+    let o = run(d.path(), &["events"], None);
+    assert_eq!(lines(&o).len(), 2500);
+}
+
+#[test]
+fn bad_arguments_exit_2_with_usage() {
+    let d = tempfile::tempdir().unwrap();
+    let o = run(d.path(), &["append", "--entity", "x"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--scope"), "{}", stderr(&o));
+    let o = run(
+        d.path(),
+        &[
+            "append",
+            "--entity",
+            "x",
+            "--scope",
+            "s",
+            "--kind",
+            "k",
+            "--causation",
+            "nothex",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("32 hex digits"), "{}", stderr(&o));
+    let o = run(d.path(), &["frobnicate"], None);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn a_held_store_is_refused_naming_the_holder() {
+    let d = tempfile::tempdir().unwrap();
+    let _held = batpak_store::Store::open(d.path()).unwrap();
+    let o = run(
+        d.path(),
+        &["append", "--entity", "x", "--scope", "s", "--kind", "k"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!("pid {}", std::process::id())) && err.contains("--data"),
+        "{err}"
+    );
+}
+
+#[test]
+fn verify_reports_corruption_with_segment_and_offset() {
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        let o = run(
+            d.path(),
+            &[
+                "append",
+                "--entity",
+                "a",
+                "--scope",
+                "s",
+                "--kind",
+                "k",
+                "--payload",
+                &format!("value-{i}"),
+            ],
+            None,
+        );
+        assert!(o.status.success());
+    }
+    let seg = d.path().join("segments").join("00000001.seg");
+    let mut b = std::fs::read(&seg).unwrap();
+    let at = b.windows(7).position(|w| w == b"value-1").unwrap();
+    b[at + 2] ^= 0x20;
+    std::fs::write(&seg, b).unwrap();
+    std::fs::remove_file(d.path().join("index.snap")).ok();
+    let o = run(d.path(), &["verify"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let rep = &lines(&o)[0];
+    assert_eq!(rep["sound"], false);
+    let text = rep["problems"].to_string();
+    assert!(
+        text.contains("segment 00000001") || text.contains("segment 000001"),
+        "{text}"
+    );
+    assert!(text.contains("offset"), "{text}");
+}

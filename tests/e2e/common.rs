@@ -1,0 +1,195 @@
+//! Shared helpers for the runtime end-to-end tests: the real binary, the
+//! example plugins built from source (once per test binary), temp stores.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The `batpak-host` binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_batpak-host")
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("host/cli sits two levels below the workspace root")
+        .to_path_buf()
+}
+
+/// The five example plugins, built from source for wasm32-wasip2 the first
+/// time this is called (cargo's own lock serialises concurrent test
+/// binaries). Returns the directory holding the `.wasm` files.
+pub fn plugins_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // A fresh machine may lack the target (rustup makes this a no-op
+        // when it is installed).
+        let added = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .output()
+            .expect("running rustup to add the wasm32-wasip2 target");
+        assert!(
+            added.status.success(),
+            "rustup target add wasm32-wasip2 failed"
+        );
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(workspace())
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "inventory",
+                "-p",
+                "low-stock",
+                "-p",
+                "shipping",
+                "-p",
+                "hostile",
+                "-p",
+                "passthrough",
+            ])
+            .output()
+            .expect("running cargo to build the plugins");
+        assert!(
+            out.status.success(),
+            "building the example plugins failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The binary lives in <target>/release/, the plugins in
+        // <target>/wasm32-wasip2/release/.
+        let target = Path::new(bin())
+            .parent()
+            .and_then(Path::parent)
+            .expect("binary sits in <target>/release")
+            .to_path_buf();
+        let dir = target.join("wasm32-wasip2").join("release");
+        assert!(
+            dir.join("inventory.wasm").is_file(),
+            "no inventory.wasm in {}",
+            dir.display()
+        );
+        dir
+    })
+}
+
+/// One example plugin by file stem (`inventory`, `low_stock`, `shipping`,
+/// `hostile`, `passthrough`).
+pub fn plugin(stem: &str) -> PathBuf {
+    plugins_dir().join(format!("{stem}.wasm"))
+}
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("batpak-rt-")
+        .tempdir()
+        .expect("tempdir")
+}
+
+/// Runs `batpak-host --data <data> <args>` to completion.
+pub fn host(data: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running batpak-host")
+}
+
+/// Like [`host`], panicking with both streams when the exit code is not 0.
+pub fn host_ok(data: &Path, args: &[&str]) -> Output {
+    let out = host(data, args);
+    assert!(
+        out.status.success(),
+        "batpak-host {args:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Appends events given as JSON values {"entity","scope","kind","payload"}.
+pub fn append(data: &Path, events: &[Value]) -> Vec<Value> {
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(data)
+        .args(["append", "--jsonl", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning append");
+    {
+        let mut stdin = child.stdin.take().expect("stdin");
+        for e in events {
+            writeln!(stdin, "{e}").expect("writing to append");
+        }
+    }
+    let out = child.wait_with_output().expect("append");
+    assert!(
+        out.status.success(),
+        "append failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_lines(&out.stdout)
+}
+
+/// An `order.placed` event for order `n`.
+pub fn order(n: u64, sku: &str, qty: u64) -> Value {
+    serde_json::json!({
+        "entity": format!("order:{n}"),
+        "scope": "shop",
+        "kind": "order.placed",
+        "payload": {"sku": sku, "qty": qty},
+    })
+}
+
+/// Parses JSON lines.
+pub fn json_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Every event (system ones included), oldest first.
+pub fn all_events(data: &Path) -> Vec<Value> {
+    json_lines(&host_ok(data, &["events", "--system"]).stdout)
+}
+
+/// Events of one kind.
+pub fn events_of(data: &Path, kind: &str) -> Vec<Value> {
+    all_events(data)
+        .into_iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("writing a test file");
+    p
+}
+
+/// Stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A reactor written by hand in component text: consumes `bench.in`,
+/// declares `bench.out`, and returns no proposals. Proves the WIT is usable
+/// without any SDK (and without WASI).
+pub const NULL_REACTOR_WAT: &str = include_str!("../../plugins/null-wat/reactor.wat");

@@ -1,0 +1,13 @@
+//! End-to-end tests of `batpak-host`: the real binary, real plugins built
+//! from `plugins/` sources, real files and real crashes. One test binary, so
+//! wasmtime is linked once.
+
+mod common;
+
+mod cli_store;
+mod runtime_cache;
+mod runtime_crash;
+mod runtime_flow;
+mod runtime_hostile;
+mod runtime_native;
+mod runtime_refusals;

@@ -1,0 +1,317 @@
+//! The example system end to end: orders → inventory → low-stock + shipping,
+//! with one gate denial, through the real binary and real plugins.
+
+use crate::common::*;
+use serde_json::Value;
+use std::collections::HashMap;
+
+fn by_id(events: &[Value]) -> HashMap<String, Value> {
+    events
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap().to_string(), e.clone()))
+        .collect()
+}
+
+#[test]
+fn example_flow_produces_gated_reactions_with_causation_and_lineage() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    // Stock: 2 gizmos. Six orders: two reserved (remaining 1, then 0), four
+    // rejected.
+    let receipts = append(
+        &data,
+        &(1..=6).map(|n| order(n, "gizmo", 1)).collect::<Vec<_>>(),
+    );
+    assert_eq!(receipts.len(), 6);
+    let cfg = write_file(
+        dir.path(),
+        "plugins.json",
+        r#"{"plugins": {"low-stock": {"grant_emits": ["alert.low-stock"]}, "inventory": {"config": {"stock": {"gizmo": 2}}}}}"#,
+    );
+    let (inv, low, ship) = (plugin("inventory"), plugin("low_stock"), plugin("shipping"));
+    let run = host_ok(
+        &data,
+        &[
+            "run",
+            "--until-idle",
+            "--plugin-config",
+            cfg.to_str().unwrap(),
+            inv.to_str().unwrap(),
+            low.to_str().unwrap(),
+            ship.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&run);
+    assert!(err.contains("summary | inventory: in 6, out 6"), "{err}");
+
+    let all = all_events(&data);
+    let ids = by_id(&all);
+    let orders: Vec<&Value> = all.iter().filter(|e| e["kind"] == "order.placed").collect();
+    assert_eq!(orders.len(), 6);
+
+    // Inventory: exactly one reaction per order, caused by it, same
+    // correlation, stamped with lineage.
+    let inspect = host_ok(&data, &["inspect", inv.to_str().unwrap()]);
+    let inspected: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let digest = inspected["digest"].as_str().unwrap().to_string();
+    let mut reserved = Vec::new();
+    for o in &orders {
+        let reactions: Vec<&Value> = all
+            .iter()
+            .filter(|e| e["causation"] == o["id"] && e["meta"]["reactor"] == "inventory")
+            .collect();
+        assert_eq!(
+            reactions.len(),
+            1,
+            "order {} has {} inventory reactions",
+            o["id"],
+            reactions.len()
+        );
+        let r = reactions[0];
+        assert_eq!(r["correlation"], o["correlation"]);
+        assert_eq!(r["meta"]["component"], digest.as_str());
+        assert_eq!(r["meta"]["reactor_version"], "0.1.0");
+        if r["kind"] == "inventory.reserved" {
+            reserved.push(r.clone());
+        } else {
+            assert_eq!(r["kind"], "inventory.rejected");
+        }
+    }
+    assert_eq!(reserved.len(), 2);
+
+    // Shipping: one shipment per reservation, on the order's entity.
+    let shipments: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["kind"] == "shipment.requested")
+        .collect();
+    assert_eq!(shipments.len(), 2);
+    for s in &shipments {
+        let cause = &ids[s["causation"].as_str().unwrap()];
+        assert_eq!(cause["kind"], "inventory.reserved");
+        assert_eq!(s["correlation"], cause["correlation"]);
+        assert_eq!(s["entity"], cause["payload"]["order"]);
+        assert_eq!(s["meta"]["reactor"], "shipping");
+    }
+
+    // Low stock: an alert for remaining 1 and for remaining 0; the restock
+    // request is denied (not granted) and the denial recorded.
+    let alerts: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["kind"] == "alert.low-stock")
+        .collect();
+    assert_eq!(alerts.len(), 2);
+    assert!(all
+        .iter()
+        .all(|e| e["kind"] != "inventory.restock-requested"));
+    let denials: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["kind"] == "batpak.gate.denied")
+        .collect();
+    assert_eq!(denials.len(), 1, "{denials:?}");
+    let d = denials[0];
+    assert_eq!(d["entity"], "reactor:low-stock");
+    assert_eq!(d["scope"], "batpak");
+    assert_eq!(d["payload"]["gate"], "capability");
+    assert_eq!(d["payload"]["code"], "kind-not-granted");
+    assert_eq!(d["payload"]["kind"], "inventory.restock-requested");
+    assert_eq!(d["payload"]["proposer"], "reactor:low-stock@0.1.0");
+    let cause = &ids[d["causation"].as_str().unwrap()];
+    assert_eq!(cause["kind"], "inventory.reserved");
+    assert_eq!(cause["payload"]["remaining"], 0);
+    assert_eq!(d["correlation"], cause["correlation"]);
+
+    // Checkpoints: each reactor's names the last event it consumed.
+    let checkpoints: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["kind"] == "batpak.cursor.checkpoint")
+        .collect();
+    let last_cp = |cursor: &str| {
+        checkpoints
+            .iter()
+            .rev()
+            .find(|c| c["payload"]["cursor"] == cursor)
+            .map(|c| (*c).clone())
+            .unwrap_or_else(|| panic!("no checkpoint for {cursor}"))
+    };
+    assert_eq!(
+        last_cp("reactor.inventory")["payload"]["event_id"],
+        orders[5]["id"]
+    );
+    let last_reserved = reserved.iter().max_by_key(|r| r["seq"].as_u64()).unwrap();
+    assert_eq!(
+        last_cp("reactor.shipping")["payload"]["event_id"],
+        last_reserved["id"]
+    );
+
+    // Running again changes nothing but (at most) checkpoints.
+    let before = all
+        .iter()
+        .filter(|e| e["kind"] != "batpak.cursor.checkpoint")
+        .count();
+    host_ok(
+        &data,
+        &[
+            "run",
+            "--until-idle",
+            "--plugin-config",
+            cfg.to_str().unwrap(),
+            inv.to_str().unwrap(),
+            low.to_str().unwrap(),
+            ship.to_str().unwrap(),
+        ],
+    );
+    let again = all_events(&data);
+    assert_eq!(
+        again
+            .iter()
+            .filter(|e| e["kind"] != "batpak.cursor.checkpoint")
+            .count(),
+        before
+    );
+    host_ok(&data, &["verify"]);
+}
+
+#[test]
+fn inspect_reports_descriptor_world_and_digest() {
+    let dir = tempdir();
+    let p = plugin("low_stock");
+    let out = host_ok(&dir.path().join("nope"), &["inspect", p.to_str().unwrap()]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["world"], "batpak:reactor/reactor-plugin@0.1.0");
+    assert_eq!(v["component"]["targets"], "batpak:reactor@0.1.0");
+    assert!(v["component"]["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "batpak:reactor/reactor@0.1.0"));
+    assert!(v["component"]["imports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "batpak:reactor/host@0.1.0"));
+    assert_eq!(v["descriptor"]["name"], "low-stock");
+    assert_eq!(v["descriptor"]["canal"], "cursor-guaranteed");
+    assert_eq!(v["descriptor"]["region"]["kinds"][0], "inventory.reserved");
+    assert_eq!(v["init"]["ok"], true);
+    let bytes = std::fs::read(&p).unwrap();
+    assert_eq!(v["digest"], blake3::hash(&bytes).to_hex().to_string());
+    // inspect does not need (or create) a store.
+    assert!(!dir.path().join("nope").exists());
+}
+
+#[test]
+fn plugin_config_errors_are_usage_errors_naming_the_field() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let cfg = write_file(
+        dir.path(),
+        "bad.json",
+        r#"{"plugins": {"inventory": {"grant_emit": []}}}"#,
+    );
+    let inv = plugin("inventory");
+    let out = host(
+        &data,
+        &[
+            "run",
+            "--until-idle",
+            "--plugin-config",
+            cfg.to_str().unwrap(),
+            inv.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("grant_emit"), "{}", stderr(&out));
+    let cfg = write_file(dir.path(), "bad2.json", r#"{"default": {}}"#);
+    let out = host(
+        &data,
+        &[
+            "run",
+            "--until-idle",
+            "--plugin-config",
+            cfg.to_str().unwrap(),
+            inv.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("default"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_hand_written_wat_reactor_runs() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let wat = write_file(dir.path(), "null.wat", NULL_REACTOR_WAT);
+    let events: Vec<Value> = (0..5)
+        .map(|i| serde_json::json!({"entity": format!("b:{i}"), "scope": "s", "kind": "bench.in", "payload": {}}))
+        .collect();
+    let receipts = append(&data, &events);
+    let out = host_ok(&data, &["run", "--until-idle", wat.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("summary | null: in 5, out 0"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing was proposed, but the checkpoint still moved past the input.
+    let cps = events_of(&data, "batpak.cursor.checkpoint");
+    let last = cps.last().expect("a checkpoint");
+    assert_eq!(last["payload"]["cursor"], "reactor.null");
+    assert_eq!(last["payload"]["event_id"], receipts[4]["id"]);
+}
+
+#[test]
+fn sigterm_finishes_the_batch_commits_and_exits_zero() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    append(
+        &data,
+        &(1..=10).map(|n| order(n, "widget", 1)).collect::<Vec<_>>(),
+    );
+    let inv = plugin("inventory");
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["run", inv.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // Wait (without a time limit) until the live status shows the work done.
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.contains("inventory: in 10, out 10");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    // `parked` works while `run` owns the store (a lock-free read).
+    let listed = host(&data, &["parked"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(listed.stdout.is_empty());
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    seen.extend(lines.map(|l| l.unwrap()));
+    let status = child.wait().unwrap();
+    let text = seen.join("\n");
+    assert!(status.success(), "exit {status}: {text}");
+    assert!(
+        text.contains("summary | inventory: in 10, out 10"),
+        "{text}"
+    );
+    // The store was closed cleanly and holds one reaction per order.
+    let all = all_events(&data);
+    assert_eq!(
+        all.iter()
+            .filter(|e| e["meta"]["reactor"] == "inventory")
+            .count(),
+        10
+    );
+    host_ok(&data, &["verify"]);
+}

@@ -1,0 +1,5 @@
+//! The store crate's end-to-end tests: real files, real `kill -9` of a child
+//! process. They link only `batpak-store` (no wasmtime).
+
+mod store_core;
+mod store_crash;

@@ -1,0 +1,465 @@
+//! The store's promises, on real files: atomic batches, idempotency across
+//! restarts, optimistic concurrency, the causal graph and entity chains,
+//! rotation, snapshots, the single-owner lock, torn tails and corruption,
+//! cursors (durable-only, checkpointed, region-bound) and lossy
+//! subscriptions (cut off and told so).
+
+use batpak_store::{AppendOptions, Store, StoreError, StoreOptions};
+use batpak_store::{Canal, CanalBatch, CloseReason, Cursor, Region, Subscription};
+use batpak_store::{Coordinate, EventId, Proposal};
+use std::path::Path;
+use std::time::Duration;
+
+fn prop(entity: &str, kind: &str, payload: &str) -> Proposal {
+    Proposal::new(
+        Coordinate::new(entity, "test").unwrap(),
+        kind,
+        payload.as_bytes().to_vec(),
+    )
+}
+
+fn all(store: &Store) -> Vec<batpak_store::Event> {
+    store.scan(&Region::all(), 0, usize::MAX, false).unwrap()
+}
+
+fn last_segment(dir: &Path) -> std::path::PathBuf {
+    let mut v: Vec<_> = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v.pop().unwrap()
+}
+
+#[test]
+fn batch_is_atomic_ordered_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let rs = store
+        .append_batch(
+            vec![
+                prop("a", "k", "1"),
+                prop("b", "k", "2"),
+                prop("a", "k", "3"),
+            ],
+            AppendOptions::durable(),
+        )
+        .unwrap();
+    assert_eq!(
+        rs.iter().map(|r| r.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(rs[2].entity_sequence, 2);
+    // A batch with one invalid proposal appends nothing.
+    let mut invalid = prop("c", "k", "5");
+    invalid.coordinate.entity = "bad\nname".into();
+    let bad = store.append_batch(vec![prop("c", "k", "4"), invalid], AppendOptions::durable());
+    assert!(
+        matches!(bad, Err(StoreError::Invalid { index: 1, .. })),
+        "{bad:?}"
+    );
+    assert_eq!(store.watermarks().visible, 3);
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let evs = all(&store);
+    assert_eq!(evs.len(), 3);
+    assert_eq!(&*evs[1].payload, b"2");
+    assert_eq!(store.get(rs[0].id).unwrap().unwrap().sequence(), 1);
+    // Clean close wrote a snapshot: nothing had to be replayed.
+    assert_eq!(store.recovery().replayed, 0);
+}
+
+#[test]
+fn idempotency_key_returns_the_original_receipt_also_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let first = store
+        .append(
+            prop("a", "k", "x").idempotency_key("pay-1"),
+            AppendOptions::durable(),
+        )
+        .unwrap();
+    let again = store
+        .append(
+            prop("a", "k", "x").idempotency_key("pay-1"),
+            AppendOptions::durable(),
+        )
+        .unwrap();
+    assert!(again.deduplicated);
+    assert_eq!((again.id, again.sequence), (first.id, first.sequence));
+    drop(store); // no close: the drop path must be just as safe
+    let store = Store::open(dir.path()).unwrap();
+    let after = store
+        .append(
+            prop("a", "k", "x").idempotency_key("pay-1"),
+            AppendOptions::durable(),
+        )
+        .unwrap();
+    assert!(after.deduplicated);
+    assert_eq!(after.id, first.id);
+    assert_eq!(all(&store).len(), 1);
+}
+
+#[test]
+fn optimistic_concurrency_refuses_stale_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut p = prop("acct", "k", "1");
+    p.expected_sequence = Some(0);
+    store.append(p, AppendOptions::visible()).unwrap();
+    let mut stale = prop("acct", "k", "2");
+    stale.expected_sequence = Some(0);
+    match store.append(stale, AppendOptions::visible()) {
+        Err(StoreError::SequenceConflict {
+            expected: 0,
+            actual: 1,
+            ..
+        }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let mut fresh = prop("acct", "k", "3");
+    fresh.expected_sequence = Some(1);
+    assert_eq!(
+        store
+            .append(fresh, AppendOptions::visible())
+            .unwrap()
+            .entity_sequence,
+        2
+    );
+}
+
+#[test]
+fn causal_graph_links_both_ways_and_chain_uses_id_and_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let root = store
+        .append(prop("order:1", "placed", "same"), AppendOptions::visible())
+        .unwrap();
+    let child = store
+        .append(
+            prop("sku:1", "reserved", "same").caused_by(root.id),
+            AppendOptions::visible(),
+        )
+        .unwrap();
+    let grandchild = store
+        .append(
+            prop("order:1", "shipped", "same").caused_by(child.id),
+            AppendOptions::visible(),
+        )
+        .unwrap();
+    let g = store.get(grandchild.id).unwrap().unwrap();
+    assert_eq!(g.header.causation, Some(child.id));
+    assert_eq!(
+        g.header.correlation, root.id,
+        "correlation is inherited through the chain"
+    );
+    assert_eq!(store.caused_by(root.id), vec![child.id]);
+    // Identical payloads, distinct hashes: the chain links by id and a hash
+    // over header and payload.
+    assert_ne!(root.hash, grandchild.hash);
+    let link = g.header.prev.unwrap();
+    assert_eq!(link.id, root.id);
+    assert_eq!(link.hash, root.hash);
+    let unknown = store.append(
+        prop("x", "k", "").caused_by(EventId(12345)),
+        AppendOptions::visible(),
+    );
+    assert!(
+        matches!(unknown, Err(StoreError::UnknownCausation { .. })),
+        "{unknown:?}"
+    );
+    let reserved = store.append(prop("x", "batpak.fake", ""), AppendOptions::visible());
+    assert!(matches!(reserved, Err(StoreError::Invalid { .. })));
+}
+
+#[test]
+fn second_opener_is_refused_and_told_who_holds_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = Store::open(dir.path()).unwrap();
+    match Store::open(dir.path()) {
+        Err(StoreError::Locked { holder, .. }) => {
+            assert!(
+                holder.contains(&format!("pid {}", std::process::id())),
+                "{holder}"
+            )
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+}
+
+#[test]
+fn rotation_and_snapshot_reopen_keep_everything_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        segment_size: 4096,
+        snapshot_every: 50,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), opts.clone()).unwrap();
+    for i in 0..300 {
+        store
+            .append(
+                prop(&format!("e{}", i % 7), "k", &format!("payload-{i:04}")),
+                AppendOptions::accepted(),
+            )
+            .unwrap();
+    }
+    store.sync().unwrap();
+    store.close().unwrap();
+    assert!(
+        std::fs::read_dir(dir.path().join("segments"))
+            .unwrap()
+            .count()
+            > 3,
+        "rotated"
+    );
+    // A damaged snapshot is ignored, never trusted.
+    let snap = dir.path().join("index.snap");
+    let mut b = std::fs::read(&snap).unwrap();
+    let n = b.len();
+    b[n / 2] ^= 0xff;
+    std::fs::write(&snap, b).unwrap();
+    let store = Store::open_with(dir.path(), opts).unwrap();
+    assert_eq!(store.recovery().replayed, 300);
+    let evs = all(&store);
+    assert_eq!(evs.len(), 300);
+    for (i, e) in evs.iter().enumerate() {
+        assert_eq!(&*e.payload, format!("payload-{i:04}").as_bytes());
+    }
+    assert_eq!(store.entity_events("e3", 0, 1000).unwrap().len(), 43);
+    assert!(store.verify().unwrap().is_sound());
+}
+
+#[test]
+fn torn_tail_is_truncated_and_a_second_crash_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..10 {
+        store
+            .append(prop("a", "k", &format!("{i}")), AppendOptions::durable())
+            .unwrap();
+    }
+    drop(store);
+    std::fs::remove_file(dir.path().join("index.snap")).ok();
+    let seg = last_segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    // Tear the last frame: as if the process died mid-write.
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 5).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (_, _, cut) = store.recovery().truncated_tail.expect("tail was truncated");
+    assert!(cut > 0);
+    assert_eq!(all(&store).len(), 9);
+    store
+        .append(prop("a", "k", "after"), AppendOptions::durable())
+        .unwrap();
+    drop(store);
+    // Crash again, leaving garbage after the repaired tail.
+    let mut b = std::fs::read(&seg).unwrap();
+    b.extend_from_slice(b"BPKF\xff\xff\x00\x00garbage");
+    std::fs::write(&seg, b).unwrap();
+    std::fs::remove_file(dir.path().join("index.snap")).ok();
+    let store = Store::open(dir.path()).unwrap();
+    let evs = all(&store);
+    assert_eq!(evs.len(), 10);
+    assert_eq!(&*evs[9].payload, b"after");
+    assert!(store.verify().unwrap().is_sound());
+}
+
+#[test]
+fn corruption_before_the_tail_fails_closed_naming_segment_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..5 {
+        store
+            .append(
+                prop("a", "k", &format!("payload number {i}")),
+                AppendOptions::durable(),
+            )
+            .unwrap();
+    }
+    store.close().unwrap();
+    std::fs::remove_file(dir.path().join("index.snap")).unwrap();
+    let seg = last_segment(dir.path());
+    let mut b = std::fs::read(&seg).unwrap();
+    let at = b
+        .windows(16)
+        .position(|w| w == b"payload number 1")
+        .unwrap();
+    b[at] ^= 0x01; // one bit flip inside the second frame
+    std::fs::write(&seg, &b).unwrap();
+    match Store::open(dir.path()) {
+        Err(StoreError::Corrupt {
+            segment, offset, ..
+        }) => {
+            assert_eq!(segment, 1);
+            assert!(
+                offset > 0 && (offset as usize) < at,
+                "offset {offset} names the damaged frame"
+            );
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Nothing was changed: the file is exactly as damaged as before.
+    assert_eq!(std::fs::read(&seg).unwrap(), b);
+    let rep = batpak_store::verify_dir(dir.path()).unwrap();
+    assert!(!rep.is_sound());
+    assert!(rep.problems[0].contains("checksum"), "{:?}", rep.problems);
+}
+
+#[test]
+fn cursor_delivers_only_durable_events_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        sync_interval: Duration::from_secs(3600),
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), opts).unwrap();
+    let mut cur = Cursor::new(&store, Region::all().kinds(["wanted"]), 0);
+    store
+        .append(prop("a", "wanted", "1"), AppendOptions::visible())
+        .unwrap();
+    store
+        .append(prop("a", "other", "2"), AppendOptions::visible())
+        .unwrap();
+    store
+        .append(prop("a", "wanted", "3"), AppendOptions::visible())
+        .unwrap();
+    assert_eq!(store.watermarks().visible, 3);
+    // Visible but not durable: the cursor must not run ahead of the disk.
+    let b = cur.pull_batch(10, Duration::from_millis(50)).unwrap();
+    assert!(b.is_empty(), "delivered {} non-durable events", b.len());
+    store.sync().unwrap();
+    let b = cur.pull_batch(10, Duration::from_millis(50)).unwrap();
+    let seqs: Vec<u64> = b.as_slice().iter().map(|e| e.sequence()).collect();
+    assert_eq!(seqs, vec![1, 3]);
+    // Blocks until data arrives rather than returning early.
+    let s2 = store.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        s2.append(prop("b", "wanted", "4"), AppendOptions::durable())
+            .unwrap();
+    });
+    let b = cur.pull_batch(10, Duration::from_secs(30)).unwrap();
+    t.join().unwrap();
+    assert!(matches!(b, CanalBatch::One(ref e) if &*e.payload == b"4"));
+}
+
+#[test]
+fn named_cursor_resumes_after_its_checkpoint_and_refuses_another_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let region = Region::all().entity_prefix("order:");
+    {
+        let store = Store::open(dir.path()).unwrap();
+        for i in 0..5 {
+            store
+                .append(
+                    prop(&format!("order:{i}"), "placed", ""),
+                    AppendOptions::durable(),
+                )
+                .unwrap();
+        }
+        let mut cur = Cursor::open(&store, "billing", region.clone()).unwrap();
+        let b = cur.pull_batch(3, Duration::from_millis(10)).unwrap();
+        assert_eq!(b.len(), 3);
+        cur.commit().unwrap();
+        // Delivered but not committed: must come back after a restart.
+        assert_eq!(
+            cur.pull_batch(1, Duration::from_millis(10)).unwrap().len(),
+            1
+        );
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let mut cur = Cursor::open(&store, "billing", region).unwrap();
+    let got: Vec<u64> = cur
+        .pull_batch(10, Duration::from_millis(10))
+        .unwrap()
+        .as_slice()
+        .iter()
+        .map(|e| e.sequence())
+        .collect();
+    assert_eq!(got, vec![4, 5]);
+    match Cursor::open(&store, "billing", Region::all()) {
+        Err(StoreError::CheckpointMismatch { .. }) => {}
+        other => panic!("expected a mismatch, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn lossy_subscriber_is_cut_off_and_told_how_much_it_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut sub = Subscription::new(&store, Region::all().kinds(["tick"]), 4);
+    for i in 0..10 {
+        store
+            .append(
+                prop("clock", "tick", &i.to_string()),
+                AppendOptions::visible(),
+            )
+            .unwrap();
+        store
+            .append(
+                prop("clock", "tock", &i.to_string()),
+                AppendOptions::visible(),
+            )
+            .unwrap();
+    }
+    // The writer never waited for us: the appends all went through.
+    assert_eq!(store.watermarks().visible, 20);
+    let b = sub.pull_batch(100, Duration::from_millis(100)).unwrap();
+    assert_eq!(
+        b.len(),
+        4,
+        "what was queued before the cut-off is delivered"
+    );
+    match sub.pull_batch(100, Duration::from_millis(100)) {
+        Err(c) => {
+            assert_eq!(c.reason, CloseReason::Lagged { missed: 6 });
+            assert!(c.to_string().contains("missing 6"));
+        }
+        Ok(b) => panic!("expected the cut-off, got {} events", b.len()),
+    }
+    // A fresh subscription works again from the live head.
+    let mut sub = Subscription::new(&store, Region::all().kinds(["tick"]), 4);
+    store
+        .append(prop("clock", "tick", "live"), AppendOptions::visible())
+        .unwrap();
+    assert_eq!(sub.pull_batch(10, Duration::from_secs(5)).unwrap().len(), 1);
+}
+
+#[test]
+fn atomic_checkpoint_commits_with_the_events_it_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let src = store
+        .append(prop("order:1", "placed", ""), AppendOptions::durable())
+        .unwrap();
+    let cur = Cursor::open(&store, "reactor.x", Region::all().kinds(["placed"])).unwrap();
+    let cp = cur.checkpoint_for(src.sequence, src.id).unwrap();
+    let mut reaction = prop("sku:1", "reserved", "").caused_by(src.id);
+    reaction.id = Some(EventId::derive(&[b"x", &src.id.0.to_le_bytes()]));
+    let r1 = store
+        .append_batch(
+            vec![reaction.clone()],
+            AppendOptions::durable().with_checkpoint(cp.clone()),
+        )
+        .unwrap();
+    assert_eq!(
+        store.checkpoint("reactor.x").unwrap().sequence,
+        src.sequence
+    );
+    // Redelivery with the same derived id appends nothing new.
+    let r2 = store
+        .append_batch(vec![reaction], AppendOptions::durable().with_checkpoint(cp))
+        .unwrap();
+    assert!(r2[0].deduplicated);
+    assert_eq!(r2[0].id, r1[0].id);
+    assert_eq!(
+        store
+            .scan(&Region::all().kinds(["reserved"]), 0, 100, false)
+            .unwrap()
+            .len(),
+        1
+    );
+}
