@@ -5,6 +5,7 @@
 mod common;
 
 mod cli_store;
+mod guest_units;
 mod runtime_cache;
 mod runtime_crash;
 mod runtime_flow;
