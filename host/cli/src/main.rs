@@ -3,8 +3,17 @@
 //! (0 success, 1 failure, 2 bad usage).
 
 mod demo;
+mod inspect;
+mod loader;
+mod log_filter;
+mod output;
+mod parked;
+mod plugin_config;
 mod run;
+mod signals;
+mod status_display;
 mod store_cmds;
+mod supervisor;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -37,9 +46,9 @@ pub enum Command {
     /// Run reactor plugins (wasm components) against the store.
     Run(run::RunArgs),
     /// Print what a plugin says about itself and the WIT world it targets.
-    Inspect(run::InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// List parked events (events a reactor failed on), or replay them.
-    Parked(run::ParkedArgs),
+    Parked(parked::ParkedArgs),
     /// Build the example plugins, append sample orders, run the reactors and
     /// show what they produced.
     Demo(demo::DemoArgs),
@@ -52,8 +61,8 @@ fn main() -> ExitCode {
         Command::Events(a) => store_cmds::events(&cli.data, a),
         Command::Verify => store_cmds::verify(&cli.data),
         Command::Run(a) => run::run(&cli.data, a),
-        Command::Inspect(a) => run::inspect(&cli.data, a),
-        Command::Parked(a) => run::parked(&cli.data, a),
+        Command::Inspect(a) => inspect::inspect(&cli.data, a),
+        Command::Parked(a) => parked::parked(&cli.data, a),
         Command::Demo(a) => demo::demo(&cli.data, a),
     };
     match result {

@@ -45,7 +45,7 @@ pub use admission::{CapabilityGate, ReactionContext, ReactorInfo};
 pub use bindings::{EXPORT_INTERFACE, HOST_INTERFACE, WIT_PACKAGE, WIT_WORLD};
 pub use cache::{CompileCache, CompileSource};
 pub use engine::{Runtime, RuntimeConfig};
-pub use log::{log, LogLevel};
+pub use log::{log, set_log_sink, LogLevel, LogSink};
 pub use parking::{parked_events, request_replay, FailurePolicy, ParkedEvent, ParkedSet};
 pub use plugin::{inspect, Inspection, Plugin, PluginSettings, WorldInfo};
 pub use reactor::{

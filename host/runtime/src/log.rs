@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 /// Severity of a log line, lowest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -61,7 +62,21 @@ impl FromStr for LogLevel {
 /// stderr with one giant line.
 pub const MAX_LOG_LINE: usize = 4096;
 
-/// Writes one line `[who] level: message` to stderr when `level >= min`.
+/// Where log lines go instead of stderr: `(level, who, message)`, the
+/// message already truncated and free of control characters.
+pub type LogSink = Arc<dyn Fn(LogLevel, &str, &str) + Send + Sync>;
+
+static SINK: RwLock<Option<LogSink>> = RwLock::new(None);
+
+/// Routes every line that passes its level filter to `sink` instead of
+/// stderr (`None` restores stderr). The CLI uses it to print log lines above
+/// its live status display and to rate-limit them.
+pub fn set_log_sink(sink: Option<LogSink>) {
+    *SINK.write().unwrap_or_else(|p| p.into_inner()) = sink;
+}
+
+/// Writes one line `[who] level: message` to stderr (or the sink set with
+/// [`set_log_sink`]) when `level >= min`.
 pub fn log(min: LogLevel, level: LogLevel, who: &str, message: &str) {
     if level < min || level == LogLevel::Off {
         return;
@@ -76,6 +91,11 @@ pub fn log(min: LogLevel, level: LogLevel, who: &str, message: &str) {
         .chars()
         .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
         .collect();
+    let sink = SINK.read().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(sink) = sink {
+        sink(level, who, &msg);
+        return;
+    }
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "[{who}] {}: {msg}", level.as_str());
 }

@@ -1,0 +1,109 @@
+//! Turning a plugin file into a checked, configured [`Plugin`]: the settings
+//! for `describe` come from flags and defaults, those for `init` and for
+//! running from the reactor's entry in `--plugin-config` once `describe`
+//! has named it.
+
+use crate::plugin_config::{Flags, PluginConfigFile, Resolved};
+use batpak_runtime::{CompileSource, LogLevel, Plugin, PluginSettings, Reactor, Runtime};
+use std::path::{Path, PathBuf};
+
+/// A plugin loaded and initialised, with what applies to its reactor.
+pub(crate) struct Loaded {
+    pub plugin: Plugin,
+    pub path: PathBuf,
+    pub settings: Resolved,
+}
+
+impl Loaded {
+    /// The reactor's name (from `describe`).
+    pub(crate) fn name(&self) -> &str {
+        &self.plugin.descriptor().name
+    }
+}
+
+/// Loads plugins with the operator's configuration; kept by the supervisor
+/// to start or swap reactors later.
+pub(crate) struct Loader {
+    runtime: Runtime,
+    config: PluginConfigFile,
+    flags: Flags,
+}
+
+impl Loader {
+    pub(crate) fn new(runtime: Runtime, config: PluginConfigFile, flags: Flags) -> Loader {
+        Loader {
+            runtime,
+            config,
+            flags,
+        }
+    }
+
+    /// The parsed `--plugin-config`.
+    pub(crate) fn config(&self) -> &PluginConfigFile {
+        &self.config
+    }
+
+    /// Loads, checks and initialises the plugin in `path`.
+    ///
+    /// # Errors
+    /// A message naming the file and what is wrong with it (from the
+    /// runtime), including an `init` that refuses its config.
+    pub(crate) fn load(&self, path: &Path) -> anyhow::Result<Loaded> {
+        let base = self.config.resolve(&self.flags, "");
+        let mut resolved = None;
+        let plugin = self
+            .runtime
+            .load_plugin_with(path, settings(&base, "{}".into()), |d| {
+                let r = self.config.resolve(&self.flags, &d.name);
+                let s = settings(&r, r.config.clone());
+                resolved = Some(r);
+                Ok(s)
+            })?;
+        let settings =
+            resolved.expect("the runtime asks for settings once describe() named the reactor");
+        let name = plugin.descriptor().name.clone();
+        for k in settings.grant_emits.iter().flatten() {
+            if !plugin.descriptor().emits.contains(k) {
+                self.log(
+                    LogLevel::Warn,
+                    &format!("plugins.{name}.grant_emits lists {k:?}, which reactor {name} does not declare in emits; ignored"),
+                );
+            }
+        }
+        let (source, took) = plugin.compile_info();
+        self.log(
+            LogLevel::Info,
+            &format!(
+                "loaded {} {} from {} ({}, {} in {:.1} ms)",
+                name,
+                plugin.descriptor().version,
+                path.display(),
+                &plugin.component_digest()[..12],
+                match source {
+                    CompileSource::Cached => "compile cache",
+                    CompileSource::Compiled => "compiled",
+                },
+                took.as_secs_f64() * 1e3
+            ),
+        );
+        Ok(Loaded {
+            plugin,
+            path: path.to_path_buf(),
+            settings,
+        })
+    }
+
+    /// A line of the `run` command's own.
+    pub(crate) fn log(&self, level: LogLevel, msg: &str) {
+        batpak_runtime::log(self.flags.log_level, level, "run", msg);
+    }
+}
+
+fn settings(r: &Resolved, config: String) -> PluginSettings {
+    PluginSettings {
+        config,
+        timeout: r.timeout,
+        memory_bytes: r.memory_bytes,
+        log_level: r.log_level,
+    }
+}

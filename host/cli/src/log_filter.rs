@@ -1,0 +1,145 @@
+//! Log lines of plugins and of the runtime during `run`: printed through the
+//! status display's [`Console`] (above the live lines) and rate-limited per
+//! source, so a plugin that logs 20k lines cannot bury the status or the
+//! other reactors' messages. Levels are filtered before this, by the
+//! runtime (`--log-level`, or a reactor's own `log_level` in
+//! `--plugin-config`).
+
+use crate::status_display::Console;
+use batpak_runtime::LogLevel;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The window over which `--log-rate` counts.
+const WINDOW: Duration = Duration::from_secs(1);
+/// Sources tracked at most (each reactor has three: its log, its stdout and
+/// its stderr, plus the runtime's lines about it).
+const MAX_SOURCES: usize = 4096;
+
+#[derive(Debug)]
+struct Window {
+    started: Instant,
+    printed: u32,
+    suppressed: u64,
+    /// Highest level among the suppressed lines.
+    worst: LogLevel,
+}
+
+/// Per-source rate limit: at most `per_second` lines of one source in any
+/// one-second window; the rest are counted and reported in one line when
+/// the window ends.
+pub(crate) struct LogFilter {
+    console: Console,
+    per_second: u32,
+    sources: Mutex<HashMap<String, Window>>,
+}
+
+impl LogFilter {
+    /// `per_second == 0` prints everything.
+    pub(crate) fn new(console: Console, per_second: u32) -> Arc<LogFilter> {
+        Arc::new(LogFilter {
+            console,
+            per_second,
+            sources: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Makes this filter the runtime's log sink until the guard drops.
+    pub(crate) fn install(self: &Arc<Self>) -> SinkGuard {
+        let me = self.clone();
+        batpak_runtime::set_log_sink(Some(Arc::new(move |level, who, msg| {
+            me.log(Instant::now(), level, who, msg)
+        })));
+        SinkGuard(self.clone())
+    }
+
+    /// Prints (or counts) one line from `who`.
+    pub(crate) fn log(&self, now: Instant, level: LogLevel, who: &str, msg: &str) {
+        let line = format!("[{who}] {}: {msg}", level.as_str());
+        if self.per_second == 0 {
+            self.console.println(&line);
+            return;
+        }
+        let mut notice = None;
+        let print = {
+            let mut sources = self.sources.lock();
+            if sources.len() >= MAX_SOURCES && !sources.contains_key(who) {
+                sources.retain(|_, w| now.duration_since(w.started) < WINDOW);
+            }
+            let w = sources.entry(who.to_string()).or_insert(Window {
+                started: now,
+                printed: 0,
+                suppressed: 0,
+                worst: LogLevel::Trace,
+            });
+            if now.duration_since(w.started) >= WINDOW {
+                notice = take_notice(who, w, self.per_second);
+                *w = Window {
+                    started: now,
+                    printed: 0,
+                    suppressed: 0,
+                    worst: LogLevel::Trace,
+                };
+            }
+            if w.printed < self.per_second {
+                w.printed += 1;
+                true
+            } else {
+                w.suppressed += 1;
+                w.worst = w.worst.max(level);
+                false
+            }
+        };
+        if let Some(n) = notice {
+            self.console.println(&n);
+        }
+        if print {
+            self.console.println(&line);
+        }
+    }
+
+    /// Reports the lines suppressed in windows that have ended (call it
+    /// now and then: a source that went quiet reports nothing otherwise).
+    pub(crate) fn flush(&self, now: Instant, all: bool) {
+        let notices: Vec<String> = {
+            let mut sources = self.sources.lock();
+            let mut out = Vec::new();
+            sources.retain(|who, w| {
+                if all || now.duration_since(w.started) >= WINDOW {
+                    out.extend(take_notice(who, w, self.per_second));
+                    false
+                } else {
+                    true
+                }
+            });
+            out
+        };
+        for n in notices {
+            self.console.println(&n);
+        }
+    }
+}
+
+fn take_notice(who: &str, w: &mut Window, per_second: u32) -> Option<String> {
+    (w.suppressed > 0).then(|| {
+        let n = std::mem::take(&mut w.suppressed);
+        format!(
+            "[{who}] {}: {n} more log line(s) suppressed (over --log-rate {per_second}/s; the worst was {})",
+            LogLevel::Warn.as_str(),
+            w.worst.as_str()
+        )
+    })
+}
+
+/// Restores stderr as the runtime's log destination (and reports what was
+/// still suppressed) when dropped.
+pub(crate) struct SinkGuard(Arc<LogFilter>);
+
+impl Drop for SinkGuard {
+    fn drop(&mut self) {
+        batpak_runtime::set_log_sink(None);
+        self.0.flush(Instant::now(), true);
+    }
+}

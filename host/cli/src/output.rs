@@ -1,0 +1,292 @@
+//! Every JSON shape the CLI prints on stdout, as `Serialize` structs in one
+//! place: the contract scripts rely on reads here, not in `json!` calls
+//! scattered over the commands.
+//!
+//! `ReceiptLine`, `EventLine` and `VerifyLine` mirror what `append`,
+//! `events` and `verify` print today (store_cmds.rs still builds them with
+//! `json!`; the tests below keep both identical until it uses these).
+
+use batpak_runtime::{ParkedEvent, RunState, StatusSnapshot};
+use batpak_store::{hex, Coordinate, Event, EventId, Receipt, VerifyReport};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One line of `parked`: an unresolved parked event.
+#[derive(Serialize, Debug)]
+pub(crate) struct ParkedLine<'a> {
+    pub parked: String,
+    pub parked_seq: u64,
+    pub parked_at_us: u64,
+    pub reactor: &'a str,
+    pub version: &'a str,
+    pub component: &'a str,
+    pub event: &'a str,
+    pub sequence: u64,
+    pub kind: &'a str,
+    pub entity: &'a str,
+    pub scope: &'a str,
+    pub failure: &'a str,
+    pub cause: &'a str,
+    pub attempts: u32,
+    /// The parked record this one replaces (`null` for a first failure).
+    pub replaces: Option<&'a str>,
+    pub replay_requested: bool,
+}
+
+impl<'a> From<&'a ParkedEvent> for ParkedLine<'a> {
+    fn from(p: &'a ParkedEvent) -> Self {
+        let r = &p.record;
+        ParkedLine {
+            parked: p.parked.to_string(),
+            parked_seq: p.parked_seq,
+            parked_at_us: p.parked_at_us,
+            reactor: &r.reactor,
+            version: &r.version,
+            component: &r.component,
+            event: &r.event,
+            sequence: r.sequence,
+            kind: &r.kind,
+            entity: &r.entity,
+            scope: &r.scope,
+            failure: &r.failure,
+            cause: &r.cause,
+            attempts: r.attempts,
+            replaces: r.replaces.as_deref(),
+            replay_requested: p.replay_requested,
+        }
+    }
+}
+
+/// One line of `parked replay`: a replay request recorded.
+#[derive(Serialize, Debug)]
+pub(crate) struct ReplayRequestedLine<'a> {
+    /// Id of the request event.
+    pub replay_requested: String,
+    /// The parked record it resolves.
+    pub parked: String,
+    pub reactor: &'a str,
+    pub event: &'a str,
+}
+
+impl<'a> ReplayRequestedLine<'a> {
+    pub(crate) fn new(request: EventId, p: &'a ParkedEvent) -> Self {
+        ReplayRequestedLine {
+            replay_requested: request.to_string(),
+            parked: p.parked.to_string(),
+            reactor: &p.record.reactor,
+            event: &p.record.event,
+        }
+    }
+}
+
+/// A reactor under the supervisor, as a control channel lists it.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ReactorView {
+    pub name: String,
+    pub version: String,
+    /// blake3 digest of the component it runs.
+    pub digest: String,
+    /// The file it was loaded from.
+    pub path: PathBuf,
+    /// `starting`, `running`, `idle` (caught up with the durable log),
+    /// `stopped` or `failed`.
+    pub state: &'static str,
+    /// Last global sequence handled or skipped by its cursor.
+    pub position: u64,
+    /// The store's durable watermark when this view was taken. `head -
+    /// position` counts every later event, other regions' included, so it
+    /// bounds what is left to do rather than measuring it.
+    pub head: u64,
+    pub events_in: u64,
+    pub reactions_out: u64,
+    pub denials: u64,
+    pub parked: u64,
+    pub unparked: u64,
+    pub failures: u64,
+    /// Events a lossy subscription dropped (0 for cursors).
+    pub missed: u64,
+    pub lossy: bool,
+    pub error: Option<String>,
+}
+
+impl ReactorView {
+    pub(crate) fn new(
+        snap: &StatusSnapshot,
+        idle: bool,
+        head: u64,
+        digest: &str,
+        path: PathBuf,
+        stopped_by_operator: bool,
+    ) -> Self {
+        let state = match snap.state {
+            RunState::Failed => "failed",
+            RunState::Stopped => "stopped",
+            _ if stopped_by_operator => "stopped",
+            RunState::Starting => "starting",
+            RunState::Running if idle => "idle",
+            RunState::Running => "running",
+        };
+        ReactorView {
+            name: snap.name.clone(),
+            version: snap.version.clone(),
+            digest: digest.to_string(),
+            path,
+            state,
+            position: snap.position,
+            head,
+            events_in: snap.events_in,
+            reactions_out: snap.reactions_out,
+            denials: snap.denials,
+            parked: snap.parked,
+            unparked: snap.unparked,
+            failures: snap.failures,
+            missed: snap.missed,
+            lossy: snap.lossy,
+            error: snap.error.clone(),
+        }
+    }
+}
+
+/// One receipt line of `append`.
+#[derive(Serialize, Debug)]
+#[allow(dead_code)] // store_cmds.rs prints through these at the merge
+pub(crate) struct ReceiptLine<'a> {
+    pub id: String,
+    pub seq: u64,
+    pub entity: &'a str,
+    pub scope: &'a str,
+    pub kind: &'a str,
+    pub entity_seq: u64,
+    pub timestamp_us: u64,
+    pub hash: String,
+    pub deduplicated: bool,
+}
+
+#[allow(dead_code)] // store_cmds.rs prints through these at the merge
+impl<'a> ReceiptLine<'a> {
+    pub(crate) fn new(r: &Receipt, c: &'a Coordinate, kind: &'a str) -> Self {
+        ReceiptLine {
+            id: r.id.to_string(),
+            seq: r.sequence,
+            entity: &c.entity,
+            scope: &c.scope,
+            kind,
+            entity_seq: r.entity_sequence,
+            timestamp_us: r.timestamp_us,
+            hash: hex(&r.hash),
+            deduplicated: r.deduplicated,
+        }
+    }
+}
+
+/// One event line of `events`. The payload is its JSON when it parses as
+/// JSON, else its text (lossy UTF-8).
+#[derive(Serialize, Debug)]
+#[allow(dead_code)] // store_cmds.rs prints through these at the merge
+pub(crate) struct EventLine<'a> {
+    pub id: String,
+    pub seq: u64,
+    pub entity: &'a str,
+    pub scope: &'a str,
+    pub kind: &'a str,
+    pub entity_seq: u64,
+    pub causation: Option<String>,
+    pub correlation: String,
+    pub timestamp_us: u64,
+    pub payload: serde_json::Value,
+    /// Lineage (`reactor`, `component`, …); absent when empty.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<&'a str, &'a str>,
+}
+
+#[allow(dead_code)] // store_cmds.rs prints through these at the merge
+impl<'a> EventLine<'a> {
+    pub(crate) fn new(e: &'a Event) -> Self {
+        let h = &e.header;
+        let payload =
+            serde_json::from_slice::<serde_json::Value>(&e.payload).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&e.payload).into_owned())
+            });
+        EventLine {
+            id: h.id.to_string(),
+            seq: h.sequence,
+            entity: &h.coordinate.entity,
+            scope: &h.coordinate.scope,
+            kind: &h.kind,
+            entity_seq: h.entity_sequence,
+            causation: h.causation.map(|c| c.to_string()),
+            correlation: h.correlation.to_string(),
+            timestamp_us: h.timestamp_us,
+            payload,
+            meta: h
+                .meta
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect(),
+        }
+    }
+}
+
+/// The one line `verify` prints.
+#[derive(Serialize, Debug)]
+#[allow(dead_code)] // store_cmds.rs prints through these at the merge
+pub(crate) struct VerifyLine<'a> {
+    pub sound: bool,
+    pub segments: u64,
+    pub frames: u64,
+    pub events: u64,
+    pub problems: &'a [String],
+}
+
+#[allow(dead_code)] // store_cmds.rs prints through these at the merge
+impl<'a> VerifyLine<'a> {
+    pub(crate) fn new(sound: bool, r: &VerifyReport, problems: &'a [String]) -> Self {
+        VerifyLine {
+            sound,
+            segments: r.segments,
+            frames: r.frames,
+            events: r.events,
+            problems,
+        }
+    }
+}
+
+/// Serialises one value as a JSON line.
+pub(crate) fn line<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("output structs always serialise")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use batpak_store::{AppendOptions, Proposal, Store};
+
+    #[test]
+    fn event_and_receipt_lines_match_what_the_commands_print() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = Coordinate::new("order:1", "shop").unwrap();
+        let mut p = Proposal::new(c.clone(), "order.placed", br#"{"qty":1}"#.to_vec());
+        p.meta.push(("reactor".into(), "inventory".into()));
+        let r = store.append(p, AppendOptions::durable()).unwrap();
+        let raw = store
+            .append(
+                Proposal::new(c.clone(), "note", b"not json".to_vec()),
+                AppendOptions::durable(),
+            )
+            .unwrap();
+        for id in [r.id, raw.id] {
+            let e = store.get(id).unwrap().unwrap();
+            let ours: serde_json::Value = serde_json::from_str(&line(&EventLine::new(&e))).unwrap();
+            assert_eq!(ours, crate::store_cmds::event_json(&e));
+        }
+        let receipt: serde_json::Value =
+            serde_json::from_str(&line(&ReceiptLine::new(&r, &c, "order.placed"))).unwrap();
+        assert_eq!(receipt["id"], r.id.to_string());
+        assert_eq!(receipt["seq"], r.sequence);
+        assert_eq!(receipt["hash"], hex(&r.hash));
+        assert_eq!(receipt["deduplicated"], false);
+        store.close().unwrap();
+    }
+}

@@ -1,0 +1,201 @@
+//! `--plugin-config`: the operator's per-reactor config, grants and limits,
+//! and how they combine with command-line flags.
+
+use batpak_runtime::LogLevel;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Default wall-time limit of one call into a plugin.
+pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 5000;
+/// Default memory limit of one plugin instance.
+pub(crate) const DEFAULT_MEMORY_MB: u64 = 256;
+/// Default largest batch handed to `react`.
+pub(crate) const DEFAULT_MAX_BATCH: usize = 256;
+
+#[derive(Deserialize, Default, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+struct Limits {
+    timeout_ms: Option<u64>,
+    memory_mb: Option<u64>,
+    max_batch: Option<usize>,
+}
+
+#[derive(Deserialize, Default, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+struct PluginEntry {
+    config: Option<serde_json::Value>,
+    grant_emits: Option<Vec<String>>,
+    timeout_ms: Option<u64>,
+    memory_mb: Option<u64>,
+    max_batch: Option<usize>,
+    /// This reactor's own log level (beats `--log-level`), so one chatty
+    /// plugin can be turned down without silencing the others.
+    log_level: Option<String>,
+}
+
+/// The parsed `--plugin-config` file (empty when none was given).
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PluginConfigFile {
+    #[serde(default)]
+    defaults: Limits,
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginEntry>,
+}
+
+/// The command-line values that per-plugin entries override.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Flags {
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub max_batch: Option<usize>,
+    pub log_level: LogLevel,
+}
+
+/// What applies to one reactor: per-plugin entry, then flags, then the
+/// file's defaults, then built-in defaults.
+#[derive(Clone, Debug)]
+pub(crate) struct Resolved {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    pub max_batch: usize,
+    /// JSON text for `init`.
+    pub config: String,
+    pub grant_emits: Option<Vec<String>>,
+    pub log_level: LogLevel,
+}
+
+impl PluginConfigFile {
+    /// Reads and checks `path`.
+    ///
+    /// # Errors
+    /// A message naming the file and the offending field (a usage error).
+    pub(crate) fn read(path: &Path) -> Result<PluginConfigFile, String> {
+        let what = |e: &dyn std::fmt::Display| format!("--plugin-config {}: {e}", path.display());
+        let text = std::fs::read_to_string(path).map_err(|e| what(&e))?;
+        let cfg: PluginConfigFile = serde_json::from_str(&text).map_err(|e| what(&e))?;
+        let check = |at: String, l: &Limits| -> Result<(), String> {
+            if l.timeout_ms == Some(0) || l.memory_mb == Some(0) || l.max_batch == Some(0) {
+                return Err(what(&format!(
+                    "{at}: timeout_ms, memory_mb and max_batch must be at least 1"
+                )));
+            }
+            Ok(())
+        };
+        check("defaults".into(), &cfg.defaults)?;
+        for (name, e) in &cfg.plugins {
+            batpak_runtime::validate_reactor_name(name)
+                .map_err(|m| what(&format!("plugins: {m}")))?;
+            check(
+                format!("plugins.{name}"),
+                &Limits {
+                    timeout_ms: e.timeout_ms,
+                    memory_mb: e.memory_mb,
+                    max_batch: e.max_batch,
+                },
+            )?;
+            for k in e.grant_emits.iter().flatten() {
+                batpak_store::validate_kind(k)
+                    .map_err(|err| what(&format!("plugins.{name}.grant_emits: {err}")))?;
+            }
+            if let Some(l) = &e.log_level {
+                l.parse::<LogLevel>()
+                    .map_err(|err| what(&format!("plugins.{name}.log_level: {err}")))?;
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// The reactor names the file configures.
+    pub(crate) fn configured(&self) -> impl Iterator<Item = &str> {
+        self.plugins.keys().map(String::as_str)
+    }
+
+    /// The settings for reactor `name` (`""` for none: flags and defaults).
+    pub(crate) fn resolve(&self, flags: &Flags, name: &str) -> Resolved {
+        let e = self.plugins.get(name).cloned().unwrap_or_default();
+        let d = &self.defaults;
+        let timeout_ms = e
+            .timeout_ms
+            .or(flags.timeout_ms)
+            .or(d.timeout_ms)
+            .unwrap_or(DEFAULT_TIMEOUT_MS);
+        let memory_mb = e
+            .memory_mb
+            .or(flags.memory_mb)
+            .or(d.memory_mb)
+            .unwrap_or(DEFAULT_MEMORY_MB);
+        let max_batch = e
+            .max_batch
+            .or(flags.max_batch)
+            .or(d.max_batch)
+            .unwrap_or(DEFAULT_MAX_BATCH);
+        Resolved {
+            timeout: Duration::from_millis(timeout_ms),
+            memory_bytes: mib_to_bytes(memory_mb),
+            max_batch,
+            config: e
+                .config
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "{}".into()),
+            grant_emits: e.grant_emits,
+            // Checked in `read`.
+            log_level: e
+                .log_level
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(flags.log_level),
+        }
+    }
+}
+
+/// MiB to bytes, saturating.
+pub(crate) fn mib_to_bytes(mib: u64) -> usize {
+    usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Result<PluginConfigFile, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.json");
+        std::fs::write(&p, text).unwrap();
+        PluginConfigFile::read(&p)
+    }
+
+    #[test]
+    fn per_plugin_beats_flags_beats_defaults() {
+        let cfg = file(
+            r#"{"defaults": {"timeout_ms": 7, "memory_mb": 9},
+                "plugins": {"a": {"timeout_ms": 1, "log_level": "warn", "config": {"x": 1}}}}"#,
+        )
+        .unwrap();
+        let flags = Flags {
+            memory_mb: Some(3),
+            ..Flags::default()
+        };
+        let a = cfg.resolve(&flags, "a");
+        assert_eq!(a.timeout, Duration::from_millis(1));
+        assert_eq!(a.memory_bytes, 3 << 20);
+        assert_eq!(a.max_batch, DEFAULT_MAX_BATCH);
+        assert_eq!(a.log_level, LogLevel::Warn);
+        assert_eq!(a.config, r#"{"x":1}"#);
+        let b = cfg.resolve(&flags, "b");
+        assert_eq!(b.timeout, Duration::from_millis(7));
+        assert_eq!(b.log_level, LogLevel::Info);
+        assert_eq!(b.config, "{}");
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let e = file(r#"{"plugins": {"a": {"log_level": "loud"}}}"#).unwrap_err();
+        assert!(e.contains("plugins.a.log_level"), "{e}");
+        let e = file(r#"{"plugins": {"a": {"max_batch": 0}}}"#).unwrap_err();
+        assert!(e.contains("plugins.a") && e.contains("at least 1"), "{e}");
+        let e = file(r#"{"plugins": {"a": {"grant_emit": []}}}"#).unwrap_err();
+        assert!(e.contains("grant_emit"), "{e}");
+    }
+}

@@ -1,0 +1,418 @@
+//! The supervisor of `run`: owns the store, the runners (one per reactor),
+//! the status display and shutdown. Other threads reach it through a
+//! [`Control`] handle — list reactors, stop or start one, swap one's plugin,
+//! shut down — whose requests it serves between two status ticks, so every
+//! change happens on one thread, in order.
+
+use crate::loader::{Loaded, Loader};
+use crate::log_filter::LogFilter;
+use crate::output::ReactorView;
+use crate::signals;
+use crate::status_display::{summary_body, StatusDisplay};
+use batpak_runtime::{FailurePolicy, LogLevel, ReactorStatus, RunnerHandle, RunnerSettings};
+use batpak_store::{CanalHandle, Store};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the supervisor checks for idleness, exits and signals (and
+/// serves control requests at the latest).
+const TICK: Duration = Duration::from_millis(25);
+/// How often the status display is refreshed.
+const DISPLAY_EVERY: Duration = Duration::from_millis(250);
+
+/// Why a control request was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ControlError {
+    /// No reactor has this name.
+    #[error("no reactor named {0:?} runs here")]
+    UnknownReactor(String),
+    /// `start` on a reactor that runs.
+    #[error("reactor {0} is already running")]
+    AlreadyRunning(String),
+    /// `stop` on a reactor that does not run.
+    #[error("reactor {0} is not running")]
+    NotRunning(String),
+    /// The new plugin names another reactor.
+    #[error("plugin {path} is reactor {found}, not {expected}; the name keys the checkpoint")]
+    WrongReactor {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    /// Loading, checking or initialising the plugin failed.
+    #[error("{0}")]
+    Load(String),
+    /// The runner could not be started (its cursor does not open, …).
+    #[error("{0}")]
+    Spawn(String),
+    /// The supervisor has shut down.
+    #[error("the supervisor has shut down")]
+    Gone,
+}
+
+type Reply<T> = Sender<Result<T, ControlError>>;
+
+enum Request {
+    List(Reply<Vec<ReactorView>>),
+    Stop(String, Reply<ReactorView>),
+    Start(String, Reply<ReactorView>),
+    Swap(String, PathBuf, Reply<ReactorView>),
+    Shutdown,
+}
+
+/// A handle other threads use to operate the running reactors. Cheap to
+/// clone; every call blocks until the supervisor has served it.
+#[derive(Clone)]
+pub(crate) struct Control {
+    tx: Sender<Request>,
+}
+
+#[allow(dead_code)] // The control channel (local socket, HTTP) calls these.
+impl Control {
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, ControlError> {
+        let (tx, rx) = mpsc::channel();
+        self.tx.send(make(tx)).map_err(|_| ControlError::Gone)?;
+        rx.recv().map_err(|_| ControlError::Gone)?
+    }
+
+    /// Every reactor, in the order they were started.
+    pub(crate) fn reactors(&self) -> Result<Vec<ReactorView>, ControlError> {
+        self.call(Request::List)
+    }
+
+    /// Stops reactor `name` after its batch in flight (checkpoint committed).
+    pub(crate) fn stop(&self, name: &str) -> Result<ReactorView, ControlError> {
+        self.call(|r| Request::Stop(name.to_string(), r))
+    }
+
+    /// Starts stopped reactor `name` again, reloading its plugin file.
+    pub(crate) fn start(&self, name: &str) -> Result<ReactorView, ControlError> {
+        self.call(|r| Request::Start(name.to_string(), r))
+    }
+
+    /// Replaces reactor `name`'s plugin with the one in `path` (same name and
+    /// region); a running reactor picks it up between two batches.
+    pub(crate) fn swap(&self, name: &str, path: &Path) -> Result<ReactorView, ControlError> {
+        self.call(|r| Request::Swap(name.to_string(), path.to_path_buf(), r))
+    }
+
+    /// Asks for the same clean shutdown as Ctrl-C (returns at once).
+    pub(crate) fn shutdown(&self) {
+        let _ = self.tx.send(Request::Shutdown);
+    }
+}
+
+/// What every runner shares: the retry policy.
+#[derive(Clone, Debug)]
+pub(crate) struct RunPolicy {
+    pub attempts: u32,
+    pub backoff: Duration,
+}
+
+struct Slot {
+    name: String,
+    path: PathBuf,
+    digest: String,
+    handle: Option<RunnerHandle>,
+    status: Arc<ReactorStatus>,
+    /// Stopped through [`Control::stop`]: may be started again, and does
+    /// not end the run.
+    stopped_by_operator: bool,
+    /// A runner's terminal error, collected when it was stopped.
+    error: Option<String>,
+}
+
+impl Slot {
+    fn running(&self) -> bool {
+        self.handle.as_ref().is_some_and(|h| !h.is_finished())
+    }
+}
+
+/// Owns the store and the reactors of one `run`.
+pub(crate) struct Supervisor {
+    store: Store,
+    loader: Loader,
+    policy: RunPolicy,
+    slots: Vec<Slot>,
+    display: StatusDisplay,
+    log: Arc<LogFilter>,
+    requests: Receiver<Request>,
+    control: Sender<Request>,
+    shutdown_requested: bool,
+}
+
+impl Supervisor {
+    /// A supervisor over `store`, with no reactor yet.
+    pub(crate) fn new(
+        store: Store,
+        loader: Loader,
+        policy: RunPolicy,
+        display: StatusDisplay,
+        log: Arc<LogFilter>,
+    ) -> Supervisor {
+        let (control, requests) = mpsc::channel();
+        Supervisor {
+            store,
+            loader,
+            policy,
+            slots: Vec::new(),
+            display,
+            log,
+            requests,
+            control,
+            shutdown_requested: false,
+        }
+    }
+
+    /// The store the reactors run against (for a service that appends and
+    /// reads while they run).
+    #[allow(dead_code)] // Used by the control channel.
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// A handle for other threads.
+    #[allow(dead_code)] // Used by the control channel.
+    pub(crate) fn control(&self) -> Control {
+        Control {
+            tx: self.control.clone(),
+        }
+    }
+
+    fn runner_settings(&self, s: &crate::plugin_config::Resolved) -> RunnerSettings {
+        RunnerSettings {
+            max_batch: s.max_batch,
+            grant_emits: s.grant_emits.clone(),
+            policy: FailurePolicy {
+                attempts: self.policy.attempts,
+                backoff: self.policy.backoff,
+                ..FailurePolicy::default()
+            },
+            log_level: s.log_level,
+            ..RunnerSettings::default()
+        }
+    }
+
+    /// Starts a runner for `loaded` under a new slot.
+    ///
+    /// # Errors
+    /// The runner could not start (its cursor does not open, for instance);
+    /// nothing was added.
+    pub(crate) fn add(&mut self, loaded: Loaded) -> anyhow::Result<()> {
+        let name = loaded.name().to_string();
+        let digest = loaded.plugin.component_digest().to_string();
+        let settings = self.runner_settings(&loaded.settings);
+        let handle = batpak_runtime::spawn(&self.store, Box::new(loaded.plugin), settings)?;
+        self.display.add_reactor();
+        self.slots.push(Slot {
+            name,
+            path: loaded.path,
+            digest,
+            status: handle.status().clone(),
+            handle: Some(handle),
+            stopped_by_operator: false,
+            error: None,
+        });
+        Ok(())
+    }
+
+    /// Every reactor as it is now.
+    pub(crate) fn reactors(&self) -> Vec<ReactorView> {
+        let head = self.store.watermarks().durable;
+        self.slots
+            .iter()
+            .map(|s| {
+                let snap = s.status.snapshot(head);
+                ReactorView::new(
+                    &snap,
+                    s.status.is_idle_at(head),
+                    head,
+                    &s.digest,
+                    s.path.clone(),
+                    s.stopped_by_operator,
+                )
+            })
+            .collect()
+    }
+
+    fn slot(&mut self, name: &str) -> Result<usize, ControlError> {
+        self.slots
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| ControlError::UnknownReactor(name.to_string()))
+    }
+
+    fn view(&self, i: usize) -> ReactorView {
+        self.reactors().swap_remove(i)
+    }
+
+    /// Stops reactor `name` after its batch in flight.
+    pub(crate) fn stop(&mut self, name: &str) -> Result<ReactorView, ControlError> {
+        let i = self.slot(name)?;
+        let slot = &mut self.slots[i];
+        let Some(h) = slot.handle.take() else {
+            return Err(ControlError::NotRunning(name.to_string()));
+        };
+        if let Err(e) = Box::new(h).stop_and_join() {
+            slot.error = Some(format!("{e:#}"));
+        }
+        slot.stopped_by_operator = true;
+        self.loader
+            .log(LogLevel::Info, &format!("stopped reactor {name}"));
+        Ok(self.view(i))
+    }
+
+    /// Starts stopped reactor `name` again from its plugin file.
+    pub(crate) fn start(&mut self, name: &str) -> Result<ReactorView, ControlError> {
+        let i = self.slot(name)?;
+        if self.slots[i].running() {
+            return Err(ControlError::AlreadyRunning(name.to_string()));
+        }
+        let path = self.slots[i].path.clone();
+        let loaded = self.load_as(name, &path)?;
+        // A runner that ended on its own is joined (its error kept) first.
+        if let Some(h) = self.slots[i].handle.take() {
+            if let Err(e) = Box::new(h).join() {
+                self.slots[i].error = Some(format!("{e:#}"));
+            }
+        }
+        let settings = self.runner_settings(&loaded.settings);
+        let digest = loaded.plugin.component_digest().to_string();
+        let handle = batpak_runtime::spawn(&self.store, Box::new(loaded.plugin), settings)
+            .map_err(|e| ControlError::Spawn(format!("{e:#}")))?;
+        let slot = &mut self.slots[i];
+        slot.status = handle.status().clone();
+        slot.handle = Some(handle);
+        slot.digest = digest;
+        slot.stopped_by_operator = false;
+        self.loader
+            .log(LogLevel::Info, &format!("started reactor {name}"));
+        Ok(self.view(i))
+    }
+
+    /// Replaces reactor `name`'s plugin with the one in `path`.
+    pub(crate) fn swap(&mut self, name: &str, path: &Path) -> Result<ReactorView, ControlError> {
+        let i = self.slot(name)?;
+        let loaded = self.load_as(name, path)?;
+        let digest = loaded.plugin.component_digest().to_string();
+        let slot = &mut self.slots[i];
+        if let Some(h) = slot.handle.as_ref().filter(|h| !h.is_finished()) {
+            h.swap(Box::new(loaded.plugin))
+                .map_err(ControlError::Spawn)?;
+        }
+        // A stopped reactor runs the new plugin when started.
+        slot.path = path.to_path_buf();
+        slot.digest = digest;
+        self.loader.log(
+            LogLevel::Info,
+            &format!("reactor {name} now runs {}", path.display()),
+        );
+        Ok(self.view(i))
+    }
+
+    fn load_as(&self, name: &str, path: &Path) -> Result<Loaded, ControlError> {
+        let loaded = self
+            .loader
+            .load(path)
+            .map_err(|e| ControlError::Load(format!("{e:#}")))?;
+        if loaded.name() != name {
+            return Err(ControlError::WrongReactor {
+                path: path.to_path_buf(),
+                expected: name.to_string(),
+                found: loaded.name().to_string(),
+            });
+        }
+        Ok(loaded)
+    }
+
+    fn serve(&mut self, r: Request) {
+        match r {
+            Request::List(reply) => {
+                let _ = reply.send(Ok(self.reactors()));
+            }
+            Request::Stop(name, reply) => {
+                let _ = reply.send(self.stop(&name));
+            }
+            Request::Start(name, reply) => {
+                let _ = reply.send(self.start(&name));
+            }
+            Request::Swap(name, path, reply) => {
+                let _ = reply.send(self.swap(&name, &path));
+            }
+            Request::Shutdown => self.shutdown_requested = true,
+        }
+    }
+
+    /// True when nothing is left to wait for: every reactor ended on its
+    /// own (an operator-stopped reactor may be started again).
+    fn all_ended(&self) -> bool {
+        self.slots
+            .iter()
+            .all(|s| !s.stopped_by_operator && !s.running())
+            || self.slots.is_empty()
+    }
+
+    /// Serves control requests and refreshes the status until a signal, a
+    /// shutdown request, every reactor ending, or — with `until_idle` —
+    /// every reactor having caught up with the durable log.
+    pub(crate) fn run(&mut self, until_idle: bool) {
+        let mut shown: Option<Instant> = None;
+        loop {
+            match self.requests.recv_timeout(TICK) {
+                Ok(r) => self.serve(r),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    unreachable!("the supervisor holds a sender")
+                }
+            }
+            if signals::stop_requested() || self.shutdown_requested {
+                break;
+            }
+            let head = self.store.watermarks().durable;
+            if until_idle && self.slots.iter().all(|s| s.status.is_idle_at(head)) {
+                break;
+            }
+            if self.all_ended() {
+                break;
+            }
+            let now = Instant::now();
+            if shown.is_none_or(|at| now.duration_since(at) >= DISPLAY_EVERY) {
+                let views = self.reactors();
+                self.display.update(&views, head, now);
+                self.log.flush(now, false);
+                shown = Some(now);
+            }
+        }
+    }
+
+    /// Stops every runner (each finishes its batch and commits), prints one
+    /// summary line per reactor and closes the store.
+    ///
+    /// # Errors
+    /// Closing the store failed. A reactor that failed is reported on stderr
+    /// and makes the result `Ok(false)`.
+    pub(crate) fn shutdown(mut self) -> anyhow::Result<bool> {
+        // Requests that raced with the stop are refused, not left hanging.
+        drop(std::mem::replace(&mut self.requests, mpsc::channel().1));
+        let mut ok = true;
+        for s in &mut self.slots {
+            if let Some(h) = s.handle.take() {
+                if let Err(e) = Box::new(h).stop_and_join() {
+                    s.error = Some(format!("{e:#}"));
+                }
+            }
+        }
+        self.display.finish();
+        for (s, v) in self.slots.iter().zip(self.reactors()) {
+            if let Some(e) = &s.error {
+                ok = false;
+                eprintln!("error: reactor {}: {e}", s.name);
+            }
+            eprintln!("summary | {} (version {})", summary_body(&v), v.version);
+        }
+        self.store.close()?;
+        Ok(ok)
+    }
+}
