@@ -4,6 +4,9 @@
 use crate::common::*;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 fn by_id(events: &[Value]) -> HashMap<String, Value> {
     events
@@ -258,10 +261,12 @@ fn a_hand_written_wat_reactor_runs() {
     assert_eq!(last["payload"]["event_id"], receipts[4]["id"]);
 }
 
+/// Generous bounds: a loaded CI machine is slow, but never this slow; a
+/// hang fails instead of blocking the suite.
+const WAIT: Duration = Duration::from_secs(120);
+
 #[test]
 fn sigterm_finishes_the_batch_commits_and_exits_zero() {
-    use std::io::BufRead;
-    use std::process::{Command, Stdio};
     let dir = tempdir();
     let data = dir.path().join("data");
     append(
@@ -277,29 +282,18 @@ fn sigterm_finishes_the_batch_commits_and_exits_zero() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    // Wait (without a time limit) until the live status shows the work done.
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.contains("inventory: in 10, out 10");
-        seen.push(line);
-        if done {
-            break;
-        }
-    }
+    let mut lines = Lines::new(child.stderr.take().unwrap());
+    // stderr is a pipe, so the status comes as plain lines.
+    lines.wait_for("showing the work done", WAIT, |l| {
+        l.starts_with("status | ") && l.contains("inventory: in 10, out 10")
+    });
     // `parked` works while `run` owns the store (a lock-free read).
     let listed = host(&data, &["parked"]);
     assert!(listed.status.success(), "{}", stderr(&listed));
     assert!(listed.stdout.is_empty());
-    let st = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    seen.extend(lines.map(|l| l.unwrap()));
-    let status = child.wait().unwrap();
-    let text = seen.join("\n");
+    sigterm(&child);
+    let status = wait_exit(&mut child, WAIT);
+    let text = lines.finish(WAIT);
     assert!(status.success(), "exit {status}: {text}");
     assert!(
         text.contains("summary | inventory: in 10, out 10"),
@@ -314,4 +308,154 @@ fn sigterm_finishes_the_batch_commits_and_exits_zero() {
         10
     );
     host_ok(&data, &["verify"]);
+}
+
+/// The null reactor with an `init` that spins until its time limit: loading
+/// it takes as long as `--timeout-ms` says.
+fn slow_loading_wat() -> String {
+    let spin = NULL_REACTOR_WAT.replace(
+        r#"(func (export "init") (param i32 i32) (result i32) (global.set $bump (i32.const 65536)) (i32.const 3072))"#,
+        r#"(func (export "init") (param i32 i32) (result i32) (loop $spin (br $spin)) (i32.const 3072))"#,
+    );
+    assert_ne!(
+        spin, NULL_REACTOR_WAT,
+        "the null reactor's init changed; update this test"
+    );
+    spin
+}
+
+#[test]
+fn sigterm_while_plugins_load_exits_zero_and_starts_nothing() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let wat = write_file(dir.path(), "slow.wat", &slow_loading_wat());
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["run", "--log-level", "debug", "--timeout-ms", "600000"])
+        .arg(&wat)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::new(child.stderr.take().unwrap());
+    lines.wait_for("announcing the load", WAIT, |l| {
+        l.contains("[run] debug: loading") && l.contains("slow.wat")
+    });
+    sigterm(&child);
+    // Well before the plugin's 10-minute limit: the load is abandoned.
+    let status = wait_exit(&mut child, WAIT);
+    let text = lines.finish(WAIT);
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("stopped by a signal while loading plugins; nothing was started"),
+        "{text}"
+    );
+    assert!(!data.join("segments").exists(), "the store was not opened");
+}
+
+#[test]
+fn inspect_exits_nonzero_when_init_refuses_its_config() {
+    let dir = tempdir();
+    let p = plugin("hostile");
+    let out = host(
+        &dir.path().join("nope"),
+        &[
+            "inspect",
+            p.to_str().unwrap(),
+            "--config",
+            r#"{"fail_init": true}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // The report is still printed, saying why.
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["init"]["ok"], false);
+    assert!(
+        stderr(&out).contains("init() refused its config: hostile: init refused by config"),
+        "{}",
+        stderr(&out)
+    );
+    // The same plugin with an acceptable config passes.
+    host_ok(&dir.path().join("nope"), &["inspect", p.to_str().unwrap()]);
+}
+
+/// `n` orders for widgets, reserved by inventory and shipped by shipping,
+/// which logs one `info` line per shipment.
+fn shipping_run(data: &Path, dir: &Path, n: u64, extra: &[&str], cfg: &str) -> String {
+    append(
+        data,
+        &(1..=n).map(|i| order(i, "widget", 1)).collect::<Vec<_>>(),
+    );
+    let cfg = write_file(dir, "cfg.json", cfg);
+    let (inv, ship) = (plugin("inventory"), plugin("shipping"));
+    let mut args = vec![
+        "run",
+        "--until-idle",
+        "--plugin-config",
+        cfg.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    args.extend([inv.to_str().unwrap(), ship.to_str().unwrap()]);
+    stderr(&host_ok(data, &args))
+}
+
+#[test]
+fn plugin_log_lines_are_rate_limited_and_the_excess_is_counted() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let n = 400;
+    let err = shipping_run(
+        &data,
+        dir.path(),
+        n,
+        &["--log-rate", "5"],
+        r#"{"plugins": {"inventory": {"config": {"stock": {"widget": 1000}}}}}"#,
+    );
+    assert!(
+        err.contains(&format!("summary | shipping: in {n}, out {n}")),
+        "{err}"
+    );
+    let printed = err
+        .lines()
+        .filter(|l| l.starts_with("[shipping] info: shipping 1 x widget"))
+        .count() as u64;
+    let suppressed: u64 = err
+        .lines()
+        .filter(|l| l.starts_with("[shipping] warn: ") && l.contains("suppressed"))
+        .map(|l| {
+            l["[shipping] warn: ".len()..]
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("a count in {l}"))
+        })
+        .sum();
+    assert!(
+        printed < n,
+        "nothing was suppressed: {printed} lines printed"
+    );
+    assert_eq!(
+        printed + suppressed,
+        n,
+        "every line printed or counted:\n{err}"
+    );
+}
+
+#[test]
+fn a_reactor_log_level_in_plugin_config_beats_the_flag() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let err = shipping_run(
+        &data,
+        dir.path(),
+        20,
+        &["--log-rate", "0", "--log-level", "info"],
+        r#"{"plugins": {"inventory": {"config": {"stock": {"widget": 1000}}}, "shipping": {"log_level": "warn"}}}"#,
+    );
+    assert!(err.contains("summary | shipping: in 20, out 20"), "{err}");
+    assert!(!err.contains("[shipping] info"), "{err}");
+    // The flag still applies to the others.
+    assert!(err.contains("[run] info: loaded inventory"), "{err}");
 }

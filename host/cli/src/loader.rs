@@ -49,6 +49,7 @@ impl Loader {
     /// A message naming the file and what is wrong with it (from the
     /// runtime), including an `init` that refuses its config.
     pub(crate) fn load(&self, path: &Path) -> anyhow::Result<Loaded> {
+        self.log(LogLevel::Debug, &format!("loading {}", path.display()));
         let base = self.config.resolve(&self.flags, "");
         let mut resolved = None;
         let plugin = self
