@@ -416,3 +416,125 @@ impl Supervisor {
         Ok(ok)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin_config::{Flags, PluginConfigFile};
+    use crate::status_display::{Mode, StatusDisplay};
+    use batpak_runtime::{Runtime, RuntimeConfig};
+    use batpak_store::{AppendOptions, Coordinate, Proposal};
+
+    /// A reactor in component text (no build needed): `null`, consumes
+    /// `bench.in`, proposes nothing.
+    const NULL_WAT: &str = include_str!("../../../plugins/null-wat/reactor.wat");
+    const WAIT: Duration = Duration::from_secs(120);
+
+    fn variant(dir: &Path, file: &str, from: &str, to: &str) -> PathBuf {
+        let text = NULL_WAT.replace(from, to);
+        assert_ne!(text, NULL_WAT, "{from} not found in the null reactor");
+        let p = dir.join(file);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn wait_for(control: &Control, what: &str, pred: impl Fn(&ReactorView) -> bool) -> ReactorView {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let v = control.reactors().unwrap().remove(0);
+            if pred(&v) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "never {what}: {v:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn control_lists_stops_starts_and_swaps_a_reactor() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let wat = dir.path().join("null.wat");
+        std::fs::write(&wat, NULL_WAT).unwrap();
+        let v2 = variant(dir.path(), "null2.wat", r#""0.1.0""#, r#""0.2.0""#);
+        let other = variant(
+            dir.path(),
+            "other.wat",
+            r#"(i32.const 1024) "null""#,
+            r#"(i32.const 1024) "nul2""#,
+        );
+
+        let store = Store::open(&data).unwrap();
+        let append = |store: &Store, n: u64| {
+            for i in 0..n {
+                let c = Coordinate::new(format!("b:{i}"), "s").unwrap();
+                store
+                    .append(
+                        Proposal::new(c, "bench.in", b"{}".to_vec()),
+                        AppendOptions::durable(),
+                    )
+                    .unwrap();
+            }
+        };
+        append(&store, 5);
+        let loader = Loader::new(
+            Runtime::new(RuntimeConfig::default()).unwrap(),
+            PluginConfigFile::default(),
+            Flags::default(),
+        );
+        let display = StatusDisplay::new(Mode::Quiet);
+        let log = LogFilter::new(display.console(), 0);
+        let policy = RunPolicy {
+            attempts: 1,
+            backoff: Duration::from_millis(1),
+        };
+        let first = loader.load(&wat).unwrap();
+        let mut sup = Supervisor::new(store.clone(), loader, policy, display, log);
+        sup.add(first).unwrap();
+        let control = sup.control();
+        let late = sup.control();
+
+        let driver = std::thread::spawn(move || {
+            let v = wait_for(&control, "idle after 5 events", |v| v.state == "idle");
+            assert_eq!((v.name.as_str(), v.events_in), ("null", 5));
+            let digest = v.digest.clone();
+
+            assert!(matches!(
+                control.stop("nope"),
+                Err(ControlError::UnknownReactor(_))
+            ));
+            assert!(matches!(
+                control.start("null"),
+                Err(ControlError::AlreadyRunning(_))
+            ));
+            let v = control.stop("null").unwrap();
+            assert_eq!(v.state, "stopped");
+            assert!(matches!(
+                control.stop("null"),
+                Err(ControlError::NotRunning(_))
+            ));
+            // Stopped, the run goes on: events wait for the restart.
+            append(&store, 3);
+            let v = control.start("null").unwrap();
+            assert_ne!(v.state, "stopped");
+            let v = wait_for(&control, "idle after the restart", |v| {
+                v.state == "idle" && v.events_in == 3
+            });
+            assert!(v.position >= 8, "past all 8 inputs: {v:?}");
+
+            match control.swap("null", &other) {
+                Err(ControlError::WrongReactor { found, .. }) => assert_eq!(found, "nul2"),
+                r => panic!("swapping in another reactor: {r:?}"),
+            }
+            let v = control.swap("null", &v2).unwrap();
+            assert_ne!(v.digest, digest, "the slot runs the new component");
+            assert_eq!(v.path, v2);
+            control.shutdown();
+        });
+        sup.run(false);
+        driver.join().expect("the control thread's assertions");
+        assert!(sup.shutdown().unwrap(), "no reactor failed");
+        // A request after shutdown gets an error, not a hang.
+        assert!(matches!(late.reactors(), Err(ControlError::Gone)));
+    }
+}
