@@ -98,19 +98,22 @@ fn kill_minus_nine_never_loses_or_duplicates_a_reaction() {
         eprintln!("round {round}: {n} new orders, killed after {delay} ms ({status})");
     }
 
-    let out = Command::new(bin())
+    // The final run catches up and exits; bounded, so a hang fails the
+    // test (with the seed to repeat it) instead of blocking the suite.
+    let mut child = Command::new(bin())
         .args(run_args(true))
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("final run");
-    assert!(
-        out.status.success(),
-        "final run failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut lines = Lines::new(child.stderr.take().expect("stderr"));
+    let status = wait_exit(&mut child, Duration::from_secs(300));
+    let err = lines.finish(Duration::from_secs(60));
+    assert!(status.success(), "final run failed (seed {seed}): {err}");
 
     let all = all_events(&data);
     let orders: Vec<&Value> = all.iter().filter(|e| e["kind"] == "order.placed").collect();
-    assert_eq!(orders.len() as u64, next_order - 1);
+    assert_eq!(orders.len() as u64, next_order - 1, "seed {seed}");
     let mut ids = std::collections::HashSet::new();
     for e in &all {
         assert!(
@@ -151,7 +154,7 @@ fn kill_minus_nine_never_loses_or_duplicates_a_reaction() {
         assert_eq!(
             by_cause.get(&k),
             Some(&1),
-            "order {} has {:?} inventory reactions",
+            "order {} has {:?} inventory reactions (seed {seed})",
             o["id"],
             by_cause.get(&k)
         );
@@ -164,7 +167,7 @@ fn kill_minus_nine_never_loses_or_duplicates_a_reaction() {
         assert_eq!(
             by_cause.get(&k),
             Some(&1),
-            "reservation {} has {:?} shipments",
+            "reservation {} has {:?} shipments (seed {seed})",
             r["id"],
             by_cause.get(&k)
         );
