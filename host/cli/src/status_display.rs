@@ -90,7 +90,7 @@ impl Rates {
             self.positions = SMOOTHING * pos + (1.0 - SMOOTHING) * self.positions;
         }
         self.last = Some((now, v.events_in, v.position));
-        if v.state == "running" && v.head > v.position {
+        if v.state == "running" && !v.lossy && v.head > v.position {
             self.catch_up_from.get_or_insert(v.position);
         } else {
             self.catch_up_from = None;
@@ -217,7 +217,8 @@ fn header_line(reactors: usize, head: u64) -> String {
 fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
     let name = fit(&v.name, NAME_WIDTH);
     let what = match v.state {
-        "running" if v.head > v.position => {
+        // A lossy subscription has no position to catch up to.
+        "running" if !v.lossy && v.head > v.position => {
             let from = r.catch_up_from.unwrap_or(v.position);
             let total = v.head.saturating_sub(from).max(1);
             let done = v.position.saturating_sub(from);
@@ -381,6 +382,7 @@ mod tests {
     fn catching_up_shows_bar_rate_and_eta() {
         let mut v = view("running", 1000);
         v.position = 500;
+        v.lossy = false;
         let r = Rates {
             events: 100.0,
             positions: 50.0,
@@ -392,6 +394,10 @@ mod tests {
         assert!(line.contains(" 50%"), "{line}");
         assert!(line.contains("100/s"), "{line}");
         assert!(line.contains("ETA 10s"), "{line}");
+        // A lossy subscription never shows a catch-up bar.
+        v.lossy = true;
+        let line = live_line(&v, &r, 79);
+        assert!(!line.contains('█') && !line.contains("ETA"), "{line}");
     }
 
     #[test]

@@ -405,6 +405,8 @@ impl Supervisor {
             }
         }
         self.display.finish();
+        // What the rate limit held back is reported before the summary.
+        self.log.flush(Instant::now(), true);
         for (s, v) in self.slots.iter().zip(self.reactors()) {
             if let Some(e) = &s.error {
                 ok = false;
