@@ -79,7 +79,7 @@ pub(crate) fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
 pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     // First, so a signal at any later moment is handled (while loading it
     // ends the process with 0: nothing has been started).
-    signals::install();
+    let _signals = signals::install();
     if a.timeout_ms == Some(0)
         || a.memory_mb == Some(0)
         || a.max_batch == Some(0)

@@ -12,13 +12,18 @@ use std::sync::Once;
 
 const LOADING: u8 = 0;
 const RUNNING: u8 = 1;
+/// `run` has returned (the demo goes on printing): a signal ends the
+/// process as it would without a handler.
+const DONE: u8 = 2;
 
-static PHASE: AtomicU8 = AtomicU8::new(LOADING);
+static PHASE: AtomicU8 = AtomicU8::new(DONE);
 static STOP: AtomicBool = AtomicBool::new(false);
 static INSTALL: Once = Once::new();
 
-/// Installs the handler (once per process) and enters the loading phase.
-pub(crate) fn install() {
+/// Installs the handler (once per process) and enters the loading phase,
+/// until the returned guard drops.
+#[must_use = "signals are handled while the guard lives"]
+pub(crate) fn install() -> Scope {
     PHASE.store(LOADING, Ordering::SeqCst);
     STOP.store(false, Ordering::SeqCst);
     INSTALL.call_once(|| {
@@ -26,6 +31,16 @@ pub(crate) fn install() {
             eprintln!("warning: cannot handle Ctrl-C/SIGTERM ({e}); a signal ends `run` at once");
         }
     });
+    Scope(())
+}
+
+/// While it lives, signals are `run`'s; dropping it hands them back.
+pub(crate) struct Scope(());
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        PHASE.store(DONE, Ordering::SeqCst);
+    }
 }
 
 /// From now on a signal asks for a clean stop instead of exiting.
@@ -41,9 +56,13 @@ pub(crate) fn stop_requested() -> bool {
 fn on_signal() {
     // ctrlc runs this on its own thread, not in signal context: printing and
     // exiting are safe here.
-    if PHASE.load(Ordering::SeqCst) == LOADING {
-        eprintln!("run: stopped by a signal while loading plugins; nothing was started");
-        std::process::exit(0);
+    match PHASE.load(Ordering::SeqCst) {
+        LOADING => {
+            eprintln!("run: stopped by a signal while loading plugins; nothing was started");
+            std::process::exit(0);
+        }
+        DONE => std::process::exit(130),
+        _ => {}
     }
     if STOP.swap(true, Ordering::SeqCst) {
         eprintln!("run: second signal; exiting now (everything committed so far is safe)");
