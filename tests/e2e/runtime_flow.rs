@@ -299,6 +299,11 @@ fn sigterm_finishes_the_batch_commits_and_exits_zero() {
         text.contains("summary | inventory: in 10, out 10"),
         "{text}"
     );
+    // Off a terminal the status is plain text: no cursor movement.
+    assert!(
+        !text.contains('\u{1b}'),
+        "escape codes in piped stderr: {text:?}"
+    );
     // The store was closed cleanly and holds one reaction per order.
     let all = all_events(&data);
     assert_eq!(
