@@ -464,3 +464,99 @@ fn a_reactor_log_level_in_plugin_config_beats_the_flag() {
     // The flag still applies to the others.
     assert!(err.contains("[run] info: loaded inventory"), "{err}");
 }
+
+/// Removes terminal control sequences (`ESC [ … letter`) from `s`.
+fn strip_csi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn on_a_terminal_the_status_redraws_in_place_within_80_columns() {
+    // `script` (util-linux) runs the binary on a pseudo-terminal and copies
+    // what it draws to its own stdout.
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    append(
+        &data,
+        &(1..=200).map(|n| order(n, "widget", 1)).collect::<Vec<_>>(),
+    );
+    let cfg = write_file(
+        dir.path(),
+        "cfg.json",
+        r#"{"plugins": {"inventory": {"config": {"stock": {"widget": 1000}}}}}"#,
+    );
+    let command = format!(
+        "stty cols 200 rows 40; exec '{}' --data '{}' run --until-idle --log-level warn --plugin-config '{}' '{}' '{}'",
+        bin(),
+        data.display(),
+        cfg.display(),
+        plugin("inventory").display(),
+        plugin("shipping").display()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running script (util-linux)");
+    let mut out = Lines::new(child.stdout.take().unwrap());
+    let status = wait_exit(&mut child, WAIT);
+    let raw = out.finish(WAIT);
+    assert!(status.success(), "exit {status}: {raw:?}");
+    assert!(raw.contains("\u{1b}["), "no redraw on a terminal: {raw:?}");
+    let text = strip_csi(&raw);
+    assert!(
+        text.contains("batpak-host run: 2 reactor(s)"),
+        "no live status: {text:?}"
+    );
+    assert!(
+        !text.contains("status | "),
+        "plain lines on a terminal: {text:?}"
+    );
+    assert!(
+        text.contains("summary | inventory: in 200, out 200"),
+        "{text:?}"
+    );
+    // indicatif fills each status line to the terminal's width (200 here,
+    // so nothing of ours is hidden by its own cut) and lets the terminal
+    // wrap to the next row: a redraw is a run of 200-column rows, each one
+    // whole status line whose text takes at most 80 of them.
+    let rows: Vec<String> = text
+        .split(['\r', '\n'])
+        .filter(|p| !p.trim().is_empty())
+        .filter(|p| !p.starts_with("summary | ") && !p.starts_with('['))
+        .flat_map(|p| {
+            let chars: Vec<char> = p.chars().collect();
+            chars
+                .chunks(200)
+                .map(|c| c.iter().collect::<String>())
+                .collect::<Vec<_>>()
+        })
+        .filter(|r| !r.trim().is_empty())
+        .collect();
+    assert!(!rows.is_empty(), "{text:?}");
+    for row in &rows {
+        assert!(
+            ["batpak-host run: ", "inventory ", "shipping "]
+                .iter()
+                .any(|p| row.starts_with(p))
+                && row.trim_end().chars().count() <= 80,
+            "a status row that is not one whole line of at most 80 columns: {row:?}\nall rows: {rows:#?}"
+        );
+    }
+}
