@@ -217,18 +217,16 @@ fn header_line(reactors: usize, head: u64) -> String {
 fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
     let name = fit(&v.name, NAME_WIDTH);
     let what = match v.state {
-        // A lossy subscription has no position to catch up to.
-        "running" if !v.lossy && v.head > v.position => {
+        // Catching up: behind the head and moving. (A lossy subscription
+        // has no position to catch up to; a cursor that does not move is
+        // waiting for its region's next event, whatever the head says.)
+        "running" if !v.lossy && v.head > v.position && r.positions >= 1.0 => {
             let from = r.catch_up_from.unwrap_or(v.position);
             let total = v.head.saturating_sub(from).max(1);
             let done = v.position.saturating_sub(from);
             let filled = (done as f64 / total as f64 * BAR_CELLS as f64).round() as usize;
             let filled = filled.min(BAR_CELLS);
-            let eta = if r.positions >= 1.0 {
-                duration((v.head - v.position) as f64 / r.positions)
-            } else {
-                "?".into()
-            };
+            let eta = duration((v.head - v.position) as f64 / r.positions);
             format!(
                 "{}{} {:>3}% {:>6}/s ETA {eta}",
                 "█".repeat(filled),
@@ -394,10 +392,18 @@ mod tests {
         assert!(line.contains(" 50%"), "{line}");
         assert!(line.contains("100/s"), "{line}");
         assert!(line.contains("ETA 10s"), "{line}");
-        // A lossy subscription never shows a catch-up bar.
+        // A lossy subscription never shows a catch-up bar, nor does a
+        // cursor that is not moving.
         v.lossy = true;
         let line = live_line(&v, &r, 79);
         assert!(!line.contains('█') && !line.contains("ETA"), "{line}");
+        v.lossy = false;
+        let still = Rates {
+            positions: 0.0,
+            ..r.clone()
+        };
+        let line = live_line(&v, &still, 79);
+        assert!(line.contains("running") && !line.contains("ETA"), "{line}");
     }
 
     #[test]
