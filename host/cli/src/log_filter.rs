@@ -143,3 +143,58 @@ impl Drop for SinkGuard {
         self.0.flush(Instant::now(), true);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_source_gets_its_own_budget_and_the_excess_is_counted() {
+        let (console, lines) = Console::capture();
+        let filter = LogFilter::new(console, 3);
+        let t0 = Instant::now();
+        for i in 0..10 {
+            filter.log(t0, LogLevel::Info, "chatty", &format!("line {i}"));
+        }
+        filter.log(t0, LogLevel::Error, "chatty", "the worst");
+        filter.log(t0, LogLevel::Warn, "quiet", "still heard");
+        assert_eq!(
+            *lines.lock(),
+            [
+                "[chatty] info: line 0",
+                "[chatty] info: line 1",
+                "[chatty] info: line 2",
+                "[quiet] warn: still heard",
+            ]
+        );
+        lines.lock().clear();
+        // Nothing is reported before the window ends…
+        filter.flush(t0 + Duration::from_millis(500), false);
+        assert!(lines.lock().is_empty());
+        // …then the count, with the worst level held back.
+        filter.flush(t0 + WINDOW, false);
+        let got = lines.lock().clone();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].starts_with("[chatty] warn: 8 more log line(s) suppressed")
+                && got[0].contains("the worst was error"),
+            "{got:?}"
+        );
+        // A new window has a new budget.
+        lines.lock().clear();
+        filter.log(t0 + WINDOW * 2, LogLevel::Info, "chatty", "again");
+        assert_eq!(*lines.lock(), ["[chatty] info: again"]);
+    }
+
+    #[test]
+    fn zero_means_unlimited() {
+        let (console, lines) = Console::capture();
+        let filter = LogFilter::new(console, 0);
+        let t0 = Instant::now();
+        for i in 0..1000 {
+            filter.log(t0, LogLevel::Debug, "p", &i.to_string());
+        }
+        filter.flush(t0, true);
+        assert_eq!(lines.lock().len(), 1000);
+    }
+}

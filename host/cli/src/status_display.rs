@@ -48,11 +48,30 @@ impl Mode {
 #[derive(Clone)]
 pub(crate) struct Console {
     multi: Option<MultiProgress>,
+    /// Tests read what was printed here instead.
+    #[cfg(test)]
+    captured: Option<std::sync::Arc<parking_lot::Mutex<Vec<String>>>>,
 }
 
 impl Console {
+    /// A console that keeps its lines for a test to read.
+    #[cfg(test)]
+    pub(crate) fn capture() -> (Console, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
+        let lines = std::sync::Arc::default();
+        let console = Console {
+            multi: None,
+            captured: Some(std::sync::Arc::clone(&lines)),
+        };
+        (console, lines)
+    }
+
     /// Prints `line` (above the live lines, when there are any).
     pub(crate) fn println(&self, line: &str) {
+        #[cfg(test)]
+        if let Some(c) = &self.captured {
+            c.lock().push(line.to_string());
+            return;
+        }
         match &self.multi {
             Some(m) if !m.is_hidden() => {
                 let _ = m.println(line);
@@ -129,6 +148,8 @@ impl StatusDisplay {
     pub(crate) fn console(&self) -> Console {
         Console {
             multi: self.multi.clone(),
+            #[cfg(test)]
+            captured: None,
         }
     }
 
