@@ -17,10 +17,12 @@
 // - arguments of an import (the log message) stay the caller's:
 //   reactor_plugin_string_set over a literal is fine there.
 //
-// No libc I/O here (no printf/snprintf): the component then imports nothing
-// from WASI. Using it is fine too; `batpak-build component` links the WASI
-// preview-1 adapter when the module needs it.
+// snprintf (libc I/O) makes the core module import WASI preview 1;
+// `batpak-build component` then links the preview-1 reactor adapter, and the
+// component imports WASI preview 2, which the host links with nothing
+// granted. Without libc I/O the component imports nothing from WASI.
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,8 +101,10 @@ bool exports_batpak_reactor_reactor_react(
     p->payload.len = e->payload_len;
     p->causation.tag = BATPAK_REACTOR_TYPES_CAUSATION_SOURCE;
   }
-  reactor_plugin_string_t line;
-  reactor_plugin_string_set(&line, "batch done");
+  // An import's arguments stay ours: a stack buffer is fine here.
+  char text[64];
+  int len = snprintf(text, sizeof text, "%zu events", n);
+  reactor_plugin_string_t line = {(uint8_t *)text, (size_t)len};
   batpak_reactor_host_log(BATPAK_REACTOR_TYPES_LEVEL_DEBUG, &line);
   // The batch is ours: free it (everything above was copied out of it).
   exports_batpak_reactor_reactor_batch_free(batch);

@@ -66,18 +66,25 @@ fn c_bindings(wit: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// True when the core module imports anything from WASI preview 1.
-fn imports_preview1(core: &[u8]) -> Result<bool> {
+/// What `component` needs to know about a core module: whether it carries
+/// an embedded WIT (a `component-type` custom section) and whether it
+/// imports anything from WASI preview 1.
+fn scan(core: &[u8]) -> Result<(bool, bool)> {
+    let (mut has_wit, mut preview1) = (false, false);
     for payload in wasmparser::Parser::new(0).parse_all(core) {
-        if let wasmparser::Payload::ImportSection(reader) = payload? {
-            for import in reader.into_imports() {
-                if import?.module == WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME {
-                    return Ok(true);
+        match payload? {
+            wasmparser::Payload::CustomSection(c) if c.name().starts_with("component-type") => {
+                has_wit = true
+            }
+            wasmparser::Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    preview1 |= import?.module == WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME;
                 }
             }
+            _ => {}
         }
     }
-    Ok(false)
+    Ok((has_wit, preview1))
 }
 
 /// Wraps the core module `core` (with its embedded WIT) into a component.
@@ -89,17 +96,21 @@ fn component(core: &Path, out: &Path) -> Result<()> {
             core.display()
         );
     }
+    let (has_wit, preview1) =
+        scan(&bytes).with_context(|| format!("{} is not valid wasm", core.display()))?;
+    if !has_wit {
+        bail!(
+            "{}: no WIT embedded (no component-type section); link the generated \
+             reactor_plugin_component_type.o into the module",
+            core.display()
+        );
+    }
     let mut encoder = wit_component::ComponentEncoder::default();
     encoder
         .module(&bytes)
-        .with_context(|| {
-            format!(
-                "{}: no component type embedded; link the generated reactor_plugin_component_type.o",
-                core.display()
-            )
-        })?
+        .with_context(|| format!("reading {}", core.display()))?
         .validate(true);
-    if imports_preview1(&bytes)? {
+    if preview1 {
         encoder.adapter(
             WASI_SNAPSHOT_PREVIEW1_ADAPTER_NAME,
             WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER,

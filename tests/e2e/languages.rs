@@ -1,0 +1,199 @@
+//! Reactors in every supported language, built from source and run end to
+//! end by the real host: C, Python, JavaScript (QuickJS) and WAT beside the
+//! Rust SDK. Each implements the same pass-through reactor, so their
+//! reactions are compared event for event with the Rust one.
+//!
+//! Nothing is skipped: a missing toolchain fails the test with the command
+//! that installs it (`.ci/run` installs them all).
+
+use crate::common::{append, bin, host_ok, json_lines, plugin, tempdir, workspace};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The non-Rust examples, built once per test binary by
+/// `plugins/build-examples.sh` into `<target>/lang-plugins` (which rebuilds
+/// a language only when its sources or the WIT changed).
+pub fn lang_plugins_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = Path::new(bin())
+            .parent()
+            .and_then(Path::parent)
+            .expect("binary sits in <target>/release")
+            .to_path_buf();
+        let dir = target.join("lang-plugins");
+        let out = Command::new("bash")
+            .arg(workspace().join("plugins/build-examples.sh"))
+            .arg(&dir)
+            .output()
+            .expect("running plugins/build-examples.sh");
+        assert!(
+            out.status.success(),
+            "building the C, Python, JavaScript and WAT examples failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let times = std::fs::read_to_string(dir.join("build-times.tsv")).unwrap_or_default();
+        eprintln!("language examples (language, build s, bytes):\n{times}");
+        dir
+    })
+}
+
+/// The component of each language, keyed by its reactor name.
+fn components() -> Vec<(&'static str, PathBuf)> {
+    let d = lang_plugins_dir();
+    vec![
+        ("passthrough", plugin("passthrough")),
+        ("passthrough-c", d.join("passthrough_c.wasm")),
+        ("passthrough-py", d.join("passthrough_py.wasm")),
+        ("passthrough-js", d.join("passthrough_js.wasm")),
+        ("passthrough-wat", d.join("passthrough_wat.wat")),
+    ]
+}
+
+/// Input events with payloads of several shapes (object, array, a JSON
+/// string, numbers, non-ASCII text, nested, empty object) on a few entities.
+fn inputs(n: usize) -> Vec<Value> {
+    let shapes = [
+        json!({"n": 1}),
+        json!([1, 2, 3]),
+        json!("a JSON string payload"),
+        json!(12345678901234567u64),
+        json!({"text": "grüße, 世界 ✓"}),
+        json!({"deep": {"a": [null, true, 1.5]}}),
+        json!({}),
+    ];
+    (0..n)
+        .map(|i| {
+            json!({
+                "entity": format!("item:{}", i % 4),
+                "scope": if i % 2 == 0 { "bench" } else { "other" },
+                "kind": "bench.in",
+                "payload": shapes[i % shapes.len()],
+            })
+        })
+        .collect()
+}
+
+/// A reaction reduced to what the reactor decides: where, what, and which
+/// input (by sequence) caused it.
+fn reaction(e: &Value, seq_of: &BTreeMap<String, u64>) -> Value {
+    let cause = e["causation"].as_str().unwrap_or("");
+    json!({
+        "source_seq": seq_of.get(cause).copied(),
+        "entity": e["entity"],
+        "scope": e["scope"],
+        "kind": e["kind"],
+        "payload": e["payload"],
+        "correlation_is_source": e["correlation"] == e["causation"],
+    })
+}
+
+#[test]
+fn every_language_reacts_like_the_rust_passthrough() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let n = 23;
+    let receipts = append(&data, &inputs(n));
+    assert_eq!(receipts.len(), n);
+
+    // One run with all five reactors over the same log; batches of at most
+    // 5 so single-event and many-event batches both occur.
+    let comps = components();
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--until-idle".into(),
+        "--quiet".into(),
+        "--max-batch".into(),
+        "5".into(),
+    ];
+    args.extend(comps.iter().map(|(_, p)| p.display().to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = host_ok(&data, &argv);
+    let log = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{log}");
+
+    let events = json_lines(&host_ok(&data, &["events"]).stdout);
+    let seq_of: BTreeMap<String, u64> = events
+        .iter()
+        .filter(|e| e["kind"] == "bench.in")
+        .map(|e| (e["id"].as_str().unwrap().to_string(), e["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(seq_of.len(), n);
+
+    let mut by_reactor: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["kind"] == "bench.out") {
+        let who = e["meta"]["reactor"].as_str().unwrap_or("?").to_string();
+        by_reactor
+            .entry(who)
+            .or_default()
+            .push(reaction(e, &seq_of));
+    }
+    let sort = |v: &mut Vec<Value>| v.sort_by_key(|r| r["source_seq"].as_u64());
+    let mut expected = by_reactor
+        .get("passthrough")
+        .cloned()
+        .expect("the Rust passthrough reacted");
+    sort(&mut expected);
+    // The baseline itself: one reaction per input, same coordinates and
+    // payload, caused by that input.
+    assert_eq!(expected.len(), n, "Rust passthrough reactions");
+    for (r, input) in expected.iter().zip(inputs(n)) {
+        assert_eq!(
+            (&r["entity"], &r["scope"], &r["payload"]),
+            (&input["entity"], &input["scope"], &input["payload"])
+        );
+        assert_eq!(r["correlation_is_source"], true);
+        assert!(r["source_seq"].is_u64(), "reaction without a known cause: {r}");
+    }
+    for (name, path) in &comps[1..] {
+        let mut got = by_reactor.remove(*name).unwrap_or_else(|| {
+            panic!(
+                "reactor {name} ({}) appended no reaction; run log:\n{log}",
+                path.display()
+            )
+        });
+        sort(&mut got);
+        assert_eq!(
+            got,
+            expected,
+            "reactor {name} ({}) reacted differently from the Rust passthrough",
+            path.display()
+        );
+    }
+    // Nothing was denied or parked for any language.
+    let all = json_lines(&host_ok(&data, &["events", "--system"]).stdout);
+    let failures: Vec<&Value> = all
+        .iter()
+        .filter(|e| {
+            let k = e["kind"].as_str().unwrap_or("");
+            k == "batpak.gate.denied" || k == "batpak.reactor.parked"
+        })
+        .collect();
+    assert!(failures.is_empty(), "denials or parked events: {failures:?}");
+}
+
+#[test]
+fn the_c_build_tool_refuses_a_module_without_an_embedded_wit() {
+    lang_plugins_dir(); // builds batpak-build
+    let tool = Path::new(bin()).with_file_name("batpak-build");
+    let dir = tempdir();
+    // A valid core module that carries no component type.
+    let core = dir.path().join("bare.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let out = Command::new(&tool)
+        .arg("component")
+        .arg(&core)
+        .arg(dir.path().join("out.wasm"))
+        .output()
+        .expect("running batpak-build");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reactor_plugin_component_type.o"),
+        "the error should name the missing object file: {err}"
+    );
+    assert!(!dir.path().join("out.wasm").exists());
+}
