@@ -197,3 +197,14 @@ fn the_c_build_tool_refuses_a_module_without_an_embedded_wit() {
     );
     assert!(!dir.path().join("out.wasm").exists());
 }
+
+#[test]
+fn the_sdk_vendors_the_very_same_wit() {
+    let root = workspace();
+    let main = std::fs::read_to_string(root.join("wit/reactor.wit")).unwrap();
+    let vendored = std::fs::read_to_string(root.join("guest-sdk/wit/reactor.wit")).unwrap();
+    assert!(
+        main == vendored,
+        "guest-sdk/wit/reactor.wit differs from wit/reactor.wit; copy it: cp wit/reactor.wit guest-sdk/wit/reactor.wit"
+    );
+}
