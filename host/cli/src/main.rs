@@ -3,8 +3,10 @@
 //! (0 success, 1 failure, 2 bad usage).
 
 mod demo;
+mod new;
 mod run;
 mod store_cmds;
+mod test_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -43,6 +45,12 @@ pub enum Command {
     /// Build the example plugins, append sample orders, run the reactors and
     /// show what they produced.
     Demo(demo::DemoArgs),
+    /// Create a reactor project (Rust, C, Python or JavaScript) from the
+    /// repository's templates.
+    New(new::NewArgs),
+    /// Run one plugin on fixture events in a scratch store and check its
+    /// reactions (and that they do not depend on batching).
+    Test(test_cmd::TestArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +63,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => run::inspect(&cli.data, a),
         Command::Parked(a) => run::parked(&cli.data, a),
         Command::Demo(a) => demo::demo(&cli.data, a),
+        Command::New(a) => new::new(a),
+        Command::Test(a) => test_cmd::test(&cli.data, a),
     };
     match result {
         Ok(code) => code,
