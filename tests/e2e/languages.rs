@@ -208,3 +208,149 @@ fn the_sdk_vendors_the_very_same_wit() {
         "guest-sdk/wit/reactor.wit differs from wit/reactor.wit; copy it: cp wit/reactor.wit guest-sdk/wit/reactor.wit"
     );
 }
+
+/// `batpak-build` sits beside the host binary once `lang_plugins_dir` ran.
+fn path_with_build_tool() -> String {
+    lang_plugins_dir();
+    let bin_dir = Path::new(bin()).parent().unwrap().display().to_string();
+    format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default())
+}
+
+/// The SDK as `cargo package` makes it, unpacked outside the workspace: a
+/// Rust template built against it proves the SDK is self-contained.
+fn packaged_sdk(into: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["package", "-p", "batpak-guest", "--allow-dirty", "--no-verify"])
+        .output()
+        .expect("running cargo package");
+    assert!(
+        out.status.success(),
+        "cargo package -p batpak-guest failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = Path::new(bin()).parent().unwrap().parent().unwrap();
+    let krate = target.join("package/batpak-guest-0.1.0.crate");
+    let st = Command::new("tar")
+        .arg("xzf")
+        .arg(&krate)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .expect("running tar");
+    assert!(st.success(), "unpacking {}", krate.display());
+    into.join("batpak-guest-0.1.0")
+}
+
+fn new_build_and_test(lang: &str) {
+    let dir = tempdir();
+    let name = format!("tpl-{lang}");
+    let project = dir.path().join(&name);
+    let mut args = vec!["new".to_string(), "--lang".into(), lang.into(), name.clone()];
+    args.extend(["--dir".into(), project.display().to_string()]);
+    if lang == "rust" {
+        let sdk = packaged_sdk(dir.path());
+        args.extend(["--sdk".into(), sdk.display().to_string()]);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    host_ok(dir.path(), &argv);
+
+    let target = Path::new(bin()).parent().unwrap().parent().unwrap();
+    let built = Command::new("bash")
+        .arg(project.join("build.sh"))
+        .env("PATH", path_with_build_tool())
+        // The Rust template's dependencies compile once, not per test run.
+        .env("CARGO_TARGET_DIR", target.join("template-rust"))
+        .output()
+        .expect("running build.sh");
+    assert!(
+        built.status.success(),
+        "{lang} template: build.sh failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let wasm = project.join(format!("tpl_{lang}.wasm"));
+    let out = host_ok(
+        dir.path(),
+        &[
+            "test",
+            wasm.to_str().unwrap(),
+            "--input",
+            project.join("fixtures/events.jsonl").to_str().unwrap(),
+            "--expect",
+            project.join("fixtures/expected.jsonl").to_str().unwrap(),
+        ],
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 3, "{lang} template reactions: {lines:?}");
+    assert!(lines.iter().all(|l| l["reaction"]["kind"] == "sample.out"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reactions match"), "{err}");
+    assert!(err.contains("same reactions in one-event batches"), "{err}");
+}
+
+#[test]
+fn new_then_test_works_for_the_c_template() {
+    new_build_and_test("c");
+}
+
+#[test]
+fn new_then_test_works_for_the_python_template() {
+    new_build_and_test("python");
+}
+
+#[test]
+fn new_then_test_works_for_the_js_template() {
+    new_build_and_test("js");
+}
+
+#[test]
+fn new_then_test_works_for_the_rust_template_against_the_packaged_sdk() {
+    new_build_and_test("rust");
+}
+
+#[test]
+fn test_shows_a_diff_and_says_when_reactions_depend_on_batching() {
+    let dir = tempdir();
+    // A reactor that only reacts to the first event of every batch.
+    let wat = std::fs::read_to_string(workspace().join("plugins/passthrough-wat/reactor.wat"))
+        .unwrap()
+        .replace(
+            "(local.set $n (i32.load offset=28 (local.get $b)))",
+            "(local.set $n (i32.const 1))",
+        );
+    let plugin = crate::common::write_file(dir.path(), "first-only.wat", &wat);
+    let input: String = (0..4)
+        .map(|i| {
+            format!("{{\"entity\":\"e:{i}\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":{i}}}\n")
+        })
+        .collect();
+    let input = crate::common::write_file(dir.path(), "in.jsonl", &input);
+    let expect: String = (0..4)
+        .map(|i| {
+            format!("{{\"source\":{i},\"entity\":\"e:{i}\",\"scope\":\"s\",\"kind\":\"bench.out\",\"payload\":{i}}}\n")
+        })
+        .collect();
+    let expect = crate::common::write_file(dir.path(), "want.jsonl", &expect);
+    let out = crate::common::host(
+        dir.path(),
+        &[
+            "test",
+            plugin.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--expect",
+            expect.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // All four events arrive in one batch: only the first reacts.
+    assert_eq!(json_lines(&out.stdout).len(), 1, "{err}");
+    assert!(err.contains("reactions differ"), "{err}");
+    assert!(
+        err.contains("- {\"entity\":\"e:1\""),
+        "the diff names the missing reaction: {err}"
+    );
+    assert!(err.contains("depend on batching"), "{err}");
+}
