@@ -354,3 +354,36 @@ fn test_shows_a_diff_and_says_when_reactions_depend_on_batching() {
     );
     assert!(err.contains("depend on batching"), "{err}");
 }
+
+#[test]
+fn each_language_guide_shows_the_example_ci_builds() {
+    let root = workspace();
+    for guide in ["c", "python", "javascript", "wat"] {
+        let path = root.join(format!("guest-sdk/docs/{guide}.md"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let marker = "<!-- example: ";
+        let at = text
+            .find(marker)
+            .unwrap_or_else(|| panic!("{} has no example marker", path.display()));
+        let rest = &text[at + marker.len()..];
+        let example = rest.split_whitespace().next().unwrap();
+        let body = rest.split_once("```").unwrap().1;
+        let body = body.split_once('\n').unwrap().1;
+        let shown = &body[..body.rfind("```").unwrap()];
+        let built = std::fs::read_to_string(root.join(example)).unwrap();
+        assert!(
+            shown == built,
+            "{} shows a different {example} than the one CI builds; paste the file into the guide",
+            path.display()
+        );
+        // The build command in the guide is the one the example needs.
+        for must in match guide {
+            "c" => vec!["-mexec-model=reactor", "batpak-build component"],
+            "python" => vec!["componentize-py==0.25.1", "componentize-py -d wit -w reactor-plugin componentize"],
+            "javascript" => vec!["--sync", "componentize-qjs@0.4.5"],
+            _ => vec!["post-return"],
+        } {
+            assert!(text.contains(must), "{} does not mention {must}", path.display());
+        }
+    }
+}
