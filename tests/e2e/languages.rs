@@ -119,7 +119,12 @@ fn every_language_reacts_like_the_rust_passthrough() {
     let seq_of: BTreeMap<String, u64> = events
         .iter()
         .filter(|e| e["kind"] == "bench.in")
-        .map(|e| (e["id"].as_str().unwrap().to_string(), e["seq"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_string(),
+                e["seq"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(seq_of.len(), n);
 
@@ -146,7 +151,10 @@ fn every_language_reacts_like_the_rust_passthrough() {
             (&input["entity"], &input["scope"], &input["payload"])
         );
         assert_eq!(r["correlation_is_source"], true);
-        assert!(r["source_seq"].is_u64(), "reaction without a known cause: {r}");
+        assert!(
+            r["source_seq"].is_u64(),
+            "reaction without a known cause: {r}"
+        );
     }
     for (name, path) in &comps[1..] {
         let mut got = by_reactor.remove(*name).unwrap_or_else(|| {
@@ -172,7 +180,10 @@ fn every_language_reacts_like_the_rust_passthrough() {
             k == "batpak.gate.denied" || k == "batpak.reactor.parked"
         })
         .collect();
-    assert!(failures.is_empty(), "denials or parked events: {failures:?}");
+    assert!(
+        failures.is_empty(),
+        "denials or parked events: {failures:?}"
+    );
 }
 
 #[test]
@@ -222,7 +233,13 @@ fn packaged_sdk(into: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace())
-        .args(["package", "-p", "batpak-guest", "--allow-dirty", "--no-verify"])
+        .args([
+            "package",
+            "-p",
+            "batpak-guest",
+            "--allow-dirty",
+            "--no-verify",
+        ])
         .output()
         .expect("running cargo package");
     assert!(
@@ -247,7 +264,12 @@ fn new_build_and_test(lang: &str) {
     let dir = tempdir();
     let name = format!("tpl-{lang}");
     let project = dir.path().join(&name);
-    let mut args = vec!["new".to_string(), "--lang".into(), lang.into(), name.clone()];
+    let mut args = vec![
+        "new".to_string(),
+        "--lang".into(),
+        lang.into(),
+        name.clone(),
+    ];
     args.extend(["--dir".into(), project.display().to_string()]);
     if lang == "rust" {
         let sdk = packaged_sdk(dir.path());
@@ -322,7 +344,9 @@ fn test_shows_a_diff_and_says_when_reactions_depend_on_batching() {
     let plugin = crate::common::write_file(dir.path(), "first-only.wat", &wat);
     let input: String = (0..4)
         .map(|i| {
-            format!("{{\"entity\":\"e:{i}\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":{i}}}\n")
+            format!(
+                "{{\"entity\":\"e:{i}\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":{i}}}\n"
+            )
         })
         .collect();
     let input = crate::common::write_file(dir.path(), "in.jsonl", &input);
@@ -379,11 +403,18 @@ fn each_language_guide_shows_the_example_ci_builds() {
         // The build command in the guide is the one the example needs.
         for must in match guide {
             "c" => vec!["-mexec-model=reactor", "batpak-build component"],
-            "python" => vec!["componentize-py==0.25.1", "componentize-py -d wit -w reactor-plugin componentize"],
+            "python" => vec![
+                "componentize-py==0.25.1",
+                "componentize-py -d wit -w reactor-plugin componentize",
+            ],
             "javascript" => vec!["--sync", "componentize-qjs@0.4.5"],
             _ => vec!["post-return"],
         } {
-            assert!(text.contains(must), "{} does not mention {must}", path.display());
+            assert!(
+                text.contains(must),
+                "{} does not mention {must}",
+                path.display()
+            );
         }
     }
 }

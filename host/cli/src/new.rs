@@ -122,14 +122,17 @@ fn render(text: &str, lang: Lang, name: &str, sdk: &str) -> String {
         Lang::Python => ("Python", "guest-sdk/docs/python.md"),
         Lang::Js => ("JavaScript", "guest-sdk/docs/javascript.md"),
     };
-    text.replace(&format!("\"{}\"", example_name(lang)), &format!("\"{name}\""))
-        .replace("bench.in", "sample.in")
-        .replace("bench.out", "sample.out")
-        .replace("{{name}}", name)
-        .replace("{{stem}}", &stem)
-        .replace("{{language}}", language)
-        .replace("{{guide}}", guide)
-        .replace("{{sdk}}", sdk)
+    text.replace(
+        &format!("\"{}\"", example_name(lang)),
+        &format!("\"{name}\""),
+    )
+    .replace("bench.in", "sample.in")
+    .replace("bench.out", "sample.out")
+    .replace("{{name}}", name)
+    .replace("{{stem}}", &stem)
+    .replace("{{language}}", language)
+    .replace("{{guide}}", guide)
+    .replace("{{sdk}}", sdk)
 }
 
 /// The dependency line for batpak-guest.

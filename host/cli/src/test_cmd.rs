@@ -14,8 +14,7 @@ use batpak_runtime::{
     Runtime, RuntimeConfig,
 };
 use batpak_store::{
-    AppendOptions, CanalHandle, Coordinate, Event, EventId, LogReader, Proposal, Store,
-    DENIED_KIND,
+    AppendOptions, CanalHandle, Coordinate, Event, EventId, LogReader, Proposal, Store, DENIED_KIND,
 };
 use clap::Args;
 use serde::Deserialize;
@@ -89,10 +88,7 @@ impl Scratch {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "batpak-test-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("batpak-test-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the scratch directory {}", dir.display()))?;
         Ok(Scratch(dir))
@@ -217,7 +213,8 @@ fn run_once(
     let deadline = Instant::now() + Duration::from_secs(a.timeout_s);
     loop {
         let durable = store.watermarks().durable;
-        if status.is_idle_at(durable) || matches!(status.state(), RunState::Stopped | RunState::Failed)
+        if status.is_idle_at(durable)
+            || matches!(status.state(), RunState::Stopped | RunState::Failed)
         {
             break;
         }
@@ -251,7 +248,9 @@ fn run_once(
             let h = &e.header;
             if h.kind == DENIED_KIND {
                 denials.push(payload_json(&e.payload));
-            } else if meta(e, "reactor") == Some(name.as_str()) && !batpak_store::is_system_kind(&h.kind) {
+            } else if meta(e, "reactor") == Some(name.as_str())
+                && !batpak_store::is_system_kind(&h.kind)
+            {
                 let source = h
                     .causation
                     .as_ref()
@@ -341,7 +340,14 @@ pub(crate) fn test(data: &Path, a: TestArgs) -> anyhow::Result<ExitCode> {
     };
     let rt = Runtime::new(RuntimeConfig::with_cache(cache))?;
 
-    let first = run_once(&rt, &a, &config, &input, &scratch.0.join("batched"), a.max_batch)?;
+    let first = run_once(
+        &rt,
+        &a,
+        &config,
+        &input,
+        &scratch.0.join("batched"),
+        a.max_batch,
+    )?;
     for r in &first.reactions {
         println!("{}", json!({ "reaction": r }));
     }
@@ -362,7 +368,10 @@ pub(crate) fn test(data: &Path, a: TestArgs) -> anyhow::Result<ExitCode> {
     if let Some(want) = &expect {
         let (want, got) = (lines(want), lines(&first.reactions));
         if want == got {
-            eprintln!("test | reactions match {}", a.expect.as_ref().unwrap().display());
+            eprintln!(
+                "test | reactions match {}",
+                a.expect.as_ref().unwrap().display()
+            );
         } else {
             ok = false;
             eprintln!(
