@@ -418,3 +418,63 @@ fn each_language_guide_shows_the_example_ci_builds() {
         }
     }
 }
+
+#[test]
+fn test_feeds_a_lossy_subscription_reactor_live_events() {
+    let dir = tempdir();
+    let wat = std::fs::read_to_string(workspace().join("plugins/passthrough-wat/reactor.wat"))
+        .unwrap()
+        .replace(
+            "\"\\00\\00\\00\\00\"               ;; canal cursor-guaranteed @48",
+            "\"\\01\\00\\00\\00\"               ;; canal lossy-subscription @48",
+        );
+    assert!(
+        wat.contains("lossy-subscription @48"),
+        "the WAT layout changed"
+    );
+    let plugin = crate::common::write_file(dir.path(), "lossy.wat", &wat);
+    let input = crate::common::write_file(
+        dir.path(),
+        "in.jsonl",
+        "{\"entity\":\"e:1\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":1}\n\
+         {\"entity\":\"e:2\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":2}\n",
+    );
+    let out = host_ok(
+        dir.path(),
+        &[
+            "test",
+            plugin.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(json_lines(&out.stdout).len(), 2);
+}
+
+#[test]
+fn new_refuses_a_bad_name_and_a_non_empty_directory() {
+    let dir = tempdir();
+    let out = crate::common::host(dir.path(), &["new", "--lang", "c", "Bad Name"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::common::stderr(&out).contains("NAME"));
+    let taken = dir.path().join("taken");
+    std::fs::create_dir_all(&taken).unwrap();
+    std::fs::write(taken.join("keep.txt"), "mine").unwrap();
+    let out = crate::common::host(
+        dir.path(),
+        &[
+            "new",
+            "--lang",
+            "js",
+            "ok-name",
+            "--dir",
+            taken.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::common::stderr(&out).contains("not empty"));
+    assert_eq!(
+        std::fs::read_to_string(taken.join("keep.txt")).unwrap(),
+        "mine"
+    );
+}

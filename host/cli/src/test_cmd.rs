@@ -190,12 +190,6 @@ fn run_once(
     )?;
     let name = plugin.descriptor().name.clone();
     let store = Store::open(dir).with_context(|| format!("opening {}", dir.display()))?;
-    let receipts = store.append_batch(input.to_vec(), AppendOptions::durable())?;
-    let index: HashMap<String, usize> = receipts
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.id.to_string(), i))
-        .collect();
     let settings = RunnerSettings {
         max_batch,
         grant_emits: a.grant.clone(),
@@ -211,6 +205,18 @@ fn run_once(
     let handle = batpak_runtime::spawn(&store, boxed, settings)?;
     let status = handle.status().clone();
     let deadline = Instant::now() + Duration::from_secs(a.timeout_s);
+    // The input is appended once the runner has started, so a
+    // lossy-subscription reactor (live events only) sees it too; a cursor
+    // reactor reads from the start either way.
+    while matches!(status.state(), RunState::Starting) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let receipts = store.append_batch(input.to_vec(), AppendOptions::durable())?;
+    let index: HashMap<String, usize> = receipts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.id.to_string(), i))
+        .collect();
     loop {
         let durable = store.watermarks().durable;
         if status.is_idle_at(durable)
