@@ -478,3 +478,30 @@ fn new_refuses_a_bad_name_and_a_non_empty_directory() {
         "mine"
     );
 }
+
+#[test]
+fn test_prints_the_gates_denials() {
+    let dir = tempdir();
+    let plugin = workspace().join("plugins/passthrough-wat/reactor.wat");
+    let input = crate::common::write_file(
+        dir.path(),
+        "in.jsonl",
+        "{\"entity\":\"e:1\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":1}\n",
+    );
+    // Granting a kind the reactor does not declare leaves bench.out denied.
+    let out = host_ok(
+        dir.path(),
+        &[
+            "test",
+            plugin.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--grant",
+            "other.kind",
+        ],
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["denied"]["gate"], "capability");
+    assert_eq!(lines[0]["denied"]["kind"], "bench.out");
+}
