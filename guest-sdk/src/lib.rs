@@ -27,7 +27,10 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! batpak-guest = { path = "../guest-sdk" }
+//! # from your own repository: a git dependency on the batpak-host repository
+//! # (cargo finds the crate by name inside it), or a path to a checkout
+//! batpak-guest = { git = "<url of the batpak-host repository>" }
+//! # batpak-guest = { path = "../batpak-host/guest-sdk" }
 //! serde = { version = "1", features = ["derive"] }
 //! ```
 //!
@@ -150,7 +153,7 @@ pub use serde_json;
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "reactor-plugin",
         pub_export_macro: true,
         export_macro_name: "__batpak_export_reactor_plugin",

@@ -6,6 +6,7 @@ mod demo;
 mod inspect;
 mod loader;
 mod log_filter;
+mod new;
 mod output;
 mod parked;
 mod plugin_config;
@@ -14,6 +15,7 @@ mod signals;
 mod status_display;
 mod store_cmds;
 mod supervisor;
+mod test_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -52,6 +54,12 @@ pub enum Command {
     /// Build the example plugins, append sample orders, run the reactors and
     /// show what they produced.
     Demo(demo::DemoArgs),
+    /// Create a reactor project (Rust, C, Python or JavaScript) from the
+    /// repository's templates.
+    New(new::NewArgs),
+    /// Run one plugin on fixture events in a scratch store and check its
+    /// reactions (and that they do not depend on batching).
+    Test(test_cmd::TestArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +72,8 @@ fn main() -> ExitCode {
         Command::Inspect(a) => inspect::inspect(&cli.data, a),
         Command::Parked(a) => parked::parked(&cli.data, a),
         Command::Demo(a) => demo::demo(&cli.data, a),
+        Command::New(a) => new::new(a),
+        Command::Test(a) => test_cmd::test(&cli.data, a),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,507 @@
+//! Reactors in every supported language, built from source and run end to
+//! end by the real host: C, Python, JavaScript (QuickJS) and WAT beside the
+//! Rust SDK. Each implements the same pass-through reactor, so their
+//! reactions are compared event for event with the Rust one.
+//!
+//! Nothing is skipped: a missing toolchain fails the test with the command
+//! that installs it (`.ci/run` installs them all).
+
+use crate::common::{append, bin, host_ok, json_lines, plugin, tempdir, workspace};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The non-Rust examples, built once per test binary by
+/// `plugins/build-examples.sh` into `<target>/lang-plugins` (which rebuilds
+/// a language only when its sources or the WIT changed).
+pub fn lang_plugins_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = Path::new(bin())
+            .parent()
+            .and_then(Path::parent)
+            .expect("binary sits in <target>/release")
+            .to_path_buf();
+        let dir = target.join("lang-plugins");
+        let out = Command::new("bash")
+            .arg(workspace().join("plugins/build-examples.sh"))
+            .arg(&dir)
+            .output()
+            .expect("running plugins/build-examples.sh");
+        assert!(
+            out.status.success(),
+            "building the C, Python, JavaScript and WAT examples failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let times = std::fs::read_to_string(dir.join("build-times.tsv")).unwrap_or_default();
+        eprintln!("language examples (language, build s, bytes):\n{times}");
+        dir
+    })
+}
+
+/// The component of each language, keyed by its reactor name.
+fn components() -> Vec<(&'static str, PathBuf)> {
+    let d = lang_plugins_dir();
+    vec![
+        ("passthrough", plugin("passthrough")),
+        ("passthrough-c", d.join("passthrough_c.wasm")),
+        ("passthrough-py", d.join("passthrough_py.wasm")),
+        ("passthrough-js", d.join("passthrough_js.wasm")),
+        ("passthrough-wat", d.join("passthrough_wat.wat")),
+    ]
+}
+
+/// Input events with payloads of several shapes (object, array, a JSON
+/// string, numbers, non-ASCII text, nested, empty object) on a few entities.
+fn inputs(n: usize) -> Vec<Value> {
+    let shapes = [
+        json!({"n": 1}),
+        json!([1, 2, 3]),
+        json!("a JSON string payload"),
+        json!(12345678901234567u64),
+        json!({"text": "grüße, 世界 ✓"}),
+        json!({"deep": {"a": [null, true, 1.5]}}),
+        json!({}),
+    ];
+    (0..n)
+        .map(|i| {
+            json!({
+                "entity": format!("item:{}", i % 4),
+                "scope": if i % 2 == 0 { "bench" } else { "other" },
+                "kind": "bench.in",
+                "payload": shapes[i % shapes.len()],
+            })
+        })
+        .collect()
+}
+
+/// A reaction reduced to what the reactor decides: where, what, and which
+/// input (by sequence) caused it.
+fn reaction(e: &Value, seq_of: &BTreeMap<String, u64>) -> Value {
+    let cause = e["causation"].as_str().unwrap_or("");
+    json!({
+        "source_seq": seq_of.get(cause).copied(),
+        "entity": e["entity"],
+        "scope": e["scope"],
+        "kind": e["kind"],
+        "payload": e["payload"],
+        "correlation_is_source": e["correlation"] == e["causation"],
+    })
+}
+
+#[test]
+fn every_language_reacts_like_the_rust_passthrough() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let n = 23;
+    let receipts = append(&data, &inputs(n));
+    assert_eq!(receipts.len(), n);
+
+    // One run with all five reactors over the same log; batches of at most
+    // 5 so single-event and many-event batches both occur.
+    let comps = components();
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--until-idle".into(),
+        "--quiet".into(),
+        "--max-batch".into(),
+        "5".into(),
+    ];
+    args.extend(comps.iter().map(|(_, p)| p.display().to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = host_ok(&data, &argv);
+    let log = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{log}");
+
+    let events = json_lines(&host_ok(&data, &["events"]).stdout);
+    let seq_of: BTreeMap<String, u64> = events
+        .iter()
+        .filter(|e| e["kind"] == "bench.in")
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_string(),
+                e["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(seq_of.len(), n);
+
+    let mut by_reactor: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["kind"] == "bench.out") {
+        let who = e["meta"]["reactor"].as_str().unwrap_or("?").to_string();
+        by_reactor
+            .entry(who)
+            .or_default()
+            .push(reaction(e, &seq_of));
+    }
+    let sort = |v: &mut Vec<Value>| v.sort_by_key(|r| r["source_seq"].as_u64());
+    let mut expected = by_reactor
+        .get("passthrough")
+        .cloned()
+        .expect("the Rust passthrough reacted");
+    sort(&mut expected);
+    // The baseline itself: one reaction per input, same coordinates and
+    // payload, caused by that input.
+    assert_eq!(expected.len(), n, "Rust passthrough reactions");
+    for (r, input) in expected.iter().zip(inputs(n)) {
+        assert_eq!(
+            (&r["entity"], &r["scope"], &r["payload"]),
+            (&input["entity"], &input["scope"], &input["payload"])
+        );
+        assert_eq!(r["correlation_is_source"], true);
+        assert!(
+            r["source_seq"].is_u64(),
+            "reaction without a known cause: {r}"
+        );
+    }
+    for (name, path) in &comps[1..] {
+        let mut got = by_reactor.remove(*name).unwrap_or_else(|| {
+            panic!(
+                "reactor {name} ({}) appended no reaction; run log:\n{log}",
+                path.display()
+            )
+        });
+        sort(&mut got);
+        assert_eq!(
+            got,
+            expected,
+            "reactor {name} ({}) reacted differently from the Rust passthrough",
+            path.display()
+        );
+    }
+    // Nothing was denied or parked for any language.
+    let all = json_lines(&host_ok(&data, &["events", "--system"]).stdout);
+    let failures: Vec<&Value> = all
+        .iter()
+        .filter(|e| {
+            let k = e["kind"].as_str().unwrap_or("");
+            k == "batpak.gate.denied" || k == "batpak.reactor.parked"
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "denials or parked events: {failures:?}"
+    );
+}
+
+#[test]
+fn the_c_build_tool_refuses_a_module_without_an_embedded_wit() {
+    lang_plugins_dir(); // builds batpak-build
+    let tool = Path::new(bin()).with_file_name("batpak-build");
+    let dir = tempdir();
+    // A valid core module that carries no component type.
+    let core = dir.path().join("bare.wasm");
+    std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
+    let out = Command::new(&tool)
+        .arg("component")
+        .arg(&core)
+        .arg(dir.path().join("out.wasm"))
+        .output()
+        .expect("running batpak-build");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("reactor_plugin_component_type.o"),
+        "the error should name the missing object file: {err}"
+    );
+    assert!(!dir.path().join("out.wasm").exists());
+}
+
+#[test]
+fn the_sdk_vendors_the_very_same_wit() {
+    let root = workspace();
+    let main = std::fs::read_to_string(root.join("wit/reactor.wit")).unwrap();
+    let vendored = std::fs::read_to_string(root.join("guest-sdk/wit/reactor.wit")).unwrap();
+    assert!(
+        main == vendored,
+        "guest-sdk/wit/reactor.wit differs from wit/reactor.wit; copy it: cp wit/reactor.wit guest-sdk/wit/reactor.wit"
+    );
+}
+
+/// `batpak-build` sits beside the host binary once `lang_plugins_dir` ran.
+fn path_with_build_tool() -> String {
+    lang_plugins_dir();
+    let bin_dir = Path::new(bin()).parent().unwrap().display().to_string();
+    format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default())
+}
+
+/// The SDK as `cargo package` makes it, unpacked outside the workspace: a
+/// Rust template built against it proves the SDK is self-contained.
+fn packaged_sdk(into: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "package",
+            "-p",
+            "batpak-guest",
+            "--allow-dirty",
+            "--no-verify",
+        ])
+        .output()
+        .expect("running cargo package");
+    assert!(
+        out.status.success(),
+        "cargo package -p batpak-guest failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = Path::new(bin()).parent().unwrap().parent().unwrap();
+    let krate = target.join("package/batpak-guest-0.1.0.crate");
+    let st = Command::new("tar")
+        .arg("xzf")
+        .arg(&krate)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .expect("running tar");
+    assert!(st.success(), "unpacking {}", krate.display());
+    into.join("batpak-guest-0.1.0")
+}
+
+fn new_build_and_test(lang: &str) {
+    let dir = tempdir();
+    let name = format!("tpl-{lang}");
+    let project = dir.path().join(&name);
+    let mut args = vec![
+        "new".to_string(),
+        "--lang".into(),
+        lang.into(),
+        name.clone(),
+    ];
+    args.extend(["--dir".into(), project.display().to_string()]);
+    if lang == "rust" {
+        let sdk = packaged_sdk(dir.path());
+        args.extend(["--sdk".into(), sdk.display().to_string()]);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    host_ok(dir.path(), &argv);
+
+    let target = Path::new(bin()).parent().unwrap().parent().unwrap();
+    let built = Command::new("bash")
+        .arg(project.join("build.sh"))
+        .env("PATH", path_with_build_tool())
+        // The Rust template's dependencies compile once, not per test run.
+        .env("CARGO_TARGET_DIR", target.join("template-rust"))
+        .output()
+        .expect("running build.sh");
+    assert!(
+        built.status.success(),
+        "{lang} template: build.sh failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let wasm = project.join(format!("tpl_{lang}.wasm"));
+    let out = host_ok(
+        dir.path(),
+        &[
+            "test",
+            wasm.to_str().unwrap(),
+            "--input",
+            project.join("fixtures/events.jsonl").to_str().unwrap(),
+            "--expect",
+            project.join("fixtures/expected.jsonl").to_str().unwrap(),
+        ],
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 3, "{lang} template reactions: {lines:?}");
+    assert!(lines.iter().all(|l| l["reaction"]["kind"] == "sample.out"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reactions match"), "{err}");
+    assert!(err.contains("same reactions in one-event batches"), "{err}");
+}
+
+#[test]
+fn new_then_test_works_for_the_c_template() {
+    new_build_and_test("c");
+}
+
+#[test]
+fn new_then_test_works_for_the_python_template() {
+    new_build_and_test("python");
+}
+
+#[test]
+fn new_then_test_works_for_the_js_template() {
+    new_build_and_test("js");
+}
+
+#[test]
+fn new_then_test_works_for_the_rust_template_against_the_packaged_sdk() {
+    new_build_and_test("rust");
+}
+
+#[test]
+fn test_shows_a_diff_and_says_when_reactions_depend_on_batching() {
+    let dir = tempdir();
+    // A reactor that only reacts to the first event of every batch.
+    let wat = std::fs::read_to_string(workspace().join("plugins/passthrough-wat/reactor.wat"))
+        .unwrap()
+        .replace(
+            "(local.set $n (i32.load offset=28 (local.get $b)))",
+            "(local.set $n (i32.const 1))",
+        );
+    let plugin = crate::common::write_file(dir.path(), "first-only.wat", &wat);
+    let input: String = (0..4)
+        .map(|i| {
+            format!(
+                "{{\"entity\":\"e:{i}\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":{i}}}\n"
+            )
+        })
+        .collect();
+    let input = crate::common::write_file(dir.path(), "in.jsonl", &input);
+    let expect: String = (0..4)
+        .map(|i| {
+            format!("{{\"source\":{i},\"entity\":\"e:{i}\",\"scope\":\"s\",\"kind\":\"bench.out\",\"payload\":{i}}}\n")
+        })
+        .collect();
+    let expect = crate::common::write_file(dir.path(), "want.jsonl", &expect);
+    let out = crate::common::host(
+        dir.path(),
+        &[
+            "test",
+            plugin.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--expect",
+            expect.to_str().unwrap(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // All four events arrive in one batch: only the first reacts.
+    assert_eq!(json_lines(&out.stdout).len(), 1, "{err}");
+    assert!(err.contains("reactions differ"), "{err}");
+    assert!(
+        err.contains("- {\"entity\":\"e:1\""),
+        "the diff names the missing reaction: {err}"
+    );
+    assert!(err.contains("depend on batching"), "{err}");
+}
+
+#[test]
+fn each_language_guide_shows_the_example_ci_builds() {
+    let root = workspace();
+    for guide in ["c", "python", "javascript", "wat"] {
+        let path = root.join(format!("guest-sdk/docs/{guide}.md"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let marker = "<!-- example: ";
+        let at = text
+            .find(marker)
+            .unwrap_or_else(|| panic!("{} has no example marker", path.display()));
+        let rest = &text[at + marker.len()..];
+        let example = rest.split_whitespace().next().unwrap();
+        let body = rest.split_once("```").unwrap().1;
+        let body = body.split_once('\n').unwrap().1;
+        let shown = &body[..body.rfind("```").unwrap()];
+        let built = std::fs::read_to_string(root.join(example)).unwrap();
+        assert!(
+            shown == built,
+            "{} shows a different {example} than the one CI builds; paste the file into the guide",
+            path.display()
+        );
+        // The build command in the guide is the one the example needs.
+        for must in match guide {
+            "c" => vec!["-mexec-model=reactor", "batpak-build component"],
+            "python" => vec![
+                "componentize-py==0.25.1",
+                "componentize-py -d wit -w reactor-plugin componentize",
+            ],
+            "javascript" => vec!["--sync", "componentize-qjs@0.4.5"],
+            _ => vec!["post-return"],
+        } {
+            assert!(
+                text.contains(must),
+                "{} does not mention {must}",
+                path.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn test_feeds_a_lossy_subscription_reactor_live_events() {
+    let dir = tempdir();
+    let wat = std::fs::read_to_string(workspace().join("plugins/passthrough-wat/reactor.wat"))
+        .unwrap()
+        .replace(
+            "\"\\00\\00\\00\\00\"               ;; canal cursor-guaranteed @48",
+            "\"\\01\\00\\00\\00\"               ;; canal lossy-subscription @48",
+        );
+    assert!(
+        wat.contains("lossy-subscription @48"),
+        "the WAT layout changed"
+    );
+    let plugin = crate::common::write_file(dir.path(), "lossy.wat", &wat);
+    let input = crate::common::write_file(
+        dir.path(),
+        "in.jsonl",
+        "{\"entity\":\"e:1\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":1}\n\
+         {\"entity\":\"e:2\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":2}\n",
+    );
+    let out = host_ok(
+        dir.path(),
+        &[
+            "test",
+            plugin.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(json_lines(&out.stdout).len(), 2);
+}
+
+#[test]
+fn new_refuses_a_bad_name_and_a_non_empty_directory() {
+    let dir = tempdir();
+    let out = crate::common::host(dir.path(), &["new", "--lang", "c", "Bad Name"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::common::stderr(&out).contains("NAME"));
+    let taken = dir.path().join("taken");
+    std::fs::create_dir_all(&taken).unwrap();
+    std::fs::write(taken.join("keep.txt"), "mine").unwrap();
+    let out = crate::common::host(
+        dir.path(),
+        &[
+            "new",
+            "--lang",
+            "js",
+            "ok-name",
+            "--dir",
+            taken.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(crate::common::stderr(&out).contains("not empty"));
+    assert_eq!(
+        std::fs::read_to_string(taken.join("keep.txt")).unwrap(),
+        "mine"
+    );
+}
+
+#[test]
+fn test_prints_the_gates_denials() {
+    let dir = tempdir();
+    let plugin = workspace().join("plugins/passthrough-wat/reactor.wat");
+    let input = crate::common::write_file(
+        dir.path(),
+        "in.jsonl",
+        "{\"entity\":\"e:1\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":1}\n",
+    );
+    // Granting a kind the reactor does not declare leaves bench.out denied.
+    let out = host_ok(
+        dir.path(),
+        &[
+            "test",
+            plugin.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--grant",
+            "other.kind",
+        ],
+    );
+    let lines = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["denied"]["gate"], "capability");
+    assert_eq!(lines[0]["denied"]["kind"], "bench.out");
+}
