@@ -237,13 +237,15 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     for path in &a.plugins {
         let base = resolve(&cfg, &a, "");
         let mut resolved = None;
-        let plugin = rt.load_plugin_with(
+        let plugin = Plugin::load_with(
+            &rt,
             path,
             PluginSettings {
                 timeout: base.timeout,
                 memory_bytes: base.memory_bytes,
                 log_level: a.log_level,
                 config: "{}".into(),
+                ..PluginSettings::default()
             },
             |d| {
                 let r = resolve(&cfg, &a, &d.name);
@@ -252,6 +254,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
                     timeout: r.timeout,
                     memory_bytes: r.memory_bytes,
                     log_level: a.log_level,
+                    ..PluginSettings::default()
                 };
                 resolved = Some(r);
                 Ok(s)
@@ -339,7 +342,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
                 for h in handles {
                     let _ = Box::new(h).stop_and_join();
                 }
-                return Err(e);
+                return Err(e.into());
             }
         }
     }
@@ -418,15 +421,22 @@ pub(crate) fn inspect(data: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_millis(a.timeout_ms),
         memory_bytes: usize::try_from(a.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
         log_level: LogLevel::Warn,
+        ..PluginSettings::default()
     };
-    let i = batpak_runtime::inspect(&rt, &a.plugin, settings)?;
-    let invalid = i.descriptor.get("invalid").is_some();
+    let i = batpak_runtime::Inspection::of(&rt, &a.plugin, settings)?;
     println!("{}", serde_json::to_string_pretty(&i)?);
-    if invalid {
+    if let Some(why) = i.invalid_descriptor() {
         eprintln!(
-            "error: plugin {}: describe() returned an invalid descriptor: {}",
+            "error: plugin {}: describe() returned an invalid descriptor: {why}",
             a.plugin.display(),
-            i.descriptor["invalid"].as_str().unwrap_or("")
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if !i.init.ok {
+        eprintln!(
+            "error: plugin {}: init() failed with this config, so `run` would refuse it: {}",
+            a.plugin.display(),
+            i.init.error.as_deref().unwrap_or("")
         );
         return Ok(ExitCode::FAILURE);
     }
