@@ -181,7 +181,10 @@ fn native_reactor_goes_through_caller_gates_and_parking() {
         assert_eq!(*denied, payload == b"deny-me", "dry run for {payload:?}");
     }
     let saw = gate_saw.lock().unwrap().clone();
-    assert!(!saw.is_empty() && saw.iter().all(|n| n == "echo"), "{saw:?}");
+    assert!(
+        !saw.is_empty() && saw.iter().all(|n| n == "echo"),
+        "{saw:?}"
+    );
 
     let out = store
         .scan(&Region::all().kinds(["out"]), 0, 100, false)

@@ -266,7 +266,12 @@ fn inspect_exits_nonzero_when_init_fails() {
     let h = plugin("hostile");
     let out = host(
         &data,
-        &["inspect", "--config", r#"{"fail_init": true}"#, h.to_str().unwrap()],
+        &[
+            "inspect",
+            "--config",
+            r#"{"fail_init": true}"#,
+            h.to_str().unwrap(),
+        ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -153,7 +153,8 @@ impl BatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use batpak_store::EventHeader;
+    use batpak_store::{Coordinate, EventHeader};
+    use std::sync::Arc;
 
     fn ev(seq: u64, entity: &str, kind: &str, payload: &[u8]) -> Event {
         let header = EventHeader {

@@ -13,19 +13,19 @@
 //! because a serialized component only loads into exactly that engine.
 //!
 //! **Integrity without re-hashing**: loading compiled code is `unsafe`, so a
-//! damaged or replaced file must never reach wasmtime. At write time the
-//! meta records the artifact's length, mtime and inode, a blake3 of its
-//! first and last 64 KiB, and a blake3 of the whole artifact. A load checks
-//! the cheap parts only: both files are regular, owned by this user, not
-//! writable by group or others, in an owner-only directory; length, mtime
-//! and inode match (a torn, truncated or swapped file changes them); the
-//! edge digest matches (damage to the headers wasmtime parses first). The
-//! whole-artifact digest is not re-checked on every load: entries are only
-//! ever written by this user through a temporary file and an atomic rename
-//! in a directory nobody else may write, so changing an entry's content
-//! while keeping its size, mtime and inode takes the same rights as
-//! replacing the host binary itself. `verify_all` re-hashes everything
-//! for whoever wants the full check.
+//! damaged or replaced file must never reach wasmtime. Once the artifact is
+//! in place, the meta records its length, inode, mtime and **ctime**, a
+//! blake3 of its first and last 64 KiB, and a blake3 of the whole artifact.
+//! A load checks the cheap parts only: both files are regular, owned by this
+//! user, not writable by group or others, in an owner-only directory;
+//! length, inode, mtime and ctime match; the edge digest matches (damage to
+//! the headers wasmtime parses first). The ctime is what makes this enough:
+//! the kernel sets it on every write, truncation, rename or `utimes` of the
+//! file and no user-space call can set it back, so an artifact whose content
+//! changed after its record was written — a torn write, a bit flipped in
+//! place, a file swapped in, even with its mtime restored — fails the check
+//! without hashing 35 MB (only a clock change by root could forge it). The
+//! whole-artifact digest is kept for [`CompileCache::verify_all`].
 //!
 //! **Eviction**: after each write, when the entries together exceed
 //! [`CacheLimits::max_bytes`], the least recently used ones (the meta
@@ -49,7 +49,7 @@ pub const WASMTIME_VERSION: &str = "48.0.8";
 const META_MAGIC: [u8; 8] = *b"BPKCMET1";
 /// Bytes hashed at each end of an artifact by the per-load check.
 const EDGE_BYTES: u64 = 64 << 10;
-const META_LEN: usize = 8 + 8 + 16 + 8 + 32 + 32;
+const META_LEN: usize = 8 + 8 + 16 + 16 + 8 + 32 + 32;
 
 /// Size limits of a compile cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,6 +113,7 @@ impl Hasher for Blake3Hasher {
 struct Meta {
     len: u64,
     mtime_ns: i128,
+    ctime_ns: i128,
     ino: u64,
     edges: [u8; 32],
     full: [u8; 32],
@@ -124,6 +125,7 @@ impl Meta {
         b.extend_from_slice(&META_MAGIC);
         b.extend_from_slice(&self.len.to_le_bytes());
         b.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        b.extend_from_slice(&self.ctime_ns.to_le_bytes());
         b.extend_from_slice(&self.ino.to_le_bytes());
         b.extend_from_slice(&self.edges);
         b.extend_from_slice(&self.full);
@@ -137,15 +139,20 @@ impl Meta {
         Some(Meta {
             len: u64::from_le_bytes(b[8..16].try_into().ok()?),
             mtime_ns: i128::from_le_bytes(b[16..32].try_into().ok()?),
-            ino: u64::from_le_bytes(b[32..40].try_into().ok()?),
-            edges: b[40..72].try_into().ok()?,
-            full: b[72..104].try_into().ok()?,
+            ctime_ns: i128::from_le_bytes(b[32..48].try_into().ok()?),
+            ino: u64::from_le_bytes(b[48..56].try_into().ok()?),
+            edges: b[56..88].try_into().ok()?,
+            full: b[88..120].try_into().ok()?,
         })
     }
 }
 
 fn mtime_ns(m: &std::fs::Metadata) -> i128 {
     i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
+}
+
+fn ctime_ns(m: &std::fs::Metadata) -> i128 {
+    i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
 }
 
 fn euid() -> u32 {
@@ -264,9 +271,13 @@ impl CompileCache {
                 "it is not a regular file owned by this user and closed to others".into(),
             ));
         }
-        if m.len() != meta.len || mtime_ns(&m) != meta.mtime_ns || m.ino() != meta.ino {
+        if m.len() != meta.len
+            || m.ino() != meta.ino
+            || mtime_ns(&m) != meta.mtime_ns
+            || ctime_ns(&m) != meta.ctime_ns
+        {
             return Err(EntryError::Untrusted(
-                "its size, modification time or inode changed since it was written".into(),
+                "it changed since it was written (size, inode, mtime or ctime differ from its integrity record)".into(),
             ));
         }
         if edge_digest(&mut f, m.len())? != meta.edges {
@@ -313,21 +324,25 @@ impl CompileCache {
             f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             f.write_all(&bytes)?;
             f.sync_all()?;
+            drop(f);
+            // Artifact first, then its record, taken from the file in place
+            // (a rename may itself change the ctime): until the record
+            // lands, the artifact is refused for lack of one.
+            std::fs::rename(&tmp, path)?;
+            let mut f = File::open(path)?;
             let m = f.metadata()?;
             let meta = Meta {
                 len: m.len(),
                 mtime_ns: mtime_ns(&m),
+                ctime_ns: ctime_ns(&m),
                 ino: m.ino(),
-                edges: edge_digest(&mut File::open(&tmp)?, m.len())?,
+                edges: edge_digest(&mut f, m.len())?,
                 full: *blake3::hash(&bytes).as_bytes(),
             };
             let mut mf = File::create(&tmp_meta)?;
             mf.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             mf.write_all(&meta.encode())?;
             mf.sync_all()?;
-            // Artifact first: a meta without its artifact is never used; an
-            // artifact whose meta is missing or stale is refused.
-            std::fs::rename(&tmp, path)?;
             std::fs::rename(&tmp_meta, path.with_extension("meta"))?;
             Ok(())
         })();
