@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 /// A latch the test opens; a reactor holding it waits (bounded) until then.
 type Latch = Arc<(Mutex<bool>, Condvar)>;
+/// (payload, whether the dry run denied it), per event checked.
+type DryRuns = Arc<Mutex<Vec<(Vec<u8>, bool)>>>;
 
 struct Echo {
     d: Descriptor,
@@ -22,7 +24,7 @@ struct Echo {
     verdicts: Arc<Mutex<Vec<ReactionVerdict>>>,
     /// (payload, whether the dry run denied it): asserted on the test
     /// thread, because a panic in `react` is caught and parked.
-    dry_runs: Arc<Mutex<Vec<(Vec<u8>, bool)>>>,
+    dry_runs: DryRuns,
     hold: Option<Latch>,
 }
 
