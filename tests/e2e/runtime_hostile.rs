@@ -542,3 +542,42 @@ fn a_guest_exception_keeps_its_message_and_frames_in_the_park_record() {
         "{err}"
     );
 }
+
+#[test]
+fn wasi_randomness_is_deterministic_per_source_event() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    append(&data, &[cmd(0, "random"), cmd(1, "random")]);
+    // Two copies of the same log: the same events, the same ids.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in std::fs::read_dir(&data).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            let to = copy.join(e.file_name());
+            std::fs::create_dir_all(&to).unwrap();
+            for f in std::fs::read_dir(e.path()).unwrap() {
+                let f = f.unwrap();
+                std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+            }
+        } else {
+            std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+        }
+    }
+    let h = plugin("hostile");
+    let drawn = |d: &Path| -> Vec<Value> {
+        let out = host(d, &["run", "--until-idle", h.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        events_of(d, "hostile.ok")
+            .into_iter()
+            .map(|e| e["payload"]["r"].clone())
+            .collect()
+    };
+    let (a, b) = (drawn(&data), drawn(&copy));
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(a.iter().all(Value::is_u64), "{a:?}");
+    assert_eq!(
+        a, b,
+        "the same version over the same events draws the same numbers"
+    );
+}
