@@ -83,7 +83,7 @@ pub use random::RandomSource;
 pub use reaction::{Reaction, ReactionCause, ReactionVerdict};
 pub use reactor::Reactor;
 pub use runner::{
-    cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, DEFAULT_MAX_BATCH,
+    cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, SwapError, DEFAULT_MAX_BATCH,
     MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL,
 };
 pub use runtime::{

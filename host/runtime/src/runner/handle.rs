@@ -1,7 +1,7 @@
 //! [`spawn`] and the [`RunnerHandle`]: starting a runner thread, stopping
 //! it, handing it a replacement reactor, and collecting its result.
 
-use super::error::RunnerError;
+use super::error::{RunnerError, SwapError};
 use super::settings::{cursor_id, RunnerSettings};
 use super::worker::{admission_for, Feed, Worker};
 use crate::reactor::Reactor;
@@ -52,14 +52,15 @@ impl RunnerHandle {
     /// (the position stays where it is). The name and region must match.
     ///
     /// # Errors
-    /// The replacement has another name or region.
-    pub fn swap(&self, reactor: Box<dyn Reactor>) -> Result<(), String> {
+    /// [`SwapError::OtherName`] when the replacement has another name (a
+    /// replacement with another region or canal is refused, and logged, when
+    /// the runner picks it up).
+    pub fn swap(&self, reactor: Box<dyn Reactor>) -> Result<(), SwapError> {
         if reactor.descriptor().name != self.name {
-            return Err(format!(
-                "cannot replace reactor {} with reactor {}: the name keys the checkpoint",
-                self.name,
-                reactor.descriptor().name
-            ));
+            return Err(SwapError::OtherName {
+                running: self.name.clone(),
+                offered: reactor.descriptor().name.clone(),
+            });
         }
         *self.swap.lock() = Some(reactor);
         Ok(())

@@ -26,7 +26,7 @@ mod settings;
 mod shape;
 mod worker;
 
-pub use error::RunnerError;
+pub use error::{RunnerError, SwapError};
 pub use handle::{spawn, RunnerHandle};
 pub use settings::{cursor_id, RunnerSettings, DEFAULT_MAX_BATCH};
 pub use shape::{MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL};
