@@ -195,6 +195,26 @@ mod tests {
     }
 
     #[test]
+    fn files_over_the_limit_are_refused_before_reading() {
+        let dir = std::env::temp_dir().join(format!("bpk-cf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("big.wasm");
+        // Sparse: the size is checked from metadata, nothing is read.
+        std::fs::File::create(&f).unwrap().set_len(1 << 30).unwrap();
+        let e = read_component(&f, 1 << 20).unwrap_err();
+        assert!(
+            matches!(e, LoadError::TooLarge { size, limit, .. } if size == 1 << 30 && limit == 1 << 20)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn async_builtins_are_found_and_named() {
+        let bytes = wat::parse_str("(component (core func (canon task.cancel)))").unwrap();
+        assert_eq!(scan(&bytes).async_feature.as_deref(), Some("task.cancel"));
+    }
+
+    #[test]
     fn fifo_and_devices_are_refused_before_reading() {
         let e = read_component(Path::new("/dev/zero"), 1 << 20).unwrap_err();
         assert!(matches!(

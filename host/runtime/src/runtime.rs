@@ -167,7 +167,7 @@ impl Runtime {
     ///
     /// # Errors
     /// The bytes are not a valid component (wasmtime's message).
-    pub fn compile(
+    pub(crate) fn compile(
         &self,
         digest: &str,
         bytes: &[u8],
