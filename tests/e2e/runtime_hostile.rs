@@ -120,7 +120,11 @@ fn hostile_plugin_is_contained_and_parked_events_replay() {
         assert_eq!(v["reactor"], "hostile");
         assert_eq!(v["kind"], "hostile.cmd");
         assert_eq!(v["replay_requested"], false);
-        assert!(v["attempts"].as_u64().unwrap() >= 2);
+        // Attempts count every failed call that included the event; a
+        // react-error naming its event is not retried (runtime_native
+        // checks it alone), but here earlier bad events failed it too.
+        let min = if v["failure"] == "error" { 1 } else { 2 };
+        assert!(v["attempts"].as_u64().unwrap() >= min, "{v}");
         // The parked record is caused by the parked event.
         let rec = all.iter().find(|e| e["id"] == v["parked"]).unwrap();
         assert_eq!(rec["causation"], v["event"]);

@@ -237,6 +237,10 @@ fn native_reactor_goes_through_caller_gates_and_parking() {
     assert_eq!(parked[0].record.entity, "e:2");
     assert_eq!(parked[0].record.failure, "error");
     assert_eq!(parked[0].record.cause, "poison payload");
+    assert_eq!(
+        parked[0].record.attempts, 1,
+        "a react-error naming its event is not retried"
+    );
     assert_eq!(parked[1].record.entity, "e:5");
     assert_eq!(parked[1].record.failure, "trap");
     assert!(parked[1].record.cause.contains("native reactor bug"));

@@ -9,6 +9,14 @@ use crate::log::LogLevel;
 use batpak_store::Event;
 use std::time::{Duration, Instant};
 
+/// A `react-error` that names one event of the batch is the reactor's own
+/// verdict on that event, not a transient fault: the WIT promises it parks
+/// that event at once, so the batch is not retried (which would also repeat
+/// the reactor's log lines); the events before and after it are handled.
+fn blames_one(f: &ReactFailure, events: &[Event]) -> bool {
+    f.kind == FailureKind::Error && f.event.is_some_and(|i| (i as usize) < events.len())
+}
+
 impl Worker {
     /// Handles `events` with the full retry policy, then isolates the
     /// failure. `prior` counts failed calls that already included them.
@@ -49,7 +57,7 @@ impl Worker {
                             self.settings.policy.attempts.max(1)
                         ),
                     );
-                    if attempts >= self.settings.policy.attempts.max(1) {
+                    if attempts >= self.settings.policy.attempts.max(1) || blames_one(&f, events) {
                         break f;
                     }
                     if let Flow::Stopped = self.backoff(attempts) {
