@@ -38,7 +38,8 @@ pub struct RunArgs {
     /// Wall-time limit of one call into a plugin [default: 5000].
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
-    /// Memory limit of one plugin instance [default: 256].
+    /// Memory budget of one plugin instance: all its linear memories and
+    /// tables together [default: 256].
     #[arg(long, value_name = "MIB")]
     pub memory_mb: Option<u64>,
     /// Largest batch handed to `react` [default: 256].
@@ -74,7 +75,7 @@ pub struct InspectArgs {
     /// Wall-time limit of one call into the plugin.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     pub timeout_ms: u64,
-    /// Memory limit of the instance.
+    /// Memory budget of the instance (all its memories and tables).
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub memory_mb: u64,
 }
