@@ -241,14 +241,14 @@ pub fn run(events: u64) -> Result<()> {
     // 1. Compile: cold, then from the cache (a new runtime each time, as a
     //    new process would have).
     let rt = Runtime::new(RuntimeConfig::with_cache(&cache))?;
-    let plugin = rt.load_plugin(&wasm, PluginSettings::default())?;
+    let plugin = Plugin::load(&rt, &wasm, PluginSettings::default())?;
     let (src, cold) = plugin.compile_info();
     if src != CompileSource::Compiled {
         bail!("expected a cold compile");
     }
     drop(plugin);
     let rt = Runtime::new(RuntimeConfig::with_cache(&cache))?;
-    let mut plugin: Plugin = rt.load_plugin(&wasm, PluginSettings::default())?;
+    let mut plugin: Plugin = Plugin::load(&rt, &wasm, PluginSettings::default())?;
     let (src, cached) = plugin.compile_info();
     if src != CompileSource::Cached {
         bail!("expected a cache hit");
@@ -267,7 +267,7 @@ pub fn run(events: u64) -> Result<()> {
     let mut native = NativePassthrough::new();
     let null_path = tmp.path().join("null.wat");
     std::fs::write(&null_path, NULL_REACTOR_WAT)?;
-    let mut null = rt.load_plugin(&null_path, PluginSettings::default())?;
+    let mut null = Plugin::load(&rt, &null_path, PluginSettings::default())?;
     let mut boundary = Vec::new();
     for &size in &BOUNDARY_BATCHES {
         let total = 200_000;

@@ -10,14 +10,22 @@ use batpak_store::{AppendOptions, Store};
 use batpak_store::{CanalHandle, ReactorCanal, Region};
 use batpak_store::{Coordinate, Event, EventId, Proposal};
 use batpak_store::{Denial, Gate, GateSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// A latch the test opens; a reactor holding it waits (bounded) until then.
+type Latch = Arc<(Mutex<bool>, Condvar)>;
+/// (payload, whether the dry run denied it), per event checked.
+type DryRuns = Arc<Mutex<Vec<(Vec<u8>, bool)>>>;
 
 struct Echo {
     d: Descriptor,
     host: Option<HostServices>,
     verdicts: Arc<Mutex<Vec<ReactionVerdict>>>,
-    pause: Duration,
+    /// (payload, whether the dry run denied it): asserted on the test
+    /// thread, because a panic in `react` is caught and parked.
+    dry_runs: DryRuns,
+    hold: Option<Latch>,
 }
 
 impl Echo {
@@ -30,7 +38,8 @@ impl Echo {
             d,
             host: None,
             verdicts: Arc::default(),
-            pause: Duration::ZERO,
+            dry_runs: Arc::default(),
+            hold: None,
         }
     }
 }
@@ -46,7 +55,15 @@ impl Reactor for Echo {
         self.host = Some(host);
     }
     fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
-        std::thread::sleep(self.pause);
+        if let Some(l) = &self.hold {
+            let (open, cv) = &**l;
+            // Bounded: a test that forgets to open the latch fails on its
+            // own assertions instead of hanging.
+            let g = open.lock().unwrap();
+            let _ = cv
+                .wait_timeout_while(g, Duration::from_secs(60), |o| !*o)
+                .unwrap();
+        }
         let mut out = Vec::new();
         for (i, e) in batch.iter().enumerate() {
             match &*e.payload {
@@ -65,8 +82,11 @@ impl Reactor for Echo {
                     let c = e.coordinate();
                     let r = Reaction::new(i as u32, &c.entity, &c.scope, "out", e.payload.to_vec());
                     // The dry run agrees with what the append will decide.
-                    let dry = self.host.as_ref().unwrap().check(&r, Some(e));
-                    assert_eq!(dry.is_some(), &*e.payload == b"deny-me");
+                    let dry = self.host.as_ref().map(|h| h.check(&r, Some(e)));
+                    self.dry_runs
+                        .lock()
+                        .unwrap()
+                        .push((e.payload.to_vec(), matches!(dry, Some(Some(_)))));
                     out.push(r);
                 }
             }
@@ -78,14 +98,17 @@ impl Reactor for Echo {
     }
 }
 
-struct NoDenyMe;
+/// Records the reactor names it sees (asserted on the test thread: a panic
+/// inside a gate would be contained by the runner).
+#[derive(Default)]
+struct NoDenyMe(Arc<Mutex<Vec<String>>>);
 
 impl Gate<ReactionContext> for NoDenyMe {
     fn name(&self) -> &str {
         "no-deny-me"
     }
     fn evaluate(&self, ctx: &ReactionContext, p: &Proposal) -> Result<(), Denial> {
-        assert_eq!(ctx.reactor.name, "echo");
+        self.0.lock().unwrap().push(ctx.reactor.name.clone());
         if p.payload == b"deny-me" {
             Err(Denial::new(
                 "no-deny-me",
@@ -132,8 +155,11 @@ fn native_reactor_goes_through_caller_gates_and_parking() {
     }
     let echo = Echo::new("echo", ReactorCanal::CursorGuaranteed);
     let verdicts = echo.verdicts.clone();
+    let dry_runs = echo.dry_runs.clone();
+    let gate = NoDenyMe::default();
+    let gate_saw = gate.0.clone();
     let settings = RunnerSettings {
-        gates: Arc::new(GateSet::new().with(NoDenyMe)),
+        gates: Arc::new(GateSet::new().with(gate)),
         policy: FailurePolicy {
             attempts: 2,
             backoff: Duration::from_millis(1),
@@ -148,6 +174,19 @@ fn native_reactor_goes_through_caller_gates_and_parking() {
     });
     Box::new(h).stop_and_join().unwrap();
     assert_eq!(status.state(), RunState::Stopped);
+
+    // The dry run agreed with the append for every event it was asked about,
+    // and the caller's gate saw who proposed.
+    let dry = dry_runs.lock().unwrap().clone();
+    assert!(dry.iter().any(|(p, _)| p == b"deny-me"), "{dry:?}");
+    for (payload, denied) in &dry {
+        assert_eq!(*denied, payload == b"deny-me", "dry run for {payload:?}");
+    }
+    let saw = gate_saw.lock().unwrap().clone();
+    assert!(
+        !saw.is_empty() && saw.iter().all(|n| n == "echo"),
+        "{saw:?}"
+    );
 
     let out = store
         .scan(&Region::all().kinds(["out"]), 0, 100, false)
@@ -198,6 +237,10 @@ fn native_reactor_goes_through_caller_gates_and_parking() {
     assert_eq!(parked[0].record.entity, "e:2");
     assert_eq!(parked[0].record.failure, "error");
     assert_eq!(parked[0].record.cause, "poison payload");
+    assert_eq!(
+        parked[0].record.attempts, 1,
+        "a react-error naming its event is not retried"
+    );
     assert_eq!(parked[1].record.entity, "e:5");
     assert_eq!(parked[1].record.failure, "trap");
     assert!(parked[1].record.cause.contains("native reactor bug"));
@@ -217,7 +260,10 @@ fn lossy_subscriber_that_falls_behind_is_resubscribed_and_counts_what_it_missed(
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut echo = Echo::new("lossy", ReactorCanal::LossySubscription);
-    echo.pause = Duration::from_millis(30);
+    // The reactor is held in its first call until every event is appended,
+    // so it falls behind whatever the speed of fsync.
+    let latch: Latch = Arc::default();
+    echo.hold = Some(latch.clone());
     let settings = RunnerSettings {
         subscription_capacity: 2,
         max_batch: 1,
@@ -231,6 +277,8 @@ fn lossy_subscriber_that_falls_behind_is_resubscribed_and_counts_what_it_missed(
     for i in 0..200 {
         put(&store, &format!("e:{i}"), b"x");
     }
+    *latch.0.lock().unwrap() = true;
+    latch.1.notify_all();
     wait_for("a cut-off to be noticed", || status.snapshot(0).missed > 0);
     // It keeps running after being cut off.
     put(&store, "late", b"x");

@@ -201,3 +201,119 @@ fn a_reactor_that_imports_http_is_refused_with_the_componentize_js_fix() {
         &["wasi:http/types@0.2.0", "-d http fetch-event"],
     );
 }
+
+/// Runs the host, killing it if it has not finished within `secs` (so a
+/// regression that reads a FIFO or /dev/zero forever fails instead of
+/// hanging the suite).
+fn host_within(data: &Path, args: &[&str], secs: u64) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{args:?} still running after {secs} s:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn fifos_and_devices_are_refused_before_reading() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let fifo = dir.path().join("plugin.wasm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let zero = Path::new("/dev/zero");
+    for (file, what) in [(fifo.as_path(), "a FIFO"), (zero, "a character device")] {
+        let f = file.to_str().unwrap();
+        for args in [vec!["inspect", f], vec!["run", "--until-idle", f]] {
+            let out = host_within(&data, &args, 60);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(1), "{args:?}\n{err}");
+            assert!(
+                err.contains(f) && err.contains("not a regular file") && err.contains(what),
+                "{args:?}\n{err}"
+            );
+        }
+    }
+    assert!(!data.join("segments").exists());
+}
+
+#[test]
+fn inspect_exits_nonzero_when_init_fails() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let h = plugin("hostile");
+    let out = host(
+        &data,
+        &[
+            "inspect",
+            "--config",
+            r#"{"fail_init": true}"#,
+            h.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["init"]["ok"], false);
+    assert!(stderr(&out).contains("hostile: init refused by config"));
+    let ok = host(&data, &["inspect", h.to_str().unwrap()]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+}
+
+#[test]
+fn an_import_the_host_does_not_offer_is_named() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let wat = NULL_REACTOR_WAT.replacen(
+        "(component",
+        "(component\n  (import \"acme:db/query@1.0.0\" (instance $db (export \"get\" (func))))",
+        1,
+    );
+    let file = write_file(dir.path(), "db.wat", &wat);
+    refused(
+        &data,
+        &run_args(&[file.to_str().unwrap()]),
+        &file,
+        &["imports acme:db/query@1.0.0", "does not offer"],
+    );
+}
+
+#[test]
+fn an_async_component_is_refused_with_the_sync_fix() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    // What componentize-qjs emits without --sync: async canonical builtins.
+    let wat = NULL_REACTOR_WAT.replacen(
+        "(core module $m",
+        "(core func $cancel (canon task.cancel))\n  (core module $m",
+        1,
+    );
+    let file = write_file(dir.path(), "qjs-async.wat", &wat);
+    for args in [
+        vec!["inspect", file.to_str().unwrap()],
+        run_args(&[file.to_str().unwrap()]),
+    ] {
+        refused(&data, &args, &file, &["async", "--sync", "task.cancel"]);
+    }
+}

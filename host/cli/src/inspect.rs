@@ -19,7 +19,7 @@ pub struct InspectArgs {
     /// Wall-time limit of one call into the plugin.
     #[arg(long, default_value_t = 5000, value_name = "MS")]
     pub timeout_ms: u64,
-    /// Memory limit of the instance.
+    /// Memory budget of the instance (all its memories and tables).
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub memory_mb: u64,
 }
@@ -42,8 +42,9 @@ pub(crate) fn inspect(data: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
         timeout: Duration::from_millis(a.timeout_ms),
         memory_bytes: mib_to_bytes(a.memory_mb),
         log_level: LogLevel::Warn,
+        ..PluginSettings::default()
     };
-    let i = batpak_runtime::inspect(&rt, &a.plugin, settings)?;
+    let i = batpak_runtime::Inspection::of(&rt, &a.plugin, settings)?;
     // Read back as JSON: what is printed is what is judged.
     let v = serde_json::to_value(&i)?;
     println!("{}", serde_json::to_string_pretty(&v)?);

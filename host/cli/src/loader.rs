@@ -52,14 +52,12 @@ impl Loader {
         self.log(LogLevel::Debug, &format!("loading {}", path.display()));
         let base = self.config.resolve(&self.flags, "");
         let mut resolved = None;
-        let plugin = self
-            .runtime
-            .load_plugin_with(path, settings(&base, "{}".into()), |d| {
-                let r = self.config.resolve(&self.flags, &d.name);
-                let s = settings(&r, r.config.clone());
-                resolved = Some(r);
-                Ok(s)
-            })?;
+        let plugin = Plugin::load_with(&self.runtime, path, settings(&base, "{}".into()), |d| {
+            let r = self.config.resolve(&self.flags, &d.name);
+            let s = settings(&r, r.config.clone());
+            resolved = Some(r);
+            Ok(s)
+        })?;
         let settings =
             resolved.expect("the runtime asks for settings once describe() named the reactor");
         let name = plugin.descriptor().name.clone();
@@ -106,5 +104,6 @@ fn settings(r: &Resolved, config: String) -> PluginSettings {
         timeout: r.timeout,
         memory_bytes: r.memory_bytes,
         log_level: r.log_level,
+        ..PluginSettings::default()
     }
 }

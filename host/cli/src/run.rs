@@ -38,7 +38,8 @@ pub struct RunArgs {
     /// Wall-time limit of one call into a plugin [default: 5000].
     #[arg(long, value_name = "MS")]
     pub timeout_ms: Option<u64>,
-    /// Memory limit of one plugin instance [default: 256].
+    /// Memory budget of one plugin instance: all its linear memories and
+    /// tables together [default: 256].
     #[arg(long, value_name = "MIB")]
     pub memory_mb: Option<u64>,
     /// Largest batch handed to `react` [default: 256].

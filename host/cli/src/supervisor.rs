@@ -47,6 +47,9 @@ pub(crate) enum ControlError {
     /// The runner could not be started (its cursor does not open, …).
     #[error("{0}")]
     Spawn(String),
+    /// The running reactor refused the new plugin.
+    #[error(transparent)]
+    Swap(#[from] batpak_runtime::SwapError),
     /// The supervisor has shut down.
     #[error("the supervisor has shut down")]
     Gone,
@@ -312,7 +315,7 @@ impl Supervisor {
         let slot = &mut self.slots[i];
         if let Some(h) = slot.handle.as_ref().filter(|h| !h.is_finished()) {
             h.swap(Box::new(loaded.plugin))
-                .map_err(ControlError::Spawn)?;
+                .map_err(ControlError::Swap)?;
         }
         // A stopped reactor runs the new plugin when started.
         slot.path = path.to_path_buf();

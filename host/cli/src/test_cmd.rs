@@ -10,8 +10,8 @@
 
 use anyhow::{bail, Context};
 use batpak_runtime::{
-    self, FailurePolicy, LogLevel, ParkedEvent, PluginSettings, Reactor, RunState, RunnerSettings,
-    Runtime, RuntimeConfig,
+    self, FailurePolicy, LogLevel, ParkedEvent, Plugin, PluginSettings, Reactor, RunState,
+    RunnerSettings, Runtime, RuntimeConfig,
 };
 use batpak_store::{
     AppendOptions, CanalHandle, Coordinate, Event, EventId, LogReader, Proposal, Store, DENIED_KIND,
@@ -180,7 +180,8 @@ fn run_once(
     dir: &Path,
     max_batch: usize,
 ) -> anyhow::Result<Outcome> {
-    let plugin = rt.load_plugin(
+    let plugin = Plugin::load(
+        rt,
         &a.plugin,
         PluginSettings {
             config: config.to_string(),

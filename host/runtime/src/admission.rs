@@ -6,7 +6,7 @@
 //! run) share this code, so a dry run can never disagree with what the
 //! append would do.
 
-use super::reactor::{Reaction, ReactionCause};
+use super::reaction::{Reaction, ReactionCause};
 use batpak_store::Store;
 use batpak_store::{denial_event, Denial, Gate, GateSet};
 use batpak_store::{

@@ -4,59 +4,92 @@
 //! reactor's checkpoint in one atomic append, so every source event's
 //! reactions land exactly once, even across `kill -9`.
 //!
-//! One concept per module, and data flows one way (runtime → canal, gate,
-//! store; nothing below depends on the runtime):
-//! - [`engine`]: the [`Runtime`] — engine, epoch ticker, linker — and
-//!   [`cache`], the on-disk compile cache;
-//! - [`plugin`]: loading and checking a component; [`Plugin`] is the wasm
-//!   [`Reactor`]; `bindings` holds the WIT bindings and host imports;
-//! - [`reactor`]: the [`Reactor`] trait shared by wasm and native reactors;
-//! - [`admission`]: proposals from reactions, the capability gate;
-//! - [`runner`]: the per-reactor thread and its commit protocol;
-//! - [`parking`]: retry policy, parked records, replay;
-//! - [`status`]: live counters; [`log`]: the host log.
+//! One concept per module, data flowing one way (runtime → store; nothing
+//! below depends on the runtime), no module cycles
+//! (`python3 tools/modcycles.py host/runtime`):
+//! - the [`Runtime`] (engine, epoch ticker, linker) and the [`CompileCache`]
+//!   (memory-mapped loads, LRU eviction; location in its docs);
+//! - loading: [`Plugin::load`] reads a plugin file (regular files only, size
+//!   capped, before reading), scans it (memory and table counts,
+//!   component-model async), compiles, links and initialises it, failing
+//!   with a [`LoadError`]; [`Inspection::of`] does the same for `inspect`;
+//! - the sandbox: WASI with nothing granted, frozen clocks, deterministic
+//!   random unless [`RandomSource::Real`] is granted, NaN canonicalisation,
+//!   and one memory budget per instance over all its memories and tables;
+//!   failures are classified by trap code and the budget's own record, and
+//!   carry the wasm backtrace and the guest's own stderr text;
+//! - the leaf types shared by all: [`Descriptor`], [`Reaction`],
+//!   [`ReactFailure`]; the [`Reactor`] trait (wasm and native) and the
+//!   [`HostServices`] lent to it;
+//! - admission ([`CapabilityGate`]), the runner ([`spawn`],
+//!   [`RunnerHandle`], [`RunnerError`]), parking and replay, status, log.
 //!
 //! ```no_run
-//! use batpak_runtime::{self as runtime, PluginSettings, Runtime, RuntimeConfig, RunnerSettings};
+//! use batpak_runtime::{self as runtime, Plugin, PluginSettings, Runtime, RuntimeConfig, RunnerSettings};
 //! use batpak_store::{CanalHandle, Store};
 //! let store = Store::open("./batpak-data")?;
 //! let rt = Runtime::new(RuntimeConfig::with_cache("./batpak-data/cache"))?;
-//! let plugin = rt.load_plugin("inventory.wasm", PluginSettings::default())?;
+//! let plugin = Plugin::load(&rt, "inventory.wasm", PluginSettings::default())?;
 //! let handle = runtime::spawn(&store, Box::new(plugin), RunnerSettings::default())?;
 //! // ... later
 //! Box::new(handle).stop_and_join()?;
-//! # Ok::<(), anyhow::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![warn(missing_docs)]
 
 mod admission;
-mod bindings;
+mod batch_builder;
 mod cache;
-mod engine;
+mod component_file;
+mod convert;
+mod descriptor;
+mod failure;
+mod guest_output;
+mod host_imports;
+mod inspect;
+mod limiter;
+mod linker;
+mod load_error;
 mod log;
 mod parking;
 mod plugin;
+mod plugin_state;
+mod prepare;
+mod random;
+mod reaction;
 mod reactor;
 mod runner;
+mod runtime;
+mod sandbox_clock;
+mod services;
 mod status;
+mod trap;
+mod wit;
+mod world;
 
 pub use admission::{CapabilityGate, ReactionContext, ReactorInfo};
-pub use bindings::{EXPORT_INTERFACE, HOST_INTERFACE, WIT_PACKAGE, WIT_WORLD};
-pub use cache::{CompileCache, CompileSource};
-pub use engine::{Runtime, RuntimeConfig};
+pub use cache::{CacheLimits, CompileCache, CompileSource, WASMTIME_VERSION};
+pub use descriptor::{validate_reactor_name, Descriptor, MAX_REACTOR_NAME_LEN};
+pub use failure::{FailureKind, ReactFailure};
+pub use host_imports::READ_ENTITY_CAP;
+pub use inspect::{descriptor_json, InitOutcome, Inspection};
+pub use load_error::LoadError;
 pub use log::{log, set_log_sink, LogLevel, LogSink};
 pub use parking::{parked_events, request_replay, FailurePolicy, ParkedEvent, ParkedSet};
-pub use plugin::{inspect, Inspection, Plugin, PluginSettings, WorldInfo};
-pub use reactor::{
-    validate_reactor_name, Descriptor, FailureKind, HostServices, ReactFailure, Reaction,
-    ReactionCause, ReactionVerdict, Reactor,
+pub use plugin::Plugin;
+pub use prepare::{PluginSettings, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT};
+pub use random::RandomSource;
+pub use reaction::{Reaction, ReactionCause, ReactionVerdict};
+pub use reactor::Reactor;
+pub use runner::{
+    cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, SwapError, DEFAULT_MAX_BATCH,
+    MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL,
 };
-pub use runner::{spawn, RunnerError, RunnerHandle, RunnerSettings};
+pub use runtime::{
+    Runtime, RuntimeConfig, RuntimeError, DEFAULT_MAX_MEMORIES, DEFAULT_MAX_PLUGIN_FILE_BYTES,
+    DEFAULT_MAX_TABLES,
+};
+pub use services::HostServices;
 pub use status::{ReactorStatus, RunState, StatusSnapshot};
-
-/// Converts a wasmtime error (its own type, not `std::error::Error`) into an
-/// `anyhow::Error`, keeping the whole chain.
-pub(crate) fn wasm_error(e: wasmtime::Error) -> anyhow::Error {
-    anyhow::anyhow!(e.into_boxed_dyn_error())
-}
+pub use wit::{EXPORT_INTERFACE, HOST_INTERFACE, WIT_PACKAGE, WIT_WORLD};

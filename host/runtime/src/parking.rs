@@ -11,7 +11,7 @@
 //! Every record id is derived, so a crash in the middle repeats nothing.
 
 use super::admission::{ReactorInfo, REACTOR_STREAM_PREFIX, SYSTEM_SCOPE};
-use super::reactor::ReactFailure;
+use super::failure::ReactFailure;
 use batpak_store::Region;
 use batpak_store::{AppendOptions, Store, StoreError};
 use batpak_store::{Coordinate, Event, EventId, Proposal};

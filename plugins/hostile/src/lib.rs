@@ -17,6 +17,8 @@
 //! | `forbidden`  | propose `hostile.forbidden`, a kind not in `emits`          |
 //! | `reserved`   | propose `batpak.fake`, a kind reserved for the host         |
 //! | `bad-source` | propose `hostile.ok` with a `source` index outside the batch |
+//! | `random`     | emit `hostile.ok` whose payload is `{"r": N}`, N drawn from WASI randomness |
+//! | `raise`      | write a six-line traceback to stderr, then trap (the way a Python or JS guest dies) |
 //!
 //! Anything else (or an unreadable payload) is a `react-error` for that event.
 //! Config `{"fail_init": true}` makes `init` fail.
@@ -80,6 +82,30 @@ fn handle(event: &EventRef<'_>, batch: &Batch, out: &mut Output) -> Result<(), R
         "loop" => spin_forever(),
         "oom" => exhaust_memory(),
         "trap" => panic!("hostile: trap requested"),
+        "random" => {
+            // std seeds its hash keys from WASI randomness; the host makes
+            // it deterministic per (reactor, source event) unless granted.
+            use std::hash::BuildHasher;
+            let r = std::collections::hash_map::RandomState::new().hash_one(0u64);
+            out.emit(
+                event,
+                entity,
+                scope,
+                OK,
+                format!("{{\"r\":{r}}}").into_bytes(),
+            );
+        }
+        "raise" => {
+            // What componentize-py prints for an uncaught exception: the
+            // park record must keep the message *and* its frames.
+            eprintln!("Traceback (most recent call last):");
+            eprintln!("  File \"app.py\", line 12, in react");
+            eprintln!("    total = parse(event)");
+            eprintln!("  File \"app.py\", line 7, in parse");
+            eprintln!("    raise ValueError(\"hostile: bad quantity\")");
+            eprintln!("ValueError: hostile: bad quantity");
+            std::process::abort()
+        }
         "error" => return Err(ReactError::at(event, "hostile: error requested")),
         "huge" => {
             out.emit(event, entity, scope, OK, vec![b'x'; 64 << 20]);

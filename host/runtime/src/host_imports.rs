@@ -1,0 +1,105 @@
+//! The `host` interface a plugin imports: logging, reads of the store, and a
+//! dry run of the gates.
+
+use super::convert::{id_from_wit, level_from_wit, reaction_from_wit, stored_event};
+use super::log::{log, LogLevel};
+use super::plugin_state::PluginState;
+use super::wit;
+use super::wit::batpak::reactor::types as w;
+
+/// Most `read-entity` results per call.
+pub const READ_ENTITY_CAP: u32 = 1024;
+
+impl w::Host for PluginState {}
+
+impl wit::batpak::reactor::host::Host for PluginState {
+    fn log(&mut self, level: w::Level, message: String) {
+        let h = &mut self.host;
+        if h.log_budget == 0 {
+            h.dropped_logs += 1;
+            return;
+        }
+        h.log_budget -= 1;
+        log(h.log_level, level_from_wit(level), &h.name, &message);
+    }
+
+    fn get_event(&mut self, id: w::EventId) -> Option<w::StoredEvent> {
+        let services = self.host.services.as_ref()?;
+        match services.store.get(id_from_wit(id)) {
+            Ok(found) => found.map(|e| stored_event(&e)),
+            Err(e) => {
+                log(
+                    self.host.log_level,
+                    LogLevel::Warn,
+                    &self.host.name,
+                    &format!("get-event failed: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn read_entity(&mut self, entity: String, after: u64, max: u32) -> Vec<w::StoredEvent> {
+        let Some(services) = self.host.services.as_ref() else {
+            return Vec::new();
+        };
+        let max = max.min(READ_ENTITY_CAP) as usize;
+        if max == 0 {
+            return Vec::new();
+        }
+        match services.store.entity_events(&entity, after, max) {
+            Ok(events) => events.iter().map(stored_event).collect(),
+            Err(e) => {
+                log(
+                    self.host.log_level,
+                    LogLevel::Warn,
+                    &self.host.name,
+                    &format!("read-entity failed: {e}"),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn check(&mut self, proposal: w::Proposal) -> w::Verdict {
+        let h = &self.host;
+        let Some(services) = h.services.as_ref() else {
+            return w::Verdict::Denied(w::Denial {
+                gate: "host".into(),
+                code: "unavailable".into(),
+                message: "no store is attached to this instance (inspect mode)".into(),
+            });
+        };
+        let source = if h.in_react {
+            match h.sources.get(proposal.source as usize) {
+                Some(id) => services.store.get(*id).ok().flatten(),
+                None => {
+                    return w::Verdict::Denied(w::Denial {
+                        gate: "host".into(),
+                        code: "bad-source".into(),
+                        message: format!(
+                            "proposal.source is {} but the batch has {} event(s)",
+                            proposal.source,
+                            h.sources.len()
+                        ),
+                    })
+                }
+            }
+        } else {
+            None
+        };
+        let reaction = reaction_from_wit(proposal);
+        match services.check(&reaction, source.as_ref()) {
+            None => w::Verdict::Allowed,
+            Some(d) => w::Verdict::Denied(w::Denial {
+                gate: d.gate,
+                code: d.code,
+                message: d.message,
+            }),
+        }
+    }
+
+    fn last_verdicts(&mut self) -> Vec<w::ProposalVerdict> {
+        self.host.last_verdicts.clone()
+    }
+}

@@ -1,0 +1,196 @@
+//! The steps shared by loading a plugin and inspecting one: read and check
+//! the file, compile it (or load it from the cache), check its world, link
+//! it, and make a sandboxed store for an instance.
+
+use super::cache::CompileSource;
+use super::component_file::{read_component, scan};
+use super::failure::ReactFailure;
+use super::load_error::LoadError;
+use super::log::LogLevel;
+use super::plugin_state::{PluginState, StateSettings};
+use super::random::RandomSource;
+use super::runtime::Runtime;
+use super::services::HostServices;
+use super::trap::{classify, CallLimits};
+use super::wit;
+use super::world::WorldInfo;
+use batpak_store::EventId;
+use std::path::Path;
+use std::time::Duration;
+use wasmtime::component::Component;
+
+/// Default wall-time limit of one guest call.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
+/// Default memory budget of one plugin instance (all its memories and
+/// tables together).
+pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
+
+/// Per-plugin settings chosen by the operator.
+#[derive(Clone, Debug)]
+pub struct PluginSettings {
+    /// JSON text handed to `init` (`{}` when not configured).
+    pub config: String,
+    /// Wall-time limit of one call (`describe`, `init`, `react`, and
+    /// instantiation, which may run a start function).
+    pub timeout: Duration,
+    /// Memory budget of one instance in bytes: all its linear memories and
+    /// tables together.
+    pub memory_bytes: usize,
+    /// Lowest level of the plugin's log lines that are printed.
+    pub log_level: LogLevel,
+    /// Where its `wasi:random` comes from (deterministic unless granted).
+    pub random: RandomSource,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            config: "{}".to_string(),
+            timeout: DEFAULT_TIMEOUT,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            log_level: LogLevel::Info,
+            random: RandomSource::Deterministic,
+        }
+    }
+}
+
+impl PluginSettings {
+    pub(crate) fn limits(&self) -> CallLimits {
+        CallLimits {
+            timeout: self.timeout,
+            memory_bytes: self.memory_bytes,
+        }
+    }
+}
+
+/// A component read, checked, compiled and linked.
+pub(crate) struct Prepared {
+    pub(crate) digest: String,
+    pub(crate) world: WorldInfo,
+    pub(crate) pre: wit::ReactorPluginPre<PluginState>,
+    pub(crate) compile_source: CompileSource,
+    pub(crate) compile_time: Duration,
+}
+
+/// Reads, checks, compiles (or loads from the cache) and links `path`.
+pub(crate) fn prepare(rt: &Runtime, path: &Path) -> Result<Prepared, LoadError> {
+    let cfg = rt.config();
+    let bytes = read_component(path, cfg.max_plugin_file_bytes)?;
+    let p = || path.to_path_buf();
+    let structure = scan(&bytes);
+    if let Some(feature) = structure.async_feature {
+        return Err(LoadError::NeedsAsync { path: p(), feature });
+    }
+    if structure.memories > cfg.max_memories {
+        return Err(LoadError::TooManyMemories {
+            path: p(),
+            count: structure.memories,
+            max: cfg.max_memories,
+        });
+    }
+    if structure.tables > cfg.max_tables {
+        return Err(LoadError::TooManyTables {
+            path: p(),
+            count: structure.tables,
+            max: cfg.max_tables,
+        });
+    }
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    let (component, compile_source, compile_time) = rt
+        .compile(&digest, &bytes)
+        .map_err(|message| LoadError::InvalidComponent { path: p(), message })?;
+    let world = WorldInfo::of(&component, rt.engine());
+    if let Some(e) = world.mismatch(path) {
+        return Err(e);
+    }
+    let pre = link(rt, path, &component)?;
+    Ok(Prepared {
+        digest,
+        world,
+        pre,
+        compile_source,
+        compile_time,
+    })
+}
+
+/// Links a compiled component against the host's imports and checks its
+/// exports.
+fn link(
+    rt: &Runtime,
+    path: &Path,
+    component: &Component,
+) -> Result<wit::ReactorPluginPre<PluginState>, LoadError> {
+    let pre = rt
+        .inner
+        .linker
+        .instantiate_pre(component)
+        .map_err(|e| LoadError::Link {
+            path: path.to_path_buf(),
+            message: format!("{e:#}"),
+        })?;
+    wit::ReactorPluginPre::new(pre).map_err(|e| LoadError::Exports {
+        path: path.to_path_buf(),
+        message: format!("{e:#}"),
+    })
+}
+
+/// A sandboxed store for one instance of a plugin named `name`.
+pub(crate) fn new_store(
+    rt: &Runtime,
+    name: &str,
+    settings: &PluginSettings,
+    services: Option<HostServices>,
+) -> wasmtime::Store<PluginState> {
+    let cfg = rt.config();
+    let state = PluginState::new(
+        StateSettings {
+            name,
+            log_level: settings.log_level,
+            memory_bytes: settings.memory_bytes,
+            max_memories: cfg.max_memories,
+            max_tables: cfg.max_tables,
+            random: settings.random,
+        },
+        services,
+    );
+    let mut store = wasmtime::Store::new(rt.engine(), state);
+    store.limiter(|s| &mut s.budget);
+    // Instantiation may run guest code (start functions) too.
+    store.set_epoch_deadline(rt.deadline_ticks(settings.timeout));
+    store
+}
+
+/// Instantiates `pre` in `store`, classifying a failure (a start function
+/// that traps, loops or grows past the budget).
+pub(crate) fn instantiate(
+    pre: &wit::ReactorPluginPre<PluginState>,
+    store: &mut wasmtime::Store<PluginState>,
+    settings: &PluginSettings,
+) -> Result<wit::ReactorPlugin, ReactFailure> {
+    store.data_mut().begin_call(None);
+    let r = pre.instantiate(&mut *store);
+    let said = store.data_mut().end_call();
+    r.map_err(|e| {
+        let refused = store.data_mut().budget.take_refusal();
+        classify(e, said, refused, &settings.limits())
+    })
+}
+
+/// Runs one guest call under the time limit, with output capture and
+/// classification of a failure. `first` seeds the call's randomness.
+pub(crate) fn call<T>(
+    rt: &Runtime,
+    store: &mut wasmtime::Store<PluginState>,
+    settings: &PluginSettings,
+    first: Option<EventId>,
+    f: impl FnOnce(&mut wasmtime::Store<PluginState>) -> wasmtime::Result<T>,
+) -> Result<T, ReactFailure> {
+    store.set_epoch_deadline(rt.deadline_ticks(settings.timeout));
+    store.data_mut().begin_call(first);
+    let r = f(store);
+    let said = store.data_mut().end_call();
+    r.map_err(|e| {
+        let refused = store.data_mut().budget.take_refusal();
+        classify(e, said, refused, &settings.limits())
+    })
+}

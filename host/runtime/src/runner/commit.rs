@@ -1,0 +1,96 @@
+//! Committing: a handled part of a batch — reactions, denial records and
+//! the checkpoint past it — in one atomic append; and parking an event that
+//! keeps failing, with its checkpoint.
+
+use super::error::RunnerError;
+use super::outcome::Outcome;
+use super::worker::{describe_span, Worker};
+use crate::failure::ReactFailure;
+use crate::log::LogLevel;
+use crate::parking::{park_proposal, ParkedEvent};
+use batpak_store::{AppendOptions, Event};
+use std::time::Instant;
+
+impl Worker {
+    /// Appends a handled part of a batch: its reactions and denial records
+    /// with the checkpoint past its last event, in one atomic write.
+    pub(super) fn commit(&mut self, events: &[Event], o: Outcome) -> Result<(), RunnerError> {
+        let last = events.last().expect("non-empty batch");
+        let cp = self.checkpoint_at(last.sequence(), last.id());
+        if o.proposals.is_empty() {
+            if cp.is_some() {
+                self.unsaved = Some((last.sequence(), last.id()));
+            }
+        } else {
+            let mut opts = AppendOptions::durable();
+            if let Some(cp) = cp {
+                opts = opts.with_checkpoint(cp);
+            }
+            self.store
+                .append_system(o.proposals, opts)
+                .map_err(RunnerError::store(format!(
+                    "appending the reactions to {}",
+                    describe_span(events)
+                )))?;
+            self.unsaved = None;
+            self.unsaved_batches = 0;
+            self.last_commit = Instant::now();
+        }
+        self.status.add_out(o.reactions);
+        self.status.add_denials(o.denials);
+        self.reactor.verdicts(o.verdicts);
+        Ok(())
+    }
+
+    pub(super) fn park(
+        &mut self,
+        event: &Event,
+        failure: &ReactFailure,
+        attempts: u32,
+    ) -> Result<(), RunnerError> {
+        self.park_with(event, failure, attempts, None)
+    }
+
+    pub(super) fn park_with(
+        &mut self,
+        event: &Event,
+        failure: &ReactFailure,
+        attempts: u32,
+        replaces: Option<&ParkedEvent>,
+    ) -> Result<(), RunnerError> {
+        let record = park_proposal(
+            &self.admission.info,
+            event,
+            failure,
+            attempts,
+            replaces.map(|p| p.parked),
+        );
+        let mut opts = AppendOptions::durable();
+        // A replayed event sits behind the cursor: parking it again must not
+        // move the checkpoint.
+        if replaces.is_none() {
+            if let Some(cp) = self.checkpoint_at(event.sequence(), event.id()) {
+                opts = opts.with_checkpoint(cp);
+            }
+        }
+        self.store
+            .append_system(vec![record], opts)
+            .map_err(RunnerError::store(format!("parking event {}", event.id())))?;
+        if replaces.is_none() {
+            self.unsaved = None;
+            self.unsaved_batches = 0;
+            self.last_commit = Instant::now();
+        }
+        self.status.add_parked();
+        self.log(
+            LogLevel::Warn,
+            &format!(
+                "parked event {} (sequence {}, kind {}) after {attempts} failed call(s): {failure}; list with `batpak-host parked`, retry with `batpak-host parked replay`",
+                event.id(),
+                event.sequence(),
+                event.kind()
+            ),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,81 @@
+//! [`RunnerError`]: why a runner could not start, or stopped for good.
+
+use batpak_store::StoreError;
+
+/// A runner's failure to start ([`spawn`](super::spawn)) or its terminal
+/// failure (as reported by `CanalHandle::join`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// The reactor's descriptor breaks a rule.
+    #[error("invalid descriptor: {0}")]
+    InvalidDescriptor(String),
+    /// The reactor's cursor could not be opened (for example, its
+    /// checkpoint no longer fits its region).
+    #[error("reactor {reactor}: cannot open its cursor: {source}")]
+    OpenCursor {
+        /// The reactor.
+        reactor: String,
+        /// The store's reason.
+        #[source]
+        source: StoreError,
+    },
+    /// The runner thread could not be started.
+    #[error("starting a reactor thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// A store operation failed (the runner stops: it cannot commit).
+    #[error("{context}: {source}")]
+    Store {
+        /// What the runner was doing.
+        context: String,
+        /// The store's reason.
+        #[source]
+        source: StoreError,
+    },
+    /// The store was closed under the runner.
+    #[error("the store was closed")]
+    StoreClosed,
+    /// The reactor's canal failed.
+    #[error("its canal failed: {0}")]
+    CanalFailed(String),
+    /// No working instance could be created, after the policy's attempts.
+    #[error("giving up after {attempts} failed attempts to get a working instance: {message}")]
+    NoWorkingInstance {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        message: String,
+    },
+    /// The runner (or a native reactor) panicked.
+    #[error("the runner of reactor {reactor} panicked: {message}")]
+    Panicked {
+        /// The reactor.
+        reactor: String,
+        /// The panic message.
+        message: String,
+    },
+}
+
+impl RunnerError {
+    pub(crate) fn store(context: impl Into<String>) -> impl FnOnce(StoreError) -> RunnerError {
+        let context = context.into();
+        move |source| RunnerError::Store { context, source }
+    }
+}
+
+/// Why [`RunnerHandle::swap`](super::RunnerHandle::swap) refused a
+/// replacement reactor.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SwapError {
+    /// The replacement has another name; the name keys the checkpoint.
+    #[error(
+        "cannot replace reactor {running} with reactor {offered}: the name keys the checkpoint"
+    )]
+    OtherName {
+        /// The running reactor.
+        running: String,
+        /// The replacement's name.
+        offered: String,
+    },
+}

@@ -1,0 +1,32 @@
+//! The runner: one thread per reactor. It pulls batches from the reactor's
+//! canal, calls `react`, sends every proposal through the gates and appends
+//! the admitted reactions, the denial records and the new checkpoint in
+//! **one atomic append**. A batch that keeps failing is retried with
+//! backoff, bisected down to the failing event, and that event is parked.
+//!
+//! Effectively-once: a reaction's id is derived from (reactor, source event,
+//! index among that source's reactions), and it is committed in the same
+//! frame as the checkpoint past its source. After a crash the batch comes
+//! back only if that frame never made it, and even a redelivered reaction
+//! cannot be appended twice (the store deduplicates explicit ids).
+//!
+//! Files: `settings` (what a runner is told), `error` (its typed failures),
+//! `handle` (spawning and the [`RunnerHandle`]), `worker` (the pull loop and
+//! hand-over of a replacement), `retry` (attempts, backoff, bisection),
+//! `outcome` (judging one call's output), `commit` (the atomic append and
+//! parking), `replay` (re-delivering parked events), `shape` (output limits).
+
+mod commit;
+mod error;
+mod handle;
+mod outcome;
+mod replay;
+mod retry;
+mod settings;
+mod shape;
+mod worker;
+
+pub use error::{RunnerError, SwapError};
+pub use handle::{spawn, RunnerHandle};
+pub use settings::{cursor_id, RunnerSettings, DEFAULT_MAX_BATCH};
+pub use shape::{MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL};

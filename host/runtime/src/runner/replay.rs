@@ -1,0 +1,98 @@
+//! Replaying parked events whose replay was requested, one by one, before
+//! the first pull.
+
+use super::error::RunnerError;
+use super::worker::{Flow, Worker};
+use crate::failure::FailureKind;
+use crate::log::LogLevel;
+use crate::parking::{parked_events, unparked_proposal, ParkedEvent};
+use batpak_store::AppendOptions;
+
+impl Worker {
+    /// Re-delivers parked events whose replay was requested, one by one.
+    pub(super) fn replay_parked(&mut self) -> Result<Flow, RunnerError> {
+        let name = self.name().to_string();
+        let pending: Vec<ParkedEvent> = parked_events(&self.store, Some(&name))
+            .map_err(RunnerError::store("listing parked events"))?
+            .into_iter()
+            .filter(|p| p.replay_requested)
+            .collect();
+        for p in pending {
+            if self.stopping() {
+                return Ok(Flow::Stopped);
+            }
+            let Some(event) = p
+                .event_id()
+                .and_then(|id| self.store.get(id).ok().flatten())
+            else {
+                self.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "cannot replay parked event {}: it is not in the log",
+                        p.record.event
+                    ),
+                );
+                continue;
+            };
+            self.status.add_in(1);
+            let events = std::slice::from_ref(&event);
+            let mut attempts = 0u32;
+            let mut instantiate_failures = 0u32;
+            loop {
+                match self.attempt(events) {
+                    Ok(mut o) => {
+                        o.proposals.push(unparked_proposal(
+                            &self.admission.info,
+                            &p,
+                            o.reactions,
+                            o.denials,
+                        ));
+                        self.store
+                            .append_system(
+                                std::mem::take(&mut o.proposals),
+                                AppendOptions::durable(),
+                            )
+                            .map_err(RunnerError::store(format!(
+                                "appending the replay of event {}",
+                                event.id()
+                            )))?;
+                        self.status.add_out(o.reactions);
+                        self.status.add_denials(o.denials);
+                        self.status.add_unparked();
+                        self.reactor.verdicts(o.verdicts);
+                        self.log(
+                            LogLevel::Info,
+                            &format!("replayed parked event {}", event.id()),
+                        );
+                        break;
+                    }
+                    Err(f) if f.kind == FailureKind::Instantiate => {
+                        instantiate_failures += 1;
+                        if instantiate_failures >= self.settings.policy.instantiate_attempts.max(1)
+                        {
+                            return Err(RunnerError::NoWorkingInstance {
+                                attempts: instantiate_failures,
+                                message: f.message,
+                            });
+                        }
+                        if let Flow::Stopped = self.backoff(instantiate_failures) {
+                            return Ok(Flow::Stopped);
+                        }
+                    }
+                    Err(f) => {
+                        attempts += 1;
+                        self.status.add_failure();
+                        if attempts >= self.settings.policy.attempts.max(1) {
+                            self.park_with(&event, &f, attempts, Some(&p))?;
+                            break;
+                        }
+                        if let Flow::Stopped = self.backoff(attempts) {
+                            return Ok(Flow::Stopped);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}

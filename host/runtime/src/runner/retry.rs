@@ -1,0 +1,148 @@
+//! Retry and isolation: a failing batch is retried with backoff, then
+//! bisected (or split at the event the reactor blamed) down to the one
+//! event that fails, which is parked.
+
+use super::error::RunnerError;
+use super::worker::{describe_span, Flow, Worker};
+use crate::failure::{FailureKind, ReactFailure};
+use crate::log::LogLevel;
+use batpak_store::Event;
+use std::time::{Duration, Instant};
+
+/// A `react-error` that names one event of the batch is the reactor's own
+/// verdict on that event, not a transient fault: the WIT promises it parks
+/// that event at once, so the batch is not retried (which would also repeat
+/// the reactor's log lines); the events before and after it are handled.
+fn blames_one(f: &ReactFailure, events: &[Event]) -> bool {
+    f.kind == FailureKind::Error && f.event.is_some_and(|i| (i as usize) < events.len())
+}
+
+impl Worker {
+    /// Handles `events` with the full retry policy, then isolates the
+    /// failure. `prior` counts failed calls that already included them.
+    pub(super) fn process(&mut self, events: &[Event], prior: u32) -> Result<Flow, RunnerError> {
+        let mut attempts = 0u32;
+        let mut instantiate_failures = 0u32;
+        let failure = loop {
+            if attempts > 0 && self.stopping() {
+                return Ok(Flow::Stopped);
+            }
+            match self.attempt(events) {
+                Ok(outcome) => {
+                    self.commit(events, outcome)?;
+                    return Ok(Flow::Continue);
+                }
+                Err(f) if f.kind == FailureKind::Instantiate => {
+                    instantiate_failures += 1;
+                    self.status.add_failure();
+                    self.log(LogLevel::Warn, &f.message);
+                    if instantiate_failures >= self.settings.policy.instantiate_attempts.max(1) {
+                        return Err(RunnerError::NoWorkingInstance {
+                            attempts: instantiate_failures,
+                            message: f.message,
+                        });
+                    }
+                    if let Flow::Stopped = self.backoff(instantiate_failures) {
+                        return Ok(Flow::Stopped);
+                    }
+                }
+                Err(f) => {
+                    attempts += 1;
+                    self.status.add_failure();
+                    self.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "react failed on {} (attempt {attempts} of {}): {f}",
+                            describe_span(events),
+                            self.settings.policy.attempts.max(1)
+                        ),
+                    );
+                    if attempts >= self.settings.policy.attempts.max(1) || blames_one(&f, events) {
+                        break f;
+                    }
+                    if let Flow::Stopped = self.backoff(attempts) {
+                        return Ok(Flow::Stopped);
+                    }
+                }
+            }
+        };
+        self.isolate(events, failure, prior + attempts)
+    }
+
+    /// Splits a batch that keeps failing: straight to the event the reactor
+    /// blamed, or in halves; parks a single failing event.
+    pub(super) fn isolate(
+        &mut self,
+        events: &[Event],
+        failure: ReactFailure,
+        attempts: u32,
+    ) -> Result<Flow, RunnerError> {
+        if events.len() == 1 {
+            self.park(&events[0], &failure, attempts)?;
+            return Ok(Flow::Continue);
+        }
+        if self.stopping() {
+            return Ok(Flow::Stopped);
+        }
+        match failure
+            .event
+            .map(|i| i as usize)
+            .filter(|&i| i < events.len())
+        {
+            Some(i) => {
+                if i > 0 {
+                    if let Flow::Stopped = self.once(&events[..i], attempts)? {
+                        return Ok(Flow::Stopped);
+                    }
+                }
+                self.park(&events[i], &failure, attempts)?;
+                if i + 1 < events.len() {
+                    return self.once(&events[i + 1..], attempts);
+                }
+                Ok(Flow::Continue)
+            }
+            None => {
+                let mid = events.len() / 2;
+                if let Flow::Stopped = self.once(&events[..mid], attempts)? {
+                    return Ok(Flow::Stopped);
+                }
+                self.once(&events[mid..], attempts)
+            }
+        }
+    }
+
+    /// One call for a part of a failing batch (no retries: the batch was
+    /// retried already), isolating further when it fails.
+    pub(super) fn once(&mut self, events: &[Event], prior: u32) -> Result<Flow, RunnerError> {
+        if self.stopping() {
+            return Ok(Flow::Stopped);
+        }
+        match self.attempt(events) {
+            Ok(outcome) => {
+                self.commit(events, outcome)?;
+                Ok(Flow::Continue)
+            }
+            Err(f) if f.kind == FailureKind::Instantiate => self.process(events, prior),
+            Err(f) => {
+                self.status.add_failure();
+                self.log(
+                    LogLevel::Debug,
+                    &format!("bisecting: {} failed: {f}", describe_span(events)),
+                );
+                self.isolate(events, f, prior + 1)
+            }
+        }
+    }
+
+    /// Sleeps the backoff after failed attempt `n`, waking early to stop.
+    pub(super) fn backoff(&self, n: u32) -> Flow {
+        let until = Instant::now() + self.settings.policy.delay(n);
+        while Instant::now() < until {
+            if self.stopping() {
+                return Flow::Stopped;
+            }
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+        }
+        Flow::Continue
+    }
+}

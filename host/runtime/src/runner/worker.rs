@@ -1,0 +1,237 @@
+//! The worker: the runner thread's state and its pull loop — pull a batch,
+//! process it (see `retry`), write lazy checkpoints — and the hand-over of
+//! a replacement reactor between two batches.
+
+use super::error::RunnerError;
+use super::settings::RunnerSettings;
+use crate::admission::{Admission, CapabilityGate, ReactorInfo};
+use crate::log::{log, LogLevel};
+use crate::reactor::Reactor;
+use crate::services::HostServices;
+use crate::status::{ReactorStatus, RunState};
+use batpak_store::{AppendOptions, CheckpointUpdate, Store};
+use batpak_store::{Canal, CanalBatch, CloseReason, Cursor, Subscription};
+use batpak_store::{Event, EventId};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub(super) enum Feed {
+    Cursor(Cursor),
+    Lossy(Subscription),
+}
+
+pub(super) fn admission_for(reactor: &dyn Reactor, settings: &RunnerSettings) -> Admission {
+    let d = reactor.descriptor();
+    Admission::new(
+        ReactorInfo {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            digest: reactor.digest().to_string(),
+        },
+        CapabilityGate::new(&d.name, &d.emits, settings.grant_emits.as_deref()),
+        settings.gates.clone(),
+    )
+}
+
+pub(super) enum Flow {
+    Continue,
+    Stopped,
+}
+
+pub(super) struct Worker {
+    pub(super) store: Store,
+    pub(super) reactor: Box<dyn Reactor>,
+    pub(super) admission: Arc<Admission>,
+    pub(super) feed: Feed,
+    pub(super) max_batch: usize,
+    pub(super) settings: RunnerSettings,
+    pub(super) status: Arc<ReactorStatus>,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) swap: Arc<Mutex<Option<Box<dyn Reactor>>>>,
+    /// Last event fully handled whose checkpoint is not written yet.
+    pub(super) unsaved: Option<(u64, EventId)>,
+    pub(super) unsaved_batches: u32,
+    pub(super) last_commit: Instant,
+}
+
+impl Worker {
+    pub(super) fn name(&self) -> &str {
+        &self.admission.info.name
+    }
+
+    pub(super) fn log(&self, level: LogLevel, msg: &str) {
+        log(
+            self.settings.log_level,
+            level,
+            &format!("runtime {}", self.name()),
+            msg,
+        );
+    }
+
+    pub(super) fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn run(mut self) -> Result<(), RunnerError> {
+        let result = self.run_inner();
+        let saved = self.save_checkpoint();
+        let result = result.and(saved);
+        match &result {
+            Ok(()) => self.status.set_state(RunState::Stopped),
+            Err(e) => {
+                self.log(LogLevel::Error, &format!("stopped: {e:#}"));
+                self.status.fail(format!("{e:#}"));
+            }
+        }
+        result
+    }
+
+    pub(super) fn run_inner(&mut self) -> Result<(), RunnerError> {
+        if self.settings.replay_parked {
+            if let Flow::Stopped = self.replay_parked()? {
+                return Ok(());
+            }
+        }
+        self.status.set_state(RunState::Running);
+        loop {
+            if self.stopping() {
+                return Ok(());
+            }
+            self.take_swap();
+            let observed = self.store.watermarks().durable;
+            let pulled = match &mut self.feed {
+                Feed::Cursor(c) => c.pull_batch(self.max_batch, self.settings.pull_wait),
+                Feed::Lossy(s) => s.pull_batch(self.max_batch, self.settings.pull_wait),
+            };
+            if let Feed::Cursor(c) = &self.feed {
+                self.status.set_position(c.position());
+            }
+            match pulled {
+                Ok(CanalBatch::Empty) => {
+                    if self.unsaved.is_some() {
+                        // Idle: write the lazy checkpoint now, then look
+                        // again (the checkpoint record moved the watermark).
+                        self.save_checkpoint()?;
+                    } else {
+                        self.status.idle_at(observed);
+                    }
+                }
+                Ok(batch) => {
+                    self.status.busy();
+                    let events = batch.into_vec();
+                    self.status.add_in(events.len() as u64);
+                    let flow = self.process(&events, 0)?;
+                    if let Flow::Stopped = flow {
+                        return Ok(());
+                    }
+                    self.maybe_save_checkpoint()?;
+                }
+                Err(closed) => match closed.reason {
+                    CloseReason::Lagged { missed } => {
+                        self.status.add_missed(missed);
+                        self.log(
+                            LogLevel::Warn,
+                            &format!("fell behind its lossy subscription and missed {missed} event(s); resubscribing"),
+                        );
+                        let region = self.reactor.descriptor().region.clone();
+                        self.feed = Feed::Lossy(Subscription::new(
+                            &self.store,
+                            region,
+                            self.settings.subscription_capacity.max(1),
+                        ));
+                    }
+                    CloseReason::Stopped => return Ok(()),
+                    CloseReason::StoreClosed => return Err(RunnerError::StoreClosed),
+                    CloseReason::Failed(m) => return Err(RunnerError::CanalFailed(m)),
+                },
+            }
+        }
+    }
+
+    /// Picks up a replacement reactor handed over by [`RunnerHandle::swap`].
+    pub(super) fn take_swap(&mut self) {
+        let Some(mut next) = self.swap.lock().take() else {
+            return;
+        };
+        if next.descriptor().region != self.reactor.descriptor().region
+            || next.descriptor().canal != self.reactor.descriptor().canal
+        {
+            self.log(
+                LogLevel::Error,
+                "refusing the replacement: its region or canal differs, which would need a new cursor; keeping the running version",
+            );
+            return;
+        }
+        let admission = Arc::new(admission_for(next.as_ref(), &self.settings));
+        next.attach(HostServices {
+            store: self.store.clone(),
+            admission: admission.clone(),
+        });
+        self.log(
+            LogLevel::Info,
+            &format!(
+                "replaced version {} ({}) with version {} ({})",
+                self.reactor.descriptor().version,
+                short(self.reactor.digest()),
+                next.descriptor().version,
+                short(next.digest())
+            ),
+        );
+        self.status.set_version(&next.descriptor().version);
+        self.reactor = next;
+        self.admission = admission;
+    }
+
+    pub(super) fn checkpoint_at(&self, sequence: u64, id: EventId) -> Option<CheckpointUpdate> {
+        match &self.feed {
+            Feed::Cursor(c) => c.checkpoint_for(sequence, id),
+            Feed::Lossy(_) => None,
+        }
+    }
+
+    pub(super) fn maybe_save_checkpoint(&mut self) -> Result<(), RunnerError> {
+        if self.unsaved.is_some() {
+            self.unsaved_batches += 1;
+            if self.unsaved_batches >= self.settings.checkpoint_batches
+                || self.last_commit.elapsed() >= self.settings.checkpoint_interval
+            {
+                self.save_checkpoint()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint past the last handled event, if not written.
+    pub(super) fn save_checkpoint(&mut self) -> Result<(), RunnerError> {
+        if let Some((seq, id)) = self.unsaved {
+            if let Some(cp) = self.checkpoint_at(seq, id) {
+                self.store
+                    .append_system(Vec::new(), AppendOptions::durable().with_checkpoint(cp))
+                    .map_err(RunnerError::store("writing the checkpoint"))?;
+            }
+            self.unsaved = None;
+            self.unsaved_batches = 0;
+            self.last_commit = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn describe_span(events: &[Event]) -> String {
+    match events {
+        [] => "no events".into(),
+        [e] => format!("event {} (sequence {})", e.id(), e.sequence()),
+        [a, .., b] => format!(
+            "{} events (sequences {}..={})",
+            events.len(),
+            a.sequence(),
+            b.sequence()
+        ),
+    }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
+}

@@ -1,0 +1,33 @@
+//! [`HostServices`]: what the runner lends a reactor — read access to the
+//! store and a dry run of the gates its output goes through.
+
+use super::admission::Admission;
+use super::reaction::Reaction;
+use batpak_store::{Denial, Event, Store};
+use std::fmt;
+use std::sync::Arc;
+
+/// What the runner lends a reactor: read access to the store and a dry run
+/// of the same gates its output goes through.
+#[derive(Clone)]
+pub struct HostServices {
+    /// The store (reads only; reactors append through the runner).
+    pub store: Store,
+    pub(crate) admission: Arc<Admission>,
+}
+
+impl HostServices {
+    /// Asks the gates about `reaction` without appending anything.
+    /// `source` is the batch event it reacts to, if known.
+    pub fn check(&self, reaction: &Reaction, source: Option<&Event>) -> Option<Denial> {
+        self.admission.dry_run(&self.store, reaction, source)
+    }
+}
+
+impl fmt::Debug for HostServices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HostServices")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
