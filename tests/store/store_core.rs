@@ -243,14 +243,27 @@ fn torn_tail_is_truncated_and_a_second_crash_still_opens() {
     drop(store);
     std::fs::remove_file(dir.path().join("index.snap")).ok();
     let seg = last_segment(dir.path());
-    let len = std::fs::metadata(&seg).unwrap().len();
-    // Tear the last frame: as if the process died mid-write.
-    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
-    f.set_len(len - 5).unwrap();
+    let mut b = std::fs::read(&seg).unwrap();
+    // A torn write nobody was told about: the first 20 bytes of a copy of
+    // the last frame, after every acknowledged one.
+    let last_frame = b.windows(4).rposition(|w| w == b"BPKF").unwrap();
+    let partial = b[last_frame..last_frame + 20].to_vec();
+    b.extend_from_slice(&partial);
+    std::fs::write(&seg, &b).unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (_, _, cut) = store.recovery().truncated_tail.expect("tail was truncated");
-    assert!(cut > 0);
-    assert_eq!(all(&store).len(), 9);
+    assert_eq!(cut, 20);
+    let evs = all(&store);
+    assert_eq!(evs.len(), 10, "every acknowledged event is kept");
+    // The cut is recorded in the log itself.
+    let rec = store
+        .scan(&batpak_store::Region::all(), 0, 100, true)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.header.kind == batpak_store::RECOVERED_KIND)
+        .expect("a batpak.store.recovered event");
+    let text = String::from_utf8(rec.payload.to_vec()).unwrap();
+    assert!(text.contains("\"bytes_cut\":20"), "{text}");
     store
         .append(prop("a", "k", "after"), AppendOptions::durable())
         .unwrap();
@@ -262,9 +275,39 @@ fn torn_tail_is_truncated_and_a_second_crash_still_opens() {
     std::fs::remove_file(dir.path().join("index.snap")).ok();
     let store = Store::open(dir.path()).unwrap();
     let evs = all(&store);
-    assert_eq!(evs.len(), 10);
-    assert_eq!(&*evs[9].payload, b"after");
+    assert_eq!(evs.len(), 11);
+    assert_eq!(&*evs[10].payload, b"after");
     assert!(store.verify().unwrap().is_sound());
+}
+
+#[test]
+fn an_acknowledged_frame_torn_at_the_tail_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..10 {
+        store
+            .append(prop("a", "k", &format!("{i}")), AppendOptions::durable())
+            .unwrap();
+    }
+    drop(store);
+    std::fs::remove_file(dir.path().join("index.snap")).ok();
+    let seg = last_segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 5).unwrap();
+    drop(f);
+    let before = std::fs::read(&seg).unwrap();
+    match Store::open(dir.path()) {
+        Err(StoreError::Corrupt { segment, reason, .. }) => {
+            assert_eq!(segment, 1);
+            assert!(reason.contains("acknowledged"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&seg).unwrap(), before, "nothing was cut");
+    let rep = batpak_store::verify_dir(dir.path()).unwrap();
+    assert!(!rep.is_sound());
+    assert!(rep.open_error.unwrap().contains("acknowledged"));
 }
 
 #[test]

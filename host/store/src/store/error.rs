@@ -65,6 +65,11 @@ pub enum StoreError {
     /// because it can no longer promise what is on disk.
     #[error("store is poisoned by an earlier failure ({0}); reopen it to recover")]
     Poisoned(String),
+    /// The directory's `LOCK` file was removed or replaced while this
+    /// process held the store: another process may write to it now, so this
+    /// one refuses to write on (the store is poisoned).
+    #[error("{0}")]
+    LockLost(String),
     /// The store has been closed.
     #[error("store is closed")]
     Closed,
