@@ -506,3 +506,55 @@ fn atomic_checkpoint_commits_with_the_events_it_covers() {
         1
     );
 }
+
+#[test]
+fn a_removed_or_replaced_lock_file_stops_further_writes() {
+    for replace in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .append(prop("a", "k", "before"), AppendOptions::durable())
+            .unwrap();
+        let lock = dir.path().join("LOCK");
+        std::fs::remove_file(&lock).unwrap();
+        if replace {
+            std::fs::write(&lock, "someone else").unwrap();
+        }
+        // The writer checks the lock at most every 50 ms: within a bounded
+        // number of appends it must refuse.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let err = loop {
+            match store.append(prop("a", "k", "after"), AppendOptions::durable()) {
+                Ok(_) => {
+                    assert!(std::time::Instant::now() < deadline, "writes never stopped");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => break e,
+            }
+        };
+        match &err {
+            StoreError::Poisoned(why) => {
+                assert!(why.contains("LOCK") && why.contains(if replace { "replaced" } else { "removed" }), "{why}")
+            }
+            other => panic!("expected Poisoned, got {other:?}"),
+        }
+        assert!(matches!(
+            store.append(prop("a", "k", "again"), AppendOptions::visible()),
+            Err(StoreError::Poisoned(_))
+        ));
+    }
+}
+
+#[test]
+fn the_lock_names_its_holder_with_the_whole_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Store::open(dir.path()).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("LOCK")).unwrap();
+    let argv0 = std::env::args().next().unwrap();
+    assert!(text.starts_with(&format!("pid {} (", std::process::id())), "{text}");
+    assert!(text.contains(&argv0), "{text}");
+    match Store::open(dir.path()) {
+        Err(StoreError::Locked { holder, .. }) => assert_eq!(holder, text.trim()),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+}

@@ -28,6 +28,7 @@ pub struct LogReader {
     segment: u32,
     offset: u64,
     tail: Option<(u32, u64)>,
+    store_id: Option<u128>,
 }
 
 impl LogReader {
@@ -52,6 +53,7 @@ impl LogReader {
             segment: 1,
             offset: SEGMENT_HEADER,
             tail: None,
+            store_id: None,
         })
     }
 
@@ -96,11 +98,20 @@ impl LogReader {
                     }
                     return Ok(out);
                 }
-                check_segment_header(&h, self.segment).map_err(|reason| StoreError::Corrupt {
-                    segment: self.segment,
-                    offset: 0,
-                    reason,
+                let id = check_segment_header(&h, self.segment).map_err(|reason| {
+                    StoreError::Corrupt {
+                        segment: self.segment,
+                        offset: 0,
+                        reason,
+                    }
                 })?;
+                if *self.store_id.get_or_insert(id) != id {
+                    return Err(StoreError::Corrupt {
+                        segment: self.segment,
+                        offset: 0,
+                        reason: "segment belongs to another store (store id differs)".into(),
+                    });
+                }
             }
             let want =
                 (len.saturating_sub(self.offset) as usize).min(max_bytes.max(1 << 20) + (64 << 20));

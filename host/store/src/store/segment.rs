@@ -61,6 +61,9 @@ pub(crate) fn check_segment_header(bytes: &[u8], n: u32) -> Result<u128, String>
     if num != n {
         return Err(format!("header says segment {num}, file name says {n}"));
     }
+    if bytes[28..32] != [0u8; 4] {
+        return Err("segment header's reserved bytes are not zero".into());
+    }
     Ok(id)
 }
 

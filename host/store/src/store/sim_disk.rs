@@ -222,7 +222,11 @@ impl DiskFile for SimFile {
             None => buf.len(),
         };
         drop(w);
+        // Liveness is checked again under the node lock: a power cut takes
+        // every node lock after marking old handles dead, so a write either
+        // lands before the cut (and is then un-synced) or not at all.
         let mut n = self.node.lock();
+        self.alive()?;
         let end = offset as usize + take;
         if n.current.len() < end {
             n.current.resize(end, 0);
@@ -234,8 +238,9 @@ impl DiskFile for SimFile {
         }
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
+        let mut n = self.node.lock();
         self.alive()?;
-        self.node.lock().current.resize(len as usize, 0);
+        n.current.resize(len as usize, 0);
         Ok(())
     }
     fn sync(&self) -> io::Result<()> {
@@ -244,6 +249,7 @@ impl DiskFile for SimFile {
             return Err(e.to_io());
         }
         let mut n = self.node.lock();
+        self.alive()?;
         n.durable = n.current.clone();
         Ok(())
     }
