@@ -3,5 +3,5 @@
 
 mod store_core;
 mod store_crash;
-mod store_power;
 mod store_fuzz;
+mod store_power;

@@ -298,7 +298,9 @@ fn an_acknowledged_frame_torn_at_the_tail_fails_closed() {
     drop(f);
     let before = std::fs::read(&seg).unwrap();
     match Store::open(dir.path()) {
-        Err(StoreError::Corrupt { segment, reason, .. }) => {
+        Err(StoreError::Corrupt {
+            segment, reason, ..
+        }) => {
             assert_eq!(segment, 1);
             assert!(reason.contains("acknowledged"), "{reason}");
         }
@@ -534,7 +536,11 @@ fn a_removed_or_replaced_lock_file_stops_further_writes() {
         };
         match &err {
             StoreError::Poisoned(why) => {
-                assert!(why.contains("LOCK") && why.contains(if replace { "replaced" } else { "removed" }), "{why}")
+                assert!(
+                    why.contains("LOCK")
+                        && why.contains(if replace { "replaced" } else { "removed" }),
+                    "{why}"
+                )
             }
             other => panic!("expected Poisoned, got {other:?}"),
         }
@@ -551,7 +557,10 @@ fn the_lock_names_its_holder_with_the_whole_command_line() {
     let _held = Store::open(dir.path()).unwrap();
     let text = std::fs::read_to_string(dir.path().join("LOCK")).unwrap();
     let argv0 = std::env::args().next().unwrap();
-    assert!(text.starts_with(&format!("pid {} (", std::process::id())), "{text}");
+    assert!(
+        text.starts_with(&format!("pid {} (", std::process::id())),
+        "{text}"
+    );
     assert!(text.contains(&argv0), "{text}");
     match Store::open(dir.path()) {
         Err(StoreError::Locked { holder, .. }) => assert_eq!(holder, text.trim()),

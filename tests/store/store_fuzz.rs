@@ -56,19 +56,16 @@ fn runner() -> TestRunner {
 
 #[test]
 fn fuzz_frame_decoder_never_panics() {
-    let r = runner().run(
-        &proptest::collection::vec(any::<u8>(), 0..600),
-        |bytes| {
-            let _ = decode_frame(&bytes);
-            // Also behind a valid header claiming any length.
-            let mut framed = Vec::new();
-            encode_frame(&bytes, &mut framed);
-            let n = framed.len();
-            framed.truncate(n - bytes.len() / 2);
-            let _ = decode_frame(&framed);
-            Ok(())
-        },
-    );
+    let r = runner().run(&proptest::collection::vec(any::<u8>(), 0..600), |bytes| {
+        let _ = decode_frame(&bytes);
+        // Also behind a valid header claiming any length.
+        let mut framed = Vec::new();
+        encode_frame(&bytes, &mut framed);
+        let n = framed.len();
+        framed.truncate(n - bytes.len() / 2);
+        let _ = decode_frame(&framed);
+        Ok(())
+    });
     r.unwrap();
 }
 
@@ -120,7 +117,10 @@ fn fuzz_recovery_scan_snapshot_and_marker_with_damaged_files() {
                 let _ = store.close();
             }
             Err(StoreError::Corrupt { .. }) => {
-                prop_assert!(!report.is_sound(), "verify called a store sound that does not open");
+                prop_assert!(
+                    !report.is_sound(),
+                    "verify called a store sound that does not open"
+                );
             }
             Err(e) => panic!("unexpected open error {e:?}"),
         }

@@ -88,7 +88,8 @@ fn check(ok: bool, what: String) -> Result<(), TestCaseError> {
 fn power_case(seed: u64, ops: &[Op], cut_at: usize) -> Result<(), TestCaseError> {
     let disk = SimDisk::new(seed);
     let dir = Path::new("/sim/store");
-    let mut store = Store::open_with(dir, options(&disk)).map_err(|e| TestCaseError::fail(format!("first open: {e}")))?;
+    let mut store = Store::open_with(dir, options(&disk))
+        .map_err(|e| TestCaseError::fail(format!("first open: {e}")))?;
     // Durable acknowledgements: id -> (sequence, payload).
     let mut durable: HashMap<EventId, (u64, Vec<u8>)> = HashMap::new();
     // Every batch's ids, acknowledged or not.
@@ -104,7 +105,9 @@ fn power_case(seed: u64, ops: &[Op], cut_at: usize) -> Result<(), TestCaseError>
                 tag += 1;
                 let p = proposal(*entity, *len as usize, tag);
                 let payload = p.payload.clone();
-                let r = store.append(p, opts(*wait)).map_err(|e| TestCaseError::fail(format!("append: {e}")))?;
+                let r = store
+                    .append(p, opts(*wait))
+                    .map_err(|e| TestCaseError::fail(format!("append: {e}")))?;
                 batches.push(vec![r.id]);
                 if *wait == 2 {
                     durable.insert(r.id, (r.sequence, payload));
@@ -120,7 +123,9 @@ fn power_case(seed: u64, ops: &[Op], cut_at: usize) -> Result<(), TestCaseError>
                     })
                     .collect();
                 let payloads: Vec<Vec<u8>> = ps.iter().map(|p| p.payload.clone()).collect();
-                let rs = store.append_batch(ps, opts(*wait)).map_err(|e| TestCaseError::fail(format!("batch: {e}")))?;
+                let rs = store
+                    .append_batch(ps, opts(*wait))
+                    .map_err(|e| TestCaseError::fail(format!("batch: {e}")))?;
                 batches.push(rs.iter().map(|r| r.id).collect());
                 for (r, p) in rs.iter().zip(payloads) {
                     if *wait == 2 {
@@ -131,7 +136,9 @@ fn power_case(seed: u64, ops: &[Op], cut_at: usize) -> Result<(), TestCaseError>
                 }
             }
             Op::Sync => {
-                store.sync().map_err(|e| TestCaseError::fail(format!("sync: {e}")))?;
+                store
+                    .sync()
+                    .map_err(|e| TestCaseError::fail(format!("sync: {e}")))?;
                 for (id, s, p) in not_yet_durable.drain(..) {
                     durable.insert(id, (s, p));
                 }
@@ -153,11 +160,14 @@ fn power_case(seed: u64, ops: &[Op], cut_at: usize) -> Result<(), TestCaseError>
                 }
             }
             Op::Reopen => {
-                store.close().map_err(|e| TestCaseError::fail(format!("close: {e}")))?;
+                store
+                    .close()
+                    .map_err(|e| TestCaseError::fail(format!("close: {e}")))?;
                 for (id, s, p) in not_yet_durable.drain(..) {
                     durable.insert(id, (s, p));
                 }
-                store = Store::open_with(dir, options(&disk)).map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
+                store = Store::open_with(dir, options(&disk))
+                    .map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
             }
         }
     }
@@ -168,22 +178,41 @@ fn power_case(seed: u64, ops: &[Op], cut_at: usize) -> Result<(), TestCaseError>
     let all = store.scan(&Region::all(), 0, usize::MAX, false).unwrap();
     let mut seen = HashSet::new();
     for (i, e) in all.iter().enumerate() {
-        check(seen.insert(e.header.id), format!("event {} appears twice", e.header.id))?;
-        check(e.header.sequence as usize >= i + 1, "sequences increase".into())?;
+        check(
+            seen.insert(e.header.id),
+            format!("event {} appears twice", e.header.id),
+        )?;
+        check(
+            e.header.sequence as usize >= i + 1,
+            "sequences increase".into(),
+        )?;
     }
-    let by_id: HashMap<EventId, &batpak_store::Event> = all.iter().map(|e| (e.header.id, e)).collect();
+    let by_id: HashMap<EventId, &batpak_store::Event> =
+        all.iter().map(|e| (e.header.id, e)).collect();
     for (id, (s, p)) in &durable {
         let e = by_id.get(id);
-        check(e.is_some(), format!("durable event {id} (sequence {s}) lost"))?;
+        check(
+            e.is_some(),
+            format!("durable event {id} (sequence {s}) lost"),
+        )?;
         let e = e.unwrap();
-        check(e.header.sequence == *s && &*e.payload == p.as_slice(), format!("durable event {id} changed"))?;
+        check(
+            e.header.sequence == *s && &*e.payload == p.as_slice(),
+            format!("durable event {id} changed"),
+        )?;
     }
     for b in &batches {
         let present = b.iter().filter(|id| by_id.contains_key(id)).count();
-        check(present == 0 || present == b.len(), format!("batch partly visible: {present} of {}", b.len()))?;
+        check(
+            present == 0 || present == b.len(),
+            format!("batch partly visible: {present} of {}", b.len()),
+        )?;
     }
     let rep = store.verify().unwrap();
-    check(rep.is_sound(), format!("verify after reopen: {:?}", rep.problems))?;
+    check(
+        rep.is_sound(),
+        format!("verify after reopen: {:?}", rep.problems),
+    )?;
     store.close().unwrap();
     Ok(())
 }
@@ -196,8 +225,14 @@ fn power_cut_at_a_random_moment_keeps_every_durable_acknowledgement() {
         failure_persistence: None,
         ..Config::default()
     });
-    let strategy = (any::<u64>(), proptest::collection::vec(op(), 1..30), 0usize..32);
-    let result = runner.run(&strategy, |(seed, ops, cut_at)| power_case(seed, &ops, cut_at));
+    let strategy = (
+        any::<u64>(),
+        proptest::collection::vec(op(), 1..30),
+        0usize..32,
+    );
+    let result = runner.run(&strategy, |(seed, ops, cut_at)| {
+        power_case(seed, &ops, cut_at)
+    });
     eprintln!("power cuts tried: {n} (set BATPAK_POWER_CASES for more)");
     if let Err(e) = result {
         panic!("{e}");
@@ -210,7 +245,8 @@ fn power_cut_at_a_random_moment_keeps_every_durable_acknowledgement() {
 fn fault_case(seed: u64, op: SimOp, after: u64, error: SimError) -> Result<bool, TestCaseError> {
     let disk = SimDisk::new(seed);
     let dir = Path::new("/sim/faults");
-    let store = Store::open_with(dir, options(&disk)).map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
+    let store = Store::open_with(dir, options(&disk))
+        .map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
     disk.fail(op, after, error);
     let mut durable: Vec<(EventId, u64)> = Vec::new();
     let mut failed = None;
@@ -226,19 +262,38 @@ fn fault_case(seed: u64, op: SimOp, after: u64, error: SimError) -> Result<bool,
     }
     let fired = disk.faults_fired() > 0;
     if let Some(e) = failed {
-        check(matches!(e, StoreError::Poisoned(_)), format!("first failure is fail-stop: {e:?}"))?;
+        check(
+            matches!(e, StoreError::Poisoned(_)),
+            format!("first failure is fail-stop: {e:?}"),
+        )?;
         // Fail-stop: every later write and wait is refused with the cause.
         let again = store.append(proposal(0, 1, 999), AppendOptions::visible());
-        check(matches!(again, Err(StoreError::Poisoned(_))), format!("write after failure: {again:?}"))?;
-        check(matches!(store.sync(), Err(StoreError::Poisoned(_))), "sync after failure".into())?;
-        check(matches!(store.wait_durable(u64::MAX, Duration::from_secs(5)), Err(StoreError::Poisoned(_))), "wait_durable after failure".into())?;
+        check(
+            matches!(again, Err(StoreError::Poisoned(_))),
+            format!("write after failure: {again:?}"),
+        )?;
+        check(
+            matches!(store.sync(), Err(StoreError::Poisoned(_))),
+            "sync after failure".into(),
+        )?;
+        check(
+            matches!(
+                store.wait_durable(u64::MAX, Duration::from_secs(5)),
+                Err(StoreError::Poisoned(_))
+            ),
+            "wait_durable after failure".into(),
+        )?;
     }
     drop(store);
     disk.power_cut();
-    let store = Store::open_with(dir, options(&disk)).map_err(|e| TestCaseError::fail(format!("reopen after fault: {e}")))?;
+    let store = Store::open_with(dir, options(&disk))
+        .map_err(|e| TestCaseError::fail(format!("reopen after fault: {e}")))?;
     for (id, s) in durable {
         let e = store.get(id).unwrap();
-        check(e.is_some_and(|e| e.header.sequence == s), format!("durable event {id} lost after fault"))?;
+        check(
+            e.is_some_and(|e| e.header.sequence == s),
+            format!("durable event {id} lost after fault"),
+        )?;
     }
     store.close().unwrap();
     Ok(fired)
@@ -255,7 +310,12 @@ fn io_faults_make_the_store_fail_stop_and_lose_nothing_acknowledged() {
     let fired = std::sync::atomic::AtomicU64::new(0);
     let strategy = (
         any::<u64>(),
-        prop_oneof![Just(SimOp::Write), Just(SimOp::Sync), Just(SimOp::Rename), Just(SimOp::SyncDir)],
+        prop_oneof![
+            Just(SimOp::Write),
+            Just(SimOp::Sync),
+            Just(SimOp::Rename),
+            Just(SimOp::SyncDir)
+        ],
         0u64..40,
         prop_oneof![Just(SimError::Eio), Just(SimError::Enospc)],
     );
@@ -283,7 +343,9 @@ fn all_durable_waiters_wake_with_the_error_when_fsync_fails() {
     let handles: Vec<_> = (0..8)
         .map(|i| {
             let s = store.clone();
-            std::thread::spawn(move || s.append(proposal(i, 10, i as u64), AppendOptions::durable()))
+            std::thread::spawn(move || {
+                s.append(proposal(i, 10, i as u64), AppendOptions::durable())
+            })
         })
         .collect();
     for h in handles {

@@ -3,8 +3,7 @@
 use super::{Canal, CanalBatch, CanalClosed, CloseReason};
 use crate::event::{hex, Event, EventId};
 use crate::store::{
-    Stopped,
-    validate_cursor_id, AppendOptions, CheckpointUpdate, Region, Store, StoreError,
+    validate_cursor_id, AppendOptions, CheckpointUpdate, Region, Stopped, Store, StoreError,
 };
 use std::time::{Duration, Instant};
 
@@ -174,7 +173,8 @@ impl Canal for Cursor {
         loop {
             if upto > self.position {
                 let (entries, scanned) =
-                    core.reads.scan_entries(&self.region, self.position, max, false, upto);
+                    core.reads
+                        .scan_entries(&self.region, self.position, max, false, upto);
                 if !entries.is_empty() {
                     let events = core
                         .reads

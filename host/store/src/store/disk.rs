@@ -138,9 +138,15 @@ impl Disk for OsDisk {
     fn open(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>> {
         // Read-only when the file cannot be opened for writing: a store on
         // read-only media can still be read and verified.
-        let file = match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+        {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(30) => {
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(30) =>
+            {
                 std::fs::File::open(path)?
             }
             Err(e) => return Err(e),

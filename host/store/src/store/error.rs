@@ -44,7 +44,7 @@ pub enum StoreError {
     #[error("{0}")]
     BadBatch(String),
     /// Damaged data that is not a torn tail: the store refuses to guess.
-    #[error("corrupt store: segment {segment:06} offset {offset}: {reason}. Nothing was changed; run `batpak-host verify` for a full report and restore the damaged segment from a backup")]
+    #[error("corrupt store: segment {segment:08} offset {offset}: {reason}. Nothing was changed; run `batpak-host verify` for a full report and restore the damaged segment from a backup")]
     Corrupt {
         /// Segment number.
         segment: u32,

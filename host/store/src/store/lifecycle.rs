@@ -72,8 +72,8 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
             reason: "the last segment vanished while opening".into(),
         })?;
     let end = (rec.last_segment, rec.end_offset);
-    let mark = DurableMark::open(&*disk, dir)
-        .map_err(StoreError::io("opening the durable marker"))?;
+    let mark =
+        DurableMark::open(&*disk, dir).map_err(StoreError::io("opening the durable marker"))?;
     // Everything recovered is on disk (read back, and a cut tail synced).
     mark.record(end)
         .map_err(StoreError::io("recording the durable marker"))?;
@@ -113,8 +113,10 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
         .spawn(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run(rx)));
             if let Err(p) = r {
-                c1.dur
-                    .poison(format!("the store's writer thread panicked: {}", panic_text(&*p)));
+                c1.dur.poison(format!(
+                    "the store's writer thread panicked: {}",
+                    panic_text(&*p)
+                ));
                 c1.dur.shut_down();
             }
         })
@@ -127,8 +129,10 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
                 sync_loop(&c2.dur, &c2.mark, c2.options.sync_interval)
             }));
             if let Err(p) = r {
-                c2.dur
-                    .poison(format!("the store's sync thread panicked: {}", panic_text(&*p)));
+                c2.dur.poison(format!(
+                    "the store's sync thread panicked: {}",
+                    panic_text(&*p)
+                ));
             }
         })
         .map_err(StoreError::io("starting the sync thread"))?;
@@ -155,7 +159,11 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
             scope: SYSTEM_SCOPE.into(),
         };
         shared.core.append(
-            vec![Proposal::new(coord, RECOVERED_KIND, payload.to_string().into_bytes())],
+            vec![Proposal::new(
+                coord,
+                RECOVERED_KIND,
+                payload.to_string().into_bytes(),
+            )],
             AppendOptions::durable(),
             true,
         )?;

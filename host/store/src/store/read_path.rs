@@ -105,7 +105,11 @@ impl ReadPath {
                 }
             })?;
             for e in &entries[i..j] {
-                out.push(Self::decode_at(e, &buf, (e.offset - first.offset) as usize)?);
+                out.push(Self::decode_at(
+                    e,
+                    &buf,
+                    (e.offset - first.offset) as usize,
+                )?);
             }
             i = j;
         }

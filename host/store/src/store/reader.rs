@@ -29,6 +29,9 @@ pub struct LogReader {
     offset: u64,
     tail: Option<(u32, u64)>,
     store_id: Option<u128>,
+    /// Damage found after some events of the same poll: those are returned
+    /// first, the error on the next poll.
+    deferred: Option<StoreError>,
 }
 
 impl LogReader {
@@ -54,6 +57,7 @@ impl LogReader {
             offset: SEGMENT_HEADER,
             tail: None,
             store_id: None,
+            deferred: None,
         })
     }
 
@@ -72,14 +76,29 @@ impl LogReader {
     /// [`StoreError::Corrupt`] naming segment and offset for damage anywhere
     /// but an incomplete last frame; I/O.
     pub fn poll(&mut self, max_bytes: usize) -> Result<Vec<Event>, StoreError> {
-        use std::io::{Read, Seek, SeekFrom};
+        if let Some(e) = self.deferred.take() {
+            return Err(e);
+        }
         let mut out = Vec::new();
+        match self.poll_into(max_bytes, &mut out) {
+            Ok(()) => Ok(out),
+            // Hand out the intact events before the damage first.
+            Err(e) if !out.is_empty() => {
+                self.deferred = Some(e);
+                Ok(out)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn poll_into(&mut self, max_bytes: usize, out: &mut Vec<Event>) -> Result<(), StoreError> {
+        use std::io::{Read, Seek, SeekFrom};
         self.tail = None;
         loop {
             let path = segment_path(&self.seg_dir, self.segment);
             let mut f = match std::fs::File::open(&path) {
                 Ok(f) => f,
-                Err(_) => return Ok(out),
+                Err(_) => return Ok(()),
             };
             let len = f
                 .metadata()
@@ -96,7 +115,7 @@ impl LogReader {
                             reason: "segment header is truncated".into(),
                         });
                     }
-                    return Ok(out);
+                    return Ok(());
                 }
                 let id = check_segment_header(&h, self.segment).map_err(|reason| {
                     StoreError::Corrupt {
@@ -147,7 +166,7 @@ impl LogReader {
                         pos += total;
                         if pos >= max_bytes {
                             self.offset += pos as u64;
-                            return Ok(out);
+                            return Ok(());
                         }
                     }
                     Err(e) => {
@@ -184,7 +203,7 @@ impl LogReader {
                 self.offset = SEGMENT_HEADER;
                 continue;
             }
-            return Ok(out);
+            return Ok(());
         }
     }
 }

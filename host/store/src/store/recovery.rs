@@ -230,10 +230,14 @@ pub(crate) fn recover(disk: &dyn Disk, dir: &Path, apply: bool) -> Result<Recove
                         let at = (body_start + ev.rel_offset) as u64;
                         let h = decode_header(ev.header_bytes).map_err(|r| corrupt(n, at, r))?;
                         if hash_encoded(ev.header_bytes, ev.payload) != ev.hash {
-                            return Err(corrupt(n, at, format!(
+                            return Err(corrupt(
+                                n,
+                                at,
+                                format!(
                                 "event {} does not match its hash although its frame checksum does",
                                 h.id
-                            )));
+                            ),
+                            ));
                         }
                         index
                             .insert(&h, n, at, ev.header_bytes.len() as u32, ev.payload)
@@ -255,9 +259,13 @@ pub(crate) fn recover(disk: &dyn Disk, dir: &Path, apply: bool) -> Result<Recove
                         )));
                     }
                     if intact_frame_after(&bytes[pos + 1..]) {
-                        return Err(corrupt(n, at, format!(
-                            "{e}; intact data follows, so this is damage, not a torn write"
-                        )));
+                        return Err(corrupt(
+                            n,
+                            at,
+                            format!(
+                                "{e}; intact data follows, so this is damage, not a torn write"
+                            ),
+                        ));
                     }
                     if apply {
                         let path = segment_path(&seg_dir, n);

@@ -10,9 +10,7 @@ use super::index::{FastMap, CHECKPOINT_KIND};
 use super::read_path::ReadPath;
 use super::segment::{push_event, TAG_BATCH};
 use super::{AppendOptions, Checkpoint, StoreError};
-use crate::event::{
-    hash_encoded, now_us, ChainLink, EventHeader, EventId, Proposal, Receipt,
-};
+use crate::event::{hash_encoded, now_us, ChainLink, EventHeader, EventId, Proposal, Receipt};
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
@@ -358,7 +356,6 @@ impl Appender<'_> {
         Ok(receipts)
     }
 
-
     fn lookup_key(&self, seq: &Sequencer, key: &str) -> Result<Option<Receipt>, StoreError> {
         if let Some(r) = seq.pending_keys.get(key) {
             return Ok(Some(*r));
@@ -409,7 +406,8 @@ impl Appender<'_> {
         }
         let s = self.reads.index.read().by_id.get(&cause).copied()?;
         Some(
-            self.reads.get_by_sequence(s)
+            self.reads
+                .get_by_sequence(s)
                 .map(|e| e.map_or(cause, |e| e.header.correlation)),
         )
     }
@@ -440,5 +438,4 @@ impl Appender<'_> {
         seq.heads.insert(entity.to_string(), h);
         Ok(Some(h))
     }
-
 }

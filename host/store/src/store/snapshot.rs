@@ -177,7 +177,10 @@ pub(crate) fn decode(bytes: &[u8], store_id: u128) -> Option<Loaded> {
         .proof
         .last()
         .is_some_and(|p| p.segment == meta.end_segment && p.len == meta.end_offset)
-        && meta.proof.windows(2).all(|w| w[1].segment == w[0].segment + 1);
+        && meta
+            .proof
+            .windows(2)
+            .all(|w| w[1].segment == w[0].segment + 1);
     if !proof_ok {
         return None;
     }

@@ -92,7 +92,12 @@ impl Writer {
         drop(st);
         unpark_all(waiters);
         if ok {
-            if let Err(e) = self.core.mark.record(pos).and_then(|_| self.core.mark.sync()) {
+            if let Err(e) = self
+                .core
+                .mark
+                .record(pos)
+                .and_then(|_| self.core.mark.sync())
+            {
                 eprintln!("batpak: recording the durable marker on close failed (the log is unaffected): {e}");
             }
             if self.since_snapshot > 0 {
