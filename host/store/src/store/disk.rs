@@ -17,6 +17,13 @@ pub trait DiskFile: Send + Sync + Debug {
     /// # Errors
     /// The disk failed.
     fn len(&self) -> io::Result<u64>;
+    /// Whether the file holds no bytes.
+    ///
+    /// # Errors
+    /// The disk failed.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
     /// Fills `buf` from `offset`.
     ///
     /// # Errors
