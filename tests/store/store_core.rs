@@ -535,18 +535,18 @@ fn a_removed_or_replaced_lock_file_stops_further_writes() {
             }
         };
         match &err {
-            StoreError::Poisoned(why) => {
+            StoreError::LockLost(why) => {
                 assert!(
                     why.contains("LOCK")
                         && why.contains(if replace { "replaced" } else { "removed" }),
                     "{why}"
                 )
             }
-            other => panic!("expected Poisoned, got {other:?}"),
+            other => panic!("expected LockLost, got {other:?}"),
         }
         assert!(matches!(
             store.append(prop("a", "k", "again"), AppendOptions::visible()),
-            Err(StoreError::Poisoned(_))
+            Err(StoreError::LockLost(_))
         ));
     }
 }
@@ -565,5 +565,100 @@ fn the_lock_names_its_holder_with_the_whole_command_line() {
     match Store::open(dir.path()) {
         Err(StoreError::Locked { holder, .. }) => assert_eq!(holder, text.trim()),
         other => panic!("expected Locked, got {other:?}"),
+    }
+}
+
+#[test]
+fn damage_after_open_stops_reads_and_cursors_naming_segment_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = store
+            .append(
+                prop("a", "k", &format!("payload-{i}")),
+                AppendOptions::durable(),
+            )
+            .unwrap();
+        ids.push(r.id);
+    }
+    // Someone damages the file under the open store.
+    let seg = last_segment(dir.path());
+    let mut b = std::fs::read(&seg).unwrap();
+    let at = b.windows(9).position(|w| w == b"payload-3").unwrap();
+    b[at + 8] ^= 1;
+    std::fs::write(&seg, &b).unwrap();
+    assert!(
+        store.get(ids[2]).unwrap().is_some(),
+        "intact events still read"
+    );
+    match store.get(ids[3]) {
+        Err(StoreError::Corrupt {
+            segment: 1,
+            offset,
+            reason,
+        }) => {
+            assert!(offset > 0 && (offset as usize) < at, "{offset}");
+            assert!(reason.contains("hash"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(matches!(
+        store.entity_events("a", 0, 10),
+        Err(StoreError::Corrupt { .. })
+    ));
+    let mut cursor = Cursor::new(&store, Region::all(), 0);
+    let mut delivered = 0;
+    let closed = loop {
+        match cursor.pull_batch(2, Duration::from_secs(5)) {
+            Ok(CanalBatch::Empty) => panic!("the cursor stalled at damage"),
+            Ok(b) => delivered += b.into_vec().len(),
+            Err(c) => break c,
+        }
+    };
+    assert_eq!(
+        delivered, 2,
+        "only the batch before the damaged one is delivered"
+    );
+    match closed.reason {
+        CloseReason::Failed(m) => assert!(m.contains("segment 00000001 offset"), "{m}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_panic_on_the_writer_or_sync_thread_fails_the_store_and_wakes_every_waiter() {
+    use batpak_store::{SimDisk, SimError, SimOp};
+    for op in [SimOp::Write, SimOp::Sync] {
+        let disk = SimDisk::new(1);
+        let opts = StoreOptions {
+            disk: std::sync::Arc::new(disk.clone()),
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with("/panic", opts).unwrap();
+        disk.fail(op, 0, SimError::Panic);
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let s = store.clone();
+                std::thread::spawn(move || {
+                    s.append(prop("a", "k", &format!("{i}")), AppendOptions::durable())
+                })
+            })
+            .collect();
+        let mut failed = 0;
+        for h in handles {
+            match h.join().unwrap() {
+                Err(StoreError::Poisoned(why)) => {
+                    assert!(why.contains("panicked"), "{why}");
+                    failed += 1;
+                }
+                Ok(_) => panic!(
+                    "{op:?}: an append was acknowledged durable although its thread panicked"
+                ),
+                Err(e) => panic!("{op:?}: unexpected {e:?}"),
+            }
+        }
+        assert_eq!(failed, 6);
+        assert!(matches!(store.sync(), Err(StoreError::Poisoned(_))));
     }
 }

@@ -14,7 +14,7 @@ use super::disk::DiskFile;
 use super::durable_mark::Position;
 use super::StoreError;
 use parking_lot::{Condvar, Mutex, MutexGuard};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::Thread;
 use std::time::Instant;
@@ -87,6 +87,8 @@ pub(crate) struct Durability {
     pub state: Mutex<State>,
     /// Highest sequence handed to the writer.
     pub accepted: AtomicU64,
+    /// Set when the store failed because its LOCK file was lost.
+    pub lock_lost: AtomicBool,
     /// Signalled when `visible` advances or the store fails or closes.
     pub visible_cv: Condvar,
     /// Signalled when `durable` advances or the store fails or closes.
@@ -112,10 +114,31 @@ impl Durability {
                 sync_timed: false,
             }),
             accepted: AtomicU64::new(last),
+            lock_lost: AtomicBool::new(false),
             visible_cv: Condvar::new(),
             durable_cv: Condvar::new(),
             sync_cv: Condvar::new(),
         }
+    }
+
+    /// The error every refused operation returns once the store failed:
+    /// [`StoreError::LockLost`] when that was the cause, else
+    /// [`StoreError::Poisoned`].
+    pub fn failure(&self, why: &str) -> StoreError {
+        if self.lock_lost.load(Ordering::Acquire) {
+            StoreError::LockLost(why.to_string())
+        } else {
+            StoreError::Poisoned(why.to_string())
+        }
+    }
+
+    /// Marks the store failed because its LOCK file is no longer its own.
+    pub fn poison_lock_lost(&self, why: String) {
+        let first = self.state.lock().poisoned.is_none();
+        if first {
+            self.lock_lost.store(true, Ordering::Release);
+        }
+        self.poison(why);
     }
 
     /// Marks the store failed (first reason wins) and wakes every waiter.
@@ -147,7 +170,7 @@ impl Durability {
     /// The error for a write refused because the store failed or closed.
     pub fn poisoned_or_closed(&self) -> StoreError {
         match &self.state.lock().poisoned {
-            Some(p) => StoreError::Poisoned(p.clone()),
+            Some(p) => self.failure(p),
             None => StoreError::Closed,
         }
     }
@@ -155,7 +178,7 @@ impl Durability {
     /// `Err` when the store failed.
     pub fn check(&self) -> Result<(), StoreError> {
         match &self.state.lock().poisoned {
-            Some(p) => Err(StoreError::Poisoned(p.clone())),
+            Some(p) => Err(self.failure(p)),
             None => Ok(()),
         }
     }
@@ -171,7 +194,7 @@ impl Durability {
                 self.park_until_durable(&mut st, seq, None);
             }
             if let Some(p) = &st.poisoned {
-                return Err(StoreError::Poisoned(p.clone()));
+                return Err(self.failure(p));
             }
             if st.visible >= seq && (!durable || st.durable >= seq) {
                 return Ok(());

@@ -67,7 +67,7 @@ pub enum StoreError {
     Poisoned(String),
     /// The directory's `LOCK` file was removed or replaced while this
     /// process held the store: another process may write to it now, so this
-    /// one refuses to write on (the store is poisoned).
+    /// one refuses to write on (fail-stop, like [`StoreError::Poisoned`]).
     #[error("{0}")]
     LockLost(String),
     /// The store has been closed.

@@ -111,7 +111,9 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
     let wt = std::thread::Builder::new()
         .name("batpak-writer".into())
         .spawn(move || {
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run(rx)));
+            // The queue outlives a panic, so appenders blocked on it see
+            // the store poisoned (not merely closed) when it goes away.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run(&rx)));
             if let Err(p) = r {
                 c1.dur.poison(format!(
                     "the store's writer thread panicked: {}",
@@ -119,6 +121,7 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
                 ));
                 c1.dur.shut_down();
             }
+            drop(rx);
         })
         .map_err(StoreError::io("starting the writer thread"))?;
     let c2 = core.clone();

@@ -131,7 +131,7 @@ impl Appender<'_> {
         let n = proposals.len();
         let mut seq = self.seq.lock();
         if let Some(p) = &self.dur.state.lock().poisoned {
-            return Err(StoreError::Poisoned(p.clone()));
+            return Err(self.dur.failure(p));
         }
         if seq.tx.is_none() {
             return Err(StoreError::Closed);

@@ -31,6 +31,9 @@ pub enum SimError {
     Eio,
     /// `ENOSPC`.
     Enospc,
+    /// Not an error: the calling thread panics (tests the store's threads'
+    /// panic safety net).
+    Panic,
 }
 
 impl SimError {
@@ -38,6 +41,7 @@ impl SimError {
         io::Error::from_raw_os_error(match self {
             SimError::Eio => 5,
             SimError::Enospc => 28,
+            SimError::Panic => panic!("simulated panic inside a disk operation"),
         })
     }
 }
@@ -217,6 +221,10 @@ impl DiskFile for SimFile {
         self.alive()?;
         let mut w = self.disk.world.lock();
         let fault = w.trips(SimOp::Write);
+        if fault == Some(SimError::Panic) {
+            drop(w);
+            panic!("simulated panic inside a disk write");
+        }
         let take = match fault {
             Some(_) => (splitmix(&mut w.rng) % (buf.len() as u64 + 1)) as usize,
             None => buf.len(),

@@ -67,7 +67,7 @@ impl Durability {
         let mut st = self.state.lock();
         self.park_until_durable(&mut st, s, Some(deadline));
         if let Some(p) = &st.poisoned {
-            return Err(StoreError::Poisoned(p.clone()));
+            return Err(self.failure(p));
         }
         Ok(st.durable >= s)
     }

@@ -34,7 +34,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Runs until shutdown or the first failure (which poisons the store).
-    pub fn run(mut self, rx: Receiver<Cmd>) {
+    pub fn run(mut self, rx: &Receiver<Cmd>) {
         let mut batch: Vec<FrameCmd> = Vec::new();
         let mut shutdown = false;
         while !shutdown {
@@ -63,8 +63,16 @@ impl Writer {
                 }
             }
             if !batch.is_empty() {
-                if let Err(e) = self.check_lock().and_then(|_| self.write(&mut batch)) {
-                    self.core.dur.poison(e.to_string());
+                let r = match self.check_lock() {
+                    Err(why) => {
+                        self.core.dur.poison_lock_lost(why);
+                        Err(())
+                    }
+                    Ok(()) => self
+                        .write(&mut batch)
+                        .map_err(|e| self.core.dur.poison(e.to_string())),
+                };
+                if r.is_err() {
                     // Keep draining so blocked senders are released.
                     drop(batch);
                     while rx.recv().is_ok() {}
@@ -113,7 +121,7 @@ impl Writer {
 
     /// Refuses to write once the LOCK file is no longer ours (checked at
     /// most every 50 ms: one `stat`).
-    fn check_lock(&mut self) -> Result<(), StoreError> {
+    fn check_lock(&mut self) -> Result<(), String> {
         let Some(lock) = &self.core.lock else {
             return Ok(());
         };
@@ -124,7 +132,7 @@ impl Writer {
             return Ok(());
         }
         self.lock_checked = Some(Instant::now());
-        lock.check().map_err(StoreError::LockLost)
+        lock.check()
     }
 
     fn snapshot(&mut self) -> Result<(), StoreError> {
