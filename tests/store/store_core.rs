@@ -662,3 +662,17 @@ fn a_panic_on_the_writer_or_sync_thread_fails_the_store_and_wakes_every_waiter()
         assert!(matches!(store.sync(), Err(StoreError::Poisoned(_))));
     }
 }
+
+#[test]
+fn entity_reads_past_the_end_or_of_unknown_entities_are_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.entity_events("nobody", 0, 10).unwrap().is_empty());
+    store
+        .append(prop("a", "k", "1"), AppendOptions::durable())
+        .unwrap();
+    assert!(store.entity_events("a", 1, 10).unwrap().is_empty());
+    assert!(store.entity_events("a", 5, 10).unwrap().is_empty());
+    assert!(store.entity_events("a", 0, 0).unwrap().is_empty());
+    assert_eq!(store.entity_events("a", 0, 10).unwrap().len(), 1);
+}

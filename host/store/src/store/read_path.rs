@@ -155,7 +155,7 @@ impl ReadPath {
         };
         let events = self.read_entries(&entries)?;
         // The chain allows a second check: each event names the one before.
-        for (w, e) in events.windows(2).zip(&entries[1..]) {
+        for (w, e) in events.windows(2).zip(entries.iter().skip(1)) {
             let want = ChainLink {
                 id: w[0].header.id,
                 hash: w[0].hash,
