@@ -676,3 +676,43 @@ fn entity_reads_past_the_end_or_of_unknown_entities_are_empty() {
     assert!(store.entity_events("a", 0, 0).unwrap().is_empty());
     assert_eq!(store.entity_events("a", 0, 10).unwrap().len(), 1);
 }
+
+#[test]
+fn a_store_written_before_the_proof_and_marker_opens_and_is_migrated() {
+    // Older binaries wrote `BPKSNAP2` snapshots (no proof) and no DURABLE
+    // marker; segments are unchanged. Such a store must open with every
+    // event, ignoring the old snapshot, and come out in the new format.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..20 {
+        store
+            .append(prop("a", "k", &format!("{i}")), AppendOptions::durable())
+            .unwrap();
+    }
+    store.close().unwrap();
+    let snap = dir.path().join("index.snap");
+    let mut b = std::fs::read(&snap).unwrap();
+    b[..8].copy_from_slice(b"BPKSNAP2");
+    std::fs::write(&snap, &b).unwrap();
+    std::fs::remove_file(dir.path().join("DURABLE")).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.recovery().replayed,
+        20,
+        "the old snapshot is not used"
+    );
+    assert_eq!(all(&store).len(), 20);
+    store.close().unwrap();
+    assert_eq!(&std::fs::read(&snap).unwrap()[..8], b"BPKSNAP3");
+    assert_eq!(
+        &std::fs::read(dir.path().join("DURABLE")).unwrap()[..8],
+        b"BPKDUR01"
+    );
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.recovery().replayed,
+        0,
+        "the new snapshot is proven and used"
+    );
+    assert_eq!(all(&store).len(), 20);
+}
