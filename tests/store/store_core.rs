@@ -599,7 +599,7 @@ fn damage_after_open_stops_reads_and_cursors_naming_segment_and_offset() {
             reason,
         }) => {
             assert!(offset > 0 && (offset as usize) < at, "{offset}");
-            assert!(reason.contains("hash"), "{reason}");
+            assert!(reason.contains("checksum"), "{reason}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }

@@ -249,7 +249,14 @@ fn recover_from(
                         let at = (body_start + ev.rel_offset) as u64;
                         let h = decode_header(ev.header_bytes).map_err(|r| corrupt(n, at, r))?;
                         index
-                            .insert(&h, n, at, ev.header_bytes.len() as u32, ev.payload)
+                            .insert(
+                                &h,
+                                n,
+                                pos as u64,
+                                at,
+                                ev.header_bytes.len() as u32,
+                                ev.payload,
+                            )
                             .map_err(|r| corrupt(n, at, r))?;
                         replayed += 1;
                     }

@@ -73,7 +73,8 @@ fn put_entry(out: &mut Vec<u8>, e: &Entry) {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.push(flag);
-    out.extend_from_slice(&[0u8; 7]);
+    out.extend_from_slice(&e.frame_back.to_le_bytes());
+    out.extend_from_slice(&[0u8; 3]);
 }
 
 fn get_entry(b: &[u8]) -> Entry {
@@ -91,6 +92,7 @@ fn get_entry(b: &[u8]) -> Entry {
         entity: u32_at(60),
         scope: u32_at(64),
         kind: u32_at(68),
+        frame_back: u32_at(73),
     }
 }
 
@@ -196,7 +198,7 @@ pub(crate) fn decode(bytes: &[u8], store_id: u128) -> Option<Loaded> {
         if e.entity >= names || e.scope >= names || e.kind >= names {
             return None;
         }
-        if e.segment > meta.end_segment {
+        if e.segment > meta.end_segment || e.frame_back as u64 > e.offset {
             return None;
         }
         index.link(&e, i as u64 + 1);
@@ -233,6 +235,7 @@ mod tests {
             entity: 1,
             scope: 2,
             kind: 3,
+            frame_back: 17,
         };
         let mut b = Vec::new();
         put_entry(&mut b, &e);

@@ -254,7 +254,7 @@ impl Writer {
                         f.bytes[plen_at..plen_at + 4].try_into().expect("4 bytes"),
                     ) as usize;
                     let payload = &f.bytes[plen_at + 4..plen_at + 4 + plen];
-                    ix.insert(h, *seg, base + *rel as u64, *hlen, payload)
+                    ix.insert(h, *seg, *base, base + *rel as u64, *hlen, payload)
                         .map_err(|reason| StoreError::Corrupt {
                             segment: *seg,
                             offset: base + *rel as u64,
