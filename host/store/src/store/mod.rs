@@ -1,14 +1,16 @@
 //! The store: one directory, one owner, an append-only log of events.
 //!
-//! See `host/DESIGN.md` for the file format. In short:
+//! See `host/store/DESIGN.md` for the file format. In short:
 //! - callers validate and sequence their appends under a short lock (the
 //!   sequencer), then hand encoded frames to **one writer thread** through a
 //!   bounded queue; the writer writes them and publishes them to the index;
 //! - a **sync thread** fsyncs what the writer wrote and advances the durable
 //!   watermark, so concurrent durable appends share one fsync (group commit);
 //! - a batch is one CRC-checked frame, so it is all or nothing;
-//! - recovery truncates a torn tail of the last segment and fails closed on
-//!   corruption anywhere else, naming segment and offset.
+//! - recovery cuts a torn write nobody was told was durable (and records a
+//!   `batpak.store.recovered` event) and fails closed on any other damage,
+//!   naming segment and offset; `verify` reports which, changing nothing;
+//! - all file I/O goes through [`Disk`] ([`OsDisk`], or [`SimDisk`] in tests).
 
 mod checkpoint;
 mod core;
