@@ -3,3 +3,5 @@
 
 mod store_core;
 mod store_crash;
+mod store_fuzz;
+mod store_power;

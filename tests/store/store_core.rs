@@ -243,14 +243,27 @@ fn torn_tail_is_truncated_and_a_second_crash_still_opens() {
     drop(store);
     std::fs::remove_file(dir.path().join("index.snap")).ok();
     let seg = last_segment(dir.path());
-    let len = std::fs::metadata(&seg).unwrap().len();
-    // Tear the last frame: as if the process died mid-write.
-    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
-    f.set_len(len - 5).unwrap();
+    let mut b = std::fs::read(&seg).unwrap();
+    // A torn write nobody was told about: the first 20 bytes of a copy of
+    // the last frame, after every acknowledged one.
+    let last_frame = b.windows(4).rposition(|w| w == b"BPKF").unwrap();
+    let partial = b[last_frame..last_frame + 20].to_vec();
+    b.extend_from_slice(&partial);
+    std::fs::write(&seg, &b).unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (_, _, cut) = store.recovery().truncated_tail.expect("tail was truncated");
-    assert!(cut > 0);
-    assert_eq!(all(&store).len(), 9);
+    assert_eq!(cut, 20);
+    let evs = all(&store);
+    assert_eq!(evs.len(), 10, "every acknowledged event is kept");
+    // The cut is recorded in the log itself.
+    let rec = store
+        .scan(&batpak_store::Region::all(), 0, 100, true)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.header.kind == batpak_store::RECOVERED_KIND)
+        .expect("a batpak.store.recovered event");
+    let text = String::from_utf8(rec.payload.to_vec()).unwrap();
+    assert!(text.contains("\"bytes_cut\":20"), "{text}");
     store
         .append(prop("a", "k", "after"), AppendOptions::durable())
         .unwrap();
@@ -262,9 +275,41 @@ fn torn_tail_is_truncated_and_a_second_crash_still_opens() {
     std::fs::remove_file(dir.path().join("index.snap")).ok();
     let store = Store::open(dir.path()).unwrap();
     let evs = all(&store);
-    assert_eq!(evs.len(), 10);
-    assert_eq!(&*evs[9].payload, b"after");
+    assert_eq!(evs.len(), 11);
+    assert_eq!(&*evs[10].payload, b"after");
     assert!(store.verify().unwrap().is_sound());
+}
+
+#[test]
+fn an_acknowledged_frame_torn_at_the_tail_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..10 {
+        store
+            .append(prop("a", "k", &format!("{i}")), AppendOptions::durable())
+            .unwrap();
+    }
+    drop(store);
+    std::fs::remove_file(dir.path().join("index.snap")).ok();
+    let seg = last_segment(dir.path());
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 5).unwrap();
+    drop(f);
+    let before = std::fs::read(&seg).unwrap();
+    match Store::open(dir.path()) {
+        Err(StoreError::Corrupt {
+            segment, reason, ..
+        }) => {
+            assert_eq!(segment, 1);
+            assert!(reason.contains("acknowledged"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&seg).unwrap(), before, "nothing was cut");
+    let rep = batpak_store::verify_dir(dir.path()).unwrap();
+    assert!(!rep.is_sound());
+    assert!(rep.open_error.unwrap().contains("acknowledged"));
 }
 
 #[test]
@@ -462,4 +507,212 @@ fn atomic_checkpoint_commits_with_the_events_it_covers() {
             .len(),
         1
     );
+}
+
+#[test]
+fn a_removed_or_replaced_lock_file_stops_further_writes() {
+    for replace in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .append(prop("a", "k", "before"), AppendOptions::durable())
+            .unwrap();
+        let lock = dir.path().join("LOCK");
+        std::fs::remove_file(&lock).unwrap();
+        if replace {
+            std::fs::write(&lock, "someone else").unwrap();
+        }
+        // The writer checks the lock at most every 50 ms: within a bounded
+        // number of appends it must refuse.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let err = loop {
+            match store.append(prop("a", "k", "after"), AppendOptions::durable()) {
+                Ok(_) => {
+                    assert!(std::time::Instant::now() < deadline, "writes never stopped");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => break e,
+            }
+        };
+        match &err {
+            StoreError::LockLost(why) => {
+                assert!(
+                    why.contains("LOCK")
+                        && why.contains(if replace { "replaced" } else { "removed" }),
+                    "{why}"
+                )
+            }
+            other => panic!("expected LockLost, got {other:?}"),
+        }
+        assert!(matches!(
+            store.append(prop("a", "k", "again"), AppendOptions::visible()),
+            Err(StoreError::LockLost(_))
+        ));
+    }
+}
+
+#[test]
+fn the_lock_names_its_holder_with_the_whole_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = Store::open(dir.path()).unwrap();
+    let text = std::fs::read_to_string(dir.path().join("LOCK")).unwrap();
+    let argv0 = std::env::args().next().unwrap();
+    assert!(
+        text.starts_with(&format!("pid {} (", std::process::id())),
+        "{text}"
+    );
+    assert!(text.contains(&argv0), "{text}");
+    match Store::open(dir.path()) {
+        Err(StoreError::Locked { holder, .. }) => assert_eq!(holder, text.trim()),
+        other => panic!("expected Locked, got {other:?}"),
+    }
+}
+
+#[test]
+fn damage_after_open_stops_reads_and_cursors_naming_segment_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let r = store
+            .append(
+                prop("a", "k", &format!("payload-{i}")),
+                AppendOptions::durable(),
+            )
+            .unwrap();
+        ids.push(r.id);
+    }
+    // Someone damages the file under the open store.
+    let seg = last_segment(dir.path());
+    let mut b = std::fs::read(&seg).unwrap();
+    let at = b.windows(9).position(|w| w == b"payload-3").unwrap();
+    b[at + 8] ^= 1;
+    std::fs::write(&seg, &b).unwrap();
+    assert!(
+        store.get(ids[2]).unwrap().is_some(),
+        "intact events still read"
+    );
+    match store.get(ids[3]) {
+        Err(StoreError::Corrupt {
+            segment: 1,
+            offset,
+            reason,
+        }) => {
+            assert!(offset > 0 && (offset as usize) < at, "{offset}");
+            assert!(reason.contains("checksum"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert!(matches!(
+        store.entity_events("a", 0, 10),
+        Err(StoreError::Corrupt { .. })
+    ));
+    let mut cursor = Cursor::new(&store, Region::all(), 0);
+    let mut delivered = 0;
+    let closed = loop {
+        match cursor.pull_batch(2, Duration::from_secs(5)) {
+            Ok(CanalBatch::Empty) => panic!("the cursor stalled at damage"),
+            Ok(b) => delivered += b.into_vec().len(),
+            Err(c) => break c,
+        }
+    };
+    assert_eq!(
+        delivered, 2,
+        "only the batch before the damaged one is delivered"
+    );
+    match closed.reason {
+        CloseReason::Failed(m) => assert!(m.contains("segment 00000001 offset"), "{m}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_panic_on_the_writer_or_sync_thread_fails_the_store_and_wakes_every_waiter() {
+    use batpak_store::{SimDisk, SimError, SimOp};
+    for op in [SimOp::Write, SimOp::Sync] {
+        let disk = SimDisk::new(1);
+        let opts = StoreOptions {
+            disk: std::sync::Arc::new(disk.clone()),
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with("/panic", opts).unwrap();
+        disk.fail(op, 0, SimError::Panic);
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let s = store.clone();
+                std::thread::spawn(move || {
+                    s.append(prop("a", "k", &format!("{i}")), AppendOptions::durable())
+                })
+            })
+            .collect();
+        let mut failed = 0;
+        for h in handles {
+            match h.join().unwrap() {
+                Err(StoreError::Poisoned(why)) => {
+                    assert!(why.contains("panicked"), "{why}");
+                    failed += 1;
+                }
+                Ok(_) => panic!(
+                    "{op:?}: an append was acknowledged durable although its thread panicked"
+                ),
+                Err(e) => panic!("{op:?}: unexpected {e:?}"),
+            }
+        }
+        assert_eq!(failed, 6);
+        assert!(matches!(store.sync(), Err(StoreError::Poisoned(_))));
+    }
+}
+
+#[test]
+fn entity_reads_past_the_end_or_of_unknown_entities_are_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.entity_events("nobody", 0, 10).unwrap().is_empty());
+    store
+        .append(prop("a", "k", "1"), AppendOptions::durable())
+        .unwrap();
+    assert!(store.entity_events("a", 1, 10).unwrap().is_empty());
+    assert!(store.entity_events("a", 5, 10).unwrap().is_empty());
+    assert!(store.entity_events("a", 0, 0).unwrap().is_empty());
+    assert_eq!(store.entity_events("a", 0, 10).unwrap().len(), 1);
+}
+
+#[test]
+fn a_store_written_before_the_proof_and_marker_opens_and_is_migrated() {
+    // Older binaries wrote `BPKSNAP2` snapshots (no proof) and no DURABLE
+    // marker; segments are unchanged. Such a store must open with every
+    // event, ignoring the old snapshot, and come out in the new format.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..20 {
+        store
+            .append(prop("a", "k", &format!("{i}")), AppendOptions::durable())
+            .unwrap();
+    }
+    store.close().unwrap();
+    let snap = dir.path().join("index.snap");
+    let mut b = std::fs::read(&snap).unwrap();
+    b[..8].copy_from_slice(b"BPKSNAP2");
+    std::fs::write(&snap, &b).unwrap();
+    std::fs::remove_file(dir.path().join("DURABLE")).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.recovery().replayed,
+        20,
+        "the old snapshot is not used"
+    );
+    assert_eq!(all(&store).len(), 20);
+    store.close().unwrap();
+    assert_eq!(&std::fs::read(&snap).unwrap()[..8], b"BPKSNAP3");
+    assert_eq!(
+        &std::fs::read(dir.path().join("DURABLE")).unwrap()[..8],
+        b"BPKDUR01"
+    );
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        store.recovery().replayed,
+        0,
+        "the new snapshot is proven and used"
+    );
+    assert_eq!(all(&store).len(), 20);
 }

@@ -81,6 +81,20 @@ fn acknowledged_durable_events_survive_kill_9_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let rounds = 25;
+    // The kill moments follow one seed, printed so a failure reproduces
+    // (`BATPAK_SEED=<seed>`).
+    let seed = std::env::var("BATPAK_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(rand_u64);
+    eprintln!("kill -9 schedule seed {seed} (BATPAK_SEED={seed} reproduces it)");
+    let mut rng = seed | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
     let mut acked: Vec<String> = Vec::new();
     for round in 0..rounds {
         let mut child = Command::new(&exe)
@@ -109,7 +123,7 @@ fn acknowledged_durable_events_survive_kill_9_exactly_once() {
             }
             keys
         });
-        std::thread::sleep(Duration::from_millis(30 + rand_u64() % 400));
+        std::thread::sleep(Duration::from_millis(30 + next() % 400));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         acked.extend(reader.join().unwrap());
@@ -127,7 +141,7 @@ fn acknowledged_durable_events_survive_kill_9_exactly_once() {
         for k in &acked {
             assert!(
                 seen.contains_key(k),
-                "round {round}: acknowledged {k} is missing"
+                "round {round} (seed {seed}): acknowledged {k} is missing"
             );
         }
         // Per thread, acknowledged order is log order.

@@ -38,8 +38,10 @@ pub struct AppendArgs {
     #[arg(long)]
     pub idempotency_key: Option<String>,
     /// Append events from a JSON-lines file (`-` for stdin), one event per
-    /// line: {"entity","scope","kind","payload"[,"causation","correlation",
-    /// "idempotency_key"]}. Every line is checked before anything is appended.
+    /// line: {"entity","scope","kind","payload"[,"id","causation",
+    /// "correlation","idempotency_key"]}. Every line is checked — syntax,
+    /// rules, causation (to the store or an earlier line's "id"), expected
+    /// sequences — before anything is appended: a bad line appends nothing.
     #[arg(long, value_name = "FILE|-")]
     pub jsonl: Option<PathBuf>,
 }
@@ -95,6 +97,8 @@ fn receipt_json(r: &Receipt, p: &Coordinate, kind: &str) -> serde_json::Value {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Line {
+    #[serde(default)]
+    id: Option<String>,
     entity: String,
     scope: String,
     kind: String,
@@ -107,7 +111,11 @@ struct Line {
     idempotency_key: Option<String>,
 }
 
-const LINE_HELP: &str = r#"each line must be a JSON object {"entity","scope","kind","payload"} with optional "causation", "correlation" (32 hex digits) and "idempotency_key""#;
+const LINE_HELP: &str = r#"each line must be a JSON object {"entity","scope","kind","payload"} with optional "id", "causation", "correlation" (32 hex digits) and "idempotency_key""#;
+
+/// Longest accepted `--jsonl` line: a maximal payload, JSON-escaped, plus
+/// the other fields. Longer lines are refused, never buffered.
+const MAX_LINE: usize = 4 * batpak_store::MAX_PAYLOAD_LEN + (64 << 10);
 
 fn parse_line(text: &str) -> anyhow::Result<Proposal> {
     let l: Line = serde_json::from_str(text).map_err(|e| {
@@ -118,6 +126,7 @@ fn parse_line(text: &str) -> anyhow::Result<Proposal> {
     })?;
     let coordinate = Coordinate::new(l.entity, l.scope)?;
     let mut p = Proposal::new(coordinate, l.kind, serde_json::to_vec(&l.payload)?);
+    p.id = l.id.as_deref().map(|s| parse_id("id", s)).transpose()?;
     p.causation = l
         .causation
         .as_deref()
@@ -161,6 +170,7 @@ pub(crate) fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
     p.idempotency_key = a.idempotency_key;
     p.validate(false)?;
     let store = Store::open(data)?;
+    report_recovery(&store);
     let r = store.append(p, AppendOptions::durable())?;
     store.close()?;
     writeln!(out, "{}", receipt_json(&r, &coordinate, &kind))?;
@@ -168,122 +178,237 @@ pub(crate) fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let reader: Box<dyn BufRead> = if src == Path::new("-") {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        Box::new(std::io::BufReader::new(
-            std::fs::File::open(src)
-                .with_context(|| format!("opening --jsonl file {}", src.display()))?,
-        ))
-    };
-    let name = if src == Path::new("-") {
-        "stdin".to_string()
-    } else {
-        src.display().to_string()
-    };
-    // Check every line before appending anything: a bad batch appends nothing.
-    let mut props: Vec<(usize, Proposal)> = Vec::new();
-    let mut errors = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.with_context(|| format!("{name}: reading line {}", i + 1))?;
-        if line.trim().is_empty() {
-            continue;
+/// Reads one line (without its newline) into `buf`, refusing lines longer
+/// than [`MAX_LINE`] without buffering them. `Ok(false)` at end of input.
+fn read_line_bounded(r: &mut impl BufRead, buf: &mut Vec<u8>) -> anyhow::Result<bool> {
+    buf.clear();
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(!buf.is_empty());
         }
-        match parse_line(&line) {
-            Ok(p) => props.push((i + 1, p)),
-            Err(e) => {
-                errors.push(format!("{name}:{}: {e:#}", i + 1));
-                if errors.len() >= 20 {
-                    errors.push("(stopped after 20 errors)".into());
-                    break;
+        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        if buf.len() + take > MAX_LINE + 1 {
+            bail!("line is longer than {MAX_LINE} bytes; split the event or shorten its payload");
+        }
+        buf.extend_from_slice(&chunk[..take]);
+        r.consume(take);
+        if done {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(true);
+        }
+    }
+}
+
+/// Where the `--jsonl` input can be read twice from: the file itself, or a
+/// spooled copy of stdin / a pipe (removed on drop).
+struct Source {
+    path: PathBuf,
+    name: String,
+    spooled: bool,
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        if self.spooled {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Source {
+    fn new(src: &Path) -> anyhow::Result<Source> {
+        let stdin = src == Path::new("-");
+        let name = if stdin {
+            "stdin".to_string()
+        } else {
+            src.display().to_string()
+        };
+        let regular = !stdin
+            && std::fs::metadata(src)
+                .with_context(|| format!("opening --jsonl file {}", src.display()))?
+                .is_file();
+        if regular {
+            return Ok(Source {
+                path: src.to_path_buf(),
+                name,
+                spooled: false,
+            });
+        }
+        // A stream can be read once: copy it aside, so it can be checked
+        // whole before the first event is appended.
+        let path = std::env::temp_dir().join(format!(
+            "batpak-jsonl-{}-{}",
+            std::process::id(),
+            batpak_store::now_us()
+        ));
+        let mut spool = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| {
+                format!("creating a spool file {} for --jsonl input", path.display())
+            })?;
+        let source = Source {
+            path,
+            name: name.clone(),
+            spooled: true,
+        };
+        let mut input: Box<dyn std::io::Read> = if stdin {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(
+                std::fs::File::open(src)
+                    .with_context(|| format!("opening --jsonl file {}", src.display()))?,
+            )
+        };
+        std::io::copy(&mut input, &mut spool).with_context(|| format!("reading {name}"))?;
+        Ok(source)
+    }
+
+    /// Calls `f(line_number, proposal)` for every non-empty line.
+    fn for_each(
+        &self,
+        mut f: impl FnMut(usize, anyhow::Result<Proposal>) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let mut r = std::io::BufReader::with_capacity(
+            1 << 20,
+            std::fs::File::open(&self.path).with_context(|| format!("opening {}", self.name))?,
+        );
+        let mut buf = Vec::new();
+        let mut n = 0usize;
+        loop {
+            n += 1;
+            match read_line_bounded(&mut r, &mut buf) {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => {
+                    f(n, Err(e))?;
+                    return Ok(());
                 }
+            }
+            if buf.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            let p = std::str::from_utf8(&buf)
+                .map_err(|_| anyhow::anyhow!("line is not UTF-8"))
+                .and_then(parse_line);
+            if !f(n, p)? {
+                return Ok(());
             }
         }
     }
+}
+
+fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let source = Source::new(src)?;
+    let name = source.name.clone();
+    let store = Store::open(data)?;
+    report_recovery(&store);
+    // Pass 1: check every line against the store and the lines before it,
+    // keeping only ids and counters; nothing is written.
+    let mut plan = store.plan();
+    let mut errors = Vec::new();
+    let mut total = 0usize;
+    source.for_each(|n, p| {
+        total += 1;
+        let checked = p.and_then(|p| {
+            plan.check(&p).map_err(|e| match e {
+                StoreError::Invalid { source, .. } => anyhow::anyhow!("{source}"),
+                StoreError::UnknownCausation { id, .. } => anyhow::anyhow!(
+                "causation {id} is neither an event in this store nor the \"id\" of an earlier line"
+            ),
+                e => e.into(),
+            })
+        });
+        if let Err(e) = checked {
+            errors.push(format!("{name}:{n}: {e:#}"));
+            if errors.len() >= 20 {
+                errors.push("(stopped after 20 errors)".into());
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    drop(plan);
     if !errors.is_empty() {
         for e in &errors {
             eprintln!("error: {e}");
         }
+        store.close()?;
         bail!(
             "{name}: {} bad line(s); nothing was appended. Fix the lines above and run again",
             errors.len().min(20)
         );
     }
-    if props.is_empty() {
+    if total == 0 {
+        store.close()?;
         eprintln!("{name}: no events (empty input); nothing appended");
         return Ok(ExitCode::SUCCESS);
     }
-    let store = Store::open(data)?;
-    let total = props.len();
+    // Pass 2: every line passed, so the appends cannot be refused; they go
+    // in chunks, each made durable before its receipts are printed.
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut done = 0usize;
-    let mut pending: Vec<(Receipt, Coordinate, String)> = Vec::new();
-    let mut iter = props.into_iter().peekable();
-    let mut failure = None;
-    while iter.peek().is_some() {
-        let mut chunk = Vec::new();
-        let mut bytes = 0;
-        let mut first_line = 0;
-        while let Some((ln, p)) = iter.peek() {
-            if !chunk.is_empty() && (chunk.len() >= 4096 || bytes + p.payload.len() > 8 << 20) {
-                break;
-            }
-            if chunk.is_empty() {
-                first_line = *ln;
-            }
-            bytes += p.payload.len() + 128;
-            chunk.push(iter.next().expect("peeked").1);
+    let mut chunk: Vec<Proposal> = Vec::new();
+    let mut bytes = 0usize;
+    let mut flush = |chunk: &mut Vec<Proposal>, out: &mut dyn Write| -> anyhow::Result<()> {
+        if chunk.is_empty() {
+            return Ok(());
         }
         let meta: Vec<(Coordinate, String)> = chunk
             .iter()
             .map(|p| (p.coordinate.clone(), p.kind.clone()))
             .collect();
-        let n = chunk.len();
-        match store.append_batch(chunk, AppendOptions::accepted()) {
-            Ok(rs) => {
-                for (r, (c, k)) in rs.into_iter().zip(meta) {
-                    pending.push((r, c, k));
-                }
-            }
-            Err(e) => {
-                let detail = match &e {
-                    StoreError::Invalid { index, .. }
-                    | StoreError::UnknownCausation { index, .. } => {
-                        format!("line {}: ", first_line + index)
-                    }
-                    _ => String::new(),
-                };
-                failure = Some(anyhow::anyhow!(
-                    "{name}: {detail}{e}; the batch starting at line {first_line} ({n} events) and everything after it were not appended"
-                ));
-                break;
-            }
+        let rs = store
+            .append_batch(std::mem::take(chunk), AppendOptions::durable())
+            .with_context(|| format!("{name}: appending after {done} events (those are durable; their receipts were printed)"))?;
+        for (r, (c, k)) in rs.iter().zip(meta) {
+            writeln!(out, "{}", receipt_json(r, &c, &k))?;
         }
-        done += n;
+        done += rs.len();
         if total > 10_000 && last_report.elapsed() > Duration::from_millis(500) {
             eprintln!("append: {done}/{total} events ({}%)", done * 100 / total);
             last_report = Instant::now();
         }
-    }
-    // Receipts are printed only once what they describe is durable.
-    store.sync()?;
-    for (r, c, k) in &pending {
-        writeln!(out, "{}", receipt_json(r, c, k))?;
-    }
+        Ok(())
+    };
+    source.for_each(|_, p| {
+        let p = p?;
+        if !chunk.is_empty() && (chunk.len() >= 4096 || bytes + p.payload.len() > 8 << 20) {
+            flush(&mut chunk, out)?;
+            bytes = 0;
+        }
+        bytes += p.payload.len() + 128;
+        chunk.push(p);
+        Ok(true)
+    })?;
+    flush(&mut chunk, out)?;
     out.flush()?;
     store.close()?;
     if total > 10_000 {
         eprintln!(
-            "append: {} events durable in {:.2} s",
-            pending.len(),
+            "append: {total} events durable in {:.2} s",
             started.elapsed().as_secs_f64()
         );
     }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(ExitCode::SUCCESS),
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the user on stderr what opening the store had to cut.
+pub(crate) fn report_recovery(store: &Store) {
+    if let Some((segment, offset, bytes)) = store.recovery().truncated_tail {
+        eprintln!(
+            "batpak: recovered the store: cut a torn write of {bytes} byte(s) at segment {segment:08} offset {offset} (never acknowledged as durable); recorded as a {} event",
+            batpak_store::RECOVERED_KIND
+        );
     }
 }
 
@@ -366,6 +491,29 @@ pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
         }
     }
     out.flush()?;
+    if let Some((segment, offset)) = reader.incomplete_tail() {
+        // Maybe a write in progress: look again a few times (bounded).
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(50));
+            let more = reader.poll(16 << 20)?;
+            for e in more.iter().filter(|e| matches(e)) {
+                if printed >= limit {
+                    break;
+                }
+                writeln!(out, "{}", event_json(e))?;
+                printed += 1;
+            }
+            if reader.incomplete_tail().is_none() {
+                break;
+            }
+        }
+        out.flush()?;
+        if reader.incomplete_tail().is_some() {
+            eprintln!(
+                "events: the log ends with an incomplete write at segment {segment:08} offset {offset}, never acknowledged as durable; the next open of the store cuts it (`batpak-host verify` shows it)"
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -376,20 +524,17 @@ pub(crate) fn verify(data: &Path) -> anyhow::Result<ExitCode> {
             data.display()
         );
     }
-    let (report, open_error) = match Store::open(data) {
-        Ok(store) => {
-            let r = store.verify()?;
-            store.close()?;
-            (r, None)
-        }
-        Err(e @ StoreError::Locked { .. }) => return Err(e.into()),
-        Err(e) => (verify_dir(data)?, Some(e)),
-    };
-    let sound = report.is_sound() && open_error.is_none();
+    // Read-only: never opens (or repairs) the store, takes no lock, writes
+    // nothing; it reports what an open would do.
+    let report = verify_dir(data)?;
+    let sound = report.is_sound();
     let mut problems = report.problems.clone();
-    if let Some(e) = &open_error {
+    if let Some(e) = &report.open_error {
         problems.insert(0, format!("the store does not open: {e}"));
     }
+    let tail = report.tail_to_cut.map(
+        |(segment, offset, bytes)| json!({"segment": segment, "offset": offset, "bytes": bytes}),
+    );
     println!(
         "{}",
         json!({
@@ -398,8 +543,15 @@ pub(crate) fn verify(data: &Path) -> anyhow::Result<ExitCode> {
             "frames": report.frames,
             "events": report.events,
             "problems": problems,
+            "torn_tail_to_cut": tail,
         })
     );
+    if let Some((segment, offset, bytes)) = report.tail_to_cut {
+        eprintln!(
+            "verify: the log ends with a torn write of {bytes} byte(s) at segment {segment:08} offset {offset}, never acknowledged as durable; the next open cuts it and records a {} event",
+            batpak_store::RECOVERED_KIND
+        );
+    }
     if sound {
         eprintln!(
             "verify: sound — {} events in {} frames across {} segment(s)",

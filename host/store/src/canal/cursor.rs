@@ -3,7 +3,7 @@
 use super::{Canal, CanalBatch, CanalClosed, CloseReason};
 use crate::event::{hex, Event, EventId};
 use crate::store::{
-    validate_cursor_id, AppendOptions, CheckpointUpdate, Region, Store, StoreError,
+    validate_cursor_id, AppendOptions, CheckpointUpdate, Region, Stopped, Store, StoreError,
 };
 use std::time::{Duration, Instant};
 
@@ -155,19 +155,29 @@ impl Canal for Cursor {
         max: usize,
         deadline: Duration,
     ) -> Result<CanalBatch<Event>, CanalClosed> {
-        let core = &self.store.inner;
+        let core = &self.store.inner.core;
         let fail = |m: String| CanalClosed {
             reason: CloseReason::Failed(m),
         };
+        let stopped = |s: Stopped| match s {
+            Stopped::Closed => CanalClosed {
+                reason: CloseReason::StoreClosed,
+            },
+            Stopped::Failed(m) => CanalClosed {
+                reason: CloseReason::Failed(m),
+            },
+        };
         let deadline = Instant::now() + deadline;
         let max = max.max(1);
-        let mut upto = core.deliverable().map_err(fail)?;
+        let mut upto = core.dur.deliverable().map_err(stopped)?;
         loop {
             if upto > self.position {
                 let (entries, scanned) =
-                    core.scan_entries(&self.region, self.position, max, false, upto);
+                    core.reads
+                        .scan_entries(&self.region, self.position, max, false, upto);
                 if !entries.is_empty() {
                     let events = core
+                        .reads
                         .read_entries(&entries)
                         .map_err(|e| fail(e.to_string()))?;
                     // The scan stops at the max-th match, so `scanned` is
@@ -181,16 +191,9 @@ impl Canal for Cursor {
                 return Ok(CanalBatch::Empty);
             }
             upto = core
+                .dur
                 .wait_deliverable(self.position, deadline)
-                .map_err(|m| {
-                    if m.contains("closed") {
-                        CanalClosed {
-                            reason: CloseReason::StoreClosed,
-                        }
-                    } else {
-                        fail(m)
-                    }
-                })?;
+                .map_err(stopped)?;
         }
     }
 }

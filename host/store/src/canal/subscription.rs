@@ -27,7 +27,7 @@ impl Subscription {
     pub fn new(store: &Store, region: Region, capacity: usize) -> Subscription {
         let store = store.clone();
         let queue = Arc::new(SubscriberQueue::new(region, capacity));
-        store.inner.add_subscriber(queue.clone());
+        store.inner.core.add_subscriber(queue.clone());
         Subscription {
             queue,
             closed: None,

@@ -44,7 +44,7 @@ pub enum StoreError {
     #[error("{0}")]
     BadBatch(String),
     /// Damaged data that is not a torn tail: the store refuses to guess.
-    #[error("corrupt store: segment {segment:06} offset {offset}: {reason}. Nothing was changed; run `batpak-host verify` for a full report and restore the damaged segment from a backup")]
+    #[error("corrupt store: segment {segment:08} offset {offset}: {reason}. Nothing was changed; run `batpak-host verify` for a full report and restore the damaged segment from a backup")]
     Corrupt {
         /// Segment number.
         segment: u32,
@@ -65,6 +65,11 @@ pub enum StoreError {
     /// because it can no longer promise what is on disk.
     #[error("store is poisoned by an earlier failure ({0}); reopen it to recover")]
     Poisoned(String),
+    /// The directory's `LOCK` file was removed or replaced while this
+    /// process held the store: another process may write to it now, so this
+    /// one refuses to write on (fail-stop, like [`StoreError::Poisoned`]).
+    #[error("{0}")]
+    LockLost(String),
     /// The store has been closed.
     #[error("store is closed")]
     Closed,

@@ -30,9 +30,17 @@ pub(crate) struct Entry {
     pub entity: u32,
     pub scope: u32,
     pub kind: u32,
+    /// Bytes from the start of the event's frame to `offset`, so a read can
+    /// check the frame's CRC.
+    pub frame_back: u32,
 }
 
 impl Entry {
+    /// Absolute offset of the event's frame in its segment.
+    pub fn frame_start(&self) -> u64 {
+        self.offset.saturating_sub(self.frame_back as u64)
+    }
+
     /// Bytes of the encoded event on disk.
     pub fn disk_len(&self) -> u64 {
         4 + self.header_len as u64 + 32 + 4 + self.payload_len as u64
@@ -96,6 +104,7 @@ impl Index {
         &mut self,
         h: &EventHeader,
         segment: u32,
+        frame: u64,
         offset: u64,
         header_len: u32,
         payload: &[u8],
@@ -121,6 +130,7 @@ impl Index {
             entity,
             scope,
             kind,
+            frame_back: (offset - frame) as u32,
         };
         self.link(&e, h.sequence);
         if let Some(k) = &h.idempotency_key {

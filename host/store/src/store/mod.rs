@@ -1,34 +1,56 @@
 //! The store: one directory, one owner, an append-only log of events.
 //!
-//! See `host/DESIGN.md` for the file format. In short:
+//! See `host/store/DESIGN.md` for the file format. In short:
 //! - callers validate and sequence their appends under a short lock (the
 //!   sequencer), then hand encoded frames to **one writer thread** through a
 //!   bounded queue; the writer writes them and publishes them to the index;
 //! - a **sync thread** fsyncs what the writer wrote and advances the durable
 //!   watermark, so concurrent durable appends share one fsync (group commit);
 //! - a batch is one CRC-checked frame, so it is all or nothing;
-//! - recovery truncates a torn tail of the last segment and fails closed on
-//!   corruption anywhere else, naming segment and offset.
+//! - recovery cuts a torn write nobody was told was durable (and records a
+//!   `batpak.store.recovered` event) and fails closed on any other damage,
+//!   naming segment and offset; `verify` reports which, changing nothing;
+//! - all file I/O goes through [`Disk`] ([`OsDisk`], or [`SimDisk`] in tests).
 
 mod checkpoint;
+mod core;
+mod disk;
+mod durability;
+mod durable_mark;
 mod error;
 mod fanout;
 mod frame;
 mod index;
+mod lifecycle;
+mod lock;
+mod plan;
+mod read_path;
 mod reader;
 mod recovery;
 mod region;
 mod segment;
+mod sequencer;
+mod sim_disk;
 mod snapshot;
-mod writer;
+mod sync_thread;
+mod verify;
+mod watermarks;
+mod writer_thread;
 
 pub(crate) use checkpoint::validate_cursor_id;
 pub use checkpoint::Checkpoint;
+pub use disk::{Disk, DiskFile, OsDisk};
+pub(crate) use durability::Stopped;
 pub use error::StoreError;
 pub(crate) use fanout::SubscriberQueue;
 pub use frame::{decode_frame, encode_frame, FrameError};
+pub use lifecycle::RECOVERED_KIND;
+pub use plan::AppendPlan;
 pub use reader::LogReader;
 pub use region::Region;
+pub use sim_disk::{SimDisk, SimError, SimOp};
+pub use verify::VerifyReport;
+pub use watermarks::Watermarks;
 
 use crate::event::{Event, EventId, Proposal, Receipt};
 use std::path::Path;
@@ -49,6 +71,9 @@ pub struct StoreOptions {
     /// Write an index snapshot after this many new events (and on close), so
     /// reopening replays only the tail.
     pub snapshot_every: u64,
+    /// Where the files live: the real file system ([`OsDisk`], the default)
+    /// or a simulation ([`SimDisk`]) for crash and fault tests.
+    pub disk: Arc<dyn Disk>,
 }
 
 impl Default for StoreOptions {
@@ -58,6 +83,7 @@ impl Default for StoreOptions {
             queue_capacity: 4096,
             sync_interval: Duration::from_millis(20),
             snapshot_every: 250_000,
+            disk: Arc::new(OsDisk),
         }
     }
 }
@@ -137,20 +163,6 @@ pub struct CheckpointUpdate {
     pub event_id: EventId,
 }
 
-/// The store's progress markers. Always `durable <= written` and
-/// `visible <= written`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Watermarks {
-    /// Highest sequence handed to the writer.
-    pub accepted: u64,
-    /// Highest sequence written to the segment file (page cache).
-    pub written: u64,
-    /// Highest sequence readable through the index.
-    pub visible: u64,
-    /// Highest sequence known to be on stable storage.
-    pub durable: u64,
-}
-
 /// What [`Store::open`] found and repaired.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryInfo {
@@ -161,32 +173,12 @@ pub struct RecoveryInfo {
     pub truncated_tail: Option<(u32, u64, u64)>,
 }
 
-/// Result of [`Store::verify`].
-#[derive(Clone, Debug, Default)]
-pub struct VerifyReport {
-    /// Frames checked.
-    pub frames: u64,
-    /// Events checked.
-    pub events: u64,
-    /// Segments checked.
-    pub segments: u64,
-    /// Everything found wrong, each naming segment, offset or event.
-    pub problems: Vec<String>,
-}
-
-impl VerifyReport {
-    /// True when nothing is wrong.
-    pub fn is_sound(&self) -> bool {
-        self.problems.is_empty()
-    }
-}
-
 /// Handle to an open store. Cheap to clone; every clone shares the same
 /// writer. The store closes (flushing, syncing and snapshotting) when
 /// [`Store::close`] is called or the last clone is dropped.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) inner: Arc<writer::Shared>,
+    pub(crate) inner: Arc<lifecycle::Shared>,
 }
 
 impl std::fmt::Debug for Store {
@@ -213,7 +205,7 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store, StoreError> {
-        writer::open(dir.as_ref(), options).map(|inner| Store { inner })
+        lifecycle::open(dir.as_ref(), options).map(|inner| Store { inner })
     }
 
     /// The store's directory.
@@ -248,7 +240,7 @@ impl Store {
         proposals: Vec<Proposal>,
         options: AppendOptions,
     ) -> Result<Vec<Receipt>, StoreError> {
-        self.inner.append(proposals, options, false)
+        self.inner.core.append(proposals, options, false)
     }
 
     /// Like [`append_batch`](Self::append_batch) but admits `batpak.*` kinds.
@@ -262,7 +254,7 @@ impl Store {
         proposals: Vec<Proposal>,
         options: AppendOptions,
     ) -> Result<Vec<Receipt>, StoreError> {
-        self.inner.append(proposals, options, true)
+        self.inner.core.append(proposals, options, true)
     }
 
     /// Reads one event by id (visible events only).
@@ -270,7 +262,7 @@ impl Store {
     /// # Errors
     /// An I/O error reading the segment.
     pub fn get(&self, id: EventId) -> Result<Option<Event>, StoreError> {
-        self.inner.get(id)
+        self.inner.core.reads.get(id)
     }
 
     /// Reads the event at a global sequence.
@@ -278,7 +270,7 @@ impl Store {
     /// # Errors
     /// An I/O error reading the segment.
     pub fn get_by_sequence(&self, sequence: u64) -> Result<Option<Event>, StoreError> {
-        self.inner.get_by_sequence(sequence)
+        self.inner.core.reads.get_by_sequence(sequence)
     }
 
     /// Reads an entity's events with entity sequence greater than `after`,
@@ -292,12 +284,12 @@ impl Store {
         after: u64,
         max: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        self.inner.entity_events(entity, after, max)
+        self.inner.core.reads.entity_events(entity, after, max)
     }
 
     /// The ids of events whose causation is `id` (the causal graph forward).
     pub fn caused_by(&self, id: EventId) -> Vec<EventId> {
-        self.inner.caused_by(id)
+        self.inner.core.reads.caused_by(id)
     }
 
     /// Reads visible events matching `region` with sequence greater than
@@ -314,18 +306,23 @@ impl Store {
         include_system: bool,
     ) -> Result<Vec<Event>, StoreError> {
         self.inner
+            .core
+            .reads
             .scan(region, after, limit, include_system, u64::MAX)
     }
 
     /// Current watermarks.
     pub fn watermarks(&self) -> Watermarks {
-        self.inner.watermarks()
+        self.inner.core.dur.watermarks()
     }
 
-    /// Waits until `sequence` is durable or `timeout` passes; true when
-    /// durable.
-    pub fn wait_durable(&self, sequence: u64, timeout: Duration) -> bool {
-        self.inner.wait_durable(sequence, timeout)
+    /// Waits until `sequence` is durable or `timeout` passes; `Ok(true)`
+    /// when durable, `Ok(false)` on timeout.
+    ///
+    /// # Errors
+    /// The store failed ([`StoreError::Poisoned`]): every waiter wakes with it.
+    pub fn wait_durable(&self, sequence: u64, timeout: Duration) -> Result<bool, StoreError> {
+        self.inner.core.dur.wait_durable(sequence, timeout)
     }
 
     /// Makes everything appended so far durable.
@@ -333,17 +330,17 @@ impl Store {
     /// # Errors
     /// The fsync failed (the store is then poisoned: later appends fail).
     pub fn sync(&self) -> Result<(), StoreError> {
-        self.inner.sync()
+        self.inner.core.dur.sync()
     }
 
     /// The last committed checkpoint of cursor `id`.
     pub fn checkpoint(&self, id: &str) -> Option<Checkpoint> {
-        self.inner.checkpoint(id)
+        self.inner.core.reads.checkpoint(id)
     }
 
     /// Every committed checkpoint, by cursor id.
     pub fn checkpoints(&self) -> Vec<Checkpoint> {
-        self.inner.checkpoints()
+        self.inner.core.reads.checkpoints()
     }
 
     /// Checks every frame CRC, every event hash and entity chain link, and
@@ -353,7 +350,7 @@ impl Store {
     /// Only when the check itself cannot run (I/O); problems found go into
     /// the report.
     pub fn verify(&self) -> Result<VerifyReport, StoreError> {
-        self.inner.verify()
+        self.inner.core.verify()
     }
 
     /// Flushes, syncs, writes an index snapshot and releases the directory.
@@ -371,11 +368,27 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Starts a dry run of appends: check proposals one by one against this
+    /// store and against each other, writing nothing (see [`AppendPlan`]).
+    pub fn plan(&self) -> AppendPlan<'_> {
+        AppendPlan::new(&self.inner.core.reads)
+    }
+}
+
 /// Verifies the store in `dir` straight from its segment files, without
 /// opening (or repairing) it: for a store that fails to open.
 ///
 /// # Errors
 /// Only when the check itself cannot run (I/O).
 pub fn verify_dir(dir: &Path) -> Result<VerifyReport, StoreError> {
-    recovery::verify_dir(dir, None)
+    verify::verify_dir(&OsDisk, dir, None)
+}
+
+/// [`verify_dir`] on any [`Disk`].
+///
+/// # Errors
+/// As [`verify_dir`].
+pub fn verify_dir_on(disk: &dyn Disk, dir: &Path) -> Result<VerifyReport, StoreError> {
+    verify::verify_dir(disk, dir, None)
 }

@@ -5,11 +5,11 @@
 //! `[tag 1][count u32]` then per event
 //! `[header_len u32][postcard header][hash 32][payload_len u32][payload]`.
 
+use super::disk::{Disk, DiskFile};
 use super::StoreError;
 use crate::event::EventHeader;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Segment header length.
 pub(crate) const SEGMENT_HEADER: u64 = 32;
@@ -23,14 +23,12 @@ pub(crate) fn segment_path(dir: &Path, n: u32) -> PathBuf {
 }
 
 /// Segment numbers present in `dir`, ascending.
-pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u32>, StoreError> {
+pub(crate) fn list_segments(disk: &dyn Disk, dir: &Path) -> Result<Vec<u32>, StoreError> {
     let mut out = Vec::new();
-    let rd =
-        std::fs::read_dir(dir).map_err(StoreError::io(format!("listing {}", dir.display())))?;
-    for e in rd {
-        let e = e.map_err(StoreError::io(format!("listing {}", dir.display())))?;
-        let name = e.file_name();
-        let name = name.to_string_lossy();
+    let names = disk
+        .list(dir)
+        .map_err(StoreError::io(format!("listing {}", dir.display())))?;
+    for name in names {
         if let Some(stem) = name.strip_suffix(".seg") {
             if let Ok(n) = stem.parse::<u32>() {
                 out.push(n);
@@ -63,33 +61,31 @@ pub(crate) fn check_segment_header(bytes: &[u8], n: u32) -> Result<u128, String>
     if num != n {
         return Err(format!("header says segment {num}, file name says {n}"));
     }
+    if bytes[28..32] != [0u8; 4] {
+        return Err("segment header's reserved bytes are not zero".into());
+    }
     Ok(id)
 }
 
 /// Creates segment `n` with its header, durably (file and directory synced).
-pub(crate) fn create_segment(dir: &Path, store_id: u128, n: u32) -> Result<File, StoreError> {
+pub(crate) fn create_segment(
+    disk: &dyn Disk,
+    dir: &Path,
+    store_id: u128,
+    n: u32,
+) -> Result<Arc<dyn DiskFile>, StoreError> {
     let path = segment_path(dir, n);
-    let mut f = OpenOptions::new()
-        .create_new(true)
-        .read(true)
-        .append(true)
-        .open(&path)
+    let f = disk
+        .create(&path, false)
         .map_err(StoreError::io(format!("creating {}", path.display())))?;
-    f.write_all(&segment_header(store_id, n))
-        .and_then(|_| f.sync_all())
+    f.write_all_at(&segment_header(store_id, n), 0)
+        .and_then(|_| f.sync())
         .map_err(StoreError::io(format!("writing {}", path.display())))?;
-    sync_dir(dir)?;
+    disk.sync_dir(dir).map_err(StoreError::io(format!(
+        "syncing directory {}",
+        dir.display()
+    )))?;
     Ok(f)
-}
-
-/// Fsyncs a directory so a created or renamed entry survives a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StoreError::io(format!(
-            "syncing directory {}",
-            dir.display()
-        )))
 }
 
 /// One event decoded from a batch body; offsets are relative to the body.

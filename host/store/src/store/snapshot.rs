@@ -1,22 +1,25 @@
 //! Index snapshots: what reopening needs, so a large store does not rescan
 //! every frame at each open.
 //!
-//! `index.snap` = `[magic "BPKSNAP2" 8][len u64][crc32 u32][body]`, body =
+//! `index.snap` = `[magic "BPKSNAP3" 8][len u64][crc32 u32][body]`, body =
 //! `[meta_len u32][postcard meta][entry; count]` with fixed 80-byte entries.
-//! A snapshot is only a cache: one that is damaged, from another store, or
-//! claims more than the segments hold is ignored and the index is rebuilt
-//! from the segments.
+//! The meta holds a **proof**: for every segment the snapshot covers, its
+//! length covered and the CRC-32 of those bytes. Opening trusts the snapshot
+//! only when the segment files still hash to the proof (one sequential read
+//! of the covered log, far cheaper than decoding it); a snapshot that is
+//! damaged, from another store, older (`BPKSNAP2`, no proof) or whose proof
+//! does not match is ignored and the index is rebuilt from the segments —
+//! where any damage is then found frame by frame.
 
+use super::disk::{read_all, Disk};
 use super::index::{Entry, Index};
-use super::segment::sync_dir;
 use super::Checkpoint;
 use super::StoreError;
 use crate::event::EventId;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 
-const MAGIC: [u8; 8] = *b"BPKSNAP2";
+const MAGIC: [u8; 8] = *b"BPKSNAP3";
 const ENTRY_LEN: usize = 80;
 pub(crate) const FILE: &str = "index.snap";
 
@@ -29,6 +32,15 @@ struct Meta {
     keys: Vec<(String, u64)>,
     checkpoints: Vec<Checkpoint>,
     count: u64,
+    proof: Vec<SegmentProof>,
+}
+
+/// What a snapshot saw of one segment: the first `len` bytes hashed to `crc`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentProof {
+    pub segment: u32,
+    pub len: u64,
+    pub crc: u32,
 }
 
 /// A loaded snapshot: the index and the log position it covers.
@@ -36,6 +48,9 @@ pub(crate) struct Loaded {
     pub index: Index,
     pub end_segment: u32,
     pub end_offset: u64,
+    /// One entry per covered segment, ascending, the last one being
+    /// `end_segment` up to `end_offset`.
+    pub proof: Vec<SegmentProof>,
 }
 
 fn put_entry(out: &mut Vec<u8>, e: &Entry) {
@@ -58,7 +73,8 @@ fn put_entry(out: &mut Vec<u8>, e: &Entry) {
         out.extend_from_slice(&v.to_le_bytes());
     }
     out.push(flag);
-    out.extend_from_slice(&[0u8; 7]);
+    out.extend_from_slice(&e.frame_back.to_le_bytes());
+    out.extend_from_slice(&[0u8; 3]);
 }
 
 fn get_entry(b: &[u8]) -> Entry {
@@ -76,18 +92,24 @@ fn get_entry(b: &[u8]) -> Entry {
         entity: u32_at(60),
         scope: u32_at(64),
         kind: u32_at(68),
+        frame_back: u32_at(73),
     }
 }
 
 /// Writes a snapshot of `index` covering the log up to
 /// (`end_segment`, `end_offset`), atomically (tmp, fsync, rename, dir fsync).
 pub(crate) fn save(
+    disk: &dyn Disk,
     dir: &Path,
     store_id: u128,
     index: &Index,
-    end_segment: u32,
-    end_offset: u64,
+    proof: Vec<SegmentProof>,
 ) -> Result<(), StoreError> {
+    let last = proof.last().copied().ok_or_else(|| StoreError::Io {
+        context: "writing index snapshot".into(),
+        source: std::io::Error::other("a snapshot needs at least one segment"),
+    })?;
+    let (end_segment, end_offset) = (last.segment, last.len);
     let meta = Meta {
         store_id,
         end_segment,
@@ -96,6 +118,7 @@ pub(crate) fn save(
         keys: index.keys.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         checkpoints: index.checkpoints.values().cloned().collect(),
         count: index.entries.len() as u64,
+        proof,
     };
     let meta = postcard::to_stdvec(&meta).map_err(|e| StoreError::Io {
         context: "encoding index snapshot".into(),
@@ -108,31 +131,38 @@ pub(crate) fn save(
         put_entry(&mut body, e);
     }
     let tmp = dir.join(format!("{FILE}.tmp"));
+    let mut head = Vec::with_capacity(20);
+    head.extend_from_slice(&MAGIC);
+    head.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    head.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&MAGIC)?;
-        f.write_all(&(body.len() as u64).to_le_bytes())?;
-        f.write_all(&crc32fast::hash(&body).to_le_bytes())?;
-        f.write_all(&body)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(FILE))
+        let f = disk.create(&tmp, true)?;
+        f.write_all_at(&head, 0)?;
+        f.write_all_at(&body, head.len() as u64)?;
+        f.sync()?;
+        disk.rename(&tmp, &dir.join(FILE))?;
+        disk.sync_dir(dir)
     };
     write().map_err(StoreError::io(format!(
         "writing index snapshot in {}",
         dir.display()
-    )))?;
-    sync_dir(dir)
+    )))
 }
 
 /// Loads the snapshot if there is a sound one for this store.
-pub(crate) fn load(dir: &Path, store_id: u128) -> Option<Loaded> {
-    let bytes = std::fs::read(dir.join(FILE)).ok()?;
+pub(crate) fn load(disk: &dyn Disk, dir: &Path, store_id: u128) -> Option<Loaded> {
+    decode(&read_all(disk, &dir.join(FILE)).ok()?, store_id)
+}
+
+/// Decodes snapshot bytes; `None` for anything but a sound snapshot of this
+/// store (never a panic, whatever the bytes).
+pub(crate) fn decode(bytes: &[u8], store_id: u128) -> Option<Loaded> {
     if bytes.len() < 20 || bytes[..8] != MAGIC {
         return None;
     }
     let len = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
     let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
-    let body = bytes.get(20..20 + len)?;
+    let body = bytes.get(20..20usize.checked_add(len)?)?;
     if crc32fast::hash(body) != crc {
         return None;
     }
@@ -142,7 +172,18 @@ pub(crate) fn load(dir: &Path, store_id: u128) -> Option<Loaded> {
         return None;
     }
     let raw = body.get(4 + meta_len..)?;
-    if raw.len() != meta.count as usize * ENTRY_LEN {
+    if (raw.len() as u64) != meta.count.checked_mul(ENTRY_LEN as u64)? {
+        return None;
+    }
+    let proof_ok = meta
+        .proof
+        .last()
+        .is_some_and(|p| p.segment == meta.end_segment && p.len == meta.end_offset)
+        && meta
+            .proof
+            .windows(2)
+            .all(|w| w[1].segment == w[0].segment + 1);
+    if !proof_ok {
         return None;
     }
     let mut index = Index::default();
@@ -155,6 +196,9 @@ pub(crate) fn load(dir: &Path, store_id: u128) -> Option<Loaded> {
     for (i, chunk) in raw.chunks_exact(ENTRY_LEN).enumerate() {
         let e = get_entry(chunk);
         if e.entity >= names || e.scope >= names || e.kind >= names {
+            return None;
+        }
+        if e.segment > meta.end_segment || e.frame_back as u64 > e.offset {
             return None;
         }
         index.link(&e, i as u64 + 1);
@@ -170,6 +214,7 @@ pub(crate) fn load(dir: &Path, store_id: u128) -> Option<Loaded> {
         index,
         end_segment: meta.end_segment,
         end_offset: meta.end_offset,
+        proof: meta.proof,
     })
 }
 
@@ -190,6 +235,7 @@ mod tests {
             entity: 1,
             scope: 2,
             kind: 3,
+            frame_back: 17,
         };
         let mut b = Vec::new();
         put_entry(&mut b, &e);

@@ -1,0 +1,203 @@
+//! Opening and closing a store: lock the directory, recover, start the
+//! writer and sync threads (a panic on either marks the store failed and
+//! wakes every waiter), report a cut torn tail, and on close flush, sync and
+//! snapshot.
+
+use super::core::Core;
+use super::durability::Durability;
+use super::durable_mark::DurableMark;
+use super::lock::DirLock;
+use super::read_path::ReadPath;
+use super::recovery::recover;
+use super::segment::{list_segments, segment_path};
+use super::sequencer::{Cmd, Sequencer, SYSTEM_SCOPE};
+use super::sync_thread::sync_loop;
+use super::writer_thread::Writer;
+use super::{AppendOptions, RecoveryInfo, StoreError, StoreOptions};
+use crate::event::{Coordinate, Proposal};
+use parking_lot::{Mutex, RwLock};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Kind of the system event an open appends after cutting a torn tail.
+pub const RECOVERED_KIND: &str = "batpak.store.recovered";
+
+/// What every [`Store`](super::Store) clone holds.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub core: Arc<Core>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    closed: AtomicBool,
+    pub recovery: RecoveryInfo,
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// Opens the store in `dir`: lock, recover, start the threads.
+pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, StoreError> {
+    let disk = options.disk.clone();
+    let lock = if disk.uses_lock_file() {
+        Some(DirLock::acquire(dir)?)
+    } else {
+        disk.create_dir_all(dir)
+            .map_err(StoreError::io(format!("creating {}", dir.display())))?;
+        None
+    };
+    let rec = recover(&*disk, dir, true)?;
+    let seg_dir = dir.join("segments");
+    let mut readers = HashMap::new();
+    for n in list_segments(&*disk, &seg_dir)? {
+        let p = segment_path(&seg_dir, n);
+        readers.insert(
+            n,
+            disk.open(&p)
+                .map_err(StoreError::io(format!("opening {}", p.display())))?,
+        );
+    }
+    let active = readers
+        .get(&rec.last_segment)
+        .cloned()
+        .ok_or_else(|| StoreError::Corrupt {
+            segment: rec.last_segment,
+            offset: 0,
+            reason: "the last segment vanished while opening".into(),
+        })?;
+    let end = (rec.last_segment, rec.end_offset);
+    let mark =
+        DurableMark::open(&*disk, dir).map_err(StoreError::io("opening the durable marker"))?;
+    // Everything recovered is on disk (read back, and a cut tail synced).
+    mark.record(end)
+        .map_err(StoreError::io("recording the durable marker"))?;
+    let last = rec.index.last_sequence();
+    let (tx, rx) = sync_channel(options.queue_capacity.max(1));
+    let core = Arc::new(Core {
+        dir: dir.to_path_buf(),
+        store_id: rec.store_id,
+        reads: ReadPath {
+            seg_dir,
+            disk: disk.clone(),
+            index: RwLock::new(rec.index),
+            readers: RwLock::new(readers),
+        },
+        seq: Mutex::new(Sequencer::new(last, tx)),
+        dur: Durability::new(last, end, active.clone()),
+        subscribers: Mutex::new(Vec::new()),
+        has_subscribers: AtomicBool::new(false),
+        mark,
+        lock,
+        options,
+    });
+    let w = Writer {
+        core: core.clone(),
+        dir: dir.to_path_buf(),
+        segment: rec.last_segment,
+        file: active,
+        len: rec.end_offset,
+        since_snapshot: rec.replayed,
+        sealed: rec.sealed,
+        crc: rec.tail_crc,
+        lock_checked: None,
+    };
+    let c1 = core.clone();
+    let wt = std::thread::Builder::new()
+        .name("batpak-writer".into())
+        .spawn(move || {
+            // The queue outlives a panic, so appenders blocked on it see
+            // the store poisoned (not merely closed) when it goes away.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run(&rx)));
+            if let Err(p) = r {
+                c1.dur.poison(format!(
+                    "the store's writer thread panicked: {}",
+                    panic_text(&*p)
+                ));
+                c1.dur.shut_down();
+            }
+            drop(rx);
+        })
+        .map_err(StoreError::io("starting the writer thread"))?;
+    let c2 = core.clone();
+    let st = std::thread::Builder::new()
+        .name("batpak-sync".into())
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sync_loop(&c2.dur, &c2.mark, c2.options.sync_interval)
+            }));
+            if let Err(p) = r {
+                c2.dur.poison(format!(
+                    "the store's sync thread panicked: {}",
+                    panic_text(&*p)
+                ));
+            }
+        })
+        .map_err(StoreError::io("starting the sync thread"))?;
+    let shared = Arc::new(Shared {
+        dir: dir.to_path_buf(),
+        core,
+        threads: Mutex::new(vec![wt, st]),
+        closed: AtomicBool::new(false),
+        recovery: RecoveryInfo {
+            replayed: rec.replayed,
+            truncated_tail: rec.truncated,
+        },
+    });
+    if let Some((segment, offset, bytes)) = rec.truncated {
+        // Say in the log itself what was cut, durably, before anyone writes.
+        let payload = serde_json::json!({
+            "segment": segment,
+            "offset": offset,
+            "bytes_cut": bytes,
+            "reason": "torn write at the end of the log, never acknowledged as durable",
+        });
+        let coord = Coordinate {
+            entity: "batpak.store".into(),
+            scope: SYSTEM_SCOPE.into(),
+        };
+        shared.core.append(
+            vec![Proposal::new(
+                coord,
+                RECOVERED_KIND,
+                payload.to_string().into_bytes(),
+            )],
+            AppendOptions::durable(),
+            true,
+        )?;
+    }
+    Ok(shared)
+}
+
+impl Shared {
+    /// Stops accepting appends, lets the writer drain and sync, joins both
+    /// threads and wakes everyone still waiting.
+    pub(crate) fn close(&self) -> Result<(), StoreError> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let tx = self.core.seq.lock().close();
+        if let Some(tx) = tx {
+            let _ = tx.send(Cmd::Shutdown);
+        }
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+        self.core.dur.shut_down();
+        for s in self.core.subscribers.lock().drain(..) {
+            s.close_store();
+        }
+        self.core.dur.check()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}

@@ -1,0 +1,275 @@
+//! The read path: the index (under a read-write lock taken only to copy
+//! entries, never across I/O) and positional reads of segment files.
+//!
+//! Every read checks the CRC of the whole frame each event comes from (the
+//! index records where the frame starts; neighbouring events share one
+//! read and one check); a mismatch is [`StoreError::Corrupt`] naming segment
+//! and offset, never a damaged event handed on. Entity reads also check each
+//! event links to the one before (the chain commits to the hashes).
+
+use super::disk::{Disk, DiskFile};
+use super::frame::decode_frame;
+use super::index::{Entry, FastMap, Index};
+use super::segment::{decode_event_at, decode_header, segment_path};
+use super::{Checkpoint, Region, StoreError};
+use crate::event::{ChainLink, Event, EventId};
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The index and the open segment files for reading.
+pub(crate) struct ReadPath {
+    pub seg_dir: PathBuf,
+    pub disk: Arc<dyn Disk>,
+    pub index: RwLock<Index>,
+    pub readers: RwLock<HashMap<u32, Arc<dyn DiskFile>>>,
+}
+
+impl ReadPath {
+    fn reader(&self, segment: u32) -> Result<Arc<dyn DiskFile>, StoreError> {
+        if let Some(f) = self.readers.read().get(&segment) {
+            return Ok(f.clone());
+        }
+        let p = segment_path(&self.seg_dir, segment);
+        let f = self
+            .disk
+            .open(&p)
+            .map_err(StoreError::io(format!("opening {}", p.display())))?;
+        self.readers.write().insert(segment, f.clone());
+        Ok(f)
+    }
+
+    fn decode_at(e: &Entry, buf: &[u8], at: usize) -> Result<Event, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            segment: e.segment,
+            offset: e.offset,
+            reason,
+        };
+        let raw = decode_event_at(buf, at).map_err(corrupt)?;
+        let header = decode_header(raw.header_bytes).map_err(corrupt)?;
+        if header.id != e.id {
+            return Err(corrupt(format!(
+                "expected event {} but found {}",
+                e.id, header.id
+            )));
+        }
+        Ok(Event {
+            header: Arc::new(header),
+            payload: Arc::from(raw.payload),
+            hash: raw.hash,
+        })
+    }
+
+    fn read_at(
+        f: &dyn DiskFile,
+        segment: u32,
+        buf: &mut Vec<u8>,
+        start: u64,
+        end: u64,
+    ) -> Result<(), StoreError> {
+        buf.resize((end - start) as usize, 0);
+        f.read_exact_at(buf, start).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                StoreError::Corrupt {
+                    segment,
+                    offset: start,
+                    reason: "the segment file is shorter than the index says: indexed events are missing".into(),
+                }
+            } else {
+                StoreError::Io {
+                    context: format!("reading segment {segment:08} at offset {start}"),
+                    source: e,
+                }
+            }
+        })
+    }
+
+    /// Reads the events of `entries`, coalescing neighbouring reads, and
+    /// checks the CRC of every frame they come from.
+    pub fn read_entries(&self, entries: &[Entry]) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::with_capacity(entries.len());
+        let mut i = 0;
+        let mut buf = Vec::new();
+        while i < entries.len() {
+            // Extend the run while the next entry sits close after this one.
+            let first = entries[i];
+            let start = first.frame_start();
+            let mut end = first.offset + first.disk_len();
+            let mut j = i + 1;
+            while j < entries.len()
+                && entries[j].segment == first.segment
+                && entries[j].offset >= end
+                && entries[j].offset - end <= 4096
+                && entries[j].offset + entries[j].disk_len() - start <= 8 << 20
+            {
+                end = entries[j].offset + entries[j].disk_len();
+                j += 1;
+            }
+            let f = self.reader(first.segment)?;
+            Self::read_at(&*f, first.segment, &mut buf, start, end)?;
+            // Whole frames are needed for their CRC: a frame may run past
+            // the last requested event (a batch read in part).
+            let frame_len = |buf: &[u8], fs: u64| -> Option<u64> {
+                let at = (fs - start) as usize;
+                buf.get(at + 4..at + 8)
+                    .map(|b| 12 + u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64)
+            };
+            let mut need = end;
+            for e in &entries[i..j] {
+                let fs = e.frame_start();
+                let len = frame_len(&buf, fs).ok_or_else(|| StoreError::Corrupt {
+                    segment: e.segment,
+                    offset: fs,
+                    reason: "frame header lies outside the read (index and segment disagree)"
+                        .into(),
+                })?;
+                need = need.max(fs + len.min(super::frame::MAX_FRAME_BODY as u64 + 12));
+            }
+            if need > end {
+                Self::read_at(&*f, first.segment, &mut buf, start, need)?;
+            }
+            let mut checked = u64::MAX;
+            for e in &entries[i..j] {
+                let fs = e.frame_start();
+                if fs != checked {
+                    let at = (fs - start) as usize;
+                    decode_frame(&buf[at..]).map_err(|err| StoreError::Corrupt {
+                        segment: e.segment,
+                        offset: fs,
+                        reason: err.to_string(),
+                    })?;
+                    checked = fs;
+                }
+                out.push(Self::decode_at(e, &buf, (e.offset - start) as usize)?);
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+
+    pub fn get_by_sequence(&self, s: u64) -> Result<Option<Event>, StoreError> {
+        let e = match self.index.read().entry(s) {
+            Some(e) => *e,
+            None => return Ok(None),
+        };
+        Ok(self.read_entries(&[e])?.pop())
+    }
+
+    pub fn get(&self, id: EventId) -> Result<Option<Event>, StoreError> {
+        let s = self.index.read().by_id.get(&id).copied();
+        match s {
+            Some(s) => self.get_by_sequence(s),
+            None => Ok(None),
+        }
+    }
+
+    pub fn entity_events(
+        &self,
+        entity: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        let entries: Vec<Entry> = {
+            let ix = self.index.read();
+            let Some(eid) = ix.names.get(entity) else {
+                return Ok(Vec::new());
+            };
+            let Some(seqs) = ix.by_entity.get(&eid) else {
+                return Ok(Vec::new());
+            };
+            // Entity sequences are 1-based positions in this list.
+            seqs.iter()
+                .skip(after.min(seqs.len() as u64) as usize)
+                .take(max)
+                .filter_map(|s| ix.entry(*s).copied())
+                .collect()
+        };
+        let events = self.read_entries(&entries)?;
+        // The chain allows a second check: each event names the one before.
+        for (w, e) in events.windows(2).zip(entries.iter().skip(1)) {
+            let want = ChainLink {
+                id: w[0].header.id,
+                hash: w[0].hash,
+            };
+            if w[1].header.prev != Some(want) {
+                return Err(StoreError::Corrupt {
+                    segment: e.segment,
+                    offset: e.offset,
+                    reason: format!(
+                        "event {} does not link to its entity's previous event (chain broken)",
+                        w[1].header.id
+                    ),
+                });
+            }
+        }
+        Ok(events)
+    }
+
+    pub fn caused_by(&self, id: EventId) -> Vec<EventId> {
+        self.index
+            .read()
+            .children
+            .get(&id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Matching entries with sequence in `(after, upto]`, at most `limit`,
+    /// and the last sequence looked at.
+    pub fn scan_entries(
+        &self,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+        upto: u64,
+    ) -> (Vec<Entry>, u64) {
+        let ix = self.index.read();
+        let end = ix.last_sequence().min(upto);
+        let mut out = Vec::new();
+        let mut s = after;
+        let mut cache: FastMap<(u32, u32, u32), bool> = FastMap::default();
+        while s < end && out.len() < limit {
+            s += 1;
+            let e = ix.entry(s).expect("in range");
+            let m = *cache.entry((e.entity, e.scope, e.kind)).or_insert_with(|| {
+                let (en, sc, k) = (
+                    ix.names.name(e.entity),
+                    ix.names.name(e.scope),
+                    ix.names.name(e.kind),
+                );
+                region.matches_parts_or_system(en, sc, k, include_system)
+            });
+            if m {
+                out.push(*e);
+            }
+            if cache.len() > 65_536 {
+                cache.clear();
+            }
+        }
+        (out, s)
+    }
+
+    pub fn scan(
+        &self,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+        upto: u64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let (entries, _) = self.scan_entries(region, after, limit, include_system, upto);
+        self.read_entries(&entries)
+    }
+
+    pub fn checkpoint(&self, id: &str) -> Option<Checkpoint> {
+        self.index.read().checkpoints.get(id).cloned()
+    }
+
+    pub fn checkpoints(&self) -> Vec<Checkpoint> {
+        let mut v: Vec<Checkpoint> = self.index.read().checkpoints.values().cloned().collect();
+        v.sort_by(|a, b| a.cursor.cmp(&b.cursor));
+        v
+    }
+}
