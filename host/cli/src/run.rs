@@ -141,6 +141,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     signals::enter_running();
     let store =
         Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
+    crate::store_cmds::report_recovery(&store);
     let policy = RunPolicy {
         attempts: a.attempts,
         backoff: Duration::from_millis(a.backoff_ms),
