@@ -14,7 +14,8 @@
 //! - [`admission`]: proposals from reactions, the capability gate;
 //! - [`runner`]: the per-reactor thread and its commit protocol;
 //! - [`parking`]: retry policy, parked records, replay;
-//! - [`status`]: live counters; [`log`]: the host log.
+//! - [`status`]: live counters; [`log`]: the host log;
+//! - [`swap`]: hot swap — checks, typed outcome, swap/rollback records.
 //!
 //! ```no_run
 //! use batpak_runtime::{self as runtime, PluginSettings, Runtime, RuntimeConfig, RunnerSettings};
@@ -40,6 +41,7 @@ mod plugin;
 mod reactor;
 mod runner;
 mod status;
+mod swap;
 
 pub use admission::{CapabilityGate, ReactionContext, ReactorInfo};
 pub use bindings::{EXPORT_INTERFACE, HOST_INTERFACE, WIT_PACKAGE, WIT_WORLD};
@@ -54,6 +56,10 @@ pub use reactor::{
 };
 pub use runner::{spawn, RunnerError, RunnerHandle, RunnerSettings};
 pub use status::{ReactorStatus, RunState, StatusSnapshot};
+pub use swap::{
+    check_swap, swap_file, RolledBackRecord, SwapOutcome, SwapRefusal, SwapRefusedRecord,
+    ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
+};
 
 /// Converts a wasmtime error (its own type, not `std::error::Error`) into an
 /// `anyhow::Error`, keeping the whole chain.

@@ -15,6 +15,8 @@ use super::log::{log, LogLevel};
 use super::parking::{park_proposal, parked_events, unparked_proposal, FailurePolicy, ParkedEvent};
 use super::reactor::{FailureKind, HostServices, ReactFailure, ReactionVerdict, Reactor};
 use super::status::{ReactorStatus, RunState};
+// Hot swap (issue 11): the pending request, its reply and the records.
+use super::swap::{self as hot, PendingSwap, SwapOutcome, SwapRefusal};
 use anyhow::Context;
 use batpak_store::GateSet;
 use batpak_store::{AppendOptions, CheckpointUpdate, Store};
@@ -63,6 +65,10 @@ pub struct RunnerSettings {
     pub replay_parked: bool,
     /// Lowest level of the runner's own log lines.
     pub log_level: LogLevel,
+    /// Hot swap: a new version that fails (a call errs, traps or times out)
+    /// within its first `swap_rollback` batches is replaced by the version
+    /// it replaced, which handles the failing batch again. 0: never.
+    pub swap_rollback: u32,
 }
 
 impl Default for RunnerSettings {
@@ -78,6 +84,7 @@ impl Default for RunnerSettings {
             checkpoint_batches: 64,
             replay_parked: true,
             log_level: LogLevel::Info,
+            swap_rollback: 0,
         }
     }
 }
@@ -109,8 +116,13 @@ pub struct RunnerHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
     status: Arc<ReactorStatus>,
-    swap: Arc<Mutex<Option<Box<dyn Reactor>>>>,
+    swap: Arc<Mutex<Option<PendingSwap>>>,
     name: String,
+    // Hot swap: the running version's lineage, and the store to record
+    // refusals that never reach the runner (a file that does not load).
+    current: Arc<Mutex<Arc<ReactorInfo>>>,
+    current_descriptor: Arc<Mutex<super::reactor::Descriptor>>,
+    store: Store,
 }
 
 impl std::fmt::Debug for RunnerHandle {
@@ -137,21 +149,90 @@ impl RunnerHandle {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Hands the runner a replacement reactor, picked up between two batches
-    /// (the position stays where it is). The name and region must match.
+    /// Replaces the running version by `reactor` at the next batch boundary
+    /// and waits for the outcome. The new version continues from the old
+    /// one's checkpoint; `grant_emits` is the operator's grant for it
+    /// (re-read by the caller). See [`super::swap`].
     ///
     /// # Errors
-    /// The replacement has another name or region.
-    pub fn swap(&self, reactor: Box<dyn Reactor>) -> Result<(), String> {
-        if reactor.descriptor().name != self.name {
-            return Err(format!(
-                "cannot replace reactor {} with reactor {}: the name keys the checkpoint",
-                self.name,
-                reactor.descriptor().name
-            ));
+    /// A [`SwapRefusal`]: another name, region or canal, a runner that is
+    /// not running, or a later request that superseded this one. The
+    /// refusal is recorded as `batpak.plugin.swap-refused` and logged; the
+    /// running version keeps serving.
+    pub fn swap(
+        &self,
+        reactor: Box<dyn Reactor>,
+        grant_emits: Option<Vec<String>>,
+    ) -> Result<SwapOutcome, SwapRefusal> {
+        if let Err(r) = hot::check_swap(&self.descriptor_now(), reactor.descriptor()) {
+            self.record_refusal(&r);
+            return Err(r);
         }
-        *self.swap.lock() = Some(reactor);
-        Ok(())
+        let (tx, rx) = std::sync::mpsc::channel();
+        let superseded = self.swap.lock().replace(PendingSwap {
+            reactor,
+            grant_emits,
+            reply: tx,
+        });
+        if let Some(old) = superseded {
+            let r = SwapRefusal::Superseded {
+                name: self.name.clone(),
+            };
+            self.record_refusal(&r);
+            let _ = old.reply.send(Err(r));
+        }
+        // Ends when the runner answers, or drops the request by exiting.
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => return r,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if self.is_finished() {
+                        // The thread may have ended between two checks.
+                        if let Ok(r) = rx.try_recv() {
+                            return r;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        self.swap.lock().take();
+        Err(SwapRefusal::NotRunning {
+            name: self.name.clone(),
+        })
+    }
+
+    /// The running version's name, version and component digest.
+    pub fn running(&self) -> ReactorInfo {
+        (**self.current.lock()).clone()
+    }
+
+    fn descriptor_now(&self) -> super::reactor::Descriptor {
+        self.current_descriptor.lock().clone()
+    }
+
+    /// Records (as `batpak.plugin.swap-refused`) and logs a refusal decided
+    /// outside the runner, e.g. a file that does not load.
+    pub fn record_refusal(&self, refusal: &SwapRefusal) {
+        let info = self.current.lock().clone();
+        log(
+            LogLevel::Info,
+            LogLevel::Warn,
+            &format!("runtime {}", self.name),
+            &format!("swap refused: {refusal}"),
+        );
+        if let Err(e) = self
+            .store
+            .append_system(vec![hot::refused_proposal(&info, refusal)], AppendOptions::durable())
+        {
+            log(
+                LogLevel::Info,
+                LogLevel::Error,
+                &format!("runtime {}", self.name),
+                &format!("could not record the swap refusal: {e}"),
+            );
+        }
     }
 
     fn join_inner(&mut self) -> anyhow::Result<()> {
@@ -237,12 +318,10 @@ pub fn spawn(
         status.set_position(c.position());
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let swap: Arc<Mutex<Option<Box<dyn Reactor>>>> = Arc::new(Mutex::new(None));
-    let max_batch = match d.max_batch {
-        0 => settings.max_batch,
-        n => settings.max_batch.min(n as usize),
-    }
-    .max(1);
+    let swap: Arc<Mutex<Option<PendingSwap>>> = Arc::new(Mutex::new(None));
+    let current = Arc::new(Mutex::new(admission.info.clone()));
+    let current_descriptor = Arc::new(Mutex::new(d.clone()));
+    let max_batch = batch_limit(&settings, &d);
     let worker = Worker {
         store: store.clone(),
         reactor,
@@ -253,6 +332,9 @@ pub fn spawn(
         status: status.clone(),
         stop: stop.clone(),
         swap: swap.clone(),
+        current: current.clone(),
+        current_descriptor: current_descriptor.clone(),
+        previous: None,
         unsaved: None,
         unsaved_batches: 0,
         last_commit: Instant::now(),
@@ -281,10 +363,22 @@ pub fn spawn(
         status,
         swap,
         name: d.name,
+        current,
+        current_descriptor,
+        store: store.clone(),
     })
 }
 
-fn admission_for(reactor: &dyn Reactor, settings: &RunnerSettings) -> Admission {
+/// The largest batch: the operator's limit, lowered by the reactor's own.
+pub(crate) fn batch_limit(settings: &RunnerSettings, d: &super::reactor::Descriptor) -> usize {
+    match d.max_batch {
+        0 => settings.max_batch,
+        n => settings.max_batch.min(n as usize),
+    }
+    .max(1)
+}
+
+pub(crate) fn admission_for(reactor: &dyn Reactor, settings: &RunnerSettings) -> Admission {
     let d = reactor.descriptor();
     Admission::new(
         ReactorInfo {
@@ -310,20 +404,25 @@ enum Flow {
     Stopped,
 }
 
-struct Worker {
-    store: Store,
-    reactor: Box<dyn Reactor>,
-    admission: Arc<Admission>,
+pub(crate) struct Worker {
+    pub(crate) store: Store,
+    pub(crate) reactor: Box<dyn Reactor>,
+    pub(crate) admission: Arc<Admission>,
     feed: Feed,
-    max_batch: usize,
-    settings: RunnerSettings,
-    status: Arc<ReactorStatus>,
+    pub(crate) max_batch: usize,
+    pub(crate) settings: RunnerSettings,
+    pub(crate) status: Arc<ReactorStatus>,
     stop: Arc<AtomicBool>,
-    swap: Arc<Mutex<Option<Box<dyn Reactor>>>>,
+    swap: Arc<Mutex<Option<PendingSwap>>>,
+    pub(crate) current: Arc<Mutex<Arc<ReactorInfo>>>,
+    pub(crate) current_descriptor: Arc<Mutex<super::reactor::Descriptor>>,
+    /// Hot swap: the version a new one replaced, kept while the new one is
+    /// on probation (`swap_rollback`).
+    pub(crate) previous: Option<hot::Probation>,
     /// Last event fully handled whose checkpoint is not written yet.
-    unsaved: Option<(u64, EventId)>,
-    unsaved_batches: u32,
-    last_commit: Instant,
+    pub(crate) unsaved: Option<(u64, EventId)>,
+    pub(crate) unsaved_batches: u32,
+    pub(crate) last_commit: Instant,
 }
 
 impl Worker {
@@ -331,7 +430,7 @@ impl Worker {
         &self.admission.info.name
     }
 
-    fn log(&self, level: LogLevel, msg: &str) {
+    pub(crate) fn log(&self, level: LogLevel, msg: &str) {
         log(
             self.settings.log_level,
             level,
@@ -369,7 +468,7 @@ impl Worker {
             if self.stopping() {
                 return Ok(());
             }
-            self.take_swap();
+            self.take_swap()?;
             let observed = self.store.watermarks().durable;
             let pulled = match &mut self.feed {
                 Feed::Cursor(c) => c.pull_batch(self.max_batch, self.settings.pull_wait),
@@ -396,6 +495,7 @@ impl Worker {
                     if let Flow::Stopped = flow {
                         return Ok(());
                     }
+                    self.probation_tick();
                     self.maybe_save_checkpoint()?;
                 }
                 Err(closed) => match closed.reason {
@@ -420,38 +520,27 @@ impl Worker {
         }
     }
 
-    /// Picks up a replacement reactor handed over by [`RunnerHandle::swap`].
-    fn take_swap(&mut self) {
-        let Some(mut next) = self.swap.lock().take() else {
-            return;
+    /// Picks up a replacement reactor handed over by [`RunnerHandle::swap`]
+    /// (hot swap; the logic is in `super::swap`).
+    fn take_swap(&mut self) -> anyhow::Result<()> {
+        let Some(pending) = self.swap.lock().take() else {
+            return Ok(());
         };
-        if next.descriptor().region != self.reactor.descriptor().region
-            || next.descriptor().canal != self.reactor.descriptor().canal
-        {
-            self.log(
-                LogLevel::Error,
-                "refusing the replacement: its region or canal differs, which would need a new cursor; keeping the running version",
-            );
-            return;
+        // The old version's last output is committed, and its checkpoint
+        // written, before the new version sees anything.
+        self.save_checkpoint()?;
+        let position = self.position();
+        let result = self.apply_swap(pending.reactor, pending.grant_emits, position);
+        let _ = pending.reply.send(result);
+        Ok(())
+    }
+
+    /// The last sequence this runner handled (its checkpoint).
+    pub(crate) fn position(&self) -> u64 {
+        match &self.feed {
+            Feed::Cursor(c) => c.position(),
+            Feed::Lossy(_) => self.store.watermarks().durable,
         }
-        let admission = Arc::new(admission_for(next.as_ref(), &self.settings));
-        next.attach(HostServices {
-            store: self.store.clone(),
-            admission: admission.clone(),
-        });
-        self.log(
-            LogLevel::Info,
-            &format!(
-                "replaced version {} ({}) with version {} ({})",
-                self.reactor.descriptor().version,
-                short(self.reactor.digest()),
-                next.descriptor().version,
-                short(next.digest())
-            ),
-        );
-        self.status.set_version(&next.descriptor().version);
-        self.reactor = next;
-        self.admission = admission;
     }
 
     /// Handles `events` with the full retry policy, then isolates the
@@ -468,6 +557,9 @@ impl Worker {
                     self.commit(events, outcome)?;
                     return Ok(Flow::Continue);
                 }
+                // Hot swap: a new version on probation that fails is rolled
+                // back, and the restored version handles these events.
+                Err(f) if self.roll_back_on(&f)? => return self.process(events, 0),
                 Err(f) if f.kind == FailureKind::Instantiate => {
                     instantiate_failures += 1;
                     self.status.add_failure();
@@ -558,6 +650,7 @@ impl Worker {
                 self.commit(events, outcome)?;
                 Ok(Flow::Continue)
             }
+            Err(f) if self.roll_back_on(&f)? => self.process(events, 0),
             Err(f) if f.kind == FailureKind::Instantiate => self.process(events, prior),
             Err(f) => {
                 self.status.add_failure();
@@ -824,7 +917,7 @@ impl Worker {
     }
 
     /// Writes the checkpoint past the last handled event, if not written.
-    fn save_checkpoint(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn save_checkpoint(&mut self) -> anyhow::Result<()> {
         if let Some((seq, id)) = self.unsaved {
             if let Some(cp) = self.checkpoint_at(seq, id) {
                 self.store
@@ -887,8 +980,4 @@ fn describe_span(events: &[Event]) -> String {
             b.sequence()
         ),
     }
-}
-
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(12)]
 }
