@@ -5,6 +5,7 @@
 mod demo;
 mod run;
 mod store_cmds;
+mod watch; // hot swap: run --watch
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;

@@ -19,11 +19,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Arguments of `batpak-host run`.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Plugin components (`.wasm`, or component text `.wat`).
+    /// Plugin components (`.wasm`, or component text `.wat`); with `--watch`
+    /// also directories (every plugin file in them).
     #[arg(required = true, value_name = "PLUGIN")]
     pub plugins: Vec<PathBuf>,
+    /// Hot swap: watch the plugin files (and directories) and swap a
+    /// replaced file in at a batch boundary, start a new file's plugin, stop
+    /// a removed file's (its checkpoint is kept). A file that does not load
+    /// is refused and the running version keeps serving.
+    #[arg(long)]
+    pub watch: bool,
+    /// Hot swap: roll a new version back to the one it replaced when it
+    /// fails (errs, traps, times out) within its first N batches.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub swap_rollback: u32,
     /// Exit (0) once every reactor has caught up with the log and nothing is
     /// pending, instead of running until Ctrl-C / SIGTERM.
     #[arg(long)]
@@ -207,6 +218,112 @@ fn resolve(cfg: &PluginConfigFile, a: &RunArgs, name: &str) -> Resolved {
     }
 }
 
+/// Loads, checks and initialises one plugin with its resolved settings.
+fn load_one(
+    rt: &Runtime,
+    cfg: &PluginConfigFile,
+    a: &RunArgs,
+    path: &Path,
+) -> anyhow::Result<(Plugin, Resolved)> {
+    let base = resolve(cfg, a, "");
+    let mut resolved = None;
+    let plugin = rt.load_plugin_with(
+        path,
+        PluginSettings {
+            timeout: base.timeout,
+            memory_bytes: base.memory_bytes,
+            log_level: a.log_level,
+            config: "{}".into(),
+        },
+        |d| {
+            let r = resolve(cfg, a, &d.name);
+            let s = PluginSettings {
+                config: r.config.clone(),
+                timeout: r.timeout,
+                memory_bytes: r.memory_bytes,
+                log_level: a.log_level,
+            };
+            resolved = Some(r);
+            Ok(s)
+        },
+    )?;
+    let name = plugin.descriptor().name.clone();
+    let r = resolved.expect("settings were chosen");
+    for k in r.grant_emits.iter().flatten() {
+        if !plugin.descriptor().emits.contains(k) {
+            batpak_runtime::log(
+                a.log_level,
+                LogLevel::Warn,
+                "run",
+                &format!("plugins.{name}.grant_emits lists {k:?}, which reactor {name} does not declare in emits; ignored"),
+            );
+        }
+    }
+    let (source, took) = plugin.compile_info();
+    batpak_runtime::log(
+        a.log_level,
+        LogLevel::Info,
+        "run",
+        &format!(
+            "loaded {} {} from {} ({}, {} in {:.1} ms)",
+            name,
+            plugin.descriptor().version,
+            path.display(),
+            &plugin.component_digest()[..12],
+            match source {
+                batpak_runtime::CompileSource::Cached => "compile cache",
+                batpak_runtime::CompileSource::Compiled => "compiled",
+            },
+            took.as_secs_f64() * 1e3
+        ),
+    );
+    Ok((plugin, r))
+}
+
+/// The runner settings for a plugin with resolved limits.
+fn runner_settings(a: &RunArgs, r: &Resolved) -> RunnerSettings {
+    RunnerSettings {
+        max_batch: r.max_batch,
+        grant_emits: r.grant_emits.clone(),
+        policy: FailurePolicy {
+            attempts: a.attempts,
+            backoff: Duration::from_millis(a.backoff_ms),
+            ..FailurePolicy::default()
+        },
+        log_level: a.log_level,
+        swap_rollback: a.swap_rollback,
+        ..RunnerSettings::default()
+    }
+}
+
+/// Hot swap: the plugin files to load and, with `--watch`, the directories
+/// to watch for new ones.
+fn expand_plugin_args(a: &RunArgs) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    for p in &a.plugins {
+        if p.is_dir() {
+            if !a.watch {
+                return Err(format!(
+                    "{} is a directory; pass plugin files, or add --watch to run every plugin file in it",
+                    p.display()
+                ));
+            }
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("reading {}: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && crate::watch::is_plugin_file(f))
+                .collect();
+            found.sort();
+            files.extend(found);
+            dirs.push(p.clone());
+        } else {
+            files.push(p.clone());
+        }
+    }
+    Ok((files, dirs))
+}
+
 static STOP: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -232,31 +349,15 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
 
     // Load everything before starting anything: a bad plugin refuses the
     // whole run with a message naming its file.
-    let mut plugins: Vec<(Plugin, Resolved)> = Vec::new();
+    let mut plugins: Vec<(Plugin, Resolved, PathBuf)> = Vec::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
-    for path in &a.plugins {
-        let base = resolve(&cfg, &a, "");
-        let mut resolved = None;
-        let plugin = rt.load_plugin_with(
-            path,
-            PluginSettings {
-                timeout: base.timeout,
-                memory_bytes: base.memory_bytes,
-                log_level: a.log_level,
-                config: "{}".into(),
-            },
-            |d| {
-                let r = resolve(&cfg, &a, &d.name);
-                let s = PluginSettings {
-                    config: r.config.clone(),
-                    timeout: r.timeout,
-                    memory_bytes: r.memory_bytes,
-                    log_level: a.log_level,
-                };
-                resolved = Some(r);
-                Ok(s)
-            },
-        )?;
+    // Hot swap: with --watch a directory stands for the plugin files in it.
+    let (files, dirs) = match expand_plugin_args(&a) {
+        Ok(x) => x,
+        Err(m) => return usage(m),
+    };
+    for path in &files {
+        let (plugin, r) = load_one(&rt, &cfg, &a, path)?;
         let name = plugin.descriptor().name.clone();
         if let Some(first) = names.insert(name.clone(), path.clone()) {
             anyhow::bail!(
@@ -265,36 +366,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
                 first.display()
             );
         }
-        let r = resolved.expect("settings were chosen");
-        for k in r.grant_emits.iter().flatten() {
-            if !plugin.descriptor().emits.contains(k) {
-                batpak_runtime::log(
-                    a.log_level,
-                    LogLevel::Warn,
-                    "run",
-                    &format!("plugins.{name}.grant_emits lists {k:?}, which reactor {name} does not declare in emits; ignored"),
-                );
-            }
-        }
-        let (source, took) = plugin.compile_info();
-        batpak_runtime::log(
-            a.log_level,
-            LogLevel::Info,
-            "run",
-            &format!(
-                "loaded {} {} from {} ({}, {} in {:.1} ms)",
-                name,
-                plugin.descriptor().version,
-                path.display(),
-                &plugin.component_digest()[..12],
-                match source {
-                    batpak_runtime::CompileSource::Cached => "compile cache",
-                    batpak_runtime::CompileSource::Compiled => "compiled",
-                },
-                took.as_secs_f64() * 1e3
-            ),
-        );
-        plugins.push((plugin, r));
+        plugins.push((plugin, r, path.clone()));
     }
     for name in cfg.plugins.keys() {
         if !names.contains_key(name) {
@@ -320,21 +392,15 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     });
 
     let mut handles: Vec<RunnerHandle> = Vec::new();
-    for (plugin, r) in plugins {
-        let settings = RunnerSettings {
-            max_batch: r.max_batch,
-            grant_emits: r.grant_emits,
-            policy: FailurePolicy {
-                attempts: a.attempts,
-                backoff: Duration::from_millis(a.backoff_ms),
-                ..FailurePolicy::default()
-            },
-            log_level: a.log_level,
-            ..RunnerSettings::default()
-        };
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for (plugin, r, path) in plugins {
+        let settings = runner_settings(&a, &r);
         let boxed: Box<dyn Reactor> = Box::new(plugin);
         match batpak_runtime::spawn(&store, boxed, settings) {
-            Ok(h) => handles.push(h),
+            Ok(h) => {
+                handles.push(h);
+                paths.push(crate::watch::absolute(&path));
+            }
             Err(e) => {
                 for h in handles {
                     let _ = Box::new(h).stop_and_join();
@@ -344,7 +410,18 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let statuses: Vec<Arc<batpak_runtime::ReactorStatus>> =
+    // Hot swap: the watcher loads changed files in its own thread.
+    let watcher = if a.watch {
+        Some(crate::watch::PluginWatcher::start(
+            &files,
+            &dirs,
+            watch_loader(&rt, &a),
+        )?)
+    } else {
+        None
+    };
+    let mut retired: Vec<Arc<batpak_runtime::ReactorStatus>> = Vec::new();
+    let mut statuses: Vec<Arc<batpak_runtime::ReactorStatus>> =
         handles.iter().map(|h| h.status().clone()).collect();
     let mut last_line = String::new();
     let mut last_print = Instant::now() - Duration::from_secs(2);
@@ -353,13 +430,27 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         if STOP.load(Ordering::SeqCst) {
             break;
         }
+        if let Some(w) = &watcher {
+            while let Ok(change) = w.changes.try_recv() {
+                crate::watch::apply_change(
+                    &store,
+                    change,
+                    &mut handles,
+                    &mut paths,
+                    &mut retired,
+                    a.log_level,
+                );
+            }
+            statuses = handles.iter().map(|h| h.status().clone()).collect();
+        }
         let durable = store.watermarks().durable;
         if a.until_idle && statuses.iter().all(|s| s.is_idle_at(durable)) {
             break;
         }
-        if statuses
-            .iter()
-            .all(|s| matches!(s.state(), RunState::Stopped | RunState::Failed))
+        if watcher.is_none()
+            && statuses
+                .iter()
+                .all(|s| matches!(s.state(), RunState::Stopped | RunState::Failed))
         {
             break;
         }
@@ -386,7 +477,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let durable = store.watermarks().durable;
-    for s in &statuses {
+    for s in retired.iter().chain(&statuses) {
         let snap = s.snapshot(durable);
         let _ = writeln!(
             std::io::stderr(),
@@ -399,6 +490,21 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Hot swap: how the watcher loads a changed file — with the plugin config
+/// re-read, so the operator's grants and limits for it apply.
+fn watch_loader(rt: &Runtime, a: &RunArgs) -> crate::watch::Loader {
+    let rt = rt.clone();
+    let a = a.clone();
+    Box::new(move |path| {
+        let cfg = match &a.plugin_config {
+            Some(p) => read_plugin_config(p).map_err(|m| anyhow::anyhow!(m))?,
+            None => PluginConfigFile::default(),
+        };
+        let (plugin, r) = load_one(&rt, &cfg, &a, path)?;
+        Ok((plugin, runner_settings(&a, &r)))
     })
 }
 

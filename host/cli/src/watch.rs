@@ -1,0 +1,301 @@
+//! `run --watch`: notices when a plugin file is replaced, added or removed
+//! (through the notify crate, not a polling loop) and turns it into a hot
+//! swap, a new runner, or a stopped runner.
+//!
+//! The watcher thread debounces bursts per file (editors and build tools
+//! write several times, or write a new file and rename it over the old),
+//! waits until the file stops changing, then loads and compiles it there —
+//! off the serving path, so the old version keeps serving meanwhile. The run
+//! loop receives the loaded plugin and swaps it in at a batch boundary.
+
+use batpak_runtime::Plugin;
+use notify::{RecursiveMode, Watcher};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+/// How long a file must be quiet before it is looked at.
+const QUIET: Duration = Duration::from_millis(120);
+
+/// What the watcher found, for the run loop to act on.
+pub(crate) enum Change {
+    /// A watched file loaded as a valid plugin.
+    Loaded {
+        /// The file.
+        path: PathBuf,
+        /// The plugin, compiled and initialised.
+        plugin: Box<Plugin>,
+        /// The runner settings for it (config re-read).
+        settings: batpak_runtime::RunnerSettings,
+        /// Compile time, for the log.
+        took: Duration,
+    },
+    /// A watched file changed but does not load (broken, partial, wrong WIT
+    /// version...).
+    Unloadable {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A watched file is gone.
+    Removed {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// Loads one plugin file with the current config.
+pub(crate) type Loader = Box<
+    dyn Fn(&Path) -> anyhow::Result<(Plugin, batpak_runtime::RunnerSettings)> + Send + 'static,
+>;
+
+/// The running watcher; dropping it stops watching.
+pub(crate) struct PluginWatcher {
+    _watcher: notify::RecommendedWatcher,
+    /// Changes, in the order they settled.
+    pub(crate) changes: Receiver<Change>,
+}
+
+/// True for the file names `run` loads as plugins.
+pub(crate) fn is_plugin_file(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("wasm") | Some("wat")
+    )
+}
+
+/// Absolute form of `p` (files may be gone, so no canonicalize of the file).
+pub(crate) fn absolute(p: &Path) -> PathBuf {
+    let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir
+        .map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf()))
+        .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
+    match p.file_name() {
+        Some(n) => dir.join(n),
+        None => dir,
+    }
+}
+
+impl PluginWatcher {
+    /// Watches `files` (each a plugin file) and `dirs` (every plugin file in
+    /// them, including new ones).
+    ///
+    /// # Errors
+    /// The OS watcher cannot be set up on one of the directories.
+    pub(crate) fn start(
+        files: &[PathBuf],
+        dirs: &[PathBuf],
+        load: Loader,
+    ) -> anyhow::Result<PluginWatcher> {
+        let (raw_tx, raw_rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
+        let mut watcher = notify::recommended_watcher(raw_tx)?;
+        let files: Vec<PathBuf> = files.iter().map(|f| absolute(f)).collect();
+        let dirs: Vec<PathBuf> = dirs
+            .iter()
+            .map(|d| d.canonicalize().unwrap_or_else(|_| d.clone()))
+            .collect();
+        // A file replaced by rename gets a new inode: watch its directory.
+        let mut watched: Vec<PathBuf> = dirs.clone();
+        for f in &files {
+            if let Some(d) = f.parent() {
+                if !watched.iter().any(|w| w == d) {
+                    watched.push(d.to_path_buf());
+                }
+            }
+        }
+        for d in &watched {
+            watcher
+                .watch(d, RecursiveMode::NonRecursive)
+                .map_err(|e| anyhow::anyhow!("--watch: cannot watch {}: {e}", d.display()))?;
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("plugin-watcher".into())
+            .spawn(move || settle(raw_rx, files, dirs, load, tx))?;
+        Ok(PluginWatcher {
+            _watcher: watcher,
+            changes: rx,
+        })
+    }
+}
+
+/// The watcher thread: collects raw events per file, and once a file has
+/// been quiet for [`QUIET`] and its size is stable, loads it.
+fn settle(
+    raw: Receiver<notify::Result<notify::Event>>,
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    load: Loader,
+    out: Sender<Change>,
+) {
+    let wanted = |p: &Path| -> bool {
+        is_plugin_file(p)
+            && (files.iter().any(|f| f == p) || p.parent().is_some_and(|d| dirs.iter().any(|w| w == d)))
+    };
+    let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+    loop {
+        let wait = pending
+            .values()
+            .map(|t| (*t + QUIET).saturating_duration_since(Instant::now()))
+            .min()
+            .unwrap_or(Duration::from_secs(3600));
+        match raw.recv_timeout(wait) {
+            Ok(Ok(ev)) => {
+                if matches!(ev.kind, notify::EventKind::Access(_)) {
+                    continue;
+                }
+                for p in ev.paths {
+                    let p = absolute(&p);
+                    if wanted(&p) {
+                        pending.insert(p, Instant::now());
+                    }
+                }
+            }
+            Ok(Err(e)) => eprintln!("warning: --watch: {e}"),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let due: Vec<PathBuf> = pending
+            .iter()
+            .filter(|(_, t)| t.elapsed() >= QUIET)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in due {
+            pending.remove(&p);
+            let change = match std::fs::metadata(&p) {
+                Err(_) => Change::Removed { path: p.clone() },
+                Ok(m) => {
+                    // Still growing: look again once it is quiet.
+                    std::thread::sleep(Duration::from_millis(20));
+                    if std::fs::metadata(&p).map(|n| n.len()).ok() != Some(m.len()) {
+                        pending.insert(p, Instant::now());
+                        continue;
+                    }
+                    let started = Instant::now();
+                    match load(&p) {
+                        Ok((plugin, settings)) => Change::Loaded {
+                            path: p.clone(),
+                            plugin: Box::new(plugin),
+                            settings,
+                            took: started.elapsed(),
+                        },
+                        Err(e) => Change::Unloadable {
+                            path: p.clone(),
+                            reason: format!("{e:#}"),
+                        },
+                    }
+                }
+            };
+            if out.send(change).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn say(level: batpak_runtime::LogLevel, at: batpak_runtime::LogLevel, msg: &str) {
+    batpak_runtime::log(level, at, "watch", msg);
+}
+
+/// Acts on one settled change in the run loop: swap, start or stop.
+pub(crate) fn apply_change(
+    store: &batpak_store::Store,
+    change: Change,
+    handles: &mut Vec<batpak_runtime::RunnerHandle>,
+    paths: &mut Vec<PathBuf>,
+    retired: &mut Vec<std::sync::Arc<batpak_runtime::ReactorStatus>>,
+    level: batpak_runtime::LogLevel,
+) {
+    use batpak_runtime::{LogLevel, Reactor, SwapRefusal};
+    use batpak_store::CanalHandle;
+    match change {
+        Change::Unloadable { path, reason } => {
+            match paths.iter().position(|p| *p == path) {
+                Some(i) => handles[i].record_refusal(&SwapRefusal::Unloadable { path, reason }),
+                None => say(
+                    level,
+                    LogLevel::Warn,
+                    &format!("new plugin {} not started: {reason}", path.display()),
+                ),
+            }
+        }
+        Change::Removed { path } => {
+            if let Some(i) = paths.iter().position(|p| *p == path) {
+                let h = handles.remove(i);
+                paths.remove(i);
+                let name = h.name().to_string();
+                retired.push(h.status().clone());
+                // Stops at a batch boundary and writes the checkpoint, so
+                // putting the file back resumes where it was.
+                match Box::new(h).stop_and_join() {
+                    Ok(()) => say(
+                        level,
+                        LogLevel::Info,
+                        &format!("{} removed: reactor {name} stopped, its checkpoint kept", path.display()),
+                    ),
+                    Err(e) => say(level, LogLevel::Error, &format!("reactor {name}: {e}")),
+                }
+            }
+        }
+        Change::Loaded {
+            path,
+            plugin,
+            settings,
+            took,
+        } => {
+            let name = plugin.descriptor().name.clone();
+            if let Some(i) = paths.iter().position(|p| *p == path) {
+                let h = &handles[i];
+                if h.running().digest == plugin.component_digest() {
+                    return; // Touched, not changed.
+                }
+                match h.swap(plugin, settings.grant_emits.clone()) {
+                    Ok(o) => say(
+                        level,
+                        LogLevel::Info,
+                        &format!(
+                            "swapped reactor {} {} -> {} at sequence {} (loaded in {:.1} ms)",
+                            o.reactor,
+                            o.old_version,
+                            o.new_version,
+                            o.position,
+                            took.as_secs_f64() * 1e3
+                        ),
+                    ),
+                    Err(r) => eprintln!("error: swap of {}: {r}", path.display()),
+                }
+                return;
+            }
+            if let Some(j) = handles.iter().position(|h| h.name() == name) {
+                let r = SwapRefusal::Unloadable {
+                    path: path.clone(),
+                    reason: format!(
+                        "reactor {name} already runs from {}; each reactor needs its own name",
+                        paths[j].display()
+                    ),
+                };
+                handles[j].record_refusal(&r);
+                return;
+            }
+            let boxed: Box<dyn Reactor> = plugin;
+            match batpak_runtime::spawn(store, boxed, settings) {
+                Ok(h) => {
+                    say(
+                        level,
+                        LogLevel::Info,
+                        &format!("started reactor {name} from new file {}", path.display()),
+                    );
+                    handles.push(h);
+                    paths.push(path);
+                }
+                Err(e) => say(
+                    level,
+                    LogLevel::Error,
+                    &format!("new plugin {} not started: {e:#}", path.display()),
+                ),
+            }
+        }
+    }
+}
