@@ -315,3 +315,47 @@ fn a_failing_new_version_is_rolled_back() {
     assert!(seen.values().all(|&n| n == 1));
     assert_eq!(seen.len(), count(&ev, "bench.in"));
 }
+
+#[test]
+fn shadow_finds_exactly_the_changed_events() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    append(&data, &inputs(300, "s"));
+    let pass = plugin("passthrough");
+    host_ok(&data, &["run", "--until-idle", "--quiet", pass.to_str().unwrap()]);
+    let before = all_events(&data).len();
+    // Against itself: no difference, exit 0.
+    let same = host(&data, &["shadow", "passthrough", pass.to_str().unwrap(), "--json"]);
+    assert!(same.status.success(), "{}", stderr(&same));
+    let r: Value = serde_json::from_slice(&same.stdout).unwrap();
+    assert_eq!((r["events"].as_u64(), r["identical"].as_u64()), (Some(300), Some(300)));
+    // A version that proposes nothing: every reaction is missing, exit 1.
+    let silent = write_file(
+        dir.path(),
+        "silent.wat",
+        &null_wat("passthrough", "@0.1.0", "bench.in"),
+    );
+    let out = host(
+        &data,
+        &["shadow", "passthrough", silent.to_str().unwrap(), "--last", "50", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["events"], 50);
+    assert_eq!(r["missing"], 50);
+    assert_eq!(r["identical"], 0);
+    let ins: Vec<String> = all_events(&data)
+        .iter()
+        .filter(|e| e["kind"] == "bench.in")
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let diffs: Vec<String> = r["diffs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["source"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(diffs, ins[ins.len() - 50..].to_vec(), "exactly the last 50 sources");
+    // Nothing was appended to the real log.
+    assert_eq!(all_events(&data).len(), before);
+}

@@ -4,6 +4,7 @@
 
 mod demo;
 mod run;
+mod shadow; // hot swap: shadow replay
 mod store_cmds;
 mod watch; // hot swap: run --watch
 
@@ -41,6 +42,10 @@ pub enum Command {
     Inspect(run::InspectArgs),
     /// List parked events (events a reactor failed on), or replay them.
     Parked(run::ParkedArgs),
+    /// Replay a candidate version of a reactor over the events the running
+    /// version handled, in a scratch store, and report what would differ
+    /// (exit 1 on differences). Works while `run` runs.
+    Shadow(shadow::ShadowArgs),
     /// Build the example plugins, append sample orders, run the reactors and
     /// show what they produced.
     Demo(demo::DemoArgs),
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => run::inspect(&cli.data, a),
         Command::Parked(a) => run::parked(&cli.data, a),
         Command::Demo(a) => demo::demo(&cli.data, a),
+        Command::Shadow(a) => shadow::shadow(&cli.data, a),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,7 @@
 //! - [`runner`]: the per-reactor thread and its commit protocol;
 //! - [`parking`]: retry policy, parked records, replay;
 //! - [`status`]: live counters; [`log`]: the host log;
+//! - [`shadow`]: shadow replay of a candidate version on a scratch store;
 //! - [`swap`]: hot swap — checks, typed outcome, swap/rollback records.
 //!
 //! ```no_run
@@ -40,6 +41,7 @@ mod parking;
 mod plugin;
 mod reactor;
 mod runner;
+mod shadow;
 mod status;
 mod swap;
 
@@ -55,6 +57,7 @@ pub use reactor::{
     ReactionCause, ReactionVerdict, Reactor,
 };
 pub use runner::{spawn, RunnerError, RunnerHandle, RunnerSettings};
+pub use shadow::{shadow, DiffKind, ShadowDiff, ShadowRange, ShadowReport};
 pub use status::{ReactorStatus, RunState, StatusSnapshot};
 pub use swap::{
     check_swap, swap_file, RolledBackRecord, SwapOutcome, SwapRefusal, SwapRefusedRecord,
