@@ -56,7 +56,12 @@ fn run_watch(data: &Path, plugin: &Path, extra: &[&str]) -> (Child, std::path::P
     let child = Command::new(bin())
         .arg("--data")
         .arg(data)
-        .args(["run", "--watch", "--quiet", "--max-batch", "16"])
+        .args(["run", "--watch", "--quiet"])
+        .args(if extra.contains(&"--max-batch") {
+            &[][..]
+        } else {
+            &["--max-batch", "16"][..]
+        })
         .args(extra)
         .arg(plugin)
         .stdin(Stdio::null())
@@ -177,10 +182,8 @@ fn watch_swaps_replaced_files_and_refuses_bad_ones_losing_nothing() {
     append(&data, &inputs(6000, "a"));
     let (child, log) = run_watch(&data, &file, &[]);
     let first = wait_for(&data, "the first reaction", |ev| count(ev, "bench.out") > 0);
-    let first_digest = first
-        .iter()
-        .find(|e| e["kind"] == "bench.out")
-        .unwrap()["meta"]["component"]
+    let first_digest = first.iter().find(|e| e["kind"] == "bench.out").unwrap()["meta"]
+        ["component"]
         .as_str()
         .unwrap()
         .to_string();
@@ -195,13 +198,19 @@ fn watch_swaps_replaced_files_and_refuses_bad_ones_losing_nothing() {
     rename_over(&file, b"\0asm\x0d\x00\x01\x00garbage");
     wait_for(&data, "refusal of a broken wasm", refused(1));
     // 3. An incompatible WIT version.
-    rename_over(&file, null_wat("passthrough", "@0.9.0", "bench.in").as_bytes());
+    rename_over(
+        &file,
+        null_wat("passthrough", "@0.9.0", "bench.in").as_bytes(),
+    );
     wait_for(&data, "refusal of a WIT version", refused(2));
     // 4. Another plugin name.
     rename_over(&file, null_wat("other", "@0.1.0", "bench.in").as_bytes());
     wait_for(&data, "refusal of another name", refused(3));
     // 5. A changed region.
-    rename_over(&file, null_wat("passthrough", "@0.1.0", "bench.ix").as_bytes());
+    rename_over(
+        &file,
+        null_wat("passthrough", "@0.1.0", "bench.ix").as_bytes(),
+    );
     wait_for(&data, "refusal of another region", refused(4));
     // 6. An in-place write in two parts with a pause: the half file is
     //    refused (or skipped while growing), the complete one swapped in.
@@ -224,7 +233,11 @@ fn watch_swaps_replaced_files_and_refuses_bad_ones_losing_nothing() {
     });
     stop(child);
     let ev_final = all_events(&data);
-    assert_eq!(ev_final.len(), ev.len(), "nothing appended after catching up");
+    assert_eq!(
+        ev_final.len(),
+        ev.len(),
+        "nothing appended after catching up"
+    );
     let versions = check_exactly_once_by_version(&ev_final, &first_digest);
     assert_eq!(versions, 3, "two swaps made");
     let codes: Vec<String> = ev_final
@@ -237,8 +250,14 @@ fn watch_swaps_replaced_files_and_refuses_bad_ones_losing_nothing() {
     assert!(codes.iter().any(|c| c == "name-mismatch"));
     assert!(codes.iter().any(|c| c == "region-changed"));
     let stderr = std::fs::read_to_string(&log).unwrap();
-    assert!(stderr.contains("swap refused"), "refusals on stderr:\n{stderr}");
-    assert!(!stderr.contains("error: reactor passthrough"), "no runner error:\n{stderr}");
+    assert!(
+        stderr.contains("swap refused"),
+        "refusals on stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("error: reactor passthrough"),
+        "no runner error:\n{stderr}"
+    );
 }
 
 #[test]
@@ -282,8 +301,20 @@ fn a_failing_new_version_is_rolled_back() {
     std::fs::create_dir_all(&pd).unwrap();
     let file = pd.join("passthrough.wasm");
     std::fs::write(&file, variant(0)).unwrap();
-    append(&data, &inputs(3000, "r"));
-    let (child, _log) = run_watch(&data, &file, &["--swap-rollback", "5", "--attempts", "1"]);
+    // Enough single-event batches that the swap lands while events remain.
+    append(&data, &inputs(20000, "r"));
+    let (child, _log) = run_watch(
+        &data,
+        &file,
+        &[
+            "--swap-rollback",
+            "5",
+            "--attempts",
+            "1",
+            "--max-batch",
+            "1",
+        ],
+    );
     wait_for(&data, "the first reaction", |ev| count(ev, "bench.out") > 0);
     // The hostile plugin traps on demand, but has another name; a version of
     // passthrough that always fails is the null reactor proposing... nothing
@@ -310,7 +341,9 @@ fn a_failing_new_version_is_rolled_back() {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for e in ev.iter().filter(|e| e["kind"] == "bench.out") {
         assert_eq!(e["meta"]["component"], p["restored_digest"]);
-        *seen.entry(e["causation"].as_str().unwrap().into()).or_default() += 1;
+        *seen
+            .entry(e["causation"].as_str().unwrap().into())
+            .or_default() += 1;
     }
     assert!(seen.values().all(|&n| n == 1));
     assert_eq!(seen.len(), count(&ev, "bench.in"));
@@ -322,13 +355,22 @@ fn shadow_finds_exactly_the_changed_events() {
     let data = dir.path().join("data");
     append(&data, &inputs(300, "s"));
     let pass = plugin("passthrough");
-    host_ok(&data, &["run", "--until-idle", "--quiet", pass.to_str().unwrap()]);
+    host_ok(
+        &data,
+        &["run", "--until-idle", "--quiet", pass.to_str().unwrap()],
+    );
     let before = all_events(&data).len();
     // Against itself: no difference, exit 0.
-    let same = host(&data, &["shadow", "passthrough", pass.to_str().unwrap(), "--json"]);
+    let same = host(
+        &data,
+        &["shadow", "passthrough", pass.to_str().unwrap(), "--json"],
+    );
     assert!(same.status.success(), "{}", stderr(&same));
     let r: Value = serde_json::from_slice(&same.stdout).unwrap();
-    assert_eq!((r["events"].as_u64(), r["identical"].as_u64()), (Some(300), Some(300)));
+    assert_eq!(
+        (r["events"].as_u64(), r["identical"].as_u64()),
+        (Some(300), Some(300))
+    );
     // A version that proposes nothing: every reaction is missing, exit 1.
     let silent = write_file(
         dir.path(),
@@ -337,7 +379,14 @@ fn shadow_finds_exactly_the_changed_events() {
     );
     let out = host(
         &data,
-        &["shadow", "passthrough", silent.to_str().unwrap(), "--last", "50", "--json"],
+        &[
+            "shadow",
+            "passthrough",
+            silent.to_str().unwrap(),
+            "--last",
+            "50",
+            "--json",
+        ],
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -355,7 +404,56 @@ fn shadow_finds_exactly_the_changed_events() {
         .iter()
         .map(|d| d["source"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(diffs, ins[ins.len() - 50..].to_vec(), "exactly the last 50 sources");
+    assert_eq!(
+        diffs,
+        ins[ins.len() - 50..].to_vec(),
+        "exactly the last 50 sources"
+    );
     // Nothing was appended to the real log.
     assert_eq!(all_events(&data).len(), before);
+}
+
+#[test]
+fn kill_minus_nine_around_a_swap_loses_and_duplicates_nothing() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("seed {seed}");
+    let mut x = seed | 1;
+    for round in 0..3u32 {
+        let dir = tempdir();
+        let data = dir.path().join("data");
+        let pd = dir.path().join("plugins");
+        std::fs::create_dir_all(&pd).unwrap();
+        let file = pd.join("passthrough.wasm");
+        std::fs::write(&file, variant(0)).unwrap();
+        append(&data, &inputs(4000, "k"));
+        let (mut child, _log) = run_watch(&data, &file, &[]);
+        wait_for(&data, "the first reaction", |ev| count(ev, "bench.out") > 0);
+        rename_over(&file, &variant(round + 1));
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = x % 400;
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().expect("kill -9");
+        let _ = child.wait();
+        eprintln!("round {round}: killed {delay} ms after the rename");
+        // Restart on the new file: it resumes from the checkpoint.
+        host_ok(
+            &data,
+            &["run", "--until-idle", "--quiet", file.to_str().unwrap()],
+        );
+        let ev = all_events(&data);
+        let mut outs: HashMap<String, usize> = HashMap::new();
+        for e in ev.iter().filter(|e| e["kind"] == "bench.out") {
+            *outs
+                .entry(e["causation"].as_str().unwrap().into())
+                .or_default() += 1;
+        }
+        assert_eq!(outs.len(), count(&ev, "bench.in"), "round {round}: lost");
+        assert!(outs.values().all(|&n| n == 1), "round {round}: duplicated");
+        assert!(count(&ev, "batpak.plugin.swapped") <= 1);
+    }
 }

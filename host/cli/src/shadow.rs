@@ -58,11 +58,8 @@ pub(crate) fn shadow(data: &Path, a: ShadowArgs) -> anyhow::Result<ExitCode> {
             log_level: LogLevel::Warn,
         },
     )?;
-    let scratch = std::env::temp_dir().join(format!(
-        "batpak-shadow-{}-{}",
-        a.name,
-        std::process::id()
-    ));
+    let scratch =
+        std::env::temp_dir().join(format!("batpak-shadow-{}-{}", a.name, std::process::id()));
     let report = batpak_runtime::shadow(
         Box::new(plugin),
         data,

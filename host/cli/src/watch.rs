@@ -47,9 +47,8 @@ pub(crate) enum Change {
 }
 
 /// Loads one plugin file with the current config.
-pub(crate) type Loader = Box<
-    dyn Fn(&Path) -> anyhow::Result<(Plugin, batpak_runtime::RunnerSettings)> + Send + 'static,
->;
+pub(crate) type Loader =
+    Box<dyn Fn(&Path) -> anyhow::Result<(Plugin, batpak_runtime::RunnerSettings)> + Send + 'static>;
 
 /// The running watcher; dropping it stops watching.
 pub(crate) struct PluginWatcher {
@@ -132,7 +131,8 @@ fn settle(
 ) {
     let wanted = |p: &Path| -> bool {
         is_plugin_file(p)
-            && (files.iter().any(|f| f == p) || p.parent().is_some_and(|d| dirs.iter().any(|w| w == d)))
+            && (files.iter().any(|f| f == p)
+                || p.parent().is_some_and(|d| dirs.iter().any(|w| w == d)))
     };
     let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
     loop {
@@ -211,16 +211,14 @@ pub(crate) fn apply_change(
     use batpak_runtime::{LogLevel, Reactor, SwapRefusal};
     use batpak_store::CanalHandle;
     match change {
-        Change::Unloadable { path, reason } => {
-            match paths.iter().position(|p| *p == path) {
-                Some(i) => handles[i].record_refusal(&SwapRefusal::Unloadable { path, reason }),
-                None => say(
-                    level,
-                    LogLevel::Warn,
-                    &format!("new plugin {} not started: {reason}", path.display()),
-                ),
-            }
-        }
+        Change::Unloadable { path, reason } => match paths.iter().position(|p| *p == path) {
+            Some(i) => handles[i].record_refusal(&SwapRefusal::Unloadable { path, reason }),
+            None => say(
+                level,
+                LogLevel::Warn,
+                &format!("new plugin {} not started: {reason}", path.display()),
+            ),
+        },
         Change::Removed { path } => {
             if let Some(i) = paths.iter().position(|p| *p == path) {
                 let h = handles.remove(i);
@@ -233,7 +231,10 @@ pub(crate) fn apply_change(
                     Ok(()) => say(
                         level,
                         LogLevel::Info,
-                        &format!("{} removed: reactor {name} stopped, its checkpoint kept", path.display()),
+                        &format!(
+                            "{} removed: reactor {name} stopped, its checkpoint kept",
+                            path.display()
+                        ),
                     ),
                     Err(e) => say(level, LogLevel::Error, &format!("reactor {name}: {e}")),
                 }

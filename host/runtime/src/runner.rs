@@ -222,10 +222,10 @@ impl RunnerHandle {
             &format!("runtime {}", self.name),
             &format!("swap refused: {refusal}"),
         );
-        if let Err(e) = self
-            .store
-            .append_system(vec![hot::refused_proposal(&info, refusal)], AppendOptions::durable())
-        {
+        if let Err(e) = self.store.append_system(
+            vec![hot::refused_proposal(&info, refusal)],
+            AppendOptions::durable(),
+        ) {
             log(
                 LogLevel::Info,
                 LogLevel::Error,

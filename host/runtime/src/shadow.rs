@@ -11,8 +11,7 @@
 use super::admission::{Admission, CapabilityGate, Judged, ReactorInfo};
 use super::reactor::{HostServices, Reactor};
 use batpak_store::{
-    is_system_kind, AppendOptions, Event, EventId, GateSet, LogReader, Proposal, Store,
-    DENIED_KIND,
+    is_system_kind, AppendOptions, Event, EventId, GateSet, LogReader, Proposal, Store, DENIED_KIND,
 };
 use serde::Serialize;
 use std::collections::HashMap;

@@ -302,9 +302,10 @@ impl Worker {
         let running = self.admission.info.clone();
         let refuse = |w: &mut Worker, r: SwapRefusal| {
             w.log(LogLevel::Warn, &format!("swap refused: {r}"));
-            let _ = w
-                .store
-                .append_system(vec![refused_proposal(&running, &r)], AppendOptions::durable());
+            let _ = w.store.append_system(
+                vec![refused_proposal(&running, &r)],
+                AppendOptions::durable(),
+            );
             Err(r)
         };
         if let Err(r) = check_swap(self.reactor.descriptor(), next.descriptor()) {
