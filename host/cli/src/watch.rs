@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 
 /// How long a file must be quiet before it is looked at.
 const QUIET: Duration = Duration::from_millis(120);
+/// A file renamed into place is complete (rename is atomic): it is looked at
+/// after this much, unless it is written to again meanwhile.
+const RENAMED: Duration = Duration::from_millis(3);
 
 /// What the watcher found, for the run loop to act on.
 pub(crate) enum Change {
@@ -134,11 +137,12 @@ fn settle(
             && (files.iter().any(|f| f == p)
                 || p.parent().is_some_and(|d| dirs.iter().any(|w| w == d)))
     };
-    let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+    // Per file: when it is due, and whether it arrived by rename (complete).
+    let mut pending: HashMap<PathBuf, (Instant, bool)> = HashMap::new();
     loop {
         let wait = pending
             .values()
-            .map(|t| (*t + QUIET).saturating_duration_since(Instant::now()))
+            .map(|(t, _)| t.saturating_duration_since(Instant::now()))
             .min()
             .unwrap_or(Duration::from_secs(3600));
         match raw.recv_timeout(wait) {
@@ -146,10 +150,21 @@ fn settle(
                 if matches!(ev.kind, notify::EventKind::Access(_)) {
                     continue;
                 }
+                use notify::event::{ModifyKind, RenameMode};
+                let renamed = matches!(
+                    ev.kind,
+                    notify::EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both))
+                );
                 for p in ev.paths {
                     let p = absolute(&p);
                     if wanted(&p) {
-                        pending.insert(p, Instant::now());
+                        // With `Both`, paths are [from, to]: only `to` is due.
+                        let entry = if renamed {
+                            (Instant::now() + RENAMED, true)
+                        } else {
+                            (Instant::now() + QUIET, false)
+                        };
+                        pending.insert(p, entry);
                     }
                 }
             }
@@ -157,21 +172,25 @@ fn settle(
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         }
-        let due: Vec<PathBuf> = pending
+        let now = Instant::now();
+        let due: Vec<(PathBuf, bool)> = pending
             .iter()
-            .filter(|(_, t)| t.elapsed() >= QUIET)
-            .map(|(p, _)| p.clone())
+            .filter(|(_, (t, _))| *t <= now)
+            .map(|(p, (_, r))| (p.clone(), *r))
             .collect();
-        for p in due {
+        for (p, renamed) in due {
             pending.remove(&p);
             let change = match std::fs::metadata(&p) {
                 Err(_) => Change::Removed { path: p.clone() },
                 Ok(m) => {
-                    // Still growing: look again once it is quiet.
-                    std::thread::sleep(Duration::from_millis(20));
-                    if std::fs::metadata(&p).map(|n| n.len()).ok() != Some(m.len()) {
-                        pending.insert(p, Instant::now());
-                        continue;
+                    // Still growing: look again once it is quiet. (A file
+                    // renamed into place was complete before the rename.)
+                    if !renamed {
+                        std::thread::sleep(Duration::from_millis(20));
+                        if std::fs::metadata(&p).map(|n| n.len()).ok() != Some(m.len()) {
+                            pending.insert(p, (Instant::now() + QUIET, false));
+                            continue;
+                        }
                     }
                     let started = Instant::now();
                     match load(&p) {
