@@ -179,8 +179,10 @@ fn watch_swaps_replaced_files_and_refuses_bad_ones_losing_nothing() {
     std::fs::create_dir_all(&pd).unwrap();
     let file = pd.join("passthrough.wasm");
     std::fs::write(&file, variant(0)).unwrap();
-    append(&data, &inputs(6000, "a"));
-    let (child, log) = run_watch(&data, &file, &[]);
+    // Enough small batches that the swaps land while events remain (the
+    // run holds the store, so the stream cannot be appended meanwhile).
+    append(&data, &inputs(20000, "a"));
+    let (child, log) = run_watch(&data, &file, &["--max-batch", "2"]);
     let first = wait_for(&data, "the first reaction", |ev| count(ev, "bench.out") > 0);
     let first_digest = first.iter().find(|e| e["kind"] == "bench.out").unwrap()["meta"]
         ["component"]
@@ -238,6 +240,24 @@ fn watch_swaps_replaced_files_and_refuses_bad_ones_losing_nothing() {
         ev.len(),
         "nothing appended after catching up"
     );
+    let last_in = ev_final
+        .iter()
+        .filter(|e| e["kind"] == "bench.in")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let handled_at_swap: Vec<usize> = ev_final
+        .iter()
+        .filter(|e| e["kind"] == "batpak.plugin.swapped")
+        .map(|e| {
+            let at = e["seq"].as_u64().unwrap();
+            ev_final
+                .iter()
+                .filter(|x| x["kind"] == "bench.out" && x["seq"].as_u64().unwrap() < at)
+                .count()
+        })
+        .collect();
+    eprintln!("reactions committed at each swap: {handled_at_swap:?} of 20000 (last input at {last_in})");
     let versions = check_exactly_once_by_version(&ev_final, &first_digest);
     assert_eq!(versions, 3, "two swaps made");
     let codes: Vec<String> = ev_final
