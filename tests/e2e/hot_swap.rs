@@ -257,7 +257,9 @@ fn watch_swaps_replaced_files_and_refuses_bad_ones_losing_nothing() {
                 .count()
         })
         .collect();
-    eprintln!("reactions committed at each swap: {handled_at_swap:?} of 20000 (last input at {last_in})");
+    eprintln!(
+        "reactions committed at each swap: {handled_at_swap:?} of 20000 (last input at {last_in})"
+    );
     let versions = check_exactly_once_by_version(&ev_final, &first_digest);
     assert_eq!(versions, 3, "two swaps made");
     let codes: Vec<String> = ev_final
@@ -475,5 +477,195 @@ fn kill_minus_nine_around_a_swap_loses_and_duplicates_nothing() {
         assert_eq!(outs.len(), count(&ev, "bench.in"), "round {round}: lost");
         assert!(outs.values().all(|&n| n == 1), "round {round}: duplicated");
         assert!(count(&ev, "batpak.plugin.swapped") <= 1);
+    }
+}
+
+/// The library API with native reactors: the typed outcome and refusals of
+/// `RunnerHandle::swap`, the new version's own max_batch, lineage.
+mod native {
+    use batpak_runtime::{
+        self, Descriptor, ReactFailure, Reaction, Reactor, RunnerSettings, SwapRefusal,
+    };
+    use batpak_store::{AppendOptions, CanalHandle, Coordinate, Event, Proposal, ReactorCanal};
+    use batpak_store::{Region, Store};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    struct Versioned {
+        d: Descriptor,
+        digest: String,
+        batches: Arc<Mutex<Vec<(String, usize)>>>,
+    }
+
+    fn version(
+        name: &str,
+        v: &str,
+        max_batch: u32,
+        log: &Arc<Mutex<Vec<(String, usize)>>>,
+    ) -> Versioned {
+        let mut d = Descriptor::new(name, v);
+        d.region = Region::all().kinds(["in"]);
+        d.emits = vec!["out".into()];
+        d.max_batch = max_batch;
+        Versioned {
+            d,
+            digest: format!("native-{v}"),
+            batches: log.clone(),
+        }
+    }
+
+    impl Reactor for Versioned {
+        fn descriptor(&self) -> &Descriptor {
+            &self.d
+        }
+        fn digest(&self) -> &str {
+            &self.digest
+        }
+        fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+            self.batches
+                .lock()
+                .unwrap()
+                .push((self.digest.clone(), batch.len()));
+            Ok(batch
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    Reaction::new(i as u32, &e.coordinate().entity, "t", "out", b"{}".to_vec())
+                })
+                .collect())
+        }
+    }
+
+    fn put(store: &Store, n: usize) {
+        let batch: Vec<Proposal> = (0..n)
+            .map(|i| {
+                Proposal::new(
+                    Coordinate::new(format!("e{i}"), "t").unwrap(),
+                    "in",
+                    b"{}".to_vec(),
+                )
+            })
+            .collect();
+        store.append_batch(batch, AppendOptions::durable()).unwrap();
+    }
+
+    fn outs(store: &Store) -> Vec<Event> {
+        store
+            .scan(&Region::all().kinds(["out"]), 0, usize::MAX, false)
+            .unwrap()
+    }
+
+    fn wait(what: &str, f: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn swap_returns_a_typed_outcome_and_typed_refusals() {
+        let dir = crate::common::tempdir();
+        let store = Store::open(dir.path()).unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let h = batpak_runtime::spawn(
+            &store,
+            Box::new(version("r", "1", 0, &log)),
+            RunnerSettings {
+                max_batch: 64,
+                pull_wait: Duration::from_millis(10),
+                ..RunnerSettings::default()
+            },
+        )
+        .unwrap();
+        put(&store, 100);
+        wait("v1 output", || outs(&store).len() == 100);
+
+        // Refusals, each typed, each leaving v1 running.
+        let other = version("other", "2", 0, &log);
+        assert!(matches!(
+            h.swap(Box::new(other), None),
+            Err(SwapRefusal::NameMismatch { .. })
+        ));
+        let mut region = version("r", "2", 0, &log);
+        region.d.region = Region::all().kinds(["elsewhere"]);
+        assert!(matches!(
+            h.swap(Box::new(region), None),
+            Err(SwapRefusal::RegionChanged { .. })
+        ));
+        let mut canal = version("r", "2", 0, &log);
+        canal.d.canal = ReactorCanal::LossySubscription;
+        assert!(matches!(
+            h.swap(Box::new(canal), None),
+            Err(SwapRefusal::CanalChanged { .. })
+        ));
+        assert_eq!(h.running().digest, "native-1");
+
+        // A real swap: v2 with its own max_batch of 8.
+        let o = h.swap(Box::new(version("r", "2", 8, &log)), None).unwrap();
+        assert_eq!(
+            (o.old_digest.as_str(), o.new_digest.as_str()),
+            ("native-1", "native-2")
+        );
+        assert_eq!(o.max_batch, 8);
+        assert_eq!(h.running().digest, "native-2");
+        put(&store, 100);
+        wait("v2 output", || outs(&store).len() == 200);
+        let by_v2: Vec<usize> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(d, _)| d == "native-2")
+            .map(|(_, n)| *n)
+            .collect();
+        assert!(
+            !by_v2.is_empty() && by_v2.iter().all(|&n| n <= 8),
+            "{by_v2:?}"
+        );
+        let out = outs(&store);
+        let digest = |e: &Event| {
+            e.header
+                .meta
+                .iter()
+                .find(|(k, _)| k == "component")
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        assert!(out[..100].iter().all(|e| digest(e) == "native-1"));
+        assert!(out[100..].iter().all(|e| digest(e) == "native-2"));
+        let records = store
+            .scan(
+                &Region::all().kinds([
+                    batpak_runtime::SWAPPED_KIND,
+                    batpak_runtime::SWAP_REFUSED_KIND,
+                ]),
+                0,
+                usize::MAX,
+                true,
+            )
+            .unwrap();
+        let kinds: Vec<&str> = records
+            .iter()
+            .map(|e| e.kind())
+            .filter(|k| k.starts_with("batpak.plugin."))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                batpak_runtime::SWAP_REFUSED_KIND,
+                batpak_runtime::SWAP_REFUSED_KIND,
+                batpak_runtime::SWAP_REFUSED_KIND,
+                batpak_runtime::SWAPPED_KIND
+            ]
+        );
+        // A stopped runner refuses with NotRunning.
+        h.stop();
+        wait("the runner to stop", || h.is_finished());
+        assert!(matches!(
+            h.swap(Box::new(version("r", "3", 0, &log)), None),
+            Err(SwapRefusal::NotRunning { .. })
+        ));
+        Box::new(h).join().unwrap();
+        store.close().unwrap();
     }
 }
