@@ -381,7 +381,6 @@ fn shadow_finds_exactly_the_changed_events() {
         &data,
         &["run", "--until-idle", "--quiet", pass.to_str().unwrap()],
     );
-    let before = all_events(&data).len();
     // Against itself: no difference, exit 0.
     let same = host(
         &data,
@@ -393,6 +392,18 @@ fn shadow_finds_exactly_the_changed_events() {
         (r["events"].as_u64(), r["identical"].as_u64()),
         (Some(300), Some(300))
     );
+    // Also while `run` holds the store's lock.
+    let (child, _log) = run_watch(&data, &pass, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let locked = host(&data, &["shadow", "passthrough", pass.to_str().unwrap()]);
+    stop(child);
+    assert!(locked.status.success(), "{}", stderr(&locked));
+    assert!(
+        stderr(&locked).contains("300 identical"),
+        "{}",
+        stderr(&locked)
+    );
+    let before = all_events(&data).len();
     // A version that proposes nothing: every reaction is missing, exit 1.
     let silent = write_file(
         dir.path(),
@@ -430,6 +441,31 @@ fn shadow_finds_exactly_the_changed_events() {
         diffs,
         ins[ins.len() - 50..].to_vec(),
         "exactly the last 50 sources"
+    );
+    // The same version with its grant withdrawn: the gate would deny every
+    // reaction — a verdict difference and a missing reaction per event.
+    let out = host(
+        &data,
+        &[
+            "shadow",
+            "passthrough",
+            pass.to_str().unwrap(),
+            "--from",
+            &ins_seq_from(&data, 290).to_string(),
+            "--grant-emits",
+            "nothing.granted",
+            "--json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (
+            r["events"].as_u64(),
+            r["verdicts"].as_u64(),
+            r["missing"].as_u64()
+        ),
+        (Some(10), Some(10), Some(10))
     );
     // Nothing was appended to the real log.
     assert_eq!(all_events(&data).len(), before);
@@ -668,4 +704,15 @@ mod native {
         Box::new(h).join().unwrap();
         store.close().unwrap();
     }
+}
+
+/// The sequence of the `n`-th (0-based) `bench.in` event.
+fn ins_seq_from(data: &Path, n: usize) -> u64 {
+    all_events(data)
+        .iter()
+        .filter(|e| e["kind"] == "bench.in")
+        .nth(n)
+        .unwrap()["seq"]
+        .as_u64()
+        .unwrap()
 }
