@@ -269,6 +269,7 @@ fn watch_swaps_replaced_files_and_refuses_bad_ones_losing_nothing() {
         .collect();
     eprintln!("refusal codes: {codes:?}");
     assert!(codes.iter().filter(|c| *c == "unloadable").count() >= 2);
+    assert!(codes.iter().any(|c| c == "unsupported-wit"));
     assert!(codes.iter().any(|c| c == "name-mismatch"));
     assert!(codes.iter().any(|c| c == "region-changed"));
     let stderr = std::fs::read_to_string(&log).unwrap();

@@ -231,7 +231,7 @@ pub(crate) fn apply_change(
     use batpak_store::CanalHandle;
     match change {
         Change::Unloadable { path, reason } => match paths.iter().position(|p| *p == path) {
-            Some(i) => handles[i].record_refusal(&SwapRefusal::Unloadable { path, reason }),
+            Some(i) => handles[i].record_refusal(&batpak_runtime::unloadable(&path, reason)),
             None => say(
                 level,
                 LogLevel::Warn,

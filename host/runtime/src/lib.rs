@@ -60,8 +60,8 @@ pub use runner::{spawn, RunnerError, RunnerHandle, RunnerSettings};
 pub use shadow::{shadow, DiffKind, ShadowDiff, ShadowRange, ShadowReport};
 pub use status::{ReactorStatus, RunState, StatusSnapshot};
 pub use swap::{
-    check_swap, swap_file, RolledBackRecord, SwapOutcome, SwapRefusal, SwapRefusedRecord,
-    ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
+    check_swap, swap_file, unloadable, RolledBackRecord, SwapOutcome, SwapRefusal,
+    SwapRefusedRecord, ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
 };
 
 /// Converts a wasmtime error (its own type, not `std::error::Error`) into an

@@ -12,6 +12,7 @@
 //! [`ROLLED_BACK_KIND`], so the log itself says which version produced what.
 
 use super::admission::{Admission, ReactorInfo, REACTOR_STREAM_PREFIX, SYSTEM_SCOPE};
+use super::bindings::WIT_PACKAGE;
 use super::engine::Runtime;
 use super::log::LogLevel;
 use super::plugin::PluginSettings;
@@ -42,6 +43,17 @@ pub enum SwapRefusal {
         path: PathBuf,
         /// What is wrong with it.
         reason: String,
+    },
+    /// The new file targets a version of the reactor WIT this host does not
+    /// offer.
+    #[error("plugin {path}: it targets {found}, but this host offers {supported}; rebuild it against {supported}. The running version keeps serving")]
+    UnsupportedWit {
+        /// The file offered.
+        path: PathBuf,
+        /// The package it targets (`batpak:reactor@x.y.z`).
+        found: String,
+        /// The package this host offers.
+        supported: String,
     },
     /// The new version has another reactor name (the name keys the checkpoint).
     #[error("cannot replace reactor {running} with reactor {offered}: the name keys the checkpoint; load it as a plugin of its own instead")]
@@ -101,6 +113,7 @@ impl SwapRefusal {
     pub fn code(&self) -> &'static str {
         match self {
             SwapRefusal::Unloadable { .. } => "unloadable",
+            SwapRefusal::UnsupportedWit { .. } => "unsupported-wit",
             SwapRefusal::NameMismatch { .. } => "name-mismatch",
             SwapRefusal::RegionChanged { .. } => "region-changed",
             SwapRefusal::CanalChanged { .. } => "canal-changed",
@@ -237,7 +250,9 @@ pub(crate) fn swapped_proposal(outcome: &SwapOutcome, new: &ReactorInfo) -> Prop
 /// The `batpak.plugin.swap-refused` record.
 pub(crate) fn refused_proposal(running: &ReactorInfo, refusal: &SwapRefusal) -> Proposal {
     let path = match refusal {
-        SwapRefusal::Unloadable { path, .. } => Some(path.display().to_string()),
+        SwapRefusal::Unloadable { path, .. } | SwapRefusal::UnsupportedWit { path, .. } => {
+            Some(path.display().to_string())
+        }
         _ => None,
     };
     let rec = SwapRefusedRecord {
@@ -461,10 +476,7 @@ pub fn swap_file(
     let plugin = match rt.load_plugin_with(path, base, settings_for) {
         Ok(p) => p,
         Err(e) => {
-            let r = SwapRefusal::Unloadable {
-                path: path.to_path_buf(),
-                reason: format!("{e:#}"),
-            };
+            let r = unloadable(path, format!("{e:#}"));
             handle.record_refusal(&r);
             return Err(r);
         }
@@ -472,10 +484,74 @@ pub fn swap_file(
     handle.swap(Box::new(plugin), grant_emits)
 }
 
+/// The refusal for a file that did not load: [`SwapRefusal::UnsupportedWit`]
+/// when the file names another version of the reactor WIT package in its
+/// imports or exports, [`SwapRefusal::Unloadable`] with `reason` otherwise.
+/// Decided from the file's own bytes (the interface names a component
+/// carries), not from the load error's text.
+pub fn unloadable(path: &Path, reason: String) -> SwapRefusal {
+    let found = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| targeted_wit(&bytes));
+    match found {
+        Some(found) if found != WIT_PACKAGE => SwapRefusal::UnsupportedWit {
+            path: path.to_path_buf(),
+            found,
+            supported: WIT_PACKAGE.to_string(),
+        },
+        _ => SwapRefusal::Unloadable {
+            path: path.to_path_buf(),
+            reason,
+        },
+    }
+}
+
+/// `batpak:reactor@<version>` as named by the first `batpak:reactor/...@`
+/// interface name in a component (binary or text).
+fn targeted_wit(bytes: &[u8]) -> Option<String> {
+    const NEEDLE: &[u8] = b"batpak:reactor/";
+    let at = bytes.windows(NEEDLE.len()).position(|w| w == NEEDLE)?;
+    let rest = &bytes[at + NEEDLE.len()..];
+    let name_end = rest.iter().position(|&b| b == b'@')?;
+    if name_end > 64
+        || !rest[..name_end]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+    {
+        return None;
+    }
+    let version: Vec<u8> = rest[name_end + 1..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.' || **b == b'-' || **b == b'+')
+        .copied()
+        .take(64)
+        .collect();
+    if version.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "batpak:reactor@{}",
+        String::from_utf8_lossy(&version)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use batpak_store::{ReactorCanal, Region};
+
+    #[test]
+    fn the_targeted_wit_version_is_read_from_the_interface_names() {
+        assert_eq!(
+            targeted_wit(b"..\x1abatpak:reactor/reactor@0.9.0\x00.."),
+            Some("batpak:reactor@0.9.0".into())
+        );
+        assert_eq!(
+            targeted_wit(b"(import \"batpak:reactor/types@0.1.0\" (instance"),
+            Some(WIT_PACKAGE.to_string())
+        );
+        assert_eq!(targeted_wit(b"\0asm garbage"), None);
+    }
 
     #[test]
     fn swap_checks_name_region_and_canal() {
