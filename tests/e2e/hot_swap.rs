@@ -291,7 +291,7 @@ fn watch_starts_new_files_and_stops_removed_ones_keeping_the_checkpoint() {
     std::fs::create_dir_all(&pd).unwrap();
     append(&data, &inputs(200, "b"));
     // Watch an empty directory; the plugin arrives later.
-    let (child, _log) = run_watch(&data, &pd, &[]);
+    let (child, log1) = run_watch(&data, &pd, &[]);
     std::thread::sleep(Duration::from_millis(300));
     rename_over(&pd.join("passthrough.wasm"), &variant(5));
     wait_for(&data, "the new file's reactions", |ev| {
@@ -299,7 +299,25 @@ fn watch_starts_new_files_and_stops_removed_ones_keeping_the_checkpoint() {
     });
     std::fs::remove_file(pd.join("passthrough.wasm")).unwrap();
     std::thread::sleep(Duration::from_millis(600));
+    // Put back in the same run: a new runner resumes at the checkpoint and
+    // repeats nothing.
+    rename_over(&pd.join("passthrough.wasm"), &variant(5));
+    std::thread::sleep(Duration::from_millis(600));
+    std::fs::remove_file(pd.join("passthrough.wasm")).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
     stop(child);
+    assert_eq!(count(&all_events(&data), "bench.out"), 200);
+    let first_log = std::fs::read_to_string(&log1).unwrap();
+    assert_eq!(
+        first_log.matches("started reactor passthrough").count(),
+        2,
+        "{first_log}"
+    );
+    assert_eq!(
+        first_log.matches("checkpoint kept").count(),
+        2,
+        "{first_log}"
+    );
     // While it is removed, more input arrives; putting it back resumes.
     append(&data, &inputs(100, "c"));
     let (child, _log) = run_watch(&data, &pd, &[]);
@@ -646,6 +664,7 @@ mod native {
         );
         assert_eq!(o.max_batch, 8);
         assert_eq!(h.running().digest, "native-2");
+        assert_eq!(h.last_swap().map(|(l, _)| l), Some(o.clone()));
         put(&store, 100);
         wait("v2 output", || outs(&store).len() == 200);
         let by_v2: Vec<usize> = log

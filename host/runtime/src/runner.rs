@@ -122,6 +122,7 @@ pub struct RunnerHandle {
     // refusals that never reach the runner (a file that does not load).
     current: Arc<Mutex<Arc<ReactorInfo>>>,
     current_descriptor: Arc<Mutex<super::reactor::Descriptor>>,
+    last_swap: Arc<Mutex<Option<(SwapOutcome, std::time::SystemTime)>>>,
     store: Store,
 }
 
@@ -206,6 +207,12 @@ impl RunnerHandle {
     /// The running version's name, version and component digest.
     pub fn running(&self) -> ReactorInfo {
         (**self.current.lock()).clone()
+    }
+
+    /// The last completed swap of this runner and when it happened (for
+    /// `status`); `None` before the first.
+    pub fn last_swap(&self) -> Option<(SwapOutcome, std::time::SystemTime)> {
+        self.last_swap.lock().clone()
     }
 
     fn descriptor_now(&self) -> super::reactor::Descriptor {
@@ -321,6 +328,7 @@ pub fn spawn(
     let swap: Arc<Mutex<Option<PendingSwap>>> = Arc::new(Mutex::new(None));
     let current = Arc::new(Mutex::new(admission.info.clone()));
     let current_descriptor = Arc::new(Mutex::new(d.clone()));
+    let last_swap = Arc::new(Mutex::new(None));
     let max_batch = batch_limit(&settings, &d);
     let worker = Worker {
         store: store.clone(),
@@ -334,6 +342,7 @@ pub fn spawn(
         swap: swap.clone(),
         current: current.clone(),
         current_descriptor: current_descriptor.clone(),
+        last_swap: last_swap.clone(),
         previous: None,
         unsaved: None,
         unsaved_batches: 0,
@@ -365,6 +374,7 @@ pub fn spawn(
         name: d.name,
         current,
         current_descriptor,
+        last_swap,
         store: store.clone(),
     })
 }
@@ -416,6 +426,7 @@ pub(crate) struct Worker {
     swap: Arc<Mutex<Option<PendingSwap>>>,
     pub(crate) current: Arc<Mutex<Arc<ReactorInfo>>>,
     pub(crate) current_descriptor: Arc<Mutex<super::reactor::Descriptor>>,
+    last_swap: Arc<Mutex<Option<(SwapOutcome, std::time::SystemTime)>>>,
     /// Hot swap: the version a new one replaced, kept while the new one is
     /// on probation (`swap_rollback`).
     pub(crate) previous: Option<hot::Probation>,
@@ -531,6 +542,9 @@ impl Worker {
         self.save_checkpoint()?;
         let position = self.position();
         let result = self.apply_swap(pending.reactor, pending.grant_emits, position);
+        if let Ok(o) = &result {
+            *self.last_swap.lock() = Some((o.clone(), std::time::SystemTime::now()));
+        }
         let _ = pending.reply.send(result);
         Ok(())
     }
