@@ -124,6 +124,7 @@ pub struct RunnerHandle {
     current_descriptor: Arc<Mutex<super::reactor::Descriptor>>,
     last_swap: Arc<Mutex<Option<(SwapOutcome, std::time::SystemTime)>>>,
     store: Store,
+    log_level: LogLevel,
 }
 
 impl std::fmt::Debug for RunnerHandle {
@@ -224,7 +225,7 @@ impl RunnerHandle {
     pub fn record_refusal(&self, refusal: &SwapRefusal) {
         let info = self.current.lock().clone();
         log(
-            LogLevel::Info,
+            self.log_level,
             LogLevel::Warn,
             &format!("runtime {}", self.name),
             &format!("swap refused: {refusal}"),
@@ -234,7 +235,7 @@ impl RunnerHandle {
             AppendOptions::durable(),
         ) {
             log(
-                LogLevel::Info,
+                self.log_level,
                 LogLevel::Error,
                 &format!("runtime {}", self.name),
                 &format!("could not record the swap refusal: {e}"),
@@ -330,6 +331,7 @@ pub fn spawn(
     let current_descriptor = Arc::new(Mutex::new(d.clone()));
     let last_swap = Arc::new(Mutex::new(None));
     let max_batch = batch_limit(&settings, &d);
+    let log_level = settings.log_level;
     let worker = Worker {
         store: store.clone(),
         reactor,
@@ -376,6 +378,7 @@ pub fn spawn(
         current_descriptor,
         last_swap,
         store: store.clone(),
+        log_level,
     })
 }
 
@@ -431,9 +434,9 @@ pub(crate) struct Worker {
     /// on probation (`swap_rollback`).
     pub(crate) previous: Option<hot::Probation>,
     /// Last event fully handled whose checkpoint is not written yet.
-    pub(crate) unsaved: Option<(u64, EventId)>,
-    pub(crate) unsaved_batches: u32,
-    pub(crate) last_commit: Instant,
+    unsaved: Option<(u64, EventId)>,
+    unsaved_batches: u32,
+    last_commit: Instant,
 }
 
 impl Worker {
