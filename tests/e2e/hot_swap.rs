@@ -736,3 +736,61 @@ fn ins_seq_from(data: &Path, n: usize) -> u64 {
         .as_u64()
         .unwrap()
 }
+
+#[test]
+fn a_swap_rereads_the_operators_grant_from_the_plugin_config() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let pd = dir.path().join("plugins");
+    std::fs::create_dir_all(&pd).unwrap();
+    let file = pd.join("passthrough.wasm");
+    std::fs::write(&file, variant(0)).unwrap();
+    let config = write_file(dir.path(), "plugins.json", "{}");
+    append(&data, &inputs(20000, "g"));
+    let (child, _log) = run_watch(
+        &data,
+        &file,
+        &[
+            "--max-batch",
+            "2",
+            "--plugin-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    wait_for(&data, "the first reaction", |ev| count(ev, "bench.out") > 0);
+    // The operator withdraws the grant, then the new version arrives.
+    write_file(
+        dir.path(),
+        "plugins.json",
+        r#"{"plugins": {"passthrough": {"grant_emits": []}}}"#,
+    );
+    rename_over(&file, &variant(1));
+    let ev = wait_for(&data, "every event handled", |ev| {
+        count(ev, "bench.out") + count(ev, "batpak.gate.denied") >= 20000
+    });
+    stop(child);
+    let swap_at = ev
+        .iter()
+        .find(|e| e["kind"] == "batpak.plugin.swapped")
+        .expect("swapped")["seq"]
+        .as_u64()
+        .unwrap();
+    let mut handled: HashMap<String, usize> = HashMap::new();
+    for e in &ev {
+        let seq = e["seq"].as_u64().unwrap();
+        match e["kind"].as_str().unwrap() {
+            "bench.out" => assert!(seq < swap_at, "admitted after the grant was withdrawn"),
+            "batpak.gate.denied" => assert!(seq > swap_at, "denied before the swap"),
+            _ => continue,
+        }
+        *handled
+            .entry(e["causation"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert!(
+        count(&ev, "batpak.gate.denied") > 0,
+        "the swap landed mid-stream"
+    );
+    assert_eq!(handled.len(), 20000);
+    assert!(handled.values().all(|&n| n == 1));
+}
