@@ -15,6 +15,7 @@ mod machine;
 mod reactor;
 mod report;
 mod sqlite;
+mod swap;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -39,6 +40,16 @@ enum Cmd {
         /// Events to push through the reactors.
         #[arg(long, default_value_t = 10_000)]
         events: u64,
+    },
+    /// Hot swap under a steady stream: latency (cold compile, cache hit),
+    /// longest gap, lost/duplicated, shadow replay speed.
+    Swap {
+        /// Events per second in the stream.
+        #[arg(long, default_value_t = 5_000)]
+        rate: u64,
+        /// Swaps of each kind.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
     },
     /// Diagnostic: where batpak-host's store spends its time in (a) and (b).
     #[command(hide = true)]
@@ -108,6 +119,7 @@ fn main() -> Result<()> {
     match cli.cmd {
         Cmd::Store(args) => run_store(args),
         Cmd::Reactor { events } => reactor::run(events),
+        Cmd::Swap { rate, rounds } => swap::run(rate, rounds),
         Cmd::HostSplit { events, dir } => {
             let base = match dir {
                 Some(d) => d,

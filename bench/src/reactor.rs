@@ -80,7 +80,7 @@ impl Reactor for NativePassthrough {
 
 /// The passthrough component: `BATPAK_PASSTHROUGH`, or the workspace build
 /// (built here when missing).
-fn passthrough_wasm() -> Result<PathBuf> {
+pub(crate) fn passthrough_wasm() -> Result<PathBuf> {
     if let Ok(p) = std::env::var("BATPAK_PASSTHROUGH") {
         return Ok(PathBuf::from(p));
     }

@@ -6,6 +6,7 @@ mod common;
 
 mod cli_store;
 mod guest_units;
+mod hot_swap;
 mod integrity;
 mod languages;
 mod runtime_cache;

@@ -22,10 +22,13 @@ impl Loaded {
 }
 
 /// Loads plugins with the operator's configuration; kept by the supervisor
-/// to start or swap reactors later.
+/// to start or swap reactors later (and cloned into the `--watch` thread).
+#[derive(Clone)]
 pub(crate) struct Loader {
     runtime: Runtime,
     config: PluginConfigFile,
+    /// Where `config` came from, so a swap can re-read it.
+    config_path: Option<PathBuf>,
     flags: Flags,
 }
 
@@ -34,8 +37,30 @@ impl Loader {
         Loader {
             runtime,
             config,
+            config_path: None,
             flags,
         }
+    }
+
+    /// Remembers the file `config` was read from, so
+    /// [`load_fresh`](Self::load_fresh) re-reads it.
+    pub(crate) fn with_config_path(mut self, path: Option<PathBuf>) -> Loader {
+        self.config_path = path;
+        self
+    }
+
+    /// Like [`load`](Self::load), with `--plugin-config` read again first, so
+    /// the operator's current grants and limits for the plugin apply (hot
+    /// swap). The re-read config is kept for later loads.
+    ///
+    /// # Errors
+    /// The config file no longer parses (the message names it), or the
+    /// plugin does not load.
+    pub(crate) fn load_fresh(&mut self, path: &Path) -> anyhow::Result<Loaded> {
+        if let Some(p) = &self.config_path {
+            self.config = PluginConfigFile::read(p).map_err(|m| anyhow::anyhow!(m))?;
+        }
+        self.load(path)
     }
 
     /// The parsed `--plugin-config`.

@@ -11,11 +11,13 @@ mod output;
 mod parked;
 mod plugin_config;
 mod run;
+mod shadow;
 mod signals;
 mod status_display;
 mod store_cmds;
 mod supervisor;
 mod test_cmd;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -51,6 +53,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// List parked events (events a reactor failed on), or replay them.
     Parked(parked::ParkedArgs),
+    /// Replay a candidate version of a reactor over the events the running
+    /// version handled, in a scratch store, and report what would differ
+    /// (exit 1 on differences). Works while `run` runs.
+    Shadow(shadow::ShadowArgs),
     /// Build the example plugins, append sample orders, run the reactors and
     /// show what they produced.
     Demo(demo::DemoArgs),
@@ -74,6 +80,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::demo(&cli.data, a),
         Command::New(a) => new::new(a),
         Command::Test(a) => test_cmd::test(&cli.data, a),
+        Command::Shadow(a) => shadow::shadow(&cli.data, a),
     };
     match result {
         Ok(code) => code,

@@ -6,11 +6,12 @@
 //! `events` and `verify` print today (store_cmds.rs still builds them with
 //! `json!`; the tests below keep both identical until it uses these).
 
-use batpak_runtime::{ParkedEvent, RunState, StatusSnapshot};
+use batpak_runtime::{ParkedEvent, RunState, StatusSnapshot, SwapOutcome};
 use batpak_store::{hex, Coordinate, Event, EventId, Receipt, VerifyReport};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One line of `parked`: an unresolved parked event.
 #[derive(Serialize, Debug)]
@@ -108,6 +109,40 @@ pub(crate) struct ReactorView {
     pub missed: u64,
     pub lossy: bool,
     pub error: Option<String>,
+    /// The last hot swap of this reactor in this run (`None` before the
+    /// first).
+    pub last_swap: Option<SwapView>,
+}
+
+/// A completed hot swap, as `status` shows it.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SwapView {
+    /// When it happened, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Log position of the swap: the last sequence the old version handled.
+    pub position: u64,
+    pub old_version: String,
+    pub old_digest: String,
+    pub new_version: String,
+    pub new_digest: String,
+    /// Id of the `batpak.plugin.swapped` record.
+    pub record: String,
+}
+
+impl SwapView {
+    pub(crate) fn new(o: &SwapOutcome, at: SystemTime) -> Self {
+        SwapView {
+            at_ms: at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            position: o.position,
+            old_version: o.old_version.clone(),
+            old_digest: o.old_digest.clone(),
+            new_version: o.new_version.clone(),
+            new_digest: o.new_digest.clone(),
+            record: o.record.clone(),
+        }
+    }
 }
 
 impl ReactorView {
@@ -118,6 +153,7 @@ impl ReactorView {
         digest: &str,
         path: PathBuf,
         stopped_by_operator: bool,
+        last_swap: Option<SwapView>,
     ) -> Self {
         let state = match snap.state {
             RunState::Failed => "failed",
@@ -144,6 +180,7 @@ impl ReactorView {
             missed: snap.missed,
             lossy: snap.lossy,
             error: snap.error.clone(),
+            last_swap,
         }
     }
 }

@@ -36,7 +36,7 @@ struct PluginEntry {
 }
 
 /// The parsed `--plugin-config` file (empty when none was given).
-#[derive(Deserialize, Default, Debug)]
+#[derive(Deserialize, Default, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PluginConfigFile {
     #[serde(default)]

@@ -8,6 +8,7 @@ use crate::plugin_config::{Flags, PluginConfigFile};
 use crate::signals;
 use crate::status_display::{Mode, StatusDisplay};
 use crate::supervisor::{RunPolicy, Supervisor};
+use crate::watch::expand_plugin_args;
 use anyhow::Context;
 use batpak_runtime::{LogLevel, Runtime, RuntimeConfig};
 use batpak_store::Store;
@@ -20,9 +21,20 @@ use std::time::Duration;
 /// Arguments of `batpak-host run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Plugin components (`.wasm`, or component text `.wat`).
+    /// Plugin components (`.wasm`, or component text `.wat`); with `--watch`
+    /// also directories (every plugin file in them).
     #[arg(required = true, value_name = "PLUGIN")]
     pub plugins: Vec<PathBuf>,
+    /// Hot swap: watch the plugin files (and directories) and swap a
+    /// replaced file in at a batch boundary, start a new file's plugin, stop
+    /// a removed file's (its checkpoint is kept). A file that does not load
+    /// is refused and the running version keeps serving.
+    #[arg(long)]
+    pub watch: bool,
+    /// Hot swap: roll a new version back to the one it replaced when it
+    /// fails (errs, traps, times out) within its first N batches.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub swap_rollback: u32,
     /// Exit (0) once every reactor has caught up with the log and nothing is
     /// pending, instead of running until Ctrl-C / SIGTERM.
     #[arg(long)]
@@ -109,13 +121,18 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         RuntimeConfig::with_cache(data.join("cache"))
     })?;
-    let loader = Loader::new(runtime, config, flags);
+    let loader = Loader::new(runtime, config, flags).with_config_path(a.plugin_config.clone());
+    // Hot swap: with --watch a directory stands for the plugin files in it.
+    let (files, dirs) = match expand_plugin_args(&a.plugins, a.watch) {
+        Ok(x) => x,
+        Err(m) => return usage(m),
+    };
 
     // Load everything before starting anything: a bad plugin refuses the
     // whole run with a message naming its file.
     let mut loaded = Vec::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
-    for path in &a.plugins {
+    for path in &files {
         let l = loader.load(path)?;
         if let Some(first) = names.insert(l.name().to_string(), path.clone()) {
             anyhow::bail!(
@@ -145,6 +162,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let policy = RunPolicy {
         attempts: a.attempts,
         backoff: Duration::from_millis(a.backoff_ms),
+        swap_rollback: a.swap_rollback,
     };
     let mut supervisor = Supervisor::new(store, loader, policy, display, log);
     for l in loaded {
@@ -153,6 +171,12 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         }
         if let Err(e) = supervisor.add(l) {
             // Stop what started, commit, close; then report.
+            let _ = supervisor.shutdown();
+            return Err(e);
+        }
+    }
+    if a.watch {
+        if let Err(e) = supervisor.watch(&files, &dirs) {
             let _ = supervisor.shutdown();
             return Err(e);
         }

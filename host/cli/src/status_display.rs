@@ -378,6 +378,7 @@ mod tests {
             missed: big,
             lossy: true,
             error: None,
+            last_swap: None,
         }
     }
 

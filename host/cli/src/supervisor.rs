@@ -2,19 +2,25 @@
 //! the status display and shutdown. Other threads reach it through a
 //! [`Control`] handle — list reactors, stop or start one, swap one's plugin,
 //! shut down — whose requests it serves between two status ticks, so every
-//! change happens on one thread, in order.
+//! change happens on one thread, in order. With `run --watch` it also acts
+//! on what the plugin watcher settled: a replaced file is swapped in, a new
+//! file starts its reactor, a removed file stops it (checkpoint kept).
 
 use crate::loader::{Loaded, Loader};
 use crate::log_filter::LogFilter;
-use crate::output::ReactorView;
+use crate::output::{ReactorView, SwapView};
 use crate::signals;
 use crate::status_display::{summary_body, StatusDisplay};
-use batpak_runtime::{FailurePolicy, LogLevel, ReactorStatus, RunnerHandle, RunnerSettings};
+use crate::watch::{absolute, Change, PluginWatcher};
+use batpak_runtime::{
+    FailurePolicy, LoadError, LogLevel, ReactorStatus, RunnerHandle, RunnerSettings, SwapOutcome,
+    SwapRefusal,
+};
 use batpak_store::{CanalHandle, Store};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often the supervisor checks for idleness, exits and signals (and
 /// serves control requests at the latest).
@@ -47,9 +53,10 @@ pub(crate) enum ControlError {
     /// The runner could not be started (its cursor does not open, …).
     #[error("{0}")]
     Spawn(String),
-    /// The running reactor refused the new plugin.
+    /// The swap was refused (recorded as `batpak.plugin.swap-refused` when
+    /// the reactor runs); the running version keeps serving.
     #[error(transparent)]
-    Swap(#[from] batpak_runtime::SwapError),
+    Swap(#[from] SwapRefusal),
     /// The supervisor has shut down.
     #[error("the supervisor has shut down")]
     Gone,
@@ -61,7 +68,7 @@ enum Request {
     List(Reply<Vec<ReactorView>>),
     Stop(String, Reply<ReactorView>),
     Start(String, Reply<ReactorView>),
-    Swap(String, PathBuf, Reply<ReactorView>),
+    Swap(String, PathBuf, Reply<SwapOutcome>),
     Shutdown,
 }
 
@@ -103,9 +110,16 @@ impl Control {
         self.call(|r| Request::Start(name.to_string(), r))
     }
 
-    /// Replaces reactor `name`'s plugin with the one in `path` (same name and
-    /// region); a running reactor picks it up between two batches.
-    pub(crate) fn swap(&self, name: &str, path: &Path) -> Result<ReactorView, ControlError> {
+    /// Hot swap: loads `path` beside running reactor `name` and swaps it in
+    /// at the next batch boundary, with the operator's config re-read.
+    /// Returns where it was swapped (the log position) and the old and new
+    /// version and digest; the listing then shows the swap.
+    ///
+    /// # Errors
+    /// [`ControlError::Swap`] with the typed refusal (a file that does not
+    /// load, another name, region or canal, a reactor that does not run);
+    /// [`ControlError::UnknownReactor`].
+    pub(crate) fn swap(&self, name: &str, path: &Path) -> Result<SwapOutcome, ControlError> {
         self.call(|r| Request::Swap(name.to_string(), path.to_path_buf(), r))
     }
 
@@ -120,6 +134,8 @@ impl Control {
 pub(crate) struct RunPolicy {
     pub attempts: u32,
     pub backoff: Duration,
+    /// Hot swap: batches a new version is on probation (`--swap-rollback`).
+    pub swap_rollback: u32,
 }
 
 struct Slot {
@@ -128,9 +144,13 @@ struct Slot {
     digest: String,
     handle: Option<RunnerHandle>,
     status: Arc<ReactorStatus>,
-    /// Stopped through [`Control::stop`]: may be started again, and does
-    /// not end the run.
+    /// Stopped through [`Control::stop`] (or its file removed under
+    /// `--watch`): may be started again, and does not end the run.
     stopped_by_operator: bool,
+    /// Its file was removed under `--watch`: putting it back starts it.
+    removed: bool,
+    /// The last swap, kept when the runner stops.
+    last_swap: Option<(SwapOutcome, SystemTime)>,
     /// A runner's terminal error, collected when it was stopped.
     error: Option<String>,
 }
@@ -138,6 +158,29 @@ struct Slot {
 impl Slot {
     fn running(&self) -> bool {
         self.handle.as_ref().is_some_and(|h| !h.is_finished())
+    }
+
+    /// The running version's digest (a swap or rollback changes it).
+    fn digest(&self) -> String {
+        match &self.handle {
+            Some(h) => h.running().digest,
+            None => self.digest.clone(),
+        }
+    }
+
+    fn last_swap(&self) -> Option<(SwapOutcome, SystemTime)> {
+        self.handle
+            .as_ref()
+            .and_then(RunnerHandle::last_swap)
+            .or_else(|| self.last_swap.clone())
+    }
+
+    /// Takes the handle, keeping what the listing needs from it.
+    fn take_handle(&mut self) -> Option<RunnerHandle> {
+        let h = self.handle.take()?;
+        self.digest = h.running().digest;
+        self.last_swap = h.last_swap().or(self.last_swap.take());
+        Some(h)
     }
 }
 
@@ -152,6 +195,8 @@ pub(crate) struct Supervisor {
     requests: Receiver<Request>,
     control: Sender<Request>,
     shutdown_requested: bool,
+    /// `run --watch`: the plugin watcher.
+    watcher: Option<PluginWatcher>,
 }
 
 impl Supervisor {
@@ -174,6 +219,7 @@ impl Supervisor {
             requests,
             control,
             shutdown_requested: false,
+            watcher: None,
         }
     }
 
@@ -203,6 +249,7 @@ impl Supervisor {
                 ..FailurePolicy::default()
             },
             log_level: s.log_level,
+            swap_rollback: self.policy.swap_rollback,
             ..RunnerSettings::default()
         }
     }
@@ -225,6 +272,8 @@ impl Supervisor {
             status: handle.status().clone(),
             handle: Some(handle),
             stopped_by_operator: false,
+            removed: false,
+            last_swap: None,
             error: None,
         });
         Ok(())
@@ -241,9 +290,10 @@ impl Supervisor {
                     &snap,
                     s.status.is_idle_at(head),
                     head,
-                    &s.digest,
+                    &s.digest(),
                     s.path.clone(),
                     s.stopped_by_operator,
+                    s.last_swap().map(|(o, at)| SwapView::new(&o, at)),
                 )
             })
             .collect()
@@ -267,7 +317,7 @@ impl Supervisor {
             return Ok(self.view(i));
         }
         let slot = &mut self.slots[i];
-        let Some(h) = slot.handle.take() else {
+        let Some(h) = slot.take_handle() else {
             return Err(ControlError::NotRunning(name.to_string()));
         };
         if let Err(e) = Box::new(h).stop_and_join() {
@@ -287,8 +337,16 @@ impl Supervisor {
         }
         let path = self.slots[i].path.clone();
         let loaded = self.load_as(name, &path)?;
+        self.restart_with(i, loaded)?;
+        self.loader
+            .log(LogLevel::Info, &format!("started reactor {name}"));
+        Ok(self.view(i))
+    }
+
+    /// Starts slot `i`'s reactor again with `loaded` (from its checkpoint).
+    fn restart_with(&mut self, i: usize, loaded: Loaded) -> Result<(), ControlError> {
         // A runner that ended on its own is joined (its error kept) first.
-        if let Some(h) = self.slots[i].handle.take() {
+        if let Some(h) = self.slots[i].take_handle() {
             if let Err(e) = Box::new(h).join() {
                 self.slots[i].error = Some(format!("{e:#}"));
             }
@@ -301,30 +359,191 @@ impl Supervisor {
         slot.status = handle.status().clone();
         slot.handle = Some(handle);
         slot.digest = digest;
+        slot.path = loaded.path;
         slot.stopped_by_operator = false;
-        self.loader
-            .log(LogLevel::Info, &format!("started reactor {name}"));
-        Ok(self.view(i))
+        slot.removed = false;
+        Ok(())
     }
 
-    /// Replaces reactor `name`'s plugin with the one in `path`.
-    pub(crate) fn swap(&mut self, name: &str, path: &Path) -> Result<ReactorView, ControlError> {
+    /// Hot swap: loads `path` (config re-read) beside running reactor
+    /// `name` and swaps it in at the next batch boundary; see
+    /// [`Control::swap`].
+    pub(crate) fn swap(&mut self, name: &str, path: &Path) -> Result<SwapOutcome, ControlError> {
         let i = self.slot(name)?;
-        let loaded = self.load_as(name, path)?;
-        let digest = loaded.plugin.component_digest().to_string();
+        let Some(h) = self.slots[i].handle.as_ref().filter(|h| !h.is_finished()) else {
+            return Err(SwapRefusal::NotRunning {
+                name: name.to_string(),
+            }
+            .into());
+        };
+        let loaded = match self.loader.load_fresh(path) {
+            Ok(l) => l,
+            Err(e) => {
+                let r = load_refusal(path, &e);
+                h.record_refusal(&r);
+                return Err(r.into());
+            }
+        };
+        self.swap_in(i, loaded, None)
+    }
+
+    /// Hands `loaded` to slot `i`'s running runner and waits for the outcome.
+    fn swap_in(
+        &mut self,
+        i: usize,
+        loaded: Loaded,
+        took: Option<Duration>,
+    ) -> Result<SwapOutcome, ControlError> {
         let slot = &mut self.slots[i];
-        if let Some(h) = slot.handle.as_ref().filter(|h| !h.is_finished()) {
-            h.swap(Box::new(loaded.plugin))
-                .map_err(ControlError::Swap)?;
-        }
-        // A stopped reactor runs the new plugin when started.
-        slot.path = path.to_path_buf();
-        slot.digest = digest;
+        let Some(h) = slot.handle.as_ref() else {
+            return Err(SwapRefusal::NotRunning {
+                name: slot.name.clone(),
+            }
+            .into());
+        };
+        let grant = loaded.settings.grant_emits.clone();
+        let outcome = h.swap(Box::new(loaded.plugin), grant)?;
+        slot.path = loaded.path;
+        slot.digest = outcome.new_digest.clone();
         self.loader.log(
             LogLevel::Info,
-            &format!("reactor {name} now runs {}", path.display()),
+            &format!(
+                "swapped reactor {} {} -> {} at sequence {}{}",
+                outcome.reactor,
+                outcome.old_version,
+                outcome.new_version,
+                outcome.position,
+                took.map(|t| format!(" (loaded in {:.1} ms)", t.as_secs_f64() * 1e3))
+                    .unwrap_or_default()
+            ),
         );
-        Ok(self.view(i))
+        Ok(outcome)
+    }
+
+    /// `run --watch`: watches `files` and the plugin files in `dirs`; what
+    /// settles is applied between two ticks of [`run`](Self::run), and the
+    /// run no longer ends when every reactor has.
+    ///
+    /// # Errors
+    /// A directory cannot be watched.
+    pub(crate) fn watch(&mut self, files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<()> {
+        self.watcher = Some(PluginWatcher::start(files, dirs, self.loader.clone())?);
+        Ok(())
+    }
+
+    /// Acts on one settled change of a watched file: swap, start or stop.
+    fn apply(&mut self, change: Change) {
+        let by_path = |s: &Slot, p: &Path| absolute(&s.path) == p;
+        match change {
+            Change::Unloadable { path, error } => {
+                match self.slots.iter().position(|s| by_path(s, &path)) {
+                    Some(i) => {
+                        let r = load_refusal(&path, &error);
+                        match self.slots[i].handle.as_ref() {
+                            Some(h) => h.record_refusal(&r),
+                            None => self.loader.log(LogLevel::Warn, &r.to_string()),
+                        }
+                    }
+                    None => self.loader.log(
+                        LogLevel::Warn,
+                        &format!("new plugin {} not started: {error:#}", path.display()),
+                    ),
+                }
+            }
+            Change::Removed { path } => {
+                let Some(i) = self.slots.iter().position(|s| by_path(s, &path)) else {
+                    return;
+                };
+                let slot = &mut self.slots[i];
+                let Some(h) = slot.take_handle() else {
+                    return;
+                };
+                // Stops at a batch boundary and writes the checkpoint, so
+                // putting the file back resumes where it was.
+                if let Err(e) = Box::new(h).stop_and_join() {
+                    slot.error = Some(format!("{e:#}"));
+                }
+                slot.stopped_by_operator = true;
+                slot.removed = true;
+                let name = slot.name.clone();
+                self.loader.log(
+                    LogLevel::Info,
+                    &format!(
+                        "{} removed: reactor {name} stopped, its checkpoint kept",
+                        path.display()
+                    ),
+                );
+            }
+            Change::Loaded { loaded, took } => self.apply_loaded(*loaded, took),
+        }
+    }
+
+    fn apply_loaded(&mut self, loaded: Loaded, took: Duration) {
+        let path = loaded.path.clone();
+        let name = loaded.name().to_string();
+        if let Some(i) = self.slots.iter().position(|s| absolute(&s.path) == path) {
+            let slot = &self.slots[i];
+            if slot.running() {
+                if slot.digest() == loaded.plugin.component_digest() {
+                    return; // Touched, not changed.
+                }
+                // A refusal is recorded and logged by the runner.
+                let _ = self.swap_in(i, loaded, Some(took));
+                return;
+            }
+            if slot.stopped_by_operator && !slot.removed {
+                self.loader.log(
+                    LogLevel::Info,
+                    &format!("{} changed; reactor {name} was stopped by the operator and runs it when started", path.display()),
+                );
+                return;
+            }
+            if slot.name != name {
+                self.loader.log(
+                    LogLevel::Warn,
+                    &format!(
+                        "{} is now reactor {name}, not {}; not started (the name keys the checkpoint)",
+                        path.display(),
+                        slot.name
+                    ),
+                );
+                return;
+            }
+            match self.restart_with(i, loaded) {
+                Ok(()) => self.loader.log(
+                    LogLevel::Info,
+                    &format!("started reactor {name} again from {}", path.display()),
+                ),
+                Err(e) => self
+                    .loader
+                    .log(LogLevel::Error, &format!("reactor {name} not started: {e}")),
+            }
+            return;
+        }
+        if let Some(j) = self.slots.iter().position(|s| s.name == name) {
+            let r = SwapRefusal::Unloadable {
+                path: path.clone(),
+                reason: format!(
+                    "reactor {name} already runs from {}; each reactor needs its own name",
+                    self.slots[j].path.display()
+                ),
+            };
+            match self.slots[j].handle.as_ref() {
+                Some(h) => h.record_refusal(&r),
+                None => self.loader.log(LogLevel::Warn, &r.to_string()),
+            }
+            return;
+        }
+        match self.add(loaded) {
+            Ok(()) => self.loader.log(
+                LogLevel::Info,
+                &format!("started reactor {name} from new file {}", path.display()),
+            ),
+            Err(e) => self.loader.log(
+                LogLevel::Error,
+                &format!("new plugin {} not started: {e:#}", path.display()),
+            ),
+        }
     }
 
     fn load_as(&self, name: &str, path: &Path) -> Result<Loaded, ControlError> {
@@ -363,6 +582,10 @@ impl Supervisor {
     /// True when nothing is left to wait for: every reactor ended on its
     /// own (an operator-stopped reactor may be started again).
     fn all_ended(&self) -> bool {
+        // Under --watch a new or restored file may start a reactor.
+        if self.watcher.is_some() {
+            return false;
+        }
         self.slots
             .iter()
             .all(|s| !s.stopped_by_operator && !s.running())
@@ -381,6 +604,13 @@ impl Supervisor {
                 Err(RecvTimeoutError::Disconnected) => {
                     unreachable!("the supervisor holds a sender")
                 }
+            }
+            while let Some(change) = self
+                .watcher
+                .as_ref()
+                .and_then(|w| w.changes.try_recv().ok())
+            {
+                self.apply(change);
             }
             if signals::stop_requested() || self.shutdown_requested {
                 break;
@@ -412,8 +642,10 @@ impl Supervisor {
         // Requests that raced with the stop are refused, not left hanging.
         drop(std::mem::replace(&mut self.requests, mpsc::channel().1));
         let mut ok = true;
+        // No change is applied after this.
+        self.watcher = None;
         for s in &mut self.slots {
-            if let Some(h) = s.handle.take() {
+            if let Some(h) = s.take_handle() {
                 if let Err(e) = Box::new(h).stop_and_join() {
                     s.error = Some(format!("{e:#}"));
                 }
@@ -431,6 +663,19 @@ impl Supervisor {
         }
         self.store.close()?;
         Ok(ok)
+    }
+}
+
+/// The refusal for a plugin file that did not load: typed from the
+/// runtime's [`LoadError`] when there is one (another WIT version is
+/// [`SwapRefusal::UnsupportedWit`]).
+fn load_refusal(path: &Path, e: &anyhow::Error) -> SwapRefusal {
+    match e.downcast_ref::<LoadError>() {
+        Some(le) => batpak_runtime::refusal_for(path, le),
+        None => SwapRefusal::Unloadable {
+            path: path.to_path_buf(),
+            reason: format!("{e:#}"),
+        },
     }
 }
 
@@ -481,6 +726,9 @@ mod tests {
             r#"(i32.const 1024) "nul2""#,
         );
 
+        let broken = dir.path().join("broken.wat");
+        std::fs::write(&broken, "(component").unwrap();
+
         let store = Store::open(&data).unwrap();
         let append = |store: &Store, n: u64| {
             for i in 0..n {
@@ -504,6 +752,7 @@ mod tests {
         let policy = RunPolicy {
             attempts: 1,
             backoff: Duration::from_millis(1),
+            swap_rollback: 0,
         };
         let first = loader.load(&wat).unwrap();
         let mut sup = Supervisor::new(store.clone(), loader, policy, display, log);
@@ -537,12 +786,57 @@ mod tests {
             assert!(v.position >= 8, "past all 8 inputs: {v:?}");
 
             match control.swap("null", &other) {
-                Err(ControlError::WrongReactor { found, .. }) => assert_eq!(found, "nul2"),
+                Err(ControlError::Swap(SwapRefusal::NameMismatch { offered, .. })) => {
+                    assert_eq!(offered, "nul2")
+                }
                 r => panic!("swapping in another reactor: {r:?}"),
             }
-            let v = control.swap("null", &v2).unwrap();
-            assert_ne!(v.digest, digest, "the slot runs the new component");
+            match control.swap("null", &broken) {
+                Err(ControlError::Swap(SwapRefusal::Unloadable { path, .. })) => {
+                    assert_eq!(path, broken)
+                }
+                r => panic!("swapping in a broken file: {r:?}"),
+            }
+            let o = control.swap("null", &v2).unwrap();
+            assert_eq!(
+                (o.old_digest.as_str(), o.new_version.as_str()),
+                (digest.as_str(), "0.2.0")
+            );
+            assert!(o.position >= 8, "swapped after the handled events: {o:?}");
+            let v = control.reactors().unwrap().remove(0);
+            assert_eq!(v.digest, o.new_digest, "the slot runs the new component");
+            assert_ne!(v.digest, digest);
             assert_eq!(v.path, v2);
+            assert_eq!(v.version, "0.2.0");
+            let s = v.last_swap.expect("the listing shows the swap");
+            assert_eq!(
+                (s.position, s.record.as_str()),
+                (o.position, o.record.as_str())
+            );
+            // The swap and both refusals are on the reactor's stream.
+            let kinds: Vec<String> = store
+                .scan(&batpak_store::Region::all(), 0, usize::MAX, true)
+                .unwrap()
+                .iter()
+                .filter(|e| e.header.coordinate.entity == "reactor:null")
+                .map(|e| e.kind().to_string())
+                .collect();
+            assert_eq!(
+                kinds
+                    .iter()
+                    .filter(|k| *k == batpak_runtime::SWAP_REFUSED_KIND)
+                    .count(),
+                2,
+                "{kinds:?}"
+            );
+            assert_eq!(
+                kinds
+                    .iter()
+                    .filter(|k| *k == batpak_runtime::SWAPPED_KIND)
+                    .count(),
+                1,
+                "{kinds:?}"
+            );
             control.shutdown();
         });
         sup.run(false);

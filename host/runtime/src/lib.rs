@@ -22,7 +22,11 @@
 //!   [`ReactFailure`]; the [`Reactor`] trait (wasm and native) and the
 //!   [`HostServices`] lent to it;
 //! - admission ([`CapabilityGate`]), the runner ([`spawn`],
-//!   [`RunnerHandle`], [`RunnerError`]), parking and replay, status, log.
+//!   [`RunnerHandle`], [`RunnerError`]), parking and replay, status, log;
+//! - hot swap: [`RunnerHandle::swap`] at a batch boundary with a typed
+//!   [`SwapOutcome`] or [`SwapRefusal`], recorded as system events;
+//!   [`swap_file`] loads a file and swaps it in; [`shadow`] replays a
+//!   candidate version over handled events in a scratch store.
 //!
 //! ```no_run
 //! use batpak_runtime::{self as runtime, Plugin, PluginSettings, Runtime, RuntimeConfig, RunnerSettings};
@@ -63,7 +67,11 @@ mod runner;
 mod runtime;
 mod sandbox_clock;
 mod services;
+mod shadow;
+mod shadow_error;
 mod status;
+mod swap;
+mod swap_file;
 mod trap;
 mod wit;
 mod world;
@@ -83,7 +91,7 @@ pub use random::RandomSource;
 pub use reaction::{Reaction, ReactionCause, ReactionVerdict};
 pub use reactor::Reactor;
 pub use runner::{
-    cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, SwapError, DEFAULT_MAX_BATCH,
+    cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, DEFAULT_MAX_BATCH,
     MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL,
 };
 pub use runtime::{
@@ -91,5 +99,12 @@ pub use runtime::{
     DEFAULT_MAX_TABLES,
 };
 pub use services::HostServices;
+pub use shadow::{shadow, DiffKind, ShadowDiff, ShadowRange, ShadowReport};
+pub use shadow_error::ShadowError;
 pub use status::{ReactorStatus, RunState, StatusSnapshot};
+pub use swap::{
+    check_swap, unloadable, RolledBackRecord, SwapOutcome, SwapRefusal, SwapRefusedRecord,
+    ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
+};
+pub use swap_file::{refusal_for, swap_file};
 pub use wit::{EXPORT_INTERFACE, HOST_INTERFACE, WIT_PACKAGE, WIT_WORLD};

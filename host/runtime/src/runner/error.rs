@@ -62,20 +62,3 @@ impl RunnerError {
         move |source| RunnerError::Store { context, source }
     }
 }
-
-/// Why [`RunnerHandle::swap`](super::RunnerHandle::swap) refused a
-/// replacement reactor.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SwapError {
-    /// The replacement has another name; the name keys the checkpoint.
-    #[error(
-        "cannot replace reactor {running} with reactor {offered}: the name keys the checkpoint"
-    )]
-    OtherName {
-        /// The running reactor.
-        running: String,
-        /// The replacement's name.
-        offered: String,
-    },
-}

@@ -1,18 +1,25 @@
 //! [`spawn`] and the [`RunnerHandle`]: starting a runner thread, stopping
 //! it, handing it a replacement reactor, and collecting its result.
 
-use super::error::{RunnerError, SwapError};
-use super::settings::{cursor_id, RunnerSettings};
+use super::error::RunnerError;
+use super::pending::{LastSwap, PendingSwap};
+use super::settings::{batch_limit, cursor_id, RunnerSettings};
 use super::worker::{admission_for, Feed, Worker};
+use crate::admission::ReactorInfo;
+use crate::descriptor::Descriptor;
+use crate::log::{log, LogLevel};
 use crate::reactor::Reactor;
 use crate::services::HostServices;
 use crate::status::ReactorStatus;
+use crate::swap::{check_swap, refused_proposal, SwapOutcome, SwapRefusal};
+use batpak_store::AppendOptions;
 use batpak_store::{CanalHandle, Cursor, ReactorCanal, Store, Subscription};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 /// Handle to a running reactor. Implements [`CanalHandle`]: `stop` lets the
 /// batch in flight finish and commits the checkpoint; `join` waits.
@@ -20,8 +27,15 @@ pub struct RunnerHandle {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), RunnerError>>>,
     status: Arc<ReactorStatus>,
-    swap: Arc<Mutex<Option<Box<dyn Reactor>>>>,
+    swap: Arc<Mutex<Option<PendingSwap>>>,
     name: String,
+    // Hot swap: the running version's lineage, and the store to record
+    // refusals that never reach the runner (a file that does not load).
+    current: Arc<Mutex<Arc<ReactorInfo>>>,
+    current_descriptor: Arc<Mutex<Descriptor>>,
+    last_swap: Arc<Mutex<Option<LastSwap>>>,
+    store: Store,
+    log_level: LogLevel,
 }
 
 impl std::fmt::Debug for RunnerHandle {
@@ -48,22 +62,105 @@ impl RunnerHandle {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
     }
 
-    /// Hands the runner a replacement reactor, picked up between two batches
-    /// (the position stays where it is). The name and region must match.
+    /// Replaces the running version by `reactor` at the next batch boundary
+    /// and waits for the outcome. The new version continues from the old
+    /// one's checkpoint; `grant_emits` is the operator's grant for it
+    /// (re-read by the caller). The swap is recorded as
+    /// `batpak.plugin.swapped` before the new version handles anything.
     ///
     /// # Errors
-    /// [`SwapError::OtherName`] when the replacement has another name (a
-    /// replacement with another region or canal is refused, and logged, when
-    /// the runner picks it up).
-    pub fn swap(&self, reactor: Box<dyn Reactor>) -> Result<(), SwapError> {
-        if reactor.descriptor().name != self.name {
-            return Err(SwapError::OtherName {
-                running: self.name.clone(),
-                offered: reactor.descriptor().name.clone(),
-            });
+    /// A [`SwapRefusal`]: another name, region or canal, a runner that is
+    /// not running, a later request that superseded this one, or a record
+    /// that could not be appended. The refusal is recorded as
+    /// `batpak.plugin.swap-refused` and logged; the running version keeps
+    /// serving.
+    pub fn swap(
+        &self,
+        reactor: Box<dyn Reactor>,
+        grant_emits: Option<Vec<String>>,
+    ) -> Result<SwapOutcome, SwapRefusal> {
+        let running = self.current_descriptor.lock().clone();
+        if let Err(r) = check_swap(&running, reactor.descriptor()) {
+            self.record_refusal(&r);
+            return Err(r);
         }
-        *self.swap.lock() = Some(reactor);
-        Ok(())
+        if self.is_finished() {
+            let r = SwapRefusal::NotRunning {
+                name: self.name.clone(),
+            };
+            self.record_refusal(&r);
+            return Err(r);
+        }
+        let (tx, rx) = mpsc::channel();
+        let superseded = self.swap.lock().replace(PendingSwap {
+            reactor,
+            grant_emits,
+            reply: tx,
+        });
+        if let Some(old) = superseded {
+            let r = SwapRefusal::Superseded {
+                name: self.name.clone(),
+            };
+            self.record_refusal(&r);
+            let _ = old.reply.send(Err(r));
+        }
+        // Ends when the runner answers, or drops the request by exiting.
+        loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => return r,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.is_finished() {
+                        // The thread may have answered just before ending.
+                        if let Ok(r) = rx.try_recv() {
+                            return r;
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        self.swap.lock().take();
+        Err(SwapRefusal::NotRunning {
+            name: self.name.clone(),
+        })
+    }
+
+    /// The running version's name, version and component digest (it
+    /// changes with every swap and rollback).
+    pub fn running(&self) -> ReactorInfo {
+        (**self.current.lock()).clone()
+    }
+
+    /// The last completed swap of this runner and when it happened (for
+    /// `status`); `None` before the first.
+    pub fn last_swap(&self) -> Option<(SwapOutcome, SystemTime)> {
+        self.last_swap.lock().clone()
+    }
+
+    /// Records (as `batpak.plugin.swap-refused`) and logs a refusal decided
+    /// outside the runner, e.g. a file that does not load. A failure to
+    /// record is logged, not returned: the running version is unaffected.
+    pub fn record_refusal(&self, refusal: &SwapRefusal) {
+        let info = self.current.lock().clone();
+        let source = format!("runtime {}", self.name);
+        log(
+            self.log_level,
+            LogLevel::Warn,
+            &source,
+            &format!("swap refused: {refusal}"),
+        );
+        if let Err(e) = self.store.append_system(
+            vec![refused_proposal(&info, refusal)],
+            AppendOptions::durable(),
+        ) {
+            log(
+                self.log_level,
+                LogLevel::Error,
+                &source,
+                &format!("could not record the swap refusal: {e}"),
+            );
+        }
     }
 
     fn join_inner(&mut self) -> Result<(), RunnerError> {
@@ -151,12 +248,12 @@ pub fn spawn(
         status.set_position(c.position());
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let swap: Arc<Mutex<Option<Box<dyn Reactor>>>> = Arc::new(Mutex::new(None));
-    let max_batch = match d.max_batch {
-        0 => settings.max_batch,
-        n => settings.max_batch.min(n as usize),
-    }
-    .max(1);
+    let swap: Arc<Mutex<Option<PendingSwap>>> = Arc::new(Mutex::new(None));
+    let current = Arc::new(Mutex::new(admission.info.clone()));
+    let current_descriptor = Arc::new(Mutex::new(d.clone()));
+    let last_swap = Arc::new(Mutex::new(None));
+    let max_batch = batch_limit(&settings, &d);
+    let log_level = settings.log_level;
     let worker = Worker {
         store: store.clone(),
         reactor,
@@ -167,6 +264,10 @@ pub fn spawn(
         status: status.clone(),
         stop: stop.clone(),
         swap: swap.clone(),
+        current: current.clone(),
+        current_descriptor: current_descriptor.clone(),
+        last_swap: last_swap.clone(),
+        previous: None,
         unsaved: None,
         unsaved_batches: 0,
         last_commit: Instant::now(),
@@ -199,5 +300,10 @@ pub fn spawn(
         status,
         swap,
         name: d.name,
+        current,
+        current_descriptor,
+        last_swap,
+        store: store.clone(),
+        log_level,
     })
 }

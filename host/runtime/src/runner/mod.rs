@@ -11,22 +11,25 @@
 //! cannot be appended twice (the store deduplicates explicit ids).
 //!
 //! Files: `settings` (what a runner is told), `error` (its typed failures),
-//! `handle` (spawning and the [`RunnerHandle`]), `worker` (the pull loop and
-//! hand-over of a replacement), `retry` (attempts, backoff, bisection),
+//! `handle` (spawning and the [`RunnerHandle`]), `worker` (the pull loop),
+//! `hot_swap` (a replacement picked up at a batch boundary, rollback) and
+//! `pending` (the swap state handle and worker share), `retry` (attempts, backoff, bisection),
 //! `outcome` (judging one call's output), `commit` (the atomic append and
 //! parking), `replay` (re-delivering parked events), `shape` (output limits).
 
 mod commit;
 mod error;
 mod handle;
+mod hot_swap;
 mod outcome;
+mod pending;
 mod replay;
 mod retry;
 mod settings;
 mod shape;
 mod worker;
 
-pub use error::{RunnerError, SwapError};
+pub use error::RunnerError;
 pub use handle::{spawn, RunnerHandle};
 pub use settings::{cursor_id, RunnerSettings, DEFAULT_MAX_BATCH};
 pub use shape::{MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL};

@@ -32,6 +32,9 @@ impl Worker {
                     self.commit(events, outcome)?;
                     return Ok(Flow::Continue);
                 }
+                // Hot swap: a new version on probation that fails is rolled
+                // back, and the restored version handles these events.
+                Err(f) if self.roll_back_on(&f)? => return self.process(events, 0),
                 Err(f) if f.kind == FailureKind::Instantiate => {
                     instantiate_failures += 1;
                     self.status.add_failure();
@@ -122,6 +125,7 @@ impl Worker {
                 self.commit(events, outcome)?;
                 Ok(Flow::Continue)
             }
+            Err(f) if self.roll_back_on(&f)? => self.process(events, 0),
             Err(f) if f.kind == FailureKind::Instantiate => self.process(events, prior),
             Err(f) => {
                 self.status.add_failure();

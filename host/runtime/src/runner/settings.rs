@@ -1,6 +1,7 @@
 //! [`RunnerSettings`]: how a runner behaves.
 
 use crate::admission::ReactionContext;
+use crate::descriptor::Descriptor;
 use crate::log::LogLevel;
 use crate::parking::FailurePolicy;
 use batpak_store::GateSet;
@@ -38,6 +39,10 @@ pub struct RunnerSettings {
     pub replay_parked: bool,
     /// Lowest level of the runner's own log lines.
     pub log_level: LogLevel,
+    /// Hot swap: a new version that fails (a call errs, traps or times out)
+    /// within its first `swap_rollback` batches is replaced by the version
+    /// it replaced, which handles the failing batch again. 0: never.
+    pub swap_rollback: u32,
 }
 
 impl Default for RunnerSettings {
@@ -53,6 +58,7 @@ impl Default for RunnerSettings {
             checkpoint_batches: 64,
             replay_parked: true,
             log_level: LogLevel::Info,
+            swap_rollback: 0,
         }
     }
 }
@@ -64,8 +70,18 @@ impl std::fmt::Debug for RunnerSettings {
             .field("grant_emits", &self.grant_emits)
             .field("gates", &self.gates.len())
             .field("policy", &self.policy)
+            .field("swap_rollback", &self.swap_rollback)
             .finish_non_exhaustive()
     }
+}
+
+/// The largest batch: the operator's limit, lowered by the reactor's own.
+pub(crate) fn batch_limit(settings: &RunnerSettings, d: &Descriptor) -> usize {
+    match d.max_batch {
+        0 => settings.max_batch,
+        n => settings.max_batch.min(n as usize),
+    }
+    .max(1)
 }
 
 /// The cursor id of reactor `name`: `reactor.<name>`.

@@ -1,13 +1,14 @@
 //! The worker: the runner thread's state and its pull loop — pull a batch,
 //! process it (see `retry`), write lazy checkpoints — and the hand-over of
-//! a replacement reactor between two batches.
+//! a replacement reactor between two batches (see `hot_swap`).
 
 use super::error::RunnerError;
+use super::pending::{LastSwap, PendingSwap, Probation};
 use super::settings::RunnerSettings;
 use crate::admission::{Admission, CapabilityGate, ReactorInfo};
+use crate::descriptor::Descriptor;
 use crate::log::{log, LogLevel};
 use crate::reactor::Reactor;
-use crate::services::HostServices;
 use crate::status::{ReactorStatus, RunState};
 use batpak_store::{AppendOptions, CheckpointUpdate, Store};
 use batpak_store::{Canal, CanalBatch, CloseReason, Cursor, Subscription};
@@ -49,7 +50,15 @@ pub(super) struct Worker {
     pub(super) settings: RunnerSettings,
     pub(super) status: Arc<ReactorStatus>,
     pub(super) stop: Arc<AtomicBool>,
-    pub(super) swap: Arc<Mutex<Option<Box<dyn Reactor>>>>,
+    pub(super) swap: Arc<Mutex<Option<PendingSwap>>>,
+    /// Hot swap: the running version's lineage and descriptor, shared with
+    /// the handle (for `status` and the checks a swap request runs).
+    pub(super) current: Arc<Mutex<Arc<ReactorInfo>>>,
+    pub(super) current_descriptor: Arc<Mutex<Descriptor>>,
+    pub(super) last_swap: Arc<Mutex<Option<LastSwap>>>,
+    /// Hot swap: the version a new one replaced, kept while the new one is
+    /// on probation (`swap_rollback`).
+    pub(super) previous: Option<Probation>,
     /// Last event fully handled whose checkpoint is not written yet.
     pub(super) unsaved: Option<(u64, EventId)>,
     pub(super) unsaved_batches: u32,
@@ -99,7 +108,7 @@ impl Worker {
             if self.stopping() {
                 return Ok(());
             }
-            self.take_swap();
+            self.take_swap()?;
             let observed = self.store.watermarks().durable;
             let pulled = match &mut self.feed {
                 Feed::Cursor(c) => c.pull_batch(self.max_batch, self.settings.pull_wait),
@@ -126,6 +135,7 @@ impl Worker {
                     if let Flow::Stopped = flow {
                         return Ok(());
                     }
+                    self.probation_tick();
                     self.maybe_save_checkpoint()?;
                 }
                 Err(closed) => match closed.reason {
@@ -148,40 +158,6 @@ impl Worker {
                 },
             }
         }
-    }
-
-    /// Picks up a replacement reactor handed over by [`RunnerHandle::swap`].
-    pub(super) fn take_swap(&mut self) {
-        let Some(mut next) = self.swap.lock().take() else {
-            return;
-        };
-        if next.descriptor().region != self.reactor.descriptor().region
-            || next.descriptor().canal != self.reactor.descriptor().canal
-        {
-            self.log(
-                LogLevel::Error,
-                "refusing the replacement: its region or canal differs, which would need a new cursor; keeping the running version",
-            );
-            return;
-        }
-        let admission = Arc::new(admission_for(next.as_ref(), &self.settings));
-        next.attach(HostServices {
-            store: self.store.clone(),
-            admission: admission.clone(),
-        });
-        self.log(
-            LogLevel::Info,
-            &format!(
-                "replaced version {} ({}) with version {} ({})",
-                self.reactor.descriptor().version,
-                short(self.reactor.digest()),
-                next.descriptor().version,
-                short(next.digest())
-            ),
-        );
-        self.status.set_version(&next.descriptor().version);
-        self.reactor = next;
-        self.admission = admission;
     }
 
     pub(super) fn checkpoint_at(&self, sequence: u64, id: EventId) -> Option<CheckpointUpdate> {
@@ -230,8 +206,4 @@ pub(super) fn describe_span(events: &[Event]) -> String {
             b.sequence()
         ),
     }
-}
-
-fn short(digest: &str) -> &str {
-    &digest[..digest.len().min(12)]
 }

@@ -174,6 +174,15 @@ impl LogReader {
                             // Our read window ended mid-frame: resume here.
                             break;
                         }
+                        // Read while the writer was still writing it: the
+                        // file has grown since its length was taken, and the
+                        // marker (or a later segment) read now may already
+                        // cover the frame. Not damage: read it next poll.
+                        let grown = std::fs::metadata(&path).is_ok_and(|m| m.len() > len);
+                        if grown {
+                            self.offset += pos as u64;
+                            return Ok(());
+                        }
                         let marker = durable_mark::read(&OsDisk, &self.dir);
                         let acked = marker.is_some_and(|(ms, mo)| {
                             self.segment < ms || (self.segment == ms && at < mo)

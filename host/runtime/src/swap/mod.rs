@@ -1,0 +1,30 @@
+//! Hot swap: replacing a running reactor by a new version between two
+//! batches, without losing or repeating an event.
+//!
+//! The runner keeps its canal (cursor and checkpoint) and only exchanges the
+//! reactor behind it, so the new version continues exactly where the old one
+//! stopped. Reaction ids are derived from (reactor name, source event,
+//! ordinal) — not from the version — so a batch redelivered after a crash in
+//! the middle of a swap still cannot be appended twice.
+//!
+//! Every decision is recorded on the reactor's stream (`reactor:<name>`,
+//! scope `batpak`): [`SWAPPED_KIND`], [`SWAP_REFUSED_KIND`] and
+//! [`ROLLED_BACK_KIND`], so the log itself says which version produced what.
+//!
+//! Files: `refusal` (why a swap is refused), `outcome` (a completed swap),
+//! `records` (the three system records), `check` (the rules a new version
+//! must meet, and the WIT version a file targets). The runner applies a swap
+//! (`runner::hot_swap`); `swap_file` loads a file and asks for one.
+
+mod check;
+mod outcome;
+mod records;
+mod refusal;
+
+pub use check::{check_swap, unloadable};
+pub use outcome::SwapOutcome;
+pub(crate) use records::{refused_proposal, rolled_back_proposal, swapped_proposal};
+pub use records::{
+    RolledBackRecord, SwapRefusedRecord, ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
+};
+pub use refusal::SwapRefusal;
