@@ -3,6 +3,8 @@
 //! (0 success, 1 failure, 2 bad usage).
 
 mod demo;
+mod operate; // service (issue 8)
+mod remote; // service (issue 8)
 mod run;
 mod store_cmds;
 
@@ -43,6 +45,19 @@ pub enum Command {
     /// Build the example plugins, append sample orders, run the reactors and
     /// show what they produced.
     Demo(demo::DemoArgs),
+    // service (issue 8): operate the reactors of a running host.
+    /// Show each reactor of the running host: version, digest, state,
+    /// position, lag (its own region's durable events not yet handled),
+    /// parked count.
+    Status(operate::StatusArgs),
+    /// Pause a reactor of the running host at a batch boundary (its
+    /// checkpoint keeps the position).
+    Pause(operate::NameArgs),
+    /// Resume a paused reactor from its checkpoint.
+    Resume(operate::NameArgs),
+    /// Move a reactor's checkpoint (recorded as a `batpak.reactor.reset`
+    /// event). Through a running host the reactor must be paused.
+    Reset(operate::ResetArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +70,10 @@ fn main() -> ExitCode {
         Command::Inspect(a) => run::inspect(&cli.data, a),
         Command::Parked(a) => run::parked(&cli.data, a),
         Command::Demo(a) => demo::demo(&cli.data, a),
+        Command::Status(a) => operate::status(&cli.data, a),
+        Command::Pause(a) => operate::pause(&cli.data, a),
+        Command::Resume(a) => operate::resume(&cli.data, a),
+        Command::Reset(a) => operate::reset(&cli.data, a),
     };
     match result {
         Ok(code) => code,

@@ -15,7 +15,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Arguments of `batpak-host run`.
@@ -61,6 +60,9 @@ pub struct RunArgs {
     /// Compile every plugin afresh instead of using `<data>/cache`.
     #[arg(long)]
     pub no_cache: bool,
+    // service (issue 8): --listen / --token-file.
+    #[command(flatten)]
+    pub service: crate::operate::ServiceArgs,
 }
 
 /// Arguments of `batpak-host inspect`.
@@ -232,7 +234,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
 
     // Load everything before starting anything: a bad plugin refuses the
     // whole run with a message naming its file.
-    let mut plugins: Vec<(Plugin, Resolved)> = Vec::new();
+    let mut plugins: Vec<(Plugin, Resolved, PathBuf)> = Vec::new(); // service: + path, to resume
     let mut names: HashMap<String, PathBuf> = HashMap::new();
     for path in &a.plugins {
         let base = resolve(&cfg, &a, "");
@@ -294,7 +296,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
                 took.as_secs_f64() * 1e3
             ),
         );
-        plugins.push((plugin, r));
+        plugins.push((plugin, r, path.clone()));
     }
     for name in cfg.plugins.keys() {
         if !names.contains_key(name) {
@@ -319,8 +321,17 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     });
 
+    // service (issue 8): the reactors live in `operate::Reactors`, shared
+    // with the control socket / HTTP threads (pause, resume, reset, status).
+    let reactors = crate::operate::Reactors::new(&store);
     let mut handles: Vec<RunnerHandle> = Vec::new();
-    for (plugin, r) in plugins {
+    for (plugin, r, path) in plugins {
+        let plugin_settings = PluginSettings {
+            config: r.config.clone(),
+            timeout: r.timeout,
+            memory_bytes: r.memory_bytes,
+            log_level: a.log_level,
+        };
         let settings = RunnerSettings {
             max_batch: r.max_batch,
             grant_emits: r.grant_emits,
@@ -332,11 +343,21 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
             log_level: a.log_level,
             ..RunnerSettings::default()
         };
+        let (digest, descriptor) = (
+            plugin.component_digest().to_string(),
+            plugin.descriptor().clone(),
+        );
+        let recipe = crate::operate::Recipe {
+            runtime: rt.clone(),
+            path,
+            plugin: plugin_settings,
+            runner: settings.clone(),
+        };
         let boxed: Box<dyn Reactor> = Box::new(plugin);
         match batpak_runtime::spawn(&store, boxed, settings) {
-            Ok(h) => handles.push(h),
+            Ok(h) => reactors.add(&digest, &descriptor, recipe, h),
             Err(e) => {
-                for h in handles {
+                for h in reactors.take_handles() {
                     let _ = Box::new(h).stop_and_join();
                 }
                 return Err(e);
@@ -344,8 +365,15 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let statuses: Vec<Arc<batpak_runtime::ReactorStatus>> =
-        handles.iter().map(|h| h.status().clone()).collect();
+    let service = match crate::operate::serve(&store, reactors.clone(), &a.service, a.log_level) {
+        Ok(s) => s,
+        Err(e) => {
+            for h in reactors.take_handles() {
+                let _ = Box::new(h).stop_and_join();
+            }
+            return Err(e);
+        }
+    };
     let mut last_line = String::new();
     let mut last_print = Instant::now() - Duration::from_secs(2);
     loop {
@@ -354,15 +382,18 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
             break;
         }
         let durable = store.watermarks().durable;
-        if a.until_idle && statuses.iter().all(|s| s.is_idle_at(durable)) {
+        // service: a paused reactor counts as idle and keeps the host up.
+        let current = reactors.statuses();
+        if a.until_idle && current.iter().all(|(s, p)| *p || s.is_idle_at(durable)) {
             break;
         }
-        if statuses
+        if current
             .iter()
-            .all(|s| matches!(s.state(), RunState::Stopped | RunState::Failed))
+            .all(|(s, p)| !*p && matches!(s.state(), RunState::Stopped | RunState::Failed))
         {
             break;
         }
+        let statuses: Vec<_> = current.into_iter().map(|(s, _)| s).collect();
         if !a.quiet && last_print.elapsed() >= Duration::from_secs(1) {
             let line = statuses
                 .iter()
@@ -377,6 +408,9 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    service.stop(); // service: no new requests while the reactors stop
+    handles.extend(reactors.take_handles());
+    let statuses: Vec<_> = reactors.statuses().into_iter().map(|(s, _)| s).collect();
     let mut failed = false;
     for h in handles {
         let name = h.name().to_string();
@@ -433,7 +467,7 @@ pub(crate) fn inspect(data: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parked_json(p: &ParkedEvent) -> serde_json::Value {
+pub(crate) fn parked_json(p: &ParkedEvent) -> serde_json::Value {
     let r = &p.record;
     serde_json::json!({
         "parked": p.parked.to_string(),
@@ -474,6 +508,17 @@ fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), String> {
 }
 
 pub(crate) fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
+    // service (issue 8): through the running host when there is one.
+    if let Some(c) = batpak_service::Client::connect(data)? {
+        let name = match &a.action {
+            Some(ParkedAction::Replay { plugin, .. }) => plugin.clone().or(a.plugin.clone()),
+            None => a.plugin.clone(),
+        };
+        if let Err(m) = check_plugin_name("--plugin", &name) {
+            return usage(m);
+        }
+        return crate::remote::parked(c, a);
+    }
     match a.action {
         None => {
             if let Err(m) = check_plugin_name("--plugin", &a.plugin) {

@@ -202,12 +202,13 @@ pub trait Operator: Send + Sync {
     }
 }
 
-/// Moves cursor `cursor` of reactor `reactor` to `to`, keyed for `region`:
+/// Moves cursor `cursor` of reactor `reactor` to `to`, keyed for the region
+/// with fingerprint `region` ([`Region::fingerprint`]):
 /// one durable append of a `batpak.reactor.reset` system event together with
 /// the new checkpoint, so the move and its record land together or not at
 /// all. The reactor must not be running (the caller checks).
 ///
-/// Passing the region of a *new* version re-keys the checkpoint: with
+/// Passing the fingerprint of a *new* version's region re-keys the checkpoint: with
 /// [`ResetTo::Current`] the new region continues from the old position;
 /// with [`ResetTo::Start`] history is re-delivered, and the runtime's
 /// derived reaction ids make reactions committed before idempotent.
@@ -219,7 +220,7 @@ pub fn reset_checkpoint(
     store: &Store,
     reactor: &str,
     cursor: &str,
-    region: &Region,
+    region: [u8; 32],
     to: ResetTo,
 ) -> Result<ResetOutcome, OpError> {
     let failed = |e: batpak_store::StoreError| OpError::Failed(e.to_string());
@@ -251,7 +252,7 @@ pub fn reset_checkpoint(
         "cursor": cursor,
         "from": from,
         "to": target,
-        "region": batpak_store::hex(&region.fingerprint()),
+        "region": batpak_store::hex(&region),
         "requested": match to {
             ResetTo::Start => "start".to_string(),
             ResetTo::End => "end".to_string(),
@@ -273,7 +274,7 @@ pub fn reset_checkpoint(
             vec![proposal],
             AppendOptions::durable().with_checkpoint(CheckpointUpdate {
                 cursor: cursor.to_string(),
-                region: region.fingerprint(),
+                region,
                 sequence: target,
                 event_id,
             }),
