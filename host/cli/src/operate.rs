@@ -75,7 +75,13 @@ impl Reactors {
     }
 
     /// Adds a started reactor.
-    pub(crate) fn add(&self, plugin_digest: &str, d: &batpak_runtime::Descriptor, recipe: Recipe, handle: RunnerHandle) {
+    pub(crate) fn add(
+        &self,
+        plugin_digest: &str,
+        d: &batpak_runtime::Descriptor,
+        recipe: Recipe,
+        handle: RunnerHandle,
+    ) {
         self.slots.lock().push(Slot {
             name: d.name.clone(),
             digest: plugin_digest.to_string(),
@@ -181,9 +187,9 @@ impl Operator for Reactors {
             slots[i].handle.take()
         };
         if let Some(h) = handle {
-            Box::new(h)
-                .stop_and_join()
-                .map_err(|e| OpError::Failed(format!("reactor {name} failed while pausing: {e}")))?;
+            Box::new(h).stop_and_join().map_err(|e| {
+                OpError::Failed(format!("reactor {name} failed while pausing: {e}"))
+            })?;
         }
         self.state_named(name)
     }
@@ -409,9 +415,13 @@ pub(crate) fn reset(data: &Path, a: ResetArgs) -> anyhow::Result<ExitCode> {
         return print_reset(&out);
     }
     if !data.join("segments").is_dir() {
-        anyhow::bail!("no store in {} (no segments directory); check --data", data.display());
+        anyhow::bail!(
+            "no store in {} (no segments directory); check --data",
+            data.display()
+        );
     }
-    let store = Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
+    let store =
+        Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
     let region = match &a.plugin {
         Some(path) => {
             let rt = Runtime::new(RuntimeConfig::with_cache(data.join("cache")))?;

@@ -31,7 +31,8 @@ pub(crate) fn append(mut c: Client, a: AppendArgs) -> anyhow::Result<ExitCode> {
     };
     // Checked here first so a bad flag gets the same message with or
     // without a host.
-    batpak_service::proposal(0, ev.clone()).map_err(|e| anyhow::anyhow!("{}", e.message.trim_start_matches("event 0: ")))?;
+    batpak_service::proposal(0, ev.clone())
+        .map_err(|e| anyhow::anyhow!("{}", e.message.trim_start_matches("event 0: ")))?;
     let receipts = c.append(vec![ev])?;
     let mut out = std::io::stdout().lock();
     for r in receipts {
@@ -60,13 +61,17 @@ const LINE_HELP: &str = r#"each line must be a JSON object {"entity","scope","ki
 
 fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
     let stdin = src == Path::new("-");
-    let name = if stdin { "stdin".to_string() } else { src.display().to_string() };
+    let name = if stdin {
+        "stdin".to_string()
+    } else {
+        src.display().to_string()
+    };
     let reader: Box<dyn BufRead> = if stdin {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
-        Box::new(std::io::BufReader::new(std::fs::File::open(src).map_err(|e| {
-            anyhow::anyhow!("opening --jsonl file {}: {e}", src.display())
-        })?))
+        Box::new(std::io::BufReader::new(std::fs::File::open(src).map_err(
+            |e| anyhow::anyhow!("opening --jsonl file {}: {e}", src.display()),
+        )?))
     };
     // Every line is checked before anything is appended.
     let mut events: Vec<(usize, NewEvent)> = Vec::new();
@@ -77,7 +82,12 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
             continue;
         }
         let checked = serde_json::from_str::<Line>(&line)
-            .map_err(|e| format!("{}; {LINE_HELP}", e.to_string().replace("at line 1 column", "at column")))
+            .map_err(|e| {
+                format!(
+                    "{}; {LINE_HELP}",
+                    e.to_string().replace("at line 1 column", "at column")
+                )
+            })
             .and_then(|l| {
                 let ev = NewEvent {
                     entity: l.entity,
@@ -125,7 +135,9 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
         let mut first_line = 0;
         while let Some((ln, ev)) = iter.peek() {
             let size = ev.payload.as_ref().map_or(0, |p| p.to_string().len()) + 256;
-            if !chunk.is_empty() && (chunk.len() >= MAX_APPEND_EVENTS.min(4096) || bytes + size > 8 << 20) {
+            if !chunk.is_empty()
+                && (chunk.len() >= MAX_APPEND_EVENTS.min(4096) || bytes + size > 8 << 20)
+            {
                 break;
             }
             if chunk.is_empty() {
@@ -192,7 +204,11 @@ pub(crate) fn verify(mut c: Client) -> anyhow::Result<ExitCode> {
     println!("{r}");
     let problems: Vec<String> = r["problems"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     if r["sound"].as_bool() == Some(true) {
         eprintln!(

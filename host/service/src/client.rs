@@ -29,6 +29,9 @@ pub enum ClientError {
     /// The connection failed mid-call.
     #[error("talking to the running host: {0}")]
     Io(#[from] std::io::Error),
+    /// The host closed the connection (it stopped, or refused the frame).
+    #[error("the running host closed the connection (it stopped?)")]
+    Closed,
     /// The host replied with something this client cannot read.
     #[error("the running host replied with something unexpected ({0}); are the CLI and the host the same version?")]
     Protocol(String),
@@ -52,12 +55,7 @@ impl Client {
         let path = crate::local::socket_path(data);
         match UnixStream::connect(&path) {
             Ok(stream) => Ok(Some(Client { stream })),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::NotFound | ErrorKind::ConnectionRefused
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
                 Ok(None)
             }
             Err(source) if source.kind() == ErrorKind::PermissionDenied => {
@@ -89,6 +87,7 @@ impl Client {
         write_frame(&mut self.stream, &body)?;
         let reply = read_frame(&mut self.stream).map_err(|e| match e {
             crate::protocol::FrameReadError::Io(e) => ClientError::Io(e),
+            crate::protocol::FrameReadError::Closed => ClientError::Closed,
             other => ClientError::Protocol(other.to_string()),
         })?;
         let reply: Reply =
@@ -96,7 +95,9 @@ impl Client {
         match (reply.ok, reply.error) {
             (_, Some(e)) => Err(ClientError::Remote(e)),
             (Some(v), None) => Ok(v),
-            (None, None) => Err(ClientError::Protocol("a reply with neither ok nor error".into())),
+            (None, None) => Err(ClientError::Protocol(
+                "a reply with neither ok nor error".into(),
+            )),
         }
     }
 
@@ -113,7 +114,9 @@ impl Client {
         let v = self.call(Op::Append { events })?;
         match v.get("receipts") {
             Some(Value::Array(a)) => Ok(a.clone()),
-            _ => Err(ClientError::Protocol("append reply without receipts".into())),
+            _ => Err(ClientError::Protocol(
+                "append reply without receipts".into(),
+            )),
         }
     }
 

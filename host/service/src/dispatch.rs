@@ -100,20 +100,62 @@ impl Ctx {
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        counter("batpak_service_requests_total", "Requests served (socket and HTTP).", m.requests.load(Ordering::Relaxed));
-        counter("batpak_service_errors_total", "Requests answered with an error.", m.errors.load(Ordering::Relaxed));
-        counter("batpak_service_appended_total", "Events appended through the service.", m.appended.load(Ordering::Relaxed));
-        counter("batpak_service_local_connections_total", "Control socket connections accepted.", m.local_connections.load(Ordering::Relaxed));
-        counter("batpak_service_http_connections_total", "HTTP connections accepted.", m.http_connections.load(Ordering::Relaxed));
-        counter("batpak_service_http_unauthorized_total", "HTTP requests refused for a missing or wrong token.", m.http_unauthorized.load(Ordering::Relaxed));
+        counter(
+            "batpak_service_requests_total",
+            "Requests served (socket and HTTP).",
+            m.requests.load(Ordering::Relaxed),
+        );
+        counter(
+            "batpak_service_errors_total",
+            "Requests answered with an error.",
+            m.errors.load(Ordering::Relaxed),
+        );
+        counter(
+            "batpak_service_appended_total",
+            "Events appended through the service.",
+            m.appended.load(Ordering::Relaxed),
+        );
+        counter(
+            "batpak_service_local_connections_total",
+            "Control socket connections accepted.",
+            m.local_connections.load(Ordering::Relaxed),
+        );
+        counter(
+            "batpak_service_http_connections_total",
+            "HTTP connections accepted.",
+            m.http_connections.load(Ordering::Relaxed),
+        );
+        counter(
+            "batpak_service_http_unauthorized_total",
+            "HTTP requests refused for a missing or wrong token.",
+            m.http_unauthorized.load(Ordering::Relaxed),
+        );
         let _ = writeln!(s, "# HELP batpak_store_durable_sequence Highest durable global sequence.\n# TYPE batpak_store_durable_sequence gauge\nbatpak_store_durable_sequence {}", w.durable);
         let states = self.operator.status();
         let gauges: [(&str, &str, fn(&crate::ReactorState) -> u64); 5] = [
-            ("batpak_reactor_position", "Last global sequence the reactor handled.", |r| r.position),
-            ("batpak_reactor_lag", "Durable events in the reactor's region not yet handled.", |r| r.lag),
-            ("batpak_reactor_events_in", "Events delivered since start.", |r| r.events_in),
-            ("batpak_reactor_reactions_out", "Reactions appended since start.", |r| r.reactions_out),
-            ("batpak_reactor_parked", "Events parked since start.", |r| r.parked),
+            (
+                "batpak_reactor_position",
+                "Last global sequence the reactor handled.",
+                |r| r.position,
+            ),
+            (
+                "batpak_reactor_lag",
+                "Durable events in the reactor's region not yet handled.",
+                |r| r.lag,
+            ),
+            (
+                "batpak_reactor_events_in",
+                "Events delivered since start.",
+                |r| r.events_in,
+            ),
+            (
+                "batpak_reactor_reactions_out",
+                "Reactions appended since start.",
+                |r| r.reactions_out,
+            ),
+            ("batpak_reactor_parked", "Events parked since start.", |r| {
+                r.parked
+            }),
         ];
         for (name, help, f) in gauges {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge");
@@ -124,7 +166,11 @@ impl Ctx {
         let _ = writeln!(s, "# HELP batpak_reactor_running 1 when the reactor is running.\n# TYPE batpak_reactor_running gauge");
         for r in &states {
             let running = u64::from(r.state == crate::ReactorRunState::Running);
-            let _ = writeln!(s, "batpak_reactor_running{{reactor=\"{}\"}} {running}", r.name);
+            let _ = writeln!(
+                s,
+                "batpak_reactor_running{{reactor=\"{}\"}} {running}",
+                r.name
+            );
         }
         s
     }

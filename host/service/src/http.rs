@@ -33,10 +33,12 @@ const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// A keep-alive connection idle this long is closed.
 const IDLE: Duration = Duration::from_secs(30);
 
+type Conns = Arc<parking_lot::Mutex<std::collections::HashMap<u64, TcpStream>>>;
+
 pub(crate) struct HttpServer {
     addr: SocketAddr,
     thread: Option<JoinHandle<()>>,
-    conns: Arc<parking_lot::Mutex<Vec<TcpStream>>>,
+    conns: Conns,
 }
 
 impl HttpServer {
@@ -53,7 +55,7 @@ impl HttpServer {
             context: "reading the listening address".into(),
             source,
         })?;
-        let conns: Arc<parking_lot::Mutex<Vec<TcpStream>>> = Arc::default();
+        let conns: Conns = Arc::default();
         let token = Arc::new(token);
         let c2 = conns.clone();
         let thread = std::thread::Builder::new()
@@ -79,19 +81,15 @@ impl HttpServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        for c in self.conns.lock().drain(..) {
+        for (_, c) in self.conns.lock().drain() {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
     }
 }
 
-fn accept_loop(
-    listener: TcpListener,
-    ctx: Arc<Ctx>,
-    token: Arc<String>,
-    conns: Arc<parking_lot::Mutex<Vec<TcpStream>>>,
-) {
+fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, token: Arc<String>, conns: Conns) {
     let active = Arc::new(AtomicUsize::new(0));
+    let mut next_id = 0u64;
     for stream in listener.incoming() {
         if ctx.stopping() {
             break;
@@ -108,23 +106,26 @@ fn accept_loop(
             );
             continue;
         }
-        {
-            let mut c = conns.lock();
-            c.retain(|s| s.peer_addr().is_ok());
-            if let Ok(s) = stream.try_clone() {
-                c.push(s);
-            }
+        // A clone lets `stop` shut the connection down; it is removed when
+        // the connection ends, or the client would never see EOF.
+        let id = next_id;
+        next_id += 1;
+        if let Ok(c) = stream.try_clone() {
+            conns.lock().insert(id, c);
         }
         active.fetch_add(1, Ordering::SeqCst);
         ctx.metrics.http_connections.fetch_add(1, Ordering::Relaxed);
-        let (ctx2, token2, active2) = (ctx.clone(), token.clone(), active.clone());
+        let (ctx2, token2, active2, conns2) =
+            (ctx.clone(), token.clone(), active.clone(), conns.clone());
         let spawned = std::thread::Builder::new()
             .name("batpak-http-conn".into())
             .spawn(move || {
                 serve(stream, &ctx2, &token2);
+                conns2.lock().remove(&id);
                 active2.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
+            conns.lock().remove(&id);
             active.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -242,7 +243,11 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
                             "authorization" => h.auth = Some(v),
                             "content-length" => {
                                 h.content_length = Some(v.parse().map_err(|_| {
-                                    HeadError::Respond(400, ErrorCode::BadRequest, format!("Content-Length {v:?} is not a number"))
+                                    HeadError::Respond(
+                                        400,
+                                        ErrorCode::BadRequest,
+                                        format!("Content-Length {v:?} is not a number"),
+                                    )
                                 })?)
                             }
                             "transfer-encoding" => h.chunked = true,
@@ -284,7 +289,10 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
                 HeadError::Respond(
                     408,
                     ErrorCode::BadRequest,
-                    format!("the request head did not arrive within {} s", HEAD_DEADLINE.as_secs()),
+                    format!(
+                        "the request head did not arrive within {} s",
+                        HEAD_DEADLINE.as_secs()
+                    ),
                 )
             });
         }
@@ -306,7 +314,10 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
                     HeadError::Respond(
                         408,
                         ErrorCode::BadRequest,
-                        format!("the request head did not arrive within {} s", HEAD_DEADLINE.as_secs()),
+                        format!(
+                            "the request head did not arrive within {} s",
+                            HEAD_DEADLINE.as_secs()
+                        ),
                     )
                 })
             }
@@ -327,13 +338,28 @@ fn serve(mut s: TcpStream, ctx: &Ctx, token: &str) {
             Err(HeadError::Closed) => return,
             Err(HeadError::Respond(code, ec, msg)) => {
                 ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                let _ = respond(&mut s, code, "application/json", &error_body(ec, &msg), false);
+                let _ = respond(
+                    &mut s,
+                    code,
+                    "application/json",
+                    &error_body(ec, &msg),
+                    false,
+                );
                 return;
             }
         };
         buf.clear();
         if head.chunked {
-            let _ = respond(&mut s, 411, "application/json", &error_body(ErrorCode::BadRequest, "chunked request bodies are not accepted; send Content-Length"), false);
+            let _ = respond(
+                &mut s,
+                411,
+                "application/json",
+                &error_body(
+                    ErrorCode::BadRequest,
+                    "chunked request bodies are not accepted; send Content-Length",
+                ),
+                false,
+            );
             return;
         }
         let len = head.content_length.unwrap_or(0);
@@ -347,7 +373,8 @@ fn serve(mut s: TcpStream, ctx: &Ctx, token: &str) {
             // Pipelined bytes belong to the next request.
             buf = body.split_off(len);
         }
-        let body_deadline = Instant::now() + HEAD_DEADLINE + Duration::from_millis((len / 1024) as u64);
+        let body_deadline =
+            Instant::now() + HEAD_DEADLINE + Duration::from_millis((len / 1024) as u64);
         let mut chunk = vec![0u8; 64 << 10];
         let mut timed_out = false;
         while body.len() < len {
@@ -370,7 +397,16 @@ fn serve(mut s: TcpStream, ctx: &Ctx, token: &str) {
         }
         if timed_out {
             ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            let _ = respond(&mut s, 408, "application/json", &error_body(ErrorCode::BadRequest, "the request body did not arrive in time"), false);
+            let _ = respond(
+                &mut s,
+                408,
+                "application/json",
+                &error_body(
+                    ErrorCode::BadRequest,
+                    "the request body did not arrive in time",
+                ),
+                false,
+            );
             return;
         }
         let keep = !head.close;
@@ -400,16 +436,26 @@ fn authorized(head: &Head, token: &str) -> bool {
 }
 
 fn unauthorized(s: &mut TcpStream, ctx: &Ctx, keep: bool) {
-    ctx.metrics.http_unauthorized.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics
+        .http_unauthorized
+        .fetch_add(1, Ordering::Relaxed);
     let _ = respond(s, 401, "application/json", &error_body(ErrorCode::Unauthorized, "missing or wrong bearer token: send `Authorization: Bearer $(cat TOKEN_FILE)` (the token file's path is printed when `run --listen` starts)"), keep);
 }
 
 fn json_result(ctx: &Ctx, r: Result<Value, WireError>) -> (u16, &'static str, Vec<u8>) {
     match r {
-        Ok(v) => (200, "application/json", serde_json::to_vec(&v).expect("serialises")),
+        Ok(v) => (
+            200,
+            "application/json",
+            serde_json::to_vec(&v).expect("serialises"),
+        ),
         Err(e) => {
             ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            (http_code(&e), "application/json", error_body(e.code, &e.message))
+            (
+                http_code(&e),
+                "application/json",
+                error_body(e.code, &e.message),
+            )
         }
     }
 }
@@ -417,9 +463,15 @@ fn json_result(ctx: &Ctx, r: Result<Value, WireError>) -> (u16, &'static str, Ve
 fn route(ctx: &Ctx, token: &str, head: &Head, body: &[u8]) -> (u16, &'static str, Vec<u8>) {
     let bad = |m: String| Err(WireError::new(ErrorCode::BadRequest, m));
     match (head.method.as_str(), head.path.as_str()) {
-        ("GET", "/metrics") => (200, "text/plain; version=0.0.4", ctx.metrics_text().into_bytes()),
+        ("GET", "/metrics") => (
+            200,
+            "text/plain; version=0.0.4",
+            ctx.metrics_text().into_bytes(),
+        ),
         (_, p) if p.starts_with("/v1/") && !authorized(head, token) => {
-            ctx.metrics.http_unauthorized.fetch_add(1, Ordering::Relaxed);
+            ctx.metrics
+                .http_unauthorized
+                .fetch_add(1, Ordering::Relaxed);
             (401, "application/json", error_body(ErrorCode::Unauthorized, "missing or wrong bearer token: send `Authorization: Bearer $(cat TOKEN_FILE)` (the token file's path is printed when `run --listen` starts)"))
         }
         ("POST", "/v1/events") => {
@@ -435,7 +487,10 @@ fn route(ctx: &Ctx, token: &str, head: &Head, body: &[u8]) -> (u16, &'static str
                     .map_err(|e| WireError::new(ErrorCode::BadRequest, format!("event 0: {e}"))),
                 Ok(_) => bad("the body must be one event object or an array of them: {\"entity\",\"scope\",\"kind\",\"payload\"[,\"causation\",\"correlation\",\"idempotency_key\",\"expected_entity_seq\"]}".into()),
             };
-            json_result(ctx, events.and_then(|events| ctx.dispatch(Op::Append { events })))
+            json_result(
+                ctx,
+                events.and_then(|events| ctx.dispatch(Op::Append { events })),
+            )
         }
         ("GET", "/v1/events") => {
             let r = parse_query(&head.query).and_then(|q| ctx.dispatch(Op::Read(q)));
@@ -445,12 +500,21 @@ fn route(ctx: &Ctx, token: &str, head: &Head, body: &[u8]) -> (u16, &'static str
         (_, "/metrics" | "/v1/events" | "/v1/reactors" | "/v1/events/follow") => (
             405,
             "application/json",
-            error_body(ErrorCode::BadRequest, &format!("{} is not allowed on {}", head.method, head.path)),
+            error_body(
+                ErrorCode::BadRequest,
+                &format!("{} is not allowed on {}", head.method, head.path),
+            ),
         ),
         _ => (
             404,
             "application/json",
-            error_body(ErrorCode::NotFound, &format!("no route {} {}; see the README's HTTP section", head.method, head.path)),
+            error_body(
+                ErrorCode::NotFound,
+                &format!(
+                    "no route {} {}; see the README's HTTP section",
+                    head.method, head.path
+                ),
+            ),
         ),
     }
 }
@@ -463,14 +527,26 @@ fn percent_decode(s: &str) -> Result<String, WireError> {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
-                let h = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match h {
                     Some(v) => out.push(v),
-                    None => return Err(WireError::new(ErrorCode::BadRequest, format!("bad percent-escape in query {s:?}"))),
+                    None => {
+                        return Err(WireError::new(
+                            ErrorCode::BadRequest,
+                            format!("bad percent-escape in query {s:?}"),
+                        ))
+                    }
                 }
                 i += 2;
             }
-            b'%' => return Err(WireError::new(ErrorCode::BadRequest, format!("bad percent-escape in query {s:?}"))),
+            b'%' => {
+                return Err(WireError::new(
+                    ErrorCode::BadRequest,
+                    format!("bad percent-escape in query {s:?}"),
+                ))
+            }
             c => out.push(c),
         }
         i += 1;
@@ -485,7 +561,10 @@ fn parse_query(qs: &str) -> Result<Query, WireError> {
     for pair in qs.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v)?;
-        let num = |v: &str| v.parse::<u64>().map_err(|_| bad(format!("{k}={v:?}: expected a non-negative integer")));
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| bad(format!("{k}={v:?}: expected a non-negative integer")))
+        };
         match k {
             "entity" => q.entity = Some(v),
             "entity_prefix" => q.entity_prefix = Some(v),
@@ -517,7 +596,13 @@ fn follow(s: &mut TcpStream, ctx: &Ctx, head: &Head) {
     let mut q = match parse_query(&head.query) {
         Ok(q) => q,
         Err(e) => {
-            let _ = respond(s, 400, "application/json", &error_body(e.code, &e.message), false);
+            let _ = respond(
+                s,
+                400,
+                "application/json",
+                &error_body(e.code, &e.message),
+                false,
+            );
             return;
         }
     };

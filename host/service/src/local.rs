@@ -4,8 +4,7 @@
 
 use crate::dispatch::Ctx;
 use crate::protocol::{
-    read_frame, write_frame, ErrorCode, FrameReadError, Reply, Request, WireError,
-    PROTOCOL_VERSION,
+    read_frame, write_frame, ErrorCode, FrameReadError, Reply, Request, WireError, PROTOCOL_VERSION,
 };
 use crate::ServiceError;
 use parking_lot::Mutex;
@@ -145,7 +144,9 @@ fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>, conns: Arc<Mutex<HashMap<u
             conns.lock().insert(id, c);
         }
         active.fetch_add(1, Ordering::SeqCst);
-        ctx.metrics.local_connections.fetch_add(1, Ordering::Relaxed);
+        ctx.metrics
+            .local_connections
+            .fetch_add(1, Ordering::Relaxed);
         let (ctx2, conns2, active2) = (ctx.clone(), conns.clone(), active.clone());
         let spawned = std::thread::Builder::new()
             .name("batpak-socket-conn".into())
@@ -161,7 +162,10 @@ fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>, conns: Arc<Mutex<HashMap<u
     }
 }
 
-fn reply(stream: &mut UnixStream, result: Result<serde_json::Value, WireError>) -> std::io::Result<()> {
+fn reply(
+    stream: &mut UnixStream,
+    result: Result<serde_json::Value, WireError>,
+) -> std::io::Result<()> {
     let body = serde_json::to_vec(&Reply::from_result(result)).expect("a reply serialises");
     write_frame(stream, &body)
 }

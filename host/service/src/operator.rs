@@ -4,9 +4,7 @@
 //! CLI use.
 
 use crate::protocol::{ErrorCode, WireError};
-use batpak_store::{
-    AppendOptions, CheckpointUpdate, Coordinate, EventId, Proposal, Region, Store,
-};
+use batpak_store::{AppendOptions, CheckpointUpdate, Coordinate, EventId, Proposal, Region, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -75,7 +73,10 @@ pub fn region_lag(store: &Store, region: &Region, position: u64) -> (u64, bool) 
         };
         let Some(last) = batch.last() else { break };
         after = last.header.sequence;
-        n += batch.iter().filter(|e| e.header.sequence <= durable).count() as u64;
+        n += batch
+            .iter()
+            .filter(|e| e.header.sequence <= durable)
+            .count() as u64;
     }
     (n.min(LAG_CAP), n >= LAG_CAP)
 }

@@ -4,8 +4,7 @@
 
 use crate::protocol::{ErrorCode, NewEvent, WireError};
 use batpak_store::{
-    hex, is_system_kind, AppendOptions, Coordinate, Event, EventId, Proposal, Receipt, Region,
-    Store, StoreError,
+    hex, AppendOptions, Coordinate, Event, EventId, Proposal, Receipt, Region, Store, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -128,8 +127,8 @@ fn parse_id(what: &str, index: usize, s: &str) -> Result<EventId, WireError> {
 /// # Errors
 /// [`ErrorCode::BadRequest`] naming the event's index and the problem.
 pub fn proposal(index: usize, e: NewEvent) -> Result<Proposal, WireError> {
-    let coordinate = Coordinate::new(e.entity, e.scope)
-        .map_err(|err| bad(format!("event {index}: {err}")))?;
+    let coordinate =
+        Coordinate::new(e.entity, e.scope).map_err(|err| bad(format!("event {index}: {err}")))?;
     let payload = match (e.payload, e.payload_text) {
         (Some(_), Some(_)) => {
             return Err(bad(format!(
@@ -212,7 +211,9 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
     let mut region = Region::all().kinds(q.kinds.clone());
     region.scope = q.scope.clone();
     region.entity_prefix = q.entity_prefix.clone().or_else(|| q.entity.clone());
-    let include_system = q.system || q.kinds.iter().any(|k| is_system_kind(k));
+    // A listed `batpak.*` kind matches by itself; `system` adds every host
+    // record in the entities and scope asked for.
+    let include_system = q.system;
     let page = usize::try_from(q.limit.unwrap_or(MAX_PAGE as u64))
         .unwrap_or(MAX_PAGE)
         .clamp(1, MAX_PAGE);
@@ -233,15 +234,27 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
         let events: Vec<Value> = scanned
             .iter()
             .filter(|e| e.header.sequence <= next_after)
-            .filter(|e| q.entity.as_ref().is_none_or(|en| &e.header.coordinate.entity == en))
+            .filter(|e| {
+                q.entity
+                    .as_ref()
+                    .is_none_or(|en| &e.header.coordinate.entity == en)
+            })
             .map(event_json)
             .collect();
         if !events.is_empty() || full && next_after > after {
-            return Ok(Page { events, next_after, more: full });
+            return Ok(Page {
+                events,
+                next_after,
+                more: full,
+            });
         }
         let now = Instant::now();
         if now >= deadline || stop() {
-            return Ok(Page { events, next_after, more: full });
+            return Ok(Page {
+                events,
+                next_after,
+                more: full,
+            });
         }
         after = next_after;
         let wait = (deadline - now).min(Duration::from_millis(200));

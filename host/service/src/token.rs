@@ -48,7 +48,8 @@ pub(crate) fn load(data: &Path, given: Option<&Path>) -> Result<(String, PathBuf
         return Ok((read(&path)?, path));
     }
     let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| ServiceError::BadToken(format!("no randomness for a token: {e}")))?;
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ServiceError::BadToken(format!("no randomness for a token: {e}")))?;
     let token = batpak_store::hex(&bytes);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
