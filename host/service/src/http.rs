@@ -375,7 +375,11 @@ fn serve(mut s: TcpStream, ctx: &Ctx, token: &str) {
         }
         let body_deadline =
             Instant::now() + HEAD_DEADLINE + Duration::from_millis((len / 1024) as u64);
-        let mut chunk = vec![0u8; 64 << 10];
+        let mut chunk = if body.len() < len {
+            vec![0u8; 64 << 10]
+        } else {
+            Vec::new()
+        };
         let mut timed_out = false;
         while body.len() < len {
             let now = Instant::now();
