@@ -22,6 +22,9 @@ pub(crate) struct Metrics {
     pub http_unauthorized: AtomicU64,
 }
 
+/// A per-reactor gauge: name, help, how to read it.
+type Gauge = (&'static str, &'static str, fn(&crate::ReactorState) -> u64);
+
 pub(crate) struct Ctx {
     pub store: Store,
     pub operator: Arc<dyn Operator>,
@@ -132,7 +135,7 @@ impl Ctx {
         );
         let _ = writeln!(s, "# HELP batpak_store_durable_sequence Highest durable global sequence.\n# TYPE batpak_store_durable_sequence gauge\nbatpak_store_durable_sequence {}", w.durable);
         let states = self.operator.status();
-        let gauges: [(&str, &str, fn(&crate::ReactorState) -> u64); 5] = [
+        let gauges: [Gauge; 5] = [
             (
                 "batpak_reactor_position",
                 "Last global sequence the reactor handled.",
