@@ -649,3 +649,39 @@ fn follow(s: &mut TcpStream, ctx: &Ctx, head: &Head) {
     }
     let _ = s.write_all(b"0\r\n\r\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_parse_with_escapes_and_refuse_unknowns() {
+        let q =
+            parse_query("entity=order%3A42&kind=a.b&kind=c.d&after=7&limit=3&system=true").unwrap();
+        assert_eq!(q.entity.as_deref(), Some("order:42"));
+        assert_eq!(q.kinds, vec!["a.b", "c.d"]);
+        assert_eq!((q.after, q.limit, q.system), (7, Some(3), true));
+        assert!(parse_query("surprise=1").is_err());
+        assert!(parse_query("after=x").is_err());
+        assert!(parse_query("entity=%zz").is_err());
+        assert!(parse_query("entity=%4").is_err());
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        let head = |a: &str| Head {
+            method: "GET".into(),
+            path: "/v1/events".into(),
+            query: String::new(),
+            auth: Some(a.into()),
+            content_length: None,
+            chunked: false,
+            close: false,
+            body_start: Vec::new(),
+        };
+        assert!(authorized(&head("Bearer secret-token"), "secret-token"));
+        assert!(!authorized(&head("Bearer secret-toke"), "secret-token"));
+        assert!(!authorized(&head("Bearer secret-tokex"), "secret-token"));
+        assert!(!authorized(&head("Basic secret-token"), "secret-token"));
+    }
+}

@@ -267,3 +267,40 @@ pub fn read_frame(r: &mut impl Read) -> Result<Vec<u8>, FrameReadError> {
     r.read_exact(&mut body)?;
     Ok(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_oversized_prefixes_are_refused() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"{\"v\":1,\"op\":\"ping\"}").unwrap();
+        let body = read_frame(&mut &buf[..]).unwrap();
+        let req: Request = serde_json::from_slice(&body).unwrap();
+        assert_eq!(req.op, Op::Ping);
+        let huge = (MAX_FRAME as u32 + 1).to_be_bytes();
+        assert!(matches!(
+            read_frame(&mut &huge[..]),
+            Err(FrameReadError::TooLarge(_))
+        ));
+        assert!(matches!(
+            read_frame(&mut &[][..]),
+            Err(FrameReadError::Closed)
+        ));
+        assert!(matches!(
+            read_frame(&mut &[0u8, 0][..]),
+            Err(FrameReadError::Io(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_fields_and_ops_are_refused() {
+        assert!(serde_json::from_str::<Request>(r#"{"v":1,"op":"ping","x":1}"#).is_err());
+        assert!(serde_json::from_str::<Request>(r#"{"v":1,"op":"explode"}"#).is_err());
+        assert!(serde_json::from_str::<Request>(
+            r#"{"v":1,"op":{"append":{"events":[{"entity":"e","scope":"s","kind":"k","x":1}]}}}"#
+        )
+        .is_err());
+    }
+}
