@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// One system's measurement: (clients, duration) -> appends per second.
+type Measure<'a> = dyn Fn(usize, Duration) -> Result<f64> + 'a;
+
 /// A host with no reactors: the service's store path only.
 struct NoReactors;
 
@@ -233,7 +236,7 @@ pub fn run(base: &Path, secs: u64) -> Result<()> {
     println!();
     // The systems take turns in short rounds so they see the same disk
     // weather (this disk's fsync rate swings severalfold within minutes).
-    let systems: [(&str, &dyn Fn(usize, Duration) -> Result<f64>); 4] = [
+    let systems: [(&str, &Measure); 4] = [
         ("in-process Store::append", &|n, d| in_process(&store, n, d)),
         ("control socket (append)", &|n, d| socket(&data, n, d)),
         ("HTTP POST /v1/events", &|n, d| http(&addr, &token, n, d)),
