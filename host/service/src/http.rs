@@ -296,7 +296,8 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
                 )
             });
         }
-        let _ = s.set_read_timeout(Some((deadline - now).max(Duration::from_millis(1))));
+        // The socket's read timeout is a short tick set once per connection;
+        // the deadline is checked here, so no syscall per request for it.
         match s.read(&mut chunk) {
             Ok(0) => return Err(HeadError::Closed),
             Ok(n) => {
@@ -306,7 +307,7 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
                 }
                 buf.extend_from_slice(&chunk[..n]);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_tick(&e) => {}
             Err(_) => {
                 return Err(if buf.is_empty() {
                     HeadError::Closed
@@ -325,8 +326,22 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
     }
 }
 
+/// Granularity of the request deadlines: reads wake at least this often.
+const TICK: Duration = Duration::from_millis(250);
+
+/// A read that ended for the tick (or a signal), not for the connection.
+fn is_tick(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+    )
+}
+
 fn serve(mut s: TcpStream, ctx: &Ctx, token: &str) {
     let _ = s.set_write_timeout(Some(Duration::from_secs(30)));
+    let _ = s.set_read_timeout(Some(TICK));
     let _ = s.set_nodelay(true);
     let mut buf = Vec::new();
     loop {
@@ -387,12 +402,11 @@ fn serve(mut s: TcpStream, ctx: &Ctx, token: &str) {
                 timed_out = true;
                 break;
             }
-            let _ = s.set_read_timeout(Some(body_deadline - now));
             let want = (len - body.len()).min(chunk.len());
             match s.read(&mut chunk[..want]) {
                 Ok(0) => return,
                 Ok(n) => body.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if is_tick(&e) => {}
                 Err(_) => {
                     timed_out = true;
                     break;
