@@ -14,3 +14,4 @@ mod runtime_flow;
 mod runtime_hostile;
 mod runtime_native;
 mod runtime_refusals;
+mod service;

@@ -7,7 +7,7 @@
 //! `json!`; the tests below keep both identical until it uses these).
 
 use batpak_runtime::{ParkedEvent, RunState, StatusSnapshot};
-use batpak_store::{hex, Coordinate, Event, EventId, Receipt, VerifyReport};
+use batpak_store::{hex, Coordinate, Event, EventId, Receipt, Region, VerifyReport};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -107,6 +107,12 @@ pub(crate) struct ReactorView {
     /// Events a lossy subscription dropped (0 for cursors).
     pub missed: u64,
     pub lossy: bool,
+    /// Stopped by an operator (`pause`, `Control::stop`): keeps its
+    /// position and may be started again.
+    pub paused: bool,
+    /// The region its cursor reads (for the service's region lag).
+    #[serde(skip)]
+    pub region: Region,
     pub error: Option<String>,
 }
 
@@ -117,6 +123,7 @@ impl ReactorView {
         head: u64,
         digest: &str,
         path: PathBuf,
+        region: Region,
         stopped_by_operator: bool,
     ) -> Self {
         let state = match snap.state {
@@ -143,6 +150,8 @@ impl ReactorView {
             failures: snap.failures,
             missed: snap.missed,
             lossy: snap.lossy,
+            paused: stopped_by_operator,
+            region,
             error: snap.error.clone(),
         }
     }
