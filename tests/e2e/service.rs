@@ -460,12 +460,18 @@ fn http_needs_the_token_and_bad_requests_get_errors_while_the_host_keeps_serving
         )["error"]["code"],
         "bad_request"
     );
-    assert_eq!(
-        frame(
-            &mut s,
-            br#"{"v":1,"op":{"swap":{"name":"passthrough","file":"x.wasm"}}}"#
-        )["error"]["code"],
-        "unsupported"
+    // A swap to a file that is not there is refused as bad input, naming
+    // the file; the reactor keeps running.
+    let refused = frame(
+        &mut s,
+        br#"{"v":1,"op":{"swap":{"name":"passthrough","file":"x.wasm"}}}"#,
+    );
+    assert_eq!(refused["error"]["code"], "bad_request", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("x.wasm")),
+        "{refused}"
     );
     assert!(frame(&mut s, br#"{"v":1,"op":"ping"}"#)["ok"]["pid"].is_u64());
     let mut s = UnixStream::connect(&sock).unwrap();

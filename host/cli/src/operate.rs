@@ -50,6 +50,9 @@ fn op_error(e: ControlError) -> OpError {
         ControlError::WrongReactor { .. } | ControlError::Swap(_) => {
             OpError::Refused(e.to_string())
         }
+        // The file offered (to swap in, or to start from) is not a usable
+        // plugin: the request's input is bad, the host is fine.
+        ControlError::Load(m) => OpError::Invalid(m),
         other => OpError::Failed(other.to_string()),
     }
 }
