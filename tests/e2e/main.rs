@@ -5,6 +5,7 @@
 mod common;
 
 mod cli_store;
+mod demo;
 mod guest_units;
 mod integrity;
 mod languages;
