@@ -2,10 +2,9 @@
 //! through a running host.
 
 use crate::operator::{ReactorState, ResetOutcome, ResetTo};
-use crate::protocol::{
-    read_frame, write_frame, NewEvent, Op, Reply, Request, WireError, PROTOCOL_VERSION,
-};
-use crate::query::{Page, Query};
+use crate::protocol::{read_frame, write_frame, Op, Reply, Request, PROTOCOL_VERSION};
+use crate::query::{NewEvent, Page, Query};
+use crate::wire_error::WireError;
 use serde_json::Value;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixStream;

@@ -2,8 +2,9 @@
 //! the HTTP API alike.
 
 use crate::operator::Operator;
-use crate::protocol::{ErrorCode, Op, WireError};
+use crate::protocol::Op;
 use crate::query;
+use crate::wire_error::{ErrorCode, WireError};
 use batpak_store::{EventId, Store};
 use serde_json::{json, Value};
 use std::fmt::Write as _;

@@ -11,8 +11,10 @@
 //! - `GET /metrics`: Prometheus text, counts only.
 
 use crate::dispatch::Ctx;
-use crate::protocol::{ErrorCode, NewEvent, Op, WireError};
+use crate::protocol::Op;
+use crate::query::NewEvent;
 use crate::query::Query;
+use crate::wire_error::{ErrorCode, WireError};
 use crate::ServiceError;
 use serde_json::{json, Value};
 use std::io::{Read, Write};

@@ -27,9 +27,10 @@ mod dispatch;
 mod http;
 mod local;
 mod operator;
-pub mod protocol;
+mod protocol;
 mod query;
 mod token;
+mod wire_error;
 
 pub use client::{Client, ClientError};
 pub use http::{MAX_BODY, MAX_HEAD, MAX_HTTP_CONNECTIONS};
@@ -38,12 +39,15 @@ pub use operator::{
     region_lag, reset_checkpoint, OpError, Operator, ReactorRunState, ReactorState, ResetOutcome,
     ResetTo, LAG_CAP, RESET_KIND,
 };
-pub use protocol::{ErrorCode, NewEvent, Op, WireError};
+pub use protocol::{
+    read_frame, write_frame, FrameReadError, Op, Reply, Request, MAX_FRAME, PROTOCOL_VERSION,
+};
 pub use query::{
-    append, event_json, proposal, read, receipt_json, verify, Page, Query, MAX_APPEND_EVENTS,
-    MAX_PAGE, MAX_WAIT_MS,
+    append, event_json, proposal, read, receipt_json, verify, NewEvent, Page, Query,
+    MAX_APPEND_EVENTS, MAX_PAGE, MAX_WAIT_MS,
 };
 pub use token::{token_path, MIN_TOKEN_LEN};
+pub use wire_error::{ErrorCode, WireError};
 
 use batpak_store::Store;
 use std::net::SocketAddr;

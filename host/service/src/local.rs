@@ -3,9 +3,8 @@
 //! frames one request at a time per connection.
 
 use crate::dispatch::Ctx;
-use crate::protocol::{
-    read_frame, write_frame, ErrorCode, FrameReadError, Reply, Request, WireError, PROTOCOL_VERSION,
-};
+use crate::protocol::{read_frame, write_frame, FrameReadError, Reply, Request, PROTOCOL_VERSION};
+use crate::wire_error::{ErrorCode, WireError};
 use crate::ServiceError;
 use parking_lot::Mutex;
 use std::collections::HashMap;

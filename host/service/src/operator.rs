@@ -3,7 +3,7 @@
 //! reports, and the checkpoint reset both a running host and the offline
 //! CLI use.
 
-use crate::protocol::{ErrorCode, WireError};
+use crate::wire_error::{ErrorCode, WireError};
 use batpak_store::{AppendOptions, CheckpointUpdate, Coordinate, EventId, Proposal, Region, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -5,14 +5,15 @@
 //! `v`, so a client and a host of different releases refuse each other with
 //! a clear message instead of misreading each other. New operations (issue
 //! 11's `swap` is already reserved) are new variants of [`Op`]; a host that
-//! does not know one answers [`ErrorCode::BadRequest`] and keeps serving.
+//! does not know one answers [`crate::ErrorCode::BadRequest`] and keeps serving.
 
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use crate::operator::ResetTo;
-use crate::query::Query;
+use crate::query::{NewEvent, Query};
+use crate::wire_error::WireError;
 
 /// The version every frame carries.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -20,41 +21,6 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest frame either side accepts (requests and replies). An append
 /// batch is bounded by the store's own frame limit well below this.
 pub const MAX_FRAME: usize = 64 << 20;
-
-/// One new event, as a client sends it.
-///
-/// `payload` is any JSON value and is stored as its JSON text (what
-/// `append --jsonl` and the HTTP API do); `payload_text` is stored exactly
-/// as given (what `append --payload` does). At most one of the two.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewEvent {
-    /// Entity (e.g. `order:42`).
-    pub entity: String,
-    /// Scope (e.g. `shop`).
-    pub scope: String,
-    /// Kind; `batpak.*` is refused.
-    pub kind: String,
-    /// Payload as JSON, stored as its JSON text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<serde_json::Value>,
-    /// Payload text, stored verbatim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload_text: Option<String>,
-    /// Id (32 hex digits) of the causing event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub causation: Option<String>,
-    /// Correlation id (32 hex digits).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub correlation: Option<String>,
-    /// A retry with the same key returns the first receipt.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub idempotency_key: Option<String>,
-    /// The entity's current sequence must equal this (0 for a new entity),
-    /// or the whole batch is refused.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expected_entity_seq: Option<u64>,
-}
 
 /// What a client asks for.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,52 +88,6 @@ pub struct Request {
     pub v: u32,
     /// The operation.
     pub op: Op,
-}
-
-/// Why a request failed; clients match on this, never on the message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// Malformed, wrong types, unknown fields, invalid event.
-    BadRequest,
-    /// The frame or body is larger than allowed.
-    TooLarge,
-    /// Another protocol version.
-    Version,
-    /// Expected entity sequence did not match.
-    Conflict,
-    /// No such reactor, event or causation.
-    NotFound,
-    /// Valid but not allowed now (e.g. reset while running).
-    Refused,
-    /// The host does not offer this (e.g. `swap` before issue 11).
-    Unsupported,
-    /// Too many connections; retry later.
-    Busy,
-    /// Missing or wrong bearer token (HTTP).
-    Unauthorized,
-    /// The store failed (I/O, poisoned, closed).
-    Store,
-}
-
-/// An error reply.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[error("{message}")]
-pub struct WireError {
-    /// What kind of failure.
-    pub code: ErrorCode,
-    /// What went wrong and how to fix it.
-    pub message: String,
-}
-
-impl WireError {
-    /// An error with `code` and `message`.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        WireError {
-            code,
-            message: message.into(),
-        }
-    }
 }
 
 /// A reply frame: `ok` or `error`.

@@ -2,13 +2,48 @@
 //! filtered reads (one page, optionally long-polled) and verify, with the
 //! JSON shapes the CLI prints.
 
-use crate::protocol::{ErrorCode, NewEvent, WireError};
+use crate::wire_error::{ErrorCode, WireError};
 use batpak_store::{
     hex, AppendOptions, Coordinate, Event, EventId, Proposal, Receipt, Region, Store, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+
+/// One new event, as a client sends it.
+///
+/// `payload` is any JSON value and is stored as its JSON text (what
+/// `append --jsonl` and the HTTP API do); `payload_text` is stored exactly
+/// as given (what `append --payload` does). At most one of the two.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    /// Entity (e.g. `order:42`).
+    pub entity: String,
+    /// Scope (e.g. `shop`).
+    pub scope: String,
+    /// Kind; `batpak.*` is refused.
+    pub kind: String,
+    /// Payload as JSON, stored as its JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// Payload text, stored verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_text: Option<String>,
+    /// Id (32 hex digits) of the causing event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation: Option<String>,
+    /// Correlation id (32 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<String>,
+    /// A retry with the same key returns the first receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The entity's current sequence must equal this (0 for a new entity),
+    /// or the whole batch is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_entity_seq: Option<u64>,
+}
 
 /// Most events one read page returns.
 pub const MAX_PAGE: usize = 10_000;
