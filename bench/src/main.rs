@@ -14,6 +14,7 @@ mod host_store;
 mod machine;
 mod reactor;
 mod report;
+mod service;
 mod sqlite;
 mod swap;
 
@@ -50,6 +51,16 @@ enum Cmd {
         /// Swaps of each kind.
         #[arg(long, default_value_t = 3)]
         rounds: u32,
+    },
+    /// Durable appends/s through a running host's control socket and HTTP
+    /// API (1 and 16 clients) beside in-process appends and SQLite.
+    Service {
+        /// Seconds per measured cell.
+        #[arg(long, default_value_t = 3)]
+        secs: u64,
+        /// Directory for the scratch store (default: current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Diagnostic: where batpak-host's store spends its time in (a) and (b).
     #[command(hide = true)]
@@ -120,6 +131,13 @@ fn main() -> Result<()> {
         Cmd::Store(args) => run_store(args),
         Cmd::Reactor { events } => reactor::run(events),
         Cmd::Swap { rate, rounds } => swap::run(rate, rounds),
+        Cmd::Service { secs, dir } => service::run(
+            &match dir {
+                Some(d) => d,
+                None => std::env::current_dir()?,
+            },
+            secs,
+        ),
         Cmd::HostSplit { events, dir } => {
             let base = match dir {
                 Some(d) => d,

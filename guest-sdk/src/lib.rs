@@ -126,8 +126,10 @@ pub mod host;
 mod id;
 pub mod log;
 mod output;
+mod stored_event;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
+mod verdict;
 
 pub use batch::{Batch, EventRef, Events};
 pub use descriptor::{is_valid_coordinate_part, is_valid_reactor_name};

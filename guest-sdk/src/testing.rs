@@ -28,7 +28,8 @@
 //! assert_eq!(appended.len(), 1);
 //! ```
 
-use crate::host::{ProposalVerdict, StoredEvent};
+use crate::stored_event::{StoredEvent, READ_ENTITY_MAX};
+use crate::verdict::ProposalVerdict;
 use crate::wit::{self, Causation, Level, Proposal, Verdict};
 use crate::{Batch, EventId, Output, ReactError, Reactor};
 use std::cell::RefCell;
@@ -223,7 +224,7 @@ pub(crate) mod imports {
             h.events
                 .iter()
                 .filter(|e| e.entity == entity && e.entity_sequence > after)
-                .take(max.min(crate::host::READ_ENTITY_MAX) as usize)
+                .take(max.min(READ_ENTITY_MAX) as usize)
                 .cloned()
                 .map(Into::into)
                 .collect()

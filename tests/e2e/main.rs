@@ -5,6 +5,7 @@
 mod common;
 
 mod cli_store;
+mod demo;
 mod guest_units;
 mod hot_swap;
 mod integrity;
@@ -15,3 +16,4 @@ mod runtime_flow;
 mod runtime_hostile;
 mod runtime_native;
 mod runtime_refusals;
+mod service;

@@ -41,9 +41,14 @@ const PLUGIN_CONFIG: &str = r#"{
   "plugins": {
     "inventory": { "config": { "stock": { "widget": 10, "gadget": 5, "gizmo": 2 } } },
     "low-stock": { "config": { "threshold": 3 }, "grant_emits": ["alert.low-stock"] },
-    "shipping": {}
+    "shipping": {},
+    "notify": {}
   }
 }"#;
+
+/// The demo's non-Rust reactor: hand-written component text, read by the
+/// host as is, so the demo is polyglot without any toolchain beyond Rust.
+const NOTIFY_WAT: &str = include_str!("../../../plugins/notify-wat/reactor.wat");
 
 const PLUGINS: &[(&str, &str)] = &[
     ("inventory", "inventory"),
@@ -191,6 +196,9 @@ pub(crate) fn demo(_data: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
     argv.extend(["run", "--until-idle", "--plugin-config"].map(Into::into));
     argv.push(config.into());
     argv.extend(wasm.iter().map(|w| w.clone().into_os_string()));
+    let notify = a.dir.join("notify.wat");
+    std::fs::write(&notify, NOTIFY_WAT)?;
+    argv.push(notify.into());
     let cli = <super::Cli as clap::Parser>::try_parse_from(argv)?;
     let super::Command::Run(run_args) = cli.command else {
         unreachable!("the demo builds a run command")
@@ -267,10 +275,11 @@ fn print_trees(dir: &Path) -> anyhow::Result<()> {
     let count = |k: &str| all.iter().filter(|e| e.header.kind == k).count();
     println!();
     println!(
-        "{} events: {} reserved, {} rejected, {} shipments, {} low-stock alerts, {} denied by a gate, {} parked",
+        "{} events: {} reserved, {} rejected, {} customers notified (WAT reactor), {} shipments, {} low-stock alerts, {} denied by a gate, {} parked",
         all.len(),
         count("inventory.reserved"),
         count("inventory.rejected"),
+        count("customer.notified"),
         count("shipment.requested"),
         count("alert.low-stock"),
         count("batpak.gate.denied"),

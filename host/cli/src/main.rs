@@ -7,9 +7,11 @@ mod inspect;
 mod loader;
 mod log_filter;
 mod new;
+mod operate;
 mod output;
 mod parked;
 mod plugin_config;
+mod remote;
 mod run;
 mod shadow;
 mod signals;
@@ -66,6 +68,18 @@ pub enum Command {
     /// Run one plugin on fixture events in a scratch store and check its
     /// reactions (and that they do not depend on batching).
     Test(test_cmd::TestArgs),
+    /// Show each reactor of the running host: version, digest, state,
+    /// position, lag (its own region's durable events not yet handled),
+    /// parked count.
+    Status(operate::StatusArgs),
+    /// Pause a reactor of the running host at a batch boundary (its
+    /// checkpoint keeps the position).
+    Pause(operate::NameArgs),
+    /// Resume a paused reactor from its checkpoint.
+    Resume(operate::NameArgs),
+    /// Move a reactor's checkpoint (recorded as a `batpak.reactor.reset`
+    /// event). Through a running host the reactor must be paused.
+    Reset(operate::ResetArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +95,10 @@ fn main() -> ExitCode {
         Command::New(a) => new::new(a),
         Command::Test(a) => test_cmd::test(&cli.data, a),
         Command::Shadow(a) => shadow::shadow(&cli.data, a),
+        Command::Status(a) => operate::status(&cli.data, a),
+        Command::Pause(a) => operate::pause(&cli.data, a),
+        Command::Resume(a) => operate::resume(&cli.data, a),
+        Command::Reset(a) => operate::reset(&cli.data, a),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,7 @@
 //! `json!`; the tests below keep both identical until it uses these).
 
 use batpak_runtime::{ParkedEvent, RunState, StatusSnapshot, SwapOutcome};
-use batpak_store::{hex, Coordinate, Event, EventId, Receipt, VerifyReport};
+use batpak_store::{hex, Coordinate, Event, EventId, Receipt, Region, VerifyReport};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -108,6 +108,12 @@ pub(crate) struct ReactorView {
     /// Events a lossy subscription dropped (0 for cursors).
     pub missed: u64,
     pub lossy: bool,
+    /// Stopped by an operator (`pause`, `Control::stop`): keeps its
+    /// position and may be started again.
+    pub paused: bool,
+    /// The region its cursor reads (for the service's region lag).
+    #[serde(skip)]
+    pub region: Region,
     pub error: Option<String>,
     /// The last hot swap of this reactor in this run (`None` before the
     /// first).
@@ -152,6 +158,7 @@ impl ReactorView {
         head: u64,
         digest: &str,
         path: PathBuf,
+        region: Region,
         stopped_by_operator: bool,
         last_swap: Option<SwapView>,
     ) -> Self {
@@ -179,6 +186,8 @@ impl ReactorView {
             failures: snap.failures,
             missed: snap.missed,
             lossy: snap.lossy,
+            paused: stopped_by_operator,
+            region,
             error: snap.error.clone(),
             last_swap,
         }

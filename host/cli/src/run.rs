@@ -81,6 +81,9 @@ pub struct RunArgs {
     /// Compile every plugin afresh instead of using `<data>/cache`.
     #[arg(long)]
     pub no_cache: bool,
+    /// The service: `--listen ADDR` (HTTP) and `--token-file FILE`.
+    #[command(flatten)]
+    pub service: crate::operate::ServiceArgs,
 }
 
 /// Exit code for bad usage (matches clap's).
@@ -181,7 +184,17 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     }
+    // Other commands on this store go through the running host from here.
+    let service = match crate::operate::serve(supervisor.control(), &a.service, a.log_level) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = supervisor.shutdown();
+            return Err(e);
+        }
+    };
     supervisor.run(a.until_idle);
+    // No new requests while the reactors stop.
+    service.stop();
     Ok(if supervisor.shutdown()? {
         ExitCode::SUCCESS
     } else {

@@ -377,6 +377,8 @@ mod tests {
             failures: big,
             missed: big,
             lossy: true,
+            paused: false,
+            region: batpak_store::Region::all(),
             error: None,
             last_swap: None,
         }

@@ -13,10 +13,10 @@ use crate::signals;
 use crate::status_display::{summary_body, StatusDisplay};
 use crate::watch::{absolute, Change, PluginWatcher};
 use batpak_runtime::{
-    FailurePolicy, LoadError, LogLevel, ReactorStatus, RunnerHandle, RunnerSettings, SwapOutcome,
-    SwapRefusal,
+    FailurePolicy, LoadError, LogLevel, Reactor, ReactorStatus, RunnerHandle, RunnerSettings,
+    SwapOutcome, SwapRefusal,
 };
-use batpak_store::{CanalHandle, Store};
+use batpak_store::{CanalHandle, Region, Store};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -142,6 +142,9 @@ struct Slot {
     name: String,
     path: PathBuf,
     digest: String,
+    /// The region its cursor reads (a swap keeps it: the runtime refuses
+    /// a new version that changes it).
+    region: Region,
     handle: Option<RunnerHandle>,
     status: Arc<ReactorStatus>,
     /// Stopped through [`Control::stop`] (or its file removed under
@@ -262,6 +265,7 @@ impl Supervisor {
     pub(crate) fn add(&mut self, loaded: Loaded) -> anyhow::Result<()> {
         let name = loaded.name().to_string();
         let digest = loaded.plugin.component_digest().to_string();
+        let region = loaded.plugin.descriptor().region.clone();
         let settings = self.runner_settings(&loaded.settings);
         let handle = batpak_runtime::spawn(&self.store, Box::new(loaded.plugin), settings)?;
         self.display.add_reactor();
@@ -269,6 +273,7 @@ impl Supervisor {
             name,
             path: loaded.path,
             digest,
+            region,
             status: handle.status().clone(),
             handle: Some(handle),
             stopped_by_operator: false,
@@ -292,6 +297,7 @@ impl Supervisor {
                     head,
                     &s.digest(),
                     s.path.clone(),
+                    s.region.clone(),
                     s.stopped_by_operator,
                     s.last_swap().map(|(o, at)| SwapView::new(&o, at)),
                 )

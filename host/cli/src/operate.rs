@@ -1,0 +1,385 @@
+//! A running host as a service: the [`Supervisor`](crate::supervisor)'s
+//! reactors behind the service's [`Operator`] trait (through its
+//! [`Control`]), the `--listen`/`--token-file` flags of `run`, and the
+//! `status`, `pause`, `resume` and `reset` commands.
+
+use crate::output::{ParkedLine, ReactorView, ReplayRequestedLine};
+use crate::supervisor::{Control, ControlError};
+use anyhow::Context;
+use batpak_runtime::SwapRefusal;
+use batpak_runtime::{
+    cursor_id, LogLevel, Plugin, PluginSettings, Reactor, Runtime, RuntimeConfig,
+};
+use batpak_service::{
+    Client, OpError, Operator, ReactorRunState, ReactorState, ResetOutcome, ResetTo, Service,
+    ServiceOptions,
+};
+use batpak_store::{EventId, ReactorCanal, Store};
+use clap::Args;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// `run`'s service flags.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ServiceArgs {
+    /// Serve the HTTP API on this address (e.g. 127.0.0.1:8080; off by
+    /// default). Every event endpoint needs the bearer token.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Read the HTTP bearer token from this file instead of generating one
+    /// into <data>/run/http.token (owner-only).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The service's view of the supervisor: every call goes through
+/// [`Control`], so reactor changes happen on the supervisor's thread, in
+/// order, between status ticks.
+struct HostOperator {
+    control: Control,
+}
+
+fn op_error(e: ControlError) -> OpError {
+    match e {
+        ControlError::UnknownReactor(n) => OpError::NoSuchReactor(n),
+        ControlError::AlreadyRunning(_) | ControlError::NotRunning(_) => {
+            OpError::Refused(e.to_string())
+        }
+        // The file offered (to swap in, or to start from) is not a usable
+        // plugin: the request's input is bad, the host is fine.
+        ControlError::Load(m) => OpError::Invalid(m),
+        ControlError::Swap(SwapRefusal::Unloadable { .. } | SwapRefusal::UnsupportedWit { .. }) => {
+            OpError::Invalid(e.to_string())
+        }
+        ControlError::WrongReactor { .. } | ControlError::Swap(_) => {
+            OpError::Refused(e.to_string())
+        }
+        other => OpError::Failed(other.to_string()),
+    }
+}
+
+impl HostOperator {
+    fn store(&self) -> &Store {
+        self.control.store()
+    }
+
+    fn state_of(&self, v: &ReactorView) -> ReactorState {
+        // Lag counts only the reactor's own region (a lossy subscription
+        // has no position to count from).
+        let (lag, lag_capped) = if v.lossy {
+            (0, false)
+        } else {
+            batpak_service::region_lag(self.store(), &v.region, v.position)
+        };
+        ReactorState {
+            name: v.name.clone(),
+            version: v.version.clone(),
+            digest: v.digest.clone(),
+            state: match v.state {
+                _ if v.paused => ReactorRunState::Paused,
+                "starting" => ReactorRunState::Starting,
+                "stopped" => ReactorRunState::Stopped,
+                "failed" => ReactorRunState::Failed,
+                _ => ReactorRunState::Running,
+            },
+            position: v.position,
+            lag,
+            lag_capped,
+            events_in: v.events_in,
+            reactions_out: v.reactions_out,
+            parked: v.parked,
+            error: v.error.clone(),
+        }
+    }
+
+    fn view(&self, name: &str) -> Result<ReactorView, OpError> {
+        self.control
+            .reactors()
+            .map_err(op_error)?
+            .into_iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| OpError::NoSuchReactor(name.to_string()))
+    }
+}
+
+impl Operator for HostOperator {
+    fn status(&self) -> Vec<ReactorState> {
+        self.control
+            .reactors()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| self.state_of(v))
+            .collect()
+    }
+
+    fn pause(&self, name: &str) -> Result<ReactorState, OpError> {
+        // The runner finishes the batch in flight and commits its
+        // checkpoint, which keeps the position.
+        let v = self.control.stop(name).map_err(op_error)?;
+        Ok(self.state_of(&v))
+    }
+
+    fn resume(&self, name: &str) -> Result<ReactorState, OpError> {
+        let v = self.view(name)?;
+        if !v.paused {
+            return Err(OpError::Refused(format!(
+                "reactor {name} is not paused (it is {}); nothing to resume",
+                v.state
+            )));
+        }
+        let v = self.control.start(name).map_err(op_error)?;
+        Ok(self.state_of(&v))
+    }
+
+    fn reset(&self, name: &str, to: ResetTo) -> Result<ResetOutcome, OpError> {
+        let v = self.view(name)?;
+        if v.lossy {
+            return Err(OpError::Refused(format!(
+                "reactor {name} reads a lossy subscription, which has no checkpoint to reset"
+            )));
+        }
+        if !v.paused && matches!(v.state, "starting" | "running" | "idle") {
+            return Err(OpError::Refused(format!(
+                "reactor {name} is running; `batpak-host pause {name}` first, then reset, then `resume {name}`"
+            )));
+        }
+        batpak_service::reset_checkpoint(
+            self.store(),
+            name,
+            &cursor_id(name),
+            v.region.fingerprint(),
+            to,
+        )
+    }
+
+    fn parked(&self, plugin: Option<&str>) -> Result<Vec<Value>, OpError> {
+        let list = batpak_runtime::parked_events(self.store(), plugin)
+            .map_err(|e| OpError::Failed(e.to_string()))?;
+        Ok(list
+            .iter()
+            .map(|p| serde_json::to_value(ParkedLine::from(p)).unwrap_or(Value::Null))
+            .collect())
+    }
+
+    fn parked_replay(
+        &self,
+        plugin: Option<&str>,
+        event: Option<EventId>,
+    ) -> Result<Vec<Value>, OpError> {
+        let made = batpak_runtime::request_replay(self.store(), plugin, event)
+            .map_err(|e| OpError::Failed(e.to_string()))?;
+        // A runner re-delivers requested replays when it starts: restart the
+        // running reactors concerned at a batch boundary so they do it now.
+        let mut names: Vec<String> = made.iter().map(|(_, p)| p.record.reactor.clone()).collect();
+        names.sort();
+        names.dedup();
+        for n in names {
+            if self
+                .view(&n)
+                .is_ok_and(|v| !v.paused && v.state != "stopped")
+            {
+                self.control.stop(&n).map_err(op_error)?;
+                self.control.start(&n).map_err(op_error)?;
+            }
+        }
+        Ok(made
+            .iter()
+            .map(|(id, p)| {
+                serde_json::to_value(ReplayRequestedLine::new(*id, p)).unwrap_or(Value::Null)
+            })
+            .collect())
+    }
+
+    fn swap(&self, name: &str, file: &Path) -> Result<Value, OpError> {
+        let v = self.control.swap(name, file).map_err(op_error)?;
+        serde_json::to_value(&v).map_err(|e| OpError::Failed(e.to_string()))
+    }
+}
+
+/// Starts the service for a running host (its control socket, and HTTP
+/// when `--listen` is given) and says where it listens.
+pub(crate) fn serve(
+    control: Control,
+    args: &ServiceArgs,
+    log_level: LogLevel,
+) -> anyhow::Result<Service> {
+    let store = control.store().clone();
+    let service = Service::start(
+        &store,
+        Arc::new(HostOperator { control }),
+        ServiceOptions {
+            listen: args.listen,
+            token_file: args.token_file.clone(),
+        },
+    )?;
+    batpak_runtime::log(
+        log_level,
+        LogLevel::Info,
+        "run",
+        &format!(
+            "serving the store: other batpak-host commands with --data {} go through this host",
+            store.dir().display()
+        ),
+    );
+    if let (Some(addr), Some(token)) = (service.http_addr(), service.token_path()) {
+        // Printed whatever the log level: the operator needs both to use it.
+        eprintln!(
+            "http: listening on http://{addr} (bearer token in {})",
+            token.display()
+        );
+    }
+    Ok(service)
+}
+
+/// The connection to the host running on `data`, or an error saying none
+/// runs (these commands operate a running host).
+fn host(data: &Path, what: &str) -> anyhow::Result<Client> {
+    Client::connect(data)?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no batpak-host is running on {} ({what} operates a running host); start `batpak-host run --data {} PLUGINS…` first",
+            data.display(),
+            data.display()
+        )
+    })
+}
+
+/// Arguments of `batpak-host status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// One JSON array of reactor states instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) fn status(data: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
+    let list = host(data, "status")?.status()?;
+    if a.json {
+        println!("{}", serde_json::to_string(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<16} {:<9} {:<12} {:<8} {:>10} {:>8} {:>6}",
+        "REACTOR", "VERSION", "DIGEST", "STATE", "POSITION", "LAG", "PARKED"
+    );
+    for r in &list {
+        let state = serde_json::to_value(r.state)?;
+        println!(
+            "{:<16} {:<9} {:<12} {:<8} {:>10} {:>8} {:>6}",
+            r.name,
+            r.version,
+            &r.digest[..r.digest.len().min(12)],
+            state.as_str().unwrap_or("?"),
+            r.position,
+            if r.lag_capped {
+                format!("{}+", r.lag)
+            } else {
+                r.lag.to_string()
+            },
+            r.parked
+        );
+        if let Some(e) = &r.error {
+            println!("  error: {e}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `pause` and `resume`.
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// Reactor name (as `status` lists it).
+    pub name: String,
+}
+
+pub(crate) fn pause(data: &Path, a: NameArgs) -> anyhow::Result<ExitCode> {
+    let s = host(data, "pause")?.pause(&a.name)?;
+    println!("{}", serde_json::to_string(&s)?);
+    eprintln!("paused {} at position {}", s.name, s.position);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn resume(data: &Path, a: NameArgs) -> anyhow::Result<ExitCode> {
+    let s = host(data, "resume")?.resume(&a.name)?;
+    println!("{}", serde_json::to_string(&s)?);
+    eprintln!("resumed {} from position {}", s.name, s.position);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `batpak-host reset`.
+#[derive(Args, Debug)]
+pub struct ResetArgs {
+    /// Reactor name.
+    pub name: String,
+    /// New position: `start` (re-deliver everything), `end` (skip the
+    /// backlog), `current` (keep it; with --plugin, re-key for a new
+    /// region), or a global sequence.
+    #[arg(long, value_name = "start|end|current|SEQ")]
+    pub to: ResetTo,
+    /// Key the checkpoint for this plugin's region (a new version whose
+    /// `consumes` changed). Only with no host running on the store.
+    #[arg(long, value_name = "PLUGIN")]
+    pub plugin: Option<PathBuf>,
+}
+
+pub(crate) fn reset(data: &Path, a: ResetArgs) -> anyhow::Result<ExitCode> {
+    batpak_runtime::validate_reactor_name(&a.name).map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(mut c) = Client::connect(data)? {
+        if a.plugin.is_some() {
+            anyhow::bail!(
+                "a host is running on {}: a region change (--plugin) needs the reactor's old version stopped. Stop `run`, run this reset again, then start `run` with the new version",
+                data.display()
+            );
+        }
+        let out = c.reset(&a.name, a.to)?;
+        return print_reset(&out);
+    }
+    if !data.join("segments").is_dir() {
+        anyhow::bail!(
+            "no store in {} (no segments directory); check --data",
+            data.display()
+        );
+    }
+    let store =
+        Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
+    let region = match &a.plugin {
+        Some(path) => {
+            let rt = Runtime::new(RuntimeConfig::with_cache(data.join("cache")))?;
+            let p = Plugin::load(&rt, path, PluginSettings::default())?;
+            let d = p.descriptor();
+            if d.name != a.name {
+                anyhow::bail!(
+                    "{} is reactor {:?}, not {:?}; the name keys the checkpoint",
+                    path.display(),
+                    d.name,
+                    a.name
+                );
+            }
+            if d.canal == ReactorCanal::LossySubscription {
+                anyhow::bail!("reactor {} reads a lossy subscription, which has no checkpoint", a.name);
+            }
+            d.region.fingerprint()
+        }
+        None => match store.checkpoint(&cursor_id(&a.name)) {
+            Some(cp) => cp.region,
+            None => anyhow::bail!(
+                "reactor {} has no checkpoint in this store yet; pass --plugin FILE so the new one is keyed for its region",
+                a.name
+            ),
+        },
+    };
+    let out = batpak_service::reset_checkpoint(&store, &a.name, &cursor_id(&a.name), region, a.to)?;
+    store.close()?;
+    print_reset(&out)
+}
+
+fn print_reset(out: &ResetOutcome) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string(out)?);
+    eprintln!(
+        "reset {}: position {} -> {} (recorded as event {} at sequence {})",
+        out.reactor, out.from, out.to, out.event, out.seq
+    );
+    Ok(ExitCode::SUCCESS)
+}

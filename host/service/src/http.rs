@@ -1,0 +1,703 @@
+//! The HTTP API (`run --listen ADDR`): a small HTTP/1.1 server on plain
+//! threads. `httparse` parses; the connection loop here owns every bound:
+//! header and body sizes, the number of connections, and a deadline for a
+//! whole request so a slow client (slowloris) cannot hold a thread.
+//!
+//! Routes (all but `/metrics` need `Authorization: Bearer TOKEN`):
+//! - `POST /v1/events`: one event object or an array; durable receipts.
+//! - `GET /v1/events?entity=&entity_prefix=&scope=&kind=&after=&limit=&system=`
+//! - `GET /v1/events/follow?...`: chunked JSON lines, one event per line.
+//! - `GET /v1/reactors`: reactor states.
+//! - `GET /metrics`: Prometheus text, counts only.
+
+use crate::dispatch::Ctx;
+use crate::protocol::Op;
+use crate::query::NewEvent;
+use crate::query::Query;
+use crate::wire_error::{ErrorCode, WireError};
+use crate::ServiceError;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Most simultaneous HTTP connections; more are answered 503 at once.
+pub const MAX_HTTP_CONNECTIONS: usize = 128;
+/// Largest request head (request line and headers).
+pub const MAX_HEAD: usize = 16 << 10;
+/// Largest request body.
+pub const MAX_BODY: usize = 16 << 20;
+/// A request's head must arrive within this.
+const HEAD_DEADLINE: Duration = Duration::from_secs(10);
+/// A keep-alive connection idle this long is closed.
+const IDLE: Duration = Duration::from_secs(30);
+
+type Conns = Arc<parking_lot::Mutex<std::collections::HashMap<u64, TcpStream>>>;
+
+pub(crate) struct HttpServer {
+    addr: SocketAddr,
+    thread: Option<JoinHandle<()>>,
+    conns: Conns,
+}
+
+impl HttpServer {
+    pub(crate) fn start(
+        ctx: Arc<Ctx>,
+        addr: SocketAddr,
+        token: String,
+    ) -> Result<HttpServer, ServiceError> {
+        let listener = TcpListener::bind(addr).map_err(|source| ServiceError::Io {
+            context: format!("listening on {addr} (--listen)"),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| ServiceError::Io {
+            context: "reading the listening address".into(),
+            source,
+        })?;
+        let conns: Conns = Arc::default();
+        let token = Arc::new(token);
+        let c2 = conns.clone();
+        let thread = std::thread::Builder::new()
+            .name("batpak-http".into())
+            .spawn(move || accept_loop(listener, ctx, token, c2))
+            .map_err(|source| ServiceError::Io {
+                context: "starting the HTTP thread".into(),
+                source,
+            })?;
+        Ok(HttpServer {
+            addr,
+            thread: Some(thread),
+            conns,
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn stop(&mut self) {
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for (_, c) in self.conns.lock().drain() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, token: Arc<String>, conns: Conns) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut next_id = 0u64;
+    for stream in listener.incoming() {
+        if ctx.stopping() {
+            break;
+        }
+        let Ok(mut stream) = stream else { continue };
+        if active.load(Ordering::SeqCst) >= MAX_HTTP_CONNECTIONS {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = respond(
+                &mut stream,
+                503,
+                "application/json",
+                &error_body(ErrorCode::Busy, "too many connections; retry later"),
+                false,
+            );
+            continue;
+        }
+        // A clone lets `stop` shut the connection down; it is removed when
+        // the connection ends, or the client would never see EOF.
+        let id = next_id;
+        next_id += 1;
+        if let Ok(c) = stream.try_clone() {
+            conns.lock().insert(id, c);
+        }
+        active.fetch_add(1, Ordering::SeqCst);
+        ctx.metrics.http_connections.fetch_add(1, Ordering::Relaxed);
+        let (ctx2, token2, active2, conns2) =
+            (ctx.clone(), token.clone(), active.clone(), conns.clone());
+        let spawned = std::thread::Builder::new()
+            .name("batpak-http-conn".into())
+            .spawn(move || {
+                serve(stream, &ctx2, &token2);
+                conns2.lock().remove(&id);
+                active2.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            conns.lock().remove(&id);
+            active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn error_body(code: ErrorCode, message: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({ "error": { "code": code, "message": message } }))
+        .expect("serialises")
+}
+
+fn status_text(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+fn respond(
+    s: &mut TcpStream,
+    code: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        status_text(code),
+        body.len()
+    );
+    if code == 401 {
+        head.push_str("WWW-Authenticate: Bearer realm=\"batpak-host\"\r\n");
+    }
+    head.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    s.write_all(&out)?;
+    s.flush()
+}
+
+fn http_code(e: &WireError) -> u16 {
+    match e.code {
+        ErrorCode::BadRequest | ErrorCode::Version => 400,
+        ErrorCode::TooLarge => 413,
+        ErrorCode::Conflict | ErrorCode::Refused => 409,
+        ErrorCode::NotFound => 404,
+        ErrorCode::Unsupported => 501,
+        ErrorCode::Busy => 503,
+        ErrorCode::Unauthorized => 401,
+        ErrorCode::Store => 500,
+    }
+}
+
+struct Head {
+    method: String,
+    path: String,
+    query: String,
+    auth: Option<String>,
+    content_length: Option<usize>,
+    chunked: bool,
+    close: bool,
+    body_start: Vec<u8>,
+}
+
+enum HeadError {
+    Closed,
+    Respond(u16, ErrorCode, String),
+}
+
+/// Reads a request head within [`HEAD_DEADLINE`] (the first byte may take
+/// up to [`IDLE`] on a kept-alive connection).
+fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
+    let started = Instant::now();
+    let mut deadline = started + IDLE;
+    let mut chunk = [0u8; 4096];
+    loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(buf) {
+                Ok(httparse::Status::Complete(n)) => {
+                    let target = req.path.unwrap_or("/").to_string();
+                    let (path, query) = match target.split_once('?') {
+                        Some((p, q)) => (p.to_string(), q.to_string()),
+                        None => (target, String::new()),
+                    };
+                    let mut h = Head {
+                        method: req.method.unwrap_or("").to_string(),
+                        path,
+                        query,
+                        auth: None,
+                        content_length: None,
+                        chunked: false,
+                        close: req.version == Some(0),
+                        body_start: buf[n..].to_vec(),
+                    };
+                    for hd in req.headers.iter() {
+                        let v = String::from_utf8_lossy(hd.value).trim().to_string();
+                        match hd.name.to_ascii_lowercase().as_str() {
+                            "authorization" => h.auth = Some(v),
+                            "content-length" => {
+                                h.content_length = Some(v.parse().map_err(|_| {
+                                    HeadError::Respond(
+                                        400,
+                                        ErrorCode::BadRequest,
+                                        format!("Content-Length {v:?} is not a number"),
+                                    )
+                                })?)
+                            }
+                            "transfer-encoding" => h.chunked = true,
+                            "connection" => {
+                                let v = v.to_ascii_lowercase();
+                                if v.contains("close") {
+                                    h.close = true;
+                                } else if v.contains("keep-alive") {
+                                    h.close = false;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    return Ok(h);
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(e) => {
+                    return Err(HeadError::Respond(
+                        400,
+                        ErrorCode::BadRequest,
+                        format!("malformed HTTP request: {e}"),
+                    ))
+                }
+            }
+            if buf.len() > MAX_HEAD {
+                return Err(HeadError::Respond(
+                    431,
+                    ErrorCode::TooLarge,
+                    format!("request head larger than {MAX_HEAD} bytes"),
+                ));
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(if buf.is_empty() {
+                HeadError::Closed
+            } else {
+                HeadError::Respond(
+                    408,
+                    ErrorCode::BadRequest,
+                    format!(
+                        "the request head did not arrive within {} s",
+                        HEAD_DEADLINE.as_secs()
+                    ),
+                )
+            });
+        }
+        // The socket's read timeout is a short tick set once per connection;
+        // the deadline is checked here, so no syscall per request for it.
+        match s.read(&mut chunk) {
+            Ok(0) => return Err(HeadError::Closed),
+            Ok(n) => {
+                if buf.is_empty() {
+                    // The request started: the whole head now has a deadline.
+                    deadline = Instant::now() + HEAD_DEADLINE;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            Err(e) if is_tick(&e) => {}
+            Err(_) => {
+                return Err(if buf.is_empty() {
+                    HeadError::Closed
+                } else {
+                    HeadError::Respond(
+                        408,
+                        ErrorCode::BadRequest,
+                        format!(
+                            "the request head did not arrive within {} s",
+                            HEAD_DEADLINE.as_secs()
+                        ),
+                    )
+                })
+            }
+        }
+    }
+}
+
+/// Granularity of the request deadlines: reads wake at least this often.
+const TICK: Duration = Duration::from_millis(250);
+
+/// A read that ended for the tick (or a signal), not for the connection.
+fn is_tick(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+    )
+}
+
+fn serve(mut s: TcpStream, ctx: &Ctx, token: &str) {
+    let _ = s.set_write_timeout(Some(Duration::from_secs(30)));
+    let _ = s.set_read_timeout(Some(TICK));
+    let _ = s.set_nodelay(true);
+    let mut buf = Vec::new();
+    loop {
+        if ctx.stopping() {
+            return;
+        }
+        let head = match read_head(&mut s, &mut buf) {
+            Ok(h) => h,
+            Err(HeadError::Closed) => return,
+            Err(HeadError::Respond(code, ec, msg)) => {
+                ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                let _ = respond(
+                    &mut s,
+                    code,
+                    "application/json",
+                    &error_body(ec, &msg),
+                    false,
+                );
+                return;
+            }
+        };
+        buf.clear();
+        if head.chunked {
+            let _ = respond(
+                &mut s,
+                411,
+                "application/json",
+                &error_body(
+                    ErrorCode::BadRequest,
+                    "chunked request bodies are not accepted; send Content-Length",
+                ),
+                false,
+            );
+            return;
+        }
+        let len = head.content_length.unwrap_or(0);
+        if len > MAX_BODY {
+            ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            let _ = respond(&mut s, 413, "application/json", &error_body(ErrorCode::TooLarge, &format!("body of {len} bytes is larger than the limit of {MAX_BODY} bytes; split the batch")), false);
+            return;
+        }
+        let mut body = head.body_start.clone();
+        if body.len() > len {
+            // Pipelined bytes belong to the next request.
+            buf = body.split_off(len);
+        }
+        let body_deadline =
+            Instant::now() + HEAD_DEADLINE + Duration::from_millis((len / 1024) as u64);
+        let mut chunk = if body.len() < len {
+            vec![0u8; 64 << 10]
+        } else {
+            Vec::new()
+        };
+        let mut timed_out = false;
+        while body.len() < len {
+            let now = Instant::now();
+            if now >= body_deadline {
+                timed_out = true;
+                break;
+            }
+            let want = (len - body.len()).min(chunk.len());
+            match s.read(&mut chunk[..want]) {
+                Ok(0) => return,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+                Err(e) if is_tick(&e) => {}
+                Err(_) => {
+                    timed_out = true;
+                    break;
+                }
+            }
+        }
+        if timed_out {
+            ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            let _ = respond(
+                &mut s,
+                408,
+                "application/json",
+                &error_body(
+                    ErrorCode::BadRequest,
+                    "the request body did not arrive in time",
+                ),
+                false,
+            );
+            return;
+        }
+        let keep = !head.close;
+        if head.method == "GET" && head.path == "/v1/events/follow" {
+            if authorized(&head, token) {
+                follow(&mut s, ctx, &head);
+            } else {
+                unauthorized(&mut s, ctx, false);
+            }
+            return;
+        }
+        let (code, ctype, out) = route(ctx, token, &head, &body);
+        if respond(&mut s, code, ctype, &out, keep).is_err() || !keep {
+            return;
+        }
+    }
+}
+
+fn authorized(head: &Head, token: &str) -> bool {
+    let Some(a) = &head.auth else { return false };
+    let Some(given) = a.strip_prefix("Bearer ") else {
+        return false;
+    };
+    // Constant time in the token's length: no early exit on a mismatch.
+    let (g, t) = (given.trim().as_bytes(), token.as_bytes());
+    g.len() == t.len() && g.iter().zip(t).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn unauthorized(s: &mut TcpStream, ctx: &Ctx, keep: bool) {
+    ctx.metrics
+        .http_unauthorized
+        .fetch_add(1, Ordering::Relaxed);
+    let _ = respond(s, 401, "application/json", &error_body(ErrorCode::Unauthorized, "missing or wrong bearer token: send `Authorization: Bearer $(cat TOKEN_FILE)` (the token file's path is printed when `run --listen` starts)"), keep);
+}
+
+fn json_result(ctx: &Ctx, r: Result<Value, WireError>) -> (u16, &'static str, Vec<u8>) {
+    match r {
+        Ok(v) => (
+            200,
+            "application/json",
+            serde_json::to_vec(&v).expect("serialises"),
+        ),
+        Err(e) => {
+            ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+            (
+                http_code(&e),
+                "application/json",
+                error_body(e.code, &e.message),
+            )
+        }
+    }
+}
+
+fn route(ctx: &Ctx, token: &str, head: &Head, body: &[u8]) -> (u16, &'static str, Vec<u8>) {
+    let bad = |m: String| Err(WireError::new(ErrorCode::BadRequest, m));
+    match (head.method.as_str(), head.path.as_str()) {
+        ("GET", "/metrics") => (
+            200,
+            "text/plain; version=0.0.4",
+            ctx.metrics_text().into_bytes(),
+        ),
+        (_, p) if p.starts_with("/v1/") && !authorized(head, token) => {
+            ctx.metrics
+                .http_unauthorized
+                .fetch_add(1, Ordering::Relaxed);
+            (401, "application/json", error_body(ErrorCode::Unauthorized, "missing or wrong bearer token: send `Authorization: Bearer $(cat TOKEN_FILE)` (the token file's path is printed when `run --listen` starts)"))
+        }
+        ("POST", "/v1/events") => {
+            let events = match serde_json::from_slice::<Value>(body) {
+                Err(e) => bad(format!("the body is not JSON: {e}")),
+                Ok(Value::Array(items)) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| serde_json::from_value::<NewEvent>(v).map_err(|e| WireError::new(ErrorCode::BadRequest, format!("event {i}: {e}"))))
+                    .collect::<Result<Vec<_>, _>>(),
+                Ok(v @ Value::Object(_)) => serde_json::from_value::<NewEvent>(v)
+                    .map(|e| vec![e])
+                    .map_err(|e| WireError::new(ErrorCode::BadRequest, format!("event 0: {e}"))),
+                Ok(_) => bad("the body must be one event object or an array of them: {\"entity\",\"scope\",\"kind\",\"payload\"[,\"causation\",\"correlation\",\"idempotency_key\",\"expected_entity_seq\"]}".into()),
+            };
+            json_result(
+                ctx,
+                events.and_then(|events| ctx.dispatch(Op::Append { events })),
+            )
+        }
+        ("GET", "/v1/events") => {
+            let r = parse_query(&head.query).and_then(|q| ctx.dispatch(Op::Read(q)));
+            json_result(ctx, r)
+        }
+        ("GET", "/v1/reactors") => json_result(ctx, ctx.dispatch(Op::Status)),
+        (_, "/metrics" | "/v1/events" | "/v1/reactors" | "/v1/events/follow") => (
+            405,
+            "application/json",
+            error_body(
+                ErrorCode::BadRequest,
+                &format!("{} is not allowed on {}", head.method, head.path),
+            ),
+        ),
+        _ => (
+            404,
+            "application/json",
+            error_body(
+                ErrorCode::NotFound,
+                &format!(
+                    "no route {} {}; see the README's HTTP section",
+                    head.method, head.path
+                ),
+            ),
+        ),
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String, WireError> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match h {
+                    Some(v) => out.push(v),
+                    None => {
+                        return Err(WireError::new(
+                            ErrorCode::BadRequest,
+                            format!("bad percent-escape in query {s:?}"),
+                        ))
+                    }
+                }
+                i += 2;
+            }
+            b'%' => {
+                return Err(WireError::new(
+                    ErrorCode::BadRequest,
+                    format!("bad percent-escape in query {s:?}"),
+                ))
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| WireError::new(ErrorCode::BadRequest, "query is not UTF-8"))
+}
+
+/// Parses `?entity=&entity_prefix=&scope=&kind=(repeatable)&after=&limit=&system=`.
+fn parse_query(qs: &str) -> Result<Query, WireError> {
+    let mut q = Query::default();
+    let bad = |m: String| WireError::new(ErrorCode::BadRequest, m);
+    for pair in qs.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v)?;
+        let num = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| bad(format!("{k}={v:?}: expected a non-negative integer")))
+        };
+        match k {
+            "entity" => q.entity = Some(v),
+            "entity_prefix" => q.entity_prefix = Some(v),
+            "scope" => q.scope = Some(v),
+            "kind" => q.kinds.push(v),
+            "after" => q.after = num(&v)?,
+            "limit" => q.limit = Some(num(&v)?),
+            "system" => {
+                q.system = match v.as_str() {
+                    "" | "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => return Err(bad(format!("system={v:?}: expected true or false"))),
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown query parameter {other:?}; known: entity, entity_prefix, scope, kind, after, limit, system"
+                )))
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// Streams matching events as chunked JSON lines until the client goes
+/// away or the host stops; a comment-free empty chunk never ends the
+/// stream early, so a client sees every event in order.
+fn follow(s: &mut TcpStream, ctx: &Ctx, head: &Head) {
+    let mut q = match parse_query(&head.query) {
+        Ok(q) => q,
+        Err(e) => {
+            let _ = respond(
+                s,
+                400,
+                "application/json",
+                &error_body(e.code, &e.message),
+                false,
+            );
+            return;
+        }
+    };
+    let limit = q.limit.take();
+    let mut sent = 0u64;
+    let head_out = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    if s.write_all(head_out.as_bytes()).is_err() {
+        return;
+    }
+    q.wait_ms = 1000;
+    loop {
+        if ctx.stopping() {
+            break;
+        }
+        let page = match crate::query::read(&ctx.store, &q, &|| ctx.stopping()) {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        q.after = page.next_after;
+        let mut chunk = Vec::new();
+        for e in &page.events {
+            if limit.is_some_and(|l| sent >= l) {
+                break;
+            }
+            chunk.extend_from_slice(&serde_json::to_vec(e).expect("serialises"));
+            chunk.push(b'\n');
+            sent += 1;
+        }
+        if !chunk.is_empty() {
+            let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+            if s.write_all(&framed).and_then(|()| s.flush()).is_err() {
+                return;
+            }
+        } else if s.peer_addr().is_err() {
+            return;
+        }
+        if limit.is_some_and(|l| sent >= l) {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_parse_with_escapes_and_refuse_unknowns() {
+        let q =
+            parse_query("entity=order%3A42&kind=a.b&kind=c.d&after=7&limit=3&system=true").unwrap();
+        assert_eq!(q.entity.as_deref(), Some("order:42"));
+        assert_eq!(q.kinds, vec!["a.b", "c.d"]);
+        assert_eq!((q.after, q.limit, q.system), (7, Some(3), true));
+        assert!(parse_query("surprise=1").is_err());
+        assert!(parse_query("after=x").is_err());
+        assert!(parse_query("entity=%zz").is_err());
+        assert!(parse_query("entity=%4").is_err());
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        let head = |a: &str| Head {
+            method: "GET".into(),
+            path: "/v1/events".into(),
+            query: String::new(),
+            auth: Some(a.into()),
+            content_length: None,
+            chunked: false,
+            close: false,
+            body_start: Vec::new(),
+        };
+        assert!(authorized(&head("Bearer secret-token"), "secret-token"));
+        assert!(!authorized(&head("Bearer secret-toke"), "secret-token"));
+        assert!(!authorized(&head("Bearer secret-tokex"), "secret-token"));
+        assert!(!authorized(&head("Basic secret-token"), "secret-token"));
+    }
+}

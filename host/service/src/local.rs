@@ -1,0 +1,230 @@
+//! The local control channel: a Unix socket at `<data>/run/host.sock`,
+//! in a directory only the owner can enter, serving length-prefixed JSON
+//! frames one request at a time per connection.
+
+use crate::dispatch::Ctx;
+use crate::protocol::{read_frame, write_frame, FrameReadError, Reply, Request, PROTOCOL_VERSION};
+use crate::wire_error::{ErrorCode, WireError};
+use crate::ServiceError;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Most simultaneous control connections; one more is answered `busy`.
+pub const MAX_LOCAL_CONNECTIONS: usize = 64;
+/// A connection that sends nothing for this long is closed (a follower
+/// long-polls for at most 30 s, so live clients never hit it).
+const IDLE: Duration = Duration::from_secs(120);
+
+/// Where a host serving `data` listens.
+pub fn socket_path(data: &Path) -> PathBuf {
+    data.join("run").join("host.sock")
+}
+
+/// The private directory holding the socket (and the HTTP token), created
+/// owner-only (0700) and tightened if it exists.
+pub(crate) fn private_dir(data: &Path) -> Result<PathBuf, ServiceError> {
+    let dir = data.join("run");
+    let io = |what: &str| {
+        let what = format!("{what} {}", dir.display());
+        move |source| ServiceError::Io {
+            context: what,
+            source,
+        }
+    };
+    if !dir.is_dir() {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .or_else(|e| if dir.is_dir() { Ok(()) } else { Err(e) })
+            .map_err(io("creating"))?;
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(io("restricting to the owner"))?;
+    Ok(dir)
+}
+
+pub(crate) struct LocalServer {
+    path: PathBuf,
+    ctx: Arc<Ctx>,
+    conns: Arc<Mutex<HashMap<u64, UnixStream>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LocalServer {
+    pub(crate) fn start(ctx: Arc<Ctx>) -> Result<LocalServer, ServiceError> {
+        private_dir(ctx.store.dir())?;
+        let path = socket_path(ctx.store.dir());
+        if path.exists() {
+            match UnixStream::connect(&path) {
+                Ok(_) => return Err(ServiceError::AlreadyServed(path)),
+                // Left by a host that was killed: nobody listens, replace it.
+                Err(_) => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let listener = UnixListener::bind(&path).map_err(|source| ServiceError::Io {
+            context: format!("binding the control socket {}", path.display()),
+            source,
+        })?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| ServiceError::Io {
+                context: format!("restricting {} to the owner", path.display()),
+                source,
+            },
+        )?;
+        let conns: Arc<Mutex<HashMap<u64, UnixStream>>> = Arc::default();
+        let thread = {
+            let ctx = ctx.clone();
+            let conns = conns.clone();
+            std::thread::Builder::new()
+                .name("batpak-socket".into())
+                .spawn(move || accept_loop(listener, ctx, conns))
+                .map_err(|source| ServiceError::Io {
+                    context: "starting the control socket thread".into(),
+                    source,
+                })?
+        };
+        Ok(LocalServer {
+            path,
+            ctx,
+            conns,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn stop(&mut self) {
+        // The stop flag is set by the caller; wake the accept loop.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        for (_, c) in self.conns.lock().drain() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        let _ = std::fs::remove_file(&self.path);
+        let _ = &self.ctx;
+    }
+}
+
+fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>, conns: Arc<Mutex<HashMap<u64, UnixStream>>>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let next_id = AtomicU64::new(0);
+    for stream in listener.incoming() {
+        if ctx.stopping() {
+            break;
+        }
+        let Ok(mut stream) = stream else { continue };
+        if active.load(Ordering::SeqCst) >= MAX_LOCAL_CONNECTIONS {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = reply(
+                &mut stream,
+                Err(WireError::new(
+                    ErrorCode::Busy,
+                    format!("the host already serves {MAX_LOCAL_CONNECTIONS} control connections; retry later"),
+                )),
+            );
+            continue;
+        }
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(c) = stream.try_clone() {
+            conns.lock().insert(id, c);
+        }
+        active.fetch_add(1, Ordering::SeqCst);
+        ctx.metrics
+            .local_connections
+            .fetch_add(1, Ordering::Relaxed);
+        let (ctx2, conns2, active2) = (ctx.clone(), conns.clone(), active.clone());
+        let spawned = std::thread::Builder::new()
+            .name("batpak-socket-conn".into())
+            .spawn(move || {
+                serve(stream, &ctx2);
+                conns2.lock().remove(&id);
+                active2.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            conns.lock().remove(&id);
+            active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn reply(
+    stream: &mut UnixStream,
+    result: Result<serde_json::Value, WireError>,
+) -> std::io::Result<()> {
+    let body = serde_json::to_vec(&Reply::from_result(result)).expect("a reply serialises");
+    write_frame(stream, &body)
+}
+
+/// Serves one connection until it closes, misbehaves at the framing level,
+/// or the host stops. A bad request gets an error reply; nothing a client
+/// sends can panic this thread out of the host (handlers run under
+/// `catch_unwind` in `dispatch`).
+fn serve(mut stream: UnixStream, ctx: &Ctx) {
+    let _ = stream.set_read_timeout(Some(IDLE));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    loop {
+        if ctx.stopping() {
+            return;
+        }
+        let body = match read_frame(&mut stream) {
+            Ok(b) => b,
+            Err(FrameReadError::Closed) => return,
+            Err(FrameReadError::TooLarge(n)) => {
+                ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                let _ = reply(
+                    &mut stream,
+                    Err(WireError::new(
+                        ErrorCode::TooLarge,
+                        format!("frame of {n} bytes is larger than the limit of {} bytes; split the request", crate::protocol::MAX_FRAME),
+                    )),
+                );
+                return; // the stream is out of step: close it
+            }
+            Err(FrameReadError::Io(e)) => {
+                if e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::TimedOut {
+                    ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+        };
+        let result = match serde_json::from_slice::<serde_json::Value>(&body) {
+            Err(e) => Err(WireError::new(
+                ErrorCode::BadRequest,
+                format!("the request is not JSON: {e}"),
+            )),
+            Ok(v) => match v.get("v").and_then(serde_json::Value::as_u64) {
+                Some(ver) if ver != u64::from(PROTOCOL_VERSION) => Err(WireError::new(
+                    ErrorCode::Version,
+                    format!("protocol version {ver} is not spoken here (this host speaks {PROTOCOL_VERSION}); use the batpak-host binary that runs the host"),
+                )),
+                _ => match serde_json::from_value::<Request>(v) {
+                    Err(e) => Err(WireError::new(
+                        ErrorCode::BadRequest,
+                        format!("bad request: {e}"),
+                    )),
+                    Ok(req) => ctx.dispatch(req.op),
+                },
+            },
+        };
+        if result.is_err() {
+            ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if reply(&mut stream, result).is_err() {
+            return;
+        }
+    }
+}

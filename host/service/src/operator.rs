@@ -1,0 +1,291 @@
+//! Operating reactors from outside: the [`Operator`] trait the CLI's
+//! supervisor implements (this crate knows nothing of wasm), the state it
+//! reports, and the checkpoint reset both a running host and the offline
+//! CLI use.
+
+use crate::wire_error::{ErrorCode, WireError};
+use batpak_store::{AppendOptions, CheckpointUpdate, Coordinate, EventId, Proposal, Region, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::str::FromStr;
+
+/// Kind of the system event that records a reset.
+pub const RESET_KIND: &str = "batpak.reactor.reset";
+
+/// Where a reactor is in its life, as an operator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReactorRunState {
+    /// Starting (replaying parked events, opening its canal).
+    Starting,
+    /// Pulling and reacting.
+    Running,
+    /// Paused by an operator; the checkpoint holds its position.
+    Paused,
+    /// Exited cleanly.
+    Stopped,
+    /// Exited with an error.
+    Failed,
+}
+
+/// One reactor's state for `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactorState {
+    /// Reactor name.
+    pub name: String,
+    /// Version the plugin declares.
+    pub version: String,
+    /// Component digest (blake3 of the component bytes).
+    pub digest: String,
+    /// Life-cycle state.
+    pub state: ReactorRunState,
+    /// Cursor position: last global sequence handled.
+    pub position: u64,
+    /// Events in the reactor's own region that are durable and not yet
+    /// handled (capped at [`LAG_CAP`]; `lag_capped` says so).
+    pub lag: u64,
+    /// True when `lag` hit [`LAG_CAP`] and the real figure is larger.
+    pub lag_capped: bool,
+    /// Events delivered since this host started the reactor.
+    pub events_in: u64,
+    /// Reactions appended since then.
+    pub reactions_out: u64,
+    /// Parked events since then.
+    pub parked: u64,
+    /// The terminal error of a failed reactor.
+    pub error: Option<String>,
+}
+
+/// Counting lag stops here: `status` stays cheap on a huge backlog.
+pub const LAG_CAP: u64 = 1_000_000;
+
+/// Events matching `region` that are durable and after `position`, capped
+/// at [`LAG_CAP`]: the honest lag of a reactor (other reactors' output and
+/// host records outside its region do not count).
+pub fn region_lag(store: &Store, region: &Region, position: u64) -> (u64, bool) {
+    let durable = store.watermarks().durable;
+    let mut after = position;
+    let mut n = 0u64;
+    while after < durable && n < LAG_CAP {
+        let Ok(batch) = store.scan(region, after, 65_536, false) else {
+            break;
+        };
+        let Some(last) = batch.last() else { break };
+        after = last.header.sequence;
+        n += batch
+            .iter()
+            .filter(|e| e.header.sequence <= durable)
+            .count() as u64;
+    }
+    (n.min(LAG_CAP), n >= LAG_CAP)
+}
+
+/// Where `reset` moves a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetTo {
+    /// Before the first event: re-deliver the whole region.
+    Start,
+    /// After the last durable event: skip the backlog.
+    End,
+    /// Keep the current position (to re-key a checkpoint for a new region).
+    Current,
+    /// After this global sequence.
+    Sequence(u64),
+}
+
+impl FromStr for ResetTo {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "start" => Ok(ResetTo::Start),
+            "end" => Ok(ResetTo::End),
+            "current" => Ok(ResetTo::Current),
+            n => n.parse::<u64>().map(ResetTo::Sequence).map_err(|_| {
+                format!("{n:?}: expected start, end, current or a global sequence number")
+            }),
+        }
+    }
+}
+
+/// What a reset did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResetOutcome {
+    /// Reactor name.
+    pub reactor: String,
+    /// Position before.
+    pub from: u64,
+    /// Position after.
+    pub to: u64,
+    /// Id of the `batpak.reactor.reset` event that records it.
+    pub event: String,
+    /// Global sequence of that event.
+    pub seq: u64,
+}
+
+/// An operation on a reactor failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    /// No reactor of that name runs in this host.
+    #[error("no reactor named {0:?} runs in this host; `batpak-host status` lists them")]
+    NoSuchReactor(String),
+    /// The operation does not fit the reactor's state.
+    #[error("{0}")]
+    Refused(String),
+    /// Bad input (a sequence beyond the log, a malformed id).
+    #[error("{0}")]
+    Invalid(String),
+    /// This host does not offer the operation.
+    #[error("{0} is not supported by this host")]
+    Unsupported(&'static str),
+    /// The store or the runtime failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<OpError> for WireError {
+    fn from(e: OpError) -> WireError {
+        let code = match &e {
+            OpError::NoSuchReactor(_) => ErrorCode::NotFound,
+            OpError::Refused(_) => ErrorCode::Refused,
+            OpError::Invalid(_) => ErrorCode::BadRequest,
+            OpError::Unsupported(_) => ErrorCode::Unsupported,
+            OpError::Failed(_) => ErrorCode::Store,
+        };
+        WireError::new(code, e.to_string())
+    }
+}
+
+/// What a running host lets the service do to its reactors. The CLI's
+/// supervisor implements it; every method is called from service threads
+/// while the reactors run, so implementations lock what they share.
+pub trait Operator: Send + Sync {
+    /// Every reactor's state, in a stable order.
+    fn status(&self) -> Vec<ReactorState>;
+    /// Stops `name`'s runner at a batch boundary; its checkpoint keeps the
+    /// position. Pausing a paused reactor is not an error.
+    ///
+    /// # Errors
+    /// Unknown reactor, or the runner failed while stopping.
+    fn pause(&self, name: &str) -> Result<ReactorState, OpError>;
+    /// Starts a paused reactor again from its checkpoint.
+    ///
+    /// # Errors
+    /// Unknown reactor, not paused, or it cannot start.
+    fn resume(&self, name: &str) -> Result<ReactorState, OpError>;
+    /// Moves a paused reactor's checkpoint (see [`reset_checkpoint`]).
+    ///
+    /// # Errors
+    /// [`OpError::Refused`] while it runs; a sequence beyond the log.
+    fn reset(&self, name: &str, to: ResetTo) -> Result<ResetOutcome, OpError>;
+    /// Unresolved parked events as `parked` prints them.
+    ///
+    /// # Errors
+    /// The store failed.
+    fn parked(&self, plugin: Option<&str>) -> Result<Vec<Value>, OpError>;
+    /// Requests replay of parked events; one JSON object per request.
+    ///
+    /// # Errors
+    /// The store failed.
+    fn parked_replay(
+        &self,
+        plugin: Option<&str>,
+        event: Option<EventId>,
+    ) -> Result<Vec<Value>, OpError>;
+    /// Hot swap (issue 11): loads `file` and swaps it in for `name`.
+    ///
+    /// # Errors
+    /// [`OpError::Unsupported`] until a host implements it.
+    fn swap(&self, name: &str, file: &Path) -> Result<Value, OpError> {
+        let _ = (name, file);
+        Err(OpError::Unsupported("swap"))
+    }
+}
+
+/// Moves cursor `cursor` of reactor `reactor` to `to`, keyed for the region
+/// with fingerprint `region` ([`Region::fingerprint`]):
+/// one durable append of a `batpak.reactor.reset` system event together with
+/// the new checkpoint, so the move and its record land together or not at
+/// all. The reactor must not be running (the caller checks).
+///
+/// Passing the fingerprint of a *new* version's region re-keys the checkpoint: with
+/// [`ResetTo::Current`] the new region continues from the old position;
+/// with [`ResetTo::Start`] history is re-delivered, and the runtime's
+/// derived reaction ids make reactions committed before idempotent.
+///
+/// # Errors
+/// [`OpError::Invalid`] for a sequence beyond the durable log;
+/// [`OpError::Failed`] when the store fails.
+pub fn reset_checkpoint(
+    store: &Store,
+    reactor: &str,
+    cursor: &str,
+    region: [u8; 32],
+    to: ResetTo,
+) -> Result<ResetOutcome, OpError> {
+    let failed = |e: batpak_store::StoreError| OpError::Failed(e.to_string());
+    let from = store.checkpoint(cursor).map(|c| c.sequence).unwrap_or(0);
+    let durable = store.watermarks().durable;
+    let target = match to {
+        ResetTo::Start => 0,
+        ResetTo::End => durable,
+        ResetTo::Current => from,
+        ResetTo::Sequence(n) if n > durable => {
+            return Err(OpError::Invalid(format!(
+                "sequence {n} is beyond the end of the durable log ({durable}); pick 0..={durable}, start or end"
+            )))
+        }
+        ResetTo::Sequence(n) => n,
+    };
+    let event_id = if target == 0 {
+        EventId(0)
+    } else {
+        store
+            .get_by_sequence(target)
+            .map_err(failed)?
+            .ok_or_else(|| OpError::Invalid(format!("no event at sequence {target}")))?
+            .header
+            .id
+    };
+    let record = json!({
+        "reactor": reactor,
+        "cursor": cursor,
+        "from": from,
+        "to": target,
+        "region": batpak_store::hex(&region),
+        "requested": match to {
+            ResetTo::Start => "start".to_string(),
+            ResetTo::End => "end".to_string(),
+            ResetTo::Current => "current".to_string(),
+            ResetTo::Sequence(n) => n.to_string(),
+        },
+    });
+    let coordinate = Coordinate {
+        entity: format!("batpak.reactor:{reactor}"),
+        scope: "batpak".into(),
+    };
+    let proposal = Proposal::new(
+        coordinate,
+        RESET_KIND,
+        serde_json::to_vec(&record).expect("a JSON value serialises"),
+    );
+    let receipts = store
+        .append_system(
+            vec![proposal],
+            AppendOptions::durable().with_checkpoint(CheckpointUpdate {
+                cursor: cursor.to_string(),
+                region,
+                sequence: target,
+                event_id,
+            }),
+        )
+        .map_err(failed)?;
+    Ok(ResetOutcome {
+        reactor: reactor.to_string(),
+        from,
+        to: target,
+        event: receipts[0].id.to_string(),
+        seq: receipts[0].sequence,
+    })
+}

@@ -1,0 +1,315 @@
+//! Store operations shared by the socket and the HTTP API: appends,
+//! filtered reads (one page, optionally long-polled) and verify, with the
+//! JSON shapes the CLI prints.
+
+use crate::wire_error::{ErrorCode, WireError};
+use batpak_store::{
+    hex, AppendOptions, Coordinate, Event, EventId, Proposal, Receipt, Region, Store, StoreError,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// One new event, as a client sends it.
+///
+/// `payload` is any JSON value and is stored as its JSON text (what
+/// `append --jsonl` and the HTTP API do); `payload_text` is stored exactly
+/// as given (what `append --payload` does). At most one of the two.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEvent {
+    /// Entity (e.g. `order:42`).
+    pub entity: String,
+    /// Scope (e.g. `shop`).
+    pub scope: String,
+    /// Kind; `batpak.*` is refused.
+    pub kind: String,
+    /// Payload as JSON, stored as its JSON text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// Payload text, stored verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_text: Option<String>,
+    /// Id (32 hex digits) of the causing event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation: Option<String>,
+    /// Correlation id (32 hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<String>,
+    /// A retry with the same key returns the first receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The entity's current sequence must equal this (0 for a new entity),
+    /// or the whole batch is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_entity_seq: Option<u64>,
+}
+
+/// Most events one read page returns.
+pub const MAX_PAGE: usize = 10_000;
+/// Longest a read long-polls for new events.
+pub const MAX_WAIT_MS: u64 = 30_000;
+/// Most events one append request carries.
+pub const MAX_APPEND_EVENTS: usize = 10_000;
+
+/// Which events to read: the filters of `batpak-host events`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Query {
+    /// Only this entity (exact name).
+    pub entity: Option<String>,
+    /// Only entities starting with this prefix.
+    pub entity_prefix: Option<String>,
+    /// Only this scope.
+    pub scope: Option<String>,
+    /// Only these kinds (none: every kind).
+    pub kinds: Vec<String>,
+    /// Only events with a global sequence greater than this.
+    pub after: u64,
+    /// At most this many events in this page (capped at [`MAX_PAGE`]).
+    pub limit: Option<u64>,
+    /// Include the host's own `batpak.*` events.
+    pub system: bool,
+    /// When nothing matches yet, wait up to this long for new events
+    /// (capped at [`MAX_WAIT_MS`]).
+    pub wait_ms: u64,
+}
+
+/// One page of a read: durable events only, in log order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    /// The events, as `events` prints them.
+    pub events: Vec<Value>,
+    /// Pass this as `after` for the next page: every matching event up to
+    /// it has been returned.
+    pub next_after: u64,
+    /// More matching events may follow at once (the page was full); when
+    /// false, every durable matching event has been returned.
+    pub more: bool,
+}
+
+/// A receipt as `append` prints it.
+pub fn receipt_json(r: &Receipt, c: &Coordinate, kind: &str) -> Value {
+    json!({
+        "id": r.id.to_string(),
+        "seq": r.sequence,
+        "entity": c.entity,
+        "scope": c.scope,
+        "kind": kind,
+        "entity_seq": r.entity_sequence,
+        "timestamp_us": r.timestamp_us,
+        "hash": hex(&r.hash),
+        "deduplicated": r.deduplicated,
+    })
+}
+
+/// An event as `events` prints it.
+pub fn event_json(e: &Event) -> Value {
+    let h = &e.header;
+    let payload = match serde_json::from_slice::<Value>(&e.payload) {
+        Ok(v) => v,
+        Err(_) => Value::String(String::from_utf8_lossy(&e.payload).into_owned()),
+    };
+    let mut v = json!({
+        "id": h.id.to_string(),
+        "seq": h.sequence,
+        "entity": h.coordinate.entity,
+        "scope": h.coordinate.scope,
+        "kind": h.kind,
+        "entity_seq": h.entity_sequence,
+        "causation": h.causation.map(|c| c.to_string()),
+        "correlation": h.correlation.to_string(),
+        "timestamp_us": h.timestamp_us,
+        "payload": payload,
+    });
+    if !h.meta.is_empty() {
+        v["meta"] = h
+            .meta
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    v
+}
+
+fn bad(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::BadRequest, msg)
+}
+
+/// Maps a store error to a wire error; validation problems are the
+/// caller's, everything else is the store's.
+pub(crate) fn store_error(e: StoreError) -> WireError {
+    let code = match &e {
+        StoreError::Invalid { .. } | StoreError::BadBatch(_) => ErrorCode::BadRequest,
+        StoreError::SequenceConflict { .. } => ErrorCode::Conflict,
+        StoreError::UnknownCausation { .. } => ErrorCode::NotFound,
+        _ => ErrorCode::Store,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn parse_id(what: &str, index: usize, s: &str) -> Result<EventId, WireError> {
+    s.parse::<EventId>().map_err(|_| {
+        bad(format!(
+            "event {index}: {what} {s:?} is not an event id; expected 32 hex digits as printed in a receipt's \"id\""
+        ))
+    })
+}
+
+/// Checks a client's event and turns it into a proposal.
+///
+/// # Errors
+/// [`ErrorCode::BadRequest`] naming the event's index and the problem.
+pub fn proposal(index: usize, e: NewEvent) -> Result<Proposal, WireError> {
+    let coordinate =
+        Coordinate::new(e.entity, e.scope).map_err(|err| bad(format!("event {index}: {err}")))?;
+    let payload = match (e.payload, e.payload_text) {
+        (Some(_), Some(_)) => {
+            return Err(bad(format!(
+                "event {index}: give either \"payload\" (JSON) or \"payload_text\" (verbatim text), not both"
+            )))
+        }
+        (Some(v), None) => serde_json::to_vec(&v).expect("a JSON value serialises"),
+        (None, Some(t)) => t.into_bytes(),
+        (None, None) => Vec::new(),
+    };
+    let mut p = Proposal::new(coordinate, e.kind, payload);
+    p.causation = e
+        .causation
+        .as_deref()
+        .map(|s| parse_id("causation", index, s))
+        .transpose()?;
+    p.correlation = e
+        .correlation
+        .as_deref()
+        .map(|s| parse_id("correlation", index, s))
+        .transpose()?;
+    p.idempotency_key = e.idempotency_key;
+    p.expected_sequence = e.expected_entity_seq;
+    p.validate(false)
+        .map_err(|err| bad(format!("event {index}: {err}")))?;
+    Ok(p)
+}
+
+/// Appends `events` atomically and durably; replies `{"receipts": [...]}`
+/// only once they are durable.
+///
+/// # Errors
+/// A bad event (nothing appended), a conflict, or a store failure.
+pub fn append(store: &Store, events: Vec<NewEvent>) -> Result<Value, WireError> {
+    if events.is_empty() {
+        return Err(bad("no events to append"));
+    }
+    if events.len() > MAX_APPEND_EVENTS {
+        return Err(WireError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "{} events in one request; send at most {MAX_APPEND_EVENTS} per request",
+                events.len()
+            ),
+        ));
+    }
+    let props = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| proposal(i, e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let meta: Vec<(Coordinate, String)> = props
+        .iter()
+        .map(|p| (p.coordinate.clone(), p.kind.clone()))
+        .collect();
+    let receipts = store
+        .append_batch(props, AppendOptions::durable())
+        .map_err(store_error)?;
+    let list: Vec<Value> = receipts
+        .iter()
+        .zip(&meta)
+        .map(|(r, (c, k))| receipt_json(r, c, k))
+        .collect();
+    Ok(json!({ "receipts": list }))
+}
+
+/// Reads one page of durable events matching `q`, waiting up to
+/// `q.wait_ms` when none match yet, or until `stop` says the host is
+/// shutting down.
+///
+/// # Errors
+/// A bad kind filter or a store failure.
+pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, WireError> {
+    for k in &q.kinds {
+        batpak_store::validate_kind(k).map_err(|e| bad(format!("kinds: {e}")))?;
+    }
+    if q.entity.is_some() && q.entity_prefix.is_some() {
+        return Err(bad("give either entity or entity_prefix, not both"));
+    }
+    let mut region = Region::all().kinds(q.kinds.clone());
+    region.scope = q.scope.clone();
+    region.entity_prefix = q.entity_prefix.clone().or_else(|| q.entity.clone());
+    // A listed `batpak.*` kind matches by itself; `system` adds every host
+    // record in the entities and scope asked for.
+    let include_system = q.system;
+    let page = usize::try_from(q.limit.unwrap_or(MAX_PAGE as u64))
+        .unwrap_or(MAX_PAGE)
+        .clamp(1, MAX_PAGE);
+    let deadline = Instant::now() + Duration::from_millis(q.wait_ms.min(MAX_WAIT_MS));
+    let mut after = q.after;
+    loop {
+        // Durable events only: a follower never sees an event a crash could
+        // take back.
+        let durable = store.watermarks().durable;
+        let scanned = store
+            .scan(&region, after, page, include_system)
+            .map_err(store_error)?;
+        let full = scanned.len() == page;
+        let next_after = match scanned.last() {
+            Some(e) if full => e.header.sequence.min(durable.max(after)),
+            _ => durable.max(after),
+        };
+        let events: Vec<Value> = scanned
+            .iter()
+            .filter(|e| e.header.sequence <= next_after)
+            .filter(|e| {
+                q.entity
+                    .as_ref()
+                    .is_none_or(|en| &e.header.coordinate.entity == en)
+            })
+            .map(event_json)
+            .collect();
+        if !events.is_empty() || full && next_after > after {
+            return Ok(Page {
+                events,
+                next_after,
+                more: full,
+            });
+        }
+        let now = Instant::now();
+        if now >= deadline || stop() {
+            return Ok(Page {
+                events,
+                next_after,
+                more: full,
+            });
+        }
+        after = next_after;
+        let wait = (deadline - now).min(Duration::from_millis(200));
+        // A failed store wakes this wait with its error: report it rather
+        // than poll a store that will never move again.
+        store.wait_durable(after + 1, wait).map_err(store_error)?;
+    }
+}
+
+/// Verifies the store: `{"sound","segments","frames","events","problems"}`.
+///
+/// # Errors
+/// The check could not run.
+pub fn verify(store: &Store) -> Result<Value, WireError> {
+    let r = store.verify().map_err(store_error)?;
+    Ok(json!({
+        "sound": r.is_sound(),
+        "segments": r.segments,
+        "frames": r.frames,
+        "events": r.events,
+        "problems": r.problems,
+    }))
+}
