@@ -160,7 +160,6 @@ impl ReactorView {
         path: PathBuf,
         region: Region,
         stopped_by_operator: bool,
-        last_swap: Option<SwapView>,
     ) -> Self {
         let state = match snap.state {
             RunState::Failed => "failed",
@@ -189,8 +188,14 @@ impl ReactorView {
             paused: stopped_by_operator,
             region,
             error: snap.error.clone(),
-            last_swap,
+            last_swap: None,
         }
+    }
+
+    /// The same view showing the reactor's last hot swap.
+    pub(crate) fn with_last_swap(mut self, last_swap: Option<SwapView>) -> Self {
+        self.last_swap = last_swap;
+        self
     }
 }
 

@@ -299,8 +299,8 @@ impl Supervisor {
                     s.path.clone(),
                     s.region.clone(),
                     s.stopped_by_operator,
-                    s.last_swap().map(|(o, at)| SwapView::new(&o, at)),
                 )
+                .with_last_swap(s.last_swap().map(|(o, at)| SwapView::new(&o, at)))
             })
             .collect()
     }
