@@ -82,15 +82,37 @@ pub enum Command {
     Reset(operate::ResetArgs),
 }
 
+/// A client of the host running on `data`, if one runs.
+fn running_host(data: &std::path::Path) -> anyhow::Result<Option<batpak_service::Client>> {
+    Ok(batpak_service::Client::connect(data)?)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Append(a) => store_cmds::append(&cli.data, a),
-        Command::Events(a) => store_cmds::events(&cli.data, a),
-        Command::Verify => store_cmds::verify(&cli.data),
+        // Store commands go through the running host when there is one.
+        Command::Append(a) => match running_host(&cli.data) {
+            Ok(Some(c)) => remote::append(c, a),
+            Ok(None) => store_cmds::append(&cli.data, a),
+            Err(e) => Err(e),
+        },
+        Command::Events(a) => match running_host(&cli.data) {
+            Ok(Some(c)) => remote::events(c, &a),
+            Ok(None) => store_cmds::events(&cli.data, a),
+            Err(e) => Err(e),
+        },
+        Command::Verify => match running_host(&cli.data) {
+            Ok(Some(c)) => remote::verify(c),
+            Ok(None) => store_cmds::verify(&cli.data),
+            Err(e) => Err(e),
+        },
         Command::Run(a) => run::run(&cli.data, a),
         Command::Inspect(a) => inspect::inspect(&cli.data, a),
-        Command::Parked(a) => parked::parked(&cli.data, a),
+        Command::Parked(a) => match running_host(&cli.data) {
+            Ok(Some(c)) => remote::parked(c, a),
+            Ok(None) => parked::parked(&cli.data, a),
+            Err(e) => Err(e),
+        },
         Command::Demo(a) => demo::demo(&cli.data, a),
         Command::New(a) => new::new(a),
         Command::Test(a) => test_cmd::test(&cli.data, a),

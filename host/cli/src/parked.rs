@@ -48,7 +48,7 @@ fn no_store_is_an_error(data: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), String> {
+pub(crate) fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), String> {
     match name {
         Some(n) => batpak_runtime::validate_reactor_name(n).map_err(|e| format!("{flag}: {e}")),
         None => Ok(()),
@@ -56,17 +56,6 @@ fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), String> {
 }
 
 pub(crate) fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
-    // Through the running host when there is one.
-    if let Some(c) = batpak_service::Client::connect(data)? {
-        let name = match &a.action {
-            Some(ParkedAction::Replay { plugin, .. }) => plugin.clone().or(a.plugin.clone()),
-            None => a.plugin.clone(),
-        };
-        if let Err(m) = check_plugin_name("--plugin", &name) {
-            return usage(m);
-        }
-        return crate::remote::parked(c, a);
-    }
     match a.action {
         None => list(data, a.plugin),
         Some(ParkedAction::Replay { plugin, event }) => replay(data, plugin.or(a.plugin), event),

@@ -1,9 +1,11 @@
 //! `append`, `events`, `verify` and `parked` through a running host's
 //! control socket: same output, same exit codes, same durability promise
 //! (a receipt is printed only once its event is durable) as when the CLI
-//! opens the store itself.
+//! opens the store itself. `main` sends these commands here when a host
+//! runs (so the local commands never call back into this module).
 
-use crate::parked::{ParkedAction, ParkedArgs};
+use crate::parked::{check_plugin_name, ParkedAction, ParkedArgs};
+use crate::run::usage;
 use crate::store_cmds::{AppendArgs, EventsArgs};
 use anyhow::bail;
 use batpak_service::{Client, NewEvent, Query, MAX_APPEND_EVENTS};
@@ -225,6 +227,13 @@ pub(crate) fn verify(mut c: Client) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn parked(mut c: Client, a: ParkedArgs) -> anyhow::Result<ExitCode> {
+    let name = match &a.action {
+        Some(ParkedAction::Replay { plugin, .. }) => plugin.clone().or(a.plugin.clone()),
+        None => a.plugin.clone(),
+    };
+    if let Err(m) = check_plugin_name("--plugin", &name) {
+        return usage(m);
+    }
     let mut out = std::io::stdout().lock();
     match a.action {
         None => {

@@ -143,10 +143,6 @@ fn parse_line(text: &str) -> anyhow::Result<Proposal> {
 }
 
 pub(crate) fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
-    // Through the running host when there is one.
-    if let Some(c) = batpak_service::Client::connect(data)? {
-        return crate::remote::append(c, a);
-    }
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if let Some(src) = &a.jsonl {
@@ -447,10 +443,6 @@ pub(crate) fn event_json(e: &Event) -> serde_json::Value {
 }
 
 pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
-    // Through the running host when there is one.
-    if let Some(c) = batpak_service::Client::connect(data)? {
-        return crate::remote::events(c, &a);
-    }
     let mut region = Region::all().kinds(a.kind.clone());
     region.scope = a.scope.clone();
     region.entity_prefix = a.entity_prefix.clone();
@@ -526,10 +518,6 @@ pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn verify(data: &Path) -> anyhow::Result<ExitCode> {
-    // Through the running host when there is one.
-    if let Some(c) = batpak_service::Client::connect(data)? {
-        return crate::remote::verify(c);
-    }
     if !data.join("segments").is_dir() {
         bail!(
             "{} holds no store (no segments directory); check --data",
