@@ -794,3 +794,112 @@ fn a_swap_rereads_the_operators_grant_from_the_plugin_config() {
     assert_eq!(handled.len(), 20000);
     assert!(handled.values().all(|&n| n == 1));
 }
+
+/// `batpak-host swap NAME FILE` from another terminal while producers
+/// append through the same host: the swap lands at a batch boundary and is
+/// recorded; a broken file and a behaviour change caught by `--shadow` are
+/// refused with the old version still serving; every source event ends with
+/// exactly one reaction, stamped with the version that ran it.
+#[test]
+fn swap_from_another_terminal_with_shadow_proof() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    append(&data, &inputs(200, "a"));
+    let live = dir.path().join("passthrough.wasm");
+    std::fs::copy(plugin("passthrough"), &live).unwrap();
+    let first = blake3::hash(&std::fs::read(&live).unwrap())
+        .to_hex()
+        .to_string();
+    // Not --watch: only the `swap` command changes the plugin here.
+    let log = data.with_extension("stderr.log");
+    let child = Command::new(bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["run", "--quiet", "--max-batch", "16"])
+        .arg(&live)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for(&data, "the backlog handled", |ev| {
+        count(ev, "bench.out") == 200
+    });
+
+    // A new version (same behaviour, new digest), proven on the last 50
+    // handled events first.
+    let v2 = dir.path().join("v2.wasm");
+    std::fs::write(&v2, variant(2)).unwrap();
+    let out = host(
+        &data,
+        &[
+            "swap",
+            "passthrough",
+            v2.to_str().unwrap(),
+            "--shadow",
+            "50",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let outcome: Value = serde_json::from_slice(&out.stdout).expect("outcome JSON");
+    assert_eq!(outcome["old_digest"], first.as_str(), "{outcome}");
+    let second = outcome["new_digest"].as_str().unwrap().to_string();
+    assert_ne!(second, first);
+    assert!(stderr(&out).contains("50 identical"), "{}", stderr(&out));
+    // `status` shows the running version's digest and when it was swapped.
+    let st: Value = serde_json::from_slice(&host_ok(&data, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(st[0]["digest"], second.as_str(), "{st}");
+    assert_eq!(st[0]["last_swap"]["new_digest"], second.as_str(), "{st}");
+    assert_eq!(st[0]["last_swap"]["position"], outcome["position"], "{st}");
+
+    // Events appended through the host after the swap go to the new version.
+    append(&data, &inputs(100, "b"));
+    wait_for(&data, "the new events handled", |ev| {
+        count(ev, "bench.out") == 300
+    });
+
+    // A behaviour change (proposes nothing): --shadow refuses it, nothing
+    // is swapped.
+    let silent = write_file(
+        dir.path(),
+        "silent.wat",
+        &null_wat("passthrough", "@0.1.0", "bench.in"),
+    );
+    let refused = host(
+        &data,
+        &[
+            "swap",
+            "passthrough",
+            silent.to_str().unwrap(),
+            "--shadow",
+            "20",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("not swapped"),
+        "{}",
+        stderr(&refused)
+    );
+    // Broken wasm: refused by the host, the running version keeps serving.
+    let broken = write_file(dir.path(), "broken.wasm", "not wasm at all");
+    let refused = host(&data, &["swap", "passthrough", broken.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("not swapped"),
+        "{}",
+        stderr(&refused)
+    );
+
+    append(&data, &inputs(50, "c"));
+    wait_for(&data, "the last events handled", |ev| {
+        count(ev, "bench.out") == 350
+    });
+    stop(child);
+    let ev = all_events(&data);
+    assert_eq!(count(&ev, "batpak.plugin.swapped"), 1);
+    assert_eq!(check_exactly_once_by_version(&ev, &first), 2);
+    // The status of a stopped host is unavailable; what ran is in the log.
+    let last = ev.iter().rev().find(|e| e["kind"] == "bench.out").unwrap();
+    assert_eq!(last["meta"]["component"], second.as_str());
+}

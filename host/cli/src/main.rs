@@ -18,6 +18,7 @@ mod signals;
 mod status_display;
 mod store_cmds;
 mod supervisor;
+mod swap_cmd;
 mod test_cmd;
 mod watch;
 
@@ -59,6 +60,9 @@ pub enum Command {
     /// version handled, in a scratch store, and report what would differ
     /// (exit 1 on differences). Works while `run` runs.
     Shadow(shadow::ShadowArgs),
+    /// Replace a running reactor's plugin at its next batch boundary
+    /// (through the running host; `--shadow N` proves it on history first).
+    Swap(swap_cmd::SwapArgs),
     /// Build the example plugins, append sample orders, run the reactors and
     /// show what they produced.
     Demo(demo::DemoArgs),
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
         Command::New(a) => new::new(a),
         Command::Test(a) => test_cmd::test(&cli.data, a),
         Command::Shadow(a) => shadow::shadow(&cli.data, a),
+        Command::Swap(a) => swap_cmd::swap(&cli.data, a),
         Command::Status(a) => operate::status(&cli.data, a),
         Command::Pause(a) => operate::pause(&cli.data, a),
         Command::Resume(a) => operate::resume(&cli.data, a),

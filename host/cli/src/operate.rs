@@ -92,6 +92,10 @@ impl HostOperator {
             reactions_out: v.reactions_out,
             parked: v.parked,
             error: v.error.clone(),
+            last_swap: v
+                .last_swap
+                .as_ref()
+                .and_then(|s| serde_json::to_value(s).ok()),
         }
     }
 
@@ -280,6 +284,17 @@ pub(crate) fn status(data: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
             },
             r.parked
         );
+        if let Some(s) = &r.last_swap {
+            println!(
+                "  swapped at seq {} from {} {} (record {})",
+                s["position"],
+                s["old_version"].as_str().unwrap_or("?"),
+                s["old_digest"]
+                    .as_str()
+                    .map_or("?", |d| &d[..d.len().min(12)]),
+                s["record"].as_str().unwrap_or("?")
+            );
+        }
         if let Some(e) = &r.error {
             println!("  error: {e}");
         }

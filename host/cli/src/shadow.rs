@@ -4,7 +4,9 @@
 //! real log; works while `run` owns the store.
 
 use anyhow::Context;
-use batpak_runtime::{LogLevel, Plugin, PluginSettings, Runtime, RuntimeConfig, ShadowRange};
+use batpak_runtime::{
+    LogLevel, Plugin, PluginSettings, Runtime, RuntimeConfig, ShadowRange, ShadowReport,
+};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -41,6 +43,40 @@ pub(crate) fn shadow(data: &Path, a: ShadowArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {m}");
         return Ok(ExitCode::from(2));
     }
+    let report = replay(
+        data,
+        &a.name,
+        &a.plugin,
+        &a.config,
+        a.grant_emits.as_deref(),
+        &ShadowRange {
+            from: a.from,
+            last: a.last,
+        },
+    )?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_differences(&report)?;
+    }
+    print_summary(&report);
+    Ok(if report.is_identical() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Replays `plugin` over what reactor `name` handled in the store in
+/// `data` (see [`batpak_runtime::shadow`]).
+pub(crate) fn replay(
+    data: &Path,
+    name: &str,
+    plugin: &Path,
+    config: &str,
+    grant_emits: Option<&[String]>,
+    range: &ShadowRange,
+) -> anyhow::Result<ShadowReport> {
     if !data.join("segments").is_dir() {
         anyhow::bail!(
             "no store in {} (no segments directory); pass the --data directory `run` used",
@@ -48,42 +84,43 @@ pub(crate) fn shadow(data: &Path, a: ShadowArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let rt = Runtime::new(RuntimeConfig::with_cache(data.join("cache")))?;
-    let plugin = Plugin::load(
+    let candidate = Plugin::load(
         &rt,
-        &a.plugin,
+        plugin,
         PluginSettings {
-            config: a.config.clone(),
+            config: config.to_string(),
             log_level: LogLevel::Warn,
             ..PluginSettings::default()
         },
     )?;
-    let scratch =
-        std::env::temp_dir().join(format!("batpak-shadow-{}-{}", a.name, std::process::id()));
-    let report = batpak_runtime::shadow(
-        Box::new(plugin),
+    let scratch = std::env::temp_dir().join(format!("batpak-shadow-{name}-{}", std::process::id()));
+    batpak_runtime::shadow(
+        Box::new(candidate),
         data,
         &scratch,
-        &a.name,
-        a.grant_emits.as_deref(),
-        &ShadowRange {
-            from: a.from,
-            last: a.last,
-        },
+        name,
+        grant_emits,
+        range,
     )
-    .with_context(|| format!("shadow run of {}", a.plugin.display()))?;
-    if a.json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        for d in report.diffs.iter().take(SHOWN) {
-            println!("{}", serde_json::to_string(d)?);
-        }
-        if report.diffs.len() > SHOWN {
-            println!(
-                "... and {} more difference(s) (--json lists all)",
-                report.diffs.len() - SHOWN
-            );
-        }
+    .with_context(|| format!("shadow run of {}", plugin.display()))
+}
+
+/// The first differences in full, one JSON line each.
+pub(crate) fn print_differences(report: &ShadowReport) -> anyhow::Result<()> {
+    for d in report.diffs.iter().take(SHOWN) {
+        println!("{}", serde_json::to_string(d)?);
     }
+    if report.diffs.len() > SHOWN {
+        println!(
+            "... and {} more difference(s) (--json lists all)",
+            report.diffs.len() - SHOWN
+        );
+    }
+    Ok(())
+}
+
+/// One line of counts on stderr.
+pub(crate) fn print_summary(report: &ShadowReport) {
     let secs = report.elapsed.as_secs_f64().max(1e-9);
     eprintln!(
         "shadow {} ({}): {} event(s) replayed in {:.2} s ({:.0} ev/s): {} identical, {} changed, {} added, {} missing, {} verdict(s) differ, {} failed",
@@ -99,9 +136,4 @@ pub(crate) fn shadow(data: &Path, a: ShadowArgs) -> anyhow::Result<ExitCode> {
         report.verdicts,
         report.failed
     );
-    Ok(if report.is_identical() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }

@@ -151,6 +151,21 @@ impl Client {
         self.typed(Op::Pause { name: name.into() })
     }
 
+    /// Asks the running host to swap reactor `name` to the component in
+    /// `file` (an absolute path: the host resolves it, not the caller) at
+    /// its next batch boundary. Returns the swap outcome (position, old and
+    /// new digests and versions) once the swap is recorded.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; a refused swap is a [`ClientError::Remote`]
+    /// naming the reason (the old version keeps running).
+    pub fn swap(&mut self, name: &str, file: &Path) -> Result<Value, ClientError> {
+        self.call(Op::Swap {
+            name: name.into(),
+            file: file.into(),
+        })
+    }
+
     /// Resumes reactor `name`.
     ///
     /// # Errors

@@ -55,6 +55,11 @@ pub struct ReactorState {
     pub parked: u64,
     /// The terminal error of a failed reactor.
     pub error: Option<String>,
+    /// The last hot swap of this reactor in this host, when there was one:
+    /// when, at which log position, old and new version and digest, and the
+    /// id of its `batpak.plugin.swapped` record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_swap: Option<serde_json::Value>,
 }
 
 /// Counting lag stops here: `status` stays cheap on a huge backlog.
