@@ -723,3 +723,63 @@ fn a_region_change_continues_or_redelivers_through_reset() {
         stderr(&out)
     );
 }
+
+/// `append --jsonl` through a running host keeps the promise it keeps
+/// without one: a bad causation at line 4501 of 5000 appends nothing; a file
+/// whose later lines name earlier lines' explicit ids as causation is
+/// appended whole, as one atomic batch.
+#[test]
+fn jsonl_through_a_running_host_is_all_or_nothing() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    append(
+        &data,
+        &[json!({"entity":"seed","scope":"s","kind":"seed","payload":{}})],
+    );
+    let run = Running::start(&data, &[plugin("passthrough").to_str().unwrap(), "--quiet"]);
+    let before = all_events(&data).len();
+
+    let mut text = String::new();
+    for i in 0..5000 {
+        let causation = if i == 4500 {
+            // No such event anywhere: only the store can tell.
+            ",\"causation\":\"0123456789abcdef0123456789abcdef\"".to_string()
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "{{\"entity\":\"j:{i}\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":{{\"i\":{i}}}{causation}}}\n"
+        ));
+    }
+    let bad = write_file(dir.path(), "bad.jsonl", &text);
+    let out = host(&data, &["append", "--jsonl", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was appended"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "no receipt for a refused file");
+    assert_eq!(all_events(&data).len(), before, "nothing appended");
+
+    // Causation to an earlier line of the same file, by explicit id.
+    let parent = "00000000000000000000000000000abc";
+    let good = write_file(
+        dir.path(),
+        "good.jsonl",
+        &format!(
+            "{{\"id\":\"{parent}\",\"entity\":\"p\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":1}}\n\
+             {{\"entity\":\"c\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":2,\"causation\":\"{parent}\"}}\n"
+        ),
+    );
+    let out = host_ok(&data, &["append", "--jsonl", good.to_str().unwrap()]);
+    let receipts = json_lines(&out.stdout);
+    assert_eq!(receipts.len(), 2);
+    assert_eq!(receipts[0]["id"], parent);
+    run.stop();
+    let child = all_events(&data)
+        .into_iter()
+        .find(|e| e["entity"] == "c")
+        .expect("the child event");
+    assert_eq!(child["causation"], parent);
+}

@@ -6,10 +6,9 @@
 
 use crate::parked::{check_plugin_name, ParkedAction, ParkedArgs};
 use crate::run::usage;
-use crate::store_cmds::{AppendArgs, EventsArgs};
+use crate::store_cmds::{parse_line_event, AppendArgs, EventsArgs};
 use anyhow::bail;
 use batpak_service::{Client, NewEvent, Query, MAX_APPEND_EVENTS};
-use serde::Deserialize;
 use std::io::{BufRead, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -44,23 +43,14 @@ pub(crate) fn append(mut c: Client, a: AppendArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Line {
-    entity: String,
-    scope: String,
-    kind: String,
-    payload: serde_json::Value,
-    #[serde(default)]
-    causation: Option<String>,
-    #[serde(default)]
-    correlation: Option<String>,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-}
+/// Most bytes of `--jsonl` input sent to a running host: the file goes as
+/// one atomic append, which must fit one control-channel frame.
+const MAX_REMOTE_JSONL_BYTES: usize = 48 << 20;
 
-const LINE_HELP: &str = r#"each line must be a JSON object {"entity","scope","kind","payload"} with optional "causation", "correlation" (32 hex digits) and "idempotency_key""#;
-
+/// `append --jsonl` through a running host: every line is parsed and checked
+/// first, then the whole file goes as ONE atomic append — all of it is
+/// appended, or nothing (the same promise as the streaming path the CLI
+/// uses when it owns the store, which has no size limit).
 fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
     let stdin = src == Path::new("-");
     let name = if stdin {
@@ -75,40 +65,35 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
             |e| anyhow::anyhow!("opening --jsonl file {}: {e}", src.display()),
         )?))
     };
-    // Every line is checked before anything is appended.
-    let mut events: Vec<(usize, NewEvent)> = Vec::new();
+    let too_big = || {
+        anyhow::anyhow!(
+            "{name}: through a running host a --jsonl file is appended as one atomic batch of at most {MAX_APPEND_EVENTS} events and {} MiB; nothing was appended. Split the file (each part is all-or-nothing), or stop `run` and append again (the CLI then streams any size, still all-or-nothing)",
+            MAX_REMOTE_JSONL_BYTES >> 20
+        )
+    };
+    let mut events: Vec<NewEvent> = Vec::new();
+    let mut bytes = 0usize;
     let mut errors = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
+    for (i, line) in reader.split(b'\n').enumerate() {
         let line = line.map_err(|e| anyhow::anyhow!("{name}: reading line {}: {e}", i + 1))?;
-        if line.trim().is_empty() {
+        bytes += line.len();
+        if bytes > MAX_REMOTE_JSONL_BYTES {
+            return Err(too_big());
+        }
+        let text = String::from_utf8_lossy(&line);
+        if text.trim().is_empty() {
             continue;
         }
-        let checked = serde_json::from_str::<Line>(&line)
-            .map_err(|e| {
-                format!(
-                    "{}; {LINE_HELP}",
-                    e.to_string().replace("at line 1 column", "at column")
-                )
-            })
-            .and_then(|l| {
-                let ev = NewEvent {
-                    entity: l.entity,
-                    scope: l.scope,
-                    kind: l.kind,
-                    payload: Some(l.payload),
-                    causation: l.causation,
-                    correlation: l.correlation,
-                    idempotency_key: l.idempotency_key,
-                    ..NewEvent::default()
-                };
-                batpak_service::proposal(0, ev.clone())
-                    .map(|_| ev)
-                    .map_err(|e| e.message.trim_start_matches("event 0: ").to_string())
-            });
+        let checked = parse_line_event(&text).and_then(|ev| {
+            batpak_service::proposal(0, ev.clone())
+                .map(|_| ev)
+                .map_err(|e| anyhow::anyhow!("{}", e.message.trim_start_matches("event 0: ")))
+        });
         match checked {
-            Ok(ev) => events.push((i + 1, ev)),
+            Ok(ev) if events.len() < MAX_APPEND_EVENTS => events.push(ev),
+            Ok(_) => return Err(too_big()),
             Err(e) => {
-                errors.push(format!("{name}:{}: {e}", i + 1));
+                errors.push(format!("{name}:{}: {e:#}", i + 1));
                 if errors.len() >= 20 {
                     errors.push("(stopped after 20 errors)".into());
                     break;
@@ -129,38 +114,14 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
         eprintln!("{name}: no events (empty input); nothing appended");
         return Ok(ExitCode::SUCCESS);
     }
+    // The host checks causation and expected sequences against the store
+    // and appends the whole batch in one frame, or refuses all of it.
+    let receipts = c
+        .append(events)
+        .map_err(|e| anyhow::anyhow!("{name}: {e}; nothing was appended"))?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut iter = events.into_iter().peekable();
-    while iter.peek().is_some() {
-        let mut chunk = Vec::new();
-        let mut bytes = 0usize;
-        let mut first_line = 0;
-        while let Some((ln, ev)) = iter.peek() {
-            let size = ev.payload.as_ref().map_or(0, |p| p.to_string().len()) + 256;
-            if !chunk.is_empty()
-                && (chunk.len() >= MAX_APPEND_EVENTS.min(4096) || bytes + size > 8 << 20)
-            {
-                break;
-            }
-            if chunk.is_empty() {
-                first_line = *ln;
-            }
-            bytes += size;
-            chunk.push(iter.next().expect("peeked").1);
-        }
-        let n = chunk.len();
-        match c.append(chunk) {
-            // Durable before the reply: print at once.
-            Ok(receipts) => {
-                for r in receipts {
-                    writeln!(out, "{r}")?;
-                }
-            }
-            Err(e) => {
-                out.flush()?;
-                bail!("{name}: {e}; the batch starting at line {first_line} ({n} events) and everything after it were not appended");
-            }
-        }
+    for r in receipts {
+        writeln!(out, "{r}")?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

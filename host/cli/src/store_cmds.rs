@@ -1,6 +1,7 @@
 //! `append`, `events` and `verify`.
 
 use anyhow::{bail, Context};
+use batpak_service::NewEvent;
 use batpak_store::Region;
 use batpak_store::{hex, Coordinate, Event, EventId, Proposal, Receipt};
 use batpak_store::{verify_dir, AppendOptions, LogReader, Store, StoreError};
@@ -94,6 +95,7 @@ fn receipt_json(r: &Receipt, p: &Coordinate, kind: &str) -> serde_json::Value {
     })
 }
 
+/// One `--jsonl` line, the same with or without a running host.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Line {
@@ -111,35 +113,38 @@ struct Line {
     idempotency_key: Option<String>,
 }
 
-const LINE_HELP: &str = r#"each line must be a JSON object {"entity","scope","kind","payload"} with optional "id", "causation", "correlation" (32 hex digits) and "idempotency_key""#;
+pub(crate) const LINE_HELP: &str = r#"each line must be a JSON object {"entity","scope","kind","payload"} with optional "id", "causation", "correlation" (32 hex digits) and "idempotency_key""#;
 
 /// Longest accepted `--jsonl` line: a maximal payload, JSON-escaped, plus
 /// the other fields. Longer lines are refused, never buffered.
 const MAX_LINE: usize = 4 * batpak_store::MAX_PAYLOAD_LEN + (64 << 10);
 
-fn parse_line(text: &str) -> anyhow::Result<Proposal> {
+/// Parses one `--jsonl` line into the event a client sends (syntax only).
+pub(crate) fn parse_line_event(text: &str) -> anyhow::Result<NewEvent> {
     let l: Line = serde_json::from_str(text).map_err(|e| {
         anyhow::anyhow!(
             "{}; {LINE_HELP}",
             e.to_string().replace("at line 1 column", "at column")
         )
     })?;
-    let coordinate = Coordinate::new(l.entity, l.scope)?;
-    let mut p = Proposal::new(coordinate, l.kind, serde_json::to_vec(&l.payload)?);
-    p.id = l.id.as_deref().map(|s| parse_id("id", s)).transpose()?;
-    p.causation = l
-        .causation
-        .as_deref()
-        .map(|s| parse_id("causation", s))
-        .transpose()?;
-    p.correlation = l
-        .correlation
-        .as_deref()
-        .map(|s| parse_id("correlation", s))
-        .transpose()?;
-    p.idempotency_key = l.idempotency_key;
-    p.validate(false)?;
-    Ok(p)
+    Ok(NewEvent {
+        id: l.id,
+        entity: l.entity,
+        scope: l.scope,
+        kind: l.kind,
+        payload: Some(l.payload),
+        causation: l.causation,
+        correlation: l.correlation,
+        idempotency_key: l.idempotency_key,
+        ..NewEvent::default()
+    })
+}
+
+/// Parses and checks one `--jsonl` line (everything but the store).
+fn parse_line(text: &str) -> anyhow::Result<Proposal> {
+    let event = parse_line_event(text)?;
+    batpak_service::proposal(0, event)
+        .map_err(|e| anyhow::anyhow!("{}", e.message.trim_start_matches("event 0: ")))
 }
 
 pub(crate) fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {

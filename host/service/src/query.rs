@@ -30,6 +30,11 @@ pub struct NewEvent {
     /// Payload text, stored verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_text: Option<String>,
+    /// Explicit id (32 hex digits) for the new event. A retry with the same
+    /// id returns the first receipt; a later event of the same batch may
+    /// name it as its causation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Id (32 hex digits) of the causing event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation: Option<String>,
@@ -175,6 +180,10 @@ pub fn proposal(index: usize, e: NewEvent) -> Result<Proposal, WireError> {
         (None, None) => Vec::new(),
     };
     let mut p = Proposal::new(coordinate, e.kind, payload);
+    p.id =
+        e.id.as_deref()
+            .map(|s| parse_id("id", index, s))
+            .transpose()?;
     p.causation = e
         .causation
         .as_deref()
