@@ -1,6 +1,10 @@
 //! The in-memory index: a dense vector of fixed-size entries ordered by
 //! global sequence, plus maps by id, entity, causation (the causal graph
-//! forward), idempotency key and cursor checkpoint.
+//! forward), correlation, idempotency key and cursor checkpoint.
+//!
+//! Every list of sequences in the maps is ascending (events are inserted
+//! in sequence order), so a query can binary-search its `after` position
+//! and stop at its limit instead of walking the log.
 //!
 //! Strings (entities, scopes, kinds) are interned so entries stay small and
 //! region filters compare cheaply.
@@ -21,6 +25,7 @@ pub const CHECKPOINT_KIND: &str = "batpak.cursor.checkpoint";
 pub(crate) struct Entry {
     pub id: EventId,
     pub causation: Option<EventId>,
+    pub correlation: EventId,
     pub entity_seq: u64,
     /// Absolute offset of the event's `header_len` field in its segment.
     pub offset: u64,
@@ -81,6 +86,10 @@ pub(crate) struct Index {
     pub by_id: FastMap<EventId, u64>,
     pub by_entity: FastMap<u32, Vec<u64>>,
     pub children: FastMap<EventId, Vec<EventId>>,
+    /// Sequences of the events caused by an event (same order as `children`).
+    pub children_seqs: FastMap<EventId, Vec<u64>>,
+    /// Sequences of the events of each correlation.
+    pub by_correlation: FastMap<EventId, Vec<u64>>,
     pub keys: FastMap<String, u64>,
     pub checkpoints: FastMap<String, Checkpoint>,
 }
@@ -122,6 +131,7 @@ impl Index {
         let e = Entry {
             id: h.id,
             causation: h.causation,
+            correlation: h.correlation,
             entity_seq: h.entity_sequence,
             offset,
             segment,
@@ -151,6 +161,11 @@ impl Index {
         self.by_entity.entry(e.entity).or_default().push(seq);
         if let Some(c) = e.causation {
             self.children.entry(c).or_default().push(e.id);
+            self.children_seqs.entry(c).or_default().push(seq);
         }
+        self.by_correlation
+            .entry(e.correlation)
+            .or_default()
+            .push(seq);
     }
 }

@@ -23,6 +23,7 @@ mod frame;
 mod index;
 mod lifecycle;
 mod lock;
+mod lookup;
 mod plan;
 mod read_path;
 mod reader;
@@ -45,6 +46,7 @@ pub use error::StoreError;
 pub(crate) use fanout::SubscriberQueue;
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use lifecycle::RECOVERED_KIND;
+pub use lookup::Lookup;
 pub use plan::AppendPlan;
 pub use reader::LogReader;
 pub use region::Region;
@@ -309,6 +311,29 @@ impl Store {
             .core
             .reads
             .scan(region, after, limit, include_system, u64::MAX)
+    }
+
+    /// Reads visible events found through an index — an entity's, a
+    /// correlation's, an event's direct reactions, one id, or the log from a
+    /// position — that match `region`, have a sequence greater than `after`,
+    /// at most `limit`, in sequence order. Only the chosen index's list is
+    /// walked, never the log from its start. System events match as in
+    /// [`scan`](Self::scan).
+    ///
+    /// # Errors
+    /// An I/O error reading the segment, or [`StoreError::Corrupt`].
+    pub fn lookup(
+        &self,
+        lookup: &Lookup,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner
+            .core
+            .reads
+            .lookup(lookup, region, after, limit, include_system)
     }
 
     /// Current watermarks.

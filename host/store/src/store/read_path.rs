@@ -11,7 +11,7 @@ use super::disk::{Disk, DiskFile};
 use super::frame::decode_frame;
 use super::index::{Entry, FastMap, Index};
 use super::segment::{decode_event_at, decode_header, segment_path};
-use super::{Checkpoint, Region, StoreError};
+use super::{Checkpoint, Lookup, Region, StoreError};
 use crate::event::{ChainLink, Event, EventId};
 use parking_lot::RwLock;
 use std::collections::HashMap;
@@ -271,5 +271,80 @@ impl ReadPath {
         let mut v: Vec<Checkpoint> = self.index.read().checkpoints.values().cloned().collect();
         v.sort_by(|a, b| a.cursor.cmp(&b.cursor));
         v
+    }
+
+    /// Entries found through `lookup` with sequence greater than `after`
+    /// that match `region`, at most `limit`, in sequence order. Only the
+    /// lookup's own list is walked ([`Lookup::All`] walks the log from
+    /// `after`, which is itself positional).
+    pub fn lookup_entries(
+        &self,
+        lookup: &Lookup,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+    ) -> Vec<Entry> {
+        if *lookup == Lookup::All {
+            return self
+                .scan_entries(region, after, limit, include_system, u64::MAX)
+                .0;
+        }
+        let ix = self.index.read();
+        let one;
+        let seqs: &[u64] = match lookup {
+            Lookup::All => unreachable!("handled above"),
+            Lookup::Entity(name) => ix
+                .names
+                .get(name)
+                .and_then(|i| ix.by_entity.get(&i))
+                .map_or(&[], Vec::as_slice),
+            Lookup::Correlation(c) => ix.by_correlation.get(c).map_or(&[], Vec::as_slice),
+            Lookup::CausedBy(c) => ix.children_seqs.get(c).map_or(&[], Vec::as_slice),
+            Lookup::Id(id) => match ix.by_id.get(id) {
+                Some(s) => {
+                    one = [*s];
+                    &one
+                }
+                None => &[],
+            },
+        };
+        let start = seqs.partition_point(|s| *s <= after);
+        let mut cache: FastMap<(u32, u32, u32), bool> = FastMap::default();
+        let mut out = Vec::new();
+        for s in &seqs[start..] {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(e) = ix.entry(*s) else { break };
+            let m = *cache.entry((e.entity, e.scope, e.kind)).or_insert_with(|| {
+                region.matches_parts_or_system(
+                    ix.names.name(e.entity),
+                    ix.names.name(e.scope),
+                    ix.names.name(e.kind),
+                    include_system,
+                )
+            });
+            if m {
+                out.push(*e);
+            }
+            if cache.len() > 65_536 {
+                cache.clear();
+            }
+        }
+        out
+    }
+
+    /// Reads the events [`lookup_entries`](Self::lookup_entries) finds.
+    pub fn lookup(
+        &self,
+        lookup: &Lookup,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+    ) -> Result<Vec<Event>, StoreError> {
+        let entries = self.lookup_entries(lookup, region, after, limit, include_system);
+        self.read_entries(&entries)
     }
 }
