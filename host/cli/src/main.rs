@@ -18,6 +18,7 @@ mod status_display;
 mod store_cmds;
 mod supervisor;
 mod test_cmd;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -44,6 +45,9 @@ pub enum Command {
     Append(store_cmds::AppendArgs),
     /// Print events as JSON lines, oldest first.
     Events(store_cmds::EventsArgs),
+    /// Draw an event's causes and every reaction it led to, as a tree
+    /// (text, DOT, SVG or JSON).
+    Trace(trace::TraceArgs),
     /// Check every frame, hash, chain link and index entry; exit 1 with a
     /// report when anything is wrong.
     Verify,
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Append(a) => store_cmds::append(&cli.data, a),
         Command::Events(a) => store_cmds::events(&cli.data, a),
+        Command::Trace(a) => trace::trace(&cli.data, a),
         Command::Verify => store_cmds::verify(&cli.data),
         Command::Run(a) => run::run(&cli.data, a),
         Command::Inspect(a) => inspect::inspect(&cli.data, a),
