@@ -15,3 +15,4 @@ mod runtime_hostile;
 mod runtime_native;
 mod runtime_refusals;
 mod service;
+mod trace;

@@ -113,13 +113,18 @@ fn check(store: &Store, log: &[Event], rng: &mut Rng, seed: u64) {
             .take(limit)
             .map(|e| e.header.sequence)
             .collect();
-        let got = store.lookup(&lookup, &region, after, limit, system).unwrap();
+        let got = store
+            .lookup(&lookup, &region, after, limit, system)
+            .unwrap();
         assert_eq!(
             seqs(&got),
             want,
             "seed {seed} round {round}: {lookup:?} {region:?} after {after} limit {limit} system {system}"
         );
-        for (g, w) in got.iter().zip(log.iter().filter(|e| want.contains(&e.header.sequence))) {
+        for (g, w) in got
+            .iter()
+            .zip(log.iter().filter(|e| want.contains(&e.header.sequence)))
+        {
             assert_eq!(g.payload, w.payload, "seed {seed}: payload differs");
         }
     }
@@ -169,7 +174,13 @@ fn unknown_ids_and_entities_find_nothing() {
         Lookup::CausedBy(EventId(7)),
         Lookup::Id(EventId(7)),
     ] {
-        assert!(store.lookup(&l, &r, 0, 10, true).unwrap().is_empty(), "{l:?}");
+        assert!(
+            store.lookup(&l, &r, 0, 10, true).unwrap().is_empty(),
+            "{l:?}"
+        );
     }
-    assert_eq!(store.lookup(&Lookup::All, &r, 0, 10, true).unwrap().len(), 1);
+    assert_eq!(
+        store.lookup(&Lookup::All, &r, 0, 10, true).unwrap().len(),
+        1
+    );
 }
