@@ -184,3 +184,55 @@ fn unknown_ids_and_entities_find_nothing() {
         1
     );
 }
+
+/// A lookup reading a few events out of a large frame checks each by its
+/// own hash: a damaged byte in an event handed on is still reported.
+#[test]
+fn sparse_reads_from_a_large_frame_report_a_damaged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // One batch = one frame of ~600 KB.
+    let batch: Vec<Proposal> = (0..3000)
+        .map(|i| {
+            Proposal::new(
+                Coordinate::new(format!("e:{}", i % 30), "s").unwrap(),
+                "x.y",
+                format!("payload-{i:06}-{}", "z".repeat(180)).into_bytes(),
+            )
+        })
+        .collect();
+    let rs = store.append_batch(batch, AppendOptions::durable()).unwrap();
+    let r = Region::all();
+    let before = store
+        .lookup(&Lookup::Entity("e:7".into()), &r, 0, usize::MAX, false)
+        .unwrap();
+    assert_eq!(before.len(), 100);
+    // Damage one byte of event 1507's payload (entity e:7) on disk.
+    let seg = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let needle = b"payload-001507-";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    bytes[at + 3] ^= 0x20;
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = store
+        .lookup(&Lookup::Entity("e:7".into()), &r, 0, usize::MAX, false)
+        .unwrap_err();
+    assert!(
+        matches!(err, batpak_store::StoreError::Corrupt { .. }),
+        "{err}"
+    );
+    assert!(matches!(
+        store.get(rs[1507].id),
+        Err(batpak_store::StoreError::Corrupt { .. })
+    ));
+    // An undamaged event of another entity in the same frame still reads.
+    let ok = store.get(rs[1508].id).unwrap().unwrap();
+    assert_eq!(ok.header.id, rs[1508].id);
+}
