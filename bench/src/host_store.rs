@@ -195,7 +195,7 @@ fn check_count(store: &Store, n: u64) -> Result<()> {
 
 /// (e) `Cursor` over `Region::all()`, `pull_batch(1024, 10 ms)` until empty.
 pub fn replay(store: &Store, p: &Params) -> Result<Cell> {
-    let mut cursor = Cursor::new(&store, Region::all(), 0);
+    let mut cursor = Cursor::new(store, Region::all(), 0);
     let deadline = Deadline::after(p.cap);
     let start = Instant::now();
     let mut count = 0u64;

@@ -237,7 +237,8 @@ pub fn run(base: &Path, events: u64) -> Result<()> {
         "{:<36} {:>14} {:>14} {:>14} {:>10} {:>8}",
         "", "median/p99 ms", "median/p99 ms", "ms (once)", "", ""
     );
-    let scans: [(Box<dyn Fn(&Event) -> bool>, usize); 4] = [
+    type Scan = (Box<dyn Fn(&Event) -> bool>, usize);
+    let scans: [Scan; 4] = [
         (
             Box::new(|e: &Event| e.header.coordinate.entity == "order:42"),
             usize::MAX,

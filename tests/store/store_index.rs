@@ -52,11 +52,14 @@ fn seqs(v: &[Event]) -> Vec<u64> {
     v.iter().map(|e| e.header.sequence).collect()
 }
 
+/// A brute-force predicate standing for one lookup.
+type Pred = Box<dyn Fn(&Event) -> bool>;
+
 /// Every lookup agrees with filtering the whole log.
 fn check(store: &Store, log: &[Event], rng: &mut Rng, seed: u64) {
     for round in 0..300 {
         let pick = &log[rng.below(log.len() as u64) as usize];
-        let (lookup, pred): (Lookup, Box<dyn Fn(&Event) -> bool>) = match rng.below(5) {
+        let (lookup, pred): (Lookup, Pred) = match rng.below(5) {
             0 => {
                 let en = pick.header.coordinate.entity.clone();
                 (

@@ -182,7 +182,8 @@ impl ReadPath {
             return Ok(None); // the whole-frame path reports it
         }
         let frame_len = 12 + u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as u64;
-        let frames_span = last.frame_start() + frame_len.max(last.frame_back as u64 + last.disk_len())
+        let frames_span = last.frame_start()
+            + frame_len.max(last.frame_back as u64 + last.disk_len())
             - first.frame_start();
         if frames_span <= wanted.saturating_mul(4) + SLACK {
             return Ok(None);
