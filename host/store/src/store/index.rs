@@ -85,9 +85,8 @@ pub(crate) struct Index {
     pub names: Interner,
     pub by_id: FastMap<EventId, u64>,
     pub by_entity: FastMap<u32, Vec<u64>>,
-    pub children: FastMap<EventId, Vec<EventId>>,
-    /// Sequences of the events caused by an event (same order as `children`).
-    pub children_seqs: FastMap<EventId, Vec<u64>>,
+    /// Sequences of the events caused by an event (its direct reactions).
+    pub children: FastMap<EventId, Vec<u64>>,
     /// Sequences of the events of each correlation.
     pub by_correlation: FastMap<EventId, Vec<u64>>,
     pub keys: FastMap<String, u64>,
@@ -160,8 +159,7 @@ impl Index {
         self.by_id.insert(e.id, seq);
         self.by_entity.entry(e.entity).or_default().push(seq);
         if let Some(c) = e.causation {
-            self.children.entry(c).or_default().push(e.id);
-            self.children_seqs.entry(c).or_default().push(seq);
+            self.children.entry(c).or_default().push(seq);
         }
         self.by_correlation
             .entry(e.correlation)

@@ -268,11 +268,14 @@ impl ReadPath {
     }
 
     pub fn caused_by(&self, id: EventId) -> Vec<EventId> {
-        self.index
-            .read()
-            .children
+        let ix = self.index.read();
+        ix.children
             .get(&id)
-            .cloned()
+            .map(|seqs| {
+                seqs.iter()
+                    .filter_map(|s| ix.entry(*s).map(|e| e.id))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -361,7 +364,7 @@ impl ReadPath {
                 .and_then(|i| ix.by_entity.get(&i))
                 .map_or(&[], Vec::as_slice),
             Lookup::Correlation(c) => ix.by_correlation.get(c).map_or(&[], Vec::as_slice),
-            Lookup::CausedBy(c) => ix.children_seqs.get(c).map_or(&[], Vec::as_slice),
+            Lookup::CausedBy(c) => ix.children.get(c).map_or(&[], Vec::as_slice),
             Lookup::Id(id) => match ix.by_id.get(id) {
                 Some(s) => {
                     one = [*s];
