@@ -39,6 +39,17 @@ fn build(store: &Store, rng: &mut Rng, n: usize) -> Vec<Event> {
             // An explicit correlation, not the cause's.
             p.correlation = Some(ids[rng.below(ids.len() as u64) as usize]);
         }
+        if rng.below(12) == 0 {
+            // A correlation no event carries as its id (yet): shared by a few.
+            p.correlation = Some(EventId((0xC0 << 120) | rng.below(4) as u128));
+        }
+        if rng.below(40) == 0 {
+            // An event whose id an earlier correlation already used.
+            let want = EventId((0xC0 << 120) | rng.below(4) as u128);
+            if !ids.contains(&want) {
+                p.id = Some(want);
+            }
+        }
         let r = store
             .append_system(vec![p], AppendOptions::visible())
             .unwrap();

@@ -87,8 +87,16 @@ pub(crate) struct Index {
     pub by_entity: FastMap<u32, Vec<u64>>,
     /// Sequences of the events caused by an event (its direct reactions).
     pub children: FastMap<EventId, Vec<u64>>,
-    /// Sequences of the events of each correlation.
-    pub by_correlation: FastMap<EventId, Vec<u64>>,
+    /// The correlation index, as lists threaded through the entries (no
+    /// allocation per event, which a map of vectors cost at every open): a
+    /// correlation's list starts at its **head** — the event whose id it is
+    /// when that event carries it, else the first event carrying it
+    /// (`corr_foreign`) — and `corr_next[seq - 1]` is the next event of the
+    /// same correlation (0: none); `corr_tail[head - 1]` is the list's end.
+    pub corr_next: Vec<u64>,
+    pub corr_tail: Vec<u64>,
+    /// Heads of correlations that are not the id of an event carrying them.
+    pub corr_foreign: FastMap<EventId, u64>,
     pub keys: FastMap<String, u64>,
     pub checkpoints: FastMap<String, Checkpoint>,
 }
@@ -154,6 +162,33 @@ impl Index {
         Ok(())
     }
 
+    /// Where correlation `c`'s list starts; `adding` is an entry being
+    /// linked (not yet in `entries`), which heads its own correlation.
+    fn correlation_head(&self, c: EventId, adding: Option<(&Entry, u64)>) -> Option<u64> {
+        if let Some(&h) = self.corr_foreign.get(&c) {
+            return Some(h);
+        }
+        let &s = self.by_id.get(&c)?;
+        let carries = match adding {
+            Some((e, seq)) if seq == s => e.correlation == c,
+            _ => self.entry(s).is_some_and(|e| e.correlation == c),
+        };
+        carries.then_some(s)
+    }
+
+    /// The sequences of the events carrying correlation `c`, ascending.
+    pub fn correlated(&self, c: EventId) -> impl Iterator<Item = u64> + '_ {
+        let mut next = self.correlation_head(c, None).unwrap_or(0);
+        std::iter::from_fn(move || {
+            if next == 0 {
+                return None;
+            }
+            let s = next;
+            next = self.corr_next[s as usize - 1];
+            Some(s)
+        })
+    }
+
     /// Adds an entry's links to the maps (shared by insert and snapshot load).
     pub fn link(&mut self, e: &Entry, seq: u64) {
         self.by_id.insert(e.id, seq);
@@ -161,9 +196,19 @@ impl Index {
         if let Some(c) = e.causation {
             self.children.entry(c).or_default().push(seq);
         }
-        self.by_correlation
-            .entry(e.correlation)
-            .or_default()
-            .push(seq);
+        self.corr_next.push(0);
+        self.corr_tail.push(0);
+        match self.correlation_head(e.correlation, Some((e, seq))) {
+            Some(head) if head != seq => {
+                let tail = self.corr_tail[head as usize - 1];
+                self.corr_next[tail as usize - 1] = seq;
+                self.corr_tail[head as usize - 1] = seq;
+            }
+            Some(_) => self.corr_tail[seq as usize - 1] = seq,
+            None => {
+                self.corr_foreign.insert(e.correlation, seq);
+                self.corr_tail[seq as usize - 1] = seq;
+            }
+        }
     }
 }

@@ -356,6 +356,7 @@ impl ReadPath {
         }
         let ix = self.index.read();
         let one;
+        let correlated: Vec<u64>;
         let seqs: &[u64] = match lookup {
             Lookup::All => unreachable!("handled above"),
             Lookup::Entity(name) => ix
@@ -363,7 +364,10 @@ impl ReadPath {
                 .get(name)
                 .and_then(|i| ix.by_entity.get(&i))
                 .map_or(&[], Vec::as_slice),
-            Lookup::Correlation(c) => ix.by_correlation.get(c).map_or(&[], Vec::as_slice),
+            Lookup::Correlation(c) => {
+                correlated = ix.correlated(*c).filter(|s| *s > after).collect();
+                &correlated
+            }
             Lookup::CausedBy(c) => ix.children.get(c).map_or(&[], Vec::as_slice),
             Lookup::Id(id) => match ix.by_id.get(id) {
                 Some(s) => {

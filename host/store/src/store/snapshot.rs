@@ -196,6 +196,8 @@ pub(crate) fn decode(bytes: &[u8], store_id: u128) -> Option<Loaded> {
     let names = index.names.names.len() as u32;
     index.entries.reserve(meta.count as usize);
     index.by_id.reserve(meta.count as usize);
+    index.corr_next.reserve(meta.count as usize);
+    index.corr_tail.reserve(meta.count as usize);
     for (i, chunk) in raw.chunks_exact(ENTRY_LEN).enumerate() {
         let e = get_entry(chunk);
         if e.entity >= names || e.scope >= names || e.kind >= names {
