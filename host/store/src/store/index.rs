@@ -168,6 +168,12 @@ impl Index {
         if let Some(&h) = self.corr_foreign.get(&c) {
             return Some(h);
         }
+        // The common root: an event carrying its own id (no map lookup).
+        if let Some((e, seq)) = adding {
+            if e.id == c {
+                return Some(seq);
+            }
+        }
         let &s = self.by_id.get(&c)?;
         let carries = match adding {
             Some((e, seq)) if seq == s => e.correlation == c,
