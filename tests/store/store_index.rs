@@ -250,3 +250,31 @@ fn sparse_reads_from_a_large_frame_report_a_damaged_event() {
     let ok = store.get(rs[1508].id).unwrap().unwrap();
     assert_eq!(ok.header.id, rs[1508].id);
 }
+
+/// `opens_clean`: true after a clean close, false when an open would have
+/// to repair (a torn tail after the durable marker).
+#[test]
+fn opens_clean_tells_when_an_open_repairs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(!batpak_store::opens_clean(dir.path()), "no store yet");
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..5 {
+        store
+            .append(
+                Proposal::new(
+                    Coordinate::new("a:1", "s").unwrap(),
+                    "x.y",
+                    format!("{i}").into_bytes(),
+                ),
+                AppendOptions::durable(),
+            )
+            .unwrap();
+    }
+    store.close().unwrap();
+    assert!(batpak_store::opens_clean(dir.path()), "closed cleanly");
+    let seg = dir.path().join("segments").join("00000001.seg");
+    let mut b = std::fs::read(&seg).unwrap();
+    b.extend_from_slice(b"BPKF\x10\x00");
+    std::fs::write(&seg, &b).unwrap();
+    assert!(!batpak_store::opens_clean(dir.path()), "a torn tail");
+}

@@ -615,20 +615,17 @@ pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
         return crate::remote::events(c, &a);
     }
     let ids = IdFilters::parse(&a)?;
-    // Without --follow, hold the store briefly and read through its index.
-    // `--follow`, or a store held by a `run` that serves no socket, reads
-    // the segments lock-free (a scan) so it never keeps `run` from starting.
-    if !a.follow && data.join("segments").is_dir() {
-        match Store::open(data) {
-            Ok(store) => {
-                report_recovery(&store);
-                let r = events_indexed(&store, &a, &ids);
-                store.close()?;
-                r?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(StoreError::Locked { .. }) => {}
-            Err(e) => return Err(e.into()),
+    // Without --follow, and when opening repairs nothing, hold the store
+    // for the read and go through its index. Otherwise — `--follow`, a torn
+    // or unacknowledged tail, damage, or a store held by a `run` serving no
+    // socket — read the segments lock-free (a scan): `events` never repairs
+    // the store, reports what it finds, and never keeps `run` from starting.
+    if !a.follow && batpak_store::opens_clean(data) {
+        if let Ok(store) = Store::open(data) {
+            let r = events_indexed(&store, &a, &ids);
+            store.close()?;
+            r?;
+            return Ok(ExitCode::SUCCESS);
         }
     }
     let region = events_region(&a);

@@ -14,7 +14,7 @@
 
 use anyhow::{bail, Context};
 use batpak_service::{Client, Query};
-use batpak_store::{EventId, LogReader, Lookup, Region, Store, StoreError};
+use batpak_store::{EventId, LogReader, Lookup, Region, Store};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -471,17 +471,19 @@ pub(crate) fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
                 data.display()
             );
         }
-        match Store::open(data) {
-            Ok(store) => {
-                crate::store_cmds::report_recovery(&store);
+        // As `events`: the index when opening repairs nothing, else a
+        // lock-free read of the segments.
+        match batpak_store::opens_clean(data)
+            .then(|| Store::open(data).ok())
+            .flatten()
+        {
+            Some(store) => {
                 let mut src = StoreSource(store);
-                let r = build(&mut src, &id)?;
+                let r = build(&mut src, &id);
                 src.0.close()?;
-                r
+                r?
             }
-            // `run` without a socket holds the store: read it lock-free.
-            Err(StoreError::Locked { .. }) => build(&mut ScanSource::read(data)?, &id)?,
-            Err(e) => return Err(e.into()),
+            None => build(&mut ScanSource::read(data)?, &id)?,
         }
     };
     if cut {

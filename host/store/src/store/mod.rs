@@ -401,6 +401,27 @@ impl Store {
     }
 }
 
+/// True when the store in `dir` ends exactly where its durable marker says
+/// — it was closed (or synced) cleanly and nothing was written after — so
+/// opening it repairs nothing: no torn tail to cut, no unacknowledged frames.
+/// A read-only tool may then open it to read through the index; otherwise
+/// it should read the segments ([`LogReader`]) and report what it finds.
+/// Damage inside the log is not looked for here (opening finds it).
+pub fn opens_clean(dir: &Path) -> bool {
+    let disk = OsDisk;
+    let Some((segment, offset)) = durable_mark::read(&disk, dir) else {
+        return false;
+    };
+    let seg_dir = dir.join("segments");
+    let Ok(segments) = segment::list_segments(&disk, &seg_dir) else {
+        return false;
+    };
+    if segments.last() != Some(&segment) {
+        return false;
+    }
+    std::fs::metadata(segment::segment_path(&seg_dir, segment)).is_ok_and(|m| m.len() == offset)
+}
+
 /// Verifies the store in `dir` straight from its segment files, without
 /// opening (or repairing) it: for a store that fails to open.
 ///
