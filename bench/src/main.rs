@@ -12,6 +12,7 @@ mod batpak_peer;
 mod common;
 mod host_store;
 mod machine;
+mod query;
 mod reactor;
 mod report;
 mod service;
@@ -58,6 +59,17 @@ enum Cmd {
         /// Seconds per measured cell.
         #[arg(long, default_value_t = 3)]
         secs: u64,
+        /// Directory for the scratch store (default: current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Indexed read latency (entity, correlation, caused-by, tail) on a
+    /// large store, in-process and through the control socket, beside a
+    /// segment scan; target ≤ 5 ms.
+    Query {
+        /// Events in the store.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
         /// Directory for the scratch store (default: current directory).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -137,6 +149,13 @@ fn main() -> Result<()> {
                 None => std::env::current_dir()?,
             },
             secs,
+        ),
+        Cmd::Query { events, dir } => query::run(
+            &match dir {
+                Some(d) => d,
+                None => std::env::current_dir()?,
+            },
+            events,
         ),
         Cmd::HostSplit { events, dir } => {
             let base = match dir {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 type Measure<'a> = dyn Fn(usize, Duration) -> Result<f64> + 'a;
 
 /// A host with no reactors: the service's store path only.
-struct NoReactors;
+pub(crate) struct NoReactors;
 
 impl Operator for NoReactors {
     fn status(&self) -> Vec<ReactorState> {

@@ -17,3 +17,4 @@ mod runtime_hostile;
 mod runtime_native;
 mod runtime_refusals;
 mod service;
+mod trace;

@@ -4,4 +4,5 @@
 mod store_core;
 mod store_crash;
 mod store_fuzz;
+mod store_index;
 mod store_power;

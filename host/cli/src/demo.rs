@@ -225,15 +225,6 @@ pub(crate) fn demo(_data: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn short(e: &Event) -> String {
-    let p = String::from_utf8_lossy(&e.payload);
-    let p: String = p.chars().take(110).collect();
-    format!(
-        "{:<28} {:<14} {}",
-        e.header.kind, e.header.coordinate.entity, p
-    )
-}
-
 fn print_trees(dir: &Path) -> anyhow::Result<()> {
     let mut reader = LogReader::open(dir)?;
     let mut all = Vec::new();
@@ -254,23 +245,27 @@ fn print_trees(dir: &Path) -> anyhow::Result<()> {
     }
     println!();
     println!("What each order caused (causal graph, from the log):");
-    fn walk(e: &Event, depth: usize, children: &HashMap<EventId, Vec<&Event>>) {
-        let bullet = if depth == 0 {
-            String::new()
-        } else {
-            format!("{}└─ ", "   ".repeat(depth - 1))
-        };
-        println!("  {bullet}{}", short(e));
-        for c in children
-            .get(&e.header.id)
-            .map(|v| v.as_slice())
-            .unwrap_or(&[])
-        {
-            walk(c, depth + 1, children);
+    // One renderer for causal trees: `trace`'s.
+    fn tree(e: &Event, children: &HashMap<EventId, Vec<&Event>>) -> crate::trace::Tree {
+        crate::trace::Tree {
+            event: crate::trace::TraceEvent::from_event(e),
+            children: children
+                .get(&e.header.id)
+                .map(|v| v.as_slice())
+                .unwrap_or(&[])
+                .iter()
+                .map(|c| tree(c, children))
+                .collect(),
         }
     }
+    let label = |e: &crate::trace::TraceEvent| {
+        let p: String = e.payload_text().chars().take(110).collect();
+        format!("{:<28} {:<14} {}", e.kind, e.entity, p)
+    };
     for e in all.iter().filter(|e| e.header.kind == "order.placed") {
-        walk(e, 0, &children);
+        for line in crate::trace::render_tree(&tree(e, &children), &label) {
+            println!("  {line}");
+        }
     }
     let count = |k: &str| all.iter().filter(|e| e.header.kind == k).count();
     println!();

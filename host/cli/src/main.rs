@@ -20,6 +20,7 @@ mod store_cmds;
 mod supervisor;
 mod swap_cmd;
 mod test_cmd;
+mod trace;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,9 @@ pub enum Command {
     Append(store_cmds::AppendArgs),
     /// Print events as JSON lines, oldest first.
     Events(store_cmds::EventsArgs),
+    /// Draw an event's causes and every reaction it led to, as a tree
+    /// (text, DOT, SVG or JSON).
+    Trace(trace::TraceArgs),
     /// Check every frame, hash, chain link and index entry; exit 1 with a
     /// report when anything is wrong.
     Verify,
@@ -105,6 +109,7 @@ fn main() -> ExitCode {
             Ok(None) => store_cmds::events(&cli.data, a),
             Err(e) => Err(e),
         },
+        Command::Trace(a) => trace::trace(&cli.data, a),
         Command::Verify => match running_host(&cli.data) {
             Ok(Some(c)) => remote::verify(c),
             Ok(None) => store_cmds::verify(&cli.data),

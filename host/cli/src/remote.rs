@@ -132,6 +132,9 @@ pub(crate) fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> 
         entity: a.entity.clone(),
         entity_prefix: a.entity_prefix.clone(),
         scope: a.scope.clone(),
+        correlation: a.correlation.clone(),
+        caused_by: a.caused_by.clone(),
+        id: None,
         kinds: a.kind.clone(),
         after: a.after,
         limit: None,
@@ -146,7 +149,7 @@ pub(crate) fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> 
         let page = c.read(&q)?;
         q.after = page.next_after;
         for e in &page.events {
-            if writeln!(out, "{e}").is_err() {
+            if crate::store_cmds::write_event(&mut out, e, None, a.format).is_err() {
                 return Ok(ExitCode::SUCCESS); // reader went away (e.g. `| head`)
             }
             printed += 1;

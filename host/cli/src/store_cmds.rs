@@ -2,9 +2,9 @@
 
 use anyhow::{bail, Context};
 use batpak_service::NewEvent;
-use batpak_store::Region;
 use batpak_store::{hex, Coordinate, Event, EventId, Proposal, Receipt};
 use batpak_store::{verify_dir, AppendOptions, LogReader, Store, StoreError};
+use batpak_store::{Lookup, Region};
 use clap::Args;
 use serde::Deserialize;
 use serde_json::json;
@@ -59,7 +59,14 @@ pub struct EventsArgs {
     /// Only this scope.
     #[arg(long)]
     pub scope: Option<String>,
-    /// Only this kind (repeatable).
+    /// Only events carrying this correlation id (32 hex digits).
+    #[arg(long)]
+    pub correlation: Option<String>,
+    /// Only the direct reactions of this event (its id, 32 hex digits).
+    #[arg(long)]
+    pub caused_by: Option<String>,
+    /// Only this kind (repeatable); a `batpak.*` kind selects just that
+    /// kind of host record.
     #[arg(long)]
     pub kind: Vec<String>,
     /// Only events with a global sequence greater than this.
@@ -74,6 +81,82 @@ pub struct EventsArgs {
     /// Include the host's own `batpak.*` events (checkpoints, denials, parking).
     #[arg(long)]
     pub system: bool,
+    /// `json`: one JSON object per line; `pretty`: one readable line per
+    /// event (ISO-8601 UTC time, payload as stored).
+    #[arg(long, value_enum, default_value_t = EventFormat::Json)]
+    pub format: EventFormat,
+}
+
+/// How `events` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventFormat {
+    /// JSON lines.
+    Json,
+    /// Readable lines.
+    Pretty,
+}
+
+/// `timestamp_us` (microseconds since the Unix epoch) as ISO-8601 UTC.
+pub(crate) fn iso_time(us: u64) -> String {
+    let secs = us / 1_000_000;
+    let micros = us % 1_000_000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Writes one event (as `event_json` shapes it) in `format`; `raw` is the
+/// payload's stored bytes when at hand (else the JSON payload is printed
+/// compactly, text verbatim).
+pub(crate) fn write_event(
+    out: &mut dyn Write,
+    v: &serde_json::Value,
+    raw: Option<&[u8]>,
+    format: EventFormat,
+) -> std::io::Result<()> {
+    match format {
+        EventFormat::Json => writeln!(out, "{v}"),
+        EventFormat::Pretty => {
+            let s = |k: &str| v[k].as_str().unwrap_or("");
+            let payload = match raw {
+                Some(b) => String::from_utf8_lossy(b).into_owned(),
+                None => match &v["payload"] {
+                    serde_json::Value::String(t) => t.clone(),
+                    p => p.to_string(),
+                },
+            };
+            let cause = match v["causation"].as_str() {
+                Some(c) => format!(" cause={c}"),
+                None => String::new(),
+            };
+            writeln!(
+                out,
+                "{} #{} {} {}/{} id={}{cause} corr={} {payload}",
+                iso_time(v["timestamp_us"].as_u64().unwrap_or(0)),
+                v["seq"],
+                s("kind"),
+                s("entity"),
+                s("scope"),
+                s("id"),
+                s("correlation"),
+            )
+        }
+    }
 }
 
 fn parse_id(flag: &str, s: &str) -> anyhow::Result<EventId> {
@@ -447,14 +530,108 @@ pub(crate) fn event_json(e: &Event) -> serde_json::Value {
     v
 }
 
-pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
+/// The ids `events` filters on, checked before anything is read.
+struct IdFilters {
+    correlation: Option<EventId>,
+    caused_by: Option<EventId>,
+}
+
+impl IdFilters {
+    fn parse(a: &EventsArgs) -> anyhow::Result<IdFilters> {
+        Ok(IdFilters {
+            correlation: a
+                .correlation
+                .as_deref()
+                .map(|s| parse_id("--correlation", s))
+                .transpose()?,
+            caused_by: a
+                .caused_by
+                .as_deref()
+                .map(|s| parse_id("--caused-by", s))
+                .transpose()?,
+        })
+    }
+
+    fn matches(&self, e: &Event) -> bool {
+        self.correlation.is_none_or(|c| e.header.correlation == c)
+            && self.caused_by.is_none_or(|c| e.header.causation == Some(c))
+    }
+}
+
+fn events_region(a: &EventsArgs) -> Region {
     let mut region = Region::all().kinds(a.kind.clone());
     region.scope = a.scope.clone();
     region.entity_prefix = a.entity_prefix.clone();
-    let include_system = a.system || a.kind.iter().any(|k| batpak_store::is_system_kind(k));
+    region
+}
+
+/// `events` through the store's indexes (this process holds the store):
+/// by caused-by, correlation or entity when given, else from `--after` —
+/// never a walk of the log from its start.
+fn events_indexed(store: &Store, a: &EventsArgs, ids: &IdFilters) -> anyhow::Result<()> {
+    let region = events_region(a);
+    let lookup = if let Some(c) = ids.caused_by {
+        Lookup::CausedBy(c)
+    } else if let Some(c) = ids.correlation {
+        Lookup::Correlation(c)
+    } else if let Some(e) = &a.entity {
+        Lookup::Entity(e.clone())
+    } else {
+        Lookup::All
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let limit = a.limit.unwrap_or(u64::MAX);
+    let mut printed = 0u64;
+    let mut after = a.after;
+    const CHUNK: usize = 4096;
+    while printed < limit {
+        let want = (limit - printed).min(CHUNK as u64) as usize;
+        let batch = store.lookup(&lookup, &region, after, want, a.system)?;
+        for e in &batch {
+            let ok = ids.matches(e)
+                && a.entity
+                    .as_ref()
+                    .is_none_or(|en| &e.header.coordinate.entity == en);
+            if !ok {
+                continue;
+            }
+            if write_event(&mut out, &event_json(e), Some(&e.payload), a.format).is_err() {
+                return Ok(()); // reader went away (e.g. `| head`)
+            }
+            printed += 1;
+        }
+        match batch.last() {
+            Some(e) if batch.len() == want => after = e.header.sequence,
+            _ => break,
+        }
+    }
+    let _ = out.flush();
+    Ok(())
+}
+
+pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
+    let ids = IdFilters::parse(&a)?;
+    // Without --follow, and when opening repairs nothing, hold the store
+    // for the read and go through its index. Otherwise — `--follow`, a torn
+    // or unacknowledged tail, damage, or a store held by a `run` serving no
+    // socket — read the segments lock-free (a scan): `events` never repairs
+    // the store, reports what it finds, and never keeps `run` from starting.
+    if !a.follow && batpak_store::opens_clean(data) {
+        if let Ok(store) = Store::open(data) {
+            let r = events_indexed(&store, &a, &ids);
+            store.close()?;
+            r?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let region = events_region(&a);
+    // A listed `batpak.*` kind matches by itself; `--system` adds every host
+    // record (as through a running host).
+    let include_system = a.system;
     let matches = |e: &Event| {
         let h = &e.header;
-        if h.sequence <= a.after {
+        if h.sequence <= a.after || !ids.matches(e) {
             return false;
         }
         if let Some(en) = &a.entity {
@@ -482,7 +659,7 @@ pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
                 out.flush()?;
                 return Ok(ExitCode::SUCCESS);
             }
-            if writeln!(out, "{}", event_json(e)).is_err() {
+            if write_event(&mut out, &event_json(e), Some(&e.payload), a.format).is_err() {
                 return Ok(ExitCode::SUCCESS); // reader went away (e.g. `| head`)
             }
             printed += 1;
@@ -505,7 +682,7 @@ pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
                 if printed >= limit {
                     break;
                 }
-                writeln!(out, "{}", event_json(e))?;
+                write_event(&mut out, &event_json(e), Some(&e.payload), a.format)?;
                 printed += 1;
             }
             if reader.incomplete_tail().is_none() {

@@ -5,7 +5,7 @@
 //!
 //! Routes (all but `/metrics` need `Authorization: Bearer TOKEN`):
 //! - `POST /v1/events`: one event object or an array; durable receipts.
-//! - `GET /v1/events?entity=&entity_prefix=&scope=&kind=&after=&limit=&system=`
+//! - `GET /v1/events?entity=&entity_prefix=&scope=&correlation=&caused_by=&id=&kind=&after=&limit=&system=`
 //! - `GET /v1/events/follow?...`: chunked JSON lines, one event per line.
 //! - `GET /v1/reactors`: reactor states.
 //! - `GET /metrics`: Prometheus text, counts only.
@@ -574,7 +574,7 @@ fn percent_decode(s: &str) -> Result<String, WireError> {
     String::from_utf8(out).map_err(|_| WireError::new(ErrorCode::BadRequest, "query is not UTF-8"))
 }
 
-/// Parses `?entity=&entity_prefix=&scope=&kind=(repeatable)&after=&limit=&system=`.
+/// Parses `?entity=&entity_prefix=&scope=&correlation=&caused_by=&id=&kind=(repeatable)&after=&limit=&system=`.
 fn parse_query(qs: &str) -> Result<Query, WireError> {
     let mut q = Query::default();
     let bad = |m: String| WireError::new(ErrorCode::BadRequest, m);
@@ -589,6 +589,9 @@ fn parse_query(qs: &str) -> Result<Query, WireError> {
             "entity" => q.entity = Some(v),
             "entity_prefix" => q.entity_prefix = Some(v),
             "scope" => q.scope = Some(v),
+            "correlation" => q.correlation = Some(v),
+            "caused_by" => q.caused_by = Some(v),
+            "id" => q.id = Some(v),
             "kind" => q.kinds.push(v),
             "after" => q.after = num(&v)?,
             "limit" => q.limit = Some(num(&v)?),
@@ -601,7 +604,7 @@ fn parse_query(qs: &str) -> Result<Query, WireError> {
             }
             other => {
                 return Err(bad(format!(
-                    "unknown query parameter {other:?}; known: entity, entity_prefix, scope, kind, after, limit, system"
+                    "unknown query parameter {other:?}; known: entity, entity_prefix, scope, correlation, caused_by, id, kind, after, limit, system"
                 )))
             }
         }

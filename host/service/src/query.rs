@@ -4,7 +4,8 @@
 
 use crate::wire_error::{ErrorCode, WireError};
 use batpak_store::{
-    hex, AppendOptions, Coordinate, Event, EventId, Proposal, Receipt, Region, Store, StoreError,
+    hex, AppendOptions, Coordinate, Event, EventId, Lookup, Proposal, Receipt, Region, Store,
+    StoreError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -67,6 +68,12 @@ pub struct Query {
     pub entity_prefix: Option<String>,
     /// Only this scope.
     pub scope: Option<String>,
+    /// Only events carrying this correlation id (32 hex digits).
+    pub correlation: Option<String>,
+    /// Only events directly caused by this event (32 hex digits).
+    pub caused_by: Option<String>,
+    /// Only the event with this id (32 hex digits).
+    pub id: Option<String>,
     /// Only these kinds (none: every kind).
     pub kinds: Vec<String>,
     /// Only events with a global sequence greater than this.
@@ -252,6 +259,32 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
     if q.entity.is_some() && q.entity_prefix.is_some() {
         return Err(bad("give either entity or entity_prefix, not both"));
     }
+    let parse = |what: &str, v: &Option<String>| -> Result<Option<EventId>, WireError> {
+        v.as_deref()
+            .map(|s| {
+                s.parse::<EventId>().map_err(|_| {
+                    bad(format!(
+                        "{what}: {s:?} is not an event id; expected 32 hex digits as printed in an event's \"id\""
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let id = parse("id", &q.id)?;
+    let caused_by = parse("caused_by", &q.caused_by)?;
+    let correlation = parse("correlation", &q.correlation)?;
+    // The narrowest index answers; the other filters check its events.
+    let lookup = if let Some(i) = id {
+        Lookup::Id(i)
+    } else if let Some(c) = caused_by {
+        Lookup::CausedBy(c)
+    } else if let Some(c) = correlation {
+        Lookup::Correlation(c)
+    } else if let Some(e) = &q.entity {
+        Lookup::Entity(e.clone())
+    } else {
+        Lookup::All
+    };
     let mut region = Region::all().kinds(q.kinds.clone());
     region.scope = q.scope.clone();
     region.entity_prefix = q.entity_prefix.clone().or_else(|| q.entity.clone());
@@ -268,7 +301,7 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
         // take back.
         let durable = store.watermarks().durable;
         let scanned = store
-            .scan(&region, after, page, include_system)
+            .lookup(&lookup, &region, after, page, include_system)
             .map_err(store_error)?;
         let full = scanned.len() == page;
         let next_after = match scanned.last() {
@@ -282,6 +315,9 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
                 q.entity
                     .as_ref()
                     .is_none_or(|en| &e.header.coordinate.entity == en)
+                    && id.is_none_or(|i| e.header.id == i)
+                    && caused_by.is_none_or(|c| e.header.causation == Some(c))
+                    && correlation.is_none_or(|c| e.header.correlation == c)
             })
             .map(event_json)
             .collect();

@@ -1,6 +1,10 @@
 //! The in-memory index: a dense vector of fixed-size entries ordered by
 //! global sequence, plus maps by id, entity, causation (the causal graph
-//! forward), idempotency key and cursor checkpoint.
+//! forward), correlation, idempotency key and cursor checkpoint.
+//!
+//! Every list of sequences in the maps is ascending (events are inserted
+//! in sequence order), so a query can binary-search its `after` position
+//! and stop at its limit instead of walking the log.
 //!
 //! Strings (entities, scopes, kinds) are interned so entries stay small and
 //! region filters compare cheaply.
@@ -21,6 +25,7 @@ pub const CHECKPOINT_KIND: &str = "batpak.cursor.checkpoint";
 pub(crate) struct Entry {
     pub id: EventId,
     pub causation: Option<EventId>,
+    pub correlation: EventId,
     pub entity_seq: u64,
     /// Absolute offset of the event's `header_len` field in its segment.
     pub offset: u64,
@@ -80,7 +85,18 @@ pub(crate) struct Index {
     pub names: Interner,
     pub by_id: FastMap<EventId, u64>,
     pub by_entity: FastMap<u32, Vec<u64>>,
-    pub children: FastMap<EventId, Vec<EventId>>,
+    /// Sequences of the events caused by an event (its direct reactions).
+    pub children: FastMap<EventId, Vec<u64>>,
+    /// The correlation index, as lists threaded through the entries (no
+    /// allocation per event, which a map of vectors cost at every open): a
+    /// correlation's list starts at its **head** — the event whose id it is
+    /// when that event carries it, else the first event carrying it
+    /// (`corr_foreign`) — and `corr_next[seq - 1]` is the next event of the
+    /// same correlation (0: none); `corr_tail[head - 1]` is the list's end.
+    pub corr_next: Vec<u64>,
+    pub corr_tail: Vec<u64>,
+    /// Heads of correlations that are not the id of an event carrying them.
+    pub corr_foreign: FastMap<EventId, u64>,
     pub keys: FastMap<String, u64>,
     pub checkpoints: FastMap<String, Checkpoint>,
 }
@@ -122,6 +138,7 @@ impl Index {
         let e = Entry {
             id: h.id,
             causation: h.causation,
+            correlation: h.correlation,
             entity_seq: h.entity_sequence,
             offset,
             segment,
@@ -145,12 +162,59 @@ impl Index {
         Ok(())
     }
 
+    /// Where correlation `c`'s list starts; `adding` is an entry being
+    /// linked (not yet in `entries`), which heads its own correlation.
+    fn correlation_head(&self, c: EventId, adding: Option<(&Entry, u64)>) -> Option<u64> {
+        if let Some(&h) = self.corr_foreign.get(&c) {
+            return Some(h);
+        }
+        // The common root: an event carrying its own id (no map lookup).
+        if let Some((e, seq)) = adding {
+            if e.id == c {
+                return Some(seq);
+            }
+        }
+        let &s = self.by_id.get(&c)?;
+        let carries = match adding {
+            Some((e, seq)) if seq == s => e.correlation == c,
+            _ => self.entry(s).is_some_and(|e| e.correlation == c),
+        };
+        carries.then_some(s)
+    }
+
+    /// The sequences of the events carrying correlation `c`, ascending.
+    pub fn correlated(&self, c: EventId) -> impl Iterator<Item = u64> + '_ {
+        let mut next = self.correlation_head(c, None).unwrap_or(0);
+        std::iter::from_fn(move || {
+            if next == 0 {
+                return None;
+            }
+            let s = next;
+            next = self.corr_next[s as usize - 1];
+            Some(s)
+        })
+    }
+
     /// Adds an entry's links to the maps (shared by insert and snapshot load).
     pub fn link(&mut self, e: &Entry, seq: u64) {
         self.by_id.insert(e.id, seq);
         self.by_entity.entry(e.entity).or_default().push(seq);
         if let Some(c) = e.causation {
-            self.children.entry(c).or_default().push(e.id);
+            self.children.entry(c).or_default().push(seq);
+        }
+        self.corr_next.push(0);
+        self.corr_tail.push(0);
+        match self.correlation_head(e.correlation, Some((e, seq))) {
+            Some(head) if head != seq => {
+                let tail = self.corr_tail[head as usize - 1];
+                self.corr_next[tail as usize - 1] = seq;
+                self.corr_tail[head as usize - 1] = seq;
+            }
+            Some(_) => self.corr_tail[seq as usize - 1] = seq,
+            None => {
+                self.corr_foreign.insert(e.correlation, seq);
+                self.corr_tail[seq as usize - 1] = seq;
+            }
         }
     }
 }

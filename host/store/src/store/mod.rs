@@ -23,6 +23,7 @@ mod frame;
 mod index;
 mod lifecycle;
 mod lock;
+mod lookup;
 mod plan;
 mod read_path;
 mod reader;
@@ -45,6 +46,7 @@ pub use error::StoreError;
 pub(crate) use fanout::SubscriberQueue;
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use lifecycle::RECOVERED_KIND;
+pub use lookup::Lookup;
 pub use plan::AppendPlan;
 pub use reader::LogReader;
 pub use region::Region;
@@ -311,6 +313,29 @@ impl Store {
             .scan(region, after, limit, include_system, u64::MAX)
     }
 
+    /// Reads visible events found through an index — an entity's, a
+    /// correlation's, an event's direct reactions, one id, or the log from a
+    /// position — that match `region`, have a sequence greater than `after`,
+    /// at most `limit`, in sequence order. Only the chosen index's list is
+    /// walked, never the log from its start. System events match as in
+    /// [`scan`](Self::scan).
+    ///
+    /// # Errors
+    /// An I/O error reading the segment, or [`StoreError::Corrupt`].
+    pub fn lookup(
+        &self,
+        lookup: &Lookup,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.inner
+            .core
+            .reads
+            .lookup(lookup, region, after, limit, include_system)
+    }
+
     /// Current watermarks.
     pub fn watermarks(&self) -> Watermarks {
         self.inner.core.dur.watermarks()
@@ -374,6 +399,27 @@ impl Store {
     pub fn plan(&self) -> AppendPlan<'_> {
         AppendPlan::new(&self.inner.core.reads)
     }
+}
+
+/// True when the store in `dir` ends exactly where its durable marker says
+/// — it was closed (or synced) cleanly and nothing was written after — so
+/// opening it repairs nothing: no torn tail to cut, no unacknowledged frames.
+/// A read-only tool may then open it to read through the index; otherwise
+/// it should read the segments ([`LogReader`]) and report what it finds.
+/// Damage inside the log is not looked for here (opening finds it).
+pub fn opens_clean(dir: &Path) -> bool {
+    let disk = OsDisk;
+    let Some((segment, offset)) = durable_mark::read(&disk, dir) else {
+        return false;
+    };
+    let seg_dir = dir.join("segments");
+    let Ok(segments) = segment::list_segments(&disk, &seg_dir) else {
+        return false;
+    };
+    if segments.last() != Some(&segment) {
+        return false;
+    }
+    std::fs::metadata(segment::segment_path(&seg_dir, segment)).is_ok_and(|m| m.len() == offset)
 }
 
 /// Verifies the store in `dir` straight from its segment files, without

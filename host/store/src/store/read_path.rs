@@ -6,13 +6,20 @@
 //! read and one check); a mismatch is [`StoreError::Corrupt`] naming segment
 //! and offset, never a damaged event handed on. Entity reads also check each
 //! event links to the one before (the chain commits to the hashes).
+//!
+//! Sparse reads — a few events out of a large frame, as index lookups by
+//! entity or correlation make — would pay for hashing a whole frame per
+//! event. There each event read is checked by its own hash instead (the
+//! BLAKE3 over its header and payload that the frame carries beside them):
+//! damage to any byte handed on is still [`StoreError::Corrupt`], and damage
+//! elsewhere in the frame is found when those events are read or by verify.
 
 use super::disk::{Disk, DiskFile};
 use super::frame::decode_frame;
 use super::index::{Entry, FastMap, Index};
 use super::segment::{decode_event_at, decode_header, segment_path};
-use super::{Checkpoint, Region, StoreError};
-use crate::event::{ChainLink, Event, EventId};
+use super::{Checkpoint, Lookup, Region, StoreError};
+use crate::event::{hash_encoded, ChainLink, Event, EventId};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -107,6 +114,11 @@ impl ReadPath {
                 j += 1;
             }
             let f = self.reader(first.segment)?;
+            if let Some(sparse) = self.sparse_run(&*f, &entries[i..j], &mut buf)? {
+                out.extend(sparse);
+                i = j;
+                continue;
+            }
             Self::read_at(&*f, first.segment, &mut buf, start, end)?;
             // Whole frames are needed for their CRC: a frame may run past
             // the last requested event (a batch read in part).
@@ -146,6 +158,55 @@ impl ReadPath {
             i = j;
         }
         Ok(out)
+    }
+
+    /// When the run's events are a small part of a large frame, reads only
+    /// their bytes and checks each by its own hash (see the module comment);
+    /// `None` when the whole-frame path is as cheap.
+    fn sparse_run(
+        &self,
+        f: &dyn DiskFile,
+        run: &[Entry],
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<Vec<Event>>, StoreError> {
+        /// Below this many bytes of frame around the events, whole-frame
+        /// checks cost no more than hashing the events.
+        const SLACK: u64 = 64 << 10;
+        let first = run[0];
+        let last = run[run.len() - 1];
+        let (start, end) = (first.offset, last.offset + last.disk_len());
+        let wanted = end - start;
+        // Frame length: 4 bytes after the frame's start (see `frame.rs`).
+        let mut head = [0u8; 8];
+        if f.read_exact_at(&mut head, first.frame_start()).is_err() {
+            return Ok(None); // the whole-frame path reports it
+        }
+        let frame_len = 12 + u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as u64;
+        let frames_span = last.frame_start()
+            + frame_len.max(last.frame_back as u64 + last.disk_len())
+            - first.frame_start();
+        if frames_span <= wanted.saturating_mul(4) + SLACK {
+            return Ok(None);
+        }
+        Self::read_at(f, first.segment, buf, start, end)?;
+        let mut out = Vec::with_capacity(run.len());
+        for e in run {
+            let at = (e.offset - start) as usize;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                segment: e.segment,
+                offset: e.offset,
+                reason,
+            };
+            let raw = decode_event_at(buf, at).map_err(corrupt)?;
+            if hash_encoded(raw.header_bytes, raw.payload) != raw.hash {
+                return Err(corrupt(format!(
+                    "event {} does not match its hash (damaged on disk)",
+                    e.id
+                )));
+            }
+            out.push(Self::decode_at(e, buf, at)?);
+        }
+        Ok(Some(out))
     }
 
     pub fn get_by_sequence(&self, s: u64) -> Result<Option<Event>, StoreError> {
@@ -207,11 +268,14 @@ impl ReadPath {
     }
 
     pub fn caused_by(&self, id: EventId) -> Vec<EventId> {
-        self.index
-            .read()
-            .children
+        let ix = self.index.read();
+        ix.children
             .get(&id)
-            .cloned()
+            .map(|seqs| {
+                seqs.iter()
+                    .filter_map(|s| ix.entry(*s).map(|e| e.id))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -271,5 +335,84 @@ impl ReadPath {
         let mut v: Vec<Checkpoint> = self.index.read().checkpoints.values().cloned().collect();
         v.sort_by(|a, b| a.cursor.cmp(&b.cursor));
         v
+    }
+
+    /// Entries found through `lookup` with sequence greater than `after`
+    /// that match `region`, at most `limit`, in sequence order. Only the
+    /// lookup's own list is walked ([`Lookup::All`] walks the log from
+    /// `after`, which is itself positional).
+    pub fn lookup_entries(
+        &self,
+        lookup: &Lookup,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+    ) -> Vec<Entry> {
+        if *lookup == Lookup::All {
+            return self
+                .scan_entries(region, after, limit, include_system, u64::MAX)
+                .0;
+        }
+        let ix = self.index.read();
+        let one;
+        let correlated: Vec<u64>;
+        let seqs: &[u64] = match lookup {
+            Lookup::All => unreachable!("handled above"),
+            Lookup::Entity(name) => ix
+                .names
+                .get(name)
+                .and_then(|i| ix.by_entity.get(&i))
+                .map_or(&[], Vec::as_slice),
+            Lookup::Correlation(c) => {
+                correlated = ix.correlated(*c).filter(|s| *s > after).collect();
+                &correlated
+            }
+            Lookup::CausedBy(c) => ix.children.get(c).map_or(&[], Vec::as_slice),
+            Lookup::Id(id) => match ix.by_id.get(id) {
+                Some(s) => {
+                    one = [*s];
+                    &one
+                }
+                None => &[],
+            },
+        };
+        let start = seqs.partition_point(|s| *s <= after);
+        let mut cache: FastMap<(u32, u32, u32), bool> = FastMap::default();
+        let mut out = Vec::new();
+        for s in &seqs[start..] {
+            if out.len() >= limit {
+                break;
+            }
+            let Some(e) = ix.entry(*s) else { break };
+            let m = *cache.entry((e.entity, e.scope, e.kind)).or_insert_with(|| {
+                region.matches_parts_or_system(
+                    ix.names.name(e.entity),
+                    ix.names.name(e.scope),
+                    ix.names.name(e.kind),
+                    include_system,
+                )
+            });
+            if m {
+                out.push(*e);
+            }
+            if cache.len() > 65_536 {
+                cache.clear();
+            }
+        }
+        out
+    }
+
+    /// Reads the events [`lookup_entries`](Self::lookup_entries) finds.
+    pub fn lookup(
+        &self,
+        lookup: &Lookup,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+    ) -> Result<Vec<Event>, StoreError> {
+        let entries = self.lookup_entries(lookup, region, after, limit, include_system);
+        self.read_entries(&entries)
     }
 }

@@ -1,13 +1,14 @@
 //! Index snapshots: what reopening needs, so a large store does not rescan
 //! every frame at each open.
 //!
-//! `index.snap` = `[magic "BPKSNAP3" 8][len u64][crc32 u32][body]`, body =
-//! `[meta_len u32][postcard meta][entry; count]` with fixed 80-byte entries.
+//! `index.snap` = `[magic "BPKSNAP4" 8][len u64][crc32 u32][body]`, body =
+//! `[meta_len u32][postcard meta][entry; count]` with fixed 96-byte entries
+//! (`BPKSNAP4` added each event's correlation, for the correlation index).
 //! The meta holds a **proof**: for every segment the snapshot covers, its
 //! length covered and the CRC-32 of those bytes. Opening trusts the snapshot
 //! only when the segment files still hash to the proof (one sequential read
 //! of the covered log, far cheaper than decoding it); a snapshot that is
-//! damaged, from another store, older (`BPKSNAP2`, no proof) or whose proof
+//! damaged, from another store, older (`BPKSNAP2`, no proof; `BPKSNAP3`, no correlations) or whose proof
 //! does not match is ignored and the index is rebuilt from the segments —
 //! where any damage is then found frame by frame.
 
@@ -19,8 +20,8 @@ use crate::event::EventId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-const MAGIC: [u8; 8] = *b"BPKSNAP3";
-const ENTRY_LEN: usize = 80;
+const MAGIC: [u8; 8] = *b"BPKSNAP4";
+const ENTRY_LEN: usize = 96;
 pub(crate) const FILE: &str = "index.snap";
 
 #[derive(Serialize, Deserialize)]
@@ -75,6 +76,7 @@ fn put_entry(out: &mut Vec<u8>, e: &Entry) {
     out.push(flag);
     out.extend_from_slice(&e.frame_back.to_le_bytes());
     out.extend_from_slice(&[0u8; 3]);
+    out.extend_from_slice(&e.correlation.0.to_le_bytes());
 }
 
 fn get_entry(b: &[u8]) -> Entry {
@@ -84,6 +86,7 @@ fn get_entry(b: &[u8]) -> Entry {
     Entry {
         id: EventId(u128_at(0)),
         causation: (b[72] == 1).then(|| EventId(u128_at(16))),
+        correlation: EventId(u128_at(80)),
         entity_seq: u64_at(32),
         offset: u64_at(40),
         segment: u32_at(48),
@@ -193,6 +196,8 @@ pub(crate) fn decode(bytes: &[u8], store_id: u128) -> Option<Loaded> {
     let names = index.names.names.len() as u32;
     index.entries.reserve(meta.count as usize);
     index.by_id.reserve(meta.count as usize);
+    index.corr_next.reserve(meta.count as usize);
+    index.corr_tail.reserve(meta.count as usize);
     for (i, chunk) in raw.chunks_exact(ENTRY_LEN).enumerate() {
         let e = get_entry(chunk);
         if e.entity >= names || e.scope >= names || e.kind >= names {
@@ -227,6 +232,7 @@ mod tests {
         let e = Entry {
             id: EventId(u128::MAX - 5),
             causation: Some(EventId(42)),
+            correlation: EventId(u128::MAX - 9),
             entity_seq: 7,
             offset: 1 << 40,
             segment: 3,
