@@ -11,7 +11,7 @@ use crate::supervisor::{RunPolicy, Supervisor};
 use crate::watch::expand_plugin_args;
 use anyhow::Context;
 use batpak_runtime::{LogLevel, Runtime, RuntimeConfig};
-use batpak_store::Store;
+use batpak_store::{Store, StoreError};
 use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -159,8 +159,8 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     // From here a signal asks for a clean stop: the store may be recovering
     // or the runners committing.
     signals::enter_running();
-    let store =
-        Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
+    let store = open_waiting_for_readers(data)
+        .with_context(|| format!("opening the store in {}", data.display()))?;
     crate::store_cmds::report_recovery(&store);
     let policy = RunPolicy {
         attempts: a.attempts,
@@ -200,4 +200,35 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// How long `run` waits for another process to release the store before
+/// giving up: a query (`events`, `trace`, `verify`) without a running host
+/// holds it for the moment of its read, and must not make a `run` started
+/// at that moment fail.
+const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Opens the store, retrying while another process holds it, for at most
+/// [`LOCK_WAIT`]; a holder that stays (another `run`) is reported with its
+/// pid and command, as before.
+fn open_waiting_for_readers(data: &Path) -> Result<Store, StoreError> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut said = false;
+    loop {
+        match Store::open(data) {
+            Err(StoreError::Locked { .. })
+                if std::time::Instant::now() < deadline && !signals::stop_requested() =>
+            {
+                if !said {
+                    eprintln!(
+                        "run: the store is held by another process; waiting up to {} s for it",
+                        LOCK_WAIT.as_secs()
+                    );
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
