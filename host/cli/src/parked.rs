@@ -123,16 +123,23 @@ fn replay(data: &Path, plugin: Option<String>, event: Option<String>) -> anyhow:
         }
     }
     store.close()?;
-    if made.is_empty() {
+    Ok(report_replay(
+        made.len(),
+        event.is_some(),
+        "the next `batpak-host run` of the reactor re-delivers them first",
+    ))
+}
+
+/// Says what a replay request did; fails when one named event matched no
+/// unresolved parked event.
+pub(crate) fn report_replay(made: usize, one_event: bool, when: &str) -> ExitCode {
+    if made == 0 {
         eprintln!("no unresolved parked event without a pending replay matches");
-        if event.is_some() {
-            return Ok(ExitCode::FAILURE);
+        if one_event {
+            return ExitCode::FAILURE;
         }
     } else {
-        eprintln!(
-            "{} replay request(s) recorded; the next `batpak-host run` of the reactor re-delivers them first",
-            made.len()
-        );
+        eprintln!("{made} replay request(s) recorded; {when}");
     }
-    Ok(ExitCode::SUCCESS)
+    ExitCode::SUCCESS
 }

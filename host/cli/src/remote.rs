@@ -4,7 +4,7 @@
 //! opens the store itself. `main` sends these commands here when a host
 //! runs (so the local commands never call back into this module).
 
-use crate::parked::{check_plugin_name, ParkedAction, ParkedArgs};
+use crate::parked::{check_plugin_name, report_replay, ParkedAction, ParkedArgs};
 use crate::run::usage;
 use crate::store_cmds::{parse_line_event, AppendArgs, EventsArgs};
 use anyhow::bail;
@@ -213,18 +213,11 @@ pub(crate) fn parked(mut c: Client, a: ParkedArgs) -> anyhow::Result<ExitCode> {
                 writeln!(out, "{m}")?;
             }
             drop(out);
-            if made.is_empty() {
-                eprintln!("no unresolved parked event without a pending replay matches");
-                if event.is_some() {
-                    return Ok(ExitCode::FAILURE);
-                }
-            } else {
-                eprintln!(
-                    "{} replay request(s) recorded; the running host re-delivers them now",
-                    made.len()
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            Ok(report_replay(
+                made.len(),
+                event.is_some(),
+                "the running host re-delivers them now",
+            ))
         }
     }
 }

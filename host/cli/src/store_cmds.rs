@@ -500,35 +500,9 @@ pub(crate) fn report_recovery(store: &Store) {
     }
 }
 
-/// One event as a JSON line.
-pub(crate) fn event_json(e: &Event) -> serde_json::Value {
-    let h = &e.header;
-    let payload = match serde_json::from_slice::<serde_json::Value>(&e.payload) {
-        Ok(v) => v,
-        Err(_) => serde_json::Value::String(String::from_utf8_lossy(&e.payload).into_owned()),
-    };
-    let mut v = json!({
-        "id": h.id.to_string(),
-        "seq": h.sequence,
-        "entity": h.coordinate.entity,
-        "scope": h.coordinate.scope,
-        "kind": h.kind,
-        "entity_seq": h.entity_sequence,
-        "causation": h.causation.map(|c| c.to_string()),
-        "correlation": h.correlation.to_string(),
-        "timestamp_us": h.timestamp_us,
-        "payload": payload,
-    });
-    if !h.meta.is_empty() {
-        v["meta"] = h
-            .meta
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect::<serde_json::Map<_, _>>()
-            .into();
-    }
-    v
-}
+/// One event as a JSON line: the same shape through a running host and
+/// without one.
+pub(crate) use batpak_service::event_json;
 
 /// The ids `events` filters on, checked before anything is read.
 struct IdFilters {
