@@ -1,30 +1,9 @@
 //! The store's command line, driven as a user would: the real binary, real
 //! files.
 
+use crate::common::{append_payloads, run};
 use serde_json::Value;
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_batpak-host")
-}
-
-fn run(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut c = Command::new(bin());
-    c.arg("--data").arg(data).args(args);
-    c.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
+use std::process::Output;
 
 fn lines(o: &Output) -> Vec<Value> {
     String::from_utf8_lossy(&o.stdout)
@@ -174,24 +153,7 @@ fn a_held_store_is_refused_naming_the_holder() {
 #[test]
 fn verify_reports_corruption_with_segment_and_offset() {
     let d = tempfile::tempdir().unwrap();
-    for i in 0..4 {
-        let o = run(
-            d.path(),
-            &[
-                "append",
-                "--entity",
-                "a",
-                "--scope",
-                "s",
-                "--kind",
-                "k",
-                "--payload",
-                &format!("value-{i}"),
-            ],
-            None,
-        );
-        assert!(o.status.success());
-    }
+    append_payloads(d.path(), (0..4).map(|i| format!("value-{i}")));
     let seg = d.path().join("segments").join("00000001.seg");
     let mut b = std::fs::read(&seg).unwrap();
     let at = b.windows(7).position(|w| w == b"value-1").unwrap();

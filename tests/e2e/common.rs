@@ -291,3 +291,47 @@ pub fn sigterm(child: &Child) {
         .expect("running kill");
     assert!(st.success(), "kill -TERM failed");
 }
+
+/// Runs `batpak-host --data <data> <args>`, feeding `stdin` when given, and
+/// returns its output whatever the exit code.
+pub fn run(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut c = Command::new(bin());
+    c.arg("--data").arg(data).args(args);
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawning batpak-host");
+    if let Some(s) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(s.as_bytes())
+            .expect("writing stdin");
+    }
+    child.wait_with_output().expect("waiting for batpak-host")
+}
+
+/// Appends one event per payload (entity `a`, scope `s`, kind `k`), each
+/// with its own `append` command, so each is its own frame.
+pub fn append_payloads(data: &Path, payloads: impl IntoIterator<Item = String>) {
+    for p in payloads {
+        host_ok(
+            data,
+            &[
+                "append",
+                "--entity",
+                "a",
+                "--scope",
+                "s",
+                "--kind",
+                "k",
+                "--payload",
+                &p,
+            ],
+        );
+    }
+}

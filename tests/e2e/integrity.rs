@@ -3,29 +3,13 @@
 //! recovery policy cuts only un-acknowledged torn tails; `verify` changes
 //! nothing; `append --jsonl` is all or nothing.
 
+use crate::common::{append_payloads, run};
 use batpak_store::{AppendOptions, Coordinate, Proposal, Store, StoreOptions};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn run(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_batpak-host"));
-    c.arg("--data").arg(data).args(args);
-    c.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -281,24 +265,7 @@ fn corrupt_stale_and_foreign_snapshots_are_never_trusted() {
 fn events_stops_at_damage_followed_by_acknowledged_events_and_follow_exits() {
     // Issue 7 finding 2: 10 of 20 printed, exit 0, --follow stalled.
     let d = tempfile::tempdir().unwrap();
-    for i in 0..20 {
-        let o = run(
-            d.path(),
-            &[
-                "append",
-                "--entity",
-                "a",
-                "--scope",
-                "s",
-                "--kind",
-                "k",
-                "--payload",
-                &format!("value-{i:02}"),
-            ],
-            None,
-        );
-        assert!(o.status.success());
-    }
+    append_payloads(d.path(), (0..20).map(|i| format!("value-{i:02}")));
     let seg = d.path().join("segments").join("00000001.seg");
     let mut b = std::fs::read(&seg).unwrap();
     let at = b.windows(8).position(|w| w == b"value-10").unwrap();
@@ -344,24 +311,7 @@ fn acknowledged_tail_damage_fails_closed_and_verify_changes_nothing() {
     // Issue 7 finding 3: opening (even via verify) cut an acknowledged
     // frame, and verify then said "sound".
     let d = tempfile::tempdir().unwrap();
-    for i in 0..5 {
-        let o = run(
-            d.path(),
-            &[
-                "append",
-                "--entity",
-                "a",
-                "--scope",
-                "s",
-                "--kind",
-                "k",
-                "--payload",
-                &format!("v{i}"),
-            ],
-            None,
-        );
-        assert!(o.status.success());
-    }
+    append_payloads(d.path(), (0..5).map(|i| format!("v{i}")));
     let seg = d.path().join("segments").join("00000001.seg");
     let len = std::fs::metadata(&seg).unwrap().len();
     std::fs::OpenOptions::new()
@@ -386,24 +336,7 @@ fn acknowledged_tail_damage_fails_closed_and_verify_changes_nothing() {
 #[test]
 fn an_unacknowledged_torn_tail_is_cut_reported_and_recorded() {
     let d = tempfile::tempdir().unwrap();
-    for i in 0..3 {
-        let o = run(
-            d.path(),
-            &[
-                "append",
-                "--entity",
-                "a",
-                "--scope",
-                "s",
-                "--kind",
-                "k",
-                "--payload",
-                &format!("v{i}"),
-            ],
-            None,
-        );
-        assert!(o.status.success());
-    }
+    append_payloads(d.path(), (0..3).map(|i| format!("v{i}")));
     // A write that never completed (nobody was told it was durable).
     let seg = d.path().join("segments").join("00000001.seg");
     let mut b = std::fs::read(&seg).unwrap();
