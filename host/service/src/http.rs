@@ -212,6 +212,23 @@ enum HeadError {
     Respond(u16, ErrorCode, String),
 }
 
+/// A head that stopped arriving: nothing to answer when no byte came (an
+/// idle keep-alive connection), else a 408.
+fn head_timed_out(buf: &[u8]) -> HeadError {
+    if buf.is_empty() {
+        HeadError::Closed
+    } else {
+        HeadError::Respond(
+            408,
+            ErrorCode::BadRequest,
+            format!(
+                "the request head did not arrive within {} s",
+                HEAD_DEADLINE.as_secs()
+            ),
+        )
+    }
+}
+
 /// Reads a request head within [`HEAD_DEADLINE`] (the first byte may take
 /// up to [`IDLE`] on a kept-alive connection).
 fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
@@ -285,18 +302,7 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(if buf.is_empty() {
-                HeadError::Closed
-            } else {
-                HeadError::Respond(
-                    408,
-                    ErrorCode::BadRequest,
-                    format!(
-                        "the request head did not arrive within {} s",
-                        HEAD_DEADLINE.as_secs()
-                    ),
-                )
-            });
+            return Err(head_timed_out(buf));
         }
         // The socket's read timeout is a short tick set once per connection;
         // the deadline is checked here, so no syscall per request for it.
@@ -310,20 +316,7 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
                 buf.extend_from_slice(&chunk[..n]);
             }
             Err(e) if is_tick(&e) => {}
-            Err(_) => {
-                return Err(if buf.is_empty() {
-                    HeadError::Closed
-                } else {
-                    HeadError::Respond(
-                        408,
-                        ErrorCode::BadRequest,
-                        format!(
-                            "the request head did not arrive within {} s",
-                            HEAD_DEADLINE.as_secs()
-                        ),
-                    )
-                })
-            }
+            Err(_) => return Err(head_timed_out(buf)),
         }
     }
 }
