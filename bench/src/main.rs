@@ -42,6 +42,13 @@ enum Cmd {
         /// Events to push through the reactors.
         #[arg(long, default_value_t = 10_000)]
         events: u64,
+        /// Only the pipeline rows (and the store's own durable-batch rate):
+        /// no compile, instantiate or boundary rows. For profiling.
+        #[arg(long)]
+        pipeline_only: bool,
+        /// Run the pipeline for only one side: `wasm` or `native`.
+        #[arg(long)]
+        only: Option<reactor::Side>,
     },
     /// Hot swap under a steady stream: latency (cold compile, cache hit),
     /// longest gap, lost/duplicated, shadow replay speed.
@@ -141,7 +148,11 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Store(args) => run_store(args),
-        Cmd::Reactor { events } => reactor::run(events),
+        Cmd::Reactor {
+            events,
+            pipeline_only,
+            only,
+        } => reactor::run(events, pipeline_only, only),
         Cmd::Swap { rate, rounds } => swap::run(rate, rounds),
         Cmd::Service { secs, dir } => service::run(
             &match dir {

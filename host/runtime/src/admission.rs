@@ -12,6 +12,7 @@ use batpak_store::{denial_event, Denial, Gate, GateSet};
 use batpak_store::{
     is_system_kind, Coordinate, Event, EventId, Proposal, MAX_KIND_LEN, MAX_NAME_LEN,
 };
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -111,7 +112,7 @@ impl Gate<ReactionContext> for CapabilityGate {
     }
 
     fn evaluate(&self, _ctx: &ReactionContext, p: &Proposal) -> Result<(), Denial> {
-        let kind = &clip(&p.kind, MAX_KIND_LEN);
+        let kind: &str = &clip(&p.kind, MAX_KIND_LEN);
         if is_system_kind(kind) {
             return Err(Denial::new(
                 CAPABILITY_GATE,
@@ -153,16 +154,17 @@ impl Gate<ReactionContext> for CapabilityGate {
     }
 }
 
-/// `s` cut to at most `max` bytes (on a character boundary), marked when cut.
-fn clip(s: &str, max: usize) -> String {
+/// `s` cut to at most `max` bytes (on a character boundary), marked when
+/// cut; borrowed (no allocation) when it fits, as every admitted kind does.
+fn clip(s: &str, max: usize) -> Cow<'_, str> {
     if s.len() <= max {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    Cow::Owned(format!("{}…", &s[..end]))
 }
 
 fn list(kinds: &BTreeSet<String>) -> String {
@@ -304,10 +306,10 @@ impl Admission {
                 // own causation may not).
                 let mut shown = Proposal::new(
                     Coordinate {
-                        entity: clip(&p.coordinate.entity, MAX_NAME_LEN),
-                        scope: clip(&p.coordinate.scope, MAX_NAME_LEN),
+                        entity: clip(&p.coordinate.entity, MAX_NAME_LEN).into_owned(),
+                        scope: clip(&p.coordinate.scope, MAX_NAME_LEN).into_owned(),
                     },
-                    clip(&p.kind, MAX_KIND_LEN),
+                    clip(&p.kind, MAX_KIND_LEN).into_owned(),
                     Vec::new(),
                 );
                 shown.causation = p.causation;

@@ -22,19 +22,30 @@ impl Worker {
                 self.unsaved = Some((last.sequence(), last.id()));
             }
         } else {
-            let mut opts = AppendOptions::durable();
+            // Within the durable window the append returns once accepted
+            // (ordered, atomic with its checkpoint) and its fsync overlaps
+            // the next batches; see `RunnerSettings::durable_window`.
+            let pipelined = self.settings.durable_window > 0;
+            let mut opts = if pipelined {
+                AppendOptions::accepted()
+            } else {
+                AppendOptions::durable()
+            };
             if let Some(cp) = cp {
                 opts = opts.with_checkpoint(cp);
             }
-            self.store
-                .append_system(o.proposals, opts)
-                .map_err(RunnerError::store(format!(
+            self.store.append_system(o.proposals, opts).map_err(|e| {
+                RunnerError::store(format!(
                     "appending the reactions to {}",
                     describe_span(events)
-                )))?;
+                ))(e)
+            })?;
             self.unsaved = None;
             self.unsaved_batches = 0;
             self.last_commit = Instant::now();
+            if pipelined {
+                self.track_in_flight()?;
+            }
         }
         self.status.add_out(o.reactions);
         self.status.add_denials(o.denials);
@@ -76,6 +87,8 @@ impl Worker {
         self.store
             .append_system(vec![record], opts)
             .map_err(RunnerError::store(format!("parking event {}", event.id())))?;
+        // Durable, and written after every commit in flight.
+        self.in_flight.clear();
         if replaces.is_none() {
             self.unsaved = None;
             self.unsaved_batches = 0;

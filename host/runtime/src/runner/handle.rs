@@ -271,6 +271,7 @@ pub fn spawn(
         unsaved: None,
         unsaved_batches: 0,
         last_commit: Instant::now(),
+        in_flight: std::collections::VecDeque::new(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("reactor-{}", d.name))

@@ -11,6 +11,11 @@ use std::time::Duration;
 /// Default largest batch.
 pub const DEFAULT_MAX_BATCH: usize = 256;
 
+/// Default [`RunnerSettings::durable_window`]: enough batches in flight for
+/// one fsync to cover several of them when the disk is slower than the
+/// reactor, few enough that a crash redelivers little.
+pub const DEFAULT_DURABLE_WINDOW: u32 = 4;
+
 /// How a runner behaves. The defaults suit production; tests shorten the
 /// waits.
 #[derive(Clone)]
@@ -43,6 +48,13 @@ pub struct RunnerSettings {
     /// within its first `swap_rollback` batches is replaced by the version
     /// it replaced, which handles the failing batch again. 0: never.
     pub swap_rollback: u32,
+    /// Committed batches whose fsync the runner does not wait for before
+    /// handling the next batch (0: wait for each batch's fsync before the
+    /// next pull). Every batch is still appended atomically with its
+    /// checkpoint, in order, so a crash loses at most these last batches
+    /// and redelivers exactly them; the runner waits for all of them
+    /// before it reports idle, swaps or stops.
+    pub durable_window: u32,
 }
 
 impl Default for RunnerSettings {
@@ -59,6 +71,7 @@ impl Default for RunnerSettings {
             replay_parked: true,
             log_level: LogLevel::Info,
             swap_rollback: 0,
+            durable_window: DEFAULT_DURABLE_WINDOW,
         }
     }
 }
@@ -71,6 +84,7 @@ impl std::fmt::Debug for RunnerSettings {
             .field("gates", &self.gates.len())
             .field("policy", &self.policy)
             .field("swap_rollback", &self.swap_rollback)
+            .field("durable_window", &self.durable_window)
             .finish_non_exhaustive()
     }
 }

@@ -14,9 +14,10 @@ use batpak_store::{AppendOptions, CheckpointUpdate, Store};
 use batpak_store::{Canal, CanalBatch, CloseReason, Cursor, Subscription};
 use batpak_store::{Event, EventId};
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub(super) enum Feed {
     Cursor(Cursor),
@@ -63,6 +64,10 @@ pub(super) struct Worker {
     pub(super) unsaved: Option<(u64, EventId)>,
     pub(super) unsaved_batches: u32,
     pub(super) last_commit: Instant,
+    /// Commits appended but perhaps not yet durable, oldest first: for
+    /// each, a sequence at or past the end of its frame (see
+    /// `RunnerSettings::durable_window`).
+    pub(super) in_flight: VecDeque<u64>,
 }
 
 impl Worker {
@@ -110,18 +115,26 @@ impl Worker {
             }
             self.take_swap()?;
             let observed = self.store.watermarks().durable;
+            // With commits in flight, look without waiting: when nothing is
+            // there, make them durable first rather than sit on them.
+            let wait = if self.in_flight.is_empty() {
+                self.settings.pull_wait
+            } else {
+                Duration::ZERO
+            };
             let pulled = match &mut self.feed {
-                Feed::Cursor(c) => c.pull_batch(self.max_batch, self.settings.pull_wait),
-                Feed::Lossy(s) => s.pull_batch(self.max_batch, self.settings.pull_wait),
+                Feed::Cursor(c) => c.pull_batch(self.max_batch, wait),
+                Feed::Lossy(s) => s.pull_batch(self.max_batch, wait),
             };
             if let Feed::Cursor(c) = &self.feed {
                 self.status.set_position(c.position());
             }
             match pulled {
                 Ok(CanalBatch::Empty) => {
-                    if self.unsaved.is_some() {
-                        // Idle: write the lazy checkpoint now, then look
-                        // again (the checkpoint record moved the watermark).
+                    if self.unsaved.is_some() || !self.in_flight.is_empty() {
+                        // Idle: write the lazy checkpoint and wait for the
+                        // commits in flight now, then look again (both
+                        // moved the watermark).
                         self.save_checkpoint()?;
                     } else {
                         self.status.idle_at(observed);
@@ -179,19 +192,69 @@ impl Worker {
         Ok(())
     }
 
-    /// Writes the checkpoint past the last handled event, if not written.
+    /// Writes the checkpoint past the last handled event, if not written,
+    /// and waits until every commit in flight is durable: afterwards all
+    /// that was handled survives a crash.
     pub(super) fn save_checkpoint(&mut self) -> Result<(), RunnerError> {
         if let Some((seq, id)) = self.unsaved {
             if let Some(cp) = self.checkpoint_at(seq, id) {
                 self.store
                     .append_system(Vec::new(), AppendOptions::durable().with_checkpoint(cp))
                     .map_err(RunnerError::store("writing the checkpoint"))?;
+                // Written after them: the commits in flight are durable too.
+                self.in_flight.clear();
             }
             self.unsaved = None;
             self.unsaved_batches = 0;
             self.last_commit = Instant::now();
         }
+        self.wait_in_flight(0)
+    }
+
+    /// Waits until at most `keep` commits are in flight (not known durable).
+    pub(super) fn wait_in_flight(&mut self, keep: usize) -> Result<(), RunnerError> {
+        while self.in_flight.len() > keep {
+            let seq = self.in_flight.pop_front().expect("non-empty");
+            // Commits are durable in log order: the newest one to wait for
+            // covers the older ones.
+            if self.in_flight.len() > keep {
+                continue;
+            }
+            self.wait_durable(seq)?;
+        }
         Ok(())
+    }
+
+    /// Waits until `sequence` is durable.
+    fn wait_durable(&self, sequence: u64) -> Result<(), RunnerError> {
+        const STEP: Duration = Duration::from_secs(1);
+        loop {
+            let t = Instant::now();
+            match self.store.wait_durable(sequence, STEP) {
+                Ok(true) => return Ok(()),
+                // Back before the deadline without it: the store shut down.
+                Ok(false) if t.elapsed() < STEP => return Err(RunnerError::StoreClosed),
+                Ok(false) => {}
+                Err(e) => {
+                    return Err(RunnerError::store("making the reactions durable")(e));
+                }
+            }
+        }
+    }
+
+    /// Records a commit appended without waiting for its fsync, asks for
+    /// that fsync now, and waits for older commits beyond the window.
+    pub(super) fn track_in_flight(&mut self) -> Result<(), RunnerError> {
+        // At or past the end of the frame just accepted (the sequencer
+        // publishes `accepted` before the append returns).
+        let upto = self.store.watermarks().accepted;
+        // A zero wait only registers the request: the sync thread starts
+        // on it as soon as the frame is written.
+        self.store
+            .wait_durable(upto, Duration::ZERO)
+            .map_err(RunnerError::store("asking for the reactions' fsync"))?;
+        self.in_flight.push_back(upto);
+        self.wait_in_flight(self.settings.durable_window as usize)
     }
 }
 

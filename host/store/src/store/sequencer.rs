@@ -174,6 +174,7 @@ impl Appender<'_> {
             };
             items.push((Proposal::new(coord, CHECKPOINT_KIND, rec.to_record()), None));
         }
+        self.prefetch_heads(&mut seq, &items)?;
         for (p, slot) in items {
             let i = slot.unwrap_or(n);
             // Idempotency: a known key, else a known explicit id, returns the
@@ -404,12 +405,55 @@ impl Appender<'_> {
         if let Some(p) = seq.pending.get(&cause) {
             return Some(Ok(p.correlation));
         }
-        let s = self.reads.index.read().by_id.get(&cause).copied()?;
-        Some(
-            self.reads
-                .get_by_sequence(s)
-                .map(|e| e.map_or(cause, |e| e.header.correlation)),
-        )
+        // The index entry carries the correlation: no segment read.
+        let ix = self.reads.index.read();
+        let s = ix.by_id.get(&cause).copied()?;
+        Some(Ok(ix.entry(s).map_or(cause, |e| e.correlation)))
+    }
+
+    /// Reads, in one coalesced pass, the last event of every entity in
+    /// `items` whose chain head is not cached yet, and caches those heads:
+    /// a batch reacting to neighbouring events then costs one segment read
+    /// instead of one read per entity.
+    fn prefetch_heads(
+        &self,
+        seq: &mut Sequencer,
+        items: &[(Proposal, Option<usize>)],
+    ) -> Result<(), StoreError> {
+        let mut wanted: Vec<(u64, super::index::Entry)> = {
+            let ix = self.reads.index.read();
+            items
+                .iter()
+                .filter(|(p, _)| !seq.heads.contains_key(&p.coordinate.entity))
+                .filter_map(|(p, _)| {
+                    let s = ix
+                        .names
+                        .get(&p.coordinate.entity)
+                        .and_then(|e| ix.by_entity.get(&e))
+                        .and_then(|v| v.last().copied())?;
+                    ix.entry(s).map(|e| (s, *e))
+                })
+                .collect()
+        };
+        if wanted.len() < 2 {
+            return Ok(()); // `head` reads a single one as cheaply
+        }
+        wanted.sort_unstable_by_key(|(s, _)| *s);
+        wanted.dedup_by_key(|(s, _)| *s);
+        let entries: Vec<super::index::Entry> = wanted.iter().map(|(_, e)| *e).collect();
+        for ev in self.reads.read_entries(&entries)? {
+            seq.heads.insert(
+                ev.header.coordinate.entity.clone(),
+                Head {
+                    entity_seq: ev.header.entity_sequence,
+                    link: ChainLink {
+                        id: ev.header.id,
+                        hash: ev.hash,
+                    },
+                },
+            );
+        }
+        Ok(())
     }
 
     /// The chain head of `entity`, loading it from the log on first use.
