@@ -25,6 +25,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Key of a region-match cache: the entity takes part only when the region
+/// looks at it (an entity prefix), so a log of many entities still hits.
+fn cache_key(e: &Entry, by_entity: bool) -> (u32, u32, u32) {
+    (if by_entity { e.entity } else { u32::MAX }, e.scope, e.kind)
+}
+
 /// The index and the open segment files for reading.
 pub(crate) struct ReadPath {
     pub seg_dir: PathBuf,
@@ -96,6 +102,47 @@ impl ReadPath {
     /// checks the CRC of every frame they come from.
     pub fn read_entries(&self, entries: &[Entry]) -> Result<Vec<Event>, StoreError> {
         let mut out = Vec::with_capacity(entries.len());
+        self.visit_entries(entries, |e, buf, at| {
+            out.push(Self::decode_at(e, buf, at)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The chain link (id and hash) of each of `entries`, read and checked
+    /// as [`read_entries`](Self::read_entries) does (coalesced reads, frame
+    /// CRCs, the id in the header) but without decoding whole headers: what
+    /// the sequencer needs to extend an entity's chain.
+    pub fn read_links(&self, entries: &[Entry]) -> Result<Vec<ChainLink>, StoreError> {
+        let mut out = Vec::with_capacity(entries.len());
+        self.visit_entries(entries, |e, buf, at| {
+            let corrupt = |reason: String| StoreError::Corrupt {
+                segment: e.segment,
+                offset: e.offset,
+                reason,
+            };
+            let raw = decode_event_at(buf, at).map_err(corrupt)?;
+            // The id leads the header (see `EventHeader`).
+            let (id, _) = postcard::take_from_bytes::<EventId>(raw.header_bytes)
+                .map_err(|err| corrupt(format!("undecodable header id: {err}")))?;
+            if id != e.id {
+                return Err(corrupt(format!("expected event {} but found {id}", e.id)));
+            }
+            out.push(ChainLink { id, hash: raw.hash });
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Reads the bytes of `entries` (coalescing neighbouring reads into one
+    /// buffer), checks them — the CRC of every frame they come from, or
+    /// each event's own hash on the sparse path — and hands each event's
+    /// position in the buffer to `f`, in order.
+    fn visit_entries(
+        &self,
+        entries: &[Entry],
+        mut f: impl FnMut(&Entry, &[u8], usize) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut i = 0;
         let mut buf = Vec::new();
         while i < entries.len() {
@@ -113,13 +160,12 @@ impl ReadPath {
                 end = entries[j].offset + entries[j].disk_len();
                 j += 1;
             }
-            let f = self.reader(first.segment)?;
-            if let Some(sparse) = self.sparse_run(&*f, &entries[i..j], &mut buf)? {
-                out.extend(sparse);
+            let file = self.reader(first.segment)?;
+            if self.sparse_run(&*file, &entries[i..j], &mut buf, &mut f)? {
                 i = j;
                 continue;
             }
-            Self::read_at(&*f, first.segment, &mut buf, start, end)?;
+            Self::read_at(&*file, first.segment, &mut buf, start, end)?;
             // Whole frames are needed for their CRC: a frame may run past
             // the last requested event (a batch read in part).
             let frame_len = |buf: &[u8], fs: u64| -> Option<u64> {
@@ -128,8 +174,13 @@ impl ReadPath {
                     .map(|b| 12 + u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64)
             };
             let mut need = end;
+            let mut seen = u64::MAX;
             for e in &entries[i..j] {
                 let fs = e.frame_start();
+                if fs == seen {
+                    continue;
+                }
+                seen = fs;
                 let len = frame_len(&buf, fs).ok_or_else(|| StoreError::Corrupt {
                     segment: e.segment,
                     offset: fs,
@@ -139,7 +190,7 @@ impl ReadPath {
                 need = need.max(fs + len.min(super::frame::MAX_FRAME_BODY as u64 + 12));
             }
             if need > end {
-                Self::read_at(&*f, first.segment, &mut buf, start, need)?;
+                Self::read_at(&*file, first.segment, &mut buf, start, need)?;
             }
             let mut checked = u64::MAX;
             for e in &entries[i..j] {
@@ -153,22 +204,24 @@ impl ReadPath {
                     })?;
                     checked = fs;
                 }
-                out.push(Self::decode_at(e, &buf, (e.offset - start) as usize)?);
+                f(e, &buf, (e.offset - start) as usize)?;
             }
             i = j;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// When the run's events are a small part of a large frame, reads only
-    /// their bytes and checks each by its own hash (see the module comment);
-    /// `None` when the whole-frame path is as cheap.
+    /// their bytes and checks each by its own hash (see the module comment)
+    /// before handing it to `f`; `false` (nothing read) when the
+    /// whole-frame path is as cheap.
     fn sparse_run(
         &self,
-        f: &dyn DiskFile,
+        file: &dyn DiskFile,
         run: &[Entry],
         buf: &mut Vec<u8>,
-    ) -> Result<Option<Vec<Event>>, StoreError> {
+        f: &mut impl FnMut(&Entry, &[u8], usize) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
         /// Below this many bytes of frame around the events, whole-frame
         /// checks cost no more than hashing the events.
         const SLACK: u64 = 64 << 10;
@@ -178,18 +231,17 @@ impl ReadPath {
         let wanted = end - start;
         // Frame length: 4 bytes after the frame's start (see `frame.rs`).
         let mut head = [0u8; 8];
-        if f.read_exact_at(&mut head, first.frame_start()).is_err() {
-            return Ok(None); // the whole-frame path reports it
+        if file.read_exact_at(&mut head, first.frame_start()).is_err() {
+            return Ok(false); // the whole-frame path reports it
         }
         let frame_len = 12 + u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as u64;
         let frames_span = last.frame_start()
             + frame_len.max(last.frame_back as u64 + last.disk_len())
             - first.frame_start();
         if frames_span <= wanted.saturating_mul(4) + SLACK {
-            return Ok(None);
+            return Ok(false);
         }
-        Self::read_at(f, first.segment, buf, start, end)?;
-        let mut out = Vec::with_capacity(run.len());
+        Self::read_at(file, first.segment, buf, start, end)?;
         for e in run {
             let at = (e.offset - start) as usize;
             let corrupt = |reason: String| StoreError::Corrupt {
@@ -204,9 +256,9 @@ impl ReadPath {
                     e.id
                 )));
             }
-            out.push(Self::decode_at(e, buf, at)?);
+            f(e, buf, at)?;
         }
-        Ok(Some(out))
+        Ok(true)
     }
 
     pub fn get_by_sequence(&self, s: u64) -> Result<Option<Event>, StoreError> {
@@ -294,10 +346,11 @@ impl ReadPath {
         let mut out = Vec::new();
         let mut s = after;
         let mut cache: FastMap<(u32, u32, u32), bool> = FastMap::default();
+        let by_entity = region.entity_prefix.is_some();
         while s < end && out.len() < limit {
             s += 1;
             let e = ix.entry(s).expect("in range");
-            let m = *cache.entry((e.entity, e.scope, e.kind)).or_insert_with(|| {
+            let m = *cache.entry(cache_key(e, by_entity)).or_insert_with(|| {
                 let (en, sc, k) = (
                     ix.names.name(e.entity),
                     ix.names.name(e.scope),
@@ -379,13 +432,14 @@ impl ReadPath {
         };
         let start = seqs.partition_point(|s| *s <= after);
         let mut cache: FastMap<(u32, u32, u32), bool> = FastMap::default();
+        let by_entity = region.entity_prefix.is_some();
         let mut out = Vec::new();
         for s in &seqs[start..] {
             if out.len() >= limit {
                 break;
             }
             let Some(e) = ix.entry(*s) else { break };
-            let m = *cache.entry((e.entity, e.scope, e.kind)).or_insert_with(|| {
+            let m = *cache.entry(cache_key(e, by_entity)).or_insert_with(|| {
                 region.matches_parts_or_system(
                     ix.names.name(e.entity),
                     ix.names.name(e.scope),

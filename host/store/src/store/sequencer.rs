@@ -441,15 +441,14 @@ impl Appender<'_> {
         wanted.sort_unstable_by_key(|(s, _)| *s);
         wanted.dedup_by_key(|(s, _)| *s);
         let entries: Vec<super::index::Entry> = wanted.iter().map(|(_, e)| *e).collect();
-        for ev in self.reads.read_entries(&entries)? {
+        let links = self.reads.read_links(&entries)?;
+        let ix = self.reads.index.read();
+        for (e, link) in entries.iter().zip(links) {
             seq.heads.insert(
-                ev.header.coordinate.entity.clone(),
+                ix.names.name(e.entity).to_string(),
                 Head {
-                    entity_seq: ev.header.entity_sequence,
-                    link: ChainLink {
-                        id: ev.header.id,
-                        hash: ev.hash,
-                    },
+                    entity_seq: e.entity_seq,
+                    link,
                 },
             );
         }
