@@ -12,6 +12,7 @@ mod batpak_peer;
 mod common;
 mod host_store;
 mod machine;
+mod memory;
 mod query;
 mod reactor;
 mod report;
@@ -90,6 +91,36 @@ enum Cmd {
         /// Directory for the scratch store (default: current directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Resident memory of the store with `--events` events open (after
+    /// reopen), index bytes per event, reopen and cursor replay at that
+    /// scale, and memory per plugin instance.
+    Memory {
+        /// Store sizes to measure, comma-separated (10M needs ~2 GB of disk
+        /// and several GB of memory; CI runs pass a small size).
+        #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+        events: Vec<u64>,
+        /// Plugin instances to load for the per-instance figure.
+        #[arg(long, default_value_t = 20)]
+        instances: usize,
+        /// Where the scratch stores go (default: the workspace root); removed
+        /// at the end.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Internal: one measurement of `memory` in a fresh process.
+    #[command(hide = true)]
+    MemoryProbe {
+        /// `store` or `plugins`.
+        what: String,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        events: u64,
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        instances: usize,
     },
     /// Internal: fill a host store and exit without closing it (used by
     /// `store` to measure the reopen after an unclean stop).
@@ -179,6 +210,32 @@ fn main() -> Result<()> {
             host_store::split(tmp.path(), events)
         }
         Cmd::FillHost { dir, events } => host_store::fill_and_die(&dir, events),
+        Cmd::Memory {
+            events,
+            instances,
+            dir,
+        } => memory::run(
+            &match dir {
+                Some(d) => d,
+                None => Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .parent()
+                    .context("workspace root")?
+                    .to_path_buf(),
+            },
+            &events,
+            instances,
+        ),
+        Cmd::MemoryProbe {
+            what,
+            dir,
+            events,
+            cache,
+            instances,
+        } => match (what.as_str(), dir, cache) {
+            ("store", Some(dir), _) => memory::probe_store(&dir, events),
+            ("plugins", _, Some(cache)) => memory::probe_plugins(&cache, instances),
+            _ => anyhow::bail!("memory-probe: `store --dir D` or `plugins --cache C`"),
+        },
     }
 }
 
