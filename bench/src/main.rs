@@ -50,6 +50,10 @@ enum Cmd {
         /// Run the pipeline for only one side: `wasm` or `native`.
         #[arg(long)]
         only: Option<reactor::Side>,
+        /// The runners' `durable_window` (0: wait for each batch's fsync
+        /// before the next pull, as before it existed).
+        #[arg(long, default_value_t = batpak_runtime::DEFAULT_DURABLE_WINDOW)]
+        durable_window: u32,
     },
     /// Hot swap under a steady stream: latency (cold compile, cache hit),
     /// longest gap, lost/duplicated, shadow replay speed.
@@ -183,7 +187,8 @@ fn main() -> Result<()> {
             events,
             pipeline_only,
             only,
-        } => reactor::run(events, pipeline_only, only),
+            durable_window,
+        } => reactor::run(events, pipeline_only, only, durable_window),
         Cmd::Swap { rate, rounds } => swap::run(rate, rounds),
         Cmd::Service { secs, dir } => service::run(
             &match dir {

@@ -59,7 +59,10 @@ pub fn probe_store(dir: &Path, events: u64) -> Result<()> {
     let (after, hwm) = rss()?;
     let w = store.watermarks();
     if w.visible < events {
-        bail!("reopened store holds {} events, expected {events}", w.visible);
+        bail!(
+            "reopened store holds {} events, expected {events}",
+            w.visible
+        );
     }
     let ix = store.index_memory();
     println!("open_ms={open_ms}");
@@ -221,14 +224,26 @@ pub fn run(base: &Path, sizes: &[u64], instances: usize) -> Result<()> {
             })
             .unwrap_or(0);
         eprintln!("memory: probing {n} events ({})...", mib(disk as f64));
-        let m = run_probe(&["store", "--dir", &dir.to_string_lossy(), "--events", &n.to_string()])?;
+        let m = run_probe(&[
+            "store",
+            "--dir",
+            &dir.to_string_lossy(),
+            "--events",
+            &n.to_string(),
+        ])?;
         rows.push((n, disk, m));
         std::fs::remove_dir_all(&dir).ok();
     }
     eprintln!("memory: {instances} plugin instances...");
     let cache = tmp.path().join("cache");
     // Warm the compile cache so every probe load is a cache hit.
-    run_probe(&["plugins", "--cache", &cache.to_string_lossy(), "--instances", "0"])?;
+    run_probe(&[
+        "plugins",
+        "--cache",
+        &cache.to_string_lossy(),
+        "--instances",
+        "0",
+    ])?;
     let pm = run_probe(&[
         "plugins",
         "--cache",
@@ -243,7 +258,11 @@ pub fn run(base: &Path, sizes: &[u64], instances: usize) -> Result<()> {
     for (n, disk, m) in &rows {
         let n_s = short_n(*n);
         let nf = *n as f64;
-        let (before, open, hwm) = (num(m, "rss_before")?, num(m, "rss_open")?, num(m, "hwm_open")?);
+        let (before, open, hwm) = (
+            num(m, "rss_before")?,
+            num(m, "rss_open")?,
+            num(m, "hwm_open")?,
+        );
         let ix = num(m, "index_total")?;
         let per = ix / nf;
         let scale = *n >= 10_000_000;
@@ -264,7 +283,10 @@ pub fn run(base: &Path, sizes: &[u64], instances: usize) -> Result<()> {
         println!(
             "| reopen {n_s} events after clean close | {open_ms:.0} ms | {} | |",
             if scale {
-                format!("<= {REOPEN_TARGET_MS:.0} ms: {}", met(open_ms <= REOPEN_TARGET_MS))
+                format!(
+                    "<= {REOPEN_TARGET_MS:.0} ms: {}",
+                    met(open_ms <= REOPEN_TARGET_MS)
+                )
             } else {
                 "- (target at 10M)".to_string()
             }

@@ -190,13 +190,19 @@ fn fill(dir: &Path, events: u64) -> Result<(Store, Duration)> {
 
 /// Runs `reactor` over a store holding `events` inputs; returns the time
 /// from start to caught up.
-fn pipeline(dir: &Path, events: u64, reactor: Box<dyn Reactor>) -> Result<(Duration, u64)> {
+fn pipeline(
+    dir: &Path,
+    events: u64,
+    reactor: Box<dyn Reactor>,
+    durable_window: u32,
+) -> Result<(Duration, u64)> {
     let (store, _) = fill(dir, events)?;
     // A short pull wait: the runner reports idle only after a pull comes
     // back empty, and that wait would otherwise be timed as work.
     let settings = RunnerSettings {
         max_batch: PIPELINE_BATCH,
         pull_wait: Duration::from_millis(5),
+        durable_window,
         ..RunnerSettings::default()
     };
     let t = Instant::now();
@@ -273,7 +279,12 @@ fn store_durable_batches(dir: &Path, events: u64) -> Result<Duration> {
 ///
 /// # Errors
 /// The plugin cannot be built or loaded, or a store operation fails.
-pub fn run(events: u64, pipeline_only: bool, only: Option<Side>) -> Result<()> {
+pub fn run(
+    events: u64,
+    pipeline_only: bool,
+    only: Option<Side>,
+    durable_window: u32,
+) -> Result<()> {
     let wasm = passthrough_wasm()?;
     let tmp = tempfile::Builder::new()
         .prefix("batpak-reactor-bench-")
@@ -326,7 +337,12 @@ pub fn run(events: u64, pipeline_only: bool, only: Option<Side>) -> Result<()> {
     let mut native_time = None;
     if only != Some(Side::Native) {
         eprintln!("pipeline: {events} events through the wasm plugin...");
-        let (t, out) = pipeline(&tmp.path().join("wasm-store"), events, Box::new(plugin))?;
+        let (t, out) = pipeline(
+            &tmp.path().join("wasm-store"),
+            events,
+            Box::new(plugin),
+            durable_window,
+        )?;
         if out != events {
             bail!("expected {events} reactions from wasm, got {out}");
         }
@@ -338,6 +354,7 @@ pub fn run(events: u64, pipeline_only: bool, only: Option<Side>) -> Result<()> {
             &tmp.path().join("native-store"),
             events,
             Box::new(NativePassthrough::new()),
+            durable_window,
         )?;
         if out != events {
             bail!("expected {events} reactions from native, got {out}");
@@ -351,7 +368,7 @@ pub fn run(events: u64, pipeline_only: bool, only: Option<Side>) -> Result<()> {
     let met = |ok: bool| if ok { "MET" } else { "MISSED" };
     let per_s = |t: Duration| events as f64 / t.as_secs_f64();
     println!(
-        "## Reactor benchmark ({events} events, passthrough, {PIPELINE_BATCH}-event batches)\n"
+        "## Reactor benchmark ({events} events, passthrough, {PIPELINE_BATCH}-event batches, durable window {durable_window})\n"
     );
     println!("| measure | wasm component | native Rust | note |");
     println!("|---|---|---|---|");

@@ -292,3 +292,66 @@ fn lossy_subscriber_that_falls_behind_is_resubscribed_and_counts_what_it_missed(
     assert!(store.checkpoint("reactor.lossy").is_none());
     store.close().unwrap();
 }
+
+/// The durable window lets commits run ahead of their fsync, but a runner
+/// that says it is idle has every reaction and its checkpoint durable.
+#[test]
+fn idle_runner_has_every_commit_of_its_durable_window_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let inputs: Vec<Proposal> = (0..40)
+        .map(|i| {
+            Proposal::new(
+                Coordinate::new(format!("w:{i}"), "t").unwrap(),
+                "in",
+                format!("p{i}").into_bytes(),
+            )
+        })
+        .collect();
+    let receipts = store
+        .append_batch(inputs, AppendOptions::durable())
+        .unwrap();
+    let last_input = receipts.last().unwrap().sequence;
+    let settings = RunnerSettings {
+        // Ten batches through a window of three.
+        max_batch: 4,
+        durable_window: 3,
+        pull_wait: Duration::from_millis(20),
+        ..RunnerSettings::default()
+    };
+    let h = batpak_runtime::spawn(
+        &store,
+        Box::new(Echo::new("window", ReactorCanal::CursorGuaranteed)),
+        settings,
+    )
+    .unwrap();
+    let status = h.status().clone();
+    wait_for("the runner to go idle", || {
+        status.is_idle_at(store.watermarks().durable)
+    });
+    // Checked before stopping (stopping syncs anyway).
+    let durable = store.watermarks().durable;
+    let out = store
+        .scan(&Region::all().kinds(["out"]), 0, 100, false)
+        .unwrap();
+    assert_eq!(out.len(), 40);
+    for e in &out {
+        assert!(
+            e.sequence() <= durable,
+            "reaction at sequence {} reported while durable is {durable}",
+            e.sequence()
+        );
+    }
+    let cp = store
+        .checkpoint(&batpak_runtime::cursor_id("window"))
+        .expect("a checkpoint");
+    assert_eq!(cp.sequence, last_input);
+    let cp_record = store
+        .scan(&Region::all(), 0, usize::MAX, true)
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.kind() == "batpak.cursor.checkpoint")
+        .expect("a checkpoint record");
+    assert!(cp_record.sequence() <= durable);
+    Box::new(h).stop_and_join().unwrap();
+}

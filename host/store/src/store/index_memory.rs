@@ -73,8 +73,10 @@ impl Index {
             by_id: table(self.by_id.capacity(), size_of::<(crate::EventId, u64)>()),
             by_entity: table(self.by_entity.capacity(), size_of::<(u32, Vec<u64>)>())
                 + self.by_entity.values().map(vec_bytes).sum::<u64>(),
-            children: table(self.children.capacity(), size_of::<(crate::EventId, Vec<u64>)>())
-                + self.children.values().map(vec_bytes).sum::<u64>(),
+            children: table(
+                self.children.capacity(),
+                size_of::<(crate::EventId, Vec<u64>)>(),
+            ) + self.children.values().map(vec_bytes).sum::<u64>(),
             correlation: vec_bytes(&self.corr_next)
                 + vec_bytes(&self.corr_tail)
                 + table(

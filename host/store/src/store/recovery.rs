@@ -109,6 +109,31 @@ fn acknowledged(marker: Option<Position>, segment: u32, offset: u64) -> bool {
 /// Recovers the store in `dir` (which holds `segments/`). With `apply`,
 /// creates a new store when there is none and cuts a torn tail; without, it
 /// changes nothing and reports what it would do.
+/// Whether the first `p.len` bytes of segment `p.segment` are all of it
+/// and hash to `p.crc`; read in chunks through one reused buffer (a whole
+/// segment in memory at once cost page faults and peak memory at open).
+fn segment_matches(disk: &dyn Disk, seg_dir: &Path, p: &SegmentProof) -> bool {
+    const CHUNK: u64 = 4 << 20;
+    let Ok(f) = disk.open(&segment_path(seg_dir, p.segment)) else {
+        return false;
+    };
+    if f.len().ok() != Some(p.len) {
+        return false;
+    }
+    let mut buf = vec![0u8; CHUNK.min(p.len) as usize];
+    let mut crc = crc32fast::Hasher::new();
+    let mut at = 0u64;
+    while at < p.len {
+        let n = CHUNK.min(p.len - at) as usize;
+        if f.read_exact_at(&mut buf[..n], at).is_err() {
+            return false;
+        }
+        crc.update(&buf[..n]);
+        at += n as u64;
+    }
+    crc.finalize() == p.crc
+}
+
 pub(crate) fn recover(disk: &dyn Disk, dir: &Path, apply: bool) -> Result<Recovered, StoreError> {
     recover_from(disk, dir, apply, true)
 }
@@ -170,16 +195,26 @@ fn recover_from(
     let mut index = Index::default();
     let mut covered: Vec<SegmentProof> = Vec::new();
     let mut end_proof: Option<SegmentProof> = None;
-    if let Some(s) = snapshot::load(disk, dir, store_id).filter(|_| use_snapshot) {
+    // The sealed segments are hashed on a second thread while the index is
+    // rebuilt from the snapshot's entries.
+    let sealed_ok = |proof: &[SegmentProof]| {
+        proof.split_last().is_some_and(|(_, sealed)| {
+            sealed
+                .iter()
+                .all(|p| segments.contains(&p.segment) && segment_matches(disk, &seg_dir, p))
+        })
+    };
+    let loaded = if use_snapshot {
+        snapshot::load(disk, dir, store_id, sealed_ok)
+    } else {
+        None
+    };
+    if let Some((s, sealed_proven)) = loaded {
         let (end, sealed_proof) = s.proof.split_last().expect("a loaded snapshot has a proof");
         let proven = s.proof[0].segment == 1
             && end.segment == s.end_segment
             && segments.contains(&end.segment)
-            && sealed_proof.iter().all(|p| {
-                segments.contains(&p.segment)
-                    && read(p.segment)
-                        .is_ok_and(|b| b.len() as u64 == p.len && crc32fast::hash(&b) == p.crc)
-            });
+            && sealed_proven;
         if proven {
             start = (s.end_segment, s.end_offset);
             index = s.index;

@@ -153,13 +153,56 @@ pub(crate) fn save(
 }
 
 /// Loads the snapshot if there is a sound one for this store.
-pub(crate) fn load(disk: &dyn Disk, dir: &Path, store_id: u128) -> Option<Loaded> {
-    decode(&read_all(disk, &dir.join(FILE)).ok()?, store_id)
+/// `while_building` runs on another thread while the index is rebuilt from
+/// the entries, with the snapshot's proof (one per covered segment): the
+/// caller checks the segments against it there, so the two costs of a
+/// reopen — hashing the covered log and linking every entry — overlap.
+/// Returns the loaded snapshot and what `while_building` returned.
+pub(crate) fn load<T: Send>(
+    disk: &dyn Disk,
+    dir: &Path,
+    store_id: u128,
+    while_building: impl FnOnce(&[SegmentProof]) -> T + Send,
+) -> Option<(Loaded, T)> {
+    let bytes = read_all(disk, &dir.join(FILE)).ok()?;
+    let (meta, raw) = decode_head(&bytes, store_id)?;
+    let proof = &meta.proof;
+    // Taken by whichever thread runs it (the main one when no second
+    // thread can be started).
+    let task = std::sync::Mutex::new(Some(while_building));
+    let run = || {
+        let f = task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .expect("run once");
+        f(proof)
+    };
+    std::thread::scope(|scope| {
+        let check = std::thread::Builder::new()
+            .name("batpak-open-check".into())
+            .spawn_scoped(scope, run);
+        let loaded = build(&meta, raw);
+        let checked = match check {
+            // The check never panics on bad input; a panic is a bug.
+            Ok(check) => check.join().expect("the snapshot check panicked"),
+            Err(_) => run(),
+        };
+        loaded.map(|l| (l, checked))
+    })
 }
 
 /// Decodes snapshot bytes; `None` for anything but a sound snapshot of this
 /// store (never a panic, whatever the bytes).
+#[cfg(test)]
 pub(crate) fn decode(bytes: &[u8], store_id: u128) -> Option<Loaded> {
+    let (meta, raw) = decode_head(bytes, store_id)?;
+    build(&meta, raw)
+}
+
+/// Checks the frame of snapshot bytes and decodes its meta; returns it with
+/// the raw entries.
+fn decode_head(bytes: &[u8], store_id: u128) -> Option<(Meta, &[u8])> {
     if bytes.len() < 20 || bytes[..8] != MAGIC {
         return None;
     }
@@ -189,6 +232,11 @@ pub(crate) fn decode(bytes: &[u8], store_id: u128) -> Option<Loaded> {
     if !proof_ok {
         return None;
     }
+    Some((meta, raw))
+}
+
+/// Rebuilds the index from a snapshot's meta and raw entries.
+fn build(meta: &Meta, raw: &[u8]) -> Option<Loaded> {
     let mut index = Index::default();
     for n in &meta.names {
         index.names.intern(n);
@@ -209,17 +257,17 @@ pub(crate) fn decode(bytes: &[u8], store_id: u128) -> Option<Loaded> {
         index.link(&e, i as u64 + 1);
         index.entries.push(e);
     }
-    index.keys = meta.keys.into_iter().collect();
+    index.keys = meta.keys.iter().cloned().collect();
     index.checkpoints = meta
         .checkpoints
-        .into_iter()
-        .map(|c| (c.cursor.clone(), c))
+        .iter()
+        .map(|c| (c.cursor.clone(), c.clone()))
         .collect();
     Some(Loaded {
         index,
         end_segment: meta.end_segment,
         end_offset: meta.end_offset,
-        proof: meta.proof,
+        proof: meta.proof.clone(),
     })
 }
 
