@@ -172,9 +172,9 @@ fn mib(b: f64) -> String {
 }
 
 fn short_n(n: u64) -> String {
-    if n >= 1_000_000 && n % 1_000_000 == 0 {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
         format!("{}M", n / 1_000_000)
-    } else if n >= 1000 && n % 1000 == 0 {
+    } else if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}K", n / 1000)
     } else {
         n.to_string()

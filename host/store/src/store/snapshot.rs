@@ -192,16 +192,9 @@ pub(crate) fn load<T: Send>(
     })
 }
 
-/// Decodes snapshot bytes; `None` for anything but a sound snapshot of this
-/// store (never a panic, whatever the bytes).
-#[cfg(test)]
-pub(crate) fn decode(bytes: &[u8], store_id: u128) -> Option<Loaded> {
-    let (meta, raw) = decode_head(bytes, store_id)?;
-    build(&meta, raw)
-}
-
 /// Checks the frame of snapshot bytes and decodes its meta; returns it with
-/// the raw entries.
+/// the raw entries. `None` for anything but a sound snapshot of this store
+/// (never a panic, whatever the bytes; [`build`] checks the entries).
 fn decode_head(bytes: &[u8], store_id: u128) -> Option<(Meta, &[u8])> {
     if bytes.len() < 20 || bytes[..8] != MAGIC {
         return None;
