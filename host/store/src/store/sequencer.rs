@@ -422,6 +422,18 @@ impl Appender<'_> {
     ) -> Result<(), StoreError> {
         let mut wanted: Vec<(u64, super::index::Entry)> = {
             let ix = self.reads.index.read();
+            // Probe the id table for the batch's explicit ids (dedup) and
+            // causes back to back: these probes are cache misses in a large
+            // table, and independent ones overlap here instead of costing
+            // one full miss each inside the per-event loop below.
+            for (p, _) in items {
+                if let Some(id) = p.id {
+                    std::hint::black_box(ix.by_id.get(&id));
+                }
+                if let Some(c) = p.causation {
+                    std::hint::black_box(ix.by_id.get(&c));
+                }
+            }
             items
                 .iter()
                 .filter(|(p, _)| !seq.heads.contains_key(&p.coordinate.entity))
