@@ -12,7 +12,7 @@
 //! does not match is ignored and the index is rebuilt from the segments —
 //! where any damage is then found frame by frame.
 
-use super::disk::{read_all, Disk};
+use super::disk::{Disk, DiskFile};
 use super::index::{Entry, Index};
 use super::Checkpoint;
 use super::StoreError;
@@ -158,14 +158,18 @@ pub(crate) fn save(
 /// caller checks the segments against it there, so the two costs of a
 /// reopen — hashing the covered log and linking every entry — overlap.
 /// Returns the loaded snapshot and what `while_building` returned.
+///
+/// The entries are streamed through one small buffer (not read whole: at
+/// 10M events that was a gigabyte of peak memory); the CRC of the body is
+/// checked at the end, before anything built from it is returned.
 pub(crate) fn load<T: Send>(
     disk: &dyn Disk,
     dir: &Path,
     store_id: u128,
     while_building: impl FnOnce(&[SegmentProof]) -> T + Send,
 ) -> Option<(Loaded, T)> {
-    let bytes = read_all(disk, &dir.join(FILE)).ok()?;
-    let (meta, raw) = decode_head(&bytes, store_id)?;
+    let f = disk.open(&dir.join(FILE)).ok()?;
+    let (meta, body_start, crc, want_crc) = decode_head(&*f, store_id)?;
     let proof = &meta.proof;
     // Taken by whichever thread runs it (the main one when no second
     // thread can be started).
@@ -182,7 +186,7 @@ pub(crate) fn load<T: Send>(
         let check = std::thread::Builder::new()
             .name("batpak-open-check".into())
             .spawn_scoped(scope, run);
-        let loaded = build(&meta, raw);
+        let loaded = build(&meta, &*f, body_start, crc, want_crc);
         let checked = match check {
             // The check never panics on bad input; a panic is a bug.
             Ok(check) => check.join().expect("the snapshot check panicked"),
@@ -192,26 +196,41 @@ pub(crate) fn load<T: Send>(
     })
 }
 
-/// Checks the frame of snapshot bytes and decodes its meta; returns it with
-/// the raw entries. `None` for anything but a sound snapshot of this store
-/// (never a panic, whatever the bytes; [`build`] checks the entries).
-fn decode_head(bytes: &[u8], store_id: u128) -> Option<(Meta, &[u8])> {
-    if bytes.len() < 20 || bytes[..8] != MAGIC {
+/// Reads the snapshot's frame head and meta. Returns the meta, where the
+/// entries start, the CRC hasher fed with the body so far and the CRC the
+/// whole body must have. `None` for anything but a sound snapshot head of
+/// this store (never a panic, whatever the bytes; [`build`] checks the
+/// entries and the CRC).
+fn decode_head(f: &dyn DiskFile, store_id: u128) -> Option<(Meta, u64, crc32fast::Hasher, u32)> {
+    let total = f.len().ok()?;
+    let mut head = [0u8; 24];
+    if total < head.len() as u64 {
         return None;
     }
-    let len = u64::from_le_bytes(bytes[8..16].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(bytes[16..20].try_into().ok()?);
-    let body = bytes.get(20..20usize.checked_add(len)?)?;
-    if crc32fast::hash(body) != crc {
+    f.read_exact_at(&mut head, 0).ok()?;
+    if head[..8] != MAGIC {
         return None;
     }
-    let meta_len = u32::from_le_bytes(body.get(..4)?.try_into().ok()?) as usize;
-    let meta: Meta = postcard::from_bytes(body.get(4..4 + meta_len)?).ok()?;
+    let len = u64::from_le_bytes(head[8..16].try_into().ok()?);
+    let want_crc = u32::from_le_bytes(head[16..20].try_into().ok()?);
+    if total < 20u64.checked_add(len)? {
+        return None;
+    }
+    let meta_len = u32::from_le_bytes(head[20..24].try_into().ok()?) as u64;
+    if meta_len.checked_add(4)? > len {
+        return None;
+    }
+    let mut meta_bytes = vec![0u8; meta_len as usize];
+    f.read_exact_at(&mut meta_bytes, 24).ok()?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&head[20..24]);
+    crc.update(&meta_bytes);
+    let meta: Meta = postcard::from_bytes(&meta_bytes).ok()?;
     if meta.store_id != store_id {
         return None;
     }
-    let raw = body.get(4 + meta_len..)?;
-    if (raw.len() as u64) != meta.count.checked_mul(ENTRY_LEN as u64)? {
+    let raw_len = len - 4 - meta_len;
+    if raw_len != meta.count.checked_mul(ENTRY_LEN as u64)? {
         return None;
     }
     let proof_ok = meta
@@ -225,30 +244,54 @@ fn decode_head(bytes: &[u8], store_id: u128) -> Option<(Meta, &[u8])> {
     if !proof_ok {
         return None;
     }
-    Some((meta, raw))
+    Some((meta, 24 + meta_len, crc, want_crc))
 }
 
-/// Rebuilds the index from a snapshot's meta and raw entries.
-fn build(meta: &Meta, raw: &[u8]) -> Option<Loaded> {
+/// Rebuilds the index from a snapshot's meta and the `meta.count` entries
+/// at `start` in `f`, read in chunks and hashed on the way; `None` unless
+/// the body's CRC comes out as `want_crc`.
+fn build(
+    meta: &Meta,
+    f: &dyn DiskFile,
+    start: u64,
+    mut crc: crc32fast::Hasher,
+    want_crc: u32,
+) -> Option<Loaded> {
+    /// Entries per read: about 4 MiB.
+    const CHUNK: usize = 43_690;
     let mut index = Index::default();
     for n in &meta.names {
         index.names.intern(n);
     }
     let names = index.names.names.len() as u32;
-    index.entries.reserve(meta.count as usize);
-    index.by_id.reserve(meta.count as usize);
-    index.corr_next.reserve(meta.count as usize);
-    index.corr_tail.reserve(meta.count as usize);
-    for (i, chunk) in raw.chunks_exact(ENTRY_LEN).enumerate() {
-        let e = get_entry(chunk);
-        if e.entity >= names || e.scope >= names || e.kind >= names {
-            return None;
+    let count = usize::try_from(meta.count).ok()?;
+    index.entries.reserve(count);
+    index.by_id.reserve(count);
+    index.corr_next.reserve(count);
+    index.corr_tail.reserve(count);
+    let mut buf = vec![0u8; CHUNK.min(count.max(1)) * ENTRY_LEN];
+    let mut done = 0usize;
+    while done < count {
+        let n = CHUNK.min(count - done);
+        let bytes = &mut buf[..n * ENTRY_LEN];
+        f.read_exact_at(bytes, start + (done * ENTRY_LEN) as u64)
+            .ok()?;
+        crc.update(bytes);
+        for (i, chunk) in bytes.chunks_exact(ENTRY_LEN).enumerate() {
+            let e = get_entry(chunk);
+            if e.entity >= names || e.scope >= names || e.kind >= names {
+                return None;
+            }
+            if e.segment > meta.end_segment || e.frame_back as u64 > e.offset {
+                return None;
+            }
+            index.link(&e, (done + i) as u64 + 1);
+            index.entries.push(e);
         }
-        if e.segment > meta.end_segment || e.frame_back as u64 > e.offset {
-            return None;
-        }
-        index.link(&e, i as u64 + 1);
-        index.entries.push(e);
+        done += n;
+    }
+    if crc.finalize() != want_crc {
+        return None;
     }
     index.keys = meta.keys.iter().cloned().collect();
     index.checkpoints = meta
