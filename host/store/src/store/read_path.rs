@@ -143,8 +143,37 @@ impl ReadPath {
         entries: &[Entry],
         mut f: impl FnMut(&Entry, &[u8], usize) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        thread_local! {
+            /// One read buffer per thread, kept between calls: a cursor
+            /// pulling batch after batch out of large frames would
+            /// otherwise map, fault in and zero a fresh buffer per pull.
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        /// Larger buffers are released after the call, not kept.
+        const KEEP: usize = 16 << 20;
+        // `f` never reads through this path again, so the buffer is free;
+        // a nested call (none today) would get a fresh one instead.
+        let mut buf = BUF
+            .with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+            .unwrap_or_default();
+        let result = self.visit_with(entries, &mut buf, &mut f);
+        if buf.capacity() <= KEEP {
+            BUF.with(|b| {
+                if let Ok(mut b) = b.try_borrow_mut() {
+                    *b = buf;
+                }
+            });
+        }
+        result
+    }
+
+    fn visit_with(
+        &self,
+        entries: &[Entry],
+        buf: &mut Vec<u8>,
+        f: &mut impl FnMut(&Entry, &[u8], usize) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut i = 0;
-        let mut buf = Vec::new();
         while i < entries.len() {
             // Extend the run while the next entry sits close after this one.
             let first = entries[i];
@@ -161,11 +190,11 @@ impl ReadPath {
                 j += 1;
             }
             let file = self.reader(first.segment)?;
-            if self.sparse_run(&*file, &entries[i..j], &mut buf, &mut f)? {
+            if self.sparse_run(&*file, &entries[i..j], buf, f)? {
                 i = j;
                 continue;
             }
-            Self::read_at(&*file, first.segment, &mut buf, start, end)?;
+            Self::read_at(&*file, first.segment, buf, start, end)?;
             // Whole frames are needed for their CRC: a frame may run past
             // the last requested event (a batch read in part).
             let frame_len = |buf: &[u8], fs: u64| -> Option<u64> {
@@ -181,7 +210,7 @@ impl ReadPath {
                     continue;
                 }
                 seen = fs;
-                let len = frame_len(&buf, fs).ok_or_else(|| StoreError::Corrupt {
+                let len = frame_len(buf, fs).ok_or_else(|| StoreError::Corrupt {
                     segment: e.segment,
                     offset: fs,
                     reason: "frame header lies outside the read (index and segment disagree)"
@@ -190,7 +219,7 @@ impl ReadPath {
                 need = need.max(fs + len.min(super::frame::MAX_FRAME_BODY as u64 + 12));
             }
             if need > end {
-                Self::read_at(&*file, first.segment, &mut buf, start, need)?;
+                Self::read_at(&*file, first.segment, buf, start, need)?;
             }
             let mut checked = u64::MAX;
             for e in &entries[i..j] {
@@ -204,7 +233,7 @@ impl ReadPath {
                     })?;
                     checked = fs;
                 }
-                f(e, &buf, (e.offset - start) as usize)?;
+                f(e, buf, (e.offset - start) as usize)?;
             }
             i = j;
         }
