@@ -5,6 +5,8 @@
 //!   on the same disk in one run, measures the disk's own fsync rate first,
 //!   and prints one table with the targets.
 //! - `batpak-bench reactor` runs the reactor benchmark (see `reactor.rs`).
+//! - `batpak-bench memory` measures resident memory, index bytes per event,
+//!   reopen and replay at scale (see `memory.rs`).
 //!
 //! See `bench/README.md` for what each workload means and how to read it.
 

@@ -12,7 +12,9 @@
 //! 4. **Pipeline**: `events` events appended to a store, then consumed by a
 //!    runner (cursor, gates, one atomic append of reactions + checkpoint per
 //!    256-event batch), wasm plugin vs native reactor, each on its own store
-//!    with the same input.
+//!    with the same input; then the store's own `append_batch(256, durable)`
+//!    rate over as many events, on the same disk, as the bound the pipeline
+//!    is compared to.
 //!
 //! The passthrough plugin emits one `bench.out` per `bench.in`, same entity,
 //! scope and payload; the native reactor does exactly the same.

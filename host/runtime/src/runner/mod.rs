@@ -10,6 +10,13 @@
 //! back only if that frame never made it, and even a redelivered reaction
 //! cannot be appended twice (the store deduplicates explicit ids).
 //!
+//! Commits are pipelined: an append returns once accepted (ordered, atomic
+//! with its checkpoint) and its fsync overlaps the next batches, up to
+//! `RunnerSettings::durable_window` commits; the runner waits for them all
+//! before it reports idle, swaps, parks or stops. A crash loses at most that
+//! many trailing commits, checkpoints included, so exactly their batches come
+//! back.
+//!
 //! Files: `settings` (what a runner is told), `error` (its typed failures),
 //! `handle` (spawning and the [`RunnerHandle`]), `worker` (the pull loop),
 //! `hot_swap` (a replacement picked up at a batch boundary, rollback) and
