@@ -175,6 +175,10 @@ impl Index {
             }
         }
         let &s = self.by_id.get(&c)?;
+        // Only earlier events count (see `link_rest`).
+        if adding.is_some_and(|(_, seq)| s > seq) {
+            return None;
+        }
         let carries = match adding {
             Some((e, seq)) if seq == s => e.correlation == c,
             _ => self.entry(s).is_some_and(|e| e.correlation == c),
@@ -198,6 +202,14 @@ impl Index {
     /// Adds an entry's links to the maps (shared by insert and snapshot load).
     pub fn link(&mut self, e: &Entry, seq: u64) {
         self.by_id.insert(e.id, seq);
+        self.link_rest(e, seq);
+    }
+
+    /// [`link`](Self::link) without the id table, for a loader that filled
+    /// `by_id` for every entry beforehand (in table order, which is far
+    /// cheaper than one random insert per event); ids of later entries found
+    /// there count as absent, as they would be when linking in order.
+    pub fn link_rest(&mut self, e: &Entry, seq: u64) {
         self.by_entity.entry(e.entity).or_default().push(seq);
         if let Some(c) = e.causation {
             self.children.entry(c).or_default().push(seq);
