@@ -268,7 +268,7 @@ fn fill_ids(index: &mut Index) {
     let buckets = (n * 8 / 7).next_power_of_two().max(1 << BIN_BITS);
     let shift = buckets.trailing_zeros() - BIN_BITS;
     let mask = buckets as u64 - 1;
-    let hasher = index.by_id.hasher().clone();
+    let hasher = *index.by_id.hasher();
     let bin = |id: &EventId| {
         use std::hash::BuildHasher;
         ((hasher.hash_one(id) & mask) >> shift) as usize
