@@ -2,6 +2,7 @@
 
 use super::{Canal, CanalBatch, CanalClosed, CloseReason};
 use crate::event::{hex, Event, EventId};
+use crate::store::FrameCache;
 use crate::store::{
     validate_cursor_id, AppendOptions, CheckpointUpdate, Region, Stopped, Store, StoreError,
 };
@@ -23,6 +24,8 @@ pub struct Cursor {
     fingerprint: [u8; 32],
     id: Option<String>,
     position: u64,
+    /// The last frames read, reused by the next pull when it falls in them.
+    frames: FrameCache,
 }
 
 impl Cursor {
@@ -37,6 +40,7 @@ impl Cursor {
             fingerprint,
             id: None,
             position: after,
+            frames: FrameCache::default(),
         }
     }
 
@@ -90,6 +94,7 @@ impl Cursor {
             fingerprint,
             id: Some(id.to_string()),
             position,
+            frames: FrameCache::default(),
         })
     }
 
@@ -178,7 +183,7 @@ impl Canal for Cursor {
                 if !entries.is_empty() {
                     let events = core
                         .reads
-                        .read_entries(&entries)
+                        .read_entries_cached(&entries, &mut self.frames)
                         .map_err(|e| fail(e.to_string()))?;
                     // The scan stops at the max-th match, so `scanned` is
                     // either that event or the last sequence looked at.

@@ -50,6 +50,7 @@ pub use index_memory::IndexMemory;
 pub use lifecycle::RECOVERED_KIND;
 pub use lookup::Lookup;
 pub use plan::AppendPlan;
+pub(crate) use read_path::FrameCache;
 pub use reader::LogReader;
 pub use region::Region;
 pub use sim_disk::{SimDisk, SimError, SimOp};

@@ -31,6 +31,83 @@ fn cache_key(e: &Entry, by_entity: bool) -> (u32, u32, u32) {
     (if by_entity { e.entity } else { u32::MAX }, e.scope, e.kind)
 }
 
+/// The bytes of the last whole-frame run read, and which frames in them
+/// were CRC-checked. A cursor keeps one: its next pull usually falls in the
+/// same large frame (a 4096-event batch pulled 1024 at a time), and then
+/// neither the read nor the frame check is repeated. Frames never change
+/// once written, and the cache is tied to the open file it was read from.
+#[derive(Default)]
+pub(crate) struct FrameCache {
+    file: Option<Arc<dyn DiskFile>>,
+    start: u64,
+    buf: Vec<u8>,
+    /// Starts of the checked frames, ascending.
+    checked: Vec<u64>,
+}
+
+impl FrameCache {
+    /// Largest buffer kept between reads.
+    const KEEP: usize = 16 << 20;
+
+    fn forget(&mut self) {
+        self.file = None;
+        self.checked.clear();
+    }
+
+    /// Hands out `run` from the cached bytes when they hold every event of
+    /// it and its whole frame (checking frames not checked yet); `false`,
+    /// touching nothing, otherwise.
+    fn serve(
+        &mut self,
+        file: &Arc<dyn DiskFile>,
+        run: &[Entry],
+        f: &mut impl FnMut(&Entry, &[u8], usize) -> Result<(), StoreError>,
+    ) -> Result<bool, StoreError> {
+        let same = self
+            .file
+            .as_ref()
+            .is_some_and(|c| std::ptr::addr_eq(Arc::as_ptr(c), Arc::as_ptr(file)));
+        if !same {
+            return Ok(false);
+        }
+        let (lo, hi) = (self.start, self.start + self.buf.len() as u64);
+        for e in run {
+            let fs = e.frame_start();
+            if fs < lo || e.offset + e.disk_len() > hi {
+                return Ok(false);
+            }
+            if self.checked.binary_search(&fs).is_err() {
+                let at = (fs - lo) as usize;
+                let Some(len) = self
+                    .buf
+                    .get(at + 4..at + 8)
+                    .map(|b| 12 + u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64)
+                else {
+                    return Ok(false);
+                };
+                if fs + len > hi {
+                    return Ok(false);
+                }
+            }
+        }
+        for e in run {
+            let fs = e.frame_start();
+            if let Err(pos) = self.checked.binary_search(&fs) {
+                decode_frame(&self.buf[(fs - lo) as usize..]).map_err(|err| {
+                    StoreError::Corrupt {
+                        segment: e.segment,
+                        offset: fs,
+                        reason: err.to_string(),
+                    }
+                })?;
+                self.checked.insert(pos, fs);
+            }
+            f(e, &self.buf, (e.offset - lo) as usize)?;
+        }
+        Ok(true)
+    }
+}
+
 /// The index and the open segment files for reading.
 pub(crate) struct ReadPath {
     pub seg_dir: PathBuf,
@@ -153,10 +230,15 @@ impl ReadPath {
         const KEEP: usize = 16 << 20;
         // `f` never reads through this path again, so the buffer is free;
         // a nested call (none today) would get a fresh one instead.
-        let mut buf = BUF
+        let buf = BUF
             .with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
             .unwrap_or_default();
-        let result = self.visit_with(entries, &mut buf, &mut f);
+        let mut cache = FrameCache {
+            buf,
+            ..FrameCache::default()
+        };
+        let result = self.visit_with(entries, &mut cache, &mut f);
+        let buf = cache.buf;
         if buf.capacity() <= KEEP {
             BUF.with(|b| {
                 if let Ok(mut b) = b.try_borrow_mut() {
@@ -167,10 +249,28 @@ impl ReadPath {
         result
     }
 
+    /// [`read_entries`](Self::read_entries) through `cache`, which keeps
+    /// the last frames read between calls (see [`FrameCache`]).
+    pub fn read_entries_cached(
+        &self,
+        entries: &[Entry],
+        cache: &mut FrameCache,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut out = Vec::with_capacity(entries.len());
+        self.visit_with(entries, cache, &mut |e, buf, at| {
+            out.push(Self::decode_at(e, buf, at)?);
+            Ok(())
+        })?;
+        if cache.buf.capacity() > FrameCache::KEEP {
+            *cache = FrameCache::default();
+        }
+        Ok(out)
+    }
+
     fn visit_with(
         &self,
         entries: &[Entry],
-        buf: &mut Vec<u8>,
+        cache: &mut FrameCache,
         f: &mut impl FnMut(&Entry, &[u8], usize) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut i = 0;
@@ -190,6 +290,12 @@ impl ReadPath {
                 j += 1;
             }
             let file = self.reader(first.segment)?;
+            if cache.serve(&file, &entries[i..j], f)? {
+                i = j;
+                continue;
+            }
+            cache.forget();
+            let buf = &mut cache.buf;
             if self.sparse_run(&*file, &entries[i..j], buf, f)? {
                 i = j;
                 continue;
@@ -221,6 +327,7 @@ impl ReadPath {
             if need > end {
                 Self::read_at(&*file, first.segment, buf, start, need)?;
             }
+            let buf: &[u8] = &cache.buf;
             let mut checked = u64::MAX;
             for e in &entries[i..j] {
                 let fs = e.frame_start();
@@ -232,9 +339,13 @@ impl ReadPath {
                         reason: err.to_string(),
                     })?;
                     checked = fs;
+                    // Ascending: entries come in log order.
+                    cache.checked.push(fs);
                 }
                 f(e, buf, (e.offset - start) as usize)?;
             }
+            cache.file = Some(file);
+            cache.start = start;
             i = j;
         }
         Ok(())
