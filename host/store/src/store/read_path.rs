@@ -487,10 +487,22 @@ impl ReadPath {
         let mut s = after;
         let mut cache: FastMap<(u32, u32, u32), bool> = FastMap::default();
         let by_entity = region.entity_prefix.is_some();
+        // Neighbouring events mostly share scope and kind: compare with the
+        // last key before hashing.
+        let mut last: Option<((u32, u32, u32), bool)> = None;
         while s < end && out.len() < limit {
             s += 1;
             let e = ix.entry(s).expect("in range");
-            let m = *cache.entry(cache_key(e, by_entity)).or_insert_with(|| {
+            let key = cache_key(e, by_entity);
+            if let Some((k, m)) = last {
+                if k == key {
+                    if m {
+                        out.push(*e);
+                    }
+                    continue;
+                }
+            }
+            let m = *cache.entry(key).or_insert_with(|| {
                 let (en, sc, k) = (
                     ix.names.name(e.entity),
                     ix.names.name(e.scope),
@@ -498,6 +510,7 @@ impl ReadPath {
                 );
                 region.matches_parts_or_system(en, sc, k, include_system)
             });
+            last = Some((key, m));
             if m {
                 out.push(*e);
             }
