@@ -5,6 +5,7 @@ use super::descriptor::Descriptor;
 use super::load_error::LoadError;
 use super::prepare::{call, instantiate, new_store, prepare, PluginSettings};
 use super::runtime::Runtime;
+use super::wit::OFFERED_VERSIONS;
 use super::world::WorldInfo;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,10 @@ pub struct Inspection {
     pub digest: String,
     /// The world the component targets (one of those the host offers).
     pub world: &'static str,
+    /// The contract version it targets (e.g. `0.2.0`).
+    pub wit_version: &'static str,
+    /// Every contract package this host offers (`batpak-host wit --list`).
+    pub host_offers: Vec<&'static str>,
     /// Imports, exports and the WIT package version the component targets.
     pub component: WorldInfo,
     /// What `describe()` returned (with `"invalid": reason` when it breaks a
@@ -81,6 +86,8 @@ impl Inspection {
             file: p(),
             digest: prepared.digest,
             world: prepared.version.world(),
+            wit_version: prepared.version.semver(),
+            host_offers: OFFERED_VERSIONS.iter().map(|v| v.package()).collect(),
             component: prepared.world,
             descriptor: json,
             init,
