@@ -70,10 +70,7 @@ impl Batch {
             .checked_mul(RECORD_LEN)
             .and_then(|n| n.checked_add(HEADER_LEN));
         if records_end.is_none_or(|end| end > buf.len()) {
-            return bad(format!(
-                "{count} records do not fit in {} bytes",
-                buf.len()
-            ));
+            return bad(format!("{count} records do not fit in {} bytes", buf.len()));
         }
         let names_at = string_count
             .checked_mul(STRING_ENTRY_LEN)
@@ -490,6 +487,9 @@ mod tests {
         let mut b = encode(&[raw(1, "x", "k", b"p")]);
         let names = 16 + 96 + 8 * 3;
         b[names] = 0xff;
-        assert!(Batch::from_bytes(b).unwrap_err().to_string().contains("not UTF-8"));
+        assert!(Batch::from_bytes(b)
+            .unwrap_err()
+            .to_string()
+            .contains("not UTF-8"));
     }
 }

@@ -128,7 +128,6 @@ impl Output {
         let mut last_entity: (&str, u32) = ("", 0);
         let mut last_scope: (&str, u32) = ("", 0);
         let mut last_kind: (&str, u32) = ("", u32::MAX);
-        let mut warned = false;
         for (k, p) in self.proposals.iter().enumerate() {
             let r = HEADER_LEN + RECORD_LEN * k;
             let kind = if !last_kind.0.is_empty() && last_kind.0 == p.kind {
@@ -138,8 +137,7 @@ impl Output {
                     .iter()
                     .position(|e| *e == p.kind)
                     .map_or(u32::MAX, |i| i as u32);
-                if i == u32::MAX && !warned {
-                    warned = true;
+                if i == u32::MAX {
                     crate::log::warn(&format!(
                         "proposal {k} has kind {:?}, which describe() does not list in emits ({}); the host will deny it",
                         p.kind,
@@ -227,5 +225,74 @@ impl Emitted<'_> {
     /// (a dry run; see [`host::check`]).
     pub fn check(&self) -> Verdict {
         host::check(self.proposal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    }
+    fn range(b: &[u8], rec: usize, at: usize) -> &[u8] {
+        let (o, l) = (
+            u32_at(b, rec + at) as usize,
+            u32_at(b, rec + at + 4) as usize,
+        );
+        &b[o..o + l]
+    }
+
+    #[test]
+    fn proposals_are_laid_out_as_the_contract_says() {
+        testing::reset();
+        let a = testing::append("order:1", "shop", "in", &b"{}"[..]);
+        let b = testing::append("order:2", "shop", "in", &b"{}"[..]);
+        let batch = testing::batch(&[a, b]);
+        let (e0, e1) = (batch.get(0).unwrap(), batch.get(1).unwrap());
+        let emits = vec!["x.one".to_string(), "x.two".to_string()];
+        let mut out = Output::new();
+        out.emit(&e0, "order:1", "shop", "x.two", &b"p0"[..]);
+        out.emit(&e1, "order:9", "shop", "x.one", &b"p1"[..])
+            .caused_by(EventId((7u128 << 64) | 8));
+        out.emit(&e1, "order:9", "other", "x.undeclared", &b""[..])
+            .uncaused();
+        let buf = out.to_bytes(&emits);
+        assert_eq!(u32_at(&buf, 0), 3);
+        assert_eq!(u32_at(&buf, 4), 0);
+        let rec = |k: usize| 8 + 56 * k;
+        // source, kind index, names, payload, causation, reserved, cause
+        assert_eq!((u32_at(&buf, rec(0)), u32_at(&buf, rec(0) + 4)), (0, 1));
+        assert_eq!(range(&buf, rec(0), 8), b"order:1");
+        assert_eq!(range(&buf, rec(0), 16), b"shop");
+        assert_eq!(range(&buf, rec(0), 24), b"p0");
+        assert_eq!(u32_at(&buf, rec(0) + 32), 0);
+        assert_eq!((u32_at(&buf, rec(1)), u32_at(&buf, rec(1) + 4)), (1, 0));
+        assert_eq!(range(&buf, rec(1), 8), b"order:9");
+        assert_eq!(range(&buf, rec(1), 24), b"p1");
+        assert_eq!(u32_at(&buf, rec(1) + 32), 1);
+        assert_eq!(
+            (u64_at(&buf, rec(1) + 40), u64_at(&buf, rec(1) + 48)),
+            (7, 8)
+        );
+        // Repeated names share bytes.
+        assert_eq!(u32_at(&buf, rec(1) + 16), u32_at(&buf, rec(0) + 16));
+        assert_eq!(u32_at(&buf, rec(2) + 8), u32_at(&buf, rec(1) + 8));
+        // An undeclared kind: an index past emits, and a warning naming it.
+        assert_eq!(u32_at(&buf, rec(2) + 4), u32::MAX);
+        assert_eq!(range(&buf, rec(2), 16), b"other");
+        assert_eq!(u32_at(&buf, rec(2) + 28), 0);
+        assert_eq!(u32_at(&buf, rec(2) + 32), 2);
+        for k in 0..3 {
+            assert_eq!(u32_at(&buf, rec(k) + 36), 0, "reserved");
+        }
+        assert!(testing::logs()
+            .iter()
+            .any(|(_, m)| m.contains("\"x.undeclared\"") && m.contains("x.one, x.two")));
+        assert!(Output::new().to_bytes(&emits).is_empty());
     }
 }

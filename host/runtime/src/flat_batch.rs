@@ -272,4 +272,29 @@ pub(crate) mod tests {
         check_layout(&many, &b);
         assert_eq!(u32_at(&b, 4), 7 + 2);
     }
+
+    #[test]
+    fn the_worked_example_of_wit_md_is_what_the_host_sends() {
+        let evs = vec![
+            ev(1, "order:1", "order.placed", br#"{"q":1}"#),
+            ev(3, "order:2", "order.placed", br#"{"q":22}"#),
+        ];
+        let b = FlatBatch::default()
+            .encode(&evs, &mut Vec::new())
+            .unwrap()
+            .to_vec();
+        assert_eq!(
+            &b[..16],
+            &[2, 0, 0, 0, 4, 0, 0, 0, 0xd0, 0, 0, 0, 0x0e, 1, 0, 0]
+        );
+        assert_eq!(
+            &b[208..240],
+            &[
+                0, 0, 0, 0, 7, 0, 0, 0, 7, 0, 0, 0, 4, 0, 0, 0, 11, 0, 0, 0, 12, 0, 0, 0, 23, 0, 0,
+                0, 7, 0, 0, 0
+            ]
+        );
+        assert_eq!(&b[240..270], b"order:1shoporder.placedorder:2");
+        assert_eq!(&b[270..], br#"{"q":1}{"q":22}"#);
+    }
 }
