@@ -63,6 +63,13 @@ pub struct Output {
     /// The proposals as WIT records, built on demand by
     /// [`proposals`](Output::proposals) and dropped by any change.
     materialized: OnceCell<Vec<Proposal>>,
+    /// The previous proposal's entity and scope: where they are in the tail
+    /// and the address of the string they were copied from.
+    last_entity: Option<(Span, usize)>,
+    last_scope: Option<(Span, usize)>,
+    /// The address and length of the last kind string looked up, and its
+    /// index in `kinds`.
+    last_kind: Option<(usize, usize, u32)>,
 }
 
 impl Output {
@@ -101,13 +108,9 @@ impl Output {
     ) -> Emitted<'_> {
         let at = self.tail.len();
         self.tail.extend_from_slice(payload.as_ref());
-        self.finish(
-            source.index(),
-            entity.as_ref(),
-            scope.as_ref(),
-            kind.as_ref(),
-            at,
-        )
+        let (entity, scope) = (entity.as_ref(), scope.as_ref());
+        let frozen = (source.in_batch(entity), source.in_batch(scope));
+        self.finish(source.index(), entity, scope, kind.as_ref(), at, frozen)
     }
 
     /// Like [`emit`](Output::emit) with `payload` serialized as JSON. A
@@ -130,13 +133,9 @@ impl Output {
                 format!("cannot serialize payload: {e}"),
             ));
         }
-        Ok(self.finish(
-            source.index(),
-            entity.as_ref(),
-            scope.as_ref(),
-            kind.as_ref(),
-            at,
-        ))
+        let (entity, scope) = (entity.as_ref(), scope.as_ref());
+        let frozen = (source.in_batch(entity), source.in_batch(scope));
+        Ok(self.finish(source.index(), entity, scope, kind.as_ref(), at, frozen))
     }
 
     /// Appends a ready-made proposal as is, unchecked: its `source` must be
@@ -150,6 +149,7 @@ impl Output {
             &proposal.coordinate.scope,
             &proposal.kind,
             at,
+            (false, false),
         );
         match proposal.causation {
             Causation::Source => emitted,
@@ -159,7 +159,8 @@ impl Output {
     }
 
     /// Records a proposal whose payload was just written to the tail from
-    /// `payload_at` on.
+    /// `payload_at` on. `frozen` says whether entity and scope point into
+    /// the batch buffer (immutable, so an equal address means equal bytes).
     fn finish(
         &mut self,
         source: u32,
@@ -167,14 +168,16 @@ impl Output {
         scope: &str,
         kind: &str,
         payload_at: usize,
+        frozen: (bool, bool),
     ) -> Emitted<'_> {
         let payload = Span {
             at: payload_at as u32,
             len: (self.tail.len() - payload_at) as u32,
         };
-        let last = self.records.last().copied();
-        let entity = self.name(entity, last.map(|r| r.entity));
-        let scope = self.name(scope, last.map(|r| r.scope));
+        let (entity, entity_ptr) = self.name(entity, self.last_entity, frozen.0);
+        let (scope, scope_ptr) = self.name(scope, self.last_scope, frozen.1);
+        self.last_entity = Some((entity, entity_ptr));
+        self.last_scope = Some((scope, scope_ptr));
         let kind = self.kind_index(kind);
         self.records.push(Record {
             source,
@@ -195,36 +198,52 @@ impl Output {
     }
 
     /// Where `name` is in the tail: the previous proposal's copy when it is
-    /// the same name, otherwise a new copy.
-    fn name(&mut self, name: &str, previous: Option<Span>) -> Span {
-        if let Some(p) = previous {
-            if &self.tail[p.range()] == name.as_bytes() {
-                return p;
+    /// the very same string (the same address, as when names come from the
+    /// batch, whose names are interned, and the same bytes), otherwise a new
+    /// copy. Different addresses are not compared byte by byte: an equal name
+    /// from elsewhere is simply stored again, which the layout allows.
+    fn name(&mut self, name: &str, previous: Option<(Span, usize)>, frozen: bool) -> (Span, usize) {
+        if let Some((span, ptr)) = previous {
+            // Outside the batch the address alone is not enough: a
+            // temporary `String` may reuse the previous one's memory with
+            // other contents.
+            if ptr == name.as_ptr() as usize
+                && span.len as usize == name.len()
+                && (frozen || &self.tail[span.range()] == name.as_bytes())
+            {
+                return (span, ptr);
             }
         }
         let at = self.tail.len();
         self.tail.extend_from_slice(name.as_bytes());
-        Span {
-            at: at as u32,
-            len: name.len() as u32,
-        }
+        (
+            Span {
+                at: at as u32,
+                len: name.len() as u32,
+            },
+            name.as_ptr() as usize,
+        )
     }
 
     /// Index of `kind` in the output's kind table, adding it when new.
     fn kind_index(&mut self, kind: &str) -> u32 {
-        // Most reactors propose one or two kinds: the last one first.
-        if let Some(last) = self.kinds.last() {
-            if last == kind {
-                return self.kinds.len() as u32 - 1;
+        // Kinds are usually the same constant string every time: compare
+        // addresses before bytes.
+        if let Some((ptr, len, i)) = self.last_kind {
+            if ptr == kind.as_ptr() as usize && len == kind.len() && self.kinds[i as usize] == kind
+            {
+                return i;
             }
         }
-        match self.kinds.iter().position(|k| k == kind) {
+        let i = match self.kinds.iter().position(|k| k == kind) {
             Some(i) => i as u32,
             None => {
                 self.kinds.push(kind.to_string());
                 self.kinds.len() as u32 - 1
             }
-        }
+        };
+        self.last_kind = Some((kind.as_ptr() as usize, kind.len(), i));
+        i
     }
 
     /// Number of proposals so far.
@@ -270,6 +289,9 @@ impl Output {
         self.tail.clear();
         self.kinds.clear();
         self.materialized.take();
+        self.last_entity = None;
+        self.last_scope = None;
+        self.last_kind = None;
     }
 
     /// The proposals, in order, as WIT records.
@@ -408,11 +430,13 @@ mod tests {
         let (e0, e1) = (batch.get(0).unwrap(), batch.get(1).unwrap());
         let emits = vec!["x.one".to_string(), "x.two".to_string()];
         let mut out = Output::new();
-        out.emit(&e0, "order:1", "shop", "x.two", &b"p0"[..]);
-        out.emit(&e1, "order:9", "shop", "x.one", &b"p1"[..])
+        let (shop, order9) = (e0.scope(), String::from("order:9"));
+        out.emit(&e0, "order:1", shop, "x.two", &b"p0"[..]);
+        out.emit(&e1, &order9, shop, "x.one", &b"p1"[..])
             .caused_by(EventId((7u128 << 64) | 8));
-        out.emit(&e1, "order:9", "other", "x.undeclared", &b""[..])
+        out.emit(&e1, &order9, "other", "x.undeclared", &b""[..])
             .uncaused();
+
         let buf = out.to_bytes(&emits);
         assert_eq!(u32_at(&buf, 0), 3);
         assert_eq!(u32_at(&buf, 4), 0);
@@ -446,5 +470,22 @@ mod tests {
             .iter()
             .any(|(_, m)| m.contains("\"x.undeclared\"") && m.contains("x.one, x.two")));
         assert!(Output::new().to_bytes(&emits).is_empty());
+    }
+
+    #[test]
+    fn a_name_at_the_previous_address_with_other_bytes_is_not_shared() {
+        testing::reset();
+        let a = testing::append("order:1", "shop", "in", &b"{}"[..]);
+        let batch = testing::batch(&[a]);
+        let e = batch.get(0).unwrap();
+        let mut out = Output::new();
+        let mut name = String::from("order:7");
+        out.emit(&e, &name, "s", "k", &b""[..]);
+        // Same allocation, same length, other contents.
+        name.replace_range(6..7, "8");
+        out.emit(&e, &name, "s", "k", &b""[..]);
+        let p = out.proposals();
+        assert_eq!(p[0].coordinate.entity, "order:7");
+        assert_eq!(p[1].coordinate.entity, "order:8");
     }
 }
