@@ -5,7 +5,6 @@
 //! call, so crossing the boundary is one memcpy of it into the guest.
 
 use batpak_store::{Event, EventId};
-use rustc_hash::FxHashMap;
 
 /// Bytes of the batch header.
 pub(crate) const HEADER_LEN: usize = 16;
@@ -13,10 +12,6 @@ pub(crate) const HEADER_LEN: usize = 16;
 pub(crate) const RECORD_LEN: usize = 96;
 /// Bytes of one string-table entry.
 pub(crate) const STRING_ENTRY_LEN: usize = 8;
-
-/// Up to this many names, interning is a linear scan: cheaper than hashing
-/// for a handful of names.
-const LINEAR_INTERN_MAX: usize = 8;
 
 /// Record field offsets (see the WIT doc of `react`).
 mod field {
@@ -70,40 +65,83 @@ fn name_key(s: &str) -> u64 {
         h.write(b);
         (h.finish(), 0)
     };
-    (x.wrapping_mul(K) ^ y.rotate_left(31) ^ n as u64).wrapping_mul(K)
+    let h = (x.wrapping_mul(K) ^ y.rotate_left(31) ^ n as u64).wrapping_mul(K);
+    // Fold the high bits down: the table indexes by the low bits, which a
+    // multiply alone leaves equal for names that differ only at their end.
+    (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) ^ (h >> 32)
 }
 
-/// Index of `s` among the batch's `strings`, adding it when new. `index`
-/// maps name keys to the first string with that key; on a key collision
-/// the strings are searched in full, so each distinct name is added once.
-fn intern<'a>(s: &'a str, index: &mut FxHashMap<u64, u32>, strings: &mut Vec<&'a str>) -> u32 {
-    if strings.len() <= LINEAR_INTERN_MAX {
-        if let Some(i) = strings.iter().position(|x| *x == s) {
-            return i as u32;
+/// An open-addressing table from name keys to string indexes: linear
+/// probing over a power-of-two array kept from batch to batch (cleared, not
+/// freed). Simpler and cheaper per lookup than a general hash map here,
+/// where a batch adds at most a few hundred names and never removes one.
+#[derive(Default)]
+struct InternTable {
+    /// (key, string index + 1); index 0 marks an empty slot.
+    slots: Vec<(u64, u32)>,
+}
+
+impl InternTable {
+    /// Empties the table, sized for up to `names` names.
+    fn reset(&mut self, names: usize) {
+        let want = (names * 2).next_power_of_two().max(16);
+        if self.slots.len() < want || self.slots.len() > want * 8 {
+            self.slots = vec![(0, 0); want];
+        } else {
+            self.slots.fill((0, 0));
         }
-        strings.push(s);
-        let i = strings.len() as u32 - 1;
-        index.insert(name_key(s), i);
-        return i;
     }
-    match index.entry(name_key(s)) {
-        std::collections::hash_map::Entry::Occupied(e) => {
-            let i = *e.get();
-            if strings[i as usize] == s {
-                return i;
+
+    /// Doubles the table and re-adds `strings`.
+    fn grow(&mut self, strings: &[&str]) {
+        self.slots = vec![(0, 0); (self.slots.len() * 2).max(16)];
+        let mask = self.slots.len() - 1;
+        for (index, s) in strings.iter().enumerate() {
+            let key = name_key(s);
+            let mut i = (key as usize) & mask;
+            // Keep the first string of each key, as `intern` does.
+            while self.slots[i].1 != 0 && self.slots[i].0 != key {
+                i = (i + 1) & mask;
             }
-            // A key collision: rare, resolved by a full search.
-            if let Some(i) = strings.iter().position(|x| *x == s) {
-                return i as u32;
+            if self.slots[i].1 == 0 {
+                self.slots[i] = (key, index as u32 + 1);
             }
-            strings.push(s);
-            strings.len() as u32 - 1
         }
-        std::collections::hash_map::Entry::Vacant(e) => {
-            strings.push(s);
-            let i = strings.len() as u32 - 1;
-            e.insert(i);
-            i
+    }
+
+    /// Index of `s` among `strings`, adding it when new. Slots hold the key
+    /// of the first string with it; on a key collision `strings` is searched
+    /// in full, so each distinct name is added once.
+    fn intern<'a>(&mut self, s: &'a str, strings: &mut Vec<&'a str>) -> u32 {
+        // Keep the table at most half full, so probes stay short and an
+        // empty slot always exists.
+        if (strings.len() + 1) * 2 > self.slots.len() {
+            self.grow(strings);
+        }
+        let key = name_key(s);
+        let mask = self.slots.len() - 1;
+        let mut i = (key as usize) & mask;
+        loop {
+            let (k, v) = self.slots[i];
+            if v == 0 {
+                strings.push(s);
+                let index = strings.len() as u32 - 1;
+                self.slots[i] = (key, index + 1);
+                return index;
+            }
+            if k == key {
+                let index = v - 1;
+                if strings[index as usize] == s {
+                    return index;
+                }
+                // A key collision: rare, resolved by a full search.
+                if let Some(j) = strings.iter().position(|x| *x == s) {
+                    return j as u32;
+                }
+                strings.push(s);
+                return strings.len() as u32 - 1;
+            }
+            i = (i + 1) & mask;
         }
     }
 }
@@ -114,7 +152,7 @@ pub(crate) struct FlatBatch {
     buf: Vec<u8>,
     /// Name key -> string index, kept (cleared) from one batch to the next
     /// so interning allocates nothing once warm.
-    index: FxHashMap<u64, u32>,
+    index: InternTable,
 }
 
 impl FlatBatch {
@@ -135,7 +173,9 @@ impl FlatBatch {
         buf.resize(HEADER_LEN + RECORD_LEN * n, 0);
         let mut strings: Vec<&str> = Vec::with_capacity(n + 2);
         let index = &mut self.index;
-        index.clear();
+        // Every event may bring a new entity, and scope and kind usually
+        // add one or two more.
+        index.reset(n + 8);
         // Scope and kind usually repeat from one event to the next: compare
         // with the previous event's before interning.
         let mut last_scope: Option<(&str, u32)> = None;
@@ -143,11 +183,11 @@ impl FlatBatch {
         let mut payload_at: u64 = 0;
         for (i, e) in events.iter().enumerate() {
             let h = &e.header;
-            let entity = intern(&h.coordinate.entity, index, &mut strings);
+            let entity = index.intern(&h.coordinate.entity, &mut strings);
             let scope = match last_scope {
                 Some((s, i)) if s == h.coordinate.scope => i,
                 _ => {
-                    let i = intern(&h.coordinate.scope, index, &mut strings);
+                    let i = index.intern(&h.coordinate.scope, &mut strings);
                     last_scope = Some((&h.coordinate.scope, i));
                     i
                 }
@@ -155,7 +195,7 @@ impl FlatBatch {
             let kind = match last_kind {
                 Some((k, i)) if k == h.kind => i,
                 _ => {
-                    let i = intern(&h.kind, index, &mut strings);
+                    let i = index.intern(&h.kind, &mut strings);
                     last_kind = Some((&h.kind, i));
                     i
                 }
@@ -338,5 +378,29 @@ pub(crate) mod tests {
         );
         assert_eq!(&b[240..270], b"order:1shoporder.placedorder:2");
         assert_eq!(&b[270..], br#"{"q":1}{"q":22}"#);
+    }
+
+    #[test]
+    fn the_intern_table_grows_past_one_new_name_per_event() {
+        // Three new names per event: more than the table is first sized
+        // for, so it grows mid-batch and must still find every name once.
+        let evs: Vec<Event> = (0..100)
+            .map(|i| {
+                let mut e = ev(i, &format!("entity:{i}"), &format!("kind.{i}"), b"{}");
+                let mut h = (*e.header).clone();
+                h.coordinate =
+                    Coordinate::new(format!("entity:{i}"), format!("scope-{i}")).unwrap();
+                e.header = Arc::new(h);
+                e
+            })
+            .chain((0..100).map(|i| ev(i, &format!("entity:{i}"), &format!("kind.{i}"), b"")))
+            .collect();
+        let b = FlatBatch::default()
+            .encode(&evs, &mut Vec::new())
+            .unwrap()
+            .to_vec();
+        check_layout(&evs, &b);
+        // 100 entities, 100 scopes, 100 kinds, and "shop".
+        assert_eq!(u32_at(&b, 4), 301);
     }
 }
