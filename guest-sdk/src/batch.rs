@@ -13,10 +13,12 @@ const RECORD_LEN: usize = 96;
 /// Bytes of one string-table entry.
 const STRING_ENTRY_LEN: usize = 8;
 
+#[inline]
 fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 
+#[inline]
 fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
@@ -133,6 +135,7 @@ impl Batch {
     }
 
     /// Number of events in the batch.
+    #[inline]
     pub fn len(&self) -> usize {
         self.count
     }
@@ -144,6 +147,7 @@ impl Batch {
 
     /// The events in delivery order (ascending `sequence`), each knowing its
     /// batch index.
+    #[inline]
     pub fn events(&self) -> Events<'_> {
         Events {
             batch: self,
@@ -152,6 +156,7 @@ impl Batch {
     }
 
     /// The event at batch index `index`, if there is one.
+    #[inline]
     pub fn get(&self, index: usize) -> Option<EventRef<'_>> {
         (index < self.count).then_some(EventRef {
             batch: self,
@@ -159,6 +164,7 @@ impl Batch {
         })
     }
 
+    #[inline]
     fn string(&self, index: u32) -> &str {
         // The host guarantees valid indexes; a bad one reads as "" rather
         // than trapping.
@@ -205,6 +211,7 @@ pub struct Events<'a> {
 impl<'a> Iterator for Events<'a> {
     type Item = EventRef<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<EventRef<'a>> {
         self.range.next().map(|index| EventRef {
             batch: self.batch,
@@ -256,34 +263,41 @@ mod field {
 }
 
 impl<'a> EventRef<'a> {
+    #[inline]
     fn at(&self) -> usize {
         HEADER_LEN + RECORD_LEN * self.index as usize
     }
 
+    #[inline]
     fn u32(&self, field: usize) -> u32 {
         u32_at(&self.batch.buf, self.at() + field)
     }
 
+    #[inline]
     fn u64(&self, field: usize) -> u64 {
         u64_at(&self.batch.buf, self.at() + field)
     }
 
+    #[inline]
     fn id_at(&self, field: usize) -> EventId {
         EventId(((self.u64(field) as u128) << 64) | self.u64(field + 8) as u128)
     }
 
     /// 0-based position of this event in its batch: the `source` index of
     /// proposals reacting to it, and the `event` of a [`ReactError`](crate::ReactError).
+    #[inline]
     pub fn index(&self) -> u32 {
         self.index
     }
 
     /// Unique id of this event.
+    #[inline]
     pub fn id(&self) -> EventId {
         self.id_at(field::ID)
     }
 
     /// Store-wide commit order (1, 2, 3, ...), strictly increasing.
+    #[inline]
     pub fn sequence(&self) -> u64 {
         self.u64(field::SEQUENCE)
     }
@@ -294,22 +308,26 @@ impl<'a> EventRef<'a> {
     }
 
     /// The entity (aggregate) this event belongs to, e.g. `order:42`.
+    #[inline]
     pub fn entity(&self) -> &'a str {
         self.batch.string(self.u32(field::ENTITY))
     }
 
     /// The scope of the entity, e.g. `shop`.
+    #[inline]
     pub fn scope(&self) -> &'a str {
         self.batch.string(self.u32(field::SCOPE))
     }
 
     /// The event kind, e.g. `order.placed`.
+    #[inline]
     pub fn kind(&self) -> &'a str {
         self.batch.string(self.u32(field::KIND))
     }
 
     /// The payload bytes (UTF-8 JSON by convention). Empty if the host sent
     /// an out-of-range slice.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
         let start = self
             .batch
@@ -347,6 +365,7 @@ impl<'a> EventRef<'a> {
 
     /// Whether `s` points into the batch buffer, which never changes while
     /// the batch lives (so its address identifies its contents).
+    #[inline]
     pub(crate) fn in_batch(&self, s: &str) -> bool {
         let range = self.batch.buf.as_ptr_range();
         range.contains(&s.as_ptr()) && s.len() <= range.end as usize - s.as_ptr() as usize

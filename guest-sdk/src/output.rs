@@ -111,6 +111,7 @@ impl Output {
     /// handle can change the causation or dry-run the gates. Names and
     /// payload are copied into the output; nothing is allocated per
     /// proposal.
+    #[inline]
     pub fn emit(
         &mut self,
         source: &EventRef<'_>,
@@ -178,6 +179,7 @@ impl Output {
     /// after them is the last growth of the buffer). `frozen` says whether
     /// they point into the batch buffer (immutable, so an equal address
     /// means equal bytes).
+    #[inline]
     fn names(&mut self, entity: &str, scope: &str, frozen: (bool, bool)) -> (Span, Span) {
         let (entity, entity_ptr) = self.name(entity, self.last_entity, frozen.0);
         let (scope, scope_ptr) = self.name(scope, self.last_scope, frozen.1);
@@ -188,6 +190,7 @@ impl Output {
 
     /// Records a proposal whose names are `names` and whose payload was
     /// just written to the tail from `payload_at` on.
+    #[inline]
     fn finish(
         &mut self,
         source: u32,
@@ -223,6 +226,7 @@ impl Output {
     /// batch, whose names are interned, and the same bytes), otherwise a new
     /// copy. Different addresses are not compared byte by byte: an equal name
     /// from elsewhere is simply stored again, which the layout allows.
+    #[inline]
     fn name(&mut self, name: &str, previous: Option<(Span, usize)>, frozen: bool) -> (Span, usize) {
         if let Some((span, ptr)) = previous {
             // Outside the batch the address alone is not enough: a
@@ -248,6 +252,7 @@ impl Output {
     }
 
     /// Index of `kind` in the output's kind table, adding it when new.
+    #[inline]
     fn kind_index(&mut self, kind: &str) -> u32 {
         // Kinds are usually the same constant string every time: compare
         // addresses before bytes.
@@ -392,6 +397,7 @@ impl Output {
 /// Makes room for `extra` more bytes: doubling while the buffer is small,
 /// but by at most 16 MiB beyond what is needed once it is large, so one big
 /// payload does not double a reactor's memory (the instance has a budget).
+#[inline]
 fn grow(buf: &mut Vec<u8>, extra: usize) {
     if buf.capacity() - buf.len() < extra {
         buf.reserve_exact(extra.max(buf.len().min(16 << 20)));
