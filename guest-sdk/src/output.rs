@@ -234,7 +234,7 @@ impl Output {
             // other contents.
             if ptr == name.as_ptr() as usize
                 && span.len as usize == name.len()
-                && (frozen || &self.tail[span.range()] == name.as_bytes())
+                && (frozen || same(&self.tail[span.range()], name.as_bytes()))
             {
                 return (span, ptr);
             }
@@ -257,7 +257,9 @@ impl Output {
         // Kinds are usually the same constant string every time: compare
         // addresses before bytes.
         if let Some((ptr, len, i)) = self.last_kind {
-            if ptr == kind.as_ptr() as usize && len == kind.len() && self.kinds[i as usize] == kind
+            if ptr == kind.as_ptr() as usize
+                && len == kind.len()
+                && same(self.kinds[i as usize].as_bytes(), kind.as_bytes())
             {
                 return i;
             }
@@ -392,6 +394,25 @@ impl Output {
     pub fn to_bytes(&self, emits: &[String]) -> Vec<u8> {
         self.clone().into_bytes(emits)
     }
+}
+
+/// Whether two short byte strings are equal, compared eight bytes at a time
+/// inline (a `memcmp` call costs more than the comparison for names this
+/// short, especially in wasm).
+#[inline]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], i: usize| u64::from_le_bytes(s[i..i + 8].try_into().expect("8 bytes"));
+    let mut i = 0;
+    while i + 8 <= a.len() {
+        if word(a, i) != word(b, i) {
+            return false;
+        }
+        i += 8;
+    }
+    a[i..].iter().zip(&b[i..]).all(|(x, y)| x == y)
 }
 
 /// Makes room for `extra` more bytes: doubling while the buffer is small,
