@@ -22,6 +22,7 @@ mod swap_cmd;
 mod test_cmd;
 mod trace;
 mod watch;
+mod wit_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -88,6 +89,9 @@ pub enum Command {
     /// Move a reactor's checkpoint (recorded as a `batpak.reactor.reset`
     /// event). Through a running host the reactor must be paused.
     Reset(operate::ResetArgs),
+    /// Print the WIT contract this host offers (`--list`: every version it
+    /// runs side by side), for writing a plugin against it.
+    Wit(wit_cmd::WitArgs),
 }
 
 /// A client of the host running on `data`, if one runs.
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Command::Pause(a) => operate::pause(&cli.data, a),
         Command::Resume(a) => operate::resume(&cli.data, a),
         Command::Reset(a) => operate::reset(&cli.data, a),
+        Command::Wit(a) => wit_cmd::wit(a),
     };
     match result {
         Ok(code) => code,

@@ -44,11 +44,14 @@
 
 mod admission;
 mod batch_builder;
+mod bindings;
 mod cache;
 mod component_file;
 mod convert;
 mod descriptor;
 mod failure;
+mod flat_batch;
+mod flat_proposals;
 mod guest_output;
 mod host_imports;
 mod inspect;
@@ -74,6 +77,8 @@ mod swap;
 mod swap_file;
 mod trap;
 mod wit;
+mod wit_v1;
+mod wit_v2;
 mod world;
 
 pub use admission::{CapabilityGate, ReactionContext, ReactorInfo};
@@ -107,4 +112,7 @@ pub use swap::{
     ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
 };
 pub use swap_file::{refusal_for, swap_file};
-pub use wit::{EXPORT_INTERFACE, HOST_INTERFACE, WIT_PACKAGE, WIT_WORLD};
+pub use wit::{
+    WitVersion, CURRENT_VERSION, EXPORT_INTERFACE, HOST_INTERFACE, OFFERED_VERSIONS, WIT_PACKAGE,
+    WIT_WORLD,
+};

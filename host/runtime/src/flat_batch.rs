@@ -1,0 +1,275 @@
+//! The [`FlatBatch`] encoder: a slice of events laid out as the
+//! `batpak:reactor@0.2.0` batch buffer (see `react` in `wit/reactor.wit`):
+//! a 16-byte header, one 96-byte record per event, an interned string
+//! table, then every payload back to back. One buffer reused from call to
+//! call, so crossing the boundary is one memcpy of it into the guest.
+
+use batpak_store::{Event, EventId};
+use rustc_hash::FxHashMap;
+
+/// Bytes of the batch header.
+pub(crate) const HEADER_LEN: usize = 16;
+/// Bytes of one event record.
+pub(crate) const RECORD_LEN: usize = 96;
+/// Bytes of one string-table entry.
+pub(crate) const STRING_ENTRY_LEN: usize = 8;
+
+/// Batches up to this size intern by a linear scan: cheaper than building
+/// a hash map for a handful of names.
+const LINEAR_INTERN_MAX: usize = 8;
+
+/// Record field offsets (see the WIT doc of `react`).
+mod field {
+    pub(super) const ID_HI: usize = 0;
+    pub(super) const ID_LO: usize = 8;
+    pub(super) const SEQUENCE: usize = 16;
+    pub(super) const ENTITY_SEQUENCE: usize = 24;
+    pub(super) const CORRELATION_HI: usize = 32;
+    pub(super) const CORRELATION_LO: usize = 40;
+    pub(super) const CAUSATION_HI: usize = 48;
+    pub(super) const CAUSATION_LO: usize = 56;
+    pub(super) const TIMESTAMP_US: usize = 64;
+    pub(super) const ENTITY: usize = 72;
+    pub(super) const SCOPE: usize = 76;
+    pub(super) const KIND: usize = 80;
+    pub(super) const FLAGS: usize = 84;
+    pub(super) const PAYLOAD_OFFSET: usize = 88;
+    pub(super) const PAYLOAD_LEN: usize = 92;
+}
+
+/// Flags bit 0: the event has a causation.
+const FLAG_HAS_CAUSATION: u32 = 1;
+
+fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(buf: &mut [u8], at: usize, v: u64) {
+    buf[at..at + 8].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Index of `s` among the batch's `strings`, adding it when new.
+fn intern<'a>(
+    s: &'a str,
+    index: &mut Option<FxHashMap<&'a str, u32>>,
+    strings: &mut Vec<&'a str>,
+) -> u32 {
+    match index {
+        Some(map) => *map.entry(s).or_insert_with(|| {
+            strings.push(s);
+            strings.len() as u32 - 1
+        }),
+        None => match strings.iter().position(|x| *x == s) {
+            Some(i) => i as u32,
+            None => {
+                strings.push(s);
+                strings.len() as u32 - 1
+            }
+        },
+    }
+}
+
+/// Encodes batches into one reused byte buffer.
+#[derive(Default)]
+pub(crate) struct FlatBatch {
+    buf: Vec<u8>,
+}
+
+impl FlatBatch {
+    /// Lays out `events` (non-empty, delivery order) and records their ids
+    /// in `sources`; returns the buffer to hand to `react`.
+    ///
+    /// # Errors
+    /// The batch does not fit the layout's 32-bit offsets.
+    pub(crate) fn encode(
+        &mut self,
+        events: &[Event],
+        sources: &mut Vec<EventId>,
+    ) -> Result<&[u8], String> {
+        let n = events.len();
+        sources.clear();
+        let buf = &mut self.buf;
+        buf.clear();
+        buf.resize(HEADER_LEN + RECORD_LEN * n, 0);
+        let mut strings: Vec<&str> = Vec::with_capacity(n.min(64) + 8);
+        let mut index = (n > LINEAR_INTERN_MAX)
+            .then(|| FxHashMap::with_capacity_and_hasher(n + 8, Default::default()));
+        // Scope and kind usually repeat from one event to the next: compare
+        // with the previous event's before interning.
+        let mut last_scope: Option<(&str, u32)> = None;
+        let mut last_kind: Option<(&str, u32)> = None;
+        let mut payload_at: u64 = 0;
+        for (i, e) in events.iter().enumerate() {
+            let h = &e.header;
+            let entity = intern(&h.coordinate.entity, &mut index, &mut strings);
+            let scope = match last_scope {
+                Some((s, i)) if s == h.coordinate.scope => i,
+                _ => {
+                    let i = intern(&h.coordinate.scope, &mut index, &mut strings);
+                    last_scope = Some((&h.coordinate.scope, i));
+                    i
+                }
+            };
+            let kind = match last_kind {
+                Some((k, i)) if k == h.kind => i,
+                _ => {
+                    let i = intern(&h.kind, &mut index, &mut strings);
+                    last_kind = Some((&h.kind, i));
+                    i
+                }
+            };
+            let r = &mut buf[HEADER_LEN + RECORD_LEN * i..HEADER_LEN + RECORD_LEN * (i + 1)];
+            put_u64(r, field::ID_HI, h.id.hi());
+            put_u64(r, field::ID_LO, h.id.lo());
+            put_u64(r, field::SEQUENCE, h.sequence);
+            put_u64(r, field::ENTITY_SEQUENCE, h.entity_sequence);
+            put_u64(r, field::CORRELATION_HI, h.correlation.hi());
+            put_u64(r, field::CORRELATION_LO, h.correlation.lo());
+            if let Some(c) = h.causation {
+                put_u64(r, field::CAUSATION_HI, c.hi());
+                put_u64(r, field::CAUSATION_LO, c.lo());
+                put_u32(r, field::FLAGS, FLAG_HAS_CAUSATION);
+            }
+            put_u64(r, field::TIMESTAMP_US, h.timestamp_us);
+            put_u32(r, field::ENTITY, entity);
+            put_u32(r, field::SCOPE, scope);
+            put_u32(r, field::KIND, kind);
+            put_u32(r, field::PAYLOAD_OFFSET, payload_at as u32);
+            put_u32(r, field::PAYLOAD_LEN, e.payload.len() as u32);
+            payload_at += e.payload.len() as u64;
+            if payload_at > u32::MAX as u64 {
+                return Err(format!(
+                    "the batch's payloads total more than {} bytes, more than the 32-bit offsets of the batch layout can address",
+                    u32::MAX
+                ));
+            }
+            sources.push(h.id);
+        }
+        let strings_offset = buf.len();
+        let name_bytes: usize = strings.iter().map(|s| s.len()).sum();
+        let end = strings_offset as u64
+            + (STRING_ENTRY_LEN * strings.len()) as u64
+            + name_bytes as u64
+            + payload_at;
+        if end > u32::MAX as u64 {
+            return Err(format!(
+                "the batch needs {end} bytes, more than the 32-bit offsets of the batch layout can address"
+            ));
+        }
+        buf.reserve(STRING_ENTRY_LEN * strings.len() + name_bytes + payload_at as usize);
+        let mut at = 0u32;
+        for s in &strings {
+            buf.extend_from_slice(&at.to_le_bytes());
+            buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            at += s.len() as u32;
+        }
+        for s in &strings {
+            buf.extend_from_slice(s.as_bytes());
+        }
+        let payloads_offset = buf.len();
+        for e in events {
+            buf.extend_from_slice(&e.payload);
+        }
+        put_u32(buf, 0, n as u32);
+        put_u32(buf, 4, strings.len() as u32);
+        put_u32(buf, 8, strings_offset as u32);
+        put_u32(buf, 12, payloads_offset as u32);
+        Ok(buf)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use batpak_store::{Coordinate, EventHeader};
+    use std::sync::Arc;
+
+    pub(crate) fn ev(seq: u64, entity: &str, kind: &str, payload: &[u8]) -> Event {
+        let header = EventHeader {
+            id: EventId::from_parts(0xA0 + seq, 0xB0 + seq),
+            sequence: seq,
+            entity_sequence: seq + 10,
+            coordinate: Coordinate::new(entity, "shop").unwrap(),
+            kind: kind.into(),
+            causation: (seq == 2).then(|| EventId::from_parts(7, 8)),
+            correlation: EventId::from_parts(5, seq),
+            timestamp_us: 1000 + seq,
+            prev: None,
+            idempotency_key: None,
+            meta: vec![],
+        };
+        Event {
+            hash: header.hash(payload),
+            header: Arc::new(header),
+            payload: payload.into(),
+        }
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+    }
+    fn u64_at(b: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+    }
+    fn string(b: &[u8], j: u32) -> &str {
+        let so = u32_at(b, 8) as usize;
+        let count = u32_at(b, 4) as usize;
+        let e = so + 8 * j as usize;
+        let start = so + 8 * count + u32_at(b, e) as usize;
+        std::str::from_utf8(&b[start..start + u32_at(b, e + 4) as usize]).unwrap()
+    }
+
+    /// Reads the buffer back by the documented layout, field by field.
+    fn check_layout(events: &[Event], b: &[u8]) {
+        assert_eq!(u32_at(b, 0) as usize, events.len());
+        assert_eq!(u32_at(b, 8) as usize, 16 + 96 * events.len());
+        let po = u32_at(b, 12) as usize;
+        for (i, e) in events.iter().enumerate() {
+            let r = 16 + 96 * i;
+            let h = &e.header;
+            assert_eq!(u64_at(b, r), h.id.hi());
+            assert_eq!(u64_at(b, r + 8), h.id.lo());
+            assert_eq!(u64_at(b, r + 16), h.sequence);
+            assert_eq!(u64_at(b, r + 24), h.entity_sequence);
+            assert_eq!(u64_at(b, r + 32), h.correlation.hi());
+            assert_eq!(u64_at(b, r + 40), h.correlation.lo());
+            let cause = h.causation.map(|c| (c.hi(), c.lo())).unwrap_or((0, 0));
+            assert_eq!((u64_at(b, r + 48), u64_at(b, r + 56)), cause);
+            assert_eq!(u64_at(b, r + 64), h.timestamp_us);
+            assert_eq!(string(b, u32_at(b, r + 72)), h.coordinate.entity);
+            assert_eq!(string(b, u32_at(b, r + 76)), h.coordinate.scope);
+            assert_eq!(string(b, u32_at(b, r + 80)), h.kind);
+            assert_eq!(u32_at(b, r + 84), h.causation.is_some() as u32);
+            let (o, l) = (u32_at(b, r + 88) as usize, u32_at(b, r + 92) as usize);
+            assert_eq!(&b[po + o..po + o + l], &e.payload[..]);
+        }
+    }
+
+    #[test]
+    fn the_buffer_follows_the_documented_layout_and_interns_names() {
+        let mut f = FlatBatch::default();
+        let mut ids = Vec::new();
+        let evs = vec![
+            ev(1, "order:1", "k", b"ab"),
+            ev(2, "order:2", "k", b"cde"),
+            ev(3, "order:1", "other.kind", b""),
+        ];
+        let b = f.encode(&evs, &mut ids).unwrap().to_vec();
+        check_layout(&evs, &b);
+        // order:1, shop, k, order:2, other.kind: each name once.
+        assert_eq!(u32_at(&b, 4), 5);
+        assert_eq!(ids, evs.iter().map(|e| e.header.id).collect::<Vec<_>>());
+        // The buffer is reused: a smaller batch leaves nothing behind.
+        let one = vec![ev(4, "x", "y", b"z")];
+        let b = f.encode(&one, &mut ids).unwrap().to_vec();
+        check_layout(&one, &b);
+        assert_eq!(b.len(), 16 + 96 + 8 * 3 + "xshopy".len() + 1);
+        // A batch large enough to intern through the hash map.
+        let many: Vec<Event> = (0..40)
+            .map(|i| ev(i, &format!("e:{}", i % 7), "k", b"{}"))
+            .collect();
+        let b = f.encode(&many, &mut ids).unwrap().to_vec();
+        check_layout(&many, &b);
+        assert_eq!(u32_at(&b, 4), 7 + 2);
+    }
+}
