@@ -724,7 +724,7 @@ mod tests {
         let data = dir.path().join("data");
         let wat = dir.path().join("null.wat");
         std::fs::write(&wat, NULL_WAT).unwrap();
-        let v2 = variant(dir.path(), "null2.wat", r#""0.1.0""#, r#""0.2.0""#);
+        let v2 = variant(dir.path(), "null2.wat", r#""0.2.0""#, r#""0.2.1""#);
         let other = variant(
             dir.path(),
             "other.wat",

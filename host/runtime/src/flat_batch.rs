@@ -14,8 +14,8 @@ pub(crate) const RECORD_LEN: usize = 96;
 /// Bytes of one string-table entry.
 pub(crate) const STRING_ENTRY_LEN: usize = 8;
 
-/// Batches up to this size intern by a linear scan: cheaper than building
-/// a hash map for a handful of names.
+/// Up to this many names, interning is a linear scan: cheaper than hashing
+/// for a handful of names.
 const LINEAR_INTERN_MAX: usize = 8;
 
 /// Record field offsets (see the WIT doc of `react`).
@@ -48,24 +48,63 @@ fn put_u64(buf: &mut [u8], at: usize, v: u64) {
     buf[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-/// Index of `s` among the batch's `strings`, adding it when new.
-fn intern<'a>(
-    s: &'a str,
-    index: &mut Option<FxHashMap<&'a str, u32>>,
-    strings: &mut Vec<&'a str>,
-) -> u32 {
-    match index {
-        Some(map) => *map.entry(s).or_insert_with(|| {
+/// A 64-bit key for a name: for names of up to 16 bytes two overlapping
+/// little-endian loads, mixed (no per-byte loop); longer names are hashed
+/// in full. Keys may collide; [`intern`] checks the bytes.
+fn name_key(s: &str) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let b = s.as_bytes();
+    let n = b.len();
+    let (x, y) = if n >= 8 && n <= 16 {
+        (
+            u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
+            u64::from_le_bytes(b[n - 8..].try_into().expect("8 bytes")),
+        )
+    } else if n < 8 {
+        let mut w = [0u8; 8];
+        w[..n].copy_from_slice(b);
+        (u64::from_le_bytes(w), 0)
+    } else {
+        use std::hash::Hasher;
+        let mut h = rustc_hash::FxHasher::default();
+        h.write(b);
+        (h.finish(), 0)
+    };
+    (x.wrapping_mul(K) ^ y.rotate_left(31) ^ n as u64).wrapping_mul(K)
+}
+
+/// Index of `s` among the batch's `strings`, adding it when new. `index`
+/// maps name keys to the first string with that key; on a key collision
+/// the strings are searched in full, so each distinct name is added once.
+fn intern<'a>(s: &'a str, index: &mut FxHashMap<u64, u32>, strings: &mut Vec<&'a str>) -> u32 {
+    if strings.len() <= LINEAR_INTERN_MAX {
+        if let Some(i) = strings.iter().position(|x| *x == s) {
+            return i as u32;
+        }
+        strings.push(s);
+        let i = strings.len() as u32 - 1;
+        index.insert(name_key(s), i);
+        return i;
+    }
+    match index.entry(name_key(s)) {
+        std::collections::hash_map::Entry::Occupied(e) => {
+            let i = *e.get();
+            if strings[i as usize] == s {
+                return i;
+            }
+            // A key collision: rare, resolved by a full search.
+            if let Some(i) = strings.iter().position(|x| *x == s) {
+                return i as u32;
+            }
             strings.push(s);
             strings.len() as u32 - 1
-        }),
-        None => match strings.iter().position(|x| *x == s) {
-            Some(i) => i as u32,
-            None => {
-                strings.push(s);
-                strings.len() as u32 - 1
-            }
-        },
+        }
+        std::collections::hash_map::Entry::Vacant(e) => {
+            strings.push(s);
+            let i = strings.len() as u32 - 1;
+            e.insert(i);
+            i
+        }
     }
 }
 
@@ -73,6 +112,9 @@ fn intern<'a>(
 #[derive(Default)]
 pub(crate) struct FlatBatch {
     buf: Vec<u8>,
+    /// Name key -> string index, kept (cleared) from one batch to the next
+    /// so interning allocates nothing once warm.
+    index: FxHashMap<u64, u32>,
 }
 
 impl FlatBatch {
@@ -91,9 +133,9 @@ impl FlatBatch {
         let buf = &mut self.buf;
         buf.clear();
         buf.resize(HEADER_LEN + RECORD_LEN * n, 0);
-        let mut strings: Vec<&str> = Vec::with_capacity(n.min(64) + 8);
-        let mut index = (n > LINEAR_INTERN_MAX)
-            .then(|| FxHashMap::with_capacity_and_hasher(n + 8, Default::default()));
+        let mut strings: Vec<&str> = Vec::with_capacity(n + 2);
+        let index = &mut self.index;
+        index.clear();
         // Scope and kind usually repeat from one event to the next: compare
         // with the previous event's before interning.
         let mut last_scope: Option<(&str, u32)> = None;
@@ -101,11 +143,11 @@ impl FlatBatch {
         let mut payload_at: u64 = 0;
         for (i, e) in events.iter().enumerate() {
             let h = &e.header;
-            let entity = intern(&h.coordinate.entity, &mut index, &mut strings);
+            let entity = intern(&h.coordinate.entity, index, &mut strings);
             let scope = match last_scope {
                 Some((s, i)) if s == h.coordinate.scope => i,
                 _ => {
-                    let i = intern(&h.coordinate.scope, &mut index, &mut strings);
+                    let i = intern(&h.coordinate.scope, index, &mut strings);
                     last_scope = Some((&h.coordinate.scope, i));
                     i
                 }
@@ -113,7 +155,7 @@ impl FlatBatch {
             let kind = match last_kind {
                 Some((k, i)) if k == h.kind => i,
                 _ => {
-                    let i = intern(&h.kind, &mut index, &mut strings);
+                    let i = intern(&h.kind, index, &mut strings);
                     last_kind = Some((&h.kind, i));
                     i
                 }
@@ -271,5 +313,30 @@ pub(crate) mod tests {
         let b = f.encode(&many, &mut ids).unwrap().to_vec();
         check_layout(&many, &b);
         assert_eq!(u32_at(&b, 4), 7 + 2);
+    }
+
+    #[test]
+    fn the_worked_example_of_wit_md_is_what_the_host_sends() {
+        let evs = vec![
+            ev(1, "order:1", "order.placed", br#"{"q":1}"#),
+            ev(3, "order:2", "order.placed", br#"{"q":22}"#),
+        ];
+        let b = FlatBatch::default()
+            .encode(&evs, &mut Vec::new())
+            .unwrap()
+            .to_vec();
+        assert_eq!(
+            &b[..16],
+            &[2, 0, 0, 0, 4, 0, 0, 0, 0xd0, 0, 0, 0, 0x0e, 1, 0, 0]
+        );
+        assert_eq!(
+            &b[208..240],
+            &[
+                0, 0, 0, 0, 7, 0, 0, 0, 7, 0, 0, 0, 4, 0, 0, 0, 11, 0, 0, 0, 12, 0, 0, 0, 23, 0, 0,
+                0, 7, 0, 0, 0
+            ]
+        );
+        assert_eq!(&b[240..270], b"order:1shoporder.placedorder:2");
+        assert_eq!(&b[270..], br#"{"q":1}{"q":22}"#);
     }
 }

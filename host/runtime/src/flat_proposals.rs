@@ -90,21 +90,22 @@ pub(crate) fn decode(
         )));
     }
     // Ranges are checked against the whole buffer: records may share bytes.
-    let range = |k: usize, r: &[u8], at: usize, what: &str| -> Result<(usize, usize), ReactFailure> {
-        let (off, len) = (u32_at(r, at) as u64, u32_at(r, at + 4) as u64);
-        if off + len > buf.len() as u64 {
-            return Err(malformed(format!(
-                "proposal {k}: its {what} range [{off}, {}) falls outside the {}-byte buffer",
-                off + len,
-                buf.len()
-            )));
-        }
-        Ok((off as usize, (off + len) as usize))
-    };
+    let range =
+        |k: usize, r: &[u8], at: usize, what: &str| -> Result<(usize, usize), ReactFailure> {
+            let (off, len) = (u32_at(r, at) as u64, u32_at(r, at + 4) as u64);
+            if off + len > buf.len() as u64 {
+                return Err(malformed(format!(
+                    "proposal {k}: its {what} range [{off}, {}) falls outside the {}-byte buffer",
+                    off + len,
+                    buf.len()
+                )));
+            }
+            Ok((off as usize, (off + len) as usize))
+        };
     let name = |k: usize, bytes: &[u8], what: &str| -> Result<String, ReactFailure> {
-        std::str::from_utf8(bytes).map(str::to_string).map_err(|e| {
-            malformed(format!("proposal {k}: its {what} is not valid UTF-8 ({e})"))
-        })
+        std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|e| malformed(format!("proposal {k}: its {what} is not valid UTF-8 ({e})")))
     };
     let mut payload_total = 0usize;
     let mut out = Vec::with_capacity(count);

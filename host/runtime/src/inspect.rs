@@ -60,7 +60,7 @@ impl Inspection {
         let bindings = instantiate(&prepared.pre, &mut store, &settings)
             .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
         let d = call(rt, &mut store, &settings, None, |s| bindings.describe(s))
-        .map_err(|failure| LoadError::DescribeFailed { path: p(), failure })?;
+            .map_err(|failure| LoadError::DescribeFailed { path: p(), failure })?;
         let descriptor = descriptor_from_wit(d);
         let mut json = descriptor_json(&descriptor);
         if let Err(e) = descriptor.validate() {

@@ -8,9 +8,9 @@ use super::bindings::Bindings;
 use super::cache::CompileSource;
 use super::convert::{descriptor_from_wit, reaction_from_wit, verdicts_to_wit};
 use super::descriptor::Descriptor;
+use super::failure::{FailureKind, ReactFailure};
 use super::flat_batch::FlatBatch;
 use super::flat_proposals;
-use super::failure::{FailureKind, ReactFailure};
 use super::load_error::LoadError;
 use super::plugin_state::PluginState;
 use super::prepare::{call, instantiate, new_store, prepare, PluginSettings, Prepared};
@@ -105,8 +105,8 @@ impl Plugin {
             let bindings = instantiate(&prepared.pre, &mut store, &base)
                 .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
             call(runtime, &mut store, &base, None, |s| bindings.describe(s))
-            .map(descriptor_from_wit)
-            .map_err(|failure| LoadError::DescribeFailed { path: p(), failure })?
+                .map(descriptor_from_wit)
+                .map_err(|failure| LoadError::DescribeFailed { path: p(), failure })?
         };
         descriptor
             .validate()

@@ -2,6 +2,7 @@
 //! the file, compile it (or load it from the cache), check its world, link
 //! it, and make a sandboxed store for an instance.
 
+use super::bindings::{Bindings, Pre};
 use super::cache::CompileSource;
 use super::component_file::{read_component, scan};
 use super::failure::ReactFailure;
@@ -12,7 +13,6 @@ use super::random::RandomSource;
 use super::runtime::Runtime;
 use super::services::HostServices;
 use super::trap::{classify, CallLimits};
-use super::bindings::{Bindings, Pre};
 use super::wit::WitVersion;
 use super::world::WorldInfo;
 use batpak_store::EventId;

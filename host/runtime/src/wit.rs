@@ -99,7 +99,9 @@ impl WitVersion {
     /// The offered version whose package is `package`
     /// (`batpak:reactor@<semver>`).
     pub fn of_package(package: &str) -> Option<WitVersion> {
-        OFFERED_VERSIONS.into_iter().find(|o| o.package() == package)
+        OFFERED_VERSIONS
+            .into_iter()
+            .find(|o| o.package() == package)
     }
 }
 
