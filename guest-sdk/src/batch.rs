@@ -153,7 +153,7 @@ impl Batch {
 
     /// The event at batch index `index`, if there is one.
     pub fn get(&self, index: usize) -> Option<EventRef<'_>> {
-        (index < self.count).then(|| EventRef {
+        (index < self.count).then_some(EventRef {
             batch: self,
             index: index as u32,
         })
@@ -493,7 +493,7 @@ mod tests {
         assert_eq!(evs[1].timestamp_us(), 7);
         let v: serde_json::Value = evs[0].json().unwrap();
         assert_eq!(v["a"], 1);
-        assert_eq!(batch.events().rev().next().unwrap().index(), 1);
+        assert_eq!(batch.events().next_back().unwrap().index(), 1);
         // A record with bad indexes reads as empty rather than trapping.
         let mut bytes = encode(&[raw(3, "x", "k", b"p")]);
         bytes[16 + 72..16 + 76].copy_from_slice(&99u32.to_le_bytes());

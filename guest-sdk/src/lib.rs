@@ -306,7 +306,7 @@ pub mod __private {
                 .ok_or_else(|| ReactError::new("react called before a successful init"))?;
             let mut out = Output::with_capacity(batch.len());
             reactor.react(&batch, &mut out)?;
-            Ok(EMITS.with(|e| out.to_bytes(e.get_or_init(|| R::describe().emits))))
+            Ok(EMITS.with(|e| out.into_bytes(e.get_or_init(|| R::describe().emits))))
         })
     }
 }

@@ -52,12 +52,16 @@ struct Record {
 /// position in the output), so a redelivered batch never appends twice, and
 /// the new event inherits the source event's correlation id. Nothing is
 /// appended until `react` returns `Ok`, and then only what the gates admit.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Output {
     records: Vec<Record>,
-    /// Names and payloads, back to back (a name equal to the previous
-    /// proposal's is stored once).
+    /// The output buffer being built: first `reserved` bytes kept for the
+    /// header and the records (so the finished buffer needs no copy when
+    /// they fit), then names and payloads back to back (a name equal to the
+    /// previous proposal's is stored once). Spans are offsets in it.
     tail: Vec<u8>,
+    /// Bytes at the start of `tail` kept for the header and records.
+    reserved: usize,
     /// The distinct kinds proposed, in first-use order.
     kinds: Vec<String>,
     /// The proposals as WIT records, built on demand by
@@ -75,16 +79,25 @@ pub struct Output {
 impl Output {
     /// An empty output.
     pub fn new() -> Self {
-        Output::default()
+        Output::with_capacity(0)
     }
 
-    /// An empty output with room for `n` proposals.
+    /// An empty output with room for `n` proposals (the export keeps room
+    /// for one per event of the batch).
     pub fn with_capacity(n: usize) -> Self {
+        let reserved = HEADER_LEN + RECORD_LEN * n;
+        // Room for the records, typical names and small payloads.
+        let mut tail = Vec::with_capacity(reserved + n.saturating_mul(64));
+        tail.resize(reserved, 0);
         Output {
             records: Vec::with_capacity(n),
-            // Room for typical names and small payloads.
-            tail: Vec::with_capacity(n.saturating_mul(64)),
-            ..Output::default()
+            tail,
+            reserved,
+            kinds: Vec::new(),
+            materialized: OnceCell::new(),
+            last_entity: None,
+            last_scope: None,
+            last_kind: None,
         }
     }
 
@@ -106,11 +119,14 @@ impl Output {
         kind: impl AsRef<str>,
         payload: impl AsRef<[u8]>,
     ) -> Emitted<'_> {
-        let at = self.tail.len();
-        self.tail.extend_from_slice(payload.as_ref());
         let (entity, scope) = (entity.as_ref(), scope.as_ref());
         let frozen = (source.in_batch(entity), source.in_batch(scope));
-        self.finish(source.index(), entity, scope, kind.as_ref(), at, frozen)
+        let names = self.names(entity, scope, frozen);
+        let payload = payload.as_ref();
+        let at = self.tail.len();
+        grow(&mut self.tail, payload.len());
+        self.tail.extend_from_slice(payload);
+        self.finish(source.index(), names, kind.as_ref(), at)
     }
 
     /// Like [`emit`](Output::emit) with `payload` serialized as JSON. A
@@ -124,6 +140,9 @@ impl Output {
         kind: impl AsRef<str>,
         payload: &T,
     ) -> Result<Emitted<'_>, ReactError> {
+        let (entity, scope) = (entity.as_ref(), scope.as_ref());
+        let frozen = (source.in_batch(entity), source.in_batch(scope));
+        let names = self.names(entity, scope, frozen);
         // Serialized straight into the output: no intermediate buffer.
         let at = self.tail.len();
         if let Err(e) = serde_json::to_writer(&mut self.tail, payload) {
@@ -133,24 +152,21 @@ impl Output {
                 format!("cannot serialize payload: {e}"),
             ));
         }
-        let (entity, scope) = (entity.as_ref(), scope.as_ref());
-        let frozen = (source.in_batch(entity), source.in_batch(scope));
-        Ok(self.finish(source.index(), entity, scope, kind.as_ref(), at, frozen))
+        Ok(self.finish(source.index(), names, kind.as_ref(), at))
     }
 
     /// Appends a ready-made proposal as is, unchecked: its `source` must be
     /// a batch index, or the host rejects it.
     pub fn push(&mut self, proposal: Proposal) -> Emitted<'_> {
-        let at = self.tail.len();
-        self.tail.extend_from_slice(&proposal.payload);
-        let emitted = self.finish(
-            proposal.source,
+        let names = self.names(
             &proposal.coordinate.entity,
             &proposal.coordinate.scope,
-            &proposal.kind,
-            at,
             (false, false),
         );
+        let at = self.tail.len();
+        grow(&mut self.tail, proposal.payload.len());
+        self.tail.extend_from_slice(&proposal.payload);
+        let emitted = self.finish(proposal.source, names, &proposal.kind, at);
         match proposal.causation {
             Causation::Source => emitted,
             Causation::Event(id) => emitted.caused_by(id.into()),
@@ -158,26 +174,31 @@ impl Output {
         }
     }
 
-    /// Records a proposal whose payload was just written to the tail from
-    /// `payload_at` on. `frozen` says whether entity and scope point into
-    /// the batch buffer (immutable, so an equal address means equal bytes).
+    /// Stores entity and scope (names first, so a large payload written
+    /// after them is the last growth of the buffer). `frozen` says whether
+    /// they point into the batch buffer (immutable, so an equal address
+    /// means equal bytes).
+    fn names(&mut self, entity: &str, scope: &str, frozen: (bool, bool)) -> (Span, Span) {
+        let (entity, entity_ptr) = self.name(entity, self.last_entity, frozen.0);
+        let (scope, scope_ptr) = self.name(scope, self.last_scope, frozen.1);
+        self.last_entity = Some((entity, entity_ptr));
+        self.last_scope = Some((scope, scope_ptr));
+        (entity, scope)
+    }
+
+    /// Records a proposal whose names are `names` and whose payload was
+    /// just written to the tail from `payload_at` on.
     fn finish(
         &mut self,
         source: u32,
-        entity: &str,
-        scope: &str,
+        (entity, scope): (Span, Span),
         kind: &str,
         payload_at: usize,
-        frozen: (bool, bool),
     ) -> Emitted<'_> {
         let payload = Span {
             at: payload_at as u32,
             len: (self.tail.len() - payload_at) as u32,
         };
-        let (entity, entity_ptr) = self.name(entity, self.last_entity, frozen.0);
-        let (scope, scope_ptr) = self.name(scope, self.last_scope, frozen.1);
-        self.last_entity = Some((entity, entity_ptr));
-        self.last_scope = Some((scope, scope_ptr));
         let kind = self.kind_index(kind);
         self.records.push(Record {
             source,
@@ -215,6 +236,7 @@ impl Output {
             }
         }
         let at = self.tail.len();
+        grow(&mut self.tail, name.len());
         self.tail.extend_from_slice(name.as_bytes());
         (
             Span {
@@ -286,7 +308,7 @@ impl Output {
     /// Drops every proposal made so far.
     pub fn clear(&mut self) {
         self.records.clear();
-        self.tail.clear();
+        self.tail.truncate(self.reserved);
         self.kinds.clear();
         self.materialized.take();
         self.last_entity = None;
@@ -308,8 +330,12 @@ impl Output {
     /// (`u32::MAX`), so the host's capability gate denies that proposal and
     /// records the denial, as it does for any undeclared kind; the SDK also
     /// logs the kind's name as a warning, since the index cannot carry it.
-    pub fn to_bytes(&self, emits: &[String]) -> Vec<u8> {
-        if self.records.is_empty() {
+    /// When the records fit the room kept for them (see
+    /// [`with_capacity`](Output::with_capacity)) the buffer is the output's
+    /// own, finished in place, with no copy.
+    pub fn into_bytes(mut self, emits: &[String]) -> Vec<u8> {
+        let n = self.records.len();
+        if n == 0 {
             return Vec::new();
         }
         let kind_index: Vec<u32> = self
@@ -326,29 +352,55 @@ impl Output {
                 }
             })
             .collect();
-        let n = self.records.len();
-        let base = (HEADER_LEN + RECORD_LEN * n) as u32;
-        let mut buf = Vec::with_capacity(base as usize + self.tail.len());
-        buf.extend_from_slice(&(n as u32).to_le_bytes());
-        buf.extend_from_slice(&0u32.to_le_bytes());
-        for r in &self.records {
-            let mut rec = [0u8; RECORD_LEN];
+        let needed = HEADER_LEN + RECORD_LEN * n;
+        // Where the records go, and how far the tail's spans move.
+        let (mut buf, shift) = if needed <= self.reserved {
+            (std::mem::take(&mut self.tail), 0u32)
+        } else {
+            let mut buf = Vec::with_capacity(needed + self.tail.len() - self.reserved);
+            buf.resize(needed, 0);
+            buf.extend_from_slice(&self.tail[self.reserved..]);
+            (buf, (needed - self.reserved) as u32)
+        };
+        buf[0..4].copy_from_slice(&(n as u32).to_le_bytes());
+        buf[4..8].copy_from_slice(&0u32.to_le_bytes());
+        for (k, r) in self.records.iter().enumerate() {
+            let rec = &mut buf[HEADER_LEN + RECORD_LEN * k..HEADER_LEN + RECORD_LEN * (k + 1)];
             let mut put = |at: usize, v: u32| rec[at..at + 4].copy_from_slice(&v.to_le_bytes());
             put(0, r.source);
             put(4, kind_index[r.kind as usize]);
-            put(8, base + r.entity.at);
+            put(8, shift + r.entity.at);
             put(12, r.entity.len);
-            put(16, base + r.scope.at);
+            put(16, shift + r.scope.at);
             put(20, r.scope.len);
-            put(24, base + r.payload.at);
+            put(24, shift + r.payload.at);
             put(28, r.payload.len);
             put(32, r.causation);
+            put(36, 0);
             rec[40..48].copy_from_slice(&r.cause.0.to_le_bytes());
             rec[48..56].copy_from_slice(&r.cause.1.to_le_bytes());
-            buf.extend_from_slice(&rec);
         }
-        buf.extend_from_slice(&self.tail);
         buf
+    }
+
+    /// Like [`into_bytes`](Output::into_bytes), keeping the output (a copy).
+    pub fn to_bytes(&self, emits: &[String]) -> Vec<u8> {
+        self.clone().into_bytes(emits)
+    }
+}
+
+/// Makes room for `extra` more bytes: doubling while the buffer is small,
+/// but by at most 16 MiB beyond what is needed once it is large, so one big
+/// payload does not double a reactor's memory (the instance has a budget).
+fn grow(buf: &mut Vec<u8>, extra: usize) {
+    if buf.capacity() - buf.len() < extra {
+        buf.reserve_exact(extra.max(buf.len().min(16 << 20)));
+    }
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Output::new()
     }
 }
 
@@ -487,5 +539,52 @@ mod tests {
         let p = out.proposals();
         assert_eq!(p[0].coordinate.entity, "order:7");
         assert_eq!(p[1].coordinate.entity, "order:8");
+    }
+
+    /// The proposals of a buffer, resolved: (source, kind, entity, scope,
+    /// payload, causation, cause).
+    #[allow(clippy::type_complexity)]
+    fn resolve(b: &[u8]) -> Vec<(u32, u32, Vec<u8>, Vec<u8>, Vec<u8>, u32, u64, u64)> {
+        (0..u32_at(b, 0) as usize)
+            .map(|k| {
+                let r = 8 + 56 * k;
+                (
+                    u32_at(b, r),
+                    u32_at(b, r + 4),
+                    range(b, r, 8).to_vec(),
+                    range(b, r, 16).to_vec(),
+                    range(b, r, 24).to_vec(),
+                    u32_at(b, r + 32),
+                    u64_at(b, r + 40),
+                    u64_at(b, r + 48),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn records_finished_in_place_or_moved_read_the_same() {
+        testing::reset();
+        let evs: Vec<_> = (0..5)
+            .map(|i| testing::append(&format!("e:{i}"), "s", "in", format!("{{\"i\":{i}}}")))
+            .collect();
+        let batch = testing::batch(&evs);
+        let emits = vec!["out".to_string()];
+        let fill = |out: &mut Output| {
+            for e in batch.events() {
+                out.emit(&e, e.entity(), e.scope(), "out", e.payload());
+            }
+        };
+        // Room for all five (in place), for two (moved), for none.
+        let mut bufs = Vec::new();
+        for room in [5, 2, 0] {
+            let mut out = Output::with_capacity(room);
+            fill(&mut out);
+            bufs.push(out.into_bytes(&emits));
+        }
+        assert_eq!(resolve(&bufs[0]).len(), 5);
+        assert_eq!(resolve(&bufs[0]), resolve(&bufs[1]));
+        assert_eq!(resolve(&bufs[0]), resolve(&bufs[2]));
+        assert_eq!(resolve(&bufs[0])[3].4, br#"{"i":3}"#);
     }
 }

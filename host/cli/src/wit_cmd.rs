@@ -39,7 +39,7 @@ pub(crate) fn wit(a: WitArgs) -> anyhow::Result<ExitCode> {
         Some(text) => match WitVersion::parse(text) {
             Some(v) => v,
             None => {
-                return usage(&format!(
+                return usage(format!(
                     "this host does not offer WIT version {text:?}; it offers {} (see `batpak-host wit --list`)",
                     OFFERED_VERSIONS.map(|v| v.semver()).join(", ")
                 ))

@@ -55,7 +55,7 @@ fn name_key(s: &str) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let b = s.as_bytes();
     let n = b.len();
-    let (x, y) = if n >= 8 && n <= 16 {
+    let (x, y) = if (8..=16).contains(&n) {
         (
             u64::from_le_bytes(b[..8].try_into().expect("8 bytes")),
             u64::from_le_bytes(b[n - 8..].try_into().expect("8 bytes")),

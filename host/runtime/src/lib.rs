@@ -1,5 +1,6 @@
 //! The wasm reactor runtime: loads WebAssembly components that target the
-//! `batpak:reactor@0.1.0` world, runs each on its own thread against the
+//! `batpak:reactor@0.2.0` world or the frozen `@0.1.0` one ([`WitVersion`];
+//! both side by side), runs each on its own thread against the
 //! store, and appends what they propose through gates — reactions and the
 //! reactor's checkpoint in one atomic append, so every source event's
 //! reactions land exactly once, even across `kill -9`.
