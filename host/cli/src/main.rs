@@ -101,6 +101,9 @@ fn running_host(data: &std::path::Path) -> anyhow::Result<Option<batpak_service:
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
+        die_quietly_on_closed_pipe();
+    }
     let result = match cli.command {
         // Store commands go through the running host when there is one.
         Command::Append(a) => match running_host(&cli.data) {
@@ -143,5 +146,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One-shot commands end quietly, like other Unix tools, when the reader of
+/// their output goes away (`batpak-host events | head`): Rust ignores
+/// SIGPIPE, which would turn the first write to a closed pipe into a panic.
+/// `run` and `demo` keep it ignored: they serve sockets, where a client that
+/// disconnects must not stop the host.
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal before any
+    // thread is started has no other effect on the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
