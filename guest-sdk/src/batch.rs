@@ -1,78 +1,188 @@
-//! A friendly, zero-copy view over the WIT batch shape.
+//! A friendly, zero-copy view over the flat batch buffer of
+//! `batpak:reactor@0.2.0` (layout in `WIT.md` and the WIT doc of `react`).
 
-use crate::{wit, EventId};
+use crate::EventId;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::iter::FusedIterator;
 
+/// Bytes of the batch header.
+const HEADER_LEN: usize = 16;
+/// Bytes of one event record.
+const RECORD_LEN: usize = 96;
+/// Bytes of one string-table entry.
+const STRING_ENTRY_LEN: usize = 8;
+
+#[inline]
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+#[inline]
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Why a byte buffer is not a valid batch (see [`Batch::from_bytes`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchError(String);
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid batch buffer: {}", self.0)
+    }
+}
+
+impl std::error::Error for BatchError {}
+
 /// The events handed to one [`Reactor::react`](crate::Reactor::react) call.
 ///
-/// Wraps the WIT `batch` record (a strings table, one payload buffer and the
-/// events pointing into both) without copying anything: every accessor
-/// borrows from the batch.
+/// Wraps the flat batch buffer the host sends (a header, one fixed-size
+/// record per event, an interned string table and a payload area) without
+/// copying anything: every accessor reads from the buffer.
 pub struct Batch {
-    raw: wit::Batch,
+    buf: Vec<u8>,
+    count: usize,
+    strings_offset: usize,
+    string_count: usize,
+    payloads_offset: usize,
 }
 
 impl Batch {
-    /// Wraps a raw WIT batch.
-    pub fn from_wit(raw: wit::Batch) -> Self {
-        Batch { raw }
-    }
-
-    /// The raw WIT batch, for anyone who wants the wire shape.
-    pub fn as_wit(&self) -> &wit::Batch {
-        &self.raw
-    }
-
-    /// Unwraps the raw WIT batch.
-    pub fn into_wit(self) -> wit::Batch {
-        self.raw
-    }
-
-    fn raw_events(&self) -> &[wit::Event] {
-        match &self.raw.events {
-            wit::CanalBatch::Empty => &[],
-            wit::CanalBatch::One(event) => std::slice::from_ref(event),
-            wit::CanalBatch::Many(events) => events,
+    /// Wraps a batch buffer, checking its header, that every record fits and
+    /// that every string of the table is in bounds and valid UTF-8 (record
+    /// fields are checked when read: a bad string index reads as `""`, a bad
+    /// payload range as empty).
+    ///
+    /// # Errors
+    /// The buffer breaks the layout.
+    pub fn from_bytes(buf: Vec<u8>) -> Result<Batch, BatchError> {
+        let bad = |m: String| Err(BatchError(m));
+        if buf.len() < HEADER_LEN {
+            return bad(format!(
+                "{} bytes is shorter than the {HEADER_LEN}-byte header",
+                buf.len()
+            ));
         }
+        let count = u32_at(&buf, 0) as usize;
+        let string_count = u32_at(&buf, 4) as usize;
+        let strings_offset = u32_at(&buf, 8) as usize;
+        let payloads_offset = u32_at(&buf, 12) as usize;
+        let records_end = count
+            .checked_mul(RECORD_LEN)
+            .and_then(|n| n.checked_add(HEADER_LEN));
+        if records_end.is_none_or(|end| end > buf.len()) {
+            return bad(format!("{count} records do not fit in {} bytes", buf.len()));
+        }
+        let names_at = string_count
+            .checked_mul(STRING_ENTRY_LEN)
+            .and_then(|n| n.checked_add(strings_offset));
+        let Some(names_at) = names_at.filter(|&n| n <= buf.len()) else {
+            return bad(format!(
+                "a string table of {string_count} entries at {strings_offset} does not fit in {} bytes",
+                buf.len()
+            ));
+        };
+        if payloads_offset > buf.len() {
+            return bad(format!(
+                "the payload area starts at {payloads_offset}, past the end ({} bytes)",
+                buf.len()
+            ));
+        }
+        // The names normally lie back to back between the table and the
+        // payload area: validate that region once, then each string only
+        // needs to start and end on a character boundary of it. A string
+        // elsewhere is validated on its own.
+        let region = (names_at <= payloads_offset)
+            .then(|| std::str::from_utf8(&buf[names_at..payloads_offset]).ok())
+            .flatten();
+        for j in 0..string_count {
+            let e = strings_offset + STRING_ENTRY_LEN * j;
+            let start = names_at as u64 + u32_at(&buf, e) as u64;
+            let end = start + u32_at(&buf, e + 4) as u64;
+            if end > buf.len() as u64 {
+                return bad(format!("string {j} ends past the buffer"));
+            }
+            let (start, end) = (start as usize, end as usize);
+            let ok = match region {
+                Some(names) if end <= payloads_offset => {
+                    names.is_char_boundary(start - names_at)
+                        && names.is_char_boundary(end - names_at)
+                }
+                _ => std::str::from_utf8(&buf[start..end]).is_ok(),
+            };
+            if !ok {
+                return bad(format!("string {j} is not UTF-8"));
+            }
+        }
+        Ok(Batch {
+            buf,
+            count,
+            strings_offset,
+            string_count,
+            payloads_offset,
+        })
+    }
+
+    /// The raw batch buffer, for anyone who wants the wire shape.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Unwraps the raw batch buffer.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
     }
 
     /// Number of events in the batch.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.raw_events().len()
+        self.count
     }
 
     /// Whether the batch has no events.
     pub fn is_empty(&self) -> bool {
-        self.raw_events().is_empty()
+        self.count == 0
     }
 
     /// The events in delivery order (ascending `sequence`), each knowing its
     /// batch index.
+    #[inline]
     pub fn events(&self) -> Events<'_> {
         Events {
             batch: self,
-            inner: self.raw_events().iter().enumerate(),
+            range: 0..self.count as u32,
         }
     }
 
     /// The event at batch index `index`, if there is one.
+    #[inline]
     pub fn get(&self, index: usize) -> Option<EventRef<'_>> {
-        self.raw_events().get(index).map(|raw| EventRef {
+        (index < self.count).then_some(EventRef {
             batch: self,
             index: index as u32,
-            raw,
         })
     }
 
+    #[inline]
     fn string(&self, index: u32) -> &str {
         // The host guarantees valid indexes; a bad one reads as "" rather
         // than trapping.
-        self.raw
-            .strings
-            .get(index as usize)
-            .map_or("", String::as_str)
+        let j = index as usize;
+        if j >= self.string_count {
+            return "";
+        }
+        let e = self.strings_offset + STRING_ENTRY_LEN * j;
+        let start = self.strings_offset
+            + STRING_ENTRY_LEN * self.string_count
+            + u32_at(&self.buf, e) as usize;
+        let end = start + u32_at(&self.buf, e + 4) as usize;
+        let bytes = &self.buf[start..end];
+        // SAFETY: `from_bytes` checked that every string of the table is
+        // in bounds and valid UTF-8, and the buffer is never changed after.
+        // (Checking again on every access was a fifth of the SDK's cost per
+        // event.)
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 }
 
@@ -95,31 +205,30 @@ impl<'a> IntoIterator for &'a Batch {
 #[derive(Clone)]
 pub struct Events<'a> {
     batch: &'a Batch,
-    inner: std::iter::Enumerate<std::slice::Iter<'a, wit::Event>>,
+    range: std::ops::Range<u32>,
 }
 
 impl<'a> Iterator for Events<'a> {
     type Item = EventRef<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<EventRef<'a>> {
-        self.inner.next().map(|(index, raw)| EventRef {
+        self.range.next().map(|index| EventRef {
             batch: self.batch,
-            index: index as u32,
-            raw,
+            index,
         })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.inner.size_hint()
+        self.range.size_hint()
     }
 }
 
 impl DoubleEndedIterator for Events<'_> {
     fn next_back(&mut self) -> Option<Self::Item> {
-        self.inner.next_back().map(|(index, raw)| EventRef {
+        self.range.next_back().map(|index| EventRef {
             batch: self.batch,
-            index: index as u32,
-            raw,
+            index,
         })
     }
 }
@@ -135,52 +244,97 @@ impl FusedIterator for Events<'_> {}
 pub struct EventRef<'a> {
     batch: &'a Batch,
     index: u32,
-    raw: &'a wit::Event,
+}
+
+/// Record field offsets (see `WIT.md`).
+mod field {
+    pub(super) const ID: usize = 0;
+    pub(super) const SEQUENCE: usize = 16;
+    pub(super) const ENTITY_SEQUENCE: usize = 24;
+    pub(super) const CORRELATION: usize = 32;
+    pub(super) const CAUSATION: usize = 48;
+    pub(super) const TIMESTAMP_US: usize = 64;
+    pub(super) const ENTITY: usize = 72;
+    pub(super) const SCOPE: usize = 76;
+    pub(super) const KIND: usize = 80;
+    pub(super) const FLAGS: usize = 84;
+    pub(super) const PAYLOAD_OFFSET: usize = 88;
+    pub(super) const PAYLOAD_LEN: usize = 92;
 }
 
 impl<'a> EventRef<'a> {
+    #[inline]
+    fn at(&self) -> usize {
+        HEADER_LEN + RECORD_LEN * self.index as usize
+    }
+
+    #[inline]
+    fn u32(&self, field: usize) -> u32 {
+        u32_at(&self.batch.buf, self.at() + field)
+    }
+
+    #[inline]
+    fn u64(&self, field: usize) -> u64 {
+        u64_at(&self.batch.buf, self.at() + field)
+    }
+
+    #[inline]
+    fn id_at(&self, field: usize) -> EventId {
+        EventId(((self.u64(field) as u128) << 64) | self.u64(field + 8) as u128)
+    }
+
     /// 0-based position of this event in its batch: the `source` index of
     /// proposals reacting to it, and the `event` of a [`ReactError`](crate::ReactError).
+    #[inline]
     pub fn index(&self) -> u32 {
         self.index
     }
 
     /// Unique id of this event.
+    #[inline]
     pub fn id(&self) -> EventId {
-        self.raw.id.into()
+        self.id_at(field::ID)
     }
 
     /// Store-wide commit order (1, 2, 3, ...), strictly increasing.
+    #[inline]
     pub fn sequence(&self) -> u64 {
-        self.raw.sequence
+        self.u64(field::SEQUENCE)
     }
 
     /// Position of this event in its entity's stream (1, 2, 3, ...).
     pub fn entity_sequence(&self) -> u64 {
-        self.raw.entity_sequence
+        self.u64(field::ENTITY_SEQUENCE)
     }
 
     /// The entity (aggregate) this event belongs to, e.g. `order:42`.
+    #[inline]
     pub fn entity(&self) -> &'a str {
-        self.batch.string(self.raw.entity)
+        self.batch.string(self.u32(field::ENTITY))
     }
 
     /// The scope of the entity, e.g. `shop`.
+    #[inline]
     pub fn scope(&self) -> &'a str {
-        self.batch.string(self.raw.scope)
+        self.batch.string(self.u32(field::SCOPE))
     }
 
     /// The event kind, e.g. `order.placed`.
+    #[inline]
     pub fn kind(&self) -> &'a str {
-        self.batch.string(self.raw.kind)
+        self.batch.string(self.u32(field::KIND))
     }
 
     /// The payload bytes (UTF-8 JSON by convention). Empty if the host sent
     /// an out-of-range slice.
+    #[inline]
     pub fn payload(&self) -> &'a [u8] {
-        let start = self.raw.payload_offset as usize;
-        let end = start.saturating_add(self.raw.payload_len as usize);
-        self.batch.raw.payloads.get(start..end).unwrap_or(&[])
+        let start = self
+            .batch
+            .payloads_offset
+            .saturating_add(self.u32(field::PAYLOAD_OFFSET) as usize);
+        let end = start.saturating_add(self.u32(field::PAYLOAD_LEN) as usize);
+        self.batch.buf.get(start..end).unwrap_or(&[])
     }
 
     /// The payload as UTF-8 text, if it is valid UTF-8.
@@ -195,23 +349,32 @@ impl<'a> EventRef<'a> {
 
     /// The event that caused this one, if any.
     pub fn causation(&self) -> Option<EventId> {
-        self.raw.causation.map(EventId::from)
+        (self.u32(field::FLAGS) & 1 == 1).then(|| self.id_at(field::CAUSATION))
     }
 
     /// The id of the first event of this event's causal chain (the event
     /// itself when it has no cause).
     pub fn correlation(&self) -> EventId {
-        self.raw.correlation.into()
+        self.id_at(field::CORRELATION)
     }
 
     /// Commit time in microseconds since the Unix epoch (UTC).
     pub fn timestamp_us(&self) -> u64 {
-        self.raw.timestamp_us
+        self.u64(field::TIMESTAMP_US)
     }
 
-    /// The raw WIT event record (string indexes and payload offsets).
-    pub fn as_wit(&self) -> &'a wit::Event {
-        self.raw
+    /// Whether `s` points into the batch buffer, which never changes while
+    /// the batch lives (so its address identifies its contents).
+    #[inline]
+    pub(crate) fn in_batch(&self, s: &str) -> bool {
+        let range = self.batch.buf.as_ptr_range();
+        range.contains(&s.as_ptr()) && s.len() <= range.end as usize - s.as_ptr() as usize
+    }
+
+    /// The event's 96-byte record in the batch buffer (string indexes and
+    /// payload offsets, laid out as `WIT.md` describes).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        &self.batch.buf[self.at()..self.at() + RECORD_LEN]
     }
 }
 
@@ -229,33 +392,110 @@ impl fmt::Debug for EventRef<'_> {
     }
 }
 
+/// One event as [`encode`] lays it out.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) struct RawEvent<'a> {
+    pub(crate) id: EventId,
+    pub(crate) sequence: u64,
+    pub(crate) entity_sequence: u64,
+    pub(crate) entity: &'a str,
+    pub(crate) scope: &'a str,
+    pub(crate) kind: &'a str,
+    pub(crate) causation: Option<EventId>,
+    pub(crate) correlation: EventId,
+    pub(crate) timestamp_us: u64,
+    pub(crate) payload: &'a [u8],
+}
+
+/// Lays out `events` as the host does (used by `testing` to build batches).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn encode(events: &[RawEvent<'_>]) -> Vec<u8> {
+    fn intern<'a>(s: &'a str, strings: &mut Vec<&'a str>) -> u32 {
+        match strings.iter().position(|x| *x == s) {
+            Some(i) => i as u32,
+            None => {
+                strings.push(s);
+                strings.len() as u32 - 1
+            }
+        }
+    }
+    let mut strings: Vec<&str> = Vec::new();
+    let mut buf = vec![0u8; HEADER_LEN + RECORD_LEN * events.len()];
+    let put32 = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    let put64 = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    let put_id = |b: &mut [u8], at: usize, id: EventId| {
+        put64(b, at, (id.0 >> 64) as u64);
+        put64(b, at + 8, id.0 as u64);
+    };
+    let mut payload_at = 0u32;
+    for (i, e) in events.iter().enumerate() {
+        let r = HEADER_LEN + RECORD_LEN * i;
+        put_id(&mut buf, r + field::ID, e.id);
+        put64(&mut buf, r + field::SEQUENCE, e.sequence);
+        put64(&mut buf, r + field::ENTITY_SEQUENCE, e.entity_sequence);
+        put_id(&mut buf, r + field::CORRELATION, e.correlation);
+        if let Some(c) = e.causation {
+            put_id(&mut buf, r + field::CAUSATION, c);
+            put32(&mut buf, r + field::FLAGS, 1);
+        }
+        put64(&mut buf, r + field::TIMESTAMP_US, e.timestamp_us);
+        let entity = intern(e.entity, &mut strings);
+        let scope = intern(e.scope, &mut strings);
+        let kind = intern(e.kind, &mut strings);
+        put32(&mut buf, r + field::ENTITY, entity);
+        put32(&mut buf, r + field::SCOPE, scope);
+        put32(&mut buf, r + field::KIND, kind);
+        put32(&mut buf, r + field::PAYLOAD_OFFSET, payload_at);
+        put32(&mut buf, r + field::PAYLOAD_LEN, e.payload.len() as u32);
+        payload_at += e.payload.len() as u32;
+    }
+    let strings_offset = buf.len();
+    let mut at = 0u32;
+    for s in &strings {
+        buf.extend_from_slice(&at.to_le_bytes());
+        buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        at += s.len() as u32;
+    }
+    for s in &strings {
+        buf.extend_from_slice(s.as_bytes());
+    }
+    let payloads_offset = buf.len();
+    for e in events {
+        buf.extend_from_slice(e.payload);
+    }
+    put32(&mut buf, 0, events.len() as u32);
+    put32(&mut buf, 4, strings.len() as u32);
+    put32(&mut buf, 8, strings_offset as u32);
+    put32(&mut buf, 12, payloads_offset as u32);
+    buf
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn event(n: u64, entity: u32, kind: u32, off: u32, len: u32) -> wit::Event {
-        wit::Event {
-            id: EventId(n as u128).into(),
+    fn raw<'a>(n: u64, entity: &'a str, kind: &'a str, payload: &'a [u8]) -> RawEvent<'a> {
+        RawEvent {
+            id: EventId((n as u128) << 64 | 0xff),
             sequence: n,
-            entity_sequence: 1,
+            entity_sequence: n + 1,
             entity,
-            scope: 1,
+            scope: "shop",
             kind,
-            causation: None,
-            correlation: EventId(n as u128).into(),
-            timestamp_us: 0,
-            payload_offset: off,
-            payload_len: len,
+            causation: (n == 2).then_some(EventId(77)),
+            correlation: EventId(n as u128 + 100),
+            timestamp_us: 5 + n,
+            payload,
         }
     }
 
     #[test]
     fn view_resolves_strings_and_payloads() {
-        let batch = Batch::from_wit(wit::Batch {
-            strings: vec!["order:1".into(), "shop".into(), "order.placed".into()],
-            payloads: br#"{"a":1}{"b":2}"#.to_vec(),
-            events: wit::CanalBatch::Many(vec![event(1, 0, 2, 0, 7), event(2, 0, 2, 7, 7)]),
-        });
+        let batch = Batch::from_bytes(encode(&[
+            raw(1, "order:1", "order.placed", br#"{"a":1}"#),
+            raw(2, "order:1", "order.placed", br#"{"b":2}"#),
+        ]))
+        .unwrap();
         assert_eq!(batch.len(), 2);
         let evs: Vec<_> = batch.events().collect();
         assert_eq!(evs[1].index(), 1);
@@ -263,15 +503,38 @@ mod tests {
         assert_eq!(evs[1].scope(), "shop");
         assert_eq!(evs[1].kind(), "order.placed");
         assert_eq!(evs[1].payload(), br#"{"b":2}"#);
+        assert_eq!(evs[1].id(), EventId((2u128 << 64) | 0xff));
+        assert_eq!(evs[1].sequence(), 2);
+        assert_eq!(evs[1].entity_sequence(), 3);
+        assert_eq!(evs[1].causation(), Some(EventId(77)));
+        assert_eq!(evs[0].causation(), None);
+        assert_eq!(evs[1].correlation(), EventId(102));
+        assert_eq!(evs[1].timestamp_us(), 7);
         let v: serde_json::Value = evs[0].json().unwrap();
         assert_eq!(v["a"], 1);
-        let bad = event(3, 9, 9, 100, 5);
-        let batch = Batch::from_wit(wit::Batch {
-            strings: vec![],
-            payloads: vec![],
-            events: wit::CanalBatch::One(bad),
-        });
+        assert_eq!(batch.events().next_back().unwrap().index(), 1);
+        // A record with bad indexes reads as empty rather than trapping.
+        let mut bytes = encode(&[raw(3, "x", "k", b"p")]);
+        bytes[16 + 72..16 + 76].copy_from_slice(&99u32.to_le_bytes());
+        bytes[16 + 88..16 + 92].copy_from_slice(&1000u32.to_le_bytes());
+        let batch = Batch::from_bytes(bytes).unwrap();
         let e = batch.get(0).unwrap();
         assert_eq!((e.entity(), e.payload()), ("", &[][..]));
+        assert!(batch.get(1).is_none());
+    }
+
+    #[test]
+    fn broken_buffers_are_refused() {
+        assert!(Batch::from_bytes(vec![0; 15]).is_err());
+        let mut b = encode(&[raw(1, "x", "k", b"p")]);
+        b[0] = 2;
+        assert!(Batch::from_bytes(b).is_err());
+        let mut b = encode(&[raw(1, "x", "k", b"p")]);
+        let names = 16 + 96 + 8 * 3;
+        b[names] = 0xff;
+        assert!(Batch::from_bytes(b)
+            .unwrap_err()
+            .to_string()
+            .contains("not UTF-8"));
     }
 }

@@ -28,12 +28,12 @@
 //! assert_eq!(appended.len(), 1);
 //! ```
 
+use crate::batch::{encode, RawEvent};
 use crate::stored_event::{StoredEvent, READ_ENTITY_MAX};
 use crate::verdict::ProposalVerdict;
 use crate::wit::{self, Causation, Level, Proposal, Verdict};
 use crate::{Batch, EventId, Output, ReactError, Reactor};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
 /// The state of the mock host of the current thread.
 #[derive(Default)]
@@ -108,43 +108,22 @@ pub fn append(entity: &str, scope: &str, kind: &str, payload: impl Into<Vec<u8>>
 
 /// Builds a batch, as the host would deliver it, from stored events.
 pub fn batch(events: &[StoredEvent]) -> Batch {
-    let mut strings: Vec<String> = Vec::new();
-    let mut index: BTreeMap<String, u32> = BTreeMap::new();
-    let mut intern = |s: &str| -> u32 {
-        *index.entry(s.to_owned()).or_insert_with(|| {
-            strings.push(s.to_owned());
-            strings.len() as u32 - 1
-        })
-    };
-    let mut payloads = Vec::new();
-    let mut raw = Vec::with_capacity(events.len());
-    for e in events {
-        let offset = payloads.len() as u32;
-        payloads.extend_from_slice(&e.payload);
-        raw.push(wit::Event {
-            id: e.id.into(),
+    let raw: Vec<RawEvent<'_>> = events
+        .iter()
+        .map(|e| RawEvent {
+            id: e.id,
             sequence: e.sequence,
             entity_sequence: e.entity_sequence,
-            entity: intern(&e.entity),
-            scope: intern(&e.scope),
-            kind: intern(&e.kind),
-            causation: e.causation.map(Into::into),
-            correlation: e.correlation.into(),
+            entity: &e.entity,
+            scope: &e.scope,
+            kind: &e.kind,
+            causation: e.causation,
+            correlation: e.correlation,
             timestamp_us: e.timestamp_us,
-            payload_offset: offset,
-            payload_len: e.payload.len() as u32,
-        });
-    }
-    let events = match raw.len() {
-        0 => wit::CanalBatch::Empty,
-        1 => wit::CanalBatch::One(raw.remove(0)),
-        _ => wit::CanalBatch::Many(raw),
-    };
-    Batch::from_wit(wit::Batch {
-        strings,
-        payloads,
-        events,
-    })
+            payload: &e.payload,
+        })
+        .collect();
+    Batch::from_bytes(encode(&raw)).expect("the encoder writes a valid batch")
 }
 
 /// Calls `reactor.react` on `batch` and returns its proposals.

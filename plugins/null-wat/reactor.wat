@@ -1,27 +1,12 @@
-;; A reactor written by hand in component text, with no SDK and no WASI:
-;; it consumes `bench.in`, declares `bench.out` and returns no proposals.
+;; A reactor written by hand in component text against
+;; batpak:reactor@0.2.0, with no SDK and no WASI: it consumes `bench.in`,
+;; declares `bench.out` and returns no proposals (an empty buffer).
 ;; The tests run it to prove the WIT is usable from any toolchain, and the
 ;; reactor benchmark times it to isolate the host side of the boundary.
 (component
-  (import "batpak:reactor/types@0.1.0" (instance $types
+  (import "batpak:reactor/types@0.2.0" (instance $types
     (type $event-id' (record (field "hi" u64) (field "lo" u64)))
     (export "event-id" (type $event-id (eq $event-id')))
-    (type $event' (record
-       (field "id" $event-id) (field "sequence" u64) (field "entity-sequence" u64)
-       (field "entity" u32) (field "scope" u32) (field "kind" u32)
-       (field "causation" (option $event-id)) (field "correlation" $event-id)
-       (field "timestamp-us" u64) (field "payload-offset" u32) (field "payload-len" u32)))
-    (export "event" (type $event (eq $event')))
-    (type $canal-batch' (variant (case "empty") (case "one" $event) (case "many" (list $event))))
-    (export "canal-batch" (type $canal-batch (eq $canal-batch')))
-    (type $batch' (record (field "strings" (list string)) (field "payloads" (list u8)) (field "events" $canal-batch)))
-    (export "batch" (type $batch (eq $batch')))
-    (type $coordinate' (record (field "entity" string) (field "scope" string)))
-    (export "coordinate" (type $coordinate (eq $coordinate')))
-    (type $causation' (variant (case "source") (case "event" $event-id) (case "none")))
-    (export "causation" (type $causation (eq $causation')))
-    (type $proposal' (record (field "source" u32) (field "coordinate" $coordinate) (field "kind" string) (field "payload" (list u8)) (field "causation" $causation)))
-    (export "proposal" (type $proposal (eq $proposal')))
     (type $react-error' (record (field "message" string) (field "event" (option u32))))
     (export "react-error" (type $react-error (eq $react-error')))
     (type $region' (record (field "kinds" (list string)) (field "entity-prefix" (option string)) (field "scope" (option string))))
@@ -32,8 +17,6 @@
     (export "descriptor" (type $descriptor (eq $descriptor')))
   ))
   (alias export $types "descriptor" (type $descriptor))
-  (alias export $types "batch" (type $batch))
-  (alias export $types "proposal" (type $proposal))
   (alias export $types "react-error" (type $react-error))
 
   (core module $m
@@ -41,7 +24,7 @@
     (global $bump (mut i32) (i32.const 65536))
     ;; strings
     (data (i32.const 1024) "null")
-    (data (i32.const 1032) "0.1.0")
+    (data (i32.const 1032) "0.2.0")
     (data (i32.const 1040) "bench.in")
     (data (i32.const 1056) "bench.out")
     ;; list<string> kinds: one (ptr,len) pair at 1100
@@ -72,18 +55,18 @@
       (local.get $p))
     (func (export "describe") (result i32) (i32.const 2048))
     (func (export "init") (param i32 i32) (result i32) (global.set $bump (i32.const 65536)) (i32.const 3072))
-    (func (export "react") (param i32) (result i32) (i32.const 3072))
+    (func (export "react") (param i32 i32) (result i32) (i32.const 3072))
     (func (export "reset") (param i32) (global.set $bump (i32.const 65536)))
   )
   (core instance $i (instantiate $m))
   (func $describe (result $descriptor) (canon lift (core func $i "describe") (memory (core memory $i "memory"))))
   (func $init (param "config" string) (result (result (error string)))
      (canon lift (core func $i "init") (memory (core memory $i "memory")) (realloc (core func $i "cabi_realloc"))))
-  (func $react (param "batch" $batch) (result (result (list $proposal) (error $react-error)))
+  (func $react (param "batch" (list u8)) (result (result (list u8) (error $react-error)))
      (canon lift (core func $i "react") (memory (core memory $i "memory")) (realloc (core func $i "cabi_realloc")) (post-return (core func $i "reset"))))
   (instance $api
     (export "describe" (func $describe))
     (export "init" (func $init))
     (export "react" (func $react)))
-  (export "batpak:reactor/reactor@0.1.0" (instance $api))
+  (export "batpak:reactor/reactor@0.2.0" (instance $api))
 )

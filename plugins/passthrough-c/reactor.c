@@ -6,13 +6,18 @@
 // Same behaviour as the Rust `passthrough` and the Python and JavaScript
 // versions: the languages test compares their reactions.
 //
+// `react` takes the batch as one byte buffer and returns the proposals as
+// one byte buffer; wit/reactor.wit describes both layouts (at `react`).
+// Fields are little-endian like wasm itself, and the buffers may sit at any
+// address, so every field is read and written with memcpy.
+//
 // Ownership (wit-bindgen's C rules):
 // - arguments of an export (the batch, the config) belong to the callee:
 //   free them with the generated *_free function when done;
-// - everything an export returns (strings, lists, the descriptor) is freed
-//   by the generated post-return code after the host copied it, so it must
-//   be heap memory: use reactor_plugin_string_dup, never
-//   reactor_plugin_string_set with a literal (that traps with "out of
+// - everything an export returns (the proposals buffer, strings, lists, the
+//   descriptor) is freed by the generated post-return code after the host
+//   copied it, so it must be heap memory: use reactor_plugin_string_dup,
+//   never reactor_plugin_string_set with a literal (that traps with "out of
 //   bounds memory access" in describe());
 // - arguments of an import (the log message) stay the caller's:
 //   reactor_plugin_string_set over a literal is fine there.
@@ -28,7 +33,26 @@
 
 #include "reactor_plugin.h"
 
-typedef batpak_reactor_types_event_t event_t;
+// Sizes from the layouts in wit/reactor.wit.
+enum { BATCH_HEADER = 16, EVENT = 96, OUT_HEADER = 8, PROPOSAL = 56 };
+
+static uint32_t get32(const uint8_t *buf, size_t at) {
+  uint32_t v;
+  memcpy(&v, buf + at, sizeof v);
+  return v;
+}
+
+static void put32(uint8_t *buf, size_t at, uint32_t v) {
+  memcpy(buf + at, &v, sizeof v);
+}
+
+// String j of the batch's string table: its bytes, and its length in *len.
+static const uint8_t *batch_string(const uint8_t *batch, uint32_t j,
+                                   uint32_t *len) {
+  uint32_t count = get32(batch, 4), table = get32(batch, 8);
+  *len = get32(batch, table + 8 * (size_t)j + 4);
+  return batch + table + 8 * (size_t)count + get32(batch, table + 8 * (size_t)j);
+}
 
 static reactor_plugin_list_string_t string_list(const char *only) {
   reactor_plugin_list_string_t list;
@@ -46,7 +70,7 @@ void exports_batpak_reactor_reactor_describe(
   ret->region.entity_prefix.is_some = false;
   ret->region.scope.is_some = false;
   ret->canal = BATPAK_REACTOR_TYPES_CANAL_KIND_CURSOR_GUARANTEED;
-  ret->emits = string_list("bench.out");
+  ret->emits = string_list("bench.out");  // proposals name it as kind 0
   ret->max_batch = 0;
 }
 
@@ -58,55 +82,49 @@ bool exports_batpak_reactor_reactor_init(reactor_plugin_string_t *config,
   return true;
 }
 
-// A heap copy of `len` bytes (post-return frees it).
-static uint8_t *copy(const uint8_t *src, size_t len) {
-  uint8_t *dst = malloc(len ? len : 1);
-  if (len) memcpy(dst, src, len);
-  return dst;
-}
-
 bool exports_batpak_reactor_reactor_react(
-    exports_batpak_reactor_reactor_batch_t *batch,
-    exports_batpak_reactor_reactor_list_proposal_t *ret,
+    reactor_plugin_list_u8_t *batch, reactor_plugin_list_u8_t *ret,
     exports_batpak_reactor_reactor_react_error_t *err) {
+  // Returning false with err->message (a heap string) and err->event fails
+  // the call; see the guide.
   (void)err;
-  event_t *events = NULL;
-  size_t n = 0;
-  switch (batch->events.tag) {
-    case BATPAK_REACTOR_TYPES_CANAL_BATCH_ONE:
-      events = &batch->events.val.one;
-      n = 1;
-      break;
-    case BATPAK_REACTOR_TYPES_CANAL_BATCH_MANY:
-      events = batch->events.val.many.ptr;
-      n = batch->events.val.many.len;
-      break;
-    default:
-      break;
+  const uint8_t *in = batch->ptr;
+  uint32_t n = get32(in, 0);
+  uint32_t payloads = get32(in, 12);
+
+  // The output: header, n records, then a copy of every payload.
+  size_t data = OUT_HEADER + PROPOSAL * (size_t)n;  // where payloads go
+  size_t size = data;
+  for (uint32_t i = 0; i < n; i++) size += get32(in, BATCH_HEADER + EVENT * i + 92);
+  // Zeroed, so every field not set below is 0: the reserved fields, entity
+  // and scope length 0 (the source event's), causation 0 (the source event).
+  uint8_t *out = calloc(size, 1);
+  if (!out) abort();
+  put32(out, 0, n);
+  for (uint32_t i = 0; i < n; i++) {
+    size_t e = BATCH_HEADER + EVENT * (size_t)i;
+    size_t p = OUT_HEADER + PROPOSAL * (size_t)i;
+    uint32_t offset = get32(in, e + 88), len = get32(in, e + 92);
+    put32(out, p + 0, i);  // source: event i of the batch
+    put32(out, p + 4, 0);  // kind: emits[0], "bench.out"
+    put32(out, p + 24, (uint32_t)data);  // payload: a copy of the event's
+    put32(out, p + 28, len);
+    memcpy(out + data, in + payloads + offset, len);
+    data += len;
   }
-  ret->len = n;
-  ret->ptr = malloc((n ? n : 1) * sizeof(exports_batpak_reactor_reactor_proposal_t));
-  for (size_t i = 0; i < n; i++) {
-    const event_t *e = &events[i];
-    const reactor_plugin_string_t *entity = &batch->strings.ptr[e->entity];
-    const reactor_plugin_string_t *scope = &batch->strings.ptr[e->scope];
-    exports_batpak_reactor_reactor_proposal_t *p = &ret->ptr[i];
-    p->source = (uint32_t)i;
-    p->coordinate.entity.ptr = copy(entity->ptr, entity->len);
-    p->coordinate.entity.len = entity->len;
-    p->coordinate.scope.ptr = copy(scope->ptr, scope->len);
-    p->coordinate.scope.len = scope->len;
-    reactor_plugin_string_dup(&p->kind, "bench.out");
-    p->payload.ptr = copy(batch->payloads.ptr + e->payload_offset, e->payload_len);
-    p->payload.len = e->payload_len;
-    p->causation.tag = BATPAK_REACTOR_TYPES_CAUSATION_SOURCE;
-  }
+
   // An import's arguments stay ours: a stack buffer is fine here.
-  char text[64];
-  int len = snprintf(text, sizeof text, "%zu events", n);
+  uint32_t entity_len;
+  const uint8_t *entity = batch_string(in, get32(in, BATCH_HEADER + 72), &entity_len);
+  char text[300];
+  int len = snprintf(text, sizeof text, "%u events, the first on %.*s", n,
+                     (int)entity_len, (const char *)entity);
   reactor_plugin_string_t line = {(uint8_t *)text, (size_t)len};
   batpak_reactor_host_log(BATPAK_REACTOR_TYPES_LEVEL_DEBUG, &line);
+
+  ret->ptr = out;
+  ret->len = size;
   // The batch is ours: free it (everything above was copied out of it).
-  exports_batpak_reactor_reactor_batch_free(batch);
+  reactor_plugin_list_u8_free(batch);
   return true;
 }

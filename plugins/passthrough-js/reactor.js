@@ -6,26 +6,30 @@
 // Same behaviour as the Rust `passthrough` and the C and Python versions:
 // the languages test compares their reactions.
 //
+// `react` takes the batch as one byte buffer (a Uint8Array) and returns the
+// proposals as one byte buffer; wit/reactor.wit describes both layouts (at
+// `react`). A DataView reads and writes their little-endian fields.
+//
 // Build (from the repository root; --sync is required, see the guide):
 //   componentize-qjs --sync --wit wit --world reactor-plugin \
 //       --js plugins/passthrough-js/reactor.js -o passthrough_js.wasm
 //
-// QuickJS maps u64 to Number (exact up to 2^53), list<u8> to Uint8Array,
-// records to objects with camelCase keys, variants to {tag, val}, enums to
-// their case name. There is no TextEncoder/TextDecoder in QuickJS.
+// QuickJS maps list<u8> to Uint8Array, records to objects with camelCase
+// keys, variants to {tag, val}, enums to their case name. There is no
+// TextEncoder/TextDecoder in QuickJS.
 
-import host from "batpak:reactor/host@0.1.0";
+import host from "batpak:reactor/host@0.2.0";
 
-// The events of a batch, whatever its variant (empty, one, many).
-function eventsOf(batch) {
-  switch (batch.events.tag) {
-    case "one":
-      return [batch.events.val];
-    case "many":
-      return batch.events.val;
-    default:
-      return [];
-  }
+// Sizes from the layouts in wit/reactor.wit.
+const BATCH_HEADER = 16, EVENT = 96, OUT_HEADER = 8, PROPOSAL = 56;
+
+// String j of the batch's string table. (escape + decodeURIComponent
+// decodes UTF-8 without TextDecoder.)
+function batchString(view, j) {
+  const count = view.getUint32(4, true), table = view.getUint32(8, true);
+  const start = table + 8 * count + view.getUint32(table + 8 * j, true);
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + start, view.getUint32(table + 8 * j + 4, true));
+  return decodeURIComponent(escape(String.fromCharCode(...bytes)));
 }
 
 export const reactor = {
@@ -35,7 +39,7 @@ export const reactor = {
       version: "0.1.0",
       region: { kinds: ["bench.in"], entityPrefix: null, scope: null },
       canal: "cursor-guaranteed",
-      emits: ["bench.out"],
+      emits: ["bench.out"], // proposals name it as kind 0
       maxBatch: 0,
     };
   },
@@ -43,16 +47,34 @@ export const reactor = {
   // Throwing a string refuses the plugin with that message.
   init(config) {},
 
+  // Throwing { message: "...", event: i } fails the call.
   react(batch) {
-    const events = eventsOf(batch);
-    const out = events.map((e, index) => ({
-      source: index,
-      coordinate: { entity: batch.strings[e.entity], scope: batch.strings[e.scope] },
-      kind: "bench.out",
-      payload: batch.payloads.slice(e.payloadOffset, e.payloadOffset + e.payloadLen),
-      causation: { tag: "source" },
-    }));
-    host.log("debug", `${out.length} events`);
+    const input = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+    const n = input.getUint32(0, true);
+    const payloads = input.getUint32(12, true);
+
+    // The output: header, n records, then a copy of every payload.
+    let data = OUT_HEADER + PROPOSAL * n; // where payloads go
+    let size = data;
+    for (let i = 0; i < n; i++) size += input.getUint32(BATCH_HEADER + EVENT * i + 92, true);
+    // Zeroed, so every field not set below is 0: the reserved fields, entity
+    // and scope length 0 (the source event's), causation 0 (the source event).
+    const out = new Uint8Array(size);
+    const view = new DataView(out.buffer);
+    view.setUint32(0, n, true);
+    for (let i = 0; i < n; i++) {
+      const e = BATCH_HEADER + EVENT * i, p = OUT_HEADER + PROPOSAL * i;
+      const offset = input.getUint32(e + 88, true), len = input.getUint32(e + 92, true);
+      view.setUint32(p + 0, i, true); // source: event i of the batch
+      view.setUint32(p + 4, 0, true); // kind: emits[0], "bench.out"
+      view.setUint32(p + 24, data, true); // payload: a copy of the event's
+      view.setUint32(p + 28, len, true);
+      out.set(batch.subarray(payloads + offset, payloads + offset + len), data);
+      data += len;
+    }
+
+    const entity = batchString(input, input.getUint32(BATCH_HEADER + 72, true));
+    host.log("debug", `${n} events, the first on ${entity}`);
     return out;
   },
 };

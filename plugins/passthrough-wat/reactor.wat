@@ -1,42 +1,32 @@
 ;; passthrough-wat: the pass-through reactor written by hand in component
-;; text (nothing generated, no SDK, no WASI). Consumes `bench.in`; for every
-;; event proposes one `bench.out` on the same entity and scope with the same
-;; payload bytes, caused by the source event: the same behaviour as the Rust,
-;; C, Python and JavaScript pass-through reactors (the languages test
-;; compares them). The host reads component text directly (`.wat`).
+;; text against batpak:reactor@0.2.0 (nothing generated, no SDK, no WASI).
+;; Consumes `bench.in`; for every event proposes one `bench.out` on the same
+;; entity and scope with the same payload bytes, caused by the source event:
+;; the same behaviour as the Rust, C, Python and JavaScript pass-through
+;; reactors (the languages test compares them) and as its 0.1.0 twin,
+;; plugins/fixtures/passthrough-wat-0.1.0.wat. The host reads component text
+;; directly (`.wat`).
 ;;
-;; Canonical ABI layouts used below (offsets in bytes):
-;;   batch      strings (ptr,len) @0, payloads (ptr,len) @8,
-;;              events: discriminant u8 @16 (0 empty, 1 one, 2 many),
-;;              payload @24 (one: the event; many: (ptr,len) of events)
-;;   event      104 bytes: entity u32 @32, scope u32 @36, kind u32 @40,
-;;              payload-offset u32 @96, payload-len u32 @100
-;;   proposal   64 bytes: source u32 @0, entity (ptr,len) @4,
-;;              scope (ptr,len) @12, kind (ptr,len) @20,
-;;              payload (ptr,len) @28, causation discriminant u8 @40
-;;   result     discriminant u8 @0, list (ptr,len) @4
-;; The proposals point into the batch the host lowered into this memory:
-;; it is read back before `reset` (post-return) frees everything.
+;; The flat layouts (the WIT doc of `react`; all little-endian, offsets in
+;; bytes from the start of each buffer):
+;;   batch      header: count u32 @0, string-count @4, strings-offset @8,
+;;              payloads-offset @12; event i at 16 + 96*i with
+;;              payload-offset u32 @88, payload-len u32 @92 (relative to
+;;              payloads-offset)
+;;   proposals  header: count u32 @0, reserved @4; proposal k at 8 + 56*k:
+;;              source @0, kind index @4, entity (offset,len) @8,
+;;              scope (offset,len) @16, payload (offset,len) @24,
+;;              causation tag @32 (0 = the source), reserved @36, cause @40
+;; Entity and scope are left empty (len 0), which means "the source event's";
+;; kind index 0 is `bench.out`, the only declared kind. The payload area of
+;; the batch is copied once, right after the records, and each proposal
+;; points at its source event's payload inside that copy.
+;; The canonical ABI hands `react` the batch as (ptr, len) and reads its
+;; result from a 12-byte area: discriminant u8 @0, list (ptr,len) @4.
 (component
-  (import "batpak:reactor/types@0.1.0" (instance $types
+  (import "batpak:reactor/types@0.2.0" (instance $types
     (type $event-id' (record (field "hi" u64) (field "lo" u64)))
     (export "event-id" (type $event-id (eq $event-id')))
-    (type $event' (record
-       (field "id" $event-id) (field "sequence" u64) (field "entity-sequence" u64)
-       (field "entity" u32) (field "scope" u32) (field "kind" u32)
-       (field "causation" (option $event-id)) (field "correlation" $event-id)
-       (field "timestamp-us" u64) (field "payload-offset" u32) (field "payload-len" u32)))
-    (export "event" (type $event (eq $event')))
-    (type $canal-batch' (variant (case "empty") (case "one" $event) (case "many" (list $event))))
-    (export "canal-batch" (type $canal-batch (eq $canal-batch')))
-    (type $batch' (record (field "strings" (list string)) (field "payloads" (list u8)) (field "events" $canal-batch)))
-    (export "batch" (type $batch (eq $batch')))
-    (type $coordinate' (record (field "entity" string) (field "scope" string)))
-    (export "coordinate" (type $coordinate (eq $coordinate')))
-    (type $causation' (variant (case "source") (case "event" $event-id) (case "none")))
-    (export "causation" (type $causation (eq $causation')))
-    (type $proposal' (record (field "source" u32) (field "coordinate" $coordinate) (field "kind" string) (field "payload" (list u8)) (field "causation" $causation)))
-    (export "proposal" (type $proposal (eq $proposal')))
     (type $react-error' (record (field "message" string) (field "event" (option u32))))
     (export "react-error" (type $react-error (eq $react-error')))
     (type $region' (record (field "kinds" (list string)) (field "entity-prefix" (option string)) (field "scope" (option string))))
@@ -47,16 +37,13 @@
     (export "descriptor" (type $descriptor (eq $descriptor')))
   ))
   (alias export $types "descriptor" (type $descriptor))
-  (alias export $types "batch" (type $batch))
-  (alias export $types "proposal" (type $proposal))
   (alias export $types "react-error" (type $react-error))
-
-;; The core module: a bump allocator reset after every call.
+  ;; The core module: a bump allocator reset after every call.
   (core module $m
     (memory (export "memory") 2)
     (global $bump (mut i32) (i32.const 65536))
     (data (i32.const 1024) "passthrough-wat")
-    (data (i32.const 1048) "0.1.0")
+    (data (i32.const 1048) "0.2.0")
     (data (i32.const 1056) "bench.in")
     (data (i32.const 1072) "bench.out")
     ;; list<string> kinds: one (ptr,len) pair at 1100 -> "bench.in"
@@ -88,41 +75,40 @@
       (local.get $p))
     (func (export "describe") (result i32) (i32.const 2048))
     (func (export "init") (param i32 i32) (result i32) (global.set $bump (i32.const 65536)) (i32.const 3072))
-    (func (export "react") (param $b i32) (result i32)
-      (local $strs i32) (local $payloads i32) (local $evs i32) (local $n i32)
-      (local $out i32) (local $i i32) (local $e i32) (local $p i32)
-      (local.set $strs (i32.load (local.get $b)))
-      (local.set $payloads (i32.load offset=8 (local.get $b)))
-      (if (i32.eq (i32.load8_u offset=16 (local.get $b)) (i32.const 1))
-        (then (local.set $evs (i32.add (local.get $b) (i32.const 24)))
-              (local.set $n (i32.const 1))))
-      (if (i32.eq (i32.load8_u offset=16 (local.get $b)) (i32.const 2))
-        (then (local.set $evs (i32.load offset=24 (local.get $b)))
-              (local.set $n (i32.load offset=28 (local.get $b)))))
+    (func (export "react") (param $b i32) (param $len i32) (result i32)
+      (local $n i32) (local $po i32) (local $tail i32) (local $out i32)
+      (local $i i32) (local $e i32) (local $p i32)
+      (local.set $n (i32.load (local.get $b)))
+      (local.set $po (i32.load offset=12 (local.get $b)))
+      ;; the records end (and the payload copy starts) at 8 + 56 * n
+      (local.set $tail (i32.add (i32.const 8) (i32.mul (local.get $n) (i32.const 56))))
       (local.set $out (call $realloc (i32.const 0) (i32.const 0) (i32.const 8)
-                                     (i32.mul (local.get $n) (i32.const 64))))
+                        (i32.add (local.get $tail) (i32.sub (local.get $len) (local.get $po)))))
+      (i32.store (local.get $out) (local.get $n))
+      (i32.store offset=4 (local.get $out) (i32.const 0))
+      (memory.copy (i32.add (local.get $out) (local.get $tail))
+                   (i32.add (local.get $b) (local.get $po))
+                   (i32.sub (local.get $len) (local.get $po)))
       (block $done
         (loop $next
           (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-          (local.set $e (i32.add (local.get $evs) (i32.mul (local.get $i) (i32.const 104))))
-          (local.set $p (i32.add (local.get $out) (i32.mul (local.get $i) (i32.const 64))))
-          (i32.store (local.get $p) (local.get $i))
-          ;; entity and scope: copy the (ptr,len) pair out of batch.strings
-          (i64.store offset=4 (local.get $p)
-            (i64.load (i32.add (local.get $strs) (i32.shl (i32.load offset=32 (local.get $e)) (i32.const 3)))))
-          (i64.store offset=12 (local.get $p)
-            (i64.load (i32.add (local.get $strs) (i32.shl (i32.load offset=36 (local.get $e)) (i32.const 3)))))
-          (i32.store offset=20 (local.get $p) (i32.const 1072))
-          (i32.store offset=24 (local.get $p) (i32.const 9))
-          (i32.store offset=28 (local.get $p)
-            (i32.add (local.get $payloads) (i32.load offset=96 (local.get $e))))
-          (i32.store offset=32 (local.get $p) (i32.load offset=100 (local.get $e)))
-          (i32.store8 offset=40 (local.get $p) (i32.const 0))
+          (local.set $e (i32.add (local.get $b) (i32.add (i32.const 16) (i32.mul (local.get $i) (i32.const 96)))))
+          (local.set $p (i32.add (local.get $out) (i32.add (i32.const 8) (i32.mul (local.get $i) (i32.const 56)))))
+          (i32.store (local.get $p) (local.get $i))           ;; source
+          (i32.store offset=4 (local.get $p) (i32.const 0))   ;; kind: emits[0]
+          (i64.store offset=8 (local.get $p) (i64.const 0))   ;; entity: the source's
+          (i64.store offset=16 (local.get $p) (i64.const 0))  ;; scope: the source's
+          (i32.store offset=24 (local.get $p)
+            (i32.add (local.get $tail) (i32.load offset=88 (local.get $e))))
+          (i32.store offset=28 (local.get $p) (i32.load offset=92 (local.get $e)))
+          (i64.store offset=32 (local.get $p) (i64.const 0))  ;; causation 0, reserved 0
+          (i64.store offset=40 (local.get $p) (i64.const 0))
+          (i64.store offset=48 (local.get $p) (i64.const 0))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br $next)))
       (i32.store8 (i32.const 3072) (i32.const 0))
       (i32.store (i32.const 3076) (local.get $out))
-      (i32.store (i32.const 3080) (local.get $n))
+      (i32.store (i32.const 3080) (i32.add (local.get $tail) (i32.sub (local.get $len) (local.get $po))))
       (i32.const 3072))
     (func (export "reset") (param i32) (global.set $bump (i32.const 65536)))
   )
@@ -130,11 +116,11 @@
   (func $describe (result $descriptor) (canon lift (core func $i "describe") (memory (core memory $i "memory"))))
   (func $init (param "config" string) (result (result (error string)))
      (canon lift (core func $i "init") (memory (core memory $i "memory")) (realloc (core func $i "cabi_realloc"))))
-  (func $react (param "batch" $batch) (result (result (list $proposal) (error $react-error)))
+  (func $react (param "batch" (list u8)) (result (result (list u8) (error $react-error)))
      (canon lift (core func $i "react") (memory (core memory $i "memory")) (realloc (core func $i "cabi_realloc")) (post-return (core func $i "reset"))))
   (instance $api
     (export "describe" (func $describe))
     (export "init" (func $init))
     (export "react" (func $react)))
-  (export "batpak:reactor/reactor@0.1.0" (instance $api))
+  (export "batpak:reactor/reactor@0.2.0" (instance $api))
 )

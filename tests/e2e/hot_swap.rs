@@ -48,7 +48,7 @@ fn null_wat(name: &str, wit: &str, kind: &str) -> String {
             &format!("\"\\b0\\04\\00\\00\\{:02x}\\00\\00\\00\"", name.len()),
         )
         .replace("\"bench.in\"", &format!("\"{kind}\""))
-        .replace("@0.1.0", wit)
+        .replace("@0.2.0", wit)
 }
 
 fn run_watch(data: &Path, plugin: &Path, extra: &[&str]) -> (Child, std::path::PathBuf) {
@@ -206,12 +206,12 @@ fn watch_swaps_replaced_files_and_refuses_bad_ones_losing_nothing() {
     );
     wait_for(&data, "refusal of a WIT version", refused(2));
     // 4. Another plugin name.
-    rename_over(&file, null_wat("other", "@0.1.0", "bench.in").as_bytes());
+    rename_over(&file, null_wat("other", "@0.2.0", "bench.in").as_bytes());
     wait_for(&data, "refusal of another name", refused(3));
     // 5. A changed region.
     rename_over(
         &file,
-        null_wat("passthrough", "@0.1.0", "bench.ix").as_bytes(),
+        null_wat("passthrough", "@0.2.0", "bench.ix").as_bytes(),
     );
     wait_for(&data, "refusal of another region", refused(4));
     // 6. An in-place write in two parts with a pause: the half file is
@@ -360,9 +360,9 @@ fn a_failing_new_version_is_rolled_back() {
     // The hostile plugin traps on demand, but has another name; a version of
     // passthrough that always fails is the null reactor proposing... nothing
     // is not a failure, so use a trap: an unreachable in react.
-    let trapping = null_wat("passthrough", "@0.1.0", "bench.in").replace(
-        "(func (export \"react\") (param i32) (result i32) (i32.const 3072))",
-        "(func (export \"react\") (param i32) (result i32) unreachable)",
+    let trapping = null_wat("passthrough", "@0.2.0", "bench.in").replace(
+        "(func (export \"react\") (param i32 i32) (result i32) (i32.const 3072))",
+        "(func (export \"react\") (param i32 i32) (result i32) unreachable)",
     );
     assert!(trapping.contains("unreachable"));
     rename_over(&file, trapping.as_bytes());
@@ -427,7 +427,7 @@ fn shadow_finds_exactly_the_changed_events() {
     let silent = write_file(
         dir.path(),
         "silent.wat",
-        &null_wat("passthrough", "@0.1.0", "bench.in"),
+        &null_wat("passthrough", "@0.2.0", "bench.in"),
     );
     let out = host(
         &data,
@@ -863,7 +863,7 @@ fn swap_from_another_terminal_with_shadow_proof() {
     let silent = write_file(
         dir.path(),
         "silent.wat",
-        &null_wat("passthrough", "@0.1.0", "bench.in"),
+        &null_wat("passthrough", "@0.2.0", "bench.in"),
     );
     let refused = host(
         &data,

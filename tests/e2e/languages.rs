@@ -77,6 +77,39 @@ fn inputs(n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// Payloads `append --jsonl` cannot carry (it stores JSON values), appended
+/// one by one with `append --payload`: an empty payload, and text that is
+/// not JSON, so a reactor must copy bytes, not values.
+const TEXT_PAYLOADS: [&str; 2] = ["", "plain text, not JSON: grüße ✓"];
+
+/// Appends `inputs(n)` and then the `TEXT_PAYLOADS` events; returns every
+/// input as `events` prints it (a non-JSON payload as a string), in
+/// append order.
+fn append_inputs(data: &Path, n: usize) -> Vec<Value> {
+    let receipts = append(data, &inputs(n));
+    assert_eq!(receipts.len(), n);
+    let mut all = inputs(n);
+    for (i, text) in TEXT_PAYLOADS.iter().enumerate() {
+        let entity = format!("text:{i}");
+        host_ok(
+            data,
+            &[
+                "append",
+                "--entity",
+                &entity,
+                "--scope",
+                "bench",
+                "--kind",
+                "bench.in",
+                "--payload",
+                text,
+            ],
+        );
+        all.push(json!({"entity": entity, "scope": "bench", "kind": "bench.in", "payload": text}));
+    }
+    all
+}
+
 /// A reaction reduced to what the reactor decides: where, what, and which
 /// input (by sequence) caused it.
 fn reaction(e: &Value, seq_of: &BTreeMap<String, u64>) -> Value {
@@ -95,9 +128,8 @@ fn reaction(e: &Value, seq_of: &BTreeMap<String, u64>) -> Value {
 fn every_language_reacts_like_the_rust_passthrough() {
     let dir = tempdir();
     let data = dir.path().join("data");
-    let n = 23;
-    let receipts = append(&data, &inputs(n));
-    assert_eq!(receipts.len(), n);
+    let all_inputs = append_inputs(&data, 23);
+    let n = all_inputs.len();
 
     // One run with all five reactors over the same log; batches of at most
     // 5 so single-event and many-event batches both occur.
@@ -145,7 +177,7 @@ fn every_language_reacts_like_the_rust_passthrough() {
     // The baseline itself: one reaction per input, same coordinates and
     // payload, caused by that input.
     assert_eq!(expected.len(), n, "Rust passthrough reactions");
-    for (r, input) in expected.iter().zip(inputs(n)) {
+    for (r, input) in expected.iter().zip(&all_inputs) {
         assert_eq!(
             (&r["entity"], &r["scope"], &r["payload"]),
             (&input["entity"], &input["scope"], &input["payload"])
@@ -335,12 +367,11 @@ fn new_then_test_works_for_the_rust_template_against_the_packaged_sdk() {
 fn test_shows_a_diff_and_says_when_reactions_depend_on_batching() {
     let dir = tempdir();
     // A reactor that only reacts to the first event of every batch.
-    let wat = std::fs::read_to_string(workspace().join("plugins/passthrough-wat/reactor.wat"))
-        .unwrap()
-        .replace(
-            "(local.set $n (i32.load offset=28 (local.get $b)))",
-            "(local.set $n (i32.const 1))",
-        );
+    let source =
+        std::fs::read_to_string(workspace().join("plugins/passthrough-wat/reactor.wat")).unwrap();
+    let count = "(local.set $n (i32.load (local.get $b)))";
+    assert!(source.contains(count), "the WAT layout changed");
+    let wat = source.replace(count, "(local.set $n (i32.const 1))");
     let plugin = crate::common::write_file(dir.path(), "first-only.wat", &wat);
     let input: String = (0..4)
         .map(|i| {

@@ -16,5 +16,6 @@ mod runtime_flow;
 mod runtime_hostile;
 mod runtime_native;
 mod runtime_refusals;
+mod runtime_versions;
 mod service;
 mod trace;

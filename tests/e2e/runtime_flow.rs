@@ -180,18 +180,25 @@ fn inspect_reports_descriptor_world_and_digest() {
     let p = plugin("low_stock");
     let out = host_ok(&dir.path().join("nope"), &["inspect", p.to_str().unwrap()]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["world"], "batpak:reactor/reactor-plugin@0.1.0");
-    assert_eq!(v["component"]["targets"], "batpak:reactor@0.1.0");
+    // The Rust SDK builds against the current contract, and inspect says
+    // which one the component targets and which ones this host offers.
+    assert_eq!(v["world"], "batpak:reactor/reactor-plugin@0.2.0");
+    assert_eq!(v["component"]["targets"], "batpak:reactor@0.2.0");
+    assert_eq!(v["wit_version"], "0.2.0");
+    assert_eq!(
+        v["host_offers"],
+        serde_json::json!(["batpak:reactor@0.1.0", "batpak:reactor@0.2.0"])
+    );
     assert!(v["component"]["exports"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|e| e == "batpak:reactor/reactor@0.1.0"));
+        .any(|e| e == "batpak:reactor/reactor@0.2.0"));
     assert!(v["component"]["imports"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|e| e == "batpak:reactor/host@0.1.0"));
+        .any(|e| e == "batpak:reactor/host@0.2.0"));
     assert_eq!(v["descriptor"]["name"], "low-stock");
     assert_eq!(v["descriptor"]["canal"], "cursor-guaranteed");
     assert_eq!(v["descriptor"]["region"]["kinds"][0], "inventory.reserved");

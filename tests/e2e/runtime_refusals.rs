@@ -94,18 +94,21 @@ fn components_of_another_world_or_version_are_refused() {
         &data,
         &run_args(&[empty.to_str().unwrap()]),
         &empty,
-        &["must export batpak:reactor/reactor@0.1.0"],
+        &[
+            "must export batpak:reactor/reactor@0.2.0",
+            "batpak:reactor@0.1.0, batpak:reactor@0.2.0",
+        ],
     );
-    // A component built against another version of the package.
+    // A component built against a version this host does not offer.
     let other = write_file(
         dir.path(),
-        "v2.wat",
+        "v3.wat",
         r#"(component
             (core module $m (func (export "f")))
             (core instance $i (instantiate $m))
             (func $f (canon lift (core func $i "f")))
             (instance $api (export "describe" (func $f)))
-            (export "batpak:reactor/reactor@0.2.0" (instance $api))
+            (export "batpak:reactor/reactor@0.3.0" (instance $api))
         )"#,
     );
     refused(
@@ -113,8 +116,9 @@ fn components_of_another_world_or_version_are_refused() {
         &run_args(&[other.to_str().unwrap()]),
         &other,
         &[
-            "targets batpak:reactor@0.2.0",
-            "offers batpak:reactor@0.1.0",
+            "targets batpak:reactor@0.3.0",
+            "offers batpak:reactor@0.1.0, batpak:reactor@0.2.0",
+            "batpak-host wit --list",
         ],
     );
     // The right export name, but a shape that is not the reactor interface.

@@ -22,6 +22,7 @@ mod swap_cmd;
 mod test_cmd;
 mod trace;
 mod watch;
+mod wit_cmd;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -88,6 +89,9 @@ pub enum Command {
     /// Move a reactor's checkpoint (recorded as a `batpak.reactor.reset`
     /// event). Through a running host the reactor must be paused.
     Reset(operate::ResetArgs),
+    /// Print the WIT contract this host offers (`--list`: every version it
+    /// runs side by side), for writing a plugin against it.
+    Wit(wit_cmd::WitArgs),
 }
 
 /// A client of the host running on `data`, if one runs.
@@ -97,6 +101,9 @@ fn running_host(data: &std::path::Path) -> anyhow::Result<Option<batpak_service:
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
+        die_quietly_on_closed_pipe();
+    }
     let result = match cli.command {
         // Store commands go through the running host when there is one.
         Command::Append(a) => match running_host(&cli.data) {
@@ -131,6 +138,7 @@ fn main() -> ExitCode {
         Command::Pause(a) => operate::pause(&cli.data, a),
         Command::Resume(a) => operate::resume(&cli.data, a),
         Command::Reset(a) => operate::reset(&cli.data, a),
+        Command::Wit(a) => wit_cmd::wit(a),
     };
     match result {
         Ok(code) => code,
@@ -138,5 +146,18 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One-shot commands end quietly, like other Unix tools, when the reader of
+/// their output goes away (`batpak-host events | head`): Rust ignores
+/// SIGPIPE, which would turn the first write to a closed pipe into a panic.
+/// `run` and `demo` keep it ignored: they serve sockets, where a client that
+/// disconnects must not stop the host.
+fn die_quietly_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal before any
+    // thread is started has no other effect on the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

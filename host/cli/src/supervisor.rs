@@ -724,7 +724,7 @@ mod tests {
         let data = dir.path().join("data");
         let wat = dir.path().join("null.wat");
         std::fs::write(&wat, NULL_WAT).unwrap();
-        let v2 = variant(dir.path(), "null2.wat", r#""0.1.0""#, r#""0.2.0""#);
+        let v2 = variant(dir.path(), "null2.wat", r#""0.2.0""#, r#""0.2.1""#);
         let other = variant(
             dir.path(),
             "other.wat",
@@ -806,14 +806,14 @@ mod tests {
             let o = control.swap("null", &v2).unwrap();
             assert_eq!(
                 (o.old_digest.as_str(), o.new_version.as_str()),
-                (digest.as_str(), "0.2.0")
+                (digest.as_str(), "0.2.1")
             );
             assert!(o.position >= 8, "swapped after the handled events: {o:?}");
             let v = control.reactors().unwrap().remove(0);
             assert_eq!(v.digest, o.new_digest, "the slot runs the new component");
             assert_ne!(v.digest, digest);
             assert_eq!(v.path, v2);
-            assert_eq!(v.version, "0.2.0");
+            assert_eq!(v.version, "0.2.1");
             let s = v.last_swap.expect("the listing shows the swap");
             assert_eq!(
                 (s.position, s.record.as_str()),

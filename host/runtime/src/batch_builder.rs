@@ -3,7 +3,7 @@
 //! call to the next.
 
 use super::convert::id_to_wit;
-use super::wit::batpak::reactor::types as w;
+use super::wit::types as w;
 use batpak_store::{Event, EventId};
 use rustc_hash::FxHashMap;
 

@@ -3,7 +3,7 @@
 use super::descriptor::Descriptor;
 use super::log::LogLevel;
 use super::reaction::{Reaction, ReactionCause, ReactionVerdict};
-use super::wit::batpak::reactor::types as w;
+use super::wit::types as w;
 use batpak_store::{Coordinate, Event, EventId};
 use batpak_store::{ReactorCanal, Region};
 

@@ -4,16 +4,18 @@
 use super::convert::{id_from_wit, level_from_wit, reaction_from_wit, stored_event};
 use super::log::{log, LogLevel};
 use super::plugin_state::PluginState;
-use super::wit;
-use super::wit::batpak::reactor::types as w;
+use super::wit::types as w;
+use super::{wit_v1, wit_v2};
 
 /// Most `read-entity` results per call.
 pub const READ_ENTITY_CAP: u32 = 1024;
 
 impl w::Host for PluginState {}
 
-impl wit::batpak::reactor::host::Host for PluginState {
-    fn log(&mut self, level: w::Level, message: String) {
+/// The host functions, once for every contract version: each version's
+/// `host` interface has the same functions over the same types.
+impl PluginState {
+    fn host_log(&mut self, level: w::Level, message: String) {
         let h = &mut self.host;
         if h.log_budget == 0 {
             h.dropped_logs += 1;
@@ -23,7 +25,7 @@ impl wit::batpak::reactor::host::Host for PluginState {
         log(h.log_level, level_from_wit(level), &h.name, &message);
     }
 
-    fn get_event(&mut self, id: w::EventId) -> Option<w::StoredEvent> {
+    fn host_get_event(&mut self, id: w::EventId) -> Option<w::StoredEvent> {
         let services = self.host.services.as_ref()?;
         match services.store.get(id_from_wit(id)) {
             Ok(found) => found.map(|e| stored_event(&e)),
@@ -39,7 +41,7 @@ impl wit::batpak::reactor::host::Host for PluginState {
         }
     }
 
-    fn read_entity(&mut self, entity: String, after: u64, max: u32) -> Vec<w::StoredEvent> {
+    fn host_read_entity(&mut self, entity: String, after: u64, max: u32) -> Vec<w::StoredEvent> {
         let Some(services) = self.host.services.as_ref() else {
             return Vec::new();
         };
@@ -61,7 +63,7 @@ impl wit::batpak::reactor::host::Host for PluginState {
         }
     }
 
-    fn check(&mut self, proposal: w::Proposal) -> w::Verdict {
+    fn host_check(&mut self, proposal: w::Proposal) -> w::Verdict {
         let h = &self.host;
         let Some(services) = h.services.as_ref() else {
             return w::Verdict::Denied(w::Denial {
@@ -99,7 +101,33 @@ impl wit::batpak::reactor::host::Host for PluginState {
         }
     }
 
-    fn last_verdicts(&mut self) -> Vec<w::ProposalVerdict> {
+    fn host_last_verdicts(&mut self) -> Vec<w::ProposalVerdict> {
         self.host.last_verdicts.clone()
     }
 }
+
+/// Forwards one version's `host` trait to the shared implementation.
+macro_rules! host_for {
+    ($host:path) => {
+        impl $host for PluginState {
+            fn log(&mut self, level: w::Level, message: String) {
+                self.host_log(level, message)
+            }
+            fn get_event(&mut self, id: w::EventId) -> Option<w::StoredEvent> {
+                self.host_get_event(id)
+            }
+            fn read_entity(&mut self, entity: String, after: u64, max: u32) -> Vec<w::StoredEvent> {
+                self.host_read_entity(entity, after, max)
+            }
+            fn check(&mut self, proposal: w::Proposal) -> w::Verdict {
+                self.host_check(proposal)
+            }
+            fn last_verdicts(&mut self) -> Vec<w::ProposalVerdict> {
+                self.host_last_verdicts()
+            }
+        }
+    };
+}
+
+host_for!(wit_v1::batpak::reactor::host::Host);
+host_for!(wit_v2::batpak::reactor::host::Host);

@@ -5,7 +5,7 @@ use super::descriptor::Descriptor;
 use super::load_error::LoadError;
 use super::prepare::{call, instantiate, new_store, prepare, PluginSettings};
 use super::runtime::Runtime;
-use super::wit::WIT_WORLD;
+use super::wit::OFFERED_VERSIONS;
 use super::world::WorldInfo;
 use std::path::{Path, PathBuf};
 
@@ -26,8 +26,12 @@ pub struct Inspection {
     pub file: PathBuf,
     /// blake3 hex digest of the component bytes.
     pub digest: String,
-    /// The world this host expects.
+    /// The world the component targets (one of those the host offers).
     pub world: &'static str,
+    /// The contract version it targets (e.g. `0.2.0`).
+    pub wit_version: &'static str,
+    /// Every contract package this host offers (`batpak-host wit --list`).
+    pub host_offers: Vec<&'static str>,
     /// Imports, exports and the WIT package version the component targets.
     pub component: WorldInfo,
     /// What `describe()` returned (with `"invalid": reason` when it breaks a
@@ -55,19 +59,15 @@ impl Inspection {
         let mut store = new_store(rt, "inspect", &settings, None);
         let bindings = instantiate(&prepared.pre, &mut store, &settings)
             .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
-        let d = call(rt, &mut store, &settings, None, |s| {
-            bindings.batpak_reactor_reactor().call_describe(s)
-        })
-        .map_err(|failure| LoadError::DescribeFailed { path: p(), failure })?;
+        let d = call(rt, &mut store, &settings, None, |s| bindings.describe(s))
+            .map_err(|failure| LoadError::DescribeFailed { path: p(), failure })?;
         let descriptor = descriptor_from_wit(d);
         let mut json = descriptor_json(&descriptor);
         if let Err(e) = descriptor.validate() {
             json["invalid"] = serde_json::Value::String(e);
         }
         let init = match call(rt, &mut store, &settings, None, |s| {
-            bindings
-                .batpak_reactor_reactor()
-                .call_init(s, &settings.config)
+            bindings.init(s, &settings.config)
         }) {
             Ok(Ok(())) => InitOutcome {
                 ok: true,
@@ -85,7 +85,9 @@ impl Inspection {
         Ok(Inspection {
             file: p(),
             digest: prepared.digest,
-            world: WIT_WORLD,
+            world: prepared.version.world(),
+            wit_version: prepared.version.semver(),
+            host_offers: OFFERED_VERSIONS.iter().map(|v| v.package()).collect(),
             component: prepared.world,
             descriptor: json,
             init,

@@ -1,5 +1,6 @@
 //! The wasm reactor runtime: loads WebAssembly components that target the
-//! `batpak:reactor@0.1.0` world, runs each on its own thread against the
+//! `batpak:reactor@0.2.0` world or the frozen `@0.1.0` one ([`WitVersion`];
+//! both side by side), runs each on its own thread against the
 //! store, and appends what they propose through gates — reactions and the
 //! reactor's checkpoint in one atomic append, so every source event's
 //! reactions land exactly once, even across `kill -9`.
@@ -44,11 +45,14 @@
 
 mod admission;
 mod batch_builder;
+mod bindings;
 mod cache;
 mod component_file;
 mod convert;
 mod descriptor;
 mod failure;
+mod flat_batch;
+mod flat_proposals;
 mod guest_output;
 mod host_imports;
 mod inspect;
@@ -74,6 +78,8 @@ mod swap;
 mod swap_file;
 mod trap;
 mod wit;
+mod wit_v1;
+mod wit_v2;
 mod world;
 
 pub use admission::{CapabilityGate, ReactionContext, ReactorInfo};
@@ -107,4 +113,7 @@ pub use swap::{
     ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
 };
 pub use swap_file::{refusal_for, swap_file};
-pub use wit::{EXPORT_INTERFACE, HOST_INTERFACE, WIT_PACKAGE, WIT_WORLD};
+pub use wit::{
+    WitVersion, CURRENT_VERSION, EXPORT_INTERFACE, HOST_INTERFACE, OFFERED_VERSIONS, WIT_PACKAGE,
+    WIT_WORLD,
+};

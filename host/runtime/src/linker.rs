@@ -1,9 +1,10 @@
 //! The linker every plugin is instantiated against: WASI 0.2 with nothing
-//! granted (timers shadowed, see below) and the `host` imports.
+//! granted (timers shadowed, see below) and the `host` imports of every
+//! offered contract version.
 
 use super::plugin_state::PluginState;
 use super::sandbox_clock::elapsed_timer;
-use super::wit;
+use super::{wit_v1, wit_v2};
 use wasmtime::component::{HasSelf, Linker};
 
 /// Adds WASI (nothing granted) and the `host` imports to `linker`.
@@ -30,6 +31,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Resul
         },
     )?;
     linker.allow_shadowing(false);
-    wit::ReactorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)?;
+    // Every offered contract version, side by side: their interface names
+    // differ by version, and both are served by the same `PluginState`.
+    wit_v1::ReactorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)?;
+    wit_v2::ReactorPlugin::add_to_linker::<PluginState, HasSelf<PluginState>>(linker, |s| s)?;
     Ok(())
 }

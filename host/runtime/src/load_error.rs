@@ -2,7 +2,7 @@
 //! file, the problem and the fix.
 
 use super::failure::ReactFailure;
-use super::wit::{EXPORT_INTERFACE, HOST_INTERFACE, WIT_PACKAGE, WIT_WORLD};
+use super::wit::{EXPORT_INTERFACE, OFFERED_PACKAGES, WIT_PACKAGE, WIT_WORLD};
 use std::path::PathBuf;
 
 /// Why a plugin could not be loaded (or inspected). Every variant names the
@@ -118,17 +118,17 @@ pub enum LoadError {
         message: String,
     },
     /// It targets another version of the WIT package.
-    #[error("plugin {}: not a batpak reactor: it targets {found}, but this host offers {expected} (world reactor-plugin); rebuild it against {expected}", path.display())]
+    #[error("plugin {}: not a batpak reactor: it targets {found}, but this host offers {expected} (world reactor-plugin; `batpak-host wit --list`); rebuild it against one of those, preferably the current {WIT_PACKAGE}", path.display())]
     WrongWorld {
         /// The file.
         path: PathBuf,
         /// The package it targets.
         found: String,
-        /// The package this host offers.
+        /// Every package this host offers, comma-separated.
         expected: &'static str,
     },
     /// It does not export the reactor interface.
-    #[error("plugin {}: not a batpak reactor: it exports [{}] but a reactor must export {EXPORT_INTERFACE} (world {WIT_WORLD})", path.display(), exports.join(", "))]
+    #[error("plugin {}: not a batpak reactor: it exports [{}] but a reactor must export {EXPORT_INTERFACE} (world {WIT_WORLD}), or the reactor interface of another offered version ({OFFERED_PACKAGES})", path.display(), exports.join(", "))]
     MissingExport {
         /// The file.
         path: PathBuf,
@@ -136,7 +136,7 @@ pub enum LoadError {
         exports: Vec<String>,
     },
     /// It imports an interface the host does not offer.
-    #[error("plugin {}: not a batpak reactor: it imports {name}, which this host does not offer; the host offers {HOST_INTERFACE} and WASI 0.2 with nothing granted{hint}", path.display())]
+    #[error("plugin {}: not a batpak reactor: it imports {name}, which this host does not offer; the host offers the host and types interfaces of {OFFERED_PACKAGES} and WASI 0.2 with nothing granted{hint}", path.display())]
     ImportNotOffered {
         /// The file.
         path: PathBuf,
@@ -146,7 +146,7 @@ pub enum LoadError {
         hint: String,
     },
     /// Linking failed for another reason (a type mismatch in an import).
-    #[error("plugin {}: its imports do not match what this host offers ({HOST_INTERFACE} and WASI 0.2 with nothing granted): {message}", path.display())]
+    #[error("plugin {}: its imports do not match what this host offers (the host and types interfaces of {OFFERED_PACKAGES} and WASI 0.2 with nothing granted): {message}", path.display())]
     Link {
         /// The file.
         path: PathBuf,
@@ -154,7 +154,7 @@ pub enum LoadError {
         message: String,
     },
     /// Its exports do not have the reactor interface's types.
-    #[error("plugin {}: its exports do not match {EXPORT_INTERFACE}: {message}", path.display())]
+    #[error("plugin {}: its exports do not match the reactor interface of the version it targets: {message}", path.display())]
     Exports {
         /// The file.
         path: PathBuf,
@@ -208,6 +208,3 @@ pub enum LoadError {
         failure: ReactFailure,
     },
 }
-
-/// The WIT package, for [`LoadError::WrongWorld`].
-pub(crate) const EXPECTED_PACKAGE: &str = WIT_PACKAGE;

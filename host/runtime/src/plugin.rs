@@ -4,10 +4,13 @@
 //! and a per-call time limit. Implements [`Reactor`].
 
 use super::batch_builder::BatchBuilder;
+use super::bindings::Bindings;
 use super::cache::CompileSource;
 use super::convert::{descriptor_from_wit, reaction_from_wit, verdicts_to_wit};
 use super::descriptor::Descriptor;
 use super::failure::{FailureKind, ReactFailure};
+use super::flat_batch::FlatBatch;
+use super::flat_proposals;
 use super::load_error::LoadError;
 use super::plugin_state::PluginState;
 use super::prepare::{call, instantiate, new_store, prepare, PluginSettings, Prepared};
@@ -15,7 +18,8 @@ use super::reaction::{Reaction, ReactionVerdict};
 use super::reactor::Reactor;
 use super::runtime::Runtime;
 use super::services::HostServices;
-use super::wit;
+use super::wit::types as w;
+use super::wit::WitVersion;
 use super::world::WorldInfo;
 use batpak_store::{Event, EventId};
 use std::path::{Path, PathBuf};
@@ -34,7 +38,7 @@ struct Loaded {
 /// A live instance: its own store (memory budget, limits, host state).
 struct Live {
     store: wasmtime::Store<PluginState>,
-    bindings: wit::ReactorPlugin,
+    bindings: Bindings,
 }
 
 /// A loaded, checked and initialised wasm reactor. Implements [`Reactor`];
@@ -43,10 +47,13 @@ struct Live {
 pub struct Plugin {
     loaded: Arc<Loaded>,
     live: Option<Live>,
+    /// Builds 0.1.0 batches (WIT records).
     builder: BatchBuilder,
+    /// Encodes 0.2.0 batches (one flat buffer).
+    flat: FlatBatch,
     services: Option<HostServices>,
     /// Verdicts kept while there is no live instance to hold them.
-    verdicts: Vec<wit::batpak::reactor::types::ProposalVerdict>,
+    verdicts: Vec<w::ProposalVerdict>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -97,11 +104,9 @@ impl Plugin {
             let mut store = new_store(runtime, "plugin", &base, None);
             let bindings = instantiate(&prepared.pre, &mut store, &base)
                 .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
-            call(runtime, &mut store, &base, None, |s| {
-                bindings.batpak_reactor_reactor().call_describe(s)
-            })
-            .map(descriptor_from_wit)
-            .map_err(|failure| LoadError::DescribeFailed { path: p(), failure })?
+            call(runtime, &mut store, &base, None, |s| bindings.describe(s))
+                .map(descriptor_from_wit)
+                .map_err(|failure| LoadError::DescribeFailed { path: p(), failure })?
         };
         descriptor
             .validate()
@@ -130,6 +135,7 @@ impl Plugin {
             loaded,
             live: Some(live),
             builder: BatchBuilder::default(),
+            flat: FlatBatch::default(),
             services: None,
             verdicts: Vec::new(),
         })
@@ -148,6 +154,11 @@ impl Plugin {
     /// What the component imports, exports and targets.
     pub fn world(&self) -> &WorldInfo {
         &self.loaded.prepared.world
+    }
+
+    /// The version of the `batpak:reactor` contract it targets.
+    pub fn wit_version(&self) -> WitVersion {
+        self.loaded.prepared.version
     }
 
     /// The settings it runs with.
@@ -187,6 +198,7 @@ impl Plugin {
             loaded: self.loaded.clone(),
             live: None,
             builder: BatchBuilder::default(),
+            flat: FlatBatch::default(),
             services: self.services.clone(),
             verdicts: Vec::new(),
         };
@@ -227,11 +239,7 @@ fn init(loaded: &Loaded, live: &mut Live) -> Result<(), ReactFailure> {
         &mut live.store,
         &loaded.settings,
         None,
-        |s| {
-            bindings
-                .batpak_reactor_reactor()
-                .call_init(s, &loaded.settings.config)
-        },
+        |s| bindings.init(s, &loaded.settings.config),
     )?;
     r.map_err(|msg| ReactFailure::new(FailureKind::Error, msg))
 }
@@ -257,13 +265,18 @@ impl Reactor for Plugin {
         let Plugin {
             live,
             builder,
+            flat,
             loaded,
             ..
         } = self;
         let live = live.as_mut().expect("live instance");
         let mut sources: Vec<EventId> = std::mem::take(&mut live.store.data_mut().host.sources);
-        let wit_batch = match builder.build(batch, &mut sources) {
-            Ok(b) => b,
+        let input = match &live.bindings {
+            Bindings::V1(_) => builder.build(batch, &mut sources).map(Input::Records),
+            Bindings::V2(_) => flat.encode(batch, &mut sources).map(Input::Flat),
+        };
+        let input = match input {
+            Ok(i) => i,
             Err(m) => {
                 live.store.data_mut().host.sources = sources;
                 return Err(ReactFailure::new(FailureKind::OutOfMemory, m));
@@ -281,11 +294,30 @@ impl Reactor for Plugin {
             &mut live.store,
             &loaded.settings,
             first,
-            |s| bindings.batpak_reactor_reactor().call_react(s, wit_batch),
+            |s| match (bindings, input) {
+                (Bindings::V1(b), Input::Records(batch)) => {
+                    Ok(match b.batpak_reactor_reactor().call_react(s, batch)? {
+                        Ok(proposals) => Ok(Output::Records(proposals)),
+                        Err(e) => Err(e),
+                    })
+                }
+                (Bindings::V2(b), Input::Flat(buf)) => {
+                    Ok(match b.batpak_reactor_reactor().call_react(s, buf)? {
+                        Ok(out) => Ok(Output::Flat(out)),
+                        Err(e) => Err(e),
+                    })
+                }
+                _ => unreachable!("the input is built for the instance's version"),
+            },
         );
         live.store.data_mut().host.in_react = false;
         match r {
-            Ok(Ok(proposals)) => Ok(proposals.into_iter().map(reaction_from_wit).collect()),
+            Ok(Ok(Output::Records(proposals))) => {
+                Ok(proposals.into_iter().map(reaction_from_wit).collect())
+            }
+            Ok(Ok(Output::Flat(buf))) => {
+                flat_proposals::decode(&buf, batch, &loaded.descriptor.emits)
+            }
             Ok(Err(e)) => Err(ReactFailure {
                 kind: FailureKind::Error,
                 message: e.message,
@@ -311,4 +343,16 @@ impl Reactor for Plugin {
             self.verdicts = std::mem::take(&mut live.store.data_mut().host.last_verdicts);
         }
     }
+}
+
+/// A batch as the instance's contract version takes it.
+enum Input<'a> {
+    Records(&'a w::Batch),
+    Flat(&'a [u8]),
+}
+
+/// Proposals as the instance's contract version returns them.
+enum Output {
+    Records(Vec<w::Proposal>),
+    Flat(Vec<u8>),
 }

@@ -14,7 +14,7 @@ use super::log::{log, LogLevel};
 use super::random::{RandomSource, SeededRandom};
 use super::sandbox_clock::FrozenClock;
 use super::services::HostServices;
-use super::wit::batpak::reactor::types as w;
+use super::wit::types as w;
 use batpak_store::EventId;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};

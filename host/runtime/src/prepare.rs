@@ -2,6 +2,7 @@
 //! the file, compile it (or load it from the cache), check its world, link
 //! it, and make a sandboxed store for an instance.
 
+use super::bindings::{Bindings, Pre};
 use super::cache::CompileSource;
 use super::component_file::{read_component, scan};
 use super::failure::ReactFailure;
@@ -12,7 +13,7 @@ use super::random::RandomSource;
 use super::runtime::Runtime;
 use super::services::HostServices;
 use super::trap::{classify, CallLimits};
-use super::wit;
+use super::wit::WitVersion;
 use super::world::WorldInfo;
 use batpak_store::EventId;
 use std::path::Path;
@@ -67,7 +68,8 @@ impl PluginSettings {
 pub(crate) struct Prepared {
     pub(crate) digest: String,
     pub(crate) world: WorldInfo,
-    pub(crate) pre: wit::ReactorPluginPre<PluginState>,
+    pub(crate) pre: Pre,
+    pub(crate) version: WitVersion,
     pub(crate) compile_source: CompileSource,
     pub(crate) compile_time: Duration,
 }
@@ -100,26 +102,26 @@ pub(crate) fn prepare(rt: &Runtime, path: &Path) -> Result<Prepared, LoadError> 
         .compile(&digest, &bytes)
         .map_err(|message| LoadError::InvalidComponent { path: p(), message })?;
     let world = WorldInfo::of(&component, rt.engine());
-    if let Some(e) = world.mismatch(path) {
-        return Err(e);
-    }
-    let pre = link(rt, path, &component)?;
+    let version = world.check(path)?;
+    let pre = link(rt, path, &component, version)?;
     Ok(Prepared {
         digest,
         world,
         pre,
+        version,
         compile_source,
         compile_time,
     })
 }
 
 /// Links a compiled component against the host's imports and checks its
-/// exports.
+/// exports against the world of `version`.
 fn link(
     rt: &Runtime,
     path: &Path,
     component: &Component,
-) -> Result<wit::ReactorPluginPre<PluginState>, LoadError> {
+    version: WitVersion,
+) -> Result<Pre, LoadError> {
     let pre = rt
         .inner
         .linker
@@ -128,7 +130,7 @@ fn link(
             path: path.to_path_buf(),
             message: format!("{e:#}"),
         })?;
-    wit::ReactorPluginPre::new(pre).map_err(|e| LoadError::Exports {
+    Pre::new(version, pre).map_err(|e| LoadError::Exports {
         path: path.to_path_buf(),
         message: format!("{e:#}"),
     })
@@ -163,10 +165,10 @@ pub(crate) fn new_store(
 /// Instantiates `pre` in `store`, classifying a failure (a start function
 /// that traps, loops or grows past the budget).
 pub(crate) fn instantiate(
-    pre: &wit::ReactorPluginPre<PluginState>,
+    pre: &Pre,
     store: &mut wasmtime::Store<PluginState>,
     settings: &PluginSettings,
-) -> Result<wit::ReactorPlugin, ReactFailure> {
+) -> Result<Bindings, ReactFailure> {
     store.data_mut().begin_call(None);
     let r = pre.instantiate(&mut *store);
     let said = store.data_mut().end_call();

@@ -2,8 +2,8 @@
 //! package it targets, and the check that it can be a reactor for this host
 //! (names only: these are the component's declared interface names).
 
-use super::load_error::{LoadError, EXPECTED_PACKAGE};
-use super::wit::{EXPORT_INTERFACE, HOST_INTERFACE, TYPES_INTERFACE};
+use super::load_error::LoadError;
+use super::wit::{WitVersion, OFFERED_PACKAGES, OFFERED_VERSIONS};
 use std::path::Path;
 use wasmtime::component::Component;
 
@@ -46,24 +46,43 @@ impl WorldInfo {
         }
     }
 
-    /// Why this component cannot be a reactor for this host, if it cannot.
-    pub(crate) fn mismatch(&self, path: &Path) -> Option<LoadError> {
-        let path = path.to_path_buf();
-        if let Some(t) = &self.targets {
-            if t != EXPECTED_PACKAGE {
-                return Some(LoadError::WrongWorld {
-                    path,
-                    found: t.clone(),
-                    expected: EXPECTED_PACKAGE,
-                });
+    /// The offered contract version this component targets, if any.
+    pub fn version(&self) -> Option<WitVersion> {
+        self.targets.as_deref().and_then(WitVersion::of_package)
+    }
+
+    /// The contract version this component can run as, or why it cannot be
+    /// a reactor for this host.
+    pub(crate) fn check(&self, path: &Path) -> Result<WitVersion, LoadError> {
+        let path_buf = || path.to_path_buf();
+        let version = match &self.targets {
+            Some(t) => WitVersion::of_package(t).ok_or_else(|| LoadError::WrongWorld {
+                path: path_buf(),
+                found: t.clone(),
+                expected: OFFERED_PACKAGES,
+            })?,
+            None => {
+                return Err(LoadError::MissingExport {
+                    path: path_buf(),
+                    exports: self.exports.clone(),
+                })
             }
-        }
-        if !self.exports.iter().any(|e| e == EXPORT_INTERFACE) {
-            return Some(LoadError::MissingExport {
-                path,
+        };
+        if !self.exports.iter().any(|e| e == version.export_interface()) {
+            return Err(LoadError::MissingExport {
+                path: path_buf(),
                 exports: self.exports.clone(),
             });
         }
+        match self.not_offered(path) {
+            Some(e) => Err(e),
+            None => Ok(version),
+        }
+    }
+
+    /// The first import the host does not offer, as a load error.
+    fn not_offered(&self, path: &Path) -> Option<LoadError> {
+        let path = path.to_path_buf();
         let missing = self.imports.iter().find(|i| !offered(i))?;
         let hint = if missing.starts_with("wasi:http/") {
             ". Plugins get no network; with componentize-js build with `-d http fetch-event`, otherwise remove the HTTP dependency".to_string()
@@ -82,7 +101,7 @@ impl WorldInfo {
 
 /// Whether the host's linker defines the import `name`.
 fn offered(name: &str) -> bool {
-    if name == HOST_INTERFACE || name == TYPES_INTERFACE {
+    if OFFERED_VERSIONS.iter().any(|v| v.imports().contains(&name)) {
         return true;
     }
     OFFERED_WASI.iter().any(|p| name.starts_with(p))
@@ -98,7 +117,9 @@ mod tests {
     #[test]
     fn imports_are_checked_by_package_and_version() {
         assert!(offered("wasi:io/streams@0.2.3"));
-        assert!(offered(HOST_INTERFACE));
+        assert!(offered("batpak:reactor/host@0.1.0"));
+        assert!(offered("batpak:reactor/types@0.2.0"));
+        assert!(!offered("batpak:reactor/host@0.3.0"));
         assert!(!offered("wasi:http/outgoing-handler@0.2.0"));
         assert!(!offered("wasi:io/streams@0.3.0"));
         assert!(!offered("acme:db/query@1.0.0"));

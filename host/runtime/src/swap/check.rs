@@ -3,7 +3,7 @@
 
 use super::refusal::SwapRefusal;
 use crate::descriptor::Descriptor;
-use crate::wit::WIT_PACKAGE;
+use crate::wit::{WitVersion, OFFERED_PACKAGES};
 use std::path::Path;
 
 /// Checks that `new` can continue `old`'s checkpoint: same name, same
@@ -45,10 +45,10 @@ pub fn unloadable(path: &Path, reason: String) -> SwapRefusal {
         .ok()
         .and_then(|bytes| targeted_wit(&bytes));
     match found {
-        Some(found) if found != WIT_PACKAGE => SwapRefusal::UnsupportedWit {
+        Some(found) if WitVersion::of_package(&found).is_none() => SwapRefusal::UnsupportedWit {
             path: path.to_path_buf(),
             found,
-            supported: WIT_PACKAGE.to_string(),
+            supported: OFFERED_PACKAGES.to_string(),
         },
         _ => SwapRefusal::Unloadable {
             path: path.to_path_buf(),
@@ -99,7 +99,7 @@ mod tests {
         );
         assert_eq!(
             targeted_wit(b"(import \"batpak:reactor/types@0.1.0\" (instance"),
-            Some(WIT_PACKAGE.to_string())
+            Some("batpak:reactor@0.1.0".to_string())
         );
         assert_eq!(targeted_wit(b"\0asm garbage"), None);
     }

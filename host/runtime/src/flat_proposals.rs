@@ -1,0 +1,330 @@
+//! Decoding the `batpak:reactor@0.2.0` proposals buffer (see `react` in
+//! `wit/reactor.wit`) into [`Reaction`]s, with every structural check the
+//! contract names. A buffer that breaks the layout is malformed output: the
+//! call fails as a whole ([`FailureKind::Malformed`]), nothing is kept. A
+//! well-formed proposal whose kind index is not in `emits` becomes a
+//! reaction the capability gate denies on its own, like an undeclared kind
+//! in 0.1.0.
+
+use super::failure::{FailureKind, ReactFailure};
+use super::reaction::{Reaction, ReactionCause};
+use super::runner::{MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL};
+use batpak_store::{Coordinate, Event, EventId};
+
+/// Bytes of the proposals header.
+pub(crate) const HEADER_LEN: usize = 8;
+/// Bytes of one proposal record.
+pub(crate) const RECORD_LEN: usize = 56;
+
+/// Record field offsets (see the WIT doc of `react`).
+mod field {
+    pub(super) const SOURCE: usize = 0;
+    pub(super) const KIND: usize = 4;
+    pub(super) const ENTITY: usize = 8;
+    pub(super) const SCOPE: usize = 16;
+    pub(super) const PAYLOAD: usize = 24;
+    pub(super) const CAUSATION: usize = 32;
+    pub(super) const RESERVED: usize = 36;
+    pub(super) const CAUSE_HI: usize = 40;
+    pub(super) const CAUSE_LO: usize = 48;
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn malformed(message: String) -> ReactFailure {
+    ReactFailure::new(
+        FailureKind::Malformed,
+        format!("malformed proposals buffer (batpak:reactor@0.2.0 layout): {message}"),
+    )
+}
+
+/// The kind a proposal with an out-of-range kind index is given: not a
+/// declarable kind, so the capability gate denies it as undeclared and the
+/// denial record names the index the reactor wrote.
+pub(crate) fn undeclared_kind(index: u32) -> String {
+    format!("emits[{index}]")
+}
+
+/// Decodes `buf`, the output of `react` for `batch`, by a reactor that
+/// declared `emits`.
+///
+/// # Errors
+/// A [`FailureKind::Malformed`] failure naming the first broken rule.
+pub(crate) fn decode(
+    buf: &[u8],
+    batch: &[Event],
+    emits: &[String],
+) -> Result<Vec<Reaction>, ReactFailure> {
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    if buf.len() < HEADER_LEN {
+        return Err(malformed(format!(
+            "{} bytes is shorter than the {HEADER_LEN}-byte header (an empty buffer means no proposals)",
+            buf.len()
+        )));
+    }
+    let count = u32_at(buf, 0) as usize;
+    let reserved = u32_at(buf, 4);
+    if reserved != 0 {
+        return Err(malformed(format!(
+            "header bytes 4..8 are reserved and must be 0, found {reserved}"
+        )));
+    }
+    if count > MAX_PROPOSALS_PER_CALL {
+        return Err(malformed(format!(
+            "{count} proposals; the limit is {MAX_PROPOSALS_PER_CALL} per call"
+        )));
+    }
+    let records_end = HEADER_LEN + RECORD_LEN * count;
+    if buf.len() < records_end {
+        return Err(malformed(format!(
+            "the header announces {count} proposal(s), which need {records_end} bytes, but the buffer has {}",
+            buf.len()
+        )));
+    }
+    // Ranges are checked against the whole buffer: records may share bytes.
+    let range =
+        |k: usize, r: &[u8], at: usize, what: &str| -> Result<(usize, usize), ReactFailure> {
+            let (off, len) = (u32_at(r, at) as u64, u32_at(r, at + 4) as u64);
+            if off + len > buf.len() as u64 {
+                return Err(malformed(format!(
+                    "proposal {k}: its {what} range [{off}, {}) falls outside the {}-byte buffer",
+                    off + len,
+                    buf.len()
+                )));
+            }
+            Ok((off as usize, (off + len) as usize))
+        };
+    let name = |k: usize, bytes: &[u8], what: &str| -> Result<String, ReactFailure> {
+        std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|e| malformed(format!("proposal {k}: its {what} is not valid UTF-8 ({e})")))
+    };
+    let mut payload_total = 0usize;
+    let mut out = Vec::with_capacity(count);
+    for k in 0..count {
+        let r = &buf[HEADER_LEN + RECORD_LEN * k..HEADER_LEN + RECORD_LEN * (k + 1)];
+        let source = u32_at(r, field::SOURCE);
+        let Some(src) = batch.get(source as usize) else {
+            return Err(malformed(format!(
+                "proposal {k} names source event {source} but the batch has {} event(s) (source is a 0-based index into the batch)",
+                batch.len()
+            )));
+        };
+        let causation = match u32_at(r, field::CAUSATION) {
+            0 => ReactionCause::Source,
+            1 => ReactionCause::Event(EventId::from_parts(
+                u64_at(r, field::CAUSE_HI),
+                u64_at(r, field::CAUSE_LO),
+            )),
+            2 => ReactionCause::None,
+            tag => {
+                return Err(malformed(format!(
+                    "proposal {k}: causation is {tag}; it must be 0 (the source event), 1 (the event id at offset 40) or 2 (none)"
+                )))
+            }
+        };
+        let reserved = u32_at(r, field::RESERVED);
+        if reserved != 0 {
+            return Err(malformed(format!(
+                "proposal {k}: record bytes 36..40 are reserved and must be 0, found {reserved}"
+            )));
+        }
+        let (es, ee) = range(k, r, field::ENTITY, "entity")?;
+        let (ss, se) = range(k, r, field::SCOPE, "scope")?;
+        let (ps, pe) = range(k, r, field::PAYLOAD, "payload")?;
+        payload_total += pe - ps;
+        if payload_total > MAX_OUTPUT_BYTES {
+            return Err(malformed(format!(
+                "more than {MAX_OUTPUT_BYTES} payload bytes (at proposal {k}); the limit is {MAX_OUTPUT_BYTES} per call"
+            )));
+        }
+        let c = &src.header.coordinate;
+        let entity = if ee == es {
+            c.entity.clone()
+        } else {
+            name(k, &buf[es..ee], "entity")?
+        };
+        let scope = if se == ss {
+            c.scope.clone()
+        } else {
+            name(k, &buf[ss..se], "scope")?
+        };
+        let kind_index = u32_at(r, field::KIND);
+        let kind = match emits.get(kind_index as usize) {
+            Some(kind) => kind.clone(),
+            None => undeclared_kind(kind_index),
+        };
+        out.push(Reaction {
+            source,
+            coordinate: Coordinate { entity, scope },
+            kind,
+            payload: buf[ps..pe].to_vec(),
+            causation,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flat_batch::tests::ev;
+
+    /// One proposal record: (source, kind, entity, scope, payload,
+    /// causation tag, reserved, cause) with names and payload appended after
+    /// the records.
+    struct P<'a> {
+        source: u32,
+        kind: u32,
+        entity: &'a str,
+        scope: &'a str,
+        payload: &'a [u8],
+        tag: u32,
+        reserved: u32,
+        cause: (u64, u64),
+    }
+
+    fn p(source: u32, kind: u32) -> P<'static> {
+        P {
+            source,
+            kind,
+            entity: "",
+            scope: "",
+            payload: b"",
+            tag: 0,
+            reserved: 0,
+            cause: (0, 0),
+        }
+    }
+
+    fn encode(ps: &[P<'_>]) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(&(ps.len() as u32).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        let mut tail = Vec::new();
+        let tail_at = 8 + 56 * ps.len();
+        let push = |bytes: &[u8], tail: &mut Vec<u8>| -> [u8; 8] {
+            let off = (tail_at + tail.len()) as u32;
+            tail.extend_from_slice(bytes);
+            let mut r = [0u8; 8];
+            r[..4].copy_from_slice(&off.to_le_bytes());
+            r[4..].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+            r
+        };
+        for x in ps {
+            b.extend_from_slice(&x.source.to_le_bytes());
+            b.extend_from_slice(&x.kind.to_le_bytes());
+            b.extend_from_slice(&push(x.entity.as_bytes(), &mut tail));
+            b.extend_from_slice(&push(x.scope.as_bytes(), &mut tail));
+            b.extend_from_slice(&push(x.payload, &mut tail));
+            b.extend_from_slice(&x.tag.to_le_bytes());
+            b.extend_from_slice(&x.reserved.to_le_bytes());
+            b.extend_from_slice(&x.cause.0.to_le_bytes());
+            b.extend_from_slice(&x.cause.1.to_le_bytes());
+        }
+        b.extend_from_slice(&tail);
+        b
+    }
+
+    fn emits() -> Vec<String> {
+        vec!["a.out".to_string(), "a.other".to_string()]
+    }
+
+    #[test]
+    fn proposals_decode_with_defaults_from_the_source_event() {
+        let batch = vec![ev(1, "order:1", "k", b"x"), ev(2, "order:2", "k", b"y")];
+        let buf = encode(&[
+            P {
+                payload: b"{\"a\":1}",
+                ..p(1, 0)
+            },
+            P {
+                entity: "other:9",
+                scope: "elsewhere",
+                tag: 1,
+                cause: (3, 4),
+                ..p(0, 1)
+            },
+            P { tag: 2, ..p(0, 7) },
+        ]);
+        let r = decode(&buf, &batch, &emits()).unwrap();
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].source, 1);
+        assert_eq!(r[0].coordinate.entity, "order:2");
+        assert_eq!(r[0].coordinate.scope, "shop");
+        assert_eq!(r[0].kind, "a.out");
+        assert_eq!(r[0].payload, b"{\"a\":1}");
+        assert_eq!(r[0].causation, ReactionCause::Source);
+        assert_eq!(r[1].coordinate.entity, "other:9");
+        assert_eq!(r[1].coordinate.scope, "elsewhere");
+        assert_eq!(r[1].kind, "a.other");
+        assert_eq!(
+            r[1].causation,
+            ReactionCause::Event(EventId::from_parts(3, 4))
+        );
+        // Out-of-range kind index: kept, with a kind the gate cannot admit.
+        assert_eq!(r[2].kind, undeclared_kind(7));
+        assert!(!emits().contains(&r[2].kind));
+        assert_eq!(r[2].causation, ReactionCause::None);
+        assert!(decode(&[], &batch, &emits()).unwrap().is_empty());
+        assert!(decode(&encode(&[]), &batch, &emits()).unwrap().is_empty());
+    }
+
+    fn fails(buf: &[u8], needle: &str) {
+        let batch = vec![ev(1, "order:1", "k", b"x")];
+        let f = decode(buf, &batch, &emits()).unwrap_err();
+        assert_eq!(f.kind, FailureKind::Malformed, "{f}");
+        assert!(f.message.contains(needle), "{f} lacks {needle:?}");
+    }
+
+    #[test]
+    fn every_structural_rule_fails_the_call() {
+        fails(&[1, 0, 0], "shorter than the 8-byte header");
+        let mut b = encode(&[p(0, 0)]);
+        b[4] = 1;
+        fails(&b, "header bytes 4..8 are reserved");
+        fails(&encode(&[p(0, 0)])[..8 + 55], "need 64 bytes");
+        fails(&encode(&[p(1, 0)]), "names source event 1");
+        fails(&encode(&[P { tag: 3, ..p(0, 0) }]), "causation is 3");
+        fails(
+            &encode(&[P {
+                reserved: 9,
+                ..p(0, 0)
+            }]),
+            "bytes 36..40 are reserved",
+        );
+        let mut b = encode(&[P {
+            entity: "e",
+            ..p(0, 0)
+        }]);
+        b[8 + 8..8 + 12].copy_from_slice(&1000u32.to_le_bytes());
+        fails(&b, "entity range [1000, 1001)");
+        let mut b = encode(&[P {
+            payload: b"pp",
+            ..p(0, 0)
+        }]);
+        b[8 + 28..8 + 32].copy_from_slice(&u32::MAX.to_le_bytes());
+        fails(&b, "payload range");
+        fails(
+            &encode(&[P {
+                scope: "\u{ff}",
+                ..p(0, 0)
+            }])
+            .iter()
+            .map(|&x| if x == 0xc3 { 0xff } else { x })
+            .collect::<Vec<_>>(),
+            "not valid UTF-8",
+        );
+        let mut b = vec![0u8; 8];
+        b[..4].copy_from_slice(&(MAX_PROPOSALS_PER_CALL as u32 + 1).to_le_bytes());
+        fails(&b, "proposals; the limit is 10000");
+    }
+}
