@@ -1,17 +1,21 @@
 //! The durability protocol: the progress watermarks, who waits for them and
-//! how they are woken, and fail-stop.
+//! how they are woken, group commit, and fail-stop.
 //!
-//! Appenders wait for `visible` (condvar) or `durable` (parked threads, each
-//! unparked exactly when `durable` covers it: a condvar `notify_all` woke all
-//! of them on every fsync, and with many appenders on few cores those
-//! wake-ups that find nothing to do were the cost, not the disk). Once the
-//! store fails (an I/O error, a panicking thread, a replaced LOCK file) it is
-//! *poisoned*: every waiter wakes with that error and no write is attempted
-//! again until the store is reopened — after a failed fsync the page cache
-//! can no longer be trusted to say what is on disk (PostgreSQL's lesson).
+//! Appenders wait for `visible` (condvar) or `durable`. Durability is
+//! leader-based group commit: a durable appender whose frame is written and
+//! finds no fsync in flight fsyncs the log itself (covering everything
+//! written so far) and records the durable marker; one that finds an fsync
+//! in flight parks and is unparked exactly when `durable` covers it — or, if
+//! the finished fsync did not cover it, to lead the next one. No hop through
+//! a sync thread: with many appenders on few cores those wake-ups were the
+//! cost, not the disk. Once the store fails (an I/O error, a panic while
+//! writing or syncing, a replaced LOCK file) it is *poisoned*: every waiter
+//! wakes with that error and no write is attempted again until the store is
+//! reopened — after a failed fsync the page cache can no longer be trusted to
+//! say what is on disk (PostgreSQL's lesson).
 
 use super::disk::DiskFile;
-use super::durable_mark::Position;
+use super::durable_mark::{DurableMark, Position};
 use super::StoreError;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,7 +30,9 @@ pub(crate) struct State {
     pub written_pos: Position,
     pub visible: u64,
     pub durable: u64,
-    pub durable_requested: u64,
+    /// An fsync of the log is in flight (one at a time: its leader clears
+    /// this and hands the role on).
+    pub syncing: bool,
     pub poisoned: Option<String>,
     pub sync_file: Arc<dyn DiskFile>,
     pub unsynced_since: Option<Instant>,
@@ -58,11 +64,12 @@ impl State {
         done
     }
 
-    /// Whether a request or a written frame should wake the sync thread:
-    /// there is something to sync and someone waits for it, or the sync
-    /// thread sleeps without a deadline and must start its timer.
+    /// Whether a written frame should wake the sync thread: there is
+    /// something to sync and the sync thread sleeps without a deadline, so
+    /// it must start its `sync_interval` timer. (Durable appenders fsync
+    /// themselves; they never wait for the sync thread.)
     pub fn sync_should_wake(&self) -> bool {
-        self.written > self.durable && (self.durable_requested > self.durable || !self.sync_timed)
+        self.written > self.durable && !self.sync_timed
     }
 }
 
@@ -95,17 +102,24 @@ pub(crate) struct Durability {
     pub durable_cv: Condvar,
     /// Wakes the sync thread.
     pub sync_cv: Condvar,
+    /// The durable marker, rewritten after each fsync.
+    pub mark: DurableMark,
 }
 
 impl Durability {
-    pub fn new(last: u64, at: Position, sync_file: Arc<dyn DiskFile>) -> Durability {
+    pub fn new(
+        last: u64,
+        at: Position,
+        sync_file: Arc<dyn DiskFile>,
+        mark: DurableMark,
+    ) -> Durability {
         Durability {
             state: Mutex::new(State {
                 written: last,
                 written_pos: at,
                 visible: last,
                 durable: last,
-                durable_requested: 0,
+                syncing: false,
                 poisoned: None,
                 sync_file,
                 unsynced_since: None,
@@ -118,6 +132,7 @@ impl Durability {
             visible_cv: Condvar::new(),
             durable_cv: Condvar::new(),
             sync_cv: Condvar::new(),
+            mark,
         }
     }
 
@@ -167,14 +182,6 @@ impl Durability {
         self.sync_cv.notify_all();
     }
 
-    /// The error for a write refused because the store failed or closed.
-    pub fn poisoned_or_closed(&self) -> StoreError {
-        match &self.state.lock().poisoned {
-            Some(p) => self.failure(p),
-            None => StoreError::Closed,
-        }
-    }
-
     /// `Err` when the store failed.
     pub fn check(&self) -> Result<(), StoreError> {
         match &self.state.lock().poisoned {
@@ -183,16 +190,15 @@ impl Durability {
         }
     }
 
-    /// Blocks until `seq` is visible (and durable when asked).
+    /// Blocks until `seq` is visible (and durable when asked), fsyncing
+    /// the log on this thread when it is the one to lead (see the module
+    /// note).
     pub fn wait(&self, seq: u64, durable: bool, visible: bool) -> Result<(), StoreError> {
         if !durable && !visible {
             return Ok(());
         }
         let mut st = self.state.lock();
         loop {
-            if durable {
-                self.park_until_durable(&mut st, seq, None);
-            }
             if let Some(p) = &st.poisoned {
                 return Err(self.failure(p));
             }
@@ -202,61 +208,103 @@ impl Durability {
             if st.shutdown {
                 return Err(StoreError::Closed);
             }
-            if !durable {
+            if st.visible < seq {
                 self.visible_cv.wait(&mut st);
+            } else {
+                self.make_durable(&mut st, seq, None);
             }
         }
     }
 
-    /// Asks for `durable >= seq` and waits for it (state lock held on entry
-    /// and return, released while parked) until then, a failure, shutdown
-    /// or `deadline`. Whoever advances `durable` past `seq` unparks exactly
-    /// this thread (see [`State::take_done_waiters`]); a spurious unpark
-    /// just loops.
-    pub fn park_until_durable(
+    /// One step towards `durable >= seq` for a written `seq` (state lock
+    /// held on entry and return): lead an fsync when none is in flight, else
+    /// park until whoever advances `durable` unparks this thread (because
+    /// it is covered, or to lead the next fsync), a failure, shutdown or
+    /// `deadline`. Callers loop; a spurious unpark just loops.
+    pub fn make_durable(
         &self,
         st: &mut MutexGuard<'_, State>,
         seq: u64,
         deadline: Option<Instant>,
     ) {
-        if st.durable >= seq {
+        if st.durable >= seq || st.poisoned.is_some() || st.shutdown {
             return;
         }
-        if st.durable_requested < seq {
-            st.durable_requested = seq;
+        if !st.syncing && st.written > st.durable {
+            self.lead_sync(st);
+            return;
         }
-        let mut registered = false;
-        while st.durable < seq && st.poisoned.is_none() && !st.shutdown {
-            if !registered {
-                st.durable_waiters.push((seq, std::thread::current()));
-                registered = true;
-            }
-            // Our frame may be written already (then the writer's publish
-            // found no request to wake the sync thread for).
-            if st.sync_should_wake() {
-                self.sync_cv.notify_one();
-            }
-            let timed_out = MutexGuard::unlocked(st, || match deadline {
-                None => {
-                    std::thread::park();
-                    false
-                }
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return true;
-                    }
+        let me = std::thread::current();
+        let id = me.id();
+        st.durable_waiters.push((seq, me));
+        MutexGuard::unlocked(st, || match deadline {
+            None => std::thread::park(),
+            Some(d) => {
+                let now = Instant::now();
+                if now < d {
                     std::thread::park_timeout(d - now);
-                    false
                 }
-            });
-            if timed_out {
-                break;
+            }
+        });
+        st.durable_waiters.retain(|(_, t)| t.id() != id);
+    }
+
+    /// Fsyncs everything written so far on this thread (state lock held on
+    /// entry and return, released during the fsync), records the durable
+    /// marker, advances `durable`, wakes the waiters it covers and hands the
+    /// leader role to one waiter it does not cover. A failure (or a panic
+    /// in the disk layer) poisons the store.
+    pub fn lead_sync(&self, st: &mut MutexGuard<'_, State>) {
+        st.syncing = true;
+        st.unsynced_since = None;
+        let target = st.written;
+        let pos = st.written_pos;
+        let file = st.sync_file.clone();
+        let r = MutexGuard::unlocked(st, || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                file.sync().and_then(|_| self.mark.record(pos))
+            }))
+        });
+        st.syncing = false;
+        match r {
+            Ok(Ok(())) => {
+                st.durable = st.durable.max(target);
+                if st.written > st.durable {
+                    st.unsynced_since.get_or_insert_with(Instant::now);
+                }
+            }
+            Ok(Err(e)) => {
+                if st.poisoned.is_none() {
+                    st.poisoned = Some(format!("fsync of the log failed: {e}"));
+                }
+            }
+            Err(p) => {
+                if st.poisoned.is_none() {
+                    st.poisoned = Some(format!(
+                        "an fsync of the log panicked: {}",
+                        panic_text(&*p)
+                    ));
+                }
             }
         }
-        if registered {
-            let me = std::thread::current().id();
-            st.durable_waiters.retain(|(_, t)| t.id() != me);
+        let mut waiters = st.take_done_waiters();
+        // Someone still waiting leads the next fsync.
+        if let Some((_, t)) = st.durable_waiters.first() {
+            waiters.push(t.clone());
+        }
+        MutexGuard::unlocked(st, || unpark_all(waiters));
+        self.durable_cv.notify_all();
+        if st.poisoned.is_some() {
+            self.visible_cv.notify_all();
+            self.sync_cv.notify_all();
         }
     }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }

@@ -1,27 +1,36 @@
 //! The sequencer: validates a batch, checks idempotency and optimistic
 //! concurrency, assigns sequences, timestamps, ids and chain links, encodes
-//! one frame and hands it to the writer thread through a bounded queue.
-//! It runs on the caller's thread under one short lock; nothing shared
-//! changes unless the whole batch is valid.
+//! one frame and queues it for writing. It runs on the caller's thread
+//! under one short lock; nothing shared changes unless the whole batch is
+//! valid.
+//!
+//! Who writes the queue (the *drain role*, held by one thread at a time,
+//! decided under this lock): an appender that waits for its write takes the
+//! role when it is free and writes every queued frame itself (its own and
+//! whatever others queued: combining), so `Wait::Visible` costs a write, not
+//! a hand-off to another thread and back. An appender that does not wait
+//! (`Wait::Accepted`) leaves its frame for the flusher thread, or writes the
+//! queue itself once it holds `FLUSH_FRAMES` frames, so a stream of such
+//! appends is written in large writes. Invariant: a non-empty queue has a
+//! drainer or a flusher asked to drain it.
 
-use super::durability::Durability;
+use super::core::Core;
 use super::frame::{begin_frame, finish_frame, FRAME_HEADER, MAX_FRAME_BODY};
 use super::index::{FastMap, CHECKPOINT_KIND};
 use super::read_path::ReadPath;
 use super::segment::{push_event, TAG_BATCH};
-use super::{AppendOptions, Checkpoint, StoreError};
+use super::{AppendOptions, Checkpoint, StoreError, Wait};
 use crate::event::{hash_encoded, now_us, ChainLink, EventHeader, EventId, Proposal, Receipt};
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::SyncSender;
 
 /// Entity of checkpoint records is `batpak.cursor:<id>` in this scope.
 pub(crate) const SYSTEM_SCOPE: &str = "batpak";
 
-pub(crate) enum Cmd {
-    Frame(FrameCmd),
-    Shutdown,
-}
+/// An accepted-only appender writes the queue itself once it holds this
+/// many frames (or `FLUSH_BYTES`), instead of leaving it to the flusher.
+const FLUSH_FRAMES: usize = 256;
+const FLUSH_BYTES: usize = 1 << 20;
 
 pub(crate) struct FrameCmd {
     pub bytes: Vec<u8>,
@@ -42,7 +51,18 @@ struct Pending {
 }
 
 pub(crate) struct Sequencer {
-    tx: Option<SyncSender<Cmd>>,
+    /// Set by close: no more batches.
+    pub closed: bool,
+    /// Frames sequenced and not yet taken by a drainer, in sequence order.
+    pub queue: Vec<FrameCmd>,
+    pub queued_bytes: usize,
+    /// Frames the queue may hold before an appender must wait for (or do)
+    /// the writing (backpressure).
+    pub capacity: usize,
+    /// A thread holds the drain role (see the module note).
+    pub draining: bool,
+    /// The flusher thread was asked to drain the queue.
+    pub flush_asked: bool,
     next_seq: u64,
     last_ts: u64,
     id_seed: u64,
@@ -74,12 +94,18 @@ impl Sequencer {
 }
 
 impl Sequencer {
-    /// A sequencer continuing after sequence `last`, feeding `tx`.
-    pub fn new(last: u64, tx: SyncSender<Cmd>) -> Sequencer {
+    /// A sequencer continuing after sequence `last` whose queue holds up to
+    /// `capacity` frames.
+    pub fn new(last: u64, capacity: usize) -> Sequencer {
         let mut seed = [0u8; 8];
         let _ = getrandom::fill(&mut seed);
         Sequencer {
-            tx: Some(tx),
+            closed: false,
+            queue: Vec::new(),
+            queued_bytes: 0,
+            capacity: capacity.max(1),
+            draining: false,
+            flush_asked: false,
             next_seq: last + 1,
             last_ts: 0,
             id_seed: u64::from_le_bytes(seed),
@@ -91,19 +117,32 @@ impl Sequencer {
         }
     }
 
-    /// Stops accepting batches; returns the queue so the caller can send
-    /// the writer its shutdown.
-    pub fn close(&mut self) -> Option<SyncSender<Cmd>> {
-        self.tx.take()
+    /// Stops accepting batches; true the first time.
+    pub fn close(&mut self) -> bool {
+        !std::mem::replace(&mut self.closed, true)
     }
 }
 
 /// What an append needs: the sequencer, the read path (for idempotency,
-/// causation and chain heads) and the durability state (to wait).
+/// causation and chain heads), the durability state (to wait) and the
+/// writer (to write the queue when it takes the drain role).
 pub(crate) struct Appender<'a> {
+    pub core: &'a Core,
     pub seq: &'a Mutex<Sequencer>,
     pub reads: &'a ReadPath,
-    pub dur: &'a Durability,
+}
+
+/// What an appender does about the queue after adding its frame.
+enum Role {
+    /// Someone else writes it (a drainer or the asked flusher).
+    None,
+    /// Take the drain role: write the queue on this thread.
+    Drain,
+    /// Ask the flusher thread to drain.
+    AskFlusher,
+    /// The queue is full and another thread is writing: wait for this
+    /// frame's write.
+    Backpressure,
 }
 
 impl Appender<'_> {
@@ -130,10 +169,10 @@ impl Appender<'_> {
         }
         let n = proposals.len();
         let mut seq = self.seq.lock();
-        if let Some(p) = &self.dur.state.lock().poisoned {
-            return Err(self.dur.failure(p));
+        if let Some(p) = &self.dur().state.lock().poisoned {
+            return Err(self.dur().failure(p));
         }
-        if seq.tx.is_none() {
+        if seq.closed {
             return Err(StoreError::Closed);
         }
         let payload_bytes: usize = proposals.iter().map(|p| p.payload.len() + 256).sum();
@@ -297,7 +336,7 @@ impl Appender<'_> {
         if events.is_empty() {
             drop(seq);
             if max_dedup_seq > 0 {
-                self.dur.wait(
+                self.dur().wait(
                     max_dedup_seq,
                     options.wait_durable(),
                     options.wait_visible(),
@@ -332,28 +371,50 @@ impl Appender<'_> {
         // Forget what the index now answers for; the threshold doubles with
         // what stays pending so a lagging writer never makes this quadratic.
         if seq.pending.len() + seq.pending_keys.len() > seq.retain_at {
-            let visible = self.dur.state.lock().visible;
+            let visible = self.dur().state.lock().visible;
             seq.pending.retain(|_, p| p.receipt.sequence > visible);
             seq.pending_keys.retain(|_, r| r.sequence > visible);
             seq.retain_at = (2 * (seq.pending.len() + seq.pending_keys.len())).max(65_536);
         }
         let last = next - 1;
-        self.dur.accepted.store(last, Ordering::Release);
-        let sent = seq
-            .tx
-            .as_ref()
-            .expect("checked above")
-            .send(Cmd::Frame(FrameCmd { bytes, events }));
+        self.dur().accepted.store(last, Ordering::Release);
+        seq.queued_bytes += bytes.len();
+        seq.queue.push(FrameCmd { bytes, events });
+        let role = if seq.draining {
+            if seq.queue.len() > seq.capacity {
+                Role::Backpressure
+            } else {
+                Role::None
+            }
+        } else if options.wait != Wait::Accepted
+            || seq.queue.len() >= FLUSH_FRAMES.min(seq.capacity)
+            || seq.queued_bytes >= FLUSH_BYTES
+        {
+            seq.draining = true;
+            Role::Drain
+        } else if !seq.flush_asked {
+            seq.flush_asked = true;
+            Role::AskFlusher
+        } else {
+            Role::None
+        };
         drop(seq);
-        if sent.is_err() {
-            return Err(self.dur.poisoned_or_closed());
+        let (durable, visible) = (options.wait_durable(), options.wait_visible());
+        match role {
+            Role::None => {}
+            Role::Drain => self.core.drain(),
+            Role::AskFlusher => {
+                self.core.flush_cv.notify_one();
+            }
+            Role::Backpressure => self.dur().wait(last, false, true)?,
         }
-        self.dur.wait(
-            last.max(max_dedup_seq),
-            options.wait_durable(),
-            options.wait_visible(),
-        )?;
+        self.dur()
+            .wait(last.max(max_dedup_seq), durable, visible)?;
         Ok(receipts)
+    }
+
+    fn dur(&self) -> &super::durability::Durability {
+        &self.core.dur
     }
 
     fn lookup_key(&self, seq: &Sequencer, key: &str) -> Result<Option<Receipt>, StoreError> {
