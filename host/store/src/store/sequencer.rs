@@ -168,6 +168,9 @@ impl Appender<'_> {
             })?;
         }
         let n = proposals.len();
+        let _durable = options
+            .wait_durable()
+            .then(|| super::durability::DurableAppend::enter(self.dur()));
         let mut seq = self.seq.lock();
         if let Some(p) = &self.dur().state.lock().poisoned {
             return Err(self.dur().failure(p));
@@ -402,7 +405,7 @@ impl Appender<'_> {
         let (durable, visible) = (options.wait_durable(), options.wait_visible());
         match role {
             Role::None => {}
-            Role::Drain => self.core.drain(),
+            Role::Drain => self.core.drain(durable),
             Role::AskFlusher => {
                 self.core.flush_cv.notify_one();
             }

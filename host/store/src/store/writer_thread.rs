@@ -41,6 +41,9 @@ pub(crate) struct Writer {
     pub taken: Vec<FrameCmd>,
     pub out: Vec<u8>,
     pub placed: Vec<(u32, u64, FrameCmd)>,
+    /// The draining thread will wait for durability itself (and so lead an
+    /// fsync): a write need not hand the fsync to a parked waiter.
+    pub drainer_leads: bool,
 }
 
 impl Writer {
@@ -66,6 +69,7 @@ impl Writer {
             taken: Vec::new(),
             out: Vec::new(),
             placed: Vec::new(),
+            drainer_leads: false,
         }
     }
 }
@@ -75,8 +79,11 @@ impl Core {
     /// The caller holds the drain role. A failure (or a panic in the disk
     /// layer) poisons the store, whose waiters then wake with it; queued
     /// frames are then dropped, never written.
-    pub fn drain(&self) {
+    /// `leads`: the caller waits for durability next (it will lead the
+    /// fsync for what it wrote).
+    pub fn drain(&self, leads: bool) {
         let mut w = self.writer.lock();
+        w.drainer_leads = leads;
         self.drain_locked(&mut w, true);
     }
 
@@ -129,6 +136,7 @@ impl Core {
     /// role, for good.
     fn drain_and_close(&self) {
         let mut w = self.writer.lock();
+        w.drainer_leads = false;
         self.drain_locked(&mut w, false);
         w.close(self);
     }
@@ -171,7 +179,7 @@ impl Core {
                 continue;
             }
             seq.draining = true;
-            MutexGuard::unlocked(&mut seq, || self.drain());
+            MutexGuard::unlocked(&mut seq, || self.drain(false));
         }
         while seq.draining {
             self.idle_cv.wait(&mut seq);
@@ -413,7 +421,17 @@ impl Writer {
             if st.sync_should_wake() {
                 dur.sync_cv.notify_one();
             }
+            let lead = if self.drainer_leads {
+                None
+            } else {
+                st.next_leader()
+            };
             dur.visible_cv.notify_all();
+            dur.gather_cv.notify_one();
+            drop(st);
+            if let Some(t) = lead {
+                t.unpark();
+            }
         }
         if subs {
             let mut list = core.subscribers.lock();
