@@ -130,6 +130,49 @@ fn optimistic_concurrency_refuses_stale_writers() {
 }
 
 #[test]
+fn a_batch_refused_after_its_first_events_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let base = store
+        .append(prop("acct", "k", "0"), AppendOptions::visible())
+        .unwrap();
+    // Two events that would be sequenced (one on a known entity, one on a
+    // new entity with a key), then one that conflicts: nothing may remain.
+    let mut stale = prop("acct", "k", "stale");
+    stale.expected_sequence = Some(0);
+    let refused = store.append_batch(
+        vec![
+            prop("acct", "k", "1"),
+            prop("fresh", "k", "2").idempotency_key("key-1"),
+            stale,
+        ],
+        AppendOptions::visible(),
+    );
+    assert!(
+        matches!(refused, Err(StoreError::SequenceConflict { .. })),
+        "{refused:?}"
+    );
+    let next = store
+        .append(prop("acct", "k", "3"), AppendOptions::visible())
+        .unwrap();
+    assert_eq!(next.entity_sequence, 2, "the refused batch moved acct's head");
+    assert_eq!(next.sequence, base.sequence + 1);
+    let keyed = store
+        .append(
+            prop("fresh", "k", "4").idempotency_key("key-1"),
+            AppendOptions::visible(),
+        )
+        .unwrap();
+    assert!(!keyed.deduplicated, "the refused batch's key was kept");
+    assert_eq!(keyed.entity_sequence, 1);
+    let events = store.entity_events("acct", 0, 10).unwrap();
+    assert_eq!(events.len(), 2);
+    let prev = events[1].header.prev.expect("a chain link");
+    assert_eq!(prev.id, base.id, "the chain skips the refused event");
+    assert!(store.verify().unwrap().is_sound());
+}
+
+#[test]
 fn causal_graph_links_both_ways_and_chain_uses_id_and_hash() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
