@@ -32,10 +32,37 @@ pub(crate) const SYSTEM_SCOPE: &str = "batpak";
 const FLUSH_FRAMES: usize = 256;
 const FLUSH_BYTES: usize = 1 << 20;
 
-pub(crate) struct FrameCmd {
+/// Frames sequenced and not yet written, encoded back to back in one
+/// buffer: no buffer per frame, and the drainer writes them with one write
+/// and no copy.
+#[derive(Default)]
+pub(crate) struct Queue {
     pub bytes: Vec<u8>,
-    /// Header and position (relative to the frame start) of each event.
-    pub events: Vec<(EventHeader, u32, u32)>,
+    /// Each frame's end offset in `bytes` and the end index of its events
+    /// in `events`, in order.
+    pub frames: Vec<(usize, usize)>,
+    /// Each event's header, the offset in `bytes` of its `header_len` field
+    /// and its header's length.
+    pub events: Vec<(EventHeader, usize, u32)>,
+}
+
+impl Queue {
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    /// Empties the queue, keeping modest buffers for reuse.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.frames.clear();
+        self.events.clear();
+        if self.bytes.capacity() > 8 << 20 {
+            self.bytes = Vec::new();
+        }
+        if self.events.capacity() > 1 << 16 {
+            self.events = Vec::new();
+        }
+    }
 }
 
 /// The head of an entity's chain.
@@ -57,28 +84,34 @@ enum Undo {
     Key(usize),
 }
 
-/// Reverts a refused batch's changes, newest first.
-fn undo_batch(seq: &mut Sequencer, events: &[(EventHeader, u32, u32)], undo: Vec<Undo>) {
-    for u in undo.into_iter().rev() {
+/// Reverts a refused batch's changes (its undo log), newest first; its
+/// events are still in the queue.
+fn undo_batch(seq: &mut Sequencer) {
+    let undo = std::mem::take(&mut seq.undo);
+    let events = &seq.queue.events;
+    for u in undo.iter().rev() {
         match u {
             Undo::Head(at, Some(h)) => {
-                if let Some(cur) = seq.heads.get_mut(&events[at].0.coordinate.entity) {
-                    *cur = h;
+                if let Some(cur) = seq.heads.get_mut(&events[*at].0.coordinate.entity) {
+                    *cur = *h;
                 }
             }
             Undo::Head(at, None) => {
-                seq.heads.remove(&events[at].0.coordinate.entity);
+                seq.heads.remove(&events[*at].0.coordinate.entity);
             }
             Undo::Pending(id) => {
-                seq.pending.remove(&id);
+                seq.pending.remove(id);
             }
             Undo::Key(at) => {
-                if let Some(k) = &events[at].0.idempotency_key {
+                if let Some(k) = &events[*at].0.idempotency_key {
                     seq.pending_keys.remove(k);
                 }
             }
         }
     }
+    let mut undo = undo;
+    undo.clear();
+    seq.undo = undo;
 }
 
 struct Pending {
@@ -90,8 +123,7 @@ pub(crate) struct Sequencer {
     /// Set by close: no more batches.
     pub closed: bool,
     /// Frames sequenced and not yet taken by a drainer, in sequence order.
-    pub queue: Vec<FrameCmd>,
-    pub queued_bytes: usize,
+    pub queue: Queue,
     /// Frames the queue may hold before an appender must wait for (or do)
     /// the writing (backpressure).
     pub capacity: usize,
@@ -107,6 +139,9 @@ pub(crate) struct Sequencer {
     pending: FastMap<EventId, Pending>,
     pending_keys: FastMap<String, Receipt>,
     retain_at: usize,
+    /// Reused scratch: one encoded header, a batch's undo log.
+    hbuf: Vec<u8>,
+    undo: Vec<Undo>,
 }
 
 fn splitmix(mut z: u64) -> u64 {
@@ -137,8 +172,7 @@ impl Sequencer {
         let _ = getrandom::fill(&mut seed);
         Sequencer {
             closed: false,
-            queue: Vec::new(),
-            queued_bytes: 0,
+            queue: Queue::default(),
             capacity: capacity.max(1),
             draining: false,
             flush_asked: false,
@@ -150,6 +184,8 @@ impl Sequencer {
             pending: FastMap::default(),
             pending_keys: FastMap::default(),
             retain_at: 65_536,
+            hbuf: Vec::with_capacity(256),
+            undo: Vec::new(),
         }
     }
 
@@ -220,12 +256,13 @@ impl Appender<'_> {
                 "batch of {n} events is about {payload_bytes} bytes; one atomic batch holds at most {MAX_FRAME_BODY} bytes — split it"
             )));
         }
-        let mut receipts: Vec<Option<Receipt>> = vec![None; n];
-        let mut bytes = Vec::with_capacity(payload_bytes + FRAME_HEADER + 8);
-        let fstart = begin_frame(&mut bytes);
-        bytes.push(TAG_BATCH);
-        bytes.extend_from_slice(&0u32.to_le_bytes());
-        let mut events: Vec<(EventHeader, u32, u32)> = Vec::with_capacity(n + 1);
+        let mut receipts: Vec<Receipt> = Vec::with_capacity(n);
+        let fstart = seq.queue.bytes.len();
+        let ev0 = seq.queue.events.len();
+        seq.queue.bytes.reserve(payload_bytes + FRAME_HEADER + 8);
+        begin_frame(&mut seq.queue.bytes);
+        seq.queue.bytes.push(TAG_BATCH);
+        seq.queue.bytes.extend_from_slice(&0u32.to_le_bytes());
         let first = seq.next_seq;
         // One timestamp per batch (never behind the last one): a clock read
         // per event showed in profiles and bought nothing.
@@ -234,13 +271,7 @@ impl Appender<'_> {
         // The batch writes the sequencer's maps directly (no per-batch maps
         // merged afterwards) and logs what it changed, so a refused batch
         // is undone and leaves no trace.
-        let mut undo: Vec<Undo> = Vec::new();
-        let mut items: Vec<(Proposal, Option<usize>)> = proposals
-            .into_iter()
-            .enumerate()
-            .map(|(i, p)| (p, Some(i)))
-            .collect();
-        if let Some(cp) = &options.checkpoint {
+        let checkpoint = options.checkpoint.as_ref().map(|cp| {
             let rec = Checkpoint {
                 cursor: cp.cursor.clone(),
                 region: cp.region,
@@ -251,40 +282,33 @@ impl Appender<'_> {
                 entity: format!("batpak.cursor:{}", cp.cursor),
                 scope: SYSTEM_SCOPE.into(),
             };
-            items.push((Proposal::new(coord, CHECKPOINT_KIND, rec.to_record()), None));
-        }
-        let r = self.sequence_items(
-            &mut seq,
-            items,
-            n,
-            ts,
-            &mut bytes,
-            fstart,
-            &mut events,
-            &mut receipts,
-            &mut max_dedup_seq,
-            &mut undo,
-        );
+            (Proposal::new(coord, CHECKPOINT_KIND, rec.to_record()), false)
+        });
+        let items = proposals
+            .into_iter()
+            .map(|p| (p, true))
+            .chain(checkpoint);
+        let r = self.sequence_items(&mut seq, items, n, ts, &mut receipts, &mut max_dedup_seq);
         let r = r.and_then(|()| {
-            if bytes.len() - fstart - FRAME_HEADER > MAX_FRAME_BODY {
+            let body = seq.queue.bytes.len() - fstart - FRAME_HEADER;
+            if body > MAX_FRAME_BODY {
                 Err(StoreError::BadBatch(format!(
-                    "batch encodes to {} bytes; one atomic batch holds at most {MAX_FRAME_BODY} bytes — split it",
-                    bytes.len()
+                    "batch encodes to {body} bytes; one atomic batch holds at most {MAX_FRAME_BODY} bytes — split it"
                 )))
             } else {
                 Ok(())
             }
         });
+        let added = seq.queue.events.len() - ev0;
         if let Err(e) = r {
-            undo_batch(&mut seq, &events, undo);
+            undo_batch(&mut seq);
+            seq.queue.bytes.truncate(fstart);
+            seq.queue.events.truncate(ev0);
             return Err(e);
         }
-        let next = first + events.len() as u64;
-        let receipts: Vec<Receipt> = receipts
-            .into_iter()
-            .map(|r| r.expect("every proposal has a receipt"))
-            .collect();
-        if events.is_empty() {
+        seq.undo.clear();
+        if added == 0 {
+            seq.queue.bytes.truncate(fstart);
             drop(seq);
             if max_dedup_seq > 0 {
                 self.dur().wait(
@@ -295,10 +319,13 @@ impl Appender<'_> {
             }
             return Ok(receipts);
         }
-        let count = events.len() as u32;
-        bytes[fstart + FRAME_HEADER + 1..fstart + FRAME_HEADER + 5]
-            .copy_from_slice(&count.to_le_bytes());
-        finish_frame(&mut bytes, fstart);
+        let next = first + added as u64;
+        let q = &mut seq.queue;
+        q.bytes[fstart + FRAME_HEADER + 1..fstart + FRAME_HEADER + 5]
+            .copy_from_slice(&(added as u32).to_le_bytes());
+        finish_frame(&mut q.bytes, fstart);
+        let ends = (q.bytes.len(), q.events.len());
+        q.frames.push(ends);
         // Commit the sequencer's view: from here the batch is accepted.
         seq.next_seq = next;
         seq.last_ts = ts;
@@ -312,17 +339,16 @@ impl Appender<'_> {
         }
         let last = next - 1;
         self.dur().accepted.store(last, Ordering::Release);
-        seq.queued_bytes += bytes.len();
-        seq.queue.push(FrameCmd { bytes, events });
+        let frames = seq.queue.frames.len();
         let role = if seq.draining {
-            if seq.queue.len() > seq.capacity {
+            if frames > seq.capacity {
                 Role::Backpressure
             } else {
                 Role::None
             }
         } else if options.wait != Wait::Accepted
-            || seq.queue.len() >= FLUSH_FRAMES.min(seq.capacity)
-            || seq.queued_bytes >= FLUSH_BYTES
+            || frames >= FLUSH_FRAMES.min(seq.capacity)
+            || seq.queue.bytes.len() >= FLUSH_BYTES
         {
             seq.draining = true;
             Role::Drain
@@ -351,27 +377,41 @@ impl Appender<'_> {
         &self.core.dur
     }
 
-    /// Sequences and encodes `items` into `bytes`/`events`, writing the
-    /// sequencer's heads and pending maps directly and logging each change
-    /// in `undo` (the caller undoes them if this or a later check fails).
-    #[allow(clippy::too_many_arguments)]
+    /// Sequences and encodes `items` (proposals, flagged `true`, then the
+    /// checkpoint record) into the queue, writing the sequencer's heads and
+    /// pending maps directly and logging each change in its undo log (the
+    /// caller undoes them if this or a later check fails).
     fn sequence_items(
         &self,
         seq: &mut Sequencer,
-        items: Vec<(Proposal, Option<usize>)>,
+        items: impl Iterator<Item = (Proposal, bool)>,
         n: usize,
         ts: u64,
-        bytes: &mut Vec<u8>,
-        fstart: usize,
-        events: &mut Vec<(EventHeader, u32, u32)>,
-        receipts: &mut [Option<Receipt>],
+        receipts: &mut Vec<Receipt>,
         max_dedup_seq: &mut u64,
-        undo: &mut Vec<Undo>,
+    ) -> Result<(), StoreError> {
+        let mut hbuf = std::mem::take(&mut seq.hbuf);
+        let r = self.sequence_into(seq, items, n, ts, receipts, max_dedup_seq, &mut hbuf);
+        seq.hbuf = hbuf;
+        r
+    }
+
+    /// [`sequence_items`](Self::sequence_items) with the header scratch
+    /// buffer taken out of the sequencer.
+    #[allow(clippy::too_many_arguments)]
+    fn sequence_into(
+        &self,
+        seq: &mut Sequencer,
+        items: impl Iterator<Item = (Proposal, bool)>,
+        n: usize,
+        ts: u64,
+        receipts: &mut Vec<Receipt>,
+        max_dedup_seq: &mut u64,
+        hbuf: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
         let mut next = seq.next_seq;
-        let mut hbuf = Vec::with_capacity(256);
-        for (p, slot) in items {
-            let i = slot.unwrap_or(n);
+        for (p, is_proposal) in items {
+            let i = if is_proposal { receipts.len() } else { n };
             // Idempotency: a known key, else a known explicit id, returns the
             // original receipt and appends nothing.
             let mut known = match &p.idempotency_key {
@@ -383,10 +423,12 @@ impl Appender<'_> {
             }
             if let Some(r) = known {
                 *max_dedup_seq = (*max_dedup_seq).max(r.sequence);
-                receipts[i] = Some(Receipt {
-                    deduplicated: true,
-                    ..r
-                });
+                if is_proposal {
+                    receipts.push(Receipt {
+                        deduplicated: true,
+                        ..r
+                    });
+                }
                 continue;
             }
             let head = self.head(seq, &p.coordinate.entity)?;
@@ -438,15 +480,15 @@ impl Appender<'_> {
                 meta: p.meta,
             };
             hbuf.clear();
-            let hbytes = postcard::to_extend(&header, std::mem::take(&mut hbuf)).map_err(|e| {
+            let hbytes = postcard::to_extend(&header, std::mem::take(hbuf)).map_err(|e| {
                 StoreError::Io {
                     context: "encoding an event header".into(),
                     source: std::io::Error::other(e),
                 }
             })?;
             let hash = hash_encoded(&hbytes, &p.payload);
-            let rel = (bytes.len() - fstart) as u32;
-            push_event(bytes, &hbytes, &hash, &p.payload);
+            let at_bytes = seq.queue.bytes.len();
+            push_event(&mut seq.queue.bytes, &hbytes, &hash, &p.payload);
             let receipt = Receipt {
                 id,
                 sequence: next,
@@ -459,14 +501,15 @@ impl Appender<'_> {
                 entity_seq: cur + 1,
                 link: ChainLink { id, hash },
             };
-            let at = events.len();
+            let at = seq.queue.events.len();
             match seq.heads.get_mut(&header.coordinate.entity) {
                 Some(h) => {
-                    undo.push(Undo::Head(at, Some(*h)));
+                    let old = *h;
                     *h = new_head;
+                    seq.undo.push(Undo::Head(at, Some(old)));
                 }
                 None => {
-                    undo.push(Undo::Head(at, None));
+                    seq.undo.push(Undo::Head(at, None));
                     seq.heads
                         .insert(header.coordinate.entity.clone(), new_head);
                 }
@@ -478,15 +521,16 @@ impl Appender<'_> {
                     correlation,
                 },
             );
-            undo.push(Undo::Pending(id));
+            seq.undo.push(Undo::Pending(id));
             if let Some(k) = &header.idempotency_key {
                 seq.pending_keys.insert(k.clone(), receipt);
-                undo.push(Undo::Key(at));
+                seq.undo.push(Undo::Key(at));
             }
-            events.push((header, rel, hbytes.len() as u32));
-            hbuf = hbytes;
-            if slot.is_some() {
-                receipts[i] = Some(receipt);
+            let hlen = hbytes.len() as u32;
+            seq.queue.events.push((header, at_bytes, hlen));
+            *hbuf = hbytes;
+            if is_proposal {
+                receipts.push(receipt);
             }
             next += 1;
         }

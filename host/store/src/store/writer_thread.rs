@@ -10,7 +10,7 @@ use super::core::Core;
 use super::disk::DiskFile;
 use super::durability::{panic_text, unpark_all};
 use super::segment::{create_segment, segment_path, SEGMENT_HEADER};
-use super::sequencer::FrameCmd;
+use super::sequencer::Queue;
 use super::snapshot::{self, SegmentProof};
 use super::StoreError;
 use crate::event::Event;
@@ -36,11 +36,9 @@ pub(crate) struct Writer {
     /// CRC-32 state of the active segment's first `len` bytes.
     pub crc: crc32fast::Hasher,
     pub lock_checked: Option<Instant>,
-    /// Reused buffers: the frames taken from the queue, the bytes of one
-    /// write, and the written frames' placement.
-    pub taken: Vec<FrameCmd>,
-    pub out: Vec<u8>,
-    pub placed: Vec<(u32, u64, FrameCmd)>,
+    /// The queue taken from the sequencer (swapped with its empty one, so
+    /// both keep their capacity).
+    pub taken: Queue,
     /// The draining thread will wait for durability itself (and so lead an
     /// fsync): a write need not hand the fsync to a parked waiter.
     pub drainer_leads: bool,
@@ -66,9 +64,7 @@ impl Writer {
             sealed,
             crc,
             lock_checked: None,
-            taken: Vec::new(),
-            out: Vec::new(),
-            placed: Vec::new(),
+            taken: Queue::default(),
             drainer_leads: false,
         }
     }
@@ -99,7 +95,6 @@ impl Core {
                     }
                     return;
                 }
-                seq.queued_bytes = 0;
                 std::mem::swap(&mut seq.queue, &mut w.taken);
             }
             let mut taken = std::mem::take(&mut w.taken);
@@ -108,10 +103,11 @@ impl Core {
                 w.taken = taken;
                 continue;
             }
+            let taken_ref = &taken;
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 match w.check_lock(self) {
                     Err(why) => Err(Some(why)),
-                    Ok(()) => w.write(self, &mut taken).map_err(|e| {
+                    Ok(()) => w.write(self, taken_ref).map_err(|e| {
                         self.dur.poison(e.to_string());
                         None
                     }),
@@ -303,101 +299,79 @@ impl Writer {
         Ok(())
     }
 
-    fn write(&mut self, core: &Core, batch: &mut Vec<FrameCmd>) -> Result<(), StoreError> {
-        let mut out = std::mem::take(&mut self.out);
-        let mut placed = std::mem::take(&mut self.placed);
-        let r = self.write_into(core, batch, &mut out, &mut placed);
-        out.clear();
-        placed.clear();
-        self.out = out;
-        self.placed = placed;
-        r
+    /// Writes the queued frames (one write per segment they land in) and
+    /// publishes them.
+    fn write(&mut self, core: &Core, q: &Queue) -> Result<(), StoreError> {
+        let (mut run_from, mut f_from, mut start) = (0usize, 0usize, 0usize);
+        for (fi, &(end, _)) in q.frames.iter().enumerate() {
+            let fl = (end - start) as u64;
+            let pending = (start - run_from) as u64;
+            if self.len + pending + fl > core.options.segment_size
+                && self.len + pending > SEGMENT_HEADER
+            {
+                self.write_run(core, q, run_from, start, f_from, fi)?;
+                self.rotate(core)?;
+                run_from = start;
+                f_from = fi;
+            }
+            start = end;
+        }
+        self.write_run(core, q, run_from, start, f_from, q.frames.len())
     }
 
-    fn write_into(
+    /// Writes `q.bytes[from..to]` (frames `f_from..f_to`) at the end of the
+    /// active segment, then publishes those frames to the index, the
+    /// watermarks and subscribers.
+    fn write_run(
         &mut self,
         core: &Core,
-        batch: &mut Vec<FrameCmd>,
-        out: &mut Vec<u8>,
-        placed: &mut Vec<(u32, u64, FrameCmd)>,
+        q: &Queue,
+        from: usize,
+        to: usize,
+        f_from: usize,
+        f_to: usize,
     ) -> Result<(), StoreError> {
-        // One frame alone is written from its own buffer (no copy).
-        if batch.len() == 1 {
-            let f = batch.pop().expect("one frame");
-            let fl = f.bytes.len() as u64;
-            if self.len + fl > core.options.segment_size && self.len > SEGMENT_HEADER {
-                self.rotate(core)?;
-            }
-            let base = self.len;
-            self.flush(&f.bytes)?;
-            placed.push((self.segment, base, f));
-            return self.publish(core, placed);
-        }
-        for f in batch.drain(..) {
-            let fl = f.bytes.len() as u64;
-            if self.len + out.len() as u64 + fl > core.options.segment_size
-                && self.len + out.len() as u64 > SEGMENT_HEADER
-            {
-                self.flush(out)?;
-                out.clear();
-                self.publish(core, placed)?;
-                self.rotate(core)?;
-            }
-            let base = self.len + out.len() as u64;
-            out.extend_from_slice(&f.bytes);
-            placed.push((self.segment, base, f));
-        }
-        self.flush(out)?;
-        out.clear();
-        self.publish(core, placed)
-    }
-
-    fn flush(&mut self, out: &[u8]) -> Result<(), StoreError> {
-        if out.is_empty() {
+        if from == to {
             return Ok(());
         }
+        let base = self.len;
         self.file
-            .write_all_at(out, self.len)
+            .write_all_at(&q.bytes[from..to], base)
             .map_err(StoreError::io(format!(
                 "writing segment {:08}",
                 self.segment
             )))?;
-        self.crc.update(out);
-        self.len += out.len() as u64;
-        Ok(())
-    }
-
-    /// Publishes written frames to the index, watermarks and subscribers.
-    fn publish(
-        &mut self,
-        core: &Core,
-        placed: &mut Vec<(u32, u64, FrameCmd)>,
-    ) -> Result<(), StoreError> {
-        if placed.is_empty() {
-            return Ok(());
-        }
+        self.crc.update(&q.bytes[from..to]);
+        self.len += (to - from) as u64;
+        let seg = self.segment;
+        let at_seg = |buf_at: usize| base + (buf_at - from) as u64;
         let mut last = 0;
         let subs = core.has_subscribers.load(Ordering::Acquire);
         let mut notify: Vec<Event> = Vec::new();
+        let ev_from = if f_from == 0 { 0 } else { q.frames[f_from - 1].1 };
+        let ev_to = q.frames[f_to - 1].1;
         {
             let mut ix = core.reads.index.write();
-            for (seg, base, f) in placed.iter() {
-                for (h, rel, hlen) in &f.events {
-                    let at = *rel as usize;
+            let mut fstart = from;
+            let mut ev = ev_from;
+            for &(fend, fev) in &q.frames[f_from..f_to] {
+                let frame = at_seg(fstart);
+                for (h, at, hlen) in &q.events[ev..fev] {
+                    let at = *at;
                     let plen_at = at + 4 + *hlen as usize + 32;
                     let plen = u32::from_le_bytes(
-                        f.bytes[plen_at..plen_at + 4].try_into().expect("4 bytes"),
+                        q.bytes[plen_at..plen_at + 4].try_into().expect("4 bytes"),
                     ) as usize;
-                    let payload = &f.bytes[plen_at + 4..plen_at + 4 + plen];
-                    ix.insert(h, *seg, *base, base + *rel as u64, *hlen, payload)
+                    let payload = &q.bytes[plen_at + 4..plen_at + 4 + plen];
+                    ix.insert(h, seg, frame, at_seg(at), *hlen, payload)
                         .map_err(|reason| StoreError::Corrupt {
-                            segment: *seg,
-                            offset: base + *rel as u64,
+                            segment: seg,
+                            offset: at_seg(at),
                             reason,
                         })?;
                     last = h.sequence;
                     if subs {
-                        let hash: [u8; 32] = f.bytes[at + 4 + *hlen as usize..plen_at]
+                        let hash: [u8; 32] = q.bytes[at + 4 + *hlen as usize..plen_at]
                             .try_into()
                             .expect("32 bytes");
                         notify.push(Event {
@@ -407,10 +381,11 @@ impl Writer {
                         });
                     }
                 }
+                fstart = fend;
+                ev = fev;
             }
         }
-        self.since_snapshot += placed.iter().map(|p| p.2.events.len() as u64).sum::<u64>();
-        placed.clear();
+        self.since_snapshot += (ev_to - ev_from) as u64;
         {
             let dur = &core.dur;
             let mut st = dur.state.lock();
