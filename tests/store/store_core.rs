@@ -155,7 +155,10 @@ fn a_batch_refused_after_its_first_events_leaves_no_trace() {
     let next = store
         .append(prop("acct", "k", "3"), AppendOptions::visible())
         .unwrap();
-    assert_eq!(next.entity_sequence, 2, "the refused batch moved acct's head");
+    assert_eq!(
+        next.entity_sequence, 2,
+        "the refused batch moved acct's head"
+    );
     assert_eq!(next.sequence, base.sequence + 1);
     let keyed = store
         .append(

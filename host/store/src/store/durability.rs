@@ -345,10 +345,8 @@ impl Durability {
             }
             Err(p) => {
                 if st.poisoned.is_none() {
-                    st.poisoned = Some(format!(
-                        "an fsync of the log panicked: {}",
-                        panic_text(&*p)
-                    ));
+                    st.poisoned =
+                        Some(format!("an fsync of the log panicked: {}", panic_text(&*p)));
                 }
             }
         }

@@ -282,12 +282,12 @@ impl Appender<'_> {
                 entity: format!("batpak.cursor:{}", cp.cursor),
                 scope: SYSTEM_SCOPE.into(),
             };
-            (Proposal::new(coord, CHECKPOINT_KIND, rec.to_record()), false)
+            (
+                Proposal::new(coord, CHECKPOINT_KIND, rec.to_record()),
+                false,
+            )
         });
-        let items = proposals
-            .into_iter()
-            .map(|p| (p, true))
-            .chain(checkpoint);
+        let items = proposals.into_iter().map(|p| (p, true)).chain(checkpoint);
         let r = self.sequence_items(&mut seq, items, n, ts, &mut receipts, &mut max_dedup_seq);
         let r = r.and_then(|()| {
             let body = seq.queue.bytes.len() - fstart - FRAME_HEADER;
@@ -368,8 +368,7 @@ impl Appender<'_> {
             }
             Role::Backpressure => self.dur().wait(last, false, true)?,
         }
-        self.dur()
-            .wait(last.max(max_dedup_seq), durable, visible)?;
+        self.dur().wait(last.max(max_dedup_seq), durable, visible)?;
         Ok(receipts)
     }
 
@@ -480,12 +479,11 @@ impl Appender<'_> {
                 meta: p.meta,
             };
             hbuf.clear();
-            let hbytes = postcard::to_extend(&header, std::mem::take(hbuf)).map_err(|e| {
-                StoreError::Io {
+            let hbytes =
+                postcard::to_extend(&header, std::mem::take(hbuf)).map_err(|e| StoreError::Io {
                     context: "encoding an event header".into(),
                     source: std::io::Error::other(e),
-                }
-            })?;
+                })?;
             let hash = hash_encoded(&hbytes, &p.payload);
             let at_bytes = seq.queue.bytes.len();
             push_event(&mut seq.queue.bytes, &hbytes, &hash, &p.payload);
@@ -510,8 +508,7 @@ impl Appender<'_> {
                 }
                 None => {
                     seq.undo.push(Undo::Head(at, None));
-                    seq.heads
-                        .insert(header.coordinate.entity.clone(), new_head);
+                    seq.heads.insert(header.coordinate.entity.clone(), new_head);
                 }
             }
             seq.pending.insert(

@@ -117,10 +117,9 @@ impl Core {
                 Ok(Ok(())) => {}
                 Ok(Err(Some(why))) => self.dur.poison_lock_lost(why),
                 Ok(Err(None)) => {}
-                Err(p) => self.dur.poison(format!(
-                    "a write of the log panicked: {}",
-                    panic_text(&*p)
-                )),
+                Err(p) => self
+                    .dur
+                    .poison(format!("a write of the log panicked: {}", panic_text(&*p))),
             }
             taken.clear();
             w.taken = taken;
@@ -203,8 +202,7 @@ impl Writer {
         drop(st);
         unpark_all(waiters);
         if ok {
-            if let Err(e) = dur.mark.record(pos).and_then(|_| dur.mark.sync())
-            {
+            if let Err(e) = dur.mark.record(pos).and_then(|_| dur.mark.sync()) {
                 eprintln!("batpak: recording the durable marker on close failed (the log is unaffected): {e}");
             }
             if self.since_snapshot > 0 {
@@ -245,13 +243,7 @@ impl Writer {
             crc: self.crc.clone().finalize(),
         });
         let ix = core.reads.index.read();
-        snapshot::save(
-            &*core.reads.disk,
-            &self.dir,
-            core.store_id,
-            &ix,
-            proof,
-        )?;
+        snapshot::save(&*core.reads.disk, &self.dir, core.store_id, &ix, proof)?;
         self.since_snapshot = 0;
         Ok(())
     }
@@ -348,7 +340,11 @@ impl Writer {
         let mut last = 0;
         let subs = core.has_subscribers.load(Ordering::Acquire);
         let mut notify: Vec<Event> = Vec::new();
-        let ev_from = if f_from == 0 { 0 } else { q.frames[f_from - 1].1 };
+        let ev_from = if f_from == 0 {
+            0
+        } else {
+            q.frames[f_from - 1].1
+        };
         let ev_to = q.frames[f_to - 1].1;
         {
             let mut ix = core.reads.index.write();
