@@ -762,3 +762,44 @@ fn a_store_written_before_the_proof_and_marker_opens_and_is_migrated() {
     );
     assert_eq!(all(&store).len(), 20);
 }
+
+#[test]
+fn appends_during_idle_snapshots_are_written_and_never_hang() {
+    // The flusher snapshots after 500 ms without a request from accepted-only
+    // appends, holding the drain role meanwhile; appends that wait (visible,
+    // durable) keep coming and must still be written. A watchdog bounds the
+    // test: a lost frame would make an append wait forever.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        snapshot_every: 1,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), opts).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = store.clone();
+    std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < Duration::from_millis(2500) {
+            let wait = if n % 2 == 0 {
+                AppendOptions::visible()
+            } else {
+                AppendOptions::durable()
+            };
+            s.append(prop("a", "k", &n.to_string()), wait).unwrap();
+            n += 1;
+        }
+        let _ = tx.send(n);
+    });
+    let n = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("an append never returned: its frame was not written");
+    assert_eq!(store.watermarks().visible, n);
+    assert_eq!(
+        store.entity_events("a", 0, usize::MAX).unwrap().len() as u64,
+        n
+    );
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.watermarks().visible, n);
+}

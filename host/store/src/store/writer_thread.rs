@@ -151,19 +151,23 @@ impl Core {
                     .wait_for(&mut seq, Duration::from_millis(500))
                     .timed_out();
                 if idle && !seq.draining && !seq.closed && !seq.flush_asked {
+                    // Holding the drain role keeps writes out of the
+                    // snapshot; frames queued meanwhile (their appenders
+                    // saw the role taken) are written before releasing it.
                     seq.draining = true;
                     MutexGuard::unlocked(&mut seq, || {
-                        let mut w = self.writer.lock();
-                        if w.since_snapshot >= self.options.snapshot_every
-                            && self.dur.check().is_ok()
                         {
-                            if let Err(e) = w.snapshot(self) {
-                                eprintln!("batpak: periodic index snapshot failed (the log is unaffected): {e}");
+                            let mut w = self.writer.lock();
+                            if w.since_snapshot >= self.options.snapshot_every
+                                && self.dur.check().is_ok()
+                            {
+                                if let Err(e) = w.snapshot(self) {
+                                    eprintln!("batpak: periodic index snapshot failed (the log is unaffected): {e}");
+                                }
                             }
                         }
+                        self.drain(false);
                     });
-                    seq.draining = false;
-                    self.idle_cv.notify_all();
                 }
                 continue;
             }
