@@ -240,6 +240,16 @@ impl Durability {
                 return Err(self.failure(p));
             }
             if st.visible >= seq && (!durable || st.durable >= seq) {
+                if durable {
+                    // A frame this thread wrote after the last fsync began
+                    // may belong to a parked waiter nobody else will wake
+                    // (the writer left it to this thread): hand it the next
+                    // fsync.
+                    if let Some(t) = st.next_leader() {
+                        drop(st);
+                        t.unpark();
+                    }
+                }
                 return Ok(());
             }
             if st.shutdown {
