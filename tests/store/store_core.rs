@@ -781,7 +781,7 @@ fn appends_during_idle_snapshots_are_written_and_never_hang() {
         let start = std::time::Instant::now();
         let mut n = 0u64;
         while start.elapsed() < Duration::from_millis(2500) {
-            let wait = if n % 2 == 0 {
+            let wait = if n.is_multiple_of(2) {
                 AppendOptions::visible()
             } else {
                 AppendOptions::durable()
