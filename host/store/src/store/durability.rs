@@ -310,10 +310,12 @@ impl Durability {
         st.syncing = true;
         // Group commit with a gathering window: other durable appends in
         // progress (sequencing, writing, or just woken by the last fsync)
-        // are likely to want this fsync too. Wait for them to register,
-        // at most half the last fsync's time (so at worst a third of the
-        // throughput of an fsync nobody joins), instead of fsyncing for one
-        // and making the rest wait a whole fsync more.
+        // are likely to want this fsync too. Wait for them to register (and
+        // their frames to be written), at most as long as the last fsync
+        // took (capped at 2 ms; at worst half the throughput of an fsync
+        // nobody joins), instead of fsyncing for one and making the rest
+        // wait a whole fsync more. Measured on 16 threads: ≈ 12–15 events
+        // per fsync with this window, ≈ 10–11 with half of it.
         let others = |st: &State| {
             self.durable_appenders
                 .load(Ordering::Acquire)
@@ -322,7 +324,7 @@ impl Durability {
                 || self.accepted.load(Ordering::Acquire) > st.written
         };
         if others(st) && !st.last_sync.is_zero() {
-            let until = Instant::now() + (st.last_sync / 2).min(Duration::from_millis(2));
+            let until = Instant::now() + st.last_sync.min(Duration::from_millis(2));
             while others(st) && st.poisoned.is_none() && !st.shutdown {
                 if self.gather_cv.wait_until(st, until).timed_out() {
                     break;
