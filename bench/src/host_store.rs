@@ -26,7 +26,7 @@ fn coords() -> Result<Vec<Coordinate>> {
 /// the promise this workload asks for — nothing is durable before the final
 /// `sync()`, as with batpak's default append and SQLite's open transaction.
 /// With `accepted == false` each append also waits for its write
-/// (`AppendOptions::visible()`), a round trip to the writer thread.
+/// (`AppendOptions::visible()`): the appender writes its own frame.
 pub fn single(dir: &Path, p: &Params, accepted: bool) -> Result<Cell> {
     let opts = if accepted {
         AppendOptions::accepted()
@@ -135,7 +135,7 @@ pub fn fill(dir: &Path, n: u64, unclean: bool) -> Result<Option<Store>> {
 pub fn fill_and_die(dir: &Path, n: u64) -> Result<()> {
     let store = fill(dir, n, true)?;
     // Exit with the store still open: no close, no final snapshot, the
-    // writer thread killed mid-flight. Everything was synced above, so this
+    // flusher and sync threads killed mid-flight. Everything was synced above, so this
     // is a crash after a durable point.
     std::mem::forget(store);
     std::process::exit(0);

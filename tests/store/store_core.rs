@@ -130,6 +130,52 @@ fn optimistic_concurrency_refuses_stale_writers() {
 }
 
 #[test]
+fn a_batch_refused_after_its_first_events_leaves_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let base = store
+        .append(prop("acct", "k", "0"), AppendOptions::visible())
+        .unwrap();
+    // Two events that would be sequenced (one on a known entity, one on a
+    // new entity with a key), then one that conflicts: nothing may remain.
+    let mut stale = prop("acct", "k", "stale");
+    stale.expected_sequence = Some(0);
+    let refused = store.append_batch(
+        vec![
+            prop("acct", "k", "1"),
+            prop("fresh", "k", "2").idempotency_key("key-1"),
+            stale,
+        ],
+        AppendOptions::visible(),
+    );
+    assert!(
+        matches!(refused, Err(StoreError::SequenceConflict { .. })),
+        "{refused:?}"
+    );
+    let next = store
+        .append(prop("acct", "k", "3"), AppendOptions::visible())
+        .unwrap();
+    assert_eq!(
+        next.entity_sequence, 2,
+        "the refused batch moved acct's head"
+    );
+    assert_eq!(next.sequence, base.sequence + 1);
+    let keyed = store
+        .append(
+            prop("fresh", "k", "4").idempotency_key("key-1"),
+            AppendOptions::visible(),
+        )
+        .unwrap();
+    assert!(!keyed.deduplicated, "the refused batch's key was kept");
+    assert_eq!(keyed.entity_sequence, 1);
+    let events = store.entity_events("acct", 0, 10).unwrap();
+    assert_eq!(events.len(), 2);
+    let prev = events[1].header.prev.expect("a chain link");
+    assert_eq!(prev.id, base.id, "the chain skips the refused event");
+    assert!(store.verify().unwrap().is_sound());
+}
+
+#[test]
 fn causal_graph_links_both_ways_and_chain_uses_id_and_hash() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
@@ -715,4 +761,45 @@ fn a_store_written_before_the_proof_and_marker_opens_and_is_migrated() {
         "the new snapshot is proven and used"
     );
     assert_eq!(all(&store).len(), 20);
+}
+
+#[test]
+fn appends_during_idle_snapshots_are_written_and_never_hang() {
+    // The flusher snapshots after 500 ms without a request from accepted-only
+    // appends, holding the drain role meanwhile; appends that wait (visible,
+    // durable) keep coming and must still be written. A watchdog bounds the
+    // test: a lost frame would make an append wait forever.
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        snapshot_every: 1,
+        ..StoreOptions::default()
+    };
+    let store = Store::open_with(dir.path(), opts).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s = store.clone();
+    std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let mut n = 0u64;
+        while start.elapsed() < Duration::from_millis(2500) {
+            let wait = if n.is_multiple_of(2) {
+                AppendOptions::visible()
+            } else {
+                AppendOptions::durable()
+            };
+            s.append(prop("a", "k", &n.to_string()), wait).unwrap();
+            n += 1;
+        }
+        let _ = tx.send(n);
+    });
+    let n = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("an append never returned: its frame was not written");
+    assert_eq!(store.watermarks().visible, n);
+    assert_eq!(
+        store.entity_events("a", 0, usize::MAX).unwrap().len() as u64,
+        n
+    );
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.watermarks().visible, n);
 }

@@ -242,17 +242,16 @@ impl Worker {
         }
     }
 
-    /// Records a commit appended without waiting for its fsync, asks for
-    /// that fsync now, and waits for older commits beyond the window.
+    /// Records a commit appended without waiting for its fsync, and waits
+    /// for older commits beyond the window. The fsync that makes them
+    /// durable is the one this runner leads when the window is full (one
+    /// fsync then covers every batch in it), an earlier one led by another
+    /// durable appender, or the store's interval sync, whichever comes
+    /// first.
     pub(super) fn track_in_flight(&mut self) -> Result<(), RunnerError> {
         // At or past the end of the frame just accepted (the sequencer
         // publishes `accepted` before the append returns).
         let upto = self.store.watermarks().accepted;
-        // A zero wait only registers the request: the sync thread starts
-        // on it as soon as the frame is written.
-        self.store
-            .wait_durable(upto, Duration::ZERO)
-            .map_err(RunnerError::store("asking for the reactions' fsync"))?;
         self.in_flight.push_back(upto);
         self.wait_in_flight(self.settings.durable_window as usize)
     }

@@ -1,32 +1,40 @@
-//! What one open store shares between its handles and its two threads:
-//! the read path, the sequencer, the durability state, the subscribers,
-//! the durable marker and the directory lock.
+//! What one open store shares between its handles and its two threads
+//! (flusher and sync): the read path, the sequencer and its queue, the
+//! writer (the active segment, used by whichever thread holds the drain
+//! role), the durability state with the durable marker, the subscribers
+//! and the directory lock.
 
 use super::durability::Durability;
-use super::durable_mark::DurableMark;
 use super::fanout::SubscriberQueue;
 use super::lock::DirLock;
 use super::read_path::ReadPath;
 use super::sequencer::{Appender, Sequencer};
 use super::verify::verify_dir;
+use super::writer_thread::Writer;
 use super::{AppendOptions, StoreError, StoreOptions, VerifyReport};
 use crate::event::{Proposal, Receipt};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// State shared by store handles and the writer and sync threads.
+/// State shared by store handles and the flusher and sync threads.
 pub(crate) struct Core {
     pub dir: PathBuf,
     pub options: StoreOptions,
     pub store_id: u128,
     pub reads: ReadPath,
     pub seq: Mutex<Sequencer>,
+    /// Wakes the flusher thread (with the `seq` lock): asked to drain, or
+    /// the store closes.
+    pub flush_cv: Condvar,
+    /// Signalled (with the `seq` lock) when the drain role is released.
+    pub idle_cv: Condvar,
+    /// The active segment; locked only by the holder of the drain role.
+    pub writer: Mutex<Writer>,
     pub dur: Durability,
     pub subscribers: Mutex<Vec<Arc<SubscriberQueue>>>,
     pub has_subscribers: AtomicBool,
-    pub mark: DurableMark,
     /// `None` on a disk without lock files (the simulated one).
     pub lock: Option<DirLock>,
 }
@@ -40,9 +48,9 @@ impl Core {
         system: bool,
     ) -> Result<Vec<Receipt>, StoreError> {
         Appender {
+            core: self,
             seq: &self.seq,
             reads: &self.reads,
-            dur: &self.dur,
         }
         .append(proposals, options, system)
     }

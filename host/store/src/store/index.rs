@@ -70,6 +70,17 @@ impl Interner {
         self.ids.insert(a, i);
         i
     }
+    /// [`intern`](Self::intern) that first compares with the name it
+    /// returned last time for this caller (`last`): scopes and kinds repeat
+    /// from event to event, and a string compare is cheaper than a hash.
+    pub fn intern_near(&mut self, s: &str, last: &mut u32) -> u32 {
+        if self.names.get(*last as usize).is_some_and(|n| &**n == s) {
+            return *last;
+        }
+        let i = self.intern(s);
+        *last = i;
+        i
+    }
     pub fn get(&self, s: &str) -> Option<u32> {
         self.ids.get(s).copied()
     }
@@ -99,6 +110,9 @@ pub(crate) struct Index {
     pub corr_foreign: FastMap<EventId, u64>,
     pub keys: FastMap<String, u64>,
     pub checkpoints: FastMap<String, Checkpoint>,
+    /// The scope and kind interned last (see [`Interner::intern_near`]).
+    last_scope: u32,
+    last_kind: u32,
 }
 
 impl Index {
@@ -133,8 +147,10 @@ impl Index {
             ));
         }
         let entity = self.names.intern(&h.coordinate.entity);
-        let scope = self.names.intern(&h.coordinate.scope);
-        let kind = self.names.intern(&h.kind);
+        let scope = self
+            .names
+            .intern_near(&h.coordinate.scope, &mut self.last_scope);
+        let kind = self.names.intern_near(&h.kind, &mut self.last_kind);
         let e = Entry {
             id: h.id,
             causation: h.causation,

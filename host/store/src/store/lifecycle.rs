@@ -1,25 +1,24 @@
 //! Opening and closing a store: lock the directory, recover, start the
-//! writer and sync threads (a panic on either marks the store failed and
+//! flusher and sync threads (a panic on either marks the store failed and
 //! wakes every waiter), report a cut torn tail, and on close flush, sync and
 //! snapshot.
 
 use super::core::Core;
-use super::durability::Durability;
+use super::durability::{panic_text, Durability};
 use super::durable_mark::DurableMark;
 use super::lock::DirLock;
 use super::read_path::ReadPath;
 use super::recovery::recover;
 use super::segment::{list_segments, segment_path};
-use super::sequencer::{Cmd, Sequencer, SYSTEM_SCOPE};
+use super::sequencer::{Sequencer, SYSTEM_SCOPE};
 use super::sync_thread::sync_loop;
 use super::writer_thread::Writer;
 use super::{AppendOptions, RecoveryInfo, StoreError, StoreOptions};
 use crate::event::{Coordinate, Proposal};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -33,13 +32,6 @@ pub(crate) struct Shared {
     threads: Mutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
     pub recovery: RecoveryInfo,
-}
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Opens the store in `dir`: lock, recover, start the threads.
@@ -78,7 +70,15 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
     mark.record(end)
         .map_err(StoreError::io("recording the durable marker"))?;
     let last = rec.index.last_sequence();
-    let (tx, rx) = sync_channel(options.queue_capacity.max(1));
+    let writer = Writer::new(
+        dir.to_path_buf(),
+        rec.last_segment,
+        active.clone(),
+        rec.end_offset,
+        rec.replayed,
+        rec.sealed,
+        rec.tail_crc,
+    );
     let core = Arc::new(Core {
         dir: dir.to_path_buf(),
         store_id: rec.store_id,
@@ -88,48 +88,36 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
             index: RwLock::new(rec.index),
             readers: RwLock::new(readers),
         },
-        seq: Mutex::new(Sequencer::new(last, tx)),
-        dur: Durability::new(last, end, active.clone()),
+        seq: Mutex::new(Sequencer::new(last, options.queue_capacity)),
+        flush_cv: Condvar::new(),
+        idle_cv: Condvar::new(),
+        writer: Mutex::new(writer),
+        dur: Durability::new(last, end, active, mark),
         subscribers: Mutex::new(Vec::new()),
         has_subscribers: AtomicBool::new(false),
-        mark,
         lock,
         options,
     });
-    let w = Writer {
-        core: core.clone(),
-        dir: dir.to_path_buf(),
-        segment: rec.last_segment,
-        file: active,
-        len: rec.end_offset,
-        since_snapshot: rec.replayed,
-        sealed: rec.sealed,
-        crc: rec.tail_crc,
-        lock_checked: None,
-    };
     let c1 = core.clone();
     let wt = std::thread::Builder::new()
-        .name("batpak-writer".into())
+        .name("batpak-flusher".into())
         .spawn(move || {
-            // The queue outlives a panic, so appenders blocked on it see
-            // the store poisoned (not merely closed) when it goes away.
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run(&rx)));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c1.flusher()));
             if let Err(p) = r {
                 c1.dur.poison(format!(
-                    "the store's writer thread panicked: {}",
+                    "the store's flusher thread panicked: {}",
                     panic_text(&*p)
                 ));
                 c1.dur.shut_down();
             }
-            drop(rx);
         })
-        .map_err(StoreError::io("starting the writer thread"))?;
+        .map_err(StoreError::io("starting the flusher thread"))?;
     let c2 = core.clone();
     let st = std::thread::Builder::new()
         .name("batpak-sync".into())
         .spawn(move || {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                sync_loop(&c2.dur, &c2.mark, c2.options.sync_interval)
+                sync_loop(&c2.dur, c2.options.sync_interval)
             }));
             if let Err(p) = r {
                 c2.dur.poison(format!(
@@ -181,9 +169,8 @@ impl Shared {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let tx = self.core.seq.lock().close();
-        if let Some(tx) = tx {
-            let _ = tx.send(Cmd::Shutdown);
+        if self.core.seq.lock().close() {
+            self.core.flush_cv.notify_all();
         }
         for t in self.threads.lock().drain(..) {
             let _ = t.join();

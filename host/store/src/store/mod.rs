@@ -2,10 +2,14 @@
 //!
 //! See `host/store/DESIGN.md` for the file format. In short:
 //! - callers validate and sequence their appends under a short lock (the
-//!   sequencer), then hand encoded frames to **one writer thread** through a
-//!   bounded queue; the writer writes them and publishes them to the index;
-//! - a **sync thread** fsyncs what the writer wrote and advances the durable
-//!   watermark, so concurrent durable appends share one fsync (group commit);
+//!   sequencer), encoding frames into one queue; one thread at a time (the
+//!   **drain role**: an appender that waits, or the flusher thread for
+//!   appends that do not) writes the whole queue and publishes it to the
+//!   index, so a waiting append needs no hand-off to another thread;
+//! - a durable appender **leads** the fsync when none is in flight, covering
+//!   everything written, and advances the durable watermark, so concurrent
+//!   durable appends share one fsync (group commit); a **sync thread**
+//!   fsyncs what nobody waits for within `sync_interval`;
 //! - a batch is one CRC-checked frame, so it is all or nothing;
 //! - recovery cuts a torn write nobody was told was durable (and records a
 //!   `batpak.store.recovered` event) and fails closed on any other damage,
@@ -67,8 +71,8 @@ use std::time::Duration;
 pub struct StoreOptions {
     /// Rotate to a new segment file once the active one reaches this size.
     pub segment_size: u64,
-    /// Capacity of the writer's queue, in frames; a full queue makes
-    /// appenders wait (backpressure).
+    /// Capacity of the write queue, in frames; beyond it appenders wait
+    /// for their write (backpressure).
     pub queue_capacity: usize,
     /// Longest time a written but not yet durable event waits for an fsync
     /// when nobody asked for durability.

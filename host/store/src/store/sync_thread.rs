@@ -1,56 +1,38 @@
-//! The sync thread: fsyncs what the writer wrote and advances the durable
-//! watermark, so concurrent durable appends share one fsync (group commit).
-//! After each fsync it records the durable position in the marker file.
+//! The sync thread: fsyncs what was written but nobody asked to be durable
+//! within `sync_interval`, so appends that did not wait for durability
+//! still reach the disk soon. Durable appenders do not use it: they fsync
+//! on their own thread (leader-based group commit, see `durability.rs`).
 
-use super::durability::{unpark_all, Durability};
-use super::durable_mark::DurableMark;
-use std::time::{Duration, Instant};
+use super::durability::Durability;
+use std::time::Duration;
 
 /// Runs until the store shuts down (everything synced) or fails.
-pub(crate) fn sync_loop(dur: &Durability, mark: &DurableMark, interval: Duration) {
+pub(crate) fn sync_loop(dur: &Durability, interval: Duration) {
+    let mut st = dur.state.lock();
     loop {
-        let (target, pos, file) = {
-            let mut st = dur.state.lock();
-            loop {
-                if st.poisoned.is_some() || (st.shutdown && st.written <= st.durable) {
-                    return;
-                }
-                let dirty = st.written > st.durable;
-                let due = st.unsynced_since.is_some_and(|t| t.elapsed() >= interval);
-                if dirty && (st.durable_requested > st.durable || due || st.shutdown) {
-                    break;
-                }
-                let wake = st.unsynced_since.filter(|_| dirty).map(|t| t + interval);
-                st.sync_timed = wake.is_some();
-                match wake {
-                    Some(t) => {
-                        let _ = dur.sync_cv.wait_until(&mut st, t);
-                    }
-                    None => dur.sync_cv.wait(&mut st),
-                }
-            }
-            st.unsynced_since = None;
-            (st.written, st.written_pos, st.sync_file.clone())
-        };
-        let r = file.sync().and_then(|_| mark.record(pos));
-        let mut st = dur.state.lock();
-        match r {
-            Ok(()) => {
-                st.durable = st.durable.max(target);
-                if st.written > st.durable {
-                    st.unsynced_since.get_or_insert_with(Instant::now);
-                }
-            }
-            Err(e) => {
-                if st.poisoned.is_none() {
-                    st.poisoned = Some(format!("fsync of the log failed: {e}"));
-                }
-            }
+        if st.poisoned.is_some() || (st.shutdown && st.written <= st.durable) {
+            return;
         }
-        let waiters = st.take_done_waiters();
-        drop(st);
-        unpark_all(waiters);
-        dur.durable_cv.notify_all();
-        dur.visible_cv.notify_all();
+        let dirty = st.written > st.durable;
+        let due = st.unsynced_since.is_some_and(|t| t.elapsed() >= interval);
+        if dirty && (due || st.shutdown) {
+            if st.syncing {
+                // A leader's fsync is in flight; it covers this or restarts the timer.
+                let _ = dur
+                    .durable_cv
+                    .wait_for(&mut st, interval.max(Duration::from_millis(1)));
+            } else {
+                dur.lead_sync(&mut st);
+            }
+            continue;
+        }
+        let wake = st.unsynced_since.filter(|_| dirty).map(|t| t + interval);
+        st.sync_timed = wake.is_some();
+        match wake {
+            Some(t) => {
+                let _ = dur.sync_cv.wait_until(&mut st, t);
+            }
+            None => dur.sync_cv.wait(&mut st),
+        }
     }
 }

@@ -61,15 +61,27 @@ impl Durability {
         }
     }
 
-    /// Waits until `s` is durable or `timeout` passes.
+    /// Waits until `s` is durable or `timeout` passes, fsyncing on this
+    /// thread when it is the one to lead.
     pub fn wait_durable(&self, s: u64, timeout: Duration) -> Result<bool, StoreError> {
         let deadline = Instant::now() + timeout;
         let mut st = self.state.lock();
-        self.park_until_durable(&mut st, s, Some(deadline));
-        if let Some(p) = &st.poisoned {
-            return Err(self.failure(p));
+        loop {
+            if let Some(p) = &st.poisoned {
+                return Err(self.failure(p));
+            }
+            if st.durable >= s {
+                return Ok(true);
+            }
+            if st.shutdown || Instant::now() >= deadline {
+                return Ok(false);
+            }
+            if st.visible < s {
+                let _ = self.visible_cv.wait_until(&mut st, deadline);
+            } else {
+                self.make_durable(&mut st, s, Some(deadline));
+            }
         }
-        Ok(st.durable >= s)
     }
 
     /// Makes everything accepted so far durable.

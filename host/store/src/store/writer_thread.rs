@@ -1,25 +1,31 @@
-//! The writer thread: drains the sequencer's queue, writes every queued
-//! frame with one positional write, publishes the entries to the index
-//! (visible), notifies subscribers, rotates segments and writes index
-//! snapshots (with their proof) when idle and on close.
+//! The writer: the active segment and the drain role. Whichever thread
+//! holds the drain role (an appender waiting for its write, or the flusher
+//! thread; see `sequencer.rs`) takes every queued frame, writes them with
+//! one positional write, publishes the entries to the index (visible),
+//! notifies subscribers and rotates segments. The flusher thread drains
+//! what accepted-only appends left queued, writes index snapshots (with
+//! their proof) when idle, and closes the writer on shutdown.
 
 use super::core::Core;
 use super::disk::DiskFile;
-use super::durability::unpark_all;
+use super::durability::{panic_text, unpark_all};
 use super::segment::{create_segment, segment_path, SEGMENT_HEADER};
-use super::sequencer::{Cmd, FrameCmd};
+use super::sequencer::Queue;
 use super::snapshot::{self, SegmentProof};
 use super::StoreError;
 use crate::event::Event;
+use parking_lot::MutexGuard;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How long the flusher lets accepted-only appends gather after it was
+/// asked, so they are written together (they promised no visibility).
+const FLUSH_DELAY: Duration = Duration::from_micros(200);
+
 /// The writer's own state: the active segment and what snapshots prove.
 pub(crate) struct Writer {
-    pub core: Arc<Core>,
     pub dir: PathBuf,
     pub segment: u32,
     pub file: Arc<dyn DiskFile>,
@@ -30,62 +36,162 @@ pub(crate) struct Writer {
     /// CRC-32 state of the active segment's first `len` bytes.
     pub crc: crc32fast::Hasher,
     pub lock_checked: Option<Instant>,
+    /// The queue taken from the sequencer (swapped with its empty one, so
+    /// both keep their capacity).
+    pub taken: Queue,
+    /// The draining thread will wait for durability itself (and so lead an
+    /// fsync): a write need not hand the fsync to a parked waiter.
+    pub drainer_leads: bool,
 }
 
 impl Writer {
-    /// Runs until shutdown or the first failure (which poisons the store).
-    pub fn run(mut self, rx: &Receiver<Cmd>) {
-        let mut batch: Vec<FrameCmd> = Vec::new();
-        let mut shutdown = false;
-        while !shutdown {
-            match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(Cmd::Frame(f)) => batch.push(f),
-                Ok(Cmd::Shutdown) | Err(RecvTimeoutError::Disconnected) => shutdown = true,
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.since_snapshot >= self.core.options.snapshot_every {
-                        if let Err(e) = self.snapshot() {
-                            eprintln!("batpak: periodic index snapshot failed (the log is unaffected): {e}");
-                        }
-                    }
-                    continue;
-                }
-            }
-            // Group everything already queued into one write.
-            let mut bytes = batch.first().map_or(0, |f| f.bytes.len());
-            while bytes < 16 << 20 && !shutdown {
-                match rx.try_recv() {
-                    Ok(Cmd::Frame(f)) => {
-                        bytes += f.bytes.len();
-                        batch.push(f);
-                    }
-                    Ok(Cmd::Shutdown) | Err(TryRecvError::Disconnected) => shutdown = true,
-                    Err(TryRecvError::Empty) => break,
-                }
-            }
-            if !batch.is_empty() {
-                let r = match self.check_lock() {
-                    Err(why) => {
-                        self.core.dur.poison_lock_lost(why);
-                        Err(())
-                    }
-                    Ok(()) => self
-                        .write(&mut batch)
-                        .map_err(|e| self.core.dur.poison(e.to_string())),
-                };
-                if r.is_err() {
-                    // Keep draining so blocked senders are released.
-                    drop(batch);
-                    while rx.recv().is_ok() {}
-                    return;
-                }
-            }
+    /// A writer appending to `file` (segment `segment`, `len` bytes long).
+    pub fn new(
+        dir: PathBuf,
+        segment: u32,
+        file: Arc<dyn DiskFile>,
+        len: u64,
+        since_snapshot: u64,
+        sealed: Vec<SegmentProof>,
+        crc: crc32fast::Hasher,
+    ) -> Writer {
+        Writer {
+            dir,
+            segment,
+            file,
+            len,
+            since_snapshot,
+            sealed,
+            crc,
+            lock_checked: None,
+            taken: Queue::default(),
+            drainer_leads: false,
         }
-        self.close();
+    }
+}
+
+impl Core {
+    /// Writes the queue until it is empty, then releases the drain role.
+    /// The caller holds the drain role. A failure (or a panic in the disk
+    /// layer) poisons the store, whose waiters then wake with it; queued
+    /// frames are then dropped, never written.
+    /// `leads`: the caller waits for durability next (it will lead the
+    /// fsync for what it wrote).
+    pub fn drain(&self, leads: bool) {
+        let mut w = self.writer.lock();
+        w.drainer_leads = leads;
+        self.drain_locked(&mut w, true);
     }
 
+    fn drain_locked(&self, w: &mut MutexGuard<'_, Writer>, release: bool) {
+        loop {
+            {
+                let mut seq = self.seq.lock();
+                if seq.queue.is_empty() {
+                    if release {
+                        seq.draining = false;
+                        drop(seq);
+                        self.idle_cv.notify_all();
+                    }
+                    return;
+                }
+                std::mem::swap(&mut seq.queue, &mut w.taken);
+            }
+            let mut taken = std::mem::take(&mut w.taken);
+            if self.dur.check().is_err() {
+                taken.clear();
+                w.taken = taken;
+                continue;
+            }
+            let taken_ref = &taken;
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match w.check_lock(self) {
+                    Err(why) => Err(Some(why)),
+                    Ok(()) => w.write(self, taken_ref).map_err(|e| {
+                        self.dur.poison(e.to_string());
+                        None
+                    }),
+                }
+            }));
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(Some(why))) => self.dur.poison_lock_lost(why),
+                Ok(Err(None)) => {}
+                Err(p) => self
+                    .dur
+                    .poison(format!("a write of the log panicked: {}", panic_text(&*p))),
+            }
+            taken.clear();
+            w.taken = taken;
+        }
+    }
+
+    /// Drains the queue on `sync_interval`-free terms: the last write before
+    /// close, then the writer's clean shutdown. The caller holds the drain
+    /// role, for good.
+    fn drain_and_close(&self) {
+        let mut w = self.writer.lock();
+        w.drainer_leads = false;
+        self.drain_locked(&mut w, false);
+        w.close(self);
+    }
+
+    /// The flusher thread: drains what accepted-only appends queued, writes
+    /// periodic snapshots when idle, and on close drains and shuts the
+    /// writer down.
+    pub fn flusher(&self) {
+        let mut seq = self.seq.lock();
+        loop {
+            if seq.closed {
+                break;
+            }
+            if !seq.flush_asked {
+                let idle = self
+                    .flush_cv
+                    .wait_for(&mut seq, Duration::from_millis(500))
+                    .timed_out();
+                if idle && !seq.draining && !seq.closed && !seq.flush_asked {
+                    // Holding the drain role keeps writes out of the
+                    // snapshot; frames queued meanwhile (their appenders
+                    // saw the role taken) are written before releasing it.
+                    seq.draining = true;
+                    MutexGuard::unlocked(&mut seq, || {
+                        {
+                            let mut w = self.writer.lock();
+                            if w.since_snapshot >= self.options.snapshot_every
+                                && self.dur.check().is_ok()
+                            {
+                                if let Err(e) = w.snapshot(self) {
+                                    eprintln!("batpak: periodic index snapshot failed (the log is unaffected): {e}");
+                                }
+                            }
+                        }
+                        self.drain(false);
+                    });
+                }
+                continue;
+            }
+            // Let more accepted-only appends gather, then write them together.
+            MutexGuard::unlocked(&mut seq, || std::thread::sleep(FLUSH_DELAY));
+            seq.flush_asked = false;
+            if seq.draining || seq.queue.is_empty() {
+                continue;
+            }
+            seq.draining = true;
+            MutexGuard::unlocked(&mut seq, || self.drain(false));
+        }
+        while seq.draining {
+            self.idle_cv.wait(&mut seq);
+        }
+        seq.draining = true;
+        drop(seq);
+        self.drain_and_close();
+    }
+}
+
+impl Writer {
     /// Clean shutdown: make everything durable, record it, snapshot.
-    fn close(&mut self) {
-        let core = self.core.clone();
+    fn close(&mut self, core: &Core) {
         let dur = &core.dur;
         let synced = self.file.sync();
         let mut st = dur.state.lock();
@@ -100,16 +206,11 @@ impl Writer {
         drop(st);
         unpark_all(waiters);
         if ok {
-            if let Err(e) = self
-                .core
-                .mark
-                .record(pos)
-                .and_then(|_| self.core.mark.sync())
-            {
+            if let Err(e) = dur.mark.record(pos).and_then(|_| dur.mark.sync()) {
                 eprintln!("batpak: recording the durable marker on close failed (the log is unaffected): {e}");
             }
             if self.since_snapshot > 0 {
-                if let Err(e) = self.snapshot() {
+                if let Err(e) = self.snapshot(core) {
                     eprintln!(
                         "batpak: index snapshot on close failed (the log is unaffected): {e}"
                     );
@@ -121,8 +222,8 @@ impl Writer {
 
     /// Refuses to write once the LOCK file is no longer ours (checked at
     /// most every 50 ms: one `stat`).
-    fn check_lock(&mut self) -> Result<(), String> {
-        let Some(lock) = &self.core.lock else {
+    fn check_lock(&mut self, core: &Core) -> Result<(), String> {
+        let Some(lock) = &core.lock else {
             return Ok(());
         };
         if self
@@ -135,7 +236,7 @@ impl Writer {
         lock.check()
     }
 
-    fn snapshot(&mut self) -> Result<(), StoreError> {
+    fn snapshot(&mut self, core: &Core) -> Result<(), StoreError> {
         self.file
             .sync()
             .map_err(StoreError::io("syncing before an index snapshot"))?;
@@ -145,26 +246,20 @@ impl Writer {
             len: self.len,
             crc: self.crc.clone().finalize(),
         });
-        let ix = self.core.reads.index.read();
-        snapshot::save(
-            &*self.core.reads.disk,
-            &self.dir,
-            self.core.store_id,
-            &ix,
-            proof,
-        )?;
+        let ix = core.reads.index.read();
+        snapshot::save(&*core.reads.disk, &self.dir, core.store_id, &ix, proof)?;
         self.since_snapshot = 0;
         Ok(())
     }
 
-    fn rotate(&mut self) -> Result<(), StoreError> {
+    fn rotate(&mut self, core: &Core) -> Result<(), StoreError> {
         self.file.sync().map_err(StoreError::io(format!(
             "syncing segment {:08} before rotation",
             self.segment
         )))?;
         let n = self.segment + 1;
-        let reads = &self.core.reads;
-        let f = create_segment(&*reads.disk, &reads.seg_dir, self.core.store_id, n)?;
+        let reads = &core.reads;
+        let f = create_segment(&*reads.disk, &reads.seg_dir, core.store_id, n)?;
         let p = segment_path(&reads.seg_dir, n);
         let r = reads
             .disk
@@ -177,14 +272,14 @@ impl Writer {
             crc: std::mem::take(&mut self.crc).finalize(),
         });
         self.crc
-            .update(&super::segment::segment_header(self.core.store_id, n));
-        self.core
+            .update(&super::segment::segment_header(core.store_id, n));
+        core.dur
             .mark
             .record((n, SEGMENT_HEADER))
             .map_err(StoreError::io("recording the durable marker"))?;
         {
             // Everything in the old segment is durable now.
-            let dur = &self.core.dur;
+            let dur = &core.dur;
             let mut st = dur.state.lock();
             st.durable = st.durable.max(st.written);
             st.sync_file = f.clone();
@@ -200,69 +295,83 @@ impl Writer {
         Ok(())
     }
 
-    fn write(&mut self, batch: &mut Vec<FrameCmd>) -> Result<(), StoreError> {
-        let mut out: Vec<u8> = Vec::new();
-        let mut placed: Vec<(u32, u64, FrameCmd)> = Vec::with_capacity(batch.len());
-        for f in batch.drain(..) {
-            let fl = f.bytes.len() as u64;
-            if self.len + out.len() as u64 + fl > self.core.options.segment_size
-                && self.len + out.len() as u64 > SEGMENT_HEADER
+    /// Writes the queued frames (one write per segment they land in) and
+    /// publishes them.
+    fn write(&mut self, core: &Core, q: &Queue) -> Result<(), StoreError> {
+        let (mut run_from, mut f_from, mut start) = (0usize, 0usize, 0usize);
+        for (fi, &(end, _)) in q.frames.iter().enumerate() {
+            let fl = (end - start) as u64;
+            let pending = (start - run_from) as u64;
+            if self.len + pending + fl > core.options.segment_size
+                && self.len + pending > SEGMENT_HEADER
             {
-                self.flush(&mut out)?;
-                self.publish(&mut placed)?;
-                self.rotate()?;
+                self.write_run(core, q, run_from, start, f_from, fi)?;
+                self.rotate(core)?;
+                run_from = start;
+                f_from = fi;
             }
-            let base = self.len + out.len() as u64;
-            out.extend_from_slice(&f.bytes);
-            placed.push((self.segment, base, f));
+            start = end;
         }
-        self.flush(&mut out)?;
-        self.publish(&mut placed)
+        self.write_run(core, q, run_from, start, f_from, q.frames.len())
     }
 
-    fn flush(&mut self, out: &mut Vec<u8>) -> Result<(), StoreError> {
-        if out.is_empty() {
+    /// Writes `q.bytes[from..to]` (frames `f_from..f_to`) at the end of the
+    /// active segment, then publishes those frames to the index, the
+    /// watermarks and subscribers.
+    fn write_run(
+        &mut self,
+        core: &Core,
+        q: &Queue,
+        from: usize,
+        to: usize,
+        f_from: usize,
+        f_to: usize,
+    ) -> Result<(), StoreError> {
+        if from == to {
             return Ok(());
         }
+        let base = self.len;
         self.file
-            .write_all_at(out, self.len)
+            .write_all_at(&q.bytes[from..to], base)
             .map_err(StoreError::io(format!(
                 "writing segment {:08}",
                 self.segment
             )))?;
-        self.crc.update(out);
-        self.len += out.len() as u64;
-        out.clear();
-        Ok(())
-    }
-
-    /// Publishes written frames to the index, watermarks and subscribers.
-    fn publish(&mut self, placed: &mut Vec<(u32, u64, FrameCmd)>) -> Result<(), StoreError> {
-        if placed.is_empty() {
-            return Ok(());
-        }
+        self.crc.update(&q.bytes[from..to]);
+        self.len += (to - from) as u64;
+        let seg = self.segment;
+        let at_seg = |buf_at: usize| base + (buf_at - from) as u64;
         let mut last = 0;
-        let subs = self.core.has_subscribers.load(Ordering::Acquire);
+        let subs = core.has_subscribers.load(Ordering::Acquire);
         let mut notify: Vec<Event> = Vec::new();
+        let ev_from = if f_from == 0 {
+            0
+        } else {
+            q.frames[f_from - 1].1
+        };
+        let ev_to = q.frames[f_to - 1].1;
         {
-            let mut ix = self.core.reads.index.write();
-            for (seg, base, f) in placed.iter() {
-                for (h, rel, hlen) in &f.events {
-                    let at = *rel as usize;
+            let mut ix = core.reads.index.write();
+            let mut fstart = from;
+            let mut ev = ev_from;
+            for &(fend, fev) in &q.frames[f_from..f_to] {
+                let frame = at_seg(fstart);
+                for (h, at, hlen) in &q.events[ev..fev] {
+                    let at = *at;
                     let plen_at = at + 4 + *hlen as usize + 32;
                     let plen = u32::from_le_bytes(
-                        f.bytes[plen_at..plen_at + 4].try_into().expect("4 bytes"),
+                        q.bytes[plen_at..plen_at + 4].try_into().expect("4 bytes"),
                     ) as usize;
-                    let payload = &f.bytes[plen_at + 4..plen_at + 4 + plen];
-                    ix.insert(h, *seg, *base, base + *rel as u64, *hlen, payload)
+                    let payload = &q.bytes[plen_at + 4..plen_at + 4 + plen];
+                    ix.insert(h, seg, frame, at_seg(at), *hlen, payload)
                         .map_err(|reason| StoreError::Corrupt {
-                            segment: *seg,
-                            offset: base + *rel as u64,
+                            segment: seg,
+                            offset: at_seg(at),
                             reason,
                         })?;
                     last = h.sequence;
                     if subs {
-                        let hash: [u8; 32] = f.bytes[at + 4 + *hlen as usize..plen_at]
+                        let hash: [u8; 32] = q.bytes[at + 4 + *hlen as usize..plen_at]
                             .try_into()
                             .expect("32 bytes");
                         notify.push(Event {
@@ -272,12 +381,13 @@ impl Writer {
                         });
                     }
                 }
+                fstart = fend;
+                ev = fev;
             }
         }
-        self.since_snapshot += placed.iter().map(|p| p.2.events.len() as u64).sum::<u64>();
-        placed.clear();
+        self.since_snapshot += (ev_to - ev_from) as u64;
         {
-            let dur = &self.core.dur;
+            let dur = &core.dur;
             let mut st = dur.state.lock();
             st.written = last;
             st.written_pos = (self.segment, self.len);
@@ -286,16 +396,25 @@ impl Writer {
             if st.sync_should_wake() {
                 dur.sync_cv.notify_one();
             }
+            let lead = if self.drainer_leads {
+                None
+            } else {
+                st.next_leader()
+            };
             dur.visible_cv.notify_all();
+            dur.gather_cv.notify_one();
+            drop(st);
+            if let Some(t) = lead {
+                t.unpark();
+            }
         }
         if subs {
-            let mut list = self.core.subscribers.lock();
+            let mut list = core.subscribers.lock();
             list.retain(|s| !s.is_dropped());
             for s in list.iter() {
                 s.push_all(&notify);
             }
-            self.core
-                .has_subscribers
+            core.has_subscribers
                 .store(!list.is_empty(), Ordering::Release);
         }
         Ok(())
