@@ -595,11 +595,7 @@ impl Appender<'_> {
     /// `items` whose chain head is not cached yet, and caches those heads:
     /// a batch reacting to neighbouring events then costs one segment read
     /// instead of one read per entity.
-    fn prefetch_heads(
-        &self,
-        seq: &mut Sequencer,
-        items: &[Proposal],
-    ) -> Result<(), StoreError> {
+    fn prefetch_heads(&self, seq: &mut Sequencer, items: &[Proposal]) -> Result<(), StoreError> {
         let mut wanted: Vec<(u64, super::index::Entry)> = {
             let ix = self.reads.index.read();
             // Probe the id table for the batch's explicit ids (dedup) and
