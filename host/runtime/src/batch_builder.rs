@@ -153,29 +153,8 @@ impl BatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use batpak_store::{Coordinate, EventHeader};
-    use std::sync::Arc;
-
-    fn ev(seq: u64, entity: &str, kind: &str, payload: &[u8]) -> Event {
-        let header = EventHeader {
-            id: EventId(seq as u128),
-            sequence: seq,
-            entity_sequence: 1,
-            coordinate: Coordinate::new(entity, "shop").unwrap(),
-            kind: kind.into(),
-            causation: None,
-            correlation: EventId(seq as u128),
-            timestamp_us: 1,
-            prev: None,
-            idempotency_key: None,
-            meta: vec![],
-        };
-        Event {
-            hash: header.hash(payload),
-            header: Arc::new(header),
-            payload: payload.into(),
-        }
-    }
+    // The same test events as the 0.2.0 encoder's tests.
+    use crate::flat_batch::tests::ev;
 
     #[test]
     fn batch_builder_interns_and_reuses() {
@@ -197,7 +176,7 @@ mod tests {
         let batch = b.build(&one, &mut ids).unwrap();
         assert_eq!(batch.strings, vec!["x", "shop", "y"]);
         assert!(matches!(batch.events, w::CanalBatch::One(e) if e.sequence == 3));
-        assert_eq!(ids, vec![EventId(3)]);
+        assert_eq!(ids, vec![one[0].id()]);
         let batch = b.build(&evs, &mut ids).unwrap();
         assert!(matches!(&batch.events, w::CanalBatch::Many(v) if v.len() == 2));
     }

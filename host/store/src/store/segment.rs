@@ -1,7 +1,7 @@
 //! Segment files and the batch body codec.
 //!
 //! A segment is `segments/NNNNNNNN.seg`: a 32-byte header (magic, the store's
-//! id, the segment number) followed by frames. A frame body holds one batch:
+//! id, the segment number, a CRC of those) followed by frames. A frame body holds one batch:
 //! `[tag 1][count u32]` then per event
 //! `[header_len u32][postcard header][hash 32][payload_len u32][payload]`.
 
@@ -13,7 +13,12 @@ use std::sync::Arc;
 
 /// Segment header length.
 pub(crate) const SEGMENT_HEADER: u64 = 32;
-const SEGMENT_MAGIC: [u8; 8] = *b"BPKSEG01";
+/// Current segment magic: the header's last 4 bytes are a CRC32 of its first
+/// 28, so a damaged store id or number is found even in a store with one
+/// segment (nothing else to compare it with).
+const SEGMENT_MAGIC: [u8; 8] = *b"BPKSEG02";
+/// Segments written before the header CRC: the last 4 bytes are zero.
+const SEGMENT_MAGIC_V1: [u8; 8] = *b"BPKSEG01";
 /// Body tag of a batch frame.
 pub(crate) const TAG_BATCH: u8 = 1;
 
@@ -45,6 +50,8 @@ pub(crate) fn segment_header(store_id: u128, n: u32) -> [u8; SEGMENT_HEADER as u
     h[..8].copy_from_slice(&SEGMENT_MAGIC);
     h[8..24].copy_from_slice(&store_id.to_le_bytes());
     h[24..28].copy_from_slice(&n.to_le_bytes());
+    let crc = crc32fast::hash(&h[..28]);
+    h[28..32].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
@@ -53,16 +60,25 @@ pub(crate) fn check_segment_header(bytes: &[u8], n: u32) -> Result<u128, String>
     if bytes.len() < SEGMENT_HEADER as usize {
         return Err("segment header is truncated".into());
     }
-    if bytes[..8] != SEGMENT_MAGIC {
+    let tail = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes"));
+    if bytes[..8] == SEGMENT_MAGIC {
+        let crc = crc32fast::hash(&bytes[..28]);
+        if tail != crc {
+            return Err(format!(
+                "segment header checksum mismatch (stored {tail:08x}, computed {crc:08x}): its store id or number is damaged"
+            ));
+        }
+    } else if bytes[..8] == SEGMENT_MAGIC_V1 {
+        if tail != 0 {
+            return Err("segment header's reserved bytes are not zero".into());
+        }
+    } else {
         return Err("not a batpak segment (bad magic)".into());
     }
     let id = u128::from_le_bytes(bytes[8..24].try_into().expect("16 bytes"));
     let num = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
     if num != n {
         return Err(format!("header says segment {num}, file name says {n}"));
-    }
-    if bytes[28..32] != [0u8; 4] {
-        return Err("segment header's reserved bytes are not zero".into());
     }
     Ok(id)
 }
