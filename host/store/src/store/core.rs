@@ -10,7 +10,7 @@ use super::lock::DirLock;
 use super::read_path::ReadPath;
 use super::sequencer::{Appender, Sequencer};
 use super::verify::verify_dir;
-use super::writer_thread::Writer;
+use super::writer::Writer;
 use super::{AppendOptions, StoreError, StoreOptions, VerifyReport};
 use crate::event::{Proposal, Receipt};
 use parking_lot::{Condvar, Mutex};
@@ -48,9 +48,11 @@ impl Core {
         system: bool,
     ) -> Result<Vec<Receipt>, StoreError> {
         Appender {
-            core: self,
             seq: &self.seq,
             reads: &self.reads,
+            dur: &self.dur,
+            flush_cv: &self.flush_cv,
+            drain: &|leads| self.drain(leads),
         }
         .append(proposals, options, system)
     }

@@ -12,7 +12,7 @@ use super::recovery::recover;
 use super::segment::{list_segments, segment_path};
 use super::sequencer::{Sequencer, SYSTEM_SCOPE};
 use super::sync_thread::sync_loop;
-use super::writer_thread::Writer;
+use super::writer::Writer;
 use super::{AppendOptions, RecoveryInfo, StoreError, StoreOptions};
 use crate::event::{Coordinate, Proposal};
 use parking_lot::{Condvar, Mutex, RwLock};

@@ -41,6 +41,7 @@ mod snapshot;
 mod sync_thread;
 mod verify;
 mod watermarks;
+mod writer;
 mod writer_thread;
 
 pub(crate) use checkpoint::validate_cursor_id;

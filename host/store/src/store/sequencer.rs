@@ -14,14 +14,14 @@
 //! appends is written in large writes. Invariant: a non-empty queue has a
 //! drainer or a flusher asked to drain it.
 
-use super::core::Core;
+use super::durability::Durability;
 use super::frame::{begin_frame, finish_frame, FRAME_HEADER, MAX_FRAME_BODY};
 use super::index::{FastMap, CHECKPOINT_KIND};
 use super::read_path::ReadPath;
 use super::segment::{push_event, TAG_BATCH};
 use super::{AppendOptions, Checkpoint, StoreError, Wait};
 use crate::event::{hash_encoded, now_us, ChainLink, EventHeader, EventId, Proposal, Receipt};
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::Ordering;
 
 /// Entity of checkpoint records is `batpak.cursor:<id>` in this scope.
@@ -201,12 +201,18 @@ impl Sequencer {
 }
 
 /// What an append needs: the sequencer, the read path (for idempotency,
-/// causation and chain heads), the durability state (to wait) and the
-/// writer (to write the queue when it takes the drain role).
+/// causation and chain heads), the durability state (to wait), and the
+/// flusher's wake-up and the writer's drain (to get the queue written).
 pub(crate) struct Appender<'a> {
-    pub core: &'a Core,
     pub seq: &'a Mutex<Sequencer>,
     pub reads: &'a ReadPath,
+    pub dur: &'a Durability,
+    /// Wakes the flusher thread (asked to write the queue).
+    pub flush_cv: &'a Condvar,
+    /// Writes the queue on this thread, the drain role taken
+    /// (`Core::drain`; passed in so that this module does not depend on
+    /// the writer's).
+    pub drain: &'a dyn Fn(bool),
 }
 
 /// What an appender does about the queue after adding its frame.
@@ -369,9 +375,9 @@ impl Appender<'_> {
         let (durable, visible) = (options.wait_durable(), options.wait_visible());
         match role {
             Role::None => {}
-            Role::Drain => self.core.drain(durable),
+            Role::Drain => (self.drain)(durable),
             Role::AskFlusher => {
-                self.core.flush_cv.notify_one();
+                self.flush_cv.notify_one();
             }
             Role::Backpressure => self.dur().wait(last, false, true)?,
         }
@@ -379,8 +385,8 @@ impl Appender<'_> {
         Ok(receipts)
     }
 
-    fn dur(&self) -> &super::durability::Durability {
-        &self.core.dur
+    fn dur(&self) -> &Durability {
+        self.dur
     }
 
     /// Sequences and encodes `items` (proposals, flagged `true`, then the

@@ -1,5 +1,6 @@
-//! The writer: the active segment and the drain role. Whichever thread
-//! holds the drain role (an appender waiting for its write, or the flusher
+//! The writer at work, the drain role (its state, [`Writer`], is in
+//! `writer.rs`). Whichever thread holds the drain role (an appender waiting
+//! for its write, or the flusher
 //! thread; see `sequencer.rs`) takes every queued frame, writes them with
 //! one positional write, publishes the entries to the index (visible),
 //! notifies subscribers and rotates segments. The flusher thread drains
@@ -7,15 +8,14 @@
 //! their proof) when idle, and closes the writer on shutdown.
 
 use super::core::Core;
-use super::disk::DiskFile;
 use super::durability::{panic_text, unpark_all};
 use super::segment::{create_segment, segment_path, SEGMENT_HEADER};
 use super::sequencer::Queue;
 use super::snapshot::{self, SegmentProof};
+use super::writer::Writer;
 use super::StoreError;
 use crate::event::Event;
 use parking_lot::MutexGuard;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,52 +23,6 @@ use std::time::{Duration, Instant};
 /// How long the flusher lets accepted-only appends gather after it was
 /// asked, so they are written together (they promised no visibility).
 const FLUSH_DELAY: Duration = Duration::from_micros(200);
-
-/// The writer's own state: the active segment and what snapshots prove.
-pub(crate) struct Writer {
-    pub dir: PathBuf,
-    pub segment: u32,
-    pub file: Arc<dyn DiskFile>,
-    pub len: u64,
-    pub since_snapshot: u64,
-    /// CRC-32 of each sealed segment.
-    pub sealed: Vec<SegmentProof>,
-    /// CRC-32 state of the active segment's first `len` bytes.
-    pub crc: crc32fast::Hasher,
-    pub lock_checked: Option<Instant>,
-    /// The queue taken from the sequencer (swapped with its empty one, so
-    /// both keep their capacity).
-    pub taken: Queue,
-    /// The draining thread will wait for durability itself (and so lead an
-    /// fsync): a write need not hand the fsync to a parked waiter.
-    pub drainer_leads: bool,
-}
-
-impl Writer {
-    /// A writer appending to `file` (segment `segment`, `len` bytes long).
-    pub fn new(
-        dir: PathBuf,
-        segment: u32,
-        file: Arc<dyn DiskFile>,
-        len: u64,
-        since_snapshot: u64,
-        sealed: Vec<SegmentProof>,
-        crc: crc32fast::Hasher,
-    ) -> Writer {
-        Writer {
-            dir,
-            segment,
-            file,
-            len,
-            since_snapshot,
-            sealed,
-            crc,
-            lock_checked: None,
-            taken: Queue::default(),
-            drainer_leads: false,
-        }
-    }
-}
 
 impl Core {
     /// Writes the queue until it is empty, then releases the drain role.
