@@ -34,6 +34,7 @@ mod read_path;
 mod reader;
 mod recovery;
 mod region;
+mod region_match;
 mod segment;
 mod sequencer;
 mod sim_disk;

@@ -16,7 +16,8 @@
 
 use super::disk::{Disk, DiskFile};
 use super::frame::decode_frame;
-use super::index::{Entry, FastMap, Index};
+use super::index::{Entry, Index};
+use super::region_match::RegionMatch;
 use super::segment::{decode_event_at, decode_header, segment_path};
 use super::{Checkpoint, Lookup, Region, StoreError};
 use crate::event::{hash_encoded, ChainLink, Event, EventId};
@@ -24,12 +25,6 @@ use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-/// Key of a region-match cache: the entity takes part only when the region
-/// looks at it (an entity prefix), so a log of many entities still hits.
-fn cache_key(e: &Entry, by_entity: bool) -> (u32, u32, u32) {
-    (if by_entity { e.entity } else { u32::MAX }, e.scope, e.kind)
-}
 
 /// The bytes of the last whole-frame run read, and which frames in them
 /// were CRC-checked. A cursor keeps one: its next pull usually falls in the
@@ -485,37 +480,12 @@ impl ReadPath {
         let end = ix.last_sequence().min(upto);
         let mut out = Vec::new();
         let mut s = after;
-        let mut cache: FastMap<(u32, u32, u32), bool> = FastMap::default();
-        let by_entity = region.entity_prefix.is_some();
-        // Neighbouring events mostly share scope and kind: compare with the
-        // last key before hashing.
-        let mut last: Option<((u32, u32, u32), bool)> = None;
+        let mut matcher = RegionMatch::new(region, include_system);
         while s < end && out.len() < limit {
             s += 1;
             let e = ix.entry(s).expect("in range");
-            let key = cache_key(e, by_entity);
-            if let Some((k, m)) = last {
-                if k == key {
-                    if m {
-                        out.push(*e);
-                    }
-                    continue;
-                }
-            }
-            let m = *cache.entry(key).or_insert_with(|| {
-                let (en, sc, k) = (
-                    ix.names.name(e.entity),
-                    ix.names.name(e.scope),
-                    ix.names.name(e.kind),
-                );
-                region.matches_parts_or_system(en, sc, k, include_system)
-            });
-            last = Some((key, m));
-            if m {
+            if matcher.matches(&ix, e) {
                 out.push(*e);
-            }
-            if cache.len() > 65_536 {
-                cache.clear();
             }
         }
         (out, s)
@@ -584,27 +554,15 @@ impl ReadPath {
             },
         };
         let start = seqs.partition_point(|s| *s <= after);
-        let mut cache: FastMap<(u32, u32, u32), bool> = FastMap::default();
-        let by_entity = region.entity_prefix.is_some();
+        let mut matcher = RegionMatch::new(region, include_system);
         let mut out = Vec::new();
         for s in &seqs[start..] {
             if out.len() >= limit {
                 break;
             }
             let Some(e) = ix.entry(*s) else { break };
-            let m = *cache.entry(cache_key(e, by_entity)).or_insert_with(|| {
-                region.matches_parts_or_system(
-                    ix.names.name(e.entity),
-                    ix.names.name(e.scope),
-                    ix.names.name(e.kind),
-                    include_system,
-                )
-            });
-            if m {
+            if matcher.matches(&ix, e) {
                 out.push(*e);
-            }
-            if cache.len() > 65_536 {
-                cache.clear();
             }
         }
         out
