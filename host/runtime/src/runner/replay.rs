@@ -68,14 +68,7 @@ impl Worker {
                     }
                     Err(f) if f.kind == FailureKind::Instantiate => {
                         instantiate_failures += 1;
-                        if instantiate_failures >= self.settings.policy.instantiate_attempts.max(1)
-                        {
-                            return Err(RunnerError::NoWorkingInstance {
-                                attempts: instantiate_failures,
-                                message: f.message,
-                            });
-                        }
-                        if let Flow::Stopped = self.backoff(instantiate_failures) {
+                        if let Flow::Stopped = self.instance_failed(instantiate_failures, f)? {
                             return Ok(Flow::Stopped);
                         }
                     }

@@ -39,13 +39,7 @@ impl Worker {
                     instantiate_failures += 1;
                     self.status.add_failure();
                     self.log(LogLevel::Warn, &f.message);
-                    if instantiate_failures >= self.settings.policy.instantiate_attempts.max(1) {
-                        return Err(RunnerError::NoWorkingInstance {
-                            attempts: instantiate_failures,
-                            message: f.message,
-                        });
-                    }
-                    if let Flow::Stopped = self.backoff(instantiate_failures) {
+                    if let Flow::Stopped = self.instance_failed(instantiate_failures, f)? {
                         return Ok(Flow::Stopped);
                     }
                 }
@@ -136,6 +130,26 @@ impl Worker {
                 self.isolate(events, f, prior + 1)
             }
         }
+    }
+
+    /// After the `failures`-th failure `f` to get a working instance: gives
+    /// up once the policy's instantiate attempts are spent, else sleeps the
+    /// backoff.
+    ///
+    /// # Errors
+    /// [`RunnerError::NoWorkingInstance`] when the attempts are spent.
+    pub(super) fn instance_failed(
+        &self,
+        failures: u32,
+        f: ReactFailure,
+    ) -> Result<Flow, RunnerError> {
+        if failures >= self.settings.policy.instantiate_attempts.max(1) {
+            return Err(RunnerError::NoWorkingInstance {
+                attempts: failures,
+                message: f.message,
+            });
+        }
+        Ok(self.backoff(failures))
     }
 
     /// Sleeps the backoff after failed attempt `n`, waking early to stop.
