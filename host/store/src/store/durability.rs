@@ -199,18 +199,20 @@ impl Durability {
         if st.poisoned.is_none() {
             st.poisoned = Some(why);
         }
-        let waiters = st.take_done_waiters();
-        drop(st);
-        unpark_all(waiters);
-        self.visible_cv.notify_all();
-        self.durable_cv.notify_all();
-        self.sync_cv.notify_all();
+        self.wake_everyone(st);
     }
 
     /// Marks the store shut down and wakes every waiter.
     pub fn shut_down(&self) {
         let mut st = self.state.lock();
         st.shutdown = true;
+        self.wake_everyone(st);
+    }
+
+    /// Releases the state lock and wakes every waiter (the parked durable
+    /// appenders and all three condition variables): after a poison or a
+    /// shutdown each of them must see it.
+    fn wake_everyone(&self, mut st: MutexGuard<'_, State>) {
         let waiters = st.take_done_waiters();
         drop(st);
         unpark_all(waiters);
