@@ -2,7 +2,7 @@
 
 use crate::plugin_config::mib_to_bytes;
 use crate::run::usage;
-use batpak_runtime::{LogLevel, PluginSettings, Runtime, RuntimeConfig};
+use batpak_runtime::{LogLevel, PluginSettings, Runtime};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,21 +22,28 @@ pub struct InspectArgs {
     /// Memory budget of the instance (all its memories and tables).
     #[arg(long, default_value_t = 256, value_name = "MIB")]
     pub memory_mb: u64,
+    /// The compile cache.
+    #[command(flatten)]
+    pub cache: crate::compile_cache::CacheArgs,
 }
 
 /// Prints the inspection as JSON; exits 1 when the descriptor is invalid or
 /// `init` refuses the config (the JSON says why as well).
-pub(crate) fn inspect(data: &Path, a: InspectArgs) -> anyhow::Result<ExitCode> {
+/// `data` is the `--data` given on the command line, if one was: it is not
+/// used (there is no store to read), and a note says so.
+pub(crate) fn inspect(data: Option<&Path>, a: InspectArgs) -> anyhow::Result<ExitCode> {
     if a.timeout_ms == 0 || a.memory_mb == 0 {
         return usage("--timeout-ms and --memory-mb must be at least 1");
     }
-    // The store is not opened (it may be in use by `run`); the compile cache
-    // is shared when the data directory exists.
-    let rt = Runtime::new(if data.is_dir() {
-        RuntimeConfig::with_cache(data.join("cache"))
-    } else {
-        RuntimeConfig::default()
-    })?;
+    if let Some(d) = data {
+        eprintln!(
+            "inspect: --data {} is not used: inspect reads no store (compiled plugins are cached in the compile cache; see --cache-dir)",
+            d.display()
+        );
+    }
+    // No store is opened (it may be in use by `run`); the compile cache is
+    // the user's, shared with every other command.
+    let rt = Runtime::new(a.cache.runtime_config()?)?;
     let settings = PluginSettings {
         config: a.config,
         timeout: Duration::from_millis(a.timeout_ms),

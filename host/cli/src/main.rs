@@ -2,6 +2,7 @@
 //! on stdout and human messages on stderr, and exits with honest codes
 //! (0 success, 1 failure, 2 bad usage).
 
+mod compile_cache;
 mod demo;
 mod inspect;
 mod loader;
@@ -100,7 +101,14 @@ fn running_host(data: &std::path::Path) -> anyhow::Result<Option<batpak_service:
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    // `--data` as typed by the user, for the commands that read no store
+    // and say so rather than ignore it silently.
+    let data_given = data_on_command_line(&matches).then_some(cli.data.as_path());
     if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
         die_quietly_on_closed_pipe();
     }
@@ -123,7 +131,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Run(a) => run::run(&cli.data, a),
-        Command::Inspect(a) => inspect::inspect(&cli.data, a),
+        Command::Inspect(a) => inspect::inspect(data_given, a),
         Command::Parked(a) => match running_host(&cli.data) {
             Ok(Some(c)) => remote::parked(c, a),
             Ok(None) => parked::parked(&cli.data, a),
@@ -131,7 +139,7 @@ fn main() -> ExitCode {
         },
         Command::Demo(a) => demo::demo(&cli.data, a),
         Command::New(a) => new::new(a),
-        Command::Test(a) => test_cmd::test(&cli.data, a),
+        Command::Test(a) => test_cmd::test(data_given, a),
         Command::Shadow(a) => shadow::shadow(&cli.data, a),
         Command::Swap(a) => swap_cmd::swap(&cli.data, a),
         Command::Status(a) => operate::status(&cli.data, a),
@@ -147,6 +155,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// True when `--data` was given on the command line (before or after the
+/// subcommand), not taken from its default.
+fn data_on_command_line(m: &clap::ArgMatches) -> bool {
+    let given = |m: &clap::ArgMatches| {
+        m.value_source("data") == Some(clap::parser::ValueSource::CommandLine)
+    };
+    given(m) || m.subcommand().is_some_and(|(_, sub)| given(sub))
 }
 
 /// One-shot commands end quietly, like other Unix tools, when the reader of

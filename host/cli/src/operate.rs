@@ -8,7 +8,7 @@ use crate::supervisor::{Control, ControlError};
 use anyhow::Context;
 use batpak_runtime::SwapRefusal;
 use batpak_runtime::{
-    cursor_id, LogLevel, Plugin, PluginSettings, Reactor, Runtime, RuntimeConfig,
+    cursor_id, LogLevel, Plugin, PluginSettings, Reactor, Runtime,
 };
 use batpak_service::{
     Client, OpError, Operator, ReactorRunState, ReactorState, ResetOutcome, ResetTo, Service,
@@ -337,6 +337,9 @@ pub struct ResetArgs {
     /// `consumes` changed). Only with no host running on the store.
     #[arg(long, value_name = "PLUGIN")]
     pub plugin: Option<PathBuf>,
+    /// The compile cache (for --plugin).
+    #[command(flatten)]
+    pub cache: crate::compile_cache::CacheArgs,
 }
 
 pub(crate) fn reset(data: &Path, a: ResetArgs) -> anyhow::Result<ExitCode> {
@@ -361,7 +364,7 @@ pub(crate) fn reset(data: &Path, a: ResetArgs) -> anyhow::Result<ExitCode> {
         Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
     let region = match &a.plugin {
         Some(path) => {
-            let rt = Runtime::new(RuntimeConfig::with_cache(data.join("cache")))?;
+            let rt = Runtime::new(a.cache.runtime_config()?)?;
             let p = Plugin::load(&rt, path, PluginSettings::default())?;
             let d = p.descriptor();
             if d.name != a.name {

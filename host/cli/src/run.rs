@@ -10,7 +10,7 @@ use crate::status_display::{Mode, StatusDisplay};
 use crate::supervisor::{RunPolicy, Supervisor};
 use crate::watch::expand_plugin_args;
 use anyhow::Context;
-use batpak_runtime::{LogLevel, Runtime, RuntimeConfig};
+use batpak_runtime::{LogLevel, Runtime};
 use batpak_store::{Store, StoreError};
 use clap::Args;
 use std::collections::HashMap;
@@ -78,9 +78,9 @@ pub struct RunArgs {
     /// lines when something changed, at most once a second.
     #[arg(long)]
     pub quiet: bool,
-    /// Compile every plugin afresh instead of using `<data>/cache`.
-    #[arg(long)]
-    pub no_cache: bool,
+    /// The compile cache.
+    #[command(flatten)]
+    pub cache: crate::compile_cache::CacheArgs,
     /// The service: `--listen ADDR` (HTTP) and `--token-file FILE`.
     #[command(flatten)]
     pub service: crate::operate::ServiceArgs,
@@ -119,11 +119,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let display = StatusDisplay::new(Mode::detect(a.quiet));
     let log = LogFilter::new(display.console(), a.log_rate);
     let _sink = log.install();
-    let runtime = Runtime::new(if a.no_cache {
-        RuntimeConfig::default()
-    } else {
-        RuntimeConfig::with_cache(data.join("cache"))
-    })?;
+    let runtime = Runtime::new(a.cache.runtime_config()?)?;
     let loader = Loader::new(runtime, config, flags).with_config_path(a.plugin_config.clone());
     // Hot swap: with --watch a directory stands for the plugin files in it.
     let (files, dirs) = match expand_plugin_args(&a.plugins, a.watch) {

@@ -5,8 +5,9 @@
 
 use anyhow::Context;
 use batpak_runtime::{
-    LogLevel, Plugin, PluginSettings, Runtime, RuntimeConfig, ShadowRange, ShadowReport,
+    LogLevel, Plugin, PluginSettings, Runtime, ShadowRange, ShadowReport,
 };
+use crate::compile_cache::CacheArgs;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ pub struct ShadowArgs {
     /// Kinds the operator grants (default: every kind it declares).
     #[arg(long, value_name = "KIND", value_delimiter = ',')]
     pub grant_emits: Option<Vec<String>>,
+    /// The compile cache.
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 pub(crate) fn shadow(data: &Path, a: ShadowArgs) -> anyhow::Result<ExitCode> {
@@ -45,6 +49,7 @@ pub(crate) fn shadow(data: &Path, a: ShadowArgs) -> anyhow::Result<ExitCode> {
     }
     let report = replay(
         data,
+        &a.cache,
         &a.name,
         &a.plugin,
         &a.config,
@@ -68,9 +73,10 @@ pub(crate) fn shadow(data: &Path, a: ShadowArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Replays `plugin` over what reactor `name` handled in the store in
-/// `data` (see [`batpak_runtime::shadow`]).
+/// `data` (see [`batpak_runtime::shadow`]), compiling it through `cache`.
 pub(crate) fn replay(
     data: &Path,
+    cache: &CacheArgs,
     name: &str,
     plugin: &Path,
     config: &str,
@@ -83,7 +89,7 @@ pub(crate) fn replay(
             data.display()
         );
     }
-    let rt = Runtime::new(RuntimeConfig::with_cache(data.join("cache")))?;
+    let rt = Runtime::new(cache.runtime_config()?)?;
     let candidate = Plugin::load(
         &rt,
         plugin,

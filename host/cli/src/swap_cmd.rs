@@ -29,6 +29,9 @@ pub struct SwapArgs {
     /// replay (the swap itself uses the host's --plugin-config).
     #[arg(long, default_value = "{}")]
     pub config: String,
+    /// The compile cache (for --shadow).
+    #[command(flatten)]
+    pub cache: crate::compile_cache::CacheArgs,
 }
 
 pub(crate) fn swap(data: &Path, a: SwapArgs) -> anyhow::Result<ExitCode> {
@@ -49,6 +52,7 @@ pub(crate) fn swap(data: &Path, a: SwapArgs) -> anyhow::Result<ExitCode> {
     if let Some(n) = a.shadow {
         let report = replay(
             data,
+            &a.cache,
             &a.name,
             &file,
             &a.config,

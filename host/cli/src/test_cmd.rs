@@ -10,8 +10,8 @@
 
 use anyhow::{bail, Context};
 use batpak_runtime::{
-    self, FailurePolicy, LogLevel, ParkedEvent, Plugin, PluginSettings, Reactor, RunState,
-    RunnerSettings, Runtime, RuntimeConfig,
+    self, CompileSource, FailurePolicy, LogLevel, ParkedEvent, Plugin, PluginSettings, Reactor,
+    RunState, RunnerSettings, Runtime,
 };
 use batpak_store::{
     AppendOptions, CanalHandle, Coordinate, Event, EventId, LogReader, Proposal, Store, DENIED_KIND,
@@ -47,7 +47,7 @@ pub struct TestArgs {
     /// to see the capability gate deny the rest.
     #[arg(long, value_name = "KIND", value_delimiter = ',')]
     pub grant: Option<Vec<String>>,
-    /// Largest batch of the first run [default: 256].
+    /// Largest batch of the first run.
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub max_batch: usize,
     /// Calls of a failing batch before it is bisected and the failing event
@@ -61,6 +61,10 @@ pub struct TestArgs {
     /// off).
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     pub log_level: LogLevel,
+    /// The compile cache: a second `test` of an unchanged plugin loads its
+    /// compiled code from there instead of compiling it again.
+    #[command(flatten)]
+    pub cache: crate::compile_cache::CacheArgs,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +81,10 @@ struct Outcome {
     reactions: Vec<Value>,
     denials: Vec<Value>,
     parked: Vec<Value>,
+    /// Where the plugin's compiled code came from, and how long that took.
+    compiled: (CompileSource, Duration),
+    /// The reactor's name and version.
+    reactor: (String, String),
 }
 
 /// A scratch directory removed on drop.
@@ -190,6 +198,8 @@ fn run_once(
         },
     )?;
     let name = plugin.descriptor().name.clone();
+    let reactor = (name.clone(), plugin.descriptor().version.clone());
+    let compiled = plugin.compile_info();
     let store = Store::open(dir).with_context(|| format!("opening {}", dir.display()))?;
     let settings = RunnerSettings {
         max_batch,
@@ -277,6 +287,8 @@ fn run_once(
         reactions,
         denials,
         parked,
+        compiled,
+        reactor,
     })
 }
 
@@ -315,10 +327,20 @@ fn lines(values: &[Value]) -> Vec<String> {
     values.iter().map(Value::to_string).collect()
 }
 
-pub(crate) fn test(data: &Path, a: TestArgs) -> anyhow::Result<ExitCode> {
+/// `data` is the `--data` given on the command line, if one was: `test`
+/// reads and writes no store of the user's (it runs in a scratch store of
+/// its own, and compiled plugins go to the user's compile cache), so a note
+/// says it is not used.
+pub(crate) fn test(data: Option<&Path>, a: TestArgs) -> anyhow::Result<ExitCode> {
     if a.max_batch == 0 || a.attempts == 0 || a.timeout_s == 0 {
         eprintln!("error: --max-batch, --attempts and --timeout-s must be at least 1");
         return Ok(ExitCode::from(2));
+    }
+    if let Some(d) = data {
+        eprintln!(
+            "test | --data {} is not used: test runs the plugin in a scratch store of its own (compiled plugins are cached in the compile cache; see --cache-dir)",
+            d.display()
+        );
     }
     let input = read_input(&a.input)?;
     let expect = a
@@ -337,15 +359,16 @@ pub(crate) fn test(data: &Path, a: TestArgs) -> anyhow::Result<ExitCode> {
         None => "{}".to_string(),
     };
     let scratch = Scratch::new()?;
-    // The store's compile cache when there is one (a second `test` of the
-    // same component loads it at once), else one in the scratch directory
-    // (the two runs below compile once).
-    let cache = if data.join("cache").is_dir() {
-        data.join("cache")
-    } else {
-        scratch.0.join("cache")
-    };
-    let rt = Runtime::new(RuntimeConfig::with_cache(cache))?;
+    // The user's compile cache: a second `test` of the same component loads
+    // it at once (and the second run below does too). Without one (--no-cache),
+    // one in the scratch directory, removed at the end, so the two runs below
+    // still compile once.
+    let mut rt_config = a.cache.runtime_config()?;
+    let persistent = rt_config.cache_dir.is_some();
+    if !persistent {
+        rt_config.cache_dir = Some(scratch.0.join("cache"));
+    }
+    let rt = Runtime::new(rt_config)?;
 
     let first = run_once(
         &rt,
@@ -355,6 +378,19 @@ pub(crate) fn test(data: &Path, a: TestArgs) -> anyhow::Result<ExitCode> {
         &scratch.0.join("batched"),
         a.max_batch,
     )?;
+    let ((name, version), (source, took)) = (&first.reactor, first.compiled);
+    let ms = took.as_secs_f64() * 1e3;
+    match (source, rt.cache().filter(|_| persistent)) {
+        (CompileSource::Cached, Some(c)) => eprintln!(
+            "test | {name} {version}: loaded from the compile cache in {ms:.1} ms ({})",
+            c.dir().display()
+        ),
+        (CompileSource::Compiled, Some(c)) => eprintln!(
+            "test | {name} {version}: compiled in {ms:.1} ms (kept in the compile cache {} for the next run)",
+            c.dir().display()
+        ),
+        (_, None) => eprintln!("test | {name} {version}: compiled in {ms:.1} ms (no compile cache)"),
+    }
     for r in &first.reactions {
         println!("{}", json!({ "reaction": r }));
     }

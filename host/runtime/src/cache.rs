@@ -1,43 +1,70 @@
 //! The compile cache: compiled components on disk, so a plugin that took
-//! seconds to compile loads in milliseconds the next time.
+//! seconds to compile loads in milliseconds the next time, in any process.
 //!
-//! **Location**: the directory given in [`RuntimeConfig::cache_dir`]
-//! (`<data>/cache` for the CLI), created owner-only (0700).
+//! **Location**: the directory given in [`RuntimeConfig::cache_dir`]; the
+//! CLI uses the user's cache directory ([`default_cache_dir`]:
+//! `$XDG_CACHE_HOME/batpak-host`, else `~/.cache/batpak-host`). It must be
+//! owner-only (0700): see [`prepare_cache_dir`], which [`CompileCache::new`]
+//! applies.
 //!
-//! **Layout**: per component, `<key>.cwasm` — exactly the bytes of
-//! `Component::serialize`, so it loads with `Component::deserialize_file`,
-//! which memory-maps it instead of copying (a 35 MB Python component then
-//! loads in about a millisecond instead of 50) — and `<key>.meta`, its
-//! integrity record. The key hashes the component's digest, the wasmtime
-//! version and the engine's compatibility hash (config and CPU features),
-//! because a serialized component only loads into exactly that engine.
+//! **Layout**: one directory per component, `<key>/`, holding
+//! `code.cwasm` — exactly the bytes of `Component::serialize`, so it loads
+//! with `Component::deserialize_file`, which memory-maps it instead of
+//! copying (a 35 MB Python component then loads in about a millisecond
+//! instead of 50) — and `meta`, its integrity record. The key hashes the
+//! component's digest, the wasmtime version and the engine's compatibility
+//! hash (config and CPU features), because a serialized component only
+//! loads into exactly that engine.
+//!
+//! **Shared between processes**: an entry is written complete in a private
+//! temporary directory (`.tmp-…`, files 0600, fsynced) and published by
+//! renaming that directory to `<key>`, so a reader sees a whole entry or
+//! none. When two processes compile the same component at once, the first
+//! rename wins and the second finds `<key>` taken and drops its copy; both
+//! use the component they compiled. Entries are removed by renaming them
+//! out of the way first (`.old-…`) and only then deleting the files; an
+//! artifact another process has mapped stays valid after it is unlinked
+//! (the kernel keeps the file until the last mapping goes), so eviction
+//! never breaks a running host.
 //!
 //! **Integrity without re-hashing**: loading compiled code is `unsafe`, so a
-//! damaged or replaced file must never reach wasmtime. Once the artifact is
-//! in place, the meta records its length, inode, mtime and **ctime**, a
-//! blake3 of its first and last 64 KiB, and a blake3 of the whole artifact.
-//! A load checks the cheap parts only: both files are regular, owned by this
-//! user, not writable by group or others, in an owner-only directory;
-//! length, inode, mtime and ctime match; the edge digest matches (damage to
-//! the headers wasmtime parses first). The ctime is what makes this enough:
-//! the kernel sets it on every write, truncation, rename or `utimes` of the
-//! file and no user-space call can set it back, so an artifact whose content
-//! changed after its record was written — a torn write, a bit flipped in
-//! place, a file swapped in, even with its mtime restored — fails the check
-//! without hashing 35 MB (only a clock change by root could forge it). The
-//! whole-artifact digest is kept for [`CompileCache::verify_all`].
+//! damaged or replaced file must never reach wasmtime. The record holds the
+//! artifact's length, inode, mtime and **ctime** as written, a blake3 of
+//! its first and last 64 KiB, and a blake3 of the whole artifact. A load
+//! opens the entry's directory without following links and both files
+//! relative to it, checks the cheap parts only — both files are regular,
+//! owned by this user, not writable by group or others, in owner-only
+//! directories; length, inode, mtime and ctime match; the edge digest
+//! matches (damage to the headers wasmtime parses first) — and hands
+//! wasmtime the very file it checked (`/proc/self/fd/N`). The ctime is what
+//! makes this enough: the kernel sets it on every write, truncation,
+//! rename or `utimes` of the file and no user-space call can set it back,
+//! so an artifact whose content changed after its record was written — a
+//! torn write, a bit flipped in place, a file swapped in, even with its
+//! mtime restored — fails the check without hashing 35 MB (only a clock
+//! change by root could forge it). The whole-artifact digest is kept for
+//! [`CompileCache::verify_all`].
 //!
 //! **Eviction**: after each write, when the entries together exceed
-//! [`CacheLimits::max_bytes`], the least recently used ones (the meta
-//! file's mtime is refreshed on every hit) are deleted until they fit.
+//! [`CacheLimits::max_bytes`], the least recently used ones (the record's
+//! mtime is refreshed on every hit) are removed until they fit; the entry
+//! just written is always kept.
 //!
-//! A file that fails any check is deleted and the component recompiled —
+//! An entry that fails any check is removed and the component recompiled —
 //! the cache can only ever cost time, never correctness.
+//!
+//! [`RuntimeConfig::cache_dir`]: super::RuntimeConfig::cache_dir
+//! [`default_cache_dir`]: super::default_cache_dir
+//! [`prepare_cache_dir`]: super::prepare_cache_dir
 
+use super::cache_dir::{euid, prepare_cache_dir, CacheDirError, DirRepair};
+use std::ffi::CString;
 use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::Component;
@@ -50,12 +77,24 @@ const META_MAGIC: [u8; 8] = *b"BPKCMET1";
 /// Bytes hashed at each end of an artifact by the per-load check.
 const EDGE_BYTES: u64 = 64 << 10;
 const META_LEN: usize = 8 + 8 + 16 + 16 + 8 + 32 + 32;
+/// The artifact in an entry directory.
+const CODE: &str = "code.cwasm";
+/// The integrity record in an entry directory.
+const META: &str = "meta";
+/// Length of an entry directory's name (hex of the key).
+const KEY_LEN: usize = 48;
+/// An entry being written.
+const TMP_PREFIX: &str = ".tmp-";
+/// An entry being removed.
+const OLD_PREFIX: &str = ".old-";
+/// A temporary entry older than this was left by a process that died.
+const STALE_TMP: Duration = Duration::from_secs(3600);
 
 /// Size limits of a compile cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheLimits {
     /// Most bytes of compiled artifacts kept; least recently used entries
-    /// are evicted past it.
+    /// are evicted past it (the entry just written is always kept).
     pub max_bytes: u64,
 }
 
@@ -66,7 +105,8 @@ impl Default for CacheLimits {
 }
 
 /// Where a component came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CompileSource {
     /// Compiled now (and written to the cache when there is one).
     Compiled,
@@ -85,6 +125,9 @@ pub struct CompileCache {
 /// Why a cache entry was not used (logged, then the entry is recompiled).
 #[derive(Debug, thiserror::Error)]
 enum EntryError {
+    /// No such entry: an ordinary miss.
+    #[error("not in the cache")]
+    Missing,
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -155,14 +198,38 @@ fn ctime_ns(m: &std::fs::Metadata) -> i128 {
     i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
 }
 
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 /// Owned by this user and writable by nobody else.
 fn private(m: &std::fs::Metadata) -> bool {
     m.uid() == euid() && m.mode() & 0o022 == 0
+}
+
+/// Opens a directory without following a link in its place.
+fn open_dir(path: &Path) -> std::io::Result<File> {
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Opens `name` inside the open directory `dir`, read-only, without
+/// following a link: the file is the one in that very directory, whatever
+/// is renamed meanwhile.
+fn open_in(dir: &File, name: &str) -> std::io::Result<File> {
+    let c = CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: `dir` is an open directory descriptor and `c` a valid C
+    // string for the duration of the call.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 /// blake3 of the first and last [`EDGE_BYTES`] of `f` (the whole file when
@@ -184,18 +251,69 @@ fn edge_digest(f: &mut File, len: u64) -> std::io::Result<[u8; 32]> {
     Ok(*h.finalize().as_bytes())
 }
 
+/// A name no other process or thread uses for its temporary files.
+fn unique() -> String {
+    format!(
+        "{}.{}",
+        std::process::id(),
+        batpak_store::EventId::generate()
+    )
+}
+
+/// Removes an entry directory: renamed out of the way first (a reader then
+/// misses it instead of seeing it half deleted), then deleted.
+fn remove_entry(dir: &Path, entry: &Path) {
+    let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+    let old = dir.join(format!("{OLD_PREFIX}{name}-{}", unique()));
+    if std::fs::rename(entry, &old).is_ok() {
+        let _ = std::fs::remove_dir_all(&old);
+    }
+}
+
+fn is_key(name: &str) -> bool {
+    name.len() == KEY_LEN && name.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 impl CompileCache {
-    /// A cache in `dir` (created owner-only on first write) for `engine`.
-    pub fn new(dir: impl Into<PathBuf>, engine: &Engine, limits: CacheLimits) -> CompileCache {
+    /// A cache in `dir` for `engine`. The directory is created owner-only
+    /// when missing; one this host created that was opened to others since
+    /// is closed again (and emptied when others could write it), with a
+    /// warning saying so.
+    ///
+    /// # Errors
+    /// The directory cannot be used safely: see [`prepare_cache_dir`]
+    /// (another user's, open to others and not created here, not a
+    /// directory, or not creatable).
+    ///
+    /// [`prepare_cache_dir`]: super::prepare_cache_dir
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        engine: &Engine,
+        limits: CacheLimits,
+    ) -> Result<CompileCache, CacheDirError> {
+        let dir = dir.into();
         let mut h = Blake3Hasher(blake3::Hasher::new());
         WASMTIME_VERSION.hash(&mut h);
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_key = batpak_store::hex(&h.0.finalize().as_bytes()[..12]);
-        CompileCache {
-            dir: dir.into(),
+        let cache = CompileCache {
+            dir,
             engine_key,
             limits,
+        };
+        let mut discarded = 0;
+        match prepare_cache_dir(&cache.dir, || discarded = cache.clear())? {
+            DirRepair::None => {}
+            DirRepair::Closed { was } => warn(&format!(
+                "the compile cache directory {} was readable by others (mode {was:03o}); made it owner-only (700)",
+                cache.dir.display()
+            )),
+            DirRepair::ClosedAndEmptied { was } => warn(&format!(
+                "the compile cache directory {} was writable by others (mode {was:03o}), so anyone could have replaced its compiled code; made it owner-only (700) and discarded the compiled plugins in it ({discarded})",
+                cache.dir.display()
+            )),
         }
+        Ok(cache)
     }
 
     /// The cache directory.
@@ -203,12 +321,22 @@ impl CompileCache {
         &self.dir
     }
 
-    /// The artifact file that holds component `digest` for this engine
-    /// (its integrity record is the same path with extension `meta`).
-    pub fn path_for(&self, digest: &str) -> PathBuf {
+    /// The size limits it keeps to.
+    pub fn limits(&self) -> CacheLimits {
+        self.limits
+    }
+
+    fn entry_dir(&self, digest: &str) -> PathBuf {
         let key =
             blake3::hash(format!("{digest}/{WASMTIME_VERSION}/{}", self.engine_key).as_bytes());
-        self.dir.join(format!("{}.cwasm", &key.to_hex()[..48]))
+        self.dir.join(&key.to_hex()[..KEY_LEN])
+    }
+
+    /// The artifact file that holds component `digest` for this engine
+    /// (its integrity record `meta` is beside it, in the entry's own
+    /// directory).
+    pub fn path_for(&self, digest: &str) -> PathBuf {
+        self.entry_dir(digest).join(CODE)
     }
 
     /// Loads component `digest` from the cache, or compiles `bytes` and
@@ -224,49 +352,58 @@ impl CompileCache {
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, CompileSource, Duration)> {
         let started = Instant::now();
-        let path = self.path_for(digest);
-        if path.exists() {
-            match self.load_checked(engine, &path) {
-                Ok(c) => return Ok((c, CompileSource::Cached, started.elapsed())),
-                Err(e) => {
-                    warn(&format!(
-                        "ignoring unusable cache entry {}: {e}; recompiling",
-                        path.display()
-                    ));
-                    let _ = std::fs::remove_file(&path);
-                    let _ = std::fs::remove_file(path.with_extension("meta"));
-                }
+        let entry = self.entry_dir(digest);
+        match self.load_checked(engine, &entry) {
+            Ok(c) => return Ok((c, CompileSource::Cached, started.elapsed())),
+            Err(EntryError::Missing) => {}
+            Err(e) => {
+                warn(&format!(
+                    "ignoring unusable cache entry {}: {e}; recompiling",
+                    entry.display()
+                ));
+                remove_entry(&self.dir, &entry);
             }
         }
         let component = Component::new(engine, bytes)?;
         let elapsed = started.elapsed();
-        match self.store(&path, &component) {
-            Ok(()) => self.evict(&path),
+        match self.store(&entry, &component) {
+            Ok(()) => self.evict(&entry),
             Err(e) => warn(&format!(
                 "could not write cache entry {}: {e}",
-                path.display()
+                entry.display()
             )),
         }
         Ok((component, CompileSource::Compiled, elapsed))
     }
 
-    fn load_checked(&self, engine: &Engine, path: &Path) -> Result<Component, EntryError> {
-        let dir = std::fs::metadata(&self.dir)?;
-        if !private(&dir) || dir.mode() & 0o077 != 0 {
+    fn load_checked(&self, engine: &Engine, entry: &Path) -> Result<Component, EntryError> {
+        let top = std::fs::metadata(&self.dir)?;
+        if !private(&top) || top.mode() & 0o077 != 0 {
             return Err(EntryError::Untrusted(format!(
                 "the cache directory {} must be owned by this user and closed to others (chmod 700)",
                 self.dir.display()
             )));
         }
-        let meta_path = path.with_extension("meta");
-        let mut mf = File::open(&meta_path)?;
+        let d = match open_dir(entry) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EntryError::Missing),
+            Err(e) => return Err(e.into()),
+        };
+        let dm = d.metadata()?;
+        if !private(&dm) || dm.mode() & 0o077 != 0 {
+            return Err(EntryError::Untrusted(
+                "its directory is not owned by this user and closed to others".into(),
+            ));
+        }
+        let mut mf = open_in(&d, META)?;
         let mut raw = Vec::with_capacity(META_LEN);
         (&mut mf).take(META_LEN as u64 + 1).read_to_end(&mut raw)?;
         let meta = Meta::decode(&raw)
             .ok_or_else(|| EntryError::Untrusted("its integrity record is damaged".into()))?;
-        let mut f = File::open(path)?;
+        let mut f = open_in(&d, CODE)?;
         let m = f.metadata()?;
-        if !m.is_file() || !private(&m) || !private(&mf.metadata()?) {
+        let mm = mf.metadata()?;
+        if !m.is_file() || !mm.is_file() || !private(&m) || !private(&mm) {
             return Err(EntryError::Untrusted(
                 "it is not a regular file owned by this user and closed to others".into(),
             ));
@@ -285,51 +422,50 @@ impl CompileCache {
                 "its content does not match its integrity record (damaged or modified)".into(),
             ));
         }
-        drop(f);
+        // The file just checked, by its descriptor, so a rename in between
+        // cannot substitute another (the entry's path where /proc is not).
+        let by_fd = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+        let load_path = if by_fd.exists() {
+            by_fd
+        } else {
+            entry.join(CODE)
+        };
         // SAFETY: the file is what `store` wrote from `Component::serialize`
         // of an engine with this exact wasmtime version and compatibility
-        // hash (both are in the file name), as far as the checks above can
-        // tell without re-hashing it (see the module docs for why that is
-        // enough); wasmtime checks its header and configuration again. The
-        // mapping stays valid because entries are replaced by rename, never
-        // rewritten in place.
-        let c = unsafe { Component::deserialize_file(engine, path) }
+        // hash (both are in the entry's name), as far as the checks above
+        // can tell without re-hashing it (see the module docs for why that
+        // is enough); wasmtime checks its header and configuration again.
+        // The mapping stays valid because entries are published and removed
+        // by rename and unlink, never rewritten in place.
+        let c = unsafe { Component::deserialize_file(engine, &load_path) }
             .map_err(|e| EntryError::Wasmtime(format!("{e:#}")))?;
+        drop(f);
         // Least recently used: a hit refreshes the record's mtime.
-        let _ = File::options()
-            .write(true)
-            .open(&meta_path)
-            .and_then(|f| f.set_modified(SystemTime::now()));
+        let _ = mf.set_modified(SystemTime::now());
         Ok(c)
     }
 
-    fn store(&self, path: &Path, component: &Component) -> Result<(), EntryError> {
+    fn store(&self, entry: &Path, component: &Component) -> Result<(), EntryError> {
         let bytes = component
             .serialize()
             .map_err(|e| EntryError::Wasmtime(format!("{e:#}")))?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)?;
-        let unique = format!(
-            "{}.{}",
-            std::process::id(),
-            batpak_store::EventId::generate()
-        );
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
-        let tmp = self.dir.join(format!(".{name}.{unique}.tmp"));
-        let tmp_meta = self.dir.join(format!(".{name}.{unique}.meta.tmp"));
+        let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+        let tmp = self.dir.join(format!("{TMP_PREFIX}{name}-{}", unique()));
+        std::fs::DirBuilder::new().mode(0o700).create(&tmp)?;
         let result = (|| -> Result<(), EntryError> {
-            let mut f = File::create(&tmp)?;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            let new_file = |name: &str| {
+                File::options()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(tmp.join(name))
+            };
+            let mut f = new_file(CODE)?;
             f.write_all(&bytes)?;
             f.sync_all()?;
-            drop(f);
-            // Artifact first, then its record, taken from the file in place
-            // (a rename may itself change the ctime): until the record
-            // lands, the artifact is refused for lack of one.
-            std::fs::rename(&tmp, path)?;
-            let mut f = File::open(path)?;
+            // The record is taken from the file as written: renaming its
+            // directory later changes neither its inode nor its ctime.
             let m = f.metadata()?;
             let meta = Meta {
                 len: m.len(),
@@ -339,31 +475,62 @@ impl CompileCache {
                 edges: edge_digest(&mut f, m.len())?,
                 full: *blake3::hash(&bytes).as_bytes(),
             };
-            let mut mf = File::create(&tmp_meta)?;
-            mf.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            drop(f);
+            let mut mf = new_file(META)?;
             mf.write_all(&meta.encode())?;
             mf.sync_all()?;
-            std::fs::rename(&tmp_meta, path.with_extension("meta"))?;
-            Ok(())
+            drop(mf);
+            File::open(&tmp)?.sync_all()?;
+            // Publish: one rename makes the whole entry visible. A process
+            // that compiled the same component first already published an
+            // equivalent entry; this copy is then dropped.
+            match std::fs::rename(&tmp, entry) {
+                Ok(()) => Ok(()),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY | libc::EEXIST)) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    Ok(())
+                }
+                Err(e) => Err(e.into()),
+            }
         })();
         if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-            let _ = std::fs::remove_file(&tmp_meta);
+            let _ = std::fs::remove_dir_all(&tmp);
         }
         result
     }
 
-    /// The artifacts in the cache: (artifact path, size, last use).
+    /// The entries in the cache: (entry directory, artifact size, last
+    /// use). Leftovers of interrupted writes and removals are deleted on
+    /// the way.
     fn entries(&self) -> Vec<(PathBuf, u64, SystemTime)> {
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
         rd.flatten()
             .filter_map(|e| {
+                let name = e.file_name();
+                let name = name.to_str()?;
                 let p = e.path();
-                (p.extension()? == "cwasm").then_some(())?;
-                let size = e.metadata().ok()?.len();
-                let used = std::fs::metadata(p.with_extension("meta"))
+                let ft = e.file_type().ok()?;
+                if !ft.is_dir() {
+                    return None;
+                }
+                if name.starts_with(OLD_PREFIX)
+                    || (name.starts_with(TMP_PREFIX)
+                        && e.metadata()
+                            .and_then(|m| m.modified())
+                            .ok()
+                            .and_then(|t| t.elapsed().ok())
+                            .is_some_and(|age| age > STALE_TMP))
+                {
+                    let _ = std::fs::remove_dir_all(&p);
+                    return None;
+                }
+                if !is_key(name) {
+                    return None;
+                }
+                let size = std::fs::metadata(p.join(CODE)).map(|m| m.len()).unwrap_or(0);
+                let used = std::fs::metadata(p.join(META))
                     .and_then(|m| m.modified())
                     .unwrap_or(SystemTime::UNIX_EPOCH);
                 Some((p, size, used))
@@ -371,7 +538,7 @@ impl CompileCache {
             .collect()
     }
 
-    /// Deletes least recently used entries (never `keep`) until the cache
+    /// Removes least recently used entries (never `keep`) until the cache
     /// fits its size cap.
     fn evict(&self, keep: &Path) {
         let mut entries = self.entries();
@@ -387,11 +554,27 @@ impl CompileCache {
             if p == keep {
                 continue;
             }
-            let _ = std::fs::remove_file(p.with_extension("meta"));
-            if std::fs::remove_file(&p).is_ok() {
-                total -= size;
+            remove_entry(&self.dir, &p);
+            total = total.saturating_sub(size);
+        }
+    }
+
+    /// Removes every entry; returns how many there were.
+    fn clear(&self) -> usize {
+        let entries = self.entries();
+        for (p, _, _) in &entries {
+            remove_entry(&self.dir, p);
+        }
+        // Also what is not shaped like an entry but sits where one would.
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let name = e.file_name();
+                if name.as_bytes().starts_with(TMP_PREFIX.as_bytes()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
             }
         }
+        entries.len()
     }
 
     /// Total bytes of compiled artifacts in the cache.
@@ -406,15 +589,16 @@ impl CompileCache {
     /// # Errors
     /// The directory cannot be read.
     pub fn verify_all(&self) -> std::io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(&self.dir)?;
         let mut bad = Vec::new();
         for (p, _, _) in self.entries() {
-            let ok = std::fs::read(p.with_extension("meta"))
+            let ok = std::fs::read(p.join(META))
                 .ok()
                 .and_then(|raw| Meta::decode(&raw))
-                .zip(std::fs::read(&p).ok())
+                .zip(std::fs::read(p.join(CODE)).ok())
                 .is_some_and(|(m, bytes)| *blake3::hash(&bytes).as_bytes() == m.full);
             if !ok {
-                bad.push(p);
+                bad.push(p.join(CODE));
             }
         }
         Ok(bad)

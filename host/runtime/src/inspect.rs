@@ -1,5 +1,6 @@
 //! `inspect`: what a component says about itself, without a store.
 
+use super::cache::CompileSource;
 use super::convert::descriptor_from_wit;
 use super::descriptor::Descriptor;
 use super::load_error::LoadError;
@@ -39,6 +40,12 @@ pub struct Inspection {
     pub descriptor: serde_json::Value,
     /// What `init(config)` answered.
     pub init: InitOutcome,
+    /// Where the compiled code came from: `cached` (the compile cache) or
+    /// `compiled` (just now).
+    pub compiled: CompileSource,
+    /// How long compiling or loading it from the cache took, in
+    /// milliseconds (to the microsecond).
+    pub compile_ms: f64,
 }
 
 impl Inspection {
@@ -91,6 +98,8 @@ impl Inspection {
             component: prepared.world,
             descriptor: json,
             init,
+            compiled: prepared.compile_source,
+            compile_ms: (prepared.compile_time.as_secs_f64() * 1e6).round() / 1e3,
         })
     }
 

@@ -33,7 +33,10 @@
 //! use batpak_runtime::{self as runtime, Plugin, PluginSettings, Runtime, RuntimeConfig, RunnerSettings};
 //! use batpak_store::{CanalHandle, Store};
 //! let store = Store::open("./batpak-data")?;
-//! let rt = Runtime::new(RuntimeConfig::with_cache("./batpak-data/cache"))?;
+//! let rt = Runtime::new(RuntimeConfig {
+//!     cache_dir: runtime::default_cache_dir(),
+//!     ..RuntimeConfig::default()
+//! })?;
 //! let plugin = Plugin::load(&rt, "inventory.wasm", PluginSettings::default())?;
 //! let handle = runtime::spawn(&store, Box::new(plugin), RunnerSettings::default())?;
 //! // ... later
@@ -47,6 +50,7 @@ mod admission;
 mod batch_builder;
 mod bindings;
 mod cache;
+mod cache_dir;
 mod component_file;
 mod convert;
 mod descriptor;
@@ -84,6 +88,9 @@ mod world;
 
 pub use admission::{CapabilityGate, ReactionContext, ReactorInfo};
 pub use cache::{CacheLimits, CompileCache, CompileSource, WASMTIME_VERSION};
+pub use cache_dir::{
+    default_cache_dir, prepare_cache_dir, CacheDirError, DirRepair, CACHE_DIR_NAME,
+};
 pub use descriptor::{validate_reactor_name, Descriptor, MAX_REACTOR_NAME_LEN};
 pub use failure::{FailureKind, ReactFailure};
 pub use host_imports::READ_ENTITY_CAP;

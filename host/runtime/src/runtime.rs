@@ -24,7 +24,12 @@ pub const DEFAULT_MAX_PLUGIN_FILE_BYTES: u64 = 256 << 20;
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
     /// Directory of the compile cache; `None` compiles every time. The CLI
-    /// uses `<data>/cache`.
+    /// uses the user's cache directory ([`default_cache_dir`]). A directory
+    /// that cannot be used safely (see [`prepare_cache_dir`]) is skipped
+    /// with a warning: the cache can only cost time, never a load.
+    ///
+    /// [`default_cache_dir`]: super::default_cache_dir
+    /// [`prepare_cache_dir`]: super::prepare_cache_dir
     pub cache_dir: Option<PathBuf>,
     /// Size cap of the compile cache (least recently used entries go first).
     pub cache_limits: CacheLimits,
@@ -120,10 +125,18 @@ impl Runtime {
         let engine = Engine::new(&c).map_err(engine_err)?;
         let mut linker = Linker::new(&engine);
         add_to_linker(&mut linker).map_err(engine_err)?;
-        let cache = config
-            .cache_dir
-            .as_ref()
-            .map(|d| CompileCache::new(d, &engine, config.cache_limits));
+        let cache = config.cache_dir.as_ref().and_then(|d| {
+            CompileCache::new(d, &engine, config.cache_limits)
+                .map_err(|e| {
+                    super::log::log(
+                        super::log::LogLevel::Warn,
+                        super::log::LogLevel::Warn,
+                        "cache",
+                        &format!("not using the compile cache: {e}; compiling every plugin afresh"),
+                    )
+                })
+                .ok()
+        });
         let tick = config.epoch_tick.max(Duration::from_millis(1));
         let weak = engine.weak();
         std::thread::Builder::new()
