@@ -1,71 +1,459 @@
-//! The compile cache can only cost time: a damaged or tampered entry is
+//! The compile cache: in the user's cache directory (XDG) for every command
+//! that loads a plugin, bounded, owner-only, shared safely between
+//! processes — and it can only cost time: a damaged or tampered entry is
 //! detected before wasmtime loads it, and the component is recompiled.
 
 use crate::common::*;
+use serde_json::Value;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// `batpak-host --data <data> <args>` with the cache's environment
+/// variables cleared, and `BATPAK_CACHE_DIR=<cache>` when given.
+fn cmd(cache: Option<&Path>, data: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    for v in [
+        "BATPAK_CACHE_DIR",
+        "BATPAK_CACHE_MAX_MB",
+        "BATPAK_NO_CACHE",
+        "XDG_CACHE_HOME",
+    ] {
+        c.env_remove(v);
+    }
+    if let Some(dir) = cache {
+        c.env("BATPAK_CACHE_DIR", dir);
+    }
+    c.arg("--data").arg(data).args(args).stdin(Stdio::null());
+    c
+}
+
+fn ok(mut c: Command) -> Output {
+    let out = c.output().expect("running batpak-host");
+    assert!(
+        out.status.success(),
+        "{c:?} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `inspect FILE` through the cache in `cache`; returns (JSON, stderr).
+fn inspect(mut c: Command, file: &Path) -> (Value, String) {
+    c.arg("inspect").arg(file);
+    let out = ok(c);
+    (
+        serde_json::from_slice(&out.stdout).expect("inspect prints JSON"),
+        stderr(&out),
+    )
+}
+
+/// The entry directories of a cache (named by 48 hex digits).
+fn entries(cache: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(cache) else {
+        return Vec::new();
+    };
+    let mut v: Vec<PathBuf> = rd
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.len() == 48 && n.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Everything in a cache directory other than entries and the tag.
+fn leftovers(cache: &Path) -> Vec<String> {
+    std::fs::read_dir(cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "CACHEDIR.TAG" && n.len() != 48)
+        .collect()
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+/// Input for the pass-through reactor.
+fn bench_input(dir: &Path) -> PathBuf {
+    let lines: Vec<String> = (0..3)
+        .map(|i| {
+            format!(r#"{{"entity":"a:{i}","scope":"s","kind":"bench.in","payload":{{"n":{i}}}}}"#)
+        })
+        .collect();
+    write_file(dir, "input.jsonl", &(lines.join("\n") + "\n"))
+}
+
+/// The passthrough component with a custom section appended: same
+/// behaviour, another digest, so another cache entry.
+fn variant(dir: &Path, k: u32) -> PathBuf {
+    let mut bytes = std::fs::read(plugin("passthrough")).unwrap();
+    let name = b"cache-test";
+    let mut sec = vec![name.len() as u8];
+    sec.extend_from_slice(name);
+    sec.extend_from_slice(&k.to_le_bytes());
+    bytes.push(0);
+    bytes.push(sec.len() as u8);
+    bytes.extend_from_slice(&sec);
+    let p = dir.join(format!("variant{k}.wasm"));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
 
 #[test]
-fn a_damaged_cache_entry_is_recompiled_not_loaded() {
+fn a_second_test_of_an_unchanged_plugin_loads_from_the_cache() {
     let dir = tempdir();
-    let data = dir.path().join("data");
-    let inv = plugin("inventory");
-    append(&data, &[order(1, "widget", 1)]);
-    let first = host_ok(
-        &data,
-        &["run", "--until-idle", "--quiet", inv.to_str().unwrap()],
-    );
-    assert!(stderr(&first).contains("compiled in"), "{}", stderr(&first));
-    let second = host_ok(
-        &data,
-        &["run", "--until-idle", "--quiet", inv.to_str().unwrap()],
-    );
+    let (cache, data) = (dir.path().join("cache"), dir.path().join("data"));
+    let input = bench_input(dir.path());
+    let pt = plugin("passthrough");
+    let args = [
+        "test",
+        pt.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    let first = ok(cmd(Some(&cache), &data, &args));
+    let err = stderr(&first);
     assert!(
-        stderr(&second).contains("compile cache"),
-        "{}",
-        stderr(&second)
+        err.contains("passthrough 0.1.0: compiled in")
+            && err.contains(&format!("kept in the compile cache {}", cache.display())),
+        "{err}"
     );
+    assert_eq!(entries(&cache).len(), 1, "one entry written");
+    let second = ok(cmd(Some(&cache), &data, &args));
+    let err2 = stderr(&second);
+    assert!(
+        err2.contains("passthrough 0.1.0: loaded from the compile cache in"),
+        "{err2}"
+    );
+    assert!(!err2.contains("compiled in"), "{err2}");
+    assert_eq!(first.stdout, second.stdout, "the same reactions");
+    assert_eq!(json_lines(&second.stdout).len(), 3);
+    // `inspect` shares it, and says so in its JSON.
+    let (v, _) = inspect(cmd(Some(&cache), &data, &[]), &pt);
+    assert_eq!(v["compiled"], "cached", "{v}");
+    assert!(v["compile_ms"].as_f64().is_some(), "{v}");
+    // Nothing was put in the data directory: test and inspect read no store.
+    assert!(!data.exists(), "test wrote into --data");
+}
 
-    // Flip one bit in the middle of every entry — inside the compiled code,
-    // far from the bytes the per-load check hashes — and put the mtime
-    // back: the ctime (which nobody can set back) still gives it away.
-    let entries: Vec<_> = std::fs::read_dir(data.join("cache"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "cwasm"))
-        .collect();
-    assert!(!entries.is_empty(), "no cache entry was written");
-    for p in &entries {
-        let mtime = std::fs::metadata(p).unwrap().modified().unwrap();
-        let mut b = std::fs::read(p).unwrap();
-        let mid = b.len() / 2;
-        b[mid] ^= 0x10;
-        std::fs::write(p, b).unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(p)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-    }
-    append(&data, &[order(2, "widget", 1)]);
-    let third = host_ok(
-        &data,
-        &["run", "--until-idle", "--quiet", inv.to_str().unwrap()],
+#[test]
+fn the_default_cache_follows_xdg_and_can_be_moved_or_turned_off() {
+    let dir = tempdir();
+    let d = dir.path();
+    let data = d.join("data");
+    let pt = plugin("passthrough");
+    // $XDG_CACHE_HOME/batpak-host first.
+    let mut c = cmd(None, &data, &[]);
+    c.env("XDG_CACHE_HOME", d.join("xdg"))
+        .env("HOME", d.join("home"));
+    let (v, _) = inspect(c, &pt);
+    assert_eq!(v["compiled"], "compiled");
+    assert_eq!(entries(&d.join("xdg/batpak-host")).len(), 1);
+    assert!(!d.join("home").exists());
+    // Else ~/.cache/batpak-host (a relative XDG_CACHE_HOME is ignored, as
+    // the XDG specification says).
+    let mut c = cmd(None, &data, &[]);
+    c.env("XDG_CACHE_HOME", "relative")
+        .env("HOME", d.join("home"));
+    inspect(c, &pt);
+    assert_eq!(entries(&d.join("home/.cache/batpak-host")).len(), 1);
+    // --cache-dir beats BATPAK_CACHE_DIR.
+    let mut c2 = cmd(Some(&d.join("env")), &data, &["inspect"]);
+    c2.arg(&pt).arg("--cache-dir").arg(d.join("flag"));
+    let out = ok(c2);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["compiled"], "compiled");
+    assert_eq!(entries(&d.join("flag")).len(), 1);
+    assert!(!d.join("env").exists());
+    // --no-cache and BATPAK_NO_CACHE=1: nothing read or written.
+    let mut c = cmd(Some(&d.join("flag")), &data, &["inspect", "--no-cache"]);
+    c.arg(&pt);
+    let v: Value = serde_json::from_slice(&ok(c).stdout).unwrap();
+    assert_eq!(v["compiled"], "compiled", "--no-cache reads no cache");
+    let mut c = cmd(Some(&d.join("off")), &data, &[]);
+    c.env("BATPAK_NO_CACHE", "1");
+    let (v, _) = inspect(c, &pt);
+    assert_eq!(v["compiled"], "compiled");
+    assert!(!d.join("off").exists(), "BATPAK_NO_CACHE=1 writes no cache");
+    // A value that means nothing is refused, naming the variable.
+    let mut c = cmd(Some(&d.join("flag")), &data, &["inspect"]);
+    c.arg(&pt).env("BATPAK_CACHE_MAX_MB", "lots");
+    let out = c.output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("BATPAK_CACHE_MAX_MB"),
+        "{}",
+        stderr(&out)
     );
-    let err = stderr(&third);
+}
+
+#[test]
+fn the_cache_is_owner_only_and_an_unsafe_directory_is_closed_or_refused() {
+    let dir = tempdir();
+    let (cache, data) = (dir.path().join("cache"), dir.path().join("data"));
+    let pt = plugin("passthrough");
+    inspect(cmd(Some(&cache), &data, &[]), &pt);
+    let entry = &entries(&cache)[0];
+    assert_eq!(mode(&cache), 0o700, "cache directory");
+    assert_eq!(mode(entry), 0o700, "entry directory");
+    assert_eq!(mode(&entry.join("code.cwasm")), 0o600);
+    assert_eq!(mode(&entry.join("meta")), 0o600);
+
+    // Opened up to reading: closed again, entries kept.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (v, err) = inspect(cmd(Some(&cache), &data, &[]), &pt);
+    assert!(err.contains("was readable by others (mode 755)"), "{err}");
+    assert_eq!(mode(&cache), 0o700);
+    assert_eq!(v["compiled"], "cached");
+
+    // Opened up to writing: anyone could have replaced the code, so it is
+    // closed and emptied, and the plugin compiled again.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (v, err) = inspect(cmd(Some(&cache), &data, &[]), &pt);
+    assert!(
+        err.contains("was writable by others (mode 777)")
+            && err.contains("discarded the compiled plugins in it (1)"),
+        "{err}"
+    );
+    assert_eq!(mode(&cache), 0o700);
+    assert_eq!(v["compiled"], "compiled");
+
+    // A directory open to others that this host did not create is not
+    // changed, only refused.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("precious"), "keep me").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (v, err) = inspect(cmd(Some(&shared), &data, &[]), &pt);
+    assert!(
+        err.contains("not using the compile cache")
+            && err.contains("is open to other users (mode 777)")
+            && err.contains("chmod 700"),
+        "{err}"
+    );
+    assert_eq!(v["compiled"], "compiled");
+    assert_eq!(mode(&shared), 0o777, "left as it was");
+    let names: Vec<_> = std::fs::read_dir(&shared).unwrap().collect();
+    assert_eq!(names.len(), 1, "nothing written into it");
+
+    // Another user's directory is refused (only root can make one here).
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(4242), Some(4242)).unwrap();
+        let (v, err) = inspect(cmd(Some(&theirs), &data, &[]), &pt);
+        assert!(err.contains("belongs to user 4242"), "{err}");
+        assert_eq!(v["compiled"], "compiled");
+        assert!(entries(&theirs).is_empty(), "nothing written into it");
+        assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), 4242);
+    }
+}
+
+#[test]
+fn the_cache_stays_under_its_cap_and_evicts_the_least_recently_used() {
+    let dir = tempdir();
+    let (cache, data) = (dir.path().join("cache"), dir.path().join("data"));
+    let (a, b) = (plugin("passthrough"), variant(dir.path(), 1));
+    inspect(cmd(Some(&cache), &data, &[]), &a);
+    let only_a = entries(&cache);
+    assert_eq!(only_a.len(), 1);
+    // A cap of 0 MiB keeps only the entry just written.
+    let mut c = cmd(Some(&cache), &data, &[]);
+    c.env("BATPAK_CACHE_MAX_MB", "0");
+    inspect(c, &b);
+    let only_b = entries(&cache);
+    assert_eq!(only_b.len(), 1);
+    assert_ne!(only_a, only_b, "a was evicted, b kept");
+    // Under the default cap both stay.
+    inspect(cmd(Some(&cache), &data, &[]), &a);
+    assert_eq!(entries(&cache).len(), 2);
+    assert!(leftovers(&cache).is_empty(), "{:?}", leftovers(&cache));
+}
+
+#[test]
+fn eviction_does_not_break_a_host_running_the_evicted_code() {
+    let dir = tempdir();
+    let (cache, data) = (dir.path().join("cache"), dir.path().join("data"));
+    let pt = plugin("passthrough");
+    inspect(cmd(Some(&cache), &data, &[]), &pt);
+    let mut c = cmd(Some(&cache), &data, &["run", "--quiet"]);
+    c.arg(&pt).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawning run");
+    let mut lines = Lines::new(child.stderr.take().unwrap());
+    lines.wait_for(
+        "saying it loaded from the cache",
+        Duration::from_secs(60),
+        |l| l.contains("loaded passthrough") && l.contains("compile cache"),
+    );
+    // Evict it from another process while the host has it mapped.
+    let mut c = cmd(Some(&cache), &data, &[]);
+    c.env("BATPAK_CACHE_MAX_MB", "0");
+    inspect(c, &variant(dir.path(), 2));
+    assert_eq!(
+        entries(&cache).len(),
+        1,
+        "the running plugin's entry is gone"
+    );
+    // The host serves (status through its socket), and its reactor still
+    // runs the unlinked code.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !host(&data, &["status"]).status.success() {
+        assert!(Instant::now() < deadline, "run never served status");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    append(
+        &data,
+        &(0..3)
+            .map(|i| {
+                serde_json::json!({"entity": format!("a:{i}"), "scope": "s", "kind": "bench.in", "payload": {"n": i}})
+            })
+            .collect::<Vec<_>>(),
+    );
+    while events_of(&data, "bench.out").len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the reactor did not react after its cache entry was evicted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
+}
+
+#[test]
+fn tests_started_at_once_on_a_cold_cache_all_succeed_and_share_one_entry() {
+    let dir = tempdir();
+    let (cache, data) = (dir.path().join("cache"), dir.path().join("data"));
+    let input = bench_input(dir.path());
+    let pt = plugin("passthrough");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            let mut c = cmd(
+                Some(&cache),
+                &data,
+                &[
+                    "test",
+                    pt.to_str().unwrap(),
+                    "--input",
+                    input.to_str().unwrap(),
+                ],
+            );
+            c.stdout(Stdio::piped()).stderr(Stdio::piped());
+            c.spawn().expect("spawning test")
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outs {
+        let err = stderr(o);
+        assert!(o.status.success(), "{err}");
+        assert_eq!(json_lines(&o.stdout).len(), 3, "{err}");
+        assert!(
+            !err.contains("unusable") && !err.contains("could not write"),
+            "a concurrent writer disturbed another: {err}"
+        );
+    }
+    assert_eq!(entries(&cache).len(), 1, "one shared entry");
+    assert!(leftovers(&cache).is_empty(), "{:?}", leftovers(&cache));
+    let again = ok(cmd(
+        Some(&cache),
+        &data,
+        &[
+            "test",
+            pt.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ],
+    ));
+    assert!(
+        stderr(&again).contains("loaded from the compile cache"),
+        "{}",
+        stderr(&again)
+    );
+}
+
+#[test]
+fn a_damaged_or_substituted_cache_entry_is_recompiled_not_loaded() {
+    let dir = tempdir();
+    let (cache, data) = (dir.path().join("cache"), dir.path().join("data"));
+    let inv = plugin("inventory");
+    let run = |data: &Path| {
+        let mut c = cmd(Some(&cache), data, &["run", "--until-idle", "--quiet"]);
+        c.arg(&inv);
+        stderr(&ok(c))
+    };
+    append(&data, &[order(1, "widget", 1)]);
+    assert!(run(&data).contains("compiled in"));
+    assert!(run(&data).contains("compile cache"));
+
+    // Flip one bit in the middle of the artifact — inside the compiled
+    // code, far from the bytes the per-load check hashes — and put the
+    // mtime back: the ctime (which nobody can set back) still gives it away.
+    let entry = entries(&cache)[0].clone();
+    let code = entry.join("code.cwasm");
+    let mtime = std::fs::metadata(&code).unwrap().modified().unwrap();
+    let mut b = std::fs::read(&code).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x10;
+    std::fs::write(&code, b).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&code)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    append(&data, &[order(2, "widget", 1)]);
+    let err = run(&data);
     assert!(
         err.contains("ignoring unusable cache entry")
             && err.contains("changed since it was written"),
         "{err}"
     );
     assert!(err.contains("compiled in"), "{err}");
-    // And the reactor still did its job.
     assert_eq!(events_of(&data, "inventory.reserved").len(), 2);
+
+    // Another component's entry copied in its place (a valid artifact and
+    // a valid record, of something else): refused.
+    let other = variant(dir.path(), 3);
+    inspect(cmd(Some(&cache), &data, &[]), &other);
+    let other_entry = entries(&cache).into_iter().find(|e| *e != entry).unwrap();
+    for f in ["code.cwasm", "meta"] {
+        std::fs::copy(other_entry.join(f), entry.join(f)).unwrap();
+    }
+    append(&data, &[order(3, "widget", 1)]);
+    let err = run(&data);
+    assert!(err.contains("ignoring unusable cache entry"), "{err}");
+    assert!(err.contains("compiled in"), "{err}");
+    assert_eq!(events_of(&data, "inventory.reserved").len(), 3);
+
+    // A link in place of the entry: not followed.
+    std::fs::remove_dir_all(&entry).unwrap();
+    std::os::unix::fs::symlink(&other_entry, &entry).unwrap();
+    append(&data, &[order(4, "widget", 1)]);
+    let err = run(&data);
+    assert!(err.contains("ignoring unusable cache entry"), "{err}");
+    assert!(err.contains("compiled in"), "{err}");
+    assert_eq!(events_of(&data, "inventory.reserved").len(), 4);
+    assert!(
+        std::fs::symlink_metadata(&entry).unwrap().is_dir(),
+        "the link was replaced by a real entry"
+    );
 }
 
 #[test]
-fn the_cache_is_owner_only_capped_and_evicts_the_least_recently_used() {
+fn the_library_cache_evicts_the_least_recently_used_first() {
     use batpak_runtime::{CacheLimits, CompileCache, CompileSource, Runtime, RuntimeConfig};
-    use std::os::unix::fs::PermissionsExt;
     let dir = tempdir();
     let cache_dir = dir.path().join("cache");
     let rt = Runtime::new(RuntimeConfig::default()).unwrap();
@@ -75,43 +463,75 @@ fn the_cache_is_owner_only_capped_and_evicts_the_least_recently_used() {
             .into_bytes()
     };
     let digest = |b: &[u8]| blake3::hash(b).to_hex().to_string();
-    let one = CompileCache::new(
-        &cache_dir,
-        rt.engine(),
-        CacheLimits {
-            max_bytes: u64::MAX,
-        },
-    );
-    let (a, b) = (wat(1), wat(2));
-    let (_, src, _) = one.load_or_compile(rt.engine(), &digest(&a), &a).unwrap();
+    let open =
+        |max_bytes| CompileCache::new(&cache_dir, rt.engine(), CacheLimits { max_bytes }).unwrap();
+    let all = open(u64::MAX);
+    let (a, b, c) = (wat(1), wat(2), wat(3));
+    let (_, src, _) = all.load_or_compile(rt.engine(), &digest(&a), &a).unwrap();
     assert_eq!(src, CompileSource::Compiled);
-    let mode = std::fs::metadata(&cache_dir).unwrap().permissions().mode();
-    assert_eq!(mode & 0o777, 0o700, "cache directory is owner-only");
-    let entry = std::fs::metadata(one.path_for(&digest(&a))).unwrap();
-    assert_eq!(entry.permissions().mode() & 0o077, 0);
-    let (_, src, _) = one.load_or_compile(rt.engine(), &digest(&a), &a).unwrap();
+    let one = all.size();
+    std::thread::sleep(Duration::from_millis(20));
+    all.load_or_compile(rt.engine(), &digest(&b), &b).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    // A hit makes a the most recently used.
+    let (_, src, _) = all.load_or_compile(rt.engine(), &digest(&a), &a).unwrap();
     assert_eq!(src, CompileSource::Cached);
-    let size_a = one.size();
-    assert!(size_a > 0);
-    // A cap that holds one entry: writing b evicts a (least recently used).
-    let capped = CompileCache::new(
-        &cache_dir,
-        rt.engine(),
-        CacheLimits {
-            max_bytes: size_a + size_a / 2,
-        },
+    std::thread::sleep(Duration::from_millis(20));
+    // Room for two: writing c evicts b, the least recently used.
+    let two = open(2 * one + one / 2);
+    two.load_or_compile(rt.engine(), &digest(&c), &c).unwrap();
+    assert!(two.path_for(&digest(&a)).exists(), "a was used last");
+    assert!(!two.path_for(&digest(&b)).exists(), "b was evicted");
+    assert!(two.path_for(&digest(&c)).exists(), "c was just written");
+    assert!(two.size() <= 2 * one + one / 2);
+    assert!(two.verify_all().unwrap().is_empty());
+}
+
+#[test]
+fn test_help_shows_each_default_once() {
+    let out = Command::new(bin())
+        .args(["test", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert_eq!(help.matches("[default: 256]").count(), 1, "{help}");
+    for line in help.lines() {
+        assert!(line.matches("[default:").count() <= 1, "{line}");
+    }
+}
+
+#[test]
+fn test_says_that_data_is_not_used() {
+    let dir = tempdir();
+    let input = bench_input(dir.path());
+    let pt = plugin("passthrough");
+    let cache = dir.path().join("cache");
+    let args = [
+        "test",
+        pt.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    // Given (before or after the subcommand): a note.
+    let err = stderr(&ok(cmd(Some(&cache), &dir.path().join("d1"), &args)));
+    assert!(
+        err.contains("--data") && err.contains("is not used"),
+        "{err}"
     );
-    capped
-        .load_or_compile(rt.engine(), &digest(&b), &b)
-        .unwrap();
-    assert!(capped.path_for(&digest(&b)).exists());
-    assert!(!capped.path_for(&digest(&a)).exists(), "a was evicted");
-    assert!(capped.size() <= size_a + size_a / 2);
-    assert!(capped.verify_all().unwrap().is_empty());
-    // A cache directory others may write is not trusted.
-    std::fs::set_permissions(&cache_dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let (_, src, _) = capped
-        .load_or_compile(rt.engine(), &digest(&b), &b)
-        .unwrap();
-    assert_eq!(src, CompileSource::Compiled);
+    let mut c = Command::new(bin());
+    c.env("BATPAK_CACHE_DIR", &cache)
+        .args(args)
+        .arg("--data")
+        .arg(dir.path().join("d2"));
+    let err = stderr(&ok(c));
+    assert!(err.contains("is not used"), "{err}");
+    // Not given: no note.
+    let mut c = Command::new(bin());
+    c.env("BATPAK_CACHE_DIR", &cache)
+        .current_dir(dir.path())
+        .args(args);
+    let err = stderr(&ok(c));
+    assert!(!err.contains("is not used"), "{err}");
+    assert!(!dir.path().join("d1").exists() && !dir.path().join("d2").exists());
 }

@@ -7,9 +7,7 @@ use crate::output::{ParkedLine, ReactorView, ReplayRequestedLine};
 use crate::supervisor::{Control, ControlError};
 use anyhow::Context;
 use batpak_runtime::SwapRefusal;
-use batpak_runtime::{
-    cursor_id, LogLevel, Plugin, PluginSettings, Reactor, Runtime,
-};
+use batpak_runtime::{cursor_id, LogLevel, Plugin, PluginSettings, Reactor, Runtime};
 use batpak_service::{
     Client, OpError, Operator, ReactorRunState, ReactorState, ResetOutcome, ResetTo, Service,
     ServiceOptions,

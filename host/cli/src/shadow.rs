@@ -3,11 +3,9 @@
 //! reports per source event what would differ. Nothing is appended to the
 //! real log; works while `run` owns the store.
 
-use anyhow::Context;
-use batpak_runtime::{
-    LogLevel, Plugin, PluginSettings, Runtime, ShadowRange, ShadowReport,
-};
 use crate::compile_cache::CacheArgs;
+use anyhow::Context;
+use batpak_runtime::{LogLevel, Plugin, PluginSettings, Runtime, ShadowRange, ShadowReport};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -263,7 +263,10 @@ fn unique() -> String {
 /// Removes an entry directory: renamed out of the way first (a reader then
 /// misses it instead of seeing it half deleted), then deleted.
 fn remove_entry(dir: &Path, entry: &Path) {
-    let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+    let name = entry
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("entry");
     let old = dir.join(format!("{OLD_PREFIX}{name}-{}", unique()));
     if std::fs::rename(entry, &old).is_ok() {
         let _ = std::fs::remove_dir_all(&old);
@@ -449,7 +452,10 @@ impl CompileCache {
         let bytes = component
             .serialize()
             .map_err(|e| EntryError::Wasmtime(format!("{e:#}")))?;
-        let name = entry.file_name().and_then(|n| n.to_str()).unwrap_or("entry");
+        let name = entry
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("entry");
         let tmp = self.dir.join(format!("{TMP_PREFIX}{name}-{}", unique()));
         std::fs::DirBuilder::new().mode(0o700).create(&tmp)?;
         let result = (|| -> Result<(), EntryError> {
@@ -529,7 +535,9 @@ impl CompileCache {
                 if !is_key(name) {
                     return None;
                 }
-                let size = std::fs::metadata(p.join(CODE)).map(|m| m.len()).unwrap_or(0);
+                let size = std::fs::metadata(p.join(CODE))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
                 let used = std::fs::metadata(p.join(META))
                     .and_then(|m| m.modified())
                     .unwrap_or(SystemTime::UNIX_EPOCH);

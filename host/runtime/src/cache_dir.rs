@@ -112,10 +112,7 @@ pub(crate) fn euid() -> u32 {
 /// # Errors
 /// The directory cannot be created or examined, is not a directory, is
 /// another user's, or is open to others and not one this host created.
-pub fn prepare_cache_dir(
-    dir: &Path,
-    discard: impl FnOnce(),
-) -> Result<DirRepair, CacheDirError> {
+pub fn prepare_cache_dir(dir: &Path, discard: impl FnOnce()) -> Result<DirRepair, CacheDirError> {
     let io = |source| CacheDirError::Io {
         path: dir.to_path_buf(),
         source,
