@@ -485,6 +485,14 @@ fn the_library_cache_evicts_the_least_recently_used_first() {
     assert!(two.path_for(&digest(&c)).exists(), "c was just written");
     assert!(two.size() <= 2 * one + one / 2);
     assert!(two.verify_all().unwrap().is_empty());
+    // The directory deleted under a running process: a miss, then made
+    // again owner-only on the next write.
+    std::fs::remove_dir_all(&cache_dir).unwrap();
+    let (_, src, _) = two.load_or_compile(rt.engine(), &digest(&a), &a).unwrap();
+    assert_eq!(src, CompileSource::Compiled);
+    assert_eq!(mode(&cache_dir), 0o700);
+    let (_, src, _) = two.load_or_compile(rt.engine(), &digest(&a), &a).unwrap();
+    assert_eq!(src, CompileSource::Cached);
 }
 
 #[test]

@@ -380,7 +380,11 @@ impl CompileCache {
     }
 
     fn load_checked(&self, engine: &Engine, entry: &Path) -> Result<Component, EntryError> {
-        let top = std::fs::metadata(&self.dir)?;
+        let top = match std::fs::metadata(&self.dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EntryError::Missing),
+            Err(e) => return Err(e.into()),
+        };
         if !private(&top) || top.mode() & 0o077 != 0 {
             return Err(EntryError::Untrusted(format!(
                 "the cache directory {} must be owned by this user and closed to others (chmod 700)",
@@ -457,7 +461,17 @@ impl CompileCache {
             .and_then(|n| n.to_str())
             .unwrap_or("entry");
         let tmp = self.dir.join(format!("{TMP_PREFIX}{name}-{}", unique()));
-        std::fs::DirBuilder::new().mode(0o700).create(&tmp)?;
+        let mkdir = || std::fs::DirBuilder::new().mode(0o700).create(&tmp);
+        if let Err(e) = mkdir() {
+            // The cache directory was deleted while this process ran: made
+            // again under the same rules, once.
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(e.into());
+            }
+            prepare_cache_dir(&self.dir, || {})
+                .map_err(|e| EntryError::Untrusted(e.to_string()))?;
+            mkdir()?;
+        }
         let result = (|| -> Result<(), EntryError> {
             let new_file = |name: &str| {
                 File::options()
