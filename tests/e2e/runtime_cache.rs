@@ -325,6 +325,12 @@ fn eviction_does_not_break_a_host_running_the_evicted_code() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // `shadow` (here beside the running host) compiles through the same
+    // cache: the evicted entry is back.
+    let mut c = cmd(Some(&cache), &data, &["shadow", "passthrough"]);
+    c.arg(&pt);
+    ok(c);
+    assert_eq!(entries(&cache).len(), 2, "shadow wrote its compiled plugin");
     sigterm(&child);
     assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
 }
