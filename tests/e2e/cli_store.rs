@@ -49,7 +49,7 @@ fn append_then_events_round_trips_with_filters_and_causation() {
             "shop",
             "--kind",
             "order.paid",
-            "--payload",
+            "--payload-text",
             "plain text",
             "--causation",
             &id,
@@ -148,6 +148,91 @@ fn a_held_store_is_refused_naming_the_holder() {
         err.contains(&format!("pid {}", std::process::id())) && err.contains("--data"),
         "{err}"
     );
+    // Since when, as an ISO-8601 UTC time, and how long ago.
+    let since = err
+        .split(" since ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no \"since\": {err}"));
+    let t = &since[..since.find('Z').unwrap_or_else(|| panic!("{err}")) + 1];
+    assert!(
+        t.len() == 20 && t.as_bytes()[4] == b'-' && t.as_bytes()[10] == b'T',
+        "not an ISO-8601 time: {t:?} in {err}"
+    );
+    assert!(
+        since[t.len()..].starts_with(", ") && since.contains(" s ago)"),
+        "{err}"
+    );
+}
+
+/// A `--payload` that is not JSON is refused (exit 2, nothing appended)
+/// with the parse error's position and the fix; `--payload-text` stores
+/// the same text verbatim; a JSON payload is stored as typed.
+#[test]
+fn a_payload_that_is_not_json_is_refused_unless_given_as_text() {
+    let d = tempfile::tempdir().unwrap();
+    let ev = |flag: &str, payload: &str| {
+        run(
+            d.path(),
+            &[
+                "append",
+                "--entity",
+                "order:7",
+                "--scope",
+                "shop",
+                "--kind",
+                "order.placed",
+                flag,
+                payload,
+            ],
+            None,
+        )
+    };
+    let o = ev("--payload", r#"{sku:"widget"}"#);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("--payload is not valid JSON"), "{err}");
+    assert!(err.contains("line 1, column 2"), "{err}");
+    assert!(err.contains("  {sku:\"widget\"}\n   ^\n"), "{err}");
+    assert!(err.contains("--payload-text"), "{err}");
+    assert!(o.stdout.is_empty());
+    let o = ev("--payload", "");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--payload is empty"), "{}", stderr(&o));
+    let o = run(d.path(), &["events", "--system"], None);
+    assert!(lines(&o).is_empty(), "a refused payload appended something");
+    // Given as text, the same bytes are stored as they are.
+    let o = ev("--payload-text", r#"{sku:"widget"}"#);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // JSON is stored exactly as typed (spacing included).
+    let o = ev("--payload", r#"{"sku": "widget", "qty": 2}"#);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(d.path(), &["events"], None);
+    let evs = lines(&o);
+    assert_eq!(evs.len(), 2);
+    assert_eq!(evs[0]["payload"], r#"{sku:"widget"}"#);
+    assert_eq!(evs[1]["payload"]["qty"], 2);
+    let o = run(d.path(), &["events", "--format", "pretty"], None);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains(r#" {"sku": "widget", "qty": 2}"#), "{text}");
+    // Both flags at once is a usage error.
+    let o = run(
+        d.path(),
+        &[
+            "append",
+            "--entity",
+            "e",
+            "--scope",
+            "s",
+            "--kind",
+            "k",
+            "--payload",
+            "1",
+            "--payload-text",
+            "1",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]

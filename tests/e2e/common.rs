@@ -329,7 +329,7 @@ pub fn append_payloads(data: &Path, payloads: impl IntoIterator<Item = String>) 
                 "s",
                 "--kind",
                 "k",
-                "--payload",
+                "--payload-text",
                 &p,
             ],
         );

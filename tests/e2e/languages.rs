@@ -101,7 +101,7 @@ fn append_inputs(data: &Path, n: usize) -> Vec<Value> {
                 "bench",
                 "--kind",
                 "bench.in",
-                "--payload",
+                "--payload-text",
                 text,
             ],
         );

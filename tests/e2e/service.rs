@@ -210,7 +210,7 @@ fn producers_through_cli_and_http_are_reacted_to_exactly_once_and_followed_in_or
                 "bench",
                 "--kind",
                 "bench.in",
-                "--payload",
+                "--payload-text",
                 "one",
             ],
         );
@@ -353,13 +353,13 @@ fn http_needs_the_token_and_bad_requests_get_errors_while_the_host_keeps_serving
         (
             "POST",
             "/v1/events",
-            br#"{"entity":"e:1","scope":"bench","kind":"batpak.fake"}"#,
+            br#"{"entity":"e:1","scope":"bench","kind":"batpak.fake","payload":{}}"#,
             400,
         ),
         (
             "POST",
             "/v1/events",
-            br#"{"entity":"e:1","scope":"bench","kind":"bench.in","expected_entity_seq":5}"#,
+            br#"{"entity":"e:1","scope":"bench","kind":"bench.in","payload":{},"expected_entity_seq":5}"#,
             409,
         ),
         ("POST", "/v1/events", b"42", 400),
@@ -782,4 +782,137 @@ fn jsonl_through_a_running_host_is_all_or_nothing() {
         .find(|e| e["entity"] == "c")
         .expect("the child event");
     assert_eq!(child["causation"], parent);
+}
+
+/// Bad payloads through a running host: a CLI `--payload` that is not JSON
+/// gets the same refusal as without a host (exit 2, nothing appended); an
+/// HTTP event without `payload` is a 400 naming the field (a batch with
+/// one such event appends nothing); `"payload": null` is the JSON null.
+#[test]
+fn bad_payloads_are_refused_through_the_socket_and_over_http() {
+    let dir = tempdir();
+    let data = dir.path().join("d");
+    let run = Running::start(
+        &data,
+        &[
+            plugin("passthrough").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+        ],
+    );
+    let (addr, token) = (run.http_addr(), run.token());
+    let cli = |flag: &str, payload: &str| {
+        host(
+            &data,
+            &[
+                "append", "--entity", "e:1", "--scope", "bench", "--kind", "bench.in", flag,
+                payload,
+            ],
+        )
+    };
+    let out = cli("--payload", r#"{sku:"widget"}"#);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--payload is not valid JSON: key must be a string at line 1, column 2"),
+        "{err}"
+    );
+    assert!(err.contains("--payload-text"), "{err}");
+    assert_eq!(count(&data, "bench.in"), 0);
+    let out = cli("--payload-text", r#"{sku:"widget"}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // HTTP: no payload, alone or in a batch.
+    let missing = br#"{"entity":"e:2","scope":"bench","kind":"bench.in"}"#;
+    let (code, body) = http(&addr, "POST", "/v1/events", Some(&token), missing);
+    assert_eq!(code, 400, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("a JSON error");
+    assert_eq!(v["error"]["code"], "bad_request", "{body}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("event 0: missing field \"payload\""), "{msg}");
+    let batch = format!("[{},{}]", bench_in(3), String::from_utf8_lossy(missing));
+    let (code, body) = http(&addr, "POST", "/v1/events", Some(&token), batch.as_bytes());
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("event 1: missing field"), "{body}");
+    assert_eq!(
+        count(&data, "bench.in"),
+        1,
+        "a refused batch appended something"
+    );
+    // `"payload": null` is a payload: the JSON null.
+    let null = br#"{"entity":"e:4","scope":"bench","kind":"bench.in","payload":null}"#;
+    let (code, body) = http(&addr, "POST", "/v1/events", Some(&token), null);
+    assert_eq!(code, 200, "{body}");
+    let stored =
+        json_lines(&host_ok(&data, &["events", "--entity", "e:4", "--kind", "bench.in"]).stdout);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["payload"], Value::Null);
+    let raw = host_ok(
+        &data,
+        &[
+            "events", "--entity", "e:4", "--kind", "bench.in", "--format", "pretty",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&raw.stdout)
+            .trim_end()
+            .ends_with(" null"),
+        "{}",
+        String::from_utf8_lossy(&raw.stdout)
+    );
+    run.stop();
+}
+
+/// `/metrics`: counts that only grow are Prometheus counters named
+/// `*_total`; positions and lag stay gauges.
+#[test]
+fn metrics_type_growing_counts_as_counters_named_total() {
+    let dir = tempdir();
+    let data = dir.path().join("d");
+    let run = Running::start(
+        &data,
+        &[
+            plugin("passthrough").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+        ],
+    );
+    let addr = run.http_addr();
+    append(&data, &[bench_in(1), bench_in(2), bench_in(3)]);
+    run.wait_for("three reactions", || count(&data, "bench.out") == 3);
+    let metrics = || http(&addr, "GET", "/metrics", None, b"").1;
+    // The counters land with the reactions' commit; read until they show.
+    let mut text = metrics();
+    let start = Instant::now();
+    while !text.contains("batpak_reactor_reactions_out_total{reactor=\"passthrough\"} 3") {
+        assert!(start.elapsed() < WAIT, "{text}");
+        std::thread::sleep(Duration::from_millis(50));
+        text = metrics();
+    }
+    for (name, kind) in [
+        ("batpak_reactor_events_in_total", "counter"),
+        ("batpak_reactor_reactions_out_total", "counter"),
+        ("batpak_reactor_parked_total", "counter"),
+        ("batpak_reactor_position", "gauge"),
+        ("batpak_reactor_lag", "gauge"),
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} {kind}\n")),
+            "{name} is not a {kind}:\n{text}"
+        );
+    }
+    assert!(
+        text.contains("batpak_reactor_events_in_total{reactor=\"passthrough\"} 3"),
+        "{text}"
+    );
+    // Every counter follows the `_total` convention; no old name is left.
+    for l in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+        let mut f = l.split_whitespace().skip(2);
+        let (name, kind) = (f.next().unwrap(), f.next().unwrap());
+        assert_eq!(kind == "counter", name.ends_with("_total"), "{l}");
+    }
+    assert!(!text.contains("batpak_reactor_events_in{"), "{text}");
+    run.stop();
 }

@@ -122,22 +122,199 @@ fn trace_draws_a_known_graph_exactly() {
         "{svg}"
     );
     assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
-    assert_eq!(svg.matches("<rect ").count(), 5);
+    assert_eq!(svg.matches("<g class=\"node\">").count(), 5, "{svg}");
     assert_eq!(svg.matches("<line ").count(), 4);
-    assert_eq!(svg.matches("<g>").count(), svg.matches("</g>").count());
+    assert_eq!(svg.matches("<g ").count(), svg.matches("</g>").count());
     assert_eq!(
         svg.matches("<text ").count(),
         svg.matches("</text>").count()
     );
-    assert!(svg.contains(&format!("<title>{}</title>", id(0xa1))));
+    assert!(svg.contains(&format!("&#10;{}</title>", id(0xa1))), "{svg}");
 
-    // An unknown id and a malformed one are refused with the fix.
+    // An unknown id and a malformed one (no entity of that name either) are
+    // refused with the fix.
     let out = host(&data, &["trace", &id(0x99)]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no event"), "{}", stderr(&out));
     let out = host(&data, &["trace", "nope"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("32 hex digits"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("entity"), "{}", stderr(&out));
+}
+
+/// `trace ENTITY`: the trace of every event of the entity, events that
+/// share a first cause in one tree, the entity's events marked, unrelated
+/// branches left out.
+#[test]
+fn trace_of_an_entity_draws_the_trees_of_its_events_each_first_cause_once() {
+    let dir = tempdir();
+    let data = dir.path().join("d");
+    let ev = |n: u32, entity: &str, kind: &str, cause: Option<u32>| {
+        let mut v = json!({"id": id(n), "entity": entity, "scope": "shop", "kind": kind, "payload": {"n": n}});
+        if let Some(c) = cause {
+            v["causation"] = json!(id(c));
+        }
+        v
+    };
+    // X(cart:1) → P(order:9) → R(stock:9) → S(order:9); X → Q(order:9);
+    // U(order:9) alone; Y(mail:1) caused by X, not by an order:9 event.
+    append(
+        &data,
+        &[
+            ev(0x10, "cart:1", "cart.checked-out", None),
+            ev(0x20, "order:9", "order.placed", Some(0x10)),
+            ev(0x30, "order:9", "order.noted", Some(0x10)),
+            ev(0x40, "stock:9", "stock.reserved", Some(0x20)),
+            ev(0x50, "order:9", "order.shipped", Some(0x40)),
+            ev(0x60, "order:9", "order.cancelled", None),
+            ev(0x70, "mail:1", "mail.sent", Some(0x10)),
+        ],
+    );
+    let t = text(&host_ok(&data, &["trace", "order:9"]));
+    let want = format!(
+        "#1 cart.checked-out cart:1 {x} {{\"n\":16}}\n\
+         ├─ #2 order.placed order:9 {p} {{\"n\":32}}  ◀\n\
+         │  └─ #4 stock.reserved stock:9 {r} {{\"n\":64}}\n\
+         │     └─ #5 order.shipped order:9 {s} {{\"n\":80}}  ◀\n\
+         └─ #3 order.noted order:9 {q} {{\"n\":48}}  ◀\n\
+         #6 order.cancelled order:9 {u} {{\"n\":96}}  ◀\n",
+        x = id(0x10),
+        p = id(0x20),
+        q = id(0x30),
+        r = id(0x40),
+        s = id(0x50),
+        u = id(0x60),
+    );
+    assert_eq!(t, want);
+    // JSON: every root, and the entity's events as the targets.
+    let j: Value =
+        serde_json::from_slice(&host_ok(&data, &["trace", "order:9", "--format", "json"]).stdout)
+            .expect("trace --format json is JSON");
+    assert_eq!(j["entity"], "order:9");
+    assert_eq!(
+        j["targets"],
+        json!([id(0x20), id(0x30), id(0x50), id(0x60)])
+    );
+    let roots: Vec<u64> = j["roots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(roots, [1, 6]);
+    // DOT and SVG draw the same six events.
+    let dot = text(&host_ok(&data, &["trace", "order:9", "--format", "dot"]));
+    assert_eq!(dot.lines().filter(|l| l.contains("[label=")).count(), 6);
+    assert_eq!(dot.matches("style=\"bold\"").count(), 4, "{dot}");
+    let svg = text(&host_ok(&data, &["trace", "order:9", "--format", "svg"]));
+    assert_eq!(svg.matches("<g class=\"node\">").count(), 6, "{svg}");
+    // An id still means the event, and an entity without events is refused.
+    let one = text(&host_ok(&data, &["trace", &id(0x60)]));
+    assert_eq!(one.lines().count(), 1, "{one}");
+    let out = host(&data, &["trace", "order:10"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("nor an entity with events"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Text cuts a long payload with `…`; the SVG sizes its boxes to the
+/// labels, cuts a label over the cap with `…` (the whole text in the
+/// tooltip), and draws a gate denial dashed red, with a legend saying so.
+#[test]
+fn trace_cuts_long_payloads_with_an_ellipsis_fits_long_kinds_and_draws_denials_distinctly() {
+    let dir = tempdir();
+    let data = dir.path().join("d");
+    let long_kind = format!("bench.{}", "k".repeat(100));
+    let long_payload = "x".repeat(300);
+    append(
+        &data,
+        &[
+            json!({"id": id(1), "entity": "e:1", "scope": "bench", "kind": "bench.in", "payload": {"text": long_payload}}),
+            json!({"id": id(2), "causation": id(1), "entity": "e:1", "scope": "bench", "kind": long_kind, "payload": {}}),
+        ],
+    );
+    // A real denial: passthrough answers bench.in with bench.out, which the
+    // operator's config does not grant.
+    let cfg = write_file(
+        dir.path(),
+        "plugins.json",
+        r#"{"plugins": {"passthrough": {"grant_emits": ["bench.other"]}}}"#,
+    );
+    host_ok(
+        &data,
+        &[
+            "run",
+            "--until-idle",
+            "--quiet",
+            "--plugin-config",
+            cfg.to_str().unwrap(),
+            plugin("passthrough").to_str().unwrap(),
+        ],
+    );
+    let t = text(&host_ok(&data, &["trace", &id(1)]));
+    let first = t.lines().next().unwrap();
+    assert!(first.ends_with("…  ◀"), "{t}");
+    let shown = first.split(&id(1)).nth(1).unwrap().trim_start();
+    let shown = shown.trim_end_matches("  ◀");
+    assert_eq!(shown.chars().count(), 80, "{shown}");
+    assert!(shown.starts_with("{\"text\":\"xxx"), "{shown}");
+    assert!(t.contains("batpak.gate.denied"), "{t}");
+
+    let svg = text(&host_ok(&data, &["trace", &id(1), "--format", "svg"]));
+    // The denial: its own class, a dashed red border; the legend names it.
+    let denial = svg
+        .lines()
+        .find(|l| l.contains("<g class=\"node denial\">"))
+        .unwrap_or_else(|| panic!("no denial node: {svg}"));
+    assert!(denial.contains("batpak.gate.denied"), "{denial}");
+    assert!(
+        denial.contains("stroke=\"#c0392b\"") && denial.contains("stroke-dasharray"),
+        "{denial}"
+    );
+    assert_eq!(svg.matches("<g class=\"node").count(), 3, "{svg}");
+    let legend = svg
+        .lines()
+        .find(|l| l.contains("<g class=\"legend\">"))
+        .unwrap_or_else(|| panic!("no legend: {svg}"));
+    assert!(legend.contains("denied by a gate"), "{legend}");
+    assert!(legend.contains("stroke-dasharray"), "{legend}");
+    // The long kind: cut with `…` in the box, whole in the tooltip.
+    let node = svg
+        .lines()
+        .find(|l| l.contains(&long_kind))
+        .unwrap_or_else(|| panic!("the long kind is nowhere: {svg}"));
+    assert!(
+        node.contains(&format!("<title>#2 {long_kind}&#10;")),
+        "{node}"
+    );
+    // Every label fits its box: at most 48 characters of ~6.6 px (11 px
+    // monospace) plus padding inside the box's width.
+    for l in svg.lines().filter(|l| l.contains("<g class=\"node")) {
+        let attr = |name: &str| -> f64 {
+            let at = l.find(&format!(" {name}=\"")).unwrap() + name.len() + 3;
+            l[at..].split('"').next().unwrap().parse().unwrap()
+        };
+        let width = attr("width");
+        for label in l
+            .split("\">")
+            .skip(1)
+            .filter_map(|p| p.split_once("</text>"))
+        {
+            let n = label.0.chars().count();
+            assert!(n <= 48, "label over the cap: {l}");
+            assert!(
+                16.0 + n as f64 * 6.6 <= width,
+                "label of {n} characters overflows a box {width} wide: {l}"
+            );
+        }
+    }
+    assert!(
+        node.contains(&format!(">#2 {}…</text>", &long_kind[..44])),
+        "{node}"
+    );
 }
 
 /// The filters asked of every path.
@@ -260,6 +437,7 @@ fn every_filter_agrees_through_the_host_through_the_index_and_with_the_log() {
     let qs = queries(&root, &mid);
     let through_host: Vec<Vec<u64>> = qs.iter().map(|q| run_query(&data, q)).collect();
     let trace_host = host_ok(&data, &["trace", &root, "--format", "json"]).stdout;
+    let entity_host = host_ok(&data, &["trace", "e:1", "--format", "json"]).stdout;
     stop_run(run);
 
     // The host is gone: the CLI holds the store and reads its indexes.
@@ -285,6 +463,15 @@ fn every_filter_agrees_through_the_host_through_the_index_and_with_the_log() {
         serde_json::from_slice(&trace_local).unwrap(),
     );
     assert_eq!(h, l);
+    // `trace ENTITY` too: the same trees either way.
+    let entity_local = host_ok(&data, &["trace", "e:1", "--format", "json"]).stdout;
+    let (h, l): (Value, Value) = (
+        serde_json::from_slice(&entity_host).unwrap(),
+        serde_json::from_slice(&entity_local).unwrap(),
+    );
+    assert_eq!(h, l);
+    assert_eq!(l["targets"].as_array().map(Vec::len), Some(4), "{l}");
+    let l: Value = serde_json::from_slice(&trace_local).unwrap();
     let kinds: Vec<&str> = l["root"]["children"]
         .as_array()
         .unwrap()

@@ -51,7 +51,7 @@ pub enum Command {
     /// Print events as JSON lines, oldest first.
     Events(store_cmds::EventsArgs),
     /// Draw an event's causes and every reaction it led to, as a tree
-    /// (text, DOT, SVG or JSON).
+    /// (text, DOT, SVG or JSON); given an entity, the trees of its events.
     Trace(trace::TraceArgs),
     /// Check every frame, hash, chain link and index entry; exit 1 with a
     /// report when anything is wrong.

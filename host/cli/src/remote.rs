@@ -17,6 +17,12 @@ pub(crate) fn append(mut c: Client, a: AppendArgs) -> anyhow::Result<ExitCode> {
     if let Some(src) = &a.jsonl {
         return append_jsonl(c, src);
     }
+    // The same payload check as without a host; what passes is sent
+    // verbatim, so both paths store the same bytes.
+    let payload = match crate::store_cmds::single_payload(&a) {
+        Ok(p) => p,
+        Err(m) => return usage(m),
+    };
     let (Some(entity), Some(scope), Some(kind)) = (a.entity, a.scope, a.kind) else {
         bail!("append needs --entity, --scope and --kind (or --jsonl FILE)");
     };
@@ -24,7 +30,7 @@ pub(crate) fn append(mut c: Client, a: AppendArgs) -> anyhow::Result<ExitCode> {
         entity,
         scope,
         kind,
-        payload_text: Some(a.payload.unwrap_or_default()),
+        payload_text: Some(payload),
         causation: a.causation,
         correlation: a.correlation,
         idempotency_key: a.idempotency_key,

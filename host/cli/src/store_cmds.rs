@@ -26,9 +26,15 @@ pub struct AppendArgs {
     /// Kind of the event (e.g. `order.placed`); `batpak.*` is reserved.
     #[arg(long)]
     pub kind: Option<String>,
-    /// Payload text, stored as given (default: empty).
-    #[arg(long)]
+    /// Payload as JSON (e.g. '{"sku":"widget","qty":2}'), stored exactly as
+    /// typed; text that is not valid JSON is refused (use --payload-text
+    /// for that). Default: no payload (empty).
+    #[arg(long, value_name = "JSON", conflicts_with = "payload_text")]
     pub payload: Option<String>,
+    /// Payload as raw text, stored verbatim and not checked as JSON (for
+    /// payloads that are not JSON, e.g. plain text).
+    #[arg(long, value_name = "TEXT")]
+    pub payload_text: Option<String>,
     /// Id (32 hex digits) of the event that caused this one.
     #[arg(long)]
     pub causation: Option<String>,
@@ -230,21 +236,63 @@ fn parse_line(text: &str) -> anyhow::Result<Proposal> {
         .map_err(|e| anyhow::anyhow!("{}", e.message.trim_start_matches("event 0: ")))
 }
 
+/// The payload of a single-event `append`, checked the same way with or
+/// without a running host: `--payload` must be valid JSON and is stored as
+/// typed, `--payload-text` is stored verbatim, neither is an empty payload.
+///
+/// # Errors
+/// For `--payload` that is not JSON: a message naming the parse error, its
+/// line and column, and the two fixes (quote it as JSON, or `--payload-text`).
+pub(crate) fn single_payload(a: &AppendArgs) -> Result<String, String> {
+    if let Some(text) = &a.payload_text {
+        return Ok(text.clone());
+    }
+    let Some(json) = &a.payload else {
+        return Ok(String::new());
+    };
+    if json.trim().is_empty() {
+        return Err("--payload is empty, which is not valid JSON: omit --payload for an event without a payload, give JSON (e.g. --payload '{}'), or pass text with --payload-text".into());
+    }
+    let Err(e) = serde_json::from_str::<serde_json::Value>(json) else {
+        return Ok(json.clone());
+    };
+    // Show the offending line with a caret under the column serde names
+    // (a byte column; counted in characters here so the caret lines up).
+    let line = json.lines().nth(e.line().saturating_sub(1)).unwrap_or("");
+    let mut byte = e.column().saturating_sub(1).min(line.len());
+    while !line.is_char_boundary(byte) {
+        byte -= 1;
+    }
+    let at = line[..byte].chars().count();
+    let start = at.saturating_sub(40);
+    let shown: String = line.chars().skip(start).take(80).collect();
+    let caret = " ".repeat(at - start);
+    let what = e.to_string();
+    let what = what.split(" at line ").next().unwrap_or(&what).to_string();
+    Err(format!(
+        "--payload is not valid JSON: {what} at line {}, column {}:\n  {shown}\n  {caret}^\n\
+         JSON needs double-quoted keys and strings, e.g. --payload '{{\"sku\":\"widget\",\"qty\":1}}'. \
+         To store this text as it is (not JSON), pass it with --payload-text instead",
+        e.line().max(1),
+        e.column().max(1),
+    ))
+}
+
 pub(crate) fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if let Some(src) = &a.jsonl {
         return append_jsonl(data, src, &mut out);
     }
+    let payload = match single_payload(&a) {
+        Ok(p) => p,
+        Err(m) => return crate::run::usage(m),
+    };
     let (Some(entity), Some(scope), Some(kind)) = (a.entity, a.scope, a.kind) else {
         bail!("append needs --entity, --scope and --kind (or --jsonl FILE)");
     };
     let coordinate = Coordinate::new(entity, scope)?;
-    let mut p = Proposal::new(
-        coordinate.clone(),
-        kind.clone(),
-        a.payload.unwrap_or_default().into_bytes(),
-    );
+    let mut p = Proposal::new(coordinate.clone(), kind.clone(), payload.into_bytes());
     p.causation = a
         .causation
         .as_deref()

@@ -1,6 +1,8 @@
-//! `batpak-host trace ID`: one event's causal neighbourhood — the chain of
-//! causes up to the first event, and every reaction it led to, recursively,
-//! across every reactor — as a text tree, Graphviz DOT, SVG or JSON.
+//! `batpak-host trace ID|ENTITY`: one event's causal neighbourhood — the
+//! chain of causes up to the first event, and every reaction it led to,
+//! recursively, across every reactor — as a text tree, Graphviz DOT, SVG or
+//! JSON. Given an entity, the same for every event of that entity: one tree
+//! per first cause, trees that share a first cause drawn once.
 //!
 //! The tree renderer here is the only one: `demo` prints its causal trees
 //! with it too. Children are always in sequence order, so the same log
@@ -10,14 +12,17 @@
 //! own (leaves on consecutive columns in sequence order, each parent centred
 //! over its children, one row per depth) written as SVG text: a causal trace
 //! is a tree, so it needs no general graph layout crate, and the picture
-//! opens in any browser with nothing installed.
+//! opens in any browser with nothing installed. Boxes are as wide as the
+//! longest label up to a cap; longer labels end in `…` and the whole text is
+//! the box's `<title>` (its tooltip). Gate denials are drawn with a dashed
+//! red border, and a legend under the tree says so.
 
 use anyhow::{bail, Context};
 use batpak_service::{Client, Query};
-use batpak_store::{EventId, LogReader, Lookup, Region, Store};
+use batpak_store::{EventId, LogReader, Lookup, Region, Store, DENIED_KIND};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
@@ -42,11 +47,19 @@ pub enum TraceFormat {
     Json,
 }
 
+/// Most characters of a payload a text trace prints; a longer one ends in `…`.
+const PAYLOAD_CHARS: usize = 80;
+
 /// Arguments of `batpak-host trace`.
 #[derive(Args, Debug)]
 pub struct TraceArgs {
-    /// Id of the event to trace (32 hex digits, as `events` prints it).
-    pub id: String,
+    /// An event id (32 hex digits, as `events` prints it in "id"): its causes
+    /// and every reaction it led to. Or an entity (e.g. `order:7`): the
+    /// causal tree of every event of that entity, trees sharing a first cause
+    /// drawn once, the entity's events marked (◀ in text). `--format json`
+    /// then prints {"entity","targets","roots"} instead of {"target","root"}.
+    #[arg(value_name = "ID|ENTITY")]
+    pub target: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
     pub format: TraceFormat,
@@ -135,6 +148,8 @@ trait Source {
     fn get(&mut self, id: &str) -> anyhow::Result<Option<TraceEvent>>;
     /// Direct reactions of `id`, in sequence order.
     fn children(&mut self, id: &str) -> anyhow::Result<Vec<TraceEvent>>;
+    /// The events of `entity` (checkpoints left out), in sequence order.
+    fn entity(&mut self, entity: &str) -> anyhow::Result<Vec<TraceEvent>>;
 }
 
 fn parse_id(s: &str) -> anyhow::Result<EventId> {
@@ -168,6 +183,21 @@ impl Source for StoreSource {
             .filter(|e| e.header.kind != CHECKPOINT_KIND)
             .map(TraceEvent::from_event)
             .collect::<Vec<_>>())
+    }
+    fn entity(&mut self, entity: &str) -> anyhow::Result<Vec<TraceEvent>> {
+        Ok(self
+            .0
+            .lookup(
+                &Lookup::Entity(entity.to_string()),
+                &Region::all(),
+                0,
+                usize::MAX,
+                true,
+            )?
+            .iter()
+            .filter(|e| e.header.kind != CHECKPOINT_KIND && e.header.coordinate.entity == entity)
+            .map(TraceEvent::from_event)
+            .collect())
     }
 }
 
@@ -210,6 +240,16 @@ impl Source for HostSource {
             .filter(|e| e.kind != CHECKPOINT_KIND)
             .collect())
     }
+    fn entity(&mut self, entity: &str) -> anyhow::Result<Vec<TraceEvent>> {
+        Ok(self
+            .all(Query {
+                entity: Some(entity.into()),
+                ..Query::default()
+            })?
+            .into_iter()
+            .filter(|e| e.kind != CHECKPOINT_KIND && e.entity == entity)
+            .collect())
+    }
 }
 
 /// The whole log read lock-free (another process holds the store and serves
@@ -217,6 +257,7 @@ impl Source for HostSource {
 struct ScanSource {
     by_id: HashMap<String, TraceEvent>,
     children: HashMap<String, Vec<String>>,
+    by_entity: HashMap<String, Vec<String>>,
 }
 
 impl ScanSource {
@@ -225,6 +266,7 @@ impl ScanSource {
         let mut s = ScanSource {
             by_id: HashMap::new(),
             children: HashMap::new(),
+            by_entity: HashMap::new(),
         };
         loop {
             let b = reader.poll(64 << 20)?;
@@ -239,6 +281,10 @@ impl ScanSource {
                 if let Some(c) = &t.causation {
                     s.children.entry(c.clone()).or_default().push(t.id.clone());
                 }
+                s.by_entity
+                    .entry(t.entity.clone())
+                    .or_default()
+                    .push(t.id.clone());
                 s.by_id.insert(t.id.clone(), t);
             }
         }
@@ -261,38 +307,47 @@ impl Source for ScanSource {
             })
             .unwrap_or_default())
     }
+    fn entity(&mut self, entity: &str) -> anyhow::Result<Vec<TraceEvent>> {
+        Ok(self
+            .by_entity
+            .get(entity)
+            .map(|v| {
+                v.iter()
+                    .filter_map(|i| self.by_id.get(i).cloned())
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
 }
 
-/// Builds the trace of `id`: the root is its first ancestor, the path runs
-/// down to the event, and below it every descendant. Returns the tree and
-/// whether it was cut at [`MAX_NODES`].
-fn build(src: &mut dyn Source, id: &str) -> anyhow::Result<(Tree, bool)> {
-    let Some(target) = src.get(id)? else {
-        bail!("no event {id} in this store; `batpak-host events` lists the ids");
-    };
-    let mut count = 1usize;
-    let mut cut = false;
-    fn down(
-        src: &mut dyn Source,
-        e: TraceEvent,
-        count: &mut usize,
-        cut: &mut bool,
-    ) -> anyhow::Result<Tree> {
+/// Events counted into a trace so far, and whether it was cut at
+/// [`MAX_NODES`].
+#[derive(Default)]
+struct Budget {
+    count: usize,
+    cut: bool,
+}
+
+/// Builds the trace of `target`: the root is its first ancestor, the path
+/// runs down to the event, and below it every descendant.
+fn build(src: &mut dyn Source, target: TraceEvent, budget: &mut Budget) -> anyhow::Result<Tree> {
+    fn down(src: &mut dyn Source, e: TraceEvent, budget: &mut Budget) -> anyhow::Result<Tree> {
         let mut children = Vec::new();
         for c in src.children(&e.id)? {
-            if *count >= MAX_NODES {
-                *cut = true;
+            if budget.count >= MAX_NODES {
+                budget.cut = true;
                 break;
             }
-            *count += 1;
-            children.push(down(src, c, count, cut)?);
+            budget.count += 1;
+            children.push(down(src, c, budget)?);
         }
         Ok(Tree { event: e, children })
     }
-    let mut tree = down(src, target.clone(), &mut count, &mut cut)?;
+    budget.count += 1;
+    let mut tree = down(src, target.clone(), budget)?;
     // Up the causation chain; every id is visited once (a cycle cannot be
     // written, but a damaged log must not loop).
-    let mut seen = std::collections::HashSet::from([target.id.clone()]);
+    let mut seen = HashSet::from([target.id.clone()]);
     let mut cause = target.causation.clone();
     while let Some(c) = cause {
         if !seen.insert(c.clone()) {
@@ -305,13 +360,135 @@ fn build(src: &mut dyn Source, id: &str) -> anyhow::Result<(Tree, bool)> {
             children: vec![tree],
         };
     }
-    Ok((tree, cut))
+    Ok(tree)
 }
 
-fn text_label(target: &str) -> impl Fn(&TraceEvent) -> String + '_ {
+/// Adds `add`'s branches to `into` (the same event at the top), keeping
+/// children in sequence order and every event once.
+fn merge(into: &mut Tree, add: Tree) {
+    for c in add.children {
+        match into.children.iter_mut().find(|x| x.event.id == c.event.id) {
+            Some(x) => merge(x, c),
+            None => {
+                let at = into.children.partition_point(|x| x.event.seq < c.event.seq);
+                into.children.insert(at, c);
+            }
+        }
+    }
+}
+
+fn collect_ids(t: &Tree, out: &mut HashSet<String>) {
+    out.insert(t.event.id.clone());
+    for c in &t.children {
+        collect_ids(c, out);
+    }
+}
+
+/// The trees of every event of an entity: each event's trace, merged into
+/// the tree of its first cause, first causes in sequence order. An event
+/// already drawn below an earlier one of the entity adds nothing (its
+/// descendants are drawn there; its causes come earlier in the log, so
+/// they were handled first).
+fn build_entity(
+    src: &mut dyn Source,
+    events: Vec<TraceEvent>,
+    budget: &mut Budget,
+) -> anyhow::Result<Vec<Tree>> {
+    let mut forest: Vec<Tree> = Vec::new();
+    let mut drawn = HashSet::new();
+    for e in events {
+        if drawn.contains(&e.id) {
+            continue;
+        }
+        if budget.count >= MAX_NODES {
+            budget.cut = true;
+            break;
+        }
+        let t = build(src, e, budget)?;
+        collect_ids(&t, &mut drawn);
+        match forest.iter_mut().find(|r| r.event.id == t.event.id) {
+            Some(r) => merge(r, t),
+            None => {
+                let at = forest.partition_point(|r| r.event.seq < t.event.seq);
+                forest.insert(at, t);
+            }
+        }
+    }
+    Ok(forest)
+}
+
+/// What `trace` was asked for, found in the store.
+struct Traced {
+    /// The trees, first causes in sequence order.
+    forest: Vec<Tree>,
+    /// The events asked about (marked in every format).
+    marked: Vec<String>,
+    /// The entity, when one was asked for.
+    entity: Option<String>,
+    /// Cut at [`MAX_NODES`].
+    cut: bool,
+}
+
+/// Resolves `arg` as an event id, else as an entity with events.
+fn resolve(src: &mut dyn Source, arg: &str) -> anyhow::Result<Traced> {
+    let mut budget = Budget::default();
+    let id = arg.parse::<EventId>().ok().map(|i| i.to_string());
+    if let Some(id) = &id {
+        if let Some(e) = src.get(id)? {
+            let tree = build(src, e, &mut budget)?;
+            return Ok(Traced {
+                forest: vec![tree],
+                marked: vec![id.clone()],
+                entity: None,
+                cut: budget.cut,
+            });
+        }
+    }
+    let events = src.entity(arg)?;
+    if events.is_empty() {
+        match id {
+            Some(id) => bail!(
+                "no event {id} in this store, and no entity of that name; give an event id (32 hex digits, as `events` prints it in \"id\") or an entity that has events (e.g. order:7); `batpak-host events` lists both"
+            ),
+            None => bail!(
+                "{arg:?} is neither an event id (32 hex digits, as `events` prints it in \"id\") nor an entity with events in this store (e.g. order:7, as `events` prints it in \"entity\"); `batpak-host events` lists both"
+            ),
+        }
+    }
+    let marked = events.iter().map(|e| e.id.clone()).collect();
+    let forest = build_entity(src, events, &mut budget)?;
+    Ok(Traced {
+        forest,
+        marked,
+        entity: Some(arg.to_string()),
+        cut: budget.cut,
+    })
+}
+
+/// `s` cut to `max` characters, ending in `…` when cut.
+fn ellipsize(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+fn text_label(marked: &HashSet<String>) -> impl Fn(&TraceEvent) -> String + '_ {
     move |e| {
-        let p: String = e.payload_text().chars().take(80).collect();
-        let mark = if e.id == target { "  ◀" } else { "" };
+        // Control characters (a payload typed over several lines) would
+        // break the tree's lines: shown escaped.
+        let mut flat = String::new();
+        for c in e.payload_text().chars() {
+            if c.is_control() {
+                flat.extend(c.escape_default());
+            } else {
+                flat.push(c);
+            }
+        }
+        let p = ellipsize(&flat, PAYLOAD_CHARS);
+        let mark = if marked.contains(&e.id) { "  ◀" } else { "" };
         format!("#{} {} {} {} {p}{mark}", e.seq, e.kind, e.entity, e.id)
     }
 }
@@ -327,21 +504,36 @@ fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-/// The trace as Graphviz DOT: one node per event, an edge per causation.
-pub(crate) fn to_dot(t: &Tree, target: &str) -> String {
+/// The trace as Graphviz DOT: one node per event, an edge per causation;
+/// the events asked about in bold blue, gate denials dashed red.
+pub(crate) fn to_dot(forest: &[Tree], marked: &HashSet<String>) -> String {
     let mut out = String::from(
         "digraph trace {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
     );
-    fn walk(t: &Tree, target: &str, out: &mut String) {
+    fn walk(t: &Tree, marked: &HashSet<String>, out: &mut String) {
         let e = &t.event;
-        let style = if e.id == target {
-            ", style=bold, color=\"#c0392b\""
+        let mut style = Vec::new();
+        if e.kind == DENIED_KIND {
+            style.push("dashed");
+        }
+        if marked.contains(&e.id) {
+            style.push("bold");
+        }
+        let color = if marked.contains(&e.id) {
+            ", color=\"#1a5fb4\""
+        } else if e.kind == DENIED_KIND {
+            ", color=\"#c0392b\""
         } else {
             ""
         };
+        let style = if style.is_empty() {
+            String::new()
+        } else {
+            format!(", style=\"{}\"", style.join(","))
+        };
         let _ = writeln!(
             out,
-            "  \"{}\" [label=\"#{} {}\\n{}\"{style}];",
+            "  \"{}\" [label=\"#{} {}\\n{}\"{style}{color}];",
             e.id,
             e.seq,
             dot_escape(&e.kind),
@@ -351,10 +543,12 @@ pub(crate) fn to_dot(t: &Tree, target: &str) -> String {
             let _ = writeln!(out, "  \"{}\" -> \"{}\";", e.id, c.event.id);
         }
         for c in &t.children {
-            walk(c, target, out);
+            walk(c, marked, out);
         }
     }
-    walk(t, target, &mut out);
+    for t in forest {
+        walk(t, marked, &mut out);
+    }
     out.push_str("}\n");
     out
 }
@@ -366,13 +560,22 @@ fn xml_escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Most characters of a label line in an SVG box; longer ones end in `…`
+/// (the whole text is the box's tooltip).
+const SVG_LABEL_CHARS: usize = 48;
+
 /// The trace as SVG (see the module comment for the layout).
-pub(crate) fn to_svg(t: &Tree, target: &str) -> String {
-    const W: f64 = 220.0;
+pub(crate) fn to_svg(forest: &[Tree], marked: &HashSet<String>) -> String {
+    // Monospace at 11 px: a character is about 6.6 px wide.
+    const CHAR_W: f64 = 6.7;
+    const PAD: f64 = 8.0;
+    const MIN_W: f64 = 160.0;
     const H: f64 = 44.0;
     const GX: f64 = 20.0;
     const GY: f64 = 36.0;
     const M: f64 = 16.0;
+    const LEGEND_H: f64 = 40.0;
+    const LEGEND_W: f64 = 600.0;
     struct Placed<'a> {
         e: &'a TraceEvent,
         x: f64,
@@ -411,11 +614,23 @@ pub(crate) fn to_svg(t: &Tree, target: &str) -> String {
     }
     let mut nodes = Vec::new();
     let mut cols = 0.0;
-    place(t, 0, None, &mut cols, &mut nodes);
+    for t in forest {
+        place(t, 0, None, &mut cols, &mut nodes);
+    }
+    let line1 = |e: &TraceEvent| format!("#{} {}", e.seq, e.kind);
+    // Every column as wide as the widest label (up to the cap).
+    let chars = nodes
+        .iter()
+        .map(|n| line1(n.e).chars().count().max(n.e.entity.chars().count()))
+        .max()
+        .unwrap_or(0)
+        .min(SVG_LABEL_CHARS);
+    let w = (PAD * 2.0 + chars as f64 * CHAR_W).max(MIN_W).ceil();
     let depth = nodes.iter().map(|n| n.depth).max().unwrap_or(0) as f64 + 1.0;
-    let width = M * 2.0 + cols * W + (cols - 1.0).max(0.0) * GX;
-    let height = M * 2.0 + depth * H + (depth - 1.0) * GY;
-    let px = |n: &Placed| M + n.x * (W + GX);
+    let width = (M * 2.0 + cols * w + (cols - 1.0).max(0.0) * GX).max(M * 2.0 + LEGEND_W);
+    let tree_h = M * 2.0 + depth * H + (depth - 1.0) * GY;
+    let height = tree_h + LEGEND_H;
+    let px = |n: &Placed| M + n.x * (w + GX);
     let py = |n: &Placed| M + n.depth as f64 * (H + GY);
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"monospace\" font-size=\"11\">\n"
@@ -426,44 +641,74 @@ pub(crate) fn to_svg(t: &Tree, target: &str) -> String {
             let _ = writeln!(
                 out,
                 "  <line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#555\"/>",
-                px(p) + W / 2.0,
+                px(p) + w / 2.0,
                 py(p) + H,
-                px(n) + W / 2.0,
+                px(n) + w / 2.0,
                 py(n)
             );
         }
     }
+    // One box style per meaning, shared by the nodes and the legend.
+    let event_box = "fill=\"#fdfdf6\" stroke=\"#333\" stroke-width=\"1\"";
+    let marked_box = "fill=\"#fdfdf6\" stroke=\"#1a5fb4\" stroke-width=\"2.5\"";
+    let denial_box =
+        "fill=\"#fdecea\" stroke=\"#c0392b\" stroke-width=\"1.5\" stroke-dasharray=\"5 3\"";
     for n in &nodes {
         let (x, y) = (px(n), py(n));
-        let (stroke, sw) = if n.e.id == target {
-            ("#c0392b", 2.5)
-        } else {
-            ("#333", 1.0)
-        };
-        let kind: String = n.e.kind.chars().take(30).collect();
-        let entity: String = n.e.entity.chars().take(30).collect();
+        let denial = n.e.kind == DENIED_KIND;
+        let mut style = if denial { denial_box } else { event_box }.to_string();
+        if marked.contains(&n.e.id) {
+            // A denial asked about keeps its dash, in the marked colour.
+            style = if denial {
+                format!("{marked_box} stroke-dasharray=\"5 3\"")
+            } else {
+                marked_box.to_string()
+            };
+        }
+        let class = if denial { "node denial" } else { "node" };
+        let first = line1(n.e);
         let _ = writeln!(
             out,
-            "  <g><title>{}</title><rect x=\"{x}\" y=\"{y}\" width=\"{W}\" height=\"{H}\" rx=\"4\" fill=\"#fdfdf6\" stroke=\"{stroke}\" stroke-width=\"{sw}\"/><text x=\"{}\" y=\"{}\">#{} {}</text><text x=\"{}\" y=\"{}\" fill=\"#555\">{}</text></g>",
+            "  <g class=\"{class}\"><title>{}&#10;{}&#10;{}</title><rect x=\"{x}\" y=\"{y}\" width=\"{w}\" height=\"{H}\" rx=\"4\" {style}/><text x=\"{}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" fill=\"#555\">{}</text></g>",
+            xml_escape(&first),
+            xml_escape(&n.e.entity),
             xml_escape(&n.e.id),
-            x + 8.0,
+            x + PAD,
             y + 18.0,
-            n.e.seq,
-            xml_escape(&kind),
-            x + 8.0,
+            xml_escape(&ellipsize(&first, SVG_LABEL_CHARS)),
+            x + PAD,
             y + 34.0,
-            xml_escape(&entity),
+            xml_escape(&ellipsize(&n.e.entity, SVG_LABEL_CHARS)),
         );
     }
-    out.push_str("</svg>\n");
+    // The legend: what each box style means.
+    let ly = tree_h + 4.0;
+    let _ = write!(out, "  <g class=\"legend\">");
+    for (i, (style, text)) in [
+        (event_box, "event"),
+        (marked_box, "the traced event(s)"),
+        (denial_box, "denied by a gate (batpak.gate.denied)"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let lx = M + [0.0, 110.0, 290.0][i];
+        let _ = write!(
+            out,
+            "<rect x=\"{lx}\" y=\"{ly}\" width=\"24\" height=\"14\" rx=\"3\" {style}/><text x=\"{}\" y=\"{}\">{}</text>",
+            lx + 30.0,
+            ly + 11.0,
+            xml_escape(text)
+        );
+    }
+    out.push_str("</g>\n</svg>\n");
     out
 }
 
-/// `batpak-host trace ID`.
+/// `batpak-host trace ID|ENTITY`.
 pub(crate) fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
-    let id = parse_id(&a.id)?.to_string();
-    let (tree, cut) = if let Some(c) = Client::connect(data)? {
-        build(&mut HostSource(c), &id)?
+    let traced = if let Some(c) = Client::connect(data)? {
+        resolve(&mut HostSource(c), &a.target)?
     } else {
         if !data.join("segments").is_dir() {
             bail!(
@@ -479,26 +724,42 @@ pub(crate) fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
         {
             Some(store) => {
                 let mut src = StoreSource(store);
-                let r = build(&mut src, &id);
+                let r = resolve(&mut src, &a.target);
                 src.0.close()?;
                 r?
             }
-            None => build(&mut ScanSource::read(data)?, &id)?,
+            None => resolve(&mut ScanSource::read(data)?, &a.target)?,
         }
     };
-    if cut {
+    if traced.cut {
         eprintln!("trace: more than {MAX_NODES} events; the tree is cut there");
     }
+    let marked: HashSet<String> = traced.marked.iter().cloned().collect();
+    let forest = &traced.forest;
     let out = match a.format {
         TraceFormat::Text => {
-            let mut s = render_tree(&tree, &text_label(&id)).join("\n");
-            s.push('\n');
+            let label = text_label(&marked);
+            let mut s = String::new();
+            for t in forest {
+                for line in render_tree(t, &label) {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
             s
         }
-        TraceFormat::Dot => to_dot(&tree, &id),
-        TraceFormat::Svg => to_svg(&tree, &id),
+        TraceFormat::Dot => to_dot(forest, &marked),
+        TraceFormat::Svg => to_svg(forest, &marked),
         TraceFormat::Json => {
-            let mut s = json!({"target": id, "root": to_json(&tree)}).to_string();
+            let v = match &traced.entity {
+                None => json!({"target": traced.marked[0], "root": to_json(&forest[0])}),
+                Some(entity) => json!({
+                    "entity": entity,
+                    "targets": traced.marked,
+                    "roots": forest.iter().map(to_json).collect::<Vec<_>>(),
+                }),
+            };
+            let mut s = v.to_string();
             s.push('\n');
             s
         }

@@ -23,8 +23,13 @@ pub(crate) struct Metrics {
     pub http_unauthorized: AtomicU64,
 }
 
-/// A per-reactor gauge: name, help, how to read it.
-type Gauge = (&'static str, &'static str, fn(&crate::ReactorState) -> u64);
+/// A per-reactor metric: name, help, Prometheus type, how to read it.
+type ReactorMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::ReactorState) -> u64,
+);
 
 pub(crate) struct Ctx {
     pub store: Store,
@@ -136,33 +141,42 @@ impl Ctx {
         );
         let _ = writeln!(s, "# HELP batpak_store_durable_sequence Highest durable global sequence.\n# TYPE batpak_store_durable_sequence gauge\nbatpak_store_durable_sequence {}", w.durable);
         let states = self.operator.status();
-        let gauges: [Gauge; 5] = [
+        // Counts that only grow are Prometheus counters (`_total`, so
+        // `rate()` reads a restart as a reset); positions and lag are gauges.
+        let per_reactor: [ReactorMetric; 5] = [
             (
                 "batpak_reactor_position",
                 "Last global sequence the reactor handled.",
+                "gauge",
                 |r| r.position,
             ),
             (
                 "batpak_reactor_lag",
                 "Durable events in the reactor's region not yet handled.",
+                "gauge",
                 |r| r.lag,
             ),
             (
-                "batpak_reactor_events_in",
+                "batpak_reactor_events_in_total",
                 "Events delivered since start.",
+                "counter",
                 |r| r.events_in,
             ),
             (
-                "batpak_reactor_reactions_out",
+                "batpak_reactor_reactions_out_total",
                 "Reactions appended since start.",
+                "counter",
                 |r| r.reactions_out,
             ),
-            ("batpak_reactor_parked", "Events parked since start.", |r| {
-                r.parked
-            }),
+            (
+                "batpak_reactor_parked_total",
+                "Events parked since start.",
+                "counter",
+                |r| r.parked,
+            ),
         ];
-        for (name, help, f) in gauges {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (name, help, kind, f) in per_reactor {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for r in &states {
                 let _ = writeln!(s, "{name}{{reactor=\"{}\"}} {}", r.name, f(r));
             }

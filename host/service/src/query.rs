@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 ///
 /// `payload` is any JSON value and is stored as its JSON text (what
 /// `append --jsonl` and the HTTP API do); `payload_text` is stored exactly
-/// as given (what `append --payload` does). At most one of the two.
+/// as given (what `append --payload` sends once it has checked the text is
+/// JSON, and `append --payload-text` sends as is). Exactly one of the two.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
@@ -25,8 +26,13 @@ pub struct NewEvent {
     pub scope: String,
     /// Kind; `batpak.*` is refused.
     pub kind: String,
-    /// Payload as JSON, stored as its JSON text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Payload as JSON, stored as its JSON text (`"payload": null` is the
+    /// JSON `null`, not a missing payload).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub payload: Option<serde_json::Value>,
     /// Payload text, stored verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +55,12 @@ pub struct NewEvent {
     /// or the whole batch is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_entity_seq: Option<u64>,
+}
+
+/// A field that is present is `Some`, even when it is `null` (serde's
+/// default for `Option` would read `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// Most events one read page returns.
@@ -184,7 +196,11 @@ pub fn proposal(index: usize, e: NewEvent) -> Result<Proposal, WireError> {
         }
         (Some(v), None) => serde_json::to_vec(&v).expect("a JSON value serialises"),
         (None, Some(t)) => t.into_bytes(),
-        (None, None) => Vec::new(),
+        (None, None) => {
+            return Err(bad(format!(
+                "event {index}: missing field \"payload\": give the event's data as \"payload\" (any JSON value, e.g. {{}} when there is none) or as \"payload_text\" (text stored verbatim)"
+            )))
+        }
     };
     let mut p = Proposal::new(coordinate, e.kind, payload);
     p.id =

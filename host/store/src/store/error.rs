@@ -7,12 +7,16 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// Another process owns the directory.
-    #[error("store {dir} is in use by another process ({holder}); stop it or pass another --data directory")]
+    #[error("store {dir} is in use by another process ({holder}{}); stop it or pass another --data directory", super::lock::held_for_text(*.held_for))]
     Locked {
         /// The store directory.
         dir: PathBuf,
-        /// What the lock file says about its holder.
+        /// What the lock file says about its holder: pid, command line and
+        /// since when (ISO-8601 UTC).
         holder: String,
+        /// How long the holder had held the store when this open was
+        /// refused, when the lock file says since when.
+        held_for: Option<std::time::Duration>,
     },
     /// A proposal broke a rule; nothing was written.
     #[error("proposal {index}: {source}")]
