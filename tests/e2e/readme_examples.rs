@@ -89,7 +89,10 @@ fn the_quick_start_runs_four_reactors_and_the_gate_denies_from_plugins_as_shippe
     let w = checkout_after_demo();
     let commands = quick_start_commands();
     let (run_line, appends) = commands.split_last().expect("commands");
-    assert!(run_line.contains(" run "), "the last command runs: {run_line}");
+    assert!(
+        run_line.contains(" run "),
+        "the last command runs: {run_line}"
+    );
     for line in appends {
         let out = sh(w.path(), line).output().unwrap();
         assert!(
@@ -150,7 +153,9 @@ fn the_quick_start_runs_four_reactors_and_the_gate_denies_from_plugins_as_shippe
     assert!(
         denied.iter().all(|d| d["entity"] == "reactor:low-stock"
             && d["payload"]["code"] == "kind-not-granted"
-            && d["payload"].to_string().contains("inventory.restock-requested")),
+            && d["payload"]
+                .to_string()
+                .contains("inventory.restock-requested")),
         "{denied:?}"
     );
     assert!(events
@@ -215,7 +220,15 @@ fn the_optimistic_concurrency_example_appends_at_the_sequence_read_then_conflict
         .arg("run")
         .arg("--plugin-config")
         .arg(p("shop.json"))
-        .args(["inventory.wasm", "low_stock.wasm", "shipping.wasm", "notify.wat"].map(p))
+        .args(
+            [
+                "inventory.wasm",
+                "low_stock.wasm",
+                "shipping.wasm",
+                "notify.wat",
+            ]
+            .map(p),
+        )
         .args(["--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -591,7 +591,8 @@ fn each_parked_failure_is_one_readable_line() {
             .unwrap();
         e["seq"].as_u64().unwrap()
     };
-    let lines_with = |needle: &str| -> Vec<&str> { err.lines().filter(|l| l.contains(needle)).collect() };
+    let lines_with =
+        |needle: &str| -> Vec<&str> { err.lines().filter(|l| l.contains(needle)).collect() };
     for (i, own, kind) in [
         (1, "ValueError: hostile: bad quantity", "trap"),
         (3, "hostile: trap requested", "trap"),
@@ -613,7 +614,13 @@ fn each_parked_failure_is_one_readable_line() {
         assert!(said[0].chars().count() < 400, "{}", said[0]);
     }
     assert_eq!(lines_with("parked event").len(), 3, "{err}");
-    for noise in ["Traceback", "wasm backtrace", "attempt 1 of", "panicked at", "bisecting"] {
+    for noise in [
+        "Traceback",
+        "wasm backtrace",
+        "attempt 1 of",
+        "panicked at",
+        "bisecting",
+    ] {
         assert!(lines_with(noise).is_empty(), "{noise:?} on stderr:\n{err}");
     }
     // The detail is in the parked records.

@@ -84,10 +84,7 @@ fn shadow_of_the_running_version_over_a_window_with_a_swap_reports_no_difference
         events_of(&data, "bench.out").len() == 100
     });
     // The swap lands inside the window shadow will read.
-    let out = host(
-        &data,
-        &["swap", "passthrough", silent.to_str().unwrap()],
-    );
+    let out = host(&data, &["swap", "passthrough", silent.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     append(&data, &inputs(100, "b"));
     wait_until("the silent version to handle the next 100", || {
