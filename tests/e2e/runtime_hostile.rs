@@ -541,19 +541,101 @@ fn a_guest_exception_keeps_its_message_and_frames_in_the_park_record() {
     let v = &p["h:0:raise"];
     assert_eq!(v["failure"], "trap");
     let cause = v["cause"].as_str().unwrap();
+    // The guest's own message first, then the detail.
+    assert!(
+        cause.starts_with("ValueError: hostile: bad quantity; "),
+        "{cause}"
+    );
     for needle in [
         "Traceback (most recent call last):",
         "line 7, in parse",
-        "ValueError: hostile: bad quantity",
         "wasm backtrace",
     ] {
         assert!(cause.contains(needle), "cause lacks {needle:?}: {cause}");
     }
-    let err = stderr(&out);
-    assert!(
-        err.contains("attempt 1 of 2") && err.contains("attempt 2 of 2"),
-        "{err}"
+    assert_eq!(v["attempts"], 2, "{v}");
+}
+
+/// One stderr line per parked event, the guest's own message first and no
+/// backtrace, however many calls (retries, bisection) failed on it; the
+/// detail stays in the parked record.
+#[test]
+fn each_parked_failure_is_one_readable_line() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    // One batch: the exception and the panic make the whole call fail, so
+    // the host retries it and bisects it down to each bad event.
+    let cmds = ["ok", "raise", "ok", "trap", "error", "ok"];
+    let events: Vec<Value> = cmds.iter().enumerate().map(|(i, c)| cmd(i, c)).collect();
+    append(&data, &events);
+    let h = plugin("hostile");
+    let out = host(
+        &data,
+        &[
+            "run",
+            "--until-idle",
+            "--quiet",
+            "--attempts",
+            "3",
+            "--backoff-ms",
+            "1",
+            h.to_str().unwrap(),
+        ],
     );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let seq = |i: usize| -> u64 {
+        let e = all_events(&data)
+            .into_iter()
+            .find(|e| e["entity"] == format!("h:{i}:{}", cmds[i]))
+            .unwrap();
+        e["seq"].as_u64().unwrap()
+    };
+    let lines_with =
+        |needle: &str| -> Vec<&str> { err.lines().filter(|l| l.contains(needle)).collect() };
+    for (i, own, kind) in [
+        (1, "ValueError: hostile: bad quantity", "trap"),
+        (3, "hostile: trap requested", "trap"),
+        (4, "hostile: error requested", "error"),
+    ] {
+        let said = lines_with(own);
+        assert_eq!(said.len(), 1, "one line for {own:?}:\n{err}");
+        let want = format!(
+            "[runtime hostile] warn: parked event {} (hostile.cmd, h:{i}:{}): {own} — {kind} after ",
+            seq(i),
+            cmds[i]
+        );
+        assert!(said[0].starts_with(&want), "{:?}\nlacks {want:?}", said[0]);
+        assert!(
+            said[0].contains("`batpak-host parked --plugin hostile`"),
+            "{}",
+            said[0]
+        );
+        assert!(said[0].chars().count() < 400, "{}", said[0]);
+    }
+    assert_eq!(lines_with("parked event").len(), 3, "{err}");
+    for noise in [
+        "Traceback",
+        "wasm backtrace",
+        "attempt 1 of",
+        "panicked at",
+        "bisecting",
+    ] {
+        assert!(lines_with(noise).is_empty(), "{noise:?} on stderr:\n{err}");
+    }
+    // The detail is in the parked records.
+    let p = parked(&data);
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(p["h:1:raise"]["cause"]
+        .as_str()
+        .unwrap()
+        .contains("Traceback (most recent call last):"));
+    let trap = p["h:3:trap"]["cause"].as_str().unwrap();
+    assert!(
+        trap.starts_with("hostile: trap requested; ") && trap.contains("wasm backtrace"),
+        "{trap}"
+    );
+    assert_eq!(events_of(&data, "hostile.ok").len(), 3);
 }
 
 #[test]

@@ -35,20 +35,15 @@ const ORDERS: &[(&str, &str)] = &[
     ("order:1007", r#"{"sku":"widget","quantity":"lots"}"#),
 ];
 
-/// Operator configuration: low-stock may alert but is not granted
+/// Operator configuration, shipped beside the plugins (the README's quick
+/// start passes the same file): low-stock may alert but is not granted
 /// `inventory.restock-requested`, so the capability gate denies it.
-const PLUGIN_CONFIG: &str = r#"{
-  "plugins": {
-    "inventory": { "config": { "stock": { "widget": 10, "gadget": 5, "gizmo": 2 } } },
-    "low-stock": { "config": { "threshold": 3 }, "grant_emits": ["alert.low-stock"] },
-    "shipping": {},
-    "notify": {}
-  }
-}"#;
+const PLUGIN_CONFIG: &str = include_str!("../../../plugins/shop.json");
 
 /// The demo's non-Rust reactor: hand-written component text, read by the
 /// host as is, so the demo is polyglot without any toolchain beyond Rust.
-const NOTIFY_WAT: &str = include_str!("../../../plugins/notify-wat/reactor.wat");
+/// It sits in `plugins/` beside the components the demo leaves there.
+const NOTIFY_WAT: &str = include_str!("../../../plugins/notify.wat");
 
 const PLUGINS: &[(&str, &str)] = &[
     ("inventory", "inventory"),
@@ -151,18 +146,19 @@ pub(crate) fn demo(_data: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    // Leave the components where the README's `run plugins/*.wasm` finds them.
+    // Leave the components beside the shipped config and WAT reactor, where
+    // the README's quick start (`run --plugin-config plugins/shop.json
+    // plugins/*.wasm plugins/*.wat`) finds all four.
+    let mut left_in = None;
     if a.plugins_dir.is_none() {
         if let Some(root) = source_root() {
+            let dir = root.join("plugins");
             for (w, (_, f)) in wasm.iter().zip(PLUGINS) {
-                let to = root.join("plugins").join(format!("{f}.wasm"));
+                let to = dir.join(format!("{f}.wasm"));
                 std::fs::copy(w, &to)
                     .with_context(|| format!("copying {} to {}", w.display(), to.display()))?;
             }
-            eprintln!(
-                "demo: the example plugins are also in {}/plugins/*.wasm",
-                root.display()
-            );
+            left_in = Some(dir);
         }
     }
     reset_dir(&a.dir)?;
@@ -222,6 +218,16 @@ pub(crate) fn demo(_data: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
         a.dir.display()
     );
     println!("Check it:          {exe} --data {} verify", a.dir.display());
+    if let Some(dir) = left_in {
+        let shown = std::env::current_dir()
+            .ok()
+            .and_then(|cwd| dir.strip_prefix(cwd).ok().map(Path::to_path_buf))
+            .unwrap_or(dir);
+        let p = shown.display();
+        println!(
+            "Run it yourself:   {exe} run --plugin-config {p}/shop.json {p}/*.wasm {p}/*.wat   (the four reactors are in {p}/; README, quick start)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

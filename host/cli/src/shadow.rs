@@ -140,4 +140,16 @@ pub(crate) fn print_summary(report: &ShadowReport) {
         report.verdicts,
         report.failed
     );
+    if report.other_version > 0 {
+        eprintln!(
+            "shadow {}: {} handled event(s) in the window were handled by an earlier version than the running one ({}) and were not compared",
+            report.reactor,
+            report.other_version,
+            report
+                .running_digest
+                .as_deref()
+                .map(|d| &d[..d.len().min(12)])
+                .unwrap_or("?")
+        );
+    }
 }

@@ -42,8 +42,14 @@ impl FailureKind {
 pub struct ReactFailure {
     /// What happened.
     pub kind: FailureKind,
-    /// Human-readable cause.
+    /// Human-readable cause, the guest's own words first when it gave any
+    /// (a react-error's message, the last line of an exception it printed):
+    /// what a log line shows.
     pub message: String,
+    /// Everything else known about it (the host's trap description, the
+    /// wasm backtrace, what the guest wrote to stderr): kept in the parked
+    /// record, not repeated in log lines.
+    pub detail: Option<String>,
     /// The batch index of the event that failed, when the reactor knows it.
     pub event: Option<u32>,
 }
@@ -54,6 +60,7 @@ impl ReactFailure {
         ReactFailure {
             kind,
             message: message.into(),
+            detail: None,
             event: None,
         }
     }
@@ -63,14 +70,33 @@ impl ReactFailure {
         ReactFailure {
             kind: FailureKind::Error,
             message: message.into(),
+            detail: None,
             event: Some(index),
+        }
+    }
+
+    /// The same failure with `detail` (none when empty).
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        let d = detail.into();
+        self.detail = (!d.trim().is_empty()).then_some(d);
+        self
+    }
+
+    /// The message and then the detail: the whole report, as a parked
+    /// record keeps it.
+    pub fn full(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("{}; {d}", self.message),
+            None => self.message.clone(),
         }
     }
 }
 
+/// `kind: message; detail`: the whole report (a log line that must stay
+/// short uses [`ReactFailure::message`] alone).
 impl fmt::Display for ReactFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind.as_str(), self.message)
+        write!(f, "{}: {}", self.kind.as_str(), self.full())
     }
 }
 

@@ -88,7 +88,8 @@ pub struct ParkedRecord {
     pub entity: String,
     /// Its scope.
     pub scope: String,
-    /// Why it was parked.
+    /// Why it was parked: the guest's own message first, then the detail
+    /// (the trap, the wasm backtrace, what the guest wrote to stderr).
     pub cause: String,
     /// The failure kind (`trap`, `timeout`, `out-of-memory`, `error`,
     /// `malformed-output`).
@@ -173,7 +174,7 @@ pub(crate) fn park_proposal(
         kind: h.kind.clone(),
         entity: h.coordinate.entity.clone(),
         scope: h.coordinate.scope.clone(),
-        cause: failure.message.clone(),
+        cause: failure.full(),
         failure: failure.kind.as_str().to_string(),
         attempts,
         replaces: replaces.map(|r| r.to_string()),

@@ -321,6 +321,7 @@ impl Reactor for Plugin {
             Ok(Err(e)) => Err(ReactFailure {
                 kind: FailureKind::Error,
                 message: e.message,
+                detail: None,
                 event: e.event,
             }),
             Err(f) => {

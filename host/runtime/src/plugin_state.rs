@@ -119,8 +119,10 @@ impl PluginState {
     /// Flushes what the guest printed during the call into the host log and
     /// returns the tail of what it wrote to stderr: a Rust panic's location
     /// and message, or a Python or JavaScript exception with its last
-    /// frames (bounded to a few dozen lines).
-    pub(crate) fn end_call(&mut self) -> Option<String> {
+    /// frames (bounded to a few dozen lines). When the call `failed`, its
+    /// stderr is logged at debug level only: the failure carries it, and a
+    /// retried call would otherwise print the same exception every time.
+    pub(crate) fn end_call(&mut self, failed: bool) -> Option<String> {
         let h = &mut self.host;
         if h.dropped_logs > 0 {
             log(
@@ -150,7 +152,11 @@ impl PluginState {
         for line in err.lines().filter(|l| !l.trim().is_empty()) {
             log(
                 h.log_level,
-                LogLevel::Warn,
+                if failed {
+                    LogLevel::Debug
+                } else {
+                    LogLevel::Warn
+                },
                 &format!("{} stderr", h.name),
                 line,
             );

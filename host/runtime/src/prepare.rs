@@ -171,7 +171,7 @@ pub(crate) fn instantiate(
 ) -> Result<Bindings, ReactFailure> {
     store.data_mut().begin_call(None);
     let r = pre.instantiate(&mut *store);
-    let said = store.data_mut().end_call();
+    let said = store.data_mut().end_call(r.is_err());
     r.map_err(|e| {
         let refused = store.data_mut().budget.take_refusal();
         classify(e, said, refused, &settings.limits())
@@ -190,7 +190,7 @@ pub(crate) fn call<T>(
     store.set_epoch_deadline(rt.deadline_ticks(settings.timeout));
     store.data_mut().begin_call(first);
     let r = f(store);
-    let said = store.data_mut().end_call();
+    let said = store.data_mut().end_call(r.is_err());
     r.map_err(|e| {
         let refused = store.data_mut().budget.take_refusal();
         classify(e, said, refused, &settings.limits())

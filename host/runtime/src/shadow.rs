@@ -3,6 +3,12 @@
 //! to the real log), and compares per source event what the candidate
 //! proposes — after the capability gate — with what was actually appended.
 //!
+//! Only source events the running version handled are compared (the
+//! version stamped on their reactions, or in effect by the reactor's swap
+//! records): what an earlier version appended says nothing about the
+//! running one, so those events are counted apart, not reported as
+//! differences.
+//!
 //! The real log is read with [`LogReader`], without the lock, so this works
 //! while `run` owns the store. The scratch store receives a copy of the log
 //! up to each source event before the candidate sees it, so its host reads
@@ -12,6 +18,7 @@ use crate::admission::{Admission, CapabilityGate, Judged, ReactorInfo};
 use crate::reactor::Reactor;
 use crate::services::HostServices;
 use crate::shadow_error::ShadowError;
+use crate::swap::{ROLLED_BACK_KIND, SWAPPED_KIND};
 use batpak_store::{
     is_system_kind, AppendOptions, Event, EventId, GateSet, LogReader, Proposal, Store, DENIED_KIND,
 };
@@ -84,6 +91,14 @@ pub struct ShadowReport {
     pub verdicts: u64,
     /// Source events the candidate failed on.
     pub failed: u64,
+    /// Handled source events in the window that an earlier version (another
+    /// digest than the running one's) handled: not compared, since what
+    /// they caused says nothing about the running version. Counted, not
+    /// part of `events`.
+    pub other_version: u64,
+    /// The digest of the version whose reactions the candidate is compared
+    /// with: the running one (the last the log shows for this reactor).
+    pub running_digest: Option<String>,
     /// Every difference, in log order.
     pub diffs: Vec<ShadowDiff>,
     /// Wall time of the replay.
@@ -107,11 +122,62 @@ fn shown(kind: &str, entity: &str, scope: &str, payload: &[u8]) -> serde_json::V
     serde_json::json!({"kind": kind, "entity": entity, "scope": scope, "payload": payload})
 }
 
+/// Kind of the store's checkpoint records (payload JSON with `cursor` and
+/// `sequence`).
+const CHECKPOINT_KIND: &str = "batpak.cursor.checkpoint";
+
 /// What the running version left for one source event.
 #[derive(Default)]
 struct Actual {
     reactions: Vec<Event>,
     denials: usize,
+    /// The digest stamped on what it left (reactions, denial and parking
+    /// records carry the lineage of the version that handled the event).
+    digest: Option<String>,
+}
+
+/// The `component` digest in an event's lineage.
+fn component_of(e: &Event) -> Option<&str> {
+    e.header
+        .meta
+        .iter()
+        .find(|(k, _)| k == "component")
+        .map(|(_, v)| v.as_str())
+}
+
+/// Which version handled each position, from the reactor's swap and
+/// rollback records: each says "after `position`, the version stamped on
+/// me"; the first swap also names the version before it.
+#[derive(Default)]
+struct Versions {
+    first: Option<String>,
+    changes: Vec<(u64, String)>,
+}
+
+impl Versions {
+    fn add(&mut self, e: &Event) {
+        if e.kind() != SWAPPED_KIND && e.kind() != ROLLED_BACK_KIND {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&e.payload) else {
+            return;
+        };
+        let (Some(position), Some(digest)) = (v["position"].as_u64(), component_of(e)) else {
+            return;
+        };
+        if self.changes.is_empty() {
+            self.first = v["old_digest"].as_str().map(String::from);
+        }
+        self.changes.push((position, digest.to_string()));
+    }
+
+    /// The version that handled the event at `seq`, when the records say.
+    fn at(&self, seq: u64) -> Option<&str> {
+        match self.changes.iter().rev().find(|(p, _)| *p < seq) {
+            Some((_, d)) => Some(d),
+            None => self.first.as_deref(),
+        }
+    }
 }
 
 /// Replays `candidate` over the events reactor `name` handled in the store
@@ -158,34 +224,64 @@ pub fn shadow(
     let mut actual: HashMap<EventId, Actual> = HashMap::new();
     let mut last_handled = 0u64;
     let seq_of: HashMap<EventId, u64> = log.iter().map(|e| (e.id(), e.sequence())).collect();
-    for e in &log {
+    // The running version: the last one the log shows for this reactor
+    // (every reaction and record it writes carries its lineage).
+    let mut running: Option<String> = None;
+    let mut versions = Versions::default();
+    // Handled: up to the reactor's checkpoint too, so events that caused
+    // nothing count (a version that proposes nothing handled them as well).
+    let cursor = crate::runner::cursor_id(name);
+    for e in log.iter().filter(|e| e.kind() == CHECKPOINT_KIND) {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&e.payload) {
+            if v["cursor"] == cursor.as_str() {
+                last_handled = last_handled.max(v["sequence"].as_u64().unwrap_or(0));
+            }
+        }
+    }
+    for e in log.iter().filter(|e| by_name(e)) {
+        if let Some(c) = component_of(e) {
+            running = Some(c.to_string());
+        }
+        versions.add(e);
         let Some(cause) = e.header.causation else {
             continue;
         };
-        if !by_name(e) {
-            continue;
-        }
         if let Some(&s) = seq_of.get(&cause) {
             last_handled = last_handled.max(s);
         }
         let a = actual.entry(cause).or_default();
+        if a.digest.is_none() {
+            a.digest = component_of(e).map(String::from);
+        }
         if e.kind() == DENIED_KIND {
             a.denials += 1;
         } else if !is_system_kind(e.kind()) {
             a.reactions.push(e.clone());
         }
     }
-    let mut sources: Vec<usize> = log
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| {
-            !is_system_kind(e.kind())
-                && d.region.matches(&e.header)
-                && e.sequence() <= last_handled
-                && range.from.is_none_or(|f| e.sequence() >= f)
-        })
-        .map(|(i, _)| i)
-        .collect();
+    // Only what the running version handled is compared: an earlier
+    // version's output is no evidence of how the running one behaves (the
+    // candidate identical to the running version must show no difference
+    // however far back the window reaches).
+    let mut other_version = 0u64;
+    let mut sources: Vec<usize> = Vec::new();
+    for (i, e) in log.iter().enumerate() {
+        if is_system_kind(e.kind())
+            || !d.region.matches(&e.header)
+            || e.sequence() > last_handled
+            || range.from.is_some_and(|f| e.sequence() < f)
+        {
+            continue;
+        }
+        let handler = actual
+            .get(&e.id())
+            .and_then(|a| a.digest.as_deref())
+            .or_else(|| versions.at(e.sequence()));
+        match (handler, running.as_deref()) {
+            (Some(h), Some(r)) if h != r => other_version += 1,
+            _ => sources.push(i),
+        }
+    }
     if let Some(n) = range.last {
         let skip = sources.len().saturating_sub(n);
         sources.drain(..skip);
@@ -217,6 +313,8 @@ pub fn shadow(
         missing: 0,
         verdicts: 0,
         failed: 0,
+        other_version,
+        running_digest: running,
         diffs: Vec::new(),
         elapsed: Duration::ZERO,
     };

@@ -19,6 +19,11 @@ pub(crate) struct CallLimits {
 /// Turns a wasmtime error from a guest call into a failure with a cause a
 /// human can act on. `stderr` is what the guest wrote to stderr during the
 /// call; `refused` is the budget's record of a refused growth, if any.
+///
+/// The failure's message is one line, the guest's own words first (the
+/// last line of an exception or panic it printed); the host's description
+/// of the trap, the wasm backtrace and the guest's stderr go into its
+/// detail.
 pub(crate) fn classify(
     err: wasmtime::Error,
     stderr: Option<String>,
@@ -27,17 +32,24 @@ pub(crate) fn classify(
 ) -> ReactFailure {
     let trap = err.downcast_ref::<wasmtime::Trap>().copied();
     let said = stderr
-        .map(|s| format!(" (the plugin wrote to stderr: {s})"))
-        .unwrap_or_default();
+        .as_deref()
+        .map(|s| format!("the plugin wrote to stderr:\n{s}"));
+    let detail = |head: Option<String>| -> String {
+        [head, backtrace(&err), said.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     if trap == Some(wasmtime::Trap::Interrupt) {
         return ReactFailure::new(
             FailureKind::Timeout,
             format!(
-                "the call ran longer than its {} ms limit and was interrupted{}",
-                limits.timeout.as_millis(),
-                backtrace(&err)
+                "the call ran longer than its {} ms limit and was interrupted",
+                limits.timeout.as_millis()
             ),
-        );
+        )
+        .with_detail(detail(None));
     }
     let refused = refused.or_else(|| err.downcast_ref::<BudgetExceeded>().copied());
     if refused.is_some() || trap == Some(wasmtime::Trap::AllocationTooLarge) {
@@ -45,11 +57,11 @@ pub(crate) fn classify(
         return ReactFailure::new(
             FailureKind::OutOfMemory,
             format!(
-                "the plugin tried to use more than its memory budget of {} MiB (all memories and tables together){what}{}{said}",
-                limits.memory_bytes >> 20,
-                backtrace(&err)
+                "the plugin tried to use more than its memory budget of {} MiB (all memories and tables together){what}",
+                limits.memory_bytes >> 20
             ),
-        );
+        )
+        .with_detail(detail(None));
     }
     let head = match trap {
         Some(t) => t.to_string(),
@@ -59,23 +71,34 @@ pub(crate) fn classify(
             .map(|e| e.to_string())
             .unwrap_or_else(|| "unknown failure".into()),
     };
-    ReactFailure::new(
-        FailureKind::Trap,
-        format!("{head}{}{said}", backtrace(&err)),
-    )
+    match stderr.as_deref().and_then(guest_message) {
+        Some(own) => ReactFailure::new(FailureKind::Trap, own).with_detail(detail(Some(head))),
+        None => ReactFailure::new(FailureKind::Trap, head).with_detail(detail(None)),
+    }
 }
 
-/// ` (wasm backtrace: f <- g <- h)`: the innermost frames, by function name
+/// The guest's own message in what it wrote to stderr before trapping: the
+/// last line that is not indented — an exception's `ValueError: ...` after
+/// Python's traceback, a Rust panic's message after its location, a
+/// JavaScript `Error: ...` before its indented stack frames.
+fn guest_message(stderr: &str) -> Option<String> {
+    let own = stderr
+        .lines()
+        .rev()
+        .map(str::trim_end)
+        .find(|l| !l.is_empty() && !l.starts_with([' ', '\t']) && *l != "…")?;
+    Some(own.trim_start_matches('…').trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// `wasm backtrace: f <- g <- h`: the innermost frames, by function name
 /// when the component keeps its names, else by index.
-fn backtrace(err: &wasmtime::Error) -> String {
-    let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() else {
-        return String::new();
-    };
+fn backtrace(err: &wasmtime::Error) -> Option<String> {
+    let bt = err.downcast_ref::<wasmtime::WasmBacktrace>()?;
     let frames = bt.frames();
     if frames.is_empty() {
-        return String::new();
+        return None;
     }
-    let mut out = String::from(" (wasm backtrace: ");
+    let mut out = String::from("wasm backtrace: ");
     for (i, f) in frames.iter().take(BACKTRACE_FRAMES).enumerate() {
         if i > 0 {
             out.push_str(" <- ");
@@ -90,6 +113,24 @@ fn backtrace(err: &wasmtime::Error) -> String {
     if frames.len() > BACKTRACE_FRAMES {
         let _ = write!(out, " <- … {} more", frames.len() - BACKTRACE_FRAMES);
     }
-    out.push(')');
-    out
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guest_message;
+
+    #[test]
+    fn the_guest_message_is_the_last_unindented_line() {
+        let py = "Traceback (most recent call last):\n  File \"app.py\", line 7, in parse\n    raise ValueError(\"bad qty\")\nValueError: bad qty";
+        assert_eq!(guest_message(py).as_deref(), Some("ValueError: bad qty"));
+        let rust = "\nthread '<unnamed>' panicked at src/lib.rs:9:5:\nhostile: trap requested";
+        assert_eq!(
+            guest_message(rust).as_deref(),
+            Some("hostile: trap requested")
+        );
+        let js = "Error: bad qty\n    at react (app.js:3)\n    at <anonymous>";
+        assert_eq!(guest_message(js).as_deref(), Some("Error: bad qty"));
+        assert_eq!(guest_message("   \n\t x"), None);
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::error::RunnerError;
 use super::outcome::Outcome;
+use super::retry::one_line;
 use super::worker::{describe_span, Worker};
 use crate::failure::ReactFailure;
 use crate::log::LogLevel;
@@ -95,13 +96,18 @@ impl Worker {
             self.last_commit = Instant::now();
         }
         self.status.add_parked();
+        // One line per parked event, the guest's own message first; the
+        // detail (trap, backtrace, stderr) is in the parked record.
+        let name = self.name();
         self.log(
             LogLevel::Warn,
             &format!(
-                "parked event {} (sequence {}, kind {}) after {attempts} failed call(s): {failure}; list with `batpak-host parked`, retry with `batpak-host parked replay`",
-                event.id(),
+                "parked event {} ({}, {}): {} — {} after {attempts} failed call(s); details: `batpak-host parked --plugin {name}`, retry: `batpak-host parked replay --plugin {name}`",
                 event.sequence(),
-                event.kind()
+                event.kind(),
+                event.coordinate().entity,
+                one_line(&failure.message),
+                failure.kind.as_str(),
             ),
         );
         Ok(())

@@ -20,6 +20,16 @@ pub enum RunnerError {
         #[source]
         source: StoreError,
     },
+    /// The reactor's checkpoint was written for another region than the
+    /// one this version reads (a new version with another region was
+    /// started without re-keying the checkpoint).
+    #[error("reactor {reactor}: this version reads {region}, but its checkpoint was written for another region (an earlier version's), so it cannot continue from it. Stop `run`, then `batpak-host reset {reactor} --to current --plugin NEW.wasm` (continue from the current position) or `--to start` (re-deliver the new region's history), and start `run` again")]
+    RegionChanged {
+        /// The reactor.
+        reactor: String,
+        /// The region this version reads, readable.
+        region: String,
+    },
     /// The runner thread could not be started.
     #[error("starting a reactor thread: {0}")]
     Thread(#[source] std::io::Error),

@@ -219,6 +219,18 @@ pub fn spawn(
 ) -> Result<RunnerHandle, RunnerError> {
     let d = reactor.descriptor().clone();
     d.validate().map_err(RunnerError::InvalidDescriptor)?;
+    // A checkpoint keyed for another region: name the fix (the store's own
+    // error only knows cursors, not `reset --plugin`).
+    if d.canal == ReactorCanal::CursorGuaranteed
+        && store
+            .checkpoint(&cursor_id(&d.name))
+            .is_some_and(|cp| cp.region != d.region.fingerprint())
+    {
+        return Err(RunnerError::RegionChanged {
+            reactor: d.name.clone(),
+            region: crate::swap::describe_region(&d.region),
+        });
+    }
     let feed = match d.canal {
         ReactorCanal::CursorGuaranteed => Feed::Cursor(
             Cursor::open(store, &cursor_id(&d.name), d.region.clone()).map_err(|source| {

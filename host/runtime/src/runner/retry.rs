@@ -9,6 +9,21 @@ use crate::log::LogLevel;
 use batpak_store::Event;
 use std::time::{Duration, Instant};
 
+/// Longest guest message quoted in a log line (the parked record keeps
+/// all of it).
+const MESSAGE_IN_LINE: usize = 300;
+
+/// `message` as one log line's worth: its first line, at most
+/// [`MESSAGE_IN_LINE`] characters, marked when cut.
+pub(super) fn one_line(message: &str) -> String {
+    let first = message.lines().next().unwrap_or("").trim();
+    let mut out: String = first.chars().take(MESSAGE_IN_LINE).collect();
+    if out.len() < message.trim().len() {
+        out.push('…');
+    }
+    out
+}
+
 /// A `react-error` that names one event of the batch is the reactor's own
 /// verdict on that event, not a transient fault: the WIT promises it parks
 /// that event at once, so the batch is not retried (which would also repeat
@@ -23,6 +38,10 @@ impl Worker {
     pub(super) fn process(&mut self, events: &[Event], prior: u32) -> Result<Flow, RunnerError> {
         let mut attempts = 0u32;
         let mut instantiate_failures = 0u32;
+        // Failed calls are logged at debug level: an event that keeps
+        // failing gets one line when it is parked, one that recovers gets
+        // one line here.
+        let mut last_failure: Option<ReactFailure> = None;
         let failure = loop {
             if attempts > 0 && self.stopping() {
                 return Ok(Flow::Stopped);
@@ -30,6 +49,18 @@ impl Worker {
             match self.attempt(events) {
                 Ok(outcome) => {
                     self.commit(events, outcome)?;
+                    if let Some(f) = last_failure {
+                        self.log(
+                            LogLevel::Warn,
+                            &format!(
+                                "{} handled on attempt {} after {attempts} failed call(s): {}: {}",
+                                describe_span(events),
+                                attempts + 1,
+                                f.kind.as_str(),
+                                one_line(&f.message)
+                            ),
+                        );
+                    }
                     return Ok(Flow::Continue);
                 }
                 // Hot swap: a new version on probation that fails is rolled
@@ -47,7 +78,7 @@ impl Worker {
                     attempts += 1;
                     self.status.add_failure();
                     self.log(
-                        LogLevel::Warn,
+                        LogLevel::Debug,
                         &format!(
                             "react failed on {} (attempt {attempts} of {}): {f}",
                             describe_span(events),
@@ -57,6 +88,7 @@ impl Worker {
                     if attempts >= self.settings.policy.attempts.max(1) || blames_one(&f, events) {
                         break f;
                     }
+                    last_failure = Some(f);
                     if let Flow::Stopped = self.backoff(attempts) {
                         return Ok(Flow::Stopped);
                     }
@@ -146,7 +178,7 @@ impl Worker {
         if failures >= self.settings.policy.instantiate_attempts.max(1) {
             return Err(RunnerError::NoWorkingInstance {
                 attempts: failures,
-                message: f.message,
+                message: f.full(),
             });
         }
         Ok(self.backoff(failures))

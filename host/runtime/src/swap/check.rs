@@ -4,6 +4,7 @@
 use super::refusal::SwapRefusal;
 use crate::descriptor::Descriptor;
 use crate::wit::{WitVersion, OFFERED_PACKAGES};
+use batpak_store::Region;
 use std::path::Path;
 
 /// Checks that `new` can continue `old`'s checkpoint: same name, same
@@ -18,11 +19,13 @@ pub fn check_swap(old: &Descriptor, new: &Descriptor) -> Result<(), SwapRefusal>
             offered: new.name.clone(),
         });
     }
-    if old.region != new.region {
+    // The checkpoint is keyed by the fingerprint, which ignores the order
+    // of the kinds: compare what the cursor compares.
+    if old.region.fingerprint() != new.region.fingerprint() {
         return Err(SwapRefusal::RegionChanged {
             name: old.name.clone(),
-            running: format!("{:?}", old.region),
-            offered: format!("{:?}", new.region),
+            running: describe_region(&old.region),
+            offered: describe_region(&new.region),
         });
     }
     if old.canal != new.canal {
@@ -33,6 +36,29 @@ pub fn check_swap(old: &Descriptor, new: &Descriptor) -> Result<(), SwapRefusal>
         });
     }
     Ok(())
+}
+
+/// A region in words, for messages: `kinds "a.b", "c.d", entity prefix
+/// "order:", scope "shop"`, or `every non-system kind`.
+pub fn describe_region(r: &Region) -> String {
+    let mut parts = Vec::new();
+    if r.kinds.is_empty() {
+        parts.push("every non-system kind".to_string());
+    } else {
+        let kinds: Vec<String> = r.kinds.iter().map(|k| format!("{k:?}")).collect();
+        parts.push(format!(
+            "kind{} {}",
+            if kinds.len() == 1 { "" } else { "s" },
+            kinds.join(", ")
+        ));
+    }
+    if let Some(p) = &r.entity_prefix {
+        parts.push(format!("entity prefix {p:?}"));
+    }
+    if let Some(s) = &r.scope {
+        parts.push(format!("scope {s:?}"));
+    }
+    parts.join(", ")
 }
 
 /// The refusal for a file that did not load: [`SwapRefusal::UnsupportedWit`]
@@ -89,7 +115,7 @@ fn targeted_wit(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use batpak_store::{ReactorCanal, Region};
+    use batpak_store::ReactorCanal;
 
     #[test]
     fn the_targeted_wit_version_is_read_from_the_interface_names() {
@@ -118,10 +144,21 @@ mod tests {
         );
         let mut region = Descriptor::new("inv", "2");
         region.region = Region::all().kinds(["x.y"]);
-        assert_eq!(
-            check_swap(&old, &region).unwrap_err().code(),
-            "region-changed"
+        let refusal = check_swap(&old, &region).unwrap_err();
+        assert_eq!(refusal.code(), "region-changed");
+        // Readable regions and the fix, not Rust's Debug or a rename.
+        let msg = refusal.to_string();
+        assert!(
+            msg.contains("reads kind \"x.y\", the running one every non-system kind")
+                && msg.contains("batpak-host reset inv --to current --plugin NEW.wasm")
+                && !msg.contains("Region {"),
+            "{msg}"
         );
+        // The order of the kinds is not a change (the checkpoint ignores it).
+        let (mut ab, mut ba) = (Descriptor::new("inv", "1"), Descriptor::new("inv", "2"));
+        ab.region = Region::all().kinds(["a.b", "c.d"]);
+        ba.region = Region::all().kinds(["c.d", "a.b"]);
+        assert_eq!(check_swap(&ab, &ba), Ok(()));
         let mut canal = Descriptor::new("inv", "2");
         canal.canal = ReactorCanal::LossySubscription;
         assert_eq!(

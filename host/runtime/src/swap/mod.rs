@@ -21,7 +21,7 @@ mod outcome;
 mod records;
 mod refusal;
 
-pub use check::{check_swap, unloadable};
+pub use check::{check_swap, describe_region, unloadable};
 pub use outcome::SwapOutcome;
 pub(crate) use records::{refused_proposal, rolled_back_proposal, swapped_proposal};
 pub use records::{

@@ -35,12 +35,14 @@ pub enum SwapRefusal {
         offered: String,
     },
     /// The new version reads another region, so the old checkpoint does not
-    /// continue into it.
-    #[error("reactor {name}: the new version reads another region ({offered}) than the running one ({running}); its checkpoint would not continue. Give it a new name to start a new cursor")]
+    /// continue into it. The message names both regions and the fix the
+    /// README gives: re-key the checkpoint with `reset --plugin` while the
+    /// host is stopped, then start the new version.
+    #[error("reactor {name}: the new version reads {offered}, the running one {running}; a swap keeps the checkpoint, which belongs to the old region, so it was refused. To change the region, stop `run`, then `batpak-host reset {name} --to current --plugin NEW.wasm` (continue from the current position) or `--to start` (re-deliver the new region's history), and start `run` with the new version")]
     RegionChanged {
         /// The reactor.
         name: String,
-        /// The running region, readable.
+        /// The running region, readable (see [`describe_region`](crate::describe_region)).
         running: String,
         /// The offered region, readable.
         offered: String,
