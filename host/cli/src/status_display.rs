@@ -237,7 +237,20 @@ fn header_line(reactors: usize, head: u64) -> String {
 /// One reactor's live line, at most `width` columns.
 fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
     let name = fit(&v.name, NAME_WIDTH);
-    let what = match v.state {
+    let what = match (&v.pending, v.state) {
+        // Work in progress says what it waits for (a compile takes seconds).
+        (Some(p), _) => {
+            let secs = p.for_ms / 1000;
+            match p.waiting_for {
+                "compiling" => format!(
+                    "{} compiling {} {secs}s",
+                    p.action,
+                    p.bytes.map(human_bytes).unwrap_or_default()
+                ),
+                w => format!("{} waits for {w} {secs}s", p.action),
+            }
+        }
+        (None, state) => match state {
         // Catching up: behind the head and moving. (A lossy subscription
         // has no position to catch up to; a cursor that does not move is
         // waiting for its region's next event, whatever the head says.)
@@ -259,6 +272,7 @@ fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
         "running" => format!("running {:>6}/s", compact(r.events.round() as u64)),
         "idle" => format!("idle at seq {}", compact(v.position)),
         other => other.to_string(),
+        },
     };
     let mut counts = format!(
         "in {} out {} den {} park {}",
@@ -282,7 +296,21 @@ fn plain_line(v: &ReactorView, r: &Rates) -> String {
     if v.state == "running" && r.events >= 1.0 {
         s.push_str(&format!(", {}/s", compact(r.events.round() as u64)));
     }
+    if let Some(p) = &v.pending {
+        s.push_str(&format!("; pending {}", p.text));
+    }
     s
+}
+
+/// `n` bytes as `512 B`, `42.0 kB`, `18.2 MB` or `1.1 GB` (powers of 1000).
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "kB")];
+    for (size, unit) in UNITS {
+        if n >= size {
+            return format!("{:.1} {unit}", n as f64 / size as f64);
+        }
+    }
+    format!("{n} B")
 }
 
 /// `name: in N, out N, denied N, parked N, …`: the counters, the cursor
@@ -307,6 +335,7 @@ pub(crate) fn summary_body(v: &ReactorView) -> String {
     match v.state {
         "failed" => s.push_str(", FAILED"),
         "stopped" => s.push_str(", stopped"),
+        "stopping" => s.push_str(", stopping"),
         "idle" => s.push_str(", idle"),
         _ => {}
     }
@@ -381,6 +410,8 @@ mod tests {
             region: batpak_store::Region::all(),
             error: None,
             last_swap: None,
+            pending: None,
+            watched: None,
         }
     }
 
@@ -440,6 +471,8 @@ mod tests {
         assert_eq!(duration(42.0), "42s");
         assert_eq!(duration(187.0), "3m07s");
         assert_eq!(duration(7500.0), "2h05m");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(18_200_000), "18.2 MB");
     }
 
     #[test]
