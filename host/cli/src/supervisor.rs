@@ -515,7 +515,7 @@ impl Supervisor {
             }
             return;
         };
-        h.stop();
+        h.stop_at_position();
         slot.life = Some(LifeOp::Stopping {
             since: Instant::now(),
             removed,

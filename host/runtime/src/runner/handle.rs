@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// batch in flight finish and commits the checkpoint; `join` waits.
 pub struct RunnerHandle {
     stop: Arc<AtomicBool>,
+    checkpoint_on_stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), RunnerError>>>,
     status: Arc<ReactorStatus>,
     swap: Arc<Mutex<Option<PendingSwap>>>,
@@ -64,6 +65,15 @@ impl RunnerHandle {
     /// The reactor's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Stops like [`CanalHandle::stop`] (without waiting), and leaves the
+    /// checkpoint at the reactor's position — past the events of other
+    /// regions after its last handled one — so a restart resumes exactly
+    /// at the position `status` showed (an operator's pause).
+    pub fn stop_at_position(&self) {
+        self.checkpoint_on_stop.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
     }
 
     /// True once the thread has exited.
@@ -296,6 +306,7 @@ pub fn spawn(
         status.set_position(c.position());
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let checkpoint_on_stop = Arc::new(AtomicBool::new(false));
     let swap: Arc<Mutex<Option<PendingSwap>>> = Arc::new(Mutex::new(None));
     let current = Arc::new(Mutex::new(admission.info.clone()));
     let current_descriptor = Arc::new(Mutex::new(d.clone()));
@@ -316,6 +327,7 @@ pub fn spawn(
         settings,
         status: status.clone(),
         stop: stop.clone(),
+        checkpoint_on_stop: checkpoint_on_stop.clone(),
         swap: swap.clone(),
         current: current.clone(),
         current_descriptor: current_descriptor.clone(),
@@ -352,6 +364,7 @@ pub fn spawn(
         .map_err(RunnerError::Thread)?;
     Ok(RunnerHandle {
         stop,
+        checkpoint_on_stop,
         thread: Some(thread),
         status,
         swap,

@@ -51,6 +51,9 @@ pub(super) struct Worker {
     pub(super) settings: RunnerSettings,
     pub(super) status: Arc<ReactorStatus>,
     pub(super) stop: Arc<AtomicBool>,
+    /// Set with `stop` by an operator's pause: the checkpoint is left at the
+    /// position (see `checkpoint_covered`).
+    pub(super) checkpoint_on_stop: Arc<AtomicBool>,
     pub(super) swap: Arc<Mutex<Option<PendingSwap>>>,
     /// Hot swap: the running version's lineage and descriptor, shared with
     /// the handle (for `status` and the checks a swap request runs).
@@ -98,7 +101,13 @@ impl Worker {
     pub(super) fn run(mut self) -> Result<(), RunnerError> {
         let result = self.run_inner();
         let saved = self.save_checkpoint();
-        let result = result.and(saved).and_then(|()| self.checkpoint_covered());
+        let result = result.and(saved).and_then(|()| {
+            if self.checkpoint_on_stop.load(Ordering::SeqCst) {
+                self.checkpoint_covered()
+            } else {
+                Ok(())
+            }
+        });
         match &result {
             Ok(()) => self.status.set_state(RunState::Stopped),
             Err(e) => {
@@ -189,10 +198,12 @@ impl Worker {
         }
     }
 
-    /// On a clean stop: leaves the checkpoint at the position (past the
-    /// skipped events after the last handled one), so the reactor resumes
-    /// from the position `status` and `pause` showed, not from an earlier
-    /// one. A position behind the stored checkpoint (a batch stopped half
+    /// On a clean stop asked by an operator (a pause): leaves the
+    /// checkpoint at the position (past the skipped events after the last
+    /// handled one), so the reactor resumes from the position `status` and
+    /// `pause` showed, not from an earlier one. (A shutdown does not: a
+    /// checkpoint behind the position only makes the next start skip those
+    /// events again.) A position behind the stored checkpoint (a batch stopped half
     /// way whose first part was committed) shows the checkpoint instead.
     pub(super) fn checkpoint_covered(&mut self) -> Result<(), RunnerError> {
         let Feed::Cursor(c) = &self.feed else {
