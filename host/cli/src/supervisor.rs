@@ -1165,6 +1165,32 @@ mod tests {
         }
     }
 
+    /// A supervisor that does not answer makes a control call fail with an
+    /// error naming what timed out, not hang.
+    #[test]
+    fn a_control_call_has_a_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("data")).unwrap();
+        let (tx, _unserved) = mpsc::channel();
+        let control = Control {
+            tx,
+            store: store.clone(),
+        };
+        let t = Instant::now();
+        match control.call(
+            || "listing the reactors".into(),
+            Duration::from_millis(100),
+            Request::List,
+        ) {
+            Err(e @ ControlError::TimedOut { .. }) => {
+                assert!(e.to_string().starts_with("listing the reactors did not finish within"), "{e}")
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(5));
+        store.close().unwrap();
+    }
+
     #[test]
     fn control_lists_stops_starts_and_swaps_a_reactor() {
         let dir = tempfile::tempdir().unwrap();

@@ -282,3 +282,65 @@ impl Client {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::time::Instant;
+
+    /// A host that accepts the connection and never answers: the call ends
+    /// with an error naming the request, not a hang.
+    #[test]
+    fn a_host_that_never_answers_is_a_timeout_naming_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = crate::local::socket_path(dir.path());
+        std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+        let listener = UnixListener::bind(&sock).unwrap();
+        let silent = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            // Hold the connection open without a reply.
+            std::thread::sleep(Duration::from_secs(3));
+            drop(s);
+        });
+        let mut c = Client::connect(dir.path()).unwrap().expect("a listener");
+        c.set_timeout(Some(Duration::from_millis(200))).unwrap();
+        let t = Instant::now();
+        match c.status() {
+            Err(e @ ClientError::TimedOut { what: "status", .. }) => {
+                assert!(e.to_string().contains("did not answer status within"), "{e}")
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        silent.join().unwrap();
+    }
+
+    /// Without `set_timeout`, every operation still has a deadline, and a
+    /// long-polling read gets its wait on top.
+    #[test]
+    fn every_operation_has_a_deadline() {
+        let q = Query {
+            wait_ms: 30_000,
+            ..Query::default()
+        };
+        let ops = [
+            Op::Ping,
+            Op::Status,
+            Op::Verify,
+            Op::Read(q),
+            Op::Append { events: Vec::new() },
+            Op::Pause { name: "a".into() },
+            Op::Resume { name: "a".into() },
+            Op::Swap {
+                name: "a".into(),
+                file: "/x.wasm".into(),
+            },
+        ];
+        for op in &ops {
+            let (d, what) = deadline_of(op);
+            assert!(d >= QUICK_DEADLINE && d <= BULK_DEADLINE, "{what}: {d:?}");
+        }
+        assert!(deadline_of(&ops[3]).0 >= QUICK_DEADLINE + Duration::from_secs(30));
+    }
+}
