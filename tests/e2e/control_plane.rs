@@ -219,7 +219,10 @@ fn a_cold_compile_does_not_freeze_the_control_plane() {
         st[0]["pending"]["waiting_for"], "compiling",
         "the compile should still run (it takes seconds; this machine compiled it faster than pause and resume took): {st}"
     );
-    assert!(swap.try_wait().unwrap().is_none(), "the swap is not done yet");
+    assert!(
+        swap.try_wait().unwrap().is_none(),
+        "the swap is not done yet"
+    );
 
     // The swap lands once compiled.
     let st = wait_exit(&mut swap, Duration::from_secs(240));

@@ -380,7 +380,10 @@ fn a_failing_new_version_is_rolled_back() {
     );
     let st: Value = serde_json::from_slice(&host_ok(&data, &["status", "--json"]).stdout).unwrap();
     let r = &st[0];
-    assert_eq!(r["version"], swapped["old_version"], "the old version runs: {r}");
+    assert_eq!(
+        r["version"], swapped["old_version"],
+        "the old version runs: {r}"
+    );
     assert_eq!(r["digest"], swapped["old_digest"], "{r}");
     let rb = &r["last_swap"]["rolled_back"];
     assert_eq!(r["last_swap"]["new_version"], swapped["new_version"], "{r}");
@@ -389,13 +392,11 @@ fn a_failing_new_version_is_rolled_back() {
     assert!(rb["reason"].as_str().unwrap().contains("trap"), "{r}");
     let table = String::from_utf8_lossy(&host_ok(&data, &["status"]).stdout).into_owned();
     assert!(
-        table.contains(&format!(
-            "ROLLED BACK at position {}",
-            rb["position"]
-        )) && table.contains(&format!(
-            "{} failed",
-            swapped["new_version"].as_str().unwrap()
-        )),
+        table.contains(&format!("ROLLED BACK at position {}", rb["position"]))
+            && table.contains(&format!(
+                "{} failed",
+                swapped["new_version"].as_str().unwrap()
+            )),
         "{table}"
     );
     stop(child);
@@ -953,15 +954,14 @@ fn a_swap_command_under_watch_keeps_the_watched_file() {
     std::fs::write(&file, variant(0)).unwrap();
     append(&data, &inputs(50, "a"));
     let (child, _log) = run_watch(&data, &pd, &[]);
-    wait_for(&data, "the backlog handled", |ev| count(ev, "bench.out") == 50);
+    wait_for(&data, "the backlog handled", |ev| {
+        count(ev, "bench.out") == 50
+    });
 
     // From another terminal: a version outside the watched directory.
     let elsewhere = dir.path().join("v1.wasm");
     std::fs::write(&elsewhere, variant(1)).unwrap();
-    let out = host(
-        &data,
-        &["swap", "passthrough", elsewhere.to_str().unwrap()],
-    );
+    let out = host(&data, &["swap", "passthrough", elsewhere.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let st: Value = serde_json::from_slice(&host_ok(&data, &["status", "--json"]).stdout).unwrap();
     let watched = std::fs::canonicalize(&pd).unwrap().join("passthrough.wasm");

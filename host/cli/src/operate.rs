@@ -311,7 +311,10 @@ pub(crate) fn status(data: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
 /// rollback), the file it runs from when a `swap` replaced the watched one,
 /// and work in progress.
 fn status_details(r: &ReactorState) -> Vec<String> {
-    let short = |v: &Value| v.as_str().map_or("?".to_string(), |d| d[..d.len().min(12)].to_string());
+    let short = |v: &Value| {
+        v.as_str()
+            .map_or("?".to_string(), |d| d[..d.len().min(12)].to_string())
+    };
     let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
     let mut out = Vec::new();
     if let Some(s) = &r.last_swap {
@@ -340,7 +343,7 @@ fn status_details(r: &ReactorState) -> Vec<String> {
     if let (Some(w), Some(f)) = (&r.watched, &r.file) {
         if w != f {
             out.push(format!(
-                "runs {} (loaded by `swap`); watching {}: a new file there swaps again",
+                "runs {} (loaded by a swap command); watching {}: a new file there swaps again",
                 f.display(),
                 w.display()
             ));

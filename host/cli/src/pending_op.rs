@@ -178,13 +178,7 @@ impl PendingView {
         } else {
             "compiling"
         };
-        PendingView::new(
-            "swap",
-            Some(&op.file),
-            Some(op.bytes),
-            waiting,
-            op.since,
-        )
+        PendingView::new("swap", Some(&op.file), Some(op.bytes), waiting, op.since)
     }
 
     /// What a swap handed to the runner waits for.
@@ -237,6 +231,9 @@ mod tests {
             "a batch boundary",
             Instant::now(),
         );
-        assert_eq!(v.text, "swap to big.wasm: waiting for a batch boundary, 0 s");
+        assert_eq!(
+            v.text,
+            "swap to big.wasm: waiting for a batch boundary, 0 s"
+        );
     }
 }

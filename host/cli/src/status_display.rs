@@ -251,27 +251,27 @@ fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
             }
         }
         (None, state) => match state {
-        // Catching up: behind the head and moving. (A lossy subscription
-        // has no position to catch up to; a cursor that does not move is
-        // waiting for its region's next event, whatever the head says.)
-        "running" if !v.lossy && v.head > v.position && r.positions >= 1.0 => {
-            let from = r.catch_up_from.unwrap_or(v.position);
-            let total = v.head.saturating_sub(from).max(1);
-            let done = v.position.saturating_sub(from);
-            let filled = (done as f64 / total as f64 * BAR_CELLS as f64).round() as usize;
-            let filled = filled.min(BAR_CELLS);
-            let eta = duration((v.head - v.position) as f64 / r.positions);
-            format!(
-                "{}{} {:>3}% {:>6}/s ETA {eta}",
-                "█".repeat(filled),
-                "░".repeat(BAR_CELLS - filled),
-                done * 100 / total,
-                compact(r.events.round() as u64),
-            )
-        }
-        "running" => format!("running {:>6}/s", compact(r.events.round() as u64)),
-        "idle" => format!("idle at seq {}", compact(v.position)),
-        other => other.to_string(),
+            // Catching up: behind the head and moving. (A lossy subscription
+            // has no position to catch up to; a cursor that does not move is
+            // waiting for its region's next event, whatever the head says.)
+            "running" if !v.lossy && v.head > v.position && r.positions >= 1.0 => {
+                let from = r.catch_up_from.unwrap_or(v.position);
+                let total = v.head.saturating_sub(from).max(1);
+                let done = v.position.saturating_sub(from);
+                let filled = (done as f64 / total as f64 * BAR_CELLS as f64).round() as usize;
+                let filled = filled.min(BAR_CELLS);
+                let eta = duration((v.head - v.position) as f64 / r.positions);
+                format!(
+                    "{}{} {:>3}% {:>6}/s ETA {eta}",
+                    "█".repeat(filled),
+                    "░".repeat(BAR_CELLS - filled),
+                    done * 100 / total,
+                    compact(r.events.round() as u64),
+                )
+            }
+            "running" => format!("running {:>6}/s", compact(r.events.round() as u64)),
+            "idle" => format!("idle at seq {}", compact(v.position)),
+            other => other.to_string(),
         },
     };
     let mut counts = format!(

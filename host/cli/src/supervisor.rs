@@ -16,8 +16,7 @@ use crate::loader::{Loaded, Loader};
 use crate::log_filter::LogFilter;
 use crate::output::{ReactorView, RollbackView, SwapView};
 use crate::pending_op::{
-    compile_off_thread, file_size, Compiled, HandedSwap, LifeOp, Origin, PendingView, Reply,
-    SwapOp,
+    compile_off_thread, file_size, Compiled, HandedSwap, LifeOp, Origin, PendingView, Reply, SwapOp,
 };
 use crate::signals;
 use crate::status_display::{summary_body, StatusDisplay};
@@ -703,7 +702,9 @@ impl Supervisor {
     fn refuse_swap(&self, i: usize, reply: Option<Reply<SwapOutcome>>, r: SwapRefusal) {
         match self.slots[i].handle.as_ref().filter(|h| !h.is_finished()) {
             Some(h) => h.record_refusal(&r),
-            None => self.loader.log(LogLevel::Warn, &format!("swap refused: {r}")),
+            None => self
+                .loader
+                .log(LogLevel::Warn, &format!("swap refused: {r}")),
         }
         if let Some(reply) = reply {
             let _ = reply.send(Err(r.into()));
@@ -732,7 +733,11 @@ impl Supervisor {
                 self.on_start_compiled(i, c);
                 return;
             }
-            if self.slots[i].swap.as_ref().is_some_and(|op| op.job == c.job) {
+            if self.slots[i]
+                .swap
+                .as_ref()
+                .is_some_and(|op| op.job == c.job)
+            {
                 self.on_swap_compiled(i, c);
                 return;
             }
@@ -804,7 +809,7 @@ impl Supervisor {
     /// is waited for); a reactor that does not run refuses it.
     fn hand_over(&mut self, i: usize) {
         let slot = &self.slots[i];
-        if !slot.swap.as_ref().is_some_and(|op| op.ready.is_some()) || slot.life.is_some() {
+        if slot.swap.as_ref().is_none_or(|op| op.ready.is_none()) || slot.life.is_some() {
             return;
         }
         let mut op = self.slots[i].swap.take().expect("checked above");
@@ -846,31 +851,29 @@ impl Supervisor {
                 }),
             };
             let done = self.slots[i].handed.remove(0);
-            match &result {
-                Ok(outcome) => {
-                    let slot = &mut self.slots[i];
-                    slot.path = done.file.clone();
-                    slot.digest = outcome.new_digest.clone();
-                    let from = match (done.origin, &slot.watched) {
-                        (Origin::Command, Some(w)) if absolute(&done.file) != *w => format!(
-                            "; {} stays watched: a new file there swaps again",
-                            w.display()
-                        ),
-                        _ => String::new(),
-                    };
-                    self.loader.log(
-                        LogLevel::Info,
-                        &format!(
-                            "swapped reactor {} {} -> {} at position {} (loaded in {:.1} ms){from}",
-                            outcome.reactor,
-                            outcome.old_version,
-                            outcome.new_version,
-                            outcome.position,
-                            done.took.as_secs_f64() * 1e3,
-                        ),
-                    );
-                }
-                Err(_) => {} // Recorded and logged by the runtime.
+            // A refusal is recorded and logged by the runtime.
+            if let Ok(outcome) = &result {
+                let slot = &mut self.slots[i];
+                slot.path = done.file.clone();
+                slot.digest = outcome.new_digest.clone();
+                let from = match (done.origin, &slot.watched) {
+                    (Origin::Command, Some(w)) if absolute(&done.file) != *w => format!(
+                        "; {} stays watched: a new file there swaps again",
+                        w.display()
+                    ),
+                    _ => String::new(),
+                };
+                self.loader.log(
+                    LogLevel::Info,
+                    &format!(
+                        "swapped reactor {} {} -> {} at position {} (loaded in {:.1} ms){from}",
+                        outcome.reactor,
+                        outcome.old_version,
+                        outcome.new_version,
+                        outcome.position,
+                        done.took.as_secs_f64() * 1e3,
+                    ),
+                );
             }
             if let Some(reply) = done.reply {
                 let _ = reply.send(result.map_err(ControlError::from));
@@ -1183,7 +1186,11 @@ mod tests {
             Request::List,
         ) {
             Err(e @ ControlError::TimedOut { .. }) => {
-                assert!(e.to_string().starts_with("listing the reactors did not finish within"), "{e}")
+                assert!(
+                    e.to_string()
+                        .starts_with("listing the reactors did not finish within"),
+                    "{e}"
+                )
             }
             other => panic!("expected a timeout, got {other:?}"),
         }

@@ -139,9 +139,8 @@ impl Client {
         .expect("a request serialises");
         self.stream.set_write_timeout(Some(deadline))?;
         self.stream.set_read_timeout(Some(deadline))?;
-        let timed_out = |e: &std::io::Error| {
-            matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-        };
+        let timed_out =
+            |e: &std::io::Error| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
         write_frame(&mut self.stream, &body).map_err(|e| {
             if timed_out(&e) {
                 ClientError::TimedOut {
@@ -308,7 +307,10 @@ mod tests {
         let t = Instant::now();
         match c.status() {
             Err(e @ ClientError::TimedOut { what: "status", .. }) => {
-                assert!(e.to_string().contains("did not answer status within"), "{e}")
+                assert!(
+                    e.to_string().contains("did not answer status within"),
+                    "{e}"
+                )
             }
             other => panic!("expected a timeout, got {other:?}"),
         }
