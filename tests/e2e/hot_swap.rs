@@ -940,6 +940,24 @@ fn swap_from_another_terminal_with_shadow_proof() {
     assert_eq!(last["meta"]["component"], second.as_str());
 }
 
+/// `status --json` once `pred` holds on its first reactor (at most 60 s: the
+/// host takes a landed swap into its listing within a tick).
+fn status_until(data: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st: Value =
+            serde_json::from_slice(&host_ok(data, &["status", "--json"]).stdout).unwrap();
+        if pred(&st[0]) {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed {what}: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A `swap` command under `run --watch` does not unhook the watched file:
 /// `status` shows the reactor running the command's file while still
 /// watching its own, a later file dropped at the watched path swaps again,
@@ -963,7 +981,9 @@ fn a_swap_command_under_watch_keeps_the_watched_file() {
     std::fs::write(&elsewhere, variant(1)).unwrap();
     let out = host(&data, &["swap", "passthrough", elsewhere.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let st: Value = serde_json::from_slice(&host_ok(&data, &["status", "--json"]).stdout).unwrap();
+    let st = status_until(&data, "running v1.wasm", |r| {
+        r["file"] == elsewhere.to_str().unwrap()
+    });
     let watched = std::fs::canonicalize(&pd).unwrap().join("passthrough.wasm");
     assert_eq!(st[0]["watched"], watched.to_str().unwrap(), "{st}");
     assert_eq!(st[0]["file"], elsewhere.to_str().unwrap(), "{st}");
@@ -987,7 +1007,9 @@ fn a_swap_command_under_watch_keeps_the_watched_file() {
         .find(|e| e["kind"] == "batpak.plugin.swapped")
         .unwrap();
     assert_eq!(payload(last)["new_digest"], v2_digest.as_str());
-    let st: Value = serde_json::from_slice(&host_ok(&data, &["status", "--json"]).stdout).unwrap();
+    let st = status_until(&data, "the new version running", |r| {
+        r["digest"] == v2_digest.as_str() && r["pending"].is_null()
+    });
     assert_eq!(st[0]["file"], watched.to_str().unwrap(), "{st}");
 
     // A broken file there is refused and recorded; the version keeps serving.

@@ -1044,12 +1044,18 @@ impl Supervisor {
     pub(crate) fn run(&mut self, until_idle: bool) {
         let mut shown: Option<Instant> = None;
         loop {
-            match self.requests.recv_timeout(TICK) {
-                Ok(r) => self.serve(r),
-                Err(RecvTimeoutError::Timeout) => {}
+            let request = match self.requests.recv_timeout(TICK) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
                     unreachable!("the supervisor holds a sender")
                 }
+            };
+            // What finished meanwhile is applied before the request is
+            // served, so a listing shows a swap the log already records.
+            self.poll_pending();
+            if let Some(r) = request {
+                self.serve(r);
             }
             while let Some(change) = self
                 .watcher
@@ -1058,7 +1064,6 @@ impl Supervisor {
             {
                 self.apply(change);
             }
-            self.poll_pending();
             if signals::stop_requested() || self.shutdown_requested {
                 break;
             }
