@@ -89,9 +89,22 @@ fn bench_in(n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// A child killed when dropped (a failed assertion must not leave a host
+/// running).
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// `run --quiet ARGS` with stderr in a file next to the store.
-fn spawn_run(data: &Path, args: &[&str]) -> Child {
-    Command::new(bin())
+fn spawn_run(data: &Path, args: &[&str]) -> Guard {
+    let child = Command::new(bin())
         .arg("--data")
         .arg(data)
         .args(["run", "--quiet"])
@@ -100,7 +113,8 @@ fn spawn_run(data: &Path, args: &[&str]) -> Child {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(data.with_extension("stderr.log")).expect("log file"))
         .spawn()
-        .expect("spawning run")
+        .expect("spawning run");
+    Guard(Some(child))
 }
 
 /// `status --json` and how long it took; panics when it fails.
@@ -136,7 +150,8 @@ fn wait_status(data: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value 
     }
 }
 
-fn stop(mut child: Child) {
+fn stop(mut guard: Guard) {
+    let mut child = guard.0.take().expect("running");
     sigterm(&child);
     let st = wait_exit(&mut child, Duration::from_secs(60));
     assert!(st.success(), "run exited {st:?}");
@@ -159,16 +174,18 @@ fn a_cold_compile_does_not_freeze_the_control_plane() {
 
     // The swap waits for the compile; the control plane does not.
     let started = Instant::now();
-    let mut swap = Command::new(bin())
-        .arg("--data")
-        .arg(&data)
-        .args(["swap", "null"])
-        .arg(&slow)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning swap");
+    let mut swap = Guard(Some(
+        Command::new(bin())
+            .arg("--data")
+            .arg(&data)
+            .args(["swap", "null"])
+            .arg(&slow)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning swap"),
+    ));
     let mut slowest = Duration::ZERO;
     let pending = loop {
         let (st, took) = status(&data);
@@ -219,14 +236,15 @@ fn a_cold_compile_does_not_freeze_the_control_plane() {
         st[0]["pending"]["waiting_for"], "compiling",
         "the compile should still run (it takes seconds; this machine compiled it faster than pause and resume took): {st}"
     );
+    let swap_child = swap.0.as_mut().unwrap();
     assert!(
-        swap.try_wait().unwrap().is_none(),
+        swap_child.try_wait().unwrap().is_none(),
         "the swap is not done yet"
     );
 
     // The swap lands once compiled.
-    let st = wait_exit(&mut swap, Duration::from_secs(240));
-    let out = swap.wait_with_output().unwrap();
+    let st = wait_exit(swap_child, Duration::from_secs(240));
+    let out = swap.0.take().unwrap().wait_with_output().unwrap();
     assert!(st.success(), "swap failed: {}", stderr(&out));
     let outcome: Value = serde_json::from_slice(&out.stdout).expect("outcome JSON");
     assert_eq!(outcome["new_version"], "0.9.9", "{outcome}");
@@ -250,17 +268,19 @@ fn run_says_what_it_compiles_before_the_first_status_line() {
     let data = dir.path().join("data");
     let slow = write_file(dir.path(), "slow.wat", &slow_null(nonce()));
     let started = Instant::now();
-    let mut child = Command::new(bin())
-        .arg("--data")
-        .arg(&data)
-        .args(["run", "--no-cache"])
-        .arg(&slow)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning run");
-    let mut lines = Lines::new(child.stderr.take().unwrap());
+    let mut guard = Guard(Some(
+        Command::new(bin())
+            .arg("--data")
+            .arg(&data)
+            .args(["run", "--no-cache"])
+            .arg(&slow)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning run"),
+    ));
+    let mut lines = Lines::new(guard.0.as_mut().unwrap().stderr.take().unwrap());
     let first = lines.wait_for("naming the file", Duration::from_secs(60), |l| {
         l.contains("slow.wat")
     });
@@ -282,9 +302,7 @@ fn run_says_what_it_compiles_before_the_first_status_line() {
         said_after < loaded_after,
         "named at {said_after:?}, loaded at {loaded_after:?}: {loaded}"
     );
-    sigterm(&child);
-    let st = wait_exit(&mut child, Duration::from_secs(60));
-    assert!(st.success());
+    stop(guard);
     eprintln!("named the file after {said_after:?}; loaded after {loaded_after:?}");
 }
 
