@@ -324,7 +324,7 @@ fn pause_resume_and_status_name_one_position() {
     let at = p["position"].as_u64().unwrap();
     assert!(at >= idle["position"].as_u64().unwrap(), "{p} after {idle}");
     assert!(
-        stderr(&paused).contains(&format!("at position {at} ")),
+        stderr(&paused).contains(&format!("paused passthrough at position {at}")),
         "{}",
         stderr(&paused)
     );
@@ -345,4 +345,21 @@ fn pause_resume_and_status_name_one_position() {
     stop(run);
     let outs = events_of(&data, "bench.out");
     assert_eq!(outs.len(), 30);
+}
+
+/// SIGTERM stops a host even when its control socket file was removed
+/// under it (the socket thread no longer waits for a connection that
+/// cannot come).
+#[test]
+fn sigterm_stops_a_host_whose_socket_file_was_removed() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let first = write_file(dir.path(), "null.wat", NULL_REACTOR_WAT);
+    let mut run = spawn_run(&data, &[first.to_str().unwrap()]);
+    wait_status(&data, "running", |r| r["name"] == "null");
+    std::fs::remove_file(data.join("run").join("host.sock")).unwrap();
+    let child = run.0.as_mut().unwrap();
+    sigterm(child);
+    let st = wait_exit(child, Duration::from_secs(30));
+    assert!(st.success(), "run exited {st:?}");
 }
