@@ -816,6 +816,21 @@ impl Supervisor {
         let loaded = *op.ready.take().expect("checked above");
         let Some(h) = self.slots[i].handle.as_ref().filter(|h| !h.is_finished()) else {
             let name = self.slots[i].name.clone();
+            if op.origin == Origin::Watch && self.slots[i].removed && loaded.name() == name {
+                // Put back while its removal stopped it: started again
+                // from its checkpoint.
+                let path = loaded.path.clone();
+                match self.restart_with(i, loaded) {
+                    Ok(()) => self.loader.log(
+                        LogLevel::Info,
+                        &format!("started reactor {name} again from {}", path.display()),
+                    ),
+                    Err(e) => self
+                        .loader
+                        .log(LogLevel::Error, &format!("reactor {name} not started: {e}")),
+                }
+                return;
+            }
             return self.refuse_swap(i, op.reply, SwapRefusal::NotRunning { name });
         };
         let grant = loaded.settings.grant_emits.clone();
