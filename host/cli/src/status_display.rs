@@ -462,6 +462,26 @@ mod tests {
     }
 
     #[test]
+    fn pending_work_shows_on_the_live_and_plain_lines() {
+        let mut v = view("running", 100);
+        v.pending = Some(crate::pending_op::PendingView {
+            action: "swap",
+            file: Some("big.wasm".into()),
+            bytes: Some(18_200_000),
+            waiting_for: "compiling",
+            for_ms: 9_400,
+            text: "swap to big.wasm: compiling 18.2 MB, 9 s".into(),
+        });
+        let line = live_line(&v, &Rates::default(), 79);
+        assert!(line.contains("swap compiling 18.2 MB 9s"), "{line}");
+        let plain = plain_line(&v, &Rates::default());
+        assert!(
+            plain.ends_with("; pending swap to big.wasm: compiling 18.2 MB, 9 s"),
+            "{plain}"
+        );
+    }
+
+    #[test]
     fn numbers_are_compact() {
         assert_eq!(compact(9999), "9999");
         assert_eq!(compact(12_345), "12.3k");
