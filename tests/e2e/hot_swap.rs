@@ -238,7 +238,8 @@ fn watch_swaps_replaced_files_and_refuses_bad_ones_losing_nothing() {
     assert_eq!(
         ev_final.len(),
         ev.len(),
-        "nothing appended after catching up"
+        "nothing appended after catching up: {:?}",
+        ev_final.get(ev.len()..)
     );
     let last_in = ev_final
         .iter()
@@ -370,6 +371,34 @@ fn a_failing_new_version_is_rolled_back() {
         count(ev, "batpak.plugin.swap-rolled-back") == 1
             && count(ev, "bench.out") == count(ev, "bench.in")
     });
+    // `status` tells the story: what was tried, that it was rolled back,
+    // and which version runs.
+    let swapped = payload(
+        ev.iter()
+            .find(|e| e["kind"] == "batpak.plugin.swapped")
+            .unwrap(),
+    );
+    let st: Value = serde_json::from_slice(&host_ok(&data, &["status", "--json"]).stdout).unwrap();
+    let r = &st[0];
+    assert_eq!(
+        r["version"], swapped["old_version"],
+        "the old version runs: {r}"
+    );
+    assert_eq!(r["digest"], swapped["old_digest"], "{r}");
+    let rb = &r["last_swap"]["rolled_back"];
+    assert_eq!(r["last_swap"]["new_version"], swapped["new_version"], "{r}");
+    assert_eq!(rb["failed_version"], swapped["new_version"], "{r}");
+    assert_eq!(rb["restored_version"], swapped["old_version"], "{r}");
+    assert!(rb["reason"].as_str().unwrap().contains("trap"), "{r}");
+    let table = String::from_utf8_lossy(&host_ok(&data, &["status"]).stdout).into_owned();
+    assert!(
+        table.contains(&format!("ROLLED BACK at position {}", rb["position"]))
+            && table.contains(&format!(
+                "{} failed",
+                swapped["new_version"].as_str().unwrap()
+            )),
+        "{table}"
+    );
     stop(child);
     assert_eq!(count(&ev, "batpak.reactor.parked"), 0, "nothing parked");
     let rb = ev
@@ -909,4 +938,96 @@ fn swap_from_another_terminal_with_shadow_proof() {
     // The status of a stopped host is unavailable; what ran is in the log.
     let last = ev.iter().rev().find(|e| e["kind"] == "bench.out").unwrap();
     assert_eq!(last["meta"]["component"], second.as_str());
+}
+
+/// `status --json` once `pred` holds on its first reactor (at most 60 s: the
+/// host takes a landed swap into its listing within a tick).
+fn status_until(data: &Path, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st: Value =
+            serde_json::from_slice(&host_ok(data, &["status", "--json"]).stdout).unwrap();
+        if pred(&st[0]) {
+            return st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed {what}: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `swap` command under `run --watch` does not unhook the watched file:
+/// `status` shows the reactor running the command's file while still
+/// watching its own, a later file dropped at the watched path swaps again,
+/// and a broken one there is refused and recorded.
+#[test]
+fn a_swap_command_under_watch_keeps_the_watched_file() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let pd = dir.path().join("plugins");
+    std::fs::create_dir_all(&pd).unwrap();
+    let file = pd.join("passthrough.wasm");
+    std::fs::write(&file, variant(0)).unwrap();
+    append(&data, &inputs(50, "a"));
+    let (child, _log) = run_watch(&data, &pd, &[]);
+    wait_for(&data, "the backlog handled", |ev| {
+        count(ev, "bench.out") == 50
+    });
+
+    // From another terminal: a version outside the watched directory.
+    let elsewhere = dir.path().join("v1.wasm");
+    std::fs::write(&elsewhere, variant(1)).unwrap();
+    let out = host(&data, &["swap", "passthrough", elsewhere.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let st = status_until(&data, "running v1.wasm", |r| {
+        r["file"] == elsewhere.to_str().unwrap()
+    });
+    let watched = std::fs::canonicalize(&pd).unwrap().join("passthrough.wasm");
+    assert_eq!(st[0]["watched"], watched.to_str().unwrap(), "{st}");
+    assert_eq!(st[0]["file"], elsewhere.to_str().unwrap(), "{st}");
+    let table = String::from_utf8_lossy(&host_ok(&data, &["status"]).stdout).into_owned();
+    assert!(
+        table.contains(&format!("watching {}", watched.display())),
+        "{table}"
+    );
+
+    // A new version dropped at the watched path swaps again.
+    let v2 = variant(2);
+    let v2_digest = blake3::hash(&v2).to_hex().to_string();
+    rename_over(&file, &v2);
+    let ev = wait_for(&data, "the second swap", |ev| {
+        count(ev, "batpak.plugin.swapped") == 2
+    });
+    assert_eq!(count(&ev, "batpak.plugin.swap-refused"), 0);
+    let last = ev
+        .iter()
+        .rev()
+        .find(|e| e["kind"] == "batpak.plugin.swapped")
+        .unwrap();
+    assert_eq!(payload(last)["new_digest"], v2_digest.as_str());
+    let st = status_until(&data, "the new version running", |r| {
+        r["digest"] == v2_digest.as_str() && r["pending"].is_null()
+    });
+    assert_eq!(st[0]["file"], watched.to_str().unwrap(), "{st}");
+
+    // A broken file there is refused and recorded; the version keeps serving.
+    rename_over(&file, b"not a component");
+    let ev = wait_for(&data, "the refusal", |ev| {
+        count(ev, "batpak.plugin.swap-refused") == 1
+    });
+    let refused = payload(
+        ev.iter()
+            .find(|e| e["kind"] == "batpak.plugin.swap-refused")
+            .unwrap(),
+    );
+    assert_eq!(refused["path"], watched.to_str().unwrap(), "{refused}");
+    append(&data, &inputs(20, "b"));
+    let ev = wait_for(&data, "the new events handled", |ev| {
+        count(ev, "bench.out") == 70
+    });
+    stop(child);
+    let last = ev.iter().rev().find(|e| e["kind"] == "bench.out").unwrap();
+    assert_eq!(last["meta"]["component"], v2_digest.as_str());
 }

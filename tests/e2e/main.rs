@@ -5,6 +5,7 @@
 mod common;
 
 mod cli_store;
+mod control_plane;
 mod demo;
 mod guest_units;
 mod hot_swap;

@@ -11,6 +11,7 @@ mod new;
 mod operate;
 mod output;
 mod parked;
+mod pending_op;
 mod plugin_config;
 mod remote;
 mod run;

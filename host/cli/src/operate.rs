@@ -43,9 +43,10 @@ struct HostOperator {
 fn op_error(e: ControlError) -> OpError {
     match e {
         ControlError::UnknownReactor(n) => OpError::NoSuchReactor(n),
-        ControlError::AlreadyRunning(_) | ControlError::NotRunning(_) => {
-            OpError::Refused(e.to_string())
-        }
+        ControlError::AlreadyRunning(_)
+        | ControlError::NotRunning(_)
+        | ControlError::Busy { .. } => OpError::Refused(e.to_string()),
+        ControlError::TimedOut { .. } => OpError::TimedOut(e.to_string()),
         // The file offered (to swap in, or to start from) is not a usable
         // plugin: the request's input is bad, the host is fine.
         ControlError::Load(m) => OpError::Invalid(m),
@@ -77,6 +78,7 @@ impl HostOperator {
             version: v.version.clone(),
             digest: v.digest.clone(),
             state: match v.state {
+                "stopping" => ReactorRunState::Stopping,
                 _ if v.paused => ReactorRunState::Paused,
                 "starting" => ReactorRunState::Starting,
                 "stopped" => ReactorRunState::Stopped,
@@ -94,6 +96,12 @@ impl HostOperator {
                 .last_swap
                 .as_ref()
                 .and_then(|s| serde_json::to_value(s).ok()),
+            file: Some(v.path.clone()),
+            watched: v.watched.clone(),
+            pending: v
+                .pending
+                .as_ref()
+                .and_then(|p| serde_json::to_value(p).ok()),
         }
     }
 
@@ -109,12 +117,17 @@ impl HostOperator {
 
 impl Operator for HostOperator {
     fn status(&self) -> Vec<ReactorState> {
-        self.control
+        self.try_status().unwrap_or_default()
+    }
+
+    fn try_status(&self) -> Result<Vec<ReactorState>, OpError> {
+        Ok(self
+            .control
             .reactors()
-            .unwrap_or_default()
+            .map_err(op_error)?
             .iter()
             .map(|v| self.state_of(v))
-            .collect()
+            .collect())
     }
 
     fn pause(&self, name: &str) -> Result<ReactorState, OpError> {
@@ -282,22 +295,62 @@ pub(crate) fn status(data: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
             },
             r.parked
         );
-        if let Some(s) = &r.last_swap {
-            println!(
-                "  swapped at seq {} from {} {} (record {})",
-                s["position"],
-                s["old_version"].as_str().unwrap_or("?"),
-                s["old_digest"]
-                    .as_str()
-                    .map_or("?", |d| &d[..d.len().min(12)]),
-                s["record"].as_str().unwrap_or("?")
-            );
+        for line in status_details(r) {
+            println!("  {line}");
         }
         if let Some(e) = &r.error {
             println!("  error: {e}");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The lines under a reactor's row in `status`: its last swap (and its
+/// rollback), the file it runs from when a `swap` replaced the watched one,
+/// and work in progress.
+fn status_details(r: &ReactorState) -> Vec<String> {
+    let short = |v: &Value| {
+        v.as_str()
+            .map_or("?".to_string(), |d| d[..d.len().min(12)].to_string())
+    };
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mut out = Vec::new();
+    if let Some(s) = &r.last_swap {
+        out.push(format!(
+            "swapped at position {} from {} ({}) to {} ({}) (record {})",
+            s["position"],
+            text(&s["old_version"]),
+            short(&s["old_digest"]),
+            text(&s["new_version"]),
+            short(&s["new_digest"]),
+            text(&s["record"]),
+        ));
+        let rb = &s["rolled_back"];
+        if rb.is_object() {
+            out.push(format!(
+                "ROLLED BACK at position {} after {} batch(es): {} failed ({}); {} ({}) runs again",
+                rb["position"],
+                rb["batches"],
+                text(&rb["failed_version"]),
+                text(&rb["reason"]),
+                text(&rb["restored_version"]),
+                short(&rb["restored_digest"]),
+            ));
+        }
+    }
+    if let (Some(w), Some(f)) = (&r.watched, &r.file) {
+        if w != f {
+            out.push(format!(
+                "runs {} (loaded by a swap command); watching {}: a new file there swaps again",
+                f.display(),
+                w.display()
+            ));
+        }
+    }
+    if let Some(p) = &r.pending {
+        out.push(format!("pending: {}", text(&p["text"])));
+    }
+    out
 }
 
 /// Arguments of `pause` and `resume`.
@@ -310,7 +363,10 @@ pub struct NameArgs {
 pub(crate) fn pause(data: &Path, a: NameArgs) -> anyhow::Result<ExitCode> {
     let s = host(data, "pause")?.pause(&a.name)?;
     println!("{}", serde_json::to_string(&s)?);
-    eprintln!("paused {} at position {}", s.name, s.position);
+    eprintln!(
+        "paused {} at position {} (every event of its region up to it is handled; `resume` continues after it)",
+        s.name, s.position
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -6,7 +6,8 @@
 //! `events` and `verify` print today (store_cmds.rs still builds them with
 //! `json!`; the tests below keep both identical until it uses these).
 
-use batpak_runtime::{ParkedEvent, RunState, StatusSnapshot, SwapOutcome};
+use crate::pending_op::PendingView;
+use batpak_runtime::{ParkedEvent, RolledBackRecord, RunState, StatusSnapshot, SwapOutcome};
 use batpak_store::{hex, Coordinate, Event, EventId, Receipt, Region, VerifyReport};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -91,9 +92,11 @@ pub(crate) struct ReactorView {
     /// The file it was loaded from.
     pub path: PathBuf,
     /// `starting`, `running`, `idle` (caught up with the durable log),
-    /// `stopped` or `failed`.
+    /// `stopping` (finishing its batch in flight), `stopped` or `failed`.
     pub state: &'static str,
-    /// Last global sequence handled or skipped by its cursor.
+    /// Its position: every event of its region up to this global sequence
+    /// is handled (events of other regions are skipped, so it moves past
+    /// them too); a stopped reactor resumes after it.
     pub position: u64,
     /// The store's durable watermark when this view was taken. `head -
     /// position` counts every later event, other regions' included, so it
@@ -118,6 +121,13 @@ pub(crate) struct ReactorView {
     /// The last hot swap of this reactor in this run (`None` before the
     /// first).
     pub last_swap: Option<SwapView>,
+    /// Work started and not finished (a swap compiling or waiting for a
+    /// batch boundary, a start compiling, a stop finishing its batch).
+    pub pending: Option<PendingView>,
+    /// `run --watch`: the watched file that is this reactor's source (a
+    /// new file there swaps it in, even after a `swap` command loaded
+    /// another file).
+    pub watched: Option<PathBuf>,
 }
 
 /// A completed hot swap, as `status` shows it.
@@ -133,9 +143,56 @@ pub(crate) struct SwapView {
     pub new_digest: String,
     /// Id of the `batpak.plugin.swapped` record.
     pub record: String,
+    /// Present when the new version failed on probation
+    /// (`--swap-rollback`) and the old one runs again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rolled_back: Option<RollbackView>,
+}
+
+/// The rollback of a swap, as `status` shows it.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RollbackView {
+    /// When it happened, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Position at the rollback.
+    pub position: u64,
+    /// The version that failed and was removed (the swap's new version).
+    pub failed_version: String,
+    /// The version running again.
+    pub restored_version: String,
+    pub restored_digest: String,
+    /// Batches the failed version completed.
+    pub batches: u32,
+    /// Why it was rolled back.
+    pub reason: String,
+}
+
+impl RollbackView {
+    pub(crate) fn new(r: &RolledBackRecord, at: SystemTime) -> Self {
+        RollbackView {
+            at_ms: millis(at),
+            position: r.position,
+            failed_version: r.failed_version.clone(),
+            restored_version: r.restored_version.clone(),
+            restored_digest: r.restored_digest.clone(),
+            batches: r.batches,
+            reason: r.reason.clone(),
+        }
+    }
+}
+
+fn millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl SwapView {
+    /// The same swap, rolled back (`None`: kept).
+    pub(crate) fn with_rollback(mut self, r: Option<RollbackView>) -> Self {
+        self.rolled_back = r;
+        self
+    }
+
     pub(crate) fn new(o: &SwapOutcome, at: SystemTime) -> Self {
         SwapView {
             at_ms: at
@@ -147,6 +204,7 @@ impl SwapView {
             new_version: o.new_version.clone(),
             new_digest: o.new_digest.clone(),
             record: o.record.clone(),
+            rolled_back: None,
         }
     }
 }
@@ -189,6 +247,8 @@ impl ReactorView {
             region,
             error: snap.error.clone(),
             last_swap: None,
+            pending: None,
+            watched: None,
         }
     }
 

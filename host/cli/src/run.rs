@@ -132,6 +132,15 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut loaded = Vec::new();
     let mut names: HashMap<String, PathBuf> = HashMap::new();
     for path in &files {
+        // Said first: a cold compile of a large component takes seconds.
+        loader.log(
+            LogLevel::Info,
+            &format!(
+                "loading {} ({}): compiling it unless the compile cache has it",
+                path.display(),
+                crate::status_display::human_bytes(crate::pending_op::file_size(path))
+            ),
+        );
         let l = loader.load(path)?;
         if let Some(first) = names.insert(l.name().to_string(), path.clone()) {
             anyhow::bail!(

@@ -237,28 +237,42 @@ fn header_line(reactors: usize, head: u64) -> String {
 /// One reactor's live line, at most `width` columns.
 fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
     let name = fit(&v.name, NAME_WIDTH);
-    let what = match v.state {
-        // Catching up: behind the head and moving. (A lossy subscription
-        // has no position to catch up to; a cursor that does not move is
-        // waiting for its region's next event, whatever the head says.)
-        "running" if !v.lossy && v.head > v.position && r.positions >= 1.0 => {
-            let from = r.catch_up_from.unwrap_or(v.position);
-            let total = v.head.saturating_sub(from).max(1);
-            let done = v.position.saturating_sub(from);
-            let filled = (done as f64 / total as f64 * BAR_CELLS as f64).round() as usize;
-            let filled = filled.min(BAR_CELLS);
-            let eta = duration((v.head - v.position) as f64 / r.positions);
-            format!(
-                "{}{} {:>3}% {:>6}/s ETA {eta}",
-                "█".repeat(filled),
-                "░".repeat(BAR_CELLS - filled),
-                done * 100 / total,
-                compact(r.events.round() as u64),
-            )
+    let what = match (&v.pending, v.state) {
+        // Work in progress says what it waits for (a compile takes seconds).
+        (Some(p), _) => {
+            let secs = p.for_ms / 1000;
+            match p.waiting_for {
+                "compiling" => format!(
+                    "{} compiling {} {secs}s",
+                    p.action,
+                    p.bytes.map(human_bytes).unwrap_or_default()
+                ),
+                w => format!("{} waits for {w} {secs}s", p.action),
+            }
         }
-        "running" => format!("running {:>6}/s", compact(r.events.round() as u64)),
-        "idle" => format!("idle at seq {}", compact(v.position)),
-        other => other.to_string(),
+        (None, state) => match state {
+            // Catching up: behind the head and moving. (A lossy subscription
+            // has no position to catch up to; a cursor that does not move is
+            // waiting for its region's next event, whatever the head says.)
+            "running" if !v.lossy && v.head > v.position && r.positions >= 1.0 => {
+                let from = r.catch_up_from.unwrap_or(v.position);
+                let total = v.head.saturating_sub(from).max(1);
+                let done = v.position.saturating_sub(from);
+                let filled = (done as f64 / total as f64 * BAR_CELLS as f64).round() as usize;
+                let filled = filled.min(BAR_CELLS);
+                let eta = duration((v.head - v.position) as f64 / r.positions);
+                format!(
+                    "{}{} {:>3}% {:>6}/s ETA {eta}",
+                    "█".repeat(filled),
+                    "░".repeat(BAR_CELLS - filled),
+                    done * 100 / total,
+                    compact(r.events.round() as u64),
+                )
+            }
+            "running" => format!("running {:>6}/s", compact(r.events.round() as u64)),
+            "idle" => format!("idle at seq {}", compact(v.position)),
+            other => other.to_string(),
+        },
     };
     let mut counts = format!(
         "in {} out {} den {} park {}",
@@ -282,7 +296,21 @@ fn plain_line(v: &ReactorView, r: &Rates) -> String {
     if v.state == "running" && r.events >= 1.0 {
         s.push_str(&format!(", {}/s", compact(r.events.round() as u64)));
     }
+    if let Some(p) = &v.pending {
+        s.push_str(&format!("; pending {}", p.text));
+    }
     s
+}
+
+/// `n` bytes as `512 B`, `42.0 kB`, `18.2 MB` or `1.1 GB` (powers of 1000).
+pub(crate) fn human_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "kB")];
+    for (size, unit) in UNITS {
+        if n >= size {
+            return format!("{:.1} {unit}", n as f64 / size as f64);
+        }
+    }
+    format!("{n} B")
 }
 
 /// `name: in N, out N, denied N, parked N, …`: the counters, the cursor
@@ -307,6 +335,7 @@ pub(crate) fn summary_body(v: &ReactorView) -> String {
     match v.state {
         "failed" => s.push_str(", FAILED"),
         "stopped" => s.push_str(", stopped"),
+        "stopping" => s.push_str(", stopping"),
         "idle" => s.push_str(", idle"),
         _ => {}
     }
@@ -381,6 +410,8 @@ mod tests {
             region: batpak_store::Region::all(),
             error: None,
             last_swap: None,
+            pending: None,
+            watched: None,
         }
     }
 
@@ -431,6 +462,26 @@ mod tests {
     }
 
     #[test]
+    fn pending_work_shows_on_the_live_and_plain_lines() {
+        let mut v = view("running", 100);
+        v.pending = Some(crate::pending_op::PendingView {
+            action: "swap",
+            file: Some("big.wasm".into()),
+            bytes: Some(18_200_000),
+            waiting_for: "compiling",
+            for_ms: 9_400,
+            text: "swap to big.wasm: compiling 18.2 MB, 9 s".into(),
+        });
+        let line = live_line(&v, &Rates::default(), 79);
+        assert!(line.contains("swap compiling 18.2 MB 9s"), "{line}");
+        let plain = plain_line(&v, &Rates::default());
+        assert!(
+            plain.ends_with("; pending swap to big.wasm: compiling 18.2 MB, 9 s"),
+            "{plain}"
+        );
+    }
+
+    #[test]
     fn numbers_are_compact() {
         assert_eq!(compact(9999), "9999");
         assert_eq!(compact(12_345), "12.3k");
@@ -440,6 +491,8 @@ mod tests {
         assert_eq!(duration(42.0), "42s");
         assert_eq!(duration(187.0), "3m07s");
         assert_eq!(duration(7500.0), "2h05m");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(18_200_000), "18.2 MB");
     }
 
     #[test]

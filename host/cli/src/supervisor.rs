@@ -5,16 +5,25 @@
 //! change happens on one thread, in order. With `run --watch` it also acts
 //! on what the plugin watcher settled: a replaced file is swapped in, a new
 //! file starts its reactor, a removed file stops it (checkpoint kept).
+//!
+//! The supervisor never waits on a compile or a batch: a plugin file is
+//! compiled on a worker thread, a swap is handed to the runner and polled
+//! until its next batch boundary, and a stop is polled until the batch in
+//! flight is done (see `pending_op`). Meanwhile it keeps answering, and
+//! `status` shows what each reactor's pending work waits for.
 
 use crate::loader::{Loaded, Loader};
 use crate::log_filter::LogFilter;
-use crate::output::{ReactorView, SwapView};
+use crate::output::{ReactorView, RollbackView, SwapView};
+use crate::pending_op::{
+    compile_off_thread, file_size, Compiled, HandedSwap, LifeOp, Origin, PendingView, Reply, SwapOp,
+};
 use crate::signals;
 use crate::status_display::{summary_body, StatusDisplay};
 use crate::watch::{absolute, Change, PluginWatcher};
 use batpak_runtime::{
-    FailurePolicy, LoadError, LogLevel, Reactor, ReactorStatus, RunnerHandle, RunnerSettings,
-    SwapOutcome, SwapRefusal,
+    FailurePolicy, LoadError, LogLevel, Reactor, ReactorStatus, RolledBackRecord, RunnerHandle,
+    RunnerSettings, SwapOutcome, SwapRefusal,
 };
 use batpak_store::{CanalHandle, Region, Store};
 use std::path::{Path, PathBuf};
@@ -28,6 +37,17 @@ const TICK: Duration = Duration::from_millis(25);
 /// How often the status display is refreshed.
 const DISPLAY_EVERY: Duration = Duration::from_millis(250);
 
+/// How long a listing may take (the supervisor answers it between two ticks).
+pub(crate) const LIST_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a stop may take: the runner finishes its batch in flight, which
+/// a plugin's timeouts and retries can stretch. Past it the stop goes on
+/// and `status` shows it.
+pub(crate) const STOP_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a swap or a start may take: compiling the plugin (a Python
+/// component takes tens of seconds cold) and, for a swap, the next batch
+/// boundary. Past it the work goes on and `status` shows it.
+pub(crate) const LOAD_DEADLINE: Duration = Duration::from_secs(300);
+
 /// Why a control request was refused.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ControlError {
@@ -40,6 +60,14 @@ pub(crate) enum ControlError {
     /// `stop` on a reactor that does not run.
     #[error("reactor {0} is not running")]
     NotRunning(String),
+    /// Another stop or start of this reactor is in progress.
+    #[error("reactor {name}: a {pending} is in progress; wait for it (`batpak-host status` shows it), then try again")]
+    Busy {
+        /// The reactor.
+        name: String,
+        /// What is in progress, in words.
+        pending: String,
+    },
     /// The new plugin names another reactor.
     #[error("plugin {path} is reactor {found}, not {expected}; the name keys the checkpoint")]
     WrongReactor {
@@ -57,12 +85,19 @@ pub(crate) enum ControlError {
     /// the reactor runs); the running version keeps serving.
     #[error(transparent)]
     Swap(#[from] SwapRefusal),
+    /// The answer did not come within the call's deadline. The work goes
+    /// on in the host (`status` shows it as pending).
+    #[error("{what} did not finish within {} s; it goes on in the host: `batpak-host status` shows what it waits for", after.as_secs())]
+    TimedOut {
+        /// What was asked, in words.
+        what: String,
+        /// The deadline.
+        after: Duration,
+    },
     /// The supervisor has shut down.
     #[error("the supervisor has shut down")]
     Gone,
 }
-
-type Reply<T> = Sender<Result<T, ControlError>>;
 
 enum Request {
     List(Reply<Vec<ReactorView>>),
@@ -73,7 +108,8 @@ enum Request {
 }
 
 /// A handle other threads use to operate the running reactors. Cheap to
-/// clone; every call blocks until the supervisor has served it.
+/// clone; every call blocks until the supervisor has answered it, at most
+/// for the call's deadline.
 #[derive(Clone)]
 pub(crate) struct Control {
     tx: Sender<Request>,
@@ -82,10 +118,22 @@ pub(crate) struct Control {
 
 #[allow(dead_code)] // The control channel (local socket, HTTP) calls these.
 impl Control {
-    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, ControlError> {
+    fn call<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        deadline: Duration,
+        make: impl FnOnce(Reply<T>) -> Request,
+    ) -> Result<T, ControlError> {
         let (tx, rx) = mpsc::channel();
         self.tx.send(make(tx)).map_err(|_| ControlError::Gone)?;
-        rx.recv().map_err(|_| ControlError::Gone)?
+        match rx.recv_timeout(deadline) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Disconnected) => Err(ControlError::Gone),
+            Err(RecvTimeoutError::Timeout) => Err(ControlError::TimedOut {
+                what: what(),
+                after: deadline,
+            }),
+        }
     }
 
     /// The store the reactors run against (appends, reads and parked-event
@@ -96,18 +144,30 @@ impl Control {
 
     /// Every reactor, in the order they were started.
     pub(crate) fn reactors(&self) -> Result<Vec<ReactorView>, ControlError> {
-        self.call(Request::List)
+        self.call(
+            || "listing the reactors".into(),
+            LIST_DEADLINE,
+            Request::List,
+        )
     }
 
     /// Stops reactor `name` after its batch in flight (checkpoint committed).
     /// Stopping a reactor an operator stopped already is not an error.
     pub(crate) fn stop(&self, name: &str) -> Result<ReactorView, ControlError> {
-        self.call(|r| Request::Stop(name.to_string(), r))
+        self.call(
+            || format!("stopping reactor {name} (its batch in flight)"),
+            STOP_DEADLINE,
+            |r| Request::Stop(name.to_string(), r),
+        )
     }
 
     /// Starts stopped reactor `name` again, reloading its plugin file.
     pub(crate) fn start(&self, name: &str) -> Result<ReactorView, ControlError> {
-        self.call(|r| Request::Start(name.to_string(), r))
+        self.call(
+            || format!("starting reactor {name} (compiling its plugin)"),
+            LOAD_DEADLINE,
+            |r| Request::Start(name.to_string(), r),
+        )
     }
 
     /// Hot swap: loads `path` beside running reactor `name` and swaps it in
@@ -118,9 +178,14 @@ impl Control {
     /// # Errors
     /// [`ControlError::Swap`] with the typed refusal (a file that does not
     /// load, another name, region or canal, a reactor that does not run);
-    /// [`ControlError::UnknownReactor`].
+    /// [`ControlError::UnknownReactor`]; [`ControlError::TimedOut`] when it
+    /// takes longer than [`LOAD_DEADLINE`] (the swap stays pending).
     pub(crate) fn swap(&self, name: &str, path: &Path) -> Result<SwapOutcome, ControlError> {
-        self.call(|r| Request::Swap(name.to_string(), path.to_path_buf(), r))
+        self.call(
+            || format!("swapping reactor {name} to {}", path.display()),
+            LOAD_DEADLINE,
+            |r| Request::Swap(name.to_string(), path.to_path_buf(), r),
+        )
     }
 
     /// Asks for the same clean shutdown as Ctrl-C (returns at once).
@@ -140,7 +205,12 @@ pub(crate) struct RunPolicy {
 
 struct Slot {
     name: String,
+    /// The file its running version was loaded from.
     path: PathBuf,
+    /// `run --watch`: the watched file that is this reactor's source (a
+    /// change there swaps it in, whatever file a `swap` command loaded
+    /// since; removing it stops the reactor).
+    watched: Option<PathBuf>,
     digest: String,
     /// The region its cursor reads (a swap keeps it: the runtime refuses
     /// a new version that changes it).
@@ -154,6 +224,14 @@ struct Slot {
     removed: bool,
     /// The last swap, kept when the runner stops.
     last_swap: Option<(SwapOutcome, SystemTime)>,
+    /// The rollback of that swap, kept when the runner stops.
+    last_rollback: Option<(RolledBackRecord, SystemTime)>,
+    /// A swap being compiled (or compiled, waiting for the reactor to run).
+    swap: Option<SwapOp>,
+    /// Swaps handed to the runner, oldest first, waiting for a boundary.
+    handed: Vec<HandedSwap>,
+    /// A stop or start in progress.
+    life: Option<LifeOp>,
     /// A runner's terminal error, collected when it was stopped.
     error: Option<String>,
 }
@@ -178,11 +256,39 @@ impl Slot {
             .or_else(|| self.last_swap.clone())
     }
 
+    /// The rollback of [`last_swap`](Self::last_swap), if it was rolled
+    /// back.
+    fn last_rollback(&self) -> Option<(RolledBackRecord, SystemTime)> {
+        match &self.handle {
+            Some(h) if h.last_swap().is_some() => h.last_rollback(),
+            _ => self.last_rollback.clone(),
+        }
+    }
+
+    /// What its pending work waits for (the stop or start first, then the
+    /// swap), if any.
+    fn pending(&self) -> Option<PendingView> {
+        if let Some(l) = &self.life {
+            return Some(PendingView::of_life(l));
+        }
+        if let Some(op) = &self.swap {
+            return Some(PendingView::of_swap(op));
+        }
+        self.handed.last().map(PendingView::of_handed)
+    }
+
+    fn has_pending(&self) -> bool {
+        self.life.is_some() || self.swap.is_some() || !self.handed.is_empty()
+    }
+
     /// Takes the handle, keeping what the listing needs from it.
     fn take_handle(&mut self) -> Option<RunnerHandle> {
         let h = self.handle.take()?;
         self.digest = h.running().digest;
-        self.last_swap = h.last_swap().or(self.last_swap.take());
+        if let Some(s) = h.last_swap() {
+            self.last_swap = Some(s);
+            self.last_rollback = h.last_rollback();
+        }
         Some(h)
     }
 }
@@ -200,6 +306,13 @@ pub(crate) struct Supervisor {
     shutdown_requested: bool,
     /// `run --watch`: the plugin watcher.
     watcher: Option<PluginWatcher>,
+    /// Plugin files compiled on worker threads come back here.
+    compiled_tx: Sender<Compiled>,
+    compiled: Receiver<Compiled>,
+    /// The id of the next compile job.
+    next_job: u64,
+    /// `run --watch`: new files being compiled (no reactor yet), by job.
+    new_files: Vec<(u64, PathBuf)>,
 }
 
 impl Supervisor {
@@ -212,6 +325,7 @@ impl Supervisor {
         log: Arc<LogFilter>,
     ) -> Supervisor {
         let (control, requests) = mpsc::channel();
+        let (compiled_tx, compiled) = mpsc::channel();
         Supervisor {
             store,
             loader,
@@ -223,6 +337,10 @@ impl Supervisor {
             control,
             shutdown_requested: false,
             watcher: None,
+            compiled_tx,
+            compiled,
+            next_job: 0,
+            new_files: Vec::new(),
         }
     }
 
@@ -272,6 +390,7 @@ impl Supervisor {
         self.slots.push(Slot {
             name,
             path: loaded.path,
+            watched: None,
             digest,
             region,
             status: handle.status().clone(),
@@ -279,6 +398,10 @@ impl Supervisor {
             stopped_by_operator: false,
             removed: false,
             last_swap: None,
+            last_rollback: None,
+            swap: None,
+            handed: Vec::new(),
+            life: None,
             error: None,
         });
         Ok(())
@@ -291,7 +414,7 @@ impl Supervisor {
             .iter()
             .map(|s| {
                 let snap = s.status.snapshot(head);
-                ReactorView::new(
+                let mut v = ReactorView::new(
                     &snap,
                     s.status.is_idle_at(head),
                     head,
@@ -300,7 +423,16 @@ impl Supervisor {
                     s.region.clone(),
                     s.stopped_by_operator,
                 )
-                .with_last_swap(s.last_swap().map(|(o, at)| SwapView::new(&o, at)))
+                .with_last_swap(s.last_swap().map(|(o, at)| {
+                    SwapView::new(&o, at)
+                        .with_rollback(s.last_rollback().map(|(r, at)| RollbackView::new(&r, at)))
+                }));
+                if matches!(s.life, Some(LifeOp::Stopping { .. })) && v.state != "failed" {
+                    v.state = "stopping";
+                }
+                v.pending = s.pending();
+                v.watched = s.watched.clone();
+                v
             })
             .collect()
     }
@@ -316,37 +448,171 @@ impl Supervisor {
         self.reactors().swap_remove(i)
     }
 
-    /// Stops reactor `name` after its batch in flight (again: a no-op).
-    pub(crate) fn stop(&mut self, name: &str) -> Result<ReactorView, ControlError> {
-        let i = self.slot(name)?;
-        if self.slots[i].stopped_by_operator {
-            return Ok(self.view(i));
-        }
-        let slot = &mut self.slots[i];
-        let Some(h) = slot.take_handle() else {
-            return Err(ControlError::NotRunning(name.to_string()));
-        };
-        if let Err(e) = Box::new(h).stop_and_join() {
-            slot.error = Some(format!("{e:#}"));
-        }
-        slot.stopped_by_operator = true;
-        self.loader
-            .log(LogLevel::Info, &format!("stopped reactor {name}"));
-        Ok(self.view(i))
+    fn new_job(&mut self) -> u64 {
+        self.next_job += 1;
+        self.next_job
     }
 
-    /// Starts stopped reactor `name` again from its plugin file.
-    pub(crate) fn start(&mut self, name: &str) -> Result<ReactorView, ControlError> {
-        let i = self.slot(name)?;
-        if self.slots[i].running() {
-            return Err(ControlError::AlreadyRunning(name.to_string()));
+    /// Compiles `path` on a worker thread; the result comes back through
+    /// `compiled` tagged with the returned job id.
+    fn compile(&mut self, path: &Path) -> Result<u64, ControlError> {
+        let job = self.new_job();
+        compile_off_thread(&self.loader, job, path, self.compiled_tx.clone()).map_err(|e| {
+            ControlError::Load(format!(
+                "cannot start a thread to compile {}: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(job)
+    }
+
+    /// Asks reactor `name` to stop after its batch in flight (again: a
+    /// no-op); `reply` gets its view once it stopped.
+    fn request_stop(&mut self, name: &str, reply: Option<Reply<ReactorView>>, removed: bool) {
+        let i = match self.slot(name) {
+            Ok(i) => i,
+            Err(e) => {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(e));
+                }
+                return;
+            }
+        };
+        match &mut self.slots[i].life {
+            Some(LifeOp::Stopping {
+                replies,
+                removed: r,
+                ..
+            }) => {
+                *r |= removed;
+                replies.extend(reply);
+                return;
+            }
+            Some(op @ LifeOp::Starting { .. }) => {
+                let pending = PendingView::of_life(op).text;
+                if let Some(r) = reply {
+                    let _ = r.send(Err(ControlError::Busy {
+                        name: name.to_string(),
+                        pending,
+                    }));
+                }
+                return;
+            }
+            None => {}
         }
-        let path = self.slots[i].path.clone();
-        let loaded = self.load_as(name, &path)?;
-        self.restart_with(i, loaded)?;
-        self.loader
-            .log(LogLevel::Info, &format!("started reactor {name}"));
-        Ok(self.view(i))
+        let slot = &mut self.slots[i];
+        if slot.stopped_by_operator && !slot.running() {
+            slot.removed |= removed;
+            if let Some(r) = reply {
+                let _ = r.send(Ok(self.view(i)));
+            }
+            return;
+        }
+        let Some(h) = slot.handle.as_ref() else {
+            if let Some(r) = reply {
+                let _ = r.send(Err(ControlError::NotRunning(name.to_string())));
+            }
+            return;
+        };
+        h.stop_at_position();
+        slot.life = Some(LifeOp::Stopping {
+            since: Instant::now(),
+            removed,
+            replies: reply.into_iter().collect(),
+        });
+        // A runner that has already exited is collected at once.
+        self.poll_life(i);
+    }
+
+    /// Starts stopped reactor `name` again from its plugin file, compiled
+    /// off this thread; `reply` gets its view once it runs.
+    fn request_start(&mut self, name: &str, reply: Option<Reply<ReactorView>>) {
+        let i = match self.slot(name) {
+            Ok(i) => i,
+            Err(e) => {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(e));
+                }
+                return;
+            }
+        };
+        let refuse = |reply: Option<Reply<ReactorView>>, e: ControlError| {
+            if let Some(r) = reply {
+                let _ = r.send(Err(e));
+            }
+        };
+        match &mut self.slots[i].life {
+            Some(LifeOp::Starting { replies, .. }) => {
+                replies.extend(reply);
+                return;
+            }
+            Some(op @ LifeOp::Stopping { .. }) => {
+                let pending = PendingView::of_life(op).text;
+                return refuse(
+                    reply,
+                    ControlError::Busy {
+                        name: name.to_string(),
+                        pending,
+                    },
+                );
+            }
+            None => {}
+        }
+        if self.slots[i].running() {
+            return refuse(reply, ControlError::AlreadyRunning(name.to_string()));
+        }
+        let file = self.slots[i].path.clone();
+        match self.compile(&file) {
+            Ok(job) => {
+                self.slots[i].life = Some(LifeOp::Starting {
+                    job,
+                    bytes: file_size(&file),
+                    file,
+                    since: Instant::now(),
+                    replies: reply.into_iter().collect(),
+                })
+            }
+            Err(e) => refuse(reply, e),
+        }
+    }
+
+    /// A stop in progress: once the runner has exited, collects it and
+    /// answers.
+    fn poll_life(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let Some(LifeOp::Stopping { .. }) = &slot.life else {
+            return;
+        };
+        if slot.running() {
+            return;
+        }
+        let Some(LifeOp::Stopping {
+            removed, replies, ..
+        }) = slot.life.take()
+        else {
+            unreachable!("checked above")
+        };
+        if let Some(h) = slot.take_handle() {
+            // Exited: the join does not wait.
+            if let Err(e) = Box::new(h).join() {
+                slot.error = Some(format!("{e:#}"));
+            }
+        }
+        slot.stopped_by_operator = true;
+        slot.removed |= removed;
+        let name = slot.name.clone();
+        let what = match (removed, &slot.watched) {
+            (true, Some(w)) => format!(
+                "{} removed: reactor {name} stopped, its checkpoint kept",
+                w.display()
+            ),
+            _ => format!("stopped reactor {name}"),
+        };
+        self.loader.log(LogLevel::Info, &what);
+        let view = self.view(i);
+        for r in replies {
+            let _ = r.send(Ok(view.clone()));
+        }
     }
 
     /// Starts slot `i`'s reactor again with `loaded` (from its checkpoint).
@@ -371,180 +637,388 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Hot swap: loads `path` (config re-read) beside running reactor
-    /// `name` and swaps it in at the next batch boundary; see
-    /// [`Control::swap`].
-    pub(crate) fn swap(&mut self, name: &str, path: &Path) -> Result<SwapOutcome, ControlError> {
-        let i = self.slot(name)?;
-        let Some(h) = self.slots[i].handle.as_ref().filter(|h| !h.is_finished()) else {
-            return Err(SwapRefusal::NotRunning {
-                name: name.to_string(),
-            }
-            .into());
-        };
-        let loaded = match self.loader.load_fresh(path) {
-            Ok(l) => l,
+    /// Hot swap: compiles `path` (config re-read) off this thread for
+    /// running reactor `name` and hands it over at the next batch boundary;
+    /// `reply` gets the outcome (see [`Control::swap`]). A swap still
+    /// compiling for the reactor is superseded by this one.
+    fn request_swap(
+        &mut self,
+        name: &str,
+        path: &Path,
+        origin: Origin,
+        reply: Option<Reply<SwapOutcome>>,
+    ) {
+        let i = match self.slot(name) {
+            Ok(i) => i,
             Err(e) => {
-                let r = load_refusal(path, &e);
-                h.record_refusal(&r);
-                return Err(r.into());
+                if let Some(r) = reply {
+                    let _ = r.send(Err(e));
+                }
+                return;
             }
         };
-        self.swap_in(i, loaded, None)
+        if !self.slots[i].running() && self.slots[i].life.is_none() {
+            let r = SwapRefusal::NotRunning {
+                name: name.to_string(),
+            };
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(r.into()));
+            } else {
+                self.loader.log(LogLevel::Warn, &r.to_string());
+            }
+            return;
+        }
+        let job = match self.compile(path) {
+            Ok(j) => j,
+            Err(e) => {
+                if let Some(r) = reply {
+                    let _ = r.send(Err(e));
+                }
+                return;
+            }
+        };
+        let op = SwapOp {
+            job,
+            file: path.to_path_buf(),
+            bytes: file_size(path),
+            since: Instant::now(),
+            origin,
+            ready: None,
+            took: Duration::ZERO,
+            reply,
+        };
+        if let Some(old) = self.slots[i].swap.replace(op) {
+            self.refuse_swap(
+                i,
+                old.reply,
+                SwapRefusal::Superseded {
+                    name: name.to_string(),
+                },
+            );
+        }
     }
 
-    /// Hands `loaded` to slot `i`'s running runner and waits for the outcome.
-    fn swap_in(
-        &mut self,
-        i: usize,
-        loaded: Loaded,
-        took: Option<Duration>,
-    ) -> Result<SwapOutcome, ControlError> {
-        let slot = &mut self.slots[i];
-        let Some(h) = slot.handle.as_ref() else {
-            return Err(SwapRefusal::NotRunning {
-                name: slot.name.clone(),
+    /// Records (when the reactor runs) or logs refusal `r` and answers it.
+    fn refuse_swap(&self, i: usize, reply: Option<Reply<SwapOutcome>>, r: SwapRefusal) {
+        match self.slots[i].handle.as_ref().filter(|h| !h.is_finished()) {
+            Some(h) => h.record_refusal(&r),
+            None => self
+                .loader
+                .log(LogLevel::Warn, &format!("swap refused: {r}")),
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(Err(r.into()));
+        }
+    }
+
+    /// A plugin file compiled on a worker thread: goes on with whatever
+    /// waited for it (a swap, a start, a new watched file).
+    fn on_compiled(&mut self, c: Compiled) {
+        if let Some(k) = self.new_files.iter().position(|(job, _)| *job == c.job) {
+            self.new_files.swap_remove(k);
+            match c.result {
+                Ok(mut loaded) => {
+                    loaded.path = c.path;
+                    self.start_new_file(loaded);
+                }
+                Err(e) => self.loader.log(
+                    LogLevel::Warn,
+                    &format!("new plugin {} not started: {e:#}", c.path.display()),
+                ),
             }
-            .into());
+            return;
+        }
+        for i in 0..self.slots.len() {
+            if matches!(&self.slots[i].life, Some(LifeOp::Starting { job, .. }) if *job == c.job) {
+                self.on_start_compiled(i, c);
+                return;
+            }
+            if self.slots[i]
+                .swap
+                .as_ref()
+                .is_some_and(|op| op.job == c.job)
+            {
+                self.on_swap_compiled(i, c);
+                return;
+            }
+        }
+        // Superseded meanwhile: dropped.
+    }
+
+    fn on_start_compiled(&mut self, i: usize, c: Compiled) {
+        let Some(LifeOp::Starting { replies, .. }) = self.slots[i].life.take() else {
+            unreachable!("checked by the caller")
+        };
+        let name = self.slots[i].name.clone();
+        let result = match c.result {
+            Err(e) => Err(ControlError::Load(format!("{e:#}"))),
+            Ok(l) if l.name() != name => Err(ControlError::WrongReactor {
+                path: c.path.clone(),
+                expected: name.clone(),
+                found: l.name().to_string(),
+            }),
+            Ok(mut l) => {
+                l.path = c.path.clone();
+                self.restart_with(i, l)
+            }
+        };
+        match &result {
+            Ok(()) => self.loader.log(
+                LogLevel::Info,
+                &format!("started reactor {name} from {}", c.path.display()),
+            ),
+            Err(e) => self
+                .loader
+                .log(LogLevel::Error, &format!("reactor {name} not started: {e}")),
+        }
+        let mut result = result.map(|()| self.view(i));
+        for r in replies {
+            // The first caller gets the typed error, later ones its text.
+            let answer = match &result {
+                Ok(v) => Ok(v.clone()),
+                Err(e) => Err(ControlError::Load(e.to_string())),
+            };
+            let _ = r.send(std::mem::replace(&mut result, answer));
+        }
+    }
+
+    fn on_swap_compiled(&mut self, i: usize, c: Compiled) {
+        let mut op = self.slots[i].swap.take().expect("checked by the caller");
+        op.took = c.took;
+        match c.result {
+            Err(e) => {
+                let r = load_refusal(&c.path, &e);
+                self.refuse_swap(i, op.reply, r);
+            }
+            Ok(mut loaded) => {
+                loaded.path = c.path;
+                if op.origin == Origin::Watch
+                    && self.slots[i].digest() == loaded.plugin.component_digest()
+                {
+                    // Touched, not changed.
+                    return;
+                }
+                op.ready = Some(Box::new(loaded));
+                self.slots[i].swap = Some(op);
+                self.hand_over(i);
+            }
+        }
+    }
+
+    /// A compiled swap goes to the runner once it runs (a start in progress
+    /// is waited for); a reactor that does not run refuses it.
+    fn hand_over(&mut self, i: usize) {
+        let slot = &self.slots[i];
+        if slot.swap.as_ref().is_none_or(|op| op.ready.is_none()) || slot.life.is_some() {
+            return;
+        }
+        let mut op = self.slots[i].swap.take().expect("checked above");
+        let loaded = *op.ready.take().expect("checked above");
+        let Some(h) = self.slots[i].handle.as_ref().filter(|h| !h.is_finished()) else {
+            let name = self.slots[i].name.clone();
+            if op.origin == Origin::Watch && self.slots[i].removed && loaded.name() == name {
+                // Put back while its removal stopped it: started again
+                // from its checkpoint.
+                let path = loaded.path.clone();
+                match self.restart_with(i, loaded) {
+                    Ok(()) => self.loader.log(
+                        LogLevel::Info,
+                        &format!("started reactor {name} again from {}", path.display()),
+                    ),
+                    Err(e) => self
+                        .loader
+                        .log(LogLevel::Error, &format!("reactor {name} not started: {e}")),
+                }
+                return;
+            }
+            return self.refuse_swap(i, op.reply, SwapRefusal::NotRunning { name });
         };
         let grant = loaded.settings.grant_emits.clone();
-        let outcome = h.swap(Box::new(loaded.plugin), grant)?;
-        slot.path = loaded.path;
-        slot.digest = outcome.new_digest.clone();
-        self.loader.log(
-            LogLevel::Info,
-            &format!(
-                "swapped reactor {} {} -> {} at sequence {}{}",
-                outcome.reactor,
-                outcome.old_version,
-                outcome.new_version,
-                outcome.position,
-                took.map(|t| format!(" (loaded in {:.1} ms)", t.as_secs_f64() * 1e3))
-                    .unwrap_or_default()
-            ),
-        );
-        Ok(outcome)
+        match h.request_swap(Box::new(loaded.plugin), grant) {
+            // Recorded and logged by the runtime.
+            Err(r) => {
+                if let Some(reply) = op.reply {
+                    let _ = reply.send(Err(r.into()));
+                }
+            }
+            Ok(ticket) => self.slots[i].handed.push(HandedSwap {
+                ticket,
+                file: loaded.path,
+                bytes: op.bytes,
+                since: op.since,
+                origin: op.origin,
+                took: op.took,
+                reply: op.reply,
+            }),
+        }
+    }
+
+    /// Swaps handed to slot `i`'s runner: answers those it has taken.
+    fn poll_handed(&mut self, i: usize) {
+        while let Some(first) = self.slots[i].handed.first() {
+            let result = match self.slots[i].handle.as_ref() {
+                Some(h) => match h.poll_swap(&first.ticket) {
+                    Some(r) => r,
+                    None => return,
+                },
+                None => Err(SwapRefusal::NotRunning {
+                    name: self.slots[i].name.clone(),
+                }),
+            };
+            let done = self.slots[i].handed.remove(0);
+            // A refusal is recorded and logged by the runtime.
+            if let Ok(outcome) = &result {
+                let slot = &mut self.slots[i];
+                slot.path = done.file.clone();
+                slot.digest = outcome.new_digest.clone();
+                let from = match (done.origin, &slot.watched) {
+                    (Origin::Command, Some(w)) if absolute(&done.file) != *w => format!(
+                        "; {} stays watched: a new file there swaps again",
+                        w.display()
+                    ),
+                    _ => String::new(),
+                };
+                self.loader.log(
+                    LogLevel::Info,
+                    &format!(
+                        "swapped reactor {} {} -> {} at position {} (loaded in {:.1} ms){from}",
+                        outcome.reactor,
+                        outcome.old_version,
+                        outcome.new_version,
+                        outcome.position,
+                        done.took.as_secs_f64() * 1e3,
+                    ),
+                );
+            }
+            if let Some(reply) = done.reply {
+                let _ = reply.send(result.map_err(ControlError::from));
+            }
+        }
+    }
+
+    /// Polls every slot's pending work.
+    fn poll_pending(&mut self) {
+        while let Ok(c) = self.compiled.try_recv() {
+            self.on_compiled(c);
+        }
+        for i in 0..self.slots.len() {
+            self.poll_life(i);
+            self.hand_over(i);
+            self.poll_handed(i);
+        }
     }
 
     /// `run --watch`: watches `files` and the plugin files in `dirs`; what
     /// settles is applied between two ticks of [`run`](Self::run), and the
-    /// run no longer ends when every reactor has.
+    /// run no longer ends when every reactor has. Each reactor started from
+    /// one of `files` keeps that file as its watched source.
     ///
     /// # Errors
     /// A directory cannot be watched.
     pub(crate) fn watch(&mut self, files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<()> {
-        self.watcher = Some(PluginWatcher::start(files, dirs, self.loader.clone())?);
+        let watched: Vec<PathBuf> = files.iter().map(|f| absolute(f)).collect();
+        for s in &mut self.slots {
+            let p = absolute(&s.path);
+            if watched.contains(&p) {
+                s.watched = Some(p);
+            }
+        }
+        self.watcher = Some(PluginWatcher::start(files, dirs)?);
         Ok(())
+    }
+
+    /// The slot whose watched file (or, without one, whose file) is `path`.
+    fn slot_watching(&self, path: &Path) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.watched.as_deref() == Some(path))
+            .or_else(|| {
+                self.slots
+                    .iter()
+                    .position(|s| s.watched.is_none() && absolute(&s.path) == path)
+            })
     }
 
     /// Acts on one settled change of a watched file: swap, start or stop.
     fn apply(&mut self, change: Change) {
-        let by_path = |s: &Slot, p: &Path| absolute(&s.path) == p;
         match change {
-            Change::Unloadable { path, error } => {
-                match self.slots.iter().position(|s| by_path(s, &path)) {
-                    Some(i) => {
-                        let r = load_refusal(&path, &error);
-                        match self.slots[i].handle.as_ref() {
-                            Some(h) => h.record_refusal(&r),
-                            None => self.loader.log(LogLevel::Warn, &r.to_string()),
-                        }
-                    }
-                    None => self.loader.log(
-                        LogLevel::Warn,
-                        &format!("new plugin {} not started: {error:#}", path.display()),
-                    ),
-                }
-            }
             Change::Removed { path } => {
-                let Some(i) = self.slots.iter().position(|s| by_path(s, &path)) else {
-                    return;
-                };
-                let slot = &mut self.slots[i];
-                let Some(h) = slot.take_handle() else {
+                let Some(i) = self.slot_watching(&path) else {
                     return;
                 };
                 // Stops at a batch boundary and writes the checkpoint, so
                 // putting the file back resumes where it was.
-                if let Err(e) = Box::new(h).stop_and_join() {
-                    slot.error = Some(format!("{e:#}"));
+                if self.slots[i].running() {
+                    let name = self.slots[i].name.clone();
+                    self.request_stop(&name, None, true);
                 }
-                slot.stopped_by_operator = true;
-                slot.removed = true;
-                let name = slot.name.clone();
-                self.loader.log(
-                    LogLevel::Info,
-                    &format!(
-                        "{} removed: reactor {name} stopped, its checkpoint kept",
-                        path.display()
-                    ),
-                );
             }
-            Change::Loaded { loaded, took } => self.apply_loaded(*loaded, took),
+            Change::Settled { path } => self.apply_settled(path),
         }
     }
 
-    fn apply_loaded(&mut self, loaded: Loaded, took: Duration) {
-        let path = loaded.path.clone();
-        let name = loaded.name().to_string();
-        if let Some(i) = self.slots.iter().position(|s| absolute(&s.path) == path) {
-            let slot = &self.slots[i];
-            if slot.running() {
-                if slot.digest() == loaded.plugin.component_digest() {
-                    return; // Touched, not changed.
-                }
-                // A refusal is recorded and logged by the runner.
-                let _ = self.swap_in(i, loaded, Some(took));
-                return;
-            }
-            if slot.stopped_by_operator && !slot.removed {
-                self.loader.log(
-                    LogLevel::Info,
-                    &format!("{} changed; reactor {name} was stopped by the operator and runs it when started", path.display()),
-                );
-                return;
-            }
-            if slot.name != name {
-                self.loader.log(
-                    LogLevel::Warn,
-                    &format!(
-                        "{} is now reactor {name}, not {}; not started (the name keys the checkpoint)",
-                        path.display(),
-                        slot.name
-                    ),
-                );
-                return;
-            }
-            match self.restart_with(i, loaded) {
-                Ok(()) => self.loader.log(
-                    LogLevel::Info,
-                    &format!("started reactor {name} again from {}", path.display()),
-                ),
-                Err(e) => self
-                    .loader
-                    .log(LogLevel::Error, &format!("reactor {name} not started: {e}")),
+    fn apply_settled(&mut self, path: PathBuf) {
+        let Some(i) = self.slot_watching(&path) else {
+            // A new file: compiled, then started unless its name is taken.
+            if let Ok(job) = self.compile(&path) {
+                self.new_files.retain(|(_, p)| *p != path);
+                self.new_files.push((job, path));
             }
             return;
+        };
+        let slot = &mut self.slots[i];
+        slot.watched = Some(path.clone());
+        let name = slot.name.clone();
+        if slot.running() || matches!(slot.life, Some(LifeOp::Starting { .. })) {
+            return self.request_swap(&name, &path, Origin::Watch, None);
         }
+        if slot.stopped_by_operator && !slot.removed {
+            // Started from the watched file when the operator starts it.
+            slot.path = path.clone();
+            self.loader.log(
+                LogLevel::Info,
+                &format!(
+                    "{} changed; reactor {name} was stopped by the operator and runs it when started",
+                    path.display()
+                ),
+            );
+            return;
+        }
+        // Put back after a removal (or changed after the reactor ended):
+        // started again from its checkpoint.
+        slot.path = path;
+        self.request_start(&name, None);
+    }
+
+    /// `run --watch`: a new file compiled: its reactor starts, unless the
+    /// name is taken (refused, and recorded on that reactor's stream).
+    fn start_new_file(&mut self, loaded: Loaded) {
+        let path = loaded.path.clone();
+        let name = loaded.name().to_string();
         if let Some(j) = self.slots.iter().position(|s| s.name == name) {
             let r = SwapRefusal::Unloadable {
                 path: path.clone(),
                 reason: format!(
                     "reactor {name} already runs from {}; each reactor needs its own name",
-                    self.slots[j].path.display()
+                    self.slots[j]
+                        .watched
+                        .as_deref()
+                        .unwrap_or(&self.slots[j].path)
+                        .display()
                 ),
             };
-            match self.slots[j].handle.as_ref() {
-                Some(h) => h.record_refusal(&r),
-                None => self.loader.log(LogLevel::Warn, &r.to_string()),
-            }
-            return;
+            return self.refuse_swap(j, None, r);
         }
         match self.add(loaded) {
-            Ok(()) => self.loader.log(
-                LogLevel::Info,
-                &format!("started reactor {name} from new file {}", path.display()),
-            ),
+            Ok(()) => {
+                if let Some(s) = self.slots.last_mut() {
+                    s.watched = Some(path.clone());
+                }
+                self.loader.log(
+                    LogLevel::Info,
+                    &format!("started reactor {name} from new file {}", path.display()),
+                )
+            }
             Err(e) => self.loader.log(
                 LogLevel::Error,
                 &format!("new plugin {} not started: {e:#}", path.display()),
@@ -552,34 +1026,15 @@ impl Supervisor {
         }
     }
 
-    fn load_as(&self, name: &str, path: &Path) -> Result<Loaded, ControlError> {
-        let loaded = self
-            .loader
-            .load(path)
-            .map_err(|e| ControlError::Load(format!("{e:#}")))?;
-        if loaded.name() != name {
-            return Err(ControlError::WrongReactor {
-                path: path.to_path_buf(),
-                expected: name.to_string(),
-                found: loaded.name().to_string(),
-            });
-        }
-        Ok(loaded)
-    }
-
     fn serve(&mut self, r: Request) {
         match r {
             Request::List(reply) => {
                 let _ = reply.send(Ok(self.reactors()));
             }
-            Request::Stop(name, reply) => {
-                let _ = reply.send(self.stop(&name));
-            }
-            Request::Start(name, reply) => {
-                let _ = reply.send(self.start(&name));
-            }
+            Request::Stop(name, reply) => self.request_stop(&name, Some(reply), false),
+            Request::Start(name, reply) => self.request_start(&name, Some(reply)),
             Request::Swap(name, path, reply) => {
-                let _ = reply.send(self.swap(&name, &path));
+                self.request_swap(&name, &path, Origin::Command, Some(reply))
             }
             Request::Shutdown => self.shutdown_requested = true,
         }
@@ -594,7 +1049,7 @@ impl Supervisor {
         }
         self.slots
             .iter()
-            .all(|s| !s.stopped_by_operator && !s.running())
+            .all(|s| !s.stopped_by_operator && !s.running() && !s.has_pending())
             || self.slots.is_empty()
     }
 
@@ -604,12 +1059,18 @@ impl Supervisor {
     pub(crate) fn run(&mut self, until_idle: bool) {
         let mut shown: Option<Instant> = None;
         loop {
-            match self.requests.recv_timeout(TICK) {
-                Ok(r) => self.serve(r),
-                Err(RecvTimeoutError::Timeout) => {}
+            let request = match self.requests.recv_timeout(TICK) {
+                Ok(r) => Some(r),
+                Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => {
                     unreachable!("the supervisor holds a sender")
                 }
+            };
+            // What finished meanwhile is applied before the request is
+            // served, so a listing shows a swap the log already records.
+            self.poll_pending();
+            if let Some(r) = request {
+                self.serve(r);
             }
             while let Some(change) = self
                 .watcher
@@ -622,7 +1083,12 @@ impl Supervisor {
                 break;
             }
             let head = self.store.watermarks().durable;
-            if until_idle && self.slots.iter().all(|s| s.status.is_idle_at(head)) {
+            if until_idle
+                && self
+                    .slots
+                    .iter()
+                    .all(|s| s.status.is_idle_at(head) && !s.has_pending())
+            {
                 break;
             }
             if self.all_ended() {
@@ -651,6 +1117,10 @@ impl Supervisor {
         // No change is applied after this.
         self.watcher = None;
         for s in &mut self.slots {
+            // Pending work is dropped: its callers get `Gone`.
+            s.swap = None;
+            s.handed.clear();
+            s.life = None;
             if let Some(h) = s.take_handle() {
                 if let Err(e) = Box::new(h).stop_and_join() {
                     s.error = Some(format!("{e:#}"));
@@ -716,6 +1186,36 @@ mod tests {
             assert!(Instant::now() < deadline, "never {what}: {v:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// A supervisor that does not answer makes a control call fail with an
+    /// error naming what timed out, not hang.
+    #[test]
+    fn a_control_call_has_a_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("data")).unwrap();
+        let (tx, _unserved) = mpsc::channel();
+        let control = Control {
+            tx,
+            store: store.clone(),
+        };
+        let t = Instant::now();
+        match control.call(
+            || "listing the reactors".into(),
+            Duration::from_millis(100),
+            Request::List,
+        ) {
+            Err(e @ ControlError::TimedOut { .. }) => {
+                assert!(
+                    e.to_string()
+                        .starts_with("listing the reactors did not finish within"),
+                    "{e}"
+                )
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(5));
+        store.close().unwrap();
     }
 
     #[test]

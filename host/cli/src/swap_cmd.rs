@@ -87,6 +87,12 @@ pub(crate) fn swap(data: &Path, a: SwapArgs) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        // Not answered in time: the swap goes on in the host (compiling,
+        // or waiting for a batch boundary), so it is not "not swapped".
+        Err(ClientError::Remote(e)) if e.code == batpak_service::ErrorCode::Busy => {
+            eprintln!("error: {}", e.message);
+            Ok(ExitCode::FAILURE)
+        }
         Err(ClientError::Remote(e)) => {
             eprintln!(
                 "error: not swapped ({:?}): {}; the running version keeps serving",

@@ -3,12 +3,11 @@
 //! swap, a new runner, or a stopped runner.
 //!
 //! The watcher thread debounces bursts per file (editors and build tools
-//! write several times, or write a new file and rename it over the old),
-//! waits until the file stops changing, then loads and compiles it there —
-//! off the serving path, so the old version keeps serving meanwhile. The run
-//! loop receives the loaded plugin and swaps it in at a batch boundary.
+//! write several times, or write a new file and rename it over the old) and
+//! waits until the file stops changing. The supervisor then compiles it on a
+//! worker thread — the old version keeps serving, and `status` shows the
+//! swap pending — and swaps it in at a batch boundary.
 
-use crate::loader::{Loaded, Loader};
 use notify::{RecursiveMode, Watcher};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,21 +22,11 @@ const RENAMED: Duration = Duration::from_millis(3);
 
 /// What the watcher found, for the run loop to act on.
 pub(crate) enum Change {
-    /// A watched file loaded as a valid plugin.
-    Loaded {
-        /// The plugin, compiled and initialised, with its settings (the
-        /// config re-read) and its file.
-        loaded: Box<Loaded>,
-        /// Load time, for the log.
-        took: Duration,
-    },
-    /// A watched file changed but does not load (broken, partial, wrong WIT
-    /// version...).
-    Unloadable {
-        /// The file.
+    /// A watched file was written (or renamed into place) and has settled:
+    /// complete, to be loaded.
+    Settled {
+        /// The file (absolute).
         path: PathBuf,
-        /// Why (a `LoadError` inside when the runtime refused the file).
-        error: anyhow::Error,
     },
     /// A watched file is gone.
     Removed {
@@ -75,16 +64,11 @@ pub(crate) fn absolute(p: &Path) -> PathBuf {
 
 impl PluginWatcher {
     /// Watches `files` (each a plugin file) and `dirs` (every plugin file in
-    /// them, including new ones). `loader` loads a settled file with the
-    /// config re-read.
+    /// them, including new ones).
     ///
     /// # Errors
     /// The OS watcher cannot be set up on one of the directories.
-    pub(crate) fn start(
-        files: &[PathBuf],
-        dirs: &[PathBuf],
-        loader: Loader,
-    ) -> anyhow::Result<PluginWatcher> {
+    pub(crate) fn start(files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<PluginWatcher> {
         let (raw_tx, raw_rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
         let mut watcher = notify::recommended_watcher(raw_tx)?;
         let files: Vec<PathBuf> = files.iter().map(|f| absolute(f)).collect();
@@ -109,7 +93,7 @@ impl PluginWatcher {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("plugin-watcher".into())
-            .spawn(move || settle(raw_rx, files, dirs, loader, tx))?;
+            .spawn(move || settle(raw_rx, files, dirs, tx))?;
         Ok(PluginWatcher {
             _watcher: watcher,
             changes: rx,
@@ -118,12 +102,11 @@ impl PluginWatcher {
 }
 
 /// The watcher thread: collects raw events per file, and once a file has
-/// been quiet for [`QUIET`] and its size is stable, loads it.
+/// been quiet for [`QUIET`] and its size is stable, reports it settled.
 fn settle(
     raw: Receiver<notify::Result<notify::Event>>,
     files: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
-    mut loader: Loader,
     out: Sender<Change>,
 ) {
     let wanted = |p: &Path| -> bool {
@@ -186,20 +169,7 @@ fn settle(
                             continue;
                         }
                     }
-                    let started = Instant::now();
-                    match loader.load_fresh(&p) {
-                        Ok(mut loaded) => {
-                            loaded.path = p.clone();
-                            Change::Loaded {
-                                loaded: Box::new(loaded),
-                                took: started.elapsed(),
-                            }
-                        }
-                        Err(error) => Change::Unloadable {
-                            path: p.clone(),
-                            error,
-                        },
-                    }
+                    Change::Settled { path: p.clone() }
                 }
             };
             if out.send(change).is_err() {

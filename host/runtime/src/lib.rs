@@ -104,8 +104,8 @@ pub use random::RandomSource;
 pub use reaction::{Reaction, ReactionCause, ReactionVerdict};
 pub use reactor::Reactor;
 pub use runner::{
-    cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, DEFAULT_DURABLE_WINDOW,
-    DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL,
+    cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, SwapTicket,
+    DEFAULT_DURABLE_WINDOW, DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL,
 };
 pub use runtime::{
     Runtime, RuntimeConfig, RuntimeError, DEFAULT_MAX_MEMORIES, DEFAULT_MAX_PLUGIN_FILE_BYTES,

@@ -31,15 +31,59 @@ pub enum ClientError {
     /// The host closed the connection (it stopped, or refused the frame).
     #[error("the running host closed the connection (it stopped?)")]
     Closed,
+    /// The host did not answer within the call's deadline (it may be
+    /// stuck; a swap or start it was asked for may still be going on).
+    #[error("the running host did not answer {what} within {} s; `batpak-host status` shows what it is doing (if that times out too, the host is stuck: stop it with SIGTERM)", after.as_secs())]
+    TimedOut {
+        /// The request, in words.
+        what: &'static str,
+        /// The deadline.
+        after: Duration,
+    },
     /// The host replied with something this client cannot read.
     #[error("the running host replied with something unexpected ({0}); are the CLI and the host the same version?")]
     Protocol(String),
 }
 
-/// A connection to the host running on a store.
+/// How long the host may take to answer a quick request (status, pause,
+/// reset, parked): it answers between two ticks, or within the host's own
+/// deadline for a pause (60 s), which it reports as an error.
+pub const QUICK_DEADLINE: Duration = Duration::from_secs(90);
+/// How long the host may take to answer a swap or a resume: it compiles the
+/// plugin (tens of seconds for a Python component) and reports its own
+/// deadline (300 s) as an error before this one passes.
+pub const LOAD_DEADLINE: Duration = Duration::from_secs(330);
+/// How long the host may take to answer an append or a verify (a large
+/// batch is made durable, a large store read whole).
+pub const BULK_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The deadline of `op` and what it is called in a timeout message.
+fn deadline_of(op: &Op) -> (Duration, &'static str) {
+    match op {
+        Op::Swap { .. } => (LOAD_DEADLINE, "the swap"),
+        Op::Resume { .. } => (LOAD_DEADLINE, "the resume"),
+        Op::ParkedReplay { .. } => (LOAD_DEADLINE, "the parked replay"),
+        Op::Append { .. } => (BULK_DEADLINE, "the append"),
+        Op::Verify => (BULK_DEADLINE, "the verify"),
+        Op::Read(q) => (
+            QUICK_DEADLINE + Duration::from_millis(q.wait_ms),
+            "the read",
+        ),
+        Op::Status => (QUICK_DEADLINE, "status"),
+        Op::Pause { .. } => (QUICK_DEADLINE, "the pause"),
+        Op::Reset { .. } => (QUICK_DEADLINE, "the reset"),
+        Op::Parked { .. } => (QUICK_DEADLINE, "the parked listing"),
+        Op::Ping => (QUICK_DEADLINE, "a ping"),
+    }
+}
+
+/// A connection to the host running on a store. Every call has a deadline
+/// (see [`Client::call`]).
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
+    /// Set by [`Client::set_timeout`]: replaces every call's own deadline.
+    timeout: Option<Duration>,
 }
 
 impl Client {
@@ -53,7 +97,10 @@ impl Client {
     pub fn connect(data: &Path) -> Result<Option<Client>, ClientError> {
         let path = crate::local::socket_path(data);
         match UnixStream::connect(&path) {
-            Ok(stream) => Ok(Some(Client { stream })),
+            Ok(stream) => Ok(Some(Client {
+                stream,
+                timeout: None,
+            })),
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
                 Ok(None)
             }
@@ -64,27 +111,51 @@ impl Client {
         }
     }
 
-    /// Bounds how long one reply may take (none by default).
+    /// Bounds how long one reply may take, instead of each call's own
+    /// deadline (`None`: back to those).
     ///
     /// # Errors
-    /// The socket refused the option.
-    pub fn set_timeout(&self, t: Option<Duration>) -> Result<(), ClientError> {
-        self.stream.set_read_timeout(t)?;
+    /// Never today; kept for callers that handle it.
+    pub fn set_timeout(&mut self, t: Option<Duration>) -> Result<(), ClientError> {
+        self.timeout = t;
         Ok(())
     }
 
-    /// Sends `op` and returns the host's `ok` value.
+    /// Sends `op` and returns the host's `ok` value. The reply must come
+    /// within the operation's deadline ([`QUICK_DEADLINE`] for status and
+    /// the like, [`LOAD_DEADLINE`] for a swap or resume, [`BULK_DEADLINE`]
+    /// for an append or verify).
     ///
     /// # Errors
-    /// [`ClientError::Remote`] with the host's error; I/O or protocol errors.
+    /// [`ClientError::Remote`] with the host's error;
+    /// [`ClientError::TimedOut`] naming the request; I/O or protocol errors.
     pub fn call(&mut self, op: Op) -> Result<Value, ClientError> {
+        let (deadline, what) = deadline_of(&op);
+        let deadline = self.timeout.unwrap_or(deadline);
         let body = serde_json::to_vec(&Request {
             v: PROTOCOL_VERSION,
             op,
         })
         .expect("a request serialises");
-        write_frame(&mut self.stream, &body)?;
+        self.stream.set_write_timeout(Some(deadline))?;
+        self.stream.set_read_timeout(Some(deadline))?;
+        let timed_out =
+            |e: &std::io::Error| matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut);
+        write_frame(&mut self.stream, &body).map_err(|e| {
+            if timed_out(&e) {
+                ClientError::TimedOut {
+                    what,
+                    after: deadline,
+                }
+            } else {
+                ClientError::Io(e)
+            }
+        })?;
         let reply = read_frame(&mut self.stream).map_err(|e| match e {
+            crate::protocol::FrameReadError::Io(e) if timed_out(&e) => ClientError::TimedOut {
+                what,
+                after: deadline,
+            },
             crate::protocol::FrameReadError::Io(e) => ClientError::Io(e),
             crate::protocol::FrameReadError::Closed => ClientError::Closed,
             other => ClientError::Protocol(other.to_string()),
@@ -208,5 +279,70 @@ impl Client {
             plugin: plugin.map(str::to_string),
             event: event.map(str::to_string),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+    use std::time::Instant;
+
+    /// A host that accepts the connection and never answers: the call ends
+    /// with an error naming the request, not a hang.
+    #[test]
+    fn a_host_that_never_answers_is_a_timeout_naming_the_request() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = crate::local::socket_path(dir.path());
+        std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
+        let listener = UnixListener::bind(&sock).unwrap();
+        let silent = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            // Hold the connection open without a reply.
+            std::thread::sleep(Duration::from_secs(3));
+            drop(s);
+        });
+        let mut c = Client::connect(dir.path()).unwrap().expect("a listener");
+        c.set_timeout(Some(Duration::from_millis(200))).unwrap();
+        let t = Instant::now();
+        match c.status() {
+            Err(e @ ClientError::TimedOut { what: "status", .. }) => {
+                assert!(
+                    e.to_string().contains("did not answer status within"),
+                    "{e}"
+                )
+            }
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        silent.join().unwrap();
+    }
+
+    /// Without `set_timeout`, every operation still has a deadline, and a
+    /// long-polling read gets its wait on top.
+    #[test]
+    fn every_operation_has_a_deadline() {
+        let q = Query {
+            wait_ms: 30_000,
+            ..Query::default()
+        };
+        let ops = [
+            Op::Ping,
+            Op::Status,
+            Op::Verify,
+            Op::Read(q),
+            Op::Append { events: Vec::new() },
+            Op::Pause { name: "a".into() },
+            Op::Resume { name: "a".into() },
+            Op::Swap {
+                name: "a".into(),
+                file: "/x.wasm".into(),
+            },
+        ];
+        for op in &ops {
+            let (d, what) = deadline_of(op);
+            assert!(d >= QUICK_DEADLINE && d <= BULK_DEADLINE, "{what}: {d:?}");
+        }
+        assert!(deadline_of(&ops[3]).0 >= QUICK_DEADLINE + Duration::from_secs(30));
     }
 }

@@ -88,7 +88,7 @@ impl Ctx {
                 value(serde_json::to_value(page))
             }
             Op::Verify => query::verify(&self.store),
-            Op::Status => value(serde_json::to_value(o.status())),
+            Op::Status => value(serde_json::to_value(o.try_status()?)),
             Op::Pause { name } => value(serde_json::to_value(o.pause(&name)?)),
             Op::Resume { name } => value(serde_json::to_value(o.resume(&name)?)),
             Op::Reset { name, to } => value(serde_json::to_value(o.reset(&name, to)?)),

@@ -106,7 +106,9 @@ impl LocalServer {
     }
 
     pub(crate) fn stop(&mut self) {
-        // The stop flag is set by the caller; wake the accept loop.
+        // The stop flag is set by the caller; the accept loop sees it within
+        // ACCEPT_POLL, even when the socket file is gone. (Connecting wakes
+        // it at once, and is the only wake-up if it could not poll.)
         let _ = UnixStream::connect(&self.path);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -119,14 +121,34 @@ impl LocalServer {
     }
 }
 
+/// How often the accept loop looks at the stop flag while nobody connects.
+const ACCEPT_POLL: Duration = Duration::from_millis(50);
+
 fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>, conns: Arc<Mutex<HashMap<u64, UnixStream>>>) {
     let active = Arc::new(AtomicUsize::new(0));
     let next_id = AtomicU64::new(0);
-    for stream in listener.incoming() {
+    // Non-blocking, so a stop is seen even when nobody can connect any more
+    // (the socket file was removed).
+    let polling = listener.set_nonblocking(true).is_ok();
+    loop {
         if ctx.stopping() {
             break;
         }
-        let Ok(mut stream) = stream else { continue };
+        let mut stream = match listener.accept() {
+            Ok((s, _)) => s,
+            Err(e) if e.kind() == ErrorKind::WouldBlock && polling => {
+                std::thread::sleep(ACCEPT_POLL);
+                continue;
+            }
+            Err(_) => continue,
+        };
+        if ctx.stopping() {
+            break;
+        }
+        // A connection is served with blocking reads and their timeouts.
+        if stream.set_nonblocking(false).is_err() {
+            continue;
+        }
         if active.load(Ordering::SeqCst) >= MAX_LOCAL_CONNECTIONS {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = reply(

@@ -7,7 +7,7 @@ use crate::wire_error::{ErrorCode, WireError};
 use batpak_store::{AppendOptions, CheckpointUpdate, Coordinate, EventId, Proposal, Region, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Kind of the system event that records a reset.
@@ -23,6 +23,8 @@ pub enum ReactorRunState {
     Running,
     /// Paused by an operator; the checkpoint holds its position.
     Paused,
+    /// Asked to pause: finishing its batch in flight.
+    Stopping,
     /// Exited cleanly.
     Stopped,
     /// Exited with an error.
@@ -40,7 +42,10 @@ pub struct ReactorState {
     pub digest: String,
     /// Life-cycle state.
     pub state: ReactorRunState,
-    /// Cursor position: last global sequence handled.
+    /// The reactor's position: every event of its region up to this global
+    /// sequence is handled (events of other regions are skipped, so it moves
+    /// past them too). `pause` stops it there, the checkpoint keeps it, and
+    /// `resume` continues after it; a swap lands there.
     pub position: u64,
     /// Events in the reactor's own region that are durable and not yet
     /// handled (capped at [`LAG_CAP`]; `lag_capped` says so).
@@ -58,8 +63,23 @@ pub struct ReactorState {
     /// The last hot swap of this reactor in this host, when there was one:
     /// when, at which log position, old and new version and digest, and the
     /// id of its `batpak.plugin.swapped` record.
+    /// When that swap's new version failed on probation and was rolled
+    /// back, `last_swap.rolled_back` says so, and `version` is the restored
+    /// one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_swap: Option<serde_json::Value>,
+    /// The plugin file the running version was loaded from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// `run --watch`: the watched file that is the reactor's source (a new
+    /// file there swaps it in, even after a `swap` command loaded another).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watched: Option<PathBuf>,
+    /// Work in progress and what it waits for: `{"action": "swap", "file",
+    /// "bytes", "waiting_for": "compiling" | "a batch boundary" | …,
+    /// "for_ms", "text": "swap to big.wasm: compiling 18.2 MB, 9 s"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<serde_json::Value>,
 }
 
 /// Counting lag stops here: `status` stays cheap on a huge backlog.
@@ -147,6 +167,10 @@ pub enum OpError {
     /// The store or the runtime failed.
     #[error("{0}")]
     Failed(String),
+    /// The host did not finish in time (the message says what, and that it
+    /// goes on).
+    #[error("{0}")]
+    TimedOut(String),
 }
 
 impl From<OpError> for WireError {
@@ -157,6 +181,7 @@ impl From<OpError> for WireError {
             OpError::Invalid(_) => ErrorCode::BadRequest,
             OpError::Unsupported(_) => ErrorCode::Unsupported,
             OpError::Failed(_) => ErrorCode::Store,
+            OpError::TimedOut(_) => ErrorCode::Busy,
         };
         WireError::new(code, e.to_string())
     }
@@ -166,8 +191,16 @@ impl From<OpError> for WireError {
 /// supervisor implements it; every method is called from service threads
 /// while the reactors run, so implementations lock what they share.
 pub trait Operator: Send + Sync {
-    /// Every reactor's state, in a stable order.
+    /// Every reactor's state, in a stable order (empty when the host cannot
+    /// say in time; [`try_status`](Self::try_status) tells why).
     fn status(&self) -> Vec<ReactorState>;
+    /// Every reactor's state, or why the host could not list them in time.
+    ///
+    /// # Errors
+    /// [`OpError::TimedOut`] and the like.
+    fn try_status(&self) -> Result<Vec<ReactorState>, OpError> {
+        Ok(self.status())
+    }
     /// Stops `name`'s runner at a batch boundary; its checkpoint keeps the
     /// position. Pausing a paused reactor is not an error.
     ///

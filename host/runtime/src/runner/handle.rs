@@ -2,7 +2,7 @@
 //! it, handing it a replacement reactor, and collecting its result.
 
 use super::error::RunnerError;
-use super::pending::{LastSwap, PendingSwap};
+use super::pending::{LastRollback, LastSwap, PendingSwap};
 use super::settings::{batch_limit, cursor_id, RunnerSettings};
 use super::worker::{admission_for, Feed, Worker};
 use crate::admission::ReactorInfo;
@@ -11,7 +11,7 @@ use crate::log::{log, LogLevel};
 use crate::reactor::Reactor;
 use crate::services::HostServices;
 use crate::status::ReactorStatus;
-use crate::swap::{check_swap, refused_proposal, SwapOutcome, SwapRefusal};
+use crate::swap::{check_swap, refused_proposal, RolledBackRecord, SwapOutcome, SwapRefusal};
 use batpak_store::AppendOptions;
 use batpak_store::{CanalHandle, Cursor, ReactorCanal, Store, Subscription};
 use parking_lot::Mutex;
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// batch in flight finish and commits the checkpoint; `join` waits.
 pub struct RunnerHandle {
     stop: Arc<AtomicBool>,
+    checkpoint_on_stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), RunnerError>>>,
     status: Arc<ReactorStatus>,
     swap: Arc<Mutex<Option<PendingSwap>>>,
@@ -34,8 +35,17 @@ pub struct RunnerHandle {
     current: Arc<Mutex<Arc<ReactorInfo>>>,
     current_descriptor: Arc<Mutex<Descriptor>>,
     last_swap: Arc<Mutex<Option<LastSwap>>>,
+    last_rollback: Arc<Mutex<Option<LastRollback>>>,
     store: Store,
     log_level: LogLevel,
+}
+
+/// A swap handed to a runner and not answered yet: the runner takes it at
+/// its next batch boundary. Poll it with [`RunnerHandle::poll_swap`], so
+/// whoever asked never blocks on a batch.
+#[derive(Debug)]
+pub struct SwapTicket {
+    rx: mpsc::Receiver<Result<SwapOutcome, SwapRefusal>>,
 }
 
 impl std::fmt::Debug for RunnerHandle {
@@ -57,6 +67,15 @@ impl RunnerHandle {
         &self.name
     }
 
+    /// Stops like [`CanalHandle::stop`] (without waiting), and leaves the
+    /// checkpoint at the reactor's position — past the events of other
+    /// regions after its last handled one — so a restart resumes exactly
+    /// at the position `status` showed (an operator's pause).
+    pub fn stop_at_position(&self) {
+        self.checkpoint_on_stop.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
     /// True once the thread has exited.
     pub fn is_finished(&self) -> bool {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
@@ -67,6 +86,7 @@ impl RunnerHandle {
     /// one's checkpoint; `grant_emits` is the operator's grant for it
     /// (re-read by the caller). The swap is recorded as
     /// `batpak.plugin.swapped` before the new version handles anything.
+    /// [`request_swap`](Self::request_swap) does the same without waiting.
     ///
     /// # Errors
     /// A [`SwapRefusal`]: another name, region or canal, a runner that is
@@ -79,15 +99,40 @@ impl RunnerHandle {
         reactor: Box<dyn Reactor>,
         grant_emits: Option<Vec<String>>,
     ) -> Result<SwapOutcome, SwapRefusal> {
+        let ticket = self.request_swap(reactor, grant_emits)?;
+        loop {
+            match ticket.rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => return r,
+                Err(RecvTimeoutError::Disconnected) => return Err(self.not_running()),
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Some(r) = self.poll_swap(&ticket) {
+                        return r;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands `reactor` to the runner for its next batch boundary and
+    /// returns at once; [`poll_swap`](Self::poll_swap) tells the outcome.
+    /// A request not yet taken is superseded (answered
+    /// [`SwapRefusal::Superseded`]).
+    ///
+    /// # Errors
+    /// The checks that need no batch boundary: another name, region or
+    /// canal, or a runner that has exited (recorded and logged).
+    pub fn request_swap(
+        &self,
+        reactor: Box<dyn Reactor>,
+        grant_emits: Option<Vec<String>>,
+    ) -> Result<SwapTicket, SwapRefusal> {
         let running = self.current_descriptor.lock().clone();
         if let Err(r) = check_swap(&running, reactor.descriptor()) {
             self.record_refusal(&r);
             return Err(r);
         }
         if self.is_finished() {
-            let r = SwapRefusal::NotRunning {
-                name: self.name.clone(),
-            };
+            let r = self.not_running();
             self.record_refusal(&r);
             return Err(r);
         }
@@ -104,26 +149,39 @@ impl RunnerHandle {
             self.record_refusal(&r);
             let _ = old.reply.send(Err(r));
         }
-        // Ends when the runner answers, or drops the request by exiting.
-        loop {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(r) => return r,
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    if self.is_finished() {
-                        // The thread may have answered just before ending.
-                        if let Ok(r) = rx.try_recv() {
-                            return r;
-                        }
-                        break;
-                    }
-                }
-            }
+        Ok(SwapTicket { rx })
+    }
+
+    /// The outcome of `ticket` once the runner has answered it; `None`
+    /// while it waits for a batch boundary. A runner that exited without
+    /// taking it answers [`SwapRefusal::NotRunning`].
+    pub fn poll_swap(&self, ticket: &SwapTicket) -> Option<Result<SwapOutcome, SwapRefusal>> {
+        match ticket.rx.try_recv() {
+            Ok(r) => return Some(r),
+            Err(mpsc::TryRecvError::Disconnected) => return Some(Err(self.not_running())),
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        if !self.is_finished() {
+            return None;
+        }
+        // The thread may have answered just before ending.
+        if let Ok(r) = ticket.rx.try_recv() {
+            return Some(r);
         }
         self.swap.lock().take();
-        Err(SwapRefusal::NotRunning {
+        Some(Err(self.not_running()))
+    }
+
+    fn not_running(&self) -> SwapRefusal {
+        SwapRefusal::NotRunning {
             name: self.name.clone(),
-        })
+        }
+    }
+
+    /// The last automatic rollback (`swap_rollback`) of the last completed
+    /// swap and when it happened; `None` when that swap was kept.
+    pub fn last_rollback(&self) -> Option<(RolledBackRecord, SystemTime)> {
+        self.last_rollback.lock().clone()
     }
 
     /// The running version's name, version and component digest (it
@@ -260,10 +318,16 @@ pub fn spawn(
         status.set_position(c.position());
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let checkpoint_on_stop = Arc::new(AtomicBool::new(false));
     let swap: Arc<Mutex<Option<PendingSwap>>> = Arc::new(Mutex::new(None));
     let current = Arc::new(Mutex::new(admission.info.clone()));
     let current_descriptor = Arc::new(Mutex::new(d.clone()));
     let last_swap = Arc::new(Mutex::new(None));
+    let last_rollback = Arc::new(Mutex::new(None));
+    let covered = match &feed {
+        Feed::Cursor(c) => c.position(),
+        Feed::Lossy(_) => 0,
+    };
     let max_batch = batch_limit(&settings, &d);
     let log_level = settings.log_level;
     let worker = Worker {
@@ -275,10 +339,13 @@ pub fn spawn(
         settings,
         status: status.clone(),
         stop: stop.clone(),
+        checkpoint_on_stop: checkpoint_on_stop.clone(),
         swap: swap.clone(),
         current: current.clone(),
         current_descriptor: current_descriptor.clone(),
         last_swap: last_swap.clone(),
+        last_rollback: last_rollback.clone(),
+        covered,
         previous: None,
         unsaved: None,
         unsaved_batches: 0,
@@ -309,6 +376,7 @@ pub fn spawn(
         .map_err(RunnerError::Thread)?;
     Ok(RunnerHandle {
         stop,
+        checkpoint_on_stop,
         thread: Some(thread),
         status,
         swap,
@@ -316,6 +384,7 @@ pub fn spawn(
         current,
         current_descriptor,
         last_swap,
+        last_rollback,
         store: store.clone(),
         log_level,
     })

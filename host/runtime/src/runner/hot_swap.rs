@@ -31,6 +31,8 @@ impl Worker {
         let result = self.apply_swap(pending.reactor, pending.grant_emits, position);
         if let Ok(o) = &result {
             *self.last_swap.lock() = Some((o.clone(), std::time::SystemTime::now()));
+            // A rollback shown from now on is this swap's.
+            *self.last_rollback.lock() = None;
         }
         let _ = pending.reply.send(result);
         Ok(())
@@ -39,7 +41,7 @@ impl Worker {
     /// The last sequence this runner handled (its checkpoint).
     pub(super) fn position(&self) -> u64 {
         match &self.feed {
-            Feed::Cursor(c) => c.position(),
+            Feed::Cursor(_) => self.covered,
             Feed::Lossy(_) => self.store.watermarks().durable,
         }
     }
@@ -180,6 +182,7 @@ impl Worker {
                 rec.reason
             ),
         );
+        *self.last_rollback.lock() = Some((rec, std::time::SystemTime::now()));
         self.reactor = p.reactor;
         self.admission = p.admission;
         self.settings.grant_emits = p.grant_emits;

@@ -37,6 +37,6 @@ mod shape;
 mod worker;
 
 pub use error::RunnerError;
-pub use handle::{spawn, RunnerHandle};
+pub use handle::{spawn, RunnerHandle, SwapTicket};
 pub use settings::{cursor_id, RunnerSettings, DEFAULT_DURABLE_WINDOW, DEFAULT_MAX_BATCH};
 pub use shape::{MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL};

@@ -4,13 +4,17 @@
 
 use crate::admission::Admission;
 use crate::reactor::Reactor;
-use crate::swap::{SwapOutcome, SwapRefusal};
+use crate::swap::{RolledBackRecord, SwapOutcome, SwapRefusal};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 /// The last completed swap of a runner and when it happened.
 pub(super) type LastSwap = (SwapOutcome, SystemTime);
+
+/// The last automatic rollback of a runner and when it happened (cleared
+/// by the next completed swap, so it always belongs to the last swap).
+pub(super) type LastRollback = (RolledBackRecord, SystemTime);
 
 /// A swap request on its way to the runner.
 pub(super) struct PendingSwap {

@@ -3,7 +3,7 @@
 //! a replacement reactor between two batches (see `hot_swap`).
 
 use super::error::RunnerError;
-use super::pending::{LastSwap, PendingSwap, Probation};
+use super::pending::{LastRollback, LastSwap, PendingSwap, Probation};
 use super::settings::RunnerSettings;
 use crate::admission::{Admission, CapabilityGate, ReactorInfo};
 use crate::descriptor::Descriptor;
@@ -51,12 +51,22 @@ pub(super) struct Worker {
     pub(super) settings: RunnerSettings,
     pub(super) status: Arc<ReactorStatus>,
     pub(super) stop: Arc<AtomicBool>,
+    /// Set with `stop` by an operator's pause: the checkpoint is left at the
+    /// position (see `checkpoint_covered`).
+    pub(super) checkpoint_on_stop: Arc<AtomicBool>,
     pub(super) swap: Arc<Mutex<Option<PendingSwap>>>,
     /// Hot swap: the running version's lineage and descriptor, shared with
     /// the handle (for `status` and the checks a swap request runs).
     pub(super) current: Arc<Mutex<Arc<ReactorInfo>>>,
     pub(super) current_descriptor: Arc<Mutex<Descriptor>>,
     pub(super) last_swap: Arc<Mutex<Option<LastSwap>>>,
+    /// Hot swap: the last rollback of the last swap, for `status`.
+    pub(super) last_rollback: Arc<Mutex<Option<LastRollback>>>,
+    /// The reactor's position: every event of its region at or before this
+    /// global sequence is handled (events outside the region are skipped,
+    /// so it moves past them too). It is what `status` shows, where a swap
+    /// lands, and where the checkpoint is left when the runner stops.
+    pub(super) covered: u64,
     /// Hot swap: the version a new one replaced, kept while the new one is
     /// on probation (`swap_rollback`).
     pub(super) previous: Option<Probation>,
@@ -91,7 +101,13 @@ impl Worker {
     pub(super) fn run(mut self) -> Result<(), RunnerError> {
         let result = self.run_inner();
         let saved = self.save_checkpoint();
-        let result = result.and(saved);
+        let result = result.and(saved).and_then(|()| {
+            if self.checkpoint_on_stop.load(Ordering::SeqCst) {
+                self.checkpoint_covered()
+            } else {
+                Ok(())
+            }
+        });
         match &result {
             Ok(()) => self.status.set_state(RunState::Stopped),
             Err(e) => {
@@ -126,11 +142,10 @@ impl Worker {
                 Feed::Cursor(c) => c.pull_batch(self.max_batch, wait),
                 Feed::Lossy(s) => s.pull_batch(self.max_batch, wait),
             };
-            if let Feed::Cursor(c) = &self.feed {
-                self.status.set_position(c.position());
-            }
             match pulled {
                 Ok(CanalBatch::Empty) => {
+                    // Nothing of the region up to the cursor: all covered.
+                    self.cover();
                     if self.unsaved.is_some() || !self.in_flight.is_empty() {
                         // Idle: write the lazy checkpoint and wait for the
                         // commits in flight now, then look again (both
@@ -148,6 +163,7 @@ impl Worker {
                     if let Flow::Stopped = flow {
                         return Ok(());
                     }
+                    self.cover();
                     self.probation_tick();
                     self.maybe_save_checkpoint()?;
                 }
@@ -171,6 +187,49 @@ impl Worker {
                 },
             }
         }
+    }
+
+    /// Everything the cursor delivered or skipped is handled now: the
+    /// position moves to the cursor's.
+    fn cover(&mut self) {
+        if let Feed::Cursor(c) = &self.feed {
+            self.covered = self.covered.max(c.position());
+            self.status.set_position(self.covered);
+        }
+    }
+
+    /// On a clean stop asked by an operator (a pause): leaves the
+    /// checkpoint at the position (past the skipped events after the last
+    /// handled one), so the reactor resumes from the position `status` and
+    /// `pause` showed, not from an earlier one. (A shutdown does not: a
+    /// checkpoint behind the position only makes the next start skip those
+    /// events again.) A position behind the stored checkpoint (a batch stopped half
+    /// way whose first part was committed) shows the checkpoint instead.
+    pub(super) fn checkpoint_covered(&mut self) -> Result<(), RunnerError> {
+        let Feed::Cursor(c) = &self.feed else {
+            return Ok(());
+        };
+        let Some(cursor) = c.id().map(str::to_string) else {
+            return Ok(());
+        };
+        let stored = self.store.checkpoint(&cursor).map_or(0, |cp| cp.sequence);
+        if self.covered > stored {
+            let at = self
+                .store
+                .get_by_sequence(self.covered)
+                .map_err(RunnerError::store("reading the event at the position"))?;
+            if let Some(e) = at {
+                if let Some(cp) = self.checkpoint_at(self.covered, e.header.id) {
+                    self.store
+                        .append_system(Vec::new(), AppendOptions::durable().with_checkpoint(cp))
+                        .map_err(RunnerError::store("writing the checkpoint"))?;
+                }
+            }
+        } else {
+            self.covered = stored;
+        }
+        self.status.set_position(self.covered);
+        Ok(())
     }
 
     pub(super) fn checkpoint_at(&self, sequence: u64, id: EventId) -> Option<CheckpointUpdate> {
