@@ -91,6 +91,7 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
         seq: Mutex::new(Sequencer::new(last, options.queue_capacity)),
         flush_cv: Condvar::new(),
         idle_cv: Condvar::new(),
+        bulk_cv: Condvar::new(),
         writer: Mutex::new(writer),
         dur: Durability::new(last, end, active, mark),
         subscribers: Mutex::new(Vec::new()),

@@ -16,6 +16,7 @@
 //!   naming segment and offset; `verify` reports which, changing nothing;
 //! - all file I/O goes through [`Disk`] ([`OsDisk`], or [`SimDisk`] in tests).
 
+mod bulk;
 mod checkpoint;
 mod core;
 mod disk;
@@ -46,6 +47,7 @@ mod writer;
 mod writer_thread;
 
 pub(crate) use checkpoint::validate_cursor_id;
+pub use bulk::BulkAppend;
 pub use checkpoint::Checkpoint;
 pub use disk::{Disk, DiskFile, OsDisk};
 pub(crate) use durability::Stopped;

@@ -176,7 +176,7 @@ impl Writer {
 
     /// Refuses to write once the LOCK file is no longer ours (checked at
     /// most every 50 ms: one `stat`).
-    fn check_lock(&mut self, core: &Core) -> Result<(), String> {
+    pub(crate) fn check_lock(&mut self, core: &Core) -> Result<(), String> {
         let Some(lock) = &core.lock else {
             return Ok(());
         };
@@ -206,7 +206,7 @@ impl Writer {
         Ok(())
     }
 
-    fn rotate(&mut self, core: &Core) -> Result<(), StoreError> {
+    pub(crate) fn rotate(&mut self, core: &Core) -> Result<(), StoreError> {
         self.file.sync().map_err(StoreError::io(format!(
             "syncing segment {:08} before rotation",
             self.segment
@@ -247,6 +247,31 @@ impl Writer {
         self.segment = n;
         self.len = SEGMENT_HEADER;
         Ok(())
+    }
+
+    /// Writes whole frames `bytes` at the end of the log (rotating first
+    /// when they would overflow the active segment) without publishing
+    /// anything: a bulk transaction's parts, commit or abort (`bulk.rs`).
+    /// Returns where they start.
+    pub(crate) fn write_unpublished(
+        &mut self,
+        core: &Core,
+        bytes: &[u8],
+    ) -> Result<(u32, u64), StoreError> {
+        if self.len + bytes.len() as u64 > core.options.segment_size && self.len > SEGMENT_HEADER
+        {
+            self.rotate(core)?;
+        }
+        let at = self.len;
+        self.file
+            .write_all_at(bytes, at)
+            .map_err(StoreError::io(format!(
+                "writing segment {:08}",
+                self.segment
+            )))?;
+        self.crc.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok((self.segment, at))
     }
 
     /// Writes the queued frames (one write per segment they land in) and
