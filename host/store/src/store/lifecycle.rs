@@ -136,8 +136,30 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
         recovery: RecoveryInfo {
             replayed: rec.replayed,
             truncated_tail: rec.truncated,
+            dropped_transaction: rec.dropped_txn,
         },
     });
+    if let Some((segment, offset, events)) = rec.dropped_txn {
+        let payload = serde_json::json!({
+            "segment": segment,
+            "offset": offset,
+            "events_dropped": events,
+            "reason": "bulk transaction never committed (the appending process stopped before its commit); none of its events count",
+        });
+        let coord = Coordinate {
+            entity: "batpak.store".into(),
+            scope: SYSTEM_SCOPE.into(),
+        };
+        shared.core.append(
+            vec![Proposal::new(
+                coord,
+                RECOVERED_KIND,
+                payload.to_string().into_bytes(),
+            )],
+            AppendOptions::durable(),
+            true,
+        )?;
+    }
     if let Some((segment, offset, bytes)) = rec.truncated {
         // Say in the log itself what was cut, durably, before anyone writes.
         let payload = serde_json::json!({

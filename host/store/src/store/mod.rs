@@ -184,6 +184,10 @@ pub struct RecoveryInfo {
     /// `(segment, offset, bytes)` when a torn tail was truncated: an append
     /// that never completed (and was never acknowledged as durable).
     pub truncated_tail: Option<(u32, u64, u64)>,
+    /// `(segment, offset, events)` when the log ended in a bulk transaction
+    /// without its commit (the process died while appending it): none of
+    /// its events count, and an abort frame now says so.
+    pub dropped_transaction: Option<(u32, u64, u64)>,
 }
 
 /// Handle to an open store. Cheap to clone; every clone shares the same
