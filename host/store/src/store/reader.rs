@@ -157,7 +157,9 @@ impl LogReader {
             let next_exists = self.exists(self.segment + 1);
             if self.offset == SEGMENT_HEADER {
                 let mut h = [0u8; SEGMENT_HEADER as usize];
-                if len < SEGMENT_HEADER || f.read_exact_at(&mut h, 0).is_err() {
+                if len >= SEGMENT_HEADER {
+                    f.read_exact_at(&mut h, 0).map_err(io())?;
+                } else {
                     if next_exists {
                         return Err(StoreError::Corrupt {
                             segment: self.segment,
