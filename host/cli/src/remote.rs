@@ -6,7 +6,7 @@
 
 use crate::parked::{check_plugin_name, report_replay, ParkedAction, ParkedArgs};
 use crate::run::usage;
-use crate::store_cmds::{parse_line_event, AppendArgs, EventsArgs};
+use crate::store_cmds::{interrupt, parse_line_event, print_receipts, AppendArgs, EventsArgs};
 use anyhow::bail;
 use batpak_service::{Client, NewEvent, Query, MAX_APPEND_EVENTS};
 use std::io::{BufRead, Write};
@@ -52,6 +52,10 @@ const MAX_REMOTE_JSONL_BYTES: usize = 48 << 20;
 /// appended, or nothing (the same promise as the streaming path the CLI
 /// uses when it owns the store, which has no size limit).
 fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
+    // A signal while reading and checking ends at once (nothing sent);
+    // once the batch is sent, the host appends all of it or none, and the
+    // reply says which.
+    interrupt::install();
     let stdin = src == Path::new("-");
     let name = if stdin {
         "stdin".to_string()
@@ -80,11 +84,15 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
         if bytes > MAX_REMOTE_JSONL_BYTES {
             return Err(too_big());
         }
-        let text = String::from_utf8_lossy(&line);
-        if text.trim().is_empty() {
+        let line = line.strip_suffix(b"\r").unwrap_or(&line);
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let checked = parse_line_event(&text).and_then(|ev| {
+        // Refused as without a host: a payload is never silently altered.
+        let checked = std::str::from_utf8(line)
+            .map_err(|_| anyhow::anyhow!("line is not UTF-8"))
+            .and_then(parse_line_event)
+            .and_then(|ev| {
             batpak_service::proposal(0, ev.clone())
                 .map(|_| ev)
                 .map_err(|e| anyhow::anyhow!("{}", e.message.trim_start_matches("event 0: ")))
@@ -116,15 +124,14 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
     }
     // The host checks causation and expected sequences against the store
     // and appends the whole batch in one frame, or refuses all of it.
+    interrupt::writing();
+    let total = events.len();
     let receipts = c
         .append(events)
         .map_err(|e| anyhow::anyhow!("{name}: {e}; nothing was appended"))?;
+    let text: String = receipts.iter().map(|r| format!("{r}\n")).collect();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for r in receipts {
-        writeln!(out, "{r}")?;
-    }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    print_receipts(&mut text.as_bytes(), &mut out, &name, total)
 }
 
 pub(crate) fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> {
@@ -166,6 +173,7 @@ pub(crate) fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> 
 }
 
 pub(crate) fn verify(mut c: Client) -> anyhow::Result<ExitCode> {
+    // The same JSON as without a host (`batpak_service::verify_json`).
     let r = c.verify()?;
     println!("{r}");
     let problems: Vec<String> = r["problems"]
