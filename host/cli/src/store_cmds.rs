@@ -635,8 +635,16 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
     })?;
     store.close()?;
     if total > 10_000 {
+        let dedup = if appended < total as u64 {
+            format!(
+                " ({appended} new, {} already in the store by id or idempotency key)",
+                total as u64 - appended
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "append: {total} events durable in {:.2} s ({appended} new, the rest already in the store by id or idempotency key)",
+            "append: {total} events durable in {:.2} s{dedup}",
             started.elapsed().as_secs_f64()
         );
     }
@@ -652,6 +660,12 @@ pub(crate) fn report_recovery(store: &Store) {
     if let Some((segment, offset, bytes)) = store.recovery().truncated_tail {
         eprintln!(
             "batpak: recovered the store: cut a torn write of {bytes} byte(s) at segment {segment:08} offset {offset} (never acknowledged as durable); recorded as a {} event",
+            batpak_store::RECOVERED_KIND
+        );
+    }
+    if let Some((segment, offset, events)) = store.recovery().dropped_transaction {
+        eprintln!(
+            "batpak: recovered the store: dropped a bulk append of {events} event(s) at segment {segment:08} offset {offset} that never committed (its writer stopped); none of it counts; recorded as a {} event",
             batpak_store::RECOVERED_KIND
         );
     }
