@@ -39,6 +39,10 @@ pub(crate) struct Core {
     pub has_subscribers: AtomicBool,
     /// `None` on a disk without lock files (the simulated one).
     pub lock: Option<DirLock>,
+    /// What the clean shutdown failed to do after the final fsync (the
+    /// durable marker, the index snapshot): [`Store::close`](super::Store::close)
+    /// returns it.
+    pub close_error: Mutex<Option<StoreError>>,
 }
 
 impl Core {

@@ -98,6 +98,7 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
         has_subscribers: AtomicBool::new(false),
         lock,
         options,
+        close_error: Mutex::new(None),
     });
     let c1 = core.clone();
     let wt = std::thread::Builder::new()
@@ -202,12 +203,19 @@ impl Shared {
         for s in self.core.subscribers.lock().drain(..) {
             s.close_store();
         }
-        self.core.dur.check()
+        self.core.dur.check()?;
+        match self.core.close_error.lock().take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let _ = self.close();
+        // Nobody called `close` to receive its error: say it here.
+        if let Err(e) = self.close() {
+            eprintln!("batpak: closing the store: {e}");
+        }
     }
 }

@@ -393,10 +393,14 @@ impl Store {
         self.inner.core.verify()
     }
 
-    /// Flushes, syncs, writes an index snapshot and releases the directory.
+    /// Flushes, syncs, writes an index snapshot and releases the directory
+    /// (once every clone of this handle is gone).
     ///
     /// # Errors
-    /// A failed final sync or snapshot write (the log itself stays intact).
+    /// The store failed earlier or its final fsync failed
+    /// ([`StoreError::Poisoned`]), or recording the durable marker or
+    /// writing the index snapshot failed ([`StoreError::Io`]; the log
+    /// itself stays intact and the next open rebuilds what is missing).
     pub fn close(self) -> Result<(), StoreError> {
         self.inner.close()
     }

@@ -160,16 +160,25 @@ impl Writer {
         drop(st);
         unpark_all(waiters);
         if ok {
+            // Both failures leave the log intact; `Store::close` returns the
+            // first (the next open rebuilds what is missing).
+            let mut failed = None;
             if let Err(e) = dur.mark.record(pos).and_then(|_| dur.mark.sync()) {
-                eprintln!("batpak: recording the durable marker on close failed (the log is unaffected): {e}");
+                failed = Some(StoreError::Io {
+                    context: "recording the durable marker on close (the log is unaffected)"
+                        .into(),
+                    source: e,
+                });
             }
             if self.since_snapshot > 0 {
                 if let Err(e) = self.snapshot(core) {
-                    eprintln!(
-                        "batpak: index snapshot on close failed (the log is unaffected): {e}"
-                    );
+                    failed.get_or_insert(StoreError::Io {
+                        context: "writing the index snapshot on close (the log is unaffected; the next open rebuilds the index)".into(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
                 }
             }
+            *core.close_error.lock() = failed;
         }
         dur.shut_down();
     }
