@@ -10,7 +10,9 @@
 //!   everything written, and advances the durable watermark, so concurrent
 //!   durable appends share one fsync (group commit); a **sync thread**
 //!   fsyncs what nobody waits for within `sync_interval`;
-//! - a batch is one CRC-checked frame, so it is all or nothing;
+//! - a batch is one CRC-checked frame, so it is all or nothing; a bulk
+//!   transaction ([`BulkAppend`]) of any size is many part frames made to
+//!   count by one commit frame;
 //! - recovery cuts a torn write nobody was told was durable (and records a
 //!   `batpak.store.recovered` event) and fails closed on any other damage,
 //!   naming segment and offset; `verify` reports which, changing nothing;
@@ -438,7 +440,9 @@ pub fn opens_clean(dir: &Path) -> bool {
     if segments.last() != Some(&segment) {
         return false;
     }
-    std::fs::metadata(segment::segment_path(&seg_dir, segment)).is_ok_and(|m| m.len() == offset)
+    disk.open(&segment::segment_path(&seg_dir, segment))
+        .and_then(|f| f.len())
+        .is_ok_and(|len| len == offset)
 }
 
 /// Verifies the store in `dir` straight from its segment files, without
