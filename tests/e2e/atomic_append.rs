@@ -238,23 +238,55 @@ fn append_jsonl_through_a_running_host_is_all_or_nothing_when_killed_or_cut_off(
     let dir = tempdir();
     let data = dir.path().join("d");
     let run = Running::start(&data);
-    let n = 9_000;
+    // Far more than one request may carry (10,000 events): one bulk
+    // transaction of many parts on the control connection.
+    let n = 60_000;
     let file = big_jsonl(dir.path(), n);
+    let settled = |kept: usize, what: &str| {
+        // The host abandons the transaction once it sees the connection
+        // closed; give it a bounded moment, then the count must be whole.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = count_kind(&data, "order.placed");
+            if got == kept || got == kept + n || Instant::now() > deadline {
+                assert!(
+                    got == kept || got == kept + n,
+                    "{what}: {got} (was {kept}), not all or nothing of {n}"
+                );
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     let mut kept = 0usize;
-    for delay_ms in [5u64, 40, 120, 400] {
+    for delay_ms in [5u64, 200, 0] {
         let mut child = spawn_append(&data, &file);
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        if delay_ms == 0 {
+            let mut err = Lines::new(child.stderr.take().unwrap());
+            err.wait_for("saying parts are sent", WAIT, |l| l.contains("not yet committed"));
+        } else {
+            std::thread::sleep(Duration::from_millis(delay_ms));
+        }
         child.kill().unwrap();
         let _ = child.wait();
-        // The host finishes or never starts the one atomic append.
-        std::thread::sleep(Duration::from_millis(300));
-        let got = count_kind(&data, "order.placed");
-        assert!(
-            got == kept || got == kept + n,
-            "kill -9 after {delay_ms} ms: {got} (was {kept}), not a multiple of {n}"
-        );
+        let got = settled(kept, &format!("kill -9 after {delay_ms} ms"));
+        if delay_ms == 0 {
+            assert_eq!(got, kept, "killed while sending parts: nothing may stay");
+        }
         kept = got;
     }
+    // SIGTERM while sending parts: nothing kept, said, exit 130.
+    let mut child = spawn_append(&data, &file);
+    let mut err = Lines::new(child.stderr.take().unwrap());
+    err.wait_for("saying parts are sent", WAIT, |l| l.contains("not yet committed"));
+    sigterm(&child);
+    let st = wait_exit(&mut child, WAIT);
+    let text = err.finish(WAIT);
+    assert_eq!(st.code(), Some(130), "{text}");
+    assert!(text.contains("nothing was appended"), "{text}");
+    kept = settled(kept, "SIGTERM");
+    // Other appends go on after an abandoned transaction.
+    host_ok(&data, &["append", "--entity", "x", "--scope", "s", "--kind", "after.one"]);
     // Closed stdout: everything appended, and said.
     let mut child = spawn_append(&data, &file);
     let mut err = Lines::new(child.stderr.take().unwrap());
@@ -268,6 +300,8 @@ fn append_jsonl_through_a_running_host_is_all_or_nothing_when_killed_or_cut_off(
     assert!(text.contains(&format!("all {n} events")), "{text}");
     assert_eq!(count_kind(&data, "order.placed"), kept + n);
     run.stop();
+    let v = host(&data, &["verify"]);
+    assert!(v.status.success(), "verify: {}", stderr(&v));
 }
 
 #[test]

@@ -298,9 +298,10 @@ fn read_line_bounded(r: &mut impl BufRead, buf: &mut Vec<u8>) -> anyhow::Result<
 
 /// Where the `--jsonl` input can be read twice from: the file itself, or a
 /// spooled copy of stdin / a pipe (removed on drop).
-struct Source {
+pub(crate) struct Source {
     path: PathBuf,
-    name: String,
+    /// How the input is named in messages (`stdin` or the path).
+    pub(crate) name: String,
     spooled: bool,
 }
 
@@ -313,7 +314,7 @@ impl Drop for Source {
 }
 
 impl Source {
-    fn new(src: &Path) -> anyhow::Result<Source> {
+    pub(crate) fn new(src: &Path) -> anyhow::Result<Source> {
         let stdin = src == Path::new("-");
         let name = if stdin {
             "stdin".to_string()
@@ -367,6 +368,15 @@ impl Source {
         &self,
         mut f: impl FnMut(usize, anyhow::Result<Proposal>) -> anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
+        self.for_each_text(|n, text| f(n, text.and_then(parse_line)))
+    }
+
+    /// Calls `f(line_number, text)` for every non-empty line (an error for
+    /// a line that is too long or not UTF-8); stops when `f` says `false`.
+    pub(crate) fn for_each_text(
+        &self,
+        mut f: impl FnMut(usize, anyhow::Result<&str>) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
         let mut r = std::io::BufReader::with_capacity(
             1 << 20,
             std::fs::File::open(&self.path).with_context(|| format!("opening {}", self.name))?,
@@ -386,10 +396,8 @@ impl Source {
             if buf.iter().all(|b| b.is_ascii_whitespace()) {
                 continue;
             }
-            let p = std::str::from_utf8(&buf)
-                .map_err(|_| anyhow::anyhow!("line is not UTF-8"))
-                .and_then(parse_line);
-            if !f(n, p)? {
+            let text = std::str::from_utf8(&buf).map_err(|_| anyhow::anyhow!("line is not UTF-8"));
+            if !f(n, text)? {
                 return Ok(());
             }
         }
@@ -453,18 +461,19 @@ pub(crate) mod interrupt {
 /// Events per part of the bulk transaction `append --jsonl` writes (and
 /// at most `CHUNK_BYTES` of payload): memory stays one part, whatever the
 /// size of the file.
-const CHUNK_EVENTS: usize = 4096;
-const CHUNK_BYTES: usize = 8 << 20;
+pub(crate) const CHUNK_EVENTS: usize = 4096;
+pub(crate) const CHUNK_BYTES: usize = 8 << 20;
 
 /// A temporary file for the receipts of an append not yet committed: they
 /// are printed only once all of it is (removed on drop).
-struct ReceiptSpool {
+pub(crate) struct ReceiptSpool {
     path: PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
+    /// Where receipts are written until the commit.
+    pub(crate) out: std::io::BufWriter<std::fs::File>,
 }
 
 impl ReceiptSpool {
-    fn new() -> anyhow::Result<ReceiptSpool> {
+    pub(crate) fn new() -> anyhow::Result<ReceiptSpool> {
         let path = std::env::temp_dir().join(format!(
             "batpak-receipts-{}-{}",
             std::process::id(),
@@ -479,6 +488,23 @@ impl ReceiptSpool {
             path,
             out: std::io::BufWriter::new(f),
         })
+    }
+}
+
+impl ReceiptSpool {
+    /// Prints the spooled receipts (see [`print_receipts`]).
+    pub(crate) fn print(
+        mut self,
+        out: &mut dyn Write,
+        name: &str,
+        total: usize,
+    ) -> anyhow::Result<ExitCode> {
+        self.out.flush()?;
+        let mut lines = std::io::BufReader::new(
+            std::fs::File::open(&self.path)
+                .with_context(|| format!("reading back receipts from {}", self.path.display()))?,
+        );
+        print_receipts(&mut lines, out, name, total)
     }
 }
 
@@ -648,11 +674,7 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
             started.elapsed().as_secs_f64()
         );
     }
-    let mut lines = std::io::BufReader::new(
-        std::fs::File::open(&spool.path)
-            .with_context(|| format!("reading back receipts from {}", spool.path.display()))?,
-    );
-    print_receipts(&mut lines, out, &name, total)
+    spool.print(out, &name, total)
 }
 
 /// Tells the user on stderr what opening the store had to cut.
