@@ -285,6 +285,20 @@ fn append_jsonl_through_a_running_host_is_all_or_nothing_when_killed_or_cut_off(
     assert_eq!(st.code(), Some(130), "{text}");
     assert!(text.contains("nothing was appended"), "{text}");
     kept = settled(kept, "SIGTERM");
+    // A causation the host cannot find, in a later part: nothing kept, and
+    // the line named as without a host.
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(r#"{"entity":"a","scope":"s","kind":"order.placed","payload":1,"causation":"0123456789abcdef0123456789abcdef"}"#);
+    text.push('\n');
+    let bad = write_file(dir.path(), "bad-causation.jsonl", &text);
+    let o = host(&data, &["append", "--jsonl", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!(":{}: causation", n + 1)) && e.contains("nothing was appended"),
+        "{e}"
+    );
+    kept = settled(kept, "refused part");
     // Other appends go on after an abandoned transaction.
     host_ok(&data, &["append", "--entity", "x", "--scope", "s", "--kind", "after.one"]);
     // Closed stdout: everything appended, and said.

@@ -11,7 +11,7 @@ use crate::store_cmds::{
     CHUNK_EVENTS,
 };
 use anyhow::bail;
-use batpak_service::{Client, NewEvent, Query};
+use batpak_service::{Client, ClientError, NewEvent, Query};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -93,11 +93,12 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
     let mut spool = ReceiptSpool::new()?;
     interrupt::writing();
     let mut part: Vec<NewEvent> = Vec::new();
-    let mut lines = (0usize, 0usize);
+    // The line number of each event of the part being built.
+    let mut lines: Vec<usize> = Vec::new();
     let mut bytes = 0usize;
     let mut done = 0usize;
     let mut last_report = std::time::Instant::now();
-    let mut send = |part: &mut Vec<NewEvent>, lines: (usize, usize)| -> anyhow::Result<()> {
+    let mut send = |part: &mut Vec<NewEvent>, lines: &mut Vec<usize>| -> anyhow::Result<()> {
         if interrupt::signalled() {
             bail!("stopped by a signal");
         }
@@ -106,7 +107,11 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
         }
         let receipts = c
             .bulk_part(std::mem::take(part))
-            .map_err(|e| anyhow::anyhow!("lines {}-{}: {e}", lines.0, lines.1))?;
+            .map_err(|e| match e {
+                ClientError::Remote(w) => line_error(&name, lines, &w.message),
+                e => anyhow::anyhow!("{name}: {e}"),
+            })?;
+        lines.clear();
         done += receipts.len();
         for r in receipts {
             writeln!(spool.out, "{r}")?;
@@ -125,18 +130,15 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
             let ev = parse_line_event(text?)?;
             let size = ev.payload.as_ref().map_or(0, |p| p.to_string().len()) + 128;
             if !part.is_empty() && (part.len() >= CHUNK_EVENTS || bytes + size > CHUNK_BYTES) {
-                send(&mut part, lines)?;
+                send(&mut part, &mut lines)?;
                 bytes = 0;
             }
-            if part.is_empty() {
-                lines.0 = n;
-            }
-            lines.1 = n;
+            lines.push(n);
             bytes += size;
             part.push(ev);
             Ok(true)
         })
-        .and_then(|()| send(&mut part, lines));
+        .and_then(|()| send(&mut part, &mut lines));
     let committed = sent.and_then(|()| {
         c.bulk_commit()
             .map_err(|e| anyhow::anyhow!("committing: {e}"))
@@ -152,6 +154,28 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     spool.print(&mut out, &name, total)
+}
+
+/// A host's refusal of a bulk part, naming the input line as the local path
+/// does when the host names the event ("proposal N: …" / "event N: …").
+fn line_error(name: &str, lines: &[usize], msg: &str) -> anyhow::Error {
+    for prefix in ["proposal ", "event "] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            if let Some((i, why)) = rest.split_once(": ") {
+                if let Some(line) = i.parse::<usize>().ok().and_then(|i| lines.get(i)) {
+                    let why = why.replace(
+                        "is not an event in this store",
+                        "is neither an event in this store nor the \"id\" of an earlier line",
+                    );
+                    return anyhow::anyhow!("{name}:{line}: {why}");
+                }
+            }
+        }
+    }
+    match (lines.first(), lines.last()) {
+        (Some(a), Some(b)) => anyhow::anyhow!("{name}:{a}-{b}: {msg}"),
+        _ => anyhow::anyhow!("{name}: {msg}"),
+    }
 }
 
 pub(crate) fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> {

@@ -43,6 +43,9 @@ pub struct AppendArgs {
     /// "correlation","idempotency_key"]}. Every line is checked — syntax,
     /// rules, causation (to the store or an earlier line's "id"), expected
     /// sequences — before anything is appended: a bad line appends nothing.
+    /// The file is then appended as one bulk transaction: all of it or none
+    /// of it, even after kill -9, a power cut, a signal or a closed stdout;
+    /// receipts are printed once all of it is durable.
     #[arg(long, value_name = "FILE|-")]
     pub jsonl: Option<PathBuf>,
 }

@@ -238,15 +238,8 @@ impl LogReader {
                         push_events(events, out).map_err(corrupt)?;
                     }
                 }
-                Body::Commit { txn, .. } | Body::Abort { txn, .. } => {
-                    let commit = matches!(decode_body(body), Ok(Body::Commit { .. }));
-                    if self.txn != Some((txn, commit)) {
-                        return Err(corrupt(format!(
-                            "end of bulk transaction {txn:016x} that is not open here"
-                        )));
-                    }
-                    self.txn = None;
-                }
+                Body::Commit { txn, .. } => self.end_txn(txn, true).map_err(corrupt)?,
+                Body::Abort { txn, .. } => self.end_txn(txn, false).map_err(corrupt)?,
             }
             self.offset += total as u64;
             consumed += total;
@@ -254,6 +247,18 @@ impl LogReader {
                 return Ok(());
             }
         }
+    }
+
+    /// The commit (`commit`) or abort of transaction `txn`: it must be the
+    /// one being read, ended as the look-ahead found.
+    fn end_txn(&mut self, txn: u64, commit: bool) -> Result<(), String> {
+        if self.txn != Some((txn, commit)) {
+            return Err(format!(
+                "end of bulk transaction {txn:016x} that is not open here"
+            ));
+        }
+        self.txn = None;
+        Ok(())
     }
 
     /// A frame that does not decode at `at`: a write in progress at the end
