@@ -55,7 +55,9 @@ fn seeded(dir: &Path, name: &str) -> PathBuf {
     let data = dir.join(name);
     host_ok(
         &data,
-        &["append", "--entity", "seed", "--scope", "s", "--kind", "seed.one"],
+        &[
+            "append", "--entity", "seed", "--scope", "s", "--kind", "seed.one",
+        ],
     );
     data
 }
@@ -71,18 +73,35 @@ fn assert_all_or_nothing(data: &Path, n: usize, what: &str) -> usize {
     // log goes on.
     let o = host_ok(
         data,
-        &["append", "--entity", "after", "--scope", "s", "--kind", "after.one"],
+        &[
+            "append",
+            "--entity",
+            "after",
+            "--scope",
+            "s",
+            "--kind",
+            "after.one",
+        ],
     );
     let r = &json_lines(&o.stdout)[0];
-    assert_eq!(count_kind(data, "order.placed"), got, "{what}: after reopening");
-    let recovered = json_lines(&host_ok(data, &["events", "--kind", "batpak.store.recovered"]).stdout);
+    assert_eq!(
+        count_kind(data, "order.placed"),
+        got,
+        "{what}: after reopening"
+    );
+    let recovered =
+        json_lines(&host_ok(data, &["events", "--kind", "batpak.store.recovered"]).stdout);
     assert_eq!(
         r["seq"].as_u64().unwrap() as usize,
         2 + got + recovered.len(),
         "{what}: the sequence goes on right after what was kept"
     );
     let v = host(data, &["verify"]);
-    assert!(v.status.success(), "{what}: verify after reopening: {}", stderr(&v));
+    assert!(
+        v.status.success(),
+        "{what}: verify after reopening: {}",
+        stderr(&v)
+    );
     got
 }
 
@@ -99,7 +118,9 @@ fn append_jsonl_killed_at_any_moment_keeps_all_or_nothing() {
         let mut mid = false;
         if delay_ms == 0 {
             let mut err = Lines::new(child.stderr.take().unwrap());
-            err.wait_for("saying parts are written", WAIT, |l| l.contains("not yet committed"));
+            err.wait_for("saying parts are written", WAIT, |l| {
+                l.contains("not yet committed")
+            });
             mid = true;
         } else {
             std::thread::sleep(Duration::from_millis(delay_ms));
@@ -124,11 +145,11 @@ fn append_jsonl_killed_at_any_moment_keeps_all_or_nothing() {
         let got = assert_all_or_nothing(&data, n, &what);
         if mid {
             assert_eq!(got, 0, "{what}: killed mid-write, nothing may stay");
-            let rec = json_lines(
-                &host_ok(&data, &["events", "--kind", "batpak.store.recovered"]).stdout,
-            );
+            let rec =
+                json_lines(&host_ok(&data, &["events", "--kind", "batpak.store.recovered"]).stdout);
             assert!(
-                rec.iter().any(|e| e["payload"]["events_dropped"].as_u64() > Some(0)),
+                rec.iter()
+                    .any(|e| e["payload"]["events_dropped"].as_u64() > Some(0)),
                 "the drop is recorded: {rec:?}"
             );
         }
@@ -147,7 +168,9 @@ fn append_jsonl_sigterm_and_closed_stdout_say_what_was_appended() {
     let data = seeded(dir.path(), "term");
     let mut child = spawn_append(&data, &file);
     let mut err = Lines::new(child.stderr.take().unwrap());
-    err.wait_for("saying parts are written", WAIT, |l| l.contains("not yet committed"));
+    err.wait_for("saying parts are written", WAIT, |l| {
+        l.contains("not yet committed")
+    });
     sigterm(&child);
     let st = wait_exit(&mut child, WAIT);
     let text = err.finish(WAIT);
@@ -155,8 +178,16 @@ fn append_jsonl_sigterm_and_closed_stdout_say_what_was_appended() {
     assert!(text.contains("nothing was appended"), "{text}");
     assert_eq!(count_kind(&data, "order.placed"), 0);
     let mut rest = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut rest).unwrap();
-    assert!(rest.is_empty(), "no receipt printed for an append that did not commit");
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
+    assert!(
+        rest.is_empty(),
+        "no receipt printed for an append that did not commit"
+    );
     assert_all_or_nothing(&data, n, "SIGTERM");
 
     // `| head -1`: stdout closes after the first receipt; everything was
@@ -170,7 +201,10 @@ fn append_jsonl_sigterm_and_closed_stdout_say_what_was_appended() {
     drop(out);
     let st = wait_exit(&mut child, WAIT);
     let text = err.finish(WAIT);
-    assert!(st.success(), "exit status with stdout closed: {st:?}: {text}");
+    assert!(
+        st.success(),
+        "exit status with stdout closed: {st:?}: {text}"
+    );
     assert!(
         text.contains(&format!("all {n} events")) && text.contains("were appended"),
         "{text}"
@@ -209,9 +243,9 @@ impl Running {
     }
 
     fn http_addr(&mut self) -> String {
-        let l = self
-            .err
-            .wait_for("with the http address", WAIT, |l| l.starts_with("http: listening on http://"));
+        let l = self.err.wait_for("with the http address", WAIT, |l| {
+            l.starts_with("http: listening on http://")
+        });
         l.trim_start_matches("http: listening on http://")
             .split_whitespace()
             .next()
@@ -263,7 +297,9 @@ fn append_jsonl_through_a_running_host_is_all_or_nothing_when_killed_or_cut_off(
         let mut child = spawn_append(&data, &file);
         if delay_ms == 0 {
             let mut err = Lines::new(child.stderr.take().unwrap());
-            err.wait_for("saying parts are sent", WAIT, |l| l.contains("not yet committed"));
+            err.wait_for("saying parts are sent", WAIT, |l| {
+                l.contains("not yet committed")
+            });
         } else {
             std::thread::sleep(Duration::from_millis(delay_ms));
         }
@@ -278,7 +314,9 @@ fn append_jsonl_through_a_running_host_is_all_or_nothing_when_killed_or_cut_off(
     // SIGTERM while sending parts: nothing kept, said, exit 130.
     let mut child = spawn_append(&data, &file);
     let mut err = Lines::new(child.stderr.take().unwrap());
-    err.wait_for("saying parts are sent", WAIT, |l| l.contains("not yet committed"));
+    err.wait_for("saying parts are sent", WAIT, |l| {
+        l.contains("not yet committed")
+    });
     sigterm(&child);
     let st = wait_exit(&mut child, WAIT);
     let text = err.finish(WAIT);
@@ -300,7 +338,18 @@ fn append_jsonl_through_a_running_host_is_all_or_nothing_when_killed_or_cut_off(
     );
     kept = settled(kept, "refused part");
     // Other appends go on after an abandoned transaction.
-    host_ok(&data, &["append", "--entity", "x", "--scope", "s", "--kind", "after.one"]);
+    host_ok(
+        &data,
+        &[
+            "append",
+            "--entity",
+            "x",
+            "--scope",
+            "s",
+            "--kind",
+            "after.one",
+        ],
+    );
     // Closed stdout: everything appended, and said.
     let mut child = spawn_append(&data, &file);
     let mut err = Lines::new(child.stderr.take().unwrap());
@@ -324,16 +373,26 @@ fn a_non_utf8_jsonl_line_is_refused_with_and_without_a_running_host() {
     let data = dir.path().join("d");
     let file = dir.path().join("bad.jsonl");
     let mut bytes = br#"{"entity":"a","scope":"s","kind":"k.ok","payload":"fine"}"#.to_vec();
-    bytes.extend_from_slice(b"\n{\"entity\":\"a\",\"scope\":\"s\",\"kind\":\"k.ok\",\"payload\":\"caf\xe9\"}\n");
+    bytes.extend_from_slice(
+        b"\n{\"entity\":\"a\",\"scope\":\"s\",\"kind\":\"k.ok\",\"payload\":\"caf\xe9\"}\n",
+    );
     std::fs::write(&file, &bytes).unwrap();
     let f = file.to_str().unwrap();
     let local = host(&data, &["append", "--jsonl", f]);
     assert!(!local.status.success());
-    assert!(stderr(&local).contains(":2: line is not UTF-8"), "{}", stderr(&local));
+    assert!(
+        stderr(&local).contains(":2: line is not UTF-8"),
+        "{}",
+        stderr(&local)
+    );
     let run = Running::start(&data);
     let remote = host(&data, &["append", "--jsonl", f]);
     assert!(!remote.status.success(), "the host stored a non-UTF-8 line");
-    assert!(stderr(&remote).contains(":2: line is not UTF-8"), "{}", stderr(&remote));
+    assert!(
+        stderr(&remote).contains(":2: line is not UTF-8"),
+        "{}",
+        stderr(&remote)
+    );
     // Verify prints the same keys through the host as without one.
     let through: Value = serde_json::from_slice(&host_ok(&data, &["verify"]).stdout).unwrap();
     run.stop();
@@ -353,11 +412,22 @@ fn events_system_kind_prints_only_that_kind_locally_and_through_a_host() {
     let dir = tempdir();
     let data = dir.path().join("d");
     let lines: String = (0..20)
-        .map(|i| format!(r#"{{"entity":"e:{i}","scope":"bench","kind":"bench.in","payload":{i}}}"#) + "\n")
+        .map(|i| {
+            format!(r#"{{"entity":"e:{i}","scope":"bench","kind":"bench.in","payload":{i}}}"#)
+                + "\n"
+        })
         .collect();
     let f = write_file(dir.path(), "in.jsonl", &lines);
     host_ok(&data, &["append", "--jsonl", f.to_str().unwrap()]);
-    host_ok(&data, &["run", "--until-idle", plugin("passthrough").to_str().unwrap(), "--quiet"]);
+    host_ok(
+        &data,
+        &[
+            "run",
+            "--until-idle",
+            plugin("passthrough").to_str().unwrap(),
+            "--quiet",
+        ],
+    );
     let only = |out: &[u8], kind: &str| {
         let evs = json_lines(out);
         assert!(!evs.is_empty(), "no {kind} events");
@@ -366,13 +436,22 @@ fn events_system_kind_prints_only_that_kind_locally_and_through_a_host() {
     };
     let args = ["events", "--system", "--kind", "batpak.cursor.checkpoint"];
     let local = only(&host_ok(&data, &args).stdout, "batpak.cursor.checkpoint");
-    let ins = only(&host_ok(&data, &["events", "--system", "--kind", "bench.in"]).stdout, "bench.in");
+    let ins = only(
+        &host_ok(&data, &["events", "--system", "--kind", "bench.in"]).stdout,
+        "bench.in",
+    );
     assert_eq!(ins, 20);
     // The lock-free path (a store that does not open clean).
     std::fs::remove_file(data.join("DURABLE")).unwrap();
-    assert_eq!(only(&host_ok(&data, &args).stdout, "batpak.cursor.checkpoint"), local);
+    assert_eq!(
+        only(&host_ok(&data, &args).stdout, "batpak.cursor.checkpoint"),
+        local
+    );
     let run = Running::start(&data);
-    assert_eq!(only(&host_ok(&data, &args).stdout, "batpak.cursor.checkpoint"), local);
+    assert_eq!(
+        only(&host_ok(&data, &args).stdout, "batpak.cursor.checkpoint"),
+        local
+    );
     run.stop();
 }
 
@@ -396,7 +475,11 @@ fn events_reads_a_frame_larger_than_the_old_read_window() {
     store.append_batch(big, AppendOptions::durable()).unwrap();
     store
         .append(
-            Proposal::new(Coordinate::new("small", "s").unwrap(), "small.one", b"1".to_vec()),
+            Proposal::new(
+                Coordinate::new("small", "s").unwrap(),
+                "small.one",
+                b"1".to_vec(),
+            ),
             AppendOptions::durable(),
         )
         .unwrap();
@@ -433,7 +516,17 @@ fn http_follow_ends_with_an_error_line_and_no_clean_end_when_a_read_fails() {
         .to_string();
     host_ok(
         &data,
-        &["append", "--entity", "x", "--scope", "s", "--kind", "damaged.one", "--payload", "DAMAGE-THIS-PAYLOAD"],
+        &[
+            "append",
+            "--entity",
+            "x",
+            "--scope",
+            "s",
+            "--kind",
+            "damaged.one",
+            "--payload",
+            "DAMAGE-THIS-PAYLOAD",
+        ],
     );
     // Damage the event's bytes under the running host: its reads check
     // the frame CRC and fail.
@@ -459,6 +552,9 @@ fn http_follow_ends_with_an_error_line_and_no_clean_end_when_a_read_fails() {
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains(r#"{"error":"#), "no error line: {text}");
-    assert!(!text.ends_with("0\r\n\r\n"), "the stream ended cleanly after an error: {text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "the stream ended cleanly after an error: {text}"
+    );
     drop(run);
 }

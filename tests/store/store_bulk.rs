@@ -128,13 +128,25 @@ fn assert_all_or_nothing_with(
     let r = store
         .append(event("after", 0), AppendOptions::durable())
         .unwrap();
-    assert_eq!(r.sequence, before + 1, "{what}: sequence after the transaction");
-    assert_eq!(before as usize, 1 + n + recovered, "{what}: events in the log");
+    assert_eq!(
+        r.sequence,
+        before + 1,
+        "{what}: sequence after the transaction"
+    );
+    assert_eq!(
+        before as usize,
+        1 + n + recovered,
+        "{what}: events in the log"
+    );
     store.close().unwrap();
     assert_eq!(reader_count(disk, dir, "bulk.line"), n, "{what}: LogReader");
     let rep = verify_dir_on(disk, dir).unwrap();
     assert!(rep.is_sound(), "{what}: verify: {:?}", rep.problems);
-    assert_eq!(rep.events, before + 1, "{what}: verify counts only live events");
+    assert_eq!(
+        rep.events,
+        before + 1,
+        "{what}: verify counts only live events"
+    );
     n
 }
 
@@ -197,16 +209,45 @@ fn bulk_is_invisible_to_readers_until_commit_and_concurrent_appends_go_after_it(
     let s2 = store.clone();
     let other = std::thread::spawn(move || s2.append(event("other", 0), AppendOptions::durable()));
     std::thread::sleep(Duration::from_millis(200));
-    assert!(!other.is_finished(), "an append went in while a bulk transaction was open");
-    assert_eq!(count_kind(&store, "bulk.line"), 0, "the index shows uncommitted events");
-    assert_eq!(sub.pull_batch(1000, Duration::from_millis(50)).unwrap().len(), 0);
-    assert_eq!(cursor.pull_batch(1000, Duration::from_millis(50)).unwrap().len(), 0);
+    assert!(
+        !other.is_finished(),
+        "an append went in while a bulk transaction was open"
+    );
+    assert_eq!(
+        count_kind(&store, "bulk.line"),
+        0,
+        "the index shows uncommitted events"
+    );
+    assert_eq!(
+        sub.pull_batch(1000, Duration::from_millis(50))
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        cursor
+            .pull_batch(1000, Duration::from_millis(50))
+            .unwrap()
+            .len(),
+        0
+    );
     let mut lr = LogReader::open(dir).unwrap();
-    assert!(lr.poll(1 << 20).unwrap().iter().all(|e| e.header.kind != "bulk.line"));
-    assert!(lr.uncommitted_transaction().is_some(), "LogReader reports the open transaction");
+    assert!(lr
+        .poll(1 << 20)
+        .unwrap()
+        .iter()
+        .all(|e| e.header.kind != "bulk.line"));
+    assert!(
+        lr.uncommitted_transaction().is_some(),
+        "LogReader reports the open transaction"
+    );
     assert_eq!(b.commit().unwrap(), TOTAL as u64);
     let r = other.join().unwrap().unwrap();
-    assert_eq!(r.sequence, 2 + TOTAL as u64, "the concurrent append goes after the transaction");
+    assert_eq!(
+        r.sequence,
+        2 + TOTAL as u64,
+        "the concurrent append goes after the transaction"
+    );
     assert_eq!(count_kind(&store, "bulk.line"), TOTAL);
     let mut seen = 0;
     while seen < TOTAL {
@@ -220,7 +261,10 @@ fn bulk_is_invisible_to_readers_until_commit_and_concurrent_appends_go_after_it(
         if batch.is_empty() {
             break;
         }
-        lr_n += batch.iter().filter(|e| e.header.kind == "bulk.line").count();
+        lr_n += batch
+            .iter()
+            .filter(|e| e.header.kind == "bulk.line")
+            .count();
     }
     assert_eq!(lr_n, TOTAL, "LogReader reads the committed transaction");
     // An abandoned transaction keeps nothing, and the log goes on.
@@ -279,7 +323,9 @@ fn log_reader_reports_a_failed_read_through_the_simulated_disk() {
     let disk = SimDisk::new(7);
     let store = Store::open_with(dir, options(&disk)).unwrap();
     for p in 0..3 {
-        store.append_batch(part(p), AppendOptions::durable()).unwrap();
+        store
+            .append_batch(part(p), AppendOptions::durable())
+            .unwrap();
     }
     store.close().unwrap();
     for k in 0..6u64 {
@@ -292,14 +338,21 @@ fn log_reader_reports_a_failed_read_through_the_simulated_disk() {
                 Ok(b) if b.is_empty() => break,
                 Ok(b) => n += b.len(),
                 Err(e) => {
-                    assert!(e.to_string().contains("Input/output error") || e.to_string().contains("os error 5"), "{e}");
+                    assert!(
+                        e.to_string().contains("Input/output error")
+                            || e.to_string().contains("os error 5"),
+                        "{e}"
+                    );
                     failed = true;
                     break;
                 }
             }
         }
         assert!(failed, "read fault #{k} went unreported ({n} events read)");
-        assert!(n < 3 * PER_PART, "read fault #{k}: a failed read must not look like the end");
+        assert!(
+            n < 3 * PER_PART,
+            "read fault #{k}: a failed read must not look like the end"
+        );
         // The fault does not stick: a fresh reader reads everything.
         assert_eq!(reader_count(&disk, dir, "bulk.line"), 3 * PER_PART);
     }

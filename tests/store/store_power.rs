@@ -370,7 +370,9 @@ fn close_returns_a_failed_snapshot_write() {
         .append(proposal(0, 10, 1), AppendOptions::durable())
         .unwrap();
     disk.fail(SimOp::Rename, 0, SimError::Eio);
-    let err = store.close().expect_err("a failed snapshot on close is returned");
+    let err = store
+        .close()
+        .expect_err("a failed snapshot on close is returned");
     assert!(
         matches!(err, StoreError::Io { .. }) && err.to_string().contains("snapshot"),
         "{err}"

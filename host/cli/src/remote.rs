@@ -105,12 +105,10 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
         if part.is_empty() {
             return Ok(());
         }
-        let receipts = c
-            .bulk_part(std::mem::take(part))
-            .map_err(|e| match e {
-                ClientError::Remote(w) => line_error(&name, lines, &w.message),
-                e => anyhow::anyhow!("{name}: {e}"),
-            })?;
+        let receipts = c.bulk_part(std::mem::take(part)).map_err(|e| match e {
+            ClientError::Remote(w) => line_error(&name, lines, &w.message),
+            e => anyhow::anyhow!("{name}: {e}"),
+        })?;
         lines.clear();
         done += receipts.len();
         for r in receipts {
@@ -147,7 +145,9 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
         // Closing the connection abandons the host's transaction.
         drop(c);
         if interrupt::signalled() {
-            eprintln!("append: stopped by a signal before the append committed; nothing was appended");
+            eprintln!(
+                "append: stopped by a signal before the append committed; nothing was appended"
+            );
             return Ok(ExitCode::from(interrupt::EXIT_NOTHING_APPENDED));
         }
         return Err(e.context(format!("{name}: nothing was appended")));

@@ -631,7 +631,10 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
         }
         done += rs.len();
         if total > 10_000 && last_report.elapsed() > Duration::from_millis(500) {
-            eprintln!("append: {done}/{total} events written ({}%), not yet committed", done * 100 / total);
+            eprintln!(
+                "append: {done}/{total} events written ({}%), not yet committed",
+                done * 100 / total
+            );
             last_report = Instant::now();
         }
         Ok(())
@@ -639,7 +642,9 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
     let written = source
         .for_each(|_, p| {
             let p = p?;
-            if !chunk.is_empty() && (chunk.len() >= CHUNK_EVENTS || bytes + p.payload.len() > CHUNK_BYTES) {
+            if !chunk.is_empty()
+                && (chunk.len() >= CHUNK_EVENTS || bytes + p.payload.len() > CHUNK_BYTES)
+            {
                 flush(&mut chunk)?;
                 bytes = 0;
             }
@@ -654,7 +659,9 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
         bulk.abort();
         let _ = store.close();
         if interrupt::signalled() {
-            eprintln!("append: stopped by a signal before the append committed; nothing was appended");
+            eprintln!(
+                "append: stopped by a signal before the append committed; nothing was appended"
+            );
             return Ok(ExitCode::from(interrupt::EXIT_NOTHING_APPENDED));
         }
         return Err(e.context(format!("{name}: nothing was appended")));
@@ -895,7 +902,11 @@ pub(crate) fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     let v = batpak_service::verify_json(&report);
     let problems: Vec<String> = v["problems"]
         .as_array()
-        .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     println!("{v}");
     if let Some((segment, offset, bytes)) = report.tail_to_cut {

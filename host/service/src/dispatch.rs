@@ -131,7 +131,10 @@ impl Ctx {
         match op {
             Op::BulkPart { events } => {
                 if events.is_empty() {
-                    return Err(WireError::new(ErrorCode::BadRequest, "no events in the part"));
+                    return Err(WireError::new(
+                        ErrorCode::BadRequest,
+                        "no events in the part",
+                    ));
                 }
                 if events.len() > query::MAX_APPEND_EVENTS {
                     return Err(WireError::new(

@@ -37,8 +37,8 @@ pub use gate::{
     denial_event, panic_message, record_denial, Denial, DenialRecord, Gate, GateSet, DENIED_KIND,
 };
 pub use store::{
-    decode_frame, encode_frame, opens_clean, BulkAppend, verify_dir, verify_dir_on, AppendOptions, AppendPlan,
-    Checkpoint, CheckpointUpdate, Disk, DiskFile, FrameError, IndexMemory, LogReader, Lookup,
-    OsDisk, RecoveryInfo, Region, SimDisk, SimError, SimOp, Store, StoreError, StoreOptions,
-    VerifyReport, Wait, Watermarks, RECOVERED_KIND,
+    decode_frame, encode_frame, opens_clean, verify_dir, verify_dir_on, AppendOptions, AppendPlan,
+    BulkAppend, Checkpoint, CheckpointUpdate, Disk, DiskFile, FrameError, IndexMemory, LogReader,
+    Lookup, OsDisk, RecoveryInfo, Region, SimDisk, SimError, SimOp, Store, StoreError,
+    StoreOptions, VerifyReport, Wait, Watermarks, RECOVERED_KIND,
 };

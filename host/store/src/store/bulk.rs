@@ -234,10 +234,7 @@ impl BulkAppend {
             let mut w = core.writer.lock();
             if core.dur.check().is_ok() {
                 let mut f = Vec::with_capacity(64);
-                frame::encode_frame(
-                    &end_body(false, self.txn, self.parts, self.events),
-                    &mut f,
-                );
+                frame::encode_frame(&end_body(false, self.txn, self.parts, self.events), &mut f);
                 // Not synced: if it is lost, recovery finds the parts
                 // uncommitted and writes it again.
                 match w.write_unpublished(&core, &f) {

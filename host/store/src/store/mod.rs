@@ -48,8 +48,8 @@ mod watermarks;
 mod writer;
 mod writer_thread;
 
-pub(crate) use checkpoint::validate_cursor_id;
 pub use bulk::BulkAppend;
+pub(crate) use checkpoint::validate_cursor_id;
 pub use checkpoint::Checkpoint;
 pub use disk::{Disk, DiskFile, OsDisk};
 pub(crate) use durability::Stopped;

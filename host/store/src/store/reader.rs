@@ -207,7 +207,9 @@ impl LogReader {
             match decode_body(body).map_err(corrupt)? {
                 Body::Batch(events) => {
                     if self.txn.is_some() {
-                        return Err(corrupt("a batch frame inside an open bulk transaction".into()));
+                        return Err(corrupt(
+                            "a batch frame inside an open bulk transaction".into(),
+                        ));
                     }
                     push_events(events, out).map_err(corrupt)?;
                 }
@@ -278,8 +280,8 @@ impl LogReader {
             return Ok(());
         }
         let marker = durable_mark::read(&*self.disk, &self.dir);
-        let acked = marker
-            .is_some_and(|(ms, mo)| self.segment < ms || (self.segment == ms && at < mo));
+        let acked =
+            marker.is_some_and(|(ms, mo)| self.segment < ms || (self.segment == ms && at < mo));
         let why = if next_exists {
             Some("a later segment exists")
         } else if acked {
@@ -287,7 +289,10 @@ impl LogReader {
         } else {
             let mut rest = vec![0u8; (len - at).saturating_sub(1) as usize];
             f.read_exact_at(&mut rest, at + 1)
-                .map_err(StoreError::io(format!("reading segment {:08}", self.segment)))?;
+                .map_err(StoreError::io(format!(
+                    "reading segment {:08}",
+                    self.segment
+                )))?;
             intact_frame_after(&rest).then_some("intact data follows it")
         };
         if let Some(why) = why {

@@ -54,7 +54,12 @@ struct OpenTxn {
 
 /// Reads the whole frame at `offset` of segment `n` (a committed part in an
 /// earlier segment than the commit).
-fn read_frame_at(disk: &dyn Disk, seg_dir: &Path, n: u32, offset: u64) -> Result<Vec<u8>, StoreError> {
+fn read_frame_at(
+    disk: &dyn Disk,
+    seg_dir: &Path,
+    n: u32,
+    offset: u64,
+) -> Result<Vec<u8>, StoreError> {
     let path = segment_path(seg_dir, n);
     let io = || StoreError::io(format!("reading {} at offset {offset}", path.display()));
     let f = disk.open(&path).map_err(io())?;
@@ -353,7 +358,9 @@ fn recover_from(
                         }
                         Body::Commit { txn, parts, events } => {
                             let o = open.take().filter(|o| {
-                                o.txn == txn && o.parts.len() == parts as usize && o.events == events
+                                o.txn == txn
+                                    && o.parts.len() == parts as usize
+                                    && o.events == events
                             });
                             let Some(o) = o else {
                                 return Err(here(format!("commit of bulk transaction {txn:016x} does not match the parts before it")));
@@ -366,19 +373,25 @@ fn recover_from(
                                     other = read_frame_at(disk, &seg_dir, s, p)?;
                                     &other
                                 };
-                                let (body, _) =
-                                    decode_frame(frame).map_err(|e| corrupt(s, p, e.to_string()))?;
+                                let (body, _) = decode_frame(frame)
+                                    .map_err(|e| corrupt(s, p, e.to_string()))?;
                                 let Ok(Body::Part { events, .. }) = decode_body(body) else {
-                                    return Err(corrupt(s, p, "a bulk transaction part changed while it was read".to_string()));
+                                    return Err(corrupt(
+                                        s,
+                                        p,
+                                        "a bulk transaction part changed while it was read"
+                                            .to_string(),
+                                    ));
                                 };
                                 replayed += index_events(&mut index, s, p, events)?;
                             }
                         }
                         Body::Abort { txn, parts, events } => {
                             if !open.take().is_some_and(|o| {
-                                o.txn == txn && o.parts.len() == parts as usize && o.events == events
-                            })
-                            {
+                                o.txn == txn
+                                    && o.parts.len() == parts as usize
+                                    && o.events == events
+                            }) {
                                 return Err(here(format!("abort of bulk transaction {txn:016x} does not match the parts before it")));
                             }
                         }
@@ -450,7 +463,10 @@ fn recover_from(
         dropped_txn = Some((s, p, o.events));
         if apply {
             let mut f = Vec::with_capacity(64);
-            encode_frame(&end_body(false, o.txn, o.parts.len() as u32, o.events), &mut f);
+            encode_frame(
+                &end_body(false, o.txn, o.parts.len() as u32, o.events),
+                &mut f,
+            );
             let path = segment_path(&seg_dir, last);
             disk.open(&path)
                 .and_then(|file| {

@@ -176,7 +176,11 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, String> {
 /// The body of a commit (`commit`) or abort frame.
 pub(crate) fn end_body(commit: bool, txn: u64, parts: u32, events: u64) -> [u8; END_BODY] {
     let mut b = [0u8; END_BODY];
-    b[0] = if commit { TAG_TXN_COMMIT } else { TAG_TXN_ABORT };
+    b[0] = if commit {
+        TAG_TXN_COMMIT
+    } else {
+        TAG_TXN_ABORT
+    };
     b[1..9].copy_from_slice(&txn.to_le_bytes());
     b[9..13].copy_from_slice(&parts.to_le_bytes());
     b[13..21].copy_from_slice(&events.to_le_bytes());

@@ -435,7 +435,9 @@ impl Appender<'_> {
         let mut receipts: Vec<Receipt> = Vec::with_capacity(n);
         let fstart = seq.queue.bytes.len();
         let ev0 = seq.queue.events.len();
-        seq.queue.bytes.reserve(payload_bytes + FRAME_HEADER + PART_PREFIX);
+        seq.queue
+            .bytes
+            .reserve(payload_bytes + FRAME_HEADER + PART_PREFIX);
         begin_frame(&mut seq.queue.bytes);
         seq.queue.bytes.push(TAG_TXN_PART);
         seq.queue.bytes.extend_from_slice(&0u32.to_le_bytes());

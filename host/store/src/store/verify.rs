@@ -39,7 +39,11 @@ pub struct VerifyReport {
 /// The ids of the bulk transactions whose commit frame is in the log,
 /// found by walking frame headers (the commit frames themselves are
 /// checked whole by the main pass).
-fn committed_txns(disk: &dyn Disk, seg_dir: &Path, segments: &[u32]) -> std::collections::HashSet<u64> {
+fn committed_txns(
+    disk: &dyn Disk,
+    seg_dir: &Path,
+    segments: &[u32],
+) -> std::collections::HashSet<u64> {
     let mut out = std::collections::HashSet::new();
     for &n in segments {
         let Ok(f) = disk.open(&segment_path(seg_dir, n)) else {
@@ -54,7 +58,9 @@ fn committed_txns(disk: &dyn Disk, seg_dir: &Path, segments: &[u32]) -> std::col
             }
             let blen = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as u64;
             if head[FRAME_HEADER] == TAG_TXN_COMMIT {
-                out.insert(u64::from_le_bytes(head[FRAME_HEADER + 1..].try_into().expect("8 bytes")));
+                out.insert(u64::from_le_bytes(
+                    head[FRAME_HEADER + 1..].try_into().expect("8 bytes"),
+                ));
             }
             at += FRAME_HEADER as u64 + blen;
         }

@@ -165,8 +165,7 @@ impl Writer {
             let mut failed = None;
             if let Err(e) = dur.mark.record(pos).and_then(|_| dur.mark.sync()) {
                 failed = Some(StoreError::Io {
-                    context: "recording the durable marker on close (the log is unaffected)"
-                        .into(),
+                    context: "recording the durable marker on close (the log is unaffected)".into(),
                     source: e,
                 });
             }
@@ -267,8 +266,7 @@ impl Writer {
         core: &Core,
         bytes: &[u8],
     ) -> Result<(u32, u64), StoreError> {
-        if self.len + bytes.len() as u64 > core.options.segment_size && self.len > SEGMENT_HEADER
-        {
+        if self.len + bytes.len() as u64 > core.options.segment_size && self.len > SEGMENT_HEADER {
             self.rotate(core)?;
         }
         let at = self.len;
