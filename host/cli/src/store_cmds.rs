@@ -354,6 +354,7 @@ impl Source {
             name: name.clone(),
             spooled: true,
         };
+        interrupt::remove_on_signal(&source.path);
         let mut input: Box<dyn std::io::Read> = if stdin {
             Box::new(std::io::stdin())
         } else {
@@ -422,6 +423,14 @@ pub(crate) mod interrupt {
 
     static PHASE: AtomicU8 = AtomicU8::new(CHECKING);
     static SIGNALLED: AtomicBool = AtomicBool::new(false);
+    /// A spool file to remove when a signal ends the process at once.
+    static SPOOL: parking_lot::Mutex<Option<std::path::PathBuf>> = parking_lot::Mutex::new(None);
+
+    /// Removes `path` (a spooled copy of stdin) if a signal ends the process
+    /// while checking.
+    pub(crate) fn remove_on_signal(path: &std::path::Path) {
+        *SPOOL.lock() = Some(path.to_path_buf());
+    }
 
     /// Exit status after a signal when nothing was appended (128 + SIGINT,
     /// as shells report an interrupted command).
@@ -455,6 +464,9 @@ pub(crate) mod interrupt {
         // ctrlc runs this on its own thread, not in signal context.
         SIGNALLED.store(true, Ordering::SeqCst);
         if PHASE.load(Ordering::SeqCst) == CHECKING {
+            if let Some(p) = SPOOL.lock().take() {
+                let _ = std::fs::remove_file(p);
+            }
             eprintln!("append: stopped by a signal while reading and checking the input; nothing was appended");
             std::process::exit(i32::from(EXIT_NOTHING_APPENDED));
         }
@@ -468,9 +480,9 @@ pub(crate) const CHUNK_EVENTS: usize = 4096;
 pub(crate) const CHUNK_BYTES: usize = 8 << 20;
 
 /// A temporary file for the receipts of an append not yet committed: they
-/// are printed only once all of it is (removed on drop).
+/// are printed only once all of it is. Its name is removed as soon as it is
+/// created, so nothing is left behind even after a kill -9.
 pub(crate) struct ReceiptSpool {
-    path: PathBuf,
     /// Where receipts are written until the commit.
     pub(crate) out: std::io::BufWriter<std::fs::File>,
 }
@@ -483,37 +495,32 @@ impl ReceiptSpool {
             batpak_store::now_us()
         ));
         let f = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
             .with_context(|| format!("creating a receipt spool file {}", path.display()))?;
+        let _ = std::fs::remove_file(&path);
         Ok(ReceiptSpool {
-            path,
             out: std::io::BufWriter::new(f),
         })
     }
-}
 
-impl ReceiptSpool {
     /// Prints the spooled receipts (see [`print_receipts`]).
     pub(crate) fn print(
-        mut self,
+        self,
         out: &mut dyn Write,
         name: &str,
         total: usize,
     ) -> anyhow::Result<ExitCode> {
-        self.out.flush()?;
-        let mut lines = std::io::BufReader::new(
-            std::fs::File::open(&self.path)
-                .with_context(|| format!("reading back receipts from {}", self.path.display()))?,
-        );
+        use std::io::Seek;
+        let mut f = self
+            .out
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("writing the receipt spool: {}", e.error()))?;
+        f.rewind().context("reading back the receipt spool")?;
+        let mut lines = std::io::BufReader::new(f);
         print_receipts(&mut lines, out, name, total)
-    }
-}
-
-impl Drop for ReceiptSpool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
