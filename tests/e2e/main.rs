@@ -4,6 +4,7 @@
 
 mod common;
 
+mod atomic_append;
 mod cli_store;
 mod control_plane;
 mod demo;

@@ -358,3 +358,27 @@ fn all_durable_waiters_wake_with_the_error_when_fsync_fails() {
     assert!(disk.faults_fired() == 1);
     assert!(matches!(store.sync(), Err(StoreError::Poisoned(_))));
 }
+
+/// `Store::close` returns what the clean shutdown failed to do (here the
+/// index snapshot's rename), instead of only printing it; the log is intact.
+#[test]
+fn close_returns_a_failed_snapshot_write() {
+    let disk = SimDisk::new(3);
+    let dir = Path::new("/sim/close");
+    let store = Store::open_with(dir, options(&disk)).unwrap();
+    let r = store
+        .append(proposal(0, 10, 1), AppendOptions::durable())
+        .unwrap();
+    disk.fail(SimOp::Rename, 0, SimError::Eio);
+    let err = store
+        .close()
+        .expect_err("a failed snapshot on close is returned");
+    assert!(
+        matches!(err, StoreError::Io { .. }) && err.to_string().contains("snapshot"),
+        "{err}"
+    );
+    assert_eq!(disk.faults_fired(), 1);
+    let store = Store::open_with(dir, options(&disk)).unwrap();
+    assert_eq!(store.get(r.id).unwrap().map(|e| e.header.sequence), Some(1));
+    store.close().unwrap();
+}

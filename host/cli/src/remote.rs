@@ -6,10 +6,13 @@
 
 use crate::parked::{check_plugin_name, report_replay, ParkedAction, ParkedArgs};
 use crate::run::usage;
-use crate::store_cmds::{parse_line_event, AppendArgs, EventsArgs};
+use crate::store_cmds::{
+    interrupt, parse_line_event, AppendArgs, EventsArgs, ReceiptSpool, Source, CHUNK_BYTES,
+    CHUNK_EVENTS,
+};
 use anyhow::bail;
-use batpak_service::{Client, NewEvent, Query, MAX_APPEND_EVENTS};
-use std::io::{BufRead, Write};
+use batpak_service::{Client, ClientError, NewEvent, Query};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -49,64 +52,36 @@ pub(crate) fn append(mut c: Client, a: AppendArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Most bytes of `--jsonl` input sent to a running host: the file goes as
-/// one atomic append, which must fit one control-channel frame.
-const MAX_REMOTE_JSONL_BYTES: usize = 48 << 20;
-
-/// `append --jsonl` through a running host: every line is parsed and checked
-/// first, then the whole file goes as ONE atomic append — all of it is
-/// appended, or nothing (the same promise as the streaming path the CLI
-/// uses when it owns the store, which has no size limit).
+/// `append --jsonl` through a running host, all or nothing however large
+/// the file: every line is parsed and checked here first (nothing sent),
+/// then the file goes as one bulk transaction on this connection — parts
+/// of [`CHUNK_EVENTS`] events, then one commit. The host checks causation
+/// and expected sequences per part; a refused part, this process dying or
+/// a signal before the commit leave nothing (the host abandons a
+/// transaction whose connection closes). Receipts are printed after the
+/// commit, as without a host.
 fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
-    let stdin = src == Path::new("-");
-    let name = if stdin {
-        "stdin".to_string()
-    } else {
-        src.display().to_string()
-    };
-    let reader: Box<dyn BufRead> = if stdin {
-        Box::new(std::io::BufReader::new(std::io::stdin()))
-    } else {
-        Box::new(std::io::BufReader::new(std::fs::File::open(src).map_err(
-            |e| anyhow::anyhow!("opening --jsonl file {}: {e}", src.display()),
-        )?))
-    };
-    let too_big = || {
-        anyhow::anyhow!(
-            "{name}: through a running host a --jsonl file is appended as one atomic batch of at most {MAX_APPEND_EVENTS} events and {} MiB; nothing was appended. Split the file (each part is all-or-nothing), or stop `run` and append again (the CLI then streams any size, still all-or-nothing)",
-            MAX_REMOTE_JSONL_BYTES >> 20
-        )
-    };
-    let mut events: Vec<NewEvent> = Vec::new();
-    let mut bytes = 0usize;
+    interrupt::install();
+    let source = Source::new(src)?;
+    let name = source.name.clone();
+    // Pass 1: syntax and rules, every line; nothing is sent.
     let mut errors = Vec::new();
-    for (i, line) in reader.split(b'\n').enumerate() {
-        let line = line.map_err(|e| anyhow::anyhow!("{name}: reading line {}: {e}", i + 1))?;
-        bytes += line.len();
-        if bytes > MAX_REMOTE_JSONL_BYTES {
-            return Err(too_big());
-        }
-        let text = String::from_utf8_lossy(&line);
-        if text.trim().is_empty() {
-            continue;
-        }
-        let checked = parse_line_event(&text).and_then(|ev| {
-            batpak_service::proposal(0, ev.clone())
-                .map(|_| ev)
+    let mut total = 0usize;
+    source.for_each_text(|n, text| {
+        total += 1;
+        let checked = text.and_then(parse_line_event).and_then(|ev| {
+            batpak_service::proposal(0, ev)
                 .map_err(|e| anyhow::anyhow!("{}", e.message.trim_start_matches("event 0: ")))
         });
-        match checked {
-            Ok(ev) if events.len() < MAX_APPEND_EVENTS => events.push(ev),
-            Ok(_) => return Err(too_big()),
-            Err(e) => {
-                errors.push(format!("{name}:{}: {e:#}", i + 1));
-                if errors.len() >= 20 {
-                    errors.push("(stopped after 20 errors)".into());
-                    break;
-                }
+        if let Err(e) = checked {
+            errors.push(format!("{name}:{n}: {e:#}"));
+            if errors.len() >= 20 {
+                errors.push("(stopped after 20 errors)".into());
+                return Ok(false);
             }
         }
-    }
+        Ok(true)
+    })?;
     if !errors.is_empty() {
         for e in &errors {
             eprintln!("error: {e}");
@@ -116,21 +91,97 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
             errors.len().min(20)
         );
     }
-    if events.is_empty() {
+    if total == 0 {
         eprintln!("{name}: no events (empty input); nothing appended");
         return Ok(ExitCode::SUCCESS);
     }
-    // The host checks causation and expected sequences against the store
-    // and appends the whole batch in one frame, or refuses all of it.
-    let receipts = c
-        .append(events)
-        .map_err(|e| anyhow::anyhow!("{name}: {e}; nothing was appended"))?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for r in receipts {
-        writeln!(out, "{r}")?;
+    // Pass 2: the parts, then the commit.
+    let mut spool = ReceiptSpool::new()?;
+    interrupt::writing();
+    let mut part: Vec<NewEvent> = Vec::new();
+    // The line number of each event of the part being built.
+    let mut lines: Vec<usize> = Vec::new();
+    let mut bytes = 0usize;
+    let mut done = 0usize;
+    let mut last_report = std::time::Instant::now();
+    let mut send = |part: &mut Vec<NewEvent>, lines: &mut Vec<usize>| -> anyhow::Result<()> {
+        if interrupt::signalled() {
+            bail!("stopped by a signal");
+        }
+        if part.is_empty() {
+            return Ok(());
+        }
+        let receipts = c.bulk_part(std::mem::take(part)).map_err(|e| match e {
+            ClientError::Remote(w) => line_error(&name, lines, &w.message),
+            e => anyhow::anyhow!("{name}: {e}"),
+        })?;
+        lines.clear();
+        done += receipts.len();
+        for r in receipts {
+            writeln!(spool.out, "{r}")?;
+        }
+        if total > 10_000 && last_report.elapsed() > std::time::Duration::from_millis(500) {
+            eprintln!(
+                "append: {done}/{total} events sent to the running host ({}%), not yet committed",
+                done * 100 / total
+            );
+            last_report = std::time::Instant::now();
+        }
+        Ok(())
+    };
+    let sent = source
+        .for_each_text(|n, text| {
+            let ev = parse_line_event(text?)?;
+            let size = ev.payload.as_ref().map_or(0, |p| p.to_string().len()) + 128;
+            if !part.is_empty() && (part.len() >= CHUNK_EVENTS || bytes + size > CHUNK_BYTES) {
+                send(&mut part, &mut lines)?;
+                bytes = 0;
+            }
+            lines.push(n);
+            bytes += size;
+            part.push(ev);
+            Ok(true)
+        })
+        .and_then(|()| send(&mut part, &mut lines));
+    let committed = sent.and_then(|()| {
+        c.bulk_commit()
+            .map_err(|e| anyhow::anyhow!("committing: {e}"))
+    });
+    if let Err(e) = committed {
+        // Closing the connection abandons the host's transaction.
+        drop(c);
+        if interrupt::signalled() {
+            eprintln!(
+                "append: stopped by a signal before the append committed; nothing was appended"
+            );
+            return Ok(ExitCode::from(interrupt::EXIT_NOTHING_APPENDED));
+        }
+        return Err(e.context(format!("{name}: nothing was appended")));
     }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    spool.print(&mut out, &name, total)
+}
+
+/// A host's refusal of a bulk part, naming the input line as the local path
+/// does when the host names the event ("proposal N: …" / "event N: …").
+fn line_error(name: &str, lines: &[usize], msg: &str) -> anyhow::Error {
+    for prefix in ["proposal ", "event "] {
+        if let Some(rest) = msg.strip_prefix(prefix) {
+            if let Some((i, why)) = rest.split_once(": ") {
+                if let Some(line) = i.parse::<usize>().ok().and_then(|i| lines.get(i)) {
+                    let why = why.replace(
+                        "is not an event in this store",
+                        "is neither an event in this store nor the \"id\" of an earlier line",
+                    );
+                    return anyhow::anyhow!("{name}:{line}: {why}");
+                }
+            }
+        }
+    }
+    match (lines.first(), lines.last()) {
+        (Some(a), Some(b)) => anyhow::anyhow!("{name}:{a}-{b}: {msg}"),
+        _ => anyhow::anyhow!("{name}: {msg}"),
+    }
 }
 
 pub(crate) fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> {
@@ -172,6 +223,7 @@ pub(crate) fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> 
 }
 
 pub(crate) fn verify(mut c: Client) -> anyhow::Result<ExitCode> {
+    // The same JSON as without a host (`batpak_service::verify_json`).
     let r = c.verify()?;
     println!("{r}");
     let problems: Vec<String> = r["problems"]

@@ -49,6 +49,9 @@ pub struct AppendArgs {
     /// "correlation","idempotency_key"]}. Every line is checked — syntax,
     /// rules, causation (to the store or an earlier line's "id"), expected
     /// sequences — before anything is appended: a bad line appends nothing.
+    /// The file is then appended as one bulk transaction: all of it or none
+    /// of it, even after kill -9, a power cut, a signal or a closed stdout;
+    /// receipts are printed once all of it is durable.
     #[arg(long, value_name = "FILE|-")]
     pub jsonl: Option<PathBuf>,
 }
@@ -84,7 +87,9 @@ pub struct EventsArgs {
     /// Keep printing new events as they are written (Ctrl-C to stop).
     #[arg(long)]
     pub follow: bool,
-    /// Include the host's own `batpak.*` events (checkpoints, denials, parking).
+    /// Include the host's own `batpak.*` events (checkpoints, denials,
+    /// parking). With `--kind`, only the kinds listed are printed, host
+    /// records or not.
     #[arg(long)]
     pub system: bool,
     /// `json`: one JSON object per line; `pretty`: one readable line per
@@ -344,9 +349,10 @@ fn read_line_bounded(r: &mut impl BufRead, buf: &mut Vec<u8>) -> anyhow::Result<
 
 /// Where the `--jsonl` input can be read twice from: the file itself, or a
 /// spooled copy of stdin / a pipe (removed on drop).
-struct Source {
+pub(crate) struct Source {
     path: PathBuf,
-    name: String,
+    /// How the input is named in messages (`stdin` or the path).
+    pub(crate) name: String,
     spooled: bool,
 }
 
@@ -359,7 +365,7 @@ impl Drop for Source {
 }
 
 impl Source {
-    fn new(src: &Path) -> anyhow::Result<Source> {
+    pub(crate) fn new(src: &Path) -> anyhow::Result<Source> {
         let stdin = src == Path::new("-");
         let name = if stdin {
             "stdin".to_string()
@@ -396,6 +402,7 @@ impl Source {
             name: name.clone(),
             spooled: true,
         };
+        interrupt::remove_on_signal(&source.path);
         let mut input: Box<dyn std::io::Read> = if stdin {
             Box::new(std::io::stdin())
         } else {
@@ -412,6 +419,15 @@ impl Source {
     fn for_each(
         &self,
         mut f: impl FnMut(usize, anyhow::Result<Proposal>) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        self.for_each_text(|n, text| f(n, text.and_then(parse_line)))
+    }
+
+    /// Calls `f(line_number, text)` for every non-empty line (an error for
+    /// a line that is too long or not UTF-8); stops when `f` says `false`.
+    pub(crate) fn for_each_text(
+        &self,
+        mut f: impl FnMut(usize, anyhow::Result<&str>) -> anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
         let mut r = std::io::BufReader::with_capacity(
             1 << 20,
@@ -432,17 +448,170 @@ impl Source {
             if buf.iter().all(|b| b.is_ascii_whitespace()) {
                 continue;
             }
-            let p = std::str::from_utf8(&buf)
-                .map_err(|_| anyhow::anyhow!("line is not UTF-8"))
-                .and_then(parse_line);
-            if !f(n, p)? {
+            let text = std::str::from_utf8(&buf).map_err(|_| anyhow::anyhow!("line is not UTF-8"));
+            if !f(n, text)? {
                 return Ok(());
             }
         }
     }
 }
 
+/// What a SIGINT, SIGTERM or SIGHUP does to `append --jsonl`, by phase: a
+/// signal never leaves part of the input appended, and always says what
+/// happened.
+pub(crate) mod interrupt {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+    /// Nothing is written yet (reading, checking): a signal exits at once.
+    const CHECKING: u8 = 0;
+    /// The append is under way or done: a signal is noted, and the append
+    /// stops at the next safe point (before its commit: nothing kept; after:
+    /// everything kept, printing stops).
+    const WRITING: u8 = 1;
+
+    static PHASE: AtomicU8 = AtomicU8::new(CHECKING);
+    static SIGNALLED: AtomicBool = AtomicBool::new(false);
+    /// A spool file to remove when a signal ends the process at once.
+    static SPOOL: parking_lot::Mutex<Option<std::path::PathBuf>> = parking_lot::Mutex::new(None);
+
+    /// Removes `path` (a spooled copy of stdin) if a signal ends the process
+    /// while checking.
+    pub(crate) fn remove_on_signal(path: &std::path::Path) {
+        *SPOOL.lock() = Some(path.to_path_buf());
+    }
+
+    /// Exit status after a signal when nothing was appended (128 + SIGINT,
+    /// as shells report an interrupted command).
+    pub(crate) const EXIT_NOTHING_APPENDED: u8 = 130;
+
+    /// Handles signals from now on (phase: checking), and makes a write to
+    /// a closed stdout an error (`EPIPE`) instead of a silent death, so the
+    /// command can say what it appended.
+    pub(crate) fn install() {
+        // SAFETY: changing one signal's disposition has no other effect.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+        PHASE.store(CHECKING, Ordering::SeqCst);
+        if let Err(e) = ctrlc::set_handler(on_signal) {
+            eprintln!("warning: cannot handle Ctrl-C/SIGTERM ({e}); a signal ends `append` at once (still all or nothing)");
+        }
+    }
+
+    /// From now on a signal is noted, not fatal.
+    pub(crate) fn writing() {
+        PHASE.store(WRITING, Ordering::SeqCst);
+    }
+
+    /// Whether a signal arrived.
+    pub(crate) fn signalled() -> bool {
+        SIGNALLED.load(Ordering::SeqCst)
+    }
+
+    fn on_signal() {
+        // ctrlc runs this on its own thread, not in signal context.
+        SIGNALLED.store(true, Ordering::SeqCst);
+        if PHASE.load(Ordering::SeqCst) == CHECKING {
+            if let Some(p) = SPOOL.lock().take() {
+                let _ = std::fs::remove_file(p);
+            }
+            eprintln!("append: stopped by a signal while reading and checking the input; nothing was appended");
+            std::process::exit(i32::from(EXIT_NOTHING_APPENDED));
+        }
+    }
+}
+
+/// Events per part of the bulk transaction `append --jsonl` writes (and
+/// at most `CHUNK_BYTES` of payload): memory stays one part, whatever the
+/// size of the file.
+pub(crate) const CHUNK_EVENTS: usize = 4096;
+pub(crate) const CHUNK_BYTES: usize = 8 << 20;
+
+/// A temporary file for the receipts of an append not yet committed: they
+/// are printed only once all of it is. Its name is removed as soon as it is
+/// created, so nothing is left behind even after a kill -9.
+pub(crate) struct ReceiptSpool {
+    /// Where receipts are written until the commit.
+    pub(crate) out: std::io::BufWriter<std::fs::File>,
+}
+
+impl ReceiptSpool {
+    pub(crate) fn new() -> anyhow::Result<ReceiptSpool> {
+        let path = std::env::temp_dir().join(format!(
+            "batpak-receipts-{}-{}",
+            std::process::id(),
+            batpak_store::now_us()
+        ));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating a receipt spool file {}", path.display()))?;
+        let _ = std::fs::remove_file(&path);
+        Ok(ReceiptSpool {
+            out: std::io::BufWriter::new(f),
+        })
+    }
+
+    /// Prints the spooled receipts (see [`print_receipts`]).
+    pub(crate) fn print(
+        self,
+        out: &mut dyn Write,
+        name: &str,
+        total: usize,
+    ) -> anyhow::Result<ExitCode> {
+        use std::io::Seek;
+        let mut f = self
+            .out
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("writing the receipt spool: {}", e.error()))?;
+        f.rewind().context("reading back the receipt spool")?;
+        let mut lines = std::io::BufReader::new(f);
+        print_receipts(&mut lines, out, name, total)
+    }
+}
+
+/// Prints `lines` (receipts of an append that is complete) to `out`; on a
+/// closed stdout or a signal, stops and says on stderr that all `total`
+/// events were appended. Exit 0 either way: everything was appended.
+pub(crate) fn print_receipts(
+    lines: &mut dyn BufRead,
+    out: &mut dyn Write,
+    name: &str,
+    total: usize,
+) -> anyhow::Result<ExitCode> {
+    let mut printed = 0usize;
+    let mut line = String::new();
+    let stopped = loop {
+        if interrupt::signalled() {
+            break "stopped by a signal";
+        }
+        line.clear();
+        if lines.read_line(&mut line)? == 0 {
+            break "";
+        }
+        if out.write_all(line.as_bytes()).is_err() {
+            break "stdout was closed";
+        }
+        printed += 1;
+    };
+    if stopped.is_empty() && out.flush().is_ok() && !interrupt::signalled() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let why = if stopped.is_empty() {
+        "stdout was closed"
+    } else {
+        stopped
+    };
+    eprintln!(
+        "append: {why} after {printed} receipt(s); all {total} events from {name} were appended (`batpak-host events` shows them)"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    interrupt::install();
     let source = Source::new(src)?;
     let name = source.name.clone();
     let store = Store::open(data)?;
@@ -488,14 +657,22 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
         eprintln!("{name}: no events (empty input); nothing appended");
         return Ok(ExitCode::SUCCESS);
     }
-    // Pass 2: every line passed, so the appends cannot be refused; they go
-    // in chunks, each made durable before its receipts are printed.
+    // Pass 2: one bulk transaction — parts of `CHUNK_EVENTS` events, then
+    // one commit: after a crash, a kill -9 or a signal the store holds all
+    // of the file or none of it. Receipts are spooled and printed only
+    // once the commit is durable.
+    let mut spool = ReceiptSpool::new()?;
+    interrupt::writing();
     let started = Instant::now();
     let mut last_report = Instant::now();
     let mut done = 0usize;
     let mut chunk: Vec<Proposal> = Vec::new();
     let mut bytes = 0usize;
-    let mut flush = |chunk: &mut Vec<Proposal>, out: &mut dyn Write| -> anyhow::Result<()> {
+    let mut bulk = store.begin_bulk()?;
+    let mut flush = |chunk: &mut Vec<Proposal>| -> anyhow::Result<()> {
+        if interrupt::signalled() {
+            bail!("stopped by a signal");
+        }
         if chunk.is_empty() {
             return Ok(());
         }
@@ -503,39 +680,66 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
             .iter()
             .map(|p| (p.coordinate.clone(), p.kind.clone()))
             .collect();
-        let rs = store
-            .append_batch(std::mem::take(chunk), AppendOptions::durable())
-            .with_context(|| format!("{name}: appending after {done} events (those are durable; their receipts were printed)"))?;
+        let rs = bulk.append(std::mem::take(chunk))?;
         for (r, (c, k)) in rs.iter().zip(meta) {
-            writeln!(out, "{}", receipt_json(r, &c, &k))?;
+            writeln!(spool.out, "{}", receipt_json(r, &c, &k))?;
         }
         done += rs.len();
         if total > 10_000 && last_report.elapsed() > Duration::from_millis(500) {
-            eprintln!("append: {done}/{total} events ({}%)", done * 100 / total);
+            eprintln!(
+                "append: {done}/{total} events written ({}%), not yet committed",
+                done * 100 / total
+            );
             last_report = Instant::now();
         }
         Ok(())
     };
-    source.for_each(|_, p| {
-        let p = p?;
-        if !chunk.is_empty() && (chunk.len() >= 4096 || bytes + p.payload.len() > 8 << 20) {
-            flush(&mut chunk, out)?;
-            bytes = 0;
+    let written = source
+        .for_each(|_, p| {
+            let p = p?;
+            if !chunk.is_empty()
+                && (chunk.len() >= CHUNK_EVENTS || bytes + p.payload.len() > CHUNK_BYTES)
+            {
+                flush(&mut chunk)?;
+                bytes = 0;
+            }
+            bytes += p.payload.len() + 128;
+            chunk.push(p);
+            Ok(true)
+        })
+        .and_then(|()| flush(&mut chunk))
+        .and_then(|()| spool.out.flush().map_err(Into::into));
+    if let Err(e) = written {
+        // Abandoned: the abort frame makes the parts written so far dead.
+        bulk.abort();
+        let _ = store.close();
+        if interrupt::signalled() {
+            eprintln!(
+                "append: stopped by a signal before the append committed; nothing was appended"
+            );
+            return Ok(ExitCode::from(interrupt::EXIT_NOTHING_APPENDED));
         }
-        bytes += p.payload.len() + 128;
-        chunk.push(p);
-        Ok(true)
+        return Err(e.context(format!("{name}: nothing was appended")));
+    }
+    let appended = bulk.commit().with_context(|| {
+        format!("{name}: the store failed while committing the append; reopen it (e.g. `batpak-host events`) to see whether all or none of the events were kept")
     })?;
-    flush(&mut chunk, out)?;
-    out.flush()?;
     store.close()?;
     if total > 10_000 {
+        let dedup = if appended < total as u64 {
+            format!(
+                " ({appended} new, {} already in the store by id or idempotency key)",
+                total as u64 - appended
+            )
+        } else {
+            String::new()
+        };
         eprintln!(
-            "append: {total} events durable in {:.2} s",
+            "append: {total} events durable in {:.2} s{dedup}",
             started.elapsed().as_secs_f64()
         );
     }
-    Ok(ExitCode::SUCCESS)
+    spool.print(out, &name, total)
 }
 
 /// Tells the user on stderr what opening the store had to cut.
@@ -543,6 +747,12 @@ pub(crate) fn report_recovery(store: &Store) {
     if let Some((segment, offset, bytes)) = store.recovery().truncated_tail {
         eprintln!(
             "batpak: recovered the store: cut a torn write of {bytes} byte(s) at segment {segment:08} offset {offset} (never acknowledged as durable); recorded as a {} event",
+            batpak_store::RECOVERED_KIND
+        );
+    }
+    if let Some((segment, offset, events)) = store.recovery().dropped_transaction {
+        eprintln!(
+            "batpak: recovered the store: dropped a bulk append of {events} event(s) at segment {segment:08} offset {offset} that never committed (its writer stopped); none of it counts; recorded as a {} event",
             batpak_store::RECOVERED_KIND
         );
     }
@@ -580,6 +790,13 @@ impl IdFilters {
     }
 }
 
+/// Whether every host record is printed besides the region's kinds:
+/// `--system` without `--kind` (listed kinds always filter, `batpak.*` ones
+/// included).
+fn include_system(a: &EventsArgs) -> bool {
+    a.system && a.kind.is_empty()
+}
+
 fn events_region(a: &EventsArgs) -> Region {
     let mut region = Region::all().kinds(a.kind.clone());
     region.scope = a.scope.clone();
@@ -609,7 +826,7 @@ fn events_indexed(store: &Store, a: &EventsArgs, ids: &IdFilters) -> anyhow::Res
     const CHUNK: usize = 4096;
     while printed < limit {
         let want = (limit - printed).min(CHUNK as u64) as usize;
-        let batch = store.lookup(&lookup, &region, after, want, a.system)?;
+        let batch = store.lookup(&lookup, &region, after, want, include_system(a))?;
         for e in &batch {
             let ok = ids.matches(e)
                 && a.entity
@@ -650,7 +867,7 @@ pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
     let region = events_region(&a);
     // A listed `batpak.*` kind matches by itself; `--system` adds every host
     // record (as through a running host).
-    let include_system = a.system;
+    let include_system = include_system(&a);
     let matches = |e: &Event| {
         let h = &e.header;
         if h.sequence <= a.after || !ids.matches(e) {
@@ -718,6 +935,11 @@ pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if let Some((segment, offset)) = reader.uncommitted_transaction() {
+        eprintln!(
+            "events: the log ends with a bulk append not committed (yet) at segment {segment:08} offset {offset}; none of its events are shown (if its writer stopped, the next open of the store drops it)"
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -732,27 +954,25 @@ pub(crate) fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     // nothing; it reports what an open would do.
     let report = verify_dir(data)?;
     let sound = report.is_sound();
-    let mut problems = report.problems.clone();
-    if let Some(e) = &report.open_error {
-        problems.insert(0, format!("the store does not open: {e}"));
-    }
-    let tail = report.tail_to_cut.map(
-        |(segment, offset, bytes)| json!({"segment": segment, "offset": offset, "bytes": bytes}),
-    );
-    println!(
-        "{}",
-        json!({
-            "sound": sound,
-            "segments": report.segments,
-            "frames": report.frames,
-            "events": report.events,
-            "problems": problems,
-            "torn_tail_to_cut": tail,
+    let v = batpak_service::verify_json(&report);
+    let problems: Vec<String> = v["problems"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p.as_str().map(str::to_string))
+                .collect()
         })
-    );
+        .unwrap_or_default();
+    println!("{v}");
     if let Some((segment, offset, bytes)) = report.tail_to_cut {
         eprintln!(
             "verify: the log ends with a torn write of {bytes} byte(s) at segment {segment:08} offset {offset}, never acknowledged as durable; the next open cuts it and records a {} event",
+            batpak_store::RECOVERED_KIND
+        );
+    }
+    if let Some((segment, offset, events)) = report.uncommitted_to_drop {
+        eprintln!(
+            "verify: the log ends with a bulk append of {events} event(s) at segment {segment:08} offset {offset} that never committed (its writer stopped); the next open drops all of it and records a {} event",
             batpak_store::RECOVERED_KIND
         );
     }

@@ -190,6 +190,35 @@ impl Client {
         }
     }
 
+    /// Appends `events` as the next part of this connection's bulk
+    /// transaction ([`Op::BulkPart`]); returns their receipts, final once
+    /// [`Client::bulk_commit`] succeeds. Dropping the client before that
+    /// abandons the transaction: nothing of it is kept.
+    ///
+    /// # Errors
+    /// As [`Client::call`]; the transaction is then abandoned.
+    pub fn bulk_part(&mut self, events: Vec<NewEvent>) -> Result<Vec<Value>, ClientError> {
+        let v = self.call(Op::BulkPart { events })?;
+        match v.get("receipts") {
+            Some(Value::Array(a)) => Ok(a.clone()),
+            _ => Err(ClientError::Protocol(
+                "bulk part reply without receipts".into(),
+            )),
+        }
+    }
+
+    /// Commits this connection's bulk transaction; returns how many events
+    /// it appended, once durable.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn bulk_commit(&mut self) -> Result<u64, ClientError> {
+        let v = self.call(Op::BulkCommit)?;
+        v.get("appended")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| ClientError::Protocol("bulk commit reply without a count".into()))
+    }
+
     /// Reads one page.
     ///
     /// # Errors

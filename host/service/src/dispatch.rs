@@ -5,7 +5,7 @@ use crate::operator::Operator;
 use crate::protocol::Op;
 use crate::query;
 use crate::wire_error::{ErrorCode, WireError};
-use batpak_store::{EventId, Store};
+use batpak_store::{BulkAppend, EventId, Store};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
@@ -98,6 +98,92 @@ impl Ctx {
                 Ok(Value::Array(o.parked_replay(plugin.as_deref(), event)?))
             }
             Op::Swap { name, file } => Ok(o.swap(&name, &file)?),
+            Op::BulkPart { .. } | Op::BulkCommit => Err(WireError::new(
+                ErrorCode::BadRequest,
+                "bulk appends are served on the control socket only (`batpak-host append --jsonl`)",
+            )),
+        }
+    }
+
+    /// Runs a bulk operation for the connection that holds `bulk` (its
+    /// open transaction, if any); other operations go to [`Ctx::dispatch`].
+    pub(crate) fn dispatch_bulk(
+        &self,
+        bulk: &mut Option<BulkAppend>,
+        op: Op,
+    ) -> Result<Value, WireError> {
+        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| self.run_bulk(bulk, op)));
+        let r = r.unwrap_or_else(|p| {
+            Err(WireError::new(
+                ErrorCode::Store,
+                format!(
+                    "the host failed on this request ({}); it keeps serving — please report this",
+                    batpak_store::panic_message(p.as_ref())
+                ),
+            ))
+        });
+        if r.is_err() {
+            // A refused part abandons the transaction: nothing of it counts.
+            if let Some(b) = bulk.take() {
+                b.abort();
+            }
+        }
+        r
+    }
+
+    fn run_bulk(&self, bulk: &mut Option<BulkAppend>, op: Op) -> Result<Value, WireError> {
+        match op {
+            Op::BulkPart { events } => {
+                if events.is_empty() {
+                    return Err(WireError::new(
+                        ErrorCode::BadRequest,
+                        "no events in the part",
+                    ));
+                }
+                if events.len() > query::MAX_APPEND_EVENTS {
+                    return Err(WireError::new(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "{} events in one part; send at most {} per part",
+                            events.len(),
+                            query::MAX_APPEND_EVENTS
+                        ),
+                    ));
+                }
+                let props = events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, e)| query::proposal(i, e))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let meta: Vec<(batpak_store::Coordinate, String)> = props
+                    .iter()
+                    .map(|p| (p.coordinate.clone(), p.kind.clone()))
+                    .collect();
+                let b = match bulk {
+                    Some(b) => b,
+                    None => bulk.insert(self.store.begin_bulk().map_err(query::store_error)?),
+                };
+                let receipts = b.append(props).map_err(query::store_error)?;
+                let list: Vec<Value> = receipts
+                    .iter()
+                    .zip(&meta)
+                    .map(|(r, (c, k))| query::receipt_json(r, c, k))
+                    .collect();
+                Ok(json!({ "receipts": list }))
+            }
+            Op::BulkCommit => {
+                let b = bulk.take().ok_or_else(|| {
+                    WireError::new(
+                        ErrorCode::BadRequest,
+                        "no bulk transaction is open on this connection",
+                    )
+                })?;
+                let n = b.commit().map_err(query::store_error)?;
+                self.metrics.appended.fetch_add(n, Ordering::Relaxed);
+                Ok(json!({ "appended": n }))
+            }
+            other => self.run(other),
         }
     }
 

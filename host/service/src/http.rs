@@ -607,7 +607,10 @@ fn parse_query(qs: &str) -> Result<Query, WireError> {
 
 /// Streams matching events as chunked JSON lines until the client goes
 /// away or the host stops; a comment-free empty chunk never ends the
-/// stream early, so a client sees every event in order.
+/// stream early, so a client sees every event in order. A failed read (a
+/// damaged segment, a failed store) ends the stream with one error line
+/// `{"error":{"code","message"}}` and *no* terminating chunk: a client
+/// sees the error and an incomplete chunked body, never a clean end.
 fn follow(s: &mut TcpStream, ctx: &Ctx, head: &Head) {
     let mut q = match parse_query(&head.query) {
         Ok(q) => q,
@@ -635,7 +638,15 @@ fn follow(s: &mut TcpStream, ctx: &Ctx, head: &Head) {
         }
         let page = match crate::query::read(&ctx.store, &q, &|| ctx.stopping()) {
             Ok(p) => p,
-            Err(_) => break,
+            Err(e) => {
+                let mut line = error_body(e.code, &e.message);
+                line.push(b'\n');
+                let framed = [format!("{:x}\r\n", line.len()).as_bytes(), &line, b"\r\n"].concat();
+                let _ = s.write_all(&framed).and_then(|()| s.flush());
+                // Close without the last chunk: the stream did not end cleanly.
+                let _ = s.shutdown(std::net::Shutdown::Both);
+                return;
+            }
         };
         q.after = page.next_after;
         let mut chunk = Vec::new();

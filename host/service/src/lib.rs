@@ -43,7 +43,7 @@ pub use protocol::{
     read_frame, write_frame, FrameReadError, Op, Reply, Request, MAX_FRAME, PROTOCOL_VERSION,
 };
 pub use query::{
-    append, event_json, proposal, read, receipt_json, verify, NewEvent, Page, Query,
+    append, event_json, proposal, read, receipt_json, verify, verify_json, NewEvent, Page, Query,
     MAX_APPEND_EVENTS, MAX_PAGE, MAX_WAIT_MS,
 };
 pub use token::{token_path, MIN_TOKEN_LEN};

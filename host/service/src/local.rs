@@ -3,7 +3,9 @@
 //! frames one request at a time per connection.
 
 use crate::dispatch::Ctx;
-use crate::protocol::{read_frame, write_frame, FrameReadError, Reply, Request, PROTOCOL_VERSION};
+use crate::protocol::{
+    read_frame, write_frame, FrameReadError, Op, Reply, Request, PROTOCOL_VERSION,
+};
 use crate::wire_error::{ErrorCode, WireError};
 use crate::ServiceError;
 use parking_lot::Mutex;
@@ -22,6 +24,9 @@ pub const MAX_LOCAL_CONNECTIONS: usize = 64;
 /// A connection that sends nothing for this long is closed (a follower
 /// long-polls for at most 30 s, so live clients never hit it).
 const IDLE: Duration = Duration::from_secs(120);
+/// Longest wait for the next part of an open bulk transaction (it holds
+/// every other append of the host).
+const BULK_IDLE: Duration = Duration::from_secs(10);
 
 /// Where a host serving `data` listens.
 pub fn socket_path(data: &Path) -> PathBuf {
@@ -198,10 +203,16 @@ fn reply(
 fn serve(mut stream: UnixStream, ctx: &Ctx) {
     let _ = stream.set_read_timeout(Some(IDLE));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    // This connection's open bulk transaction: dropped (aborted, nothing
+    // kept) when the connection closes, stalls or the host stops.
+    let mut bulk: Option<batpak_store::BulkAppend> = None;
     loop {
         if ctx.stopping() {
             return;
         }
+        // Every other append waits while a bulk transaction is open: a
+        // client that stops sending parts loses it after BULK_IDLE.
+        let _ = stream.set_read_timeout(Some(if bulk.is_some() { BULK_IDLE } else { IDLE }));
         let body = match read_frame(&mut stream) {
             Ok(b) => b,
             Err(FrameReadError::Closed) => return,
@@ -238,7 +249,12 @@ fn serve(mut stream: UnixStream, ctx: &Ctx) {
                         ErrorCode::BadRequest,
                         format!("bad request: {e}"),
                     )),
-                    Ok(req) => ctx.dispatch(req.op),
+                    Ok(req) => match req.op {
+                        op @ (Op::BulkPart { .. } | Op::BulkCommit) => {
+                            ctx.dispatch_bulk(&mut bulk, op)
+                        }
+                        op => ctx.dispatch(op),
+                    },
                 },
             },
         };

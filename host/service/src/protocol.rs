@@ -71,6 +71,19 @@ pub enum Op {
         #[serde(default)]
         event: Option<String>,
     },
+    /// Append `events` as the next part of this connection's bulk
+    /// transaction (the first part opens it; control socket only). Nothing
+    /// of it counts before [`Op::BulkCommit`]; a refused part, or the
+    /// connection closing first, abandons it (nothing kept). While it is
+    /// open every other append of the host waits. Replies with the part's
+    /// receipts.
+    BulkPart {
+        /// The events, in order.
+        events: Vec<NewEvent>,
+    },
+    /// Commit this connection's bulk transaction; replies
+    /// `{"appended": N}` once it is durable.
+    BulkCommit,
     /// Reserved for hot swap (issue 11): load FILE and swap it in for NAME.
     Swap {
         /// Reactor name.

@@ -304,9 +304,10 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
     let mut region = Region::all().kinds(q.kinds.clone());
     region.scope = q.scope.clone();
     region.entity_prefix = q.entity_prefix.clone().or_else(|| q.entity.clone());
-    // A listed `batpak.*` kind matches by itself; `system` adds every host
-    // record in the entities and scope asked for.
-    let include_system = q.system;
+    // A listed `batpak.*` kind matches by itself; `system` without kinds
+    // adds every host record in the entities and scope asked for (listed
+    // kinds always filter).
+    let include_system = q.system && q.kinds.is_empty();
     let page = usize::try_from(q.limit.unwrap_or(MAX_PAGE as u64))
         .unwrap_or(MAX_PAGE)
         .clamp(1, MAX_PAGE);
@@ -360,17 +361,38 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
     }
 }
 
-/// Verifies the store: `{"sound","segments","frames","events","problems"}`.
+/// Verifies the store (see [`verify_json`] for the reply).
 ///
 /// # Errors
 /// The check could not run.
 pub fn verify(store: &Store) -> Result<Value, WireError> {
     let r = store.verify().map_err(store_error)?;
-    Ok(json!({
+    Ok(verify_json(&r))
+}
+
+/// A verify report as JSON, the same with or without a running host:
+/// `{"sound","segments","frames","events","problems","torn_tail_to_cut",
+/// "uncommitted_transaction_to_drop"}` (the last two `null` or
+/// `{"segment","offset","bytes"|"events"}`: what the next open cuts or
+/// drops; a running host already did both when it opened the store).
+pub fn verify_json(r: &batpak_store::VerifyReport) -> Value {
+    let mut problems = r.problems.clone();
+    if let Some(e) = &r.open_error {
+        problems.insert(0, format!("the store does not open: {e}"));
+    }
+    let tail = r.tail_to_cut.map(
+        |(segment, offset, bytes)| json!({"segment": segment, "offset": offset, "bytes": bytes}),
+    );
+    let txn = r.uncommitted_to_drop.map(
+        |(segment, offset, events)| json!({"segment": segment, "offset": offset, "events": events}),
+    );
+    json!({
         "sound": r.is_sound(),
         "segments": r.segments,
         "frames": r.frames,
         "events": r.events,
-        "problems": r.problems,
-    }))
+        "problems": problems,
+        "torn_tail_to_cut": tail,
+        "uncommitted_transaction_to_drop": txn,
+    })
 }

@@ -30,6 +30,8 @@ pub(crate) struct Core {
     pub flush_cv: Condvar,
     /// Signalled (with the `seq` lock) when the drain role is released.
     pub idle_cv: Condvar,
+    /// Signalled (with the `seq` lock) when a bulk transaction ends.
+    pub bulk_cv: Condvar,
     /// The active segment; locked only by the holder of the drain role.
     pub writer: Mutex<Writer>,
     pub dur: Durability,
@@ -37,6 +39,10 @@ pub(crate) struct Core {
     pub has_subscribers: AtomicBool,
     /// `None` on a disk without lock files (the simulated one).
     pub lock: Option<DirLock>,
+    /// What the clean shutdown failed to do after the final fsync (the
+    /// durable marker, the index snapshot): [`Store::close`](super::Store::close)
+    /// returns it.
+    pub close_error: Mutex<Option<StoreError>>,
 }
 
 impl Core {
@@ -53,6 +59,7 @@ impl Core {
             dur: &self.dur,
             flush_cv: &self.flush_cv,
             drain: &|leads| self.drain(leads),
+            bulk_cv: &self.bulk_cv,
         }
         .append(proposals, options, system)
     }

@@ -91,12 +91,14 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
         seq: Mutex::new(Sequencer::new(last, options.queue_capacity)),
         flush_cv: Condvar::new(),
         idle_cv: Condvar::new(),
+        bulk_cv: Condvar::new(),
         writer: Mutex::new(writer),
         dur: Durability::new(last, end, active, mark),
         subscribers: Mutex::new(Vec::new()),
         has_subscribers: AtomicBool::new(false),
         lock,
         options,
+        close_error: Mutex::new(None),
     });
     let c1 = core.clone();
     let wt = std::thread::Builder::new()
@@ -135,8 +137,30 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
         recovery: RecoveryInfo {
             replayed: rec.replayed,
             truncated_tail: rec.truncated,
+            dropped_transaction: rec.dropped_txn,
         },
     });
+    if let Some((segment, offset, events)) = rec.dropped_txn {
+        let payload = serde_json::json!({
+            "segment": segment,
+            "offset": offset,
+            "events_dropped": events,
+            "reason": "bulk transaction never committed (the appending process stopped before its commit); none of its events count",
+        });
+        let coord = Coordinate {
+            entity: "batpak.store".into(),
+            scope: SYSTEM_SCOPE.into(),
+        };
+        shared.core.append(
+            vec![Proposal::new(
+                coord,
+                RECOVERED_KIND,
+                payload.to_string().into_bytes(),
+            )],
+            AppendOptions::durable(),
+            true,
+        )?;
+    }
     if let Some((segment, offset, bytes)) = rec.truncated {
         // Say in the log itself what was cut, durably, before anyone writes.
         let payload = serde_json::json!({
@@ -179,12 +203,19 @@ impl Shared {
         for s in self.core.subscribers.lock().drain(..) {
             s.close_store();
         }
-        self.core.dur.check()
+        self.core.dur.check()?;
+        match self.core.close_error.lock().take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        let _ = self.close();
+        // Nobody called `close` to receive its error: say it here.
+        if let Err(e) = self.close() {
+            eprintln!("batpak: closing the store: {e}");
+        }
     }
 }

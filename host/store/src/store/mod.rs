@@ -10,12 +10,15 @@
 //!   everything written, and advances the durable watermark, so concurrent
 //!   durable appends share one fsync (group commit); a **sync thread**
 //!   fsyncs what nobody waits for within `sync_interval`;
-//! - a batch is one CRC-checked frame, so it is all or nothing;
+//! - a batch is one CRC-checked frame, so it is all or nothing; a bulk
+//!   transaction ([`BulkAppend`]) of any size is many part frames made to
+//!   count by one commit frame;
 //! - recovery cuts a torn write nobody was told was durable (and records a
 //!   `batpak.store.recovered` event) and fails closed on any other damage,
 //!   naming segment and offset; `verify` reports which, changing nothing;
 //! - all file I/O goes through [`Disk`] ([`OsDisk`], or [`SimDisk`] in tests).
 
+mod bulk;
 mod checkpoint;
 mod core;
 mod disk;
@@ -45,6 +48,7 @@ mod watermarks;
 mod writer;
 mod writer_thread;
 
+pub use bulk::BulkAppend;
 pub(crate) use checkpoint::validate_cursor_id;
 pub use checkpoint::Checkpoint;
 pub use disk::{Disk, DiskFile, OsDisk};
@@ -182,6 +186,10 @@ pub struct RecoveryInfo {
     /// `(segment, offset, bytes)` when a torn tail was truncated: an append
     /// that never completed (and was never acknowledged as durable).
     pub truncated_tail: Option<(u32, u64, u64)>,
+    /// `(segment, offset, events)` when the log ended in a bulk transaction
+    /// without its commit (the process died while appending it): none of
+    /// its events count, and an abort frame now says so.
+    pub dropped_transaction: Option<(u32, u64, u64)>,
 }
 
 /// Handle to an open store. Cheap to clone; every clone shares the same
@@ -387,10 +395,14 @@ impl Store {
         self.inner.core.verify()
     }
 
-    /// Flushes, syncs, writes an index snapshot and releases the directory.
+    /// Flushes, syncs, writes an index snapshot and releases the directory
+    /// (once every clone of this handle is gone).
     ///
     /// # Errors
-    /// A failed final sync or snapshot write (the log itself stays intact).
+    /// The store failed earlier or its final fsync failed
+    /// ([`StoreError::Poisoned`]), or recording the durable marker or
+    /// writing the index snapshot failed ([`StoreError::Io`]; the log
+    /// itself stays intact and the next open rebuilds what is missing).
     pub fn close(self) -> Result<(), StoreError> {
         self.inner.close()
     }
@@ -428,7 +440,9 @@ pub fn opens_clean(dir: &Path) -> bool {
     if segments.last() != Some(&segment) {
         return false;
     }
-    std::fs::metadata(segment::segment_path(&seg_dir, segment)).is_ok_and(|m| m.len() == offset)
+    disk.open(&segment::segment_path(&seg_dir, segment))
+        .and_then(|f| f.len())
+        .is_ok_and(|len| len == offset)
 }
 
 /// Verifies the store in `dir` straight from its segment files, without

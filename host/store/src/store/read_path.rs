@@ -112,7 +112,7 @@ pub(crate) struct ReadPath {
 }
 
 impl ReadPath {
-    fn reader(&self, segment: u32) -> Result<Arc<dyn DiskFile>, StoreError> {
+    pub(crate) fn reader(&self, segment: u32) -> Result<Arc<dyn DiskFile>, StoreError> {
         if let Some(f) = self.readers.read().get(&segment) {
             return Ok(f.clone());
         }

@@ -13,11 +13,11 @@
 
 use super::disk::{read_all, Disk};
 use super::durable_mark::{self, Position};
-use super::frame::{decode_frame, FRAME_HEADER, FRAME_MAGIC};
+use super::frame::{decode_frame, encode_frame, FRAME_HEADER, FRAME_MAGIC, MAX_FRAME_BODY};
 use super::index::Index;
 use super::segment::{
-    check_segment_header, create_segment, decode_batch, decode_header, list_segments, segment_path,
-    SEGMENT_HEADER,
+    check_segment_header, create_segment, decode_body, decode_header, end_body, list_segments,
+    segment_path, Body, RawEvent, SEGMENT_HEADER,
 };
 use super::snapshot::{self, SegmentProof};
 use super::StoreError;
@@ -38,6 +38,57 @@ pub(crate) struct Recovered {
     pub sealed: Vec<SegmentProof>,
     /// CRC-32 state of the last segment's first `end_offset` bytes.
     pub tail_crc: crc32fast::Hasher,
+    /// (segment, offset of its first part, events) of a bulk transaction
+    /// the log ends in without its commit: an abort frame was (or, without
+    /// `apply`, would be) written after it, and none of it is indexed.
+    pub dropped_txn: Option<(u32, u64, u64)>,
+}
+
+/// A bulk transaction whose parts were met but not yet its commit or abort.
+struct OpenTxn {
+    txn: u64,
+    /// (segment, offset) of each part frame.
+    parts: Vec<(u32, u64)>,
+    events: u64,
+}
+
+/// Reads the whole frame at `offset` of segment `n` (a committed part in an
+/// earlier segment than the commit).
+fn read_frame_at(
+    disk: &dyn Disk,
+    seg_dir: &Path,
+    n: u32,
+    offset: u64,
+) -> Result<Vec<u8>, StoreError> {
+    let path = segment_path(seg_dir, n);
+    let io = || StoreError::io(format!("reading {} at offset {offset}", path.display()));
+    let f = disk.open(&path).map_err(io())?;
+    let mut head = [0u8; FRAME_HEADER];
+    f.read_exact_at(&mut head, offset).map_err(io())?;
+    let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+    let mut buf = vec![0u8; FRAME_HEADER + len.min(MAX_FRAME_BODY)];
+    f.read_exact_at(&mut buf, offset).map_err(io())?;
+    Ok(buf)
+}
+
+/// Inserts the events of the frame at (`n`, `pos`) into `index`.
+fn index_events(
+    index: &mut Index,
+    n: u32,
+    pos: u64,
+    events: Vec<RawEvent<'_>>,
+) -> Result<u64, StoreError> {
+    let body_start = pos + FRAME_HEADER as u64;
+    let mut count = 0;
+    for ev in events {
+        let at = body_start + ev.rel_offset as u64;
+        let h = decode_header(ev.header_bytes).map_err(|r| corrupt(n, at, r))?;
+        index
+            .insert(&h, n, pos, at, ev.header_bytes.len() as u32, ev.payload)
+            .map_err(|r| corrupt(n, at, r))?;
+        count += 1;
+    }
+    Ok(count)
 }
 
 /// True when an intact frame starts anywhere in `buf`.
@@ -177,6 +228,7 @@ fn recover_from(
             truncated: None,
             sealed: Vec::new(),
             tail_crc,
+            dropped_txn: None,
         });
     }
     let last = *segments.last().expect("non-empty");
@@ -228,6 +280,7 @@ fn recover_from(
     let mut end_offset = SEGMENT_HEADER;
     let mut sealed = Vec::new();
     let mut tail_crc = crc32fast::Hasher::new();
+    let mut open: Option<OpenTxn> = None;
     for &n in &segments {
         let is_last = n == last;
         if n < start.0 {
@@ -278,22 +331,70 @@ fn recover_from(
         while pos < bytes.len() {
             match decode_frame(&bytes[pos..]) {
                 Ok((body, total)) => {
-                    let events = decode_batch(body).map_err(|r| corrupt(n, pos as u64, r))?;
-                    let body_start = pos + FRAME_HEADER;
-                    for ev in events {
-                        let at = (body_start + ev.rel_offset) as u64;
-                        let h = decode_header(ev.header_bytes).map_err(|r| corrupt(n, at, r))?;
-                        index
-                            .insert(
-                                &h,
-                                n,
-                                pos as u64,
-                                at,
-                                ev.header_bytes.len() as u32,
-                                ev.payload,
-                            )
-                            .map_err(|r| corrupt(n, at, r))?;
-                        replayed += 1;
+                    let at = pos as u64;
+                    let here = |r: String| corrupt(n, at, r);
+                    match decode_body(body).map_err(here)? {
+                        Body::Batch(events) => {
+                            if open.is_some() {
+                                return Err(here("a batch frame inside an open bulk transaction (its parts must be followed by their commit or abort)".into()));
+                            }
+                            replayed += index_events(&mut index, n, at, events)?;
+                        }
+                        Body::Part { txn, part, events } => {
+                            let o = open.get_or_insert(OpenTxn {
+                                txn,
+                                parts: Vec::new(),
+                                events: 0,
+                            });
+                            if o.txn != txn || part as usize != o.parts.len() {
+                                return Err(here(format!(
+                                    "bulk transaction part {part} of {txn:016x} out of place (expected part {} of {:016x})",
+                                    o.parts.len(),
+                                    o.txn
+                                )));
+                            }
+                            o.parts.push((n, at));
+                            o.events += events.len() as u64;
+                        }
+                        Body::Commit { txn, parts, events } => {
+                            let o = open.take().filter(|o| {
+                                o.txn == txn
+                                    && o.parts.len() == parts as usize
+                                    && o.events == events
+                            });
+                            let Some(o) = o else {
+                                return Err(here(format!("commit of bulk transaction {txn:016x} does not match the parts before it")));
+                            };
+                            for (s, p) in o.parts {
+                                let other;
+                                let frame: &[u8] = if s == n {
+                                    &bytes[p as usize..]
+                                } else {
+                                    other = read_frame_at(disk, &seg_dir, s, p)?;
+                                    &other
+                                };
+                                let (body, _) = decode_frame(frame)
+                                    .map_err(|e| corrupt(s, p, e.to_string()))?;
+                                let Ok(Body::Part { events, .. }) = decode_body(body) else {
+                                    return Err(corrupt(
+                                        s,
+                                        p,
+                                        "a bulk transaction part changed while it was read"
+                                            .to_string(),
+                                    ));
+                                };
+                                replayed += index_events(&mut index, s, p, events)?;
+                            }
+                        }
+                        Body::Abort { txn, parts, events } => {
+                            if !open.take().is_some_and(|o| {
+                                o.txn == txn
+                                    && o.parts.len() == parts as usize
+                                    && o.events == events
+                            }) {
+                                return Err(here(format!("abort of bulk transaction {txn:016x} does not match the parts before it")));
+                            }
+                        }
                     }
                     pos += total;
                 }
@@ -354,6 +455,32 @@ fn recover_from(
             });
         }
     }
+    // A transaction the log ends in without its commit never counts: an
+    // abort frame after its parts says so for every later reader.
+    let mut dropped_txn = None;
+    if let Some(o) = open {
+        let (s, p) = o.parts[0];
+        dropped_txn = Some((s, p, o.events));
+        if apply {
+            let mut f = Vec::with_capacity(64);
+            encode_frame(
+                &end_body(false, o.txn, o.parts.len() as u32, o.events),
+                &mut f,
+            );
+            let path = segment_path(&seg_dir, last);
+            disk.open(&path)
+                .and_then(|file| {
+                    file.write_all_at(&f, end_offset)?;
+                    file.sync()
+                })
+                .map_err(StoreError::io(format!(
+                    "writing the abort of an uncommitted bulk transaction to {}",
+                    path.display()
+                )))?;
+            tail_crc.update(&f);
+            end_offset += f.len() as u64;
+        }
+    }
     Ok(Recovered {
         index,
         store_id,
@@ -363,5 +490,6 @@ fn recover_from(
         truncated,
         sealed,
         tail_crc,
+        dropped_txn,
     })
 }

@@ -21,6 +21,20 @@ const SEGMENT_MAGIC: [u8; 8] = *b"BPKSEG02";
 const SEGMENT_MAGIC_V1: [u8; 8] = *b"BPKSEG01";
 /// Body tag of a batch frame.
 pub(crate) const TAG_BATCH: u8 = 1;
+/// Body tag of one part of a bulk transaction: `[2][count u32][txn u64]
+/// [part u32]` then events as in a batch. Its events count only once the
+/// transaction's commit frame follows.
+pub(crate) const TAG_TXN_PART: u8 = 2;
+/// Body tag of a bulk transaction's commit: `[3][txn u64][parts u32]
+/// [events u64]`. Written after every part is durable.
+pub(crate) const TAG_TXN_COMMIT: u8 = 3;
+/// Body tag of a bulk transaction's abort: `[4][txn u64][parts u32]
+/// [events u64]`: the parts before it are dead (never read as events).
+pub(crate) const TAG_TXN_ABORT: u8 = 4;
+/// Bytes of a part body before its events.
+pub(crate) const PART_PREFIX: usize = 1 + 4 + 8 + 4;
+/// Bytes of a commit or abort body.
+pub(crate) const END_BODY: usize = 1 + 8 + 4 + 8;
 
 /// Path of segment `n` in `dir`.
 pub(crate) fn segment_path(dir: &Path, n: u32) -> PathBuf {
@@ -120,14 +134,72 @@ impl RawEvent<'_> {
     }
 }
 
+/// What a frame body holds.
+pub(crate) enum Body<'a> {
+    /// A batch: events that count as soon as the frame is intact.
+    Batch(Vec<RawEvent<'a>>),
+    /// Part `part` (from 0) of bulk transaction `txn`.
+    Part {
+        txn: u64,
+        part: u32,
+        events: Vec<RawEvent<'a>>,
+    },
+    /// Transaction `txn` of `parts` parts and `events` events is committed.
+    Commit { txn: u64, parts: u32, events: u64 },
+    /// Transaction `txn` is abandoned: its parts never count.
+    Abort { txn: u64, parts: u32, events: u64 },
+}
+
+/// Decodes a frame body of any kind.
+pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, String> {
+    let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
+    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    match body.first() {
+        Some(&TAG_BATCH) => decode_batch(body).map(Body::Batch),
+        Some(&TAG_TXN_PART) if body.len() >= PART_PREFIX => Ok(Body::Part {
+            txn: u64_at(5),
+            part: u32_at(13),
+            events: decode_events(body, PART_PREFIX)?,
+        }),
+        Some(&t @ (TAG_TXN_COMMIT | TAG_TXN_ABORT)) if body.len() == END_BODY => {
+            let (txn, parts, events) = (u64_at(1), u32_at(9), u64_at(13));
+            Ok(if t == TAG_TXN_COMMIT {
+                Body::Commit { txn, parts, events }
+            } else {
+                Body::Abort { txn, parts, events }
+            })
+        }
+        _ => Err("frame body is not a batch, transaction part, commit or abort".into()),
+    }
+}
+
+/// The body of a commit (`commit`) or abort frame.
+pub(crate) fn end_body(commit: bool, txn: u64, parts: u32, events: u64) -> [u8; END_BODY] {
+    let mut b = [0u8; END_BODY];
+    b[0] = if commit {
+        TAG_TXN_COMMIT
+    } else {
+        TAG_TXN_ABORT
+    };
+    b[1..9].copy_from_slice(&txn.to_le_bytes());
+    b[9..13].copy_from_slice(&parts.to_le_bytes());
+    b[13..21].copy_from_slice(&events.to_le_bytes());
+    b
+}
+
 /// Walks the events of a batch body.
 pub(crate) fn decode_batch(body: &[u8]) -> Result<Vec<RawEvent<'_>>, String> {
     if body.len() < 5 || body[0] != TAG_BATCH {
         return Err("frame body is not a batch".into());
     }
+    decode_events(body, 5)
+}
+
+/// Walks the events of a batch or part body whose events start at `pos`
+/// (the count is at offset 1 in both).
+fn decode_events(body: &[u8], mut pos: usize) -> Result<Vec<RawEvent<'_>>, String> {
     let count = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes")) as usize;
     let mut out = Vec::with_capacity(count.min(1 << 16));
-    let mut pos = 5;
     for i in 0..count {
         let ev = decode_event_at(body, pos).map_err(|e| format!("event {i} of batch: {e}"))?;
         pos += ev.encoded_len();

@@ -18,7 +18,7 @@ use super::durability::Durability;
 use super::frame::{begin_frame, finish_frame, FRAME_HEADER, MAX_FRAME_BODY};
 use super::index::{FastMap, CHECKPOINT_KIND};
 use super::read_path::ReadPath;
-use super::segment::{push_event, TAG_BATCH};
+use super::segment::{push_event, PART_PREFIX, TAG_BATCH, TAG_TXN_PART};
 use super::{AppendOptions, Checkpoint, StoreError, Wait};
 use crate::event::{hash_encoded, now_us, ChainLink, EventHeader, EventId, Proposal, Receipt};
 use parking_lot::{Condvar, Mutex};
@@ -136,7 +136,10 @@ pub(crate) struct Sequencer {
     pub draining: bool,
     /// The flusher thread was asked to drain the queue.
     pub flush_asked: bool,
-    next_seq: u64,
+    /// A bulk transaction is open (`bulk.rs`): it holds the drain role, and
+    /// every other append waits on `Core::bulk_cv` until it ends.
+    pub bulk_open: bool,
+    pub(crate) next_seq: u64,
     last_ts: u64,
     id_seed: u64,
     id_counter: u64,
@@ -181,6 +184,7 @@ impl Sequencer {
             capacity: capacity.max(1),
             draining: false,
             flush_asked: false,
+            bulk_open: false,
             next_seq: last + 1,
             last_ts: 0,
             id_seed: u64::from_le_bytes(seed),
@@ -192,6 +196,19 @@ impl Sequencer {
             hbuf: Vec::with_capacity(256),
             undo: Vec::new(),
         }
+    }
+
+    /// Forgets what an abandoned bulk transaction sequenced from sequence
+    /// `first` on: the next event gets `first` again. Chain heads are a
+    /// cache of the index (which never saw the transaction), so they are
+    /// dropped and reloaded.
+    pub fn rewind(&mut self, first: u64) {
+        self.next_seq = first;
+        self.heads.clear();
+        self.pending.retain(|_, p| p.receipt.sequence < first);
+        self.pending_keys.retain(|_, r| r.sequence < first);
+        self.queue.clear();
+        self.undo.clear();
     }
 
     /// Stops accepting batches; true the first time.
@@ -213,6 +230,8 @@ pub(crate) struct Appender<'a> {
     /// (`Core::drain`; passed in so that this module does not depend on
     /// the writer's).
     pub drain: &'a dyn Fn(bool),
+    /// Signalled (with the `seq` lock) when a bulk transaction ends.
+    pub bulk_cv: &'a Condvar,
 }
 
 /// What an appender does about the queue after adding its frame.
@@ -255,6 +274,11 @@ impl Appender<'_> {
             .wait_durable()
             .then(|| super::durability::DurableAppend::enter(self.dur()));
         let mut seq = self.seq.lock();
+        // A bulk transaction owns the log until it commits or aborts: this
+        // append goes after it (bulk.rs).
+        while seq.bulk_open {
+            self.bulk_cv.wait(&mut seq);
+        }
         if let Some(p) = &self.dur().state.lock().poisoned {
             return Err(self.dur().failure(p));
         }
@@ -387,6 +411,75 @@ impl Appender<'_> {
 
     fn dur(&self) -> &Durability {
         self.dur
+    }
+
+    /// Sequences `proposals` (validated by the caller) as part `part` of
+    /// bulk transaction `txn`: one part frame encoded into the queue, which
+    /// the caller (holding the drain role and the bulk flag) writes without
+    /// publishing. Returns the receipts and how many events the frame holds
+    /// (0: all deduplicated, no frame). A refused part leaves no trace.
+    pub fn sequence_part(
+        &self,
+        seq: &mut Sequencer,
+        proposals: Vec<Proposal>,
+        txn: u64,
+        part: u32,
+    ) -> Result<(Vec<Receipt>, usize), StoreError> {
+        let n = proposals.len();
+        let payload_bytes: usize = proposals.iter().map(|p| p.payload.len() + 256).sum();
+        if payload_bytes > MAX_FRAME_BODY {
+            return Err(StoreError::BadBatch(format!(
+                "bulk part of {n} events is about {payload_bytes} bytes; one part holds at most {MAX_FRAME_BODY} bytes — append it in smaller parts"
+            )));
+        }
+        let mut receipts: Vec<Receipt> = Vec::with_capacity(n);
+        let fstart = seq.queue.bytes.len();
+        let ev0 = seq.queue.events.len();
+        seq.queue
+            .bytes
+            .reserve(payload_bytes + FRAME_HEADER + PART_PREFIX);
+        begin_frame(&mut seq.queue.bytes);
+        seq.queue.bytes.push(TAG_TXN_PART);
+        seq.queue.bytes.extend_from_slice(&0u32.to_le_bytes());
+        seq.queue.bytes.extend_from_slice(&txn.to_le_bytes());
+        seq.queue.bytes.extend_from_slice(&part.to_le_bytes());
+        let first = seq.next_seq;
+        let ts = now_us().max(seq.last_ts);
+        let mut max_dedup_seq = 0u64;
+        self.prefetch_heads(seq, &proposals)?;
+        let items = proposals.into_iter().map(|p| (p, true));
+        let r = self.sequence_items(seq, items, n, ts, &mut receipts, &mut max_dedup_seq);
+        let r = r.and_then(|()| {
+            let body = seq.queue.bytes.len() - fstart - FRAME_HEADER;
+            if body > MAX_FRAME_BODY {
+                Err(StoreError::BadBatch(format!(
+                    "bulk part encodes to {body} bytes; one part holds at most {MAX_FRAME_BODY} bytes — append it in smaller parts"
+                )))
+            } else {
+                Ok(())
+            }
+        });
+        let added = seq.queue.events.len() - ev0;
+        if let Err(e) = r {
+            undo_batch(seq);
+            seq.queue.bytes.truncate(fstart);
+            seq.queue.events.truncate(ev0);
+            return Err(e);
+        }
+        seq.undo.clear();
+        if added == 0 {
+            seq.queue.bytes.truncate(fstart);
+            return Ok((receipts, 0));
+        }
+        let q = &mut seq.queue;
+        q.bytes[fstart + FRAME_HEADER + 1..fstart + FRAME_HEADER + 5]
+            .copy_from_slice(&(added as u32).to_le_bytes());
+        finish_frame(&mut q.bytes, fstart);
+        let ends = (q.bytes.len(), q.events.len());
+        q.frames.push(ends);
+        seq.next_seq = first + added as u64;
+        seq.last_ts = ts;
+        Ok((receipts, added))
     }
 
     /// Sequences and encodes `items` (proposals, flagged `true`, then the

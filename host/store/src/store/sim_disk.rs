@@ -22,6 +22,8 @@ pub enum SimOp {
     Rename,
     /// [`Disk::sync_dir`].
     SyncDir,
+    /// [`DiskFile::read_exact_at`] (nothing is read).
+    Read,
 }
 
 /// The error an injected fault returns.
@@ -208,6 +210,9 @@ impl DiskFile for SimFile {
     }
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.alive()?;
+        if let Some(e) = self.disk.world.lock().trips(SimOp::Read) {
+            return Err(e.to_io());
+        }
         let n = self.node.lock();
         let start = offset as usize;
         let src = n

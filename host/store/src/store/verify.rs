@@ -8,7 +8,8 @@ use super::frame::{decode_frame, FRAME_HEADER, FRAME_MAGIC};
 use super::index::Index;
 use super::recovery::recover;
 use super::segment::{
-    check_segment_header, decode_batch, decode_header, list_segments, segment_path, SEGMENT_HEADER,
+    check_segment_header, decode_body, decode_header, list_segments, segment_path, Body,
+    SEGMENT_HEADER, TAG_TXN_COMMIT,
 };
 use super::StoreError;
 use std::path::Path;
@@ -29,6 +30,42 @@ pub struct VerifyReport {
     /// `(segment, offset, bytes)` of a torn, never acknowledged tail that
     /// opening would cut off (and report). Not damage: the policy allows it.
     pub tail_to_cut: Option<(u32, u64, u64)>,
+    /// `(segment, offset, events)` of a bulk transaction the log ends in
+    /// without its commit: opening drops it (writes its abort) and reports
+    /// it. Not damage: the process appending it stopped before committing.
+    pub uncommitted_to_drop: Option<(u32, u64, u64)>,
+}
+
+/// The ids of the bulk transactions whose commit frame is in the log,
+/// found by walking frame headers (the commit frames themselves are
+/// checked whole by the main pass).
+fn committed_txns(
+    disk: &dyn Disk,
+    seg_dir: &Path,
+    segments: &[u32],
+) -> std::collections::HashSet<u64> {
+    let mut out = std::collections::HashSet::new();
+    for &n in segments {
+        let Ok(f) = disk.open(&segment_path(seg_dir, n)) else {
+            continue;
+        };
+        let Ok(len) = f.len() else { continue };
+        let mut at = SEGMENT_HEADER;
+        let mut head = [0u8; FRAME_HEADER + 9];
+        while at + head.len() as u64 <= len && f.read_exact_at(&mut head, at).is_ok() {
+            if head[..4] != FRAME_MAGIC {
+                break;
+            }
+            let blen = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as u64;
+            if head[FRAME_HEADER] == TAG_TXN_COMMIT {
+                out.insert(u64::from_le_bytes(
+                    head[FRAME_HEADER + 1..].try_into().expect("8 bytes"),
+                ));
+            }
+            at += FRAME_HEADER as u64 + blen;
+        }
+    }
+    out
 }
 
 impl VerifyReport {
@@ -56,11 +93,13 @@ pub(crate) fn verify_dir(
     match recover(disk, dir, false) {
         Ok(r) => {
             rep.tail_to_cut = r.truncated;
+            rep.uncommitted_to_drop = r.dropped_txn;
             cut_at = r.truncated.map(|(s, o, _)| (s, o));
         }
         Err(e) => rep.open_error = Some(e.to_string()),
     }
     let segments = list_segments(disk, &seg_dir)?;
+    let committed = committed_txns(disk, &seg_dir, &segments);
     let mut heads: HashMap<String, (u64, ChainLink)> = HashMap::new();
     let mut ids: HashSet<EventId> = HashSet::new();
     let mut next_seq = 1u64;
@@ -114,8 +153,15 @@ pub(crate) fn verify_dir(
             };
             rep.frames += 1;
             let body_start = pos + FRAME_HEADER;
-            let events = match decode_batch(body) {
-                Ok(e) => e,
+            let events = match decode_body(body) {
+                Ok(Body::Batch(e)) => e,
+                // A committed transaction's events count like a batch's;
+                // an aborted or uncommitted one's never do.
+                Ok(Body::Part { txn, events, .. }) if committed.contains(&txn) => events,
+                Ok(_) => {
+                    pos += total;
+                    continue;
+                }
                 Err(e) => {
                     rep.problems
                         .push(format!("segment {n:08} offset {pos}: {e}"));

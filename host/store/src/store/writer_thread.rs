@@ -160,23 +160,31 @@ impl Writer {
         drop(st);
         unpark_all(waiters);
         if ok {
+            // Both failures leave the log intact; `Store::close` returns the
+            // first (the next open rebuilds what is missing).
+            let mut failed = None;
             if let Err(e) = dur.mark.record(pos).and_then(|_| dur.mark.sync()) {
-                eprintln!("batpak: recording the durable marker on close failed (the log is unaffected): {e}");
+                failed = Some(StoreError::Io {
+                    context: "recording the durable marker on close (the log is unaffected)".into(),
+                    source: e,
+                });
             }
             if self.since_snapshot > 0 {
                 if let Err(e) = self.snapshot(core) {
-                    eprintln!(
-                        "batpak: index snapshot on close failed (the log is unaffected): {e}"
-                    );
+                    failed.get_or_insert(StoreError::Io {
+                        context: "writing the index snapshot on close (the log is unaffected; the next open rebuilds the index)".into(),
+                        source: std::io::Error::other(e.to_string()),
+                    });
                 }
             }
+            *core.close_error.lock() = failed;
         }
         dur.shut_down();
     }
 
     /// Refuses to write once the LOCK file is no longer ours (checked at
     /// most every 50 ms: one `stat`).
-    fn check_lock(&mut self, core: &Core) -> Result<(), String> {
+    pub(crate) fn check_lock(&mut self, core: &Core) -> Result<(), String> {
         let Some(lock) = &core.lock else {
             return Ok(());
         };
@@ -206,7 +214,7 @@ impl Writer {
         Ok(())
     }
 
-    fn rotate(&mut self, core: &Core) -> Result<(), StoreError> {
+    pub(crate) fn rotate(&mut self, core: &Core) -> Result<(), StoreError> {
         self.file.sync().map_err(StoreError::io(format!(
             "syncing segment {:08} before rotation",
             self.segment
@@ -247,6 +255,30 @@ impl Writer {
         self.segment = n;
         self.len = SEGMENT_HEADER;
         Ok(())
+    }
+
+    /// Writes whole frames `bytes` at the end of the log (rotating first
+    /// when they would overflow the active segment) without publishing
+    /// anything: a bulk transaction's parts, commit or abort (`bulk.rs`).
+    /// Returns where they start.
+    pub(crate) fn write_unpublished(
+        &mut self,
+        core: &Core,
+        bytes: &[u8],
+    ) -> Result<(u32, u64), StoreError> {
+        if self.len + bytes.len() as u64 > core.options.segment_size && self.len > SEGMENT_HEADER {
+            self.rotate(core)?;
+        }
+        let at = self.len;
+        self.file
+            .write_all_at(bytes, at)
+            .map_err(StoreError::io(format!(
+                "writing segment {:08}",
+                self.segment
+            )))?;
+        self.crc.update(bytes);
+        self.len += bytes.len() as u64;
+        Ok((self.segment, at))
     }
 
     /// Writes the queued frames (one write per segment they land in) and
