@@ -64,6 +64,8 @@ fn deadline_of(op: &Op) -> (Duration, &'static str) {
         Op::Resume { .. } => (LOAD_DEADLINE, "the resume"),
         Op::ParkedReplay { .. } => (LOAD_DEADLINE, "the parked replay"),
         Op::Append { .. } => (BULK_DEADLINE, "the append"),
+        Op::BulkPart { .. } => (BULK_DEADLINE, "a part of the bulk append"),
+        Op::BulkCommit => (BULK_DEADLINE, "the bulk append's commit"),
         Op::Verify => (BULK_DEADLINE, "the verify"),
         Op::Read(q) => (
             QUICK_DEADLINE + Duration::from_millis(q.wait_ms),
