@@ -524,7 +524,7 @@ fn http_follow_ends_with_an_error_line_and_no_clean_end_when_a_read_fails() {
             "s",
             "--kind",
             "damaged.one",
-            "--payload",
+            "--payload-text",
             "DAMAGE-THIS-PAYLOAD",
         ],
     );
