@@ -10,6 +10,7 @@ mod guest_units;
 mod hot_swap;
 mod integrity;
 mod languages;
+mod plugin_budgets;
 mod runtime_cache;
 mod runtime_crash;
 mod runtime_flow;

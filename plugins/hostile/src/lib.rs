@@ -19,6 +19,9 @@
 //! | `bad-source` | propose `hostile.ok` with a `source` index outside the batch |
 //! | `random`     | emit `hostile.ok` whose payload is `{"r": N}`, N drawn from WASI randomness |
 //! | `raise`      | write a six-line traceback to stderr, then trap (the way a Python or JS guest dies) |
+//! | `error-huge` | return a `react-error` naming this event whose message is 8 MiB |
+//! | `log-huge`   | log one 32 MiB line, then act as `ok`                       |
+//! | `log-many`   | log 200,000 lines of 1 KiB, then act as `ok`                |
 //!
 //! Anything else (or an unreadable payload) is a `react-error` for that event.
 //! Config `{"fail_init": true}` makes `init` fail.
@@ -107,6 +110,22 @@ fn handle(event: &EventRef<'_>, batch: &Batch, out: &mut Output) -> Result<(), R
             std::process::abort()
         }
         "error" => return Err(ReactError::at(event, "hostile: error requested")),
+        "error-huge" => {
+            let mut message = String::from("hostile: huge error ");
+            message.push_str(&"e".repeat(8 << 20));
+            return Err(ReactError::at(event, message));
+        }
+        "log-huge" => {
+            batpak_guest::log::info(&"l".repeat(32 << 20));
+            out.emit(event, entity, scope, OK, event.payload());
+        }
+        "log-many" => {
+            let line = "m".repeat(1 << 10);
+            for _ in 0..200_000 {
+                batpak_guest::log::info(&line);
+            }
+            out.emit(event, entity, scope, OK, event.payload());
+        }
         "huge" => {
             out.emit(event, entity, scope, OK, vec![b'x'; 64 << 20]);
         }
