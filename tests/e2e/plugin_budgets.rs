@@ -182,6 +182,96 @@ fn proposals_sharing_one_huge_name_are_refused_before_the_host_copies_them() {
     host_ok(&data, &["verify"]);
 }
 
+const PASSTHROUGH_V1_WAT: &str =
+    include_str!("../../plugins/fixtures/passthrough-wat-0.1.0.wat");
+
+/// The hand-written `@0.1.0` pass-through (plugins/fixtures) whose `react`
+/// returns 10,000 proposals whose entity strings all point at one
+/// `SHARED_NAME`-byte range of its memory: wasmtime lifts a `list<proposal>`
+/// itself, copying every string.
+fn amplifier_v1_wat() -> String {
+    let react = format!(
+        r#"(func (export "react") (param $b i32) (result i32)
+      (local $k i32) (local $r i32)
+      (if (i32.lt_u (memory.size) (i32.const 640))
+        (then (drop (memory.grow (i32.sub (i32.const 640) (memory.size))))))
+      ;; the shared name at 32 MiB, the records at 16 MiB
+      (memory.fill (i32.const 0x2000000) (i32.const 101) (i32.const {SHARED_NAME}))
+      (block $done (loop $next
+        (br_if $done (i32.ge_u (local.get $k) (i32.const 10000)))
+        (local.set $r (i32.add (i32.const 0x1000000) (i32.mul (local.get $k) (i32.const 64))))
+        (i32.store (local.get $r) (i32.const 0))
+        (i32.store offset=4 (local.get $r) (i32.const 0x2000000))
+        (i32.store offset=8 (local.get $r) (i32.const {SHARED_NAME}))
+        (i32.store offset=12 (local.get $r) (i32.const 1072))
+        (i32.store offset=16 (local.get $r) (i32.const 9))
+        (i32.store offset=20 (local.get $r) (i32.const 1072))
+        (i32.store offset=24 (local.get $r) (i32.const 9))
+        (i32.store offset=28 (local.get $r) (i32.const 0))
+        (i32.store offset=32 (local.get $r) (i32.const 0))
+        (i32.store8 offset=40 (local.get $r) (i32.const 0))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br $next)))
+      (i32.store8 (i32.const 3072) (i32.const 0))
+      (i32.store (i32.const 3076) (i32.const 0x1000000))
+      (i32.store (i32.const 3080) (i32.const 10000))
+      (i32.const 3072))
+    "#
+    );
+    let start = PASSTHROUGH_V1_WAT
+        .find(r#"(func (export "react")"#)
+        .expect("fixture has react");
+    let end = PASSTHROUGH_V1_WAT
+        .find(r#"(func (export "reset")"#)
+        .expect("fixture has reset");
+    format!(
+        "{}{react}{}",
+        &PASSTHROUGH_V1_WAT[..start],
+        &PASSTHROUGH_V1_WAT[end..]
+    )
+}
+
+/// The `@0.1.0` path of finding 1: there wasmtime lifts the proposals
+/// itself, and what bounds its copies is its per-lift budget
+/// (`MAX_LIFT_BYTES`, 128 MiB, every string counted each time it is
+/// lifted), which the host now sets explicitly. 10,000 × 128 KiB of names
+/// passes it: the call fails before the host holds more, the event is
+/// parked, the host stays bounded and survives a restart.
+#[test]
+fn v1_proposals_sharing_one_huge_name_stop_at_the_lift_budget() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let wat = write_file(dir.path(), "amplifier-v1.wat", &amplifier_v1_wat());
+    append(
+        &data,
+        &[json!({"entity": "b:1", "scope": "lab", "kind": "bench.in", "payload": {}})],
+    );
+    let args = [
+        "run",
+        "--until-idle",
+        "--memory-mb",
+        "64",
+        "--attempts",
+        "2",
+        "--backoff-ms",
+        "1",
+        wat.to_str().unwrap(),
+    ];
+    let m = run_measured(&data, &args, Duration::from_secs(120));
+    assert_bounded(&m, "0.1.0 amplifier");
+    let p = parked(&data, "passthrough-wat");
+    assert_eq!(p.len(), 1, "the event is parked: {p:?}\n{}", tail(&m.stderr));
+    let cause = p[0]["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("too much data is being copied between the host and the guest"),
+        "the park record names the lift limit: {cause:.400}"
+    );
+    assert!(events_of(&data, "bench.out").is_empty());
+    let again = run_measured(&data, &args, Duration::from_secs(120));
+    assert_bounded(&again, "0.1.0 amplifier, restarted");
+    assert_eq!(parked(&data, "passthrough-wat").len(), 1);
+}
+
 fn hostile_args(hostile: &Path) -> Vec<String> {
     [
         "run",

@@ -9,25 +9,24 @@
 pub const MAX_GUEST_ERROR_BYTES: usize = 4096;
 
 /// `text` cut to at most `max` bytes on a character boundary, followed by
-/// `… (N bytes cut)` when anything was cut. Reuses `text`'s allocation.
-pub(crate) fn clip_text(mut text: String, max: usize) -> String {
+/// `… (N bytes cut)` when anything was cut; only the kept part is copied.
+pub(crate) fn clip_str(text: &str, max: usize) -> String {
     if text.len() <= max {
-        return text;
+        return text.to_string();
     }
     let mut end = max;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    let cut = text.len() - end;
-    text.truncate(end);
-    text.push_str(&format!("… ({cut} bytes cut)"));
-    text.shrink_to_fit();
-    text
+    format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
 }
 
 /// A guest's error message, bounded (see [`MAX_GUEST_ERROR_BYTES`]).
 pub(crate) fn clip_guest_error(message: String) -> String {
-    clip_text(message, MAX_GUEST_ERROR_BYTES)
+    if message.len() <= MAX_GUEST_ERROR_BYTES {
+        return message;
+    }
+    clip_str(&message, MAX_GUEST_ERROR_BYTES)
 }
 
 #[cfg(test)]
@@ -48,6 +47,6 @@ mod tests {
         )));
         // A multi-byte character across the limit is not split.
         let s = format!("{}é", "a".repeat(9));
-        assert_eq!(clip_text(s, 10), "aaaaaaaaa… (2 bytes cut)");
+        assert_eq!(clip_str(&s, 10), "aaaaaaaaa… (2 bytes cut)");
     }
 }

@@ -101,7 +101,7 @@ pub use load_error::LoadError;
 pub use log::{log, set_log_sink, LogLevel, LogSink};
 pub use parking::{parked_events, request_replay, FailurePolicy, ParkedEvent, ParkedSet};
 pub use plugin::Plugin;
-pub use prepare::{PluginSettings, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT};
+pub use prepare::{PluginSettings, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, MAX_LIFT_BYTES};
 pub use random::RandomSource;
 pub use reaction::{Reaction, ReactionCause, ReactionVerdict};
 pub use reactor::Reactor;
