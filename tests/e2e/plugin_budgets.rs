@@ -375,3 +375,28 @@ fn log_floods_are_cut_and_counted() {
         m.stderr.len()
     );
 }
+
+/// `read-entity` returns at most 16 MiB of payload per call (at least one
+/// event): 5 events of 6 MiB come back 2 per call, and the SDK's iterator,
+/// which reads on until an empty page, still sees all 5. Before, one call
+/// returned all 5 (up to 1024 × 16 MiB = 16 GiB for one call).
+#[test]
+fn read_entity_returns_at_most_16_mib_per_call() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let big = "b".repeat(6 << 20);
+    let mut events: Vec<Value> = (0..5)
+        .map(|_| json!({"entity": "big", "scope": "lab", "kind": "big.blob", "payload": {"x": big}}))
+        .collect();
+    events.push(
+        json!({"entity": "h:1", "scope": "lab", "kind": "hostile.cmd", "payload": {"do": "read-big"}}),
+    );
+    append(&data, &events);
+    let args = hostile_args(&plugin("hostile"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let m = run_measured(&data, &args, Duration::from_secs(120));
+    assert_bounded(&m, "read-entity");
+    let ok = events_of(&data, "hostile.ok");
+    assert_eq!(ok.len(), 1, "{}", tail(&m.stderr));
+    assert_eq!(ok[0]["payload"], json!({"page": 2, "all": 5}));
+}

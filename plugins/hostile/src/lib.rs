@@ -22,6 +22,7 @@
 //! | `error-huge` | return a `react-error` naming this event whose message is 8 MiB |
 //! | `log-huge`   | log one 32 MiB line, then act as `ok`                       |
 //! | `log-many`   | log 200,000 lines of 1 KiB, then act as `ok`                |
+//! | `read-big`   | read entity `big` with `read-entity` (one page of up to 1024, then all of it) and emit `hostile.ok` with `{"page": N, "all": M}` |
 //!
 //! Anything else (or an unreadable payload) is a `react-error` for that event.
 //! Config `{"fail_init": true}` makes `init` fail.
@@ -118,6 +119,17 @@ fn handle(event: &EventRef<'_>, batch: &Batch, out: &mut Output) -> Result<(), R
         "log-huge" => {
             batpak_guest::log::info(&"l".repeat(32 << 20));
             out.emit(event, entity, scope, OK, event.payload());
+        }
+        "read-big" => {
+            let page = batpak_guest::host::read_entity("big", 0, 1024).len();
+            let all = batpak_guest::host::entity_events("big", 0).count();
+            out.emit(
+                event,
+                entity,
+                scope,
+                OK,
+                format!("{{\"page\":{page},\"all\":{all}}}").into_bytes(),
+            );
         }
         "log-many" => {
             let line = "m".repeat(1 << 10);
