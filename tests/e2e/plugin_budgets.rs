@@ -34,6 +34,8 @@ struct Measured {
 
 /// Runs `batpak-host --data <data> <args>` to completion (at most `limit`)
 /// and reads its peak RSS from the kernel when it is reaped.
+// The child is reaped by `wait4` (which returns its rusage), not `wait`.
+#[allow(clippy::zombie_processes)]
 fn run_measured(data: &Path, args: &[&str], limit: Duration) -> Measured {
     let mut child = Command::new(bin())
         .arg("--data")
@@ -78,7 +80,12 @@ fn run_measured(data: &Path, args: &[&str], limit: Duration) -> Measured {
 }
 
 fn assert_bounded(m: &Measured, what: &str) {
-    assert_eq!(m.code, Some(0), "{what}: the host must exit normally\n{}", tail(&m.stderr));
+    assert_eq!(
+        m.code,
+        Some(0),
+        "{what}: the host must exit normally\n{}",
+        tail(&m.stderr)
+    );
     assert!(
         m.peak_kib < PEAK_RSS_LIMIT_KIB,
         "{what}: peak RSS {} MB is over the {} MB bound",
@@ -160,7 +167,12 @@ fn proposals_sharing_one_huge_name_are_refused_before_the_host_copies_them() {
     let m = run_measured(&data, &args, Duration::from_secs(120));
     assert_bounded(&m, "amplifier");
     let p = parked(&data, "null");
-    assert_eq!(p.len(), 1, "the event is parked: {p:?}\n{}", tail(&m.stderr));
+    assert_eq!(
+        p.len(),
+        1,
+        "the event is parked: {p:?}\n{}",
+        tail(&m.stderr)
+    );
     assert_eq!(p[0]["failure"], "malformed-output", "{}", p[0]);
     let cause = p[0]["cause"].as_str().unwrap();
     assert!(
@@ -182,8 +194,7 @@ fn proposals_sharing_one_huge_name_are_refused_before_the_host_copies_them() {
     host_ok(&data, &["verify"]);
 }
 
-const PASSTHROUGH_V1_WAT: &str =
-    include_str!("../../plugins/fixtures/passthrough-wat-0.1.0.wat");
+const PASSTHROUGH_V1_WAT: &str = include_str!("../../plugins/fixtures/passthrough-wat-0.1.0.wat");
 
 /// The hand-written `@0.1.0` pass-through (plugins/fixtures) whose `react`
 /// returns 10,000 proposals whose entity strings all point at one
@@ -260,7 +271,12 @@ fn v1_proposals_sharing_one_huge_name_stop_at_the_lift_budget() {
     let m = run_measured(&data, &args, Duration::from_secs(120));
     assert_bounded(&m, "0.1.0 amplifier");
     let p = parked(&data, "passthrough-wat");
-    assert_eq!(p.len(), 1, "the event is parked: {p:?}\n{}", tail(&m.stderr));
+    assert_eq!(
+        p.len(),
+        1,
+        "the event is parked: {p:?}\n{}",
+        tail(&m.stderr)
+    );
     let cause = p[0]["cause"].as_str().unwrap();
     assert!(
         cause.contains("too much data is being copied between the host and the guest"),
@@ -298,7 +314,9 @@ fn a_huge_react_error_is_cut_before_it_is_parked() {
     let data = dir.path().join("data");
     append(
         &data,
-        &[json!({"entity": "h:1", "scope": "lab", "kind": "hostile.cmd", "payload": {"do": "error-huge"}})],
+        &[
+            json!({"entity": "h:1", "scope": "lab", "kind": "hostile.cmd", "payload": {"do": "error-huge"}}),
+        ],
     );
     let args = hostile_args(&plugin("hostile"));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -325,7 +343,11 @@ fn a_huge_react_error_is_cut_before_it_is_parked() {
         .into_iter()
         .find(|e| e["id"] == p[0]["parked"])
         .expect("the park record");
-    assert!(rec.to_string().len() < 16 << 10, "park record is {} bytes", rec.to_string().len());
+    assert!(
+        rec.to_string().len() < 16 << 10,
+        "park record is {} bytes",
+        rec.to_string().len()
+    );
 
     let again = run_measured(&data, &args, Duration::from_secs(120));
     assert_bounded(&again, "huge react-error, restarted");
@@ -386,7 +408,9 @@ fn read_entity_returns_at_most_16_mib_per_call() {
     let data = dir.path().join("data");
     let big = "b".repeat(6 << 20);
     let mut events: Vec<Value> = (0..5)
-        .map(|_| json!({"entity": "big", "scope": "lab", "kind": "big.blob", "payload": {"x": big}}))
+        .map(
+            |_| json!({"entity": "big", "scope": "lab", "kind": "big.blob", "payload": {"x": big}}),
+        )
         .collect();
     events.push(
         json!({"entity": "h:1", "scope": "lab", "kind": "hostile.cmd", "payload": {"do": "read-big"}}),
