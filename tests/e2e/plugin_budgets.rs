@@ -424,3 +424,69 @@ fn read_entity_returns_at_most_16_mib_per_call() {
     assert_eq!(ok.len(), 1, "{}", tail(&m.stderr));
     assert_eq!(ok[0]["payload"], json!({"page": 2, "all": 5}));
 }
+
+/// An `init` error message is cut to 4 KiB too, before the load error that
+/// carries it is printed (by `run`) or reported (by `inspect`).
+#[test]
+fn a_huge_init_error_is_cut_before_it_is_reported() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let p = plugin("hostile");
+    let cfg = write_file(
+        dir.path(),
+        "plugins.json",
+        r#"{"plugins": {"hostile": {"config": {"fail_init_bytes": 8388608}}}}"#,
+    );
+    let cut = (8 << 20) + "hostile: huge init error ".len() - 4096;
+    let m = run_measured(
+        &data,
+        &[
+            "run",
+            "--until-idle",
+            "--memory-mb",
+            "128",
+            "--plugin-config",
+            cfg.to_str().unwrap(),
+            p.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert_ne!(m.code, Some(0), "a failing init refuses the plugin");
+    assert!(m.peak_kib < PEAK_RSS_LIMIT_KIB, "peak {} KiB", m.peak_kib);
+    assert!(
+        m.stderr.contains("hostile: huge init error iii"),
+        "{}",
+        tail(&m.stderr)
+    );
+    assert!(
+        m.stderr.contains(&format!("… ({cut} bytes cut)")),
+        "{}",
+        tail(&m.stderr)
+    );
+    assert!(
+        m.stderr.len() < 64 << 10,
+        "stderr is {} bytes",
+        m.stderr.len()
+    );
+
+    let out = host(
+        &data,
+        &[
+            "inspect",
+            p.to_str().unwrap(),
+            "--memory-mb",
+            "128",
+            "--config",
+            r#"{"fail_init_bytes": 8388608}"#,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = v["init"]["error"].as_str().unwrap();
+    assert!(e.len() < 4096 + 64, "inspect reports {} bytes", e.len());
+    assert!(
+        e.ends_with(&format!("… ({cut} bytes cut)")),
+        "{}",
+        &e[e.len() - 60..]
+    );
+}

@@ -25,7 +25,8 @@
 //! | `read-big`   | read entity `big` with `read-entity` (one page of up to 1024, then all of it) and emit `hostile.ok` with `{"page": N, "all": M}` |
 //!
 //! Anything else (or an unreadable payload) is a `react-error` for that event.
-//! Config `{"fail_init": true}` makes `init` fail.
+//! Config `{"fail_init": true}` makes `init` fail; `{"fail_init_bytes": N}`
+//! makes it fail with an N-byte message.
 
 use batpak_guest::{Batch, Descriptor, EventRef, Output, Proposal, ReactError, Reactor};
 use serde::Deserialize;
@@ -37,6 +38,9 @@ const OK: &str = "hostile.ok";
 struct Config {
     #[serde(default)]
     fail_init: bool,
+    /// When not 0, `init` fails with a message this many bytes long.
+    #[serde(default)]
+    fail_init_bytes: usize,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +178,12 @@ impl Reactor for Hostile {
         let config: Config = batpak_guest::parse_config(config)?;
         if config.fail_init {
             return Err("hostile: init refused by config".to_owned());
+        }
+        if config.fail_init_bytes > 0 {
+            return Err(format!(
+                "hostile: huge init error {}",
+                "i".repeat(config.fail_init_bytes)
+            ));
         }
         Ok(Hostile)
     }
