@@ -354,14 +354,16 @@ impl Admission {
         }
     }
 
-    /// The `check` host import: the same decision, nothing appended.
+    /// The `check` host import: the same decision, nothing appended. Takes
+    /// the reaction by value: what a guest passes may be large (up to
+    /// `MAX_LIFT_BYTES`), so it is not copied again.
     pub(crate) fn dry_run(
         &self,
         store: &Store,
-        reaction: &Reaction,
+        reaction: Reaction,
         source: Option<&Event>,
     ) -> Option<Denial> {
-        let p = self.proposal(reaction.clone(), source, 0);
+        let p = self.proposal(reaction, source, 0);
         let ctx = ReactionContext {
             reactor: self.info.clone(),
             source: source.cloned(),

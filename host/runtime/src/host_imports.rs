@@ -118,7 +118,7 @@ impl PluginState {
             None
         };
         let reaction = reaction_from_wit(proposal);
-        match services.check(&reaction, source.as_ref()) {
+        match services.check_owned(reaction, source.as_ref()) {
             None => w::Verdict::Allowed,
             Some(d) => w::Verdict::Denied(w::Denial {
                 gate: d.gate,
