@@ -490,3 +490,33 @@ fn a_huge_init_error_is_cut_before_it_is_reported() {
         &e[e.len() - 60..]
     );
 }
+
+/// A 200 MiB log line is past the 128 MiB a guest may hand the host in one
+/// import call (`MAX_LIFT_BYTES`): the import fails before the host copies
+/// it, so the call fails and the event is parked naming the limit; the
+/// host's RSS is the guest's own memory plus a little.
+#[test]
+fn a_log_line_past_the_lift_budget_fails_the_call() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    append(
+        &data,
+        &[
+            json!({"entity": "h:1", "scope": "lab", "kind": "hostile.cmd", "payload": {"do": "log-200m"}}),
+        ],
+    );
+    let mut args = hostile_args(&plugin("hostile"));
+    let at = args.iter().position(|a| a == "128").expect("memory flag");
+    args[at] = "256".into();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let m = run_measured(&data, &args, Duration::from_secs(120));
+    assert_bounded(&m, "200 MiB log line");
+    let p = parked(&data, "hostile");
+    assert_eq!(p.len(), 1, "{p:?}\n{}", tail(&m.stderr));
+    let cause = p[0]["cause"].as_str().unwrap();
+    assert!(
+        cause.contains("too much data is being copied between the host and the guest"),
+        "{cause:.400}"
+    );
+    assert!(events_of(&data, "hostile.ok").is_empty());
+}

@@ -53,6 +53,11 @@ pub(crate) fn classify(
     }
     let head = match trap {
         Some(t) => t.to_string(),
+        // A host import that failed (e.g. past the lift budget) sits under
+        // the wasm backtrace context: name the failure itself.
+        None if err.downcast_ref::<wasmtime::WasmBacktrace>().is_some() => {
+            err.root_cause().to_string()
+        }
         None => err
             .chain()
             .next()

@@ -21,6 +21,7 @@
 //! | `raise`      | write a six-line traceback to stderr, then trap (the way a Python or JS guest dies) |
 //! | `error-huge` | return a `react-error` naming this event whose message is 8 MiB |
 //! | `log-huge`   | log one 32 MiB line, then act as `ok`                       |
+//! | `log-200m`   | log one 200 MiB line (past the host's 128 MiB lift budget)  |
 //! | `log-many`   | log 200,000 lines of 1 KiB, then act as `ok`                |
 //! | `read-big`   | read entity `big` with `read-entity` (one page of up to 1024, then all of it) and emit `hostile.ok` with `{"page": N, "all": M}` |
 //!
@@ -134,6 +135,10 @@ fn handle(event: &EventRef<'_>, batch: &Batch, out: &mut Output) -> Result<(), R
                 OK,
                 format!("{{\"page\":{page},\"all\":{all}}}").into_bytes(),
             );
+        }
+        "log-200m" => {
+            batpak_guest::log::info(&"l".repeat(200 << 20));
+            out.emit(event, entity, scope, OK, event.payload());
         }
         "log-many" => {
             let line = "m".repeat(1 << 10);
