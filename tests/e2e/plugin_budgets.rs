@@ -520,3 +520,53 @@ fn a_log_line_past_the_lift_budget_fails_the_call() {
     );
     assert!(events_of(&data, "hostile.ok").is_empty());
 }
+
+/// A trap's park cause names the wasm frames by the names in the plugin's
+/// own name section: a 1 MiB function name is cut to 256 bytes per frame,
+/// so the park record stays small.
+#[test]
+fn a_trap_in_a_function_with_a_huge_name_parks_a_small_record() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let name = "n".repeat(1 << 20);
+    let old = r#"(func (export "react") (param i32 i32) (result i32) (i32.const 3072))"#;
+    assert!(NULL_REACTOR_WAT.contains(old), "plugins/null-wat changed");
+    let wat = NULL_REACTOR_WAT.replacen(
+        old,
+        &format!(
+            r#"(func ${name} unreachable)
+    (func (export "react") (param i32 i32) (result i32) (call ${name}) (i32.const 3072))"#
+        ),
+        1,
+    );
+    let file = write_file(dir.path(), "long-name.wat", &wat);
+    append(
+        &data,
+        &[json!({"entity": "b:1", "scope": "lab", "kind": "bench.in", "payload": {}})],
+    );
+    let m = run_measured(
+        &data,
+        &[
+            "run",
+            "--until-idle",
+            "--attempts",
+            "1",
+            "--backoff-ms",
+            "1",
+            file.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert_bounded(&m, "trap in a long-named function");
+    let p = parked(&data, "null");
+    assert_eq!(p.len(), 1, "{p:?}\n{}", tail(&m.stderr));
+    assert_eq!(p[0]["failure"], "trap");
+    let cause = p[0]["cause"].as_str().unwrap();
+    assert!(cause.contains("nnnn"), "the frame is named: {cause:.300}");
+    assert!(cause.contains("bytes cut)"), "{cause:.600}");
+    assert!(
+        cause.len() < 8 << 10,
+        "the park cause is {} bytes",
+        cause.len()
+    );
+}
