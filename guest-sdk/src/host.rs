@@ -19,7 +19,8 @@ pub fn get_event(id: EventId) -> Option<StoredEvent> {
 
 /// Reads the events of `entity` whose entity-sequence is greater than
 /// `after`, oldest first, at most `max` of them (capped by the host at
-/// [`READ_ENTITY_MAX`]). Only committed events are visible: not the
+/// [`READ_ENTITY_MAX`], and at 16 MiB of payload per call: a shorter list
+/// is not the end, an empty one is). Only committed events are visible: not the
 /// proposals of the `react` call in progress.
 pub fn read_entity(entity: &str, after: u64, max: u32) -> Vec<StoredEvent> {
     imports::read_entity(entity, after, max)

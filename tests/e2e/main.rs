@@ -12,6 +12,7 @@ mod guest_units;
 mod hot_swap;
 mod integrity;
 mod languages;
+mod plugin_budgets;
 mod readme_examples;
 mod region_change_message;
 mod runtime_cache;

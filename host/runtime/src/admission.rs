@@ -78,6 +78,9 @@ pub struct CapabilityGate {
     reactor: String,
     declared: BTreeSet<String>,
     granted: BTreeSet<String>,
+    /// The operator's list as given (`None`: everything declared), for
+    /// denials that must name it.
+    grants: Option<Vec<String>>,
 }
 
 impl CapabilityGate {
@@ -97,12 +100,45 @@ impl CapabilityGate {
             reactor: reactor.to_string(),
             declared,
             granted,
+            grants: grants.map(<[String]>::to_vec),
         }
     }
 
     /// The kinds this reactor may actually emit.
     pub fn granted(&self) -> impl Iterator<Item = &str> {
         self.granted.iter().map(String::as_str)
+    }
+
+    /// Why declared `kind` is not granted, naming what the operator did
+    /// grant and the config key that fixes it.
+    fn not_granted(&self, kind: &str) -> String {
+        let r = &self.reactor;
+        let fix =
+            format!("add {kind:?} to plugins.{r}.grant_emits in the plugin config to allow it");
+        if !self.granted.is_empty() {
+            return format!(
+                "reactor {r} may not emit {kind:?}: the operator granted only {}; {fix}",
+                list(&self.granted)
+            );
+        }
+        // Nothing granted: say what the operator's list holds, since none
+        // of it is a kind this reactor declares.
+        let given = self.grants.as_deref().unwrap_or_default();
+        let given = if given.is_empty() {
+            "is empty".to_string()
+        } else {
+            format!(
+                "lists only {}, none of which it declares",
+                given
+                    .iter()
+                    .map(|k| format!("{:?}", clip(k, MAX_KIND_LEN)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        format!(
+            "reactor {r} may not emit {kind:?}: the operator granted it no kind (plugins.{r}.grant_emits {given}); {fix}"
+        )
     }
 }
 
@@ -135,12 +171,7 @@ impl Gate<ReactionContext> for CapabilityGate {
             return Err(Denial::new(
                 CAPABILITY_GATE,
                 "kind-not-granted",
-                format!(
-                    "reactor {} may not emit {kind:?}: the operator granted only {}; add it to plugins.{}.grant_emits in the plugin config to allow it",
-                    self.reactor,
-                    list(&self.granted),
-                    self.reactor
-                ),
+                self.not_granted(kind),
             ));
         }
         if let Err(e) = p.validate(false) {
@@ -323,14 +354,16 @@ impl Admission {
         }
     }
 
-    /// The `check` host import: the same decision, nothing appended.
+    /// The `check` host import: the same decision, nothing appended. Takes
+    /// the reaction by value: what a guest passes may be large (up to
+    /// `MAX_LIFT_BYTES`), so it is not copied again.
     pub(crate) fn dry_run(
         &self,
         store: &Store,
-        reaction: &Reaction,
+        reaction: Reaction,
         source: Option<&Event>,
     ) -> Option<Denial> {
-        let p = self.proposal(reaction.clone(), source, 0);
+        let p = self.proposal(reaction, source, 0);
         let ctx = ReactionContext {
             reactor: self.info.clone(),
             source: source.cloned(),
@@ -382,5 +415,43 @@ mod tests {
             "invalid-proposal"
         );
         assert_eq!(g.granted().collect::<Vec<_>>(), vec!["a.x"]);
+    }
+
+    /// A grant list naming only kinds the reactor does not declare (seen
+    /// with `grant_emits = ["bench.other"]`) used to be rendered as "the
+    /// operator granted only nothing".
+    #[test]
+    fn a_denial_names_what_the_operator_granted_even_when_nothing_applies() {
+        let emits = vec!["a.x".to_string(), "a.y".to_string()];
+        let c = Coordinate::new("e", "s").unwrap();
+        let p = |k: &str| Proposal::new(c.clone(), k, b"{}".to_vec());
+        let other = CapabilityGate::new("r", &emits, Some(&["bench.other".to_string()]));
+        let d = other.evaluate(&ctx(), &p("a.x")).unwrap_err();
+        assert_eq!(d.code, "kind-not-granted");
+        assert_eq!(
+            d.message,
+            "reactor r may not emit \"a.x\": the operator granted it no kind (plugins.r.grant_emits lists only \"bench.other\", none of which it declares); add \"a.x\" to plugins.r.grant_emits in the plugin config to allow it"
+        );
+        let none = CapabilityGate::new("r", &emits, Some(&[]));
+        let d = none.evaluate(&ctx(), &p("a.y")).unwrap_err();
+        assert!(
+            d.message
+                .contains("granted it no kind (plugins.r.grant_emits is empty)"),
+            "{}",
+            d.message
+        );
+        let some = CapabilityGate::new("r", &emits, Some(&["a.x".to_string()]));
+        let d = some.evaluate(&ctx(), &p("a.y")).unwrap_err();
+        assert!(
+            d.message.contains(
+                "the operator granted only \"a.x\"; add \"a.y\" to plugins.r.grant_emits"
+            ),
+            "{}",
+            d.message
+        );
+        for g in [&other, &none, &some] {
+            let m = g.evaluate(&ctx(), &p("a.y")).unwrap_err().message;
+            assert!(!m.contains("nothing"), "{m}");
+        }
     }
 }

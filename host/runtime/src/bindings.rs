@@ -3,6 +3,7 @@
 //! exports), with `describe` and `init` per version. `react` differs in
 //! shape between versions and is dispatched by the plugin itself.
 
+use super::guest_text::clip_guest_error;
 use super::plugin_state::PluginState;
 use super::wit::types as w;
 use super::wit::WitVersion;
@@ -54,15 +55,17 @@ impl Bindings {
         }
     }
 
-    /// Calls `init(config)`.
+    /// Calls `init(config)`; its error message comes back cut to
+    /// [`MAX_GUEST_ERROR_BYTES`](crate::MAX_GUEST_ERROR_BYTES).
     pub(crate) fn init(
         &self,
         store: &mut wasmtime::Store<PluginState>,
         config: &str,
     ) -> wasmtime::Result<Result<(), String>> {
-        match self {
+        let r = match self {
             Bindings::V1(b) => b.batpak_reactor_reactor().call_init(store, config),
             Bindings::V2(b) => b.batpak_reactor_reactor().call_init(store, config),
-        }
+        };
+        Ok(r?.map_err(clip_guest_error))
     }
 }

@@ -9,7 +9,7 @@
 use super::failure::{FailureKind, ReactFailure};
 use super::reaction::{Reaction, ReactionCause};
 use super::runner::{MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL};
-use batpak_store::{Coordinate, Event, EventId};
+use batpak_store::{Coordinate, Event, EventId, MAX_NAME_LEN};
 
 /// Bytes of the proposals header.
 pub(crate) const HEADER_LEN: usize = 8;
@@ -102,6 +102,15 @@ pub(crate) fn decode(
             }
             Ok((off as usize, (off + len) as usize))
         };
+    // A name is checked (length first, then UTF-8) before it is copied:
+    // records may all point at one large range, and only a name within the
+    // store's limit is ever copied, so one call makes the host keep at most
+    // MAX_NAME_LEN bytes per name (see `MAX_OUTPUT_HOST_BYTES`).
+    let too_long = |k: usize, len: usize, what: &str| -> ReactFailure {
+        malformed(format!(
+            "proposal {k}: its {what} is {len} bytes; the limit is {MAX_NAME_LEN} (MAX_NAME_LEN: an entity or scope name is at most {MAX_NAME_LEN} bytes)"
+        ))
+    };
     let name = |k: usize, bytes: &[u8], what: &str| -> Result<String, ReactFailure> {
         std::str::from_utf8(bytes)
             .map(str::to_string)
@@ -146,16 +155,25 @@ pub(crate) fn decode(
                 "more than {MAX_OUTPUT_BYTES} payload bytes (at proposal {k}); the limit is {MAX_OUTPUT_BYTES} per call"
             )));
         }
+        // Both names are checked before either is copied.
         let c = &src.header.coordinate;
-        let entity = if ee == es {
+        let entity = &buf[es..ee];
+        let scope = &buf[ss..se];
+        if entity.len() > MAX_NAME_LEN {
+            return Err(too_long(k, entity.len(), "entity"));
+        }
+        if scope.len() > MAX_NAME_LEN {
+            return Err(too_long(k, scope.len(), "scope"));
+        }
+        let entity = if entity.is_empty() {
             c.entity.clone()
         } else {
-            name(k, &buf[es..ee], "entity")?
+            name(k, entity, "entity")?
         };
-        let scope = if se == ss {
+        let scope = if scope.is_empty() {
             c.scope.clone()
         } else {
-            name(k, &buf[ss..se], "scope")?
+            name(k, scope, "scope")?
         };
         let kind_index = u32_at(r, field::KIND);
         let kind = match emits.get(kind_index as usize) {
@@ -326,5 +344,61 @@ mod tests {
         let mut b = vec![0u8; 8];
         b[..4].copy_from_slice(&(MAX_PROPOSALS_PER_CALL as u32 + 1).to_le_bytes());
         fails(&b, "proposals; the limit is 10000");
+        let long = "e".repeat(MAX_NAME_LEN + 1);
+        fails(
+            &encode(&[P {
+                entity: &long,
+                ..p(0, 0)
+            }]),
+            "proposal 0: its entity is 257 bytes; the limit is 256",
+        );
+        fails(
+            &encode(&[P {
+                scope: &long,
+                ..p(0, 0)
+            }]),
+            "proposal 0: its scope is 257 bytes; the limit is 256",
+        );
+        // A name at the limit is fine.
+        let batch = vec![ev(1, "order:1", "k", b"x")];
+        let max = "e".repeat(MAX_NAME_LEN);
+        let r = decode(
+            &encode(&[P {
+                entity: &max,
+                ..p(0, 0)
+            }]),
+            &batch,
+            &emits(),
+        )
+        .unwrap();
+        assert_eq!(r[0].coordinate.entity, max);
+    }
+
+    /// The amplifier of issue 16: every record of a full buffer points at
+    /// one large range. It is refused at the first record, before a single
+    /// name is copied (the old decoder copied 10,000 × 1 MiB = 10 GB).
+    #[test]
+    fn many_records_sharing_one_huge_name_are_refused_before_copying() {
+        let batch = vec![ev(1, "order:1", "k", b"x")];
+        let n = MAX_PROPOSALS_PER_CALL;
+        let big = 1usize << 20;
+        let mut b = Vec::with_capacity(HEADER_LEN + RECORD_LEN * n + big);
+        b.extend_from_slice(&(n as u32).to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        let name_at = (HEADER_LEN + RECORD_LEN * n) as u32;
+        for _ in 0..n {
+            let mut r = [0u8; RECORD_LEN];
+            r[field::ENTITY..field::ENTITY + 4].copy_from_slice(&name_at.to_le_bytes());
+            r[field::ENTITY + 4..field::ENTITY + 8].copy_from_slice(&(big as u32).to_le_bytes());
+            b.extend_from_slice(&r);
+        }
+        b.resize(b.len() + big, b'e');
+        let f = decode(&b, &batch, &emits()).unwrap_err();
+        assert_eq!(f.kind, FailureKind::Malformed);
+        assert!(
+            f.message
+                .contains("proposal 0: its entity is 1048576 bytes; the limit is 256"),
+            "{f}"
+        );
     }
 }

@@ -9,6 +9,15 @@ use super::{wit_v1, wit_v2};
 
 /// Most `read-entity` results per call.
 pub const READ_ENTITY_CAP: u32 = 1024;
+/// Most payload bytes one `read-entity` call returns: it stops before the
+/// event that would pass this (the guest reads on with `after`), but always
+/// returns at least one event, so a reader progresses over events of any
+/// size. Without it, 1024 events of 16 MiB would make the host allocate
+/// 16 GiB for one call.
+pub const READ_ENTITY_BYTES: usize = 16 << 20;
+/// Events read from the store at a time by `read-entity`: what it may read
+/// past [`READ_ENTITY_BYTES`] before it notices is at most this many events.
+const READ_ENTITY_PAGE: usize = 4;
 
 impl w::Host for PluginState {}
 
@@ -49,18 +58,36 @@ impl PluginState {
         if max == 0 {
             return Vec::new();
         }
-        match services.store.entity_events(&entity, after, max) {
-            Ok(events) => events.iter().map(stored_event).collect(),
-            Err(e) => {
-                log(
-                    self.host.log_level,
-                    LogLevel::Warn,
-                    &self.host.name,
-                    &format!("read-entity failed: {e}"),
-                );
-                Vec::new()
+        let (mut out, mut bytes, mut after) = (Vec::new(), 0usize, after);
+        while out.len() < max {
+            let want = (max - out.len()).min(READ_ENTITY_PAGE);
+            let page = match services.store.entity_events(&entity, after, want) {
+                Ok(page) => page,
+                Err(e) => {
+                    log(
+                        self.host.log_level,
+                        LogLevel::Warn,
+                        &self.host.name,
+                        &format!("read-entity failed: {e}"),
+                    );
+                    return Vec::new();
+                }
+            };
+            let got = page.len();
+            for e in page {
+                let len = e.payload.len();
+                if !out.is_empty() && bytes + len > READ_ENTITY_BYTES {
+                    return out;
+                }
+                bytes += len;
+                after = e.header.entity_sequence;
+                out.push(stored_event(&e));
+            }
+            if got < want {
+                break;
             }
         }
+        out
     }
 
     fn host_check(&mut self, proposal: w::Proposal) -> w::Verdict {
@@ -91,7 +118,7 @@ impl PluginState {
             None
         };
         let reaction = reaction_from_wit(proposal);
-        match services.check(&reaction, source.as_ref()) {
+        match services.check_owned(reaction, source.as_ref()) {
             None => w::Verdict::Allowed,
             Some(d) => w::Verdict::Denied(w::Denial {
                 gate: d.gate,

@@ -58,6 +58,7 @@ mod failure;
 mod flat_batch;
 mod flat_proposals;
 mod guest_output;
+mod guest_text;
 mod host_imports;
 mod inspect;
 mod limiter;
@@ -93,19 +94,21 @@ pub use cache_dir::{
 };
 pub use descriptor::{validate_reactor_name, Descriptor, MAX_REACTOR_NAME_LEN};
 pub use failure::{FailureKind, ReactFailure};
-pub use host_imports::READ_ENTITY_CAP;
+pub use guest_text::MAX_GUEST_ERROR_BYTES;
+pub use host_imports::{READ_ENTITY_BYTES, READ_ENTITY_CAP};
 pub use inspect::{descriptor_json, InitOutcome, Inspection};
 pub use load_error::LoadError;
 pub use log::{log, set_log_sink, LogLevel, LogSink};
 pub use parking::{parked_events, request_replay, FailurePolicy, ParkedEvent, ParkedSet};
 pub use plugin::Plugin;
-pub use prepare::{PluginSettings, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT};
+pub use prepare::{PluginSettings, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, MAX_LIFT_BYTES};
 pub use random::RandomSource;
 pub use reaction::{Reaction, ReactionCause, ReactionVerdict};
 pub use reactor::Reactor;
 pub use runner::{
     cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, SwapTicket,
-    DEFAULT_DURABLE_WINDOW, DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL,
+    DEFAULT_DURABLE_WINDOW, DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES, MAX_OUTPUT_HOST_BYTES,
+    MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
 };
 pub use runtime::{
     Runtime, RuntimeConfig, RuntimeError, DEFAULT_MAX_MEMORIES, DEFAULT_MAX_PLUGIN_FILE_BYTES,

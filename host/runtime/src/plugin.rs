@@ -11,6 +11,7 @@ use super::descriptor::Descriptor;
 use super::failure::{FailureKind, ReactFailure};
 use super::flat_batch::FlatBatch;
 use super::flat_proposals;
+use super::guest_text::clip_guest_error;
 use super::load_error::LoadError;
 use super::plugin_state::PluginState;
 use super::prepare::{call, instantiate, new_store, prepare, PluginSettings, Prepared};
@@ -318,9 +319,10 @@ impl Reactor for Plugin {
             Ok(Ok(Output::Flat(buf))) => {
                 flat_proposals::decode(&buf, batch, &loaded.descriptor.emits)
             }
+            // Cut before anything logs or parks it (`guest_text`).
             Ok(Err(e)) => Err(ReactFailure {
                 kind: FailureKind::Error,
-                message: e.message,
+                message: clip_guest_error(e.message),
                 detail: None,
                 event: e.event,
             }),

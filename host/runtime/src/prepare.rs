@@ -25,6 +25,15 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5000);
 /// Default memory budget of one plugin instance (all its memories and
 /// tables together).
 pub const DEFAULT_MEMORY_BYTES: usize = 256 << 20;
+/// Most bytes wasmtime copies out of a guest's memory in one lift: the
+/// result of one call (`describe`, `init`, `react`: a `@0.1.0` list of
+/// proposals, a `@0.2.0` buffer, a `react-error`) or the arguments of one
+/// import call (`log`, `check`, ...). Every string and list is counted each
+/// time it is lifted, so records that share one range of memory count its
+/// bytes each time: a lift past this fails the call before the host has
+/// allocated more than this (wasmtime's "hostcall fuel"). Above the largest
+/// honest output (64 MiB of payload plus names, about 70 MiB).
+pub const MAX_LIFT_BYTES: usize = 128 << 20;
 
 /// Per-plugin settings chosen by the operator.
 #[derive(Clone, Debug)]
@@ -157,6 +166,9 @@ pub(crate) fn new_store(
     );
     let mut store = wasmtime::Store::new(rt.engine(), state);
     store.limiter(|s| &mut s.budget);
+    // Set, not left to wasmtime's default (the same figure today), so the
+    // documented bound holds whatever a wasmtime upgrade changes.
+    store.set_hostcall_fuel(MAX_LIFT_BYTES);
     // Instantiation may run guest code (start functions) too.
     store.set_epoch_deadline(rt.deadline_ticks(settings.timeout));
     store

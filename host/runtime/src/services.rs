@@ -20,6 +20,13 @@ impl HostServices {
     /// Asks the gates about `reaction` without appending anything.
     /// `source` is the batch event it reacts to, if known.
     pub fn check(&self, reaction: &Reaction, source: Option<&Event>) -> Option<Denial> {
+        self.admission
+            .dry_run(&self.store, reaction.clone(), source)
+    }
+
+    /// [`check`](Self::check) without copying `reaction` (the `check` host
+    /// import: a guest's proposal may be large).
+    pub(crate) fn check_owned(&self, reaction: Reaction, source: Option<&Event>) -> Option<Denial> {
         self.admission.dry_run(&self.store, reaction, source)
     }
 }

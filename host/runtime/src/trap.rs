@@ -3,12 +3,15 @@
 //! error, which changes between wasmtime releases.
 
 use super::failure::{FailureKind, ReactFailure};
+use super::guest_text::clip_str;
 use super::limiter::BudgetExceeded;
 use std::fmt::Write;
 use std::time::Duration;
 
 /// Most wasm frames named in a trap report.
 const BACKTRACE_FRAMES: usize = 12;
+/// Most bytes of one frame's function name in a trap report.
+const MAX_FRAME_NAME: usize = 256;
 
 /// The limits a call ran under (for the messages).
 pub(crate) struct CallLimits {
@@ -65,6 +68,11 @@ pub(crate) fn classify(
     }
     let head = match trap {
         Some(t) => t.to_string(),
+        // A host import that failed (e.g. past the lift budget) sits under
+        // the wasm backtrace context: name the failure itself.
+        None if err.downcast_ref::<wasmtime::WasmBacktrace>().is_some() => {
+            err.root_cause().to_string()
+        }
         None => err
             .chain()
             .next()
@@ -104,7 +112,9 @@ fn backtrace(err: &wasmtime::Error) -> Option<String> {
             out.push_str(" <- ");
         }
         match f.func_name() {
-            Some(n) => out.push_str(n),
+            // A name comes from the plugin's own name section: cut it, or
+            // one frame could carry megabytes into the park record.
+            Some(n) => out.push_str(&clip_str(n, MAX_FRAME_NAME)),
             None => {
                 let _ = write!(out, "func[{}]", f.func_index());
             }

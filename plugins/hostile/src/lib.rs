@@ -19,9 +19,15 @@
 //! | `bad-source` | propose `hostile.ok` with a `source` index outside the batch |
 //! | `random`     | emit `hostile.ok` whose payload is `{"r": N}`, N drawn from WASI randomness |
 //! | `raise`      | write a six-line traceback to stderr, then trap (the way a Python or JS guest dies) |
+//! | `error-huge` | return a `react-error` naming this event whose message is 8 MiB |
+//! | `log-huge`   | log one 32 MiB line, then act as `ok`                       |
+//! | `log-200m`   | log one 200 MiB line (past the host's 128 MiB lift budget)  |
+//! | `log-many`   | log 200,000 lines of 1 KiB, then act as `ok`                |
+//! | `read-big`   | read entity `big` with `read-entity` (one page of up to 1024, then all of it) and emit `hostile.ok` with `{"page": N, "all": M}` |
 //!
 //! Anything else (or an unreadable payload) is a `react-error` for that event.
-//! Config `{"fail_init": true}` makes `init` fail.
+//! Config `{"fail_init": true}` makes `init` fail; `{"fail_init_bytes": N}`
+//! makes it fail with an N-byte message.
 
 use batpak_guest::{Batch, Descriptor, EventRef, Output, Proposal, ReactError, Reactor};
 use serde::Deserialize;
@@ -33,6 +39,9 @@ const OK: &str = "hostile.ok";
 struct Config {
     #[serde(default)]
     fail_init: bool,
+    /// When not 0, `init` fails with a message this many bytes long.
+    #[serde(default)]
+    fail_init_bytes: usize,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +116,37 @@ fn handle(event: &EventRef<'_>, batch: &Batch, out: &mut Output) -> Result<(), R
             std::process::abort()
         }
         "error" => return Err(ReactError::at(event, "hostile: error requested")),
+        "error-huge" => {
+            let mut message = String::from("hostile: huge error ");
+            message.push_str(&"e".repeat(8 << 20));
+            return Err(ReactError::at(event, message));
+        }
+        "log-huge" => {
+            batpak_guest::log::info(&"l".repeat(32 << 20));
+            out.emit(event, entity, scope, OK, event.payload());
+        }
+        "read-big" => {
+            let page = batpak_guest::host::read_entity("big", 0, 1024).len();
+            let all = batpak_guest::host::entity_events("big", 0).count();
+            out.emit(
+                event,
+                entity,
+                scope,
+                OK,
+                format!("{{\"page\":{page},\"all\":{all}}}").into_bytes(),
+            );
+        }
+        "log-200m" => {
+            batpak_guest::log::info(&"l".repeat(200 << 20));
+            out.emit(event, entity, scope, OK, event.payload());
+        }
+        "log-many" => {
+            let line = "m".repeat(1 << 10);
+            for _ in 0..200_000 {
+                batpak_guest::log::info(&line);
+            }
+            out.emit(event, entity, scope, OK, event.payload());
+        }
         "huge" => {
             out.emit(event, entity, scope, OK, vec![b'x'; 64 << 20]);
         }
@@ -143,6 +183,12 @@ impl Reactor for Hostile {
         let config: Config = batpak_guest::parse_config(config)?;
         if config.fail_init {
             return Err("hostile: init refused by config".to_owned());
+        }
+        if config.fail_init_bytes > 0 {
+            return Err(format!(
+                "hostile: huge init error {}",
+                "i".repeat(config.fail_init_bytes)
+            ));
         }
         Ok(Hostile)
     }

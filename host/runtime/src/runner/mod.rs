@@ -39,4 +39,6 @@ mod worker;
 pub use error::RunnerError;
 pub use handle::{spawn, RunnerHandle, SwapTicket};
 pub use settings::{cursor_id, RunnerSettings, DEFAULT_DURABLE_WINDOW, DEFAULT_MAX_BATCH};
-pub use shape::{MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL};
+pub use shape::{
+    MAX_OUTPUT_BYTES, MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
+};
