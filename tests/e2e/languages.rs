@@ -3,31 +3,35 @@
 //! Rust SDK. Each implements the same pass-through reactor, so their
 //! reactions are compared event for event with the Rust one.
 //!
-//! Nothing is skipped: a missing toolchain fails the test with the command
-//! that installs it (`.ci/run` installs them all).
+//! The toolchains come from `toolchains.rs`: fetched by the tests into
+//! `<target>/toolchains`, user-level. Nothing is skipped: a toolchain that
+//! cannot be fetched fails the test with what failed and how to fix it.
 
 use crate::common::{append, bin, host_ok, json_lines, plugin, tempdir, workspace};
+use crate::toolchains::{lock, target_dir, toolchains};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 /// The non-Rust examples, built once per test binary by
 /// `plugins/build-examples.sh` into `<target>/lang-plugins` (which rebuilds
-/// a language only when its sources or the WIT changed).
+/// a language only when its sources, the WIT or its compiler changed), with
+/// the provisioned toolchains first on PATH. A lock in that directory keeps
+/// test binaries started together from building into it at once.
 pub fn lang_plugins_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let target = Path::new(bin())
-            .parent()
-            .and_then(Path::parent)
-            .expect("binary sits in <target>/release")
-            .to_path_buf();
-        let dir = target.join("lang-plugins");
+        let path = toolchains().path();
+        let dir = target_dir().join("lang-plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        let _lock = lock(&dir.join(".lock"));
         let out = Command::new("bash")
             .arg(workspace().join("plugins/build-examples.sh"))
             .arg(&dir)
+            .env("PATH", path)
             .output()
             .expect("running plugins/build-examples.sh");
         assert!(
@@ -252,11 +256,13 @@ fn the_sdk_vendors_the_very_same_wit() {
     );
 }
 
-/// `batpak-build` sits beside the host binary once `lang_plugins_dir` ran.
-fn path_with_build_tool() -> String {
+/// PATH for a template's `build.sh`: `batpak-build` (beside the host
+/// binary once `lang_plugins_dir` ran), then the provisioned toolchains.
+fn path_with_build_tool() -> OsString {
     lang_plugins_dir();
-    let bin_dir = Path::new(bin()).parent().unwrap().display().to_string();
-    format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default())
+    let bin_dir = Path::new(bin()).parent().unwrap().to_path_buf();
+    let path = toolchains().path();
+    std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&path))).unwrap()
 }
 
 /// The SDK as `cargo package` makes it, unpacked outside the workspace: a

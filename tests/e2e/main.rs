@@ -18,4 +18,5 @@ mod runtime_native;
 mod runtime_refusals;
 mod runtime_versions;
 mod service;
+mod toolchains;
 mod trace;
