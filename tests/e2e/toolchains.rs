@@ -136,7 +136,12 @@ pub fn provision(cache: &Path, env: &[(&str, &str)]) -> Result<Toolchains, Provi
 
     match timed(cache, "python", || python(cache, env)) {
         Ok(venv) => {
-            wrapper(&bin, "componentize-py", &venv.join("bin/componentize-py"), None);
+            wrapper(
+                &bin,
+                "componentize-py",
+                &venv.join("bin/componentize-py"),
+                None,
+            );
             if let Err(f) = timed(cache, "zig", || zig(cache, &venv, &bin)) {
                 failures.push(f);
             }
@@ -182,8 +187,14 @@ fn python(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Failure> {
          set PYTHON to use another interpreter",
     )?;
     let mut pip = Command::new(venv.join("bin/python"));
-    pip.args(["-m", "pip", "install", "--no-input", "--disable-pip-version-check"])
-        .args(PYTHON_PACKAGES);
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--no-input",
+        "--disable-pip-version-check",
+    ])
+    .args(PYTHON_PACKAGES);
     run(
         &mut pip,
         env,
@@ -207,7 +218,10 @@ fn python(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Failure> {
             from: "PyPI".into(),
             command: format!("{} --version", venv.join("bin/componentize-py").display()),
             output: printed.into_owned(),
-            hint: format!("expected version {pinned}; delete {} and run the tests again", venv.display()),
+            hint: format!(
+                "expected version {pinned}; delete {} and run the tests again",
+                venv.display()
+            ),
         });
     }
     stamp(&venv, &want);
@@ -234,7 +248,8 @@ fn zig(cache: &Path, venv: &Path, bin: &Path) -> Result<(), Failure> {
     if stamped(&zig_cache, &what) {
         return Ok(());
     }
-    fs::create_dir_all(&zig_cache).unwrap_or_else(|e| panic!("creating {}: {e}", zig_cache.display()));
+    fs::create_dir_all(&zig_cache)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", zig_cache.display()));
     // Same target and flags as the C builds, with libc I/O, so the wasi-libc
     // they link is the one built here.
     let source = zig_cache.join("warm.c");
@@ -246,7 +261,13 @@ fn zig(cache: &Path, venv: &Path, bin: &Path) -> Result<(), Failure> {
     .unwrap();
     run(
         Command::new(bin.join("zig"))
-            .args(["cc", "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-o"])
+            .args([
+                "cc",
+                "--target=wasm32-wasi",
+                "-mexec-model=reactor",
+                "-O2",
+                "-o",
+            ])
             .arg(zig_cache.join("warm.wasm"))
             .arg(&source),
         &[],
@@ -292,7 +313,10 @@ fn npm(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Failure> {
                 from: "npm's registry".into(),
                 command: format!("reading {}", manifest.display()),
                 output: text.chars().take(400).collect(),
-                hint: format!("expected version {version}; delete {} and run the tests again", prefix.display()),
+                hint: format!(
+                    "expected version {version}; delete {} and run the tests again",
+                    prefix.display()
+                ),
             });
         }
     }
@@ -308,10 +332,15 @@ fn run(
     from: &str,
     hint: &str,
 ) -> Result<Output, Failure> {
+    // As the user would type it (the test-only `env` left out).
+    let shown = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| a.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let shown = format!("{cmd:?}").replace('"', "");
     let fail = |output: String| Failure {
         what: what.into(),
         from: from.into(),
@@ -337,7 +366,11 @@ fn run(
 
 /// Runs one part and appends its duration to `provision.log` (parts that
 /// were already there take milliseconds and are not logged).
-fn timed<T>(cache: &Path, part: &str, f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+fn timed<T>(
+    cache: &Path,
+    part: &str,
+    f: impl FnOnce() -> Result<T, Failure>,
+) -> Result<T, Failure> {
     let start = Instant::now();
     let result = f();
     let secs = start.elapsed().as_secs_f64();
@@ -494,7 +527,10 @@ fn provisioning_without_the_registries_names_what_could_not_be_fetched() {
         "offline?",
         cache.to_str().unwrap(),
     ] {
-        assert!(text.contains(must), "the error should say {must:?}:\n{text}");
+        assert!(
+            text.contains(must),
+            "the error should say {must:?}:\n{text}"
+        );
     }
     // Nothing half-installed counts as provisioned.
     assert!(!cache.join("python/.provisioned").exists());
