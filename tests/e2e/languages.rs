@@ -542,3 +542,78 @@ fn test_prints_the_gates_denials() {
     assert_eq!(lines[0]["denied"]["gate"], "capability");
     assert_eq!(lines[0]["denied"]["kind"], "bench.out");
 }
+
+#[test]
+fn a_c_reactor_that_prints_gets_the_wasi_adapter_and_runs() {
+    // The example needs no WASI with zig's wasi-libc; printf does, so this
+    // builds the example with one printf added and checks that
+    // `batpak-build component` linked the preview-1 adapter (the component
+    // imports WASI preview 2) and that the host runs it.
+    lang_plugins_dir(); // builds batpak-build
+    let tool = Path::new(bin()).with_file_name("batpak-build");
+    let zig = toolchains().bin().join("zig");
+    let dir = tempdir();
+    let source =
+        std::fs::read_to_string(workspace().join("plugins/passthrough-c/reactor.c")).unwrap();
+    let marker = "  char text[300];\n";
+    assert!(source.contains(marker), "the C example's layout changed");
+    let source = source.replacen(
+        marker,
+        &format!("  printf(\"printed from C: %u events\\n\", n);\n{marker}"),
+        1,
+    );
+    let c = crate::common::write_file(dir.path(), "reactor.c", &source);
+    let b = dir.path().join("bindings");
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("running a C build step");
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new(&tool)
+        .arg("c-bindings")
+        .arg(workspace().join("wit"))
+        .arg(&b));
+    let core = dir.path().join("reactor.core.wasm");
+    run(Command::new(&zig)
+        .args(["cc", "--target=wasm32-wasi", "-mexec-model=reactor", "-O2"])
+        .arg("-Wl,--strip-all")
+        .arg(format!("-I{}", b.display()))
+        .arg("-o")
+        .arg(&core)
+        .arg(&c)
+        .arg(b.join("reactor_plugin.c"))
+        .arg(b.join("reactor_plugin_component_type.o")));
+    let wasm = dir.path().join("printing_c.wasm");
+    run(Command::new(&tool).arg("component").arg(&core).arg(&wasm));
+
+    let inspected = host_ok(dir.path(), &["inspect", wasm.to_str().unwrap()]);
+    let info: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let imports = info["component"]["imports"].as_array().unwrap();
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.as_str().unwrap().starts_with("wasi:cli/")),
+        "no WASI import, so no adapter: {imports:?}"
+    );
+    let input = crate::common::write_file(
+        dir.path(),
+        "in.jsonl",
+        "{\"entity\":\"e:1\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":1}\n\
+         {\"entity\":\"e:2\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":2}\n",
+    );
+    let out = host_ok(
+        dir.path(),
+        &[
+            "test",
+            wasm.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(json_lines(&out.stdout).len(), 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("printed from C: 2 events"), "{err}");
+}
