@@ -2,7 +2,8 @@
 //! the tests themselves: user-level installs from the package registries,
 //! pinned to exact versions, into `<target>/toolchains/`, once per target
 //! directory. No root and no system package: a machine with Rust, Python 3
-//! (with its `venv` module) and Node (npm) runs every language test.
+//! (with its `venv` module; `python3`, or the interpreter `BATPAK_PYTHON`
+//! names) and Node (npm) runs every language test.
 //!
 //! The cache:
 //! - `python/`: a venv with `componentize-py` (the Python examples) and
@@ -176,7 +177,7 @@ fn python(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Failure> {
     }
     let what = PYTHON_PACKAGES.join(", ");
     let _ = fs::remove_dir_all(&venv);
-    let python3 = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let python3 = std::env::var("BATPAK_PYTHON").unwrap_or_else(|_| "python3".into());
     run(
         Command::new(&python3).arg("-m").arg("venv").arg(&venv),
         env,
@@ -184,7 +185,7 @@ fn python(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Failure> {
         "Python's venv module (local, nothing fetched)",
         "the tests need Python 3 with its venv module (python.org, pyenv or uv \
          builds have it; Debian and Ubuntu put it in the python3-venv package); \
-         set PYTHON to use another interpreter",
+         set BATPAK_PYTHON to use another interpreter",
     )?;
     let mut pip = Command::new(venv.join("bin/python"));
     pip.args([
@@ -535,4 +536,31 @@ fn provisioning_without_the_registries_names_what_could_not_be_fetched() {
     // Nothing half-installed counts as provisioned.
     assert!(!cache.join("python/.provisioned").exists());
     assert!(!cache.join("npm/.provisioned").exists());
+}
+
+#[test]
+fn a_second_provisioner_waits_for_the_lock_holder() {
+    let dir = crate::common::tempdir();
+    let path = dir.path().join(".lock");
+    let held = lock(&path);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let _lock = lock(&path);
+            tx.send(Instant::now()).unwrap();
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        rx.try_recv().is_err(),
+        "the second locker got in while the first held the lock"
+    );
+    let released = Instant::now();
+    drop(held);
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the waiter got the lock within 10 s of its release");
+    assert!(got >= released);
+    waiter.join().unwrap();
 }
