@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # Builds the non-Rust example reactors from source into OUT_DIR:
-#   passthrough_c.wasm    C, clang-19 + batpak-build (bindings, component)
+#   passthrough_c.wasm    C, zig cc (clang + wasi-libc) + batpak-build (bindings, component)
 #   passthrough_py.wasm   Python, componentize-py 0.25.1
 #   passthrough_js.wasm   JavaScript, componentize-qjs 0.4.5 (QuickJS, --sync)
 #   passthrough_wat.wat   WAT, copied as is (the host reads component text)
 # and writes OUT_DIR/build-times.tsv (language, seconds, bytes).
 #
 # Usage: plugins/build-examples.sh OUT_DIR [c|python|js|wat ...]
-# A language whose sources and WIT are unchanged since its last build is not
-# rebuilt (componentize-py output differs byte for byte on every build, so a
-# rebuild would also mean a new digest and a new compile in the host).
-# A missing toolchain fails with the command that installs it; nothing is
-# skipped.
+# The tools are taken from PATH. The tests (tests/e2e/languages.rs) put the
+# ones they provision first on PATH (target/toolchains/bin: zig from PyPI's
+# ziglang 0.15.2, componentize-py 0.25.1, componentize-qjs 0.4.5, all
+# user-level). WASI_CC overrides the C compiler, e.g.
+# WASI_CC="clang-19 --target=wasm32-wasi" with Debian's wasi-libc.
+# A language whose sources, WIT and compiler are unchanged since its last
+# build is not rebuilt (componentize-py output differs byte for byte on
+# every build, so a rebuild would also mean a new digest and a new compile
+# in the host). A missing toolchain fails with the commands that install it
+# without root; nothing is skipped.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:?usage: build-examples.sh OUT_DIR [c|python|js|wat ...]}"
@@ -29,10 +34,14 @@ need() { # need TOOL INSTALL-COMMAND
   fi
 }
 
-# Hash of the given files: the cache key of one language's build.
-stamp_of() { cat "$@" | sha256sum | cut -d' ' -f1; }
+# Hash of a tool's identity and the given files: the cache key of one
+# language's build.
+stamp_of() { # stamp_of TOOL-IDENTITY FILES...
+  { echo "$1"; shift; cat "$@"; } | sha256sum | cut -d' ' -f1
+}
 
-# up_to_date LANG OUTPUT FILES...: true when OUTPUT was built from these files.
+# up_to_date LANG OUTPUT TOOL-IDENTITY FILES...: true when OUTPUT was built
+# from these files with this tool.
 up_to_date() {
   local lang="$1" output="$2"
   shift 2
@@ -51,14 +60,23 @@ for lang in "${langs[@]}"; do
   start=$(date +%s.%N)
   case "$lang" in
   c)
-    need clang-19 "apt-get install -y --no-install-recommends clang-19 lld-19 wasi-libc libclang-rt-19-dev-wasm32"
-    need wasm-ld-19 "apt-get install -y --no-install-recommends lld-19"
-    [ -f /usr/lib/wasm32-wasi/libc.a ] ||
-      { echo "error: no wasi-libc; install it with: apt-get install -y --no-install-recommends wasi-libc" >&2; exit 3; }
-    [ -f /usr/lib/llvm-19/lib/clang/19/lib/wasi/libclang_rt.builtins-wasm32.a ] ||
-      { echo "error: no wasm32 compiler-rt; install it with: apt-get install -y --no-install-recommends libclang-rt-19-dev-wasm32" >&2; exit 3; }
+    # The C compiler for wasm32-wasi: WASI_CC, else zig's bundled clang and
+    # wasi-libc (`zig`, or `python-zig` as PyPI's ziglang installs it).
+    if [ -n "${WASI_CC:-}" ]; then
+      read -ra cc <<<"$WASI_CC"
+    elif command -v zig >/dev/null 2>&1; then
+      cc=(zig cc --target=wasm32-wasi)
+    elif command -v python-zig >/dev/null 2>&1; then
+      cc=(python-zig cc --target=wasm32-wasi)
+    else
+      echo "error: no C compiler for wasm32-wasi (zig); install it without root with:" >&2
+      echo "  python3 -m venv ~/.batpak-tools && ~/.batpak-tools/bin/pip install ziglang==0.15.2" >&2
+      echo "and put ~/.batpak-tools/bin on PATH (it provides python-zig), or set WASI_CC" >&2
+      exit 3
+    fi
     files=(plugins/passthrough-c/reactor.c wit/reactor.wit plugins/build-tool/src/main.rs)
-    if ! up_to_date c "$out/passthrough_c.wasm" "${files[@]}"; then
+    compiler="${cc[*]} $("${cc[@]}" --version 2>/dev/null | head -n 1 || true)"
+    if ! up_to_date c "$out/passthrough_c.wasm" "$compiler" "${files[@]}"; then
       # The build tool is not a default workspace member: its own cargo
       # invocation, so its wasm crates never unify features with wasmtime.
       cargo build --release --quiet -p batpak-build
@@ -66,31 +84,33 @@ for lang in "${langs[@]}"; do
       tmp="$out/c-build"
       rm -rf "$tmp" && mkdir -p "$tmp"
       "$tool" c-bindings wit "$tmp"
-      clang-19 --target=wasm32-wasi -mexec-model=reactor -O2 -Wl,--strip-all \
+      "${cc[@]}" -mexec-model=reactor -O2 -Wl,--strip-all \
         -I"$tmp" -o "$tmp/reactor.core.wasm" plugins/passthrough-c/reactor.c \
         "$tmp/reactor_plugin.c" "$tmp/reactor_plugin_component_type.o"
       "$tool" component "$tmp/reactor.core.wasm" "$out/passthrough_c.wasm"
-      stamp_of "${files[@]}" >"$out/.c.stamp"
+      stamp_of "$compiler" "${files[@]}" >"$out/.c.stamp"
     fi
     record c "$start" "$out/passthrough_c.wasm"
     ;;
   python)
-    need componentize-py "pip install componentize-py==0.25.1"
+    need componentize-py "python3 -m venv ~/.batpak-tools && ~/.batpak-tools/bin/pip install componentize-py==0.25.1 (then put ~/.batpak-tools/bin on PATH)"
     files=(plugins/passthrough-py/app.py wit/reactor.wit)
-    if ! up_to_date python "$out/passthrough_py.wasm" "${files[@]}"; then
+    tool_id="$(componentize-py --version)"
+    if ! up_to_date python "$out/passthrough_py.wasm" "$tool_id" "${files[@]}"; then
       componentize-py -d wit -w reactor-plugin componentize -p plugins/passthrough-py app \
         -o "$out/passthrough_py.wasm" >/dev/null
-      stamp_of "${files[@]}" >"$out/.python.stamp"
+      stamp_of "$tool_id" "${files[@]}" >"$out/.python.stamp"
     fi
     record python "$start" "$out/passthrough_py.wasm"
     ;;
   js)
-    need componentize-qjs "npm install -g componentize-qjs@0.4.5"
+    need componentize-qjs "npm install --prefix ~/.batpak-tools/npm componentize-qjs@0.4.5 (then put ~/.batpak-tools/npm/node_modules/.bin on PATH)"
     files=(plugins/passthrough-js/reactor.js wit/reactor.wit)
-    if ! up_to_date js "$out/passthrough_js.wasm" "${files[@]}"; then
+    tool_id="$(command -v componentize-qjs)"
+    if ! up_to_date js "$out/passthrough_js.wasm" "$tool_id" "${files[@]}"; then
       componentize-qjs --sync --wit wit --world reactor-plugin \
         --js plugins/passthrough-js/reactor.js -o "$out/passthrough_js.wasm" >/dev/null
-      stamp_of "${files[@]}" >"$out/.js.stamp"
+      stamp_of "$tool_id" "${files[@]}" >"$out/.js.stamp"
     fi
     record js "$start" "$out/passthrough_js.wasm"
     ;;

@@ -53,7 +53,7 @@ pub fn mount_of(path: &Path) -> Option<Mount> {
     best
 }
 
-/// One line per fact: cores, CPU, memory, kernel, compiler.
+/// One line per fact: cores, CPU, memory, kernel, compiler, build profile.
 pub fn facts() -> Vec<(String, String)> {
     let mut v = Vec::new();
     let cores = std::thread::available_parallelism()
@@ -86,7 +86,28 @@ pub fn facts() -> Vec<(String, String)> {
         v.push(("kernel".into(), k.trim().to_string()));
     }
     v.push(("rustc".into(), env!("BENCH_RUSTC_VERSION").to_string()));
+    v.push(("build".into(), build()));
     v
+}
+
+/// The profile this benchmark was built with, and a warning when it is not
+/// `dist`: `release` compiles incrementally (faster rebuilds, slower code),
+/// so its figures are not the ones to publish.
+pub fn build() -> String {
+    let profile = env!("BENCH_PROFILE");
+    let checks = if cfg!(debug_assertions) {
+        ", debug assertions on"
+    } else {
+        ""
+    };
+    let mut s = format!(
+        "profile {profile}, opt-level {}{checks}",
+        env!("BENCH_OPT_LEVEL")
+    );
+    if profile != "dist" {
+        s += " (not `dist`: figures to publish come from `cargo run --profile dist -p batpak-bench -- ...`, without incremental compilation)";
+    }
+    s
 }
 
 /// The disk's fsync rate for a single writer: append 100 bytes, then

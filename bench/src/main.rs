@@ -183,6 +183,7 @@ pub enum System {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    eprintln!("batpak-bench: {}", machine::build());
     match cli.cmd {
         Cmd::Store(args) => run_store(args),
         Cmd::Reactor {

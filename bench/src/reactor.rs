@@ -102,24 +102,27 @@ pub(crate) fn passthrough_wasm() -> Result<PathBuf> {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| ws.join("target"));
-    let p = target.join("wasm32-wasip2/release/passthrough.wasm");
-    if !p.is_file() {
-        eprintln!("building the passthrough plugin...");
-        let st = std::process::Command::new("cargo")
-            .current_dir(ws)
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "passthrough",
-            ])
-            .status()
-            .context("running cargo")?;
-        if !st.success() || !p.is_file() {
-            bail!("could not build {}", p.display());
-        }
+    // The plugin is built with the benchmark's own profile (`dist`: not
+    // incremental), and always through cargo, which does nothing when it
+    // is up to date, so a stale plugin is never measured.
+    let profile = env!("BENCH_PROFILE");
+    let p = target.join(format!("wasm32-wasip2/{profile}/passthrough.wasm"));
+    eprintln!("building the passthrough plugin (profile {profile})...");
+    let st = std::process::Command::new("cargo")
+        .current_dir(ws)
+        .args([
+            "build",
+            "--profile",
+            profile,
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "passthrough",
+        ])
+        .status()
+        .context("running cargo")?;
+    if !st.success() || !p.is_file() {
+        bail!("could not build {}", p.display());
     }
     Ok(p)
 }

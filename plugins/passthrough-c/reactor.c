@@ -22,10 +22,11 @@
 // - arguments of an import (the log message) stay the caller's:
 //   reactor_plugin_string_set over a literal is fine there.
 //
-// snprintf (libc I/O) makes the core module import WASI preview 1;
-// `batpak-build component` then links the preview-1 reactor adapter, and the
-// component imports WASI preview 2, which the host links with nothing
-// granted. Without libc I/O the component imports nothing from WASI.
+// snprintf into a buffer needs no WASI with zig's wasi-libc (Debian's
+// pulls in WASI preview 1 for it); printf and other stream I/O do. A module
+// that imports WASI preview 1 gets the preview-1 reactor adapter from
+// `batpak-build component`, and the component then imports WASI preview 2,
+// which the host links with nothing granted.
 
 #include <stdio.h>
 #include <stdlib.h>

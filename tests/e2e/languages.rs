@@ -3,31 +3,35 @@
 //! Rust SDK. Each implements the same pass-through reactor, so their
 //! reactions are compared event for event with the Rust one.
 //!
-//! Nothing is skipped: a missing toolchain fails the test with the command
-//! that installs it (`.ci/run` installs them all).
+//! The toolchains come from `toolchains.rs`: fetched by the tests into
+//! `<target>/toolchains`, user-level. Nothing is skipped: a toolchain that
+//! cannot be fetched fails the test with what failed and how to fix it.
 
 use crate::common::{append, bin, host_ok, json_lines, plugin, tempdir, workspace};
+use crate::toolchains::{lock, target_dir, toolchains};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
 /// The non-Rust examples, built once per test binary by
 /// `plugins/build-examples.sh` into `<target>/lang-plugins` (which rebuilds
-/// a language only when its sources or the WIT changed).
+/// a language only when its sources, the WIT or its compiler changed), with
+/// the provisioned toolchains first on PATH. A lock in that directory keeps
+/// test binaries started together from building into it at once.
 pub fn lang_plugins_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let target = Path::new(bin())
-            .parent()
-            .and_then(Path::parent)
-            .expect("binary sits in <target>/release")
-            .to_path_buf();
-        let dir = target.join("lang-plugins");
+        let path = toolchains().path();
+        let dir = target_dir().join("lang-plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        let _lock = lock(&dir.join(".lock"));
         let out = Command::new("bash")
             .arg(workspace().join("plugins/build-examples.sh"))
             .arg(&dir)
+            .env("PATH", path)
             .output()
             .expect("running plugins/build-examples.sh");
         assert!(
@@ -252,11 +256,13 @@ fn the_sdk_vendors_the_very_same_wit() {
     );
 }
 
-/// `batpak-build` sits beside the host binary once `lang_plugins_dir` ran.
-fn path_with_build_tool() -> String {
+/// PATH for a template's `build.sh`: `batpak-build` (beside the host
+/// binary once `lang_plugins_dir` ran), then the provisioned toolchains.
+fn path_with_build_tool() -> OsString {
     lang_plugins_dir();
-    let bin_dir = Path::new(bin()).parent().unwrap().display().to_string();
-    format!("{bin_dir}:{}", std::env::var("PATH").unwrap_or_default())
+    let bin_dir = Path::new(bin()).parent().unwrap().to_path_buf();
+    let path = toolchains().path();
+    std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&path))).unwrap()
 }
 
 /// The SDK as `cargo package` makes it, unpacked outside the workspace: a
@@ -535,4 +541,79 @@ fn test_prints_the_gates_denials() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["denied"]["gate"], "capability");
     assert_eq!(lines[0]["denied"]["kind"], "bench.out");
+}
+
+#[test]
+fn a_c_reactor_that_prints_gets_the_wasi_adapter_and_runs() {
+    // The example needs no WASI with zig's wasi-libc; printf does, so this
+    // builds the example with one printf added and checks that
+    // `batpak-build component` linked the preview-1 adapter (the component
+    // imports WASI preview 2) and that the host runs it.
+    lang_plugins_dir(); // builds batpak-build
+    let tool = Path::new(bin()).with_file_name("batpak-build");
+    let zig = toolchains().bin().join("zig");
+    let dir = tempdir();
+    let source =
+        std::fs::read_to_string(workspace().join("plugins/passthrough-c/reactor.c")).unwrap();
+    let marker = "  char text[300];\n";
+    assert!(source.contains(marker), "the C example's layout changed");
+    let source = source.replacen(
+        marker,
+        &format!("  printf(\"printed from C: %u events\\n\", n);\n{marker}"),
+        1,
+    );
+    let c = crate::common::write_file(dir.path(), "reactor.c", &source);
+    let b = dir.path().join("bindings");
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("running a C build step");
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(Command::new(&tool)
+        .arg("c-bindings")
+        .arg(workspace().join("wit"))
+        .arg(&b));
+    let core = dir.path().join("reactor.core.wasm");
+    run(Command::new(&zig)
+        .args(["cc", "--target=wasm32-wasi", "-mexec-model=reactor", "-O2"])
+        .arg("-Wl,--strip-all")
+        .arg(format!("-I{}", b.display()))
+        .arg("-o")
+        .arg(&core)
+        .arg(&c)
+        .arg(b.join("reactor_plugin.c"))
+        .arg(b.join("reactor_plugin_component_type.o")));
+    let wasm = dir.path().join("printing_c.wasm");
+    run(Command::new(&tool).arg("component").arg(&core).arg(&wasm));
+
+    let inspected = host_ok(dir.path(), &["inspect", wasm.to_str().unwrap()]);
+    let info: Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let imports = info["component"]["imports"].as_array().unwrap();
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.as_str().unwrap().starts_with("wasi:cli/")),
+        "no WASI import, so no adapter: {imports:?}"
+    );
+    let input = crate::common::write_file(
+        dir.path(),
+        "in.jsonl",
+        "{\"entity\":\"e:1\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":1}\n\
+         {\"entity\":\"e:2\",\"scope\":\"s\",\"kind\":\"bench.in\",\"payload\":2}\n",
+    );
+    let out = host_ok(
+        dir.path(),
+        &[
+            "test",
+            wasm.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(json_lines(&out.stdout).len(), 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("printed from C: 2 events"), "{err}");
 }

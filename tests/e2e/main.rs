@@ -24,4 +24,5 @@ mod runtime_refusals;
 mod runtime_versions;
 mod service;
 mod shadow_across_swap;
+mod toolchains;
 mod trace;

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 pub enum Lang {
     /// Rust with the batpak-guest SDK.
     Rust,
-    /// C with clang for wasm32-wasi.
+    /// C for wasm32-wasi: zig cc (PyPI ziglang, no root), or the compiler in WASI_CC.
     C,
     /// Python with componentize-py.
     Python,

@@ -7,7 +7,7 @@
 //!
 //! One concept per module, data flowing one way (runtime → store; nothing
 //! below depends on the runtime), no module cycles
-//! (`python3 tools/modcycles.py host/runtime`):
+//! (`python3 tools/modcycles.py host/runtime`; CI runs it on the workspace):
 //! - the [`Runtime`] (engine, epoch ticker, linker) and the [`CompileCache`]
 //!   (memory-mapped loads, LRU eviction; location in its docs);
 //! - loading: [`Plugin::load`] reads a plugin file (regular files only, size
