@@ -1,7 +1,7 @@
 //! `batpak-host inspect`: what a plugin says about itself, without a store.
 
 use crate::plugin_config::mib_to_bytes;
-use crate::run::usage;
+use crate::usage::usage;
 use batpak_runtime::{LogLevel, PluginSettings, Runtime};
 use clap::Args;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,7 @@
 //! (0 success, 1 failure, 2 bad usage).
 
 mod compile_cache;
+mod control_error;
 mod demo;
 mod inspect;
 mod loader;
@@ -23,6 +24,7 @@ mod supervisor;
 mod swap_cmd;
 mod test_cmd;
 mod trace;
+mod usage;
 mod watch;
 mod wit_cmd;
 

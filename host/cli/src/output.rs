@@ -6,7 +6,6 @@
 //! `events` and `verify` print today (store_cmds.rs still builds them with
 //! `json!`; the tests below keep both identical until it uses these).
 
-use crate::pending_op::PendingView;
 use batpak_runtime::{ParkedEvent, RolledBackRecord, RunState, StatusSnapshot, SwapOutcome};
 use batpak_store::{hex, Coordinate, Event, EventId, Receipt, Region, VerifyReport};
 use serde::Serialize;
@@ -366,6 +365,26 @@ impl<'a> VerifyLine<'a> {
 /// Serialises one value as a JSON line.
 pub(crate) fn line<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("output structs always serialise")
+}
+
+/// Work in progress for one reactor, as `status` shows it.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PendingView {
+    /// `swap`, `start` or `stop`.
+    pub action: &'static str,
+    /// The plugin file being loaded (swap and start).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+    /// Its size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// What it waits for: `compiling`, `a batch boundary`, `the reactor to
+    /// start` or `the batch in flight`.
+    pub waiting_for: &'static str,
+    /// How long it has been waiting, in milliseconds.
+    pub for_ms: u64,
+    /// The same in words: `swap to big.wasm: compiling 18.2 MB, 9 s`.
+    pub text: String,
 }
 
 #[cfg(test)]

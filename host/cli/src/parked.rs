@@ -2,7 +2,7 @@
 //! `run` to replay them.
 
 use crate::output::{line, ParkedLine, ReplayRequestedLine};
-use crate::run::usage;
+use crate::usage::usage;
 use anyhow::Context;
 use batpak_runtime::ParkedSet;
 use batpak_store::{EventId, LogReader, Store, StoreError};

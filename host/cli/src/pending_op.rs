@@ -6,15 +6,14 @@
 //! waits for.
 
 use crate::loader::{Loaded, Loader};
-use crate::output::ReactorView;
+use crate::output::{PendingView, ReactorView};
 use crate::status_display::human_bytes;
 use batpak_runtime::{SwapOutcome, SwapTicket};
-use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use crate::supervisor::ControlError;
+use crate::control_error::ControlError;
 
 /// Where a control request's answer goes.
 pub(crate) type Reply<T> = Sender<Result<T, ControlError>>;
@@ -112,26 +111,6 @@ pub(crate) enum LifeOp {
         since: Instant,
         replies: Vec<Reply<ReactorView>>,
     },
-}
-
-/// Work in progress for one reactor, as `status` shows it.
-#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PendingView {
-    /// `swap`, `start` or `stop`.
-    pub action: &'static str,
-    /// The plugin file being loaded (swap and start).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub file: Option<PathBuf>,
-    /// Its size in bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
-    /// What it waits for: `compiling`, `a batch boundary`, `the reactor to
-    /// start` or `the batch in flight`.
-    pub waiting_for: &'static str,
-    /// How long it has been waiting, in milliseconds.
-    pub for_ms: u64,
-    /// The same in words: `swap to big.wasm: compiling 18.2 MB, 9 s`.
-    pub text: String,
 }
 
 impl PendingView {

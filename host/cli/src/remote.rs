@@ -5,11 +5,11 @@
 //! runs (so the local commands never call back into this module).
 
 use crate::parked::{check_plugin_name, report_replay, ParkedAction, ParkedArgs};
-use crate::run::usage;
 use crate::store_cmds::{
     interrupt, parse_line_event, AppendArgs, EventsArgs, ReceiptSpool, Source, CHUNK_BYTES,
     CHUNK_EVENTS,
 };
+use crate::usage::usage;
 use anyhow::bail;
 use batpak_service::{Client, ClientError, NewEvent, Query};
 use std::io::Write;

@@ -8,6 +8,7 @@ use crate::plugin_config::{Flags, PluginConfigFile};
 use crate::signals;
 use crate::status_display::{Mode, StatusDisplay};
 use crate::supervisor::{RunPolicy, Supervisor};
+use crate::usage::usage;
 use crate::watch::expand_plugin_args;
 use anyhow::Context;
 use batpak_runtime::{LogLevel, Runtime};
@@ -84,12 +85,6 @@ pub struct RunArgs {
     /// The service: `--listen ADDR` (HTTP) and `--token-file FILE`.
     #[command(flatten)]
     pub service: crate::operate::ServiceArgs,
-}
-
-/// Exit code for bad usage (matches clap's).
-pub(crate) fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
-    eprintln!("error: {msg}");
-    Ok(ExitCode::from(2))
 }
 
 pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {

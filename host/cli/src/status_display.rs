@@ -464,7 +464,7 @@ mod tests {
     #[test]
     fn pending_work_shows_on_the_live_and_plain_lines() {
         let mut v = view("running", 100);
-        v.pending = Some(crate::pending_op::PendingView {
+        v.pending = Some(crate::output::PendingView {
             action: "swap",
             file: Some("big.wasm".into()),
             bytes: Some(18_200_000),

@@ -291,7 +291,7 @@ pub(crate) fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
     }
     let payload = match single_payload(&a) {
         Ok(p) => p,
-        Err(m) => return crate::run::usage(m),
+        Err(m) => return crate::usage::usage(m),
     };
     let (Some(entity), Some(scope), Some(kind)) = (a.entity, a.scope, a.kind) else {
         bail!("append needs --entity, --scope and --kind (or --jsonl FILE)");

@@ -12,11 +12,12 @@
 //! flight is done (see `pending_op`). Meanwhile it keeps answering, and
 //! `status` shows what each reactor's pending work waits for.
 
+pub(crate) use crate::control_error::ControlError;
 use crate::loader::{Loaded, Loader};
 use crate::log_filter::LogFilter;
-use crate::output::{ReactorView, RollbackView, SwapView};
+use crate::output::{PendingView, ReactorView, RollbackView, SwapView};
 use crate::pending_op::{
-    compile_off_thread, file_size, Compiled, HandedSwap, LifeOp, Origin, PendingView, Reply, SwapOp,
+    compile_off_thread, file_size, Compiled, HandedSwap, LifeOp, Origin, Reply, SwapOp,
 };
 use crate::signals;
 use crate::status_display::{summary_body, StatusDisplay};
@@ -47,57 +48,6 @@ pub(crate) const STOP_DEADLINE: Duration = Duration::from_secs(60);
 /// component takes tens of seconds cold) and, for a swap, the next batch
 /// boundary. Past it the work goes on and `status` shows it.
 pub(crate) const LOAD_DEADLINE: Duration = Duration::from_secs(300);
-
-/// Why a control request was refused.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum ControlError {
-    /// No reactor has this name.
-    #[error("no reactor named {0:?} runs here")]
-    UnknownReactor(String),
-    /// `start` on a reactor that runs.
-    #[error("reactor {0} is already running")]
-    AlreadyRunning(String),
-    /// `stop` on a reactor that does not run.
-    #[error("reactor {0} is not running")]
-    NotRunning(String),
-    /// Another stop or start of this reactor is in progress.
-    #[error("reactor {name}: a {pending} is in progress; wait for it (`batpak-host status` shows it), then try again")]
-    Busy {
-        /// The reactor.
-        name: String,
-        /// What is in progress, in words.
-        pending: String,
-    },
-    /// The new plugin names another reactor.
-    #[error("plugin {path} is reactor {found}, not {expected}; the name keys the checkpoint")]
-    WrongReactor {
-        path: PathBuf,
-        expected: String,
-        found: String,
-    },
-    /// Loading, checking or initialising the plugin failed.
-    #[error("{0}")]
-    Load(String),
-    /// The runner could not be started (its cursor does not open, …).
-    #[error("{0}")]
-    Spawn(String),
-    /// The swap was refused (recorded as `batpak.plugin.swap-refused` when
-    /// the reactor runs); the running version keeps serving.
-    #[error(transparent)]
-    Swap(#[from] SwapRefusal),
-    /// The answer did not come within the call's deadline. The work goes
-    /// on in the host (`status` shows it as pending).
-    #[error("{what} did not finish within {} s; it goes on in the host: `batpak-host status` shows what it waits for", after.as_secs())]
-    TimedOut {
-        /// What was asked, in words.
-        what: String,
-        /// The deadline.
-        after: Duration,
-    },
-    /// The supervisor has shut down.
-    #[error("the supervisor has shut down")]
-    Gone,
-}
 
 enum Request {
     List(Reply<Vec<ReactorView>>),

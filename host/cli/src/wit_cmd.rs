@@ -2,7 +2,7 @@
 //! from the texts compiled into the binary, so a plugin author can get the
 //! contract from the host itself (`batpak-host wit > reactor.wit`).
 
-use crate::run::usage;
+use crate::usage::usage;
 use batpak_runtime::{WitVersion, CURRENT_VERSION, OFFERED_VERSIONS};
 use clap::Args;
 use std::process::ExitCode;

@@ -1,0 +1,57 @@
+//! Why a request to the running host's supervisor was refused: one typed
+//! error shared by the supervisor and the work it runs off its thread.
+
+use batpak_runtime::SwapRefusal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why a control request was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ControlError {
+    /// No reactor has this name.
+    #[error("no reactor named {0:?} runs here")]
+    UnknownReactor(String),
+    /// `start` on a reactor that runs.
+    #[error("reactor {0} is already running")]
+    AlreadyRunning(String),
+    /// `stop` on a reactor that does not run.
+    #[error("reactor {0} is not running")]
+    NotRunning(String),
+    /// Another stop or start of this reactor is in progress.
+    #[error("reactor {name}: a {pending} is in progress; wait for it (`batpak-host status` shows it), then try again")]
+    Busy {
+        /// The reactor.
+        name: String,
+        /// What is in progress, in words.
+        pending: String,
+    },
+    /// The new plugin names another reactor.
+    #[error("plugin {path} is reactor {found}, not {expected}; the name keys the checkpoint")]
+    WrongReactor {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
+    /// Loading, checking or initialising the plugin failed.
+    #[error("{0}")]
+    Load(String),
+    /// The runner could not be started (its cursor does not open, …).
+    #[error("{0}")]
+    Spawn(String),
+    /// The swap was refused (recorded as `batpak.plugin.swap-refused` when
+    /// the reactor runs); the running version keeps serving.
+    #[error(transparent)]
+    Swap(#[from] SwapRefusal),
+    /// The answer did not come within the call's deadline. The work goes
+    /// on in the host (`status` shows it as pending).
+    #[error("{what} did not finish within {} s; it goes on in the host: `batpak-host status` shows what it waits for", after.as_secs())]
+    TimedOut {
+        /// What was asked, in words.
+        what: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The supervisor has shut down.
+    #[error("the supervisor has shut down")]
+    Gone,
+}
