@@ -5,8 +5,10 @@
 //! peak RSS stays under [`PEAK_RSS_LIMIT_KIB`], it exits normally, and a
 //! restart does not crash.
 //!
-//! The peak RSS is the child's own `ru_maxrss`, read with `wait4` on its pid
-//! (not `RUSAGE_CHILDREN`, which other tests' children would inflate).
+//! The peak RSS is the child's own `VmHWM` (/proc/PID/status), read every
+//! 5 ms while it runs: it is monotonic, so at most the last 5 ms of growth
+//! before exit can be missed. Not `ru_maxrss`: Linux carries it across exec,
+//! so a child's figure starts at the test process's own RSS at the fork.
 
 use crate::common::*;
 use serde_json::{json, Value};
@@ -32,6 +34,13 @@ struct Measured {
     peak_kib: i64,
 }
 
+/// `VmHWM` of a running process, in KiB (`None` once it has exited).
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Runs `batpak-host --data <data> <args>` to completion (at most `limit`)
 /// and reads its peak RSS from the kernel when it is reaped.
 // The child is reaped by `wait4` (which returns its rusage), not `wait`.
@@ -54,7 +63,15 @@ fn run_measured(data: &Path, args: &[&str], limit: Duration) -> Measured {
     });
     let pid = child.id() as libc::pid_t;
     let deadline = Instant::now() + limit;
-    let (status, usage) = loop {
+    let mut peak_kib = 0i64;
+    let (status, _usage) = loop {
+        // The high-water mark of the child's own address space (reset at
+        // its exec), read while it runs: `ru_maxrss` would not do, because
+        // Linux carries it over exec, so it starts at this test process's
+        // RSS at the fork — hundreds of MB in a full test run.
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak_kib = peak_kib.max(kib);
+        }
         let mut status = 0;
         // SAFETY: plain FFI call with valid out-pointers; `pid` is our own
         // child, not reaped by anyone else (the `Child` is never waited).
@@ -69,13 +86,13 @@ fn run_measured(data: &Path, args: &[&str], limit: Duration) -> Measured {
             let _ = child.wait();
             panic!("batpak-host {args:?} did not exit within {limit:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     };
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     Measured {
         code,
         stderr: reader.join().expect("stderr reader"),
-        peak_kib: usage.ru_maxrss,
+        peak_kib,
     }
 }
 

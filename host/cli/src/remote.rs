@@ -103,7 +103,9 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
     let mut lines: Vec<usize> = Vec::new();
     let mut bytes = 0usize;
     let mut done = 0usize;
-    let mut last_report = std::time::Instant::now();
+    // Progress after the first part, then at most twice a second: a
+    // large append says from its start that nothing is committed yet.
+    let mut last_report: Option<std::time::Instant> = None;
     let mut send = |part: &mut Vec<NewEvent>, lines: &mut Vec<usize>| -> anyhow::Result<()> {
         if interrupt::signalled() {
             bail!("stopped by a signal");
@@ -120,12 +122,14 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
         for r in receipts {
             writeln!(spool.out, "{r}")?;
         }
-        if total > 10_000 && last_report.elapsed() > std::time::Duration::from_millis(500) {
+        if total > 10_000
+            && last_report.is_none_or(|t| t.elapsed() > std::time::Duration::from_millis(500))
+        {
             eprintln!(
                 "append: {done}/{total} events sent to the running host ({}%), not yet committed",
                 done * 100 / total
             );
-            last_report = std::time::Instant::now();
+            last_report = Some(std::time::Instant::now());
         }
         Ok(())
     };

@@ -664,7 +664,9 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
     let mut spool = ReceiptSpool::new()?;
     interrupt::writing();
     let started = Instant::now();
-    let mut last_report = Instant::now();
+    // Progress after the first part, then at most twice a second: a
+    // large append says from its start that nothing is committed yet.
+    let mut last_report: Option<Instant> = None;
     let mut done = 0usize;
     let mut chunk: Vec<Proposal> = Vec::new();
     let mut bytes = 0usize;
@@ -685,12 +687,12 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
             writeln!(spool.out, "{}", receipt_json(r, &c, &k))?;
         }
         done += rs.len();
-        if total > 10_000 && last_report.elapsed() > Duration::from_millis(500) {
+        if total > 10_000 && last_report.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
             eprintln!(
                 "append: {done}/{total} events written ({}%), not yet committed",
                 done * 100 / total
             );
-            last_report = Instant::now();
+            last_report = Some(Instant::now());
         }
         Ok(())
     };
