@@ -265,7 +265,12 @@ fn print_trees(dir: &Path) -> anyhow::Result<()> {
         }
     }
     let label = |e: &crate::trace::TraceEvent| {
-        let p: String = e.payload_text().chars().take(110).collect();
+        // Cut long payloads where the eye can see it was cut.
+        let text = e.payload_text();
+        let mut p: String = text.chars().take(110).collect();
+        if p.len() < text.len() {
+            p.push('…');
+        }
         format!("{:<28} {:<14} {}", e.kind, e.entity, p)
     };
     for e in all.iter().filter(|e| e.header.kind == "order.placed") {
