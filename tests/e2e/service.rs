@@ -120,7 +120,13 @@ impl Drop for Running {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; (status, body).
-pub(crate) fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connecting to the HTTP API");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(

@@ -152,7 +152,9 @@ fn evict_idle(conns: &Conns, now_ms: u64) -> bool {
     let oldest = map
         .iter()
         .map(|(id, c)| (*id, c.idle_since.load(Ordering::SeqCst)))
-        .filter(|(_, t)| *t != u64::MAX && now_ms.saturating_sub(*t) >= EVICT_IDLE.as_millis() as u64)
+        .filter(|(_, t)| {
+            *t != u64::MAX && now_ms.saturating_sub(*t) >= EVICT_IDLE.as_millis() as u64
+        })
         .min_by_key(|(_, t)| *t);
     match oldest.and_then(|(id, _)| map.remove(&id)) {
         Some(c) => {
@@ -192,8 +194,7 @@ fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>, conns: Conns) {
         }
         // One past the cap while an evicted connection's thread winds down.
         let n = active.load(Ordering::SeqCst);
-        if n > MAX_LOCAL_CONNECTIONS
-            || n == MAX_LOCAL_CONNECTIONS && !evict_idle(&conns, now_ms())
+        if n > MAX_LOCAL_CONNECTIONS || n == MAX_LOCAL_CONNECTIONS && !evict_idle(&conns, now_ms())
         {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = reply(
