@@ -855,6 +855,8 @@ mod tests {
         assert!(parse_query("after=x").is_err());
         assert!(parse_query("entity=%zz").is_err());
         assert!(parse_query("entity=%4").is_err());
+        // A sign is not a hex digit (`from_str_radix` alone takes it).
+        assert!(parse_query("entity=%+1").is_err());
     }
 
     #[test]
