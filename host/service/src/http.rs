@@ -249,9 +249,9 @@ fn respond(
     } else {
         "Connection: close\r\n\r\n"
     });
-    let mut out = head.into_bytes();
-    out.extend_from_slice(body);
-    s.write_all(&out)?;
+    // Head and body written apart: a large body is never copied.
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     s.flush()
 }
 
