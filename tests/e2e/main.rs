@@ -10,6 +10,7 @@ mod control_plane;
 mod demo;
 mod guest_units;
 mod hot_swap;
+mod http_hardening;
 mod integrity;
 mod languages;
 mod plugin_budgets;

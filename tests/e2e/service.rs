@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A `run` child whose stderr is collected line by line.
-struct Running {
-    child: Child,
+pub(crate) struct Running {
+    pub(crate) child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     data: PathBuf,
 }
 
 impl Running {
-    fn start(data: &Path, args: &[&str]) -> Running {
+    pub(crate) fn start(data: &Path, args: &[&str]) -> Running {
         let mut child = Command::new(bin())
             .arg("--data")
             .arg(data)
@@ -54,11 +54,11 @@ impl Running {
         r
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
 
-    fn wait_for(&self, what: &str, mut ok: impl FnMut() -> bool) {
+    pub(crate) fn wait_for(&self, what: &str, mut ok: impl FnMut() -> bool) {
         let start = Instant::now();
         while !ok() {
             assert!(
@@ -71,7 +71,7 @@ impl Running {
     }
 
     /// The HTTP address printed at start.
-    fn http_addr(&self) -> String {
+    pub(crate) fn http_addr(&self) -> String {
         let mut addr = None;
         self.wait_for("the http line", || {
             addr = self.lines.lock().unwrap().iter().find_map(|l| {
@@ -83,7 +83,7 @@ impl Running {
         addr.unwrap()
     }
 
-    fn token(&self) -> String {
+    pub(crate) fn token(&self) -> String {
         std::fs::read_to_string(self.data.join("run").join("http.token"))
             .expect("generated token file")
             .trim()
@@ -91,7 +91,7 @@ impl Running {
     }
 
     /// SIGTERM, then wait (bounded) for a clean exit.
-    fn stop(mut self) -> String {
+    pub(crate) fn stop(mut self) -> String {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let start = Instant::now();
@@ -120,7 +120,13 @@ impl Drop for Running {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; (status, body).
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, String) {
+pub(crate) fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connecting to the HTTP API");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(
@@ -138,7 +144,7 @@ fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) 
     parse_response(&out)
 }
 
-fn parse_response(out: &[u8]) -> (u16, String) {
+pub(crate) fn parse_response(out: &[u8]) -> (u16, String) {
     let text = String::from_utf8_lossy(out).into_owned();
     let code = text
         .split_whitespace()
@@ -292,6 +298,8 @@ fn http_needs_the_token_and_bad_requests_get_errors_while_the_host_keeps_serving
     let dir = tempdir();
     let data = dir.path().join("d");
     let token_file = write_file(dir.path(), "token", "a-test-token-of-enough-length\n");
+    // A secret file is owner-only, or the host refuses it (see http_hardening).
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     let run = Running::start(
         &data,
         &[

@@ -84,6 +84,8 @@ fn deadline_of(op: &Op) -> (Duration, &'static str) {
 #[derive(Debug)]
 pub struct Client {
     stream: UnixStream,
+    /// The socket, to reconnect to when the host closed an idle connection.
+    path: PathBuf,
     /// Set by [`Client::set_timeout`]: replaces every call's own deadline.
     timeout: Option<Duration>,
 }
@@ -101,6 +103,7 @@ impl Client {
         match UnixStream::connect(&path) {
             Ok(stream) => Ok(Some(Client {
                 stream,
+                path,
                 timeout: None,
             })),
             Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::ConnectionRefused) => {
@@ -221,11 +224,22 @@ impl Client {
             .ok_or_else(|| ClientError::Protocol("bulk commit reply without a count".into()))
     }
 
-    /// Reads one page.
+    /// Reads one page (at most [`crate::MAX_PAGE_BYTES`] of events; pass
+    /// its `next_after` as the next `after` while `more`). A read is
+    /// idempotent, so when the host had closed this connection for idling
+    /// (a caller slow to ask for the next page), it reconnects once and
+    /// asks again.
     ///
     /// # Errors
     /// As [`Client::call`].
     pub fn read(&mut self, q: &Query) -> Result<Page, ClientError> {
+        match self.typed(Op::Read(q.clone())) {
+            Err(ClientError::Closed) => {}
+            Err(ClientError::Io(e))
+                if matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset) => {}
+            other => return other,
+        }
+        self.stream = UnixStream::connect(&self.path).map_err(|_| ClientError::Closed)?;
         self.typed(Op::Read(q.clone()))
     }
 

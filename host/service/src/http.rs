@@ -3,6 +3,13 @@
 //! header and body sizes, the number of connections, and a deadline for a
 //! whole request so a slow client (slowloris) cannot hold a thread.
 //!
+//! Authentication comes before work: the token is checked on the head, and
+//! a request without it is answered 401 and closed before a byte of its
+//! body is read. Connections that have not shown the token hold at most
+//! [`MAX_UNAUTHENTICATED`] of the [`MAX_HTTP_CONNECTIONS`] slots (the
+//! oldest is closed to make room), so token holders always get one; bodies
+//! being read share [`MAX_BUFFERED_BODIES`] bytes across connections.
+//!
 //! Routes (all but `/metrics` need `Authorization: Bearer TOKEN`):
 //! - `POST /v1/events`: one event object or an array; durable receipts.
 //! - `GET /v1/events?entity=&entity_prefix=&scope=&correlation=&caused_by=&id=&kind=&after=&limit=&system=`
@@ -19,13 +26,20 @@ use crate::ServiceError;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Most simultaneous HTTP connections; more are answered 503 at once.
 pub const MAX_HTTP_CONNECTIONS: usize = 128;
+/// Most connections that have not (yet) shown the bearer token — fresh
+/// ones, `/metrics` scrapers, refused ones. A new connection beyond it
+/// closes the oldest such one, so the other slots stay for token holders.
+pub const MAX_UNAUTHENTICATED: usize = 32;
+/// Most request-body bytes held in memory across all connections at once;
+/// a request whose body does not fit is answered 503 (retry later).
+pub const MAX_BUFFERED_BODIES: usize = 64 << 20;
 /// Largest request head (request line and headers).
 pub const MAX_HEAD: usize = 16 << 10;
 /// Largest request body.
@@ -35,7 +49,16 @@ const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// A keep-alive connection idle this long is closed.
 const IDLE: Duration = Duration::from_secs(30);
 
-type Conns = Arc<parking_lot::Mutex<std::collections::HashMap<u64, TcpStream>>>;
+/// One open connection as the accept loop sees it: a clone to shut it down
+/// with, and whether it has shown the token.
+struct Conn {
+    stream: TcpStream,
+    authed: Arc<AtomicBool>,
+}
+
+/// Open connections by id: ids grow, so the first unauthenticated entry is
+/// the oldest.
+type Conns = Arc<parking_lot::Mutex<std::collections::BTreeMap<u64, Conn>>>;
 
 pub(crate) struct HttpServer {
     addr: SocketAddr,
@@ -83,21 +106,54 @@ impl HttpServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        for (_, c) in self.conns.lock().drain() {
-            let _ = c.shutdown(std::net::Shutdown::Both);
+        for (_, c) in std::mem::take(&mut *self.conns.lock()) {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
         }
+    }
+}
+
+/// Makes room for a new connection: closes the oldest connection that has
+/// not shown the token when [`MAX_UNAUTHENTICATED`] of them are open, or
+/// when every slot is taken. `false` when every slot is taken by token
+/// holders.
+fn make_room(conns: &Conns, active: usize) -> bool {
+    let mut map = conns.lock();
+    let unauth = map
+        .values()
+        .filter(|c| !c.authed.load(Ordering::SeqCst))
+        .count();
+    if unauth < MAX_UNAUTHENTICATED && active < MAX_HTTP_CONNECTIONS {
+        return true;
+    }
+    let oldest = map
+        .iter()
+        .find(|(_, c)| !c.authed.load(Ordering::SeqCst))
+        .map(|(id, _)| *id);
+    match oldest {
+        Some(id) => {
+            if let Some(c) = map.remove(&id) {
+                // Its thread sees EOF within a tick and gives the slot back.
+                let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            }
+            true
+        }
+        None => active < MAX_HTTP_CONNECTIONS,
     }
 }
 
 fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, token: Arc<String>, conns: Conns) {
     let active = Arc::new(AtomicUsize::new(0));
+    let bodies = Arc::new(AtomicUsize::new(0));
     let mut next_id = 0u64;
     for stream in listener.incoming() {
         if ctx.stopping() {
             break;
         }
         let Ok(mut stream) = stream else { continue };
-        if active.load(Ordering::SeqCst) >= MAX_HTTP_CONNECTIONS {
+        // One past the cap while an evicted connection's thread winds down.
+        if !make_room(&conns, active.load(Ordering::SeqCst))
+            || active.load(Ordering::SeqCst) > MAX_HTTP_CONNECTIONS
+        {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = respond(
                 &mut stream,
@@ -112,17 +168,33 @@ fn accept_loop(listener: TcpListener, ctx: Arc<Ctx>, token: Arc<String>, conns: 
         // the connection ends, or the client would never see EOF.
         let id = next_id;
         next_id += 1;
+        let authed = Arc::new(AtomicBool::new(false));
         if let Ok(c) = stream.try_clone() {
-            conns.lock().insert(id, c);
+            conns.lock().insert(
+                id,
+                Conn {
+                    stream: c,
+                    authed: authed.clone(),
+                },
+            );
         }
         active.fetch_add(1, Ordering::SeqCst);
         ctx.metrics.http_connections.fetch_add(1, Ordering::Relaxed);
-        let (ctx2, token2, active2, conns2) =
-            (ctx.clone(), token.clone(), active.clone(), conns.clone());
+        let (ctx2, token2, active2, conns2, bodies2) = (
+            ctx.clone(),
+            token.clone(),
+            active.clone(),
+            conns.clone(),
+            bodies.clone(),
+        );
         let spawned = std::thread::Builder::new()
             .name("batpak-http-conn".into())
             .spawn(move || {
-                serve(stream, &ctx2, &token2);
+                let conn = ConnState {
+                    authed,
+                    bodies: bodies2,
+                };
+                serve(stream, &ctx2, &token2, &conn);
                 conns2.lock().remove(&id);
                 active2.fetch_sub(1, Ordering::SeqCst);
             });
@@ -177,9 +249,9 @@ fn respond(
     } else {
         "Connection: close\r\n\r\n"
     });
-    let mut out = head.into_bytes();
-    out.extend_from_slice(body);
-    s.write_all(&out)?;
+    // Head and body written apart: a large body is never copied.
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
     s.flush()
 }
 
@@ -241,6 +313,13 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(buf) {
                 Ok(httparse::Status::Complete(n)) => {
+                    if n > MAX_HEAD {
+                        return Err(HeadError::Respond(
+                            431,
+                            ErrorCode::TooLarge,
+                            format!("request head of {n} bytes is larger than the limit of {MAX_HEAD} bytes"),
+                        ));
+                    }
                     let target = req.path.unwrap_or("/").to_string();
                     let (path, query) = match target.split_once('?') {
                         Some((p, q)) => (p.to_string(), q.to_string()),
@@ -260,6 +339,13 @@ fn read_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Result<Head, HeadError> {
                         let v = String::from_utf8_lossy(hd.value).trim().to_string();
                         match hd.name.to_ascii_lowercase().as_str() {
                             "authorization" => h.auth = Some(v),
+                            "content-length" if h.content_length.is_some() => {
+                                return Err(HeadError::Respond(
+                                    400,
+                                    ErrorCode::BadRequest,
+                                    "more than one Content-Length header; send exactly one".into(),
+                                ))
+                            }
                             "content-length" => {
                                 h.content_length = Some(v.parse().map_err(|_| {
                                     HeadError::Respond(
@@ -334,7 +420,38 @@ fn is_tick(e: &std::io::Error) -> bool {
     )
 }
 
-fn serve(mut s: TcpStream, ctx: &Ctx, token: &str) {
+/// What a connection's thread shares with the accept loop and the others.
+struct ConnState {
+    /// Set once the connection has shown the token: it then no longer
+    /// counts against [`MAX_UNAUTHENTICATED`].
+    authed: Arc<AtomicBool>,
+    /// Body bytes held across all connections ([`MAX_BUFFERED_BODIES`]).
+    bodies: Arc<AtomicUsize>,
+}
+
+/// A share of [`MAX_BUFFERED_BODIES`], given back when dropped.
+struct BodyBudget<'a> {
+    used: &'a AtomicUsize,
+    n: usize,
+}
+
+impl<'a> BodyBudget<'a> {
+    fn take(used: &'a AtomicUsize, n: usize) -> Option<BodyBudget<'a>> {
+        used.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+            u.checked_add(n).filter(|t| *t <= MAX_BUFFERED_BODIES)
+        })
+        .ok()
+        .map(|_| BodyBudget { used, n })
+    }
+}
+
+impl Drop for BodyBudget<'_> {
+    fn drop(&mut self) {
+        self.used.fetch_sub(self.n, Ordering::SeqCst);
+    }
+}
+
+fn serve(mut s: TcpStream, ctx: &Ctx, token: &str, conn: &ConnState) {
     let _ = s.set_write_timeout(Some(Duration::from_secs(30)));
     let _ = s.set_read_timeout(Some(TICK));
     let _ = s.set_nodelay(true);
@@ -359,6 +476,15 @@ fn serve(mut s: TcpStream, ctx: &Ctx, token: &str) {
             }
         };
         buf.clear();
+        // The token is checked on the head: a request without it is
+        // answered and the connection closed before a body byte is read.
+        let authed = authorized(&head, token);
+        if authed {
+            conn.authed.store(true, Ordering::SeqCst);
+        } else if head.path.starts_with("/v1/") {
+            unauthorized(&mut s, ctx, false);
+            return;
+        }
         if head.chunked {
             let _ = respond(
                 &mut s,
@@ -378,60 +504,75 @@ fn serve(mut s: TcpStream, ctx: &Ctx, token: &str) {
             let _ = respond(&mut s, 413, "application/json", &error_body(ErrorCode::TooLarge, &format!("body of {len} bytes is larger than the limit of {MAX_BODY} bytes; split the batch")), false);
             return;
         }
-        let mut body = head.body_start.clone();
-        if body.len() > len {
-            // Pipelined bytes belong to the next request.
-            buf = body.split_off(len);
-        }
-        let body_deadline =
-            Instant::now() + HEAD_DEADLINE + Duration::from_millis((len / 1024) as u64);
-        let mut chunk = if body.len() < len {
-            vec![0u8; 64 << 10]
-        } else {
-            Vec::new()
-        };
-        let mut timed_out = false;
-        while body.len() < len {
-            let now = Instant::now();
-            if now >= body_deadline {
-                timed_out = true;
-                break;
+        // Only a token holder's body is ever read (no route without a
+        // token takes one): answer the rest and close, unread.
+        let read_body = authed && len > 0;
+        let _budget = if read_body {
+            match BodyBudget::take(&conn.bodies, len) {
+                Some(b) => Some(b),
+                None => {
+                    ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    let _ = respond(&mut s, 503, "application/json", &error_body(ErrorCode::Busy, &format!("the host already holds {MAX_BUFFERED_BODIES} bytes of request bodies; retry later")), false);
+                    return;
+                }
             }
-            let want = (len - body.len()).min(chunk.len());
-            match s.read(&mut chunk[..want]) {
-                Ok(0) => return,
-                Ok(n) => body.extend_from_slice(&chunk[..n]),
-                Err(e) if is_tick(&e) => {}
-                Err(_) => {
+        } else {
+            None
+        };
+        let mut body = Vec::new();
+        if read_body {
+            body = head.body_start.clone();
+            if body.len() > len {
+                // Pipelined bytes belong to the next request.
+                buf = body.split_off(len);
+            }
+            body.reserve_exact(len - body.len());
+            let body_deadline =
+                Instant::now() + HEAD_DEADLINE + Duration::from_millis((len / 1024) as u64);
+            let mut chunk = vec![0u8; (64 << 10).min(len)];
+            let mut timed_out = false;
+            while body.len() < len {
+                let now = Instant::now();
+                if now >= body_deadline {
                     timed_out = true;
                     break;
                 }
+                let want = (len - body.len()).min(chunk.len());
+                match s.read(&mut chunk[..want]) {
+                    Ok(0) => return,
+                    Ok(n) => body.extend_from_slice(&chunk[..n]),
+                    Err(e) if is_tick(&e) => {}
+                    Err(_) => {
+                        timed_out = true;
+                        break;
+                    }
+                }
             }
+            if timed_out {
+                ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                let _ = respond(
+                    &mut s,
+                    408,
+                    "application/json",
+                    &error_body(
+                        ErrorCode::BadRequest,
+                        "the request body did not arrive in time",
+                    ),
+                    false,
+                );
+                return;
+            }
+        } else if head.body_start.len() > len {
+            buf = head.body_start[len..].to_vec();
         }
-        if timed_out {
-            ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
-            let _ = respond(
-                &mut s,
-                408,
-                "application/json",
-                &error_body(
-                    ErrorCode::BadRequest,
-                    "the request body did not arrive in time",
-                ),
-                false,
-            );
-            return;
-        }
-        let keep = !head.close;
+        // A body left unread ends the connection after the answer.
+        let keep = !head.close && (read_body || len == 0);
         if head.method == "GET" && head.path == "/v1/events/follow" {
-            if authorized(&head, token) {
-                follow(&mut s, ctx, &head);
-            } else {
-                unauthorized(&mut s, ctx, false);
-            }
+            follow(&mut s, ctx, &head);
             return;
         }
         let (code, ctype, out) = route(ctx, token, &head, &body);
+        drop(body);
         if respond(&mut s, code, ctype, &out, keep).is_err() || !keep {
             return;
         }
@@ -540,8 +681,11 @@ fn percent_decode(s: &str) -> Result<String, WireError> {
         match b[i] {
             b'+' => out.push(b' '),
             b'%' if i + 2 < b.len() => {
+                // Two hex digits exactly: `from_str_radix` alone would take
+                // a sign (`%+1`).
                 let h = std::str::from_utf8(&b[i + 1..i + 3])
                     .ok()
+                    .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
                     .and_then(|h| u8::from_str_radix(h, 16).ok());
                 match h {
                     Some(v) => out.push(v),
@@ -605,6 +749,27 @@ fn parse_query(qs: &str) -> Result<Query, WireError> {
     Ok(q)
 }
 
+/// How long a follow stream waits for events before looking whether its
+/// client is still there.
+const FOLLOW_POLL: Duration = Duration::from_millis(500);
+
+/// Whether the client closed its side (or reset) a connection that sends
+/// nothing more: a non-blocking peek sees EOF. Bytes a client sends after
+/// its request are left alone.
+fn peer_gone(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let mut one = [0u8; 1];
+    let gone = match s.peek(&mut one) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !is_tick(&e),
+    };
+    let _ = s.set_nonblocking(false);
+    gone
+}
+
 /// Streams matching events as chunked JSON lines until the client goes
 /// away or the host stops; a comment-free empty chunk never ends the
 /// stream early, so a client sees every event in order. A failed read (a
@@ -631,7 +796,9 @@ fn follow(s: &mut TcpStream, ctx: &Ctx, head: &Head) {
     if s.write_all(head_out.as_bytes()).is_err() {
         return;
     }
-    q.wait_ms = 1000;
+    // Short waits: between them the socket is checked, so a client that
+    // went away is noticed within a second even when no event comes.
+    q.wait_ms = FOLLOW_POLL.as_millis() as u64;
     loop {
         if ctx.stopping() {
             break;
@@ -663,7 +830,7 @@ fn follow(s: &mut TcpStream, ctx: &Ctx, head: &Head) {
             if s.write_all(&framed).and_then(|()| s.flush()).is_err() {
                 return;
             }
-        } else if s.peer_addr().is_err() {
+        } else if peer_gone(s) {
             return;
         }
         if limit.is_some_and(|l| sent >= l) {
@@ -688,6 +855,8 @@ mod tests {
         assert!(parse_query("after=x").is_err());
         assert!(parse_query("entity=%zz").is_err());
         assert!(parse_query("entity=%4").is_err());
+        // A sign is not a hex digit (`from_str_radix` alone takes it).
+        assert!(parse_query("entity=%+1").is_err());
     }
 
     #[test]

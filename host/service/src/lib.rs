@@ -33,8 +33,10 @@ mod token;
 mod wire_error;
 
 pub use client::{Client, ClientError};
-pub use http::{MAX_BODY, MAX_HEAD, MAX_HTTP_CONNECTIONS};
-pub use local::{socket_path, MAX_LOCAL_CONNECTIONS};
+pub use http::{
+    MAX_BODY, MAX_BUFFERED_BODIES, MAX_HEAD, MAX_HTTP_CONNECTIONS, MAX_UNAUTHENTICATED,
+};
+pub use local::{socket_path, LOCAL_IDLE, MAX_LOCAL_CONNECTIONS};
 pub use operator::{
     region_lag, reset_checkpoint, OpError, Operator, ReactorRunState, ReactorState, ResetOutcome,
     ResetTo, LAG_CAP, RESET_KIND,
@@ -44,7 +46,7 @@ pub use protocol::{
 };
 pub use query::{
     append, event_json, proposal, read, receipt_json, verify, verify_json, NewEvent, Page, Query,
-    MAX_APPEND_EVENTS, MAX_PAGE, MAX_WAIT_MS,
+    MAX_APPEND_EVENTS, MAX_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
 };
 pub use token::{token_path, MIN_TOKEN_LEN};
 pub use wire_error::{ErrorCode, WireError};

@@ -19,11 +19,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// Most simultaneous control connections; one more is answered `busy`.
+/// Most simultaneous control connections. One more closes the connection
+/// that has waited longest (at least [`EVICT_IDLE`]) for its next request;
+/// when none has, it is answered `busy` at once.
 pub const MAX_LOCAL_CONNECTIONS: usize = 64;
-/// A connection that sends nothing for this long is closed (a follower
-/// long-polls for at most 30 s, so live clients never hit it).
-const IDLE: Duration = Duration::from_secs(120);
+/// A connection that sends nothing between requests for this long is
+/// closed (a follower's long poll is the host's wait, not the client's, so
+/// live clients never hit it; the CLI sends its next request at once).
+pub const LOCAL_IDLE: Duration = Duration::from_secs(10);
+/// A connection idle this long between requests may be closed to make
+/// room for a new one when every slot is taken.
+const EVICT_IDLE: Duration = Duration::from_secs(1);
 /// Longest wait for the next part of an open bulk transaction (it holds
 /// every other append of the host).
 const BULK_IDLE: Duration = Duration::from_secs(10);
@@ -59,7 +65,7 @@ pub(crate) fn private_dir(data: &Path) -> Result<PathBuf, ServiceError> {
 pub(crate) struct LocalServer {
     path: PathBuf,
     ctx: Arc<Ctx>,
-    conns: Arc<Mutex<HashMap<u64, UnixStream>>>,
+    conns: Conns,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -86,7 +92,7 @@ impl LocalServer {
                 source,
             },
         )?;
-        let conns: Arc<Mutex<HashMap<u64, UnixStream>>> = Arc::default();
+        let conns: Conns = Arc::default();
         let thread = {
             let ctx = ctx.clone();
             let conns = conns.clone();
@@ -119,7 +125,7 @@ impl LocalServer {
             let _ = t.join();
         }
         for (_, c) in self.conns.lock().drain() {
-            let _ = c.shutdown(std::net::Shutdown::Both);
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
         }
         let _ = std::fs::remove_file(&self.path);
         let _ = &self.ctx;
@@ -129,7 +135,39 @@ impl LocalServer {
 /// How often the accept loop looks at the stop flag while nobody connects.
 const ACCEPT_POLL: Duration = Duration::from_millis(50);
 
-fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>, conns: Arc<Mutex<HashMap<u64, UnixStream>>>) {
+/// One open control connection as the accept loop sees it.
+struct Conn {
+    stream: UnixStream,
+    /// When it began waiting for its next request, in ms since `epoch`;
+    /// `u64::MAX` while it is busy (a call or an open bulk transaction).
+    idle_since: Arc<AtomicU64>,
+}
+
+type Conns = Arc<Mutex<HashMap<u64, Conn>>>;
+
+/// Closes the connection idle longest (at least [`EVICT_IDLE`]) between
+/// requests; `false` when none is.
+fn evict_idle(conns: &Conns, now_ms: u64) -> bool {
+    let mut map = conns.lock();
+    let oldest = map
+        .iter()
+        .map(|(id, c)| (*id, c.idle_since.load(Ordering::SeqCst)))
+        .filter(|(_, t)| {
+            *t != u64::MAX && now_ms.saturating_sub(*t) >= EVICT_IDLE.as_millis() as u64
+        })
+        .min_by_key(|(_, t)| *t);
+    match oldest.and_then(|(id, _)| map.remove(&id)) {
+        Some(c) => {
+            let _ = c.stream.shutdown(std::net::Shutdown::Both);
+            true
+        }
+        None => false,
+    }
+}
+
+fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>, conns: Conns) {
+    let epoch = std::time::Instant::now();
+    let now_ms = move || epoch.elapsed().as_millis() as u64;
     let active = Arc::new(AtomicUsize::new(0));
     let next_id = AtomicU64::new(0);
     // Non-blocking, so a stop is seen even when nobody can connect any more
@@ -154,20 +192,30 @@ fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>, conns: Arc<Mutex<HashMap<u
         if stream.set_nonblocking(false).is_err() {
             continue;
         }
-        if active.load(Ordering::SeqCst) >= MAX_LOCAL_CONNECTIONS {
+        // One past the cap while an evicted connection's thread winds down.
+        let n = active.load(Ordering::SeqCst);
+        if n > MAX_LOCAL_CONNECTIONS || n == MAX_LOCAL_CONNECTIONS && !evict_idle(&conns, now_ms())
+        {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = reply(
                 &mut stream,
                 Err(WireError::new(
                     ErrorCode::Busy,
-                    format!("the host already serves {MAX_LOCAL_CONNECTIONS} control connections; retry later"),
+                    format!("the host already serves {MAX_LOCAL_CONNECTIONS} busy control connections; retry later"),
                 )),
             );
             continue;
         }
         let id = next_id.fetch_add(1, Ordering::Relaxed);
+        let idle_since = Arc::new(AtomicU64::new(u64::MAX));
         if let Ok(c) = stream.try_clone() {
-            conns.lock().insert(id, c);
+            conns.lock().insert(
+                id,
+                Conn {
+                    stream: c,
+                    idle_since: idle_since.clone(),
+                },
+            );
         }
         active.fetch_add(1, Ordering::SeqCst);
         ctx.metrics
@@ -177,7 +225,9 @@ fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>, conns: Arc<Mutex<HashMap<u
         let spawned = std::thread::Builder::new()
             .name("batpak-socket-conn".into())
             .spawn(move || {
-                serve(stream, &ctx2);
+                serve(stream, &ctx2, &|idle| {
+                    idle_since.store(if idle { now_ms() } else { u64::MAX }, Ordering::SeqCst);
+                });
                 conns2.lock().remove(&id);
                 active2.fetch_sub(1, Ordering::SeqCst);
             });
@@ -200,8 +250,10 @@ fn reply(
 /// or the host stops. A bad request gets an error reply; nothing a client
 /// sends can panic this thread out of the host (handlers run under
 /// `catch_unwind` in `dispatch`).
-fn serve(mut stream: UnixStream, ctx: &Ctx) {
-    let _ = stream.set_read_timeout(Some(IDLE));
+/// `idle(true)` marks the connection as waiting between requests (it may
+/// then be evicted), `idle(false)` as busy.
+fn serve(mut stream: UnixStream, ctx: &Ctx, idle: &dyn Fn(bool)) {
+    let _ = stream.set_read_timeout(Some(LOCAL_IDLE));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
     // This connection's open bulk transaction: dropped (aborted, nothing
     // kept) when the connection closes, stalls or the host stops.
@@ -212,8 +264,16 @@ fn serve(mut stream: UnixStream, ctx: &Ctx) {
         }
         // Every other append waits while a bulk transaction is open: a
         // client that stops sending parts loses it after BULK_IDLE.
-        let _ = stream.set_read_timeout(Some(if bulk.is_some() { BULK_IDLE } else { IDLE }));
-        let body = match read_frame(&mut stream) {
+        let _ = stream.set_read_timeout(Some(if bulk.is_some() {
+            BULK_IDLE
+        } else {
+            LOCAL_IDLE
+        }));
+        // An open bulk transaction is never evicted: losing it loses work.
+        idle(bulk.is_none());
+        let frame = read_frame(&mut stream);
+        idle(false);
+        let body = match frame {
             Ok(b) => b,
             Err(FrameReadError::Closed) => return,
             Err(FrameReadError::TooLarge(n)) => {

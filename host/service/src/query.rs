@@ -65,6 +65,12 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 
 /// Most events one read page returns.
 pub const MAX_PAGE: usize = 10_000;
+/// Most stored bytes (event headers and payloads) one read page carries:
+/// a page ends early with `more: true` when the next event would pass it,
+/// but always carries at least one event (a payload is at most
+/// `MAX_PAYLOAD_LEN`, 16 MiB). Bounds the host's memory per read and keeps
+/// every reply under the socket's frame limit.
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
 /// Longest a read long-polls for new events.
 pub const MAX_WAIT_MS: u64 = 30_000;
 /// Most events one append request carries.
@@ -107,8 +113,8 @@ pub struct Page {
     /// Pass this as `after` for the next page: every matching event up to
     /// it has been returned.
     pub next_after: u64,
-    /// More matching events may follow at once (the page was full); when
-    /// false, every durable matching event has been returned.
+    /// More matching events may follow at once (the page was full: its
+    /// event limit or [`MAX_PAGE_BYTES`] was reached); when false, every durable matching event has been returned.
     pub more: bool,
 }
 
@@ -317,10 +323,18 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
         // Durable events only: a follower never sees an event a crash could
         // take back.
         let durable = store.watermarks().durable;
-        let scanned = store
-            .lookup(&lookup, &region, after, page, include_system)
+        let (scanned, cut) = store
+            .lookup_bounded(
+                &lookup,
+                &region,
+                after,
+                page,
+                include_system,
+                MAX_PAGE_BYTES,
+            )
             .map_err(store_error)?;
-        let full = scanned.len() == page;
+        // A page the byte budget ended is full too: more may follow at once.
+        let full = scanned.len() == page || cut;
         let next_after = match scanned.last() {
             Some(e) if full => e.header.sequence.min(durable.max(after)),
             _ => durable.max(after),

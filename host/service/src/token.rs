@@ -1,6 +1,7 @@
 //! The HTTP bearer token: read from the operator's file, or generated into
 //! `<data>/run/http.token` (owner-only) and kept across restarts so scripts
-//! keep working.
+//! keep working. A token file group or others may read or write is
+//! refused (`chmod 600` fixes it).
 
 use crate::ServiceError;
 use std::io::Write;
@@ -16,6 +17,20 @@ pub fn token_path(data: &Path) -> PathBuf {
 }
 
 fn read(path: &Path) -> Result<String, ServiceError> {
+    // Like ssh with a private key: a secret others can read is no secret,
+    // so the host refuses it and names the fix.
+    let meta = std::fs::metadata(path).map_err(|source| ServiceError::Io {
+        context: format!("reading the token file {}", path.display()),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ServiceError::BadToken(format!(
+            "{}: the token file is readable or writable by other users (mode {mode:o}); run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        )));
+    }
     let text = std::fs::read_to_string(path).map_err(|source| ServiceError::Io {
         context: format!("reading the token file {}", path.display()),
         source,

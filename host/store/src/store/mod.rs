@@ -353,6 +353,33 @@ impl Store {
             .lookup(lookup, region, after, limit, include_system)
     }
 
+    /// As [`lookup`](Self::lookup), but ends early once the events' header
+    /// and payload bytes would pass `max_bytes` (the first event is always
+    /// returned). The sizes come from the index, so a read never loads more
+    /// than the budget plus one event. The flag is true when the budget
+    /// ended the list (more matching events may follow).
+    ///
+    /// # Errors
+    /// As [`lookup`](Self::lookup).
+    pub fn lookup_bounded(
+        &self,
+        lookup: &Lookup,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+        max_bytes: usize,
+    ) -> Result<(Vec<Event>, bool), StoreError> {
+        self.inner.core.reads.lookup_bounded(
+            lookup,
+            region,
+            after,
+            limit,
+            include_system,
+            max_bytes,
+        )
+    }
+
     /// Current watermarks.
     pub fn watermarks(&self) -> Watermarks {
         self.inner.core.dur.watermarks()

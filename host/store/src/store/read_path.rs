@@ -580,4 +580,34 @@ impl ReadPath {
         let entries = self.lookup_entries(lookup, region, after, limit, include_system);
         self.read_entries(&entries)
     }
+
+    /// As [`lookup`](Self::lookup), but stops before the event that would
+    /// take the payload and header bytes read past `max_bytes` (always
+    /// keeping the first): sizes come from the index, so nothing over the
+    /// budget is read. The flag says the byte budget ended the list.
+    pub fn lookup_bounded(
+        &self,
+        lookup: &Lookup,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        include_system: bool,
+        max_bytes: usize,
+    ) -> Result<(Vec<Event>, bool), StoreError> {
+        let mut entries = self.lookup_entries(lookup, region, after, limit, include_system);
+        let mut total = 0usize;
+        let keep = entries
+            .iter()
+            .position(|e| {
+                total = total
+                    .saturating_add(e.header_len as usize)
+                    .saturating_add(e.payload_len as usize);
+                total > max_bytes
+            })
+            .unwrap_or(entries.len())
+            .max(1);
+        let cut = keep < entries.len();
+        entries.truncate(keep);
+        Ok((self.read_entries(&entries)?, cut))
+    }
 }
