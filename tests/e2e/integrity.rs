@@ -139,7 +139,7 @@ fn byte_flips_anywhere_in_sealed_and_last_segments_are_refused() {
     let seed = rand_seed();
     eprintln!("seed {seed} (BATPAK_SEED={seed} reproduces)");
     let mut rng = seed | 1;
-    let root = tempfile::tempdir().unwrap();
+    let root = crate::common::tempdir();
     let mut tried = 0;
     for clean in [true, false] {
         let pristine = make_store(&root.path().join(format!("p{clean}")), clean);
@@ -171,7 +171,7 @@ fn byte_flips_anywhere_in_sealed_and_last_segments_are_refused() {
 fn a_payload_flip_under_a_sound_snapshot_is_not_delivered() {
     // Issue 7 finding 1: with index.snap present, `widget` -> `vidget` was
     // read back as if intact.
-    let root = tempfile::tempdir().unwrap();
+    let root = crate::common::tempdir();
     let dir = make_store(root.path(), true);
     assert!(dir.join("index.snap").is_file());
     let seg = &segments(&dir)[1];
@@ -189,7 +189,7 @@ fn a_payload_flip_under_a_sound_snapshot_is_not_delivered() {
 
 #[test]
 fn deleted_and_reordered_segments_are_refused() {
-    let root = tempfile::tempdir().unwrap();
+    let root = crate::common::tempdir();
     for clean in [true, false] {
         let pristine = make_store(&root.path().join(format!("p{clean}")), clean);
         let segs = segments(&pristine);
@@ -220,7 +220,7 @@ fn deleted_and_reordered_segments_are_refused() {
 
 #[test]
 fn corrupt_stale_and_foreign_snapshots_are_never_trusted() {
-    let root = tempfile::tempdir().unwrap();
+    let root = crate::common::tempdir();
     let dir = make_store(&root.path().join("a"), true);
     let other = make_store(&root.path().join("b"), true);
     let count = |d: &Path| {
@@ -264,7 +264,7 @@ fn corrupt_stale_and_foreign_snapshots_are_never_trusted() {
 #[test]
 fn events_stops_at_damage_followed_by_acknowledged_events_and_follow_exits() {
     // Issue 7 finding 2: 10 of 20 printed, exit 0, --follow stalled.
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     append_payloads(d.path(), (0..20).map(|i| format!("value-{i:02}")));
     let seg = d.path().join("segments").join("00000001.seg");
     let mut b = std::fs::read(&seg).unwrap();
@@ -310,7 +310,7 @@ fn events_stops_at_damage_followed_by_acknowledged_events_and_follow_exits() {
 fn acknowledged_tail_damage_fails_closed_and_verify_changes_nothing() {
     // Issue 7 finding 3: opening (even via verify) cut an acknowledged
     // frame, and verify then said "sound".
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     append_payloads(d.path(), (0..5).map(|i| format!("v{i}")));
     let seg = d.path().join("segments").join("00000001.seg");
     let len = std::fs::metadata(&seg).unwrap().len();
@@ -335,7 +335,7 @@ fn acknowledged_tail_damage_fails_closed_and_verify_changes_nothing() {
 
 #[test]
 fn an_unacknowledged_torn_tail_is_cut_reported_and_recorded() {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     append_payloads(d.path(), (0..3).map(|i| format!("v{i}")));
     // A write that never completed (nobody was told it was durable).
     let seg = d.path().join("segments").join("00000001.seg");
@@ -384,7 +384,7 @@ fn an_unacknowledged_torn_tail_is_cut_reported_and_recorded() {
 #[test]
 fn jsonl_with_a_bad_causation_at_line_4501_appends_nothing() {
     // Issue 7 finding 4: 4096 events were appended before the bad line.
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     let mut input = String::new();
     for i in 1..=5000 {
         if i == 4501 {
@@ -430,7 +430,7 @@ fn jsonl_with_a_bad_causation_at_line_4501_appends_nothing() {
 
 #[test]
 fn verify_works_on_a_store_another_process_holds() {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     let store = Store::open(d.path()).unwrap();
     let p = Proposal::new(Coordinate::new("a", "s").unwrap(), "k", b"1".to_vec());
     store.append(p, AppendOptions::durable()).unwrap();

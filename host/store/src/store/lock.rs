@@ -206,9 +206,17 @@ impl DirLock {
 mod tests {
     use super::*;
 
+    fn private_tempdir() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .unwrap()
+    }
+
     #[test]
     fn a_refused_open_names_the_holder_with_an_iso_time_and_how_long_ago() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let _held = DirLock::acquire(dir.path()).unwrap();
         let err = DirLock::acquire(dir.path()).unwrap_err();
         let StoreError::Locked {
@@ -227,7 +235,7 @@ mod tests {
 
     #[test]
     fn an_older_lock_files_raw_epoch_is_shown_as_a_time_with_its_age() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let _held = DirLock::acquire(dir.path()).unwrap();
         // What an older build wrote: raw epoch seconds, one hour ago.
         let hour_ago = now_us() / 1_000_000 - 3_600;
