@@ -72,6 +72,8 @@ fn make_store(root: &Path, clean: bool) -> PathBuf {
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.join("segments")).unwrap();
+    // Owner-only, as the store requires of its directory.
+    std::fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         if e.file_type().unwrap().is_file() {
@@ -438,4 +440,101 @@ fn verify_works_on_a_store_another_process_holds() {
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(lines(&o)[0]["sound"], true);
     assert_eq!(lines(&o)[0]["events"], 1);
+}
+
+/// Issue 16 finding 9: with the durable marker gone, the index snapshot
+/// still says how far the log was acknowledged. A cut-short last segment is
+/// refused (not cut as a torn tail) and a deleted last segment is reported
+/// by `verify` (it said "sound").
+#[test]
+fn losing_the_marker_and_the_end_of_the_log_is_refused_and_reported() {
+    let root = crate::common::tempdir();
+    let dir = make_store(root.path(), true);
+    let segs = segments(&dir);
+    assert!(segs.len() >= 3, "{segs:?}");
+    // Truncate the last segment mid-frame and delete the marker.
+    let last = segs.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len / 2 + 7)
+        .unwrap();
+    std::fs::remove_file(dir.join("DURABLE")).unwrap();
+    let before = files(&dir);
+    let o = run(&dir, &["verify"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let rep = &lines(&o)[0];
+    assert_eq!(rep["sound"], false, "{rep}");
+    assert!(rep["torn_tail_to_cut"].is_null(), "{rep}");
+    assert!(rep["problems"].to_string().contains("index.snap"), "{rep}");
+    let o = run(
+        &dir,
+        &["append", "--entity", "x", "--scope", "s", "--kind", "k"],
+        None,
+    );
+    assert!(!o.status.success(), "the open cut acknowledged events");
+    let e = err(&o);
+    assert!(e.contains("acknowledged data may be lost"), "{e}");
+    assert!(e.contains("backup"), "{e}");
+    assert_eq!(files(&dir), before, "the refused open changed the store");
+
+    // Delete the whole last segment and the marker: verify said "sound".
+    let root = crate::common::tempdir();
+    let dir = make_store(root.path(), true);
+    let segs = segments(&dir);
+    std::fs::remove_file(segs.last().unwrap()).unwrap();
+    std::fs::remove_file(dir.join("DURABLE")).unwrap();
+    let o = run(&dir, &["verify"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let rep = &lines(&o)[0];
+    assert_eq!(rep["sound"], false, "{rep}");
+    let missing = format!("segment file {:08} is missing", segs.len());
+    assert!(rep["problems"].to_string().contains(&missing), "{rep}");
+    let o = run(
+        &dir,
+        &["append", "--entity", "x", "--scope", "s", "--kind", "k"],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(err(&o).contains(&missing), "{}", err(&o));
+}
+
+/// Issue 16 finding 8: a data directory other users can read is refused
+/// with the `chmod` that fixes it; the store's own files are owner-only.
+#[test]
+fn a_data_directory_other_users_can_read_is_refused_naming_the_chmod() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = crate::common::tempdir();
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let append = ["append", "--entity", "x", "--scope", "s", "--kind", "k"];
+    let o = run(&data, &append, None);
+    assert!(!o.status.success(), "a 0755 data directory was used");
+    let e = err(&o);
+    assert!(e.contains(&format!("chmod 700 {}", data.display())), "{e}");
+    assert!(e.contains("0755"), "{e}");
+    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0, "nothing created");
+    // verify says an open would refuse.
+    std::fs::create_dir(data.join("segments")).unwrap();
+    let o = run(&data, &["verify"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("chmod 700"), "{}", err(&o));
+    std::fs::remove_dir(data.join("segments")).unwrap();
+    // Doing what the message says fixes it.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let o = run(&data, &append, None);
+    assert!(o.status.success(), "{}", err(&o));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.join("segments")), 0o700);
+    for p in [data.join("DURABLE"), data.join("index.snap"), segments(&data)[0].clone()] {
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    // A directory the host creates itself is owner-only.
+    let fresh = root.path().join("fresh").join("data");
+    let o = run(&fresh, &append, None);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(mode(&fresh), 0o700);
 }
