@@ -516,7 +516,11 @@ fn a_data_directory_other_users_can_read_is_refused_naming_the_chmod() {
     let e = err(&o);
     assert!(e.contains(&format!("chmod 700 {}", data.display())), "{e}");
     assert!(e.contains("0755"), "{e}");
-    assert_eq!(std::fs::read_dir(&data).unwrap().count(), 0, "nothing created");
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "nothing created"
+    );
     // verify says an open would refuse.
     std::fs::create_dir(data.join("segments")).unwrap();
     let o = run(&data, &["verify"], None);
@@ -529,7 +533,11 @@ fn a_data_directory_other_users_can_read_is_refused_naming_the_chmod() {
     assert!(o.status.success(), "{}", err(&o));
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data.join("segments")), 0o700);
-    for p in [data.join("DURABLE"), data.join("index.snap"), segments(&data)[0].clone()] {
+    for p in [
+        data.join("DURABLE"),
+        data.join("index.snap"),
+        segments(&data)[0].clone(),
+    ] {
         assert_eq!(mode(&p), 0o600, "{}", p.display());
     }
     // A directory the host creates itself is owner-only.

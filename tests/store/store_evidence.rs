@@ -85,10 +85,7 @@ fn a_truncated_last_segment_without_its_marker_is_refused_when_the_snapshot_cove
     truncate(&seg2, 32 + 49 * frame);
     std::fs::remove_file(dir2.join("DURABLE")).unwrap();
     assert!(
-        matches!(
-            Store::open(&dir2),
-            Err(StoreError::AcknowledgedLoss { .. })
-        ),
+        matches!(Store::open(&dir2), Err(StoreError::AcknowledgedLoss { .. })),
         "a log cut at a frame boundary before the snapshot's end"
     );
 }
@@ -144,7 +141,10 @@ fn a_deleted_last_segment_and_marker_are_reported_when_the_snapshot_covered_them
     std::fs::remove_file(last).unwrap();
     std::fs::remove_file(dir.join("DURABLE")).unwrap();
     let rep = batpak_store::verify_dir(&dir).unwrap();
-    assert!(!rep.is_sound(), "verify called a store with a lost segment sound");
+    assert!(
+        !rep.is_sound(),
+        "verify called a store with a lost segment sound"
+    );
     let why = rep.open_error.clone().unwrap();
     assert!(
         why.contains(&format!("segment file {:08} is missing", segs.len())),

@@ -98,7 +98,10 @@ fn read_only_tools_read_a_shared_directory_and_verify_says_an_open_would_refuse(
     let rep = batpak_store::verify_dir(&dir).unwrap();
     assert!(!rep.is_sound(), "{rep:?}");
     let why = rep.open_error.unwrap();
-    assert!(why.contains(&format!("chmod 700 {}", dir.display())), "{why}");
+    assert!(
+        why.contains(&format!("chmod 700 {}", dir.display())),
+        "{why}"
+    );
     assert!(rep.problems.is_empty(), "{:?}", rep.problems);
     // `events` reads it without the lock (it changes nothing).
     assert!(!batpak_store::opens_clean(&dir));

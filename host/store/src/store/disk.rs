@@ -136,11 +136,8 @@ impl DiskFile for OsFile {
 impl Disk for OsDisk {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
         // Owner-only, like the store directory (see `private_dir`).
-        std::os::unix::fs::DirBuilderExt::mode(
-            std::fs::DirBuilder::new().recursive(true),
-            0o700,
-        )
-        .create(dir)
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut out = Vec::new();

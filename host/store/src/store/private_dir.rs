@@ -58,8 +58,7 @@ pub(crate) fn check(dir: &Path) -> Result<(), StoreError> {
 fn shell_quote(dir: &Path) -> String {
     let s = dir.to_string_lossy();
     let plain = !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c));
     if plain {
         s.into_owned()
@@ -74,7 +73,10 @@ mod tests {
 
     #[test]
     fn paths_are_quoted_only_when_a_shell_would_split_them() {
-        assert_eq!(shell_quote(Path::new("/srv/batpak-data")), "/srv/batpak-data");
+        assert_eq!(
+            shell_quote(Path::new("/srv/batpak-data")),
+            "/srv/batpak-data"
+        );
         assert_eq!(shell_quote(Path::new("/a b")), "'/a b'");
         assert_eq!(shell_quote(Path::new("/it's")), r"'/it'\''s'");
     }

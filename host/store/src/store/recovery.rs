@@ -90,7 +90,7 @@ impl Evidence {
 }
 
 /// How to proceed when the log ends before its evidence.
-const RESTORE_FIX: &str = "restore the store directory (or the named segment) from a backup. To accept the loss instead and open with what is left, move index.snap aside (it is only a cache) and delete DURABLE, then create it empty (`: > DURABLE`): the open then cuts the damaged tail and records the cut in a batpak.store.recovered event";
+const RESTORE_FIX: &str = "restore the store directory (or the named segment) from a backup. To accept the loss instead and open with what is left, move index.snap aside (it is only a cache) and, if DURABLE is missing, create it empty (`: > DURABLE`): the open then cuts a damaged tail and records the cut in a batpak.store.recovered event";
 
 /// How to proceed when a damaged tail cannot be judged without the marker.
 const NO_MARKER_FIX: &str = "restore DURABLE (or the whole store directory) from a backup. If this store was written by a batpak-host from before the durable marker existed, or you accept losing the damaged tail, create an empty marker (`: > DURABLE` in the store directory) and open again: the open then cuts the tail and records the cut in a batpak.store.recovered event";

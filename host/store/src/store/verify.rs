@@ -5,15 +5,15 @@
 
 use super::disk::{read_all, Disk};
 use super::durable_mark::Marker;
-use super::index::CHECKPOINT_KIND;
-use super::Checkpoint;
 use super::frame::{decode_frame, FRAME_HEADER, FRAME_MAGIC};
 use super::index::Index;
+use super::index::CHECKPOINT_KIND;
 use super::recovery::recover;
 use super::segment::{
     check_segment_header, decode_body, decode_header, list_segments, segment_path, Body,
     SEGMENT_HEADER, TAG_TXN_COMMIT,
 };
+use super::Checkpoint;
 use super::StoreError;
 use std::path::Path;
 
