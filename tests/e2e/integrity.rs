@@ -546,3 +546,51 @@ fn a_data_directory_other_users_can_read_is_refused_naming_the_chmod() {
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(mode(&fresh), 0o700);
 }
+
+/// Issue 16 finding 8: the copy of `append --jsonl -` input (every payload)
+/// is owner-only while it exists.
+#[test]
+fn the_jsonl_spool_of_stdin_is_owner_only() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let root = crate::common::tempdir();
+    let data = root.path().join("data");
+    let mut child = Command::new(crate::common::bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["append", "--jsonl", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            b"{\"entity\":\"acct:1\",\"scope\":\"s\",\"kind\":\"k\",\"payload\":{\"secret\":1}}\n",
+        )
+        .unwrap();
+    stdin.flush().unwrap();
+    let prefix = format!("batpak-jsonl-{}-", child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let spool = loop {
+        let found = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+        if let Some(e) = found {
+            break e.path();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no spool file {prefix}* appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mode = std::fs::metadata(&spool).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", spool.display());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(!spool.exists(), "the spool is removed");
+}
