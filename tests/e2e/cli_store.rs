@@ -18,7 +18,7 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn append_then_events_round_trips_with_filters_and_causation() {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     let o = run(
         d.path(),
         &[
@@ -80,7 +80,7 @@ fn append_then_events_round_trips_with_filters_and_causation() {
 
 #[test]
 fn jsonl_with_a_bad_line_appends_nothing_and_names_the_line() {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     let input = "{\"entity\":\"a\",\"scope\":\"s\",\"kind\":\"k\",\"payload\":1}\n\n{\"entity\":\"a\",\"scope\":\"s\",\"kind\":\"batpak.no\",\"payload\":2}\n";
     let o = run(d.path(), &["append", "--jsonl", "-"], Some(input));
     assert_eq!(o.status.code(), Some(1));
@@ -108,7 +108,7 @@ fn jsonl_with_a_bad_line_appends_nothing_and_names_the_line() {
 
 #[test]
 fn bad_arguments_exit_2_with_usage() {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     let o = run(d.path(), &["append", "--entity", "x"], None);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--scope"), "{}", stderr(&o));
@@ -135,7 +135,7 @@ fn bad_arguments_exit_2_with_usage() {
 
 #[test]
 fn a_held_store_is_refused_naming_the_holder() {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     let _held = batpak_store::Store::open(d.path()).unwrap();
     let o = run(
         d.path(),
@@ -169,7 +169,7 @@ fn a_held_store_is_refused_naming_the_holder() {
 /// the same text verbatim; a JSON payload is stored as typed.
 #[test]
 fn a_payload_that_is_not_json_is_refused_unless_given_as_text() {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     let ev = |flag: &str, payload: &str| {
         run(
             d.path(),
@@ -237,7 +237,7 @@ fn a_payload_that_is_not_json_is_refused_unless_given_as_text() {
 
 #[test]
 fn verify_reports_corruption_with_segment_and_offset() {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     append_payloads(d.path(), (0..4).map(|i| format!("value-{i}")));
     let seg = d.path().join("segments").join("00000001.seg");
     let mut b = std::fs::read(&seg).unwrap();

@@ -91,8 +91,12 @@ pub fn plugin(stem: &str) -> PathBuf {
 
 /// A fresh temporary directory.
 pub fn tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    // Owner-only: the store refuses a data directory others can access
+    // (tempfile's default is 0777 & !umask).
     tempfile::Builder::new()
         .prefix("batpak-rt-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .expect("tempdir")
 }

@@ -72,6 +72,8 @@ fn make_store(root: &Path, clean: bool) -> PathBuf {
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.join("segments")).unwrap();
+    // Owner-only, as the store requires of its directory.
+    std::fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         if e.file_type().unwrap().is_file() {
@@ -139,7 +141,7 @@ fn byte_flips_anywhere_in_sealed_and_last_segments_are_refused() {
     let seed = rand_seed();
     eprintln!("seed {seed} (BATPAK_SEED={seed} reproduces)");
     let mut rng = seed | 1;
-    let root = tempfile::tempdir().unwrap();
+    let root = crate::common::tempdir();
     let mut tried = 0;
     for clean in [true, false] {
         let pristine = make_store(&root.path().join(format!("p{clean}")), clean);
@@ -171,7 +173,7 @@ fn byte_flips_anywhere_in_sealed_and_last_segments_are_refused() {
 fn a_payload_flip_under_a_sound_snapshot_is_not_delivered() {
     // Issue 7 finding 1: with index.snap present, `widget` -> `vidget` was
     // read back as if intact.
-    let root = tempfile::tempdir().unwrap();
+    let root = crate::common::tempdir();
     let dir = make_store(root.path(), true);
     assert!(dir.join("index.snap").is_file());
     let seg = &segments(&dir)[1];
@@ -189,7 +191,7 @@ fn a_payload_flip_under_a_sound_snapshot_is_not_delivered() {
 
 #[test]
 fn deleted_and_reordered_segments_are_refused() {
-    let root = tempfile::tempdir().unwrap();
+    let root = crate::common::tempdir();
     for clean in [true, false] {
         let pristine = make_store(&root.path().join(format!("p{clean}")), clean);
         let segs = segments(&pristine);
@@ -220,7 +222,7 @@ fn deleted_and_reordered_segments_are_refused() {
 
 #[test]
 fn corrupt_stale_and_foreign_snapshots_are_never_trusted() {
-    let root = tempfile::tempdir().unwrap();
+    let root = crate::common::tempdir();
     let dir = make_store(&root.path().join("a"), true);
     let other = make_store(&root.path().join("b"), true);
     let count = |d: &Path| {
@@ -264,7 +266,7 @@ fn corrupt_stale_and_foreign_snapshots_are_never_trusted() {
 #[test]
 fn events_stops_at_damage_followed_by_acknowledged_events_and_follow_exits() {
     // Issue 7 finding 2: 10 of 20 printed, exit 0, --follow stalled.
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     append_payloads(d.path(), (0..20).map(|i| format!("value-{i:02}")));
     let seg = d.path().join("segments").join("00000001.seg");
     let mut b = std::fs::read(&seg).unwrap();
@@ -310,7 +312,7 @@ fn events_stops_at_damage_followed_by_acknowledged_events_and_follow_exits() {
 fn acknowledged_tail_damage_fails_closed_and_verify_changes_nothing() {
     // Issue 7 finding 3: opening (even via verify) cut an acknowledged
     // frame, and verify then said "sound".
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     append_payloads(d.path(), (0..5).map(|i| format!("v{i}")));
     let seg = d.path().join("segments").join("00000001.seg");
     let len = std::fs::metadata(&seg).unwrap().len();
@@ -335,7 +337,7 @@ fn acknowledged_tail_damage_fails_closed_and_verify_changes_nothing() {
 
 #[test]
 fn an_unacknowledged_torn_tail_is_cut_reported_and_recorded() {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     append_payloads(d.path(), (0..3).map(|i| format!("v{i}")));
     // A write that never completed (nobody was told it was durable).
     let seg = d.path().join("segments").join("00000001.seg");
@@ -384,7 +386,7 @@ fn an_unacknowledged_torn_tail_is_cut_reported_and_recorded() {
 #[test]
 fn jsonl_with_a_bad_causation_at_line_4501_appends_nothing() {
     // Issue 7 finding 4: 4096 events were appended before the bad line.
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     let mut input = String::new();
     for i in 1..=5000 {
         if i == 4501 {
@@ -430,7 +432,7 @@ fn jsonl_with_a_bad_causation_at_line_4501_appends_nothing() {
 
 #[test]
 fn verify_works_on_a_store_another_process_holds() {
-    let d = tempfile::tempdir().unwrap();
+    let d = crate::common::tempdir();
     let store = Store::open(d.path()).unwrap();
     let p = Proposal::new(Coordinate::new("a", "s").unwrap(), "k", b"1".to_vec());
     store.append(p, AppendOptions::durable()).unwrap();
@@ -438,4 +440,157 @@ fn verify_works_on_a_store_another_process_holds() {
     assert!(o.status.success(), "{}", err(&o));
     assert_eq!(lines(&o)[0]["sound"], true);
     assert_eq!(lines(&o)[0]["events"], 1);
+}
+
+/// Issue 16 finding 9: with the durable marker gone, the index snapshot
+/// still says how far the log was acknowledged. A cut-short last segment is
+/// refused (not cut as a torn tail) and a deleted last segment is reported
+/// by `verify` (it said "sound").
+#[test]
+fn losing_the_marker_and_the_end_of_the_log_is_refused_and_reported() {
+    let root = crate::common::tempdir();
+    let dir = make_store(root.path(), true);
+    let segs = segments(&dir);
+    assert!(segs.len() >= 3, "{segs:?}");
+    // Truncate the last segment mid-frame and delete the marker.
+    let last = segs.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len / 2 + 7)
+        .unwrap();
+    std::fs::remove_file(dir.join("DURABLE")).unwrap();
+    let before = files(&dir);
+    let o = run(&dir, &["verify"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let rep = &lines(&o)[0];
+    assert_eq!(rep["sound"], false, "{rep}");
+    assert!(rep["torn_tail_to_cut"].is_null(), "{rep}");
+    assert!(rep["problems"].to_string().contains("index.snap"), "{rep}");
+    let o = run(
+        &dir,
+        &["append", "--entity", "x", "--scope", "s", "--kind", "k"],
+        None,
+    );
+    assert!(!o.status.success(), "the open cut acknowledged events");
+    let e = err(&o);
+    assert!(e.contains("acknowledged data may be lost"), "{e}");
+    assert!(e.contains("backup"), "{e}");
+    assert_eq!(files(&dir), before, "the refused open changed the store");
+
+    // Delete the whole last segment and the marker: verify said "sound".
+    let root = crate::common::tempdir();
+    let dir = make_store(root.path(), true);
+    let segs = segments(&dir);
+    std::fs::remove_file(segs.last().unwrap()).unwrap();
+    std::fs::remove_file(dir.join("DURABLE")).unwrap();
+    let o = run(&dir, &["verify"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    let rep = &lines(&o)[0];
+    assert_eq!(rep["sound"], false, "{rep}");
+    let missing = format!("segment file {:08} is missing", segs.len());
+    assert!(rep["problems"].to_string().contains(&missing), "{rep}");
+    let o = run(
+        &dir,
+        &["append", "--entity", "x", "--scope", "s", "--kind", "k"],
+        None,
+    );
+    assert!(!o.status.success());
+    assert!(err(&o).contains(&missing), "{}", err(&o));
+}
+
+/// Issue 16 finding 8: a data directory other users can read is refused
+/// with the `chmod` that fixes it; the store's own files are owner-only.
+#[test]
+fn a_data_directory_other_users_can_read_is_refused_naming_the_chmod() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = crate::common::tempdir();
+    let data = root.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let append = ["append", "--entity", "x", "--scope", "s", "--kind", "k"];
+    let o = run(&data, &append, None);
+    assert!(!o.status.success(), "a 0755 data directory was used");
+    let e = err(&o);
+    assert!(e.contains(&format!("chmod 700 {}", data.display())), "{e}");
+    assert!(e.contains("0755"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(&data).unwrap().count(),
+        0,
+        "nothing created"
+    );
+    // verify says an open would refuse.
+    std::fs::create_dir(data.join("segments")).unwrap();
+    let o = run(&data, &["verify"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("chmod 700"), "{}", err(&o));
+    std::fs::remove_dir(data.join("segments")).unwrap();
+    // Doing what the message says fixes it.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let o = run(&data, &append, None);
+    assert!(o.status.success(), "{}", err(&o));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.join("segments")), 0o700);
+    for p in [
+        data.join("DURABLE"),
+        data.join("index.snap"),
+        segments(&data)[0].clone(),
+    ] {
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+    }
+    // A directory the host creates itself is owner-only.
+    let fresh = root.path().join("fresh").join("data");
+    let o = run(&fresh, &append, None);
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(mode(&fresh), 0o700);
+}
+
+/// Issue 16 finding 8: the copy of `append --jsonl -` input (every payload)
+/// is owner-only while it exists.
+#[test]
+fn the_jsonl_spool_of_stdin_is_owner_only() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let root = crate::common::tempdir();
+    let data = root.path().join("data");
+    let mut child = Command::new(crate::common::bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["append", "--jsonl", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(
+            b"{\"entity\":\"acct:1\",\"scope\":\"s\",\"kind\":\"k\",\"payload\":{\"secret\":1}}\n",
+        )
+        .unwrap();
+    stdin.flush().unwrap();
+    let prefix = format!("batpak-jsonl-{}-", child.id());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let spool = loop {
+        let found = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+        if let Some(e) = found {
+            break e.path();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no spool file {prefix}* appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mode = std::fs::metadata(&spool).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{}", spool.display());
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(!spool.exists(), "the spool is removed");
 }

@@ -646,6 +646,8 @@ fn wasi_randomness_is_deterministic_per_source_event() {
     // Two copies of the same log: the same events, the same ids.
     let copy = dir.path().join("copy");
     std::fs::create_dir_all(&copy).unwrap();
+    // Owner-only, as the store requires of its directory.
+    std::fs::set_permissions(&copy, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     for e in std::fs::read_dir(&data).unwrap() {
         let e = e.unwrap();
         if e.file_type().unwrap().is_dir() {

@@ -145,7 +145,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 
 #[test]
 fn native_reactor_goes_through_caller_gates_and_parking() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let store = Store::open(dir.path()).unwrap();
     for (i, p) in [&b"a"[..], b"deny-me", b"poison", b"b", b"weird", b"panic"]
         .iter()
@@ -257,7 +257,7 @@ fn native_reactor_goes_through_caller_gates_and_parking() {
 
 #[test]
 fn lossy_subscriber_that_falls_behind_is_resubscribed_and_counts_what_it_missed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let store = Store::open(dir.path()).unwrap();
     let mut echo = Echo::new("lossy", ReactorCanal::LossySubscription);
     // The reactor is held in its first call until every event is appended,
@@ -297,7 +297,7 @@ fn lossy_subscriber_that_falls_behind_is_resubscribed_and_counts_what_it_missed(
 /// that says it is idle has every reaction and its checkpoint durable.
 #[test]
 fn idle_runner_has_every_commit_of_its_durable_window_durable() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::common::tempdir();
     let store = Store::open(dir.path()).unwrap();
     let inputs: Vec<Proposal> = (0..40)
         .map(|i| {

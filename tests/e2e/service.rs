@@ -521,7 +521,7 @@ fn the_socket_is_owner_only_and_a_stale_one_is_replaced_after_kill_9() {
         // Not root: with the data directory unreadable, nothing connects.
         std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o000)).unwrap();
         let out = host(&data, &["status"]);
-        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
         assert!(!out.status.success());
     } else {
         eprintln!("running as root: checked the permission bits instead of a refused connection");

@@ -193,7 +193,7 @@ fn bulk_power_cut_after_each_part_keeps_nothing_and_commit_keeps_all() {
 
 #[test]
 fn bulk_is_invisible_to_readers_until_commit_and_concurrent_appends_go_after_it() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::tempdir().unwrap();
     let dir = tmp.path();
     let store = Store::open(dir).unwrap();
     store
@@ -287,7 +287,7 @@ fn bulk_is_invisible_to_readers_until_commit_and_concurrent_appends_go_after_it(
 
 #[test]
 fn log_reader_reads_a_frame_larger_than_its_old_window() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::tempdir().unwrap();
     let store = Store::open(tmp.path()).unwrap();
     // One batch = one frame of about 90 MiB: more than the old read window of 16 + 64 MiB.
     let big: Vec<Proposal> = (0..90)

@@ -34,7 +34,7 @@ fn last_segment(dir: &Path) -> std::path::PathBuf {
 
 #[test]
 fn batch_is_atomic_ordered_and_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let rs = store
         .append_batch(
@@ -72,7 +72,7 @@ fn batch_is_atomic_ordered_and_survives_reopen() {
 
 #[test]
 fn idempotency_key_returns_the_original_receipt_also_after_restart() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let first = store
         .append(
@@ -103,7 +103,7 @@ fn idempotency_key_returns_the_original_receipt_also_after_restart() {
 
 #[test]
 fn optimistic_concurrency_refuses_stale_writers() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut p = prop("acct", "k", "1");
     p.expected_sequence = Some(0);
@@ -131,7 +131,7 @@ fn optimistic_concurrency_refuses_stale_writers() {
 
 #[test]
 fn a_batch_refused_after_its_first_events_leaves_no_trace() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let base = store
         .append(prop("acct", "k", "0"), AppendOptions::visible())
@@ -177,7 +177,7 @@ fn a_batch_refused_after_its_first_events_leaves_no_trace() {
 
 #[test]
 fn causal_graph_links_both_ways_and_chain_uses_id_and_hash() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let root = store
         .append(prop("order:1", "placed", "same"), AppendOptions::visible())
@@ -221,7 +221,7 @@ fn causal_graph_links_both_ways_and_chain_uses_id_and_hash() {
 
 #[test]
 fn second_opener_is_refused_and_told_who_holds_the_store() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let _store = Store::open(dir.path()).unwrap();
     match Store::open(dir.path()) {
         Err(StoreError::Locked { holder, .. }) => {
@@ -236,7 +236,7 @@ fn second_opener_is_refused_and_told_who_holds_the_store() {
 
 #[test]
 fn rotation_and_snapshot_reopen_keep_everything_readable() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let opts = StoreOptions {
         segment_size: 4096,
         snapshot_every: 50,
@@ -279,7 +279,7 @@ fn rotation_and_snapshot_reopen_keep_everything_readable() {
 
 #[test]
 fn torn_tail_is_truncated_and_a_second_crash_still_opens() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for i in 0..10 {
         store
@@ -328,7 +328,7 @@ fn torn_tail_is_truncated_and_a_second_crash_still_opens() {
 
 #[test]
 fn an_acknowledged_frame_torn_at_the_tail_fails_closed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for i in 0..10 {
         store
@@ -360,7 +360,7 @@ fn an_acknowledged_frame_torn_at_the_tail_fails_closed() {
 
 #[test]
 fn corruption_before_the_tail_fails_closed_naming_segment_and_offset() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for i in 0..5 {
         store
@@ -401,7 +401,7 @@ fn corruption_before_the_tail_fails_closed_naming_segment_and_offset() {
 
 #[test]
 fn cursor_delivers_only_durable_events_in_order() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let opts = StoreOptions {
         sync_interval: Duration::from_secs(3600),
         ..StoreOptions::default()
@@ -439,7 +439,7 @@ fn cursor_delivers_only_durable_events_in_order() {
 
 #[test]
 fn named_cursor_resumes_after_its_checkpoint_and_refuses_another_region() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let region = Region::all().entity_prefix("order:");
     {
         let store = Store::open(dir.path()).unwrap();
@@ -479,7 +479,7 @@ fn named_cursor_resumes_after_its_checkpoint_and_refuses_another_region() {
 
 #[test]
 fn lossy_subscriber_is_cut_off_and_told_how_much_it_missed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut sub = Subscription::new(&store, Region::all().kinds(["tick"]), 4);
     for i in 0..10 {
@@ -521,7 +521,7 @@ fn lossy_subscriber_is_cut_off_and_told_how_much_it_missed() {
 
 #[test]
 fn atomic_checkpoint_commits_with_the_events_it_covers() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let src = store
         .append(prop("order:1", "placed", ""), AppendOptions::durable())
@@ -558,7 +558,7 @@ fn atomic_checkpoint_commits_with_the_events_it_covers() {
 #[test]
 fn a_removed_or_replaced_lock_file_stops_further_writes() {
     for replace in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         store
             .append(prop("a", "k", "before"), AppendOptions::durable())
@@ -599,7 +599,7 @@ fn a_removed_or_replaced_lock_file_stops_further_writes() {
 
 #[test]
 fn the_lock_names_its_holder_with_the_whole_command_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let _held = Store::open(dir.path()).unwrap();
     let text = std::fs::read_to_string(dir.path().join("LOCK")).unwrap();
     let argv0 = std::env::args().next().unwrap();
@@ -616,7 +616,7 @@ fn the_lock_names_its_holder_with_the_whole_command_line() {
 
 #[test]
 fn damage_after_open_stops_reads_and_cursors_naming_segment_and_offset() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -711,7 +711,7 @@ fn a_panic_on_the_writer_or_sync_thread_fails_the_store_and_wakes_every_waiter()
 
 #[test]
 fn entity_reads_past_the_end_or_of_unknown_entities_are_empty() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     assert!(store.entity_events("nobody", 0, 10).unwrap().is_empty());
     store
@@ -728,7 +728,7 @@ fn a_store_written_before_the_proof_and_marker_opens_and_is_migrated() {
     // Older binaries wrote `BPKSNAP2` snapshots (no proof) and no DURABLE
     // marker; segments are unchanged. Such a store must open with every
     // event, ignoring the old snapshot, and come out in the new format.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for i in 0..20 {
         store
@@ -769,7 +769,7 @@ fn appends_during_idle_snapshots_are_written_and_never_hang() {
     // appends, holding the drain role meanwhile; appends that wait (visible,
     // durable) keep coming and must still be written. A watchdog bounds the
     // test: a lost frame would make an append wait forever.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let opts = StoreOptions {
         snapshot_every: 1,
         ..StoreOptions::default()
@@ -811,7 +811,7 @@ fn appends_during_idle_snapshots_are_written_and_never_hang() {
 /// no other header to compare the store id with; the header's CRC finds it.)
 #[test]
 fn a_flipped_byte_in_the_only_segments_header_fails_closed() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     for i in 0..5 {
         store

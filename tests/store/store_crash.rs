@@ -78,7 +78,7 @@ fn child_append_loop() {
 
 #[test]
 fn acknowledged_durable_events_survive_kill_9_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let rounds = 25;
     // The kill moments follow one seed, printed so a failure reproduces

@@ -116,7 +116,7 @@ fn fuzz_recovery_scan_snapshot_and_marker_with_damaged_files() {
                 }
                 let _ = store.close();
             }
-            Err(StoreError::Corrupt { .. }) => {
+            Err(StoreError::Corrupt { .. } | StoreError::AcknowledgedLoss { .. }) => {
                 prop_assert!(
                     !report.is_sound(),
                     "verify called a store sound that does not open"

@@ -152,7 +152,7 @@ fn lookups_agree_with_a_full_scan_live_after_reopen_and_after_rebuild() {
         .unwrap_or_else(|| batpak_store::now_us() | 1);
     println!("BATPAK_INDEX_SEED={seed}");
     let mut rng = Rng(seed);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let log = build(&store, &mut rng, 600);
     check(&store, &log, &mut rng, seed);
@@ -173,7 +173,7 @@ fn lookups_agree_with_a_full_scan_live_after_reopen_and_after_rebuild() {
 
 #[test]
 fn unknown_ids_and_entities_find_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store
         .append(
@@ -203,7 +203,7 @@ fn unknown_ids_and_entities_find_nothing() {
 /// own hash: a damaged byte in an event handed on is still reported.
 #[test]
 fn sparse_reads_from_a_large_frame_report_a_damaged_event() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     // One batch = one frame of ~600 KB.
     let batch: Vec<Proposal> = (0..3000)
@@ -255,7 +255,7 @@ fn sparse_reads_from_a_large_frame_report_a_damaged_event() {
 /// to repair (a torn tail after the durable marker).
 #[test]
 fn opens_clean_tells_when_an_open_repairs_nothing() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     assert!(!batpak_store::opens_clean(dir.path()), "no store yet");
     let store = Store::open(dir.path()).unwrap();
     for i in 0..5 {

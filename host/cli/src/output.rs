@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn event_and_receipt_lines_match_what_the_commands_print() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path().join("d")).unwrap();
         let c = Coordinate::new("order:1", "shop").unwrap();
         let mut p = Proposal::new(c.clone(), "order.placed", br#"{"qty":1}"#.to_vec());
         p.meta.push(("reactor".into(), "inventory".into()));

@@ -9,6 +9,7 @@ use clap::Args;
 use serde::Deserialize;
 use serde_json::json;
 use std::io::{BufRead, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -390,9 +391,11 @@ impl Source {
             std::process::id(),
             batpak_store::now_us()
         ));
+        // Owner-only: it holds every payload of the input.
         let mut spool = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
             .with_context(|| {
                 format!("creating a spool file {} for --jsonl input", path.display())
@@ -546,6 +549,7 @@ impl ReceiptSpool {
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(&path)
             .with_context(|| format!("creating a receipt spool file {}", path.display()))?;
         let _ = std::fs::remove_file(&path);

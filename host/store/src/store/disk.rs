@@ -50,7 +50,8 @@ pub trait DiskFile: Send + Sync + Debug {
 /// A directory tree the store lives in: the real file system ([`OsDisk`]) or
 /// a simulation. Paths are the ones the store builds under its directory.
 pub trait Disk: Send + Sync + Debug {
-    /// Creates a directory and its parents.
+    /// Creates a directory and its parents (owner-only, `0700`, on the
+    /// real file system).
     ///
     /// # Errors
     /// The disk failed.
@@ -66,7 +67,8 @@ pub trait Disk: Send + Sync + Debug {
     /// `NotFound`, or the disk failed.
     fn open(&self, path: &Path) -> io::Result<Arc<dyn DiskFile>>;
     /// Creates an empty file that must not exist yet (or replaces it when
-    /// `replace`). The new name is durable only after [`Disk::sync_dir`].
+    /// `replace`), owner-only (`0600`) on the real file system. The new
+    /// name is durable only after [`Disk::sync_dir`].
     ///
     /// # Errors
     /// `AlreadyExists` (when not `replace`), or the disk failed.
@@ -133,7 +135,9 @@ impl DiskFile for OsFile {
 
 impl Disk for OsDisk {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        std::fs::create_dir_all(dir)
+        // Owner-only, like the store directory (see `private_dir`).
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
         let mut out = Vec::new();
@@ -165,7 +169,8 @@ impl Disk for OsDisk {
     }
     fn create(&self, path: &Path, replace: bool) -> io::Result<Arc<dyn DiskFile>> {
         let mut o = std::fs::OpenOptions::new();
-        o.read(true).write(true);
+        // Owner-only: every payload is in these files.
+        std::os::unix::fs::OpenOptionsExt::mode(o.read(true).write(true), 0o600);
         if replace {
             o.create(true).truncate(true);
         } else {

@@ -5,8 +5,11 @@
 //! `[magic "BPKDUR01" 8][segment u32 LE][offset u64 LE][crc32 of the 20
 //! bytes before u32 LE]`. It is rewritten in place *after* each fsync of the
 //! log and never fsynced itself: whenever a version of it reaches the disk,
-//! the log bytes it names reached the disk before it. A torn or lost marker
-//! only weakens the check (an older or no marker), never strengthens it.
+//! the log bytes it names reached the disk before it. A torn marker only
+//! weakens the check (an older or no marker), never strengthens it; a
+//! missing one in a store with events is a lost file, and recovery then
+//! refuses to cut a damaged tail it can no longer judge (the index snapshot
+//! is the other evidence, see `recovery.rs`).
 
 use super::disk::{read_all, Disk, DiskFile};
 use parking_lot::Mutex;
@@ -48,6 +51,30 @@ pub(crate) fn decode(b: &[u8]) -> Option<Position> {
 /// Reads the marker of the store in `dir`, if there is a sound one.
 pub(crate) fn read(disk: &dyn Disk, dir: &Path) -> Option<Position> {
     decode(&read_all(disk, &dir.join(FILE)).ok()?)
+}
+
+/// What the store directory holds for a marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// A sound marker: the log up to here was durable.
+    At(Position),
+    /// The file is there but holds no sound marker (never written, or torn
+    /// by a power cut: it is never fsynced while the store runs).
+    Unreadable,
+    /// No `DURABLE` file. Every open creates it (and fsyncs the directory)
+    /// before the first append, so in a store with events this is a lost
+    /// file, not a crash — or a store written before the marker existed.
+    Absent,
+}
+
+/// Reads the marker of the store in `dir`, telling a missing file from an
+/// unreadable one.
+pub(crate) fn read_state(disk: &dyn Disk, dir: &Path) -> Marker {
+    match read_all(disk, &dir.join(FILE)) {
+        Ok(b) => decode(&b).map_or(Marker::Unreadable, Marker::At),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Marker::Absent,
+        Err(_) => Marker::Unreadable,
+    }
 }
 
 /// The open marker file; positions only move forward.

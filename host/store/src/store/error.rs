@@ -57,6 +57,32 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// The log ends before where other evidence says it was acknowledged
+    /// durable (the durable marker, the index snapshot), or a damaged tail
+    /// cannot be told from a torn write because the durable marker is gone:
+    /// cutting it could drop acknowledged events, so the store refuses.
+    #[error("acknowledged data may be lost: segment {segment:08} offset {offset}: {reason}. Nothing was changed; {fix}")]
+    AcknowledgedLoss {
+        /// Segment where the log ends (or the damage starts).
+        segment: u32,
+        /// Byte offset in that segment.
+        offset: u64,
+        /// What is missing and which evidence says it was acknowledged.
+        reason: String,
+        /// How to proceed.
+        fix: String,
+    },
+    /// Group or others can access the store directory (PostgreSQL's rule
+    /// for its data directory): every payload is in it.
+    #[error("store directory {} has mode {mode:04o}: other users can read or change the events in it, so the store refuses to open it; run `{fix}` and try again", .dir.display())]
+    NotPrivate {
+        /// The store directory.
+        dir: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// The command that fixes it (`chmod 700 DIR`).
+        fix: String,
+    },
     /// A named cursor's checkpoint cannot be trusted.
     #[error("checkpoint of cursor {cursor:?} cannot be used: {reason}")]
     CheckpointMismatch {

@@ -11,7 +11,7 @@
 use super::StoreError;
 use crate::event::now_us;
 use std::fs::File;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Bytes of the holder record (space padded, newline terminated).
@@ -112,21 +112,25 @@ pub(crate) fn held_for_text(held_for: Option<std::time::Duration>) -> String {
 }
 
 impl DirLock {
-    /// Takes the lock of `dir` (creating `dir`).
+    /// Takes the lock of `dir` (creating `dir` owner-only), after checking
+    /// that group and others cannot access it.
     ///
     /// # Errors
+    /// [`StoreError::NotPrivate`] naming the `chmod` that fixes it,
     /// [`StoreError::Locked`] naming the holder, or I/O.
     pub fn acquire(dir: &Path) -> Result<DirLock, StoreError> {
-        std::fs::create_dir_all(dir).map_err(StoreError::io(format!(
+        super::private_dir::create(dir).map_err(StoreError::io(format!(
             "creating store directory {}",
             dir.display()
         )))?;
+        super::private_dir::check(dir)?;
         let path = dir.join("LOCK");
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(StoreError::io(format!("opening {}", path.display())))?;
         match file.try_lock() {
@@ -202,9 +206,17 @@ impl DirLock {
 mod tests {
     use super::*;
 
+    fn private_tempdir() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .unwrap()
+    }
+
     #[test]
     fn a_refused_open_names_the_holder_with_an_iso_time_and_how_long_ago() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let _held = DirLock::acquire(dir.path()).unwrap();
         let err = DirLock::acquire(dir.path()).unwrap_err();
         let StoreError::Locked {
@@ -223,7 +235,7 @@ mod tests {
 
     #[test]
     fn an_older_lock_files_raw_epoch_is_shown_as_a_time_with_its_age() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let _held = DirLock::acquire(dir.path()).unwrap();
         // What an older build wrote: raw epoch seconds, one hour ago.
         let hour_ago = now_us() / 1_000_000 - 3_600;

@@ -33,6 +33,7 @@ mod lifecycle;
 mod lock;
 mod lookup;
 mod plan;
+mod private_dir;
 mod read_path;
 mod reader;
 mod recovery;
@@ -456,6 +457,11 @@ impl Store {
 /// it should read the segments ([`LogReader`]) and report what it finds.
 /// Damage inside the log is not looked for here (opening finds it).
 pub fn opens_clean(dir: &Path) -> bool {
+    // An open refuses a directory others can access; a read-only tool then
+    // reads the segments instead (it changes nothing, so it does not refuse).
+    if private_dir::check(dir).is_err() {
+        return false;
+    }
     let disk = OsDisk;
     let Some((segment, offset)) = durable_mark::read(&disk, dir) else {
         return false;

@@ -12,7 +12,7 @@
 //! `verify` uses it and never changes what it checks.
 
 use super::disk::{read_all, Disk};
-use super::durable_mark::{self, Position};
+use super::durable_mark::{self, Marker, Position};
 use super::frame::{decode_frame, encode_frame, FRAME_HEADER, FRAME_MAGIC, MAX_FRAME_BODY};
 use super::index::Index;
 use super::segment::{
@@ -42,6 +42,66 @@ pub(crate) struct Recovered {
     /// the log ends in without its commit: an abort frame was (or, without
     /// `apply`, would be) written after it, and none of it is indexed.
     pub dropped_txn: Option<(u32, u64, u64)>,
+    /// The evidence of acknowledgement the log was checked against.
+    pub evidence: Evidence,
+}
+
+/// Independent evidence of how far the log was acknowledged durable. Each
+/// is written only after the log bytes it names were fsynced, so the log
+/// may be longer than any of them, never shorter: a log that ends (or is
+/// damaged) before one of them lost acknowledged events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Evidence {
+    /// The durable marker (`DURABLE`).
+    pub marker: Marker,
+    /// (end position, events) of a sound index snapshot of this store
+    /// (`index.snap`, CRC and store id checked; whether or not the
+    /// segments still hash to its proof): the writer fsyncs the log before
+    /// it writes one.
+    pub snapshot: Option<(Position, u64)>,
+}
+
+impl Evidence {
+    /// The furthest acknowledged position and the file that says so.
+    pub fn furthest(&self) -> Option<(Position, String)> {
+        let marker = match self.marker {
+            Marker::At(p) => Some((p, "the durable marker (DURABLE)".to_string())),
+            _ => None,
+        };
+        let snap = self.snapshot.map(|(p, count)| {
+            (
+                p,
+                format!("the index snapshot (index.snap, {count} events)"),
+            )
+        });
+        match (marker, snap) {
+            (Some(m), Some(s)) => Some(if s.0 > m.0 { s } else { m }),
+            (m, s) => m.or(s),
+        }
+    }
+
+    /// Whether the frame at `(segment, offset)` was acknowledged durable,
+    /// and by which file.
+    fn covering(&self, segment: u32, offset: u64) -> Option<String> {
+        self.furthest()
+            .filter(|&((ms, mo), _)| segment < ms || (segment == ms && offset < mo))
+            .map(|(_, by)| by)
+    }
+}
+
+/// How to proceed when the log ends before its evidence.
+const RESTORE_FIX: &str = "restore the store directory (or the named segment) from a backup. To accept the loss instead and open with what is left, move index.snap aside (it is only a cache) and, if DURABLE is missing, create it empty (`: > DURABLE`): the open then cuts a damaged tail and records the cut in a batpak.store.recovered event";
+
+/// How to proceed when a damaged tail cannot be judged without the marker.
+const NO_MARKER_FIX: &str = "restore DURABLE (or the whole store directory) from a backup. If this store was written by a batpak-host from before the durable marker existed, or you accept losing the damaged tail, create an empty marker (`: > DURABLE` in the store directory) and open again: the open then cuts the tail and records the cut in a batpak.store.recovered event";
+
+fn loss(segment: u32, offset: u64, reason: String, fix: &str) -> StoreError {
+    StoreError::AcknowledgedLoss {
+        segment,
+        offset,
+        reason,
+        fix: fix.to_string(),
+    }
 }
 
 /// A bulk transaction whose parts were met but not yet its commit or abort.
@@ -152,14 +212,6 @@ pub(crate) fn check_shape(segments: &[u32], marker: Option<Position>) -> Result<
     Ok(())
 }
 
-/// Whether the frame at `(segment, offset)` was acknowledged durable.
-fn acknowledged(marker: Option<Position>, segment: u32, offset: u64) -> bool {
-    marker.is_some_and(|(ms, mo)| segment < ms || (segment == ms && offset < mo))
-}
-
-/// Recovers the store in `dir` (which holds `segments/`). With `apply`,
-/// creates a new store when there is none and cuts a torn tail; without, it
-/// changes nothing and reports what it would do.
 /// Whether the first `p.len` bytes of segment `p.segment` are all of it
 /// and hash to `p.crc`; read in chunks through one reused buffer (a whole
 /// segment in memory at once cost page faults and peak memory at open).
@@ -185,16 +237,23 @@ fn segment_matches(disk: &dyn Disk, seg_dir: &Path, p: &SegmentProof) -> bool {
     crc.finalize() == p.crc
 }
 
+/// Recovers the store in `dir` (which holds `segments/`). With `apply`,
+/// creates a new store when there is none and cuts a torn tail; without, it
+/// changes nothing and reports what it would do.
 pub(crate) fn recover(disk: &dyn Disk, dir: &Path, apply: bool) -> Result<Recovered, StoreError> {
-    recover_from(disk, dir, apply, true)
+    recover_from(disk, dir, apply, None)
 }
 
+/// `known_snapshot`: `None` to load the snapshot; `Some(evidence)` on the
+/// second pass, which replays without the snapshot (its proof failed) but
+/// still holds the log to what a sound snapshot said was acknowledged.
 fn recover_from(
     disk: &dyn Disk,
     dir: &Path,
     apply: bool,
-    use_snapshot: bool,
+    known_snapshot: Option<Option<(Position, u64)>>,
 ) -> Result<Recovered, StoreError> {
+    let use_snapshot = known_snapshot.is_none();
     let seg_dir = dir.join("segments");
     if apply {
         disk.create_dir_all(&seg_dir)
@@ -205,7 +264,11 @@ fn recover_from(
         Err(_) if !apply => Vec::new(),
         Err(e) => return Err(e),
     };
-    let marker = durable_mark::read(disk, dir);
+    let marker_state = durable_mark::read_state(disk, dir);
+    let marker = match marker_state {
+        Marker::At(p) => Some(p),
+        _ => None,
+    };
     check_shape(&segments, marker)?;
     if segments.is_empty() {
         let mut idb = [0u8; 16];
@@ -229,6 +292,10 @@ fn recover_from(
             sealed: Vec::new(),
             tail_crc,
             dropped_txn: None,
+            evidence: Evidence {
+                marker: marker_state,
+                snapshot: None,
+            },
         });
     }
     let last = *segments.last().expect("non-empty");
@@ -261,7 +328,14 @@ fn recover_from(
     } else {
         None
     };
+    let mut evidence = Evidence {
+        marker: marker_state,
+        snapshot: known_snapshot.flatten(),
+    };
     if let Some((s, sealed_proven)) = loaded {
+        // A sound snapshot (CRC, store id) is evidence whether or not the
+        // segments still match its proof.
+        evidence.snapshot = Some(((s.end_segment, s.end_offset), s.index.last_sequence()));
         let (end, sealed_proof) = s.proof.split_last().expect("a loaded snapshot has a proof");
         let proven = s.proof[0].segment == 1
             && end.segment == s.end_segment
@@ -272,6 +346,19 @@ fn recover_from(
             index = s.index;
             covered = sealed_proof.to_vec();
             end_proof = Some(*end);
+        }
+    }
+
+    if let Some(((ss, so), count)) = evidence.snapshot {
+        if ss > last {
+            return Err(loss(
+                last + 1,
+                0,
+                format!(
+                    "segment file {ss:08} is missing: the index snapshot (index.snap) covers the log up to segment {ss:08} offset {so} ({count} events), but the log ends at segment {last:08}"
+                ),
+                RESTORE_FIX,
+            ));
         }
     }
 
@@ -295,10 +382,20 @@ fn recover_from(
             if !ok {
                 // Nothing was changed yet: start over without the snapshot;
                 // the frame-by-frame replay finds what is wrong.
-                return recover_from(disk, dir, apply, false);
+                return recover_from(disk, dir, apply, Some(evidence.snapshot));
             }
         }
-        if bytes.len() < SEGMENT_HEADER as usize && is_last && !acknowledged(marker, n, 0) {
+        if bytes.len() < SEGMENT_HEADER as usize && is_last && evidence.covering(n, 0).is_none() {
+            if n > 1 && marker_state == Marker::Absent {
+                // A rotation happens with the marker in place: without it
+                // a cut-short later segment cannot be judged.
+                return Err(loss(
+                    n,
+                    0,
+                    format!("the last segment holds only {} bytes (not even its header), and the durable marker (DURABLE) is missing, so whether it held acknowledged events cannot be told", bytes.len()),
+                    NO_MARKER_FIX,
+                ));
+            }
             // A crash while creating the segment: its header never became
             // durable, so nothing can be in it. Recreate it.
             if apply {
@@ -405,10 +502,15 @@ fn recover_from(
                             "{e}; this segment is sealed (a later one exists), so this is damage, not a torn write"
                         )));
                     }
-                    if acknowledged(marker, n, at) {
-                        return Err(corrupt(n, at, format!(
-                            "{e}; this frame was acknowledged as durable (the durable marker covers it), so this is damage, not a torn write"
-                        )));
+                    if let Some(by) = evidence.covering(n, at) {
+                        let reason = format!(
+                            "{e}; this frame was acknowledged as durable ({by} covers it), so this is damage, not a torn write"
+                        );
+                        return Err(if marker.is_some_and(|(ms, mo)| (n, at) < (ms, mo)) {
+                            corrupt(n, at, reason)
+                        } else {
+                            loss(n, at, reason, RESTORE_FIX)
+                        });
                     }
                     if intact_frame_after(&bytes[pos + 1..]) {
                         return Err(corrupt(
@@ -417,6 +519,17 @@ fn recover_from(
                             format!(
                                 "{e}; intact data follows, so this is damage, not a torn write"
                             ),
+                        ));
+                    }
+                    if marker_state == Marker::Absent {
+                        return Err(loss(
+                            n,
+                            at,
+                            format!(
+                                "{e}, {} bytes before the end of the log; the durable marker (DURABLE) is missing, so whether this was a torn write nobody was told about or acknowledged data that was damaged cannot be told",
+                                bytes.len() - pos
+                            ),
+                            NO_MARKER_FIX,
                         ));
                     }
                     if apply {
@@ -442,6 +555,13 @@ fn recover_from(
                 return Err(corrupt(n, end as u64, format!(
                     "the segment ends at offset {end}, but the durable marker says up to offset {mo} was acknowledged: acknowledged data is missing"
                 )));
+            }
+        }
+        if let Some(((ss, so), count)) = evidence.snapshot {
+            if ss == n && (end as u64) < so {
+                return Err(loss(n, end as u64, format!(
+                    "the segment ends at offset {end}, but the index snapshot (index.snap, {count} events) covers it up to offset {so}, written after those bytes were fsynced: acknowledged events are missing"
+                ), RESTORE_FIX));
             }
         }
         if is_last {
@@ -491,5 +611,6 @@ fn recover_from(
         sealed,
         tail_crc,
         dropped_txn,
+        evidence,
     })
 }

@@ -4,13 +4,16 @@
 //! in-memory index when the store is open.
 
 use super::disk::{read_all, Disk};
+use super::durable_mark::Marker;
 use super::frame::{decode_frame, FRAME_HEADER, FRAME_MAGIC};
 use super::index::Index;
+use super::index::CHECKPOINT_KIND;
 use super::recovery::recover;
 use super::segment::{
     check_segment_header, decode_body, decode_header, list_segments, segment_path, Body,
     SEGMENT_HEADER, TAG_TXN_COMMIT,
 };
+use super::Checkpoint;
 use super::StoreError;
 use std::path::Path;
 
@@ -90,13 +93,21 @@ pub(crate) fn verify_dir(
     let mut rep = VerifyReport::default();
     // First what an open would do (without doing it).
     let mut cut_at = None;
+    let mut marker_absent = false;
     match recover(disk, dir, false) {
         Ok(r) => {
             rep.tail_to_cut = r.truncated;
             rep.uncommitted_to_drop = r.dropped_txn;
             cut_at = r.truncated.map(|(s, o, _)| (s, o));
+            marker_absent = r.evidence.marker == Marker::Absent;
         }
         Err(e) => rep.open_error = Some(e.to_string()),
+    }
+    // An open also refuses a directory others can access (real files only).
+    if disk.uses_lock_file() && rep.open_error.is_none() {
+        if let Err(e) = super::private_dir::check(dir) {
+            rep.open_error = Some(e.to_string());
+        }
     }
     let segments = list_segments(disk, &seg_dir)?;
     let committed = committed_txns(disk, &seg_dir, &segments);
@@ -193,6 +204,17 @@ pub(crate) fn verify_dir(
                     ));
                 }
                 next_seq = h.sequence + 1;
+                if h.kind == CHECKPOINT_KIND {
+                    // A checkpoint names an event the reactor had seen
+                    // durable: always one before it in the log.
+                    let named = Checkpoint::from_record(ev.payload).map(|c| c.sequence);
+                    if let Some(s) = named.filter(|&s| s >= h.sequence) {
+                        rep.problems.push(format!(
+                            "{here}: checkpoint event {} names sequence {s}, which is not an earlier event",
+                            h.id
+                        ));
+                    }
+                }
                 if !ids.insert(h.id) {
                     rep.problems
                         .push(format!("{here}: event id {} appears twice", h.id));
@@ -248,6 +270,15 @@ pub(crate) fn verify_dir(
             }
             pos += total;
         }
+    }
+    if marker_absent && next_seq > 1 && index.is_none() && rep.problems.len() < max_problems {
+        // One of the two witnesses of how far the log was acknowledged is
+        // gone: a log cut at a frame boundary could no longer be noticed
+        // without the index snapshot. An open recreates the marker.
+        rep.problems.push(format!(
+            "the durable marker (DURABLE) is missing although the log holds {} events: one witness of how far the log was acknowledged is lost (an open recreates it; a store written before the marker existed has none)",
+            next_seq - 1
+        ));
     }
     if let Some(ix) = index {
         if ix.last_sequence() + 1 != next_seq && rep.problems.len() < max_problems {
