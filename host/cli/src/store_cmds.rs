@@ -108,30 +108,6 @@ pub enum EventFormat {
     Pretty,
 }
 
-/// `timestamp_us` (microseconds since the Unix epoch) as ISO-8601 UTC.
-pub(crate) fn iso_time(us: u64) -> String {
-    let secs = us / 1_000_000;
-    let micros = us % 1_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 /// Writes one event (as `event_json` shapes it) in `format`; `raw` is the
 /// payload's stored bytes when at hand (else the JSON payload is printed
 /// compactly, text verbatim).
@@ -159,7 +135,7 @@ pub(crate) fn write_event(
             writeln!(
                 out,
                 "{} #{} {} {}/{} id={}{cause} corr={} {payload}",
-                iso_time(v["timestamp_us"].as_u64().unwrap_or(0)),
+                batpak_store::iso_time(v["timestamp_us"].as_u64().unwrap_or(0)),
                 v["seq"],
                 s("kind"),
                 s("entity"),

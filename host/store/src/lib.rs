@@ -22,6 +22,7 @@
 mod canal;
 mod event;
 mod gate;
+mod iso_time;
 mod store;
 
 pub use canal::{
@@ -36,6 +37,7 @@ pub use event::{
 pub use gate::{
     denial_event, panic_message, record_denial, Denial, DenialRecord, Gate, GateSet, DENIED_KIND,
 };
+pub use iso_time::iso_time;
 pub use store::{
     decode_frame, encode_frame, opens_clean, verify_dir, verify_dir_on, AppendOptions, AppendPlan,
     BulkAppend, Checkpoint, CheckpointUpdate, Disk, DiskFile, FrameError, IndexMemory, LogReader,
