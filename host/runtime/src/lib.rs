@@ -122,8 +122,8 @@ pub use shadow::{shadow, DiffKind, ShadowDiff, ShadowRange, ShadowReport};
 pub use shadow_error::ShadowError;
 pub use status::{ReactorStatus, RunState, StatusSnapshot};
 pub use swap::{
-    check_swap, describe_region, RolledBackRecord, SwapOutcome, SwapRefusal,
-    SwapRefusedRecord, ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
+    check_swap, describe_region, RolledBackRecord, SwapOutcome, SwapRefusal, SwapRefusedRecord,
+    ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
 };
 pub use swap_file::{refusal_for, swap_file};
 pub use wit::{

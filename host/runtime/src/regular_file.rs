@@ -76,10 +76,9 @@ pub fn open_regular(path: &Path, max_bytes: u64) -> Result<(File, u64), FileRefu
                 source: e,
             },
         })?;
-    let meta = file.metadata().map_err(|source| FileRefusal::Unreadable {
-        path: p(),
-        source,
-    })?;
+    let meta = file
+        .metadata()
+        .map_err(|source| FileRefusal::Unreadable { path: p(), source })?;
     let ft = meta.file_type();
     if !ft.is_file() {
         let what = if ft.is_dir() {
@@ -211,7 +210,10 @@ mod tests {
     fn an_over_size_file_is_refused_from_its_size_and_a_small_one_is_read() {
         let d = scratch("size");
         let big = d.join("big");
-        std::fs::File::create(&big).unwrap().set_len(1 << 30).unwrap();
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
         let e = read_regular(&big, 1 << 20).unwrap_err();
         assert!(
             matches!(e, FileRefusal::TooLarge { size, limit, .. } if size == 1 << 30 && limit == 1 << 20)
