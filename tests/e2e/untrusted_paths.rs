@@ -277,34 +277,44 @@ fn a_link_to_dev_zero_or_a_fifo_renamed_over_a_watched_plugin_is_refused() {
 }
 
 #[test]
-fn run_refuses_a_device_a_fifo_or_a_fifo_config_at_once() {
+fn run_inspect_and_test_refuse_a_device_a_fifo_or_a_fifo_config_at_once() {
     let dir = tempdir();
     let data = dir.path().join("data");
     let fifo = dir.path().join("p.wasm");
     mkfifo(&fifo);
     let plugin = write_file(dir.path(), "null.wat", NULL_REACTOR_WAT);
+    let input = write_file(
+        dir.path(),
+        "in.jsonl",
+        r#"{"entity":"a:1","scope":"s","kind":"bench.in","payload":{}}"#,
+    );
     let cfg = dir.path().join("cfg.json");
     mkfifo(&cfg);
-    let cases: [(Vec<&str>, String); 3] = [
+    let (fifo_s, plugin_s, input_s, cfg_s) = (
+        fifo.to_str().unwrap(),
+        plugin.to_str().unwrap(),
+        input.to_str().unwrap(),
+        cfg.to_str().unwrap(),
+    );
+    let zero = "/dev/zero: not a regular file (it is a character device)".to_string();
+    let is_fifo = |flag: &str, p: &str| format!("{flag}{p}: not a regular file (it is a FIFO)");
+    let cases: Vec<(Vec<&str>, String)> = vec![
+        (vec!["run", "/dev/zero"], zero.clone()),
+        (vec!["run", fifo_s], is_fifo("", fifo_s)),
         (
-            vec!["run", "/dev/zero"],
-            "/dev/zero: not a regular file (it is a character device)".into(),
+            vec!["run", "--plugin-config", cfg_s, plugin_s],
+            is_fifo("--plugin-config ", cfg_s),
+        ),
+        (vec!["inspect", "/dev/zero"], zero.clone()),
+        (vec!["inspect", fifo_s], is_fifo("", fifo_s)),
+        (vec!["test", "/dev/zero", "--input", input_s], zero.clone()),
+        (
+            vec!["test", plugin_s, "--input", fifo_s],
+            is_fifo("--input ", fifo_s),
         ),
         (
-            vec!["run", fifo.to_str().unwrap()],
-            format!("{}: not a regular file (it is a FIFO)", fifo.display()),
-        ),
-        (
-            vec![
-                "run",
-                "--plugin-config",
-                cfg.to_str().unwrap(),
-                plugin.to_str().unwrap(),
-            ],
-            format!(
-                "--plugin-config {}: not a regular file (it is a FIFO)",
-                cfg.display()
-            ),
+            vec!["test", plugin_s, "--input", input_s, "--config", cfg_s],
+            is_fifo("--config ", cfg_s),
         ),
     ];
     for (args, message) in cases {
