@@ -305,6 +305,17 @@ fn run_inspect_and_test_refuse_a_device_a_fifo_or_a_fifo_config_at_once() {
             vec!["run", "--plugin-config", cfg_s, plugin_s],
             is_fifo("--plugin-config ", cfg_s),
         ),
+        (
+            vec![
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+                "--token-file",
+                cfg_s,
+                plugin_s,
+            ],
+            is_fifo("--token-file ", cfg_s),
+        ),
         (vec!["inspect", "/dev/zero"], zero.clone()),
         (vec!["inspect", fifo_s], is_fifo("", fifo_s)),
         (vec!["test", "/dev/zero", "--input", input_s], zero.clone()),
