@@ -277,7 +277,7 @@ fn a_link_to_dev_zero_or_a_fifo_renamed_over_a_watched_plugin_is_refused() {
 }
 
 #[test]
-fn run_inspect_and_test_refuse_a_device_a_fifo_or_a_fifo_config_at_once() {
+fn run_inspect_test_shadow_reset_and_token_file_refuse_a_device_or_fifo_at_once() {
     let dir = tempdir();
     let data = dir.path().join("data");
     let fifo = dir.path().join("p.wasm");
@@ -328,13 +328,28 @@ fn run_inspect_and_test_refuse_a_device_a_fifo_or_a_fifo_config_at_once() {
             is_fifo("--config ", cfg_s),
         ),
     ];
-    for (args, message) in cases {
-        let out = host_within(&data, &args, PROMPT);
-        let err = stderr(&out);
-        assert!(!out.status.success(), "{args:?} must fail");
-        assert!(
-            err.contains(&message),
-            "{args:?}: expected {message:?} in\n{err}"
-        );
-    }
+    let check = |cases: Vec<(Vec<&str>, String)>| {
+        for (args, message) in cases {
+            let out = host_within(&data, &args, PROMPT);
+            let err = stderr(&out);
+            assert!(!out.status.success(), "{args:?} must fail");
+            assert!(
+                err.contains(&message),
+                "{args:?}: expected {message:?} in\n{err}"
+            );
+        }
+    };
+    check(cases);
+    // shadow and reset --plugin load the file against a store.
+    append(&data, &[order(1, "widget", 1)]);
+    check(vec![
+        (
+            vec!["shadow", "null", "/dev/zero", "--last", "1"],
+            zero.clone(),
+        ),
+        (
+            vec!["reset", "null", "--to", "current", "--plugin", fifo_s],
+            is_fifo("", fifo_s),
+        ),
+    ]);
 }
