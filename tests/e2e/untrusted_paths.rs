@@ -205,6 +205,25 @@ fn swap_of_a_device_fifo_directory_or_oversize_file_is_refused_and_the_host_keep
         assert_small(&child, &format!("swap {}", path.display()));
     }
 
+    // A component that does not even compile still says which contract it
+    // targets: taken from the bytes read once, not by reading the file again.
+    let future = write_file(
+        dir.path(),
+        "future.wat",
+        "(component\n  (import \"batpak:reactor/host@0.9.0\" (instance))\n  (core module (func (result i32))))\n",
+    );
+    let out = host_within(&data, &["swap", "null", future.to_str().unwrap()], PROMPT);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("targets batpak:reactor@0.9.0"), "{err}");
+    let r = wait_refusals(&data, cases.len() + 1);
+    assert_eq!(
+        r[cases.len()]["code"],
+        "unsupported-wit",
+        "{:?}",
+        r[cases.len()]
+    );
+
     // The config is re-read for a swap: a FIFO there is refused too (it
     // blocked the compile, and the swap waited on it for ever).
     std::fs::remove_file(&config).unwrap();
