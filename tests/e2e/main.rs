@@ -27,3 +27,4 @@ mod service;
 mod shadow_across_swap;
 mod toolchains;
 mod trace;
+mod untrusted_paths;

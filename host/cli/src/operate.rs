@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// Largest `--token-file` accepted (a token is one line).
+const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
+
 /// `run`'s service flags.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ServiceArgs {
@@ -222,6 +225,13 @@ pub(crate) fn serve(
     log_level: LogLevel,
 ) -> anyhow::Result<Service> {
     let store = control.store().clone();
+    if let Some(p) = &args.token_file {
+        // The service reads the file by its path: refuse first what cannot
+        // be a token file (a FIFO would block this start for ever,
+        // /dev/zero would be read until memory runs out).
+        batpak_runtime::open_regular(p, MAX_TOKEN_FILE_BYTES)
+            .map_err(|e| anyhow::anyhow!("--token-file {e}"))?;
+    }
     let service = Service::start(
         &store,
         Arc::new(HostOperator { control }),

@@ -13,6 +13,9 @@ pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 5000;
 pub(crate) const DEFAULT_MEMORY_MB: u64 = 256;
 /// Default largest batch handed to `react`.
 pub(crate) const DEFAULT_MAX_BATCH: usize = 256;
+/// Largest config file read (`--plugin-config`, `test --config`): far above
+/// any honest config, and refused from the file's size before reading.
+pub(crate) const MAX_CONFIG_FILE_BYTES: u64 = 16 << 20;
 
 #[derive(Deserialize, Default, Clone, Debug)]
 #[serde(deny_unknown_fields)]
@@ -68,13 +71,16 @@ pub(crate) struct Resolved {
 }
 
 impl PluginConfigFile {
-    /// Reads and checks `path`.
+    /// Reads and checks `path`: a regular file of at most
+    /// [`MAX_CONFIG_FILE_BYTES`], checked on the open descriptor before a
+    /// byte is read (a FIFO or `/dev/zero` is refused at once).
     ///
     /// # Errors
     /// A message naming the file and the offending field (a usage error).
     pub(crate) fn read(path: &Path) -> Result<PluginConfigFile, String> {
         let what = |e: &dyn std::fmt::Display| format!("--plugin-config {}: {e}", path.display());
-        let text = std::fs::read_to_string(path).map_err(|e| what(&e))?;
+        let text = batpak_runtime::read_regular_text(path, MAX_CONFIG_FILE_BYTES)
+            .map_err(|e| format!("--plugin-config {e}"))?;
         let cfg: PluginConfigFile = serde_json::from_str(&text).map_err(|e| what(&e))?;
         let check = |at: String, l: &Limits| -> Result<(), String> {
             if l.timeout_ms == Some(0) || l.memory_mb == Some(0) || l.max_batch == Some(0) {
@@ -197,5 +203,17 @@ mod tests {
         assert!(e.contains("plugins.a") && e.contains("at least 1"), "{e}");
         let e = file(r#"{"plugins": {"a": {"grant_emit": []}}}"#).unwrap_err();
         assert!(e.contains("grant_emit"), "{e}");
+    }
+
+    #[test]
+    fn a_device_or_directory_is_refused_naming_what_it_is() {
+        let e = PluginConfigFile::read(Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            e,
+            "--plugin-config /dev/zero: not a regular file (it is a character device); give the path of a regular file"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let e = PluginConfigFile::read(dir.path()).unwrap_err();
+        assert!(e.contains("(it is a directory)"), "{e}");
     }
 }

@@ -109,8 +109,14 @@ impl Drop for Scratch {
     }
 }
 
+/// Largest `--input` or `--expect` file read: refused from its size first.
+const MAX_FIXTURE_FILE_BYTES: u64 = 256 << 20;
+
 fn read_input(path: &Path) -> anyhow::Result<Vec<Proposal>> {
-    let file = std::fs::File::open(path).with_context(|| format!("--input {}", path.display()))?;
+    // A regular file, checked on the open descriptor before reading.
+    let (file, _) = batpak_runtime::open_regular(path, MAX_FIXTURE_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("--input {e}"))?;
+    let file = std::io::Read::take(file, MAX_FIXTURE_FILE_BYTES);
     let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("--input {}", path.display()))?;
@@ -141,8 +147,8 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<Proposal>> {
 }
 
 fn read_jsonl(path: &Path, flag: &str) -> anyhow::Result<Vec<Value>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("{flag} {}", path.display()))?;
+    let text = batpak_runtime::read_regular_text(path, MAX_FIXTURE_FILE_BYTES)
+        .map_err(|e| anyhow::anyhow!("{flag} {e}"))?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -351,7 +357,8 @@ pub(crate) fn test(data: Option<&Path>, a: TestArgs) -> anyhow::Result<ExitCode>
     let config = match &a.config {
         Some(p) => {
             let text =
-                std::fs::read_to_string(p).with_context(|| format!("--config {}", p.display()))?;
+                batpak_runtime::read_regular_text(p, crate::plugin_config::MAX_CONFIG_FILE_BYTES)
+                    .map_err(|e| anyhow::anyhow!("--config {e}"))?;
             let v: Value = serde_json::from_str(&text)
                 .with_context(|| format!("--config {}: not JSON", p.display()))?;
             v.to_string()

@@ -6,47 +6,25 @@
 //! memories or tables, component-model async).
 
 use super::load_error::LoadError;
-use std::io::Read;
+use super::regular_file::{read_regular, FileRefusal};
 use std::path::Path;
 
 /// Reads `path` as a component: a binary, or component text (`.wat`).
+/// The file is opened once and checked on the descriptor
+/// ([`read_regular`]), so a path renamed meanwhile cannot slip a FIFO or a
+/// device past the check.
 pub(crate) fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
     let p = || path.to_path_buf();
-    // `metadata` (not `open`) first: opening a FIFO blocks until a writer
-    // appears.
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => LoadError::NotFound { path: p() },
-        _ => LoadError::Unreadable {
+    let raw = read_regular(path, max_bytes).map_err(|e| match e {
+        FileRefusal::NotFound { .. } => LoadError::NotFound { path: p() },
+        FileRefusal::Unreadable { source, .. } => LoadError::Unreadable { path: p(), source },
+        FileRefusal::NotRegular { what, .. } => LoadError::NotRegularFile { path: p(), what },
+        FileRefusal::TooLarge { size, limit, .. } => LoadError::TooLarge {
             path: p(),
-            source: e,
+            size,
+            limit,
         },
     })?;
-    check_regular(path, &meta, max_bytes)?;
-    let file = std::fs::File::open(path).map_err(|e| LoadError::Unreadable {
-        path: p(),
-        source: e,
-    })?;
-    // The path may have been replaced between the two calls: check what was
-    // opened, and never read past the limit whatever it claims.
-    let meta = file.metadata().map_err(|e| LoadError::Unreadable {
-        path: p(),
-        source: e,
-    })?;
-    check_regular(path, &meta, max_bytes)?;
-    let mut raw = Vec::with_capacity(meta.len() as usize);
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut raw)
-        .map_err(|e| LoadError::Unreadable {
-            path: p(),
-            source: e,
-        })?;
-    if raw.len() as u64 > max_bytes {
-        return Err(LoadError::TooLarge {
-            path: p(),
-            size: raw.len() as u64,
-            limit: max_bytes,
-        });
-    }
     let bytes = if raw.starts_with(b"\0asm") {
         raw
     } else {
@@ -78,36 +56,34 @@ pub(crate) fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, Loa
     }
 }
 
-fn check_regular(path: &Path, meta: &std::fs::Metadata, max: u64) -> Result<(), LoadError> {
-    let ft = meta.file_type();
-    if !ft.is_file() {
-        use std::os::unix::fs::FileTypeExt;
-        let what = if ft.is_dir() {
-            "a directory"
-        } else if ft.is_fifo() {
-            "a FIFO"
-        } else if ft.is_char_device() {
-            "a character device"
-        } else if ft.is_block_device() {
-            "a block device"
-        } else if ft.is_socket() {
-            "a socket"
-        } else {
-            "not a regular file"
-        };
-        return Err(LoadError::NotRegularFile {
-            path: path.to_path_buf(),
-            what,
-        });
+/// `batpak:reactor@<version>` as named by the first `batpak:reactor/...@`
+/// interface name in a component's bytes (binary or text): how a file
+/// that wasmtime cannot compile still says which contract it was built for.
+pub(crate) fn targeted_wit(bytes: &[u8]) -> Option<String> {
+    const NEEDLE: &[u8] = b"batpak:reactor/";
+    let at = bytes.windows(NEEDLE.len()).position(|w| w == NEEDLE)?;
+    let rest = &bytes[at + NEEDLE.len()..];
+    let name_end = rest.iter().position(|&b| b == b'@')?;
+    if name_end > 64
+        || !rest[..name_end]
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+    {
+        return None;
     }
-    if meta.len() > max {
-        return Err(LoadError::TooLarge {
-            path: path.to_path_buf(),
-            size: meta.len(),
-            limit: max,
-        });
+    let version: Vec<u8> = rest[name_end + 1..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.' || **b == b'-' || **b == b'+')
+        .copied()
+        .take(64)
+        .collect();
+    if version.is_empty() {
+        return None;
     }
-    Ok(())
+    Some(format!(
+        "batpak:reactor@{}",
+        String::from_utf8_lossy(&version)
+    ))
 }
 
 /// What the structure scan found.
@@ -192,6 +168,19 @@ mod tests {
         let s = scan(&bytes);
         assert_eq!((s.memories, s.tables), (2, 3));
         assert_eq!(s.async_feature, None);
+    }
+
+    #[test]
+    fn the_targeted_wit_version_is_read_from_the_interface_names() {
+        assert_eq!(
+            targeted_wit(b"..\x1abatpak:reactor/reactor@0.9.0\x00.."),
+            Some("batpak:reactor@0.9.0".into())
+        );
+        assert_eq!(
+            targeted_wit(b"(import \"batpak:reactor/types@0.1.0\" (instance"),
+            Some("batpak:reactor@0.1.0".to_string())
+        );
+        assert_eq!(targeted_wit(b"\0asm garbage"), None);
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //! (`python3 tools/modcycles.py host/runtime`; CI runs it on the workspace):
 //! - the [`Runtime`] (engine, epoch ticker, linker) and the [`CompileCache`]
 //!   (memory-mapped loads, LRU eviction; location in its docs);
-//! - loading: [`Plugin::load`] reads a plugin file (regular files only, size
-//!   capped, before reading), scans it (memory and table counts,
+//! - loading: [`Plugin::load`] reads a plugin file (opened once, regular
+//!   files only, size capped, checked on the descriptor before reading:
+//!   [`read_regular`], which the CLI uses for its config files too), scans it (memory and table counts,
 //!   component-model async), compiles, links and initialises it, failing
 //!   with a [`LoadError`]; [`Inspection::of`] does the same for `inspect`;
 //! - the sandbox: WASI with nothing granted, frozen clocks, deterministic
@@ -72,6 +73,7 @@ mod prepare;
 mod random;
 mod reaction;
 mod reactor;
+mod regular_file;
 mod runner;
 mod runtime;
 mod sandbox_clock;
@@ -105,6 +107,7 @@ pub use prepare::{PluginSettings, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, MAX_LIF
 pub use random::RandomSource;
 pub use reaction::{Reaction, ReactionCause, ReactionVerdict};
 pub use reactor::Reactor;
+pub use regular_file::{open_regular, read_regular, read_regular_text, FileRefusal};
 pub use runner::{
     cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, SwapTicket,
     DEFAULT_DURABLE_WINDOW, DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES, MAX_OUTPUT_HOST_BYTES,
@@ -119,8 +122,8 @@ pub use shadow::{shadow, DiffKind, ShadowDiff, ShadowRange, ShadowReport};
 pub use shadow_error::ShadowError;
 pub use status::{ReactorStatus, RunState, StatusSnapshot};
 pub use swap::{
-    check_swap, describe_region, unloadable, RolledBackRecord, SwapOutcome, SwapRefusal,
-    SwapRefusedRecord, ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
+    check_swap, describe_region, RolledBackRecord, SwapOutcome, SwapRefusal, SwapRefusedRecord,
+    ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
 };
 pub use swap_file::{refusal_for, swap_file};
 pub use wit::{

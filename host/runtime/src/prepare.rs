@@ -4,7 +4,7 @@
 
 use super::bindings::{Bindings, Pre};
 use super::cache::CompileSource;
-use super::component_file::{read_component, scan};
+use super::component_file::{read_component, scan, targeted_wit};
 use super::failure::ReactFailure;
 use super::load_error::LoadError;
 use super::log::LogLevel;
@@ -107,9 +107,20 @@ pub(crate) fn prepare(rt: &Runtime, path: &Path) -> Result<Prepared, LoadError> 
         });
     }
     let digest = blake3::hash(&bytes).to_hex().to_string();
-    let (component, compile_source, compile_time) = rt
-        .compile(&digest, &bytes)
-        .map_err(|message| LoadError::InvalidComponent { path: p(), message })?;
+    let (component, compile_source, compile_time) =
+        rt.compile(&digest, &bytes).map_err(|message| {
+            // A component built for a contract this host does not offer may
+            // not even compile here (newer features): say so, from the
+            // bytes already read (the file is never read twice).
+            match targeted_wit(&bytes) {
+                Some(found) if WitVersion::of_package(&found).is_none() => LoadError::WrongWorld {
+                    path: p(),
+                    found,
+                    expected: super::wit::OFFERED_PACKAGES,
+                },
+                _ => LoadError::InvalidComponent { path: p(), message },
+            }
+        })?;
     let world = WorldInfo::of(&component, rt.engine());
     let version = world.check(path)?;
     let pre = link(rt, path, &component, version)?;

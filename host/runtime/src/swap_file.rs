@@ -7,7 +7,7 @@ use crate::plugin::Plugin;
 use crate::prepare::PluginSettings;
 use crate::runner::RunnerHandle;
 use crate::runtime::Runtime;
-use crate::swap::{unloadable, SwapOutcome, SwapRefusal};
+use crate::swap::{SwapOutcome, SwapRefusal};
 use std::path::Path;
 
 /// Loads `path` (compiled, instantiated, `describe`d and `init`ed while the
@@ -39,7 +39,9 @@ pub fn swap_file(
     handle.swap(Box::new(plugin), grant_emits)
 }
 
-/// The refusal for a file that did not load, from the typed load error.
+/// The refusal for a file that did not load, from the typed load error
+/// alone: the file is not opened or read again (it may be a FIFO or
+/// `/dev/zero`, refused before a byte was read).
 pub fn refusal_for(path: &Path, e: &LoadError) -> SwapRefusal {
     match e {
         LoadError::WrongWorld {
@@ -51,6 +53,9 @@ pub fn refusal_for(path: &Path, e: &LoadError) -> SwapRefusal {
             found: found.clone(),
             supported: expected.to_string(),
         },
-        other => unloadable(path, other.to_string()),
+        other => SwapRefusal::Unloadable {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
     }
 }

@@ -1,11 +1,9 @@
 //! The rules a new version must meet to continue the running one's
-//! checkpoint, and the refusal for a file that does not load.
+//! checkpoint.
 
 use super::refusal::SwapRefusal;
 use crate::descriptor::Descriptor;
-use crate::wit::{WitVersion, OFFERED_PACKAGES};
 use batpak_store::Region;
-use std::path::Path;
 
 /// Checks that `new` can continue `old`'s checkpoint: same name, same
 /// region, same canal. (The WIT version was checked when `new` was loaded.)
@@ -61,74 +59,10 @@ pub fn describe_region(r: &Region) -> String {
     parts.join(", ")
 }
 
-/// The refusal for a file that did not load: [`SwapRefusal::UnsupportedWit`]
-/// when the file names another version of the reactor WIT package in its
-/// imports or exports, [`SwapRefusal::Unloadable`] with `reason` otherwise.
-/// Decided from the file's own bytes (the interface names a component
-/// carries), not from the load error's text.
-pub fn unloadable(path: &Path, reason: String) -> SwapRefusal {
-    let found = std::fs::read(path)
-        .ok()
-        .and_then(|bytes| targeted_wit(&bytes));
-    match found {
-        Some(found) if WitVersion::of_package(&found).is_none() => SwapRefusal::UnsupportedWit {
-            path: path.to_path_buf(),
-            found,
-            supported: OFFERED_PACKAGES.to_string(),
-        },
-        _ => SwapRefusal::Unloadable {
-            path: path.to_path_buf(),
-            reason,
-        },
-    }
-}
-
-/// `batpak:reactor@<version>` as named by the first `batpak:reactor/...@`
-/// interface name in a component (binary or text).
-fn targeted_wit(bytes: &[u8]) -> Option<String> {
-    const NEEDLE: &[u8] = b"batpak:reactor/";
-    let at = bytes.windows(NEEDLE.len()).position(|w| w == NEEDLE)?;
-    let rest = &bytes[at + NEEDLE.len()..];
-    let name_end = rest.iter().position(|&b| b == b'@')?;
-    if name_end > 64
-        || !rest[..name_end]
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-    {
-        return None;
-    }
-    let version: Vec<u8> = rest[name_end + 1..]
-        .iter()
-        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'.' || **b == b'-' || **b == b'+')
-        .copied()
-        .take(64)
-        .collect();
-    if version.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "batpak:reactor@{}",
-        String::from_utf8_lossy(&version)
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use batpak_store::ReactorCanal;
-
-    #[test]
-    fn the_targeted_wit_version_is_read_from_the_interface_names() {
-        assert_eq!(
-            targeted_wit(b"..\x1abatpak:reactor/reactor@0.9.0\x00.."),
-            Some("batpak:reactor@0.9.0".into())
-        );
-        assert_eq!(
-            targeted_wit(b"(import \"batpak:reactor/types@0.1.0\" (instance"),
-            Some("batpak:reactor@0.1.0".to_string())
-        );
-        assert_eq!(targeted_wit(b"\0asm garbage"), None);
-    }
 
     #[test]
     fn swap_checks_name_region_and_canal() {

@@ -13,7 +13,7 @@
 //!
 //! Files: `refusal` (why a swap is refused), `outcome` (a completed swap),
 //! `records` (the three system records), `check` (the rules a new version
-//! must meet, and the WIT version a file targets). The runner applies a swap
+//! must meet). The runner applies a swap
 //! (`runner::hot_swap`); `swap_file` loads a file and asks for one.
 
 mod check;
@@ -21,7 +21,7 @@ mod outcome;
 mod records;
 mod refusal;
 
-pub use check::{check_swap, describe_region, unloadable};
+pub use check::{check_swap, describe_region};
 pub use outcome::SwapOutcome;
 pub(crate) use records::{refused_proposal, rolled_back_proposal, swapped_proposal};
 pub use records::{
