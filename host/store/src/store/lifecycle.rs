@@ -140,48 +140,39 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
             dropped_transaction: rec.dropped_txn,
         },
     });
+    // Say in the log itself what recovery dropped or cut, durably, before
+    // anyone writes.
+    let record = |payload: serde_json::Value| -> Result<(), StoreError> {
+        let coord = Coordinate {
+            entity: "batpak.store".into(),
+            scope: SYSTEM_SCOPE.into(),
+        };
+        shared.core.append(
+            vec![Proposal::new(
+                coord,
+                RECOVERED_KIND,
+                payload.to_string().into_bytes(),
+            )],
+            AppendOptions::durable(),
+            true,
+        )?;
+        Ok(())
+    };
     if let Some((segment, offset, events)) = rec.dropped_txn {
-        let payload = serde_json::json!({
+        record(serde_json::json!({
             "segment": segment,
             "offset": offset,
             "events_dropped": events,
             "reason": "bulk transaction never committed (the appending process stopped before its commit); none of its events count",
-        });
-        let coord = Coordinate {
-            entity: "batpak.store".into(),
-            scope: SYSTEM_SCOPE.into(),
-        };
-        shared.core.append(
-            vec![Proposal::new(
-                coord,
-                RECOVERED_KIND,
-                payload.to_string().into_bytes(),
-            )],
-            AppendOptions::durable(),
-            true,
-        )?;
+        }))?;
     }
     if let Some((segment, offset, bytes)) = rec.truncated {
-        // Say in the log itself what was cut, durably, before anyone writes.
-        let payload = serde_json::json!({
+        record(serde_json::json!({
             "segment": segment,
             "offset": offset,
             "bytes_cut": bytes,
             "reason": "torn write at the end of the log, never acknowledged as durable",
-        });
-        let coord = Coordinate {
-            entity: "batpak.store".into(),
-            scope: SYSTEM_SCOPE.into(),
-        };
-        shared.core.append(
-            vec![Proposal::new(
-                coord,
-                RECOVERED_KIND,
-                payload.to_string().into_bytes(),
-            )],
-            AppendOptions::durable(),
-            true,
-        )?;
+        }))?;
     }
     Ok(shared)
 }
