@@ -1,6 +1,6 @@
 //! Store errors. Each names what went wrong, where, and what to do.
 
-use crate::event::ValidationError;
+use crate::event::{EventId, ValidationError};
 use std::path::PathBuf;
 
 /// Why a store operation failed.
@@ -35,6 +35,27 @@ pub enum StoreError {
         expected: u64,
         /// What the store has.
         actual: u64,
+    },
+    /// A proposal's idempotency key or explicit id already names an event
+    /// with other content (entity, scope, kind, causation or payload
+    /// bytes); nothing was written. An identical retry is not an error: it
+    /// returns the original's receipt marked deduplicated.
+    #[error("proposal {index}: {} already names event {original_id} (sequence {original_sequence}, entity {original_entity:?}, kind {original_kind:?}) with different content; an identical retry returns that event's receipt — give a different event a new {}", conflict_subject(key.as_deref(), *id), if key.is_some() { "idempotency key" } else { "id" })]
+    IdempotencyConflict {
+        /// Position of the proposal in its batch.
+        index: usize,
+        /// The idempotency key that matched, when the proposal had one.
+        key: Option<String>,
+        /// The explicit id that matched, when no key did.
+        id: Option<EventId>,
+        /// The original event's id.
+        original_id: EventId,
+        /// The original event's global sequence.
+        original_sequence: u64,
+        /// The original event's entity.
+        original_entity: String,
+        /// The original event's kind.
+        original_kind: String,
     },
     /// A causation names no known event; nothing was written.
     #[error("proposal {index}: causation {id} is not an event in this store")]
@@ -91,5 +112,14 @@ impl StoreError {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
         let context = context.into();
         move |source| StoreError::Io { context, source }
+    }
+}
+
+/// "idempotency key \"k\"" or "id X", for [`StoreError::IdempotencyConflict`].
+fn conflict_subject(key: Option<&str>, id: Option<EventId>) -> String {
+    match (key, id) {
+        (Some(k), _) => format!("idempotency key {k:?}"),
+        (None, Some(id)) => format!("id {id}"),
+        (None, None) => "the key or id".into(),
     }
 }
