@@ -5,5 +5,6 @@ mod store_bulk;
 mod store_core;
 mod store_crash;
 mod store_fuzz;
+mod store_idempotency;
 mod store_index;
 mod store_power;
