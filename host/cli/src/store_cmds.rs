@@ -724,9 +724,11 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
     let mut last_report: Option<Instant> = None;
     let mut done = 0usize;
     let mut chunk: Vec<Proposal> = Vec::new();
+    // The line number of each event of the chunk being built.
+    let mut lines: Vec<usize> = Vec::new();
     let mut bytes = 0usize;
     let mut bulk = store.begin_bulk()?;
-    let mut flush = |chunk: &mut Vec<Proposal>| -> anyhow::Result<()> {
+    let mut flush = |chunk: &mut Vec<Proposal>, lines: &mut Vec<usize>| -> anyhow::Result<()> {
         if interrupt::signalled() {
             bail!("stopped by a signal");
         }
@@ -737,7 +739,20 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
             .iter()
             .map(|p| (p.coordinate.clone(), p.kind.clone()))
             .collect();
-        let rs = bulk.append(std::mem::take(chunk))?;
+        // Pass 1 knew keys and ids but not the content behind them: a
+        // reused key with other content is found here, named by its line.
+        let rs = bulk.append(std::mem::take(chunk)).map_err(|e| match &e {
+            StoreError::IdempotencyConflict { index, .. } => match lines.get(*index) {
+                Some(line) => {
+                    let msg = e.to_string();
+                    let why = msg.split_once(": ").map_or(msg.as_str(), |(_, w)| w);
+                    anyhow::anyhow!("{name}:{line}: {why}")
+                }
+                None => e.into(),
+            },
+            _ => e.into(),
+        })?;
+        lines.clear();
         for (r, (c, k)) in rs.iter().zip(meta) {
             writeln!(spool.out, "{}", receipt_json(r, &c, &k))?;
         }
@@ -752,19 +767,20 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
         Ok(())
     };
     let written = source
-        .for_each(|_, p| {
+        .for_each(|n, p| {
             let p = p?;
             if !chunk.is_empty()
                 && (chunk.len() >= CHUNK_EVENTS || bytes + p.payload.len() > CHUNK_BYTES)
             {
-                flush(&mut chunk)?;
+                flush(&mut chunk, &mut lines)?;
                 bytes = 0;
             }
             bytes += p.payload.len() + 128;
             chunk.push(p);
+            lines.push(n);
             Ok(true)
         })
-        .and_then(|()| flush(&mut chunk))
+        .and_then(|()| flush(&mut chunk, &mut lines))
         .and_then(|()| spool.out.flush().map_err(Into::into));
     if let Err(e) = written {
         // Abandoned: the abort frame makes the parts written so far dead.
