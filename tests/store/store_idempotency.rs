@@ -194,6 +194,33 @@ fn an_explicit_id_with_other_content_is_a_conflict_and_with_the_same_content_ded
         "{r:?}"
     );
     assert_eq!(count(&store), 2);
+    // A generated id echoed back right after an accepted-only append (its
+    // digest is not kept: it is read from the queue or the log).
+    for _ in 0..200 {
+        let auto = store
+            .append(prop("c", "k", "1"), AppendOptions::accepted())
+            .unwrap();
+        let mut same = prop("c", "k", "1");
+        same.id = Some(auto.id);
+        let mut other = prop("c", "k", "2");
+        other.id = Some(auto.id);
+        match store.append(other, AppendOptions::accepted()) {
+            Err(StoreError::IdempotencyConflict { original_id, .. }) => {
+                assert_eq!(original_id, auto.id)
+            }
+            // Taken by a drainer that very moment: refused, retried.
+            Err(StoreError::BadBatch(m)) if m.contains("being written") => {}
+            r => panic!("expected an idempotency conflict, got {r:?}"),
+        }
+        match store.append(same, AppendOptions::accepted()) {
+            Ok(r) => assert!(r.deduplicated && r.sequence == auto.sequence),
+            Err(StoreError::BadBatch(m)) if m.contains("being written") => {}
+            r => panic!("expected the original receipt, got {r:?}"),
+        }
+    }
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(count(&store), 202);
 }
 
 #[test]

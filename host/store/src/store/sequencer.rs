@@ -122,9 +122,12 @@ fn undo_batch(seq: &mut Sequencer) {
 struct Pending {
     receipt: Receipt,
     correlation: EventId,
-    /// The event's [`content_digest`]: an event not yet visible cannot be
-    /// read back, so a repeated id is checked against this.
-    content: Digest,
+    /// The event's [`content_digest`] when it has an idempotency key or an
+    /// explicit id (an event not yet visible cannot be read back, so a
+    /// repeated key or id is checked against this); `None` for an event
+    /// with a generated id, which costs no digest (only a caller echoing
+    /// that id can name it: see [`Appender::queued_digest`]).
+    content: Option<Digest>,
 }
 
 /// A 128-bit digest of what makes two appends "the same event" for
@@ -161,8 +164,8 @@ fn content_digest(
 }
 
 /// An earlier event an idempotency key or explicit id matched: its
-/// receipt and content digest.
-type Known = (Receipt, Digest);
+/// receipt and content digest (see [`Pending::content`]).
+type Known = (Receipt, Option<Digest>);
 
 pub(crate) struct Sequencer {
     /// Set by close: no more batches.
@@ -620,14 +623,23 @@ impl Appender<'_> {
             if let (None, Some(id)) = (known, p.id) {
                 known = self.lookup_id(seq, id)?;
             }
-            let content = content_digest(
-                &p.coordinate.entity,
-                &p.coordinate.scope,
-                &p.kind,
-                p.causation,
-                &p.payload,
-            );
+            // Only an event with a key or an explicit id can be named again
+            // by a later one: only those pay for a digest.
+            let content = (p.idempotency_key.is_some() || p.id.is_some()).then(|| {
+                content_digest(
+                    &p.coordinate.entity,
+                    &p.coordinate.scope,
+                    &p.kind,
+                    p.causation,
+                    &p.payload,
+                )
+            });
             if let Some((r, original)) = known {
+                let original = match original {
+                    Some(d) => Some(d),
+                    None if strict => Some(self.queued_digest(seq, i, r)?),
+                    None => None,
+                };
                 // A client's retry must be the same event (Stripe's and
                 // Kafka's rule); the host's own appends (reactions, whose
                 // ids are derived from reactor, source event and position)
@@ -793,7 +805,43 @@ impl Appender<'_> {
             hash: ev.hash,
             deduplicated: true,
         };
-        Ok((receipt, content))
+        Ok((receipt, Some(content)))
+    }
+
+    /// The content digest of pending event `original`, which has a
+    /// generated id (no digest kept), from its bytes still in the queue.
+    /// Once a drainer has taken them it is neither in the queue nor
+    /// readable until visible: the batch is refused, to be retried.
+    fn queued_digest(
+        &self,
+        seq: &Sequencer,
+        index: usize,
+        original: Receipt,
+    ) -> Result<Digest, StoreError> {
+        let q = &seq.queue;
+        let at = q
+            .events
+            .binary_search_by_key(&original.sequence, |(h, _, _)| h.sequence)
+            .ok();
+        let found = at.and_then(|at| {
+            let (h, off, hlen) = &q.events[at];
+            let len_at = off + 4 + *hlen as usize + 32;
+            let len = u32::from_le_bytes(q.bytes.get(len_at..len_at + 4)?.try_into().ok()?);
+            let payload = q.bytes.get(len_at + 4..len_at + 4 + len as usize)?;
+            Some(content_digest(
+                &h.coordinate.entity,
+                &h.coordinate.scope,
+                &h.kind,
+                h.causation,
+                payload,
+            ))
+        });
+        found.ok_or_else(|| {
+            StoreError::BadBatch(format!(
+                "proposal {index}: id {} names the event at sequence {}, which is being written right now; retry once it is visible",
+                original.id, original.sequence
+            ))
+        })
     }
 
     fn read_at(&self, s: u64) -> Result<crate::event::Event, StoreError> {
