@@ -52,21 +52,13 @@ fn a_reused_key_with_other_content_is_a_conflict_naming_the_original() {
         let what = format!("{p:?}");
         let r = store.append(p.idempotency_key("k1"), AppendOptions::durable());
         match r {
-            Err(StoreError::IdempotencyConflict {
-                index,
-                key,
-                original_id,
-                original_sequence,
-                original_entity,
-                original_kind,
-                ..
-            }) => {
-                assert_eq!(index, 0);
-                assert_eq!(key.as_deref(), Some("k1"));
-                assert_eq!(original_id, original.id);
-                assert_eq!(original_sequence, original.sequence);
-                assert_eq!(original_entity, "acct:1");
-                assert_eq!(original_kind, "money.deposited");
+            Err(StoreError::IdempotencyConflict(c)) => {
+                assert_eq!(c.index, 0);
+                assert_eq!(c.key.as_deref(), Some("k1"));
+                assert_eq!(c.original_id, original.id);
+                assert_eq!(c.original_sequence, original.sequence);
+                assert_eq!(c.original_entity, "acct:1");
+                assert_eq!(c.original_kind, "money.deposited");
             }
             other => panic!("{what}: expected an idempotency conflict, got {other:?}"),
         }
@@ -108,15 +100,10 @@ fn a_conflict_with_a_pending_original_in_the_same_batch_or_not_yet_visible_is_re
         AppendOptions::durable(),
     );
     match r {
-        Err(StoreError::IdempotencyConflict {
-            index,
-            original_entity,
-            original_kind,
-            ..
-        }) => {
-            assert_eq!(index, 1);
-            assert_eq!(original_entity, "acct:1");
-            assert_eq!(original_kind, "money.deposited");
+        Err(StoreError::IdempotencyConflict(c)) => {
+            assert_eq!(c.index, 1);
+            assert_eq!(c.original_entity, "acct:1");
+            assert_eq!(c.original_kind, "money.deposited");
         }
         other => panic!("expected an idempotency conflict, got {other:?}"),
     }
@@ -139,7 +126,7 @@ fn a_conflict_with_a_pending_original_in_the_same_batch_or_not_yet_visible_is_re
         AppendOptions::accepted(),
     );
     assert!(
-        matches!(r, Err(StoreError::IdempotencyConflict { ref original_entity, .. }) if original_entity == "acct:1"),
+        matches!(r, Err(StoreError::IdempotencyConflict(ref c)) if c.original_entity == "acct:1"),
         "{r:?}"
     );
     store.close().unwrap();
@@ -167,15 +154,10 @@ fn an_explicit_id_with_other_content_is_a_conflict_and_with_the_same_content_ded
     assert!(again.deduplicated);
     let r = store.append(with_id("a", "2"), AppendOptions::visible());
     match r {
-        Err(StoreError::IdempotencyConflict {
-            key,
-            id: matched,
-            original_id,
-            ..
-        }) => {
-            assert_eq!(key, None);
-            assert_eq!(matched, Some(id));
-            assert_eq!(original_id, id);
+        Err(StoreError::IdempotencyConflict(c)) => {
+            assert_eq!(c.key, None);
+            assert_eq!(c.id, Some(id));
+            assert_eq!(c.original_id, id);
         }
         other => panic!("expected an idempotency conflict, got {other:?}"),
     }
@@ -190,7 +172,7 @@ fn an_explicit_id_with_other_content_is_a_conflict_and_with_the_same_content_ded
     p.id = Some(EventId::derive(&[b"another"]));
     let r = store.append(p, AppendOptions::visible());
     assert!(
-        matches!(r, Err(StoreError::IdempotencyConflict { original_id, .. }) if original_id == keyed.id),
+        matches!(r, Err(StoreError::IdempotencyConflict(ref c)) if c.original_id == keyed.id),
         "{r:?}"
     );
     assert_eq!(count(&store), 2);
@@ -205,9 +187,7 @@ fn an_explicit_id_with_other_content_is_a_conflict_and_with_the_same_content_ded
         let mut other = prop("c", "k", "2");
         other.id = Some(auto.id);
         match store.append(other, AppendOptions::accepted()) {
-            Err(StoreError::IdempotencyConflict { original_id, .. }) => {
-                assert_eq!(original_id, auto.id)
-            }
+            Err(StoreError::IdempotencyConflict(c)) => assert_eq!(c.original_id, auto.id),
             // Taken by a drainer that very moment: refused, retried.
             Err(StoreError::BadBatch(m)) if m.contains("being written") => {}
             r => panic!("expected an idempotency conflict, got {r:?}"),

@@ -742,7 +742,7 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
         // Pass 1 knew keys and ids but not the content behind them: a
         // reused key with other content is found here, named by its line.
         let rs = bulk.append(std::mem::take(chunk)).map_err(|e| match &e {
-            StoreError::IdempotencyConflict { index, .. } => match lines.get(*index) {
+            StoreError::IdempotencyConflict(c) => match lines.get(c.index) {
                 Some(line) => {
                     let msg = e.to_string();
                     let why = msg.split_once(": ").map_or(msg.as_str(), |(_, w)| w);

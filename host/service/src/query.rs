@@ -216,7 +216,7 @@ pub(crate) fn store_error(e: StoreError) -> WireError {
     let code = match &e {
         StoreError::Invalid { .. } | StoreError::BadBatch(_) => ErrorCode::BadRequest,
         StoreError::SequenceConflict { .. } => ErrorCode::Conflict,
-        StoreError::IdempotencyConflict { .. } => ErrorCode::IdempotencyConflict,
+        StoreError::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
         StoreError::UnknownCausation { .. } => ErrorCode::NotFound,
         _ => ErrorCode::Store,
     };

@@ -40,23 +40,8 @@ pub enum StoreError {
     /// with other content (entity, scope, kind, causation or payload
     /// bytes); nothing was written. An identical retry is not an error: it
     /// returns the original's receipt marked deduplicated.
-    #[error("proposal {index}: {} already names event {original_id} (sequence {original_sequence}, entity {original_entity:?}, kind {original_kind:?}) with different content; an identical retry returns that event's receipt — give a different event a new {}", conflict_subject(key.as_deref(), *id), if key.is_some() { "idempotency key" } else { "id" })]
-    IdempotencyConflict {
-        /// Position of the proposal in its batch.
-        index: usize,
-        /// The idempotency key that matched, when the proposal had one.
-        key: Option<String>,
-        /// The explicit id that matched, when no key did.
-        id: Option<EventId>,
-        /// The original event's id.
-        original_id: EventId,
-        /// The original event's global sequence.
-        original_sequence: u64,
-        /// The original event's entity.
-        original_entity: String,
-        /// The original event's kind.
-        original_kind: String,
-    },
+    #[error("{0}")]
+    IdempotencyConflict(Box<IdempotencyConflict>),
     /// A causation names no known event; nothing was written.
     #[error("proposal {index}: causation {id} is not an event in this store")]
     UnknownCausation {
@@ -106,6 +91,27 @@ pub enum StoreError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// The details of [`StoreError::IdempotencyConflict`]: which proposal,
+/// what matched, and the original event it names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("proposal {index}: {} already names event {original_id} (sequence {original_sequence}, entity {original_entity:?}, kind {original_kind:?}) with different content; an identical retry returns that event's receipt — give a different event a new {}", conflict_subject(key.as_deref(), *id), if key.is_some() { "idempotency key" } else { "id" })]
+pub struct IdempotencyConflict {
+    /// Position of the proposal in its batch.
+    pub index: usize,
+    /// The idempotency key that matched, when the proposal had one.
+    pub key: Option<String>,
+    /// The explicit id that matched, when no key did.
+    pub id: Option<EventId>,
+    /// The original event's id.
+    pub original_id: EventId,
+    /// The original event's global sequence.
+    pub original_sequence: u64,
+    /// The original event's entity.
+    pub original_entity: String,
+    /// The original event's kind.
+    pub original_kind: String,
 }
 
 impl StoreError {

@@ -476,19 +476,13 @@ impl Appender<'_> {
     /// event when it was being written as the conflict was found: waits
     /// (the sequencer lock released) until it is visible and reads it.
     fn name_original(&self, mut e: StoreError) -> StoreError {
-        if let StoreError::IdempotencyConflict {
-            original_sequence,
-            original_entity,
-            original_kind,
-            ..
-        } = &mut e
-        {
-            if original_entity.is_empty()
-                && self.dur().wait(*original_sequence, false, true).is_ok()
+        if let StoreError::IdempotencyConflict(c) = &mut e {
+            if c.original_entity.is_empty()
+                && self.dur().wait(c.original_sequence, false, true).is_ok()
             {
-                if let Ok(ev) = self.read_at(*original_sequence) {
-                    original_entity.clone_from(&ev.header.coordinate.entity);
-                    original_kind.clone_from(&ev.header.kind);
+                if let Ok(ev) = self.read_at(c.original_sequence) {
+                    c.original_entity.clone_from(&ev.header.coordinate.entity);
+                    c.original_kind.clone_from(&ev.header.kind);
                 }
             }
         }
@@ -572,6 +566,7 @@ impl Appender<'_> {
     /// [`StoreError::IdempotencyConflict`] (clients' appends); otherwise
     /// the known event's receipt is returned whatever the content (the
     /// host's own appends).
+    #[allow(clippy::too_many_arguments)]
     fn sequence_items(
         &self,
         seq: &mut Sequencer,
@@ -875,7 +870,7 @@ impl Appender<'_> {
                 _ => (String::new(), String::new()),
             },
         };
-        StoreError::IdempotencyConflict {
+        StoreError::IdempotencyConflict(Box::new(super::IdempotencyConflict {
             index,
             key: p.idempotency_key.clone(),
             id: p.id.filter(|_| p.idempotency_key.is_none()),
@@ -883,7 +878,7 @@ impl Appender<'_> {
             original_sequence: original.sequence,
             original_entity: entity,
             original_kind: kind,
-        }
+        }))
     }
 
     fn correlation_of(
