@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 
 /// One new event, as a client sends it.
 ///
-/// `payload` is any JSON value and is stored as its JSON text (what
-/// `append --jsonl` and the HTTP API do); `payload_text` is stored exactly
-/// as given (what `append --payload` sends once it has checked the text is
-/// JSON, and `append --payload-text` sends as is). Exactly one of the two.
+/// `payload` is any JSON value and is stored as its JSON text; `payload_text`
+/// is stored exactly as given (what `append --payload` and `--jsonl` send
+/// once they have checked the text is JSON with no key given twice, and
+/// `append --payload-text` sends as is). Exactly one of the two. The HTTP
+/// API reads a body with [`parse_events`], which keeps each `"payload"` as
+/// the text the client sent (it arrives here as `payload_text`); a
+/// `payload` built as a [`Value`] is stored as serde_json writes it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
