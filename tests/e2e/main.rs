@@ -5,6 +5,7 @@
 mod common;
 
 mod atomic_append;
+mod bytes_as_sent;
 mod cli_store;
 mod control_plane;
 mod demo;

@@ -6,6 +6,7 @@ mod store_core;
 mod store_crash;
 mod store_evidence;
 mod store_fuzz;
+mod store_idempotency;
 mod store_index;
 mod store_power;
 mod store_private;

@@ -136,7 +136,7 @@ fn append_jsonl(mut c: Client, src: &Path) -> anyhow::Result<ExitCode> {
     let sent = source
         .for_each_text(|n, text| {
             let ev = parse_line_event(text?)?;
-            let size = ev.payload.as_ref().map_or(0, |p| p.to_string().len()) + 128;
+            let size = ev.payload_text.as_ref().map_or(0, String::len) + 128;
             if !part.is_empty() && (part.len() >= CHUNK_EVENTS || bytes + size > CHUNK_BYTES) {
                 send(&mut part, &mut lines)?;
                 bytes = 0;

@@ -110,15 +110,40 @@ pub enum EventFormat {
 
 /// Writes one event (as `event_json` shapes it) in `format`; `raw` is the
 /// payload's stored bytes when at hand (else the JSON payload is printed
-/// compactly, text verbatim).
+/// compactly, text verbatim). A stored JSON payload is printed as its
+/// stored bytes, never re-encoded (a number stays as the client wrote it);
+/// in the JSON format its line breaks, which JSON allows only as spacing,
+/// become spaces so that each event stays one line.
 pub(crate) fn write_event(
     out: &mut dyn Write,
     v: &serde_json::Value,
     raw: Option<&[u8]>,
     format: EventFormat,
 ) -> std::io::Result<()> {
+    let raw_json = raw
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .filter(|t| batpak_service::RawJson::parse(t).is_ok());
     match format {
-        EventFormat::Json => writeln!(out, "{v}"),
+        EventFormat::Json => match (raw_json, v.as_object()) {
+            (Some(p), Some(fields)) => {
+                let mut line = String::from("{");
+                for (i, (k, val)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        line.push(',');
+                    }
+                    line.push_str(&serde_json::Value::from(k.as_str()).to_string());
+                    line.push(':');
+                    if k == "payload" {
+                        line.push_str(&p.trim().replace(['\n', '\r'], " "));
+                    } else {
+                        line.push_str(&val.to_string());
+                    }
+                }
+                line.push('}');
+                writeln!(out, "{line}")
+            }
+            _ => writeln!(out, "{v}"),
+        },
         EventFormat::Pretty => {
             let s = |k: &str| v[k].as_str().unwrap_or("");
             let payload = match raw {
@@ -175,7 +200,9 @@ struct Line {
     entity: String,
     scope: String,
     kind: String,
-    payload: serde_json::Value,
+    /// Checked here, kept as sent: the raw text is sliced from the line.
+    #[allow(dead_code)]
+    payload: serde::de::IgnoredAny,
     #[serde(default)]
     causation: Option<String>,
     #[serde(default)]
@@ -191,19 +218,36 @@ pub(crate) const LINE_HELP: &str = r#"each line must be a JSON object {"entity",
 const MAX_LINE: usize = 4 * batpak_store::MAX_PAYLOAD_LEN + (64 << 10);
 
 /// Parses one `--jsonl` line into the event a client sends (syntax only).
+/// A key given twice (in the line's object or in its payload) is refused;
+/// the payload is kept as the exact text of the line (`payload_text`), so
+/// it is stored byte for byte — numbers, key order and spacing unchanged —
+/// with or without a running host.
 pub(crate) fn parse_line_event(text: &str) -> anyhow::Result<NewEvent> {
+    let checked = batpak_service::RawJson::parse(text);
+    // Syntax errors are reported by the typed parse below.
+    if let Err(batpak_service::JsonError::DuplicateKey { key, column, .. }) = &checked {
+        bail!(
+            "the key {key:?} appears twice (the second at column {column}); give each key once, in the line's object and in its payload"
+        );
+    }
     let l: Line = serde_json::from_str(text).map_err(|e| {
         anyhow::anyhow!(
             "{}; {LINE_HELP}",
             e.to_string().replace("at line 1 column", "at column")
         )
     })?;
+    let payload = checked
+        .ok()
+        .and_then(|j| j.fields())
+        .and_then(|f| f.into_iter().find(|(k, _)| k == "payload"))
+        .map(|(_, raw)| raw.to_string())
+        .ok_or_else(|| anyhow::anyhow!("the line's \"payload\" could not be read; {LINE_HELP}"))?;
     Ok(NewEvent {
         id: l.id,
         entity: l.entity,
         scope: l.scope,
         kind: l.kind,
-        payload: Some(l.payload),
+        payload_text: Some(payload),
         causation: l.causation,
         correlation: l.correlation,
         idempotency_key: l.idempotency_key,
@@ -235,8 +279,19 @@ pub(crate) fn single_payload(a: &AppendArgs) -> Result<String, String> {
     if json.trim().is_empty() {
         return Err("--payload is empty, which is not valid JSON: omit --payload for an event without a payload, give JSON (e.g. --payload '{}'), or pass text with --payload-text".into());
     }
-    let Err(e) = serde_json::from_str::<serde_json::Value>(json) else {
-        return Ok(json.clone());
+    let e = match batpak_service::RawJson::parse(json) {
+        Ok(_) => return Ok(json.clone()),
+        Err(batpak_service::JsonError::DuplicateKey { key, line, column }) => {
+            return Err(format!(
+                "--payload gives the key {key:?} twice (the second at line {line}, column {column}); a payload is stored as sent, so give each key once"
+            ))
+        }
+        Err(batpak_service::JsonError::Syntax(_)) => {
+            match serde_json::from_str::<serde::de::IgnoredAny>(json) {
+                Err(e) => e,
+                Ok(_) => return Ok(json.clone()),
+            }
+        }
     };
     // Show the offending line with a caret under the column serde names
     // (a byte column; counted in characters here so the caret lines up).
@@ -649,9 +704,11 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
     let mut last_report: Option<Instant> = None;
     let mut done = 0usize;
     let mut chunk: Vec<Proposal> = Vec::new();
+    // The line number of each event of the chunk being built.
+    let mut lines: Vec<usize> = Vec::new();
     let mut bytes = 0usize;
     let mut bulk = store.begin_bulk()?;
-    let mut flush = |chunk: &mut Vec<Proposal>| -> anyhow::Result<()> {
+    let mut flush = |chunk: &mut Vec<Proposal>, lines: &mut Vec<usize>| -> anyhow::Result<()> {
         if interrupt::signalled() {
             bail!("stopped by a signal");
         }
@@ -662,7 +719,20 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
             .iter()
             .map(|p| (p.coordinate.clone(), p.kind.clone()))
             .collect();
-        let rs = bulk.append(std::mem::take(chunk))?;
+        // Pass 1 knew keys and ids but not the content behind them: a
+        // reused key with other content is found here, named by its line.
+        let rs = bulk.append(std::mem::take(chunk)).map_err(|e| match &e {
+            StoreError::IdempotencyConflict(c) => match lines.get(c.index) {
+                Some(line) => {
+                    let msg = e.to_string();
+                    let why = msg.split_once(": ").map_or(msg.as_str(), |(_, w)| w);
+                    anyhow::anyhow!("{name}:{line}: {why}")
+                }
+                None => e.into(),
+            },
+            _ => e.into(),
+        })?;
+        lines.clear();
         for (r, (c, k)) in rs.iter().zip(meta) {
             writeln!(spool.out, "{}", receipt_json(r, &c, &k))?;
         }
@@ -677,19 +747,20 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
         Ok(())
     };
     let written = source
-        .for_each(|_, p| {
+        .for_each(|n, p| {
             let p = p?;
             if !chunk.is_empty()
                 && (chunk.len() >= CHUNK_EVENTS || bytes + p.payload.len() > CHUNK_BYTES)
             {
-                flush(&mut chunk)?;
+                flush(&mut chunk, &mut lines)?;
                 bytes = 0;
             }
             bytes += p.payload.len() + 128;
             chunk.push(p);
+            lines.push(n);
             Ok(true)
         })
-        .and_then(|()| flush(&mut chunk))
+        .and_then(|()| flush(&mut chunk, &mut lines))
         .and_then(|()| spool.out.flush().map_err(Into::into));
     if let Err(e) = written {
         // Abandoned: the abort frame makes the parts written so far dead.

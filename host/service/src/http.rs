@@ -19,7 +19,6 @@
 
 use crate::dispatch::Ctx;
 use crate::protocol::Op;
-use crate::query::NewEvent;
 use crate::query::Query;
 use crate::wire_error::{ErrorCode, WireError};
 use crate::ServiceError;
@@ -259,7 +258,7 @@ fn http_code(e: &WireError) -> u16 {
     match e.code {
         ErrorCode::BadRequest | ErrorCode::Version => 400,
         ErrorCode::TooLarge => 413,
-        ErrorCode::Conflict | ErrorCode::Refused => 409,
+        ErrorCode::Conflict | ErrorCode::IdempotencyConflict | ErrorCode::Refused => 409,
         ErrorCode::NotFound => 404,
         ErrorCode::Unsupported => 501,
         ErrorCode::Busy => 503,
@@ -615,7 +614,6 @@ fn json_result(ctx: &Ctx, r: Result<Value, WireError>) -> (u16, &'static str, Ve
 }
 
 fn route(ctx: &Ctx, token: &str, head: &Head, body: &[u8]) -> (u16, &'static str, Vec<u8>) {
-    let bad = |m: String| Err(WireError::new(ErrorCode::BadRequest, m));
     match (head.method.as_str(), head.path.as_str()) {
         ("GET", "/metrics") => (
             200,
@@ -629,18 +627,8 @@ fn route(ctx: &Ctx, token: &str, head: &Head, body: &[u8]) -> (u16, &'static str
             (401, "application/json", error_body(ErrorCode::Unauthorized, "missing or wrong bearer token: send `Authorization: Bearer $(cat TOKEN_FILE)` (the token file's path is printed when `run --listen` starts)"))
         }
         ("POST", "/v1/events") => {
-            let events = match serde_json::from_slice::<Value>(body) {
-                Err(e) => bad(format!("the body is not JSON: {e}")),
-                Ok(Value::Array(items)) => items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, v)| serde_json::from_value::<NewEvent>(v).map_err(|e| WireError::new(ErrorCode::BadRequest, format!("event {i}: {e}"))))
-                    .collect::<Result<Vec<_>, _>>(),
-                Ok(v @ Value::Object(_)) => serde_json::from_value::<NewEvent>(v)
-                    .map(|e| vec![e])
-                    .map_err(|e| WireError::new(ErrorCode::BadRequest, format!("event 0: {e}"))),
-                Ok(_) => bad("the body must be one event object or an array of them: {\"entity\",\"scope\",\"kind\",\"payload\"[,\"causation\",\"correlation\",\"idempotency_key\",\"expected_entity_seq\"]}".into()),
-            };
+            // Payloads kept as sent, duplicate keys refused (query.rs).
+            let events = crate::query::parse_events(body);
             json_result(
                 ctx,
                 events.and_then(|events| ctx.dispatch(Op::Append { events })),

@@ -29,6 +29,7 @@ mod local;
 mod operator;
 mod protocol;
 mod query;
+mod raw_json;
 mod token;
 mod wire_error;
 
@@ -48,6 +49,7 @@ pub use query::{
     append, event_json, proposal, read, receipt_json, verify, verify_json, NewEvent, Page, Query,
     MAX_APPEND_EVENTS, MAX_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
 };
+pub use raw_json::{JsonError, RawJson};
 pub use token::{token_path, MIN_TOKEN_LEN};
 pub use wire_error::{ErrorCode, WireError};
 

@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 
 /// One new event, as a client sends it.
 ///
-/// `payload` is any JSON value and is stored as its JSON text (what
-/// `append --jsonl` and the HTTP API do); `payload_text` is stored exactly
-/// as given (what `append --payload` sends once it has checked the text is
-/// JSON, and `append --payload-text` sends as is). Exactly one of the two.
+/// `payload` is any JSON value and is stored as its JSON text; `payload_text`
+/// is stored exactly as given (what `append --payload` and `--jsonl` send
+/// once they have checked the text is JSON with no key given twice, and
+/// `append --payload-text` sends as is). Exactly one of the two. The HTTP
+/// API reads a body with [`parse_events`], which keeps each `"payload"` as
+/// the text the client sent (it arrives here as `payload_text`); a
+/// `payload` built as a [`Value`] is stored as serde_json writes it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewEvent {
@@ -163,6 +166,55 @@ pub fn event_json(e: &Event) -> Value {
     v
 }
 
+/// Parses an append request's body — one event object or an array of
+/// them — keeping each `"payload"` as the exact text the client sent (it
+/// becomes the stored bytes: numbers, key order and spacing unchanged).
+///
+/// # Errors
+/// [`ErrorCode::BadRequest`]: the body is not JSON, repeats a key anywhere
+/// (in an event or its payload), or an event is malformed (named by index).
+pub fn parse_events(body: &[u8]) -> Result<Vec<NewEvent>, WireError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| bad(format!("the body is not JSON: it is not UTF-8 ({e})")))?;
+    let json = crate::raw_json::RawJson::parse(text).map_err(|e| {
+        bad(format!(
+            "the body is not JSON an event can be read from: {e}"
+        ))
+    })?;
+    let (items, single) = match json.items() {
+        Some(items) => (items, false),
+        None => (vec![json], true),
+    };
+    if single && json.fields().is_none() {
+        return Err(bad("the body must be one event object or an array of them: {\"entity\",\"scope\",\"kind\",\"payload\"[,\"causation\",\"correlation\",\"idempotency_key\",\"expected_entity_seq\"]}"));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| new_event_as_sent(item).map_err(|e| bad(format!("event {i}: {e}"))))
+        .collect()
+}
+
+/// Reads one event object, its `"payload"` kept as sent: it travels on
+/// as `payload_text` (checked JSON, stored verbatim), so no step after
+/// this one re-encodes it.
+pub(crate) fn new_event_as_sent(
+    item: crate::raw_json::RawJson<'_>,
+) -> Result<NewEvent, serde_json::Error> {
+    let mut ev: NewEvent = serde_json::from_str(item.text())?;
+    if ev.payload.is_some() && ev.payload_text.is_none() {
+        let raw = item
+            .fields()
+            .and_then(|f| f.into_iter().find(|(k, _)| k == "payload"))
+            .map(|(_, raw)| raw.to_string());
+        if let Some(raw) = raw {
+            ev.payload = None;
+            ev.payload_text = Some(raw);
+        }
+    }
+    Ok(ev)
+}
+
 fn bad(msg: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::BadRequest, msg)
 }
@@ -173,6 +225,7 @@ pub(crate) fn store_error(e: StoreError) -> WireError {
     let code = match &e {
         StoreError::Invalid { .. } | StoreError::BadBatch(_) => ErrorCode::BadRequest,
         StoreError::SequenceConflict { .. } => ErrorCode::Conflict,
+        StoreError::IdempotencyConflict(_) => ErrorCode::IdempotencyConflict,
         StoreError::UnknownCausation { .. } => ErrorCode::NotFound,
         _ => ErrorCode::Store,
     };

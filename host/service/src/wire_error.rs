@@ -15,6 +15,9 @@ pub enum ErrorCode {
     Version,
     /// Expected entity sequence did not match.
     Conflict,
+    /// An idempotency key or explicit id already names an event with other
+    /// content; the message names that event.
+    IdempotencyConflict,
     /// No such reactor, event or causation.
     NotFound,
     /// Valid but not allowed now (e.g. reset while running).

@@ -40,7 +40,7 @@ pub use gate::{
 pub use iso_time::iso_time;
 pub use store::{
     decode_frame, encode_frame, opens_clean, verify_dir, verify_dir_on, AppendOptions, AppendPlan,
-    BulkAppend, Checkpoint, CheckpointUpdate, Disk, DiskFile, FrameError, IndexMemory, LogReader,
-    Lookup, OsDisk, RecoveryInfo, Region, SimDisk, SimError, SimOp, Store, StoreError,
-    StoreOptions, VerifyReport, Wait, Watermarks, RECOVERED_KIND,
+    BulkAppend, Checkpoint, CheckpointUpdate, Disk, DiskFile, FrameError, IdempotencyConflict,
+    IndexMemory, LogReader, Lookup, OsDisk, RecoveryInfo, Region, SimDisk, SimError, SimOp, Store,
+    StoreError, StoreOptions, VerifyReport, Wait, Watermarks, RECOVERED_KIND,
 };

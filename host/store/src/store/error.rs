@@ -1,6 +1,6 @@
 //! Store errors. Each names what went wrong, where, and what to do.
 
-use crate::event::ValidationError;
+use crate::event::{EventId, ValidationError};
 use std::path::PathBuf;
 
 /// Why a store operation failed.
@@ -36,6 +36,12 @@ pub enum StoreError {
         /// What the store has.
         actual: u64,
     },
+    /// A proposal's idempotency key or explicit id already names an event
+    /// with other content (entity, scope, kind, causation or payload
+    /// bytes); nothing was written. An identical retry is not an error: it
+    /// returns the original's receipt marked deduplicated.
+    #[error("{0}")]
+    IdempotencyConflict(Box<IdempotencyConflict>),
     /// A causation names no known event; nothing was written.
     #[error("proposal {index}: causation {id} is not an event in this store")]
     UnknownCausation {
@@ -113,9 +119,39 @@ pub enum StoreError {
     },
 }
 
+/// The details of [`StoreError::IdempotencyConflict`]: which proposal,
+/// what matched, and the original event it names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("proposal {index}: {} already names event {original_id} (sequence {original_sequence}, entity {original_entity:?}, kind {original_kind:?}) with different content; an identical retry returns that event's receipt — give a different event a new {}", conflict_subject(key.as_deref(), *id), if key.is_some() { "idempotency key" } else { "id" })]
+pub struct IdempotencyConflict {
+    /// Position of the proposal in its batch.
+    pub index: usize,
+    /// The idempotency key that matched, when the proposal had one.
+    pub key: Option<String>,
+    /// The explicit id that matched, when no key did.
+    pub id: Option<EventId>,
+    /// The original event's id.
+    pub original_id: EventId,
+    /// The original event's global sequence.
+    pub original_sequence: u64,
+    /// The original event's entity.
+    pub original_entity: String,
+    /// The original event's kind.
+    pub original_kind: String,
+}
+
 impl StoreError {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
         let context = context.into();
         move |source| StoreError::Io { context, source }
+    }
+}
+
+/// "idempotency key \"k\"" or "id X", for [`StoreError::IdempotencyConflict`].
+fn conflict_subject(key: Option<&str>, id: Option<EventId>) -> String {
+    match (key, id) {
+        (Some(k), _) => format!("idempotency key {k:?}"),
+        (None, Some(id)) => format!("id {id}"),
+        (None, None) => "the key or id".into(),
     }
 }

@@ -54,7 +54,7 @@ pub(crate) use checkpoint::validate_cursor_id;
 pub use checkpoint::Checkpoint;
 pub use disk::{Disk, DiskFile, OsDisk};
 pub(crate) use durability::Stopped;
-pub use error::StoreError;
+pub use error::{IdempotencyConflict, StoreError};
 pub(crate) use fanout::SubscriberQueue;
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use index_memory::IndexMemory;

@@ -122,7 +122,50 @@ fn undo_batch(seq: &mut Sequencer) {
 struct Pending {
     receipt: Receipt,
     correlation: EventId,
+    /// The event's [`content_digest`] when it has an idempotency key or an
+    /// explicit id (an event not yet visible cannot be read back, so a
+    /// repeated key or id is checked against this); `None` for an event
+    /// with a generated id, which costs no digest (only a caller echoing
+    /// that id can name it: see [`Appender::queued_digest`]).
+    content: Option<Digest>,
 }
+
+/// A 128-bit digest of what makes two appends "the same event" for
+/// idempotency (see [`content_digest`]).
+type Digest = [u8; 16];
+
+/// The digest of an event's content for idempotency: entity, scope, kind,
+/// causation and payload bytes — not the id or key (they are what matched),
+/// not what the store assigns (sequence, timestamp, chain link), not the
+/// correlation (inherited from the causation when not given) and not the
+/// meta (lineage: a reactor's new version carries another digest).
+/// blake3, so a client cannot craft different content with an equal digest.
+fn content_digest(
+    entity: &str,
+    scope: &str,
+    kind: &str,
+    causation: Option<EventId>,
+    payload: &[u8],
+) -> Digest {
+    let mut h = blake3::Hasher::new();
+    for part in [entity.as_bytes(), scope.as_bytes(), kind.as_bytes()] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    match causation {
+        Some(c) => h.update(&[1]).update(&c.0.to_le_bytes()),
+        None => h.update(&[0]),
+    };
+    h.update(&(payload.len() as u64).to_le_bytes());
+    h.update(payload);
+    let mut d = [0u8; 16];
+    d.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    d
+}
+
+/// An earlier event an idempotency key or explicit id matched: its
+/// receipt and content digest (see [`Pending::content`]).
+type Known = (Receipt, Option<Digest>);
 
 pub(crate) struct Sequencer {
     /// Set by close: no more batches.
@@ -145,7 +188,7 @@ pub(crate) struct Sequencer {
     id_counter: u64,
     heads: FastMap<String, Head>,
     pending: FastMap<EventId, Pending>,
-    pending_keys: FastMap<String, Receipt>,
+    pending_keys: FastMap<String, EventId>,
     retain_at: usize,
     /// Reused scratch: one encoded header, a batch's undo log.
     hbuf: Vec<u8>,
@@ -206,7 +249,9 @@ impl Sequencer {
         self.next_seq = first;
         self.heads.clear();
         self.pending.retain(|_, p| p.receipt.sequence < first);
-        self.pending_keys.retain(|_, r| r.sequence < first);
+        let pending = &self.pending;
+        self.pending_keys
+            .retain(|_, id| pending.get(id).is_some_and(|p| p.receipt.sequence < first));
         self.queue.clear();
         self.undo.clear();
     }
@@ -324,7 +369,15 @@ impl Appender<'_> {
         });
         self.prefetch_heads(&mut seq, &proposals)?;
         let items = proposals.into_iter().map(|p| (p, true)).chain(checkpoint);
-        let r = self.sequence_items(&mut seq, items, n, ts, &mut receipts, &mut max_dedup_seq);
+        let r = self.sequence_items(
+            &mut seq,
+            items,
+            n,
+            ts,
+            &mut receipts,
+            &mut max_dedup_seq,
+            !system,
+        );
         let r = r.and_then(|()| {
             let body = seq.queue.bytes.len() - fstart - FRAME_HEADER;
             if body > MAX_FRAME_BODY {
@@ -340,7 +393,8 @@ impl Appender<'_> {
             undo_batch(&mut seq);
             seq.queue.bytes.truncate(fstart);
             seq.queue.events.truncate(ev0);
-            return Err(e);
+            drop(seq);
+            return Err(self.name_original(e));
         }
         seq.undo.clear();
         if added == 0 {
@@ -370,7 +424,12 @@ impl Appender<'_> {
         if seq.pending.len() + seq.pending_keys.len() > seq.retain_at {
             let visible = self.dur().state.lock().visible;
             seq.pending.retain(|_, p| p.receipt.sequence > visible);
-            seq.pending_keys.retain(|_, r| r.sequence > visible);
+            let Sequencer {
+                pending,
+                pending_keys,
+                ..
+            } = &mut *seq;
+            pending_keys.retain(|_, id| pending.contains_key(id));
             seq.retain_at =
                 (2 * (seq.pending.len() + seq.pending_keys.len())).max(PENDING_PRUNE_AT);
         }
@@ -413,6 +472,23 @@ impl Appender<'_> {
         self.dur
     }
 
+    /// Fills in the entity and kind of an idempotency conflict's original
+    /// event when it was being written as the conflict was found: waits
+    /// (the sequencer lock released) until it is visible and reads it.
+    fn name_original(&self, mut e: StoreError) -> StoreError {
+        if let StoreError::IdempotencyConflict(c) = &mut e {
+            if c.original_entity.is_empty()
+                && self.dur().wait(c.original_sequence, false, true).is_ok()
+            {
+                if let Ok(ev) = self.read_at(c.original_sequence) {
+                    c.original_entity.clone_from(&ev.header.coordinate.entity);
+                    c.original_kind.clone_from(&ev.header.kind);
+                }
+            }
+        }
+        e
+    }
+
     /// Sequences `proposals` (validated by the caller) as part `part` of
     /// bulk transaction `txn`: one part frame encoded into the queue, which
     /// the caller (holding the drain role and the bulk flag) writes without
@@ -448,7 +524,7 @@ impl Appender<'_> {
         let mut max_dedup_seq = 0u64;
         self.prefetch_heads(seq, &proposals)?;
         let items = proposals.into_iter().map(|p| (p, true));
-        let r = self.sequence_items(seq, items, n, ts, &mut receipts, &mut max_dedup_seq);
+        let r = self.sequence_items(seq, items, n, ts, &mut receipts, &mut max_dedup_seq, true);
         let r = r.and_then(|()| {
             let body = seq.queue.bytes.len() - fstart - FRAME_HEADER;
             if body > MAX_FRAME_BODY {
@@ -485,7 +561,12 @@ impl Appender<'_> {
     /// Sequences and encodes `items` (proposals, flagged `true`, then the
     /// checkpoint record) into the queue, writing the sequencer's heads and
     /// pending maps directly and logging each change in its undo log (the
-    /// caller undoes them if this or a later check fails).
+    /// caller undoes them if this or a later check fails). `strict`: a
+    /// known key or id with other content is an
+    /// [`StoreError::IdempotencyConflict`] (clients' appends); otherwise
+    /// the known event's receipt is returned whatever the content (the
+    /// host's own appends).
+    #[allow(clippy::too_many_arguments)]
     fn sequence_items(
         &self,
         seq: &mut Sequencer,
@@ -494,9 +575,19 @@ impl Appender<'_> {
         ts: u64,
         receipts: &mut Vec<Receipt>,
         max_dedup_seq: &mut u64,
+        strict: bool,
     ) -> Result<(), StoreError> {
         let mut hbuf = std::mem::take(&mut seq.hbuf);
-        let r = self.sequence_into(seq, items, n, ts, receipts, max_dedup_seq, &mut hbuf);
+        let r = self.sequence_into(
+            seq,
+            items,
+            n,
+            ts,
+            receipts,
+            max_dedup_seq,
+            strict,
+            &mut hbuf,
+        );
         seq.hbuf = hbuf;
         r
     }
@@ -512,6 +603,7 @@ impl Appender<'_> {
         ts: u64,
         receipts: &mut Vec<Receipt>,
         max_dedup_seq: &mut u64,
+        strict: bool,
         hbuf: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
         let mut next = seq.next_seq;
@@ -526,7 +618,31 @@ impl Appender<'_> {
             if let (None, Some(id)) = (known, p.id) {
                 known = self.lookup_id(seq, id)?;
             }
-            if let Some(r) = known {
+            // Only an event with a key or an explicit id can be named again
+            // by a later one: only those pay for a digest.
+            let content = (p.idempotency_key.is_some() || p.id.is_some()).then(|| {
+                content_digest(
+                    &p.coordinate.entity,
+                    &p.coordinate.scope,
+                    &p.kind,
+                    p.causation,
+                    &p.payload,
+                )
+            });
+            if let Some((r, original)) = known {
+                let original = match original {
+                    Some(d) => Some(d),
+                    None if strict => Some(self.queued_digest(seq, i, r)?),
+                    None => None,
+                };
+                // A client's retry must be the same event (Stripe's and
+                // Kafka's rule); the host's own appends (reactions, whose
+                // ids are derived from reactor, source event and position)
+                // keep the committed event when a new version proposes
+                // other content — see DESIGN.md, "Idempotency".
+                if strict && (original != content || p.id.is_some_and(|id| id != r.id)) {
+                    return Err(self.conflict(seq, i, &p, r));
+                }
                 *max_dedup_seq = (*max_dedup_seq).max(r.sequence);
                 if is_proposal {
                     receipts.push(Receipt {
@@ -622,11 +738,12 @@ impl Appender<'_> {
                 Pending {
                     receipt,
                     correlation,
+                    content,
                 },
             );
             seq.undo.push(Undo::Pending(id));
             if let Some(k) = &header.idempotency_key {
-                seq.pending_keys.insert(k.clone(), receipt);
+                seq.pending_keys.insert(k.clone(), id);
                 seq.undo.push(Undo::Key(at));
             }
             let hlen = hbytes.len() as u32;
@@ -640,40 +757,128 @@ impl Appender<'_> {
         Ok(())
     }
 
-    fn lookup_key(&self, seq: &Sequencer, key: &str) -> Result<Option<Receipt>, StoreError> {
-        if let Some(r) = seq.pending_keys.get(key) {
-            return Ok(Some(*r));
+    fn lookup_key(&self, seq: &Sequencer, key: &str) -> Result<Option<Known>, StoreError> {
+        if let Some(p) = seq.pending_keys.get(key).and_then(|id| seq.pending.get(id)) {
+            return Ok(Some((p.receipt, p.content)));
         }
         let s = self.reads.index.read().keys.get(key).copied();
         match s {
-            Some(s) => self.receipt_at(s).map(Some),
+            Some(s) => self.known_at(s).map(Some),
             None => Ok(None),
         }
     }
 
-    fn lookup_id(&self, seq: &Sequencer, id: EventId) -> Result<Option<Receipt>, StoreError> {
+    fn lookup_id(&self, seq: &Sequencer, id: EventId) -> Result<Option<Known>, StoreError> {
         if let Some(p) = seq.pending.get(&id) {
-            return Ok(Some(p.receipt));
+            return Ok(Some((p.receipt, p.content)));
         }
         let s = self.reads.index.read().by_id.get(&id).copied();
         match s {
-            Some(s) => self.receipt_at(s).map(Some),
+            Some(s) => self.known_at(s).map(Some),
             None => Ok(None),
         }
     }
 
-    fn receipt_at(&self, s: u64) -> Result<Receipt, StoreError> {
-        let ev = self.reads.get_by_sequence(s)?.ok_or_else(|| {
-            StoreError::BadBatch(format!("index names sequence {s} but it cannot be read"))
-        })?;
-        Ok(Receipt {
-            id: ev.header.id,
+    /// The receipt and content digest of the visible event at sequence
+    /// `s`, read back from the log (the index keeps no digest: memory per
+    /// event stays small, and only a repeated key or id pays this read).
+    fn known_at(&self, s: u64) -> Result<Known, StoreError> {
+        let ev = self.read_at(s)?;
+        let h = &ev.header;
+        let content = content_digest(
+            &h.coordinate.entity,
+            &h.coordinate.scope,
+            &h.kind,
+            h.causation,
+            &ev.payload,
+        );
+        let receipt = Receipt {
+            id: h.id,
             sequence: s,
-            entity_sequence: ev.header.entity_sequence,
-            timestamp_us: ev.header.timestamp_us,
+            entity_sequence: h.entity_sequence,
+            timestamp_us: h.timestamp_us,
             hash: ev.hash,
             deduplicated: true,
+        };
+        Ok((receipt, Some(content)))
+    }
+
+    /// The content digest of pending event `original`, which has a
+    /// generated id (no digest kept), from its bytes still in the queue.
+    /// Once a drainer has taken them it is neither in the queue nor
+    /// readable until visible: the batch is refused, to be retried.
+    fn queued_digest(
+        &self,
+        seq: &Sequencer,
+        index: usize,
+        original: Receipt,
+    ) -> Result<Digest, StoreError> {
+        let q = &seq.queue;
+        let at = q
+            .events
+            .binary_search_by_key(&original.sequence, |(h, _, _)| h.sequence)
+            .ok();
+        let found = at.and_then(|at| {
+            let (h, off, hlen) = &q.events[at];
+            let len_at = off + 4 + *hlen as usize + 32;
+            let len = u32::from_le_bytes(q.bytes.get(len_at..len_at + 4)?.try_into().ok()?);
+            let payload = q.bytes.get(len_at + 4..len_at + 4 + len as usize)?;
+            Some(content_digest(
+                &h.coordinate.entity,
+                &h.coordinate.scope,
+                &h.kind,
+                h.causation,
+                payload,
+            ))
+        });
+        found.ok_or_else(|| {
+            StoreError::BadBatch(format!(
+                "proposal {index}: id {} names the event at sequence {}, which is being written right now; retry once it is visible",
+                original.id, original.sequence
+            ))
         })
+    }
+
+    fn read_at(&self, s: u64) -> Result<crate::event::Event, StoreError> {
+        self.reads.get_by_sequence(s)?.ok_or_else(|| {
+            StoreError::BadBatch(format!("index names sequence {s} but it cannot be read"))
+        })
+    }
+
+    /// The refusal of proposal `index` (`p`), whose key or id names the
+    /// earlier event `original` with other content. The original's entity
+    /// and kind come from the queue or the log; an original being written
+    /// right now is in neither, and [`append`](Self::append) fills them in
+    /// once it is visible.
+    fn conflict(
+        &self,
+        seq: &Sequencer,
+        index: usize,
+        p: &Proposal,
+        original: Receipt,
+    ) -> StoreError {
+        let queued = seq
+            .queue
+            .events
+            .binary_search_by_key(&original.sequence, |(h, _, _)| h.sequence)
+            .ok()
+            .map(|at| &seq.queue.events[at].0);
+        let (entity, kind) = match queued {
+            Some(h) => (h.coordinate.entity.clone(), h.kind.clone()),
+            None => match self.reads.get_by_sequence(original.sequence) {
+                Ok(Some(ev)) => (ev.header.coordinate.entity.clone(), ev.header.kind.clone()),
+                _ => (String::new(), String::new()),
+            },
+        };
+        StoreError::IdempotencyConflict(Box::new(super::IdempotencyConflict {
+            index,
+            key: p.idempotency_key.clone(),
+            id: p.id.filter(|_| p.idempotency_key.is_none()),
+            original_id: original.id,
+            original_sequence: original.sequence,
+            original_entity: entity,
+            original_kind: kind,
+        }))
     }
 
     fn correlation_of(

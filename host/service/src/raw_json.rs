@@ -1,0 +1,267 @@
+//! JSON as the client sent it. serde_json silently keeps the last of two
+//! equal keys and turns integers beyond 64 bits into floats; a payload
+//! must instead be stored byte for byte as sent. [`RawJson::parse`]
+//! validates a text and refuses duplicate keys at any depth; its
+//! [`fields`](RawJson::fields) and [`items`](RawJson::items) give the raw
+//! text of a top-level object's values and array's items, so a payload is
+//! sliced out of its envelope, never re-encoded.
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::fmt;
+
+/// Why a text was refused as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    /// Not JSON: serde_json's message, with line and column.
+    #[error("{0}")]
+    Syntax(String),
+    /// An object names the same key twice (which one would count is a
+    /// guess, so neither does).
+    #[error("duplicate key {key:?} at line {line}, column {column}: each key may appear once in an object")]
+    DuplicateKey {
+        /// The repeated key.
+        key: String,
+        /// Line of the repetition (1-based).
+        line: usize,
+        /// Column just after the repeated key (1-based, in bytes).
+        column: usize,
+    },
+}
+
+/// A text checked to be one JSON value with no duplicate keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawJson<'a>(&'a str);
+
+impl<'a> RawJson<'a> {
+    /// Checks that `text` is one JSON value (surrounding whitespace
+    /// allowed) in which no object repeats a key.
+    ///
+    /// # Errors
+    /// [`JsonError`] naming the problem and where it is.
+    pub fn parse(text: &'a str) -> Result<RawJson<'a>, JsonError> {
+        let dup = RefCell::new(None);
+        let mut de = serde_json::Deserializer::from_str(text);
+        let r = Check(&dup).deserialize(&mut de).and_then(|()| de.end());
+        match r {
+            Ok(()) => Ok(RawJson(text)),
+            Err(e) => Err(match dup.into_inner() {
+                Some(key) => JsonError::DuplicateKey {
+                    key,
+                    line: e.line(),
+                    column: e.column(),
+                },
+                None => JsonError::Syntax(e.to_string()),
+            }),
+        }
+    }
+
+    /// The text, as given.
+    pub fn text(self) -> &'a str {
+        self.0
+    }
+
+    /// A top-level object's keys (unescaped) with the raw text of each
+    /// value, in order; `None` when the value is not an object.
+    pub fn fields(self) -> Option<Vec<(String, &'a str)>> {
+        let t = self.0;
+        let b = t.as_bytes();
+        let mut i = skip_ws(b, 0);
+        if b.get(i) != Some(&b'{') {
+            return None;
+        }
+        let mut out = Vec::new();
+        i += 1;
+        loop {
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b'}') | None => return Some(out),
+                Some(b',') => {
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let key_end = string_end(b, i);
+            let key = serde_json::from_str::<String>(t.get(i..key_end)?).ok()?;
+            i = skip_ws(b, key_end);
+            if b.get(i) != Some(&b':') {
+                return None;
+            }
+            let start = skip_ws(b, i + 1);
+            let end = value_end(b, start);
+            out.push((key, t.get(start..end)?));
+            i = end;
+        }
+    }
+
+    /// A top-level array's items as raw text, in order; `None` when the
+    /// value is not an array.
+    pub fn items(self) -> Option<Vec<RawJson<'a>>> {
+        let t = self.0;
+        let b = t.as_bytes();
+        let mut i = skip_ws(b, 0);
+        if b.get(i) != Some(&b'[') {
+            return None;
+        }
+        let mut out = Vec::new();
+        i += 1;
+        loop {
+            i = skip_ws(b, i);
+            match b.get(i) {
+                Some(b']') | None => return Some(out),
+                Some(b',') => {
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let end = value_end(b, i);
+            // Each item of a checked text is itself checked JSON.
+            out.push(RawJson(t.get(i..end)?));
+            i = end;
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// End (exclusive) of the string starting with the quote at `i`.
+fn string_end(b: &[u8], i: usize) -> usize {
+    let mut j = i + 1;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            b'"' => return j + 1,
+            _ => j += 1,
+        }
+    }
+    b.len()
+}
+
+/// End (exclusive) of the value starting at `i` in a checked text.
+fn value_end(b: &[u8], i: usize) -> usize {
+    match b.get(i) {
+        Some(b'"') => string_end(b, i),
+        Some(b'{' | b'[') => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = string_end(b, j);
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return j + 1;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            b.len()
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            {
+                j += 1;
+            }
+            j
+        }
+    }
+}
+
+/// Walks a value without building it, refusing a repeated key (noted in
+/// the cell, so the caller reports it as a typed error).
+struct Check<'c>(&'c RefCell<Option<String>>);
+
+impl<'de> DeserializeSeed<'de> for Check<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Check<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Check(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                let msg = format!("duplicate key {key:?}");
+                *self.0.borrow_mut() = Some(key);
+                return Err(de::Error::custom(msg));
+            }
+            map.next_value_seed(Check(self.0))?;
+            seen.insert(key);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_are_sliced_as_sent() {
+        let t =
+            r#" { "a" : 12345678901234567890123456789 , "p":{"x":[1.0e2,-0,"]}\""]},"z\"q":"s"} "#;
+        let f = RawJson::parse(t).unwrap().fields().unwrap();
+        assert_eq!(f[0], ("a".to_string(), "12345678901234567890123456789"));
+        assert_eq!(f[1], ("p".to_string(), r#"{"x":[1.0e2,-0,"]}\""]}"#));
+        assert_eq!(f[2], ("z\"q".to_string(), r#""s""#));
+        let items = RawJson::parse("[ 1 ,{\"a\":[]}]").unwrap().items().unwrap();
+        let texts: Vec<&str> = items.iter().map(|i| i.text()).collect();
+        assert_eq!(texts, ["1", "{\"a\":[]}"]);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        let e = RawJson::parse(r#"{"entity":"a","entity":"b"}"#).unwrap_err();
+        assert!(matches!(e, JsonError::DuplicateKey { ref key, .. } if key == "entity"));
+        let e = RawJson::parse(r#"{"p":[{"x":1,"x":2}]}"#).unwrap_err();
+        assert!(matches!(e, JsonError::DuplicateKey { ref key, .. } if key == "x"));
+        assert!(matches!(
+            RawJson::parse("{\"a\":1,}"),
+            Err(JsonError::Syntax(_))
+        ));
+        assert!(RawJson::parse(r#"{"a":{"x":1},"b":{"x":1}}"#).is_ok());
+    }
+}
