@@ -23,7 +23,7 @@ fn count(store: &Store) -> usize {
 
 #[test]
 fn a_reused_key_with_other_content_is_a_conflict_naming_the_original() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let deposit = || prop("acct:1", "money.deposited", r#"{"n":5}"#).idempotency_key("k1");
     let original = {
         let store = Store::open(dir.path()).unwrap();
@@ -89,7 +89,7 @@ fn a_reused_key_with_other_content_is_a_conflict_naming_the_original() {
 
 #[test]
 fn a_conflict_with_a_pending_original_in_the_same_batch_or_not_yet_visible_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     // The original is sequenced in the same batch: never visible yet.
     let r = store.append_batch(
@@ -136,7 +136,7 @@ fn a_conflict_with_a_pending_original_in_the_same_batch_or_not_yet_visible_is_re
 
 #[test]
 fn an_explicit_id_with_other_content_is_a_conflict_and_with_the_same_content_dedupes() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let id = EventId::derive(&[b"explicit"]);
     let with_id = |entity: &str, payload: &str| {
@@ -208,7 +208,7 @@ fn the_hosts_own_appends_keep_the_committed_event_under_a_reused_id() {
     // A reaction's id is derived from (reactor, source event, position): a
     // reactor's new version may propose other content for a reaction that
     // is already committed; the committed one stands and the runner goes on.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = crate::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let id = EventId::derive(&[b"reaction"]);
     let reaction = |payload: &str| {
