@@ -16,13 +16,40 @@ pub fn token_path(data: &Path) -> PathBuf {
     data.join("run").join("http.token")
 }
 
+/// Largest token file read: a token is one line, so anything bigger is a
+/// mistake (a log, a device) and is refused before it is read.
+const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
+
+/// Reads the token from `path`: opened once (without waiting on a FIFO's
+/// writer), then checked through the open descriptor — a regular file, at
+/// most 64 KiB, owner-only — so what is checked is what is read, even if
+/// the path is replaced meanwhile.
 fn read(path: &Path) -> Result<String, ServiceError> {
-    // Like ssh with a private key: a secret others can read is no secret,
-    // so the host refuses it and names the fix.
-    let meta = std::fs::metadata(path).map_err(|source| ServiceError::Io {
+    let io = |source| ServiceError::Io {
         context: format!("reading the token file {}", path.display()),
         source,
-    })?;
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if !meta.file_type().is_file() {
+        return Err(ServiceError::BadToken(format!(
+            "{}: not a regular file; give --token-file a file holding the token",
+            path.display()
+        )));
+    }
+    if meta.len() > MAX_TOKEN_FILE_BYTES {
+        return Err(ServiceError::BadToken(format!(
+            "{}: {} bytes is too large for a token file (at most {MAX_TOKEN_FILE_BYTES}); a token is one line",
+            path.display(),
+            meta.len()
+        )));
+    }
+    // Like ssh with a private key: a secret others can read is no secret,
+    // so the host refuses it and names the fix.
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(ServiceError::BadToken(format!(
@@ -31,10 +58,12 @@ fn read(path: &Path) -> Result<String, ServiceError> {
             path.display()
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ServiceError::Io {
-        context: format!("reading the token file {}", path.display()),
-        source,
-    })?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(&mut f, MAX_TOKEN_FILE_BYTES),
+        &mut text,
+    )
+    .map_err(io)?;
     let t = text.trim().to_string();
     if t.len() < MIN_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ServiceError::BadToken(format!(
@@ -82,4 +111,71 @@ pub(crate) fn load(data: &Path, given: Option<&Path>) -> Result<(String, PathBuf
             source,
         })?;
     Ok((token, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    fn private_dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .unwrap()
+    }
+
+    fn write_private(path: &Path, bytes: &[u8]) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_fifo_directory_or_huge_token_file_is_refused_without_reading_it() {
+        let dir = private_dir();
+        // A FIFO with no writer: a blocking open would wait for ever, so
+        // the test runs the read on a thread and bounds the wait.
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read(&fifo).map_err(|e| e.to_string()));
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO token file must not wait for a writer");
+        assert!(
+            got.as_ref()
+                .is_err_and(|e| e.contains("not a regular file")),
+            "{got:?}"
+        );
+
+        let e = read(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+
+        let big = dir.path().join("big");
+        write_private(&big, &vec![b'a'; (MAX_TOKEN_FILE_BYTES + 1) as usize]);
+        let e = read(&big).unwrap_err().to_string();
+        assert!(e.contains("too large for a token file"), "{e}");
+    }
+
+    #[test]
+    fn an_owner_only_token_file_is_read_and_a_shared_one_refused() {
+        let dir = private_dir();
+        let ok = dir.path().join("ok");
+        write_private(&ok, b"0123456789abcdef0123\n");
+        assert_eq!(read(&ok).unwrap(), "0123456789abcdef0123");
+
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read(&ok).unwrap_err().to_string();
+        assert!(e.contains("chmod 600"), "{e}");
+    }
 }
