@@ -577,8 +577,8 @@ impl ReadPath {
         limit: usize,
         include_system: bool,
     ) -> Result<Vec<Event>, StoreError> {
-        let entries = self.lookup_entries(lookup, region, after, limit, include_system);
-        self.read_entries(&entries)
+        self.lookup_bounded(lookup, region, after, limit, include_system, usize::MAX)
+            .map(|(events, _)| events)
     }
 
     /// As [`lookup`](Self::lookup), but stops before the event that would
