@@ -401,4 +401,57 @@ mod tests {
             "{f}"
         );
     }
+
+    mod arbitrary {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn batch() -> Vec<Event> {
+            vec![
+                ev(1, "order:1", "a.in", b"{}"),
+                ev(2, "order:2", "a.in", b"[1]"),
+            ]
+        }
+
+        /// Whatever a plugin returns, `decode` gives reactions within the
+        /// contract's limits or a malformed failure: never a panic.
+        fn check(buf: &[u8]) {
+            if let Ok(rs) = decode(buf, &batch(), &emits()) {
+                assert!(rs.len() <= MAX_PROPOSALS_PER_CALL);
+                for r in &rs {
+                    assert!((r.source as usize) < batch().len());
+                    assert!(r.coordinate.entity.len() <= batpak_store::MAX_NAME_LEN);
+                    assert!(r.coordinate.scope.len() <= batpak_store::MAX_NAME_LEN);
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(buf in prop::collection::vec(any::<u8>(), 0..1024)) {
+                check(&buf);
+            }
+
+            /// A valid header and records of arbitrary words, so the
+            /// decoder gets past the header and exercises every field's
+            /// range checks (small words hit valid ranges often).
+            #[test]
+            fn arbitrary_records_never_panic(
+                count in 0u32..12,
+                words in prop::collection::vec(prop_oneof![0u32..64, any::<u32>()], 0..12 * 14),
+                tail in prop::collection::vec(any::<u8>(), 0..256),
+            ) {
+                let mut buf = Vec::new();
+                buf.extend_from_slice(&count.to_le_bytes());
+                buf.extend_from_slice(&0u32.to_le_bytes());
+                for w in &words {
+                    buf.extend_from_slice(&w.to_le_bytes());
+                }
+                buf.extend_from_slice(&tail);
+                check(&buf);
+            }
+        }
+    }
 }

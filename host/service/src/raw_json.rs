@@ -264,4 +264,77 @@ mod tests {
         ));
         assert!(RawJson::parse(r#"{"a":{"x":1},"b":{"x":1}}"#).is_ok());
     }
+
+    mod arbitrary {
+        use super::*;
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        fn value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                ".{0,8}".prop_map(Value::String),
+            ];
+            leaf.prop_recursive(4, 48, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(".{0,6}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1000))]
+
+            /// Any text: refused, or accepted only when serde_json accepts
+            /// it too — never a panic.
+            #[test]
+            fn any_text_is_refused_or_valid_json(text in "\\PC{0,64}") {
+                if RawJson::parse(&text).is_ok() {
+                    prop_assert!(serde_json::from_str::<Value>(&text).is_ok());
+                }
+            }
+
+            /// Every JSON value, compact or pretty, is accepted; its
+            /// fields and items are the exact slices of what was sent.
+            #[test]
+            fn fields_and_items_slice_every_value_exactly(v in value(), pretty in any::<bool>()) {
+                let text = if pretty {
+                    serde_json::to_string_pretty(&v).unwrap()
+                } else {
+                    serde_json::to_string(&v).unwrap()
+                };
+                let raw = RawJson::parse(&text).unwrap();
+                match &v {
+                    Value::Object(m) => {
+                        let fields = raw.fields().unwrap();
+                        prop_assert_eq!(fields.len(), m.len());
+                        for (k, slice) in fields {
+                            let parsed: Value = serde_json::from_str(slice).unwrap();
+                            prop_assert_eq!(Some(&parsed), m.get(&k));
+                            prop_assert!(text.contains(slice));
+                        }
+                    }
+                    Value::Array(a) => {
+                        let items = raw.items().unwrap();
+                        prop_assert_eq!(items.len(), a.len());
+                        for (item, want) in items.iter().zip(a) {
+                            let parsed: Value = serde_json::from_str(item.text()).unwrap();
+                            prop_assert_eq!(&parsed, want);
+                        }
+                    }
+                    _ => {
+                        prop_assert!(raw.fields().is_none());
+                        prop_assert!(raw.items().is_none());
+                    }
+                }
+            }
+        }
+    }
 }
