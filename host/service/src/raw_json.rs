@@ -65,44 +65,32 @@ impl<'a> RawJson<'a> {
     /// A top-level object's keys (unescaped) with the raw text of each
     /// value, in order; `None` when the value is not an object.
     pub fn fields(self) -> Option<Vec<(String, &'a str)>> {
-        let t = self.0;
-        let b = t.as_bytes();
-        let mut i = skip_ws(b, 0);
-        if b.get(i) != Some(&b'{') {
-            return None;
-        }
-        let mut out = Vec::new();
-        i += 1;
-        loop {
-            i = skip_ws(b, i);
-            match b.get(i) {
-                Some(b'}') | None => return Some(out),
-                Some(b',') => {
-                    i += 1;
-                    continue;
-                }
-                _ => {}
-            }
-            let key_end = string_end(b, i);
-            let key = serde_json::from_str::<String>(t.get(i..key_end)?).ok()?;
-            i = skip_ws(b, key_end);
-            if b.get(i) != Some(&b':') {
-                return None;
-            }
-            let start = skip_ws(b, i + 1);
-            let end = value_end(b, start);
-            out.push((key, t.get(start..end)?));
-            i = end;
-        }
+        self.members(b'{', b'}')?
+            .into_iter()
+            .map(|(key, value)| Some((key?, value)))
+            .collect()
     }
 
     /// A top-level array's items as raw text, in order; `None` when the
     /// value is not an array.
     pub fn items(self) -> Option<Vec<RawJson<'a>>> {
+        // Each item of a checked text is itself checked JSON.
+        Some(
+            self.members(b'[', b']')?
+                .into_iter()
+                .map(|(_, item)| RawJson(item))
+                .collect(),
+        )
+    }
+
+    /// The members of a top-level object (`{`…`}`: each with its unescaped
+    /// key) or array (`[`…`]`: no key), as slices of the checked text;
+    /// `None` when the value is not of that kind.
+    fn members(self, open: u8, close: u8) -> Option<Vec<(Option<String>, &'a str)>> {
         let t = self.0;
         let b = t.as_bytes();
         let mut i = skip_ws(b, 0);
-        if b.get(i) != Some(&b'[') {
+        if b.get(i) != Some(&open) {
             return None;
         }
         let mut out = Vec::new();
@@ -110,16 +98,28 @@ impl<'a> RawJson<'a> {
         loop {
             i = skip_ws(b, i);
             match b.get(i) {
-                Some(b']') | None => return Some(out),
+                Some(c) if *c == close => return Some(out),
+                None => return Some(out),
                 Some(b',') => {
                     i += 1;
                     continue;
                 }
                 _ => {}
             }
+            let key = if open == b'{' {
+                let key_end = string_end(b, i);
+                let key = serde_json::from_str::<String>(t.get(i..key_end)?).ok()?;
+                i = skip_ws(b, key_end);
+                if b.get(i) != Some(&b':') {
+                    return None;
+                }
+                i = skip_ws(b, i + 1);
+                Some(key)
+            } else {
+                None
+            };
             let end = value_end(b, i);
-            // Each item of a checked text is itself checked JSON.
-            out.push(RawJson(t.get(i..end)?));
+            out.push((key, t.get(i..end)?));
             i = end;
         }
     }
