@@ -91,6 +91,51 @@ enum Undo {
 
 /// Reverts a refused batch's changes (its undo log), newest first; its
 /// events are still in the queue.
+/// Closes the frame begun at `fstart` (its events from `ev0` in the
+/// queue) once its events are sequenced with result `r`: on an error, or a
+/// body over [`MAX_FRAME_BODY`], every trace of it is undone; with no event
+/// left (all deduplicated) the frame is dropped; otherwise its count is
+/// written, its CRC sealed and it joins the queue. Returns the number of
+/// events it holds. `[what, holder, fix]` word the refusal: "{what}
+/// encodes to N bytes; {holder} holds at most M bytes — {fix}".
+fn close_frame(
+    seq: &mut Sequencer,
+    r: Result<(), StoreError>,
+    fstart: usize,
+    ev0: usize,
+    [what, holder, fix]: [&str; 3],
+) -> Result<usize, StoreError> {
+    let r = r.and_then(|()| {
+        let body = seq.queue.bytes.len() - fstart - FRAME_HEADER;
+        if body > MAX_FRAME_BODY {
+            Err(StoreError::BadBatch(format!(
+                "{what} encodes to {body} bytes; {holder} holds at most {MAX_FRAME_BODY} bytes — {fix}"
+            )))
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = r {
+        undo_batch(seq);
+        seq.queue.bytes.truncate(fstart);
+        seq.queue.events.truncate(ev0);
+        return Err(e);
+    }
+    seq.undo.clear();
+    let added = seq.queue.events.len() - ev0;
+    let q = &mut seq.queue;
+    if added == 0 {
+        q.bytes.truncate(fstart);
+        return Ok(0);
+    }
+    q.bytes[fstart + FRAME_HEADER + 1..fstart + FRAME_HEADER + 5]
+        .copy_from_slice(&(added as u32).to_le_bytes());
+    finish_frame(&mut q.bytes, fstart);
+    let ends = (q.bytes.len(), q.events.len());
+    q.frames.push(ends);
+    Ok(added)
+}
+
 fn undo_batch(seq: &mut Sequencer) {
     let undo = std::mem::take(&mut seq.undo);
     let events = &seq.queue.events;
@@ -378,27 +423,20 @@ impl Appender<'_> {
             &mut max_dedup_seq,
             !system,
         );
-        let r = r.and_then(|()| {
-            let body = seq.queue.bytes.len() - fstart - FRAME_HEADER;
-            if body > MAX_FRAME_BODY {
-                Err(StoreError::BadBatch(format!(
-                    "batch encodes to {body} bytes; one atomic batch holds at most {MAX_FRAME_BODY} bytes — split it"
-                )))
-            } else {
-                Ok(())
+        let added = match close_frame(
+            &mut seq,
+            r,
+            fstart,
+            ev0,
+            ["batch", "one atomic batch", "split it"],
+        ) {
+            Ok(added) => added,
+            Err(e) => {
+                drop(seq);
+                return Err(self.name_original(e));
             }
-        });
-        let added = seq.queue.events.len() - ev0;
-        if let Err(e) = r {
-            undo_batch(&mut seq);
-            seq.queue.bytes.truncate(fstart);
-            seq.queue.events.truncate(ev0);
-            drop(seq);
-            return Err(self.name_original(e));
-        }
-        seq.undo.clear();
+        };
         if added == 0 {
-            seq.queue.bytes.truncate(fstart);
             drop(seq);
             if max_dedup_seq > 0 {
                 self.dur().wait(
@@ -410,12 +448,6 @@ impl Appender<'_> {
             return Ok(receipts);
         }
         let next = first + added as u64;
-        let q = &mut seq.queue;
-        q.bytes[fstart + FRAME_HEADER + 1..fstart + FRAME_HEADER + 5]
-            .copy_from_slice(&(added as u32).to_le_bytes());
-        finish_frame(&mut q.bytes, fstart);
-        let ends = (q.bytes.len(), q.events.len());
-        q.frames.push(ends);
         // Commit the sequencer's view: from here the batch is accepted.
         seq.next_seq = next;
         seq.last_ts = ts;
@@ -525,34 +557,16 @@ impl Appender<'_> {
         self.prefetch_heads(seq, &proposals)?;
         let items = proposals.into_iter().map(|p| (p, true));
         let r = self.sequence_items(seq, items, n, ts, &mut receipts, &mut max_dedup_seq, true);
-        let r = r.and_then(|()| {
-            let body = seq.queue.bytes.len() - fstart - FRAME_HEADER;
-            if body > MAX_FRAME_BODY {
-                Err(StoreError::BadBatch(format!(
-                    "bulk part encodes to {body} bytes; one part holds at most {MAX_FRAME_BODY} bytes — append it in smaller parts"
-                )))
-            } else {
-                Ok(())
-            }
-        });
-        let added = seq.queue.events.len() - ev0;
-        if let Err(e) = r {
-            undo_batch(seq);
-            seq.queue.bytes.truncate(fstart);
-            seq.queue.events.truncate(ev0);
-            return Err(e);
-        }
-        seq.undo.clear();
+        let added = close_frame(
+            seq,
+            r,
+            fstart,
+            ev0,
+            ["bulk part", "one part", "append it in smaller parts"],
+        )?;
         if added == 0 {
-            seq.queue.bytes.truncate(fstart);
             return Ok((receipts, 0));
         }
-        let q = &mut seq.queue;
-        q.bytes[fstart + FRAME_HEADER + 1..fstart + FRAME_HEADER + 5]
-            .copy_from_slice(&(added as u32).to_le_bytes());
-        finish_frame(&mut q.bytes, fstart);
-        let ends = (q.bytes.len(), q.events.len());
-        q.frames.push(ends);
         seq.next_seq = first + added as u64;
         seq.last_ts = ts;
         Ok((receipts, added))
