@@ -4,6 +4,7 @@
 //! Everything here is plain data with validation; the store, canals and gates
 //! build on these types and never on each other's internals.
 
+use crate::system::is_system_kind;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -17,8 +18,6 @@ pub const MAX_KIND_LEN: usize = 128;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 256;
 /// Largest payload of one event, in bytes.
 pub const MAX_PAYLOAD_LEN: usize = 16 << 20;
-/// Kinds with this prefix are written only by the host itself.
-pub const SYSTEM_KIND_PREFIX: &str = "batpak.";
 
 /// A 128-bit event id, printed as 32 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
@@ -169,11 +168,6 @@ pub fn validate_kind(kind: &str) -> Result<(), ValidationError> {
         });
     }
     Ok(())
-}
-
-/// True for kinds reserved to the host (`batpak.*`).
-pub fn is_system_kind(kind: &str) -> bool {
-    kind.starts_with(SYSTEM_KIND_PREFIX)
 }
 
 /// Why a proposal or name was refused before reaching the log.

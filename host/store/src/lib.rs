@@ -23,24 +23,28 @@ mod canal;
 mod event;
 mod gate;
 mod iso_time;
+mod panic_message;
 mod store;
+pub mod system;
 
 pub use canal::{
     Canal, CanalBatch, CanalClosed, CanalHandle, CanalItem, CloseReason, Cursor, ReactorCanal,
     Subscription,
 };
 pub use event::{
-    hex, is_system_kind, now_us, validate_kind, validate_name, ChainLink, Coordinate, Event,
+    hex, now_us, validate_kind, validate_name, ChainLink, Coordinate, Event,
     EventHeader, EventId, Meta, Proposal, Receipt, ValidationError, MAX_IDEMPOTENCY_KEY_LEN,
-    MAX_KIND_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, SYSTEM_KIND_PREFIX,
+    MAX_KIND_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN,
 };
 pub use gate::{
-    denial_event, panic_message, record_denial, Denial, DenialRecord, Gate, GateSet, DENIED_KIND,
+    denial_event, record_denial, Denial, DenialRecord, Gate, GateSet,
 };
 pub use iso_time::iso_time;
+pub use panic_message::panic_message;
+pub use system::{is_system_kind, DENIED_KIND, RECOVERED_KIND, SYSTEM_KIND_PREFIX};
 pub use store::{
     decode_frame, encode_frame, opens_clean, verify_dir, verify_dir_on, AppendOptions, AppendPlan,
     BulkAppend, Checkpoint, CheckpointUpdate, Disk, DiskFile, FrameError, IdempotencyConflict,
     IndexMemory, LogReader, Lookup, OsDisk, RecoveryInfo, Region, SimDisk, SimError, SimOp, Store,
-    StoreError, StoreOptions, VerifyReport, Wait, Watermarks, RECOVERED_KIND,
+    StoreError, StoreOptions, VerifyReport, Wait, Watermarks,
 };

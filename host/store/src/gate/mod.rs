@@ -16,8 +16,8 @@ use crate::store::{AppendOptions, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Kind of the system event that records a denial.
-pub const DENIED_KIND: &str = "batpak.gate.denied";
+use crate::panic_message::panic_message;
+use crate::system::DENIED_KIND;
 
 /// A gate's refusal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,17 +139,6 @@ fn run_gate<C: ?Sized>(g: &dyn Gate<C>, ctx: &C, p: &Proposal) -> Result<(), Den
             ))
         }
     }
-}
-
-/// The text of a caught panic (`panic!` with a literal or a formatted
-/// message), or `"panic"` for any other payload. Gates and reactor runners
-/// turn panics into errors with this.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into())
 }
 
 /// Payload of a `batpak.gate.denied` event (JSON).

@@ -16,6 +16,7 @@
 //! So the parts of one transaction are never interleaved with other frames.
 
 use super::segment::{decode_body, end_body, Body};
+use super::le_bytes::u32_at;
 use super::sequencer::Appender;
 use super::{frame, Store, StoreError};
 use crate::event::{Event, Proposal, Receipt};
@@ -277,7 +278,7 @@ impl BulkAppend {
             let io = || StoreError::io(format!("reading segment {segment:08} at offset {at}"));
             let mut head = [0u8; frame::FRAME_HEADER];
             f.read_exact_at(&mut head, at).map_err(io())?;
-            let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+            let len = u32_at(&head, 4) as usize;
             buf.resize(frame::FRAME_HEADER + len.min(frame::MAX_FRAME_BODY), 0);
             f.read_exact_at(&mut buf, at).map_err(io())?;
             let (body, _) = frame::decode_frame(&buf).map_err(|e| corrupt(e.to_string()))?;

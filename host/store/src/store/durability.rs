@@ -17,6 +17,7 @@
 use super::disk::DiskFile;
 use super::durable_mark::{DurableMark, Position};
 use super::StoreError;
+use crate::panic_message::panic_message;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -360,7 +361,7 @@ impl Durability {
             Err(p) => {
                 if st.poisoned.is_none() {
                     st.poisoned =
-                        Some(format!("an fsync of the log panicked: {}", panic_text(&*p)));
+                        Some(format!("an fsync of the log panicked: {}", panic_message(&*p)));
                 }
             }
         }
@@ -377,10 +378,3 @@ impl Durability {
     }
 }
 
-/// The message of a caught panic.
-pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
-}

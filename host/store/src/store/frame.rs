@@ -4,6 +4,8 @@
 //! CRC covers the length bytes and the body. A batch of events is one frame,
 //! so after a crash a batch is either whole (CRC matches) or absent.
 
+use super::le_bytes::u32_at;
+
 /// Bytes before the body.
 pub const FRAME_HEADER: usize = 12;
 /// Frame magic.
@@ -88,7 +90,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<(&[u8], usize), FrameError> {
     if buf[..4] != FRAME_MAGIC {
         return Err(FrameError::BadMagic);
     }
-    let len = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes")) as usize;
+    let len = u32_at(buf, 4) as usize;
     if len > MAX_FRAME_BODY {
         return Err(FrameError::BadLength(len));
     }
@@ -99,7 +101,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<(&[u8], usize), FrameError> {
             have: buf.len(),
         });
     }
-    let stored = u32::from_le_bytes(buf[8..12].try_into().expect("4 bytes"));
+    let stored = u32_at(buf, 8);
     let body = &buf[FRAME_HEADER..total];
     let computed = crc(&buf[4..8], body);
     if stored != computed {

@@ -17,8 +17,7 @@ use std::sync::Arc;
 /// inside one process, and SipHash showed up in append profiles.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
-/// Kind of the system event that records a cursor checkpoint.
-pub const CHECKPOINT_KIND: &str = "batpak.cursor.checkpoint";
+use crate::system::CHECKPOINT_KIND;
 
 /// Where one event lives and what the filters need to know about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,17 +4,19 @@
 //! snapshot.
 
 use super::core::Core;
-use super::durability::{panic_text, Durability};
+use super::durability::Durability;
+use crate::panic_message::panic_message;
 use super::durable_mark::DurableMark;
 use super::lock::DirLock;
 use super::read_path::ReadPath;
 use super::recovery::recover;
 use super::segment::{list_segments, segment_path};
-use super::sequencer::{Sequencer, SYSTEM_SCOPE};
+use super::sequencer::Sequencer;
 use super::sync_thread::sync_loop;
 use super::writer::Writer;
 use super::{AppendOptions, RecoveryInfo, StoreError, StoreOptions};
 use crate::event::{Coordinate, Proposal};
+use crate::system::{RECOVERED_KIND, STORE_ENTITY, SYSTEM_SCOPE};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,8 +24,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Kind of the system event an open appends after cutting a torn tail.
-pub const RECOVERED_KIND: &str = "batpak.store.recovered";
 
 /// What every [`Store`](super::Store) clone holds.
 pub(crate) struct Shared {
@@ -108,7 +108,7 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
             if let Err(p) = r {
                 c1.dur.poison(format!(
                     "the store's flusher thread panicked: {}",
-                    panic_text(&*p)
+                    panic_message(&*p)
                 ));
                 c1.dur.shut_down();
             }
@@ -124,7 +124,7 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
             if let Err(p) = r {
                 c2.dur.poison(format!(
                     "the store's sync thread panicked: {}",
-                    panic_text(&*p)
+                    panic_message(&*p)
                 ));
             }
         })
@@ -144,7 +144,7 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
     // anyone writes.
     let record = |payload: serde_json::Value| -> Result<(), StoreError> {
         let coord = Coordinate {
-            entity: "batpak.store".into(),
+            entity: STORE_ENTITY.into(),
             scope: SYSTEM_SCOPE.into(),
         };
         shared.core.append(

@@ -17,6 +17,7 @@
 use super::disk::{Disk, DiskFile};
 use super::frame::decode_frame;
 use super::index::{Entry, Index};
+use super::le_bytes::u32_at;
 use super::region_match::RegionMatch;
 use super::segment::{decode_event_at, decode_header, segment_path};
 use super::{Checkpoint, Lookup, Region, StoreError};
@@ -369,7 +370,7 @@ impl ReadPath {
         if file.read_exact_at(&mut head, first.frame_start()).is_err() {
             return Ok(false); // the whole-frame path reports it
         }
-        let frame_len = 12 + u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as u64;
+        let frame_len = 12 + u32_at(&head, 4) as u64;
         let frames_span = last.frame_start()
             + frame_len.max(last.frame_back as u64 + last.disk_len())
             - first.frame_start();

@@ -20,6 +20,7 @@
 use super::disk::{Disk, DiskFile, OsDisk};
 use super::durable_mark;
 use super::frame::{decode_frame, FrameError, FRAME_HEADER, FRAME_MAGIC, MAX_FRAME_BODY};
+use super::le_bytes::u32_at;
 use super::recovery::{check_shape, intact_frame_after};
 use super::segment::{
     check_segment_header, decode_body, decode_header, list_segments, segment_path, Body, RawEvent,
@@ -331,7 +332,7 @@ impl LogReader {
             if n < FRAME_HEADER + 9 || f.read_exact_at(&mut head[..n], at).is_err() {
                 return Ok(TxnEnd::Open);
             }
-            let blen = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+            let blen = u32_at(&head, 4) as usize;
             if head[..4] != FRAME_MAGIC || blen > MAX_FRAME_BODY {
                 return Ok(TxnEnd::Open);
             }
@@ -376,7 +377,7 @@ fn read_frame(
     if head[..4] != FRAME_MAGIC {
         return Ok(Err(FrameError::BadMagic));
     }
-    let blen = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+    let blen = u32_at(&head, 4) as usize;
     if blen > MAX_FRAME_BODY {
         return Ok(Err(FrameError::BadLength(blen)));
     }

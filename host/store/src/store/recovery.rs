@@ -15,6 +15,7 @@ use super::disk::{read_all, Disk};
 use super::durable_mark::{self, Marker, Position};
 use super::frame::{decode_frame, encode_frame, FRAME_HEADER, FRAME_MAGIC, MAX_FRAME_BODY};
 use super::index::Index;
+use super::le_bytes::u32_at;
 use super::segment::{
     check_segment_header, create_segment, decode_body, decode_header, end_body, list_segments,
     segment_path, Body, RawEvent, SEGMENT_HEADER,
@@ -125,7 +126,7 @@ fn read_frame_at(
     let f = disk.open(&path).map_err(io())?;
     let mut head = [0u8; FRAME_HEADER];
     f.read_exact_at(&mut head, offset).map_err(io())?;
-    let len = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as usize;
+    let len = u32_at(&head, 4) as usize;
     let mut buf = vec![0u8; FRAME_HEADER + len.min(MAX_FRAME_BODY)];
     f.read_exact_at(&mut buf, offset).map_err(io())?;
     Ok(buf)

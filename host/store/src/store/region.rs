@@ -1,7 +1,8 @@
 //! Regions: the one predicate that selects events for queries, cursors and
 //! subscriptions.
 
-use crate::event::{is_system_kind, EventHeader};
+use crate::event::EventHeader;
+use crate::system::is_system_kind;
 use serde::{Deserialize, Serialize};
 
 /// Selects events by kind, entity prefix and scope. An event matches when it

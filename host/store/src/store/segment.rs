@@ -6,6 +6,7 @@
 //! `[header_len u32][postcard header][hash 32][payload_len u32][payload]`.
 
 use super::disk::{Disk, DiskFile};
+use super::le_bytes::{u128_at, u32_at, u64_at};
 use super::StoreError;
 use crate::event::EventHeader;
 use std::path::{Path, PathBuf};
@@ -74,7 +75,7 @@ pub(crate) fn check_segment_header(bytes: &[u8], n: u32) -> Result<u128, String>
     if bytes.len() < SEGMENT_HEADER as usize {
         return Err("segment header is truncated".into());
     }
-    let tail = u32::from_le_bytes(bytes[28..32].try_into().expect("4 bytes"));
+    let tail = u32_at(bytes, 28);
     if bytes[..8] == SEGMENT_MAGIC {
         let crc = crc32fast::hash(&bytes[..28]);
         if tail != crc {
@@ -89,8 +90,8 @@ pub(crate) fn check_segment_header(bytes: &[u8], n: u32) -> Result<u128, String>
     } else {
         return Err("not a batpak segment (bad magic)".into());
     }
-    let id = u128::from_le_bytes(bytes[8..24].try_into().expect("16 bytes"));
-    let num = u32::from_le_bytes(bytes[24..28].try_into().expect("4 bytes"));
+    let id = u128_at(bytes, 8);
+    let num = u32_at(bytes, 24);
     if num != n {
         return Err(format!("header says segment {num}, file name says {n}"));
     }
@@ -152,17 +153,15 @@ pub(crate) enum Body<'a> {
 
 /// Decodes a frame body of any kind.
 pub(crate) fn decode_body(body: &[u8]) -> Result<Body<'_>, String> {
-    let u32_at = |at: usize| u32::from_le_bytes(body[at..at + 4].try_into().expect("4 bytes"));
-    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
     match body.first() {
         Some(&TAG_BATCH) => decode_batch(body).map(Body::Batch),
         Some(&TAG_TXN_PART) if body.len() >= PART_PREFIX => Ok(Body::Part {
-            txn: u64_at(5),
-            part: u32_at(13),
+            txn: u64_at(body, 5),
+            part: u32_at(body, 13),
             events: decode_events(body, PART_PREFIX)?,
         }),
         Some(&t @ (TAG_TXN_COMMIT | TAG_TXN_ABORT)) if body.len() == END_BODY => {
-            let (txn, parts, events) = (u64_at(1), u32_at(9), u64_at(13));
+            let (txn, parts, events) = (u64_at(body, 1), u32_at(body, 9), u64_at(body, 13));
             Ok(if t == TAG_TXN_COMMIT {
                 Body::Commit { txn, parts, events }
             } else {
@@ -198,7 +197,7 @@ pub(crate) fn decode_batch(body: &[u8]) -> Result<Vec<RawEvent<'_>>, String> {
 /// Walks the events of a batch or part body whose events start at `pos`
 /// (the count is at offset 1 in both).
 fn decode_events(body: &[u8], mut pos: usize) -> Result<Vec<RawEvent<'_>>, String> {
-    let count = u32::from_le_bytes(body[1..5].try_into().expect("4 bytes")) as usize;
+    let count = u32_at(body, 1) as usize;
     let mut out = Vec::with_capacity(count.min(1 << 16));
     for i in 0..count {
         let ev = decode_event_at(body, pos).map_err(|e| format!("event {i} of batch: {e}"))?;

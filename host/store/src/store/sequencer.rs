@@ -16,7 +16,7 @@
 
 use super::durability::Durability;
 use super::frame::{begin_frame, finish_frame, FRAME_HEADER, MAX_FRAME_BODY};
-use super::index::{FastMap, CHECKPOINT_KIND};
+use super::index::FastMap;
 use super::read_path::ReadPath;
 use super::segment::{push_event, PART_PREFIX, TAG_BATCH, TAG_TXN_PART};
 use super::{AppendOptions, Checkpoint, StoreError, Wait};
@@ -24,8 +24,7 @@ use crate::event::{hash_encoded, now_us, ChainLink, EventHeader, EventId, Propos
 use parking_lot::{Condvar, Mutex};
 use std::sync::atomic::Ordering;
 
-/// Entity of checkpoint records is `batpak.cursor:<id>` in this scope.
-pub(crate) const SYSTEM_SCOPE: &str = "batpak";
+use crate::system::{CHECKPOINT_KIND, CURSOR_ENTITY_PREFIX, SYSTEM_SCOPE};
 
 /// The pending maps (accepted, not yet visible) are pruned of visible
 /// entries once they hold this many: small enough to stay in cache (an
@@ -404,7 +403,7 @@ impl Appender<'_> {
                 event_id: cp.event_id,
             };
             let coord = crate::event::Coordinate {
-                entity: format!("batpak.cursor:{}", cp.cursor),
+                entity: format!("{CURSOR_ENTITY_PREFIX}{}", cp.cursor),
                 scope: SYSTEM_SCOPE.into(),
             };
             (

@@ -14,6 +14,7 @@
 
 use super::disk::{Disk, DiskFile};
 use super::index::{Entry, Index};
+use super::le_bytes::{u128_at, u32_at, u64_at};
 use super::Checkpoint;
 use super::StoreError;
 use crate::event::EventId;
@@ -80,9 +81,9 @@ fn put_entry(out: &mut Vec<u8>, e: &Entry) {
 }
 
 fn get_entry(b: &[u8]) -> Entry {
-    let u128_at = |i: usize| u128::from_le_bytes(b[i..i + 16].try_into().expect("16"));
-    let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8"));
-    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4"));
+    let u128_at = |i| u128_at(b, i);
+    let u64_at = |i| u64_at(b, i);
+    let u32_at = |i| u32_at(b, i);
     Entry {
         id: EventId(u128_at(0)),
         causation: (b[72] == 1).then(|| EventId(u128_at(16))),

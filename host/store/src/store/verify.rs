@@ -7,7 +7,7 @@ use super::disk::{read_all, Disk};
 use super::durable_mark::Marker;
 use super::frame::{decode_frame, FRAME_HEADER, FRAME_MAGIC};
 use super::index::Index;
-use super::index::CHECKPOINT_KIND;
+use super::le_bytes::u32_at;
 use super::recovery::recover;
 use super::segment::{
     check_segment_header, decode_body, decode_header, list_segments, segment_path, Body,
@@ -15,6 +15,7 @@ use super::segment::{
 };
 use super::Checkpoint;
 use super::StoreError;
+use crate::system::CHECKPOINT_KIND;
 use std::path::Path;
 
 /// Result of a verification.
@@ -59,7 +60,7 @@ fn committed_txns(
             if head[..4] != FRAME_MAGIC {
                 break;
             }
-            let blen = u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")) as u64;
+            let blen = u32_at(&head, 4) as u64;
             if head[FRAME_HEADER] == TAG_TXN_COMMIT {
                 out.insert(u64::from_le_bytes(
                     head[FRAME_HEADER + 1..].try_into().expect("8 bytes"),

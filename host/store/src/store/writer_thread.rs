@@ -8,7 +8,8 @@
 //! their proof) when idle, and closes the writer on shutdown.
 
 use super::core::Core;
-use super::durability::{panic_text, unpark_all};
+use super::durability::unpark_all;
+use crate::panic_message::panic_message;
 use super::segment::{create_segment, segment_path, SEGMENT_HEADER};
 use super::sequencer::Queue;
 use super::snapshot::{self, SegmentProof};
@@ -73,7 +74,7 @@ impl Core {
                 Ok(Err(None)) => {}
                 Err(p) => self
                     .dur
-                    .poison(format!("a write of the log panicked: {}", panic_text(&*p))),
+                    .poison(format!("a write of the log panicked: {}", panic_message(&*p))),
             }
             taken.clear();
             w.taken = taken;
