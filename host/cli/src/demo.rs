@@ -3,7 +3,7 @@
 //! tree each order produced.
 
 use anyhow::{bail, Context};
-use batpak_store::{AppendOptions, LogReader, Store};
+use batpak_store::{system, AppendOptions, LogReader, Store};
 use batpak_store::{Coordinate, Event, EventId, Proposal};
 use clap::Args;
 use std::collections::HashMap;
@@ -244,7 +244,7 @@ fn print_trees(dir: &Path) -> anyhow::Result<()> {
     let mut children: HashMap<EventId, Vec<&Event>> = HashMap::new();
     for e in &all {
         if let Some(c) = e.header.causation {
-            if e.header.kind != "batpak.cursor.checkpoint" {
+            if e.header.kind != system::CHECKPOINT_KIND {
                 children.entry(c).or_default().push(e);
             }
         }
@@ -288,8 +288,8 @@ fn print_trees(dir: &Path) -> anyhow::Result<()> {
         count("customer.notified"),
         count("shipment.requested"),
         count("alert.low-stock"),
-        count("batpak.gate.denied"),
-        count("batpak.reactor.parked"),
+        count(system::DENIED_KIND),
+        count(system::PARKED_KIND),
     );
     Ok(())
 }

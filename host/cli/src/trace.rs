@@ -27,9 +27,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Checkpoint records name the last event they cover as their causation;
-/// they are bookkeeping, not reactions, so a trace leaves them out.
-const CHECKPOINT_KIND: &str = "batpak.cursor.checkpoint";
+// Checkpoint records name the last event they cover as their causation;
+// they are bookkeeping, not reactions, so a trace leaves them out.
+use batpak_store::system::CHECKPOINT_KIND;
 
 /// Most events a trace draws; a larger neighbourhood is cut with a note.
 const MAX_NODES: usize = 100_000;

@@ -16,10 +16,7 @@ use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-/// Entity prefix of a reactor's own stream (denials, parked records).
-pub const REACTOR_STREAM_PREFIX: &str = "reactor:";
-/// Scope of the host's records about reactors.
-pub const SYSTEM_SCOPE: &str = "batpak";
+pub use batpak_store::system::{REACTOR_STREAM_PREFIX, SYSTEM_SCOPE};
 /// Name of the built-in gate.
 pub const CAPABILITY_GATE: &str = "capability";
 

@@ -19,12 +19,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Kind of a parked record.
-pub const PARKED_KIND: &str = "batpak.reactor.parked";
-/// Kind of a replay request.
-pub const REPLAY_KIND: &str = "batpak.reactor.replay-requested";
-/// Kind of the record that resolves a parked event after a successful replay.
-pub const UNPARKED_KIND: &str = "batpak.reactor.unparked";
+pub use batpak_store::system::{PARKED_KIND, REPLAY_KIND, UNPARKED_KIND};
 
 /// How persistently to retry before isolating and parking.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -122,9 +122,7 @@ fn shown(kind: &str, entity: &str, scope: &str, payload: &[u8]) -> serde_json::V
     serde_json::json!({"kind": kind, "entity": entity, "scope": scope, "payload": payload})
 }
 
-/// Kind of the store's checkpoint records (payload JSON with `cursor` and
-/// `sequence`).
-const CHECKPOINT_KIND: &str = "batpak.cursor.checkpoint";
+use batpak_store::system::CHECKPOINT_KIND;
 
 /// What the running version left for one source event.
 #[derive(Default)]

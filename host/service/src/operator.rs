@@ -4,14 +4,14 @@
 //! CLI use.
 
 use crate::wire_error::{ErrorCode, WireError};
+use batpak_store::system::{RESET_ENTITY_PREFIX, SYSTEM_SCOPE};
 use batpak_store::{AppendOptions, CheckpointUpdate, Coordinate, EventId, Proposal, Region, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-/// Kind of the system event that records a reset.
-pub const RESET_KIND: &str = "batpak.reactor.reset";
+pub use batpak_store::system::RESET_KIND;
 
 /// Where a reactor is in its life, as an operator sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,8 +300,8 @@ pub fn reset_checkpoint(
         },
     });
     let coordinate = Coordinate {
-        entity: format!("batpak.reactor:{reactor}"),
-        scope: "batpak".into(),
+        entity: format!("{RESET_ENTITY_PREFIX}{reactor}"),
+        scope: SYSTEM_SCOPE.into(),
     };
     let proposal = Proposal::new(
         coordinate,

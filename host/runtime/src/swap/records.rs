@@ -7,12 +7,7 @@ use crate::admission::{ReactorInfo, REACTOR_STREAM_PREFIX, SYSTEM_SCOPE};
 use batpak_store::{Coordinate, EventId, Proposal};
 use serde::{Deserialize, Serialize};
 
-/// Kind of the record of a completed swap.
-pub const SWAPPED_KIND: &str = "batpak.plugin.swapped";
-/// Kind of the record of a refused swap (the old version keeps running).
-pub const SWAP_REFUSED_KIND: &str = "batpak.plugin.swap-refused";
-/// Kind of the record of an automatic rollback (`--swap-rollback`).
-pub const ROLLED_BACK_KIND: &str = "batpak.plugin.swap-rolled-back";
+pub use batpak_store::system::{ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND};
 
 /// Payload of a `batpak.plugin.swap-refused` record (JSON).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
