@@ -81,12 +81,9 @@ impl HostOperator {
             version: v.version.clone(),
             digest: v.digest.clone(),
             state: match v.state {
-                "stopping" => ReactorRunState::Stopping,
+                ReactorRunState::Stopping => ReactorRunState::Stopping,
                 _ if v.paused => ReactorRunState::Paused,
-                "starting" => ReactorRunState::Starting,
-                "stopped" => ReactorRunState::Stopped,
-                "failed" => ReactorRunState::Failed,
-                _ => ReactorRunState::Running,
+                s => s,
             },
             position: v.position,
             lag,
@@ -159,7 +156,7 @@ impl Operator for HostOperator {
                 "reactor {name} reads a lossy subscription, which has no checkpoint to reset"
             )));
         }
-        if !v.paused && matches!(v.state, "starting" | "running" | "idle") {
+        if !v.paused && matches!(v.state, ReactorRunState::Starting | ReactorRunState::Running) {
             return Err(OpError::Refused(format!(
                 "reactor {name} is running; `batpak-host pause {name}` first, then reset, then `resume {name}`"
             )));
@@ -197,7 +194,7 @@ impl Operator for HostOperator {
         for n in names {
             if self
                 .view(&n)
-                .is_ok_and(|v| !v.paused && v.state != "stopped")
+                .is_ok_and(|v| !v.paused && v.state != ReactorRunState::Stopped)
             {
                 self.control.stop(&n).map_err(op_error)?;
                 self.control.start(&n).map_err(op_error)?;
@@ -290,13 +287,12 @@ pub(crate) fn status(data: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
         "REACTOR", "VERSION", "DIGEST", "STATE", "POSITION", "LAG", "PARKED"
     );
     for r in &list {
-        let state = serde_json::to_value(r.state)?;
         println!(
             "{:<16} {:<9} {:<12} {:<8} {:>10} {:>8} {:>6}",
             r.name,
             r.version,
             &r.digest[..r.digest.len().min(12)],
-            state.as_str().unwrap_or("?"),
+            r.state.as_str(),
             r.position,
             if r.lag_capped {
                 format!("{}+", r.lag)

@@ -90,9 +90,12 @@ pub(crate) struct ReactorView {
     pub digest: String,
     /// The file it was loaded from.
     pub path: PathBuf,
-    /// `starting`, `running`, `idle` (caught up with the durable log),
-    /// `stopping` (finishing its batch in flight), `stopped` or `failed`.
-    pub state: &'static str,
+    /// Starting, running, stopping (finishing its batch in flight),
+    /// stopped (also when paused: see `paused`) or failed; never paused
+    /// (`paused` says that).
+    pub state: RunState,
+    /// Running and caught up with the durable log (shown as `idle`).
+    pub caught_up: bool,
     /// Its position: every event of its region up to this global sequence
     /// is handled (events of other regions are skipped, so it moves past
     /// them too); a stopped reactor resumes after it.
@@ -219,12 +222,9 @@ impl ReactorView {
         stopped_by_operator: bool,
     ) -> Self {
         let state = match snap.state {
-            RunState::Failed => "failed",
-            RunState::Stopped => "stopped",
-            _ if stopped_by_operator => "stopped",
-            RunState::Starting => "starting",
-            RunState::Running if idle => "idle",
-            RunState::Running => "running",
+            s @ (RunState::Failed | RunState::Stopped) => s,
+            _ if stopped_by_operator => RunState::Stopped,
+            s => s,
         };
         ReactorView {
             name: snap.name.clone(),
@@ -232,6 +232,7 @@ impl ReactorView {
             digest: digest.to_string(),
             path,
             state,
+            caught_up: state == RunState::Running && idle,
             position: snap.position,
             head,
             events_in: snap.events_in,

@@ -5,6 +5,7 @@
 //! [`Console`] so they print above the live lines instead of tearing them.
 
 use crate::output::ReactorView;
+use batpak_store::ReactorRunState as RunState;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -109,7 +110,7 @@ impl Rates {
             self.positions = SMOOTHING * pos + (1.0 - SMOOTHING) * self.positions;
         }
         self.last = Some((now, v.events_in, v.position));
-        if v.state == "running" && !v.lossy && v.head > v.position {
+        if v.state == RunState::Running && !v.caught_up && !v.lossy && v.head > v.position {
             self.catch_up_from.get_or_insert(v.position);
         } else {
             self.catch_up_from = None;
@@ -250,11 +251,13 @@ fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
                 w => format!("{} waits for {w} {secs}s", p.action),
             }
         }
-        (None, state) => match state {
+        (None, state) => match (state, v.caught_up) {
             // Catching up: behind the head and moving. (A lossy subscription
             // has no position to catch up to; a cursor that does not move is
             // waiting for its region's next event, whatever the head says.)
-            "running" if !v.lossy && v.head > v.position && r.positions >= 1.0 => {
+            (RunState::Running, false)
+                if !v.lossy && v.head > v.position && r.positions >= 1.0 =>
+            {
                 let from = r.catch_up_from.unwrap_or(v.position);
                 let total = v.head.saturating_sub(from).max(1);
                 let done = v.position.saturating_sub(from);
@@ -269,9 +272,11 @@ fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
                     compact(r.events.round() as u64),
                 )
             }
-            "running" => format!("running {:>6}/s", compact(r.events.round() as u64)),
-            "idle" => format!("idle at seq {}", compact(v.position)),
-            other => other.to_string(),
+            (RunState::Running, false) => {
+                format!("running {:>6}/s", compact(r.events.round() as u64))
+            }
+            (RunState::Running, true) => format!("idle at seq {}", compact(v.position)),
+            (other, _) => other.to_string(),
         },
     };
     let mut counts = format!(
@@ -293,7 +298,7 @@ fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
 /// One reactor's plain status line (also the body of its summary line).
 fn plain_line(v: &ReactorView, r: &Rates) -> String {
     let mut s = summary_body(v);
-    if v.state == "running" && r.events >= 1.0 {
+    if v.state == RunState::Running && !v.caught_up && r.events >= 1.0 {
         s.push_str(&format!(", {}/s", compact(r.events.round() as u64)));
     }
     if let Some(p) = &v.pending {
@@ -333,10 +338,10 @@ pub(crate) fn summary_body(v: &ReactorView) -> String {
         s.push_str(&format!(", at seq {} of {}", v.position, v.head));
     }
     match v.state {
-        "failed" => s.push_str(", FAILED"),
-        "stopped" => s.push_str(", stopped"),
-        "stopping" => s.push_str(", stopping"),
-        "idle" => s.push_str(", idle"),
+        RunState::Failed => s.push_str(", FAILED"),
+        RunState::Stopped => s.push_str(", stopped"),
+        RunState::Stopping => s.push_str(", stopping"),
+        RunState::Running if v.caught_up => s.push_str(", idle"),
         _ => {}
     }
     s
@@ -389,13 +394,21 @@ fn fit(s: &str, width: usize) -> String {
 mod tests {
     use super::*;
 
-    fn view(state: &'static str, big: u64) -> ReactorView {
+    /// A view in `shown` state: a [`RunState`]'s name, or `idle` (running
+    /// and caught up).
+    fn view(shown: &str, big: u64) -> ReactorView {
+        let caught_up = shown == "idle";
+        let state = RunState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == shown)
+            .unwrap_or(RunState::Running);
         ReactorView {
             name: "a-reactor-with-a-very-long-name".into(),
             version: "1.0.0".into(),
             digest: "d".repeat(64),
             path: "x.wasm".into(),
             state,
+            caught_up,
             position: big / 3,
             head: big,
             events_in: big,

@@ -26,7 +26,7 @@ use batpak_runtime::{
     FailurePolicy, LoadError, LogLevel, Reactor, ReactorStatus, RolledBackRecord, RunnerHandle,
     RunnerSettings, SwapOutcome, SwapRefusal,
 };
-use batpak_store::{CanalHandle, Region, Store};
+use batpak_store::{CanalHandle, ReactorRunState, Region, Store};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -377,8 +377,10 @@ impl Supervisor {
                     SwapView::new(&o, at)
                         .with_rollback(s.last_rollback().map(|(r, at)| RollbackView::new(&r, at)))
                 }));
-                if matches!(s.life, Some(LifeOp::Stopping { .. })) && v.state != "failed" {
-                    v.state = "stopping";
+                if matches!(s.life, Some(LifeOp::Stopping { .. })) && v.state != ReactorRunState::Failed
+                {
+                    v.state = ReactorRunState::Stopping;
+                    v.caught_up = false;
                 }
                 v.pending = s.pending();
                 v.watched = s.watched.clone();
@@ -1230,12 +1232,16 @@ mod tests {
                 Err(ControlError::AlreadyRunning(_))
             ));
             let v = control.stop("null").unwrap();
-            assert_eq!(v.state, "stopped");
-            assert_eq!(control.stop("null").unwrap().state, "stopped", "idempotent");
+            assert_eq!(v.state, ReactorRunState::Stopped);
+            assert_eq!(
+                control.stop("null").unwrap().state,
+                ReactorRunState::Stopped,
+                "idempotent"
+            );
             // Stopped, the run goes on: events wait for the restart.
             append(&store, 3);
             let v = control.start("null").unwrap();
-            assert_ne!(v.state, "stopped");
+            assert_ne!(v.state, ReactorRunState::Stopped);
             let v = wait_for(&control, "idle after the restart", |v| {
                 v.state == "idle" && v.events_in == 3
             });

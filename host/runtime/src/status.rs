@@ -7,18 +7,11 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 const NOT_OBSERVED: u64 = u64::MAX;
 
-/// Where a runner is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RunState {
-    /// Spawned, not pulling yet (replaying parked events, for instance).
-    Starting,
-    /// Pulling and reacting.
-    Running,
-    /// Exited cleanly.
-    Stopped,
-    /// Exited with an error (see [`ReactorStatus::error`]).
-    Failed,
-}
+/// Where a runner is in its life: the one reactor state
+/// ([`batpak_store::ReactorRunState`]) the service and the CLI report too.
+/// A runner sets only `Starting`, `Running`, `Stopped` and `Failed` (see
+/// [`ReactorStatus::error`]); the host adds the operator's states.
+pub use batpak_store::ReactorRunState as RunState;
 
 /// Counters of one runner. All reads are racy snapshots; each counter only
 /// grows.
@@ -68,7 +61,6 @@ pub struct StatusSnapshot {
     /// Whether it uses a lossy subscription.
     pub lossy: bool,
     /// Life-cycle state.
-    #[serde(skip)]
     pub state: RunState,
     /// Terminal error, if it failed.
     pub error: Option<String>,
@@ -150,12 +142,11 @@ impl ReactorStatus {
 
     /// The life-cycle state.
     pub fn state(&self) -> RunState {
-        match self.state.load(Ordering::SeqCst) {
-            0 => RunState::Starting,
-            1 => RunState::Running,
-            2 => RunState::Stopped,
-            _ => RunState::Failed,
-        }
+        let n = self.state.load(Ordering::SeqCst);
+        RunState::ALL
+            .into_iter()
+            .find(|s| *s as u8 == n)
+            .unwrap_or(RunState::Failed)
     }
 
     /// The terminal error, when the runner failed.
@@ -168,9 +159,8 @@ impl ReactorStatus {
     /// makes no more progress to wait for).
     pub fn is_idle_at(&self, durable: u64) -> bool {
         match self.state() {
-            RunState::Stopped | RunState::Failed => true,
-            RunState::Starting => false,
             RunState::Running => self.idle_at.load(Ordering::SeqCst) == durable,
+            s => s.has_exited(),
         }
     }
 

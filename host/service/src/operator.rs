@@ -13,23 +13,9 @@ use std::str::FromStr;
 
 pub use batpak_store::system::RESET_KIND;
 
-/// Where a reactor is in its life, as an operator sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReactorRunState {
-    /// Starting (replaying parked events, opening its canal).
-    Starting,
-    /// Pulling and reacting.
-    Running,
-    /// Paused by an operator; the checkpoint holds its position.
-    Paused,
-    /// Asked to pause: finishing its batch in flight.
-    Stopping,
-    /// Exited cleanly.
-    Stopped,
-    /// Exited with an error.
-    Failed,
-}
+/// Where a reactor is in its life, as an operator sees it: the one reactor
+/// state the runtime's status and the CLI's output use too.
+pub use batpak_store::ReactorRunState;
 
 /// One reactor's state for `status`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

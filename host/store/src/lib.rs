@@ -24,6 +24,7 @@ mod event;
 mod gate;
 mod iso_time;
 mod panic_message;
+mod reactor_state;
 mod store;
 pub mod system;
 
@@ -41,6 +42,7 @@ pub use gate::{
 };
 pub use iso_time::iso_time;
 pub use panic_message::panic_message;
+pub use reactor_state::ReactorRunState;
 pub use system::{is_system_kind, DENIED_KIND, RECOVERED_KIND, SYSTEM_KIND_PREFIX};
 pub use store::{
     decode_frame, encode_frame, opens_clean, verify_dir, verify_dir_on, AppendOptions, AppendPlan,
