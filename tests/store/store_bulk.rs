@@ -23,6 +23,7 @@ fn options(disk: &SimDisk) -> StoreOptions {
         sync_interval: Duration::from_millis(2),
         snapshot_every: 250_000,
         disk: Arc::new(disk.clone()),
+        ..StoreOptions::default()
     }
 }
 

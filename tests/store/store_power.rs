@@ -12,8 +12,8 @@
 //! op list (proptest), which reproduce it.
 
 use batpak_store::{
-    AppendOptions, CheckpointUpdate, Coordinate, EventId, Proposal, Region, SimDisk, SimError,
-    SimOp, Store, StoreError, StoreOptions,
+    AppendOptions, CheckpointUpdate, Coordinate, EventId, Notices, Proposal, Region, SimDisk,
+    SimError, SimOp, Store, StoreError, StoreNotice, StoreOptions,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -36,6 +36,7 @@ fn options(disk: &SimDisk) -> StoreOptions {
         sync_interval: Duration::from_millis(2),
         snapshot_every: 250_000,
         disk: Arc::new(disk.clone()),
+        ..StoreOptions::default()
     }
 }
 
@@ -415,6 +416,50 @@ fn close_returns_a_failed_snapshot_write() {
     );
     assert_eq!(disk.faults_fired(), 1);
     let store = Store::open_with(dir, options(&disk)).unwrap();
+    assert_eq!(store.get(r.id).unwrap().map(|e| e.header.sequence), Some(1));
+    store.close().unwrap();
+}
+
+/// The store prints nothing: what no call returns — a failed periodic
+/// snapshot, a failed close when the last handle is dropped — goes to the
+/// owner's `Notices`, typed. The log is intact either way.
+#[test]
+fn background_failures_go_to_the_owners_notices_not_to_stderr() {
+    let disk = SimDisk::new(4);
+    let dir = Path::new("/sim/notices");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let tx = std::sync::Mutex::new(tx);
+    let options = StoreOptions {
+        snapshot_every: 1,
+        notices: Notices::to(move |n| {
+            let what = match n {
+                StoreNotice::SnapshotFailed(StoreError::Io { .. }) => "snapshot",
+                StoreNotice::CloseFailed(StoreError::Io { .. }) => "close",
+                _ => "other",
+            };
+            let _ = tx.lock().unwrap().send(format!("{what}: {n}"));
+        }),
+        ..options(&disk)
+    };
+    let store = Store::open_with(dir, options.clone()).unwrap();
+    // Only a snapshot renames a file. The flusher writes one once the store
+    // is idle (500 ms) after the append.
+    disk.fail(SimOp::Rename, 0, SimError::Eio);
+    let r = store
+        .append(proposal(0, 10, 1), AppendOptions::durable())
+        .unwrap();
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the failed periodic snapshot is reported");
+    assert!(got.starts_with("snapshot: periodic index snapshot failed"), "{got}");
+    // Dropped without `close`: the failed final snapshot is reported too.
+    disk.fail(SimOp::Rename, 0, SimError::Eio);
+    drop(store);
+    let got = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the failed close on drop is reported");
+    assert!(got.starts_with("close: closing the store: "), "{got}");
+    let store = Store::open_with(dir, options).unwrap();
     assert_eq!(store.get(r.id).unwrap().map(|e| e.header.sequence), Some(1));
     store.close().unwrap();
 }

@@ -5,6 +5,7 @@
 mod compile_cache;
 mod control_error;
 mod demo;
+mod error_text;
 mod inspect;
 mod loader;
 mod log_filter;
@@ -154,7 +155,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text::error_text(&e));
             ExitCode::FAILURE
         }
     }

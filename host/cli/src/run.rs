@@ -12,7 +12,7 @@ use crate::usage::usage;
 use crate::watch::expand_plugin_args;
 use anyhow::Context;
 use batpak_runtime::{LogLevel, Runtime};
-use batpak_store::{Store, StoreError};
+use batpak_store::{Notices, Store, StoreError, StoreOptions};
 use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -210,12 +210,17 @@ const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Opens the store, retrying while another process holds it, for at most
 /// [`LOCK_WAIT`]; a holder that stays (another `run`) is reported with its
-/// pid and command, as before.
+/// pid and command, as before. What the store reports outside any call (a
+/// failed periodic snapshot) goes to stderr.
 fn open_waiting_for_readers(data: &Path) -> Result<Store, StoreError> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     let mut said = false;
+    let options = || StoreOptions {
+        notices: Notices::to(|n| eprintln!("batpak: {n}")),
+        ..StoreOptions::default()
+    };
     loop {
-        match Store::open(data) {
+        match Store::open_with(data, options()) {
             Err(StoreError::Locked { .. })
                 if std::time::Instant::now() < deadline && !signals::stop_requested() =>
             {

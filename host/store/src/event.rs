@@ -170,8 +170,10 @@ pub fn validate_kind(kind: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
-/// Why a proposal or name was refused before reaching the log.
+/// Why a proposal or name was refused before reaching the log. More rules
+/// may come: match with a wildcard arm.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ValidationError {
     /// A name broke the naming rules.
     #[error("invalid {what} {value:?}: {reason}")]

@@ -47,6 +47,6 @@ pub use system::{is_system_kind, DENIED_KIND, RECOVERED_KIND, SYSTEM_KIND_PREFIX
 pub use store::{
     decode_frame, encode_frame, opens_clean, verify_dir, verify_dir_on, AppendOptions, AppendPlan,
     BulkAppend, Checkpoint, CheckpointUpdate, Disk, DiskFile, FrameError, IdempotencyConflict,
-    IndexMemory, LogReader, Lookup, OsDisk, RecoveryInfo, Region, SimDisk, SimError, SimOp, Store,
-    StoreError, StoreOptions, VerifyReport, Wait, Watermarks,
+    IndexMemory, LogReader, Lookup, Notices, OsDisk, RecoveryInfo, Region, SimDisk, SimError, SimOp, Store,
+    StoreError, StoreNotice, StoreOptions, VerifyReport, Wait, Watermarks,
 };

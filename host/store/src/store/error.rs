@@ -1,13 +1,18 @@
-//! Store errors. Each names what went wrong, where, and what to do.
+//! Store errors. Each names what went wrong, where, and what to do about
+//! the store itself; advice about a program's own commands and options
+//! (which command shows a full report, which flag picks another
+//! directory) is the program's to add, by matching on the variant.
 
 use crate::event::{EventId, ValidationError};
 use std::path::PathBuf;
 
-/// Why a store operation failed.
+/// Why a store operation failed. More variants may come: match with a
+/// wildcard arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// Another process owns the directory.
-    #[error("store {dir} is in use by another process ({holder}{}); stop it or pass another --data directory", super::lock::held_for_text(*.held_for))]
+    #[error("store {dir} is in use by another process ({holder}{})", super::lock::held_for_text(*.held_for))]
     Locked {
         /// The store directory.
         dir: PathBuf,
@@ -54,7 +59,7 @@ pub enum StoreError {
     #[error("{0}")]
     BadBatch(String),
     /// Damaged data that is not a torn tail: the store refuses to guess.
-    #[error("corrupt store: segment {segment:08} offset {offset}: {reason}. Nothing was changed; run `batpak-host verify` for a full report and restore the damaged segment from a backup")]
+    #[error("corrupt store: segment {segment:08} offset {offset}: {reason}. Nothing was changed; restore the damaged segment from a backup")]
     Corrupt {
         /// Segment number.
         segment: u32,
@@ -109,6 +114,14 @@ pub enum StoreError {
     /// The store has been closed.
     #[error("store is closed")]
     Closed,
+    /// A read-only tool ([`LogReader`](super::LogReader)) was pointed at a
+    /// directory that holds no store (no `segments` directory): nothing was
+    /// ever appended there, or it is the wrong directory.
+    #[error("no store in {} (no segments directory)", .dir.display())]
+    NoStore {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// An operating-system I/O error, with what was being done.
     #[error("{context}: {source}")]
     Io {

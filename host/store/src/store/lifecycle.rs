@@ -14,7 +14,7 @@ use super::segment::{list_segments, segment_path};
 use super::sequencer::Sequencer;
 use super::sync_thread::sync_loop;
 use super::writer::Writer;
-use super::{AppendOptions, RecoveryInfo, StoreError, StoreOptions};
+use super::{AppendOptions, RecoveryInfo, StoreError, StoreNotice, StoreOptions};
 use crate::event::{Coordinate, Proposal};
 use crate::system::{RECOVERED_KIND, STORE_ENTITY, SYSTEM_SCOPE};
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -204,9 +204,9 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        // Nobody called `close` to receive its error: say it here.
+        // Nobody called `close` to receive its error: report it.
         if let Err(e) = self.close() {
-            eprintln!("batpak: closing the store: {e}");
+            self.core.options.notices.send(StoreNotice::CloseFailed(e));
         }
     }
 }

@@ -5,8 +5,10 @@
 use crate::event::EventId;
 
 /// The index a read goes through; [`Store::lookup`](crate::Store::lookup)
-/// narrows its events further by a region, a position and a limit.
+/// narrows its events further by a region, a position and a limit. More
+/// indexes may come: match with a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Lookup {
     /// Every event, in log order (the sequence itself is the index).
     All,

@@ -33,6 +33,7 @@ mod le_bytes;
 mod lifecycle;
 mod lock;
 mod lookup;
+mod notice;
 mod plan;
 mod private_dir;
 mod read_path;
@@ -60,6 +61,7 @@ pub(crate) use fanout::SubscriberQueue;
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use index_memory::IndexMemory;
 pub use lookup::Lookup;
+pub use notice::{Notices, StoreNotice};
 pub use plan::AppendPlan;
 pub(crate) use read_path::FrameCache;
 pub use reader::LogReader;
@@ -90,6 +92,10 @@ pub struct StoreOptions {
     /// Where the files live: the real file system ([`OsDisk`], the default)
     /// or a simulation ([`SimDisk`]) for crash and fault tests.
     pub disk: Arc<dyn Disk>,
+    /// Where the store reports what no call returns (a failed periodic
+    /// snapshot, a failed close on drop): the store never prints. Ignored
+    /// by default.
+    pub notices: Notices,
 }
 
 impl Default for StoreOptions {
@@ -100,6 +106,7 @@ impl Default for StoreOptions {
             sync_interval: Duration::from_millis(20),
             snapshot_every: 250_000,
             disk: Arc::new(OsDisk),
+            notices: Notices::ignore(),
         }
     }
 }

@@ -63,8 +63,9 @@ impl LogReader {
     /// A reader positioned at the start of the log in `dir`.
     ///
     /// # Errors
-    /// The directory holds no store, or its segment files are not 1, 2, …
-    /// without gaps ([`StoreError::Corrupt`]).
+    /// The directory holds no store ([`StoreError::NoStore`]), or its
+    /// segment files are not 1, 2, … without gaps
+    /// ([`StoreError::Corrupt`]).
     pub fn open(dir: &Path) -> Result<LogReader, StoreError> {
         Self::open_on(Arc::new(OsDisk), dir)
     }
@@ -76,12 +77,8 @@ impl LogReader {
     /// As [`LogReader::open`].
     pub fn open_on(disk: Arc<dyn Disk>, dir: &Path) -> Result<LogReader, StoreError> {
         let seg_dir = dir.join("segments");
-        let segs = list_segments(&*disk, &seg_dir).map_err(|_| StoreError::Io {
-            context: format!("reading store {}", dir.display()),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no store here (no segments directory); append an event first or pass the right --data",
-            ),
+        let segs = list_segments(&*disk, &seg_dir).map_err(|_| StoreError::NoStore {
+            dir: dir.to_path_buf(),
         })?;
         check_shape(&segs, durable_mark::read(&*disk, dir))?;
         Ok(LogReader {

@@ -14,7 +14,7 @@ use super::segment::{create_segment, segment_path, SEGMENT_HEADER};
 use super::sequencer::Queue;
 use super::snapshot::{self, SegmentProof};
 use super::writer::Writer;
-use super::StoreError;
+use super::{StoreError, StoreNotice};
 use crate::event::Event;
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
@@ -117,7 +117,7 @@ impl Core {
                                 && self.dur.check().is_ok()
                             {
                                 if let Err(e) = w.snapshot(self) {
-                                    eprintln!("batpak: periodic index snapshot failed (the log is unaffected): {e}");
+                                    self.options.notices.send(StoreNotice::SnapshotFailed(e));
                                 }
                             }
                         }
