@@ -45,8 +45,15 @@ pub use panic_message::panic_message;
 pub use reactor_state::ReactorRunState;
 pub use system::{is_system_kind, DENIED_KIND, RECOVERED_KIND, SYSTEM_KIND_PREFIX};
 pub use store::{
-    decode_frame, encode_frame, opens_clean, verify_dir, verify_dir_on, AppendOptions, AppendPlan,
-    BulkAppend, Checkpoint, CheckpointUpdate, Disk, DiskFile, FrameError, IdempotencyConflict,
-    IndexMemory, LogReader, Lookup, Notices, OsDisk, RecoveryInfo, Region, SimDisk, SimError, SimOp, Store,
-    StoreError, StoreNotice, StoreOptions, VerifyReport, Wait, Watermarks,
+    opens_clean, verify_dir, AppendOptions, AppendPlan, BulkAppend, Checkpoint, CheckpointUpdate,
+    Disk, DiskFile, IdempotencyConflict, IndexMemory, LogReader, Lookup, Notices, OsDisk,
+    RecoveryInfo, Region, Store, StoreError, StoreNotice, StoreOptions, VerifyReport, Wait,
+    Watermarks,
+};
+/// Test hooks (the `testing` feature): a simulated disk that loses power
+/// or fails an operation on cue, the frame codec, and verifying or reading
+/// on any disk. Not part of the library's API.
+#[cfg(any(test, feature = "testing"))]
+pub use store::{
+    decode_frame, encode_frame, verify_dir_on, FrameError, SimDisk, SimError, SimOp,
 };

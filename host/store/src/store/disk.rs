@@ -1,6 +1,6 @@
 //! The one I/O seam of the store: every segment, snapshot and marker byte
 //! goes through [`Disk`] and [`DiskFile`], so a simulated disk
-//! ([`SimDisk`](super::SimDisk)) can lose power or fail an operation at any
+//! (`SimDisk`, with the `testing` feature) can lose power or fail an operation at any
 //! chosen moment. Modelled on redb's `StorageBackend`: a handful of
 //! positional operations, nothing buffered behind the store's back.
 

@@ -16,7 +16,8 @@
 //! - recovery cuts a torn write nobody was told was durable (and records a
 //!   `batpak.store.recovered` event) and fails closed on any other damage,
 //!   naming segment and offset; `verify` reports which, changing nothing;
-//! - all file I/O goes through [`Disk`] ([`OsDisk`], or [`SimDisk`] in tests).
+//! - all file I/O goes through [`Disk`] ([`OsDisk`], or `SimDisk` in tests:
+//!   the `testing` feature).
 
 mod bulk;
 mod checkpoint;
@@ -43,6 +44,7 @@ mod region;
 mod region_match;
 mod segment;
 mod sequencer;
+#[cfg(any(test, feature = "testing"))]
 mod sim_disk;
 mod snapshot;
 mod sync_thread;
@@ -58,6 +60,7 @@ pub use disk::{Disk, DiskFile, OsDisk};
 pub(crate) use durability::Stopped;
 pub use error::{IdempotencyConflict, StoreError};
 pub(crate) use fanout::SubscriberQueue;
+#[cfg(any(test, feature = "testing"))]
 pub use frame::{decode_frame, encode_frame, FrameError};
 pub use index_memory::IndexMemory;
 pub use lookup::Lookup;
@@ -66,6 +69,7 @@ pub use plan::AppendPlan;
 pub(crate) use read_path::FrameCache;
 pub use reader::LogReader;
 pub use region::Region;
+#[cfg(any(test, feature = "testing"))]
 pub use sim_disk::{SimDisk, SimError, SimOp};
 pub use verify::VerifyReport;
 pub use watermarks::Watermarks;
@@ -90,7 +94,8 @@ pub struct StoreOptions {
     /// reopening replays only the tail.
     pub snapshot_every: u64,
     /// Where the files live: the real file system ([`OsDisk`], the default)
-    /// or a simulation ([`SimDisk`]) for crash and fault tests.
+    /// or a simulation (`SimDisk`, with the `testing` feature) for crash
+    /// and fault tests.
     pub disk: Arc<dyn Disk>,
     /// Where the store reports what no call returns (a failed periodic
     /// snapshot, a failed close on drop): the store never prints. Ignored
@@ -494,10 +499,11 @@ pub fn verify_dir(dir: &Path) -> Result<VerifyReport, StoreError> {
     verify::verify_dir(&OsDisk, dir, None)
 }
 
-/// [`verify_dir`] on any [`Disk`].
+/// [`verify_dir`] on any [`Disk`] (a test hook: the `testing` feature).
 ///
 /// # Errors
 /// As [`verify_dir`].
+#[cfg(any(test, feature = "testing"))]
 pub fn verify_dir_on(disk: &dyn Disk, dir: &Path) -> Result<VerifyReport, StoreError> {
     verify::verify_dir(disk, dir, None)
 }

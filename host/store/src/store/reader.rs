@@ -9,6 +9,12 @@
 //! progress: the reader stops before it, reports it in
 //! [`LogReader::incomplete_tail`], and reads it again on the next poll.
 //!
+//! Like an open and `verify`, it holds the log to every piece of evidence
+//! of how far it was acknowledged durable — the durable marker, a sound
+//! index snapshot, later segments — so a log that ends (or is damaged)
+//! before one of them is reported as lost acknowledged data
+//! ([`StoreError::AcknowledgedLoss`]), even when the marker is gone.
+//!
 //! It reads one whole frame at a time, of any size the writer writes (up to
 //! 256 MiB), through [`Disk`] like every other segment read. The parts of a
 //! bulk transaction are handed out only once its commit frame is found
@@ -21,11 +27,15 @@ use super::disk::{Disk, DiskFile, OsDisk};
 use super::durable_mark;
 use super::frame::{decode_frame, FrameError, FRAME_HEADER, FRAME_MAGIC, MAX_FRAME_BODY};
 use super::le_bytes::u32_at;
-use super::recovery::{check_shape, intact_frame_after};
+use super::recovery::{
+    check_shape, intact_frame_after, snapshot_frame_damaged, snapshot_segment_missing,
+    snapshot_segment_short,
+};
 use super::segment::{
     check_segment_header, decode_body, decode_header, list_segments, segment_path, Body, RawEvent,
     SEGMENT_HEADER, TAG_TXN_ABORT, TAG_TXN_COMMIT, TAG_TXN_PART,
 };
+use super::snapshot::Claim;
 use super::StoreError;
 use crate::event::{hash_encoded, Event};
 use std::path::{Path, PathBuf};
@@ -47,6 +57,9 @@ pub struct LogReader {
     /// Damage found after some events of the same poll: those are returned
     /// first, the error on the next poll.
     deferred: Option<StoreError>,
+    /// The index snapshot of this store as found at open: evidence of how
+    /// far the log was acknowledged (its CRC is checked when it matters).
+    snapshot: Option<Claim>,
     /// The frame being read (kept between polls: frames can be large).
     buf: Vec<u8>,
 }
@@ -63,24 +76,40 @@ impl LogReader {
     /// A reader positioned at the start of the log in `dir`.
     ///
     /// # Errors
-    /// The directory holds no store ([`StoreError::NoStore`]), or its
-    /// segment files are not 1, 2, … without gaps
-    /// ([`StoreError::Corrupt`]).
+    /// The directory holds no store ([`StoreError::NoStore`]); its segment
+    /// files are not 1, 2, … without gaps ([`StoreError::Corrupt`]); or the
+    /// log ends before a sound index snapshot says it was acknowledged
+    /// durable ([`StoreError::AcknowledgedLoss`]: a lost last segment, or
+    /// one cut short, with or without the durable marker).
     pub fn open(dir: &Path) -> Result<LogReader, StoreError> {
-        Self::open_on(Arc::new(OsDisk), dir)
+        Self::open_disk(Arc::new(OsDisk), dir)
     }
 
-    /// [`LogReader::open`] on any [`Disk`] (a [`SimDisk`](super::SimDisk)
-    /// in fault tests).
+    /// [`LogReader::open`] on any [`Disk`] (a `SimDisk` in fault tests; a
+    /// test hook: the `testing` feature).
     ///
     /// # Errors
     /// As [`LogReader::open`].
+    #[cfg(any(test, feature = "testing"))]
     pub fn open_on(disk: Arc<dyn Disk>, dir: &Path) -> Result<LogReader, StoreError> {
+        Self::open_disk(disk, dir)
+    }
+
+    fn open_disk(disk: Arc<dyn Disk>, dir: &Path) -> Result<LogReader, StoreError> {
         let seg_dir = dir.join("segments");
+        // The evidence first, then the log: a writer extends the log before
+        // either (fsync, then marker or snapshot), so evidence read first
+        // never runs ahead of a live log read after it.
+        let marker = durable_mark::read(&*disk, dir);
+        let claim = Claim::read(&*disk, dir);
         let segs = list_segments(&*disk, &seg_dir).map_err(|_| StoreError::NoStore {
             dir: dir.to_path_buf(),
         })?;
-        check_shape(&segs, durable_mark::read(&*disk, dir))?;
+        check_shape(&segs, marker)?;
+        let snapshot = match (claim, segs.last()) {
+            (Some(c), Some(&last)) => check_snapshot(&*disk, &seg_dir, c, last)?,
+            _ => None,
+        };
         Ok(LogReader {
             disk,
             dir: dir.to_path_buf(),
@@ -92,6 +121,7 @@ impl LogReader {
             store_id: None,
             txn: None,
             deferred: None,
+            snapshot,
             buf: Vec::new(),
         })
     }
@@ -280,6 +310,16 @@ impl LogReader {
         let marker = durable_mark::read(&*self.disk, &self.dir);
         let acked =
             marker.is_some_and(|(ms, mo)| self.segment < ms || (self.segment == ms && at < mo));
+        if !acked && !next_exists {
+            // Without the marker's word, a sound snapshot covering the
+            // frame still says it was acknowledged.
+            if let Some(c) = &self.snapshot {
+                let ((ss, so), count) = c.end();
+                if (self.segment < ss || (self.segment == ss && at < so)) && c.is_sound() {
+                    return Err(snapshot_frame_damaged(self.segment, at, &e, count));
+                }
+            }
+        }
         let why = if next_exists {
             Some("a later segment exists")
         } else if acked {
@@ -354,6 +394,51 @@ impl LogReader {
             }
         }
     }
+}
+
+/// Holds the log, whose last segment is `last`, to the index snapshot
+/// `claim`: a sound snapshot of this store covering a segment that is
+/// missing, or more of the last segment than it holds, means acknowledged
+/// events are lost (the same error an open gives). Returns the claim when
+/// it belongs to this store, for judging damaged frames later.
+fn check_snapshot(
+    disk: &dyn Disk,
+    seg_dir: &Path,
+    claim: Claim,
+    last: u32,
+) -> Result<Option<Claim>, StoreError> {
+    let mut head = [0u8; SEGMENT_HEADER as usize];
+    let ours = disk
+        .open(&segment_path(seg_dir, 1))
+        .and_then(|f| f.read_exact_at(&mut head, 0))
+        .ok()
+        .and_then(|()| check_segment_header(&head, 1).ok())
+        .is_some_and(|id| id == claim.store_id());
+    if !ours {
+        // Another store's (or unreadable segment 1: the read reports it).
+        return Ok(None);
+    }
+    let (end, count) = claim.end();
+    if end.0 > last {
+        if claim.is_sound() {
+            return Err(snapshot_segment_missing(last, end, count));
+        }
+        return Ok(None);
+    }
+    if end.0 == last {
+        let path = segment_path(seg_dir, last);
+        let len = disk
+            .open(&path)
+            .and_then(|f| f.len())
+            .map_err(StoreError::io(format!("reading {}", path.display())))?;
+        if len < end.1 {
+            if claim.is_sound() {
+                return Err(snapshot_segment_short(last, len, end.1, count));
+            }
+            return Ok(None);
+        }
+    }
+    Ok(Some(claim))
 }
 
 /// Reads the whole frame at `at` of a file `len` bytes long into `buf`,

@@ -13,7 +13,9 @@
 
 use super::disk::{read_all, Disk};
 use super::durable_mark::{self, Marker, Position};
-use super::frame::{decode_frame, encode_frame, FRAME_HEADER, FRAME_MAGIC, MAX_FRAME_BODY};
+use super::frame::{
+    decode_frame, encode_frame, FrameError, FRAME_HEADER, FRAME_MAGIC, MAX_FRAME_BODY,
+};
 use super::index::Index;
 use super::le_bytes::u32_at;
 use super::segment::{
@@ -103,6 +105,45 @@ fn loss(segment: u32, offset: u64, reason: String, fix: &str) -> StoreError {
         reason,
         fix: fix.to_string(),
     }
+}
+
+/// The log ends at segment `last`, before segment `ss` that a sound index
+/// snapshot of `count` events covers up to offset `so`.
+pub(crate) fn snapshot_segment_missing(last: u32, (ss, so): Position, count: u64) -> StoreError {
+    loss(
+        last + 1,
+        0,
+        format!(
+            "segment file {ss:08} is missing: the index snapshot (index.snap) covers the log up to segment {ss:08} offset {so} ({count} events), but the log ends at segment {last:08}"
+        ),
+        RESTORE_FIX,
+    )
+}
+
+/// Segment `n` ends at `end`, before offset `so` that a sound index
+/// snapshot of `count` events covers.
+pub(crate) fn snapshot_segment_short(n: u32, end: u64, so: u64, count: u64) -> StoreError {
+    loss(
+        n,
+        end,
+        format!(
+            "the segment ends at offset {end}, but the index snapshot (index.snap, {count} events) covers it up to offset {so}, written after those bytes were fsynced: acknowledged events are missing"
+        ),
+        RESTORE_FIX,
+    )
+}
+
+/// A damaged frame at (`n`, `at`) that a sound index snapshot of `count`
+/// events covers: damage to acknowledged data, not a torn write.
+pub(crate) fn snapshot_frame_damaged(n: u32, at: u64, e: &FrameError, count: u64) -> StoreError {
+    loss(
+        n,
+        at,
+        format!(
+            "{e}; this frame was acknowledged as durable (the index snapshot (index.snap, {count} events) covers it), so this is damage, not a torn write"
+        ),
+        RESTORE_FIX,
+    )
 }
 
 /// A bulk transaction whose parts were met but not yet its commit or abort.
@@ -350,16 +391,9 @@ fn recover_from(
         }
     }
 
-    if let Some(((ss, so), count)) = evidence.snapshot {
-        if ss > last {
-            return Err(loss(
-                last + 1,
-                0,
-                format!(
-                    "segment file {ss:08} is missing: the index snapshot (index.snap) covers the log up to segment {ss:08} offset {so} ({count} events), but the log ends at segment {last:08}"
-                ),
-                RESTORE_FIX,
-            ));
+    if let Some((end, count)) = evidence.snapshot {
+        if end.0 > last {
+            return Err(snapshot_segment_missing(last, end, count));
         }
     }
 
@@ -560,9 +594,7 @@ fn recover_from(
         }
         if let Some(((ss, so), count)) = evidence.snapshot {
             if ss == n && (end as u64) < so {
-                return Err(loss(n, end as u64, format!(
-                    "the segment ends at offset {end}, but the index snapshot (index.snap, {count} events) covers it up to offset {so}, written after those bytes were fsynced: acknowledged events are missing"
-                ), RESTORE_FIX));
+                return Err(snapshot_segment_short(n, end as u64, so, count));
             }
         }
         if is_last {

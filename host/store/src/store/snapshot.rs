@@ -197,12 +197,85 @@ pub(crate) fn load<T: Send>(
     })
 }
 
+/// What an index snapshot says about the log before anything is built from
+/// it: how far the log was acknowledged durable (the writer fsyncs the log
+/// before it writes a snapshot). A read-only reader weighs it against the
+/// segments it finds, and checks the whole snapshot's CRC only when that
+/// matters (the log ends before it), so a read of a healthy store does not
+/// pay for reading the snapshot.
+pub(crate) struct Claim {
+    file: std::sync::Arc<dyn DiskFile>,
+    meta: Meta,
+    body_start: u64,
+    crc: crc32fast::Hasher,
+    want_crc: u32,
+}
+
+impl Claim {
+    /// The snapshot in `dir`, when its head and meta are sound (its body's
+    /// CRC is not checked yet: [`Claim::is_sound`]). The file stays open,
+    /// so a snapshot written later does not change what this one says.
+    pub fn read(disk: &dyn Disk, dir: &Path) -> Option<Claim> {
+        let file = disk.open(&dir.join(FILE)).ok()?;
+        let (meta, body_start, crc, want_crc) = decode_head_of_any(&*file)?;
+        Some(Claim {
+            file,
+            meta,
+            body_start,
+            crc,
+            want_crc,
+        })
+    }
+
+    /// The store the snapshot belongs to.
+    pub fn store_id(&self) -> u128 {
+        self.meta.store_id
+    }
+
+    /// The log position the snapshot covers and how many events it holds.
+    pub fn end(&self) -> ((u32, u64), u64) {
+        (
+            (self.meta.end_segment, self.meta.end_offset),
+            self.meta.count,
+        )
+    }
+
+    /// True when the whole body hashes to the CRC in its head (read in
+    /// chunks through one buffer): a damaged snapshot is no evidence.
+    pub fn is_sound(&self) -> bool {
+        const CHUNK: u64 = 4 << 20;
+        let Some(end) = (self.meta.count)
+            .checked_mul(ENTRY_LEN as u64)
+            .and_then(|n| n.checked_add(self.body_start))
+        else {
+            return false;
+        };
+        let mut crc = self.crc.clone();
+        let mut buf = vec![0u8; CHUNK.min(end - self.body_start) as usize];
+        let mut at = self.body_start;
+        while at < end {
+            let n = CHUNK.min(end - at) as usize;
+            if self.file.read_exact_at(&mut buf[..n], at).is_err() {
+                return false;
+            }
+            crc.update(&buf[..n]);
+            at += n as u64;
+        }
+        crc.finalize() == self.want_crc
+    }
+}
+
 /// Reads the snapshot's frame head and meta. Returns the meta, where the
 /// entries start, the CRC hasher fed with the body so far and the CRC the
 /// whole body must have. `None` for anything but a sound snapshot head of
 /// this store (never a panic, whatever the bytes; [`build`] checks the
 /// entries and the CRC).
 fn decode_head(f: &dyn DiskFile, store_id: u128) -> Option<(Meta, u64, crc32fast::Hasher, u32)> {
+    decode_head_of_any(f).filter(|(meta, ..)| meta.store_id == store_id)
+}
+
+/// [`decode_head`] for whichever store the snapshot belongs to.
+fn decode_head_of_any(f: &dyn DiskFile) -> Option<(Meta, u64, crc32fast::Hasher, u32)> {
     let total = f.len().ok()?;
     let mut head = [0u8; 24];
     if total < head.len() as u64 {
@@ -227,9 +300,6 @@ fn decode_head(f: &dyn DiskFile, store_id: u128) -> Option<(Meta, u64, crc32fast
     crc.update(&head[20..24]);
     crc.update(&meta_bytes);
     let meta: Meta = postcard::from_bytes(&meta_bytes).ok()?;
-    if meta.store_id != store_id {
-        return None;
-    }
     let raw_len = len - 4 - meta_len;
     if raw_len != meta.count.checked_mul(ENTRY_LEN as u64)? {
         return None;
