@@ -116,7 +116,6 @@ pub(crate) fn load(data: &Path, given: Option<&Path>) -> Result<(String, PathBuf
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::ffi::OsStrExt;
 
     fn private_dir() -> tempfile::TempDir {
         tempfile::Builder::new()
@@ -142,9 +141,12 @@ mod tests {
         // A FIFO with no writer: a blocking open would wait for ever, so
         // the test runs the read on a thread and bounds the wait.
         let fifo = dir.path().join("fifo");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let made = std::process::Command::new("mkfifo")
+            .args(["-m", "600"])
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success(), "mkfifo failed");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(read(&fifo).map_err(|e| e.to_string()));
