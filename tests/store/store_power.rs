@@ -451,7 +451,10 @@ fn background_failures_go_to_the_owners_notices_not_to_stderr() {
     let got = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("the failed periodic snapshot is reported");
-    assert!(got.starts_with("snapshot: periodic index snapshot failed"), "{got}");
+    assert!(
+        got.starts_with("snapshot: periodic index snapshot failed"),
+        "{got}"
+    );
     // Dropped without `close`: the failed final snapshot is reported too.
     disk.fail(SimOp::Rename, 0, SimError::Eio);
     drop(store);

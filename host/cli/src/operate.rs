@@ -156,7 +156,12 @@ impl Operator for HostOperator {
                 "reactor {name} reads a lossy subscription, which has no checkpoint to reset"
             )));
         }
-        if !v.paused && matches!(v.state, ReactorRunState::Starting | ReactorRunState::Running) {
+        if !v.paused
+            && matches!(
+                v.state,
+                ReactorRunState::Starting | ReactorRunState::Running
+            )
+        {
             return Err(OpError::Refused(format!(
                 "reactor {name} is running; `batpak-host pause {name}` first, then reset, then `resume {name}`"
             )));

@@ -255,9 +255,7 @@ fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
             // Catching up: behind the head and moving. (A lossy subscription
             // has no position to catch up to; a cursor that does not move is
             // waiting for its region's next event, whatever the head says.)
-            (RunState::Running, false)
-                if !v.lossy && v.head > v.position && r.positions >= 1.0 =>
-            {
+            (RunState::Running, false) if !v.lossy && v.head > v.position && r.positions >= 1.0 => {
                 let from = r.catch_up_from.unwrap_or(v.position);
                 let total = v.head.saturating_sub(from).max(1);
                 let done = v.position.saturating_sub(from);

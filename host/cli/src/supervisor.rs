@@ -377,7 +377,8 @@ impl Supervisor {
                     SwapView::new(&o, at)
                         .with_rollback(s.last_rollback().map(|(r, at)| RollbackView::new(&r, at)))
                 }));
-                if matches!(s.life, Some(LifeOp::Stopping { .. })) && v.state != ReactorRunState::Failed
+                if matches!(s.life, Some(LifeOp::Stopping { .. }))
+                    && v.state != ReactorRunState::Failed
                 {
                     v.state = ReactorRunState::Stopping;
                     v.caught_up = false;

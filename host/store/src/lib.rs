@@ -34,27 +34,23 @@ pub use canal::{
     Subscription,
 };
 pub use event::{
-    hex, now_us, validate_kind, validate_name, ChainLink, Coordinate, Event,
-    EventHeader, EventId, Meta, Proposal, Receipt, ValidationError, MAX_IDEMPOTENCY_KEY_LEN,
-    MAX_KIND_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN,
+    hex, now_us, validate_kind, validate_name, ChainLink, Coordinate, Event, EventHeader, EventId,
+    Meta, Proposal, Receipt, ValidationError, MAX_IDEMPOTENCY_KEY_LEN, MAX_KIND_LEN, MAX_NAME_LEN,
+    MAX_PAYLOAD_LEN,
 };
-pub use gate::{
-    denial_event, record_denial, Denial, DenialRecord, Gate, GateSet,
-};
+pub use gate::{denial_event, record_denial, Denial, DenialRecord, Gate, GateSet};
 pub use iso_time::iso_time;
 pub use panic_message::panic_message;
 pub use reactor_state::ReactorRunState;
-pub use system::{is_system_kind, DENIED_KIND, RECOVERED_KIND, SYSTEM_KIND_PREFIX};
+/// Test hooks (the `testing` feature): a simulated disk that loses power
+/// or fails an operation on cue, the frame codec, and verifying or reading
+/// on any disk. Not part of the library's API.
+#[cfg(any(test, feature = "testing"))]
+pub use store::{decode_frame, encode_frame, verify_dir_on, FrameError, SimDisk, SimError, SimOp};
 pub use store::{
     opens_clean, verify_dir, AppendOptions, AppendPlan, BulkAppend, Checkpoint, CheckpointUpdate,
     Disk, DiskFile, IdempotencyConflict, IndexMemory, LogReader, Lookup, Notices, OsDisk,
     RecoveryInfo, Region, Store, StoreError, StoreNotice, StoreOptions, VerifyReport, Wait,
     Watermarks,
 };
-/// Test hooks (the `testing` feature): a simulated disk that loses power
-/// or fails an operation on cue, the frame codec, and verifying or reading
-/// on any disk. Not part of the library's API.
-#[cfg(any(test, feature = "testing"))]
-pub use store::{
-    decode_frame, encode_frame, verify_dir_on, FrameError, SimDisk, SimError, SimOp,
-};
+pub use system::{is_system_kind, DENIED_KIND, RECOVERED_KIND, SYSTEM_KIND_PREFIX};

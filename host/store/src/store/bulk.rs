@@ -15,8 +15,8 @@
 //! every other append waits until it commits or aborts, then goes after it.
 //! So the parts of one transaction are never interleaved with other frames.
 
-use super::segment::{decode_body, end_body, Body};
 use super::le_bytes::u32_at;
+use super::segment::{decode_body, end_body, Body};
 use super::sequencer::Appender;
 use super::{frame, Store, StoreError};
 use crate::event::{Event, Proposal, Receipt};

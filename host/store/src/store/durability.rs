@@ -360,8 +360,10 @@ impl Durability {
             }
             Err(p) => {
                 if st.poisoned.is_none() {
-                    st.poisoned =
-                        Some(format!("an fsync of the log panicked: {}", panic_message(&*p)));
+                    st.poisoned = Some(format!(
+                        "an fsync of the log panicked: {}",
+                        panic_message(&*p)
+                    ));
                 }
             }
         }
@@ -377,4 +379,3 @@ impl Durability {
         }
     }
 }
-

@@ -5,7 +5,6 @@
 
 use super::core::Core;
 use super::durability::Durability;
-use crate::panic_message::panic_message;
 use super::durable_mark::DurableMark;
 use super::lock::DirLock;
 use super::read_path::ReadPath;
@@ -16,6 +15,7 @@ use super::sync_thread::sync_loop;
 use super::writer::Writer;
 use super::{AppendOptions, RecoveryInfo, StoreError, StoreNotice, StoreOptions};
 use crate::event::{Coordinate, Proposal};
+use crate::panic_message::panic_message;
 use crate::system::{RECOVERED_KIND, STORE_ENTITY, SYSTEM_SCOPE};
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::HashMap;
@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-
 
 /// What every [`Store`](super::Store) clone holds.
 pub(crate) struct Shared {

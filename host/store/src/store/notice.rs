@@ -37,7 +37,10 @@ impl fmt::Display for StoreNotice {
 /// Where a store sends its [`StoreNotice`]s: a function of its owner (a
 /// host logs them), or nowhere (the default).
 #[derive(Clone, Default)]
-pub struct Notices(Option<Arc<dyn Fn(&StoreNotice) + Send + Sync>>);
+pub struct Notices(Option<Arc<NoticeFn>>);
+
+/// The owner's function that takes notices.
+type NoticeFn = dyn Fn(&StoreNotice) + Send + Sync;
 
 impl Notices {
     /// Hands every notice to `f`, on the store's thread that has it (keep

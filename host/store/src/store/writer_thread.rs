@@ -9,13 +9,13 @@
 
 use super::core::Core;
 use super::durability::unpark_all;
-use crate::panic_message::panic_message;
 use super::segment::{create_segment, segment_path, SEGMENT_HEADER};
 use super::sequencer::Queue;
 use super::snapshot::{self, SegmentProof};
 use super::writer::Writer;
 use super::{StoreError, StoreNotice};
 use crate::event::Event;
+use crate::panic_message::panic_message;
 use parking_lot::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -72,9 +72,10 @@ impl Core {
                 Ok(Ok(())) => {}
                 Ok(Err(Some(why))) => self.dur.poison_lock_lost(why),
                 Ok(Err(None)) => {}
-                Err(p) => self
-                    .dur
-                    .poison(format!("a write of the log panicked: {}", panic_message(&*p))),
+                Err(p) => self.dur.poison(format!(
+                    "a write of the log panicked: {}",
+                    panic_message(&*p)
+                )),
             }
             taken.clear();
             w.taken = taken;
