@@ -263,6 +263,41 @@ fn corrupt_stale_and_foreign_snapshots_are_never_trusted() {
     assert_refused(&dir, "payload flip under a snapshot");
 }
 
+/// The store (a library) names the damage and what to do about the store;
+/// the command line adds its own advice — which command gives the full
+/// report, which option picks another directory — chosen by the error's
+/// variant, so its messages read as they always did.
+#[test]
+fn store_errors_come_with_the_command_lines_advice() {
+    let d = crate::common::tempdir();
+    append_payloads(d.path(), (0..20).map(|i| format!("value-{i:02}")));
+    let seg = d.path().join("segments").join("00000001.seg");
+    let mut b = std::fs::read(&seg).unwrap();
+    let at = b.windows(8).position(|w| w == b"value-10").unwrap();
+    b[at + 7] ^= 1;
+    std::fs::write(&seg, &b).unwrap();
+    let o = run(
+        d.path(),
+        &["append", "--entity", "x", "--scope", "s", "--kind", "k"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let e = err(&o);
+    assert!(e.contains("corrupt store: segment 00000001 offset "), "{e}");
+    assert!(
+        e.contains("Nothing was changed; run `batpak-host verify` for a full report and restore the damaged segment from a backup"),
+        "{e}"
+    );
+    let empty = crate::common::tempdir();
+    let o = run(&empty.path().join("nothing-here"), &["events"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let e = err(&o);
+    assert!(
+        e.contains("(no segments directory); append an event first or pass the right --data"),
+        "{e}"
+    );
+}
+
 #[test]
 fn events_stops_at_damage_followed_by_acknowledged_events_and_follow_exits() {
     // Issue 7 finding 2: 10 of 20 printed, exit 0, --follow stalled.

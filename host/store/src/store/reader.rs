@@ -57,9 +57,6 @@ pub struct LogReader {
     /// Damage found after some events of the same poll: those are returned
     /// first, the error on the next poll.
     deferred: Option<StoreError>,
-    /// The index snapshot of this store as found at open: evidence of how
-    /// far the log was acknowledged (its CRC is checked when it matters).
-    snapshot: Option<Claim>,
     /// The frame being read (kept between polls: frames can be large).
     buf: Vec<u8>,
 }
@@ -106,10 +103,9 @@ impl LogReader {
             dir: dir.to_path_buf(),
         })?;
         check_shape(&segs, marker)?;
-        let snapshot = match (claim, segs.last()) {
-            (Some(c), Some(&last)) => check_snapshot(&*disk, &seg_dir, c, last)?,
-            _ => None,
-        };
+        if let (Some(c), Some(&last)) = (claim, segs.last()) {
+            check_snapshot(&*disk, &seg_dir, &c, last)?;
+        }
         Ok(LogReader {
             disk,
             dir: dir.to_path_buf(),
@@ -121,7 +117,6 @@ impl LogReader {
             store_id: None,
             txn: None,
             deferred: None,
-            snapshot,
             buf: Vec::new(),
         })
     }
@@ -311,9 +306,13 @@ impl LogReader {
         let acked =
             marker.is_some_and(|(ms, mo)| self.segment < ms || (self.segment == ms && at < mo));
         if !acked && !next_exists {
-            // Without the marker's word, a sound snapshot covering the
-            // frame still says it was acknowledged.
-            if let Some(c) = &self.snapshot {
+            // Without the marker's word, a sound snapshot of this store
+            // covering the frame still says it was acknowledged. (Read now,
+            // not kept from the open: a reader that follows the log for
+            // days would pin every replaced snapshot file.)
+            let claim =
+                Claim::read(&*self.disk, &self.dir).filter(|c| self.store_id == Some(c.store_id()));
+            if let Some(c) = claim {
                 let ((ss, so), count) = c.end();
                 if (self.segment < ss || (self.segment == ss && at < so)) && c.is_sound() {
                     return Err(snapshot_frame_damaged(self.segment, at, &e, count));
@@ -399,14 +398,14 @@ impl LogReader {
 /// Holds the log, whose last segment is `last`, to the index snapshot
 /// `claim`: a sound snapshot of this store covering a segment that is
 /// missing, or more of the last segment than it holds, means acknowledged
-/// events are lost (the same error an open gives). Returns the claim when
-/// it belongs to this store, for judging damaged frames later.
+/// events are lost (the same error an open gives). A snapshot of another
+/// store, or a damaged one, is no evidence.
 fn check_snapshot(
     disk: &dyn Disk,
     seg_dir: &Path,
-    claim: Claim,
+    claim: &Claim,
     last: u32,
-) -> Result<Option<Claim>, StoreError> {
+) -> Result<(), StoreError> {
     let mut head = [0u8; SEGMENT_HEADER as usize];
     let ours = disk
         .open(&segment_path(seg_dir, 1))
@@ -416,14 +415,14 @@ fn check_snapshot(
         .is_some_and(|id| id == claim.store_id());
     if !ours {
         // Another store's (or unreadable segment 1: the read reports it).
-        return Ok(None);
+        return Ok(());
     }
     let (end, count) = claim.end();
     if end.0 > last {
         if claim.is_sound() {
             return Err(snapshot_segment_missing(last, end, count));
         }
-        return Ok(None);
+        return Ok(());
     }
     if end.0 == last {
         let path = segment_path(seg_dir, last);
@@ -431,14 +430,11 @@ fn check_snapshot(
             .open(&path)
             .and_then(|f| f.len())
             .map_err(StoreError::io(format!("reading {}", path.display())))?;
-        if len < end.1 {
-            if claim.is_sound() {
-                return Err(snapshot_segment_short(last, len, end.1, count));
-            }
-            return Ok(None);
+        if len < end.1 && claim.is_sound() {
+            return Err(snapshot_segment_short(last, len, end.1, count));
         }
     }
-    Ok(Some(claim))
+    Ok(())
 }
 
 /// Reads the whole frame at `at` of a file `len` bytes long into `buf`,
