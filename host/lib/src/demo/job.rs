@@ -1,6 +1,6 @@
-//! `demo`: builds the example plugins, appends sample orders, runs the
-//! reactors until idle through the real `run` command and prints the causal
-//! tree each order produced.
+//! The demo's job: builds the example plugins, appends sample orders and,
+//! once the CLI has run the reactors until idle, prints the causal tree
+//! each order produced.
 
 use anyhow::{bail, Context};
 use batpak_store::{AppendOptions, LogReader, Store};
@@ -8,7 +8,7 @@ use batpak_store::{Coordinate, Event, EventId, Proposal};
 use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::Command;
 
 /// Arguments of `batpak-host demo`.
 #[derive(Args, Debug)]
@@ -38,12 +38,12 @@ const ORDERS: &[(&str, &str)] = &[
 /// Operator configuration, shipped beside the plugins (the README's quick
 /// start passes the same file): low-stock may alert but is not granted
 /// `inventory.restock-requested`, so the capability gate denies it.
-const PLUGIN_CONFIG: &str = include_str!("../../../plugins/shop.json");
+const PLUGIN_CONFIG: &str = include_str!("../../../../plugins/shop.json");
 
 /// The demo's non-Rust reactor: hand-written component text, read by the
 /// host as is, so the demo is polyglot without any toolchain beyond Rust.
 /// It sits in `plugins/` beside the components the demo leaves there.
-const NOTIFY_WAT: &str = include_str!("../../../plugins/notify.wat");
+const NOTIFY_WAT: &str = include_str!("../../../../plugins/notify.wat");
 
 const PLUGINS: &[(&str, &str)] = &[
     ("inventory", "inventory"),
@@ -129,7 +129,27 @@ fn reset_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn demo(_data: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
+/// The demo's store, prepared: the orders appended, the operator config
+/// and the WAT reactor written beside it, the plugins to run.
+#[derive(Debug, Clone)]
+pub struct DemoRun {
+    /// The demo's store directory.
+    pub dir: PathBuf,
+    /// The operator config for `run --plugin-config`.
+    pub config: PathBuf,
+    /// The plugins to run, in order.
+    pub plugins: Vec<PathBuf>,
+    /// Where the built components were left for the README's quick start.
+    pub left_in: Option<PathBuf>,
+}
+
+/// Builds the example plugins (unless `a.plugins_dir` has them), recreates
+/// the demo store and appends the sample orders.
+///
+/// # Errors
+/// A build that failed, a missing plugin, a directory that is not a demo
+/// store, a store failure.
+pub fn prepare_demo(a: &DemoArgs) -> anyhow::Result<DemoRun> {
     let plugins_dir = match &a.plugins_dir {
         Some(d) => d.clone(),
         None => build_plugins()?,
@@ -185,53 +205,23 @@ pub(crate) fn demo(_data: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
 
     let config = a.dir.join("demo-plugins.json");
     std::fs::write(&config, PLUGIN_CONFIG)?;
-    eprintln!("demo: running the reactors until idle: batpak-host run --until-idle --plugin-config {} ...", config.display());
-    // Run in-process through the same parser and code as `batpak-host run`.
-    let mut argv: Vec<std::ffi::OsString> =
-        vec!["batpak-host".into(), "--data".into(), a.dir.clone().into()];
-    argv.extend(["run", "--until-idle", "--plugin-config"].map(Into::into));
-    argv.push(config.into());
-    argv.extend(wasm.iter().map(|w| w.clone().into_os_string()));
     let notify = a.dir.join("notify.wat");
     std::fs::write(&notify, NOTIFY_WAT)?;
-    argv.push(notify.into());
-    let cli = <super::Cli as clap::Parser>::try_parse_from(argv)?;
-    let super::Command::Run(run_args) = cli.command else {
-        unreachable!("the demo builds a run command")
-    };
-    let code = super::run::run(&cli.data, run_args)?;
-    if code != ExitCode::SUCCESS {
-        bail!("running the reactors failed (see above)");
-    }
-    print_trees(&a.dir)?;
-    println!();
-    // Show commands the user can paste: the binary as reachable from here.
-    let exe = std::env::current_exe()
-        .ok()
-        .and_then(|p| {
-            let cwd = std::env::current_dir().ok()?;
-            p.strip_prefix(cwd).ok().map(|r| r.display().to_string())
-        })
-        .unwrap_or_else(|| "batpak-host".into());
-    println!(
-        "Explore the log:   {exe} --data {} events --system",
-        a.dir.display()
-    );
-    println!("Check it:          {exe} --data {} verify", a.dir.display());
-    if let Some(dir) = left_in {
-        let shown = std::env::current_dir()
-            .ok()
-            .and_then(|cwd| dir.strip_prefix(cwd).ok().map(Path::to_path_buf))
-            .unwrap_or(dir);
-        let p = shown.display();
-        println!(
-            "Run it yourself:   {exe} run --plugin-config {p}/shop.json {p}/*.wasm {p}/*.wat   (the four reactors are in {p}/; README, quick start)"
-        );
-    }
-    Ok(ExitCode::SUCCESS)
+    let mut plugins = wasm;
+    plugins.push(notify);
+    Ok(DemoRun {
+        dir: a.dir.clone(),
+        config,
+        plugins,
+        left_in,
+    })
 }
 
-fn print_trees(dir: &Path) -> anyhow::Result<()> {
+/// Prints the causal tree of every order, and the counts.
+///
+/// # Errors
+/// The log could not be read.
+pub fn print_demo_trees(dir: &Path) -> anyhow::Result<()> {
     let mut reader = LogReader::open(dir)?;
     let mut all = Vec::new();
     loop {
@@ -252,9 +242,9 @@ fn print_trees(dir: &Path) -> anyhow::Result<()> {
     println!();
     println!("What each order caused (causal graph, from the log):");
     // One renderer for causal trees: `trace`'s.
-    fn tree(e: &Event, children: &HashMap<EventId, Vec<&Event>>) -> crate::trace::Tree {
-        crate::trace::Tree {
-            event: crate::trace::TraceEvent::from_event(e),
+    fn tree(e: &Event, children: &HashMap<EventId, Vec<&Event>>) -> crate::trace::build::Tree {
+        crate::trace::build::Tree {
+            event: crate::trace::build::TraceEvent::from_event(e),
             children: children
                 .get(&e.header.id)
                 .map(|v| v.as_slice())
@@ -264,7 +254,7 @@ fn print_trees(dir: &Path) -> anyhow::Result<()> {
                 .collect(),
         }
     }
-    let label = |e: &crate::trace::TraceEvent| {
+    let label = |e: &crate::trace::build::TraceEvent| {
         // Cut long payloads where the eye can see it was cut.
         let text = e.payload_text();
         let mut p: String = text.chars().take(110).collect();
@@ -274,7 +264,7 @@ fn print_trees(dir: &Path) -> anyhow::Result<()> {
         format!("{:<28} {:<14} {}", e.kind, e.entity, p)
     };
     for e in all.iter().filter(|e| e.header.kind == "order.placed") {
-        for line in crate::trace::render_tree(&tree(e, &children), &label) {
+        for line in crate::trace::build::render_tree(&tree(e, &children), &label) {
             println!("  {line}");
         }
     }

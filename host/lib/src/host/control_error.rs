@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Why a control request was refused.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ControlError {
+pub enum ControlError {
     /// No reactor has this name.
     #[error("no reactor named {0:?} runs here")]
     UnknownReactor(String),

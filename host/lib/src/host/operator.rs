@@ -1,10 +1,11 @@
-//! A running host as a service: the [`Supervisor`](crate::supervisor)'s
+//! A running host as a service: the [`Supervisor`](crate::host::supervisor)'s
 //! reactors behind the service's [`Operator`] trait (through its
 //! [`Control`]), the `--listen`/`--token-file` flags of `run`, and the
 //! `status`, `pause`, `resume` and `reset` commands.
 
-use crate::output::{ParkedLine, ReactorView, ReplayRequestedLine};
-use crate::supervisor::{Control, ControlError};
+use crate::host::views::{ParkedLine, ReactorView, ReplayRequestedLine};
+use crate::host::supervisor::{Control, ControlError};
+use crate::plugins::compile_cache::CacheOptions;
 use anyhow::Context;
 use batpak_runtime::SwapRefusal;
 use batpak_runtime::{cursor_id, LogLevel, Plugin, PluginSettings, Reactor, Runtime};
@@ -13,28 +14,13 @@ use batpak_service::{
     ServiceOptions,
 };
 use batpak_store::{EventId, ReactorCanal, Store};
-use clap::Args;
 use serde_json::Value;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::Path;
 use std::sync::Arc;
 
 /// Largest `--token-file` accepted (a token is one line).
 const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
 
-/// `run`'s service flags.
-#[derive(Args, Debug, Clone, Default)]
-pub struct ServiceArgs {
-    /// Serve the HTTP API on this address (e.g. 127.0.0.1:8080; off by
-    /// default). Every event endpoint needs the bearer token.
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Read the HTTP bearer token from this file instead of generating one
-    /// into <data>/run/http.token (owner-only).
-    #[arg(long, value_name = "FILE", requires = "listen")]
-    pub token_file: Option<PathBuf>,
-}
 
 /// The service's view of the supervisor: every call goes through
 /// [`Control`], so reactor changes happen on the supervisor's thread, in
@@ -221,8 +207,9 @@ impl Operator for HostOperator {
 /// when `--listen` is given) and says where it listens.
 pub(crate) fn serve(
     control: Control,
-    args: &ServiceArgs,
+    args: &ServiceOptions,
     log_level: LogLevel,
+    console: &crate::host::log_filter::Console,
 ) -> anyhow::Result<Service> {
     let store = control.store().clone();
     if let Some(p) = &args.token_file {
@@ -235,10 +222,7 @@ pub(crate) fn serve(
     let service = Service::start(
         &store,
         Arc::new(HostOperator { control }),
-        ServiceOptions {
-            listen: args.listen,
-            token_file: args.token_file.clone(),
-        },
+        args.clone(),
     )?;
     batpak_runtime::log(
         log_level,
@@ -251,17 +235,21 @@ pub(crate) fn serve(
     );
     if let (Some(addr), Some(token)) = (service.http_addr(), service.token_path()) {
         // Printed whatever the log level: the operator needs both to use it.
-        eprintln!(
+        console.println(&format!(
             "http: listening on http://{addr} (bearer token in {})",
             token.display()
-        );
+        ));
     }
     Ok(service)
 }
 
+
 /// The connection to the host running on `data`, or an error saying none
-/// runs (these commands operate a running host).
-fn host(data: &Path, what: &str) -> anyhow::Result<Client> {
+/// runs (`what` operates a running host).
+///
+/// # Errors
+/// No host runs on `data`, or its socket cannot be used.
+pub fn connect_running(data: &Path, what: &str) -> anyhow::Result<Client> {
     Client::connect(data)?.ok_or_else(|| {
         anyhow::anyhow!(
             "no batpak-host is running on {} ({what} operates a running host); start `batpak-host run --data {} PLUGINS…` first",
@@ -271,152 +259,30 @@ fn host(data: &Path, what: &str) -> anyhow::Result<Client> {
     })
 }
 
-/// Arguments of `batpak-host status`.
-#[derive(Args, Debug)]
-pub struct StatusArgs {
-    /// One JSON array of reactor states instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-pub(crate) fn status(data: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let list = host(data, "status")?.status()?;
-    if a.json {
-        println!("{}", serde_json::to_string(&list)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!(
-        "{:<16} {:<9} {:<12} {:<8} {:>10} {:>8} {:>6}",
-        "REACTOR", "VERSION", "DIGEST", "STATE", "POSITION", "LAG", "PARKED"
-    );
-    for r in &list {
-        let state = serde_json::to_value(r.state)?;
-        println!(
-            "{:<16} {:<9} {:<12} {:<8} {:>10} {:>8} {:>6}",
-            r.name,
-            r.version,
-            &r.digest[..r.digest.len().min(12)],
-            state.as_str().unwrap_or("?"),
-            r.position,
-            if r.lag_capped {
-                format!("{}+", r.lag)
-            } else {
-                r.lag.to_string()
-            },
-            r.parked
-        );
-        for line in status_details(r) {
-            println!("  {line}");
-        }
-        if let Some(e) = &r.error {
-            println!("  error: {e}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The lines under a reactor's row in `status`: its last swap (and its
-/// rollback), the file it runs from when a `swap` replaced the watched one,
-/// and work in progress.
-fn status_details(r: &ReactorState) -> Vec<String> {
-    let short = |v: &Value| {
-        v.as_str()
-            .map_or("?".to_string(), |d| d[..d.len().min(12)].to_string())
-    };
-    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
-    let mut out = Vec::new();
-    if let Some(s) = &r.last_swap {
-        out.push(format!(
-            "swapped at position {} from {} ({}) to {} ({}) (record {})",
-            s["position"],
-            text(&s["old_version"]),
-            short(&s["old_digest"]),
-            text(&s["new_version"]),
-            short(&s["new_digest"]),
-            text(&s["record"]),
-        ));
-        let rb = &s["rolled_back"];
-        if rb.is_object() {
-            out.push(format!(
-                "ROLLED BACK at position {} after {} batch(es): {} failed ({}); {} ({}) runs again",
-                rb["position"],
-                rb["batches"],
-                text(&rb["failed_version"]),
-                text(&rb["reason"]),
-                text(&rb["restored_version"]),
-                short(&rb["restored_digest"]),
-            ));
-        }
-    }
-    if let (Some(w), Some(f)) = (&r.watched, &r.file) {
-        if w != f {
-            out.push(format!(
-                "runs {} (loaded by a swap command); watching {}: a new file there swaps again",
-                f.display(),
-                w.display()
-            ));
-        }
-    }
-    if let Some(p) = &r.pending {
-        out.push(format!("pending: {}", text(&p["text"])));
-    }
-    out
-}
-
-/// Arguments of `pause` and `resume`.
-#[derive(Args, Debug)]
-pub struct NameArgs {
-    /// Reactor name (as `status` lists it).
-    pub name: String,
-}
-
-pub(crate) fn pause(data: &Path, a: NameArgs) -> anyhow::Result<ExitCode> {
-    let s = host(data, "pause")?.pause(&a.name)?;
-    println!("{}", serde_json::to_string(&s)?);
-    eprintln!(
-        "paused {} at position {} (every event of its region up to it is handled; `resume` continues after it)",
-        s.name, s.position
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) fn resume(data: &Path, a: NameArgs) -> anyhow::Result<ExitCode> {
-    let s = host(data, "resume")?.resume(&a.name)?;
-    println!("{}", serde_json::to_string(&s)?);
-    eprintln!("resumed {} from position {}", s.name, s.position);
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Arguments of `batpak-host reset`.
-#[derive(Args, Debug)]
-pub struct ResetArgs {
-    /// Reactor name.
-    pub name: String,
-    /// New position: `start` (re-deliver everything), `end` (skip the
-    /// backlog), `current` (keep it; with --plugin, re-key for a new
-    /// region), or a global sequence.
-    #[arg(long, value_name = "start|end|current|SEQ")]
-    pub to: ResetTo,
-    /// Key the checkpoint for this plugin's region (a new version whose
-    /// `consumes` changed). Only with no host running on the store.
-    #[arg(long, value_name = "PLUGIN")]
-    pub plugin: Option<PathBuf>,
-    /// The compile cache (for --plugin).
-    #[command(flatten)]
-    pub cache: crate::compile_cache::CacheArgs,
-}
-
-pub(crate) fn reset(data: &Path, a: ResetArgs) -> anyhow::Result<ExitCode> {
-    batpak_runtime::validate_reactor_name(&a.name).map_err(|e| anyhow::anyhow!(e))?;
+/// Moves reactor `name`'s checkpoint to `to`, through the host running on
+/// `data` when there is one, else in the store itself. `plugin` keys the
+/// checkpoint for that plugin's region (a new version whose `consumes`
+/// changed; only without a running host), compiled through `cache`.
+///
+/// # Errors
+/// A bad name, no store, a host running when `plugin` is given, a plugin
+/// of another reactor or with a lossy canal, no checkpoint to move.
+pub fn reset_checkpoint(
+    data: &Path,
+    name: &str,
+    to: ResetTo,
+    plugin: Option<&Path>,
+    cache: &CacheOptions,
+) -> anyhow::Result<ResetOutcome> {
+    batpak_runtime::validate_reactor_name(name).map_err(|e| anyhow::anyhow!(e))?;
     if let Some(mut c) = Client::connect(data)? {
-        if a.plugin.is_some() {
+        if plugin.is_some() {
             anyhow::bail!(
                 "a host is running on {}: a region change (--plugin) needs the reactor's old version stopped. Stop `run`, run this reset again, then start `run` with the new version",
                 data.display()
             );
         }
-        let out = c.reset(&a.name, a.to)?;
-        return print_reset(&out);
+        return Ok(c.reset(name, to)?);
     }
     if !data.join("segments").is_dir() {
         anyhow::bail!(
@@ -426,42 +292,32 @@ pub(crate) fn reset(data: &Path, a: ResetArgs) -> anyhow::Result<ExitCode> {
     }
     let store =
         Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
-    let region = match &a.plugin {
+    let region = match plugin {
         Some(path) => {
-            let rt = Runtime::new(a.cache.runtime_config()?)?;
+            let rt = Runtime::new(cache.runtime_config()?)?;
             let p = Plugin::load(&rt, path, PluginSettings::default())?;
             let d = p.descriptor();
-            if d.name != a.name {
+            if d.name != name {
                 anyhow::bail!(
                     "{} is reactor {:?}, not {:?}; the name keys the checkpoint",
                     path.display(),
                     d.name,
-                    a.name
+                    name
                 );
             }
             if d.canal == ReactorCanal::LossySubscription {
-                anyhow::bail!("reactor {} reads a lossy subscription, which has no checkpoint", a.name);
+                anyhow::bail!("reactor {name} reads a lossy subscription, which has no checkpoint");
             }
             d.region.fingerprint()
         }
-        None => match store.checkpoint(&cursor_id(&a.name)) {
+        None => match store.checkpoint(&cursor_id(name)) {
             Some(cp) => cp.region,
             None => anyhow::bail!(
-                "reactor {} has no checkpoint in this store yet; pass --plugin FILE so the new one is keyed for its region",
-                a.name
+                "reactor {name} has no checkpoint in this store yet; pass --plugin FILE so the new one is keyed for its region"
             ),
         },
     };
-    let out = batpak_service::reset_checkpoint(&store, &a.name, &cursor_id(&a.name), region, a.to)?;
+    let out = batpak_service::reset_checkpoint(&store, name, &cursor_id(name), region, to)?;
     store.close()?;
-    print_reset(&out)
-}
-
-fn print_reset(out: &ResetOutcome) -> anyhow::Result<ExitCode> {
-    println!("{}", serde_json::to_string(out)?);
-    eprintln!(
-        "reset {}: position {} -> {} (recorded as event {} at sequence {})",
-        out.reactor, out.from, out.to, out.event, out.seq
-    );
-    Ok(ExitCode::SUCCESS)
+    Ok(out)
 }

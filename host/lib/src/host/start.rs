@@ -1,229 +1,356 @@
-//! `batpak-host run`: load every plugin, open the store, hand both to the
-//! [`Supervisor`] and run until a signal, idleness (`--until-idle`) or every
-//! reactor ending.
+//! The running host as a value: [`Host::prepare`] loads every plugin (a bad
+//! one refuses the whole start, naming its file; nothing is started yet),
+//! [`PreparedHost::start`] opens the store, starts a runner per reactor,
+//! the plugin watcher (`watch`) and the service (control socket, HTTP), and
+//! [`Host::run`] serves until asked to stop; [`Host::stop`] stops the
+//! runners (each commits its batch) and closes the store.
+//!
+//! ```no_run
+//! use batpak_host_lib::{Host, HostConfig, NoObserver};
+//! let config = HostConfig::new("./batpak-data", vec!["plugins/inventory.wasm".into()]);
+//! let mut host = Host::start(config, Box::new(NoObserver), &|| false)?;
+//! let control = host.control(); // status, pause, resume, swap… from any thread
+//! host.run(true, &|| false); // until every reactor caught up
+//! let report = host.stop()?;
+//! assert!(report.ok());
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 
-use crate::loader::Loader;
-use crate::log_filter::LogFilter;
-use crate::plugin_config::{Flags, PluginConfigFile};
-use crate::signals;
-use crate::status_display::{Mode, StatusDisplay};
-use crate::supervisor::{RunPolicy, Supervisor};
-use crate::usage::usage;
-use crate::watch::expand_plugin_args;
-use anyhow::Context;
+use crate::host::log_filter::{Console, LogFilter, SinkGuard};
+use crate::host::supervisor::{Control, HostObserver, RunPolicy, ShutdownReport, Supervisor};
+use crate::hot_swap::watch::expand_plugin_args;
+use crate::plugins::compile_cache::CacheOptions;
+use crate::plugins::loader::{Loaded, Loader};
+use crate::plugins::plugin_config::{Flags, PluginConfigFile};
 use batpak_runtime::{LogLevel, Runtime};
+use batpak_service::{Service, ServiceOptions};
 use batpak_store::{Store, StoreError};
-use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Arguments of `batpak-host run`.
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    /// Plugin components (`.wasm`, or component text `.wat`); with `--watch`
-    /// also directories (every plugin file in them).
-    #[arg(required = true, value_name = "PLUGIN")]
+/// Everything a host is started with. [`HostConfig::new`] gives the
+/// defaults of `batpak-host run`.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The store directory (created when missing).
+    pub data: PathBuf,
+    /// Plugin components (`.wasm` or `.wat`); with `watch` also directories
+    /// (every plugin file in them).
     pub plugins: Vec<PathBuf>,
-    /// Hot swap: watch the plugin files (and directories) and swap a
-    /// replaced file in at a batch boundary, start a new file's plugin, stop
-    /// a removed file's (its checkpoint is kept). A file that does not load
-    /// is refused and the running version keeps serving.
-    #[arg(long)]
+    /// Hot swap: watch the plugin files and directories; a replaced file is
+    /// swapped in, a new one started, a removed one stopped.
     pub watch: bool,
-    /// Hot swap: roll a new version back to the one it replaced when it
-    /// fails (errs, traps, times out) within its first N batches.
-    #[arg(long, default_value_t = 0, value_name = "N")]
+    /// Hot swap: batches a new version is on probation before it stays.
     pub swap_rollback: u32,
-    /// Exit (0) once every reactor has caught up with the log and nothing is
-    /// pending, instead of running until Ctrl-C / SIGTERM.
-    #[arg(long)]
-    pub until_idle: bool,
-    /// JSON file with per-plugin config, grants and limits:
-    /// {"defaults": {"timeout_ms","memory_mb","max_batch"},
-    ///  "plugins": {"<reactor name>": {"config": <JSON for init>,
-    ///  "grant_emits": [kinds], "timeout_ms", "memory_mb", "max_batch",
-    ///  "log_level"}}}.
-    /// Per-plugin values beat command-line flags, which beat "defaults".
-    #[arg(long, value_name = "FILE")]
+    /// The operator's per-plugin config file (`--plugin-config`), re-read on
+    /// every swap.
     pub plugin_config: Option<PathBuf>,
-    /// Wall-time limit of one call into a plugin [default: 5000].
-    #[arg(long, value_name = "MS")]
-    pub timeout_ms: Option<u64>,
-    /// Memory budget of one plugin instance: all its linear memories and
-    /// tables together [default: 256].
-    #[arg(long, value_name = "MIB")]
-    pub memory_mb: Option<u64>,
-    /// Largest batch handed to `react` [default: 256].
-    #[arg(long, value_name = "N")]
-    pub max_batch: Option<usize>,
-    /// Calls of a failing batch before it is bisected and the failing event
-    /// parked.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    /// Limits and log level given for every plugin (the config file's
+    /// per-plugin values beat them).
+    pub flags: Flags,
+    /// Calls of a failing batch before it is bisected and parked (≥ 1).
     pub attempts: u32,
-    /// Wait before the first retry; each later wait is 4 times longer.
-    #[arg(long, default_value_t = 50, value_name = "MS")]
-    pub backoff_ms: u64,
-    /// Lowest level of log lines printed (trace, debug, info, warn, error,
-    /// off); a reactor's "log_level" in --plugin-config beats it.
-    #[arg(long, default_value = "info", value_name = "LEVEL")]
-    pub log_level: LogLevel,
-    /// Most log lines printed per second from one source (a plugin's log,
-    /// its stdout, its stderr, the runtime about it); the rest are counted
-    /// and reported in one line. 0 prints everything.
-    #[arg(long, default_value_t = 50, value_name = "LINES")]
+    /// Wait before the first retry (each later one is 4 times longer).
+    pub backoff: Duration,
+    /// Most log lines per second from one source (0: no limit).
     pub log_rate: u32,
-    /// Do not show the live status (the final summary is printed). On a
-    /// terminal the status redraws in place; otherwise it prints `status |`
-    /// lines when something changed, at most once a second.
-    #[arg(long)]
-    pub quiet: bool,
     /// The compile cache.
-    #[command(flatten)]
-    pub cache: crate::compile_cache::CacheArgs,
-    /// The service: `--listen ADDR` (HTTP) and `--token-file FILE`.
-    #[command(flatten)]
-    pub service: crate::operate::ServiceArgs,
+    pub cache: CacheOptions,
+    /// What the service serves besides the control socket.
+    pub service: ServiceOptions,
+    /// Where log lines and notices go.
+    pub console: Console,
 }
 
-pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
-    // First, so a signal at any later moment is handled (while loading it
-    // ends the process with 0: nothing has been started).
-    let _signals = signals::install();
-    if a.timeout_ms == Some(0)
-        || a.memory_mb == Some(0)
-        || a.max_batch == Some(0)
-        || a.attempts == 0
-    {
-        return usage("--timeout-ms, --memory-mb, --max-batch and --attempts must be at least 1");
-    }
-    let config = match &a.plugin_config {
-        Some(p) => match PluginConfigFile::read(p) {
-            Ok(c) => c,
-            Err(m) => return usage(m),
-        },
-        None => PluginConfigFile::default(),
-    };
-    let flags = Flags {
-        timeout_ms: a.timeout_ms,
-        memory_mb: a.memory_mb,
-        max_batch: a.max_batch,
-        log_level: a.log_level,
-    };
-    let display = StatusDisplay::new(Mode::detect(a.quiet));
-    let log = LogFilter::new(display.console(), a.log_rate);
-    let _sink = log.install();
-    let runtime = Runtime::new(a.cache.runtime_config()?)?;
-    let loader = Loader::new(runtime, config, flags).with_config_path(a.plugin_config.clone());
-    // Hot swap: with --watch a directory stands for the plugin files in it.
-    let (files, dirs) = match expand_plugin_args(&a.plugins, a.watch) {
-        Ok(x) => x,
-        Err(m) => return usage(m),
-    };
-
-    // Load everything before starting anything: a bad plugin refuses the
-    // whole run with a message naming its file.
-    let mut loaded = Vec::new();
-    let mut names: HashMap<String, PathBuf> = HashMap::new();
-    for path in &files {
-        // Said first: a cold compile of a large component takes seconds.
-        loader.log(
-            LogLevel::Info,
-            &format!(
-                "loading {} ({}): compiling it unless the compile cache has it",
-                path.display(),
-                crate::status_display::human_bytes(crate::pending_op::file_size(path))
-            ),
-        );
-        let l = loader.load(path)?;
-        if let Some(first) = names.insert(l.name().to_string(), path.clone()) {
-            anyhow::bail!(
-                "plugin {}: reactor name {:?} is already used by plugin {}; each reactor needs its own name (it keys the checkpoint)",
-                path.display(),
-                l.name(),
-                first.display()
-            );
+impl HostConfig {
+    /// A config for `plugins` on the store in `data`, with `run`'s defaults.
+    pub fn new(data: impl Into<PathBuf>, plugins: Vec<PathBuf>) -> HostConfig {
+        HostConfig {
+            data: data.into(),
+            plugins,
+            watch: false,
+            swap_rollback: 0,
+            plugin_config: None,
+            flags: Flags::default(),
+            attempts: 3,
+            backoff: Duration::from_millis(50),
+            log_rate: 50,
+            cache: CacheOptions::default(),
+            service: ServiceOptions::default(),
+            console: Console::stderr(),
         }
-        loaded.push(l);
     }
-    for name in loader.config().configured() {
-        if !names.contains_key(name) {
+}
+
+/// Why a host did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    /// The config asks for something that cannot be (a zero limit, an
+    /// unreadable `--plugin-config`, a directory without `watch`).
+    #[error("{0}")]
+    Usage(String),
+    /// A plugin did not load (the message names its file).
+    #[error("{0:#}")]
+    Load(anyhow::Error),
+    /// Two plugins are the same reactor.
+    #[error("plugin {}: reactor name {name:?} is already used by plugin {}; each reactor needs its own name (it keys the checkpoint)", path.display(), first.display())]
+    NameTaken {
+        /// The second plugin.
+        path: PathBuf,
+        /// The reactor name.
+        name: String,
+        /// The plugin that has it.
+        first: PathBuf,
+    },
+    /// The store did not open.
+    #[error("opening the store in {}", data.display())]
+    Store {
+        /// The store directory.
+        data: PathBuf,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// A runner, the watcher or the service did not start; what had started
+    /// was stopped and the store closed.
+    #[error("{0:#}")]
+    Start(anyhow::Error),
+}
+
+/// Every plugin loaded and checked; nothing started, the store not opened.
+pub struct PreparedHost {
+    config: HostConfig,
+    loader: Loader,
+    loaded: Vec<Loaded>,
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    log: Arc<LogFilter>,
+    sink: SinkGuard,
+}
+
+/// A running host: its supervisor (reactors), the service, the log sink.
+pub struct Host {
+    supervisor: Supervisor,
+    service: Option<Service>,
+    _sink: SinkGuard,
+}
+
+impl Host {
+    /// Loads every plugin of `config` (see [`PreparedHost`]).
+    ///
+    /// # Errors
+    /// [`HostError::Usage`], [`HostError::Load`], [`HostError::NameTaken`].
+    pub fn prepare(config: HostConfig) -> Result<PreparedHost, HostError> {
+        if config.flags.timeout_ms == Some(0)
+            || config.flags.memory_mb == Some(0)
+            || config.flags.max_batch == Some(0)
+            || config.attempts == 0
+        {
+            return Err(HostError::Usage(
+                "--timeout-ms, --memory-mb, --max-batch and --attempts must be at least 1".into(),
+            ));
+        }
+        let file = match &config.plugin_config {
+            Some(p) => PluginConfigFile::read(p).map_err(HostError::Usage)?,
+            None => PluginConfigFile::default(),
+        };
+        let log = LogFilter::new(config.console.clone(), config.log_rate);
+        let sink = log.install();
+        let runtime = Runtime::new(config.cache.runtime_config().map_err(HostError::Load)?)
+            .map_err(|e| HostError::Load(e.into()))?;
+        let loader = Loader::new(runtime, file, config.flags.clone())
+            .with_config_path(config.plugin_config.clone());
+        // Hot swap: with `watch` a directory stands for the plugin files in it.
+        let (files, dirs) =
+            expand_plugin_args(&config.plugins, config.watch).map_err(HostError::Usage)?;
+        let mut loaded = Vec::new();
+        let mut names: HashMap<String, PathBuf> = HashMap::new();
+        for path in &files {
+            // Said first: a cold compile of a large component takes seconds.
             loader.log(
-                LogLevel::Warn,
-                &format!("--plugin-config configures reactor {name:?}, which none of the given plugins is"),
+                LogLevel::Info,
+                &format!(
+                    "loading {} ({}): compiling it unless the compile cache has it",
+                    path.display(),
+                    crate::host::views::human_bytes(crate::hot_swap::pending_op::file_size(path))
+                ),
             );
+            let l = loader.load(path).map_err(HostError::Load)?;
+            if let Some(first) = names.insert(l.name().to_string(), path.clone()) {
+                return Err(HostError::NameTaken {
+                    path: path.clone(),
+                    name: l.name().to_string(),
+                    first,
+                });
+            }
+            loaded.push(l);
         }
+        for name in loader.config().configured() {
+            if !names.contains_key(name) {
+                loader.log(
+                    LogLevel::Warn,
+                    &format!("--plugin-config configures reactor {name:?}, which none of the given plugins is"),
+                );
+            }
+        }
+        Ok(PreparedHost {
+            config,
+            loader,
+            loaded,
+            files,
+            dirs,
+            log,
+            sink,
+        })
     }
 
-    // From here a signal asks for a clean stop: the store may be recovering
-    // or the runners committing.
-    signals::enter_running();
-    let store = open_waiting_for_readers(data)
-        .with_context(|| format!("opening the store in {}", data.display()))?;
-    crate::store_cmds::report_recovery(&store);
-    let policy = RunPolicy {
-        attempts: a.attempts,
-        backoff: Duration::from_millis(a.backoff_ms),
-        swap_rollback: a.swap_rollback,
-    };
-    let mut supervisor = Supervisor::new(store, loader, policy, display, log);
-    for l in loaded {
-        if signals::stop_requested() {
-            break;
-        }
-        if let Err(e) = supervisor.add(l) {
-            // Stop what started, commit, close; then report.
-            let _ = supervisor.shutdown();
-            return Err(e);
-        }
+    /// [`Host::prepare`] then [`PreparedHost::start`].
+    ///
+    /// # Errors
+    /// As those two.
+    pub fn start(
+        config: HostConfig,
+        observer: Box<dyn HostObserver>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Host, HostError> {
+        Host::prepare(config)?.start(observer, stop)
     }
-    if a.watch {
-        if let Err(e) = supervisor.watch(&files, &dirs) {
-            let _ = supervisor.shutdown();
-            return Err(e);
-        }
+
+    /// A handle to operate the reactors from any thread (status, pause,
+    /// resume, swap, add, stop).
+    pub fn control(&self) -> Control {
+        self.supervisor.control()
     }
-    // Other commands on this store go through the running host from here.
-    let service = match crate::operate::serve(supervisor.control(), &a.service, a.log_level) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = supervisor.shutdown();
-            return Err(e);
+
+    /// Serves control requests and applies watched changes until `stop()`
+    /// says so, [`Control::shutdown`] is called, every reactor ends, or —
+    /// with `until_idle` — every reactor has caught up with the durable log.
+    pub fn run(&mut self, until_idle: bool, stop: &dyn Fn() -> bool) {
+        self.supervisor.run(until_idle, stop);
+    }
+
+    /// Stops serving, stops every runner (each finishes its batch and
+    /// commits) and closes the store.
+    ///
+    /// # Errors
+    /// Closing the store failed.
+    pub fn stop(mut self) -> anyhow::Result<ShutdownReport> {
+        // No new requests while the reactors stop.
+        if let Some(s) = self.service.take() {
+            s.stop();
         }
-    };
-    supervisor.run(a.until_idle);
-    // No new requests while the reactors stop.
-    service.stop();
-    Ok(if supervisor.shutdown()? {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+        self.supervisor.shutdown()
+    }
 }
 
-/// How long `run` waits for another process to release the store before
+impl PreparedHost {
+    /// The reactor names loaded, in order.
+    pub fn reactors(&self) -> Vec<String> {
+        self.loaded.iter().map(|l| l.name().to_string()).collect()
+    }
+
+    /// Opens the store (waiting up to [`LOCK_WAIT`] for a reader that holds
+    /// it), starts a runner per reactor, the watcher and the service.
+    /// `observer` sees the reactors and their status; `stop` is asked while
+    /// waiting and between starts (a signal arriving meanwhile).
+    ///
+    /// # Errors
+    /// [`HostError::Store`]; [`HostError::Start`] after stopping what had
+    /// started.
+    pub fn start(
+        self,
+        observer: Box<dyn HostObserver>,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Host, HostError> {
+        let PreparedHost {
+            config,
+            loader,
+            loaded,
+            files,
+            dirs,
+            log,
+            sink,
+        } = self;
+        let data = &config.data;
+        let store = open_waiting_for_readers(data, stop, &config.console).map_err(|source| {
+            HostError::Store {
+                data: data.clone(),
+                source,
+            }
+        })?;
+        for line in crate::store_commands::recovery_notes(&store) {
+            config.console.println(&line);
+        }
+        let policy = RunPolicy {
+            attempts: config.attempts,
+            backoff: config.backoff,
+            swap_rollback: config.swap_rollback,
+        };
+        let mut supervisor = Supervisor::new(store, loader, policy, observer, log);
+        for l in loaded {
+            if stop() {
+                break;
+            }
+            if let Err(e) = supervisor.add(l) {
+                // Stop what started, commit, close; then report.
+                let _ = supervisor.shutdown();
+                return Err(HostError::Start(e));
+            }
+        }
+        if config.watch {
+            if let Err(e) = supervisor.watch(&files, &dirs) {
+                let _ = supervisor.shutdown();
+                return Err(HostError::Start(e));
+            }
+        }
+        // Other commands on this store go through the running host from here.
+        let service = match crate::host::operator::serve(
+            supervisor.control(),
+            &config.service,
+            config.flags.log_level,
+            &config.console,
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = supervisor.shutdown();
+                return Err(HostError::Start(e));
+            }
+        };
+        Ok(Host {
+            supervisor,
+            service: Some(service),
+            _sink: sink,
+        })
+    }
+}
+
+/// How long a host waits for another process to release the store before
 /// giving up: a query (`events`, `trace`, `verify`) without a running host
-/// holds it for the moment of its read, and must not make a `run` started
+/// holds it for the moment of its read, and must not make a host started
 /// at that moment fail.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// Opens the store, retrying while another process holds it, for at most
 /// [`LOCK_WAIT`]; a holder that stays (another `run`) is reported with its
 /// pid and command, as before.
-fn open_waiting_for_readers(data: &Path) -> Result<Store, StoreError> {
+fn open_waiting_for_readers(
+    data: &Path,
+    stop: &dyn Fn() -> bool,
+    console: &Console,
+) -> Result<Store, StoreError> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     let mut said = false;
     loop {
         match Store::open(data) {
-            Err(StoreError::Locked { .. })
-                if std::time::Instant::now() < deadline && !signals::stop_requested() =>
-            {
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline && !stop() => {
                 if !said {
-                    eprintln!(
+                    console.println(&format!(
                         "run: the store is held by another process; waiting up to {} s for it",
                         LOCK_WAIT.as_secs()
-                    );
+                    ));
                     said = true;
                 }
                 std::thread::sleep(Duration::from_millis(10));

@@ -12,16 +12,14 @@
 //! flight is done (see `pending_op`). Meanwhile it keeps answering, and
 //! `status` shows what each reactor's pending work waits for.
 
-pub(crate) use crate::control_error::ControlError;
-use crate::loader::{Loaded, Loader};
-use crate::log_filter::LogFilter;
-use crate::output::{PendingView, ReactorView, RollbackView, SwapView};
-use crate::pending_op::{
+pub use crate::host::control_error::ControlError;
+use crate::plugins::loader::{Loaded, Loader};
+use crate::host::log_filter::LogFilter;
+use crate::host::views::{PendingView, ReactorView, RollbackView, SwapView};
+use crate::hot_swap::pending_op::{
     compile_off_thread, file_size, Compiled, HandedSwap, LifeOp, Origin, Reply, SwapOp,
 };
-use crate::signals;
-use crate::status_display::{summary_body, StatusDisplay};
-use crate::watch::{absolute, Change, PluginWatcher};
+use crate::hot_swap::watch::{absolute, Change, PluginWatcher};
 use batpak_runtime::{
     FailurePolicy, LoadError, LogLevel, Reactor, ReactorStatus, RolledBackRecord, RunnerHandle,
     RunnerSettings, SwapOutcome, SwapRefusal,
@@ -39,15 +37,15 @@ const TICK: Duration = Duration::from_millis(25);
 const DISPLAY_EVERY: Duration = Duration::from_millis(250);
 
 /// How long a listing may take (the supervisor answers it between two ticks).
-pub(crate) const LIST_DEADLINE: Duration = Duration::from_secs(10);
+pub const LIST_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a stop may take: the runner finishes its batch in flight, which
 /// a plugin's timeouts and retries can stretch. Past it the stop goes on
 /// and `status` shows it.
-pub(crate) const STOP_DEADLINE: Duration = Duration::from_secs(60);
+pub const STOP_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a swap or a start may take: compiling the plugin (a Python
 /// component takes tens of seconds cold) and, for a swap, the next batch
 /// boundary. Past it the work goes on and `status` shows it.
-pub(crate) const LOAD_DEADLINE: Duration = Duration::from_secs(300);
+pub const LOAD_DEADLINE: Duration = Duration::from_secs(300);
 
 enum Request {
     List(Reply<Vec<ReactorView>>),
@@ -61,7 +59,7 @@ enum Request {
 /// clone; every call blocks until the supervisor has answered it, at most
 /// for the call's deadline.
 #[derive(Clone)]
-pub(crate) struct Control {
+pub struct Control {
     tx: Sender<Request>,
     store: Store,
 }
@@ -88,12 +86,12 @@ impl Control {
 
     /// The store the reactors run against (appends, reads and parked-event
     /// queries need no round trip through the supervisor).
-    pub(crate) fn store(&self) -> &Store {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
     /// Every reactor, in the order they were started.
-    pub(crate) fn reactors(&self) -> Result<Vec<ReactorView>, ControlError> {
+    pub fn reactors(&self) -> Result<Vec<ReactorView>, ControlError> {
         self.call(
             || "listing the reactors".into(),
             LIST_DEADLINE,
@@ -103,7 +101,7 @@ impl Control {
 
     /// Stops reactor `name` after its batch in flight (checkpoint committed).
     /// Stopping a reactor an operator stopped already is not an error.
-    pub(crate) fn stop(&self, name: &str) -> Result<ReactorView, ControlError> {
+    pub fn stop(&self, name: &str) -> Result<ReactorView, ControlError> {
         self.call(
             || format!("stopping reactor {name} (its batch in flight)"),
             STOP_DEADLINE,
@@ -112,7 +110,7 @@ impl Control {
     }
 
     /// Starts stopped reactor `name` again, reloading its plugin file.
-    pub(crate) fn start(&self, name: &str) -> Result<ReactorView, ControlError> {
+    pub fn start(&self, name: &str) -> Result<ReactorView, ControlError> {
         self.call(
             || format!("starting reactor {name} (compiling its plugin)"),
             LOAD_DEADLINE,
@@ -130,7 +128,7 @@ impl Control {
     /// load, another name, region or canal, a reactor that does not run);
     /// [`ControlError::UnknownReactor`]; [`ControlError::TimedOut`] when it
     /// takes longer than [`LOAD_DEADLINE`] (the swap stays pending).
-    pub(crate) fn swap(&self, name: &str, path: &Path) -> Result<SwapOutcome, ControlError> {
+    pub fn swap(&self, name: &str, path: &Path) -> Result<SwapOutcome, ControlError> {
         self.call(
             || format!("swapping reactor {name} to {}", path.display()),
             LOAD_DEADLINE,
@@ -139,14 +137,55 @@ impl Control {
     }
 
     /// Asks for the same clean shutdown as Ctrl-C (returns at once).
-    pub(crate) fn shutdown(&self) {
+    pub fn shutdown(&self) {
         let _ = self.tx.send(Request::Shutdown);
     }
 }
 
+/// What an embedder's display loop shows while the host runs (the CLI's
+/// live status implements it). Called on the supervisor's thread.
+pub trait HostObserver: Send {
+    /// One more reactor; reactors keep the order they were added in.
+    fn reactor_added(&mut self) {}
+    /// Every reactor as it is now, about four times a second; `head` is the
+    /// store's durable watermark.
+    fn status(&mut self, _reactors: &[ReactorView], _head: u64, _at: Instant) {}
+    /// The run is ending: no more status follows.
+    fn finished(&mut self) {}
+}
+
+/// An observer that shows nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoObserver;
+
+impl HostObserver for NoObserver {}
+
+/// Each reactor as the run ended, in the order they were added.
+#[derive(Debug, Clone)]
+pub struct ShutdownReport {
+    /// One per reactor.
+    pub reactors: Vec<ReactorSummary>,
+}
+
+impl ShutdownReport {
+    /// True when no reactor failed.
+    pub fn ok(&self) -> bool {
+        self.reactors.iter().all(|r| r.error.is_none())
+    }
+}
+
+/// One reactor at the end of a run.
+#[derive(Debug, Clone)]
+pub struct ReactorSummary {
+    /// Its last view (counters, position, state).
+    pub view: ReactorView,
+    /// Its runner's terminal error, if it failed.
+    pub error: Option<String>,
+}
+
 /// What every runner shares: the retry policy.
 #[derive(Clone, Debug)]
-pub(crate) struct RunPolicy {
+pub struct RunPolicy {
     pub attempts: u32,
     pub backoff: Duration,
     /// Hot swap: batches a new version is on probation (`--swap-rollback`).
@@ -244,12 +283,12 @@ impl Slot {
 }
 
 /// Owns the store and the reactors of one `run`.
-pub(crate) struct Supervisor {
+pub struct Supervisor {
     store: Store,
     loader: Loader,
     policy: RunPolicy,
     slots: Vec<Slot>,
-    display: StatusDisplay,
+    display: Box<dyn HostObserver>,
     log: Arc<LogFilter>,
     requests: Receiver<Request>,
     control: Sender<Request>,
@@ -267,11 +306,11 @@ pub(crate) struct Supervisor {
 
 impl Supervisor {
     /// A supervisor over `store`, with no reactor yet.
-    pub(crate) fn new(
+    pub fn new(
         store: Store,
         loader: Loader,
         policy: RunPolicy,
-        display: StatusDisplay,
+        display: Box<dyn HostObserver>,
         log: Arc<LogFilter>,
     ) -> Supervisor {
         let (control, requests) = mpsc::channel();
@@ -297,20 +336,20 @@ impl Supervisor {
     /// The store the reactors run against (for a service that appends and
     /// reads while they run).
     #[allow(dead_code)] // Used by the control channel.
-    pub(crate) fn store(&self) -> &Store {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
     /// A handle for other threads.
     #[allow(dead_code)] // Used by the control channel.
-    pub(crate) fn control(&self) -> Control {
+    pub fn control(&self) -> Control {
         Control {
             tx: self.control.clone(),
             store: self.store.clone(),
         }
     }
 
-    fn runner_settings(&self, s: &crate::plugin_config::Resolved) -> RunnerSettings {
+    fn runner_settings(&self, s: &crate::plugins::plugin_config::Resolved) -> RunnerSettings {
         RunnerSettings {
             max_batch: s.max_batch,
             grant_emits: s.grant_emits.clone(),
@@ -330,13 +369,13 @@ impl Supervisor {
     /// # Errors
     /// The runner could not start (its cursor does not open, for instance);
     /// nothing was added.
-    pub(crate) fn add(&mut self, loaded: Loaded) -> anyhow::Result<()> {
+    pub fn add(&mut self, loaded: Loaded) -> anyhow::Result<()> {
         let name = loaded.name().to_string();
         let digest = loaded.plugin.component_digest().to_string();
         let region = loaded.plugin.descriptor().region.clone();
         let settings = self.runner_settings(&loaded.settings);
         let handle = batpak_runtime::spawn(&self.store, Box::new(loaded.plugin), settings)?;
-        self.display.add_reactor();
+        self.display.reactor_added();
         self.slots.push(Slot {
             name,
             path: loaded.path,
@@ -358,7 +397,7 @@ impl Supervisor {
     }
 
     /// Every reactor as it is now.
-    pub(crate) fn reactors(&self) -> Vec<ReactorView> {
+    pub fn reactors(&self) -> Vec<ReactorView> {
         let head = self.store.watermarks().durable;
         self.slots
             .iter()
@@ -865,7 +904,7 @@ impl Supervisor {
     ///
     /// # Errors
     /// A directory cannot be watched.
-    pub(crate) fn watch(&mut self, files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<()> {
+    pub fn watch(&mut self, files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<()> {
         let watched: Vec<PathBuf> = files.iter().map(|f| absolute(f)).collect();
         for s in &mut self.slots {
             let p = absolute(&s.path);
@@ -1006,7 +1045,7 @@ impl Supervisor {
     /// Serves control requests and refreshes the status until a signal, a
     /// shutdown request, every reactor ending, or — with `until_idle` —
     /// every reactor having caught up with the durable log.
-    pub(crate) fn run(&mut self, until_idle: bool) {
+    pub fn run(&mut self, until_idle: bool, stop: &dyn Fn() -> bool) {
         let mut shown: Option<Instant> = None;
         loop {
             let request = match self.requests.recv_timeout(TICK) {
@@ -1029,7 +1068,7 @@ impl Supervisor {
             {
                 self.apply(change);
             }
-            if signals::stop_requested() || self.shutdown_requested {
+            if stop() || self.shutdown_requested {
                 break;
             }
             let head = self.store.watermarks().durable;
@@ -1047,23 +1086,21 @@ impl Supervisor {
             let now = Instant::now();
             if shown.is_none_or(|at| now.duration_since(at) >= DISPLAY_EVERY) {
                 let views = self.reactors();
-                self.display.update(&views, head, now);
+                self.display.status(&views, head, now);
                 self.log.flush(now, false);
                 shown = Some(now);
             }
         }
     }
 
-    /// Stops every runner (each finishes its batch and commits), prints one
-    /// summary line per reactor and closes the store.
+    /// Stops every runner (each finishes its batch and commits), closes
+    /// the store and reports each reactor as it ended.
     ///
     /// # Errors
-    /// Closing the store failed. A reactor that failed is reported on stderr
-    /// and makes the result `Ok(false)`.
-    pub(crate) fn shutdown(mut self) -> anyhow::Result<bool> {
+    /// Closing the store failed.
+    pub fn shutdown(mut self) -> anyhow::Result<ShutdownReport> {
         // Requests that raced with the stop are refused, not left hanging.
         drop(std::mem::replace(&mut self.requests, mpsc::channel().1));
-        let mut ok = true;
         // No change is applied after this.
         self.watcher = None;
         for s in &mut self.slots {
@@ -1077,18 +1114,20 @@ impl Supervisor {
                 }
             }
         }
-        self.display.finish();
+        self.display.finished();
         // What the rate limit held back is reported before the summary.
         self.log.flush(Instant::now(), true);
-        for (s, v) in self.slots.iter().zip(self.reactors()) {
-            if let Some(e) = &s.error {
-                ok = false;
-                eprintln!("error: reactor {}: {e}", s.name);
-            }
-            eprintln!("summary | {} (version {})", summary_body(&v), v.version);
-        }
+        let reactors = self
+            .slots
+            .iter()
+            .zip(self.reactors())
+            .map(|(s, view)| ReactorSummary {
+                view,
+                error: s.error.clone(),
+            })
+            .collect();
         self.store.close()?;
-        Ok(ok)
+        Ok(ShutdownReport { reactors })
     }
 }
 
@@ -1108,14 +1147,13 @@ fn load_refusal(path: &Path, e: &anyhow::Error) -> SwapRefusal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin_config::{Flags, PluginConfigFile};
-    use crate::status_display::{Mode, StatusDisplay};
+    use crate::plugins::plugin_config::{Flags, PluginConfigFile};
     use batpak_runtime::{Runtime, RuntimeConfig};
     use batpak_store::{AppendOptions, Coordinate, Proposal};
 
     /// A reactor in component text (no build needed): `null`, consumes
     /// `bench.in`, proposes nothing.
-    const NULL_WAT: &str = include_str!("../../../plugins/null-wat/reactor.wat");
+    const NULL_WAT: &str = include_str!("../../../../plugins/null-wat/reactor.wat");
     const WAIT: Duration = Duration::from_secs(120);
 
     fn variant(dir: &Path, file: &str, from: &str, to: &str) -> PathBuf {
@@ -1203,15 +1241,14 @@ mod tests {
             PluginConfigFile::default(),
             Flags::default(),
         );
-        let display = StatusDisplay::new(Mode::Quiet);
-        let log = LogFilter::new(display.console(), 0);
+        let log = LogFilter::new(crate::host::log_filter::Console::stderr(), 0);
         let policy = RunPolicy {
             attempts: 1,
             backoff: Duration::from_millis(1),
             swap_rollback: 0,
         };
         let first = loader.load(&wat).unwrap();
-        let mut sup = Supervisor::new(store.clone(), loader, policy, display, log);
+        let mut sup = Supervisor::new(store.clone(), loader, policy, Box::new(NoObserver), log);
         sup.add(first).unwrap();
         let control = sup.control();
         let late = sup.control();
@@ -1295,9 +1332,9 @@ mod tests {
             );
             control.shutdown();
         });
-        sup.run(false);
+        sup.run(false, &|| false);
         driver.join().expect("the control thread's assertions");
-        assert!(sup.shutdown().unwrap(), "no reactor failed");
+        assert!(sup.shutdown().unwrap().ok(), "no reactor failed");
         // A request after shutdown gets an error, not a hang.
         assert!(matches!(late.reactors(), Err(ControlError::Gone)));
     }

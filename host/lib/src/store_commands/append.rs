@@ -1,4 +1,4 @@
-//! `append`, `events` and `verify`.
+//! `append`, `events` and `verify` on a store this process opens.
 
 use anyhow::{bail, Context};
 use batpak_service::NewEvent;
@@ -114,7 +114,7 @@ pub enum EventFormat {
 /// stored bytes, never re-encoded (a number stays as the client wrote it);
 /// in the JSON format its line breaks, which JSON allows only as spacing,
 /// become spaces so that each event stays one line.
-pub(crate) fn write_event(
+pub fn write_event(
     out: &mut dyn Write,
     v: &serde_json::Value,
     raw: Option<&[u8]>,
@@ -211,7 +211,7 @@ struct Line {
     idempotency_key: Option<String>,
 }
 
-pub(crate) const LINE_HELP: &str = r#"each line must be a JSON object {"entity","scope","kind","payload"} with optional "id", "causation", "correlation" (32 hex digits) and "idempotency_key""#;
+pub const LINE_HELP: &str = r#"each line must be a JSON object {"entity","scope","kind","payload"} with optional "id", "causation", "correlation" (32 hex digits) and "idempotency_key""#;
 
 /// Longest accepted `--jsonl` line: a maximal payload, JSON-escaped, plus
 /// the other fields. Longer lines are refused, never buffered.
@@ -222,7 +222,7 @@ const MAX_LINE: usize = 4 * batpak_store::MAX_PAYLOAD_LEN + (64 << 10);
 /// the payload is kept as the exact text of the line (`payload_text`), so
 /// it is stored byte for byte — numbers, key order and spacing unchanged —
 /// with or without a running host.
-pub(crate) fn parse_line_event(text: &str) -> anyhow::Result<NewEvent> {
+pub fn parse_line_event(text: &str) -> anyhow::Result<NewEvent> {
     let checked = batpak_service::RawJson::parse(text);
     // Syntax errors are reported by the typed parse below.
     if let Err(batpak_service::JsonError::DuplicateKey { key, column, .. }) = &checked {
@@ -269,7 +269,7 @@ fn parse_line(text: &str) -> anyhow::Result<Proposal> {
 /// # Errors
 /// For `--payload` that is not JSON: a message naming the parse error, its
 /// line and column, and the two fixes (quote it as JSON, or `--payload-text`).
-pub(crate) fn single_payload(a: &AppendArgs) -> Result<String, String> {
+pub fn single_payload(a: &AppendArgs) -> Result<String, String> {
     if let Some(text) = &a.payload_text {
         return Ok(text.clone());
     }
@@ -315,7 +315,7 @@ pub(crate) fn single_payload(a: &AppendArgs) -> Result<String, String> {
     ))
 }
 
-pub(crate) fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
+pub fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if let Some(src) = &a.jsonl {
@@ -323,7 +323,7 @@ pub(crate) fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
     }
     let payload = match single_payload(&a) {
         Ok(p) => p,
-        Err(m) => return crate::usage::usage(m),
+        Err(m) => return Err(crate::usage::Usage(m).into()),
     };
     let (Some(entity), Some(scope), Some(kind)) = (a.entity, a.scope, a.kind) else {
         bail!("append needs --entity, --scope and --kind (or --jsonl FILE)");
@@ -381,10 +381,10 @@ fn read_line_bounded(r: &mut impl BufRead, buf: &mut Vec<u8>) -> anyhow::Result<
 
 /// Where the `--jsonl` input can be read twice from: the file itself, or a
 /// spooled copy of stdin / a pipe (removed on drop).
-pub(crate) struct Source {
+pub struct Source {
     path: PathBuf,
     /// How the input is named in messages (`stdin` or the path).
-    pub(crate) name: String,
+    pub name: String,
     spooled: bool,
 }
 
@@ -397,7 +397,7 @@ impl Drop for Source {
 }
 
 impl Source {
-    pub(crate) fn new(src: &Path) -> anyhow::Result<Source> {
+    pub fn new(src: &Path) -> anyhow::Result<Source> {
         let stdin = src == Path::new("-");
         let name = if stdin {
             "stdin".to_string()
@@ -459,7 +459,7 @@ impl Source {
 
     /// Calls `f(line_number, text)` for every non-empty line (an error for
     /// a line that is too long or not UTF-8); stops when `f` says `false`.
-    pub(crate) fn for_each_text(
+    pub fn for_each_text(
         &self,
         mut f: impl FnMut(usize, anyhow::Result<&str>) -> anyhow::Result<bool>,
     ) -> anyhow::Result<()> {
@@ -493,7 +493,7 @@ impl Source {
 /// What a SIGINT, SIGTERM or SIGHUP does to `append --jsonl`, by phase: a
 /// signal never leaves part of the input appended, and always says what
 /// happened.
-pub(crate) mod interrupt {
+pub mod interrupt {
     use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
     /// Nothing is written yet (reading, checking): a signal exits at once.
@@ -510,18 +510,18 @@ pub(crate) mod interrupt {
 
     /// Removes `path` (a spooled copy of stdin) if a signal ends the process
     /// while checking.
-    pub(crate) fn remove_on_signal(path: &std::path::Path) {
+    pub fn remove_on_signal(path: &std::path::Path) {
         *SPOOL.lock() = Some(path.to_path_buf());
     }
 
     /// Exit status after a signal when nothing was appended (128 + SIGINT,
     /// as shells report an interrupted command).
-    pub(crate) const EXIT_NOTHING_APPENDED: u8 = 130;
+    pub const EXIT_NOTHING_APPENDED: u8 = 130;
 
     /// Handles signals from now on (phase: checking), and makes a write to
     /// a closed stdout an error (`EPIPE`) instead of a silent death, so the
     /// command can say what it appended.
-    pub(crate) fn install() {
+    pub fn install() {
         // SAFETY: changing one signal's disposition has no other effect.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_IGN);
@@ -533,12 +533,12 @@ pub(crate) mod interrupt {
     }
 
     /// From now on a signal is noted, not fatal.
-    pub(crate) fn writing() {
+    pub fn writing() {
         PHASE.store(WRITING, Ordering::SeqCst);
     }
 
     /// Whether a signal arrived.
-    pub(crate) fn signalled() -> bool {
+    pub fn signalled() -> bool {
         SIGNALLED.load(Ordering::SeqCst)
     }
 
@@ -558,19 +558,19 @@ pub(crate) mod interrupt {
 /// Events per part of the bulk transaction `append --jsonl` writes (and
 /// at most `CHUNK_BYTES` of payload): memory stays one part, whatever the
 /// size of the file.
-pub(crate) const CHUNK_EVENTS: usize = 4096;
-pub(crate) const CHUNK_BYTES: usize = 8 << 20;
+pub const CHUNK_EVENTS: usize = 4096;
+pub const CHUNK_BYTES: usize = 8 << 20;
 
 /// A temporary file for the receipts of an append not yet committed: they
 /// are printed only once all of it is. Its name is removed as soon as it is
 /// created, so nothing is left behind even after a kill -9.
-pub(crate) struct ReceiptSpool {
+pub struct ReceiptSpool {
     /// Where receipts are written until the commit.
-    pub(crate) out: std::io::BufWriter<std::fs::File>,
+    pub out: std::io::BufWriter<std::fs::File>,
 }
 
 impl ReceiptSpool {
-    pub(crate) fn new() -> anyhow::Result<ReceiptSpool> {
+    pub fn new() -> anyhow::Result<ReceiptSpool> {
         let path = std::env::temp_dir().join(format!(
             "batpak-receipts-{}-{}",
             std::process::id(),
@@ -590,7 +590,7 @@ impl ReceiptSpool {
     }
 
     /// Prints the spooled receipts (see [`print_receipts`]).
-    pub(crate) fn print(
+    pub fn print(
         self,
         out: &mut dyn Write,
         name: &str,
@@ -610,7 +610,7 @@ impl ReceiptSpool {
 /// Prints `lines` (receipts of an append that is complete) to `out`; on a
 /// closed stdout or a signal, stops and says on stderr that all `total`
 /// events were appended. Exit 0 either way: everything was appended.
-pub(crate) fn print_receipts(
+pub fn print_receipts(
     lines: &mut dyn BufRead,
     out: &mut dyn Write,
     name: &str,
@@ -795,25 +795,35 @@ fn append_jsonl(data: &Path, src: &Path, out: &mut impl Write) -> anyhow::Result
     spool.print(out, &name, total)
 }
 
-/// Tells the user on stderr what opening the store had to cut.
-pub(crate) fn report_recovery(store: &Store) {
+/// What opening the store had to cut, in words (one line each): a torn
+/// tail, a bulk append that never committed.
+pub fn recovery_notes(store: &Store) -> Vec<String> {
+    let mut notes = Vec::new();
     if let Some((segment, offset, bytes)) = store.recovery().truncated_tail {
-        eprintln!(
+        notes.push(format!(
             "batpak: recovered the store: cut a torn write of {bytes} byte(s) at segment {segment:08} offset {offset} (never acknowledged as durable); recorded as a {} event",
             batpak_store::RECOVERED_KIND
-        );
+        ));
     }
     if let Some((segment, offset, events)) = store.recovery().dropped_transaction {
-        eprintln!(
+        notes.push(format!(
             "batpak: recovered the store: dropped a bulk append of {events} event(s) at segment {segment:08} offset {offset} that never committed (its writer stopped); none of it counts; recorded as a {} event",
             batpak_store::RECOVERED_KIND
-        );
+        ));
+    }
+    notes
+}
+
+/// Tells the user on stderr what opening the store had to cut.
+fn report_recovery(store: &Store) {
+    for n in recovery_notes(store) {
+        eprintln!("{n}");
     }
 }
 
 /// One event as a JSON line: the same shape through a running host and
 /// without one.
-pub(crate) use batpak_service::event_json;
+pub use batpak_service::event_json;
 
 /// The ids `events` filters on, checked before anything is read.
 struct IdFilters {
@@ -902,7 +912,7 @@ fn events_indexed(store: &Store, a: &EventsArgs, ids: &IdFilters) -> anyhow::Res
     Ok(())
 }
 
-pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
+pub fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
     let ids = IdFilters::parse(&a)?;
     // Without --follow, and when opening repairs nothing, hold the store
     // for the read and go through its index. Otherwise — `--follow`, a torn
@@ -996,7 +1006,7 @@ pub(crate) fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn verify(data: &Path) -> anyhow::Result<ExitCode> {
+pub fn verify(data: &Path) -> anyhow::Result<ExitCode> {
     if !data.join("segments").is_dir() {
         bail!(
             "{} holds no store (no segments directory); check --data",

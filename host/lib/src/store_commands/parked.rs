@@ -1,8 +1,8 @@
 //! `batpak-host parked`: list the events reactors failed on, or ask the next
 //! `run` to replay them.
 
-use crate::output::{line, ParkedLine, ReplayRequestedLine};
-use crate::usage::usage;
+use crate::host::views::{line, ParkedLine, ReplayRequestedLine};
+use crate::usage::Usage;
 use anyhow::Context;
 use batpak_runtime::ParkedSet;
 use batpak_store::{EventId, LogReader, Store, StoreError};
@@ -48,14 +48,14 @@ fn no_store_is_an_error(data: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), String> {
+pub fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), String> {
     match name {
         Some(n) => batpak_runtime::validate_reactor_name(n).map_err(|e| format!("{flag}: {e}")),
         None => Ok(()),
     }
 }
 
-pub(crate) fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
+pub fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
     match a.action {
         None => list(data, a.plugin),
         Some(ParkedAction::Replay { plugin, event }) => replay(data, plugin.or(a.plugin), event),
@@ -64,7 +64,7 @@ pub(crate) fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
 
 fn list(data: &Path, plugin: Option<String>) -> anyhow::Result<ExitCode> {
     if let Err(m) = check_plugin_name("--plugin", &plugin) {
-        return usage(m);
+        return Err(Usage(m).into());
     }
     no_store_is_an_error(data)?;
     let list = match Store::open(data) {
@@ -102,15 +102,19 @@ fn list(data: &Path, plugin: Option<String>) -> anyhow::Result<ExitCode> {
 
 fn replay(data: &Path, plugin: Option<String>, event: Option<String>) -> anyhow::Result<ExitCode> {
     if let Err(m) = check_plugin_name("--plugin", &plugin) {
-        return usage(m);
+        return Err(Usage(m).into());
     }
     let event =
         match event.as_deref().map(str::parse::<EventId>) {
             None => None,
             Some(Ok(id)) => Some(id),
-            Some(Err(_)) => return usage(
-                "--event: expected an event id of 32 hex digits (the \"event\" field of `parked`)",
-            ),
+            Some(Err(_)) => {
+                return Err(Usage(
+                    "--event: expected an event id of 32 hex digits (the \"event\" field of `parked`)"
+                        .into(),
+                )
+                .into())
+            }
         };
     no_store_is_an_error(data)?;
     let store =
@@ -132,7 +136,7 @@ fn replay(data: &Path, plugin: Option<String>, event: Option<String>) -> anyhow:
 
 /// Says what a replay request did; fails when one named event matched no
 /// unresolved parked event.
-pub(crate) fn report_replay(made: usize, one_event: bool, when: &str) -> ExitCode {
+pub fn report_replay(made: usize, one_event: bool, when: &str) -> ExitCode {
     if made == 0 {
         eprintln!("no unresolved parked event without a pending replay matches");
         if one_event {

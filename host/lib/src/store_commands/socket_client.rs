@@ -4,27 +4,27 @@
 //! opens the store itself. `main` sends these commands here when a host
 //! runs (so the local commands never call back into this module).
 
-use crate::parked::{check_plugin_name, report_replay, ParkedAction, ParkedArgs};
-use crate::store_cmds::{
+use crate::store_commands::parked::{check_plugin_name, report_replay, ParkedAction, ParkedArgs};
+use crate::store_commands::append::{
     interrupt, parse_line_event, AppendArgs, EventsArgs, ReceiptSpool, Source, CHUNK_BYTES,
     CHUNK_EVENTS,
 };
-use crate::usage::usage;
+use crate::usage::Usage;
 use anyhow::bail;
 use batpak_service::{Client, ClientError, NewEvent, Query};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub(crate) fn append(mut c: Client, a: AppendArgs) -> anyhow::Result<ExitCode> {
+pub fn append(mut c: Client, a: AppendArgs) -> anyhow::Result<ExitCode> {
     if let Some(src) = &a.jsonl {
         return append_jsonl(c, src);
     }
     // The same payload check as without a host; what passes is sent
     // verbatim, so both paths store the same bytes.
-    let payload = match crate::store_cmds::single_payload(&a) {
+    let payload = match crate::store_commands::append::single_payload(&a) {
         Ok(p) => p,
-        Err(m) => return usage(m),
+        Err(m) => return Err(Usage(m).into()),
     };
     let (Some(entity), Some(scope), Some(kind)) = (a.entity, a.scope, a.kind) else {
         bail!("append needs --entity, --scope and --kind (or --jsonl FILE)");
@@ -188,7 +188,7 @@ fn line_error(name: &str, lines: &[usize], msg: &str) -> anyhow::Error {
     }
 }
 
-pub(crate) fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> {
+pub fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> {
     let mut q = Query {
         entity: a.entity.clone(),
         entity_prefix: a.entity_prefix.clone(),
@@ -210,7 +210,7 @@ pub(crate) fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> 
         let page = c.read(&q)?;
         q.after = page.next_after;
         for e in &page.events {
-            if crate::store_cmds::write_event(&mut out, e, None, a.format).is_err() {
+            if crate::store_commands::append::write_event(&mut out, e, None, a.format).is_err() {
                 return Ok(ExitCode::SUCCESS); // reader went away (e.g. `| head`)
             }
             printed += 1;
@@ -226,7 +226,7 @@ pub(crate) fn events(mut c: Client, a: &EventsArgs) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn verify(mut c: Client) -> anyhow::Result<ExitCode> {
+pub fn verify(mut c: Client) -> anyhow::Result<ExitCode> {
     // The same JSON as without a host (`batpak_service::verify_json`).
     let r = c.verify()?;
     println!("{r}");
@@ -252,13 +252,13 @@ pub(crate) fn verify(mut c: Client) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub(crate) fn parked(mut c: Client, a: ParkedArgs) -> anyhow::Result<ExitCode> {
+pub fn parked(mut c: Client, a: ParkedArgs) -> anyhow::Result<ExitCode> {
     let name = match &a.action {
         Some(ParkedAction::Replay { plugin, .. }) => plugin.clone().or(a.plugin.clone()),
         None => a.plugin.clone(),
     };
     if let Err(m) = check_plugin_name("--plugin", &name) {
-        return usage(m);
+        return Err(Usage(m).into());
     }
     let mut out = std::io::stdout().lock();
     match a.action {

@@ -64,7 +64,7 @@ pub struct TestArgs {
     /// The compile cache: a second `test` of an unchanged plugin loads its
     /// compiled code from there instead of compiling it again.
     #[command(flatten)]
-    pub cache: crate::compile_cache::CacheArgs,
+    pub cache: crate::plugins::compile_cache::CacheOptions,
 }
 
 #[derive(Deserialize)]
@@ -337,7 +337,7 @@ fn lines(values: &[Value]) -> Vec<String> {
 /// reads and writes no store of the user's (it runs in a scratch store of
 /// its own, and compiled plugins go to the user's compile cache), so a note
 /// says it is not used.
-pub(crate) fn test(data: Option<&Path>, a: TestArgs) -> anyhow::Result<ExitCode> {
+pub fn test(data: Option<&Path>, a: TestArgs) -> anyhow::Result<ExitCode> {
     if a.max_batch == 0 || a.attempts == 0 || a.timeout_s == 0 {
         eprintln!("error: --max-batch, --attempts and --timeout-s must be at least 1");
         return Ok(ExitCode::from(2));
@@ -357,7 +357,7 @@ pub(crate) fn test(data: Option<&Path>, a: TestArgs) -> anyhow::Result<ExitCode>
     let config = match &a.config {
         Some(p) => {
             let text =
-                batpak_runtime::read_regular_text(p, crate::plugin_config::MAX_CONFIG_FILE_BYTES)
+                batpak_runtime::read_regular_text(p, crate::plugins::plugin_config::MAX_CONFIG_FILE_BYTES)
                     .map_err(|e| anyhow::anyhow!("--config {e}"))?;
             let v: Value = serde_json::from_str(&text)
                 .with_context(|| format!("--config {}: not JSON", p.display()))?;

@@ -67,7 +67,7 @@ pub struct TraceArgs {
 
 /// One event of a trace: the fields drawn, from the `events` JSON shape.
 #[derive(Clone, Debug)]
-pub(crate) struct TraceEvent {
+pub struct TraceEvent {
     pub id: String,
     pub seq: u64,
     pub kind: String,
@@ -96,7 +96,7 @@ impl TraceEvent {
 
     /// From a stored event (keeps the payload exactly as stored).
     pub fn from_event(e: &batpak_store::Event) -> TraceEvent {
-        let mut t = TraceEvent::from_json(crate::store_cmds::event_json(e))
+        let mut t = TraceEvent::from_json(crate::store_commands::append::event_json(e))
             .expect("event_json has id and seq");
         t.raw = Some(String::from_utf8_lossy(&e.payload).into_owned());
         t
@@ -117,14 +117,14 @@ impl TraceEvent {
 
 /// A tree of events; children in sequence order.
 #[derive(Clone, Debug)]
-pub(crate) struct Tree {
+pub struct Tree {
     pub event: TraceEvent,
     pub children: Vec<Tree>,
 }
 
 /// Draws `tree` as lines: the root bare, every other event behind
 /// `├─ `/`└─ ` with `│  ` carrying each open branch down.
-pub(crate) fn render_tree(tree: &Tree, label: &dyn Fn(&TraceEvent) -> String) -> Vec<String> {
+pub fn render_tree(tree: &Tree, label: &dyn Fn(&TraceEvent) -> String) -> Vec<String> {
     fn walk(t: &Tree, prefix: &str, label: &dyn Fn(&TraceEvent) -> String, out: &mut Vec<String>) {
         let n = t.children.len();
         for (i, c) in t.children.iter().enumerate() {
@@ -506,7 +506,7 @@ fn dot_escape(s: &str) -> String {
 
 /// The trace as Graphviz DOT: one node per event, an edge per causation;
 /// the events asked about in bold blue, gate denials dashed red.
-pub(crate) fn to_dot(forest: &[Tree], marked: &HashSet<String>) -> String {
+pub fn to_dot(forest: &[Tree], marked: &HashSet<String>) -> String {
     let mut out = String::from(
         "digraph trace {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
     );
@@ -565,7 +565,7 @@ fn xml_escape(s: &str) -> String {
 const SVG_LABEL_CHARS: usize = 48;
 
 /// The trace as SVG (see the module comment for the layout).
-pub(crate) fn to_svg(forest: &[Tree], marked: &HashSet<String>) -> String {
+pub fn to_svg(forest: &[Tree], marked: &HashSet<String>) -> String {
     // Monospace at 11 px: a character is about 6.6 px wide.
     const CHAR_W: f64 = 6.7;
     const PAD: f64 = 8.0;
@@ -706,7 +706,7 @@ pub(crate) fn to_svg(forest: &[Tree], marked: &HashSet<String>) -> String {
 }
 
 /// `batpak-host trace ID|ENTITY`.
-pub(crate) fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
+pub fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
     let traced = if let Some(c) = Client::connect(data)? {
         resolve(&mut HostSource(c), &a.target)?
     } else {
