@@ -44,8 +44,8 @@ pub use hot_swap::swap_request::SwapRequest;
 pub use plugins::compile_cache::CacheOptions;
 pub use plugins::plugin_config::{mib_to_bytes, Flags, PluginConfigFile, Resolved};
 pub use store_commands::{
-    append, events, parked, recovery_notes, verify, AppendArgs, EventFormat, EventsArgs,
-    ParkedAction, ParkedArgs,
+    append, events, open as open_store, parked, recovery_notes, verify, AppendArgs, Checker,
+    EventFormat, EventsArgs, LocalStore, ParkedAction, ParkedArgs, PartRefused, StoreAccess,
 };
 pub use test_harness::harness::{test as test_plugin, TestArgs};
 pub use trace::build::{trace, TraceArgs, TraceFormat};

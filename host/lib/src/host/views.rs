@@ -253,11 +253,6 @@ impl ReactorView {
     }
 }
 
-/// Serialises one value as a JSON line.
-pub fn line<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("output structs always serialise")
-}
-
 /// Work in progress for one reactor, as `status` shows it.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct PendingView {

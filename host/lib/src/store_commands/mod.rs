@@ -1,65 +1,56 @@
-//! The store commands — `append`, `events`, `verify`, `parked` — on the
-//! store in a data directory: through the host running on it when there is
-//! one (its control socket), else on the store itself.
+//! The store commands — `append`, `events`, `verify`, `parked` (and the
+//! reads of `trace`) — each written once, over [`StoreAccess`]: served by
+//! the host running on the data directory when there is one (its control
+//! socket), else by the store itself, so the two cannot drift.
 
+pub mod access;
 pub mod append;
+pub mod args;
+pub mod events;
+pub mod jsonl_input;
 pub mod parked;
-pub mod socket_client;
+pub mod verify;
 
-pub use append::{recovery_notes, AppendArgs, EventFormat, EventsArgs};
-pub use parked::{ParkedAction, ParkedArgs};
+pub use access::{Checker, LocalStore, PartRefused, StoreAccess};
+pub use append::append;
+pub use args::{AppendArgs, EventFormat, EventsArgs, ParkedAction, ParkedArgs};
+pub use events::events;
+pub use parked::parked;
+pub use verify::verify;
 
 use batpak_service::Client;
+use batpak_store::Store;
 use std::path::Path;
-use std::process::ExitCode;
 
-/// A client of the host running on `data`, if one runs.
-fn running_host(data: &Path) -> anyhow::Result<Option<Client>> {
-    Ok(Client::connect(data)?)
-}
-
-/// `append`: prints one JSON receipt per event once it is durable.
+/// The store in `data` for a command that writes or reads through its
+/// indexes: the host running on it when there is one, else the store
+/// itself, opened (and created when missing) by this process.
 ///
 /// # Errors
-/// Bad input ([`crate::Usage`] for a bad flag), a refused append, a store
-/// or connection failure.
-pub fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
-    match running_host(data)? {
-        Some(c) => socket_client::append(c, a),
-        None => append::append(data, a),
-    }
+/// The host's socket cannot be used, or the store does not open.
+pub fn open(data: &Path) -> anyhow::Result<Box<dyn StoreAccess>> {
+    Ok(match Client::connect(data)? {
+        Some(c) => Box::new(c),
+        None => Box::new(LocalStore::open(data)?),
+    })
 }
 
-/// `events`: prints the events matching `a` as JSON lines, oldest first.
-///
-/// # Errors
-/// A bad filter, a store or connection failure.
-pub fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
-    match running_host(data)? {
-        Some(c) => socket_client::events(c, &a),
-        None => append::events(data, a),
+/// What opening the store had to cut, in words (one line each): a torn
+/// tail, a bulk append that never committed.
+pub fn recovery_notes(store: &Store) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some((segment, offset, bytes)) = store.recovery().truncated_tail {
+        notes.push(format!(
+            "batpak: recovered the store: cut a torn write of {bytes} byte(s) at segment {segment:08} offset {offset} (never acknowledged as durable); recorded as a {} event",
+            batpak_store::RECOVERED_KIND
+        ));
     }
+    if let Some((segment, offset, events)) = store.recovery().dropped_transaction {
+        notes.push(format!(
+            "batpak: recovered the store: dropped a bulk append of {events} event(s) at segment {segment:08} offset {offset} that never committed (its writer stopped); none of it counts; recorded as a {} event",
+            batpak_store::RECOVERED_KIND
+        ));
+    }
+    notes
 }
 
-/// `verify`: prints the report as one JSON line; exit 1 when unsound.
-///
-/// # Errors
-/// No store, or the check could not run.
-pub fn verify(data: &Path) -> anyhow::Result<ExitCode> {
-    match running_host(data)? {
-        Some(c) => socket_client::verify(c),
-        None => append::verify(data),
-    }
-}
-
-/// `parked`: lists parked events, or records replay requests.
-///
-/// # Errors
-/// A bad name or id ([`crate::Usage`]), no store, a store or connection
-/// failure.
-pub fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
-    match running_host(data)? {
-        Some(c) => socket_client::parked(c, a),
-        None => parked::parked(data, a),
-    }
-}

@@ -1,142 +1,102 @@
-//! `batpak-host parked`: list the events reactors failed on, or ask the next
-//! `run` to replay them.
+//! `parked`, once for a local store and a running host: list the events
+//! reactors failed on, or ask for them to be replayed, over
+//! [`StoreAccess`].
 
-use crate::host::views::{line, ParkedLine, ReplayRequestedLine};
+use crate::store_commands::access::{LocalStore, StoreAccess};
+use crate::store_commands::args::{ParkedAction, ParkedArgs};
 use crate::usage::Usage;
-use anyhow::Context;
-use batpak_runtime::ParkedSet;
-use batpak_store::{EventId, LogReader, Store, StoreError};
-use clap::{Args, Subcommand};
+use batpak_service::Client;
+use batpak_store::{EventId, StoreError};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Arguments of `batpak-host parked`.
-#[derive(Args, Debug)]
-pub struct ParkedArgs {
-    /// What to do (default: list unresolved parked events as JSON lines).
-    #[command(subcommand)]
-    pub action: Option<ParkedAction>,
-    /// Only this reactor's parked events.
-    #[arg(long, value_name = "REACTOR")]
-    pub plugin: Option<String>,
-}
-
-/// Subcommands of `batpak-host parked`.
-#[derive(Subcommand, Debug)]
-pub enum ParkedAction {
-    /// Ask the next `run` of the reactor to re-deliver its parked events
-    /// (before anything else). Prints one JSON line per request.
-    Replay {
-        /// Only this reactor's parked events.
-        #[arg(long, value_name = "REACTOR")]
-        plugin: Option<String>,
-        /// Only the parked event with this id (32 hex digits).
-        #[arg(long, value_name = "ID")]
-        event: Option<String>,
-    },
-}
-
-/// `parked` reads an existing store; it never creates one.
-fn no_store_is_an_error(data: &Path) -> anyhow::Result<()> {
-    if !data.join("segments").is_dir() {
-        anyhow::bail!(
-            "no store in {} (no segments directory); pass the --data directory `run` used",
-            data.display()
-        );
-    }
-    Ok(())
-}
-
-pub fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), String> {
+/// `--plugin`'s value must be a reactor name.
+fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), Usage> {
     match name {
-        Some(n) => batpak_runtime::validate_reactor_name(n).map_err(|e| format!("{flag}: {e}")),
+        Some(n) => batpak_runtime::validate_reactor_name(n).map_err(|e| Usage(format!("{flag}: {e}"))),
         None => Ok(()),
     }
 }
 
+/// `parked` on the store in `data` (through the host running on it when
+/// there is one); it never creates a store.
+///
+/// # Errors
+/// A bad name or id ([`Usage`]), no store, a store or connection failure.
 pub fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
-    match a.action {
-        None => list(data, a.plugin),
-        Some(ParkedAction::Replay { plugin, event }) => replay(data, plugin.or(a.plugin), event),
-    }
-}
-
-fn list(data: &Path, plugin: Option<String>) -> anyhow::Result<ExitCode> {
-    if let Err(m) = check_plugin_name("--plugin", &plugin) {
-        return Err(Usage(m).into());
-    }
-    no_store_is_an_error(data)?;
-    let list = match Store::open(data) {
-        Ok(store) => {
-            let l = batpak_runtime::parked_events(&store, plugin.as_deref())?;
-            store.close()?;
-            l
-        }
-        // A running `run` owns the store: read the segments without the
-        // lock instead.
-        Err(StoreError::Locked { .. }) => {
-            let mut reader = LogReader::open(data)?;
-            let mut set = ParkedSet::new(plugin.as_deref());
-            loop {
-                let events = reader.poll(64 << 20)?;
-                if events.is_empty() {
-                    break;
-                }
-                events.iter().for_each(|e| set.add(e));
-            }
-            set.into_vec()
-        }
-        Err(e) => {
-            return Err(
-                anyhow::Error::new(e).context(format!("opening the store in {}", data.display()))
+    let (plugin, event) = match a.action {
+        None => (a.plugin, None),
+        Some(ParkedAction::Replay { plugin, event }) => (plugin.or(a.plugin), Some(event)),
+    };
+    check_plugin_name("--plugin", &plugin)?;
+    let replay = event.is_some();
+    let event = match event.flatten().as_deref().map(str::parse::<EventId>) {
+        None => None,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            return Err(Usage(
+                "--event: expected an event id of 32 hex digits (the \"event\" field of `parked`)"
+                    .into(),
             )
+            .into())
         }
     };
-    let mut out = std::io::stdout().lock();
-    for p in &list {
-        writeln!(out, "{}", line(&ParkedLine::from(p)))?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn replay(data: &Path, plugin: Option<String>, event: Option<String>) -> anyhow::Result<ExitCode> {
-    if let Err(m) = check_plugin_name("--plugin", &plugin) {
-        return Err(Usage(m).into());
-    }
-    let event =
-        match event.as_deref().map(str::parse::<EventId>) {
-            None => None,
-            Some(Ok(id)) => Some(id),
-            Some(Err(_)) => {
-                return Err(Usage(
-                    "--event: expected an event id of 32 hex digits (the \"event\" field of `parked`)"
-                        .into(),
-                )
-                .into())
+    let mut access: Box<dyn StoreAccess> = match Client::connect(data)? {
+        Some(c) => Box::new(c),
+        None => {
+            if !data.join("segments").is_dir() {
+                anyhow::bail!(
+                    "no store in {} (no segments directory); pass the --data directory `run` used",
+                    data.display()
+                );
             }
-        };
-    no_store_is_an_error(data)?;
-    let store =
-        Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
-    let made = batpak_runtime::request_replay(&store, plugin.as_deref(), event)?;
+            match LocalStore::open(data) {
+                Ok(s) => Box::new(s),
+                // A `run` serving no socket owns the store: a listing reads
+                // its segments without the lock instead.
+                Err(e)
+                    if !replay
+                        && matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. })) =>
+                {
+                    Box::new(LocalStore::read_only(data))
+                }
+                Err(e) => return Err(e.context(format!("opening the store in {}", data.display()))),
+            }
+        }
+    };
+    let when = match access.served_by() {
+        Some(_) => "the running host re-delivers them now",
+        None => "the next `batpak-host run` of the reactor re-delivers them first",
+    };
+    let lines = if replay {
+        access.parked_replay(plugin.as_deref(), event)
+    } else {
+        access.parked(plugin.as_deref())
+    };
+    let lines = match lines {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = access.close();
+            return Err(e);
+        }
+    };
     {
         let mut out = std::io::stdout().lock();
-        for (id, p) in &made {
-            writeln!(out, "{}", line(&ReplayRequestedLine::new(*id, p)))?;
+        for l in &lines {
+            writeln!(out, "{l}")?;
         }
     }
-    store.close()?;
-    Ok(report_replay(
-        made.len(),
-        event.is_some(),
-        "the next `batpak-host run` of the reactor re-delivers them first",
-    ))
+    access.close()?;
+    if !replay {
+        return Ok(ExitCode::SUCCESS);
+    }
+    Ok(report_replay(lines.len(), event.is_some(), when))
 }
 
 /// Says what a replay request did; fails when one named event matched no
 /// unresolved parked event.
-pub fn report_replay(made: usize, one_event: bool, when: &str) -> ExitCode {
+fn report_replay(made: usize, one_event: bool, when: &str) -> ExitCode {
     if made == 0 {
         eprintln!("no unresolved parked event without a pending replay matches");
         if one_event {

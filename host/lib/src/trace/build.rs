@@ -18,8 +18,9 @@
 //! red border, and a legend under the tree says so.
 
 use anyhow::{bail, Context};
+use crate::store_commands::{LocalStore, StoreAccess};
 use batpak_service::{Client, Query};
-use batpak_store::{EventId, LogReader, Lookup, Region, Store, DENIED_KIND};
+use batpak_store::{EventId, LogReader, DENIED_KIND};
 use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -94,9 +95,23 @@ impl TraceEvent {
         })
     }
 
+    /// From an event line as `events` prints it (through a running host):
+    /// a JSON payload keeps the bytes the line carries.
+    pub fn from_line(line: &str) -> anyhow::Result<TraceEvent> {
+        let mut t = TraceEvent::from_json(serde_json::from_str(line)?)?;
+        if !t.json["payload"].is_string() {
+            t.raw = batpak_service::RawJson::parse(line)
+                .ok()
+                .and_then(|j| j.fields())
+                .and_then(|f| f.into_iter().find(|(k, _)| k == "payload"))
+                .map(|(_, p)| p.to_string());
+        }
+        Ok(t)
+    }
+
     /// From a stored event (keeps the payload exactly as stored).
     pub fn from_event(e: &batpak_store::Event) -> TraceEvent {
-        let mut t = TraceEvent::from_json(crate::store_commands::append::event_json(e))
+        let mut t = TraceEvent::from_json(batpak_service::event_json(e))
             .expect("event_json has id and seq");
         t.raw = Some(String::from_utf8_lossy(&e.payload).into_owned());
         t
@@ -152,66 +167,18 @@ trait Source {
     fn entity(&mut self, entity: &str) -> anyhow::Result<Vec<TraceEvent>>;
 }
 
-fn parse_id(s: &str) -> anyhow::Result<EventId> {
-    s.parse::<EventId>().map_err(|_| {
-        anyhow::anyhow!(
-            "{s:?} is not an event id; expected 32 hex digits as printed in an event's \"id\""
-        )
-    })
-}
+/// The store's indexes, through [`StoreAccess`]: the running host's (its
+/// socket) or the store's own (this process holds it) — one path for both.
+struct AccessSource(Box<dyn StoreAccess>);
 
-/// The store's indexes (the CLI holds the store).
-struct StoreSource(Store);
-
-impl Source for StoreSource {
-    fn get(&mut self, id: &str) -> anyhow::Result<Option<TraceEvent>> {
-        let e = self.0.get(parse_id(id)?)?;
-        Ok(e.map(|e| TraceEvent::from_event(&e)))
-    }
-    fn children(&mut self, id: &str) -> anyhow::Result<Vec<TraceEvent>> {
-        let region = Region::all();
-        Ok(self
-            .0
-            .lookup(
-                &Lookup::CausedBy(parse_id(id)?),
-                &region,
-                0,
-                usize::MAX,
-                true,
-            )?
-            .iter()
-            .filter(|e| e.header.kind != CHECKPOINT_KIND)
-            .map(TraceEvent::from_event)
-            .collect::<Vec<_>>())
-    }
-    fn entity(&mut self, entity: &str) -> anyhow::Result<Vec<TraceEvent>> {
-        Ok(self
-            .0
-            .lookup(
-                &Lookup::Entity(entity.to_string()),
-                &Region::all(),
-                0,
-                usize::MAX,
-                true,
-            )?
-            .iter()
-            .filter(|e| e.header.kind != CHECKPOINT_KIND && e.header.coordinate.entity == entity)
-            .map(TraceEvent::from_event)
-            .collect())
-    }
-}
-
-/// A running host's indexes, through its socket.
-struct HostSource(Client);
-
-impl HostSource {
+impl AccessSource {
     fn all(&mut self, mut q: Query) -> anyhow::Result<Vec<TraceEvent>> {
         let mut out = Vec::new();
         q.system = true;
         loop {
             let page = self.0.read(&q)?;
             for e in page.events {
-                out.push(TraceEvent::from_json(e)?);
+                out.push(TraceEvent::from_line(e.get())?);
             }
             if !page.more {
                 return Ok(out);
@@ -221,7 +188,7 @@ impl HostSource {
     }
 }
 
-impl Source for HostSource {
+impl Source for AccessSource {
     fn get(&mut self, id: &str) -> anyhow::Result<Option<TraceEvent>> {
         Ok(self
             .all(Query {
@@ -708,7 +675,7 @@ pub fn to_svg(forest: &[Tree], marked: &HashSet<String>) -> String {
 /// `batpak-host trace ID|ENTITY`.
 pub fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
     let traced = if let Some(c) = Client::connect(data)? {
-        resolve(&mut HostSource(c), &a.target)?
+        resolve(&mut AccessSource(Box::new(c)), &a.target)?
     } else {
         if !data.join("segments").is_dir() {
             bail!(
@@ -719,11 +686,11 @@ pub fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
         // As `events`: the index when opening repairs nothing, else a
         // lock-free read of the segments.
         match batpak_store::opens_clean(data)
-            .then(|| Store::open(data).ok())
+            .then(|| LocalStore::open(data).ok())
             .flatten()
         {
             Some(store) => {
-                let mut src = StoreSource(store);
+                let mut src = AccessSource(Box::new(store));
                 let r = resolve(&mut src, &a.target);
                 src.0.close()?;
                 r?
