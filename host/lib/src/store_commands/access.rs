@@ -299,13 +299,22 @@ fn receipts(mut reply: Value) -> Vec<Value> {
     }
 }
 
+/// A host's refusal as the same message a local store gives (the host ran
+/// the same function); other failures say they were the connection's.
+fn remote(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Remote(w) => anyhow::anyhow!(w.message),
+        e => e.into(),
+    }
+}
+
 impl StoreAccess for Client {
     fn served_by(&self) -> Option<&'static str> {
         Some("the running host")
     }
 
     fn append(&mut self, events: Vec<NewEvent>) -> anyhow::Result<Vec<Value>> {
-        Ok(Client::append(self, events)?)
+        Client::append(self, events).map_err(remote)
     }
 
     fn check_all(
@@ -332,15 +341,15 @@ impl StoreAccess for Client {
     }
 
     fn read(&mut self, q: &Query) -> anyhow::Result<Page> {
-        Ok(Client::read(self, q)?)
+        Client::read(self, q).map_err(remote)
     }
 
     fn verify(&mut self) -> anyhow::Result<Value> {
-        Ok(Client::verify(self)?)
+        Client::verify(self).map_err(remote)
     }
 
     fn parked(&mut self, plugin: Option<&str>) -> anyhow::Result<Vec<Value>> {
-        Ok(Client::parked(self, plugin)?)
+        Client::parked(self, plugin).map_err(remote)
     }
 
     fn parked_replay(
@@ -349,7 +358,7 @@ impl StoreAccess for Client {
         event: Option<EventId>,
     ) -> anyhow::Result<Vec<Value>> {
         let event = event.map(|e| e.to_string());
-        Ok(Client::parked_replay(self, plugin, event.as_deref())?)
+        Client::parked_replay(self, plugin, event.as_deref()).map_err(remote)
     }
 
     fn close(self: Box<Self>) -> anyhow::Result<()> {
