@@ -225,6 +225,21 @@ impl Host {
         self.supervisor.control()
     }
 
+    /// The control socket's path (other processes reach the host there).
+    pub fn socket_path(&self) -> Option<&Path> {
+        self.service.as_ref().map(Service::socket_path)
+    }
+
+    /// The HTTP address bound, when `service.listen` was given.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.service.as_ref().and_then(Service::http_addr)
+    }
+
+    /// The file holding the HTTP bearer token, when HTTP is served.
+    pub fn token_path(&self) -> Option<&Path> {
+        self.service.as_ref().and_then(Service::token_path)
+    }
+
     /// Serves control requests and applies watched changes until `stop()`
     /// says so, [`Control::shutdown`] is called, every reactor ends, or —
     /// with `until_idle` — every reactor has caught up with the durable log.
