@@ -8,7 +8,7 @@
 //!   Prometheus `/metrics`.
 //!
 //! Reactor operations reach the host's supervisor through the [`Operator`]
-//! trait, which the CLI implements: this crate depends on the store only,
+//! trait, which the host library (`batpak-host-lib`) implements: this crate depends on the store only,
 //! never on the wasm runtime. Threads and blocking I/O, no async runtime.
 //!
 //! ```no_run

@@ -42,9 +42,12 @@ fn op_error(e: ControlError) -> OpError {
         ControlError::Swap(SwapRefusal::Unloadable { .. } | SwapRefusal::UnsupportedWit { .. }) => {
             OpError::Invalid(e.to_string())
         }
-        ControlError::WrongReactor { .. } | ControlError::Swap(_) => {
-            OpError::Refused(e.to_string())
-        }
+        ControlError::WrongReactor { .. }
+        | ControlError::Swap(_)
+        | ControlError::NameTaken { .. }
+        | ControlError::NoCheckpoint(_)
+        | ControlError::MustPause(_) => OpError::Refused(e.to_string()),
+        ControlError::Reset(e) => e,
         other => OpError::Failed(other.to_string()),
     }
 }
@@ -139,24 +142,7 @@ impl Operator for HostOperator {
     }
 
     fn reset(&self, name: &str, to: ResetTo) -> Result<ResetOutcome, OpError> {
-        let v = self.view(name)?;
-        if v.lossy {
-            return Err(OpError::Refused(format!(
-                "reactor {name} reads a lossy subscription, which has no checkpoint to reset"
-            )));
-        }
-        if !v.paused && matches!(v.state, "starting" | "running" | "idle") {
-            return Err(OpError::Refused(format!(
-                "reactor {name} is running; `batpak-host pause {name}` first, then reset, then `resume {name}`"
-            )));
-        }
-        batpak_service::reset_checkpoint(
-            self.store(),
-            name,
-            &cursor_id(name),
-            v.region.fingerprint(),
-            to,
-        )
+        self.control.reset(name, to).map_err(op_error)
     }
 
     fn parked(&self, plugin: Option<&str>) -> Result<Vec<Value>, OpError> {

@@ -49,6 +49,7 @@ pub const LOAD_DEADLINE: Duration = Duration::from_secs(300);
 
 enum Request {
     List(Reply<Vec<ReactorView>>),
+    Add(PathBuf, Reply<ReactorView>),
     Stop(String, Reply<ReactorView>),
     Start(String, Reply<ReactorView>),
     Swap(String, PathBuf, Reply<SwapOutcome>),
@@ -134,6 +135,72 @@ impl Control {
             LOAD_DEADLINE,
             |r| Request::Swap(name.to_string(), path.to_path_buf(), r),
         )
+    }
+
+    /// Every reactor as it is now (the same as [`Control::reactors`]).
+    pub fn status(&self) -> Result<Vec<ReactorView>, ControlError> {
+        self.reactors()
+    }
+
+    /// Pauses reactor `name` at a batch boundary: its checkpoint keeps the
+    /// position ([`Control::stop`]).
+    pub fn pause(&self, name: &str) -> Result<ReactorView, ControlError> {
+        self.stop(name)
+    }
+
+    /// Resumes paused reactor `name` from its checkpoint
+    /// ([`Control::start`]).
+    pub fn resume(&self, name: &str) -> Result<ReactorView, ControlError> {
+        self.start(name)
+    }
+
+    /// Starts a new reactor from the plugin file `path` (compiled off the
+    /// supervisor's thread, configured by `--plugin-config`); returns its
+    /// view once it runs.
+    ///
+    /// # Errors
+    /// [`ControlError::Load`] for a file that does not load,
+    /// [`ControlError::NameTaken`] when a reactor of that name runs here,
+    /// [`ControlError::TimedOut`] past [`LOAD_DEADLINE`].
+    pub fn add(&self, path: &Path) -> Result<ReactorView, ControlError> {
+        self.call(
+            || format!("adding a reactor from {}", path.display()),
+            LOAD_DEADLINE,
+            |r| Request::Add(path.to_path_buf(), r),
+        )
+    }
+
+    /// Moves paused reactor `name`'s checkpoint to `to`, recorded as a
+    /// `batpak.reactor.reset` event.
+    ///
+    /// # Errors
+    /// [`ControlError::MustPause`] while it runs,
+    /// [`ControlError::NoCheckpoint`] for a lossy subscription,
+    /// [`ControlError::Reset`] when the store refuses the move.
+    pub fn reset(
+        &self,
+        name: &str,
+        to: batpak_service::ResetTo,
+    ) -> Result<batpak_service::ResetOutcome, ControlError> {
+        let v = self
+            .reactors()?
+            .into_iter()
+            .find(|v| v.name == name)
+            .ok_or_else(|| ControlError::UnknownReactor(name.to_string()))?;
+        if v.lossy {
+            return Err(ControlError::NoCheckpoint(name.to_string()));
+        }
+        if !v.paused && matches!(v.state, "starting" | "running" | "idle") {
+            return Err(ControlError::MustPause(name.to_string()));
+        }
+        batpak_service::reset_checkpoint(
+            &self.store,
+            name,
+            &batpak_runtime::cursor_id(name),
+            v.region.fingerprint(),
+            to,
+        )
+        .map_err(ControlError::Reset)
     }
 
     /// Asks for the same clean shutdown as Ctrl-C (returns at once).
@@ -301,7 +368,9 @@ pub struct Supervisor {
     /// The id of the next compile job.
     next_job: u64,
     /// `run --watch`: new files being compiled (no reactor yet), by job.
-    new_files: Vec<(u64, PathBuf)>,
+    /// New plugin files being compiled (no reactor yet), by job: from
+    /// `run --watch` (no reply) or [`Control::add`].
+    new_files: Vec<(u64, PathBuf, Option<Reply<ReactorView>>)>,
 }
 
 impl Supervisor {
@@ -703,17 +772,24 @@ impl Supervisor {
     /// A plugin file compiled on a worker thread: goes on with whatever
     /// waited for it (a swap, a start, a new watched file).
     fn on_compiled(&mut self, c: Compiled) {
-        if let Some(k) = self.new_files.iter().position(|(job, _)| *job == c.job) {
-            self.new_files.swap_remove(k);
-            match c.result {
-                Ok(mut loaded) => {
+        if let Some(k) = self.new_files.iter().position(|(job, ..)| *job == c.job) {
+            let (_, _, reply) = self.new_files.swap_remove(k);
+            match (c.result, reply) {
+                (Ok(mut loaded), None) => {
                     loaded.path = c.path;
                     self.start_new_file(loaded);
                 }
-                Err(e) => self.loader.log(
+                (Ok(mut loaded), Some(reply)) => {
+                    loaded.path = c.path;
+                    let _ = reply.send(self.add_requested(loaded));
+                }
+                (Err(e), None) => self.loader.log(
                     LogLevel::Warn,
                     &format!("new plugin {} not started: {e:#}", c.path.display()),
                 ),
+                (Err(e), Some(reply)) => {
+                    let _ = reply.send(Err(ControlError::Load(format!("{e:#}"))));
+                }
             }
             return;
         }
@@ -950,8 +1026,8 @@ impl Supervisor {
         let Some(i) = self.slot_watching(&path) else {
             // A new file: compiled, then started unless its name is taken.
             if let Ok(job) = self.compile(&path) {
-                self.new_files.retain(|(_, p)| *p != path);
-                self.new_files.push((job, path));
+                self.new_files.retain(|(_, p, r)| *p != path || r.is_some());
+                self.new_files.push((job, path, None));
             }
             return;
         };
@@ -1015,8 +1091,34 @@ impl Supervisor {
         }
     }
 
+    /// [`Control::add`]: a new reactor from `loaded`, unless its name is
+    /// taken.
+    fn add_requested(&mut self, loaded: Loaded) -> Result<ReactorView, ControlError> {
+        let name = loaded.name().to_string();
+        if let Some(s) = self.slots.iter().find(|s| s.name == name) {
+            return Err(ControlError::NameTaken {
+                name,
+                path: s.path.clone(),
+            });
+        }
+        let path = loaded.path.clone();
+        self.add(loaded)
+            .map_err(|e| ControlError::Spawn(format!("{e:#}")))?;
+        self.loader.log(
+            LogLevel::Info,
+            &format!("started reactor {name} from {}", path.display()),
+        );
+        Ok(self.view(self.slots.len() - 1))
+    }
+
     fn serve(&mut self, r: Request) {
         match r {
+            Request::Add(path, reply) => match self.compile(&path) {
+                Ok(job) => self.new_files.push((job, path, Some(reply))),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Request::List(reply) => {
                 let _ = reply.send(Ok(self.reactors()));
             }
@@ -1330,6 +1432,28 @@ mod tests {
                 1,
                 "{kinds:?}"
             );
+
+            // Reset: refused while it runs, done once paused.
+            assert!(matches!(
+                control.reset("null", batpak_service::ResetTo::Start),
+                Err(ControlError::MustPause(_))
+            ));
+            assert_eq!(control.pause("null").unwrap().state, "stopped");
+            let r = control
+                .reset("null", batpak_service::ResetTo::Start)
+                .unwrap();
+            assert_eq!(r.to, 0);
+            assert_ne!(control.resume("null").unwrap().state, "stopped");
+
+            // Add: a new reactor from a file; its name is then taken.
+            let added = control.add(&other).unwrap();
+            assert_eq!(added.name, "nul2");
+            assert_eq!(control.status().unwrap().len(), 2);
+            assert!(matches!(
+                control.add(&other),
+                Err(ControlError::NameTaken { .. })
+            ));
+            assert!(matches!(control.add(&broken), Err(ControlError::Load(_))));
             control.shutdown();
         });
         sup.run(false, &|| false);
