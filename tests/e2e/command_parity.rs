@@ -203,15 +203,29 @@ fn seeded_store(data: &Path) {
     host_ok(
         data,
         &[
-            "append", "--entity", "acct:1", "--scope", "bank", "--kind", "money.deposited",
-            "--payload", PAYLOAD,
+            "append",
+            "--entity",
+            "acct:1",
+            "--scope",
+            "bank",
+            "--kind",
+            "money.deposited",
+            "--payload",
+            PAYLOAD,
         ],
     );
     host_ok(
         data,
         &[
-            "append", "--entity", "note:1", "--scope", "bank", "--kind", "note.written",
-            "--payload-text", "not JSON: {\"x\"",
+            "append",
+            "--entity",
+            "note:1",
+            "--scope",
+            "bank",
+            "--kind",
+            "note.written",
+            "--payload-text",
+            "not JSON: {\"x\"",
         ],
     );
     append(
@@ -226,8 +240,15 @@ fn seeded_store(data: &Path) {
     host_ok(
         data,
         &[
-            "run", "--until-idle", "--quiet", "--attempts", "1", "--backoff-ms", "1",
-            inv.to_str().unwrap(), hostile.to_str().unwrap(),
+            "run",
+            "--until-idle",
+            "--quiet",
+            "--attempts",
+            "1",
+            "--backoff-ms",
+            "1",
+            inv.to_str().unwrap(),
+            hostile.to_str().unwrap(),
         ],
     );
 }
@@ -241,7 +262,8 @@ fn store_commands_print_the_same_locally_and_through_a_running_host() {
     copy_store(&local, &served);
     let host = RunningHost::start(&served, false);
 
-    let order = json_lines(&host_ok(&local, &["events", "--kind", "order.placed"]).stdout)[0].clone();
+    let order =
+        json_lines(&host_ok(&local, &["events", "--kind", "order.placed"]).stdout)[0].clone();
     let order_id = order["id"].as_str().unwrap().to_string();
     let corr = order["correlation"].as_str().unwrap().to_string();
     let parked = json_lines(&host_ok(&local, &["parked"]).stdout);
@@ -280,14 +302,36 @@ fn store_commands_print_the_same_locally_and_through_a_running_host() {
     same(
         &local,
         &served,
-        &["append", "--entity", "acct:2", "--scope", "bank", "--kind", "money.deposited", "--payload", PAYLOAD],
+        &[
+            "append",
+            "--entity",
+            "acct:2",
+            "--scope",
+            "bank",
+            "--kind",
+            "money.deposited",
+            "--payload",
+            PAYLOAD,
+        ],
         &receipt_keys,
         None,
     );
     same(
         &local,
         &served,
-        &["append", "--entity", "acct:2", "--scope", "bank", "--kind", "k", "--causation", "nope", "--payload", "{}"],
+        &[
+            "append",
+            "--entity",
+            "acct:2",
+            "--scope",
+            "bank",
+            "--kind",
+            "k",
+            "--causation",
+            "nope",
+            "--payload",
+            "{}",
+        ],
         &[],
         None,
     );
@@ -297,7 +341,13 @@ fn store_commands_print_the_same_locally_and_through_a_running_host() {
         "{{\"id\":\"{a}\",\"entity\":\"acct:3\",\"scope\":\"bank\",\"kind\":\"money.deposited\",\"payload\":{PAYLOAD}}}\n\
          {{\"id\":\"{b}\",\"entity\":\"acct:3\",\"scope\":\"bank\",\"kind\":\"money.withdrawn\",\"causation\":\"{a}\",\"payload\":{{\"n\":1}}}}\n"
     );
-    same(&local, &served, &["append", "--jsonl", "-"], &["timestamp_us", "hash"], Some(&jsonl));
+    same(
+        &local,
+        &served,
+        &["append", "--jsonl", "-"],
+        &["timestamp_us", "hash"],
+        Some(&jsonl),
+    );
     // A line that is not UTF-8, and one that is not JSON: refused the same
     // way, naming the line, nothing appended.
     let mut bad = b"{\"entity\":\"x:1\",\"scope\":\"s\",\"kind\":\"k\",\"payload\":\"".to_vec();
@@ -305,22 +355,57 @@ fn store_commands_print_the_same_locally_and_through_a_running_host() {
     bad.extend_from_slice(b"\"}\n{\"entity\":\"x:2\"}\n");
     let bad_file = dir.path().join("bad.jsonl");
     std::fs::write(&bad_file, &bad).unwrap();
-    let out = same(&local, &served, &["append", "--jsonl", bad_file.to_str().unwrap()], &[], None);
+    let out = same(
+        &local,
+        &served,
+        &["append", "--jsonl", bad_file.to_str().unwrap()],
+        &[],
+        None,
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("bad.jsonl:1: line is not UTF-8"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("bad.jsonl:1: line is not UTF-8"),
+        "{}",
+        text(&out.stderr)
+    );
     // What was appended reads back the same (the ids differ for the one
     // event appended without an explicit id).
-    same(&local, &served, &["events", "--entity", "acct:3"], &["timestamp_us"], None);
-    same(&local, &served, &["events", "--entity", "acct:2"], &["id", "correlation", "timestamp_us"], None);
+    same(
+        &local,
+        &served,
+        &["events", "--entity", "acct:3"],
+        &["timestamp_us"],
+        None,
+    );
+    same(
+        &local,
+        &served,
+        &["events", "--entity", "acct:2"],
+        &["id", "correlation", "timestamp_us"],
+        None,
+    );
     // Replay requests for the parked event.
     same(
         &local,
         &served,
-        &["parked", "replay", "--plugin", "hostile", "--event", &parked_event],
+        &[
+            "parked",
+            "replay",
+            "--plugin",
+            "hostile",
+            "--event",
+            &parked_event,
+        ],
         &["replay_requested"],
         None,
     );
-    same(&local, &served, &["parked", "replay", "--event", "zz"], &[], None);
+    same(
+        &local,
+        &served,
+        &["parked", "replay", "--event", "zz"],
+        &[],
+        None,
+    );
     host.stop();
 }
 
@@ -330,7 +415,17 @@ fn reads_through_a_running_host_keep_payload_bytes() {
     let data = dir.path().join("d");
     host_ok(
         &data,
-        &["append", "--entity", "acct:1", "--scope", "bank", "--kind", "k", "--payload", PAYLOAD],
+        &[
+            "append",
+            "--entity",
+            "acct:1",
+            "--scope",
+            "bank",
+            "--kind",
+            "k",
+            "--payload",
+            PAYLOAD,
+        ],
     );
     let stored = format!(r#""payload":{PAYLOAD}"#);
     let local = text(&host_ok(&data, &["events"]).stdout);

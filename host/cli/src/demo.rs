@@ -52,4 +52,3 @@ pub(crate) fn demo(_data: &Path, a: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-

@@ -1,7 +1,7 @@
 //! `batpak-host inspect`: what a plugin says about itself, without a store.
 
-use batpak_host_lib::mib_to_bytes;
 use crate::usage::usage;
+use batpak_host_lib::mib_to_bytes;
 use batpak_runtime::{LogLevel, PluginSettings, Runtime};
 use clap::Args;
 use std::path::{Path, PathBuf};

@@ -144,13 +144,8 @@ pub struct ResetArgs {
 }
 
 pub(crate) fn reset(data: &Path, a: ResetArgs) -> anyhow::Result<ExitCode> {
-    let out = batpak_host_lib::reset_checkpoint(
-        data,
-        &a.name,
-        a.to,
-        a.plugin.as_deref(),
-        &a.cache,
-    )?;
+    let out =
+        batpak_host_lib::reset_checkpoint(data, &a.name, a.to, a.plugin.as_deref(), &a.cache)?;
     print_reset(&out)
 }
 

@@ -65,7 +65,9 @@ pub enum ControlError {
     #[error("reactor {0} reads a lossy subscription, which has no checkpoint to reset")]
     NoCheckpoint(String),
     /// A reset of a reactor that runs.
-    #[error("reactor {0} is running; `batpak-host pause {0}` first, then reset, then `resume {0}`")]
+    #[error(
+        "reactor {0} is running; `batpak-host pause {0}` first, then reset, then `resume {0}`"
+    )]
     MustPause(String),
     /// The store refused the checkpoint move.
     #[error(transparent)]

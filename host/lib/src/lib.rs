@@ -18,6 +18,7 @@
 //!
 //! Modules are private; everything public is re-exported here.
 
+mod control_error;
 mod demo;
 mod host;
 mod hot_swap;
@@ -26,18 +27,16 @@ mod store_commands;
 mod test_harness;
 mod trace;
 mod usage;
+mod views;
 
+pub use control_error::ControlError;
 pub use demo::job::{ensure_wasm_target, prepare_demo, print_demo_trees, DemoArgs, DemoRun};
-pub use host::control_error::ControlError;
 pub use host::log_filter::Console;
 pub use host::operator::{connect_running, reset_checkpoint};
 pub use host::start::{Host, HostConfig, HostError, PreparedHost, LOCK_WAIT};
 pub use host::supervisor::{
     Control, HostObserver, NoObserver, ReactorSummary, RunPolicy, ShutdownReport, LIST_DEADLINE,
     LOAD_DEADLINE, STOP_DEADLINE,
-};
-pub use host::views::{
-    human_bytes, ParkedLine, PendingView, ReactorView, ReplayRequestedLine, RollbackView, SwapView,
 };
 pub use hot_swap::shadow::replay as shadow_replay;
 pub use hot_swap::swap_request::SwapRequest;
@@ -50,6 +49,11 @@ pub use store_commands::{
 pub use test_harness::harness::{test as test_plugin, TestArgs};
 pub use trace::build::{trace, TraceArgs, TraceFormat};
 pub use usage::Usage;
+pub use views::{
+    human_bytes, ParkedLine, PendingView, ReactorView, ReplayRequestedLine, RollbackView, SwapView,
+};
 
 pub use batpak_runtime::{LogLevel, ShadowRange, ShadowReport};
-pub use batpak_service::{ClientError, ErrorCode, ReactorState, ResetOutcome, ResetTo, ServiceOptions};
+pub use batpak_service::{
+    ClientError, ErrorCode, ReactorState, ResetOutcome, ResetTo, ServiceOptions,
+};

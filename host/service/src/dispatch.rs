@@ -141,11 +141,7 @@ impl Ctx {
         r
     }
 
-    fn run_bulk(
-        &self,
-        bulk: &mut Option<BulkAppend>,
-        op: Op,
-    ) -> Result<Box<RawValue>, WireError> {
+    fn run_bulk(&self, bulk: &mut Option<BulkAppend>, op: Op) -> Result<Box<RawValue>, WireError> {
         let v: Result<Value, WireError> = match op {
             Op::BulkPart { events } => {
                 if events.is_empty() {

@@ -48,7 +48,10 @@ impl Console {
     pub(crate) fn capture() -> (Console, Arc<Mutex<Vec<String>>>) {
         let lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let kept = lines.clone();
-        (Console::new(move |l| kept.lock().push(l.to_string())), lines)
+        (
+            Console::new(move |l| kept.lock().push(l.to_string())),
+            lines,
+        )
     }
 
     /// Hands `line` on.

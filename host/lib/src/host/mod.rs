@@ -1,10 +1,8 @@
 //! The running host: its supervisor (runner lifecycle, control requests,
-//! shutdown), the `Host` API over it, the service's operator, the views it
-//! reports, its log filter.
+//! shutdown), the `Host` API over it, the service's operator, its log
+//! filter.
 
-pub mod control_error;
 pub mod log_filter;
 pub mod operator;
 pub mod start;
 pub mod supervisor;
-pub mod views;

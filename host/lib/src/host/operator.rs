@@ -3,9 +3,9 @@
 //! [`Control`]), the `--listen`/`--token-file` flags of `run`, and the
 //! `status`, `pause`, `resume` and `reset` commands.
 
-use crate::host::views::{ParkedLine, ReactorView, ReplayRequestedLine};
 use crate::host::supervisor::{Control, ControlError};
 use crate::plugins::compile_cache::CacheOptions;
+use crate::views::{ParkedLine, ReactorView, ReplayRequestedLine};
 use anyhow::Context;
 use batpak_runtime::SwapRefusal;
 use batpak_runtime::{cursor_id, LogLevel, Plugin, PluginSettings, Reactor, Runtime};
@@ -20,7 +20,6 @@ use std::sync::Arc;
 
 /// Largest `--token-file` accepted (a token is one line).
 const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
-
 
 /// The service's view of the supervisor: every call goes through
 /// [`Control`], so reactor changes happen on the supervisor's thread, in
@@ -205,11 +204,7 @@ pub(crate) fn serve(
         batpak_runtime::open_regular(p, MAX_TOKEN_FILE_BYTES)
             .map_err(|e| anyhow::anyhow!("--token-file {e}"))?;
     }
-    let service = Service::start(
-        &store,
-        Arc::new(HostOperator { control }),
-        args.clone(),
-    )?;
+    let service = Service::start(&store, Arc::new(HostOperator { control }), args.clone())?;
     batpak_runtime::log(
         log_level,
         LogLevel::Info,
@@ -228,7 +223,6 @@ pub(crate) fn serve(
     }
     Ok(service)
 }
-
 
 /// The connection to the host running on `data`, or an error saying none
 /// runs (`what` operates a running host).

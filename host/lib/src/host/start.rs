@@ -175,7 +175,7 @@ impl Host {
                 &format!(
                     "loading {} ({}): compiling it unless the compile cache has it",
                     path.display(),
-                    crate::host::views::human_bytes(crate::hot_swap::pending_op::file_size(path))
+                    crate::views::human_bytes(crate::hot_swap::pending_op::file_size(path))
                 ),
             );
             let l = loader.load(path).map_err(HostError::Load)?;

@@ -12,14 +12,14 @@
 //! flight is done (see `pending_op`). Meanwhile it keeps answering, and
 //! `status` shows what each reactor's pending work waits for.
 
-pub use crate::host::control_error::ControlError;
-use crate::plugins::loader::{Loaded, Loader};
+pub use crate::control_error::ControlError;
 use crate::host::log_filter::LogFilter;
-use crate::host::views::{PendingView, ReactorView, RollbackView, SwapView};
 use crate::hot_swap::pending_op::{
     compile_off_thread, file_size, Compiled, HandedSwap, LifeOp, Origin, Reply, SwapOp,
 };
 use crate::hot_swap::watch::{absolute, Change, PluginWatcher};
+use crate::plugins::loader::{Loaded, Loader};
+use crate::views::{PendingView, ReactorView, RollbackView, SwapView};
 use batpak_runtime::{
     FailurePolicy, LoadError, LogLevel, Reactor, ReactorStatus, RolledBackRecord, RunnerHandle,
     RunnerSettings, SwapOutcome, SwapRefusal,

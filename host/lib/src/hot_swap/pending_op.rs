@@ -6,14 +6,14 @@
 //! waits for.
 
 use crate::plugins::loader::{Loaded, Loader};
-use crate::host::views::{PendingView, ReactorView};
-use crate::host::views::human_bytes;
+use crate::views::human_bytes;
+use crate::views::{PendingView, ReactorView};
 use batpak_runtime::{SwapOutcome, SwapTicket};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use crate::host::control_error::ControlError;
+use crate::control_error::ControlError;
 
 /// Where a control request's answer goes.
 pub type Reply<T> = Sender<Result<T, ControlError>>;

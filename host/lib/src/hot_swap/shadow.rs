@@ -46,4 +46,3 @@ pub fn replay(
     )
     .with_context(|| format!("shadow run of {}", plugin.display()))
 }
-

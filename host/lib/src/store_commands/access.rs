@@ -9,7 +9,7 @@
 //! [`batpak_service::verify_json`]): the host runs them for a client, a
 //! local store runs them here.
 
-use crate::host::views::{ParkedLine, ReplayRequestedLine};
+use crate::views::{ParkedLine, ReplayRequestedLine};
 use anyhow::Context;
 use batpak_service::{Client, ClientError, NewEvent, Page, Query};
 use batpak_store::{BulkAppend, EventId, Proposal, Store, StoreError};
@@ -52,8 +52,10 @@ pub trait StoreAccess {
     ///
     /// # Errors
     /// What `pass` returns.
-    fn check_all(&mut self, pass: &mut dyn FnMut(&mut Checker<'_>) -> anyhow::Result<()>)
-        -> anyhow::Result<()>;
+    fn check_all(
+        &mut self,
+        pass: &mut dyn FnMut(&mut Checker<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()>;
 
     /// Appends `events` as the next part of one bulk transaction (the first
     /// part opens it); their receipts, final once [`bulk_commit`] succeeds.
@@ -218,13 +220,8 @@ impl StoreAccess for LocalStore {
     }
 
     fn bulk_commit(&mut self) -> anyhow::Result<u64> {
-        let bulk = self
-            .bulk
-            .take()
-            .context("no bulk append to commit")?;
-        Ok(bulk.commit().context(
-            "the store failed while committing the append; reopen it (e.g. `batpak-host events`) to see whether all or none of the events were kept",
-        )?)
+        let bulk = self.bulk.take().context("no bulk append to commit")?;
+        Ok(bulk.commit()?)
     }
 
     fn bulk_abort(&mut self) {

@@ -90,7 +90,10 @@ pub fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
     let (Some(entity), Some(scope), Some(kind)) = (a.entity, a.scope, a.kind) else {
         bail!("append needs --entity, --scope and --kind (or --jsonl FILE)");
     };
-    for (flag, id) in [("--causation", &a.causation), ("--correlation", &a.correlation)] {
+    for (flag, id) in [
+        ("--causation", &a.causation),
+        ("--correlation", &a.correlation),
+    ] {
         if let Some(s) = id {
             parse_id(flag, s)?;
         }

@@ -122,4 +122,3 @@ pub enum ParkedAction {
         event: Option<String>,
     },
 }
-

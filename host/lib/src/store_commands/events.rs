@@ -101,7 +101,6 @@ fn events_region(a: &EventsArgs) -> Region {
     region
 }
 
-
 /// `events` on the store in `data` (through the host running on it when
 /// there is one).
 ///
@@ -114,9 +113,9 @@ pub fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
         Some(c) => Some(Box::new(c)),
         // Without --follow, and when opening repairs nothing, hold the
         // store for the read and go through its index.
-        None if !a.follow && batpak_store::opens_clean(data) => {
-            super::LocalStore::open(data).ok().map(|s| Box::new(s) as Box<dyn StoreAccess>)
-        }
+        None if !a.follow && batpak_store::opens_clean(data) => super::LocalStore::open(data)
+            .ok()
+            .map(|s| Box::new(s) as Box<dyn StoreAccess>),
         None => None,
     };
     match access {
@@ -251,4 +250,3 @@ fn scanned(data: &Path, a: &EventsArgs, ids: &IdFilters) -> anyhow::Result<ExitC
     }
     Ok(ExitCode::SUCCESS)
 }
-

@@ -313,12 +313,7 @@ impl ReceiptSpool {
     }
 
     /// Prints the spooled receipts (see [`print_receipts`]).
-    pub fn print(
-        self,
-        out: &mut dyn Write,
-        name: &str,
-        total: usize,
-    ) -> anyhow::Result<ExitCode> {
+    pub fn print(self, out: &mut dyn Write, name: &str, total: usize) -> anyhow::Result<ExitCode> {
         use std::io::Seek;
         let mut f = self
             .out
@@ -367,4 +362,3 @@ pub fn print_receipts(
     );
     Ok(ExitCode::SUCCESS)
 }
-

@@ -53,4 +53,3 @@ pub fn recovery_notes(store: &Store) -> Vec<String> {
     }
     notes
 }
-

@@ -14,7 +14,9 @@ use std::process::ExitCode;
 /// `--plugin`'s value must be a reactor name.
 fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), Usage> {
     match name {
-        Some(n) => batpak_runtime::validate_reactor_name(n).map_err(|e| Usage(format!("{flag}: {e}"))),
+        Some(n) => {
+            batpak_runtime::validate_reactor_name(n).map_err(|e| Usage(format!("{flag}: {e}")))
+        }
         None => Ok(()),
     }
 }
@@ -31,17 +33,16 @@ pub fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
     };
     check_plugin_name("--plugin", &plugin)?;
     let replay = event.is_some();
-    let event = match event.flatten().as_deref().map(str::parse::<EventId>) {
-        None => None,
-        Some(Ok(id)) => Some(id),
-        Some(Err(_)) => {
-            return Err(Usage(
+    let event =
+        match event.flatten().as_deref().map(str::parse::<EventId>) {
+            None => None,
+            Some(Ok(id)) => Some(id),
+            Some(Err(_)) => return Err(Usage(
                 "--event: expected an event id of 32 hex digits (the \"event\" field of `parked`)"
                     .into(),
             )
-            .into())
-        }
-    };
+            .into()),
+        };
     let mut access: Box<dyn StoreAccess> = match Client::connect(data)? {
         Some(c) => Box::new(c),
         None => {
@@ -57,7 +58,10 @@ pub fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
                 // its segments without the lock instead.
                 Err(e)
                     if !replay
-                        && matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Locked { .. })) =>
+                        && matches!(
+                            e.downcast_ref::<StoreError>(),
+                            Some(StoreError::Locked { .. })
+                        ) =>
                 {
                     Box::new(LocalStore::read_only(data))
                 }

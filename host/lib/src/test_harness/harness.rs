@@ -356,9 +356,11 @@ pub fn test(data: Option<&Path>, a: TestArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let config = match &a.config {
         Some(p) => {
-            let text =
-                batpak_runtime::read_regular_text(p, crate::plugins::plugin_config::MAX_CONFIG_FILE_BYTES)
-                    .map_err(|e| anyhow::anyhow!("--config {e}"))?;
+            let text = batpak_runtime::read_regular_text(
+                p,
+                crate::plugins::plugin_config::MAX_CONFIG_FILE_BYTES,
+            )
+            .map_err(|e| anyhow::anyhow!("--config {e}"))?;
             let v: Value = serde_json::from_str(&text)
                 .with_context(|| format!("--config {}: not JSON", p.display()))?;
             v.to_string()

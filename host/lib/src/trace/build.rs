@@ -17,8 +17,8 @@
 //! the box's `<title>` (its tooltip). Gate denials are drawn with a dashed
 //! red border, and a legend under the tree says so.
 
-use anyhow::{bail, Context};
 use crate::store_commands::{LocalStore, StoreAccess};
+use anyhow::{bail, Context};
 use batpak_service::{Client, Query};
 use batpak_store::{EventId, LogReader, DENIED_KIND};
 use clap::{Args, ValueEnum};
