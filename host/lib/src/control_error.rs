@@ -29,8 +29,11 @@ pub enum ControlError {
     /// The new plugin names another reactor.
     #[error("plugin {path} is reactor {found}, not {expected}; the name keys the checkpoint")]
     WrongReactor {
+        /// The file.
         path: PathBuf,
+        /// The reactor asked for.
         expected: String,
+        /// The reactor the file is.
         found: String,
     },
     /// Loading, checking or initialising the plugin failed.

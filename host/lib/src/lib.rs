@@ -18,6 +18,8 @@
 //!
 //! Modules are private; everything public is re-exported here.
 
+#![warn(missing_docs)]
+
 mod control_error;
 mod demo;
 mod host;

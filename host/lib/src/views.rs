@@ -11,22 +11,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// One line of `parked`: an unresolved parked event.
 #[derive(Serialize, Debug)]
 pub struct ParkedLine<'a> {
+    /// Id of the parked record.
     pub parked: String,
+    /// Its global sequence.
     pub parked_seq: u64,
+    /// When it was parked, microseconds since the Unix epoch.
     pub parked_at_us: u64,
+    /// The reactor that failed on it.
     pub reactor: &'a str,
+    /// Its version.
     pub version: &'a str,
+    /// Digest of the component that failed.
     pub component: &'a str,
+    /// Id of the event it failed on.
     pub event: &'a str,
+    /// That event's global sequence.
     pub sequence: u64,
+    /// That event's kind.
     pub kind: &'a str,
+    /// Its entity.
     pub entity: &'a str,
+    /// Its scope.
     pub scope: &'a str,
+    /// How the reactor failed (`error`, `trap`, `timeout`, …).
     pub failure: &'a str,
+    /// The failure's message.
     pub cause: &'a str,
+    /// Calls made before it was parked.
     pub attempts: u32,
     /// The parked record this one replaces (`null` for a first failure).
     pub replaces: Option<&'a str>,
+    /// A replay of it has been asked for.
     pub replay_requested: bool,
 }
 
@@ -61,11 +76,14 @@ pub struct ReplayRequestedLine<'a> {
     pub replay_requested: String,
     /// The parked record it resolves.
     pub parked: String,
+    /// The reactor that replays it.
     pub reactor: &'a str,
+    /// The event it re-delivers.
     pub event: &'a str,
 }
 
 impl<'a> ReplayRequestedLine<'a> {
+    /// The line for request `request` of parked event `p`.
     pub fn new(request: EventId, p: &'a ParkedEvent) -> Self {
         ReplayRequestedLine {
             replay_requested: request.to_string(),
@@ -79,7 +97,9 @@ impl<'a> ReplayRequestedLine<'a> {
 /// A reactor under the supervisor, as a control channel lists it.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 pub struct ReactorView {
+    /// Reactor name.
     pub name: String,
+    /// Version it runs.
     pub version: String,
     /// blake3 digest of the component it runs.
     pub digest: String,
@@ -96,14 +116,21 @@ pub struct ReactorView {
     /// position` counts every later event, other regions' included, so it
     /// bounds what is left to do rather than measuring it.
     pub head: u64,
+    /// Events delivered to it.
     pub events_in: u64,
+    /// Reactions it appended.
     pub reactions_out: u64,
+    /// Proposals a gate denied.
     pub denials: u64,
+    /// Events it parked.
     pub parked: u64,
+    /// Parked events replayed and resolved.
     pub unparked: u64,
+    /// Failed calls.
     pub failures: u64,
     /// Events a lossy subscription dropped (0 for cursors).
     pub missed: u64,
+    /// It reads a lossy subscription (no checkpoint).
     pub lossy: bool,
     /// Stopped by an operator (`pause`, `Control::stop`): keeps its
     /// position and may be started again.
@@ -111,6 +138,7 @@ pub struct ReactorView {
     /// The region its cursor reads (for the service's region lag).
     #[serde(skip)]
     pub region: Region,
+    /// Its runner's terminal error, if it failed.
     pub error: Option<String>,
     /// The last hot swap of this reactor in this run (`None` before the
     /// first).
@@ -131,9 +159,13 @@ pub struct SwapView {
     pub at_ms: u64,
     /// Log position of the swap: the last sequence the old version handled.
     pub position: u64,
+    /// The version swapped out.
     pub old_version: String,
+    /// Its digest.
     pub old_digest: String,
+    /// The version swapped in.
     pub new_version: String,
+    /// Its digest.
     pub new_digest: String,
     /// Id of the `batpak.plugin.swapped` record.
     pub record: String,
@@ -154,6 +186,7 @@ pub struct RollbackView {
     pub failed_version: String,
     /// The version running again.
     pub restored_version: String,
+    /// Its digest.
     pub restored_digest: String,
     /// Batches the failed version completed.
     pub batches: u32,
@@ -162,6 +195,7 @@ pub struct RollbackView {
 }
 
 impl RollbackView {
+    /// The view of rollback `r`, which happened `at`.
     pub fn new(r: &RolledBackRecord, at: SystemTime) -> Self {
         RollbackView {
             at_ms: millis(at),
@@ -187,6 +221,7 @@ impl SwapView {
         self
     }
 
+    /// The view of swap `o`, which happened `at`.
     pub fn new(o: &SwapOutcome, at: SystemTime) -> Self {
         SwapView {
             at_ms: at
@@ -204,6 +239,10 @@ impl SwapView {
 }
 
 impl ReactorView {
+    /// The view of a reactor from its runner's status `snap` (`idle`:
+    /// caught up at `head`), the digest and file it runs, its region, and
+    /// whether an operator stopped it.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         snap: &StatusSnapshot,
         idle: bool,

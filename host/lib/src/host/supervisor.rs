@@ -253,7 +253,9 @@ pub struct ReactorSummary {
 /// What every runner shares: the retry policy.
 #[derive(Clone, Debug)]
 pub struct RunPolicy {
+    /// Calls of a failing batch before it is bisected and parked.
     pub attempts: u32,
+    /// Wait before the first retry.
     pub backoff: Duration,
     /// Hot swap: batches a new version is on probation (`--swap-rollback`).
     pub swap_rollback: u32,

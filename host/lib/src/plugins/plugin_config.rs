@@ -51,9 +51,13 @@ pub struct PluginConfigFile {
 /// The command-line values that per-plugin entries override.
 #[derive(Clone, Debug, Default)]
 pub struct Flags {
+    /// Wall-time limit of one call into a plugin (`--timeout-ms`).
     pub timeout_ms: Option<u64>,
+    /// Memory budget of one instance in MiB (`--memory-mb`).
     pub memory_mb: Option<u64>,
+    /// Largest batch handed to `react` (`--max-batch`).
     pub max_batch: Option<usize>,
+    /// Lowest level of log lines kept (`--log-level`).
     pub log_level: LogLevel,
 }
 
@@ -61,12 +65,17 @@ pub struct Flags {
 /// file's defaults, then built-in defaults.
 #[derive(Clone, Debug)]
 pub struct Resolved {
+    /// Wall-time limit of one call.
     pub timeout: Duration,
+    /// Memory budget of one instance.
     pub memory_bytes: usize,
+    /// Largest batch.
     pub max_batch: usize,
     /// JSON text for `init`.
     pub config: String,
+    /// Kinds granted (`None`: every kind the plugin declares).
     pub grant_emits: Option<Vec<String>>,
+    /// Lowest level of its log lines kept.
     pub log_level: LogLevel,
 }
 

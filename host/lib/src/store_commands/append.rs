@@ -16,6 +16,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+/// `s` as an event id, or an error naming `flag` and the expected form.
+///
+/// # Errors
+/// `s` is not 32 hex digits.
 pub fn parse_id(flag: &str, s: &str) -> anyhow::Result<EventId> {
     s.parse::<EventId>()
         .map_err(|_| anyhow::anyhow!("{flag}: {s:?} is not an event id; expected 32 hex digits as printed in a receipt's \"id\""))
