@@ -5,21 +5,21 @@
 use anyhow::{bail, Context};
 use batpak_store::{AppendOptions, LogReader, Store};
 use batpak_store::{Coordinate, Event, EventId, Proposal};
-use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Arguments of `batpak-host demo`.
-#[derive(Args, Debug)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct DemoArgs {
     /// Store directory for the demo (wiped and recreated when it holds a
     /// previous demo store).
-    #[arg(long, default_value = "./batpak-demo")]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "./batpak-demo"))]
     pub dir: PathBuf,
     /// Use already-built plugins from this directory (inventory.wasm,
     /// low_stock.wasm, shipping.wasm) instead of building them.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub plugins_dir: Option<PathBuf>,
 }
 

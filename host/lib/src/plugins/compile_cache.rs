@@ -9,7 +9,6 @@
 
 use anyhow::Context;
 use batpak_runtime::{CacheLimits, LogLevel, RuntimeConfig};
-use clap::Args;
 use std::path::PathBuf;
 
 /// Environment variable naming the cache directory (like `--cache-dir`).
@@ -23,22 +22,23 @@ pub const ENV_OFF: &str = "BATPAK_NO_CACHE";
 pub const DEFAULT_MAX_MB: u64 = 1024;
 
 /// Compile cache options (flags beat their environment variables).
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CacheOptions {
     /// Directory of the compile cache (compiled plugins, shared by every
     /// command and store of this user) [env: BATPAK_CACHE_DIR; default:
     /// $XDG_CACHE_HOME/batpak-host, else ~/.cache/batpak-host]. It must be
     /// this user's and owner-only (700).
-    #[arg(long, value_name = "DIR")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DIR"))]
     pub cache_dir: Option<PathBuf>,
     /// Size cap of the compile cache in MiB; past it the least recently
     /// used compiled plugins are deleted [env: BATPAK_CACHE_MAX_MB;
     /// default: 1024].
-    #[arg(long, value_name = "MIB")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "MIB"))]
     pub cache_max_mb: Option<u64>,
     /// Compile every plugin afresh, reading and writing no compile cache
     /// [env: BATPAK_NO_CACHE=1].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub no_cache: bool,
 }
 

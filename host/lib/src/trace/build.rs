@@ -21,7 +21,6 @@ use crate::store_commands::{LocalStore, StoreAccess};
 use anyhow::{bail, Context};
 use batpak_service::{Client, Query};
 use batpak_store::{EventId, LogReader, DENIED_KIND};
-use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -36,7 +35,8 @@ const CHECKPOINT_KIND: &str = "batpak.cursor.checkpoint";
 const MAX_NODES: usize = 100_000;
 
 /// Output formats of `trace`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum TraceFormat {
     /// A tree drawn with `├─`/`└─`/`│`.
     Text,
@@ -52,17 +52,18 @@ pub enum TraceFormat {
 const PAYLOAD_CHARS: usize = 80;
 
 /// Arguments of `batpak-host trace`.
-#[derive(Args, Debug)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TraceArgs {
     /// An event id (32 hex digits, as `events` prints it in "id"): its causes
     /// and every reaction it led to. Or an entity (e.g. `order:7`): the
     /// causal tree of every event of that entity, trees sharing a first cause
     /// drawn once, the entity's events marked (◀ in text). `--format json`
     /// then prints {"entity","targets","roots"} instead of {"target","root"}.
-    #[arg(value_name = "ID|ENTITY")]
+    #[cfg_attr(feature = "cli", arg(value_name = "ID|ENTITY"))]
     pub target: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = TraceFormat::Text))]
     pub format: TraceFormat,
 }
 
