@@ -37,7 +37,7 @@ pub use host::log_filter::Console;
 pub use host::operator::{connect_running, reset_checkpoint};
 pub use host::start::{Host, HostConfig, HostError, PreparedHost, LOCK_WAIT};
 pub use host::supervisor::{
-    Control, HostObserver, NoObserver, ReactorSummary, RunPolicy, ShutdownReport, LIST_DEADLINE,
+    Control, HostObserver, NoObserver, ReactorSummary, ShutdownReport, LIST_DEADLINE,
     LOAD_DEADLINE, STOP_DEADLINE,
 };
 pub use hot_swap::shadow::replay as shadow_replay;
