@@ -99,13 +99,13 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         // Store commands go through the running host when there is one.
-        Command::Append(a) => host::append(&cli.data, a),
-        Command::Events(a) => host::events(&cli.data, a),
-        Command::Trace(a) => host::trace(&cli.data, a),
-        Command::Verify => host::verify(&cli.data),
+        Command::Append(a) => host::append(&cli.data, a, &mut std::io::stdout().lock()),
+        Command::Events(a) => host::events(&cli.data, a, &mut std::io::stdout().lock()),
+        Command::Trace(a) => host::trace(&cli.data, a, &mut std::io::stdout().lock()),
+        Command::Verify => host::verify(&cli.data, &mut std::io::stdout().lock()),
         Command::Run(a) => run::run(&cli.data, a),
         Command::Inspect(a) => inspect::inspect(data_given, a),
-        Command::Parked(a) => host::parked(&cli.data, a),
+        Command::Parked(a) => host::parked(&cli.data, a, &mut std::io::stdout().lock()),
         Command::Demo(a) => demo::demo(&cli.data, a),
         Command::New(a) => new::new(a),
         Command::Test(a) => host::test_plugin(data_given, a),

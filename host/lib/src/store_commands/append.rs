@@ -79,14 +79,14 @@ pub fn single_payload(a: &AppendArgs) -> Result<String, String> {
 }
 
 /// `append` on the store in `data` (through the host running on it when
-/// there is one).
+/// there is one); the receipts go to `out`, one JSON line each.
 ///
 /// # Errors
 /// Bad flags ([`Usage`] for a bad `--payload`), a refused append, a store
 /// or connection failure.
-pub fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
+pub fn append(data: &Path, a: AppendArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     if let Some(src) = &a.jsonl {
-        return append_jsonl(data, src);
+        return append_jsonl(data, src, out);
     }
     // Checked before the store is opened (or created): a bad flag gets the
     // same message with or without a host, and leaves nothing behind.
@@ -123,7 +123,7 @@ pub fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
         }
     };
     access.close()?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(out);
     for r in receipts {
         writeln!(out, "{r}")?;
     }
@@ -138,7 +138,7 @@ pub fn append(data: &Path, a: AppendArgs) -> anyhow::Result<ExitCode> {
 /// [`CHUNK_EVENTS`] events, then one commit. A refused part, this process
 /// dying or a signal before the commit leave nothing. Receipts are printed
 /// once the commit is durable.
-fn append_jsonl(data: &Path, src: &Path) -> anyhow::Result<ExitCode> {
+fn append_jsonl(data: &Path, src: &Path, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     interrupt::install();
     let source = Source::new(src)?;
     let name = source.name.clone();
@@ -270,7 +270,7 @@ fn append_jsonl(data: &Path, src: &Path) -> anyhow::Result<ExitCode> {
             started.elapsed().as_secs_f64()
         );
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(out);
     spool.print(&mut out, &name, total)
 }
 

@@ -102,11 +102,11 @@ fn events_region(a: &EventsArgs) -> Region {
 }
 
 /// `events` on the store in `data` (through the host running on it when
-/// there is one).
+/// there is one), printed to `out`.
 ///
 /// # Errors
 /// A bad filter, a store or connection failure.
-pub fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
+pub fn events(data: &Path, a: EventsArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     // Checked here first, so a bad id gets the same message either way.
     let ids = IdFilters::parse(&a)?;
     let access: Option<Box<dyn StoreAccess>> = match Client::connect(data)? {
@@ -119,13 +119,17 @@ pub fn events(data: &Path, a: EventsArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     match access {
-        Some(access) => paged(access, &a),
-        None => scanned(data, &a, &ids),
+        Some(access) => paged(access, &a, out),
+        None => scanned(data, &a, &ids, out),
     }
 }
 
 /// Pages of event lines from `access`, printed as they come.
-fn paged(mut access: Box<dyn StoreAccess>, a: &EventsArgs) -> anyhow::Result<ExitCode> {
+fn paged(
+    mut access: Box<dyn StoreAccess>,
+    a: &EventsArgs,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let mut q = Query {
         entity: a.entity.clone(),
         entity_prefix: a.entity_prefix.clone(),
@@ -141,7 +145,7 @@ fn paged(mut access: Box<dyn StoreAccess>, a: &EventsArgs) -> anyhow::Result<Exi
     };
     let limit = a.limit.unwrap_or(u64::MAX);
     let mut printed = 0u64;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(out);
     let result = loop {
         q.limit = Some((limit - printed).min(batpak_service::MAX_PAGE as u64));
         let page = match access.read(&q) {
@@ -171,7 +175,12 @@ fn paged(mut access: Box<dyn StoreAccess>, a: &EventsArgs) -> anyhow::Result<Exi
 }
 
 /// The segments read lock-free: no lock, no repair; reports what it finds.
-fn scanned(data: &Path, a: &EventsArgs, ids: &IdFilters) -> anyhow::Result<ExitCode> {
+fn scanned(
+    data: &Path,
+    a: &EventsArgs,
+    ids: &IdFilters,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
     let region = events_region(a);
     // A listed `batpak.*` kind matches by itself; `--system` adds every host
     // record (as through a running host).
@@ -194,8 +203,7 @@ fn scanned(data: &Path, a: &EventsArgs, ids: &IdFilters) -> anyhow::Result<ExitC
         )
     };
     let mut reader = LogReader::open(data)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = std::io::BufWriter::new(out);
     let mut printed = 0u64;
     let limit = a.limit.unwrap_or(u64::MAX);
     loop {

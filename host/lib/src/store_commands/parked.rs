@@ -22,11 +22,11 @@ fn check_plugin_name(flag: &str, name: &Option<String>) -> Result<(), Usage> {
 }
 
 /// `parked` on the store in `data` (through the host running on it when
-/// there is one); it never creates a store.
+/// there is one), one JSON line each on `out`; it never creates a store.
 ///
 /// # Errors
 /// A bad name or id ([`Usage`]), no store, a store or connection failure.
-pub fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
+pub fn parked(data: &Path, a: ParkedArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let (plugin, event) = match a.action {
         None => (a.plugin, None),
         Some(ParkedAction::Replay { plugin, event }) => (plugin.or(a.plugin), Some(event)),
@@ -85,11 +85,8 @@ pub fn parked(data: &Path, a: ParkedArgs) -> anyhow::Result<ExitCode> {
             return Err(e);
         }
     };
-    {
-        let mut out = std::io::stdout().lock();
-        for l in &lines {
-            writeln!(out, "{l}")?;
-        }
+    for l in &lines {
+        writeln!(out, "{l}")?;
     }
     access.close()?;
     if !replay {

@@ -7,15 +7,17 @@
 use crate::store_commands::access::{LocalStore, StoreAccess};
 use batpak_service::Client;
 use serde_json::Value;
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
 /// `verify` on the store in `data` (by the host running on it when there
-/// is one). Exit 1 when it is not sound.
+/// is one): the report as one JSON line on `out`, what it means on
+/// stderr. Exit 1 when it is not sound.
 ///
 /// # Errors
 /// No store in `data`, or the check could not run.
-pub fn verify(data: &Path) -> anyhow::Result<ExitCode> {
+pub fn verify(data: &Path, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let mut access: Box<dyn StoreAccess> = match Client::connect(data)? {
         Some(c) => Box::new(c),
         None => {
@@ -34,7 +36,7 @@ pub fn verify(data: &Path) -> anyhow::Result<ExitCode> {
         .unwrap_or_default();
     let r = access.verify()?;
     access.close()?;
-    println!("{r}");
+    writeln!(out, "{r}")?;
     let at = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0);
     let tail = &r["torn_tail_to_cut"];
     if tail.is_object() {

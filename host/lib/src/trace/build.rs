@@ -673,8 +673,18 @@ pub fn to_svg(forest: &[Tree], marked: &HashSet<String>) -> String {
     out
 }
 
-/// `batpak-host trace ID|ENTITY`.
-pub fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
+/// `batpak-host trace ID|ENTITY`: the trace of `a.target` in the store in
+/// `data` (through the host running on it when there is one), drawn in
+/// `a.format` on `stdout`.
+///
+/// # Errors
+/// No store, a target that is neither an event nor an entity with events,
+/// a store or connection failure.
+pub fn trace(
+    data: &Path,
+    a: TraceArgs,
+    stdout: &mut dyn std::io::Write,
+) -> anyhow::Result<ExitCode> {
     let traced = if let Some(c) = Client::connect(data)? {
         resolve(&mut AccessSource(Box::new(c)), &a.target)?
     } else {
@@ -732,8 +742,6 @@ pub fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
             s
         }
     };
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
     if stdout.write_all(out.as_bytes()).is_err() {
         return Ok(ExitCode::SUCCESS); // reader went away
     }
