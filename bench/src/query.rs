@@ -5,14 +5,13 @@
 //! before (a `LogReader` over the whole log, filtered). Target: an indexed
 //! query ≤ 5 ms (median), printed MET/MISSED.
 
-use crate::service::NoReactors;
+use crate::service::host_without_reactors;
 use anyhow::{Context, Result};
-use batpak_service::{Client, Query, Service, ServiceOptions};
+use batpak_service::{Client, Query};
 use batpak_store::{
     AppendOptions, Coordinate, Event, EventId, LogReader, Lookup, Proposal, Region, Store,
 };
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Events per correlation (a causal chain: each caused by the one before).
@@ -133,14 +132,9 @@ pub fn run(base: &Path, events: u64) -> Result<()> {
         "  reopen   {:.0} ms (index from its snapshot, proof checked)",
         t.elapsed().as_secs_f64() * 1e3
     );
-    let service = Service::start(
-        &store,
-        Arc::new(NoReactors),
-        ServiceOptions {
-            listen: None,
-            token_file: None,
-        },
-    )?;
+    store.close()?;
+    let service = host_without_reactors(&dir, None)?;
+    let store = service.control().store().clone();
     let mut client = Client::connect(&dir)?.context("the control socket answers")?;
     client.set_timeout(Some(Duration::from_secs(30)))?;
     println!();
@@ -277,8 +271,8 @@ pub fn run(base: &Path, events: u64) -> Result<()> {
     );
     println!("The segment scan is what `events` did for every query before the indexes (and still does for `--follow`, or when a `run` serving no socket holds the store).");
     drop(client);
-    service.stop();
-    store.close()?;
+    drop(store);
+    service.stop()?;
     // Without a host the CLI opens the store for each query: that open
     // (snapshot load and proof check) is the cost, not the lookup.
     let t = Instant::now();

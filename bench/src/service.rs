@@ -9,47 +9,31 @@
 
 use crate::common::{fmt_rate, payload, Deadline, THREADS};
 use anyhow::{Context, Result};
-use batpak_service::{
-    Client, NewEvent, OpError, Operator, ReactorState, ResetOutcome, ResetTo, Service,
-    ServiceOptions,
-};
-use batpak_store::{AppendOptions, Coordinate, EventId, Proposal, Store};
+use batpak_host_lib::{Console, Host, HostConfig, NoObserver, ServiceOptions};
+use batpak_service::{Client, NewEvent};
+use batpak_store::{AppendOptions, Coordinate, Proposal, Store};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One system's measurement: (clients, duration) -> appends per second.
 type Measure<'a> = dyn Fn(usize, Duration) -> Result<f64> + 'a;
 
-/// A host with no reactors: the service's store path only.
-pub(crate) struct NoReactors;
-
-impl Operator for NoReactors {
-    fn status(&self) -> Vec<ReactorState> {
-        Vec::new()
-    }
-    fn pause(&self, name: &str) -> Result<ReactorState, OpError> {
-        Err(OpError::NoSuchReactor(name.into()))
-    }
-    fn resume(&self, name: &str) -> Result<ReactorState, OpError> {
-        Err(OpError::NoSuchReactor(name.into()))
-    }
-    fn reset(&self, name: &str, _: ResetTo) -> Result<ResetOutcome, OpError> {
-        Err(OpError::NoSuchReactor(name.into()))
-    }
-    fn parked(&self, _: Option<&str>) -> Result<Vec<serde_json::Value>, OpError> {
-        Ok(Vec::new())
-    }
-    fn parked_replay(
-        &self,
-        _: Option<&str>,
-        _: Option<EventId>,
-    ) -> Result<Vec<serde_json::Value>, OpError> {
-        Ok(Vec::new())
-    }
+/// A host with no reactors (the library's, as `batpak-host run` starts
+/// it), serving `data` over its socket and, with `listen`, HTTP.
+pub(crate) fn host_without_reactors(
+    data: &Path,
+    listen: Option<std::net::SocketAddr>,
+) -> Result<Host> {
+    let mut config = HostConfig::new(data, Vec::new());
+    config.service = ServiceOptions {
+        listen,
+        token_file: None,
+    };
+    config.console = Console::new(|_| {});
+    Ok(Host::start(config, Box::new(NoObserver), &|| false)?)
 }
 
 /// Runs `clients` threads, each calling `make()` once for its connection
@@ -215,15 +199,8 @@ pub fn run(base: &Path, secs: u64) -> Result<()> {
         .tempdir_in(base)?;
     let data = tmp.path().join("store");
     let secs = Duration::from_secs(secs.max(1));
-    let store = Store::open(&data)?;
-    let service = Service::start(
-        &store,
-        Arc::new(NoReactors),
-        ServiceOptions {
-            listen: Some("127.0.0.1:0".parse()?),
-            token_file: None,
-        },
-    )?;
+    let service = host_without_reactors(&data, Some("127.0.0.1:0".parse()?))?;
+    let store = service.control().store().clone();
     let addr = service.http_addr().context("HTTP address")?.to_string();
     let token = std::fs::read_to_string(service.token_path().context("token path")?)?
         .trim()
@@ -260,8 +237,8 @@ pub fn run(base: &Path, secs: u64) -> Result<()> {
         .zip(sums)
         .map(|((l, _), [a, b])| (l.to_string(), a, b))
         .collect();
-    service.stop();
-    store.close()?;
+    drop(store);
+    service.stop()?;
 
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(10).max(8);
     println!(

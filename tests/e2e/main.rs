@@ -7,6 +7,7 @@ mod common;
 mod atomic_append;
 mod bytes_as_sent;
 mod cli_store;
+mod command_parity;
 mod control_plane;
 mod demo;
 mod guest_units;

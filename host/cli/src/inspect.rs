@@ -1,7 +1,7 @@
 //! `batpak-host inspect`: what a plugin says about itself, without a store.
 
-use crate::plugin_config::mib_to_bytes;
 use crate::usage::usage;
+use batpak_host_lib::mib_to_bytes;
 use batpak_runtime::{LogLevel, PluginSettings, Runtime};
 use clap::Args;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ pub struct InspectArgs {
     pub memory_mb: u64,
     /// The compile cache.
     #[command(flatten)]
-    pub cache: crate::compile_cache::CacheArgs,
+    pub cache: batpak_host_lib::CacheOptions,
 }
 
 /// Prints the inspection as JSON; exits 1 when the descriptor is invalid or

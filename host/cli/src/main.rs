@@ -2,33 +2,20 @@
 //! on stdout and human messages on stderr, and exits with honest codes
 //! (0 success, 1 failure, 2 bad usage).
 
-mod compile_cache;
-mod control_error;
 mod demo;
 mod error_text;
 mod inspect;
-mod loader;
-mod log_filter;
 mod new;
 mod operate;
-mod output;
-mod parked;
-mod pending_op;
-mod plugin_config;
-mod remote;
 mod run;
 mod shadow;
 mod signals;
 mod status_display;
-mod store_cmds;
-mod supervisor;
 mod swap_cmd;
-mod test_cmd;
-mod trace;
 mod usage;
-mod watch;
 mod wit_cmd;
 
+use batpak_host_lib as host;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,12 +38,12 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Append events; prints one JSON receipt per event once it is durable.
-    Append(store_cmds::AppendArgs),
+    Append(host::AppendArgs),
     /// Print events as JSON lines, oldest first.
-    Events(store_cmds::EventsArgs),
+    Events(host::EventsArgs),
     /// Draw an event's causes and every reaction it led to, as a tree
     /// (text, DOT, SVG or JSON); given an entity, the trees of its events.
-    Trace(trace::TraceArgs),
+    Trace(host::TraceArgs),
     /// Check every frame, hash, chain link and index entry; exit 1 with a
     /// report when anything is wrong.
     Verify,
@@ -65,7 +52,7 @@ pub enum Command {
     /// Print what a plugin says about itself and the WIT world it targets.
     Inspect(inspect::InspectArgs),
     /// List parked events (events a reactor failed on), or replay them.
-    Parked(parked::ParkedArgs),
+    Parked(host::ParkedArgs),
     /// Replay a candidate version of a reactor over the events the running
     /// version handled, in a scratch store, and report what would differ
     /// (exit 1 on differences). Works while `run` runs.
@@ -75,13 +62,13 @@ pub enum Command {
     Swap(swap_cmd::SwapArgs),
     /// Build the example plugins, append sample orders, run the reactors and
     /// show what they produced.
-    Demo(demo::DemoArgs),
+    Demo(host::DemoArgs),
     /// Create a reactor project (Rust, C, Python or JavaScript) from the
     /// repository's templates.
     New(new::NewArgs),
     /// Run one plugin on fixture events in a scratch store and check its
     /// reactions (and that they do not depend on batching).
-    Test(test_cmd::TestArgs),
+    Test(host::TestArgs),
     /// Show each reactor of the running host: version, digest, state,
     /// position, lag (its own region's durable events not yet handled),
     /// parked count.
@@ -99,11 +86,6 @@ pub enum Command {
     Wit(wit_cmd::WitArgs),
 }
 
-/// A client of the host running on `data`, if one runs.
-fn running_host(data: &std::path::Path) -> anyhow::Result<Option<batpak_service::Client>> {
-    Ok(batpak_service::Client::connect(data)?)
-}
-
 fn main() -> ExitCode {
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
@@ -118,32 +100,16 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         // Store commands go through the running host when there is one.
-        Command::Append(a) => match running_host(&cli.data) {
-            Ok(Some(c)) => remote::append(c, a),
-            Ok(None) => store_cmds::append(&cli.data, a),
-            Err(e) => Err(e),
-        },
-        Command::Events(a) => match running_host(&cli.data) {
-            Ok(Some(c)) => remote::events(c, &a),
-            Ok(None) => store_cmds::events(&cli.data, a),
-            Err(e) => Err(e),
-        },
-        Command::Trace(a) => trace::trace(&cli.data, a),
-        Command::Verify => match running_host(&cli.data) {
-            Ok(Some(c)) => remote::verify(c),
-            Ok(None) => store_cmds::verify(&cli.data),
-            Err(e) => Err(e),
-        },
+        Command::Append(a) => host::append(&cli.data, a, &mut std::io::stdout().lock()),
+        Command::Events(a) => host::events(&cli.data, a, &mut std::io::stdout().lock()),
+        Command::Trace(a) => host::trace(&cli.data, a, &mut std::io::stdout().lock()),
+        Command::Verify => host::verify(&cli.data, &mut std::io::stdout().lock()),
         Command::Run(a) => run::run(&cli.data, a),
         Command::Inspect(a) => inspect::inspect(data_given, a),
-        Command::Parked(a) => match running_host(&cli.data) {
-            Ok(Some(c)) => remote::parked(c, a),
-            Ok(None) => parked::parked(&cli.data, a),
-            Err(e) => Err(e),
-        },
+        Command::Parked(a) => host::parked(&cli.data, a, &mut std::io::stdout().lock()),
         Command::Demo(a) => demo::demo(&cli.data, a),
         Command::New(a) => new::new(a),
-        Command::Test(a) => test_cmd::test(data_given, a),
+        Command::Test(a) => host::test_plugin(data_given, a),
         Command::Shadow(a) => shadow::shadow(&cli.data, a),
         Command::Swap(a) => swap_cmd::swap(&cli.data, a),
         Command::Status(a) => operate::status(&cli.data, a),
@@ -154,6 +120,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
+        // Bad usage exits 2, as clap does for what it checks itself.
+        Err(e) if e.downcast_ref::<host::Usage>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {}", error_text::error_text(&e));
             ExitCode::FAILURE

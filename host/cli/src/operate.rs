@@ -1,277 +1,12 @@
-//! A running host as a service: the [`Supervisor`](crate::supervisor)'s
-//! reactors behind the service's [`Operator`] trait (through its
-//! [`Control`]), the `--listen`/`--token-file` flags of `run`, and the
-//! `status`, `pause`, `resume` and `reset` commands.
+//! `status`, `pause`, `resume` and `reset`: operate the reactors of a
+//! running host (reset also works on a store no host holds) and print what
+//! they did.
 
-use crate::output::{ParkedLine, ReactorView, ReplayRequestedLine};
-use crate::supervisor::{Control, ControlError};
-use anyhow::Context;
-use batpak_runtime::SwapRefusal;
-use batpak_runtime::{cursor_id, LogLevel, Plugin, PluginSettings, Reactor, Runtime};
-use batpak_service::{
-    Client, OpError, Operator, ReactorRunState, ReactorState, ResetOutcome, ResetTo, Service,
-    ServiceOptions,
-};
-use batpak_store::{EventId, ReactorCanal, Store};
+use batpak_host_lib::{connect_running, ReactorState, ResetOutcome, ResetTo};
 use clap::Args;
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-
-/// Largest `--token-file` accepted (a token is one line).
-const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
-
-/// `run`'s service flags.
-#[derive(Args, Debug, Clone, Default)]
-pub struct ServiceArgs {
-    /// Serve the HTTP API on this address (e.g. 127.0.0.1:8080; off by
-    /// default). Every event endpoint needs the bearer token.
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Read the HTTP bearer token from this file instead of generating one
-    /// into <data>/run/http.token (owner-only).
-    #[arg(long, value_name = "FILE", requires = "listen")]
-    pub token_file: Option<PathBuf>,
-}
-
-/// The service's view of the supervisor: every call goes through
-/// [`Control`], so reactor changes happen on the supervisor's thread, in
-/// order, between status ticks.
-struct HostOperator {
-    control: Control,
-}
-
-fn op_error(e: ControlError) -> OpError {
-    match e {
-        ControlError::UnknownReactor(n) => OpError::NoSuchReactor(n),
-        ControlError::AlreadyRunning(_)
-        | ControlError::NotRunning(_)
-        | ControlError::Busy { .. } => OpError::Refused(e.to_string()),
-        ControlError::TimedOut { .. } => OpError::TimedOut(e.to_string()),
-        // The file offered (to swap in, or to start from) is not a usable
-        // plugin: the request's input is bad, the host is fine.
-        ControlError::Load(m) => OpError::Invalid(m),
-        ControlError::Swap(SwapRefusal::Unloadable { .. } | SwapRefusal::UnsupportedWit { .. }) => {
-            OpError::Invalid(e.to_string())
-        }
-        ControlError::WrongReactor { .. } | ControlError::Swap(_) => {
-            OpError::Refused(e.to_string())
-        }
-        other => OpError::Failed(other.to_string()),
-    }
-}
-
-impl HostOperator {
-    fn store(&self) -> &Store {
-        self.control.store()
-    }
-
-    fn state_of(&self, v: &ReactorView) -> ReactorState {
-        // Lag counts only the reactor's own region (a lossy subscription
-        // has no position to count from).
-        let (lag, lag_capped) = if v.lossy {
-            (0, false)
-        } else {
-            batpak_service::region_lag(self.store(), &v.region, v.position)
-        };
-        ReactorState {
-            name: v.name.clone(),
-            version: v.version.clone(),
-            digest: v.digest.clone(),
-            state: match v.state {
-                ReactorRunState::Stopping => ReactorRunState::Stopping,
-                _ if v.paused => ReactorRunState::Paused,
-                s => s,
-            },
-            position: v.position,
-            lag,
-            lag_capped,
-            events_in: v.events_in,
-            reactions_out: v.reactions_out,
-            parked: v.parked,
-            error: v.error.clone(),
-            last_swap: v
-                .last_swap
-                .as_ref()
-                .and_then(|s| serde_json::to_value(s).ok()),
-            file: Some(v.path.clone()),
-            watched: v.watched.clone(),
-            pending: v
-                .pending
-                .as_ref()
-                .and_then(|p| serde_json::to_value(p).ok()),
-        }
-    }
-
-    fn view(&self, name: &str) -> Result<ReactorView, OpError> {
-        self.control
-            .reactors()
-            .map_err(op_error)?
-            .into_iter()
-            .find(|v| v.name == name)
-            .ok_or_else(|| OpError::NoSuchReactor(name.to_string()))
-    }
-}
-
-impl Operator for HostOperator {
-    fn status(&self) -> Vec<ReactorState> {
-        self.try_status().unwrap_or_default()
-    }
-
-    fn try_status(&self) -> Result<Vec<ReactorState>, OpError> {
-        Ok(self
-            .control
-            .reactors()
-            .map_err(op_error)?
-            .iter()
-            .map(|v| self.state_of(v))
-            .collect())
-    }
-
-    fn pause(&self, name: &str) -> Result<ReactorState, OpError> {
-        // The runner finishes the batch in flight and commits its
-        // checkpoint, which keeps the position.
-        let v = self.control.stop(name).map_err(op_error)?;
-        Ok(self.state_of(&v))
-    }
-
-    fn resume(&self, name: &str) -> Result<ReactorState, OpError> {
-        let v = self.view(name)?;
-        if !v.paused {
-            return Err(OpError::Refused(format!(
-                "reactor {name} is not paused (it is {}); nothing to resume",
-                v.state
-            )));
-        }
-        let v = self.control.start(name).map_err(op_error)?;
-        Ok(self.state_of(&v))
-    }
-
-    fn reset(&self, name: &str, to: ResetTo) -> Result<ResetOutcome, OpError> {
-        let v = self.view(name)?;
-        if v.lossy {
-            return Err(OpError::Refused(format!(
-                "reactor {name} reads a lossy subscription, which has no checkpoint to reset"
-            )));
-        }
-        if !v.paused
-            && matches!(
-                v.state,
-                ReactorRunState::Starting | ReactorRunState::Running
-            )
-        {
-            return Err(OpError::Refused(format!(
-                "reactor {name} is running; `batpak-host pause {name}` first, then reset, then `resume {name}`"
-            )));
-        }
-        batpak_service::reset_checkpoint(
-            self.store(),
-            name,
-            &cursor_id(name),
-            v.region.fingerprint(),
-            to,
-        )
-    }
-
-    fn parked(&self, plugin: Option<&str>) -> Result<Vec<Value>, OpError> {
-        let list = batpak_runtime::parked_events(self.store(), plugin)
-            .map_err(|e| OpError::Failed(e.to_string()))?;
-        Ok(list
-            .iter()
-            .map(|p| serde_json::to_value(ParkedLine::from(p)).unwrap_or(Value::Null))
-            .collect())
-    }
-
-    fn parked_replay(
-        &self,
-        plugin: Option<&str>,
-        event: Option<EventId>,
-    ) -> Result<Vec<Value>, OpError> {
-        let made = batpak_runtime::request_replay(self.store(), plugin, event)
-            .map_err(|e| OpError::Failed(e.to_string()))?;
-        // A runner re-delivers requested replays when it starts: restart the
-        // running reactors concerned at a batch boundary so they do it now.
-        let mut names: Vec<String> = made.iter().map(|(_, p)| p.record.reactor.clone()).collect();
-        names.sort();
-        names.dedup();
-        for n in names {
-            if self
-                .view(&n)
-                .is_ok_and(|v| !v.paused && v.state != ReactorRunState::Stopped)
-            {
-                self.control.stop(&n).map_err(op_error)?;
-                self.control.start(&n).map_err(op_error)?;
-            }
-        }
-        Ok(made
-            .iter()
-            .map(|(id, p)| {
-                serde_json::to_value(ReplayRequestedLine::new(*id, p)).unwrap_or(Value::Null)
-            })
-            .collect())
-    }
-
-    fn swap(&self, name: &str, file: &Path) -> Result<Value, OpError> {
-        let v = self.control.swap(name, file).map_err(op_error)?;
-        serde_json::to_value(&v).map_err(|e| OpError::Failed(e.to_string()))
-    }
-}
-
-/// Starts the service for a running host (its control socket, and HTTP
-/// when `--listen` is given) and says where it listens.
-pub(crate) fn serve(
-    control: Control,
-    args: &ServiceArgs,
-    log_level: LogLevel,
-) -> anyhow::Result<Service> {
-    let store = control.store().clone();
-    if let Some(p) = &args.token_file {
-        // The service reads the file by its path: refuse first what cannot
-        // be a token file (a FIFO would block this start for ever,
-        // /dev/zero would be read until memory runs out).
-        batpak_runtime::open_regular(p, MAX_TOKEN_FILE_BYTES)
-            .map_err(|e| anyhow::anyhow!("--token-file {e}"))?;
-    }
-    let service = Service::start(
-        &store,
-        Arc::new(HostOperator { control }),
-        ServiceOptions {
-            listen: args.listen,
-            token_file: args.token_file.clone(),
-        },
-    )?;
-    batpak_runtime::log(
-        log_level,
-        LogLevel::Info,
-        "run",
-        &format!(
-            "serving the store: other batpak-host commands with --data {} go through this host",
-            store.dir().display()
-        ),
-    );
-    if let (Some(addr), Some(token)) = (service.http_addr(), service.token_path()) {
-        // Printed whatever the log level: the operator needs both to use it.
-        eprintln!(
-            "http: listening on http://{addr} (bearer token in {})",
-            token.display()
-        );
-    }
-    Ok(service)
-}
-
-/// The connection to the host running on `data`, or an error saying none
-/// runs (these commands operate a running host).
-fn host(data: &Path, what: &str) -> anyhow::Result<Client> {
-    Client::connect(data)?.ok_or_else(|| {
-        anyhow::anyhow!(
-            "no batpak-host is running on {} ({what} operates a running host); start `batpak-host run --data {} PLUGINS…` first",
-            data.display(),
-            data.display()
-        )
-    })
-}
 
 /// Arguments of `batpak-host status`.
 #[derive(Args, Debug)]
@@ -282,7 +17,7 @@ pub struct StatusArgs {
 }
 
 pub(crate) fn status(data: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
-    let list = host(data, "status")?.status()?;
+    let list = connect_running(data, "status")?.status()?;
     if a.json {
         println!("{}", serde_json::to_string(&list)?);
         return Ok(ExitCode::SUCCESS);
@@ -372,7 +107,7 @@ pub struct NameArgs {
 }
 
 pub(crate) fn pause(data: &Path, a: NameArgs) -> anyhow::Result<ExitCode> {
-    let s = host(data, "pause")?.pause(&a.name)?;
+    let s = connect_running(data, "pause")?.pause(&a.name)?;
     println!("{}", serde_json::to_string(&s)?);
     eprintln!(
         "paused {} at position {} (every event of its region up to it is handled; `resume` continues after it)",
@@ -382,7 +117,7 @@ pub(crate) fn pause(data: &Path, a: NameArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) fn resume(data: &Path, a: NameArgs) -> anyhow::Result<ExitCode> {
-    let s = host(data, "resume")?.resume(&a.name)?;
+    let s = connect_running(data, "resume")?.resume(&a.name)?;
     println!("{}", serde_json::to_string(&s)?);
     eprintln!("resumed {} from position {}", s.name, s.position);
     Ok(ExitCode::SUCCESS)
@@ -404,57 +139,12 @@ pub struct ResetArgs {
     pub plugin: Option<PathBuf>,
     /// The compile cache (for --plugin).
     #[command(flatten)]
-    pub cache: crate::compile_cache::CacheArgs,
+    pub cache: batpak_host_lib::CacheOptions,
 }
 
 pub(crate) fn reset(data: &Path, a: ResetArgs) -> anyhow::Result<ExitCode> {
-    batpak_runtime::validate_reactor_name(&a.name).map_err(|e| anyhow::anyhow!(e))?;
-    if let Some(mut c) = Client::connect(data)? {
-        if a.plugin.is_some() {
-            anyhow::bail!(
-                "a host is running on {}: a region change (--plugin) needs the reactor's old version stopped. Stop `run`, run this reset again, then start `run` with the new version",
-                data.display()
-            );
-        }
-        let out = c.reset(&a.name, a.to)?;
-        return print_reset(&out);
-    }
-    if !data.join("segments").is_dir() {
-        anyhow::bail!(
-            "no store in {} (no segments directory); check --data",
-            data.display()
-        );
-    }
-    let store =
-        Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
-    let region = match &a.plugin {
-        Some(path) => {
-            let rt = Runtime::new(a.cache.runtime_config()?)?;
-            let p = Plugin::load(&rt, path, PluginSettings::default())?;
-            let d = p.descriptor();
-            if d.name != a.name {
-                anyhow::bail!(
-                    "{} is reactor {:?}, not {:?}; the name keys the checkpoint",
-                    path.display(),
-                    d.name,
-                    a.name
-                );
-            }
-            if d.canal == ReactorCanal::LossySubscription {
-                anyhow::bail!("reactor {} reads a lossy subscription, which has no checkpoint", a.name);
-            }
-            d.region.fingerprint()
-        }
-        None => match store.checkpoint(&cursor_id(&a.name)) {
-            Some(cp) => cp.region,
-            None => anyhow::bail!(
-                "reactor {} has no checkpoint in this store yet; pass --plugin FILE so the new one is keyed for its region",
-                a.name
-            ),
-        },
-    };
-    let out = batpak_service::reset_checkpoint(&store, &a.name, &cursor_id(&a.name), region, a.to)?;
-    store.close()?;
+    let out =
+        batpak_host_lib::reset_checkpoint(data, &a.name, a.to, a.plugin.as_deref(), &a.cache)?;
     print_reset(&out)
 }
 

@@ -1,20 +1,14 @@
-//! `batpak-host run`: load every plugin, open the store, hand both to the
-//! [`Supervisor`] and run until a signal, idleness (`--until-idle`) or every
-//! reactor ending.
+//! `batpak-host run`: the library's [`Host`] with the status display and
+//! the signals of a terminal: load every plugin, open the store, run until a
+//! signal, idleness (`--until-idle`) or every reactor ending, then print a
+//! summary line per reactor.
 
-use crate::loader::Loader;
-use crate::log_filter::LogFilter;
-use crate::plugin_config::{Flags, PluginConfigFile};
 use crate::signals;
-use crate::status_display::{Mode, StatusDisplay};
-use crate::supervisor::{RunPolicy, Supervisor};
+use crate::status_display::{summary_body, Mode, StatusDisplay};
 use crate::usage::usage;
-use crate::watch::expand_plugin_args;
-use anyhow::Context;
-use batpak_runtime::{LogLevel, Runtime};
-use batpak_store::{Notices, Store, StoreError, StoreOptions};
+use batpak_host_lib::{Flags, Host, HostConfig, HostError, LogLevel, ServiceOptions};
 use clap::Args;
-use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -81,159 +75,71 @@ pub struct RunArgs {
     pub quiet: bool,
     /// The compile cache.
     #[command(flatten)]
-    pub cache: crate::compile_cache::CacheArgs,
-    /// The service: `--listen ADDR` (HTTP) and `--token-file FILE`.
-    #[command(flatten)]
-    pub service: crate::operate::ServiceArgs,
+    pub cache: batpak_host_lib::CacheOptions,
+    /// Serve the HTTP API on this address (e.g. 127.0.0.1:8080; off by
+    /// default). Every event endpoint needs the bearer token.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Read the HTTP bearer token from this file instead of generating one
+    /// into <data>/run/http.token (owner-only).
+    #[arg(long, value_name = "FILE", requires = "listen")]
+    pub token_file: Option<PathBuf>,
 }
 
 pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     // First, so a signal at any later moment is handled (while loading it
     // ends the process with 0: nothing has been started).
     let _signals = signals::install();
-    if a.timeout_ms == Some(0)
-        || a.memory_mb == Some(0)
-        || a.max_batch == Some(0)
-        || a.attempts == 0
-    {
-        return usage("--timeout-ms, --memory-mb, --max-batch and --attempts must be at least 1");
-    }
-    let config = match &a.plugin_config {
-        Some(p) => match PluginConfigFile::read(p) {
-            Ok(c) => c,
-            Err(m) => return usage(m),
-        },
-        None => PluginConfigFile::default(),
-    };
-    let flags = Flags {
-        timeout_ms: a.timeout_ms,
-        memory_mb: a.memory_mb,
-        max_batch: a.max_batch,
-        log_level: a.log_level,
-    };
     let display = StatusDisplay::new(Mode::detect(a.quiet));
-    let log = LogFilter::new(display.console(), a.log_rate);
-    let _sink = log.install();
-    let runtime = Runtime::new(a.cache.runtime_config()?)?;
-    let loader = Loader::new(runtime, config, flags).with_config_path(a.plugin_config.clone());
-    // Hot swap: with --watch a directory stands for the plugin files in it.
-    let (files, dirs) = match expand_plugin_args(&a.plugins, a.watch) {
-        Ok(x) => x,
-        Err(m) => return usage(m),
-    };
-
-    // Load everything before starting anything: a bad plugin refuses the
-    // whole run with a message naming its file.
-    let mut loaded = Vec::new();
-    let mut names: HashMap<String, PathBuf> = HashMap::new();
-    for path in &files {
-        // Said first: a cold compile of a large component takes seconds.
-        loader.log(
-            LogLevel::Info,
-            &format!(
-                "loading {} ({}): compiling it unless the compile cache has it",
-                path.display(),
-                crate::status_display::human_bytes(crate::pending_op::file_size(path))
-            ),
-        );
-        let l = loader.load(path)?;
-        if let Some(first) = names.insert(l.name().to_string(), path.clone()) {
-            anyhow::bail!(
-                "plugin {}: reactor name {:?} is already used by plugin {}; each reactor needs its own name (it keys the checkpoint)",
-                path.display(),
-                l.name(),
-                first.display()
-            );
-        }
-        loaded.push(l);
-    }
-    for name in loader.config().configured() {
-        if !names.contains_key(name) {
-            loader.log(
-                LogLevel::Warn,
-                &format!("--plugin-config configures reactor {name:?}, which none of the given plugins is"),
-            );
-        }
-    }
-
-    // From here a signal asks for a clean stop: the store may be recovering
-    // or the runners committing.
-    signals::enter_running();
-    let store = open_waiting_for_readers(data)
-        .with_context(|| format!("opening the store in {}", data.display()))?;
-    crate::store_cmds::report_recovery(&store);
-    let policy = RunPolicy {
+    let config = HostConfig {
+        data: data.to_path_buf(),
+        plugins: a.plugins,
+        watch: a.watch,
+        swap_rollback: a.swap_rollback,
+        plugin_config: a.plugin_config,
+        flags: Flags {
+            timeout_ms: a.timeout_ms,
+            memory_mb: a.memory_mb,
+            max_batch: a.max_batch,
+            log_level: a.log_level,
+        },
         attempts: a.attempts,
         backoff: Duration::from_millis(a.backoff_ms),
-        swap_rollback: a.swap_rollback,
+        log_rate: a.log_rate,
+        cache: a.cache,
+        service: ServiceOptions {
+            listen: a.listen,
+            token_file: a.token_file,
+        },
+        console: display.console(),
     };
-    let mut supervisor = Supervisor::new(store, loader, policy, display, log);
-    for l in loaded {
-        if signals::stop_requested() {
-            break;
-        }
-        if let Err(e) = supervisor.add(l) {
-            // Stop what started, commit, close; then report.
-            let _ = supervisor.shutdown();
-            return Err(e);
-        }
-    }
-    if a.watch {
-        if let Err(e) = supervisor.watch(&files, &dirs) {
-            let _ = supervisor.shutdown();
-            return Err(e);
-        }
-    }
-    // Other commands on this store go through the running host from here.
-    let service = match crate::operate::serve(supervisor.control(), &a.service, a.log_level) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = supervisor.shutdown();
-            return Err(e);
-        }
+    let stop = signals::stop_requested;
+    let started = Host::prepare(config).and_then(|prepared| {
+        // From here a signal asks for a clean stop: the store may be
+        // recovering or the runners committing.
+        signals::enter_running();
+        prepared.start(Box::new(display), &stop)
+    });
+    let mut host = match started {
+        Ok(h) => h,
+        Err(HostError::Usage(m)) => return usage(m),
+        Err(e) => return Err(e.into()),
     };
-    supervisor.run(a.until_idle);
-    // No new requests while the reactors stop.
-    service.stop();
-    Ok(if supervisor.shutdown()? {
+    host.run(a.until_idle, &stop);
+    let report = host.stop()?;
+    for r in &report.reactors {
+        if let Some(e) = &r.error {
+            eprintln!("error: reactor {}: {e}", r.view.name);
+        }
+        eprintln!(
+            "summary | {} (version {})",
+            summary_body(&r.view),
+            r.view.version
+        );
+    }
+    Ok(if report.ok() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// How long `run` waits for another process to release the store before
-/// giving up: a query (`events`, `trace`, `verify`) without a running host
-/// holds it for the moment of its read, and must not make a `run` started
-/// at that moment fail.
-const LOCK_WAIT: Duration = Duration::from_secs(10);
-
-/// Opens the store, retrying while another process holds it, for at most
-/// [`LOCK_WAIT`]; a holder that stays (another `run`) is reported with its
-/// pid and command, as before. What the store reports outside any call (a
-/// failed periodic snapshot) goes to stderr.
-fn open_waiting_for_readers(data: &Path) -> Result<Store, StoreError> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    let mut said = false;
-    let options = || StoreOptions {
-        notices: Notices::to(|n| eprintln!("batpak: {n}")),
-        ..StoreOptions::default()
-    };
-    loop {
-        match Store::open_with(data, options()) {
-            Err(StoreError::Locked { .. })
-                if std::time::Instant::now() < deadline && !signals::stop_requested() =>
-            {
-                if !said {
-                    eprintln!(
-                        "run: the store is held by another process; waiting up to {} s for it",
-                        LOCK_WAIT.as_secs()
-                    );
-                    said = true;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            other => return other,
-        }
-    }
 }

@@ -1,11 +1,9 @@
 //! `batpak-host shadow NAME NEW.wasm`: replays a candidate version over the
-//! events the running version already handled, in a scratch store, and
-//! reports per source event what would differ. Nothing is appended to the
-//! real log; works while `run` owns the store.
+//! events the running version already handled (the library's
+//! [`shadow_replay`]) and prints what would differ.
 
-use crate::compile_cache::CacheArgs;
-use anyhow::Context;
-use batpak_runtime::{LogLevel, Plugin, PluginSettings, Runtime, ShadowRange, ShadowReport};
+use batpak_host_lib::CacheOptions;
+use batpak_host_lib::{shadow_replay, ShadowRange, ShadowReport};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,7 +35,7 @@ pub struct ShadowArgs {
     pub grant_emits: Option<Vec<String>>,
     /// The compile cache.
     #[command(flatten)]
-    pub cache: CacheArgs,
+    pub cache: CacheOptions,
 }
 
 pub(crate) fn shadow(data: &Path, a: ShadowArgs) -> anyhow::Result<ExitCode> {
@@ -45,7 +43,7 @@ pub(crate) fn shadow(data: &Path, a: ShadowArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: {m}");
         return Ok(ExitCode::from(2));
     }
-    let report = replay(
+    let report = shadow_replay(
         data,
         &a.cache,
         &a.name,
@@ -68,45 +66,6 @@ pub(crate) fn shadow(data: &Path, a: ShadowArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// Replays `plugin` over what reactor `name` handled in the store in
-/// `data` (see [`batpak_runtime::shadow`]), compiling it through `cache`.
-pub(crate) fn replay(
-    data: &Path,
-    cache: &CacheArgs,
-    name: &str,
-    plugin: &Path,
-    config: &str,
-    grant_emits: Option<&[String]>,
-    range: &ShadowRange,
-) -> anyhow::Result<ShadowReport> {
-    if !data.join("segments").is_dir() {
-        anyhow::bail!(
-            "no store in {} (no segments directory); pass the --data directory `run` used",
-            data.display()
-        );
-    }
-    let rt = Runtime::new(cache.runtime_config()?)?;
-    let candidate = Plugin::load(
-        &rt,
-        plugin,
-        PluginSettings {
-            config: config.to_string(),
-            log_level: LogLevel::Warn,
-            ..PluginSettings::default()
-        },
-    )?;
-    let scratch = std::env::temp_dir().join(format!("batpak-shadow-{name}-{}", std::process::id()));
-    batpak_runtime::shadow(
-        Box::new(candidate),
-        data,
-        &scratch,
-        name,
-        grant_emits,
-        range,
-    )
-    .with_context(|| format!("shadow run of {}", plugin.display()))
 }
 
 /// The first differences in full, one JSON line each.

@@ -4,7 +4,7 @@
 //! reactor per second and only when something changed. Log lines go through
 //! [`Console`] so they print above the live lines instead of tearing them.
 
-use crate::output::ReactorView;
+use batpak_host_lib::{human_bytes, Console, HostObserver, ReactorView};
 use batpak_store::ReactorRunState as RunState;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
@@ -41,45 +41,6 @@ impl Mode {
             Mode::Live
         } else {
             Mode::Plain
-        }
-    }
-}
-
-/// Prints whole lines on stderr without breaking the live display.
-#[derive(Clone)]
-pub(crate) struct Console {
-    multi: Option<MultiProgress>,
-    /// Tests read what was printed here instead.
-    #[cfg(test)]
-    captured: Option<std::sync::Arc<parking_lot::Mutex<Vec<String>>>>,
-}
-
-impl Console {
-    /// A console that keeps its lines for a test to read.
-    #[cfg(test)]
-    pub(crate) fn capture() -> (Console, std::sync::Arc<parking_lot::Mutex<Vec<String>>>) {
-        let lines = std::sync::Arc::default();
-        let console = Console {
-            multi: None,
-            captured: Some(std::sync::Arc::clone(&lines)),
-        };
-        (console, lines)
-    }
-
-    /// Prints `line` (above the live lines, when there are any).
-    pub(crate) fn println(&self, line: &str) {
-        #[cfg(test)]
-        if let Some(c) = &self.captured {
-            c.lock().push(line.to_string());
-            return;
-        }
-        match &self.multi {
-            Some(m) if !m.is_hidden() => {
-                let _ = m.println(line);
-            }
-            _ => {
-                let _ = writeln!(std::io::stderr().lock(), "{line}");
-            }
         }
     }
 }
@@ -145,13 +106,18 @@ impl StatusDisplay {
         }
     }
 
-    /// Where log lines should be printed.
+    /// Where log lines should be printed: above the live lines, when there
+    /// are any, else on stderr.
     pub(crate) fn console(&self) -> Console {
-        Console {
-            multi: self.multi.clone(),
-            #[cfg(test)]
-            captured: None,
-        }
+        let multi = self.multi.clone();
+        Console::new(move |line| match &multi {
+            Some(m) if !m.is_hidden() => {
+                let _ = m.println(line);
+            }
+            _ => {
+                let _ = writeln!(std::io::stderr().lock(), "{line}");
+            }
+        })
     }
 
     fn line_bar(&self) -> ProgressBar {
@@ -225,6 +191,18 @@ impl StatusDisplay {
             }
             let _ = m.clear();
         }
+    }
+}
+
+impl HostObserver for StatusDisplay {
+    fn reactor_added(&mut self) {
+        self.add_reactor();
+    }
+    fn status(&mut self, reactors: &[ReactorView], head: u64, at: Instant) {
+        self.update(reactors, head, at);
+    }
+    fn finished(&mut self) {
+        self.finish();
     }
 }
 
@@ -303,17 +281,6 @@ fn plain_line(v: &ReactorView, r: &Rates) -> String {
         s.push_str(&format!("; pending {}", p.text));
     }
     s
-}
-
-/// `n` bytes as `512 B`, `42.0 kB`, `18.2 MB` or `1.1 GB` (powers of 1000).
-pub(crate) fn human_bytes(n: u64) -> String {
-    const UNITS: [(u64, &str); 3] = [(1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "kB")];
-    for (size, unit) in UNITS {
-        if n >= size {
-            return format!("{:.1} {unit}", n as f64 / size as f64);
-        }
-    }
-    format!("{n} B")
 }
 
 /// `name: in N, out N, denied N, parked N, …`: the counters, the cursor
@@ -475,7 +442,7 @@ mod tests {
     #[test]
     fn pending_work_shows_on_the_live_and_plain_lines() {
         let mut v = view("running", 100);
-        v.pending = Some(crate::output::PendingView {
+        v.pending = Some(batpak_host_lib::PendingView {
             action: "swap",
             file: Some("big.wasm".into()),
             bytes: Some(18_200_000),

@@ -2,9 +2,8 @@
 //! NAME's plugin with FILE at its next batch boundary, optionally proving the
 //! new version on recent history first (`--shadow N`).
 
-use crate::shadow::{print_differences, print_summary, replay};
-use batpak_runtime::ShadowRange;
-use batpak_service::{Client, ClientError};
+use crate::shadow::{print_differences, print_summary};
+use batpak_host_lib::{shadow_replay, ClientError, ErrorCode, ShadowRange, SwapRequest};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,26 +30,14 @@ pub struct SwapArgs {
     pub config: String,
     /// The compile cache (for --shadow).
     #[command(flatten)]
-    pub cache: crate::compile_cache::CacheArgs,
+    pub cache: batpak_host_lib::CacheOptions,
 }
 
 pub(crate) fn swap(data: &Path, a: SwapArgs) -> anyhow::Result<ExitCode> {
-    if let Err(m) = batpak_runtime::validate_reactor_name(&a.name) {
-        eprintln!("error: {m}");
-        return Ok(ExitCode::from(2));
-    }
-    // The host resolves the path, not this process: send it absolute.
-    let file = std::fs::canonicalize(&a.plugin)
-        .map_err(|e| anyhow::anyhow!("plugin {}: {e}", a.plugin.display()))?;
-    let Some(mut client) = Client::connect(data)? else {
-        anyhow::bail!(
-            "no batpak-host is running on {} (swap replaces a plugin of a running host); start `batpak-host run --data {} PLUGINS…`, or stop nothing and just run the new file",
-            data.display(),
-            data.display()
-        );
-    };
+    let request = SwapRequest::new(data, &a.name, &a.plugin)?;
+    let file = request.file().to_path_buf();
     if let Some(n) = a.shadow {
-        let report = replay(
+        let report = shadow_replay(
             data,
             &a.cache,
             &a.name,
@@ -76,7 +63,7 @@ pub(crate) fn swap(data: &Path, a: SwapArgs) -> anyhow::Result<ExitCode> {
             eprintln!("swapping anyway (--accept-diff)");
         }
     }
-    match client.swap(&a.name, &file) {
+    match request.send() {
         Ok(outcome) => {
             println!("{outcome}");
             eprintln!(
@@ -89,7 +76,7 @@ pub(crate) fn swap(data: &Path, a: SwapArgs) -> anyhow::Result<ExitCode> {
         }
         // Not answered in time: the swap goes on in the host (compiling,
         // or waiting for a batch boundary), so it is not "not swapped".
-        Err(ClientError::Remote(e)) if e.code == batpak_service::ErrorCode::Busy => {
+        Err(ClientError::Remote(e)) if e.code == ErrorCode::Busy => {
             eprintln!("error: {}", e.message);
             Ok(ExitCode::FAILURE)
         }

@@ -5,6 +5,7 @@ use crate::operator::{ReactorState, ResetOutcome, ResetTo};
 use crate::protocol::{read_frame, write_frame, Op, Reply, Request, PROTOCOL_VERSION};
 use crate::query::{NewEvent, Page, Query};
 use crate::wire_error::WireError;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::io::ErrorKind;
 use std::os::unix::net::UnixStream;
@@ -135,6 +136,15 @@ impl Client {
     /// [`ClientError::Remote`] with the host's error;
     /// [`ClientError::TimedOut`] naming the request; I/O or protocol errors.
     pub fn call(&mut self, op: Op) -> Result<Value, ClientError> {
+        let raw = self.call_raw(op)?;
+        serde_json::from_str(raw.get()).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// [`Client::call`], returning the `ok` value as the host sent its text.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub fn call_raw(&mut self, op: Op) -> Result<Box<RawValue>, ClientError> {
         let (deadline, what) = deadline_of(&op);
         let deadline = self.timeout.unwrap_or(deadline);
         let body = serde_json::to_vec(&Request {
@@ -177,8 +187,10 @@ impl Client {
     }
 
     fn typed<T: serde::de::DeserializeOwned>(&mut self, op: Op) -> Result<T, ClientError> {
-        let v = self.call(op)?;
-        serde_json::from_value(v).map_err(|e| ClientError::Protocol(e.to_string()))
+        // From the reply's text, so raw parts (a page's event lines) stay
+        // byte for byte.
+        let raw = self.call_raw(op)?;
+        serde_json::from_str(raw.get()).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
     /// Appends `events` atomically; returns the receipts once durable.

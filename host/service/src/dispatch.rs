@@ -6,11 +6,17 @@ use crate::protocol::Op;
 use crate::query;
 use crate::wire_error::{ErrorCode, WireError};
 use batpak_store::{BulkAppend, EventId, Store};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+/// A reply's value as its JSON text (what the socket and HTTP send).
+fn to_raw(v: &impl serde::Serialize) -> Result<Box<RawValue>, WireError> {
+    serde_json::value::to_raw_value(v).map_err(|e| WireError::new(ErrorCode::Store, e.to_string()))
+}
 
 /// Counters for `/metrics`: counts only, nothing about event contents.
 #[derive(Default, Debug)]
@@ -45,7 +51,7 @@ impl Ctx {
 
     /// Runs `op`. A panic in a handler becomes an error reply: a hostile
     /// request never takes the host down.
-    pub(crate) fn dispatch(&self, op: Op) -> Result<Value, WireError> {
+    pub(crate) fn dispatch(&self, op: Op) -> Result<Box<RawValue>, WireError> {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         match std::panic::catch_unwind(AssertUnwindSafe(|| self.run(op))) {
             Ok(r) => r,
@@ -59,7 +65,7 @@ impl Ctx {
         }
     }
 
-    fn run(&self, op: Op) -> Result<Value, WireError> {
+    fn run(&self, op: Op) -> Result<Box<RawValue>, WireError> {
         let o = &self.operator;
         let parse_event = |s: &str| {
             s.parse::<EventId>().map_err(|_| {
@@ -72,7 +78,7 @@ impl Ctx {
         let value = |v: Result<Value, serde_json::Error>| {
             v.map_err(|e| WireError::new(ErrorCode::Store, e.to_string()))
         };
-        match op {
+        let v: Result<Value, WireError> = match op {
             Op::Ping => Ok(json!({
                 "pid": std::process::id(),
                 "data": self.store.dir().display().to_string(),
@@ -84,8 +90,10 @@ impl Ctx {
                 Ok(r)
             }
             Op::Read(q) => {
+                // Straight to the reply's text: each event line keeps its
+                // payload's stored bytes (a `Value` would re-encode them).
                 let page = query::read(&self.store, &q, &|| self.stopping())?;
-                value(serde_json::to_value(page))
+                return to_raw(&page);
             }
             Op::Verify => query::verify(&self.store),
             Op::Status => value(serde_json::to_value(o.try_status()?)),
@@ -102,7 +110,8 @@ impl Ctx {
                 ErrorCode::BadRequest,
                 "bulk appends are served on the control socket only (`batpak-host append --jsonl`)",
             )),
-        }
+        };
+        to_raw(&v?)
     }
 
     /// Runs a bulk operation for the connection that holds `bulk` (its
@@ -111,7 +120,7 @@ impl Ctx {
         &self,
         bulk: &mut Option<BulkAppend>,
         op: Op,
-    ) -> Result<Value, WireError> {
+    ) -> Result<Box<RawValue>, WireError> {
         self.metrics.requests.fetch_add(1, Ordering::Relaxed);
         let r = std::panic::catch_unwind(AssertUnwindSafe(|| self.run_bulk(bulk, op)));
         let r = r.unwrap_or_else(|p| {
@@ -132,8 +141,8 @@ impl Ctx {
         r
     }
 
-    fn run_bulk(&self, bulk: &mut Option<BulkAppend>, op: Op) -> Result<Value, WireError> {
-        match op {
+    fn run_bulk(&self, bulk: &mut Option<BulkAppend>, op: Op) -> Result<Box<RawValue>, WireError> {
+        let v: Result<Value, WireError> = match op {
             Op::BulkPart { events } => {
                 if events.is_empty() {
                     return Err(WireError::new(
@@ -183,8 +192,9 @@ impl Ctx {
                 self.metrics.appended.fetch_add(n, Ordering::Relaxed);
                 Ok(json!({ "appended": n }))
             }
-            other => self.run(other),
-        }
+            other => return self.run(other),
+        };
+        to_raw(&v?)
     }
 
     /// The Prometheus text exposition of the counters and reactor states.

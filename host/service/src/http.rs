@@ -22,7 +22,7 @@ use crate::protocol::Op;
 use crate::query::Query;
 use crate::wire_error::{ErrorCode, WireError};
 use crate::ServiceError;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -595,13 +595,12 @@ fn unauthorized(s: &mut TcpStream, ctx: &Ctx, keep: bool) {
     let _ = respond(s, 401, "application/json", &error_body(ErrorCode::Unauthorized, "missing or wrong bearer token: send `Authorization: Bearer $(cat TOKEN_FILE)` (the token file's path is printed when `run --listen` starts)"), keep);
 }
 
-fn json_result(ctx: &Ctx, r: Result<Value, WireError>) -> (u16, &'static str, Vec<u8>) {
+fn json_result(
+    ctx: &Ctx,
+    r: Result<Box<serde_json::value::RawValue>, WireError>,
+) -> (u16, &'static str, Vec<u8>) {
     match r {
-        Ok(v) => (
-            200,
-            "application/json",
-            serde_json::to_vec(&v).expect("serialises"),
-        ),
+        Ok(v) => (200, "application/json", v.get().as_bytes().to_vec()),
         Err(e) => {
             ctx.metrics.errors.fetch_add(1, Ordering::Relaxed);
             (

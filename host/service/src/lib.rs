@@ -8,7 +8,7 @@
 //!   Prometheus `/metrics`.
 //!
 //! Reactor operations reach the host's supervisor through the [`Operator`]
-//! trait, which the CLI implements: this crate depends on the store only,
+//! trait, which the host library (`batpak-host-lib`) implements: this crate depends on the store only,
 //! never on the wasm runtime. Threads and blocking I/O, no async runtime.
 //!
 //! ```no_run
@@ -47,8 +47,8 @@ pub use protocol::{
     read_frame, write_frame, FrameReadError, Op, Reply, Request, MAX_FRAME, PROTOCOL_VERSION,
 };
 pub use query::{
-    append, event_json, proposal, read, receipt_json, verify, verify_json, NewEvent, Page, Query,
-    MAX_APPEND_EVENTS, MAX_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
+    append, event_json, event_line, proposal, read, receipt_json, verify, verify_json, NewEvent,
+    Page, Query, MAX_APPEND_EVENTS, MAX_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
 };
 pub use raw_json::{JsonError, RawJson};
 pub use token::{token_path, MIN_TOKEN_LEN};

@@ -240,7 +240,7 @@ fn accept_loop(listener: UnixListener, ctx: Arc<Ctx>, conns: Conns) {
 
 fn reply(
     stream: &mut UnixStream,
-    result: Result<serde_json::Value, WireError>,
+    result: Result<Box<serde_json::value::RawValue>, WireError>,
 ) -> std::io::Result<()> {
     let body = serde_json::to_vec(&Reply::from_result(result)).expect("a reply serialises");
     write_frame(stream, &body)

@@ -104,14 +104,15 @@ pub struct Request {
 }
 
 /// A reply frame: `ok` or `error`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reply {
     /// Protocol version.
     pub v: u32,
-    /// The result on success.
+    /// The result on success, as its JSON text: a read's events carry
+    /// their payloads' stored bytes through it unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ok: Option<serde_json::Value>,
+    pub ok: Option<Box<serde_json::value::RawValue>>,
     /// The error on failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<WireError>,
@@ -119,7 +120,7 @@ pub struct Reply {
 
 impl Reply {
     /// A reply for `result`.
-    pub fn from_result(result: Result<serde_json::Value, WireError>) -> Reply {
+    pub fn from_result(result: Result<Box<serde_json::value::RawValue>, WireError>) -> Reply {
         match result {
             Ok(v) => Reply {
                 v: PROTOCOL_VERSION,

@@ -8,6 +8,7 @@ use batpak_store::{
     StoreError,
 };
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -109,10 +110,12 @@ pub struct Query {
 }
 
 /// One page of a read: durable events only, in log order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Page {
-    /// The events, as `events` prints them.
-    pub events: Vec<Value>,
+    /// The events, each the exact JSON line `events` prints
+    /// ([`event_line`]): a JSON payload is its stored bytes, so its numbers,
+    /// key order and spacing come back as they were written.
+    pub events: Vec<Box<RawValue>>,
     /// Pass this as `after` for the next page: every matching event up to
     /// it has been returned.
     pub next_after: u64,
@@ -164,6 +167,37 @@ pub fn event_json(e: &Event) -> Value {
             .into();
     }
     v
+}
+
+/// An event as the one JSON line `events` prints: the fields of
+/// [`event_json`], with a JSON payload written as its stored bytes (never
+/// re-encoded: a 29-digit number, key order and spacing stay as the client
+/// wrote them; its line breaks, which JSON allows only as spacing, become
+/// spaces so the event stays one line). A payload that is not JSON (or
+/// repeats a key) is the JSON string of its text.
+pub fn event_line(e: &Event) -> String {
+    let v = event_json(e);
+    let raw = std::str::from_utf8(&e.payload)
+        .ok()
+        .filter(|t| crate::raw_json::RawJson::parse(t).is_ok());
+    let (Some(payload), Some(fields)) = (raw, v.as_object()) else {
+        return v.to_string();
+    };
+    let mut line = String::from("{");
+    for (i, (k, val)) in fields.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        line.push_str(&Value::from(k.as_str()).to_string());
+        line.push(':');
+        if k == "payload" {
+            line.push_str(&payload.trim().replace(['\n', '\r'], " "));
+        } else {
+            line.push_str(&val.to_string());
+        }
+    }
+    line.push('}');
+    line
 }
 
 /// Parses an append request's body — one event object or an array of
@@ -392,7 +426,7 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
             Some(e) if full => e.header.sequence.min(durable.max(after)),
             _ => durable.max(after),
         };
-        let events: Vec<Value> = scanned
+        let events: Vec<Box<RawValue>> = scanned
             .iter()
             .filter(|e| e.header.sequence <= next_after)
             .filter(|e| {
@@ -403,7 +437,7 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
                     && caused_by.is_none_or(|c| e.header.causation == Some(c))
                     && correlation.is_none_or(|c| e.header.correlation == c)
             })
-            .map(event_json)
+            .map(|e| RawValue::from_string(event_line(e)).expect("an event line is JSON"))
             .collect();
         if !events.is_empty() || full && next_after > after {
             return Ok(Page {

@@ -1,11 +1,10 @@
-//! Log lines of plugins and of the runtime during `run`: printed through the
-//! status display's [`Console`] (above the live lines) and rate-limited per
+//! Log lines of plugins and of the runtime while a host runs: handed to the
+//! embedder's [`Console`] (the CLI prints them above its live status lines) and rate-limited per
 //! source, so a plugin that logs 20k lines cannot bury the status or the
 //! other reactors' messages. Levels are filtered before this, by the
 //! runtime (`--log-level`, or a reactor's own `log_level` in
 //! `--plugin-config`).
 
-use crate::status_display::Console;
 use batpak_runtime::LogLevel;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -27,10 +26,50 @@ struct Window {
     worst: LogLevel,
 }
 
+/// Where the host's human-readable lines go (plugin and runtime logs, the
+/// HTTP address): a callback, so an embedder decides (the CLI prints them
+/// on stderr, above its live status). Cheap to clone.
+#[derive(Clone)]
+pub struct Console(Arc<dyn Fn(&str) + Send + Sync>);
+
+impl Console {
+    /// A console that hands each line to `f`.
+    pub fn new(f: impl Fn(&str) + Send + Sync + 'static) -> Console {
+        Console(Arc::new(f))
+    }
+
+    /// A console that prints each line on stderr.
+    pub fn stderr() -> Console {
+        Console::new(|line| eprintln!("{line}"))
+    }
+
+    /// A console that keeps its lines for a test to read.
+    #[cfg(test)]
+    pub(crate) fn capture() -> (Console, Arc<Mutex<Vec<String>>>) {
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let kept = lines.clone();
+        (
+            Console::new(move |l| kept.lock().push(l.to_string())),
+            lines,
+        )
+    }
+
+    /// Hands `line` on.
+    pub fn println(&self, line: &str) {
+        (self.0)(line)
+    }
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Console")
+    }
+}
+
 /// Per-source rate limit: at most `per_second` lines of one source in any
 /// one-second window; the rest are counted and reported in one line when
 /// the window ends.
-pub(crate) struct LogFilter {
+pub struct LogFilter {
     console: Console,
     per_second: u32,
     sources: Mutex<HashMap<String, Window>>,
@@ -38,7 +77,7 @@ pub(crate) struct LogFilter {
 
 impl LogFilter {
     /// `per_second == 0` prints everything.
-    pub(crate) fn new(console: Console, per_second: u32) -> Arc<LogFilter> {
+    pub fn new(console: Console, per_second: u32) -> Arc<LogFilter> {
         Arc::new(LogFilter {
             console,
             per_second,
@@ -47,7 +86,7 @@ impl LogFilter {
     }
 
     /// Makes this filter the runtime's log sink until the guard drops.
-    pub(crate) fn install(self: &Arc<Self>) -> SinkGuard {
+    pub fn install(self: &Arc<Self>) -> SinkGuard {
         let me = self.clone();
         batpak_runtime::set_log_sink(Some(Arc::new(move |level, who, msg| {
             me.log(Instant::now(), level, who, msg)
@@ -56,7 +95,7 @@ impl LogFilter {
     }
 
     /// Prints (or counts) one line from `who`.
-    pub(crate) fn log(&self, now: Instant, level: LogLevel, who: &str, msg: &str) {
+    pub fn log(&self, now: Instant, level: LogLevel, who: &str, msg: &str) {
         let line = format!("[{who}] {}: {msg}", level.as_str());
         if self.per_second == 0 {
             self.console.println(&line);
@@ -102,7 +141,7 @@ impl LogFilter {
 
     /// Reports the lines suppressed in windows that have ended (call it
     /// now and then: a source that went quiet reports nothing otherwise).
-    pub(crate) fn flush(&self, now: Instant, all: bool) {
+    pub fn flush(&self, now: Instant, all: bool) {
         let notices: Vec<String> = {
             let mut sources = self.sources.lock();
             let mut out = Vec::new();
@@ -135,7 +174,7 @@ fn take_notice(who: &str, w: &mut Window, per_second: u32) -> Option<String> {
 
 /// Restores stderr as the runtime's log destination (and reports what was
 /// still suppressed) when dropped.
-pub(crate) struct SinkGuard(Arc<LogFilter>);
+pub struct SinkGuard(Arc<LogFilter>);
 
 impl Drop for SinkGuard {
     fn drop(&mut self) {

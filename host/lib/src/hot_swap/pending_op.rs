@@ -5,9 +5,9 @@
 //! waits on a compile or a batch itself and `status` can say what each one
 //! waits for.
 
-use crate::loader::{Loaded, Loader};
-use crate::output::{PendingView, ReactorView};
-use crate::status_display::human_bytes;
+use crate::plugins::loader::{Loaded, Loader};
+use crate::views::human_bytes;
+use crate::views::{PendingView, ReactorView};
 use batpak_runtime::{SwapOutcome, SwapTicket};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use crate::control_error::ControlError;
 
 /// Where a control request's answer goes.
-pub(crate) type Reply<T> = Sender<Result<T, ControlError>>;
+pub type Reply<T> = Sender<Result<T, ControlError>>;
 
 /// A plugin file compiled (or refused) on a worker thread.
-pub(crate) struct Compiled {
+pub struct Compiled {
     /// The job it answers.
     pub job: u64,
     /// The file.
@@ -35,7 +35,7 @@ pub(crate) struct Compiled {
 ///
 /// # Errors
 /// The thread could not be started.
-pub(crate) fn compile_off_thread(
+pub fn compile_off_thread(
     loader: &Loader,
     job: u64,
     path: &Path,
@@ -61,7 +61,7 @@ pub(crate) fn compile_off_thread(
 
 /// Who asked for a swap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Origin {
+pub enum Origin {
     /// `batpak-host swap` (through the control channel).
     Command,
     /// `run --watch`: the watched file changed.
@@ -69,7 +69,7 @@ pub(crate) enum Origin {
 }
 
 /// A swap being compiled, or compiled and waiting for the reactor to run.
-pub(crate) struct SwapOp {
+pub struct SwapOp {
     pub job: u64,
     pub file: PathBuf,
     pub bytes: u64,
@@ -83,7 +83,7 @@ pub(crate) struct SwapOp {
 }
 
 /// A swap handed to the runner, waiting for its next batch boundary.
-pub(crate) struct HandedSwap {
+pub struct HandedSwap {
     pub ticket: SwapTicket,
     pub file: PathBuf,
     pub bytes: u64,
@@ -95,7 +95,7 @@ pub(crate) struct HandedSwap {
 }
 
 /// A stop or start in progress.
-pub(crate) enum LifeOp {
+pub enum LifeOp {
     /// The runner was told to stop and finishes its batch in flight.
     Stopping {
         since: Instant,
@@ -151,7 +151,7 @@ impl PendingView {
     }
 
     /// What a swap op waits for.
-    pub(crate) fn of_swap(op: &SwapOp) -> PendingView {
+    pub fn of_swap(op: &SwapOp) -> PendingView {
         let waiting = if op.ready.is_some() {
             "the reactor to start"
         } else {
@@ -161,7 +161,7 @@ impl PendingView {
     }
 
     /// What a swap handed to the runner waits for.
-    pub(crate) fn of_handed(h: &HandedSwap) -> PendingView {
+    pub fn of_handed(h: &HandedSwap) -> PendingView {
         PendingView::new(
             "swap",
             Some(&h.file),
@@ -172,7 +172,7 @@ impl PendingView {
     }
 
     /// What a stop or start waits for.
-    pub(crate) fn of_life(op: &LifeOp) -> PendingView {
+    pub fn of_life(op: &LifeOp) -> PendingView {
         match op {
             LifeOp::Stopping { since, .. } => {
                 PendingView::new("stop", None, None, "the batch in flight", *since)
@@ -185,7 +185,7 @@ impl PendingView {
 }
 
 /// Size of `path` in bytes (0 when it cannot be read: the load says why).
-pub(crate) fn file_size(path: &Path) -> u64 {
+pub fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
 }
 

@@ -1,30 +1,21 @@
-//! The supervisor of `run`: owns the store, the runners (one per reactor),
-//! the status display and shutdown. Other threads reach it through a
-//! [`Control`] handle — list reactors, stop or start one, swap one's plugin,
-//! shut down — whose requests it serves between two status ticks, so every
-//! change happens on one thread, in order. With `run --watch` it also acts
-//! on what the plugin watcher settled: a replaced file is swapped in, a new
-//! file starts its reactor, a removed file stops it (checkpoint kept).
-//!
-//! The supervisor never waits on a compile or a batch: a plugin file is
-//! compiled on a worker thread, a swap is handed to the runner and polled
-//! until its next batch boundary, and a stop is polled until the batch in
-//! flight is done (see `pending_op`). Meanwhile it keeps answering, and
-//! `status` shows what each reactor's pending work waits for.
+//! The supervisor's core: the reactors' slots, the runner lifecycle (add,
+//! stop, start, restart), the loop that serves control requests between
+//! status ticks, and shutdown. Hot swap (`swap_orchestration.rs`) and the
+//! watched plugin files (`watched.rs`) are its other two parts.
 
-pub(crate) use crate::control_error::ControlError;
-use crate::loader::{Loaded, Loader};
-use crate::log_filter::LogFilter;
-use crate::output::{PendingView, ReactorView, RollbackView, SwapView};
-use crate::pending_op::{
+use super::control::{Control, Request};
+use super::observer::{HostObserver, ReactorSummary, ShutdownReport};
+use crate::control_error::ControlError;
+use crate::host::log_filter::LogFilter;
+use crate::hot_swap::pending_op::{
     compile_off_thread, file_size, Compiled, HandedSwap, LifeOp, Origin, Reply, SwapOp,
 };
-use crate::signals;
-use crate::status_display::{summary_body, StatusDisplay};
-use crate::watch::{absolute, Change, PluginWatcher};
+use crate::hot_swap::watch::PluginWatcher;
+use crate::plugins::loader::{Loaded, Loader};
+use crate::views::{PendingView, ReactorView, RollbackView, SwapView};
 use batpak_runtime::{
-    FailurePolicy, LoadError, LogLevel, Reactor, ReactorStatus, RolledBackRecord, RunnerHandle,
-    RunnerSettings, SwapOutcome, SwapRefusal,
+    FailurePolicy, LogLevel, Reactor, ReactorStatus, RolledBackRecord, RunnerHandle,
+    RunnerSettings, SwapOutcome,
 };
 use batpak_store::{CanalHandle, ReactorRunState, Region, Store};
 use std::path::{Path, PathBuf};
@@ -38,168 +29,64 @@ const TICK: Duration = Duration::from_millis(25);
 /// How often the status display is refreshed.
 const DISPLAY_EVERY: Duration = Duration::from_millis(250);
 
-/// How long a listing may take (the supervisor answers it between two ticks).
-pub(crate) const LIST_DEADLINE: Duration = Duration::from_secs(10);
-/// How long a stop may take: the runner finishes its batch in flight, which
-/// a plugin's timeouts and retries can stretch. Past it the stop goes on
-/// and `status` shows it.
-pub(crate) const STOP_DEADLINE: Duration = Duration::from_secs(60);
-/// How long a swap or a start may take: compiling the plugin (a Python
-/// component takes tens of seconds cold) and, for a swap, the next batch
-/// boundary. Past it the work goes on and `status` shows it.
-pub(crate) const LOAD_DEADLINE: Duration = Duration::from_secs(300);
-
-enum Request {
-    List(Reply<Vec<ReactorView>>),
-    Stop(String, Reply<ReactorView>),
-    Start(String, Reply<ReactorView>),
-    Swap(String, PathBuf, Reply<SwapOutcome>),
-    Shutdown,
-}
-
-/// A handle other threads use to operate the running reactors. Cheap to
-/// clone; every call blocks until the supervisor has answered it, at most
-/// for the call's deadline.
-#[derive(Clone)]
-pub(crate) struct Control {
-    tx: Sender<Request>,
-    store: Store,
-}
-
-#[allow(dead_code)] // The control channel (local socket, HTTP) calls these.
-impl Control {
-    fn call<T>(
-        &self,
-        what: impl FnOnce() -> String,
-        deadline: Duration,
-        make: impl FnOnce(Reply<T>) -> Request,
-    ) -> Result<T, ControlError> {
-        let (tx, rx) = mpsc::channel();
-        self.tx.send(make(tx)).map_err(|_| ControlError::Gone)?;
-        match rx.recv_timeout(deadline) {
-            Ok(r) => r,
-            Err(RecvTimeoutError::Disconnected) => Err(ControlError::Gone),
-            Err(RecvTimeoutError::Timeout) => Err(ControlError::TimedOut {
-                what: what(),
-                after: deadline,
-            }),
-        }
-    }
-
-    /// The store the reactors run against (appends, reads and parked-event
-    /// queries need no round trip through the supervisor).
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Every reactor, in the order they were started.
-    pub(crate) fn reactors(&self) -> Result<Vec<ReactorView>, ControlError> {
-        self.call(
-            || "listing the reactors".into(),
-            LIST_DEADLINE,
-            Request::List,
-        )
-    }
-
-    /// Stops reactor `name` after its batch in flight (checkpoint committed).
-    /// Stopping a reactor an operator stopped already is not an error.
-    pub(crate) fn stop(&self, name: &str) -> Result<ReactorView, ControlError> {
-        self.call(
-            || format!("stopping reactor {name} (its batch in flight)"),
-            STOP_DEADLINE,
-            |r| Request::Stop(name.to_string(), r),
-        )
-    }
-
-    /// Starts stopped reactor `name` again, reloading its plugin file.
-    pub(crate) fn start(&self, name: &str) -> Result<ReactorView, ControlError> {
-        self.call(
-            || format!("starting reactor {name} (compiling its plugin)"),
-            LOAD_DEADLINE,
-            |r| Request::Start(name.to_string(), r),
-        )
-    }
-
-    /// Hot swap: loads `path` beside running reactor `name` and swaps it in
-    /// at the next batch boundary, with the operator's config re-read.
-    /// Returns where it was swapped (the log position) and the old and new
-    /// version and digest; the listing then shows the swap.
-    ///
-    /// # Errors
-    /// [`ControlError::Swap`] with the typed refusal (a file that does not
-    /// load, another name, region or canal, a reactor that does not run);
-    /// [`ControlError::UnknownReactor`]; [`ControlError::TimedOut`] when it
-    /// takes longer than [`LOAD_DEADLINE`] (the swap stays pending).
-    pub(crate) fn swap(&self, name: &str, path: &Path) -> Result<SwapOutcome, ControlError> {
-        self.call(
-            || format!("swapping reactor {name} to {}", path.display()),
-            LOAD_DEADLINE,
-            |r| Request::Swap(name.to_string(), path.to_path_buf(), r),
-        )
-    }
-
-    /// Asks for the same clean shutdown as Ctrl-C (returns at once).
-    pub(crate) fn shutdown(&self) {
-        let _ = self.tx.send(Request::Shutdown);
-    }
-}
-
 /// What every runner shares: the retry policy.
 #[derive(Clone, Debug)]
-pub(crate) struct RunPolicy {
+pub struct RunPolicy {
+    /// Calls of a failing batch before it is bisected and parked.
     pub attempts: u32,
+    /// Wait before the first retry.
     pub backoff: Duration,
     /// Hot swap: batches a new version is on probation (`--swap-rollback`).
     pub swap_rollback: u32,
 }
 
-struct Slot {
-    name: String,
+pub(super) struct Slot {
+    pub(super) name: String,
     /// The file its running version was loaded from.
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// `run --watch`: the watched file that is this reactor's source (a
     /// change there swaps it in, whatever file a `swap` command loaded
     /// since; removing it stops the reactor).
-    watched: Option<PathBuf>,
-    digest: String,
+    pub(super) watched: Option<PathBuf>,
+    pub(super) digest: String,
     /// The region its cursor reads (a swap keeps it: the runtime refuses
     /// a new version that changes it).
-    region: Region,
-    handle: Option<RunnerHandle>,
-    status: Arc<ReactorStatus>,
+    pub(super) region: Region,
+    pub(super) handle: Option<RunnerHandle>,
+    pub(super) status: Arc<ReactorStatus>,
     /// Stopped through [`Control::stop`] (or its file removed under
     /// `--watch`): may be started again, and does not end the run.
-    stopped_by_operator: bool,
+    pub(super) stopped_by_operator: bool,
     /// Its file was removed under `--watch`: putting it back starts it.
-    removed: bool,
+    pub(super) removed: bool,
     /// The last swap, kept when the runner stops.
-    last_swap: Option<(SwapOutcome, SystemTime)>,
+    pub(super) last_swap: Option<(SwapOutcome, SystemTime)>,
     /// The rollback of that swap, kept when the runner stops.
-    last_rollback: Option<(RolledBackRecord, SystemTime)>,
+    pub(super) last_rollback: Option<(RolledBackRecord, SystemTime)>,
     /// A swap being compiled (or compiled, waiting for the reactor to run).
-    swap: Option<SwapOp>,
+    pub(super) swap: Option<SwapOp>,
     /// Swaps handed to the runner, oldest first, waiting for a boundary.
-    handed: Vec<HandedSwap>,
+    pub(super) handed: Vec<HandedSwap>,
     /// A stop or start in progress.
-    life: Option<LifeOp>,
+    pub(super) life: Option<LifeOp>,
     /// A runner's terminal error, collected when it was stopped.
-    error: Option<String>,
+    pub(super) error: Option<String>,
 }
 
 impl Slot {
-    fn running(&self) -> bool {
+    pub(super) fn running(&self) -> bool {
         self.handle.as_ref().is_some_and(|h| !h.is_finished())
     }
 
     /// The running version's digest (a swap or rollback changes it).
-    fn digest(&self) -> String {
+    pub(super) fn digest(&self) -> String {
         match &self.handle {
             Some(h) => h.running().digest,
             None => self.digest.clone(),
         }
     }
 
-    fn last_swap(&self) -> Option<(SwapOutcome, SystemTime)> {
+    pub(super) fn last_swap(&self) -> Option<(SwapOutcome, SystemTime)> {
         self.handle
             .as_ref()
             .and_then(RunnerHandle::last_swap)
@@ -208,7 +95,7 @@ impl Slot {
 
     /// The rollback of [`last_swap`](Self::last_swap), if it was rolled
     /// back.
-    fn last_rollback(&self) -> Option<(RolledBackRecord, SystemTime)> {
+    pub(super) fn last_rollback(&self) -> Option<(RolledBackRecord, SystemTime)> {
         match &self.handle {
             Some(h) if h.last_swap().is_some() => h.last_rollback(),
             _ => self.last_rollback.clone(),
@@ -217,7 +104,7 @@ impl Slot {
 
     /// What its pending work waits for (the stop or start first, then the
     /// swap), if any.
-    fn pending(&self) -> Option<PendingView> {
+    pub(super) fn pending(&self) -> Option<PendingView> {
         if let Some(l) = &self.life {
             return Some(PendingView::of_life(l));
         }
@@ -227,12 +114,12 @@ impl Slot {
         self.handed.last().map(PendingView::of_handed)
     }
 
-    fn has_pending(&self) -> bool {
+    pub(super) fn has_pending(&self) -> bool {
         self.life.is_some() || self.swap.is_some() || !self.handed.is_empty()
     }
 
     /// Takes the handle, keeping what the listing needs from it.
-    fn take_handle(&mut self) -> Option<RunnerHandle> {
+    pub(super) fn take_handle(&mut self) -> Option<RunnerHandle> {
         let h = self.handle.take()?;
         self.digest = h.running().digest;
         if let Some(s) = h.last_swap() {
@@ -244,34 +131,36 @@ impl Slot {
 }
 
 /// Owns the store and the reactors of one `run`.
-pub(crate) struct Supervisor {
-    store: Store,
-    loader: Loader,
-    policy: RunPolicy,
-    slots: Vec<Slot>,
-    display: StatusDisplay,
-    log: Arc<LogFilter>,
-    requests: Receiver<Request>,
-    control: Sender<Request>,
-    shutdown_requested: bool,
+pub struct Supervisor {
+    pub(super) store: Store,
+    pub(super) loader: Loader,
+    pub(super) policy: RunPolicy,
+    pub(super) slots: Vec<Slot>,
+    pub(super) display: Box<dyn HostObserver>,
+    pub(super) log: Arc<LogFilter>,
+    pub(super) requests: Receiver<Request>,
+    pub(super) control: Sender<Request>,
+    pub(super) shutdown_requested: bool,
     /// `run --watch`: the plugin watcher.
-    watcher: Option<PluginWatcher>,
+    pub(super) watcher: Option<PluginWatcher>,
     /// Plugin files compiled on worker threads come back here.
-    compiled_tx: Sender<Compiled>,
-    compiled: Receiver<Compiled>,
+    pub(super) compiled_tx: Sender<Compiled>,
+    pub(super) compiled: Receiver<Compiled>,
     /// The id of the next compile job.
-    next_job: u64,
+    pub(super) next_job: u64,
     /// `run --watch`: new files being compiled (no reactor yet), by job.
-    new_files: Vec<(u64, PathBuf)>,
+    /// New plugin files being compiled (no reactor yet), by job: from
+    /// `run --watch` (no reply) or [`Control::add`].
+    pub(super) new_files: Vec<(u64, PathBuf, Option<Reply<ReactorView>>)>,
 }
 
 impl Supervisor {
     /// A supervisor over `store`, with no reactor yet.
-    pub(crate) fn new(
+    pub fn new(
         store: Store,
         loader: Loader,
         policy: RunPolicy,
-        display: StatusDisplay,
+        display: Box<dyn HostObserver>,
         log: Arc<LogFilter>,
     ) -> Supervisor {
         let (control, requests) = mpsc::channel();
@@ -297,20 +186,23 @@ impl Supervisor {
     /// The store the reactors run against (for a service that appends and
     /// reads while they run).
     #[allow(dead_code)] // Used by the control channel.
-    pub(crate) fn store(&self) -> &Store {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
     /// A handle for other threads.
     #[allow(dead_code)] // Used by the control channel.
-    pub(crate) fn control(&self) -> Control {
+    pub fn control(&self) -> Control {
         Control {
             tx: self.control.clone(),
             store: self.store.clone(),
         }
     }
 
-    fn runner_settings(&self, s: &crate::plugin_config::Resolved) -> RunnerSettings {
+    pub(super) fn runner_settings(
+        &self,
+        s: &crate::plugins::plugin_config::Resolved,
+    ) -> RunnerSettings {
         RunnerSettings {
             max_batch: s.max_batch,
             grant_emits: s.grant_emits.clone(),
@@ -330,13 +222,13 @@ impl Supervisor {
     /// # Errors
     /// The runner could not start (its cursor does not open, for instance);
     /// nothing was added.
-    pub(crate) fn add(&mut self, loaded: Loaded) -> anyhow::Result<()> {
+    pub fn add(&mut self, loaded: Loaded) -> anyhow::Result<()> {
         let name = loaded.name().to_string();
         let digest = loaded.plugin.component_digest().to_string();
         let region = loaded.plugin.descriptor().region.clone();
         let settings = self.runner_settings(&loaded.settings);
         let handle = batpak_runtime::spawn(&self.store, Box::new(loaded.plugin), settings)?;
-        self.display.add_reactor();
+        self.display.reactor_added();
         self.slots.push(Slot {
             name,
             path: loaded.path,
@@ -358,7 +250,7 @@ impl Supervisor {
     }
 
     /// Every reactor as it is now.
-    pub(crate) fn reactors(&self) -> Vec<ReactorView> {
+    pub fn reactors(&self) -> Vec<ReactorView> {
         let head = self.store.watermarks().durable;
         self.slots
             .iter()
@@ -390,25 +282,25 @@ impl Supervisor {
             .collect()
     }
 
-    fn slot(&mut self, name: &str) -> Result<usize, ControlError> {
+    pub(super) fn slot(&mut self, name: &str) -> Result<usize, ControlError> {
         self.slots
             .iter()
             .position(|s| s.name == name)
             .ok_or_else(|| ControlError::UnknownReactor(name.to_string()))
     }
 
-    fn view(&self, i: usize) -> ReactorView {
+    pub(super) fn view(&self, i: usize) -> ReactorView {
         self.reactors().swap_remove(i)
     }
 
-    fn new_job(&mut self) -> u64 {
+    pub(super) fn new_job(&mut self) -> u64 {
         self.next_job += 1;
         self.next_job
     }
 
     /// Compiles `path` on a worker thread; the result comes back through
     /// `compiled` tagged with the returned job id.
-    fn compile(&mut self, path: &Path) -> Result<u64, ControlError> {
+    pub(super) fn compile(&mut self, path: &Path) -> Result<u64, ControlError> {
         let job = self.new_job();
         compile_off_thread(&self.loader, job, path, self.compiled_tx.clone()).map_err(|e| {
             ControlError::Load(format!(
@@ -421,7 +313,12 @@ impl Supervisor {
 
     /// Asks reactor `name` to stop after its batch in flight (again: a
     /// no-op); `reply` gets its view once it stopped.
-    fn request_stop(&mut self, name: &str, reply: Option<Reply<ReactorView>>, removed: bool) {
+    pub(super) fn request_stop(
+        &mut self,
+        name: &str,
+        reply: Option<Reply<ReactorView>>,
+        removed: bool,
+    ) {
         let i = match self.slot(name) {
             Ok(i) => i,
             Err(e) => {
@@ -479,7 +376,7 @@ impl Supervisor {
 
     /// Starts stopped reactor `name` again from its plugin file, compiled
     /// off this thread; `reply` gets its view once it runs.
-    fn request_start(&mut self, name: &str, reply: Option<Reply<ReactorView>>) {
+    pub(super) fn request_start(&mut self, name: &str, reply: Option<Reply<ReactorView>>) {
         let i = match self.slot(name) {
             Ok(i) => i,
             Err(e) => {
@@ -531,7 +428,7 @@ impl Supervisor {
 
     /// A stop in progress: once the runner has exited, collects it and
     /// answers.
-    fn poll_life(&mut self, i: usize) {
+    pub(super) fn poll_life(&mut self, i: usize) {
         let slot = &mut self.slots[i];
         let Some(LifeOp::Stopping { .. }) = &slot.life else {
             return;
@@ -569,7 +466,7 @@ impl Supervisor {
     }
 
     /// Starts slot `i`'s reactor again with `loaded` (from its checkpoint).
-    fn restart_with(&mut self, i: usize, loaded: Loaded) -> Result<(), ControlError> {
+    pub(super) fn restart_with(&mut self, i: usize, loaded: Loaded) -> Result<(), ControlError> {
         // A runner that ended on its own is joined (its error kept) first.
         if let Some(h) = self.slots[i].take_handle() {
             if let Err(e) = Box::new(h).join() {
@@ -590,94 +487,27 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Hot swap: compiles `path` (config re-read) off this thread for
-    /// running reactor `name` and hands it over at the next batch boundary;
-    /// `reply` gets the outcome (see [`Control::swap`]). A swap still
-    /// compiling for the reactor is superseded by this one.
-    fn request_swap(
-        &mut self,
-        name: &str,
-        path: &Path,
-        origin: Origin,
-        reply: Option<Reply<SwapOutcome>>,
-    ) {
-        let i = match self.slot(name) {
-            Ok(i) => i,
-            Err(e) => {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(e));
-                }
-                return;
-            }
-        };
-        if !self.slots[i].running() && self.slots[i].life.is_none() {
-            let r = SwapRefusal::NotRunning {
-                name: name.to_string(),
-            };
-            if let Some(reply) = reply {
-                let _ = reply.send(Err(r.into()));
-            } else {
-                self.loader.log(LogLevel::Warn, &r.to_string());
-            }
-            return;
-        }
-        let job = match self.compile(path) {
-            Ok(j) => j,
-            Err(e) => {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(e));
-                }
-                return;
-            }
-        };
-        let op = SwapOp {
-            job,
-            file: path.to_path_buf(),
-            bytes: file_size(path),
-            since: Instant::now(),
-            origin,
-            ready: None,
-            took: Duration::ZERO,
-            reply,
-        };
-        if let Some(old) = self.slots[i].swap.replace(op) {
-            self.refuse_swap(
-                i,
-                old.reply,
-                SwapRefusal::Superseded {
-                    name: name.to_string(),
-                },
-            );
-        }
-    }
-
-    /// Records (when the reactor runs) or logs refusal `r` and answers it.
-    fn refuse_swap(&self, i: usize, reply: Option<Reply<SwapOutcome>>, r: SwapRefusal) {
-        match self.slots[i].handle.as_ref().filter(|h| !h.is_finished()) {
-            Some(h) => h.record_refusal(&r),
-            None => self
-                .loader
-                .log(LogLevel::Warn, &format!("swap refused: {r}")),
-        }
-        if let Some(reply) = reply {
-            let _ = reply.send(Err(r.into()));
-        }
-    }
-
     /// A plugin file compiled on a worker thread: goes on with whatever
     /// waited for it (a swap, a start, a new watched file).
-    fn on_compiled(&mut self, c: Compiled) {
-        if let Some(k) = self.new_files.iter().position(|(job, _)| *job == c.job) {
-            self.new_files.swap_remove(k);
-            match c.result {
-                Ok(mut loaded) => {
+    pub(super) fn on_compiled(&mut self, c: Compiled) {
+        if let Some(k) = self.new_files.iter().position(|(job, ..)| *job == c.job) {
+            let (_, _, reply) = self.new_files.swap_remove(k);
+            match (c.result, reply) {
+                (Ok(mut loaded), None) => {
                     loaded.path = c.path;
                     self.start_new_file(loaded);
                 }
-                Err(e) => self.loader.log(
+                (Ok(mut loaded), Some(reply)) => {
+                    loaded.path = c.path;
+                    let _ = reply.send(self.add_requested(loaded));
+                }
+                (Err(e), None) => self.loader.log(
                     LogLevel::Warn,
                     &format!("new plugin {} not started: {e:#}", c.path.display()),
                 ),
+                (Err(e), Some(reply)) => {
+                    let _ = reply.send(Err(ControlError::Load(format!("{e:#}"))));
+                }
             }
             return;
         }
@@ -698,7 +528,7 @@ impl Supervisor {
         // Superseded meanwhile: dropped.
     }
 
-    fn on_start_compiled(&mut self, i: usize, c: Compiled) {
+    pub(super) fn on_start_compiled(&mut self, i: usize, c: Compiled) {
         let Some(LifeOp::Starting { replies, .. }) = self.slots[i].life.take() else {
             unreachable!("checked by the caller")
         };
@@ -735,122 +565,8 @@ impl Supervisor {
         }
     }
 
-    fn on_swap_compiled(&mut self, i: usize, c: Compiled) {
-        let mut op = self.slots[i].swap.take().expect("checked by the caller");
-        op.took = c.took;
-        match c.result {
-            Err(e) => {
-                let r = load_refusal(&c.path, &e);
-                self.refuse_swap(i, op.reply, r);
-            }
-            Ok(mut loaded) => {
-                loaded.path = c.path;
-                if op.origin == Origin::Watch
-                    && self.slots[i].digest() == loaded.plugin.component_digest()
-                {
-                    // Touched, not changed.
-                    return;
-                }
-                op.ready = Some(Box::new(loaded));
-                self.slots[i].swap = Some(op);
-                self.hand_over(i);
-            }
-        }
-    }
-
-    /// A compiled swap goes to the runner once it runs (a start in progress
-    /// is waited for); a reactor that does not run refuses it.
-    fn hand_over(&mut self, i: usize) {
-        let slot = &self.slots[i];
-        if slot.swap.as_ref().is_none_or(|op| op.ready.is_none()) || slot.life.is_some() {
-            return;
-        }
-        let mut op = self.slots[i].swap.take().expect("checked above");
-        let loaded = *op.ready.take().expect("checked above");
-        let Some(h) = self.slots[i].handle.as_ref().filter(|h| !h.is_finished()) else {
-            let name = self.slots[i].name.clone();
-            if op.origin == Origin::Watch && self.slots[i].removed && loaded.name() == name {
-                // Put back while its removal stopped it: started again
-                // from its checkpoint.
-                let path = loaded.path.clone();
-                match self.restart_with(i, loaded) {
-                    Ok(()) => self.loader.log(
-                        LogLevel::Info,
-                        &format!("started reactor {name} again from {}", path.display()),
-                    ),
-                    Err(e) => self
-                        .loader
-                        .log(LogLevel::Error, &format!("reactor {name} not started: {e}")),
-                }
-                return;
-            }
-            return self.refuse_swap(i, op.reply, SwapRefusal::NotRunning { name });
-        };
-        let grant = loaded.settings.grant_emits.clone();
-        match h.request_swap(Box::new(loaded.plugin), grant) {
-            // Recorded and logged by the runtime.
-            Err(r) => {
-                if let Some(reply) = op.reply {
-                    let _ = reply.send(Err(r.into()));
-                }
-            }
-            Ok(ticket) => self.slots[i].handed.push(HandedSwap {
-                ticket,
-                file: loaded.path,
-                bytes: op.bytes,
-                since: op.since,
-                origin: op.origin,
-                took: op.took,
-                reply: op.reply,
-            }),
-        }
-    }
-
-    /// Swaps handed to slot `i`'s runner: answers those it has taken.
-    fn poll_handed(&mut self, i: usize) {
-        while let Some(first) = self.slots[i].handed.first() {
-            let result = match self.slots[i].handle.as_ref() {
-                Some(h) => match h.poll_swap(&first.ticket) {
-                    Some(r) => r,
-                    None => return,
-                },
-                None => Err(SwapRefusal::NotRunning {
-                    name: self.slots[i].name.clone(),
-                }),
-            };
-            let done = self.slots[i].handed.remove(0);
-            // A refusal is recorded and logged by the runtime.
-            if let Ok(outcome) = &result {
-                let slot = &mut self.slots[i];
-                slot.path = done.file.clone();
-                slot.digest = outcome.new_digest.clone();
-                let from = match (done.origin, &slot.watched) {
-                    (Origin::Command, Some(w)) if absolute(&done.file) != *w => format!(
-                        "; {} stays watched: a new file there swaps again",
-                        w.display()
-                    ),
-                    _ => String::new(),
-                };
-                self.loader.log(
-                    LogLevel::Info,
-                    &format!(
-                        "swapped reactor {} {} -> {} at position {} (loaded in {:.1} ms){from}",
-                        outcome.reactor,
-                        outcome.old_version,
-                        outcome.new_version,
-                        outcome.position,
-                        done.took.as_secs_f64() * 1e3,
-                    ),
-                );
-            }
-            if let Some(reply) = done.reply {
-                let _ = reply.send(result.map_err(ControlError::from));
-            }
-        }
-    }
-
     /// Polls every slot's pending work.
-    fn poll_pending(&mut self) {
+    pub(super) fn poll_pending(&mut self) {
         while let Ok(c) = self.compiled.try_recv() {
             self.on_compiled(c);
         }
@@ -861,126 +577,34 @@ impl Supervisor {
         }
     }
 
-    /// `run --watch`: watches `files` and the plugin files in `dirs`; what
-    /// settles is applied between two ticks of [`run`](Self::run), and the
-    /// run no longer ends when every reactor has. Each reactor started from
-    /// one of `files` keeps that file as its watched source.
-    ///
-    /// # Errors
-    /// A directory cannot be watched.
-    pub(crate) fn watch(&mut self, files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<()> {
-        let watched: Vec<PathBuf> = files.iter().map(|f| absolute(f)).collect();
-        for s in &mut self.slots {
-            let p = absolute(&s.path);
-            if watched.contains(&p) {
-                s.watched = Some(p);
-            }
-        }
-        self.watcher = Some(PluginWatcher::start(files, dirs)?);
-        Ok(())
-    }
-
-    /// The slot whose watched file (or, without one, whose file) is `path`.
-    fn slot_watching(&self, path: &Path) -> Option<usize> {
-        self.slots
-            .iter()
-            .position(|s| s.watched.as_deref() == Some(path))
-            .or_else(|| {
-                self.slots
-                    .iter()
-                    .position(|s| s.watched.is_none() && absolute(&s.path) == path)
-            })
-    }
-
-    /// Acts on one settled change of a watched file: swap, start or stop.
-    fn apply(&mut self, change: Change) {
-        match change {
-            Change::Removed { path } => {
-                let Some(i) = self.slot_watching(&path) else {
-                    return;
-                };
-                // Stops at a batch boundary and writes the checkpoint, so
-                // putting the file back resumes where it was.
-                if self.slots[i].running() {
-                    let name = self.slots[i].name.clone();
-                    self.request_stop(&name, None, true);
-                }
-            }
-            Change::Settled { path } => self.apply_settled(path),
-        }
-    }
-
-    fn apply_settled(&mut self, path: PathBuf) {
-        let Some(i) = self.slot_watching(&path) else {
-            // A new file: compiled, then started unless its name is taken.
-            if let Ok(job) = self.compile(&path) {
-                self.new_files.retain(|(_, p)| *p != path);
-                self.new_files.push((job, path));
-            }
-            return;
-        };
-        let slot = &mut self.slots[i];
-        slot.watched = Some(path.clone());
-        let name = slot.name.clone();
-        if slot.running() || matches!(slot.life, Some(LifeOp::Starting { .. })) {
-            return self.request_swap(&name, &path, Origin::Watch, None);
-        }
-        if slot.stopped_by_operator && !slot.removed {
-            // Started from the watched file when the operator starts it.
-            slot.path = path.clone();
-            self.loader.log(
-                LogLevel::Info,
-                &format!(
-                    "{} changed; reactor {name} was stopped by the operator and runs it when started",
-                    path.display()
-                ),
-            );
-            return;
-        }
-        // Put back after a removal (or changed after the reactor ended):
-        // started again from its checkpoint.
-        slot.path = path;
-        self.request_start(&name, None);
-    }
-
-    /// `run --watch`: a new file compiled: its reactor starts, unless the
-    /// name is taken (refused, and recorded on that reactor's stream).
-    fn start_new_file(&mut self, loaded: Loaded) {
-        let path = loaded.path.clone();
+    /// [`Control::add`]: a new reactor from `loaded`, unless its name is
+    /// taken.
+    pub(super) fn add_requested(&mut self, loaded: Loaded) -> Result<ReactorView, ControlError> {
         let name = loaded.name().to_string();
-        if let Some(j) = self.slots.iter().position(|s| s.name == name) {
-            let r = SwapRefusal::Unloadable {
-                path: path.clone(),
-                reason: format!(
-                    "reactor {name} already runs from {}; each reactor needs its own name",
-                    self.slots[j]
-                        .watched
-                        .as_deref()
-                        .unwrap_or(&self.slots[j].path)
-                        .display()
-                ),
-            };
-            return self.refuse_swap(j, None, r);
+        if let Some(s) = self.slots.iter().find(|s| s.name == name) {
+            return Err(ControlError::NameTaken {
+                name,
+                path: s.path.clone(),
+            });
         }
-        match self.add(loaded) {
-            Ok(()) => {
-                if let Some(s) = self.slots.last_mut() {
-                    s.watched = Some(path.clone());
-                }
-                self.loader.log(
-                    LogLevel::Info,
-                    &format!("started reactor {name} from new file {}", path.display()),
-                )
-            }
-            Err(e) => self.loader.log(
-                LogLevel::Error,
-                &format!("new plugin {} not started: {e:#}", path.display()),
-            ),
-        }
+        let path = loaded.path.clone();
+        self.add(loaded)
+            .map_err(|e| ControlError::Spawn(format!("{e:#}")))?;
+        self.loader.log(
+            LogLevel::Info,
+            &format!("started reactor {name} from {}", path.display()),
+        );
+        Ok(self.view(self.slots.len() - 1))
     }
 
-    fn serve(&mut self, r: Request) {
+    pub(super) fn serve(&mut self, r: Request) {
         match r {
+            Request::Add(path, reply) => match self.compile(&path) {
+                Ok(job) => self.new_files.push((job, path, Some(reply))),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Request::List(reply) => {
                 let _ = reply.send(Ok(self.reactors()));
             }
@@ -995,7 +619,7 @@ impl Supervisor {
 
     /// True when nothing is left to wait for: every reactor ended on its
     /// own (an operator-stopped reactor may be started again).
-    fn all_ended(&self) -> bool {
+    pub(super) fn all_ended(&self) -> bool {
         // Under --watch a new or restored file may start a reactor.
         if self.watcher.is_some() {
             return false;
@@ -1009,7 +633,7 @@ impl Supervisor {
     /// Serves control requests and refreshes the status until a signal, a
     /// shutdown request, every reactor ending, or — with `until_idle` —
     /// every reactor having caught up with the durable log.
-    pub(crate) fn run(&mut self, until_idle: bool) {
+    pub fn run(&mut self, until_idle: bool, stop: &dyn Fn() -> bool) {
         let mut shown: Option<Instant> = None;
         loop {
             let request = match self.requests.recv_timeout(TICK) {
@@ -1032,7 +656,7 @@ impl Supervisor {
             {
                 self.apply(change);
             }
-            if signals::stop_requested() || self.shutdown_requested {
+            if stop() || self.shutdown_requested {
                 break;
             }
             let head = self.store.watermarks().durable;
@@ -1050,23 +674,21 @@ impl Supervisor {
             let now = Instant::now();
             if shown.is_none_or(|at| now.duration_since(at) >= DISPLAY_EVERY) {
                 let views = self.reactors();
-                self.display.update(&views, head, now);
+                self.display.status(&views, head, now);
                 self.log.flush(now, false);
                 shown = Some(now);
             }
         }
     }
 
-    /// Stops every runner (each finishes its batch and commits), prints one
-    /// summary line per reactor and closes the store.
+    /// Stops every runner (each finishes its batch and commits), closes
+    /// the store and reports each reactor as it ended.
     ///
     /// # Errors
-    /// Closing the store failed. A reactor that failed is reported on stderr
-    /// and makes the result `Ok(false)`.
-    pub(crate) fn shutdown(mut self) -> anyhow::Result<bool> {
+    /// Closing the store failed.
+    pub fn shutdown(mut self) -> anyhow::Result<ShutdownReport> {
         // Requests that raced with the stop are refused, not left hanging.
         drop(std::mem::replace(&mut self.requests, mpsc::channel().1));
-        let mut ok = true;
         // No change is applied after this.
         self.watcher = None;
         for s in &mut self.slots {
@@ -1080,45 +702,34 @@ impl Supervisor {
                 }
             }
         }
-        self.display.finish();
+        self.display.finished();
         // What the rate limit held back is reported before the summary.
         self.log.flush(Instant::now(), true);
-        for (s, v) in self.slots.iter().zip(self.reactors()) {
-            if let Some(e) = &s.error {
-                ok = false;
-                eprintln!("error: reactor {}: {e}", s.name);
-            }
-            eprintln!("summary | {} (version {})", summary_body(&v), v.version);
-        }
+        let reactors = self
+            .slots
+            .iter()
+            .zip(self.reactors())
+            .map(|(s, view)| ReactorSummary {
+                view,
+                error: s.error.clone(),
+            })
+            .collect();
         self.store.close()?;
-        Ok(ok)
-    }
-}
-
-/// The refusal for a plugin file that did not load: typed from the
-/// runtime's [`LoadError`] when there is one (another WIT version is
-/// [`SwapRefusal::UnsupportedWit`]).
-fn load_refusal(path: &Path, e: &anyhow::Error) -> SwapRefusal {
-    match e.downcast_ref::<LoadError>() {
-        Some(le) => batpak_runtime::refusal_for(path, le),
-        None => SwapRefusal::Unloadable {
-            path: path.to_path_buf(),
-            reason: format!("{e:#}"),
-        },
+        Ok(ShutdownReport { reactors })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::observer::NoObserver;
     use super::*;
-    use crate::plugin_config::{Flags, PluginConfigFile};
-    use crate::status_display::{Mode, StatusDisplay};
-    use batpak_runtime::{Runtime, RuntimeConfig};
+    use crate::plugins::plugin_config::{Flags, PluginConfigFile};
+    use batpak_runtime::{Runtime, RuntimeConfig, SwapRefusal};
     use batpak_store::{AppendOptions, Coordinate, Proposal};
 
     /// A reactor in component text (no build needed): `null`, consumes
     /// `bench.in`, proposes nothing.
-    const NULL_WAT: &str = include_str!("../../../plugins/null-wat/reactor.wat");
+    const NULL_WAT: &str = include_str!("../../../../../plugins/null-wat/reactor.wat");
     const WAIT: Duration = Duration::from_secs(120);
 
     fn variant(dir: &Path, file: &str, from: &str, to: &str) -> PathBuf {
@@ -1206,15 +817,14 @@ mod tests {
             PluginConfigFile::default(),
             Flags::default(),
         );
-        let display = StatusDisplay::new(Mode::Quiet);
-        let log = LogFilter::new(display.console(), 0);
+        let log = LogFilter::new(crate::host::log_filter::Console::stderr(), 0);
         let policy = RunPolicy {
             attempts: 1,
             backoff: Duration::from_millis(1),
             swap_rollback: 0,
         };
         let first = loader.load(&wat).unwrap();
-        let mut sup = Supervisor::new(store.clone(), loader, policy, display, log);
+        let mut sup = Supervisor::new(store.clone(), loader, policy, Box::new(NoObserver), log);
         sup.add(first).unwrap();
         let control = sup.control();
         let late = sup.control();
@@ -1300,11 +910,39 @@ mod tests {
                 1,
                 "{kinds:?}"
             );
+
+            // Reset: refused while it runs, done once paused.
+            assert!(matches!(
+                control.reset("null", batpak_service::ResetTo::Start),
+                Err(ControlError::MustPause(_))
+            ));
+            assert_eq!(
+                control.pause("null").unwrap().state,
+                ReactorRunState::Stopped
+            );
+            let r = control
+                .reset("null", batpak_service::ResetTo::Start)
+                .unwrap();
+            assert_eq!(r.to, 0);
+            assert_ne!(
+                control.resume("null").unwrap().state,
+                ReactorRunState::Stopped
+            );
+
+            // Add: a new reactor from a file; its name is then taken.
+            let added = control.add(&other).unwrap();
+            assert_eq!(added.name, "nul2");
+            assert_eq!(control.status().unwrap().len(), 2);
+            assert!(matches!(
+                control.add(&other),
+                Err(ControlError::NameTaken { .. })
+            ));
+            assert!(matches!(control.add(&broken), Err(ControlError::Load(_))));
             control.shutdown();
         });
-        sup.run(false);
+        sup.run(false, &|| false);
         driver.join().expect("the control thread's assertions");
-        assert!(sup.shutdown().unwrap(), "no reactor failed");
+        assert!(sup.shutdown().unwrap().ok(), "no reactor failed");
         // A request after shutdown gets an error, not a hang.
         assert!(matches!(late.reactors(), Err(ControlError::Gone)));
     }

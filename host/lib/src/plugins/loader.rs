@@ -3,12 +3,12 @@
 //! running from the reactor's entry in `--plugin-config` once `describe`
 //! has named it.
 
-use crate::plugin_config::{Flags, PluginConfigFile, Resolved};
+use crate::plugins::plugin_config::{Flags, PluginConfigFile, Resolved};
 use batpak_runtime::{CompileSource, LogLevel, Plugin, PluginSettings, Reactor, Runtime};
 use std::path::{Path, PathBuf};
 
 /// A plugin loaded and initialised, with what applies to its reactor.
-pub(crate) struct Loaded {
+pub struct Loaded {
     pub plugin: Plugin,
     pub path: PathBuf,
     pub settings: Resolved,
@@ -16,7 +16,7 @@ pub(crate) struct Loaded {
 
 impl Loaded {
     /// The reactor's name (from `describe`).
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.plugin.descriptor().name
     }
 }
@@ -24,7 +24,7 @@ impl Loaded {
 /// Loads plugins with the operator's configuration; kept by the supervisor
 /// to start or swap reactors later (and cloned into the `--watch` thread).
 #[derive(Clone)]
-pub(crate) struct Loader {
+pub struct Loader {
     runtime: Runtime,
     config: PluginConfigFile,
     /// Where `config` came from, so a swap can re-read it.
@@ -33,7 +33,7 @@ pub(crate) struct Loader {
 }
 
 impl Loader {
-    pub(crate) fn new(runtime: Runtime, config: PluginConfigFile, flags: Flags) -> Loader {
+    pub fn new(runtime: Runtime, config: PluginConfigFile, flags: Flags) -> Loader {
         Loader {
             runtime,
             config,
@@ -44,7 +44,7 @@ impl Loader {
 
     /// Remembers the file `config` was read from, so
     /// [`load_fresh`](Self::load_fresh) re-reads it.
-    pub(crate) fn with_config_path(mut self, path: Option<PathBuf>) -> Loader {
+    pub fn with_config_path(mut self, path: Option<PathBuf>) -> Loader {
         self.config_path = path;
         self
     }
@@ -56,7 +56,7 @@ impl Loader {
     /// # Errors
     /// The config file no longer parses (the message names it), or the
     /// plugin does not load.
-    pub(crate) fn load_fresh(&mut self, path: &Path) -> anyhow::Result<Loaded> {
+    pub fn load_fresh(&mut self, path: &Path) -> anyhow::Result<Loaded> {
         if let Some(p) = &self.config_path {
             self.config = PluginConfigFile::read(p).map_err(|m| anyhow::anyhow!(m))?;
         }
@@ -64,7 +64,7 @@ impl Loader {
     }
 
     /// The parsed `--plugin-config`.
-    pub(crate) fn config(&self) -> &PluginConfigFile {
+    pub fn config(&self) -> &PluginConfigFile {
         &self.config
     }
 
@@ -73,7 +73,7 @@ impl Loader {
     /// # Errors
     /// A message naming the file and what is wrong with it (from the
     /// runtime), including an `init` that refuses its config.
-    pub(crate) fn load(&self, path: &Path) -> anyhow::Result<Loaded> {
+    pub fn load(&self, path: &Path) -> anyhow::Result<Loaded> {
         self.log(LogLevel::Debug, &format!("loading {}", path.display()));
         let base = self.config.resolve(&self.flags, "");
         let mut resolved = None;
@@ -118,7 +118,7 @@ impl Loader {
     }
 
     /// A line of the `run` command's own.
-    pub(crate) fn log(&self, level: LogLevel, msg: &str) {
+    pub fn log(&self, level: LogLevel, msg: &str) {
         batpak_runtime::log(self.flags.log_level, level, "run", msg);
     }
 }

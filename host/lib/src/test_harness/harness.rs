@@ -16,7 +16,6 @@ use batpak_runtime::{
 use batpak_store::{
     AppendOptions, CanalHandle, Coordinate, Event, EventId, LogReader, Proposal, Store, DENIED_KIND,
 };
-use clap::Args;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -26,45 +25,52 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// Arguments of `batpak-host test`.
-#[derive(Args, Debug)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TestArgs {
     /// Plugin component (`.wasm`, or component text `.wat`).
     pub plugin: PathBuf,
     /// Input events, one JSON object a line:
     /// {"entity","scope","kind","payload"} (the `append --jsonl` format).
-    #[arg(long, value_name = "EVENTS.jsonl")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "EVENTS.jsonl"))]
     pub input: PathBuf,
     /// Expected reactions, one JSON object a line, as this command prints
     /// them: {"source": <0-based input line>, "entity", "scope", "kind",
     /// "payload"}. On a mismatch the command prints a diff and exits 1.
-    #[arg(long, value_name = "REACTIONS.jsonl")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "REACTIONS.jsonl"))]
     pub expect: Option<PathBuf>,
     /// JSON file whose content is handed to the plugin's `init`
     /// (default `{}`).
-    #[arg(long, value_name = "FILE")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "FILE"))]
     pub config: Option<PathBuf>,
     /// Kinds the operator grants (default: every kind the plugin declares),
     /// to see the capability gate deny the rest.
-    #[arg(long, value_name = "KIND", value_delimiter = ',')]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "KIND", value_delimiter = ','))]
     pub grant: Option<Vec<String>>,
     /// Largest batch of the first run.
-    #[arg(long, default_value_t = 256, value_name = "N")]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 256, value_name = "N"))]
     pub max_batch: usize,
     /// Calls of a failing batch before it is bisected and the failing event
     /// parked.
-    #[arg(long, default_value_t = 2, value_name = "N")]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 2, value_name = "N"))]
     pub attempts: u32,
     /// Give up when a run has not caught up after this long.
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 300, value_name = "SECONDS")
+    )]
     pub timeout_s: u64,
     /// Lowest level of log lines printed (trace, debug, info, warn, error,
     /// off).
-    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value = "info", value_name = "LEVEL")
+    )]
     pub log_level: LogLevel,
     /// The compile cache: a second `test` of an unchanged plugin loads its
     /// compiled code from there instead of compiling it again.
-    #[command(flatten)]
-    pub cache: crate::compile_cache::CacheArgs,
+    #[cfg_attr(feature = "cli", command(flatten))]
+    pub cache: crate::plugins::compile_cache::CacheOptions,
 }
 
 #[derive(Deserialize)]
@@ -337,7 +343,7 @@ fn lines(values: &[Value]) -> Vec<String> {
 /// reads and writes no store of the user's (it runs in a scratch store of
 /// its own, and compiled plugins go to the user's compile cache), so a note
 /// says it is not used.
-pub(crate) fn test(data: Option<&Path>, a: TestArgs) -> anyhow::Result<ExitCode> {
+pub fn test(data: Option<&Path>, a: TestArgs) -> anyhow::Result<ExitCode> {
     if a.max_batch == 0 || a.attempts == 0 || a.timeout_s == 0 {
         eprintln!("error: --max-batch, --attempts and --timeout-s must be at least 1");
         return Ok(ExitCode::from(2));
@@ -356,9 +362,11 @@ pub(crate) fn test(data: Option<&Path>, a: TestArgs) -> anyhow::Result<ExitCode>
         .transpose()?;
     let config = match &a.config {
         Some(p) => {
-            let text =
-                batpak_runtime::read_regular_text(p, crate::plugin_config::MAX_CONFIG_FILE_BYTES)
-                    .map_err(|e| anyhow::anyhow!("--config {e}"))?;
+            let text = batpak_runtime::read_regular_text(
+                p,
+                crate::plugins::plugin_config::MAX_CONFIG_FILE_BYTES,
+            )
+            .map_err(|e| anyhow::anyhow!("--config {e}"))?;
             let v: Value = serde_json::from_str(&text)
                 .with_context(|| format!("--config {}: not JSON", p.display()))?;
             v.to_string()

@@ -8,14 +8,14 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Default wall-time limit of one call into a plugin.
-pub(crate) const DEFAULT_TIMEOUT_MS: u64 = 5000;
+pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
 /// Default memory limit of one plugin instance.
-pub(crate) const DEFAULT_MEMORY_MB: u64 = 256;
+pub const DEFAULT_MEMORY_MB: u64 = 256;
 /// Default largest batch handed to `react`.
-pub(crate) const DEFAULT_MAX_BATCH: usize = 256;
+pub const DEFAULT_MAX_BATCH: usize = 256;
 /// Largest config file read (`--plugin-config`, `test --config`): far above
 /// any honest config, and refused from the file's size before reading.
-pub(crate) const MAX_CONFIG_FILE_BYTES: u64 = 16 << 20;
+pub const MAX_CONFIG_FILE_BYTES: u64 = 16 << 20;
 
 #[derive(Deserialize, Default, Clone, Debug)]
 #[serde(deny_unknown_fields)]
@@ -41,7 +41,7 @@ struct PluginEntry {
 /// The parsed `--plugin-config` file (empty when none was given).
 #[derive(Deserialize, Default, Clone, Debug)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PluginConfigFile {
+pub struct PluginConfigFile {
     #[serde(default)]
     defaults: Limits,
     #[serde(default)]
@@ -50,23 +50,32 @@ pub(crate) struct PluginConfigFile {
 
 /// The command-line values that per-plugin entries override.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Flags {
+pub struct Flags {
+    /// Wall-time limit of one call into a plugin (`--timeout-ms`).
     pub timeout_ms: Option<u64>,
+    /// Memory budget of one instance in MiB (`--memory-mb`).
     pub memory_mb: Option<u64>,
+    /// Largest batch handed to `react` (`--max-batch`).
     pub max_batch: Option<usize>,
+    /// Lowest level of log lines kept (`--log-level`).
     pub log_level: LogLevel,
 }
 
 /// What applies to one reactor: per-plugin entry, then flags, then the
 /// file's defaults, then built-in defaults.
 #[derive(Clone, Debug)]
-pub(crate) struct Resolved {
+pub struct Resolved {
+    /// Wall-time limit of one call.
     pub timeout: Duration,
+    /// Memory budget of one instance.
     pub memory_bytes: usize,
+    /// Largest batch.
     pub max_batch: usize,
     /// JSON text for `init`.
     pub config: String,
+    /// Kinds granted (`None`: every kind the plugin declares).
     pub grant_emits: Option<Vec<String>>,
+    /// Lowest level of its log lines kept.
     pub log_level: LogLevel,
 }
 
@@ -77,7 +86,7 @@ impl PluginConfigFile {
     ///
     /// # Errors
     /// A message naming the file and the offending field (a usage error).
-    pub(crate) fn read(path: &Path) -> Result<PluginConfigFile, String> {
+    pub fn read(path: &Path) -> Result<PluginConfigFile, String> {
         let what = |e: &dyn std::fmt::Display| format!("--plugin-config {}: {e}", path.display());
         let text = batpak_runtime::read_regular_text(path, MAX_CONFIG_FILE_BYTES)
             .map_err(|e| format!("--plugin-config {e}"))?;
@@ -115,12 +124,12 @@ impl PluginConfigFile {
     }
 
     /// The reactor names the file configures.
-    pub(crate) fn configured(&self) -> impl Iterator<Item = &str> {
+    pub fn configured(&self) -> impl Iterator<Item = &str> {
         self.plugins.keys().map(String::as_str)
     }
 
     /// The settings for reactor `name` (`""` for none: flags and defaults).
-    pub(crate) fn resolve(&self, flags: &Flags, name: &str) -> Resolved {
+    pub fn resolve(&self, flags: &Flags, name: &str) -> Resolved {
         let e = self.plugins.get(name).cloned().unwrap_or_default();
         let d = &self.defaults;
         let timeout_ms = e
@@ -157,7 +166,7 @@ impl PluginConfigFile {
 }
 
 /// MiB to bytes, saturating.
-pub(crate) fn mib_to_bytes(mib: u64) -> usize {
+pub fn mib_to_bytes(mib: u64) -> usize {
     usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 

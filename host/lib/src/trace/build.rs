@@ -17,10 +17,10 @@
 //! the box's `<title>` (its tooltip). Gate denials are drawn with a dashed
 //! red border, and a legend under the tree says so.
 
+use crate::store_commands::{LocalStore, StoreAccess};
 use anyhow::{bail, Context};
 use batpak_service::{Client, Query};
-use batpak_store::{EventId, LogReader, Lookup, Region, Store, DENIED_KIND};
-use clap::{Args, ValueEnum};
+use batpak_store::{EventId, LogReader, DENIED_KIND};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
@@ -35,7 +35,8 @@ use batpak_store::system::CHECKPOINT_KIND;
 const MAX_NODES: usize = 100_000;
 
 /// Output formats of `trace`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum TraceFormat {
     /// A tree drawn with `├─`/`└─`/`│`.
     Text,
@@ -51,23 +52,24 @@ pub enum TraceFormat {
 const PAYLOAD_CHARS: usize = 80;
 
 /// Arguments of `batpak-host trace`.
-#[derive(Args, Debug)]
+#[derive(Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TraceArgs {
     /// An event id (32 hex digits, as `events` prints it in "id"): its causes
     /// and every reaction it led to. Or an entity (e.g. `order:7`): the
     /// causal tree of every event of that entity, trees sharing a first cause
     /// drawn once, the entity's events marked (◀ in text). `--format json`
     /// then prints {"entity","targets","roots"} instead of {"target","root"}.
-    #[arg(value_name = "ID|ENTITY")]
+    #[cfg_attr(feature = "cli", arg(value_name = "ID|ENTITY"))]
     pub target: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = TraceFormat::Text)]
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = TraceFormat::Text))]
     pub format: TraceFormat,
 }
 
 /// One event of a trace: the fields drawn, from the `events` JSON shape.
 #[derive(Clone, Debug)]
-pub(crate) struct TraceEvent {
+pub struct TraceEvent {
     pub id: String,
     pub seq: u64,
     pub kind: String,
@@ -94,9 +96,23 @@ impl TraceEvent {
         })
     }
 
+    /// From an event line as `events` prints it (through a running host):
+    /// a JSON payload keeps the bytes the line carries.
+    pub fn from_line(line: &str) -> anyhow::Result<TraceEvent> {
+        let mut t = TraceEvent::from_json(serde_json::from_str(line)?)?;
+        if !t.json["payload"].is_string() {
+            t.raw = batpak_service::RawJson::parse(line)
+                .ok()
+                .and_then(|j| j.fields())
+                .and_then(|f| f.into_iter().find(|(k, _)| k == "payload"))
+                .map(|(_, p)| p.to_string());
+        }
+        Ok(t)
+    }
+
     /// From a stored event (keeps the payload exactly as stored).
     pub fn from_event(e: &batpak_store::Event) -> TraceEvent {
-        let mut t = TraceEvent::from_json(crate::store_cmds::event_json(e))
+        let mut t = TraceEvent::from_json(batpak_service::event_json(e))
             .expect("event_json has id and seq");
         t.raw = Some(String::from_utf8_lossy(&e.payload).into_owned());
         t
@@ -117,14 +133,14 @@ impl TraceEvent {
 
 /// A tree of events; children in sequence order.
 #[derive(Clone, Debug)]
-pub(crate) struct Tree {
+pub struct Tree {
     pub event: TraceEvent,
     pub children: Vec<Tree>,
 }
 
 /// Draws `tree` as lines: the root bare, every other event behind
 /// `├─ `/`└─ ` with `│  ` carrying each open branch down.
-pub(crate) fn render_tree(tree: &Tree, label: &dyn Fn(&TraceEvent) -> String) -> Vec<String> {
+pub fn render_tree(tree: &Tree, label: &dyn Fn(&TraceEvent) -> String) -> Vec<String> {
     fn walk(t: &Tree, prefix: &str, label: &dyn Fn(&TraceEvent) -> String, out: &mut Vec<String>) {
         let n = t.children.len();
         for (i, c) in t.children.iter().enumerate() {
@@ -152,66 +168,18 @@ trait Source {
     fn entity(&mut self, entity: &str) -> anyhow::Result<Vec<TraceEvent>>;
 }
 
-fn parse_id(s: &str) -> anyhow::Result<EventId> {
-    s.parse::<EventId>().map_err(|_| {
-        anyhow::anyhow!(
-            "{s:?} is not an event id; expected 32 hex digits as printed in an event's \"id\""
-        )
-    })
-}
+/// The store's indexes, through [`StoreAccess`]: the running host's (its
+/// socket) or the store's own (this process holds it) — one path for both.
+struct AccessSource(Box<dyn StoreAccess>);
 
-/// The store's indexes (the CLI holds the store).
-struct StoreSource(Store);
-
-impl Source for StoreSource {
-    fn get(&mut self, id: &str) -> anyhow::Result<Option<TraceEvent>> {
-        let e = self.0.get(parse_id(id)?)?;
-        Ok(e.map(|e| TraceEvent::from_event(&e)))
-    }
-    fn children(&mut self, id: &str) -> anyhow::Result<Vec<TraceEvent>> {
-        let region = Region::all();
-        Ok(self
-            .0
-            .lookup(
-                &Lookup::CausedBy(parse_id(id)?),
-                &region,
-                0,
-                usize::MAX,
-                true,
-            )?
-            .iter()
-            .filter(|e| e.header.kind != CHECKPOINT_KIND)
-            .map(TraceEvent::from_event)
-            .collect::<Vec<_>>())
-    }
-    fn entity(&mut self, entity: &str) -> anyhow::Result<Vec<TraceEvent>> {
-        Ok(self
-            .0
-            .lookup(
-                &Lookup::Entity(entity.to_string()),
-                &Region::all(),
-                0,
-                usize::MAX,
-                true,
-            )?
-            .iter()
-            .filter(|e| e.header.kind != CHECKPOINT_KIND && e.header.coordinate.entity == entity)
-            .map(TraceEvent::from_event)
-            .collect())
-    }
-}
-
-/// A running host's indexes, through its socket.
-struct HostSource(Client);
-
-impl HostSource {
+impl AccessSource {
     fn all(&mut self, mut q: Query) -> anyhow::Result<Vec<TraceEvent>> {
         let mut out = Vec::new();
         q.system = true;
         loop {
             let page = self.0.read(&q)?;
             for e in page.events {
-                out.push(TraceEvent::from_json(e)?);
+                out.push(TraceEvent::from_line(e.get())?);
             }
             if !page.more {
                 return Ok(out);
@@ -221,7 +189,7 @@ impl HostSource {
     }
 }
 
-impl Source for HostSource {
+impl Source for AccessSource {
     fn get(&mut self, id: &str) -> anyhow::Result<Option<TraceEvent>> {
         Ok(self
             .all(Query {
@@ -506,7 +474,7 @@ fn dot_escape(s: &str) -> String {
 
 /// The trace as Graphviz DOT: one node per event, an edge per causation;
 /// the events asked about in bold blue, gate denials dashed red.
-pub(crate) fn to_dot(forest: &[Tree], marked: &HashSet<String>) -> String {
+pub fn to_dot(forest: &[Tree], marked: &HashSet<String>) -> String {
     let mut out = String::from(
         "digraph trace {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
     );
@@ -565,7 +533,7 @@ fn xml_escape(s: &str) -> String {
 const SVG_LABEL_CHARS: usize = 48;
 
 /// The trace as SVG (see the module comment for the layout).
-pub(crate) fn to_svg(forest: &[Tree], marked: &HashSet<String>) -> String {
+pub fn to_svg(forest: &[Tree], marked: &HashSet<String>) -> String {
     // Monospace at 11 px: a character is about 6.6 px wide.
     const CHAR_W: f64 = 6.7;
     const PAD: f64 = 8.0;
@@ -705,10 +673,20 @@ pub(crate) fn to_svg(forest: &[Tree], marked: &HashSet<String>) -> String {
     out
 }
 
-/// `batpak-host trace ID|ENTITY`.
-pub(crate) fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
+/// `batpak-host trace ID|ENTITY`: the trace of `a.target` in the store in
+/// `data` (through the host running on it when there is one), drawn in
+/// `a.format` on `stdout`.
+///
+/// # Errors
+/// No store, a target that is neither an event nor an entity with events,
+/// a store or connection failure.
+pub fn trace(
+    data: &Path,
+    a: TraceArgs,
+    stdout: &mut dyn std::io::Write,
+) -> anyhow::Result<ExitCode> {
     let traced = if let Some(c) = Client::connect(data)? {
-        resolve(&mut HostSource(c), &a.target)?
+        resolve(&mut AccessSource(Box::new(c)), &a.target)?
     } else {
         if !data.join("segments").is_dir() {
             bail!(
@@ -719,11 +697,11 @@ pub(crate) fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
         // As `events`: the index when opening repairs nothing, else a
         // lock-free read of the segments.
         match batpak_store::opens_clean(data)
-            .then(|| Store::open(data).ok())
+            .then(|| LocalStore::open(data).ok())
             .flatten()
         {
             Some(store) => {
-                let mut src = StoreSource(store);
+                let mut src = AccessSource(Box::new(store));
                 let r = resolve(&mut src, &a.target);
                 src.0.close()?;
                 r?
@@ -764,8 +742,6 @@ pub(crate) fn trace(data: &Path, a: TraceArgs) -> anyhow::Result<ExitCode> {
             s
         }
     };
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
     if stdout.write_all(out.as_bytes()).is_err() {
         return Ok(ExitCode::SUCCESS); // reader went away
     }

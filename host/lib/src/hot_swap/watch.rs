@@ -21,7 +21,7 @@ const QUIET: Duration = Duration::from_millis(120);
 const RENAMED: Duration = Duration::from_millis(3);
 
 /// What the watcher found, for the run loop to act on.
-pub(crate) enum Change {
+pub enum Change {
     /// A watched file was written (or renamed into place) and has settled:
     /// complete, to be loaded.
     Settled {
@@ -36,14 +36,14 @@ pub(crate) enum Change {
 }
 
 /// The running watcher; dropping it stops watching.
-pub(crate) struct PluginWatcher {
+pub struct PluginWatcher {
     _watcher: notify::RecommendedWatcher,
     /// Changes, in the order they settled.
-    pub(crate) changes: Receiver<Change>,
+    pub changes: Receiver<Change>,
 }
 
 /// True for the file names `run` loads as plugins.
-pub(crate) fn is_plugin_file(p: &Path) -> bool {
+pub fn is_plugin_file(p: &Path) -> bool {
     matches!(
         p.extension().and_then(|e| e.to_str()),
         Some("wasm") | Some("wat")
@@ -51,7 +51,7 @@ pub(crate) fn is_plugin_file(p: &Path) -> bool {
 }
 
 /// Absolute form of `p` (files may be gone, so no canonicalize of the file).
-pub(crate) fn absolute(p: &Path) -> PathBuf {
+pub fn absolute(p: &Path) -> PathBuf {
     let dir = p.parent().filter(|d| !d.as_os_str().is_empty());
     let dir = dir
         .map(|d| d.canonicalize().unwrap_or_else(|_| d.to_path_buf()))
@@ -68,7 +68,7 @@ impl PluginWatcher {
     ///
     /// # Errors
     /// The OS watcher cannot be set up on one of the directories.
-    pub(crate) fn start(files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<PluginWatcher> {
+    pub fn start(files: &[PathBuf], dirs: &[PathBuf]) -> anyhow::Result<PluginWatcher> {
         let (raw_tx, raw_rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
         let mut watcher = notify::recommended_watcher(raw_tx)?;
         let files: Vec<PathBuf> = files.iter().map(|f| absolute(f)).collect();
@@ -185,7 +185,7 @@ fn settle(
 /// # Errors
 /// A directory without `watch` (the message says to add `--watch`), or a
 /// directory that cannot be read.
-pub(crate) fn expand_plugin_args(
+pub fn expand_plugin_args(
     plugins: &[PathBuf],
     watch: bool,
 ) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {

@@ -1,37 +1,47 @@
-//! Every JSON shape the CLI prints on stdout, as `Serialize` structs in one
-//! place: the contract scripts rely on reads here, not in `json!` calls
-//! scattered over the commands.
-//!
-//! `ReceiptLine`, `EventLine` and `VerifyLine` mirror what `append`,
-//! `events` and `verify` print today (store_cmds.rs still builds them with
-//! `json!`; the tests below keep both identical until it uses these).
+//! What the running host reports, as `Serialize` structs: a reactor as the
+//! control channel lists it (with its last swap, rollback and pending work),
+//! and the lines `parked` prints.
 
 use batpak_runtime::{ParkedEvent, RolledBackRecord, RunState, StatusSnapshot, SwapOutcome};
-use batpak_store::{hex, Coordinate, Event, EventId, Receipt, Region, VerifyReport};
+use batpak_store::{EventId, Region};
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One line of `parked`: an unresolved parked event.
 #[derive(Serialize, Debug)]
-pub(crate) struct ParkedLine<'a> {
+pub struct ParkedLine<'a> {
+    /// Id of the parked record.
     pub parked: String,
+    /// Its global sequence.
     pub parked_seq: u64,
+    /// When it was parked, microseconds since the Unix epoch.
     pub parked_at_us: u64,
+    /// The reactor that failed on it.
     pub reactor: &'a str,
+    /// Its version.
     pub version: &'a str,
+    /// Digest of the component that failed.
     pub component: &'a str,
+    /// Id of the event it failed on.
     pub event: &'a str,
+    /// That event's global sequence.
     pub sequence: u64,
+    /// That event's kind.
     pub kind: &'a str,
+    /// Its entity.
     pub entity: &'a str,
+    /// Its scope.
     pub scope: &'a str,
+    /// How the reactor failed (`error`, `trap`, `timeout`, …).
     pub failure: &'a str,
+    /// The failure's message.
     pub cause: &'a str,
+    /// Calls made before it was parked.
     pub attempts: u32,
     /// The parked record this one replaces (`null` for a first failure).
     pub replaces: Option<&'a str>,
+    /// A replay of it has been asked for.
     pub replay_requested: bool,
 }
 
@@ -61,17 +71,20 @@ impl<'a> From<&'a ParkedEvent> for ParkedLine<'a> {
 
 /// One line of `parked replay`: a replay request recorded.
 #[derive(Serialize, Debug)]
-pub(crate) struct ReplayRequestedLine<'a> {
+pub struct ReplayRequestedLine<'a> {
     /// Id of the request event.
     pub replay_requested: String,
     /// The parked record it resolves.
     pub parked: String,
+    /// The reactor that replays it.
     pub reactor: &'a str,
+    /// The event it re-delivers.
     pub event: &'a str,
 }
 
 impl<'a> ReplayRequestedLine<'a> {
-    pub(crate) fn new(request: EventId, p: &'a ParkedEvent) -> Self {
+    /// The line for request `request` of parked event `p`.
+    pub fn new(request: EventId, p: &'a ParkedEvent) -> Self {
         ReplayRequestedLine {
             replay_requested: request.to_string(),
             parked: p.parked.to_string(),
@@ -83,8 +96,10 @@ impl<'a> ReplayRequestedLine<'a> {
 
 /// A reactor under the supervisor, as a control channel lists it.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ReactorView {
+pub struct ReactorView {
+    /// Reactor name.
     pub name: String,
+    /// Version it runs.
     pub version: String,
     /// blake3 digest of the component it runs.
     pub digest: String,
@@ -104,14 +119,21 @@ pub(crate) struct ReactorView {
     /// position` counts every later event, other regions' included, so it
     /// bounds what is left to do rather than measuring it.
     pub head: u64,
+    /// Events delivered to it.
     pub events_in: u64,
+    /// Reactions it appended.
     pub reactions_out: u64,
+    /// Proposals a gate denied.
     pub denials: u64,
+    /// Events it parked.
     pub parked: u64,
+    /// Parked events replayed and resolved.
     pub unparked: u64,
+    /// Failed calls.
     pub failures: u64,
     /// Events a lossy subscription dropped (0 for cursors).
     pub missed: u64,
+    /// It reads a lossy subscription (no checkpoint).
     pub lossy: bool,
     /// Stopped by an operator (`pause`, `Control::stop`): keeps its
     /// position and may be started again.
@@ -119,6 +141,7 @@ pub(crate) struct ReactorView {
     /// The region its cursor reads (for the service's region lag).
     #[serde(skip)]
     pub region: Region,
+    /// Its runner's terminal error, if it failed.
     pub error: Option<String>,
     /// The last hot swap of this reactor in this run (`None` before the
     /// first).
@@ -134,14 +157,18 @@ pub(crate) struct ReactorView {
 
 /// A completed hot swap, as `status` shows it.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SwapView {
+pub struct SwapView {
     /// When it happened, milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// Log position of the swap: the last sequence the old version handled.
     pub position: u64,
+    /// The version swapped out.
     pub old_version: String,
+    /// Its digest.
     pub old_digest: String,
+    /// The version swapped in.
     pub new_version: String,
+    /// Its digest.
     pub new_digest: String,
     /// Id of the `batpak.plugin.swapped` record.
     pub record: String,
@@ -153,7 +180,7 @@ pub(crate) struct SwapView {
 
 /// The rollback of a swap, as `status` shows it.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RollbackView {
+pub struct RollbackView {
     /// When it happened, milliseconds since the Unix epoch.
     pub at_ms: u64,
     /// Position at the rollback.
@@ -162,6 +189,7 @@ pub(crate) struct RollbackView {
     pub failed_version: String,
     /// The version running again.
     pub restored_version: String,
+    /// Its digest.
     pub restored_digest: String,
     /// Batches the failed version completed.
     pub batches: u32,
@@ -170,7 +198,8 @@ pub(crate) struct RollbackView {
 }
 
 impl RollbackView {
-    pub(crate) fn new(r: &RolledBackRecord, at: SystemTime) -> Self {
+    /// The view of rollback `r`, which happened `at`.
+    pub fn new(r: &RolledBackRecord, at: SystemTime) -> Self {
         RollbackView {
             at_ms: millis(at),
             position: r.position,
@@ -190,12 +219,13 @@ fn millis(at: SystemTime) -> u64 {
 
 impl SwapView {
     /// The same swap, rolled back (`None`: kept).
-    pub(crate) fn with_rollback(mut self, r: Option<RollbackView>) -> Self {
+    pub fn with_rollback(mut self, r: Option<RollbackView>) -> Self {
         self.rolled_back = r;
         self
     }
 
-    pub(crate) fn new(o: &SwapOutcome, at: SystemTime) -> Self {
+    /// The view of swap `o`, which happened `at`.
+    pub fn new(o: &SwapOutcome, at: SystemTime) -> Self {
         SwapView {
             at_ms: at
                 .duration_since(UNIX_EPOCH)
@@ -212,7 +242,11 @@ impl SwapView {
 }
 
 impl ReactorView {
-    pub(crate) fn new(
+    /// The view of a reactor from its runner's status `snap` (`idle`:
+    /// caught up at `head`), the digest and file it runs, its region, and
+    /// whether an operator stopped it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
         snap: &StatusSnapshot,
         idle: bool,
         head: u64,
@@ -253,124 +287,15 @@ impl ReactorView {
     }
 
     /// The same view showing the reactor's last hot swap.
-    pub(crate) fn with_last_swap(mut self, last_swap: Option<SwapView>) -> Self {
+    pub fn with_last_swap(mut self, last_swap: Option<SwapView>) -> Self {
         self.last_swap = last_swap;
         self
     }
 }
 
-/// One receipt line of `append`.
-#[derive(Serialize, Debug)]
-#[allow(dead_code)] // store_cmds.rs prints through these at the merge
-pub(crate) struct ReceiptLine<'a> {
-    pub id: String,
-    pub seq: u64,
-    pub entity: &'a str,
-    pub scope: &'a str,
-    pub kind: &'a str,
-    pub entity_seq: u64,
-    pub timestamp_us: u64,
-    pub hash: String,
-    pub deduplicated: bool,
-}
-
-#[allow(dead_code)] // store_cmds.rs prints through these at the merge
-impl<'a> ReceiptLine<'a> {
-    pub(crate) fn new(r: &Receipt, c: &'a Coordinate, kind: &'a str) -> Self {
-        ReceiptLine {
-            id: r.id.to_string(),
-            seq: r.sequence,
-            entity: &c.entity,
-            scope: &c.scope,
-            kind,
-            entity_seq: r.entity_sequence,
-            timestamp_us: r.timestamp_us,
-            hash: hex(&r.hash),
-            deduplicated: r.deduplicated,
-        }
-    }
-}
-
-/// One event line of `events`. The payload is its JSON when it parses as
-/// JSON, else its text (lossy UTF-8).
-#[derive(Serialize, Debug)]
-#[allow(dead_code)] // store_cmds.rs prints through these at the merge
-pub(crate) struct EventLine<'a> {
-    pub id: String,
-    pub seq: u64,
-    pub entity: &'a str,
-    pub scope: &'a str,
-    pub kind: &'a str,
-    pub entity_seq: u64,
-    pub causation: Option<String>,
-    pub correlation: String,
-    pub timestamp_us: u64,
-    pub payload: serde_json::Value,
-    /// Lineage (`reactor`, `component`, …); absent when empty.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub meta: BTreeMap<&'a str, &'a str>,
-}
-
-#[allow(dead_code)] // store_cmds.rs prints through these at the merge
-impl<'a> EventLine<'a> {
-    pub(crate) fn new(e: &'a Event) -> Self {
-        let h = &e.header;
-        let payload =
-            serde_json::from_slice::<serde_json::Value>(&e.payload).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(&e.payload).into_owned())
-            });
-        EventLine {
-            id: h.id.to_string(),
-            seq: h.sequence,
-            entity: &h.coordinate.entity,
-            scope: &h.coordinate.scope,
-            kind: &h.kind,
-            entity_seq: h.entity_sequence,
-            causation: h.causation.map(|c| c.to_string()),
-            correlation: h.correlation.to_string(),
-            timestamp_us: h.timestamp_us,
-            payload,
-            meta: h
-                .meta
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect(),
-        }
-    }
-}
-
-/// The one line `verify` prints.
-#[derive(Serialize, Debug)]
-#[allow(dead_code)] // store_cmds.rs prints through these at the merge
-pub(crate) struct VerifyLine<'a> {
-    pub sound: bool,
-    pub segments: u64,
-    pub frames: u64,
-    pub events: u64,
-    pub problems: &'a [String],
-}
-
-#[allow(dead_code)] // store_cmds.rs prints through these at the merge
-impl<'a> VerifyLine<'a> {
-    pub(crate) fn new(sound: bool, r: &VerifyReport, problems: &'a [String]) -> Self {
-        VerifyLine {
-            sound,
-            segments: r.segments,
-            frames: r.frames,
-            events: r.events,
-            problems,
-        }
-    }
-}
-
-/// Serialises one value as a JSON line.
-pub(crate) fn line<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).expect("output structs always serialise")
-}
-
 /// Work in progress for one reactor, as `status` shows it.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PendingView {
+pub struct PendingView {
     /// `swap`, `start` or `stop`.
     pub action: &'static str,
     /// The plugin file being loaded (swap and start).
@@ -388,36 +313,13 @@ pub(crate) struct PendingView {
     pub text: String,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use batpak_store::{AppendOptions, Proposal, Store};
-
-    #[test]
-    fn event_and_receipt_lines_match_what_the_commands_print() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("d")).unwrap();
-        let c = Coordinate::new("order:1", "shop").unwrap();
-        let mut p = Proposal::new(c.clone(), "order.placed", br#"{"qty":1}"#.to_vec());
-        p.meta.push(("reactor".into(), "inventory".into()));
-        let r = store.append(p, AppendOptions::durable()).unwrap();
-        let raw = store
-            .append(
-                Proposal::new(c.clone(), "note", b"not json".to_vec()),
-                AppendOptions::durable(),
-            )
-            .unwrap();
-        for id in [r.id, raw.id] {
-            let e = store.get(id).unwrap().unwrap();
-            let ours: serde_json::Value = serde_json::from_str(&line(&EventLine::new(&e))).unwrap();
-            assert_eq!(ours, crate::store_cmds::event_json(&e));
+/// `n` bytes as `512 B`, `42.0 kB`, `18.2 MB` or `1.1 GB` (powers of 1000).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "kB")];
+    for (size, unit) in UNITS {
+        if n >= size {
+            return format!("{:.1} {unit}", n as f64 / size as f64);
         }
-        let receipt: serde_json::Value =
-            serde_json::from_str(&line(&ReceiptLine::new(&r, &c, "order.placed"))).unwrap();
-        assert_eq!(receipt["id"], r.id.to_string());
-        assert_eq!(receipt["seq"], r.sequence);
-        assert_eq!(receipt["hash"], hex(&r.hash));
-        assert_eq!(receipt["deduplicated"], false);
-        store.close().unwrap();
     }
+    format!("{n} B")
 }

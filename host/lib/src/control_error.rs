@@ -7,7 +7,8 @@ use std::time::Duration;
 
 /// Why a control request was refused.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ControlError {
+#[non_exhaustive]
+pub enum ControlError {
     /// No reactor has this name.
     #[error("no reactor named {0:?} runs here")]
     UnknownReactor(String),
@@ -28,8 +29,11 @@ pub(crate) enum ControlError {
     /// The new plugin names another reactor.
     #[error("plugin {path} is reactor {found}, not {expected}; the name keys the checkpoint")]
     WrongReactor {
+        /// The file.
         path: PathBuf,
+        /// The reactor asked for.
         expected: String,
+        /// The reactor the file is.
         found: String,
     },
     /// Loading, checking or initialising the plugin failed.
@@ -51,6 +55,26 @@ pub(crate) enum ControlError {
         /// The deadline.
         after: Duration,
     },
+    /// A reactor of that name already runs here (each reactor needs its own
+    /// name: it keys the checkpoint).
+    #[error("reactor {name} already runs from {}; each reactor needs its own name", path.display())]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The file it runs from.
+        path: PathBuf,
+    },
+    /// A reset of a reactor that reads a lossy subscription.
+    #[error("reactor {0} reads a lossy subscription, which has no checkpoint to reset")]
+    NoCheckpoint(String),
+    /// A reset of a reactor that runs.
+    #[error(
+        "reactor {0} is running; `batpak-host pause {0}` first, then reset, then `resume {0}`"
+    )]
+    MustPause(String),
+    /// The store refused the checkpoint move.
+    #[error(transparent)]
+    Reset(batpak_service::OpError),
     /// The supervisor has shut down.
     #[error("the supervisor has shut down")]
     Gone,

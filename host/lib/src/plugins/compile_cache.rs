@@ -9,47 +9,47 @@
 
 use anyhow::Context;
 use batpak_runtime::{CacheLimits, LogLevel, RuntimeConfig};
-use clap::Args;
 use std::path::PathBuf;
 
 /// Environment variable naming the cache directory (like `--cache-dir`).
-pub(crate) const ENV_DIR: &str = "BATPAK_CACHE_DIR";
+pub const ENV_DIR: &str = "BATPAK_CACHE_DIR";
 /// Environment variable with the size cap in MiB (like `--cache-max-mb`).
-pub(crate) const ENV_MAX_MB: &str = "BATPAK_CACHE_MAX_MB";
+pub const ENV_MAX_MB: &str = "BATPAK_CACHE_MAX_MB";
 /// Environment variable that turns the cache off when set to `1`, `true`
 /// or `yes` (like `--no-cache`).
-pub(crate) const ENV_OFF: &str = "BATPAK_NO_CACHE";
+pub const ENV_OFF: &str = "BATPAK_NO_CACHE";
 /// Default size cap in MiB.
-pub(crate) const DEFAULT_MAX_MB: u64 = 1024;
+pub const DEFAULT_MAX_MB: u64 = 1024;
 
 /// Compile cache options (flags beat their environment variables).
-#[derive(Args, Debug, Clone, Default)]
-pub struct CacheArgs {
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct CacheOptions {
     /// Directory of the compile cache (compiled plugins, shared by every
     /// command and store of this user) [env: BATPAK_CACHE_DIR; default:
     /// $XDG_CACHE_HOME/batpak-host, else ~/.cache/batpak-host]. It must be
     /// this user's and owner-only (700).
-    #[arg(long, value_name = "DIR")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DIR"))]
     pub cache_dir: Option<PathBuf>,
     /// Size cap of the compile cache in MiB; past it the least recently
     /// used compiled plugins are deleted [env: BATPAK_CACHE_MAX_MB;
     /// default: 1024].
-    #[arg(long, value_name = "MIB")]
+    #[cfg_attr(feature = "cli", arg(long, value_name = "MIB"))]
     pub cache_max_mb: Option<u64>,
     /// Compile every plugin afresh, reading and writing no compile cache
     /// [env: BATPAK_NO_CACHE=1].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub no_cache: bool,
 }
 
-impl CacheArgs {
+impl CacheOptions {
     /// The cache directory these options select, or `None` for no cache
     /// (turned off, or no directory can be named: neither
     /// `XDG_CACHE_HOME` nor `HOME` is set; a warning says so).
     ///
     /// # Errors
     /// `BATPAK_NO_CACHE` holds something other than a yes or no.
-    pub(crate) fn dir(&self) -> anyhow::Result<Option<PathBuf>> {
+    pub fn dir(&self) -> anyhow::Result<Option<PathBuf>> {
         if self.no_cache || env_off()? {
             return Ok(None);
         }
@@ -75,7 +75,7 @@ impl CacheArgs {
     ///
     /// # Errors
     /// `BATPAK_CACHE_MAX_MB` is not a whole number of MiB.
-    pub(crate) fn limits(&self) -> anyhow::Result<CacheLimits> {
+    pub fn limits(&self) -> anyhow::Result<CacheLimits> {
         let mb = match self.cache_max_mb {
             Some(mb) => mb,
             None => match std::env::var(ENV_MAX_MB) {
@@ -95,7 +95,7 @@ impl CacheArgs {
     /// # Errors
     /// An environment variable of the cache holds a value that means
     /// nothing (the message names it).
-    pub(crate) fn runtime_config(&self) -> anyhow::Result<RuntimeConfig> {
+    pub fn runtime_config(&self) -> anyhow::Result<RuntimeConfig> {
         Ok(RuntimeConfig {
             cache_dir: self.dir()?,
             cache_limits: self.limits()?,
