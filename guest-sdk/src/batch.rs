@@ -2,26 +2,13 @@
 //! `batpak:reactor@0.2.0` (layout in `WIT.md` and the WIT doc of `react`).
 
 use crate::EventId;
+use batpak_layout::{
+    batch_field as field, u32_at, u64_at, BATCH_HEADER_LEN as HEADER_LEN,
+    BATCH_RECORD_LEN as RECORD_LEN, FLAG_HAS_CAUSATION, STRING_ENTRY_LEN,
+};
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::iter::FusedIterator;
-
-/// Bytes of the batch header.
-const HEADER_LEN: usize = 16;
-/// Bytes of one event record.
-const RECORD_LEN: usize = 96;
-/// Bytes of one string-table entry.
-const STRING_ENTRY_LEN: usize = 8;
-
-#[inline]
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-#[inline]
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
 
 /// Why a byte buffer is not a valid batch (see [`Batch::from_bytes`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,22 +233,6 @@ pub struct EventRef<'a> {
     index: u32,
 }
 
-/// Record field offsets (see `WIT.md`).
-mod field {
-    pub(super) const ID: usize = 0;
-    pub(super) const SEQUENCE: usize = 16;
-    pub(super) const ENTITY_SEQUENCE: usize = 24;
-    pub(super) const CORRELATION: usize = 32;
-    pub(super) const CAUSATION: usize = 48;
-    pub(super) const TIMESTAMP_US: usize = 64;
-    pub(super) const ENTITY: usize = 72;
-    pub(super) const SCOPE: usize = 76;
-    pub(super) const KIND: usize = 80;
-    pub(super) const FLAGS: usize = 84;
-    pub(super) const PAYLOAD_OFFSET: usize = 88;
-    pub(super) const PAYLOAD_LEN: usize = 92;
-}
-
 impl<'a> EventRef<'a> {
     #[inline]
     fn at(&self) -> usize {
@@ -293,7 +264,7 @@ impl<'a> EventRef<'a> {
     /// Unique id of this event.
     #[inline]
     pub fn id(&self) -> EventId {
-        self.id_at(field::ID)
+        self.id_at(field::ID_HI)
     }
 
     /// Store-wide commit order (1, 2, 3, ...), strictly increasing.
@@ -349,13 +320,13 @@ impl<'a> EventRef<'a> {
 
     /// The event that caused this one, if any.
     pub fn causation(&self) -> Option<EventId> {
-        (self.u32(field::FLAGS) & 1 == 1).then(|| self.id_at(field::CAUSATION))
+        (self.u32(field::FLAGS) & FLAG_HAS_CAUSATION != 0).then(|| self.id_at(field::CAUSATION_HI))
     }
 
     /// The id of the first event of this event's causal chain (the event
     /// itself when it has no cause).
     pub fn correlation(&self) -> EventId {
-        self.id_at(field::CORRELATION)
+        self.id_at(field::CORRELATION_HI)
     }
 
     /// Commit time in microseconds since the Unix epoch (UTC).
@@ -421,39 +392,30 @@ pub(crate) fn encode(events: &[RawEvent<'_>]) -> Vec<u8> {
     }
     let mut strings: Vec<&str> = Vec::new();
     let mut buf = vec![0u8; HEADER_LEN + RECORD_LEN * events.len()];
-    let put32 = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    let put_id = |b: &mut [u8], at: usize, id: EventId| {
-        put64(b, at, (id.0 >> 64) as u64);
-        put64(b, at + 8, id.0 as u64);
-    };
+    let halves = |id: EventId| ((id.0 >> 64) as u64, id.0 as u64);
     let mut payload_at = 0u32;
     for (i, e) in events.iter().enumerate() {
         let r = HEADER_LEN + RECORD_LEN * i;
-        put_id(&mut buf, r + field::ID, e.id);
-        put64(&mut buf, r + field::SEQUENCE, e.sequence);
-        put64(&mut buf, r + field::ENTITY_SEQUENCE, e.entity_sequence);
-        put_id(&mut buf, r + field::CORRELATION, e.correlation);
-        if let Some(c) = e.causation {
-            put_id(&mut buf, r + field::CAUSATION, c);
-            put32(&mut buf, r + field::FLAGS, 1);
-        }
-        put64(&mut buf, r + field::TIMESTAMP_US, e.timestamp_us);
-        let entity = intern(e.entity, &mut strings);
-        let scope = intern(e.scope, &mut strings);
-        let kind = intern(e.kind, &mut strings);
-        put32(&mut buf, r + field::ENTITY, entity);
-        put32(&mut buf, r + field::SCOPE, scope);
-        put32(&mut buf, r + field::KIND, kind);
-        put32(&mut buf, r + field::PAYLOAD_OFFSET, payload_at);
-        put32(&mut buf, r + field::PAYLOAD_LEN, e.payload.len() as u32);
+        let record = batpak_layout::EventRecord {
+            id: halves(e.id),
+            sequence: e.sequence,
+            entity_sequence: e.entity_sequence,
+            correlation: halves(e.correlation),
+            causation: e.causation.map(halves),
+            timestamp_us: e.timestamp_us,
+            entity: intern(e.entity, &mut strings),
+            scope: intern(e.scope, &mut strings),
+            kind: intern(e.kind, &mut strings),
+            payload_offset: payload_at,
+            payload_len: e.payload.len() as u32,
+        };
+        batpak_layout::write_event_record(&mut buf[r..r + RECORD_LEN], &record);
         payload_at += e.payload.len() as u32;
     }
     let strings_offset = buf.len();
     let mut at = 0u32;
     for s in &strings {
-        buf.extend_from_slice(&at.to_le_bytes());
-        buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        batpak_layout::write_string_entry(&mut buf, at, s.len() as u32);
         at += s.len() as u32;
     }
     for s in &strings {
@@ -463,10 +425,13 @@ pub(crate) fn encode(events: &[RawEvent<'_>]) -> Vec<u8> {
     for e in events {
         buf.extend_from_slice(e.payload);
     }
-    put32(&mut buf, 0, events.len() as u32);
-    put32(&mut buf, 4, strings.len() as u32);
-    put32(&mut buf, 8, strings_offset as u32);
-    put32(&mut buf, 12, payloads_offset as u32);
+    let header = batpak_layout::BatchHeader {
+        count: events.len() as u32,
+        string_count: strings.len() as u32,
+        strings_offset: strings_offset as u32,
+        payloads_offset: payloads_offset as u32,
+    };
+    batpak_layout::write_batch_header(&mut buf, &header);
     buf
 }
 

@@ -1,190 +1,449 @@
-//! Decoding the `batpak:reactor@0.2.0` proposals buffer (see `react` in
-//! `wit/reactor.wit`) into [`Reaction`]s, with every structural check the
-//! contract names. A buffer that breaks the layout is malformed output: the
-//! call fails as a whole ([`FailureKind::Malformed`]), nothing is kept. A
-//! well-formed proposal whose kind index is not in `emits` becomes a
-//! reaction the capability gate denies on its own, like an undeclared kind
-//! in 0.1.0.
+//! The proposals buffer `react` returns: an 8-byte header (`count` u32 at
+//! 0, 4 reserved bytes that must be 0), one 56-byte record per proposal,
+//! then names and payloads anywhere after the records (records may share
+//! bytes). An empty buffer means no proposals. Record fields are in
+//! [`proposal_field`].
+//!
+//! [`decode_proposals`] checks every structural rule of the contract and
+//! returns views into the buffer: it copies nothing, so a buffer whose
+//! records all point at one huge range costs the host nothing before it is
+//! refused.
 
-use super::failure::{FailureKind, ReactFailure};
-use super::reaction::{Reaction, ReactionCause};
-use super::runner::{MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL};
-use batpak_store::{Coordinate, Event, EventId, MAX_NAME_LEN};
+use crate::bytes::{put_u32, put_u64, u32_at, u64_at};
+use std::fmt;
 
 /// Bytes of the proposals header.
-pub(crate) const HEADER_LEN: usize = 8;
+pub const PROPOSALS_HEADER_LEN: usize = 8;
 /// Bytes of one proposal record.
-pub(crate) const RECORD_LEN: usize = 56;
+pub const PROPOSAL_RECORD_LEN: usize = 56;
+/// Causation tag: caused by the source event.
+pub const CAUSATION_SOURCE: u32 = 0;
+/// Causation tag: caused by the event id in the record's cause fields.
+pub const CAUSATION_EVENT: u32 = 1;
+/// Causation tag: no causation.
+pub const CAUSATION_NONE: u32 = 2;
 
-/// Record field offsets (see the WIT doc of `react`).
-mod field {
-    pub(super) const SOURCE: usize = 0;
-    pub(super) const KIND: usize = 4;
-    pub(super) const ENTITY: usize = 8;
-    pub(super) const SCOPE: usize = 16;
-    pub(super) const PAYLOAD: usize = 24;
-    pub(super) const CAUSATION: usize = 32;
-    pub(super) const RESERVED: usize = 36;
-    pub(super) const CAUSE_HI: usize = 40;
-    pub(super) const CAUSE_LO: usize = 48;
+/// Byte offsets of a proposal record's fields. A range is (offset from the
+/// start of the buffer, length), two u32s; an empty entity or scope range
+/// means "the source event's".
+pub mod proposal_field {
+    /// Index of the source event in the batch (u32).
+    pub const SOURCE: usize = 0;
+    /// Index of the kind in the reactor's declared `emits` (u32).
+    pub const KIND: usize = 4;
+    /// Entity range (offset u32, length u32).
+    pub const ENTITY: usize = 8;
+    /// Scope range (offset u32, length u32).
+    pub const SCOPE: usize = 16;
+    /// Payload range (offset u32, length u32).
+    pub const PAYLOAD: usize = 24;
+    /// Causation tag (u32): one of the `CAUSATION_*` constants.
+    pub const CAUSATION: usize = 32;
+    /// Reserved (u32), must be 0.
+    pub const RESERVED: usize = 36;
+    /// High 64 bits of the cause (u64), with [`CAUSATION_EVENT`](crate::CAUSATION_EVENT).
+    pub const CAUSE_HI: usize = 40;
+    /// Low 64 bits of the cause (u64), with [`CAUSATION_EVENT`](crate::CAUSATION_EVENT).
+    pub const CAUSE_LO: usize = 48;
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+/// Writes the proposals header for `count` records into the first
+/// [`PROPOSALS_HEADER_LEN`] bytes of `buf` (reserved bytes 0).
+///
+/// # Panics
+/// `buf` is shorter than the header.
+pub fn write_proposals_header(buf: &mut [u8], count: u32) {
+    put_u32(buf, 0, count);
+    put_u32(buf, 4, 0);
 }
 
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+/// One proposal record's fields as written: ranges are (offset, length)
+/// into the whole buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProposalRecord {
+    /// Index of the source event in the batch.
+    pub source: u32,
+    /// Index of the kind in the reactor's `emits`.
+    pub kind: u32,
+    /// Entity range; empty for the source event's entity.
+    pub entity: (u32, u32),
+    /// Scope range; empty for the source event's scope.
+    pub scope: (u32, u32),
+    /// Payload range.
+    pub payload: (u32, u32),
+    /// Causation tag (`CAUSATION_*`).
+    pub causation: u32,
+    /// The cause (high, low) with [`CAUSATION_EVENT`].
+    pub cause: (u64, u64),
 }
 
-fn malformed(message: String) -> ReactFailure {
-    ReactFailure::new(
-        FailureKind::Malformed,
-        format!("malformed proposals buffer (batpak:reactor@0.2.0 layout): {message}"),
-    )
+/// Writes `p` into `rec`, one record of [`PROPOSAL_RECORD_LEN`] bytes
+/// (reserved bytes 0).
+///
+/// # Panics
+/// `rec` is shorter than a record.
+pub fn write_proposal_record(rec: &mut [u8], p: &ProposalRecord) {
+    use proposal_field as f;
+    put_u32(rec, f::SOURCE, p.source);
+    put_u32(rec, f::KIND, p.kind);
+    put_u32(rec, f::ENTITY, p.entity.0);
+    put_u32(rec, f::ENTITY + 4, p.entity.1);
+    put_u32(rec, f::SCOPE, p.scope.0);
+    put_u32(rec, f::SCOPE + 4, p.scope.1);
+    put_u32(rec, f::PAYLOAD, p.payload.0);
+    put_u32(rec, f::PAYLOAD + 4, p.payload.1);
+    put_u32(rec, f::CAUSATION, p.causation);
+    put_u32(rec, f::RESERVED, 0);
+    put_u64(rec, f::CAUSE_HI, p.cause.0);
+    put_u64(rec, f::CAUSE_LO, p.cause.1);
 }
 
-/// The kind a proposal with an out-of-range kind index is given: not a
-/// declarable kind, so the capability gate denies it as undeclared and the
-/// denial record names the index the reactor wrote.
-pub(crate) fn undeclared_kind(index: u32) -> String {
-    format!("emits[{index}]")
+/// The budgets [`decode_proposals`] enforces, set by the caller (the host's
+/// limits per call and the store's name limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProposalLimits {
+    /// Events in the batch the proposals answer: a source index must be
+    /// below it.
+    pub batch_len: usize,
+    /// Most proposals one buffer may hold.
+    pub max_proposals: usize,
+    /// Most payload bytes all proposals together may hold.
+    pub max_payload_bytes: usize,
+    /// Longest entity or scope name, in bytes.
+    pub max_name_len: usize,
 }
 
-/// Decodes `buf`, the output of `react` for `batch`, by a reactor that
-/// declared `emits`.
+/// What caused a proposed event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Causation {
+    /// The source event.
+    Source,
+    /// The event with this id (high, low).
+    Event(u64, u64),
+    /// Nothing.
+    None,
+}
+
+/// One decoded proposal, borrowing its names and payload from the buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proposal<'a> {
+    /// Index of the source event in the batch (below `batch_len`).
+    pub source: u32,
+    /// Index into the reactor's `emits`, unchecked: an index past it is the
+    /// caller's to refuse.
+    pub kind: u32,
+    /// The entity, valid UTF-8 within the name limit; empty for the source
+    /// event's.
+    pub entity: &'a str,
+    /// The scope, valid UTF-8 within the name limit; empty for the source
+    /// event's.
+    pub scope: &'a str,
+    /// The payload bytes.
+    pub payload: &'a [u8],
+    /// The causation.
+    pub causation: Causation,
+}
+
+/// Which name of a proposal a [`ProposalsError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameField {
+    /// The entity range.
+    Entity,
+    /// The scope range.
+    Scope,
+    /// The payload range.
+    Payload,
+}
+
+impl fmt::Display for NameField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NameField::Entity => "entity",
+            NameField::Scope => "scope",
+            NameField::Payload => "payload",
+        })
+    }
+}
+
+/// The first structural rule a proposals buffer breaks. `proposal` is the
+/// 0-based index of the record at fault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProposalsError {
+    /// Non-empty but shorter than the header.
+    ShortHeader {
+        /// Bytes in the buffer.
+        len: usize,
+    },
+    /// Header bytes 4..8 are not 0.
+    ReservedHeader {
+        /// The value found there.
+        found: u32,
+    },
+    /// More proposals than [`ProposalLimits::max_proposals`].
+    TooMany {
+        /// The header's count.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The records the header announces do not fit in the buffer.
+    Truncated {
+        /// The header's count.
+        count: usize,
+        /// Bytes the header and records need.
+        needed: u64,
+        /// Bytes in the buffer.
+        len: usize,
+    },
+    /// A source index past the batch.
+    SourceOutOfRange {
+        /// The record.
+        proposal: usize,
+        /// Its source index.
+        source: u32,
+        /// Events in the batch.
+        batch_len: usize,
+    },
+    /// A causation tag other than the three defined.
+    BadCausation {
+        /// The record.
+        proposal: usize,
+        /// Its tag.
+        tag: u32,
+    },
+    /// Record bytes 36..40 are not 0.
+    ReservedRecord {
+        /// The record.
+        proposal: usize,
+        /// The value found there.
+        found: u32,
+    },
+    /// A range that ends past the buffer.
+    RangeOutside {
+        /// The record.
+        proposal: usize,
+        /// Which range.
+        field: NameField,
+        /// Its start.
+        start: u64,
+        /// Its end.
+        end: u64,
+        /// Bytes in the buffer.
+        len: usize,
+    },
+    /// The payloads so far add up to more than
+    /// [`ProposalLimits::max_payload_bytes`].
+    PayloadBudget {
+        /// The record at which the total passed the limit.
+        proposal: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An entity or scope longer than [`ProposalLimits::max_name_len`].
+    NameTooLong {
+        /// The record.
+        proposal: usize,
+        /// Which name.
+        field: NameField,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// An entity or scope that is not UTF-8.
+    NotUtf8 {
+        /// The record.
+        proposal: usize,
+        /// Which name.
+        field: NameField,
+        /// Why.
+        error: std::str::Utf8Error,
+    },
+}
+
+impl fmt::Display for ProposalsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProposalsError::ShortHeader { len } => write!(
+                f,
+                "{len} bytes is shorter than the {PROPOSALS_HEADER_LEN}-byte header (an empty buffer means no proposals)"
+            ),
+            ProposalsError::ReservedHeader { found } => write!(
+                f,
+                "header bytes 4..8 are reserved and must be 0, found {found}"
+            ),
+            ProposalsError::TooMany { count, limit } => {
+                write!(f, "{count} proposals; the limit is {limit} per call")
+            }
+            ProposalsError::Truncated { count, needed, len } => write!(
+                f,
+                "the header announces {count} proposal(s), which need {needed} bytes, but the buffer has {len}"
+            ),
+            ProposalsError::SourceOutOfRange {
+                proposal,
+                source,
+                batch_len,
+            } => write!(
+                f,
+                "proposal {proposal} names source event {source} but the batch has {batch_len} event(s) (source is a 0-based index into the batch)"
+            ),
+            ProposalsError::BadCausation { proposal, tag } => write!(
+                f,
+                "proposal {proposal}: causation is {tag}; it must be 0 (the source event), 1 (the event id at offset 40) or 2 (none)"
+            ),
+            ProposalsError::ReservedRecord { proposal, found } => write!(
+                f,
+                "proposal {proposal}: record bytes 36..40 are reserved and must be 0, found {found}"
+            ),
+            ProposalsError::RangeOutside {
+                proposal,
+                field,
+                start,
+                end,
+                len,
+            } => write!(
+                f,
+                "proposal {proposal}: its {field} range [{start}, {end}) falls outside the {len}-byte buffer"
+            ),
+            ProposalsError::PayloadBudget { proposal, limit } => write!(
+                f,
+                "more than {limit} payload bytes (at proposal {proposal}); the limit is {limit} per call"
+            ),
+            ProposalsError::NameTooLong {
+                proposal,
+                field,
+                len,
+                limit,
+            } => write!(
+                f,
+                "proposal {proposal}: its {field} is {len} bytes; the limit is {limit} (MAX_NAME_LEN: an entity or scope name is at most {limit} bytes)"
+            ),
+            ProposalsError::NotUtf8 {
+                proposal,
+                field,
+                error,
+            } => write!(
+                f,
+                "proposal {proposal}: its {field} is not valid UTF-8 ({error})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ProposalsError {}
+
+/// Decodes a proposals buffer, checking every structural rule in record
+/// order and within `limits`. Names and payloads are views into `buf`:
+/// nothing is copied, so the caller copies only what passed every check.
 ///
 /// # Errors
-/// A [`FailureKind::Malformed`] failure naming the first broken rule.
-pub(crate) fn decode(
-    buf: &[u8],
-    batch: &[Event],
-    emits: &[String],
-) -> Result<Vec<Reaction>, ReactFailure> {
+/// The first rule the buffer breaks.
+pub fn decode_proposals<'a>(
+    buf: &'a [u8],
+    limits: &ProposalLimits,
+) -> Result<Vec<Proposal<'a>>, ProposalsError> {
+    use proposal_field as f;
     if buf.is_empty() {
         return Ok(Vec::new());
     }
-    if buf.len() < HEADER_LEN {
-        return Err(malformed(format!(
-            "{} bytes is shorter than the {HEADER_LEN}-byte header (an empty buffer means no proposals)",
-            buf.len()
-        )));
+    if buf.len() < PROPOSALS_HEADER_LEN {
+        return Err(ProposalsError::ShortHeader { len: buf.len() });
     }
     let count = u32_at(buf, 0) as usize;
     let reserved = u32_at(buf, 4);
     if reserved != 0 {
-        return Err(malformed(format!(
-            "header bytes 4..8 are reserved and must be 0, found {reserved}"
-        )));
+        return Err(ProposalsError::ReservedHeader { found: reserved });
     }
-    if count > MAX_PROPOSALS_PER_CALL {
-        return Err(malformed(format!(
-            "{count} proposals; the limit is {MAX_PROPOSALS_PER_CALL} per call"
-        )));
+    if count > limits.max_proposals {
+        return Err(ProposalsError::TooMany {
+            count,
+            limit: limits.max_proposals,
+        });
     }
-    let records_end = HEADER_LEN + RECORD_LEN * count;
-    if buf.len() < records_end {
-        return Err(malformed(format!(
-            "the header announces {count} proposal(s), which need {records_end} bytes, but the buffer has {}",
-            buf.len()
-        )));
+    let needed = PROPOSALS_HEADER_LEN as u64 + PROPOSAL_RECORD_LEN as u64 * count as u64;
+    if (buf.len() as u64) < needed {
+        return Err(ProposalsError::Truncated {
+            count,
+            needed,
+            len: buf.len(),
+        });
     }
     // Ranges are checked against the whole buffer: records may share bytes.
     let range =
-        |k: usize, r: &[u8], at: usize, what: &str| -> Result<(usize, usize), ReactFailure> {
+        |proposal: usize, r: &[u8], at: usize, field: NameField| -> Result<&[u8], ProposalsError> {
             let (off, len) = (u32_at(r, at) as u64, u32_at(r, at + 4) as u64);
             if off + len > buf.len() as u64 {
-                return Err(malformed(format!(
-                    "proposal {k}: its {what} range [{off}, {}) falls outside the {}-byte buffer",
-                    off + len,
-                    buf.len()
-                )));
+                return Err(ProposalsError::RangeOutside {
+                    proposal,
+                    field,
+                    start: off,
+                    end: off + len,
+                    len: buf.len(),
+                });
             }
-            Ok((off as usize, (off + len) as usize))
+            Ok(&buf[off as usize..(off + len) as usize])
         };
-    // A name is checked (length first, then UTF-8) before it is copied:
-    // records may all point at one large range, and only a name within the
-    // store's limit is ever copied, so one call makes the host keep at most
-    // MAX_NAME_LEN bytes per name (see `MAX_OUTPUT_HOST_BYTES`).
-    let too_long = |k: usize, len: usize, what: &str| -> ReactFailure {
-        malformed(format!(
-            "proposal {k}: its {what} is {len} bytes; the limit is {MAX_NAME_LEN} (MAX_NAME_LEN: an entity or scope name is at most {MAX_NAME_LEN} bytes)"
-        ))
-    };
-    let name = |k: usize, bytes: &[u8], what: &str| -> Result<String, ReactFailure> {
-        std::str::from_utf8(bytes)
-            .map(str::to_string)
-            .map_err(|e| malformed(format!("proposal {k}: its {what} is not valid UTF-8 ({e})")))
-    };
+    // Length first, then UTF-8: a long name is refused without reading it.
+    fn name(proposal: usize, bytes: &[u8], field: NameField) -> Result<&str, ProposalsError> {
+        std::str::from_utf8(bytes).map_err(|error| ProposalsError::NotUtf8 {
+            proposal,
+            field,
+            error,
+        })
+    }
     let mut payload_total = 0usize;
     let mut out = Vec::with_capacity(count);
     for k in 0..count {
-        let r = &buf[HEADER_LEN + RECORD_LEN * k..HEADER_LEN + RECORD_LEN * (k + 1)];
-        let source = u32_at(r, field::SOURCE);
-        let Some(src) = batch.get(source as usize) else {
-            return Err(malformed(format!(
-                "proposal {k} names source event {source} but the batch has {} event(s) (source is a 0-based index into the batch)",
-                batch.len()
-            )));
+        let at = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * k;
+        let r = &buf[at..at + PROPOSAL_RECORD_LEN];
+        let source = u32_at(r, f::SOURCE);
+        if source as usize >= limits.batch_len {
+            return Err(ProposalsError::SourceOutOfRange {
+                proposal: k,
+                source,
+                batch_len: limits.batch_len,
+            });
+        }
+        let causation = match u32_at(r, f::CAUSATION) {
+            CAUSATION_SOURCE => Causation::Source,
+            CAUSATION_EVENT => Causation::Event(u64_at(r, f::CAUSE_HI), u64_at(r, f::CAUSE_LO)),
+            CAUSATION_NONE => Causation::None,
+            tag => return Err(ProposalsError::BadCausation { proposal: k, tag }),
         };
-        let causation = match u32_at(r, field::CAUSATION) {
-            0 => ReactionCause::Source,
-            1 => ReactionCause::Event(EventId::from_parts(
-                u64_at(r, field::CAUSE_HI),
-                u64_at(r, field::CAUSE_LO),
-            )),
-            2 => ReactionCause::None,
-            tag => {
-                return Err(malformed(format!(
-                    "proposal {k}: causation is {tag}; it must be 0 (the source event), 1 (the event id at offset 40) or 2 (none)"
-                )))
-            }
-        };
-        let reserved = u32_at(r, field::RESERVED);
+        let reserved = u32_at(r, f::RESERVED);
         if reserved != 0 {
-            return Err(malformed(format!(
-                "proposal {k}: record bytes 36..40 are reserved and must be 0, found {reserved}"
-            )));
+            return Err(ProposalsError::ReservedRecord {
+                proposal: k,
+                found: reserved,
+            });
         }
-        let (es, ee) = range(k, r, field::ENTITY, "entity")?;
-        let (ss, se) = range(k, r, field::SCOPE, "scope")?;
-        let (ps, pe) = range(k, r, field::PAYLOAD, "payload")?;
-        payload_total += pe - ps;
-        if payload_total > MAX_OUTPUT_BYTES {
-            return Err(malformed(format!(
-                "more than {MAX_OUTPUT_BYTES} payload bytes (at proposal {k}); the limit is {MAX_OUTPUT_BYTES} per call"
-            )));
+        let entity = range(k, r, f::ENTITY, NameField::Entity)?;
+        let scope = range(k, r, f::SCOPE, NameField::Scope)?;
+        let payload = range(k, r, f::PAYLOAD, NameField::Payload)?;
+        payload_total += payload.len();
+        if payload_total > limits.max_payload_bytes {
+            return Err(ProposalsError::PayloadBudget {
+                proposal: k,
+                limit: limits.max_payload_bytes,
+            });
         }
-        // Both names are checked before either is copied.
-        let c = &src.header.coordinate;
-        let entity = &buf[es..ee];
-        let scope = &buf[ss..se];
-        if entity.len() > MAX_NAME_LEN {
-            return Err(too_long(k, entity.len(), "entity"));
+        for (bytes, field) in [(entity, NameField::Entity), (scope, NameField::Scope)] {
+            if bytes.len() > limits.max_name_len {
+                return Err(ProposalsError::NameTooLong {
+                    proposal: k,
+                    field,
+                    len: bytes.len(),
+                    limit: limits.max_name_len,
+                });
+            }
         }
-        if scope.len() > MAX_NAME_LEN {
-            return Err(too_long(k, scope.len(), "scope"));
-        }
-        let entity = if entity.is_empty() {
-            c.entity.clone()
-        } else {
-            name(k, entity, "entity")?
-        };
-        let scope = if scope.is_empty() {
-            c.scope.clone()
-        } else {
-            name(k, scope, "scope")?
-        };
-        let kind_index = u32_at(r, field::KIND);
-        let kind = match emits.get(kind_index as usize) {
-            Some(kind) => kind.clone(),
-            None => undeclared_kind(kind_index),
-        };
-        out.push(Reaction {
+        out.push(Proposal {
             source,
-            coordinate: Coordinate { entity, scope },
-            kind,
-            payload: buf[ps..pe].to_vec(),
+            kind: u32_at(r, f::KIND),
+            entity: name(k, entity, NameField::Entity)?,
+            scope: name(k, scope, NameField::Scope)?,
+            payload,
             causation,
         });
     }
@@ -194,264 +453,163 @@ pub(crate) fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flat_batch::tests::ev;
 
-    /// One proposal record: (source, kind, entity, scope, payload,
-    /// causation tag, reserved, cause) with names and payload appended after
-    /// the records.
-    struct P<'a> {
-        source: u32,
-        kind: u32,
-        entity: &'a str,
-        scope: &'a str,
-        payload: &'a [u8],
-        tag: u32,
-        reserved: u32,
-        cause: (u64, u64),
-    }
+    const LIMITS: ProposalLimits = ProposalLimits {
+        batch_len: 1,
+        max_proposals: 4,
+        max_payload_bytes: 8,
+        max_name_len: 5,
+    };
 
-    fn p(source: u32, kind: u32) -> P<'static> {
-        P {
-            source,
-            kind,
-            entity: "",
-            scope: "",
-            payload: b"",
-            tag: 0,
-            reserved: 0,
-            cause: (0, 0),
+    /// A buffer of `records` with `tail` after them; ranges in the records
+    /// are absolute.
+    fn buffer(records: &[ProposalRecord], tail: &[u8]) -> Vec<u8> {
+        let n = records.len();
+        let mut b = vec![0u8; PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n];
+        write_proposals_header(&mut b, n as u32);
+        for (k, r) in records.iter().enumerate() {
+            let at = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * k;
+            write_proposal_record(&mut b[at..at + PROPOSAL_RECORD_LEN], r);
         }
-    }
-
-    fn encode(ps: &[P<'_>]) -> Vec<u8> {
-        let mut b = Vec::new();
-        b.extend_from_slice(&(ps.len() as u32).to_le_bytes());
-        b.extend_from_slice(&0u32.to_le_bytes());
-        let mut tail = Vec::new();
-        let tail_at = 8 + 56 * ps.len();
-        let push = |bytes: &[u8], tail: &mut Vec<u8>| -> [u8; 8] {
-            let off = (tail_at + tail.len()) as u32;
-            tail.extend_from_slice(bytes);
-            let mut r = [0u8; 8];
-            r[..4].copy_from_slice(&off.to_le_bytes());
-            r[4..].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
-            r
-        };
-        for x in ps {
-            b.extend_from_slice(&x.source.to_le_bytes());
-            b.extend_from_slice(&x.kind.to_le_bytes());
-            b.extend_from_slice(&push(x.entity.as_bytes(), &mut tail));
-            b.extend_from_slice(&push(x.scope.as_bytes(), &mut tail));
-            b.extend_from_slice(&push(x.payload, &mut tail));
-            b.extend_from_slice(&x.tag.to_le_bytes());
-            b.extend_from_slice(&x.reserved.to_le_bytes());
-            b.extend_from_slice(&x.cause.0.to_le_bytes());
-            b.extend_from_slice(&x.cause.1.to_le_bytes());
-        }
-        b.extend_from_slice(&tail);
+        b.extend_from_slice(tail);
         b
     }
 
-    fn emits() -> Vec<String> {
-        vec!["a.out".to_string(), "a.other".to_string()]
-    }
-
     #[test]
-    fn proposals_decode_with_defaults_from_the_source_event() {
-        let batch = vec![ev(1, "order:1", "k", b"x"), ev(2, "order:2", "k", b"y")];
-        let buf = encode(&[
-            P {
-                payload: b"{\"a\":1}",
-                ..p(1, 0)
-            },
-            P {
-                entity: "other:9",
-                scope: "elsewhere",
-                tag: 1,
-                cause: (3, 4),
-                ..p(0, 1)
-            },
-            P { tag: 2, ..p(0, 7) },
-        ]);
-        let r = decode(&buf, &batch, &emits()).unwrap();
-        assert_eq!(r.len(), 3);
-        assert_eq!(r[0].source, 1);
-        assert_eq!(r[0].coordinate.entity, "order:2");
-        assert_eq!(r[0].coordinate.scope, "shop");
-        assert_eq!(r[0].kind, "a.out");
-        assert_eq!(r[0].payload, b"{\"a\":1}");
-        assert_eq!(r[0].causation, ReactionCause::Source);
-        assert_eq!(r[1].coordinate.entity, "other:9");
-        assert_eq!(r[1].coordinate.scope, "elsewhere");
-        assert_eq!(r[1].kind, "a.other");
+    fn written_records_decode_to_views_of_the_buffer() {
+        let tail_at = (PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * 2) as u32;
+        let b = buffer(
+            &[
+                ProposalRecord {
+                    kind: 3,
+                    entity: (tail_at, 3),
+                    payload: (tail_at + 3, 2),
+                    causation: CAUSATION_EVENT,
+                    cause: (7, 8),
+                    ..Default::default()
+                },
+                ProposalRecord {
+                    scope: (tail_at, 3),
+                    causation: CAUSATION_NONE,
+                    ..Default::default()
+                },
+            ],
+            b"e:1{}",
+        );
+        let p = decode_proposals(&b, &LIMITS).unwrap();
         assert_eq!(
-            r[1].causation,
-            ReactionCause::Event(EventId::from_parts(3, 4))
-        );
-        // Out-of-range kind index: kept, with a kind the gate cannot admit.
-        assert_eq!(r[2].kind, undeclared_kind(7));
-        assert!(!emits().contains(&r[2].kind));
-        assert_eq!(r[2].causation, ReactionCause::None);
-        assert!(decode(&[], &batch, &emits()).unwrap().is_empty());
-        assert!(decode(&encode(&[]), &batch, &emits()).unwrap().is_empty());
-    }
-
-    fn fails(buf: &[u8], needle: &str) {
-        let batch = vec![ev(1, "order:1", "k", b"x")];
-        let f = decode(buf, &batch, &emits()).unwrap_err();
-        assert_eq!(f.kind, FailureKind::Malformed, "{f}");
-        assert!(f.message.contains(needle), "{f} lacks {needle:?}");
-    }
-
-    #[test]
-    fn every_structural_rule_fails_the_call() {
-        fails(&[1, 0, 0], "shorter than the 8-byte header");
-        let mut b = encode(&[p(0, 0)]);
-        b[4] = 1;
-        fails(&b, "header bytes 4..8 are reserved");
-        fails(&encode(&[p(0, 0)])[..8 + 55], "need 64 bytes");
-        fails(&encode(&[p(1, 0)]), "names source event 1");
-        fails(&encode(&[P { tag: 3, ..p(0, 0) }]), "causation is 3");
-        fails(
-            &encode(&[P {
-                reserved: 9,
-                ..p(0, 0)
-            }]),
-            "bytes 36..40 are reserved",
-        );
-        let mut b = encode(&[P {
-            entity: "e",
-            ..p(0, 0)
-        }]);
-        b[8 + 8..8 + 12].copy_from_slice(&1000u32.to_le_bytes());
-        fails(&b, "entity range [1000, 1001)");
-        let mut b = encode(&[P {
-            payload: b"pp",
-            ..p(0, 0)
-        }]);
-        b[8 + 28..8 + 32].copy_from_slice(&u32::MAX.to_le_bytes());
-        fails(&b, "payload range");
-        fails(
-            &encode(&[P {
-                scope: "\u{ff}",
-                ..p(0, 0)
-            }])
-            .iter()
-            .map(|&x| if x == 0xc3 { 0xff } else { x })
-            .collect::<Vec<_>>(),
-            "not valid UTF-8",
-        );
-        let mut b = vec![0u8; 8];
-        b[..4].copy_from_slice(&(MAX_PROPOSALS_PER_CALL as u32 + 1).to_le_bytes());
-        fails(&b, "proposals; the limit is 10000");
-        let long = "e".repeat(MAX_NAME_LEN + 1);
-        fails(
-            &encode(&[P {
-                entity: &long,
-                ..p(0, 0)
-            }]),
-            "proposal 0: its entity is 257 bytes; the limit is 256",
-        );
-        fails(
-            &encode(&[P {
-                scope: &long,
-                ..p(0, 0)
-            }]),
-            "proposal 0: its scope is 257 bytes; the limit is 256",
-        );
-        // A name at the limit is fine.
-        let batch = vec![ev(1, "order:1", "k", b"x")];
-        let max = "e".repeat(MAX_NAME_LEN);
-        let r = decode(
-            &encode(&[P {
-                entity: &max,
-                ..p(0, 0)
-            }]),
-            &batch,
-            &emits(),
-        )
-        .unwrap();
-        assert_eq!(r[0].coordinate.entity, max);
-    }
-
-    /// The amplifier of issue 16: every record of a full buffer points at
-    /// one large range. It is refused at the first record, before a single
-    /// name is copied (the old decoder copied 10,000 × 1 MiB = 10 GB).
-    #[test]
-    fn many_records_sharing_one_huge_name_are_refused_before_copying() {
-        let batch = vec![ev(1, "order:1", "k", b"x")];
-        let n = MAX_PROPOSALS_PER_CALL;
-        let big = 1usize << 20;
-        let mut b = Vec::with_capacity(HEADER_LEN + RECORD_LEN * n + big);
-        b.extend_from_slice(&(n as u32).to_le_bytes());
-        b.extend_from_slice(&0u32.to_le_bytes());
-        let name_at = (HEADER_LEN + RECORD_LEN * n) as u32;
-        for _ in 0..n {
-            let mut r = [0u8; RECORD_LEN];
-            r[field::ENTITY..field::ENTITY + 4].copy_from_slice(&name_at.to_le_bytes());
-            r[field::ENTITY + 4..field::ENTITY + 8].copy_from_slice(&(big as u32).to_le_bytes());
-            b.extend_from_slice(&r);
-        }
-        b.resize(b.len() + big, b'e');
-        let f = decode(&b, &batch, &emits()).unwrap_err();
-        assert_eq!(f.kind, FailureKind::Malformed);
-        assert!(
-            f.message
-                .contains("proposal 0: its entity is 1048576 bytes; the limit is 256"),
-            "{f}"
-        );
-    }
-
-    mod arbitrary {
-        use super::*;
-        use proptest::prelude::*;
-
-        fn batch() -> Vec<Event> {
-            vec![
-                ev(1, "order:1", "a.in", b"{}"),
-                ev(2, "order:2", "a.in", b"[1]"),
+            p,
+            [
+                Proposal {
+                    source: 0,
+                    kind: 3,
+                    entity: "e:1",
+                    scope: "",
+                    payload: b"{}",
+                    causation: Causation::Event(7, 8),
+                },
+                Proposal {
+                    source: 0,
+                    kind: 0,
+                    entity: "",
+                    scope: "e:1",
+                    payload: b"",
+                    causation: Causation::None,
+                },
             ]
-        }
+        );
+        assert!(decode_proposals(&[], &LIMITS).unwrap().is_empty());
+    }
 
-        /// Whatever a plugin returns, `decode` gives reactions within the
-        /// contract's limits or a malformed failure: never a panic.
-        fn check(buf: &[u8]) {
-            if let Ok(rs) = decode(buf, &batch(), &emits()) {
-                assert!(rs.len() <= MAX_PROPOSALS_PER_CALL);
-                for r in &rs {
-                    assert!((r.source as usize) < batch().len());
-                    assert!(r.coordinate.entity.len() <= batpak_store::MAX_NAME_LEN);
-                    assert!(r.coordinate.scope.len() <= batpak_store::MAX_NAME_LEN);
-                }
+    #[test]
+    fn each_rule_has_its_own_error() {
+        let d = |b: &[u8]| decode_proposals(b, &LIMITS).unwrap_err();
+        assert_eq!(d(&[1]), ProposalsError::ShortHeader { len: 1 });
+        assert_eq!(
+            d(&[0, 0, 0, 0, 1, 0, 0, 0]),
+            ProposalsError::ReservedHeader { found: 1 }
+        );
+        assert_eq!(
+            d(&[5, 0, 0, 0, 0, 0, 0, 0]),
+            ProposalsError::TooMany { count: 5, limit: 4 }
+        );
+        assert_eq!(
+            d(&[1, 0, 0, 0, 0, 0, 0, 0]),
+            ProposalsError::Truncated {
+                count: 1,
+                needed: 64,
+                len: 8
             }
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(2000))]
-
-            #[test]
-            fn arbitrary_bytes_never_panic(buf in prop::collection::vec(any::<u8>(), 0..1024)) {
-                check(&buf);
+        );
+        let one = |r: ProposalRecord, tail: &[u8]| d(&buffer(&[r], tail));
+        let base = ProposalRecord::default();
+        assert!(matches!(
+            one(ProposalRecord { source: 1, ..base }, b""),
+            ProposalsError::SourceOutOfRange { source: 1, .. }
+        ));
+        assert!(matches!(
+            one(
+                ProposalRecord {
+                    causation: 3,
+                    ..base
+                },
+                b""
+            ),
+            ProposalsError::BadCausation { tag: 3, .. }
+        ));
+        let mut b = buffer(&[base], b"");
+        b[PROPOSALS_HEADER_LEN + proposal_field::RESERVED] = 2;
+        assert!(matches!(
+            d(&b),
+            ProposalsError::ReservedRecord { found: 2, .. }
+        ));
+        let e = one(
+            ProposalRecord {
+                payload: (u32::MAX, u32::MAX),
+                ..base
+            },
+            b"",
+        );
+        assert_eq!(
+            e.to_string(),
+            "proposal 0: its payload range [4294967295, 8589934590) falls outside the 64-byte buffer"
+        );
+        assert!(matches!(
+            one(
+                ProposalRecord {
+                    payload: (0, 9),
+                    ..base
+                },
+                b""
+            ),
+            ProposalsError::PayloadBudget { limit: 8, .. }
+        ));
+        assert!(matches!(
+            one(
+                ProposalRecord {
+                    scope: (0, 6),
+                    ..base
+                },
+                b""
+            ),
+            ProposalsError::NameTooLong {
+                field: NameField::Scope,
+                len: 6,
+                ..
             }
-
-            /// A valid header and records of arbitrary words, so the
-            /// decoder gets past the header and exercises every field's
-            /// range checks (small words hit valid ranges often).
-            #[test]
-            fn arbitrary_records_never_panic(
-                count in 0u32..12,
-                words in prop::collection::vec(prop_oneof![0u32..64, any::<u32>()], 0..12 * 14),
-                tail in prop::collection::vec(any::<u8>(), 0..256),
-            ) {
-                let mut buf = Vec::new();
-                buf.extend_from_slice(&count.to_le_bytes());
-                buf.extend_from_slice(&0u32.to_le_bytes());
-                for w in &words {
-                    buf.extend_from_slice(&w.to_le_bytes());
-                }
-                buf.extend_from_slice(&tail);
-                check(&buf);
+        ));
+        assert!(matches!(
+            one(
+                ProposalRecord {
+                    entity: (64, 1),
+                    ..base
+                },
+                &[0xff]
+            ),
+            ProposalsError::NotUtf8 {
+                field: NameField::Entity,
+                ..
             }
-        }
+        ));
     }
 }
