@@ -69,7 +69,12 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     chunked.extend_from_slice(body);
     chunked.extend_from_slice(b"\r\n0\r\n\r\n");
     let mut two = request("GET", "/v1/health", &[], b"");
-    two.extend(request("GET", "/metrics", &[auth, "Connection: close"], b""));
+    two.extend(request(
+        "GET",
+        "/metrics",
+        &[auth, "Connection: close"],
+        b"",
+    ));
     vec![
         ("health".into(), request("GET", "/v1/health", &[], b"")),
         ("metrics".into(), request("GET", "/metrics", &[auth], b"")),

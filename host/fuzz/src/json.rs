@@ -16,7 +16,9 @@ pub fn run(data: &[u8]) {
     let serde = serde_json::from_str::<Value>(text);
     match &checked {
         Ok(j) => {
-            let value = serde.as_ref().expect("RawJson accepted what serde_json refuses");
+            let value = serde
+                .as_ref()
+                .expect("RawJson accepted what serde_json refuses");
             if let Some(fields) = j.fields() {
                 let object = value.as_object().expect("fields of a non-object");
                 assert_eq!(fields.len(), object.len(), "fields of {text:?}");

@@ -125,22 +125,23 @@ pub fn seeds() -> Vec<(String, Vec<u8>)> {
     let mut keyed = Proposal::new(c("order:2"), "order.paid", br#"{"n":2}"#.to_vec());
     keyed.idempotency_key = Some("k1".into());
     keyed.causation = Some(first.id);
-    store.append_batch(
-        vec![
-            keyed,
-            Proposal::new(c("order:3"), "order.placed", vec![b'x'; 3000]),
-        ],
-        AppendOptions {
-            wait: Wait::Durable,
-            checkpoint: Some(CheckpointUpdate {
-                cursor: "reactor-a".into(),
-                region: Region::all().fingerprint(),
-                sequence: first.sequence,
-                event_id: first.id,
-            }),
-        },
-    )
-    .expect("a batch append");
+    store
+        .append_batch(
+            vec![
+                keyed,
+                Proposal::new(c("order:3"), "order.placed", vec![b'x'; 3000]),
+            ],
+            AppendOptions {
+                wait: Wait::Durable,
+                checkpoint: Some(CheckpointUpdate {
+                    cursor: "reactor-a".into(),
+                    region: Region::all().fingerprint(),
+                    sequence: first.sequence,
+                    event_id: first.id,
+                }),
+            },
+        )
+        .expect("a batch append");
     snapshot("open", &mut out);
     store.close().expect("closing the simulated store");
     let closed = snapshot("closed", &mut out);
