@@ -9,6 +9,7 @@ mod bytes_as_sent;
 mod cli_store;
 mod control_plane;
 mod demo;
+mod fuzz_corpus;
 mod guest_units;
 mod hot_swap;
 mod http_hardening;
