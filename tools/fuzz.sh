@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of every decoder an untrusted party reaches
-# (host/fuzz: proposals, http, socket, store, json), with libFuzzer on the
+# (host/fuzz: proposals, batch, http, socket, store, json), with libFuzzer on the
 # stable toolchain: the targets are built with LLVM's sanitizer-coverage
 # passes (the flags cargo-fuzz passes, without a nightly-only sanitizer)
 # into target/fuzz, so the main build is never invalidated.
@@ -19,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-targets=(proposals http socket store json)
+targets=(proposals batch http socket store json)
 only=""
 seconds=12
 while [ $# -gt 0 ]; do

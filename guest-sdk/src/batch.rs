@@ -44,70 +44,13 @@ impl Batch {
     /// # Errors
     /// The buffer breaks the layout.
     pub fn from_bytes(buf: Vec<u8>) -> Result<Batch, BatchError> {
-        let bad = |m: String| Err(BatchError(m));
-        if buf.len() < HEADER_LEN {
-            return bad(format!(
-                "{} bytes is shorter than the {HEADER_LEN}-byte header",
-                buf.len()
-            ));
-        }
-        let count = u32_at(&buf, 0) as usize;
-        let string_count = u32_at(&buf, 4) as usize;
-        let strings_offset = u32_at(&buf, 8) as usize;
-        let payloads_offset = u32_at(&buf, 12) as usize;
-        let records_end = count
-            .checked_mul(RECORD_LEN)
-            .and_then(|n| n.checked_add(HEADER_LEN));
-        if records_end.is_none_or(|end| end > buf.len()) {
-            return bad(format!("{count} records do not fit in {} bytes", buf.len()));
-        }
-        let names_at = string_count
-            .checked_mul(STRING_ENTRY_LEN)
-            .and_then(|n| n.checked_add(strings_offset));
-        let Some(names_at) = names_at.filter(|&n| n <= buf.len()) else {
-            return bad(format!(
-                "a string table of {string_count} entries at {strings_offset} does not fit in {} bytes",
-                buf.len()
-            ));
-        };
-        if payloads_offset > buf.len() {
-            return bad(format!(
-                "the payload area starts at {payloads_offset}, past the end ({} bytes)",
-                buf.len()
-            ));
-        }
-        // The names normally lie back to back between the table and the
-        // payload area: validate that region once, then each string only
-        // needs to start and end on a character boundary of it. A string
-        // elsewhere is validated on its own.
-        let region = (names_at <= payloads_offset)
-            .then(|| std::str::from_utf8(&buf[names_at..payloads_offset]).ok())
-            .flatten();
-        for j in 0..string_count {
-            let e = strings_offset + STRING_ENTRY_LEN * j;
-            let start = names_at as u64 + u32_at(&buf, e) as u64;
-            let end = start + u32_at(&buf, e + 4) as u64;
-            if end > buf.len() as u64 {
-                return bad(format!("string {j} ends past the buffer"));
-            }
-            let (start, end) = (start as usize, end as usize);
-            let ok = match region {
-                Some(names) if end <= payloads_offset => {
-                    names.is_char_boundary(start - names_at)
-                        && names.is_char_boundary(end - names_at)
-                }
-                _ => std::str::from_utf8(&buf[start..end]).is_ok(),
-            };
-            if !ok {
-                return bad(format!("string {j} is not UTF-8"));
-            }
-        }
+        let h = batpak_layout::check_batch(&buf).map_err(|e| BatchError(e.to_string()))?;
         Ok(Batch {
             buf,
-            count,
-            strings_offset,
-            string_count,
-            payloads_offset,
+            count: h.count as usize,
+            strings_offset: h.strings_offset as usize,
+            string_count: h.string_count as usize,
+            payloads_offset: h.payloads_offset as usize,
         })
     }
 
@@ -165,8 +108,8 @@ impl Batch {
             + u32_at(&self.buf, e) as usize;
         let end = start + u32_at(&self.buf, e + 4) as usize;
         let bytes = &self.buf[start..end];
-        // SAFETY: `from_bytes` checked that every string of the table is
-        // in bounds and valid UTF-8, and the buffer is never changed after.
+        // SAFETY: `from_bytes` checked (`batpak_layout::check_batch`) that
+        // every string of the table is in bounds and valid UTF-8, and the buffer is never changed after.
         // (Checking again on every access was a fifth of the SDK's cost per
         // event.)
         unsafe { std::str::from_utf8_unchecked(bytes) }

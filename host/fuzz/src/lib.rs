@@ -5,6 +5,7 @@
 //! | target | what is untrusted | decoder |
 //! | --- | --- | --- |
 //! | [`proposals`] | a plugin's `@0.2.0` proposals buffer | `batpak_layout::decode_proposals` |
+//! | [`batch`] | (the reactor's side) a batch buffer | `batpak_layout::check_batch`, the check the Rust SDK's unchecked string reads rely on |
 //! | [`http`] | bytes on the HTTP port | the HTTP head, body (Content-Length and chunked), query and percent decoders, routing, JSON bodies, of a running service |
 //! | [`socket`] | frames on the control socket, and a reply as the client reads it | `read_frame`, the `Request`/`Reply` JSON, dispatch |
 //! | [`store`] | segment, index snapshot and durable-marker files | opening, verifying and tailing a store (frames, events, snapshot, marker) on the simulated disk |
@@ -16,6 +17,7 @@
 //! which cannot be built without wasmtime; its names and kinds end in the
 //! store's validation, which [`json`] reaches through `proposal`.
 
+pub mod batch;
 pub mod http;
 pub mod json;
 pub mod proposals;
@@ -27,6 +29,7 @@ pub mod store;
 pub fn run(name: &str, data: &[u8]) -> bool {
     match name {
         "proposals" => proposals::run(data),
+        "batch" => batch::run(data),
         "http" => http::run(data),
         "socket" => socket::run(data),
         "store" => store::run(data),
@@ -37,12 +40,13 @@ pub fn run(name: &str, data: &[u8]) -> bool {
 }
 
 /// Every target's name.
-pub const TARGETS: [&str; 5] = ["proposals", "http", "socket", "store", "json"];
+pub const TARGETS: [&str; 6] = ["proposals", "batch", "http", "socket", "store", "json"];
 
 /// The seed inputs of target `name` (file name, bytes).
 pub fn seeds(name: &str) -> Vec<(String, Vec<u8>)> {
     match name {
         "proposals" => proposals::seeds(),
+        "batch" => batch::seeds(),
         "http" => http::seeds(),
         "socket" => socket::seeds(),
         "store" => store::seeds(),

@@ -7,7 +7,8 @@
 //! payload area starts). A string entry is (offset from the end of the
 //! table, length), two u32s. Record fields are in [`batch_field`].
 
-use crate::bytes::{put_u32, put_u64};
+use crate::bytes::{put_u32, put_u64, u32_at};
+use std::fmt;
 
 /// Bytes of the batch header.
 pub const BATCH_HEADER_LEN: usize = 16;
@@ -139,6 +140,158 @@ pub fn write_string_entry(buf: &mut Vec<u8>, offset: u32, len: u32) {
     buf.extend_from_slice(&len.to_le_bytes());
 }
 
+/// Why a buffer is not a valid batch (see [`check_batch`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// Shorter than the header.
+    ShortHeader {
+        /// Bytes in the buffer.
+        len: usize,
+    },
+    /// The records the header announces do not fit.
+    RecordsPastEnd {
+        /// The header's count.
+        count: usize,
+        /// Bytes in the buffer.
+        len: usize,
+    },
+    /// The string table does not fit.
+    StringTablePastEnd {
+        /// The header's string count.
+        string_count: usize,
+        /// Where the header says the table starts.
+        strings_offset: usize,
+        /// Bytes in the buffer.
+        len: usize,
+    },
+    /// The payload area starts past the end.
+    PayloadsPastEnd {
+        /// Where the header says it starts.
+        payloads_offset: usize,
+        /// Bytes in the buffer.
+        len: usize,
+    },
+    /// A string ends past the buffer.
+    StringPastEnd {
+        /// Its index in the table.
+        index: usize,
+    },
+    /// A string is not UTF-8 (or does not start and end on a character
+    /// boundary of the names).
+    StringNotUtf8 {
+        /// Its index in the table.
+        index: usize,
+    },
+}
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchError::ShortHeader { len } => write!(
+                f,
+                "{len} bytes is shorter than the {BATCH_HEADER_LEN}-byte header"
+            ),
+            BatchError::RecordsPastEnd { count, len } => {
+                write!(f, "{count} records do not fit in {len} bytes")
+            }
+            BatchError::StringTablePastEnd {
+                string_count,
+                strings_offset,
+                len,
+            } => write!(
+                f,
+                "a string table of {string_count} entries at {strings_offset} does not fit in {len} bytes"
+            ),
+            BatchError::PayloadsPastEnd {
+                payloads_offset,
+                len,
+            } => write!(
+                f,
+                "the payload area starts at {payloads_offset}, past the end ({len} bytes)"
+            ),
+            BatchError::StringPastEnd { index } => write!(f, "string {index} ends past the buffer"),
+            BatchError::StringNotUtf8 { index } => write!(f, "string {index} is not UTF-8"),
+        }
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+/// Checks a batch buffer's header, that every record fits, and that every
+/// string of the table is in bounds and valid UTF-8; returns the header.
+/// Record fields are not checked (a reader treats a bad string index or
+/// payload range itself). After `Ok`, string `j` is the UTF-8 bytes at
+/// `strings_offset + STRING_ENTRY_LEN * string_count + offset_j`, of
+/// `len_j` bytes, for the entry `(offset_j, len_j)` of the table.
+///
+/// # Errors
+/// The first rule the buffer breaks.
+pub fn check_batch(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let len = buf.len();
+    if len < BATCH_HEADER_LEN {
+        return Err(BatchError::ShortHeader { len });
+    }
+    let header = BatchHeader {
+        count: u32_at(buf, 0),
+        string_count: u32_at(buf, 4),
+        strings_offset: u32_at(buf, 8),
+        payloads_offset: u32_at(buf, 12),
+    };
+    let count = header.count as usize;
+    let string_count = header.string_count as usize;
+    let strings_offset = header.strings_offset as usize;
+    let payloads_offset = header.payloads_offset as usize;
+    let records_end = count
+        .checked_mul(BATCH_RECORD_LEN)
+        .and_then(|n| n.checked_add(BATCH_HEADER_LEN));
+    if records_end.is_none_or(|end| end > len) {
+        return Err(BatchError::RecordsPastEnd { count, len });
+    }
+    let names_at = string_count
+        .checked_mul(STRING_ENTRY_LEN)
+        .and_then(|n| n.checked_add(strings_offset));
+    let Some(names_at) = names_at.filter(|&n| n <= len) else {
+        return Err(BatchError::StringTablePastEnd {
+            string_count,
+            strings_offset,
+            len,
+        });
+    };
+    if payloads_offset > len {
+        return Err(BatchError::PayloadsPastEnd {
+            payloads_offset,
+            len,
+        });
+    }
+    // The names normally lie back to back between the table and the
+    // payload area: validate that region once, then each string only needs
+    // to start and end on a character boundary of it. A string elsewhere
+    // is validated on its own.
+    let region = (names_at <= payloads_offset)
+        .then(|| std::str::from_utf8(&buf[names_at..payloads_offset]).ok())
+        .flatten();
+    for index in 0..string_count {
+        let e = strings_offset + STRING_ENTRY_LEN * index;
+        let start = names_at as u64 + u32_at(buf, e) as u64;
+        let end = start + u32_at(buf, e + 4) as u64;
+        if end > len as u64 {
+            return Err(BatchError::StringPastEnd { index });
+        }
+        let (start, end) = (start as usize, end as usize);
+        let ok = match region {
+            Some(names) if end <= payloads_offset => {
+                names.is_char_boundary(start - names_at) && names.is_char_boundary(end - names_at)
+            }
+            _ => std::str::from_utf8(&buf[start..end]).is_ok(),
+        };
+        if !ok {
+            return Err(BatchError::StringNotUtf8 { index });
+        }
+    }
+    Ok(header)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +343,69 @@ mod tests {
         let mut t = Vec::new();
         write_string_entry(&mut t, 7, 9);
         assert_eq!(t, [7, 0, 0, 0, 9, 0, 0, 0]);
+    }
+
+    /// A one-event batch with names "ab" and "c", payload "{}".
+    fn batch() -> Vec<u8> {
+        let mut b = vec![0u8; BATCH_HEADER_LEN + BATCH_RECORD_LEN];
+        write_event_record(
+            &mut b[BATCH_HEADER_LEN..],
+            &EventRecord {
+                scope: 1,
+                payload_len: 2,
+                ..EventRecord::default()
+            },
+        );
+        let strings_offset = b.len() as u32;
+        write_string_entry(&mut b, 0, 2);
+        write_string_entry(&mut b, 2, 1);
+        b.extend_from_slice(b"abc");
+        let payloads_offset = b.len() as u32;
+        b.extend_from_slice(b"{}");
+        let h = BatchHeader {
+            count: 1,
+            string_count: 2,
+            strings_offset,
+            payloads_offset,
+        };
+        write_batch_header(&mut b, &h);
+        b
+    }
+
+    #[test]
+    fn check_batch_accepts_a_written_batch_and_names_each_broken_rule() {
+        let b = batch();
+        let h = check_batch(&b).unwrap();
+        assert_eq!((h.count, h.string_count), (1, 2));
+        assert_eq!(
+            check_batch(&b[..15]).unwrap_err().to_string(),
+            "15 bytes is shorter than the 16-byte header"
+        );
+        let with = |at: usize, v: u32| {
+            let mut c = b.clone();
+            c[at..at + 4].copy_from_slice(&v.to_le_bytes());
+            check_batch(&c).unwrap_err()
+        };
+        assert!(matches!(
+            with(0, 2),
+            BatchError::RecordsPastEnd { count: 2, .. }
+        ));
+        assert!(matches!(
+            with(0, u32::MAX),
+            BatchError::RecordsPastEnd { .. }
+        ));
+        assert!(matches!(with(4, 99), BatchError::StringTablePastEnd { .. }));
+        assert!(matches!(with(12, 9999), BatchError::PayloadsPastEnd { .. }));
+        let table = BATCH_HEADER_LEN + BATCH_RECORD_LEN;
+        assert_eq!(with(table + 4, 99), BatchError::StringPastEnd { index: 0 });
+        // "ab" cut inside a two-byte character.
+        let mut c = b.clone();
+        let names = table + 2 * STRING_ENTRY_LEN;
+        c[names..names + 2].copy_from_slice("é".as_bytes());
+        c[table + 4..table + 8].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(
+            check_batch(&c).unwrap_err(),
+            BatchError::StringNotUtf8 { index: 0 }
+        );
     }
 }

@@ -12,7 +12,8 @@
 //! - Batch buffer: [`BATCH_HEADER_LEN`], [`BATCH_RECORD_LEN`],
 //!   [`STRING_ENTRY_LEN`], the record offsets in [`batch_field`],
 //!   [`FLAG_HAS_CAUSATION`]; [`BatchHeader`] and [`EventRecord`] with their
-//!   writers.
+//!   writers; [`check_batch`], the check a reader runs before trusting a
+//!   batch's strings.
 //! - Proposals buffer: [`PROPOSALS_HEADER_LEN`], [`PROPOSAL_RECORD_LEN`], the
 //!   record offsets in [`proposal_field`], the causation tags;
 //!   [`ProposalRecord`] with its writer, and [`decode_proposals`], the
@@ -26,8 +27,9 @@ mod bytes;
 mod proposals;
 
 pub use batch::{
-    batch_field, write_batch_header, write_event_record, write_string_entry, BatchHeader,
-    EventRecord, BATCH_HEADER_LEN, BATCH_RECORD_LEN, FLAG_HAS_CAUSATION, STRING_ENTRY_LEN,
+    batch_field, check_batch, write_batch_header, write_event_record, write_string_entry,
+    BatchError, BatchHeader, EventRecord, BATCH_HEADER_LEN, BATCH_RECORD_LEN, FLAG_HAS_CAUSATION,
+    STRING_ENTRY_LEN,
 };
 pub use bytes::{put_u32, put_u64, u32_at, u64_at};
 pub use proposals::{
