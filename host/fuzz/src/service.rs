@@ -54,12 +54,45 @@ impl Operator for NoReactors {
     }
 }
 
+/// The fixture's directory, removed when the process exits.
+static DIR: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_dir() {
+    if let Some(dir) = DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Removes the directories of fuzz processes that are gone (killed before
+/// their exit handler ran).
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("batpak-fuzz-")) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 fn private_dir(parent: &Path) -> PathBuf {
+    remove_stale(parent);
     let dir = parent.join(format!("batpak-fuzz-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("creating the fuzz store's directory");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
         .expect("making the fuzz store's directory private");
+    if DIR.set(dir.clone()).is_ok() {
+        // SAFETY: registers a plain function to run at exit.
+        unsafe {
+            libc::atexit(remove_dir);
+        }
+    }
     dir
 }
 
