@@ -17,6 +17,7 @@
 //! which cannot be built without wasmtime; its names and kinds end in the
 //! store's validation, which [`json`] reaches through `proposal`.
 
+mod alloc_limit;
 pub mod batch;
 pub mod http;
 pub mod json;
@@ -24,6 +25,11 @@ pub mod proposals;
 mod service;
 pub mod socket;
 pub mod store;
+
+pub use alloc_limit::MAX_ALLOCATION;
+
+#[global_allocator]
+static ALLOCATOR: alloc_limit::Limited = alloc_limit::Limited;
 
 /// Runs target `name` on `data`; `false` for an unknown name.
 pub fn run(name: &str, data: &[u8]) -> bool {
