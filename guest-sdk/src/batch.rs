@@ -2,26 +2,13 @@
 //! `batpak:reactor@0.2.0` (layout in `WIT.md` and the WIT doc of `react`).
 
 use crate::EventId;
+use batpak_layout::{
+    batch_field as field, u32_at, u64_at, BATCH_HEADER_LEN as HEADER_LEN,
+    BATCH_RECORD_LEN as RECORD_LEN, FLAG_HAS_CAUSATION, STRING_ENTRY_LEN,
+};
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::iter::FusedIterator;
-
-/// Bytes of the batch header.
-const HEADER_LEN: usize = 16;
-/// Bytes of one event record.
-const RECORD_LEN: usize = 96;
-/// Bytes of one string-table entry.
-const STRING_ENTRY_LEN: usize = 8;
-
-#[inline]
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-#[inline]
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
 
 /// Why a byte buffer is not a valid batch (see [`Batch::from_bytes`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,70 +44,13 @@ impl Batch {
     /// # Errors
     /// The buffer breaks the layout.
     pub fn from_bytes(buf: Vec<u8>) -> Result<Batch, BatchError> {
-        let bad = |m: String| Err(BatchError(m));
-        if buf.len() < HEADER_LEN {
-            return bad(format!(
-                "{} bytes is shorter than the {HEADER_LEN}-byte header",
-                buf.len()
-            ));
-        }
-        let count = u32_at(&buf, 0) as usize;
-        let string_count = u32_at(&buf, 4) as usize;
-        let strings_offset = u32_at(&buf, 8) as usize;
-        let payloads_offset = u32_at(&buf, 12) as usize;
-        let records_end = count
-            .checked_mul(RECORD_LEN)
-            .and_then(|n| n.checked_add(HEADER_LEN));
-        if records_end.is_none_or(|end| end > buf.len()) {
-            return bad(format!("{count} records do not fit in {} bytes", buf.len()));
-        }
-        let names_at = string_count
-            .checked_mul(STRING_ENTRY_LEN)
-            .and_then(|n| n.checked_add(strings_offset));
-        let Some(names_at) = names_at.filter(|&n| n <= buf.len()) else {
-            return bad(format!(
-                "a string table of {string_count} entries at {strings_offset} does not fit in {} bytes",
-                buf.len()
-            ));
-        };
-        if payloads_offset > buf.len() {
-            return bad(format!(
-                "the payload area starts at {payloads_offset}, past the end ({} bytes)",
-                buf.len()
-            ));
-        }
-        // The names normally lie back to back between the table and the
-        // payload area: validate that region once, then each string only
-        // needs to start and end on a character boundary of it. A string
-        // elsewhere is validated on its own.
-        let region = (names_at <= payloads_offset)
-            .then(|| std::str::from_utf8(&buf[names_at..payloads_offset]).ok())
-            .flatten();
-        for j in 0..string_count {
-            let e = strings_offset + STRING_ENTRY_LEN * j;
-            let start = names_at as u64 + u32_at(&buf, e) as u64;
-            let end = start + u32_at(&buf, e + 4) as u64;
-            if end > buf.len() as u64 {
-                return bad(format!("string {j} ends past the buffer"));
-            }
-            let (start, end) = (start as usize, end as usize);
-            let ok = match region {
-                Some(names) if end <= payloads_offset => {
-                    names.is_char_boundary(start - names_at)
-                        && names.is_char_boundary(end - names_at)
-                }
-                _ => std::str::from_utf8(&buf[start..end]).is_ok(),
-            };
-            if !ok {
-                return bad(format!("string {j} is not UTF-8"));
-            }
-        }
+        let h = batpak_layout::check_batch(&buf).map_err(|e| BatchError(e.to_string()))?;
         Ok(Batch {
             buf,
-            count,
-            strings_offset,
-            string_count,
-            payloads_offset,
+            count: h.count as usize,
+            strings_offset: h.strings_offset as usize,
+            string_count: h.string_count as usize,
+            payloads_offset: h.payloads_offset as usize,
         })
     }
 
@@ -178,8 +108,8 @@ impl Batch {
             + u32_at(&self.buf, e) as usize;
         let end = start + u32_at(&self.buf, e + 4) as usize;
         let bytes = &self.buf[start..end];
-        // SAFETY: `from_bytes` checked that every string of the table is
-        // in bounds and valid UTF-8, and the buffer is never changed after.
+        // SAFETY: `from_bytes` checked (`batpak_layout::check_batch`) that
+        // every string of the table is in bounds and valid UTF-8, and the buffer is never changed after.
         // (Checking again on every access was a fifth of the SDK's cost per
         // event.)
         unsafe { std::str::from_utf8_unchecked(bytes) }
@@ -246,22 +176,6 @@ pub struct EventRef<'a> {
     index: u32,
 }
 
-/// Record field offsets (see `WIT.md`).
-mod field {
-    pub(super) const ID: usize = 0;
-    pub(super) const SEQUENCE: usize = 16;
-    pub(super) const ENTITY_SEQUENCE: usize = 24;
-    pub(super) const CORRELATION: usize = 32;
-    pub(super) const CAUSATION: usize = 48;
-    pub(super) const TIMESTAMP_US: usize = 64;
-    pub(super) const ENTITY: usize = 72;
-    pub(super) const SCOPE: usize = 76;
-    pub(super) const KIND: usize = 80;
-    pub(super) const FLAGS: usize = 84;
-    pub(super) const PAYLOAD_OFFSET: usize = 88;
-    pub(super) const PAYLOAD_LEN: usize = 92;
-}
-
 impl<'a> EventRef<'a> {
     #[inline]
     fn at(&self) -> usize {
@@ -293,7 +207,7 @@ impl<'a> EventRef<'a> {
     /// Unique id of this event.
     #[inline]
     pub fn id(&self) -> EventId {
-        self.id_at(field::ID)
+        self.id_at(field::ID_HI)
     }
 
     /// Store-wide commit order (1, 2, 3, ...), strictly increasing.
@@ -349,13 +263,13 @@ impl<'a> EventRef<'a> {
 
     /// The event that caused this one, if any.
     pub fn causation(&self) -> Option<EventId> {
-        (self.u32(field::FLAGS) & 1 == 1).then(|| self.id_at(field::CAUSATION))
+        (self.u32(field::FLAGS) & FLAG_HAS_CAUSATION != 0).then(|| self.id_at(field::CAUSATION_HI))
     }
 
     /// The id of the first event of this event's causal chain (the event
     /// itself when it has no cause).
     pub fn correlation(&self) -> EventId {
-        self.id_at(field::CORRELATION)
+        self.id_at(field::CORRELATION_HI)
     }
 
     /// Commit time in microseconds since the Unix epoch (UTC).
@@ -421,39 +335,30 @@ pub(crate) fn encode(events: &[RawEvent<'_>]) -> Vec<u8> {
     }
     let mut strings: Vec<&str> = Vec::new();
     let mut buf = vec![0u8; HEADER_LEN + RECORD_LEN * events.len()];
-    let put32 = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
-    let put64 = |b: &mut [u8], at: usize, v: u64| b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-    let put_id = |b: &mut [u8], at: usize, id: EventId| {
-        put64(b, at, (id.0 >> 64) as u64);
-        put64(b, at + 8, id.0 as u64);
-    };
+    let halves = |id: EventId| ((id.0 >> 64) as u64, id.0 as u64);
     let mut payload_at = 0u32;
     for (i, e) in events.iter().enumerate() {
         let r = HEADER_LEN + RECORD_LEN * i;
-        put_id(&mut buf, r + field::ID, e.id);
-        put64(&mut buf, r + field::SEQUENCE, e.sequence);
-        put64(&mut buf, r + field::ENTITY_SEQUENCE, e.entity_sequence);
-        put_id(&mut buf, r + field::CORRELATION, e.correlation);
-        if let Some(c) = e.causation {
-            put_id(&mut buf, r + field::CAUSATION, c);
-            put32(&mut buf, r + field::FLAGS, 1);
-        }
-        put64(&mut buf, r + field::TIMESTAMP_US, e.timestamp_us);
-        let entity = intern(e.entity, &mut strings);
-        let scope = intern(e.scope, &mut strings);
-        let kind = intern(e.kind, &mut strings);
-        put32(&mut buf, r + field::ENTITY, entity);
-        put32(&mut buf, r + field::SCOPE, scope);
-        put32(&mut buf, r + field::KIND, kind);
-        put32(&mut buf, r + field::PAYLOAD_OFFSET, payload_at);
-        put32(&mut buf, r + field::PAYLOAD_LEN, e.payload.len() as u32);
+        let record = batpak_layout::EventRecord {
+            id: halves(e.id),
+            sequence: e.sequence,
+            entity_sequence: e.entity_sequence,
+            correlation: halves(e.correlation),
+            causation: e.causation.map(halves),
+            timestamp_us: e.timestamp_us,
+            entity: intern(e.entity, &mut strings),
+            scope: intern(e.scope, &mut strings),
+            kind: intern(e.kind, &mut strings),
+            payload_offset: payload_at,
+            payload_len: e.payload.len() as u32,
+        };
+        batpak_layout::write_event_record(&mut buf[r..r + RECORD_LEN], &record);
         payload_at += e.payload.len() as u32;
     }
     let strings_offset = buf.len();
     let mut at = 0u32;
     for s in &strings {
-        buf.extend_from_slice(&at.to_le_bytes());
-        buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        batpak_layout::write_string_entry(&mut buf, at, s.len() as u32);
         at += s.len() as u32;
     }
     for s in &strings {
@@ -463,10 +368,13 @@ pub(crate) fn encode(events: &[RawEvent<'_>]) -> Vec<u8> {
     for e in events {
         buf.extend_from_slice(e.payload);
     }
-    put32(&mut buf, 0, events.len() as u32);
-    put32(&mut buf, 4, strings.len() as u32);
-    put32(&mut buf, 8, strings_offset as u32);
-    put32(&mut buf, 12, payloads_offset as u32);
+    let header = batpak_layout::BatchHeader {
+        count: events.len() as u32,
+        string_count: strings.len() as u32,
+        strings_offset: strings_offset as u32,
+        payloads_offset: payloads_offset as u32,
+    };
+    batpak_layout::write_batch_header(&mut buf, &header);
     buf
 }
 

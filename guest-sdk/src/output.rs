@@ -8,14 +8,11 @@ use crate::{host, EventId, EventRef, ReactError, Verdict};
 use serde::Serialize;
 use std::cell::OnceCell;
 
-/// Bytes of the proposals header.
-const HEADER_LEN: usize = 8;
-/// Bytes of one proposal record.
-const RECORD_LEN: usize = 56;
-/// Causation tags of the record.
-const CAUSE_SOURCE: u32 = 0;
-const CAUSE_EVENT: u32 = 1;
-const CAUSE_NONE: u32 = 2;
+use batpak_layout::{
+    write_proposal_record, write_proposals_header, ProposalRecord, CAUSATION_EVENT as CAUSE_EVENT,
+    CAUSATION_NONE as CAUSE_NONE, CAUSATION_SOURCE as CAUSE_SOURCE,
+    PROPOSALS_HEADER_LEN as HEADER_LEN, PROPOSAL_RECORD_LEN as RECORD_LEN,
+};
 
 /// A byte range of the output's tail buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -369,23 +366,20 @@ impl Output {
             buf.extend_from_slice(&self.tail[self.reserved..]);
             (buf, (needed - self.reserved) as u32)
         };
-        buf[0..4].copy_from_slice(&(n as u32).to_le_bytes());
-        buf[4..8].copy_from_slice(&0u32.to_le_bytes());
+        write_proposals_header(&mut buf, n as u32);
         for (k, r) in self.records.iter().enumerate() {
             let rec = &mut buf[HEADER_LEN + RECORD_LEN * k..HEADER_LEN + RECORD_LEN * (k + 1)];
-            let mut put = |at: usize, v: u32| rec[at..at + 4].copy_from_slice(&v.to_le_bytes());
-            put(0, r.source);
-            put(4, kind_index[r.kind as usize]);
-            put(8, shift + r.entity.at);
-            put(12, r.entity.len);
-            put(16, shift + r.scope.at);
-            put(20, r.scope.len);
-            put(24, shift + r.payload.at);
-            put(28, r.payload.len);
-            put(32, r.causation);
-            put(36, 0);
-            rec[40..48].copy_from_slice(&r.cause.0.to_le_bytes());
-            rec[48..56].copy_from_slice(&r.cause.1.to_le_bytes());
+            let moved = |s: Span| (shift + s.at, s.len);
+            let record = ProposalRecord {
+                source: r.source,
+                kind: kind_index[r.kind as usize],
+                entity: moved(r.entity),
+                scope: moved(r.scope),
+                payload: moved(r.payload),
+                causation: r.causation,
+                cause: r.cause,
+            };
+            write_proposal_record(rec, &record);
         }
         buf
     }
@@ -485,13 +479,7 @@ impl Emitted<'_> {
 mod tests {
     use super::*;
     use crate::testing;
-
-    fn u32_at(b: &[u8], at: usize) -> u32 {
-        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-    }
-    fn u64_at(b: &[u8], at: usize) -> u64 {
-        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-    }
+    use batpak_layout::{u32_at, u64_at};
     fn range(b: &[u8], rec: usize, at: usize) -> &[u8] {
         let (o, l) = (
             u32_at(b, rec + at) as usize,

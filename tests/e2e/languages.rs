@@ -265,9 +265,11 @@ fn path_with_build_tool() -> OsString {
     std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&path))).unwrap()
 }
 
-/// The SDK as `cargo package` makes it, unpacked outside the workspace: a
-/// Rust template built against it proves the SDK is self-contained.
-fn packaged_sdk(into: &Path) -> PathBuf {
+/// The SDK as `cargo package` makes it, unpacked outside the workspace,
+/// with the layout crate it depends on (packaged with it, as both would be
+/// published): a Rust template built against them proves the SDK is
+/// self-contained. Returns the SDK's directory and the layout crate's.
+fn packaged_sdk(into: &Path) -> (PathBuf, PathBuf) {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(workspace())
@@ -275,6 +277,8 @@ fn packaged_sdk(into: &Path) -> PathBuf {
             "package",
             "-p",
             "batpak-guest",
+            "-p",
+            "batpak-layout",
             "--allow-dirty",
             "--no-verify",
         ])
@@ -282,20 +286,25 @@ fn packaged_sdk(into: &Path) -> PathBuf {
         .expect("running cargo package");
     assert!(
         out.status.success(),
-        "cargo package -p batpak-guest failed:\n{}",
+        "cargo package -p batpak-guest -p batpak-layout failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let target = Path::new(bin()).parent().unwrap().parent().unwrap();
-    let krate = target.join("package/batpak-guest-0.1.0.crate");
-    let st = Command::new("tar")
-        .arg("xzf")
-        .arg(&krate)
-        .arg("-C")
-        .arg(into)
-        .status()
-        .expect("running tar");
-    assert!(st.success(), "unpacking {}", krate.display());
-    into.join("batpak-guest-0.1.0")
+    for name in ["batpak-guest-0.1.0", "batpak-layout-0.1.0"] {
+        let krate = target.join(format!("package/{name}.crate"));
+        let st = Command::new("tar")
+            .arg("xzf")
+            .arg(&krate)
+            .arg("-C")
+            .arg(into)
+            .status()
+            .expect("running tar");
+        assert!(st.success(), "unpacking {}", krate.display());
+    }
+    (
+        into.join("batpak-guest-0.1.0"),
+        into.join("batpak-layout-0.1.0"),
+    )
 }
 
 fn new_build_and_test(lang: &str) {
@@ -309,12 +318,25 @@ fn new_build_and_test(lang: &str) {
         name.clone(),
     ];
     args.extend(["--dir".into(), project.display().to_string()]);
+    let mut layout = None;
     if lang == "rust" {
-        let sdk = packaged_sdk(dir.path());
+        let (sdk, l) = packaged_sdk(dir.path());
         args.extend(["--sdk".into(), sdk.display().to_string()]);
+        layout = Some(l);
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     host_ok(dir.path(), &argv);
+    if let Some(layout) = layout {
+        // The packaged SDK names batpak-layout by version, as published
+        // crates do; this stands in for the registry.
+        let manifest = project.join("Cargo.toml");
+        let mut text = std::fs::read_to_string(&manifest).unwrap();
+        text.push_str(&format!(
+            "\n[patch.crates-io]\nbatpak-layout = {{ path = {:?} }}\n",
+            layout.display().to_string()
+        ));
+        std::fs::write(&manifest, text).unwrap();
+    }
 
     let target = Path::new(bin()).parent().unwrap().parent().unwrap();
     let built = Command::new("bash")

@@ -10,6 +10,7 @@ mod cli_store;
 mod command_parity;
 mod control_plane;
 mod demo;
+mod fuzz_corpus;
 mod guest_units;
 mod hot_swap;
 mod http_hardening;

@@ -2,46 +2,14 @@
 //! `batpak:reactor@0.2.0` batch buffer (see `react` in `wit/reactor.wit`):
 //! a 16-byte header, one 96-byte record per event, an interned string
 //! table, then every payload back to back. One buffer reused from call to
-//! call, so crossing the boundary is one memcpy of it into the guest.
+//! call, so crossing the boundary is one memcpy of it into the guest. The
+//! layout itself (sizes, offsets, record writer) is `batpak_layout`'s.
 
+use batpak_layout::{
+    write_batch_header, write_event_record, write_string_entry, BatchHeader, EventRecord,
+    BATCH_HEADER_LEN as HEADER_LEN, BATCH_RECORD_LEN as RECORD_LEN, STRING_ENTRY_LEN,
+};
 use batpak_store::{Event, EventId};
-
-/// Bytes of the batch header.
-pub(crate) const HEADER_LEN: usize = 16;
-/// Bytes of one event record.
-pub(crate) const RECORD_LEN: usize = 96;
-/// Bytes of one string-table entry.
-pub(crate) const STRING_ENTRY_LEN: usize = 8;
-
-/// Record field offsets (see the WIT doc of `react`).
-mod field {
-    pub(super) const ID_HI: usize = 0;
-    pub(super) const ID_LO: usize = 8;
-    pub(super) const SEQUENCE: usize = 16;
-    pub(super) const ENTITY_SEQUENCE: usize = 24;
-    pub(super) const CORRELATION_HI: usize = 32;
-    pub(super) const CORRELATION_LO: usize = 40;
-    pub(super) const CAUSATION_HI: usize = 48;
-    pub(super) const CAUSATION_LO: usize = 56;
-    pub(super) const TIMESTAMP_US: usize = 64;
-    pub(super) const ENTITY: usize = 72;
-    pub(super) const SCOPE: usize = 76;
-    pub(super) const KIND: usize = 80;
-    pub(super) const FLAGS: usize = 84;
-    pub(super) const PAYLOAD_OFFSET: usize = 88;
-    pub(super) const PAYLOAD_LEN: usize = 92;
-}
-
-/// Flags bit 0: the event has a causation.
-const FLAG_HAS_CAUSATION: u32 = 1;
-
-fn put_u32(buf: &mut [u8], at: usize, v: u32) {
-    buf[at..at + 4].copy_from_slice(&v.to_le_bytes());
-}
-
-fn put_u64(buf: &mut [u8], at: usize, v: u64) {
-    buf[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}
 
 /// A 64-bit key for a name: for names of up to 16 bytes two overlapping
 /// little-endian loads, mixed (no per-byte loop); longer names are hashed
@@ -201,23 +169,22 @@ impl FlatBatch {
                 }
             };
             let r = &mut buf[HEADER_LEN + RECORD_LEN * i..HEADER_LEN + RECORD_LEN * (i + 1)];
-            put_u64(r, field::ID_HI, h.id.hi());
-            put_u64(r, field::ID_LO, h.id.lo());
-            put_u64(r, field::SEQUENCE, h.sequence);
-            put_u64(r, field::ENTITY_SEQUENCE, h.entity_sequence);
-            put_u64(r, field::CORRELATION_HI, h.correlation.hi());
-            put_u64(r, field::CORRELATION_LO, h.correlation.lo());
-            if let Some(c) = h.causation {
-                put_u64(r, field::CAUSATION_HI, c.hi());
-                put_u64(r, field::CAUSATION_LO, c.lo());
-                put_u32(r, field::FLAGS, FLAG_HAS_CAUSATION);
-            }
-            put_u64(r, field::TIMESTAMP_US, h.timestamp_us);
-            put_u32(r, field::ENTITY, entity);
-            put_u32(r, field::SCOPE, scope);
-            put_u32(r, field::KIND, kind);
-            put_u32(r, field::PAYLOAD_OFFSET, payload_at as u32);
-            put_u32(r, field::PAYLOAD_LEN, e.payload.len() as u32);
+            write_event_record(
+                r,
+                &EventRecord {
+                    id: (h.id.hi(), h.id.lo()),
+                    sequence: h.sequence,
+                    entity_sequence: h.entity_sequence,
+                    correlation: (h.correlation.hi(), h.correlation.lo()),
+                    causation: h.causation.map(|c| (c.hi(), c.lo())),
+                    timestamp_us: h.timestamp_us,
+                    entity,
+                    scope,
+                    kind,
+                    payload_offset: payload_at as u32,
+                    payload_len: e.payload.len() as u32,
+                },
+            );
             payload_at += e.payload.len() as u64;
             if payload_at > u32::MAX as u64 {
                 return Err(format!(
@@ -241,8 +208,7 @@ impl FlatBatch {
         buf.reserve(STRING_ENTRY_LEN * strings.len() + name_bytes + payload_at as usize);
         let mut at = 0u32;
         for s in &strings {
-            buf.extend_from_slice(&at.to_le_bytes());
-            buf.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            write_string_entry(buf, at, s.len() as u32);
             at += s.len() as u32;
         }
         for s in &strings {
@@ -252,10 +218,15 @@ impl FlatBatch {
         for e in events {
             buf.extend_from_slice(&e.payload);
         }
-        put_u32(buf, 0, n as u32);
-        put_u32(buf, 4, strings.len() as u32);
-        put_u32(buf, 8, strings_offset as u32);
-        put_u32(buf, 12, payloads_offset as u32);
+        write_batch_header(
+            buf,
+            &BatchHeader {
+                count: n as u32,
+                string_count: strings.len() as u32,
+                strings_offset: strings_offset as u32,
+                payloads_offset: payloads_offset as u32,
+            },
+        );
         Ok(buf)
     }
 }

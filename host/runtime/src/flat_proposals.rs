@@ -1,48 +1,17 @@
 //! Decoding the `batpak:reactor@0.2.0` proposals buffer (see `react` in
-//! `wit/reactor.wit`) into [`Reaction`]s, with every structural check the
-//! contract names. A buffer that breaks the layout is malformed output: the
-//! call fails as a whole ([`FailureKind::Malformed`]), nothing is kept. A
-//! well-formed proposal whose kind index is not in `emits` becomes a
-//! reaction the capability gate denies on its own, like an undeclared kind
-//! in 0.1.0.
+//! `wit/reactor.wit`) into [`Reaction`]s. The layout and every structural
+//! check the contract names are `batpak_layout::decode_proposals`, run here
+//! with the host's budgets. A buffer that breaks the layout is malformed
+//! output: the call fails as a whole ([`FailureKind::Malformed`]), nothing
+//! is kept. A well-formed proposal whose kind index is not in `emits`
+//! becomes a reaction the capability gate denies on its own, like an
+//! undeclared kind in 0.1.0.
 
 use super::failure::{FailureKind, ReactFailure};
 use super::reaction::{Reaction, ReactionCause};
 use super::runner::{MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL};
+use batpak_layout::{decode_proposals, Causation, ProposalLimits};
 use batpak_store::{Coordinate, Event, EventId, MAX_NAME_LEN};
-
-/// Bytes of the proposals header.
-pub(crate) const HEADER_LEN: usize = 8;
-/// Bytes of one proposal record.
-pub(crate) const RECORD_LEN: usize = 56;
-
-/// Record field offsets (see the WIT doc of `react`).
-mod field {
-    pub(super) const SOURCE: usize = 0;
-    pub(super) const KIND: usize = 4;
-    pub(super) const ENTITY: usize = 8;
-    pub(super) const SCOPE: usize = 16;
-    pub(super) const PAYLOAD: usize = 24;
-    pub(super) const CAUSATION: usize = 32;
-    pub(super) const RESERVED: usize = 36;
-    pub(super) const CAUSE_HI: usize = 40;
-    pub(super) const CAUSE_LO: usize = 48;
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
-}
-
-fn malformed(message: String) -> ReactFailure {
-    ReactFailure::new(
-        FailureKind::Malformed,
-        format!("malformed proposals buffer (batpak:reactor@0.2.0 layout): {message}"),
-    )
-}
 
 /// The kind a proposal with an out-of-range kind index is given: not a
 /// declarable kind, so the capability gate denies it as undeclared and the
@@ -52,7 +21,10 @@ pub(crate) fn undeclared_kind(index: u32) -> String {
 }
 
 /// Decodes `buf`, the output of `react` for `batch`, by a reactor that
-/// declared `emits`.
+/// declared `emits`. Every check runs before anything is copied: the host
+/// keeps at most `MAX_NAME_LEN` bytes per name and `MAX_OUTPUT_BYTES` of
+/// payload per call (see `MAX_OUTPUT_HOST_BYTES`), however the records
+/// share ranges.
 ///
 /// # Errors
 /// A [`FailureKind::Malformed`] failure naming the first broken rule.
@@ -61,140 +33,58 @@ pub(crate) fn decode(
     batch: &[Event],
     emits: &[String],
 ) -> Result<Vec<Reaction>, ReactFailure> {
-    if buf.is_empty() {
-        return Ok(Vec::new());
-    }
-    if buf.len() < HEADER_LEN {
-        return Err(malformed(format!(
-            "{} bytes is shorter than the {HEADER_LEN}-byte header (an empty buffer means no proposals)",
-            buf.len()
-        )));
-    }
-    let count = u32_at(buf, 0) as usize;
-    let reserved = u32_at(buf, 4);
-    if reserved != 0 {
-        return Err(malformed(format!(
-            "header bytes 4..8 are reserved and must be 0, found {reserved}"
-        )));
-    }
-    if count > MAX_PROPOSALS_PER_CALL {
-        return Err(malformed(format!(
-            "{count} proposals; the limit is {MAX_PROPOSALS_PER_CALL} per call"
-        )));
-    }
-    let records_end = HEADER_LEN + RECORD_LEN * count;
-    if buf.len() < records_end {
-        return Err(malformed(format!(
-            "the header announces {count} proposal(s), which need {records_end} bytes, but the buffer has {}",
-            buf.len()
-        )));
-    }
-    // Ranges are checked against the whole buffer: records may share bytes.
-    let range =
-        |k: usize, r: &[u8], at: usize, what: &str| -> Result<(usize, usize), ReactFailure> {
-            let (off, len) = (u32_at(r, at) as u64, u32_at(r, at + 4) as u64);
-            if off + len > buf.len() as u64 {
-                return Err(malformed(format!(
-                    "proposal {k}: its {what} range [{off}, {}) falls outside the {}-byte buffer",
-                    off + len,
-                    buf.len()
-                )));
-            }
-            Ok((off as usize, (off + len) as usize))
-        };
-    // A name is checked (length first, then UTF-8) before it is copied:
-    // records may all point at one large range, and only a name within the
-    // store's limit is ever copied, so one call makes the host keep at most
-    // MAX_NAME_LEN bytes per name (see `MAX_OUTPUT_HOST_BYTES`).
-    let too_long = |k: usize, len: usize, what: &str| -> ReactFailure {
-        malformed(format!(
-            "proposal {k}: its {what} is {len} bytes; the limit is {MAX_NAME_LEN} (MAX_NAME_LEN: an entity or scope name is at most {MAX_NAME_LEN} bytes)"
-        ))
+    let limits = ProposalLimits {
+        batch_len: batch.len(),
+        max_proposals: MAX_PROPOSALS_PER_CALL,
+        max_payload_bytes: MAX_OUTPUT_BYTES,
+        max_name_len: MAX_NAME_LEN,
     };
-    let name = |k: usize, bytes: &[u8], what: &str| -> Result<String, ReactFailure> {
-        std::str::from_utf8(bytes)
-            .map(str::to_string)
-            .map_err(|e| malformed(format!("proposal {k}: its {what} is not valid UTF-8 ({e})")))
-    };
-    let mut payload_total = 0usize;
-    let mut out = Vec::with_capacity(count);
-    for k in 0..count {
-        let r = &buf[HEADER_LEN + RECORD_LEN * k..HEADER_LEN + RECORD_LEN * (k + 1)];
-        let source = u32_at(r, field::SOURCE);
-        let Some(src) = batch.get(source as usize) else {
-            return Err(malformed(format!(
-                "proposal {k} names source event {source} but the batch has {} event(s) (source is a 0-based index into the batch)",
-                batch.len()
-            )));
-        };
-        let causation = match u32_at(r, field::CAUSATION) {
-            0 => ReactionCause::Source,
-            1 => ReactionCause::Event(EventId::from_parts(
-                u64_at(r, field::CAUSE_HI),
-                u64_at(r, field::CAUSE_LO),
-            )),
-            2 => ReactionCause::None,
-            tag => {
-                return Err(malformed(format!(
-                    "proposal {k}: causation is {tag}; it must be 0 (the source event), 1 (the event id at offset 40) or 2 (none)"
-                )))
+    let proposals = decode_proposals(buf, &limits).map_err(|e| {
+        ReactFailure::new(
+            FailureKind::Malformed,
+            format!("malformed proposals buffer (batpak:reactor@0.2.0 layout): {e}"),
+        )
+    })?;
+    Ok(proposals
+        .into_iter()
+        .map(|p| {
+            // `decode_proposals` checked the source index against the batch.
+            let c = &batch[p.source as usize].header.coordinate;
+            let or_source = |name: &str, source: &String| {
+                if name.is_empty() {
+                    source.clone()
+                } else {
+                    name.to_string()
+                }
+            };
+            Reaction {
+                source: p.source,
+                coordinate: Coordinate {
+                    entity: or_source(p.entity, &c.entity),
+                    scope: or_source(p.scope, &c.scope),
+                },
+                kind: match emits.get(p.kind as usize) {
+                    Some(kind) => kind.clone(),
+                    None => undeclared_kind(p.kind),
+                },
+                payload: p.payload.to_vec(),
+                causation: match p.causation {
+                    Causation::Source => ReactionCause::Source,
+                    Causation::Event(hi, lo) => ReactionCause::Event(EventId::from_parts(hi, lo)),
+                    Causation::None => ReactionCause::None,
+                },
             }
-        };
-        let reserved = u32_at(r, field::RESERVED);
-        if reserved != 0 {
-            return Err(malformed(format!(
-                "proposal {k}: record bytes 36..40 are reserved and must be 0, found {reserved}"
-            )));
-        }
-        let (es, ee) = range(k, r, field::ENTITY, "entity")?;
-        let (ss, se) = range(k, r, field::SCOPE, "scope")?;
-        let (ps, pe) = range(k, r, field::PAYLOAD, "payload")?;
-        payload_total += pe - ps;
-        if payload_total > MAX_OUTPUT_BYTES {
-            return Err(malformed(format!(
-                "more than {MAX_OUTPUT_BYTES} payload bytes (at proposal {k}); the limit is {MAX_OUTPUT_BYTES} per call"
-            )));
-        }
-        // Both names are checked before either is copied.
-        let c = &src.header.coordinate;
-        let entity = &buf[es..ee];
-        let scope = &buf[ss..se];
-        if entity.len() > MAX_NAME_LEN {
-            return Err(too_long(k, entity.len(), "entity"));
-        }
-        if scope.len() > MAX_NAME_LEN {
-            return Err(too_long(k, scope.len(), "scope"));
-        }
-        let entity = if entity.is_empty() {
-            c.entity.clone()
-        } else {
-            name(k, entity, "entity")?
-        };
-        let scope = if scope.is_empty() {
-            c.scope.clone()
-        } else {
-            name(k, scope, "scope")?
-        };
-        let kind_index = u32_at(r, field::KIND);
-        let kind = match emits.get(kind_index as usize) {
-            Some(kind) => kind.clone(),
-            None => undeclared_kind(kind_index),
-        };
-        out.push(Reaction {
-            source,
-            coordinate: Coordinate { entity, scope },
-            kind,
-            payload: buf[ps..pe].to_vec(),
-            causation,
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::flat_batch::tests::ev;
+    use batpak_layout::{
+        proposal_field, PROPOSALS_HEADER_LEN as HEADER_LEN, PROPOSAL_RECORD_LEN as RECORD_LEN,
+    };
 
     /// One proposal record: (source, kind, entity, scope, payload,
     /// causation tag, reserved, cause) with names and payload appended after
@@ -388,8 +278,10 @@ mod tests {
         let name_at = (HEADER_LEN + RECORD_LEN * n) as u32;
         for _ in 0..n {
             let mut r = [0u8; RECORD_LEN];
-            r[field::ENTITY..field::ENTITY + 4].copy_from_slice(&name_at.to_le_bytes());
-            r[field::ENTITY + 4..field::ENTITY + 8].copy_from_slice(&(big as u32).to_le_bytes());
+            r[proposal_field::ENTITY..proposal_field::ENTITY + 4]
+                .copy_from_slice(&name_at.to_le_bytes());
+            r[proposal_field::ENTITY + 4..proposal_field::ENTITY + 8]
+                .copy_from_slice(&(big as u32).to_le_bytes());
             b.extend_from_slice(&r);
         }
         b.resize(b.len() + big, b'e');
