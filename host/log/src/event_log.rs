@@ -75,10 +75,16 @@ pub trait EventLog: Send + Sync + fmt::Debug + 'static {
     /// every commit this caller made before, refusing it whole when its
     /// fence is stale.
     ///
+    /// The log may take the records and checkpoint out of `commit` (so the
+    /// embedded store appends them without a copy) when the commit lands
+    /// or fails for good; after [`Unavailable`](CommitError::Unavailable)
+    /// and [`Unknown`](CommitError::Unknown) it leaves `commit` as it was,
+    /// so the caller can resolve the outcome and retry the same commit.
+    ///
     /// # Errors
     /// [`CommitError`]; only [`Unknown`](CommitError::Unknown) and
     /// [`Failed`](CommitError::Failed) leave open whether it landed.
-    fn commit(&self, commit: Commit) -> Result<Committed, CommitError>;
+    fn commit(&self, commit: &mut Commit) -> Result<Committed, CommitError>;
 
     /// The last committed checkpoint of `cursor`, `None` before the first.
     ///
@@ -136,7 +142,7 @@ pub trait EventLog: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// As [`commit`](Self::commit).
     fn append_system(&self, records: Vec<Proposal>) -> Result<Committed, CommitError> {
-        self.commit(Commit::records(records))
+        self.commit(&mut Commit::records(records))
     }
 }
 

@@ -164,7 +164,7 @@ impl MemoryLog {
     /// As [`EventLog::commit`] without faults.
     pub fn append(&self, proposals: Vec<Proposal>) -> Result<Committed, CommitError> {
         let mut st = self.inner.state.lock();
-        let r = apply(&mut st, Commit::records(proposals));
+        let r = apply(&mut st, &Commit::records(proposals));
         drop(st);
         self.inner.grew.notify_all();
         r
@@ -234,7 +234,7 @@ impl MemoryLog {
 }
 
 /// Lands `commit` whole or not at all: every record checked first.
-fn apply(st: &mut State, commit: Commit) -> Result<Committed, CommitError> {
+fn apply(st: &mut State, commit: &Commit) -> Result<Committed, CommitError> {
     if let (Some(f), Some(cp)) = (commit.fence, &commit.checkpoint) {
         let found = st.checkpoints.get(&cp.cursor).map_or(0, |(_, f)| *f);
         if found != f.0 {
@@ -319,7 +319,7 @@ fn apply(st: &mut State, commit: Commit) -> Result<Committed, CommitError> {
             hash,
         });
     }
-    let fence = commit.checkpoint.map(|cp| {
+    let fence = commit.checkpoint.clone().map(|cp| {
         let next = st.checkpoints.get(&cp.cursor).map_or(0, |(_, f)| *f) + 1;
         st.checkpoints.insert(
             cp.cursor.clone(),
@@ -381,7 +381,7 @@ impl EventLog for MemoryLog {
         ))))
     }
 
-    fn commit(&self, commit: Commit) -> Result<Committed, CommitError> {
+    fn commit(&self, commit: &mut Commit) -> Result<Committed, CommitError> {
         let mut st = self.inner.state.lock();
         if st.closed {
             return Err(CommitError::Closed);

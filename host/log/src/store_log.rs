@@ -83,16 +83,19 @@ impl EventLog for Store {
         )))
     }
 
-    fn commit(&self, commit: Commit) -> Result<Committed, CommitError> {
+    fn commit(&self, commit: &mut Commit) -> Result<Committed, CommitError> {
         let mut opts = match commit.durability {
             Durability::Accepted => AppendOptions::accepted(),
             Durability::Durable => AppendOptions::durable(),
         };
-        let fence = commit.checkpoint.as_ref().map(|cp| Fence(cp.sequence));
-        if let Some(cp) = commit.checkpoint {
+        let checkpoint = commit.checkpoint.take();
+        let fence = checkpoint.as_ref().map(|cp| Fence(cp.sequence));
+        if let Some(cp) = checkpoint {
             opts = opts.with_checkpoint(cp);
         }
-        self.append_system(commit.records, opts)
+        // Taken, not copied: every store error is final (refused, closed,
+        // failed), never one the caller retries with the same commit.
+        self.append_system(std::mem::take(&mut commit.records), opts)
             .map_err(commit_error)?;
         // At or past the end of the frame just taken (the sequencer
         // publishes `accepted` before the append returns).
