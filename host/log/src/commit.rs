@@ -13,6 +13,10 @@ pub enum Durability {
     /// [`Committed::upto`] before it relies on it. A replicated log may
     /// treat this like `Durable`.
     Accepted,
+    /// Once the commit is readable through this log's reads (the embedded
+    /// store: written, not yet fsynced). A replicated log may treat this
+    /// like `Durable`.
+    Visible,
     /// Once the commit is durable (fsynced; on a replicated log, stored by
     /// a quorum with its fsync).
     #[default]

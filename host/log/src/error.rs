@@ -49,7 +49,7 @@ pub enum CommitError {
     /// be refused again (an invalid record, an id or idempotency key that
     /// names other content, a batch too large). A caller stops or changes
     /// what it commits.
-    #[error("the log refused the commit: {0}")]
+    #[error("{0}")]
     Refused(#[source] Cause),
     /// The commit's [`Fence`](crate::Fence) is stale: the cursor's
     /// checkpoint moved since it was taken, so another instance owns the
@@ -70,7 +70,10 @@ pub enum CommitError {
     Unavailable(#[source] Cause),
     /// The commit **may or may not** have landed: a timeout, a lost
     /// connection or a lost reply after the request was sent. If it landed,
-    /// it landed whole.
+    /// it landed whole. An implementation answers `Unknown` only once the
+    /// request can no longer land later (its deadline at the server has
+    /// passed, the connection that carried it is gone), so that the read
+    /// which resolves it is final.
     ///
     /// How to resolve it, before anything else is committed for the same
     /// cursor: with a checkpoint, read it ([`EventLog::checkpoint`](crate::EventLog::checkpoint));

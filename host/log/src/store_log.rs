@@ -86,6 +86,7 @@ impl EventLog for Store {
     fn commit(&self, commit: &mut Commit) -> Result<Committed, CommitError> {
         let mut opts = match commit.durability {
             Durability::Accepted => AppendOptions::accepted(),
+            Durability::Visible => AppendOptions::visible(),
             Durability::Durable => AppendOptions::durable(),
         };
         let checkpoint = commit.checkpoint.take();
@@ -131,8 +132,7 @@ impl EventLog for Store {
         let w = self.watermarks();
         Heads {
             accepted: w.accepted,
-            // What a cursor may deliver.
-            durable: w.durable.min(w.visible),
+            durable: w.durable,
         }
     }
 
@@ -180,6 +180,8 @@ impl LogCursor for StoreCursor {
 fn closed_error(c: CanalClosed) -> LogError {
     match c.reason {
         CloseReason::StoreClosed | CloseReason::Stopped => LogError::Closed,
+        // The store's own words, as the runner has always reported them.
+        CloseReason::Failed(m) => LogError::Failed(m.into()),
         _ => LogError::Failed(Box::new(c)),
     }
 }

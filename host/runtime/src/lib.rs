@@ -101,7 +101,9 @@ pub use host_imports::{READ_ENTITY_BYTES, READ_ENTITY_CAP};
 pub use inspect::{descriptor_json, InitOutcome, Inspection};
 pub use load_error::LoadError;
 pub use log::{log, set_log_sink, LogLevel, LogSink};
-pub use parking::{parked_events, request_replay, FailurePolicy, ParkedEvent, ParkedSet};
+pub use parking::{
+    parked_events, request_replay, FailurePolicy, ParkedEvent, ParkedSet, ParkingError,
+};
 pub use plugin::Plugin;
 pub use prepare::{PluginSettings, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, MAX_LIFT_BYTES};
 pub use random::RandomSource;
@@ -110,8 +112,8 @@ pub use reactor::Reactor;
 pub use regular_file::{open_regular, read_regular, read_regular_text, FileRefusal};
 pub use runner::{
     cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, SwapTicket,
-    DEFAULT_DURABLE_WINDOW, DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES, MAX_OUTPUT_HOST_BYTES,
-    MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
+    DEFAULT_DURABLE_WINDOW, DEFAULT_LOG_RETRY, DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES,
+    MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
 };
 pub use runtime::{
     Runtime, RuntimeConfig, RuntimeError, DEFAULT_MAX_MEMORIES, DEFAULT_MAX_PLUGIN_FILE_BYTES,

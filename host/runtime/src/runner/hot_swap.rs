@@ -3,9 +3,10 @@
 //! a failing new version back while it is on probation (`swap_rollback`).
 
 use super::error::RunnerError;
+use super::feed::Feed;
 use super::pending::Probation;
 use super::settings::batch_limit;
-use super::worker::{admission_for, Feed, Worker};
+use super::worker::{admission_for, Worker};
 use crate::failure::ReactFailure;
 use crate::log::LogLevel;
 use crate::reactor::Reactor;
@@ -14,7 +15,7 @@ use crate::swap::{
     check_swap, refused_proposal, rolled_back_proposal, swapped_proposal, RolledBackRecord,
     SwapOutcome, SwapRefusal,
 };
-use batpak_store::AppendOptions;
+use batpak_log::Commit;
 use std::sync::Arc;
 
 impl Worker {
@@ -42,7 +43,7 @@ impl Worker {
     pub(super) fn position(&self) -> u64 {
         match &self.feed {
             Feed::Cursor(_) => self.covered,
-            Feed::Lossy(_) => self.store.watermarks().durable,
+            Feed::Lossy(_) => self.log.heads().durable,
         }
     }
 
@@ -57,9 +58,9 @@ impl Worker {
         let running = self.admission.info.clone();
         let refuse = |w: &mut Worker, r: SwapRefusal| {
             w.log(LogLevel::Warn, &format!("swap refused: {r}"));
-            let _ = w.store.append_system(
-                vec![refused_proposal(&running, &r)],
-                AppendOptions::durable(),
+            let _ = w.land(
+                Commit::records(vec![refused_proposal(&running, &r)]),
+                || "recording the swap refusal".into(),
             );
             Err(r)
         };
@@ -87,20 +88,22 @@ impl Worker {
         };
         // Recorded before the first batch of the new version: every
         // reaction after this record carries the new digest.
-        if let Err(e) = self
-            .store
-            .append_system(vec![record], AppendOptions::durable())
-        {
+        if let Err(e) = self.land(Commit::records(vec![record]), || {
+            "recording the swap".into()
+        }) {
             return refuse(
                 self,
                 SwapRefusal::NotRecorded {
                     name: running.name.clone(),
-                    reason: e.to_string(),
+                    reason: match e {
+                        RunnerError::Commit { source, .. } => source.to_string(),
+                        e => e.to_string(),
+                    },
                 },
             );
         }
         next.attach(HostServices {
-            store: self.store.clone(),
+            log: self.log.clone(),
             admission: admission.clone(),
         });
         self.log(
@@ -164,12 +167,10 @@ impl Worker {
             reason: failure.to_string(),
             position: self.position(),
         };
-        self.store
-            .append_system(
-                vec![rolled_back_proposal(&rec, &p.admission.info)],
-                AppendOptions::durable(),
-            )
-            .map_err(RunnerError::store("recording the rollback"))?;
+        self.land(
+            Commit::records(vec![rolled_back_proposal(&rec, &p.admission.info)]),
+            || "recording the rollback".into(),
+        )?;
         self.log(
             LogLevel::Warn,
             &format!(

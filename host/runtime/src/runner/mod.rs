@@ -26,8 +26,10 @@
 
 mod commit;
 mod error;
+mod feed;
 mod handle;
 mod hot_swap;
+mod landing;
 mod outcome;
 mod pending;
 mod replay;
@@ -38,7 +40,9 @@ mod worker;
 
 pub use error::RunnerError;
 pub use handle::{spawn, RunnerHandle, SwapTicket};
-pub use settings::{cursor_id, RunnerSettings, DEFAULT_DURABLE_WINDOW, DEFAULT_MAX_BATCH};
+pub use settings::{
+    cursor_id, RunnerSettings, DEFAULT_DURABLE_WINDOW, DEFAULT_LOG_RETRY, DEFAULT_MAX_BATCH,
+};
 pub use shape::{
     MAX_OUTPUT_BYTES, MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
 };
