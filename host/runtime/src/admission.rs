@@ -185,8 +185,6 @@ impl Gate<ReactionContext> for CapabilityGate {
     }
 }
 
-/// `s` cut to at most `max` bytes (on a character boundary), marked when
-/// cut; borrowed (no allocation) when it fits, as every admitted kind does.
 /// Looks `cause` up, retrying a few times while the log is unavailable: a
 /// transient fault must not turn into an `unknown-causation` denial.
 fn lookup(
@@ -205,6 +203,8 @@ fn lookup(
     }
 }
 
+/// `s` cut to at most `max` bytes (on a character boundary), marked when
+/// cut; borrowed (no allocation) when it fits, as every admitted kind does.
 fn clip(s: &str, max: usize) -> Cow<'_, str> {
     if s.len() <= max {
         return Cow::Borrowed(s);

@@ -16,9 +16,9 @@
 
 use crate::admission::{Admission, CapabilityGate, Judged, ReactorInfo};
 use crate::reactor::Reactor;
+use crate::runner::swap::{ROLLED_BACK_KIND, SWAPPED_KIND};
 use crate::services::HostServices;
 use crate::shadow_error::ShadowError;
-use crate::swap::{ROLLED_BACK_KIND, SWAPPED_KIND};
 use batpak_log::{Commit, Durability, SharedLog};
 use batpak_store::{
     is_system_kind, Event, EventId, GateSet, LogReader, Proposal, Store, DENIED_KIND,

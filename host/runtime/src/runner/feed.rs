@@ -38,7 +38,7 @@ impl ReactorCursor {
             if cp.region != fingerprint {
                 return Err(RunnerError::RegionChanged {
                     reactor: d.name.clone(),
-                    region: crate::swap::describe_region(&d.region),
+                    region: super::swap::describe_region(&d.region),
                 });
             }
             if cp.sequence > 0 {

@@ -3,8 +3,9 @@
 
 use super::error::RunnerError;
 use super::feed::{Feed, ReactorCursor};
-use super::pending::{LastRollback, LastSwap, PendingSwap};
 use super::settings::{batch_limit, RunnerSettings};
+use super::swap::pending::{LastRollback, LastSwap, PendingSwap};
+use super::swap::{check_swap, refused_proposal, RolledBackRecord, SwapOutcome, SwapRefusal};
 use super::worker::{admission_for, Worker};
 use crate::admission::ReactorInfo;
 use crate::descriptor::Descriptor;
@@ -12,7 +13,6 @@ use crate::log::{log, LogLevel};
 use crate::reactor::Reactor;
 use crate::services::HostServices;
 use crate::status::ReactorStatus;
-use crate::swap::{check_swap, refused_proposal, RolledBackRecord, SwapOutcome, SwapRefusal};
 use batpak_log::{IntoLog, SharedLog};
 use batpak_store::{CanalHandle, ReactorCanal};
 use parking_lot::Mutex;

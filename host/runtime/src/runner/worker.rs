@@ -1,11 +1,11 @@
 //! The worker: the runner thread's state and its pull loop — pull a batch,
 //! process it (see `retry`), write lazy checkpoints — and the hand-over of
-//! a replacement reactor between two batches (see `hot_swap`).
+//! a replacement reactor between two batches (see `swap`).
 
 use super::error::RunnerError;
 use super::feed::Feed;
-use super::pending::{LastRollback, LastSwap, PendingSwap, Probation};
 use super::settings::RunnerSettings;
+use super::swap::pending::{LastRollback, LastSwap, PendingSwap, Probation};
 use crate::admission::{Admission, CapabilityGate, ReactorInfo};
 use crate::descriptor::Descriptor;
 use crate::log::{log, LogLevel};

@@ -2,26 +2,26 @@
 //! boundary, checking and recording it, exchanging the reactor, and rolling
 //! a failing new version back while it is on probation (`swap_rollback`).
 
-use super::error::RunnerError;
-use super::feed::Feed;
 use super::pending::Probation;
-use super::settings::batch_limit;
-use super::worker::{admission_for, Worker};
-use crate::failure::ReactFailure;
-use crate::log::LogLevel;
-use crate::reactor::Reactor;
-use crate::services::HostServices;
-use crate::swap::{
+use super::{
     check_swap, refused_proposal, rolled_back_proposal, swapped_proposal, RolledBackRecord,
     SwapOutcome, SwapRefusal,
 };
+use crate::failure::ReactFailure;
+use crate::log::LogLevel;
+use crate::reactor::Reactor;
+use crate::runner::error::RunnerError;
+use crate::runner::feed::Feed;
+use crate::runner::settings::batch_limit;
+use crate::runner::worker::{admission_for, Worker};
+use crate::services::HostServices;
 use batpak_log::Commit;
 use std::sync::Arc;
 
 impl Worker {
     /// Picks up a replacement reactor handed over by
-    /// [`RunnerHandle::swap`](super::RunnerHandle::swap) and answers it.
-    pub(super) fn take_swap(&mut self) -> Result<(), RunnerError> {
+    /// [`RunnerHandle::swap`](crate::RunnerHandle::swap) and answers it.
+    pub(in crate::runner) fn take_swap(&mut self) -> Result<(), RunnerError> {
         let Some(pending) = self.swap.lock().take() else {
             return Ok(());
         };
@@ -40,7 +40,7 @@ impl Worker {
     }
 
     /// The last sequence this runner handled (its checkpoint).
-    pub(super) fn position(&self) -> u64 {
+    pub(in crate::runner) fn position(&self) -> u64 {
         match &self.feed {
             Feed::Cursor(_) => self.covered,
             Feed::Lossy(_) => self.log.heads().durable,
@@ -49,7 +49,7 @@ impl Worker {
 
     /// Runs the checks, records the swap and exchanges the reactor. Called
     /// at a batch boundary with the old version's checkpoint written.
-    pub(super) fn apply_swap(
+    pub(in crate::runner) fn apply_swap(
         &mut self,
         mut next: Box<dyn Reactor>,
         grant_emits: Option<Vec<String>>,
@@ -139,7 +139,7 @@ impl Worker {
 
     /// Counts a completed batch of a version on probation; past
     /// `swap_rollback` batches the replaced version is dropped.
-    pub(super) fn probation_tick(&mut self) {
+    pub(in crate::runner) fn probation_tick(&mut self) {
         if let Some(p) = &mut self.previous {
             p.done += 1;
             if p.done >= self.settings.swap_rollback {
@@ -152,7 +152,10 @@ impl Worker {
     /// and records why. Returns false (nothing done) outside probation; the
     /// caller then handles the failure as usual, and otherwise hands the
     /// failing events to the restored version.
-    pub(super) fn roll_back_on(&mut self, failure: &ReactFailure) -> Result<bool, RunnerError> {
+    pub(in crate::runner) fn roll_back_on(
+        &mut self,
+        failure: &ReactFailure,
+    ) -> Result<bool, RunnerError> {
         let Some(p) = self.previous.take() else {
             return Ok(false);
         };
