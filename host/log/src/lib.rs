@@ -49,15 +49,17 @@ mod error;
 mod event_log;
 #[cfg(feature = "memory")]
 mod memory;
+mod read_cursor;
 mod region_batch;
 mod store_log;
 
 pub use commit::{Commit, Committed, Durability, Fence};
-pub use cursor::{LogCursor, ReadCursor};
+pub use cursor::LogCursor;
 pub use error::{CommitError, LogError};
 pub use event_log::{EventLog, Heads, IntoLog, SharedLog};
 #[cfg(feature = "memory")]
 pub use memory::{Fault, FaultPlan, MemoryLog, Op};
+pub use read_cursor::ReadCursor;
 pub use region_batch::RegionBatch;
 
 // The event model the seam speaks, re-exported so a log implementation

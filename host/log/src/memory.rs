@@ -10,9 +10,10 @@
 //! timed out. Everything is durable as soon as it lands.
 
 use crate::commit::{Commit, Committed, Fence};
-use crate::cursor::{LogCursor, ReadCursor};
+use crate::cursor::LogCursor;
 use crate::error::{CommitError, LogError};
 use crate::event_log::{EventLog, Heads, LiveFeed};
+use crate::read_cursor::ReadCursor;
 use crate::region_batch::RegionBatch;
 use batpak_store::{
     now_us, Canal, CanalBatch, CanalClosed, ChainLink, Checkpoint, CloseReason, Event, EventHeader,
