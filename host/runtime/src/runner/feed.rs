@@ -3,7 +3,8 @@
 //! output), or a lossy live subscription.
 
 use super::error::RunnerError;
-use super::settings::cursor_id;
+use super::landing::retry_transient;
+use super::settings::{cursor_id, RunnerSettings};
 use crate::descriptor::Descriptor;
 use batpak_log::{LogCursor, SharedLog};
 use batpak_store::{Canal, CanalBatch, CanalClosed, CheckpointUpdate, Event, EventId, StoreError};
@@ -25,12 +26,17 @@ pub(super) struct ReactorCursor {
 impl ReactorCursor {
     /// Opens reactor `d`'s cursor after its checkpoint, which must have
     /// been written for `d`'s region and name the event at its sequence.
-    pub(super) fn open(log: &SharedLog, d: &Descriptor) -> Result<ReactorCursor, RunnerError> {
+    /// Reads are retried while the log is unavailable, up to
+    /// `settings.log_retry`.
+    pub(super) fn open(
+        log: &SharedLog,
+        d: &Descriptor,
+        settings: &RunnerSettings,
+    ) -> Result<ReactorCursor, RunnerError> {
         let id = cursor_id(&d.name);
         let fingerprint = d.region.fingerprint();
         let read = |what: &str| RunnerError::log(format!("reactor {}: {what}", d.name));
-        let cp = log
-            .checkpoint(&id)
+        let cp = retry_transient(settings, || log.checkpoint(&id))
             .map_err(read("reading its checkpoint"))?;
         let mut position = 0;
         if let Some(cp) = cp {
@@ -42,8 +48,7 @@ impl ReactorCursor {
                 });
             }
             if cp.sequence > 0 {
-                let at = log
-                    .get_by_sequence(cp.sequence)
+                let at = retry_transient(settings, || log.get_by_sequence(cp.sequence))
                     .map_err(read("reading the event at its checkpoint"))?;
                 let reason = match at {
                     Some(e) if e.header.id == cp.event_id => None,
@@ -65,8 +70,7 @@ impl ReactorCursor {
             }
             position = cp.sequence;
         }
-        let canal = log
-            .open_cursor(&d.region, position)
+        let canal = retry_transient(settings, || log.open_cursor(&d.region, position))
             .map_err(read("opening its cursor"))?;
         Ok(ReactorCursor {
             canal,

@@ -3,6 +3,7 @@
 
 use super::error::RunnerError;
 use super::feed::{Feed, ReactorCursor};
+use super::landing::retry_transient;
 use super::settings::{batch_limit, RunnerSettings};
 use super::swap::pending::{LastRollback, LastSwap, PendingSwap};
 use super::swap::{check_swap, refused_proposal, RolledBackRecord, SwapOutcome, SwapRefusal};
@@ -283,17 +284,18 @@ pub fn spawn(
     d.validate().map_err(RunnerError::InvalidDescriptor)?;
     let (feed, fence) = match d.canal {
         ReactorCanal::CursorGuaranteed => {
-            let cursor = ReactorCursor::open(&log, &d)?;
-            let fence = log.fence(cursor.id()).map_err(RunnerError::log(format!(
-                "reactor {}: reading its fence",
-                d.name
-            )))?;
+            let cursor = ReactorCursor::open(&log, &d, &settings)?;
+            let fence = retry_transient(&settings, || log.fence(cursor.id())).map_err(
+                RunnerError::log(format!("reactor {}: reading its fence", d.name)),
+            )?;
             (Feed::Cursor(cursor), Some(fence))
         }
         ReactorCanal::LossySubscription => (
             Feed::Lossy(
-                log.subscribe(&d.region, settings.subscription_capacity.max(1))
-                    .map_err(RunnerError::log(format!("reactor {}: subscribing", d.name)))?,
+                retry_transient(&settings, || {
+                    log.subscribe(&d.region, settings.subscription_capacity.max(1))
+                })
+                .map_err(RunnerError::log(format!("reactor {}: subscribing", d.name)))?,
             ),
             None,
         ),

@@ -16,10 +16,41 @@
 //! ([`Worker::read_retrying`]).
 
 use super::error::RunnerError;
+use super::settings::RunnerSettings;
 use super::worker::Worker;
 use crate::log::LogLevel;
 use batpak_log::{Commit, CommitError, Committed, EventLog, LogError};
 use std::time::{Duration, Instant};
+
+/// Runs the read `f`, retrying while the log is unavailable, up to
+/// `settings.log_retry` (for reads before the runner thread exists).
+pub(super) fn retry_transient<T>(
+    settings: &RunnerSettings,
+    mut f: impl FnMut() -> Result<T, LogError>,
+) -> Result<T, LogError> {
+    let started = Instant::now();
+    let mut failures = 0u32;
+    loop {
+        match f() {
+            Err(e) if e.is_transient() && started.elapsed() < settings.log_retry => {
+                failures += 1;
+                std::thread::sleep(backoff(settings, failures, started));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// The policy's backoff after `failures` failed tries, no longer than
+/// [`MAX_RETRY_WAIT`] nor past the retry budget.
+fn backoff(settings: &RunnerSettings, failures: u32, started: Instant) -> Duration {
+    let left = settings.log_retry.saturating_sub(started.elapsed());
+    settings
+        .policy
+        .delay(failures)
+        .min(MAX_RETRY_WAIT)
+        .min(left)
+}
 
 /// Longest single wait between two retries: a runner asked to stop, or a
 /// log that comes back, is noticed within this.
@@ -137,13 +168,6 @@ impl Worker {
     /// Sleeps the policy's backoff after `failures` failed tries, no longer
     /// than [`MAX_RETRY_WAIT`] nor past the retry budget.
     pub(super) fn retry_wait(&self, failures: u32, started: Instant) {
-        let left = self.settings.log_retry.saturating_sub(started.elapsed());
-        std::thread::sleep(
-            self.settings
-                .policy
-                .delay(failures)
-                .min(MAX_RETRY_WAIT)
-                .min(left),
-        );
+        std::thread::sleep(backoff(&self.settings, failures, started));
     }
 }
