@@ -464,3 +464,47 @@ fn seeded_random_fault_schedules_keep_reactions_exactly_once() {
         assert_exactly_once(&log, &sources);
     }
 }
+
+#[test]
+fn a_swap_whose_record_lost_its_reply_is_recorded_once_and_takes_effect() {
+    let log = MemoryLog::new();
+    let mut sources = put(&log, &["s0", "s1", "s2"]);
+    let shared: SharedLog = Arc::new(log.clone());
+    let h = batpak_runtime::spawn(shared, Box::new(Doubler::new()), settings()).unwrap();
+    let status = h.status().clone();
+    wait_for("the first version to go idle", || {
+        status.is_idle_at(log.heads().durable)
+    });
+    // The swap record's commit lands, but its reply is lost.
+    log.inject(Op::Commit, Fault::LoseReply);
+    let mut v2 = Doubler::new();
+    v2.d.version = "2.0.0".into();
+    let outcome = h.swap(Box::new(v2), None).expect("the swap is made");
+    assert_eq!(outcome.new_version, "2.0.0");
+    sources.extend(put(&log, &["s3", "s4"]));
+    wait_for("the new version to go idle", || {
+        status.is_idle_at(log.heads().durable)
+    });
+    Box::new(h).stop_and_join().unwrap();
+    assert_exactly_once(&log, &sources);
+    let events = log.events();
+    let swapped = events
+        .iter()
+        .filter(|e| e.kind() == batpak_runtime::SWAPPED_KIND)
+        .count();
+    assert_eq!(swapped, 1, "the swap is recorded once");
+    let v2_out = events
+        .iter()
+        .filter(|e| e.kind() == "out")
+        .filter(|e| {
+            e.header
+                .meta
+                .iter()
+                .any(|(k, v)| k == "reactor_version" && v == "2.0.0")
+        })
+        .count();
+    assert_eq!(
+        v2_out, 4,
+        "the events after the swap were handled by the new version"
+    );
+}

@@ -3,7 +3,7 @@
 //! output), or a lossy live subscription.
 
 use super::error::RunnerError;
-use super::landing::retry_transient;
+use super::log_retry::retry_transient;
 use super::settings::{cursor_id, RunnerSettings};
 use crate::descriptor::Descriptor;
 use batpak_log::{LogCursor, SharedLog};

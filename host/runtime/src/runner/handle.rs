@@ -3,7 +3,7 @@
 
 use super::error::RunnerError;
 use super::feed::{Feed, ReactorCursor};
-use super::landing::retry_transient;
+use super::log_retry::retry_transient;
 use super::settings::{batch_limit, RunnerSettings};
 use super::swap::pending::{LastRollback, LastSwap, PendingSwap};
 use super::swap::{check_swap, refused_proposal, RolledBackRecord, SwapOutcome, SwapRefusal};

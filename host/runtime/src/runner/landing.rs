@@ -16,45 +16,12 @@
 //! ([`Worker::read_retrying`]).
 
 use super::error::RunnerError;
-use super::settings::RunnerSettings;
+use super::log_retry::backoff;
 use super::worker::Worker;
 use crate::log::LogLevel;
 use batpak_log::{Commit, CommitError, Committed, EventLog, LogError};
-use std::time::{Duration, Instant};
-
-/// Runs the read `f`, retrying while the log is unavailable, up to
-/// `settings.log_retry` (for reads before the runner thread exists).
-pub(super) fn retry_transient<T>(
-    settings: &RunnerSettings,
-    mut f: impl FnMut() -> Result<T, LogError>,
-) -> Result<T, LogError> {
-    let started = Instant::now();
-    let mut failures = 0u32;
-    loop {
-        match f() {
-            Err(e) if e.is_transient() && started.elapsed() < settings.log_retry => {
-                failures += 1;
-                std::thread::sleep(backoff(settings, failures, started));
-            }
-            r => return r,
-        }
-    }
-}
-
-/// The policy's backoff after `failures` failed tries, no longer than
-/// [`MAX_RETRY_WAIT`] nor past the retry budget.
-fn backoff(settings: &RunnerSettings, failures: u32, started: Instant) -> Duration {
-    let left = settings.log_retry.saturating_sub(started.elapsed());
-    settings
-        .policy
-        .delay(failures)
-        .min(MAX_RETRY_WAIT)
-        .min(left)
-}
-
-/// Longest single wait between two retries: a runner asked to stop, or a
-/// log that comes back, is noticed within this.
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(1);
+use batpak_store::EventId;
+use std::time::Instant;
 
 impl Worker {
     /// Lands `c` (see the module docs). `context` says what is committed,
@@ -66,6 +33,12 @@ impl Worker {
     ) -> Result<Committed, RunnerError> {
         if c.checkpoint.is_some() {
             c.fence = self.fence;
+        }
+        // Every record carries an id before the first attempt (reactions,
+        // denials and parking records have derived ones), so an unknown
+        // outcome can be looked up and a retry is deduplicated.
+        for p in c.records.iter_mut().filter(|p| p.id.is_none()) {
+            p.id = Some(EventId::generate());
         }
         let started = Instant::now();
         let mut failures = 0u32;
@@ -134,8 +107,7 @@ impl Worker {
         }
         match c.records.iter().find_map(|p| p.id) {
             Some(id) => Ok(self.read_retrying(what, |log| log.get(id))?.is_some()),
-            // Nothing to look it up by: committing it again is the only way
-            // to know (the runner's records all carry ids).
+            // No records and no checkpoint: nothing landed that matters.
             None => Ok(false),
         }
     }
@@ -166,7 +138,7 @@ impl Worker {
     }
 
     /// Sleeps the policy's backoff after `failures` failed tries, no longer
-    /// than [`MAX_RETRY_WAIT`] nor past the retry budget.
+    /// than a second nor past the retry budget (see `log_retry`).
     pub(super) fn retry_wait(&self, failures: u32, started: Instant) {
         std::thread::sleep(backoff(&self.settings, failures, started));
     }

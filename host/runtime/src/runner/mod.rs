@@ -24,6 +24,7 @@
 //! `handle` (spawning and the [`RunnerHandle`]), `feed` (the reactor's
 //! cursor over the seam, or its lossy subscription), `worker` (the pull loop),
 //! `landing` (every commit through the seam: fence, retry, unknown outcomes),
+//! `log_retry` (the backoff while the log is unavailable),
 //! `retry` (attempts, backoff, bisection),
 //! `outcome` (judging one call's output), `commit` (the atomic commit and
 //! parking), `replay` (re-delivering parked events), `shape` (output limits).
@@ -36,6 +37,7 @@ mod error;
 mod feed;
 mod handle;
 mod landing;
+mod log_retry;
 mod outcome;
 mod replay;
 mod retry;
