@@ -95,31 +95,30 @@ fn settings() -> RunnerSettings {
     }
 }
 
-/// Appends `in` events with these payloads (without faults); returns them.
+/// Appends `in` events with these payloads (without faults, atomically);
+/// returns them: (payload, sequence).
 fn put(log: &MemoryLog, payloads: &[&str]) -> Vec<(String, u64)> {
-    let before = log.events().len();
-    log.append(
-        payloads
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                Proposal::new(
-                    Coordinate::new(format!("e:{}", before + i), "t").unwrap(),
-                    "in",
-                    p.as_bytes().to_vec(),
-                )
-            })
-            .collect(),
-    )
-    .unwrap();
-    log.events()[before..]
+    let done = log
+        .append(
+            payloads
+                .iter()
+                .map(|p| {
+                    Proposal::new(
+                        Coordinate::new(format!("e:{p}"), "t").unwrap(),
+                        "in",
+                        p.as_bytes().to_vec(),
+                    )
+                })
+                .collect(),
+        )
+        .unwrap();
+    // The append is atomic: its events are the last ones up to `upto`,
+    // whatever the runner commits around it.
+    let first = done.upto - payloads.len() as u64 + 1;
+    payloads
         .iter()
-        .map(|e| {
-            (
-                String::from_utf8_lossy(&e.payload).into_owned(),
-                e.sequence(),
-            )
-        })
+        .zip(first..)
+        .map(|(p, seq)| (p.to_string(), seq))
         .collect()
 }
 
