@@ -29,7 +29,7 @@
 //! - the leaf types shared by all: [`Descriptor`], [`Reaction`],
 //!   [`ReactFailure`]; the [`Reactor`] trait (wasm and native) and the
 //!   [`HostServices`] lent to it;
-//! - admission ([`CapabilityGate`]), the runner ([`spawn`],
+//! - the built-in [`CapabilityGate`] and admission through it and the caller's gates, the runner ([`spawn`],
 //!   [`RunnerHandle`], [`RunnerError`]), parking and replay, status, log;
 //! - hot swap: [`RunnerHandle::swap`] at a batch boundary with a typed
 //!   [`SwapOutcome`] or [`SwapRefusal`], recorded as system events;
@@ -58,6 +58,7 @@ mod batch_builder;
 mod bindings;
 mod cache;
 mod cache_dir;
+mod capability_gate;
 mod component_file;
 mod convert;
 mod descriptor;
@@ -94,11 +95,11 @@ mod wit_v1;
 mod wit_v2;
 mod world;
 
-pub use admission::{CapabilityGate, ReactionContext, ReactorInfo};
 pub use cache::{CacheLimits, CompileCache, CompileSource, WASMTIME_VERSION};
 pub use cache_dir::{
     default_cache_dir, prepare_cache_dir, CacheDirError, DirRepair, CACHE_DIR_NAME,
 };
+pub use capability_gate::{CapabilityGate, ReactionContext, ReactorInfo};
 pub use descriptor::{validate_reactor_name, Descriptor, MAX_REACTOR_NAME_LEN};
 pub use failure::{FailureKind, ReactFailure};
 pub use guest_text::MAX_GUEST_ERROR_BYTES;

@@ -10,7 +10,7 @@
 //! record (or parks it again, with a record that `replaces` the old one).
 //! Every record id is derived, so a crash in the middle repeats nothing.
 
-use super::admission::{ReactorInfo, REACTOR_STREAM_PREFIX, SYSTEM_SCOPE};
+use super::capability_gate::{ReactorInfo, REACTOR_STREAM_PREFIX, SYSTEM_SCOPE};
 use super::failure::ReactFailure;
 use batpak_log::{CommitError, EventLog, LogError};
 use batpak_store::Region;

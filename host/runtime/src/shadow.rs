@@ -14,7 +14,8 @@
 //! up to each source event before the candidate sees it, so its host reads
 //! (`get-event`, `read-entity`) see what the running version saw.
 
-use crate::admission::{Admission, CapabilityGate, Judged, ReactorInfo};
+use crate::admission::{Admission, Judged};
+use crate::capability_gate::{CapabilityGate, ReactorInfo};
 use crate::reactor::Reactor;
 use crate::runner::swap::{ROLLED_BACK_KIND, SWAPPED_KIND};
 use crate::services::HostServices;

@@ -8,7 +8,7 @@ use super::settings::{batch_limit, RunnerSettings};
 use super::swap::pending::{LastRollback, LastSwap, PendingSwap};
 use super::swap::{check_swap, refused_proposal, RolledBackRecord, SwapOutcome, SwapRefusal};
 use super::worker::{admission_for, Worker};
-use crate::admission::ReactorInfo;
+use crate::capability_gate::ReactorInfo;
 use crate::descriptor::Descriptor;
 use crate::log::{log, LogLevel};
 use crate::reactor::Reactor;

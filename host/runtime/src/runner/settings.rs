@@ -1,6 +1,6 @@
 //! [`RunnerSettings`]: how a runner behaves.
 
-use crate::admission::ReactionContext;
+use crate::capability_gate::ReactionContext;
 use crate::descriptor::Descriptor;
 use crate::log::LogLevel;
 use crate::parking::FailurePolicy;

@@ -3,7 +3,7 @@
 
 use super::outcome::SwapOutcome;
 use super::refusal::SwapRefusal;
-use crate::admission::{ReactorInfo, REACTOR_STREAM_PREFIX, SYSTEM_SCOPE};
+use crate::capability_gate::{ReactorInfo, REACTOR_STREAM_PREFIX, SYSTEM_SCOPE};
 use batpak_store::{Coordinate, EventId, Proposal};
 use serde::{Deserialize, Serialize};
 
