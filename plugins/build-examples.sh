@@ -94,10 +94,10 @@ for lang in "${langs[@]}"; do
     ;;
   python)
     need componentize-py "python3 -m venv ~/.batpak-tools && ~/.batpak-tools/bin/pip install componentize-py==0.25.1 (then put ~/.batpak-tools/bin on PATH)"
-    files=(plugins/passthrough-py/app.py wit/reactor.wit)
+    files=(plugins/passthrough-py/app.py guest-sdk/python/batpak_guest/*.py wit/reactor.wit)
     tool_id="$(componentize-py --version)"
     if ! up_to_date python "$out/passthrough_py.wasm" "$tool_id" "${files[@]}"; then
-      componentize-py -d wit -w reactor-plugin componentize -p plugins/passthrough-py app \
+      componentize-py -d wit -w reactor-plugin componentize -p plugins/passthrough-py -p guest-sdk/python app \
         -o "$out/passthrough_py.wasm" >/dev/null
       stamp_of "$tool_id" "${files[@]}" >"$out/.python.stamp"
     fi
