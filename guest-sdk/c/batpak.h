@@ -8,6 +8,7 @@
  *     the proposals buffer, with named fields (entity and scope default to
  *     the source's, causation to the source event);
  *   - batpak_error + batpak_error_at: a failure naming the event to park;
+ *   - batpak_json_get / _u64 / _str: fields of a flat JSON payload, in place;
  *   - batpak_declaration + BATPAK_REACTOR(decl, on_batch): describe, init and
  *     react written for you, when included after the generated bindings
  *     (reactor_plugin.h from `batpak-build c-bindings`).
@@ -215,6 +216,84 @@ static inline uint64_t batpak_event_entity_sequence(const batpak_event *e) {
 /* Commit time, microseconds since the Unix epoch. */
 static inline uint64_t batpak_event_timestamp_us(const batpak_event *e) {
   return batpak_u64_at(e->rec, BATPAK_BATCH_FIELD_TIMESTAMP_US);
+}
+
+/* ---- Reading JSON payloads (flat objects, no allocation) ---- */
+
+static inline size_t batpak_json_ws_(batpak_bytes j, size_t i) {
+  while (i < j.len && (j.ptr[i] == ' ' || j.ptr[i] == '\t' || j.ptr[i] == '\n' || j.ptr[i] == '\r')) i++;
+  return i;
+}
+/* The end of the JSON value starting at i (not validated), or j.len + 1. */
+static inline size_t batpak_json_skip_(batpak_bytes j, size_t i) {
+  int depth = 0;
+  bool str = false;
+  for (; i < j.len; i++) {
+    uint8_t c = j.ptr[i];
+    if (str) {
+      if (c == '\\') i++;
+      else if (c == '"') {
+        str = false;
+        if (depth == 0) return i + 1;
+      }
+    } else if (c == '"') str = true;
+    else if (c == '{' || c == '[') depth++;
+    else if (c == '}' || c == ']') {
+      if (depth == 0) return i;
+      if (--depth == 0) return i + 1;
+    } else if (depth == 0 && (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r')) return i;
+  }
+  return str || depth ? j.len + 1 : i;
+}
+
+/* The raw JSON value of `key` in the top-level object `json` (keys are
+ * compared as written, escapes not decoded); false when json is not an
+ * object or has no such key. */
+static inline bool batpak_json_get(batpak_bytes json, const char *key, batpak_bytes *value) {
+  size_t i = batpak_json_ws_(json, 0), klen = strlen(key);
+  if (i >= json.len || json.ptr[i] != '{') return false;
+  i++;
+  for (;;) {
+    i = batpak_json_ws_(json, i);
+    if (i >= json.len || json.ptr[i] != '"') return false;
+    size_t k = i + 1, kend = batpak_json_skip_(json, i);
+    if (kend > json.len) return false;
+    i = batpak_json_ws_(json, kend);
+    if (i >= json.len || json.ptr[i] != ':') return false;
+    i = batpak_json_ws_(json, i + 1);
+    size_t end = batpak_json_skip_(json, i);
+    if (end > json.len || end == i) return false;
+    if (kend - 1 - k == klen && memcmp(json.ptr + k, key, klen) == 0) {
+      value->ptr = json.ptr + i;
+      value->len = end - i;
+      return true;
+    }
+    i = batpak_json_ws_(json, end);
+    if (i >= json.len || json.ptr[i] != ',') return false;
+    i++;
+  }
+}
+
+/* `key` as an unsigned integer (digits only, no overflow). */
+static inline bool batpak_json_u64(batpak_bytes json, const char *key, uint64_t *n) {
+  batpak_bytes v;
+  if (!batpak_json_get(json, key, &v) || v.len == 0 || v.len > 19) return false;
+  *n = 0;
+  for (size_t i = 0; i < v.len; i++) {
+    if (v.ptr[i] < '0' || v.ptr[i] > '9') return false;
+    *n = *n * 10 + (uint64_t)(v.ptr[i] - '0');
+  }
+  return true;
+}
+
+/* `key` as a string without escapes: its bytes between the quotes. */
+static inline bool batpak_json_str(batpak_bytes json, const char *key, batpak_bytes *s) {
+  batpak_bytes v;
+  if (!batpak_json_get(json, key, &v) || v.len < 2 || v.ptr[0] != '"') return false;
+  if (memchr(v.ptr, '\\', v.len)) return false;
+  s->ptr = v.ptr + 1;
+  s->len = v.len - 2;
+  return true;
 }
 
 /* ---- Proposals ---- */

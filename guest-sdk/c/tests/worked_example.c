@@ -1,7 +1,7 @@
 /* batpak.h against the worked example of guest-sdk/WIT.md (two
  * `order.placed` events on `order:1` and `order:2` in scope `shop`), built
  * byte for byte as that document lays it out. Compiled natively and run by
- * `cargo test` (tests/e2e/sdk_c.rs); by hand:
+ * `cargo test` (tests/e2e/guest_sdks.rs); by hand:
  *   zig cc -std=c99 -Wall -Wextra -Werror -I guest-sdk/c guest-sdk/c/tests/worked_example.c -o t && ./t */
 #include "batpak.h"
 
@@ -156,7 +156,25 @@ static void declaration(void) {
   CHECK(d.canal == 0 && d.scope == NULL && d.max_batch == 64);
 }
 
+static void json_fields(void) {
+  batpak_bytes j = batpak_str(" { \"note\": \"a,}\\\"b\", \"deep\": {\"qty\": [1, {\"x\": 2}]},"
+                              " \"sku\" : \"widget\", \"qty\": 3 } ");
+  batpak_bytes v;
+  uint64_t n = 0;
+  CHECK(batpak_json_u64(j, "qty", &n) && n == 3); /* the top-level qty, not deep's */
+  CHECK(batpak_json_str(j, "sku", &v) && bytes_is(v.ptr, (uint32_t)v.len, "widget"));
+  CHECK(batpak_json_get(j, "deep", &v) && bytes_is(v.ptr, (uint32_t)v.len, "{\"qty\": [1, {\"x\": 2}]}"));
+  CHECK(!batpak_json_str(j, "note", &v)); /* has an escape */
+  CHECK(!batpak_json_get(j, "missing", &v));
+  CHECK(!batpak_json_u64(j, "sku", &n));
+  CHECK(!batpak_json_get(batpak_str("[1,2]"), "qty", &v));
+  CHECK(!batpak_json_get(batpak_str("{\"qty\": "), "qty", &v));
+  CHECK(!batpak_json_get(batpak_str("{\"qty\": \"open"), "qty", &v));
+  CHECK(!batpak_json_u64(batpak_str("{\"qty\": 99999999999999999999}"), "qty", &n));
+}
+
 int main(void) {
+  json_fields();
   reads_every_field();
   malformed_batches_are_refused();
   proposals();

@@ -13,7 +13,7 @@
 
 The batch is read in place (`Batch`, `Event`), proposals are written with
 `Output.propose`, `ReactError` names the event to park. `Reactor`, `log`,
-`read_entity` and `get_event` talk to the host and load only inside a
+`read_entity`, `entity_events` and `get_event` talk to the host and load only inside a
 componentize-py build; everything else is plain Python, testable anywhere.
 """
 
@@ -23,7 +23,7 @@ from .declaration import CURSOR_GUARANTEED, LOSSY_SUBSCRIPTION, Declaration
 from .error import ReactError
 from .output import SOURCE, UNDECLARED, Output, encode_payload
 
-_COMPONENT = ("Reactor", "StoredEvent", "log", "read_entity", "get_event")
+_COMPONENT = ("Reactor", "StoredEvent", "log", "read_entity", "entity_events", "get_event")
 
 __all__ = [
     "layout", "Batch", "Event", "Declaration", "CURSOR_GUARANTEED", "LOSSY_SUBSCRIPTION",

@@ -59,6 +59,17 @@ def read_entity(entity, after=0, max=100):
     return [StoredEvent(e) for e in host.read_entity(entity, after, max)]
 
 
+def entity_events(entity, after=0, page=100):
+    """Every event of `entity` with an entity sequence above `after`, in
+    order, read `page` at a time."""
+    while True:
+        events = read_entity(entity, after, page)
+        yield from events
+        if len(events) < page:
+            return
+        after = events[-1].entity_sequence
+
+
 def get_event(id):
     """The event with this 128-bit id, or None."""
     e = host.get_event(types.EventId(hi=id >> 64, lo=id & ((1 << 64) - 1)))

@@ -1,7 +1,7 @@
 """The SDK against the worked example of guest-sdk/WIT.md (two
 `order.placed` events on `order:1` and `order:2` in scope `shop`), built
 byte for byte as that document lays it out. Run: python -m unittest
-discover -s guest-sdk/python/tests (cargo test runs it: tests/e2e/sdk_python.rs)."""
+discover -s guest-sdk/python/tests (cargo test runs it: tests/e2e/guest_sdks.rs)."""
 
 import os
 import struct
