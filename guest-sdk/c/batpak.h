@@ -10,7 +10,8 @@
  *   - batpak_error + batpak_error_at: a failure naming the event to park;
  *   - batpak_json_get / _u64 / _str: fields of a flat JSON payload, in place;
  *   - batpak_declaration + BATPAK_REACTOR(decl, on_batch): describe, init and
- *     react written for you, when included after the generated bindings
+ *     react written for you, plus batpak_log, batpak_entity_events and
+ *     batpak_get_event, when included after the generated bindings
  *     (reactor_plugin.h from `batpak-build c-bindings`).
  * Guide: guest-sdk/docs/c.md. The layout constants below come from the Rust
  * crate batpak-layout (host/layout); host/layout/tests/sdk_layout.rs fails
@@ -510,6 +511,63 @@ static inline void batpak_log(batpak_reactor_types_level_t level, const char *fm
   if (n < 0) return;
   reactor_plugin_string_t line = {(uint8_t *)text, (size_t)n < sizeof text ? (size_t)n : sizeof text - 1};
   batpak_reactor_host_log(level, &line);
+}
+
+/* One event read from the store, its names and payload as batpak_bytes
+ * (valid during the callback). */
+typedef struct {
+  batpak_id id;
+  uint64_t sequence, entity_sequence, timestamp_us;
+  batpak_bytes entity, scope, kind, payload;
+} batpak_stored;
+
+static inline batpak_stored batpak_stored_view_(const batpak_reactor_host_stored_event_t *e) {
+  batpak_stored s;
+  s.id.hi = e->id.hi;
+  s.id.lo = e->id.lo;
+  s.sequence = e->sequence;
+  s.entity_sequence = e->entity_sequence;
+  s.timestamp_us = e->timestamp_us;
+  s.entity.ptr = e->coordinate.entity.ptr, s.entity.len = e->coordinate.entity.len;
+  s.scope.ptr = e->coordinate.scope.ptr, s.scope.len = e->coordinate.scope.len;
+  s.kind.ptr = e->kind.ptr, s.kind.len = e->kind.len;
+  s.payload.ptr = e->payload.ptr, s.payload.len = e->payload.len;
+  return s;
+}
+
+/* Calls each(&event, ctx) for every event of `entity` with an entity
+ * sequence above `after`, in order, reading 100 at a time; each returns
+ * false to stop. */
+static inline void batpak_entity_events(batpak_bytes entity, uint64_t after,
+                                        bool (*each)(const batpak_stored *, void *), void *ctx) {
+  for (;;) {
+    batpak_reactor_host_list_stored_event_t page;
+    reactor_plugin_string_t name = {(uint8_t *)entity.ptr, entity.len};
+    batpak_reactor_host_read_entity(&name, after, 100, &page);
+    bool more = page.len == 100;
+    for (size_t i = 0; i < page.len; i++) {
+      batpak_stored s = batpak_stored_view_(&page.ptr[i]);
+      after = s.entity_sequence;
+      if (!each(&s, ctx)) {
+        more = false;
+        break;
+      }
+    }
+    batpak_reactor_host_list_stored_event_free(&page);
+    if (!more) return;
+  }
+}
+
+/* The event with this id: calls each(&event, ctx) and returns true, or
+ * returns false when there is none. */
+static inline bool batpak_get_event(batpak_id id, bool (*each)(const batpak_stored *, void *), void *ctx) {
+  batpak_reactor_host_event_id_t wid = {id.hi, id.lo};
+  batpak_reactor_host_stored_event_t e;
+  if (!batpak_reactor_host_get_event(&wid, &e)) return false;
+  batpak_stored s = batpak_stored_view_(&e);
+  each(&s, ctx);
+  batpak_reactor_host_stored_event_free(&e);
+  return true;
 }
 
 /* The react export over on_batch(const batpak_batch *, batpak_out *,
