@@ -62,3 +62,77 @@ fn c_sdk_unit_tests_pass() {
         show(&out)
     );
 }
+
+/// The code block after `### The demo's inventory rule` in a guide.
+fn guide_inventory(guide: &str, lang: &str) -> String {
+    let text = std::fs::read_to_string(workspace().join(guide)).unwrap();
+    let at = text
+        .find("### The demo's inventory rule")
+        .unwrap_or_else(|| panic!("{guide} has no inventory rule section"));
+    let open = format!("```{lang}\n");
+    let body = &text[at..];
+    let start = body.find(&open).expect("a code block") + open.len();
+    let end = start + body[start..].find("```").expect("the block's end");
+    body[start..end].to_string()
+}
+
+/// Orders that take every branch of the inventory rule: a reservation,
+/// insufficient stock, an unknown sku, a malformed order, the last units.
+const ORDERS: &str = r#"{"entity":"order:1","scope":"shop","kind":"order.placed","payload":{"sku":"widget","qty":4}}
+{"entity":"order:2","scope":"shop","kind":"order.placed","payload":{"sku":"widget","qty":7}}
+{"entity":"order:3","scope":"shop","kind":"order.placed","payload":{"sku":"nope","qty":1}}
+{"entity":"order:4","scope":"shop","kind":"order.placed","payload":{"qty":1}}
+{"entity":"order:5","scope":"shop","kind":"order.placed","payload":{"sku":"gizmo","qty":2}}
+{"entity":"order:6","scope":"shop","kind":"order.placed","payload":{"sku":"widget","qty":6}}
+"#;
+
+#[test]
+fn the_c_guides_inventory_rule_reacts_like_the_rust_inventory() {
+    crate::languages::lang_plugins_dir(); // builds batpak-build
+    let tool = std::path::Path::new(crate::common::bin()).with_file_name("batpak-build");
+    let dir = tempdir();
+    let c = crate::common::write_file(
+        dir.path(),
+        "inventory.c",
+        &guide_inventory("guest-sdk/docs/c.md", "c"),
+    );
+    let b = dir.path().join("bindings");
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().expect("running a C build step");
+        assert!(out.status.success(), "{cmd:?} failed:\n{}", show(&out));
+    };
+    run(Command::new(&tool)
+        .arg("c-bindings")
+        .arg(workspace().join("wit"))
+        .arg(&b));
+    let core = dir.path().join("inventory.core.wasm");
+    run(Command::new(toolchains().bin().join("zig"))
+        .args(["cc", "--target=wasm32-wasi", "-mexec-model=reactor", "-O2"])
+        .args(["-Wall", "-Wextra", "-Werror=implicit-function-declaration"])
+        .arg(format!("-I{}", b.display()))
+        .arg(format!("-I{}", workspace().join("guest-sdk/c").display()))
+        .arg("-o")
+        .arg(&core)
+        .arg(&c)
+        .arg(b.join("reactor_plugin.c"))
+        .arg(b.join("reactor_plugin_component_type.o")));
+    let wasm = dir.path().join("inventory_c.wasm");
+    run(Command::new(&tool).arg("component").arg(&core).arg(&wasm));
+
+    let input = crate::common::write_file(dir.path(), "orders.jsonl", ORDERS);
+    let reactions = |plugin: &std::path::Path| {
+        let out = crate::common::host_ok(
+            dir.path(),
+            &[
+                "test",
+                plugin.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+            ],
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let rust = reactions(&crate::common::plugin("inventory"));
+    assert_eq!(rust.lines().count(), 6, "{rust}");
+    assert_eq!(reactions(&wasm), rust, "the C guide's inventory rule");
+}
