@@ -10,6 +10,8 @@ _HEADER = struct.Struct("<IIII")
 _ENTRY = struct.Struct("<II")
 _ID = struct.Struct("<QQ")
 _U64 = struct.Struct("<Q")
+_PAIR_AT = _ENTRY.unpack_from
+_PAYLOAD = L.BATCH_FIELD_PAYLOAD_OFFSET
 
 
 def _id(buf, at):
@@ -83,11 +85,10 @@ class Event:
     @property
     def payload(self):
         """The payload bytes: a `memoryview` into the batch, no copy."""
-        offset, length = _ENTRY.unpack_from(
-            self.batch.buffer, self._at + L.BATCH_FIELD_PAYLOAD_OFFSET
-        )
-        start = self.batch.payloads_offset + offset
-        return self.batch.buffer[start : start + length]
+        b = self.batch
+        offset, length = _PAIR_AT(b.buffer, self._at + _PAYLOAD)
+        start = b.payloads_offset + offset
+        return b.buffer[start : start + length]
 
     def json(self):
         """The payload parsed as JSON (raises `ValueError` if it is not JSON)."""

@@ -113,9 +113,12 @@ class Reactor(exports.Reactor):
             raise Err(str(e))
 
     def react(self, batch):
-        out = Output(type(self).declaration.emits)
+        events = Batch(batch)
+        # Room for one proposal per event: a pass-through or a filter writes
+        # every record in place.
+        out = Output(type(self).declaration.emits, len(events))
         try:
-            self.on_batch(Batch(batch), out)
+            self.on_batch(events, out)
         except ReactError as e:
             raise Err(types.ReactError(message=e.message, event=e.event))
         except Err:

@@ -9,6 +9,14 @@ _HEADER = struct.Struct("<II")
 # source, kind, entity (offset, len), scope (offset, len), payload (offset,
 # len), causation, reserved, cause hi, cause lo: the record in `layout`.
 _RECORD = struct.Struct("<IIIIIIIIIIQQ")
+_RANGE = struct.Struct("<II")
+_PACK = _RECORD.pack_into
+_HEAD = L.PROPOSALS_HEADER_LEN
+_REC = L.PROPOSAL_RECORD_LEN
+_EMPTY_RECORD = bytes(L.PROPOSAL_RECORD_LEN)
+_NONE = L.CAUSATION_NONE
+_EVENT = L.CAUSATION_EVENT
+assert L.CAUSATION_SOURCE == 0
 assert _RECORD.size == L.PROPOSAL_RECORD_LEN and _HEADER.size == L.PROPOSALS_HEADER_LEN
 
 #: The default of `caused_by`: the source event.
@@ -28,16 +36,26 @@ def encode_payload(payload):
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+_RAW = (bytes, bytearray, memoryview)
+
+
 class Output:
     """The proposals of one `react` call, in order. `emits` is the
     declaration's list: a proposal names its kind, the buffer carries the
-    kind's index there."""
+    kind's index there. `reserve`: room for that many records ahead of the
+    names and payloads (the component passes the batch size), so that up to
+    that many proposals are written in place, with no second pass."""
 
-    __slots__ = ("_kinds", "_records", "_data", "_names", "undeclared")
+    __slots__ = ("_kinds", "_recs", "_count", "_reserve", "_base", "_data", "_names", "undeclared")
 
-    def __init__(self, emits):
+    def __init__(self, emits, reserve=0):
         self._kinds = {k: i for i, k in enumerate(emits)}
-        self._records = []
+        self._reserve = reserve
+        # Records as written, with ranges already offset by _base (where
+        # the data will start if at most `reserve` records are written).
+        self._base = L.PROPOSALS_HEADER_LEN + L.PROPOSAL_RECORD_LEN * reserve
+        self._recs = bytearray(L.PROPOSALS_HEADER_LEN + L.PROPOSAL_RECORD_LEN * reserve)
+        self._count = 0
         self._data = bytearray()
         self._names = {}
         #: Kinds proposed that `emits` does not list (the host denies them).
@@ -47,7 +65,7 @@ class Output:
         span = self._names.get(s)
         if span is None:
             b = s.encode()
-            span = (len(self._data), len(b))
+            span = (self._base + len(self._data), len(b))
             self._data += b
             self._names[s] = span
         return span
@@ -58,47 +76,61 @@ class Output:
         `entity` and `scope` default to the source's. `caused_by`: the source
         (default), another event (an `Event` or a 128-bit id), or `None` for
         no causation. The new event's correlation is the source's."""
+        # The hot path of every reactor: module globals, no helper calls.
         index = self._kinds.get(kind)
         if index is None:
-            index = UNDECLARED
-            if kind not in self.undeclared:
-                self.undeclared.append(kind)
-        ent = self._name(entity) if entity is not None else (0, 0)
-        sco = self._name(scope) if scope is not None else (0, 0)
-        body = encode_payload(payload)
-        pay = (len(self._data), len(body))
-        self._data += body
+            index = self._undeclared(kind)
+        eo, el = (0, 0) if entity is None else self._name(entity)
+        so, sl = (0, 0) if scope is None else self._name(scope)
+        if type(payload) not in _RAW:
+            payload = encode_payload(payload)
+        data = self._data
+        pl = len(payload)
+        po = self._base + len(data) if pl else 0
+        data += payload
         if caused_by is SOURCE:
-            causation, cause = L.CAUSATION_SOURCE, 0
+            causation = cause = 0
         elif caused_by is None:
-            causation, cause = L.CAUSATION_NONE, 0
+            causation, cause = _NONE, 0
         else:
             cause = caused_by if isinstance(caused_by, int) else caused_by.id
-            causation = L.CAUSATION_EVENT
-        src = source if isinstance(source, int) else source.index
-        self._records.append((src, index, ent, sco, pay, causation, cause))
+            causation = _EVENT
+        n = self._count
+        if n >= self._reserve:
+            self._recs += _EMPTY_RECORD
+        _PACK(
+            self._recs, _HEAD + _REC * n,
+            source if type(source) is int else source.index, index,
+            eo, el, so, sl, po, pl, causation, 0, cause >> 64, cause & _MASK64,
+        )
+        self._count = n + 1
+
+    def _undeclared(self, kind):
+        if kind not in self.undeclared:
+            self.undeclared.append(kind)
+        return UNDECLARED
 
     def __len__(self):
-        return len(self._records)
+        return self._count
 
     def to_bytes(self):
         """The proposals buffer (empty when there are no proposals)."""
-        n = len(self._records)
+        n = self._count
         if n == 0:
             return b""
-        base = L.PROPOSALS_HEADER_LEN + L.PROPOSAL_RECORD_LEN * n
-        buf = bytearray(base)
-        _HEADER.pack_into(buf, 0, n, 0)
-        at = L.PROPOSALS_HEADER_LEN
-        pack = _RECORD.pack_into
-        for src, kind, ent, sco, pay, causation, cause in self._records:
-            pack(
-                buf, at, src, kind,
-                base + ent[0] if ent[1] else 0, ent[1],
-                base + sco[0] if sco[1] else 0, sco[1],
-                base + pay[0] if pay[1] else 0, pay[1],
-                causation, 0, (cause >> 64) & _MASK64, cause & _MASK64,
-            )
-            at += L.PROPOSAL_RECORD_LEN
-        buf += self._data
-        return bytes(buf)
+        recs = self._recs
+        _HEADER.pack_into(recs, 0, n, 0)
+        if n > self._reserve:
+            # More records than reserved: the data starts later; move every
+            # non-empty range by the difference.
+            shift = L.PROPOSAL_RECORD_LEN * (n - self._reserve)
+            for k in range(n):
+                at = L.PROPOSALS_HEADER_LEN + L.PROPOSAL_RECORD_LEN * k
+                for f in (L.PROPOSAL_FIELD_ENTITY, L.PROPOSAL_FIELD_SCOPE, L.PROPOSAL_FIELD_PAYLOAD):
+                    off, length = _RANGE.unpack_from(recs, at + f)
+                    if length:
+                        _RANGE.pack_into(recs, at + f, off + shift, length)
+        # Fewer records than reserved leave unused room before the data,
+        # which the contract allows (ranges may point anywhere past the records).
+        recs += self._data
+        return bytes(recs)

@@ -123,6 +123,25 @@ class WorkedExample(unittest.TestCase):
         self.assertEqual(recs[4][1], bp.UNDECLARED)
         self.assertEqual(out.undeclared, ["undeclared.kind"])
 
+    def test_reserved_room_gives_the_same_proposals(self):
+        # Fewer, as many and more proposals than the room reserved for
+        # records: the same records and bytes wherever the data starts.
+        def proposals(reserve, n):
+            out = bp.Output(["a", "b"], reserve)
+            for k in range(n):
+                e = self.batch[k % 2]
+                out.propose(e, "b", e.payload, entity=f"x:{k}" if k % 3 == 0 else None)
+            buf = out.to_bytes()
+            (count, _), recs = decode(buf)
+            self.assertEqual(count, n)
+            return [(r[0], r[1], span(buf, r[2], r[3]), r[5], span(buf, r[6], r[7]), r[8]) for r in recs]
+
+        for n in (1, 2, 5):
+            want = proposals(0, n)
+            self.assertEqual(want[0], (0, 1, b"x:0", 0, b'{"q":1}', 0))
+            for reserve in (1, 2, 3, 8):
+                self.assertEqual(proposals(reserve, n), want, f"reserve {reserve}, {n} proposals")
+
     def test_no_proposals_is_an_empty_buffer(self):
         self.assertEqual(bp.Output(["x"]).to_bytes(), b"")
 
