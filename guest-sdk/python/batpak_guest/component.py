@@ -113,11 +113,11 @@ class Reactor(exports.Reactor):
             raise Err(str(e))
 
     def react(self, batch):
-        events = Batch(batch)
-        # Room for one proposal per event: a pass-through or a filter writes
-        # every record in place.
-        out = Output(type(self).declaration.emits, len(events))
         try:
+            events = Batch(batch)
+            # Room for one proposal per event: a pass-through or a filter
+            # writes every record in place.
+            out = Output(type(self).declaration.emits, len(events))
             self.on_batch(events, out)
         except ReactError as e:
             raise Err(types.ReactError(message=e.message, event=e.event))
