@@ -74,7 +74,7 @@ for lang in "${langs[@]}"; do
       echo "and put ~/.batpak-tools/bin on PATH (it provides python-zig), or set WASI_CC" >&2
       exit 3
     fi
-    files=(plugins/passthrough-c/reactor.c wit/reactor.wit plugins/build-tool/src/main.rs)
+    files=(plugins/passthrough-c/reactor.c guest-sdk/c/batpak.h wit/reactor.wit plugins/build-tool/src/main.rs)
     compiler="${cc[*]} $("${cc[@]}" --version 2>/dev/null | head -n 1 || true)"
     if ! up_to_date c "$out/passthrough_c.wasm" "$compiler" "${files[@]}"; then
       # The build tool is not a default workspace member: its own cargo
@@ -85,7 +85,7 @@ for lang in "${langs[@]}"; do
       rm -rf "$tmp" && mkdir -p "$tmp"
       "$tool" c-bindings wit "$tmp"
       "${cc[@]}" -mexec-model=reactor -O2 -Wl,--strip-all \
-        -I"$tmp" -o "$tmp/reactor.core.wasm" plugins/passthrough-c/reactor.c \
+        -I"$tmp" -Iguest-sdk/c -o "$tmp/reactor.core.wasm" plugins/passthrough-c/reactor.c \
         "$tmp/reactor_plugin.c" "$tmp/reactor_plugin_component_type.o"
       "$tool" component "$tmp/reactor.core.wasm" "$out/passthrough_c.wasm"
       stamp_of "$compiler" "${files[@]}" >"$out/.c.stamp"
@@ -94,10 +94,10 @@ for lang in "${langs[@]}"; do
     ;;
   python)
     need componentize-py "python3 -m venv ~/.batpak-tools && ~/.batpak-tools/bin/pip install componentize-py==0.25.1 (then put ~/.batpak-tools/bin on PATH)"
-    files=(plugins/passthrough-py/app.py wit/reactor.wit)
+    files=(plugins/passthrough-py/app.py guest-sdk/python/batpak_guest/*.py wit/reactor.wit)
     tool_id="$(componentize-py --version)"
     if ! up_to_date python "$out/passthrough_py.wasm" "$tool_id" "${files[@]}"; then
-      componentize-py -d wit -w reactor-plugin componentize -p plugins/passthrough-py app \
+      componentize-py -d wit -w reactor-plugin componentize -p plugins/passthrough-py -p guest-sdk/python app \
         -o "$out/passthrough_py.wasm" >/dev/null
       stamp_of "$tool_id" "${files[@]}" >"$out/.python.stamp"
     fi

@@ -577,11 +577,11 @@ fn a_c_reactor_that_prints_gets_the_wasi_adapter_and_runs() {
     let dir = tempdir();
     let source =
         std::fs::read_to_string(workspace().join("plugins/passthrough-c/reactor.c")).unwrap();
-    let marker = "  char text[300];\n";
+    let marker = "  (void)err;\n";
     assert!(source.contains(marker), "the C example's layout changed");
     let source = source.replacen(
         marker,
-        &format!("  printf(\"printed from C: %u events\\n\", n);\n{marker}"),
+        &format!("{marker}  printf(\"printed from C: %u events\\n\", batch->count);\n"),
         1,
     );
     let c = crate::common::write_file(dir.path(), "reactor.c", &source);
@@ -603,6 +603,7 @@ fn a_c_reactor_that_prints_gets_the_wasi_adapter_and_runs() {
         .args(["cc", "--target=wasm32-wasi", "-mexec-model=reactor", "-O2"])
         .arg("-Wl,--strip-all")
         .arg(format!("-I{}", b.display()))
+        .arg(format!("-I{}", workspace().join("guest-sdk/c").display()))
         .arg("-o")
         .arg(&core)
         .arg(&c)

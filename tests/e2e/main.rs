@@ -11,6 +11,7 @@ mod command_parity;
 mod control_plane;
 mod demo;
 mod fuzz_corpus;
+mod guest_sdks;
 mod guest_units;
 mod hot_swap;
 mod http_hardening;

@@ -76,6 +76,12 @@ fn files(lang: Lang) -> Vec<(&'static str, &'static str, bool)> {
                 include_str!("../../../plugins/passthrough-c/reactor.c"),
                 false,
             ),
+            // The C SDK, one header beside the reactor.
+            (
+                "batpak.h",
+                include_str!("../../../guest-sdk/c/batpak.h"),
+                false,
+            ),
         ],
         Lang::Python => vec![
             (
@@ -86,6 +92,43 @@ fn files(lang: Lang) -> Vec<(&'static str, &'static str, bool)> {
             (
                 "app.py",
                 include_str!("../../../plugins/passthrough-py/app.py"),
+                false,
+            ),
+            // The Python SDK, vendored beside app.py (componentize-py finds
+            // it there; `pip install` of guest-sdk/python works too).
+            (
+                "batpak_guest/__init__.py",
+                include_str!("../../../guest-sdk/python/batpak_guest/__init__.py"),
+                false,
+            ),
+            (
+                "batpak_guest/batch.py",
+                include_str!("../../../guest-sdk/python/batpak_guest/batch.py"),
+                false,
+            ),
+            (
+                "batpak_guest/component.py",
+                include_str!("../../../guest-sdk/python/batpak_guest/component.py"),
+                false,
+            ),
+            (
+                "batpak_guest/declaration.py",
+                include_str!("../../../guest-sdk/python/batpak_guest/declaration.py"),
+                false,
+            ),
+            (
+                "batpak_guest/error.py",
+                include_str!("../../../guest-sdk/python/batpak_guest/error.py"),
+                false,
+            ),
+            (
+                "batpak_guest/layout.py",
+                include_str!("../../../guest-sdk/python/batpak_guest/layout.py"),
+                false,
+            ),
+            (
+                "batpak_guest/output.py",
+                include_str!("../../../guest-sdk/python/batpak_guest/output.py"),
                 false,
             ),
         ],
