@@ -37,6 +37,10 @@ pub struct NatsOptions {
     pub timeout: Duration,
     /// The longest connecting waits.
     pub connect_timeout: Duration,
+    /// How often the client pings its server: a server that stops
+    /// answering (paused, partitioned away) is left after two missed pings,
+    /// and the client reconnects to another node.
+    pub ping_interval: Duration,
 }
 
 impl Default for NatsOptions {
@@ -44,6 +48,7 @@ impl Default for NatsOptions {
         NatsOptions {
             timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            ping_interval: Duration::from_secs(2),
         }
     }
 }
@@ -173,6 +178,7 @@ impl Connection {
         let opts = async_nats::ConnectOptions::new()
             .connection_timeout(options.connect_timeout)
             .request_timeout(Some(options.timeout))
+            .ping_interval(options.ping_interval)
             // Quick, bounded reconnects: a failover should cost the
             // election, not a back-off.
             .reconnect_delay_callback(|attempts| {

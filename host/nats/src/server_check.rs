@@ -101,7 +101,7 @@ pub fn check_servers(
     }
     let mut reports = Vec::new();
     for url in monitors {
-        let varz = get_json(url, "/varz", timeout)?;
+        let varz = monitor_json(url, "/varz", timeout)?;
         let server = varz["server_name"].as_str().unwrap_or("?").to_string();
         let version = varz["version"].as_str().unwrap_or("0.0.0").to_string();
         if !version_at_least(&version, MIN_SERVER) {
@@ -114,7 +114,7 @@ pub fn check_servers(
         if js["sync_always"].as_bool() != Some(true) {
             return Err(ServerCheckError::SyncNotAlways { server });
         }
-        let jsz = get_json(url, "/jsz", timeout)?;
+        let jsz = monitor_json(url, "/jsz", timeout)?;
         let mut meta_members = vec![server.clone()];
         if let Some(replicas) = jsz["meta_cluster"]["replicas"].as_array() {
             meta_members.extend(
@@ -154,8 +154,10 @@ pub fn version_at_least(version: &str, min: (u64, u64)) -> bool {
     (major, minor) >= min
 }
 
-/// One HTTP/1.0 GET of `path` on `url` (`http://HOST:PORT`), parsed as JSON.
-fn get_json(url: &str, path: &str, timeout: Duration) -> Result<Value, ServerCheckError> {
+/// One HTTP/1.0 GET of `path` (e.g. `/jsz?streams=true`) on a monitoring
+/// endpoint `url` (`http://HOST:PORT`), parsed as JSON, bounded by
+/// `timeout` per step.
+pub fn monitor_json(url: &str, path: &str, timeout: Duration) -> Result<Value, ServerCheckError> {
     let fail = |reason: String| ServerCheckError::MonitorUnreachable {
         url: url.to_string(),
         reason,

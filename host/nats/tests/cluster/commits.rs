@@ -1,0 +1,141 @@
+//! Appends and commits on a 3-node cluster (R3): all-or-nothing batches,
+//! a zombie's batch refused whole, de-duplication, reads, look-ups, waits.
+
+use crate::harness::{serial, Cluster};
+use crate::{init, options, proposal};
+use batpak_nats::{partition, Commit, LogError, NatsLog, Resolution};
+use std::time::{Duration, Instant};
+
+/// Ten reactions for entities of partition `p`.
+fn reactions(log: &NatsLog, p: u32, tag: &str) -> Vec<batpak_store::Proposal> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while out.len() < 10 {
+        let entity = format!("item:{i}");
+        i += 1;
+        if log.partition_of(&entity) == p {
+            out.push(proposal(&entity, "stock.reserved", tag.as_bytes()));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_batch_lands_whole_and_a_zombie_instances_batch_is_refused_whole() {
+    let _one = serial();
+    let cluster = Cluster::start(3);
+    let live = init(&cluster, 2, 3);
+    // A second instance of the same reactor, on its own connection and
+    // client thread: it read the checkpoint, then "paused".
+    let zombie = NatsLog::open(&cluster.servers(), options()).unwrap();
+    let p = 1;
+    assert_eq!(live.checkpoint(p, "low-stock").unwrap(), None);
+    assert_eq!(zombie.checkpoint(p, "low-stock").unwrap(), None);
+
+    // The live instance commits 10 reactions + checkpoint (fence: none yet).
+    let first = Commit::new(p, "low-stock", reactions(&live, p, "live"), b"pos=5".to_vec(), 0);
+    let done = live.commit(&first).unwrap();
+    assert_eq!(done.reactions.len(), 10);
+    let seqs: Vec<u64> = done.reactions.iter().map(|r| r.1).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>(), "one batch, consecutive");
+    assert_eq!(done.checkpoint, 11);
+    let read = live.read(p, 1, 100).unwrap();
+    assert_eq!(read.events.len(), 10, "checkpoints are not events");
+    assert_eq!(read.next, 11);
+    for (e, (id, seq)) in read.events.iter().zip(&done.reactions) {
+        assert_eq!((e.id, e.sequence), (*id, *seq));
+        assert_eq!(e.payload, b"live");
+    }
+    let ck = live.checkpoint(p, "low-stock").unwrap().unwrap();
+    assert_eq!((ck.sequence, ck.payload.as_slice()), (11, &b"pos=5"[..]));
+    assert_eq!(live.resolve_commit(&first).unwrap(), Resolution::Landed(11));
+
+    // The zombie resumes and commits what it computed from the old
+    // checkpoint: refused whole, nothing of it stored.
+    let stale = Commit::new(p, "low-stock", reactions(&live, p, "zombie"), b"pos=5".to_vec(), 0);
+    match zombie.commit(&stale) {
+        Err(LogError::Fenced {
+            partition: 1,
+            expected: 0,
+            ..
+        }) => {}
+        other => panic!("the zombie's batch was not fenced: {other:?}"),
+    }
+    assert_eq!(zombie.last_sequence(p).unwrap(), 11, "nothing of the batch stored");
+    for r in &stale.reactions {
+        assert_eq!(live.lookup(r.id.unwrap()).unwrap(), None);
+    }
+    assert!(matches!(
+        zombie.resolve_commit(&stale).unwrap(),
+        Resolution::NotLanded(Some(c)) if c.sequence == 11
+    ));
+
+    // The live instance carries its fence on; the zombie, re-reading,
+    // would get the new fence (and, as not the owner, stop).
+    let second = Commit::new(p, "low-stock", reactions(&live, p, "live2"), b"pos=9".to_vec(), 11);
+    let done2 = live.commit(&second).unwrap();
+    assert_eq!(done2.checkpoint, 22);
+    // A retry of a commit that landed is fenced and resolves as landed.
+    assert!(matches!(live.commit(&second), Err(LogError::Fenced { expected: 11, .. })));
+    assert_eq!(live.resolve_commit(&second).unwrap(), Resolution::Landed(22));
+
+    // The other partition saw nothing; a reaction for another partition's
+    // entity is refused before anything is sent.
+    assert_eq!(live.last_sequence(0).unwrap(), 0);
+    let foreign = reactions(&live, 0, "x");
+    let wrong = Commit::new(p, "low-stock", foreign, vec![], 22);
+    assert!(matches!(live.commit(&wrong), Err(LogError::Unsupported { .. })));
+    assert_eq!(live.last_sequence(p).unwrap(), 22);
+}
+
+#[test]
+fn a_repeated_msg_id_is_stored_once_and_reads_lookups_and_waits_see_appends() {
+    let _one = serial();
+    let cluster = Cluster::start(3);
+    let log = init(&cluster, 2, 3);
+    let p0 = proposal("order:1", "order.placed", br#"{"qty":2}"#);
+    let p = log.partition_of("order:1");
+    assert_eq!(p, partition::partition_of("order:1", 2));
+    let a = log.append(&p0).unwrap();
+    assert!(!a.duplicate);
+    // The same id again (a retry after an unknown outcome): de-duplicated.
+    let b = log.append(&p0).unwrap();
+    assert!(b.duplicate, "second append of one id was stored again");
+    assert_eq!(b.sequence, a.sequence);
+    // An idempotency key is the Msg-Id when given, whatever the id.
+    let mut k1 = proposal("order:1", "order.paid", b"1");
+    k1.idempotency_key = Some("pay-1".into());
+    let mut k2 = proposal("order:1", "order.paid", b"1");
+    k2.idempotency_key = Some("pay-1".into());
+    let first = log.append(&k1).unwrap();
+    let again = log.append(&k2).unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.sequence, first.sequence);
+    let read = log.read(p, 1, 10).unwrap();
+    assert_eq!(read.events.len(), 2, "{:?}", read.events);
+    assert_eq!(read.events[0].payload, br#"{"qty":2}"#);
+    assert_eq!(read.events[0].coordinate.entity, "order:1");
+
+    let found = log.lookup(p0.id.unwrap()).unwrap().expect("looked up by id");
+    assert_eq!(found.sequence, a.sequence);
+    assert_eq!(log.lookup(batpak_store::EventId(12345)).unwrap(), None);
+
+    // Nothing new: the wait ends at its deadline with false.
+    let next = read.next;
+    let t = Instant::now();
+    assert!(!log.wait(p, next, Duration::from_millis(600)).unwrap());
+    let waited = t.elapsed();
+    assert!(waited >= Duration::from_millis(550) && waited < Duration::from_secs(3));
+    // An append from another client wakes it.
+    let servers = cluster.servers();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let other = NatsLog::open(&servers, options()).unwrap();
+        other.append(&proposal("order:1", "order.shipped", b"")).unwrap()
+    });
+    let t = Instant::now();
+    assert!(log.wait(p, next, Duration::from_secs(10)).unwrap());
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let shipped = writer.join().unwrap();
+    assert_eq!(log.read(p, next, 10).unwrap().events[0].sequence, shipped.sequence);
+}

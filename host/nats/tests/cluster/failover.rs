@@ -1,0 +1,212 @@
+//! Node failures under a stream of appends on a 3-node cluster (one
+//! partition, R3): kill -9 of the stream leader, SIGSTOP of the leader past
+//! the election timeout. Every acknowledged append must be there
+//! afterwards, once; a new leader must serve within a bound.
+
+use crate::harness::{serial, Cluster};
+use crate::{init, options, proposal, Rng};
+use batpak_nats::{partition::stream_name, LogError, NatsLog};
+use batpak_store::EventId;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The longest a failover may take, from the failure to the next
+/// acknowledged append (measured here: about 4 s).
+const FAILOVER_BOUND: Duration = Duration::from_secs(25);
+
+/// Appends from a thread until stopped; every acknowledged id with the
+/// time of its ack. An append whose outcome was unknown (or that found no
+/// leader) is retried with the same id until acknowledged.
+struct Writer {
+    acked: Arc<Mutex<Vec<(EventId, Instant)>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<u64>>,
+}
+
+impl Writer {
+    fn start(log: NatsLog, rng: &mut Rng) -> Writer {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (acked.clone(), stop.clone());
+        let entities: Vec<String> = (0..4).map(|_| format!("order:{}", rng.below(1000))).collect();
+        let sizes: Vec<usize> = (0..16).map(|_| rng.below(2048) as usize).collect();
+        let thread = std::thread::spawn(move || {
+            let mut retries = 0u64;
+            let mut n = 0usize;
+            while !s.load(Ordering::Relaxed) {
+                let p = proposal(
+                    &entities[n % entities.len()],
+                    "order.placed",
+                    &vec![b'x'; sizes[n % sizes.len()]],
+                );
+                n += 1;
+                let give_up = Instant::now() + Duration::from_secs(60);
+                loop {
+                    match log.append(&p) {
+                        Ok(_) => {
+                            a.lock().unwrap().push((p.id.unwrap(), Instant::now()));
+                            break;
+                        }
+                        Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {
+                            retries += 1;
+                            assert!(Instant::now() < give_up, "no ack for 60 s");
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(e) => panic!("append failed: {e}"),
+                    }
+                }
+            }
+            retries
+        });
+        Writer {
+            acked,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Waits (bounded) until `n` appends are acknowledged.
+    fn wait_for(&self, n: usize, limit: Duration, cluster: &Cluster) {
+        let deadline = Instant::now() + limit;
+        while self.count() < n {
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} appends acknowledged within {limit:?}\n{}",
+                self.count(),
+                cluster.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The first ack after `t`.
+    fn first_ack_after(&self, t: Instant) -> Option<Instant> {
+        self.acked
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|x| x.1)
+            .find(|at| *at > t)
+    }
+
+    fn finish(mut self) -> (Vec<EventId>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        let retries = self.thread.take().unwrap().join().expect("writer panicked");
+        let ids = self.acked.lock().unwrap().iter().map(|x| x.0).collect();
+        (ids, retries)
+    }
+}
+
+/// Every id in `acked` is in the partition, and nothing is there twice.
+fn assert_all_present_once(log: &NatsLog, acked: &[EventId], cluster: &Cluster) {
+    for id in acked {
+        let found = (0..20).find_map(|_| match log.lookup(*id) {
+            Ok(Some(e)) => Some(e),
+            _ => {
+                std::thread::sleep(Duration::from_millis(250));
+                None
+            }
+        });
+        assert!(found.is_some(), "acknowledged append {id:?} is missing\n{}", cluster.logs());
+    }
+    // Read everything back (from the leader's view: retry until a replica
+    // serving the direct get has caught up with the leader's last sequence).
+    let last = log.last_sequence(0).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut seen = Vec::new();
+        let mut from = 1;
+        loop {
+            let b = log.read(0, from, 1000).unwrap();
+            if b.events.is_empty() {
+                break;
+            }
+            from = b.next;
+            seen.extend(b.events.into_iter().map(|e| e.id));
+        }
+        if from > last || Instant::now() >= deadline {
+            let unique: HashSet<_> = seen.iter().collect();
+            assert_eq!(unique.len(), seen.len(), "an append is stored twice");
+            assert!(from > last, "read stopped at {from}, the leader has {last}");
+            let want: HashSet<_> = acked.iter().collect();
+            assert!(want.is_subset(&unique));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn kill_9_of_the_stream_leader_mid_appends_loses_no_acknowledged_append() {
+    let _one = serial();
+    let mut rng = Rng::seeded("kill -9 of the stream leader");
+    let mut cluster = Cluster::start(3);
+    let log = init(&cluster, 1, 3);
+    let leader = cluster.wait_stream_leader(&stream_name(0), Duration::from_secs(20));
+    let writer = Writer::start(NatsLog::open(&cluster.servers(), options()).unwrap(), &mut rng);
+    let before = 30 + rng.below(50) as usize;
+    writer.wait_for(before, Duration::from_secs(30), &cluster);
+    let killed_at = Instant::now();
+    cluster.kill(leader);
+    let acked_at_kill = writer.count();
+    writer.wait_for(acked_at_kill + 30, Duration::from_secs(60), &cluster);
+    let failover = writer.first_ack_after(killed_at).unwrap() - killed_at;
+    let new_leader = cluster.wait_stream_leader(&stream_name(0), Duration::from_secs(20));
+    assert_ne!(new_leader, leader);
+    let (acked, retries) = writer.finish();
+    eprintln!(
+        "leader failover (kill -9 of {} → next acknowledged append): {:.2} s; {} acked, {} retries",
+        cluster.nodes[leader].name,
+        failover.as_secs_f64(),
+        acked.len(),
+        retries
+    );
+    assert!(failover < FAILOVER_BOUND, "failover took {failover:?}");
+    // The killed node comes back on its store and catches up.
+    cluster.restart(leader);
+    cluster.wait_ready(Duration::from_secs(30));
+    assert_all_present_once(&log, &acked, &cluster);
+}
+
+#[test]
+fn sigstop_of_the_stream_leader_past_the_election_timeout_then_sigcont() {
+    let _one = serial();
+    let mut rng = Rng::seeded("SIGSTOP of the stream leader");
+    let cluster = Cluster::start(3);
+    let log = init(&cluster, 1, 3);
+    let leader = cluster.wait_stream_leader(&stream_name(0), Duration::from_secs(20));
+    let writer = Writer::start(NatsLog::open(&cluster.servers(), options()).unwrap(), &mut rng);
+    writer.wait_for(30, Duration::from_secs(30), &cluster);
+    let paused_at = Instant::now();
+    cluster.pause(leader);
+    let acked_at_pause = writer.count();
+    // Past the election timeout (JetStream's Raft: at most about 9 s).
+    writer.wait_for(acked_at_pause + 20, Duration::from_secs(60), &cluster);
+    let failover = writer.first_ack_after(paused_at).unwrap() - paused_at;
+    let remaining = Duration::from_secs(12).saturating_sub(paused_at.elapsed());
+    std::thread::sleep(remaining);
+    cluster.resume(leader);
+    // After SIGCONT the old leader finds a newer term and follows; appends
+    // go on.
+    let resumed_count = writer.count();
+    writer.wait_for(resumed_count + 30, Duration::from_secs(60), &cluster);
+    let (acked, retries) = writer.finish();
+    eprintln!(
+        "SIGSTOP of leader {} for 12 s → next acknowledged append after {:.2} s; {} acked, {} retries",
+        cluster.nodes[leader].name,
+        failover.as_secs_f64(),
+        acked.len(),
+        retries
+    );
+    assert!(failover < FAILOVER_BOUND, "failover took {failover:?}");
+    let now_leader = cluster.wait_stream_leader(&stream_name(0), Duration::from_secs(20));
+    eprintln!("leader after SIGCONT: {}", cluster.nodes[now_leader].name);
+    assert_all_present_once(&log, &acked, &cluster);
+}
