@@ -202,9 +202,16 @@ impl Connection {
                 servers: shown.clone(),
                 reason: e.to_string(),
             })?;
-        let js = jetstream::ContextBuilder::new()
-            .timeout(options.timeout)
-            .build(client.clone());
+        // Built on the client thread: the context spawns its acker task.
+        let timeout = options.timeout;
+        let for_js = client.clone();
+        let js = driver
+            .run(async move {
+                jetstream::ContextBuilder::new()
+                    .timeout(timeout)
+                    .build(for_js)
+            })
+            .map_err(|_| LogError::ClientThreadGone)?;
         Ok(Connection {
             driver,
             client,
