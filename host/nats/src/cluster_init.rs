@@ -182,7 +182,9 @@ async fn create(js: jetstream::Context, layout: Layout, replicas: usize) -> Resu
     // The layout last: a host that finds it finds every stream too.
     kv.put(
         LAYOUT_KEY,
-        serde_json::to_vec(&layout).expect("a layout serialises").into(),
+        serde_json::to_vec(&layout)
+            .expect("a layout serialises")
+            .into(),
     )
     .await
     .map_err(|e| fail(LAYOUT_KEY, &e))?;

@@ -15,7 +15,9 @@ pub enum LogError {
     /// idempotency key: the server's de-duplication answers `duplicate`
     /// within its window); resolve a commit with
     /// [`crate::NatsLog::resolve_commit`] (re-reads the checkpoint subject).
-    #[error("the outcome of {op} is unknown ({reason}): it may or may not have been stored; {resolve}")]
+    #[error(
+        "the outcome of {op} is unknown ({reason}): it may or may not have been stored; {resolve}"
+    )]
     Unknown {
         /// The operation (`append`, `commit`).
         op: &'static str,

@@ -37,5 +37,5 @@ pub use error::LogError;
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
 pub use log::{
     Appended, Checkpoint, Commit, Committed, NatsLog, NatsOptions, ReadBatch, Resolution,
-    COMMIT_HEADER, MAX_READ, MAX_REACTIONS,
+    COMMIT_HEADER, MAX_REACTIONS, MAX_READ,
 };

@@ -435,10 +435,7 @@ impl NatsLog {
             None => Ok(None),
             Some(m) => Ok(Some(Checkpoint {
                 sequence: m.sequence,
-                token: m
-                    .headers
-                    .get(COMMIT_HEADER)
-                    .map(|v| v.as_str().to_string()),
+                token: m.headers.get(COMMIT_HEADER).map(|v| v.as_str().to_string()),
                 payload: m.payload.to_vec(),
             })),
         }
@@ -465,7 +462,10 @@ impl NatsLog {
         let js = self.conn.js.clone();
         let name = stream_name(p);
         let out = self.conn.run(self.conn.timeout, async move {
-            let stream = js.get_stream_no_info(&name).await.map_err(|e| e.to_string())?;
+            let stream = js
+                .get_stream_no_info(&name)
+                .await
+                .map_err(|e| e.to_string())?;
             match stream.get_last_raw_message_by_subject(&subject).await {
                 Ok(m) => Ok(Some(m)),
                 Err(e) if e.kind() == K::NoMessageFound => Ok(None),
@@ -551,8 +551,14 @@ impl NatsLog {
         let filter = partition::events_filter(p);
         let deadline = Instant::now() + timeout;
         let out = self.conn.run(timeout + self.conn.timeout, async move {
-            let mut wake = client.subscribe(filter.clone()).await.map_err(|e| e.to_string())?;
-            let stream = js.get_stream_no_info(&name).await.map_err(|e| e.to_string())?;
+            let mut wake = client
+                .subscribe(filter.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            let stream = js
+                .get_stream_no_info(&name)
+                .await
+                .map_err(|e| e.to_string())?;
             loop {
                 let found = stream
                     .raw_message_builder()

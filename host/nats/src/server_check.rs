@@ -188,15 +188,9 @@ pub fn monitor_json(url: &str, path: &str, timeout: Duration) -> Result<Value, S
         .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| fail("no HTTP response".into()))?;
     let head = String::from_utf8_lossy(&raw[..split]);
-    if !head
-        .lines()
-        .next()
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("200"))
-    {
-        return Err(fail(format!(
-            "{path} answered {:?}",
-            head.lines().next().unwrap_or("")
-        )));
+    let status = head.lines().next().unwrap_or("");
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(fail(format!("{path} answered {status:?}")));
     }
     serde_json::from_slice(&raw[split + 4..]).map_err(|e| fail(format!("{path}: {e}")))
 }

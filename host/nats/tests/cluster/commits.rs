@@ -33,7 +33,13 @@ fn a_batch_lands_whole_and_a_zombie_instances_batch_is_refused_whole() {
     assert_eq!(zombie.checkpoint(p, "low-stock").unwrap(), None);
 
     // The live instance commits 10 reactions + checkpoint (fence: none yet).
-    let first = Commit::new(p, "low-stock", reactions(&live, p, "live"), b"pos=5".to_vec(), 0);
+    let first = Commit::new(
+        p,
+        "low-stock",
+        reactions(&live, p, "live"),
+        b"pos=5".to_vec(),
+        0,
+    );
     let done = live.commit(&first).unwrap();
     assert_eq!(done.reactions.len(), 10);
     let seqs: Vec<u64> = done.reactions.iter().map(|r| r.1).collect();
@@ -52,7 +58,13 @@ fn a_batch_lands_whole_and_a_zombie_instances_batch_is_refused_whole() {
 
     // The zombie resumes and commits what it computed from the old
     // checkpoint: refused whole, nothing of it stored.
-    let stale = Commit::new(p, "low-stock", reactions(&live, p, "zombie"), b"pos=5".to_vec(), 0);
+    let stale = Commit::new(
+        p,
+        "low-stock",
+        reactions(&live, p, "zombie"),
+        b"pos=5".to_vec(),
+        0,
+    );
     match zombie.commit(&stale) {
         Err(LogError::Fenced {
             partition: 1,
@@ -61,7 +73,11 @@ fn a_batch_lands_whole_and_a_zombie_instances_batch_is_refused_whole() {
         }) => {}
         other => panic!("the zombie's batch was not fenced: {other:?}"),
     }
-    assert_eq!(zombie.last_sequence(p).unwrap(), 11, "nothing of the batch stored");
+    assert_eq!(
+        zombie.last_sequence(p).unwrap(),
+        11,
+        "nothing of the batch stored"
+    );
     for r in &stale.reactions {
         assert_eq!(live.lookup(r.id.unwrap()).unwrap(), None);
     }
@@ -72,19 +88,34 @@ fn a_batch_lands_whole_and_a_zombie_instances_batch_is_refused_whole() {
 
     // The live instance carries its fence on; the zombie, re-reading,
     // would get the new fence (and, as not the owner, stop).
-    let second = Commit::new(p, "low-stock", reactions(&live, p, "live2"), b"pos=9".to_vec(), 11);
+    let second = Commit::new(
+        p,
+        "low-stock",
+        reactions(&live, p, "live2"),
+        b"pos=9".to_vec(),
+        11,
+    );
     let done2 = live.commit(&second).unwrap();
     assert_eq!(done2.checkpoint, 22);
     // A retry of a commit that landed is fenced and resolves as landed.
-    assert!(matches!(live.commit(&second), Err(LogError::Fenced { expected: 11, .. })));
-    assert_eq!(live.resolve_commit(&second).unwrap(), Resolution::Landed(22));
+    assert!(matches!(
+        live.commit(&second),
+        Err(LogError::Fenced { expected: 11, .. })
+    ));
+    assert_eq!(
+        live.resolve_commit(&second).unwrap(),
+        Resolution::Landed(22)
+    );
 
     // The other partition saw nothing; a reaction for another partition's
     // entity is refused before anything is sent.
     assert_eq!(live.last_sequence(0).unwrap(), 0);
     let foreign = reactions(&live, 0, "x");
     let wrong = Commit::new(p, "low-stock", foreign, vec![], 22);
-    assert!(matches!(live.commit(&wrong), Err(LogError::Unsupported { .. })));
+    assert!(matches!(
+        live.commit(&wrong),
+        Err(LogError::Unsupported { .. })
+    ));
     assert_eq!(live.last_sequence(p).unwrap(), 22);
 }
 
@@ -116,7 +147,10 @@ fn a_repeated_msg_id_is_stored_once_and_reads_lookups_and_waits_see_appends() {
     assert_eq!(read.events[0].payload, br#"{"qty":2}"#);
     assert_eq!(read.events[0].coordinate.entity, "order:1");
 
-    let found = log.lookup(p0.id.unwrap()).unwrap().expect("looked up by id");
+    let found = log
+        .lookup(p0.id.unwrap())
+        .unwrap()
+        .expect("looked up by id");
     assert_eq!(found.sequence, a.sequence);
     assert_eq!(log.lookup(batpak_store::EventId(12345)).unwrap(), None);
 
@@ -131,11 +165,16 @@ fn a_repeated_msg_id_is_stored_once_and_reads_lookups_and_waits_see_appends() {
     let writer = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         let other = NatsLog::open(&servers, options()).unwrap();
-        other.append(&proposal("order:1", "order.shipped", b"")).unwrap()
+        other
+            .append(&proposal("order:1", "order.shipped", b""))
+            .unwrap()
     });
     let t = Instant::now();
     assert!(log.wait(p, next, Duration::from_secs(10)).unwrap());
     assert!(t.elapsed() < Duration::from_secs(5));
     let shipped = writer.join().unwrap();
-    assert_eq!(log.read(p, next, 10).unwrap().events[0].sequence, shipped.sequence);
+    assert_eq!(
+        log.read(p, next, 10).unwrap().events[0].sequence,
+        shipped.sequence
+    );
 }

@@ -31,7 +31,9 @@ impl Writer {
         let acked = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let (a, s) = (acked.clone(), stop.clone());
-        let entities: Vec<String> = (0..4).map(|_| format!("order:{}", rng.below(1000))).collect();
+        let entities: Vec<String> = (0..4)
+            .map(|_| format!("order:{}", rng.below(1000)))
+            .collect();
         let sizes: Vec<usize> = (0..16).map(|_| rng.below(2048) as usize).collect();
         let thread = std::thread::spawn(move || {
             let mut retries = 0u64;
@@ -118,7 +120,11 @@ fn assert_all_present_once(log: &NatsLog, acked: &[EventId], cluster: &Cluster) 
                 None
             }
         });
-        assert!(found.is_some(), "acknowledged append {id:?} is missing\n{}", cluster.logs());
+        assert!(
+            found.is_some(),
+            "acknowledged append {id:?} is missing\n{}",
+            cluster.logs()
+        );
     }
     // Read everything back (from the leader's view: retry until a replica
     // serving the direct get has caught up with the leader's last sequence).
@@ -154,7 +160,10 @@ fn kill_9_of_the_stream_leader_mid_appends_loses_no_acknowledged_append() {
     let mut cluster = Cluster::start(3);
     let log = init(&cluster, 1, 3);
     let leader = cluster.wait_stream_leader(&stream_name(0), Duration::from_secs(20));
-    let writer = Writer::start(NatsLog::open(&cluster.servers(), options()).unwrap(), &mut rng);
+    let writer = Writer::start(
+        NatsLog::open(&cluster.servers(), options()).unwrap(),
+        &mut rng,
+    );
     let before = 30 + rng.below(50) as usize;
     writer.wait_for(before, Duration::from_secs(30), &cluster);
     let killed_at = Instant::now();
@@ -186,14 +195,17 @@ fn sigstop_of_the_stream_leader_past_the_election_timeout_then_sigcont() {
     let cluster = Cluster::start(3);
     let log = init(&cluster, 1, 3);
     let leader = cluster.wait_stream_leader(&stream_name(0), Duration::from_secs(20));
-    let writer = Writer::start(NatsLog::open(&cluster.servers(), options()).unwrap(), &mut rng);
+    let writer = Writer::start(
+        NatsLog::open(&cluster.servers(), options()).unwrap(),
+        &mut rng,
+    );
     writer.wait_for(30, Duration::from_secs(30), &cluster);
     let paused_at = Instant::now();
     cluster.pause(leader);
     let acked_at_pause = writer.count();
     // Past the election timeout (JetStream's Raft: at most about 9 s).
     writer.wait_for(acked_at_pause + 20, Duration::from_secs(60), &cluster);
-        let remaining = Duration::from_secs(12).saturating_sub(paused_at.elapsed());
+    let remaining = Duration::from_secs(12).saturating_sub(paused_at.elapsed());
     std::thread::sleep(remaining);
     let failover = writer.longest_gap_after(paused_at);
     cluster.resume(leader);

@@ -69,7 +69,11 @@ impl Cluster {
             let (port, route, http) = (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]);
             let name = format!("n{}", i + 1);
             let store = dir.path().join(&name);
-            let sync_line = if sync(i) { ", sync_interval: always" } else { "" };
+            let sync_line = if sync(i) {
+                ", sync_interval: always"
+            } else {
+                ""
+            };
             let mut conf = format!(
                 "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\n\
                  jetstream {{ store_dir: \"{}\"{sync_line} }}\n",

