@@ -107,6 +107,12 @@ pub fn init_cluster(
             nodes: members,
         });
     }
+    // Creating a replicated stream waits for placement and its election,
+    // slower than an append on a busy or just-started cluster.
+    let options = NatsOptions {
+        timeout: options.timeout.max(Duration::from_secs(10)),
+        ..options
+    };
     let conn = Connection::open(&spec.servers, &options)?;
     let layout = Layout::new(spec.partitions, spec.replicas);
     let js = conn.js.clone();

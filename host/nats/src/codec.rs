@@ -2,39 +2,26 @@
 //! length (u32, little-endian), the envelope as JSON, then the payload
 //! bytes untouched. Keeping names and meta out of NATS headers means no
 //! name needs header escaping; the id is also in the subject (look-up).
+//!
+//! The envelope carries the store's [`EventHeader`] fields — entity
+//! sequence and chain link included — and the event hash. The hash is the
+//! store's ([`EventHeader::hash`]) over the header **with `sequence` 0**:
+//! the stream sequence is assigned by the server after the writer hashed,
+//! so the chain commits to ids, entity positions and content, and the
+//! stream sequence is filled in on read. A body whose hash does not match
+//! is reported as damage.
 
 use crate::error::LogError;
-use batpak_store::{Coordinate, EventId, Meta, Proposal};
+use batpak_store::{hex, ChainLink, Coordinate, Event, EventHeader, EventId, Meta, Proposal};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 const MAGIC: &[u8; 4] = b"BPK1";
 
-/// One event as read back from a partition.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogEvent {
-    /// The partition holding it.
-    pub partition: u32,
-    /// Its sequence in the partition's stream (global order is per
-    /// partition; sequences of different partitions are not comparable).
-    pub sequence: u64,
-    /// Its id.
-    pub id: EventId,
-    /// Entity and scope.
-    pub coordinate: Coordinate,
-    /// Its kind.
-    pub kind: String,
-    /// The event that caused it.
-    pub causation: Option<EventId>,
-    /// Its conversation (itself when it started one).
-    pub correlation: EventId,
-    /// Microseconds since the Unix epoch, set by the writer.
-    pub timestamp_us: u64,
-    /// The idempotency key it was appended with.
-    pub idempotency_key: Option<String>,
-    /// Header metadata (lineage).
-    pub meta: Meta,
-    /// The payload bytes, as appended.
-    pub payload: Vec<u8>,
+#[derive(Serialize, Deserialize)]
+struct Link {
+    id: String,
+    hash: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -43,6 +30,9 @@ struct Envelope {
     entity: String,
     scope: String,
     kind: String,
+    eseq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prev: Option<Link>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     causation: Option<String>,
     correlation: String,
@@ -51,6 +41,7 @@ struct Envelope {
     key: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     meta: Meta,
+    hash: String,
 }
 
 /// The id as 32 lower-case hex digits (its subject token).
@@ -65,30 +56,76 @@ fn parse_id(s: &str) -> Option<EventId> {
         .map(EventId)
 }
 
-/// The message body of `proposal` with id `id`, written at `time_us`.
-pub fn encode(proposal: &Proposal, id: EventId, time_us: u64) -> Vec<u8> {
-    let envelope = Envelope {
-        id: id_hex(id),
-        entity: proposal.coordinate.entity.clone(),
-        scope: proposal.coordinate.scope.clone(),
+fn parse_hash(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The header `proposal` gets as the `entity_sequence`-th event of its
+/// entity after `prev`, with id `id`, written at `time_us` (sequence 0:
+/// the stream assigns it).
+pub fn header(
+    proposal: &Proposal,
+    id: EventId,
+    entity_sequence: u64,
+    prev: Option<ChainLink>,
+    time_us: u64,
+) -> EventHeader {
+    EventHeader {
+        id,
+        sequence: 0,
+        entity_sequence,
+        coordinate: proposal.coordinate.clone(),
         kind: proposal.kind.clone(),
-        causation: proposal.causation.map(id_hex),
-        correlation: id_hex(proposal.correlation.unwrap_or(id)),
-        time_us,
-        key: proposal.idempotency_key.clone(),
+        causation: proposal.causation,
+        correlation: proposal.correlation.unwrap_or(id),
+        timestamp_us: time_us,
+        prev,
+        idempotency_key: proposal.idempotency_key.clone(),
         meta: proposal.meta.clone(),
+    }
+}
+
+/// The message body of `header` (sequence 0) and `payload`, and the event
+/// hash.
+pub fn encode(header: &EventHeader, payload: &[u8]) -> (Vec<u8>, [u8; 32]) {
+    debug_assert_eq!(header.sequence, 0);
+    let hash = header.hash(payload);
+    let envelope = Envelope {
+        id: id_hex(header.id),
+        entity: header.coordinate.entity.clone(),
+        scope: header.coordinate.scope.clone(),
+        kind: header.kind.clone(),
+        eseq: header.entity_sequence,
+        prev: header.prev.map(|l| Link {
+            id: id_hex(l.id),
+            hash: hex(&l.hash),
+        }),
+        causation: header.causation.map(id_hex),
+        correlation: id_hex(header.correlation),
+        time_us: header.timestamp_us,
+        key: header.idempotency_key.clone(),
+        meta: header.meta.clone(),
+        hash: hex(&hash),
     };
     let json = serde_json::to_vec(&envelope).expect("an envelope always serialises");
-    let mut body = Vec::with_capacity(8 + json.len() + proposal.payload.len());
+    let mut body = Vec::with_capacity(8 + json.len() + payload.len());
     body.extend_from_slice(MAGIC);
     body.extend_from_slice(&(json.len() as u32).to_le_bytes());
     body.extend_from_slice(&json);
-    body.extend_from_slice(&proposal.payload);
-    body
+    body.extend_from_slice(payload);
+    (body, hash)
 }
 
-/// The event in a message body read at `partition`, `sequence`.
-pub fn decode(partition: u32, sequence: u64, body: &[u8]) -> Result<LogEvent, LogError> {
+/// The event in a message body read at `partition`, stream `sequence`;
+/// its hash checked.
+pub fn decode(partition: u32, sequence: u64, body: &[u8]) -> Result<Event, LogError> {
     let damaged = |reason: String| LogError::Damaged {
         partition,
         sequence,
@@ -113,10 +150,20 @@ pub fn decode(partition: u32, sequence: u64, body: &[u8]) -> Result<LogEvent, Lo
         None => None,
         Some(c) => Some(parse_id(c).ok_or_else(|| damaged(format!("bad causation {c:?}")))?),
     };
-    Ok(LogEvent {
-        partition,
-        sequence,
+    let prev = match &e.prev {
+        None => None,
+        Some(l) => Some(ChainLink {
+            id: parse_id(&l.id).ok_or_else(|| damaged(format!("bad prev id {:?}", l.id)))?,
+            hash: parse_hash(&l.hash)
+                .ok_or_else(|| damaged(format!("bad prev hash {:?}", l.hash)))?,
+        }),
+    };
+    let hash = parse_hash(&e.hash).ok_or_else(|| damaged(format!("bad hash {:?}", e.hash)))?;
+    let payload = &body[8 + len..];
+    let mut header = EventHeader {
         id,
+        sequence: 0,
+        entity_sequence: e.eseq,
         coordinate: Coordinate {
             entity: e.entity,
             scope: e.scope,
@@ -125,9 +172,20 @@ pub fn decode(partition: u32, sequence: u64, body: &[u8]) -> Result<LogEvent, Lo
         causation,
         correlation,
         timestamp_us: e.time_us,
+        prev,
         idempotency_key: e.key,
         meta: e.meta,
-        payload: body[8 + len..].to_vec(),
+    };
+    if header.hash(payload) != hash {
+        return Err(damaged(
+            "the event hash does not match its header and payload".into(),
+        ));
+    }
+    header.sequence = sequence;
+    Ok(Event {
+        header: Arc::new(header),
+        payload: payload.into(),
+        hash,
     })
 }
 
@@ -136,7 +194,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_event_round_trips_and_damage_is_named() {
+    fn an_event_round_trips_its_chain_and_damage_is_named() {
         let mut p = Proposal::new(
             Coordinate::new("order:1", "shop").unwrap(),
             "order.placed",
@@ -144,13 +202,23 @@ mod tests {
         );
         p.meta = vec![("reactor".into(), "low-stock\nx".into())];
         p.causation = Some(EventId(7));
-        let body = encode(&p, EventId(42), 1000);
+        let prev = ChainLink {
+            id: EventId(41),
+            hash: [9; 32],
+        };
+        let h = header(&p, EventId(42), 2, Some(prev), 1000);
+        let (body, hash) = encode(&h, &p.payload);
         let e = decode(3, 9, &body).unwrap();
-        assert_eq!((e.partition, e.sequence, e.id), (3, 9, EventId(42)));
-        assert_eq!(e.payload, p.payload);
-        assert_eq!(e.meta, p.meta);
-        assert_eq!(e.correlation, EventId(42));
-        assert_eq!(e.causation, Some(EventId(7)));
+        assert_eq!(
+            (e.header.sequence, e.header.entity_sequence, e.id()),
+            (9, 2, EventId(42))
+        );
+        assert_eq!(&*e.payload, &p.payload[..]);
+        assert_eq!(e.header.meta, p.meta);
+        assert_eq!(e.header.correlation, EventId(42));
+        assert_eq!(e.header.causation, Some(EventId(7)));
+        assert_eq!(e.header.prev, Some(prev));
+        assert_eq!(e.hash, hash);
         assert!(matches!(
             decode(3, 9, b"hello"),
             Err(LogError::Damaged { sequence: 9, .. })
@@ -158,5 +226,12 @@ mod tests {
         let mut cut = body.clone();
         cut[4] = 0xff;
         assert!(matches!(decode(3, 9, &cut), Err(LogError::Damaged { .. })));
+        // One payload byte changed: the hash says so.
+        let mut flipped = body.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            decode(3, 9, &flipped),
+            Err(LogError::Damaged { .. })
+        ));
     }
 }

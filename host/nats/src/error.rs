@@ -53,6 +53,28 @@ pub enum LogError {
         /// What the client saw.
         reason: String,
     },
+    /// The proposal's `expected_sequence` is not the entity's current
+    /// sequence: another append got there first. Nothing was stored; read
+    /// the entity again before deciding.
+    #[error(
+        "entity {entity:?} is at sequence {actual}, not the expected {expected}: it moved on \
+         since it was read; nothing was stored — read it again before deciding"
+    )]
+    Conflict {
+        /// The entity.
+        entity: String,
+        /// What the proposal expected.
+        expected: u64,
+        /// Where the entity is.
+        actual: u64,
+    },
+    /// Other writers kept moving the entities of this write on (each try
+    /// was refused by their chain checks); nothing was stored.
+    #[error("gave up after {tries} tries: other writers kept appending to the same entities; nothing was stored, retry later")]
+    Contended {
+        /// Tries made.
+        tries: u32,
+    },
     /// The partition's stream does not exist: the cluster was never
     /// initialised, or with fewer partitions.
     #[error("stream {stream} does not exist: run `batpak-host cluster init` (or `init`) first")]

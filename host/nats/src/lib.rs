@@ -26,13 +26,13 @@ mod cluster_init;
 mod codec;
 mod driver;
 mod error;
+mod heads;
 mod layout;
 mod log;
 pub mod partition;
 pub mod server_check;
 
 pub use cluster_init::{init_cluster, InitError, InitSpec};
-pub use codec::LogEvent;
 pub use error::LogError;
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
 pub use log::{

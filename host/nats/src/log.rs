@@ -2,14 +2,15 @@
 //! commits, reads, checkpoints, look-ups and waits, all with bounded waits
 //! and typed outcomes.
 
-use crate::codec::{self, LogEvent};
+use crate::codec;
 use crate::driver::Driver;
 use crate::error::LogError;
+use crate::heads::{Head, HeadCache};
 use crate::layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY};
 use crate::partition::{self, partition_of, stream_name};
 use async_nats::jetstream::{self, message::OutboundMessage};
 use async_nats::HeaderMap;
-use batpak_store::{now_us, EventId, Proposal};
+use batpak_store::{now_us, ChainLink, Event, EventId, Proposal, Region};
 use futures_util::StreamExt;
 use jetstream_extra::batch_fetch::{BatchFetchErrorKind, BatchFetchExt};
 use jetstream_extra::batch_publish::{BatchPublishErrorKind, BatchPublishExt};
@@ -62,6 +63,9 @@ pub struct Appended {
     pub sequence: u64,
     /// Its id.
     pub id: EventId,
+    /// Its position in its entity's chain (0 for a duplicate: the first
+    /// copy's is in the stream).
+    pub entity_sequence: u64,
     /// True when the server had it already (same id or idempotency key
     /// within the stream's duplicate window): nothing new was stored.
     pub duplicate: bool,
@@ -143,10 +147,12 @@ pub enum Resolution {
 /// Events read from a partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadBatch {
-    /// The events, in partition order.
-    pub events: Vec<LogEvent>,
-    /// Where the next read starts.
-    pub next: u64,
+    /// The events, in partition order (`header.sequence` is the stream
+    /// sequence).
+    pub events: Vec<Event>,
+    /// The last sequence looked at (at least the `after` asked): the next
+    /// read goes on after it, past events the region left out.
+    pub scanned: u64,
 }
 
 /// The log on a NATS JetStream cluster. Synchronous: every method blocks
@@ -155,6 +161,7 @@ pub struct ReadBatch {
 pub struct NatsLog {
     conn: Connection,
     layout: Layout,
+    heads: HeadCache,
 }
 
 /// A connection without a layout (what `cluster init` uses).
@@ -233,6 +240,27 @@ impl Connection {
     }
 }
 
+/// How many times a write is rebuilt after another writer moved one of its
+/// entities on, before [`LogError::Contended`].
+const MAX_TRIES: u32 = 8;
+
+/// One message of a write, before it is sent.
+struct Outgoing {
+    subject: String,
+    body: Vec<u8>,
+    headers: HeaderMap,
+}
+
+/// The events of one write, chained onto their entities' heads, and the
+/// heads they leave.
+struct Built {
+    messages: Vec<Outgoing>,
+    ids: Vec<EventId>,
+    entity_sequences: Vec<u64>,
+    /// Entity → (head before, head after without its stream sequence).
+    heads: Vec<(String, Head, Head)>,
+}
+
 impl NatsLog {
     /// Connects to the cluster at `servers` and reads its layout.
     ///
@@ -259,7 +287,11 @@ impl NatsLog {
                 reason: "no answer in time".into(),
             })?
             .map_err(|reason| LogError::NoLayout { reason })?;
-        Ok(NatsLog { conn, layout })
+        Ok(NatsLog {
+            conn,
+            layout,
+            heads: HeadCache::default(),
+        })
     }
 
     /// The cluster's layout.
@@ -282,65 +314,199 @@ impl NatsLog {
         }
     }
 
-    /// Appends one event to its entity's partition and returns once the
-    /// stream's quorum has it on disk (every node fsyncs each write: the
-    /// cluster was checked for `sync_interval: always` at init).
-    ///
-    /// The server de-duplicates on `Nats-Msg-Id` within the stream's
-    /// duplicate window (2 minutes): the idempotency key when there is one,
-    /// otherwise the id. So an append that ended in [`LogError::Unknown`] is
-    /// resolved by appending the same proposal again with the id it was
-    /// given (the error's caller sets `proposal.id` first to make that
-    /// possible; an id is generated otherwise).
-    ///
-    /// # Errors
-    /// `Unknown` (may be stored), `Unavailable` (not stored), `Invalid`,
-    /// `Unsupported` (`expected_sequence`), `Refused`.
-    pub fn append(&self, proposal: &Proposal) -> Result<Appended, LogError> {
-        proposal.validate(false)?;
-        if proposal.expected_sequence.is_some() {
-            return Err(LogError::Unsupported {
-                what: "expected_sequence (per-entity optimistic concurrency)",
+    /// The entity's head: cached unless `fresh`, else read from the stream
+    /// leader (the last message on the entity's subjects).
+    fn head(&self, p: u32, entity: &str, fresh: bool) -> Result<Head, LogError> {
+        if !fresh {
+            if let Some(h) = self.heads.get(p, entity) {
+                return Ok(h);
+            }
+        }
+        let head = match self.last_by_subject(p, partition::entity_filter(p, entity))? {
+            None => Head::default(),
+            Some(m) => {
+                let e = codec::decode(p, m.sequence, &m.payload)?;
+                Head {
+                    stream_sequence: m.sequence,
+                    entity_sequence: e.header.entity_sequence,
+                    link: Some(ChainLink {
+                        id: e.id(),
+                        hash: e.hash,
+                    }),
+                }
+            }
+        };
+        self.heads.put(p, entity, head);
+        Ok(head)
+    }
+
+    /// Chains `proposals` (all of partition `p`) onto their entities'
+    /// heads. The first message of each entity carries the head's stream
+    /// sequence as the expected last sequence on the entity's subjects.
+    fn build(&self, p: u32, proposals: &[Proposal], fresh: bool) -> Result<Built, LogError> {
+        let now = now_us();
+        let mut built = Built {
+            messages: Vec::with_capacity(proposals.len()),
+            ids: Vec::with_capacity(proposals.len()),
+            entity_sequences: Vec::with_capacity(proposals.len()),
+            heads: Vec::new(),
+        };
+        for prop in proposals {
+            let entity = prop.coordinate.entity.as_str();
+            let slot = match built.heads.iter().position(|(e, _, _)| e == entity) {
+                Some(i) => i,
+                None => {
+                    let h = self.head(p, entity, fresh || prop.expected_sequence.is_some())?;
+                    built.heads.push((entity.to_string(), h, h));
+                    built.heads.len() - 1
+                }
+            };
+            let (_, before, now_head) = &mut built.heads[slot];
+            let mut headers = HeaderMap::new();
+            if now_head == before {
+                if let Some(expected) = prop.expected_sequence {
+                    if expected != before.entity_sequence {
+                        return Err(LogError::Conflict {
+                            entity: entity.to_string(),
+                            expected,
+                            actual: before.entity_sequence,
+                        });
+                    }
+                }
+                headers.insert(
+                    "Nats-Expected-Last-Subject-Sequence",
+                    before.stream_sequence.to_string().as_str(),
+                );
+                headers.insert(
+                    "Nats-Expected-Last-Subject-Sequence-Subject",
+                    partition::entity_filter(p, entity).as_str(),
+                );
+            } else if let Some(expected) = prop.expected_sequence {
+                if expected != now_head.entity_sequence {
+                    return Err(LogError::Conflict {
+                        entity: entity.to_string(),
+                        expected,
+                        actual: now_head.entity_sequence,
+                    });
+                }
+            }
+            let id = prop.id.unwrap_or_else(EventId::generate);
+            let entity_sequence = now_head.entity_sequence + 1;
+            let header = codec::header(prop, id, entity_sequence, now_head.link, now);
+            let (body, hash) = codec::encode(&header, &prop.payload);
+            *now_head = Head {
+                stream_sequence: 0,
+                entity_sequence,
+                link: Some(ChainLink { id, hash }),
+            };
+            built.ids.push(id);
+            built.entity_sequences.push(entity_sequence);
+            built.messages.push(Outgoing {
+                subject: partition::event_subject(p, entity, &codec::id_hex(id)),
+                body,
+                headers,
             });
         }
-        let partition = self.partition_of(&proposal.coordinate.entity);
-        let id = proposal.id.unwrap_or_else(EventId::generate);
-        let hex = codec::id_hex(id);
-        let subject = partition::event_subject(partition, &proposal.coordinate.entity, &hex);
-        let body = codec::encode(proposal, id, now_us());
-        let mut headers = HeaderMap::new();
-        let msg_id = proposal.idempotency_key.clone().unwrap_or(hex);
-        headers.insert("Nats-Msg-Id", msg_id.as_str());
-        let js = self.conn.js.clone();
-        let outcome = self.conn.run(self.conn.timeout, async move {
-            let ack = js
-                .publish_with_headers(subject, headers, body.into())
-                .await
-                .map_err(|e| (true, e))?;
-            ack.await.map_err(|e| (false, e))
-        })?;
-        match outcome {
-            None => Err(unknown("append", "no acknowledgement in time".into())),
-            Some(Ok(ack)) => Ok(Appended {
-                partition,
-                sequence: ack.sequence,
-                id,
-                duplicate: ack.duplicate,
-            }),
-            Some(Err((sending, e))) => Err(publish_error(partition, sending, e)),
+        Ok(built)
+    }
+
+    /// Appends one event to its entity's partition, chained onto the
+    /// entity's last event (entity sequence, `prev` link, hash — as in the
+    /// embedded store), and returns once the stream's quorum has it on disk
+    /// (every node fsyncs each write: the cluster was checked for
+    /// `sync_interval: always` at init).
+    ///
+    /// `expected_sequence` is honoured: the entity must be at that entity
+    /// sequence, else [`LogError::Conflict`]. The server de-duplicates on
+    /// `Nats-Msg-Id` within the stream's duplicate window (2 minutes): the
+    /// idempotency key when there is one, otherwise the id. So an append
+    /// that ended in [`LogError::Unknown`] is resolved by appending the same
+    /// proposal again with the same id (set `proposal.id` before the first
+    /// try; an id is generated otherwise).
+    ///
+    /// # Errors
+    /// `Unknown` (may be stored), `Unavailable` (not stored), `Conflict`,
+    /// `Contended`, `Invalid`, `Refused`.
+    pub fn append(&self, proposal: &Proposal) -> Result<Appended, LogError> {
+        proposal.validate(false)?;
+        let p = self.partition_of(&proposal.coordinate.entity);
+        let entity = proposal.coordinate.entity.as_str();
+        let mut proposal = proposal.clone();
+        // One id for every try, so a try that landed de-duplicates the next.
+        let id = *proposal.id.get_or_insert_with(EventId::generate);
+        let msg_id = proposal
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(|| codec::id_hex(id));
+        for attempt in 0..MAX_TRIES {
+            let mut built = self.build(p, std::slice::from_ref(&proposal), attempt > 0)?;
+            let mut m = built.messages.pop().expect("one message");
+            m.headers.insert("Nats-Msg-Id", msg_id.as_str());
+            let js = self.conn.js.clone();
+            let outcome = self.conn.run(self.conn.timeout, async move {
+                let ack = js
+                    .publish_with_headers(m.subject, m.headers, m.body.into())
+                    .await
+                    .map_err(|e| (true, e))?;
+                ack.await.map_err(|e| (false, e))
+            })?;
+            match outcome {
+                None => {
+                    self.heads.forget(p, entity);
+                    return Err(unknown("append", "no acknowledgement in time".into()));
+                }
+                Some(Ok(ack)) if ack.duplicate => {
+                    self.heads.forget(p, entity);
+                    return Ok(Appended {
+                        partition: p,
+                        sequence: ack.sequence,
+                        id,
+                        entity_sequence: 0,
+                        duplicate: true,
+                    });
+                }
+                Some(Ok(ack)) => {
+                    let (_, _, mut after) = built.heads.pop().expect("one head");
+                    after.stream_sequence = ack.sequence;
+                    self.heads.put(p, entity, after);
+                    return Ok(Appended {
+                        partition: p,
+                        sequence: ack.sequence,
+                        id,
+                        entity_sequence: built.entity_sequences[0],
+                        duplicate: false,
+                    });
+                }
+                Some(Err((false, e)))
+                    if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence =>
+                {
+                    // Another writer appended to the entity: chain again.
+                    self.heads.forget(p, entity);
+                    continue;
+                }
+                Some(Err((sending, e))) => {
+                    self.heads.forget(p, entity);
+                    return Err(publish_error(p, sending, e));
+                }
+            }
         }
+        Err(LogError::Contended { tries: MAX_TRIES })
     }
 
     /// Stores `commit`'s reactions and checkpoint as one atomic batch, or
-    /// nothing. The checkpoint carries `Nats-Expected-Last-Subject-Sequence
-    /// = commit.expected` on the reactor's checkpoint subject, so when
-    /// another instance committed since this one read its checkpoint, the
-    /// whole batch is refused ([`LogError::Fenced`]).
+    /// nothing. Reactions are chained onto their entities like appends
+    /// (`expected_sequence` honoured). The checkpoint carries
+    /// `Nats-Expected-Last-Subject-Sequence = commit.expected` on the
+    /// reactor's checkpoint subject, so when another instance committed
+    /// since this one read its checkpoint, the whole batch is refused
+    /// ([`LogError::Fenced`]). When only an entity moved on (another writer
+    /// appended to it), the batch is chained again and resent.
     ///
     /// # Errors
     /// `Fenced`, `Unknown` (resolve with [`NatsLog::resolve_commit`]),
-    /// `Unavailable`, `BatchTooLarge`, `Invalid`, `Unsupported` (a reaction
-    /// for another partition: the outbox is not built yet), `Refused`.
+    /// `Unavailable`, `Conflict`, `Contended`, `BatchTooLarge`, `Invalid`,
+    /// `Unsupported` (a reaction for another partition: the outbox is not
+    /// built yet), `Refused`.
     pub fn commit(&self, commit: &Commit) -> Result<Committed, LogError> {
         let p = commit.partition;
         self.check_partition(p)?;
@@ -350,66 +516,97 @@ impl NatsLog {
                 max: MAX_REACTIONS,
             });
         }
-        let mut messages = Vec::with_capacity(commit.reactions.len());
-        let mut ids = Vec::with_capacity(commit.reactions.len());
-        let now = now_us();
-        for r in &commit.reactions {
+        let mut reactions = commit.reactions.clone();
+        for r in &mut reactions {
             r.validate(true)?;
-            if r.expected_sequence.is_some() {
-                return Err(LogError::Unsupported {
-                    what: "expected_sequence (per-entity optimistic concurrency)",
-                });
-            }
             if self.partition_of(&r.coordinate.entity) != p {
                 return Err(LogError::Unsupported {
                     what: "a reaction for an entity of another partition (the outbox)",
                 });
             }
-            let id = r.id.unwrap_or_else(EventId::generate);
-            ids.push(id);
-            messages.push(OutboundMessage {
-                subject: partition::event_subject(p, &r.coordinate.entity, &codec::id_hex(id))
-                    .into(),
-                payload: codec::encode(r, id, now).into(),
-                headers: None,
-            });
+            // One id for every try (and for resolving by look-up).
+            r.id.get_or_insert_with(EventId::generate);
         }
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "Nats-Expected-Last-Subject-Sequence",
-            commit.expected.to_string().as_str(),
-        );
-        headers.insert(COMMIT_HEADER, commit.token.as_str());
-        let last = OutboundMessage {
-            subject: partition::checkpoint_subject(p, &commit.reactor).into(),
-            payload: commit.checkpoint.clone().into(),
-            headers: Some(headers),
-        };
-        let js = self.conn.js.clone();
-        let timeout = self.conn.timeout;
-        let outcome = self.conn.run(timeout, async move {
-            let mut batch = js.batch_publish().timeout(timeout).build();
-            for m in messages {
-                batch.add_message(m).await.map_err(|e| (true, e))?;
-            }
-            batch.commit_message(last).await.map_err(|e| (false, e))
-        })?;
-        match outcome {
-            None => Err(unknown("commit", "no acknowledgement in time".into())),
-            Some(Ok(ack)) => {
-                let n = ids.len() as u64;
-                let first = ack.sequence - n;
-                Ok(Committed {
-                    reactions: ids
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, id)| (id, first + i as u64))
-                        .collect(),
-                    checkpoint: ack.sequence,
+        for attempt in 0..MAX_TRIES {
+            let built = self.build(p, &reactions, attempt > 0)?;
+            let messages: Vec<OutboundMessage> = built
+                .messages
+                .into_iter()
+                .map(|m| OutboundMessage {
+                    subject: m.subject.into(),
+                    payload: m.body.into(),
+                    headers: (!m.headers.is_empty()).then_some(m.headers),
                 })
+                .collect();
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                commit.expected.to_string().as_str(),
+            );
+            headers.insert(COMMIT_HEADER, commit.token.as_str());
+            let last = OutboundMessage {
+                subject: partition::checkpoint_subject(p, &commit.reactor).into(),
+                payload: commit.checkpoint.clone().into(),
+                headers: Some(headers),
+            };
+            let js = self.conn.js.clone();
+            let timeout = self.conn.timeout;
+            let outcome = self.conn.run(timeout, async move {
+                let mut batch = js.batch_publish().timeout(timeout).build();
+                for m in messages {
+                    batch.add_message(m).await.map_err(|e| (true, e))?;
+                }
+                batch.commit_message(last).await.map_err(|e| (false, e))
+            })?;
+            let forget_all = |heads: &[(String, Head, Head)]| {
+                for (entity, _, _) in heads {
+                    self.heads.forget(p, entity);
+                }
+            };
+            match outcome {
+                None => {
+                    forget_all(&built.heads);
+                    return Err(unknown("commit", "no acknowledgement in time".into()));
+                }
+                Some(Ok(ack)) => {
+                    let n = built.ids.len() as u64;
+                    let first = ack.sequence - n;
+                    let sequences: Vec<u64> = (0..n).map(|i| first + i).collect();
+                    // Each entity's head is its last reaction in the batch.
+                    for (entity, _, mut after) in built.heads {
+                        let last = built
+                            .ids
+                            .iter()
+                            .zip(&reactions)
+                            .zip(&sequences)
+                            .filter(|((_, r), _)| r.coordinate.entity == entity)
+                            .map(|(_, s)| *s)
+                            .next_back()
+                            .expect("an entity of the batch");
+                        after.stream_sequence = last;
+                        self.heads.put(p, &entity, after);
+                    }
+                    return Ok(Committed {
+                        reactions: built.ids.into_iter().zip(sequences).collect(),
+                        checkpoint: ack.sequence,
+                    });
+                }
+                Some(Err((adding, e))) => {
+                    forget_all(&built.heads);
+                    let err = batch_error(commit, adding, e);
+                    if let LogError::Fenced { .. } = err {
+                        // A wrong last sequence: the checkpoint's fence, or
+                        // an entity's chain check? The checkpoint says.
+                        let now = self.checkpoint(p, &commit.reactor)?;
+                        if now.map_or(0, |c| c.sequence) == commit.expected {
+                            continue;
+                        }
+                    }
+                    return Err(err);
+                }
             }
-            Some(Err((adding, e))) => Err(batch_error(commit, adding, e)),
         }
+        Err(LogError::Contended { tries: MAX_TRIES })
     }
 
     /// Learns whether `commit` is stored, after it ended in
@@ -441,16 +638,44 @@ impl NatsLog {
         }
     }
 
-    /// The event with `id`, looked for in every partition (one request
-    /// each, leader-served); `None` when no partition has it.
-    pub fn lookup(&self, id: EventId) -> Result<Option<LogEvent>, LogError> {
+    /// The event with `id` and its partition, looked for in every
+    /// partition (one leader-served request each); `None` when no
+    /// partition has it.
+    pub fn lookup(&self, id: EventId) -> Result<Option<(u32, Event)>, LogError> {
         let hex = codec::id_hex(id);
         for p in 0..self.layout.partitions {
             if let Some(m) = self.last_by_subject(p, partition::id_filter(p, &hex))? {
-                return codec::decode(p, m.sequence, &m.payload).map(Some);
+                return codec::decode(p, m.sequence, &m.payload).map(|e| Some((p, e)));
             }
         }
         Ok(None)
+    }
+
+    /// The event at stream sequence `sequence` of partition `p` (leader
+    /// served); `None` when there is none or it is a checkpoint.
+    pub fn get_by_sequence(&self, p: u32, sequence: u64) -> Result<Option<Event>, LogError> {
+        use async_nats::jetstream::stream::RawMessageErrorKind as K;
+        self.check_partition(p)?;
+        let js = self.conn.js.clone();
+        let name = stream_name(p);
+        let out = self.conn.run(self.conn.timeout, async move {
+            let stream = js
+                .get_stream_no_info(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+            match stream.get_raw_message(sequence).await {
+                Ok(m) => Ok(Some(m)),
+                Err(e) if e.kind() == K::NoMessageFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })?;
+        let m = unavailable_if_none(p, out)?;
+        match m {
+            Some(m) if m.subject.starts_with(&format!("batpak.p{p}.e.")) => {
+                codec::decode(p, m.sequence, &m.payload).map(Some)
+            }
+            _ => Ok(None),
+        }
     }
 
     fn last_by_subject(
@@ -472,33 +697,73 @@ impl NatsLog {
                 Err(e) => Err(e.to_string()),
             }
         })?;
-        match out {
-            None => Err(LogError::Unavailable {
-                partition: p,
-                reason: "no answer in time".into(),
-            }),
-            Some(r) => r.map_err(|reason| LogError::Unavailable {
-                partition: p,
-                reason,
-            }),
-        }
+        unavailable_if_none(p, out)
     }
 
-    /// Up to `max` (at most [`MAX_READ`]) events of partition `p` from
-    /// stream sequence `from` on, in order (checkpoints left out). Served by
-    /// any replica (direct get): a replica may lag the leader by a few
-    /// writes, never reorder them.
-    pub fn read(&self, p: u32, from: u64, max: usize) -> Result<ReadBatch, LogError> {
+    /// Up to `max` (at most [`MAX_READ`]) events of partition `p` with a
+    /// stream sequence greater than `after`, in order (checkpoints left
+    /// out). Served by any replica (direct get): a replica may lag the
+    /// leader by a few writes, never reorder them.
+    pub fn read(&self, p: u32, after: u64, max: usize) -> Result<ReadBatch, LogError> {
+        self.read_filtered(p, partition::events_filter(p), after, max, |_| true)
+    }
+
+    /// Like [`read`](Self::read), keeping only events `region` matches;
+    /// [`ReadBatch::scanned`] says how far it looked.
+    pub fn read_region(
+        &self,
+        p: u32,
+        region: &Region,
+        after: u64,
+        max: usize,
+    ) -> Result<ReadBatch, LogError> {
+        self.read_filtered(p, partition::events_filter(p), after, max, |e| {
+            region.matches(&e.header)
+        })
+    }
+
+    /// Up to `max` events of `entity` with an entity sequence greater than
+    /// `after`, oldest first.
+    pub fn entity_events(
+        &self,
+        entity: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Event>, LogError> {
+        let p = self.partition_of(entity);
+        let filter = partition::entity_filter(p, entity);
+        let mut out = Vec::new();
+        let mut from = 0;
+        while out.len() < max {
+            let b = self.read_filtered(p, filter.clone(), from, MAX_READ, |e| {
+                e.header.entity_sequence > after
+            })?;
+            if b.scanned == from {
+                break;
+            }
+            from = b.scanned;
+            out.extend(b.events);
+        }
+        out.truncate(max);
+        Ok(out)
+    }
+
+    fn read_filtered(
+        &self,
+        p: u32,
+        filter: String,
+        after: u64,
+        max: usize,
+        keep: impl Fn(&Event) -> bool,
+    ) -> Result<ReadBatch, LogError> {
         self.check_partition(p)?;
         let max = max.clamp(1, MAX_READ);
         let js = self.conn.js.clone();
         let name = stream_name(p);
-        let filter = partition::events_filter(p);
-        let from = from.max(1);
         let out = self.conn.run(self.conn.timeout, async move {
             let mut stream = match js
                 .get_batch(&name, max)
-                .sequence(from)
+                .sequence(after + 1)
                 .subject(filter)
                 .send()
                 .await
@@ -517,33 +782,25 @@ impl NatsLog {
             }
             Ok(got)
         })?;
-        let messages = match out {
-            None => {
-                return Err(LogError::Unavailable {
-                    partition: p,
-                    reason: "no answer in time".into(),
-                })
-            }
-            Some(r) => r.map_err(|reason| LogError::Unavailable {
-                partition: p,
-                reason,
-            })?,
-        };
+        let messages = unavailable_if_none(p, out)?;
         let mut batch = ReadBatch {
             events: Vec::with_capacity(messages.len()),
-            next: from,
+            scanned: after,
         };
         for m in messages {
-            batch.next = m.sequence + 1;
-            batch.events.push(codec::decode(p, m.sequence, &m.payload)?);
+            batch.scanned = m.sequence;
+            let e = codec::decode(p, m.sequence, &m.payload)?;
+            if keep(&e) {
+                batch.events.push(e);
+            }
         }
         Ok(batch)
     }
 
-    /// Waits until partition `p` holds an event at sequence `from` or later,
-    /// at most `timeout`; true when there is one. A core subscription wakes
-    /// the wait; the answer comes from the stream leader.
-    pub fn wait(&self, p: u32, from: u64, timeout: Duration) -> Result<bool, LogError> {
+    /// Waits until partition `p` holds an event with a sequence greater
+    /// than `after`, at most `timeout`; true when there is one. A core
+    /// subscription wakes the wait; the answer comes from the stream leader.
+    pub fn wait(&self, p: u32, after: u64, timeout: Duration) -> Result<bool, LogError> {
         self.check_partition(p)?;
         let js = self.conn.js.clone();
         let client = self.conn.client.clone();
@@ -562,7 +819,7 @@ impl NatsLog {
             loop {
                 let found = stream
                     .raw_message_builder()
-                    .sequence(from.max(1))
+                    .sequence(after + 1)
                     .next_by_subject(filter.clone())
                     .send()
                     .await;
@@ -599,16 +856,21 @@ impl NatsLog {
             let info = s.info().await.map_err(|e| e.to_string())?;
             Ok::<_, String>(info.state.last_sequence)
         })?;
-        match out {
-            None => Err(LogError::Unavailable {
-                partition: p,
-                reason: "no answer in time".into(),
-            }),
-            Some(r) => r.map_err(|reason| LogError::Unavailable {
-                partition: p,
-                reason,
-            }),
-        }
+        unavailable_if_none(p, out)
+    }
+}
+
+/// A read's outcome: no answer in time or an error is `Unavailable`.
+fn unavailable_if_none<T>(p: u32, out: Option<Result<T, String>>) -> Result<T, LogError> {
+    match out {
+        None => Err(LogError::Unavailable {
+            partition: p,
+            reason: "no answer in time".into(),
+        }),
+        Some(r) => r.map_err(|reason| LogError::Unavailable {
+            partition: p,
+            reason,
+        }),
     }
 }
 

@@ -45,12 +45,16 @@ fn a_batch_lands_whole_and_a_zombie_instances_batch_is_refused_whole() {
     let seqs: Vec<u64> = done.reactions.iter().map(|r| r.1).collect();
     assert_eq!(seqs, (1..=10).collect::<Vec<_>>(), "one batch, consecutive");
     assert_eq!(done.checkpoint, 11);
-    let read = live.read(p, 1, 100).unwrap();
+    let read = live.read(p, 0, 100).unwrap();
     assert_eq!(read.events.len(), 10, "checkpoints are not events");
-    assert_eq!(read.next, 11);
+    assert_eq!(read.scanned, 10);
     for (e, (id, seq)) in read.events.iter().zip(&done.reactions) {
-        assert_eq!((e.id, e.sequence), (*id, *seq));
-        assert_eq!(e.payload, b"live");
+        assert_eq!((e.id(), e.sequence()), (*id, *seq));
+        assert_eq!(&*e.payload, b"live");
+        assert_eq!(
+            e.header.entity_sequence, 1,
+            "each reaction starts its entity"
+        );
     }
     let ck = live.checkpoint(p, "low-stock").unwrap().unwrap();
     assert_eq!((ck.sequence, ck.payload.as_slice()), (11, &b"pos=5"[..]));
@@ -142,20 +146,21 @@ fn a_repeated_msg_id_is_stored_once_and_reads_lookups_and_waits_see_appends() {
     let again = log.append(&k2).unwrap();
     assert!(again.duplicate);
     assert_eq!(again.sequence, first.sequence);
-    let read = log.read(p, 1, 10).unwrap();
+    let read = log.read(p, 0, 10).unwrap();
     assert_eq!(read.events.len(), 2, "{:?}", read.events);
-    assert_eq!(read.events[0].payload, br#"{"qty":2}"#);
-    assert_eq!(read.events[0].coordinate.entity, "order:1");
+    assert_eq!(&*read.events[0].payload, br#"{"qty":2}"#);
+    assert_eq!(read.events[0].coordinate().entity, "order:1");
+    assert_eq!(read.events[1].header.entity_sequence, 2);
 
-    let found = log
+    let (fp, found) = log
         .lookup(p0.id.unwrap())
         .unwrap()
         .expect("looked up by id");
-    assert_eq!(found.sequence, a.sequence);
+    assert_eq!((fp, found.sequence()), (p, a.sequence));
     assert_eq!(log.lookup(batpak_store::EventId(12345)).unwrap(), None);
 
     // Nothing new: the wait ends at its deadline with false.
-    let next = read.next;
+    let next = read.scanned;
     let t = Instant::now();
     assert!(!log.wait(p, next, Duration::from_millis(600)).unwrap());
     let waited = t.elapsed();
@@ -174,7 +179,103 @@ fn a_repeated_msg_id_is_stored_once_and_reads_lookups_and_waits_see_appends() {
     assert!(t.elapsed() < Duration::from_secs(5));
     let shipped = writer.join().unwrap();
     assert_eq!(
-        log.read(p, next, 10).unwrap().events[0].sequence,
+        log.read(p, next, 10).unwrap().events[0].sequence(),
         shipped.sequence
+    );
+}
+
+/// Every event of `entity`, checked as a chain: entity sequences 1, 2, …
+/// and each `prev` naming the event before (id and hash).
+fn assert_chain(log: &NatsLog, entity: &str, len: usize) {
+    let events = log.entity_events(entity, 0, 10_000).unwrap();
+    assert_eq!(events.len(), len, "{entity}: {} events", events.len());
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.header.entity_sequence, i as u64 + 1, "{entity} #{i}");
+        match i {
+            0 => assert_eq!(e.header.prev, None),
+            _ => {
+                let prev = e.header.prev.expect("a link");
+                assert_eq!(
+                    (prev.id, prev.hash),
+                    (events[i - 1].id(), events[i - 1].hash)
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn entity_chains_hold_across_writers_and_expected_sequence_is_checked() {
+    let _one = serial();
+    let cluster = Cluster::start(3);
+    let a = init(&cluster, 2, 3);
+    let b = NatsLog::open(&cluster.servers(), options()).unwrap();
+    // Two writers with their own (soon stale) heads on one entity: every
+    // write is chained onto the real last event.
+    for i in 0..6 {
+        let w = if i % 2 == 0 { &a } else { &b };
+        let got = w.append(&proposal("order:7", "order.noted", b"n")).unwrap();
+        assert_eq!(got.entity_sequence, i + 1);
+    }
+    assert_chain(&a, "order:7", 6);
+
+    // Optimistic concurrency as in the embedded store.
+    let mut ok = proposal("order:7", "order.paid", b"");
+    ok.expected_sequence = Some(6);
+    assert_eq!(a.append(&ok).unwrap().entity_sequence, 7);
+    let mut stale = proposal("order:7", "order.paid", b"");
+    stale.expected_sequence = Some(6);
+    let before = b.last_sequence(b.partition_of("order:7")).unwrap();
+    match b.append(&stale) {
+        Err(LogError::Conflict {
+            expected: 6,
+            actual: 7,
+            ..
+        }) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(b.last_sequence(b.partition_of("order:7")).unwrap(), before);
+    let mut fresh = proposal("order:new", "order.placed", b"");
+    fresh.expected_sequence = Some(0);
+    assert_eq!(b.append(&fresh).unwrap().entity_sequence, 1);
+
+    // A commit with two reactions to one entity, after the other writer
+    // moved that entity on behind this instance's back: chained again,
+    // the checkpoint fence untouched.
+    let p = a.partition_of("order:7");
+    a.append(&proposal("order:7", "x", b"")).unwrap(); // a's head is fresh
+    b.append(&proposal("order:7", "x", b"")).unwrap(); // a's head is stale now
+    let c = Commit::new(
+        p,
+        "shipping",
+        vec![
+            proposal("order:7", "shipment.requested", b"1"),
+            proposal("order:7", "shipment.requested", b"2"),
+        ],
+        b"ck".to_vec(),
+        0,
+    );
+    let done = a.commit(&c).unwrap();
+    assert_eq!(done.reactions.len(), 2);
+    assert_chain(&a, "order:7", 11);
+    // The region read keeps its filter and moves past what it left out.
+    let region = batpak_store::Region {
+        kinds: vec!["shipment.requested".into()],
+        ..Default::default()
+    };
+    let r = a.read_region(p, &region, 0, 1000).unwrap();
+    assert_eq!(r.events.len(), 2);
+    assert_eq!(r.scanned, done.reactions[1].1);
+    assert_eq!(
+        a.get_by_sequence(p, done.reactions[0].1)
+            .unwrap()
+            .unwrap()
+            .id(),
+        done.reactions[0].0
+    );
+    assert_eq!(
+        a.get_by_sequence(p, done.checkpoint).unwrap(),
+        None,
+        "a checkpoint is no event"
     );
 }
