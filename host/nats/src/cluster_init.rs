@@ -163,28 +163,50 @@ async fn create(js: jetstream::Context, layout: Layout, replicas: usize) -> Resu
             allow_atomic_publish: true,
             ..Default::default()
         };
-        js.create_or_update_stream(config)
+        again(|| js.create_or_update_stream(config.clone()))
             .await
             .map_err(|e| fail(&name, &e))?;
     }
-    js.create_object_store(jetstream::object_store::Config {
-        bucket: PLUGINS_BUCKET.into(),
-        num_replicas: replicas,
-        storage: StorageType::File,
-        ..Default::default()
+    again(|| {
+        js.create_object_store(jetstream::object_store::Config {
+            bucket: PLUGINS_BUCKET.into(),
+            num_replicas: replicas,
+            storage: StorageType::File,
+            ..Default::default()
+        })
     })
     .await
     .map_err(|e| fail(PLUGINS_BUCKET, &e))?;
-    let kv = js
-        .create_key_value(jetstream::kv::Config {
+    let kv = again(|| {
+        js.create_key_value(jetstream::kv::Config {
             bucket: LAYOUT_BUCKET.into(),
             num_replicas: replicas,
             storage: StorageType::File,
             history: 1,
             ..Default::default()
         })
-        .await
-        .map_err(|e| fail(LAYOUT_BUCKET, &e))?;
+    })
+    .await
+    .map_err(|e| fail(LAYOUT_BUCKET, &e))?;
+    // Every partition serving before the layout is written: a host that
+    // finds the layout can append at once.
+    for p in 0..layout.partitions {
+        let name = stream_name(p);
+        loop {
+            let led = match js.get_stream(&name).await {
+                Ok(mut s) => s.info().await.is_ok_and(|i| {
+                    i.cluster
+                        .as_ref()
+                        .is_none_or(|c| c.leader.as_deref().is_some_and(|l| !l.is_empty()))
+                }),
+                Err(_) => false,
+            };
+            if led {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     // The layout last: a host that finds it finds every stream too.
     kv.put(
         LAYOUT_KEY,
@@ -195,4 +217,25 @@ async fn create(js: jetstream::Context, layout: Layout, replicas: usize) -> Resu
     .await
     .map_err(|e| fail(LAYOUT_KEY, &e))?;
     Ok(())
+}
+
+/// Runs `op` up to four times, half a second apart, while it fails: every
+/// step of init is idempotent, and on a cluster that just started (or is
+/// electing) a request can time out before the step is done.
+async fn again<T, E, F, Fut>(mut op: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tries >= 3 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
 }

@@ -24,6 +24,7 @@
 
 mod cluster_init;
 mod codec;
+mod cursor_state;
 mod driver;
 mod error;
 mod heads;
@@ -33,6 +34,7 @@ pub mod partition;
 pub mod server_check;
 
 pub use cluster_init::{init_cluster, InitError, InitSpec};
+pub use cursor_state::{decode_cursor, encode_cursor};
 pub use error::LogError;
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
 pub use log::{

@@ -16,6 +16,7 @@ use jetstream_extra::batch_fetch::{BatchFetchErrorKind, BatchFetchExt};
 use jetstream_extra::batch_publish::{BatchPublishErrorKind, BatchPublishExt};
 use std::error::Error as _;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The most reactions one commit carries (one atomic batch holds 1000
@@ -162,6 +163,10 @@ pub struct NatsLog {
     conn: Connection,
     layout: Layout,
     heads: HeadCache,
+    /// Per partition, the highest stream sequence this process has seen
+    /// acknowledged or read (every stored message is durable: quorum and
+    /// fsync).
+    seen: Vec<AtomicU64>,
 }
 
 /// A connection without a layout (what `cluster init` uses).
@@ -270,18 +275,43 @@ impl NatsLog {
     pub fn open(servers: &[String], options: NatsOptions) -> Result<NatsLog, LogError> {
         let conn = Connection::open(servers, &options)?;
         let js = conn.js.clone();
+        // Just after `cluster init` (or a leader change) the bucket's
+        // replicas may not answer yet: retry until the connect deadline. A
+        // bucket that does not exist is final at once.
+        let limit = options.connect_timeout.max(options.timeout);
+        let deadline = tokio::time::Instant::now() + limit;
         let layout = conn
-            .run(conn.timeout, async move {
-                let kv = js
-                    .get_key_value(LAYOUT_BUCKET)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let raw = kv
-                    .get(LAYOUT_KEY)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("bucket {LAYOUT_BUCKET} has no key {LAYOUT_KEY}"))?;
-                serde_json::from_slice::<Layout>(&raw).map_err(|e| e.to_string())
+            .run(limit + options.timeout, async move {
+                loop {
+                    let attempt: Result<Layout, (bool, String)> = async {
+                        let kv = js.get_key_value(LAYOUT_BUCKET).await.map_err(|e| {
+                            let missing = api_error(&e).is_some_and(|j| {
+                                j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                            });
+                            (missing, e.to_string())
+                        })?;
+                        let raw = kv
+                            .get(LAYOUT_KEY)
+                            .await
+                            .map_err(|e| (false, e.to_string()))?
+                            .ok_or_else(|| {
+                                (
+                                    true,
+                                    format!("bucket {LAYOUT_BUCKET} has no key {LAYOUT_KEY}"),
+                                )
+                            })?;
+                        serde_json::from_slice::<Layout>(&raw).map_err(|e| (true, e.to_string()))
+                    }
+                    .await;
+                    match attempt {
+                        Ok(layout) => return Ok(layout),
+                        Err((true, reason)) => return Err(reason),
+                        Err((false, reason)) if tokio::time::Instant::now() >= deadline => {
+                            return Err(reason)
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
+                }
             })?
             .ok_or_else(|| LogError::NoLayout {
                 reason: "no answer in time".into(),
@@ -291,6 +321,7 @@ impl NatsLog {
             conn,
             layout,
             heads: HeadCache::default(),
+            seen: (0..layout.partitions).map(|_| AtomicU64::new(0)).collect(),
         })
     }
 
@@ -302,6 +333,23 @@ impl NatsLog {
     /// The partition `entity`'s events live in (see [`crate::partition`]).
     pub fn partition_of(&self, entity: &str) -> u32 {
         partition_of(entity, self.layout.partitions)
+    }
+
+    /// The highest sequence of partition `p` this process has seen stored
+    /// (acknowledged, read, or asked with [`last_sequence`](Self::last_sequence)),
+    /// without a round trip: a lower bound of the partition's head. Every
+    /// stored message is durable (quorum, fsync), so it is the durable head
+    /// as far as this process knows.
+    pub fn last_known(&self, p: u32) -> u64 {
+        self.seen
+            .get(p as usize)
+            .map_or(0, |s| s.load(Ordering::Acquire))
+    }
+
+    fn saw(&self, p: u32, sequence: u64) {
+        if let Some(s) = self.seen.get(p as usize) {
+            s.fetch_max(sequence, Ordering::AcqRel);
+        }
     }
 
     fn check_partition(&self, p: u32) -> Result<(), LogError> {
@@ -457,6 +505,7 @@ impl NatsLog {
                 }
                 Some(Ok(ack)) if ack.duplicate => {
                     self.heads.forget(p, entity);
+                    self.saw(p, ack.sequence);
                     return Ok(Appended {
                         partition: p,
                         sequence: ack.sequence,
@@ -466,6 +515,7 @@ impl NatsLog {
                     });
                 }
                 Some(Ok(ack)) => {
+                    self.saw(p, ack.sequence);
                     let (_, _, mut after) = built.heads.pop().expect("one head");
                     after.stream_sequence = ack.sequence;
                     self.heads.put(p, entity, after);
@@ -508,28 +558,67 @@ impl NatsLog {
     /// `Unsupported` (a reaction for another partition: the outbox is not
     /// built yet), `Refused`.
     pub fn commit(&self, commit: &Commit) -> Result<Committed, LogError> {
-        let p = commit.partition;
+        let (reactions, checkpoint) =
+            self.send_batch(commit.partition, &commit.reactions, Some(commit))?;
+        Ok(Committed {
+            reactions,
+            checkpoint,
+        })
+    }
+
+    /// Stores `records` (all of partition `p`: the host's own records) as
+    /// one atomic batch without a checkpoint, chained like appends; returns
+    /// their ids and sequences. An unknown outcome is resolved by looking
+    /// a record up by id ([`NatsLog::lookup`]): give them ids.
+    ///
+    /// # Errors
+    /// As [`commit`](Self::commit), without `Fenced`.
+    pub fn append_batch(
+        &self,
+        p: u32,
+        records: &[Proposal],
+    ) -> Result<Vec<(EventId, u64)>, LogError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.send_batch(p, records, None).map(|(ids, _)| ids)
+    }
+
+    /// One atomic batch of `records`, then `fenced`'s checkpoint when
+    /// given; retried (re-chained) while only an entity moved on.
+    fn send_batch(
+        &self,
+        p: u32,
+        records: &[Proposal],
+        fenced: Option<&Commit>,
+    ) -> Result<(Vec<(EventId, u64)>, u64), LogError> {
         self.check_partition(p)?;
-        if commit.reactions.len() > MAX_REACTIONS {
+        let max = MAX_REACTIONS + usize::from(fenced.is_none());
+        if records.len() > max {
             return Err(LogError::BatchTooLarge {
-                reactions: commit.reactions.len(),
-                max: MAX_REACTIONS,
+                reactions: records.len(),
+                max,
             });
         }
-        let mut reactions = commit.reactions.clone();
-        for r in &mut reactions {
+        let op = if fenced.is_some() {
+            "commit"
+        } else {
+            "append_batch"
+        };
+        let mut records = records.to_vec();
+        for r in &mut records {
             r.validate(true)?;
             if self.partition_of(&r.coordinate.entity) != p {
                 return Err(LogError::Unsupported {
-                    what: "a reaction for an entity of another partition (the outbox)",
+                    what: "a record for an entity of another partition (the outbox)",
                 });
             }
             // One id for every try (and for resolving by look-up).
             r.id.get_or_insert_with(EventId::generate);
         }
         for attempt in 0..MAX_TRIES {
-            let built = self.build(p, &reactions, attempt > 0)?;
-            let messages: Vec<OutboundMessage> = built
+            let built = self.build(p, &records, attempt > 0)?;
+            let mut messages: Vec<OutboundMessage> = built
                 .messages
                 .into_iter()
                 .map(|m| OutboundMessage {
@@ -538,16 +627,21 @@ impl NatsLog {
                     headers: (!m.headers.is_empty()).then_some(m.headers),
                 })
                 .collect();
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                "Nats-Expected-Last-Subject-Sequence",
-                commit.expected.to_string().as_str(),
-            );
-            headers.insert(COMMIT_HEADER, commit.token.as_str());
-            let last = OutboundMessage {
-                subject: partition::checkpoint_subject(p, &commit.reactor).into(),
-                payload: commit.checkpoint.clone().into(),
-                headers: Some(headers),
+            let last = match fenced {
+                Some(commit) => {
+                    let mut headers = HeaderMap::new();
+                    headers.insert(
+                        "Nats-Expected-Last-Subject-Sequence",
+                        commit.expected.to_string().as_str(),
+                    );
+                    headers.insert(COMMIT_HEADER, commit.token.as_str());
+                    OutboundMessage {
+                        subject: partition::checkpoint_subject(p, &commit.reactor).into(),
+                        payload: commit.checkpoint.clone().into(),
+                        headers: Some(headers),
+                    }
+                }
+                None => messages.pop().expect("at least one record"),
             };
             let js = self.conn.js.clone();
             let timeout = self.conn.timeout;
@@ -566,43 +660,45 @@ impl NatsLog {
             match outcome {
                 None => {
                     forget_all(&built.heads);
-                    return Err(unknown("commit", "no acknowledgement in time".into()));
+                    return Err(unknown(op, "no acknowledgement in time".into()));
                 }
                 Some(Ok(ack)) => {
+                    self.saw(p, ack.sequence);
                     let n = built.ids.len() as u64;
-                    let first = ack.sequence - n;
+                    let first = ack.sequence + 1 - n - u64::from(fenced.is_some());
                     let sequences: Vec<u64> = (0..n).map(|i| first + i).collect();
-                    // Each entity's head is its last reaction in the batch.
+                    // Each entity's head is its last record in the batch.
                     for (entity, _, mut after) in built.heads {
-                        let last = built
-                            .ids
+                        after.stream_sequence = records
                             .iter()
-                            .zip(&reactions)
                             .zip(&sequences)
-                            .filter(|((_, r), _)| r.coordinate.entity == entity)
+                            .filter(|(r, _)| r.coordinate.entity == entity)
                             .map(|(_, s)| *s)
                             .next_back()
                             .expect("an entity of the batch");
-                        after.stream_sequence = last;
                         self.heads.put(p, &entity, after);
                     }
-                    return Ok(Committed {
-                        reactions: built.ids.into_iter().zip(sequences).collect(),
-                        checkpoint: ack.sequence,
-                    });
+                    return Ok((built.ids.into_iter().zip(sequences).collect(), ack.sequence));
                 }
                 Some(Err((adding, e))) => {
                     forget_all(&built.heads);
-                    let err = batch_error(commit, adding, e);
-                    if let LogError::Fenced { .. } = err {
-                        // A wrong last sequence: the checkpoint's fence, or
-                        // an entity's chain check? The checkpoint says.
+                    let wrong_sequence = !adding
+                        && api_error(&e).is_some_and(|j| j.error_code().0 == WRONG_LAST_SEQUENCE);
+                    if !wrong_sequence {
+                        return Err(batch_error(p, op, adding, e));
+                    }
+                    // The checkpoint's fence, or an entity's chain check?
+                    // The checkpoint says.
+                    if let Some(commit) = fenced {
                         let now = self.checkpoint(p, &commit.reactor)?;
-                        if now.map_or(0, |c| c.sequence) == commit.expected {
-                            continue;
+                        if now.map_or(0, |c| c.sequence) != commit.expected {
+                            return Err(LogError::Fenced {
+                                partition: p,
+                                reactor: commit.reactor.clone(),
+                                expected: commit.expected,
+                            });
                         }
                     }
-                    return Err(err);
                 }
             }
         }
@@ -788,6 +884,7 @@ impl NatsLog {
             scanned: after,
         };
         for m in messages {
+            self.saw(p, m.sequence);
             batch.scanned = m.sequence;
             let e = codec::decode(p, m.sequence, &m.payload)?;
             if keep(&e) {
@@ -856,7 +953,9 @@ impl NatsLog {
             let info = s.info().await.map_err(|e| e.to_string())?;
             Ok::<_, String>(info.state.last_sequence)
         })?;
-        unavailable_if_none(p, out)
+        let last = unavailable_if_none(p, out)?;
+        self.saw(p, last);
+        Ok(last)
     }
 }
 
@@ -880,6 +979,8 @@ fn unknown(op: &'static str, reason: String) -> LogError {
         reason,
         resolve: if op == "commit" {
             "resolve it with resolve_commit (re-reads the reactor's checkpoint subject)"
+        } else if op == "append_batch" {
+            "look one of its records up by id: the batch landed whole or not at all"
         } else {
             "append the same proposal (same id or idempotency key) again: the server \
              de-duplicates it within its window"
@@ -924,12 +1025,12 @@ fn publish_error(p: u32, sending: bool, e: jetstream::context::PublishError) -> 
 }
 
 fn batch_error(
-    commit: &Commit,
+    p: u32,
+    op: &'static str,
     adding: bool,
     e: jetstream_extra::batch_publish::BatchPublishError,
 ) -> LogError {
     use BatchPublishErrorKind as K;
-    let p = commit.partition;
     if adding {
         // The commit message was never sent: the server stores nothing of
         // an uncommitted batch (it abandons it after 10 s).
@@ -937,15 +1038,6 @@ fn batch_error(
             partition: p,
             reason: format!("sending the batch: {e}"),
         };
-    }
-    if let Some(j) = api_error(&e) {
-        if j.error_code().0 == WRONG_LAST_SEQUENCE {
-            return LogError::Fenced {
-                partition: p,
-                reactor: commit.reactor.clone(),
-                expected: commit.expected,
-            };
-        }
     }
     match e.kind() {
         K::BatchPublishIncomplete => LogError::Unavailable {
@@ -963,18 +1055,18 @@ fn batch_error(
                     reason: "no server answered for the stream (no responders)".into(),
                 }
             } else {
-                unknown("commit", e.to_string())
+                unknown(op, e.to_string())
             }
         }
         K::Serialization | K::InvalidAck | K::Other if api_error(&e).is_none() => {
-            unknown("commit", e.to_string())
+            unknown(op, e.to_string())
         }
         _ => {
             let (code, description) = api_error(&e)
                 .map(|j| (j.error_code().0, j.to_string()))
                 .unwrap_or((0, e.to_string()));
             LogError::Refused {
-                op: "commit",
+                op,
                 code,
                 description,
             }

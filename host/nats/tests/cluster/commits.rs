@@ -124,6 +124,54 @@ fn a_batch_lands_whole_and_a_zombie_instances_batch_is_refused_whole() {
 }
 
 #[test]
+fn host_records_land_as_one_batch_and_a_cursor_state_round_trips_through_a_checkpoint() {
+    let _one = serial();
+    let cluster = Cluster::start(3);
+    let log = init(&cluster, 2, 3);
+    let p = 0;
+    let records = reactions(&log, p, "parked");
+    let ids: Vec<_> = records.iter().map(|r| r.id.unwrap()).collect();
+    let landed = log.append_batch(p, &records).unwrap();
+    assert_eq!(
+        landed,
+        ids.into_iter().zip(1..=10).collect::<Vec<_>>(),
+        "one batch, in order, consecutive"
+    );
+    assert_eq!(log.last_known(p), 10, "known without a round trip");
+    assert_eq!(log.last_known(1), 0);
+    // All of one partition or nothing is sent.
+    let mut mixed = reactions(&log, p, "x");
+    mixed.extend(reactions(&log, 1, "y"));
+    assert!(matches!(
+        log.append_batch(p, &mixed),
+        Err(LogError::Unsupported { .. })
+    ));
+    assert_eq!(log.last_sequence(p).unwrap(), 10);
+
+    // The store's cursor state as the checkpoint's bytes.
+    let update = batpak_store::CheckpointUpdate {
+        cursor: "inventory".into(),
+        region: batpak_store::Region::all().fingerprint(),
+        sequence: 10,
+        event_id: landed[9].0,
+    };
+    let c = Commit::new(
+        p,
+        "inventory",
+        vec![],
+        batpak_nats::encode_cursor(&update),
+        0,
+    );
+    log.commit(&c).unwrap();
+    let ck = log.checkpoint(p, "inventory").unwrap().unwrap();
+    let state = batpak_nats::decode_cursor("inventory", &ck.payload).unwrap();
+    assert_eq!(
+        (state.sequence, state.event_id, state.region),
+        (10, landed[9].0, update.region)
+    );
+}
+
+#[test]
 fn a_repeated_msg_id_is_stored_once_and_reads_lookups_and_waits_see_appends() {
     let _one = serial();
     let cluster = Cluster::start(3);
