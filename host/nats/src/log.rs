@@ -30,6 +30,29 @@ pub const COMMIT_HEADER: &str = "Batpak-Commit";
 /// JetStream's "wrong last sequence" error code (a failed expected-sequence
 /// check).
 const WRONG_LAST_SEQUENCE: u64 = 10071;
+/// The check could not be made because the subject has a write in flight
+/// (in a cluster: proposed, not yet applied — possibly this writer's own
+/// earlier try); nothing stored, settles within moments.
+const SUBJECT_IN_FLIGHT: u64 = 10164;
+/// A new stream leader cannot check per-subject expectations yet.
+const SUBJECT_CHECK_NOT_READY: u64 = 10163;
+
+/// True for the server's answers that refuse a write on an expected
+/// sequence (moved, in flight, or not checkable yet): nothing was stored,
+/// and re-reading the heads then trying again is the way on.
+fn sequence_check_failed(code: u64) -> bool {
+    matches!(
+        code,
+        WRONG_LAST_SEQUENCE | SUBJECT_IN_FLIGHT | SUBJECT_CHECK_NOT_READY
+    )
+}
+
+/// The pause before try `attempt` (0-based) of a write whose sequence
+/// check failed: none for the first retry, then growing, so a write in
+/// flight can settle.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(u64::from(attempt.saturating_sub(1)) * 50)
+}
 
 /// How the log talks to the cluster.
 #[derive(Clone, Debug)]
@@ -528,10 +551,14 @@ impl NatsLog {
                     });
                 }
                 Some(Err((false, e)))
-                    if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence =>
+                    if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence
+                        || api_error(&e)
+                            .is_some_and(|j| sequence_check_failed(j.error_code().0)) =>
                 {
-                    // Another writer appended to the entity: chain again.
+                    // Another writer appended to the entity (or a write to
+                    // it is in flight): chain again.
                     self.heads.forget(p, entity);
+                    std::thread::sleep(backoff(attempt + 1));
                     continue;
                 }
                 Some(Err((sending, e))) => {
@@ -646,7 +673,9 @@ impl NatsLog {
             let js = self.conn.js.clone();
             let timeout = self.conn.timeout;
             let outcome = self.conn.run(timeout, async move {
-                let mut batch = js.batch_publish().timeout(timeout).build();
+                // No flow-control ack on the first message: a batch is at
+                // most 1000 messages, and the one round trip is the commit's.
+                let mut batch = js.batch_publish().ack_first(false).timeout(timeout).build();
                 for m in messages {
                     batch.add_message(m).await.map_err(|e| (true, e))?;
                 }
@@ -683,7 +712,7 @@ impl NatsLog {
                 Some(Err((adding, e))) => {
                     forget_all(&built.heads);
                     let wrong_sequence = !adding
-                        && api_error(&e).is_some_and(|j| j.error_code().0 == WRONG_LAST_SEQUENCE);
+                        && api_error(&e).is_some_and(|j| sequence_check_failed(j.error_code().0));
                     if !wrong_sequence {
                         return Err(batch_error(p, op, adding, e));
                     }
@@ -699,6 +728,7 @@ impl NatsLog {
                             });
                         }
                     }
+                    std::thread::sleep(backoff(attempt + 1));
                 }
             }
         }

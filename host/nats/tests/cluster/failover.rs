@@ -5,7 +5,7 @@
 
 use crate::harness::{serial, Cluster};
 use crate::{init, options, proposal, Rng};
-use batpak_nats::{partition::stream_name, LogError, NatsLog};
+use batpak_nats::{partition::stream_name, Commit, LogError, NatsLog, Resolution};
 use batpak_store::EventId;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -228,4 +228,70 @@ fn sigstop_of_the_stream_leader_past_the_election_timeout_then_sigcont() {
     let now_leader = cluster.wait_stream_leader(&stream_name(0), Duration::from_secs(20));
     eprintln!("leader after SIGCONT: {}", cluster.nodes[now_leader].name);
     assert_all_present_once(&log, &acked, &cluster);
+}
+
+#[test]
+fn a_commit_whose_answer_is_lost_is_resolved_from_the_checkpoint_and_lands_once() {
+    let _one = serial();
+    let cluster = Cluster::start(3);
+    let log = init(&cluster, 1, 3);
+    let leader = cluster.wait_stream_leader(&stream_name(0), Duration::from_secs(20));
+    let batch = |tag: &str| {
+        (0..10)
+            .map(|i| proposal(&format!("item:{i}"), "stock.reserved", tag.as_bytes()))
+            .collect::<Vec<_>>()
+    };
+    let first = log
+        .commit(&Commit::new(0, "low-stock", batch("a"), b"1".to_vec(), 0))
+        .unwrap();
+    // The leader stops answering while the commit is in flight: no answer
+    // within the client's timeout.
+    cluster.pause(leader);
+    let second = Commit::new(0, "low-stock", batch("b"), b"2".to_vec(), first.checkpoint);
+    let outcome = log.commit(&second);
+    cluster.resume(leader);
+    match &outcome {
+        Err(LogError::Unknown { .. }) => {}
+        other => panic!("a commit to a paused leader ended in {other:?}, not Unknown"),
+    }
+    // Resolve: read the checkpoint (retrying while the cluster settles),
+    // then retry only when it did not land.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let landed_how = loop {
+        assert!(Instant::now() < deadline, "unresolved\n{}", cluster.logs());
+        match log.resolve_commit(&second) {
+            Ok(Resolution::Landed(_)) => break "the first try landed",
+            Ok(Resolution::NotLanded(Some(c))) if c.sequence == first.checkpoint => {
+                match log.commit(&second) {
+                    Ok(_) => break "a retry landed it",
+                    Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {}
+                    Err(LogError::Fenced { .. }) => {} // landed meanwhile: resolve again
+                    Err(e) => panic!("retry failed: {e}"),
+                }
+            }
+            Ok(other) => panic!("the checkpoint moved elsewhere: {other:?}"),
+            Err(_) => {}
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    eprintln!("unknown commit outcome resolved: {landed_how} ({outcome:?})");
+    // Exactly once: 20 reactions, the second batch's ten each once.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = log.read(0, 0, 1000).unwrap().events;
+        let b: Vec<_> = events.iter().filter(|e| &*e.payload == b"b").collect();
+        if events.len() == 20 && b.len() == 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} events, {} of the second batch",
+            events.len(),
+            b.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ck = log.checkpoint(0, "low-stock").unwrap().unwrap();
+    assert_eq!(ck.token.as_deref(), Some(second.token.as_str()));
+    assert_eq!(ck.payload, b"2");
 }
