@@ -3,22 +3,59 @@
 //!
 //! - A **partition** is one stream (`BATPAK_P<n>`, its own Raft group);
 //!   an entity's partition is `fnv1a64(entity) % K` ([`partition`]).
+//!   Sequences are per partition: global order is per partition.
+//! - **Entity chains** hold within the partition as in the embedded store:
+//!   each event carries its entity sequence, the previous event's id and
+//!   hash, and its own hash (checked on read). Every write carries
+//!   `Nats-Expected-Last-Subject-Sequence` on its entity's subjects, so two
+//!   hosts writing one entity cannot fork its chain; a writer whose view
+//!   was stale re-reads and chains again. `expected_sequence` is honoured.
 //! - An **append** returns once the stream's quorum has fsynced it; it is
 //!   de-duplicated by `Nats-Msg-Id` (id or idempotency key) within the
 //!   stream's 2-minute window.
 //! - A **commit** — a reactor's reactions plus its checkpoint — is one
 //!   atomic batch, fenced by `Nats-Expected-Last-Subject-Sequence` on the
 //!   reactor's checkpoint subject: a stale instance's batch is refused
-//!   whole ([`LogError::Fenced`]).
+//!   whole ([`LogError::Fenced`]). The host's own records go as an atomic
+//!   batch without a checkpoint ([`NatsLog::append_batch`]).
 //! - An operation whose answer did not come ends in [`LogError::Unknown`]
-//!   (it may or may not have been stored) with how to resolve it.
+//!   (it may or may not have been stored) with how to resolve it: a commit
+//!   by its checkpoint's token ([`NatsLog::resolve_commit`]), an append by
+//!   sending it again (de-duplicated), a record batch by looking a record up.
 //!
-//! The client (`async-nats`) runs on one dedicated thread with a
-//! current-thread tokio runtime; the API here is synchronous.
+//! The client (`async-nats`, atomic batches through Synadia's
+//! `jetstream-extra`) runs on one dedicated thread with a current-thread
+//! tokio runtime; the API here is synchronous.
 //!
-//! `init_cluster` refuses a node older than nats-server 2.12 or without
+//! [`init_cluster`] refuses a node older than nats-server 2.12 or without
 //! `jetstream { sync_interval: always }` (read from each node's monitoring
 //! endpoint), naming the fix.
+//!
+//! # Behind the log seam
+//! The runtime's seam (`batpak_log::EventLog`, one value per partition)
+//! maps onto this API one call each; the adapter lives where both crates
+//! are in reach:
+//!
+//! | `EventLog` | `NatsLog` (partition `p`) |
+//! |---|---|
+//! | `read(region, after, max)` | [`NatsLog::read_region`] (`events`, `scanned`) |
+//! | `open_cursor` | `ReadCursor` over `read` and `wait_for_events` (every stored message is durable) |
+//! | `commit` with checkpoint and fence | [`NatsLog::commit`] of [`Commit::new`]`(p, cursor, records, `[`encode_cursor`]`(update), fence)` |
+//! | `commit` without checkpoint, `append_system` | [`NatsLog::append_batch`] |
+//! | `checkpoint(cursor)` | [`NatsLog::checkpoint`] + [`decode_cursor`] |
+//! | `fence(cursor)` | the checkpoint's `sequence` (0 without one) |
+//! | `get(id)` | [`NatsLog::lookup`] (also says which partition) |
+//! | `get_by_sequence`, `entity_events` | [`NatsLog::get_by_sequence`], [`NatsLog::entity_events`] |
+//! | `heads()` | [`NatsLog::last_known`] for both `accepted` and `durable` |
+//! | `wait_durable(seq)` | true once [`NatsLog::last_known`] (or [`NatsLog::last_sequence`]) reaches `seq` |
+//! | `wait_for_events(after, t)` | [`NatsLog::wait`], then [`NatsLog::last_known`] |
+//! | `subscribe` (lossy live feed) | not built: a core subscription also sees the messages of batches that never commit; it needs an ordered consumer |
+//!
+//! Errors map as: `Fenced` → `CommitError::Fenced` (`found`: re-read the
+//! checkpoint); `Unknown` → `Unknown`; `Unavailable`, `Contended` →
+//! `Unavailable`; `Conflict`, `BatchTooLarge`, `Invalid`, `Unsupported`,
+//! `Refused` → `Refused`; `Damaged` → `Failed`; `ClientThreadGone` →
+//! `Closed`.
 
 #![warn(missing_docs)]
 
