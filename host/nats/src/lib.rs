@@ -49,7 +49,7 @@
 //! | `heads()` | [`NatsLog::last_known`] for both `accepted` and `durable` |
 //! | `wait_durable(seq)` | true once [`NatsLog::last_known`] (or [`NatsLog::last_sequence`]) reaches `seq` |
 //! | `wait_for_events(after, t)` | [`NatsLog::wait`], then [`NatsLog::last_known`] |
-//! | `subscribe` (lossy live feed) | not built: a core subscription also sees the messages of batches that never commit; it needs an ordered consumer |
+//! | `subscribe(region, capacity)` | [`NatsLog::subscribe`] (a [`LiveFeed`]: the same canal) |
 //!
 //! Errors map as: `Fenced` → `CommitError::Fenced` (`found`: re-read the
 //! checkpoint); `Unknown` → `Unknown`; `Unavailable`, `Contended` →
@@ -66,6 +66,7 @@ mod driver;
 mod error;
 mod heads;
 mod layout;
+mod live_feed;
 mod log;
 pub mod partition;
 pub mod server_check;
@@ -74,6 +75,7 @@ pub use cluster_init::{init_cluster, InitError, InitSpec};
 pub use cursor_state::{decode_cursor, encode_cursor};
 pub use error::LogError;
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
+pub use live_feed::LiveFeed;
 pub use log::{
     Appended, Checkpoint, Commit, Committed, NatsLog, NatsOptions, ReadBatch, Resolution,
     COMMIT_HEADER, MAX_REACTIONS, MAX_READ,

@@ -972,6 +972,48 @@ impl NatsLog {
         }
     }
 
+    /// A lossy live feed of the events of partition `p` matching `region`,
+    /// stored from now on, buffering at most `capacity` (at least 1): a
+    /// subscriber that falls behind is cut off with
+    /// [`CloseReason::Lagged`](batpak_store::CloseReason::Lagged).
+    pub fn subscribe(
+        &self,
+        p: u32,
+        region: &Region,
+        capacity: usize,
+    ) -> Result<crate::LiveFeed, LogError> {
+        use async_nats::jetstream::consumer::{push, DeliverPolicy};
+        self.check_partition(p)?;
+        let js = self.conn.js.clone();
+        let client = self.conn.client.clone();
+        let name = stream_name(p);
+        let filter = partition::events_filter(p);
+        let (tx, rx) = std::sync::mpsc::sync_channel(capacity.max(1));
+        let end = std::sync::Arc::new(crate::live_feed::FeedEnd::default());
+        let region = region.clone();
+        let task_end = end.clone();
+        let out = self.conn.run(self.conn.timeout, async move {
+            let stream = js
+                .get_stream_no_info(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+            let consumer = stream
+                .create_consumer(push::OrderedConfig {
+                    deliver_subject: client.new_inbox(),
+                    filter_subject: filter,
+                    deliver_policy: DeliverPolicy::New,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            let messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            let task = tokio::spawn(crate::live_feed::forward(p, region, messages, tx, task_end));
+            Ok::<_, String>(task.abort_handle())
+        })?;
+        let task = unavailable_if_none(p, out)?;
+        Ok(crate::LiveFeed::new(rx, end, task))
+    }
+
     /// The last sequence of partition `p`'s stream (events and checkpoints),
     /// from the leader; 0 when empty.
     pub fn last_sequence(&self, p: u32) -> Result<u64, LogError> {

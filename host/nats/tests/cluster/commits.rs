@@ -327,3 +327,74 @@ fn entity_chains_hold_across_writers_and_expected_sequence_is_checked() {
         "a checkpoint is no event"
     );
 }
+
+#[test]
+fn a_live_feed_delivers_stored_matching_events_never_a_refused_batch_and_cuts_off_a_laggard() {
+    use batpak_store::{Canal, CloseReason, Region};
+    let _one = serial();
+    let cluster = Cluster::start(3);
+    let log = init(&cluster, 1, 3);
+    let placed = Region {
+        kinds: vec!["order.placed".into()],
+        ..Default::default()
+    };
+    let mut feed = log.subscribe(0, &placed, 100).unwrap();
+    // A batch refused by its fence: its messages went out, none is stored,
+    // none reaches the feed.
+    let ok = Commit::new(0, "r", vec![], b"1".to_vec(), 0);
+    log.commit(&ok).unwrap();
+    let refused = Commit::new(
+        0,
+        "r",
+        vec![proposal("order:9", "order.placed", b"never")],
+        b"2".to_vec(),
+        0,
+    );
+    assert!(matches!(log.commit(&refused), Err(LogError::Fenced { .. })));
+    assert!(feed
+        .pull_batch(10, Duration::from_millis(500))
+        .unwrap()
+        .is_empty());
+    // Stored events arrive, filtered, in order.
+    let a = log
+        .append(&proposal("order:1", "order.placed", b"a"))
+        .unwrap();
+    log.append(&proposal("order:1", "order.paid", b"-"))
+        .unwrap();
+    let b = log
+        .append(&proposal("order:2", "order.placed", b"b"))
+        .unwrap();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < 2 && Instant::now() < deadline {
+        got.extend(
+            feed.pull_batch(10, Duration::from_millis(200))
+                .unwrap()
+                .into_vec(),
+        );
+    }
+    let seen: Vec<u64> = got.iter().map(|e| e.sequence()).collect();
+    assert_eq!(seen, vec![a.sequence, b.sequence]);
+
+    // A feed of 2 that is not pulled while 5 arrive is cut off, after
+    // handing out what it buffered.
+    let mut slow = log.subscribe(0, &placed, 2).unwrap();
+    for i in 0..5 {
+        log.append(&proposal("order:3", "order.placed", &[i]))
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut delivered = 0;
+    let reason = loop {
+        assert!(Instant::now() < deadline, "the laggard was never cut off");
+        match slow.pull_batch(10, Duration::from_millis(200)) {
+            Ok(b) => delivered += b.len(),
+            Err(closed) => break closed.reason,
+        }
+    };
+    assert_eq!(delivered, 2);
+    assert!(
+        matches!(reason, CloseReason::Lagged { missed } if missed >= 1),
+        "{reason:?}"
+    );
+}
