@@ -354,3 +354,160 @@ fn a_commit_whose_answer_is_lost_is_resolved_from_the_checkpoint_and_lands_once(
     assert_eq!(ck.token.as_deref(), Some(second.token.as_str()));
     assert_eq!(ck.payload, b"2");
 }
+
+/// A reactor's commit loop as the runtime will run it: read inputs after
+/// the checkpoint, commit their reactions with the new checkpoint, fenced;
+/// resolve an unknown outcome from the checkpoint before anything else.
+/// Returns when every input up to `last_input` is handled, with how many
+/// commit tries did not simply succeed. `pace` stands for the work per
+/// batch (the reactor's own time).
+fn react_until(log: &NatsLog, last_input: u64, pace: Duration, deadline: Instant) -> u32 {
+    let region = batpak_store::Region {
+        kinds: vec!["order.placed".into()],
+        ..Default::default()
+    };
+    let (mut fence, mut pos) = match log.checkpoint(0, "reserve").unwrap() {
+        None => (0, 0),
+        Some(c) => (
+            c.sequence,
+            String::from_utf8(c.payload).unwrap().parse().unwrap(),
+        ),
+    };
+    let mut unknowns = 0;
+    while pos < last_input {
+        assert!(
+            Instant::now() < deadline,
+            "reactor stuck at {pos} of {last_input}"
+        );
+        let input = match log.read_region(0, &region, pos, 5) {
+            Ok(b) => b,
+            Err(_) => {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if input.events.is_empty() {
+            pos = pos.max(input.scanned);
+            continue;
+        }
+        let reactions = input
+            .events
+            .iter()
+            .map(|e| {
+                let mut r = proposal(&e.coordinate().entity, "stock.reserved", b"");
+                r.id = Some(EventId::derive(&[b"reserve", &e.id().0.to_le_bytes()]));
+                r.causation = Some(e.id());
+                r
+            })
+            .collect();
+        let upto = input.events.last().unwrap().sequence();
+        let commit = Commit::new(
+            0,
+            "reserve",
+            reactions,
+            upto.to_string().into_bytes(),
+            fence,
+        );
+        let mut outcome = log.commit(&commit).map(|c| c.checkpoint);
+        loop {
+            match outcome {
+                Ok(seq) => {
+                    fence = seq;
+                    pos = upto;
+                    std::thread::sleep(pace);
+                    break;
+                }
+                Err(LogError::Unavailable { .. } | LogError::Contended { .. }) => {
+                    unknowns += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                    outcome = log.commit(&commit).map(|c| c.checkpoint);
+                }
+                Err(LogError::Unknown { .. } | LogError::Fenced { .. }) => {
+                    unknowns += 1;
+                    assert!(Instant::now() < deadline, "unresolved commit");
+                    match log.resolve_commit(&commit) {
+                        Ok(Resolution::Landed(seq)) => outcome = Ok(seq),
+                        Ok(Resolution::NotLanded(c)) => {
+                            let now = c.map_or(0, |c| c.sequence);
+                            assert_eq!(now, fence, "another instance moved the checkpoint");
+                            outcome = log.commit(&commit).map(|c| c.checkpoint);
+                        }
+                        Err(_) => {
+                            std::thread::sleep(Duration::from_millis(100));
+                            outcome = Err(LogError::Unknown {
+                                op: "commit",
+                                reason: "still resolving".into(),
+                                resolve: "",
+                            });
+                        }
+                    }
+                }
+                Err(e) => panic!("commit failed: {e}"),
+            }
+        }
+    }
+    unknowns
+}
+
+#[test]
+fn reactor_commits_across_a_leader_kill_land_every_reaction_exactly_once() {
+    let _one = serial();
+    let mut rng = Rng::seeded("reactor across a leader kill");
+    let mut cluster = Cluster::start(3);
+    let log = init(&cluster, 1, 3);
+    let inputs = 60 + rng.below(40);
+    let mut last_input = 0;
+    for i in 0..inputs {
+        let p = proposal(
+            &format!("order:{}", rng.below(20)),
+            "order.placed",
+            &[i as u8],
+        );
+        last_input = log.append(&p).unwrap().sequence;
+    }
+    let leader = cluster.wait_stream_leader(&stream_name(0), Duration::from_secs(20));
+    let servers = cluster.servers();
+    let reactor = std::thread::spawn(move || {
+        let log = NatsLog::open(&servers, options()).unwrap();
+        react_until(
+            &log,
+            last_input,
+            Duration::from_millis(100),
+            Instant::now() + Duration::from_secs(120),
+        )
+    });
+    // Kill the leader while the reactor is committing.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while log.checkpoint(0, "reserve").unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the reactor never committed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cluster.kill(leader);
+    let unknowns = reactor.join().expect("the reactor panicked");
+    cluster.restart(leader);
+    cluster.wait_ready(Duration::from_secs(30));
+    // Exactly one reaction per input.
+    let mut reactions = Vec::new();
+    let mut after = 0;
+    loop {
+        let b = log.read(0, after, 1000).unwrap();
+        if b.events.is_empty() {
+            break;
+        }
+        after = b.scanned;
+        reactions.extend(
+            b.events
+                .into_iter()
+                .filter(|e| e.kind() == "stock.reserved")
+                .map(|e| e.header.causation.unwrap()),
+        );
+    }
+    let unique: HashSet<_> = reactions.iter().collect();
+    eprintln!(
+        "reactor across a leader kill: {inputs} inputs, {} reactions, {unknowns} commit tries failed, unknown or fenced (resolved)",
+        reactions.len()
+    );
+    assert!(unknowns > 0, "the kill did not hit the reactor's commits");
+    assert_eq!(unique.len(), reactions.len(), "a reaction landed twice");
+    assert_eq!(reactions.len() as u64, inputs, "a reaction is missing");
+}
