@@ -14,7 +14,9 @@ pub enum LogError {
     /// Resolve an append by appending the same proposal again (same id or
     /// idempotency key: the server's de-duplication answers `duplicate`
     /// within its window); resolve a commit with
-    /// [`crate::NatsLog::resolve_commit`] (re-reads the checkpoint subject).
+    /// [`crate::NatsLog::resolve_commit`] (re-reads the checkpoint subject
+    /// and, while it is still at the commit's fence, seals the fence, so
+    /// its answer is final even if the request is still in flight).
     #[error(
         "the outcome of {op} is unknown ({reason}): it may or may not have been stored; {resolve}"
     )]

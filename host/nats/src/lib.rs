@@ -20,8 +20,12 @@
 //!   batch without a checkpoint ([`NatsLog::append_batch`]).
 //! - An operation whose answer did not come ends in [`LogError::Unknown`]
 //!   (it may or may not have been stored) with how to resolve it: a commit
-//!   by its checkpoint's token ([`NatsLog::resolve_commit`]), an append by
-//!   sending it again (de-duplicated), a record batch by looking a record up.
+//!   by its checkpoint's token ([`NatsLog::resolve_commit`], final: when the
+//!   checkpoint is still at the commit's fence it seals the fence, so a copy
+//!   of the commit still in flight can never land later), an append by
+//!   sending it again (de-duplicated within the window), a record batch by
+//!   looking a record up (not final while a copy may be in flight: re-send
+//!   it, its entity checks let only one copy land).
 //!
 //! The client (`async-nats`, atomic batches through Synadia's
 //! `jetstream-extra`) runs on one dedicated thread with a current-thread

@@ -162,11 +162,24 @@ pub struct Checkpoint {
 pub enum Resolution {
     /// The commit is stored; its checkpoint is at this sequence.
     Landed(u64),
-    /// The checkpoint subject shows another commit (or none): this commit
-    /// is not the latest. With the fence it was sent with still in place
-    /// it never landed and may be retried; otherwise this instance is stale.
-    NotLanded(Option<Checkpoint>),
+    /// The commit is not stored and never will be (final: its fence is
+    /// spent, so even a copy still in flight somewhere is refused).
+    NotLanded {
+        /// The reactor's checkpoint now: the fence for the next commit.
+        checkpoint: Option<Checkpoint>,
+        /// True when resolving sealed the fence itself: the checkpoint is a
+        /// copy of the one the commit was fenced on (same payload; an empty
+        /// payload when there was none), so the cursor did not move and
+        /// this instance retries its batch with `expected =
+        /// checkpoint.sequence`. False when another instance moved the
+        /// checkpoint: this instance is stale and stops.
+        sealed: bool,
+    },
 }
+
+/// The token prefix of a checkpoint written by
+/// [`NatsLog::resolve_commit`] to seal a fence.
+const SEAL_PREFIX: &str = "seal-";
 
 /// Events read from a partition.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -738,13 +751,63 @@ impl NatsLog {
     /// Learns whether `commit` is stored, after it ended in
     /// [`LogError::Unknown`] (or `Fenced` on a retry): reads the reactor's
     /// checkpoint from the stream leader and compares its token.
+    ///
+    /// The answer is final. A commit whose answer was lost may still be in
+    /// flight (a paused server resumes and stores it later), so when the
+    /// checkpoint is still where the commit's fence expects it, this call
+    /// seals the fence: it re-writes the same checkpoint, fenced on the
+    /// same sequence. Exactly one of the two lands — the commit (then this
+    /// says `Landed`) or the seal (then the commit can never land:
+    /// `NotLanded { sealed: true }`).
+    ///
+    /// # Errors
+    /// Reads and the seal retry through a settling cluster; `Unavailable`
+    /// or `Contended` when it does not settle.
     pub fn resolve_commit(&self, commit: &Commit) -> Result<Resolution, LogError> {
-        let now = self.checkpoint(commit.partition, &commit.reactor)?;
-        Ok(match now {
-            Some(c) if c.token.as_deref() == Some(commit.token.as_str()) => {
-                Resolution::Landed(c.sequence)
+        let p = commit.partition;
+        let seal_token = format!("{SEAL_PREFIX}{}", commit.token);
+        for attempt in 0..MAX_TRIES * 4 {
+            let now = self.checkpoint(p, &commit.reactor)?;
+            let current = now.as_ref().map_or(0, |c| c.sequence);
+            match now.as_ref().and_then(|c| c.token.as_deref()) {
+                Some(t) if t == commit.token => return Ok(Resolution::Landed(current)),
+                Some(t) if t == seal_token => {
+                    return Ok(Resolution::NotLanded {
+                        checkpoint: now,
+                        sealed: true,
+                    })
+                }
+                _ if current != commit.expected => {
+                    return Ok(Resolution::NotLanded {
+                        checkpoint: now,
+                        sealed: false,
+                    })
+                }
+                _ => {}
             }
-            other => Resolution::NotLanded(other),
+            // Still at the commit's fence: seal it.
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                current.to_string().as_str(),
+            );
+            headers.insert(COMMIT_HEADER, seal_token.as_str());
+            let payload = now.map(|c| c.payload).unwrap_or_default();
+            let subject = partition::checkpoint_subject(p, &commit.reactor);
+            let js = self.conn.js.clone();
+            // Whatever the seal's outcome, the next round reads the
+            // checkpoint again and decides from what is there.
+            let _ = self.conn.run(self.conn.timeout, async move {
+                let ack = js
+                    .publish_with_headers(subject, headers, payload.into())
+                    .await
+                    .ok()?;
+                ack.await.ok()
+            })?;
+            std::thread::sleep(backoff(attempt));
+        }
+        Err(LogError::Contended {
+            tries: MAX_TRIES * 4,
         })
     }
 

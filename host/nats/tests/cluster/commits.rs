@@ -87,7 +87,7 @@ fn a_batch_lands_whole_and_a_zombie_instances_batch_is_refused_whole() {
     }
     assert!(matches!(
         zombie.resolve_commit(&stale).unwrap(),
-        Resolution::NotLanded(Some(c)) if c.sequence == 11
+        Resolution::NotLanded { checkpoint: Some(c), sealed: false } if c.sequence == 11
     ));
 
     // The live instance carries its fence on; the zombie, re-reading,

@@ -289,8 +289,10 @@ fn sigstop_of_the_stream_leader_past_the_election_timeout_then_sigcont() {
     assert_all_present_once(&log, &acked, &cluster);
 }
 
-#[test]
-fn a_commit_whose_answer_is_lost_is_resolved_from_the_checkpoint_and_lands_once() {
+/// A commit whose answer is lost to a paused stream leader; the leader
+/// resumes before (`resume_first`) or after the outcome is resolved. Either
+/// way the resolution is final and the batch lands exactly once.
+fn lost_answer(resume_first: bool) {
     let _one = serial();
     let cluster = Cluster::start(3);
     let log = init(&cluster, 1, 3);
@@ -306,25 +308,37 @@ fn a_commit_whose_answer_is_lost_is_resolved_from_the_checkpoint_and_lands_once(
     // The leader stops answering while the commit is in flight: no answer
     // within the client's timeout.
     cluster.pause(leader);
-    let second = Commit::new(0, "low-stock", batch("b"), b"2".to_vec(), first.checkpoint);
+    let mut second = Commit::new(0, "low-stock", batch("b"), b"2".to_vec(), first.checkpoint);
     let outcome = log.commit(&second);
-    cluster.resume(leader);
+    if resume_first {
+        cluster.resume(leader);
+    }
     match &outcome {
         Err(LogError::Unknown { .. }) => {}
         other => panic!("a commit to a paused leader ended in {other:?}, not Unknown"),
     }
-    // Resolve: read the checkpoint (retrying while the cluster settles),
-    // then retry only when it did not land.
+    // Resolve (retrying while the cluster settles), then retry only when it
+    // did not land, on the fence the resolution hands back.
     let deadline = Instant::now() + Duration::from_secs(60);
     let landed_how = loop {
         assert!(Instant::now() < deadline, "unresolved\n{}", cluster.logs());
         match log.resolve_commit(&second) {
             Ok(Resolution::Landed(_)) => break "the first try landed",
-            Ok(Resolution::NotLanded(Some(c))) if c.sequence == first.checkpoint => {
+            Ok(Resolution::NotLanded {
+                checkpoint: Some(c),
+                sealed: true,
+            }) => {
+                assert_eq!(c.payload, b"1", "a seal keeps the cursor where it was");
+                if !resume_first {
+                    // The old leader comes back with the first try still
+                    // in its input: it must not land now.
+                    cluster.resume(leader);
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                second.expected = c.sequence;
                 match log.commit(&second) {
-                    Ok(_) => break "a retry landed it",
+                    Ok(_) => break "sealed, then a retry on the new fence landed it",
                     Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {}
-                    Err(LogError::Fenced { .. }) => {} // landed meanwhile: resolve again
                     Err(e) => panic!("retry failed: {e}"),
                 }
             }
@@ -333,6 +347,9 @@ fn a_commit_whose_answer_is_lost_is_resolved_from_the_checkpoint_and_lands_once(
         }
         std::thread::sleep(Duration::from_millis(200));
     };
+    if !resume_first && landed_how == "the first try landed" {
+        cluster.resume(leader);
+    }
     eprintln!("unknown commit outcome resolved: {landed_how} ({outcome:?})");
     // Exactly once: 20 reactions, the second batch's ten each once.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -353,6 +370,16 @@ fn a_commit_whose_answer_is_lost_is_resolved_from_the_checkpoint_and_lands_once(
     let ck = log.checkpoint(0, "low-stock").unwrap().unwrap();
     assert_eq!(ck.token.as_deref(), Some(second.token.as_str()));
     assert_eq!(ck.payload, b"2");
+}
+
+#[test]
+fn a_commit_whose_answer_is_lost_is_resolved_after_the_leader_resumes_and_lands_once() {
+    lost_answer(true);
+}
+
+#[test]
+fn a_commit_whose_answer_is_lost_is_sealed_while_the_leader_is_paused_and_lands_once() {
+    lost_answer(false);
 }
 
 /// A reactor's commit loop as the runtime will run it: read inputs after
@@ -401,7 +428,7 @@ fn react_until(log: &NatsLog, last_input: u64, pace: Duration, deadline: Instant
             })
             .collect();
         let upto = input.events.last().unwrap().sequence();
-        let commit = Commit::new(
+        let mut commit = Commit::new(
             0,
             "reserve",
             reactions,
@@ -427,9 +454,10 @@ fn react_until(log: &NatsLog, last_input: u64, pace: Duration, deadline: Instant
                     assert!(Instant::now() < deadline, "unresolved commit");
                     match log.resolve_commit(&commit) {
                         Ok(Resolution::Landed(seq)) => outcome = Ok(seq),
-                        Ok(Resolution::NotLanded(c)) => {
-                            let now = c.map_or(0, |c| c.sequence);
-                            assert_eq!(now, fence, "another instance moved the checkpoint");
+                        Ok(Resolution::NotLanded { checkpoint, sealed }) => {
+                            assert!(sealed, "another instance moved the checkpoint");
+                            fence = checkpoint.map_or(0, |c| c.sequence);
+                            commit.expected = fence;
                             outcome = log.commit(&commit).map(|c| c.checkpoint);
                         }
                         Err(_) => {
