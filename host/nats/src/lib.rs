@@ -43,8 +43,12 @@
 //! | `EventLog` | `NatsLog` (partition `p`) |
 //! |---|---|
 //! | `read(region, after, max)` | [`NatsLog::read_region`] (`events`, `scanned`) |
+//! | `describe()` | `nats partition {p} of {K}` |
 //! | `open_cursor` | `ReadCursor` over `read` and `wait_for_events` (every stored message is durable) |
 //! | `commit` with checkpoint and fence | [`NatsLog::commit`] of [`Commit::new`]`(p, cursor, records, `[`encode_cursor`]`(update), fence)` |
+//! | `Committed { upto, fence }` | `upto`: [`Committed::checkpoint`]; `fence`: `Fence(`[`Committed::checkpoint`]`)` |
+//! | a checkpoint without a fence | fenced on the checkpoint's current sequence, read first |
+//! | `Durability::{Accepted, Visible, Durable}` | all `Durable`: an acknowledgement means a quorum fsynced it |
 //! | `commit` without checkpoint, `append_system` | [`NatsLog::append_batch`] |
 //! | `checkpoint(cursor)` | [`NatsLog::checkpoint`] + [`decode_cursor`] |
 //! | `fence(cursor)` | the checkpoint's `sequence` (0 without one) |
