@@ -7,7 +7,7 @@
 //! append would do.
 
 use super::reaction::{Reaction, ReactionCause};
-use batpak_store::Store;
+use batpak_log::EventLog;
 use batpak_store::{denial_event, Denial, Gate, GateSet};
 use batpak_store::{
     is_system_kind, Coordinate, Event, EventId, Proposal, MAX_KIND_LEN, MAX_NAME_LEN,
@@ -185,6 +185,24 @@ impl Gate<ReactionContext> for CapabilityGate {
     }
 }
 
+/// Looks `cause` up, retrying a few times while the log is unavailable: a
+/// transient fault must not turn into an `unknown-causation` denial.
+fn lookup(
+    log: &dyn EventLog,
+    cause: batpak_store::EventId,
+) -> Result<Option<batpak_store::Event>, batpak_log::LogError> {
+    let mut tries = 0;
+    loop {
+        match log.get(cause) {
+            Err(e) if e.is_transient() && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10 << tries));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// `s` cut to at most `max` bytes (on a character boundary), marked when
 /// cut; borrowed (no allocation) when it fits, as every admitted kind does.
 fn clip(s: &str, max: usize) -> Cow<'_, str> {
@@ -296,14 +314,14 @@ impl Admission {
     /// the caller's gates (first denial wins).
     pub(crate) fn evaluate(
         &self,
-        store: Option<&Store>,
+        store: Option<&dyn EventLog>,
         ctx: &ReactionContext,
         p: &Proposal,
     ) -> Result<(), Denial> {
         self.capability.evaluate(ctx, p)?;
         if let (Some(store), Some(cause)) = (store, p.causation) {
             let is_source = ctx.source.as_ref().is_some_and(|s| s.id() == cause);
-            if !is_source && !matches!(store.get(cause), Ok(Some(_))) {
+            if !is_source && !matches!(lookup(store, cause), Ok(Some(_))) {
                 return Err(Denial::new(
                     CAPABILITY_GATE,
                     "unknown-causation",
@@ -317,7 +335,7 @@ impl Admission {
     /// Builds, judges and (when denied) records one reaction.
     pub(crate) fn judge(
         &self,
-        store: &Store,
+        store: &dyn EventLog,
         reaction: Reaction,
         source: &Event,
         ordinal: u32,
@@ -359,7 +377,7 @@ impl Admission {
     /// `MAX_LIFT_BYTES`), so it is not copied again.
     pub(crate) fn dry_run(
         &self,
-        store: &Store,
+        store: &dyn EventLog,
         reaction: Reaction,
         source: Option<&Event>,
     ) -> Option<Denial> {

@@ -36,7 +36,7 @@ impl PluginState {
 
     fn host_get_event(&mut self, id: w::EventId) -> Option<w::StoredEvent> {
         let services = self.host.services.as_ref()?;
-        match services.store.get(id_from_wit(id)) {
+        match services.log.get(id_from_wit(id)) {
             Ok(found) => found.map(|e| stored_event(&e)),
             Err(e) => {
                 log(
@@ -61,7 +61,7 @@ impl PluginState {
         let (mut out, mut bytes, mut after) = (Vec::new(), 0usize, after);
         while out.len() < max {
             let want = (max - out.len()).min(READ_ENTITY_PAGE);
-            let page = match services.store.entity_events(&entity, after, want) {
+            let page = match services.log.entity_events(&entity, after, want) {
                 Ok(page) => page,
                 Err(e) => {
                     log(
@@ -101,7 +101,7 @@ impl PluginState {
         };
         let source = if h.in_react {
             match h.sources.get(proposal.source as usize) {
-                Some(id) => services.store.get(*id).ok().flatten(),
+                Some(id) => services.log.get(*id).ok().flatten(),
                 None => {
                     return w::Verdict::Denied(w::Denial {
                         gate: "host".into(),

@@ -1,12 +1,18 @@
 //! The wasm reactor runtime: loads WebAssembly components that target the
 //! `batpak:reactor@0.2.0` world or the frozen `@0.1.0` one ([`WitVersion`];
-//! both side by side), runs each on its own thread against the
-//! store, and appends what they propose through gates — reactions and the
-//! reactor's checkpoint in one atomic append, so every source event's
-//! reactions land exactly once, even across `kill -9`.
+//! both side by side), runs each on its own thread against a log, and
+//! commits what they propose through gates — reactions and the reactor's
+//! checkpoint in one atomic commit, so every source event's reactions land
+//! exactly once, even across `kill -9`.
 //!
-//! One concept per module, data flowing one way (runtime → store; nothing
-//! below depends on the runtime), no module cycles
+//! The runner, parking, hot swap and shadow reach the log only through the
+//! log seam, [`batpak_log::EventLog`]: the embedded store (pass `&Store`)
+//! or another log (pass a [`batpak_log::SharedLog`]). A commit whose
+//! outcome is unknown (a timeout, a lost reply) is resolved from the
+//! checkpoint before anything else is committed (`runner/landing.rs`).
+//!
+//! One concept per module, data flowing one way (runtime → log seam →
+//! store; nothing below depends on the runtime), no module cycles
 //! (`python3 tools/modcycles.py host/runtime`; CI runs it on the workspace):
 //! - the [`Runtime`] (engine, epoch ticker, linker) and the [`CompileCache`]
 //!   (memory-mapped loads, LRU eviction; location in its docs);
@@ -81,8 +87,7 @@ mod services;
 mod shadow;
 mod shadow_error;
 mod status;
-mod swap;
-mod swap_file;
+
 mod trap;
 mod wit;
 mod wit_v1;
@@ -101,17 +106,23 @@ pub use host_imports::{READ_ENTITY_BYTES, READ_ENTITY_CAP};
 pub use inspect::{descriptor_json, InitOutcome, Inspection};
 pub use load_error::LoadError;
 pub use log::{log, set_log_sink, LogLevel, LogSink};
-pub use parking::{parked_events, request_replay, FailurePolicy, ParkedEvent, ParkedSet};
+pub use parking::{
+    parked_events, request_replay, FailurePolicy, ParkedEvent, ParkedSet, ParkingError,
+};
 pub use plugin::Plugin;
 pub use prepare::{PluginSettings, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, MAX_LIFT_BYTES};
 pub use random::RandomSource;
 pub use reaction::{Reaction, ReactionCause, ReactionVerdict};
 pub use reactor::Reactor;
 pub use regular_file::{open_regular, read_regular, read_regular_text, FileRefusal};
+pub use runner::swap::{
+    check_swap, describe_region, refusal_for, swap_file, RolledBackRecord, SwapOutcome,
+    SwapRefusal, SwapRefusedRecord, ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
+};
 pub use runner::{
     cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, SwapTicket,
-    DEFAULT_DURABLE_WINDOW, DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES, MAX_OUTPUT_HOST_BYTES,
-    MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
+    DEFAULT_DURABLE_WINDOW, DEFAULT_LOG_RETRY, DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES,
+    MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
 };
 pub use runtime::{
     Runtime, RuntimeConfig, RuntimeError, DEFAULT_MAX_MEMORIES, DEFAULT_MAX_PLUGIN_FILE_BYTES,
@@ -121,11 +132,6 @@ pub use services::HostServices;
 pub use shadow::{shadow, DiffKind, ShadowDiff, ShadowRange, ShadowReport};
 pub use shadow_error::ShadowError;
 pub use status::{ReactorStatus, RunState, StatusSnapshot};
-pub use swap::{
-    check_swap, describe_region, RolledBackRecord, SwapOutcome, SwapRefusal, SwapRefusedRecord,
-    ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
-};
-pub use swap_file::{refusal_for, swap_file};
 pub use wit::{
     WitVersion, CURRENT_VERSION, EXPORT_INTERFACE, HOST_INTERFACE, OFFERED_VERSIONS, WIT_PACKAGE,
     WIT_WORLD,

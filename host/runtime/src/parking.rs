@@ -12,8 +12,8 @@
 
 use super::admission::{ReactorInfo, REACTOR_STREAM_PREFIX, SYSTEM_SCOPE};
 use super::failure::ReactFailure;
+use batpak_log::{CommitError, EventLog, LogError};
 use batpak_store::Region;
-use batpak_store::{AppendOptions, Store, StoreError};
 use batpak_store::{Coordinate, Event, EventId, Proposal};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -309,12 +309,27 @@ impl ParkedSet {
     }
 }
 
+/// Why listing or requesting replays failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParkingError {
+    /// The log could not be read.
+    #[error(transparent)]
+    Read(#[from] LogError),
+    /// The replay requests could not be committed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+}
+
 /// Every unresolved parked event, oldest first; only reactor `reactor`'s
-/// when given.
+/// when given. Reads the log through the seam (`&store` works).
 ///
 /// # Errors
-/// The store could not be read.
-pub fn parked_events(store: &Store, reactor: Option<&str>) -> Result<Vec<ParkedEvent>, StoreError> {
+/// The log could not be read.
+pub fn parked_events(
+    log: &dyn EventLog,
+    reactor: Option<&str>,
+) -> Result<Vec<ParkedEvent>, LogError> {
     let mut region = Region::all()
         .kinds([PARKED_KIND, REPLAY_KIND, UNPARKED_KIND])
         .scope(SYSTEM_SCOPE);
@@ -324,10 +339,12 @@ pub fn parked_events(store: &Store, reactor: Option<&str>) -> Result<Vec<ParkedE
     let mut set = ParkedSet::new(reactor);
     let mut after = 0;
     loop {
-        let page = store.scan(&region, after, 10_000, false)?;
-        let Some(last) = page.last() else { break };
-        after = last.sequence();
-        for e in &page {
+        let page = log.read(&region, after, 10_000)?;
+        if page.events.is_empty() {
+            break;
+        }
+        after = page.scanned;
+        for e in &page.events {
             set.add(e);
         }
     }
@@ -339,15 +356,15 @@ pub fn parked_events(store: &Store, reactor: Option<&str>) -> Result<Vec<ParkedE
 /// (request id and the parked event).
 ///
 /// # Errors
-/// The store could not be read or written.
+/// The log could not be read or written.
 pub fn request_replay(
-    store: &Store,
+    log: &dyn EventLog,
     reactor: Option<&str>,
     event: Option<EventId>,
-) -> Result<Vec<(EventId, ParkedEvent)>, StoreError> {
+) -> Result<Vec<(EventId, ParkedEvent)>, ParkingError> {
     let mut made = Vec::new();
     let mut proposals = Vec::new();
-    for p in parked_events(store, reactor)? {
+    for p in parked_events(log, reactor)? {
         if p.replay_requested || event.is_some_and(|e| p.event_id() != Some(e)) {
             continue;
         }
@@ -368,7 +385,7 @@ pub fn request_replay(
         made.push((id, p));
     }
     if !proposals.is_empty() {
-        store.append_system(proposals, AppendOptions::durable())?;
+        log.append_system(proposals)?;
     }
     Ok(made)
 }

@@ -1,18 +1,20 @@
 //! [`HostServices`]: what the runner lends a reactor — read access to the
-//! store and a dry run of the gates its output goes through.
+//! log (through the seam) and a dry run of the gates its output goes
+//! through.
 
 use super::admission::Admission;
 use super::reaction::Reaction;
-use batpak_store::{Denial, Event, Store};
+use batpak_log::SharedLog;
+use batpak_store::{Denial, Event};
 use std::fmt;
 use std::sync::Arc;
 
-/// What the runner lends a reactor: read access to the store and a dry run
+/// What the runner lends a reactor: read access to the log and a dry run
 /// of the same gates its output goes through.
 #[derive(Clone)]
 pub struct HostServices {
-    /// The store (reads only; reactors append through the runner).
-    pub store: Store,
+    /// The log (reads only; reactors append through the runner).
+    pub log: SharedLog,
     pub(crate) admission: Arc<Admission>,
 }
 
@@ -20,21 +22,20 @@ impl HostServices {
     /// Asks the gates about `reaction` without appending anything.
     /// `source` is the batch event it reacts to, if known.
     pub fn check(&self, reaction: &Reaction, source: Option<&Event>) -> Option<Denial> {
-        self.admission
-            .dry_run(&self.store, reaction.clone(), source)
+        self.admission.dry_run(&*self.log, reaction.clone(), source)
     }
 
     /// [`check`](Self::check) without copying `reaction` (the `check` host
     /// import: a guest's proposal may be large).
     pub(crate) fn check_owned(&self, reaction: Reaction, source: Option<&Event>) -> Option<Denial> {
-        self.admission.dry_run(&self.store, reaction, source)
+        self.admission.dry_run(&*self.log, reaction, source)
     }
 }
 
 impl fmt::Debug for HostServices {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HostServices")
-            .field("store", &self.store)
+            .field("log", &self.log)
             .finish_non_exhaustive()
     }
 }

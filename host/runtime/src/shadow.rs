@@ -16,11 +16,12 @@
 
 use crate::admission::{Admission, CapabilityGate, Judged, ReactorInfo};
 use crate::reactor::Reactor;
+use crate::runner::swap::{ROLLED_BACK_KIND, SWAPPED_KIND};
 use crate::services::HostServices;
 use crate::shadow_error::ShadowError;
-use crate::swap::{ROLLED_BACK_KIND, SWAPPED_KIND};
+use batpak_log::{Commit, Durability, SharedLog};
 use batpak_store::{
-    is_system_kind, AppendOptions, Event, EventId, GateSet, LogReader, Proposal, Store, DENIED_KIND,
+    is_system_kind, Event, EventId, GateSet, LogReader, Proposal, Store, DENIED_KIND,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -289,6 +290,9 @@ pub fn shadow(
 
     let _ = std::fs::remove_dir_all(scratch);
     let store = Store::open(scratch).map_err(ShadowError::store("opening the scratch store"))?;
+    // The candidate, its gates and the copies reach the scratch store
+    // through the log seam, like a runner.
+    let scratch_log: SharedLog = Arc::new(store.clone());
     let info = ReactorInfo {
         name: d.name.clone(),
         version: d.version.clone(),
@@ -300,7 +304,7 @@ pub fn shadow(
         Arc::new(GateSet::new()),
     ));
     candidate.attach(HostServices {
-        store: store.clone(),
+        log: scratch_log.clone(),
         admission: admission.clone(),
     });
     let mut report = ShadowReport {
@@ -324,9 +328,11 @@ pub fn shadow(
         // The scratch log catches up to the source event (inclusive).
         let copies: Vec<Proposal> = log[copied..=i].iter().map(copy_of).collect();
         for chunk in copies.chunks(1024) {
-            store
-                .append_system(chunk.to_vec(), AppendOptions::visible())
-                .map_err(ShadowError::store("copying the log into the scratch store"))?;
+            scratch_log
+                .commit(&mut Commit::records(chunk.to_vec()).durability(Durability::Visible))
+                .map_err(ShadowError::commit(
+                    "copying the log into the scratch store",
+                ))?;
         }
         copied = i + 1;
         let src = &log[i];
@@ -350,7 +356,7 @@ pub fn shadow(
                 let mut admitted = Vec::new();
                 let mut denials = 0usize;
                 for (ordinal, r) in reactions.into_iter().enumerate() {
-                    match admission.judge(&store, r, src, ordinal as u32) {
+                    match admission.judge(&*scratch_log, r, src, ordinal as u32) {
                         Judged::Admitted(p) => admitted.push(p),
                         Judged::Denied { .. } => denials += 1,
                     }
@@ -411,6 +417,7 @@ pub fn shadow(
             report.identical += 1;
         }
     }
+    drop(scratch_log);
     store
         .close()
         .map_err(ShadowError::store("closing the scratch store"))?;

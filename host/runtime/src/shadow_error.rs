@@ -1,5 +1,6 @@
 //! [`ShadowError`]: why a shadow replay could not run.
 
+use batpak_log::CommitError;
 use batpak_store::StoreError;
 
 /// Why [`shadow`](crate::shadow) could not run (differences are not errors:
@@ -24,9 +25,22 @@ pub enum ShadowError {
         #[source]
         source: StoreError,
     },
+    /// Copying the log into the scratch store failed.
+    #[error("{context}: {source}")]
+    Commit {
+        /// What shadow was doing.
+        context: &'static str,
+        /// The scratch log's reason.
+        #[source]
+        source: CommitError,
+    },
 }
 
 impl ShadowError {
+    pub(crate) fn commit(context: &'static str) -> impl FnOnce(CommitError) -> ShadowError {
+        move |source| ShadowError::Commit { context, source }
+    }
+
     pub(crate) fn store(context: &'static str) -> impl FnOnce(StoreError) -> ShadowError {
         move |source| ShadowError::Store { context, source }
     }

@@ -5,11 +5,12 @@
 use super::error::RunnerError;
 use super::outcome::Outcome;
 use super::retry::one_line;
-use super::worker::{describe_span, Worker};
+use super::worker::{describe_span, durability, Worker};
 use crate::failure::ReactFailure;
 use crate::log::LogLevel;
 use crate::parking::{park_proposal, ParkedEvent};
-use batpak_store::{AppendOptions, Event};
+use batpak_log::Commit;
+use batpak_store::Event;
 use std::time::Instant;
 
 impl Worker {
@@ -23,29 +24,17 @@ impl Worker {
                 self.unsaved = Some((last.sequence(), last.id()));
             }
         } else {
-            // Within the durable window the append returns once accepted
-            // (ordered, atomic with its checkpoint) and its fsync overlaps
-            // the next batches; see `RunnerSettings::durable_window`.
-            let pipelined = self.settings.durable_window > 0;
-            let mut opts = if pipelined {
-                AppendOptions::accepted()
-            } else {
-                AppendOptions::durable()
-            };
-            if let Some(cp) = cp {
-                opts = opts.with_checkpoint(cp);
-            }
-            self.store.append_system(o.proposals, opts).map_err(|e| {
-                RunnerError::store(format!(
-                    "appending the reactions to {}",
-                    describe_span(events)
-                ))(e)
+            let mode = durability(&self.settings);
+            let mut c = Commit::records(o.proposals).durability(mode);
+            c.checkpoint = cp;
+            let done = self.land(c, || {
+                format!("appending the reactions to {}", describe_span(events))
             })?;
             self.unsaved = None;
             self.unsaved_batches = 0;
             self.last_commit = Instant::now();
-            if pipelined {
-                self.track_in_flight()?;
+            if mode == batpak_log::Durability::Accepted {
+                self.track_in_flight(done.upto)?;
             }
         }
         self.status.add_out(o.reactions);
@@ -77,17 +66,14 @@ impl Worker {
             attempts,
             replaces.map(|p| p.parked),
         );
-        let mut opts = AppendOptions::durable();
+        let mut c = Commit::records(vec![record]);
         // A replayed event sits behind the cursor: parking it again must not
         // move the checkpoint.
         if replaces.is_none() {
-            if let Some(cp) = self.checkpoint_at(event.sequence(), event.id()) {
-                opts = opts.with_checkpoint(cp);
-            }
+            c.checkpoint = self.checkpoint_at(event.sequence(), event.id());
         }
-        self.store
-            .append_system(vec![record], opts)
-            .map_err(RunnerError::store(format!("parking event {}", event.id())))?;
+        let id = event.id();
+        self.land(c, || format!("parking event {id}"))?;
         // Durable, and written after every commit in flight.
         self.in_flight.clear();
         if replaces.is_none() {

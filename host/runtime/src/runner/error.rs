@@ -1,5 +1,6 @@
 //! [`RunnerError`]: why a runner could not start, or stopped for good.
 
+use batpak_log::{CommitError, LogError};
 use batpak_store::StoreError;
 
 /// A runner's failure to start ([`spawn`](super::spawn)) or its terminal
@@ -33,14 +34,29 @@ pub enum RunnerError {
     /// The runner thread could not be started.
     #[error("starting a reactor thread: {0}")]
     Thread(#[source] std::io::Error),
-    /// A store operation failed (the runner stops: it cannot commit).
+    /// A read of the log failed for good, or stayed unavailable longer
+    /// than `RunnerSettings::log_retry` (the runner stops: it cannot go on
+    /// without it).
     #[error("{context}: {source}")]
-    Store {
+    Log {
         /// What the runner was doing.
         context: String,
-        /// The store's reason.
+        /// The log's reason.
         #[source]
-        source: StoreError,
+        source: LogError,
+    },
+    /// A commit did not land: refused, fenced (another instance owns the
+    /// reactor's cursor), closed, failed, or unavailable (or of unknown
+    /// outcome) longer than `RunnerSettings::log_retry`. Nothing after the
+    /// last landed commit is lost: the next start continues from the
+    /// checkpoint.
+    #[error("{context}: {source}")]
+    Commit {
+        /// What the runner was committing.
+        context: String,
+        /// The log's reason.
+        #[source]
+        source: CommitError,
     },
     /// The store was closed under the runner.
     #[error("the store was closed")]
@@ -67,8 +83,16 @@ pub enum RunnerError {
 }
 
 impl RunnerError {
-    pub(crate) fn store(context: impl Into<String>) -> impl FnOnce(StoreError) -> RunnerError {
+    pub(crate) fn log(context: impl Into<String>) -> impl FnOnce(LogError) -> RunnerError {
         let context = context.into();
-        move |source| RunnerError::Store { context, source }
+        move |source| match source {
+            LogError::Closed => RunnerError::StoreClosed,
+            source => RunnerError::Log { context, source },
+        }
+    }
+
+    pub(crate) fn commit(context: impl Into<String>) -> impl FnOnce(CommitError) -> RunnerError {
+        let context = context.into();
+        move |source| RunnerError::Commit { context, source }
     }
 }

@@ -2,18 +2,20 @@
 //! it, handing it a replacement reactor, and collecting its result.
 
 use super::error::RunnerError;
-use super::pending::{LastRollback, LastSwap, PendingSwap};
-use super::settings::{batch_limit, cursor_id, RunnerSettings};
-use super::worker::{admission_for, Feed, Worker};
+use super::feed::{Feed, ReactorCursor};
+use super::landing::retry_transient;
+use super::settings::{batch_limit, RunnerSettings};
+use super::swap::pending::{LastRollback, LastSwap, PendingSwap};
+use super::swap::{check_swap, refused_proposal, RolledBackRecord, SwapOutcome, SwapRefusal};
+use super::worker::{admission_for, Worker};
 use crate::admission::ReactorInfo;
 use crate::descriptor::Descriptor;
 use crate::log::{log, LogLevel};
 use crate::reactor::Reactor;
 use crate::services::HostServices;
 use crate::status::ReactorStatus;
-use crate::swap::{check_swap, refused_proposal, RolledBackRecord, SwapOutcome, SwapRefusal};
-use batpak_store::AppendOptions;
-use batpak_store::{CanalHandle, Cursor, ReactorCanal, Store, Subscription};
+use batpak_log::{IntoLog, SharedLog};
+use batpak_store::{CanalHandle, ReactorCanal};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -30,13 +32,13 @@ pub struct RunnerHandle {
     status: Arc<ReactorStatus>,
     swap: Arc<Mutex<Option<PendingSwap>>>,
     name: String,
-    // Hot swap: the running version's lineage, and the store to record
+    // Hot swap: the running version's lineage, and the log to record
     // refusals that never reach the runner (a file that does not load).
     current: Arc<Mutex<Arc<ReactorInfo>>>,
     current_descriptor: Arc<Mutex<Descriptor>>,
     last_swap: Arc<Mutex<Option<LastSwap>>>,
     last_rollback: Arc<Mutex<Option<LastRollback>>>,
-    store: Store,
+    log: SharedLog,
     log_level: LogLevel,
 }
 
@@ -208,10 +210,10 @@ impl RunnerHandle {
             &source,
             &format!("swap refused: {refusal}"),
         );
-        if let Err(e) = self.store.append_system(
-            vec![refused_proposal(&info, refusal)],
-            AppendOptions::durable(),
-        ) {
+        if let Err(e) = self
+            .log
+            .append_system(vec![refused_proposal(&info, refusal)])
+        {
             log(
                 self.log_level,
                 LogLevel::Error,
@@ -262,7 +264,9 @@ impl Drop for RunnerHandle {
     }
 }
 
-/// Starts a runner thread for `reactor` over `store`.
+/// Starts a runner thread for `reactor` over `log`: the embedded store
+/// (`&Store`) or any other [`EventLog`](batpak_log::EventLog) as a
+/// [`SharedLog`]. The runner reaches the log only through that seam.
 ///
 /// The canal is opened here, so a checkpoint that no longer fits the
 /// reactor's region is reported at once.
@@ -271,42 +275,34 @@ impl Drop for RunnerHandle {
 /// An invalid descriptor, a cursor that cannot be opened, or a thread that
 /// cannot be started.
 pub fn spawn(
-    store: &Store,
+    log: impl IntoLog,
     mut reactor: Box<dyn Reactor>,
     settings: RunnerSettings,
 ) -> Result<RunnerHandle, RunnerError> {
+    let log = log.into_log();
     let d = reactor.descriptor().clone();
     d.validate().map_err(RunnerError::InvalidDescriptor)?;
-    // A checkpoint keyed for another region: name the fix (the store's own
-    // error only knows cursors, not `reset --plugin`).
-    if d.canal == ReactorCanal::CursorGuaranteed
-        && store
-            .checkpoint(&cursor_id(&d.name))
-            .is_some_and(|cp| cp.region != d.region.fingerprint())
-    {
-        return Err(RunnerError::RegionChanged {
-            reactor: d.name.clone(),
-            region: crate::swap::describe_region(&d.region),
-        });
-    }
-    let feed = match d.canal {
-        ReactorCanal::CursorGuaranteed => Feed::Cursor(
-            Cursor::open(store, &cursor_id(&d.name), d.region.clone()).map_err(|source| {
-                RunnerError::OpenCursor {
-                    reactor: d.name.clone(),
-                    source,
-                }
-            })?,
+    let (feed, fence) = match d.canal {
+        ReactorCanal::CursorGuaranteed => {
+            let cursor = ReactorCursor::open(&log, &d, &settings)?;
+            let fence = retry_transient(&settings, || log.fence(cursor.id())).map_err(
+                RunnerError::log(format!("reactor {}: reading its fence", d.name)),
+            )?;
+            (Feed::Cursor(cursor), Some(fence))
+        }
+        ReactorCanal::LossySubscription => (
+            Feed::Lossy(
+                retry_transient(&settings, || {
+                    log.subscribe(&d.region, settings.subscription_capacity.max(1))
+                })
+                .map_err(RunnerError::log(format!("reactor {}: subscribing", d.name)))?,
+            ),
+            None,
         ),
-        ReactorCanal::LossySubscription => Feed::Lossy(Subscription::new(
-            store,
-            d.region.clone(),
-            settings.subscription_capacity.max(1),
-        )),
     };
     let admission = Arc::new(admission_for(reactor.as_ref(), &settings));
     reactor.attach(HostServices {
-        store: store.clone(),
+        log: log.clone(),
         admission: admission.clone(),
     });
     let status = Arc::new(ReactorStatus::new(
@@ -331,7 +327,8 @@ pub fn spawn(
     let max_batch = batch_limit(&settings, &d);
     let log_level = settings.log_level;
     let worker = Worker {
-        store: store.clone(),
+        log: log.clone(),
+        fence,
         reactor,
         admission,
         feed,
@@ -351,6 +348,8 @@ pub fn spawn(
         unsaved_batches: 0,
         last_commit: Instant::now(),
         in_flight: std::collections::VecDeque::new(),
+        read_failures: 0,
+        read_failing_since: Instant::now(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("reactor-{}", d.name))
@@ -385,7 +384,7 @@ pub fn spawn(
         current_descriptor,
         last_swap,
         last_rollback,
-        store: store.clone(),
+        log,
         log_level,
     })
 }

@@ -1,14 +1,17 @@
 //! The runner: one thread per reactor. It pulls batches from the reactor's
-//! canal, calls `react`, sends every proposal through the gates and appends
-//! the admitted reactions, the denial records and the new checkpoint in
-//! **one atomic append**. A batch that keeps failing is retried with
+//! canal — a cursor over the log seam — calls `react`, sends every proposal
+//! through the gates and commits the admitted reactions, the denial records
+//! and the new checkpoint in **one atomic commit** through the seam. A batch that keeps failing is retried with
 //! backoff, bisected down to the failing event, and that event is parked.
 //!
 //! Effectively-once: a reaction's id is derived from (reactor, source event,
 //! index among that source's reactions), and it is committed in the same
 //! frame as the checkpoint past its source. After a crash the batch comes
 //! back only if that frame never made it, and even a redelivered reaction
-//! cannot be appended twice (the store deduplicates explicit ids).
+//! cannot be appended twice (the log deduplicates explicit ids). A commit
+//! the log could not take is retried; one whose outcome is unknown is
+//! resolved by reading the checkpoint before anything else is committed;
+//! one fenced off (another instance owns the cursor) stops the runner.
 //!
 //! Commits are pipelined: an append returns once accepted (ordered, atomic
 //! with its checkpoint) and its fsync overlaps the next batches, up to
@@ -18,27 +21,34 @@
 //! back.
 //!
 //! Files: `settings` (what a runner is told), `error` (its typed failures),
-//! `handle` (spawning and the [`RunnerHandle`]), `worker` (the pull loop),
-//! `hot_swap` (a replacement picked up at a batch boundary, rollback) and
-//! `pending` (the swap state handle and worker share), `retry` (attempts, backoff, bisection),
-//! `outcome` (judging one call's output), `commit` (the atomic append and
+//! `handle` (spawning and the [`RunnerHandle`]), `feed` (the reactor's
+//! cursor over the seam, or its lossy subscription), `worker` (the pull loop),
+//! `landing` (every commit through the seam: fence, retry, unknown outcomes),
+//! `retry` (attempts, backoff, bisection),
+//! `outcome` (judging one call's output), `commit` (the atomic commit and
 //! parking), `replay` (re-delivering parked events), `shape` (output limits).
+//! Hot swap is one folder, `swap` (its records, checks and refusals, the
+//! exchange at a batch boundary and rollback, the state the handle and the
+//! thread share, and loading a file to swap in).
 
 mod commit;
 mod error;
+mod feed;
 mod handle;
-mod hot_swap;
+mod landing;
 mod outcome;
-mod pending;
 mod replay;
 mod retry;
 mod settings;
 mod shape;
+pub(crate) mod swap;
 mod worker;
 
 pub use error::RunnerError;
 pub use handle::{spawn, RunnerHandle, SwapTicket};
-pub use settings::{cursor_id, RunnerSettings, DEFAULT_DURABLE_WINDOW, DEFAULT_MAX_BATCH};
+pub use settings::{
+    cursor_id, RunnerSettings, DEFAULT_DURABLE_WINDOW, DEFAULT_LOG_RETRY, DEFAULT_MAX_BATCH,
+};
 pub use shape::{
     MAX_OUTPUT_BYTES, MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
 };

@@ -53,7 +53,7 @@ impl Worker {
             let s = r.source as usize;
             let ordinal = ordinals[s];
             ordinals[s] += 1;
-            match self.admission.judge(&self.store, r, &events[s], ordinal) {
+            match self.admission.judge(&*self.log, r, &events[s], ordinal) {
                 Judged::Admitted(p) => {
                     out.verdicts.push(ReactionVerdict {
                         reaction: i as u32,

@@ -6,14 +6,17 @@ use super::worker::{Flow, Worker};
 use crate::failure::FailureKind;
 use crate::log::LogLevel;
 use crate::parking::{parked_events, unparked_proposal, ParkedEvent};
-use batpak_store::AppendOptions;
+use batpak_log::Commit;
 
 impl Worker {
     /// Re-delivers parked events whose replay was requested, one by one.
     pub(super) fn replay_parked(&mut self) -> Result<Flow, RunnerError> {
         let name = self.name().to_string();
-        let pending: Vec<ParkedEvent> = parked_events(&self.store, Some(&name))
-            .map_err(RunnerError::store("listing parked events"))?
+        let pending: Vec<ParkedEvent> = self
+            .read_retrying(
+                || "listing parked events".into(),
+                |log| parked_events(log, Some(&name)),
+            )?
             .into_iter()
             .filter(|p| p.replay_requested)
             .collect();
@@ -21,10 +24,13 @@ impl Worker {
             if self.stopping() {
                 return Ok(Flow::Stopped);
             }
-            let Some(event) = p
-                .event_id()
-                .and_then(|id| self.store.get(id).ok().flatten())
-            else {
+            let found = match p.event_id() {
+                Some(id) => {
+                    self.read_retrying(|| format!("reading parked event {id}"), |log| log.get(id))?
+                }
+                None => None,
+            };
+            let Some(event) = found else {
                 self.log(
                     LogLevel::Warn,
                     &format!(
@@ -47,15 +53,10 @@ impl Worker {
                             o.reactions,
                             o.denials,
                         ));
-                        self.store
-                            .append_system(
-                                std::mem::take(&mut o.proposals),
-                                AppendOptions::durable(),
-                            )
-                            .map_err(RunnerError::store(format!(
-                                "appending the replay of event {}",
-                                event.id()
-                            )))?;
+                        let id = event.id();
+                        self.land(Commit::records(std::mem::take(&mut o.proposals)), || {
+                            format!("appending the replay of event {id}")
+                        })?;
                         self.status.add_out(o.reactions);
                         self.status.add_denials(o.denials);
                         self.status.add_unparked();

@@ -16,6 +16,10 @@ pub const DEFAULT_MAX_BATCH: usize = 256;
 /// reactor, few enough that a crash redelivers little.
 pub const DEFAULT_DURABLE_WINDOW: u32 = 4;
 
+/// Default [`RunnerSettings::log_retry`]: longer than a replicated log's
+/// leader election, short enough that a log gone for good is reported.
+pub const DEFAULT_LOG_RETRY: Duration = Duration::from_secs(30);
+
 /// How a runner behaves. The defaults suit production; tests shorten the
 /// waits.
 #[derive(Clone)]
@@ -55,6 +59,11 @@ pub struct RunnerSettings {
     /// and redelivers exactly them; the runner waits for all of them
     /// before it reports idle, swaps or stops.
     pub durable_window: u32,
+    /// How long the runner keeps retrying a log that is unavailable — a
+    /// read, a commit, or the reads that resolve a commit of unknown
+    /// outcome — before it stops with the error. Retries wait
+    /// `policy`'s backoff.
+    pub log_retry: Duration,
 }
 
 impl Default for RunnerSettings {
@@ -72,6 +81,7 @@ impl Default for RunnerSettings {
             log_level: LogLevel::Info,
             swap_rollback: 0,
             durable_window: DEFAULT_DURABLE_WINDOW,
+            log_retry: DEFAULT_LOG_RETRY,
         }
     }
 }
@@ -85,6 +95,7 @@ impl std::fmt::Debug for RunnerSettings {
             .field("policy", &self.policy)
             .field("swap_rollback", &self.swap_rollback)
             .field("durable_window", &self.durable_window)
+            .field("log_retry", &self.log_retry)
             .finish_non_exhaustive()
     }
 }

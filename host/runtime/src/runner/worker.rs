@@ -1,28 +1,24 @@
 //! The worker: the runner thread's state and its pull loop — pull a batch,
 //! process it (see `retry`), write lazy checkpoints — and the hand-over of
-//! a replacement reactor between two batches (see `hot_swap`).
+//! a replacement reactor between two batches (see `swap`).
 
 use super::error::RunnerError;
-use super::pending::{LastRollback, LastSwap, PendingSwap, Probation};
+use super::feed::Feed;
 use super::settings::RunnerSettings;
+use super::swap::pending::{LastRollback, LastSwap, PendingSwap, Probation};
 use crate::admission::{Admission, CapabilityGate, ReactorInfo};
 use crate::descriptor::Descriptor;
 use crate::log::{log, LogLevel};
 use crate::reactor::Reactor;
 use crate::status::{ReactorStatus, RunState};
-use batpak_store::{AppendOptions, CheckpointUpdate, Store};
-use batpak_store::{Canal, CanalBatch, CloseReason, Cursor, Subscription};
+use batpak_log::{Commit, Durability, Fence, LogError, SharedLog};
+use batpak_store::{CanalBatch, CheckpointUpdate, CloseReason};
 use batpak_store::{Event, EventId};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-pub(super) enum Feed {
-    Cursor(Cursor),
-    Lossy(Subscription),
-}
 
 pub(super) fn admission_for(reactor: &dyn Reactor, settings: &RunnerSettings) -> Admission {
     let d = reactor.descriptor();
@@ -43,7 +39,10 @@ pub(super) enum Flow {
 }
 
 pub(super) struct Worker {
-    pub(super) store: Store,
+    /// The log, reached only through the seam.
+    pub(super) log: SharedLog,
+    /// The fence for the cursor's next commit (see `landing`).
+    pub(super) fence: Option<Fence>,
     pub(super) reactor: Box<dyn Reactor>,
     pub(super) admission: Arc<Admission>,
     pub(super) feed: Feed,
@@ -78,6 +77,10 @@ pub(super) struct Worker {
     /// each, a sequence at or past the end of its frame (see
     /// `RunnerSettings::durable_window`).
     pub(super) in_flight: VecDeque<u64>,
+    /// Pulls failed in a row because the log was unavailable, and since
+    /// when.
+    pub(super) read_failures: u32,
+    pub(super) read_failing_since: Instant,
 }
 
 impl Worker {
@@ -130,7 +133,7 @@ impl Worker {
                 return Ok(());
             }
             self.take_swap()?;
-            let observed = self.store.watermarks().durable;
+            let observed = self.log.heads().durable;
             // With commits in flight, look without waiting: when nothing is
             // there, make them durable first rather than sit on them.
             let wait = if self.in_flight.is_empty() {
@@ -139,9 +142,20 @@ impl Worker {
                 Duration::ZERO
             };
             let pulled = match &mut self.feed {
-                Feed::Cursor(c) => c.pull_batch(self.max_batch, wait),
+                Feed::Cursor(c) => match c.pull_batch(self.max_batch, wait) {
+                    Ok(b) => Ok(b),
+                    Err(e) if e.is_transient() => {
+                        self.read_failed(e)?;
+                        continue;
+                    }
+                    Err(LogError::Closed) => return Err(RunnerError::StoreClosed),
+                    Err(e) => return Err(RunnerError::CanalFailed(e.to_string())),
+                },
                 Feed::Lossy(s) => s.pull_batch(self.max_batch, wait),
             };
+            if self.read_failures > 0 && pulled.is_ok() {
+                self.read_failures = 0;
+            }
             match pulled {
                 Ok(CanalBatch::Empty) => {
                     // Nothing of the region up to the cursor: all covered.
@@ -175,11 +189,11 @@ impl Worker {
                             &format!("fell behind its lossy subscription and missed {missed} event(s); resubscribing"),
                         );
                         let region = self.reactor.descriptor().region.clone();
-                        self.feed = Feed::Lossy(Subscription::new(
-                            &self.store,
-                            region,
-                            self.settings.subscription_capacity.max(1),
-                        ));
+                        let capacity = self.settings.subscription_capacity.max(1);
+                        self.feed = Feed::Lossy(self.read_retrying(
+                            || "resubscribing".to_string(),
+                            |log| log.subscribe(&region, capacity),
+                        )?);
                     }
                     CloseReason::Stopped => return Ok(()),
                     CloseReason::StoreClosed => return Err(RunnerError::StoreClosed),
@@ -187,6 +201,28 @@ impl Worker {
                 },
             }
         }
+    }
+
+    /// A pull that failed while the log is unavailable: waits the backoff
+    /// and lets the loop pull again, up to `RunnerSettings::log_retry`
+    /// since the first failure in a row.
+    fn read_failed(&mut self, e: LogError) -> Result<(), RunnerError> {
+        if self.read_failures == 0 {
+            self.read_failing_since = Instant::now();
+        }
+        self.read_failures += 1;
+        if self.read_failing_since.elapsed() >= self.settings.log_retry {
+            return Err(RunnerError::log("reading its region")(e));
+        }
+        self.log(
+            LogLevel::Warn,
+            &format!(
+                "reading its region: {e}; retrying (attempt {})",
+                self.read_failures + 1
+            ),
+        );
+        self.retry_wait(self.read_failures, self.read_failing_since);
+        Ok(())
     }
 
     /// Everything the cursor delivered or skipped is handled now: the
@@ -209,20 +245,24 @@ impl Worker {
         let Feed::Cursor(c) = &self.feed else {
             return Ok(());
         };
-        let Some(cursor) = c.id().map(str::to_string) else {
-            return Ok(());
-        };
-        let stored = self.store.checkpoint(&cursor).map_or(0, |cp| cp.sequence);
+        let cursor = c.id().to_string();
+        let stored = self
+            .read_retrying(
+                || "reading the checkpoint".into(),
+                |log| log.checkpoint(&cursor),
+            )?
+            .map_or(0, |cp| cp.sequence);
         if self.covered > stored {
-            let at = self
-                .store
-                .get_by_sequence(self.covered)
-                .map_err(RunnerError::store("reading the event at the position"))?;
+            let covered = self.covered;
+            let at = self.read_retrying(
+                || "reading the event at the position".into(),
+                |log| log.get_by_sequence(covered),
+            )?;
             if let Some(e) = at {
                 if let Some(cp) = self.checkpoint_at(self.covered, e.header.id) {
-                    self.store
-                        .append_system(Vec::new(), AppendOptions::durable().with_checkpoint(cp))
-                        .map_err(RunnerError::store("writing the checkpoint"))?;
+                    self.land(Commit::default().with_checkpoint(cp), || {
+                        "writing the checkpoint".into()
+                    })?;
                 }
             }
         } else {
@@ -234,7 +274,7 @@ impl Worker {
 
     pub(super) fn checkpoint_at(&self, sequence: u64, id: EventId) -> Option<CheckpointUpdate> {
         match &self.feed {
-            Feed::Cursor(c) => c.checkpoint_for(sequence, id),
+            Feed::Cursor(c) => Some(c.checkpoint_for(sequence, id)),
             Feed::Lossy(_) => None,
         }
     }
@@ -257,9 +297,9 @@ impl Worker {
     pub(super) fn save_checkpoint(&mut self) -> Result<(), RunnerError> {
         if let Some((seq, id)) = self.unsaved {
             if let Some(cp) = self.checkpoint_at(seq, id) {
-                self.store
-                    .append_system(Vec::new(), AppendOptions::durable().with_checkpoint(cp))
-                    .map_err(RunnerError::store("writing the checkpoint"))?;
+                self.land(Commit::default().with_checkpoint(cp), || {
+                    "writing the checkpoint".into()
+                })?;
                 // Written after them: the commits in flight are durable too.
                 self.in_flight.clear();
             }
@@ -288,31 +328,36 @@ impl Worker {
     fn wait_durable(&self, sequence: u64) -> Result<(), RunnerError> {
         const STEP: Duration = Duration::from_secs(1);
         loop {
-            let t = Instant::now();
-            match self.store.wait_durable(sequence, STEP) {
-                Ok(true) => return Ok(()),
-                // Back before the deadline without it: the store shut down.
-                Ok(false) if t.elapsed() < STEP => return Err(RunnerError::StoreClosed),
-                Ok(false) => {}
-                Err(e) => {
-                    return Err(RunnerError::store("making the reactions durable")(e));
-                }
+            let durable = self.read_retrying(
+                || "making the reactions durable".into(),
+                |log| log.wait_durable(sequence, STEP),
+            )?;
+            if durable {
+                return Ok(());
             }
         }
     }
 
-    /// Records a commit appended without waiting for its fsync, and waits
-    /// for older commits beyond the window. The fsync that makes them
-    /// durable is the one this runner leads when the window is full (one
-    /// fsync then covers every batch in it), an earlier one led by another
-    /// durable appender, or the store's interval sync, whichever comes
-    /// first.
-    pub(super) fn track_in_flight(&mut self) -> Result<(), RunnerError> {
-        // At or past the end of the frame just accepted (the sequencer
-        // publishes `accepted` before the append returns).
-        let upto = self.store.watermarks().accepted;
+    /// Records a commit appended without waiting for its fsync (`upto`:
+    /// at or past the end of it), and waits for older commits beyond the
+    /// window. The fsync that makes them durable is the one this runner
+    /// leads when the window is full (one fsync then covers every batch in
+    /// it), an earlier one led by another durable appender, or the store's
+    /// interval sync, whichever comes first.
+    pub(super) fn track_in_flight(&mut self, upto: u64) -> Result<(), RunnerError> {
         self.in_flight.push_back(upto);
         self.wait_in_flight(self.settings.durable_window as usize)
+    }
+}
+
+/// Whether a commit waits for durability: within the durable window it
+/// returns once accepted (ordered, atomic with its checkpoint) and its
+/// fsync overlaps the next batches; see `RunnerSettings::durable_window`.
+pub(super) fn durability(settings: &RunnerSettings) -> Durability {
+    if settings.durable_window > 0 {
+        Durability::Accepted
+    } else {
+        Durability::Durable
     }
 }
 

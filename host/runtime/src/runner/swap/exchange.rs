@@ -2,25 +2,26 @@
 //! boundary, checking and recording it, exchanging the reactor, and rolling
 //! a failing new version back while it is on probation (`swap_rollback`).
 
-use super::error::RunnerError;
 use super::pending::Probation;
-use super::settings::batch_limit;
-use super::worker::{admission_for, Feed, Worker};
-use crate::failure::ReactFailure;
-use crate::log::LogLevel;
-use crate::reactor::Reactor;
-use crate::services::HostServices;
-use crate::swap::{
+use super::{
     check_swap, refused_proposal, rolled_back_proposal, swapped_proposal, RolledBackRecord,
     SwapOutcome, SwapRefusal,
 };
-use batpak_store::AppendOptions;
+use crate::failure::ReactFailure;
+use crate::log::LogLevel;
+use crate::reactor::Reactor;
+use crate::runner::error::RunnerError;
+use crate::runner::feed::Feed;
+use crate::runner::settings::batch_limit;
+use crate::runner::worker::{admission_for, Worker};
+use crate::services::HostServices;
+use batpak_log::Commit;
 use std::sync::Arc;
 
 impl Worker {
     /// Picks up a replacement reactor handed over by
-    /// [`RunnerHandle::swap`](super::RunnerHandle::swap) and answers it.
-    pub(super) fn take_swap(&mut self) -> Result<(), RunnerError> {
+    /// [`RunnerHandle::swap`](crate::RunnerHandle::swap) and answers it.
+    pub(in crate::runner) fn take_swap(&mut self) -> Result<(), RunnerError> {
         let Some(pending) = self.swap.lock().take() else {
             return Ok(());
         };
@@ -39,16 +40,16 @@ impl Worker {
     }
 
     /// The last sequence this runner handled (its checkpoint).
-    pub(super) fn position(&self) -> u64 {
+    pub(in crate::runner) fn position(&self) -> u64 {
         match &self.feed {
             Feed::Cursor(_) => self.covered,
-            Feed::Lossy(_) => self.store.watermarks().durable,
+            Feed::Lossy(_) => self.log.heads().durable,
         }
     }
 
     /// Runs the checks, records the swap and exchanges the reactor. Called
     /// at a batch boundary with the old version's checkpoint written.
-    pub(super) fn apply_swap(
+    pub(in crate::runner) fn apply_swap(
         &mut self,
         mut next: Box<dyn Reactor>,
         grant_emits: Option<Vec<String>>,
@@ -57,9 +58,9 @@ impl Worker {
         let running = self.admission.info.clone();
         let refuse = |w: &mut Worker, r: SwapRefusal| {
             w.log(LogLevel::Warn, &format!("swap refused: {r}"));
-            let _ = w.store.append_system(
-                vec![refused_proposal(&running, &r)],
-                AppendOptions::durable(),
+            let _ = w.land(
+                Commit::records(vec![refused_proposal(&running, &r)]),
+                || "recording the swap refusal".into(),
             );
             Err(r)
         };
@@ -87,20 +88,22 @@ impl Worker {
         };
         // Recorded before the first batch of the new version: every
         // reaction after this record carries the new digest.
-        if let Err(e) = self
-            .store
-            .append_system(vec![record], AppendOptions::durable())
-        {
+        if let Err(e) = self.land(Commit::records(vec![record]), || {
+            "recording the swap".into()
+        }) {
             return refuse(
                 self,
                 SwapRefusal::NotRecorded {
                     name: running.name.clone(),
-                    reason: e.to_string(),
+                    reason: match e {
+                        RunnerError::Commit { source, .. } => source.to_string(),
+                        e => e.to_string(),
+                    },
                 },
             );
         }
         next.attach(HostServices {
-            store: self.store.clone(),
+            log: self.log.clone(),
             admission: admission.clone(),
         });
         self.log(
@@ -136,7 +139,7 @@ impl Worker {
 
     /// Counts a completed batch of a version on probation; past
     /// `swap_rollback` batches the replaced version is dropped.
-    pub(super) fn probation_tick(&mut self) {
+    pub(in crate::runner) fn probation_tick(&mut self) {
         if let Some(p) = &mut self.previous {
             p.done += 1;
             if p.done >= self.settings.swap_rollback {
@@ -149,7 +152,10 @@ impl Worker {
     /// and records why. Returns false (nothing done) outside probation; the
     /// caller then handles the failure as usual, and otherwise hands the
     /// failing events to the restored version.
-    pub(super) fn roll_back_on(&mut self, failure: &ReactFailure) -> Result<bool, RunnerError> {
+    pub(in crate::runner) fn roll_back_on(
+        &mut self,
+        failure: &ReactFailure,
+    ) -> Result<bool, RunnerError> {
         let Some(p) = self.previous.take() else {
             return Ok(false);
         };
@@ -164,12 +170,10 @@ impl Worker {
             reason: failure.to_string(),
             position: self.position(),
         };
-        self.store
-            .append_system(
-                vec![rolled_back_proposal(&rec, &p.admission.info)],
-                AppendOptions::durable(),
-            )
-            .map_err(RunnerError::store("recording the rollback"))?;
+        self.land(
+            Commit::records(vec![rolled_back_proposal(&rec, &p.admission.info)]),
+            || "recording the rollback".into(),
+        )?;
         self.log(
             LogLevel::Warn,
             &format!(

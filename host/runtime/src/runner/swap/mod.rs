@@ -13,15 +13,23 @@
 //!
 //! Files: `refusal` (why a swap is refused), `outcome` (a completed swap),
 //! `records` (the three system records), `check` (the rules a new version
-//! must meet). The runner applies a swap
-//! (`runner::hot_swap`); `swap_file` loads a file and asks for one.
+//! must meet), `pending` (the swap state the runner handle and its thread
+//! share: a request on its way, the replaced version on probation, the last
+//! swap), `exchange` (on the runner thread: picking a request up at a batch
+//! boundary, recording it, exchanging the reactor, rolling back), `file`
+//! ([`swap_file`]: load a file and ask for a swap — `run --watch` and the
+//! `swap` command).
 
 mod check;
+mod exchange;
+mod file;
 mod outcome;
+pub(crate) mod pending;
 mod records;
 mod refusal;
 
 pub use check::{check_swap, describe_region};
+pub use file::{refusal_for, swap_file};
 pub use outcome::SwapOutcome;
 pub(crate) use records::{refused_proposal, rolled_back_proposal, swapped_proposal};
 pub use records::{

@@ -1,13 +1,13 @@
 //! [`swap_file`]: load a plugin file beside the running version and swap it
 //! in — the one call behind `run --watch` and the `swap` command.
 
+use super::{SwapOutcome, SwapRefusal};
 use crate::descriptor::Descriptor;
 use crate::load_error::LoadError;
 use crate::plugin::Plugin;
 use crate::prepare::PluginSettings;
 use crate::runner::RunnerHandle;
 use crate::runtime::Runtime;
-use crate::swap::{SwapOutcome, SwapRefusal};
 use std::path::Path;
 
 /// Loads `path` (compiled, instantiated, `describe`d and `init`ed while the
