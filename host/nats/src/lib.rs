@@ -72,6 +72,7 @@ mod codec;
 mod cursor_state;
 mod driver;
 mod error;
+mod event_log;
 mod heads;
 mod layout;
 mod live_feed;
@@ -82,6 +83,7 @@ pub mod server_check;
 pub use cluster_init::{init_cluster, InitError, InitSpec};
 pub use cursor_state::{decode_cursor, encode_cursor};
 pub use error::LogError;
+pub use event_log::{CrossPartition, PartitionLog};
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
 pub use live_feed::LiveFeed;
 pub use log::{

@@ -831,13 +831,23 @@ impl NatsLog {
     /// partition (one leader-served request each); `None` when no
     /// partition has it.
     pub fn lookup(&self, id: EventId) -> Result<Option<(u32, Event)>, LogError> {
-        let hex = codec::id_hex(id);
         for p in 0..self.layout.partitions {
-            if let Some(m) = self.last_by_subject(p, partition::id_filter(p, &hex))? {
-                return codec::decode(p, m.sequence, &m.payload).map(|e| Some((p, e)));
+            if let Some(e) = self.lookup_in(p, id)? {
+                return Ok(Some((p, e)));
             }
         }
         Ok(None)
+    }
+
+    /// The event with `id` in partition `p` (one leader-served request);
+    /// `None` when that partition does not have it.
+    pub fn lookup_in(&self, p: u32, id: EventId) -> Result<Option<Event>, LogError> {
+        self.check_partition(p)?;
+        let hex = codec::id_hex(id);
+        match self.last_by_subject(p, partition::id_filter(p, &hex))? {
+            Some(m) => codec::decode(p, m.sequence, &m.payload).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The event at stream sequence `sequence` of partition `p` (leader

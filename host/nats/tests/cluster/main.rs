@@ -8,6 +8,7 @@ mod harness;
 mod init;
 mod measure;
 mod provision;
+mod runner;
 
 use batpak_nats::{init_cluster, InitSpec, NatsLog, NatsOptions};
 use batpak_store::{Coordinate, EventId, Proposal};
