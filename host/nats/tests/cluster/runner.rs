@@ -20,7 +20,7 @@ use batpak_runtime::{
 use batpak_store::{CanalHandle, Event, EventId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -29,18 +29,64 @@ const INPUT: &str = "order.placed";
 const OUTPUT: &str = "order.confirmed";
 const PARTITIONS: u32 = 2;
 
+/// Holds a reactor inside `react` when armed, so the test can kill the
+/// leader while the runner has a batch in hand (its commit then meets the
+/// failover).
+#[derive(Default)]
+struct Hold {
+    armed: AtomicBool,
+    holding: AtomicBool,
+    open: (Mutex<bool>, Condvar),
+}
+
+impl Hold {
+    fn arm(&self) {
+        *self.open.0.lock().unwrap() = false;
+        self.holding.store(false, Ordering::SeqCst);
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits (bounded) until the reactor is held.
+    fn wait_held(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.holding.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the reactor never took a batch");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn release(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+        *self.open.0.lock().unwrap() = true;
+        self.open.1.notify_all();
+    }
+
+    fn pass(&self) {
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.holding.store(true, Ordering::SeqCst);
+            let g = self.open.0.lock().unwrap();
+            let _ = self
+                .open
+                .1
+                .wait_timeout_while(g, Duration::from_secs(60), |open| !*open)
+                .unwrap();
+        }
+    }
+}
+
 /// Two reactions per input (`<payload>#0`, `<payload>#1`), on the input's
 /// entity (so in its partition).
 struct Confirmer {
     d: Descriptor,
+    hold: Arc<Hold>,
 }
 
 impl Confirmer {
-    fn new() -> Confirmer {
+    fn new(hold: Arc<Hold>) -> Confirmer {
         let mut d = Descriptor::new(NAME, "1.0.0");
         d.region = batpak_store::Region::all().kinds([INPUT]);
         d.emits = vec![OUTPUT.into()];
-        Confirmer { d }
+        Confirmer { d, hold }
     }
 }
 
@@ -52,6 +98,7 @@ impl Reactor for Confirmer {
         "native-confirmer"
     }
     fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+        self.hold.pass();
         let mut out = Vec::new();
         for (i, e) in batch.iter().enumerate() {
             let c = e.coordinate();
@@ -247,12 +294,23 @@ fn the_runner_over_the_cluster_reacts_exactly_once_across_kill_9_of_the_stream_l
     {
         entities.push(format!("order:{}", rng.below(100_000)));
     }
+    // The runners' warnings (retries, resolved outcomes) are counted.
+    let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = warnings.clone();
+    batpak_runtime::set_log_sink(Some(Arc::new(move |level, who, line| {
+        eprintln!("[{who}] {level:?}: {line}");
+        if level >= LogLevel::Warn {
+            sink.lock().unwrap().push(line.to_string());
+        }
+    })));
     let parts = PartitionLog::all(&log);
+    let holds: Vec<Arc<Hold>> = parts.iter().map(|_| Arc::default()).collect();
     let runners: Vec<_> = parts
         .iter()
-        .map(|p| {
+        .zip(&holds)
+        .map(|(p, hold)| {
             let shared: SharedLog = Arc::new(p.clone());
-            batpak_runtime::spawn(shared, Box::new(Confirmer::new()), settings())
+            batpak_runtime::spawn(shared, Box::new(Confirmer::new(hold.clone())), settings())
                 .unwrap_or_else(|e| panic!("{}: {e}", p.describe()))
         })
         .collect();
@@ -266,7 +324,12 @@ fn the_runner_over_the_cluster_reacts_exactly_once_across_kill_9_of_the_stream_l
         let leader = cluster.wait_stream_leader(&stream_name(p), Duration::from_secs(20));
         let before = writer.count() + 40 + rng.below(60) as usize;
         writer.wait_for(before, Duration::from_secs(60), &cluster);
+        // Kill while the partition's runner holds a batch, then let it
+        // commit into the election.
+        holds[p as usize].arm();
+        holds[p as usize].wait_held();
         cluster.kill(leader);
+        holds[p as usize].release();
         let at_kill = writer.count();
         writer.wait_for(at_kill + 40, Duration::from_secs(90), &cluster);
         eprintln!(
@@ -340,9 +403,16 @@ fn the_runner_over_the_cluster_reacts_exactly_once_across_kill_9_of_the_stream_l
             );
         }
     }
+    batpak_runtime::set_log_sink(None);
+    let warnings = warnings.lock().unwrap();
     eprintln!(
-        "runner over the cluster: {rounds} leader kill(s), {} inputs acknowledged ({} append retries), each with its 2 reactions exactly once",
+        "runner over the cluster: {rounds} leader kill(s), {} inputs acknowledged ({} append retries), each with its 2 reactions exactly once; the runners logged {} retries or resolved outcomes",
         acked.len(),
-        retries
+        retries,
+        warnings.len()
+    );
+    assert!(
+        !warnings.is_empty(),
+        "the kills never hit a runner's commit or read"
     );
 }
