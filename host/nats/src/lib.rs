@@ -37,8 +37,9 @@
 //!
 //! # Behind the log seam
 //! The runtime's seam (`batpak_log::EventLog`, one value per partition)
-//! maps onto this API one call each; the adapter lives where both crates
-//! are in reach:
+//! maps onto this API one call each; [`PartitionLog`] is that adapter (what
+//! the table cannot say — unknown outcomes resolved inside, other
+//! partitions refused — is in its module docs):
 //!
 //! | `EventLog` | `NatsLog` (partition `p`) |
 //! |---|---|
@@ -52,15 +53,17 @@
 //! | `commit` without checkpoint, `append_system` | [`NatsLog::append_batch`] |
 //! | `checkpoint(cursor)` | [`NatsLog::checkpoint`] + [`decode_cursor`] |
 //! | `fence(cursor)` | the checkpoint's `sequence` (0 without one) |
-//! | `get(id)` | [`NatsLog::lookup`] (also says which partition) |
+//! | `get(id)` | [`NatsLog::lookup_in`] (this partition only) |
 //! | `get_by_sequence`, `entity_events` | [`NatsLog::get_by_sequence`], [`NatsLog::entity_events`] |
 //! | `heads()` | [`NatsLog::last_known`] for both `accepted` and `durable` |
 //! | `wait_durable(seq)` | true once [`NatsLog::last_known`] (or [`NatsLog::last_sequence`]) reaches `seq` |
-//! | `wait_for_events(after, t)` | [`NatsLog::wait`], then [`NatsLog::last_known`] |
+//! | `wait_for_events(after, t)` | [`NatsLog::wait`], then [`NatsLog::last_sequence`] |
 //! | `subscribe(region, capacity)` | [`NatsLog::subscribe`] (a [`LiveFeed`]: the same canal) |
 //!
 //! Errors map as: `Fenced` → `CommitError::Fenced` (`found`: re-read the
-//! checkpoint); `Unknown` → `Unknown`; `Unavailable`, `Contended` →
+//! checkpoint); a commit's `Unknown` → resolved inside with
+//! [`NatsLog::resolve_commit`], `Unknown` only when that fails (a record
+//! batch's `Unknown` → `Unknown`); `Unavailable`, `Contended` →
 //! `Unavailable`; `Conflict`, `BatchTooLarge`, `Invalid`, `Unsupported`,
 //! `Refused` → `Refused`; `Damaged` → `Failed`; `ClientThreadGone` →
 //! `Closed`.

@@ -9,6 +9,7 @@ mod init;
 mod measure;
 mod provision;
 mod runner;
+mod seam;
 
 use batpak_nats::{init_cluster, InitSpec, NatsLog, NatsOptions};
 use batpak_store::{Coordinate, EventId, Proposal};
