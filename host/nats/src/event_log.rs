@@ -78,6 +78,20 @@ struct CursorState {
     /// with its own write at `seal`; a commit still carrying `fence` is
     /// sent fenced on `seal`.
     sealed: Option<(u64, u64)>,
+    /// A pending commit that resolving found landed: `(fence carried,
+    /// the commit, its checkpoint's sequence)`, so the caller retrying that
+    /// same commit (allowed: it is safe) is told it landed, not fenced.
+    landed: Option<(u64, NatsCommit, u64)>,
+}
+
+/// True when `a` and `b` carry the same records and checkpoint.
+fn same_commit(a: &NatsCommit, b: &NatsCommit) -> bool {
+    a.checkpoint == b.checkpoint
+        && a.reactions.len() == b.reactions.len()
+        && a.reactions
+            .iter()
+            .zip(&b.reactions)
+            .all(|(x, y)| x.id == y.id)
 }
 
 /// One partition of a [`NatsLog`] as a [`batpak_log::EventLog`] (see the
@@ -154,12 +168,13 @@ impl PartitionLog {
         let mut state = self.state();
         let s = state.entry(cursor.to_string()).or_default();
         s.pending = None;
-        if let Resolution::NotLanded {
-            checkpoint: Some(c),
-            sealed: true,
-        } = resolution
-        {
-            s.sealed = Some((carried, c.sequence));
+        match resolution {
+            Resolution::NotLanded {
+                checkpoint: Some(c),
+                sealed: true,
+            } => s.sealed = Some((carried, c.sequence)),
+            Resolution::Landed(sequence) => s.landed = Some((carried, commit, sequence)),
+            Resolution::NotLanded { .. } => {}
         }
         Ok(())
     }
@@ -200,6 +215,14 @@ impl PartitionLog {
             encode_cursor(&update),
             expected,
         );
+        // The same commit again, after resolving found it landed.
+        if let Some((carried, done, sequence)) =
+            self.state().get(&cursor).and_then(|s| s.landed.as_ref())
+        {
+            if Some(Fence(*carried)) == c.fence && same_commit(done, &nc) {
+                return Ok(landed(*sequence));
+            }
+        }
         match self.log.commit(&nc) {
             Ok(done) => {
                 self.state().remove(&cursor);
