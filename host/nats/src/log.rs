@@ -36,6 +36,11 @@ const WRONG_LAST_SEQUENCE: u64 = 10071;
 const SUBJECT_IN_FLIGHT: u64 = 10164;
 /// A new stream leader cannot check per-subject expectations yet.
 const SUBJECT_CHECK_NOT_READY: u64 = 10163;
+/// A message with the same `Nats-Msg-Id` is still being stored (an earlier
+/// try of the same append, proposed, not yet applied): this try was not
+/// stored, the earlier one may still be — so the outcome is unknown, and
+/// appending again (same id) resolves it once the earlier one settles.
+const MSG_ID_IN_PROCESS: u64 = 10158;
 
 /// True for the server's answers that refuse a write on an expected
 /// sequence (moved, in flight, or not checkable yet): nothing was stored,
@@ -1159,6 +1164,7 @@ fn publish_error(p: u32, sending: bool, e: jetstream::context::PublishError) -> 
         },
         K::TimedOut | K::BrokenPipe => unknown("append", e.to_string()),
         _ => match api_error(&e) {
+            Some(j) if j.error_code().0 == MSG_ID_IN_PROCESS => unknown("append", j.to_string()),
             Some(j) => LogError::Refused {
                 op: "append",
                 code: j.error_code().0,
