@@ -8,7 +8,9 @@
 //! what the table cannot say is here:
 //!
 //! - **Unknown outcomes are settled inside.** A commit with a checkpoint
-//!   whose answer is lost is resolved at once with
+//!   whose answer is lost — or is "unavailable", which during a leader
+//!   change can be a stale leader's answer while the new leader stores the
+//!   batch — is resolved at once with
 //!   [`NatsLog::resolve_commit`], which is final (it seals the fence while
 //!   the checkpoint is still there, so a copy of the commit still in flight
 //!   can never land later): landed → `Ok`; not landed and sealed by this
@@ -233,7 +235,11 @@ impl PartitionLog {
                 cursor,
                 expected,
             }),
-            Err(NatsError::Unknown { reason, .. }) => {
+            // No answer — or "unavailable", which during a leader change
+            // can be a stale leader's answer while the new leader stores
+            // the batch (seen in the runner test's leader pauses): resolve.
+            Err(e @ (NatsError::Unknown { .. } | NatsError::Unavailable { .. })) => {
+                let reason = e.to_string();
                 self.state().entry(cursor.clone()).or_default().pending =
                     Some((nc.clone(), expected_of(c, &nc)));
                 match self.log.resolve_commit(&nc) {
@@ -251,7 +257,7 @@ impl PartitionLog {
                         s.sealed = checkpoint.map(|k| (expected_of(c, &nc), k.sequence));
                         Err(CommitError::Unavailable(
                             format!(
-                                "the commit's answer was lost ({reason}); resolved: it did not \
+                                "the commit got no clear answer ({reason}); resolved: it did not \
                                  land and never will (its fence is sealed)"
                             )
                             .into(),
