@@ -61,9 +61,11 @@
 //! | `subscribe(region, capacity)` | [`NatsLog::subscribe`] (a [`LiveFeed`]: the same canal) |
 //!
 //! Errors map as: `Fenced` → `CommitError::Fenced` (`found`: re-read the
-//! checkpoint); a commit's `Unknown` → resolved inside with
-//! [`NatsLog::resolve_commit`], `Unknown` only when that fails (a record
-//! batch's `Unknown` → `Unknown`); `Unavailable`, `Contended` →
+//! checkpoint); a checkpointed commit's `Unknown` and `Unavailable` (a
+//! stale leader can answer that during a leader change while the new one
+//! stores the batch) → resolved inside with [`NatsLog::resolve_commit`],
+//! `Unknown` only when that fails (a record batch's `Unknown` → `Unknown`);
+//! otherwise `Unavailable`, `Contended` →
 //! `Unavailable`; `Conflict`, `BatchTooLarge`, `Invalid`, `Unsupported`,
 //! `Refused` → `Refused`; `Damaged` → `Failed`; `ClientThreadGone` →
 //! `Closed`.
