@@ -1,0 +1,108 @@
+//! Entity → partition, and the subjects a partition's stream holds.
+//!
+//! The hash is part of the on-cluster format: every host, in any language,
+//! must send an entity to the same partition, so it is spelled out here and
+//! pinned by a test. **FNV-1a, 64 bits**, over the entity's UTF-8 bytes
+//! (offset basis `0xcbf29ce484222325`, prime `0x100000001b3`), reduced
+//! modulo the partition count: `partition = fnv1a64(entity) % K`. The scope
+//! is not hashed: an entity's events stay in one partition, in one order.
+
+/// FNV-1a, 64 bits, of `bytes` (see the module doc).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// The partition of `entity` among `partitions` (`fnv1a64(entity) % K`).
+/// Panics when `partitions` is 0 (a layout never has 0 partitions).
+pub fn partition_of(entity: &str, partitions: u32) -> u32 {
+    assert!(partitions > 0, "a layout has at least one partition");
+    (fnv1a64(entity.as_bytes()) % u64::from(partitions)) as u32
+}
+
+/// The name of partition `p`'s stream: `BATPAK_P<p>`.
+pub fn stream_name(p: u32) -> String {
+    format!("BATPAK_P{p}")
+}
+
+/// Every subject of partition `p`'s stream: `batpak.p<p>.>`.
+pub fn stream_subjects(p: u32) -> String {
+    format!("batpak.p{p}.>")
+}
+
+/// The subjects of partition `p`'s events (checkpoints left out).
+pub fn events_filter(p: u32) -> String {
+    format!("batpak.p{p}.e.>")
+}
+
+/// The subject of one event: `batpak.p<p>.e.<entity token>.<id hex>`. The
+/// id in the subject is what makes a look-up by id one request per
+/// partition (last message on `batpak.p<p>.e.*.<id>`).
+pub fn event_subject(p: u32, entity: &str, id_hex: &str) -> String {
+    format!("batpak.p{p}.e.{}.{id_hex}", token(entity))
+}
+
+/// The subjects of one entity's events in partition `p`.
+pub fn entity_filter(p: u32, entity: &str) -> String {
+    format!("batpak.p{p}.e.{}.*", token(entity))
+}
+
+/// The subject matching one event id in partition `p`, whatever its entity.
+pub fn id_filter(p: u32, id_hex: &str) -> String {
+    format!("batpak.p{p}.e.*.{id_hex}")
+}
+
+/// The subject of reactor `reactor`'s checkpoint in partition `p`: the last
+/// message on it is the reactor's cursor there, and its sequence is the
+/// fencing token of the next commit.
+pub fn checkpoint_subject(p: u32, reactor: &str) -> String {
+    format!("batpak.p{p}.ck.{}", token(reactor))
+}
+
+/// A name as one subject token: ASCII letters, digits, `-` and `_` kept,
+/// every other byte written `~HH` (upper-case hex), so `.`, `*`, `>`,
+/// spaces and `~` itself never reach the subject and the mapping is
+/// one-to-one. An empty name is the token `~`.
+pub fn token(name: &str) -> String {
+    if name.is_empty() {
+        return "~".into();
+    }
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("~{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented hash, pinned: changing it would move every entity.
+    #[test]
+    fn the_partition_hash_is_fnv1a64_as_documented() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(partition_of("order:1", 1), 0);
+        let p = partition_of("order:1", 4);
+        assert_eq!(p as u64, fnv1a64(b"order:1") % 4);
+    }
+
+    #[test]
+    fn tokens_are_one_to_one_and_subject_safe() {
+        assert_eq!(token("order:1"), "order~3A1");
+        assert_eq!(token("a.b*c>d e~"), "a~2Eb~2Ac~3Ed~20e~7E");
+        assert_ne!(token("a~3A"), token("a:"));
+        assert_eq!(token(""), "~");
+        assert_eq!(token("é"), "~C3~A9");
+    }
+}

