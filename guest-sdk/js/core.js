@@ -313,32 +313,35 @@ export function storedEvent(e) {
   };
 }
 
-// Calls `f` with u64 arguments as BigInt (SpiderMonkey), or as Number when
-// the engine lowers u64 from Number only (QuickJS).
-function callU64(f, args) {
-  try {
-    return f(...args);
-  } catch (e) {
-    if (!(e instanceof TypeError)) throw e;
-    return f(...args.map((a) => (typeof a === "bigint" ? Number(a)
-      : a && typeof a.hi === "bigint" ? { hi: Number(a.hi), lo: Number(a.lo) } : a)));
-  }
+// A u64 argument for the engine: BigInt, or a Number where the engine
+// lowers u64 from Number only (componentize-qjs traps on a BigInt there).
+// A value a Number cannot carry exactly is refused, never rounded.
+function u64Arg(value, asNumber, what) {
+  const big = BigInt(value);
+  if (!asNumber) return big;
+  if (big > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new RangeError(`${what} ${big} is above 2^53: QuickJS passes u64 to the host as a Number, which cannot carry it exactly; use the SpiderMonkey engine (componentize-js)`);
+  return Number(big);
 }
 
-/** The host functions over a host import object (the WIT `host` interface). */
-export function hostApi(host) {
+/**
+ * The host functions over a host import object (the WIT `host` interface).
+ * `u64AsNumber`: the engine takes u64 arguments as Number (QuickJS) rather
+ * than BigInt (SpiderMonkey).
+ */
+export function hostApi(host, u64AsNumber = false) {
   return {
     /** Writes a log line: level "trace" | "debug" | "info" | "warn" | "error". */
     log(level, message) { host.log(level, String(message)); },
     /** One event by id (EventId, hex or `{hi, lo}`), or undefined. */
     getEvent(id) {
       const i = EventId.from(id);
-      const e = callU64(host.getEvent, [{ hi: i.hi, lo: i.lo }]);
+      const e = host.getEvent({ hi: u64Arg(i.hi, u64AsNumber, "event id half"), lo: u64Arg(i.lo, u64AsNumber, "event id half") });
       return e === undefined || e === null ? undefined : storedEvent(e);
     },
     /** Events of `entity` with entity-sequence > `after`, oldest first, at most `max` (the host caps it at 1024). */
     readEntity(entity, after = 0n, max = 1024) {
-      return callU64(host.readEntity, [entity, BigInt(after), max]).map(storedEvent);
+      return host.readEntity(entity, u64Arg(after, u64AsNumber, "entity sequence"), max).map(storedEvent);
     },
   };
 }
@@ -350,9 +353,9 @@ export function hostApi(host) {
  * A ReactError thrown from `react` names the event to park; any other
  * thrown value fails the call with no event named.
  */
-export function makeReactor(spec, host) {
+export function makeReactor(spec, host, u64AsNumber = false) {
   const descriptor = describe(spec.describe);
-  const api = hostApi(host);
+  const api = hostApi(host, u64AsNumber);
   let state;
   return {
     describe() { return descriptor; },

@@ -126,8 +126,8 @@ export interface ReactorExport {
 }
 
 export function defineReactor<S>(spec: ReactorSpec<S>): ReactorExport;
-export function makeReactor<S>(spec: ReactorSpec<S>, host: unknown): ReactorExport;
-export function hostApi(host: unknown): HostApi;
+export function makeReactor<S>(spec: ReactorSpec<S>, host: unknown, u64AsNumber?: boolean): ReactorExport;
+export function hostApi(host: unknown, u64AsNumber?: boolean): HostApi;
 export function storedEvent(e: unknown): StoredEvent;
 export const log: HostApi["log"];
 export const getEvent: HostApi["getEvent"];

@@ -150,13 +150,8 @@ test("the reactor export: react returns the proposals buffer, errors map to reac
   const logged = [];
   const host = {
     log: (level, msg) => logged.push([level, msg]),
-    // QuickJS-like: u64 only as Number, BigInt refused with a TypeError.
-    getEvent: (id) => {
-      if (typeof id.hi !== "number") throw new TypeError("cannot convert BigInt");
-      return { id, sequence: 3, entitySequence: 1, coordinate: { entity: "e", scope: "s" }, kind: "k",
-        causation: null, correlation: id, timestampUs: 5, payload: [123, 125] };
-    },
-    readEntity: (entity, after, max) => [],
+    getEvent: () => undefined,
+    readEntity: () => [],
   };
   const r = makeReactor({
     describe: { name: "t", consumes: ["order.placed"], emits: ["order.seen"] },
@@ -181,27 +176,39 @@ test("the reactor export: react returns the proposals buffer, errors map to reac
 
 test("host reads normalise ids and u64 to EventId and BigInt on either engine", async () => {
   const { hostApi } = await import("../core.js");
-  const calls = [];
+  const seen = [];
   const host = {
     log() {},
     getEvent: (id) => {
-      calls.push(typeof id.hi);
-      if (typeof id.hi !== "number") throw new TypeError("QuickJS: u64 from Number only");
+      seen.push([typeof id.hi, id.hi, id.lo]);
       return { id, sequence: 3, entitySequence: 1, coordinate: { entity: "e", scope: "s" }, kind: "k",
         causation: undefined, correlation: id, timestampUs: 5, payload: new Uint8Array([123, 125]) };
     },
-    readEntity: (entity, after, max) => [{ id: { hi: 1n, lo: 2n }, sequence: 4n, entitySequence: 2n,
-      coordinate: { entity, scope: "s" }, kind: "k", causation: { hi: 0n, lo: 9n }, correlation: { hi: 1n, lo: 2n },
-      timestampUs: 6n, payload: new Uint8Array([49]) }],
+    readEntity: (entity, after, max) => {
+      seen.push([typeof after, after, max]);
+      return [{ id: { hi: 1n, lo: 2n }, sequence: 4n, entitySequence: 2n,
+        coordinate: { entity, scope: "s" }, kind: "k", causation: { hi: 0n, lo: 9n }, correlation: { hi: 1n, lo: 2n },
+        timestampUs: 6n, payload: new Uint8Array([49]) }];
+    },
   };
-  const api = hostApi(host);
-  const e = api.getEvent("00000000000000010000000000000002");
-  assert.deepEqual(calls, ["bigint", "number"]);
+  // SpiderMonkey: u64 as BigInt.
+  const sm = hostApi(host, false);
+  const e = sm.getEvent("00000000000000010000000000000002");
+  assert.deepEqual(seen.pop(), ["bigint", 1n, 2n]);
   assert.equal(e.sequence, 3n);
   assert.equal(e.id.toHex(), "00000000000000010000000000000002");
   assert.deepEqual(e.json(), {});
-  const [s] = api.readEntity("order:1", 1n, 10);
+  const [s] = sm.readEntity("order:1", 1n, 10);
+  assert.deepEqual(seen.pop(), ["bigint", 1n, 10]);
   assert.equal(s.entity, "order:1");
   assert.equal(s.causation.toHex(), "00000000000000000000000000000009");
   assert.equal(s.json(), 1);
+  // QuickJS: u64 as Number, and refused (not rounded) above 2^53.
+  const qjs = hostApi(host, true);
+  qjs.getEvent(new EventId(1, 2));
+  assert.deepEqual(seen.pop(), ["number", 1, 2]);
+  qjs.readEntity("order:1", 5n);
+  assert.deepEqual(seen.pop(), ["number", 5, 1024]);
+  assert.throws(() => qjs.getEvent("0102030405060708fffffffffffffff1"), /above 2\^53: QuickJS/);
+  assert.equal(seen.length, 0);
 });
