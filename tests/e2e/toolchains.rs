@@ -480,7 +480,12 @@ fn the_language_toolchains_are_provisioned_under_target_at_the_pinned_versions()
     let cache = target_dir().join("toolchains");
     assert_eq!(tools.bin(), cache.join("bin"));
     // Each wrapper runs a tool inside the cache, not one from the system.
-    for name in ["componentize-py", "componentize-qjs", "componentize-js", "zig"] {
+    for name in [
+        "componentize-py",
+        "componentize-qjs",
+        "componentize-js",
+        "zig",
+    ] {
         let script = fs::read_to_string(tools.bin().join(name)).unwrap();
         let runs = script.lines().last().unwrap();
         assert!(
