@@ -228,11 +228,20 @@ export class Output {
       causation = CAUSATION_EVENT;
       cause = causedBy instanceof Event ? causedBy.id : EventId.from(causedBy);
     }
+    const bytes = payloadBytes(payload);
+    // A view into the batch is kept as a range, not as the view: SpiderMonkey
+    // slows down sharply when many views of one buffer stay alive.
+    const batch = source.batch.bytes;
+    const inBatch = bytes.buffer === batch.buffer;
     this.items.push({
       source: source.index, kind: k,
       entity: entity === undefined ? null : utf8Encode(String(entity)),
       scope: scope === undefined ? null : utf8Encode(String(scope)),
-      payload: payloadBytes(payload), causation, cause,
+      payload: inBatch ? null : bytes,
+      batch: inBatch ? batch : null,
+      start: bytes.byteOffset - (inBatch ? batch.byteOffset : 0),
+      len: bytes.length,
+      causation, cause,
     });
   }
   /** Number of proposals so far. */
@@ -242,7 +251,7 @@ export class Output {
     const n = this.items.length;
     if (n === 0) return new Uint8Array(0);
     let size = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
-    for (const p of this.items) size += p.payload.length + (p.entity ? p.entity.length : 0) + (p.scope ? p.scope.length : 0);
+    for (const p of this.items) size += p.len + (p.entity ? p.entity.length : 0) + (p.scope ? p.scope.length : 0);
     const out = new Uint8Array(size); // zeroed: reserved fields 0, len 0 = the source's names
     const view = new DataView(out.buffer);
     view.setUint32(0, n, true);
@@ -260,7 +269,10 @@ export class Output {
       view.setUint32(r + P.KIND, p.kind, true);
       put(r, P.ENTITY, p.entity);
       put(r, P.SCOPE, p.scope);
-      put(r, P.PAYLOAD, p.payload);
+      view.setUint32(r + P.PAYLOAD, data, true);
+      view.setUint32(r + P.PAYLOAD + 4, p.len, true);
+      out.set(p.payload ?? p.batch.subarray(p.start, p.start + p.len), data);
+      data += p.len;
       view.setUint32(r + P.CAUSATION, p.causation, true);
       if (p.cause) {
         view.setBigUint64(r + P.CAUSE_HI, p.cause.hi, true);
