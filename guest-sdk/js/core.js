@@ -159,7 +159,9 @@ export class Event {
 export class Batch {
   /** Reads the header and checks that records and string table fit. */
   constructor(bytes) {
-    if (!(bytes instanceof Uint8Array)) bytes = Uint8Array.from(bytes);
+    // Not `instanceof Uint8Array`: the array componentize-js hands over fails
+    // that test, and copying it element by element costs more than the call.
+    if (!ArrayBuffer.isView(bytes)) bytes = Uint8Array.from(bytes);
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (bytes.length < BATCH_HEADER_LEN) throw new RangeError(`batch buffer of ${bytes.length} bytes is shorter than its header`);
@@ -198,6 +200,7 @@ export class Batch {
 function payloadBytes(payload) {
   if (payload === undefined) return new Uint8Array(0);
   if (payload instanceof Uint8Array) return payload;
+  if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
   const json = JSON.stringify(payload);
   if (json === undefined) throw new TypeError(`payload ${String(payload)} is neither bytes nor a JSON value`);
   return utf8Encode(json);
@@ -319,7 +322,7 @@ export function storedEvent(e) {
     causation: e.causation === undefined || e.causation === null ? undefined : EventId.from(e.causation),
     correlation: EventId.from(e.correlation),
     timestampUs: BigInt(e.timestampUs),
-    payload: e.payload instanceof Uint8Array ? e.payload : Uint8Array.from(e.payload),
+    payload: ArrayBuffer.isView(e.payload) ? e.payload : Uint8Array.from(e.payload),
     text() { return utf8Decode(this.payload); },
     json() { return JSON.parse(this.text()); },
   };

@@ -212,3 +212,21 @@ test("host reads normalise ids and u64 to EventId and BigInt on either engine", 
   assert.throws(() => qjs.getEvent("0102030405060708fffffffffffffff1"), /above 2\^53: QuickJS/);
   assert.equal(seen.length, 0);
 });
+
+test("a batch array from another realm (as componentize-js hands it over) is read in place", async () => {
+  const vm = await import("node:vm");
+  const mine = workedExample();
+  // A Uint8Array of another global: `instanceof Uint8Array` is false for it.
+  const foreign = vm.runInNewContext("new Uint8Array(n)", { n: mine.length });
+  foreign.set(mine);
+  assert.equal(foreign instanceof Uint8Array, false);
+  const batch = new Batch(foreign);
+  assert.equal(batch.bytes, foreign, "the batch was copied");
+  const [a, b] = batch;
+  assert.equal(b.entity, "order:2");
+  const out = new Output(["x.y"]);
+  out.propose(a, { kind: "x.y", payload: a.payload });
+  out.propose(b, { kind: "x.y", payload: b.payload });
+  // Sent as bytes, not as the JSON of a typed array.
+  assert.deepEqual(decode(out.toBytes()).map((p) => p.payload), ['{"q":1}', '{"q":22}']);
+});
