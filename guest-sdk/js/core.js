@@ -232,8 +232,8 @@ export class Output {
       cause = causedBy instanceof Event ? causedBy.id : EventId.from(causedBy);
     }
     const bytes = payloadBytes(payload);
-    // A view into the batch is kept as a range, not as the view: SpiderMonkey
-    // slows down sharply when many views of one buffer stay alive.
+    // A view into the batch is kept as a range of it, so the proposals hold
+    // no view objects until the buffer is written.
     const batch = source.batch.bytes;
     const inBatch = bytes.buffer === batch.buffer;
     this.items.push({
