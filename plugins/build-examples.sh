@@ -2,14 +2,15 @@
 # Builds the non-Rust example reactors from source into OUT_DIR:
 #   passthrough_c.wasm    C, zig cc (clang + wasi-libc) + batpak-build (bindings, component)
 #   passthrough_py.wasm   Python, componentize-py 0.25.1
-#   passthrough_js.wasm   JavaScript, componentize-qjs 0.4.5 (QuickJS, --sync)
+#   passthrough_js.wasm   JavaScript on the SDK, componentize-qjs 0.4.5 (QuickJS, --sync)
+#   passthrough_js_sm.wasm  the same, componentize-js 0.23.0 (SpiderMonkey)
 #   passthrough_wat.wat   WAT, copied as is (the host reads component text)
 # and writes OUT_DIR/build-times.tsv (language, seconds, bytes).
 #
 # Usage: plugins/build-examples.sh OUT_DIR [c|python|js|wat ...]
 # The tools are taken from PATH. The tests (tests/e2e/languages.rs) put the
 # ones they provision first on PATH (target/toolchains/bin: zig from PyPI's
-# ziglang 0.15.2, componentize-py 0.25.1, componentize-qjs 0.4.5, all
+# ziglang 0.15.2, componentize-py 0.25.1, componentize-qjs 0.4.5, componentize-js 0.23.0, all
 # user-level). WASI_CC overrides the C compiler, e.g.
 # WASI_CC="clang-19 --target=wasm32-wasi" with Debian's wasi-libc.
 # A language whose sources, WIT and compiler are unchanged since its last
@@ -104,15 +105,28 @@ for lang in "${langs[@]}"; do
     record python "$start" "$out/passthrough_py.wasm"
     ;;
   js)
+    # The SDK example on both engines: QuickJS as passthrough-js, and
+    # SpiderMonkey as passthrough-js-sm (the same source renamed, so both
+    # run side by side in one host).
     need componentize-qjs "npm install --prefix ~/.batpak-tools/npm componentize-qjs@0.4.5 (then put ~/.batpak-tools/npm/node_modules/.bin on PATH)"
-    files=(plugins/passthrough-js/reactor.js wit/reactor.wit)
-    tool_id="$(command -v componentize-qjs)"
-    if ! up_to_date js "$out/passthrough_js.wasm" "$tool_id" "${files[@]}"; then
+    need componentize-js "npm install --prefix ~/.batpak-tools/npm @bytecodealliance/componentize-js@0.23.0 (then put ~/.batpak-tools/npm/node_modules/.bin on PATH)"
+    files=(plugins/passthrough-js/reactor.js guest-sdk/js/index.js guest-sdk/js/core.js guest-sdk/js/layout.js wit/reactor.wit)
+    tool_id="$(command -v componentize-qjs) $(command -v componentize-js)"
+    if ! up_to_date js "$out/passthrough_js.wasm" "$tool_id" "${files[@]}" ||
+      [ ! -f "$out/passthrough_js_sm.wasm" ]; then
       componentize-qjs --sync --wit wit --world reactor-plugin \
         --js plugins/passthrough-js/reactor.js -o "$out/passthrough_js.wasm" >/dev/null
+      sm="$out/js-sm"
+      rm -rf "$sm" && mkdir -p "$sm/plugins/passthrough-js" "$sm/guest-sdk/js"
+      cp guest-sdk/js/*.js "$sm/guest-sdk/js/"
+      sed 's/"passthrough-js"/"passthrough-js-sm"/' plugins/passthrough-js/reactor.js \
+        >"$sm/plugins/passthrough-js/reactor.js"
+      componentize-js --wit wit --world-name reactor-plugin -d http -d fetch-event \
+        --out "$out/passthrough_js_sm.wasm" "$sm/plugins/passthrough-js/reactor.js" >/dev/null
       stamp_of "$tool_id" "${files[@]}" >"$out/.js.stamp"
     fi
     record js "$start" "$out/passthrough_js.wasm"
+    record js-sm "$start" "$out/passthrough_js_sm.wasm"
     ;;
   wat)
     cp plugins/passthrough-wat/reactor.wat "$out/passthrough_wat.wat"

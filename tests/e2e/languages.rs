@@ -1,6 +1,6 @@
 //! Reactors in every supported language, built from source and run end to
-//! end by the real host: C, Python, JavaScript (QuickJS) and WAT beside the
-//! Rust SDK. Each implements the same pass-through reactor, so their
+//! end by the real host: C, Python, JavaScript (on the JS SDK, built with
+//! QuickJS and with SpiderMonkey) and WAT beside the Rust SDK. Each implements the same pass-through reactor, so their
 //! reactions are compared event for event with the Rust one.
 //!
 //! The toolchains come from `toolchains.rs`: fetched by the tests into
@@ -53,6 +53,7 @@ fn components() -> Vec<(&'static str, PathBuf)> {
         ("passthrough-c", d.join("passthrough_c.wasm")),
         ("passthrough-py", d.join("passthrough_py.wasm")),
         ("passthrough-js", d.join("passthrough_js.wasm")),
+        ("passthrough-js-sm", d.join("passthrough_js_sm.wasm")),
         ("passthrough-wat", d.join("passthrough_wat.wat")),
     ]
 }
@@ -308,6 +309,12 @@ fn packaged_sdk(into: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn new_build_and_test(lang: &str) {
+    new_build_and_test_with(lang, &[]);
+}
+
+/// `new --lang LANG EXTRA...`, then its `build.sh`, then `test` against
+/// the template's fixtures.
+fn new_build_and_test_with(lang: &str, extra: &[&str]) {
     let dir = tempdir();
     let name = format!("tpl-{lang}");
     let project = dir.path().join(&name);
@@ -318,6 +325,7 @@ fn new_build_and_test(lang: &str) {
         name.clone(),
     ];
     args.extend(["--dir".into(), project.display().to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
     let mut layout = None;
     if lang == "rust" {
         let (sdk, l) = packaged_sdk(dir.path());
@@ -383,7 +391,13 @@ fn new_then_test_works_for_the_python_template() {
 
 #[test]
 fn new_then_test_works_for_the_js_template() {
+    // SpiderMonkey (componentize-js), the default engine.
     new_build_and_test("js");
+}
+
+#[test]
+fn new_then_test_works_for_the_js_template_on_quickjs() {
+    new_build_and_test_with("js", &["--engine", "quickjs"]);
 }
 
 #[test]
@@ -466,7 +480,13 @@ fn each_language_guide_shows_the_example_ci_builds() {
                 "componentize-py==0.25.1",
                 "componentize-py -d wit -w reactor-plugin componentize",
             ],
-            "javascript" => vec!["--sync", "componentize-qjs@0.4.5"],
+            "javascript" => vec![
+                "--sync",
+                "componentize-qjs@0.4.5",
+                "@bytecodealliance/componentize-js@0.23.0",
+                "-d http -d fetch-event",
+                "--engine quickjs",
+            ],
             _ => vec!["post-return"],
         } {
             assert!(

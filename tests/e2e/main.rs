@@ -27,6 +27,7 @@ mod runtime_hostile;
 mod runtime_native;
 mod runtime_refusals;
 mod runtime_versions;
+mod sdk_js;
 mod service;
 mod shadow_across_swap;
 mod toolchains;

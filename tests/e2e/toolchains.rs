@@ -8,10 +8,12 @@
 //! The cache:
 //! - `python/`: a venv with `componentize-py` (the Python examples) and
 //!   `ziglang` (zig bundles clang and wasi-libc: the C compiler);
-//! - `npm/`: `npm install --prefix` of `componentize-qjs` (JavaScript);
+//! - `npm/`: `npm install --prefix` of `componentize-qjs` (JavaScript on
+//!   QuickJS) and `@bytecodealliance/componentize-js` (on SpiderMonkey);
 //! - `zig-cache/`: zig's cache, where the first `zig cc` builds wasi-libc
 //!   (done here, so provisioning pays for it, not the first C test);
-//! - `bin/`: `componentize-py`, `componentize-qjs` and `zig` wrappers, put
+//! - `bin/`: `componentize-py`, `componentize-qjs`, `componentize-js` and
+//!   `zig` wrappers, put
 //!   first on PATH for every build a test runs;
 //! - `.lock`: held while provisioning, so test binaries started together
 //!   install once; `provision.log`: how long each part took.
@@ -35,7 +37,12 @@ use std::time::{Duration, Instant, SystemTime};
 /// The Python packages, from PyPI, into one venv.
 pub const PYTHON_PACKAGES: [&str; 2] = ["componentize-py==0.25.1", "ziglang==0.15.2"];
 /// The JavaScript packages, from npm's registry.
-pub const NPM_PACKAGES: [&str; 1] = ["componentize-qjs@0.4.5"];
+/// componentize-js is called directly, not through `jco componentize`: jco
+/// 1.35.0 fails with "failed to get path metadata" under preview2-shim 0.26.1.
+pub const NPM_PACKAGES: [&str; 2] = [
+    "@bytecodealliance/componentize-js@0.23.0",
+    "componentize-qjs@0.4.5",
+];
 
 /// How long a test binary waits for another one that is provisioning.
 const LOCK_DEADLINE: Duration = Duration::from_secs(30 * 60);
@@ -150,12 +157,16 @@ pub fn provision(cache: &Path, env: &[(&str, &str)]) -> Result<Toolchains, Provi
         Err(f) => failures.push(f),
     }
     match timed(cache, "npm", || npm(cache, env)) {
-        Ok(prefix) => wrapper(
-            &bin,
-            "componentize-qjs",
-            &prefix.join("node_modules/.bin/componentize-qjs"),
-            None,
-        ),
+        Ok(prefix) => {
+            for name in ["componentize-qjs", "componentize-js"] {
+                wrapper(
+                    &bin,
+                    name,
+                    &prefix.join("node_modules/.bin").join(name),
+                    None,
+                );
+            }
+        }
         Err(f) => failures.push(f),
     }
     if failures.is_empty() {
@@ -469,7 +480,12 @@ fn the_language_toolchains_are_provisioned_under_target_at_the_pinned_versions()
     let cache = target_dir().join("toolchains");
     assert_eq!(tools.bin(), cache.join("bin"));
     // Each wrapper runs a tool inside the cache, not one from the system.
-    for name in ["componentize-py", "componentize-qjs", "zig"] {
+    for name in [
+        "componentize-py",
+        "componentize-qjs",
+        "componentize-js",
+        "zig",
+    ] {
         let script = fs::read_to_string(tools.bin().join(name)).unwrap();
         let runs = script.lines().last().unwrap();
         assert!(
@@ -485,6 +501,10 @@ fn the_language_toolchains_are_provisioned_under_target_at_the_pinned_versions()
     let qjs: serde_json::Value =
         serde_json::from_str(&fs::read_to_string(manifest).unwrap()).unwrap();
     assert_eq!(qjs["version"], "0.4.5");
+    let manifest = cache.join("npm/node_modules/@bytecodealliance/componentize-js/package.json");
+    let sm: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(manifest).unwrap()).unwrap();
+    assert_eq!(sm["version"], "0.23.0");
     // A second call finds everything stamped and installs nothing.
     let start = Instant::now();
     provision(&cache, &[]).unwrap();

@@ -17,8 +17,18 @@ pub enum Lang {
     C,
     /// Python with componentize-py.
     Python,
-    /// JavaScript with componentize-qjs (QuickJS).
+    /// JavaScript on the batpak-reactor SDK, with componentize-js
+    /// (SpiderMonkey) or componentize-qjs (QuickJS): see `--engine`.
     Js,
+}
+
+/// The JavaScript engine a `--lang js` project builds with.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// SpiderMonkey, through @bytecodealliance/componentize-js (about 12 MB).
+    Spidermonkey,
+    /// QuickJS, through componentize-qjs (about 1.6 MB, faster to load).
+    Quickjs,
 }
 
 /// Arguments of `batpak-host new`.
@@ -38,6 +48,10 @@ pub struct NewArgs {
     /// SDK of the repository this binary was built from, when it exists].
     #[arg(long, value_name = "PATH|URL")]
     pub sdk: Option<String>,
+    /// JavaScript only: the engine `build.sh` builds with by default
+    /// [default: spidermonkey] (`./build.sh --quickjs` picks the other).
+    #[arg(long, value_enum)]
+    pub engine: Option<Engine>,
 }
 
 const WIT: &str = include_str!("../../../wit/reactor.wit");
@@ -143,6 +157,32 @@ fn files(lang: Lang) -> Vec<(&'static str, &'static str, bool)> {
                 include_str!("../../../plugins/passthrough-js/reactor.js"),
                 false,
             ),
+            // The SDK beside the reactor: both engines bundle relative imports.
+            (
+                "batpak/index.js",
+                include_str!("../../../guest-sdk/js/index.js"),
+                false,
+            ),
+            (
+                "batpak/core.js",
+                include_str!("../../../guest-sdk/js/core.js"),
+                false,
+            ),
+            (
+                "batpak/layout.js",
+                include_str!("../../../guest-sdk/js/layout.js"),
+                false,
+            ),
+            (
+                "batpak/index.d.ts",
+                include_str!("../../../guest-sdk/js/index.d.ts"),
+                false,
+            ),
+            (
+                "batpak/package.json",
+                include_str!("../../../guest-sdk/js/package.json"),
+                false,
+            ),
         ],
     }
 }
@@ -157,7 +197,7 @@ fn example_name(lang: Lang) -> &'static str {
     }
 }
 
-fn render(text: &str, lang: Lang, name: &str, sdk: &str) -> String {
+fn render(text: &str, lang: Lang, name: &str, sdk: &str, engine: Engine) -> String {
     let stem = name.replace('-', "_");
     let (language, guide) = match lang {
         Lang::Rust => ("Rust", "guest-sdk/README.md"),
@@ -176,6 +216,14 @@ fn render(text: &str, lang: Lang, name: &str, sdk: &str) -> String {
     .replace("{{language}}", language)
     .replace("{{guide}}", guide)
     .replace("{{sdk}}", sdk)
+    .replace("../../guest-sdk/js/index.js", "./batpak/index.js")
+    .replace(
+        "{{engine}}",
+        match engine {
+            Engine::Spidermonkey => "spidermonkey",
+            Engine::Quickjs => "quickjs",
+        },
+    )
 }
 
 /// The dependency line for batpak-guest.
@@ -227,6 +275,11 @@ pub(crate) fn new(a: NewArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
+    if a.engine.is_some() && a.lang != Lang::Js {
+        eprintln!("error: --engine applies to --lang js only");
+        return Ok(ExitCode::from(2));
+    }
+    let engine = a.engine.unwrap_or(Engine::Spidermonkey);
     let sdk = if a.lang == Lang::Rust {
         sdk_line(a.sdk.as_deref())?
     } else {
@@ -245,7 +298,7 @@ pub(crate) fn new(a: NewArgs) -> anyhow::Result<ExitCode> {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        std::fs::write(&path, render(text, a.lang, &a.name, &sdk))
+        std::fs::write(&path, render(text, a.lang, &a.name, &sdk, engine))
             .with_context(|| format!("writing {}", path.display()))?;
         #[cfg(unix)]
         if exec {

@@ -1,0 +1,395 @@
+// batpak-reactor core: the batch view, the proposals writer, errors and the
+// descriptor, with no host import (so Node's test runner can load it). The
+// reactor imports index.js, which adds the host functions.
+import {
+  BATCH_HEADER_LEN, BATCH_RECORD_LEN, STRING_ENTRY_LEN, FLAG_HAS_CAUSATION, BATCH_FIELD as F,
+  PROPOSALS_HEADER_LEN, PROPOSAL_RECORD_LEN, CAUSATION_SOURCE, CAUSATION_EVENT, CAUSATION_NONE,
+  PROPOSAL_FIELD as P,
+} from "./layout.js";
+
+// ---- UTF-8 (QuickJS has no TextEncoder/TextDecoder) ----
+
+const decoder = typeof TextDecoder === "function" ? new TextDecoder("utf-8", { fatal: true }) : null;
+const encoder = typeof TextEncoder === "function" ? new TextEncoder() : null;
+
+/** Decodes UTF-8 bytes to a string; throws TypeError on invalid UTF-8. */
+export function utf8Decode(bytes) {
+  if (decoder) return decoder.decode(bytes);
+  let s = "";
+  for (let i = 0; i < bytes.length; ) {
+    const b = bytes[i];
+    let cp, n;
+    if (b < 0x80) { cp = b; n = 1; }
+    else if (b >= 0xc2 && b < 0xe0) { cp = b & 0x1f; n = 2; }
+    else if (b >= 0xe0 && b < 0xf0) { cp = b & 0x0f; n = 3; }
+    else if (b >= 0xf0 && b < 0xf5) { cp = b & 0x07; n = 4; }
+    else throw new TypeError(`invalid UTF-8 at byte ${i}`);
+    if (i + n > bytes.length) throw new TypeError(`truncated UTF-8 at byte ${i}`);
+    for (let k = 1; k < n; k++) {
+      const c = bytes[i + k];
+      if ((c & 0xc0) !== 0x80) throw new TypeError(`invalid UTF-8 at byte ${i + k}`);
+      cp = (cp << 6) | (c & 0x3f);
+    }
+    if ((n === 3 && (cp < 0x800 || (cp >= 0xd800 && cp < 0xe000))) || (n === 4 && (cp < 0x10000 || cp > 0x10ffff)))
+      throw new TypeError(`invalid UTF-8 at byte ${i}`);
+    s += String.fromCodePoint(cp);
+    i += n;
+  }
+  return s;
+}
+
+/** Encodes a string as UTF-8 bytes. */
+export function utf8Encode(text) {
+  if (encoder) return encoder.encode(text);
+  const out = [];
+  for (const ch of text) {
+    const cp = ch.codePointAt(0);
+    if (cp < 0x80) out.push(cp);
+    else if (cp < 0x800) out.push(0xc0 | (cp >> 6), 0x80 | (cp & 0x3f));
+    else if (cp < 0x10000) out.push(0xe0 | (cp >> 12), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+    else out.push(0xf0 | (cp >> 18), 0x80 | ((cp >> 12) & 0x3f), 0x80 | ((cp >> 6) & 0x3f), 0x80 | (cp & 0x3f));
+  }
+  return Uint8Array.from(out);
+}
+
+// ---- ids ----
+
+const MASK64 = (1n << 64n) - 1n;
+
+/** A 128-bit event id: `hi` and `lo` as BigInt; prints as 32 lowercase hex digits. */
+export class EventId {
+  constructor(hi, lo) {
+    this.hi = BigInt(hi) & MASK64;
+    this.lo = BigInt(lo) & MASK64;
+  }
+  /** Parses 32 hex digits (the host's printed form). */
+  static fromHex(hex) {
+    if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new TypeError(`not an event id (32 hex digits): ${hex}`);
+    return new EventId(BigInt("0x" + hex.slice(0, 16)), BigInt("0x" + hex.slice(16)));
+  }
+  /** The id from a WIT `event-id` record (`{hi, lo}` as Number or BigInt). */
+  static from(value) {
+    if (value instanceof EventId) return value;
+    if (typeof value === "string") return EventId.fromHex(value);
+    return new EventId(value.hi, value.lo);
+  }
+  toHex() {
+    return this.hi.toString(16).padStart(16, "0") + this.lo.toString(16).padStart(16, "0");
+  }
+  toString() { return this.toHex(); }
+  toJSON() { return this.toHex(); }
+  equals(other) {
+    const o = EventId.from(other);
+    return o.hi === this.hi && o.lo === this.lo;
+  }
+}
+
+// ---- errors ----
+
+/**
+ * A failed `react` call that names the event to park. Throw it from
+ * `react`: the host retries the batch, then parks `event` (a batch event
+ * or its index) without bisecting. Any other thrown value fails the call
+ * with no event named, and the host bisects the batch to find it.
+ */
+export class ReactError extends Error {
+  constructor(message, event) {
+    super(message);
+    this.name = "ReactError";
+    /** The batch index of the event to park, or undefined. */
+    this.event = event === undefined || event === null ? undefined
+      : typeof event === "number" ? event : event.index;
+  }
+}
+
+/** The WIT `react-error` for whatever `react` threw. */
+export function toReactError(thrown) {
+  if (thrown instanceof ReactError) return { message: thrown.message, event: thrown.event };
+  if (thrown instanceof Error) {
+    return { message: `${thrown.name}: ${thrown.message}`, event: undefined };
+  }
+  return { message: String(thrown), event: undefined };
+}
+
+// ---- the batch ----
+
+/** One event of a batch: a view into the batch buffer, nothing copied. */
+export class Event {
+  constructor(batch, index) {
+    this.batch = batch;
+    /** The event's batch index (0-based, delivery order). */
+    this.index = index;
+    this.at = BATCH_HEADER_LEN + BATCH_RECORD_LEN * index;
+  }
+  #u64(field) { return this.batch.view.getBigUint64(this.at + field, true); }
+  #u32(field) { return this.batch.view.getUint32(this.at + field, true); }
+  /** The event's id. */
+  get id() { return new EventId(this.#u64(F.ID_HI), this.#u64(F.ID_LO)); }
+  /** Store-wide commit order (BigInt). */
+  get sequence() { return this.#u64(F.SEQUENCE); }
+  /** Position in its entity's stream, 1, 2, ... (BigInt). */
+  get entitySequence() { return this.#u64(F.ENTITY_SEQUENCE); }
+  /** The first event of its causal chain (itself if none). */
+  get correlation() { return new EventId(this.#u64(F.CORRELATION_HI), this.#u64(F.CORRELATION_LO)); }
+  /** The event that caused this one, or undefined. */
+  get causation() {
+    if ((this.#u32(F.FLAGS) & FLAG_HAS_CAUSATION) === 0) return undefined;
+    return new EventId(this.#u64(F.CAUSATION_HI), this.#u64(F.CAUSATION_LO));
+  }
+  /** Commit time, microseconds since the Unix epoch (BigInt). */
+  get timestampUs() { return this.#u64(F.TIMESTAMP_US); }
+  /** Entity name. */
+  get entity() { return this.batch.string(this.#u32(F.ENTITY)); }
+  /** Scope name. */
+  get scope() { return this.batch.string(this.#u32(F.SCOPE)); }
+  /** Kind. */
+  get kind() { return this.batch.string(this.#u32(F.KIND)); }
+  /** The payload bytes: a Uint8Array view into the batch, not a copy. */
+  get payload() {
+    const start = this.batch.payloads + this.#u32(F.PAYLOAD_OFFSET);
+    return this.batch.bytes.subarray(start, start + this.#u32(F.PAYLOAD_LEN));
+  }
+  /** The payload decoded as UTF-8 (TypeError when it is not). */
+  text() { return utf8Decode(this.payload); }
+  /** The payload parsed as JSON (SyntaxError when it is not). */
+  json() { return JSON.parse(this.text()); }
+}
+
+/** A batch: the `react` argument read in place. Iterate it for its events. */
+export class Batch {
+  /** Reads the header and checks that records and string table fit. */
+  constructor(bytes) {
+    // Not `instanceof Uint8Array`: the array componentize-js hands over fails
+    // that test, and copying it element by element costs more than the call.
+    if (!ArrayBuffer.isView(bytes)) bytes = Uint8Array.from(bytes);
+    this.bytes = bytes;
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    if (bytes.length < BATCH_HEADER_LEN) throw new RangeError(`batch buffer of ${bytes.length} bytes is shorter than its header`);
+    this.length = this.view.getUint32(0, true);
+    this.stringCount = this.view.getUint32(4, true);
+    this.strings = this.view.getUint32(8, true);
+    this.payloads = this.view.getUint32(12, true);
+    const records = BATCH_HEADER_LEN + BATCH_RECORD_LEN * this.length;
+    const names = this.strings + STRING_ENTRY_LEN * this.stringCount;
+    if (records > bytes.length || this.strings < records || names > bytes.length || this.payloads > bytes.length)
+      throw new RangeError(`batch buffer of ${bytes.length} bytes does not hold ${this.length} events and ${this.stringCount} strings`);
+    this.names = names;
+    this.cache = new Array(this.stringCount);
+  }
+  /** String j of the string table, decoded once per batch. */
+  string(j) {
+    let s = this.cache[j];
+    if (s === undefined) {
+      if (j >= this.stringCount) throw new RangeError(`string index ${j} outside the batch's ${this.stringCount} strings`);
+      const e = this.strings + STRING_ENTRY_LEN * j;
+      const start = this.names + this.view.getUint32(e, true);
+      s = utf8Decode(this.bytes.subarray(start, start + this.view.getUint32(e + 4, true)));
+      this.cache[j] = s;
+    }
+    return s;
+  }
+  /** Event i, or undefined outside the batch. */
+  get(i) { return i >= 0 && i < this.length ? new Event(this, i) : undefined; }
+  *[Symbol.iterator]() { for (let i = 0; i < this.length; i++) yield new Event(this, i); }
+  /** The events as an array. */
+  events() { return Array.from(this); }
+}
+
+// ---- proposals ----
+
+function payloadBytes(payload) {
+  if (payload === undefined) return new Uint8Array(0);
+  if (payload instanceof Uint8Array) return payload;
+  if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  const json = JSON.stringify(payload);
+  if (json === undefined) throw new TypeError(`payload ${String(payload)} is neither bytes nor a JSON value`);
+  return utf8Encode(json);
+}
+
+/** The proposals of one `react` call, written as the flat proposals buffer. */
+export class Output {
+  /** `emits`: the kinds the descriptor declares (a proposal names one by index). */
+  constructor(emits) {
+    this.kinds = new Map(emits.map((k, i) => [k, i]));
+    this.emits = emits;
+    this.items = [];
+  }
+  /**
+   * Proposes an event reacting to `source` (a batch event):
+   * `kind` (one of `emits`), `payload` (a Uint8Array, sent as is, or any
+   * JSON value, sent as its JSON text; default empty), `entity` and `scope`
+   * (default: the source's), `causedBy` (default: the source; another batch
+   * event or an EventId; `null` for none, a new causal chain).
+   */
+  propose(source, { kind, payload, entity, scope, causedBy } = {}) {
+    if (!(source instanceof Event)) throw new TypeError("propose(source, {...}): source must be an event of the batch");
+    const k = this.kinds.get(kind);
+    if (k === undefined) throw new TypeError(`kind ${JSON.stringify(kind)} is not declared in emits (${this.emits.join(", ")})`);
+    let causation = CAUSATION_SOURCE, cause;
+    if (causedBy === null) causation = CAUSATION_NONE;
+    else if (causedBy !== undefined && causedBy !== source) {
+      causation = CAUSATION_EVENT;
+      cause = causedBy instanceof Event ? causedBy.id : EventId.from(causedBy);
+    }
+    const bytes = payloadBytes(payload);
+    // A view into the batch is kept as a range of it, so the proposals hold
+    // no view objects until the buffer is written.
+    const batch = source.batch.bytes;
+    const inBatch = bytes.buffer === batch.buffer;
+    this.items.push({
+      source: source.index, kind: k,
+      entity: entity === undefined ? null : utf8Encode(String(entity)),
+      scope: scope === undefined ? null : utf8Encode(String(scope)),
+      payload: inBatch ? null : bytes,
+      batch: inBatch ? batch : null,
+      start: bytes.byteOffset - (inBatch ? batch.byteOffset : 0),
+      len: bytes.length,
+      causation, cause,
+    });
+  }
+  /** Number of proposals so far. */
+  get length() { return this.items.length; }
+  /** The proposals buffer (`react`'s result). */
+  toBytes() {
+    const n = this.items.length;
+    if (n === 0) return new Uint8Array(0);
+    let size = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
+    for (const p of this.items) size += p.len + (p.entity ? p.entity.length : 0) + (p.scope ? p.scope.length : 0);
+    const out = new Uint8Array(size); // zeroed: reserved fields 0, len 0 = the source's names
+    const view = new DataView(out.buffer);
+    view.setUint32(0, n, true);
+    let data = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
+    const put = (r, field, bytes) => {
+      if (!bytes) return;
+      view.setUint32(r + field, data, true);
+      view.setUint32(r + field + 4, bytes.length, true);
+      out.set(bytes, data);
+      data += bytes.length;
+    };
+    this.items.forEach((p, i) => {
+      const r = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * i;
+      view.setUint32(r + P.SOURCE, p.source, true);
+      view.setUint32(r + P.KIND, p.kind, true);
+      put(r, P.ENTITY, p.entity);
+      put(r, P.SCOPE, p.scope);
+      view.setUint32(r + P.PAYLOAD, data, true);
+      view.setUint32(r + P.PAYLOAD + 4, p.len, true);
+      out.set(p.payload ?? p.batch.subarray(p.start, p.start + p.len), data);
+      data += p.len;
+      view.setUint32(r + P.CAUSATION, p.causation, true);
+      if (p.cause) {
+        view.setBigUint64(r + P.CAUSE_HI, p.cause.hi, true);
+        view.setBigUint64(r + P.CAUSE_LO, p.cause.lo, true);
+      }
+    });
+    return out;
+  }
+}
+
+// ---- the descriptor ----
+
+const CANALS = ["cursor-guaranteed", "lossy-subscription"];
+
+/**
+ * The WIT descriptor from a declaration: `{name, version, consumes,
+ * emits, entityPrefix, scope, canal, maxBatch}` (all but `name` optional;
+ * `consumes` empty means every non-system kind; canal default
+ * "cursor-guaranteed"; maxBatch 0 lets the host choose).
+ */
+export function describe(decl) {
+  const { name, version = "0.1.0", consumes = [], emits = [], entityPrefix, scope, canal = "cursor-guaranteed", maxBatch = 0 } = decl;
+  if (typeof name !== "string" || !/^[a-z0-9_-]{1,64}$/.test(name))
+    throw new TypeError(`reactor name ${JSON.stringify(name)}: 1 to 64 characters of a-z, 0-9, -, _`);
+  if (!CANALS.includes(canal)) throw new TypeError(`canal ${JSON.stringify(canal)}: one of ${CANALS.join(", ")}`);
+  return {
+    name, version: String(version),
+    region: { kinds: [...consumes], entityPrefix: entityPrefix ?? undefined, scope: scope ?? undefined },
+    canal, emits: [...emits], maxBatch: maxBatch >>> 0,
+  };
+}
+
+// ---- the host's records ----
+
+/** A stored event as the host imports return it, normalised: ids as EventId, u64 as BigInt. */
+export function storedEvent(e) {
+  return {
+    id: EventId.from(e.id),
+    sequence: BigInt(e.sequence),
+    entitySequence: BigInt(e.entitySequence),
+    entity: e.coordinate.entity,
+    scope: e.coordinate.scope,
+    kind: e.kind,
+    causation: e.causation === undefined || e.causation === null ? undefined : EventId.from(e.causation),
+    correlation: EventId.from(e.correlation),
+    timestampUs: BigInt(e.timestampUs),
+    payload: ArrayBuffer.isView(e.payload) ? e.payload : Uint8Array.from(e.payload),
+    text() { return utf8Decode(this.payload); },
+    json() { return JSON.parse(this.text()); },
+  };
+}
+
+// A u64 argument for the engine: BigInt, or a Number where the engine
+// lowers u64 from Number only (componentize-qjs traps on a BigInt there).
+// A value a Number cannot carry exactly is refused, never rounded.
+function u64Arg(value, asNumber, what) {
+  const big = BigInt(value);
+  if (!asNumber) return big;
+  if (big > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new RangeError(`${what} ${big} is above 2^53: QuickJS passes u64 to the host as a Number, which cannot carry it exactly; use the SpiderMonkey engine (componentize-js)`);
+  return Number(big);
+}
+
+/**
+ * The host functions over a host import object (the WIT `host` interface).
+ * `u64AsNumber`: the engine takes u64 arguments as Number (QuickJS) rather
+ * than BigInt (SpiderMonkey).
+ */
+export function hostApi(host, u64AsNumber = false) {
+  return {
+    /** Writes a log line: level "trace" | "debug" | "info" | "warn" | "error". */
+    log(level, message) { host.log(level, String(message)); },
+    /** One event by id (EventId, hex or `{hi, lo}`), or undefined. */
+    getEvent(id) {
+      const i = EventId.from(id);
+      const e = host.getEvent({ hi: u64Arg(i.hi, u64AsNumber, "event id half"), lo: u64Arg(i.lo, u64AsNumber, "event id half") });
+      return e === undefined || e === null ? undefined : storedEvent(e);
+    },
+    /** Events of `entity` with entity-sequence > `after`, oldest first, at most `max` (the host caps it at 1024). */
+    readEntity(entity, after = 0n, max = 1024) {
+      return host.readEntity(entity, u64Arg(after, u64AsNumber, "entity sequence"), max).map(storedEvent);
+    },
+  };
+}
+
+/**
+ * The `reactor` export from a declaration and the reactor's functions:
+ * `{describe: {...declaration}, init(config, api) -> state, react(batch, out, state, api)}`.
+ * `init` gets the parsed JSON config; a thrown error refuses the plugin.
+ * A ReactError thrown from `react` names the event to park; any other
+ * thrown value fails the call with no event named.
+ */
+export function makeReactor(spec, host, u64AsNumber = false) {
+  const descriptor = describe(spec.describe);
+  const api = hostApi(host, u64AsNumber);
+  let state;
+  return {
+    describe() { return descriptor; },
+    init(config) {
+      try {
+        const parsed = config && config.trim() ? JSON.parse(config) : {};
+        state = spec.init ? spec.init(parsed, api) : undefined;
+      } catch (e) {
+        throw e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+      }
+    },
+    react(bytes) {
+      const out = new Output(descriptor.emits);
+      try {
+        spec.react(new Batch(bytes), out, state, api);
+      } catch (e) {
+        throw toReactError(e);
+      }
+      return out.toBytes();
+    },
+  };
+}
