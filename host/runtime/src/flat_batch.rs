@@ -258,12 +258,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn u32_at(b: &[u8], at: usize) -> u32 {
-        u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
-    }
-    fn u64_at(b: &[u8], at: usize) -> u64 {
-        u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-    }
+    use batpak_layout::{u32_at, u64_at};
     fn string(b: &[u8], j: u32) -> &str {
         let so = u32_at(b, 8) as usize;
         let count = u32_at(b, 4) as usize;

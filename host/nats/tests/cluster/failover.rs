@@ -302,9 +302,21 @@ fn lost_answer(resume_first: bool) {
             .map(|i| proposal(&format!("item:{i}"), "stock.reserved", tag.as_bytes()))
             .collect::<Vec<_>>()
     };
-    let first = log
-        .commit(&Commit::new(0, "low-stock", batch("a"), b"1".to_vec(), 0))
-        .unwrap();
+    // Right after the stream's creation the leader may not serve yet ("no
+    // responders"): a typed, transient Unavailable, retried as the runner
+    // does, within a bound.
+    let first = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let first = Commit::new(0, "low-stock", batch("a"), b"1".to_vec(), 0);
+        loop {
+            match log.commit(&first) {
+                Err(LogError::Unavailable { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => break other.unwrap(),
+            }
+        }
+    };
     // The leader stops answering while the commit is in flight: no answer
     // within the client's timeout.
     cluster.pause(leader);
