@@ -18,6 +18,15 @@ use crate::control_error::ControlError;
 /// Where a control request's answer goes.
 pub type Reply<T> = Sender<Result<T, ControlError>>;
 
+/// Sends `result` to whoever asked, if anyone did: work started by the
+/// watcher or at start-up has no one waiting, and a requester that gave up
+/// waiting (its receiver dropped) is not an error.
+pub fn answer<T>(reply: Option<Reply<T>>, result: Result<T, ControlError>) {
+    if let Some(r) = reply {
+        let _ = r.send(result);
+    }
+}
+
 /// A plugin file compiled (or refused) on a worker thread.
 pub struct Compiled {
     /// The job it answers.

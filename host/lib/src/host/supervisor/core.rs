@@ -8,7 +8,7 @@ use super::observer::{HostObserver, ReactorSummary, ShutdownReport};
 use crate::control_error::ControlError;
 use crate::host::log_filter::LogFilter;
 use crate::hot_swap::pending_op::{
-    compile_off_thread, file_size, Compiled, HandedSwap, LifeOp, Origin, Reply, SwapOp,
+    answer, compile_off_thread, file_size, Compiled, HandedSwap, LifeOp, Origin, Reply, SwapOp,
 };
 use crate::hot_swap::watch::PluginWatcher;
 use crate::plugins::loader::{Loaded, Loader};
@@ -322,9 +322,7 @@ impl Supervisor {
         let i = match self.slot(name) {
             Ok(i) => i,
             Err(e) => {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(e));
-                }
+                answer(reply, Err(e));
                 return;
             }
         };
@@ -340,12 +338,13 @@ impl Supervisor {
             }
             Some(op @ LifeOp::Starting { .. }) => {
                 let pending = PendingView::of_life(op).text;
-                if let Some(r) = reply {
-                    let _ = r.send(Err(ControlError::Busy {
+                answer(
+                    reply,
+                    Err(ControlError::Busy {
                         name: name.to_string(),
                         pending,
-                    }));
-                }
+                    }),
+                );
                 return;
             }
             None => {}
@@ -353,15 +352,14 @@ impl Supervisor {
         let slot = &mut self.slots[i];
         if slot.stopped_by_operator && !slot.running() {
             slot.removed |= removed;
+            // The view is built only when someone waits for it.
             if let Some(r) = reply {
                 let _ = r.send(Ok(self.view(i)));
             }
             return;
         }
         let Some(h) = slot.handle.as_ref() else {
-            if let Some(r) = reply {
-                let _ = r.send(Err(ControlError::NotRunning(name.to_string())));
-            }
+            answer(reply, Err(ControlError::NotRunning(name.to_string())));
             return;
         };
         h.stop_at_position();
@@ -380,15 +378,8 @@ impl Supervisor {
         let i = match self.slot(name) {
             Ok(i) => i,
             Err(e) => {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(e));
-                }
+                answer(reply, Err(e));
                 return;
-            }
-        };
-        let refuse = |reply: Option<Reply<ReactorView>>, e: ControlError| {
-            if let Some(r) = reply {
-                let _ = r.send(Err(e));
             }
         };
         match &mut self.slots[i].life {
@@ -398,18 +389,18 @@ impl Supervisor {
             }
             Some(op @ LifeOp::Stopping { .. }) => {
                 let pending = PendingView::of_life(op).text;
-                return refuse(
+                return answer(
                     reply,
-                    ControlError::Busy {
+                    Err(ControlError::Busy {
                         name: name.to_string(),
                         pending,
-                    },
+                    }),
                 );
             }
             None => {}
         }
         if self.slots[i].running() {
-            return refuse(reply, ControlError::AlreadyRunning(name.to_string()));
+            return answer(reply, Err(ControlError::AlreadyRunning(name.to_string())));
         }
         let file = self.slots[i].path.clone();
         match self.compile(&file) {
@@ -422,7 +413,7 @@ impl Supervisor {
                     replies: reply.into_iter().collect(),
                 })
             }
-            Err(e) => refuse(reply, e),
+            Err(e) => answer(reply, Err(e)),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use super::core::Supervisor;
 use crate::control_error::ControlError;
-use crate::hot_swap::pending_op::{file_size, Compiled, HandedSwap, Origin, Reply, SwapOp};
+use crate::hot_swap::pending_op::{answer, file_size, Compiled, HandedSwap, Origin, Reply, SwapOp};
 use crate::hot_swap::watch::absolute;
 use batpak_runtime::{LoadError, LogLevel, SwapOutcome, SwapRefusal};
 use std::path::Path;
@@ -26,9 +26,7 @@ impl Supervisor {
         let i = match self.slot(name) {
             Ok(i) => i,
             Err(e) => {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(e));
-                }
+                answer(reply, Err(e));
                 return;
             }
         };
@@ -46,9 +44,7 @@ impl Supervisor {
         let job = match self.compile(path) {
             Ok(j) => j,
             Err(e) => {
-                if let Some(r) = reply {
-                    let _ = r.send(Err(e));
-                }
+                answer(reply, Err(e));
                 return;
             }
         };
@@ -81,9 +77,7 @@ impl Supervisor {
                 .loader
                 .log(LogLevel::Warn, &format!("swap refused: {r}")),
         }
-        if let Some(reply) = reply {
-            let _ = reply.send(Err(r.into()));
-        }
+        answer(reply, Err(r.into()));
     }
 
     pub(super) fn on_swap_compiled(&mut self, i: usize, c: Compiled) {
@@ -141,9 +135,7 @@ impl Supervisor {
         match h.request_swap(Box::new(loaded.plugin), grant) {
             // Recorded and logged by the runtime.
             Err(r) => {
-                if let Some(reply) = op.reply {
-                    let _ = reply.send(Err(r.into()));
-                }
+                answer(op.reply, Err(r.into()));
             }
             Ok(ticket) => self.slots[i].handed.push(HandedSwap {
                 ticket,
@@ -194,9 +186,7 @@ impl Supervisor {
                     ),
                 );
             }
-            if let Some(reply) = done.reply {
-                let _ = reply.send(result.map_err(ControlError::from));
-            }
+            answer(done.reply, result.map_err(ControlError::from));
         }
     }
 }
