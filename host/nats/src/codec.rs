@@ -44,16 +44,15 @@ struct Envelope {
     hash: String,
 }
 
-/// The id as 32 lower-case hex digits (its subject token).
+/// The id as 32 lower-case hex digits (its subject token): the store's
+/// own text form of an id.
 pub fn id_hex(id: EventId) -> String {
-    format!("{:032x}", id.0)
+    id.to_string()
 }
 
+/// An id from its text form, as the store parses it (exactly 32 hex digits).
 fn parse_id(s: &str) -> Option<EventId> {
-    (s.len() == 32)
-        .then(|| u128::from_str_radix(s, 16).ok())
-        .flatten()
-        .map(EventId)
+    s.parse().ok()
 }
 
 fn parse_hash(s: &str) -> Option<[u8; 32]> {
