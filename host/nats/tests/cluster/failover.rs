@@ -4,7 +4,7 @@
 //! afterwards, once; a new leader must serve within a bound.
 
 use crate::harness::{serial, Cluster};
-use crate::{init, options, proposal, Rng};
+use crate::{append_until_acked, init, options, proposal, Rng};
 use batpak_nats::{partition::stream_name, Commit, LogError, NatsLog, Resolution};
 use batpak_store::EventId;
 use std::collections::HashSet;
@@ -45,21 +45,8 @@ impl Writer {
                     &vec![b'x'; sizes[n % sizes.len()]],
                 );
                 n += 1;
-                let give_up = Instant::now() + Duration::from_secs(60);
-                loop {
-                    match log.append(&p) {
-                        Ok(_) => {
-                            a.lock().unwrap().push((p.id.unwrap(), Instant::now()));
-                            break;
-                        }
-                        Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {
-                            retries += 1;
-                            assert!(Instant::now() < give_up, "no ack for 60 s");
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                        Err(e) => panic!("append failed: {e}"),
-                    }
-                }
+                append_until_acked(&log, &p, &mut retries);
+                a.lock().unwrap().push((p.id.unwrap(), Instant::now()));
             }
             retries
         });

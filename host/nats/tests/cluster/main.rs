@@ -13,10 +13,10 @@ mod provision_step;
 mod runner;
 mod seam;
 
-use batpak_nats::{init_cluster, InitSpec, NatsLog, NatsOptions};
+use batpak_nats::{init_cluster, Appended, InitSpec, LogError, NatsLog, NatsOptions};
 use batpak_store::{Coordinate, EventId, Proposal};
 use harness::Cluster;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Options for the tests: short timeouts, so a failover shows up as
 /// retries rather than one long wait.
@@ -79,5 +79,23 @@ impl Rng {
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// Appends `p`, retrying an unknown or unavailable outcome (a leader
+/// change) every 50 ms for at most 60 s; the proposal keeps its id, so a
+/// retry of an append that landed is de-duplicated. Counts the retries.
+pub fn append_until_acked(log: &NatsLog, p: &Proposal, retries: &mut u64) -> Appended {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    loop {
+        match log.append(p) {
+            Ok(r) => return r,
+            Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {
+                *retries += 1;
+                assert!(Instant::now() < give_up, "no ack for 60 s");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("append failed: {e}"),
+        }
     }
 }

@@ -12,9 +12,9 @@
 //! the kill points).
 
 use crate::harness::{serial, Cluster};
-use crate::{init, options, proposal, Rng};
+use crate::{append_until_acked, init, options, proposal, Rng};
 use batpak_log::{EventLog, SharedLog};
-use batpak_nats::{partition::stream_name, LogError, NatsLog, PartitionLog};
+use batpak_nats::{partition::stream_name, NatsLog, PartitionLog};
 use batpak_runtime::{
     cursor_id, Descriptor, FailurePolicy, LogLevel, ReactFailure, Reaction, Reactor, RunState,
     RunnerSettings,
@@ -155,26 +155,10 @@ impl Writer {
                 let payload = format!("in{n}");
                 let p = proposal(&entities[n % entities.len()], INPUT, payload.as_bytes());
                 n += 1;
-                let give_up = Instant::now() + Duration::from_secs(60);
-                loop {
-                    match log.append(&p) {
-                        Ok(r) => {
-                            a.lock().unwrap().push((
-                                p.id.unwrap(),
-                                r.partition,
-                                r.sequence,
-                                payload,
-                            ));
-                            break;
-                        }
-                        Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {
-                            retries += 1;
-                            assert!(Instant::now() < give_up, "no ack for 60 s");
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                        Err(e) => panic!("append failed: {e}"),
-                    }
-                }
+                let r = append_until_acked(&log, &p, &mut retries);
+                a.lock()
+                    .unwrap()
+                    .push((p.id.unwrap(), r.partition, r.sequence, payload));
                 // Paced so the run spans the failovers without flooding
                 // two shared cores.
                 std::thread::sleep(Duration::from_millis(5));
