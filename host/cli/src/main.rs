@@ -2,6 +2,7 @@
 //! on stdout and human messages on stderr, and exits with honest codes
 //! (0 success, 1 failure, 2 bad usage).
 
+mod cluster_cmd;
 mod demo;
 mod error_text;
 mod inspect;
@@ -29,6 +30,11 @@ pub struct Cli {
     /// time.
     #[arg(long, global = true, default_value = "./batpak-data")]
     pub data: PathBuf,
+    /// The log on a NATS JetStream cluster instead of the embedded store:
+    /// nats://HOST:PORT[,HOST:PORT…] (also from the BATPAK_STORE
+    /// environment variable). Without it, the embedded store in --data.
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -98,25 +104,18 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Command::Run(_) | Command::Demo(_)) {
         die_quietly_on_closed_pipe();
     }
-    let result = match cli.command {
-        // Store commands go through the running host when there is one.
-        Command::Append(a) => host::append(&cli.data, a, &mut std::io::stdout().lock()),
-        Command::Events(a) => host::events(&cli.data, a, &mut std::io::stdout().lock()),
-        Command::Trace(a) => host::trace(&cli.data, a, &mut std::io::stdout().lock()),
-        Command::Verify => host::verify(&cli.data, &mut std::io::stdout().lock()),
-        Command::Run(a) => run::run(&cli.data, a),
-        Command::Inspect(a) => inspect::inspect(data_given, a),
-        Command::Parked(a) => host::parked(&cli.data, a, &mut std::io::stdout().lock()),
-        Command::Demo(a) => demo::demo(&cli.data, a),
-        Command::New(a) => new::new(a),
-        Command::Test(a) => host::test_plugin(data_given, a),
-        Command::Shadow(a) => shadow::shadow(&cli.data, a),
-        Command::Swap(a) => swap_cmd::swap(&cli.data, a),
-        Command::Status(a) => operate::status(&cli.data, a),
-        Command::Pause(a) => operate::pause(&cli.data, a),
-        Command::Resume(a) => operate::resume(&cli.data, a),
-        Command::Reset(a) => operate::reset(&cli.data, a),
-        Command::Wit(a) => wit_cmd::wit(a),
+    // `--store` (or BATPAK_STORE) selects the cluster; every command then
+    // goes to it, and none falls back to the embedded store silently.
+    let store = cli.store.clone().or_else(|| {
+        std::env::var(host::STORE_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+    });
+    let result = match store {
+        Some(url) => host::ClusterAddress::parse(&url)
+            .map_err(anyhow::Error::from)
+            .and_then(|at| cluster_cmd::dispatch(&at, cli.command)),
+        None => local(&cli.data, data_given, cli.command),
     };
     match result {
         Ok(code) => code,
@@ -129,6 +128,34 @@ fn main() -> ExitCode {
             eprintln!("error: {}", error_text::error_text(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs a command on the embedded store in `data`.
+fn local(
+    data: &std::path::Path,
+    data_given: Option<&std::path::Path>,
+    command: Command,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        // Store commands go through the running host when there is one.
+        Command::Append(a) => host::append(data, a, &mut std::io::stdout().lock()),
+        Command::Events(a) => host::events(data, a, &mut std::io::stdout().lock()),
+        Command::Trace(a) => host::trace(data, a, &mut std::io::stdout().lock()),
+        Command::Verify => host::verify(data, &mut std::io::stdout().lock()),
+        Command::Run(a) => run::run(data, a),
+        Command::Inspect(a) => inspect::inspect(data_given, a),
+        Command::Parked(a) => host::parked(data, a, &mut std::io::stdout().lock()),
+        Command::Demo(a) => demo::demo(data, a),
+        Command::New(a) => new::new(a),
+        Command::Test(a) => host::test_plugin(data_given, a),
+        Command::Shadow(a) => shadow::shadow(data, a),
+        Command::Swap(a) => swap_cmd::swap(data, a),
+        Command::Status(a) => operate::status(data, a),
+        Command::Pause(a) => operate::pause(data, a),
+        Command::Resume(a) => operate::resume(data, a),
+        Command::Reset(a) => operate::reset(data, a),
+        Command::Wit(a) => wit_cmd::wit(a),
     }
 }
 

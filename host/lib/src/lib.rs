@@ -20,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+mod cluster;
 mod control_error;
 mod demo;
 mod host;
@@ -31,6 +32,7 @@ mod trace;
 mod usage;
 mod views;
 
+pub use cluster::address::{ClusterAddress, STORE_ENV};
 pub use control_error::ControlError;
 pub use demo::job::{ensure_wasm_target, prepare_demo, print_demo_trees, DemoArgs, DemoRun};
 pub use host::log_filter::Console;

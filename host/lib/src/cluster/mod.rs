@@ -1,0 +1,6 @@
+//! The host on a NATS JetStream cluster (`--store nats://…`): the address
+//! that selects it, and the commands that run against it. Without
+//! `--store` nothing here is used and every command works on the embedded
+//! store in `--data`.
+
+pub mod address;
