@@ -451,11 +451,7 @@ impl EventLog for PartitionLog {
     fn get(&self, id: EventId) -> Result<Option<Event>, LogError> {
         // This partition first (one request), then the others: an id does
         // not name its partition.
-        if let Some(e) = self
-            .log
-            .lookup_in(self.partition, id)
-            .map_err(read_error)?
-        {
+        if let Some(e) = self.log.lookup_in(self.partition, id).map_err(read_error)? {
             return Ok(Some(e));
         }
         for p in (0..self.log.layout().partitions).filter(|p| *p != self.partition) {

@@ -92,11 +92,11 @@ pub use error::LogError;
 pub use event_log::{CrossPartition, PartitionLog};
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
 pub use live_feed::LiveFeed;
-pub use relay::{
-    Relay, RelayError, RelayHandle, RelaySettings, RelayState, RelayStatus, SourceStatus,
-    StepReport,
-};
 pub use log::{
     Appended, Checkpoint, Commit, Committed, NatsLog, NatsOptions, ReadBatch, Resolution,
     COMMIT_HEADER, MAX_REACTIONS, MAX_READ,
+};
+pub use relay::{
+    Relay, RelayError, RelayHandle, RelaySettings, RelayState, RelayStatus, SourceStatus,
+    StepReport,
 };

@@ -1163,7 +1163,12 @@ impl NatsLog {
     /// One core subscription on every partition's outbox for `q` wakes the
     /// wait (a relay's idle wait, no polling loop); each source is then
     /// asked its stream leader.
-    pub fn wait_outbox(&self, q: u32, from: &[(u32, u64)], timeout: Duration) -> Result<bool, LogError> {
+    pub fn wait_outbox(
+        &self,
+        q: u32,
+        from: &[(u32, u64)],
+        timeout: Duration,
+    ) -> Result<bool, LogError> {
         self.check_partition(q)?;
         for (p, _) in from {
             self.check_partition(*p)?;

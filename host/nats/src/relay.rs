@@ -161,11 +161,7 @@ impl Relay {
     ///
     /// # Errors
     /// [`LogError::NotInitialised`] when the layout has no such partition.
-    pub fn new(
-        log: Arc<NatsLog>,
-        target: u32,
-        settings: RelaySettings,
-    ) -> Result<Relay, LogError> {
+    pub fn new(log: Arc<NatsLog>, target: u32, settings: RelaySettings) -> Result<Relay, LogError> {
         let k = log.layout().partitions;
         if target >= k {
             return Err(LogError::NotInitialised {
