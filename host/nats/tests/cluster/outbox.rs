@@ -493,10 +493,33 @@ impl Source {
     }
 }
 
+/// What happens to the target partition's stream leader while a relay
+/// forwards into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// `kill -9`, restarted later.
+    Kill,
+    /// SIGSTOP past the election timeout (the relay's forward gets no
+    /// answer: unknown, resolved), SIGCONT later with that forward's first
+    /// copy still in its input.
+    Pause,
+}
+
 #[test]
 fn outbox_a_relay_stopped_mid_forward_across_kill_9_of_the_target_leader_forwards_exactly_once() {
+    relay_failover(Failure::Kill);
+}
+
+#[test]
+fn outbox_a_relay_whose_forward_meets_a_paused_target_leader_forwards_exactly_once() {
+    relay_failover(Failure::Pause);
+}
+
+fn relay_failover(failure: Failure) {
     let _one = serial();
-    let mut rng = Rng::seeded("outbox: relay stopped mid-forward, target leader killed");
+    let mut rng = Rng::seeded(&format!(
+        "outbox: relay stopped mid-forward, {failure:?} of the target leader"
+    ));
     let mut cluster = Cluster::start(3);
     let log = Arc::new(init(&cluster, 2, 3));
     let (p, q) = (0, 1);
@@ -520,18 +543,38 @@ fn outbox_a_relay_stopped_mid_forward_across_kill_9_of_the_target_leader_forward
         })
     };
     let relay_a = Relay::spawn(log.clone(), q, relay_settings(7)).unwrap();
-    // Forwarding under way, then the target's leader killed and the
-    // relay stopped while its forward meets the election.
+    // Forwarding under way, then the target's leader fails, and the relay
+    // is stopped once its forwarding met the failure.
     let deadline = Instant::now() + Duration::from_secs(60);
     while relay_a.status().sources[0].forwarded < 60 {
         assert!(Instant::now() < deadline, "{:?}", relay_a.status());
         std::thread::sleep(Duration::from_millis(10));
     }
     let leader = cluster.wait_stream_leader(&stream_name(q), Duration::from_secs(20));
-    cluster.kill(leader);
-    std::thread::sleep(Duration::from_millis(rng.below(300)));
+    match failure {
+        Failure::Kill => cluster.kill(leader),
+        Failure::Pause => cluster.pause(leader),
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = relay_a.status();
+        if s.retries + s.resolved > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "relay A never met the {failure:?}: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    relay_a.stop();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while relay_a.status().state != RelayState::Stopped {
+        assert!(Instant::now() < deadline, "relay A did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let a = relay_a.status();
-    relay_a.stop_and_join().unwrap();
+    relay_a.join().unwrap();
     let relay_b = Relay::spawn(log.clone(), q, relay_settings(7)).unwrap();
     let at = *commits.lock().unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -543,8 +586,23 @@ fn outbox_a_relay_stopped_mid_forward_across_kill_9_of_the_target_leader_forward
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    cluster.restart(leader);
+    match failure {
+        Failure::Kill => cluster.restart(leader),
+        Failure::Pause => cluster.resume(leader),
+    }
     cluster.wait_ready(Duration::from_secs(30));
+    // More forwards after the old leader is back (a paused one with relay
+    // A's forward still in its input).
+    let at = *commits.lock().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while *commits.lock().unwrap() < at + 20 {
+        assert!(
+            Instant::now() < deadline,
+            "the source stalled\n{}",
+            cluster.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stop.store(true, Ordering::Relaxed);
     let source = writer.join().expect("the source panicked");
     caught_up(&log, &relay_b, q, Duration::from_secs(120), &cluster);
@@ -552,20 +610,27 @@ fn outbox_a_relay_stopped_mid_forward_across_kill_9_of_the_target_leader_forward
     relay_b.stop_and_join().unwrap();
     let stored = eventually(&cluster, || check_forwarded(&log, REMOTE, &source.want));
     eprintln!(
-        "outbox kill: {} source commits ({} tries) holding {} records for partition {q}; relay A \
-         forwarded {} (resolved {}, retries {}) before kill -9 of {} and its stop, relay B {} \
-         (fenced {}, resolved {}, retries {}); {stored} stored, each exactly once",
+        "outbox {failure:?}: {} source commits ({} tries) holding {} records for partition {q}; \
+         relay A forwarded {} (resolved {}, retries {}, last error {:?}) before {failure:?} of {} \
+         and its stop, relay B {} (fenced {}, resolved {}, retries {}); {stored} stored, each \
+         exactly once",
         *commits.lock().unwrap(),
         source.tries,
         source.want.len(),
         a.sources[0].forwarded,
         a.resolved,
         a.retries,
+        a.error,
         cluster.nodes[leader].name,
         b.sources[0].forwarded,
         b.fenced,
         b.resolved,
         b.retries
+    );
+    assert_eq!(
+        a.sources[0].forwarded + b.sources[0].forwarded,
+        stored as u64,
+        "every forward counted once"
     );
 }
 
