@@ -634,6 +634,83 @@ fn relay_failover(failure: Failure) {
     );
 }
 
+/// A forward whose answer never comes: the target partition's stream
+/// leader is paused (SIGSTOP) while a relay forwards, so the relay's
+/// commit ends without an answer, with the batch still in the paused
+/// server's input; it is resolved (or left unknown and the relay dropped
+/// there). After SIGCONT a new relay instance takes over (and the old one
+/// is stepped again too): each record lands once.
+#[test]
+fn outbox_a_forward_whose_answer_is_lost_lands_once_across_a_relay_restart() {
+    let _one = serial();
+    let mut rng = Rng::seeded("outbox: a forward whose answer is lost");
+    let cluster = Cluster::start(3);
+    let log = Arc::new(init(&cluster, 2, 3));
+    let (p, q) = (0, 1);
+    // The relay has forwarded to the one target entity before the leader
+    // is paused (its checkpoint and the entity's head known, no read
+    // needed), so its next forward goes straight to the paused leader.
+    let mut first = Relay::new(log.clone(), q, relay_settings(100)).unwrap();
+    let mut source = Source::new(&log, p, entities_in(&log, q, "sku", 1));
+    source.commit(&log, 5, &mut rng);
+    assert_eq!(first.step().unwrap().forwarded, 5);
+    for _ in 0..4 {
+        source.commit(&log, 5, &mut rng);
+    }
+    let leader = cluster.wait_stream_leader(&stream_name(q), Duration::from_secs(20));
+    cluster.pause(leader);
+    // Stepped until a forward went out and got no answer (a step whose
+    // read of the source met the paused replica fails before sending; one
+    // that reached a new leader already is reported as such).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lost = loop {
+        match first.step() {
+            Err(e @ LogError::Unknown { .. }) => break format!("unknown: {e}"),
+            Ok(r) if r.resolved > 0 => break format!("resolved: {r:?}"),
+            Ok(r) if r.forwarded > 0 => break format!("answered by a new leader: {r:?}"),
+            other => {
+                eprintln!("  step while paused: {other:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "no forward met the paused leader: {other:?}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    };
+    cluster.resume(leader);
+    cluster.wait_ready(Duration::from_secs(30));
+    let mut second = Relay::new(log.clone(), q, relay_settings(100)).unwrap();
+    let mut forwarded = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = second.step();
+        let f = first.step();
+        match (&s, &f) {
+            (Ok(s), Ok(f)) => {
+                forwarded.0 += s.forwarded;
+                forwarded.1 += f.forwarded;
+                if s.forwarded == 0 && f.forwarded == 0 {
+                    break;
+                }
+            }
+            _ => {
+                assert!(Instant::now() < deadline, "steps failed: {s:?} {f:?}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    let stored = eventually(&cluster, || check_forwarded(&log, REMOTE, &source.want));
+    eprintln!(
+        "outbox lost answer: {} records from partition {p} for {q}; the forward to the paused \
+         leader: {lost}; afterwards the new relay forwarded {}, the old one {}; {stored} \
+         stored, each exactly once",
+        source.want.len(),
+        forwarded.0,
+        forwarded.1,
+    );
+}
+
 #[test]
 fn outbox_two_relays_for_one_target_forward_exactly_once_and_the_zombie_is_fenced() {
     let _one = serial();
