@@ -29,13 +29,20 @@
 //!   up by id. That look-up is not final while a copy may still be in
 //!   flight (a paused leader's input); a re-sent batch is chained on fresh
 //!   entity heads, so in that window both copies can land. Known limit.
-//! - **Other partitions.** An atomic batch covers one stream, so a commit
-//!   with a record for an entity of another partition cannot be honoured:
-//!   it is refused whole, before anything is sent
-//!   ([`CommitError::Refused`] with a [`CrossPartition`] cause), until the
-//!   outbox exists. [`EventLog::entity_events`] for such an entity is
-//!   [`LogError::Invalid`] with the same cause; [`EventLog::get`] looks only
-//!   in this partition (an id elsewhere is `None` here).
+//! - **Other partitions.** A checkpointed commit with records for entities
+//!   of other partitions writes them to this partition's outbox in the same
+//!   fenced batch (crate docs, "Reactions to other partitions"); they become
+//!   events of their own partitions when that partition's
+//!   [`Relay`](crate::Relay) forwards them, exactly once. A commit
+//!   *without* a checkpoint (parking, swap, refusal records) cannot carry
+//!   them — a re-sent unfenced batch could land twice, and its outbox
+//!   messages with it — so it is refused whole before anything is sent
+//!   ([`CommitError::Refused`] with a [`CrossPartition`] cause): the one
+//!   place `CrossPartition` remains. Reads are not batches:
+//!   [`EventLog::entity_events`] reads the entity's own partition, and
+//!   [`EventLog::get`] looks in this partition, then in the others. A
+//!   reader sees a reaction to another partition there only once the relay
+//!   forwarded it.
 //! - **Durability**: every acknowledged write is stored by a quorum with
 //!   its fsync, so `Accepted`, `Visible` and `Durable` all return once
 //!   durable, and [`EventLog::heads`] reports one value for both marks: the
