@@ -347,8 +347,11 @@ impl Relay {
     }
 
     /// Runs the relay for partition `target` on its own thread until
-    /// stopped or a failure retrying cannot cure; transient failures
-    /// (no leader, unknown outcomes, contention) are retried with backoff.
+    /// stopped or a failure retrying cannot cure (damage, an invalid
+    /// message, the client thread gone: [`RelayHandle::join`] returns it);
+    /// other failures (no leader, unknown outcomes, contention, a server's
+    /// refusal, a lost connection) are retried with backoff and shown in
+    /// [`RelayStatus::error`].
     /// Idle, it waits on [`NatsLog::wait_outbox`] (no polling loop).
     ///
     /// # Errors
