@@ -7,8 +7,10 @@
 //!
 //! - the real runner whose reactions go to the other partition, relays for
 //!   both partitions, reads of the other partition through `PartitionLog`;
-//! - kill -9 of the target's stream leader while a relay forwards, that
-//!   relay stopped mid-run and a successor started;
+//! - kill -9 (or SIGSTOP) of the target's stream leader while a relay
+//!   forwards, that relay stopped mid-run and a successor started;
+//! - a forward whose answer is lost to a paused target leader, the relay
+//!   left there and a new one started after SIGCONT;
 //! - two relays for one target at once (a zombie): the loser fenced;
 //! - a stale relay resuming after the de-duplication window has passed
 //!   (the window set to 1 s on the stream).
