@@ -124,6 +124,21 @@ mod tests {
         assert_eq!(p as u64, fnv1a64(b"order:1") % 4);
     }
 
+    /// The outbox's subjects, pinned (part of the on-cluster format): in
+    /// the source's stream, outside its events, one filter per target.
+    #[test]
+    fn outbox_subjects_are_as_documented() {
+        assert_eq!(outbox_subject(0, 3, "ab"), "batpak.p0.o.3.ab");
+        assert_eq!(outbox_filter(0, 3), "batpak.p0.o.3.*");
+        assert_eq!(outbox_wake(3), "batpak.*.o.3.*");
+        assert_eq!(
+            checkpoint_subject(3, &relay_cursor(0)),
+            "batpak.p3.ck.relay~2E0"
+        );
+        assert!(!outbox_subject(0, 3, "ab").starts_with("batpak.p0.e."));
+        assert!(outbox_subject(0, 3, "ab").starts_with(&stream_subjects(0)[..10]));
+    }
+
     #[test]
     fn tokens_are_one_to_one_and_subject_safe() {
         assert_eq!(token("order:1"), "order~3A1");
