@@ -188,6 +188,32 @@ pub fn decode(partition: u32, sequence: u64, body: &[u8]) -> Result<Event, LogEr
     })
 }
 
+/// The body of an outbox message: `proposal` with its derived `id` as an
+/// envelope of entity sequence 0 and no chain link (its chain is computed
+/// in its own partition when the relay forwards it), written at `time_us`.
+pub fn encode_outbox(proposal: &Proposal, id: EventId, time_us: u64) -> Vec<u8> {
+    encode(&header(proposal, id, 0, None, time_us), &proposal.payload).0
+}
+
+/// The proposal in an outbox message read at `partition`, stream
+/// `sequence` (its hash checked): id, entity, scope, kind, causation,
+/// correlation, idempotency key, meta and payload as committed.
+pub fn decode_outbox(partition: u32, sequence: u64, body: &[u8]) -> Result<Proposal, LogError> {
+    let e = decode(partition, sequence, body)?;
+    let h = &e.header;
+    Ok(Proposal {
+        coordinate: h.coordinate.clone(),
+        kind: h.kind.clone(),
+        payload: e.payload.to_vec(),
+        causation: h.causation,
+        correlation: Some(h.correlation),
+        idempotency_key: h.idempotency_key.clone(),
+        id: Some(h.id),
+        expected_sequence: None,
+        meta: h.meta.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +256,29 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         assert!(matches!(
             decode(3, 9, &flipped),
+            Err(LogError::Damaged { .. })
+        ));
+    }
+
+    #[test]
+    fn an_outbox_message_carries_the_whole_proposal() {
+        let mut p = Proposal::new(
+            Coordinate::new("sku:9", "shop").unwrap(),
+            "inventory.reserved",
+            b"{\"qty\":1}".to_vec(),
+        );
+        p.causation = Some(EventId(7));
+        p.correlation = Some(EventId(5));
+        p.idempotency_key = Some("k".into());
+        p.meta = vec![("reactor".into(), "inventory".into())];
+        let body = encode_outbox(&p, EventId(42), 1000);
+        let back = decode_outbox(1, 3, &body).unwrap();
+        p.id = Some(EventId(42));
+        assert_eq!(back, p);
+        let mut flipped = body.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            decode_outbox(1, 3, &flipped),
             Err(LogError::Damaged { .. })
         ));
     }

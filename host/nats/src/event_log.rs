@@ -29,13 +29,20 @@
 //!   up by id. That look-up is not final while a copy may still be in
 //!   flight (a paused leader's input); a re-sent batch is chained on fresh
 //!   entity heads, so in that window both copies can land. Known limit.
-//! - **Other partitions.** An atomic batch covers one stream, so a commit
-//!   with a record for an entity of another partition cannot be honoured:
-//!   it is refused whole, before anything is sent
-//!   ([`CommitError::Refused`] with a [`CrossPartition`] cause), until the
-//!   outbox exists. [`EventLog::entity_events`] for such an entity is
-//!   [`LogError::Invalid`] with the same cause; [`EventLog::get`] looks only
-//!   in this partition (an id elsewhere is `None` here).
+//! - **Other partitions.** A checkpointed commit with records for entities
+//!   of other partitions writes them to this partition's outbox in the same
+//!   fenced batch (crate docs, "Reactions to other partitions"); they become
+//!   events of their own partitions when that partition's
+//!   [`Relay`](crate::Relay) forwards them, exactly once. A commit
+//!   *without* a checkpoint (parking, swap, refusal records) cannot carry
+//!   them — a re-sent unfenced batch could land twice, and its outbox
+//!   messages with it — so it is refused whole before anything is sent
+//!   ([`CommitError::Refused`] with a [`CrossPartition`] cause): the one
+//!   place `CrossPartition` remains. Reads are not batches:
+//!   [`EventLog::entity_events`] reads the entity's own partition, and
+//!   [`EventLog::get`] looks in this partition, then in the others. A
+//!   reader sees a reaction to another partition there only once the relay
+//!   forwarded it.
 //! - **Durability**: every acknowledged write is stored by a quorum with
 //!   its fsync, so `Accepted`, `Visible` and `Durable` all return once
 //!   durable, and [`EventLog::heads`] reports one value for both marks: the
@@ -53,13 +60,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A record (or entity) of another partition than the log's: what a
-/// commit or read over one partition cannot serve.
+/// A record of another partition than the log's in a commit without a
+/// checkpoint: what such a batch cannot carry (a checkpointed commit sends
+/// it through the outbox).
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "entity {entity:?} lives in partition {owner}, not in partition {partition}: one atomic \
-     batch covers one partition (reactions to another partition need the outbox, not built \
-     yet); nothing was committed"
+    "entity {entity:?} lives in partition {owner}, not in partition {partition}: a record \
+     batch without a checkpoint covers one partition (records for another partition go \
+     through the outbox, which only a checkpointed commit carries); nothing was committed"
 )]
 pub struct CrossPartition {
     /// The entity.
@@ -381,12 +389,16 @@ impl EventLog for PartitionLog {
     }
 
     fn commit(&self, c: &mut Commit) -> Result<Committed, CommitError> {
-        if let Some(x) = c
-            .records
-            .iter()
-            .find_map(|r| self.foreign(&r.coordinate.entity))
-        {
-            return Err(CommitError::Refused(Box::new(x)));
+        // Records of other partitions travel through the outbox, which
+        // only a checkpointed (fenced) commit carries.
+        if c.checkpoint.is_none() {
+            if let Some(x) = c
+                .records
+                .iter()
+                .find_map(|r| self.foreign(&r.coordinate.entity))
+            {
+                return Err(CommitError::Refused(Box::new(x)));
+            }
         }
         // Ids fixed before the first try, so a retry of this commit (and a
         // look-up resolving it) names the same records.
@@ -444,7 +456,17 @@ impl EventLog for PartitionLog {
     }
 
     fn get(&self, id: EventId) -> Result<Option<Event>, LogError> {
-        self.log.lookup_in(self.partition, id).map_err(read_error)
+        // This partition first (one request), then the others: an id does
+        // not name its partition.
+        if let Some(e) = self.log.lookup_in(self.partition, id).map_err(read_error)? {
+            return Ok(Some(e));
+        }
+        for p in (0..self.log.layout().partitions).filter(|p| *p != self.partition) {
+            if let Some(e) = self.log.lookup_in(p, id).map_err(read_error)? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
     }
 
     fn get_by_sequence(&self, sequence: u64) -> Result<Option<Event>, LogError> {
@@ -454,9 +476,7 @@ impl EventLog for PartitionLog {
     }
 
     fn entity_events(&self, entity: &str, after: u64, max: usize) -> Result<Vec<Event>, LogError> {
-        if let Some(x) = self.foreign(entity) {
-            return Err(LogError::Invalid(Box::new(x)));
-        }
+        // Read from the entity's own partition, whichever that is.
         self.log
             .entity_events(entity, after, max)
             .map_err(read_error)

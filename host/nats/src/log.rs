@@ -105,7 +105,9 @@ pub struct Appended {
 /// checkpoint subject.
 #[derive(Clone, Debug)]
 pub struct Commit {
-    /// The partition (every reaction's entity must hash to it).
+    /// The partition. A reaction whose entity hashes to another partition
+    /// is written to this partition's outbox for that one, in the same
+    /// atomic batch (see the crate docs, "Reactions to other partitions").
     pub partition: u32,
     /// The reactor.
     pub reactor: String,
@@ -145,8 +147,12 @@ impl Commit {
 /// A stored commit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
-    /// The reactions' ids and sequences, in order.
+    /// The ids and sequences of the reactions of this partition, in order.
     pub reactions: Vec<(EventId, u64)>,
+    /// The reactions for other partitions, in order: id, target partition,
+    /// and the sequence of its outbox message in this partition (it is an
+    /// event of the target once that partition's relay forwarded it).
+    pub outbox: Vec<(EventId, u32, u64)>,
     /// The new checkpoint's sequence: the next commit's fence.
     pub checkpoint: u64,
 }
@@ -600,13 +606,18 @@ impl NatsLog {
     /// # Errors
     /// `Fenced`, `Unknown` (resolve with [`NatsLog::resolve_commit`]),
     /// `Unavailable`, `Conflict`, `Contended`, `BatchTooLarge`, `Invalid`,
-    /// `Unsupported` (a reaction for another partition: the outbox is not
-    /// built yet), `Refused`.
+    /// `Unsupported` (`expected_sequence` on a reaction for another
+    /// partition: it can only be checked there), `Refused`.
+    ///
+    /// Reactions for entities of other partitions go into this partition's
+    /// outbox in the same batch (see the crate docs); they reach their own
+    /// partitions through its [`Relay`](crate::Relay).
     pub fn commit(&self, commit: &Commit) -> Result<Committed, LogError> {
-        let (reactions, checkpoint) =
+        let (reactions, outbox, checkpoint) =
             self.send_batch(commit.partition, &commit.reactions, Some(commit))?;
         Ok(Committed {
             reactions,
+            outbox,
             checkpoint,
         })
     }
@@ -617,7 +628,11 @@ impl NatsLog {
     /// a record up by id ([`NatsLog::lookup`]): give them ids.
     ///
     /// # Errors
-    /// As [`commit`](Self::commit), without `Fenced`.
+    /// As [`commit`](Self::commit), without `Fenced`; `Unsupported` for a
+    /// record of another partition (only a checkpointed commit carries
+    /// those, through the outbox: a batch without a fence could land twice
+    /// when re-sent after an unknown outcome, and so would its outbox
+    /// messages).
     pub fn append_batch(
         &self,
         p: u32,
@@ -626,17 +641,20 @@ impl NatsLog {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        self.send_batch(p, records, None).map(|(ids, _)| ids)
+        self.send_batch(p, records, None).map(|(ids, _, _)| ids)
     }
 
     /// One atomic batch of `records`, then `fenced`'s checkpoint when
-    /// given; retried (re-chained) while only an entity moved on.
+    /// given; retried (re-chained) while only an entity moved on. With a
+    /// checkpoint, records of other partitions become outbox messages
+    /// after this partition's events.
+    #[allow(clippy::type_complexity)]
     fn send_batch(
         &self,
         p: u32,
         records: &[Proposal],
         fenced: Option<&Commit>,
-    ) -> Result<(Vec<(EventId, u64)>, u64), LogError> {
+    ) -> Result<(Vec<(EventId, u64)>, Vec<(EventId, u32, u64)>, u64), LogError> {
         self.check_partition(p)?;
         let max = MAX_REACTIONS + usize::from(fenced.is_none());
         if records.len() > max {
@@ -651,16 +669,47 @@ impl NatsLog {
             "append_batch"
         };
         let mut records = records.to_vec();
+        let mut foreign: Vec<(u32, Proposal)> = Vec::new();
         for r in &mut records {
             r.validate(true)?;
-            if self.partition_of(&r.coordinate.entity) != p {
-                return Err(LogError::Unsupported {
-                    what: "a record for an entity of another partition (the outbox)",
-                });
-            }
             // One id for every try (and for resolving by look-up).
             r.id.get_or_insert_with(EventId::generate);
         }
+        records.retain(|r| {
+            let q = self.partition_of(&r.coordinate.entity);
+            if q == p {
+                return true;
+            }
+            foreign.push((q, r.clone()));
+            false
+        });
+        if !foreign.is_empty() {
+            if fenced.is_none() {
+                return Err(LogError::Unsupported {
+                    what: "a record for an entity of another partition in a batch without a \
+                           checkpoint (only a checkpointed commit carries those, through the \
+                           outbox)",
+                });
+            }
+            if foreign.iter().any(|(_, r)| r.expected_sequence.is_some()) {
+                return Err(LogError::Unsupported {
+                    what: "`expected_sequence` on a record for another partition (it can \
+                           only be checked in that partition, where the relay writes it later)",
+                });
+            }
+        }
+        // The outbox messages do not change between tries (no chain).
+        let now = now_us();
+        let outbox: Vec<(String, bytes::Bytes)> = foreign
+            .iter()
+            .map(|(q, r)| {
+                let id = r.id.expect("ids fixed above");
+                (
+                    partition::outbox_subject(p, *q, &codec::id_hex(id)),
+                    codec::encode_outbox(r, id, now).into(),
+                )
+            })
+            .collect();
         for attempt in 0..MAX_TRIES {
             let built = self.build(p, &records, attempt > 0)?;
             let mut messages: Vec<OutboundMessage> = built
@@ -672,6 +721,11 @@ impl NatsLog {
                     headers: (!m.headers.is_empty()).then_some(m.headers),
                 })
                 .collect();
+            messages.extend(outbox.iter().map(|(subject, body)| OutboundMessage {
+                subject: subject.clone().into(),
+                payload: body.clone(),
+                headers: None,
+            }));
             let last = match fenced {
                 Some(commit) => {
                     let mut headers = HeaderMap::new();
@@ -712,8 +766,14 @@ impl NatsLog {
                 Some(Ok(ack)) => {
                     self.saw(p, ack.sequence);
                     let n = built.ids.len() as u64;
-                    let first = ack.sequence + 1 - n - u64::from(fenced.is_some());
+                    let boxed = foreign.len() as u64;
+                    let first = ack.sequence + 1 - n - boxed - u64::from(fenced.is_some());
                     let sequences: Vec<u64> = (0..n).map(|i| first + i).collect();
+                    let outboxed = foreign
+                        .iter()
+                        .zip(first + n..)
+                        .map(|((q, r), s)| (r.id.expect("ids fixed above"), *q, s))
+                        .collect();
                     // Each entity's head is its last record in the batch.
                     for (entity, _, mut after) in built.heads {
                         after.stream_sequence = records
@@ -725,7 +785,11 @@ impl NatsLog {
                             .expect("an entity of the batch");
                         self.heads.put(p, &entity, after);
                     }
-                    return Ok((built.ids.into_iter().zip(sequences).collect(), ack.sequence));
+                    return Ok((
+                        built.ids.into_iter().zip(sequences).collect(),
+                        outboxed,
+                        ack.sequence,
+                    ));
                 }
                 Some(Err((adding, e))) => {
                     forget_all(&built.heads);
@@ -960,6 +1024,31 @@ impl NatsLog {
         max: usize,
         keep: impl Fn(&Event) -> bool,
     ) -> Result<ReadBatch, LogError> {
+        let messages = self.fetch(p, filter, after, max)?;
+        let mut batch = ReadBatch {
+            events: Vec::with_capacity(messages.len()),
+            scanned: after,
+        };
+        for m in messages {
+            self.saw(p, m.sequence);
+            batch.scanned = m.sequence;
+            let e = codec::decode(p, m.sequence, &m.payload)?;
+            if keep(&e) {
+                batch.events.push(e);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Up to `max` (at most [`MAX_READ`]) messages of partition `p` on
+    /// `filter` after sequence `after`, in order (direct get: any replica).
+    fn fetch(
+        &self,
+        p: u32,
+        filter: String,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<jetstream::message::StreamMessage>, LogError> {
         self.check_partition(p)?;
         let max = max.clamp(1, MAX_READ);
         let js = self.conn.js.clone();
@@ -986,20 +1075,38 @@ impl NatsLog {
             }
             Ok(got)
         })?;
-        let messages = unavailable_if_none(p, out)?;
-        let mut batch = ReadBatch {
-            events: Vec::with_capacity(messages.len()),
-            scanned: after,
-        };
-        for m in messages {
-            self.saw(p, m.sequence);
-            batch.scanned = m.sequence;
-            let e = codec::decode(p, m.sequence, &m.payload)?;
-            if keep(&e) {
-                batch.events.push(e);
-            }
-        }
-        Ok(batch)
+        unavailable_if_none(p, out)
+    }
+
+    /// Up to `max` (at most [`MAX_READ`]) outbox messages in partition `p`
+    /// for partition `q` with a sequence in `p` greater than `after`, in
+    /// order: each one's sequence in `p` and the proposal it carries (ids
+    /// fixed). Served by any replica of `p` (a replica may lag, never
+    /// reorder). An undecodable message is [`LogError::Damaged`], never
+    /// skipped.
+    pub fn read_outbox(
+        &self,
+        p: u32,
+        q: u32,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Proposal)>, LogError> {
+        self.check_partition(q)?;
+        let messages = self.fetch(p, partition::outbox_filter(p, q), after, max)?;
+        messages
+            .into_iter()
+            .map(|m| Ok((m.sequence, codec::decode_outbox(p, m.sequence, &m.payload)?)))
+            .collect()
+    }
+
+    /// The sequence in partition `p` of its last outbox message for
+    /// partition `q` (0 when there is none), from the stream leader.
+    pub fn outbox_head(&self, p: u32, q: u32) -> Result<u64, LogError> {
+        self.check_partition(p)?;
+        self.check_partition(q)?;
+        Ok(self
+            .last_by_subject(p, partition::outbox_filter(p, q))?
+            .map_or(0, |m| m.sequence))
     }
 
     /// Waits until partition `p` holds an event with a sequence greater
@@ -1045,6 +1152,70 @@ impl NatsLog {
             None => Ok(false),
             Some(r) => r.map_err(|reason: String| LogError::Unavailable {
                 partition: p,
+                reason,
+            }),
+        }
+    }
+
+    /// Waits until some source partition `p` of `from` (`(p, after)`
+    /// pairs) holds an outbox message for partition `q` with a sequence
+    /// greater than its `after`, at most `timeout`; true when there is one.
+    /// One core subscription on every partition's outbox for `q` wakes the
+    /// wait (a relay's idle wait, no polling loop); each source is then
+    /// asked its stream leader.
+    pub fn wait_outbox(
+        &self,
+        q: u32,
+        from: &[(u32, u64)],
+        timeout: Duration,
+    ) -> Result<bool, LogError> {
+        self.check_partition(q)?;
+        for (p, _) in from {
+            self.check_partition(*p)?;
+        }
+        let js = self.conn.js.clone();
+        let client = self.conn.client.clone();
+        let from = from.to_vec();
+        let deadline = Instant::now() + timeout;
+        let out = self.conn.run(timeout + self.conn.timeout, async move {
+            let mut wake = client
+                .subscribe(partition::outbox_wake(q))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut streams = Vec::with_capacity(from.len());
+            for (p, after) in &from {
+                let stream = js
+                    .get_stream_no_info(stream_name(*p))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                streams.push((stream, partition::outbox_filter(*p, q), *after));
+            }
+            loop {
+                for (stream, filter, after) in &streams {
+                    let found = stream
+                        .raw_message_builder()
+                        .sequence(after + 1)
+                        .next_by_subject(filter.clone())
+                        .send()
+                        .await;
+                    if found.is_ok() {
+                        return Ok(true);
+                    }
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    return Ok(false);
+                }
+                // Woken by a publish, or re-checked every 250 ms in case a
+                // wake-up was missed (reconnects).
+                let nap = (deadline - now).min(Duration::from_millis(250));
+                let _ = tokio::time::timeout(nap, wake.next()).await;
+            }
+        })?;
+        match out {
+            None => Ok(false),
+            Some(r) => r.map_err(|reason: String| LogError::Unavailable {
+                partition: q,
                 reason,
             }),
         }

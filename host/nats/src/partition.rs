@@ -56,6 +56,33 @@ pub fn id_filter(p: u32, id_hex: &str) -> String {
     format!("batpak.p{p}.e.*.{id_hex}")
 }
 
+/// The subject of an outbox message in partition `p` for partition `q`:
+/// `batpak.p<p>.o.<q>.<id hex>` — a record of a commit in `p` whose entity
+/// lives in `q`, waiting for `q`'s relay (see [`crate::Relay`]). Outside
+/// [`events_filter`]: it is not an event of `p`.
+pub fn outbox_subject(p: u32, q: u32, id_hex: &str) -> String {
+    format!("batpak.p{p}.o.{q}.{id_hex}")
+}
+
+/// The outbox messages in partition `p` for partition `q`.
+pub fn outbox_filter(p: u32, q: u32) -> String {
+    format!("batpak.p{p}.o.{q}.*")
+}
+
+/// The outbox messages for partition `q` in every partition (a core
+/// subscription on it wakes `q`'s relay).
+pub fn outbox_wake(q: u32) -> String {
+    format!("batpak.*.o.{q}.*")
+}
+
+/// The cursor of `q`'s relay for source partition `p`: its checkpoint (on
+/// [`checkpoint_subject`]`(q, "relay.<p>")`) holds how far `p`'s outbox
+/// for `q` is forwarded, and fences the forwards. Reactors' cursors are
+/// `reactor.<name>`, so the two never meet.
+pub fn relay_cursor(p: u32) -> String {
+    format!("relay.{p}")
+}
+
 /// The subject of reactor `reactor`'s checkpoint in partition `p`: the last
 /// message on it is the reactor's cursor there, and its sequence is the
 /// fencing token of the next commit.
@@ -95,6 +122,21 @@ mod tests {
         assert_eq!(partition_of("order:1", 1), 0);
         let p = partition_of("order:1", 4);
         assert_eq!(p as u64, fnv1a64(b"order:1") % 4);
+    }
+
+    /// The outbox's subjects, pinned (part of the on-cluster format): in
+    /// the source's stream, outside its events, one filter per target.
+    #[test]
+    fn outbox_subjects_are_as_documented() {
+        assert_eq!(outbox_subject(0, 3, "ab"), "batpak.p0.o.3.ab");
+        assert_eq!(outbox_filter(0, 3), "batpak.p0.o.3.*");
+        assert_eq!(outbox_wake(3), "batpak.*.o.3.*");
+        assert_eq!(
+            checkpoint_subject(3, &relay_cursor(0)),
+            "batpak.p3.ck.relay~2E0"
+        );
+        assert!(!outbox_subject(0, 3, "ab").starts_with("batpak.p0.e."));
+        assert!(outbox_subject(0, 3, "ab").starts_with(&stream_subjects(0)[..10]));
     }
 
     #[test]

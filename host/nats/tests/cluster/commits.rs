@@ -111,16 +111,37 @@ fn a_batch_lands_whole_and_a_zombie_instances_batch_is_refused_whole() {
         Resolution::Landed(22)
     );
 
-    // The other partition saw nothing; a reaction for another partition's
-    // entity is refused before anything is sent.
+    // The other partition saw nothing. Reactions for another partition's
+    // entities go to this partition's outbox in the same fenced batch (not
+    // events of either partition until a relay forwards them); one with an
+    // `expected_sequence` is refused before anything is sent (it can only
+    // be checked in its own partition).
     assert_eq!(live.last_sequence(0).unwrap(), 0);
-    let foreign = reactions(&live, 0, "x");
-    let wrong = Commit::new(p, "low-stock", foreign, vec![], 22);
+    let mut foreign = reactions(&live, 0, "x");
+    foreign[3].expected_sequence = Some(0);
+    let wrong = Commit::new(p, "low-stock", foreign.clone(), vec![], 22);
     assert!(matches!(
         live.commit(&wrong),
         Err(LogError::Unsupported { .. })
     ));
     assert_eq!(live.last_sequence(p).unwrap(), 22);
+    foreign[3].expected_sequence = None;
+    let ids: Vec<_> = foreign.iter().map(|r| r.id.unwrap()).collect();
+    let boxed = live
+        .commit(&Commit::new(p, "low-stock", foreign, vec![], 22))
+        .unwrap();
+    assert!(boxed.reactions.is_empty());
+    assert_eq!(
+        boxed.outbox,
+        ids.into_iter()
+            .zip(23..)
+            .map(|(id, s)| (id, 0, s))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(boxed.checkpoint, 33);
+    assert_eq!(live.last_sequence(0).unwrap(), 0);
+    assert_eq!(live.read(p, 22, 100).unwrap().events.len(), 0);
+    assert_eq!(live.read_outbox(p, 0, 0, 100).unwrap().len(), 10);
 }
 
 #[test]
@@ -139,7 +160,8 @@ fn host_records_land_as_one_batch_and_a_cursor_state_round_trips_through_a_check
     );
     assert_eq!(log.last_known(p), 10, "known without a round trip");
     assert_eq!(log.last_known(1), 0);
-    // All of one partition or nothing is sent.
+    // All of one partition or nothing is sent (without a checkpoint there
+    // is no outbox).
     let mut mixed = reactions(&log, p, "x");
     mixed.extend(reactions(&log, 1, "y"));
     assert!(matches!(

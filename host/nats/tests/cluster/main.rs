@@ -7,6 +7,7 @@ mod failover;
 mod harness;
 mod init;
 mod measure;
+mod outbox;
 mod provision;
 #[path = "../../../../tests/support/provision_step.rs"]
 mod provision_step;

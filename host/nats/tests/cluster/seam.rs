@@ -1,12 +1,15 @@
 //! [`PartitionLog`] through the seam's own calls on a 1-node cluster with
 //! two partitions: a fenced commit and its checkpoint, a stale fence
-//! refused whole, and what one partition cannot honour — a record for
-//! another partition's entity — refused whole with a typed cause.
+//! refused whole, a checkpointed commit with a record for another
+//! partition's entity (through the outbox: visible there once relayed,
+//! readable from either partition), and what one partition cannot honour —
+//! such a record in a batch without a checkpoint — refused whole with a
+//! typed cause.
 
 use crate::harness::{serial, Cluster};
 use crate::{init, proposal};
-use batpak_log::{Commit, CommitError, EventLog, Fence, LogError};
-use batpak_nats::{CrossPartition, PartitionLog};
+use batpak_log::{Commit, CommitError, EventLog, Fence};
+use batpak_nats::{CrossPartition, PartitionLog, Relay, RelaySettings};
 use batpak_store::{CheckpointUpdate, Region};
 use std::sync::Arc;
 
@@ -57,33 +60,50 @@ fn a_partition_log_commits_fenced_and_refuses_what_it_cannot_honour() {
         ),
         "a stale fence is refused"
     );
-    // A record for partition 1's entity cannot join partition 0's batch:
-    // refused whole, with the cause typed.
-    let mut cross = Commit::records(vec![
+    // A record for partition 1's entity without a checkpoint cannot join
+    // partition 0's batch: refused whole, with the cause typed.
+    let mut unfenced = Commit::records(vec![
         proposal(&mine, "out", b"a"),
         proposal(&theirs, "out", b"b"),
-    ])
-    .with_checkpoint(update)
-    .fenced(done.fence);
-    match p0.commit(&mut cross) {
+    ]);
+    match p0.commit(&mut unfenced) {
         Err(CommitError::Refused(cause)) => {
             let x = cause
                 .downcast_ref::<CrossPartition>()
                 .expect("a CrossPartition cause");
             assert_eq!((x.owner, x.partition), (1, 0));
         }
-        other => panic!("a cross-partition commit ended in {other:?}"),
+        other => panic!("a cross-partition commit without checkpoint ended in {other:?}"),
     }
-    assert!(matches!(
-        p0.entity_events(&theirs, 0, 10),
-        Err(LogError::Invalid(e)) if e.is::<CrossPartition>()
-    ));
     // Nothing of the refused commits landed: one input, one reaction.
     let events = p0.read(&Region::all(), 0, 100).unwrap().events;
     let payloads: Vec<&[u8]> = events.iter().map(|e| &*e.payload).collect();
     assert_eq!(payloads, vec![&b"x"[..], &b"y"[..]]);
     assert!(p1.read(&Region::all(), 0, 100).unwrap().events.is_empty());
     assert_eq!(p0.fence(cursor).unwrap(), done.fence.unwrap());
+    // With a checkpoint it lands: the own record in partition 0, the other
+    // in partition 0's outbox — not an event of partition 1 until relayed.
+    let mut cross = Commit::records(vec![
+        proposal(&mine, "out", b"a"),
+        proposal(&theirs, "out", b"b"),
+    ])
+    .with_checkpoint(update)
+    .fenced(done.fence);
+    p0.commit(&mut cross).unwrap();
+    let theirs_id = cross.records[1].id.expect("ids fixed by the commit");
+    assert!(p0.entity_events(&theirs, 0, 10).unwrap().is_empty());
+    assert!(p1.read(&Region::all(), 0, 100).unwrap().events.is_empty());
+    assert!(p0.get(theirs_id).unwrap().is_none());
+    let mut relay = Relay::new(log.clone(), 1, RelaySettings::default()).unwrap();
+    assert_eq!(relay.step().unwrap().forwarded, 1);
+    assert_eq!(relay.step().unwrap().forwarded, 0, "forwarded once");
+    // Read from either partition: the entity's own partition answers.
+    let seen = p0.entity_events(&theirs, 0, 10).unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!((seen[0].id(), &*seen[0].payload), (theirs_id, &b"b"[..]));
+    assert_eq!(seen[0].header.entity_sequence, 1);
+    assert_eq!(p0.get(theirs_id).unwrap().map(|e| e.id()), Some(theirs_id));
+    assert_eq!(p1.read(&Region::all(), 0, 100).unwrap().events.len(), 1);
 }
 
 /// A commit through the seam whose answer is lost to a paused stream
