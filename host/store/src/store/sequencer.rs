@@ -785,7 +785,7 @@ impl Appender<'_> {
         if let Some(p) = seq.pending.get(&id) {
             return Ok(Some((p.receipt, p.content)));
         }
-        let s = self.reads.index.read().by_id.get(&id).copied();
+        let s = self.reads.index.read().seq_of(id);
         match s {
             Some(s) => self.known_at(s).map(Some),
             None => Ok(None),
@@ -904,7 +904,7 @@ impl Appender<'_> {
         }
         // The index entry carries the correlation: no segment read.
         let ix = self.reads.index.read();
-        let s = ix.by_id.get(&cause).copied()?;
+        let s = ix.seq_of(cause)?;
         Some(Ok(ix.entry(s).map_or(cause, |e| e.correlation)))
     }
 
@@ -913,7 +913,7 @@ impl Appender<'_> {
     /// a batch reacting to neighbouring events then costs one segment read
     /// instead of one read per entity.
     fn prefetch_heads(&self, seq: &mut Sequencer, items: &[Proposal]) -> Result<(), StoreError> {
-        let mut wanted: Vec<(u64, super::index::Entry)> = {
+        let mut wanted: Vec<(u64, super::index::Entry, u64)> = {
             let ix = self.reads.index.read();
             // Probe the id table for the batch's explicit ids (dedup) and
             // causes back to back: these probes are cache misses in a large
@@ -921,38 +921,36 @@ impl Appender<'_> {
             // one full miss each inside the per-event loop below.
             for p in items {
                 if let Some(id) = p.id {
-                    std::hint::black_box(ix.by_id.get(&id));
+                    std::hint::black_box(ix.seq_of(id));
                 }
                 if let Some(c) = p.causation {
-                    std::hint::black_box(ix.by_id.get(&c));
+                    std::hint::black_box(ix.seq_of(c));
                 }
             }
             items
                 .iter()
                 .filter(|p| !seq.heads.contains_key(&p.coordinate.entity))
                 .filter_map(|p| {
-                    let s = ix
-                        .names
-                        .get(&p.coordinate.entity)
-                        .and_then(|e| ix.by_entity.get(&e))
-                        .and_then(|v| v.last().copied())?;
-                    ix.entry(s).map(|e| (s, *e))
+                    let seqs = ix.entity_seqs(ix.names.get(&p.coordinate.entity)?);
+                    // The entity sequence is the position in the list.
+                    let s = *seqs.last()? as u64;
+                    ix.entry(s).map(|e| (s, e, seqs.len() as u64))
                 })
                 .collect()
         };
         if wanted.len() < 2 {
             return Ok(()); // `head` reads a single one as cheaply
         }
-        wanted.sort_unstable_by_key(|(s, _)| *s);
-        wanted.dedup_by_key(|(s, _)| *s);
-        let entries: Vec<super::index::Entry> = wanted.iter().map(|(_, e)| *e).collect();
+        wanted.sort_unstable_by_key(|(s, ..)| *s);
+        wanted.dedup_by_key(|(s, ..)| *s);
+        let entries: Vec<super::index::Entry> = wanted.iter().map(|(_, e, _)| *e).collect();
         let links = self.reads.read_links(&entries)?;
         let ix = self.reads.index.read();
-        for (e, link) in entries.iter().zip(links) {
+        for ((_, e, entity_seq), link) in wanted.iter().zip(links) {
             seq.heads.insert(
                 ix.names.name(e.entity).to_string(),
                 Head {
-                    entity_seq: e.entity_seq,
+                    entity_seq: *entity_seq,
                     link,
                 },
             );
@@ -969,8 +967,7 @@ impl Appender<'_> {
             let ix = self.reads.index.read();
             ix.names
                 .get(entity)
-                .and_then(|e| ix.by_entity.get(&e))
-                .and_then(|v| v.last().copied())
+                .and_then(|e| ix.entity_seqs(e).last().map(|&s| s as u64))
         };
         let Some(s) = last else { return Ok(None) };
         let ev = self.reads.get_by_sequence(s)?.ok_or_else(|| {
