@@ -278,3 +278,56 @@ fn opens_clean_tells_when_an_open_repairs_nothing() {
     std::fs::write(&seg, &b).unwrap();
     assert!(!batpak_store::opens_clean(dir.path()), "a torn tail");
 }
+
+/// Fills a store the way the memory benchmark does (100 entities, ~100-byte
+/// payloads, batches of 1000), reopens it from its snapshot and returns the
+/// index's heap bytes per event, computed from its structures' capacities.
+fn index_bytes_per_event(n: u64) -> f64 {
+    let dir = crate::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let payload = vec![b'x'; 100];
+    let mut i = 0u64;
+    while i < n {
+        let batch: Vec<Proposal> = (i..(i + 1000).min(n))
+            .map(|k| {
+                Proposal::new(
+                    Coordinate::new(format!("bench:{}", k % 100), "bench").unwrap(),
+                    "bench.event",
+                    payload.clone(),
+                )
+            })
+            .collect();
+        i += batch.len() as u64;
+        store.append_batch(batch, AppendOptions::default()).unwrap();
+    }
+    let live = store.index_memory();
+    store.close().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let m = store.index_memory();
+    assert_eq!(m.events, n);
+    println!(
+        "{n} events: index {:.1} B/event after reopen ({:.1} live): entries {} / by_id {} / by_entity {} / children {} / correlation {} / names {} / keys {}",
+        m.per_event(),
+        live.per_event(),
+        m.entries, m.by_id, m.by_entity, m.children, m.correlation, m.names, m.keys
+    );
+    store.close().unwrap();
+    m.per_event().max(live.per_event())
+}
+
+/// The compact index holds at most 64 bytes per event (issue 20 item 3),
+/// live and after a reopen from the snapshot.
+#[test]
+fn the_index_holds_at_most_64_bytes_per_event_at_1m_events() {
+    let per = index_bytes_per_event(1_000_000);
+    assert!(per <= 64.0, "{per:.1} B/event");
+}
+
+/// The same at 10M events (minutes and about 2 GB of disk): run with
+/// `--ignored` to print the figure.
+#[test]
+#[ignore]
+fn the_index_holds_at_most_64_bytes_per_event_at_10m_events() {
+    let per = index_bytes_per_event(10_000_000);
+    assert!(per <= 64.0, "{per:.1} B/event");
+}

@@ -36,6 +36,21 @@ pub const MAX_EVENTS: u64 = u32::MAX as u64 - 1;
 /// store written before causes were checked): the id is in `cause_foreign`.
 pub(crate) const FOREIGN: u32 = u32::MAX;
 
+/// Flag of a `frame` value: the first event of its frame.
+const FIRST: u16 = 0x8000;
+/// `frame` value whose frame distance is in `frame_far`.
+const FAR: u16 = 0x7fff;
+
+/// Pushes onto a column or list growing it by a sixteenth when full (at
+/// least 16), not by doubling: a column of 10M events would otherwise hold
+/// up to twice its length (large reallocations are remapped, not copied).
+pub(crate) fn push<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        v.reserve_exact((v.len() / 16).max(16));
+    }
+    v.push(x);
+}
+
 /// One event's place and links, decoded from the index's columns (a copy:
 /// readers take the lock only to copy these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +138,12 @@ pub(crate) struct Index {
     /// Offset of the event's `header_len` field in its segment.
     pub offset: Vec<u32>,
     pub body_len: Vec<u32>,
-    pub frame_back: Vec<u32>,
+    /// Where the event's frame starts, in two bytes (see [`Index::frame_back`]):
+    /// `FIRST | bytes` for the first event of a frame (bytes from the
+    /// frame's start), else how many events back its frame's first event
+    /// is; [`FAR`] when neither fits, the distance then in `frame_far`.
+    pub frame: Vec<u16>,
+    pub frame_far: FastMap<u32, u32>,
     pub entity: Vec<u32>,
     /// Index into `classes`: the event's (scope, kind).
     pub class: Vec<u32>,
@@ -175,7 +195,9 @@ impl Index {
 
     /// The segment the event at `seq` lives in.
     fn segment_of(&self, seq: u64) -> u32 {
-        let i = self.segments.partition_point(|&(_, first)| first as u64 <= seq);
+        let i = self
+            .segments
+            .partition_point(|&(_, first)| first as u64 <= seq);
         self.segments[i.saturating_sub(1)].0
     }
 
@@ -210,8 +232,54 @@ impl Index {
             entity: self.entity[i],
             scope,
             kind,
-            frame_back: self.frame_back[i],
+            frame_back: self.frame_back(seq),
         })
+    }
+
+    /// Bytes from the start of the frame of the event at `seq` (in range)
+    /// to the event.
+    pub fn frame_back(&self, seq: u64) -> u32 {
+        let i = seq as usize - 1;
+        (self.offset[i] as u64 - self.frame_start(i)) as u32
+    }
+
+    /// Where the frame of the event at index `i` starts.
+    fn frame_start(&self, i: usize) -> u64 {
+        let v = self.frame[i];
+        let back = if v & FIRST != 0 {
+            (v & !FIRST) as u32
+        } else if v == FAR {
+            self.frame_far[&(i as u32 + 1)]
+        } else {
+            let j = i - v as usize;
+            return self.offset[j] as u64 - (self.frame[j] & !FIRST) as u64;
+        };
+        self.offset[i] as u64 - back as u64
+    }
+
+    /// The `frame` value of event `seq` (index `seq - 1`, its offset
+    /// already pushed), whose frame is `frame_back` bytes before it.
+    fn frame_code(&mut self, seq: u32, frame_back: u32) -> u16 {
+        let i = seq as usize - 1;
+        let start = self.offset[i] as u64 - frame_back as u64;
+        if i > 0
+            && self.frame_start(i - 1) == start
+            && self.segment_of(seq as u64 - 1) == self.segment_of(seq as u64)
+        {
+            // In the frame of the event before it.
+            let first = match self.frame[i - 1] {
+                v if v & FIRST != 0 => Some(i - 1),
+                FAR => None,
+                v => Some(i - 1 - v as usize),
+            };
+            if let Some(j) = first.filter(|j| i - j < FAR as usize) {
+                return (i - j) as u16;
+            }
+        } else if frame_back < FAR as u32 {
+            return FIRST | frame_back as u16;
+        }
+        self.frame_far.insert(seq, frame_back);
+        FAR
     }
 
     /// The sequences of an entity's events, ascending (its entity
@@ -227,10 +295,7 @@ impl Index {
             .seq_of(c)
             .and_then(|s| self.children.get(&(s as u32)))
             .map_or(&[][..], Vec::as_slice);
-        let foreign = self
-            .children_foreign
-            .get(&c)
-            .map_or(&[][..], Vec::as_slice);
+        let foreign = self.children_foreign.get(&c).map_or(&[][..], Vec::as_slice);
         let mut v: Vec<u64> = own.iter().chain(foreign).map(|&s| s as u64).collect();
         if !foreign.is_empty() && !own.is_empty() {
             v.sort_unstable();
@@ -349,7 +414,7 @@ impl Index {
                 seq
             }
         };
-        self.ids.push(r.id);
+        push(&mut self.ids, r.id);
         self.by_id.insert(r.id, seq, &self.ids);
         self.push_columns(seq, cause, head, &r);
         Ok(())
@@ -359,20 +424,21 @@ impl Index {
     /// event whose cause and correlation head are resolved (also used by a
     /// snapshot load, which stores them resolved); `ids` already has it.
     pub fn push_columns(&mut self, seq: u32, cause: u32, head: u32, r: &Raw) {
-        self.cause.push(cause);
-        self.corr.push(head);
-        self.corr_next.push(0);
+        push(&mut self.cause, cause);
+        push(&mut self.corr, head);
+        push(&mut self.corr_next, 0);
         if head != seq {
             let tail = self.corr_tail.get(&head).copied().unwrap_or(head);
             self.corr_next[tail as usize - 1] = seq;
             self.corr_tail.insert(head, seq);
         }
-        self.offset.push(r.offset);
-        self.body_len.push(r.body_len);
-        self.frame_back.push(r.frame_back);
-        self.entity.push(r.entity);
-        self.class.push(r.class);
-        self.by_entity.entry(r.entity).or_default().push(seq);
+        push(&mut self.offset, r.offset);
+        push(&mut self.body_len, r.body_len);
+        let code = self.frame_code(seq, r.frame_back);
+        push(&mut self.frame, code);
+        push(&mut self.entity, r.entity);
+        push(&mut self.class, r.class);
+        push(self.by_entity.entry(r.entity).or_default(), seq);
     }
 
     /// Where correlation `c`'s list starts; `adding` is an event being
@@ -390,8 +456,7 @@ impl Index {
         let s = self.seq_of(c)? as u32;
         // The event with that id carries it when it heads its own list
         // (a foreign head carries another id).
-        let carries =
-            self.corr[s as usize - 1] == s && !self.corr_foreign_head.contains_key(&s);
+        let carries = self.corr[s as usize - 1] == s && !self.corr_foreign_head.contains_key(&s);
         carries.then_some(s)
     }
 

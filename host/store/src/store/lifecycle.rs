@@ -47,9 +47,9 @@ fn migrate_snapshot(
     rec: &super::recovery::Recovered,
     active: &dyn super::DiskFile,
 ) -> Result<(), StoreError> {
-    active
-        .sync()
-        .map_err(StoreError::io("syncing before migrating the index snapshot"))?;
+    active.sync().map_err(StoreError::io(
+        "syncing before migrating the index snapshot",
+    ))?;
     let mut proof = rec.sealed.clone();
     proof.push(super::snapshot::SegmentProof {
         segment: rec.last_segment,

@@ -35,6 +35,8 @@ mod le_bytes;
 mod lifecycle;
 mod lock;
 mod lookup;
+#[cfg(test)]
+mod migration_tests;
 mod notice;
 mod plan;
 mod private_dir;

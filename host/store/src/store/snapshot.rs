@@ -113,7 +113,7 @@ fn put_entry(out: &mut Vec<u8>, ix: &Index, i: usize) {
         ix.corr[i],
         ix.offset[i],
         ix.body_len[i],
-        ix.frame_back[i],
+        ix.frame_back(i as u64 + 1),
         ix.entity[i],
         ix.class[i],
     ] {
@@ -444,7 +444,7 @@ fn build(
     index.corr_next.reserve_exact(n);
     index.offset.reserve_exact(n);
     index.body_len.reserve_exact(n);
-    index.frame_back.reserve_exact(n);
+    index.frame.reserve_exact(n);
     index.entity.reserve_exact(n);
     index.class.reserve_exact(n);
     let mut buf = vec![0u8; CHUNK.min(n.max(1)) * ENTRY_LEN];
@@ -487,7 +487,7 @@ fn build(
             if head == 0 || head > seq || (head < seq && index.corr[head as usize - 1] != head) {
                 return None;
             }
-            index.ids.push(r.id);
+            super::index::push(&mut index.ids, r.id);
             index.push_columns(seq, cause, head, &r);
             done += 1;
         }

@@ -290,9 +290,7 @@ impl Writer {
         for (fi, &(end, _)) in q.frames.iter().enumerate() {
             let fl = (end - start) as u64;
             let pending = (start - run_from) as u64;
-            if self.len + pending + fl > segment_size(core)
-                && self.len + pending > SEGMENT_HEADER
-            {
+            if self.len + pending + fl > segment_size(core) && self.len + pending > SEGMENT_HEADER {
                 self.write_run(core, q, run_from, start, f_from, fi)?;
                 self.rotate(core)?;
                 run_from = start;
