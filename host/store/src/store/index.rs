@@ -18,6 +18,7 @@
 //! entity and its (scope, kind) pair as one interned class.
 
 use super::id_table::IdTable;
+use super::seq_list::SeqList;
 use super::Checkpoint;
 use crate::event::{EventHeader, EventId};
 use std::sync::Arc;
@@ -46,7 +47,12 @@ const FAR: u16 = 0x7fff;
 /// up to twice its length (large reallocations are remapped, not copied).
 pub(crate) fn push<T>(v: &mut Vec<T>, x: T) {
     if v.len() == v.capacity() {
-        v.reserve_exact((v.len() / 16).max(16));
+        // Doubling while small (a short list stays short), then by 1/16.
+        v.reserve_exact(if v.len() < 256 {
+            v.len().max(4)
+        } else {
+            v.len() / 16
+        });
     }
     v.push(x);
 }
@@ -156,10 +162,15 @@ pub(crate) struct Index {
     pub names: Interner,
     /// Id → sequence, confirmed against `ids`.
     pub by_id: IdTable,
-    pub by_entity: FastMap<u32, Vec<u32>>,
+    /// Each entity's sequences, by its interned name (a dense vector: the
+    /// names of scopes and kinds hold empty lists).
+    pub by_entity: Vec<SeqList>,
     /// Sequences of the events caused by an event (its direct reactions),
     /// by the cause's sequence.
-    pub children: FastMap<u32, Vec<u32>>,
+    /// (Most causes have one child: that child's sequence, in 8 bytes a
+    /// slot; a cause with more has its list in `children_many` instead.)
+    pub children: FastMap<u32, u32>,
+    pub children_many: FastMap<u32, SeqList>,
     /// Children of causes that name no earlier event, by the cause's id.
     pub children_foreign: FastMap<EventId, Vec<u32>>,
     /// The cause ids of events whose `cause` is [`FOREIGN`].
@@ -285,22 +296,48 @@ impl Index {
     /// The sequences of an entity's events, ascending (its entity
     /// sequence is the 1-based position in this list).
     pub fn entity_seqs(&self, entity: u32) -> &[u32] {
-        self.by_entity.get(&entity).map_or(&[], Vec::as_slice)
+        self.by_entity
+            .get(entity as usize)
+            .map_or(&[], SeqList::as_slice)
     }
 
     /// The sequences of the events caused by the event with id `c`,
     /// ascending.
     pub fn children_of(&self, c: EventId) -> Vec<u64> {
-        let own = self
-            .seq_of(c)
-            .and_then(|s| self.children.get(&(s as u32)))
-            .map_or(&[][..], Vec::as_slice);
+        let one;
+        let own = match self.seq_of(c).map(|s| s as u32) {
+            Some(s) => match self.children_many.get(&s) {
+                Some(l) => l.as_slice(),
+                None => match self.children.get(&s) {
+                    Some(&k) => {
+                        one = [k];
+                        &one[..]
+                    }
+                    None => &[],
+                },
+            },
+            None => &[],
+        };
         let foreign = self.children_foreign.get(&c).map_or(&[][..], Vec::as_slice);
         let mut v: Vec<u64> = own.iter().chain(foreign).map(|&s| s as u64).collect();
         if !foreign.is_empty() && !own.is_empty() {
             v.sort_unstable();
         }
         v
+    }
+
+    /// Records `child` (the latest event) as caused by the event at `cause`.
+    pub fn add_child(&mut self, cause: u32, child: u32) {
+        if let Some(l) = self.children_many.get_mut(&cause) {
+            l.push(child);
+        } else if let Some(first) = self.children.remove(&cause) {
+            let mut l = SeqList::default();
+            l.push(first);
+            l.push(child);
+            self.children_many.insert(cause, l);
+        } else {
+            self.children.insert(cause, child);
+        }
     }
 
     /// The class of (scope, kind), interned.
@@ -396,7 +433,7 @@ impl Index {
             None => 0,
             Some(c) => match self.seq_of(c) {
                 Some(s) => {
-                    self.children.entry(s as u32).or_default().push(seq);
+                    self.add_child(s as u32, seq);
                     s as u32
                 }
                 None => {
@@ -438,7 +475,11 @@ impl Index {
         push(&mut self.frame, code);
         push(&mut self.entity, r.entity);
         push(&mut self.class, r.class);
-        push(self.by_entity.entry(r.entity).or_default(), seq);
+        let e = r.entity as usize;
+        while self.by_entity.len() <= e {
+            push(&mut self.by_entity, SeqList::default());
+        }
+        self.by_entity[e].push(seq);
     }
 
     /// Where correlation `c`'s list starts; `adding` is an event being
@@ -476,10 +517,10 @@ impl Index {
     /// Trims every list to its length (after a bulk load, when no more
     /// growth is due soon: their doubling slack would otherwise stay).
     pub fn shrink_lists(&mut self) {
-        for v in self.by_entity.values_mut() {
+        for v in &mut self.by_entity {
             v.shrink_to_fit();
         }
-        for v in self.children.values_mut() {
+        for v in self.children_many.values_mut() {
             v.shrink_to_fit();
         }
     }

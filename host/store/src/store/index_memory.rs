@@ -69,10 +69,6 @@ fn vec_bytes<T>(v: &Vec<T>) -> u64 {
 impl Index {
     pub(crate) fn memory(&self) -> IndexMemory {
         use crate::EventId;
-        let lists = |m: &super::index::FastMap<u32, Vec<u32>>| {
-            table(m.capacity(), size_of::<(u32, Vec<u32>)>())
-                + m.values().map(vec_bytes).sum::<u64>()
-        };
         IndexMemory {
             events: self.last_sequence(),
             entries: vec_bytes(&self.ids)
@@ -88,8 +84,22 @@ impl Index {
                 + table(self.classes.len(), size_of::<((u32, u32), u32)>())
                 + table(self.cause_foreign.capacity(), size_of::<(u32, EventId)>()),
             by_id: self.by_id.heap_bytes(),
-            by_entity: lists(&self.by_entity),
-            children: lists(&self.children)
+            by_entity: vec_bytes(&self.by_entity)
+                + self
+                    .by_entity
+                    .iter()
+                    .map(super::seq_list::SeqList::heap_bytes)
+                    .sum::<u64>(),
+            children: table(self.children.capacity(), size_of::<(u32, u32)>())
+                + table(
+                    self.children_many.capacity(),
+                    size_of::<(u32, super::seq_list::SeqList)>(),
+                )
+                + self
+                    .children_many
+                    .values()
+                    .map(super::seq_list::SeqList::heap_bytes)
+                    .sum::<u64>()
                 + table(
                     self.children_foreign.capacity(),
                     size_of::<(EventId, Vec<u32>)>(),

@@ -46,6 +46,7 @@ mod recovery;
 mod region;
 mod region_match;
 mod segment;
+mod seq_list;
 mod sequencer;
 #[cfg(any(test, feature = "testing"))]
 mod sim_disk;

@@ -480,7 +480,7 @@ fn build(
                     index.children_foreign.entry(c).or_default().push(seq);
                     foreign_causes += 1;
                 }
-                c if c < seq => index.children.entry(c).or_default().push(seq),
+                c if c < seq => index.add_child(c, seq),
                 _ => return None,
             }
             // A head is the event itself or an earlier head.
@@ -569,6 +569,7 @@ mod tests {
         }
         assert_eq!(l.by_entity, index.by_entity);
         assert_eq!(l.children, index.children);
+        assert_eq!(l.children_many, index.children_many);
         assert_eq!(l.corr_next, index.corr_next);
         assert_eq!(l.corr_tail, index.corr_tail);
         assert_eq!(l.corr_foreign, index.corr_foreign);
