@@ -335,7 +335,7 @@ fn the_index_holds_at_most_64_bytes_per_event_at_1m_events() {
 /// is held to is 112 bytes per event.
 #[test]
 fn an_order_like_index_holds_at_most_112_bytes_per_event_at_1m_events() {
-    let id = |k: u64| EventId(0xAB << 120 | k as u128 + 1);
+    let id = |k: u64| EventId((0xAB << 120) | (k as u128 + 1));
     let per = index_bytes_per_event_of(999_999, &mut |k| {
         let mut p = Proposal::new(
             Coordinate::new(format!("order:{}", k / 3), "shop").unwrap(),

@@ -86,7 +86,7 @@ fn fill(store: &Store) {
             p.correlation = Some(ids[(i as usize * 5) % ids.len()]);
         }
         if i % 13 == 0 {
-            p.correlation = Some(EventId(0xC0 << 120 | (i % 4) as u128));
+            p.correlation = Some(EventId((0xC0 << 120) | (i % 4) as u128));
         }
         if i % 5 == 0 {
             p.idempotency_key = Some(format!("key-{i}"));
@@ -132,9 +132,9 @@ fn a_bpksnap4_store_is_migrated_once_atomically_and_answers_the_same() {
     // A failed rename of the new snapshot: the open fails naming it, the
     // old snapshot stays, and the next open migrates.
     disk.fail(SimOp::Rename, 0, SimError::Eio);
-    let err = Store::open_with(dir, options(&disk))
-        .err()
-        .expect("open fails");
+    let Err(err) = Store::open_with(dir, options(&disk)) else {
+        panic!("the open succeeded although the snapshot's rename failed");
+    };
     assert!(err.to_string().contains("index snapshot"), "{err}");
     assert_eq!(disk.faults_fired(), 1);
     assert_eq!(magic(&disk, dir), *b"BPKSNAP4");

@@ -84,7 +84,7 @@ impl<'a> AppendPlan<'a> {
             }
         }
         if let Some(c) = p.causation {
-            if !self.ids.contains(&c) && !ix.seq_of(c).is_some() {
+            if !self.ids.contains(&c) && ix.seq_of(c).is_none() {
                 return Err(StoreError::UnknownCausation {
                     index,
                     id: c.to_string(),
