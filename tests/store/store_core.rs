@@ -749,7 +749,7 @@ fn a_store_written_before_the_proof_and_marker_opens_and_is_migrated() {
     );
     assert_eq!(all(&store).len(), 20);
     store.close().unwrap();
-    assert_eq!(&std::fs::read(&snap).unwrap()[..8], b"BPKSNAP4");
+    assert_eq!(&std::fs::read(&snap).unwrap()[..8], b"BPKSNAP5");
     assert_eq!(
         &std::fs::read(dir.path().join("DURABLE")).unwrap()[..8],
         b"BPKDUR01"

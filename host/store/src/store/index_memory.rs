@@ -14,7 +14,8 @@ use std::mem::size_of;
 pub struct IndexMemory {
     /// Events indexed.
     pub events: u64,
-    /// The dense per-sequence entries.
+    /// The per-sequence columns (id, cause, offset, lengths, entity,
+    /// class), the segment and class tables and the rare foreign causes.
     pub entries: u64,
     /// The id → sequence table.
     pub by_id: u64,
@@ -22,7 +23,7 @@ pub struct IndexMemory {
     pub by_entity: u64,
     /// Causation lists (the causal graph forward) and their table.
     pub children: u64,
-    /// The correlation lists threaded through the entries.
+    /// The correlation heads and lists threaded through the columns.
     pub correlation: u64,
     /// Interned entity, scope and kind names.
     pub names: u64,
@@ -67,21 +68,50 @@ fn vec_bytes<T>(v: &Vec<T>) -> u64 {
 
 impl Index {
     pub(crate) fn memory(&self) -> IndexMemory {
+        use crate::EventId;
         IndexMemory {
-            events: self.entries.len() as u64,
-            entries: vec_bytes(&self.entries),
-            by_id: table(self.by_id.capacity(), size_of::<(crate::EventId, u64)>()),
-            by_entity: table(self.by_entity.capacity(), size_of::<(u32, Vec<u64>)>())
-                + self.by_entity.values().map(vec_bytes).sum::<u64>(),
-            children: table(
-                self.children.capacity(),
-                size_of::<(crate::EventId, Vec<u64>)>(),
-            ) + self.children.values().map(vec_bytes).sum::<u64>(),
-            correlation: vec_bytes(&self.corr_next)
-                + vec_bytes(&self.corr_tail)
+            events: self.last_sequence(),
+            entries: vec_bytes(&self.ids)
+                + vec_bytes(&self.cause)
+                + vec_bytes(&self.offset)
+                + vec_bytes(&self.body_len)
+                + vec_bytes(&self.frame)
+                + table(self.frame_far.capacity(), size_of::<(u32, u32)>())
+                + vec_bytes(&self.entity)
+                + vec_bytes(&self.class)
+                + vec_bytes(&self.segments)
+                + vec_bytes(&self.classes)
+                + table(self.classes.len(), size_of::<((u32, u32), u32)>())
+                + table(self.cause_foreign.capacity(), size_of::<(u32, EventId)>()),
+            by_id: self.by_id.heap_bytes(),
+            by_entity: vec_bytes(&self.by_entity)
+                + self
+                    .by_entity
+                    .iter()
+                    .map(super::seq_list::SeqList::heap_bytes)
+                    .sum::<u64>(),
+            children: table(self.children.capacity(), size_of::<(u32, u32)>())
                 + table(
-                    self.corr_foreign.capacity(),
-                    size_of::<(crate::EventId, u64)>(),
+                    self.children_many.capacity(),
+                    size_of::<(u32, super::seq_list::SeqList)>(),
+                )
+                + self
+                    .children_many
+                    .values()
+                    .map(super::seq_list::SeqList::heap_bytes)
+                    .sum::<u64>()
+                + table(
+                    self.children_foreign.capacity(),
+                    size_of::<(EventId, Vec<u32>)>(),
+                )
+                + self.children_foreign.values().map(vec_bytes).sum::<u64>(),
+            correlation: vec_bytes(&self.corr)
+                + vec_bytes(&self.corr_next)
+                + table(self.corr_tail.capacity(), size_of::<(u32, u32)>())
+                + table(self.corr_foreign.capacity(), size_of::<(EventId, u32)>())
+                + table(
+                    self.corr_foreign_head.capacity(),
+                    size_of::<(u32, EventId)>(),
                 ),
             names: vec_bytes(&self.names.names)
                 + self

@@ -34,6 +34,31 @@ pub(crate) struct Shared {
 }
 
 /// Opens the store in `dir`: lock, recover, start the threads.
+/// Replaces a snapshot in the previous format with one in the current
+/// format covering the same log, once, at the open that loaded it: written
+/// to a temporary file, fsynced, renamed over `index.snap`, the directory
+/// fsynced (all through the [`Disk`](super::Disk)). A crash or a failure at
+/// any step leaves the old snapshot in place (still loaded and migrated by
+/// the next open) or the new one; a failure fails the open, naming the
+/// step.
+fn migrate_snapshot(
+    disk: &dyn super::Disk,
+    dir: &Path,
+    rec: &super::recovery::Recovered,
+    active: &dyn super::DiskFile,
+) -> Result<(), StoreError> {
+    active.sync().map_err(StoreError::io(
+        "syncing before migrating the index snapshot",
+    ))?;
+    let mut proof = rec.sealed.clone();
+    proof.push(super::snapshot::SegmentProof {
+        segment: rec.last_segment,
+        len: rec.end_offset,
+        crc: rec.tail_crc.clone().finalize(),
+    });
+    super::snapshot::save(disk, dir, rec.store_id, &rec.index, proof)
+}
+
 pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, StoreError> {
     let disk = options.disk.clone();
     let lock = if disk.uses_lock_file() {
@@ -68,6 +93,9 @@ pub(crate) fn open(dir: &Path, options: StoreOptions) -> Result<Arc<Shared>, Sto
     // Everything recovered is on disk (read back, and a cut tail synced).
     mark.record(end)
         .map_err(StoreError::io("recording the durable marker"))?;
+    if rec.snapshot_outdated {
+        migrate_snapshot(&*disk, dir, &rec, &*active)?;
+    }
     let last = rec.index.last_sequence();
     let writer = Writer::new(
         dir.to_path_buf(),

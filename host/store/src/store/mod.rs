@@ -28,12 +28,15 @@ mod durable_mark;
 mod error;
 mod fanout;
 mod frame;
+mod id_table;
 mod index;
 mod index_memory;
 mod le_bytes;
 mod lifecycle;
 mod lock;
 mod lookup;
+#[cfg(test)]
+mod migration_tests;
 mod notice;
 mod plan;
 mod private_dir;
@@ -43,10 +46,12 @@ mod recovery;
 mod region;
 mod region_match;
 mod segment;
+mod seq_list;
 mod sequencer;
 #[cfg(any(test, feature = "testing"))]
 mod sim_disk;
 mod snapshot;
+mod snapshot_v4;
 mod sync_thread;
 mod verify;
 mod watermarks;
@@ -82,7 +87,9 @@ use std::time::Duration;
 /// Tunables for [`Store::open_with`]. The defaults suit most uses.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
-    /// Rotate to a new segment file once the active one reaches this size.
+    /// Rotate to a new segment file once the active one reaches this size
+    /// (at most 3 GiB is used: the index holds 32-bit offsets within a
+    /// segment, and a segment may exceed this by one frame of up to 256 MiB).
     pub segment_size: u64,
     /// Capacity of the write queue, in frames; beyond it appenders wait
     /// for their write (backpressure).

@@ -62,7 +62,7 @@ impl<'a> AppendPlan<'a> {
             }
         }
         if let Some(id) = p.id {
-            if self.ids.contains(&id) || ix.by_id.contains_key(&id) {
+            if self.ids.contains(&id) || ix.seq_of(id).is_some() {
                 return Ok(());
             }
         }
@@ -72,8 +72,7 @@ impl<'a> AppendPlan<'a> {
             None => ix
                 .names
                 .get(entity)
-                .and_then(|e| ix.by_entity.get(&e))
-                .map_or(0, |v| v.len() as u64),
+                .map_or(0, |e| ix.entity_seqs(e).len() as u64),
         };
         if let Some(exp) = p.expected_sequence {
             if exp != cur {
@@ -85,7 +84,7 @@ impl<'a> AppendPlan<'a> {
             }
         }
         if let Some(c) = p.causation {
-            if !self.ids.contains(&c) && !ix.by_id.contains_key(&c) {
+            if !self.ids.contains(&c) && ix.seq_of(c).is_none() {
                 return Err(StoreError::UnknownCausation {
                     index,
                     id: c.to_string(),

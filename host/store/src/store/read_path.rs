@@ -399,14 +399,14 @@ impl ReadPath {
 
     pub fn get_by_sequence(&self, s: u64) -> Result<Option<Event>, StoreError> {
         let e = match self.index.read().entry(s) {
-            Some(e) => *e,
+            Some(e) => e,
             None => return Ok(None),
         };
         Ok(self.read_entries(&[e])?.pop())
     }
 
     pub fn get(&self, id: EventId) -> Result<Option<Event>, StoreError> {
-        let s = self.index.read().by_id.get(&id).copied();
+        let s = self.index.read().seq_of(id);
         match s {
             Some(s) => self.get_by_sequence(s),
             None => Ok(None),
@@ -424,14 +424,12 @@ impl ReadPath {
             let Some(eid) = ix.names.get(entity) else {
                 return Ok(Vec::new());
             };
-            let Some(seqs) = ix.by_entity.get(&eid) else {
-                return Ok(Vec::new());
-            };
+            let seqs = ix.entity_seqs(eid);
             // Entity sequences are 1-based positions in this list.
             seqs.iter()
                 .skip(after.min(seqs.len() as u64) as usize)
                 .take(max)
-                .filter_map(|s| ix.entry(*s).copied())
+                .filter_map(|s| ix.entry(*s as u64))
                 .collect()
         };
         let events = self.read_entries(&entries)?;
@@ -457,14 +455,10 @@ impl ReadPath {
 
     pub fn caused_by(&self, id: EventId) -> Vec<EventId> {
         let ix = self.index.read();
-        ix.children
-            .get(&id)
-            .map(|seqs| {
-                seqs.iter()
-                    .filter_map(|s| ix.entry(*s).map(|e| e.id))
-                    .collect()
-            })
-            .unwrap_or_default()
+        ix.children_of(id)
+            .into_iter()
+            .filter_map(|s| ix.entry(s).map(|e| e.id))
+            .collect()
     }
 
     /// Matching entries with sequence in `(after, upto]`, at most `limit`,
@@ -485,8 +479,8 @@ impl ReadPath {
         while s < end && out.len() < limit {
             s += 1;
             let e = ix.entry(s).expect("in range");
-            if matcher.matches(&ix, e) {
-                out.push(*e);
+            if matcher.matches(&ix, &e) {
+                out.push(e);
             }
         }
         (out, s)
@@ -533,37 +527,41 @@ impl ReadPath {
         }
         let ix = self.index.read();
         let one;
-        let correlated: Vec<u64>;
-        let seqs: &[u64] = match lookup {
+        let listed: Vec<u32>;
+        // Sequences are held as u32 in the index (at most MAX_EVENTS).
+        let seqs: &[u32] = match lookup {
             Lookup::All => unreachable!("handled above"),
-            Lookup::Entity(name) => ix
-                .names
-                .get(name)
-                .and_then(|i| ix.by_entity.get(&i))
-                .map_or(&[], Vec::as_slice),
+            Lookup::Entity(name) => ix.names.get(name).map_or(&[], |i| ix.entity_seqs(i)),
             Lookup::Correlation(c) => {
-                correlated = ix.correlated(*c).filter(|s| *s > after).collect();
-                &correlated
+                listed = ix
+                    .correlated(*c)
+                    .filter(|s| *s > after)
+                    .map(|s| s as u32)
+                    .collect();
+                &listed
             }
-            Lookup::CausedBy(c) => ix.children.get(c).map_or(&[], Vec::as_slice),
-            Lookup::Id(id) => match ix.by_id.get(id) {
+            Lookup::CausedBy(c) => {
+                listed = ix.children_of(*c).into_iter().map(|s| s as u32).collect();
+                &listed
+            }
+            Lookup::Id(id) => match ix.seq_of(*id) {
                 Some(s) => {
-                    one = [*s];
+                    one = [s as u32];
                     &one
                 }
                 None => &[],
             },
         };
-        let start = seqs.partition_point(|s| *s <= after);
+        let start = seqs.partition_point(|s| (*s as u64) <= after);
         let mut matcher = RegionMatch::new(region, include_system);
         let mut out = Vec::new();
         for s in &seqs[start..] {
             if out.len() >= limit {
                 break;
             }
-            let Some(e) = ix.entry(*s) else { break };
-            if matcher.matches(&ix, e) {
-                out.push(*e);
+            let Some(e) = ix.entry(*s as u64) else { break };
+            if matcher.matches(&ix, &e) {
+                out.push(e);
             }
         }
         out
@@ -600,9 +598,7 @@ impl ReadPath {
         let keep = entries
             .iter()
             .position(|e| {
-                total = total
-                    .saturating_add(e.header_len as usize)
-                    .saturating_add(e.payload_len as usize);
+                total = total.saturating_add(e.body_len as usize);
                 total > max_bytes
             })
             .unwrap_or(entries.len())

@@ -47,6 +47,9 @@ pub(crate) struct Recovered {
     pub dropped_txn: Option<(u32, u64, u64)>,
     /// The evidence of acknowledgement the log was checked against.
     pub evidence: Evidence,
+    /// The index came from a snapshot in the previous format: the open
+    /// writes one in the current format (the migration, once).
+    pub snapshot_outdated: bool,
 }
 
 /// Independent evidence of how far the log was acknowledged durable. Each
@@ -338,6 +341,7 @@ fn recover_from(
                 marker: marker_state,
                 snapshot: None,
             },
+            snapshot_outdated: false,
         });
     }
     let last = *segments.last().expect("non-empty");
@@ -356,6 +360,7 @@ fn recover_from(
     let mut index = Index::default();
     let mut covered: Vec<SegmentProof> = Vec::new();
     let mut end_proof: Option<SegmentProof> = None;
+    let mut snapshot_outdated = false;
     // The sealed segments are hashed on a second thread while the index is
     // rebuilt from the snapshot's entries.
     let sealed_ok = |proof: &[SegmentProof]| {
@@ -386,6 +391,7 @@ fn recover_from(
         if proven {
             start = (s.end_segment, s.end_offset);
             index = s.index;
+            snapshot_outdated = s.outdated;
             covered = sealed_proof.to_vec();
             end_proof = Some(*end);
         }
@@ -645,5 +651,6 @@ fn recover_from(
         tail_crc,
         dropped_txn,
         evidence,
+        snapshot_outdated,
     })
 }

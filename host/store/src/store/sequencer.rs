@@ -31,6 +31,12 @@ use crate::system::{CHECKPOINT_KIND, CURSOR_ENTITY_PREFIX, SYSTEM_SCOPE};
 /// insert into a map of 65,536 entries of ~112 bytes missed it every time).
 const PENDING_PRUNE_AT: usize = 4096;
 
+/// Chain heads cached before those the index already holds are dropped
+/// (they are read back from the log on next use): one cached head per
+/// entity ever appended to grew without bound (about 200 MB for a million
+/// entities).
+pub(crate) const HEADS_CACHE_MAX: usize = 65_536;
+
 /// An accepted-only appender writes the queue itself once it holds this
 /// many frames (or `FLUSH_BYTES`), instead of leaving it to the flusher.
 const FLUSH_FRAMES: usize = 256;
@@ -231,6 +237,8 @@ pub(crate) struct Sequencer {
     id_seed: u64,
     id_counter: u64,
     heads: FastMap<String, Head>,
+    /// Cached heads above which [`Appender::trim_heads`] runs next.
+    heads_trim_at: usize,
     pending: FastMap<EventId, Pending>,
     pending_keys: FastMap<String, EventId>,
     retain_at: usize,
@@ -277,6 +285,7 @@ impl Sequencer {
             id_seed: u64::from_le_bytes(seed),
             id_counter: 0,
             heads: FastMap::default(),
+            heads_trim_at: HEADS_CACHE_MAX,
             pending: FastMap::default(),
             pending_keys: FastMap::default(),
             retain_at: PENDING_PRUNE_AT,
@@ -785,7 +794,7 @@ impl Appender<'_> {
         if let Some(p) = seq.pending.get(&id) {
             return Ok(Some((p.receipt, p.content)));
         }
-        let s = self.reads.index.read().by_id.get(&id).copied();
+        let s = self.reads.index.read().seq_of(id);
         match s {
             Some(s) => self.known_at(s).map(Some),
             None => Ok(None),
@@ -904,7 +913,7 @@ impl Appender<'_> {
         }
         // The index entry carries the correlation: no segment read.
         let ix = self.reads.index.read();
-        let s = ix.by_id.get(&cause).copied()?;
+        let s = ix.seq_of(cause)?;
         Some(Ok(ix.entry(s).map_or(cause, |e| e.correlation)))
     }
 
@@ -913,7 +922,8 @@ impl Appender<'_> {
     /// a batch reacting to neighbouring events then costs one segment read
     /// instead of one read per entity.
     fn prefetch_heads(&self, seq: &mut Sequencer, items: &[Proposal]) -> Result<(), StoreError> {
-        let mut wanted: Vec<(u64, super::index::Entry)> = {
+        self.trim_heads(seq);
+        let mut wanted: Vec<(u64, super::index::Entry, u64)> = {
             let ix = self.reads.index.read();
             // Probe the id table for the batch's explicit ids (dedup) and
             // causes back to back: these probes are cache misses in a large
@@ -921,43 +931,64 @@ impl Appender<'_> {
             // one full miss each inside the per-event loop below.
             for p in items {
                 if let Some(id) = p.id {
-                    std::hint::black_box(ix.by_id.get(&id));
+                    std::hint::black_box(ix.seq_of(id));
                 }
                 if let Some(c) = p.causation {
-                    std::hint::black_box(ix.by_id.get(&c));
+                    std::hint::black_box(ix.seq_of(c));
                 }
             }
             items
                 .iter()
                 .filter(|p| !seq.heads.contains_key(&p.coordinate.entity))
                 .filter_map(|p| {
-                    let s = ix
-                        .names
-                        .get(&p.coordinate.entity)
-                        .and_then(|e| ix.by_entity.get(&e))
-                        .and_then(|v| v.last().copied())?;
-                    ix.entry(s).map(|e| (s, *e))
+                    let seqs = ix.entity_seqs(ix.names.get(&p.coordinate.entity)?);
+                    // The entity sequence is the position in the list.
+                    let s = *seqs.last()? as u64;
+                    ix.entry(s).map(|e| (s, e, seqs.len() as u64))
                 })
                 .collect()
         };
         if wanted.len() < 2 {
             return Ok(()); // `head` reads a single one as cheaply
         }
-        wanted.sort_unstable_by_key(|(s, _)| *s);
-        wanted.dedup_by_key(|(s, _)| *s);
-        let entries: Vec<super::index::Entry> = wanted.iter().map(|(_, e)| *e).collect();
+        wanted.sort_unstable_by_key(|(s, ..)| *s);
+        wanted.dedup_by_key(|(s, ..)| *s);
+        let entries: Vec<super::index::Entry> = wanted.iter().map(|(_, e, _)| *e).collect();
         let links = self.reads.read_links(&entries)?;
         let ix = self.reads.index.read();
-        for (e, link) in entries.iter().zip(links) {
+        for ((_, e, entity_seq), link) in wanted.iter().zip(links) {
             seq.heads.insert(
                 ix.names.name(e.entity).to_string(),
                 Head {
-                    entity_seq: e.entity_seq,
+                    entity_seq: *entity_seq,
                     link,
                 },
             );
         }
         Ok(())
+    }
+
+    /// Drops the cached chain heads the index already holds once more than
+    /// [`HEADS_CACHE_MAX`] are cached (called between batches, when no
+    /// undo log refers to them). Heads the index does not hold yet —
+    /// queued, written but not visible, or in an open bulk transaction —
+    /// are kept: they cannot be read back. The next trim waits until the
+    /// cache has doubled, so a cache of such heads is not rescanned per
+    /// batch.
+    fn trim_heads(&self, seq: &mut Sequencer) {
+        if seq.heads.len() <= seq.heads_trim_at {
+            return;
+        }
+        let ix = self.reads.index.read();
+        seq.heads.retain(|entity, h| {
+            let indexed = ix
+                .names
+                .get(entity)
+                .map_or(0, |e| ix.entity_seqs(e).len() as u64);
+            indexed < h.entity_seq
+        });
+        seq.heads.shrink_to_fit();
+        seq.heads_trim_at = (2 * seq.heads.len()).max(HEADS_CACHE_MAX);
     }
 
     /// The chain head of `entity`, loading it from the log on first use.
@@ -969,8 +1000,7 @@ impl Appender<'_> {
             let ix = self.reads.index.read();
             ix.names
                 .get(entity)
-                .and_then(|e| ix.by_entity.get(&e))
-                .and_then(|v| v.last().copied())
+                .and_then(|e| ix.entity_seqs(e).last().map(|&s| s as u64))
         };
         let Some(s) = last else { return Ok(None) };
         let ev = self.reads.get_by_sequence(s)?.ok_or_else(|| {
@@ -985,5 +1015,54 @@ impl Appender<'_> {
         };
         seq.heads.insert(entity.to_string(), h);
         Ok(Some(h))
+    }
+}
+
+#[cfg(test)]
+mod heads_cache_tests {
+    use super::HEADS_CACHE_MAX;
+    use crate::event::{Coordinate, Proposal};
+    use crate::store::{AppendOptions, SimDisk, Store, StoreOptions};
+    use std::sync::Arc;
+
+    /// The chain-head cache stays bounded however many entities are
+    /// appended to, and an entity whose head was dropped continues its
+    /// chain from the log (entity sequence and `prev` link).
+    #[test]
+    fn the_chain_head_cache_is_bounded_and_dropped_heads_are_read_back() {
+        let disk = SimDisk::new(3);
+        let options = StoreOptions {
+            disk: Arc::new(disk),
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with("/sim/heads", options).unwrap();
+        let n = 3 * HEADS_CACHE_MAX + 1000;
+        let prop = |e: usize| {
+            Proposal::new(
+                Coordinate::new(format!("order:{e}"), "shop").unwrap(),
+                "order.placed",
+                b"{}".to_vec(),
+            )
+        };
+        let mut most = 0;
+        for start in (0..n).step_by(1000) {
+            let batch: Vec<Proposal> = (start..(start + 1000).min(n)).map(prop).collect();
+            store.append_batch(batch, AppendOptions::visible()).unwrap();
+            most = most.max(store.inner.core.seq.lock().heads.len());
+        }
+        assert!(
+            most <= 2 * HEADS_CACHE_MAX + 1000,
+            "{most} heads cached for {n} entities"
+        );
+        // Order 0's head was dropped long ago: its second event follows the
+        // first in the chain.
+        let r = store.append(prop(0), AppendOptions::visible()).unwrap();
+        assert_eq!(r.entity_sequence, 2);
+        let chain = store.entity_events("order:0", 0, 10).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[1].header.prev.map(|l| l.id), Some(chain[0].header.id));
+        let rep = store.verify().unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        store.close().unwrap();
     }
 }

@@ -1,28 +1,35 @@
 //! Index snapshots: what reopening needs, so a large store does not rescan
 //! every frame at each open.
 //!
-//! `index.snap` = `[magic "BPKSNAP4" 8][len u64][crc32 u32][body]`, body =
-//! `[meta_len u32][postcard meta][entry; count]` with fixed 96-byte entries
-//! (`BPKSNAP4` added each event's correlation, for the correlation index).
-//! The meta holds a **proof**: for every segment the snapshot covers, its
+//! `index.snap` = `[magic "BPKSNAP5" 8][len u64][crc32 u32][body]`, body =
+//! `[meta_len u32][postcard meta][entry; count]` with fixed 44-byte entries
+//! in the compact index's own terms (id, cause and correlation-head
+//! sequences, 32-bit offset, body length, frame distance, entity, class;
+//! see [`put_entry`]). The meta holds the names, (scope, kind) classes, the
+//! segment table, the rare ids that name no earlier event, keys,
+//! checkpoints and a **proof**: for every segment the snapshot covers, its
 //! length covered and the CRC-32 of those bytes. Opening trusts the snapshot
 //! only when the segment files still hash to the proof (one sequential read
 //! of the covered log, far cheaper than decoding it); a snapshot that is
-//! damaged, from another store, older (`BPKSNAP2`, no proof; `BPKSNAP3`, no correlations) or whose proof
-//! does not match is ignored and the index is rebuilt from the segments —
-//! where any damage is then found frame by frame.
+//! damaged, from another store, older than `BPKSNAP4` or whose proof does
+//! not match is ignored and the index is rebuilt from the segments — where
+//! any damage is then found frame by frame. A sound `BPKSNAP4` (the previous
+//! format, [`super::snapshot_v4`]) is loaded and converted, and the open
+//! then writes a `BPKSNAP5` in its place (the migration, once).
 
 use super::disk::{Disk, DiskFile};
-use super::index::{Entry, Index};
-use super::le_bytes::{u128_at, u32_at, u64_at};
+use super::id_table::IdTable;
+use super::index::{Index, Raw, FOREIGN};
+use super::le_bytes::{u128_at, u32_at};
+use super::snapshot_v4;
 use super::Checkpoint;
 use super::StoreError;
 use crate::event::EventId;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-const MAGIC: [u8; 8] = *b"BPKSNAP4";
-const ENTRY_LEN: usize = 96;
+const MAGIC: [u8; 8] = *b"BPKSNAP5";
+const ENTRY_LEN: usize = 44;
 pub(crate) const FILE: &str = "index.snap";
 
 #[derive(Serialize, Deserialize)]
@@ -31,6 +38,10 @@ struct Meta {
     end_segment: u32,
     end_offset: u64,
     names: Vec<String>,
+    classes: Vec<(u32, u32)>,
+    segments: Vec<(u32, u32)>,
+    cause_foreign: Vec<(u32, u128)>,
+    corr_foreign: Vec<(u128, u32)>,
     keys: Vec<(String, u64)>,
     checkpoints: Vec<Checkpoint>,
     count: u64,
@@ -53,55 +64,67 @@ pub(crate) struct Loaded {
     /// One entry per covered segment, ascending, the last one being
     /// `end_segment` up to `end_offset`.
     pub proof: Vec<SegmentProof>,
+    /// The snapshot was in the previous format: the open writes it anew.
+    pub outdated: bool,
 }
 
-fn put_entry(out: &mut Vec<u8>, e: &Entry) {
-    out.extend_from_slice(&e.id.0.to_le_bytes());
-    let (flag, c) = match e.causation {
-        Some(c) => (1u8, c.0),
-        None => (0, 0),
-    };
-    out.extend_from_slice(&c.to_le_bytes());
-    out.extend_from_slice(&e.entity_seq.to_le_bytes());
-    out.extend_from_slice(&e.offset.to_le_bytes());
+/// The fields every snapshot version has, for recovery and readers.
+pub(crate) struct Common {
+    pub store_id: u128,
+    pub end_segment: u32,
+    pub end_offset: u64,
+    pub count: u64,
+    pub proof: Vec<SegmentProof>,
+}
+
+/// A snapshot's meta, in the version its magic names.
+enum AnyMeta {
+    V4(snapshot_v4::MetaV4),
+    V5(Meta),
+}
+
+impl AnyMeta {
+    fn common(&self) -> Common {
+        match self {
+            AnyMeta::V4(m) => m.common(),
+            AnyMeta::V5(m) => Common {
+                store_id: m.store_id,
+                end_segment: m.end_segment,
+                end_offset: m.end_offset,
+                count: m.count,
+                proof: m.proof.clone(),
+            },
+        }
+    }
+    fn entry_len(&self) -> u64 {
+        match self {
+            AnyMeta::V4(_) => snapshot_v4::ENTRY_LEN as u64,
+            AnyMeta::V5(_) => ENTRY_LEN as u64,
+        }
+    }
+}
+
+/// Fixed 44-byte entry: `id u128 | cause u32 | corr_head u32 | offset u32 |
+/// body_len u32 | frame_back u32 | entity u32 | class u32`.
+fn put_entry(out: &mut Vec<u8>, ix: &Index, i: usize) {
+    out.extend_from_slice(&ix.ids[i].0.to_le_bytes());
     for v in [
-        e.segment,
-        e.header_len,
-        e.payload_len,
-        e.entity,
-        e.scope,
-        e.kind,
+        ix.cause[i],
+        ix.corr[i],
+        ix.offset[i],
+        ix.body_len[i],
+        ix.frame_back(i as u64 + 1),
+        ix.entity[i],
+        ix.class[i],
     ] {
         out.extend_from_slice(&v.to_le_bytes());
     }
-    out.push(flag);
-    out.extend_from_slice(&e.frame_back.to_le_bytes());
-    out.extend_from_slice(&[0u8; 3]);
-    out.extend_from_slice(&e.correlation.0.to_le_bytes());
 }
 
-fn get_entry(b: &[u8]) -> Entry {
-    let u128_at = |i| u128_at(b, i);
-    let u64_at = |i| u64_at(b, i);
-    let u32_at = |i| u32_at(b, i);
-    Entry {
-        id: EventId(u128_at(0)),
-        causation: (b[72] == 1).then(|| EventId(u128_at(16))),
-        correlation: EventId(u128_at(80)),
-        entity_seq: u64_at(32),
-        offset: u64_at(40),
-        segment: u32_at(48),
-        header_len: u32_at(52),
-        payload_len: u32_at(56),
-        entity: u32_at(60),
-        scope: u32_at(64),
-        kind: u32_at(68),
-        frame_back: u32_at(73),
-    }
-}
-
-/// Writes a snapshot of `index` covering the log up to
-/// (`end_segment`, `end_offset`), atomically (tmp, fsync, rename, dir fsync).
+/// Writes a snapshot of `index` covering the log up to the end of `proof`'s
+/// last segment, atomically (tmp, fsync, rename, dir fsync). The entries are
+/// streamed through one buffer of about 4 MiB (hashed on the way, the head
+/// written last), never assembled whole.
 pub(crate) fn save(
     disk: &dyn Disk,
     dir: &Path,
@@ -119,30 +142,47 @@ pub(crate) fn save(
         end_segment,
         end_offset,
         names: index.names.names.iter().map(|s| s.to_string()).collect(),
+        classes: index.classes.clone(),
+        segments: index.segments.clone(),
+        cause_foreign: index.cause_foreign.iter().map(|(s, c)| (*s, c.0)).collect(),
+        corr_foreign: index.corr_foreign.iter().map(|(c, s)| (c.0, *s)).collect(),
         keys: index.keys.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         checkpoints: index.checkpoints.values().cloned().collect(),
-        count: index.entries.len() as u64,
+        count: index.last_sequence(),
         proof,
     };
     let meta = postcard::to_stdvec(&meta).map_err(|e| StoreError::Io {
         context: "encoding index snapshot".into(),
         source: std::io::Error::other(e),
     })?;
-    let mut body = Vec::with_capacity(4 + meta.len() + index.entries.len() * ENTRY_LEN);
-    body.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-    body.extend_from_slice(&meta);
-    for e in &index.entries {
-        put_entry(&mut body, e);
-    }
     let tmp = dir.join(format!("{FILE}.tmp"));
-    let mut head = Vec::with_capacity(20);
-    head.extend_from_slice(&MAGIC);
-    head.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    head.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     let write = || -> std::io::Result<()> {
         let f = disk.create(&tmp, true)?;
+        let mut crc = crc32fast::Hasher::new();
+        let mut buf = Vec::with_capacity(4 + meta.len());
+        buf.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&meta);
+        let mut at = 20u64;
+        let n = index.ids.len();
+        let mut i = 0;
+        loop {
+            while i < n && buf.len() < 4 << 20 {
+                put_entry(&mut buf, index, i);
+                i += 1;
+            }
+            crc.update(&buf);
+            f.write_all_at(&buf, at)?;
+            at += buf.len() as u64;
+            buf.clear();
+            if i == n {
+                break;
+            }
+        }
+        let mut head = Vec::with_capacity(20);
+        head.extend_from_slice(&MAGIC);
+        head.extend_from_slice(&(at - 20).to_le_bytes());
+        head.extend_from_slice(&crc.finalize().to_le_bytes());
         f.write_all_at(&head, 0)?;
-        f.write_all_at(&body, head.len() as u64)?;
         f.sync()?;
         disk.rename(&tmp, &dir.join(FILE))?;
         disk.sync_dir(dir)
@@ -160,9 +200,9 @@ pub(crate) fn save(
 /// reopen — hashing the covered log and linking every entry — overlap.
 /// Returns the loaded snapshot and what `while_building` returned.
 ///
-/// The entries are streamed through one small buffer (not read whole: at
-/// 10M events that was a gigabyte of peak memory); the CRC of the body is
-/// checked at the end, before anything built from it is returned.
+/// The entries are streamed through one small buffer (not read whole); the
+/// CRC of the body is checked at the end, before anything built from it is
+/// returned.
 pub(crate) fn load<T: Send>(
     disk: &dyn Disk,
     dir: &Path,
@@ -170,8 +210,12 @@ pub(crate) fn load<T: Send>(
     while_building: impl FnOnce(&[SegmentProof]) -> T + Send,
 ) -> Option<(Loaded, T)> {
     let f = disk.open(&dir.join(FILE)).ok()?;
-    let (meta, body_start, crc, want_crc) = decode_head(&*f, store_id)?;
-    let proof = &meta.proof;
+    let head = decode_head(&*f)?;
+    let common = head.meta.common();
+    if common.store_id != store_id {
+        return None;
+    }
+    let proof = &common.proof;
     // Taken by whichever thread runs it (the main one when no second
     // thread can be started).
     let task = std::sync::Mutex::new(Some(while_building));
@@ -187,7 +231,19 @@ pub(crate) fn load<T: Send>(
         let check = std::thread::Builder::new()
             .name("batpak-open-check".into())
             .spawn_scoped(scope, run);
-        let loaded = build(&meta, &*f, body_start, crc, want_crc);
+        let built = match &head.meta {
+            AnyMeta::V5(meta) => build(meta, &*f, head.body_start, head.crc.clone(), head.want_crc),
+            AnyMeta::V4(meta) => {
+                snapshot_v4::build(meta, &*f, head.body_start, head.crc.clone(), head.want_crc)
+            }
+        };
+        let loaded = built.map(|index| Loaded {
+            index,
+            end_segment: common.end_segment,
+            end_offset: common.end_offset,
+            proof: common.proof.clone(),
+            outdated: matches!(head.meta, AnyMeta::V4(_)),
+        });
         let checked = match check {
             // The check never panics on bad input; a panic is a bug.
             Ok(check) => check.join().expect("the snapshot check panicked"),
@@ -202,10 +258,12 @@ pub(crate) fn load<T: Send>(
 /// before it writes a snapshot). A read-only reader weighs it against the
 /// segments it finds, and checks the whole snapshot's CRC only when that
 /// matters (the log ends before it), so a read of a healthy store does not
-/// pay for reading the snapshot.
+/// pay for reading the snapshot. Either format (`BPKSNAP4` or `BPKSNAP5`)
+/// is evidence.
 pub(crate) struct Claim {
     file: std::sync::Arc<dyn DiskFile>,
-    meta: Meta,
+    common: Common,
+    entry_len: u64,
     body_start: u64,
     crc: crc32fast::Hasher,
     want_crc: u32,
@@ -217,26 +275,27 @@ impl Claim {
     /// so a snapshot written later does not change what this one says.
     pub fn read(disk: &dyn Disk, dir: &Path) -> Option<Claim> {
         let file = disk.open(&dir.join(FILE)).ok()?;
-        let (meta, body_start, crc, want_crc) = decode_head_of_any(&*file)?;
+        let head = decode_head(&*file)?;
         Some(Claim {
             file,
-            meta,
-            body_start,
-            crc,
-            want_crc,
+            common: head.meta.common(),
+            entry_len: head.meta.entry_len(),
+            body_start: head.body_start,
+            crc: head.crc,
+            want_crc: head.want_crc,
         })
     }
 
     /// The store the snapshot belongs to.
     pub fn store_id(&self) -> u128 {
-        self.meta.store_id
+        self.common.store_id
     }
 
     /// The log position the snapshot covers and how many events it holds.
     pub fn end(&self) -> ((u32, u64), u64) {
         (
-            (self.meta.end_segment, self.meta.end_offset),
-            self.meta.count,
+            (self.common.end_segment, self.common.end_offset),
+            self.common.count,
         )
     }
 
@@ -244,8 +303,8 @@ impl Claim {
     /// chunks through one buffer): a damaged snapshot is no evidence.
     pub fn is_sound(&self) -> bool {
         const CHUNK: u64 = 4 << 20;
-        let Some(end) = (self.meta.count)
-            .checked_mul(ENTRY_LEN as u64)
+        let Some(end) = (self.common.count)
+            .checked_mul(self.entry_len)
             .and_then(|n| n.checked_add(self.body_start))
         else {
             return false;
@@ -265,26 +324,32 @@ impl Claim {
     }
 }
 
-/// Reads the snapshot's frame head and meta. Returns the meta, where the
-/// entries start, the CRC hasher fed with the body so far and the CRC the
-/// whole body must have. `None` for anything but a sound snapshot head of
-/// this store (never a panic, whatever the bytes; [`build`] checks the
-/// entries and the CRC).
-fn decode_head(f: &dyn DiskFile, store_id: u128) -> Option<(Meta, u64, crc32fast::Hasher, u32)> {
-    decode_head_of_any(f).filter(|(meta, ..)| meta.store_id == store_id)
+/// A snapshot's head and meta, checked for shape.
+struct Head {
+    meta: AnyMeta,
+    /// Where the entries start.
+    body_start: u64,
+    /// The CRC hasher fed with the body up to the entries.
+    crc: crc32fast::Hasher,
+    /// The CRC the whole body must have.
+    want_crc: u32,
 }
 
-/// [`decode_head`] for whichever store the snapshot belongs to.
-fn decode_head_of_any(f: &dyn DiskFile) -> Option<(Meta, u64, crc32fast::Hasher, u32)> {
+/// Reads the snapshot's frame head and meta, in either format. `None` for
+/// anything but a sound snapshot head (never a panic, whatever the bytes;
+/// the builders check the entries and the CRC).
+fn decode_head(f: &dyn DiskFile) -> Option<Head> {
     let total = f.len().ok()?;
     let mut head = [0u8; 24];
     if total < head.len() as u64 {
         return None;
     }
     f.read_exact_at(&mut head, 0).ok()?;
-    if head[..8] != MAGIC {
-        return None;
-    }
+    let v5 = match &head[..8] {
+        m if *m == MAGIC => true,
+        m if *m == snapshot_v4::MAGIC => false,
+        _ => return None,
+    };
     let len = u64::from_le_bytes(head[8..16].try_into().ok()?);
     let want_crc = u32::from_le_bytes(head[16..20].try_into().ok()?);
     if total < 20u64.checked_add(len)? {
@@ -299,176 +364,162 @@ fn decode_head_of_any(f: &dyn DiskFile) -> Option<(Meta, u64, crc32fast::Hasher,
     let mut crc = crc32fast::Hasher::new();
     crc.update(&head[20..24]);
     crc.update(&meta_bytes);
-    let meta: Meta = postcard::from_bytes(&meta_bytes).ok()?;
+    let meta = if v5 {
+        AnyMeta::V5(postcard::from_bytes(&meta_bytes).ok()?)
+    } else {
+        AnyMeta::V4(postcard::from_bytes(&meta_bytes).ok()?)
+    };
+    let c = meta.common();
     let raw_len = len - 4 - meta_len;
-    if raw_len != meta.count.checked_mul(ENTRY_LEN as u64)? {
+    if raw_len != c.count.checked_mul(meta.entry_len())? {
         return None;
     }
-    let proof_ok = meta
+    let proof_ok = c
         .proof
         .last()
-        .is_some_and(|p| p.segment == meta.end_segment && p.len == meta.end_offset)
-        && meta
-            .proof
-            .windows(2)
-            .all(|w| w[1].segment == w[0].segment + 1);
+        .is_some_and(|p| p.segment == c.end_segment && p.len == c.end_offset)
+        && c.proof.windows(2).all(|w| w[1].segment == w[0].segment + 1);
     if !proof_ok {
         return None;
     }
-    Some((meta, 24 + meta_len, crc, want_crc))
-}
-
-/// Fills the id table with every entry's id in roughly the table's own
-/// order: one random insert per event into a table of hundreds of megabytes
-/// was half of a 10M-event reopen (a cache and TLB miss each). The ids are
-/// first spread into bins by the top bits of their home bucket (a counting
-/// sort), then inserted bin by bin, so the writes of one bin stay within a
-/// small stretch of the table. Equal ids keep sequence order, so the last
-/// one wins as it would inserted in order.
-fn fill_ids(index: &mut Index) {
-    const BIN_BITS: u32 = 12;
-    let n = index.entries.len();
-    if n < 1 << 16 {
-        for (i, e) in index.entries.iter().enumerate() {
-            index.by_id.insert(e.id, i as u64 + 1);
-        }
-        return;
-    }
-    // The table hashbrown allocates for `n`: buckets a power of two above
-    // n × 8/7; an entry's home bucket is its hash masked to that.
-    let buckets = (n * 8 / 7).next_power_of_two().max(1 << BIN_BITS);
-    let shift = buckets.trailing_zeros() - BIN_BITS;
-    let mask = buckets as u64 - 1;
-    let hasher = *index.by_id.hasher();
-    let bin = |id: &EventId| {
-        use std::hash::BuildHasher;
-        ((hasher.hash_one(id) & mask) >> shift) as usize
-    };
-    let mut starts = vec![0usize; (1 << BIN_BITS) + 1];
-    for e in &index.entries {
-        starts[bin(&e.id) + 1] += 1;
-    }
-    for b in 1..starts.len() {
-        starts[b] += starts[b - 1];
-    }
-    let mut order: Vec<(EventId, u64)> = vec![(EventId(0), 0); n];
-    for (i, e) in index.entries.iter().enumerate() {
-        let b = bin(&e.id);
-        order[starts[b]] = (e.id, i as u64 + 1);
-        starts[b] += 1;
-    }
-    for (id, seq) in order {
-        index.by_id.insert(id, seq);
-    }
+    Some(Head {
+        meta,
+        body_start: 24 + meta_len,
+        crc,
+        want_crc,
+    })
 }
 
 /// Rebuilds the index from a snapshot's meta and the `meta.count` entries
 /// at `start` in `f`, read in chunks and hashed on the way; `None` unless
-/// the body's CRC comes out as `want_crc`.
+/// every entry is consistent and the body's CRC comes out as `want_crc`.
 fn build(
     meta: &Meta,
     f: &dyn DiskFile,
     start: u64,
     mut crc: crc32fast::Hasher,
     want_crc: u32,
-) -> Option<Loaded> {
+) -> Option<Index> {
     /// Entries per read: about 4 MiB.
-    const CHUNK: usize = 43_690;
+    const CHUNK: usize = 95_325;
     let mut index = Index::default();
     for n in &meta.names {
         index.names.intern(n);
     }
     let names = index.names.names.len() as u32;
-    let count = usize::try_from(meta.count).ok()?;
-    index.entries.reserve(count);
-    index.by_id.reserve(count);
-    index.corr_next.reserve(count);
-    index.corr_tail.reserve(count);
-    let mut buf = vec![0u8; CHUNK.min(count.max(1)) * ENTRY_LEN];
+    if names as usize != meta.names.len() {
+        return None;
+    }
+    for (i, &(s, k)) in meta.classes.iter().enumerate() {
+        if s >= names || k >= names || index.class_of(s, k) != i as u32 {
+            return None;
+        }
+    }
+    let classes = index.classes.len() as u32;
+    let count = u32::try_from(meta.count).ok()?;
+    // The segment table: ascending, starting at sequence 1, within the log.
+    let segs = &meta.segments;
+    let segs_ok = (count == 0 || segs.first().is_some_and(|s| s.1 == 1))
+        && segs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1)
+        && segs
+            .last()
+            .is_none_or(|s| s.0 <= meta.end_segment && s.1 <= count);
+    if !segs_ok {
+        return None;
+    }
+    index.segments = segs.clone();
+    index.cause_foreign = meta
+        .cause_foreign
+        .iter()
+        .map(|&(s, c)| (s, EventId(c)))
+        .collect();
+    for &(c, h) in &meta.corr_foreign {
+        index.corr_foreign.insert(EventId(c), h);
+        index.corr_foreign_head.insert(h, EventId(c));
+    }
+    let n = count as usize;
+    index.ids.reserve_exact(n);
+    index.cause.reserve_exact(n);
+    index.corr.reserve_exact(n);
+    index.corr_next.reserve_exact(n);
+    index.offset.reserve_exact(n);
+    index.body_len.reserve_exact(n);
+    index.frame.reserve_exact(n);
+    index.entity.reserve_exact(n);
+    index.class.reserve_exact(n);
+    let mut buf = vec![0u8; CHUNK.min(n.max(1)) * ENTRY_LEN];
     let mut done = 0usize;
-    while done < count {
-        let n = CHUNK.min(count - done);
-        let bytes = &mut buf[..n * ENTRY_LEN];
+    let mut foreign_causes = 0usize;
+    while done < n {
+        let k = CHUNK.min(n - done);
+        let bytes = &mut buf[..k * ENTRY_LEN];
         f.read_exact_at(bytes, start + (done * ENTRY_LEN) as u64)
             .ok()?;
         crc.update(bytes);
-        for chunk in bytes.chunks_exact(ENTRY_LEN) {
-            let e = get_entry(chunk);
-            if e.entity >= names || e.scope >= names || e.kind >= names {
+        for b in bytes.chunks_exact(ENTRY_LEN) {
+            let seq = done as u32 + 1;
+            let r = Raw {
+                id: EventId(u128_at(b, 0)),
+                causation: None,
+                correlation: EventId(0),
+                segment: 0,
+                offset: u32_at(b, 24),
+                body_len: u32_at(b, 28),
+                frame_back: u32_at(b, 32),
+                entity: u32_at(b, 36),
+                class: u32_at(b, 40),
+            };
+            let (cause, head) = (u32_at(b, 16), u32_at(b, 20));
+            if r.entity >= names || r.class >= classes || r.frame_back > r.offset {
                 return None;
             }
-            if e.segment > meta.end_segment || e.frame_back as u64 > e.offset {
+            match cause {
+                0 => {}
+                FOREIGN => {
+                    let c = *index.cause_foreign.get(&seq)?;
+                    index.children_foreign.entry(c).or_default().push(seq);
+                    foreign_causes += 1;
+                }
+                c if c < seq => index.add_child(c, seq),
+                _ => return None,
+            }
+            // A head is the event itself or an earlier head.
+            if head == 0 || head > seq || (head < seq && index.corr[head as usize - 1] != head) {
                 return None;
             }
-            index.entries.push(e);
+            super::index::push(&mut index.ids, r.id);
+            index.push_columns(seq, cause, head, &r);
+            done += 1;
         }
-        done += n;
     }
-    if crc.finalize() != want_crc {
+    if crc.finalize() != want_crc
+        || foreign_causes != index.cause_foreign.len()
+        || index
+            .corr_foreign_head
+            .keys()
+            .any(|&h| h == 0 || h > count || index.corr[h as usize - 1] != h)
+    {
         return None;
     }
-    fill_ids(&mut index);
-    for seq in 1..=count as u64 {
-        let e = index.entries[seq as usize - 1];
-        index.link_rest(&e, seq);
-    }
+    index.by_id = IdTable::build(&index.ids);
+    index.shrink_lists();
     index.keys = meta.keys.iter().cloned().collect();
     index.checkpoints = meta
         .checkpoints
         .iter()
         .map(|c| (c.cursor.clone(), c.clone()))
         .collect();
-    Some(Loaded {
-        index,
-        end_segment: meta.end_segment,
-        end_offset: meta.end_offset,
-        proof: meta.proof.clone(),
-    })
+    Some(index)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::{Coordinate, EventHeader};
 
-    #[test]
-    fn entries_round_trip_through_fixed_layout() {
-        let e = Entry {
-            id: EventId(u128::MAX - 5),
-            causation: Some(EventId(42)),
-            correlation: EventId(u128::MAX - 9),
-            entity_seq: 7,
-            offset: 1 << 40,
-            segment: 3,
-            header_len: 99,
-            payload_len: 100,
-            entity: 1,
-            scope: 2,
-            kind: 3,
-            frame_back: 17,
-        };
-        let mut b = Vec::new();
-        put_entry(&mut b, &e);
-        assert_eq!(b.len(), ENTRY_LEN);
-        assert_eq!(get_entry(&b), e);
-        let e2 = Entry {
-            causation: None,
-            ..e
-        };
-        b.clear();
-        put_entry(&mut b, &e2);
-        assert_eq!(get_entry(&b), e2);
-    }
-
-    /// A loaded snapshot links exactly what inserting the events in order
-    /// did — also with the id table filled up front in table order, and
-    /// with correlations naming earlier events, later events and no event.
-    #[test]
-    fn loaded_index_equals_the_index_built_in_order() {
-        use crate::event::{Coordinate, EventHeader};
-        // Above the size where ids are filled in table order.
-        let n: u64 = 70_000;
-        let seed = 0x5eed_u64;
-        eprintln!("seed {seed:#x}");
+    /// An index of `n` events with correlations naming earlier events,
+    /// later events and no event, causes, and two segments.
+    pub(crate) fn sample_index(n: u64, seed: u64) -> Index {
         let id = |i: u64| {
             EventId(((i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seed) as u128) << 20 | i as u128)
         };
@@ -486,7 +537,7 @@ mod tests {
                 sequence: s,
                 entity_sequence: 1,
                 coordinate: Coordinate::new(format!("e{}", s % 13), "s").unwrap(),
-                kind: "k".into(),
+                kind: format!("k{}", s % 3),
                 causation: (s % 3 == 0).then(|| id(s / 3)),
                 correlation,
                 timestamp_us: s,
@@ -494,29 +545,73 @@ mod tests {
                 idempotency_key: None,
                 meta: Vec::new(),
             };
+            let segment = if s <= n / 2 { 1 } else { 2 };
             index
-                .insert(&h, 1, 100 + s * 10, 100 + s * 10, 8, b"")
+                .insert(&h, segment, 100 + s * 10, 100 + s * 10, 8, b"")
                 .unwrap();
         }
-        let disk = crate::store::SimDisk::new(seed);
-        let dir = Path::new("/snap");
-        disk.create_dir_all(dir).unwrap();
-        let proof = vec![SegmentProof {
-            segment: 1,
-            len: 100 + (n + 1) * 10,
-            crc: 0,
-        }];
-        save(&disk, dir, 7, &index, proof).unwrap();
-        let (loaded, ()) = load(&disk, dir, 7, |_| ()).expect("a sound snapshot");
-        let l = loaded.index;
-        assert_eq!(l.entries, index.entries);
-        assert_eq!(l.by_id, index.by_id);
+        index
+    }
+
+    /// Every query the index answers, for comparing two indexes.
+    pub(crate) fn assert_same(l: &Index, index: &Index) {
+        assert_eq!(l.last_sequence(), index.last_sequence());
+        for s in 1..=index.last_sequence() {
+            let e = index.entry(s).unwrap();
+            assert_eq!(l.entry(s), Some(e), "entry {s}");
+            assert_eq!(l.seq_of(e.id), index.seq_of(e.id));
+            assert_eq!(
+                l.correlated(e.correlation).collect::<Vec<_>>(),
+                index.correlated(e.correlation).collect::<Vec<_>>()
+            );
+            assert_eq!(l.children_of(e.id), index.children_of(e.id));
+            assert_eq!(l.entity_seqs(e.entity), index.entity_seqs(e.entity));
+        }
         assert_eq!(l.by_entity, index.by_entity);
         assert_eq!(l.children, index.children);
+        assert_eq!(l.children_many, index.children_many);
         assert_eq!(l.corr_next, index.corr_next);
         assert_eq!(l.corr_tail, index.corr_tail);
         assert_eq!(l.corr_foreign, index.corr_foreign);
+        assert_eq!(l.keys, index.keys);
+    }
+
+    /// A loaded snapshot answers exactly what inserting the events in order
+    /// did — with the id table built in table order, and with correlations
+    /// naming earlier events, later events and no event.
+    #[test]
+    fn loaded_index_equals_the_index_built_in_order() {
+        // Above the size where ids are filled in table order.
+        let n: u64 = 70_000;
+        let seed = 0x5eed_u64;
+        eprintln!("seed {seed:#x}");
+        let index = sample_index(n, seed);
+        let disk = crate::store::SimDisk::new(seed);
+        let dir = Path::new("/snap");
+        disk.create_dir_all(dir).unwrap();
+        let proof = vec![
+            SegmentProof {
+                segment: 1,
+                len: 100,
+                crc: 0,
+            },
+            SegmentProof {
+                segment: 2,
+                len: 100 + (n + 1) * 10,
+                crc: 0,
+            },
+        ];
+        save(&disk, dir, 7, &index, proof).unwrap();
+        let (loaded, ()) = load(&disk, dir, 7, |_| ()).expect("a sound snapshot");
+        assert!(!loaded.outdated);
+        assert_same(&loaded.index, &index);
         // A wrong store id is not this store's snapshot.
         assert!(load(&disk, dir, 8, |_| ()).is_none());
+        // A damaged entry is no snapshot.
+        let mut bytes = disk.read_file(&dir.join(FILE)).unwrap();
+        let at = bytes.len() - 3;
+        bytes[at] ^= 1;
+        disk.write_file(&dir.join(FILE), &bytes);
+        assert!(load(&disk, dir, 7, |_| ()).is_none());
     }
 }

@@ -256,8 +256,22 @@ pub(crate) fn verify_dir(
                     ),
                 );
                 if let Some(ix) = index {
+                    // Every column of the compact index against the frame:
+                    // place, size, frame, links and names.
                     match ix.entry(h.sequence) {
-                        Some(e) if e.id == h.id && e.segment == n && e.offset == at as u64 => {}
+                        Some(e)
+                            if e.id == h.id
+                                && e.segment == n
+                                && e.offset == at as u64
+                                && e.frame_start() == pos as u64
+                                && e.body_len as usize
+                                    == ev.header_bytes.len() + ev.payload.len()
+                                && e.causation == h.causation
+                                && e.correlation == h.correlation
+                                && ix.seq_of(h.id) == Some(h.sequence)
+                                && ix.names.name(e.entity) == h.coordinate.entity
+                                && ix.names.name(e.scope) == h.coordinate.scope
+                                && ix.names.name(e.kind) == h.kind => {}
                         Some(_) => rep.problems.push(format!(
                             "{here}: index entry for sequence {} disagrees with the segment",
                             h.sequence

@@ -268,7 +268,7 @@ impl Writer {
         core: &Core,
         bytes: &[u8],
     ) -> Result<(u32, u64), StoreError> {
-        if self.len + bytes.len() as u64 > core.options.segment_size && self.len > SEGMENT_HEADER {
+        if self.len + bytes.len() as u64 > segment_size(core) && self.len > SEGMENT_HEADER {
             self.rotate(core)?;
         }
         let at = self.len;
@@ -290,9 +290,7 @@ impl Writer {
         for (fi, &(end, _)) in q.frames.iter().enumerate() {
             let fl = (end - start) as u64;
             let pending = (start - run_from) as u64;
-            if self.len + pending + fl > core.options.segment_size
-                && self.len + pending > SEGMENT_HEADER
-            {
+            if self.len + pending + fl > segment_size(core) && self.len + pending > SEGMENT_HEADER {
                 self.write_run(core, q, run_from, start, f_from, fi)?;
                 self.rotate(core)?;
                 run_from = start;
@@ -407,4 +405,13 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// Largest segment size used: offsets in the index are 32-bit, and a
+/// segment may exceed its size by one frame (at most 256 MiB).
+pub(crate) const MAX_SEGMENT_SIZE: u64 = 3 << 30;
+
+/// The configured segment size, capped at [`MAX_SEGMENT_SIZE`].
+fn segment_size(core: &Core) -> u64 {
+    core.options.segment_size.min(MAX_SEGMENT_SIZE)
 }
