@@ -8,6 +8,7 @@ mod provision_step;
 
 mod atomic_append;
 mod bytes_as_sent;
+mod cold_start;
 mod cli_store;
 mod command_parity;
 mod control_plane;

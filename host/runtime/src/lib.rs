@@ -59,6 +59,7 @@ mod bindings;
 mod cache;
 mod cache_dir;
 mod capability_gate;
+mod code_tier;
 mod component_file;
 mod convert;
 mod descriptor;
@@ -73,6 +74,7 @@ mod limiter;
 mod linker;
 mod load_error;
 mod log;
+mod optimisation;
 mod parking;
 mod plugin;
 mod plugin_state;
@@ -99,6 +101,7 @@ pub use cache::{CacheLimits, CompileCache, CompileSource, WASMTIME_VERSION};
 pub use cache_dir::{
     default_cache_dir, prepare_cache_dir, CacheDirError, DirRepair, CACHE_DIR_NAME,
 };
+pub use code_tier::CodeTier;
 pub use capability_gate::{CapabilityGate, ReactionContext, ReactorInfo};
 pub use descriptor::{validate_reactor_name, Descriptor, MAX_REACTOR_NAME_LEN};
 pub use failure::{FailureKind, ReactFailure};
@@ -126,8 +129,8 @@ pub use runner::{
     MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
 };
 pub use runtime::{
-    Runtime, RuntimeConfig, RuntimeError, DEFAULT_MAX_MEMORIES, DEFAULT_MAX_PLUGIN_FILE_BYTES,
-    DEFAULT_MAX_TABLES,
+    Runtime, RuntimeConfig, RuntimeError, DEFAULT_BASELINE_FROM_BYTES, DEFAULT_MAX_MEMORIES,
+    DEFAULT_MAX_PLUGIN_FILE_BYTES, DEFAULT_MAX_TABLES,
 };
 pub use services::HostServices;
 pub use shadow::{shadow, DiffKind, ShadowDiff, ShadowRange, ShadowReport};

@@ -1,0 +1,251 @@
+//! Large components start fast: a 12 MB SpiderMonkey component missing
+//! from the compile cache serves its first batch on baseline (Winch) code,
+//! moves to optimised (Cranelift) code at a batch boundary once the
+//! background compile has finished, and the cache then holds the optimised
+//! artifact, so the next load is a cache hit on optimised code.
+//!
+//! `cold_start_figures` (ignored: it only measures) prints, per example
+//! component, the cold compile with each compiler, the time to the first
+//! reaction, the cached load and `react` throughput on either tier:
+//! `cargo test --release -p batpak-host --test e2e -- --ignored cold_start_figures --nocapture`.
+
+use crate::common::{plugin, tempdir};
+use crate::languages::lang_plugins_dir;
+use batpak_runtime::{
+    CodeTier, CompileSource, Plugin, PluginSettings, Reaction, Reactor, Runtime, RuntimeConfig,
+};
+use batpak_store::{Coordinate, Event, EventHeader, EventId};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest wait for a background compile (18 MB on a loaded 2-core VM).
+const OPTIMISE_LIMIT: Duration = Duration::from_secs(600);
+
+/// `n` events the pass-through examples consume (`bench.in`).
+fn events(n: usize) -> Vec<Event> {
+    let payload: &[u8] = br#"{"sku":"gizmo","qty":2}"#;
+    (0..n)
+        .map(|i| {
+            let header = EventHeader {
+                id: EventId::generate(),
+                sequence: i as u64 + 1,
+                entity_sequence: 1,
+                coordinate: Coordinate::new(format!("item:{i}"), "bench").expect("valid"),
+                kind: "bench.in".into(),
+                causation: None,
+                correlation: EventId(i as u128 + 1),
+                timestamp_us: 1,
+                prev: None,
+                idempotency_key: None,
+                meta: Vec::new(),
+            };
+            Event {
+                hash: header.hash(payload),
+                header: Arc::new(header),
+                payload: payload.to_vec().into(),
+            }
+        })
+        .collect()
+}
+
+/// What a reaction decides (where, what, from which source), comparable
+/// across tiers.
+fn decided(r: &[Reaction]) -> Vec<(u32, String, String, Vec<u8>)> {
+    r.iter()
+        .map(|r| {
+            (
+                r.source,
+                r.coordinate.entity.clone(),
+                r.kind.clone(),
+                r.payload.clone(),
+            )
+        })
+        .collect()
+}
+
+fn cache_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.len() == 48 && n.bytes().all(|b| b.is_ascii_hexdigit())
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_large_plugin_serves_on_baseline_code_then_moves_to_optimised_code() {
+    let sm = lang_plugins_dir().join("passthrough_js_sm.wasm");
+    let size = std::fs::metadata(&sm).unwrap().len();
+    assert!(
+        size >= batpak_runtime::DEFAULT_BASELINE_FROM_BYTES,
+        "the SpiderMonkey example ({size} B) is meant to be a large component"
+    );
+    let dir = tempdir();
+    let cache = dir.path().join("cache");
+    let batch = events(8);
+
+    // Cold: served by baseline code, nothing cached yet.
+    let rt = Runtime::new(RuntimeConfig::with_cache(&cache)).unwrap();
+    let mut p = Plugin::load(&rt, &sm, PluginSettings::default()).unwrap();
+    assert_eq!(p.compile_info().0, CompileSource::Compiled);
+    assert_eq!(p.code_tier(), CodeTier::Baseline);
+    assert_eq!(
+        cache_entries(&cache),
+        0,
+        "baseline code must never be cached (or the optimised compile finished before the load did)"
+    );
+    let first = p.react(&batch).expect("the first batch, on baseline code");
+    assert_eq!(first.len(), batch.len());
+    // The switch happens only at the start of a batch, so the first batch
+    // ran on baseline code: served before the optimised compile finished
+    // only if the tier is still baseline here.
+    assert_eq!(
+        p.code_tier(),
+        CodeTier::Baseline,
+        "the first batch was served before the optimised code was ready"
+    );
+
+    // The optimised compile finishes; the next batch boundary switches.
+    assert!(
+        p.wait_optimised(OPTIMISE_LIMIT),
+        "the optimised compile did not finish within {OPTIMISE_LIMIT:?}"
+    );
+    assert_eq!(p.code_tier(), CodeTier::Baseline, "no switch between batches");
+    let second = p.react(&batch).expect("the next batch, on optimised code");
+    assert_eq!(p.code_tier(), CodeTier::Optimised);
+    assert_eq!(
+        decided(&first),
+        decided(&second),
+        "both tiers must propose the same reactions"
+    );
+    assert_eq!(cache_entries(&cache), 1, "the optimised artifact is cached");
+    drop(p);
+    drop(rt);
+
+    // Next load (a new runtime, as a new process): the cached optimised code.
+    let rt = Runtime::new(RuntimeConfig::with_cache(&cache)).unwrap();
+    let mut p = Plugin::load(&rt, &sm, PluginSettings::default()).unwrap();
+    assert_eq!(p.compile_info().0, CompileSource::Cached);
+    assert_eq!(p.code_tier(), CodeTier::Optimised);
+    assert_eq!(decided(&p.react(&batch).unwrap()), decided(&first));
+}
+
+/// Best events/s of `react` over batches of `size` during about `secs`.
+fn events_per_s(p: &mut Plugin, batch: &[Event], secs: f64) -> f64 {
+    let mut best = 0f64;
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    while Instant::now() < until {
+        let t = Instant::now();
+        for _ in 0..10 {
+            p.react(batch).expect("react");
+        }
+        best = best.max((10 * batch.len()) as f64 / t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[test]
+#[ignore = "measures only: run with --ignored --nocapture"]
+fn cold_start_figures() {
+    let d = lang_plugins_dir();
+    let components: Vec<(&str, PathBuf)> = vec![
+        ("rust", plugin("passthrough")),
+        ("c", d.join("passthrough_c.wasm")),
+        ("wat", d.join("passthrough_wat.wat")),
+        ("js-quickjs", d.join("passthrough_js.wasm")),
+        ("js-spidermonkey", d.join("passthrough_js_sm.wasm")),
+        ("python", d.join("passthrough_py.wasm")),
+    ];
+    let batch = events(64);
+    let one = events(1);
+    let dir = tempdir();
+    println!("component\tbytes\tcranelift cold ms\tfirst reaction (cranelift) ms\twinch compile ms\tfirst reaction (winch) ms\twinch ev/s (while cranelift compiles)\tcranelift ev/s\tcached: cache load ms (min/median/max of 5)\tcached: whole Plugin::load ms\truntime new ms");
+    for (name, path) in components {
+        let bytes = std::fs::metadata(&path).unwrap().len();
+        // Cranelift only, no cache: what a cold load cost before.
+        let rt = Runtime::new(RuntimeConfig {
+            baseline_from_bytes: None,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let t = Instant::now();
+        let mut p = Plugin::load(&rt, &path, PluginSettings::default()).unwrap();
+        p.react(&one).unwrap();
+        let first_cranelift = t.elapsed();
+        let cranelift = p.compile_info().1;
+        let cranelift_rate = events_per_s(&mut p, &batch, 2.0);
+        drop(p);
+        drop(rt);
+
+        // Winch first, whatever the size, no cache.
+        let rt = Runtime::new(RuntimeConfig {
+            baseline_from_bytes: Some(0),
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let t = Instant::now();
+        let mut p = Plugin::load(&rt, &path, PluginSettings::default()).unwrap();
+        p.react(&one).unwrap();
+        let first_winch = t.elapsed();
+        let (winch, winch_rate) = if p.code_tier() == CodeTier::Baseline {
+            (
+                format!("{:.0}", ms(p.compile_info().1)),
+                format!("{:.0}", events_per_s(&mut p, &batch, 1.0)),
+            )
+        } else {
+            ("refused (see log)".into(), "-".into())
+        };
+        p.wait_optimised(OPTIMISE_LIMIT);
+        drop(p);
+        drop(rt);
+
+        // Cached: one compile into a fresh cache, then five loads, each in
+        // a new runtime (as a new process would).
+        let cache = dir.path().join(format!("cache-{name}"));
+        let cfg = RuntimeConfig {
+            baseline_from_bytes: None,
+            ..RuntimeConfig::with_cache(&cache)
+        };
+        drop(Plugin::load(&Runtime::new(cfg.clone()).unwrap(), &path, PluginSettings::default()).unwrap());
+        let mut loads = Vec::new();
+        let mut wholes = Vec::new();
+        let mut news = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let rt = Runtime::new(cfg.clone()).unwrap();
+            news.push(t.elapsed());
+            let t = Instant::now();
+            let p = Plugin::load(&rt, &path, PluginSettings::default()).unwrap();
+            wholes.push(t.elapsed());
+            assert_eq!(p.compile_info().0, CompileSource::Cached);
+            loads.push(p.compile_info().1);
+        }
+        loads.sort();
+        wholes.sort();
+        news.sort();
+        println!(
+            "{name}\t{bytes}\t{:.0}\t{:.0}\t{winch}\t{:.0}\t{winch_rate}\t{:.0}\t{:.2}/{:.2}/{:.2}\t{:.1}/{:.1}/{:.1}\t{:.1}",
+            ms(cranelift),
+            ms(first_cranelift),
+            ms(first_winch),
+            cranelift_rate,
+            ms(loads[0]),
+            ms(loads[2]),
+            ms(loads[4]),
+            ms(wholes[0]),
+            ms(wholes[2]),
+            ms(wholes[4]),
+            ms(news[2]),
+        );
+    }
+}
