@@ -116,7 +116,11 @@ fn a_large_plugin_serves_on_baseline_code_then_moves_to_optimised_code() {
         p.wait_optimised(OPTIMISE_LIMIT),
         "the optimised compile did not finish within {OPTIMISE_LIMIT:?}"
     );
-    assert_eq!(p.code_tier(), CodeTier::Baseline, "no switch between batches");
+    assert_eq!(
+        p.code_tier(),
+        CodeTier::Baseline,
+        "no switch between batches"
+    );
     let second = p.react(&batch).expect("the next batch, on optimised code");
     assert_eq!(p.code_tier(), CodeTier::Optimised);
     assert_eq!(
@@ -216,7 +220,14 @@ fn cold_start_figures() {
             baseline_from_bytes: None,
             ..RuntimeConfig::with_cache(&cache)
         };
-        drop(Plugin::load(&Runtime::new(cfg.clone()).unwrap(), &path, PluginSettings::default()).unwrap());
+        drop(
+            Plugin::load(
+                &Runtime::new(cfg.clone()).unwrap(),
+                &path,
+                PluginSettings::default(),
+            )
+            .unwrap(),
+        );
         let mut loads = Vec::new();
         let mut wholes = Vec::new();
         let mut news = Vec::new();
@@ -248,4 +259,110 @@ fn cold_start_figures() {
             ms(news[2]),
         );
     }
+}
+
+/// `run --until-idle` of `plugin` over `data` with the compile cache in
+/// `cache`; returns its stderr (bounded: 600 s).
+fn run_until_idle(data: &Path, cache: &Path, plugin: &Path) -> String {
+    let mut child = std::process::Command::new(crate::common::bin())
+        .env_remove("BATPAK_NO_CACHE")
+        .env("BATPAK_CACHE_DIR", cache)
+        .arg("--data")
+        .arg(data)
+        .args(["run", "--until-idle"])
+        .arg(plugin)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning batpak-host run");
+    let mut err = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).ok();
+        s
+    });
+    let status = crate::common::wait_exit(&mut child, OPTIMISE_LIMIT);
+    let stderr = reader.join().expect("stderr reader");
+    assert!(status.success(), "run failed ({status:?}):\n{stderr}");
+    stderr
+}
+
+/// Index of the first line of `text` containing `needle`, panicking with
+/// the whole text when there is none.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{text}"))
+}
+
+#[test]
+fn run_serves_a_large_plugin_on_baseline_code_and_leaves_its_optimised_code_cached() {
+    let sm = lang_plugins_dir().join("passthrough_js_sm.wasm");
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let cache = dir.path().join("cache");
+    let input = |n: usize| -> Vec<serde_json::Value> {
+        (0..n)
+            .map(|i| serde_json::json!({"entity": format!("item:{i}"), "scope": "bench", "kind": "bench.in", "payload": {"i": i}}))
+            .collect()
+    };
+    crate::common::append(&data, &input(5));
+
+    // Cold: the batch is served by baseline code and the run is done
+    // (idle) while the optimised compile still runs; the process waits for
+    // it so the cache keeps the result.
+    let first = run_until_idle(&data, &cache, &sm);
+    let baseline = line_of(&first, "serving it on baseline code");
+    let waiting = line_of(&first, "waiting for an optimising compile to finish");
+    let ready = line_of(&first, "optimised code of");
+    assert!(
+        baseline < waiting && waiting < ready,
+        "expected: baseline code serves, the run finishes, then the optimised code is ready:\n{first}"
+    );
+    assert_eq!(crate::common::events_of(&data, "bench.out").len(), 5);
+    assert_eq!(cache_entries(&cache), 1, "the optimised artifact is cached");
+
+    // Next run: straight from the cache, optimised code, no baseline.
+    crate::common::append(&data, &input(3));
+    let second = run_until_idle(&data, &cache, &sm);
+    line_of(&second, "compile cache");
+    assert!(
+        !second.contains("baseline"),
+        "a cached load runs optimised code:\n{second}"
+    );
+    assert_eq!(crate::common::events_of(&data, "bench.out").len(), 8);
+}
+
+/// Loads `$BATPAK_PROFILE_PLUGIN` with baseline code first and no cache, and
+/// prints how long the load took: a target for `perf record` when looking
+/// at where a baseline compile spends its time.
+#[test]
+#[ignore = "a profiling target: BATPAK_PROFILE_PLUGIN=FILE"]
+fn profile_baseline_load() {
+    let Ok(path) = std::env::var("BATPAK_PROFILE_PLUGIN") else {
+        return;
+    };
+    let rt = Runtime::new(RuntimeConfig {
+        baseline_from_bytes: Some(0),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let t = Instant::now();
+    let p = Plugin::load(&rt, &path, PluginSettings::default()).unwrap();
+    let took = t.elapsed();
+    // SAFETY: getrusage only writes the struct it is given.
+    let cpu = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u.ru_utime.tv_sec as f64
+            + u.ru_stime.tv_sec as f64
+            + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) as f64 / 1e6
+    };
+    println!(
+        "loaded {path} on {:?} code in {:.0} ms (compile {:.0} ms); process CPU so far {cpu:.2} s",
+        p.code_tier(),
+        ms(took),
+        ms(p.compile_info().1)
+    );
 }

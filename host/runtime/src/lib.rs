@@ -101,8 +101,8 @@ pub use cache::{CacheLimits, CompileCache, CompileSource, WASMTIME_VERSION};
 pub use cache_dir::{
     default_cache_dir, prepare_cache_dir, CacheDirError, DirRepair, CACHE_DIR_NAME,
 };
-pub use code_tier::CodeTier;
 pub use capability_gate::{CapabilityGate, ReactionContext, ReactorInfo};
+pub use code_tier::CodeTier;
 pub use descriptor::{validate_reactor_name, Descriptor, MAX_REACTOR_NAME_LEN};
 pub use failure::{FailureKind, ReactFailure};
 pub use guest_text::MAX_GUEST_ERROR_BYTES;

@@ -16,7 +16,9 @@ use super::guest_text::clip_guest_error;
 use super::load_error::LoadError;
 use super::log::{log, LogLevel};
 use super::plugin_state::PluginState;
-use super::prepare::{call, instantiate, link, new_store, prepare, PluginSettings, Prepared, Tiering};
+use super::prepare::{
+    call, instantiate, link, new_store, prepare, PluginSettings, Prepared, Tiering,
+};
 use super::reaction::{Reaction, ReactionVerdict};
 use super::reactor::Reactor;
 use super::runtime::Runtime;
@@ -286,7 +288,9 @@ impl Plugin {
                     LogLevel::Warn,
                     LogLevel::Warn,
                     &l.descriptor.name,
-                    &format!("cannot link its optimised code: {e}; it keeps running on baseline code"),
+                    &format!(
+                        "cannot link its optimised code: {e}; it keeps running on baseline code"
+                    ),
                 )
             })
             .ok(),

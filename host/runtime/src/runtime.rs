@@ -4,8 +4,8 @@
 //! [`Plugin::load`](super::Plugin::load).
 
 use super::cache::{CacheLimits, CompileCache, CompileSource};
-use super::linker::add_to_linker;
 use super::code_tier::CodeTier;
+use super::linker::add_to_linker;
 use super::plugin_state::PluginState;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -148,6 +148,11 @@ fn engine_config(tier: CodeTier) -> Config {
     c.cranelift_nan_canonicalization(true);
     if tier == CodeTier::Baseline {
         c.strategy(Strategy::Winch);
+        // Winch leaves the trampolines to Cranelift: one per function that
+        // escapes (table entries, exports), thousands in CPython, about
+        // half of a baseline load. Unoptimised, they compile faster; they
+        // run once per call into the guest, so their speed hardly counts.
+        c.cranelift_opt_level(wasmtime::OptLevel::None);
     }
     c
 }
@@ -313,10 +318,7 @@ impl Runtime {
     /// The optimised code of component `digest` from the compile cache, if
     /// it is there (and passes its checks), and how long loading it took.
     pub(crate) fn cached(&self, digest: &str) -> Option<(Component, Duration)> {
-        self.inner
-            .cache
-            .as_ref()?
-            .load(&self.inner.engine, digest)
+        self.inner.cache.as_ref()?.load(&self.inner.engine, digest)
     }
 
     /// Compiles a component with the baseline compiler (never cached).

@@ -4,9 +4,7 @@
 //! has named it.
 
 use crate::plugins::plugin_config::{Flags, PluginConfigFile, Resolved};
-use batpak_runtime::{
-    CodeTier, CompileSource, LogLevel, Plugin, PluginSettings, Reactor, Runtime,
-};
+use batpak_runtime::{CodeTier, CompileSource, LogLevel, Plugin, PluginSettings, Reactor, Runtime};
 use std::path::{Path, PathBuf};
 
 /// A plugin loaded and initialised, with what applies to its reactor.
