@@ -14,8 +14,12 @@
 //! One concept per module, data flowing one way (runtime → log seam →
 //! store; nothing below depends on the runtime), no module cycles
 //! (`python3 tools/modcycles.py host/runtime`; CI runs it on the workspace):
-//! - the [`Runtime`] (engine, epoch ticker, linker) and the [`CompileCache`]
-//!   (memory-mapped loads, LRU eviction; location in its docs);
+//! - the [`Runtime`] (engine, epoch ticker, linker; a second, Winch engine
+//!   made on first use) and the [`CompileCache`] (memory-mapped loads, LRU
+//!   eviction; location in its docs); tiers ([`CodeTier`]): a large
+//!   component missing from the cache serves on baseline code while its
+//!   optimised code compiles in the background (`optimisation.rs`), then
+//!   moves to it at a batch boundary;
 //! - loading: [`Plugin::load`] reads a plugin file (opened once, regular
 //!   files only, size capped, checked on the descriptor before reading:
 //!   [`read_regular`], which the CLI uses for its config files too), scans it (memory and table counts,

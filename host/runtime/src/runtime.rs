@@ -1,6 +1,10 @@
-//! The [`Runtime`]: one wasmtime `Engine` with epoch interruption and its
-//! ticker thread, one `Linker` (WASI with nothing granted, plus the `host`
-//! imports), and the compile cache. Plugins are loaded through it with
+//! The [`Runtime`]: the wasmtime `Engine` (Cranelift) with epoch
+//! interruption and its ticker thread, one `Linker` (WASI with nothing
+//! granted, plus the `host` imports), and the compile cache; and, made on
+//! first use, a second engine and linker that compile with Winch, for the
+//! baseline code a large component serves on while Cranelift compiles it
+//! ([`CodeTier`]). The ticker advances both engines' epochs, so call time
+//! limits hold on either tier. Plugins are loaded through it with
 //! [`Plugin::load`](super::Plugin::load).
 
 use super::cache::{CacheLimits, CompileCache, CompileSource};
