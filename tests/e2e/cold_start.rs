@@ -24,7 +24,11 @@ const OPTIMISE_LIMIT: Duration = Duration::from_secs(600);
 
 /// `n` events the pass-through examples consume (`bench.in`).
 fn events(n: usize) -> Vec<Event> {
-    let payload: &[u8] = br#"{"sku":"gizmo","qty":2}"#;
+    events_of("bench.in", br#"{"sku":"gizmo","qty":2}"#, n)
+}
+
+/// `n` events of `kind` with `payload`.
+fn events_of(kind: &str, payload: &[u8], n: usize) -> Vec<Event> {
     (0..n)
         .map(|i| {
             let header = EventHeader {
@@ -32,7 +36,7 @@ fn events(n: usize) -> Vec<Event> {
                 sequence: i as u64 + 1,
                 entity_sequence: 1,
                 coordinate: Coordinate::new(format!("item:{i}"), "bench").expect("valid"),
-                kind: "bench.in".into(),
+                kind: kind.into(),
                 causation: None,
                 correlation: EventId(i as u128 + 1),
                 timestamp_us: 1,
@@ -161,6 +165,44 @@ fn thread_cpu() -> Duration {
         ts
     };
     Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+#[test]
+fn baseline_code_keeps_the_time_limit_and_the_memory_budget() {
+    // The hostile example spins forever on `loop` and allocates without
+    // end on `oom`. Every component starts on baseline code here; the tier
+    // after `react` is the tier `react` ran on (a switch happens only at
+    // its start), and the small component's optimised compile may win the
+    // race to the first call, so each case is tried on fresh runtimes until
+    // one ran on baseline code.
+    let hostile = plugin("hostile");
+    let settings = PluginSettings {
+        timeout: Duration::from_millis(500),
+        memory_bytes: 32 << 20,
+        ..PluginSettings::default()
+    };
+    for (cmd, expected) in [
+        ("loop", batpak_runtime::FailureKind::Timeout),
+        ("oom", batpak_runtime::FailureKind::OutOfMemory),
+    ] {
+        let batch = events_of("hostile.cmd", format!(r#"{{"do":"{cmd}"}}"#).as_bytes(), 1);
+        let mut on_baseline = false;
+        for _ in 0..5 {
+            let rt = Runtime::new(RuntimeConfig {
+                baseline_from_bytes: Some(0),
+                ..RuntimeConfig::default()
+            })
+            .unwrap();
+            let mut p = Plugin::load(&rt, &hostile, settings.clone()).unwrap();
+            let failure = p.react(&batch).expect_err("a hostile command fails");
+            assert_eq!(failure.kind, expected, "{cmd}: {failure}");
+            if p.code_tier() == CodeTier::Baseline {
+                on_baseline = true;
+                break;
+            }
+        }
+        assert!(on_baseline, "{cmd} never ran on baseline code in 5 tries");
+    }
 }
 
 /// Best events per second of this thread's CPU time of `react` over
