@@ -9,6 +9,7 @@ mod provision_step;
 mod atomic_append;
 mod bytes_as_sent;
 mod cli_store;
+mod cold_start;
 mod command_parity;
 mod control_plane;
 mod demo;

@@ -22,6 +22,15 @@ pub(crate) enum Bindings {
     V2(wit_v2::ReactorPlugin),
 }
 
+impl Clone for Pre {
+    fn clone(&self) -> Pre {
+        match self {
+            Pre::V1(p) => Pre::V1(p.clone()),
+            Pre::V2(p) => Pre::V2(p.clone()),
+        }
+    }
+}
+
 impl Pre {
     /// Checks the exports of `pre` against `version`'s world.
     pub(crate) fn new(version: WitVersion, pre: InstancePre<PluginState>) -> wasmtime::Result<Pre> {

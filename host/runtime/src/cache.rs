@@ -355,18 +355,10 @@ impl CompileCache {
         bytes: &[u8],
     ) -> wasmtime::Result<(Component, CompileSource, Duration)> {
         let started = Instant::now();
-        let entry = self.entry_dir(digest);
-        match self.load_checked(engine, &entry) {
-            Ok(c) => return Ok((c, CompileSource::Cached, started.elapsed())),
-            Err(EntryError::Missing) => {}
-            Err(e) => {
-                warn(&format!(
-                    "ignoring unusable cache entry {}: {e}; recompiling",
-                    entry.display()
-                ));
-                remove_entry(&self.dir, &entry);
-            }
+        if let Some((c, took)) = self.load(engine, digest) {
+            return Ok((c, CompileSource::Cached, took));
         }
+        let entry = self.entry_dir(digest);
         let component = Component::new(engine, bytes)?;
         let elapsed = started.elapsed();
         match self.store(&entry, &component) {
@@ -377,6 +369,26 @@ impl CompileCache {
             )),
         }
         Ok((component, CompileSource::Compiled, elapsed))
+    }
+
+    /// Loads component `digest` from the cache when it is there and passes
+    /// every check; returns it and how long loading took. An entry that
+    /// fails a check is logged and removed (the caller compiles instead).
+    pub fn load(&self, engine: &Engine, digest: &str) -> Option<(Component, Duration)> {
+        let started = Instant::now();
+        let entry = self.entry_dir(digest);
+        match self.load_checked(engine, &entry) {
+            Ok(c) => Some((c, started.elapsed())),
+            Err(EntryError::Missing) => None,
+            Err(e) => {
+                warn(&format!(
+                    "ignoring unusable cache entry {}: {e}; recompiling",
+                    entry.display()
+                ));
+                remove_entry(&self.dir, &entry);
+                None
+            }
+        }
     }
 
     fn load_checked(&self, engine: &Engine, entry: &Path) -> Result<Component, EntryError> {

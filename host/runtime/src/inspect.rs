@@ -1,10 +1,11 @@
 //! `inspect`: what a component says about itself, without a store.
 
 use super::cache::CompileSource;
+use super::code_tier::CodeTier;
 use super::convert::descriptor_from_wit;
 use super::descriptor::Descriptor;
 use super::load_error::LoadError;
-use super::prepare::{call, instantiate, new_store, prepare, PluginSettings};
+use super::prepare::{call, instantiate, new_store, prepare, PluginSettings, Tiering};
 use super::runtime::Runtime;
 use super::wit::OFFERED_VERSIONS;
 use super::world::WorldInfo;
@@ -62,8 +63,8 @@ impl Inspection {
         settings: PluginSettings,
     ) -> Result<Inspection, LoadError> {
         let p = || path.to_path_buf();
-        let prepared = prepare(rt, path)?;
-        let mut store = new_store(rt, "inspect", &settings, None);
+        let prepared = prepare(rt, path, Tiering::OptimisedOnly)?;
+        let mut store = new_store(rt, CodeTier::Optimised, "inspect", &settings, None);
         let bindings = instantiate(&prepared.pre, &mut store, &settings)
             .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
         let d = call(rt, &mut store, &settings, None, |s| bindings.describe(s))

@@ -14,8 +14,12 @@
 //! One concept per module, data flowing one way (runtime → log seam →
 //! store; nothing below depends on the runtime), no module cycles
 //! (`python3 tools/modcycles.py host/runtime`; CI runs it on the workspace):
-//! - the [`Runtime`] (engine, epoch ticker, linker) and the [`CompileCache`]
-//!   (memory-mapped loads, LRU eviction; location in its docs);
+//! - the [`Runtime`] (engine, epoch ticker, linker; a second, Winch engine
+//!   made on first use) and the [`CompileCache`] (memory-mapped loads, LRU
+//!   eviction; location in its docs); tiers ([`CodeTier`]): a large
+//!   component missing from the cache serves on baseline code while its
+//!   optimised code compiles in the background (`optimisation.rs`), then
+//!   moves to it at a batch boundary;
 //! - loading: [`Plugin::load`] reads a plugin file (opened once, regular
 //!   files only, size capped, checked on the descriptor before reading:
 //!   [`read_regular`], which the CLI uses for its config files too), scans it (memory and table counts,
@@ -59,6 +63,7 @@ mod bindings;
 mod cache;
 mod cache_dir;
 mod capability_gate;
+mod code_tier;
 mod component_file;
 mod convert;
 mod descriptor;
@@ -73,6 +78,7 @@ mod limiter;
 mod linker;
 mod load_error;
 mod log;
+mod optimisation;
 mod parking;
 mod plugin;
 mod plugin_state;
@@ -100,6 +106,7 @@ pub use cache_dir::{
     default_cache_dir, prepare_cache_dir, CacheDirError, DirRepair, CACHE_DIR_NAME,
 };
 pub use capability_gate::{CapabilityGate, ReactionContext, ReactorInfo};
+pub use code_tier::CodeTier;
 pub use descriptor::{validate_reactor_name, Descriptor, MAX_REACTOR_NAME_LEN};
 pub use failure::{FailureKind, ReactFailure};
 pub use guest_text::MAX_GUEST_ERROR_BYTES;
@@ -126,8 +133,8 @@ pub use runner::{
     MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
 };
 pub use runtime::{
-    Runtime, RuntimeConfig, RuntimeError, DEFAULT_MAX_MEMORIES, DEFAULT_MAX_PLUGIN_FILE_BYTES,
-    DEFAULT_MAX_TABLES,
+    Runtime, RuntimeConfig, RuntimeError, DEFAULT_BASELINE_FROM_BYTES, DEFAULT_MAX_MEMORIES,
+    DEFAULT_MAX_PLUGIN_FILE_BYTES, DEFAULT_MAX_TABLES,
 };
 pub use services::HostServices;
 pub use shadow::{shadow, DiffKind, ShadowDiff, ShadowRange, ShadowReport};

@@ -4,8 +4,9 @@
 //! and a per-call time limit. Implements [`Reactor`].
 
 use super::batch_builder::BatchBuilder;
-use super::bindings::Bindings;
+use super::bindings::{Bindings, Pre};
 use super::cache::CompileSource;
+use super::code_tier::CodeTier;
 use super::convert::{descriptor_from_wit, reaction_from_wit, verdicts_to_wit};
 use super::descriptor::Descriptor;
 use super::failure::{FailureKind, ReactFailure};
@@ -13,8 +14,11 @@ use super::flat_batch::FlatBatch;
 use super::flat_proposals;
 use super::guest_text::clip_guest_error;
 use super::load_error::LoadError;
+use super::log::{log, LogLevel};
 use super::plugin_state::PluginState;
-use super::prepare::{call, instantiate, new_store, prepare, PluginSettings, Prepared};
+use super::prepare::{
+    call, instantiate, link, new_store, prepare, PluginSettings, Prepared, Tiering,
+};
 use super::reaction::{Reaction, ReactionVerdict};
 use super::reactor::Reactor;
 use super::runtime::Runtime;
@@ -24,7 +28,7 @@ use super::wit::WitVersion;
 use super::world::WorldInfo;
 use batpak_store::{Event, EventId};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The immutable part of a loaded plugin, shared by all its instances.
@@ -34,6 +38,18 @@ struct Loaded {
     descriptor: Descriptor,
     prepared: Prepared,
     settings: PluginSettings,
+    /// The optimised code, linked, once the background compile of a
+    /// plugin that started on baseline code has finished (`None` inside
+    /// when it failed: the plugin stays on baseline code). Shared by every
+    /// instance of the plugin.
+    optimised: OnceLock<Option<Pre>>,
+}
+
+/// The linked code an instance is made from, and its tier.
+#[derive(Clone)]
+struct Code {
+    pre: Pre,
+    tier: CodeTier,
 }
 
 /// A live instance: its own store (memory budget, limits, host state).
@@ -47,6 +63,9 @@ struct Live {
 /// one (instantiated from the pre-linked component, then `init` again).
 pub struct Plugin {
     loaded: Arc<Loaded>,
+    /// The code new instances are made from: baseline until the optimised
+    /// code is ready, then optimised for good.
+    code: Code,
     live: Option<Live>,
     /// Builds 0.1.0 batches (WIT records).
     builder: BatchBuilder,
@@ -100,9 +119,10 @@ impl Plugin {
     ) -> Result<Plugin, LoadError> {
         let path = path.as_ref();
         let p = || path.to_path_buf();
-        let prepared = prepare(runtime, path)?;
+        let prepared = prepare(runtime, path, Tiering::Allowed)?;
+        let tier = prepared.tier;
         let descriptor = {
-            let mut store = new_store(runtime, "plugin", &base, None);
+            let mut store = new_store(runtime, tier, "plugin", &base, None);
             let bindings = instantiate(&prepared.pre, &mut store, &base)
                 .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
             call(runtime, &mut store, &base, None, |s| bindings.describe(s))
@@ -116,15 +136,20 @@ impl Plugin {
         // runs with the reactor's own limits and config.
         let settings =
             choose(&descriptor).map_err(|message| LoadError::Settings { path: p(), message })?;
-        let mut store = new_store(runtime, &descriptor.name, &settings, None);
+        let mut store = new_store(runtime, tier, &descriptor.name, &settings, None);
         let bindings = instantiate(&prepared.pre, &mut store, &settings)
             .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
+        let code = Code {
+            pre: prepared.pre.clone(),
+            tier,
+        };
         let loaded = Arc::new(Loaded {
             runtime: runtime.clone(),
             path: p(),
             descriptor,
             prepared,
             settings,
+            optimised: OnceLock::new(),
         });
         let mut live = Live { store, bindings };
         init(&loaded, &mut live).map_err(|failure| LoadError::InitFailed {
@@ -134,6 +159,7 @@ impl Plugin {
         })?;
         Ok(Plugin {
             loaded,
+            code,
             live: Some(live),
             builder: BatchBuilder::default(),
             flat: FlatBatch::default(),
@@ -176,6 +202,23 @@ impl Plugin {
         )
     }
 
+    /// The tier of the code it runs now: [`CodeTier::Baseline`] from a
+    /// cold load of a large component until the batch boundary after its
+    /// optimised compile finished, else [`CodeTier::Optimised`].
+    pub fn code_tier(&self) -> CodeTier {
+        self.code.tier
+    }
+
+    /// Waits at most `timeout` for the optimised compile of a plugin that
+    /// runs on baseline code; true when it has finished (or there is none).
+    /// The plugin itself moves to the new code at its next `react`.
+    pub fn wait_optimised(&self, timeout: Duration) -> bool {
+        match &self.loaded.prepared.optimisation {
+            Some(o) if self.code.tier == CodeTier::Baseline => o.wait(timeout),
+            _ => true,
+        }
+    }
+
     /// Instantiates a throwaway instance (without `init`) and reports how
     /// long that took: the cost paid after every failure.
     ///
@@ -184,8 +227,14 @@ impl Plugin {
     pub fn measure_instantiate(&self) -> Result<Duration, ReactFailure> {
         let l = &self.loaded;
         let started = Instant::now();
-        let mut store = new_store(&l.runtime, &l.descriptor.name, &l.settings, None);
-        instantiate(&l.prepared.pre, &mut store, &l.settings)?;
+        let mut store = new_store(
+            &l.runtime,
+            self.code.tier,
+            &l.descriptor.name,
+            &l.settings,
+            None,
+        );
+        instantiate(&self.code.pre, &mut store, &l.settings)?;
         Ok(started.elapsed())
     }
 
@@ -197,6 +246,7 @@ impl Plugin {
     pub fn fresh(&self) -> Result<Plugin, ReactFailure> {
         let mut p = Plugin {
             loaded: self.loaded.clone(),
+            code: self.code.clone(),
             live: None,
             builder: BatchBuilder::default(),
             flat: FlatBatch::default(),
@@ -207,16 +257,73 @@ impl Plugin {
         Ok(p)
     }
 
+    /// At a batch boundary: when the plugin runs on baseline code and its
+    /// optimised code has become ready, moves to it. The baseline instance
+    /// is dropped and the next call makes a fresh one from the optimised
+    /// code and runs `init` on it — exactly what happens after any failure
+    /// (the contract's promise: state that matters is rebuilt by `init`,
+    /// `read_entity` and `get_event`, never kept only in an instance).
+    fn upgrade_at_boundary(&mut self) {
+        if self.code.tier != CodeTier::Baseline {
+            return;
+        }
+        let l = &self.loaded;
+        let Some(optimisation) = &l.prepared.optimisation else {
+            return;
+        };
+        // Not finished yet: the next batch looks again.
+        let Some(result) = optimisation.poll() else {
+            return;
+        };
+        let pre = l.optimised.get_or_init(|| match result {
+            Ok((component, _)) => link(
+                &l.runtime,
+                CodeTier::Optimised,
+                &l.path,
+                &component,
+                l.prepared.version,
+            )
+            .map_err(|e| {
+                log(
+                    LogLevel::Warn,
+                    LogLevel::Warn,
+                    &l.descriptor.name,
+                    &format!(
+                        "cannot link its optimised code: {e}; it keeps running on baseline code"
+                    ),
+                )
+            })
+            .ok(),
+            // Logged by the compile thread.
+            Err(_) => None,
+        });
+        let Some(pre) = pre.clone() else {
+            return;
+        };
+        self.code = Code {
+            pre,
+            tier: CodeTier::Optimised,
+        };
+        self.reset();
+        log(
+            self.loaded.settings.log_level,
+            LogLevel::Info,
+            &self.loaded.descriptor.name,
+            "now running optimised code (Cranelift), switched at a batch boundary",
+        );
+    }
+
     fn ensure_live(&mut self) -> Result<&mut Live, ReactFailure> {
         if self.live.is_none() {
             let l = &self.loaded;
             let mut store = new_store(
                 &l.runtime,
+                self.code.tier,
                 &l.descriptor.name,
                 &l.settings,
                 self.services.clone(),
             );
-            let bindings = instantiate(&l.prepared.pre, &mut store, &l.settings).map_err(|f| {
+            let bindings = instantiate(&self.code.pre, &mut store, &l.settings).map_err(|f| {
                 ReactFailure::new(FailureKind::Instantiate, format!("cannot instantiate: {f}"))
             })?;
             let mut live = Live { store, bindings };
@@ -262,6 +369,7 @@ impl Reactor for Plugin {
     }
 
     fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+        self.upgrade_at_boundary();
         self.ensure_live()?;
         let Plugin {
             live,

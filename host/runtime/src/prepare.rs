@@ -4,10 +4,12 @@
 
 use super::bindings::{Bindings, Pre};
 use super::cache::CompileSource;
+use super::code_tier::CodeTier;
 use super::component_file::{read_component, scan, targeted_wit};
 use super::failure::ReactFailure;
 use super::load_error::LoadError;
-use super::log::LogLevel;
+use super::log::{log, LogLevel};
+use super::optimisation::Optimisation;
 use super::plugin_state::{PluginState, StateSettings};
 use super::random::RandomSource;
 use super::runtime::Runtime;
@@ -17,6 +19,7 @@ use super::wit::WitVersion;
 use super::world::WorldInfo;
 use batpak_store::EventId;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::Component;
 
@@ -77,14 +80,29 @@ impl PluginSettings {
 pub(crate) struct Prepared {
     pub(crate) digest: String,
     pub(crate) world: WorldInfo,
+    /// Linked code of tier `tier`.
     pub(crate) pre: Pre,
+    pub(crate) tier: CodeTier,
+    /// The optimised compile under way when `tier` is baseline.
+    pub(crate) optimisation: Option<Arc<Optimisation>>,
     pub(crate) version: WitVersion,
     pub(crate) compile_source: CompileSource,
     pub(crate) compile_time: Duration,
 }
 
+/// Whether a load may be served by baseline code first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tiering {
+    /// A plugin that serves: large components missing from the cache start
+    /// on baseline code (see [`CodeTier`]).
+    Allowed,
+    /// Optimised code only (`inspect`: nothing to serve, and its result
+    /// should warm the cache).
+    OptimisedOnly,
+}
+
 /// Reads, checks, compiles (or loads from the cache) and links `path`.
-pub(crate) fn prepare(rt: &Runtime, path: &Path) -> Result<Prepared, LoadError> {
+pub(crate) fn prepare(rt: &Runtime, path: &Path, tiering: Tiering) -> Result<Prepared, LoadError> {
     let cfg = rt.config();
     let bytes = read_component(path, cfg.max_plugin_file_bytes)?;
     let p = || path.to_path_buf();
@@ -107,6 +125,16 @@ pub(crate) fn prepare(rt: &Runtime, path: &Path) -> Result<Prepared, LoadError> 
         });
     }
     let digest = blake3::hash(&bytes).to_hex().to_string();
+    if tiering == Tiering::Allowed && rt.wants_baseline(bytes.len()) {
+        if let Some(done) = baseline_first(rt, path, &digest, &bytes)? {
+            // Only a component that passed every check is worth optimising.
+            let optimisation = Optimisation::start(rt, path, digest.clone(), bytes);
+            return Ok(Prepared {
+                optimisation: Some(optimisation),
+                ..done
+            });
+        }
+    }
     let (component, compile_source, compile_time) =
         rt.compile(&digest, &bytes).map_err(|message| {
             // A component built for a contract this host does not offer may
@@ -123,28 +151,86 @@ pub(crate) fn prepare(rt: &Runtime, path: &Path) -> Result<Prepared, LoadError> 
         })?;
     let world = WorldInfo::of(&component, rt.engine());
     let version = world.check(path)?;
-    let pre = link(rt, path, &component, version)?;
+    let pre = link(rt, CodeTier::Optimised, path, &component, version)?;
     Ok(Prepared {
         digest,
         world,
         pre,
+        tier: CodeTier::Optimised,
+        optimisation: None,
         version,
         compile_source,
         compile_time,
     })
 }
 
+/// A large component: its optimised code from the cache when it is there,
+/// else compiled with the baseline compiler (checked and linked, the
+/// optimised compile not yet started). `None` when Winch refuses it (the
+/// caller compiles with Cranelift and reports any error from that).
+fn baseline_first(
+    rt: &Runtime,
+    path: &Path,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<Option<Prepared>, LoadError> {
+    let (component, tier, compile_source, compile_time) = match rt.cached(digest) {
+        Some((c, took)) => (c, CodeTier::Optimised, CompileSource::Cached, took),
+        None => match rt.compile_baseline(bytes) {
+            Ok((c, took)) => (c, CodeTier::Baseline, CompileSource::Compiled, took),
+            Err(e) => {
+                log(
+                    LogLevel::Warn,
+                    LogLevel::Warn,
+                    "compile",
+                    &format!(
+                        "the baseline compiler cannot compile {}: {e}; it serves once Cranelift has compiled it",
+                        path.display()
+                    ),
+                );
+                return Ok(None);
+            }
+        },
+    };
+    let world = WorldInfo::of(&component, rt.engine_for(tier));
+    let version = world.check(path)?;
+    let pre = link(rt, tier, path, &component, version)?;
+    if tier == CodeTier::Baseline {
+        log(
+            LogLevel::Info,
+            LogLevel::Info,
+            "compile",
+            &format!(
+                "{} ({:.1} MB) is not in the compile cache: serving it on baseline code (Winch, compiled in {:.2} s) while Cranelift compiles its optimised code",
+                path.display(),
+                bytes.len() as f64 / 1e6,
+                compile_time.as_secs_f64()
+            ),
+        );
+    }
+    Ok(Some(Prepared {
+        digest: digest.to_string(),
+        world,
+        pre,
+        tier,
+        optimisation: None,
+        version,
+        compile_source,
+        compile_time,
+    }))
+}
+
 /// Links a compiled component against the host's imports and checks its
 /// exports against the world of `version`.
-fn link(
+pub(crate) fn link(
     rt: &Runtime,
+    tier: CodeTier,
     path: &Path,
     component: &Component,
     version: WitVersion,
 ) -> Result<Pre, LoadError> {
     let pre = rt
-        .inner
-        .linker
+        .linker_for(tier)
         .instantiate_pre(component)
         .map_err(|e| LoadError::Link {
             path: path.to_path_buf(),
@@ -156,9 +242,11 @@ fn link(
     })
 }
 
-/// A sandboxed store for one instance of a plugin named `name`.
+/// A sandboxed store for one instance of a plugin named `name`, running
+/// code of `tier`.
 pub(crate) fn new_store(
     rt: &Runtime,
+    tier: CodeTier,
     name: &str,
     settings: &PluginSettings,
     services: Option<HostServices>,
@@ -175,7 +263,7 @@ pub(crate) fn new_store(
         },
         services,
     );
-    let mut store = wasmtime::Store::new(rt.engine(), state);
+    let mut store = wasmtime::Store::new(rt.engine_for(tier), state);
     store.limiter(|s| &mut s.budget);
     // Set, not left to wasmtime's default (the same figure today), so the
     // documented bound holds whatever a wasmtime upgrade changes.

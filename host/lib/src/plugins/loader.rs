@@ -4,7 +4,7 @@
 //! has named it.
 
 use crate::plugins::plugin_config::{Flags, PluginConfigFile, Resolved};
-use batpak_runtime::{CompileSource, LogLevel, Plugin, PluginSettings, Reactor, Runtime};
+use batpak_runtime::{CodeTier, CompileSource, LogLevel, Plugin, PluginSettings, Reactor, Runtime};
 use std::path::{Path, PathBuf};
 
 /// A plugin loaded and initialised, with what applies to its reactor.
@@ -103,9 +103,11 @@ impl Loader {
                 plugin.descriptor().version,
                 path.display(),
                 &plugin.component_digest()[..12],
-                match source {
-                    CompileSource::Cached => "compile cache",
-                    CompileSource::Compiled => "compiled",
+                match (source, plugin.code_tier()) {
+                    (CompileSource::Cached, _) => "compile cache",
+                    (CompileSource::Compiled, CodeTier::Optimised) => "compiled",
+                    (CompileSource::Compiled, CodeTier::Baseline) =>
+                        "compiled with the baseline compiler; optimised code follows",
                 },
                 took.as_secs_f64() * 1e3
             ),
