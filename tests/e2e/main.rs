@@ -3,8 +3,7 @@
 //! wasmtime is linked once.
 
 mod common;
-#[path = "../support/provision_step.rs"]
-mod provision_step;
+use batpak_provision::step as provision_step;
 
 mod atomic_append;
 mod bytes_as_sent;

@@ -3,6 +3,7 @@
 //! (0 success, 1 failure, 2 bad usage).
 
 mod cluster_cmd;
+mod cluster_error_text;
 mod demo;
 mod error_text;
 mod inspect;
@@ -90,6 +91,10 @@ pub enum Command {
     /// Print the WIT contract this host offers (`--list`: every version it
     /// runs side by side), for writing a plugin against it.
     Wit(wit_cmd::WitArgs),
+    /// Set up and try the log on a NATS JetStream cluster: `cluster dev`
+    /// starts a local one, `cluster init` prepares one for the host.
+    #[command(subcommand)]
+    Cluster(cluster_cmd::ClusterCommand),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +161,7 @@ fn local(
         Command::Resume(a) => operate::resume(data, a),
         Command::Reset(a) => operate::reset(data, a),
         Command::Wit(a) => wit_cmd::wit(a),
+        Command::Cluster(c) => cluster_cmd::cluster(None, c),
     }
 }
 

@@ -4,3 +4,6 @@
 //! store in `--data`.
 
 pub mod address;
+pub mod connect;
+pub mod dev;
+pub mod init;

@@ -8,8 +8,6 @@ mod harness;
 mod init;
 mod measure;
 mod provision;
-#[path = "../../../../tests/support/provision_step.rs"]
-mod provision_step;
 mod runner;
 mod seam;
 
