@@ -41,10 +41,10 @@ pub fn cluster(at: Option<&host::ClusterAddress>, command: ClusterCommand) -> an
 pub fn dispatch(at: &host::ClusterAddress, command: Command) -> anyhow::Result<ExitCode> {
     let name = match command {
         Command::Cluster(c) => return cluster(Some(at), c),
-        Command::Append(_) => "append",
-        Command::Events(_) => "events",
-        Command::Trace(_) => "trace",
-        Command::Verify => "verify",
+        Command::Append(a) => return host::cluster_append(at, a, &mut std::io::stdout().lock()),
+        Command::Events(a) => return host::cluster_events(at, a, &mut std::io::stdout().lock()),
+        Command::Trace(a) => return host::cluster_trace(at, a, &mut std::io::stdout().lock()),
+        Command::Verify => return host::cluster_verify(at, &mut std::io::stdout().lock()),
         Command::Run(_) => "run",
         Command::Inspect(_) => "inspect",
         Command::Parked(_) => "parked",
