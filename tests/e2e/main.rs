@@ -7,6 +7,7 @@ use batpak_provision::step as provision_step;
 
 mod atomic_append;
 mod bytes_as_sent;
+mod cluster_cli;
 mod cli_store;
 mod command_parity;
 mod control_plane;
