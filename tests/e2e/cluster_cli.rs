@@ -109,8 +109,13 @@ impl Drop for Dev {
 
 /// Whether process `pid` still runs (a zombie does not count).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
 }
 
 fn wait_gone(pids: &[u32], limit: Duration) {
@@ -205,14 +210,25 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     );
     let too_many = init(&dev, "4", "5");
     assert_eq!(too_many.status.code(), Some(1));
-    assert!(stderr(&too_many).contains("--replicas 5"), "{}", stderr(&too_many));
+    assert!(
+        stderr(&too_many).contains("--replicas 5"),
+        "{}",
+        stderr(&too_many)
+    );
 
     // Appends spread over partitions; a cause in another partition.
     let placed = ok(
         &store,
         &[
-            "append", "--entity", "order:1", "--scope", "shop", "--kind", "order.placed",
-            "--payload", r#"{"qty":2}"#,
+            "append",
+            "--entity",
+            "order:1",
+            "--scope",
+            "shop",
+            "--kind",
+            "order.placed",
+            "--payload",
+            r#"{"qty":2}"#,
         ],
     );
     let order = &placed[0];
@@ -226,25 +242,46 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
         let r = ok(
             &store,
             &[
-                "append", "--entity", &format!("stock:{n}"), "--scope", "shop", "--kind",
-                "stock.reserved", "--payload", "{}", "--causation", &order_id,
+                "append",
+                "--entity",
+                &format!("stock:{n}"),
+                "--scope",
+                "shop",
+                "--kind",
+                "stock.reserved",
+                "--payload",
+                "{}",
+                "--causation",
+                &order_id,
             ],
         );
         partitions.insert(r[0]["partition"].as_u64().unwrap());
         // The correlation is inherited from the cause, across partitions.
         reactions.push(r[0]["id"].as_str().unwrap().to_string());
     }
-    assert!(partitions.len() >= 2, "all in one partition: {partitions:?}");
+    assert!(
+        partitions.len() >= 2,
+        "all in one partition: {partitions:?}"
+    );
     let key = ["--idempotency-key", "pay-1"];
     let pay = |_: ()| {
         ok(
             &store,
             &[
-                "append", "--entity", "order:1", "--scope", "shop", "--kind", "order.paid",
-                "--payload", "{}", key[0], key[1],
+                "append",
+                "--entity",
+                "order:1",
+                "--scope",
+                "shop",
+                "--kind",
+                "order.paid",
+                "--payload",
+                "{}",
+                key[0],
+                key[1],
             ],
         )[0]
-            .clone()
+        .clone()
     };
     let paid = pay(());
     let repeat = pay(());
@@ -257,8 +294,17 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     let bad = on(
         &store,
         &[
-            "append", "--entity", "x:1", "--scope", "s", "--kind", "k", "--payload", "{}",
-            "--causation", "0123456789abcdef0123456789abcdef",
+            "append",
+            "--entity",
+            "x:1",
+            "--scope",
+            "s",
+            "--kind",
+            "k",
+            "--payload",
+            "{}",
+            "--causation",
+            "0123456789abcdef0123456789abcdef",
         ],
         None,
     );
@@ -272,7 +318,11 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
         Some("{\"entity\":\"j:1\",\"scope\":\"s\",\"kind\":\"k\",\"payload\":{}}\nnot json\n"),
     );
     assert_eq!(bad_file.status.code(), Some(1));
-    assert!(stderr(&bad_file).contains("stdin:2"), "{}", stderr(&bad_file));
+    assert!(
+        stderr(&bad_file).contains("stdin:2"),
+        "{}",
+        stderr(&bad_file)
+    );
     let jsonl = "{\"id\":\"00000000000000000000000000000abc\",\"entity\":\"j:1\",\"scope\":\"s\",\"kind\":\"k\",\"payload\":{\"n\":1}}\n\
                  {\"entity\":\"j:2\",\"scope\":\"s\",\"kind\":\"k2\",\"payload\":{},\"causation\":\"00000000000000000000000000000abc\"}\n";
     let out = on(&store, &["append", "--jsonl", "-"], Some(jsonl));
@@ -283,7 +333,11 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     // events: everything, each line with its partition; order per partition.
     let all = on(&store, &["events"], None);
     assert!(all.status.success(), "{}", stderr(&all));
-    assert!(stderr(&all).contains("order is per partition"), "{}", stderr(&all));
+    assert!(
+        stderr(&all).contains("order is per partition"),
+        "{}",
+        stderr(&all)
+    );
     let lines = json_lines(&all.stdout);
     assert_eq!(lines.len(), 1 + 8 + 1 + 2, "{lines:#?}");
     let j2 = lines.iter().find(|l| l["entity"] == "j:2").unwrap();
@@ -292,7 +346,10 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     for l in &lines {
         let p = l["partition"].as_u64().unwrap();
         let seq = l["seq"].as_u64().unwrap();
-        assert!(last.get(&p).is_none_or(|s| *s < seq), "out of order in p{p}");
+        assert!(
+            last.get(&p).is_none_or(|s| *s < seq),
+            "out of order in p{p}"
+        );
         last.insert(p, seq);
     }
     // Filters as on the embedded store.
@@ -306,13 +363,17 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     assert_eq!(entity[1]["kind"], "order.paid");
     let p = order["partition"].as_u64().unwrap().to_string();
     let one = ok(&store, &["events", "--partition", &p]);
-    assert!(one.iter().all(|l| l["partition"].to_string() == p));
+    assert!(one.iter().all(|l| l["partition"] == order["partition"]));
     assert!(one.iter().any(|l| l["id"] == order_id.as_str()));
     let after = ok(&store, &["events", "--partition", &p, "--after", "1"]);
     assert_eq!(after.len(), one.len() - 1);
     let no_part = on(&store, &["events", "--after", "1"], None);
     assert_eq!(no_part.status.code(), Some(2));
-    assert!(stderr(&no_part).contains("--partition"), "{}", stderr(&no_part));
+    assert!(
+        stderr(&no_part).contains("--partition"),
+        "{}",
+        stderr(&no_part)
+    );
     let limited = ok(&store, &["events", "--limit", "3"]);
     assert_eq!(limited.len(), 3);
 
@@ -328,7 +389,17 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     std::thread::sleep(Duration::from_millis(500));
     ok(
         &store,
-        &["append", "--entity", "late:1", "--scope", "s", "--kind", "late", "--payload", "{}"],
+        &[
+            "append",
+            "--entity",
+            "late:1",
+            "--scope",
+            "s",
+            "--kind",
+            "late",
+            "--payload",
+            "{}",
+        ],
     );
     let line = followed.wait_for("with the late event", Duration::from_secs(20), |l| {
         l.contains("\"late\"")
@@ -416,12 +487,20 @@ fn cluster_init_refuses_a_node_without_sync_always() {
         let out = on(
             &store,
             &[
-                "cluster", "init", "--partitions", "2", "--replicas", "1", "--monitor", &monitor,
+                "cluster",
+                "init",
+                "--partitions",
+                "2",
+                "--replicas",
+                "1",
+                "--monitor",
+                &monitor,
             ],
             None,
         );
         // Until the node's monitoring port answers.
-        if !stderr(&out).contains("cannot read the monitoring endpoint") || Instant::now() > deadline
+        if !stderr(&out).contains("cannot read the monitoring endpoint")
+            || Instant::now() > deadline
         {
             break out;
         }
@@ -435,10 +514,23 @@ fn cluster_init_refuses_a_node_without_sync_always() {
     assert!(text.contains("batpak-host cluster dev"), "{text}");
     // Without --store, `cluster init` is bad usage naming the fix.
     let no_store = Command::new(bin())
-        .args(["cluster", "init", "--partitions", "1", "--replicas", "1", "--monitor", &monitor])
+        .args([
+            "cluster",
+            "init",
+            "--partitions",
+            "1",
+            "--replicas",
+            "1",
+            "--monitor",
+            &monitor,
+        ])
         .env_remove("BATPAK_STORE")
         .output()
         .unwrap();
     assert_eq!(no_store.status.code(), Some(2));
-    assert!(stderr(&no_store).contains("--store nats://"), "{}", stderr(&no_store));
+    assert!(
+        stderr(&no_store).contains("--store nats://"),
+        "{}",
+        stderr(&no_store)
+    );
 }

@@ -7,8 +7,8 @@ use batpak_provision::step as provision_step;
 
 mod atomic_append;
 mod bytes_as_sent;
-mod cluster_cli;
 mod cli_store;
+mod cluster_cli;
 mod command_parity;
 mod control_plane;
 mod demo;

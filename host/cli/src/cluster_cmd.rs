@@ -23,7 +23,10 @@ pub enum ClusterCommand {
 }
 
 /// Runs `batpak-host cluster …`; `at` is the cluster `--store` selects.
-pub fn cluster(at: Option<&host::ClusterAddress>, command: ClusterCommand) -> anyhow::Result<ExitCode> {
+pub fn cluster(
+    at: Option<&host::ClusterAddress>,
+    command: ClusterCommand,
+) -> anyhow::Result<ExitCode> {
     let out = &mut std::io::stdout().lock();
     match (command, at) {
         (ClusterCommand::Dev(a), _) => host::cluster_dev(&a, out),

@@ -68,7 +68,10 @@ pub fn provision(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Provisio
         from: "the local disk".into(),
         command: format!("mkdir -p {}", cache.display()),
         output: e.to_string(),
-        hint: format!("make {} writable or pick another directory", cache.display()),
+        hint: format!(
+            "make {} writable or pick another directory",
+            cache.display()
+        ),
     })?;
     // The same lock as the language toolchains: one installer at a time.
     let _lock = lock(&cache.join(".lock"));
@@ -137,4 +140,3 @@ pub fn provision(cache: &Path, env: &[(&str, &str)]) -> Result<PathBuf, Provisio
     );
     Ok(bin)
 }
-

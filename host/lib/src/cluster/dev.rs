@@ -37,7 +37,10 @@ pub struct ClusterDevArgs {
     pub dir: PathBuf,
     /// First client port: node i listens on PORT+i for clients, PORT+100+i
     /// for its routes and PORT+200+i for monitoring, all on 127.0.0.1.
-    #[cfg_attr(feature = "cli", arg(long, value_name = "PORT", default_value_t = 4222))]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "PORT", default_value_t = 4222)
+    )]
     pub port: u16,
     /// Where nats-server is provisioned (a venv in `DIR/nats`). Default:
     /// `<target>/toolchains` next to a cargo-built binary, else
@@ -62,7 +65,10 @@ fn default_toolchains() -> PathBuf {
     let target = exe
         .as_deref()
         .and_then(Path::parent)
-        .filter(|d| d.file_name().is_some_and(|n| n == "release" || n == "debug"))
+        .filter(|d| {
+            d.file_name()
+                .is_some_and(|n| n == "release" || n == "debug")
+        })
         .and_then(Path::parent)
         .filter(|t| t.join("CACHEDIR.TAG").exists());
     match target {
@@ -138,7 +144,11 @@ fn logs(dir: &Path, nodes: &[NodePorts]) -> String {
     for n in nodes {
         let text = std::fs::read_to_string(dir.join(format!("{}.log", n.name))).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        out += &format!("--- {} ({})\n", n.name, dir.join(format!("{}.log", n.name)).display());
+        out += &format!(
+            "--- {} ({})\n",
+            n.name,
+            dir.join(format!("{}.log", n.name)).display()
+        );
         out += &lines[lines.len().saturating_sub(10)..].join("\n");
         out += "\n";
     }
@@ -289,12 +299,18 @@ pub fn cluster_dev(args: &ClusterDevArgs, out: &mut dyn Write) -> anyhow::Result
     while !stop.load(Ordering::SeqCst) {
         if let Some(name) = exited(&mut running) {
             drop(running);
-            anyhow::bail!("node {name} exited; stopped the others\n{}", logs(&dir, &nodes));
+            anyhow::bail!(
+                "node {name} exited; stopped the others\n{}",
+                logs(&dir, &nodes)
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(running);
-    eprintln!("cluster dev: stopped the nodes (their stores stay in {})", dir.display());
+    eprintln!(
+        "cluster dev: stopped the nodes (their stores stay in {})",
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

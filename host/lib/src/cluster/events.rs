@@ -68,14 +68,20 @@ pub fn cluster_events(
         "events: order is per partition ({} of {k}); each event names its partition and its \
          seq there{}",
         partitions.len(),
-        if a.format == EventFormat::Pretty { " (pN #seq)" } else { "" }
+        if a.format == EventFormat::Pretty {
+            " (pN #seq)"
+        } else {
+            ""
+        }
     );
     let region = events_region(&a);
     let system = include_system(&a);
     let matches = |e: &Event| {
         let h = &e.header;
         ids.matches(e)
-            && a.entity.as_ref().is_none_or(|en| &h.coordinate.entity == en)
+            && a.entity
+                .as_ref()
+                .is_none_or(|en| &h.coordinate.entity == en)
             && region.matches_parts_or_system(
                 &h.coordinate.entity,
                 &h.coordinate.scope,

@@ -27,7 +27,12 @@ pub struct ClusterInitArgs {
     /// are read there before anything is created.
     #[cfg_attr(
         feature = "cli",
-        arg(long, value_name = "http://HOST:PORT[,…]", value_delimiter = ',', required = true)
+        arg(
+            long,
+            value_name = "http://HOST:PORT[,…]",
+            value_delimiter = ',',
+            required = true
+        )
     )]
     pub monitor: Vec<String>,
 }
