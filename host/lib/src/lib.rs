@@ -35,7 +35,7 @@ mod views;
 pub use cluster::address::{ClusterAddress, STORE_ENV};
 pub use cluster::append::cluster_append;
 pub use cluster::connect::open_log;
-pub use cluster::dev::{cluster_dev, ClusterDevArgs};
+pub use cluster::dev::{cluster_dev, default_toolchains, ClusterDevArgs, LocalCluster};
 pub use cluster::events::cluster_events;
 pub use cluster::init::{cluster_init, ClusterInitArgs};
 pub use cluster::trace::cluster_trace;

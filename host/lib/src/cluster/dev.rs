@@ -60,7 +60,7 @@ struct NodePorts {
 /// The toolchains directory: `<target>/toolchains` when this binary sits
 /// in `<target>/<profile>/` (a cargo build, as the tests use), else the
 /// user's cache.
-fn default_toolchains() -> PathBuf {
+pub fn default_toolchains() -> PathBuf {
     let exe = std::env::current_exe().ok();
     let target = exe
         .as_deref()
@@ -155,6 +155,144 @@ fn logs(dir: &Path, nodes: &[NodePorts]) -> String {
     out
 }
 
+/// A local cluster of `nats-server` nodes started by this process (what
+/// `cluster dev` runs, and what the benchmark starts): every node's config
+/// written as the module docs say, the nodes started and the cluster
+/// answering. Dropping it stops the nodes (SIGTERM, SIGKILL after 5 s).
+pub struct LocalCluster {
+    nodes: Nodes,
+    ports: Vec<NodePorts>,
+    dir: PathBuf,
+}
+
+impl LocalCluster {
+    /// Starts `n` nodes of `bin` with configs, stores and logs in `dir`, on
+    /// `port`+i (clients), `port`+100+i (routes), `port`+200+i (monitoring),
+    /// and waits until every node answers and (clustered) knows a
+    /// JetStream meta leader, at most [`READY_DEADLINE`]; `cancelled` is
+    /// asked while waiting (`Ok(None)` when it says so).
+    ///
+    /// # Errors
+    /// A node did not start or exited, or the cluster was not ready in
+    /// time (with the nodes' logs).
+    pub fn start(
+        bin: &Path,
+        dir: &Path,
+        n: u16,
+        port: u16,
+        cancelled: &dyn Fn() -> bool,
+    ) -> anyhow::Result<Option<LocalCluster>> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+        let dir = dir.canonicalize()?;
+        let ports: Vec<NodePorts> = (0..n)
+            .map(|i| NodePorts {
+                name: format!("n{}", i + 1),
+                client: port + i,
+                route: port + 100 + i,
+                http: port + 200 + i,
+            })
+            .collect();
+        let mut running = Nodes(Vec::new());
+        for i in 0..ports.len() {
+            let node = &ports[i];
+            let conf = dir.join(format!("{}.conf", node.name));
+            std::fs::write(&conf, config(&dir, &ports, i))?;
+            let log = std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("{}.log", node.name)))?;
+            let mut cmd = Command::new(bin);
+            cmd.arg("-c")
+                .arg(&conf)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
+            // SAFETY: prctl only sets this child's parent-death signal; it
+            // allocates nothing and is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            let child = cmd
+                .spawn()
+                .map_err(|e| anyhow::anyhow!("starting {}: {e}", bin.display()))?;
+            running.0.push((node.name.clone(), child));
+        }
+        let deadline = Instant::now() + READY_DEADLINE;
+        loop {
+            let ready = ports.iter().all(|node| {
+                monitor_json(
+                    &format!("http://127.0.0.1:{}", node.http),
+                    "/jsz",
+                    Duration::from_secs(2),
+                )
+                .is_ok_and(|j| {
+                    n == 1
+                        || j["meta_cluster"]["leader"]
+                            .as_str()
+                            .is_some_and(|l| !l.is_empty())
+                })
+            });
+            if ready {
+                return Ok(Some(LocalCluster {
+                    nodes: running,
+                    ports,
+                    dir,
+                }));
+            }
+            if let Some(name) = exited(&mut running) {
+                anyhow::bail!(
+                    "node {name} exited while starting (a port in use? see --port)\n{}",
+                    logs(&dir, &ports)
+                );
+            }
+            if cancelled() {
+                return Ok(None);
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "the cluster did not answer within {READY_DEADLINE:?} (no JetStream meta leader)\n{}",
+                    logs(&dir, &ports)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The `--store` value: every node's `nats://127.0.0.1:PORT`.
+    pub fn store(&self) -> String {
+        self.ports
+            .iter()
+            .map(|n| format!("nats://127.0.0.1:{}", n.client))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The `--monitor` value: every node's `http://127.0.0.1:PORT`.
+    pub fn monitor(&self) -> String {
+        self.ports
+            .iter()
+            .map(|n| format!("http://127.0.0.1:{}", n.http))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The nodes' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.0.iter().map(|(_, c)| c.id()).collect()
+    }
+
+    /// The name of a node that has exited, with the nodes' logs.
+    pub fn exited(&mut self) -> Option<String> {
+        exited(&mut self.nodes).map(|name| format!("{name}\n{}", logs(&self.dir, &self.ports)))
+    }
+}
+
 /// Runs `cluster dev` until Ctrl-C or SIGTERM (or a node exits); prints
 /// one JSON line with `store` and `monitor` once the cluster answers.
 ///
@@ -190,101 +328,19 @@ pub fn cluster_dev(args: &ClusterDevArgs, out: &mut dyn Write) -> anyhow::Result
         toolchains.join("nats").display()
     );
     let bin = provision(&toolchains, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
-    std::fs::create_dir_all(&args.dir)
-        .map_err(|e| anyhow::anyhow!("creating {}: {e}", args.dir.display()))?;
-    let dir = args.dir.canonicalize()?;
-    let nodes: Vec<NodePorts> = (0..n)
-        .map(|i| NodePorts {
-            name: format!("n{}", i + 1),
-            client: args.port + i,
-            route: args.port + 100 + i,
-            http: args.port + 200 + i,
-        })
-        .collect();
-    let mut running = Nodes(Vec::new());
-    for i in 0..nodes.len() {
-        let node = &nodes[i];
-        let conf = dir.join(format!("{}.conf", node.name));
-        std::fs::write(&conf, config(&dir, &nodes, i))?;
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("{}.log", node.name)))?;
-        let mut cmd = Command::new(&bin);
-        cmd.arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        // SAFETY: prctl only sets this child's parent-death signal; it
-        // allocates nothing and is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = cmd
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("starting {}: {e}", bin.display()))?;
-        running.0.push((node.name.clone(), child));
-    }
-    // Ready: every node answers its monitoring port and (clustered) knows
-    // a JetStream meta leader.
-    let deadline = Instant::now() + READY_DEADLINE;
-    loop {
-        let ready = nodes.iter().all(|node| {
-            monitor_json(
-                &format!("http://127.0.0.1:{}", node.http),
-                "/jsz",
-                Duration::from_secs(2),
-            )
-            .is_ok_and(|j| {
-                n == 1
-                    || j["meta_cluster"]["leader"]
-                        .as_str()
-                        .is_some_and(|l| !l.is_empty())
-            })
-        });
-        if ready {
-            break;
-        }
-        if let Some(name) = exited(&mut running) {
-            anyhow::bail!(
-                "node {name} exited while starting (a port in use? see --port)\n{}",
-                logs(&dir, &nodes)
-            );
-        }
-        if stop.load(Ordering::SeqCst) {
-            eprintln!("cluster dev: stopped by a signal before the cluster was ready");
-            return Ok(ExitCode::SUCCESS);
-        }
-        if Instant::now() >= deadline {
-            anyhow::bail!(
-                "the cluster did not answer within {READY_DEADLINE:?} (no JetStream meta leader)\n{}",
-                logs(&dir, &nodes)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let store = nodes
-        .iter()
-        .map(|n| format!("nats://127.0.0.1:{}", n.client))
-        .collect::<Vec<_>>()
-        .join(",");
-    let monitor = nodes
-        .iter()
-        .map(|n| format!("http://127.0.0.1:{}", n.http))
-        .collect::<Vec<_>>()
-        .join(",");
+    let Some(mut cluster) =
+        LocalCluster::start(&bin, &args.dir, n, args.port, &|| stop.load(Ordering::SeqCst))?
+    else {
+        eprintln!("cluster dev: stopped by a signal before the cluster was ready");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (store, monitor) = (cluster.store(), cluster.monitor());
     let line = serde_json::json!({
         "store": store,
         "monitor": monitor,
         "nodes": n,
-        "dir": dir.display().to_string(),
-        "pids": running.0.iter().map(|(_, c)| c.id()).collect::<Vec<_>>(),
+        "dir": cluster.dir.display().to_string(),
+        "pids": cluster.pids(),
     });
     writeln!(out, "{line}")?;
     out.flush()?;
@@ -293,20 +349,18 @@ pub fn cluster_dev(args: &ClusterDevArgs, out: &mut dyn Write) -> anyhow::Result
          export BATPAK_STORE={store}\n  \
          batpak-host cluster init --partitions 4 --replicas {} --monitor {monitor}\n\
          Ctrl-C stops the nodes.",
-        dir.display(),
+        cluster.dir.display(),
         n.min(3)
     );
     while !stop.load(Ordering::SeqCst) {
-        if let Some(name) = exited(&mut running) {
-            drop(running);
-            anyhow::bail!(
-                "node {name} exited; stopped the others\n{}",
-                logs(&dir, &nodes)
-            );
+        if let Some(which) = cluster.exited() {
+            drop(cluster);
+            anyhow::bail!("node {which}; stopped the others");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    drop(running);
+    let dir = cluster.dir.clone();
+    drop(cluster);
     eprintln!(
         "cluster dev: stopped the nodes (their stores stay in {})",
         dir.display()
