@@ -378,7 +378,7 @@ pub fn run(dir: &Path, secs: f64, inputs: u64) -> Result<()> {
             let phase = Phase::measure(&[], || {
                 appends(&store, writers, secs, max, |s, w, i| {
                     s.append(
-                        proposal(&format!("order:{}", (w * 7919 + i as usize) % 100), INPUT),
+                        proposal(&format!("order:{w}-{}", i % 16), INPUT),
                         AppendOptions::durable(),
                     )?;
                     Ok(())
@@ -400,10 +400,7 @@ pub fn run(dir: &Path, secs: f64, inputs: u64) -> Result<()> {
             let log = &*b.log;
             let phase = Phase::measure(&pids, || {
                 appends(log, writers, secs, max, |log, w, i| {
-                    append_acked(
-                        log,
-                        &proposal(&format!("order:{}", (w * 7919 + i as usize) % 100), INPUT),
-                    )
+                    append_acked(log, &proposal(&format!("order:{w}-{}", i % 16), INPUT))
                 })
             })?;
             rows.push(Row {
@@ -414,7 +411,10 @@ pub fn run(dir: &Path, secs: f64, inputs: u64) -> Result<()> {
                 note: "quorum fsync per ack".into(),
             });
         }
-        eprintln!("cluster: appends on {nodes} node(s) done ({})", b.servers[0]);
+        eprintln!(
+            "cluster: appends on {nodes} node(s) done ({})",
+            b.servers[0]
+        );
     }
     // The pipeline over the embedded store.
     {
@@ -439,7 +439,9 @@ pub fn run(dir: &Path, secs: f64, inputs: u64) -> Result<()> {
     for k in [1u32, 2, 4] {
         let b = start(&bin, &tmp.path().join(format!("pipeline-{k}")), 3, k)?;
         let pids = b.cluster.pids();
-        let ents = entities(&b.log, 4);
+        // 16 per partition: a multiple of the writers, so no two writers share
+        // an entity (they would contend for its chain).
+        let ents = entities(&b.log, 16);
         let fill = Phase::measure(&pids, || {
             fill_cluster(&b.log, &ents, inputs)?;
             Ok(inputs)
@@ -463,7 +465,9 @@ pub fn run(dir: &Path, secs: f64, inputs: u64) -> Result<()> {
             }
         }
         rows.push(Row {
-            what: format!("fill for the pipeline, 3-node cluster, {k} partition(s), {WRITERS} writers"),
+            what: format!(
+                "fill for the pipeline, 3-node cluster, {k} partition(s), {WRITERS} writers"
+            ),
             phase: fill,
             note: "inputs appended before the runners start".into(),
         });

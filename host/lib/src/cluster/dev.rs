@@ -328,8 +328,9 @@ pub fn cluster_dev(args: &ClusterDevArgs, out: &mut dyn Write) -> anyhow::Result
         toolchains.join("nats").display()
     );
     let bin = provision(&toolchains, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let Some(mut cluster) =
-        LocalCluster::start(&bin, &args.dir, n, args.port, &|| stop.load(Ordering::SeqCst))?
+    let Some(mut cluster) = LocalCluster::start(&bin, &args.dir, n, args.port, &|| {
+        stop.load(Ordering::SeqCst)
+    })?
     else {
         eprintln!("cluster dev: stopped by a signal before the cluster was ready");
         return Ok(ExitCode::SUCCESS);
