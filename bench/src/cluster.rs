@@ -335,8 +335,8 @@ struct Row {
 
 fn print(rows: &[Row]) {
     println!(
-        "| {:<58} | {:>12} | {:>7} | {:>11} | {:>13} | {}",
-        "row", "rate", "events", "host µs/ev", "servers µs/ev", "note"
+        "| {:<58} | {:>12} | {:>7} | {:>11} | {:>13} | note",
+        "row", "rate", "events", "host µs/ev", "servers µs/ev"
     );
     println!("|{}|", "-".repeat(140));
     for r in rows {
