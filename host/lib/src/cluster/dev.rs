@@ -287,9 +287,14 @@ impl LocalCluster {
         self.nodes.0.iter().map(|(_, c)| c.id()).collect()
     }
 
-    /// The name of a node that has exited, with the nodes' logs.
+    /// The name of a node that has exited, if any.
     pub fn exited(&mut self) -> Option<String> {
-        exited(&mut self.nodes).map(|name| format!("{name}\n{}", logs(&self.dir, &self.ports)))
+        exited(&mut self.nodes)
+    }
+
+    /// The last lines of every node's log, for an error message.
+    pub fn logs(&self) -> String {
+        logs(&self.dir, &self.ports)
     }
 }
 
@@ -354,9 +359,10 @@ pub fn cluster_dev(args: &ClusterDevArgs, out: &mut dyn Write) -> anyhow::Result
         n.min(3)
     );
     while !stop.load(Ordering::SeqCst) {
-        if let Some(which) = cluster.exited() {
+        if let Some(name) = cluster.exited() {
+            let logs = cluster.logs();
             drop(cluster);
-            anyhow::bail!("node {which}; stopped the others");
+            anyhow::bail!("node {name} exited; stopped the others\n{logs}");
         }
         std::thread::sleep(Duration::from_millis(200));
     }
