@@ -411,6 +411,11 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     // trace: the order's reactions in other partitions.
     let trace = on(&store, &["trace", &order_id, "--format", "json"], None);
     assert!(trace.status.success(), "{}", stderr(&trace));
+    assert!(
+        stderr(&trace).contains("order is per partition"),
+        "{}",
+        stderr(&trace)
+    );
     let tree: Value = serde_json::from_slice(&trace.stdout).unwrap();
     let children = tree["root"]["children"].as_array().unwrap();
     assert_eq!(children.len(), 8, "{tree}");
@@ -428,6 +433,7 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     assert_eq!(report[0]["sound"], true, "{}", report[0]);
     assert_eq!(report[0]["events"], 13);
     assert_eq!(report[0]["partitions"].as_array().unwrap().len(), 4);
+    assert_eq!(report[0]["order"], "per partition");
 
     // SIGTERM stops the dev cluster and every node.
     drop(dev);

@@ -46,13 +46,17 @@ pub struct Cli {
 pub enum Command {
     /// Append events; prints one JSON receipt per event once it is durable.
     Append(host::AppendArgs),
-    /// Print events as JSON lines, oldest first.
+    /// Print events as JSON lines, oldest first. On a cluster (--store)
+    /// order is per partition: each line names its partition and its seq
+    /// there.
     Events(host::EventsArgs),
     /// Draw an event's causes and every reaction it led to, as a tree
     /// (text, DOT, SVG or JSON); given an entity, the trees of its events.
+    /// On a cluster, across partitions (order is per partition).
     Trace(host::TraceArgs),
     /// Check every frame, hash, chain link and index entry; exit 1 with a
-    /// report when anything is wrong.
+    /// report when anything is wrong. On a cluster, every partition's
+    /// hashes and entity chains (order is per partition).
     Verify,
     /// Run reactor plugins (wasm components) against the store.
     Run(run::RunArgs),

@@ -47,5 +47,9 @@ pub fn cluster_trace(
             .context("trace: a damaged record (`batpak-host verify --store …` reports them all)"));
     }
     let traced = resolve(&mut src, &a.target)?;
+    eprintln!(
+        "trace: order is per partition (#seq is the sequence within the event's partition; \
+         JSON names it)"
+    );
     draw(&traced, a.format, out)
 }
