@@ -11,6 +11,7 @@
 //! See `bench/README.md` for what each workload means and how to read it.
 
 mod batpak_peer;
+mod cluster;
 mod common;
 mod host_store;
 mod machine;
@@ -40,6 +41,21 @@ enum Cmd {
     /// Event-store workloads on batpak-host, batpak 0.10 and SQLite, side by
     /// side, with the disk's fsync rate measured in the same run.
     Store(StoreArgs),
+    /// The log on a NATS JetStream cluster (started by the benchmark from
+    /// the provisioned nats-server) beside the embedded store: durable
+    /// appends/s, the pipeline with 1, 2, 4 partitions, CPU µs per event of
+    /// the host and the servers, and the N-machine model they imply.
+    Cluster {
+        /// Seconds per append cell.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Inputs per pipeline configuration.
+        #[arg(long, default_value_t = 3000)]
+        inputs: u64,
+        /// Directory for the scratch stores (default: current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// The reactor benchmark (wasm reactors over the store).
     Reactor {
         /// Events to push through the reactors.
@@ -193,6 +209,14 @@ fn main() -> Result<()> {
             durable_window,
         } => reactor::run(events, pipeline_only, only, durable_window),
         Cmd::Swap { rate, rounds } => swap::run(rate, rounds),
+        Cmd::Cluster { secs, inputs, dir } => cluster::run(
+            &match dir {
+                Some(d) => d,
+                None => std::env::current_dir()?,
+            },
+            secs,
+            inputs,
+        ),
         Cmd::Service { secs, dir } => service::run(
             &match dir {
                 Some(d) => d,

@@ -3,12 +3,12 @@
 //! wasmtime is linked once.
 
 mod common;
-#[path = "../support/provision_step.rs"]
-mod provision_step;
+use batpak_provision::step as provision_step;
 
 mod atomic_append;
 mod bytes_as_sent;
 mod cli_store;
+mod cluster_cli;
 mod cold_start;
 mod command_parity;
 mod control_plane;

@@ -15,7 +15,9 @@ pub(crate) fn error_text(e: &anyhow::Error) -> String {
         }
         match cause.downcast_ref::<StoreError>() {
             Some(s) => out.push_str(&store_error_text(s)),
-            None => out.push_str(&cause.to_string()),
+            None => out.push_str(
+                &crate::cluster_error_text::advice(cause).unwrap_or_else(|| cause.to_string()),
+            ),
         }
     }
     out

@@ -3,6 +3,7 @@
 //! (0 success, 1 failure, 2 bad usage).
 
 mod cluster_cmd;
+mod cluster_error_text;
 mod demo;
 mod error_text;
 mod inspect;
@@ -45,13 +46,17 @@ pub struct Cli {
 pub enum Command {
     /// Append events; prints one JSON receipt per event once it is durable.
     Append(host::AppendArgs),
-    /// Print events as JSON lines, oldest first.
+    /// Print events as JSON lines, oldest first. On a cluster (--store)
+    /// order is per partition: each line names its partition and its seq
+    /// there.
     Events(host::EventsArgs),
     /// Draw an event's causes and every reaction it led to, as a tree
     /// (text, DOT, SVG or JSON); given an entity, the trees of its events.
+    /// On a cluster, across partitions (order is per partition).
     Trace(host::TraceArgs),
     /// Check every frame, hash, chain link and index entry; exit 1 with a
-    /// report when anything is wrong.
+    /// report when anything is wrong. On a cluster, every partition's
+    /// hashes and entity chains (order is per partition).
     Verify,
     /// Run reactor plugins (wasm components) against the store.
     Run(run::RunArgs),
@@ -90,6 +95,10 @@ pub enum Command {
     /// Print the WIT contract this host offers (`--list`: every version it
     /// runs side by side), for writing a plugin against it.
     Wit(wit_cmd::WitArgs),
+    /// Set up and try the log on a NATS JetStream cluster: `cluster dev`
+    /// starts a local one, `cluster init` prepares one for the host.
+    #[command(subcommand)]
+    Cluster(cluster_cmd::ClusterCommand),
 }
 
 fn main() -> ExitCode {
@@ -156,6 +165,7 @@ fn local(
         Command::Resume(a) => operate::resume(data, a),
         Command::Reset(a) => operate::reset(data, a),
         Command::Wit(a) => wit_cmd::wit(a),
+        Command::Cluster(c) => cluster_cmd::cluster(None, c),
     }
 }
 

@@ -33,6 +33,13 @@ mod usage;
 mod views;
 
 pub use cluster::address::{ClusterAddress, STORE_ENV};
+pub use cluster::append::cluster_append;
+pub use cluster::connect::open_log;
+pub use cluster::dev::{cluster_dev, default_toolchains, ClusterDevArgs, LocalCluster};
+pub use cluster::events::cluster_events;
+pub use cluster::init::{cluster_init, ClusterInitArgs};
+pub use cluster::trace::cluster_trace;
+pub use cluster::verify::cluster_verify;
 pub use control_error::ControlError;
 pub use demo::job::{ensure_wasm_target, prepare_demo, print_demo_trees, DemoArgs, DemoRun};
 pub use host::log_filter::Console;
@@ -57,6 +64,8 @@ pub use views::{
     human_bytes, ParkedLine, PendingView, ReactorView, ReplayRequestedLine, RollbackView, SwapView,
 };
 
+pub use batpak_nats::server_check::ServerCheckError;
+pub use batpak_nats::{InitError, LogError as ClusterLogError};
 pub use batpak_runtime::{LogLevel, ShadowRange, ShadowReport};
 pub use batpak_service::{
     ClientError, ErrorCode, ReactorState, ResetOutcome, ResetTo, ServiceOptions,

@@ -4,3 +4,11 @@
 //! store in `--data`.
 
 pub mod address;
+pub mod append;
+pub mod connect;
+pub mod dev;
+pub mod events;
+pub mod init;
+pub mod partition_scan;
+pub mod trace;
+pub mod verify;

@@ -72,9 +72,15 @@ pub struct EventsArgs {
     /// kind of host record.
     #[cfg_attr(feature = "cli", arg(long))]
     pub kind: Vec<String>,
-    /// Only events with a global sequence greater than this.
+    /// Only events with a global sequence greater than this (on a cluster:
+    /// a sequence within the partition given by --partition).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 0))]
     pub after: u64,
+    /// On a cluster (--store nats://…): only partition N. A cluster's order
+    /// is per partition; each line names its `partition` and its `seq`
+    /// there. The embedded store has one order and refuses this.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
+    pub partition: Option<u32>,
     /// Print at most this many events.
     #[cfg_attr(feature = "cli", arg(long))]
     pub limit: Option<u64>,

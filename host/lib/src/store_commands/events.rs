@@ -60,13 +60,13 @@ pub fn write_event(
 }
 
 /// The ids `events` filters on, checked before anything is read.
-struct IdFilters {
+pub(crate) struct IdFilters {
     correlation: Option<EventId>,
     caused_by: Option<EventId>,
 }
 
 impl IdFilters {
-    fn parse(a: &EventsArgs) -> anyhow::Result<IdFilters> {
+    pub(crate) fn parse(a: &EventsArgs) -> anyhow::Result<IdFilters> {
         Ok(IdFilters {
             correlation: a
                 .correlation
@@ -81,7 +81,7 @@ impl IdFilters {
         })
     }
 
-    fn matches(&self, e: &Event) -> bool {
+    pub(crate) fn matches(&self, e: &Event) -> bool {
         self.correlation.is_none_or(|c| e.header.correlation == c)
             && self.caused_by.is_none_or(|c| e.header.causation == Some(c))
     }
@@ -90,11 +90,11 @@ impl IdFilters {
 /// Whether every host record is printed besides the region's kinds:
 /// `--system` without `--kind` (listed kinds always filter, `batpak.*` ones
 /// included).
-fn include_system(a: &EventsArgs) -> bool {
+pub(crate) fn include_system(a: &EventsArgs) -> bool {
     a.system && a.kind.is_empty()
 }
 
-fn events_region(a: &EventsArgs) -> Region {
+pub(crate) fn events_region(a: &EventsArgs) -> Region {
     let mut region = Region::all().kinds(a.kind.clone());
     region.scope = a.scope.clone();
     region.entity_prefix = a.entity_prefix.clone();
@@ -107,6 +107,14 @@ fn events_region(a: &EventsArgs) -> Region {
 /// # Errors
 /// A bad filter, a store or connection failure.
 pub fn events(data: &Path, a: EventsArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if let Some(p) = a.partition {
+        return Err(crate::usage::Usage(format!(
+            "--partition {p}: the embedded store in {} has one order and no partitions; \
+             --partition selects one on a cluster (--store nats://…)",
+            data.display()
+        ))
+        .into());
+    }
     // Checked here first, so a bad id gets the same message either way.
     let ids = IdFilters::parse(&a)?;
     let access: Option<Box<dyn StoreAccess>> = match Client::connect(data)? {

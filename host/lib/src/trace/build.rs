@@ -160,7 +160,7 @@ pub fn render_tree(tree: &Tree, label: &dyn Fn(&TraceEvent) -> String) -> Vec<St
 }
 
 /// Where a trace reads events from.
-trait Source {
+pub(crate) trait Source {
     fn get(&mut self, id: &str) -> anyhow::Result<Option<TraceEvent>>;
     /// Direct reactions of `id`, in sequence order.
     fn children(&mut self, id: &str) -> anyhow::Result<Vec<TraceEvent>>;
@@ -222,7 +222,7 @@ impl Source for AccessSource {
 
 /// The whole log read lock-free (another process holds the store and serves
 /// no socket): a scan, then maps.
-struct ScanSource {
+pub(crate) struct ScanSource {
     by_id: HashMap<String, TraceEvent>,
     children: HashMap<String, Vec<String>>,
     by_entity: HashMap<String, Vec<String>>,
@@ -231,32 +231,44 @@ struct ScanSource {
 impl ScanSource {
     fn read(data: &Path) -> anyhow::Result<ScanSource> {
         let mut reader = LogReader::open(data)?;
-        let mut s = ScanSource {
-            by_id: HashMap::new(),
-            children: HashMap::new(),
-            by_entity: HashMap::new(),
-        };
+        let mut s = ScanSource::new();
         loop {
             let b = reader.poll(64 << 20)?;
             if b.is_empty() {
                 break;
             }
             for e in &b {
-                if e.header.kind == CHECKPOINT_KIND {
-                    continue;
-                }
-                let t = TraceEvent::from_event(e);
-                if let Some(c) = &t.causation {
-                    s.children.entry(c.clone()).or_default().push(t.id.clone());
-                }
-                s.by_entity
-                    .entry(t.entity.clone())
-                    .or_default()
-                    .push(t.id.clone());
-                s.by_id.insert(t.id.clone(), t);
+                s.add(TraceEvent::from_event(e));
             }
         }
         Ok(s)
+    }
+
+    /// Empty; [`add`](Self::add) fills it.
+    pub(crate) fn new() -> ScanSource {
+        ScanSource {
+            by_id: HashMap::new(),
+            children: HashMap::new(),
+            by_entity: HashMap::new(),
+        }
+    }
+
+    /// Adds one event (in log order; checkpoints left out).
+    pub(crate) fn add(&mut self, t: TraceEvent) {
+        if t.kind == CHECKPOINT_KIND {
+            return;
+        }
+        if let Some(c) = &t.causation {
+            self.children
+                .entry(c.clone())
+                .or_default()
+                .push(t.id.clone());
+        }
+        self.by_entity
+            .entry(t.entity.clone())
+            .or_default()
+            .push(t.id.clone());
+        self.by_id.insert(t.id.clone(), t);
     }
 }
 
@@ -386,7 +398,7 @@ fn build_entity(
 }
 
 /// What `trace` was asked for, found in the store.
-struct Traced {
+pub(crate) struct Traced {
     /// The trees, first causes in sequence order.
     forest: Vec<Tree>,
     /// The events asked about (marked in every format).
@@ -398,7 +410,7 @@ struct Traced {
 }
 
 /// Resolves `arg` as an event id, else as an entity with events.
-fn resolve(src: &mut dyn Source, arg: &str) -> anyhow::Result<Traced> {
+pub(crate) fn resolve(src: &mut dyn Source, arg: &str) -> anyhow::Result<Traced> {
     let mut budget = Budget::default();
     let id = arg.parse::<EventId>().ok().map(|i| i.to_string());
     if let Some(id) = &id {
@@ -709,12 +721,24 @@ pub fn trace(
             None => resolve(&mut ScanSource::read(data)?, &a.target)?,
         }
     };
+    draw(&traced, a.format, stdout)
+}
+
+/// Prints a resolved trace in `format` on `stdout`.
+///
+/// # Errors
+/// None so far (a reader that went away ends the output quietly).
+pub(crate) fn draw(
+    traced: &Traced,
+    format: TraceFormat,
+    stdout: &mut dyn std::io::Write,
+) -> anyhow::Result<ExitCode> {
     if traced.cut {
         eprintln!("trace: more than {MAX_NODES} events; the tree is cut there");
     }
     let marked: HashSet<String> = traced.marked.iter().cloned().collect();
     let forest = &traced.forest;
-    let out = match a.format {
+    let out = match format {
         TraceFormat::Text => {
             let label = text_label(&marked);
             let mut s = String::new();

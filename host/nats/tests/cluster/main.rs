@@ -9,8 +9,6 @@ mod init;
 mod measure;
 mod outbox;
 mod provision;
-#[path = "../../../../tests/support/provision_step.rs"]
-mod provision_step;
 mod runner;
 mod seam;
 

@@ -1,8 +1,8 @@
-//! One step of a test's user-level provisioning (the language toolchains in
-//! `tests/e2e/toolchains.rs`, nats-server in `host/nats/tests/cluster`): a
+//! One step of user-level provisioning (the language toolchains in
+//! `tests/e2e/toolchains.rs`, nats-server in [`crate::nats_server`]): a
 //! command that must succeed, what to say when it does not, and the lock
-//! that lets one test process install at a time. Included by both test
-//! crates with `#[path]`, so the two cannot drift.
+//! that lets one process install at a time. One copy, used by the tests and
+//! the CLI, so they cannot drift.
 
 use std::fs::{self, File};
 use std::path::Path;
