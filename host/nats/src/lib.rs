@@ -80,6 +80,7 @@ mod error;
 mod event_log;
 mod heads;
 mod layout;
+mod lease;
 mod live_feed;
 mod log;
 pub mod partition;
@@ -90,6 +91,9 @@ pub use cursor_state::{decode_cursor, encode_cursor};
 pub use error::LogError;
 pub use event_log::{CrossPartition, PartitionLog};
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
+pub use lease::{
+    host_id, preferred, reactor_slot, HostBeat, LeaseError, LeaseView, Leases, LEASES_BUCKET,
+};
 pub use live_feed::LiveFeed;
 pub use log::{
     Appended, Checkpoint, Commit, Committed, NatsLog, NatsOptions, ReadBatch, Resolution,
