@@ -13,7 +13,7 @@ pub fn dispatch(at: &host::ClusterAddress, command: Command) -> anyhow::Result<E
         Command::Events(_) => "events",
         Command::Trace(_) => "trace",
         Command::Verify => "verify",
-        Command::Run(_) => "run",
+        Command::Run(a) => return crate::cluster_run::run(at, a),
         Command::Inspect(_) => "inspect",
         Command::Parked(_) => "parked",
         Command::Demo(_) => "demo",

@@ -3,6 +3,7 @@
 //! (0 success, 1 failure, 2 bad usage).
 
 mod cluster_cmd;
+mod cluster_run;
 mod demo;
 mod error_text;
 mod inspect;

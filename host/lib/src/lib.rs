@@ -33,6 +33,9 @@ mod usage;
 mod views;
 
 pub use cluster::address::{ClusterAddress, STORE_ENV};
+pub use cluster::cluster_host::{
+    run_cluster_host, ClusterReport, ClusterRunConfig, ClusterRunError, DEFAULT_LEASE_TTL,
+};
 pub use control_error::ControlError;
 pub use demo::job::{ensure_wasm_target, prepare_demo, print_demo_trees, DemoArgs, DemoRun};
 pub use host::log_filter::Console;

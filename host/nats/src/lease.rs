@@ -103,6 +103,35 @@ impl LeaseView {
     }
 }
 
+/// The bucket as one observer sees it at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct LeaseSnapshot {
+    /// The hosts whose heartbeat is fresh on this observer's clock (this
+    /// host included once it has beaten), by id.
+    pub hosts: Vec<HostBeat>,
+    /// Every slot ever taken, by slot name.
+    pub leases: HashMap<String, LeaseView>,
+}
+
+impl LeaseSnapshot {
+    /// The live hosts that run `reactor` (its holder and standbys), by id.
+    pub fn hosts_running(&self, reactor: &str) -> Vec<String> {
+        self.hosts
+            .iter()
+            .filter(|h| h.reactors.iter().any(|r| r == reactor))
+            .map(|h| h.host.clone())
+            .collect()
+    }
+
+    /// The slot's lease (free at revision 0 when never taken).
+    pub fn lease(&self, slot: &str) -> LeaseView {
+        self.leases
+            .get(slot)
+            .cloned()
+            .unwrap_or(LeaseView::Free { revision: 0 })
+    }
+}
+
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -298,14 +327,19 @@ impl Leases {
         .map_err(|e| LeaseError::Unavailable(format!("listing: {e}")))
     }
 
-    /// The hosts whose heartbeat is fresh on this observer's clock
-    /// (this host included once it has beaten).
+    /// The live hosts and every slot's lease, from one listing of the
+    /// bucket (see [`LeaseSnapshot`]).
     ///
     /// # Errors
     /// [`LeaseError::Unavailable`].
-    pub fn live_hosts(&self) -> Result<Vec<HostBeat>, LeaseError> {
-        let mut out = Vec::new();
+    pub fn snapshot(&self) -> Result<LeaseSnapshot, LeaseError> {
+        let mut hosts = Vec::new();
+        let mut leases = HashMap::new();
         for (k, v, rev) in self.entries()? {
+            if let Some(slot) = k.strip_prefix("lease/") {
+                leases.insert(slot.to_string(), self.view_of(&k, &v, rev));
+                continue;
+            }
             if !k.starts_with("host/") {
                 continue;
             }
@@ -314,27 +348,11 @@ impl Leases {
             };
             let ttl = Duration::from_millis(beat.ttl_ms.max(1));
             if beat.host == self.host || self.fresh(&k, rev, ttl) {
-                out.push(beat);
+                hosts.push(beat);
             }
         }
-        out.sort_by(|a, b| a.host.cmp(&b.host));
-        Ok(out)
-    }
-
-    /// Every slot's lease as this observer sees it (slots never taken are
-    /// absent).
-    ///
-    /// # Errors
-    /// [`LeaseError::Unavailable`].
-    pub fn all(&self) -> Result<Vec<(String, LeaseView)>, LeaseError> {
-        let mut out = Vec::new();
-        for (k, v, rev) in self.entries()? {
-            let Some(slot) = k.strip_prefix("lease/") else {
-                continue;
-            };
-            out.push((slot.to_string(), self.view_of(&k, &v, rev)));
-        }
-        Ok(out)
+        hosts.sort_by(|a, b| a.host.cmp(&b.host));
+        Ok(LeaseSnapshot { hosts, leases })
     }
 
     fn view_of(&self, key: &str, value: &[u8], revision: u64) -> LeaseView {

@@ -81,6 +81,7 @@ mod event_log;
 mod heads;
 mod layout;
 mod lease;
+mod lease_fence;
 mod live_feed;
 mod log;
 pub mod partition;
@@ -92,8 +93,10 @@ pub use error::LogError;
 pub use event_log::{CrossPartition, PartitionLog};
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
 pub use lease::{
-    host_id, preferred, reactor_slot, HostBeat, LeaseError, LeaseView, Leases, LEASES_BUCKET,
+    host_id, preferred, reactor_slot, HostBeat, LeaseError, LeaseSnapshot, LeaseView, Leases,
+    LEASES_BUCKET,
 };
+pub use lease_fence::seal_for_takeover;
 pub use live_feed::LiveFeed;
 pub use log::{
     Appended, Checkpoint, Commit, Committed, NatsLog, NatsOptions, ReadBatch, Resolution,

@@ -4,3 +4,5 @@
 //! store in `--data`.
 
 pub mod address;
+pub mod cluster_host;
+pub mod slots;
