@@ -5,10 +5,19 @@
 mod common;
 #[path = "../support/provision_step.rs"]
 mod provision_step;
+// The NATS cluster harness of host/nats's cluster tests (`crate::provision`
+// is the path it names), for the host-level cluster scenarios.
+#[allow(dead_code)]
+#[path = "../../host/nats/tests/cluster/harness.rs"]
+mod harness;
+#[allow(dead_code)]
+#[path = "../../host/nats/tests/cluster/provision.rs"]
+mod provision;
 
 mod atomic_append;
 mod bytes_as_sent;
 mod cli_store;
+mod cluster_hosts;
 mod command_parity;
 mod control_plane;
 mod demo;
