@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 const INPUT: &str = "bench.in";
 const OUTPUT: &str = "bench.out";
-const PARTITIONS: u32 = 2;
+const PARTITIONS: u32 = 4;
 /// The hosts' lease TTL: failovers cost about this much.
 const TTL_MS: &str = "1500";
 
@@ -257,6 +257,33 @@ fn wait_all_held(hosts: &[HostProc], limit: Duration) -> HashMap<String, usize> 
     }
 }
 
+/// Waits (bounded) until every slot is held by the host `preferred` names
+/// among the running hosts.
+fn wait_spread(hosts: &[HostProc], limit: Duration) {
+    let ids: Vec<String> = hosts.iter().map(|h| h.id.clone()).collect();
+    let deadline = Instant::now() + limit;
+    loop {
+        let held = wait_all_held(hosts, limit);
+        let wrong: Vec<String> = held
+            .iter()
+            .filter(|(slot, h)| batpak_nats::preferred(slot, &ids) != Some(&ids[**h]))
+            .map(|(slot, h)| format!("{slot} on {}", ids[*h]))
+            .collect();
+        if wrong.is_empty() {
+            let mut on: Vec<&String> = held.values().map(|h| &ids[*h]).collect();
+            on.sort();
+            on.dedup();
+            eprintln!("slots spread over {} host(s): {held:?}", on.len());
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slots not on their preferred hosts within {limit:?}: {wrong:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// An acknowledged input: id, partition, payload.
 type Acked = (EventId, u32, String);
 
@@ -461,6 +488,9 @@ fn scenario(failure: Failure) {
         .map(|id| HostProc::start(&cluster, id))
         .collect();
     wait_all_held(&hosts, Duration::from_secs(90));
+    // Spread: each slot settles on its rendezvous-preferred host (the first
+    // host up took every slot; the others' heartbeats make it hand back).
+    wait_spread(&hosts, Duration::from_secs(60));
     let writer = Writer::start(
         NatsLog::open(&cluster.servers(), options()).unwrap(),
         entities,
@@ -488,6 +518,7 @@ fn scenario(failure: Failure) {
                     hosts[victim].signal("-STOP");
                 }
                 let seen_before = hosts[victim].lines.lock().unwrap().len();
+                let at = Instant::now();
                 eprintln!("round {}: {failure:?} of {id} holding {slots:?}", round + 1);
                 // Another host takes each of its slots over.
                 let deadline = Instant::now() + Duration::from_secs(60);
@@ -505,6 +536,10 @@ fn scenario(failure: Failure) {
                         std::thread::sleep(Duration::from_millis(50));
                     }
                 }
+                eprintln!(
+                    "  every slot of {id} taken over {} ms after the {failure:?} (lease TTL {TTL_MS} ms)",
+                    at.elapsed().as_millis()
+                );
                 writer.wait_more(30, Duration::from_secs(60));
                 if failure == Failure::KillHost {
                     hosts[victim] = HostProc::start(&cluster, &id);
