@@ -284,6 +284,39 @@ fn wait_spread(hosts: &[HostProc], limit: Duration) {
     }
 }
 
+/// `status --store … --json` while the hosts run: every partition's slot
+/// held by one of them with the other two standing by, the passthrough
+/// version and digest, a position past the first inputs.
+fn check_status(cluster: &Cluster, hosts: &[HostProc]) {
+    let out = Command::new(bin())
+        .arg("--store")
+        .arg(cluster.servers().join(","))
+        .args(["status", "--json"])
+        .output()
+        .expect("running status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: Vec<serde_json::Value> = serde_json::from_str(&text).expect("status --json");
+    assert_eq!(list.len(), PARTITIONS as usize, "{text}");
+    let ids: Vec<&str> = hosts.iter().map(|h| h.id.as_str()).collect();
+    for (p, s) in list.iter().enumerate() {
+        assert_eq!(s["reactor"], "passthrough", "{text}");
+        assert_eq!(s["partition"], p as u64, "{text}");
+        assert!(ids.contains(&s["host"].as_str().unwrap_or("")), "{text}");
+        assert_eq!(s["standbys"], 2, "{text}");
+        assert!(
+            s["digest"].as_str().is_some_and(|d| d.len() >= 12),
+            "{text}"
+        );
+        assert!(s["position"].as_u64().is_some_and(|n| n > 0), "{text}");
+    }
+    eprintln!("status --store: {text}");
+}
+
 /// An acknowledged input: id, partition, payload.
 type Acked = (EventId, u32, String);
 
@@ -574,6 +607,9 @@ fn scenario(failure: Failure) {
     }
     let acked = writer.finish();
     wait_exactly_once(&log, &acked, &cluster, &hosts);
+    if failure == Failure::KillHost {
+        check_status(&cluster, &hosts);
+    }
     let mut texts = Vec::new();
     for h in &mut hosts {
         texts.push(h.stop());

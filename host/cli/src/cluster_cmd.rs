@@ -21,7 +21,7 @@ pub fn dispatch(at: &host::ClusterAddress, command: Command) -> anyhow::Result<E
         Command::Test(_) => "test",
         Command::Shadow(_) => "shadow",
         Command::Swap(_) => "swap",
-        Command::Status(_) => "status",
+        Command::Status(a) => return crate::cluster_status_cmd::status(at, a),
         Command::Pause(_) => "pause",
         Command::Resume(_) => "resume",
         Command::Reset(_) => "reset",

@@ -45,6 +45,19 @@ struct LeaseValue {
     holder: Option<String>,
     #[serde(default)]
     ttl_ms: u64,
+    /// What the holder runs in the slot (for `status`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    running: Option<Running>,
+}
+
+/// What a holder says it runs in a slot: shown by `status`, renewed with
+/// the lease (a swap changes it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    /// The reactor's version.
+    pub version: String,
+    /// The component's digest.
+    pub digest: String,
 }
 
 /// A host's heartbeat as stored.
@@ -75,6 +88,8 @@ pub enum LeaseView {
         /// True when the revision has not changed for the holder's TTL on
         /// this observer's clock: the holder stopped renewing.
         expired: bool,
+        /// What the holder said it runs, if it did.
+        running: Option<Running>,
     },
 }
 
@@ -360,6 +375,7 @@ impl Leases {
             Ok(LeaseValue {
                 holder: Some(holder),
                 ttl_ms,
+                running,
             }) => {
                 let ttl = Duration::from_millis(ttl_ms.max(1));
                 let expired = holder != self.host && !self.fresh(key, revision, ttl);
@@ -367,6 +383,7 @@ impl Leases {
                     holder,
                     revision,
                     expired,
+                    running,
                 }
             }
             // Released, or unreadable (treated as free: the fence on the
@@ -397,10 +414,11 @@ impl Leases {
         })
     }
 
-    fn mine(&self) -> Vec<u8> {
+    fn mine(&self, running: Option<Running>) -> Vec<u8> {
         serde_json::to_vec(&LeaseValue {
             holder: Some(self.host.clone()),
             ttl_ms: self.ttl.as_millis() as u64,
+            running,
         })
         .expect("a lease serialises")
     }
@@ -437,23 +455,34 @@ impl Leases {
         }
     }
 
-    /// Takes `slot`, fenced on the revision `seen` was read at; the new
-    /// revision (the next renew's fence).
+    /// Takes `slot`, fenced on the revision `seen` was read at, saying what
+    /// will run in it; the new revision (the next renew's fence).
     ///
     /// # Errors
     /// [`LeaseError::Lost`] when another host changed it since;
     /// [`LeaseError::Unavailable`].
-    pub fn acquire(&self, slot: &str, seen: &LeaseView) -> Result<u64, LeaseError> {
-        self.swap(slot, seen.revision(), self.mine())
+    pub fn acquire(
+        &self,
+        slot: &str,
+        seen: &LeaseView,
+        running: Option<Running>,
+    ) -> Result<u64, LeaseError> {
+        self.swap(slot, seen.revision(), self.mine(running))
     }
 
-    /// Renews `slot`, held at `revision`; the new revision.
+    /// Renews `slot`, held at `revision`, saying what runs in it; the new
+    /// revision.
     ///
     /// # Errors
     /// [`LeaseError::Lost`]: another host took it (this host must stop
     /// its instance); [`LeaseError::Unavailable`].
-    pub fn renew(&self, slot: &str, revision: u64) -> Result<u64, LeaseError> {
-        self.swap(slot, revision, self.mine())
+    pub fn renew(
+        &self,
+        slot: &str,
+        revision: u64,
+        running: Option<Running>,
+    ) -> Result<u64, LeaseError> {
+        self.swap(slot, revision, self.mine(running))
     }
 
     /// Releases `slot`, held at `revision`, so a standby takes it at once.
@@ -464,6 +493,7 @@ impl Leases {
         let body = serde_json::to_vec(&LeaseValue {
             holder: None,
             ttl_ms: 0,
+            running: None,
         })
         .expect("a lease serialises");
         self.swap(slot, revision, body).map(|_| ())

@@ -94,7 +94,7 @@ pub use event_log::{CrossPartition, PartitionLog};
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
 pub use lease::{
     host_id, preferred, reactor_slot, HostBeat, LeaseError, LeaseSnapshot, LeaseView, Leases,
-    LEASES_BUCKET,
+    Running, LEASES_BUCKET,
 };
 pub use lease_fence::seal_for_takeover;
 pub use live_feed::LiveFeed;

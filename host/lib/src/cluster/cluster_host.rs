@@ -31,9 +31,9 @@ use crate::plugins::loader::{Loaded, Loader};
 use crate::plugins::plugin_config::{Flags, PluginConfigFile, Resolved};
 use batpak_nats::{
     host_id, preferred, reactor_slot, seal_for_takeover, LeaseError, LeaseSnapshot, Leases,
-    LogError, NatsLog, NatsOptions, PartitionLog,
+    LogError, NatsLog, NatsOptions, PartitionLog, Running,
 };
-use batpak_runtime::{cursor_id, FailurePolicy, RunnerSettings, Runtime};
+use batpak_runtime::{cursor_id, FailurePolicy, Reactor, RunnerSettings, Runtime};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -210,18 +210,7 @@ pub fn run_cluster_host(
     }
     let address = config.address.to_string();
     let options = NatsOptions::default();
-    let log = NatsLog::open(config.address.servers(), options.clone()).map_err(|e| match e {
-        e @ (LogError::NoLayout { .. } | LogError::NotInitialised { .. }) => {
-            ClusterRunError::NotInitialised {
-                address: address.clone(),
-                source: e,
-            }
-        }
-        e => ClusterRunError::Connect {
-            address: address.clone(),
-            source: e,
-        },
-    })?;
+    let log = crate::cluster::cluster_status::open_log(&config.address, &options)?;
     let log = Arc::new(log);
     let layout = log.layout();
     let id = host_id(
@@ -350,7 +339,8 @@ impl ClusterHost {
                 continue;
             }
             let slot = self.owned[i].slot.clone();
-            match self.leases.renew(&slot, self.owned[i].revision) {
+            let running = self.owned[i].running();
+            match self.leases.renew(&slot, self.owned[i].revision, running) {
                 Ok(rev) => {
                     self.owned[i].revision = rev;
                     self.owned[i].renewed = Instant::now();
@@ -439,7 +429,12 @@ impl ClusterHost {
                 if !mine && since.elapsed() < ttl {
                     continue;
                 }
-                let revision = match self.leases.acquire(&slot, &view) {
+                let loaded = &self.reactors[r].loaded.plugin;
+                let running = Running {
+                    version: loaded.descriptor().version.clone(),
+                    digest: loaded.component_digest().to_string(),
+                };
+                let revision = match self.leases.acquire(&slot, &view, Some(running)) {
                     Ok(rev) => rev,
                     Err(LeaseError::Lost { .. }) => continue,
                     Err(e) => {

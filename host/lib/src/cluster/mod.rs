@@ -5,4 +5,5 @@
 
 pub mod address;
 pub mod cluster_host;
+pub mod cluster_status;
 pub mod slots;

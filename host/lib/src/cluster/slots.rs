@@ -3,7 +3,7 @@
 //! (`batpak_runtime::spawn` over the partition's [`PartitionLog`]).
 
 use batpak_log::{CommitError, SharedLog};
-use batpak_nats::PartitionLog;
+use batpak_nats::{PartitionLog, Running};
 use batpak_runtime::{RunnerError, RunnerHandle};
 use batpak_store::CanalHandle;
 use std::time::Instant;
@@ -37,6 +37,17 @@ impl OwnedSlot {
     /// True once the runner thread has exited by itself.
     pub fn finished(&self) -> bool {
         self.handle.as_ref().is_none_or(RunnerHandle::is_finished)
+    }
+
+    /// What the runner runs now (a swap changes it), for the lease.
+    pub fn running(&self) -> Option<Running> {
+        self.handle.as_ref().map(|h| {
+            let info = h.running();
+            Running {
+                version: info.version,
+                digest: info.digest,
+            }
+        })
     }
 
     /// Stops the runner at its next batch boundary (the batch in hand is
