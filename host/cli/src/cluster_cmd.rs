@@ -20,7 +20,7 @@ pub fn dispatch(at: &host::ClusterAddress, command: Command) -> anyhow::Result<E
         Command::New(_) => "new",
         Command::Test(_) => "test",
         Command::Shadow(_) => "shadow",
-        Command::Swap(_) => "swap",
+        Command::Swap(a) => return crate::cluster_swap_cmd::swap(at, a),
         Command::Status(a) => return crate::cluster_status_cmd::status(at, a),
         Command::Pause(_) => "pause",
         Command::Resume(_) => "resume",

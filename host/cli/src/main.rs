@@ -5,6 +5,7 @@
 mod cluster_cmd;
 mod cluster_run;
 mod cluster_status_cmd;
+mod cluster_swap_cmd;
 mod demo;
 mod error_text;
 mod inspect;

@@ -37,6 +37,7 @@ pub use cluster::cluster_host::{
     run_cluster_host, ClusterReport, ClusterRunConfig, ClusterRunError, DEFAULT_LEASE_TTL,
 };
 pub use cluster::cluster_status::{cluster_status, SlotStatus};
+pub use cluster::cluster_swap::{cluster_swap, ClusterSwap};
 pub use control_error::ControlError;
 pub use demo::job::{ensure_wasm_target, prepare_demo, print_demo_trees, DemoArgs, DemoRun};
 pub use host::log_filter::Console;

@@ -85,6 +85,7 @@ mod lease_fence;
 mod live_feed;
 mod log;
 pub mod partition;
+mod plugin_store;
 pub mod server_check;
 
 pub use cluster_init::{init_cluster, InitError, InitSpec};
@@ -102,3 +103,4 @@ pub use log::{
     Appended, Checkpoint, Commit, Committed, NatsLog, NatsOptions, ReadBatch, Resolution,
     COMMIT_HEADER, MAX_REACTIONS, MAX_READ,
 };
+pub use plugin_store::{PluginStore, PluginStoreError, ReactorVersion};

@@ -31,7 +31,8 @@ use crate::plugins::loader::{Loaded, Loader};
 use crate::plugins::plugin_config::{Flags, PluginConfigFile, Resolved};
 use batpak_nats::{
     host_id, preferred, reactor_slot, seal_for_takeover, LeaseError, LeaseSnapshot, Leases,
-    LogError, NatsLog, NatsOptions, PartitionLog, Running,
+    LogError, NatsLog, NatsOptions, PartitionLog, PluginStore, PluginStoreError, ReactorVersion,
+    Running,
 };
 use batpak_runtime::{cursor_id, FailurePolicy, Reactor, RunnerSettings, Runtime};
 use std::collections::HashMap;
@@ -124,6 +125,15 @@ pub enum ClusterRunError {
         #[source]
         source: LogError,
     },
+    /// The cluster's plugin store failed.
+    #[error("the plugins on the cluster at {address}")]
+    Plugins {
+        /// The cluster.
+        address: String,
+        /// Why.
+        #[source]
+        source: PluginStoreError,
+    },
     /// The leases bucket could not be opened.
     #[error("opening the leases bucket on {address}")]
     Leases {
@@ -152,6 +162,8 @@ pub struct ClusterReport {
 struct HostedReactor {
     name: String,
     loaded: Loaded,
+    /// A cluster version that did not load here (not tried again).
+    refused: Option<String>,
 }
 
 /// Runs a cluster host until `stop()` says so (see the module docs).
@@ -206,7 +218,11 @@ pub fn run_cluster_host(
                 first.loaded.path.display()
             )));
         }
-        reactors.push(HostedReactor { name, loaded });
+        reactors.push(HostedReactor {
+            name,
+            loaded,
+            refused: None,
+        });
     }
     let address = config.address.to_string();
     let options = NatsOptions::default();
@@ -230,6 +246,13 @@ pub fn run_cluster_host(
         address: address.clone(),
         source,
     })?;
+    let plugins = PluginStore::open(config.address.servers(), &options, layout.replicas).map_err(
+        |source| ClusterRunError::Plugins {
+            address: address.clone(),
+            source,
+        },
+    )?;
+    let fetched = std::env::temp_dir().join(format!("batpak-cluster-{}", std::process::id()));
     let console = config.console.clone();
     console.println(&format!(
         "cluster | host {id} on {address}: {} partition(s); reactors {}; lease TTL {} ms",
@@ -251,7 +274,17 @@ pub fn run_cluster_host(
         console,
         policy: (config.attempts, config.backoff, config.swap_rollback),
         report: ClusterReport::default(),
+        plugins,
+        loader,
+        fetched,
     };
+    host.adopt_cluster_versions().map_err(|e| match e {
+        Adopt::Store(source) => ClusterRunError::Plugins {
+            address: address.clone(),
+            source,
+        },
+        Adopt::Load(e) => ClusterRunError::Load(e),
+    })?;
     let tick = config.lease_ttl / 3;
     while !stop() {
         let started = Instant::now();
@@ -262,6 +295,7 @@ pub fn run_cluster_host(
         }
     }
     host.shutdown();
+    let _ = std::fs::remove_dir_all(&host.fetched);
     Ok(host.report)
 }
 
@@ -286,6 +320,16 @@ struct ClusterHost {
     /// attempts, backoff, swap_rollback.
     policy: (u32, Duration, u32),
     report: ClusterReport,
+    plugins: PluginStore,
+    loader: Loader,
+    /// Where versions fetched from the cluster are written to be loaded.
+    fetched: PathBuf,
+}
+
+/// Why adopting the cluster's versions failed at start.
+enum Adopt {
+    Store(PluginStoreError),
+    Load(anyhow::Error),
 }
 
 impl ClusterHost {
@@ -309,6 +353,8 @@ impl ClusterHost {
                 None
             }
         };
+        self.follow_versions();
+        self.poll_swaps();
         self.keep_owned(snap.as_ref());
         if let Some(snap) = snap {
             self.take_free(&snap, stop);
@@ -485,12 +531,190 @@ impl ClusterHost {
                     revision,
                     renewed: Instant::now(),
                     handle: Some(handle),
+                    swap: None,
                 });
             }
             Err(e) => {
                 self.say(&format!("could not start {slot}: {e:#}; releasing it"));
                 self.report.failed.push(format!("{slot}: {e:#}"));
                 let _ = self.leases.release(&slot, revision);
+            }
+        }
+    }
+
+    /// The version the cluster holds of `loaded` (its key), as `loaded`
+    /// would be published.
+    fn version_of(loaded: &Loaded) -> ReactorVersion {
+        ReactorVersion {
+            version: loaded.plugin.descriptor().version.clone(),
+            digest: loaded.plugin.component_digest().to_string(),
+            extension: loaded
+                .path
+                .extension()
+                .and_then(|e| e.to_str())
+                .unwrap_or("wasm")
+                .to_string(),
+        }
+    }
+
+    /// At start: publishes each reactor the cluster does not have; for one
+    /// it has in another version, loads the cluster's (the cluster's wins)
+    /// and says so.
+    fn adopt_cluster_versions(&mut self) -> Result<(), Adopt> {
+        for r in 0..self.reactors.len() {
+            let name = self.reactors[r].name.clone();
+            let mine = Self::version_of(&self.reactors[r].loaded);
+            loop {
+                match self.plugins.current(&name).map_err(Adopt::Store)? {
+                    None => {
+                        let path = self.reactors[r].loaded.path.clone();
+                        let bytes = std::fs::read(&path).map_err(|e| {
+                            Adopt::Load(anyhow::anyhow!("reading {}: {e}", path.display()))
+                        })?;
+                        match self.plugins.publish(&name, &mine, bytes, None) {
+                            Ok(_) => {
+                                self.say(&format!(
+                                    "published reactor {name} version {} ({}) to the cluster",
+                                    mine.version,
+                                    short(&mine.digest)
+                                ));
+                                break;
+                            }
+                            // Another host published first: read it again.
+                            Err(PluginStoreError::Raced { .. }) => continue,
+                            Err(e) => return Err(Adopt::Store(e)),
+                        }
+                    }
+                    Some((v, _)) if v.digest == mine.digest => break,
+                    Some((v, _)) => {
+                        let loaded = self.load_version(&name, &v).map_err(Adopt::Load)?;
+                        self.say(&format!(
+                            "the cluster runs reactor {name} version {} ({}); using it instead of {} (version {}, {})",
+                            v.version,
+                            short(&v.digest),
+                            self.reactors[r].loaded.path.display(),
+                            mine.version,
+                            short(&mine.digest)
+                        ));
+                        self.reactors[r].loaded = loaded;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches and loads version `v` of reactor `name` from the cluster.
+    fn load_version(&self, name: &str, v: &ReactorVersion) -> anyhow::Result<Loaded> {
+        let bytes = self.plugins.fetch(v)?;
+        std::fs::create_dir_all(&self.fetched)?;
+        let path = self.fetched.join(format!("{}.{}", v.digest, v.extension));
+        std::fs::write(&path, bytes)?;
+        let loaded = self.loader.load(&path)?;
+        if loaded.name() != name {
+            anyhow::bail!(
+                "the cluster's version {} of reactor {name} is reactor {:?}",
+                short(&v.digest),
+                loaded.name()
+            );
+        }
+        Ok(loaded)
+    }
+
+    /// Every tick: a reactor whose version in the cluster moved (a `swap`
+    /// from any machine) is loaded, and every instance this host owns is
+    /// handed the new version for its next batch boundary (the runtime's
+    /// own swap: swap, refusal and rollback records per partition); slots
+    /// taken later start on it.
+    fn follow_versions(&mut self) {
+        for r in 0..self.reactors.len() {
+            let name = self.reactors[r].name.clone();
+            let current = match self.plugins.current(&name) {
+                Ok(Some((v, _))) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.say(&format!("reading reactor {name}'s version: {e}"));
+                    continue;
+                }
+            };
+            let running = self.reactors[r]
+                .loaded
+                .plugin
+                .component_digest()
+                .to_string();
+            if current.digest == running
+                || self.reactors[r].refused.as_deref() == Some(current.digest.as_str())
+            {
+                continue;
+            }
+            let loaded = match self.load_version(&name, &current) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.say(&format!(
+                        "refusing version {} ({}) of reactor {name}: {e:#}; version {} keeps serving",
+                        current.version,
+                        short(&current.digest),
+                        self.reactors[r].loaded.plugin.descriptor().version
+                    ));
+                    self.reactors[r].refused = Some(current.digest.clone());
+                    continue;
+                }
+            };
+            self.say(&format!(
+                "reactor {name} moves to version {} ({}): swapping the instances held here at their next batch boundary",
+                current.version,
+                short(&current.digest)
+            ));
+            let grant = loaded.settings.grant_emits.clone();
+            for i in 0..self.owned.len() {
+                if self.owned[i].reactor != r {
+                    continue;
+                }
+                let Some(h) = &self.owned[i].handle else {
+                    continue;
+                };
+                let asked = loaded
+                    .plugin
+                    .fresh()
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| {
+                        h.request_swap(Box::new(p), grant.clone())
+                            .map_err(|e| e.to_string())
+                    });
+                match asked {
+                    Ok(ticket) => self.owned[i].swap = Some(ticket),
+                    Err(e) => {
+                        let slot = self.owned[i].slot.clone();
+                        self.say(&format!("swap of {slot} refused: {e}"));
+                    }
+                }
+            }
+            self.reactors[r].loaded = loaded;
+        }
+    }
+
+    /// Reports the swaps that reached a batch boundary.
+    fn poll_swaps(&mut self) {
+        for i in 0..self.owned.len() {
+            let (Some(h), Some(t)) = (&self.owned[i].handle, &self.owned[i].swap) else {
+                continue;
+            };
+            let Some(result) = h.poll_swap(t) else {
+                continue;
+            };
+            self.owned[i].swap = None;
+            let slot = self.owned[i].slot.clone();
+            match result {
+                Ok(o) => self.say(&format!(
+                    "swapped {slot}: version {} ({}) → {} ({}) after sequence {}",
+                    o.old_version,
+                    short(&o.old_digest),
+                    o.new_version,
+                    short(&o.new_digest),
+                    o.position
+                )),
+                Err(r) => self.say(&format!("swap of {slot} refused: {r}")),
             }
         }
     }
@@ -533,4 +757,8 @@ impl ClusterHost {
             self.say(&format!("leaving the host registry: {e}"));
         }
     }
+}
+
+fn short(digest: &str) -> &str {
+    &digest[..digest.len().min(12)]
 }

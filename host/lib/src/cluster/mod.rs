@@ -6,4 +6,6 @@
 pub mod address;
 pub mod cluster_host;
 pub mod cluster_status;
+pub mod cluster_swap;
+pub mod slot_log;
 pub mod slots;

@@ -2,9 +2,10 @@
 //! (the next renew's fence), when it last renewed, and the real runner
 //! (`batpak_runtime::spawn` over the partition's [`PartitionLog`]).
 
+use crate::cluster::slot_log::SlotLog;
 use batpak_log::{CommitError, SharedLog};
 use batpak_nats::{PartitionLog, Running};
-use batpak_runtime::{RunnerError, RunnerHandle};
+use batpak_runtime::{RunnerError, RunnerHandle, SwapTicket};
 use batpak_store::CanalHandle;
 use std::time::Instant;
 
@@ -20,6 +21,8 @@ pub struct OwnedSlot {
     pub renewed: Instant,
     /// The runner.
     pub handle: Option<RunnerHandle>,
+    /// A swap handed to the runner, waiting for its batch boundary.
+    pub swap: Option<SwapTicket>,
 }
 
 /// How a runner ended.
@@ -74,7 +77,7 @@ pub fn ended(r: Result<(), RunnerError>) -> Ended {
     }
 }
 
-/// The log a slot's runner runs over.
+/// The log a slot's runner runs over (see [`SlotLog`]).
 pub fn shared(p: &PartitionLog) -> SharedLog {
-    std::sync::Arc::new(p.clone())
+    std::sync::Arc::new(SlotLog::new(p.clone()))
 }
