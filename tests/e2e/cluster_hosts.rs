@@ -14,6 +14,11 @@
 //!   refused by the fence (its stderr says so) and drops the slot;
 //! - `kill -9` of a partition's stream leader while the hosts run.
 //!
+//! - `swap passthrough NEW.wasm --store …` from another process while two
+//!   hosts run: every partition's instance moves to the new version (as
+//!   `status` shows), each host says it swapped its slots, and the swap
+//!   records are stored.
+//!
 //! Rounds: `BATPAK_NATS_ROUNDS` (default 1); the seed (entities, which
 //! host) is printed and replayed with `BATPAK_SEED`.
 
@@ -88,6 +93,10 @@ struct HostProc {
 
 impl HostProc {
     fn start(cluster: &Cluster, id: &str) -> HostProc {
+        HostProc::start_with(cluster, id, &plugin("passthrough"))
+    }
+
+    fn start_with(cluster: &Cluster, id: &str, file: &std::path::Path) -> HostProc {
         let data = tempdir();
         let mut child = Command::new(bin())
             .arg("--data")
@@ -95,7 +104,7 @@ impl HostProc {
             .arg("--store")
             .arg(cluster.servers().join(","))
             .arg("run")
-            .arg(plugin("passthrough"))
+            .arg(file)
             .args(["--lease-ttl-ms", TTL_MS, "--host-id", id, "--quiet"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -282,6 +291,164 @@ fn wait_spread(hosts: &[HostProc], limit: Duration) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `status --store … --json`, parsed.
+fn status_json(cluster: &Cluster) -> Vec<serde_json::Value> {
+    let out = Command::new(bin())
+        .arg("--store")
+        .arg(cluster.servers().join(","))
+        .args(["status", "--json"])
+        .output()
+        .expect("running status");
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status --json")
+}
+
+/// The passthrough component with a custom section appended: same
+/// behaviour, new digest — a new version without another build.
+fn variant(k: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(plugin("passthrough")).expect("passthrough.wasm");
+    let name = b"cluster-swap-test";
+    let mut sec = vec![name.len() as u8];
+    sec.extend_from_slice(name);
+    sec.extend_from_slice(&k.to_le_bytes());
+    bytes.push(0); // custom section id
+    let mut n = sec.len();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            bytes.push(b);
+            break;
+        }
+        bytes.push(b | 0x80);
+    }
+    bytes.extend_from_slice(&sec);
+    bytes
+}
+
+#[test]
+fn cluster_hosts_swap_from_any_machine_moves_every_partition_exactly_once() {
+    let _one = serial();
+    plugin("passthrough");
+    let mut rng = Rng::seeded("cluster hosts, swap");
+    let cluster = Cluster::start(3);
+    let spec = InitSpec {
+        servers: cluster.servers(),
+        monitors: cluster.monitors(),
+        partitions: PARTITIONS,
+        replicas: 3,
+    };
+    init_cluster(&spec, options()).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let log = NatsLog::open(&cluster.servers(), options()).unwrap();
+    let mut entities: Vec<String> = Vec::new();
+    while (0..PARTITIONS).any(|p| !entities.iter().any(|e| log.partition_of(e) == p))
+        || entities.len() < 6
+    {
+        entities.push(format!("item:{}", rng.below(100_000)));
+    }
+    let files = tempdir();
+    // The second host starts with another build of the reactor: the
+    // cluster's version (the first host's, published first) wins.
+    let other = files.path().join("passthrough-other.wasm");
+    std::fs::write(&other, variant(7)).unwrap();
+    let mut hosts = vec![HostProc::start(&cluster, "ha")];
+    hosts[0].wait_line(0, "publishing the reactor", Duration::from_secs(90), |l| {
+        l.contains("published reactor passthrough")
+    });
+    hosts.push(HostProc::start_with(&cluster, "hb", &other));
+    hosts[1].wait_line(
+        0,
+        "adopting the cluster's version",
+        Duration::from_secs(90),
+        |l| l.contains("the cluster runs reactor passthrough"),
+    );
+    wait_all_held(&hosts, Duration::from_secs(90));
+    let first: Vec<String> = status_json(&cluster)
+        .iter()
+        .map(|s| s["digest"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(first.windows(2).all(|w| w[0] == w[1]), "{first:?}");
+    let writer = Writer::start(
+        NatsLog::open(&cluster.servers(), options()).unwrap(),
+        entities,
+    );
+    writer.wait_more(40, Duration::from_secs(60));
+    let new = files.path().join("passthrough-v2.wasm");
+    std::fs::write(&new, variant(1)).unwrap();
+    let out = Command::new(bin())
+        .arg("--store")
+        .arg(cluster.servers().join(","))
+        .arg("swap")
+        .arg("passthrough")
+        .arg(&new)
+        .output()
+        .expect("running swap");
+    assert!(
+        out.status.success(),
+        "swap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("swap's JSON");
+    let digest = answer["new_digest"]
+        .as_str()
+        .expect("new_digest")
+        .to_string();
+    assert_ne!(digest, first[0]);
+    let swapped_at = Instant::now();
+    // Every partition's instance moves to it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = status_json(&cluster);
+        if list.len() == PARTITIONS as usize && list.iter().all(|s| s["digest"] == digest.as_str())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every partition moved to {digest}: {list:?}\n{}\n{}",
+            hosts[0].text(),
+            hosts[1].text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "cluster-wide swap: every partition on the new version {} ms after `swap` returned",
+        swapped_at.elapsed().as_millis()
+    );
+    writer.wait_more(40, Duration::from_secs(60));
+    let acked = writer.finish();
+    wait_exactly_once(&log, &acked, &cluster, &hosts);
+    let mut swapped_lines = 0;
+    for h in &mut hosts {
+        let text = h.stop();
+        swapped_lines += text
+            .lines()
+            .filter(|l| l.contains("swapped reactor/passthrough/"))
+            .count();
+    }
+    assert_eq!(
+        swapped_lines, PARTITIONS as usize,
+        "one swap per partition's instance"
+    );
+    // The swap records (the reactor's system stream lives in one partition).
+    let home = log.partition_of("reactor:passthrough");
+    let records = all_events(&log, home)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind() == "batpak.plugin.swapped")
+        .count();
+    assert!(records >= 1, "no batpak.plugin.swapped record stored");
+    wait_exactly_once(&log, &acked, &cluster, &hosts);
+    eprintln!(
+        "cluster-wide swap: {} inputs acknowledged, each with its reaction exactly once; {swapped_lines} instances swapped, {records} swap records",
+        acked.len()
+    );
 }
 
 /// `status --store … --json` while the hosts run: every partition's slot
