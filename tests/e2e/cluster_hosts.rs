@@ -287,7 +287,12 @@ fn wait_spread(hosts: &[HostProc], limit: Duration) {
         }
         assert!(
             Instant::now() < deadline,
-            "slots not on their preferred hosts within {limit:?}: {wrong:?}"
+            "slots not on their preferred hosts within {limit:?}: {wrong:?}\n{}",
+            hosts
+                .iter()
+                .map(|h| format!("--- {}\n{}", h.id, h.text()))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::thread::sleep(Duration::from_millis(100));
     }

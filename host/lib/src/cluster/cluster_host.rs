@@ -564,6 +564,7 @@ impl ClusterHost {
         for r in 0..self.reactors.len() {
             let name = self.reactors[r].name.clone();
             let mine = Self::version_of(&self.reactors[r].loaded);
+            let mut tries = 0;
             loop {
                 match self.plugins.current(&name).map_err(Adopt::Store)? {
                     None => {
@@ -582,6 +583,17 @@ impl ClusterHost {
                             }
                             // Another host published first: read it again.
                             Err(PluginStoreError::Raced { .. }) => continue,
+                            // Hosts starting together publish at once: the
+                            // server can refuse a create while another is
+                            // in flight on the key. Read it again, bounded.
+                            Err(e @ PluginStoreError::Unavailable(_)) => {
+                                tries += 1;
+                                if tries >= 20 {
+                                    return Err(Adopt::Store(e));
+                                }
+                                std::thread::sleep(Duration::from_millis(100));
+                                continue;
+                            }
                             Err(e) => return Err(Adopt::Store(e)),
                         }
                     }
