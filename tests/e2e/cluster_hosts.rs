@@ -298,6 +298,35 @@ fn wait_spread(hosts: &[HostProc], limit: Duration) {
     }
 }
 
+#[test]
+fn cluster_hosts_run_refuses_a_cluster_that_was_not_initialised_naming_cluster_init() {
+    let _one = serial();
+    plugin("passthrough");
+    let cluster = Cluster::start(1);
+    let store = cluster.servers().join(",");
+    for args in [
+        vec![
+            "run".to_string(),
+            plugin("passthrough").display().to_string(),
+        ],
+        vec!["status".to_string()],
+    ] {
+        let out = Command::new(bin())
+            .arg("--store")
+            .arg(&store)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running batpak-host");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("not initialised") && err.contains("batpak-host cluster init"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// `status --store … --json`, parsed.
 fn status_json(cluster: &Cluster) -> Vec<serde_json::Value> {
     let out = Command::new(bin())
