@@ -19,6 +19,9 @@
 //!   `status` shows), each host says it swapped its slots, and the swap
 //!   records are stored.
 //!
+//!   Then `pause` cluster-wide (no host runs it; inputs wait) and
+//!   `resume` (they get their reactions, exactly once).
+//!
 //! Rounds: `BATPAK_NATS_ROUNDS` (default 1); the seed (entities, which
 //! host) is printed and replayed with `BATPAK_SEED`.
 
@@ -367,7 +370,7 @@ fn variant(k: u32) -> Vec<u8> {
 }
 
 #[test]
-fn cluster_hosts_swap_from_any_machine_moves_every_partition_exactly_once() {
+fn cluster_hosts_swap_pause_and_resume_from_any_machine_move_every_partition_exactly_once() {
     let _one = serial();
     plugin("passthrough");
     let mut rng = Rng::seeded("cluster hosts, swap");
@@ -456,7 +459,51 @@ fn cluster_hosts_swap_from_any_machine_moves_every_partition_exactly_once() {
         swapped_at.elapsed().as_millis()
     );
     writer.wait_more(40, Duration::from_secs(60));
-    let acked = writer.finish();
+    let mut acked = writer.finish();
+    wait_exactly_once(&log, &acked, &cluster, &hosts);
+    // Pause cluster-wide: no host runs it, inputs appended meanwhile wait;
+    // resume: they get their reactions, exactly once.
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("--store")
+            .arg(cluster.servers().join(","))
+            .args(args)
+            .output()
+            .expect("running batpak-host");
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("JSON list")
+    };
+    let list = cli(&["pause", "passthrough"]);
+    assert_eq!(list.len(), PARTITIONS as usize);
+    assert!(list.iter().all(|s| s["host"].is_null()), "{list:?}");
+    let more = Writer::start(
+        NatsLog::open(&cluster.servers(), options()).unwrap(),
+        vec![
+            "item:paused-1".into(),
+            "item:paused-2".into(),
+            "item:paused-3".into(),
+        ],
+    );
+    more.wait_more(20, Duration::from_secs(60));
+    let paused_inputs = more.finish();
+    std::thread::sleep(Duration::from_millis(1500)); // three lease ticks
+    let reacted = (0..PARTITIONS)
+        .flat_map(|p| all_events(&log, p).unwrap())
+        .filter(|e| e.kind() == OUTPUT)
+        .filter(|e| {
+            paused_inputs
+                .iter()
+                .any(|a| Some(a.0) == e.header.causation)
+        })
+        .count();
+    assert_eq!(reacted, 0, "a paused reactor reacted");
+    let list = cli(&["resume", "passthrough"]);
+    assert_eq!(list.len(), PARTITIONS as usize);
+    acked.extend(paused_inputs);
     wait_exactly_once(&log, &acked, &cluster, &hosts);
     let mut swapped_lines = 0;
     for h in &mut hosts {

@@ -22,8 +22,8 @@ pub fn dispatch(at: &host::ClusterAddress, command: Command) -> anyhow::Result<E
         Command::Shadow(_) => "shadow",
         Command::Swap(a) => return crate::cluster_swap_cmd::swap(at, a),
         Command::Status(a) => return crate::cluster_status_cmd::status(at, a),
-        Command::Pause(_) => "pause",
-        Command::Resume(_) => "resume",
+        Command::Pause(a) => return crate::cluster_pause_cmd::pause(at, a, true),
+        Command::Resume(a) => return crate::cluster_pause_cmd::pause(at, a, false),
         Command::Reset(_) => "reset",
         Command::Wit(_) => "wit",
     };

@@ -3,6 +3,7 @@
 //! (0 success, 1 failure, 2 bad usage).
 
 mod cluster_cmd;
+mod cluster_pause_cmd;
 mod cluster_run;
 mod cluster_status_cmd;
 mod cluster_swap_cmd;

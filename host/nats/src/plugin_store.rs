@@ -140,6 +140,40 @@ impl PluginStore {
         })
     }
 
+    /// True when `pause NAME --store` paused the reactor cluster-wide (key
+    /// `paused/<name>` in the cluster bucket): hosts stop its instances
+    /// at a batch boundary and take none of its slots until it is resumed.
+    ///
+    /// # Errors
+    /// [`PluginStoreError::Unavailable`].
+    pub fn paused(&self, reactor: &str) -> Result<bool, PluginStoreError> {
+        let kv = self.kv.clone();
+        let k = format!("paused/{reactor}");
+        let entry = self.run("reading the pause flag", async move {
+            kv.entry(k).await.map_err(|e| e.to_string())
+        })?;
+        Ok(entry.is_some_and(|e| e.operation == kv::Operation::Put))
+    }
+
+    /// Sets or clears the reactor's cluster-wide pause flag.
+    ///
+    /// # Errors
+    /// [`PluginStoreError::Unavailable`].
+    pub fn set_paused(&self, reactor: &str, paused: bool) -> Result<(), PluginStoreError> {
+        let kv = self.kv.clone();
+        let k = format!("paused/{reactor}");
+        self.run("writing the pause flag", async move {
+            if paused {
+                kv.put(k, "1".into())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            } else {
+                kv.delete(k).await.map_err(|e| e.to_string())
+            }
+        })
+    }
+
     /// Stores `bytes` as `version` of `reactor` and points the reactor's
     /// key at it: created when `expected` is `None`, else moved from that
     /// revision. Returns the key's new revision.

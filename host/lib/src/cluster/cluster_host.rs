@@ -164,6 +164,8 @@ struct HostedReactor {
     loaded: Loaded,
     /// A cluster version that did not load here (not tried again).
     refused: Option<String>,
+    /// Paused cluster-wide (`pause NAME --store`): no instance runs.
+    paused: bool,
 }
 
 /// Runs a cluster host until `stop()` says so (see the module docs).
@@ -222,6 +224,7 @@ pub fn run_cluster_host(
             name,
             loaded,
             refused: None,
+            paused: false,
         });
     }
     let address = config.address.to_string();
@@ -452,6 +455,9 @@ impl ClusterHost {
     fn take_free(&mut self, snap: &LeaseSnapshot, stop: &dyn Fn() -> bool) {
         let ttl = self.leases.ttl();
         for r in 0..self.reactors.len() {
+            if self.reactors[r].paused {
+                continue;
+            }
             for p in 0..self.log.layout().partitions {
                 if stop() {
                     return;
@@ -642,6 +648,7 @@ impl ClusterHost {
     fn follow_versions(&mut self) {
         for r in 0..self.reactors.len() {
             let name = self.reactors[r].name.clone();
+            self.follow_pause(r);
             let current = match self.plugins.current(&name) {
                 Ok(Some((v, _))) => v,
                 Ok(None) => continue,
@@ -703,6 +710,50 @@ impl ClusterHost {
                 }
             }
             self.reactors[r].loaded = loaded;
+        }
+    }
+
+    /// Follows reactor `r`'s cluster-wide pause flag: once set, every
+    /// instance held here stops at a batch boundary with its checkpoint at
+    /// its position, and its lease is released (no host takes a paused
+    /// reactor's slot); once cleared, slots are taken again as usual.
+    fn follow_pause(&mut self, r: usize) {
+        let name = self.reactors[r].name.clone();
+        let paused = match self.plugins.paused(&name) {
+            Ok(p) => p,
+            Err(e) => {
+                self.say(&format!("reading reactor {name}'s pause flag: {e}"));
+                return;
+            }
+        };
+        if paused == self.reactors[r].paused {
+            return;
+        }
+        self.reactors[r].paused = paused;
+        if !paused {
+            self.say(&format!("reactor {name} resumed: taking its slots again"));
+            return;
+        }
+        for s in &self.owned {
+            if s.reactor == r {
+                if let Some(h) = &s.handle {
+                    h.stop_at_position();
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.owned.len() {
+            if self.owned[i].reactor != r {
+                i += 1;
+                continue;
+            }
+            let mut s = self.owned.remove(i);
+            let how = s.stop();
+            let released = self.leases.release(&s.slot, s.revision);
+            self.ended(&s, how, "paused");
+            if let Err(e) = released {
+                self.say(&format!("releasing {}: {e}", s.slot));
+            }
         }
     }
 

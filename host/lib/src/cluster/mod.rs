@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod cluster_host;
+pub mod cluster_pause;
 pub mod cluster_status;
 pub mod cluster_swap;
 pub mod slot_log;
