@@ -58,5 +58,11 @@ pub(crate) fn run(at: &host::ClusterAddress, a: RunArgs) -> anyhow::Result<ExitC
     for f in &report.failed {
         eprintln!("error: {f}");
     }
-    Ok(ExitCode::SUCCESS)
+    // A takeover's fence is how the cluster works; a runner that failed
+    // otherwise is reported as the embedded host reports one.
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -15,6 +15,16 @@
 //!   refused whole, nothing landed) or failed (lease released so a host
 //!   takes it again).
 //!
+//! Plugins live in the cluster ([`batpak_nats::PluginStore`]): at start a
+//! reactor the cluster lacks is published, and for one it has in another
+//! version the cluster's is loaded instead (said in a `cluster |` line).
+//! Every tick the host also follows each reactor's version key — a `swap
+//! NAME FILE --store` from any machine — handing the new version to every
+//! instance it owns for its next batch boundary (the runtime's own swap,
+//! with its records), and each reactor's pause flag (`pause`/`resume
+//! --store`): paused, its instances stop at a batch boundary with the
+//! checkpoint at their position and no host takes its slots.
+//!
 //! A slot is `reactor/<name>/<partition>`; its runner is the runtime's own
 //! (`batpak_runtime::spawn`) over that partition's [`PartitionLog`], with
 //! the reactor's settings and gates as the embedded host configures them.
@@ -94,7 +104,8 @@ impl ClusterRunConfig {
     }
 }
 
-/// Why a cluster host did not start.
+/// Why a cluster command (`run`, `status`, `swap`, `pause`, `resume` with
+/// `--store`) did not start or was refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterRunError {
