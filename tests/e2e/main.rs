@@ -4,11 +4,20 @@
 
 mod common;
 use batpak_provision::step as provision_step;
+// The NATS cluster harness of host/nats's cluster tests (`crate::provision`
+// is the path it names), for the host-level cluster scenarios.
+#[allow(dead_code)]
+#[path = "../../host/nats/tests/cluster/harness.rs"]
+mod harness;
+#[allow(dead_code)]
+#[path = "../../host/nats/tests/cluster/provision.rs"]
+mod provision;
 
 mod atomic_append;
 mod bytes_as_sent;
 mod cli_store;
 mod cluster_cli;
+mod cluster_hosts;
 mod cold_start;
 mod command_parity;
 mod control_plane;

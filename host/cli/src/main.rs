@@ -4,6 +4,10 @@
 
 mod cluster_cmd;
 mod cluster_error_text;
+mod cluster_pause_cmd;
+mod cluster_run;
+mod cluster_status_cmd;
+mod cluster_swap_cmd;
 mod demo;
 mod error_text;
 mod inspect;

@@ -84,6 +84,15 @@ pub struct RunArgs {
     /// into <data>/run/http.token (owner-only).
     #[arg(long, value_name = "FILE", requires = "listen")]
     pub token_file: Option<PathBuf>,
+    /// On a cluster (`--store`): a (reactor, partition) slot whose lease
+    /// was not renewed for this long is taken over by a standby host; this
+    /// host renews every third of it.
+    #[arg(long, default_value_t = 4000, value_name = "MS")]
+    pub lease_ttl_ms: u64,
+    /// On a cluster (`--store`): this host's id in the leases bucket
+    /// [default: HOSTNAME-PID].
+    #[arg(long, value_name = "ID")]
+    pub host_id: Option<String>,
 }
 
 pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {

@@ -1,8 +1,8 @@
 //! `cluster init --partitions K --replicas R`: checks every node (see
 //! [`crate::server_check`]), then creates what the host needs — one stream
 //! per partition (`allow_atomic`, direct get, file storage, R replicas, a
-//! 2-minute duplicate window), the layout bucket and the plugins object
-//! store. Running it again with the same layout changes nothing; with
+//! 2-minute duplicate window), the layout bucket, the plugins object
+//! store and the leases bucket ([`crate::lease`]). Running it again with the same layout changes nothing; with
 //! another layout it is refused (moving entities between partitions is
 //! not built).
 
@@ -177,6 +177,9 @@ async fn create(js: jetstream::Context, layout: Layout, replicas: usize) -> Resu
     })
     .await
     .map_err(|e| fail(PLUGINS_BUCKET, &e))?;
+    crate::lease::ensure_bucket(&js, replicas)
+        .await
+        .map_err(|e| fail(crate::lease::LEASES_BUCKET, &e))?;
     let kv = again(|| {
         js.create_key_value(jetstream::kv::Config {
             bucket: LAYOUT_BUCKET.into(),

@@ -138,10 +138,13 @@ mod error;
 mod event_log;
 mod heads;
 mod layout;
+mod lease;
+mod lease_fence;
 mod live_feed;
 mod log;
 pub mod partition;
 mod relay;
+mod plugin_store;
 pub mod server_check;
 
 pub use cluster_init::{init_cluster, InitError, InitSpec};
@@ -149,6 +152,11 @@ pub use cursor_state::{decode_cursor, encode_cursor};
 pub use error::LogError;
 pub use event_log::{CrossPartition, PartitionLog};
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
+pub use lease::{
+    host_id, preferred, reactor_slot, HostBeat, LeaseError, LeaseSnapshot, LeaseView, Leases,
+    Running, LEASES_BUCKET,
+};
+pub use lease_fence::seal_for_takeover;
 pub use live_feed::LiveFeed;
 pub use log::{
     Appended, Checkpoint, Commit, Committed, NatsLog, NatsOptions, ReadBatch, Resolution,
@@ -158,3 +166,4 @@ pub use relay::{
     Relay, RelayError, RelayHandle, RelaySettings, RelayState, RelayStatus, SourceStatus,
     StepReport,
 };
+pub use plugin_store::{PluginStore, PluginStoreError, ReactorVersion};

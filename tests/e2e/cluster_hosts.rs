@@ -1,0 +1,875 @@
+//! Hosts on a real 3-node JetStream cluster (loopback; the provisioned
+//! `nats-server`, see `host/nats/tests/cluster/`): three `batpak-host run
+//! --store nats://…` processes run the `passthrough` reactor (one
+//! `bench.out` per `bench.in`, on the input's entity, so in its partition)
+//! over 2 partitions while a client appends through `NatsLog`. Each
+//! scenario ends by checking, per partition, that every acknowledged
+//! append is present once and has its reaction exactly once, and nothing
+//! reacts to anything else:
+//!
+//! - `kill -9` of a host holding a slot while inputs flow: a standby takes
+//!   the slot over (after the lease TTL);
+//! - SIGSTOP of a host holding a slot past its lease: another host takes it
+//!   over and seals its checkpoint; on SIGCONT the paused host's runner is
+//!   refused by the fence (its stderr says so) and drops the slot;
+//! - `kill -9` of a partition's stream leader while the hosts run.
+//!
+//! - `swap passthrough NEW.wasm --store …` from another process while two
+//!   hosts run: every partition's instance moves to the new version (as
+//!   `status` shows), each host says it swapped its slots, and the swap
+//!   records are stored.
+//!
+//!   Then `pause` cluster-wide (no host runs it; inputs wait) and
+//!   `resume` (they get their reactions, exactly once).
+//!
+//! Rounds: `BATPAK_NATS_ROUNDS` (default 1); the seed (entities, which
+//! host) is printed and replayed with `BATPAK_SEED`.
+
+use crate::common::{bin, plugin, tempdir, wait_exit};
+use crate::harness::{serial, Cluster};
+use batpak_nats::{init_cluster, partition::stream_name, InitSpec, LogError, NatsLog, NatsOptions};
+use batpak_store::{Coordinate, Event, EventId, Proposal};
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const INPUT: &str = "bench.in";
+const OUTPUT: &str = "bench.out";
+const PARTITIONS: u32 = 4;
+/// The hosts' lease TTL: failovers cost about this much.
+const TTL_MS: &str = "1500";
+
+fn options() -> NatsOptions {
+    NatsOptions {
+        timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(5),
+        ping_interval: Duration::from_secs(1),
+    }
+}
+
+fn rounds() -> usize {
+    std::env::var("BATPAK_NATS_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// xorshift64*, seeded from `BATPAK_SEED` or the clock (printed).
+struct Rng(u64);
+
+impl Rng {
+    fn seeded(what: &str) -> Rng {
+        let seed = std::env::var("BATPAK_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            });
+        eprintln!("{what}: seed={seed} (replay with BATPAK_SEED={seed})");
+        Rng(seed | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// One `batpak-host run --store …` process and its stderr (every line
+/// kept, read on its own thread so no wait on it is unbounded).
+struct HostProc {
+    id: String,
+    child: Option<Child>,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+    _data: tempfile::TempDir,
+}
+
+impl HostProc {
+    fn start(cluster: &Cluster, id: &str) -> HostProc {
+        HostProc::start_with(cluster, id, &plugin("passthrough"))
+    }
+
+    fn start_with(cluster: &Cluster, id: &str, file: &std::path::Path) -> HostProc {
+        let data = tempdir();
+        let mut child = Command::new(bin())
+            .arg("--data")
+            .arg(data.path())
+            .arg("--store")
+            .arg(cluster.servers().join(","))
+            .arg("run")
+            .arg(file)
+            .args(["--lease-ttl-ms", TTL_MS, "--host-id", id, "--quiet"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting batpak-host run --store");
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (into, from) = (lines.clone(), child.stderr.take().unwrap());
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(from).lines() {
+                let Ok(line) = line else { break };
+                into.lock().unwrap().push(line);
+            }
+        });
+        HostProc {
+            id: id.to_string(),
+            child: Some(child),
+            lines,
+            reader: Some(reader),
+            _data: data,
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} {}", self.id);
+    }
+
+    /// Waits at most `limit` for a line after the first `from` lines that
+    /// satisfies `pred`.
+    fn wait_line(
+        &self,
+        from: usize,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(l) = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .skip(from)
+                .find(|l| pred(l))
+            {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "host {}: no line {what} within {limit:?}; saw:\n{}",
+                self.id,
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The slots this host holds now, by its acquire/release lines.
+    fn holds(&self) -> Vec<String> {
+        let prefix = format!("cluster | {} ", self.id);
+        let mut held: Vec<String> = Vec::new();
+        for l in self.lines.lock().unwrap().iter() {
+            let Some(rest) = l.strip_prefix(&prefix) else {
+                continue;
+            };
+            if let Some(s) = rest.strip_prefix("acquired ") {
+                held.push(s.split_whitespace().next().unwrap_or("").to_string());
+            } else if let Some(s) = rest.strip_prefix("released ") {
+                let s = s.split_whitespace().next().unwrap_or("");
+                held.retain(|h| h != s);
+            }
+        }
+        held
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+
+    /// SIGTERM, then the exit (at most 60 s), which must be 0; its stderr.
+    fn stop(&mut self) -> String {
+        if let Some(mut c) = self.child.take() {
+            let ok = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok);
+            let status = wait_exit(&mut c, Duration::from_secs(60));
+            if let Some(r) = self.reader.take() {
+                let _ = r.join();
+            }
+            assert!(
+                status.success(),
+                "host {} exited {status:?}:\n{}",
+                self.id,
+                self.text()
+            );
+        }
+        self.text()
+    }
+}
+
+impl Drop for HostProc {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // A stopped process dies of SIGKILL too.
+            let _ = Command::new("kill")
+                .args(["-KILL", &c.id().to_string()])
+                .status();
+        }
+        self.kill9();
+    }
+}
+
+/// Waits (bounded) until every slot is held by one of `hosts`; returns
+/// slot → host index.
+fn wait_all_held(hosts: &[HostProc], limit: Duration) -> HashMap<String, usize> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let mut by: HashMap<String, usize> = HashMap::new();
+        for (i, h) in hosts.iter().enumerate() {
+            if h.child.is_none() {
+                continue;
+            }
+            for s in h.holds() {
+                by.insert(s, i);
+            }
+        }
+        if by.len() == PARTITIONS as usize {
+            return by;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every slot held within {limit:?}: {by:?}\n{}",
+            hosts
+                .iter()
+                .map(|h| format!("--- {}\n{}", h.id, h.text()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits (bounded) until every slot is held by the host `preferred` names
+/// among the running hosts.
+fn wait_spread(hosts: &[HostProc], limit: Duration) {
+    let ids: Vec<String> = hosts.iter().map(|h| h.id.clone()).collect();
+    let deadline = Instant::now() + limit;
+    loop {
+        let held = wait_all_held(hosts, limit);
+        let wrong: Vec<String> = held
+            .iter()
+            .filter(|(slot, h)| batpak_nats::preferred(slot, &ids) != Some(&ids[**h]))
+            .map(|(slot, h)| format!("{slot} on {}", ids[*h]))
+            .collect();
+        if wrong.is_empty() {
+            let mut on: Vec<&String> = held.values().map(|h| &ids[*h]).collect();
+            on.sort();
+            on.dedup();
+            eprintln!("slots spread over {} host(s): {held:?}", on.len());
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "slots not on their preferred hosts within {limit:?}: {wrong:?}\n{}",
+            hosts
+                .iter()
+                .map(|h| format!("--- {}\n{}", h.id, h.text()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn cluster_hosts_run_refuses_a_cluster_that_was_not_initialised_naming_cluster_init() {
+    let _one = serial();
+    plugin("passthrough");
+    let cluster = Cluster::start(1);
+    let store = cluster.servers().join(",");
+    for args in [
+        vec![
+            "run".to_string(),
+            plugin("passthrough").display().to_string(),
+        ],
+        vec!["status".to_string()],
+    ] {
+        let out = Command::new(bin())
+            .arg("--store")
+            .arg(&store)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running batpak-host");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("not initialised") && err.contains("batpak-host cluster init"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// `status --store … --json`, parsed.
+fn status_json(cluster: &Cluster) -> Vec<serde_json::Value> {
+    let out = Command::new(bin())
+        .arg("--store")
+        .arg(cluster.servers().join(","))
+        .args(["status", "--json"])
+        .output()
+        .expect("running status");
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("status --json")
+}
+
+/// The passthrough component with a custom section appended: same
+/// behaviour, new digest — a new version without another build.
+fn variant(k: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(plugin("passthrough")).expect("passthrough.wasm");
+    let name = b"cluster-swap-test";
+    let mut sec = vec![name.len() as u8];
+    sec.extend_from_slice(name);
+    sec.extend_from_slice(&k.to_le_bytes());
+    bytes.push(0); // custom section id
+    let mut n = sec.len();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            bytes.push(b);
+            break;
+        }
+        bytes.push(b | 0x80);
+    }
+    bytes.extend_from_slice(&sec);
+    bytes
+}
+
+#[test]
+fn cluster_hosts_swap_pause_and_resume_from_any_machine_move_every_partition_exactly_once() {
+    let _one = serial();
+    plugin("passthrough");
+    let mut rng = Rng::seeded("cluster hosts, swap");
+    let cluster = Cluster::start(3);
+    let spec = InitSpec {
+        servers: cluster.servers(),
+        monitors: cluster.monitors(),
+        partitions: PARTITIONS,
+        replicas: 3,
+    };
+    init_cluster(&spec, options()).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let log = NatsLog::open(&cluster.servers(), options()).unwrap();
+    let mut entities: Vec<String> = Vec::new();
+    while (0..PARTITIONS).any(|p| !entities.iter().any(|e| log.partition_of(e) == p))
+        || entities.len() < 6
+    {
+        entities.push(format!("item:{}", rng.below(100_000)));
+    }
+    let files = tempdir();
+    // The second host starts with another build of the reactor: the
+    // cluster's version (the first host's, published first) wins.
+    let other = files.path().join("passthrough-other.wasm");
+    std::fs::write(&other, variant(7)).unwrap();
+    let mut hosts = vec![HostProc::start(&cluster, "ha")];
+    hosts[0].wait_line(0, "publishing the reactor", Duration::from_secs(90), |l| {
+        l.contains("published reactor passthrough")
+    });
+    hosts.push(HostProc::start_with(&cluster, "hb", &other));
+    hosts[1].wait_line(
+        0,
+        "adopting the cluster's version",
+        Duration::from_secs(90),
+        |l| l.contains("the cluster runs reactor passthrough"),
+    );
+    wait_all_held(&hosts, Duration::from_secs(90));
+    let first: Vec<String> = status_json(&cluster)
+        .iter()
+        .map(|s| s["digest"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(first.windows(2).all(|w| w[0] == w[1]), "{first:?}");
+    let writer = Writer::start(
+        NatsLog::open(&cluster.servers(), options()).unwrap(),
+        entities,
+    );
+    writer.wait_more(40, Duration::from_secs(60));
+    let new = files.path().join("passthrough-v2.wasm");
+    std::fs::write(&new, variant(1)).unwrap();
+    let out = Command::new(bin())
+        .arg("--store")
+        .arg(cluster.servers().join(","))
+        .arg("swap")
+        .arg("passthrough")
+        .arg(&new)
+        .output()
+        .expect("running swap");
+    assert!(
+        out.status.success(),
+        "swap failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("swap's JSON");
+    let digest = answer["new_digest"]
+        .as_str()
+        .expect("new_digest")
+        .to_string();
+    assert_ne!(digest, first[0]);
+    let swapped_at = Instant::now();
+    // Every partition's instance moves to it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let list = status_json(&cluster);
+        if list.len() == PARTITIONS as usize && list.iter().all(|s| s["digest"] == digest.as_str())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every partition moved to {digest}: {list:?}\n{}\n{}",
+            hosts[0].text(),
+            hosts[1].text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "cluster-wide swap: every partition on the new version {} ms after `swap` returned",
+        swapped_at.elapsed().as_millis()
+    );
+    writer.wait_more(40, Duration::from_secs(60));
+    let mut acked = writer.finish();
+    wait_exactly_once(&log, &acked, &cluster, &hosts);
+    // Pause cluster-wide: no host runs it, inputs appended meanwhile wait;
+    // resume: they get their reactions, exactly once.
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("--store")
+            .arg(cluster.servers().join(","))
+            .args(args)
+            .output()
+            .expect("running batpak-host");
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).expect("JSON list")
+    };
+    let list = cli(&["pause", "passthrough"]);
+    assert_eq!(list.len(), PARTITIONS as usize);
+    assert!(list.iter().all(|s| s["host"].is_null()), "{list:?}");
+    let more = Writer::start(
+        NatsLog::open(&cluster.servers(), options()).unwrap(),
+        vec![
+            "item:paused-1".into(),
+            "item:paused-2".into(),
+            "item:paused-3".into(),
+        ],
+    );
+    more.wait_more(20, Duration::from_secs(60));
+    let paused_inputs = more.finish();
+    std::thread::sleep(Duration::from_millis(1500)); // three lease ticks
+    let reacted = (0..PARTITIONS)
+        .flat_map(|p| all_events(&log, p).unwrap())
+        .filter(|e| e.kind() == OUTPUT)
+        .filter(|e| {
+            paused_inputs
+                .iter()
+                .any(|a| Some(a.0) == e.header.causation)
+        })
+        .count();
+    assert_eq!(reacted, 0, "a paused reactor reacted");
+    let list = cli(&["resume", "passthrough"]);
+    assert_eq!(list.len(), PARTITIONS as usize);
+    acked.extend(paused_inputs);
+    wait_exactly_once(&log, &acked, &cluster, &hosts);
+    let mut swapped_lines = 0;
+    for h in &mut hosts {
+        let text = h.stop();
+        swapped_lines += text
+            .lines()
+            .filter(|l| l.contains("swapped reactor/passthrough/"))
+            .count();
+    }
+    assert_eq!(
+        swapped_lines, PARTITIONS as usize,
+        "one swap per partition's instance"
+    );
+    // The swap records (the reactor's system stream lives in one partition).
+    let home = log.partition_of("reactor:passthrough");
+    let records = all_events(&log, home)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind() == "batpak.plugin.swapped")
+        .count();
+    assert!(records >= 1, "no batpak.plugin.swapped record stored");
+    wait_exactly_once(&log, &acked, &cluster, &hosts);
+    eprintln!(
+        "cluster-wide swap: {} inputs acknowledged, each with its reaction exactly once; {swapped_lines} instances swapped, {records} swap records",
+        acked.len()
+    );
+}
+
+/// `status --store … --json` while the hosts run: every partition's slot
+/// held by one of them with the other two standing by, the passthrough
+/// version and digest, a position past the first inputs. Polled (at most
+/// 30 s): a restarted host takes slots back moments after it starts, and
+/// a slot being handed over is briefly held by nobody.
+fn check_status(cluster: &Cluster, hosts: &[HostProc]) {
+    let ids: Vec<&str> = hosts.iter().map(|h| h.id.as_str()).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let list = status_json(cluster);
+        let text = serde_json::to_string(&list).unwrap();
+        let settled = list.len() == PARTITIONS as usize
+            && list.iter().enumerate().all(|(p, s)| {
+                s["reactor"] == "passthrough"
+                    && s["partition"] == p as u64
+                    && ids.contains(&s["host"].as_str().unwrap_or(""))
+                    && s["standbys"] == 2
+                    && s["digest"].as_str().is_some_and(|d| d.len() >= 12)
+                    && s["position"].as_u64().is_some_and(|n| n > 0)
+            });
+        if settled {
+            eprintln!("status --store: {text}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "status never settled: {text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An acknowledged input: id, partition, payload.
+type Acked = (EventId, u32, String);
+
+struct Writer {
+    acked: Arc<Mutex<Vec<Acked>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(log: NatsLog, entities: Vec<String>) -> Writer {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, s) = (acked.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut n = 0usize;
+            while !s.load(Ordering::Relaxed) {
+                let payload = format!("in{n}");
+                let mut p = Proposal::new(
+                    Coordinate::new(&entities[n % entities.len()], "bench").unwrap(),
+                    INPUT,
+                    payload.clone().into_bytes(),
+                );
+                p.id = Some(EventId::generate());
+                n += 1;
+                let give_up = Instant::now() + Duration::from_secs(60);
+                let r = loop {
+                    match log.append(&p) {
+                        Ok(r) => break r,
+                        Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {
+                            assert!(Instant::now() < give_up, "no ack for 60 s");
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        Err(e) => panic!("append failed: {e}"),
+                    }
+                };
+                a.lock()
+                    .unwrap()
+                    .push((p.id.unwrap(), r.partition, payload));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Writer {
+            acked,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn wait_more(&self, n: usize, limit: Duration) {
+        let target = self.count() + n;
+        let deadline = Instant::now() + limit;
+        while self.count() < target {
+            assert!(
+                Instant::now() < deadline,
+                "appends stalled at {}",
+                self.count()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn finish(mut self) -> Vec<Acked> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().unwrap().join().expect("writer panicked");
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+fn all_events(log: &NatsLog, p: u32) -> Result<Vec<Event>, String> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let b = log.read(p, after, 1000).map_err(|e| e.to_string())?;
+        if b.events.is_empty() {
+            return Ok(out);
+        }
+        after = b.scanned;
+        out.extend(b.events);
+    }
+}
+
+/// Partition `p` holds each of its acknowledged inputs once with its
+/// reaction exactly once, and no other reaction.
+fn check_partition(log: &NatsLog, p: u32, acked: &[Acked]) -> Result<usize, String> {
+    let mut inputs: HashMap<EventId, u32> = HashMap::new();
+    let mut outs: HashMap<EventId, Vec<String>> = HashMap::new();
+    for e in all_events(log, p)? {
+        match e.kind() {
+            INPUT => *inputs.entry(e.id()).or_default() += 1,
+            OUTPUT => outs
+                .entry(e.header.causation.ok_or("a reaction without a cause")?)
+                .or_default()
+                .push(String::from_utf8_lossy(&e.payload).into_owned()),
+            _ => {}
+        }
+    }
+    let mine: Vec<&Acked> = acked.iter().filter(|a| a.1 == p).collect();
+    for (id, _, payload) in &mine {
+        if inputs.get(id) != Some(&1) {
+            return Err(format!(
+                "input {payload} present {:?} times",
+                inputs.get(id)
+            ));
+        }
+        let got = outs.remove(id).unwrap_or_default();
+        if got != vec![payload.clone()] {
+            return Err(format!(
+                "input {payload}: reactions {got:?}, want exactly one"
+            ));
+        }
+    }
+    if !outs.is_empty() {
+        return Err(format!(
+            "{} reactions to causes not acknowledged",
+            outs.len()
+        ));
+    }
+    if inputs.len() != mine.len() {
+        return Err(format!(
+            "{} inputs stored, {} acknowledged",
+            inputs.len(),
+            mine.len()
+        ));
+    }
+    Ok(mine.len())
+}
+
+/// Waits (bounded) until every partition passes [`check_partition`].
+fn wait_exactly_once(log: &NatsLog, acked: &[Acked], cluster: &Cluster, hosts: &[HostProc]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for p in 0..PARTITIONS {
+        loop {
+            match check_partition(log, p, acked) {
+                Ok(_) => break,
+                Err(e) if Instant::now() >= deadline => panic!(
+                    "partition {p}: {e}\n{}\n{}",
+                    cluster.logs(),
+                    hosts
+                        .iter()
+                        .map(|h| format!("--- {}\n{}", h.id, h.text()))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+                Err(_) => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// kill -9 of a host holding a slot.
+    KillHost,
+    /// SIGSTOP of a host holding a slot past its lease, SIGCONT after the
+    /// takeover.
+    PauseHost,
+    /// kill -9 of a partition's stream leader (restarted later).
+    KillLeader,
+}
+
+#[test]
+fn cluster_hosts_a_standby_takes_over_a_host_killed_with_sigkill_exactly_once() {
+    scenario(Failure::KillHost);
+}
+
+#[test]
+fn cluster_hosts_a_paused_host_resumed_after_a_takeover_is_fenced_exactly_once() {
+    scenario(Failure::PauseHost);
+}
+
+#[test]
+fn cluster_hosts_run_exactly_once_across_kill_9_of_the_stream_leader() {
+    scenario(Failure::KillLeader);
+}
+
+fn scenario(failure: Failure) {
+    let _one = serial();
+    plugin("passthrough"); // built before the clock of any wait starts
+    let mut rng = Rng::seeded(&format!("cluster hosts, {failure:?}"));
+    let mut cluster = Cluster::start(3);
+    let spec = InitSpec {
+        servers: cluster.servers(),
+        monitors: cluster.monitors(),
+        partitions: PARTITIONS,
+        replicas: 3,
+    };
+    init_cluster(&spec, options()).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let log = NatsLog::open(&cluster.servers(), options()).unwrap();
+    let mut entities: Vec<String> = Vec::new();
+    while (0..PARTITIONS).any(|p| !entities.iter().any(|e| log.partition_of(e) == p))
+        || entities.len() < 6
+    {
+        entities.push(format!("item:{}", rng.below(100_000)));
+    }
+    let mut hosts: Vec<HostProc> = ["ha", "hb", "hc"]
+        .iter()
+        .map(|id| HostProc::start(&cluster, id))
+        .collect();
+    wait_all_held(&hosts, Duration::from_secs(90));
+    // Spread: each slot settles on its rendezvous-preferred host (the first
+    // host up took every slot; the others' heartbeats make it hand back).
+    wait_spread(&hosts, Duration::from_secs(60));
+    let writer = Writer::start(
+        NatsLog::open(&cluster.servers(), options()).unwrap(),
+        entities,
+    );
+    let mut fenced_seen = 0;
+    for round in 0..rounds() {
+        writer.wait_more(30 + rng.below(40) as usize, Duration::from_secs(60));
+        let held = wait_all_held(&hosts, Duration::from_secs(60));
+        match failure {
+            Failure::KillHost | Failure::PauseHost => {
+                // A host holding a slot, chosen by the seed.
+                let mut owners: Vec<usize> = held.values().copied().collect();
+                owners.sort();
+                owners.dedup();
+                let victim = owners[rng.below(owners.len() as u64) as usize];
+                let slots: Vec<String> = held
+                    .iter()
+                    .filter(|(_, h)| **h == victim)
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                let id = hosts[victim].id.clone();
+                if failure == Failure::KillHost {
+                    hosts[victim].kill9();
+                } else {
+                    hosts[victim].signal("-STOP");
+                }
+                let seen_before = hosts[victim].lines.lock().unwrap().len();
+                let at = Instant::now();
+                eprintln!("round {}: {failure:?} of {id} holding {slots:?}", round + 1);
+                // Another host takes each of its slots over.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                'slots: for slot in &slots {
+                    loop {
+                        for (i, h) in hosts.iter().enumerate() {
+                            if i != victim && h.child.is_some() && h.holds().contains(slot) {
+                                continue 'slots;
+                            }
+                        }
+                        assert!(
+                            Instant::now() < deadline,
+                            "nobody took {slot} over from {id}"
+                        );
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+                eprintln!(
+                    "  every slot of {id} taken over {} ms after the {failure:?} (lease TTL {TTL_MS} ms)",
+                    at.elapsed().as_millis()
+                );
+                writer.wait_more(30, Duration::from_secs(60));
+                if failure == Failure::KillHost {
+                    hosts[victim] = HostProc::start(&cluster, &id);
+                } else {
+                    hosts[victim].signal("-CONT");
+                    // Its runner's next commit is refused by the seal.
+                    let line = hosts[victim].wait_line(
+                        seen_before,
+                        "saying the paused host's commit was refused (fenced)",
+                        Duration::from_secs(60),
+                        |l| l.contains("fenced") || l.contains("lost its lease"),
+                    );
+                    eprintln!("  {id} after SIGCONT: {line}");
+                    if line.contains("fenced") {
+                        fenced_seen += 1;
+                    }
+                }
+            }
+            Failure::KillLeader => {
+                let p = round as u32 % PARTITIONS;
+                let leader = cluster.wait_stream_leader(&stream_name(p), Duration::from_secs(20));
+                cluster.kill(leader);
+                eprintln!(
+                    "round {}: kill -9 of the leader of partition {p}",
+                    round + 1
+                );
+                writer.wait_more(40, Duration::from_secs(90));
+                cluster.restart(leader);
+                cluster.wait_ready(Duration::from_secs(30));
+            }
+        }
+    }
+    let acked = writer.finish();
+    wait_exactly_once(&log, &acked, &cluster, &hosts);
+    if failure == Failure::KillHost {
+        check_status(&cluster, &hosts);
+    }
+    let mut texts = Vec::new();
+    for h in &mut hosts {
+        texts.push(h.stop());
+    }
+    // After the hosts committed and left: still exactly once.
+    wait_exactly_once(&log, &acked, &cluster, &hosts);
+    eprintln!(
+        "cluster hosts, {failure:?}: {} rounds, {} inputs acknowledged, each with its reaction exactly once; fenced refusals seen: {fenced_seen}",
+        rounds(),
+        acked.len()
+    );
+    if failure == Failure::PauseHost {
+        assert!(
+            fenced_seen > 0 || texts.iter().any(|t| t.contains("fenced")),
+            "no paused host's commit was refused by the fence:\n{}",
+            texts.join("\n---\n")
+        );
+    }
+}
