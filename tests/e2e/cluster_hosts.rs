@@ -100,6 +100,10 @@ impl HostProc {
     }
 
     fn start_with(cluster: &Cluster, id: &str, file: &std::path::Path) -> HostProc {
+        HostProc::start_all(cluster, id, &[file.to_path_buf()])
+    }
+
+    fn start_all(cluster: &Cluster, id: &str, files: &[std::path::PathBuf]) -> HostProc {
         let data = tempdir();
         let mut child = Command::new(bin())
             .arg("--data")
@@ -107,7 +111,7 @@ impl HostProc {
             .arg("--store")
             .arg(cluster.servers().join(","))
             .arg("run")
-            .arg(file)
+            .args(files)
             .args(["--lease-ttl-ms", TTL_MS, "--host-id", id, "--quiet"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -176,8 +180,15 @@ impl HostProc {
         }
     }
 
-    /// The slots this host holds now, by its acquire/release lines.
+    /// The reactor slots this host holds now, by its acquire/release lines.
     fn holds(&self) -> Vec<String> {
+        let mut held = self.holds_all();
+        held.retain(|s| s.starts_with("reactor/"));
+        held
+    }
+
+    /// Every slot (reactor and relay) this host holds now.
+    fn holds_all(&self) -> Vec<String> {
         let prefix = format!("cluster | {} ", self.id);
         let mut held: Vec<String> = Vec::new();
         for l in self.lines.lock().unwrap().iter() {
@@ -872,4 +883,165 @@ fn scenario(failure: Failure) {
             texts.join("\n---\n")
         );
     }
+}
+
+/// The demo's three reactors on two hosts over a 4-partition cluster:
+/// `inventory` reacts to `order.placed` (entity `order:N`) with
+/// `inventory.reserved` on `sku:<sku>` — most in another partition, so
+/// through the source's outbox and the target's relay — and `shipping`
+/// reacts to that with `shipment.requested` back on the order's entity,
+/// again across partitions. A host is killed (-9) half-way; its reactor
+/// and relay slots move to the other host. Every order gets exactly one
+/// inventory reaction, every reservation exactly one shipment.
+#[test]
+fn cluster_hosts_the_demo_reactors_react_across_partitions_exactly_once_through_a_host_kill() {
+    let _one = serial();
+    let files: Vec<std::path::PathBuf> = ["inventory", "shipping", "low-stock"]
+        .iter()
+        .map(|p| plugin(p))
+        .collect();
+    let mut rng = Rng::seeded("cluster hosts, the demo's reactors");
+    let cluster = Cluster::start(3);
+    let spec = InitSpec {
+        servers: cluster.servers(),
+        monitors: cluster.monitors(),
+        partitions: PARTITIONS,
+        replicas: 3,
+    };
+    init_cluster(&spec, options()).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let log = NatsLog::open(&cluster.servers(), options()).unwrap();
+    let mut hosts: Vec<HostProc> = ["da", "db"]
+        .iter()
+        .map(|id| HostProc::start_all(&cluster, id, &files))
+        .collect();
+    let relays_held = |hosts: &[HostProc]| {
+        hosts
+            .iter()
+            .filter(|h| h.child.is_some())
+            .flat_map(|h| h.holds_all())
+            .filter(|s| s.starts_with("relay/"))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while relays_held(&hosts) < PARTITIONS as usize {
+        assert!(
+            Instant::now() < deadline,
+            "not every relay slot held:\n{}\n{}",
+            hosts[0].text(),
+            hosts[1].text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let skus = ["widget", "gadget", "gizmo"];
+    let mut orders: Vec<EventId> = Vec::new();
+    let mut place = |n: usize, rng: &mut Rng, orders: &mut Vec<EventId>| {
+        for _ in 0..n {
+            let i = orders.len();
+            let sku = skus[rng.below(skus.len() as u64) as usize];
+            let mut p = Proposal::new(
+                Coordinate::new(format!("order:{i}"), "shop").unwrap(),
+                "order.placed",
+                format!(r#"{{"sku":"{sku}","qty":1}}"#).into_bytes(),
+            );
+            p.id = Some(EventId::generate());
+            let give_up = Instant::now() + Duration::from_secs(60);
+            loop {
+                match log.append(&p) {
+                    Ok(_) => break,
+                    Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {
+                        assert!(Instant::now() < give_up, "no ack for 60 s");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("append failed: {e}"),
+                }
+            }
+            orders.push(p.id.unwrap());
+        }
+    };
+    place(12, &mut rng, &mut orders);
+    // Kill the host holding the most slots once the first orders flow.
+    std::thread::sleep(Duration::from_millis(500));
+    let victim = usize::from(hosts[1].holds_all().len() > hosts[0].holds_all().len());
+    eprintln!(
+        "kill -9 of {} holding {:?}",
+        hosts[victim].id,
+        hosts[victim].holds_all()
+    );
+    hosts[victim].kill9();
+    place(12, &mut rng, &mut orders);
+    // Read every partition until each order has one inventory reaction
+    // and each reservation one shipment (bounded).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut events: Vec<(u32, Event)> = Vec::new();
+        for p in 0..PARTITIONS {
+            if let Ok(all) = all_events(&log, p) {
+                events.extend(all.into_iter().map(|e| (p, e)));
+            }
+        }
+        let by_cause = |kinds: &[&str]| {
+            let mut m: HashMap<EventId, Vec<(u32, EventId)>> = HashMap::new();
+            for (p, e) in &events {
+                if kinds.contains(&e.kind()) {
+                    if let Some(c) = e.header.causation {
+                        m.entry(c).or_default().push((*p, e.id()));
+                    }
+                }
+            }
+            m
+        };
+        let inventory = by_cause(&["inventory.reserved", "inventory.rejected"]);
+        let shipments = by_cause(&["shipment.requested"]);
+        let reserved: Vec<(u32, EventId)> = events
+            .iter()
+            .filter(|(_, e)| e.kind() == "inventory.reserved")
+            .map(|(p, e)| (*p, e.id()))
+            .collect();
+        let twice: Vec<_> = inventory
+            .values()
+            .chain(shipments.values())
+            .filter(|v| v.len() > 1)
+            .collect();
+        assert!(twice.is_empty(), "reactions stored twice: {twice:?}");
+        let done = orders.iter().all(|o| inventory.contains_key(o))
+            && reserved.iter().all(|(_, r)| shipments.contains_key(r));
+        if done {
+            let order_partition: HashMap<EventId, u32> = events
+                .iter()
+                .filter(|(_, e)| e.kind() == "order.placed")
+                .map(|(p, e)| (e.id(), *p))
+                .collect();
+            let crossed = inventory
+                .iter()
+                .filter(|(o, r)| order_partition.get(o) != Some(&r[0].0))
+                .count();
+            eprintln!(
+                "{} orders: {} reserved ({} of the inventory reactions in another partition than \
+                 their order), each with one shipment; all exactly once",
+                orders.len(),
+                reserved.len(),
+                crossed
+            );
+            assert!(crossed > 0, "no reaction crossed partitions");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every order reacted to within 120 s ({} of {} orders, {} reserved, {} \
+             shipments)\n{}\n{}",
+            orders.iter().filter(|o| inventory.contains_key(o)).count(),
+            orders.len(),
+            reserved.len(),
+            shipments.len(),
+            hosts[0].text(),
+            hosts[1].text()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let survivor = 1 - victim;
+    let text = hosts[survivor].stop();
+    assert!(
+        text.contains("acquired relay/"),
+        "the surviving host never ran a relay:\n{text}"
+    );
 }

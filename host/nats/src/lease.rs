@@ -184,6 +184,13 @@ pub fn reactor_slot(reactor: &str, partition: u32) -> String {
     format!("reactor/{reactor}/{partition}")
 }
 
+/// The slot of the relay into partition `target`: `relay/<target>` (one
+/// relay per target partition forwards every other partition's outbox
+/// messages addressed to it).
+pub fn relay_slot(target: u32) -> String {
+    format!("relay/{target}")
+}
+
 /// A host id usable in a KV key: letters, digits, `-` and `_` kept, every
 /// other character `_`.
 pub fn host_id(raw: &str) -> String {

@@ -1,5 +1,5 @@
 //! batpak-nats: the host's log on a NATS JetStream cluster, for running
-//! beyond one machine. Groundwork: the CLI does not select it yet.
+//! beyond one machine: what `--store nats://…` selects.
 //!
 //! - A **partition** is one stream (`BATPAK_P<n>`, its own Raft group);
 //!   an entity's partition is `fnv1a64(entity) % K` ([`partition`]).
@@ -153,7 +153,7 @@ pub use error::LogError;
 pub use event_log::{CrossPartition, PartitionLog};
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
 pub use lease::{
-    host_id, preferred, reactor_slot, HostBeat, LeaseError, LeaseSnapshot, LeaseView, Leases,
+    host_id, preferred, reactor_slot, relay_slot, HostBeat, LeaseError, LeaseSnapshot, LeaseView, Leases,
     Running, LEASES_BUCKET,
 };
 pub use lease_fence::seal_for_takeover;

@@ -479,6 +479,12 @@ impl RelayHandle {
         }
     }
 
+    /// True once the relay's thread has ended: stopped, or stopped by a
+    /// failure retrying cannot cure ([`join`](Self::join) returns it).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// [`stop`](Self::stop), then [`join`](Self::join).
     ///
     /// # Errors

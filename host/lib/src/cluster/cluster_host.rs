@@ -33,6 +33,7 @@
 //! and loss is printed as one `cluster |` line naming the slot and host.
 
 use crate::cluster::address::ClusterAddress;
+use crate::cluster::relay_slots::RelaySlots;
 use crate::cluster::slots::{shared, Ended, OwnedSlot};
 use crate::host::log_filter::{Console, LogFilter};
 use crate::hot_swap::watch::expand_plugin_args;
@@ -284,6 +285,7 @@ pub fn run_cluster_host(
         leases,
         reactors,
         owned: Vec::new(),
+        relays: RelaySlots::default(),
         free_since: HashMap::new(),
         console,
         policy: (config.attempts, config.backoff, config.swap_rollback),
@@ -327,6 +329,8 @@ struct ClusterHost {
     leases: Leases,
     reactors: Vec<HostedReactor>,
     owned: Vec<OwnedSlot>,
+    /// The relays (one per target partition) this host runs.
+    relays: RelaySlots,
     /// Slots seen takeable, since when (a slot left free for a TTL is
     /// taken by any host, preferred or not).
     free_since: HashMap<String, Instant>,
@@ -370,9 +374,13 @@ impl ClusterHost {
         self.follow_versions();
         self.poll_swaps();
         self.keep_owned(snap.as_ref());
-        if let Some(snap) = snap {
-            self.take_free(&snap, stop);
+        if let Some(snap) = &snap {
+            self.take_free(snap, stop);
         }
+        let (console, id) = (&self.console, &self.id);
+        let say = |line: &str| console.println(&format!("cluster | {id} {line}"));
+        self.relays
+            .tick(&self.log, &self.leases, snap.as_ref(), &say);
     }
 
     /// The live hosts running reactor `r`, this one included.
@@ -827,6 +835,9 @@ impl ClusterHost {
                 self.say(&format!("releasing {}: {e}", s.slot));
             }
         }
+        let (console, id) = (&self.console, &self.id);
+        let say = |line: &str| console.println(&format!("cluster | {id} {line}"));
+        self.relays.shutdown(&self.leases, &say);
         if let Err(e) = self.leases.leave() {
             self.say(&format!("leaving the host registry: {e}"));
         }

@@ -10,6 +10,7 @@ pub mod dev;
 pub mod events;
 pub mod init;
 pub mod partition_scan;
+pub mod relay_slots;
 pub mod trace;
 pub mod verify;
 pub mod cluster_host;
