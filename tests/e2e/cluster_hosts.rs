@@ -896,7 +896,7 @@ fn scenario(failure: Failure) {
 #[test]
 fn cluster_hosts_the_demo_reactors_react_across_partitions_exactly_once_through_a_host_kill() {
     let _one = serial();
-    let files: Vec<std::path::PathBuf> = ["inventory", "shipping", "low-stock"]
+    let files: Vec<std::path::PathBuf> = ["inventory", "shipping", "low_stock"]
         .iter()
         .map(|p| plugin(p))
         .collect();
@@ -934,7 +934,7 @@ fn cluster_hosts_the_demo_reactors_react_across_partitions_exactly_once_through_
     }
     let skus = ["widget", "gadget", "gizmo"];
     let mut orders: Vec<EventId> = Vec::new();
-    let mut place = |n: usize, rng: &mut Rng, orders: &mut Vec<EventId>| {
+    let place = |n: usize, rng: &mut Rng, orders: &mut Vec<EventId>| {
         for _ in 0..n {
             let i = orders.len();
             let sku = skus[rng.below(skus.len() as u64) as usize];

@@ -34,18 +34,18 @@ mod views;
 
 pub use cluster::address::{ClusterAddress, STORE_ENV};
 pub use cluster::append::cluster_append;
-pub use cluster::connect::open_log;
-pub use cluster::dev::{cluster_dev, default_toolchains, ClusterDevArgs, LocalCluster};
-pub use cluster::events::cluster_events;
-pub use cluster::init::{cluster_init, ClusterInitArgs};
-pub use cluster::trace::cluster_trace;
-pub use cluster::verify::cluster_verify;
 pub use cluster::cluster_host::{
     run_cluster_host, ClusterReport, ClusterRunConfig, ClusterRunError, DEFAULT_LEASE_TTL,
 };
 pub use cluster::cluster_pause::{cluster_pause, PAUSE_WAIT};
 pub use cluster::cluster_status::{cluster_status, SlotStatus};
 pub use cluster::cluster_swap::{cluster_swap, ClusterSwap};
+pub use cluster::connect::open_log;
+pub use cluster::dev::{cluster_dev, default_toolchains, ClusterDevArgs, LocalCluster};
+pub use cluster::events::cluster_events;
+pub use cluster::init::{cluster_init, ClusterInitArgs};
+pub use cluster::trace::cluster_trace;
+pub use cluster::verify::cluster_verify;
 pub use control_error::ControlError;
 pub use demo::job::{ensure_wasm_target, prepare_demo, print_demo_trees, DemoArgs, DemoRun};
 pub use host::log_filter::Console;

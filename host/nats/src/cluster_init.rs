@@ -210,16 +210,22 @@ async fn create(js: jetstream::Context, layout: Layout, replicas: usize) -> Resu
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    // The layout last: a host that finds it finds every stream too.
-    kv.put(
-        LAYOUT_KEY,
-        serde_json::to_vec(&layout)
-            .expect("a layout serialises")
-            .into(),
-    )
-    .await
-    .map_err(|e| fail(LAYOUT_KEY, &e))?;
-    Ok(())
+    // The layout last: a host that finds it finds every stream too. The
+    // bucket's own stream may still be electing its leader (the server
+    // answers "no stream found for given subject" until then): the put is
+    // idempotent, so it is retried for up to 10 s.
+    let body = serde_json::to_vec(&layout).expect("a layout serialises");
+    let mut tries = 0;
+    loop {
+        match kv.put(LAYOUT_KEY, body.clone().into()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tries >= 40 => return Err(fail(LAYOUT_KEY, &e)),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
 }
 
 /// Runs `op` up to four times, half a second apart, while it fails: every

@@ -143,8 +143,8 @@ mod lease_fence;
 mod live_feed;
 mod log;
 pub mod partition;
-mod relay;
 mod plugin_store;
+mod relay;
 pub mod server_check;
 
 pub use cluster_init::{init_cluster, InitError, InitSpec};
@@ -153,8 +153,8 @@ pub use error::LogError;
 pub use event_log::{CrossPartition, PartitionLog};
 pub use layout::{Layout, LAYOUT_BUCKET, LAYOUT_KEY, MAX_PARTITIONS, PLUGINS_BUCKET};
 pub use lease::{
-    host_id, preferred, reactor_slot, relay_slot, HostBeat, LeaseError, LeaseSnapshot, LeaseView, Leases,
-    Running, LEASES_BUCKET,
+    host_id, preferred, reactor_slot, relay_slot, HostBeat, LeaseError, LeaseSnapshot, LeaseView,
+    Leases, Running, LEASES_BUCKET,
 };
 pub use lease_fence::seal_for_takeover;
 pub use live_feed::LiveFeed;
@@ -162,8 +162,8 @@ pub use log::{
     Appended, Checkpoint, Commit, Committed, NatsLog, NatsOptions, ReadBatch, Resolution,
     COMMIT_HEADER, MAX_REACTIONS, MAX_READ,
 };
+pub use plugin_store::{PluginStore, PluginStoreError, ReactorVersion};
 pub use relay::{
     Relay, RelayError, RelayHandle, RelaySettings, RelayState, RelayStatus, SourceStatus,
     StepReport,
 };
-pub use plugin_store::{PluginStore, PluginStoreError, ReactorVersion};

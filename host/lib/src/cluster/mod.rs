@@ -5,17 +5,17 @@
 
 pub mod address;
 pub mod append;
+pub mod cluster_host;
+pub mod cluster_pause;
+pub mod cluster_status;
+pub mod cluster_swap;
 pub mod connect;
 pub mod dev;
 pub mod events;
 pub mod init;
 pub mod partition_scan;
 pub mod relay_slots;
-pub mod trace;
-pub mod verify;
-pub mod cluster_host;
-pub mod cluster_pause;
-pub mod cluster_status;
-pub mod cluster_swap;
 pub mod slot_log;
 pub mod slots;
+pub mod trace;
+pub mod verify;
