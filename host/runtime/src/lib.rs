@@ -128,7 +128,7 @@ pub use runner::swap::{
     SwapRefusal, SwapRefusedRecord, ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
 };
 pub use runner::{
-    cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, SwapTicket,
+    cursor_id, live_instances, spawn, Instance, RunnerError, MAX_INSTANCES, RETIRED_REGION, RunnerHandle, RunnerSettings, SwapTicket,
     DEFAULT_DURABLE_WINDOW, DEFAULT_LOG_RETRY, DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES,
     MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
 };

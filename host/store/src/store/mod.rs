@@ -40,6 +40,7 @@ mod migration_tests;
 mod notice;
 mod plan;
 mod private_dir;
+mod partition;
 mod read_path;
 mod reader;
 mod recovery;
@@ -73,7 +74,8 @@ pub use notice::{Notices, StoreNotice};
 pub use plan::AppendPlan;
 pub(crate) use read_path::FrameCache;
 pub use reader::LogReader;
-pub use region::Region;
+pub use partition::{fnv1a64, partition_of};
+pub use region::{Region, Shard};
 #[cfg(any(test, feature = "testing"))]
 pub use sim_disk::{SimDisk, SimError, SimOp};
 pub use verify::VerifyReport;
