@@ -25,6 +25,16 @@ impl Supervisor {
     ) {
         let i = match self.slot(name) {
             Ok(i) => i,
+            Err(ControlError::Instances { instances, .. }) => {
+                // A reactor run as several instances: every instance swaps,
+                // each at its own batch boundary; `reply` gets the first
+                // instance's outcome, the others are logged and listed.
+                let mut reply = reply;
+                for label in instances {
+                    self.request_swap(&label, path, origin, reply.take());
+                }
+                return;
+            }
             Err(e) => {
                 answer(reply, Err(e));
                 return;
@@ -178,7 +188,7 @@ impl Supervisor {
                     LogLevel::Info,
                     &format!(
                         "swapped reactor {} {} -> {} at position {} (loaded in {:.1} ms){from}",
-                        outcome.reactor,
+                        slot.label(),
                         outcome.old_version,
                         outcome.new_version,
                         outcome.position,
