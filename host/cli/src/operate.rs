@@ -29,7 +29,8 @@ pub(crate) fn status(data: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
     for r in &list {
         println!(
             "{:<16} {:<9} {:<12} {:<8} {:>10} {:>8} {:>6}",
-            r.instance.map_or_else(|| r.name.clone(), |i| i.label(&r.name)),
+            r.instance
+                .map_or_else(|| r.name.clone(), |i| i.label(&r.name)),
             r.version,
             &r.digest[..r.digest.len().min(12)],
             r.state.as_str(),
@@ -131,7 +132,11 @@ pub struct ResetArgs {
     /// New position: `start` (re-deliver everything), `end` (skip the
     /// backlog), `current` (keep it; with --plugin, re-key for a new
     /// region), or a global sequence.
-    #[arg(long, value_name = "start|end|current|SEQ", required_unless_present = "instances")]
+    #[arg(
+        long,
+        value_name = "start|end|current|SEQ",
+        required_unless_present = "instances"
+    )]
     pub to: Option<ResetTo>,
     /// Hand the reactor over to N parallel instances (with --plugin, no
     /// host running): every live checkpoint must be at one position (after

@@ -64,7 +64,8 @@ pub use test_harness::harness::{test as test_plugin, TestArgs};
 pub use trace::build::{trace, TraceArgs, TraceFormat};
 pub use usage::Usage;
 pub use views::{
-    human_bytes, InstanceView, ParkedLine, PendingView, ReactorView, ReplayRequestedLine, RollbackView, SwapView,
+    human_bytes, InstanceView, ParkedLine, PendingView, ReactorView, ReplayRequestedLine,
+    RollbackView, SwapView,
 };
 
 pub use batpak_nats::server_check::ServerCheckError;

@@ -126,27 +126,36 @@ pub fn hand_over(
     let mut from: Vec<u32> = live.iter().map(|(i, _)| i.count).collect();
     from.sort_unstable();
     from.dedup();
-    // Every old instance must have handled everything up to one position:
-    // an old count with an instance missing has events of that shard
-    // handled by nobody.
-    let mut positions: Vec<(String, u64)> = live
+    // Each old instance, at its checkpoint (an instance of an old count
+    // without one has handled nothing: at 0).
+    let mut old: Vec<(Instance, String, u64)> = live
         .iter()
-        .map(|(_, c)| (c.cursor.clone(), c.sequence))
+        .map(|(i, c)| (*i, c.cursor.clone(), c.sequence))
         .collect();
     for &k in from.iter().filter(|&&k| k != count) {
         for i in Instance::all(k) {
             if !live.iter().any(|(l, _)| *l == i) {
-                positions.push((format!("{} (no checkpoint)", i.cursor_id(name)), 0));
+                old.push((i, format!("{} (no checkpoint)", i.cursor_id(name)), 0));
             }
         }
     }
-    let position = positions[0].1;
-    if positions.iter().any(|(_, p)| *p != position) {
-        return Err(InstancesError::NotAligned {
-            reactor: name.to_string(),
-            positions,
-        });
+    // P is the furthest checkpoint; every other instance must have nothing
+    // of its own shard between its checkpoint and P (it stopped at P, or
+    // what lies between belongs to other shards), else those events would
+    // be handled by nobody.
+    let position = old.iter().map(|o| o.2).max().unwrap_or(0);
+    for (i, _, at) in &old {
+        if *at < position {
+            let next = store.scan(&i.region(region), *at, 1, false)?;
+            if next.first().is_some_and(|e| e.sequence() <= position) {
+                return Err(InstancesError::NotAligned {
+                    reactor: name.to_string(),
+                    positions: old.iter().map(|o| (o.1.clone(), o.2)).collect(),
+                });
+            }
+        }
     }
+    let positions: Vec<(String, u64)> = old.iter().map(|o| (o.1.clone(), o.2)).collect();
     let event_id = if position == 0 {
         EventId(0)
     } else {

@@ -262,7 +262,9 @@ mod tests {
         assert_eq!(cfg.resolve(&flags, "c").instances, 1);
         assert_eq!(parse_instances_flag("inv=2"), Ok(("inv".into(), 2)));
         assert!(parse_instances_flag("inv").unwrap_err().contains("NAME=N"));
-        assert!(parse_instances_flag("inv=0").unwrap_err().contains("1 to 64"));
+        assert!(parse_instances_flag("inv=0")
+            .unwrap_err()
+            .contains("1 to 64"));
     }
 
     #[test]
@@ -272,7 +274,10 @@ mod tests {
         let e = file(r#"{"plugins": {"a": {"max_batch": 0}}}"#).unwrap_err();
         assert!(e.contains("plugins.a") && e.contains("at least 1"), "{e}");
         let e = file(r#"{"plugins": {"a": {"instances": 0}}}"#).unwrap_err();
-        assert!(e.contains("plugins.a.instances") && e.contains("1 to 64"), "{e}");
+        assert!(
+            e.contains("plugins.a.instances") && e.contains("1 to 64"),
+            "{e}"
+        );
         let e = file(r#"{"plugins": {"a": {"grant_emit": []}}}"#).unwrap_err();
         assert!(e.contains("grant_emit"), "{e}");
     }

@@ -121,12 +121,9 @@ impl Region {
         // existing checkpoints stay valid.
         let bytes = match self.shard {
             None => postcard::to_stdvec(&(kinds, &self.entity_prefix, &self.scope)),
-            Some(s) => postcard::to_stdvec(&(
-                kinds,
-                &self.entity_prefix,
-                &self.scope,
-                (s.index, s.count),
-            )),
+            Some(s) => {
+                postcard::to_stdvec(&(kinds, &self.entity_prefix, &self.scope, (s.index, s.count)))
+            }
         }
         .expect("region encodes");
         *blake3::hash(&bytes).as_bytes()
@@ -177,9 +174,6 @@ mod tests {
         }
         assert_ne!(shards[0].fingerprint(), shards[1].fingerprint());
         assert_ne!(shards[0].fingerprint(), r.fingerprint());
-        assert_ne!(
-            shards[0].fingerprint(),
-            r.clone().shard(0, 2).fingerprint()
-        );
+        assert_ne!(shards[0].fingerprint(), r.clone().shard(0, 2).fingerprint());
     }
 }

@@ -172,12 +172,14 @@ impl Control {
         {
             return Err(ControlError::MustPause(name.to_string()));
         }
-        let instance = v.instance.map_or_else(batpak_runtime::Instance::default, |i| {
-            batpak_runtime::Instance {
-                index: i.index,
-                count: i.count,
-            }
-        });
+        let instance = v
+            .instance
+            .map_or_else(batpak_runtime::Instance::default, |i| {
+                batpak_runtime::Instance {
+                    index: i.index,
+                    count: i.count,
+                }
+            });
         batpak_service::reset_checkpoint(
             &self.store,
             &v.name,

@@ -355,7 +355,6 @@ impl Supervisor {
         }
     }
 
-
     pub(super) fn view(&self, i: usize) -> ReactorView {
         self.reactors().swap_remove(i)
     }
