@@ -362,3 +362,65 @@ fn changing_the_number_of_instances_is_refused_and_the_hand_over_loses_and_repea
 fn append_while_running(data: &Path, events: &[Value]) {
     append(data, events);
 }
+
+/// The passthrough component with a custom section appended: same
+/// behaviour, new digest (as in `hot_swap.rs`).
+fn variant(k: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(plugin("passthrough")).expect("passthrough.wasm");
+    let name = b"instances-test";
+    let mut sec = vec![name.len() as u8];
+    sec.extend_from_slice(name);
+    sec.extend_from_slice(&k.to_le_bytes());
+    bytes.push(0);
+    let mut n = sec.len();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            bytes.push(b);
+            break;
+        }
+        bytes.push(b | 0x80);
+    }
+    bytes.extend_from_slice(&sec);
+    bytes
+}
+
+#[test]
+fn swap_by_name_swaps_every_instance_and_loses_nothing() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    append(&data, &inputs(0, 10));
+    let child = spawn_run(&data, Some(2));
+    let before = wait_status(&data, "both instances caught up", |v| {
+        v.len() == 2 && v.iter().all(|r| r["lag"] == 0 && r["state"] == "running")
+    });
+    let v2 = dir.path().join("v2.wasm");
+    std::fs::write(&v2, variant(2)).unwrap();
+    let out = host_ok(&data, &["swap", "passthrough", v2.to_str().unwrap()]);
+    let outcome: Value = serde_json::from_slice(&out.stdout).expect("outcome JSON");
+    let new = outcome["new_digest"].as_str().unwrap().to_string();
+    assert_ne!(before[0]["digest"], new.as_str());
+    // Every instance swaps at its own batch boundary.
+    wait_status(&data, "every instance swapped", |v| {
+        v.len() == 2
+            && v.iter().all(|r| {
+                r["digest"] == new.as_str() && r["last_swap"]["new_digest"] == new.as_str()
+            })
+    });
+    append(&data, &inputs(10, 5));
+    wait_status(&data, "the new events handled", |v| {
+        v.iter().all(|r| r["lag"] == 0)
+            && v.iter()
+                .map(|r| r["events_in"].as_u64().unwrap())
+                .sum::<u64>()
+                == ENTITIES * 15
+    });
+    stop_run(child);
+    assert_eq!(
+        assert_exactly_once_in_order(&data),
+        (ENTITIES * 15) as usize
+    );
+    // Each instance recorded its swap.
+    assert_eq!(events_of(&data, "batpak.plugin.swapped").len(), 2);
+}
