@@ -394,6 +394,7 @@ mod tests {
             last_swap: None,
             pending: None,
             watched: None,
+            instance: None,
         }
     }
 
