@@ -397,7 +397,18 @@ fn swap_by_name_swaps_every_instance_and_loses_nothing() {
     });
     let v2 = dir.path().join("v2.wasm");
     std::fs::write(&v2, variant(2)).unwrap();
-    let out = host_ok(&data, &["swap", "passthrough", v2.to_str().unwrap()]);
+    // Proven first on the last handled events of every instance.
+    let out = host_ok(
+        &data,
+        &[
+            "swap",
+            "passthrough",
+            v2.to_str().unwrap(),
+            "--shadow",
+            "40",
+        ],
+    );
+    assert!(stderr(&out).contains("40 identical"), "{}", stderr(&out));
     let outcome: Value = serde_json::from_slice(&out.stdout).expect("outcome JSON");
     let new = outcome["new_digest"].as_str().unwrap().to_string();
     assert_ne!(before[0]["digest"], new.as_str());

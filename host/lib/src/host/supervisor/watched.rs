@@ -50,9 +50,16 @@ impl Supervisor {
                 };
                 // Stops at a batch boundary and writes the checkpoint, so
                 // putting the file back resumes where it was.
-                if self.slots[i].running() {
-                    let name = self.slots[i].name.clone();
-                    self.request_stop(&name, None, true);
+                // Every instance of the reactor stops.
+                let name = self.slots[i].name.clone();
+                let labels: Vec<String> = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.name == name && s.running())
+                    .map(|s| s.label())
+                    .collect();
+                for label in labels {
+                    self.request_stop(&label, None, true);
                 }
             }
             Change::Settled { path } => self.apply_settled(path),
