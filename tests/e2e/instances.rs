@@ -435,3 +435,52 @@ fn swap_by_name_swaps_every_instance_and_loses_nothing() {
     // Each instance recorded its swap.
     assert_eq!(events_of(&data, "batpak.plugin.swapped").len(), 2);
 }
+
+#[test]
+fn under_watch_removing_the_file_stops_every_instance_and_putting_it_back_starts_every_one() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let pd = dir.path().join("plugins");
+    std::fs::create_dir_all(&pd).unwrap();
+    let file = pd.join("passthrough.wasm");
+    let put = |bytes: &[u8]| {
+        let tmp = pd.join(".incoming");
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+    };
+    put(&std::fs::read(plugin("passthrough")).unwrap());
+    append(&data, &inputs(0, 5));
+    let mut child = Command::new(bin())
+        .arg("--data")
+        .arg(&data)
+        .args(["run", "--watch", "--quiet", "--instances", "passthrough=2"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run --watch");
+    wait_status(&data, "both instances caught up", |v| {
+        v.len() == 2 && v.iter().all(|r| r["lag"] == 0 && r["state"] == "running")
+    });
+    std::fs::remove_file(&file).unwrap();
+    wait_status(&data, "both instances stopped", |v| {
+        v.len() == 2 && v.iter().all(|r| r["state"] == "paused")
+    });
+    append(&data, &inputs(5, 5));
+    put(&std::fs::read(plugin("passthrough")).unwrap());
+    wait_status(&data, "both instances running and caught up again", |v| {
+        v.len() == 2
+            && v.iter().all(|r| r["state"] == "running" && r["lag"] == 0)
+            && v.iter()
+                .map(|r| r["events_in"].as_u64().unwrap())
+                .sum::<u64>()
+                == ENTITIES * 5
+    });
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(60)).success());
+    assert_eq!(
+        assert_exactly_once_in_order(&data),
+        (ENTITIES * 10) as usize
+    );
+}

@@ -94,9 +94,19 @@ impl Supervisor {
             return;
         }
         // Put back after a removal (or changed after the reactor ended):
-        // started again from its checkpoint.
-        slot.path = path;
-        self.request_start(&name, None);
+        // started again from its checkpoint — every instance of it.
+        let labels: Vec<String> = self
+            .slots
+            .iter_mut()
+            .filter(|s| s.name == name && !s.running())
+            .map(|s| {
+                s.path = path.clone();
+                s.label()
+            })
+            .collect();
+        for label in labels {
+            self.request_start(&label, None);
+        }
     }
 
     /// `run --watch`: a new file compiled: its reactor starts, unless the
