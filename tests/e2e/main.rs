@@ -27,6 +27,7 @@ mod guest_sdks;
 mod guest_units;
 mod hot_swap;
 mod http_hardening;
+mod instances;
 mod integrity;
 mod languages;
 mod plugin_budgets;

@@ -29,7 +29,8 @@ pub(crate) fn status(data: &Path, a: StatusArgs) -> anyhow::Result<ExitCode> {
     for r in &list {
         println!(
             "{:<16} {:<9} {:<12} {:<8} {:>10} {:>8} {:>6}",
-            r.name,
+            r.instance
+                .map_or_else(|| r.name.clone(), |i| i.label(&r.name)),
             r.version,
             &r.digest[..r.digest.len().min(12)],
             r.state.as_str(),
@@ -131,8 +132,18 @@ pub struct ResetArgs {
     /// New position: `start` (re-deliver everything), `end` (skip the
     /// backlog), `current` (keep it; with --plugin, re-key for a new
     /// region), or a global sequence.
-    #[arg(long, value_name = "start|end|current|SEQ")]
-    pub to: ResetTo,
+    #[arg(
+        long,
+        value_name = "start|end|current|SEQ",
+        required_unless_present = "instances"
+    )]
+    pub to: Option<ResetTo>,
+    /// Hand the reactor over to N parallel instances (with --plugin, no
+    /// host running): every live checkpoint must be at one position (after
+    /// `run --until-idle`); the new instances start there and the old
+    /// ones are retired, so no event is lost or handled twice.
+    #[arg(long, value_name = "N", conflicts_with = "to", requires = "plugin")]
+    pub instances: Option<u32>,
     /// Key the checkpoint for this plugin's region (a new version whose
     /// `consumes` changed). Only with no host running on the store.
     #[arg(long, value_name = "PLUGIN")]
@@ -143,8 +154,25 @@ pub struct ResetArgs {
 }
 
 pub(crate) fn reset(data: &Path, a: ResetArgs) -> anyhow::Result<ExitCode> {
-    let out =
-        batpak_host_lib::reset_checkpoint(data, &a.name, a.to, a.plugin.as_deref(), &a.cache)?;
+    if let (Some(n), Some(plugin)) = (a.instances, a.plugin.as_deref()) {
+        let out = batpak_host_lib::hand_over_instances(data, &a.name, n, plugin, &a.cache)?;
+        println!("{}", serde_json::to_string(&out)?);
+        eprintln!(
+            "handed {} over to {} instance(s) at position {} (started {}; retired {})",
+            out.reactor,
+            out.to,
+            out.position,
+            out.started.join(", "),
+            if out.retired.is_empty() {
+                "none".to_string()
+            } else {
+                out.retired.join(", ")
+            }
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let to = a.to.expect("clap requires --to without --instances");
+    let out = batpak_host_lib::reset_checkpoint(data, &a.name, to, a.plugin.as_deref(), &a.cache)?;
     print_reset(&out)
 }
 

@@ -38,8 +38,9 @@ pub struct RunArgs {
     /// {"defaults": {"timeout_ms","memory_mb","max_batch"},
     ///  "plugins": {"<reactor name>": {"config": <JSON for init>,
     ///  "grant_emits": [kinds], "timeout_ms", "memory_mb", "max_batch",
-    ///  "log_level"}}}.
-    /// Per-plugin values beat command-line flags, which beat "defaults".
+    ///  "log_level", "instances"}}}.
+    /// Per-plugin values beat command-line flags, which beat "defaults"
+    /// (except `--instances`, which beats "instances").
     #[arg(long, value_name = "FILE")]
     pub plugin_config: Option<PathBuf>,
     /// Wall-time limit of one call into a plugin [default: 5000].
@@ -52,6 +53,12 @@ pub struct RunArgs {
     /// Largest batch handed to `react` [default: 256].
     #[arg(long, value_name = "N")]
     pub max_batch: Option<usize>,
+    /// Run reactor NAME as N parallel instances by key (repeatable): each
+    /// handles the entities with fnv1a64(entity) % N == its index, with its
+    /// own plugin instance and checkpoint. The store's checkpoints must
+    /// record the same N (changing it: `reset NAME --instances N`).
+    #[arg(long, value_name = "NAME=N", value_parser = batpak_host_lib::parse_instances_flag)]
+    pub instances: Vec<(String, u32)>,
     /// Calls of a failing batch before it is bisected and the failing event
     /// parked.
     #[arg(long, default_value_t = 3, value_name = "N")]
@@ -111,6 +118,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
             memory_mb: a.memory_mb,
             max_batch: a.max_batch,
             log_level: a.log_level,
+            instances: a.instances.into_iter().collect(),
         },
         attempts: a.attempts,
         backoff: Duration::from_millis(a.backoff_ms),
@@ -138,7 +146,7 @@ pub(crate) fn run(data: &Path, a: RunArgs) -> anyhow::Result<ExitCode> {
     let report = host.stop()?;
     for r in &report.reactors {
         if let Some(e) = &r.error {
-            eprintln!("error: reactor {}: {e}", r.view.name);
+            eprintln!("error: reactor {}: {e}", r.view.label());
         }
         eprintln!(
             "summary | {} (version {})",

@@ -215,7 +215,7 @@ fn header_line(reactors: usize, head: u64) -> String {
 
 /// One reactor's live line, at most `width` columns.
 fn live_line(v: &ReactorView, r: &Rates, width: usize) -> String {
-    let name = fit(&v.name, NAME_WIDTH);
+    let name = fit(&v.label(), NAME_WIDTH);
     let what = match (&v.pending, v.state) {
         // Work in progress says what it waits for (a compile takes seconds).
         (Some(p), _) => {
@@ -289,7 +289,11 @@ fn plain_line(v: &ReactorView, r: &Rates) -> String {
 pub(crate) fn summary_body(v: &ReactorView) -> String {
     let mut s = format!(
         "{}: in {}, out {}, denied {}, parked {}",
-        v.name, v.events_in, v.reactions_out, v.denials, v.parked
+        v.label(),
+        v.events_in,
+        v.reactions_out,
+        v.denials,
+        v.parked
     );
     if v.unparked > 0 {
         s.push_str(&format!(", unparked {}", v.unparked));
@@ -390,6 +394,7 @@ mod tests {
             last_swap: None,
             pending: None,
             watched: None,
+            instance: None,
         }
     }
 

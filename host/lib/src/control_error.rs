@@ -12,6 +12,15 @@ pub enum ControlError {
     /// No reactor has this name.
     #[error("no reactor named {0:?} runs here")]
     UnknownReactor(String),
+    /// A bare reactor name where the reactor runs as several instances
+    /// (pause, resume, stop, start and reset act on one instance).
+    #[error("reactor {name} runs as {} instances; name one: {}", instances.len(), instances.join(", "))]
+    Instances {
+        /// The reactor name.
+        name: String,
+        /// Its instances' names (`name#index/count`).
+        instances: Vec<String>,
+    },
     /// `start` on a reactor that runs.
     #[error("reactor {0} is already running")]
     AlreadyRunning(String),

@@ -48,8 +48,9 @@ pub use cluster::trace::cluster_trace;
 pub use cluster::verify::cluster_verify;
 pub use control_error::ControlError;
 pub use demo::job::{ensure_wasm_target, prepare_demo, print_demo_trees, DemoArgs, DemoRun};
+pub use host::instances::{check_instances, hand_over, HandOver, InstancesError, INSTANCES_KIND};
 pub use host::log_filter::Console;
-pub use host::operator::{connect_running, reset_checkpoint};
+pub use host::operator::{connect_running, hand_over_instances, reset_checkpoint};
 pub use host::start::{Host, HostConfig, HostError, PreparedHost, LOCK_WAIT};
 pub use host::supervisor::{
     Control, HostObserver, NoObserver, ReactorSummary, ShutdownReport, LIST_DEADLINE,
@@ -58,7 +59,9 @@ pub use host::supervisor::{
 pub use hot_swap::shadow::replay as shadow_replay;
 pub use hot_swap::swap_request::SwapRequest;
 pub use plugins::compile_cache::CacheOptions;
-pub use plugins::plugin_config::{mib_to_bytes, Flags, PluginConfigFile, Resolved};
+pub use plugins::plugin_config::{
+    mib_to_bytes, parse_instances_flag, Flags, PluginConfigFile, Resolved,
+};
 pub use store_commands::{
     append, events, open as open_store, parked, recovery_notes, verify, AppendArgs, Checker,
     EventFormat, EventsArgs, LocalStore, ParkedAction, ParkedArgs, PartRefused, StoreAccess,
@@ -67,12 +70,13 @@ pub use test_harness::harness::{test as test_plugin, TestArgs};
 pub use trace::build::{trace, TraceArgs, TraceFormat};
 pub use usage::Usage;
 pub use views::{
-    human_bytes, ParkedLine, PendingView, ReactorView, ReplayRequestedLine, RollbackView, SwapView,
+    human_bytes, InstanceView, ParkedLine, PendingView, ReactorView, ReplayRequestedLine,
+    RollbackView, SwapView,
 };
 
 pub use batpak_nats::server_check::ServerCheckError;
 pub use batpak_nats::{InitError, LogError as ClusterLogError};
 pub use batpak_runtime::{LogLevel, ShadowRange, ShadowReport};
 pub use batpak_service::{
-    ClientError, ErrorCode, ReactorState, ResetOutcome, ResetTo, ServiceOptions,
+    ClientError, ErrorCode, InstanceState, ReactorState, ResetOutcome, ResetTo, ServiceOptions,
 };

@@ -153,6 +153,39 @@ pub struct ReactorView {
     /// new file there swaps it in, even after a `swap` command loaded
     /// another file).
     pub watched: Option<PathBuf>,
+    /// Which of the reactor's parallel instances this is (`None`: it runs
+    /// as one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceView>,
+}
+
+/// Instance `index` of `count` of a reactor.
+#[derive(Serialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceView {
+    /// Which instance, `0..count`.
+    pub index: u32,
+    /// How many instances the reactor runs as.
+    pub count: u32,
+}
+
+impl From<batpak_runtime::Instance> for InstanceView {
+    fn from(i: batpak_runtime::Instance) -> Self {
+        InstanceView {
+            index: i.index,
+            count: i.count,
+        }
+    }
+}
+
+impl ReactorView {
+    /// How `status` and control commands name it: the reactor's name, or
+    /// `name#index/count` for one of several instances.
+    pub fn label(&self) -> String {
+        match self.instance {
+            Some(i) => format!("{}#{}/{}", self.name, i.index, i.count),
+            None => self.name.clone(),
+        }
+    }
 }
 
 /// A completed hot swap, as `status` shows it.
@@ -283,6 +316,7 @@ impl ReactorView {
             last_swap: None,
             pending: None,
             watched: None,
+            instance: None,
         }
     }
 

@@ -2,27 +2,13 @@
 //!
 //! The hash is part of the on-cluster format: every host, in any language,
 //! must send an entity to the same partition, so it is spelled out here and
-//! pinned by a test. **FNV-1a, 64 bits**, over the entity's UTF-8 bytes
+//! pinned by a test (it lives in `batpak-store`, which a reactor's
+//! instances share, and is re-exported here). **FNV-1a, 64 bits**, over the entity's UTF-8 bytes
 //! (offset basis `0xcbf29ce484222325`, prime `0x100000001b3`), reduced
 //! modulo the partition count: `partition = fnv1a64(entity) % K`. The scope
 //! is not hashed: an entity's events stay in one partition, in one order.
 
-/// FNV-1a, 64 bits, of `bytes` (see the module doc).
-pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// The partition of `entity` among `partitions` (`fnv1a64(entity) % K`).
-/// Panics when `partitions` is 0 (a layout never has 0 partitions).
-pub fn partition_of(entity: &str, partitions: u32) -> u32 {
-    assert!(partitions > 0, "a layout has at least one partition");
-    (fnv1a64(entity.as_bytes()) % u64::from(partitions)) as u32
-}
+pub use batpak_store::{fnv1a64, partition_of};
 
 /// The name of partition `p`'s stream: `BATPAK_P<p>`.
 pub fn stream_name(p: u32) -> String {

@@ -71,6 +71,7 @@ pub(crate) fn descriptor_from_wit(d: w::Descriptor) -> Descriptor {
             kinds: d.region.kinds,
             entity_prefix: d.region.entity_prefix,
             scope: d.region.scope,
+            shard: None,
         },
         canal: match d.canal {
             w::CanalKind::CursorGuaranteed => ReactorCanal::CursorGuaranteed,

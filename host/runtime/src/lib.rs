@@ -128,9 +128,10 @@ pub use runner::swap::{
     SwapRefusal, SwapRefusedRecord, ROLLED_BACK_KIND, SWAPPED_KIND, SWAP_REFUSED_KIND,
 };
 pub use runner::{
-    cursor_id, spawn, RunnerError, RunnerHandle, RunnerSettings, SwapTicket,
-    DEFAULT_DURABLE_WINDOW, DEFAULT_LOG_RETRY, DEFAULT_MAX_BATCH, MAX_OUTPUT_BYTES,
-    MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
+    cursor_id, live_instances, spawn, Instance, RunnerError, RunnerHandle, RunnerSettings,
+    SwapTicket, DEFAULT_DURABLE_WINDOW, DEFAULT_LOG_RETRY, DEFAULT_MAX_BATCH, MAX_INSTANCES,
+    MAX_OUTPUT_BYTES, MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
+    RETIRED_REGION,
 };
 pub use runtime::{
     Runtime, RuntimeConfig, RuntimeError, DEFAULT_BASELINE_FROM_BYTES, DEFAULT_MAX_MEMORIES,

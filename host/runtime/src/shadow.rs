@@ -230,10 +230,12 @@ pub fn shadow(
     let mut versions = Versions::default();
     // Handled: up to the reactor's checkpoint too, so events that caused
     // nothing count (a version that proposes nothing handled them as well).
-    let cursor = crate::runner::cursor_id(name);
+    // Any of its instances' cursors: of a reactor run as several, each
+    // instance's checkpoint covers its share.
     for e in log.iter().filter(|e| e.kind() == CHECKPOINT_KIND) {
         if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&e.payload) {
-            if v["cursor"] == cursor.as_str() {
+            let cursor = v["cursor"].as_str().unwrap_or("");
+            if crate::runner::Instance::of_cursor(name, cursor).is_some() {
                 last_handled = last_handled.max(v["sequence"].as_u64().unwrap_or(0));
             }
         }

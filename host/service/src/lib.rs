@@ -40,8 +40,8 @@ pub use http::{
 };
 pub use local::{socket_path, LOCAL_IDLE, MAX_LOCAL_CONNECTIONS};
 pub use operator::{
-    region_lag, reset_checkpoint, OpError, Operator, ReactorRunState, ReactorState, ResetOutcome,
-    ResetTo, LAG_CAP, RESET_KIND,
+    region_lag, reset_checkpoint, InstanceState, OpError, Operator, ReactorRunState, ReactorState,
+    ResetOutcome, ResetTo, LAG_CAP, RESET_KIND,
 };
 pub use protocol::{
     read_frame, write_frame, FrameReadError, Op, Reply, Request, MAX_FRAME, PROTOCOL_VERSION,

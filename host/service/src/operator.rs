@@ -66,6 +66,27 @@ pub struct ReactorState {
     /// "for_ms", "text": "swap to big.wasm: compiling 18.2 MB, 9 s"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<serde_json::Value>,
+    /// Which of the reactor's parallel instances by key this is (absent
+    /// for a reactor run as one instance; `name#index/count` names it in
+    /// `pause`, `resume` and `reset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceState>,
+}
+
+/// Instance `index` of `count` of a reactor (see `ReactorState::instance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceState {
+    /// Which instance, `0..count`.
+    pub index: u32,
+    /// How many instances the reactor runs as.
+    pub count: u32,
+}
+
+impl InstanceState {
+    /// How `status` and the control commands name it: `name#index/count`.
+    pub fn label(&self, name: &str) -> String {
+        format!("{name}#{}/{}", self.index, self.count)
+    }
 }
 
 /// Counting lag stops here: `status` stays cheap on a huge backlog.

@@ -48,9 +48,9 @@ pub use reactor_state::ReactorRunState;
 #[cfg(any(test, feature = "testing"))]
 pub use store::{decode_frame, encode_frame, verify_dir_on, FrameError, SimDisk, SimError, SimOp};
 pub use store::{
-    opens_clean, verify_dir, AppendOptions, AppendPlan, BulkAppend, Checkpoint, CheckpointUpdate,
-    Disk, DiskFile, IdempotencyConflict, IndexMemory, LogReader, Lookup, Notices, OsDisk,
-    RecoveryInfo, Region, Store, StoreError, StoreNotice, StoreOptions, VerifyReport, Wait,
-    Watermarks,
+    fnv1a64, opens_clean, partition_of, verify_dir, AppendOptions, AppendPlan, BulkAppend,
+    Checkpoint, CheckpointUpdate, Disk, DiskFile, IdempotencyConflict, IndexMemory, LogReader,
+    Lookup, Notices, OsDisk, RecoveryInfo, Region, Shard, Store, StoreError, StoreNotice,
+    StoreOptions, VerifyReport, Wait, Watermarks,
 };
 pub use system::{is_system_kind, DENIED_KIND, RECOVERED_KIND, SYSTEM_KIND_PREFIX};

@@ -2,6 +2,7 @@
 //! shutdown), the `Host` API over it, the service's operator, its log
 //! filter.
 
+pub mod instances;
 pub mod log_filter;
 pub mod operator;
 pub mod start;

@@ -32,6 +32,7 @@ fn op_error(e: ControlError) -> OpError {
     match e {
         ControlError::UnknownReactor(n) => OpError::NoSuchReactor(n),
         ControlError::AlreadyRunning(_)
+        | ControlError::Instances { .. }
         | ControlError::NotRunning(_)
         | ControlError::Busy { .. } => OpError::Refused(e.to_string()),
         ControlError::TimedOut { .. } => OpError::TimedOut(e.to_string()),
@@ -86,6 +87,10 @@ impl HostOperator {
                 .and_then(|s| serde_json::to_value(s).ok()),
             file: Some(v.path.clone()),
             watched: v.watched.clone(),
+            instance: v.instance.map(|i| batpak_service::InstanceState {
+                index: i.index,
+                count: i.count,
+            }),
             pending: v
                 .pending
                 .as_ref()
@@ -297,4 +302,56 @@ pub fn reset_checkpoint(
     let out = batpak_service::reset_checkpoint(&store, name, &cursor_id(name), region, to)?;
     store.close()?;
     Ok(out)
+}
+
+/// `reset NAME --instances M`: hands reactor `name` over to `count`
+/// instances in the store in `data` (see
+/// [`hand_over`](crate::host::instances::hand_over)); `plugin` is the
+/// reactor's plugin, whose region keys the new instances' checkpoints.
+/// Refused while a host runs on the store.
+///
+/// # Errors
+/// A bad name or count, a host running, no store, a plugin of another
+/// reactor or with a lossy canal, or an [`InstancesError`](crate::host::instances::InstancesError).
+pub fn hand_over_instances(
+    data: &Path,
+    name: &str,
+    count: u32,
+    plugin: &Path,
+    cache: &CacheOptions,
+) -> anyhow::Result<crate::host::instances::HandOver> {
+    batpak_runtime::validate_reactor_name(name).map_err(|e| anyhow::anyhow!(e))?;
+    crate::plugins::plugin_config::check_instances(count)
+        .map_err(|m| anyhow::anyhow!("--instances {m}"))?;
+    if Client::connect(data)?.is_some() {
+        anyhow::bail!(
+            "a host is running on {}: changing the number of instances needs every instance stopped. Stop `run`, run this reset again, then start `run` with --instances {name}={count}",
+            data.display()
+        );
+    }
+    if !data.join("segments").is_dir() {
+        anyhow::bail!(
+            "no store in {} (no segments directory); check --data",
+            data.display()
+        );
+    }
+    let rt = Runtime::new(cache.runtime_config()?)?;
+    let p = Plugin::load(&rt, plugin, PluginSettings::default())?;
+    let d = p.descriptor();
+    if d.name != name {
+        anyhow::bail!(
+            "{} is reactor {:?}, not {:?}; the name keys the checkpoints",
+            plugin.display(),
+            d.name,
+            name
+        );
+    }
+    if d.canal == ReactorCanal::LossySubscription {
+        anyhow::bail!("reactor {name} reads a lossy subscription, which runs as one instance");
+    }
+    let store =
+        Store::open(data).with_context(|| format!("opening the store in {}", data.display()))?;
+    let out = crate::host::instances::hand_over(&store, name, &d.region, count);
+    store.close()?;
+    Ok(out?)
 }

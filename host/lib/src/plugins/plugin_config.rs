@@ -1,7 +1,7 @@
 //! `--plugin-config`: the operator's per-reactor config, grants and limits,
 //! and how they combine with command-line flags.
 
-use batpak_runtime::LogLevel;
+use batpak_runtime::{LogLevel, MAX_INSTANCES};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +36,9 @@ struct PluginEntry {
     /// This reactor's own log level (beats `--log-level`), so one chatty
     /// plugin can be turned down without silencing the others.
     log_level: Option<String>,
+    /// Parallel instances by key (1 to [`MAX_INSTANCES`]); `run
+    /// --instances NAME=N` beats it.
+    instances: Option<u32>,
 }
 
 /// The parsed `--plugin-config` file (empty when none was given).
@@ -59,6 +62,9 @@ pub struct Flags {
     pub max_batch: Option<usize>,
     /// Lowest level of log lines kept (`--log-level`).
     pub log_level: LogLevel,
+    /// Instances per reactor (`--instances NAME=N`): beats the file's
+    /// `instances`, which is specific to one reactor too.
+    pub instances: BTreeMap<String, u32>,
 }
 
 /// What applies to one reactor: per-plugin entry, then flags, then the
@@ -77,6 +83,9 @@ pub struct Resolved {
     pub grant_emits: Option<Vec<String>>,
     /// Lowest level of its log lines kept.
     pub log_level: LogLevel,
+    /// How many instances it runs as, each a shard of its region by
+    /// entity (1: the reactor alone).
+    pub instances: u32,
 }
 
 impl PluginConfigFile {
@@ -114,6 +123,9 @@ impl PluginConfigFile {
             for k in e.grant_emits.iter().flatten() {
                 batpak_store::validate_kind(k)
                     .map_err(|err| what(&format!("plugins.{name}.grant_emits: {err}")))?;
+            }
+            if let Some(n) = e.instances {
+                check_instances(n).map_err(|m| what(&format!("plugins.{name}.instances: {m}")))?;
             }
             if let Some(l) = &e.log_level {
                 l.parse::<LogLevel>()
@@ -156,6 +168,12 @@ impl PluginConfigFile {
                 .map(|v| v.to_string())
                 .unwrap_or_else(|| "{}".into()),
             grant_emits: e.grant_emits,
+            instances: flags
+                .instances
+                .get(name)
+                .copied()
+                .or(e.instances)
+                .unwrap_or(1),
             // Checked in `read`.
             log_level: e
                 .log_level
@@ -163,6 +181,35 @@ impl PluginConfigFile {
                 .unwrap_or(flags.log_level),
         }
     }
+}
+
+/// Checks a number of instances: 1 to [`MAX_INSTANCES`].
+///
+/// # Errors
+/// The problem and the range, for a usage error.
+pub fn check_instances(n: u32) -> Result<(), String> {
+    if n == 0 || n > MAX_INSTANCES {
+        return Err(format!(
+            "{n} instances: a reactor runs as 1 to {MAX_INSTANCES} instances"
+        ));
+    }
+    Ok(())
+}
+
+/// Parses `--instances NAME=N`.
+///
+/// # Errors
+/// A message naming the bad part and the expected form.
+pub fn parse_instances_flag(text: &str) -> Result<(String, u32), String> {
+    let (name, n) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--instances {text:?}: expected NAME=N, e.g. inventory=2"))?;
+    batpak_runtime::validate_reactor_name(name).map_err(|m| format!("--instances: {m}"))?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("--instances {text:?}: {n:?} is not a number of instances"))?;
+    check_instances(n).map_err(|m| format!("--instances {name}={n}: {m}"))?;
+    Ok((name.to_string(), n))
 }
 
 /// MiB to bytes, saturating.
@@ -202,6 +249,22 @@ mod tests {
         assert_eq!(b.timeout, Duration::from_millis(7));
         assert_eq!(b.log_level, LogLevel::Info);
         assert_eq!(b.config, "{}");
+        assert_eq!(b.instances, 1);
+    }
+
+    #[test]
+    fn instances_come_from_the_flag_then_the_file() {
+        let cfg = file(r#"{"plugins": {"a": {"instances": 3}, "b": {"instances": 2}}}"#).unwrap();
+        let mut flags = Flags::default();
+        flags.instances.insert("b".into(), 4);
+        assert_eq!(cfg.resolve(&flags, "a").instances, 3);
+        assert_eq!(cfg.resolve(&flags, "b").instances, 4);
+        assert_eq!(cfg.resolve(&flags, "c").instances, 1);
+        assert_eq!(parse_instances_flag("inv=2"), Ok(("inv".into(), 2)));
+        assert!(parse_instances_flag("inv").unwrap_err().contains("NAME=N"));
+        assert!(parse_instances_flag("inv=0")
+            .unwrap_err()
+            .contains("1 to 64"));
     }
 
     #[test]
@@ -210,6 +273,11 @@ mod tests {
         assert!(e.contains("plugins.a.log_level"), "{e}");
         let e = file(r#"{"plugins": {"a": {"max_batch": 0}}}"#).unwrap_err();
         assert!(e.contains("plugins.a") && e.contains("at least 1"), "{e}");
+        let e = file(r#"{"plugins": {"a": {"instances": 0}}}"#).unwrap_err();
+        assert!(
+            e.contains("plugins.a.instances") && e.contains("1 to 64"),
+            "{e}"
+        );
         let e = file(r#"{"plugins": {"a": {"grant_emit": []}}}"#).unwrap_err();
         assert!(e.contains("grant_emit"), "{e}");
     }

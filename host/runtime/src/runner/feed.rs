@@ -4,7 +4,7 @@
 
 use super::error::RunnerError;
 use super::log_retry::retry_transient;
-use super::settings::{cursor_id, RunnerSettings};
+use super::settings::RunnerSettings;
 use crate::descriptor::Descriptor;
 use batpak_log::{LogCursor, SharedLog};
 use batpak_store::{Canal, CanalBatch, CanalClosed, CheckpointUpdate, Event, EventId, StoreError};
@@ -33,14 +33,24 @@ impl ReactorCursor {
         d: &Descriptor,
         settings: &RunnerSettings,
     ) -> Result<ReactorCursor, RunnerError> {
-        let id = cursor_id(&d.name);
-        let fingerprint = d.region.fingerprint();
+        let id = settings.instance.cursor_id(&d.name);
+        let region = settings.instance.region(&d.region);
+        let fingerprint = region.fingerprint();
         let read = |what: &str| RunnerError::log(format!("reactor {}: {what}", d.name));
         let cp = retry_transient(settings, || log.checkpoint(&id))
             .map_err(read("reading its checkpoint"))?;
         let mut position = 0;
         if let Some(cp) = cp {
             // A checkpoint keyed for another region: name the fix.
+            if cp.region == super::instance::RETIRED_REGION {
+                return Err(RunnerError::OpenCursor {
+                    reactor: d.name.clone(),
+                    source: StoreError::CheckpointMismatch {
+                        cursor: id,
+                        reason: "this instance was retired by a hand-over to another number of instances; run the reactor with the number of instances its live checkpoints record".into(),
+                    },
+                });
+            }
             if cp.region != fingerprint {
                 return Err(RunnerError::RegionChanged {
                     reactor: d.name.clone(),
@@ -70,7 +80,7 @@ impl ReactorCursor {
             }
             position = cp.sequence;
         }
-        let canal = retry_transient(settings, || log.open_cursor(&d.region, position))
+        let canal = retry_transient(settings, || log.open_cursor(&region, position))
             .map_err(read("opening its cursor"))?;
         Ok(ReactorCursor {
             canal,
@@ -79,7 +89,7 @@ impl ReactorCursor {
         })
     }
 
-    /// The cursor id (`reactor.<name>`).
+    /// The cursor id (`reactor.<name>`, or an instance's).
     pub(super) fn id(&self) -> &str {
         &self.id
     }

@@ -282,6 +282,22 @@ pub fn spawn(
     let log = log.into_log();
     let d = reactor.descriptor().clone();
     d.validate().map_err(RunnerError::InvalidDescriptor)?;
+    let inst = settings.instance;
+    if inst.count == 0 || inst.index >= inst.count || inst.count > super::instance::MAX_INSTANCES {
+        return Err(RunnerError::InvalidDescriptor(format!(
+            "reactor {}: instance {} of {} does not exist; a reactor runs as 1 to {} instances",
+            d.name,
+            inst.index,
+            inst.count,
+            super::instance::MAX_INSTANCES
+        )));
+    }
+    if inst.count > 1 && d.canal == ReactorCanal::LossySubscription {
+        return Err(RunnerError::InvalidDescriptor(format!(
+            "reactor {} reads a lossy subscription, which has no checkpoint to split; run it as one instance",
+            d.name
+        )));
+    }
     let (feed, fence) = match d.canal {
         ReactorCanal::CursorGuaranteed => {
             let cursor = ReactorCursor::open(&log, &d, &settings)?;
@@ -352,7 +368,7 @@ pub fn spawn(
         read_failing_since: Instant::now(),
     };
     let thread = std::thread::Builder::new()
-        .name(format!("reactor-{}", d.name))
+        .name(format!("reactor-{}", inst.label(&d.name)))
         .spawn({
             let status = status.clone();
             let name = d.name.clone();

@@ -36,6 +36,7 @@ mod commit;
 mod error;
 mod feed;
 mod handle;
+mod instance;
 mod landing;
 mod log_retry;
 mod outcome;
@@ -48,6 +49,7 @@ mod worker;
 
 pub use error::RunnerError;
 pub use handle::{spawn, RunnerHandle, SwapTicket};
+pub use instance::{live_instances, Instance, MAX_INSTANCES, RETIRED_REGION};
 pub use settings::{
     cursor_id, RunnerSettings, DEFAULT_DURABLE_WINDOW, DEFAULT_LOG_RETRY, DEFAULT_MAX_BATCH,
 };

@@ -64,6 +64,11 @@ pub struct RunnerSettings {
     /// outcome — before it stops with the error. Retries wait
     /// `policy`'s backoff.
     pub log_retry: Duration,
+    /// Which of the reactor's parallel instances this runner is: it reads
+    /// only that shard of the region, under that instance's cursor id
+    /// (the default, 0 of 1, is the whole region under `reactor.<name>`).
+    /// Only a cursor canal runs as more than one instance.
+    pub instance: super::instance::Instance,
 }
 
 impl Default for RunnerSettings {
@@ -82,6 +87,7 @@ impl Default for RunnerSettings {
             swap_rollback: 0,
             durable_window: DEFAULT_DURABLE_WINDOW,
             log_retry: DEFAULT_LOG_RETRY,
+            instance: super::instance::Instance::default(),
         }
     }
 }
@@ -96,6 +102,7 @@ impl std::fmt::Debug for RunnerSettings {
             .field("swap_rollback", &self.swap_rollback)
             .field("durable_window", &self.durable_window)
             .field("log_retry", &self.log_retry)
+            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }

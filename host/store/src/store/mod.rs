@@ -38,6 +38,7 @@ mod lookup;
 #[cfg(test)]
 mod migration_tests;
 mod notice;
+mod partition;
 mod plan;
 mod private_dir;
 mod read_path;
@@ -70,10 +71,11 @@ pub use frame::{decode_frame, encode_frame, FrameError};
 pub use index_memory::IndexMemory;
 pub use lookup::Lookup;
 pub use notice::{Notices, StoreNotice};
+pub use partition::{fnv1a64, partition_of};
 pub use plan::AppendPlan;
 pub(crate) use read_path::FrameCache;
 pub use reader::LogReader;
-pub use region::Region;
+pub use region::{Region, Shard};
 #[cfg(any(test, feature = "testing"))]
 pub use sim_disk::{SimDisk, SimError, SimOp};
 pub use verify::VerifyReport;

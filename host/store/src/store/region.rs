@@ -1,13 +1,15 @@
 //! Regions: the one predicate that selects events for queries, cursors and
 //! subscriptions.
 
+use super::partition::partition_of;
 use crate::event::EventHeader;
 use crate::system::is_system_kind;
 use serde::{Deserialize, Serialize};
 
-/// Selects events by kind, entity prefix and scope. An event matches when it
-/// matches every field that is set. An empty `kinds` list matches every
-/// non-system kind; `batpak.*` kinds match only when listed explicitly.
+/// Selects events by kind, entity prefix, scope and shard. An event matches
+/// when it matches every field that is set. An empty `kinds` list matches
+/// every non-system kind; `batpak.*` kinds match only when listed
+/// explicitly.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Region {
     /// Kinds to match (empty: every non-system kind).
@@ -16,6 +18,22 @@ pub struct Region {
     pub entity_prefix: Option<String>,
     /// Exact scope.
     pub scope: Option<String>,
+    /// One of `count` instances of a reactor: only entities whose
+    /// [`partition_of`] among `count` is `index` (see [`Region::shard`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// Instance `index` of `count`: the entities with
+/// `fnv1a64(entity) % count == index` ([`partition_of`], the hash of the
+/// cluster's partitions). Every entity belongs to exactly one shard of a
+/// count, so `count` shards of one region split it without overlap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Shard {
+    /// Which instance, `0..count`.
+    pub index: u32,
+    /// How many instances (≥ 1).
+    pub count: u32,
 }
 
 impl Region {
@@ -39,6 +57,16 @@ impl Region {
     /// Restricts to one scope.
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
+        self
+    }
+
+    /// Restricts to shard `index` of `count`: the entities whose
+    /// [`partition_of`]`(entity, count)` is `index`. A count of 1 is the
+    /// whole region (no shard is recorded, so the fingerprint is the
+    /// unsharded one). Panics when `index >= count`.
+    pub fn shard(mut self, index: u32, count: u32) -> Self {
+        assert!(index < count, "shard {index} of {count} does not exist");
+        self.shard = (count > 1).then_some(Shard { index, count });
         self
     }
 
@@ -77,6 +105,9 @@ impl Region {
             .as_deref()
             .is_none_or(|p| entity.starts_with(p))
             && self.scope.as_deref().is_none_or(|s| s == scope)
+            && self
+                .shard
+                .is_none_or(|s| partition_of(entity, s.count) == s.index)
     }
 
     /// A stable fingerprint of this region: a checkpoint records it so a
@@ -86,8 +117,16 @@ impl Region {
         let mut kinds = self.kinds.clone();
         kinds.sort();
         kinds.dedup();
-        let canon = (kinds, &self.entity_prefix, &self.scope);
-        *blake3::hash(&postcard::to_stdvec(&canon).expect("region encodes")).as_bytes()
+        // Unsharded regions keep the fingerprint they always had, so
+        // existing checkpoints stay valid.
+        let bytes = match self.shard {
+            None => postcard::to_stdvec(&(kinds, &self.entity_prefix, &self.scope)),
+            Some(s) => {
+                postcard::to_stdvec(&(kinds, &self.entity_prefix, &self.scope, (s.index, s.count)))
+            }
+        }
+        .expect("region encodes");
+        *blake3::hash(&bytes).as_bytes()
     }
 }
 
@@ -115,5 +154,26 @@ mod tests {
         assert!(!Region::all()
             .entity_prefix("order:")
             .matches_parts("sku:1", "s", "k"));
+    }
+
+    /// The shards of a count split a region without overlap or gap, by the
+    /// cluster's partition hash, and each has its own fingerprint; a count
+    /// of 1 is the unsharded region.
+    #[test]
+    fn shards_split_the_entities_by_the_partition_hash() {
+        let r = Region::all().kinds(["k"]);
+        assert_eq!(r.clone().shard(0, 1), r);
+        assert_eq!(r.clone().shard(0, 1).fingerprint(), r.fingerprint());
+        let shards: Vec<Region> = (0..3).map(|i| r.clone().shard(i, 3)).collect();
+        for n in 0..300 {
+            let entity = format!("order:{n}");
+            let hits: Vec<u32> = (0..3)
+                .filter(|&i| shards[i as usize].matches_parts(&entity, "s", "k"))
+                .collect();
+            assert_eq!(hits, vec![partition_of(&entity, 3)], "{entity}");
+        }
+        assert_ne!(shards[0].fingerprint(), shards[1].fingerprint());
+        assert_ne!(shards[0].fingerprint(), r.fingerprint());
+        assert_ne!(shards[0].fingerprint(), r.clone().shard(0, 2).fingerprint());
     }
 }

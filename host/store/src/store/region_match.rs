@@ -29,7 +29,7 @@ impl<'r> RegionMatch<'r> {
         RegionMatch {
             region,
             include_system,
-            by_entity: region.entity_prefix.is_some(),
+            by_entity: region.entity_prefix.is_some() || region.shard.is_some(),
             remembered: FastMap::default(),
             last: None,
         }

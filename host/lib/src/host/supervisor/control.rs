@@ -159,7 +159,7 @@ impl Control {
         let v = self
             .reactors()?
             .into_iter()
-            .find(|v| v.name == name)
+            .find(|v| v.label() == name)
             .ok_or_else(|| ControlError::UnknownReactor(name.to_string()))?;
         if v.lossy {
             return Err(ControlError::NoCheckpoint(name.to_string()));
@@ -172,10 +172,19 @@ impl Control {
         {
             return Err(ControlError::MustPause(name.to_string()));
         }
+        let instance = v
+            .instance
+            .map_or_else(batpak_runtime::Instance::default, |i| {
+                batpak_runtime::Instance {
+                    index: i.index,
+                    count: i.count,
+                }
+            });
         batpak_service::reset_checkpoint(
             &self.store,
-            name,
-            &batpak_runtime::cursor_id(name),
+            &v.name,
+            &instance.cursor_id(&v.name),
+            // The slot's region is its instance's shard.
             v.region.fingerprint(),
             to,
         )

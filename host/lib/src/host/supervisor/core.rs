@@ -14,7 +14,7 @@ use crate::hot_swap::watch::PluginWatcher;
 use crate::plugins::loader::{Loaded, Loader};
 use crate::views::{PendingView, ReactorView, RollbackView, SwapView};
 use batpak_runtime::{
-    FailurePolicy, LogLevel, Reactor, ReactorStatus, RolledBackRecord, RunnerHandle,
+    FailurePolicy, Instance, LogLevel, Reactor, ReactorStatus, RolledBackRecord, RunnerHandle,
     RunnerSettings, SwapOutcome,
 };
 use batpak_store::{CanalHandle, ReactorRunState, Region, Store};
@@ -42,6 +42,9 @@ pub struct RunPolicy {
 
 pub(super) struct Slot {
     pub(super) name: String,
+    /// Which of the reactor's parallel instances this slot runs (0 of 1:
+    /// the reactor alone).
+    pub(super) instance: Instance,
     /// The file its running version was loaded from.
     pub(super) path: PathBuf,
     /// `run --watch`: the watched file that is this reactor's source (a
@@ -74,6 +77,12 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// How control commands and `status` name this slot: the reactor's
+    /// name, or `name#index/count` for one of several instances.
+    pub(super) fn label(&self) -> String {
+        self.instance.label(&self.name)
+    }
+
     pub(super) fn running(&self) -> bool {
         self.handle.as_ref().is_some_and(|h| !h.is_finished())
     }
@@ -217,24 +226,65 @@ impl Supervisor {
         }
     }
 
-    /// Starts a runner for `loaded` under a new slot.
+    /// Starts a runner for `loaded` under a new slot — one per instance
+    /// when its settings ask for several (each with its own plugin
+    /// instance, shard of the region and checkpoint).
     ///
     /// # Errors
-    /// The runner could not start (its cursor does not open, for instance);
-    /// nothing was added.
+    /// The store's checkpoints record another number of instances (see
+    /// [`check_instances`](crate::host::instances::check_instances)), a
+    /// further plugin instance did not start, or a runner could not start
+    /// (its cursor does not open, for instance); nothing was added.
     pub fn add(&mut self, loaded: Loaded) -> anyhow::Result<()> {
         let name = loaded.name().to_string();
         let digest = loaded.plugin.component_digest().to_string();
         let region = loaded.plugin.descriptor().region.clone();
-        let settings = self.runner_settings(&loaded.settings);
-        let handle = batpak_runtime::spawn(&self.store, Box::new(loaded.plugin), settings)?;
+        let count = loaded.settings.instances;
+        crate::host::instances::check_instances(&self.store, &name, count)?;
+        let mut plugins = Vec::new();
+        for _ in 1..count {
+            plugins.push(loaded.plugin.fresh().map_err(|e| {
+                anyhow::anyhow!("reactor {name}: starting a further instance: {e}")
+            })?);
+        }
+        plugins.insert(0, loaded.plugin);
+        let mut handles = Vec::new();
+        for (instance, plugin) in Instance::all(count).zip(plugins) {
+            let mut settings = self.runner_settings(&loaded.settings);
+            settings.instance = instance;
+            match batpak_runtime::spawn(&self.store, Box::new(plugin), settings) {
+                Ok(h) => handles.push((instance, h)),
+                Err(e) => {
+                    for (_, h) in handles {
+                        let _ = Box::new(h).stop_and_join();
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        for (instance, handle) in handles {
+            self.push_slot(&name, &loaded.path, &digest, &region, instance, handle);
+        }
+        Ok(())
+    }
+
+    fn push_slot(
+        &mut self,
+        name: &str,
+        path: &Path,
+        digest: &str,
+        region: &Region,
+        instance: Instance,
+        handle: RunnerHandle,
+    ) {
         self.display.reactor_added();
         self.slots.push(Slot {
-            name,
-            path: loaded.path,
+            name: name.to_string(),
+            instance,
+            path: path.to_path_buf(),
             watched: None,
-            digest,
-            region,
+            digest: digest.to_string(),
+            region: instance.region(region),
             status: handle.status().clone(),
             handle: Some(handle),
             stopped_by_operator: false,
@@ -246,7 +296,6 @@ impl Supervisor {
             life: None,
             error: None,
         });
-        Ok(())
     }
 
     /// Every reactor as it is now.
@@ -277,16 +326,33 @@ impl Supervisor {
                 }
                 v.pending = s.pending();
                 v.watched = s.watched.clone();
+                v.instance = (s.instance.count > 1).then(|| s.instance.into());
                 v
             })
             .collect()
     }
 
+    /// The slot `name` names: a reactor's name, or `name#index/count` for
+    /// one of several instances (a bare name of a reactor run as several
+    /// is refused, naming its instances).
     pub(super) fn slot(&mut self, name: &str) -> Result<usize, ControlError> {
-        self.slots
+        if let Some(i) = self.slots.iter().position(|s| s.label() == name) {
+            return Ok(i);
+        }
+        let labels: Vec<String> = self
+            .slots
             .iter()
-            .position(|s| s.name == name)
-            .ok_or_else(|| ControlError::UnknownReactor(name.to_string()))
+            .filter(|s| s.name == name)
+            .map(Slot::label)
+            .collect();
+        if labels.is_empty() {
+            Err(ControlError::UnknownReactor(name.to_string()))
+        } else {
+            Err(ControlError::Instances {
+                name: name.to_string(),
+                instances: labels,
+            })
+        }
     }
 
     pub(super) fn view(&self, i: usize) -> ReactorView {
@@ -441,7 +507,7 @@ impl Supervisor {
         }
         slot.stopped_by_operator = true;
         slot.removed |= removed;
-        let name = slot.name.clone();
+        let name = slot.label();
         let what = match (removed, &slot.watched) {
             (true, Some(w)) => format!(
                 "{} removed: reactor {name} stopped, its checkpoint kept",
@@ -464,7 +530,8 @@ impl Supervisor {
                 self.slots[i].error = Some(format!("{e:#}"));
             }
         }
-        let settings = self.runner_settings(&loaded.settings);
+        let mut settings = self.runner_settings(&loaded.settings);
+        settings.instance = self.slots[i].instance;
         let digest = loaded.plugin.component_digest().to_string();
         let handle = batpak_runtime::spawn(&self.store, Box::new(loaded.plugin), settings)
             .map_err(|e| ControlError::Spawn(format!("{e:#}")))?;
@@ -688,6 +755,11 @@ impl Supervisor {
             s.handed.clear();
             s.life = None;
             if let Some(h) = s.take_handle() {
+                if s.instance.count > 1 {
+                    // Every instance stops at its position (the head, once
+                    // idle), so a hand-over finds them at one position.
+                    h.stop_at_position();
+                }
                 if let Err(e) = Box::new(h).stop_and_join() {
                     s.error = Some(format!("{e:#}"));
                 }

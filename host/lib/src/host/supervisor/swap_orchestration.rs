@@ -25,6 +25,16 @@ impl Supervisor {
     ) {
         let i = match self.slot(name) {
             Ok(i) => i,
+            Err(ControlError::Instances { instances, .. }) => {
+                // A reactor run as several instances: every instance swaps,
+                // each at its own batch boundary; `reply` gets the first
+                // instance's outcome, the others are logged and listed.
+                let mut reply = reply;
+                for label in instances {
+                    self.request_swap(&label, path, origin, reply.take());
+                }
+                return;
+            }
             Err(e) => {
                 answer(reply, Err(e));
                 return;
@@ -116,8 +126,37 @@ impl Supervisor {
             let name = self.slots[i].name.clone();
             if op.origin == Origin::Watch && self.slots[i].removed && loaded.name() == name {
                 // Put back while its removal stopped it: started again
-                // from its checkpoint.
+                // from its checkpoint (every instance, each with a fresh
+                // plugin instance).
                 let path = loaded.path.clone();
+                let others: Vec<usize> = (0..self.slots.len())
+                    .filter(|&j| j != i && self.slots[j].name == name && self.slots[j].removed)
+                    .collect();
+                for j in others {
+                    let fresh =
+                        loaded
+                            .plugin
+                            .fresh()
+                            .map(|plugin| crate::plugins::loader::Loaded {
+                                plugin,
+                                path: loaded.path.clone(),
+                                settings: loaded.settings.clone(),
+                            });
+                    let label = self.slots[j].label();
+                    match fresh
+                        .map_err(|e| ControlError::Spawn(e.to_string()))
+                        .and_then(|l| self.restart_with(j, l))
+                    {
+                        Ok(()) => self.loader.log(
+                            LogLevel::Info,
+                            &format!("started reactor {label} again from {}", path.display()),
+                        ),
+                        Err(e) => self.loader.log(
+                            LogLevel::Error,
+                            &format!("reactor {label} not started: {e}"),
+                        ),
+                    }
+                }
                 match self.restart_with(i, loaded) {
                     Ok(()) => self.loader.log(
                         LogLevel::Info,
@@ -178,7 +217,7 @@ impl Supervisor {
                     LogLevel::Info,
                     &format!(
                         "swapped reactor {} {} -> {} at position {} (loaded in {:.1} ms){from}",
-                        outcome.reactor,
+                        slot.label(),
                         outcome.old_version,
                         outcome.new_version,
                         outcome.position,

@@ -50,9 +50,16 @@ impl Supervisor {
                 };
                 // Stops at a batch boundary and writes the checkpoint, so
                 // putting the file back resumes where it was.
-                if self.slots[i].running() {
-                    let name = self.slots[i].name.clone();
-                    self.request_stop(&name, None, true);
+                // Every instance of the reactor stops.
+                let name = self.slots[i].name.clone();
+                let labels: Vec<String> = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.name == name && s.running())
+                    .map(|s| s.label())
+                    .collect();
+                for label in labels {
+                    self.request_stop(&label, None, true);
                 }
             }
             Change::Settled { path } => self.apply_settled(path),
@@ -87,9 +94,19 @@ impl Supervisor {
             return;
         }
         // Put back after a removal (or changed after the reactor ended):
-        // started again from its checkpoint.
-        slot.path = path;
-        self.request_start(&name, None);
+        // started again from its checkpoint — every instance of it.
+        let labels: Vec<String> = self
+            .slots
+            .iter_mut()
+            .filter(|s| s.name == name && !s.running())
+            .map(|s| {
+                s.path = path.clone();
+                s.label()
+            })
+            .collect();
+        for label in labels {
+            self.request_start(&label, None);
+        }
     }
 
     /// `run --watch`: a new file compiled: its reactor starts, unless the

@@ -81,7 +81,7 @@ impl Worker {
             max_batch,
             record: String::new(),
         };
-        let record = swapped_proposal(&outcome, &admission.info);
+        let record = swapped_proposal(&outcome, &admission.info, settings.instance);
         let outcome = SwapOutcome {
             record: record.id.map(|i| i.to_string()).unwrap_or_default(),
             ..outcome

@@ -54,13 +54,16 @@ fn stream(name: &str) -> Coordinate {
     }
 }
 
-/// The `batpak.plugin.swapped` record. Its id is derived from the swap, so a
-/// retried append after a crash writes it once.
-pub(crate) fn swapped_proposal(outcome: &SwapOutcome, new: &ReactorInfo) -> Proposal {
-    let mut p = Proposal::new(
-        stream(&outcome.reactor),
-        SWAPPED_KIND,
-        serde_json::to_vec(&serde_json::json!({
+/// The `batpak.plugin.swapped` record. Its id is derived from the swap (and,
+/// for one of several instances, the instance, which the record names), so
+/// a retried append after a crash writes it once and two instances swapping
+/// at one position each write their own.
+pub(crate) fn swapped_proposal(
+    outcome: &SwapOutcome,
+    new: &ReactorInfo,
+    instance: crate::runner::Instance,
+) -> Proposal {
+    let mut record = serde_json::json!({
             "reactor": outcome.reactor,
             "old_version": outcome.old_version,
             "old_digest": outcome.old_digest,
@@ -68,12 +71,20 @@ pub(crate) fn swapped_proposal(outcome: &SwapOutcome, new: &ReactorInfo) -> Prop
             "new_digest": outcome.new_digest,
             "position": outcome.position,
             "max_batch": outcome.max_batch,
-        }))
-        .expect("swap record encodes"),
+    });
+    let label = instance.label(&outcome.reactor);
+    if instance.count > 1 {
+        record["instance"] = serde_json::json!({"index": instance.index, "count": instance.count});
+    }
+    let mut p = Proposal::new(
+        stream(&outcome.reactor),
+        SWAPPED_KIND,
+        serde_json::to_vec(&record).expect("swap record encodes"),
     );
+    // `label` is the name for one instance: ids as before instances.
     p.id = Some(EventId::derive(&[
         b"swapped",
-        outcome.reactor.as_bytes(),
+        label.as_bytes(),
         outcome.old_digest.as_bytes(),
         outcome.new_digest.as_bytes(),
         &outcome.position.to_le_bytes(),
