@@ -17,6 +17,7 @@ pub(crate) fn run(at: &host::ClusterAddress, a: RunArgs) -> anyhow::Result<ExitC
         (a.watch, "--watch"),
         (a.until_idle, "--until-idle"),
         (a.listen.is_some(), "--listen"),
+        (!a.instances.is_empty(), "--instances"),
     ];
     if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
         return Err(host::Usage(format!(
@@ -33,6 +34,7 @@ pub(crate) fn run(at: &host::ClusterAddress, a: RunArgs) -> anyhow::Result<ExitC
             memory_mb: a.memory_mb,
             max_batch: a.max_batch,
             log_level: a.log_level,
+            instances: Default::default(),
         },
         attempts: a.attempts,
         backoff: Duration::from_millis(a.backoff_ms),

@@ -224,6 +224,14 @@ pub fn run_cluster_host(
     for path in &files {
         let loaded = loader.load(path).map_err(ClusterRunError::Load)?;
         let name = loaded.name().to_string();
+        if loaded.settings.instances > 1 {
+            return Err(ClusterRunError::Usage(format!(
+                "reactor {name:?}: \"instances\": {} in the plugin config does not apply on a \
+                 cluster, where each partition runs one instance (set the parallelism with \
+                 `cluster init --partitions K`); remove it for --store",
+                loaded.settings.instances
+            )));
+        }
         if let Some(first) = reactors.iter().find(|r| r.name == name) {
             return Err(ClusterRunError::Usage(format!(
                 "plugin {}: reactor name {name:?} is already used by plugin {}; each reactor \
