@@ -27,7 +27,8 @@
 
 use crate::common::{bin, plugin, tempdir, wait_exit};
 use crate::harness::{serial, Cluster};
-use batpak_nats::{init_cluster, partition::stream_name, InitSpec, LogError, NatsLog, NatsOptions};
+use crate::nats_shared::{all_events, append_until_acked, options, rounds, Rng};
+use batpak_nats::{init_cluster, partition::stream_name, InitSpec, NatsLog};
 use batpak_store::{Coordinate, Event, EventId, Proposal};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -41,48 +42,6 @@ const OUTPUT: &str = "bench.out";
 const PARTITIONS: u32 = 4;
 /// The hosts' lease TTL: failovers cost about this much.
 const TTL_MS: &str = "1500";
-
-fn options() -> NatsOptions {
-    NatsOptions {
-        timeout: Duration::from_secs(2),
-        connect_timeout: Duration::from_secs(5),
-        ping_interval: Duration::from_secs(1),
-    }
-}
-
-fn rounds() -> usize {
-    std::env::var("BATPAK_NATS_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        .max(1)
-}
-
-/// xorshift64*, seeded from `BATPAK_SEED` or the clock (printed).
-struct Rng(u64);
-
-impl Rng {
-    fn seeded(what: &str) -> Rng {
-        let seed = std::env::var("BATPAK_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("{what}: seed={seed} (replay with BATPAK_SEED={seed})");
-        Rng(seed | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 /// One `batpak-host run --store …` process and its stderr (every line
 /// kept, read on its own thread so no wait on it is unbounded).
@@ -597,17 +556,7 @@ impl Writer {
                 );
                 p.id = Some(EventId::generate());
                 n += 1;
-                let give_up = Instant::now() + Duration::from_secs(60);
-                let r = loop {
-                    match log.append(&p) {
-                        Ok(r) => break r,
-                        Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {
-                            assert!(Instant::now() < give_up, "no ack for 60 s");
-                            std::thread::sleep(Duration::from_millis(50));
-                        }
-                        Err(e) => panic!("append failed: {e}"),
-                    }
-                };
+                let r = append_until_acked(&log, &p, &mut 0);
                 a.lock()
                     .unwrap()
                     .push((p.id.unwrap(), r.partition, payload));
@@ -642,19 +591,6 @@ impl Writer {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.take().unwrap().join().expect("writer panicked");
         self.acked.lock().unwrap().clone()
-    }
-}
-
-fn all_events(log: &NatsLog, p: u32) -> Result<Vec<Event>, String> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let b = log.read(p, after, 1000).map_err(|e| e.to_string())?;
-        if b.events.is_empty() {
-            return Ok(out);
-        }
-        after = b.scanned;
-        out.extend(b.events);
     }
 }
 
@@ -944,17 +880,7 @@ fn cluster_hosts_the_demo_reactors_react_across_partitions_exactly_once_through_
                 format!(r#"{{"sku":"{sku}","qty":1}}"#).into_bytes(),
             );
             p.id = Some(EventId::generate());
-            let give_up = Instant::now() + Duration::from_secs(60);
-            loop {
-                match log.append(&p) {
-                    Ok(_) => break,
-                    Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {
-                        assert!(Instant::now() < give_up, "no ack for 60 s");
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    Err(e) => panic!("append failed: {e}"),
-                }
-            }
+            append_until_acked(&log, &p, &mut 0);
             orders.push(p.id.unwrap());
         }
     };

@@ -10,6 +10,9 @@ use batpak_provision::step as provision_step;
 #[path = "../../host/nats/tests/cluster/harness.rs"]
 mod harness;
 #[allow(dead_code)]
+#[path = "../../host/nats/tests/cluster/shared.rs"]
+mod nats_shared;
+#[allow(dead_code)]
 #[path = "../../host/nats/tests/cluster/provision.rs"]
 mod provision;
 

@@ -99,17 +99,6 @@ pub fn token(name: &str) -> String {
 mod tests {
     use super::*;
 
-    /// The documented hash, pinned: changing it would move every entity.
-    #[test]
-    fn the_partition_hash_is_fnv1a64_as_documented() {
-        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
-        assert_eq!(partition_of("order:1", 1), 0);
-        let p = partition_of("order:1", 4);
-        assert_eq!(p as u64, fnv1a64(b"order:1") % 4);
-    }
-
     /// The outbox's subjects, pinned (part of the on-cluster format): in
     /// the source's stream, outside its events, one filter per target.
     #[test]

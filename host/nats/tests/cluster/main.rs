@@ -11,21 +11,12 @@ mod outbox;
 mod provision;
 mod runner;
 mod seam;
+mod shared;
 
-use batpak_nats::{init_cluster, Appended, InitSpec, LogError, NatsLog, NatsOptions};
+use batpak_nats::{init_cluster, InitSpec, NatsLog};
 use batpak_store::{Coordinate, EventId, Proposal};
 use harness::Cluster;
-use std::time::{Duration, Instant};
-
-/// Options for the tests: short timeouts, so a failover shows up as
-/// retries rather than one long wait.
-pub fn options() -> NatsOptions {
-    NatsOptions {
-        timeout: Duration::from_secs(2),
-        connect_timeout: Duration::from_secs(5),
-        ping_interval: Duration::from_secs(1),
-    }
-}
+pub use shared::{all_events, append_until_acked, options, rounds, Rng};
 
 /// `cluster init` of `cluster` with `partitions` × `replicas`, then a log
 /// opened on it.
@@ -50,51 +41,4 @@ pub fn proposal(entity: &str, kind: &str, payload: &[u8]) -> Proposal {
     );
     p.id = Some(EventId::generate());
     p
-}
-
-/// A seeded generator (xorshift64*); the seed comes from `BATPAK_SEED`
-/// or the clock, and is printed so a failure can be replayed.
-pub struct Rng(u64);
-
-impl Rng {
-    /// Seeded as described; prints `seed=…` with `what`.
-    pub fn seeded(what: &str) -> Rng {
-        let seed = std::env::var("BATPAK_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos() as u64
-            });
-        eprintln!("{what}: seed={seed} (replay with BATPAK_SEED={seed})");
-        Rng(seed | 1)
-    }
-
-    /// The next number below `n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
-/// Appends `p`, retrying an unknown or unavailable outcome (a leader
-/// change) every 50 ms for at most 60 s; the proposal keeps its id, so a
-/// retry of an append that landed is de-duplicated. Counts the retries.
-pub fn append_until_acked(log: &NatsLog, p: &Proposal, retries: &mut u64) -> Appended {
-    let give_up = Instant::now() + Duration::from_secs(60);
-    loop {
-        match log.append(p) {
-            Ok(r) => return r,
-            Err(LogError::Unknown { .. } | LogError::Unavailable { .. }) => {
-                *retries += 1;
-                assert!(Instant::now() < give_up, "no ack for 60 s");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("append failed: {e}"),
-        }
-    }
 }

@@ -16,7 +16,7 @@
 //!   (the window set to 1 s on the stream).
 
 use crate::harness::{serial, Cluster};
-use crate::{append_until_acked, init, options, proposal, Rng};
+use crate::{all_events, append_until_acked, init, options, proposal, Rng};
 use batpak_log::{EventLog, SharedLog};
 use batpak_nats::{
     partition::stream_name, Commit, LogError, NatsLog, PartitionLog, Relay, RelayHandle,
@@ -43,20 +43,6 @@ fn entities_in(log: &NatsLog, p: u32, tag: &str, n: usize) -> Vec<String> {
         .filter(|e| log.partition_of(e) == p)
         .take(n)
         .collect()
-}
-
-/// Every event of partition `p` (any replica may serve it).
-fn all_events(log: &NatsLog, p: u32) -> Result<Vec<Event>, String> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let b = log.read(p, after, 1000).map_err(|e| e.to_string())?;
-        if b.events.is_empty() {
-            return Ok(out);
-        }
-        after = b.scanned;
-        out.extend(b.events);
-    }
 }
 
 /// Every event of every partition, with its partition; ids unique across

@@ -12,7 +12,7 @@
 //! the kill points).
 
 use crate::harness::{serial, Cluster};
-use crate::{append_until_acked, init, options, proposal, Rng};
+use crate::{all_events, append_until_acked, init, options, proposal, rounds, Rng};
 use batpak_log::{EventLog, SharedLog};
 use batpak_nats::{partition::stream_name, NatsLog, PartitionLog};
 use batpak_runtime::{
@@ -197,20 +197,6 @@ impl Writer {
     }
 }
 
-/// Every event of partition `p` (any replica may serve it).
-fn all_events(log: &NatsLog, p: u32) -> Result<Vec<Event>, String> {
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let b = log.read(p, after, 1000).map_err(|e| e.to_string())?;
-        if b.events.is_empty() {
-            return Ok(out);
-        }
-        after = b.scanned;
-        out.extend(b.events);
-    }
-}
-
 /// Partition `p` holds every acknowledged input of it once, each with its
 /// two reactions exactly once and nothing else reacting; `last` is the
 /// partition's last input.
@@ -257,14 +243,6 @@ fn check_partition(log: &NatsLog, p: u32, acked: &[Acked]) -> Result<(), String>
         ));
     }
     Ok(())
-}
-
-fn rounds() -> usize {
-    std::env::var("BATPAK_NATS_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        .max(1)
 }
 
 /// What happens to a partition's stream leader while its runner holds a
