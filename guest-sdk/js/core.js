@@ -358,6 +358,15 @@ export function hostApi(host, u64AsNumber = false) {
     readEntity(entity, after = 0n, max = 1024) {
       return host.readEntity(entity, u64Arg(after, u64AsNumber, "entity sequence"), max).map(storedEvent);
     },
+    /** Every event of `entity` with entity-sequence > `after`, oldest first, read `page` at a time (Rust's `host::entity_events`). */
+    *entityEvents(entity, after = 0n, page = 100) {
+      for (;;) {
+        const events = this.readEntity(entity, after, page);
+        yield* events;
+        if (events.length < page) return;
+        after = events[events.length - 1].entitySequence;
+      }
+    },
   };
 }
 
