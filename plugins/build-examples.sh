@@ -173,8 +173,8 @@ for lang in "${langs[@]}"; do
     [ -n "${WASI_CC:-}" ] && read -ra cc <<<"$WASI_CC"
     hw=plugins/handwritten
     if ! up_to_date hw_c "$out/handwritten_c.wasm" "${cc[*]}" $hw/c/reactor.c wit/reactor.wit; then
-      start=$(date +%s.%N)
       cargo build --release --quiet -p batpak-build
+      start=$(date +%s.%N)
       tool="$root/target/release/batpak-build"
       tmp="$out/hw-c-build"
       rm -rf "$tmp" && mkdir -p "$tmp"

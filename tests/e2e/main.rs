@@ -19,6 +19,7 @@ mod guest_units;
 mod hot_swap;
 mod http_hardening;
 mod integrity;
+mod language_figures;
 mod languages;
 mod plugin_budgets;
 mod readme_examples;
