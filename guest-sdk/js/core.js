@@ -113,6 +113,14 @@ export function toReactError(thrown) {
 
 // ---- the batch ----
 
+const PAYLOAD_OFFSET = F.PAYLOAD_OFFSET, PAYLOAD_LEN = F.PAYLOAD_LEN;
+
+// Field reads of an event record. Plain functions, not private methods: a
+// class with private methods brands every instance at construction, a cost
+// per event in both engines' interpreters.
+function u64At(e, field) { return e.batch.view.getBigUint64(e.at + field, true); }
+function u32At(e, field) { return e.batch.view.getUint32(e.at + field, true); }
+
 /** One event of a batch: a view into the batch buffer, nothing copied. */
 export class Event {
   constructor(batch, index) {
@@ -121,33 +129,33 @@ export class Event {
     this.index = index;
     this.at = BATCH_HEADER_LEN + BATCH_RECORD_LEN * index;
   }
-  #u64(field) { return this.batch.view.getBigUint64(this.at + field, true); }
-  #u32(field) { return this.batch.view.getUint32(this.at + field, true); }
   /** The event's id. */
-  get id() { return new EventId(this.#u64(F.ID_HI), this.#u64(F.ID_LO)); }
+  get id() { return new EventId(u64At(this, F.ID_HI), u64At(this, F.ID_LO)); }
   /** Store-wide commit order (BigInt). */
-  get sequence() { return this.#u64(F.SEQUENCE); }
+  get sequence() { return u64At(this, F.SEQUENCE); }
   /** Position in its entity's stream, 1, 2, ... (BigInt). */
-  get entitySequence() { return this.#u64(F.ENTITY_SEQUENCE); }
+  get entitySequence() { return u64At(this, F.ENTITY_SEQUENCE); }
   /** The first event of its causal chain (itself if none). */
-  get correlation() { return new EventId(this.#u64(F.CORRELATION_HI), this.#u64(F.CORRELATION_LO)); }
+  get correlation() { return new EventId(u64At(this, F.CORRELATION_HI), u64At(this, F.CORRELATION_LO)); }
   /** The event that caused this one, or undefined. */
   get causation() {
-    if ((this.#u32(F.FLAGS) & FLAG_HAS_CAUSATION) === 0) return undefined;
-    return new EventId(this.#u64(F.CAUSATION_HI), this.#u64(F.CAUSATION_LO));
+    if ((u32At(this, F.FLAGS) & FLAG_HAS_CAUSATION) === 0) return undefined;
+    return new EventId(u64At(this, F.CAUSATION_HI), u64At(this, F.CAUSATION_LO));
   }
   /** Commit time, microseconds since the Unix epoch (BigInt). */
-  get timestampUs() { return this.#u64(F.TIMESTAMP_US); }
+  get timestampUs() { return u64At(this, F.TIMESTAMP_US); }
   /** Entity name. */
-  get entity() { return this.batch.string(this.#u32(F.ENTITY)); }
+  get entity() { return this.batch.string(u32At(this, F.ENTITY)); }
   /** Scope name. */
-  get scope() { return this.batch.string(this.#u32(F.SCOPE)); }
+  get scope() { return this.batch.string(u32At(this, F.SCOPE)); }
   /** Kind. */
-  get kind() { return this.batch.string(this.#u32(F.KIND)); }
+  get kind() { return this.batch.string(u32At(this, F.KIND)); }
   /** The payload bytes: a Uint8Array view into the batch, not a copy. */
   get payload() {
-    const start = this.batch.payloads + this.#u32(F.PAYLOAD_OFFSET);
-    return this.batch.bytes.subarray(start, start + this.#u32(F.PAYLOAD_LEN));
+    // Inlined field reads: both engines interpret, so every call counts.
+    const b = this.batch, view = b.view;
+    const start = b.payloads + view.getUint32(this.at + PAYLOAD_OFFSET, true);
+    return b.bytes.subarray(start, start + view.getUint32(this.at + PAYLOAD_LEN, true));
   }
   /** The payload decoded as UTF-8 (TypeError when it is not). */
   text() { return utf8Decode(this.payload); }
@@ -190,7 +198,22 @@ export class Batch {
   }
   /** Event i, or undefined outside the batch. */
   get(i) { return i >= 0 && i < this.length ? new Event(this, i) : undefined; }
-  *[Symbol.iterator]() { for (let i = 0; i < this.length; i++) yield new Event(this, i); }
+  [Symbol.iterator]() {
+    // A plain iterator, not a generator: cheaper per event in QuickJS and
+    // in SpiderMonkey's interpreter (neither has a JIT inside wasm).
+    // One result object, reused: every consumer (for-of, spread,
+    // Array.from) reads `value` before it calls next() again.
+    let i = 0;
+    const batch = this, n = this.length, result = { value: undefined, done: false };
+    return {
+      next() {
+        if (i < n) result.value = new Event(batch, i++);
+        else { result.value = undefined; result.done = true; }
+        return result;
+      },
+      [Symbol.iterator]() { return this; },
+    };
+  }
   /** The events as an array. */
   events() { return Array.from(this); }
 }
@@ -199,12 +222,19 @@ export class Batch {
 
 function payloadBytes(payload) {
   if (payload === undefined) return new Uint8Array(0);
-  if (payload instanceof Uint8Array) return payload;
-  if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (ArrayBuffer.isView(payload)) {
+    // A byte array, of this realm or another (a batch view under
+    // componentize-js), is used as is; other views as their bytes.
+    if (payload.BYTES_PER_ELEMENT === 1) return payload;
+    return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  }
   const json = JSON.stringify(payload);
   if (json === undefined) throw new TypeError(`payload ${String(payload)} is neither bytes nor a JSON value`);
   return utf8Encode(json);
 }
+
+const P_SOURCE = P.SOURCE, P_KIND = P.KIND, P_ENTITY = P.ENTITY, P_SCOPE = P.SCOPE, P_PAYLOAD = P.PAYLOAD,
+  P_CAUSATION = P.CAUSATION;
 
 /** The proposals of one `react` call, written as the flat proposals buffer. */
 export class Output {
@@ -231,19 +261,13 @@ export class Output {
       causation = CAUSATION_EVENT;
       cause = causedBy instanceof Event ? causedBy.id : EventId.from(causedBy);
     }
-    const bytes = payloadBytes(payload);
-    // A view into the batch is kept as a range of it, so the proposals hold
-    // no view objects until the buffer is written.
-    const batch = source.batch.bytes;
-    const inBatch = bytes.buffer === batch.buffer;
+    // The payload view is kept as is (a view into the batch costs nothing
+    // more) and copied once, into the proposals buffer.
     this.items.push({
       source: source.index, kind: k,
       entity: entity === undefined ? null : utf8Encode(String(entity)),
       scope: scope === undefined ? null : utf8Encode(String(scope)),
-      payload: inBatch ? null : bytes,
-      batch: inBatch ? batch : null,
-      start: bytes.byteOffset - (inBatch ? batch.byteOffset : 0),
-      len: bytes.length,
+      payload: payloadBytes(payload),
       causation, cause,
     });
   }
@@ -254,34 +278,43 @@ export class Output {
     const n = this.items.length;
     if (n === 0) return new Uint8Array(0);
     let size = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
-    for (const p of this.items) size += p.len + (p.entity ? p.entity.length : 0) + (p.scope ? p.scope.length : 0);
+    const items = this.items;
+    for (let i = 0; i < n; i++) {
+      const p = items[i];
+      size += p.payload.length + (p.entity ? p.entity.length : 0) + (p.scope ? p.scope.length : 0);
+    }
     const out = new Uint8Array(size); // zeroed: reserved fields 0, len 0 = the source's names
     const view = new DataView(out.buffer);
     view.setUint32(0, n, true);
     let data = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
-    const put = (r, field, bytes) => {
-      if (!bytes) return;
-      view.setUint32(r + field, data, true);
-      view.setUint32(r + field + 4, bytes.length, true);
-      out.set(bytes, data);
-      data += bytes.length;
-    };
-    this.items.forEach((p, i) => {
-      const r = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * i;
-      view.setUint32(r + P.SOURCE, p.source, true);
-      view.setUint32(r + P.KIND, p.kind, true);
-      put(r, P.ENTITY, p.entity);
-      put(r, P.SCOPE, p.scope);
-      view.setUint32(r + P.PAYLOAD, data, true);
-      view.setUint32(r + P.PAYLOAD + 4, p.len, true);
-      out.set(p.payload ?? p.batch.subarray(p.start, p.start + p.len), data);
-      data += p.len;
-      view.setUint32(r + P.CAUSATION, p.causation, true);
+    // A plain loop with the writes inlined: both engines interpret.
+    for (let i = 0; i < n; i++) {
+      const p = items[i], r = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * i;
+      view.setUint32(r + P_SOURCE, p.source, true);
+      view.setUint32(r + P_KIND, p.kind, true);
+      if (p.entity) {
+        view.setUint32(r + P_ENTITY, data, true);
+        view.setUint32(r + P_ENTITY + 4, p.entity.length, true);
+        out.set(p.entity, data);
+        data += p.entity.length;
+      }
+      if (p.scope) {
+        view.setUint32(r + P_SCOPE, data, true);
+        view.setUint32(r + P_SCOPE + 4, p.scope.length, true);
+        out.set(p.scope, data);
+        data += p.scope.length;
+      }
+      const len = p.payload.length;
+      view.setUint32(r + P_PAYLOAD, data, true);
+      view.setUint32(r + P_PAYLOAD + 4, len, true);
+      out.set(p.payload, data);
+      data += len;
+      if (p.causation !== 0) view.setUint32(r + P_CAUSATION, p.causation, true);
       if (p.cause) {
         view.setBigUint64(r + P.CAUSE_HI, p.cause.hi, true);
         view.setBigUint64(r + P.CAUSE_LO, p.cause.lo, true);
       }
-    });
+    }
     return out;
   }
 }
