@@ -66,25 +66,29 @@ record() { # record NAME OUTPUT: its last build time and its size
   printf '%s\t%s\t%s\n' "$1" "$(cat "$out/.$1.secs" 2>/dev/null || echo '?')" "$(stat -c %s "$2")" >>"$out/build-times.tsv"
 }
 
+# Sets cc to the C compiler for wasm32-wasi: WASI_CC, else zig's bundled
+# clang and wasi-libc (`zig`, or `python-zig` as PyPI's ziglang installs it).
+wasi_cc() {
+  if [ -n "${WASI_CC:-}" ]; then
+    read -ra cc <<<"$WASI_CC"
+  elif command -v zig >/dev/null 2>&1; then
+    cc=(zig cc --target=wasm32-wasi)
+  elif command -v python-zig >/dev/null 2>&1; then
+    cc=(python-zig cc --target=wasm32-wasi)
+  else
+    echo "error: no C compiler for wasm32-wasi (zig); install it without root with:" >&2
+    echo "  python3 -m venv ~/.batpak-tools && ~/.batpak-tools/bin/pip install ziglang==0.15.2" >&2
+    echo "and put ~/.batpak-tools/bin on PATH (it provides python-zig), or set WASI_CC" >&2
+    exit 3
+  fi
+}
+
 : >"$out/build-times.tsv"
 for lang in "${langs[@]}"; do
   start=$(date +%s.%N)
   case "$lang" in
   c)
-    # The C compiler for wasm32-wasi: WASI_CC, else zig's bundled clang and
-    # wasi-libc (`zig`, or `python-zig` as PyPI's ziglang installs it).
-    if [ -n "${WASI_CC:-}" ]; then
-      read -ra cc <<<"$WASI_CC"
-    elif command -v zig >/dev/null 2>&1; then
-      cc=(zig cc --target=wasm32-wasi)
-    elif command -v python-zig >/dev/null 2>&1; then
-      cc=(python-zig cc --target=wasm32-wasi)
-    else
-      echo "error: no C compiler for wasm32-wasi (zig); install it without root with:" >&2
-      echo "  python3 -m venv ~/.batpak-tools && ~/.batpak-tools/bin/pip install ziglang==0.15.2" >&2
-      echo "and put ~/.batpak-tools/bin on PATH (it provides python-zig), or set WASI_CC" >&2
-      exit 3
-    fi
+    wasi_cc
     files=(plugins/passthrough-c/reactor.c plugins/inventory-c/reactor.c guest-sdk/c/batpak.h wit/reactor.wit plugins/build-tool/src/main.rs)
     compiler="${cc[*]} $("${cc[@]}" --version 2>/dev/null | head -n 1 || true)"
     if ! up_to_date c "$out/passthrough_c.wasm" "$compiler" "${files[@]}" ||
@@ -169,8 +173,7 @@ for lang in "${langs[@]}"; do
     need componentize-py "python3 -m venv ~/.batpak-tools && ~/.batpak-tools/bin/pip install componentize-py==0.25.1"
     need componentize-qjs "npm install --prefix ~/.batpak-tools/npm componentize-qjs@0.4.5"
     need componentize-js "npm install --prefix ~/.batpak-tools/npm @bytecodealliance/componentize-js@0.23.0"
-    cc=(zig cc --target=wasm32-wasi)
-    [ -n "${WASI_CC:-}" ] && read -ra cc <<<"$WASI_CC"
+    wasi_cc
     hw=plugins/handwritten
     if ! up_to_date hw_c "$out/handwritten_c.wasm" "${cc[*]}" $hw/c/reactor.c wit/reactor.wit; then
       cargo build --release --quiet -p batpak-build
