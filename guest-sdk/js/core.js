@@ -242,7 +242,13 @@ export class Output {
   constructor(emits) {
     this.kinds = new Map(emits.map((k, i) => [k, i]));
     this.emits = emits;
-    this.items = [];
+    // One array per field, no object per proposal: both engines interpret,
+    // and each allocation costs there. `extras` holds the fields that are
+    // not the defaults (entity, scope, cause), by proposal index.
+    this.sources = [];
+    this.kindIndexes = [];
+    this.payloads = [];
+    this.extras = new Map();
   }
   /**
    * Proposes an event reacting to `source` (a batch event):
@@ -263,57 +269,62 @@ export class Output {
     }
     // The payload view is kept as is (a view into the batch costs nothing
     // more) and copied once, into the proposals buffer.
-    this.items.push({
-      source: source.index, kind: k,
-      entity: entity === undefined ? null : utf8Encode(String(entity)),
-      scope: scope === undefined ? null : utf8Encode(String(scope)),
-      payload: payloadBytes(payload),
-      causation, cause,
-    });
+    const bytes = payloadBytes(payload);
+    if (entity !== undefined || scope !== undefined || causation !== CAUSATION_SOURCE) {
+      this.extras.set(this.sources.length, {
+        entity: entity === undefined ? null : utf8Encode(String(entity)),
+        scope: scope === undefined ? null : utf8Encode(String(scope)),
+        causation, cause,
+      });
+    }
+    this.sources.push(source.index);
+    this.kindIndexes.push(k);
+    this.payloads.push(bytes);
   }
   /** Number of proposals so far. */
-  get length() { return this.items.length; }
+  get length() { return this.sources.length; }
   /** The proposals buffer (`react`'s result). */
   toBytes() {
-    const n = this.items.length;
+    const n = this.sources.length;
     if (n === 0) return new Uint8Array(0);
+    const { sources, kindIndexes, payloads, extras } = this;
     let size = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
-    const items = this.items;
-    for (let i = 0; i < n; i++) {
-      const p = items[i];
-      size += p.payload.length + (p.entity ? p.entity.length : 0) + (p.scope ? p.scope.length : 0);
-    }
+    for (let i = 0; i < n; i++) size += payloads[i].length;
+    for (const x of extras.values()) size += (x.entity ? x.entity.length : 0) + (x.scope ? x.scope.length : 0);
     const out = new Uint8Array(size); // zeroed: reserved fields 0, len 0 = the source's names
     const view = new DataView(out.buffer);
     view.setUint32(0, n, true);
     let data = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
     // A plain loop with the writes inlined: both engines interpret.
     for (let i = 0; i < n; i++) {
-      const p = items[i], r = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * i;
-      view.setUint32(r + P_SOURCE, p.source, true);
-      view.setUint32(r + P_KIND, p.kind, true);
-      if (p.entity) {
-        view.setUint32(r + P_ENTITY, data, true);
-        view.setUint32(r + P_ENTITY + 4, p.entity.length, true);
-        out.set(p.entity, data);
-        data += p.entity.length;
+      const r = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * i;
+      view.setUint32(r + P_SOURCE, sources[i], true);
+      view.setUint32(r + P_KIND, kindIndexes[i], true);
+      const x = extras.size === 0 ? undefined : extras.get(i);
+      if (x !== undefined) {
+        if (x.entity) {
+          view.setUint32(r + P_ENTITY, data, true);
+          view.setUint32(r + P_ENTITY + 4, x.entity.length, true);
+          out.set(x.entity, data);
+          data += x.entity.length;
+        }
+        if (x.scope) {
+          view.setUint32(r + P_SCOPE, data, true);
+          view.setUint32(r + P_SCOPE + 4, x.scope.length, true);
+          out.set(x.scope, data);
+          data += x.scope.length;
+        }
+        view.setUint32(r + P_CAUSATION, x.causation, true);
+        if (x.cause) {
+          view.setBigUint64(r + P.CAUSE_HI, x.cause.hi, true);
+          view.setBigUint64(r + P.CAUSE_LO, x.cause.lo, true);
+        }
       }
-      if (p.scope) {
-        view.setUint32(r + P_SCOPE, data, true);
-        view.setUint32(r + P_SCOPE + 4, p.scope.length, true);
-        out.set(p.scope, data);
-        data += p.scope.length;
-      }
-      const len = p.payload.length;
+      const payload = payloads[i], len = payload.length;
       view.setUint32(r + P_PAYLOAD, data, true);
       view.setUint32(r + P_PAYLOAD + 4, len, true);
-      out.set(p.payload, data);
+      out.set(payload, data);
       data += len;
-      if (p.causation !== 0) view.setUint32(r + P_CAUSATION, p.causation, true);
-      if (p.cause) {
-        view.setBigUint64(r + P.CAUSE_HI, p.cause.hi, true);
-        view.setBigUint64(r + P.CAUSE_LO, p.cause.lo, true);
-      }
     }
     return out;
   }
