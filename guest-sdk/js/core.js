@@ -113,6 +113,14 @@ export function toReactError(thrown) {
 
 // ---- the batch ----
 
+const PAYLOAD_OFFSET = F.PAYLOAD_OFFSET, PAYLOAD_LEN = F.PAYLOAD_LEN;
+
+// Field reads of an event record. Plain functions, not private methods: a
+// class with private methods brands every instance at construction, a cost
+// per event in both engines' interpreters.
+function u64At(e, field) { return e.batch.view.getBigUint64(e.at + field, true); }
+function u32At(e, field) { return e.batch.view.getUint32(e.at + field, true); }
+
 /** One event of a batch: a view into the batch buffer, nothing copied. */
 export class Event {
   constructor(batch, index) {
@@ -121,33 +129,33 @@ export class Event {
     this.index = index;
     this.at = BATCH_HEADER_LEN + BATCH_RECORD_LEN * index;
   }
-  #u64(field) { return this.batch.view.getBigUint64(this.at + field, true); }
-  #u32(field) { return this.batch.view.getUint32(this.at + field, true); }
   /** The event's id. */
-  get id() { return new EventId(this.#u64(F.ID_HI), this.#u64(F.ID_LO)); }
+  get id() { return new EventId(u64At(this, F.ID_HI), u64At(this, F.ID_LO)); }
   /** Store-wide commit order (BigInt). */
-  get sequence() { return this.#u64(F.SEQUENCE); }
+  get sequence() { return u64At(this, F.SEQUENCE); }
   /** Position in its entity's stream, 1, 2, ... (BigInt). */
-  get entitySequence() { return this.#u64(F.ENTITY_SEQUENCE); }
+  get entitySequence() { return u64At(this, F.ENTITY_SEQUENCE); }
   /** The first event of its causal chain (itself if none). */
-  get correlation() { return new EventId(this.#u64(F.CORRELATION_HI), this.#u64(F.CORRELATION_LO)); }
+  get correlation() { return new EventId(u64At(this, F.CORRELATION_HI), u64At(this, F.CORRELATION_LO)); }
   /** The event that caused this one, or undefined. */
   get causation() {
-    if ((this.#u32(F.FLAGS) & FLAG_HAS_CAUSATION) === 0) return undefined;
-    return new EventId(this.#u64(F.CAUSATION_HI), this.#u64(F.CAUSATION_LO));
+    if ((u32At(this, F.FLAGS) & FLAG_HAS_CAUSATION) === 0) return undefined;
+    return new EventId(u64At(this, F.CAUSATION_HI), u64At(this, F.CAUSATION_LO));
   }
   /** Commit time, microseconds since the Unix epoch (BigInt). */
-  get timestampUs() { return this.#u64(F.TIMESTAMP_US); }
+  get timestampUs() { return u64At(this, F.TIMESTAMP_US); }
   /** Entity name. */
-  get entity() { return this.batch.string(this.#u32(F.ENTITY)); }
+  get entity() { return this.batch.string(u32At(this, F.ENTITY)); }
   /** Scope name. */
-  get scope() { return this.batch.string(this.#u32(F.SCOPE)); }
+  get scope() { return this.batch.string(u32At(this, F.SCOPE)); }
   /** Kind. */
-  get kind() { return this.batch.string(this.#u32(F.KIND)); }
+  get kind() { return this.batch.string(u32At(this, F.KIND)); }
   /** The payload bytes: a Uint8Array view into the batch, not a copy. */
   get payload() {
-    const start = this.batch.payloads + this.#u32(F.PAYLOAD_OFFSET);
-    return this.batch.bytes.subarray(start, start + this.#u32(F.PAYLOAD_LEN));
+    // Inlined field reads: both engines interpret, so every call counts.
+    const b = this.batch, view = b.view;
+    const start = b.payloads + view.getUint32(this.at + PAYLOAD_OFFSET, true);
+    return b.bytes.subarray(start, start + view.getUint32(this.at + PAYLOAD_LEN, true));
   }
   /** The payload decoded as UTF-8 (TypeError when it is not). */
   text() { return utf8Decode(this.payload); }
@@ -190,7 +198,22 @@ export class Batch {
   }
   /** Event i, or undefined outside the batch. */
   get(i) { return i >= 0 && i < this.length ? new Event(this, i) : undefined; }
-  *[Symbol.iterator]() { for (let i = 0; i < this.length; i++) yield new Event(this, i); }
+  [Symbol.iterator]() {
+    // A plain iterator, not a generator: cheaper per event in QuickJS and
+    // in SpiderMonkey's interpreter (neither has a JIT inside wasm).
+    // One result object, reused: every consumer (for-of, spread,
+    // Array.from) reads `value` before it calls next() again.
+    let i = 0;
+    const batch = this, n = this.length, result = { value: undefined, done: false };
+    return {
+      next() {
+        if (i < n) result.value = new Event(batch, i++);
+        else { result.value = undefined; result.done = true; }
+        return result;
+      },
+      [Symbol.iterator]() { return this; },
+    };
+  }
   /** The events as an array. */
   events() { return Array.from(this); }
 }
@@ -199,12 +222,19 @@ export class Batch {
 
 function payloadBytes(payload) {
   if (payload === undefined) return new Uint8Array(0);
-  if (payload instanceof Uint8Array) return payload;
-  if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (ArrayBuffer.isView(payload)) {
+    // A byte array, of this realm or another (a batch view under
+    // componentize-js), is used as is; other views as their bytes.
+    if (payload.BYTES_PER_ELEMENT === 1) return payload;
+    return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  }
   const json = JSON.stringify(payload);
   if (json === undefined) throw new TypeError(`payload ${String(payload)} is neither bytes nor a JSON value`);
   return utf8Encode(json);
 }
+
+const P_SOURCE = P.SOURCE, P_KIND = P.KIND, P_ENTITY = P.ENTITY, P_SCOPE = P.SCOPE, P_PAYLOAD = P.PAYLOAD,
+  P_CAUSATION = P.CAUSATION;
 
 /** The proposals of one `react` call, written as the flat proposals buffer. */
 export class Output {
@@ -212,7 +242,13 @@ export class Output {
   constructor(emits) {
     this.kinds = new Map(emits.map((k, i) => [k, i]));
     this.emits = emits;
-    this.items = [];
+    // One array per field, no object per proposal: both engines interpret,
+    // and each allocation costs there. `extras` holds the fields that are
+    // not the defaults (entity, scope, cause), by proposal index.
+    this.sources = [];
+    this.kindIndexes = [];
+    this.payloads = [];
+    this.extras = new Map();
   }
   /**
    * Proposes an event reacting to `source` (a batch event):
@@ -231,57 +267,65 @@ export class Output {
       causation = CAUSATION_EVENT;
       cause = causedBy instanceof Event ? causedBy.id : EventId.from(causedBy);
     }
+    // The payload view is kept as is (a view into the batch costs nothing
+    // more) and copied once, into the proposals buffer.
     const bytes = payloadBytes(payload);
-    // A view into the batch is kept as a range of it, so the proposals hold
-    // no view objects until the buffer is written.
-    const batch = source.batch.bytes;
-    const inBatch = bytes.buffer === batch.buffer;
-    this.items.push({
-      source: source.index, kind: k,
-      entity: entity === undefined ? null : utf8Encode(String(entity)),
-      scope: scope === undefined ? null : utf8Encode(String(scope)),
-      payload: inBatch ? null : bytes,
-      batch: inBatch ? batch : null,
-      start: bytes.byteOffset - (inBatch ? batch.byteOffset : 0),
-      len: bytes.length,
-      causation, cause,
-    });
+    if (entity !== undefined || scope !== undefined || causation !== CAUSATION_SOURCE) {
+      this.extras.set(this.sources.length, {
+        entity: entity === undefined ? null : utf8Encode(String(entity)),
+        scope: scope === undefined ? null : utf8Encode(String(scope)),
+        causation, cause,
+      });
+    }
+    this.sources.push(source.index);
+    this.kindIndexes.push(k);
+    this.payloads.push(bytes);
   }
   /** Number of proposals so far. */
-  get length() { return this.items.length; }
+  get length() { return this.sources.length; }
   /** The proposals buffer (`react`'s result). */
   toBytes() {
-    const n = this.items.length;
+    const n = this.sources.length;
     if (n === 0) return new Uint8Array(0);
+    const { sources, kindIndexes, payloads, extras } = this;
     let size = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
-    for (const p of this.items) size += p.len + (p.entity ? p.entity.length : 0) + (p.scope ? p.scope.length : 0);
+    for (let i = 0; i < n; i++) size += payloads[i].length;
+    for (const x of extras.values()) size += (x.entity ? x.entity.length : 0) + (x.scope ? x.scope.length : 0);
     const out = new Uint8Array(size); // zeroed: reserved fields 0, len 0 = the source's names
     const view = new DataView(out.buffer);
     view.setUint32(0, n, true);
     let data = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
-    const put = (r, field, bytes) => {
-      if (!bytes) return;
-      view.setUint32(r + field, data, true);
-      view.setUint32(r + field + 4, bytes.length, true);
-      out.set(bytes, data);
-      data += bytes.length;
-    };
-    this.items.forEach((p, i) => {
+    // A plain loop with the writes inlined: both engines interpret.
+    for (let i = 0; i < n; i++) {
       const r = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * i;
-      view.setUint32(r + P.SOURCE, p.source, true);
-      view.setUint32(r + P.KIND, p.kind, true);
-      put(r, P.ENTITY, p.entity);
-      put(r, P.SCOPE, p.scope);
-      view.setUint32(r + P.PAYLOAD, data, true);
-      view.setUint32(r + P.PAYLOAD + 4, p.len, true);
-      out.set(p.payload ?? p.batch.subarray(p.start, p.start + p.len), data);
-      data += p.len;
-      view.setUint32(r + P.CAUSATION, p.causation, true);
-      if (p.cause) {
-        view.setBigUint64(r + P.CAUSE_HI, p.cause.hi, true);
-        view.setBigUint64(r + P.CAUSE_LO, p.cause.lo, true);
+      view.setUint32(r + P_SOURCE, sources[i], true);
+      view.setUint32(r + P_KIND, kindIndexes[i], true);
+      const x = extras.size === 0 ? undefined : extras.get(i);
+      if (x !== undefined) {
+        if (x.entity) {
+          view.setUint32(r + P_ENTITY, data, true);
+          view.setUint32(r + P_ENTITY + 4, x.entity.length, true);
+          out.set(x.entity, data);
+          data += x.entity.length;
+        }
+        if (x.scope) {
+          view.setUint32(r + P_SCOPE, data, true);
+          view.setUint32(r + P_SCOPE + 4, x.scope.length, true);
+          out.set(x.scope, data);
+          data += x.scope.length;
+        }
+        view.setUint32(r + P_CAUSATION, x.causation, true);
+        if (x.cause) {
+          view.setBigUint64(r + P.CAUSE_HI, x.cause.hi, true);
+          view.setBigUint64(r + P.CAUSE_LO, x.cause.lo, true);
+        }
       }
-    });
+      const payload = payloads[i], len = payload.length;
+      view.setUint32(r + P_PAYLOAD, data, true);
+      view.setUint32(r + P_PAYLOAD + 4, len, true);
+      out.set(payload, data);
+      data += len;
+    }
     return out;
   }
 }
@@ -357,6 +401,15 @@ export function hostApi(host, u64AsNumber = false) {
     /** Events of `entity` with entity-sequence > `after`, oldest first, at most `max` (the host caps it at 1024). */
     readEntity(entity, after = 0n, max = 1024) {
       return host.readEntity(entity, u64Arg(after, u64AsNumber, "entity sequence"), max).map(storedEvent);
+    },
+    /** Every event of `entity` with entity-sequence > `after`, oldest first, read `page` at a time (Rust's `host::entity_events`). */
+    *entityEvents(entity, after = 0n, page = 100) {
+      for (;;) {
+        const events = this.readEntity(entity, after, page);
+        yield* events;
+        if (events.length < page) return;
+        after = events[events.length - 1].entitySequence;
+      }
     },
   };
 }

@@ -111,6 +111,8 @@ export interface HostApi {
   log(level: Level, message: string): void;
   getEvent(id: EventId | string | { hi: bigint; lo: bigint }): StoredEvent | undefined;
   readEntity(entity: string, after?: bigint | number, max?: number): StoredEvent[];
+  /** Every event of `entity` after `after`, oldest first, read `page` (default 100) at a time. */
+  entityEvents(entity: string, after?: bigint | number, page?: number): Generator<StoredEvent>;
 }
 
 export interface ReactorSpec<S = unknown> {
@@ -132,3 +134,4 @@ export function storedEvent(e: unknown): StoredEvent;
 export const log: HostApi["log"];
 export const getEvent: HostApi["getEvent"];
 export const readEntity: HostApi["readEntity"];
+export const entityEvents: HostApi["entityEvents"];

@@ -21,6 +21,8 @@ export const log = api.log;
 export const getEvent = api.getEvent;
 /** Events of one entity after an entity-sequence. */
 export const readEntity = api.readEntity;
+/** Every event of one entity after an entity-sequence, read a page at a time. */
+export const entityEvents = (entity, after, page) => api.entityEvents(entity, after, page);
 
 /** The `reactor` export: `export const reactor = defineReactor({describe, init, react})`. */
 export function defineReactor(spec) {

@@ -458,21 +458,36 @@ fn each_language_guide_shows_the_example_ci_builds() {
     for guide in ["c", "python", "javascript", "wat"] {
         let path = root.join(format!("guest-sdk/docs/{guide}.md"));
         let text = std::fs::read_to_string(&path).unwrap();
+        // Every example the guide shows (the pass-through, and the
+        // inventory rule in C, Python and JavaScript) is the file CI builds.
         let marker = "<!-- example: ";
-        let at = text
-            .find(marker)
-            .unwrap_or_else(|| panic!("{} has no example marker", path.display()));
-        let rest = &text[at + marker.len()..];
-        let example = rest.split_whitespace().next().unwrap();
-        let body = rest.split_once("```").unwrap().1;
-        let body = body.split_once('\n').unwrap().1;
-        let shown = &body[..body.rfind("```").unwrap()];
-        let built = std::fs::read_to_string(root.join(example)).unwrap();
+        let shown_examples: Vec<&str> = text.split(marker).skip(1).collect();
         assert!(
-            shown == built,
-            "{} shows a different {example} than the one CI builds; paste the file into the guide",
+            !shown_examples.is_empty(),
+            "{} has no example marker",
             path.display()
         );
+        if guide != "wat" {
+            assert!(
+                shown_examples
+                    .iter()
+                    .any(|r| r.starts_with("plugins/inventory-")),
+                "{} does not show the inventory rule CI builds",
+                path.display()
+            );
+        }
+        for rest in shown_examples {
+            let example = rest.split_whitespace().next().unwrap();
+            let body = rest.split_once("```").unwrap().1;
+            let body = body.split_once('\n').unwrap().1;
+            let shown = &body[..body.find("\n```").unwrap() + 1];
+            let built = std::fs::read_to_string(root.join(example)).unwrap();
+            assert!(
+                shown == built,
+                "{} shows a different {example} than the one CI builds; paste the file into the guide",
+                path.display()
+            );
+        }
         // The build command in the guide is the one the example needs.
         for must in match guide {
             "c" => vec!["-mexec-model=reactor", "batpak-build component"],
@@ -659,4 +674,250 @@ fn a_c_reactor_that_prints_gets_the_wasi_adapter_and_runs() {
     assert_eq!(json_lines(&out.stdout).len(), 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("printed from C: 2 events"), "{err}");
+}
+
+/// The demo's inventory rule in each language (`plugins/inventory` and
+/// its versions from the guides), keyed by reactor name, with its source.
+fn inventory_components() -> Vec<(&'static str, PathBuf, &'static str)> {
+    let d = lang_plugins_dir();
+    vec![
+        (
+            "inventory",
+            plugin("inventory"),
+            "plugins/inventory/src/lib.rs",
+        ),
+        (
+            "inventory-c",
+            d.join("inventory_c.wasm"),
+            "plugins/inventory-c/reactor.c",
+        ),
+        (
+            "inventory-py",
+            d.join("inventory_py.wasm"),
+            "plugins/inventory-py/app.py",
+        ),
+        (
+            "inventory-js",
+            d.join("inventory_js.wasm"),
+            "plugins/inventory-js/reactor.js",
+        ),
+        (
+            "inventory-js-sm",
+            d.join("inventory_js_sm.wasm"),
+            "plugins/inventory-js/reactor.js",
+        ),
+    ]
+}
+
+/// An `order.placed` on `order:<n>` with any payload.
+fn order_with(n: u32, payload: Value) -> Value {
+    json!({"entity": format!("order:{n}"), "scope": "shop", "kind": "order.placed", "payload": payload})
+}
+
+/// The fixture orders of the first run: reservations until a sku runs out,
+/// out of stock, an unknown sku, and malformed orders of every shape
+/// (missing, zero, negative, fractional, text and non-integer quantities,
+/// a sku that is no string, empty or padded, payloads that are no object).
+fn inventory_orders_first() -> Vec<Value> {
+    let o = |n, sku: &str, qty: u64| order_with(n, json!({"sku": sku, "qty": qty}));
+    vec![
+        o(1, "widget", 4),
+        o(2, "gadget", 2),
+        o(3, "gizmo", 2),
+        o(4, "gizmo", 1),
+        order_with(5, json!({"sku": "widget"})),
+        o(6, "widget", 0),
+        o(7, "sprocket", 1),
+        order_with(8, json!({"sku": "widget", "qty": -2})),
+        order_with(9, json!({"sku": "widget", "qty": "2"})),
+        order_with(10, json!({"sku": 5, "qty": 1})),
+        order_with(11, json!({"sku": "", "qty": 1})),
+        order_with(12, json!({"sku": "widget", "qty": 1.5})),
+        order_with(13, json!({"sku": " widget", "qty": 1})),
+        o(14, "widget", 7),
+        o(15, "widget", 6),
+        order_with(16, json!("widget")),
+        order_with(17, Value::Null),
+    ]
+}
+
+/// The orders of the second run (a new process, so remaining stock must be
+/// rebuilt from the reservations in the log).
+fn inventory_orders_second() -> Vec<Value> {
+    let o = |n, sku: &str, qty: u64| order_with(n, json!({"sku": sku, "qty": qty}));
+    vec![
+        o(20, "widget", 1),
+        o(21, "gadget", 3),
+        o(22, "gadget", 1),
+        o(23, "gizmo", 1),
+        o(24, "sprocket", 2),
+    ]
+}
+
+/// One reactor over the fixture orders in a log of its own (each reserves
+/// on the same `sku:` entities): the first orders plus a text payload
+/// that is not JSON, one run, then the second orders and another run.
+/// Returns its reactions reduced to (input index, entity, scope, kind,
+/// payload, caused and correlated by the input), in input order.
+fn inventory_reactions(plugin: &Path) -> Vec<Value> {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    let run = |data: &Path| {
+        let p = plugin.display().to_string();
+        let out = host_ok(
+            data,
+            &["run", "--until-idle", "--quiet", "--max-batch", "3", &p],
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    append(&data, &inventory_orders_first());
+    host_ok(
+        &data,
+        &[
+            "append",
+            "--entity",
+            "order:18",
+            "--scope",
+            "shop",
+            "--kind",
+            "order.placed",
+            "--payload-text",
+            "not json",
+        ],
+    );
+    let log1 = run(&data);
+    append(&data, &inventory_orders_second());
+    let log2 = run(&data);
+
+    let events = json_lines(&host_ok(&data, &["events"]).stdout);
+    let index_of: BTreeMap<String, usize> = events
+        .iter()
+        .filter(|e| e["kind"] == "order.placed")
+        .enumerate()
+        .map(|(i, e)| (e["id"].as_str().unwrap().to_string(), i))
+        .collect();
+    let mut reactions: Vec<Value> = events
+        .iter()
+        .filter(|e| e["kind"].as_str().unwrap_or("").starts_with("inventory."))
+        .map(|e| {
+            let cause = e["causation"].as_str().unwrap_or("");
+            json!({
+                "input": index_of.get(cause).copied(),
+                "entity": e["entity"],
+                "scope": e["scope"],
+                "kind": e["kind"],
+                "payload": e["payload"],
+                "correlation_is_source": e["correlation"] == e["causation"],
+            })
+        })
+        .collect();
+    reactions.sort_by_key(|r| r["input"].as_u64());
+    let failures: Vec<Value> = json_lines(&host_ok(&data, &["events", "--system"]).stdout)
+        .into_iter()
+        .filter(|e| {
+            let k = e["kind"].as_str().unwrap_or("");
+            k == "batpak.gate.denied" || k == "batpak.reactor.parked"
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{}: denials or parked events: {failures:?}\nrun logs:\n{log1}\n{log2}",
+        plugin.display()
+    );
+    reactions
+}
+
+/// Lines of a source file, and those that are neither blank nor comments
+/// (Rust's without its unit tests).
+fn line_counts(source: &str) -> (usize, usize) {
+    let text = std::fs::read_to_string(workspace().join(source)).unwrap();
+    let text = text.split("\n#[cfg(test)]").next().unwrap();
+    let code = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("//") && !l.starts_with("# "))
+        .count();
+    (text.lines().count(), code)
+}
+
+#[test]
+fn every_language_reserves_inventory_like_the_rust_reactor() {
+    let comps = inventory_components();
+    let expected = inventory_reactions(&comps[0].1);
+    // The Rust baseline itself, order by order: what was decided, where.
+    let decided: Vec<(String, String, Value)> = expected
+        .iter()
+        .map(|r| {
+            let p = &r["payload"];
+            let what = if r["kind"] == "inventory.reserved" {
+                json!(p["remaining"])
+            } else {
+                p["reason"].clone()
+            };
+            (
+                r["kind"].as_str().unwrap().to_string(),
+                r["entity"].as_str().unwrap().to_string(),
+                what,
+            )
+        })
+        .collect();
+    let res = |sku: &str, left: u64| {
+        (
+            "inventory.reserved".to_string(),
+            format!("sku:{sku}"),
+            json!(left),
+        )
+    };
+    let rej = |n: u32, why: &str| {
+        (
+            "inventory.rejected".to_string(),
+            format!("order:{n}"),
+            json!(why),
+        )
+    };
+    let (bad, none, unknown) = ("malformed order", "insufficient stock", "unknown sku");
+    let mut want = vec![
+        res("widget", 6),
+        res("gadget", 3),
+        res("gizmo", 0),
+        rej(4, none),
+    ];
+    want.extend((5..=6).map(|n| rej(n, bad)));
+    want.push(rej(7, unknown));
+    want.extend((8..=13).map(|n| rej(n, bad)));
+    want.extend([
+        rej(14, none),
+        res("widget", 0),
+        rej(16, bad),
+        rej(17, bad),
+        rej(18, bad),
+    ]);
+    want.extend([
+        rej(20, none),
+        res("gadget", 0),
+        rej(22, none),
+        rej(23, none),
+        rej(24, unknown),
+    ]);
+    assert_eq!(decided, want, "the Rust inventory's reactions");
+    assert!(expected.iter().enumerate().all(|(i, r)| r["input"] == i
+        && r["scope"] == "shop"
+        && r["correlation_is_source"] == true));
+
+    let (rust_lines, rust_code) = line_counts(comps[0].2);
+    eprintln!(
+        "inventory rule, lines (all / code): Rust {rust_lines} / {rust_code} ({})",
+        comps[0].2
+    );
+    for (name, path, source) in &comps[1..] {
+        let (lines, code) = line_counts(source);
+        eprintln!("  {name}: {lines} / {code} ({source})");
+        let got = inventory_reactions(path);
+        assert_eq!(
+            got,
+            expected,
+            "reactor {name} ({}) reacted differently from the Rust inventory",
+            path.display()
+        );
+    }
 }

@@ -32,6 +32,7 @@ mod hot_swap;
 mod http_hardening;
 mod instances;
 mod integrity;
+mod language_figures;
 mod languages;
 mod plugin_budgets;
 mod readme_examples;

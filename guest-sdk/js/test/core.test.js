@@ -213,6 +213,27 @@ test("host reads normalise ids and u64 to EventId and BigInt on either engine", 
   assert.equal(seen.length, 0);
 });
 
+test("entityEvents reads every page of an entity, after the last entity-sequence of the one before", async () => {
+  const { hostApi } = await import("../core.js");
+  const asked = [];
+  const host = {
+    readEntity: (entity, after, max) => {
+      asked.push([after, max]);
+      const first = Number(after) + 1;
+      const n = Math.max(0, Math.min(max, 5 - Number(after)));
+      return Array.from({ length: n }, (_, i) => ({ id: { hi: 0n, lo: BigInt(first + i) }, sequence: BigInt(first + i),
+        entitySequence: BigInt(first + i), coordinate: { entity, scope: "s" }, kind: "k", correlation: { hi: 0n, lo: 1n },
+        timestampUs: 0n, payload: new Uint8Array([48 + first + i]) }));
+    },
+  };
+  const all = [...hostApi(host, false).entityEvents("sku:a", 0n, 2)];
+  assert.deepEqual(all.map((e) => e.json()), [1, 2, 3, 4, 5]);
+  assert.deepEqual(asked, [[0n, 2], [2n, 2], [4n, 2]]);
+  asked.length = 0;
+  assert.deepEqual([...hostApi(host, true).entityEvents("sku:a", 3)].map((e) => e.json()), [4, 5]);
+  assert.deepEqual(asked, [[3, 100]]);
+});
+
 test("a batch array from another realm (as componentize-js hands it over) is read in place", async () => {
   const vm = await import("node:vm");
   const mine = workedExample();
