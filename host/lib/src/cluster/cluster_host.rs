@@ -249,7 +249,7 @@ pub fn run_cluster_host(
     }
     let address = config.address.to_string();
     let options = NatsOptions::default();
-    let log = crate::cluster::cluster_status::open_log(&config.address, &options)?;
+    let log = open_log(&config.address, &options)?;
     let log = Arc::new(log);
     let layout = log.layout();
     let id = host_id(
@@ -321,6 +321,27 @@ pub fn run_cluster_host(
     host.shutdown();
     let _ = std::fs::remove_dir_all(&host.fetched);
     Ok(host.report)
+}
+
+/// Opens the cluster's log, refusing one without a batpak layout by naming
+/// `cluster init`.
+pub(crate) fn open_log(
+    address: &ClusterAddress,
+    options: &NatsOptions,
+) -> Result<NatsLog, ClusterRunError> {
+    let shown = address.to_string();
+    NatsLog::open(address.servers(), options.clone()).map_err(|e| match e {
+        e @ (LogError::NoLayout { .. } | LogError::NotInitialised { .. }) => {
+            ClusterRunError::NotInitialised {
+                address: shown.clone(),
+                source: e,
+            }
+        }
+        e => ClusterRunError::Connect {
+            address: shown.clone(),
+            source: e,
+        },
+    })
 }
 
 fn hostname() -> String {

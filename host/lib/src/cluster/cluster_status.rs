@@ -7,9 +7,9 @@
 //! that died moments ago is still shown until a standby takes over.
 
 use crate::cluster::address::ClusterAddress;
-use crate::cluster::cluster_host::ClusterRunError;
+use crate::cluster::cluster_host::{open_log, ClusterRunError};
 use batpak_log::EventLog;
-use batpak_nats::{host_id, reactor_slot, Leases, LogError, NatsLog, NatsOptions, PartitionLog};
+use batpak_nats::{host_id, reactor_slot, Leases, LogError, NatsOptions, PartitionLog};
 use batpak_runtime::cursor_id;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -118,25 +118,4 @@ pub fn cluster_status(address: &ClusterAddress) -> Result<Vec<SlotStatus>, Clust
         }
     }
     Ok(out)
-}
-
-/// Opens the cluster's log, refusing one without a batpak layout by naming
-/// `cluster init`.
-pub(crate) fn open_log(
-    address: &ClusterAddress,
-    options: &NatsOptions,
-) -> Result<NatsLog, ClusterRunError> {
-    let shown = address.to_string();
-    NatsLog::open(address.servers(), options.clone()).map_err(|e| match e {
-        e @ (LogError::NoLayout { .. } | LogError::NotInitialised { .. }) => {
-            ClusterRunError::NotInitialised {
-                address: shown.clone(),
-                source: e,
-            }
-        }
-        e => ClusterRunError::Connect {
-            address: shown.clone(),
-            source: e,
-        },
-    })
 }

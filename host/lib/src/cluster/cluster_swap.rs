@@ -7,8 +7,8 @@
 //! partition); slots taken later start on the new version.
 
 use crate::cluster::address::ClusterAddress;
+use crate::cluster::cluster_host::open_log;
 use crate::cluster::cluster_host::ClusterRunError;
-use crate::cluster::cluster_status::open_log;
 use crate::plugins::compile_cache::CacheOptions;
 use crate::plugins::loader::Loader;
 use crate::plugins::plugin_config::{Flags, PluginConfigFile};

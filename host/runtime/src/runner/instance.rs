@@ -30,6 +30,11 @@ pub struct Instance {
     pub count: u32,
 }
 
+/// The cursor id of reactor `name` run as one instance: `reactor.<name>`.
+pub fn cursor_id(name: &str) -> String {
+    format!("reactor.{name}")
+}
+
 impl Default for Instance {
     fn default() -> Self {
         Instance { index: 0, count: 1 }
@@ -45,7 +50,7 @@ impl Instance {
     /// The cursor id of this instance of reactor `name`.
     pub fn cursor_id(&self, name: &str) -> String {
         if self.count <= 1 {
-            super::settings::cursor_id(name)
+            cursor_id(name)
         } else {
             format!("reactor.{name}.{}-of-{}", self.index, self.count)
         }

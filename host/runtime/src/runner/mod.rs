@@ -49,10 +49,8 @@ mod worker;
 
 pub use error::RunnerError;
 pub use handle::{spawn, RunnerHandle, SwapTicket};
-pub use instance::{live_instances, Instance, MAX_INSTANCES, RETIRED_REGION};
-pub use settings::{
-    cursor_id, RunnerSettings, DEFAULT_DURABLE_WINDOW, DEFAULT_LOG_RETRY, DEFAULT_MAX_BATCH,
-};
+pub use instance::{cursor_id, live_instances, Instance, MAX_INSTANCES, RETIRED_REGION};
+pub use settings::{RunnerSettings, DEFAULT_DURABLE_WINDOW, DEFAULT_LOG_RETRY, DEFAULT_MAX_BATCH};
 pub use shape::{
     MAX_OUTPUT_BYTES, MAX_OUTPUT_HOST_BYTES, MAX_PROPOSALS_PER_CALL, MAX_PROPOSAL_NAME_BYTES,
 };

@@ -115,8 +115,3 @@ pub(crate) fn batch_limit(settings: &RunnerSettings, d: &Descriptor) -> usize {
     }
     .max(1)
 }
-
-/// The cursor id of reactor `name`: `reactor.<name>`.
-pub fn cursor_id(name: &str) -> String {
-    format!("reactor.{name}")
-}

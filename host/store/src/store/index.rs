@@ -18,7 +18,7 @@
 //! entity and its (scope, kind) pair as one interned class.
 
 use super::id_table::IdTable;
-use super::seq_list::SeqList;
+use super::seq_list::{push, SeqList};
 use super::Checkpoint;
 use crate::event::{EventHeader, EventId};
 use std::sync::Arc;
@@ -41,21 +41,6 @@ pub(crate) const FOREIGN: u32 = u32::MAX;
 const FIRST: u16 = 0x8000;
 /// `frame` value whose frame distance is in `frame_far`.
 const FAR: u16 = 0x7fff;
-
-/// Pushes onto a column or list growing it by a sixteenth when full (at
-/// least 16), not by doubling: a column of 10M events would otherwise hold
-/// up to twice its length (large reallocations are remapped, not copied).
-pub(crate) fn push<T>(v: &mut Vec<T>, x: T) {
-    if v.len() == v.capacity() {
-        // Doubling while small (a short list stays short), then by 1/16.
-        v.reserve_exact(if v.len() < 256 {
-            v.len().max(4)
-        } else {
-            v.len() / 16
-        });
-    }
-    v.push(x);
-}
 
 /// One event's place and links, decoded from the index's columns (a copy:
 /// readers take the lock only to copy these).

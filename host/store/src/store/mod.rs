@@ -52,6 +52,7 @@ mod sequencer;
 #[cfg(any(test, feature = "testing"))]
 mod sim_disk;
 mod snapshot;
+mod snapshot_proof;
 mod snapshot_v4;
 mod sync_thread;
 mod verify;

@@ -44,7 +44,7 @@ impl SeqList {
                 v.push(seq);
                 *self = SeqList::Heap(v);
             }
-            SeqList::Heap(v) => super::index::push(v, seq),
+            SeqList::Heap(v) => push(v, seq),
         }
     }
 
@@ -62,6 +62,21 @@ impl SeqList {
             v.shrink_to_fit();
         }
     }
+}
+
+/// Pushes onto a column or list growing it by a sixteenth when full (at
+/// least 16), not by doubling: a column of 10M events would otherwise hold
+/// up to twice its length (large reallocations are remapped, not copied).
+pub(crate) fn push<T>(v: &mut Vec<T>, x: T) {
+    if v.len() == v.capacity() {
+        // Doubling while small (a short list stays short), then by 1/16.
+        v.reserve_exact(if v.len() < 256 {
+            v.len().max(4)
+        } else {
+            v.len() / 16
+        });
+    }
+    v.push(x);
 }
 
 #[cfg(test)]

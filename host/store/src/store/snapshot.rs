@@ -30,7 +30,7 @@ use std::path::Path;
 
 const MAGIC: [u8; 8] = *b"BPKSNAP5";
 const ENTRY_LEN: usize = 44;
-pub(crate) const FILE: &str = "index.snap";
+pub(crate) use super::snapshot_proof::{Common, SegmentProof, FILE};
 
 #[derive(Serialize, Deserialize)]
 struct Meta {
@@ -48,14 +48,6 @@ struct Meta {
     proof: Vec<SegmentProof>,
 }
 
-/// What a snapshot saw of one segment: the first `len` bytes hashed to `crc`.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct SegmentProof {
-    pub segment: u32,
-    pub len: u64,
-    pub crc: u32,
-}
-
 /// A loaded snapshot: the index and the log position it covers.
 pub(crate) struct Loaded {
     pub index: Index,
@@ -66,15 +58,6 @@ pub(crate) struct Loaded {
     pub proof: Vec<SegmentProof>,
     /// The snapshot was in the previous format: the open writes it anew.
     pub outdated: bool,
-}
-
-/// The fields every snapshot version has, for recovery and readers.
-pub(crate) struct Common {
-    pub store_id: u128,
-    pub end_segment: u32,
-    pub end_offset: u64,
-    pub count: u64,
-    pub proof: Vec<SegmentProof>,
 }
 
 /// A snapshot's meta, in the version its magic names.
@@ -487,7 +470,7 @@ fn build(
             if head == 0 || head > seq || (head < seq && index.corr[head as usize - 1] != head) {
                 return None;
             }
-            super::index::push(&mut index.ids, r.id);
+            super::seq_list::push(&mut index.ids, r.id);
             index.push_columns(seq, cause, head, &r);
             done += 1;
         }

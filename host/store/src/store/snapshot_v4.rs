@@ -11,7 +11,7 @@
 use super::disk::DiskFile;
 use super::index::{Index, Raw};
 use super::le_bytes::{u128_at, u32_at, u64_at};
-use super::snapshot::{Common, SegmentProof};
+use super::snapshot_proof::{Common, SegmentProof};
 use super::Checkpoint;
 use crate::event::EventId;
 use serde::{Deserialize, Serialize};
@@ -197,6 +197,6 @@ pub(crate) fn save_v4(
     f.write_all_at(&head, 0)?;
     f.write_all_at(&body, head.len() as u64)?;
     f.sync()?;
-    disk.rename(&tmp, &dir.join(super::snapshot::FILE))?;
+    disk.rename(&tmp, &dir.join(super::snapshot_proof::FILE))?;
     disk.sync_dir(dir)
 }
