@@ -841,10 +841,19 @@ impl NatsLog {
             match now.as_ref().and_then(|c| c.token.as_deref()) {
                 Some(t) if t == commit.token => return Ok(Resolution::Landed(current)),
                 Some(t) if t == seal_token => {
+                    // The seal passed its check, but a copy of the commit
+                    // that a killed leader had already replicated can be
+                    // committed by the new leader ahead of the seal, both
+                    // checked against the same last sequence: then the
+                    // commit's records are stored and the seal put the
+                    // checkpoint back. Decide by content too.
+                    if self.records_stored(commit)? {
+                        return self.restore_checkpoint(commit, current);
+                    }
                     return Ok(Resolution::NotLanded {
                         checkpoint: now,
                         sealed: true,
-                    })
+                    });
                 }
                 _ if current != commit.expected => {
                     return Ok(Resolution::NotLanded {
@@ -873,6 +882,62 @@ impl NatsLog {
                     .ok()?;
                 ack.await.ok()
             })?;
+            std::thread::sleep(backoff(attempt));
+        }
+        Err(LogError::Contended {
+            tries: MAX_TRIES * 4,
+        })
+    }
+
+    /// True when the first of the commit's records that has an id is
+    /// stored (in this partition, or in its outbox for another one): the
+    /// commit landed whatever its checkpoint says now.
+    fn records_stored(&self, commit: &Commit) -> Result<bool, LogError> {
+        let p = commit.partition;
+        let Some(r) = commit.reactions.iter().find(|r| r.id.is_some()) else {
+            return Ok(false);
+        };
+        let hex = codec::id_hex(r.id.expect("found with an id"));
+        let q = self.partition_of(r.coordinate.entity.as_str());
+        let subject = if q == p {
+            partition::id_filter(p, &hex)
+        } else {
+            partition::outbox_subject(p, q, &hex)
+        };
+        Ok(self.last_by_subject(p, subject)?.is_some())
+    }
+
+    /// A commit found stored behind its own seal: writes its checkpoint
+    /// again, fenced on the seal, so the cursor is where the commit put it
+    /// (a takeover reading the sealed copy would redo the batch). Landed
+    /// either way: when another instance moved the checkpoint first, this
+    /// instance's next commit is fenced.
+    fn restore_checkpoint(&self, commit: &Commit, sealed_at: u64) -> Result<Resolution, LogError> {
+        let p = commit.partition;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            sealed_at.to_string().as_str(),
+        );
+        headers.insert(COMMIT_HEADER, commit.token.as_str());
+        let subject = partition::checkpoint_subject(p, &commit.reactor);
+        for attempt in 0..MAX_TRIES * 4 {
+            let js = self.conn.js.clone();
+            let (subject, headers) = (subject.clone(), headers.clone());
+            let payload = commit.checkpoint.clone();
+            let _ = self.conn.run(self.conn.timeout, async move {
+                let ack = js
+                    .publish_with_headers(subject, headers, payload.into())
+                    .await
+                    .ok()?;
+                ack.await.ok()
+            })?;
+            if let Some(now) = self.checkpoint(p, &commit.reactor)? {
+                if now.token.as_deref() == Some(commit.token.as_str()) || now.sequence != sealed_at
+                {
+                    return Ok(Resolution::Landed(now.sequence));
+                }
+            }
             std::thread::sleep(backoff(attempt));
         }
         Err(LogError::Contended {
