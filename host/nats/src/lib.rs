@@ -25,7 +25,10 @@
 //!   (it may or may not have been stored) with how to resolve it: a commit
 //!   by its checkpoint's token ([`NatsLog::resolve_commit`], final: when the
 //!   checkpoint is still at the commit's fence it seals the fence, so a copy
-//!   of the commit still in flight can never land later), an append by
+//!   of the commit still in flight can never land later; behind its own
+//!   seal it also looks one of the commit's records up, because a copy a
+//!   killed leader had replicated can be committed ahead of the seal, and
+//!   then writes the commit's checkpoint again), an append by
 //!   sending it again (de-duplicated within the window), a record batch by
 //!   looking a record up (not final while a copy may be in flight: re-send
 //!   it, its entity checks let only one copy land).
