@@ -863,25 +863,11 @@ impl NatsLog {
                 }
                 _ => {}
             }
-            // Still at the commit's fence: seal it.
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                "Nats-Expected-Last-Subject-Sequence",
-                current.to_string().as_str(),
-            );
-            headers.insert(COMMIT_HEADER, seal_token.as_str());
+            // Still at the commit's fence: seal it. Whatever the seal's
+            // outcome, the next round reads the checkpoint again and
+            // decides from what is there.
             let payload = now.map(|c| c.payload).unwrap_or_default();
-            let subject = partition::checkpoint_subject(p, &commit.reactor);
-            let js = self.conn.js.clone();
-            // Whatever the seal's outcome, the next round reads the
-            // checkpoint again and decides from what is there.
-            let _ = self.conn.run(self.conn.timeout, async move {
-                let ack = js
-                    .publish_with_headers(subject, headers, payload.into())
-                    .await
-                    .ok()?;
-                ack.await.ok()
-            })?;
+            self.write_checkpoint(p, &commit.reactor, current, &seal_token, payload)?;
             std::thread::sleep(backoff(attempt));
         }
         Err(LogError::Contended {
@@ -914,24 +900,14 @@ impl NatsLog {
     /// instance's next commit is fenced.
     fn restore_checkpoint(&self, commit: &Commit, sealed_at: u64) -> Result<Resolution, LogError> {
         let p = commit.partition;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "Nats-Expected-Last-Subject-Sequence",
-            sealed_at.to_string().as_str(),
-        );
-        headers.insert(COMMIT_HEADER, commit.token.as_str());
-        let subject = partition::checkpoint_subject(p, &commit.reactor);
         for attempt in 0..MAX_TRIES * 4 {
-            let js = self.conn.js.clone();
-            let (subject, headers) = (subject.clone(), headers.clone());
-            let payload = commit.checkpoint.clone();
-            let _ = self.conn.run(self.conn.timeout, async move {
-                let ack = js
-                    .publish_with_headers(subject, headers, payload.into())
-                    .await
-                    .ok()?;
-                ack.await.ok()
-            })?;
+            self.write_checkpoint(
+                p,
+                &commit.reactor,
+                sealed_at,
+                &commit.token,
+                commit.checkpoint.clone(),
+            )?;
             if let Some(now) = self.checkpoint(p, &commit.reactor)? {
                 if now.token.as_deref() == Some(commit.token.as_str()) || now.sequence != sealed_at
                 {
@@ -943,6 +919,36 @@ impl NatsLog {
         Err(LogError::Contended {
             tries: MAX_TRIES * 4,
         })
+    }
+
+    /// Publishes `payload` on `reactor`'s checkpoint subject of partition
+    /// `p` with `token`, fenced on `expected` (the subject's last
+    /// sequence). The outcome is not returned: callers read the
+    /// checkpoint again and decide from what is there.
+    fn write_checkpoint(
+        &self,
+        p: u32,
+        reactor: &str,
+        expected: u64,
+        token: &str,
+        payload: Vec<u8>,
+    ) -> Result<(), LogError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            expected.to_string().as_str(),
+        );
+        headers.insert(COMMIT_HEADER, token);
+        let subject = partition::checkpoint_subject(p, reactor);
+        let js = self.conn.js.clone();
+        self.conn.run(self.conn.timeout, async move {
+            let ack = js
+                .publish_with_headers(subject, headers, payload.into())
+                .await
+                .ok()?;
+            ack.await.ok()
+        })?;
+        Ok(())
     }
 
     /// The reactor's last checkpoint in partition `p`, read from the stream
