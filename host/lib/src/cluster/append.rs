@@ -14,13 +14,11 @@
 
 use crate::cluster::address::ClusterAddress;
 use crate::cluster::connect::open_log;
-use crate::store_commands::append::{parse_id, single_payload};
+use crate::store_commands::append::single_event;
 use crate::store_commands::jsonl_input::{parse_line, Source};
 use crate::store_commands::AppendArgs;
-use crate::usage::Usage;
 use anyhow::bail;
 use batpak_nats::{Appended, NatsLog};
-use batpak_service::NewEvent;
 use batpak_store::{EventId, Proposal};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -98,30 +96,7 @@ pub fn cluster_append(
     if let Some(src) = &a.jsonl {
         return append_jsonl(at, src, out);
     }
-    let payload = single_payload(&a).map_err(Usage)?;
-    let (Some(entity), Some(scope), Some(kind)) = (a.entity, a.scope, a.kind) else {
-        bail!("append needs --entity, --scope and --kind (or --jsonl FILE)");
-    };
-    for (flag, id) in [
-        ("--causation", &a.causation),
-        ("--correlation", &a.correlation),
-    ] {
-        if let Some(s) = id {
-            parse_id(flag, s)?;
-        }
-    }
-    let ev = NewEvent {
-        entity,
-        scope,
-        kind,
-        payload_text: Some(payload),
-        causation: a.causation,
-        correlation: a.correlation,
-        idempotency_key: a.idempotency_key,
-        ..NewEvent::default()
-    };
-    let mut p = batpak_service::proposal(0, ev)
-        .map_err(|e| anyhow::anyhow!("{}", e.message.trim_start_matches("event 0: ")))?;
+    let (_, mut p) = single_event(a)?;
     let log = open_log(at)?;
     Causes::default().settle(&log, &mut p)?;
     let done = log.append(&p)?;

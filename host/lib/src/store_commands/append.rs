@@ -10,7 +10,7 @@ use crate::store_commands::jsonl_input::{
 use crate::usage::Usage;
 use anyhow::bail;
 use batpak_service::NewEvent;
-use batpak_store::EventId;
+use batpak_store::{EventId, Proposal};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -90,6 +90,32 @@ pub fn append(data: &Path, a: AppendArgs, out: &mut dyn Write) -> anyhow::Result
     }
     // Checked before the store is opened (or created): a bad flag gets the
     // same message with or without a host, and leaves nothing behind.
+    let (ev, _) = single_event(a)?;
+    let mut access = super::open(data)?;
+    let receipts = match access.append(vec![ev]) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = access.close();
+            return Err(e);
+        }
+    };
+    access.close()?;
+    let mut out = std::io::BufWriter::new(out);
+    for r in receipts {
+        writeln!(out, "{r}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The one event of `append --entity … --scope … --kind …` (not
+/// `--jsonl`), checked as the store will check it: the event and its
+/// proposal. Shared by the embedded store and the cluster.
+///
+/// # Errors
+/// A bad `--payload` ([`Usage`]), a missing flag, a bad id, an event the
+/// rules refuse.
+pub(crate) fn single_event(a: AppendArgs) -> anyhow::Result<(NewEvent, Proposal)> {
     let payload = single_payload(&a).map_err(Usage)?;
     let (Some(entity), Some(scope), Some(kind)) = (a.entity, a.scope, a.kind) else {
         bail!("append needs --entity, --scope and --kind (or --jsonl FILE)");
@@ -112,23 +138,9 @@ pub fn append(data: &Path, a: AppendArgs, out: &mut dyn Write) -> anyhow::Result
         idempotency_key: a.idempotency_key,
         ..NewEvent::default()
     };
-    batpak_service::proposal(0, ev.clone())
+    let p = batpak_service::proposal(0, ev.clone())
         .map_err(|e| anyhow::anyhow!("{}", e.message.trim_start_matches("event 0: ")))?;
-    let mut access = super::open(data)?;
-    let receipts = match access.append(vec![ev]) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = access.close();
-            return Err(e);
-        }
-    };
-    access.close()?;
-    let mut out = std::io::BufWriter::new(out);
-    for r in receipts {
-        writeln!(out, "{r}")?;
-    }
-    out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok((ev, p))
 }
 
 /// `append --jsonl`, all or nothing however large the file: pass 1 parses
