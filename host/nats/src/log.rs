@@ -1190,34 +1190,9 @@ impl NatsLog {
         let name = stream_name(p);
         let filter = partition::events_filter(p);
         let deadline = Instant::now() + timeout;
+        let sources = vec![(name, filter.clone(), after)];
         let out = self.conn.run(timeout + self.conn.timeout, async move {
-            let mut wake = client
-                .subscribe(filter.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            let stream = js
-                .get_stream_no_info(&name)
-                .await
-                .map_err(|e| e.to_string())?;
-            loop {
-                let found = stream
-                    .raw_message_builder()
-                    .sequence(after + 1)
-                    .next_by_subject(filter.clone())
-                    .send()
-                    .await;
-                if found.is_ok() {
-                    return Ok(true);
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    return Ok(false);
-                }
-                // Woken by a publish, or re-checked every 250 ms in case a
-                // wake-up was missed (reconnects).
-                let nap = (deadline - now).min(Duration::from_millis(250));
-                let _ = tokio::time::timeout(nap, wake.next()).await;
-            }
+            first_new(js, client, filter, sources, deadline).await
         })?;
         match out {
             None => Ok(false),
@@ -1246,42 +1221,13 @@ impl NatsLog {
         }
         let js = self.conn.js.clone();
         let client = self.conn.client.clone();
-        let from = from.to_vec();
         let deadline = Instant::now() + timeout;
+        let sources = from
+            .iter()
+            .map(|(p, after)| (stream_name(*p), partition::outbox_filter(*p, q), *after))
+            .collect();
         let out = self.conn.run(timeout + self.conn.timeout, async move {
-            let mut wake = client
-                .subscribe(partition::outbox_wake(q))
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut streams = Vec::with_capacity(from.len());
-            for (p, after) in &from {
-                let stream = js
-                    .get_stream_no_info(stream_name(*p))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                streams.push((stream, partition::outbox_filter(*p, q), *after));
-            }
-            loop {
-                for (stream, filter, after) in &streams {
-                    let found = stream
-                        .raw_message_builder()
-                        .sequence(after + 1)
-                        .next_by_subject(filter.clone())
-                        .send()
-                        .await;
-                    if found.is_ok() {
-                        return Ok(true);
-                    }
-                }
-                let now = Instant::now();
-                if now >= deadline {
-                    return Ok(false);
-                }
-                // Woken by a publish, or re-checked every 250 ms in case a
-                // wake-up was missed (reconnects).
-                let nap = (deadline - now).min(Duration::from_millis(250));
-                let _ = tokio::time::timeout(nap, wake.next()).await;
-            }
+            first_new(js, client, partition::outbox_wake(q), sources, deadline).await
         })?;
         match out {
             None => Ok(false),
@@ -1348,6 +1294,47 @@ impl NatsLog {
         let last = unavailable_if_none(p, out)?;
         self.saw(p, last);
         Ok(last)
+    }
+}
+
+/// True once any of `sources` (stream, subject filter, after) holds a
+/// message after its sequence; false at `deadline`. Woken by a publish on
+/// `wake`, and re-checked every 250 ms in case a wake-up was missed
+/// (reconnects).
+async fn first_new(
+    js: jetstream::Context,
+    client: async_nats::Client,
+    wake: String,
+    sources: Vec<(String, String, u64)>,
+    deadline: Instant,
+) -> Result<bool, String> {
+    let mut wake = client.subscribe(wake).await.map_err(|e| e.to_string())?;
+    let mut streams = Vec::with_capacity(sources.len());
+    for (name, filter, after) in sources {
+        let stream = js
+            .get_stream_no_info(&name)
+            .await
+            .map_err(|e| e.to_string())?;
+        streams.push((stream, filter, after));
+    }
+    loop {
+        for (stream, filter, after) in &streams {
+            let found = stream
+                .raw_message_builder()
+                .sequence(after + 1)
+                .next_by_subject(filter.clone())
+                .send()
+                .await;
+            if found.is_ok() {
+                return Ok(true);
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        let nap = (deadline - now).min(Duration::from_millis(250));
+        let _ = tokio::time::timeout(nap, wake.next()).await;
     }
 }
 
