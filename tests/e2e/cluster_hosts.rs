@@ -663,6 +663,98 @@ fn check_partition(log: &NatsLog, p: u32, acked: &[Acked]) -> Result<usize, Stri
     Ok(mine.len())
 }
 
+/// Every event of partition `p` that a read shows more than once: inputs
+/// by id, reactions by cause; each copy as (id, stream sequence).
+fn duplicates(log: &NatsLog, p: u32) -> Result<Vec<Vec<(EventId, u64)>>, String> {
+    let mut inputs: HashMap<EventId, Vec<(EventId, u64)>> = HashMap::new();
+    let mut outs: HashMap<EventId, Vec<(EventId, u64)>> = HashMap::new();
+    for e in all_events(log, p)? {
+        let copy = (e.id(), e.header.sequence);
+        match e.kind() {
+            INPUT => inputs.entry(e.id()).or_default().push(copy),
+            OUTPUT => outs
+                .entry(e.header.causation.ok_or("a reaction without a cause")?)
+                .or_default()
+                .push(copy),
+            _ => {}
+        }
+    }
+    Ok(inputs
+        .into_values()
+        .chain(outs.into_values())
+        .filter(|v| v.len() > 1)
+        .collect())
+}
+
+/// What the stream leader holds for each copy a read showed twice: the
+/// event at each copy's sequence (leader-served), and the last sequence
+/// of each id's subject. Tells a duplicate stored in the stream from a
+/// replica's view.
+fn leader_view(log: &NatsLog, p: u32, dups: &[Vec<(EventId, u64)>]) -> String {
+    let mut out = String::new();
+    for copies in dups {
+        for (id, seq) in copies {
+            let at = match log.get_by_sequence(p, *seq) {
+                Ok(Some(e)) => format!(
+                    "leader has {} ({}, cause {:?}) at {seq}",
+                    e.id(),
+                    e.kind(),
+                    e.header.causation
+                ),
+                Ok(None) => format!("leader has NO event at {seq}"),
+                Err(e) => format!("leader read at {seq} failed: {e}"),
+            };
+            let by_id = match log.lookup_in(p, *id) {
+                Ok(Some(e)) => format!("its id's last copy at {}", e.header.sequence),
+                Ok(None) => "its id not found by subject".to_string(),
+                Err(e) => format!("lookup failed: {e}"),
+            };
+            out.push_str(&format!("\n  copy {id} read at {seq}: {at}; {by_id}"));
+        }
+    }
+    out
+}
+
+/// Right after a round's failure: no read of any partition shows an event
+/// twice (bounded: a read that fails or shows a duplicate is retried for
+/// 60 s; what the leader holds is printed for every duplicate seen).
+fn no_duplicates(log: &NatsLog, round: usize, cluster: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for p in 0..PARTITIONS {
+        let mut shown = false;
+        loop {
+            match duplicates(log, p) {
+                Ok(d) if d.is_empty() => {
+                    if shown {
+                        eprintln!("  round {round}: partition {p}: the duplicate view cleared");
+                    }
+                    break;
+                }
+                Ok(d) => {
+                    if !shown {
+                        eprintln!(
+                            "  round {round}: partition {p}: a read shows copies twice: {}",
+                            leader_view(log, p, &d)
+                        );
+                        shown = true;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "round {round}: partition {p}: copies read twice for 60 s: {}\n{}",
+                        leader_view(log, p, &d),
+                        cluster.logs()
+                    );
+                }
+                Err(e) => assert!(
+                    Instant::now() < deadline,
+                    "round {round}: partition {p}: reads fail: {e}"
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
 /// Waits (bounded) until every partition passes [`check_partition`].
 fn wait_exactly_once(log: &NatsLog, acked: &[Acked], cluster: &Cluster, hosts: &[HostProc]) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -671,7 +763,10 @@ fn wait_exactly_once(log: &NatsLog, acked: &[Acked], cluster: &Cluster, hosts: &
             match check_partition(log, p, acked) {
                 Ok(_) => break,
                 Err(e) if Instant::now() >= deadline => panic!(
-                    "partition {p}: {e}\n{}\n{}",
+                    "partition {p}: {e}{}\n{}\n{}",
+                    duplicates(log, p)
+                        .map(|d| leader_view(log, p, &d))
+                        .unwrap_or_default(),
                     cluster.logs(),
                     hosts
                         .iter()
@@ -831,6 +926,7 @@ fn scenario(failure: Failure) {
                 writer.wait_more(40, Duration::from_secs(90));
                 cluster.restart(leader);
                 cluster.wait_ready(Duration::from_secs(30));
+                no_duplicates(&log, round + 1, &cluster);
             }
             Failure::PauseNode => {
                 let p = round as u32 % PARTITIONS;
@@ -847,6 +943,7 @@ fn scenario(failure: Failure) {
                 writer.wait_more(20, Duration::from_secs(90));
                 cluster.resume(leader);
                 cluster.wait_ready(Duration::from_secs(30));
+                no_duplicates(&log, round + 1, &cluster);
             }
             Failure::RestartCluster => {
                 for i in 0..cluster.nodes.len() {
