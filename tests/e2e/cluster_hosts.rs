@@ -712,13 +712,31 @@ fn leader_view(log: &NatsLog, p: u32, dups: &[Vec<(EventId, u64)>]) -> String {
             out.push_str(&format!("\n  copy {id} read at {seq}: {at}; {by_id}"));
         }
     }
+    // The stream around the copies as the leader holds it: which commit
+    // (token) put each checkpoint there, and at which position.
+    let seqs: Vec<u64> = dups.iter().flatten().map(|(_, s)| *s).collect();
+    if let (Some(lo), Some(hi)) = (seqs.iter().min(), seqs.iter().max()) {
+        for s in lo.saturating_sub(8).max(1)..=hi + 3 {
+            match log.message_at(p, s) {
+                Ok(Some((subject, token, bytes))) if !subject.contains(".e.") => {
+                    out.push_str(&format!(
+                        "\n  {s}: {subject} token {token:?} {}",
+                        String::from_utf8_lossy(&bytes)
+                    ));
+                }
+                Ok(Some((subject, _, _))) => out.push_str(&format!("\n  {s}: {subject}")),
+                Ok(None) => out.push_str(&format!("\n  {s}: none")),
+                Err(e) => out.push_str(&format!("\n  {s}: read failed: {e}")),
+            }
+        }
+    }
     out
 }
 
 /// Right after a round's failure: no read of any partition shows an event
 /// twice (bounded: a read that fails or shows a duplicate is retried for
 /// 60 s; what the leader holds is printed for every duplicate seen).
-fn no_duplicates(log: &NatsLog, round: usize, cluster: &Cluster) {
+fn no_duplicates(log: &NatsLog, round: usize, cluster: &Cluster, hosts: &[HostProc]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     for p in 0..PARTITIONS {
         let mut shown = false;
@@ -740,9 +758,14 @@ fn no_duplicates(log: &NatsLog, round: usize, cluster: &Cluster) {
                     }
                     assert!(
                         Instant::now() < deadline,
-                        "round {round}: partition {p}: copies read twice for 60 s: {}\n{}",
+                        "round {round}: partition {p}: copies read twice for 60 s: {}\n{}\n{}",
                         leader_view(log, p, &d),
-                        cluster.logs()
+                        cluster.logs(),
+                        hosts
+                            .iter()
+                            .map(|h| format!("--- {}\n{}", h.id, h.text()))
+                            .collect::<Vec<_>>()
+                            .join("\n")
                     );
                 }
                 Err(e) => assert!(
@@ -926,7 +949,7 @@ fn scenario(failure: Failure) {
                 writer.wait_more(40, Duration::from_secs(90));
                 cluster.restart(leader);
                 cluster.wait_ready(Duration::from_secs(30));
-                no_duplicates(&log, round + 1, &cluster);
+                no_duplicates(&log, round + 1, &cluster, &hosts);
             }
             Failure::PauseNode => {
                 let p = round as u32 % PARTITIONS;
@@ -943,7 +966,7 @@ fn scenario(failure: Failure) {
                 writer.wait_more(20, Duration::from_secs(90));
                 cluster.resume(leader);
                 cluster.wait_ready(Duration::from_secs(30));
-                no_duplicates(&log, round + 1, &cluster);
+                no_duplicates(&log, round + 1, &cluster, &hosts);
             }
             Failure::RestartCluster => {
                 for i in 0..cluster.nodes.len() {

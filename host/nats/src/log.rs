@@ -1017,6 +1017,37 @@ impl NatsLog {
         }
     }
 
+    /// The message at stream sequence `sequence` of partition `p`, whatever
+    /// it is (event, checkpoint, outbox message), leader served: its
+    /// subject, its commit token when it has one, and its bytes; `None`
+    /// when there is none. For diagnosis: it tells what a stream really
+    /// holds where a replica's view is in doubt.
+    pub fn message_at(
+        &self,
+        p: u32,
+        sequence: u64,
+    ) -> Result<Option<(String, Option<String>, Vec<u8>)>, LogError> {
+        use async_nats::jetstream::stream::RawMessageErrorKind as K;
+        self.check_partition(p)?;
+        let js = self.conn.js.clone();
+        let name = stream_name(p);
+        let out = self.conn.run(self.conn.timeout, async move {
+            let stream = js
+                .get_stream_no_info(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+            match stream.get_raw_message(sequence).await {
+                Ok(m) => Ok(Some(m)),
+                Err(e) if e.kind() == K::NoMessageFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })?;
+        Ok(unavailable_if_none(p, out)?.map(|m| {
+            let token = m.headers.get(COMMIT_HEADER).map(|v| v.as_str().to_string());
+            (m.subject.to_string(), token, m.payload.to_vec())
+        }))
+    }
+
     fn last_by_subject(
         &self,
         p: u32,
