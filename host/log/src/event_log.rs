@@ -99,6 +99,26 @@ pub trait EventLog: Send + Sync + fmt::Debug + 'static {
     /// As [`read`](Self::read).
     fn fence(&self, cursor: &str) -> Result<Fence, LogError>;
 
+    /// `cursor`'s last checkpoint and a fence that is not newer than it:
+    /// what an instance takes a cursor over with, and what it resumes with
+    /// after a commit of unknown outcome.
+    ///
+    /// Read apart, the pair can be torn: when another instance commits
+    /// between the two reads, an old position with the new fence would let
+    /// this instance's next commit pass the fence and handle the events in
+    /// between a second time. This default reads the fence first, so a
+    /// commit in between makes the *checkpoint* the newer one, and this
+    /// instance's next commit is refused as fenced instead. A log that can
+    /// read both at once overrides it.
+    ///
+    /// # Errors
+    /// As [`read`](Self::read).
+    fn fenced_checkpoint(&self, cursor: &str) -> Result<(Option<Checkpoint>, Fence), LogError> {
+        let fence = self.fence(cursor)?;
+        let checkpoint = self.checkpoint(cursor)?;
+        Ok((checkpoint, fence))
+    }
+
     /// The committed event with id `id`.
     ///
     /// # Errors

@@ -425,25 +425,33 @@ impl EventLog for PartitionLog {
     }
 
     fn checkpoint(&self, cursor: &str) -> Result<Option<Checkpoint>, LogError> {
+        self.fenced_checkpoint(cursor).map(|(c, _)| c)
+    }
+
+    /// One read of the checkpoint message: its state and its sequence (the
+    /// fence) cannot be torn apart by another instance's commit.
+    fn fenced_checkpoint(&self, cursor: &str) -> Result<(Option<Checkpoint>, Fence), LogError> {
         self.settle(cursor).map_err(read_error)?;
         let Some(c) = self
             .log
             .checkpoint(self.partition, cursor)
             .map_err(read_error)?
         else {
-            return Ok(None);
+            return Ok((None, Fence(0)));
         };
+        let fence = Fence(c.sequence);
         // A seal of a cursor that had no checkpoint carries no state.
         if c.payload.is_empty() {
-            return Ok(None);
+            return Ok((None, fence));
         }
-        decode_cursor(cursor, &c.payload).map(Some).ok_or_else(|| {
+        let state = decode_cursor(cursor, &c.payload).ok_or_else(|| {
             LogError::Failed(Box::new(NatsError::Damaged {
                 partition: self.partition,
                 sequence: c.sequence,
                 reason: format!("the checkpoint of cursor {cursor:?} is not a cursor state"),
             }))
-        })
+        })?;
+        Ok((Some(state), fence))
     }
 
     fn fence(&self, cursor: &str) -> Result<Fence, LogError> {

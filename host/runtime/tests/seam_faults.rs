@@ -507,3 +507,201 @@ fn a_swap_whose_record_lost_its_reply_is_recorded_once_and_takes_effect() {
         "the events after the swap were handled by the new version"
     );
 }
+
+/// A log that lets another instance take the cursor over and commit inside
+/// a window of this runner: right after its first read of the cursor's
+/// checkpoint or fence (the window a starting runner has between reading
+/// its position and its fence), or — `on_commit` — in place of its first
+/// checkpointed commit, which is lost (not applied, outcome unknown) after
+/// one more event (`t9`) was appended.
+#[derive(Debug)]
+struct TakeoverAfterFirstRead {
+    inner: MemoryLog,
+    on_commit: bool,
+    fired: std::sync::atomic::AtomicBool,
+}
+
+impl TakeoverAfterFirstRead {
+    fn maybe_take_over(&self) {
+        if !self.on_commit && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            // A real second instance, to idle: handles what is pending and
+            // commits its reactions with the checkpoint.
+            run_to_idle(&self.inner, Doubler::new()).unwrap();
+        }
+    }
+}
+
+impl EventLog for TakeoverAfterFirstRead {
+    fn describe(&self) -> String {
+        "memory log with a takeover".into()
+    }
+    fn read(
+        &self,
+        region: &Region,
+        after: u64,
+        max: usize,
+    ) -> Result<batpak_log::RegionBatch, LogError> {
+        self.inner.read(region, after, max)
+    }
+    fn open_cursor(
+        &self,
+        region: &Region,
+        after: u64,
+    ) -> Result<Box<dyn batpak_log::LogCursor>, LogError> {
+        self.inner.open_cursor(region, after)
+    }
+    fn subscribe(
+        &self,
+        region: &Region,
+        capacity: usize,
+    ) -> Result<
+        Box<dyn batpak_store::Canal<Item = Event, Error = batpak_store::CanalClosed>>,
+        LogError,
+    > {
+        self.inner.subscribe(region, capacity)
+    }
+    fn commit(
+        &self,
+        commit: &mut batpak_log::Commit,
+    ) -> Result<batpak_log::Committed, CommitError> {
+        if self.on_commit
+            && commit.checkpoint.is_some()
+            && !self.fired.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            put(&self.inner, &["t9"]);
+            run_to_idle(&self.inner, Doubler::new()).unwrap();
+            return Err(CommitError::Unknown(
+                "injected: lost, with a takeover".into(),
+            ));
+        }
+        self.inner.commit(commit)
+    }
+    fn checkpoint(&self, cursor: &str) -> Result<Option<batpak_store::Checkpoint>, LogError> {
+        let read = self.inner.checkpoint(cursor);
+        self.maybe_take_over();
+        read
+    }
+    fn fence(&self, cursor: &str) -> Result<batpak_log::Fence, LogError> {
+        let read = self.inner.fence(cursor);
+        self.maybe_take_over();
+        read
+    }
+    fn get(&self, id: EventId) -> Result<Option<Event>, LogError> {
+        self.inner.get(id)
+    }
+    fn get_by_sequence(&self, sequence: u64) -> Result<Option<Event>, LogError> {
+        self.inner.get_by_sequence(sequence)
+    }
+    fn entity_events(&self, entity: &str, after: u64, max: usize) -> Result<Vec<Event>, LogError> {
+        self.inner.entity_events(entity, after, max)
+    }
+    fn heads(&self) -> batpak_log::Heads {
+        self.inner.heads()
+    }
+    fn wait_durable(&self, sequence: u64, timeout: Duration) -> Result<bool, LogError> {
+        self.inner.wait_durable(sequence, timeout)
+    }
+    fn wait_for_events(&self, after: u64, timeout: Duration) -> Result<u64, LogError> {
+        self.inner.wait_for_events(after, timeout)
+    }
+}
+
+/// A runner starting over a cursor that another instance takes over and
+/// commits between the runner's reads of its position and its fence never
+/// goes on from the old position with the new fence (which would hand the
+/// events in between to the reactor again and store their reactions
+/// twice): position and fence come from one consistent read, so the
+/// starting runner sees the other instance's position (or, carrying the
+/// older fence, is refused as fenced).
+#[test]
+fn a_takeover_between_reading_the_position_and_the_fence_handles_nothing_twice() {
+    let log = MemoryLog::new();
+    let mut sources = put(&log, &["t0", "t1"]);
+    run_to_idle(&log, Doubler::new()).unwrap();
+    // Pending when the starting runner reads its position; the other
+    // instance handles them inside that window.
+    sources.extend(put(&log, &["t2", "t3", "t4"]));
+    let racy = Arc::new(TakeoverAfterFirstRead {
+        inner: log.clone(),
+        on_commit: false,
+        fired: Default::default(),
+    });
+    let late = Doubler::new();
+    let calls = late.calls.clone();
+    let shared: SharedLog = racy.clone();
+    let h = batpak_runtime::spawn(shared, Box::new(late), settings()).unwrap();
+    let status = h.status().clone();
+    wait_for("the late runner to go idle or stop", || {
+        status.is_idle_at(log.heads().durable) || h.is_finished()
+    });
+    let ended = Box::new(h).stop_and_join();
+    assert!(
+        racy.fired.load(std::sync::atomic::Ordering::SeqCst),
+        "the other instance took over inside the window"
+    );
+    assert!(
+        matches!(
+            ended,
+            Ok(())
+                | Err(RunnerError::Commit {
+                    source: CommitError::Fenced { .. },
+                    ..
+                })
+        ),
+        "the late runner ends idle or fenced: {ended:?}"
+    );
+    assert!(
+        calls.lock().unwrap().is_empty(),
+        "the late runner handed nothing to its reactor again: {:?}",
+        calls.lock().unwrap()
+    );
+    assert_exactly_once(&log, &sources);
+}
+
+/// A runner whose commit was lost (outcome unknown) while another instance
+/// took the cursor over and went past it (one more event) does not take
+/// the other's checkpoint as its own commit landing and go on from its own
+/// position with the other's fence (which would hand that event to the
+/// reactor again): it stops as fenced.
+#[test]
+fn a_lost_commit_overtaken_by_another_instance_stops_the_runner_as_fenced() {
+    let log = MemoryLog::new();
+    let mut sources = put(&log, &["t0", "t1"]);
+    let racy = Arc::new(TakeoverAfterFirstRead {
+        inner: log.clone(),
+        on_commit: true,
+        fired: Default::default(),
+    });
+    let late = Doubler::new();
+    let calls = late.calls.clone();
+    let shared: SharedLog = racy.clone();
+    let h = batpak_runtime::spawn(shared, Box::new(late), settings()).unwrap();
+    wait_for("the late runner to stop", || h.is_finished());
+    let ended = Box::new(h).stop_and_join();
+    assert!(
+        matches!(
+            ended,
+            Err(RunnerError::Commit {
+                source: CommitError::Fenced { .. },
+                ..
+            })
+        ),
+        "the overtaken runner stops as fenced: {ended:?}"
+    );
+    sources.push(("t9".into(), log.heads().durable - 6));
+    let t9 = log
+        .events()
+        .iter()
+        .find(|e| &*e.payload == b"t9")
+        .map(|e| e.header.sequence)
+        .expect("t9 appended");
+    sources.last_mut().unwrap().1 = t9;
+    assert!(
+        calls.lock().unwrap().keys().all(|id| log
+            .events()
+            .iter()
+            .any(|e| e.id() == *id && &*e.payload != b"t9")),
+        "the late runner never handled t9"
+    );
+    assert_exactly_once(&log, &sources);
+}

@@ -103,6 +103,10 @@ impl EventLog for SlotLog {
         self.inner.fence(cursor)
     }
 
+    fn fenced_checkpoint(&self, cursor: &str) -> Result<(Option<Checkpoint>, Fence), LogError> {
+        self.inner.fenced_checkpoint(cursor)
+    }
+
     fn get(&self, id: EventId) -> Result<Option<Event>, LogError> {
         self.inner.get(id)
     }

@@ -6,7 +6,7 @@ use super::error::RunnerError;
 use super::log_retry::retry_transient;
 use super::settings::RunnerSettings;
 use crate::descriptor::Descriptor;
-use batpak_log::{LogCursor, SharedLog};
+use batpak_log::{Fence, LogCursor, SharedLog};
 use batpak_store::{Canal, CanalBatch, CanalClosed, CheckpointUpdate, Event, EventId, StoreError};
 
 pub(super) enum Feed {
@@ -27,17 +27,21 @@ impl ReactorCursor {
     /// Opens reactor `d`'s cursor after its checkpoint, which must have
     /// been written for `d`'s region and name the event at its sequence.
     /// Reads are retried while the log is unavailable, up to
-    /// `settings.log_retry`.
+    /// `settings.log_retry`. Returns it with the fence for its first
+    /// commit, read together with the position.
     pub(super) fn open(
         log: &SharedLog,
         d: &Descriptor,
         settings: &RunnerSettings,
-    ) -> Result<ReactorCursor, RunnerError> {
+    ) -> Result<(ReactorCursor, Fence), RunnerError> {
         let id = settings.instance.cursor_id(&d.name);
         let region = settings.instance.region(&d.region);
         let fingerprint = region.fingerprint();
         let read = |what: &str| RunnerError::log(format!("reactor {}: {what}", d.name));
-        let cp = retry_transient(settings, || log.checkpoint(&id))
+        // Position and fence from one consistent read (see
+        // `EventLog::fenced_checkpoint`): a fence newer than the position
+        // would let this instance redo what another one committed.
+        let (cp, fence) = retry_transient(settings, || log.fenced_checkpoint(&id))
             .map_err(read("reading its checkpoint"))?;
         let mut position = 0;
         if let Some(cp) = cp {
@@ -82,11 +86,14 @@ impl ReactorCursor {
         }
         let canal = retry_transient(settings, || log.open_cursor(&region, position))
             .map_err(read("opening its cursor"))?;
-        Ok(ReactorCursor {
-            canal,
-            id,
-            fingerprint,
-        })
+        Ok((
+            ReactorCursor {
+                canal,
+                id,
+                fingerprint,
+            },
+            fence,
+        ))
     }
 
     /// The cursor id (`reactor.<name>`, or an instance's).

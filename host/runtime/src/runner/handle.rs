@@ -300,10 +300,7 @@ pub fn spawn(
     }
     let (feed, fence) = match d.canal {
         ReactorCanal::CursorGuaranteed => {
-            let cursor = ReactorCursor::open(&log, &d, &settings)?;
-            let fence = retry_transient(&settings, || log.fence(cursor.id())).map_err(
-                RunnerError::log(format!("reactor {}: reading its fence", d.name)),
-            )?;
+            let (cursor, fence) = ReactorCursor::open(&log, &d, &settings)?;
             (Feed::Cursor(cursor), Some(fence))
         }
         ReactorCanal::LossySubscription => (

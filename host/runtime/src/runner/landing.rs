@@ -19,7 +19,7 @@ use super::error::RunnerError;
 use super::log_retry::backoff;
 use super::worker::Worker;
 use crate::log::LogLevel;
-use batpak_log::{Commit, CommitError, Committed, EventLog, LogError};
+use batpak_log::{Commit, CommitError, Committed, EventLog, Fence, LogError};
 use batpak_store::EventId;
 use std::time::Instant;
 
@@ -54,8 +54,9 @@ impl Worker {
             };
             match &err {
                 CommitError::Unavailable(_) => {}
-                CommitError::Unknown(_) => {
-                    if self.landed(&c, &context)? {
+                CommitError::Unknown(_) => match self.landed(&c, &context)? {
+                    Landed::No => {}
+                    Landed::Yes(fence) => {
                         self.log(
                             LogLevel::Warn,
                             &format!(
@@ -63,23 +64,23 @@ impl Worker {
                                 context()
                             ),
                         );
-                        let fence = match &c.checkpoint {
-                            Some(cp) => {
-                                let f = self.read_retrying(
-                                    || format!("{}: reading the fence", context()),
-                                    |log| log.fence(&cp.cursor),
-                                )?;
-                                self.fence = Some(f);
-                                Some(f)
-                            }
-                            None => None,
-                        };
+                        if fence.is_some() {
+                            self.fence = fence;
+                        }
                         return Ok(Committed {
                             upto: self.log.heads().accepted,
                             fence,
                         });
                     }
-                }
+                    Landed::Past { expected, found } => {
+                        let cursor = c.checkpoint.as_ref().map(|cp| cp.cursor.clone());
+                        return Err(RunnerError::commit(context())(CommitError::Fenced {
+                            cursor: cursor.unwrap_or_default(),
+                            expected,
+                            found,
+                        }));
+                    }
+                },
                 _ => return Err(RunnerError::commit(context())(err)),
             }
             failures += 1;
@@ -95,20 +96,36 @@ impl Worker {
     }
 
     /// Whether commit `c`, whose outcome was unknown, landed: by the
-    /// cursor's checkpoint when it moves one, else by its first record's
-    /// id.
-    fn landed(&self, c: &Commit, context: &impl Fn() -> String) -> Result<bool, RunnerError> {
+    /// cursor's checkpoint when it moves one (read with its fence, in one
+    /// consistent read), else by its first record's id.
+    ///
+    /// A checkpoint already *past* the commit's was moved by another
+    /// instance (this one commits nothing while one is unresolved): going on
+    /// from this instance's position with that instance's fence would
+    /// handle the events in between twice, so that is reported as fenced.
+    fn landed(&self, c: &Commit, context: &impl Fn() -> String) -> Result<Landed, RunnerError> {
         let what = || format!("{}: resolving an unknown outcome", context());
         if let Some(cp) = &c.checkpoint {
-            let now = self.read_retrying(what, |log| log.checkpoint(&cp.cursor))?;
-            return Ok(now.is_some_and(|n| {
-                n.sequence > cp.sequence || (n.sequence == cp.sequence && n.event_id == cp.event_id)
-            }));
+            let (now, fence) = self.read_retrying(what, |log| log.fenced_checkpoint(&cp.cursor))?;
+            return Ok(match now {
+                Some(n) if n.sequence == cp.sequence && n.event_id == cp.event_id => {
+                    Landed::Yes(Some(fence))
+                }
+                Some(n) if n.sequence > cp.sequence => Landed::Past {
+                    expected: self.fence.map_or(0, |f| f.0),
+                    found: fence.0,
+                },
+                _ => Landed::No,
+            });
         }
         match c.records.iter().find_map(|p| p.id) {
-            Some(id) => Ok(self.read_retrying(what, |log| log.get(id))?.is_some()),
+            Some(id) => Ok(if self.read_retrying(what, |log| log.get(id))?.is_some() {
+                Landed::Yes(None)
+            } else {
+                Landed::No
+            }),
             // No records and no checkpoint: nothing landed that matters.
-            None => Ok(false),
+            None => Ok(Landed::No),
         }
     }
 
@@ -142,4 +159,19 @@ impl Worker {
     pub(super) fn retry_wait(&self, failures: u32, started: Instant) {
         std::thread::sleep(backoff(&self.settings, failures, started));
     }
+}
+
+/// What resolving a commit of unknown outcome found.
+enum Landed {
+    /// It is stored; the fence to carry on with (for a checkpointed one).
+    Yes(Option<Fence>),
+    /// It is not stored: retry the same commit.
+    No,
+    /// Another instance moved the cursor past it: this instance stops.
+    Past {
+        /// The fence this instance carried.
+        expected: u64,
+        /// The cursor's fence now.
+        found: u64,
+    },
 }
