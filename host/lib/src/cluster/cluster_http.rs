@@ -1,0 +1,670 @@
+//! `run --store nats://… --listen ADDR`: the HTTP API of the embedded host
+//! (`batpak-service`'s server, written once: same routes, token rules and
+//! limits) served against the cluster. This file is the cluster's side of
+//! the service's two seams:
+//!
+//! - [`ClusterLog`] ([`ServedLog`]): `POST /v1/events` appends each event
+//!   to its entity's partition through the cluster `append`'s own path
+//!   ([`Causes::append`]: causation settled, durable on a quorum, the
+//!   receipt with `partition` and `seq` there). There is no transaction
+//!   across partitions, so an array is checked whole first (nothing is
+//!   written when one event is bad) and then appended in order, as
+//!   `append --jsonl` on a cluster; a failure part-way says which events
+//!   are stored. `GET /v1/events` and the follow stream read partition by
+//!   partition ([`scan_partition`], each line as the cluster `events` prints
+//!   it, [`cluster_line`]); order is per partition, and every reply says so
+//!   (`"order": "partition"` and a cursor per partition in a page, the
+//!   `Batpak-Order: partition` header on a follow stream).
+//! - [`ClusterOperator`] ([`Operator`]): `GET /v1/reactors` is
+//!   `status --store`'s list (per reactor and partition: holder, standbys,
+//!   version, position, lag) with `held_here`; pause and resume are the
+//!   cluster-wide flag of `pause`/`resume --store`; `/metrics` has a series
+//!   per reactor and partition from [`HeldSlots`] (no network on a scrape).
+//!
+//! The bearer token comes from `--token-file` (a cluster host keeps no
+//! local directory; every host of a cluster can be given the same file).
+
+use crate::cluster::address::ClusterAddress;
+use crate::cluster::append::{Causes, ClusterAppendError};
+use crate::cluster::cluster_host::ClusterRunError;
+use crate::cluster::cluster_pause::cluster_pause;
+use crate::cluster::cluster_status::{cluster_status, SlotStatus};
+use crate::cluster::events::cluster_line;
+use crate::cluster::held_slots::HeldSlots;
+use crate::cluster::partition_scan::scan_partition;
+use batpak_nats::{LogError, NatsLog, NatsOptions, PluginStore};
+use batpak_service::{
+    ErrorCode, Follower, InstanceState, NewEvent, OpError, Operator, Page, PartitionPage, Query,
+    ReactorRunState, ReactorState, ResetOutcome, ResetTo, ServedLog, WireError, MAX_APPEND_EVENTS,
+    MAX_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
+};
+use batpak_store::{Event, EventId, Region};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a cluster's reads are ordered, in replies and the follow header.
+pub const ORDER: &str = "partition";
+
+/// Longest single wait on a partition before every partition is read again
+/// (a wait is woken by one partition's new events).
+const WAIT_SLICE: Duration = Duration::from_millis(250);
+
+fn bad(m: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::BadRequest, m)
+}
+
+/// A log error as the HTTP API answers it.
+fn log_error(e: LogError) -> WireError {
+    let code = match &e {
+        LogError::Conflict { .. } => ErrorCode::Conflict,
+        LogError::Invalid(_) | LogError::BatchTooLarge { .. } => ErrorCode::BadRequest,
+        LogError::Unsupported { .. } => ErrorCode::Unsupported,
+        // Nothing stored; retry shortly.
+        LogError::Unavailable { .. } | LogError::Contended { .. } => ErrorCode::Busy,
+        _ => ErrorCode::Store,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn append_error(e: ClusterAppendError) -> WireError {
+    match e {
+        e @ ClusterAppendError::UnknownCausation(_) => {
+            WireError::new(ErrorCode::NotFound, e.to_string())
+        }
+        ClusterAppendError::Log(e) => log_error(e),
+    }
+}
+
+/// The filters of a [`Query`], checked, as the cluster applies them to
+/// each event.
+struct Filter {
+    region: Region,
+    system: bool,
+    entity: Option<String>,
+    id: Option<EventId>,
+    caused_by: Option<EventId>,
+    correlation: Option<EventId>,
+}
+
+impl Filter {
+    fn new(q: &Query) -> Result<Filter, WireError> {
+        for k in &q.kinds {
+            batpak_store::validate_kind(k).map_err(|e| bad(format!("kinds: {e}")))?;
+        }
+        if q.entity.is_some() && q.entity_prefix.is_some() {
+            return Err(bad("give either entity or entity_prefix, not both"));
+        }
+        let id = |what: &str, v: &Option<String>| {
+            v.as_deref()
+                .map(|s| {
+                    s.parse::<EventId>().map_err(|_| {
+                        bad(format!(
+                            "{what}: {s:?} is not an event id; expected 32 hex digits as printed \
+                             in an event's \"id\""
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let mut region = Region::all().kinds(q.kinds.clone());
+        region.scope = q.scope.clone();
+        region.entity_prefix = q.entity_prefix.clone().or_else(|| q.entity.clone());
+        Ok(Filter {
+            region,
+            // A listed kind filters (`batpak.*` ones too); `system` without
+            // kinds adds the host's records, as on the embedded store.
+            system: q.system && q.kinds.is_empty(),
+            entity: q.entity.clone(),
+            id: id("id", &q.id)?,
+            caused_by: id("caused_by", &q.caused_by)?,
+            correlation: id("correlation", &q.correlation)?,
+        })
+    }
+
+    fn matches(&self, e: &Event) -> bool {
+        let h = &e.header;
+        self.entity
+            .as_ref()
+            .is_none_or(|en| &h.coordinate.entity == en)
+            && self.id.is_none_or(|i| h.id == i)
+            && self.caused_by.is_none_or(|c| h.causation == Some(c))
+            && self.correlation.is_none_or(|c| h.correlation == c)
+            && self.region.matches_parts_or_system(
+                &h.coordinate.entity,
+                &h.coordinate.scope,
+                &h.kind,
+                self.system,
+            )
+    }
+}
+
+/// The cluster as the service's [`ServedLog`] (see the module docs).
+pub struct ClusterLog {
+    log: Arc<NatsLog>,
+    address: String,
+}
+
+impl ClusterLog {
+    /// Serves `log` (the cluster at `address`, for messages).
+    pub fn new(log: Arc<NatsLog>, address: &ClusterAddress) -> ClusterLog {
+        ClusterLog {
+            log,
+            address: address.to_string(),
+        }
+    }
+
+    /// The partitions `q` reads, as the cluster `events` picks them.
+    fn partitions(&self, q: &Query) -> Result<Vec<u32>, WireError> {
+        let k = self.log.layout().partitions;
+        if q.after > 0 && q.partition.is_none() {
+            return Err(bad(format!(
+                "after={}: on a cluster sequences are per partition; add partition=N (each \
+                 event names its \"partition\" and its \"seq\" there, and a page gives each \
+                 partition's next_after)",
+                q.after
+            )));
+        }
+        Ok(match (q.partition, &q.entity) {
+            (Some(p), _) if p >= k => {
+                return Err(bad(format!(
+                    "partition={p}: the cluster has partitions 0 to {}",
+                    k - 1
+                )))
+            }
+            (Some(p), _) => vec![p],
+            // An entity lives in one partition.
+            (None, Some(entity)) => vec![self.log.partition_of(entity)],
+            (None, None) => (0..k).collect(),
+        })
+    }
+
+    /// One pass over `parts` from `afters` (moved on), collecting matching
+    /// lines until `max` events or [`MAX_PAGE_BYTES`] (always at least one
+    /// event); per partition whether it stopped full.
+    fn pass(
+        &self,
+        filter: &Filter,
+        parts: &[u32],
+        afters: &mut [u64],
+        max: usize,
+    ) -> Result<(Vec<Box<RawValue>>, Vec<bool>), WireError> {
+        let mut events: Vec<Box<RawValue>> = Vec::new();
+        let mut bytes = 0usize;
+        let mut full = vec![false; parts.len()];
+        for (i, &p) in parts.iter().enumerate() {
+            if events.len() >= max || (bytes >= MAX_PAGE_BYTES && !events.is_empty()) {
+                full[i] = true;
+                continue;
+            }
+            let mut damage = None;
+            // Set when the page ends before an event: the cursor stays
+            // just before it, so it comes in the next page.
+            let mut cut_before = None;
+            let mut stopped = false;
+            let scanned = scan_partition(
+                &self.log,
+                p,
+                afters[i],
+                |e| {
+                    if !filter.matches(e) {
+                        return true;
+                    }
+                    let line = cluster_line(p, e);
+                    if !events.is_empty() && bytes + line.len() > MAX_PAGE_BYTES {
+                        cut_before = Some(e.header.sequence - 1);
+                        stopped = true;
+                        return false;
+                    }
+                    bytes += line.len();
+                    events.push(RawValue::from_string(line).expect("an event line is JSON"));
+                    stopped = events.len() >= max;
+                    !stopped
+                },
+                &mut |d| {
+                    damage.get_or_insert(d);
+                },
+            )
+            .map_err(log_error)?;
+            if let Some(d) = damage {
+                return Err(WireError::new(
+                    ErrorCode::Store,
+                    format!(
+                        "{d}; reported, never read around (`batpak-host verify --store {}` \
+                         checks every partition)",
+                        self.address
+                    ),
+                ));
+            }
+            afters[i] = cut_before.unwrap_or(scanned);
+            full[i] = stopped;
+        }
+        Ok((events, full))
+    }
+
+    /// Waits (at most `wait`, one slice) for new events in the first of
+    /// `parts`; the next pass reads every partition again.
+    fn wait(&self, parts: &[u32], afters: &[u64], wait: Duration) {
+        if let (Some(p), Some(after)) = (parts.first(), afters.first()) {
+            if !wait.is_zero() {
+                let _ = self.log.wait(*p, *after, wait.min(WAIT_SLICE));
+            }
+        }
+    }
+}
+
+impl ServedLog for ClusterLog {
+    fn append(&self, events: Vec<NewEvent>) -> Result<Value, WireError> {
+        if events.is_empty() {
+            return Err(bad("no events to append"));
+        }
+        if events.len() > MAX_APPEND_EVENTS {
+            return Err(WireError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "{} events in one request; send at most {MAX_APPEND_EVENTS} per request",
+                    events.len()
+                ),
+            ));
+        }
+        let props = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| batpak_service::proposal(i, e))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Every event checked first (causes: an event of the cluster or an
+        // earlier event's "id"): nothing is written when one is bad.
+        let mut causes = Causes::default();
+        for (i, p) in props.iter().enumerate() {
+            let mut p = p.clone();
+            causes.settle(&self.log, &mut p).map_err(|e| {
+                let w = append_error(e);
+                WireError::new(w.code, format!("event {i}: {}", w.message))
+            })?;
+            causes.remember(&p);
+        }
+        let n = props.len();
+        let mut causes = Causes::default();
+        let mut receipts = Vec::with_capacity(n);
+        for (i, p) in props.into_iter().enumerate() {
+            match causes.append(&self.log, p) {
+                Ok(r) => receipts.push(r),
+                Err(e) => {
+                    let w = append_error(e);
+                    let message = if i == 0 {
+                        format!("event 0: {}", w.message)
+                    } else {
+                        format!(
+                            "event {i}: {}; events 0 to {} are stored (ids {}), the rest were not \
+                             sent — on a cluster a request is appended event by event, not as one \
+                             transaction: events with an \"id\" or \"idempotency_key\" can be sent \
+                             again (de-duplicated within 2 minutes)",
+                            w.message,
+                            i - 1,
+                            receipts
+                                .iter()
+                                .map(|r| r["id"].as_str().unwrap_or("?"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )
+                    };
+                    return Err(WireError::new(w.code, message));
+                }
+            }
+        }
+        Ok(json!({ "receipts": receipts, "order": ORDER }))
+    }
+
+    fn read(&self, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, WireError> {
+        let filter = Filter::new(q)?;
+        let parts = self.partitions(q)?;
+        let max = usize::try_from(q.limit.unwrap_or(MAX_PAGE as u64))
+            .unwrap_or(MAX_PAGE)
+            .clamp(1, MAX_PAGE);
+        let deadline = Instant::now() + Duration::from_millis(q.wait_ms.min(MAX_WAIT_MS));
+        let mut afters = vec![q.after; parts.len()];
+        loop {
+            let (events, full) = self.pass(&filter, &parts, &mut afters, max)?;
+            let more = full.iter().any(|f| *f);
+            let now = Instant::now();
+            if !events.is_empty() || more || now >= deadline || stop() {
+                return Ok(Page {
+                    events,
+                    next_after: if parts.len() == 1 { afters[0] } else { 0 },
+                    more,
+                    order: Some(ORDER.into()),
+                    partitions: parts
+                        .iter()
+                        .zip(&afters)
+                        .zip(&full)
+                        .map(|((p, a), f)| PartitionPage {
+                            partition: *p,
+                            next_after: *a,
+                            more: *f,
+                        })
+                        .collect(),
+                });
+            }
+            self.wait(&parts, &afters, deadline - now);
+        }
+    }
+
+    fn follow(&self, q: Query) -> Result<Box<dyn Follower>, WireError> {
+        let filter = Filter::new(&q)?;
+        let parts = self.partitions(&q)?;
+        Ok(Box::new(ClusterFollower {
+            log: ClusterLog {
+                log: self.log.clone(),
+                address: self.address.clone(),
+            },
+            filter,
+            afters: vec![q.after; parts.len()],
+            parts,
+        }))
+    }
+
+    fn order(&self) -> Option<&'static str> {
+        Some(ORDER)
+    }
+
+    fn write_metrics(&self, out: &mut String) {
+        let name = "batpak_cluster_partition_sequence";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Highest sequence of the partition this host has seen stored (a lower bound of its head).\n# TYPE {name} gauge"
+        );
+        for p in 0..self.log.layout().partitions {
+            let _ = writeln!(
+                out,
+                "{name}{{partition=\"{p}\"}} {}",
+                self.log.last_known(p)
+            );
+        }
+    }
+}
+
+/// A follow stream over the cluster: one cursor per partition.
+struct ClusterFollower {
+    log: ClusterLog,
+    filter: Filter,
+    parts: Vec<u32>,
+    afters: Vec<u64>,
+}
+
+impl Follower for ClusterFollower {
+    fn next(
+        &mut self,
+        wait: Duration,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Vec<Box<RawValue>>, WireError> {
+        let (events, _) = self
+            .log
+            .pass(&self.filter, &self.parts, &mut self.afters, MAX_PAGE)?;
+        if !events.is_empty() || stop() {
+            return Ok(events);
+        }
+        self.log.wait(&self.parts, &self.afters, wait);
+        Ok(self
+            .log
+            .pass(&self.filter, &self.parts, &mut self.afters, MAX_PAGE)?
+            .0)
+    }
+}
+
+/// The cluster's operations as the service's [`Operator`] (see the module
+/// docs).
+pub struct ClusterOperator {
+    address: ClusterAddress,
+    partitions: u32,
+    replicas: u32,
+    held: Arc<HeldSlots>,
+    log: Arc<NatsLog>,
+}
+
+impl ClusterOperator {
+    /// Operates the cluster at `address` (its log `log`) for a host whose
+    /// slots are `held`.
+    pub fn new(address: ClusterAddress, log: Arc<NatsLog>, held: Arc<HeldSlots>) -> Self {
+        let layout = log.layout();
+        ClusterOperator {
+            address,
+            partitions: layout.partitions,
+            replicas: layout.replicas,
+            held,
+            log,
+        }
+    }
+
+    fn failed(e: ClusterRunError) -> OpError {
+        match e {
+            ClusterRunError::Usage(m) => OpError::Refused(m),
+            e => OpError::Failed(format!("{:#}", anyhow::Error::from(e))),
+        }
+    }
+
+    /// The slots' status, each with whether this host holds it.
+    fn slots(&self) -> Result<Vec<(SlotStatus, bool)>, OpError> {
+        Ok(self.mark(cluster_status(&self.address).map_err(Self::failed)?))
+    }
+
+    /// Each slot of `list` with whether this host holds it now.
+    fn mark(&self, list: Vec<SlotStatus>) -> Vec<(SlotStatus, bool)> {
+        self.held.with_slots(|held| {
+            list.into_iter()
+                .map(|s| {
+                    let here = held
+                        .get(&(s.reactor.clone(), s.partition))
+                        .is_some_and(|c| c.held.is_some());
+                    (s, here)
+                })
+                .collect()
+        })
+    }
+
+    fn state(&self, s: &SlotStatus, here: bool) -> ReactorState {
+        let counters = here
+            .then(|| {
+                self.held.with_slots(|held| {
+                    held.get(&(s.reactor.clone(), s.partition))
+                        .and_then(|c| c.held.as_ref())
+                        .map(|st| st.snapshot(0))
+                })
+            })
+            .flatten();
+        ReactorState {
+            name: s.reactor.clone(),
+            version: s.version.clone().unwrap_or_default(),
+            digest: s.digest.clone().unwrap_or_default(),
+            state: if s.host.is_some() {
+                ReactorRunState::Running
+            } else {
+                ReactorRunState::Stopped
+            },
+            position: s.position,
+            lag: s.lag,
+            lag_capped: false,
+            events_in: counters.as_ref().map_or(0, |c| c.events_in),
+            reactions_out: counters.as_ref().map_or(0, |c| c.reactions_out),
+            parked: counters.as_ref().map_or(0, |c| c.parked),
+            error: None,
+            last_swap: None,
+            file: None,
+            watched: None,
+            pending: None,
+            // A cluster's partitions are a reactor's instances by key: the
+            // same hash picks both.
+            instance: Some(InstanceState {
+                index: s.partition,
+                count: self.partitions,
+            }),
+        }
+    }
+
+    /// The status list as `GET /v1/reactors` answers it.
+    fn list(slots: Vec<(SlotStatus, bool)>) -> Value {
+        Value::Array(
+            slots
+                .into_iter()
+                .map(|(s, here)| {
+                    let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
+                    v["held_here"] = Value::Bool(here);
+                    v
+                })
+                .collect(),
+        )
+    }
+
+    /// Pauses or resumes `name` cluster-wide; its slots' status after.
+    fn set_paused(&self, name: &str, paused: bool) -> Result<Value, OpError> {
+        let store =
+            PluginStore::open(self.address.servers(), &NatsOptions::default(), self.replicas)
+                .map_err(|e| OpError::Failed(e.to_string()))?;
+        if store
+            .current(name)
+            .map_err(|e| OpError::Failed(e.to_string()))?
+            .is_none()
+        {
+            return Err(OpError::NoSuchReactor(name.to_string()));
+        }
+        let after = cluster_pause(&self.address, name, paused).map_err(Self::failed)?;
+        Ok(Self::list(self.mark(after)))
+    }
+}
+
+impl Operator for ClusterOperator {
+    fn status(&self) -> Vec<ReactorState> {
+        self.try_status().unwrap_or_default()
+    }
+
+    fn try_status(&self) -> Result<Vec<ReactorState>, OpError> {
+        Ok(self
+            .slots()?
+            .iter()
+            .map(|(s, here)| self.state(s, *here))
+            .collect())
+    }
+
+    fn pause(&self, name: &str) -> Result<ReactorState, OpError> {
+        self.set_paused(name, true)?;
+        self.first_partition(name)
+    }
+
+    fn resume(&self, name: &str) -> Result<ReactorState, OpError> {
+        self.set_paused(name, false)?;
+        self.first_partition(name)
+    }
+
+    fn reset(&self, _name: &str, _to: ResetTo) -> Result<ResetOutcome, OpError> {
+        Err(OpError::Unsupported("reset through a cluster host's HTTP API"))
+    }
+
+    fn parked(&self, _plugin: Option<&str>) -> Result<Vec<Value>, OpError> {
+        Err(OpError::Unsupported("parked on a cluster"))
+    }
+
+    fn parked_replay(
+        &self,
+        _plugin: Option<&str>,
+        _event: Option<EventId>,
+    ) -> Result<Vec<Value>, OpError> {
+        Err(OpError::Unsupported("parked replay on a cluster"))
+    }
+
+    fn status_reply(&self) -> Result<Value, OpError> {
+        Ok(Self::list(self.slots()?))
+    }
+
+    fn pause_reply(&self, name: &str) -> Result<Value, OpError> {
+        self.set_paused(name, true)
+    }
+
+    fn resume_reply(&self, name: &str) -> Result<Value, OpError> {
+        self.set_paused(name, false)
+    }
+
+    fn write_metrics(&self, out: &mut String) {
+        slot_metrics(&self.held, &self.log, self.partitions, out);
+    }
+}
+
+impl ClusterOperator {
+    /// `name`'s state in partition 0 (the typed `pause`/`resume` answer;
+    /// the HTTP API replies with every partition).
+    fn first_partition(&self, name: &str) -> Result<ReactorState, OpError> {
+        self.try_status()?
+            .into_iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| OpError::NoSuchReactor(name.to_string()))
+    }
+}
+
+/// One per-slot series: name, help, Prometheus type, how to read it from
+/// (counters, the held runner's snapshot, the partition's known head).
+type SlotMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&crate::cluster::held_slots::SlotCounters, Option<&batpak_runtime::StatusSnapshot>, u64) -> Option<u64>,
+);
+
+/// The `/metrics` series per reactor and partition of this host: every
+/// reactor it runs × every partition, whether held here or not; the
+/// runner's counters only while held.
+fn slot_metrics(held: &HeldSlots, log: &NatsLog, partitions: u32, out: &mut String) {
+    let series: [SlotMetric; 9] = [
+        ("batpak_cluster_slot_held", "1 when this host holds the (reactor, partition) slot and runs it.", "gauge", |_, s, _| Some(u64::from(s.is_some()))),
+        ("batpak_cluster_slot_position", "The held slot's position: last sequence of the partition it handled.", "gauge", |_, s, _| s.map(|s| s.position)),
+        ("batpak_cluster_slot_lag", "The held slot's partition head as this host knows it, minus its position.", "gauge", |_, s, head| s.map(|s| head.saturating_sub(s.position))),
+        ("batpak_cluster_slot_events_in_total", "Events delivered to the held slot's runner since this host took it.", "counter", |_, s, _| s.map(|s| s.events_in)),
+        ("batpak_cluster_slot_reactions_out_total", "Reactions the held slot's runner committed since this host took it.", "counter", |_, s, _| s.map(|s| s.reactions_out)),
+        ("batpak_cluster_slot_parked_total", "Events the held slot's runner parked since this host took it.", "counter", |_, s, _| s.map(|s| s.parked)),
+        ("batpak_cluster_slot_commits_total", "Checkpointed commits this host stored for the slot since it started.", "counter", |c, _, _| Some(c.commits.load(Ordering::Relaxed))),
+        ("batpak_cluster_slot_acquired_total", "Times this host acquired the slot since it started.", "counter", |c, _, _| Some(c.acquired)),
+        ("batpak_cluster_slot_fenced_total", "This host's runners of the slot whose commit was refused whole after another host took it over.", "counter", |c, _, _| Some(c.fenced)),
+    ];
+    let reactors = held.reactors();
+    held.with_slots(|slots| {
+        let none = Default::default();
+        let rows: Vec<(&str, u32, &crate::cluster::held_slots::SlotCounters, Option<batpak_runtime::StatusSnapshot>, u64)> = reactors
+            .iter()
+            .flat_map(|r| (0..partitions).map(move |p| (r.as_str(), p)))
+            .map(|(r, p)| {
+                let c = slots.get(&(r.to_string(), p)).unwrap_or(&none);
+                let snap = c.held.as_ref().map(|s| s.snapshot(0));
+                (r, p, c, snap, log.last_known(p))
+            })
+            .collect();
+        for (name, help, kind, f) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (r, p, c, snap, head) in &rows {
+                if let Some(v) = f(c, snap.as_ref(), *head) {
+                    let _ = writeln!(out, "{name}{{reactor=\"{r}\",partition=\"{p}\"}} {v}");
+                }
+            }
+        }
+    });
+}
+
+/// Starts the HTTP API of a cluster host (see the module docs) on `listen`,
+/// with the bearer token in `token_file`.
+///
+/// # Errors
+/// The address cannot be bound, or the token file is missing or unusable
+/// (the message names the fix).
+pub fn serve(
+    address: &ClusterAddress,
+    log: Arc<NatsLog>,
+    held: Arc<HeldSlots>,
+    listen: std::net::SocketAddr,
+    token_file: &std::path::Path,
+) -> Result<batpak_service::Service, batpak_service::ServiceError> {
+    batpak_service::Service::start_http(
+        Arc::new(ClusterLog::new(log.clone(), address)),
+        Arc::new(ClusterOperator::new(address.clone(), log, held)),
+        listen,
+        token_file,
+    )
+}
