@@ -284,7 +284,12 @@ fn to_value(v: &impl Serialize) -> Result<Value, OpError> {
 }
 
 /// A per-reactor metric: name, help, Prometheus type, how to read it.
-type ReactorMetric = (&'static str, &'static str, &'static str, fn(&ReactorState) -> u64);
+type ReactorMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ReactorState) -> u64,
+);
 
 /// The per-reactor series of `/metrics` for `states`.
 fn reactor_metrics(states: &[ReactorState], s: &mut String) {

@@ -74,7 +74,11 @@ impl Causes {
     /// Checks `p`'s causation (an earlier event or an event in some
     /// partition) and, without a correlation, inherits the cause's, as the
     /// embedded store does.
-    pub(crate) fn settle(&mut self, log: &NatsLog, p: &mut Proposal) -> Result<(), ClusterAppendError> {
+    pub(crate) fn settle(
+        &mut self,
+        log: &NatsLog,
+        p: &mut Proposal,
+    ) -> Result<(), ClusterAppendError> {
         if let Some(c) = p.causation {
             let correlation = match self.0.get(&c) {
                 Some(corr) => *corr,
@@ -90,7 +94,11 @@ impl Causes {
 
     /// Appends `p` (its causation settled first) once durable, remembers
     /// its id for later events' causations, and returns its receipt.
-    pub(crate) fn append(&mut self, log: &NatsLog, mut p: Proposal) -> Result<Value, ClusterAppendError> {
+    pub(crate) fn append(
+        &mut self,
+        log: &NatsLog,
+        mut p: Proposal,
+    ) -> Result<Value, ClusterAppendError> {
         self.settle(log, &mut p)?;
         let done = log.append(&p)?;
         p.id = Some(done.id);

@@ -526,8 +526,7 @@ impl ClusterHost {
     }
 
     fn ended(&mut self, s: &OwnedSlot, how: Ended, why: &str) {
-        self.held
-            .released(&s.slot, matches!(how, Ended::Fenced(_)));
+        self.held.released(&s.slot, matches!(how, Ended::Fenced(_)));
         match how {
             Ended::Clean => self.say(&format!("released {} ({why})", s.slot)),
             Ended::Fenced(e) => {

@@ -519,9 +519,12 @@ impl ClusterOperator {
 
     /// Pauses or resumes `name` cluster-wide; its slots' status after.
     fn set_paused(&self, name: &str, paused: bool) -> Result<Value, OpError> {
-        let store =
-            PluginStore::open(self.address.servers(), &NatsOptions::default(), self.replicas)
-                .map_err(|e| OpError::Failed(e.to_string()))?;
+        let store = PluginStore::open(
+            self.address.servers(),
+            &NatsOptions::default(),
+            self.replicas,
+        )
+        .map_err(|e| OpError::Failed(e.to_string()))?;
         if store
             .current(name)
             .map_err(|e| OpError::Failed(e.to_string()))?
@@ -558,7 +561,9 @@ impl Operator for ClusterOperator {
     }
 
     fn reset(&self, _name: &str, _to: ResetTo) -> Result<ResetOutcome, OpError> {
-        Err(OpError::Unsupported("reset through a cluster host's HTTP API"))
+        Err(OpError::Unsupported(
+            "reset through a cluster host's HTTP API",
+        ))
     }
 
     fn parked(&self, _plugin: Option<&str>) -> Result<Vec<Value>, OpError> {
@@ -607,7 +612,11 @@ type SlotMetric = (
     &'static str,
     &'static str,
     &'static str,
-    fn(&crate::cluster::held_slots::SlotCounters, Option<&batpak_runtime::StatusSnapshot>, u64) -> Option<u64>,
+    fn(
+        &crate::cluster::held_slots::SlotCounters,
+        Option<&batpak_runtime::StatusSnapshot>,
+        u64,
+    ) -> Option<u64>,
 );
 
 /// The `/metrics` series per reactor and partition of this host: every
@@ -628,7 +637,13 @@ fn slot_metrics(held: &HeldSlots, log: &NatsLog, partitions: u32, out: &mut Stri
     let reactors = held.reactors();
     held.with_slots(|slots| {
         let none = Default::default();
-        let rows: Vec<(&str, u32, &crate::cluster::held_slots::SlotCounters, Option<batpak_runtime::StatusSnapshot>, u64)> = reactors
+        let rows: Vec<(
+            &str,
+            u32,
+            &crate::cluster::held_slots::SlotCounters,
+            Option<batpak_runtime::StatusSnapshot>,
+            u64,
+        )> = reactors
             .iter()
             .flat_map(|r| (0..partitions).map(move |p| (r.as_str(), p)))
             .map(|(r, p)| {
