@@ -902,6 +902,25 @@ mod tests {
         assert!(parse_query("entity=%4").is_err());
         // A sign is not a hex digit (`from_str_radix` alone takes it).
         assert!(parse_query("entity=%+1").is_err());
+        assert_eq!(parse_query("partition=3").unwrap().partition, Some(3));
+        assert!(parse_query("partition=-1").is_err());
+        assert!(parse_query("partition=4294967296").is_err());
+    }
+
+    #[test]
+    fn reactor_actions_name_one_reactor_and_pause_or_resume() {
+        assert_eq!(
+            reactor_action("/v1/reactors/inventory/pause"),
+            Some(("inventory", "pause"))
+        );
+        assert_eq!(
+            reactor_action("/v1/reactors/a%23b/resume"),
+            Some(("a%23b", "resume"))
+        );
+        assert_eq!(reactor_action("/v1/reactors/inventory/reset"), None);
+        assert_eq!(reactor_action("/v1/reactors//pause"), None);
+        assert_eq!(reactor_action("/v1/reactors/a/b/pause"), None);
+        assert_eq!(reactor_action("/v1/reactors"), None);
     }
 
     #[test]

@@ -106,3 +106,44 @@ impl Follower for StoreFollower {
         Ok(page.events)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire_error::ErrorCode;
+
+    #[test]
+    fn the_embedded_store_appends_follows_and_refuses_a_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("data")).unwrap();
+        let log: &dyn ServedLog = &store;
+        let e = NewEvent {
+            entity: "order:1".into(),
+            scope: "shop".into(),
+            kind: "order.placed".into(),
+            payload_text: Some("{}".into()),
+            ..NewEvent::default()
+        };
+        let r = log.append(vec![e]).unwrap();
+        assert_eq!(r["receipts"][0]["seq"], 1);
+        let mut f = log.follow(Query::default()).unwrap();
+        let lines = f.next(Duration::from_millis(100), &|| false).unwrap();
+        assert_eq!(lines.len(), 1);
+        // Nothing more: an empty list after the wait, not an error.
+        assert!(f
+            .next(Duration::from_millis(50), &|| false)
+            .unwrap()
+            .is_empty());
+        assert_eq!(log.order(), None);
+        let q = Query {
+            partition: Some(0),
+            ..Query::default()
+        };
+        let err = log.read(&q, &|| false).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.contains("no partitions"), "{err}");
+        let mut m = String::new();
+        log.write_metrics(&mut m);
+        assert!(m.contains("batpak_store_durable_sequence 1"), "{m}");
+    }
+}
