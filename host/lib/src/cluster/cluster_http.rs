@@ -184,14 +184,16 @@ impl ClusterLog {
 
     /// One pass over `parts` from `afters` (moved on), collecting matching
     /// lines until `max` events or [`MAX_PAGE_BYTES`] (always at least one
-    /// event); per partition whether it stopped full.
+    /// event); per partition whether it stopped full. On an error no
+    /// cursor moves, so nothing is skipped when the pass is tried again.
     fn pass(
         &self,
         filter: &Filter,
         parts: &[u32],
-        afters: &mut [u64],
+        cursors: &mut [u64],
         max: usize,
     ) -> Result<(Vec<Box<RawValue>>, Vec<bool>), WireError> {
+        let mut afters = cursors.to_vec();
         let mut events: Vec<Box<RawValue>> = Vec::new();
         let mut bytes = 0usize;
         let mut full = vec![false; parts.len()];
@@ -242,6 +244,7 @@ impl ClusterLog {
             afters[i] = cut_before.unwrap_or(scanned);
             full[i] = stopped;
         }
+        cursors.copy_from_slice(&afters);
         Ok((events, full))
     }
 
@@ -289,11 +292,22 @@ impl ServedLog for ClusterLog {
         let n = props.len();
         let mut causes = Causes::default();
         let mut receipts = Vec::with_capacity(n);
-        for (i, p) in props.into_iter().enumerate() {
+        for (i, mut p) in props.into_iter().enumerate() {
+            // An id fixed here can be named when the outcome is unknown: a
+            // retry with it is de-duplicated.
+            let id = *p.id.get_or_insert_with(EventId::generate);
             match causes.append(&self.log, p) {
                 Ok(r) => receipts.push(r),
                 Err(e) => {
-                    let w = append_error(e);
+                    let unknown = matches!(e, ClusterAppendError::Log(LogError::Unknown { .. }));
+                    let mut w = append_error(e);
+                    if unknown {
+                        w.message = format!(
+                            "{}; its id is {id}: send it again with \"id\": \"{id}\" and it is \
+                             stored once (de-duplicated within 2 minutes)",
+                            w.message
+                        );
+                    }
                     let message = if i == 0 {
                         format!("event 0: {}", w.message)
                     } else {
@@ -400,17 +414,24 @@ impl Follower for ClusterFollower {
         wait: Duration,
         stop: &dyn Fn() -> bool,
     ) -> Result<Vec<Box<RawValue>>, WireError> {
-        let (events, _) = self
-            .log
-            .pass(&self.filter, &self.parts, &mut self.afters, MAX_PAGE)?;
+        let pass = |f: &mut Self| {
+            match f.log.pass(&f.filter, &f.parts, &mut f.afters, MAX_PAGE) {
+                Ok((events, _)) => Ok(events),
+                // A partition without a leader for a moment (an election):
+                // the stream goes on from the same cursors once it answers.
+                Err(e) if e.code == ErrorCode::Busy => {
+                    std::thread::sleep(wait.min(WAIT_SLICE));
+                    Ok(Vec::new())
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let events = pass(self)?;
         if !events.is_empty() || stop() {
             return Ok(events);
         }
         self.log.wait(&self.parts, &self.afters, wait);
-        Ok(self
-            .log
-            .pass(&self.filter, &self.parts, &mut self.afters, MAX_PAGE)?
-            .0)
+        pass(self)
     }
 }
 
