@@ -273,7 +273,49 @@ fn cluster_http_serves_appends_reads_follow_pause_and_metrics_against_the_cluste
     let (code, text) = http(&addr, "POST", "/v1/events", Some(TOKEN), &bad);
     assert_eq!(code, 400, "{text}");
     assert!(text.contains("event 1"), "{text}");
+    // A causation that names no event of the cluster: 404, nothing written.
+    let orphan = serde_json::to_vec(&json!([
+        input(&e1, 5),
+        {"entity": e1, "scope": "bench", "kind": "bench.in", "payload": {},
+         "causation": "000000000000000000000000000000ab"}
+    ]))
+    .unwrap();
+    let (code, text) = http(&addr, "POST", "/v1/events", Some(TOKEN), &orphan);
+    assert_eq!(code, 404, "{text}");
+    assert!(
+        text.contains("event 1") && text.contains("causation"),
+        "{text}"
+    );
+    let inputs_of_e1 = |log: &NatsLog| {
+        log.read(1, 0, 1000)
+            .unwrap()
+            .events
+            .iter()
+            .filter(|e| e.header.coordinate.entity == e1 && e.header.kind == "bench.in")
+            .count()
+    };
+    assert_eq!(
+        inputs_of_e1(&log),
+        1,
+        "a refused array stored some of its events"
+    );
 
+    // A figure: durable single-event POSTs, one at a time (a new connection
+    // each, as `http` does), on 3 replicas.
+    let mut took: Vec<Duration> = (0..30u64)
+        .map(|n| {
+            let body = serde_json::to_vec(&input(&e1, 100 + n)).unwrap();
+            let t = Instant::now();
+            let (code, text) = http(&addr, "POST", "/v1/events", Some(TOKEN), &body);
+            assert_eq!(code, 200, "{text}");
+            t.elapsed()
+        })
+        .collect();
+    took.sort();
+    eprintln!(
+        "cluster http: 30 single-event POSTs, median {:?}, max {:?} (receipt once a quorum fsynced it)",
+        took[15], took[29]
+    );
     // The reactor's reaction is readable over GET, in the input's partition.
     let path = format!("/v1/events?entity={e0}&kind=bench.out");
     let page = poll(&addr, &path, "the reaction", &host, |v| {
