@@ -322,7 +322,7 @@ pub fn run_cluster_host(
         fetched,
         held: Arc::default(),
     };
-    host.held.set_reactors(host.names());
+    host.held.set_host(&host.id, host.names());
     host.adopt_cluster_versions().map_err(|e| match e {
         Adopt::Store(source) => ClusterRunError::Plugins {
             address: address.clone(),

@@ -58,18 +58,16 @@ impl ClusterOperator {
         Ok(self.mark(cluster_status(&self.address).map_err(Self::failed)?))
     }
 
-    /// Each slot of `list` with whether this host holds it now.
+    /// Each slot of `list` with whether this host holds its lease (as the
+    /// cluster says, so it agrees with `host`).
     fn mark(&self, list: Vec<SlotStatus>) -> Vec<(SlotStatus, bool)> {
-        self.held.with_slots(|held| {
-            list.into_iter()
-                .map(|s| {
-                    let here = held
-                        .get(&(s.reactor.clone(), s.partition))
-                        .is_some_and(|c| c.held.is_some());
-                    (s, here)
-                })
-                .collect()
-        })
+        let id = self.held.host_id();
+        list.into_iter()
+            .map(|s| {
+                let here = s.host.as_deref() == Some(id.as_str());
+                (s, here)
+            })
+            .collect()
     }
 
     fn state(&self, s: &SlotStatus, here: bool) -> ReactorState {

@@ -28,14 +28,22 @@ pub struct SlotCounters {
 /// The shared view (see the module docs).
 #[derive(Default, Debug)]
 pub struct HeldSlots {
+    /// This host's id in the leases bucket.
+    id: Mutex<String>,
     reactors: Mutex<Vec<String>>,
     slots: Mutex<BTreeMap<(String, u32), SlotCounters>>,
 }
 
 impl HeldSlots {
-    /// The reactors this host runs.
-    pub fn set_reactors(&self, names: Vec<String>) {
-        *self.reactors.lock() = names;
+    /// This host's id in the leases bucket and the reactors it runs.
+    pub fn set_host(&self, id: &str, reactors: Vec<String>) {
+        *self.id.lock() = id.to_string();
+        *self.reactors.lock() = reactors;
+    }
+
+    /// This host's id in the leases bucket.
+    pub fn host_id(&self) -> String {
+        self.id.lock().clone()
     }
 
     /// The reactors this host runs.
