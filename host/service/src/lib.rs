@@ -94,8 +94,10 @@ pub struct ServiceOptions {
     pub token_file: Option<PathBuf>,
 }
 
-/// A running service over a store. Stop it with [`Service::stop`] before
-/// closing the store; dropping it stops it too.
+/// A running service: over an embedded store, its control socket and
+/// optionally HTTP ([`Service::start`]); over any [`ServedLog`], HTTP alone
+/// ([`Service::start_http`]). Stop it with [`Service::stop`] before closing
+/// the store; dropping it stops it too.
 pub struct Service {
     ctx: Arc<dispatch::Ctx>,
     local: Option<local::LocalServer>,
