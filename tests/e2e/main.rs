@@ -21,6 +21,7 @@ mod bytes_as_sent;
 mod cli_store;
 mod cluster_cli;
 mod cluster_hosts;
+mod cluster_http;
 mod cold_start;
 mod command_parity;
 mod control_plane;

@@ -924,3 +924,59 @@ fn metrics_type_growing_counts_as_counters_named_total() {
     assert!(!text.contains("batpak_reactor_events_in{"), "{text}");
     run.stop();
 }
+
+/// `POST /v1/reactors/NAME/pause` and `/resume` operate the reactor as the
+/// `pause` and `resume` commands do (the token needed, GET refused, an
+/// unknown name 404).
+#[test]
+fn http_pause_and_resume_operate_a_reactor_like_the_commands() {
+    let dir = tempdir();
+    let data = dir.path().join("d");
+    let run = Running::start(
+        &data,
+        &[
+            plugin("passthrough").to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--quiet",
+        ],
+    );
+    let (addr, token) = (run.http_addr(), run.token());
+    let path = "/v1/reactors/passthrough/pause";
+    assert_eq!(http(&addr, "POST", path, None, b"").0, 401);
+    assert_eq!(http(&addr, "GET", path, Some(&token), b"").0, 405);
+    let (code, body) = http(&addr, "POST", path, Some(&token), b"");
+    assert_eq!(code, 200, "{body}");
+    let p: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (p["name"].as_str(), p["state"].as_str()),
+        (Some("passthrough"), Some("paused")),
+        "{p}"
+    );
+    append(&data, &[bench_in(1)]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(&data, "bench.out"), 0, "a paused reactor reacted");
+    let (code, body) = http(
+        &addr,
+        "POST",
+        "/v1/reactors/passthrough/resume",
+        Some(&token),
+        b"",
+    );
+    assert_eq!(code, 200, "{body}");
+    // As `resume` prints it: the runner is starting or already running.
+    let state = serde_json::from_str::<Value>(&body).unwrap()["state"].clone();
+    assert!(state == "starting" || state == "running", "{body}");
+    run.wait_for("the reaction after resume", || {
+        count(&data, "bench.out") == 1
+    });
+    let (code, body) = http(
+        &addr,
+        "POST",
+        "/v1/reactors/nothing/pause",
+        Some(&token),
+        b"",
+    );
+    assert_eq!(code, 404, "{body}");
+    run.stop();
+}

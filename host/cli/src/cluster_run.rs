@@ -3,7 +3,8 @@
 //! partition) slots it is preferred for or that nobody holds, stands by for
 //! the rest, and prints one `cluster |` line per slot it acquires or
 //! releases. Ctrl-C / SIGTERM stops its runners at a batch boundary and
-//! releases its leases, so a standby takes over at once.
+//! releases its leases, so a standby takes over at once. With `--listen
+//! ADDR --token-file FILE` it serves the HTTP API against the cluster.
 
 use crate::run::RunArgs;
 use crate::signals;
@@ -16,7 +17,6 @@ pub(crate) fn run(at: &host::ClusterAddress, a: RunArgs) -> anyhow::Result<ExitC
     let unsupported = [
         (a.watch, "--watch"),
         (a.until_idle, "--until-idle"),
-        (a.listen.is_some(), "--listen"),
         (!a.instances.is_empty(), "--instances"),
     ];
     if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
@@ -43,6 +43,10 @@ pub(crate) fn run(at: &host::ClusterAddress, a: RunArgs) -> anyhow::Result<ExitC
         cache: a.cache,
         lease_ttl: Duration::from_millis(a.lease_ttl_ms),
         host_id: a.host_id,
+        service: host::ServiceOptions {
+            listen: a.listen,
+            token_file: a.token_file,
+        },
         ..host::ClusterRunConfig::new(at.clone(), a.plugins)
     };
     signals::enter_running();

@@ -88,7 +88,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Read the HTTP bearer token from this file instead of generating one
-    /// into <data>/run/http.token (owner-only).
+    /// into <data>/run/http.token (owner-only). Needed on a cluster
+    /// (`--store`), where every host can be given the same file.
     #[arg(long, value_name = "FILE", requires = "listen")]
     pub token_file: Option<PathBuf>,
     /// On a cluster (`--store`): a (reactor, partition) slot whose lease

@@ -130,7 +130,10 @@ pub(crate) fn fixture() -> &'static Fixture {
         .expect("starting the fuzz service");
         Fixture {
             http: service.http_addr().expect("HTTP is on"),
-            socket: service.socket_path().to_path_buf(),
+            socket: service
+                .socket_path()
+                .expect("a service over a store has a socket")
+                .to_path_buf(),
             _service: service,
             _store: store,
         }

@@ -4,6 +4,7 @@
 use crate::operator::Operator;
 use crate::protocol::Op;
 use crate::query;
+use crate::served_log::ServedLog;
 use crate::wire_error::{ErrorCode, WireError};
 use batpak_store::{BulkAppend, EventId, Store};
 use serde_json::value::RawValue;
@@ -29,16 +30,13 @@ pub(crate) struct Metrics {
     pub http_unauthorized: AtomicU64,
 }
 
-/// A per-reactor metric: name, help, Prometheus type, how to read it.
-type ReactorMetric = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&crate::ReactorState) -> u64,
-);
-
 pub(crate) struct Ctx {
-    pub store: Store,
+    /// What appends, reads and follow streams go to.
+    pub log: Arc<dyn ServedLog>,
+    /// The embedded store, when that is what is served: the control
+    /// socket, bulk appends and `verify` need it (a cluster host serves
+    /// HTTP only).
+    pub store: Option<Store>,
     pub operator: Arc<dyn Operator>,
     pub stop: AtomicBool,
     pub metrics: Metrics,
@@ -47,6 +45,17 @@ pub(crate) struct Ctx {
 impl Ctx {
     pub(crate) fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The embedded store, or why `what` is not served here (a cluster
+    /// host has none).
+    fn embedded(&self, what: &str) -> Result<&Store, WireError> {
+        self.store.as_ref().ok_or_else(|| {
+            WireError::new(
+                ErrorCode::Unsupported,
+                format!("{what} is served by a host on an embedded store only"),
+            )
+        })
     }
 
     /// Runs `op`. A panic in a handler becomes an error reply: a hostile
@@ -81,24 +90,24 @@ impl Ctx {
         let v: Result<Value, WireError> = match op {
             Op::Ping => Ok(json!({
                 "pid": std::process::id(),
-                "data": self.store.dir().display().to_string(),
+                "data": self.store.as_ref().map(|s| s.dir().display().to_string()),
             })),
             Op::Append { events } => {
                 let n = events.len() as u64;
-                let r = query::append(&self.store, events)?;
+                let r = self.log.append(events)?;
                 self.metrics.appended.fetch_add(n, Ordering::Relaxed);
                 Ok(r)
             }
             Op::Read(q) => {
                 // Straight to the reply's text: each event line keeps its
                 // payload's stored bytes (a `Value` would re-encode them).
-                let page = query::read(&self.store, &q, &|| self.stopping())?;
+                let page = self.log.read(&q, &|| self.stopping())?;
                 return to_raw(&page);
             }
-            Op::Verify => query::verify(&self.store),
-            Op::Status => value(serde_json::to_value(o.try_status()?)),
-            Op::Pause { name } => value(serde_json::to_value(o.pause(&name)?)),
-            Op::Resume { name } => value(serde_json::to_value(o.resume(&name)?)),
+            Op::Verify => query::verify(self.embedded("verify")?),
+            Op::Status => Ok(o.status_reply()?),
+            Op::Pause { name } => Ok(o.pause_reply(&name)?),
+            Op::Resume { name } => Ok(o.resume_reply(&name)?),
             Op::Reset { name, to } => value(serde_json::to_value(o.reset(&name, to)?)),
             Op::Parked { plugin } => Ok(Value::Array(o.parked(plugin.as_deref())?)),
             Op::ParkedReplay { plugin, event } => {
@@ -171,7 +180,11 @@ impl Ctx {
                     .collect();
                 let b = match bulk {
                     Some(b) => b,
-                    None => bulk.insert(self.store.begin_bulk().map_err(query::store_error)?),
+                    None => bulk.insert(
+                        self.embedded("bulk appends")?
+                            .begin_bulk()
+                            .map_err(query::store_error)?,
+                    ),
                 };
                 let receipts = b.append(props).map_err(query::store_error)?;
                 let list: Vec<Value> = receipts
@@ -200,7 +213,6 @@ impl Ctx {
     /// The Prometheus text exposition of the counters and reactor states.
     pub(crate) fn metrics_text(&self) -> String {
         let m = &self.metrics;
-        let w = self.store.watermarks();
         let mut s = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
@@ -235,57 +247,8 @@ impl Ctx {
             "HTTP requests refused for a missing or wrong token.",
             m.http_unauthorized.load(Ordering::Relaxed),
         );
-        let _ = writeln!(s, "# HELP batpak_store_durable_sequence Highest durable global sequence.\n# TYPE batpak_store_durable_sequence gauge\nbatpak_store_durable_sequence {}", w.durable);
-        let states = self.operator.status();
-        // Counts that only grow are Prometheus counters (`_total`, so
-        // `rate()` reads a restart as a reset); positions and lag are gauges.
-        let per_reactor: [ReactorMetric; 5] = [
-            (
-                "batpak_reactor_position",
-                "Last global sequence the reactor handled.",
-                "gauge",
-                |r| r.position,
-            ),
-            (
-                "batpak_reactor_lag",
-                "Durable events in the reactor's region not yet handled.",
-                "gauge",
-                |r| r.lag,
-            ),
-            (
-                "batpak_reactor_events_in_total",
-                "Events delivered since start.",
-                "counter",
-                |r| r.events_in,
-            ),
-            (
-                "batpak_reactor_reactions_out_total",
-                "Reactions appended since start.",
-                "counter",
-                |r| r.reactions_out,
-            ),
-            (
-                "batpak_reactor_parked_total",
-                "Events parked since start.",
-                "counter",
-                |r| r.parked,
-            ),
-        ];
-        for (name, help, kind, f) in per_reactor {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for r in &states {
-                let _ = writeln!(s, "{name}{{reactor=\"{}\"}} {}", r.name, f(r));
-            }
-        }
-        let _ = writeln!(s, "# HELP batpak_reactor_running 1 when the reactor is running.\n# TYPE batpak_reactor_running gauge");
-        for r in &states {
-            let running = u64::from(r.state == crate::ReactorRunState::Running);
-            let _ = writeln!(
-                s,
-                "batpak_reactor_running{{reactor=\"{}\"}} {running}",
-                r.name
-            );
-        }
+        self.log.write_metrics(&mut s);
+        self.operator.write_metrics(&mut s);
         s
     }
 }

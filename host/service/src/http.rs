@@ -12,10 +12,19 @@
 //!
 //! Routes (all but `/metrics` need `Authorization: Bearer TOKEN`):
 //! - `POST /v1/events`: one event object or an array; durable receipts.
-//! - `GET /v1/events?entity=&entity_prefix=&scope=&correlation=&caused_by=&id=&kind=&after=&limit=&system=`
+//! - `GET /v1/events?entity=&entity_prefix=&scope=&correlation=&caused_by=&id=&kind=&after=&partition=&limit=&system=`
+//!   (`partition`: a cluster's only)
 //! - `GET /v1/events/follow?...`: chunked JSON lines, one event per line.
 //! - `GET /v1/reactors`: reactor states.
+//! - `POST /v1/reactors/NAME/pause`, `POST /v1/reactors/NAME/resume`: as
+//!   the `pause` and `resume` commands.
 //! - `GET /metrics`: Prometheus text, counts only.
+//!
+//! What is appended, read and followed is the served log's business
+//! ([`crate::ServedLog`]): the embedded store, or a NATS cluster (each event
+//! naming its partition; a follow stream then says `Batpak-Order:
+//! partition`). Everything here — the token, the bounds — is the same for
+//! both.
 
 use crate::dispatch::Ctx;
 use crate::protocol::Op;
@@ -638,6 +647,27 @@ fn route(ctx: &Ctx, token: &str, head: &Head, body: &[u8]) -> (u16, &'static str
             json_result(ctx, r)
         }
         ("GET", "/v1/reactors") => json_result(ctx, ctx.dispatch(Op::Status)),
+        (method, p) if reactor_action(p).is_some() => {
+            let (name, action) = reactor_action(p).expect("matched");
+            if method != "POST" {
+                return (
+                    405,
+                    "application/json",
+                    error_body(
+                        ErrorCode::BadRequest,
+                        &format!("{method} is not allowed on {p}; use POST"),
+                    ),
+                );
+            }
+            let r = percent_decode(name).and_then(|name| {
+                ctx.dispatch(if action == "pause" {
+                    Op::Pause { name }
+                } else {
+                    Op::Resume { name }
+                })
+            });
+            json_result(ctx, r)
+        }
         (_, "/metrics" | "/v1/events" | "/v1/reactors" | "/v1/events/follow") => (
             405,
             "application/json",
@@ -658,6 +688,14 @@ fn route(ctx: &Ctx, token: &str, head: &Head, body: &[u8]) -> (u16, &'static str
             ),
         ),
     }
+}
+
+/// `/v1/reactors/NAME/pause` or `/resume`: (NAME as sent, the action).
+fn reactor_action(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/v1/reactors/")?;
+    let (name, action) = rest.rsplit_once('/')?;
+    (!name.is_empty() && !name.contains('/') && matches!(action, "pause" | "resume"))
+        .then_some((name, action))
 }
 
 fn percent_decode(s: &str) -> Result<String, WireError> {
@@ -698,7 +736,7 @@ fn percent_decode(s: &str) -> Result<String, WireError> {
     String::from_utf8(out).map_err(|_| WireError::new(ErrorCode::BadRequest, "query is not UTF-8"))
 }
 
-/// Parses `?entity=&entity_prefix=&scope=&correlation=&caused_by=&id=&kind=(repeatable)&after=&limit=&system=`.
+/// Parses `?entity=&entity_prefix=&scope=&correlation=&caused_by=&id=&kind=(repeatable)&after=&partition=&limit=&system=`.
 fn parse_query(qs: &str) -> Result<Query, WireError> {
     let mut q = Query::default();
     let bad = |m: String| WireError::new(ErrorCode::BadRequest, m);
@@ -718,6 +756,11 @@ fn parse_query(qs: &str) -> Result<Query, WireError> {
             "id" => q.id = Some(v),
             "kind" => q.kinds.push(v),
             "after" => q.after = num(&v)?,
+            "partition" => {
+                q.partition = Some(u32::try_from(num(&v)?).map_err(|_| {
+                    bad(format!("partition={v:?}: expected a partition number"))
+                })?)
+            }
             "limit" => q.limit = Some(num(&v)?),
             "system" => {
                 q.system = match v.as_str() {
@@ -728,7 +771,7 @@ fn parse_query(qs: &str) -> Result<Query, WireError> {
             }
             other => {
                 return Err(bad(format!(
-                    "unknown query parameter {other:?}; known: entity, entity_prefix, scope, correlation, caused_by, id, kind, after, limit, system"
+                    "unknown query parameter {other:?}; known: entity, entity_prefix, scope, correlation, caused_by, id, kind, after, partition, limit, system"
                 )))
             }
         }
@@ -778,20 +821,36 @@ fn follow(s: &mut TcpStream, ctx: &Ctx, head: &Head) {
         }
     };
     let limit = q.limit.take();
+    let mut follower = match ctx.log.follow(q) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = respond(
+                s,
+                http_code(&e),
+                "application/json",
+                &error_body(e.code, &e.message),
+                false,
+            );
+            return;
+        }
+    };
     let mut sent = 0u64;
-    let head_out = "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let order = ctx
+        .log
+        .order()
+        .map_or(String::new(), |o| format!("Batpak-Order: {o}\r\n"));
+    let head_out = format!("HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n{order}Connection: close\r\n\r\n");
     if s.write_all(head_out.as_bytes()).is_err() {
         return;
     }
     // Short waits: between them the socket is checked, so a client that
     // went away is noticed within a second even when no event comes.
-    q.wait_ms = FOLLOW_POLL.as_millis() as u64;
     loop {
         if ctx.stopping() {
             break;
         }
-        let page = match crate::query::read(&ctx.store, &q, &|| ctx.stopping()) {
-            Ok(p) => p,
+        let events = match follower.next(FOLLOW_POLL, &|| ctx.stopping()) {
+            Ok(events) => events,
             Err(e) => {
                 let mut line = error_body(e.code, &e.message);
                 line.push(b'\n');
@@ -802,13 +861,12 @@ fn follow(s: &mut TcpStream, ctx: &Ctx, head: &Head) {
                 return;
             }
         };
-        q.after = page.next_after;
         let mut chunk = Vec::new();
-        for e in &page.events {
+        for e in &events {
             if limit.is_some_and(|l| sent >= l) {
                 break;
             }
-            chunk.extend_from_slice(&serde_json::to_vec(e).expect("serialises"));
+            chunk.extend_from_slice(e.get().as_bytes());
             chunk.push(b'\n');
             sent += 1;
         }
@@ -844,6 +902,25 @@ mod tests {
         assert!(parse_query("entity=%4").is_err());
         // A sign is not a hex digit (`from_str_radix` alone takes it).
         assert!(parse_query("entity=%+1").is_err());
+        assert_eq!(parse_query("partition=3").unwrap().partition, Some(3));
+        assert!(parse_query("partition=-1").is_err());
+        assert!(parse_query("partition=4294967296").is_err());
+    }
+
+    #[test]
+    fn reactor_actions_name_one_reactor_and_pause_or_resume() {
+        assert_eq!(
+            reactor_action("/v1/reactors/inventory/pause"),
+            Some(("inventory", "pause"))
+        );
+        assert_eq!(
+            reactor_action("/v1/reactors/a%23b/resume"),
+            Some(("a%23b", "resume"))
+        );
+        assert_eq!(reactor_action("/v1/reactors/inventory/reset"), None);
+        assert_eq!(reactor_action("/v1/reactors//pause"), None);
+        assert_eq!(reactor_action("/v1/reactors/a/b/pause"), None);
+        assert_eq!(reactor_action("/v1/reactors"), None);
     }
 
     #[test]

@@ -9,7 +9,11 @@
 //!
 //! Reactor operations reach the host's supervisor through the [`Operator`]
 //! trait, which the host library (`batpak-host-lib`) implements: this crate depends on the store only,
-//! never on the wasm runtime. Threads and blocking I/O, no async runtime.
+//! never on the wasm runtime. Appends, reads and follow streams go through
+//! the [`ServedLog`] trait: the embedded [`Store`] implements it here, and
+//! the host library implements it for a NATS cluster, whose hosts serve
+//! the same HTTP API ([`Service::start_http`]) without a control socket.
+//! Threads and blocking I/O, no async runtime.
 //!
 //! ```no_run
 //! use batpak_service::{Client, Query};
@@ -31,6 +35,7 @@ mod operator;
 mod protocol;
 mod query;
 mod raw_json;
+mod served_log;
 mod token;
 mod wire_error;
 
@@ -48,10 +53,11 @@ pub use protocol::{
 };
 pub use query::{
     append, event_json, event_line, proposal, read, receipt_json, verify, verify_json, NewEvent,
-    Page, Query, MAX_APPEND_EVENTS, MAX_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
+    Page, PartitionPage, Query, MAX_APPEND_EVENTS, MAX_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
 };
 pub use raw_json::{JsonError, RawJson};
-pub use token::{token_path, MIN_TOKEN_LEN};
+pub use served_log::{Follower, ServedLog};
+pub use token::{token_path, MAKE_TOKEN_FILE, MIN_TOKEN_LEN};
 pub use wire_error::{ErrorCode, WireError};
 
 use batpak_store::Store;
@@ -88,11 +94,13 @@ pub struct ServiceOptions {
     pub token_file: Option<PathBuf>,
 }
 
-/// A running service over a store. Stop it with [`Service::stop`] before
-/// closing the store; dropping it stops it too.
+/// A running service: over an embedded store, its control socket and
+/// optionally HTTP ([`Service::start`]); over any [`ServedLog`], HTTP alone
+/// ([`Service::start_http`]). Stop it with [`Service::stop`] before closing
+/// the store; dropping it stops it too.
 pub struct Service {
     ctx: Arc<dispatch::Ctx>,
-    local: local::LocalServer,
+    local: Option<local::LocalServer>,
     http: Option<http::HttpServer>,
     token_path: Option<PathBuf>,
 }
@@ -100,7 +108,7 @@ pub struct Service {
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
-            .field("socket", &self.local.path())
+            .field("socket", &self.socket_path())
             .field("http", &self.http_addr())
             .finish_non_exhaustive()
     }
@@ -119,12 +127,13 @@ impl Service {
         options: ServiceOptions,
     ) -> Result<Service, ServiceError> {
         let ctx = Arc::new(dispatch::Ctx {
-            store: store.clone(),
+            log: Arc::new(store.clone()),
+            store: Some(store.clone()),
             operator,
             stop: AtomicBool::new(false),
             metrics: dispatch::Metrics::default(),
         });
-        let mut local = local::LocalServer::start(ctx.clone())?;
+        let mut local = local::LocalServer::start(ctx.clone(), store.dir())?;
         let (http, token_path) = match options.listen {
             None => (None, None),
             Some(addr) => {
@@ -142,15 +151,46 @@ impl Service {
         };
         Ok(Service {
             ctx,
-            local,
+            local: Some(local),
             http,
             token_path,
         })
     }
 
-    /// The control socket's path.
-    pub fn socket_path(&self) -> &Path {
-        self.local.path()
+    /// Serves the HTTP API alone over `log` — the same routes, token rules
+    /// and limits as [`Service::start`]'s — for a host without a local
+    /// store directory (a cluster host: its CLI commands reach the cluster
+    /// directly, so there is no control socket). The token is read from
+    /// `token_file`; a missing or unusable file is refused, naming the fix.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the token file is unusable.
+    pub fn start_http(
+        log: Arc<dyn ServedLog>,
+        operator: Arc<dyn Operator>,
+        listen: SocketAddr,
+        token_file: &Path,
+    ) -> Result<Service, ServiceError> {
+        let ctx = Arc::new(dispatch::Ctx {
+            log,
+            store: None,
+            operator,
+            stop: AtomicBool::new(false),
+            metrics: dispatch::Metrics::default(),
+        });
+        let token = token::read_given(token_file)?;
+        let http = http::HttpServer::start(ctx.clone(), listen, token)?;
+        Ok(Service {
+            ctx,
+            local: None,
+            http: Some(http),
+            token_path: Some(token_file.to_path_buf()),
+        })
+    }
+
+    /// The control socket's path (none for [`Service::start_http`]).
+    pub fn socket_path(&self) -> Option<&Path> {
+        self.local.as_ref().map(local::LocalServer::path)
     }
 
     /// The HTTP address actually bound (port 0 picks a free one).
@@ -174,7 +214,9 @@ impl Service {
         if self.ctx.stop.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.local.stop();
+        if let Some(l) = &mut self.local {
+            l.stop();
+        }
         if let Some(h) = &mut self.http {
             h.stop();
         }

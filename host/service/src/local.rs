@@ -70,9 +70,9 @@ pub(crate) struct LocalServer {
 }
 
 impl LocalServer {
-    pub(crate) fn start(ctx: Arc<Ctx>) -> Result<LocalServer, ServiceError> {
-        private_dir(ctx.store.dir())?;
-        let path = socket_path(ctx.store.dir());
+    pub(crate) fn start(ctx: Arc<Ctx>, data: &Path) -> Result<LocalServer, ServiceError> {
+        private_dir(data)?;
+        let path = socket_path(data);
         if path.exists() {
             match UnixStream::connect(&path) {
                 Ok(_) => return Err(ServiceError::AlreadyServed(path)),

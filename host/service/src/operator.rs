@@ -246,6 +246,103 @@ pub trait Operator: Send + Sync {
         let _ = (name, file);
         Err(OpError::Unsupported("swap"))
     }
+    /// `status` as the socket and `GET /v1/reactors` reply: by default
+    /// [`try_status`](Self::try_status)'s list. A host whose reactors run
+    /// per partition (a cluster) replies with its own per-partition list.
+    ///
+    /// # Errors
+    /// As [`try_status`](Self::try_status).
+    fn status_reply(&self) -> Result<Value, OpError> {
+        to_value(&self.try_status()?)
+    }
+    /// `pause` as the socket and `POST /v1/reactors/NAME/pause` reply: by
+    /// default [`pause`](Self::pause)'s state.
+    ///
+    /// # Errors
+    /// As [`pause`](Self::pause).
+    fn pause_reply(&self, name: &str) -> Result<Value, OpError> {
+        to_value(&self.pause(name)?)
+    }
+    /// `resume` as the socket and `POST /v1/reactors/NAME/resume` reply:
+    /// by default [`resume`](Self::resume)'s state.
+    ///
+    /// # Errors
+    /// As [`resume`](Self::resume).
+    fn resume_reply(&self, name: &str) -> Result<Value, OpError> {
+        to_value(&self.resume(name)?)
+    }
+    /// The reactors' lines of the Prometheus text (`/metrics`), appended to
+    /// `out`: by default one series per reactor from
+    /// [`status`](Self::status). Must not wait long: a scrape is cheap.
+    fn write_metrics(&self, out: &mut String) {
+        reactor_metrics(&self.status(), out);
+    }
+}
+
+fn to_value(v: &impl Serialize) -> Result<Value, OpError> {
+    serde_json::to_value(v).map_err(|e| OpError::Failed(e.to_string()))
+}
+
+/// A per-reactor metric: name, help, Prometheus type, how to read it.
+type ReactorMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ReactorState) -> u64,
+);
+
+/// The per-reactor series of `/metrics` for `states`.
+fn reactor_metrics(states: &[ReactorState], s: &mut String) {
+    use std::fmt::Write as _;
+    // Counts that only grow are Prometheus counters (`_total`, so
+    // `rate()` reads a restart as a reset); positions and lag are gauges.
+    let per_reactor: [ReactorMetric; 5] = [
+        (
+            "batpak_reactor_position",
+            "Last global sequence the reactor handled.",
+            "gauge",
+            |r| r.position,
+        ),
+        (
+            "batpak_reactor_lag",
+            "Durable events in the reactor's region not yet handled.",
+            "gauge",
+            |r| r.lag,
+        ),
+        (
+            "batpak_reactor_events_in_total",
+            "Events delivered since start.",
+            "counter",
+            |r| r.events_in,
+        ),
+        (
+            "batpak_reactor_reactions_out_total",
+            "Reactions appended since start.",
+            "counter",
+            |r| r.reactions_out,
+        ),
+        (
+            "batpak_reactor_parked_total",
+            "Events parked since start.",
+            "counter",
+            |r| r.parked,
+        ),
+    ];
+    for (name, help, kind, f) in per_reactor {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for r in states {
+            let _ = writeln!(s, "{name}{{reactor=\"{}\"}} {}", r.name, f(r));
+        }
+    }
+    let _ = writeln!(s, "# HELP batpak_reactor_running 1 when the reactor is running.\n# TYPE batpak_reactor_running gauge");
+    for r in states {
+        let running = u64::from(r.state == ReactorRunState::Running);
+        let _ = writeln!(
+            s,
+            "batpak_reactor_running{{reactor=\"{}\"}} {running}",
+            r.name
+        );
+    }
 }
 
 /// Moves cursor `cursor` of reactor `reactor` to `to`, keyed for the region

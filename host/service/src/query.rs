@@ -98,8 +98,13 @@ pub struct Query {
     pub id: Option<String>,
     /// Only these kinds (none: every kind).
     pub kinds: Vec<String>,
-    /// Only events with a global sequence greater than this.
+    /// Only events with a global sequence greater than this (on a cluster:
+    /// with a sequence greater than this in [`Query::partition`]).
     pub after: u64,
+    /// On a cluster: only this partition (sequences are per partition, so
+    /// `after` needs it there). The embedded store refuses it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
     /// At most this many events in this page (capped at [`MAX_PAGE`]).
     pub limit: Option<u64>,
     /// Include the host's own `batpak.*` events.
@@ -121,6 +126,28 @@ pub struct Page {
     pub next_after: u64,
     /// More matching events may follow at once (the page was full: its
     /// event limit or [`MAX_PAGE_BYTES`] was reached); when false, every durable matching event has been returned.
+    pub more: bool,
+    /// On a cluster, `"partition"`: there is no global order, each event
+    /// names its `partition` and its `seq` there (absent on the embedded
+    /// store, whose order is global).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    /// On a cluster, each partition read and where to go on in it: pass
+    /// `partition` and its `next_after` as `after` for its next page
+    /// (`next_after` above is then the one partition's, when one was read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<PartitionPage>,
+}
+
+/// Where a cluster read stopped in one partition (see [`Page::partitions`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionPage {
+    /// The partition.
+    pub partition: u32,
+    /// Every matching event of the partition up to this sequence has been
+    /// returned.
+    pub next_after: u64,
+    /// More matching events may follow in this partition at once.
     pub more: bool,
 }
 
@@ -368,6 +395,12 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
     if q.entity.is_some() && q.entity_prefix.is_some() {
         return Err(bad("give either entity or entity_prefix, not both"));
     }
+    if let Some(p) = q.partition {
+        return Err(bad(format!(
+            "partition={p}: the embedded store has one global order and no partitions; \
+             leave partition out (it selects a partition of a NATS cluster, `--store`)"
+        )));
+    }
     let parse = |what: &str, v: &Option<String>| -> Result<Option<EventId>, WireError> {
         v.as_deref()
             .map(|s| {
@@ -444,6 +477,8 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
                 events,
                 next_after,
                 more: full,
+                order: None,
+                partitions: Vec::new(),
             });
         }
         let now = Instant::now();
@@ -452,6 +487,8 @@ pub fn read(store: &Store, q: &Query, stop: &dyn Fn() -> bool) -> Result<Page, W
                 events,
                 next_after,
                 more: full,
+                order: None,
+                partitions: Vec::new(),
             });
         }
         after = next_after;

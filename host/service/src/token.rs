@@ -74,6 +74,24 @@ fn read(path: &Path) -> Result<String, ServiceError> {
     Ok(t)
 }
 
+/// A shell command that makes an owner-only token file at `FILE`, for
+/// messages that name the fix.
+pub const MAKE_TOKEN_FILE: &str =
+    "(umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > FILE)";
+
+/// The token in `path`, which the operator gave and which must exist (a
+/// host without a store directory has nowhere to generate one).
+pub(crate) fn read_given(path: &Path) -> Result<String, ServiceError> {
+    if !path.exists() {
+        return Err(ServiceError::BadToken(format!(
+            "{}: no such token file; create one holding a random token, owner-only: {}",
+            path.display(),
+            MAKE_TOKEN_FILE.replace("FILE", &path.display().to_string())
+        )));
+    }
+    read(path)
+}
+
 /// The token and the file it came from: `given` when set, else the
 /// generated file (created with 32 random bytes as hex when missing).
 pub(crate) fn load(data: &Path, given: Option<&Path>) -> Result<(String, PathBuf), ServiceError> {

@@ -18,7 +18,7 @@ use crate::store_commands::append::single_event;
 use crate::store_commands::jsonl_input::{parse_line, Source};
 use crate::store_commands::AppendArgs;
 use anyhow::bail;
-use batpak_nats::{Appended, NatsLog};
+use batpak_nats::{Appended, LogError, NatsLog};
 use batpak_store::{EventId, Proposal};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -50,24 +50,41 @@ pub fn receipt(log: &NatsLog, a: &Appended, p: &Proposal) -> Value {
     })
 }
 
-/// The causes already seen (earlier lines' ids) and their correlations.
+/// Why one event was not appended to the cluster (typed: the HTTP API
+/// maps each to its status).
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterAppendError {
+    /// The causation names no event of the cluster and no earlier event
+    /// sent with it.
+    #[error(
+        "causation {0} is neither an event in any partition of the cluster nor the \"id\" of an \
+         earlier line (event) sent with it"
+    )]
+    UnknownCausation(EventId),
+    /// The log refused it or could not say (see [`LogError`]).
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// The causes already seen (earlier events' ids) and their correlations.
 #[derive(Default)]
-struct Causes(HashMap<EventId, EventId>);
+pub(crate) struct Causes(HashMap<EventId, EventId>);
 
 impl Causes {
-    /// Checks `p`'s causation (an earlier line or an event in some
+    /// Checks `p`'s causation (an earlier event or an event in some
     /// partition) and, without a correlation, inherits the cause's, as the
     /// embedded store does.
-    fn settle(&mut self, log: &NatsLog, p: &mut Proposal) -> anyhow::Result<()> {
+    pub(crate) fn settle(
+        &mut self,
+        log: &NatsLog,
+        p: &mut Proposal,
+    ) -> Result<(), ClusterAppendError> {
         if let Some(c) = p.causation {
             let correlation = match self.0.get(&c) {
                 Some(corr) => *corr,
                 None => match log.lookup(c)? {
                     Some((_, e)) => e.header.correlation,
-                    None => bail!(
-                        "causation {c} is neither an event in any partition of the cluster nor \
-                         the \"id\" of an earlier line"
-                    ),
+                    None => return Err(ClusterAppendError::UnknownCausation(c)),
                 },
             };
             p.correlation.get_or_insert(correlation);
@@ -75,7 +92,22 @@ impl Causes {
         Ok(())
     }
 
-    fn remember(&mut self, p: &Proposal) {
+    /// Appends `p` (its causation settled first) once durable, remembers
+    /// its id for later events' causations, and returns its receipt.
+    pub(crate) fn append(
+        &mut self,
+        log: &NatsLog,
+        mut p: Proposal,
+    ) -> Result<Value, ClusterAppendError> {
+        self.settle(log, &mut p)?;
+        let done = log.append(&p)?;
+        p.id = Some(done.id);
+        self.remember(&p);
+        Ok(receipt(log, &done, &p))
+    }
+
+    /// Records `p`'s id (when it has one) as a cause later events may name.
+    pub(crate) fn remember(&mut self, p: &Proposal) {
         if let Some(id) = p.id {
             let corr = p.correlation.unwrap_or(id);
             self.0.insert(id, corr);
@@ -96,11 +128,10 @@ pub fn cluster_append(
     if let Some(src) = &a.jsonl {
         return append_jsonl(at, src, out);
     }
-    let (_, mut p) = single_event(a)?;
+    let (_, p) = single_event(a)?;
     let log = open_log(at)?;
-    Causes::default().settle(&log, &mut p)?;
-    let done = log.append(&p)?;
-    writeln!(out, "{}", receipt(&log, &done, &p))?;
+    let r = Causes::default().append(&log, p)?;
+    writeln!(out, "{r}")?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -150,12 +181,9 @@ fn append_jsonl(at: &ClusterAddress, src: &Path, out: &mut dyn Write) -> anyhow:
     let mut stored = 0usize;
     let mut result = Ok(());
     source.for_each_text(|n, text| {
-        let step = text.and_then(parse_line).and_then(|mut p| {
-            causes.settle(&log, &mut p)?;
-            let done = log.append(&p)?;
-            p.id = Some(done.id);
-            causes.remember(&p);
-            writeln!(out, "{}", receipt(&log, &done, &p))?;
+        let step = text.and_then(parse_line).and_then(|p| {
+            let r = causes.append(&log, p)?;
+            writeln!(out, "{r}")?;
             out.flush()?;
             Ok(())
         });

@@ -33,6 +33,7 @@
 //! and loss is printed as one `cluster |` line naming the slot and host.
 
 use crate::cluster::address::ClusterAddress;
+use crate::cluster::held_slots::HeldSlots;
 use crate::cluster::relay_slots::RelaySlots;
 use crate::cluster::slots::{shared, Ended, OwnedSlot};
 use crate::host::log_filter::{Console, LogFilter};
@@ -83,6 +84,11 @@ pub struct ClusterRunConfig {
     pub lease_ttl: Duration,
     /// This host's id in the leases bucket (default: hostname-pid).
     pub host_id: Option<String>,
+    /// `--listen`: serve the HTTP API against the cluster
+    /// ([`crate::cluster::cluster_http`]); the token comes from
+    /// `token_file`, which a cluster host needs (it keeps no local
+    /// directory to generate one into).
+    pub service: batpak_service::ServiceOptions,
 }
 
 impl ClusterRunConfig {
@@ -101,6 +107,7 @@ impl ClusterRunConfig {
             console: Console::stderr(),
             lease_ttl: DEFAULT_LEASE_TTL,
             host_id: None,
+            service: batpak_service::ServiceOptions::default(),
         }
     }
 }
@@ -146,6 +153,10 @@ pub enum ClusterRunError {
         #[source]
         source: PluginStoreError,
     },
+    /// The HTTP API (`--listen`) could not start: the address, or the
+    /// token file (the message names the fix).
+    #[error("--listen: {0}")]
+    Http(#[from] batpak_service::ServiceError),
     /// The leases bucket could not be opened.
     #[error("opening the leases bucket on {address}")]
     Leases {
@@ -202,6 +213,14 @@ pub fn run_cluster_host(
         return Err(ClusterRunError::Usage(format!(
             "--lease-ttl-ms {} is too short: use at least 300 (a host renews every third of it)",
             config.lease_ttl.as_millis()
+        )));
+    }
+    if let (Some(addr), None) = (config.service.listen, &config.service.token_file) {
+        return Err(ClusterRunError::Usage(format!(
+            "`run --listen {addr}` on a cluster needs --token-file FILE: a cluster host keeps no \
+             local directory to generate a token into (give every host of the cluster the same \
+             file, so a client can use any of them); create one with {}",
+            batpak_service::MAKE_TOKEN_FILE
         )));
     }
     let file = match &config.plugin_config {
@@ -301,7 +320,9 @@ pub fn run_cluster_host(
         plugins,
         loader,
         fetched,
+        held: Arc::default(),
     };
+    host.held.set_host(&host.id, host.names());
     host.adopt_cluster_versions().map_err(|e| match e {
         Adopt::Store(source) => ClusterRunError::Plugins {
             address: address.clone(),
@@ -309,6 +330,26 @@ pub fn run_cluster_host(
         },
         Adopt::Load(e) => ClusterRunError::Load(e),
     })?;
+    let service = match (config.service.listen, &config.service.token_file) {
+        (Some(addr), Some(token)) => {
+            let s = crate::cluster::cluster_http::serve(
+                &config.address,
+                host.log.clone(),
+                host.held.clone(),
+                addr,
+                token,
+            )?;
+            if let Some(bound) = s.http_addr() {
+                // Printed whatever the log level, as the embedded host does.
+                host.console.println(&format!(
+                    "http: listening on http://{bound} (bearer token in {}; order is per partition)",
+                    token.display()
+                ));
+            }
+            Some(s)
+        }
+        _ => None,
+    };
     let tick = config.lease_ttl / 3;
     while !stop() {
         let started = Instant::now();
@@ -317,6 +358,9 @@ pub fn run_cluster_host(
         while started.elapsed() < tick && !stop() {
             std::thread::sleep(Duration::from_millis(20).min(tick));
         }
+    }
+    if let Some(s) = service {
+        s.stop();
     }
     host.shutdown();
     let _ = std::fs::remove_dir_all(&host.fetched);
@@ -371,6 +415,8 @@ struct ClusterHost {
     loader: Loader,
     /// Where versions fetched from the cluster are written to be loaded.
     fetched: PathBuf,
+    /// What this host holds, for its HTTP API and `/metrics`.
+    held: Arc<HeldSlots>,
 }
 
 /// Why adopting the cluster's versions failed at start.
@@ -480,6 +526,7 @@ impl ClusterHost {
     }
 
     fn ended(&mut self, s: &OwnedSlot, how: Ended, why: &str) {
+        self.held.released(&s.slot, matches!(how, Ended::Fenced(_)));
         match how {
             Ended::Clean => self.say(&format!("released {} ({why})", s.slot)),
             Ended::Fenced(e) => {
@@ -567,7 +614,7 @@ impl ClusterHost {
             let plugin = self.reactors[r].loaded.plugin.fresh()?;
             let settings = self.runner_settings(&self.reactors[r].loaded.settings);
             Ok(batpak_runtime::spawn(
-                shared(&part),
+                shared(&part, self.held.commits(&name, p)),
                 Box::new(plugin),
                 settings,
             )?)
@@ -575,6 +622,7 @@ impl ClusterHost {
         match started {
             Ok(handle) => {
                 self.report.acquired += 1;
+                self.held.acquired(&name, p, handle.status().clone());
                 let from = from.map_or(String::new(), |h| format!(", from {h}"));
                 self.say(&format!(
                     "acquired {slot} (checkpoint sealed at sequence {sealed}{from})"

@@ -6,12 +6,15 @@
 pub mod address;
 pub mod append;
 pub mod cluster_host;
+pub mod cluster_http;
+pub mod cluster_operator;
 pub mod cluster_pause;
 pub mod cluster_status;
 pub mod cluster_swap;
 pub mod connect;
 pub mod dev;
 pub mod events;
+pub mod held_slots;
 pub mod init;
 pub mod partition_scan;
 pub mod relay_slots;

@@ -14,18 +14,23 @@ use batpak_log::{
 };
 use batpak_nats::{LogError as NatsError, PartitionLog};
 use batpak_store::Region;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One partition's log for a slot's runner (see the module docs).
 #[derive(Debug)]
 pub struct SlotLog {
     inner: PartitionLog,
+    /// Checkpointed commits stored through this log (for `/metrics`).
+    commits: Arc<AtomicU64>,
 }
 
 impl SlotLog {
-    /// The slot log over `inner`.
-    pub fn new(inner: PartitionLog) -> SlotLog {
-        SlotLog { inner }
+    /// The slot log over `inner`, counting its stored checkpointed commits
+    /// in `commits`.
+    pub fn new(inner: PartitionLog, commits: Arc<AtomicU64>) -> SlotLog {
+        SlotLog { inner, commits }
     }
 }
 
@@ -71,7 +76,12 @@ impl EventLog for SlotLog {
                 .iter()
                 .all(|r| nats.partition_of(&r.coordinate.entity) != home);
         if !foreign {
-            return self.inner.commit(c);
+            let checkpointed = c.checkpoint.is_some();
+            let done = self.inner.commit(c)?;
+            if checkpointed {
+                self.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            return Ok(done);
         }
         let target = nats.partition_of(&c.records[0].coordinate.entity);
         if c.records

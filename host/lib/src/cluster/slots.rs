@@ -77,7 +77,11 @@ pub fn ended(r: Result<(), RunnerError>) -> Ended {
     }
 }
 
-/// The log a slot's runner runs over (see [`SlotLog`]).
-pub fn shared(p: &PartitionLog) -> SharedLog {
-    std::sync::Arc::new(SlotLog::new(p.clone()))
+/// The log a slot's runner runs over (see [`SlotLog`]), counting its
+/// checkpointed commits in `commits`.
+pub fn shared(
+    p: &PartitionLog,
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> SharedLog {
+    std::sync::Arc::new(SlotLog::new(p.clone(), commits))
 }

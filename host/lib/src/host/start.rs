@@ -227,7 +227,7 @@ impl Host {
 
     /// The control socket's path (other processes reach the host there).
     pub fn socket_path(&self) -> Option<&Path> {
-        self.service.as_ref().map(Service::socket_path)
+        self.service.as_ref().and_then(Service::socket_path)
     }
 
     /// The HTTP address bound, when `service.listen` was given.

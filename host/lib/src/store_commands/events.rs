@@ -147,6 +147,7 @@ fn paged(
         id: None,
         kinds: a.kind.clone(),
         after: a.after,
+        partition: None,
         limit: None,
         system: a.system,
         wait_ms: if a.follow { 1000 } else { 0 },
