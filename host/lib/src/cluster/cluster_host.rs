@@ -33,8 +33,11 @@
 //! and loss is printed as one `cluster |` line naming the slot and host.
 
 use crate::cluster::address::ClusterAddress;
+pub(crate) use crate::cluster::cluster_run_error::open_log;
+pub use crate::cluster::cluster_run_error::ClusterRunError;
 use crate::cluster::held_slots::HeldSlots;
 use crate::cluster::relay_slots::RelaySlots;
+pub use crate::cluster::slots::DEFAULT_LEASE_TTL;
 use crate::cluster::slots::{shared, Ended, OwnedSlot};
 use crate::host::log_filter::{Console, LogFilter};
 use crate::hot_swap::watch::expand_plugin_args;
@@ -43,18 +46,13 @@ use crate::plugins::loader::{Loaded, Loader};
 use crate::plugins::plugin_config::{Flags, PluginConfigFile, Resolved};
 use batpak_nats::{
     host_id, preferred, reactor_slot, seal_for_takeover, LeaseError, LeaseSnapshot, Leases,
-    LogError, NatsLog, NatsOptions, PartitionLog, PluginStore, PluginStoreError, ReactorVersion,
-    Running,
+    NatsLog, NatsOptions, PartitionLog, PluginStore, PluginStoreError, ReactorVersion, Running,
 };
 use batpak_runtime::{cursor_id, FailurePolicy, Reactor, RunnerSettings, Runtime};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The default lease TTL of `run --store`: a dead host's slots move after
-/// about this long.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(4);
 
 /// What a cluster host is started with.
 #[derive(Debug, Clone)]
@@ -110,62 +108,6 @@ impl ClusterRunConfig {
             service: batpak_service::ServiceOptions::default(),
         }
     }
-}
-
-/// Why a cluster command (`run`, `status`, `swap`, `pause`, `resume` with
-/// `--store`) did not start or was refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClusterRunError {
-    /// A flag or file that cannot be used (the message names the fix).
-    #[error("{0}")]
-    Usage(String),
-    /// A plugin did not load (the message names its file).
-    #[error("{0:#}")]
-    Load(anyhow::Error),
-    /// The cluster holds no batpak layout.
-    #[error(
-        "the cluster at {address} is not initialised for batpak ({source}): run `batpak-host \
-         cluster init --store {address} --partitions K --replicas R` first"
-    )]
-    NotInitialised {
-        /// The cluster.
-        address: String,
-        /// What was missing.
-        #[source]
-        source: LogError,
-    },
-    /// The cluster did not answer.
-    #[error("connecting to the cluster at {address}")]
-    Connect {
-        /// The cluster.
-        address: String,
-        /// Why.
-        #[source]
-        source: LogError,
-    },
-    /// The cluster's plugin store failed.
-    #[error("the plugins on the cluster at {address}")]
-    Plugins {
-        /// The cluster.
-        address: String,
-        /// Why.
-        #[source]
-        source: PluginStoreError,
-    },
-    /// The HTTP API (`--listen`) could not start: the address, or the
-    /// token file (the message names the fix).
-    #[error("--listen: {0}")]
-    Http(#[from] batpak_service::ServiceError),
-    /// The leases bucket could not be opened.
-    #[error("opening the leases bucket on {address}")]
-    Leases {
-        /// The cluster.
-        address: String,
-        /// Why.
-        #[source]
-        source: LeaseError,
-    },
 }
 
 /// How a cluster host's run went.
@@ -365,27 +307,6 @@ pub fn run_cluster_host(
     host.shutdown();
     let _ = std::fs::remove_dir_all(&host.fetched);
     Ok(host.report)
-}
-
-/// Opens the cluster's log, refusing one without a batpak layout by naming
-/// `cluster init`.
-pub(crate) fn open_log(
-    address: &ClusterAddress,
-    options: &NatsOptions,
-) -> Result<NatsLog, ClusterRunError> {
-    let shown = address.to_string();
-    NatsLog::open(address.servers(), options.clone()).map_err(|e| match e {
-        e @ (LogError::NoLayout { .. } | LogError::NotInitialised { .. }) => {
-            ClusterRunError::NotInitialised {
-                address: shown.clone(),
-                source: e,
-            }
-        }
-        e => ClusterRunError::Connect {
-            address: shown.clone(),
-            source: e,
-        },
-    })
 }
 
 fn hostname() -> String {

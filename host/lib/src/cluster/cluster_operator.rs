@@ -7,8 +7,8 @@
 //! partition from [`HeldSlots`] (no round trip to the cluster on a scrape).
 
 use crate::cluster::address::ClusterAddress;
-use crate::cluster::cluster_host::ClusterRunError;
 use crate::cluster::cluster_pause::cluster_pause;
+use crate::cluster::cluster_run_error::ClusterRunError;
 use crate::cluster::cluster_status::{cluster_status, SlotStatus};
 use crate::cluster::held_slots::{HeldSlots, SlotCounters};
 use batpak_nats::{NatsLog, NatsOptions, PluginStore};

@@ -7,8 +7,7 @@
 //! again at their next tick.
 
 use crate::cluster::address::ClusterAddress;
-use crate::cluster::cluster_host::open_log;
-use crate::cluster::cluster_host::ClusterRunError;
+use crate::cluster::cluster_run_error::{open_log, ClusterRunError};
 use crate::cluster::cluster_status::{cluster_status, SlotStatus};
 use batpak_nats::{NatsOptions, PluginStore};
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! that died moments ago is still shown until a standby takes over.
 
 use crate::cluster::address::ClusterAddress;
-use crate::cluster::cluster_host::{open_log, ClusterRunError};
+use crate::cluster::cluster_run_error::{open_log, ClusterRunError};
 use batpak_log::EventLog;
 use batpak_nats::{host_id, reactor_slot, Leases, LogError, NatsOptions, PartitionLog};
 use batpak_runtime::cursor_id;
@@ -51,7 +51,7 @@ pub fn cluster_status(address: &ClusterAddress) -> Result<Vec<SlotStatus>, Clust
         address.servers(),
         &options,
         &host_id(&format!("status-{}", std::process::id())),
-        crate::cluster::cluster_host::DEFAULT_LEASE_TTL,
+        crate::cluster::slots::DEFAULT_LEASE_TTL,
         layout.replicas,
     )
     .map_err(|source| ClusterRunError::Leases {

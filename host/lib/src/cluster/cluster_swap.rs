@@ -7,8 +7,7 @@
 //! partition); slots taken later start on the new version.
 
 use crate::cluster::address::ClusterAddress;
-use crate::cluster::cluster_host::open_log;
-use crate::cluster::cluster_host::ClusterRunError;
+use crate::cluster::cluster_run_error::{open_log, ClusterRunError};
 use crate::plugins::compile_cache::CacheOptions;
 use crate::plugins::loader::Loader;
 use crate::plugins::plugin_config::{Flags, PluginConfigFile};

@@ -7,7 +7,11 @@ use batpak_log::{CommitError, SharedLog};
 use batpak_nats::{PartitionLog, Running};
 use batpak_runtime::{RunnerError, RunnerHandle, SwapTicket};
 use batpak_store::CanalHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The default lease TTL of `run --store`: a dead host's slots move after
+/// about this long.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(4);
 
 /// One (reactor, partition) this host holds the lease of and runs.
 pub struct OwnedSlot {
