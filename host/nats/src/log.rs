@@ -171,7 +171,9 @@ pub struct Checkpoint {
 /// What [`NatsLog::resolve_commit`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolution {
-    /// The commit is stored; its checkpoint is at this sequence.
+    /// The commit is stored; the fence for this instance's next commit:
+    /// its checkpoint's sequence — or, when another instance has moved the
+    /// checkpoint since, an older one, so that commit is refused.
     Landed(u64),
     /// The commit is not stored and never will be (final: its fence is
     /// spent, so even a copy still in flight somewhere is refused).
@@ -896,8 +898,11 @@ impl NatsLog {
     /// A commit found stored behind its own seal: writes its checkpoint
     /// again, fenced on the seal, so the cursor is where the commit put it
     /// (a takeover reading the sealed copy would redo the batch). Landed
-    /// either way: when another instance moved the checkpoint first, this
-    /// instance's next commit is fenced.
+    /// either way. When another instance moved the checkpoint first, the
+    /// sequence returned is the seal's, not that instance's: the caller
+    /// carries it as its fence, so its next commit is refused (it must not
+    /// go on from its own position fenced on another instance's
+    /// checkpoint, which could be further on).
     fn restore_checkpoint(&self, commit: &Commit, sealed_at: u64) -> Result<Resolution, LogError> {
         let p = commit.partition;
         for attempt in 0..MAX_TRIES * 4 {
@@ -909,9 +914,11 @@ impl NatsLog {
                 commit.checkpoint.clone(),
             )?;
             if let Some(now) = self.checkpoint(p, &commit.reactor)? {
-                if now.token.as_deref() == Some(commit.token.as_str()) || now.sequence != sealed_at
-                {
+                if now.token.as_deref() == Some(commit.token.as_str()) {
                     return Ok(Resolution::Landed(now.sequence));
+                }
+                if now.sequence != sealed_at {
+                    return Ok(Resolution::Landed(sealed_at));
                 }
             }
             std::thread::sleep(backoff(attempt));
