@@ -7,6 +7,7 @@ pub mod address;
 pub mod append;
 pub mod cluster_host;
 pub mod cluster_pause;
+pub mod cluster_reset;
 pub mod cluster_status;
 pub mod cluster_swap;
 pub mod connect;

@@ -77,7 +77,7 @@ pub fn ended(r: Result<(), RunnerError>) -> Ended {
     }
 }
 
-/// The log a slot's runner runs over (see [`SlotLog`]).
-pub fn shared(p: &PartitionLog) -> SharedLog {
-    std::sync::Arc::new(SlotLog::new(p.clone()))
+/// The log reactor `reactor`'s slot runner runs over (see [`SlotLog`]).
+pub fn shared(p: &PartitionLog, reactor: &str) -> SharedLog {
+    std::sync::Arc::new(SlotLog::new(p.clone(), reactor))
 }
