@@ -724,7 +724,9 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
             .filter(|l| l["reactor"] == "passthrough")
             .collect();
         mine.sort_by_key(|l| l["partition"].as_u64());
-        mine.iter().map(|l| l["position"].as_u64().unwrap()).collect()
+        mine.iter()
+            .map(|l| l["position"].as_u64().unwrap())
+            .collect()
     };
     let before = positions(&store);
     assert!(
@@ -787,15 +789,26 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
         ok(
             &store,
             &[
-                "append", "--entity", e, "--scope", "bench", "--kind", "bench.in", "--payload",
+                "append",
+                "--entity",
+                e,
+                "--scope",
+                "bench",
+                "--kind",
+                "bench.in",
+                "--payload",
                 "{}",
             ],
         );
     }
-    let all = wait_until("the late inputs reacted to", Duration::from_secs(60), || {
-        let all = outputs();
-        (all.len() >= 12).then_some(all)
-    });
+    let all = wait_until(
+        "the late inputs reacted to",
+        Duration::from_secs(60),
+        || {
+            let all = outputs();
+            (all.len() >= 12).then_some(all)
+        },
+    );
     // A moment for a duplicate to show, had one been committed.
     std::thread::sleep(Duration::from_secs(2));
     let all = if outputs().len() != all.len() {
@@ -843,7 +856,9 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
         let path = dir.path().join(name);
         std::fs::write(
             &path,
-            format!(r#"{{"plugins": {{"inventory": {{"config": {{"stock": {{"zzz": {stock}}}}}}}}}}}"#),
+            format!(
+                r#"{{"plugins": {{"inventory": {{"config": {{"stock": {{"zzz": {stock}}}}}}}}}}}"#
+            ),
         )
         .unwrap();
         path
@@ -912,8 +927,10 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
         assert_eq!(payload(l)["available"], 7, "{l}");
         assert_eq!(payload(l)["reason"], "insufficient stock", "{l}");
     }
-    let partitions: std::collections::BTreeSet<u64> =
-        seen.iter().map(|l| l["partition"].as_u64().unwrap()).collect();
+    let partitions: std::collections::BTreeSet<u64> = seen
+        .iter()
+        .map(|l| l["partition"].as_u64().unwrap())
+        .collect();
     assert_eq!(partitions.len(), 2, "{seen:#?}");
 
     // A config file without the reactor's entry is refused.

@@ -140,7 +140,10 @@ mod tests {
     /// `<base>/p0`.
     #[test]
     fn local_entities_live_in_their_partition() {
-        assert_eq!(local_entity("reactor:shipping", 0, 1), "reactor:shipping/p0");
+        assert_eq!(
+            local_entity("reactor:shipping", 0, 1),
+            "reactor:shipping/p0"
+        );
         for k in [1u32, 2, 3, 4, 16, 64] {
             for p in 0..k {
                 let e = local_entity("reactor:passthrough", p, k);

@@ -354,5 +354,7 @@ fn reset_partition(
             seq: seq.unwrap_or(0),
         });
     }
-    Err(Step::Log(last_error.unwrap_or(LogError::Contended { tries: TRIES })))
+    Err(Step::Log(
+        last_error.unwrap_or(LogError::Contended { tries: TRIES }),
+    ))
 }

@@ -32,7 +32,7 @@ use batpak_log::{
 };
 use batpak_nats::partition::local_entity;
 use batpak_nats::{LogError as NatsError, PartitionLog};
-use batpak_store::system::{RESET_ENTITY_PREFIX, REACTOR_STREAM_PREFIX, SYSTEM_SCOPE};
+use batpak_store::system::{REACTOR_STREAM_PREFIX, RESET_ENTITY_PREFIX, SYSTEM_SCOPE};
 use batpak_store::Region;
 use parking_lot::Mutex;
 use std::time::Duration;

@@ -216,7 +216,8 @@ fn check_entry(name: &str, e: &PluginEntry) -> Result<(), String> {
         ));
     }
     for k in e.grant_emits.iter().flatten() {
-        batpak_store::validate_kind(k).map_err(|err| format!("plugins.{name}.grant_emits: {err}"))?;
+        batpak_store::validate_kind(k)
+            .map_err(|err| format!("plugins.{name}.grant_emits: {err}"))?;
     }
     if let Some(n) = e.instances {
         check_instances(n).map_err(|m| format!("plugins.{name}.instances: {m}"))?;
