@@ -590,6 +590,14 @@ impl RunHost {
         self.lines.lock().unwrap().join("\n")
     }
 
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} host {}", self.id);
+    }
+
     /// Waits at most `limit` for a line satisfying `pred`.
     fn wait_line(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + limit;
@@ -1033,4 +1041,93 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
          9 after a config-only swap; one swap record in each partition"
     );
     drop((host_a, host_b));
+}
+
+/// `reset` when a host is stuck: host `a` holds both slots of
+/// `passthrough` and is stopped (SIGSTOP), so `pause` sets the flag but
+/// cannot see it stop (it says so after its wait). `reset --to start` waits
+/// until the stuck host's leases lapse, then moves each partition's
+/// checkpoint with a fenced commit. Inputs appended meanwhile, then SIGCONT:
+/// the woken host's instances find the pause flag and, whatever they
+/// commit, are fenced by the reset; after `resume` every input has exactly
+/// one reaction and the reset records are there.
+#[test]
+fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
+    let _one = serial();
+    let passthrough = crate::common::plugin("passthrough");
+    let dev = Dev::start(3);
+    let store = dev.store().to_string();
+    let made = init(&dev, "2", "3");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let host = RunHost::start(&store, "a", &passthrough, None);
+    for p in 0..2 {
+        host.wait_line("acquiring a slot", Duration::from_secs(60), |l| {
+            l.contains(&format!("acquired reactor/passthrough/{p} "))
+        });
+    }
+    let append = |entities: &[String]| -> Vec<Value> {
+        let jsonl: String = entities
+            .iter()
+            .map(|e| {
+                format!(
+                    "{{\"entity\":\"{e}\",\"scope\":\"bench\",\"kind\":\"bench.in\",\"payload\":{{}}}}\n"
+                )
+            })
+            .collect();
+        let out = on(&store, &["append", "--jsonl", "-"], Some(&jsonl));
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&out.stdout)
+    };
+    let mut receipts = append(&entities_per_partition("bench:", 2, 2));
+    let outputs = || ok(&store, &["events", "--kind", "bench.out"]);
+    wait_until("every input reacted to", Duration::from_secs(60), || {
+        (outputs().len() >= 4).then_some(())
+    });
+
+    host.signal("-STOP");
+    let pause = on(&store, &["pause", "passthrough"], None);
+    assert_eq!(pause.status.code(), Some(2), "{}", stderr(&pause));
+    assert!(stderr(&pause).contains("still run"), "{}", stderr(&pause));
+    let started = Instant::now();
+    let reset = ok(&store, &["reset", "passthrough", "--to", "start"]);
+    assert_eq!(reset.len(), 2, "{reset:?}");
+    assert!(reset.iter().all(|r| r["to"] == 0), "{reset:?}");
+    eprintln!(
+        "reset past a stuck host's leases in {} ms",
+        started.elapsed().as_millis()
+    );
+    receipts.extend(append(&entities_per_partition("late:", 2, 1)));
+    host.signal("-CONT");
+    host.wait_line("following the pause flag", Duration::from_secs(30), |l| {
+        l.contains("released reactor/passthrough/")
+    });
+    ok(&store, &["resume", "passthrough"]);
+    let all = wait_until("every input reacted to", Duration::from_secs(60), || {
+        let all = outputs();
+        (all.len() >= receipts.len()).then_some(all)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let all = if outputs().len() != all.len() {
+        outputs()
+    } else {
+        all
+    };
+    assert_eq!(all.len(), receipts.len(), "{all:#?}\n{}", host.text());
+    for r in &receipts {
+        let id = r["id"].as_str().unwrap();
+        let n = all.iter().filter(|l| l["causation"] == id).count();
+        assert_eq!(n, 1, "input {id}: {n} reactions\n{}", host.text());
+    }
+    let records = ok(&store, &["events", "--kind", "batpak.reactor.reset"]);
+    assert_eq!(records.len(), 2, "{records:#?}");
+    eprintln!(
+        "stuck host: {} inputs, each reacted to once; its instances {}",
+        receipts.len(),
+        if host.text().contains("fenced") {
+            "were fenced"
+        } else {
+            "committed nothing after the reset"
+        }
+    );
+    drop(host);
 }

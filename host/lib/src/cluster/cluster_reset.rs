@@ -4,14 +4,19 @@
 //!
 //! - **Paused first.** As the embedded `reset` refuses a running reactor,
 //!   this one refuses unless `pause NAME --store` has flagged the reactor
-//!   paused and no host holds any of its slots (the refusal names the
-//!   `pause` command). Each partition's move is still a **fenced commit**:
-//!   the reset record and the new checkpoint as one atomic batch, fenced on
-//!   the checkpoint just read. So a stray instance (a host cut off past its
-//!   lease, still believing it holds the slot) whose commit comes later is
-//!   refused whole (fenced) and, when its slot is taken again, starts from
-//!   the reset position; one whose commit lands first makes the reset's
-//!   batch fenced, and the reset reads the checkpoint again and retries.
+//!   paused (the refusal names the `pause` command), and then waits (at most
+//!   [`RESET_WAIT`]) until no host renews a lease of its slots: hosts that
+//!   follow the flag release them; a host that is stuck or cut off (so
+//!   `pause` could not see it stop) stops renewing, and after its lease's
+//!   TTL it counts as gone. A host still renewing after the wait is named
+//!   in the refusal. Each partition's move is a **fenced commit**: the
+//!   reset record and the new checkpoint as one atomic batch, fenced on the
+//!   checkpoint just read. So the stuck host's instance, when it wakes and
+//!   commits, is refused whole (fenced) — the host then drops the slot, and
+//!   follows the pause flag — and the slot, taken again on `resume`, starts
+//!   from the reset position; a commit that lands between the read and the
+//!   reset's batch makes that batch fenced, and the reset reads the
+//!   checkpoint again and retries.
 //! - **Positions are per partition.** `start` (before the first event) and
 //!   `end` (after the partition's last event) apply to each partition; a
 //!   sequence is only accepted with `--partition P` (it is a sequence of
@@ -27,17 +32,23 @@
 //!   the highest `from` recorded ([`SlotLog`](crate::cluster::slot_log)).
 
 use crate::cluster::address::ClusterAddress;
+use crate::cluster::cluster_host::DEFAULT_LEASE_TTL;
 use crate::cluster::cluster_host::{open_log, ClusterRunError};
-use crate::cluster::cluster_status::cluster_status;
 use batpak_nats::partition::local_entity;
 use batpak_nats::{
-    decode_cursor, encode_cursor, Commit, LogError, NatsLog, NatsOptions, PluginStore, Resolution,
+    decode_cursor, encode_cursor, host_id, reactor_slot, Commit, LeaseView, Leases, LogError,
+    NatsLog, NatsOptions, PluginStore, Resolution,
 };
 use batpak_runtime::cursor_id;
 use batpak_service::ResetTo;
 use batpak_store::system::{RESET_ENTITY_PREFIX, RESET_KIND, SYSTEM_SCOPE};
 use batpak_store::{CheckpointUpdate, Coordinate, EventId, Proposal};
 use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// The longest `reset` waits for the hosts to stop renewing the leases of
+/// a paused reactor's slots.
+pub const RESET_WAIT: Duration = Duration::from_secs(30);
 
 /// How often one partition's move is tried again after another commit
 /// moved its checkpoint between the read and the reset's batch.
@@ -144,19 +155,13 @@ pub fn cluster_reset(
              `batpak-host resume {name} --store {address}`"
         )));
     }
-    let held: Vec<String> = cluster_status(address)?
-        .into_iter()
-        .filter(|s| s.reactor == name)
-        .filter_map(|s| {
-            s.host
-                .map(|h| format!("partition {} on host {h}", s.partition))
-        })
-        .collect();
+    let held = wait_released(address, &options, name, k, log.layout().replicas)?;
     if !held.is_empty() {
         return Err(usage(format!(
-            "reactor {name} is flagged paused, but these instances still run: {}; wait until \
-             they stop (`batpak-host status --store {address}` shows them; a host cut off \
-             stops when its lease lapses), then reset",
+            "reactor {name} is flagged paused, but after {} s these instances still run \
+             (their hosts keep renewing the leases): {}; `batpak-host status --store {address}` \
+             shows them. Reset again once they stopped",
+            RESET_WAIT.as_secs(),
             held.join(", ")
         )));
     }
@@ -195,6 +200,51 @@ pub fn cluster_reset(
         }
     }
     Ok(out)
+}
+
+/// Waits (at most [`RESET_WAIT`]) until every slot of reactor `name` is
+/// free or its holder stopped renewing for the lease's TTL; returns the
+/// slots still renewed then (`partition P on host H`), empty when none.
+fn wait_released(
+    address: &ClusterAddress,
+    options: &NatsOptions,
+    name: &str,
+    partitions: u32,
+    replicas: u32,
+) -> Result<Vec<String>, ClusterResetError> {
+    let shown = address.to_string();
+    let leases_error = |source| {
+        ClusterResetError::Cluster(ClusterRunError::Leases {
+            address: shown.clone(),
+            source,
+        })
+    };
+    let leases = Leases::open(
+        address.servers(),
+        options,
+        &host_id(&format!("reset-{}", std::process::id())),
+        DEFAULT_LEASE_TTL,
+        replicas,
+    )
+    .map_err(leases_error)?;
+    let deadline = Instant::now() + RESET_WAIT;
+    loop {
+        let snap = leases.snapshot().map_err(leases_error)?;
+        let held: Vec<String> = (0..partitions)
+            .filter_map(|p| match snap.lease(&reactor_slot(name, p)) {
+                LeaseView::Held {
+                    holder,
+                    expired: false,
+                    ..
+                } => Some(format!("partition {p} on host {holder}")),
+                _ => None,
+            })
+            .collect();
+        if held.is_empty() || Instant::now() >= deadline {
+            return Ok(held);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The reactor's region fingerprint, from the first partition whose
