@@ -1,10 +1,11 @@
 //! Plugins in the cluster: each reactor's current version — its component
 //! file in the object store [`PLUGINS_BUCKET`] (named by digest) and a key
 //! `reactor/<name>` in the cluster bucket [`LAYOUT_BUCKET`] naming it
-//! together with the reactor's plugin-config entry ([`ReactorVersion`]). `run` publishes a reactor the cluster does not
-//! have and otherwise runs the cluster's version; `swap` stores a new
-//! version and moves the key (compare-and-set on its revision); every host
-//! watching the key swaps the instances it owns.
+//! together with the reactor's plugin-config entry ([`ReactorVersion`]).
+//! `run` publishes a reactor the cluster does not have and otherwise runs
+//! the cluster's version and entry; `swap` stores a new version (or only a
+//! new entry) and moves the key (compare-and-set on its revision); every
+//! host watching the key swaps the instances it owns.
 
 use crate::error::LogError;
 use crate::layout::{LAYOUT_BUCKET, PLUGINS_BUCKET};
