@@ -55,7 +55,7 @@ pub struct SlotLog {
 ///
 /// # Errors
 /// The reset records could not be read.
-pub fn reset_horizon(inner: &PartitionLog, reactor: &str) -> Result<u64, NatsError> {
+fn reset_horizon(inner: &PartitionLog, reactor: &str) -> Result<u64, NatsError> {
     let nats = inner.nats();
     let entity = local_entity(
         &format!("{RESET_ENTITY_PREFIX}{reactor}"),
@@ -111,12 +111,14 @@ impl SlotLog {
     }
 
     /// Leaves out of `c` the records already stored (looked up by id in
-    /// their entity's partition): a re-delivered event's reactions.
+    /// their entity's partition): a re-delivered event's reactions. `c` is
+    /// changed only once every look-up answered, so a failed one leaves the
+    /// commit whole for the caller's retry.
     fn drop_stored(&self, c: &mut Commit) -> Result<(), CommitError> {
         let nats = self.inner.nats();
-        let mut keep = Vec::with_capacity(c.records.len());
-        for r in std::mem::take(&mut c.records) {
-            let stored = match r.id {
+        let mut stored = Vec::with_capacity(c.records.len());
+        for r in &c.records {
+            stored.push(match r.id {
                 Some(id) => nats
                     .lookup_in(nats.partition_of(&r.coordinate.entity), id)
                     .map_err(|e| {
@@ -126,12 +128,10 @@ impl SlotLog {
                     })?
                     .is_some(),
                 None => false,
-            };
-            if !stored {
-                keep.push(r);
-            }
+            });
         }
-        c.records = keep;
+        let mut stored = stored.into_iter();
+        c.records.retain(|_| !stored.next().unwrap_or(false));
         Ok(())
     }
 
