@@ -1131,3 +1131,90 @@ fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
     );
     drop(host);
 }
+
+/// Each partition's instance writes its parking records and its gate
+/// denials into its own partition: `hostile` on two partitions, each given
+/// one input that fails (`error`: parked after its attempts), one that
+/// proposes a kind it does not declare (`forbidden`: denied) and one that
+/// succeeds. `events --partition P` shows exactly that partition's parked
+/// record and denial, on its own `reactor:hostile/p<P>` stream, and every
+/// good input has its one reaction.
+#[test]
+fn cluster_cli_parking_and_denial_records_land_in_their_own_partition() {
+    let _one = serial();
+    let hostile = crate::common::plugin("hostile");
+    let dev = Dev::start(3);
+    let store = dev.store().to_string();
+    let made = init(&dev, "2", "3");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let host = RunHost::start(&store, "a", &hostile, None);
+    for p in 0..2 {
+        host.wait_line("acquiring a slot", Duration::from_secs(60), |l| {
+            l.contains(&format!("acquired reactor/hostile/{p} "))
+        });
+    }
+    let entities = entities_per_partition("h:", 2, 1);
+    let mut jsonl = String::new();
+    for e in &entities {
+        for action in ["error", "forbidden", "ok"] {
+            jsonl.push_str(&format!(
+                "{{\"entity\":\"{e}\",\"scope\":\"t\",\"kind\":\"hostile.cmd\",\"payload\":{{\"do\":\"{action}\"}}}}\n"
+            ));
+        }
+    }
+    let out = on(&store, &["append", "--jsonl", "-"], Some(&jsonl));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let receipts = json_lines(&out.stdout);
+    assert_eq!(receipts.len(), 6);
+    let of = |p: u64, i: usize| -> String {
+        receipts
+            .iter()
+            .filter(|r| r["partition"] == p)
+            .nth(i)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let by_kind = |p: u32, kind: &str| {
+        ok(
+            &store,
+            &["events", "--partition", &p.to_string(), "--kind", kind],
+        )
+    };
+    wait_until("every input handled", Duration::from_secs(90), || {
+        (0..2u32)
+            .all(|p| {
+                by_kind(p, "batpak.reactor.parked").len() == 1
+                    && by_kind(p, "batpak.gate.denied").len() == 1
+                    && by_kind(p, "hostile.ok").len() == 1
+            })
+            .then_some(())
+    });
+    for p in 0..2u32 {
+        let parked = by_kind(p, "batpak.reactor.parked");
+        assert_eq!(parked.len(), 1, "partition {p}: {parked:#?}");
+        assert!(
+            parked[0]["entity"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("reactor:hostile/p{p}")),
+            "{}",
+            parked[0]
+        );
+        assert_eq!(payload(&parked[0])["event"], of(u64::from(p), 0).as_str());
+        let denied = by_kind(p, "batpak.gate.denied");
+        assert_eq!(denied.len(), 1, "partition {p}: {denied:#?}");
+        assert!(
+            denied[0]["entity"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("reactor:hostile/p{p}")),
+            "{}",
+            denied[0]
+        );
+        let good = by_kind(p, "hostile.ok");
+        assert_eq!(good[0]["causation"], of(u64::from(p), 2).as_str());
+    }
+    drop(host);
+}
