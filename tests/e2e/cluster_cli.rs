@@ -834,9 +834,72 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
     for id in &ids {
         assert_eq!(per_cause.get(id), Some(&1), "input {id}: {per_cause:?}");
     }
+
+    // One partition, to a sequence of it: an input's is taken, a
+    // checkpoint message's is refused, as is a partition the cluster lacks.
+    ok(&store, &["pause", "passthrough"]);
+    let stored = ok(&store, &["events", "--partition", "0", "--system"]);
+    let seqs: Vec<u64> = stored.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    let gap = (1..*seqs.iter().max().unwrap())
+        .find(|s| !seqs.contains(s))
+        .expect("a checkpoint message between partition 0's events");
+    let not_event = on(
+        &store,
+        &[
+            "reset",
+            "passthrough",
+            "--partition",
+            "0",
+            "--to",
+            &gap.to_string(),
+        ],
+        None,
+    );
+    assert_eq!(not_event.status.code(), Some(2), "{}", stderr(&not_event));
+    assert!(
+        stderr(&not_event).contains("is not an event"),
+        "{}",
+        stderr(&not_event)
+    );
+    let no_such = on(
+        &store,
+        &["reset", "passthrough", "--partition", "2", "--to", "start"],
+        None,
+    );
+    assert_eq!(no_such.status.code(), Some(2), "{}", stderr(&no_such));
+    let first_input = receipts
+        .iter()
+        .filter(|r| r["partition"] == 0)
+        .map(|r| r["seq"].as_u64().unwrap())
+        .min()
+        .unwrap();
+    let one = ok(
+        &store,
+        &[
+            "reset",
+            "passthrough",
+            "--partition",
+            "0",
+            "--to",
+            &first_input.to_string(),
+        ],
+    );
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(
+        (one[0]["partition"].as_u64(), one[0]["to"].as_u64()),
+        (Some(0), Some(first_input))
+    );
+    assert_eq!(positions(&store)[0], first_input);
+    ok(&store, &["resume", "passthrough"]);
+    wait_until("partition 0 handled again", Duration::from_secs(60), || {
+        (positions(&store)[0] >= last_input[0]).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(outputs().len(), 12, "a reaction duplicated");
     eprintln!(
         "cluster reset: positions {before:?} -> 0 -> back; 10 inputs handled again, no \
-         reaction duplicated; 2 late inputs reacted to"
+         reaction duplicated; 2 late inputs reacted to; partition 0 reset to sequence \
+         {first_input} alone"
     );
     drop(host);
 }
