@@ -540,3 +540,744 @@ fn cluster_init_refuses_a_node_without_sync_always() {
         stderr(&no_store)
     );
 }
+
+/// One `batpak-host run --store …` process; its stderr kept line by line
+/// (read on its own thread, so every wait on it is bounded); SIGKILL on
+/// drop.
+struct RunHost {
+    id: String,
+    child: Child,
+    lines: std::sync::Arc<Mutex<Vec<String>>>,
+    _data: tempfile::TempDir,
+}
+
+impl RunHost {
+    fn start(store: &str, id: &str, plugin: &Path, config: Option<&Path>) -> RunHost {
+        let data = tempdir();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--data")
+            .arg(data.path())
+            .args(["--store", store, "run"])
+            .arg(plugin)
+            .args(["--lease-ttl-ms", "1500", "--host-id", id, "--quiet"]);
+        if let Some(c) = config {
+            cmd.arg("--plugin-config").arg(c);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting batpak-host run --store");
+        let lines: std::sync::Arc<Mutex<Vec<String>>> = Default::default();
+        let (into, from) = (lines.clone(), child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(from).lines() {
+                let Ok(line) = line else { break };
+                into.lock().unwrap().push(line);
+            }
+        });
+        RunHost {
+            id: id.to_string(),
+            child,
+            lines,
+            _data: data,
+        }
+    }
+
+    fn text(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} host {}", self.id);
+    }
+
+    /// Waits at most `limit` for a line satisfying `pred`.
+    fn wait_line(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "host {}: no line {what} within {limit:?}; saw:\n{}",
+                self.id,
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RunHost {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, at most `limit`.
+fn wait_until<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// An event line's payload as JSON (a JSON payload is printed as a value).
+fn payload(line: &Value) -> Value {
+    match &line["payload"] {
+        Value::String(t) => serde_json::from_str(t).unwrap_or(Value::String(t.clone())),
+        v => v.clone(),
+    }
+}
+
+/// The first of `bench:0`, `bench:1`, … in each of `k` partitions, `n`
+/// per partition.
+fn entities_per_partition(prefix: &str, k: u32, n: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in 0..k {
+        out.extend(
+            (0..)
+                .map(|i| format!("{prefix}{i}"))
+                .filter(|e| batpak_store::partition_of(e, k) == p)
+                .take(n),
+        );
+    }
+    out
+}
+
+/// `reset NAME --store …` on a cluster: refused while the reactor runs
+/// (naming `pause`) and for a bare global sequence (naming `--partition`);
+/// once paused, `--to start` moves every partition's checkpoint to 0 in one
+/// fenced commit each, recorded as `batpak.reactor.reset` in that
+/// partition; after `resume` every input is handled again (the checkpoints
+/// come back to where they were) and, as on the embedded store, nothing is
+/// duplicated: each input still has exactly one reaction, and inputs
+/// appended after the reset get theirs.
+#[test]
+fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_duplicates() {
+    let _one = serial();
+    let passthrough = crate::common::plugin("passthrough");
+    let dev = Dev::start(3);
+    let store = dev.store().to_string();
+    let made = init(&dev, "2", "3");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let host = RunHost::start(&store, "a", &passthrough, None);
+    for p in 0..2 {
+        host.wait_line("acquiring a slot", Duration::from_secs(60), |l| {
+            l.contains(&format!("acquired reactor/passthrough/{p} "))
+        });
+    }
+    let inputs = entities_per_partition("bench:", 2, 5);
+    let jsonl: String = inputs
+        .iter()
+        .map(|e| {
+            format!("{{\"entity\":\"{e}\",\"scope\":\"bench\",\"kind\":\"bench.in\",\"payload\":{{}}}}\n")
+        })
+        .collect();
+    let out = on(&store, &["append", "--jsonl", "-"], Some(&jsonl));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let receipts = json_lines(&out.stdout);
+    let ids: Vec<String> = receipts
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 10);
+    // Each partition's last input: a checkpoint at or past it has handled
+    // every input there.
+    let mut last_input = [0u64; 2];
+    for r in &receipts {
+        let p = r["partition"].as_u64().unwrap() as usize;
+        last_input[p] = last_input[p].max(r["seq"].as_u64().unwrap());
+    }
+    let outputs = || ok(&store, &["events", "--kind", "bench.out"]);
+    wait_until("every input reacted to", Duration::from_secs(60), || {
+        (outputs().len() >= 10).then_some(())
+    });
+
+    // Running: refused, naming the fix.
+    let running = on(&store, &["reset", "passthrough", "--to", "start"], None);
+    assert_eq!(running.status.code(), Some(2), "{}", stderr(&running));
+    assert!(
+        stderr(&running).contains("batpak-host pause passthrough --store"),
+        "{}",
+        stderr(&running)
+    );
+    ok(&store, &["pause", "passthrough"]);
+    let global = on(&store, &["reset", "passthrough", "--to", "3"], None);
+    assert_eq!(global.status.code(), Some(2), "{}", stderr(&global));
+    assert!(
+        stderr(&global).contains("--partition P"),
+        "{}",
+        stderr(&global)
+    );
+    let positions = |s: &str| -> Vec<u64> {
+        let out = on(s, &["status", "--json"], None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let mut mine: Vec<&Value> = list
+            .iter()
+            .filter(|l| l["reactor"] == "passthrough")
+            .collect();
+        mine.sort_by_key(|l| l["partition"].as_u64());
+        mine.iter()
+            .map(|l| l["position"].as_u64().unwrap())
+            .collect()
+    };
+    let before = positions(&store);
+    assert!(
+        before.iter().zip(&last_input).all(|(b, l)| b >= l),
+        "{before:?} {last_input:?}"
+    );
+
+    let reset = ok(&store, &["reset", "passthrough", "--to", "start"]);
+    assert_eq!(reset.len(), 2, "{reset:?}");
+    for (p, r) in reset.iter().enumerate() {
+        assert_eq!(r["partition"], p as u64, "{r}");
+        assert_eq!(r["from"], before[p], "{r}");
+        assert_eq!(r["to"], 0, "{r}");
+    }
+    assert_eq!(positions(&store), vec![0, 0]);
+    for p in 0..2u32 {
+        let records = ok(
+            &store,
+            &[
+                "events",
+                "--partition",
+                &p.to_string(),
+                "--kind",
+                "batpak.reactor.reset",
+            ],
+        );
+        assert_eq!(records.len(), 1, "partition {p}: {records:?}");
+        let rec = payload(&records[0]);
+        assert_eq!(rec["partition"], p, "{rec}");
+        assert_eq!(rec["from"], before[p as usize], "{rec}");
+        assert_eq!(rec["requested"], "start", "{rec}");
+        assert!(
+            records[0]["entity"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("batpak.reactor:passthrough/p{p}")),
+            "{}",
+            records[0]
+        );
+    }
+
+    ok(&store, &["resume", "passthrough"]);
+    // Handled again: each partition's checkpoint comes back past its last
+    // input (it started from 0).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = positions(&store);
+        if now.iter().zip(&last_input).all(|(n, l)| n >= l) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the re-delivery: positions {now:?}, last inputs {last_input:?}; host:\n{}",
+            host.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let late = entities_per_partition("late:", 2, 1);
+    for e in &late {
+        ok(
+            &store,
+            &[
+                "append",
+                "--entity",
+                e,
+                "--scope",
+                "bench",
+                "--kind",
+                "bench.in",
+                "--payload",
+                "{}",
+            ],
+        );
+    }
+    let all = wait_until(
+        "the late inputs reacted to",
+        Duration::from_secs(60),
+        || {
+            let all = outputs();
+            (all.len() >= 12).then_some(all)
+        },
+    );
+    // A moment for a duplicate to show, had one been committed.
+    std::thread::sleep(Duration::from_secs(2));
+    let all = if outputs().len() != all.len() {
+        outputs()
+    } else {
+        all
+    };
+    let mut per_cause: std::collections::HashMap<String, usize> = Default::default();
+    for l in &all {
+        *per_cause
+            .entry(l["causation"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(all.len(), 12, "{all:#?}");
+    for id in &ids {
+        assert_eq!(per_cause.get(id), Some(&1), "input {id}: {per_cause:?}");
+    }
+
+    // One partition, to a sequence of it: an input's is taken, a
+    // checkpoint message's is refused, as is a partition the cluster lacks.
+    ok(&store, &["pause", "passthrough"]);
+    let stored = ok(&store, &["events", "--partition", "0", "--system"]);
+    let seqs: Vec<u64> = stored.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    let gap = (1..*seqs.iter().max().unwrap())
+        .find(|s| !seqs.contains(s))
+        .expect("a checkpoint message between partition 0's events");
+    let not_event = on(
+        &store,
+        &[
+            "reset",
+            "passthrough",
+            "--partition",
+            "0",
+            "--to",
+            &gap.to_string(),
+        ],
+        None,
+    );
+    assert_eq!(not_event.status.code(), Some(2), "{}", stderr(&not_event));
+    assert!(
+        stderr(&not_event).contains("is not an event"),
+        "{}",
+        stderr(&not_event)
+    );
+    let no_such = on(
+        &store,
+        &["reset", "passthrough", "--partition", "2", "--to", "start"],
+        None,
+    );
+    assert_eq!(no_such.status.code(), Some(2), "{}", stderr(&no_such));
+    let first_input = receipts
+        .iter()
+        .filter(|r| r["partition"] == 0)
+        .map(|r| r["seq"].as_u64().unwrap())
+        .min()
+        .unwrap();
+    let one = ok(
+        &store,
+        &[
+            "reset",
+            "passthrough",
+            "--partition",
+            "0",
+            "--to",
+            &first_input.to_string(),
+        ],
+    );
+    assert_eq!(one.len(), 1, "{one:?}");
+    assert_eq!(
+        (one[0]["partition"].as_u64(), one[0]["to"].as_u64()),
+        (Some(0), Some(first_input))
+    );
+    assert_eq!(positions(&store)[0], first_input);
+    ok(&store, &["resume", "passthrough"]);
+    wait_until("partition 0 handled again", Duration::from_secs(60), || {
+        (positions(&store)[0] >= last_input[0]).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(outputs().len(), 12, "a reaction duplicated");
+    eprintln!(
+        "cluster reset: positions {before:?} -> 0 -> back; 10 inputs handled again, no \
+         reaction duplicated; 2 late inputs reacted to; partition 0 reset to sequence \
+         {first_input} alone"
+    );
+    drop(host);
+}
+
+/// The reactor's plugin-config entry lives in the cluster: host `a` starts
+/// with `--plugin-config` (inventory's stock) and publishes it, host `b`
+/// starts without one and runs the cluster's (its log says so); each holds
+/// one partition's instance, and both instances react with the config's
+/// stock. `swap NAME FILE --plugin-config NEW` (the same file: a
+/// config-only swap) moves every instance to the new entry, and each
+/// partition's instance writes its `batpak.plugin.swapped` record into its
+/// own partition (`events --partition P`). A config file without the
+/// reactor's entry, and `--plugin-config` on the embedded swap, are
+/// refused naming the fix.
+#[test]
+fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partition() {
+    let _one = serial();
+    let inventory = crate::common::plugin("inventory");
+    let dev = Dev::start(3);
+    let store = dev.store().to_string();
+    let made = init(&dev, "2", "3");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let dir = tempdir();
+    let cfg = |name: &str, stock: u64| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                r#"{{"plugins": {{"inventory": {{"config": {{"stock": {{"zzz": {stock}}}}}}}}}}}"#
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let (seven, nine) = (cfg("seven.json", 7), cfg("nine.json", 9));
+    // Two host ids whose preferred slots differ, so each runs one instance.
+    let slots = ["reactor/inventory/0", "reactor/inventory/1"];
+    let candidates: Vec<String> = (0..50).map(|i| format!("h{i}")).collect();
+    let (a, b) = candidates
+        .iter()
+        .flat_map(|a| candidates.iter().map(move |b| (a, b)))
+        .find(|(a, b)| {
+            let ids = [a.to_string(), b.to_string()];
+            a != b
+                && batpak_nats::preferred(slots[0], &ids) == Some(&ids[0])
+                && batpak_nats::preferred(slots[1], &ids) == Some(&ids[1])
+        })
+        .expect("two ids that split two slots");
+    let host_a = RunHost::start(&store, a, &inventory, Some(&seven));
+    host_a.wait_line("publishing inventory", Duration::from_secs(60), |l| {
+        l.contains("published reactor inventory")
+    });
+    let host_b = RunHost::start(&store, b, &inventory, None);
+    host_b.wait_line(
+        "adopting the cluster's config",
+        Duration::from_secs(60),
+        |l| l.contains("the cluster runs reactor inventory with its own plugin config"),
+    );
+    host_a.wait_line("holding partition 0", Duration::from_secs(60), |l| {
+        l.contains("acquired reactor/inventory/0 ")
+    });
+    host_b.wait_line("holding partition 1", Duration::from_secs(60), |l| {
+        l.contains("acquired reactor/inventory/1 ")
+    });
+
+    let order = |entity: &str| {
+        ok(
+            &store,
+            &[
+                "append",
+                "--entity",
+                entity,
+                "--scope",
+                "shop",
+                "--kind",
+                "order.placed",
+                "--payload",
+                r#"{"sku":"zzz","qty":100}"#,
+            ],
+        )
+    };
+    let rejected = |want: usize| {
+        wait_until("inventory's rejections", Duration::from_secs(60), || {
+            let l = ok(&store, &["events", "--kind", "inventory.rejected"]);
+            (l.len() >= want).then_some(l)
+        })
+    };
+    let first = entities_per_partition("order:", 2, 1);
+    for e in &first {
+        order(e);
+    }
+    let seen = rejected(2);
+    assert_eq!(seen.len(), 2, "{seen:#?}");
+    for l in &seen {
+        // The configured stock (without it, "unknown sku" with 0).
+        assert_eq!(payload(l)["available"], 7, "{l}");
+        assert_eq!(payload(l)["reason"], "insufficient stock", "{l}");
+    }
+    let partitions: std::collections::BTreeSet<u64> = seen
+        .iter()
+        .map(|l| l["partition"].as_u64().unwrap())
+        .collect();
+    assert_eq!(partitions.len(), 2, "{seen:#?}");
+
+    // A config file without the reactor's entry is refused.
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, r#"{"plugins": {}}"#).unwrap();
+    let refused = on(
+        &store,
+        &[
+            "swap",
+            "inventory",
+            inventory.to_str().unwrap(),
+            "--plugin-config",
+            empty.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("has no entry for reactor inventory"),
+        "{}",
+        stderr(&refused)
+    );
+    // The embedded swap takes its host's own config.
+    let local = tempdir();
+    let embedded = Command::new(bin())
+        .arg("--data")
+        .arg(local.path())
+        .args(["swap", "inventory"])
+        .arg(&inventory)
+        .arg("--plugin-config")
+        .arg(&nine)
+        .env_remove("BATPAK_STORE")
+        .output()
+        .unwrap();
+    assert_eq!(embedded.status.code(), Some(2), "{}", stderr(&embedded));
+    assert!(
+        stderr(&embedded).contains("is for a cluster"),
+        "{}",
+        stderr(&embedded)
+    );
+
+    // A config-only swap: same file, new entry.
+    let swapped = ok(
+        &store,
+        &[
+            "swap",
+            "inventory",
+            inventory.to_str().unwrap(),
+            "--plugin-config",
+            nine.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        swapped[0]["plugin_config"]["config"]["stock"]["zzz"], 9,
+        "{}",
+        swapped[0]
+    );
+    host_a.wait_line("swapping partition 0", Duration::from_secs(60), |l| {
+        l.contains("swapped reactor/inventory/0")
+    });
+    host_b.wait_line("swapping partition 1", Duration::from_secs(60), |l| {
+        l.contains("swapped reactor/inventory/1")
+    });
+    for p in 0..2u32 {
+        let records = ok(
+            &store,
+            &[
+                "events",
+                "--partition",
+                &p.to_string(),
+                "--kind",
+                "batpak.plugin.swapped",
+            ],
+        );
+        assert_eq!(records.len(), 1, "partition {p}: {records:#?}");
+        assert!(
+            records[0]["entity"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("reactor:inventory/p{p}")),
+            "{}",
+            records[0]
+        );
+    }
+    let second = entities_per_partition("order:x", 2, 1);
+    for e in &second {
+        order(e);
+    }
+    let seen = rejected(4);
+    let after: Vec<&Value> = seen
+        .iter()
+        .filter(|l| second.iter().any(|e| l["entity"] == e.as_str()))
+        .collect();
+    assert_eq!(after.len(), 2, "{seen:#?}");
+    for l in after {
+        assert_eq!(payload(l)["available"], 9, "{l}");
+    }
+    eprintln!(
+        "cluster plugin config: hosts {a} and {b} ran inventory with the cluster's stock 7, then \
+         9 after a config-only swap; one swap record in each partition"
+    );
+    drop((host_a, host_b));
+}
+
+/// `reset` when a host is stuck: host `a` holds both slots of
+/// `passthrough` and is stopped (SIGSTOP), so `pause` sets the flag but
+/// cannot see it stop (it says so after its wait). `reset --to start` waits
+/// until the stuck host's leases lapse, then moves each partition's
+/// checkpoint with a fenced commit. Inputs appended meanwhile, then SIGCONT:
+/// the woken host's instances find the pause flag and, whatever they
+/// commit, are fenced by the reset; after `resume` every input has exactly
+/// one reaction and the reset records are there.
+#[test]
+fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
+    let _one = serial();
+    let passthrough = crate::common::plugin("passthrough");
+    let dev = Dev::start(3);
+    let store = dev.store().to_string();
+    let made = init(&dev, "2", "3");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let host = RunHost::start(&store, "a", &passthrough, None);
+    for p in 0..2 {
+        host.wait_line("acquiring a slot", Duration::from_secs(60), |l| {
+            l.contains(&format!("acquired reactor/passthrough/{p} "))
+        });
+    }
+    let append = |entities: &[String]| -> Vec<Value> {
+        let jsonl: String = entities
+            .iter()
+            .map(|e| {
+                format!(
+                    "{{\"entity\":\"{e}\",\"scope\":\"bench\",\"kind\":\"bench.in\",\"payload\":{{}}}}\n"
+                )
+            })
+            .collect();
+        let out = on(&store, &["append", "--jsonl", "-"], Some(&jsonl));
+        assert!(out.status.success(), "{}", stderr(&out));
+        json_lines(&out.stdout)
+    };
+    let mut receipts = append(&entities_per_partition("bench:", 2, 2));
+    let outputs = || ok(&store, &["events", "--kind", "bench.out"]);
+    wait_until("every input reacted to", Duration::from_secs(60), || {
+        (outputs().len() >= 4).then_some(())
+    });
+
+    host.signal("-STOP");
+    let pause = on(&store, &["pause", "passthrough"], None);
+    assert_eq!(pause.status.code(), Some(2), "{}", stderr(&pause));
+    assert!(stderr(&pause).contains("still run"), "{}", stderr(&pause));
+    let started = Instant::now();
+    let reset = ok(&store, &["reset", "passthrough", "--to", "start"]);
+    assert_eq!(reset.len(), 2, "{reset:?}");
+    assert!(reset.iter().all(|r| r["to"] == 0), "{reset:?}");
+    eprintln!(
+        "reset past a stuck host's leases in {} ms",
+        started.elapsed().as_millis()
+    );
+    receipts.extend(append(&entities_per_partition("late:", 2, 1)));
+    host.signal("-CONT");
+    host.wait_line("following the pause flag", Duration::from_secs(30), |l| {
+        l.contains("released reactor/passthrough/")
+    });
+    ok(&store, &["resume", "passthrough"]);
+    let all = wait_until("every input reacted to", Duration::from_secs(60), || {
+        let all = outputs();
+        (all.len() >= receipts.len()).then_some(all)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let all = if outputs().len() != all.len() {
+        outputs()
+    } else {
+        all
+    };
+    assert_eq!(all.len(), receipts.len(), "{all:#?}\n{}", host.text());
+    for r in &receipts {
+        let id = r["id"].as_str().unwrap();
+        let n = all.iter().filter(|l| l["causation"] == id).count();
+        assert_eq!(n, 1, "input {id}: {n} reactions\n{}", host.text());
+    }
+    let records = ok(&store, &["events", "--kind", "batpak.reactor.reset"]);
+    assert_eq!(records.len(), 2, "{records:#?}");
+    eprintln!(
+        "stuck host: {} inputs, each reacted to once; its instances {}",
+        receipts.len(),
+        if host.text().contains("fenced") {
+            "were fenced"
+        } else {
+            "committed nothing after the reset"
+        }
+    );
+    drop(host);
+}
+
+/// Each partition's instance writes its parking records and its gate
+/// denials into its own partition: `hostile` on two partitions, each given
+/// one input that fails (`error`: parked after its attempts), one that
+/// proposes a kind it does not declare (`forbidden`: denied) and one that
+/// succeeds. `events --partition P` shows exactly that partition's parked
+/// record and denial, on its own `reactor:hostile/p<P>` stream, and every
+/// good input has its one reaction.
+#[test]
+fn cluster_cli_parking_and_denial_records_land_in_their_own_partition() {
+    let _one = serial();
+    let hostile = crate::common::plugin("hostile");
+    let dev = Dev::start(3);
+    let store = dev.store().to_string();
+    let made = init(&dev, "2", "3");
+    assert!(made.status.success(), "{}", stderr(&made));
+    let host = RunHost::start(&store, "a", &hostile, None);
+    for p in 0..2 {
+        host.wait_line("acquiring a slot", Duration::from_secs(60), |l| {
+            l.contains(&format!("acquired reactor/hostile/{p} "))
+        });
+    }
+    let entities = entities_per_partition("h:", 2, 1);
+    let mut jsonl = String::new();
+    for e in &entities {
+        for action in ["error", "forbidden", "ok"] {
+            jsonl.push_str(&format!(
+                "{{\"entity\":\"{e}\",\"scope\":\"t\",\"kind\":\"hostile.cmd\",\"payload\":{{\"do\":\"{action}\"}}}}\n"
+            ));
+        }
+    }
+    let out = on(&store, &["append", "--jsonl", "-"], Some(&jsonl));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let receipts = json_lines(&out.stdout);
+    assert_eq!(receipts.len(), 6);
+    let of = |p: u64, i: usize| -> String {
+        receipts
+            .iter()
+            .filter(|r| r["partition"] == p)
+            .nth(i)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let by_kind = |p: u32, kind: &str| {
+        ok(
+            &store,
+            &["events", "--partition", &p.to_string(), "--kind", kind],
+        )
+    };
+    wait_until("every input handled", Duration::from_secs(90), || {
+        (0..2u32)
+            .all(|p| {
+                by_kind(p, "batpak.reactor.parked").len() == 1
+                    && by_kind(p, "batpak.gate.denied").len() == 1
+                    && by_kind(p, "hostile.ok").len() == 1
+            })
+            .then_some(())
+    });
+    for p in 0..2u32 {
+        let parked = by_kind(p, "batpak.reactor.parked");
+        assert_eq!(parked.len(), 1, "partition {p}: {parked:#?}");
+        assert!(
+            parked[0]["entity"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("reactor:hostile/p{p}")),
+            "{}",
+            parked[0]
+        );
+        assert_eq!(payload(&parked[0])["event"], of(u64::from(p), 0).as_str());
+        let denied = by_kind(p, "batpak.gate.denied");
+        assert_eq!(denied.len(), 1, "partition {p}: {denied:#?}");
+        assert!(
+            denied[0]["entity"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("reactor:hostile/p{p}")),
+            "{}",
+            denied[0]
+        );
+        let good = by_kind(p, "hostile.ok");
+        assert_eq!(good[0]["causation"], of(u64::from(p), 2).as_str());
+    }
+    drop(host);
+}

@@ -510,13 +510,21 @@ fn cluster_hosts_swap_pause_and_resume_from_any_machine_move_every_partition_exa
         (survivor_held.max(1)..=PARTITIONS as usize).contains(&swapped_lines),
         "{swapped_lines} swaps for {survivor_held} instances the survivor ran at the swap"
     );
-    // The swap records (the reactor's system stream lives in one partition).
-    let home = log.partition_of("reactor:passthrough");
-    let records = all_events(&log, home)
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.kind() == "batpak.plugin.swapped")
-        .count();
+    // The swap records: each instance writes its own into its partition,
+    // on that partition's copy of the reactor's stream.
+    let mut records = 0;
+    for p in 0..PARTITIONS {
+        for e in all_events(&log, p).unwrap() {
+            if e.kind() == "batpak.plugin.swapped" {
+                let entity = &e.header.coordinate.entity;
+                assert!(
+                    entity.starts_with(&format!("reactor:passthrough/p{p}")),
+                    "a swap record of partition {p} on {entity}"
+                );
+                records += 1;
+            }
+        }
+    }
     assert!(records >= 1, "no batpak.plugin.swapped record stored");
     wait_exactly_once(&log, &acked, &cluster, &hosts);
     eprintln!(

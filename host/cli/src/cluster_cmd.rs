@@ -59,7 +59,7 @@ pub fn dispatch(at: &host::ClusterAddress, command: Command) -> anyhow::Result<E
         Command::Status(a) => return crate::cluster_status_cmd::status(at, a),
         Command::Pause(a) => return crate::cluster_pause_cmd::pause(at, a, true),
         Command::Resume(a) => return crate::cluster_pause_cmd::pause(at, a, false),
-        Command::Reset(_) => "reset",
+        Command::Reset(a) => return crate::cluster_reset_cmd::reset(at, a),
         Command::Wit(_) => "wit",
     };
     Err(host::Usage(format!(

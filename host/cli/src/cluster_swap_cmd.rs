@@ -16,7 +16,7 @@ pub(crate) fn swap(at: &host::ClusterAddress, a: SwapArgs) -> anyhow::Result<Exi
         .into());
     }
     let short = |d: &str| d[..d.len().min(12)].to_string();
-    match host::cluster_swap(at, &a.name, &a.plugin, &a.cache) {
+    match host::cluster_swap(at, &a.name, &a.plugin, a.plugin_config.as_deref(), &a.cache) {
         Ok(host::ClusterSwap::Stored { from, to }) => {
             println!(
                 "{}",
@@ -26,6 +26,7 @@ pub(crate) fn swap(at: &host::ClusterAddress, a: SwapArgs) -> anyhow::Result<Exi
                     "old_digest": from.digest,
                     "new_version": to.version,
                     "new_digest": to.digest,
+                    "plugin_config": to.plugin_config,
                 })
             );
             eprintln!(
@@ -40,7 +41,7 @@ pub(crate) fn swap(at: &host::ClusterAddress, a: SwapArgs) -> anyhow::Result<Exi
         }
         Ok(host::ClusterSwap::Unchanged(v)) => {
             eprintln!(
-                "the cluster runs {} version {} ({}) already: nothing changed",
+                "the cluster runs {} version {} ({}) with that plugin config already: nothing changed",
                 a.name,
                 v.version,
                 short(&v.digest)

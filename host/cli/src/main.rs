@@ -5,6 +5,7 @@
 mod cluster_cmd;
 mod cluster_error_text;
 mod cluster_pause_cmd;
+mod cluster_reset_cmd;
 mod cluster_run;
 mod cluster_status_cmd;
 mod cluster_swap_cmd;

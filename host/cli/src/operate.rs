@@ -148,12 +148,24 @@ pub struct ResetArgs {
     /// `consumes` changed). Only with no host running on the store.
     #[arg(long, value_name = "PLUGIN")]
     pub plugin: Option<PathBuf>,
+    /// On a cluster (--store): reset only this partition, where --to may
+    /// also be a sequence of that partition (without it, start, end or
+    /// current apply to every partition).
+    #[arg(long, value_name = "P")]
+    pub partition: Option<u32>,
     /// The compile cache (for --plugin).
     #[command(flatten)]
     pub cache: batpak_host_lib::CacheOptions,
 }
 
 pub(crate) fn reset(data: &Path, a: ResetArgs) -> anyhow::Result<ExitCode> {
+    if let Some(p) = a.partition {
+        return Err(batpak_host_lib::Usage(format!(
+            "`reset --partition {p}` is for a cluster (--store): the embedded store has one \
+             order; reset with --to start|end|current|SEQ (a global sequence)"
+        ))
+        .into());
+    }
     if let (Some(n), Some(plugin)) = (a.instances, a.plugin.as_deref()) {
         let out = batpak_host_lib::hand_over_instances(data, &a.name, n, plugin, &a.cache)?;
         println!("{}", serde_json::to_string(&out)?);

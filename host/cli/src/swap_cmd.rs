@@ -28,12 +28,27 @@ pub struct SwapArgs {
     /// replay (the swap itself uses the host's --plugin-config).
     #[arg(long, default_value = "{}")]
     pub config: String,
+    /// On a cluster (--store): store this file's entry for the reactor
+    /// (`plugins.<name>`) with the new version, so every instance runs with
+    /// it; without it the cluster's entry is kept. (The embedded swap
+    /// reads the running host's own --plugin-config again.)
+    #[arg(long, value_name = "FILE")]
+    pub plugin_config: Option<PathBuf>,
     /// The compile cache (for --shadow).
     #[command(flatten)]
     pub cache: batpak_host_lib::CacheOptions,
 }
 
 pub(crate) fn swap(data: &Path, a: SwapArgs) -> anyhow::Result<ExitCode> {
+    if let Some(cfg) = &a.plugin_config {
+        return Err(batpak_host_lib::Usage(format!(
+            "`swap --plugin-config {}` is for a cluster (--store): the embedded swap reads the \
+             running host's own --plugin-config again, so edit that file and swap without \
+             --plugin-config",
+            cfg.display()
+        ))
+        .into());
+    }
     let request = SwapRequest::new(data, &a.name, &a.plugin)?;
     let file = request.file().to_path_buf();
     if let Some(n) = a.shadow {

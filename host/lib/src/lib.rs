@@ -38,6 +38,7 @@ pub use cluster::cluster_host::{
     run_cluster_host, ClusterReport, ClusterRunConfig, ClusterRunError, DEFAULT_LEASE_TTL,
 };
 pub use cluster::cluster_pause::{cluster_pause, PAUSE_WAIT};
+pub use cluster::cluster_reset::{cluster_reset, ClusterResetError, PartitionReset, RESET_WAIT};
 pub use cluster::cluster_status::{cluster_status, SlotStatus};
 pub use cluster::cluster_swap::{cluster_swap, ClusterSwap};
 pub use cluster::connect::open_log;

@@ -76,6 +76,27 @@ pub fn checkpoint_subject(p: u32, reactor: &str) -> String {
     format!("batpak.p{p}.ck.{}", token(reactor))
 }
 
+/// The entity under which partition `p` (of `partitions`) keeps its own
+/// copy of the host's per-reactor stream `base` (`reactor:<name>`,
+/// `batpak.reactor:<name>`): `<base>/p<p>`, or `<base>/p<p>.<n>` with the
+/// smallest `n ≥ 1` for which the name hashes to `p` ([`partition_of`]). So
+/// each partition's instance writes its swap, refusal, parking and reset
+/// records into its own partition while every entity still lives in the one
+/// partition its hash names. Reactor names have no `/`, so such an entity
+/// never is another reactor's stream. Part of the on-cluster format.
+pub fn local_entity(base: &str, p: u32, partitions: u32) -> String {
+    assert!(p < partitions, "partition {p} of {partitions}");
+    let first = format!("{base}/p{p}");
+    if partition_of(&first, partitions) == p {
+        return first;
+    }
+    // Each try hits `p` with probability 1/K: found after about K tries.
+    (1u64..)
+        .map(|n| format!("{base}/p{p}.{n}"))
+        .find(|e| partition_of(e, partitions) == p)
+        .expect("some salt hashes to every partition")
+}
+
 /// A name as one subject token: ASCII letters, digits, `-` and `_` kept,
 /// every other byte written `~HH` (upper-case hex), so `.`, `*`, `>`,
 /// spaces and `~` itself never reach the subject and the mapping is
@@ -113,6 +134,36 @@ mod tests {
         assert!(!outbox_subject(0, 3, "ab").starts_with("batpak.p0.e."));
         assert!(outbox_subject(0, 3, "ab").starts_with(&stream_subjects(0)[..10]));
     }
+
+    /// The per-partition streams, pinned (part of the on-cluster format):
+    /// each lives in its partition, and with one partition it is the plain
+    /// `<base>/p0`.
+    #[test]
+    fn local_entities_live_in_their_partition() {
+        assert_eq!(
+            local_entity("reactor:shipping", 0, 1),
+            "reactor:shipping/p0"
+        );
+        for k in [1u32, 2, 3, 4, 16, 64] {
+            for p in 0..k {
+                let e = local_entity("reactor:passthrough", p, k);
+                assert_eq!(partition_of(&e, k), p, "{e} in {k}");
+                assert!(e.starts_with(&format!("reactor:passthrough/p{p}")), "{e}");
+                assert_eq!(e, local_entity("reactor:passthrough", p, k));
+            }
+        }
+        let pinned: Vec<String> = (0..4)
+            .map(|p| local_entity("reactor:passthrough", p, 4))
+            .collect();
+        assert_eq!(pinned, PINNED_PASSTHROUGH_4);
+    }
+
+    const PINNED_PASSTHROUGH_4: [&str; 4] = [
+        "reactor:passthrough/p0.4",
+        "reactor:passthrough/p1",
+        "reactor:passthrough/p2.4",
+        "reactor:passthrough/p3",
+    ];
 
     #[test]
     fn tokens_are_one_to_one_and_subject_safe() {

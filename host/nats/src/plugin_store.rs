@@ -1,10 +1,11 @@
 //! Plugins in the cluster: each reactor's current version — its component
 //! file in the object store [`PLUGINS_BUCKET`] (named by digest) and a key
 //! `reactor/<name>` in the cluster bucket [`LAYOUT_BUCKET`] naming it
-//! ([`ReactorVersion`]). `run` publishes a reactor the cluster does not
-//! have and otherwise runs the cluster's version; `swap` stores a new
-//! version and moves the key (compare-and-set on its revision); every host
-//! watching the key swaps the instances it owns.
+//! together with the reactor's plugin-config entry ([`ReactorVersion`]).
+//! `run` publishes a reactor the cluster does not have and otherwise runs
+//! the cluster's version and entry; `swap` stores a new version (or only a
+//! new entry) and moves the key (compare-and-set on its revision); every
+//! host watching the key swaps the instances it owns.
 
 use crate::error::LogError;
 use crate::layout::{LAYOUT_BUCKET, PLUGINS_BUCKET};
@@ -22,6 +23,13 @@ pub struct ReactorVersion {
     pub digest: String,
     /// The file's extension (`wasm` or `wat`), so a host loads it as such.
     pub extension: String,
+    /// The reactor's entry of `--plugin-config` (`plugins.<name>`: its
+    /// `config` for `init`, `grant_emits`, limits, log level) stored with
+    /// the version, so every host's instances run with the same one; `None`
+    /// when the reactor has no entry (its `init` gets `{}`). Moved with the
+    /// version key, so a swap can carry a new one (or only a new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_config: Option<serde_json::Value>,
 }
 
 /// Why a plugin-store operation failed.

@@ -15,9 +15,12 @@
 //!   refused whole, nothing landed) or failed (lease released so a host
 //!   takes it again).
 //!
-//! Plugins live in the cluster ([`batpak_nats::PluginStore`]): at start a
-//! reactor the cluster lacks is published, and for one it has in another
-//! version the cluster's is loaded instead (said in a `cluster |` line).
+//! Plugins live in the cluster ([`batpak_nats::PluginStore`]) with their
+//! `--plugin-config` entry: at start a reactor the cluster lacks is
+//! published with this host's entry, and for one it has in another version
+//! or with another entry the cluster's is loaded instead (said in a
+//! `cluster |` line), so every host's instances run the same code with the
+//! same config.
 //! Every tick the host also follows each reactor's version key — a `swap
 //! NAME FILE --store` from any machine — handing the new version to every
 //! instance it owns for its next batch boundary (the runtime's own swap,
@@ -127,8 +130,12 @@ pub struct ClusterReport {
 struct HostedReactor {
     name: String,
     loaded: Loaded,
-    /// A cluster version that did not load here (not tried again).
-    refused: Option<String>,
+    /// The plugin-config entry `loaded` was configured with (the
+    /// cluster's, once adopted).
+    plugin_config: Option<serde_json::Value>,
+    /// A cluster version (code and entry) that did not load here (not
+    /// tried again).
+    refused: Option<ReactorVersion>,
     /// Paused cluster-wide (`pause NAME --store`): no instance runs.
     paused: bool,
 }
@@ -178,6 +185,11 @@ pub fn run_cluster_host(
             .map_err(ClusterRunError::Load)?,
     )
     .map_err(|e| ClusterRunError::Load(e.into()))?;
+    let entries = ConfigBase {
+        runtime: runtime.clone(),
+        file: file.clone(),
+        flags: config.flags.clone(),
+    };
     let loader = Loader::new(runtime, file, config.flags.clone())
         .with_config_path(config.plugin_config.clone());
     let (files, _) = expand_plugin_args(&config.plugins, false).map_err(ClusterRunError::Usage)?;
@@ -202,6 +214,7 @@ pub fn run_cluster_host(
             )));
         }
         reactors.push(HostedReactor {
+            plugin_config: entries.file.entry(&name),
             name,
             loaded,
             refused: None,
@@ -260,7 +273,7 @@ pub fn run_cluster_host(
         policy: (config.attempts, config.backoff, config.swap_rollback),
         report: ClusterReport::default(),
         plugins,
-        loader,
+        entries,
         fetched,
         held: Arc::default(),
     };
@@ -333,11 +346,31 @@ struct ClusterHost {
     policy: (u32, Duration, u32),
     report: ClusterReport,
     plugins: PluginStore,
-    loader: Loader,
+    /// What a reactor is loaded with besides the cluster's entry.
+    entries: ConfigBase,
     /// Where versions fetched from the cluster are written to be loaded.
     fetched: PathBuf,
     /// What this host holds, for its HTTP API and `/metrics`.
     held: Arc<HeldSlots>,
+}
+
+/// This host's `--plugin-config` file and flags, for loading a reactor
+/// with the entry the cluster stores for it (which replaces the file's).
+struct ConfigBase {
+    runtime: Runtime,
+    file: PluginConfigFile,
+    flags: Flags,
+}
+
+impl ConfigBase {
+    /// A loader that configures reactor `name` with `entry`.
+    fn loader(&self, name: &str, entry: Option<&serde_json::Value>) -> anyhow::Result<Loader> {
+        let file = self
+            .file
+            .with_entry(name, entry)
+            .map_err(|m| anyhow::anyhow!("the cluster's plugin config of reactor {name}: {m}"))?;
+        Ok(Loader::new(self.runtime.clone(), file, self.flags.clone()))
+    }
 }
 
 /// Why adopting the cluster's versions failed at start.
@@ -535,7 +568,7 @@ impl ClusterHost {
             let plugin = self.reactors[r].loaded.plugin.fresh()?;
             let settings = self.runner_settings(&self.reactors[r].loaded.settings);
             Ok(batpak_runtime::spawn(
-                shared(&part, self.held.commits(&name, p)),
+                shared(&part, &name, self.held.commits(&name, p)),
                 Box::new(plugin),
                 settings,
             )?)
@@ -565,10 +598,11 @@ impl ClusterHost {
         }
     }
 
-    /// The version the cluster holds of `loaded` (its key), as `loaded`
-    /// would be published.
-    fn version_of(loaded: &Loaded) -> ReactorVersion {
+    /// The version the cluster holds of `loaded` (its key) with
+    /// `plugin_config`, as it would be published.
+    fn version_of(loaded: &Loaded, plugin_config: Option<serde_json::Value>) -> ReactorVersion {
         ReactorVersion {
+            plugin_config,
             version: loaded.plugin.descriptor().version.clone(),
             digest: loaded.plugin.component_digest().to_string(),
             extension: loaded
@@ -580,13 +614,17 @@ impl ClusterHost {
         }
     }
 
-    /// At start: publishes each reactor the cluster does not have; for one
-    /// it has in another version, loads the cluster's (the cluster's wins)
-    /// and says so.
+    /// At start: publishes each reactor the cluster does not have (with
+    /// this host's plugin-config entry); for one it has in another version
+    /// or with another entry, loads the cluster's (the cluster's wins) and
+    /// says so.
     fn adopt_cluster_versions(&mut self) -> Result<(), Adopt> {
         for r in 0..self.reactors.len() {
             let name = self.reactors[r].name.clone();
-            let mine = Self::version_of(&self.reactors[r].loaded);
+            let mine = Self::version_of(
+                &self.reactors[r].loaded,
+                self.reactors[r].plugin_config.clone(),
+            );
             let mut tries = 0;
             loop {
                 match self.plugins.current(&name).map_err(Adopt::Store)? {
@@ -620,18 +658,27 @@ impl ClusterHost {
                             Err(e) => return Err(Adopt::Store(e)),
                         }
                     }
-                    Some((v, _)) if v.digest == mine.digest => break,
+                    Some((v, _)) if v == mine => break,
                     Some((v, _)) => {
                         let loaded = self.load_version(&name, &v).map_err(Adopt::Load)?;
-                        self.say(&format!(
-                            "the cluster runs reactor {name} version {} ({}); using it instead of {} (version {}, {})",
-                            v.version,
-                            short(&v.digest),
-                            self.reactors[r].loaded.path.display(),
-                            mine.version,
-                            short(&mine.digest)
-                        ));
+                        if v.digest == mine.digest {
+                            self.say(&format!(
+                                "the cluster runs reactor {name} with its own plugin config ({}); using it instead of this host's ({})",
+                                shown_entry(v.plugin_config.as_ref()),
+                                shown_entry(mine.plugin_config.as_ref())
+                            ));
+                        } else {
+                            self.say(&format!(
+                                "the cluster runs reactor {name} version {} ({}); using it instead of {} (version {}, {})",
+                                v.version,
+                                short(&v.digest),
+                                self.reactors[r].loaded.path.display(),
+                                mine.version,
+                                short(&mine.digest)
+                            ));
+                        }
                         self.reactors[r].loaded = loaded;
+                        self.reactors[r].plugin_config = v.plugin_config;
                         break;
                     }
                 }
@@ -640,13 +687,23 @@ impl ClusterHost {
         Ok(())
     }
 
-    /// Fetches and loads version `v` of reactor `name` from the cluster.
+    /// Fetches and loads version `v` of reactor `name` from the cluster,
+    /// configured with the entry stored with it.
     fn load_version(&self, name: &str, v: &ReactorVersion) -> anyhow::Result<Loaded> {
         let bytes = self.plugins.fetch(v)?;
         std::fs::create_dir_all(&self.fetched)?;
         let path = self.fetched.join(format!("{}.{}", v.digest, v.extension));
         std::fs::write(&path, bytes)?;
-        let loaded = self.loader.load(&path)?;
+        let loaded = self
+            .entries
+            .loader(name, v.plugin_config.as_ref())?
+            .load(&path)?;
+        if loaded.settings.instances > 1 {
+            anyhow::bail!(
+                "the cluster's plugin config of reactor {name} sets \"instances\": {}, which does not apply on a cluster (each partition runs one instance)",
+                loaded.settings.instances
+            );
+        }
         if loaded.name() != name {
             anyhow::bail!(
                 "the cluster's version {} of reactor {name} is reactor {:?}",
@@ -674,13 +731,12 @@ impl ClusterHost {
                     continue;
                 }
             };
-            let running = self.reactors[r]
-                .loaded
-                .plugin
-                .component_digest()
-                .to_string();
-            if current.digest == running
-                || self.reactors[r].refused.as_deref() == Some(current.digest.as_str())
+            let running = Self::version_of(
+                &self.reactors[r].loaded,
+                self.reactors[r].plugin_config.clone(),
+            );
+            if (current.digest == running.digest && current.plugin_config == running.plugin_config)
+                || self.reactors[r].refused.as_ref() == Some(&current)
             {
                 continue;
             }
@@ -693,7 +749,7 @@ impl ClusterHost {
                         short(&current.digest),
                         self.reactors[r].loaded.plugin.descriptor().version
                     ));
-                    self.reactors[r].refused = Some(current.digest.clone());
+                    self.reactors[r].refused = Some(current.clone());
                     continue;
                 }
             };
@@ -727,6 +783,7 @@ impl ClusterHost {
                 }
             }
             self.reactors[r].loaded = loaded;
+            self.reactors[r].plugin_config = current.plugin_config;
         }
     }
 
@@ -840,6 +897,11 @@ impl ClusterHost {
             self.say(&format!("leaving the host registry: {e}"));
         }
     }
+}
+
+/// A plugin-config entry for a `cluster |` line.
+fn shown_entry(entry: Option<&serde_json::Value>) -> String {
+    entry.map_or_else(|| "none".into(), |v| v.to_string())
 }
 
 fn short(digest: &str) -> &str {

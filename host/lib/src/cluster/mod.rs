@@ -9,6 +9,7 @@ pub mod cluster_host;
 pub mod cluster_http;
 pub mod cluster_operator;
 pub mod cluster_pause;
+pub mod cluster_reset;
 pub mod cluster_run_error;
 pub mod cluster_status;
 pub mod cluster_swap;

@@ -81,11 +81,12 @@ pub fn ended(r: Result<(), RunnerError>) -> Ended {
     }
 }
 
-/// The log a slot's runner runs over (see [`SlotLog`]), counting its
-/// checkpointed commits in `commits`.
+/// The log reactor `reactor`'s slot runner runs over (see [`SlotLog`]),
+/// counting its checkpointed commits in `commits`.
 pub fn shared(
     p: &PartitionLog,
+    reactor: &str,
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> SharedLog {
-    std::sync::Arc::new(SlotLog::new(p.clone(), commits))
+    std::sync::Arc::new(SlotLog::new(p.clone(), reactor, commits))
 }

@@ -2,7 +2,7 @@
 //! and how they combine with command-line flags.
 
 use batpak_runtime::{LogLevel, MAX_INSTANCES};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -25,19 +25,26 @@ struct Limits {
     max_batch: Option<usize>,
 }
 
-#[derive(Deserialize, Default, Clone, Debug)]
+#[derive(Deserialize, Serialize, Default, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 struct PluginEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
     config: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     grant_emits: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     memory_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_batch: Option<usize>,
     /// This reactor's own log level (beats `--log-level`), so one chatty
     /// plugin can be turned down without silencing the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
     log_level: Option<String>,
     /// Parallel instances by key (1 to [`MAX_INSTANCES`]); `run
     /// --instances NAME=N` beats it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     instances: Option<u32>,
 }
 
@@ -112,27 +119,44 @@ impl PluginConfigFile {
         for (name, e) in &cfg.plugins {
             batpak_runtime::validate_reactor_name(name)
                 .map_err(|m| what(&format!("plugins: {m}")))?;
-            check(
-                format!("plugins.{name}"),
-                &Limits {
-                    timeout_ms: e.timeout_ms,
-                    memory_mb: e.memory_mb,
-                    max_batch: e.max_batch,
-                },
-            )?;
-            for k in e.grant_emits.iter().flatten() {
-                batpak_store::validate_kind(k)
-                    .map_err(|err| what(&format!("plugins.{name}.grant_emits: {err}")))?;
-            }
-            if let Some(n) = e.instances {
-                check_instances(n).map_err(|m| what(&format!("plugins.{name}.instances: {m}")))?;
-            }
-            if let Some(l) = &e.log_level {
-                l.parse::<LogLevel>()
-                    .map_err(|err| what(&format!("plugins.{name}.log_level: {err}")))?;
-            }
+            check_entry(name, e).map_err(|m| what(&m))?;
         }
         Ok(cfg)
+    }
+
+    /// Reactor `name`'s entry (`plugins.<name>`) as JSON, `None` when the
+    /// file has none: what a cluster stores beside the reactor's version.
+    pub fn entry(&self, name: &str) -> Option<serde_json::Value> {
+        self.plugins
+            .get(name)
+            .map(|e| serde_json::to_value(e).expect("an entry serialises"))
+    }
+
+    /// This file with reactor `name`'s entry replaced by `entry` (removed
+    /// for `None`), checked as [`read`](Self::read) checks one: how a
+    /// cluster host runs a reactor with the entry the cluster stores.
+    ///
+    /// # Errors
+    /// The entry is not one (unknown field, bad value): the message names
+    /// the field.
+    pub fn with_entry(
+        &self,
+        name: &str,
+        entry: Option<&serde_json::Value>,
+    ) -> Result<PluginConfigFile, String> {
+        let mut out = self.clone();
+        match entry {
+            None => {
+                out.plugins.remove(name);
+            }
+            Some(v) => {
+                let e: PluginEntry = serde_json::from_value(v.clone())
+                    .map_err(|err| format!("plugins.{name}: {err}"))?;
+                check_entry(name, &e)?;
+                out.plugins.insert(name.to_string(), e);
+            }
+        }
+        Ok(out)
     }
 
     /// The reactor names the file configures.
@@ -181,6 +205,28 @@ impl PluginConfigFile {
                 .unwrap_or(flags.log_level),
         }
     }
+}
+
+/// Checks one reactor's entry; the message names the field
+/// (`plugins.<name>.<field>: …`).
+fn check_entry(name: &str, e: &PluginEntry) -> Result<(), String> {
+    if e.timeout_ms == Some(0) || e.memory_mb == Some(0) || e.max_batch == Some(0) {
+        return Err(format!(
+            "plugins.{name}: timeout_ms, memory_mb and max_batch must be at least 1"
+        ));
+    }
+    for k in e.grant_emits.iter().flatten() {
+        batpak_store::validate_kind(k)
+            .map_err(|err| format!("plugins.{name}.grant_emits: {err}"))?;
+    }
+    if let Some(n) = e.instances {
+        check_instances(n).map_err(|m| format!("plugins.{name}.instances: {m}"))?;
+    }
+    if let Some(l) = &e.log_level {
+        l.parse::<LogLevel>()
+            .map_err(|err| format!("plugins.{name}.log_level: {err}"))?;
+    }
+    Ok(())
 }
 
 /// Checks a number of instances: 1 to [`MAX_INSTANCES`].
@@ -280,6 +326,28 @@ mod tests {
         );
         let e = file(r#"{"plugins": {"a": {"grant_emit": []}}}"#).unwrap_err();
         assert!(e.contains("grant_emit"), "{e}");
+    }
+
+    #[test]
+    fn an_entry_round_trips_and_a_bad_one_is_named() {
+        let cfg = file(r#"{"plugins": {"a": {"config": {"x": 1}, "max_batch": 4}}}"#).unwrap();
+        let a = cfg.entry("a").unwrap();
+        assert_eq!(a, serde_json::json!({"config": {"x": 1}, "max_batch": 4}));
+        assert_eq!(cfg.entry("b"), None);
+        let moved = PluginConfigFile::default()
+            .with_entry("b", Some(&a))
+            .unwrap();
+        let b = moved.resolve(&Flags::default(), "b");
+        assert_eq!((b.config.as_str(), b.max_batch), (r#"{"x":1}"#, 4));
+        assert_eq!(cfg.with_entry("a", None).unwrap().entry("a"), None);
+        let e = cfg
+            .with_entry("a", Some(&serde_json::json!({"max_batch": 0})))
+            .unwrap_err();
+        assert!(e.contains("plugins.a") && e.contains("at least 1"), "{e}");
+        let e = cfg
+            .with_entry("a", Some(&serde_json::json!({"grant": []})))
+            .unwrap_err();
+        assert!(e.contains("plugins.a") && e.contains("grant"), "{e}");
     }
 
     #[test]
