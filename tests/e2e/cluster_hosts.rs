@@ -726,13 +726,15 @@ fn leader_view(log: &NatsLog, p: u32, dups: &[Vec<(EventId, u64)>]) -> String {
     if let (Some(lo), Some(hi)) = (seqs.iter().min(), seqs.iter().max()) {
         for s in lo.saturating_sub(8).max(1)..=hi + 3 {
             match log.message_at(p, s) {
-                Ok(Some((subject, token, bytes))) if !subject.contains(".e.") => {
+                Ok(Some(m)) if !m.subject.contains(".e.") => {
                     out.push_str(&format!(
-                        "\n  {s}: {subject} token {token:?} {}",
-                        String::from_utf8_lossy(&bytes)
+                        "\n  {s}: {} token {:?} {}",
+                        m.subject,
+                        m.token,
+                        String::from_utf8_lossy(&m.bytes)
                     ));
                 }
-                Ok(Some((subject, _, _))) => out.push_str(&format!("\n  {s}: {subject}")),
+                Ok(Some(m)) => out.push_str(&format!("\n  {s}: {}", m.subject)),
                 Ok(None) => out.push_str(&format!("\n  {s}: none")),
                 Err(e) => out.push_str(&format!("\n  {s}: read failed: {e}")),
             }

@@ -163,7 +163,7 @@ pub use lease_fence::seal_for_takeover;
 pub use live_feed::LiveFeed;
 pub use log::{
     Appended, Checkpoint, Commit, Committed, NatsLog, NatsOptions, ReadBatch, Resolution,
-    COMMIT_HEADER, MAX_REACTIONS, MAX_READ,
+    StoredMessage, COMMIT_HEADER, MAX_REACTIONS, MAX_READ,
 };
 pub use plugin_store::{PluginStore, PluginStoreError, ReactorVersion};
 pub use relay::{

@@ -168,6 +168,19 @@ pub struct Checkpoint {
     pub token: Option<String>,
 }
 
+/// A message of a partition's stream as stored, whatever it is
+/// ([`NatsLog::message_at`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMessage {
+    /// Its subject (`batpak.p<p>.e.…` an event, `.ck.` a checkpoint, `.o.`
+    /// an outbox message).
+    pub subject: String,
+    /// The token of the commit that wrote it, when it has one.
+    pub token: Option<String>,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
 /// What [`NatsLog::resolve_commit`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Resolution {
@@ -1029,11 +1042,7 @@ impl NatsLog {
     /// subject, its commit token when it has one, and its bytes; `None`
     /// when there is none. For diagnosis: it tells what a stream really
     /// holds where a replica's view is in doubt.
-    pub fn message_at(
-        &self,
-        p: u32,
-        sequence: u64,
-    ) -> Result<Option<(String, Option<String>, Vec<u8>)>, LogError> {
+    pub fn message_at(&self, p: u32, sequence: u64) -> Result<Option<StoredMessage>, LogError> {
         use async_nats::jetstream::stream::RawMessageErrorKind as K;
         self.check_partition(p)?;
         let js = self.conn.js.clone();
@@ -1051,7 +1060,11 @@ impl NatsLog {
         })?;
         Ok(unavailable_if_none(p, out)?.map(|m| {
             let token = m.headers.get(COMMIT_HEADER).map(|v| v.as_str().to_string());
-            (m.subject.to_string(), token, m.payload.to_vec())
+            StoredMessage {
+                subject: m.subject.to_string(),
+                token,
+                bytes: m.payload.to_vec(),
+            }
         }))
     }
 
