@@ -58,6 +58,7 @@
 //! [`prepare_cache_dir`]: super::prepare_cache_dir
 
 use super::cache_dir::{euid, prepare_cache_dir, CacheDirError, DirRepair};
+use super::file_record::{FileRecords, Known};
 use std::ffi::CString;
 use std::fs::File;
 use std::hash::{Hash, Hasher};
@@ -120,6 +121,16 @@ pub struct CompileCache {
     dir: PathBuf,
     engine_key: String,
     limits: CacheLimits,
+    files: FileRecords,
+}
+
+/// A component loaded from the cache, and how long its two steps took.
+pub(crate) struct CacheHit {
+    pub(crate) component: Component,
+    /// Checking the entry (see the module docs).
+    pub(crate) check: Duration,
+    /// wasmtime's deserialisation of the checked artifact.
+    pub(crate) deserialize: Duration,
 }
 
 /// Why a cache entry was not used (logged, then the entry is recompiled).
@@ -190,21 +201,21 @@ impl Meta {
     }
 }
 
-fn mtime_ns(m: &std::fs::Metadata) -> i128 {
+pub(crate) fn mtime_ns(m: &std::fs::Metadata) -> i128 {
     i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
 }
 
-fn ctime_ns(m: &std::fs::Metadata) -> i128 {
+pub(crate) fn ctime_ns(m: &std::fs::Metadata) -> i128 {
     i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
 }
 
 /// Owned by this user and writable by nobody else.
-fn private(m: &std::fs::Metadata) -> bool {
+pub(crate) fn private(m: &std::fs::Metadata) -> bool {
     m.uid() == euid() && m.mode() & 0o022 == 0
 }
 
 /// Opens a directory without following a link in its place.
-fn open_dir(path: &Path) -> std::io::Result<File> {
+pub(crate) fn open_dir(path: &Path) -> std::io::Result<File> {
     File::options()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
@@ -214,7 +225,7 @@ fn open_dir(path: &Path) -> std::io::Result<File> {
 /// Opens `name` inside the open directory `dir`, read-only, without
 /// following a link: the file is the one in that very directory, whatever
 /// is renamed meanwhile.
-fn open_in(dir: &File, name: &str) -> std::io::Result<File> {
+pub(crate) fn open_in(dir: &File, name: &str) -> std::io::Result<File> {
     let c = CString::new(name).map_err(std::io::Error::other)?;
     // SAFETY: `dir` is an open directory descriptor and `c` a valid C
     // string for the duration of the call.
@@ -252,7 +263,7 @@ fn edge_digest(f: &mut File, len: u64) -> std::io::Result<[u8; 32]> {
 }
 
 /// A name no other process or thread uses for its temporary files.
-fn unique() -> String {
+pub(crate) fn unique() -> String {
     format!(
         "{}.{}",
         std::process::id(),
@@ -300,6 +311,7 @@ impl CompileCache {
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_key = batpak_store::hex(&h.0.finalize().as_bytes()[..12]);
         let cache = CompileCache {
+            files: FileRecords::new(&dir),
             dir,
             engine_key,
             limits,
@@ -371,14 +383,46 @@ impl CompileCache {
         Ok((component, CompileSource::Compiled, elapsed))
     }
 
+    /// What the cache's record of `path` says its content is, when the
+    /// record describes exactly the file opened as `file` (whose metadata,
+    /// from that descriptor, is `meta`): see [`super::file_record`].
+    pub(crate) fn known_file(
+        &self,
+        path: &Path,
+        file: &File,
+        meta: &std::fs::Metadata,
+    ) -> Option<Known> {
+        self.files.lookup(path, file, meta)
+    }
+
+    /// Records what `path` holds, when that is sound (see
+    /// [`super::file_record`]).
+    pub(crate) fn remember_file(
+        &self,
+        path: &Path,
+        file: &File,
+        meta: &std::fs::Metadata,
+        opened_at: SystemTime,
+        known: &Known,
+    ) {
+        self.files.remember(path, file, meta, opened_at, known);
+    }
+
     /// Loads component `digest` from the cache when it is there and passes
     /// every check; returns it and how long loading took. An entry that
     /// fails a check is logged and removed (the caller compiles instead).
     pub fn load(&self, engine: &Engine, digest: &str) -> Option<(Component, Duration)> {
         let started = Instant::now();
+        self.hit(engine, digest)
+            .map(|h| (h.component, started.elapsed()))
+    }
+
+    /// [`load`](Self::load), with the time of its check and of wasmtime's
+    /// deserialisation apart.
+    pub(crate) fn hit(&self, engine: &Engine, digest: &str) -> Option<CacheHit> {
         let entry = self.entry_dir(digest);
         match self.load_checked(engine, &entry) {
-            Ok(c) => Some((c, started.elapsed())),
+            Ok(h) => Some(h),
             Err(EntryError::Missing) => None,
             Err(e) => {
                 warn(&format!(
@@ -391,7 +435,8 @@ impl CompileCache {
         }
     }
 
-    fn load_checked(&self, engine: &Engine, entry: &Path) -> Result<Component, EntryError> {
+    fn load_checked(&self, engine: &Engine, entry: &Path) -> Result<CacheHit, EntryError> {
+        let started = Instant::now();
         let top = match std::fs::metadata(&self.dir) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EntryError::Missing),
@@ -456,12 +501,18 @@ impl CompileCache {
         // is enough); wasmtime checks its header and configuration again.
         // The mapping stays valid because entries are published and removed
         // by rename and unlink, never rewritten in place.
+        let checked = Instant::now();
         let c = unsafe { Component::deserialize_file(engine, &load_path) }
             .map_err(|e| EntryError::Wasmtime(format!("{e:#}")))?;
+        let deserialized = Instant::now();
         drop(f);
         // Least recently used: a hit refreshes the record's mtime.
         let _ = mf.set_modified(SystemTime::now());
-        Ok(c)
+        Ok(CacheHit {
+            component: c,
+            check: checked - started,
+            deserialize: deserialized - checked,
+        })
     }
 
     fn store(&self, entry: &Path, component: &Component) -> Result<(), EntryError> {
@@ -575,6 +626,7 @@ impl CompileCache {
     /// Removes least recently used entries (never `keep`) until the cache
     /// fits its size cap.
     fn evict(&self, keep: &Path) {
+        self.files.prune(STALE_TMP);
         let mut entries = self.entries();
         let mut total: u64 = entries.iter().map(|e| e.1).sum();
         if total <= self.limits.max_bytes {
@@ -593,8 +645,10 @@ impl CompileCache {
         }
     }
 
-    /// Removes every entry; returns how many there were.
+    /// Removes every entry, and every file record; returns how many
+    /// entries there were.
     fn clear(&self) -> usize {
+        self.files.clear();
         let entries = self.entries();
         for (p, _, _) in &entries {
             remove_entry(&self.dir, p);

@@ -68,6 +68,7 @@ mod component_file;
 mod convert;
 mod descriptor;
 mod failure;
+mod file_record;
 mod flat_batch;
 mod flat_proposals;
 mod guest_output;
@@ -77,6 +78,7 @@ mod inspect;
 mod limiter;
 mod linker;
 mod load_error;
+mod load_steps;
 mod log;
 mod optimisation;
 mod parking;
@@ -113,6 +115,7 @@ pub use guest_text::MAX_GUEST_ERROR_BYTES;
 pub use host_imports::{READ_ENTITY_BYTES, READ_ENTITY_CAP};
 pub use inspect::{descriptor_json, InitOutcome, Inspection};
 pub use load_error::LoadError;
+pub use load_steps::LoadSteps;
 pub use log::{log, set_log_sink, LogLevel, LogSink};
 pub use parking::{
     parked_events, request_replay, FailurePolicy, ParkedEvent, ParkedSet, ParkingError,
