@@ -157,6 +157,21 @@ fn first_reaction(path: &Path) -> (f64, f64) {
 struct CachedLoad {
     ms: f64,
     steps: LoadSteps,
+    /// Page faults of the loading thread during the load.
+    faults: u64,
+}
+
+/// Page faults (minor and major) of the calling thread so far.
+fn thread_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    // After the command name in parentheses: state is field 3, minflt 10,
+    // majflt 12.
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    f.get(7).copied().unwrap_or(0) + f.get(9).copied().unwrap_or(0)
 }
 
 /// The median of `n` cached loads of the file `each` returns (called once
@@ -170,13 +185,16 @@ fn median_cached_load(
         .map(|i| {
             let path = each(i);
             let rt = Runtime::new(cfg.clone()).unwrap();
+            let faults = thread_faults();
             let t = Instant::now();
             let p = Plugin::load(&rt, &path, PluginSettings::default()).unwrap();
             let took = t.elapsed();
+            let faults = thread_faults() - faults;
             assert_eq!(p.compile_info().0, CompileSource::Cached);
             CachedLoad {
                 ms: ms(took),
                 steps: *p.load_steps(),
+                faults,
             }
         })
         .collect();
@@ -238,7 +256,7 @@ fn steps_line(name: &str, unchanged: &CachedLoad, changed: &CachedLoad) -> Strin
     let f = |d: Duration| format!("{:.2}", ms(d));
     let (u, c) = (&unchanged.steps, &changed.steps);
     format!(
-        "| {name} | {:.2} {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |\n",
+        "| {name} | {:.2} {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |\n",
         unchanged.ms,
         verdict(unchanged.ms <= ms(CACHED_LOAD_TARGET)),
         f(u.open),
@@ -246,8 +264,11 @@ fn steps_line(name: &str, unchanged: &CachedLoad, changed: &CachedLoad) -> Strin
         f(u.cache_check),
         f(u.deserialize),
         f(u.link),
+        f(u.instantiate),
         f(u.describe),
+        f(u.reinstantiate),
         f(u.init),
+        unchanged.faults,
         changed.ms,
         f(c.read),
         f(c.scan),
@@ -376,8 +397,8 @@ fn language_figures() {
          |---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut steps_table = String::from(
-        "| language / engine | cached load ms, unchanged file | open | file record | cache check | deserialize | link | describe | init | cached load ms, changed file | + read | + scan | + hash |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| language / engine | cached load ms, unchanged file | open | file record | cache check | deserialize | link | instantiate | describe | instantiate again | init | page faults | cached load ms, changed file | + read | + scan | + hash |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     // BATPAK_FIGURES_ONLY=JS measures only the rows whose name contains it.
     for row in selected(rows) {
@@ -454,8 +475,8 @@ fn cached_load_figures() {
     let d = lang_plugins_dir();
     let dir = tempdir();
     let mut steps_table = String::from(
-        "| language / engine | bytes | cached load ms, unchanged file | open | file record | cache check | deserialize | link | describe | init | cached load ms, changed file | + read | + scan | + hash |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| language / engine | bytes | cached load ms, unchanged file | open | file record | cache check | deserialize | link | instantiate | describe | instantiate again | init | page faults | cached load ms, changed file | + read | + scan | + hash |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in selected(rows(d)) {
         let (path, key) = row.sdk.as_ref().or(row.handwritten.as_ref()).unwrap();
@@ -474,4 +495,30 @@ fn cached_load_figures() {
         "\nwhere a cached load's time goes (the median of five loads, ms; each in a new runtime; target ≤ {} ms):\n\n{steps_table}",
         CACHED_LOAD_TARGET.as_millis()
     );
+}
+
+/// Loads `$BATPAK_PROFILE_PLUGIN` from the compile cache in
+/// `$BATPAK_PROFILE_CACHE` (compiled there first when missing) 20 times,
+/// each in a new runtime, for a profiler (`perf record -g`) to see where a
+/// cached load's time goes; prints each load's steps.
+#[test]
+#[ignore = "for profiling: set BATPAK_PROFILE_PLUGIN and BATPAK_PROFILE_CACHE"]
+fn cached_load_profile() {
+    let (Some(path), Some(cache)) = (
+        std::env::var_os("BATPAK_PROFILE_PLUGIN"),
+        std::env::var_os("BATPAK_PROFILE_CACHE"),
+    ) else {
+        eprintln!("set BATPAK_PROFILE_PLUGIN and BATPAK_PROFILE_CACHE");
+        return;
+    };
+    let cfg = RuntimeConfig {
+        baseline_from_bytes: None,
+        ..RuntimeConfig::with_cache(PathBuf::from(cache))
+    };
+    for _ in 0..20 {
+        let rt = Runtime::new(cfg.clone()).unwrap();
+        let t = Instant::now();
+        let p = Plugin::load(&rt, &path, PluginSettings::default()).unwrap();
+        eprintln!("{:.2} ms {:?}", ms(t.elapsed()), p.load_steps());
+    }
 }

@@ -33,9 +33,14 @@ pub struct LoadSteps {
     pub compile: Duration,
     /// Checking the component's world and linking it against the host.
     pub link: Duration,
-    /// Instantiating it and calling `describe`.
+    /// Instantiating it (the first instance: `describe` runs in it).
+    pub instantiate: Duration,
+    /// The `describe` call.
     pub describe: Duration,
-    /// Instantiating the instance that serves and calling `init`.
+    /// Instantiating the instance that serves (with the reactor's own
+    /// settings).
+    pub reinstantiate: Duration,
+    /// The `init` call.
     pub init: Duration,
     /// False when the file's record showed it unchanged since its content
     /// was hashed, so it was neither read nor hashed again.
@@ -54,7 +59,9 @@ impl LoadSteps {
             + self.deserialize
             + self.compile
             + self.link
+            + self.instantiate
             + self.describe
+            + self.reinstantiate
             + self.init
     }
 }

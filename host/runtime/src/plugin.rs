@@ -129,11 +129,12 @@ impl Plugin {
             let mut store = new_store(runtime, tier, "plugin", &base, None);
             let bindings = instantiate(&prepared.pre, &mut store, &base)
                 .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
+            prepared.steps.instantiate = t.elapsed();
             call(runtime, &mut store, &base, None, |s| bindings.describe(s))
                 .map(descriptor_from_wit)
                 .map_err(|failure| LoadError::DescribeFailed { path: p(), failure })?
         };
-        prepared.steps.describe = t.elapsed();
+        prepared.steps.describe = t.elapsed() - prepared.steps.instantiate;
         descriptor
             .validate()
             .map_err(|message| LoadError::InvalidDescriptor { path: p(), message })?;
@@ -145,6 +146,7 @@ impl Plugin {
         let mut store = new_store(runtime, tier, &descriptor.name, &settings, None);
         let bindings = instantiate(&prepared.pre, &mut store, &settings)
             .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
+        let reinstantiate = t.elapsed();
         let code = Code {
             pre: prepared.pre.clone(),
             tier,
@@ -164,7 +166,8 @@ impl Plugin {
             failure,
         })?;
         let mut steps = loaded.prepared.steps;
-        steps.init = t.elapsed();
+        steps.reinstantiate = reinstantiate;
+        steps.init = t.elapsed() - reinstantiate;
         Ok(Plugin {
             steps,
             loaded,
