@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use serde_json::Value;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -228,8 +228,19 @@ fn the_cache_is_owner_only_and_an_unsafe_directory_is_closed_or_refused() {
     assert_eq!(mode(&cache), 0o700);
     assert_eq!(v["compiled"], "cached");
 
-    // Opened up to writing: anyone could have replaced the code, so it is
-    // closed and emptied, and the plugin compiled again.
+    // Opened up to writing: anyone could have replaced the code — or a
+    // file record, which says what a plugin file holds — so it is closed
+    // and emptied, records too, and the plugin compiled again.
+    let files = cache.join("files");
+    if files.exists() {
+        assert_eq!(mode(&files), 0o700, "file records directory");
+    } else {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&files)
+            .unwrap();
+    }
+    std::fs::write(files.join("planted"), "a record someone else wrote").unwrap();
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
     let (v, err) = inspect(cmd(Some(&cache), &data, &[]), &pt);
     assert!(
@@ -239,6 +250,10 @@ fn the_cache_is_owner_only_and_an_unsafe_directory_is_closed_or_refused() {
     );
     assert_eq!(mode(&cache), 0o700);
     assert_eq!(v["compiled"], "compiled");
+    assert!(
+        !files.join("planted").exists(),
+        "file records discarded too"
+    );
 
     // A directory open to others that this host did not create is not
     // changed, only refused.
