@@ -175,13 +175,16 @@ fn thread_faults() -> u64 {
 }
 
 /// The median of `n` cached loads of the file `each` returns (called once
-/// per load), each in a new runtime with config `cfg`.
+/// per load), each in a new runtime with config `cfg`: the median wall
+/// time, the median of each step apart (so one preempted step of one load
+/// does not decide where the time went), the median page faults, and the
+/// fastest load's wall time.
 fn median_cached_load(
     cfg: &RuntimeConfig,
     n: usize,
     each: impl Fn(usize) -> PathBuf,
-) -> CachedLoad {
-    let mut loads: Vec<CachedLoad> = (0..n)
+) -> (CachedLoad, f64) {
+    let loads: Vec<CachedLoad> = (0..n)
         .map(|i| {
             let path = each(i);
             let rt = Runtime::new(cfg.clone()).unwrap();
@@ -198,8 +201,36 @@ fn median_cached_load(
             }
         })
         .collect();
-    loads.sort_by(|a, b| a.ms.total_cmp(&b.ms));
-    loads[n / 2]
+    fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    }
+    let step = |f: fn(&LoadSteps) -> Duration| median(loads.iter().map(|l| f(&l.steps)).collect());
+    let steps = LoadSteps {
+        open: step(|s| s.open),
+        file_record: step(|s| s.file_record),
+        read: step(|s| s.read),
+        scan: step(|s| s.scan),
+        hash: step(|s| s.hash),
+        cache_check: step(|s| s.cache_check),
+        deserialize: step(|s| s.deserialize),
+        compile: step(|s| s.compile),
+        link: step(|s| s.link),
+        instantiate: step(|s| s.instantiate),
+        describe: step(|s| s.describe),
+        reinstantiate: step(|s| s.reinstantiate),
+        init: step(|s| s.init),
+        file_read: loads.iter().all(|l| l.steps.file_read),
+    };
+    let fastest = loads.iter().map(|l| l.ms).fold(f64::INFINITY, f64::min);
+    (
+        CachedLoad {
+            ms: median(loads.iter().map(|l| l.ms).collect()),
+            steps,
+            faults: median(loads.iter().map(|l| l.faults).collect()),
+        },
+        fastest,
+    )
 }
 
 /// The optimised (Cranelift) compile of `path` into the empty cache
@@ -208,7 +239,7 @@ fn median_cached_load(
 /// of five cached loads of a fresh copy of it (a file just changed: read,
 /// scanned and hashed before the cache is consulted, as every cached load
 /// was before file records).
-fn compile_and_cached_load(path: &Path, cache: &Path) -> (f64, CachedLoad, CachedLoad) {
+fn compile_and_cached_load(path: &Path, cache: &Path) -> (f64, CachedLoad, CachedLoad, f64) {
     let cfg = RuntimeConfig {
         baseline_from_bytes: None,
         ..RuntimeConfig::with_cache(cache)
@@ -231,14 +262,14 @@ fn compile_and_cached_load(path: &Path, cache: &Path) -> (f64, CachedLoad, Cache
         PluginSettings::default(),
     )
     .unwrap();
-    let unchanged = median_cached_load(&cfg, 5, |_| path.to_path_buf());
+    let (unchanged, fastest) = median_cached_load(&cfg, 5, |_| path.to_path_buf());
     assert!(
         !unchanged.steps.file_read,
         "an unchanged file is not read again"
     );
     let copies = cache.with_extension("copies");
     std::fs::create_dir_all(&copies).unwrap();
-    let changed = median_cached_load(&cfg, 5, |i| {
+    let (changed, _) = median_cached_load(&cfg, 5, |i| {
         let c = copies.join(format!(
             "{i}-{}",
             path.file_name().unwrap().to_string_lossy()
@@ -248,7 +279,7 @@ fn compile_and_cached_load(path: &Path, cache: &Path) -> (f64, CachedLoad, Cache
     });
     assert!(changed.steps.file_read, "a changed file is read");
     std::fs::remove_dir_all(&copies).ok();
-    (compiled, unchanged, changed)
+    (compiled, unchanged, changed, fastest)
 }
 
 /// One line of the cached load breakdown, in ms.
@@ -408,7 +439,7 @@ fn language_figures() {
         let bytes = std::fs::metadata(path).unwrap().len();
         let (loaded, first) = first_reaction(path);
         let cache = dir.path().join(format!("cache-{key}"));
-        let (compiled, unchanged, changed) = compile_and_cached_load(path, &cache);
+        let (compiled, unchanged, changed, _) = compile_and_cached_load(path, &cache);
         let cached = unchanged.ms;
         steps_table.push_str(&steps_line(row.name, &unchanged, &changed));
         // The SDK and the hand-written runs alternate, best of five each,
@@ -475,24 +506,24 @@ fn cached_load_figures() {
     let d = lang_plugins_dir();
     let dir = tempdir();
     let mut steps_table = String::from(
-        "| language / engine | bytes | cached load ms, unchanged file | open | file record | cache check | deserialize | link | instantiate | describe | instantiate again | init | page faults | cached load ms, changed file | + read | + scan | + hash |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| language / engine | bytes | fastest cached load ms, unchanged file | cached load ms, unchanged file | open | file record | cache check | deserialize | link | instantiate | describe | instantiate again | init | page faults | cached load ms, changed file | + read | + scan | + hash |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for row in selected(rows(d)) {
         let (path, key) = row.sdk.as_ref().or(row.handwritten.as_ref()).unwrap();
         let bytes = std::fs::metadata(path).unwrap().len();
         let cache = dir.path().join(format!("cache-{key}"));
-        let (_, unchanged, changed) = compile_and_cached_load(path, &cache);
+        let (_, unchanged, changed, fastest) = compile_and_cached_load(path, &cache);
         let line = steps_line(row.name, &unchanged, &changed).replacen(
             " | ",
-            &format!(" | {bytes} | "),
+            &format!(" | {bytes} | {fastest:.2} | "),
             1,
         );
         eprint!("{line}");
         steps_table.push_str(&line);
     }
     println!(
-        "\nwhere a cached load's time goes (the median of five loads, ms; each in a new runtime; target ≤ {} ms):\n\n{steps_table}",
+        "\nwhere a cached load's time goes (ms; of five loads, each in a new runtime: the fastest, the median, and the median of each step; target ≤ {} ms):\n\n{steps_table}",
         CACHED_LOAD_TARGET.as_millis()
     );
 }
