@@ -25,6 +25,9 @@
 //!   [`read_regular`], which the CLI uses for its config files too), scans it (memory and table counts,
 //!   component-model async), compiles, links and initialises it, failing
 //!   with a [`LoadError`]; [`Inspection::of`] does the same for `inspect`;
+//!   with a compile cache, a file unchanged since its content was hashed
+//!   (device, inode, size, mtime, ctime: `file_record.rs`) is neither read
+//!   nor hashed again; [`LoadSteps`] says where a load's time went;
 //! - the sandbox: WASI with nothing granted, frozen clocks, deterministic
 //!   random unless [`RandomSource::Real`] is granted, NaN canonicalisation,
 //!   and one memory budget per instance over all its memories and tables;
