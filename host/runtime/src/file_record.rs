@@ -301,6 +301,10 @@ impl FileRecords {
     /// Keeps at most [`MAX_RECORDS`] records, dropping the least recently
     /// used, and removes temporary files older than `stale`.
     pub(crate) fn prune(&self, stale: Duration) {
+        self.prune_to(MAX_RECORDS, stale);
+    }
+
+    fn prune_to(&self, max_records: usize, stale: Duration) {
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -319,9 +323,9 @@ impl FileRecords {
             }
             records.push((p, used));
         }
-        if records.len() > MAX_RECORDS {
+        if records.len() > max_records {
             records.sort_by_key(|r| r.1);
-            let excess = records.len() - MAX_RECORDS;
+            let excess = records.len() - max_records;
             for (p, _) in records.into_iter().take(excess) {
                 let _ = std::fs::remove_file(p);
             }
@@ -374,6 +378,32 @@ mod tests {
             assert_eq!(decode(&d), None, "byte {i} flipped");
         }
         assert_eq!(decode(&b[..b.len() - 1]), None);
+    }
+
+    #[test]
+    fn pruning_keeps_the_most_recently_used_records_and_drops_stale_temporaries() {
+        let d = scratch("prune");
+        let records = FileRecords::new(&d);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&records.dir)
+            .unwrap();
+        let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for (i, name) in ["a", "b", "c", "d", ".tmp-old"].iter().enumerate() {
+            let f = File::create(records.dir.join(name)).unwrap();
+            f.set_modified(epoch + Duration::from_secs(i as u64))
+                .unwrap();
+        }
+        let fresh_tmp = records.dir.join(".tmp-new");
+        File::create(&fresh_tmp).unwrap();
+        records.prune_to(2, Duration::from_secs(3600));
+        let mut left: Vec<String> = std::fs::read_dir(&records.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".tmp-new", "c", "d"]);
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
