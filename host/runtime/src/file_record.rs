@@ -32,9 +32,16 @@
 //! content read afterwards is the content of that stamp, or the stamp is
 //! gone for good (a change during the read moves the ctime past the
 //! recorded one). A file changed less than [`SETTLED`] ago is simply read
-//! and hashed, as before. The residual risk is the one the compile cache's
-//! own check carries: the system clock set back (root) so that a later
-//! change lands on the very nanosecond recorded.
+//! and hashed, as before. The residual risks: the one the compile cache's
+//! own check carries, the system clock set back (root) so that a later
+//! change lands on the very nanosecond recorded; and a file written through
+//! a shared writable memory mapping, whose ctime the kernel moves on the
+//! first write to each clean page rather than on every write, so a process
+//! that keeps such a mapping of a plugin file and writes to it while the
+//! file is loaded could leave a record of content it changed since (git's
+//! index has the same blind spot). Toolchains write plugin files with
+//! `write` or as a new file renamed into place; any later ordinary write,
+//! or a rename, moves the stamps again.
 //!
 //! The argument needs a filesystem whose ctime the kernel keeps, to the
 //! tick: records are written and trusted only on local filesystems known
