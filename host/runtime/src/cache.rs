@@ -68,15 +68,17 @@
 //! [`default_cache_dir`]: super::default_cache_dir
 //! [`prepare_cache_dir`]: super::prepare_cache_dir
 
-use super::cache_dir::{euid, prepare_cache_dir, CacheDirError, DirRepair};
+use super::cache_dir::{
+    ctime_ns, mtime_ns, open_dir, open_in, prepare_cache_dir, private, unique, CacheDirError,
+    DirRepair,
+};
 use super::file_record::{FileRecords, Known};
-use std::ffi::CString;
 use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::Component;
@@ -212,48 +214,6 @@ impl Meta {
     }
 }
 
-pub(crate) fn mtime_ns(m: &std::fs::Metadata) -> i128 {
-    i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
-}
-
-pub(crate) fn ctime_ns(m: &std::fs::Metadata) -> i128 {
-    i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
-}
-
-/// Owned by this user and writable by nobody else.
-pub(crate) fn private(m: &std::fs::Metadata) -> bool {
-    m.uid() == euid() && m.mode() & 0o022 == 0
-}
-
-/// Opens a directory without following a link in its place.
-pub(crate) fn open_dir(path: &Path) -> std::io::Result<File> {
-    File::options()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(path)
-}
-
-/// Opens `name` inside the open directory `dir`, read-only, without
-/// following a link: the file is the one in that very directory, whatever
-/// is renamed meanwhile.
-pub(crate) fn open_in(dir: &File, name: &str) -> std::io::Result<File> {
-    let c = CString::new(name).map_err(std::io::Error::other)?;
-    // SAFETY: `dir` is an open directory descriptor and `c` a valid C
-    // string for the duration of the call.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nothing else.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
 /// blake3 of the first and last [`EDGE_BYTES`] of `f` (the whole file when
 /// it is shorter than both).
 fn edge_digest(f: &mut File, len: u64) -> std::io::Result<[u8; 32]> {
@@ -271,15 +231,6 @@ fn edge_digest(f: &mut File, len: u64) -> std::io::Result<[u8; 32]> {
         h.update(&buf);
     }
     Ok(*h.finalize().as_bytes())
-}
-
-/// A name no other process or thread uses for its temporary files.
-pub(crate) fn unique() -> String {
-    format!(
-        "{}.{}",
-        std::process::id(),
-        batpak_store::EventId::generate()
-    )
 }
 
 /// Removes an entry directory: renamed out of the way first (a reader then

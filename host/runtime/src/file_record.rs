@@ -49,7 +49,7 @@
 //! 9p, virtiofs, vfat and the rest a file's stamps may be cached,
 //! synthesised or coarse, so every load there reads and hashes the file.
 
-use super::cache::{ctime_ns, mtime_ns, open_dir, open_in, private, unique};
+use super::cache_dir::{ctime_ns, mtime_ns, open_dir, open_in, private, unique};
 use std::fs::{File, Metadata};
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
