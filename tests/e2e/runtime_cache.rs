@@ -5,7 +5,7 @@
 
 use crate::common::*;
 use serde_json::Value;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -67,13 +67,28 @@ fn entries(cache: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Everything in a cache directory other than entries and the tag.
+/// Everything in a cache directory other than entries, the tag and the
+/// file records (32 hex digits each, in `files/`).
 fn leftovers(cache: &Path) -> Vec<String> {
-    std::fs::read_dir(cache)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "CACHEDIR.TAG" && n.len() != 48)
-        .collect()
+    let names = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut left: Vec<String> = names(cache)
+        .into_iter()
+        .filter(|n| n != "CACHEDIR.TAG" && n != "files" && n.len() != 48)
+        .collect();
+    left.extend(
+        names(&cache.join("files"))
+            .into_iter()
+            .filter(|n| n.len() != 32)
+            .map(|n| format!("files/{n}")),
+    );
+    left
 }
 
 fn mode(p: &Path) -> u32 {
@@ -213,8 +228,19 @@ fn the_cache_is_owner_only_and_an_unsafe_directory_is_closed_or_refused() {
     assert_eq!(mode(&cache), 0o700);
     assert_eq!(v["compiled"], "cached");
 
-    // Opened up to writing: anyone could have replaced the code, so it is
-    // closed and emptied, and the plugin compiled again.
+    // Opened up to writing: anyone could have replaced the code — or a
+    // file record, which says what a plugin file holds — so it is closed
+    // and emptied, records too, and the plugin compiled again.
+    let files = cache.join("files");
+    if files.exists() {
+        assert_eq!(mode(&files), 0o700, "file records directory");
+    } else {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&files)
+            .unwrap();
+    }
+    std::fs::write(files.join("planted"), "a record someone else wrote").unwrap();
     std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
     let (v, err) = inspect(cmd(Some(&cache), &data, &[]), &pt);
     assert!(
@@ -224,6 +250,10 @@ fn the_cache_is_owner_only_and_an_unsafe_directory_is_closed_or_refused() {
     );
     assert_eq!(mode(&cache), 0o700);
     assert_eq!(v["compiled"], "compiled");
+    assert!(
+        !files.join("planted").exists(),
+        "file records discarded too"
+    );
 
     // A directory open to others that this host did not create is not
     // changed, only refused.
@@ -455,6 +485,149 @@ fn a_damaged_or_substituted_cache_entry_is_recompiled_not_loaded() {
         std::fs::symlink_metadata(&entry).unwrap().is_dir(),
         "the link was replaced by a real entry"
     );
+}
+
+/// Overwrites `len` bytes at `at` of `file` in place (same inode, same
+/// size) with `bytes`, then puts its mtime back: only the ctime, which no
+/// user-space call can set, shows the change.
+fn rewrite_in_place(file: &Path, at: u64, bytes: &[u8]) {
+    use std::io::{Seek, SeekFrom, Write};
+    let before = std::fs::metadata(file).unwrap();
+    let mut f = std::fs::File::options().write(true).open(file).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(bytes).unwrap();
+    f.set_modified(before.modified().unwrap()).unwrap();
+    drop(f);
+    let after = std::fs::metadata(file).unwrap();
+    assert_eq!(
+        (after.ino(), after.len(), after.modified().unwrap()),
+        (before.ino(), before.len(), before.modified().unwrap()),
+        "same inode, size and mtime"
+    );
+}
+
+#[test]
+fn an_unchanged_plugin_file_is_not_read_again_and_any_change_to_it_is_seen() {
+    let dir = tempdir();
+    let cache = dir.path().join("cache");
+    // The WAT pass-through, and a twin of the same size that emits
+    // `bench.oux` instead: other bytes, other reactions.
+    let src =
+        std::fs::read_to_string(workspace().join("plugins/passthrough-wat/reactor.wat")).unwrap();
+    let twin = src.replace("bench.out", "bench.oux");
+    assert_eq!(twin.len(), src.len());
+    assert_ne!(twin, src);
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let live = plugins.join("pt.wat");
+    std::fs::write(&live, &src).unwrap();
+    // Each run on a fresh store of two `bench.in` events: its stderr and
+    // how many `bench.out` and `bench.oux` it proposed.
+    let runs = std::cell::Cell::new(0);
+    let run = || {
+        runs.set(runs.get() + 1);
+        let data = dir.path().join(format!("data{}", runs.get()));
+        let events: Vec<Value> = (0..2)
+            .map(|i| {
+                serde_json::json!({"entity": format!("a:{i}"), "scope": "s", "kind": "bench.in", "payload": {"n": i}})
+            })
+            .collect();
+        append(&data, &events);
+        let mut c = cmd(Some(&cache), &data, &["run", "--until-idle", "--quiet"]);
+        c.arg(&live);
+        let err = stderr(&ok(c));
+        (
+            err,
+            events_of(&data, "bench.out").len(),
+            events_of(&data, "bench.oux").len(),
+        )
+    };
+    const UNCHANGED: &str = "file unchanged since its last load: not read again";
+    // A file changed within the last second is always read and hashed
+    // (two changes within one clock tick can share a ctime); after that,
+    // one load records it.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (err, out, oux) = run();
+    assert!(
+        err.contains("compiled in") && !err.contains(UNCHANGED),
+        "{err}"
+    );
+    assert_eq!((out, oux), (2, 0));
+    // Unchanged: found by its record, neither read nor hashed.
+    let (err, out, oux) = run();
+    assert!(
+        err.contains("compile cache") && err.contains(UNCHANGED),
+        "{err}"
+    );
+    assert_eq!((out, oux), (2, 0));
+
+    // A byte flipped in the cached artifact, in place, its mtime put back:
+    // the record still finds the file unchanged, but the artifact's own
+    // check refuses the entry before wasmtime sees it; recompiled.
+    let entry = entries(&cache).pop().unwrap();
+    let code = entry.join("code.cwasm");
+    let len = std::fs::metadata(&code).unwrap().len();
+    let mut byte = [0u8];
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&code).unwrap();
+        f.seek(SeekFrom::Start(len / 2)).unwrap();
+        f.read_exact(&mut byte).unwrap();
+    }
+    rewrite_in_place(&code, len / 2, &[byte[0] ^ 0x10]);
+    let (err, out, oux) = run();
+    assert!(
+        err.contains("ignoring unusable cache entry")
+            && err.contains("changed since it was written")
+            && err.contains("compiled in"),
+        "{err}"
+    );
+    assert_eq!((out, oux), (2, 0));
+
+    // Rewritten in place: same inode, same size, mtime put back, new
+    // bytes. Read, hashed and compiled; the new plugin serves.
+    rewrite_in_place(&live, 0, twin.as_bytes());
+    let (err, out, oux) = run();
+    assert!(
+        err.contains("compiled in") && !err.contains(UNCHANGED),
+        "{err}"
+    );
+    assert_eq!((out, oux), (0, 2), "the rewritten plugin serves:\n{err}");
+
+    // Replaced by a rename (a new inode): read and hashed; its content is
+    // the first one, so it loads from the cache, and that plugin serves.
+    let tmp = plugins.join(".pt.wat.new");
+    std::fs::write(&tmp, &src).unwrap();
+    std::fs::rename(&tmp, &live).unwrap();
+    let (err, out, oux) = run();
+    assert!(
+        err.contains("compile cache") && !err.contains(UNCHANGED),
+        "{err}"
+    );
+    assert_eq!((out, oux), (2, 0), "the renamed-in plugin serves:\n{err}");
+
+    // Its record, once written, damaged: a miss (read and hashed again),
+    // never a wrong digest; the next load writes it afresh.
+    std::thread::sleep(Duration::from_millis(1200));
+    run();
+    let (err, _, _) = run();
+    assert!(err.contains(UNCHANGED), "{err}");
+    let records: Vec<PathBuf> = std::fs::read_dir(cache.join("files"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(records.len(), 1, "one record per plugin path");
+    let raw = std::fs::read(&records[0]).unwrap();
+    rewrite_in_place(&records[0], 70, &[raw[70] ^ 1]);
+    let (err, out, oux) = run();
+    assert!(
+        err.contains("compile cache") && !err.contains(UNCHANGED),
+        "{err}"
+    );
+    assert_eq!((out, oux), (2, 0));
+    let (err, out, _) = run();
+    assert!(err.contains(UNCHANGED), "{err}");
+    assert_eq!(out, 2);
 }
 
 #[test]

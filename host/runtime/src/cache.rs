@@ -14,7 +14,11 @@
 //! instead of 50) — and `meta`, its integrity record. The key hashes the
 //! component's digest, the wasmtime version and the engine's compatibility
 //! hash (config and CPU features), because a serialized component only
-//! loads into exactly that engine.
+//! loads into exactly that engine. Beside the entries, `files/` holds one
+//! record per plugin path saying which component (digest) the file held
+//! at which device, inode, size, mtime and ctime, so a load of an
+//! unchanged file finds its entry without reading and hashing the file
+//! ([`super::file_record`], which also argues why that is sound).
 //!
 //! **Shared between processes**: an entry is written complete in a private
 //! temporary directory (`.tmp-…`, files 0600, fsynced) and published by
@@ -43,7 +47,14 @@
 //! torn write, a bit flipped in place, a file swapped in, even with its
 //! mtime restored — fails the check without hashing 35 MB (only a clock
 //! change by root could forge it). The whole-artifact digest is kept for
-//! [`CompileCache::verify_all`].
+//! [`CompileCache::verify_all`]. Re-hashing the artifact on every load is
+//! what this replaces, not a cheaper digest: the check costs 0.05–0.1 ms
+//! for the 37 MB Python artifact, where wasmtime's own deserialisation of
+//! it takes 2–3 ms (see the README's cached load figures). Checking a
+//! digest lazily, after the artifact is mapped, would not be sound —
+//! wasmtime trusts the bytes it deserialises — and neither would a digest
+//! of the headers alone without the ctime: a flipped byte in the code
+//! would pass it.
 //!
 //! **Eviction**: after each write, when the entries together exceed
 //! [`CacheLimits::max_bytes`], the least recently used ones (the record's
@@ -57,14 +68,17 @@
 //! [`default_cache_dir`]: super::default_cache_dir
 //! [`prepare_cache_dir`]: super::prepare_cache_dir
 
-use super::cache_dir::{euid, prepare_cache_dir, CacheDirError, DirRepair};
-use std::ffi::CString;
+use super::cache_dir::{
+    ctime_ns, mtime_ns, open_dir, open_in, prepare_cache_dir, private, unique, CacheDirError,
+    DirRepair,
+};
+use super::file_record::{FileRecords, Known};
 use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::Component;
@@ -120,6 +134,16 @@ pub struct CompileCache {
     dir: PathBuf,
     engine_key: String,
     limits: CacheLimits,
+    files: FileRecords,
+}
+
+/// A component loaded from the cache, and how long its two steps took.
+pub(crate) struct CacheHit {
+    pub(crate) component: Component,
+    /// Checking the entry (see the module docs).
+    pub(crate) check: Duration,
+    /// wasmtime's deserialisation of the checked artifact.
+    pub(crate) deserialize: Duration,
 }
 
 /// Why a cache entry was not used (logged, then the entry is recompiled).
@@ -190,48 +214,6 @@ impl Meta {
     }
 }
 
-fn mtime_ns(m: &std::fs::Metadata) -> i128 {
-    i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
-}
-
-fn ctime_ns(m: &std::fs::Metadata) -> i128 {
-    i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
-}
-
-/// Owned by this user and writable by nobody else.
-fn private(m: &std::fs::Metadata) -> bool {
-    m.uid() == euid() && m.mode() & 0o022 == 0
-}
-
-/// Opens a directory without following a link in its place.
-fn open_dir(path: &Path) -> std::io::Result<File> {
-    File::options()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-        .open(path)
-}
-
-/// Opens `name` inside the open directory `dir`, read-only, without
-/// following a link: the file is the one in that very directory, whatever
-/// is renamed meanwhile.
-fn open_in(dir: &File, name: &str) -> std::io::Result<File> {
-    let c = CString::new(name).map_err(std::io::Error::other)?;
-    // SAFETY: `dir` is an open directory descriptor and `c` a valid C
-    // string for the duration of the call.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just opened and is owned by nothing else.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
-
 /// blake3 of the first and last [`EDGE_BYTES`] of `f` (the whole file when
 /// it is shorter than both).
 fn edge_digest(f: &mut File, len: u64) -> std::io::Result<[u8; 32]> {
@@ -249,15 +231,6 @@ fn edge_digest(f: &mut File, len: u64) -> std::io::Result<[u8; 32]> {
         h.update(&buf);
     }
     Ok(*h.finalize().as_bytes())
-}
-
-/// A name no other process or thread uses for its temporary files.
-fn unique() -> String {
-    format!(
-        "{}.{}",
-        std::process::id(),
-        batpak_store::EventId::generate()
-    )
 }
 
 /// Removes an entry directory: renamed out of the way first (a reader then
@@ -300,6 +273,7 @@ impl CompileCache {
         engine.precompile_compatibility_hash().hash(&mut h);
         let engine_key = batpak_store::hex(&h.0.finalize().as_bytes()[..12]);
         let cache = CompileCache {
+            files: FileRecords::new(&dir),
             dir,
             engine_key,
             limits,
@@ -371,14 +345,46 @@ impl CompileCache {
         Ok((component, CompileSource::Compiled, elapsed))
     }
 
+    /// What the cache's record of `path` says its content is, when the
+    /// record describes exactly the file opened as `file` (whose metadata,
+    /// from that descriptor, is `meta`): see [`super::file_record`].
+    pub(crate) fn known_file(
+        &self,
+        path: &Path,
+        file: &File,
+        meta: &std::fs::Metadata,
+    ) -> Option<Known> {
+        self.files.lookup(path, file, meta)
+    }
+
+    /// Records what `path` holds, when that is sound (see
+    /// [`super::file_record`]).
+    pub(crate) fn remember_file(
+        &self,
+        path: &Path,
+        file: &File,
+        meta: &std::fs::Metadata,
+        opened_at: SystemTime,
+        known: &Known,
+    ) {
+        self.files.remember(path, file, meta, opened_at, known);
+    }
+
     /// Loads component `digest` from the cache when it is there and passes
     /// every check; returns it and how long loading took. An entry that
     /// fails a check is logged and removed (the caller compiles instead).
     pub fn load(&self, engine: &Engine, digest: &str) -> Option<(Component, Duration)> {
         let started = Instant::now();
+        self.hit(engine, digest)
+            .map(|h| (h.component, started.elapsed()))
+    }
+
+    /// [`load`](Self::load), with the time of its check and of wasmtime's
+    /// deserialisation apart.
+    pub(crate) fn hit(&self, engine: &Engine, digest: &str) -> Option<CacheHit> {
         let entry = self.entry_dir(digest);
         match self.load_checked(engine, &entry) {
-            Ok(c) => Some((c, started.elapsed())),
+            Ok(h) => Some(h),
             Err(EntryError::Missing) => None,
             Err(e) => {
                 warn(&format!(
@@ -391,7 +397,8 @@ impl CompileCache {
         }
     }
 
-    fn load_checked(&self, engine: &Engine, entry: &Path) -> Result<Component, EntryError> {
+    fn load_checked(&self, engine: &Engine, entry: &Path) -> Result<CacheHit, EntryError> {
+        let started = Instant::now();
         let top = match std::fs::metadata(&self.dir) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EntryError::Missing),
@@ -456,12 +463,18 @@ impl CompileCache {
         // is enough); wasmtime checks its header and configuration again.
         // The mapping stays valid because entries are published and removed
         // by rename and unlink, never rewritten in place.
+        let checked = Instant::now();
         let c = unsafe { Component::deserialize_file(engine, &load_path) }
             .map_err(|e| EntryError::Wasmtime(format!("{e:#}")))?;
+        let deserialized = Instant::now();
         drop(f);
         // Least recently used: a hit refreshes the record's mtime.
         let _ = mf.set_modified(SystemTime::now());
-        Ok(c)
+        Ok(CacheHit {
+            component: c,
+            check: checked - started,
+            deserialize: deserialized - checked,
+        })
     }
 
     fn store(&self, entry: &Path, component: &Component) -> Result<(), EntryError> {
@@ -575,6 +588,7 @@ impl CompileCache {
     /// Removes least recently used entries (never `keep`) until the cache
     /// fits its size cap.
     fn evict(&self, keep: &Path) {
+        self.files.prune(STALE_TMP);
         let mut entries = self.entries();
         let mut total: u64 = entries.iter().map(|e| e.1).sum();
         if total <= self.limits.max_bytes {
@@ -593,8 +607,10 @@ impl CompileCache {
         }
     }
 
-    /// Removes every entry; returns how many there were.
+    /// Removes every entry, and every file record; returns how many
+    /// entries there were.
     fn clear(&self) -> usize {
+        self.files.clear();
         let entries = self.entries();
         for (p, _, _) in &entries {
             remove_entry(&self.dir, p);

@@ -9,8 +9,11 @@
 //! when others could write there), and refuses any other directory with a
 //! message naming the fix.
 
+use std::ffi::CString;
+use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 
 /// Name of the directory under the user's cache directory.
@@ -208,4 +211,62 @@ fn write_tag(dir: &Path) {
     {
         let _ = f.write_all(TAG.as_bytes());
     }
+}
+
+// What the compile cache and its file records (`file_record.rs`) share: reading files in
+// the owner-only directory without following links, and the stamps and
+// names they keep.
+
+/// A file's mtime in nanoseconds since the epoch.
+pub(crate) fn mtime_ns(m: &std::fs::Metadata) -> i128 {
+    i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
+}
+
+/// A file's ctime (last change of content or metadata, set only by the
+/// kernel) in nanoseconds since the epoch.
+pub(crate) fn ctime_ns(m: &std::fs::Metadata) -> i128 {
+    i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec())
+}
+
+/// Owned by this user and writable by nobody else.
+pub(crate) fn private(m: &std::fs::Metadata) -> bool {
+    m.uid() == euid() && m.mode() & 0o022 == 0
+}
+
+/// Opens a directory without following a link in its place.
+pub(crate) fn open_dir(path: &Path) -> std::io::Result<File> {
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// Opens `name` inside the open directory `dir`, read-only, without
+/// following a link: the file is the one in that very directory, whatever
+/// is renamed meanwhile.
+pub(crate) fn open_in(dir: &File, name: &str) -> std::io::Result<File> {
+    let c = CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: `dir` is an open directory descriptor and `c` a valid C
+    // string for the duration of the call.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// A name no other process or thread uses for its temporary files.
+pub(crate) fn unique() -> String {
+    format!(
+        "{}.{}",
+        std::process::id(),
+        batpak_store::EventId::generate()
+    )
 }

@@ -6,16 +6,23 @@
 //! memories or tables, component-model async).
 
 use super::load_error::LoadError;
-use super::regular_file::{read_regular, FileRefusal};
+use super::regular_file::{open_regular, FileRefusal};
+use std::fs::{File, Metadata};
+use std::io::Read;
 use std::path::Path;
 
-/// Reads `path` as a component: a binary, or component text (`.wat`).
-/// The file is opened once and checked on the descriptor
-/// ([`read_regular`]), so a path renamed meanwhile cannot slip a FIFO or a
-/// device past the check.
-pub(crate) fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+/// A plugin file opened and checked (a regular file within the size
+/// limit), nothing read yet: its metadata is what the file records
+/// ([`super::file_record`]) compare, and its bytes, when they are needed,
+/// are read from this very descriptor.
+pub(crate) struct OpenedComponent {
+    pub(crate) file: File,
+    pub(crate) meta: Metadata,
+}
+
+fn refusal(path: &Path, e: FileRefusal) -> LoadError {
     let p = || path.to_path_buf();
-    let raw = read_regular(path, max_bytes).map_err(|e| match e {
+    match e {
         FileRefusal::NotFound { .. } => LoadError::NotFound { path: p() },
         FileRefusal::Unreadable { source, .. } => LoadError::Unreadable { path: p(), source },
         FileRefusal::NotRegular { what, .. } => LoadError::NotRegularFile { path: p(), what },
@@ -24,7 +31,42 @@ pub(crate) fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, Loa
             size,
             limit,
         },
+    }
+}
+
+/// Opens `path` once and checks it on the descriptor ([`open_regular`]),
+/// so a path renamed meanwhile cannot slip a FIFO or a device past the
+/// check.
+pub(crate) fn open_component(path: &Path, max_bytes: u64) -> Result<OpenedComponent, LoadError> {
+    let (file, _) = open_regular(path, max_bytes).map_err(|e| refusal(path, e))?;
+    let meta = file.metadata().map_err(|source| LoadError::Unreadable {
+        path: path.to_path_buf(),
+        source,
     })?;
+    Ok(OpenedComponent { file, meta })
+}
+
+/// Reads an opened file as a component: a binary, or component text
+/// (`.wat`). Never reads more than `max_bytes + 1` bytes, even from a
+/// file that grows meanwhile.
+pub(crate) fn read_opened(
+    opened: &OpenedComponent,
+    path: &Path,
+    max_bytes: u64,
+) -> Result<Vec<u8>, LoadError> {
+    let p = || path.to_path_buf();
+    let mut raw = Vec::with_capacity(opened.meta.len() as usize);
+    (&opened.file)
+        .take(max_bytes.saturating_add(1))
+        .read_to_end(&mut raw)
+        .map_err(|source| LoadError::Unreadable { path: p(), source })?;
+    if raw.len() as u64 > max_bytes {
+        return Err(LoadError::TooLarge {
+            path: p(),
+            size: raw.len() as u64,
+            limit: max_bytes,
+        });
+    }
     let bytes = if raw.starts_with(b"\0asm") {
         raw
     } else {
@@ -151,6 +193,13 @@ fn canon_name(f: &wasmparser::CanonicalFunction) -> String {
         }
     }
     out
+}
+
+/// Opens and reads `path` as a component ([`open_component`], then
+/// [`read_opened`]).
+#[cfg(test)]
+pub(crate) fn read_component(path: &Path, max_bytes: u64) -> Result<Vec<u8>, LoadError> {
+    read_opened(&open_component(path, max_bytes)?, path, max_bytes)
 }
 
 #[cfg(test)]

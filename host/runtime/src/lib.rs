@@ -25,6 +25,9 @@
 //!   [`read_regular`], which the CLI uses for its config files too), scans it (memory and table counts,
 //!   component-model async), compiles, links and initialises it, failing
 //!   with a [`LoadError`]; [`Inspection::of`] does the same for `inspect`;
+//!   with a compile cache, a file unchanged since its content was hashed
+//!   (device, inode, size, mtime, ctime: `file_record.rs`) is neither read
+//!   nor hashed again; [`LoadSteps`] says where a load's time went;
 //! - the sandbox: WASI with nothing granted, frozen clocks, deterministic
 //!   random unless [`RandomSource::Real`] is granted, NaN canonicalisation,
 //!   and one memory budget per instance over all its memories and tables;
@@ -68,6 +71,7 @@ mod component_file;
 mod convert;
 mod descriptor;
 mod failure;
+mod file_record;
 mod flat_batch;
 mod flat_proposals;
 mod guest_output;
@@ -77,6 +81,7 @@ mod inspect;
 mod limiter;
 mod linker;
 mod load_error;
+mod load_steps;
 mod log;
 mod optimisation;
 mod parking;
@@ -113,6 +118,7 @@ pub use guest_text::MAX_GUEST_ERROR_BYTES;
 pub use host_imports::{READ_ENTITY_BYTES, READ_ENTITY_CAP};
 pub use inspect::{descriptor_json, InitOutcome, Inspection};
 pub use load_error::LoadError;
+pub use load_steps::LoadSteps;
 pub use log::{log, set_log_sink, LogLevel, LogSink};
 pub use parking::{
     parked_events, request_replay, FailurePolicy, ParkedEvent, ParkedSet, ParkingError,

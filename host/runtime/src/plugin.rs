@@ -14,6 +14,7 @@ use super::flat_batch::FlatBatch;
 use super::flat_proposals;
 use super::guest_text::clip_guest_error;
 use super::load_error::LoadError;
+use super::load_steps::LoadSteps;
 use super::log::{log, LogLevel};
 use super::plugin_state::PluginState;
 use super::prepare::{
@@ -74,6 +75,8 @@ pub struct Plugin {
     services: Option<HostServices>,
     /// Verdicts kept while there is no live instance to hold them.
     verdicts: Vec<w::ProposalVerdict>,
+    /// Where the time of its load went.
+    steps: LoadSteps,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -119,16 +122,19 @@ impl Plugin {
     ) -> Result<Plugin, LoadError> {
         let path = path.as_ref();
         let p = || path.to_path_buf();
-        let prepared = prepare(runtime, path, Tiering::Allowed)?;
+        let mut prepared = prepare(runtime, path, Tiering::Allowed)?;
         let tier = prepared.tier;
+        let t = Instant::now();
         let descriptor = {
             let mut store = new_store(runtime, tier, "plugin", &base, None);
             let bindings = instantiate(&prepared.pre, &mut store, &base)
                 .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
+            prepared.steps.instantiate = t.elapsed();
             call(runtime, &mut store, &base, None, |s| bindings.describe(s))
                 .map(descriptor_from_wit)
                 .map_err(|failure| LoadError::DescribeFailed { path: p(), failure })?
         };
+        prepared.steps.describe = t.elapsed() - prepared.steps.instantiate;
         descriptor
             .validate()
             .map_err(|message| LoadError::InvalidDescriptor { path: p(), message })?;
@@ -136,9 +142,11 @@ impl Plugin {
         // runs with the reactor's own limits and config.
         let settings =
             choose(&descriptor).map_err(|message| LoadError::Settings { path: p(), message })?;
+        let t = Instant::now();
         let mut store = new_store(runtime, tier, &descriptor.name, &settings, None);
         let bindings = instantiate(&prepared.pre, &mut store, &settings)
             .map_err(|failure| LoadError::Instantiate { path: p(), failure })?;
+        let reinstantiate = t.elapsed();
         let code = Code {
             pre: prepared.pre.clone(),
             tier,
@@ -157,7 +165,11 @@ impl Plugin {
             reactor: loaded.descriptor.name.clone(),
             failure,
         })?;
+        let mut steps = loaded.prepared.steps;
+        steps.reinstantiate = reinstantiate;
+        steps.init = t.elapsed() - reinstantiate;
         Ok(Plugin {
+            steps,
             loaded,
             code,
             live: Some(live),
@@ -200,6 +212,12 @@ impl Plugin {
             self.loaded.prepared.compile_source,
             self.loaded.prepared.compile_time,
         )
+    }
+
+    /// Where the time of its load went, step by step (the load that made
+    /// this plugin; a [`fresh`](Self::fresh) copy reports the same).
+    pub fn load_steps(&self) -> &LoadSteps {
+        &self.steps
     }
 
     /// The tier of the code it runs now: [`CodeTier::Baseline`] from a
@@ -252,6 +270,7 @@ impl Plugin {
             flat: FlatBatch::default(),
             services: self.services.clone(),
             verdicts: Vec::new(),
+            steps: self.steps,
         };
         p.ensure_live()?;
         Ok(p)

@@ -5,9 +5,11 @@
 use super::bindings::{Bindings, Pre};
 use super::cache::CompileSource;
 use super::code_tier::CodeTier;
-use super::component_file::{read_component, scan, targeted_wit};
+use super::component_file::{open_component, read_opened, scan, targeted_wit};
 use super::failure::ReactFailure;
+use super::file_record::Known;
 use super::load_error::LoadError;
+use super::load_steps::LoadSteps;
 use super::log::{log, LogLevel};
 use super::optimisation::Optimisation;
 use super::plugin_state::{PluginState, StateSettings};
@@ -20,7 +22,7 @@ use super::world::WorldInfo;
 use batpak_store::EventId;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::Component;
 
 /// Default wall-time limit of one guest call.
@@ -88,6 +90,8 @@ pub(crate) struct Prepared {
     pub(crate) version: WitVersion,
     pub(crate) compile_source: CompileSource,
     pub(crate) compile_time: Duration,
+    /// Where the time went (the caller adds `describe` and `init`).
+    pub(crate) steps: LoadSteps,
 }
 
 /// Whether a load may be served by baseline code first.
@@ -101,123 +105,196 @@ pub(crate) enum Tiering {
     OptimisedOnly,
 }
 
-/// Reads, checks, compiles (or loads from the cache) and links `path`.
-pub(crate) fn prepare(rt: &Runtime, path: &Path, tiering: Tiering) -> Result<Prepared, LoadError> {
+/// Compiled code and where it came from, before its world is checked.
+struct Code {
+    component: Component,
+    tier: CodeTier,
+    source: CompileSource,
+    took: Duration,
+}
+
+/// Refuses a component with more memories or tables than the runtime
+/// allows.
+fn check_counts(
+    rt: &Runtime,
+    path: &Path,
+    memories: usize,
+    tables: usize,
+) -> Result<(), LoadError> {
     let cfg = rt.config();
-    let bytes = read_component(path, cfg.max_plugin_file_bytes)?;
-    let p = || path.to_path_buf();
-    let structure = scan(&bytes);
-    if let Some(feature) = structure.async_feature {
-        return Err(LoadError::NeedsAsync { path: p(), feature });
-    }
-    if structure.memories > cfg.max_memories {
+    if memories > cfg.max_memories {
         return Err(LoadError::TooManyMemories {
-            path: p(),
-            count: structure.memories,
+            path: path.to_path_buf(),
+            count: memories,
             max: cfg.max_memories,
         });
     }
-    if structure.tables > cfg.max_tables {
+    if tables > cfg.max_tables {
         return Err(LoadError::TooManyTables {
-            path: p(),
-            count: structure.tables,
+            path: path.to_path_buf(),
+            count: tables,
             max: cfg.max_tables,
         });
     }
-    let digest = blake3::hash(&bytes).to_hex().to_string();
-    if tiering == Tiering::Allowed && rt.wants_baseline(bytes.len()) {
-        if let Some(done) = baseline_first(rt, path, &digest, &bytes)? {
-            // Only a component that passed every check is worth optimising.
-            let optimisation = Optimisation::start(rt, path, digest.clone(), bytes);
-            return Ok(Prepared {
-                optimisation: Some(optimisation),
-                ..done
-            });
+    Ok(())
+}
+
+/// Reads, checks, compiles (or loads from the cache) and links `path`.
+///
+/// With a compile cache, a file whose record shows it unchanged since its
+/// content was hashed ([`super::file_record`]) is neither read nor hashed
+/// again when its compiled code is in the cache: the record gives the
+/// digest and the structure scan's counts. Otherwise (no record, a file
+/// changed in any way, the entry missing or damaged) the file is read from
+/// the descriptor just opened, scanned and hashed, and the record written.
+pub(crate) fn prepare(rt: &Runtime, path: &Path, tiering: Tiering) -> Result<Prepared, LoadError> {
+    let cfg = rt.config();
+    let mut steps = LoadSteps::default();
+    let p = || path.to_path_buf();
+    let opened_at = SystemTime::now();
+    let t = Instant::now();
+    let opened = open_component(path, cfg.max_plugin_file_bytes)?;
+    steps.open = t.elapsed();
+    if let Some(cache) = rt.cache() {
+        let t = Instant::now();
+        let known = cache.known_file(path, &opened.file, &opened.meta);
+        steps.file_record = t.elapsed();
+        if let Some(known) = known {
+            check_counts(rt, path, known.memories as usize, known.tables as usize)?;
+            if let Some(hit) = rt.cached(&known.digest) {
+                steps.cache_check = hit.check;
+                steps.deserialize = hit.deserialize;
+                let code = Code {
+                    component: hit.component,
+                    tier: CodeTier::Optimised,
+                    source: CompileSource::Cached,
+                    took: hit.check + hit.deserialize,
+                };
+                return finish(rt, path, known.digest, code, steps);
+            }
         }
     }
-    let (component, compile_source, compile_time) =
-        rt.compile(&digest, &bytes).map_err(|message| {
-            // A component built for a contract this host does not offer may
-            // not even compile here (newer features): say so, from the
-            // bytes already read (the file is never read twice).
-            match targeted_wit(&bytes) {
-                Some(found) if WitVersion::of_package(&found).is_none() => LoadError::WrongWorld {
-                    path: p(),
-                    found,
-                    expected: super::wit::OFFERED_PACKAGES,
-                },
-                _ => LoadError::InvalidComponent { path: p(), message },
+    steps.file_read = true;
+    let t = Instant::now();
+    let bytes = read_opened(&opened, path, cfg.max_plugin_file_bytes)?;
+    steps.read = t.elapsed();
+    let t = Instant::now();
+    let structure = scan(&bytes);
+    steps.scan = t.elapsed();
+    if let Some(feature) = structure.async_feature {
+        return Err(LoadError::NeedsAsync { path: p(), feature });
+    }
+    check_counts(rt, path, structure.memories, structure.tables)?;
+    let t = Instant::now();
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    steps.hash = t.elapsed();
+    if let Some(cache) = rt.cache() {
+        let t = Instant::now();
+        let known = Known {
+            digest: digest.clone(),
+            len: bytes.len() as u64,
+            memories: u32::try_from(structure.memories).unwrap_or(u32::MAX),
+            tables: u32::try_from(structure.tables).unwrap_or(u32::MAX),
+        };
+        cache.remember_file(path, &opened.file, &opened.meta, opened_at, &known);
+        steps.file_record += t.elapsed();
+    }
+    if let Some(hit) = rt.cached(&digest) {
+        steps.cache_check = hit.check;
+        steps.deserialize = hit.deserialize;
+        let code = Code {
+            component: hit.component,
+            tier: CodeTier::Optimised,
+            source: CompileSource::Cached,
+            took: hit.check + hit.deserialize,
+        };
+        return finish(rt, path, digest, code, steps);
+    }
+    if tiering == Tiering::Allowed && rt.wants_baseline(bytes.len()) {
+        match rt.compile_baseline(&bytes) {
+            Ok((component, took)) => {
+                steps.compile = took;
+                let code = Code {
+                    component,
+                    tier: CodeTier::Baseline,
+                    source: CompileSource::Compiled,
+                    took,
+                };
+                let mut done = finish(rt, path, digest.clone(), code, steps)?;
+                log(
+                    LogLevel::Info,
+                    LogLevel::Info,
+                    "compile",
+                    &format!(
+                        "{} ({:.1} MB) is not in the compile cache: serving it on baseline code (Winch, compiled in {:.2} s) while Cranelift compiles its optimised code",
+                        path.display(),
+                        bytes.len() as f64 / 1e6,
+                        took.as_secs_f64()
+                    ),
+                );
+                // Only a component that passed every check is worth
+                // optimising.
+                done.optimisation = Some(Optimisation::start(rt, path, digest, bytes));
+                return Ok(done);
             }
-        })?;
-    let world = WorldInfo::of(&component, rt.engine());
+            Err(e) => log(
+                LogLevel::Warn,
+                LogLevel::Warn,
+                "compile",
+                &format!(
+                    "the baseline compiler cannot compile {}: {e}; it serves once Cranelift has compiled it",
+                    path.display()
+                ),
+            ),
+        }
+    }
+    let (component, source, took) = rt.compile(&digest, &bytes).map_err(|message| {
+        // A component built for a contract this host does not offer may
+        // not even compile here (newer features): say so, from the bytes
+        // already read (the file is never read twice).
+        match targeted_wit(&bytes) {
+            Some(found) if WitVersion::of_package(&found).is_none() => LoadError::WrongWorld {
+                path: p(),
+                found,
+                expected: super::wit::OFFERED_PACKAGES,
+            },
+            _ => LoadError::InvalidComponent { path: p(), message },
+        }
+    })?;
+    steps.compile = took;
+    let code = Code {
+        component,
+        tier: CodeTier::Optimised,
+        source,
+        took,
+    };
+    finish(rt, path, digest, code, steps)
+}
+
+/// Checks the world of compiled code and links it.
+fn finish(
+    rt: &Runtime,
+    path: &Path,
+    digest: String,
+    code: Code,
+    mut steps: LoadSteps,
+) -> Result<Prepared, LoadError> {
+    let t = Instant::now();
+    let world = WorldInfo::of(&code.component, rt.engine_for(code.tier));
     let version = world.check(path)?;
-    let pre = link(rt, CodeTier::Optimised, path, &component, version)?;
+    let pre = link(rt, code.tier, path, &code.component, version)?;
+    steps.link = t.elapsed();
     Ok(Prepared {
         digest,
         world,
         pre,
-        tier: CodeTier::Optimised,
+        tier: code.tier,
         optimisation: None,
         version,
-        compile_source,
-        compile_time,
+        compile_source: code.source,
+        compile_time: code.took,
+        steps,
     })
-}
-
-/// A large component: its optimised code from the cache when it is there,
-/// else compiled with the baseline compiler (checked and linked, the
-/// optimised compile not yet started). `None` when Winch refuses it (the
-/// caller compiles with Cranelift and reports any error from that).
-fn baseline_first(
-    rt: &Runtime,
-    path: &Path,
-    digest: &str,
-    bytes: &[u8],
-) -> Result<Option<Prepared>, LoadError> {
-    let (component, tier, compile_source, compile_time) = match rt.cached(digest) {
-        Some((c, took)) => (c, CodeTier::Optimised, CompileSource::Cached, took),
-        None => match rt.compile_baseline(bytes) {
-            Ok((c, took)) => (c, CodeTier::Baseline, CompileSource::Compiled, took),
-            Err(e) => {
-                log(
-                    LogLevel::Warn,
-                    LogLevel::Warn,
-                    "compile",
-                    &format!(
-                        "the baseline compiler cannot compile {}: {e}; it serves once Cranelift has compiled it",
-                        path.display()
-                    ),
-                );
-                return Ok(None);
-            }
-        },
-    };
-    let world = WorldInfo::of(&component, rt.engine_for(tier));
-    let version = world.check(path)?;
-    let pre = link(rt, tier, path, &component, version)?;
-    if tier == CodeTier::Baseline {
-        log(
-            LogLevel::Info,
-            LogLevel::Info,
-            "compile",
-            &format!(
-                "{} ({:.1} MB) is not in the compile cache: serving it on baseline code (Winch, compiled in {:.2} s) while Cranelift compiles its optimised code",
-                path.display(),
-                bytes.len() as f64 / 1e6,
-                compile_time.as_secs_f64()
-            ),
-        );
-    }
-    Ok(Some(Prepared {
-        digest: digest.to_string(),
-        world,
-        pre,
-        tier,
-        optimisation: None,
-        version,
-        compile_source,
-        compile_time,
-    }))
 }
 
 /// Links a compiled component against the host's imports and checks its

@@ -7,7 +7,7 @@
 //! limits hold on either tier. Plugins are loaded through it with
 //! [`Plugin::load`](super::Plugin::load).
 
-use super::cache::{CacheLimits, CompileCache, CompileSource};
+use super::cache::{CacheHit, CacheLimits, CompileCache, CompileSource};
 use super::code_tier::CodeTier;
 use super::linker::add_to_linker;
 use super::plugin_state::PluginState;
@@ -321,8 +321,8 @@ impl Runtime {
 
     /// The optimised code of component `digest` from the compile cache, if
     /// it is there (and passes its checks), and how long loading it took.
-    pub(crate) fn cached(&self, digest: &str) -> Option<(Component, Duration)> {
-        self.inner.cache.as_ref()?.load(&self.inner.engine, digest)
+    pub(crate) fn cached(&self, digest: &str) -> Option<CacheHit> {
+        self.inner.cache.as_ref()?.hit(&self.inner.engine, digest)
     }
 
     /// Compiles a component with the baseline compiler (never cached).

@@ -98,18 +98,27 @@ impl Loader {
         self.log(
             LogLevel::Info,
             &format!(
-                "loaded {} {} from {} ({}, {} in {:.1} ms)",
+                "loaded {} {} from {} ({}, {} in {:.1} ms{})",
                 name,
                 plugin.descriptor().version,
                 path.display(),
                 &plugin.component_digest()[..12],
                 match (source, plugin.code_tier()) {
+                    // An unchanged file is found by its record in the cache
+                    // (its stamps → its digest) and not read again.
                     (CompileSource::Cached, _) => "compile cache",
                     (CompileSource::Compiled, CodeTier::Optimised) => "compiled",
                     (CompileSource::Compiled, CodeTier::Baseline) =>
                         "compiled with the baseline compiler; optimised code follows",
                 },
-                took.as_secs_f64() * 1e3
+                took.as_secs_f64() * 1e3,
+                // An unchanged file is found by its record in the cache (its
+                // stamps → its digest) and not read again.
+                if plugin.load_steps().file_read {
+                    ""
+                } else {
+                    "; file unchanged since its last load: not read again"
+                }
             ),
         );
         Ok(Loaded {
