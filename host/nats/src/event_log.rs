@@ -26,9 +26,9 @@
 //! - **Records without a checkpoint** (parking, swap, refusal records) go
 //!   as one atomic batch ([`NatsLog::append_batch`]). Their unknown outcome
 //!   is returned as [`CommitError::Unknown`], resolved by looking a record
-//!   up by id. That look-up is not final while a copy may still be in
-//!   flight (a paused leader's input); a re-sent batch is chained on fresh
-//!   entity heads, so in that window both copies can land. Known limit.
+//!   up by id; a re-sent batch lands once (`append_batch` looks its first
+//!   record up after reading the heads it is chained on, so a copy still in
+//!   flight is either found or makes the re-send fail its chain check).
 //! - **Other partitions.** A checkpointed commit with records for entities
 //!   of other partitions writes them to this partition's outbox in the same
 //!   fenced batch (crate docs, "Reactions to other partitions"); they become

@@ -30,8 +30,8 @@
 //!   killed leader had replicated can be committed ahead of the seal, and
 //!   then writes the commit's checkpoint again), an append by
 //!   sending it again (de-duplicated within the window), a record batch by
-//!   looking a record up (not final while a copy may be in flight: re-send
-//!   it, its entity checks let only one copy land).
+//!   sending it again (it is looked up by id after its heads are read, so
+//!   only one copy lands).
 //!
 //! # Subjects
 //! Partition `p`'s stream `BATPAK_P<p>` holds `batpak.p<p>.>`:

@@ -639,8 +639,11 @@ impl NatsLog {
 
     /// Stores `records` (all of partition `p`: the host's own records) as
     /// one atomic batch without a checkpoint, chained like appends; returns
-    /// their ids and sequences. An unknown outcome is resolved by looking
-    /// a record up by id ([`NatsLog::lookup`]): give them ids.
+    /// their ids and sequences. Give them ids: before each send the first
+    /// record is looked up by id (after the entities' heads are read), so a
+    /// batch re-sent after an unknown outcome — or by another instance
+    /// deriving the same ids — is stored once, and the stored copy's ids
+    /// and sequences are returned.
     ///
     /// # Errors
     /// As [`commit`](Self::commit), without `Fenced`; `Unsupported` for a
@@ -727,6 +730,19 @@ impl NatsLog {
             .collect();
         for attempt in 0..MAX_TRIES {
             let built = self.build(p, &records, attempt > 0)?;
+            if fenced.is_none() {
+                // A batch without a checkpoint has no fence to seal, so a
+                // copy of it sent before (outcome unknown) is looked for
+                // here, by id, *after* `build` read the entities' heads: a
+                // copy that landed before this look-up is found (nothing is
+                // sent again); one that lands after it makes those heads
+                // stale, so this send is refused and the next try finds it.
+                // Either way the records land once.
+                if let Some(stored) = self.stored_batch(p, &records)? {
+                    let last = stored.last().map_or(0, |(_, s)| *s);
+                    return Ok((stored, Vec::new(), last));
+                }
+            }
             let mut messages: Vec<OutboundMessage> = built
                 .messages
                 .into_iter()
@@ -888,6 +904,34 @@ impl NatsLog {
         Err(LogError::Contended {
             tries: MAX_TRIES * 4,
         })
+    }
+
+    /// The ids and sequences of `records` when the first of them is stored
+    /// in partition `p` (a batch lands whole: then all of them are), `None`
+    /// when it is not. Leader-served look-ups.
+    fn stored_batch(
+        &self,
+        p: u32,
+        records: &[Proposal],
+    ) -> Result<Option<Vec<(EventId, u64)>>, LogError> {
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let id = r.id.expect("ids fixed before sending");
+            match self.lookup_in(p, id)? {
+                Some(e) => out.push((id, e.header.sequence)),
+                None if out.is_empty() => return Ok(None),
+                None => {
+                    return Err(LogError::Damaged {
+                        partition: p,
+                        sequence: out.last().map_or(0, |(_, s)| *s),
+                        reason: format!(
+                            "record {id} of a batch whose first record is stored is missing                              (a batch lands whole)"
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(Some(out))
     }
 
     /// True when the first of the commit's records that has an id is

@@ -160,6 +160,10 @@ fn host_records_land_as_one_batch_and_a_cursor_state_round_trips_through_a_check
     );
     assert_eq!(log.last_known(p), 10, "known without a round trip");
     assert_eq!(log.last_known(1), 0);
+    // The same batch again (a retry after an unknown outcome, another
+    // instance deriving the same ids): stored once, its copy answered.
+    assert_eq!(log.append_batch(p, &records).unwrap(), landed);
+    assert_eq!(log.last_sequence(p).unwrap(), 10, "nothing stored again");
     // All of one partition or nothing is sent (without a checkpoint there
     // is no outbox).
     let mut mixed = reactions(&log, p, "x");
