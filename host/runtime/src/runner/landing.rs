@@ -6,9 +6,11 @@
 //! - retries a commit the log could not take (`Unavailable`: nothing
 //!   landed) after a backoff;
 //! - resolves a commit of **unknown** outcome before anything else is
-//!   committed: it reads the cursor's checkpoint (or looks up a record by
-//!   its derived id); landed, it goes on; not landed, it retries the same
-//!   commit (same ids, so nothing can land twice);
+//!   committed: it reads the cursor's checkpoint with its fence (one
+//!   consistent read, `EventLog::fenced_checkpoint`) or looks up a record
+//!   by its derived id; landed, it goes on with that fence; not landed, it
+//!   retries the same commit (same ids, so nothing can land twice); moved
+//!   past it by another instance, it stops as fenced;
 //! - stops with the error when the log refused it, fenced it, closed or
 //!   failed, or stayed unavailable past `RunnerSettings::log_retry`.
 //!
