@@ -207,7 +207,14 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     assert_refused(&too_many, 1, "--replicas 5");
 
     // Appends spread over partitions; a cause in another partition.
-    let order = append_one(&store, "order:1", "shop", "order.placed", r#"{"qty":2}"#, &[]);
+    let order = append_one(
+        &store,
+        "order:1",
+        "shop",
+        "order.placed",
+        r#"{"qty":2}"#,
+        &[],
+    );
     let order_id = order["id"].as_str().unwrap().to_string();
     assert!(order["partition"].as_u64().unwrap() < 4, "{order}");
     assert_eq!(order["entity_seq"], 1);
@@ -609,7 +616,15 @@ fn append_one(
     extra: &[&str],
 ) -> Value {
     let mut args = vec![
-        "append", "--entity", entity, "--scope", scope, "--kind", kind, "--payload", payload,
+        "append",
+        "--entity",
+        entity,
+        "--scope",
+        scope,
+        "--kind",
+        kind,
+        "--payload",
+        payload,
     ];
     args.extend_from_slice(extra);
     ok(store, &args)[0].clone()

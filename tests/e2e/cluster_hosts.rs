@@ -111,9 +111,8 @@ impl HostProc {
         pred: impl Fn(&str) -> bool,
     ) -> String {
         let who = format!("host {}", self.id);
-        self.lines.wait_map(&who, from, what, limit, |l| {
-            pred(l).then(|| l.to_string())
-        })
+        self.lines
+            .wait_map(&who, from, what, limit, |l| pred(l).then(|| l.to_string()))
     }
 
     /// The reactor slots this host holds now, by its acquire/release lines.

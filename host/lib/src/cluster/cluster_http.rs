@@ -30,8 +30,8 @@ use crate::cluster::held_slots::HeldSlots;
 use crate::cluster::partition_scan::scan_partition;
 use batpak_nats::{LogError, NatsLog};
 use batpak_service::{
-    ErrorCode, Follower, NewEvent, Page, PartitionPage, Query, ServedLog, WireError,
-    MAX_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
+    ErrorCode, Follower, NewEvent, Page, PartitionPage, Query, ServedLog, WireError, MAX_PAGE,
+    MAX_PAGE_BYTES, MAX_WAIT_MS,
 };
 use batpak_store::{Event, EventId, Region};
 use serde_json::value::RawValue;
