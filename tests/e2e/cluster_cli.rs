@@ -5,7 +5,9 @@
 //! with `--store` / `BATPAK_STORE` against it. One cluster test at a time
 //! (2 cores: elections on a starved machine time out for the wrong reason).
 
-use crate::common::{bin, json_lines, stderr, tempdir, wait_exit, KeptLines, Lines};
+use crate::common::{
+    bin, json_lines, spawn_cluster_host, stderr, tempdir, wait_exit, KeptLines, Lines,
+};
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -480,22 +482,14 @@ struct RunHost {
 impl RunHost {
     fn start(store: &str, id: &str, plugin: &Path, config: Option<&Path>) -> RunHost {
         let data = tempdir();
-        let mut cmd = Command::new(bin());
-        cmd.arg("--data")
-            .arg(data.path())
-            .args(["--store", store, "run"])
-            .arg(plugin)
-            .args(["--lease-ttl-ms", "1500", "--host-id", id, "--quiet"]);
-        if let Some(c) = config {
-            cmd.arg("--plugin-config").arg(c);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting batpak-host run --store");
-        let lines = KeptLines::new(child.stderr.take().unwrap());
+        let config = config.map(|c| [std::ffi::OsStr::new("--plugin-config"), c.as_os_str()]);
+        let (child, lines) = spawn_cluster_host(
+            Some(data.path()),
+            store,
+            &[plugin.to_path_buf()],
+            id,
+            config.into_iter().flatten(),
+        );
         RunHost {
             id: id.to_string(),
             child,

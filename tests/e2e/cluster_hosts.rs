@@ -28,7 +28,9 @@
 //! Rounds: `BATPAK_NATS_ROUNDS` (default 1); the seed (entities, which
 //! host) is printed and replayed with `BATPAK_SEED`.
 
-use crate::common::{bin, plugin, tempdir, wait_exit, KeptLines};
+use crate::common::{
+    bin, plugin, spawn_cluster_host, tempdir, wait_exit, KeptLines, CLUSTER_HOST_TTL_MS,
+};
 use crate::harness::{serial, Cluster};
 use crate::nats_shared::{all_events, append_until_acked, init, options, rounds, Rng};
 use batpak_nats::{partition::stream_name, NatsLog};
@@ -44,7 +46,7 @@ const INPUT: &str = "bench.in";
 const OUTPUT: &str = "bench.out";
 const PARTITIONS: u32 = 4;
 /// The hosts' lease TTL: failovers cost about this much.
-const TTL_MS: &str = "1500";
+const TTL_MS: &str = CLUSTER_HOST_TTL_MS;
 
 /// One `batpak-host run --store …` process and its stderr (every line
 /// kept, read on its own thread so no wait on it is unbounded).
@@ -66,20 +68,14 @@ impl HostProc {
 
     fn start_all(cluster: &Cluster, id: &str, files: &[std::path::PathBuf]) -> HostProc {
         let data = tempdir();
-        let mut child = Command::new(bin())
-            .arg("--data")
-            .arg(data.path())
-            .arg("--store")
-            .arg(cluster.servers().join(","))
-            .arg("run")
-            .args(files)
-            .args(["--lease-ttl-ms", TTL_MS, "--host-id", id, "--quiet"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting batpak-host run --store");
-        let lines = KeptLines::new(child.stderr.take().unwrap());
+        let store = cluster.servers().join(",");
+        let (child, lines) = spawn_cluster_host(
+            Some(data.path()),
+            &store,
+            files,
+            id,
+            std::iter::empty::<&str>(),
+        );
         HostProc {
             id: id.to_string(),
             child: Some(child),

@@ -5,7 +5,7 @@
 //! reactor (one `bench.out` per `bench.in`, on the input's entity) over 2
 //! partitions. Every wait has a deadline.
 
-use crate::common::{bin, plugin, tempdir, wait_exit, KeptLines};
+use crate::common::{bin, plugin, spawn_cluster_host, tempdir, wait_exit, KeptLines};
 use crate::harness::{serial, Cluster};
 use crate::nats_shared::init;
 use crate::service::{http, parse_response};
@@ -30,20 +30,13 @@ struct ClusterHost {
 
 impl ClusterHost {
     fn start(cluster: &Cluster, extra: &[&str]) -> ClusterHost {
-        let mut child = Command::new(bin())
-            .arg("--store")
-            .arg(cluster.servers().join(","))
-            .arg("run")
-            .arg(plugin("passthrough"))
-            .args(["--lease-ttl-ms", "1500", "--host-id", "web", "--quiet"])
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting batpak-host run --store --listen");
-        let lines = KeptLines::new(child.stderr.take().unwrap());
+        let (child, lines) = spawn_cluster_host(
+            None,
+            &cluster.servers().join(","),
+            &[plugin("passthrough")],
+            "web",
+            ["--listen", "127.0.0.1:0"].iter().chain(extra),
+        );
         ClusterHost { child, lines }
     }
 

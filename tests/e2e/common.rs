@@ -342,6 +342,44 @@ impl KeptLines {
     }
 }
 
+/// The lease TTL of the cluster hosts the tests start: failovers cost
+/// about this much.
+pub const CLUSTER_HOST_TTL_MS: &str = "1500";
+
+/// `batpak-host [--data DATA] --store STORE run FILES… --lease-ttl-ms
+/// [CLUSTER_HOST_TTL_MS] --host-id ID --quiet EXTRA…`: a host on a
+/// cluster, stdin and stdout closed, its stderr kept.
+pub fn spawn_cluster_host(
+    data: Option<&Path>,
+    store: &str,
+    files: &[PathBuf],
+    id: &str,
+    extra: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+) -> (Child, KeptLines) {
+    let mut cmd = Command::new(bin());
+    if let Some(d) = data {
+        cmd.arg("--data").arg(d);
+    }
+    let mut child = cmd
+        .args(["--store", store, "run"])
+        .args(files)
+        .args([
+            "--lease-ttl-ms",
+            CLUSTER_HOST_TTL_MS,
+            "--host-id",
+            id,
+            "--quiet",
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting batpak-host run --store");
+    let lines = KeptLines::new(child.stderr.take().unwrap());
+    (child, lines)
+}
+
 /// Waits at most `limit` for `child` to exit; kills it and panics otherwise.
 pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
     let deadline = Instant::now() + limit;
