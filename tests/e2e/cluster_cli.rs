@@ -560,14 +560,17 @@ fn entities_per_partition(prefix: &str, k: u32, n: usize) -> Vec<String> {
     out
 }
 
-/// A 3-node `cluster dev` initialised with `partitions` partitions of 3
-/// replicas, and its `--store` URL.
-fn initialised_dev(partitions: &str) -> (Dev, String) {
+/// The cluster tests' lock, then a 3-node `cluster dev` initialised with
+/// `partitions` partitions of 3 replicas, and its `--store` URL. Bind all
+/// three (`let (_one, _dev, store)`): the dev cluster stops before the lock
+/// is let go.
+fn initialised_dev(partitions: &str) -> (MutexGuard<'static, ()>, Dev, String) {
+    let one = serial();
     let dev = Dev::start(3);
     let store = dev.store().to_string();
     let made = init(&dev, partitions, "3");
     assert!(made.status.success(), "{}", stderr(&made));
-    (dev, store)
+    (one, dev, store)
 }
 
 /// Host `a` running `plugin` (reactor `reactor`), once it holds the
@@ -672,9 +675,8 @@ fn settled(what: &str, want: usize, read: impl Fn() -> Vec<Value>) -> Vec<Value>
 /// appended after the reset get theirs.
 #[test]
 fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_duplicates() {
-    let _one = serial();
     let passthrough = crate::common::plugin("passthrough");
-    let (_dev, store) = initialised_dev("2");
+    let (_one, _dev, store) = initialised_dev("2");
     let host = host_holding_every_slot(&store, &passthrough, "passthrough", 2);
     let inputs = entities_per_partition("bench:", 2, 5);
     let receipts = append_jsonl(&store, &bench_inputs(&inputs));
@@ -831,7 +833,6 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
          reaction duplicated; 2 late inputs reacted to; partition 0 reset to sequence \
          {first_input} alone"
     );
-    drop(host);
 }
 
 /// The reactor's plugin-config entry lives in the cluster: host `a` starts
@@ -846,9 +847,8 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
 /// refused naming the fix.
 #[test]
 fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partition() {
-    let _one = serial();
     let inventory = crate::common::plugin("inventory");
-    let (_dev, store) = initialised_dev("2");
+    let (_one, _dev, store) = initialised_dev("2");
     let dir = tempdir();
     let cfg = |name: &str, stock: u64| {
         let path = dir.path().join(name);
@@ -998,7 +998,6 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
         "cluster plugin config: hosts {a} and {b} ran inventory with the cluster's stock 7, then \
          9 after a config-only swap; one swap record in each partition"
     );
-    drop((host_a, host_b));
 }
 
 /// `reset` when a host is stuck: host `a` holds both slots of
@@ -1011,9 +1010,8 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
 /// one reaction and the reset records are there.
 #[test]
 fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
-    let _one = serial();
     let passthrough = crate::common::plugin("passthrough");
-    let (_dev, store) = initialised_dev("2");
+    let (_one, _dev, store) = initialised_dev("2");
     let host = host_holding_every_slot(&store, &passthrough, "passthrough", 2);
     let append = |entities: &[String]| append_jsonl(&store, &bench_inputs(entities));
     let mut receipts = append(&entities_per_partition("bench:", 2, 2));
@@ -1057,7 +1055,6 @@ fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
             "committed nothing after the reset"
         }
     );
-    drop(host);
 }
 
 /// Each partition's instance writes its parking records and its gate
@@ -1069,10 +1066,9 @@ fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
 /// good input has its one reaction.
 #[test]
 fn cluster_cli_parking_and_denial_records_land_in_their_own_partition() {
-    let _one = serial();
     let hostile = crate::common::plugin("hostile");
-    let (_dev, store) = initialised_dev("2");
-    let host = host_holding_every_slot(&store, &hostile, "hostile", 2);
+    let (_one, _dev, store) = initialised_dev("2");
+    let _host = host_holding_every_slot(&store, &hostile, "hostile", 2);
     let entities = entities_per_partition("h:", 2, 1);
     let mut jsonl = String::new();
     for e in &entities {
@@ -1115,5 +1111,4 @@ fn cluster_cli_parking_and_denial_records_land_in_their_own_partition() {
         let good = by_kind(p, "hostile.ok");
         assert_eq!(good[0]["causation"], of(u64::from(p), 2).as_str());
     }
-    drop(host);
 }
