@@ -928,18 +928,16 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
     // A config file without the reactor's entry is refused.
     let empty = dir.path().join("empty.json");
     std::fs::write(&empty, r#"{"plugins": {}}"#).unwrap();
-    let refused = on(
-        &store,
-        &[
-            "swap",
-            "inventory",
-            inventory.to_str().unwrap(),
-            "--plugin-config",
-            empty.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_refused(&refused, 2, "has no entry for reactor inventory");
+    let swap = |config: &Path| {
+        let file = inventory.to_str().unwrap();
+        let config = config.to_str().unwrap();
+        on(
+            &store,
+            &["swap", "inventory", file, "--plugin-config", config],
+            None,
+        )
+    };
+    assert_refused(&swap(&empty), 2, "has no entry for reactor inventory");
     // The embedded swap takes its host's own config.
     let local = tempdir();
     let embedded = Command::new(bin())
@@ -955,16 +953,9 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
     assert_refused(&embedded, 2, "is for a cluster");
 
     // A config-only swap: same file, new entry.
-    let swapped = ok(
-        &store,
-        &[
-            "swap",
-            "inventory",
-            inventory.to_str().unwrap(),
-            "--plugin-config",
-            nine.to_str().unwrap(),
-        ],
-    );
+    let out = swap(&nine);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let swapped = json_lines(&out.stdout);
     assert_eq!(
         swapped[0]["plugin_config"]["config"]["stock"]["zzz"], 9,
         "{}",
