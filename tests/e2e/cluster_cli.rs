@@ -780,24 +780,15 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
     let gap = (1..*seqs.iter().max().unwrap())
         .find(|s| !seqs.contains(s))
         .expect("a checkpoint message between partition 0's events");
-    let not_event = on(
-        &store,
-        &[
-            "reset",
-            "passthrough",
-            "--partition",
-            "0",
-            "--to",
-            &gap.to_string(),
-        ],
-        None,
-    );
-    assert_refused(&not_event, 2, "is not an event");
-    let no_such = on(
-        &store,
-        &["reset", "passthrough", "--partition", "2", "--to", "start"],
-        None,
-    );
+    let reset_in = |p: &str, to: &str| {
+        on(
+            &store,
+            &["reset", "passthrough", "--partition", p, "--to", to],
+            None,
+        )
+    };
+    assert_refused(&reset_in("0", &gap.to_string()), 2, "is not an event");
+    let no_such = reset_in("2", "start");
     assert_eq!(no_such.status.code(), Some(2), "{}", stderr(&no_such));
     let first_input = receipts
         .iter()
@@ -805,17 +796,9 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
         .map(|r| r["seq"].as_u64().unwrap())
         .min()
         .unwrap();
-    let one = ok(
-        &store,
-        &[
-            "reset",
-            "passthrough",
-            "--partition",
-            "0",
-            "--to",
-            &first_input.to_string(),
-        ],
-    );
+    let out = reset_in("0", &first_input.to_string());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let one = json_lines(&out.stdout);
     assert_eq!(one.len(), 1, "{one:?}");
     assert_eq!(
         (one[0]["partition"].as_u64(), one[0]["to"].as_u64()),
