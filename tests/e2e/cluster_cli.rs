@@ -5,7 +5,9 @@
 //! with `--store` / `BATPAK_STORE` against it. One cluster test at a time
 //! (2 cores: elections on a starved machine time out for the wrong reason).
 
-use crate::common::{bin, json_lines, stderr, tempdir, wait_exit, Lines};
+use crate::common::{
+    bin, json_lines, spawn_cluster_host, stderr, tempdir, wait_exit, KeptLines, Lines,
+};
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -202,36 +204,19 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(json_lines(&again.stdout)[0]["created"], false);
     let other = init(&dev, "2", "3");
-    assert_eq!(other.status.code(), Some(1), "{}", stderr(&other));
-    assert!(
-        stderr(&other).contains("keep --partitions 4 --replicas 3"),
-        "{}",
-        stderr(&other)
-    );
+    assert_refused(&other, 1, "keep --partitions 4 --replicas 3");
     let too_many = init(&dev, "4", "5");
-    assert_eq!(too_many.status.code(), Some(1));
-    assert!(
-        stderr(&too_many).contains("--replicas 5"),
-        "{}",
-        stderr(&too_many)
-    );
+    assert_refused(&too_many, 1, "--replicas 5");
 
     // Appends spread over partitions; a cause in another partition.
-    let placed = ok(
+    let order = append_one(
         &store,
-        &[
-            "append",
-            "--entity",
-            "order:1",
-            "--scope",
-            "shop",
-            "--kind",
-            "order.placed",
-            "--payload",
-            r#"{"qty":2}"#,
-        ],
+        "order:1",
+        "shop",
+        "order.placed",
+        r#"{"qty":2}"#,
+        &[],
     );
-    let order = &placed[0];
     let order_id = order["id"].as_str().unwrap().to_string();
     assert!(order["partition"].as_u64().unwrap() < 4, "{order}");
     assert_eq!(order["entity_seq"], 1);
@@ -239,50 +224,24 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     partitions.insert(order["partition"].as_u64().unwrap());
     let mut reactions = Vec::new();
     for n in 0..8 {
-        let r = ok(
+        let r = append_one(
             &store,
-            &[
-                "append",
-                "--entity",
-                &format!("stock:{n}"),
-                "--scope",
-                "shop",
-                "--kind",
-                "stock.reserved",
-                "--payload",
-                "{}",
-                "--causation",
-                &order_id,
-            ],
+            &format!("stock:{n}"),
+            "shop",
+            "stock.reserved",
+            "{}",
+            &["--causation", &order_id],
         );
-        partitions.insert(r[0]["partition"].as_u64().unwrap());
+        partitions.insert(r["partition"].as_u64().unwrap());
         // The correlation is inherited from the cause, across partitions.
-        reactions.push(r[0]["id"].as_str().unwrap().to_string());
+        reactions.push(r["id"].as_str().unwrap().to_string());
     }
     assert!(
         partitions.len() >= 2,
         "all in one partition: {partitions:?}"
     );
     let key = ["--idempotency-key", "pay-1"];
-    let pay = |_: ()| {
-        ok(
-            &store,
-            &[
-                "append",
-                "--entity",
-                "order:1",
-                "--scope",
-                "shop",
-                "--kind",
-                "order.paid",
-                "--payload",
-                "{}",
-                key[0],
-                key[1],
-            ],
-        )[0]
-        .clone()
-    };
+    let pay = |_: ()| append_one(&store, "order:1", "shop", "order.paid", "{}", &key);
     let paid = pay(());
     let repeat = pay(());
     assert_eq!(repeat["deduplicated"], true);
@@ -308,8 +267,7 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
         ],
         None,
     );
-    assert_eq!(bad.status.code(), Some(1));
-    assert!(stderr(&bad).contains("any partition"), "{}", stderr(&bad));
+    assert_refused(&bad, 1, "any partition");
 
     // --jsonl: checked first (a bad line appends nothing), then in order.
     let bad_file = on(
@@ -317,17 +275,10 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
         &["append", "--jsonl", "-"],
         Some("{\"entity\":\"j:1\",\"scope\":\"s\",\"kind\":\"k\",\"payload\":{}}\nnot json\n"),
     );
-    assert_eq!(bad_file.status.code(), Some(1));
-    assert!(
-        stderr(&bad_file).contains("stdin:2"),
-        "{}",
-        stderr(&bad_file)
-    );
+    assert_refused(&bad_file, 1, "stdin:2");
     let jsonl = "{\"id\":\"00000000000000000000000000000abc\",\"entity\":\"j:1\",\"scope\":\"s\",\"kind\":\"k\",\"payload\":{\"n\":1}}\n\
                  {\"entity\":\"j:2\",\"scope\":\"s\",\"kind\":\"k2\",\"payload\":{},\"causation\":\"00000000000000000000000000000abc\"}\n";
-    let out = on(&store, &["append", "--jsonl", "-"], Some(jsonl));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let receipts = json_lines(&out.stdout);
+    let receipts = append_jsonl(&store, jsonl);
     assert_eq!(receipts.len(), 2);
 
     // events: everything, each line with its partition; order per partition.
@@ -368,12 +319,7 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
     let after = ok(&store, &["events", "--partition", &p, "--after", "1"]);
     assert_eq!(after.len(), one.len() - 1);
     let no_part = on(&store, &["events", "--after", "1"], None);
-    assert_eq!(no_part.status.code(), Some(2));
-    assert!(
-        stderr(&no_part).contains("--partition"),
-        "{}",
-        stderr(&no_part)
-    );
+    assert_refused(&no_part, 2, "--partition");
     let limited = ok(&store, &["events", "--limit", "3"]);
     assert_eq!(limited.len(), 3);
 
@@ -387,20 +333,7 @@ fn cluster_dev_init_and_store_commands_on_three_nodes() {
         .unwrap();
     let mut followed = Lines::new(follow.stdout.take().unwrap());
     std::thread::sleep(Duration::from_millis(500));
-    ok(
-        &store,
-        &[
-            "append",
-            "--entity",
-            "late:1",
-            "--scope",
-            "s",
-            "--kind",
-            "late",
-            "--payload",
-            "{}",
-        ],
-    );
+    append_one(&store, "late:1", "s", "late", "{}", &[]);
     let line = followed.wait_for("with the late event", Duration::from_secs(20), |l| {
         l.contains("\"late\"")
     });
@@ -533,12 +466,7 @@ fn cluster_init_refuses_a_node_without_sync_always() {
         .env_remove("BATPAK_STORE")
         .output()
         .unwrap();
-    assert_eq!(no_store.status.code(), Some(2));
-    assert!(
-        stderr(&no_store).contains("--store nats://"),
-        "{}",
-        stderr(&no_store)
-    );
+    assert_refused(&no_store, 2, "--store nats://");
 }
 
 /// One `batpak-host run --store …` process; its stderr kept line by line
@@ -547,37 +475,21 @@ fn cluster_init_refuses_a_node_without_sync_always() {
 struct RunHost {
     id: String,
     child: Child,
-    lines: std::sync::Arc<Mutex<Vec<String>>>,
+    lines: KeptLines,
     _data: tempfile::TempDir,
 }
 
 impl RunHost {
     fn start(store: &str, id: &str, plugin: &Path, config: Option<&Path>) -> RunHost {
         let data = tempdir();
-        let mut cmd = Command::new(bin());
-        cmd.arg("--data")
-            .arg(data.path())
-            .args(["--store", store, "run"])
-            .arg(plugin)
-            .args(["--lease-ttl-ms", "1500", "--host-id", id, "--quiet"]);
-        if let Some(c) = config {
-            cmd.arg("--plugin-config").arg(c);
-        }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting batpak-host run --store");
-        let lines: std::sync::Arc<Mutex<Vec<String>>> = Default::default();
-        let (into, from) = (lines.clone(), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(from).lines() {
-                let Ok(line) = line else { break };
-                into.lock().unwrap().push(line);
-            }
-        });
+        let config = config.map(|c| [std::ffi::OsStr::new("--plugin-config"), c.as_os_str()]);
+        let (child, lines) = spawn_cluster_host(
+            Some(data.path()),
+            store,
+            &[plugin.to_path_buf()],
+            id,
+            config.into_iter().flatten(),
+        );
         RunHost {
             id: id.to_string(),
             child,
@@ -587,7 +499,7 @@ impl RunHost {
     }
 
     fn text(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
+        self.lines.text()
     }
 
     fn signal(&self, sig: &str) {
@@ -600,19 +512,9 @@ impl RunHost {
 
     /// Waits at most `limit` for a line satisfying `pred`.
     fn wait_line(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "host {}: no line {what} within {limit:?}; saw:\n{}",
-                self.id,
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let who = format!("host {}", self.id);
+        self.lines
+            .wait_map(&who, 0, what, limit, |l| pred(l).then(|| l.to_string()))
     }
 }
 
@@ -658,6 +560,111 @@ fn entities_per_partition(prefix: &str, k: u32, n: usize) -> Vec<String> {
     out
 }
 
+/// The cluster tests' lock, then a 3-node `cluster dev` initialised with
+/// `partitions` partitions of 3 replicas, and its `--store` URL. Bind all
+/// three (`let (_one, _dev, store)`): the dev cluster stops before the lock
+/// is let go.
+fn initialised_dev(partitions: &str) -> (MutexGuard<'static, ()>, Dev, String) {
+    let one = serial();
+    let dev = Dev::start(3);
+    let store = dev.store().to_string();
+    let made = init(&dev, partitions, "3");
+    assert!(made.status.success(), "{}", stderr(&made));
+    (one, dev, store)
+}
+
+/// Host `a` running `plugin` (reactor `reactor`), once it holds the
+/// reactor's slot in each of `partitions` partitions.
+fn host_holding_every_slot(store: &str, plugin: &Path, reactor: &str, partitions: u32) -> RunHost {
+    let host = RunHost::start(store, "a", plugin, None);
+    for p in 0..partitions {
+        host.wait_line("acquiring a slot", Duration::from_secs(60), |l| {
+            l.contains(&format!("acquired reactor/{reactor}/{p} "))
+        });
+    }
+    host
+}
+
+/// `append --jsonl -` of `jsonl`, which must succeed; its receipts.
+fn append_jsonl(store: &str, jsonl: &str) -> Vec<Value> {
+    let out = on(store, &["append", "--jsonl", "-"], Some(jsonl));
+    assert!(out.status.success(), "{}", stderr(&out));
+    json_lines(&out.stdout)
+}
+
+/// One `bench.in` input (scope `bench`, payload `{}`) per entity, as JSONL.
+fn bench_inputs(entities: &[String]) -> String {
+    entities
+        .iter()
+        .map(|e| {
+            format!("{{\"entity\":\"{e}\",\"scope\":\"bench\",\"kind\":\"bench.in\",\"payload\":{{}}}}\n")
+        })
+        .collect()
+}
+
+/// `append` of one event given by flags (then `extra`), which must
+/// succeed; its receipt.
+fn append_one(
+    store: &str,
+    entity: &str,
+    scope: &str,
+    kind: &str,
+    payload: &str,
+    extra: &[&str],
+) -> Value {
+    let mut args = vec![
+        "append",
+        "--entity",
+        entity,
+        "--scope",
+        scope,
+        "--kind",
+        kind,
+        "--payload",
+        payload,
+    ];
+    args.extend_from_slice(extra);
+    ok(store, &args)[0].clone()
+}
+
+/// `events --partition P --kind KIND`: that partition's events of a kind.
+fn events_in(store: &str, p: u32, kind: &str) -> Vec<Value> {
+    ok(
+        store,
+        &["events", "--partition", &p.to_string(), "--kind", kind],
+    )
+}
+
+/// Asserts that event line `line` is on an entity starting with `prefix`.
+fn assert_entity_starts(line: &Value, prefix: &str) {
+    assert!(
+        line["entity"].as_str().unwrap().starts_with(prefix),
+        "{line}"
+    );
+}
+
+/// Asserts that `out` exited with `code` and its stderr says `says`.
+fn assert_refused(out: &Output, code: i32, says: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", stderr(out));
+    assert!(stderr(out).contains(says), "{}", stderr(out));
+}
+
+/// What `read` returns once it holds at least `want` lines (at most 60 s),
+/// read again after 2 s more when it changed meanwhile: a reaction
+/// committed twice has that time to show.
+fn settled(what: &str, want: usize, read: impl Fn() -> Vec<Value>) -> Vec<Value> {
+    let all = wait_until(what, Duration::from_secs(60), || {
+        let all = read();
+        (all.len() >= want).then_some(all)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    if read().len() != all.len() {
+        read()
+    } else {
+        all
+    }
+}
+
 /// `reset NAME --store …` on a cluster: refused while the reactor runs
 /// (naming `pause`) and for a bare global sequence (naming `--partition`);
 /// once paused, `--to start` moves every partition's checkpoint to 0 in one
@@ -668,28 +675,11 @@ fn entities_per_partition(prefix: &str, k: u32, n: usize) -> Vec<String> {
 /// appended after the reset get theirs.
 #[test]
 fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_duplicates() {
-    let _one = serial();
     let passthrough = crate::common::plugin("passthrough");
-    let dev = Dev::start(3);
-    let store = dev.store().to_string();
-    let made = init(&dev, "2", "3");
-    assert!(made.status.success(), "{}", stderr(&made));
-    let host = RunHost::start(&store, "a", &passthrough, None);
-    for p in 0..2 {
-        host.wait_line("acquiring a slot", Duration::from_secs(60), |l| {
-            l.contains(&format!("acquired reactor/passthrough/{p} "))
-        });
-    }
+    let (_one, _dev, store) = initialised_dev("2");
+    let host = host_holding_every_slot(&store, &passthrough, "passthrough", 2);
     let inputs = entities_per_partition("bench:", 2, 5);
-    let jsonl: String = inputs
-        .iter()
-        .map(|e| {
-            format!("{{\"entity\":\"{e}\",\"scope\":\"bench\",\"kind\":\"bench.in\",\"payload\":{{}}}}\n")
-        })
-        .collect();
-    let out = on(&store, &["append", "--jsonl", "-"], Some(&jsonl));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let receipts = json_lines(&out.stdout);
+    let receipts = append_jsonl(&store, &bench_inputs(&inputs));
     let ids: Vec<String> = receipts
         .iter()
         .map(|r| r["id"].as_str().unwrap().to_string())
@@ -709,20 +699,10 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
 
     // Running: refused, naming the fix.
     let running = on(&store, &["reset", "passthrough", "--to", "start"], None);
-    assert_eq!(running.status.code(), Some(2), "{}", stderr(&running));
-    assert!(
-        stderr(&running).contains("batpak-host pause passthrough --store"),
-        "{}",
-        stderr(&running)
-    );
+    assert_refused(&running, 2, "batpak-host pause passthrough --store");
     ok(&store, &["pause", "passthrough"]);
     let global = on(&store, &["reset", "passthrough", "--to", "3"], None);
-    assert_eq!(global.status.code(), Some(2), "{}", stderr(&global));
-    assert!(
-        stderr(&global).contains("--partition P"),
-        "{}",
-        stderr(&global)
-    );
+    assert_refused(&global, 2, "--partition P");
     let positions = |s: &str| -> Vec<u64> {
         let out = on(s, &["status", "--json"], None);
         assert!(out.status.success(), "{}", stderr(&out));
@@ -751,29 +731,13 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
     }
     assert_eq!(positions(&store), vec![0, 0]);
     for p in 0..2u32 {
-        let records = ok(
-            &store,
-            &[
-                "events",
-                "--partition",
-                &p.to_string(),
-                "--kind",
-                "batpak.reactor.reset",
-            ],
-        );
+        let records = events_in(&store, p, "batpak.reactor.reset");
         assert_eq!(records.len(), 1, "partition {p}: {records:?}");
         let rec = payload(&records[0]);
         assert_eq!(rec["partition"], p, "{rec}");
         assert_eq!(rec["from"], before[p as usize], "{rec}");
         assert_eq!(rec["requested"], "start", "{rec}");
-        assert!(
-            records[0]["entity"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("batpak.reactor:passthrough/p{p}")),
-            "{}",
-            records[0]
-        );
+        assert_entity_starts(&records[0], &format!("batpak.reactor:passthrough/p{p}"));
     }
 
     ok(&store, &["resume", "passthrough"]);
@@ -794,36 +758,9 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
     }
     let late = entities_per_partition("late:", 2, 1);
     for e in &late {
-        ok(
-            &store,
-            &[
-                "append",
-                "--entity",
-                e,
-                "--scope",
-                "bench",
-                "--kind",
-                "bench.in",
-                "--payload",
-                "{}",
-            ],
-        );
+        append_one(&store, e, "bench", "bench.in", "{}", &[]);
     }
-    let all = wait_until(
-        "the late inputs reacted to",
-        Duration::from_secs(60),
-        || {
-            let all = outputs();
-            (all.len() >= 12).then_some(all)
-        },
-    );
-    // A moment for a duplicate to show, had one been committed.
-    std::thread::sleep(Duration::from_secs(2));
-    let all = if outputs().len() != all.len() {
-        outputs()
-    } else {
-        all
-    };
+    let all = settled("the late inputs reacted to", 12, outputs);
     let mut per_cause: std::collections::HashMap<String, usize> = Default::default();
     for l in &all {
         *per_cause
@@ -843,29 +780,15 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
     let gap = (1..*seqs.iter().max().unwrap())
         .find(|s| !seqs.contains(s))
         .expect("a checkpoint message between partition 0's events");
-    let not_event = on(
-        &store,
-        &[
-            "reset",
-            "passthrough",
-            "--partition",
-            "0",
-            "--to",
-            &gap.to_string(),
-        ],
-        None,
-    );
-    assert_eq!(not_event.status.code(), Some(2), "{}", stderr(&not_event));
-    assert!(
-        stderr(&not_event).contains("is not an event"),
-        "{}",
-        stderr(&not_event)
-    );
-    let no_such = on(
-        &store,
-        &["reset", "passthrough", "--partition", "2", "--to", "start"],
-        None,
-    );
+    let reset_in = |p: &str, to: &str| {
+        on(
+            &store,
+            &["reset", "passthrough", "--partition", p, "--to", to],
+            None,
+        )
+    };
+    assert_refused(&reset_in("0", &gap.to_string()), 2, "is not an event");
+    let no_such = reset_in("2", "start");
     assert_eq!(no_such.status.code(), Some(2), "{}", stderr(&no_such));
     let first_input = receipts
         .iter()
@@ -873,17 +796,9 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
         .map(|r| r["seq"].as_u64().unwrap())
         .min()
         .unwrap();
-    let one = ok(
-        &store,
-        &[
-            "reset",
-            "passthrough",
-            "--partition",
-            "0",
-            "--to",
-            &first_input.to_string(),
-        ],
-    );
+    let out = reset_in("0", &first_input.to_string());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let one = json_lines(&out.stdout);
     assert_eq!(one.len(), 1, "{one:?}");
     assert_eq!(
         (one[0]["partition"].as_u64(), one[0]["to"].as_u64()),
@@ -901,7 +816,6 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
          reaction duplicated; 2 late inputs reacted to; partition 0 reset to sequence \
          {first_input} alone"
     );
-    drop(host);
 }
 
 /// The reactor's plugin-config entry lives in the cluster: host `a` starts
@@ -916,12 +830,8 @@ fn cluster_cli_reset_redelivers_a_paused_reactor_in_every_partition_without_dupl
 /// refused naming the fix.
 #[test]
 fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partition() {
-    let _one = serial();
     let inventory = crate::common::plugin("inventory");
-    let dev = Dev::start(3);
-    let store = dev.store().to_string();
-    let made = init(&dev, "2", "3");
-    assert!(made.status.success(), "{}", stderr(&made));
+    let (_one, _dev, store) = initialised_dev("2");
     let dir = tempdir();
     let cfg = |name: &str, stock: u64| {
         let path = dir.path().join(name);
@@ -966,19 +876,13 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
     });
 
     let order = |entity: &str| {
-        ok(
+        append_one(
             &store,
-            &[
-                "append",
-                "--entity",
-                entity,
-                "--scope",
-                "shop",
-                "--kind",
-                "order.placed",
-                "--payload",
-                r#"{"sku":"zzz","qty":100}"#,
-            ],
+            entity,
+            "shop",
+            "order.placed",
+            r#"{"sku":"zzz","qty":100}"#,
+            &[],
         )
     };
     let rejected = |want: usize| {
@@ -1007,23 +911,16 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
     // A config file without the reactor's entry is refused.
     let empty = dir.path().join("empty.json");
     std::fs::write(&empty, r#"{"plugins": {}}"#).unwrap();
-    let refused = on(
-        &store,
-        &[
-            "swap",
-            "inventory",
-            inventory.to_str().unwrap(),
-            "--plugin-config",
-            empty.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(
-        stderr(&refused).contains("has no entry for reactor inventory"),
-        "{}",
-        stderr(&refused)
-    );
+    let swap = |config: &Path| {
+        let file = inventory.to_str().unwrap();
+        let config = config.to_str().unwrap();
+        on(
+            &store,
+            &["swap", "inventory", file, "--plugin-config", config],
+            None,
+        )
+    };
+    assert_refused(&swap(&empty), 2, "has no entry for reactor inventory");
     // The embedded swap takes its host's own config.
     let local = tempdir();
     let embedded = Command::new(bin())
@@ -1036,24 +933,12 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
         .env_remove("BATPAK_STORE")
         .output()
         .unwrap();
-    assert_eq!(embedded.status.code(), Some(2), "{}", stderr(&embedded));
-    assert!(
-        stderr(&embedded).contains("is for a cluster"),
-        "{}",
-        stderr(&embedded)
-    );
+    assert_refused(&embedded, 2, "is for a cluster");
 
     // A config-only swap: same file, new entry.
-    let swapped = ok(
-        &store,
-        &[
-            "swap",
-            "inventory",
-            inventory.to_str().unwrap(),
-            "--plugin-config",
-            nine.to_str().unwrap(),
-        ],
-    );
+    let out = swap(&nine);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let swapped = json_lines(&out.stdout);
     assert_eq!(
         swapped[0]["plugin_config"]["config"]["stock"]["zzz"], 9,
         "{}",
@@ -1066,25 +951,9 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
         l.contains("swapped reactor/inventory/1")
     });
     for p in 0..2u32 {
-        let records = ok(
-            &store,
-            &[
-                "events",
-                "--partition",
-                &p.to_string(),
-                "--kind",
-                "batpak.plugin.swapped",
-            ],
-        );
+        let records = events_in(&store, p, "batpak.plugin.swapped");
         assert_eq!(records.len(), 1, "partition {p}: {records:#?}");
-        assert!(
-            records[0]["entity"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("reactor:inventory/p{p}")),
-            "{}",
-            records[0]
-        );
+        assert_entity_starts(&records[0], &format!("reactor:inventory/p{p}"));
     }
     let second = entities_per_partition("order:x", 2, 1);
     for e in &second {
@@ -1103,7 +972,6 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
         "cluster plugin config: hosts {a} and {b} ran inventory with the cluster's stock 7, then \
          9 after a config-only swap; one swap record in each partition"
     );
-    drop((host_a, host_b));
 }
 
 /// `reset` when a host is stuck: host `a` holds both slots of
@@ -1116,31 +984,10 @@ fn cluster_cli_plugin_config_reaches_every_host_and_swap_records_land_per_partit
 /// one reaction and the reset records are there.
 #[test]
 fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
-    let _one = serial();
     let passthrough = crate::common::plugin("passthrough");
-    let dev = Dev::start(3);
-    let store = dev.store().to_string();
-    let made = init(&dev, "2", "3");
-    assert!(made.status.success(), "{}", stderr(&made));
-    let host = RunHost::start(&store, "a", &passthrough, None);
-    for p in 0..2 {
-        host.wait_line("acquiring a slot", Duration::from_secs(60), |l| {
-            l.contains(&format!("acquired reactor/passthrough/{p} "))
-        });
-    }
-    let append = |entities: &[String]| -> Vec<Value> {
-        let jsonl: String = entities
-            .iter()
-            .map(|e| {
-                format!(
-                    "{{\"entity\":\"{e}\",\"scope\":\"bench\",\"kind\":\"bench.in\",\"payload\":{{}}}}\n"
-                )
-            })
-            .collect();
-        let out = on(&store, &["append", "--jsonl", "-"], Some(&jsonl));
-        assert!(out.status.success(), "{}", stderr(&out));
-        json_lines(&out.stdout)
-    };
+    let (_one, _dev, store) = initialised_dev("2");
+    let host = host_holding_every_slot(&store, &passthrough, "passthrough", 2);
+    let append = |entities: &[String]| append_jsonl(&store, &bench_inputs(entities));
     let mut receipts = append(&entities_per_partition("bench:", 2, 2));
     let outputs = || ok(&store, &["events", "--kind", "bench.out"]);
     wait_until("every input reacted to", Duration::from_secs(60), || {
@@ -1149,8 +996,7 @@ fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
 
     host.signal("-STOP");
     let pause = on(&store, &["pause", "passthrough"], None);
-    assert_eq!(pause.status.code(), Some(2), "{}", stderr(&pause));
-    assert!(stderr(&pause).contains("still run"), "{}", stderr(&pause));
+    assert_refused(&pause, 2, "still run");
     let started = Instant::now();
     let reset = ok(&store, &["reset", "passthrough", "--to", "start"]);
     assert_eq!(reset.len(), 2, "{reset:?}");
@@ -1165,16 +1011,7 @@ fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
         l.contains("released reactor/passthrough/")
     });
     ok(&store, &["resume", "passthrough"]);
-    let all = wait_until("every input reacted to", Duration::from_secs(60), || {
-        let all = outputs();
-        (all.len() >= receipts.len()).then_some(all)
-    });
-    std::thread::sleep(Duration::from_secs(2));
-    let all = if outputs().len() != all.len() {
-        outputs()
-    } else {
-        all
-    };
+    let all = settled("every input reacted to", receipts.len(), outputs);
     assert_eq!(all.len(), receipts.len(), "{all:#?}\n{}", host.text());
     for r in &receipts {
         let id = r["id"].as_str().unwrap();
@@ -1192,7 +1029,6 @@ fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
             "committed nothing after the reset"
         }
     );
-    drop(host);
 }
 
 /// Each partition's instance writes its parking records and its gate
@@ -1204,18 +1040,9 @@ fn cluster_cli_reset_waits_out_a_stuck_host_and_fences_it() {
 /// good input has its one reaction.
 #[test]
 fn cluster_cli_parking_and_denial_records_land_in_their_own_partition() {
-    let _one = serial();
     let hostile = crate::common::plugin("hostile");
-    let dev = Dev::start(3);
-    let store = dev.store().to_string();
-    let made = init(&dev, "2", "3");
-    assert!(made.status.success(), "{}", stderr(&made));
-    let host = RunHost::start(&store, "a", &hostile, None);
-    for p in 0..2 {
-        host.wait_line("acquiring a slot", Duration::from_secs(60), |l| {
-            l.contains(&format!("acquired reactor/hostile/{p} "))
-        });
-    }
+    let (_one, _dev, store) = initialised_dev("2");
+    let _host = host_holding_every_slot(&store, &hostile, "hostile", 2);
     let entities = entities_per_partition("h:", 2, 1);
     let mut jsonl = String::new();
     for e in &entities {
@@ -1225,9 +1052,7 @@ fn cluster_cli_parking_and_denial_records_land_in_their_own_partition() {
             ));
         }
     }
-    let out = on(&store, &["append", "--jsonl", "-"], Some(&jsonl));
-    assert!(out.status.success(), "{}", stderr(&out));
-    let receipts = json_lines(&out.stdout);
+    let receipts = append_jsonl(&store, &jsonl);
     assert_eq!(receipts.len(), 6);
     let of = |p: u64, i: usize| -> String {
         receipts
@@ -1239,12 +1064,7 @@ fn cluster_cli_parking_and_denial_records_land_in_their_own_partition() {
             .unwrap()
             .to_string()
     };
-    let by_kind = |p: u32, kind: &str| {
-        ok(
-            &store,
-            &["events", "--partition", &p.to_string(), "--kind", kind],
-        )
-    };
+    let by_kind = |p: u32, kind: &str| events_in(&store, p, kind);
     wait_until("every input handled", Duration::from_secs(90), || {
         (0..2u32)
             .all(|p| {
@@ -1257,27 +1077,12 @@ fn cluster_cli_parking_and_denial_records_land_in_their_own_partition() {
     for p in 0..2u32 {
         let parked = by_kind(p, "batpak.reactor.parked");
         assert_eq!(parked.len(), 1, "partition {p}: {parked:#?}");
-        assert!(
-            parked[0]["entity"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("reactor:hostile/p{p}")),
-            "{}",
-            parked[0]
-        );
+        assert_entity_starts(&parked[0], &format!("reactor:hostile/p{p}"));
         assert_eq!(payload(&parked[0])["event"], of(u64::from(p), 0).as_str());
         let denied = by_kind(p, "batpak.gate.denied");
         assert_eq!(denied.len(), 1, "partition {p}: {denied:#?}");
-        assert!(
-            denied[0]["entity"]
-                .as_str()
-                .unwrap()
-                .starts_with(&format!("reactor:hostile/p{p}")),
-            "{}",
-            denied[0]
-        );
+        assert_entity_starts(&denied[0], &format!("reactor:hostile/p{p}"));
         let good = by_kind(p, "hostile.ok");
         assert_eq!(good[0]["causation"], of(u64::from(p), 2).as_str());
     }
-    drop(host);
 }

@@ -28,10 +28,12 @@
 //! Rounds: `BATPAK_NATS_ROUNDS` (default 1); the seed (entities, which
 //! host) is printed and replayed with `BATPAK_SEED`.
 
-use crate::common::{bin, plugin, tempdir, wait_exit};
+use crate::common::{
+    bin, plugin, spawn_cluster_host, tempdir, wait_exit, KeptLines, CLUSTER_HOST_TTL_MS,
+};
 use crate::harness::{serial, Cluster};
-use crate::nats_shared::{all_events, append_until_acked, options, rounds, Rng};
-use batpak_nats::{init_cluster, partition::stream_name, InitSpec, NatsLog};
+use crate::nats_shared::{all_events, append_until_acked, init, options, rounds, Rng};
+use batpak_nats::{partition::stream_name, NatsLog};
 use batpak_store::{Coordinate, Event, EventId, Proposal};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -44,15 +46,14 @@ const INPUT: &str = "bench.in";
 const OUTPUT: &str = "bench.out";
 const PARTITIONS: u32 = 4;
 /// The hosts' lease TTL: failovers cost about this much.
-const TTL_MS: &str = "1500";
+const TTL_MS: &str = CLUSTER_HOST_TTL_MS;
 
 /// One `batpak-host run --store …` process and its stderr (every line
 /// kept, read on its own thread so no wait on it is unbounded).
 struct HostProc {
     id: String,
     child: Option<Child>,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<JoinHandle<()>>,
+    lines: KeptLines,
     _data: tempfile::TempDir,
 }
 
@@ -67,39 +68,24 @@ impl HostProc {
 
     fn start_all(cluster: &Cluster, id: &str, files: &[std::path::PathBuf]) -> HostProc {
         let data = tempdir();
-        let mut child = Command::new(bin())
-            .arg("--data")
-            .arg(data.path())
-            .arg("--store")
-            .arg(cluster.servers().join(","))
-            .arg("run")
-            .args(files)
-            .args(["--lease-ttl-ms", TTL_MS, "--host-id", id, "--quiet"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting batpak-host run --store");
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (into, from) = (lines.clone(), child.stderr.take().unwrap());
-        let reader = std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(from).lines() {
-                let Ok(line) = line else { break };
-                into.lock().unwrap().push(line);
-            }
-        });
+        let store = cluster.servers().join(",");
+        let (child, lines) = spawn_cluster_host(
+            Some(data.path()),
+            &store,
+            files,
+            id,
+            std::iter::empty::<&str>(),
+        );
         HostProc {
             id: id.to_string(),
             child: Some(child),
             lines,
-            reader: Some(reader),
             _data: data,
         }
     }
 
     fn text(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
+        self.lines.text()
     }
 
     fn signal(&self, sig: &str) {
@@ -120,26 +106,9 @@ impl HostProc {
         limit: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(l) = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .skip(from)
-                .find(|l| pred(l))
-            {
-                return l.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "host {}: no line {what} within {limit:?}; saw:\n{}",
-                self.id,
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let who = format!("host {}", self.id);
+        self.lines
+            .wait_map(&who, from, what, limit, |l| pred(l).then(|| l.to_string()))
     }
 
     /// The reactor slots this host holds now, by its acquire/release lines.
@@ -153,7 +122,7 @@ impl HostProc {
     fn holds_all(&self) -> Vec<String> {
         let prefix = format!("cluster | {} ", self.id);
         let mut held: Vec<String> = Vec::new();
-        for l in self.lines.lock().unwrap().iter() {
+        for l in self.lines.lock().iter() {
             let Some(rest) = l.strip_prefix(&prefix) else {
                 continue;
             };
@@ -172,9 +141,7 @@ impl HostProc {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if let Some(r) = self.reader.take() {
-            let _ = r.join();
-        }
+        self.lines.join();
     }
 
     /// SIGTERM, then the exit (at most 60 s), which must be 0; its stderr.
@@ -186,9 +153,7 @@ impl HostProc {
                 .is_ok_and(|s| s.success());
             assert!(ok);
             let status = wait_exit(&mut c, Duration::from_secs(60));
-            if let Some(r) = self.reader.take() {
-                let _ = r.join();
-            }
+            self.lines.join();
             assert!(
                 status.success(),
                 "host {} exited {status:?}:\n{}",
@@ -198,6 +163,15 @@ impl HostProc {
         }
         self.text()
     }
+}
+
+/// Every host's stderr, each under a `--- ID` line: what a failure shows.
+fn hosts_text(hosts: &[HostProc]) -> String {
+    hosts
+        .iter()
+        .map(|h| format!("--- {}\n{}", h.id, h.text()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for HostProc {
@@ -232,11 +206,7 @@ fn wait_all_held(hosts: &[HostProc], limit: Duration) -> HashMap<String, usize> 
         assert!(
             Instant::now() < deadline,
             "not every slot held within {limit:?}: {by:?}\n{}",
-            hosts
-                .iter()
-                .map(|h| format!("--- {}\n{}", h.id, h.text()))
-                .collect::<Vec<_>>()
-                .join("\n")
+            hosts_text(hosts)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -264,11 +234,7 @@ fn wait_spread(hosts: &[HostProc], limit: Duration) {
         assert!(
             Instant::now() < deadline,
             "slots not on their preferred hosts within {limit:?}: {wrong:?}\n{}",
-            hosts
-                .iter()
-                .map(|h| format!("--- {}\n{}", h.id, h.text()))
-                .collect::<Vec<_>>()
-                .join("\n")
+            hosts_text(hosts)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -348,14 +314,7 @@ fn cluster_hosts_swap_pause_and_resume_from_any_machine_move_every_partition_exa
     plugin("passthrough");
     let mut rng = Rng::seeded("cluster hosts, swap");
     let cluster = Cluster::start(3);
-    let spec = InitSpec {
-        servers: cluster.servers(),
-        monitors: cluster.monitors(),
-        partitions: PARTITIONS,
-        replicas: 3,
-    };
-    init_cluster(&spec, options()).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
-    let log = NatsLog::open(&cluster.servers(), options()).unwrap();
+    let log = init(&cluster, PARTITIONS, 3);
     let mut entities: Vec<String> = Vec::new();
     while (0..PARTITIONS).any(|p| !entities.iter().any(|e| log.partition_of(e) == p))
         || entities.len() < 6
@@ -771,11 +730,7 @@ fn no_duplicates(log: &NatsLog, round: usize, cluster: &Cluster, hosts: &[HostPr
                         "round {round}: partition {p}: copies read twice for 60 s: {}\n{}\n{}",
                         leader_view(log, p, &d),
                         cluster.logs(),
-                        hosts
-                            .iter()
-                            .map(|h| format!("--- {}\n{}", h.id, h.text()))
-                            .collect::<Vec<_>>()
-                            .join("\n")
+                        hosts_text(hosts)
                     );
                 }
                 Err(e) => assert!(
@@ -801,11 +756,7 @@ fn wait_exactly_once(log: &NatsLog, acked: &[Acked], cluster: &Cluster, hosts: &
                         .map(|d| leader_view(log, p, &d))
                         .unwrap_or_default(),
                     cluster.logs(),
-                    hosts
-                        .iter()
-                        .map(|h| format!("--- {}\n{}", h.id, h.text()))
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    hosts_text(hosts)
                 ),
                 Err(_) => std::thread::sleep(Duration::from_millis(250)),
             }
@@ -859,14 +810,7 @@ fn scenario(failure: Failure) {
     plugin("passthrough"); // built before the clock of any wait starts
     let mut rng = Rng::seeded(&format!("cluster hosts, {failure:?}"));
     let mut cluster = Cluster::start(3);
-    let spec = InitSpec {
-        servers: cluster.servers(),
-        monitors: cluster.monitors(),
-        partitions: PARTITIONS,
-        replicas: 3,
-    };
-    init_cluster(&spec, options()).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
-    let log = NatsLog::open(&cluster.servers(), options()).unwrap();
+    let log = init(&cluster, PARTITIONS, 3);
     let mut entities: Vec<String> = Vec::new();
     while (0..PARTITIONS).any(|p| !entities.iter().any(|e| log.partition_of(e) == p))
         || entities.len() < 6
@@ -907,7 +851,7 @@ fn scenario(failure: Failure) {
                 } else {
                     hosts[victim].signal("-STOP");
                 }
-                let seen_before = hosts[victim].lines.lock().unwrap().len();
+                let seen_before = hosts[victim].lines.lock().len();
                 let at = Instant::now();
                 eprintln!("round {}: {failure:?} of {id} holding {slots:?}", round + 1);
                 // Another host takes each of its slots over.
@@ -1034,14 +978,7 @@ fn cluster_hosts_the_demo_reactors_react_across_partitions_exactly_once_through_
         .collect();
     let mut rng = Rng::seeded("cluster hosts, the demo's reactors");
     let cluster = Cluster::start(3);
-    let spec = InitSpec {
-        servers: cluster.servers(),
-        monitors: cluster.monitors(),
-        partitions: PARTITIONS,
-        replicas: 3,
-    };
-    init_cluster(&spec, options()).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
-    let log = NatsLog::open(&cluster.servers(), options()).unwrap();
+    let log = init(&cluster, PARTITIONS, 3);
     let mut hosts: Vec<HostProc> = ["da", "db"]
         .iter()
         .map(|id| HostProc::start_all(&cluster, id, &files))

@@ -5,18 +5,17 @@
 //! reactor (one `bench.out` per `bench.in`, on the input's entity) over 2
 //! partitions. Every wait has a deadline.
 
-use crate::common::{bin, plugin, tempdir, wait_exit};
+use crate::common::{bin, plugin, spawn_cluster_host, tempdir, wait_exit, KeptLines};
 use crate::harness::{serial, Cluster};
-use crate::nats_shared::options;
+use crate::nats_shared::init;
 use crate::service::{http, parse_response};
-use batpak_nats::{init_cluster, InitSpec, NatsLog};
+use batpak_nats::NatsLog;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const PARTITIONS: u32 = 2;
@@ -26,58 +25,33 @@ const TOKEN: &str = "cluster-http-test-token-0123456789abcdef";
 /// `run --store … --listen 127.0.0.1:0` with its stderr collected.
 struct ClusterHost {
     child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
+    lines: KeptLines,
 }
 
 impl ClusterHost {
     fn start(cluster: &Cluster, extra: &[&str]) -> ClusterHost {
-        let mut child = Command::new(bin())
-            .arg("--store")
-            .arg(cluster.servers().join(","))
-            .arg("run")
-            .arg(plugin("passthrough"))
-            .args(["--lease-ttl-ms", "1500", "--host-id", "web", "--quiet"])
-            .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting batpak-host run --store --listen");
-        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (into, from) = (lines.clone(), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in BufReader::new(from).lines().map_while(Result::ok) {
-                into.lock().unwrap().push(line);
-            }
-        });
+        let (child, lines) = spawn_cluster_host(
+            None,
+            &cluster.servers().join(","),
+            &[plugin("passthrough")],
+            "web",
+            ["--listen", "127.0.0.1:0"].iter().chain(extra),
+        );
         ClusterHost { child, lines }
     }
 
     fn text(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
+        self.lines.text()
     }
 
     /// The first line `pred` finds within [`WAIT`].
     fn wait_line(&self, what: &str, pred: impl Fn(&str) -> Option<String>) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(v) = self.lines.lock().unwrap().iter().find_map(|l| pred(l)) {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no line {what} within {WAIT:?}; stderr:\n{}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.lines.wait_map("host web", 0, what, WAIT, pred)
     }
 
     fn acquired(&self) -> usize {
         self.lines
             .lock()
-            .unwrap()
             .iter()
             .filter(|l| l.starts_with("cluster | web acquired reactor/"))
             .count()
@@ -193,14 +167,7 @@ fn cluster_http_serves_appends_reads_follow_pause_and_metrics_against_the_cluste
     let _one = serial();
     plugin("passthrough");
     let cluster = Cluster::start(3);
-    let spec = InitSpec {
-        servers: cluster.servers(),
-        monitors: cluster.monitors(),
-        partitions: PARTITIONS,
-        replicas: 3,
-    };
-    init_cluster(&spec, options()).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
-    let log = NatsLog::open(&cluster.servers(), options()).unwrap();
+    let log = init(&cluster, PARTITIONS, 3);
     let dir = tempdir();
     let token = token_file(dir.path());
     let host = ClusterHost::start(&cluster, &["--token-file", token.to_str().unwrap()]);

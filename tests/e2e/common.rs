@@ -7,7 +7,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The `batpak-host` binary under test.
@@ -269,6 +270,114 @@ impl Lines {
         }
         self.seen.join("\n")
     }
+}
+
+/// A child's output kept line by line, read on its own thread: unlike
+/// [`Lines`], every line stays for later looks (a host's slots, its whole
+/// log on a failure), and every wait on it has a deadline.
+pub struct KeptLines {
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl KeptLines {
+    /// Starts reading `from` (a child's stderr or stdout).
+    pub fn new(from: impl std::io::Read + Send + 'static) -> KeptLines {
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
+        let into = lines.clone();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(from).lines() {
+                let Ok(line) = line else { break };
+                into.lock().unwrap().push(line);
+            }
+        });
+        KeptLines {
+            lines,
+            reader: Some(reader),
+        }
+    }
+
+    /// The lines read so far (the reader waits while this is held).
+    pub fn lock(&self) -> MutexGuard<'_, Vec<String>> {
+        self.lines.lock().unwrap()
+    }
+
+    /// Every line read so far, as one text.
+    pub fn text(&self) -> String {
+        self.lock().join("\n")
+    }
+
+    /// Waits at most `limit` for a line after the first `from` lines that
+    /// `pred` maps to `Some`, and returns that; panics naming `who` and
+    /// `what` and showing every line otherwise.
+    pub fn wait_map<T>(
+        &self,
+        who: &str,
+        from: usize,
+        what: &str,
+        limit: Duration,
+        pred: impl Fn(&str) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = self.lock().iter().skip(from).find_map(|l| pred(l)) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{who}: no line {what} within {limit:?}; saw:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the reader to reach the end of the output (call once the
+    /// child has exited, so it is bounded).
+    pub fn join(&mut self) {
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// The lease TTL of the cluster hosts the tests start: failovers cost
+/// about this much.
+pub const CLUSTER_HOST_TTL_MS: &str = "1500";
+
+/// `batpak-host [--data DATA] --store STORE run FILES… --lease-ttl-ms
+/// [CLUSTER_HOST_TTL_MS] --host-id ID --quiet EXTRA…`: a host on a
+/// cluster, stdin and stdout closed, its stderr kept.
+pub fn spawn_cluster_host(
+    data: Option<&Path>,
+    store: &str,
+    files: &[PathBuf],
+    id: &str,
+    extra: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+) -> (Child, KeptLines) {
+    let mut cmd = Command::new(bin());
+    if let Some(d) = data {
+        cmd.arg("--data").arg(d);
+    }
+    let mut child = cmd
+        .args(["--store", store, "run"])
+        .args(files)
+        .args([
+            "--lease-ttl-ms",
+            CLUSTER_HOST_TTL_MS,
+            "--host-id",
+            id,
+            "--quiet",
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting batpak-host run --store");
+    let lines = KeptLines::new(child.stderr.take().unwrap());
+    (child, lines)
 }
 
 /// Waits at most `limit` for `child` to exit; kills it and panics otherwise.

@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A number field of `/proc/PID/status` (`Threads:`, `VmHWM:` in KiB).
@@ -22,18 +21,6 @@ fn proc_status(pid: u32, field: &str) -> i64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-fn start(data: &Path) -> Running {
-    Running::start(
-        data,
-        &[
-            plugin("passthrough").to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--quiet",
-        ],
-    )
 }
 
 /// Sends `head` (and nothing more), returns what the host answered before
@@ -73,7 +60,7 @@ fn open_follow(addr: &str, token: &str) -> TcpStream {
 fn closed_follow_streams_give_their_threads_and_slots_back_within_a_second() {
     let dir = tempdir();
     let data = dir.path().join("d");
-    let run = start(&data);
+    let run = Running::passthrough_http(&data);
     let (addr, token) = (run.http_addr(), run.token());
     let pid = run.child.id();
     assert_eq!(http(&addr, "GET", "/v1/events", Some(&token), b"").0, 200);
@@ -114,7 +101,7 @@ fn closed_follow_streams_give_their_threads_and_slots_back_within_a_second() {
 fn tokenless_bodies_are_refused_on_the_head_and_never_read() {
     let dir = tempdir();
     let data = dir.path().join("d");
-    let run = start(&data);
+    let run = Running::passthrough_http(&data);
     let (addr, token) = (run.http_addr(), run.token());
     let pid = run.child.id();
     assert_eq!(http(&addr, "GET", "/v1/events", Some(&token), b"").0, 200);
@@ -166,7 +153,7 @@ fn tokenless_bodies_are_refused_on_the_head_and_never_read() {
 fn unauthenticated_connections_cannot_lock_out_token_holders() {
     let dir = tempdir();
     let data = dir.path().join("d");
-    let run = start(&data);
+    let run = Running::passthrough_http(&data);
     let (addr, token) = (run.http_addr(), run.token());
     let mut held = Vec::new();
     for i in 0..128 {
@@ -215,7 +202,7 @@ fn big_events_are_read_in_bounded_pages_over_http_and_the_socket() {
     host_ok(&data, &["append", "--jsonl", file.to_str().unwrap()]);
     std::fs::remove_file(&file).unwrap();
 
-    let run = start(&data);
+    let run = Running::passthrough_http(&data);
     let (addr, token) = (run.http_addr(), run.token());
     let pid = run.child.id();
     let mut after = 0u64;
@@ -262,7 +249,7 @@ fn big_events_are_read_in_bounded_pages_over_http_and_the_socket() {
 fn oversized_heads_duplicate_lengths_and_signed_escapes_are_refused() {
     let dir = tempdir();
     let data = dir.path().join("d");
-    let run = start(&data);
+    let run = Running::passthrough_http(&data);
     let (addr, token) = (run.http_addr(), run.token());
     let filler = "a".repeat(20_000);
     let head = format!("GET /metrics HTTP/1.1\r\nHost: x\r\nX-Filler: {filler}\r\n\r\n");
@@ -326,7 +313,7 @@ fn a_token_file_others_can_read_is_refused_naming_the_chmod() {
 fn idle_socket_connections_do_not_lock_the_cli_out() {
     let dir = tempdir();
     let data = dir.path().join("d");
-    let run = start(&data);
+    let run = Running::passthrough_http(&data);
     let sock = data.join("run").join("host.sock");
     // A library client that then idles past the host's 10 s.
     let mut reader = batpak_service::Client::connect(&data).unwrap().unwrap();

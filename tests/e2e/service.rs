@@ -54,6 +54,20 @@ impl Running {
         r
     }
 
+    /// `run passthrough.wasm --listen 127.0.0.1:0 --quiet` on `data`: the
+    /// host most HTTP tests talk to.
+    pub(crate) fn passthrough_http(data: &Path) -> Running {
+        Running::start(
+            data,
+            &[
+                plugin("passthrough").to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--quiet",
+            ],
+        )
+    }
+
     pub(crate) fn stderr(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
@@ -170,15 +184,7 @@ fn count(data: &Path, kind: &str) -> usize {
 fn producers_through_cli_and_http_are_reacted_to_exactly_once_and_followed_in_order() {
     let dir = tempdir();
     let data = dir.path().join("d");
-    let run = Running::start(
-        &data,
-        &[
-            plugin("passthrough").to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--quiet",
-        ],
-    );
+    let run = Running::passthrough_http(&data);
     let addr = run.http_addr();
     let token = run.token();
     // A follower started before anything is appended.
@@ -800,15 +806,7 @@ fn jsonl_through_a_running_host_is_all_or_nothing() {
 fn bad_payloads_are_refused_through_the_socket_and_over_http() {
     let dir = tempdir();
     let data = dir.path().join("d");
-    let run = Running::start(
-        &data,
-        &[
-            plugin("passthrough").to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--quiet",
-        ],
-    );
+    let run = Running::passthrough_http(&data);
     let (addr, token) = (run.http_addr(), run.token());
     let cli = |flag: &str, payload: &str| {
         host(
@@ -878,15 +876,7 @@ fn bad_payloads_are_refused_through_the_socket_and_over_http() {
 fn metrics_type_growing_counts_as_counters_named_total() {
     let dir = tempdir();
     let data = dir.path().join("d");
-    let run = Running::start(
-        &data,
-        &[
-            plugin("passthrough").to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--quiet",
-        ],
-    );
+    let run = Running::passthrough_http(&data);
     let addr = run.http_addr();
     append(&data, &[bench_in(1), bench_in(2), bench_in(3)]);
     run.wait_for("three reactions", || count(&data, "bench.out") == 3);
@@ -932,15 +922,7 @@ fn metrics_type_growing_counts_as_counters_named_total() {
 fn http_pause_and_resume_operate_a_reactor_like_the_commands() {
     let dir = tempdir();
     let data = dir.path().join("d");
-    let run = Running::start(
-        &data,
-        &[
-            plugin("passthrough").to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--quiet",
-        ],
-    );
+    let run = Running::passthrough_http(&data);
     let (addr, token) = (run.http_addr(), run.token());
     let path = "/v1/reactors/passthrough/pause";
     assert_eq!(http(&addr, "POST", path, None, b"").0, 401);

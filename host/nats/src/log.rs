@@ -1057,23 +1057,7 @@ impl NatsLog {
     /// The event at stream sequence `sequence` of partition `p` (leader
     /// served); `None` when there is none or it is a checkpoint.
     pub fn get_by_sequence(&self, p: u32, sequence: u64) -> Result<Option<Event>, LogError> {
-        use async_nats::jetstream::stream::RawMessageErrorKind as K;
-        self.check_partition(p)?;
-        let js = self.conn.js.clone();
-        let name = stream_name(p);
-        let out = self.conn.run(self.conn.timeout, async move {
-            let stream = js
-                .get_stream_no_info(&name)
-                .await
-                .map_err(|e| e.to_string())?;
-            match stream.get_raw_message(sequence).await {
-                Ok(m) => Ok(Some(m)),
-                Err(e) if e.kind() == K::NoMessageFound => Ok(None),
-                Err(e) => Err(e.to_string()),
-            }
-        })?;
-        let m = unavailable_if_none(p, out)?;
-        match m {
+        match self.raw_message_at(p, sequence)? {
             Some(m) if m.subject.starts_with(&format!("batpak.p{p}.e.")) => {
                 codec::decode(p, m.sequence, &m.payload).map(Some)
             }
@@ -1087,6 +1071,25 @@ impl NatsLog {
     /// when there is none. For diagnosis: it tells what a stream really
     /// holds where a replica's view is in doubt.
     pub fn message_at(&self, p: u32, sequence: u64) -> Result<Option<StoredMessage>, LogError> {
+        Ok(self.raw_message_at(p, sequence)?.map(|m| {
+            let token = m.headers.get(COMMIT_HEADER).map(|v| v.as_str().to_string());
+            StoredMessage {
+                subject: m.subject.to_string(),
+                token,
+                bytes: m.payload.to_vec(),
+            }
+        }))
+    }
+
+    /// The raw message at stream sequence `sequence` of partition `p`, one
+    /// leader-served direct get; `None` when the stream has no message
+    /// there. Shared by [`Self::get_by_sequence`] and [`Self::message_at`],
+    /// which differ only in what they make of the message.
+    fn raw_message_at(
+        &self,
+        p: u32,
+        sequence: u64,
+    ) -> Result<Option<jetstream::message::StreamMessage>, LogError> {
         use async_nats::jetstream::stream::RawMessageErrorKind as K;
         self.check_partition(p)?;
         let js = self.conn.js.clone();
@@ -1102,14 +1105,7 @@ impl NatsLog {
                 Err(e) => Err(e.to_string()),
             }
         })?;
-        Ok(unavailable_if_none(p, out)?.map(|m| {
-            let token = m.headers.get(COMMIT_HEADER).map(|v| v.as_str().to_string());
-            StoredMessage {
-                subject: m.subject.to_string(),
-                token,
-                bytes: m.payload.to_vec(),
-            }
-        }))
+        unavailable_if_none(p, out)
     }
 
     fn last_by_subject(

@@ -141,6 +141,20 @@ impl FromStr for ResetTo {
     }
 }
 
+/// The words [`FromStr`] reads back: `start`, `end`, `current` or the
+/// sequence number. A reset record's `"requested"` field holds them, on a
+/// store and on a cluster alike.
+impl std::fmt::Display for ResetTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResetTo::Start => f.write_str("start"),
+            ResetTo::End => f.write_str("end"),
+            ResetTo::Current => f.write_str("current"),
+            ResetTo::Sequence(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 /// What a reset did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResetOutcome {
@@ -396,12 +410,7 @@ pub fn reset_checkpoint(
         "from": from,
         "to": target,
         "region": batpak_store::hex(&region),
-        "requested": match to {
-            ResetTo::Start => "start".to_string(),
-            ResetTo::End => "end".to_string(),
-            ResetTo::Current => "current".to_string(),
-            ResetTo::Sequence(n) => n.to_string(),
-        },
+        "requested": to.to_string(),
     });
     let coordinate = Coordinate {
         entity: format!("{RESET_ENTITY_PREFIX}{reactor}"),

@@ -344,12 +344,15 @@ pub fn proposal(index: usize, e: NewEvent) -> Result<Proposal, WireError> {
     Ok(p)
 }
 
-/// Appends `events` atomically and durably; replies `{"receipts": [...]}`
-/// only once they are durable.
+/// Checks one append request's events and turns them into proposals, in
+/// order: at least one and at most [`MAX_APPEND_EVENTS`], each valid. Any
+/// served log's `append` starts here, so a store and a cluster refuse the
+/// same requests with the same errors.
 ///
 /// # Errors
-/// A bad event (nothing appended), a conflict, or a store failure.
-pub fn append(store: &Store, events: Vec<NewEvent>) -> Result<Value, WireError> {
+/// [`ErrorCode::BadRequest`] for no events or a bad one (naming its index),
+/// [`ErrorCode::TooLarge`] for more than [`MAX_APPEND_EVENTS`].
+pub fn proposals(events: Vec<NewEvent>) -> Result<Vec<Proposal>, WireError> {
     if events.is_empty() {
         return Err(bad("no events to append"));
     }
@@ -362,11 +365,20 @@ pub fn append(store: &Store, events: Vec<NewEvent>) -> Result<Value, WireError> 
             ),
         ));
     }
-    let props = events
+    events
         .into_iter()
         .enumerate()
         .map(|(i, e)| proposal(i, e))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+/// Appends `events` atomically and durably; replies `{"receipts": [...]}`
+/// only once they are durable.
+///
+/// # Errors
+/// A bad event (nothing appended), a conflict, or a store failure.
+pub fn append(store: &Store, events: Vec<NewEvent>) -> Result<Value, WireError> {
+    let props = proposals(events)?;
     let meta: Vec<(Coordinate, String)> = props
         .iter()
         .map(|p| (p.coordinate.clone(), p.kind.clone()))

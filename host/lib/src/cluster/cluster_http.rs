@@ -30,8 +30,8 @@ use crate::cluster::held_slots::HeldSlots;
 use crate::cluster::partition_scan::scan_partition;
 use batpak_nats::{LogError, NatsLog};
 use batpak_service::{
-    ErrorCode, Follower, NewEvent, Page, PartitionPage, Query, ServedLog, WireError,
-    MAX_APPEND_EVENTS, MAX_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
+    ErrorCode, Follower, NewEvent, Page, PartitionPage, Query, ServedLog, WireError, MAX_PAGE,
+    MAX_PAGE_BYTES, MAX_WAIT_MS,
 };
 use batpak_store::{Event, EventId, Region};
 use serde_json::value::RawValue;
@@ -255,23 +255,7 @@ impl ClusterLog {
 
 impl ServedLog for ClusterLog {
     fn append(&self, events: Vec<NewEvent>) -> Result<Value, WireError> {
-        if events.is_empty() {
-            return Err(bad("no events to append"));
-        }
-        if events.len() > MAX_APPEND_EVENTS {
-            return Err(WireError::new(
-                ErrorCode::TooLarge,
-                format!(
-                    "{} events in one request; send at most {MAX_APPEND_EVENTS} per request",
-                    events.len()
-                ),
-            ));
-        }
-        let props = events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| batpak_service::proposal(i, e))
-            .collect::<Result<Vec<_>, _>>()?;
+        let props = batpak_service::proposals(events)?;
         // Every event checked first (causes: an event of the cluster or an
         // earlier event's "id"): nothing is written when one is bad.
         let mut causes = Causes::default();

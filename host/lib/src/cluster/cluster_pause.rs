@@ -7,9 +7,11 @@
 //! again at their next tick.
 
 use crate::cluster::address::ClusterAddress;
-use crate::cluster::cluster_run_error::{open_log, ClusterRunError};
+use crate::cluster::cluster_run_error::{
+    open_log, open_plugin_store, plugins_error, ClusterRunError,
+};
 use crate::cluster::cluster_status::{cluster_status, SlotStatus};
-use batpak_nats::{NatsOptions, PluginStore};
+use batpak_nats::NatsOptions;
 use std::time::{Duration, Instant};
 
 /// The longest `pause` waits for the hosts to stop the reactor's instances.
@@ -30,19 +32,14 @@ pub fn cluster_pause(
 ) -> Result<Vec<SlotStatus>, ClusterRunError> {
     let options = NatsOptions::default();
     let log = open_log(address, &options)?;
-    let shown = address.to_string();
-    let plugins_error = |source| ClusterRunError::Plugins {
-        address: shown.clone(),
-        source,
-    };
-    let store = PluginStore::open(address.servers(), &options, log.layout().replicas)
-        .map_err(plugins_error)?;
-    if store.current(name).map_err(plugins_error)?.is_none() {
+    let store = open_plugin_store(address, &options, &log)?;
+    let plugins_error = plugins_error(address);
+    if store.current(name).map_err(&plugins_error)?.is_none() {
         return Err(ClusterRunError::Usage(format!(
             "the cluster at {address} runs no reactor {name:?} (`status --store {address}` lists them)"
         )));
     }
-    store.set_paused(name, paused).map_err(plugins_error)?;
+    store.set_paused(name, paused).map_err(&plugins_error)?;
     let deadline = Instant::now() + PAUSE_WAIT;
     loop {
         let mine: Vec<SlotStatus> = cluster_status(address)?

@@ -34,10 +34,11 @@
 use crate::cluster::address::ClusterAddress;
 use crate::cluster::cluster_host::DEFAULT_LEASE_TTL;
 use crate::cluster::cluster_host::{open_log, ClusterRunError};
+use crate::cluster::cluster_run_error::{open_plugin_store, plugins_error};
 use batpak_nats::partition::local_entity;
 use batpak_nats::{
     decode_cursor, encode_cursor, host_id, reactor_slot, Commit, LeaseView, Leases, LogError,
-    NatsLog, NatsOptions, PluginStore, Resolution,
+    NatsLog, NatsOptions, Resolution,
 };
 use batpak_runtime::cursor_id;
 use batpak_service::ResetTo;
@@ -134,15 +135,9 @@ pub fn cluster_reset(
             k - 1
         )));
     }
-    let shown = address.to_string();
-    let plugins_error = |source| {
-        ClusterResetError::Cluster(ClusterRunError::Plugins {
-            address: shown.clone(),
-            source,
-        })
-    };
-    let store = PluginStore::open(address.servers(), &options, log.layout().replicas)
-        .map_err(plugins_error)?;
+    let store = open_plugin_store(address, &options, &log)?;
+    let run_error = plugins_error(address);
+    let plugins_error = |source| ClusterResetError::Cluster(run_error(source));
     if store.current(name).map_err(plugins_error)?.is_none() {
         return Err(usage(format!(
             "the cluster at {address} runs no reactor {name:?} (`status --store {address}` lists them)"
@@ -357,12 +352,7 @@ fn reset_partition(
             "from": from,
             "to": target,
             "region": batpak_store::hex(&region),
-            "requested": match to {
-                ResetTo::Start => "start".to_string(),
-                ResetTo::End => "end".to_string(),
-                ResetTo::Current => "current".to_string(),
-                ResetTo::Sequence(n) => n.to_string(),
-            },
+            "requested": to.to_string(),
         });
         let mut proposal = Proposal::new(
             Coordinate {

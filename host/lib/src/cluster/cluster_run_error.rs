@@ -4,7 +4,7 @@
 //! init`.
 
 use crate::cluster::address::ClusterAddress;
-use batpak_nats::{LeaseError, LogError, NatsLog, NatsOptions, PluginStoreError};
+use batpak_nats::{LeaseError, LogError, NatsLog, NatsOptions, PluginStore, PluginStoreError};
 
 /// Why a cluster command (`run`, `status`, `swap`, `pause`, `resume` with
 /// `--store`) did not start or was refused.
@@ -81,4 +81,27 @@ pub(crate) fn open_log(
             source: e,
         },
     })
+}
+
+/// The error for a failure of the plugin store of the cluster at
+/// `address`, as a function to hand to `map_err`.
+pub(crate) fn plugins_error(
+    address: &ClusterAddress,
+) -> impl Fn(PluginStoreError) -> ClusterRunError {
+    let shown = address.to_string();
+    move |source| ClusterRunError::Plugins {
+        address: shown.clone(),
+        source,
+    }
+}
+
+/// Opens the plugin store of the cluster at `address`, whose log `log`
+/// gives the replica count its buckets are made with.
+pub(crate) fn open_plugin_store(
+    address: &ClusterAddress,
+    options: &NatsOptions,
+    log: &NatsLog,
+) -> Result<PluginStore, ClusterRunError> {
+    PluginStore::open(address.servers(), options, log.layout().replicas)
+        .map_err(plugins_error(address))
 }

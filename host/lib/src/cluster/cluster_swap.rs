@@ -15,11 +15,13 @@
 //! that will apply, so an `init` that refuses it is refused here.
 
 use crate::cluster::address::ClusterAddress;
-use crate::cluster::cluster_run_error::{open_log, ClusterRunError};
+use crate::cluster::cluster_run_error::{
+    open_log, open_plugin_store, plugins_error, ClusterRunError,
+};
 use crate::plugins::compile_cache::CacheOptions;
 use crate::plugins::loader::Loader;
 use crate::plugins::plugin_config::{Flags, PluginConfigFile};
-use batpak_nats::{NatsOptions, PluginStore, ReactorVersion};
+use batpak_nats::{NatsOptions, ReactorVersion};
 use batpak_runtime::{Reactor, Runtime};
 use std::path::Path;
 
@@ -56,14 +58,9 @@ pub fn cluster_swap(
 ) -> Result<ClusterSwap, ClusterRunError> {
     let options = NatsOptions::default();
     let log = open_log(address, &options)?;
-    let shown = address.to_string();
-    let plugins_error = |source| ClusterRunError::Plugins {
-        address: shown.clone(),
-        source,
-    };
-    let store = PluginStore::open(address.servers(), &options, log.layout().replicas)
-        .map_err(plugins_error)?;
-    let Some((from, revision)) = store.current(name).map_err(plugins_error)? else {
+    let store = open_plugin_store(address, &options, &log)?;
+    let plugins_error = plugins_error(address);
+    let Some((from, revision)) = store.current(name).map_err(&plugins_error)? else {
         return Err(ClusterRunError::Usage(format!(
             "the cluster at {address} runs no reactor {name:?}: start it with `batpak-host run \
              --store {address} {}`",
@@ -122,6 +119,6 @@ pub fn cluster_swap(
         .map_err(|e| ClusterRunError::Load(anyhow::anyhow!("reading {}: {e}", file.display())))?;
     store
         .publish(name, &to, bytes, Some(revision))
-        .map_err(plugins_error)?;
+        .map_err(&plugins_error)?;
     Ok(ClusterSwap::Stored { from, to })
 }

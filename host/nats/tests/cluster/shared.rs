@@ -1,9 +1,10 @@
 //! Helpers shared by the NATS cluster tests and the host-level cluster
 //! scenarios (`tests/e2e/cluster_hosts.rs` includes this file by path):
-//! client options, the seeded generator, rounds, reading a partition,
-//! appending until acknowledged.
+//! client options, `cluster init` of a test cluster, the seeded generator,
+//! rounds, reading a partition, appending until acknowledged.
 
-use batpak_nats::{Appended, LogError, NatsLog, NatsOptions};
+use crate::harness::Cluster;
+use batpak_nats::{init_cluster, Appended, InitSpec, LogError, NatsLog, NatsOptions};
 use batpak_store::{Event, Proposal};
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,19 @@ pub fn options() -> NatsOptions {
         connect_timeout: Duration::from_secs(5),
         ping_interval: Duration::from_secs(1),
     }
+}
+
+/// `cluster init` of `cluster` with `partitions` × `replicas`, then a log
+/// opened on it.
+pub fn init(cluster: &Cluster, partitions: u32, replicas: u32) -> NatsLog {
+    let spec = InitSpec {
+        servers: cluster.servers(),
+        monitors: cluster.monitors(),
+        partitions,
+        replicas,
+    };
+    init_cluster(&spec, options()).unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    NatsLog::open(&cluster.servers(), options()).unwrap()
 }
 
 /// A seeded generator (xorshift64*); the seed comes from `BATPAK_SEED`
