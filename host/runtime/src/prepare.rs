@@ -3,7 +3,7 @@
 //! it, and make a sandboxed store for an instance.
 
 use super::bindings::{Bindings, Pre};
-use super::cache::CompileSource;
+use super::cache::{CacheHit, CompileSource};
 use super::code_tier::CodeTier;
 use super::component_file::{open_component, read_opened, scan, targeted_wit};
 use super::failure::ReactFailure;
@@ -162,14 +162,7 @@ pub(crate) fn prepare(rt: &Runtime, path: &Path, tiering: Tiering) -> Result<Pre
         if let Some(known) = known {
             check_counts(rt, path, known.memories as usize, known.tables as usize)?;
             if let Some(hit) = rt.cached(&known.digest) {
-                steps.cache_check = hit.check;
-                steps.deserialize = hit.deserialize;
-                let code = Code {
-                    component: hit.component,
-                    tier: CodeTier::Optimised,
-                    source: CompileSource::Cached,
-                    took: hit.check + hit.deserialize,
-                };
+                let code = from_cache(hit, &mut steps);
                 return finish(rt, path, known.digest, code, steps);
             }
         }
@@ -200,14 +193,7 @@ pub(crate) fn prepare(rt: &Runtime, path: &Path, tiering: Tiering) -> Result<Pre
         steps.file_record += t.elapsed();
     }
     if let Some(hit) = rt.cached(&digest) {
-        steps.cache_check = hit.check;
-        steps.deserialize = hit.deserialize;
-        let code = Code {
-            component: hit.component,
-            tier: CodeTier::Optimised,
-            source: CompileSource::Cached,
-            took: hit.check + hit.deserialize,
-        };
+        let code = from_cache(hit, &mut steps);
         return finish(rt, path, digest, code, steps);
     }
     if tiering == Tiering::Allowed && rt.wants_baseline(bytes.len()) {
@@ -272,6 +258,19 @@ pub(crate) fn prepare(rt: &Runtime, path: &Path, tiering: Tiering) -> Result<Pre
 }
 
 /// Checks the world of compiled code and links it.
+/// The code of a compile-cache hit (only optimised code is cached), its
+/// check and deserialisation times noted in `steps`.
+fn from_cache(hit: CacheHit, steps: &mut LoadSteps) -> Code {
+    steps.cache_check = hit.check;
+    steps.deserialize = hit.deserialize;
+    Code {
+        component: hit.component,
+        tier: CodeTier::Optimised,
+        source: CompileSource::Cached,
+        took: hit.check + hit.deserialize,
+    }
+}
+
 fn finish(
     rt: &Runtime,
     path: &Path,
