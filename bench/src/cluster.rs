@@ -178,8 +178,8 @@ fn appends<L: Sync>(
 struct Confirmer(Descriptor);
 
 impl Confirmer {
-    fn boxed() -> Box<dyn Reactor> {
-        let mut d = Descriptor::new("confirmer", "1.0.0");
+    fn boxed(name: &str) -> Box<dyn Reactor> {
+        let mut d = Descriptor::new(name, "1.0.0");
         d.region = batpak_store::Region::all().kinds([INPUT]);
         d.emits = vec![OUTPUT.into()];
         Box::new(Confirmer(d))
@@ -220,12 +220,12 @@ fn settings() -> RunnerSettings {
     }
 }
 
-/// Runs one runner per log in `logs` until their inputs handled reach
-/// `inputs`; the count handled.
-fn run_pipeline(logs: Vec<SharedLog>, inputs: u64) -> Result<u64> {
+/// Runs reactor `name` as one runner per log in `logs` until their inputs
+/// handled reach `inputs`; the count handled.
+fn run_pipeline(logs: Vec<SharedLog>, name: &str, inputs: u64) -> Result<u64> {
     let hs = logs
         .into_iter()
-        .map(|l| batpak_runtime::spawn(l, Confirmer::boxed(), settings()))
+        .map(|l| batpak_runtime::spawn(l, Confirmer::boxed(name), settings()))
         .collect::<Result<Vec<_>, _>>()?;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -426,7 +426,7 @@ pub fn run(dir: &Path, secs: f64, inputs: u64) -> Result<()> {
             store.append_batch(chunk.to_vec(), AppendOptions::durable())?;
         }
         let shared: SharedLog = Arc::new(store.clone());
-        let phase = Phase::measure(&[], || run_pipeline(vec![shared], inputs))?;
+        let phase = Phase::measure(&[], || run_pipeline(vec![shared], "confirmer", inputs))?;
         rows.push(Row {
             what: "pipeline (2 reactions/input), embedded store".into(),
             phase,
@@ -434,52 +434,93 @@ pub fn run(dir: &Path, secs: f64, inputs: u64) -> Result<()> {
         });
         store.close()?;
     }
-    // The pipeline over a 3-node cluster with 1, 2, 4 partitions.
+    // The pipeline over a 1-node and a 3-node cluster with 1, 2, 4
+    // partitions, run by one host (one connection, every partition's
+    // runner) and — with 2 or more partitions — again by two hosts (two
+    // connections, half the partitions each: what two `run --store` hosts
+    // do; another reactor name, so the same inputs are handled again).
     let mut per_partition = Vec::new();
-    for k in [1u32, 2, 4] {
-        let b = start(&bin, &tmp.path().join(format!("pipeline-{k}")), 3, k)?;
-        let pids = b.cluster.pids();
-        // 16 per partition: a multiple of the writers, so no two writers share
-        // an entity (they would contend for its chain).
-        let ents = entities(&b.log, 16);
-        let fill = Phase::measure(&pids, || {
-            fill_cluster(&b.log, &ents, inputs)?;
-            Ok(inputs)
-        })?;
-        let logs: Vec<SharedLog> = PartitionLog::all(&b.log)
-            .into_iter()
-            .map(|p| Arc::new(p) as SharedLog)
-            .collect();
-        let phase = Phase::measure(&pids, || run_pipeline(logs, inputs))?;
-        // Every input's two reactions are there.
-        let mut outs = 0u64;
-        for p in 0..k {
-            let mut after = 0;
-            loop {
-                let r = b.log.read(p, after, batpak_nats::MAX_READ)?;
-                if r.scanned == after {
-                    break;
+    for nodes in [1u16, 3] {
+        for k in [1u32, 2, 4] {
+            let b = start(
+                &bin,
+                &tmp.path().join(format!("pipeline-{nodes}-{k}")),
+                nodes,
+                k,
+            )?;
+            let pids = b.cluster.pids();
+            // 16 per partition: a multiple of the writers, so no two writers
+            // share an entity (they would contend for its chain).
+            let ents = entities(&b.log, 16);
+            let fill = Phase::measure(&pids, || {
+                fill_cluster(&b.log, &ents, inputs)?;
+                Ok(inputs)
+            })?;
+            rows.push(Row {
+                what: format!(
+                    "fill for the pipeline, {nodes}-node cluster, {k} partition(s), {WRITERS} writers"
+                ),
+                phase: fill,
+                note: "inputs appended before the runners start".into(),
+            });
+            let host_counts: &[usize] = if k >= 2 { &[1, 2] } else { &[1] };
+            for &hosts in host_counts {
+                let name = format!("confirmer-{hosts}h");
+                let conns: Vec<Arc<NatsLog>> = (0..hosts)
+                    .map(|h| {
+                        if h == 0 {
+                            Ok(b.log.clone())
+                        } else {
+                            Ok(Arc::new(NatsLog::open(&b.servers, NatsOptions::default())?))
+                        }
+                    })
+                    .collect::<Result<_>>()?;
+                let logs: Vec<SharedLog> = (0..k)
+                    .map(|p| {
+                        let conn = conns[p as usize % hosts].clone();
+                        Ok(Arc::new(PartitionLog::new(conn, p)?) as SharedLog)
+                    })
+                    .collect::<Result<_>>()?;
+                let phase = Phase::measure(&pids, || run_pipeline(logs, &name, inputs))?;
+                // Every input's two reactions from this reactor are there.
+                let mut outs = 0u64;
+                for p in 0..k {
+                    let mut after = 0;
+                    loop {
+                        let r = b.log.read(p, after, batpak_nats::MAX_READ)?;
+                        if r.scanned == after {
+                            break;
+                        }
+                        outs += r
+                            .events
+                            .iter()
+                            .filter(|e| {
+                                e.kind() == OUTPUT
+                                    && e.header
+                                        .meta
+                                        .iter()
+                                        .any(|(k, v)| k == "reactor" && *v == name)
+                            })
+                            .count() as u64;
+                        after = r.scanned;
+                    }
                 }
-                outs += r.events.iter().filter(|e| e.kind() == OUTPUT).count() as u64;
-                after = r.scanned;
+                if nodes == 3 && hosts == 1 {
+                    per_partition.push((k, phase.host_us(), phase.server_us(), phase.rate()));
+                }
+                rows.push(Row {
+                    what: format!(
+                        "pipeline (2 reactions/input), {nodes}-node cluster, {k} partition(s), {hosts} host(s)"
+                    ),
+                    phase,
+                    note: format!(
+                        "{k} runner(s), one per partition; {outs} reactions ({} expected)",
+                        2 * inputs
+                    ),
+                });
             }
+            eprintln!("cluster: pipeline on {nodes} node(s), {k} partition(s) done");
         }
-        rows.push(Row {
-            what: format!(
-                "fill for the pipeline, 3-node cluster, {k} partition(s), {WRITERS} writers"
-            ),
-            phase: fill,
-            note: "inputs appended before the runners start".into(),
-        });
-        per_partition.push((k, phase.host_us(), phase.server_us(), phase.rate()));
-        rows.push(Row {
-            what: format!("pipeline (2 reactions/input), 3-node cluster, {k} partition(s)"),
-            phase,
-            note: format!(
-                "{k} runner(s), one per partition; {outs} reactions ({} expected)",
-                2 * inputs
-            ),
-        });
     }
     println!();
     println!(
