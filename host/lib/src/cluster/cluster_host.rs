@@ -38,6 +38,7 @@
 use crate::cluster::address::ClusterAddress;
 pub(crate) use crate::cluster::cluster_run_error::open_log;
 pub use crate::cluster::cluster_run_error::ClusterRunError;
+use crate::cluster::free_slots::FreeSlots;
 use crate::cluster::held_slots::HeldSlots;
 use crate::cluster::relay_slots::RelaySlots;
 pub use crate::cluster::slots::DEFAULT_LEASE_TTL;
@@ -52,7 +53,6 @@ use batpak_nats::{
     NatsLog, NatsOptions, PartitionLog, PluginStore, PluginStoreError, ReactorVersion, Running,
 };
 use batpak_runtime::{cursor_id, FailurePolicy, Reactor, RunnerSettings, Runtime};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -268,7 +268,7 @@ pub fn run_cluster_host(
         reactors,
         owned: Vec::new(),
         relays: RelaySlots::default(),
-        free_since: HashMap::new(),
+        free: FreeSlots::default(),
         console,
         policy: (config.attempts, config.backoff, config.swap_rollback),
         report: ClusterReport::default(),
@@ -340,7 +340,7 @@ struct ClusterHost {
     relays: RelaySlots,
     /// Slots seen takeable, since when (a slot left free for a TTL is
     /// taken by any host, preferred or not).
-    free_since: HashMap<String, Instant>,
+    free: FreeSlots,
     console: Console,
     /// attempts, backoff, swap_rollback.
     policy: (u32, Duration, u32),
@@ -512,22 +512,14 @@ impl ClusterHost {
                     return;
                 }
                 let slot = reactor_slot(&self.reactors[r].name, p);
-                if self.owned.iter().any(|o| o.slot == slot) {
-                    self.free_since.remove(&slot);
-                    continue;
-                }
                 let view = snap.lease(&slot);
-                if !view.takeable() {
-                    self.free_since.remove(&slot);
+                let held_here = self.owned.iter().any(|o| o.slot == slot);
+                let Some(free_for) = self.free.free_for(&slot, held_here, &view) else {
                     continue;
-                }
-                let since = *self
-                    .free_since
-                    .entry(slot.clone())
-                    .or_insert_with(Instant::now);
+                };
                 let hosts = self.candidates(snap, r);
                 let mine = preferred(&slot, &hosts).is_some_and(|h| *h == self.id);
-                if !mine && since.elapsed() < ttl {
+                if !mine && free_for < ttl {
                     continue;
                 }
                 let loaded = &self.reactors[r].loaded.plugin;
@@ -543,7 +535,7 @@ impl ClusterHost {
                         continue;
                     }
                 };
-                self.free_since.remove(&slot);
+                self.free.taken(&slot);
                 self.start_slot(r, p, slot, revision, view.holder().map(str::to_string));
             }
         }

@@ -16,6 +16,7 @@ pub mod cluster_swap;
 pub mod connect;
 pub mod dev;
 pub mod events;
+pub mod free_slots;
 pub mod held_slots;
 pub mod init;
 pub mod partition_scan;

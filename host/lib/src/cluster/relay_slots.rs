@@ -10,11 +10,11 @@
 //! is refused whole (`batpak_nats`'s crate docs, "Reactions to other
 //! partitions").
 
+use crate::cluster::free_slots::FreeSlots;
 use batpak_nats::{
     preferred, relay_slot, LeaseError, LeaseSnapshot, Leases, NatsLog, Relay, RelayHandle,
     RelaySettings,
 };
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -46,7 +46,7 @@ impl OwnedRelay {
 pub struct RelaySlots {
     owned: Vec<OwnedRelay>,
     /// Slots seen takeable, since when.
-    free_since: HashMap<String, Instant>,
+    free: FreeSlots,
     /// Relays started over the run.
     pub acquired: u64,
 }
@@ -129,21 +129,13 @@ impl RelaySlots {
         let hosts = hosts(snap);
         for q in 0..partitions {
             let slot = relay_slot(q);
-            if self.owned.iter().any(|o| o.slot == slot) {
-                self.free_since.remove(&slot);
-                continue;
-            }
             let view = snap.lease(&slot);
-            if !view.takeable() {
-                self.free_since.remove(&slot);
+            let held_here = self.owned.iter().any(|o| o.slot == slot);
+            let Some(free_for) = self.free.free_for(&slot, held_here, &view) else {
                 continue;
-            }
-            let since = *self
-                .free_since
-                .entry(slot.clone())
-                .or_insert_with(Instant::now);
+            };
             let mine = preferred(&slot, &hosts).is_some_and(|h| *h == me);
-            if !mine && since.elapsed() < leases.ttl() {
+            if !mine && free_for < leases.ttl() {
                 continue;
             }
             let revision = match leases.acquire(&slot, &view, None) {
@@ -154,7 +146,7 @@ impl RelaySlots {
                     continue;
                 }
             };
-            self.free_since.remove(&slot);
+            self.free.taken(&slot);
             match Relay::spawn(log.clone(), q, RelaySettings::default()) {
                 Ok(handle) => {
                     self.acquired += 1;
