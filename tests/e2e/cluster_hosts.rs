@@ -29,7 +29,8 @@
 //! host) is printed and replayed with `BATPAK_SEED`.
 
 use crate::common::{
-    bin, plugin, spawn_cluster_host, tempdir, wait_exit, KeptLines, CLUSTER_HOST_TTL_MS,
+    bin, passthrough_variant, plugin, spawn_cluster_host, tempdir, wait_exit, KeptLines,
+    CLUSTER_HOST_TTL_MS,
 };
 use crate::harness::{serial, Cluster};
 use crate::nats_shared::{all_events, append_until_acked, init, options, rounds, Rng};
@@ -285,27 +286,10 @@ fn status_json(cluster: &Cluster) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).expect("status --json")
 }
 
-/// The passthrough component with a custom section appended: same
-/// behaviour, new digest — a new version without another build.
+/// The passthrough component, new digest per `k` (see
+/// [`passthrough_variant`]).
 fn variant(k: u32) -> Vec<u8> {
-    let mut bytes = std::fs::read(plugin("passthrough")).expect("passthrough.wasm");
-    let name = b"cluster-swap-test";
-    let mut sec = vec![name.len() as u8];
-    sec.extend_from_slice(name);
-    sec.extend_from_slice(&k.to_le_bytes());
-    bytes.push(0); // custom section id
-    let mut n = sec.len();
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            bytes.push(b);
-            break;
-        }
-        bytes.push(b | 0x80);
-    }
-    bytes.extend_from_slice(&sec);
-    bytes
+    passthrough_variant("cluster-swap-test", k)
 }
 
 #[test]

@@ -448,3 +448,26 @@ pub fn append_payloads(data: &Path, payloads: impl IntoIterator<Item = String>) 
         );
     }
 }
+
+/// The passthrough component with a custom section `section` holding `k`
+/// appended: same behaviour, a new digest per (`section`, `k`) — a "new
+/// version" without another build.
+pub fn passthrough_variant(section: &str, k: u32) -> Vec<u8> {
+    let mut bytes = std::fs::read(plugin("passthrough")).expect("passthrough.wasm");
+    let mut sec = vec![section.len() as u8];
+    sec.extend_from_slice(section.as_bytes());
+    sec.extend_from_slice(&k.to_le_bytes());
+    bytes.push(0); // custom section id
+    let mut n = sec.len();
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            bytes.push(b);
+            break;
+        }
+        bytes.push(b | 0x80);
+    }
+    bytes.extend_from_slice(&sec);
+    bytes
+}

@@ -11,28 +11,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The passthrough component with a custom section appended: same
-/// behaviour, new digest — a "new version" without another build.
+/// The passthrough component, new digest per `k` (see
+/// [`passthrough_variant`]).
 fn variant(k: u32) -> Vec<u8> {
-    let mut bytes = std::fs::read(plugin("passthrough")).expect("passthrough.wasm");
-    let name = b"hot-swap-test";
-    let body: Vec<u8> = k.to_le_bytes().to_vec();
-    let mut sec = vec![name.len() as u8];
-    sec.extend_from_slice(name);
-    sec.extend_from_slice(&body);
-    bytes.push(0); // custom section id
-    let mut n = sec.len();
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            bytes.push(b);
-            break;
-        }
-        bytes.push(b | 0x80);
-    }
-    bytes.extend_from_slice(&sec);
-    bytes
+    passthrough_variant("hot-swap-test", k)
 }
 
 /// The hand-written null reactor, renamed / retargeted by text edits.

@@ -363,27 +363,10 @@ fn append_while_running(data: &Path, events: &[Value]) {
     append(data, events);
 }
 
-/// The passthrough component with a custom section appended: same
-/// behaviour, new digest (as in `hot_swap.rs`).
+/// The passthrough component, new digest per `k` (see
+/// [`passthrough_variant`]).
 fn variant(k: u32) -> Vec<u8> {
-    let mut bytes = std::fs::read(plugin("passthrough")).expect("passthrough.wasm");
-    let name = b"instances-test";
-    let mut sec = vec![name.len() as u8];
-    sec.extend_from_slice(name);
-    sec.extend_from_slice(&k.to_le_bytes());
-    bytes.push(0);
-    let mut n = sec.len();
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            bytes.push(b);
-            break;
-        }
-        bytes.push(b | 0x80);
-    }
-    bytes.extend_from_slice(&sec);
-    bytes
+    passthrough_variant("instances-test", k)
 }
 
 #[test]
