@@ -22,7 +22,7 @@ use batpak_host_lib::{default_toolchains, LocalCluster};
 use batpak_log::SharedLog;
 use batpak_nats::{init_cluster, InitSpec, LogError, NatsLog, NatsOptions, PartitionLog};
 use batpak_runtime::{Descriptor, ReactFailure, Reaction, Reactor, RunnerSettings};
-use batpak_store::{AppendOptions, CanalHandle, Coordinate, Event, EventId, Proposal, Store};
+use batpak_store::{AppendOptions, CanalHandle, Coordinate, EventId, EventView, Proposal, Store};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -193,15 +193,15 @@ impl Reactor for Confirmer {
     fn digest(&self) -> &str {
         "native-confirmer"
     }
-    fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+    fn react(&mut self, batch: &[EventView]) -> Result<Vec<Reaction>, ReactFailure> {
         let mut out = Vec::with_capacity(batch.len() * 2);
         for (i, e) in batch.iter().enumerate() {
             let c = e.coordinate();
             for _ in 0..2 {
                 out.push(Reaction::new(
                     i as u32,
-                    &c.entity,
-                    &c.scope,
+                    c.entity,
+                    c.scope,
                     OUTPUT,
                     PAYLOAD.to_vec(),
                 ));

@@ -178,6 +178,19 @@ pub fn fmt_ms(ms: f64) -> String {
     }
 }
 
+/// A count as a row label shows it: `1M`, `250K`, or the number itself.
+/// (The `store` table keeps its own lowercase `100k`: older builds' tables
+/// are read by those labels.)
+pub fn short_n(n: u64) -> String {
+    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
+        format!("{}M", n / 1_000_000)
+    } else if n >= 1000 && n.is_multiple_of(1000) {
+        format!("{}K", n / 1000)
+    } else {
+        n.to_string()
+    }
+}
+
 /// `1,234,567`.
 pub fn fmt_int(n: u64) -> String {
     let s = n.to_string();

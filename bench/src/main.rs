@@ -7,21 +7,28 @@
 //! - `batpak-bench reactor` runs the reactor benchmark (see `reactor.rs`).
 //! - `batpak-bench memory` measures resident memory, index bytes per event,
 //!   reopen and replay at scale (see `memory.rs`).
+//! - `batpak-bench throughput` runs issue 20's rows in one run, this build
+//!   beside a previous release (see `throughput.rs`).
 //!
 //! See `bench/README.md` for what each workload means and how to read it.
 
 mod batpak_peer;
 mod cluster;
 mod common;
+mod follow_latency;
 mod host_store;
 mod machine;
+mod measured_child;
 mod memory;
 mod query;
 mod reactor;
 mod report;
 mod service;
 mod sqlite;
+mod sub_output;
 mod swap;
+mod throughput;
+mod throughput_side;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -130,6 +137,11 @@ enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Issue 20's benchmark in one run: pipeline, `run` with 1 and 2
+    /// instances, memory, store (a)-(e), the demo's reactors end to end and
+    /// the follow latency, this build beside `--previous DIR`, with MET or
+    /// MISSED per target.
+    Throughput(Box<throughput::Args>),
     /// Internal: one measurement of `memory` in a fresh process.
     #[command(hide = true)]
     MemoryProbe {
@@ -241,6 +253,7 @@ fn main() -> Result<()> {
                 .tempdir_in(base)?;
             host_store::split(tmp.path(), events)
         }
+        Cmd::Throughput(args) => throughput::run(*args),
         Cmd::FillHost { dir, events } => host_store::fill_and_die(&dir, events),
         Cmd::Memory {
             events,

@@ -16,6 +16,7 @@
 //! the compile cache, as a host restarting does) and has each react once so
 //! its instance exists; RSS delta / instances is the cost per plugin.
 
+use crate::common::short_n;
 use crate::reactor::passthrough_wasm;
 use anyhow::{bail, Context, Result};
 use batpak_runtime::{Plugin, PluginSettings, Reactor, Runtime, RuntimeConfig};
@@ -112,7 +113,7 @@ pub fn probe_plugins(cache: &Path, instances: usize) -> Result<()> {
         timestamp_us: 1,
         prev: None,
         idempotency_key: None,
-        meta: Vec::new(),
+        meta: Default::default(),
     };
     let payload: &[u8] = br#"{"sku":"widget-0042","qty":3,"x":1}"#;
     let ev = Event {
@@ -122,7 +123,7 @@ pub fn probe_plugins(cache: &Path, instances: usize) -> Result<()> {
     };
     let load = || -> Result<Plugin> {
         let mut p = Plugin::load(&rt, &wasm, PluginSettings::default())?;
-        p.react(std::slice::from_ref(&ev))
+        p.react(std::slice::from_ref(&batpak_store::EventView::from(&ev)))
             .map_err(|f| anyhow::anyhow!("react: {f}"))?;
         Ok(p)
     };
@@ -171,16 +172,6 @@ fn num(m: &std::collections::HashMap<String, String>, k: &str) -> Result<f64> {
 
 fn mib(b: f64) -> String {
     format!("{:.1} MiB", b / (1024.0 * 1024.0))
-}
-
-fn short_n(n: u64) -> String {
-    if n >= 1_000_000 && n.is_multiple_of(1_000_000) {
-        format!("{}M", n / 1_000_000)
-    } else if n >= 1000 && n.is_multiple_of(1000) {
-        format!("{}K", n / 1000)
-    } else {
-        n.to_string()
-    }
 }
 
 fn met(ok: bool) -> &'static str {

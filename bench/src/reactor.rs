@@ -29,7 +29,7 @@ use batpak_runtime::{
 };
 use batpak_store::{AppendOptions, Store};
 use batpak_store::{CanalHandle, Region};
-use batpak_store::{Coordinate, Event, EventHeader, EventId, Proposal};
+use batpak_store::{Coordinate, Event, EventHeader, EventId, EventView, Proposal};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,19 +72,13 @@ impl Reactor for NativePassthrough {
     fn digest(&self) -> &str {
         "native"
     }
-    fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+    fn react(&mut self, batch: &[EventView]) -> Result<Vec<Reaction>, ReactFailure> {
         Ok(batch
             .iter()
             .enumerate()
             .map(|(i, e)| {
                 let c = e.coordinate();
-                Reaction::new(
-                    i as u32,
-                    &c.entity,
-                    &c.scope,
-                    "bench.out",
-                    e.payload.to_vec(),
-                )
+                Reaction::new(i as u32, c.entity, c.scope, "bench.out", e.payload.to_vec())
             })
             .collect())
     }
@@ -141,7 +135,7 @@ fn synthetic(n: usize) -> Vec<Event> {
                 timestamp_us: 1,
                 prev: None,
                 idempotency_key: None,
-                meta: Vec::new(),
+                meta: Default::default(),
             };
             Event {
                 hash: header.hash(PAYLOAD),
@@ -163,7 +157,8 @@ fn react_ns(
     per_event: usize,
 ) -> Result<f64> {
     const ROUNDS: usize = 5;
-    let batch = &events[..size];
+    let batch: Vec<EventView> = events[..size].iter().map(EventView::from).collect();
+    let batch = &batch[..];
     let calls = (total / size / ROUNDS).max(20);
     for _ in 0..(calls / 10).max(2) {
         r.react(batch).map_err(|f| anyhow::anyhow!("{f}"))?;

@@ -113,13 +113,32 @@ export function toReactError(thrown) {
 
 // ---- the batch ----
 
+// The layout numbers the hot paths use, as this module's own constants:
+// an imported binding costs a lookup on every read in SpiderMonkey's
+// interpreter (componentize-js has no JIT inside wasm), a local one does not.
+const B_HEADER = BATCH_HEADER_LEN, B_RECORD = BATCH_RECORD_LEN;
 const PAYLOAD_OFFSET = F.PAYLOAD_OFFSET, PAYLOAD_LEN = F.PAYLOAD_LEN;
+// Words (u32) per event record, and the word of event 0's payload offset
+// (its length is the next word).
+const B_RECORD_WORDS = B_RECORD >> 2, PAYLOAD_WORD0 = (B_HEADER + PAYLOAD_OFFSET) >> 2;
 
-// Field reads of an event record. Plain functions, not private methods: a
-// class with private methods brands every instance at construction, a cost
-// per event in both engines' interpreters.
-function u64At(e, field) { return e.batch.view.getBigUint64(e.at + field, true); }
-function u32At(e, field) { return e.batch.view.getUint32(e.at + field, true); }
+// Little-endian platform (every wasm engine; Node on x86 and ARM): the
+// buffers' u32 fields are read and written as Uint32Array elements, an
+// element access instead of a DataView call.
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
+// Both engines interpret (neither has a JIT inside wasm), where every
+// property access, call and allocation costs: the per-event path below
+// (iterating, `payload`, `propose`, `toBytes`) is written to do as few as
+// it can. Field reads of an event record: plain functions, not private
+// methods (a class with private methods brands every instance at
+// construction).
+function recordAt(e) { return B_HEADER + B_RECORD * e.index; }
+function u64At(e, field) { return e.batch.view.getBigUint64(recordAt(e) + field, true); }
+function u32At(e, field) {
+  const w = e.batch.words;
+  return w !== null ? w[(recordAt(e) + field) >> 2] : e.batch.view.getUint32(recordAt(e) + field, true);
+}
 
 /** One event of a batch: a view into the batch buffer, nothing copied. */
 export class Event {
@@ -127,7 +146,25 @@ export class Event {
     this.batch = batch;
     /** The event's batch index (0-based, delivery order). */
     this.index = index;
-    this.at = BATCH_HEADER_LEN + BATCH_RECORD_LEN * index;
+    // The payload view is made here, not in a getter: a getter call costs
+    // more than the view, and nearly every reactor reads the payload.
+    const w = batch.words;
+    let start, len;
+    if (w !== null) {
+      const k = PAYLOAD_WORD0 + B_RECORD_WORDS * index;
+      start = batch.payloads + w[k];
+      len = w[k + 1];
+    } else {
+      const at = B_HEADER + B_RECORD * index;
+      start = batch.payloads + batch.view.getUint32(at + PAYLOAD_OFFSET, true);
+      len = batch.view.getUint32(at + PAYLOAD_LEN, true);
+    }
+    /** The payload bytes: a Uint8Array view into the batch, not a copy. */
+    this.payload = batch.bytes.subarray(start, start + len);
+    // The same view and its length, for `propose` to recognise it (and
+    // copy it from the batch) even if `payload` is reassigned.
+    this.view = this.payload;
+    this.len = len;
   }
   /** The event's id. */
   get id() { return new EventId(u64At(this, F.ID_HI), u64At(this, F.ID_LO)); }
@@ -150,13 +187,6 @@ export class Event {
   get scope() { return this.batch.string(u32At(this, F.SCOPE)); }
   /** Kind. */
   get kind() { return this.batch.string(u32At(this, F.KIND)); }
-  /** The payload bytes: a Uint8Array view into the batch, not a copy. */
-  get payload() {
-    // Inlined field reads: both engines interpret, so every call counts.
-    const b = this.batch, view = b.view;
-    const start = b.payloads + view.getUint32(this.at + PAYLOAD_OFFSET, true);
-    return b.bytes.subarray(start, start + view.getUint32(this.at + PAYLOAD_LEN, true));
-  }
   /** The payload decoded as UTF-8 (TypeError when it is not). */
   text() { return utf8Decode(this.payload); }
   /** The payload parsed as JSON (SyntaxError when it is not). */
@@ -172,6 +202,9 @@ export class Batch {
     if (!ArrayBuffer.isView(bytes)) bytes = Uint8Array.from(bytes);
     this.bytes = bytes;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    /** The buffer as u32 words (little-endian platform, 4-aligned buffer), else null. */
+    this.words = LITTLE_ENDIAN && (bytes.byteOffset & 3) === 0
+      ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2) : null;
     if (bytes.length < BATCH_HEADER_LEN) throw new RangeError(`batch buffer of ${bytes.length} bytes is shorter than its header`);
     this.length = this.view.getUint32(0, true);
     this.stringCount = this.view.getUint32(4, true);
@@ -233,8 +266,12 @@ function payloadBytes(payload) {
   return utf8Encode(json);
 }
 
+const P_HEADER = PROPOSALS_HEADER_LEN, P_RECORD = PROPOSAL_RECORD_LEN;
+const C_SOURCE = CAUSATION_SOURCE, C_EVENT = CAUSATION_EVENT, C_NONE = CAUSATION_NONE;
 const P_SOURCE = P.SOURCE, P_KIND = P.KIND, P_ENTITY = P.ENTITY, P_SCOPE = P.SCOPE, P_PAYLOAD = P.PAYLOAD,
   P_CAUSATION = P.CAUSATION;
+// Word (u32) indexes of a proposal record's fields.
+const W_SOURCE = P_SOURCE >> 2, W_KIND = P_KIND >> 2, W_PAYLOAD = P_PAYLOAD >> 2;
 
 /** The proposals of one `react` call, written as the flat proposals buffer. */
 export class Output {
@@ -242,13 +279,18 @@ export class Output {
   constructor(emits) {
     this.kinds = new Map(emits.map((k, i) => [k, i]));
     this.emits = emits;
-    // One array per field, no object per proposal: both engines interpret,
-    // and each allocation costs there. `extras` holds the fields that are
-    // not the defaults (entity, scope, cause), by proposal index.
-    this.sources = [];
-    this.kindIndexes = [];
-    this.payloads = [];
+    // The kind proposed last and its index: one comparison instead of a
+    // Map lookup when a reactor proposes one kind again and again.
+    this.lastKind = undefined;
+    this.lastKindIndex = 0;
+    // Three entries per proposal, no object per proposal: the source event,
+    // the kind's index, and the payload — the source's own payload view as
+    // its length (a number; copied from the batch, consecutive ones in one
+    // run), any other as its bytes. `extras` holds the fields that are not
+    // the defaults (entity, scope, cause), by proposal index.
+    this.items = [];
     this.extras = new Map();
+    this.extraLen = 0;
   }
   /**
    * Proposes an event reacting to `source` (a batch event):
@@ -259,48 +301,65 @@ export class Output {
    */
   propose(source, { kind, payload, entity, scope, causedBy } = {}) {
     if (!(source instanceof Event)) throw new TypeError("propose(source, {...}): source must be an event of the batch");
-    const k = this.kinds.get(kind);
-    if (k === undefined) throw new TypeError(`kind ${JSON.stringify(kind)} is not declared in emits (${this.emits.join(", ")})`);
-    let causation = CAUSATION_SOURCE, cause;
-    if (causedBy === null) causation = CAUSATION_NONE;
-    else if (causedBy !== undefined && causedBy !== source) {
-      causation = CAUSATION_EVENT;
-      cause = causedBy instanceof Event ? causedBy.id : EventId.from(causedBy);
+    let k = this.lastKindIndex;
+    if (kind !== this.lastKind) {
+      k = this.kinds.get(kind);
+      if (k === undefined) throw new TypeError(`kind ${JSON.stringify(kind)} is not declared in emits (${this.emits.join(", ")})`);
+      this.lastKind = kind;
+      this.lastKindIndex = k;
     }
-    // The payload view is kept as is (a view into the batch costs nothing
-    // more) and copied once, into the proposals buffer.
-    const bytes = payloadBytes(payload);
-    if (entity !== undefined || scope !== undefined || causation !== CAUSATION_SOURCE) {
-      this.extras.set(this.sources.length, {
+    const items = this.items, m = items.length;
+    if (entity !== undefined || scope !== undefined || (causedBy !== undefined && causedBy !== source)) {
+      let causation = C_SOURCE, cause;
+      if (causedBy === null) causation = C_NONE;
+      else if (causedBy !== undefined && causedBy !== source) {
+        causation = C_EVENT;
+        cause = causedBy instanceof Event ? causedBy.id : EventId.from(causedBy);
+      }
+      const x = {
         entity: entity === undefined ? null : utf8Encode(String(entity)),
         scope: scope === undefined ? null : utf8Encode(String(scope)),
         causation, cause,
-      });
+      };
+      this.extras.set(m / 3, x);
+      this.extraLen += (x.entity ? x.entity.length : 0) + (x.scope ? x.scope.length : 0);
     }
-    this.sources.push(source.index);
-    this.kindIndexes.push(k);
-    this.payloads.push(bytes);
+    // The payload is kept as is (a view into the batch costs nothing more)
+    // and copied once, into the proposals buffer.
+    const p = payload === source.view ? source.len : payloadBytes(payload);
+    // Appended in index order: a write past the end would leave a hole,
+    // and an array with holes is slower in both engines.
+    items[m] = source;
+    items[m + 1] = k;
+    items[m + 2] = p;
   }
   /** Number of proposals so far. */
-  get length() { return this.sources.length; }
+  get length() { return this.items.length / 3; }
   /** The proposals buffer (`react`'s result). */
   toBytes() {
-    const n = this.sources.length;
+    const items = this.items, end = items.length, n = end / 3;
     if (n === 0) return new Uint8Array(0);
-    const { sources, kindIndexes, payloads, extras } = this;
-    let size = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
-    for (let i = 0; i < n; i++) size += payloads[i].length;
-    for (const x of extras.values()) size += (x.entity ? x.entity.length : 0) + (x.scope ? x.scope.length : 0);
+    const extras = this.extras, hasExtras = extras.size !== 0;
+    let size = P_HEADER + P_RECORD * n + this.extraLen;
+    for (let m = 2; m < end; m += 3) {
+      const p = items[m];
+      size += typeof p === "number" ? p : p.length;
+    }
     const out = new Uint8Array(size); // zeroed: reserved fields 0, len 0 = the source's names
     const view = new DataView(out.buffer);
+    // The records as u32 words (little-endian platforms).
+    const w = LITTLE_ENDIAN ? new Uint32Array(out.buffer, 0, size >> 2) : null;
     view.setUint32(0, n, true);
-    let data = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * n;
+    let data = P_HEADER + P_RECORD * n;
+    // Source payloads next to each other in the batch (a pass-through) are
+    // copied as one run: from runStart to runEnd of the batch `runBatch`,
+    // to runTo.
+    let runBatch, runStart = 0, runEnd = 0, runTo = 0;
     // A plain loop with the writes inlined: both engines interpret.
-    for (let i = 0; i < n; i++) {
-      const r = PROPOSALS_HEADER_LEN + PROPOSAL_RECORD_LEN * i;
-      view.setUint32(r + P_SOURCE, sources[i], true);
-      view.setUint32(r + P_KIND, kindIndexes[i], true);
-      const x = extras.size === 0 ? undefined : extras.get(i);
+    for (let m = 0, i = 0; m < end; m += 3, i++) {
+      const r = P_HEADER + P_RECORD * i;
+      const source = items[m], p = items[m + 2];
+      const x = hasExtras ? extras.get(i) : undefined;
       if (x !== undefined) {
         if (x.entity) {
           view.setUint32(r + P_ENTITY, data, true);
@@ -320,12 +379,39 @@ export class Output {
           view.setBigUint64(r + P.CAUSE_LO, x.cause.lo, true);
         }
       }
-      const payload = payloads[i], len = payload.length;
-      view.setUint32(r + P_PAYLOAD, data, true);
-      view.setUint32(r + P_PAYLOAD + 4, len, true);
-      out.set(payload, data);
+      const index = source.index, len = typeof p === "number" ? p : p.length;
+      if (w !== null) {
+        const q = r >> 2;
+        w[q + W_SOURCE] = index;
+        w[q + W_KIND] = items[m + 1];
+        w[q + W_PAYLOAD] = data;
+        w[q + W_PAYLOAD + 1] = len;
+      } else {
+        view.setUint32(r + P_SOURCE, index, true);
+        view.setUint32(r + P_KIND, items[m + 1], true);
+        view.setUint32(r + P_PAYLOAD, data, true);
+        view.setUint32(r + P_PAYLOAD + 4, len, true);
+      }
+      if (typeof p !== "number") {
+        out.set(p, data);
+      } else {
+        const batch = source.batch, bw = batch.words;
+        const start = batch.payloads + (bw !== null
+          ? bw[PAYLOAD_WORD0 + B_RECORD_WORDS * index]
+          : batch.view.getUint32(B_HEADER + B_RECORD * index + PAYLOAD_OFFSET, true));
+        if (batch === runBatch && start === runEnd && data === runTo + (runEnd - runStart)) {
+          runEnd += len;
+        } else {
+          if (runEnd > runStart) out.set(runBatch.bytes.subarray(runStart, runEnd), runTo);
+          runBatch = batch;
+          runStart = start;
+          runEnd = start + len;
+          runTo = data;
+        }
+      }
       data += len;
     }
+    if (runEnd > runStart) out.set(runBatch.bytes.subarray(runStart, runEnd), runTo);
     return out;
   }
 }

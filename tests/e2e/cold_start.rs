@@ -14,7 +14,7 @@ use crate::languages::lang_plugins_dir;
 use batpak_runtime::{
     CodeTier, CompileSource, Plugin, PluginSettings, Reaction, Reactor, Runtime, RuntimeConfig,
 };
-use batpak_store::{Coordinate, Event, EventHeader, EventId};
+use batpak_store::{Coordinate, Event, EventHeader, EventId, EventView};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,12 +23,12 @@ use std::time::{Duration, Instant};
 const OPTIMISE_LIMIT: Duration = Duration::from_secs(600);
 
 /// `n` events the pass-through examples consume (`bench.in`).
-fn events(n: usize) -> Vec<Event> {
+fn events(n: usize) -> Vec<EventView> {
     events_of("bench.in", br#"{"sku":"gizmo","qty":2}"#, n)
 }
 
 /// `n` events of `kind` with `payload`.
-fn events_of(kind: &str, payload: &[u8], n: usize) -> Vec<Event> {
+fn events_of(kind: &str, payload: &[u8], n: usize) -> Vec<EventView> {
     (0..n)
         .map(|i| {
             let header = EventHeader {
@@ -42,13 +42,13 @@ fn events_of(kind: &str, payload: &[u8], n: usize) -> Vec<Event> {
                 timestamp_us: 1,
                 prev: None,
                 idempotency_key: None,
-                meta: Vec::new(),
+                meta: Default::default(),
             };
-            Event {
+            EventView::from(Event {
                 hash: header.hash(payload),
                 header: Arc::new(header),
                 payload: payload.to_vec().into(),
-            }
+            })
         })
         .collect()
 }
@@ -144,6 +144,53 @@ fn a_large_plugin_serves_on_baseline_code_then_moves_to_optimised_code() {
     assert_eq!(decided(&p.react(&batch).unwrap()), decided(&first));
 }
 
+/// The default threshold puts the mid-sized QuickJS component (1.7 MB,
+/// whose Cranelift compile took 1.8–3.1 s under load) on baseline code
+/// first, so its first reaction does not wait for Cranelift, while the
+/// small Rust, C and WAT examples (tens of ms on Cranelift) start on
+/// optimised code as before.
+#[test]
+fn a_mid_sized_plugin_starts_on_baseline_code_and_small_ones_on_optimised_code() {
+    let d = lang_plugins_dir();
+    let qjs = d.join("passthrough_js.wasm");
+    let size = std::fs::metadata(&qjs).unwrap().len();
+    assert!(
+        size >= batpak_runtime::DEFAULT_BASELINE_FROM_BYTES,
+        "the QuickJS example ({size} B) starts on baseline code by default"
+    );
+    let batch = events(8);
+    let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+    let mut p = Plugin::load(&rt, &qjs, PluginSettings::default()).unwrap();
+    assert_eq!(p.compile_info().0, CompileSource::Compiled);
+    assert_eq!(p.code_tier(), CodeTier::Baseline);
+    let first = p.react(&batch).expect("the first batch, on baseline code");
+    assert_eq!(first.len(), batch.len());
+    assert!(
+        p.wait_optimised(OPTIMISE_LIMIT),
+        "the optimised compile did not finish within {OPTIMISE_LIMIT:?}"
+    );
+    let second = p.react(&batch).expect("the next batch, on optimised code");
+    assert_eq!(p.code_tier(), CodeTier::Optimised);
+    assert_eq!(decided(&first), decided(&second));
+
+    for small in [
+        plugin("passthrough"),
+        d.join("passthrough_c.wasm"),
+        d.join("passthrough_wat.wat"),
+    ] {
+        let size = std::fs::metadata(&small).unwrap().len();
+        assert!(size < batpak_runtime::DEFAULT_BASELINE_FROM_BYTES);
+        let rt = Runtime::new(RuntimeConfig::default()).unwrap();
+        let p = Plugin::load(&rt, &small, PluginSettings::default()).unwrap();
+        assert_eq!(
+            p.code_tier(),
+            CodeTier::Optimised,
+            "{} ({size} B) waits for Cranelift",
+            small.display()
+        );
+    }
+}
+
 /// CPU time of the whole process (every thread, user and system).
 fn process_cpu() -> Duration {
     // SAFETY: getrusage only writes the struct it is given.
@@ -209,7 +256,7 @@ fn baseline_code_keeps_the_time_limit_and_the_memory_budget() {
 /// `batch`, for about `secs` of wall time: CPU time, not wall time, so a
 /// background compile sharing the cores does not decide the figure.
 /// Stops early when the plugin changes tier.
-fn events_per_cpu_s(p: &mut Plugin, batch: &[Event], secs: f64) -> f64 {
+fn events_per_cpu_s(p: &mut Plugin, batch: &[EventView], secs: f64) -> f64 {
     let tier = p.code_tier();
     let mut best = 0f64;
     let until = Instant::now() + Duration::from_secs_f64(secs);

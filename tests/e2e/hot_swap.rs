@@ -552,7 +552,9 @@ mod native {
     use batpak_runtime::{
         self, Descriptor, ReactFailure, Reaction, Reactor, RunnerSettings, SwapRefusal,
     };
-    use batpak_store::{AppendOptions, CanalHandle, Coordinate, Event, Proposal, ReactorCanal};
+    use batpak_store::{
+        AppendOptions, CanalHandle, Coordinate, Event, EventView, Proposal, ReactorCanal,
+    };
     use batpak_store::{Region, Store};
     use std::sync::{Arc, Mutex};
     use std::time::{Duration, Instant};
@@ -587,7 +589,7 @@ mod native {
         fn digest(&self) -> &str {
             &self.digest
         }
-        fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+        fn react(&mut self, batch: &[EventView]) -> Result<Vec<Reaction>, ReactFailure> {
             self.batches
                 .lock()
                 .unwrap()
@@ -596,7 +598,7 @@ mod native {
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    Reaction::new(i as u32, &e.coordinate().entity, "t", "out", b"{}".to_vec())
+                    Reaction::new(i as u32, e.coordinate().entity, "t", "out", b"{}".to_vec())
                 })
                 .collect())
         }

@@ -16,6 +16,7 @@ mod nats_shared;
 #[path = "../../host/nats/tests/cluster/provision.rs"]
 mod provision;
 
+mod append_memory;
 mod atomic_append;
 mod bytes_as_sent;
 mod cli_store;

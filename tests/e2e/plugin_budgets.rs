@@ -28,10 +28,10 @@ const PEAK_RSS_LIMIT_KIB: i64 = 400 * 1000;
 const SHARED_NAME: usize = 128 << 10;
 
 /// What a `batpak-host` run left: exit code, stderr, peak RSS in KiB.
-struct Measured {
-    code: Option<i32>,
-    stderr: String,
-    peak_kib: i64,
+pub(crate) struct Measured {
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub peak_kib: i64,
 }
 
 /// `VmHWM` of a running process, in KiB (`None` once it has exited).
@@ -45,7 +45,7 @@ fn vm_hwm_kib(pid: libc::pid_t) -> Option<i64> {
 /// and reads its peak RSS from the kernel when it is reaped.
 // The child is reaped by `wait4` (which returns its rusage), not `wait`.
 #[allow(clippy::zombie_processes)]
-fn run_measured(data: &Path, args: &[&str], limit: Duration) -> Measured {
+pub(crate) fn run_measured(data: &Path, args: &[&str], limit: Duration) -> Measured {
     let mut child = Command::new(bin())
         .arg("--data")
         .arg(data)

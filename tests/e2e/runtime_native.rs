@@ -8,7 +8,7 @@ use batpak_runtime::{
 };
 use batpak_store::{AppendOptions, Store};
 use batpak_store::{CanalHandle, ReactorCanal, Region};
-use batpak_store::{Coordinate, Event, EventId, Proposal};
+use batpak_store::{Coordinate, EventId, EventView, Proposal};
 use batpak_store::{Denial, Gate, GateSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ impl Reactor for Echo {
     fn attach(&mut self, host: HostServices) {
         self.host = Some(host);
     }
-    fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+    fn react(&mut self, batch: &[EventView]) -> Result<Vec<Reaction>, ReactFailure> {
         if let Some(l) = &self.hold {
             let (open, cv) = &**l;
             // Bounded: a test that forgets to open the latch fails on its
@@ -80,7 +80,7 @@ impl Reactor for Echo {
                 }
                 _ => {
                     let c = e.coordinate();
-                    let r = Reaction::new(i as u32, &c.entity, &c.scope, "out", e.payload.to_vec());
+                    let r = Reaction::new(i as u32, c.entity, c.scope, "out", e.payload.to_vec());
                     // The dry run agrees with what the append will decide.
                     let dry = self.host.as_ref().map(|h| h.check(&r, Some(e)));
                     self.dry_runs

@@ -222,19 +222,7 @@ fn sparse_reads_from_a_large_frame_report_a_damaged_event() {
         .unwrap();
     assert_eq!(before.len(), 100);
     // Damage one byte of event 1507's payload (entity e:7) on disk.
-    let seg = std::fs::read_dir(dir.path().join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|x| x == "seg"))
-        .unwrap();
-    let mut bytes = std::fs::read(&seg).unwrap();
-    let needle = b"payload-001507-";
-    let at = bytes
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .unwrap();
-    bytes[at + 3] ^= 0x20;
-    std::fs::write(&seg, &bytes).unwrap();
+    crate::damage_payload(dir.path(), b"payload-001507-");
     let err = store
         .lookup(&Lookup::Entity("e:7".into()), &r, 0, usize::MAX, false)
         .unwrap_err();

@@ -121,6 +121,54 @@ test("proposals are written in the flat layout: defaults, JSON and bytes, causes
   assert.equal(new Output([]).toBytes().length, 0);
 });
 
+test("batch payloads are copied by their place in the batch: in order, reversed, repeated, mixed", () => {
+  // The three-event batch: the worked example's two events and a third
+  // whose payload follows the second's in the batch.
+  const bytes = new Uint8Array(workedExample().length + 96 + 4);
+  {
+    const one = workedExample();
+    const v = new DataView(bytes.buffer);
+    bytes.set(one.subarray(0, 208), 0); // header, records 0 and 1
+    bytes.set(one.subarray(112, 208), 208); // record 2 = record 1 ...
+    v.setUint32(208 + 88, 15, true); // ... with payload 15..19
+    v.setUint32(208 + 92, 4, true);
+    bytes.set(one.subarray(208), 304); // string table, names, payloads
+    v.setUint32(0, 3, true); v.setUint32(8, 304, true); v.setUint32(12, 366, true);
+    bytes.set(utf8Encode("[42]"), 366 + 15);
+  }
+  const batch = new Batch(bytes);
+  const [a, b, c] = batch;
+  assert.equal(c.text(), "[42]");
+  const out = new Output(["x"]);
+  const p = (source, payload, more = {}) => out.propose(source, { kind: "x", payload, ...more });
+  p(a, a.payload); p(b, b.payload); p(c, c.payload); // one run
+  p(c, c.payload); p(a, a.payload); // out of order
+  const bView = b.payload;
+  p(a, c.payload); p(b, bView); // a view handed out before the last one
+  p(b, b.payload, { entity: "e:9" }); p(c, c.payload, { scope: "s" }); // names between two runs
+  p(a, { j: 1 }); p(b, b.payload); p(a, new Uint8Array(0)); p(a, a.payload);
+  const got = decode(out.toBytes()).map((x) => [x.source, x.entity, x.payload]);
+  assert.deepEqual(got, [
+    [0, null, '{"q":1}'], [1, null, '{"q":22}'], [2, null, "[42]"],
+    [2, null, "[42]"], [0, null, '{"q":1}'],
+    [0, null, "[42]"], [1, null, '{"q":22}'],
+    [1, "e:9", '{"q":22}'], [2, null, "[42]"],
+    [0, null, '{"j":1}'], [1, null, '{"q":22}'], [0, null, ""], [0, null, '{"q":1}'],
+  ]);
+  // A view of another batch is copied as the bytes it is.
+  const other = new Batch(workedExample());
+  const [oa] = other;
+  out.propose(a, { kind: "x", payload: oa.payload });
+  assert.deepEqual(decode(out.toBytes()).at(-1).payload, '{"q":1}');
+  // An unaligned batch (no u32 view) proposes the same.
+  const outer = new Uint8Array(bytes.length + 1);
+  outer.set(bytes, 1);
+  const shifted = new Batch(outer.subarray(1));
+  const o2 = new Output(["x"]);
+  for (const e of shifted) o2.propose(e, { kind: "x", payload: e.payload });
+  assert.deepEqual(decode(o2.toBytes()).map((x) => x.payload), ['{"q":1}', '{"q":22}', "[42]"]);
+});
+
 test("proposing an undeclared kind throws naming the kind and emits", () => {
   const out = new Output(["a.b"]);
   const [e] = new Batch(workedExample());

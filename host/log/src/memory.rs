@@ -17,7 +17,7 @@ use crate::read_cursor::ReadCursor;
 use crate::region_batch::RegionBatch;
 use batpak_store::{
     now_us, Canal, CanalBatch, CanalClosed, ChainLink, Checkpoint, CloseReason, Event, EventHeader,
-    EventId, Proposal, Region,
+    EventId, EventView, Proposal, Region,
 };
 use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, VecDeque};
@@ -482,11 +482,16 @@ impl Canal for Live {
         max: usize,
         deadline: Duration,
     ) -> Result<CanalBatch<Event>, CanalClosed> {
-        self.0.pull_batch(max, deadline).map_err(|e| CanalClosed {
+        let views = self.0.pull_batch(max, deadline).map_err(|e| CanalClosed {
             reason: match e {
                 LogError::Closed => CloseReason::StoreClosed,
                 e => CloseReason::Failed(e.to_string()),
             },
-        })
+        })?;
+        // The reader's views are over owned events: taking them back out
+        // copies nothing.
+        Ok(CanalBatch::from_vec(
+            views.into_vec().iter().map(EventView::to_event).collect(),
+        ))
     }
 }

@@ -4,7 +4,7 @@
 use crate::cursor::LogCursor;
 use crate::error::LogError;
 use crate::event_log::EventLog;
-use batpak_store::{Canal, CanalBatch, Event, Region};
+use batpak_store::{Canal, CanalBatch, EventView, Region};
 use std::time::{Duration, Instant};
 
 /// A [`LogCursor`] made of [`EventLog::read`] and
@@ -29,14 +29,14 @@ impl<L: EventLog> ReadCursor<L> {
 }
 
 impl<L: EventLog> Canal for ReadCursor<L> {
-    type Item = Event;
+    type Item = EventView;
     type Error = LogError;
 
     fn pull_batch(
         &mut self,
         max: usize,
         deadline: Duration,
-    ) -> Result<CanalBatch<Event>, LogError> {
+    ) -> Result<CanalBatch<EventView>, LogError> {
         let deadline = Instant::now() + deadline;
         loop {
             let durable = self.log.heads().durable;
@@ -48,7 +48,10 @@ impl<L: EventLog> Canal for ReadCursor<L> {
                 got.events.retain(|e| e.sequence() <= durable);
                 self.position = self.position.max(got.scanned.min(durable));
                 if !got.events.is_empty() {
-                    return Ok(CanalBatch::from_vec(got.events));
+                    // Owned events, handed out as views over them.
+                    return Ok(CanalBatch::from_vec(
+                        got.events.into_iter().map(EventView::from).collect(),
+                    ));
                 }
             }
             let now = Instant::now();

@@ -16,7 +16,7 @@ use crate::event_log::{EventLog, Heads, IntoLog, LiveFeed, SharedLog};
 use crate::region_batch::RegionBatch;
 use batpak_store::{
     AppendOptions, Canal, CanalBatch, CanalClosed, Checkpoint, CloseReason, Cursor, Event, EventId,
-    Region, Store, StoreError, Subscription,
+    EventView, Region, Store, StoreError, Subscription,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -152,19 +152,19 @@ impl EventLog for Store {
 }
 
 /// The store's own [`Cursor`] (it keeps the last frames read between
-/// pulls) as a [`LogCursor`].
+/// pulls) as a [`LogCursor`], delivering views of the frames it read.
 struct StoreCursor(Cursor);
 
 impl Canal for StoreCursor {
-    type Item = Event;
+    type Item = EventView;
     type Error = LogError;
 
     fn pull_batch(
         &mut self,
         max: usize,
         deadline: Duration,
-    ) -> Result<CanalBatch<Event>, LogError> {
-        self.0.pull_batch(max, deadline).map_err(closed_error)
+    ) -> Result<CanalBatch<EventView>, LogError> {
+        self.0.pull_views(max, deadline).map_err(closed_error)
     }
 }
 

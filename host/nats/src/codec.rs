@@ -12,7 +12,7 @@
 //! is reported as damage.
 
 use crate::error::LogError;
-use batpak_store::{hex, ChainLink, Coordinate, Event, EventHeader, EventId, Meta, Proposal};
+use batpak_store::{hex, ChainLink, Coordinate, Event, EventHeader, EventId, Proposal};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -40,7 +40,7 @@ struct Envelope {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    meta: Meta,
+    meta: Vec<(String, String)>,
     hash: String,
 }
 
@@ -110,7 +110,7 @@ pub fn encode(header: &EventHeader, payload: &[u8]) -> (Vec<u8>, [u8; 32]) {
         correlation: id_hex(header.correlation),
         time_us: header.timestamp_us,
         key: header.idempotency_key.clone(),
-        meta: header.meta.clone(),
+        meta: header.meta.to_vec(),
         hash: hex(&hash),
     };
     let json = serde_json::to_vec(&envelope).expect("an envelope always serialises");
@@ -173,7 +173,7 @@ pub fn decode(partition: u32, sequence: u64, body: &[u8]) -> Result<Event, LogEr
         timestamp_us: e.time_us,
         prev,
         idempotency_key: e.key,
-        meta: e.meta,
+        meta: e.meta.into(),
     };
     if header.hash(payload) != hash {
         return Err(damaged(
@@ -225,7 +225,7 @@ mod tests {
             "order.placed",
             b"{\"qty\":2}\n\x00".to_vec(),
         );
-        p.meta = vec![("reactor".into(), "low-stock\nx".into())];
+        p.meta = vec![("reactor".into(), "low-stock\nx".into())].into();
         p.causation = Some(EventId(7));
         let prev = ChainLink {
             id: EventId(41),
@@ -270,7 +270,7 @@ mod tests {
         p.causation = Some(EventId(7));
         p.correlation = Some(EventId(5));
         p.idempotency_key = Some("k".into());
-        p.meta = vec![("reactor".into(), "inventory".into())];
+        p.meta = vec![("reactor".into(), "inventory".into())].into();
         let body = encode_outbox(&p, EventId(42), 1000);
         let back = decode_outbox(1, 3, &body).unwrap();
         p.id = Some(EventId(42));

@@ -10,7 +10,7 @@ use super::capability_gate::{clip, CapabilityGate, ReactionContext, ReactorInfo,
 use super::reaction::{Reaction, ReactionCause};
 use batpak_log::EventLog;
 use batpak_store::{denial_event, Denial, Gate, GateSet};
-use batpak_store::{Coordinate, Event, EventId, Proposal, MAX_KIND_LEN, MAX_NAME_LEN};
+use batpak_store::{Coordinate, EventId, EventView, Proposal, MAX_KIND_LEN, MAX_NAME_LEN};
 use std::sync::Arc;
 
 /// Looks `cause` up, retrying a few times while the log is unavailable: a
@@ -38,7 +38,8 @@ pub(crate) struct Admission {
     gates: Arc<GateSet<ReactionContext>>,
     stream: Coordinate,
     proposer: String,
-    lineage: Vec<(String, String)>,
+    /// Shared by every proposal it stamps (cloning it copies nothing).
+    lineage: batpak_store::Meta,
 }
 
 /// The gates' decision on one reaction, with the proposal it became.
@@ -91,18 +92,18 @@ impl Admission {
     pub(crate) fn proposal(
         &self,
         reaction: Reaction,
-        source: Option<&Event>,
+        source: Option<&EventView>,
         ordinal: u32,
     ) -> Proposal {
         let mut p = Proposal::new(reaction.coordinate, reaction.kind, reaction.payload);
         match reaction.causation {
             ReactionCause::Source => {
-                p.causation = source.map(Event::id);
-                p.correlation = source.map(|s| s.header.correlation);
+                p.causation = source.map(EventView::id);
+                p.correlation = source.map(EventView::correlation);
             }
             ReactionCause::Event(id) => {
                 p.causation = Some(id);
-                p.correlation = source.map(|s| s.header.correlation);
+                p.correlation = source.map(EventView::correlation);
             }
             ReactionCause::None => {}
         }
@@ -140,7 +141,7 @@ impl Admission {
         &self,
         store: &dyn EventLog,
         reaction: Reaction,
-        source: &Event,
+        source: &EventView,
         ordinal: u32,
     ) -> Judged {
         let p = self.proposal(reaction, Some(source), ordinal);
@@ -167,7 +168,7 @@ impl Admission {
                 shown.causation = p.causation;
                 let mut record = denial_event(&self.stream, &self.proposer, &denial, &shown);
                 record.causation = Some(source.id());
-                record.correlation = Some(source.header.correlation);
+                record.correlation = Some(source.correlation());
                 record.id = Some(self.denial_id(source.id(), ordinal));
                 record.meta = self.lineage.clone();
                 Judged::Denied { denial, record }
@@ -182,7 +183,7 @@ impl Admission {
         &self,
         store: &dyn EventLog,
         reaction: Reaction,
-        source: Option<&Event>,
+        source: Option<&EventView>,
     ) -> Option<Denial> {
         let p = self.proposal(reaction, source, 0);
         let ctx = ReactionContext {

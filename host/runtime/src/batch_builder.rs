@@ -4,7 +4,7 @@
 
 use super::convert::id_to_wit;
 use super::wit::types as w;
-use batpak_store::{Event, EventId};
+use batpak_store::{EventId, EventView};
 use rustc_hash::FxHashMap;
 
 /// Interning index for the names of one batch. FxHash: the keys come from
@@ -67,7 +67,7 @@ impl BatchBuilder {
     /// The payloads do not fit the 32-bit offsets of the WIT record.
     pub(crate) fn build(
         &mut self,
-        events: &[Event],
+        events: &[EventView],
         sources: &mut Vec<EventId>,
     ) -> Result<&w::Batch, String> {
         let mut b = self.batch.take().unwrap_or_else(|| w::Batch {
@@ -99,38 +99,39 @@ impl BatchBuilder {
         let mut last_scope: (&str, u32) = ("", u32::MAX);
         let mut last_kind: (&str, u32) = ("", u32::MAX);
         for e in events {
-            let h = &e.header;
-            let entity = intern(&h.coordinate.entity, &mut index, &mut b.strings, &mut used);
-            let scope = if last_scope.1 != u32::MAX && last_scope.0 == h.coordinate.scope {
+            let c = e.coordinate();
+            let entity = intern(c.entity, &mut index, &mut b.strings, &mut used);
+            let scope = if last_scope.1 != u32::MAX && last_scope.0 == c.scope {
                 last_scope.1
             } else {
-                let i = intern(&h.coordinate.scope, &mut index, &mut b.strings, &mut used);
-                last_scope = (&h.coordinate.scope, i);
+                let i = intern(c.scope, &mut index, &mut b.strings, &mut used);
+                last_scope = (c.scope, i);
                 i
             };
-            let kind = if last_kind.1 != u32::MAX && last_kind.0 == h.kind {
+            let kind_name = e.kind();
+            let kind = if last_kind.1 != u32::MAX && last_kind.0 == kind_name {
                 last_kind.1
             } else {
-                let i = intern(&h.kind, &mut index, &mut b.strings, &mut used);
-                last_kind = (&h.kind, i);
+                let i = intern(kind_name, &mut index, &mut b.strings, &mut used);
+                last_kind = (kind_name, i);
                 i
             };
             let offset = b.payloads.len() as u32;
             b.payloads.extend_from_slice(&e.payload);
             list.push(w::Event {
-                id: id_to_wit(h.id),
-                sequence: h.sequence,
-                entity_sequence: h.entity_sequence,
+                id: id_to_wit(e.id()),
+                sequence: e.sequence(),
+                entity_sequence: e.entity_sequence(),
                 entity,
                 scope,
                 kind,
-                causation: h.causation.map(id_to_wit),
-                correlation: id_to_wit(h.correlation),
-                timestamp_us: h.timestamp_us,
+                causation: e.causation().map(id_to_wit),
+                correlation: id_to_wit(e.correlation()),
+                timestamp_us: e.timestamp_us(),
                 payload_offset: offset,
                 payload_len: e.payload.len() as u32,
             });
-            sources.push(h.id);
+            sources.push(e.id());
         }
         b.strings.truncate(used);
         b.events = match list.len() {

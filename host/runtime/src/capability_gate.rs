@@ -3,7 +3,9 @@
 //! and names no event it could not have seen. Caller-defined gates
 //! ([`batpak_store::Gate`]) run after it, in the same [`ReactionContext`].
 
-use batpak_store::{is_system_kind, Coordinate, Denial, Event, Gate, Proposal, MAX_KIND_LEN};
+use batpak_store::{
+    is_system_kind, Coordinate, Denial, EventView, Gate, Meta, Proposal, MAX_KIND_LEN,
+};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -38,13 +40,14 @@ impl ReactorInfo {
         format!("{REACTOR_STREAM_PREFIX}{}@{}", self.name, self.version)
     }
 
-    /// The lineage metadata stamped on every reaction.
-    pub fn lineage(&self) -> Vec<(String, String)> {
-        vec![
+    /// The lineage metadata stamped on every reaction (shared: each
+    /// reaction's proposal holds the same list).
+    pub fn lineage(&self) -> Meta {
+        Meta::from(vec![
             ("reactor".to_string(), self.name.clone()),
             ("reactor_version".to_string(), self.version.clone()),
             ("component".to_string(), self.digest.clone()),
-        ]
+        ])
     }
 }
 
@@ -53,8 +56,10 @@ impl ReactorInfo {
 pub struct ReactionContext {
     /// The reactor that proposed it.
     pub reactor: Arc<ReactorInfo>,
-    /// The event it reacts to (absent for a dry run outside `react`).
-    pub source: Option<Event>,
+    /// The event it reacts to (absent for a dry run outside `react`), as
+    /// the view the reactor was handed ([`EventView::to_event`] for the
+    /// owned event).
+    pub source: Option<EventView>,
     /// True for the `check` host import: nothing will be appended.
     pub dry_run: bool,
 }

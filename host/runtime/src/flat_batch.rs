@@ -9,7 +9,7 @@ use batpak_layout::{
     write_batch_header, write_event_record, write_string_entry, BatchHeader, EventRecord,
     BATCH_HEADER_LEN as HEADER_LEN, BATCH_RECORD_LEN as RECORD_LEN, STRING_ENTRY_LEN,
 };
-use batpak_store::{Event, EventId};
+use batpak_store::{EventId, EventView};
 
 /// A 64-bit key for a name: for names of up to 16 bytes two overlapping
 /// little-endian loads, mixed (no per-byte loop); longer names are hashed
@@ -125,13 +125,14 @@ pub(crate) struct FlatBatch {
 
 impl FlatBatch {
     /// Lays out `events` (non-empty, delivery order) and records their ids
-    /// in `sources`; returns the buffer to hand to `react`.
+    /// in `sources`; returns the buffer to hand to `react`. Names and
+    /// payloads are copied straight from the views' stored bytes.
     ///
     /// # Errors
     /// The batch does not fit the layout's 32-bit offsets.
     pub(crate) fn encode(
         &mut self,
-        events: &[Event],
+        events: &[EventView],
         sources: &mut Vec<EventId>,
     ) -> Result<&[u8], String> {
         let n = events.len();
@@ -150,21 +151,22 @@ impl FlatBatch {
         let mut last_kind: Option<(&str, u32)> = None;
         let mut payload_at: u64 = 0;
         for (i, e) in events.iter().enumerate() {
-            let h = &e.header;
-            let entity = index.intern(&h.coordinate.entity, &mut strings);
+            let c = e.coordinate();
+            let entity = index.intern(c.entity, &mut strings);
             let scope = match last_scope {
-                Some((s, i)) if s == h.coordinate.scope => i,
+                Some((s, i)) if s == c.scope => i,
                 _ => {
-                    let i = index.intern(&h.coordinate.scope, &mut strings);
-                    last_scope = Some((&h.coordinate.scope, i));
+                    let i = index.intern(c.scope, &mut strings);
+                    last_scope = Some((c.scope, i));
                     i
                 }
             };
+            let kind_name = e.kind();
             let kind = match last_kind {
-                Some((k, i)) if k == h.kind => i,
+                Some((k, i)) if k == kind_name => i,
                 _ => {
-                    let i = index.intern(&h.kind, &mut strings);
-                    last_kind = Some((&h.kind, i));
+                    let i = index.intern(kind_name, &mut strings);
+                    last_kind = Some((kind_name, i));
                     i
                 }
             };
@@ -172,12 +174,12 @@ impl FlatBatch {
             write_event_record(
                 r,
                 &EventRecord {
-                    id: (h.id.hi(), h.id.lo()),
-                    sequence: h.sequence,
-                    entity_sequence: h.entity_sequence,
-                    correlation: (h.correlation.hi(), h.correlation.lo()),
-                    causation: h.causation.map(|c| (c.hi(), c.lo())),
-                    timestamp_us: h.timestamp_us,
+                    id: (e.id().hi(), e.id().lo()),
+                    sequence: e.sequence(),
+                    entity_sequence: e.entity_sequence(),
+                    correlation: (e.correlation().hi(), e.correlation().lo()),
+                    causation: e.causation().map(|c| (c.hi(), c.lo())),
+                    timestamp_us: e.timestamp_us(),
                     entity,
                     scope,
                     kind,
@@ -192,7 +194,7 @@ impl FlatBatch {
                     u32::MAX
                 ));
             }
-            sources.push(h.id);
+            sources.push(e.id());
         }
         let strings_offset = buf.len();
         let name_bytes: usize = strings.iter().map(|s| s.len()).sum();
@@ -234,10 +236,16 @@ impl FlatBatch {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use batpak_store::{Coordinate, EventHeader};
+    use batpak_store::{Coordinate, Event, EventHeader};
     use std::sync::Arc;
 
-    pub(crate) fn ev(seq: u64, entity: &str, kind: &str, payload: &[u8]) -> Event {
+    /// A test event, as the owned event a log without stored bytes hands
+    /// out (see `stored` for the same as views of stored bytes).
+    pub(crate) fn ev(seq: u64, entity: &str, kind: &str, payload: &[u8]) -> EventView {
+        EventView::from(owned(seq, entity, kind, payload))
+    }
+
+    pub(crate) fn owned(seq: u64, entity: &str, kind: &str, payload: &[u8]) -> Event {
         let header = EventHeader {
             id: EventId::from_parts(0xA0 + seq, 0xB0 + seq),
             sequence: seq,
@@ -249,7 +257,7 @@ pub(crate) mod tests {
             timestamp_us: 1000 + seq,
             prev: None,
             idempotency_key: None,
-            meta: vec![],
+            meta: Default::default(),
         };
         Event {
             hash: header.hash(payload),
@@ -268,12 +276,13 @@ pub(crate) mod tests {
     }
 
     /// Reads the buffer back by the documented layout, field by field.
-    fn check_layout(events: &[Event], b: &[u8]) {
+    fn check_layout(events: &[EventView], b: &[u8]) {
         assert_eq!(u32_at(b, 0) as usize, events.len());
         assert_eq!(u32_at(b, 8) as usize, 16 + 96 * events.len());
         let po = u32_at(b, 12) as usize;
         for (i, e) in events.iter().enumerate() {
             let r = 16 + 96 * i;
+            let e = e.to_event();
             let h = &e.header;
             assert_eq!(u64_at(b, r), h.id.hi());
             assert_eq!(u64_at(b, r + 8), h.id.lo());
@@ -306,14 +315,14 @@ pub(crate) mod tests {
         check_layout(&evs, &b);
         // order:1, shop, k, order:2, other.kind: each name once.
         assert_eq!(u32_at(&b, 4), 5);
-        assert_eq!(ids, evs.iter().map(|e| e.header.id).collect::<Vec<_>>());
+        assert_eq!(ids, evs.iter().map(|e| e.id()).collect::<Vec<_>>());
         // The buffer is reused: a smaller batch leaves nothing behind.
         let one = vec![ev(4, "x", "y", b"z")];
         let b = f.encode(&one, &mut ids).unwrap().to_vec();
         check_layout(&one, &b);
         assert_eq!(b.len(), 16 + 96 + 8 * 3 + "xshopy".len() + 1);
         // A batch large enough to intern through the hash map.
-        let many: Vec<Event> = (0..40)
+        let many: Vec<EventView> = (0..40)
             .map(|i| ev(i, &format!("e:{}", i % 7), "k", b"{}"))
             .collect();
         let b = f.encode(&many, &mut ids).unwrap().to_vec();
@@ -346,18 +355,73 @@ pub(crate) mod tests {
         assert_eq!(&b[270..], br#"{"q":1}{"q":22}"#);
     }
 
+    /// Views of a real store's bytes (what the runner hands a reactor)
+    /// encode to exactly the buffer the owned events encode to.
+    #[test]
+    fn stored_views_encode_as_the_owned_events_do() {
+        use batpak_store::{AppendOptions, Cursor, Proposal, Region, Store};
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("batpak-flat-views-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let store = Store::open(&dir).unwrap();
+        let batch: Vec<Proposal> = (0..50)
+            .map(|i| {
+                Proposal::new(
+                    Coordinate::new(format!("order:{}", i % 7), format!("s{}", i % 2)).unwrap(),
+                    format!("k.{}", i % 3),
+                    format!("{{\"i\":{i}}}").into_bytes(),
+                )
+            })
+            .collect();
+        let first = store.append_batch(batch, AppendOptions::durable()).unwrap()[0].id;
+        let caused = Proposal::new(
+            Coordinate::new("order:1", "s0").unwrap(),
+            "k.x",
+            b"{}".to_vec(),
+        )
+        .caused_by(first);
+        store.append(caused, AppendOptions::durable()).unwrap();
+        let views = Cursor::new(&store, Region::all(), 0)
+            .pull_views(1000, std::time::Duration::ZERO)
+            .unwrap()
+            .into_vec();
+        let owned: Vec<EventView> = store
+            .scan(&Region::all(), 0, usize::MAX, false)
+            .unwrap()
+            .into_iter()
+            .map(EventView::from)
+            .collect();
+        assert_eq!(views.len(), 51);
+        let (mut a_ids, mut b_ids) = (Vec::new(), Vec::new());
+        let a = FlatBatch::default()
+            .encode(&views, &mut a_ids)
+            .unwrap()
+            .to_vec();
+        let b = FlatBatch::default()
+            .encode(&owned, &mut b_ids)
+            .unwrap()
+            .to_vec();
+        assert_eq!(a, b);
+        assert_eq!(a_ids, b_ids);
+        check_layout(&views, &a);
+        store.close().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn the_intern_table_grows_past_one_new_name_per_event() {
         // Three new names per event: more than the table is first sized
         // for, so it grows mid-batch and must still find every name once.
-        let evs: Vec<Event> = (0..100)
+        let evs: Vec<EventView> = (0..100)
             .map(|i| {
-                let mut e = ev(i, &format!("entity:{i}"), &format!("kind.{i}"), b"{}");
+                let mut e = owned(i, &format!("entity:{i}"), &format!("kind.{i}"), b"{}");
                 let mut h = (*e.header).clone();
                 h.coordinate =
                     Coordinate::new(format!("entity:{i}"), format!("scope-{i}")).unwrap();
                 e.header = Arc::new(h);
-                e
+                EventView::from(e)
             })
             .chain((0..100).map(|i| ev(i, &format!("entity:{i}"), &format!("kind.{i}"), b"")))
             .collect();

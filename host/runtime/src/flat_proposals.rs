@@ -11,7 +11,7 @@ use super::failure::{FailureKind, ReactFailure};
 use super::reaction::{Reaction, ReactionCause};
 use super::runner::{MAX_OUTPUT_BYTES, MAX_PROPOSALS_PER_CALL};
 use batpak_layout::{decode_proposals, Causation, ProposalLimits};
-use batpak_store::{Coordinate, Event, EventId, MAX_NAME_LEN};
+use batpak_store::{Coordinate, EventId, EventView, MAX_NAME_LEN};
 
 /// The kind a proposal with an out-of-range kind index is given: not a
 /// declarable kind, so the capability gate denies it as undeclared and the
@@ -30,7 +30,7 @@ pub(crate) fn undeclared_kind(index: u32) -> String {
 /// A [`FailureKind::Malformed`] failure naming the first broken rule.
 pub(crate) fn decode(
     buf: &[u8],
-    batch: &[Event],
+    batch: &[EventView],
     emits: &[String],
 ) -> Result<Vec<Reaction>, ReactFailure> {
     let limits = ProposalLimits {
@@ -49,10 +49,10 @@ pub(crate) fn decode(
         .into_iter()
         .map(|p| {
             // `decode_proposals` checked the source index against the batch.
-            let c = &batch[p.source as usize].header.coordinate;
-            let or_source = |name: &str, source: &String| {
+            let c = batch[p.source as usize].coordinate();
+            let or_source = |name: &str, source: &str| {
                 if name.is_empty() {
-                    source.clone()
+                    source.to_string()
                 } else {
                     name.to_string()
                 }
@@ -60,8 +60,8 @@ pub(crate) fn decode(
             Reaction {
                 source: p.source,
                 coordinate: Coordinate {
-                    entity: or_source(p.entity, &c.entity),
-                    scope: or_source(p.scope, &c.scope),
+                    entity: or_source(p.entity, c.entity),
+                    scope: or_source(p.scope, c.scope),
                 },
                 kind: match emits.get(p.kind as usize) {
                     Some(kind) => kind.clone(),
@@ -298,7 +298,7 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        fn batch() -> Vec<Event> {
+        fn batch() -> Vec<EventView> {
             vec![
                 ev(1, "order:1", "a.in", b"{}"),
                 ev(2, "order:2", "a.in", b"[1]"),

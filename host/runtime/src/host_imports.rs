@@ -101,7 +101,12 @@ impl PluginState {
         };
         let source = if h.in_react {
             match h.sources.get(proposal.source as usize) {
-                Some(id) => services.log.get(*id).ok().flatten(),
+                Some(id) => services
+                    .log
+                    .get(*id)
+                    .ok()
+                    .flatten()
+                    .map(batpak_store::EventView::from),
                 None => {
                     return w::Verdict::Denied(w::Denial {
                         gate: "host".into(),

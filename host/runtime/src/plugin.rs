@@ -27,7 +27,7 @@ use super::services::HostServices;
 use super::wit::types as w;
 use super::wit::WitVersion;
 use super::world::WorldInfo;
-use batpak_store::{Event, EventId};
+use batpak_store::{EventId, EventView};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -387,7 +387,7 @@ impl Reactor for Plugin {
         self.services = Some(host);
     }
 
-    fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+    fn react(&mut self, batch: &[EventView]) -> Result<Vec<Reaction>, ReactFailure> {
         self.upgrade_at_boundary();
         self.ensure_live()?;
         let Plugin {

@@ -8,7 +8,7 @@ use super::descriptor::Descriptor;
 use super::failure::ReactFailure;
 use super::reaction::{Reaction, ReactionVerdict};
 use super::services::HostServices;
-use batpak_store::Event;
+use batpak_store::EventView;
 
 /// A reactor the runner can drive. Implemented by wasm components
 /// ([`super::Plugin`]) and by native Rust code; both get the same canal,
@@ -26,11 +26,13 @@ pub trait Reactor: Send {
         let _ = host;
     }
 
-    /// Reacts to a non-empty batch of events, ordered by sequence.
+    /// Reacts to a non-empty batch of events, ordered by sequence. The
+    /// events are views of the bytes the log read (nothing copied per
+    /// event); [`EventView::to_event`] makes an owned one to keep.
     ///
     /// # Errors
     /// Any failure; the runner retries, bisects and parks.
-    fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure>;
+    fn react(&mut self, batch: &[EventView]) -> Result<Vec<Reaction>, ReactFailure>;
 
     /// Tells the reactor what the gates decided about its last output.
     fn verdicts(&mut self, verdicts: Vec<ReactionVerdict>) {
@@ -52,7 +54,7 @@ impl Reactor for Box<dyn Reactor> {
     fn attach(&mut self, host: HostServices) {
         (**self).attach(host)
     }
-    fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+    fn react(&mut self, batch: &[EventView]) -> Result<Vec<Reaction>, ReactFailure> {
         (**self).react(batch)
     }
     fn verdicts(&mut self, verdicts: Vec<ReactionVerdict>) {

@@ -27,9 +27,12 @@ pub const DEFAULT_MAX_TABLES: usize = 16;
 pub const DEFAULT_MAX_PLUGIN_FILE_BYTES: u64 = 256 << 20;
 /// Default size from which a component missing from the compile cache is
 /// first served by baseline code ([`RuntimeConfig::baseline_from_bytes`]).
-/// Below it Cranelift compiles in about a second anyway (the 1.7 MB QuickJS
-/// component), so its optimised code is worth the wait.
-pub const DEFAULT_BASELINE_FROM_BYTES: u64 = 4 << 20;
+/// Below it Cranelift compiles in well under a second on an idle machine
+/// (tens of ms for the Rust, C and WAT examples of 8–110 KB), so optimised
+/// code is worth the wait; the 1.7 MB QuickJS component took 1.8–3.1 s
+/// under load there, past the 2 s a cold first reaction may take, and
+/// starts on Winch.
+pub const DEFAULT_BASELINE_FROM_BYTES: u64 = 1 << 20;
 
 /// How to build a [`Runtime`].
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@
 use super::admission::Admission;
 use super::reaction::Reaction;
 use batpak_log::SharedLog;
-use batpak_store::{Denial, Event};
+use batpak_store::{Denial, EventView};
 use std::fmt;
 use std::sync::Arc;
 
@@ -21,13 +21,17 @@ pub struct HostServices {
 impl HostServices {
     /// Asks the gates about `reaction` without appending anything.
     /// `source` is the batch event it reacts to, if known.
-    pub fn check(&self, reaction: &Reaction, source: Option<&Event>) -> Option<Denial> {
+    pub fn check(&self, reaction: &Reaction, source: Option<&EventView>) -> Option<Denial> {
         self.admission.dry_run(&*self.log, reaction.clone(), source)
     }
 
     /// [`check`](Self::check) without copying `reaction` (the `check` host
     /// import: a guest's proposal may be large).
-    pub(crate) fn check_owned(&self, reaction: Reaction, source: Option<&Event>) -> Option<Denial> {
+    pub(crate) fn check_owned(
+        &self,
+        reaction: Reaction,
+        source: Option<&EventView>,
+    ) -> Option<Denial> {
         self.admission.dry_run(&*self.log, reaction, source)
     }
 }

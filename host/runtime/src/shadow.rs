@@ -22,7 +22,7 @@ use crate::services::HostServices;
 use crate::shadow_error::ShadowError;
 use batpak_log::{Commit, Durability, SharedLog};
 use batpak_store::{
-    is_system_kind, Event, EventId, GateSet, LogReader, Proposal, Store, DENIED_KIND,
+    is_system_kind, Event, EventId, EventView, GateSet, LogReader, Proposal, Store, DENIED_KIND,
 };
 use serde::Serialize;
 use std::collections::HashMap;
@@ -337,10 +337,11 @@ pub fn shadow(
         }
         copied = i + 1;
         let src = &log[i];
+        let view = EventView::from(src);
         report.events += 1;
         let a = actual.get(&src.id()).unwrap_or(&none);
         let before = report.diffs.len();
-        match candidate.react(std::slice::from_ref(src)) {
+        match candidate.react(std::slice::from_ref(&view)) {
             Err(f) => {
                 candidate.reset();
                 report.failed += 1;
@@ -357,7 +358,7 @@ pub fn shadow(
                 let mut admitted = Vec::new();
                 let mut denials = 0usize;
                 for (ordinal, r) in reactions.into_iter().enumerate() {
-                    match admission.judge(&*scratch_log, r, src, ordinal as u32) {
+                    match admission.judge(&*scratch_log, r, &view, ordinal as u32) {
                         Judged::Admitted(p) => admitted.push(p),
                         Judged::Denied { .. } => denials += 1,
                     }

@@ -15,7 +15,7 @@ use batpak_runtime::{
     cursor_id, Descriptor, FailurePolicy, LogLevel, ReactFailure, Reaction, Reactor, RunState,
     RunnerError, RunnerSettings,
 };
-use batpak_store::{CanalHandle, Coordinate, Event, EventId, Proposal, Region};
+use batpak_store::{CanalHandle, Coordinate, Event, EventId, EventView, Proposal, Region};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -54,7 +54,7 @@ impl Reactor for Doubler {
     fn digest(&self) -> &str {
         "native-doubler"
     }
-    fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+    fn react(&mut self, batch: &[EventView]) -> Result<Vec<Reaction>, ReactFailure> {
         if let Some(l) = &self.hold {
             let (open, cv) = &**l;
             let g = open.lock().unwrap();
@@ -72,7 +72,7 @@ impl Reactor for Doubler {
             for k in 0..2 {
                 let mut p = e.payload.to_vec();
                 p.extend_from_slice(format!("#{k}").as_bytes());
-                out.push(Reaction::new(i as u32, &c.entity, &c.scope, "out", p));
+                out.push(Reaction::new(i as u32, c.entity, c.scope, "out", p));
             }
         }
         Ok(out)

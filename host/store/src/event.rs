@@ -199,9 +199,11 @@ pub enum ValidationError {
     BadId(String),
 }
 
-/// One key/value pair of metadata carried in an event header, e.g. the
+/// The key/value pairs of metadata carried in an event header, e.g. the
 /// reactor and component digest that produced a reaction (lineage).
-pub type Meta = Vec<(String, String)>;
+/// Shared: a reactor stamps the same lineage on every reaction, and
+/// cloning it copies nothing. Encoded as a list, exactly as a `Vec` is.
+pub type Meta = Arc<[(String, String)]>;
 
 /// An event a caller asks to append. The store assigns sequence numbers,
 /// timestamps and the entity chain.
@@ -248,7 +250,7 @@ impl Proposal {
             idempotency_key: None,
             id: None,
             expected_sequence: None,
-            meta: Vec::new(),
+            meta: Meta::default(),
         }
     }
 
@@ -318,7 +320,34 @@ pub struct EventHeader {
     /// Idempotency key, if the append had one.
     pub idempotency_key: Option<String>,
     /// Metadata (lineage).
+    #[serde(with = "meta_list")]
     pub meta: Meta,
+}
+
+/// [`Meta`] encoded as the list of pairs it is (what a `Vec` encodes to),
+/// so the shared form changes nothing on disk.
+mod meta_list {
+    use super::Meta;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(meta: &Meta, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(meta.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Meta, D::Error> {
+        thread_local! {
+            /// Most events carry no metadata: they share one empty list
+            /// instead of allocating a shared list each (an `Arc<[T]>` of
+            /// nothing still allocates its counts).
+            static EMPTY: Meta = Meta::from(Vec::new());
+        }
+        let list = Vec::<(String, String)>::deserialize(d)?;
+        Ok(if list.is_empty() {
+            EMPTY.with(Meta::clone)
+        } else {
+            Meta::from(list)
+        })
+    }
 }
 
 impl EventHeader {
@@ -453,8 +482,61 @@ mod tests {
             timestamp_us: 5,
             prev: None,
             idempotency_key: None,
-            meta: vec![],
+            meta: Meta::default(),
         };
         assert_ne!(mk(1).hash(b"same"), mk(2).hash(b"same"));
+    }
+
+    /// The shared metadata list is stored exactly as the `Vec` it
+    /// replaced: old segments decode, new ones read with an old binary.
+    #[test]
+    fn shared_meta_encodes_as_the_list_it_was() {
+        #[derive(Serialize)]
+        struct Before {
+            id: EventId,
+            sequence: u64,
+            entity_sequence: u64,
+            coordinate: Coordinate,
+            kind: String,
+            causation: Option<EventId>,
+            correlation: EventId,
+            timestamp_us: u64,
+            prev: Option<ChainLink>,
+            idempotency_key: Option<String>,
+            meta: Vec<(String, String)>,
+        }
+        let pairs = vec![
+            ("reactor".to_string(), "r".to_string()),
+            ("k".into(), "v".into()),
+        ];
+        let h = EventHeader {
+            id: EventId(3),
+            sequence: 1,
+            entity_sequence: 1,
+            coordinate: Coordinate::new("e", "s").unwrap(),
+            kind: "k".into(),
+            causation: None,
+            correlation: EventId(3),
+            timestamp_us: 5,
+            prev: None,
+            idempotency_key: None,
+            meta: Meta::from(pairs.clone()),
+        };
+        let before = Before {
+            id: h.id,
+            sequence: 1,
+            entity_sequence: 1,
+            coordinate: h.coordinate.clone(),
+            kind: "k".into(),
+            causation: None,
+            correlation: h.correlation,
+            timestamp_us: 5,
+            prev: None,
+            idempotency_key: None,
+            meta: pairs,
+        };
+        let enc = postcard::to_stdvec(&h).unwrap();
+        assert_eq!(enc, postcard::to_stdvec(&before).unwrap());
+        assert_eq!(postcard::from_bytes::<EventHeader>(&enc).unwrap(), h);
     }
 }

@@ -22,6 +22,7 @@
 
 mod canal;
 mod event;
+mod event_view;
 mod gate;
 mod iso_time;
 mod panic_message;
@@ -38,6 +39,7 @@ pub use event::{
     Meta, Proposal, Receipt, ValidationError, MAX_IDEMPOTENCY_KEY_LEN, MAX_KIND_LEN, MAX_NAME_LEN,
     MAX_PAYLOAD_LEN,
 };
+pub use event_view::{CoordinateRef, EventView, SharedBytes};
 pub use gate::{denial_event, record_denial, Denial, DenialRecord, Gate, GateSet};
 pub use iso_time::iso_time;
 pub use panic_message::panic_message;
@@ -51,6 +53,6 @@ pub use store::{
     fnv1a64, opens_clean, partition_of, verify_dir, AppendOptions, AppendPlan, BulkAppend,
     Checkpoint, CheckpointUpdate, Disk, DiskFile, IdempotencyConflict, IndexMemory, LogReader,
     Lookup, Notices, OsDisk, RecoveryInfo, Region, Shard, Store, StoreError, StoreNotice,
-    StoreOptions, VerifyReport, Wait, Watermarks,
+    StoreOptions, VerifyReport, Wait, Watermarks, PLAN_MAX_ENTRIES,
 };
 pub use system::{is_system_kind, DENIED_KIND, RECOVERED_KIND, SYSTEM_KIND_PREFIX};

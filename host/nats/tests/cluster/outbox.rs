@@ -26,7 +26,7 @@ use batpak_runtime::{
     cursor_id, Descriptor, FailureKind, FailurePolicy, LogLevel, ReactFailure, Reaction, Reactor,
     RunState, RunnerSettings,
 };
-use batpak_store::{CanalHandle, Event, EventId};
+use batpak_store::{CanalHandle, Event, EventId, EventView};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -202,7 +202,7 @@ impl Reactor for Reserver {
     fn digest(&self) -> &str {
         "native-reserver"
     }
-    fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+    fn react(&mut self, batch: &[EventView]) -> Result<Vec<Reaction>, ReactFailure> {
         let mut out = Vec::new();
         for (i, e) in batch.iter().enumerate() {
             let text = String::from_utf8_lossy(&e.payload).into_owned();
@@ -213,8 +213,8 @@ impl Reactor for Reserver {
             })?;
             *self.reads.lock().unwrap() += 1;
             let c = e.coordinate();
-            out.push(Reaction::new(i as u32, &c.entity, &c.scope, LOCAL, n));
-            out.push(Reaction::new(i as u32, sku, &c.scope, REMOTE, n));
+            out.push(Reaction::new(i as u32, c.entity, c.scope, LOCAL, n));
+            out.push(Reaction::new(i as u32, sku, c.scope, REMOTE, n));
         }
         Ok(out)
     }

@@ -19,7 +19,7 @@ use batpak_runtime::{
     cursor_id, Descriptor, FailurePolicy, LogLevel, ReactFailure, Reaction, Reactor, RunState,
     RunnerSettings,
 };
-use batpak_store::{CanalHandle, Event, EventId};
+use batpak_store::{CanalHandle, EventId, EventView};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -99,7 +99,7 @@ impl Reactor for Confirmer {
     fn digest(&self) -> &str {
         "native-confirmer"
     }
-    fn react(&mut self, batch: &[Event]) -> Result<Vec<Reaction>, ReactFailure> {
+    fn react(&mut self, batch: &[EventView]) -> Result<Vec<Reaction>, ReactFailure> {
         self.hold.pass();
         let mut out = Vec::new();
         for (i, e) in batch.iter().enumerate() {
@@ -107,7 +107,7 @@ impl Reactor for Confirmer {
             for k in 0..2 {
                 let mut p = e.payload.to_vec();
                 p.extend_from_slice(format!("#{k}").as_bytes());
-                out.push(Reaction::new(i as u32, &c.entity, &c.scope, OUTPUT, p));
+                out.push(Reaction::new(i as u32, c.entity, c.scope, OUTPUT, p));
             }
         }
         Ok(out)

@@ -10,13 +10,13 @@ use crate::failure::ReactFailure;
 use crate::log::LogLevel;
 use crate::parking::{park_proposal, ParkedEvent};
 use batpak_log::Commit;
-use batpak_store::Event;
+use batpak_store::EventView;
 use std::time::Instant;
 
 impl Worker {
     /// Appends a handled part of a batch: its reactions and denial records
     /// with the checkpoint past its last event, in one atomic write.
-    pub(super) fn commit(&mut self, events: &[Event], o: Outcome) -> Result<(), RunnerError> {
+    pub(super) fn commit(&mut self, events: &[EventView], o: Outcome) -> Result<(), RunnerError> {
         let last = events.last().expect("non-empty batch");
         let cp = self.checkpoint_at(last.sequence(), last.id());
         if o.proposals.is_empty() {
@@ -45,7 +45,7 @@ impl Worker {
 
     pub(super) fn park(
         &mut self,
-        event: &Event,
+        event: &EventView,
         failure: &ReactFailure,
         attempts: u32,
     ) -> Result<(), RunnerError> {
@@ -54,14 +54,15 @@ impl Worker {
 
     pub(super) fn park_with(
         &mut self,
-        event: &Event,
+        event: &EventView,
         failure: &ReactFailure,
         attempts: u32,
         replaces: Option<&ParkedEvent>,
     ) -> Result<(), RunnerError> {
+        // Cold path: the parked record keeps the whole event.
         let record = park_proposal(
             &self.admission.info,
-            event,
+            &event.to_event(),
             failure,
             attempts,
             replaces.map(|p| p.parked),

@@ -7,7 +7,9 @@ use super::log_retry::retry_transient;
 use super::settings::RunnerSettings;
 use crate::descriptor::Descriptor;
 use batpak_log::{Fence, LogCursor, SharedLog};
-use batpak_store::{Canal, CanalBatch, CanalClosed, CheckpointUpdate, Event, EventId, StoreError};
+use batpak_store::{
+    Canal, CanalBatch, CanalClosed, CheckpointUpdate, Event, EventId, EventView, StoreError,
+};
 
 pub(super) enum Feed {
     Cursor(ReactorCursor),
@@ -117,12 +119,13 @@ impl ReactorCursor {
         }
     }
 
-    /// Pulls up to `max` events, waiting at most `wait`.
+    /// Pulls up to `max` events, waiting at most `wait`: views of the
+    /// bytes the log read (see [`EventView`]).
     pub(super) fn pull_batch(
         &mut self,
         max: usize,
         wait: std::time::Duration,
-    ) -> Result<CanalBatch<Event>, batpak_log::LogError> {
+    ) -> Result<CanalBatch<EventView>, batpak_log::LogError> {
         self.canal.pull_batch(max, wait)
     }
 }

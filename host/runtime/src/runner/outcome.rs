@@ -7,7 +7,7 @@ use crate::admission::Judged;
 use crate::failure::{FailureKind, ReactFailure};
 use crate::log::LogLevel;
 use crate::reaction::ReactionVerdict;
-use batpak_store::{Event, Proposal};
+use batpak_store::{EventView, Proposal};
 
 /// What one successful `react` call turned into.
 pub(super) struct Outcome {
@@ -19,7 +19,7 @@ pub(super) struct Outcome {
 
 impl Worker {
     /// Calls `react` and judges its output. Any failure resets the reactor.
-    pub(super) fn attempt(&mut self, events: &[Event]) -> Result<Outcome, ReactFailure> {
+    pub(super) fn attempt(&mut self, events: &[EventView]) -> Result<Outcome, ReactFailure> {
         // A native reactor that panics is contained like a wasm trap.
         let called =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.reactor.react(events)));

@@ -30,7 +30,7 @@ impl Worker {
                 }
                 None => None,
             };
-            let Some(event) = found else {
+            let Some(event) = found.map(batpak_store::EventView::from) else {
                 self.log(
                     LogLevel::Warn,
                     &format!(

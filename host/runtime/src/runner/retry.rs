@@ -6,7 +6,7 @@ use super::error::RunnerError;
 use super::worker::{describe_span, Flow, Worker};
 use crate::failure::{FailureKind, ReactFailure};
 use crate::log::LogLevel;
-use batpak_store::Event;
+use batpak_store::EventView;
 use std::time::{Duration, Instant};
 
 /// Longest guest message quoted in a log line (the parked record keeps
@@ -28,14 +28,18 @@ pub(super) fn one_line(message: &str) -> String {
 /// verdict on that event, not a transient fault: the WIT promises it parks
 /// that event at once, so the batch is not retried (which would also repeat
 /// the reactor's log lines); the events before and after it are handled.
-fn blames_one(f: &ReactFailure, events: &[Event]) -> bool {
+fn blames_one(f: &ReactFailure, events: &[EventView]) -> bool {
     f.kind == FailureKind::Error && f.event.is_some_and(|i| (i as usize) < events.len())
 }
 
 impl Worker {
     /// Handles `events` with the full retry policy, then isolates the
     /// failure. `prior` counts failed calls that already included them.
-    pub(super) fn process(&mut self, events: &[Event], prior: u32) -> Result<Flow, RunnerError> {
+    pub(super) fn process(
+        &mut self,
+        events: &[EventView],
+        prior: u32,
+    ) -> Result<Flow, RunnerError> {
         let mut attempts = 0u32;
         let mut instantiate_failures = 0u32;
         // Failed calls are logged at debug level: an event that keeps
@@ -102,7 +106,7 @@ impl Worker {
     /// blamed, or in halves; parks a single failing event.
     pub(super) fn isolate(
         &mut self,
-        events: &[Event],
+        events: &[EventView],
         failure: ReactFailure,
         attempts: u32,
     ) -> Result<Flow, RunnerError> {
@@ -142,7 +146,7 @@ impl Worker {
 
     /// One call for a part of a failing batch (no retries: the batch was
     /// retried already), isolating further when it fails.
-    pub(super) fn once(&mut self, events: &[Event], prior: u32) -> Result<Flow, RunnerError> {
+    pub(super) fn once(&mut self, events: &[EventView], prior: u32) -> Result<Flow, RunnerError> {
         if self.stopping() {
             return Ok(Flow::Stopped);
         }

@@ -14,7 +14,7 @@ use crate::reactor::Reactor;
 use crate::status::{ReactorStatus, RunState};
 use batpak_log::{Commit, Durability, Fence, LogError, SharedLog};
 use batpak_store::{CanalBatch, CheckpointUpdate, CloseReason};
-use batpak_store::{Event, EventId};
+use batpak_store::{EventId, EventView};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,7 +152,10 @@ impl Worker {
                     Err(LogError::Closed) => return Err(RunnerError::StoreClosed),
                     Err(e) => return Err(RunnerError::CanalFailed(e.to_string())),
                 },
-                Feed::Lossy(s) => s.pull_batch(self.max_batch, wait),
+                // A live feed delivers owned events: views over them.
+                Feed::Lossy(s) => s.pull_batch(self.max_batch, wait).map(|b| {
+                    CanalBatch::from_vec(b.into_vec().into_iter().map(EventView::from).collect())
+                }),
             };
             if self.read_failures > 0 && pulled.is_ok() {
                 self.read_failures = 0;
@@ -362,7 +365,7 @@ pub(super) fn durability(settings: &RunnerSettings) -> Durability {
     }
 }
 
-pub(super) fn describe_span(events: &[Event]) -> String {
+pub(super) fn describe_span(events: &[EventView]) -> String {
     match events {
         [] => "no events".into(),
         [e] => format!("event {} (sequence {})", e.id(), e.sequence()),

@@ -2,10 +2,12 @@
 
 use super::{Canal, CanalBatch, CanalClosed, CloseReason};
 use crate::event::{hex, Event, EventId};
+use crate::event_view::EventView;
 use crate::store::FrameCache;
 use crate::store::{
     validate_cursor_id, AppendOptions, CheckpointUpdate, Region, Stopped, Store, StoreError,
 };
+use crate::store::{Entry, ReadPath};
 use std::time::{Duration, Instant};
 
 /// An ordered, durable, checkpointed canal over a region.
@@ -151,15 +153,31 @@ impl Cursor {
     }
 }
 
-impl Canal for Cursor {
-    type Item = Event;
-    type Error = CanalClosed;
-
-    fn pull_batch(
+impl Cursor {
+    /// [`pull_batch`](Canal::pull_batch), delivering views that share the
+    /// bytes read instead of owned events (see [`EventView`]): the same
+    /// events, order, checks and position, without copying their names
+    /// and payloads.
+    ///
+    /// # Errors
+    /// As [`pull_batch`](Canal::pull_batch).
+    pub fn pull_views(
         &mut self,
         max: usize,
         deadline: Duration,
-    ) -> Result<CanalBatch<Event>, CanalClosed> {
+    ) -> Result<CanalBatch<EventView>, CanalClosed> {
+        self.pull_with(max, deadline, |reads, entries, frames| {
+            reads.read_views_cached(entries, frames)
+        })
+    }
+
+    /// The pull loop, reading matches with `read`.
+    fn pull_with<T>(
+        &mut self,
+        max: usize,
+        deadline: Duration,
+        read: impl Fn(&ReadPath, &[Entry], &mut FrameCache) -> Result<Vec<T>, StoreError>,
+    ) -> Result<CanalBatch<T>, CanalClosed> {
         let core = &self.store.inner.core;
         let fail = |m: String| CanalClosed {
             reason: CloseReason::Failed(m),
@@ -181,9 +199,7 @@ impl Canal for Cursor {
                     core.reads
                         .scan_entries(&self.region, self.position, max, false, upto);
                 if !entries.is_empty() {
-                    let events = core
-                        .reads
-                        .read_entries_cached(&entries, &mut self.frames)
+                    let events = read(&core.reads, &entries, &mut self.frames)
                         .map_err(|e| fail(e.to_string()))?;
                     // The scan stops at the max-th match, so `scanned` is
                     // either that event or the last sequence looked at.
@@ -200,5 +216,20 @@ impl Canal for Cursor {
                 .wait_deliverable(self.position, deadline)
                 .map_err(stopped)?;
         }
+    }
+}
+
+impl Canal for Cursor {
+    type Item = Event;
+    type Error = CanalClosed;
+
+    fn pull_batch(
+        &mut self,
+        max: usize,
+        deadline: Duration,
+    ) -> Result<CanalBatch<Event>, CanalClosed> {
+        self.pull_with(max, deadline, |reads, entries, frames| {
+            reads.read_entries_cached(entries, frames)
+        })
     }
 }

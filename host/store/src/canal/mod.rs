@@ -16,6 +16,7 @@ pub use cursor::Cursor;
 pub use subscription::Subscription;
 
 use crate::event::{Event, EventId};
+use crate::event_view::EventView;
 use std::fmt;
 use std::time::Duration;
 
@@ -83,6 +84,12 @@ pub trait CanalItem {
 impl CanalItem for Event {
     fn event_id(&self) -> u128 {
         self.header.id.0
+    }
+}
+
+impl CanalItem for EventView {
+    fn event_id(&self) -> u128 {
+        self.id().0
     }
 }
 

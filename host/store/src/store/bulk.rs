@@ -14,10 +14,17 @@
 //! While a transaction is open it owns the log (it holds the drain role):
 //! every other append waits until it commits or aborts, then goes after it.
 //! So the parts of one transaction are never interleaved with other frames.
+//!
+//! Memory: each part is indexed as soon as it is written, hidden from
+//! readers until the commit (`uncommitted.rs`), and later parts are checked
+//! against the index (deduplication, causation, chain heads). So an open
+//! transaction holds nothing per event beyond what the index holds after
+//! its commit anyway, plus one part in flight and the sequencer's bounded
+//! chain-head cache.
 
 use super::le_bytes::u32_at;
 use super::segment::{decode_body, end_body, Body};
-use super::sequencer::Appender;
+use super::sequencer::{Appender, Queue};
 use super::{frame, Store, StoreError};
 use crate::event::{Event, Proposal, Receipt};
 use parking_lot::MutexGuard;
@@ -84,6 +91,13 @@ impl Store {
         seq.draining = true;
         seq.bulk_open = true;
         let first = seq.next_seq;
+        {
+            // Everything sequenced before is written and indexed (the
+            // queue was drained): the transaction's events follow, hidden.
+            let mut ix = core.reads.index.write();
+            debug_assert_eq!(ix.len() + 1, first);
+            ix.begin_uncommitted();
+        }
         drop(seq);
         let mut id = [0u8; 8];
         let _ = getrandom::fill(&mut id);
@@ -145,10 +159,17 @@ impl BulkAppend {
                     core.dur.poison_lock_lost(why);
                     Err(core.dur.check().expect_err("just poisoned"))
                 }
-                Ok(()) => w.write_unpublished(core, &taken.bytes).inspect_err(|e| {
-                    core.dur.poison(e.to_string());
-                }),
+                Ok(()) => w
+                    .write_unpublished(core, &taken.bytes)
+                    .and_then(|at| index_part(core, &taken, at).map(|()| at))
+                    .inspect_err(|e| {
+                        core.dur.poison(e.to_string());
+                    }),
             };
+            if r.is_ok() {
+                // The index answers for these events now.
+                core.seq.lock().forget_pending(&taken.events);
+            }
             taken.clear();
             w.taken = taken;
             self.parts_at.push(r?);
@@ -159,8 +180,9 @@ impl BulkAppend {
     }
 
     /// Commits: makes every part durable, writes and syncs the commit frame,
-    /// then publishes the events (index, watermarks, subscribers) and
-    /// releases the log to other appenders. Returns how many events the
+    /// then publishes the events (shows them in the index, moves the
+    /// watermarks, feeds subscribers) and releases the log to other
+    /// appenders. Returns how many events the
     /// transaction appended (deduplicated ones are not counted).
     ///
     /// # Errors
@@ -193,9 +215,10 @@ impl BulkAppend {
             return Err(core.dur.check().err().unwrap_or(e));
         }
         let last = self.first + self.events - 1;
-        if let Err(e) = self.publish(&core) {
+        core.reads.index.write().commit_uncommitted();
+        if let Err(e) = self.notify_subscribers(&core) {
             core.dur.poison(format!(
-                "publishing a committed bulk transaction failed (reopen the store to read it): {e}"
+                "feeding a committed bulk transaction to subscribers failed (it is in the index; subscribers miss it until the store is reopened): {e}"
             ));
             drop(w);
             self.release(false);
@@ -248,9 +271,18 @@ impl BulkAppend {
     }
 
     /// Ends the transaction's hold on the log; `rewind`: it did not commit,
-    /// so its sequences are handed out again.
+    /// so its events leave the index and its sequences are handed out
+    /// again.
     fn release(&mut self, rewind: bool) {
         let core = &self.store.inner.core;
+        {
+            let mut ix = core.reads.index.write();
+            if rewind {
+                ix.abort_uncommitted();
+            } else {
+                ix.commit_uncommitted();
+            }
+        }
         let mut seq = core.seq.lock();
         if rewind {
             seq.rewind(self.first);
@@ -263,10 +295,12 @@ impl BulkAppend {
     }
 
     /// Reads the committed parts back through the disk, one frame at a
-    /// time (memory stays one part), and inserts their events into the
-    /// index and the subscribers' queues.
-    fn publish(&self, core: &super::core::Core) -> Result<(), StoreError> {
-        let subs = core.has_subscribers.load(Ordering::Acquire);
+    /// time (memory stays one part), into the subscribers' queues (the
+    /// index holds them already).
+    fn notify_subscribers(&self, core: &super::core::Core) -> Result<(), StoreError> {
+        if !core.has_subscribers.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let mut buf = Vec::new();
         for &(segment, at) in &self.parts_at {
             let f = core.reads.reader(segment)?;
@@ -285,44 +319,197 @@ impl BulkAppend {
             let Body::Part { events, .. } = decode_body(body).map_err(corrupt)? else {
                 return Err(corrupt("expected a bulk transaction part".into()));
             };
-            let body_start = at + frame::FRAME_HEADER as u64;
-            let mut notify = Vec::new();
-            {
-                let mut ix = core.reads.index.write();
-                for ev in events {
-                    let off = body_start + ev.rel_offset as u64;
-                    let h = super::segment::decode_header(ev.header_bytes).map_err(corrupt)?;
-                    ix.insert(
-                        &h,
-                        segment,
-                        at,
-                        off,
-                        ev.header_bytes.len() as u32,
-                        ev.payload,
-                    )
-                    .map_err(corrupt)?;
-                    if subs {
-                        notify.push(Event {
-                            header: Arc::new(h),
-                            payload: Arc::from(ev.payload),
-                            hash: ev.hash,
-                        });
-                    }
-                }
+            let mut notify = Vec::with_capacity(events.len());
+            for ev in events {
+                let h = super::segment::decode_header(ev.header_bytes).map_err(corrupt)?;
+                notify.push(Event {
+                    header: Arc::new(h),
+                    payload: Arc::from(ev.payload),
+                    hash: ev.hash,
+                });
             }
-            if subs {
-                let list = core.subscribers.lock();
-                for s in list.iter() {
-                    s.push_all(&notify);
-                }
+            let list = core.subscribers.lock();
+            for s in list.iter() {
+                s.push_all(&notify);
             }
         }
         Ok(())
     }
 }
 
+/// Indexes a written part (`q`, written at `(segment, base)`), hidden from
+/// readers until the commit: later parts are checked against it there.
+fn index_part(
+    core: &super::core::Core,
+    q: &Queue,
+    (segment, base): (u32, u64),
+) -> Result<(), StoreError> {
+    let mut ix = core.reads.index.write();
+    let (mut fstart, mut ev) = (0usize, 0usize);
+    for &(fend, fev) in &q.frames {
+        let frame = base + fstart as u64;
+        for (h, at, hlen) in &q.events[ev..fev] {
+            let plen_at = at + 4 + *hlen as usize + 32;
+            let plen = u32_at(&q.bytes, plen_at) as usize;
+            let payload = &q.bytes[plen_at + 4..plen_at + 4 + plen];
+            let offset = base + *at as u64;
+            ix.insert(h, segment, frame, offset, *hlen, payload)
+                .map_err(|reason| StoreError::Corrupt {
+                    segment,
+                    offset,
+                    reason,
+                })?;
+        }
+        (fstart, ev) = (fend, fev);
+    }
+    Ok(())
+}
+
 impl Drop for BulkAppend {
     fn drop(&mut self) {
         self.abandon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::event::{Coordinate, Proposal};
+    use crate::store::sequencer::HEADS_CACHE_MAX;
+    use crate::store::{SimDisk, Store, StoreError, StoreOptions};
+    use std::sync::Arc;
+
+    const PART: usize = 4096;
+
+    fn order(i: usize) -> Proposal {
+        Proposal::new(
+            Coordinate::new(format!("order:{i}"), "shop").unwrap(),
+            "order.placed",
+            format!("{{\"i\":{i}}}").into_bytes(),
+        )
+    }
+
+    fn store(name: &str) -> Store {
+        let options = StoreOptions {
+            disk: Arc::new(SimDisk::new(7)),
+            ..StoreOptions::default()
+        };
+        Store::open_with(format!("/sim/{name}"), options).unwrap()
+    }
+
+    /// Memory bounded by design: an open transaction keeps nothing per
+    /// event outside the index (the sequencer's pending entries hold at
+    /// most the part in flight, its chain-head cache stays bounded) however
+    /// many parts it writes, while later parts still deduplicate against,
+    /// chain after and name events of earlier parts, and readers see none
+    /// of it until the commit.
+    #[test]
+    fn an_open_transaction_keeps_nothing_per_event_outside_the_index() {
+        let store = store("bounded");
+        let n = 3 * HEADS_CACHE_MAX + 1000;
+        let mut b = store.begin_bulk().unwrap();
+        let mut first = None;
+        let mut keyed = None;
+        let mut most = (0, 0);
+        for start in (0..n).step_by(PART) {
+            let mut part: Vec<Proposal> = (start..(start + PART).min(n)).map(order).collect();
+            if start == 0 {
+                part[1] = order(1).idempotency_key("k-1");
+            }
+            let rs = b.append(part).unwrap();
+            if start == 0 {
+                first = Some(rs[0]);
+                keyed = Some(rs[1]);
+            }
+            let (pending, heads) = store.inner.core.seq.lock().held();
+            most = (most.0.max(pending), most.1.max(heads));
+        }
+        assert!(most.0 <= 2 * PART, "{} pending entries", most.0);
+        assert!(
+            most.1 <= 2 * HEADS_CACHE_MAX + PART,
+            "{} cached chain heads for {n} entities",
+            most.1
+        );
+        let (first, keyed) = (first.unwrap(), keyed.unwrap());
+        // Later parts against the first one, whose entries and chain heads
+        // left the sequencer long ago.
+        let rs = b
+            .append(vec![
+                order(0).caused_by(first.id),
+                order(1).idempotency_key("k-1"),
+            ])
+            .unwrap();
+        assert_eq!(rs[0].entity_sequence, 2, "order:0 chains after part 0");
+        assert!(rs[1].deduplicated && rs[1].sequence == keyed.sequence);
+        let e = b.append(vec![order(2).idempotency_key("k-1")]).unwrap_err();
+        let StoreError::IdempotencyConflict(c) = e else {
+            panic!("{e}")
+        };
+        assert_eq!(
+            (c.original_entity.as_str(), c.original_sequence),
+            ("order:1", keyed.sequence)
+        );
+        // Readers see nothing of it yet.
+        assert!(store.get(first.id).unwrap().is_none());
+        assert!(store.entity_events("order:0", 0, 10).unwrap().is_empty());
+        assert!(store.caused_by(first.id).is_empty());
+        assert_eq!(store.watermarks().visible, 0);
+        assert_eq!(b.commit().unwrap(), n as u64 + 1);
+        let chain = store.entity_events("order:0", 0, 10).unwrap();
+        assert_eq!(chain.len(), 2);
+        assert_eq!(chain[1].header.prev.map(|l| l.id), Some(first.id));
+        assert_eq!(chain[1].header.correlation, first.id);
+        assert_eq!(store.caused_by(first.id), vec![chain[1].header.id]);
+        let rep = store.verify().unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        store.close().unwrap();
+    }
+
+    /// An abandoned transaction's events leave the index: the next append
+    /// takes its first sequence, its entities start afresh and its keys are
+    /// free again, before and after a reopen.
+    #[test]
+    fn an_aborted_transaction_leaves_the_index_as_it_was() {
+        let store = store("aborted");
+        let before = store
+            .append_batch(
+                vec![order(0), order(1).idempotency_key("k-1")],
+                crate::store::AppendOptions::visible(),
+            )
+            .unwrap();
+        let mut b = store.begin_bulk().unwrap();
+        let rs = b
+            .append(vec![order(0), order(5).idempotency_key("k-5"), order(6)])
+            .unwrap();
+        assert_eq!(rs[0].entity_sequence, 2);
+        b.abort();
+        assert!(store.get(rs[1].id).unwrap().is_none());
+        let again = store
+            .append_batch(
+                vec![order(0), order(5).idempotency_key("k-5")],
+                crate::store::AppendOptions::visible(),
+            )
+            .unwrap();
+        assert_eq!(again[0].sequence, before[1].sequence + 1);
+        assert_eq!(
+            again[0].entity_sequence, 2,
+            "order:0 goes on after its first"
+        );
+        assert!(!again[1].deduplicated, "the aborted key is free again");
+        assert_eq!(again[1].entity_sequence, 1);
+        // Reopened (from the close's snapshot): what was committed.
+        let dir = store.dir().to_path_buf();
+        let disk = store.inner.core.reads.disk.clone();
+        store.close().unwrap();
+        let options = StoreOptions {
+            disk,
+            ..StoreOptions::default()
+        };
+        let store = Store::open_with(&dir, options).unwrap();
+        assert!(store.entity_events("order:6", 0, 10).unwrap().is_empty());
+        assert_eq!(store.entity_events("order:0", 0, 10).unwrap().len(), 2);
+        assert_eq!(store.entity_events("order:5", 0, 10).unwrap().len(), 1);
+        let rep = store.verify().unwrap();
+        assert!(rep.problems.is_empty(), "{:?}", rep.problems);
+        store.close().unwrap();
     }
 }

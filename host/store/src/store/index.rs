@@ -18,6 +18,7 @@
 //! entity and its (scope, kind) pair as one interned class.
 
 use super::id_table::IdTable;
+use super::name_table::NameTable;
 use super::seq_list::{push, SeqList};
 use super::Checkpoint;
 use crate::event::{EventHeader, EventId};
@@ -79,22 +80,31 @@ impl Entry {
 #[derive(Default)]
 pub(crate) struct Interner {
     pub names: Vec<Arc<str>>,
-    ids: FastMap<Arc<str>, u32>,
+    /// Name → number, 8 bytes a slot (`name_table.rs`).
+    pub(crate) ids: NameTable,
 }
 
 impl Interner {
     pub fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.ids.get(s) {
+        if let Some(i) = self.ids.get(s, &self.names) {
             return i;
         }
-        let a: Arc<str> = Arc::from(s);
         let i = self.names.len() as u32;
-        self.names.push(a.clone());
-        self.ids.insert(a, i);
+        self.names.push(Arc::from(s));
+        self.ids.insert(i, &self.names);
         i
     }
     pub fn get(&self, s: &str) -> Option<u32> {
-        self.ids.get(s).copied()
+        self.ids.get(s, &self.names)
+    }
+
+    /// Forgets the names from number `keep` on (an aborted bulk
+    /// transaction's).
+    pub fn truncate(&mut self, keep: usize) {
+        if keep < self.names.len() {
+            self.names.truncate(keep);
+            self.ids = NameTable::build(&self.names);
+        }
     }
     pub fn name(&self, i: u32) -> &str {
         &self.names[i as usize]
@@ -143,7 +153,7 @@ pub(crate) struct Index {
     pub segments: Vec<(u32, u32)>,
     /// Interned (scope, kind) pairs.
     pub classes: Vec<(u32, u32)>,
-    class_ids: FastMap<(u32, u32), u32>,
+    pub(crate) class_ids: FastMap<(u32, u32), u32>,
     pub names: Interner,
     /// Id → sequence, confirmed against `ids`.
     pub by_id: IdTable,
@@ -175,17 +185,38 @@ pub(crate) struct Index {
     pub keys: FastMap<String, u64>,
     pub checkpoints: FastMap<String, Checkpoint>,
     /// The class interned last (neighbouring events mostly share it).
-    last_class: Option<(Arc<str>, Arc<str>, u32)>,
+    pub(crate) last_class: Option<(Arc<str>, Arc<str>, u32)>,
+    /// An open bulk transaction's events, indexed but not committed
+    /// (`uncommitted.rs`): readers see only the sequences before them.
+    pub(crate) uncommitted: Option<Uncommitted>,
 }
 
 impl Index {
-    /// Highest sequence indexed.
+    /// Highest sequence readers see: the last committed one (an open bulk
+    /// transaction's events are indexed after it, hidden).
     pub fn last_sequence(&self) -> u64 {
+        match &self.uncommitted {
+            Some(u) => u.from - 1,
+            None => self.len(),
+        }
+    }
+
+    /// Highest sequence indexed, an open bulk transaction's included (the
+    /// sequencer's view).
+    pub fn len(&self) -> u64 {
         self.ids.len() as u64
     }
 
-    /// Sequence of the event with this id.
+    /// Sequence of the committed event with this id.
     pub fn seq_of(&self, id: EventId) -> Option<u64> {
+        let last = self.last_sequence();
+        self.seq_of_any(id).filter(|&s| s <= last)
+    }
+
+    /// Sequence of the event with this id, an open bulk transaction's
+    /// included (the sequencer's view: deduplication and causation against
+    /// earlier parts).
+    pub fn seq_of_any(&self, id: EventId) -> Option<u64> {
         self.by_id.get(id, &self.ids)
     }
 
@@ -206,9 +237,18 @@ impl Index {
         }
     }
 
-    /// Entry for a sequence.
+    /// Entry for a committed sequence.
     pub fn entry(&self, seq: u64) -> Option<Entry> {
-        if seq == 0 || seq > self.last_sequence() {
+        if seq > self.last_sequence() {
+            return None;
+        }
+        self.entry_any(seq)
+    }
+
+    /// Entry for a sequence, an open bulk transaction's included (the
+    /// sequencer's view).
+    pub fn entry_any(&self, seq: u64) -> Option<Entry> {
+        if seq == 0 || seq > self.len() {
             return None;
         }
         let i = seq as usize - 1;
@@ -278,9 +318,21 @@ impl Index {
         FAR
     }
 
-    /// The sequences of an entity's events, ascending (its entity
-    /// sequence is the 1-based position in this list).
+    /// The sequences of an entity's committed events, ascending (its
+    /// entity sequence is the 1-based position in this list).
     pub fn entity_seqs(&self, entity: u32) -> &[u32] {
+        let all = self.entity_seqs_any(entity);
+        match &self.uncommitted {
+            Some(u) if all.last().is_some_and(|&s| s as u64 >= u.from) => {
+                &all[..all.partition_point(|&s| (s as u64) < u.from)]
+            }
+            _ => all,
+        }
+    }
+
+    /// The sequences of an entity's events, an open bulk transaction's
+    /// included (the sequencer's view: chain heads).
+    pub fn entity_seqs_any(&self, entity: u32) -> &[u32] {
         self.by_entity
             .get(entity as usize)
             .map_or(&[], SeqList::as_slice)
@@ -290,7 +342,7 @@ impl Index {
     /// ascending.
     pub fn children_of(&self, c: EventId) -> Vec<u64> {
         let one;
-        let own = match self.seq_of(c).map(|s| s as u32) {
+        let own = match self.seq_of_any(c).map(|s| s as u32) {
             Some(s) => match self.children_many.get(&s) {
                 Some(l) => l.as_slice(),
                 None => match self.children.get(&s) {
@@ -308,6 +360,8 @@ impl Index {
         if !foreign.is_empty() && !own.is_empty() {
             v.sort_unstable();
         }
+        let last = self.last_sequence();
+        v.retain(|&s| s <= last);
         v
     }
 
@@ -346,7 +400,7 @@ impl Index {
         header_len: u32,
         payload: &[u8],
     ) -> Result<(), String> {
-        let expected = self.last_sequence() + 1;
+        let expected = self.len() + 1;
         if h.sequence != expected {
             return Err(format!(
                 "event {} has sequence {}, expected {expected}",
@@ -396,7 +450,7 @@ impl Index {
     /// causation and correlation lists). Shared by [`insert`](Self::insert)
     /// and the migration of an older snapshot.
     pub fn push(&mut self, r: Raw) -> Result<(), String> {
-        let seq64 = self.last_sequence() + 1;
+        let seq64 = self.len() + 1;
         if seq64 > MAX_EVENTS {
             return Err(format!(
                 "the index holds at most {MAX_EVENTS} events; event {} would be number {seq64}",
@@ -416,7 +470,7 @@ impl Index {
         }
         let cause = match r.causation {
             None => 0,
-            Some(c) => match self.seq_of(c) {
+            Some(c) => match self.seq_of_any(c) {
                 Some(s) => {
                     self.add_child(s as u32, seq);
                     s as u32
@@ -479,18 +533,20 @@ impl Index {
                 return Some(seq);
             }
         }
-        let s = self.seq_of(c)? as u32;
+        let s = self.seq_of_any(c)? as u32;
         // The event with that id carries it when it heads its own list
         // (a foreign head carries another id).
         let carries = self.corr[s as usize - 1] == s && !self.corr_foreign_head.contains_key(&s);
         carries.then_some(s)
     }
 
-    /// The sequences of the events carrying correlation `c`, ascending.
+    /// The sequences of the committed events carrying correlation `c`,
+    /// ascending.
     pub fn correlated(&self, c: EventId) -> impl Iterator<Item = u64> + '_ {
         let mut next = self.correlation_head(c, None).unwrap_or(0);
+        let last = self.last_sequence();
         std::iter::from_fn(move || {
-            if next == 0 {
+            if next == 0 || next as u64 > last {
                 return None;
             }
             let s = next;
@@ -509,4 +565,16 @@ impl Index {
             v.shrink_to_fit();
         }
     }
+}
+
+/// Where an open bulk transaction's events start in the index (its
+/// methods are in `uncommitted.rs`; the type is here so that the index
+/// does not depend on that file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Uncommitted {
+    /// Sequence of the transaction's first event (readers see those before).
+    pub from: u64,
+    /// Interned names and classes before it: an abort drops those it added.
+    pub names: usize,
+    pub classes: usize,
 }

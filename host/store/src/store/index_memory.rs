@@ -121,10 +121,7 @@ impl Index {
                     // Arc<str>: two counters beside the text.
                     .map(|n| (n.len() + 16) as u64)
                     .sum::<u64>()
-                + table(
-                    self.names.names.len(),
-                    size_of::<(std::sync::Arc<str>, u32)>(),
-                ),
+                + self.names.ids.heap_bytes(),
             keys: table(self.keys.capacity(), size_of::<(String, u64)>())
                 + self.keys.keys().map(|k| k.capacity() as u64).sum::<u64>()
                 + table(

@@ -37,6 +37,7 @@ mod lock;
 mod lookup;
 #[cfg(test)]
 mod migration_tests;
+mod name_table;
 mod notice;
 mod partition;
 mod plan;
@@ -55,6 +56,7 @@ mod snapshot;
 mod snapshot_proof;
 mod snapshot_v4;
 mod sync_thread;
+mod uncommitted;
 mod verify;
 mod watermarks;
 mod writer;
@@ -69,12 +71,13 @@ pub use error::{IdempotencyConflict, StoreError};
 pub(crate) use fanout::SubscriberQueue;
 #[cfg(any(test, feature = "testing"))]
 pub use frame::{decode_frame, encode_frame, FrameError};
+pub(crate) use index::Entry;
 pub use index_memory::IndexMemory;
 pub use lookup::Lookup;
 pub use notice::{Notices, StoreNotice};
 pub use partition::{fnv1a64, partition_of};
-pub use plan::AppendPlan;
-pub(crate) use read_path::FrameCache;
+pub use plan::{AppendPlan, PLAN_MAX_ENTRIES};
+pub(crate) use read_path::{FrameCache, ReadPath};
 pub use reader::LogReader;
 pub use region::{Region, Shard};
 #[cfg(any(test, feature = "testing"))]

@@ -22,6 +22,7 @@ use super::region_match::RegionMatch;
 use super::segment::{decode_event_at, decode_header, segment_path};
 use super::{Checkpoint, Lookup, Region, StoreError};
 use crate::event::{hash_encoded, ChainLink, Event, EventId};
+use crate::event_view::EventView;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,8 +38,33 @@ pub(crate) struct FrameCache {
     file: Option<Arc<dyn DiskFile>>,
     start: u64,
     buf: Vec<u8>,
+    /// `buf` as a shared buffer, once views of it were handed out (see
+    /// [`RunBytes::shared`]); dropped whenever `buf` is refilled.
+    shared: Option<Arc<[u8]>>,
     /// Starts of the checked frames, ascending.
     checked: Vec<u64>,
+}
+
+/// The bytes of one read run as the visitor of
+/// [`ReadPath::visit_entries`] sees them: a slice, and on demand the same
+/// bytes as one shared buffer that views can keep (copied once per run, so
+/// later pulls served from the same cached frames share it).
+pub(crate) struct RunBytes<'a> {
+    bytes: &'a [u8],
+    shared: &'a mut Option<Arc<[u8]>>,
+}
+
+impl RunBytes<'_> {
+    /// The run's bytes.
+    fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+
+    /// The run's bytes as a shared buffer (made on first use).
+    fn shared(&mut self) -> &Arc<[u8]> {
+        let bytes = self.bytes;
+        self.shared.get_or_insert_with(|| Arc::from(bytes))
+    }
 }
 
 impl FrameCache {
@@ -47,6 +73,7 @@ impl FrameCache {
 
     fn forget(&mut self) {
         self.file = None;
+        self.shared = None;
         self.checked.clear();
     }
 
@@ -57,7 +84,7 @@ impl FrameCache {
         &mut self,
         file: &Arc<dyn DiskFile>,
         run: &[Entry],
-        f: &mut impl FnMut(&Entry, &[u8], usize) -> Result<(), StoreError>,
+        f: &mut impl FnMut(&Entry, &mut RunBytes<'_>, usize) -> Result<(), StoreError>,
     ) -> Result<bool, StoreError> {
         let same = self
             .file
@@ -98,7 +125,11 @@ impl FrameCache {
                 })?;
                 self.checked.insert(pos, fs);
             }
-            f(e, &self.buf, (e.offset - lo) as usize)?;
+            let mut run = RunBytes {
+                bytes: &self.buf,
+                shared: &mut self.shared,
+            };
+            f(e, &mut run, (e.offset - lo) as usize)?;
         }
         Ok(true)
     }
@@ -126,7 +157,8 @@ impl ReadPath {
         Ok(f)
     }
 
-    fn decode_at(e: &Entry, buf: &[u8], at: usize) -> Result<Event, StoreError> {
+    fn decode_at(e: &Entry, buf: &mut RunBytes<'_>, at: usize) -> Result<Event, StoreError> {
+        let buf = buf.bytes();
         let corrupt = |reason: String| StoreError::Corrupt {
             segment: e.segment,
             offset: e.offset,
@@ -189,6 +221,7 @@ impl ReadPath {
     pub fn read_links(&self, entries: &[Entry]) -> Result<Vec<ChainLink>, StoreError> {
         let mut out = Vec::with_capacity(entries.len());
         self.visit_entries(entries, |e, buf, at| {
+            let buf = buf.bytes();
             let corrupt = |reason: String| StoreError::Corrupt {
                 segment: e.segment,
                 offset: e.offset,
@@ -214,7 +247,7 @@ impl ReadPath {
     fn visit_entries(
         &self,
         entries: &[Entry],
-        mut f: impl FnMut(&Entry, &[u8], usize) -> Result<(), StoreError>,
+        mut f: impl FnMut(&Entry, &mut RunBytes<'_>, usize) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         thread_local! {
             /// One read buffer per thread, kept between calls: a cursor
@@ -263,11 +296,58 @@ impl ReadPath {
         Ok(out)
     }
 
+    /// [`read_entries_cached`](Self::read_entries_cached) as views that
+    /// share the bytes read (see [`EventView`]): the same checks (frame
+    /// CRCs or, on the sparse path, each event's hash; the id in the
+    /// header; a header that decodes), no names or payloads copied.
+    pub fn read_views_cached(
+        &self,
+        entries: &[Entry],
+        cache: &mut FrameCache,
+    ) -> Result<Vec<EventView>, StoreError> {
+        let mut out = Vec::with_capacity(entries.len());
+        self.visit_with(entries, cache, &mut |e, run, at| {
+            out.push(Self::view_at(e, run, at)?);
+            Ok(())
+        })?;
+        if cache.buf.capacity() > FrameCache::KEEP {
+            *cache = FrameCache::default();
+        }
+        Ok(out)
+    }
+
+    fn view_at(e: &Entry, run: &mut RunBytes<'_>, at: usize) -> Result<EventView, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            segment: e.segment,
+            offset: e.offset,
+            reason,
+        };
+        let (header, payload, hash) = {
+            let buf = run.bytes();
+            let raw = decode_event_at(buf, at).map_err(corrupt)?;
+            let base = buf.as_ptr() as usize;
+            let span = |s: &[u8]| {
+                let from = s.as_ptr() as usize - base;
+                from..from + s.len()
+            };
+            (span(raw.header_bytes), span(raw.payload), raw.hash)
+        };
+        let view = EventView::from_stored(run.shared(), header, payload, hash).map_err(corrupt)?;
+        if view.id() != e.id {
+            return Err(corrupt(format!(
+                "expected event {} but found {}",
+                e.id,
+                view.id()
+            )));
+        }
+        Ok(view)
+    }
+
     fn visit_with(
         &self,
         entries: &[Entry],
         cache: &mut FrameCache,
-        f: &mut impl FnMut(&Entry, &[u8], usize) -> Result<(), StoreError>,
+        f: &mut impl FnMut(&Entry, &mut RunBytes<'_>, usize) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut i = 0;
         while i < entries.len() {
@@ -291,11 +371,11 @@ impl ReadPath {
                 continue;
             }
             cache.forget();
-            let buf = &mut cache.buf;
-            if self.sparse_run(&*file, &entries[i..j], buf, f)? {
+            if self.sparse_run(&*file, &entries[i..j], cache, f)? {
                 i = j;
                 continue;
             }
+            let buf = &mut cache.buf;
             Self::read_at(&*file, first.segment, buf, start, end)?;
             // Whole frames are needed for their CRC: a frame may run past
             // the last requested event (a batch read in part).
@@ -324,6 +404,10 @@ impl ReadPath {
                 Self::read_at(&*file, first.segment, buf, start, need)?;
             }
             let buf: &[u8] = &cache.buf;
+            let mut run = RunBytes {
+                bytes: buf,
+                shared: &mut cache.shared,
+            };
             let mut checked = u64::MAX;
             for e in &entries[i..j] {
                 let fs = e.frame_start();
@@ -338,7 +422,7 @@ impl ReadPath {
                     // Ascending: entries come in log order.
                     cache.checked.push(fs);
                 }
-                f(e, buf, (e.offset - start) as usize)?;
+                f(e, &mut run, (e.offset - start) as usize)?;
             }
             cache.file = Some(file);
             cache.start = start;
@@ -355,8 +439,8 @@ impl ReadPath {
         &self,
         file: &dyn DiskFile,
         run: &[Entry],
-        buf: &mut Vec<u8>,
-        f: &mut impl FnMut(&Entry, &[u8], usize) -> Result<(), StoreError>,
+        cache: &mut FrameCache,
+        f: &mut impl FnMut(&Entry, &mut RunBytes<'_>, usize) -> Result<(), StoreError>,
     ) -> Result<bool, StoreError> {
         /// Below this many bytes of frame around the events, whole-frame
         /// checks cost no more than hashing the events.
@@ -377,7 +461,12 @@ impl ReadPath {
         if frames_span <= wanted.saturating_mul(4) + SLACK {
             return Ok(false);
         }
-        Self::read_at(file, first.segment, buf, start, end)?;
+        Self::read_at(file, first.segment, &mut cache.buf, start, end)?;
+        let buf: &[u8] = &cache.buf;
+        let mut bytes = RunBytes {
+            bytes: buf,
+            shared: &mut cache.shared,
+        };
         for e in run {
             let at = (e.offset - start) as usize;
             let corrupt = |reason: String| StoreError::Corrupt {
@@ -392,7 +481,7 @@ impl ReadPath {
                     e.id
                 )));
             }
-            f(e, buf, at)?;
+            f(e, &mut bytes, at)?;
         }
         Ok(true)
     }

@@ -48,6 +48,19 @@ impl SeqList {
         }
     }
 
+    /// Removes and returns the last sequence (an aborted bulk
+    /// transaction's event leaving the index).
+    pub fn pop(&mut self) -> Option<u32> {
+        match self {
+            SeqList::Inline { len, seqs } => {
+                let n = (*len as usize).checked_sub(1)?;
+                *len -= 1;
+                Some(seqs[n])
+            }
+            SeqList::Heap(v) => v.pop(),
+        }
+    }
+
     /// Heap bytes held (0 inline).
     pub fn heap_bytes(&self) -> u64 {
         match self {

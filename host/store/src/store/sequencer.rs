@@ -309,6 +309,28 @@ impl Sequencer {
         self.undo.clear();
     }
 
+    /// Forgets the pending entries of `events`, which the index now holds
+    /// (a bulk transaction's part, indexed uncommitted: `uncommitted.rs`),
+    /// so an open transaction keeps no pending entry per event.
+    pub fn forget_pending(&mut self, events: &[(EventHeader, usize, u32)]) {
+        for (h, ..) in events {
+            self.pending.remove(&h.id);
+            if let Some(k) = &h.idempotency_key {
+                self.pending_keys.remove(k);
+            }
+        }
+    }
+
+    /// Pending entries (ids and keys) and cached chain heads held: what
+    /// the sequencer keeps beyond the index.
+    #[cfg(test)]
+    pub fn held(&self) -> (usize, usize) {
+        (
+            self.pending.len() + self.pending_keys.len(),
+            self.heads.len(),
+        )
+    }
+
     /// Stops accepting batches; true the first time.
     pub fn close(&mut self) -> bool {
         !std::mem::replace(&mut self.closed, true)
@@ -794,7 +816,7 @@ impl Appender<'_> {
         if let Some(p) = seq.pending.get(&id) {
             return Ok(Some((p.receipt, p.content)));
         }
-        let s = self.reads.index.read().seq_of(id);
+        let s = self.reads.index.read().seq_of_any(id);
         match s {
             Some(s) => self.known_at(s).map(Some),
             None => Ok(None),
@@ -861,8 +883,16 @@ impl Appender<'_> {
         })
     }
 
+    /// The event at sequence `s`, read back from the log; an open bulk
+    /// transaction's events included (indexed, not yet visible to readers:
+    /// `uncommitted.rs`).
     fn read_at(&self, s: u64) -> Result<crate::event::Event, StoreError> {
-        self.reads.get_by_sequence(s)?.ok_or_else(|| {
+        let entry = self.reads.index.read().entry_any(s);
+        let ev = match entry {
+            Some(e) => self.reads.read_entries(&[e])?.pop(),
+            None => None,
+        };
+        ev.ok_or_else(|| {
             StoreError::BadBatch(format!("index names sequence {s} but it cannot be read"))
         })
     }
@@ -887,9 +917,9 @@ impl Appender<'_> {
             .map(|at| &seq.queue.events[at].0);
         let (entity, kind) = match queued {
             Some(h) => (h.coordinate.entity.clone(), h.kind.clone()),
-            None => match self.reads.get_by_sequence(original.sequence) {
-                Ok(Some(ev)) => (ev.header.coordinate.entity.clone(), ev.header.kind.clone()),
-                _ => (String::new(), String::new()),
+            None => match self.read_at(original.sequence) {
+                Ok(ev) => (ev.header.coordinate.entity.clone(), ev.header.kind.clone()),
+                Err(_) => (String::new(), String::new()),
             },
         };
         StoreError::IdempotencyConflict(Box::new(super::IdempotencyConflict {
@@ -913,8 +943,8 @@ impl Appender<'_> {
         }
         // The index entry carries the correlation: no segment read.
         let ix = self.reads.index.read();
-        let s = ix.seq_of(cause)?;
-        Some(Ok(ix.entry(s).map_or(cause, |e| e.correlation)))
+        let s = ix.seq_of_any(cause)?;
+        Some(Ok(ix.entry_any(s).map_or(cause, |e| e.correlation)))
     }
 
     /// Reads, in one coalesced pass, the last event of every entity in
@@ -931,20 +961,20 @@ impl Appender<'_> {
             // one full miss each inside the per-event loop below.
             for p in items {
                 if let Some(id) = p.id {
-                    std::hint::black_box(ix.seq_of(id));
+                    std::hint::black_box(ix.seq_of_any(id));
                 }
                 if let Some(c) = p.causation {
-                    std::hint::black_box(ix.seq_of(c));
+                    std::hint::black_box(ix.seq_of_any(c));
                 }
             }
             items
                 .iter()
                 .filter(|p| !seq.heads.contains_key(&p.coordinate.entity))
                 .filter_map(|p| {
-                    let seqs = ix.entity_seqs(ix.names.get(&p.coordinate.entity)?);
+                    let seqs = ix.entity_seqs_any(ix.names.get(&p.coordinate.entity)?);
                     // The entity sequence is the position in the list.
                     let s = *seqs.last()? as u64;
-                    ix.entry(s).map(|e| (s, e, seqs.len() as u64))
+                    ix.entry_any(s).map(|e| (s, e, seqs.len() as u64))
                 })
                 .collect()
         };
@@ -971,8 +1001,9 @@ impl Appender<'_> {
     /// Drops the cached chain heads the index already holds once more than
     /// [`HEADS_CACHE_MAX`] are cached (called between batches, when no
     /// undo log refers to them). Heads the index does not hold yet —
-    /// queued, written but not visible, or in an open bulk transaction —
-    /// are kept: they cannot be read back. The next trim waits until the
+    /// queued, or written but not visible — are kept: they cannot be read
+    /// back (an open bulk transaction's written parts are in the index,
+    /// uncommitted, so theirs are dropped too). The next trim waits until the
     /// cache has doubled, so a cache of such heads is not rescanned per
     /// batch.
     fn trim_heads(&self, seq: &mut Sequencer) {
@@ -984,7 +1015,7 @@ impl Appender<'_> {
             let indexed = ix
                 .names
                 .get(entity)
-                .map_or(0, |e| ix.entity_seqs(e).len() as u64);
+                .map_or(0, |e| ix.entity_seqs_any(e).len() as u64);
             indexed < h.entity_seq
         });
         seq.heads.shrink_to_fit();
@@ -1000,12 +1031,10 @@ impl Appender<'_> {
             let ix = self.reads.index.read();
             ix.names
                 .get(entity)
-                .and_then(|e| ix.entity_seqs(e).last().map(|&s| s as u64))
+                .and_then(|e| ix.entity_seqs_any(e).last().map(|&s| s as u64))
         };
         let Some(s) = last else { return Ok(None) };
-        let ev = self.reads.get_by_sequence(s)?.ok_or_else(|| {
-            StoreError::BadBatch(format!("index names sequence {s} but it cannot be read"))
-        })?;
+        let ev = self.read_at(s)?;
         let h = Head {
             entity_seq: ev.header.entity_sequence,
             link: ChainLink {

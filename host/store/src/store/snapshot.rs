@@ -48,6 +48,43 @@ struct Meta {
     proof: Vec<SegmentProof>,
 }
 
+/// [`Meta`] as written: the same encoding, borrowing the index's names and
+/// keys instead of copying them (a copy of every entity name was the peak
+/// of a large bulk append's close).
+#[derive(Serialize)]
+struct MetaOut<'a> {
+    store_id: u128,
+    end_segment: u32,
+    end_offset: u64,
+    names: Names<'a>,
+    classes: &'a [(u32, u32)],
+    segments: &'a [(u32, u32)],
+    cause_foreign: Vec<(u32, u128)>,
+    corr_foreign: Vec<(u128, u32)>,
+    keys: Keys<'a>,
+    checkpoints: Vec<Checkpoint>,
+    count: u64,
+    proof: Vec<SegmentProof>,
+}
+
+/// The interned names, encoded as a sequence of strings.
+struct Names<'a>(&'a [std::sync::Arc<str>]);
+
+impl Serialize for Names<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|n| &**n))
+    }
+}
+
+/// The idempotency keys, encoded as a sequence of (key, sequence).
+struct Keys<'a>(&'a super::index::FastMap<String, u64>);
+
+impl Serialize for Keys<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|(k, v)| (k.as_str(), *v)))
+    }
+}
+
 /// A loaded snapshot: the index and the log position it covers.
 pub(crate) struct Loaded {
     pub index: Index,
@@ -120,16 +157,16 @@ pub(crate) fn save(
         source: std::io::Error::other("a snapshot needs at least one segment"),
     })?;
     let (end_segment, end_offset) = (last.segment, last.len);
-    let meta = Meta {
+    let meta = MetaOut {
         store_id,
         end_segment,
         end_offset,
-        names: index.names.names.iter().map(|s| s.to_string()).collect(),
-        classes: index.classes.clone(),
-        segments: index.segments.clone(),
+        names: Names(&index.names.names),
+        classes: &index.classes,
+        segments: &index.segments,
         cause_foreign: index.cause_foreign.iter().map(|(s, c)| (*s, c.0)).collect(),
         corr_foreign: index.corr_foreign.iter().map(|(c, s)| (c.0, *s)).collect(),
-        keys: index.keys.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        keys: Keys(&index.keys),
         checkpoints: index.checkpoints.values().cloned().collect(),
         count: index.last_sequence(),
         proof,
@@ -142,10 +179,15 @@ pub(crate) fn save(
     let write = || -> std::io::Result<()> {
         let f = disk.create(&tmp, true)?;
         let mut crc = crc32fast::Hasher::new();
-        let mut buf = Vec::with_capacity(4 + meta.len());
-        buf.extend_from_slice(&(meta.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&meta);
-        let mut at = 20u64;
+        // The meta's length and the meta, written as they are (not copied
+        // into the entries' buffer).
+        let len = (meta.len() as u32).to_le_bytes();
+        crc.update(&len);
+        crc.update(&meta);
+        f.write_all_at(&len, 20)?;
+        f.write_all_at(&meta, 24)?;
+        let mut at = 24 + meta.len() as u64;
+        let mut buf = Vec::with_capacity((4 << 20) + ENTRY_LEN);
         let n = index.ids.len();
         let mut i = 0;
         loop {
@@ -526,7 +568,7 @@ mod tests {
                 timestamp_us: s,
                 prev: None,
                 idempotency_key: None,
-                meta: Vec::new(),
+                meta: Default::default(),
             };
             let segment = if s <= n / 2 { 1 } else { 2 };
             index
