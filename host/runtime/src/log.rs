@@ -3,6 +3,7 @@
 //! Plugins log through the `host.log` import; the runtime logs failures,
 //! retries and parking here too. Stdout stays reserved for JSON output.
 
+use std::borrow::Cow;
 use std::io::Write;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
@@ -81,21 +82,63 @@ pub fn log(min: LogLevel, level: LogLevel, who: &str, message: &str) {
     if level < min || level == LogLevel::Off {
         return;
     }
-    let mut msg: String = message.chars().take(MAX_LOG_LINE).collect();
-    if msg.len() < message.len() {
-        msg.push_str(" [truncated]");
-    }
-    // Control characters from a plugin must not forge other lines or drive
-    // the terminal.
-    let msg: String = msg
-        .chars()
-        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
-        .collect();
+    let msg = clean_line(message);
     let sink = SINK.read().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(sink) = sink {
         sink(level, who, &msg);
         return;
     }
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "[{who}] {}: {msg}", level.as_str());
+    // One write per line: stderr is unbuffered, and `writeln!` on it makes
+    // a system call per formatted piece.
+    let line = format!("[{who}] {}: {msg}\n", level.as_str());
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// `message` cut to [`MAX_LOG_LINE`] characters (marked when cut), with
+/// control characters other than tab replaced by spaces: a plugin's line
+/// must not forge other lines or drive the terminal. Borrowed when there is
+/// nothing to change, as for nearly every line.
+fn clean_line(message: &str) -> Cow<'_, str> {
+    let plain = |c: char| !c.is_control() || c == '\t';
+    if message.len() <= MAX_LOG_LINE && message.chars().all(plain) {
+        return Cow::Borrowed(message);
+    }
+    let mut msg: String = message
+        .chars()
+        .take(MAX_LOG_LINE)
+        .map(|c| if plain(c) { c } else { ' ' })
+        .collect();
+    if message.chars().nth(MAX_LOG_LINE).is_some() {
+        msg.push_str(" [truncated]");
+    }
+    Cow::Owned(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_line_is_kept_as_it_is() {
+        assert!(matches!(
+            clean_line("shipping 2 x gizmo\tok"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn control_characters_become_spaces_and_long_lines_are_cut() {
+        assert_eq!(
+            clean_line("a\nfake [x] error: b\x1b[2J"),
+            "a fake [x] error: b [2J"
+        );
+        let long = "é".repeat(MAX_LOG_LINE + 1);
+        let cut = clean_line(&long);
+        assert_eq!(cut.chars().filter(|&c| c == 'é').count(), MAX_LOG_LINE);
+        assert!(cut.ends_with(" [truncated]"));
+        assert_eq!(
+            clean_line(&long[..MAX_LOG_LINE * 2]),
+            &long[..MAX_LOG_LINE * 2]
+        );
+    }
 }

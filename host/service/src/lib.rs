@@ -53,7 +53,8 @@ pub use protocol::{
 };
 pub use query::{
     append, event_json, event_line, proposal, proposals, read, receipt_json, verify, verify_json,
-    NewEvent, Page, PartitionPage, Query, MAX_APPEND_EVENTS, MAX_PAGE, MAX_PAGE_BYTES, MAX_WAIT_MS,
+    NewEvent, Page, PartitionPage, Query, ReceiptLine, MAX_APPEND_EVENTS, MAX_PAGE, MAX_PAGE_BYTES,
+    MAX_WAIT_MS,
 };
 pub use raw_json::{JsonError, RawJson};
 pub use served_log::{Follower, ServedLog};

@@ -426,10 +426,13 @@ pub fn now_us() -> u64 {
 
 /// Lowercase hex of a byte string.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    // By table, not `write!` per byte: receipts and events print a hash
+    // each, and formatting was a visible share of a large `append`.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+    for &b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
     }
     s
 }

@@ -96,23 +96,30 @@ impl LogFilter {
 
     /// Prints (or counts) one line from `who`.
     pub fn log(&self, now: Instant, level: LogLevel, who: &str, msg: &str) {
-        let line = format!("[{who}] {}: {msg}", level.as_str());
+        let line = || format!("[{who}] {}: {msg}", level.as_str());
         if self.per_second == 0 {
-            self.console.println(&line);
+            self.console.println(&line());
             return;
         }
         let mut notice = None;
         let print = {
             let mut sources = self.sources.lock();
-            if sources.len() >= MAX_SOURCES && !sources.contains_key(who) {
-                sources.retain(|_, w| now.duration_since(w.started) < WINDOW);
-            }
-            let w = sources.entry(who.to_string()).or_insert(Window {
-                started: now,
-                printed: 0,
-                suppressed: 0,
-                worst: LogLevel::Trace,
-            });
+            // Looked up before inserting: a line over the budget (most of a
+            // chatty plugin's) costs no allocation.
+            let w = match sources.get_mut(who) {
+                Some(w) => w,
+                None => {
+                    if sources.len() >= MAX_SOURCES {
+                        sources.retain(|_, w| now.duration_since(w.started) < WINDOW);
+                    }
+                    sources.entry(who.to_string()).or_insert(Window {
+                        started: now,
+                        printed: 0,
+                        suppressed: 0,
+                        worst: LogLevel::Trace,
+                    })
+                }
+            };
             if now.duration_since(w.started) >= WINDOW {
                 notice = take_notice(who, w, self.per_second);
                 *w = Window {
@@ -135,7 +142,7 @@ impl LogFilter {
             self.console.println(&n);
         }
         if print {
-            self.console.println(&line);
+            self.console.println(&line());
         }
     }
 

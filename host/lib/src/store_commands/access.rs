@@ -58,13 +58,14 @@ pub trait StoreAccess {
     ) -> anyhow::Result<()>;
 
     /// Appends `events` as the next part of one bulk transaction (the first
-    /// part opens it); their receipts, final once [`bulk_commit`] succeeds.
+    /// part opens it); their receipts as JSON lines (without the newline),
+    /// final once [`bulk_commit`] succeeds.
     ///
     /// [`bulk_commit`]: StoreAccess::bulk_commit
     ///
     /// # Errors
     /// [`PartRefused`]; the transaction is abandoned.
-    fn bulk_part(&mut self, events: Vec<NewEvent>) -> Result<Vec<Value>, PartRefused>;
+    fn bulk_part(&mut self, events: Vec<NewEvent>) -> Result<Vec<String>, PartRefused>;
 
     /// Commits the bulk transaction; how many events it appended, once
     /// durable.
@@ -186,7 +187,7 @@ impl StoreAccess for LocalStore {
         })
     }
 
-    fn bulk_part(&mut self, events: Vec<NewEvent>) -> Result<Vec<Value>, PartRefused> {
+    fn bulk_part(&mut self, events: Vec<NewEvent>) -> Result<Vec<String>, PartRefused> {
         // The host's own steps for a part (batpak_service), run here.
         let props = events
             .into_iter()
@@ -215,7 +216,10 @@ impl StoreAccess for LocalStore {
         Ok(rs
             .iter()
             .zip(&meta)
-            .map(|(r, (c, k))| batpak_service::receipt_json(r, c, k))
+            .map(|(r, (c, k))| {
+                serde_json::to_string(&batpak_service::ReceiptLine::new(r, c, k))
+                    .expect("a receipt encodes")
+            })
             .collect())
     }
 
@@ -321,11 +325,13 @@ impl StoreAccess for Client {
         pass(&mut |_: &Proposal| Ok(()))
     }
 
-    fn bulk_part(&mut self, events: Vec<NewEvent>) -> Result<Vec<Value>, PartRefused> {
-        Client::bulk_part(self, events).map_err(|e| match e {
-            ClientError::Remote(w) => PartRefused::Refused(w.message),
-            e => PartRefused::Failed(e.into()),
-        })
+    fn bulk_part(&mut self, events: Vec<NewEvent>) -> Result<Vec<String>, PartRefused> {
+        Client::bulk_part(self, events)
+            .map(|rs| rs.iter().map(Value::to_string).collect())
+            .map_err(|e| match e {
+                ClientError::Remote(w) => PartRefused::Refused(w.message),
+                e => PartRefused::Failed(e.into()),
+            })
     }
 
     fn bulk_commit(&mut self) -> anyhow::Result<u64> {

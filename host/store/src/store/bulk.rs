@@ -345,24 +345,22 @@ fn index_part(
     (segment, base): (u32, u64),
 ) -> Result<(), StoreError> {
     let mut ix = core.reads.index.write();
-    let (mut fstart, mut ev) = (0usize, 0usize);
-    for &(fend, fev) in &q.frames {
-        let frame = base + fstart as u64;
-        for (h, at, hlen) in &q.events[ev..fev] {
-            let plen_at = at + 4 + *hlen as usize + 32;
-            let plen = u32_at(&q.bytes, plen_at) as usize;
-            let payload = &q.bytes[plen_at + 4..plen_at + 4 + plen];
-            let offset = base + *at as u64;
-            ix.insert(h, segment, frame, offset, *hlen, payload)
-                .map_err(|reason| StoreError::Corrupt {
-                    segment,
-                    offset,
-                    reason,
-                })?;
-        }
-        (fstart, ev) = (fend, fev);
-    }
-    Ok(())
+    q.visit(0..q.frames.len(), |e| {
+        let offset = base + e.at as u64;
+        ix.insert(
+            e.header,
+            segment,
+            base + e.frame_at as u64,
+            offset,
+            e.header_len,
+            e.payload,
+        )
+        .map_err(|reason| StoreError::Corrupt {
+            segment,
+            offset,
+            reason,
+        })
+    })
 }
 
 impl Drop for BulkAppend {

@@ -17,6 +17,7 @@
 use super::durability::Durability;
 use super::frame::{begin_frame, finish_frame, FRAME_HEADER, MAX_FRAME_BODY};
 use super::index::FastMap;
+use super::le_bytes::u32_at;
 use super::read_path::ReadPath;
 use super::segment::{push_event, PART_PREFIX, TAG_BATCH, TAG_TXN_PART};
 use super::{AppendOptions, Checkpoint, StoreError, Wait};
@@ -56,9 +57,52 @@ pub(crate) struct Queue {
     pub events: Vec<(EventHeader, usize, u32)>,
 }
 
+/// One queued event as the writer and a bulk transaction index it: its
+/// header, where its frame and the event itself start in the queue's
+/// bytes, its encoded header's length, its hash and its payload.
+pub(crate) struct QueuedEvent<'q> {
+    pub header: &'q EventHeader,
+    pub frame_at: usize,
+    pub at: usize,
+    pub header_len: u32,
+    pub hash: [u8; 32],
+    pub payload: &'q [u8],
+}
+
 impl Queue {
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty()
+    }
+
+    /// Calls `f` on each event of the frames `frames` (indexes into
+    /// `self.frames`), in order, stopping at its first error. The one walk
+    /// of the queue's layout, shared by the writer and bulk transactions.
+    pub fn visit<E>(
+        &self,
+        frames: std::ops::Range<usize>,
+        mut f: impl FnMut(QueuedEvent<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (mut frame_at, mut ev) = match frames.start {
+            0 => (0, 0),
+            i => self.frames[i - 1],
+        };
+        for &(frame_end, frame_events) in &self.frames[frames] {
+            for (header, at, header_len) in &self.events[ev..frame_events] {
+                let hash_at = at + 4 + *header_len as usize;
+                let len_at = hash_at + 32;
+                let len = u32_at(&self.bytes, len_at) as usize;
+                f(QueuedEvent {
+                    header,
+                    frame_at,
+                    at: *at,
+                    header_len: *header_len,
+                    hash: self.bytes[hash_at..len_at].try_into().expect("32 bytes"),
+                    payload: &self.bytes[len_at + 4..len_at + 4 + len],
+                })?;
+            }
+            (frame_at, ev) = (frame_end, frame_events);
+        }
+        Ok(())
     }
 
     /// Empties the queue, keeping modest buffers for reuse.
@@ -172,11 +216,13 @@ fn undo_batch(seq: &mut Sequencer) {
 struct Pending {
     receipt: Receipt,
     correlation: EventId,
-    /// The event's [`content_digest`] when it has an idempotency key or an
-    /// explicit id (an event not yet visible cannot be read back, so a
-    /// repeated key or id is checked against this); `None` for an event
-    /// with a generated id, which costs no digest (only a caller echoing
-    /// that id can name it: see [`Appender::queued_digest`]).
+    /// The event's [`content_digest`] when a strict append gave it an
+    /// idempotency key or an explicit id (an event not yet visible cannot
+    /// be read back, so a repeated key or id is checked against this);
+    /// `None` for an event with a generated id, or from a non-strict append
+    /// (the host's reactions), which costs no digest: a strict append that
+    /// names it takes the digest from its queued bytes
+    /// ([`Appender::queued_digest`]).
     content: Option<Digest>,
 }
 
@@ -663,8 +709,9 @@ impl Appender<'_> {
                 known = self.lookup_id(seq, id)?;
             }
             // Only an event with a key or an explicit id can be named again
-            // by a later one: only those pay for a digest.
-            let content = (p.idempotency_key.is_some() || p.id.is_some()).then(|| {
+            // by a later one, and only a strict append compares content:
+            // only those pay for a digest.
+            let content = (strict && (p.idempotency_key.is_some() || p.id.is_some())).then(|| {
                 content_digest(
                     &p.coordinate.entity,
                     &p.coordinate.scope,

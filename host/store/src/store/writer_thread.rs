@@ -344,38 +344,31 @@ impl Writer {
         let ev_to = q.frames[f_to - 1].1;
         {
             let mut ix = core.reads.index.write();
-            let mut fstart = from;
-            let mut ev = ev_from;
-            for &(fend, fev) in &q.frames[f_from..f_to] {
-                let frame = at_seg(fstart);
-                for (h, at, hlen) in &q.events[ev..fev] {
-                    let at = *at;
-                    let plen_at = at + 4 + *hlen as usize + 32;
-                    let plen = u32::from_le_bytes(
-                        q.bytes[plen_at..plen_at + 4].try_into().expect("4 bytes"),
-                    ) as usize;
-                    let payload = &q.bytes[plen_at + 4..plen_at + 4 + plen];
-                    ix.insert(h, seg, frame, at_seg(at), *hlen, payload)
-                        .map_err(|reason| StoreError::Corrupt {
-                            segment: seg,
-                            offset: at_seg(at),
-                            reason,
-                        })?;
-                    last = h.sequence;
-                    if subs {
-                        let hash: [u8; 32] = q.bytes[at + 4 + *hlen as usize..plen_at]
-                            .try_into()
-                            .expect("32 bytes");
-                        notify.push(Event {
-                            header: Arc::new(h.clone()),
-                            payload: Arc::from(payload),
-                            hash,
-                        });
-                    }
+            q.visit(f_from..f_to, |e| {
+                let offset = at_seg(e.at);
+                ix.insert(
+                    e.header,
+                    seg,
+                    at_seg(e.frame_at),
+                    offset,
+                    e.header_len,
+                    e.payload,
+                )
+                .map_err(|reason| StoreError::Corrupt {
+                    segment: seg,
+                    offset,
+                    reason,
+                })?;
+                last = e.header.sequence;
+                if subs {
+                    notify.push(Event {
+                        header: Arc::new(e.header.clone()),
+                        payload: Arc::from(e.payload),
+                        hash: e.hash,
+                    });
                 }
-                fstart = fend;
-                ev = fev;
-            }
+                Ok(())
+            })?;
         }
         self.since_snapshot += (ev_to - ev_from) as u64;
         {
