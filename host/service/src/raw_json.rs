@@ -7,6 +7,7 @@
 //! sliced out of its envelope, never re-encoded.
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
@@ -221,17 +222,58 @@ impl<'de> Visitor<'de> for Check<'_> {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
+        // The keys of a small object (every event line's) are compared in
+        // a list, borrowed from the text; a large one's go to a hash set,
+        // so a hostile object of many keys stays linear.
+        let mut few: Vec<Cow<'de, str>> = Vec::new();
+        let mut many: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(key) = map.next_key_seed(Key)? {
+            let repeated = if many.is_empty() && few.len() < SMALL_OBJECT {
+                few.contains(&key)
+            } else {
+                many.extend(few.drain(..));
+                many.contains(&key)
+            };
+            if repeated {
                 let msg = format!("duplicate key {key:?}");
-                *self.0.borrow_mut() = Some(key);
+                *self.0.borrow_mut() = Some(key.into_owned());
                 return Err(de::Error::custom(msg));
             }
             map.next_value_seed(Check(self.0))?;
-            seen.insert(key);
+            if many.is_empty() {
+                few.push(key);
+            } else {
+                many.insert(key);
+            }
         }
         Ok(())
+    }
+}
+
+/// Keys an object may have before they are checked in a hash set instead
+/// of a list.
+const SMALL_OBJECT: usize = 16;
+
+/// An object key, borrowed from the text when it has no escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(s))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(s.to_owned()))
     }
 }
 
@@ -263,6 +305,28 @@ mod tests {
             Err(JsonError::Syntax(_))
         ));
         assert!(RawJson::parse(r#"{"a":{"x":1},"b":{"x":1}}"#).is_ok());
+    }
+
+    /// A key repeated in an escaped spelling, and in an object past the
+    /// size whose keys are checked in a list, is still a repeat.
+    #[test]
+    fn duplicate_keys_are_found_escaped_and_in_large_objects() {
+        let e = RawJson::parse(r#"{"ab":1,"a\u0062":2}"#).unwrap_err();
+        assert!(matches!(e, JsonError::DuplicateKey { ref key, .. } if key == "ab"));
+        for n in [SMALL_OBJECT - 1, SMALL_OBJECT, SMALL_OBJECT + 1, 100] {
+            let keys: Vec<String> = (0..n).map(|i| format!("\"k{i}\":{i}")).collect();
+            let fine = format!("{{{}}}", keys.join(","));
+            assert!(RawJson::parse(&fine).is_ok(), "{n} keys");
+            for repeat in [0, n / 2, n - 1] {
+                let bad = format!("{{{},\"k{repeat}\":0}}", keys.join(","));
+                let e = RawJson::parse(&bad).unwrap_err();
+                let want = format!("k{repeat}");
+                assert!(
+                    matches!(e, JsonError::DuplicateKey { ref key, .. } if *key == want),
+                    "{n} keys, k{repeat} repeated: {e}"
+                );
+            }
+        }
     }
 
     mod arbitrary {

@@ -141,8 +141,12 @@ pub fn validate_name(what: &'static str, s: &str, max: usize) -> Result<(), Vali
     if s.len() > max {
         return Err(bad(&format!("is {} bytes; the limit is {max}", s.len())));
     }
-    if s.trim() != s {
+    if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
         return Err(bad("must not start or end with whitespace"));
+    }
+    // Nearly every name is ASCII: one pass over its bytes then.
+    if s.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Ok(());
     }
     if let Some(c) = s
         .chars()
