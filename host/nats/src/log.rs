@@ -833,6 +833,27 @@ impl NatsLog {
                     // The checkpoint says.
                     if let Some(commit) = fenced {
                         let now = self.checkpoint(p, &commit.reactor)?;
+                        // This very commit is stored: a copy of it whose
+                        // answer was lost landed first (a leader change
+                        // under load), and this refusal is of the repeat.
+                        // It landed whole, ending at its checkpoint.
+                        if let Some(c) = now
+                            .as_ref()
+                            .filter(|c| c.token.as_deref() == Some(commit.token.as_str()))
+                        {
+                            let n = built.ids.len() as u64;
+                            let first = c.sequence - n - foreign.len() as u64;
+                            let outboxed = foreign
+                                .iter()
+                                .zip(first + n..)
+                                .map(|((q, r), s)| (r.id.expect("ids fixed above"), *q, s))
+                                .collect();
+                            return Ok((
+                                built.ids.into_iter().zip(first..).collect(),
+                                outboxed,
+                                c.sequence,
+                            ));
+                        }
                         if now.map_or(0, |c| c.sequence) != commit.expected {
                             return Err(LogError::Fenced {
                                 partition: p,
