@@ -870,7 +870,7 @@ impl NatsLog {
     }
 
     /// Learns whether `commit` is stored, after it ended in
-    /// [`LogError::Unknown`] (or `Fenced` on a retry): reads the reactor's
+    /// [`LogError::Unknown`]: reads the reactor's
     /// checkpoint from the stream leader and compares its token.
     ///
     /// The answer is final. A commit whose answer was lost may still be in

@@ -101,11 +101,15 @@ fn a_batch_lands_whole_and_a_zombie_instances_batch_is_refused_whole() {
     );
     let done2 = live.commit(&second).unwrap();
     assert_eq!(done2.checkpoint, 22);
-    // A retry of a commit that landed is fenced and resolves as landed.
-    assert!(matches!(
-        live.commit(&second),
-        Err(LogError::Fenced { expected: 11, .. })
-    ));
+    // A retry of a commit that landed stores nothing and answers as the
+    // commit did (its checkpoint carries the commit's token), and it
+    // resolves as landed.
+    let again = live.commit(&second).unwrap();
+    assert_eq!(
+        (again.reactions.clone(), again.checkpoint),
+        (done2.reactions.clone(), 22)
+    );
+    assert_eq!(live.last_sequence(p).unwrap(), 22, "nothing stored twice");
     assert_eq!(
         live.resolve_commit(&second).unwrap(),
         Resolution::Landed(22)
