@@ -797,14 +797,8 @@ impl NatsLog {
                 Some(Ok(ack)) => {
                     self.saw(p, ack.sequence);
                     let n = built.ids.len() as u64;
-                    let boxed = foreign.len() as u64;
-                    let first = ack.sequence + 1 - n - boxed - u64::from(fenced.is_some());
+                    let (first, outboxed) = stored_at(n, &foreign, ack.sequence, fenced.is_some());
                     let sequences: Vec<u64> = (0..n).map(|i| first + i).collect();
-                    let outboxed = foreign
-                        .iter()
-                        .zip(first + n..)
-                        .map(|((q, r), s)| (r.id.expect("ids fixed above"), *q, s))
-                        .collect();
                     // Each entity's head is its last record in the batch.
                     for (entity, _, mut after) in built.heads {
                         after.stream_sequence = records
@@ -842,12 +836,7 @@ impl NatsLog {
                             .filter(|c| c.token.as_deref() == Some(commit.token.as_str()))
                         {
                             let n = built.ids.len() as u64;
-                            let first = c.sequence - n - foreign.len() as u64;
-                            let outboxed = foreign
-                                .iter()
-                                .zip(first + n..)
-                                .map(|((q, r), s)| (r.id.expect("ids fixed above"), *q, s))
-                                .collect();
+                            let (first, outboxed) = stored_at(n, &foreign, c.sequence, true);
                             return Ok((
                                 built.ids.into_iter().zip(first..).collect(),
                                 outboxed,
@@ -1564,4 +1553,24 @@ fn batch_error(
             }
         }
     }
+}
+
+/// Where a batch of `n` events, then `foreign`'s outbox messages, then
+/// (when `checkpointed`) its checkpoint was stored, given the stream
+/// sequence of its last message: a batch lands whole and in order. The
+/// first event's sequence, and each outbox message's id, partition and
+/// sequence.
+fn stored_at(
+    n: u64,
+    foreign: &[(u32, Proposal)],
+    last: u64,
+    checkpointed: bool,
+) -> (u64, Vec<(EventId, u32, u64)>) {
+    let first = last + 1 - n - foreign.len() as u64 - u64::from(checkpointed);
+    let outboxed = foreign
+        .iter()
+        .zip(first + n..)
+        .map(|((q, r), s)| (r.id.expect("ids fixed before sending"), *q, s))
+        .collect();
+    (first, outboxed)
 }
